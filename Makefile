@@ -1,0 +1,78 @@
+# keyquorum. `make test` is the test command CI runs (through .ci/run).
+GO        ?= go
+BIN       ?= bin
+PKGS      := ./...
+# A duration (30s) or an execution count (20000x). CI uses a count: with a
+# duration, go test -fuzz can fail with "context deadline exceeded" when the
+# deadline falls while a worker is busy (golang/go#48127), which says nothing
+# about our code.
+FUZZTIME  ?= 30s
+
+.PHONY: all build test verify dev bench fuzz clean
+
+all: verify build test
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/keyd ./cmd/keyctl
+
+# Unit, integration (in-process clusters) and end-to-end (real processes)
+# tests; the race detector on the packages with concurrency.
+test: build
+	$(GO) test -count=1 -race ./fsm/... ./shamir/... ./cluster/... ./gateway/...
+	$(GO) test -count=1 . ./cmd/... ./e2e/...
+
+# Fails on any drift: formatting, vet, go.mod tidiness, architecture.
+verify:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+	cp go.mod /tmp/keyquorum-go.mod.bak; cp go.sum /tmp/keyquorum-go.sum.bak
+	$(GO) mod tidy
+	@if ! diff -q go.mod /tmp/keyquorum-go.mod.bak >/dev/null || ! diff -q go.sum /tmp/keyquorum-go.sum.bak >/dev/null; then \
+		echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; fi
+	$(GO) test -count=1 -run 'TestImportsPointDown|TestNoGrabBagPackages|TestEveryPackageHasDocComment' .
+
+dev:
+	$(GO) run ./cmd/keyd dev
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 200x ./shamir/
+	$(GO) run ./cmd/keybench
+
+# Every fuzz target, FUZZTIME each.
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+clean:
+	rm -rf $(BIN)
+
+# The partition and chaos suite (jepsen/README.md); needs root, ip, tc and
+# iptables. jepsen-short is what CI runs: the suite's own tests (a keyd
+# built with stale reads must be caught), then one run with a fixed seed
+# and one with a seed from the clock. jepsen is the campaign: 10 runs of
+# 60 s, each nemesis in turn, then mixed schedules; JEPSEN_SEED=N repeats
+# a campaign. Reports go to jepsen/runs/.
+JEPSEN_SEED  ?= 0
+JEPSEN_STAMP := $(shell date +%Y%m%d-%H%M%S)
+JEPSEN_OUT   ?= jepsen/runs/$(JEPSEN_STAMP)
+
+.PHONY: jepsen jepsen-short jepsen-bin
+
+jepsen-bin:
+	$(GO) build -race -o $(BIN)/keyd-race ./cmd/keyd
+	$(GO) build -o $(BIN)/jepsen ./jepsen/cmd/jepsen
+
+jepsen: jepsen-bin
+	$(BIN)/jepsen campaign -runs 10 -duration 60s -seed $(JEPSEN_SEED) -keyd $(BIN)/keyd-race -out $(JEPSEN_OUT)
+
+jepsen-short: jepsen-bin
+	$(GO) test -count=1 -run 'TestBrokenBuildIsCaught|TestTeardownRemovesLeftovers' ./jepsen/
+	status=0; \
+	$(BIN)/jepsen run -seed 14 -nemesis mixed -duration 50s -keyd $(BIN)/keyd-race -out $(JEPSEN_OUT)/fixed || status=1; \
+	$(BIN)/jepsen run -seed 0 -nemesis mixed -duration 50s -keyd $(BIN)/keyd-race -out $(JEPSEN_OUT)/random || status=1; \
+	exit $$status

@@ -1,0 +1,121 @@
+// Package keyquorum_test keeps the architecture of DESIGN.md section 2:
+// imports point down the list of layers and never up, fsm and shamir
+// import nothing of the project, no grab-bag packages, and every package
+// has a doc comment.
+package keyquorum_test
+
+import (
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/keyquorum/keyquorum"
+
+// layers, top to bottom: a package may import only packages of its own
+// layer or of layers below it.
+var layers = []string{"cmd", "e2e", "jepsen", "gateway", "agent", "cluster", "rpc", "fsm", "shamir"}
+
+// isolated packages import nothing of the project.
+var isolated = []string{"fsm", "shamir"}
+
+type pkg struct {
+	dir     string
+	imports []string
+	hasDoc  bool
+}
+
+func loadPackages(t *testing.T) map[string]*pkg {
+	t.Helper()
+	pkgs := map[string]*pkg{}
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); path != "." && (strings.HasPrefix(name, ".") || name == "testdata" || name == "bin") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly|parser.ParseComments)
+		if err != nil {
+			return err
+		}
+		dir := filepath.Dir(path)
+		p := pkgs[dir]
+		if p == nil {
+			p = &pkg{dir: dir}
+			pkgs[dir] = p
+		}
+		if f.Doc != nil && strings.HasPrefix(f.Doc.Text(), "Package "+f.Name.Name) || f.Name.Name == "main" && f.Doc != nil {
+			p.hasDoc = true
+		}
+		for _, imp := range f.Imports {
+			path, _ := strconv.Unquote(imp.Path.Value)
+			if strings.HasPrefix(path, module+"/") {
+				p.imports = append(p.imports, strings.TrimPrefix(path, module+"/"))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pkgs
+}
+
+func layerOf(dir string) int {
+	top := strings.Split(filepath.ToSlash(dir), "/")[0]
+	return slices.Index(layers, top)
+}
+
+func TestImportsPointDown(t *testing.T) {
+	pkgs := loadPackages(t)
+	if len(pkgs) < 5 {
+		t.Fatalf("found only %d packages: is the test running at the module root?", len(pkgs))
+	}
+	for dir, p := range pkgs {
+		from := layerOf(dir)
+		if from < 0 {
+			t.Errorf("package %s is in no layer of DESIGN.md section 2", dir)
+			continue
+		}
+		for _, imp := range p.imports {
+			to := layerOf(imp)
+			if to < from {
+				t.Errorf("%s imports %s: imports must point down %v", dir, imp, layers)
+			}
+			for _, iso := range isolated {
+				if strings.Split(dir, "/")[0] == iso && !strings.HasPrefix(imp, iso) {
+					t.Errorf("%s imports %s: %s must import nothing of the project", dir, imp, iso)
+				}
+			}
+		}
+	}
+}
+
+func TestNoGrabBagPackages(t *testing.T) {
+	for dir := range loadPackages(t) {
+		switch filepath.Base(dir) {
+		case "util", "utils", "common", "helpers", "misc", "models":
+			t.Errorf("package %s: name packages after what they are", dir)
+		}
+	}
+}
+
+func TestEveryPackageHasDocComment(t *testing.T) {
+	for dir, p := range loadPackages(t) {
+		if !p.hasDoc {
+			t.Errorf("package %s has no doc comment", dir)
+		}
+	}
+}

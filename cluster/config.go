@@ -1,0 +1,87 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Defaults, tuned for nodes on one LAN: a leader's loss is noticed and a
+// new one elected well within 1.5 s.
+const (
+	DefaultHeartbeatTimeout   = 500 * time.Millisecond
+	DefaultElectionTimeout    = 500 * time.Millisecond
+	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
+	DefaultRequestTimeout     = 3 * time.Second
+	DefaultShutdownTimeout    = 10 * time.Second
+)
+
+// Config is one node's configuration.
+type Config struct {
+	// NodeID names the node in Raft and in the cluster's state.
+	NodeID string
+	// DataDir holds the node's identity, Raft log, snapshots and shares.
+	DataDir string
+	// RaftAddr is host:port for Raft and node-to-node calls (one TLS port,
+	// protocols told apart by ALPN). Peers dial it as given.
+	RaftAddr string
+	// GossipAddr is host:port for memberlist (UDP and TCP).
+	GossipAddr string
+	// APIAddr is host:port where the node's gateway serves clients; the
+	// node advertises it to peers and clients.
+	APIAddr string
+
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	// RequestTimeout bounds one release, read or write end to end, so a
+	// node without quorum answers "no quorum" instead of hanging.
+	RequestTimeout time.Duration
+
+	// Raft snapshots: taken every SnapshotInterval once SnapshotThreshold
+	// entries were appended since the last, keeping TrailingLogs entries
+	// for followers that lag. Zero means Raft's default.
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a configuration with the default timeouts; the
+// caller sets the node ID, data directory and addresses.
+func DefaultConfig() Config {
+	return Config{
+		HeartbeatTimeout:   DefaultHeartbeatTimeout,
+		ElectionTimeout:    DefaultElectionTimeout,
+		LeaderLeaseTimeout: DefaultLeaderLeaseTimeout,
+		RequestTimeout:     DefaultRequestTimeout,
+		Logger:             slog.Default(),
+	}
+}
+
+func (c *Config) validate() error {
+	if c.NodeID == "" {
+		return errors.New("node ID is empty")
+	}
+	if c.DataDir == "" {
+		return errors.New("data directory is empty")
+	}
+	for name, addr := range map[string]string{"raft": c.RaftAddr, "gossip": c.GossipAddr, "API": c.APIAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s address %q: %w", name, addr, err)
+		}
+	}
+	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
+		return errors.New("leader lease timeout must not exceed the heartbeat timeout")
+	}
+	if c.RequestTimeout <= 0 {
+		return errors.New("request timeout must be positive")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}

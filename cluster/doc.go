@@ -1,0 +1,34 @@
+// Package cluster is one keyquorum node: Raft (hashicorp/raft with
+// raft-boltdb) replicating the fsm state machine, memberlist gossip for
+// health, the node-to-node protocol, and the operations every gateway
+// adapts (the Service interface).
+//
+// # Ports
+//
+// A node has one TLS port for Raft and node-to-node calls, told apart by
+// ALPN; both ends present certificates of the cluster CA with the node
+// role and check the peer's on dial and on accept. Gossip has its own
+// port, encrypted with the cluster's gossip key. Gateways listen on ports
+// of their own.
+//
+// # Consistency
+//
+// Every write goes through Raft. Reads that authorize something (a
+// release, a listing) use a read index: the leader records the last
+// index its state machine has applied and confirms its leadership with a
+// round of heartbeats; the reader waits until its state machine has
+// applied that index. A share holder waits for
+// the coordinator's read index before it checks the rules itself, so once
+// a revoke is acknowledged no release that starts afterwards succeeds on
+// any node. Requests are bounded by Config.RequestTimeout: a node without
+// a quorum answers KindNoQuorum instead of hanging.
+//
+// # Keys
+//
+// Secrets are sealed to the cluster public key by threshold ElGamal (see
+// package shamir); a release gathers t partial decryptions, each with a
+// DLEQ proof the coordinator checks, and combines them. The cluster
+// secret is never rebuilt. Shares live only in shares.json in the data
+// directory, are changed only by resharing rounds driven through the log,
+// and are erased when an epoch ends.
+package cluster

@@ -1,0 +1,74 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+// Kind classifies an error for every protocol: each gateway maps it to its
+// own status codes, and it survives node-to-node calls.
+type Kind string
+
+// The error kinds.
+const (
+	KindInvalid         Kind = "invalid"         // the request is malformed
+	KindNotFound        Kind = "not_found"       // no such key, node or rule
+	KindExists          Kind = "exists"          // the name is taken
+	KindDenied          Kind = "denied"          // not allowed, or the key is revoked or expired
+	KindUnauthenticated Kind = "unauthenticated" // the signature or certificate is not accepted
+	KindConflict        Kind = "conflict"        // a compare-and-swap lost
+	KindNoQuorum        Kind = "no_quorum"       // too few nodes answered; nothing happened
+	KindUnknownOutcome  Kind = "unknown_outcome" // a write timed out: it may or may not have happened
+	KindNotInitialized  Kind = "not_initialized" // the node is not part of a cluster yet
+	KindInternal        Kind = "internal"        // a bug or a local failure
+)
+
+// Error is an error with a kind. Its message is safe to show: it never
+// carries key material.
+type Error struct {
+	Kind    Kind   `json:"kind"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Errorf makes an Error.
+func Errorf(kind Kind, format string, args ...any) *Error {
+	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
+}
+
+// KindOf returns the kind of err, KindInternal for errors without one.
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return KindInternal
+}
+
+// Definite reports whether an error means the operation did not happen.
+func Definite(err error) bool { return KindOf(err) != KindUnknownOutcome }
+
+// fromFSM converts a refusal of the state machine.
+func fromFSM(e *fsm.Error) *Error {
+	if e == nil {
+		return nil
+	}
+	kinds := map[fsm.Code]Kind{
+		fsm.CodeInvalid:      KindInvalid,
+		fsm.CodeNotFound:     KindNotFound,
+		fsm.CodeExists:       KindExists,
+		fsm.CodeDenied:       KindDenied,
+		fsm.CodeBadSignature: KindUnauthenticated,
+		fsm.CodeReplay:       KindUnauthenticated,
+		fsm.CodeConflict:     KindConflict,
+		fsm.CodeState:        KindConflict,
+	}
+	k, ok := kinds[e.Code]
+	if !ok {
+		k = KindInternal
+	}
+	return &Error{Kind: k, Message: e.Message}
+}

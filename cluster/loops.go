@@ -1,0 +1,200 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+// watchLeadership marks the node ready to serve read indexes once it is
+// leader and has committed an entry of its own term (a barrier), as a read
+// index needs.
+func (n *Node) watchLeadership(ctx context.Context, rt *runtime) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-rt.raft.LeaderCh():
+		case <-tick.C:
+		}
+		if rt.raft.State() != raft.Leader {
+			n.leaderReady.Store(false)
+			continue
+		}
+		if !n.leaderReady.Load() && rt.raft.Barrier(n.cfg.RequestTimeout).Error() == nil {
+			n.leaderReady.Store(rt.raft.State() == raft.Leader)
+		}
+	}
+}
+
+// reconcileMembers runs on the leader: it makes Raft's voters the nodes
+// that the state machine lists. Nodes are added to the state by signed
+// commands, so a voter exists only if an operator admitted it; a node
+// leaves the voters when the resharing without it completes. It acts only
+// once the leader is ready (watchLeadership): before its barrier, a new
+// leader's state machine may still be replaying the log, and would list
+// fewer nodes than the cluster has.
+func (n *Node) reconcileMembers(ctx context.Context, rt *runtime) {
+	for {
+		_, changed := n.rfsm.watch()
+		if rt.raft.State() == raft.Leader && n.leaderReady.Load() {
+			n.reconcileOnce(rt)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (n *Node) reconcileOnce(rt *runtime) {
+	want := map[raft.ServerID]raft.ServerAddress{}
+	initialized := false
+	n.fsm.Read(func(s *fsm.State) {
+		initialized = s.Initialized()
+		for id, node := range s.Nodes {
+			want[raft.ServerID(id)] = raft.ServerAddress(node.RaftAddr)
+		}
+	})
+	if !initialized {
+		return
+	}
+	f := rt.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	have := map[raft.ServerID]bool{}
+	for _, s := range f.Configuration().Servers {
+		have[s.ID] = true
+		if _, ok := want[s.ID]; !ok && s.ID != raft.ServerID(n.id.NodeID) {
+			if err := rt.raft.RemoveServer(s.ID, 0, 5*time.Second).Error(); err != nil {
+				n.log.Warn("removing raft voter", "peer", s.ID, "err", err)
+			} else {
+				n.log.Info("removed raft voter", "peer", s.ID)
+			}
+		}
+	}
+	for id, addr := range want {
+		if !have[id] {
+			if err := rt.raft.AddVoter(id, addr, 0, 5*time.Second).Error(); err != nil {
+				n.log.Warn("adding raft voter", "peer", id, "err", err)
+			} else {
+				n.log.Info("added raft voter", "peer", id, "addr", addr)
+			}
+		}
+	}
+	// The leader removes itself last, once the others are in order.
+	if _, ok := want[raft.ServerID(n.id.NodeID)]; !ok && have[raft.ServerID(n.id.NodeID)] {
+		if err := rt.raft.RemoveServer(raft.ServerID(n.id.NodeID), 0, 5*time.Second).Error(); err != nil {
+			n.log.Warn("removing self from raft", "err", err)
+		}
+	}
+}
+
+// joinGossip keeps the node in gossip with every member the state lists.
+func (n *Node) joinGossip(ctx context.Context, rt *runtime) {
+	var last time.Time
+	for {
+		_, changed := n.rfsm.watch()
+		var addrs []string
+		n.fsm.Read(func(s *fsm.State) {
+			for id, node := range s.Nodes {
+				if id != n.id.NodeID {
+					addrs = append(addrs, node.GossipAddr)
+				}
+			}
+		})
+		// A missing member is retried at most once a second, however
+		// often the state changes.
+		if len(addrs) > 0 && rt.gossip.NumMembers() < len(addrs)+1 && time.Since(last) > time.Second {
+			last = time.Now()
+			rt.gossip.Join(addrs)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// removalCheckEvery is how often a node that hears no leader asks its
+// peers whether it was removed.
+const removalCheckEvery = 5 * time.Second
+
+// watchRemoval erases the shares of a node that was removed while it was
+// down. Such a node is no longer a voter, so it never hears the log that
+// removed it; when it hears no leader, it asks the peers its state lists,
+// and if most of them are at a later epoch without it, it erases its
+// shares and old encryption keys.
+func (n *Node) watchRemoval(ctx context.Context, rt *runtime) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(removalCheckEvery):
+		}
+		if _, leader := rt.raft.LeaderWithID(); leader != "" {
+			continue
+		}
+		cur, pend := n.shares.snapshot()
+		if cur == nil && pend == nil {
+			continue
+		}
+		var epoch uint64
+		if cur != nil {
+			epoch = cur.Epoch
+		}
+		var peers []fsm.Node
+		n.fsm.Read(func(s *fsm.State) {
+			for id, node := range s.Nodes {
+				if id != n.id.NodeID {
+					peers = append(peers, *node)
+				}
+			}
+		})
+		if len(peers) == 0 {
+			// Raft replays the log into the state machine only once a
+			// leader tells it the commit index, so a restarted node that
+			// hears no leader has an empty state; the configuration Raft
+			// read from its log still names the peers.
+			if f := rt.raft.GetConfiguration(); f.Error() == nil {
+				for _, s := range f.Configuration().Servers {
+					if string(s.ID) != n.id.NodeID {
+						peers = append(peers, fsm.Node{ID: string(s.ID), RaftAddr: string(s.Address)})
+					}
+				}
+			}
+		}
+		if len(peers) == 0 {
+			continue
+		}
+		votes := 0
+		for _, p := range peers {
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			var ns nodeStatus
+			_, err := n.call(cctx, rt, p.RaftAddr, "/internal/v1/status", nil, &ns)
+			cancel()
+			if err == nil && ns.Epoch > epoch && !slices.Contains(ns.Members, n.id.NodeID) {
+				votes++
+			}
+		}
+		if 2*votes <= len(peers) {
+			continue
+		}
+		n.log.Warn("this node was removed from the cluster: erasing its shares", "peers_agreeing", votes, "epoch", epoch)
+		if err := errors.Join(n.shares.eraseCurrent(), n.shares.erasePending()); err != nil {
+			n.log.Error("erasing shares", "err", err)
+		}
+	}
+}

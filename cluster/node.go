@@ -1,0 +1,469 @@
+package cluster
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+// Node is one keyquorum node. Until it is started into a cluster it only
+// answers Identity and Start; afterwards it runs Raft, gossip, the
+// node-to-node protocol and the background work of resharing and
+// membership.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	idMu   sync.Mutex // guards id's encryption keys
+	id     *identity
+	fsm    *fsm.FSM
+	rfsm   *raftFSM
+	shares *shareStore
+	nonces *nonceCache
+
+	mu      sync.Mutex
+	rt      *runtime // nil until started
+	stopped bool
+
+	leaderReady atomic.Bool // this node is leader and has committed an entry of its term
+	verify      verifyBatch
+}
+
+// runtime is everything that runs once the node is in a cluster.
+type runtime struct {
+	m         *membership
+	tls       *nodeTLS
+	mux       *portMux
+	store     *raftboltdb.BoltStore
+	transport *raft.NetworkTransport
+	raft      *raft.Raft
+	gossip    *memberlist.Memberlist
+	rpcServer *http.Server
+	rpcClient *http.Client
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// NewNode opens a node's data directory, creating its identity on first
+// use. A node that was started into a cluster before starts its runtime
+// again at once.
+func NewNode(cfg Config) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	id, err := loadOrCreateIdentity(cfg.DataDir, cfg.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	shares, err := openShareStore(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	f := fsm.New(dealChecker{})
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), id: id, fsm: f,
+		rfsm: newRaftFSM(f), shares: shares, nonces: newNonceCache()}
+	var m membership
+	switch err := readJSON(filepath.Join(cfg.DataDir, membershipFile), &m); {
+	case err == nil:
+		if err := n.startRuntime(&m); err != nil {
+			return nil, err
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	}
+	return n, nil
+}
+
+// Identity is what an operator needs to admit a node.
+type Identity struct {
+	NodeID     string `json:"node_id"`
+	SignKey    []byte `json:"sign_key"`
+	EncKey     []byte `json:"enc_key"`
+	RaftAddr   string `json:"raft_addr"`
+	APIAddr    string `json:"api_addr"`
+	GossipAddr string `json:"gossip_addr"`
+	Joined     bool   `json:"joined"`
+}
+
+// Identity returns the node's public identity.
+func (n *Node) Identity() Identity {
+	n.mu.Lock()
+	joined := n.rt != nil
+	n.mu.Unlock()
+	n.idMu.Lock()
+	encPub := n.id.EncPub
+	n.idMu.Unlock()
+	return Identity{NodeID: n.id.NodeID, SignKey: n.id.SignKey.Public().(ed25519.PublicKey), EncKey: encPub,
+		RaftAddr: n.cfg.RaftAddr, APIAddr: n.cfg.APIAddr, GossipAddr: n.cfg.GossipAddr, Joined: joined}
+}
+
+// SignKey is the node's Ed25519 key: gateways serve TLS with it.
+func (n *Node) SignKey() ed25519.PrivateKey { return n.id.SignKey }
+
+// StartRequest starts an unjoined node into a cluster. An operator's tool
+// sends it after issuing the node's certificate.
+type StartRequest struct {
+	ClusterID string `json:"cluster_id"`
+	CACert    []byte `json:"ca_cert"`
+	NodeCert  []byte `json:"node_cert"`
+	GossipKey []byte `json:"gossip_key"`
+	// Init, for the first node only, is the operator-signed init command:
+	// the node bootstraps Raft alone and applies it as the first entry.
+	// Other nodes start empty and wait for the leader to add them.
+	Init *fsm.Signed `json:"init,omitempty"`
+}
+
+// Membership returns the CA certificate and the node certificate, or
+// nils while the node is unjoined.
+func (n *Node) Membership() (caCert, nodeCert []byte) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.rt == nil {
+		return nil, nil
+	}
+	return n.rt.m.CACert, n.rt.m.NodeCert
+}
+
+// Start joins the node to a cluster. It is refused once the node is in
+// one.
+func (n *Node) Start(ctx context.Context, req *StartRequest) error {
+	m := &membership{ClusterID: req.ClusterID, CACert: req.CACert, NodeCert: req.NodeCert, GossipKey: req.GossipKey}
+	if m.ClusterID == "" {
+		return Errorf(KindInvalid, "start request has no cluster ID")
+	}
+	if len(m.GossipKey) != 32 {
+		return Errorf(KindInvalid, "gossip key must be 32 bytes, got %d", len(m.GossipKey))
+	}
+	cert, err := ParseCertPEM(m.NodeCert)
+	if err != nil {
+		return Errorf(KindInvalid, "node certificate: %v", err)
+	}
+	if role, id, err := CertRole(cert); err != nil || role != RoleNode || id != n.id.NodeID {
+		return Errorf(KindInvalid, "node certificate is not a node certificate for %q", n.id.NodeID)
+	}
+	if !n.id.SignKey.Public().(ed25519.PublicKey).Equal(cert.PublicKey) {
+		return Errorf(KindInvalid, "node certificate is not for this node's key")
+	}
+	n.mu.Lock()
+	if n.rt != nil {
+		n.mu.Unlock()
+		return Errorf(KindConflict, "node %q is already in cluster %s", n.id.NodeID, n.rt.m.ClusterID)
+	}
+	n.mu.Unlock()
+	if err := writeJSON(filepath.Join(n.cfg.DataDir, membershipFile), m); err != nil {
+		return err
+	}
+	if err := n.startRuntime(m); err != nil {
+		return err
+	}
+	if req.Init == nil {
+		return nil
+	}
+	return n.bootstrap(ctx, req.Init)
+}
+
+func (n *Node) bootstrap(ctx context.Context, init *fsm.Signed) error {
+	rt := n.runtime()
+	cfg := raft.Configuration{Servers: []raft.Server{{ID: raft.ServerID(n.id.NodeID), Address: raft.ServerAddress(n.cfg.RaftAddr)}}}
+	if err := rt.raft.BootstrapCluster(cfg).Error(); err != nil {
+		return fmt.Errorf("bootstrapping raft: %w", err)
+	}
+	res, err := n.propose(ctx, init)
+	if err != nil {
+		return err
+	}
+	if res.Error != nil {
+		return fromFSM(res.Error)
+	}
+	return nil
+}
+
+func (n *Node) runtime() *runtime {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.rt
+}
+
+// joined returns the runtime or a not-initialized error.
+func (n *Node) joined() (*runtime, error) {
+	if rt := n.runtime(); rt != nil {
+		return rt, nil
+	}
+	return nil, Errorf(KindNotInitialized, "node %q is not part of a cluster yet: run keyctl cluster init or join", n.id.NodeID)
+}
+
+func (n *Node) startRuntime(m *membership) (err error) {
+	t, err := newNodeTLS(m, n.id)
+	if err != nil {
+		return err
+	}
+	rt := &runtime{m: m, tls: t}
+	defer func() {
+		if err != nil {
+			rt.close(n.log)
+		}
+	}()
+	if rt.mux, err = newPortMux(n.cfg.RaftAddr, t, n.log); err != nil {
+		return fmt.Errorf("listening on %s: %w", n.cfg.RaftAddr, err)
+	}
+	advertise, err := net.ResolveTCPAddr("tcp", n.cfg.RaftAddr)
+	if err != nil {
+		return err
+	}
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
+	rt.transport = raft.NewNetworkTransportWithLogger(&streamLayer{chanListener: rt.mux.raft, tls: t, advertise: advertise}, 3, 2*time.Second, hlog)
+	dir := filepath.Join(n.cfg.DataDir, raftDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if rt.store, err = raftboltdb.NewBoltStore(filepath.Join(dir, "raft.db")); err != nil {
+		return fmt.Errorf("opening raft log: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
+	if err != nil {
+		return err
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.id.NodeID)
+	rc.Logger = hlog
+	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = n.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = 5 * time.Millisecond
+	if n.cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	}
+	if n.cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = n.cfg.SnapshotInterval
+	}
+	if n.cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = n.cfg.TrailingLogs
+	}
+	if rt.raft, err = raft.NewRaft(rc, n.rfsm, rt.store, rt.store, snaps, rt.transport); err != nil {
+		return fmt.Errorf("starting raft: %w", err)
+	}
+	rt.rpcClient = &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     t.clientConfig(alpnRPC),
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     time.Minute,
+	}}
+	rt.rpcServer = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)}
+	go rt.rpcServer.Serve(tlsConnListener{rt.mux.rpc})
+	if rt.gossip, err = n.startGossip(m); err != nil {
+		return fmt.Errorf("starting gossip on %s: %w", n.cfg.GossipAddr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rt.cancel = cancel
+	n.mu.Lock()
+	n.rt = rt
+	n.mu.Unlock()
+	for _, loop := range []func(context.Context, *runtime){n.watchLeadership, n.reconcileMembers, n.driveResharing, n.joinGossip, n.watchRemoval} {
+		rt.wg.Add(1)
+		go func() {
+			defer rt.wg.Done()
+			loop(ctx, rt)
+		}()
+	}
+	return nil
+}
+
+func (n *Node) startGossip(m *membership) (*memberlist.Memberlist, error) {
+	host, port, err := net.SplitHostPort(n.cfg.GossipAddr)
+	if err != nil {
+		return nil, err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return nil, err
+	}
+	c := memberlist.DefaultLANConfig()
+	c.Name = n.id.NodeID
+	c.BindAddr, c.BindPort = host, p
+	c.AdvertiseAddr, c.AdvertisePort = host, p
+	c.SecretKey = m.GossipKey
+	c.GossipVerifyIncoming, c.GossipVerifyOutgoing = true, true
+	c.LogOutput = io.Discard
+	return memberlist.Create(c)
+}
+
+// Shutdown stops the node: it leaves gossip, stops Raft and closes its
+// ports and stores, within ctx's deadline.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.mu.Lock()
+	rt := n.rt
+	n.rt, n.stopped = nil, true
+	n.mu.Unlock()
+	if rt == nil {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() {
+		rt.close(n.log)
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("shutdown of node %s: %w", n.id.NodeID, ctx.Err())
+	}
+}
+
+func (rt *runtime) close(log *slog.Logger) {
+	if rt.cancel != nil {
+		rt.cancel()
+	}
+	rt.wg.Wait()
+	if rt.gossip != nil {
+		rt.gossip.Leave(time.Second)
+		rt.gossip.Shutdown()
+	}
+	if rt.raft != nil {
+		if err := rt.raft.Shutdown().Error(); err != nil {
+			log.Warn("raft shutdown", "err", err)
+		}
+	}
+	if rt.rpcServer != nil {
+		rt.rpcServer.Close()
+	}
+	if rt.transport != nil {
+		rt.transport.Close()
+	}
+	if rt.mux != nil {
+		rt.mux.close()
+	}
+	if rt.store != nil {
+		rt.store.Close()
+	}
+	if rt.rpcClient != nil {
+		rt.rpcClient.CloseIdleConnections()
+	}
+}
+
+// nodeCommand signs a command with the node's key.
+func (n *Node) nodeCommand(cmd *fsm.Command) (*fsm.Signed, error) {
+	cmd.Nonce = make([]byte, 16)
+	if _, err := rand.Read(cmd.Nonce); err != nil {
+		return nil, err
+	}
+	cmd.IssuedAt = time.Now().UnixNano()
+	return fsm.Sign(n.id.NodeID, n.id.SignKey, cmd)
+}
+
+// propose commits a signed command through the leader and returns the
+// state machine's result. It retries only while the entry has surely not
+// reached a leader, so errors are definite (KindNoQuorum: no leader took
+// it) unless a leader took it and did not confirm it (KindUnknownOutcome).
+func (n *Node) propose(ctx context.Context, sg *fsm.Signed) (*fsm.Result, error) {
+	rt, err := n.joined()
+	if err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(sg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	for {
+		res, err := n.proposeOnce(ctx, rt, data)
+		if err == nil {
+			return res, nil
+		}
+		if !retryable(err) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, Errorf(KindNoQuorum, "no leader accepted the write within %v (%v)", n.cfg.RequestTimeout, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// errRetry marks a failure worth another try against the next leader.
+type errRetry struct{ err error }
+
+func (e errRetry) Error() string { return e.err.Error() }
+
+func retryable(err error) bool {
+	var r errRetry
+	return errors.As(err, &r)
+}
+
+func (n *Node) proposeOnce(ctx context.Context, rt *runtime, data []byte) (*fsm.Result, error) {
+	addr, id := rt.raft.LeaderWithID()
+	switch {
+	case id == "":
+		return nil, errRetry{errors.New("no leader known")}
+	case string(id) == n.id.NodeID:
+		f := rt.raft.Apply(data, time.Until(deadline(ctx)))
+		if err := f.Error(); err != nil {
+			switch {
+			case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
+				return nil, errRetry{err}
+			case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
+				// The entry may still commit under the next leader: sending
+				// it again would only be refused as a replay.
+				return nil, Errorf(KindUnknownOutcome, "leadership was lost before the write was confirmed: it may or may not have happened")
+			}
+			return nil, err
+		}
+		return f.Response().(*fsm.Result), nil
+	default:
+		var out fsm.Result
+		sent, err := n.call(ctx, rt, string(addr), "/internal/v1/apply", json.RawMessage(data), &out)
+		switch {
+		case err == nil:
+			return &out, nil
+		case KindOf(err) == kindNotLeader, !sent:
+			return nil, errRetry{err}
+		case KindOf(err) == KindInternal:
+			return nil, Errorf(KindUnknownOutcome, "the leader did not answer the write (%v): it may or may not have happened", err)
+		}
+		return nil, err
+	}
+}
+
+func deadline(ctx context.Context) time.Time {
+	if d, ok := ctx.Deadline(); ok {
+		return d
+	}
+	return time.Now().Add(DefaultRequestTimeout)
+}
+
+// submit proposes and turns a refusal into an error.
+func (n *Node) submit(ctx context.Context, sg *fsm.Signed) (*fsm.Result, error) {
+	res, err := n.propose(ctx, sg)
+	if err != nil {
+		return nil, err
+	}
+	if res.Error != nil {
+		return res, fromFSM(res.Error)
+	}
+	return res, nil
+}

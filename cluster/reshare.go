@@ -1,0 +1,445 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"maps"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/shamir"
+)
+
+// Resharing through the log. The state machine starts a round whenever
+// the member set changes (the first round, at init, is the DKG); every
+// node runs driveResharing, which plays its parts:
+//
+//  1. a dealer of the round (a holder of the current epoch, or any member
+//     of a fresh round) proposes a deal: its share (or a random secret)
+//     split t'-of-n' to the round's members, each sub-share encrypted to
+//     the member's encryption key, with public commitments;
+//  2. the state machine checks each deal publicly and, with enough, fixes
+//     the round's new commitments;
+//  3. each member opens its sub-shares, checks them against the deals'
+//     commitments, combines its new share, stores it, and acknowledges;
+//  4. when every member has acknowledged, the new sharing is the epoch:
+//     holders erase their old shares, and leaving nodes are dropped.
+
+// dealChecker gives the state machine shamir's public deal checks.
+type dealChecker struct{}
+
+func decodeDeal(b []byte) (*shamir.Deal, error) {
+	var d shamir.Deal
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return nil, fmt.Errorf("decoding deal: %w", err)
+	}
+	return &d, nil
+}
+
+func memberIndexes(r *fsm.Reshare) []uint32 {
+	out := make([]uint32, len(r.Members))
+	for i, m := range r.Members {
+		out[i] = m.Index
+	}
+	return out
+}
+
+func (dealChecker) CheckDeal(r *fsm.Reshare, oldPoly [][]byte, dealer uint32, b []byte) error {
+	d, err := decodeDeal(b)
+	if err != nil {
+		return err
+	}
+	if d.Dealer != dealer {
+		return fmt.Errorf("deal names dealer %d, signed by %d", d.Dealer, dealer)
+	}
+	if r.Fresh {
+		return shamir.VerifyFreshDeal(d, r.Threshold, memberIndexes(r))
+	}
+	return shamir.VerifyReshareDeal(d, &shamir.PublicPoly{Commits: oldPoly}, r.Threshold, memberIndexes(r))
+}
+
+func (dealChecker) CombinePublic(r *fsm.Reshare) ([][]byte, error) {
+	deals, err := roundDeals(r)
+	if err != nil {
+		return nil, err
+	}
+	var poly *shamir.PublicPoly
+	if r.Fresh {
+		_, poly, err = shamir.CombineFresh(deals, nil, 0)
+	} else {
+		_, poly, err = shamir.CombineReshare(deals, nil, 0)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return poly.Commits, nil
+}
+
+func roundDeals(r *fsm.Reshare) ([]*shamir.Deal, error) {
+	deals := make([]*shamir.Deal, len(r.Deals))
+	for i, rec := range r.Deals {
+		d, err := decodeDeal(rec.Deal)
+		if err != nil {
+			return nil, err
+		}
+		deals[i] = d
+	}
+	return deals, nil
+}
+
+// dealContext binds a deal's encrypted sub-shares to the cluster and round.
+func dealContext(clusterID string, round uint64) []byte {
+	b := []byte("keyquorum/deal/v1\x00" + clusterID + "\x00")
+	return binary.BigEndian.AppendUint64(b, round)
+}
+
+// roundView is what one step of resharing needs of the state, copied out
+// under the read lock.
+type roundView struct {
+	clusterID string
+	epoch     uint64
+	poly      [][]byte
+	me        *fsm.Node
+	round     *fsm.Reshare
+}
+
+func (n *Node) viewRound() roundView {
+	var v roundView
+	n.fsm.Read(func(s *fsm.State) {
+		v = roundView{clusterID: s.ClusterID, epoch: s.Epoch, poly: s.Poly}
+		if me := s.Nodes[n.id.NodeID]; me != nil {
+			c := *me
+			v.me = &c
+		}
+		if s.Reshare != nil {
+			b, _ := json.Marshal(s.Reshare)
+			var r fsm.Reshare
+			json.Unmarshal(b, &r)
+			v.round = &r
+		}
+	})
+	return v
+}
+
+func (n *Node) driveResharing(ctx context.Context, rt *runtime) {
+	// tried reports whether a step was attempted recently, so a proposal in
+	// flight is not sent twice.
+	lastTry := map[string]time.Time{}
+	tried := func(round uint64, what string) bool {
+		key := fmt.Sprint(round, what)
+		if at, ok := lastTry[key]; ok && time.Since(at) < 3*time.Second {
+			return true
+		}
+		maps.DeleteFunc(lastTry, func(_ string, at time.Time) bool { return time.Since(at) > time.Minute })
+		lastTry[key] = time.Now()
+		return false
+	}
+	for {
+		_, changed := n.rfsm.watch()
+		if v := n.viewRound(); n.reshareWork(v) {
+			// Act only on a state that is current: a node replaying its log
+			// after a restart sees old rounds and old epochs.
+			if v, err := n.currentRound(ctx); err != nil {
+				n.log.Debug("resharing waits for a read index", "err", err)
+			} else {
+				if err := n.settleShares(v); err != nil {
+					n.log.Error("settling shares", "err", err)
+				}
+				if err := n.settleEncKeys(ctx, v, tried); err != nil {
+					n.log.Warn("rotating the encryption key", "err", err)
+				}
+				if r := v.round; r != nil && v.me != nil {
+					if n.mayDeal(v) && !tried(r.Round, "deal") {
+						if err := n.deal(ctx, v); err != nil {
+							n.logStep("dealing", r.Round, err)
+						}
+					}
+					if n.mayAck(v) && !tried(r.Round, "ack") {
+						if err := n.acknowledge(ctx, v); err != nil {
+							n.logStep("acknowledging", r.Round, err)
+						}
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// logStep logs a failed resharing step: a conflict (another dealer was
+// faster, the round was replaced) is routine, anything else a warning.
+func (n *Node) logStep(step string, round uint64, err error) {
+	level := slog.LevelWarn
+	if KindOf(err) == KindConflict {
+		level = slog.LevelDebug
+	}
+	n.log.Log(context.Background(), level, step, "round", round, "err", err)
+}
+
+// currentRound views the state at a read index.
+func (n *Node) currentRound(ctx context.Context) (roundView, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	idx, err := n.readIndex(ctx)
+	if err != nil {
+		return roundView{}, err
+	}
+	if err := n.waitApplied(ctx, idx); err != nil {
+		return roundView{}, err
+	}
+	return n.viewRound(), nil
+}
+
+func (n *Node) mayDeal(v roundView) bool {
+	r := v.round
+	return r != nil && v.me != nil && slices.Contains(r.Dealers, v.me.Index) && !r.HasDealt(v.me.Index) && !r.Qualified()
+}
+
+func (n *Node) mayAck(v roundView) bool {
+	r := v.round
+	return r != nil && r.Qualified() && r.Member(n.id.NodeID) != nil && !r.HasAcked(n.id.NodeID)
+}
+
+// reshareWork reports whether the view asks anything of this node.
+func (n *Node) reshareWork(v roundView) bool {
+	cur, pend := n.shares.snapshot()
+	return n.mayDeal(v) || n.mayAck(v) || n.encKeyWork(v, cur) ||
+		(cur != nil && cur.Epoch < v.epoch) ||
+		(pend != nil && pend.Epoch <= v.epoch)
+}
+
+// settleShares makes the stored shares agree with a current view of the
+// state: the share computed in a round becomes current when the round's
+// epoch is the state's (and checks out against its commitments); a share
+// of an older epoch is erased; a share computed in a round that was
+// replaced or passed is erased.
+func (n *Node) settleShares(v roundView) error {
+	holder := v.me != nil && v.me.Holder
+	cur, pend := n.shares.snapshot()
+	if pend != nil && pend.Epoch == v.epoch && holder && (cur == nil || cur.Epoch < v.epoch) {
+		if err := (&shamir.PublicPoly{Commits: v.poly}).VerifyShare(pend.Share); err != nil {
+			return fmt.Errorf("share of round %d does not match epoch %d: %w", pend.Round, v.epoch, err)
+		}
+		n.log.Info("new key epoch", "epoch", v.epoch, "round", pend.Round)
+		if err := n.shares.promote(); err != nil {
+			return err
+		}
+		cur, pend = n.shares.snapshot()
+	}
+	if cur != nil && cur.Epoch < v.epoch {
+		n.log.Info("erasing share of old epoch", "epoch", cur.Epoch, "now", v.epoch)
+		if err := n.shares.eraseCurrent(); err != nil {
+			return err
+		}
+	}
+	if pend != nil && (pend.Epoch <= v.epoch || (v.round != nil && v.round.Round > pend.Round)) {
+		n.log.Info("erasing share of a replaced round", "round", pend.Round)
+		return n.shares.erasePending()
+	}
+	return nil
+}
+
+func recipients(r *fsm.Reshare) []shamir.Recipient {
+	out := make([]shamir.Recipient, len(r.Members))
+	for i, m := range r.Members {
+		out[i] = shamir.Recipient{Index: m.Index, EncPub: m.EncKey}
+	}
+	return out
+}
+
+func (n *Node) deal(ctx context.Context, v roundView) error {
+	r := v.round
+	dctx := dealContext(v.clusterID, r.Round)
+	var d *shamir.Deal
+	var err error
+	if r.Fresh {
+		d, err = shamir.NewFreshDeal(rand.Reader, v.me.Index, r.Threshold, recipients(r), dctx)
+	} else {
+		share := n.shares.current(v.epoch)
+		if share == nil {
+			return fmt.Errorf("no share of epoch %d to deal", v.epoch)
+		}
+		defer share.Erase()
+		d, err = shamir.NewReshareDeal(rand.Reader, share, r.Threshold, recipients(r), dctx)
+	}
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeDeal, Deal: &fsm.DealCommand{Round: r.Round, Dealer: v.me.Index, Deal: b}})
+	if err != nil {
+		return err
+	}
+	_, err = n.submit(ctx, sg)
+	return err
+}
+
+func (n *Node) acknowledge(ctx context.Context, v roundView) error {
+	r := v.round
+	if _, pend := n.shares.snapshot(); pend == nil || pend.Round != r.Round {
+		if err := n.combineRound(v); err != nil {
+			return err
+		}
+	}
+	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeReshareAck, ReshareAck: &fsm.ReshareAck{Round: r.Round}})
+	if err != nil {
+		return err
+	}
+	_, err = n.submit(ctx, sg)
+	return err
+}
+
+// combineRound opens this node's sub-shares of a qualified round, combines
+// its new share, checks it against the round's commitments and stores it.
+func (n *Node) combineRound(v roundView) error {
+	r := v.round
+	me := r.Member(n.id.NodeID)
+	deals, err := roundDeals(r)
+	if err != nil {
+		return err
+	}
+	encPriv := n.encKey(me.EncKey)
+	if encPriv == nil {
+		return fmt.Errorf("round %d encrypted to key %x, which this node no longer has", r.Round, me.EncKey)
+	}
+	dctx := dealContext(v.clusterID, r.Round)
+	opened := map[uint32][]byte{}
+	defer func() {
+		for _, b := range opened {
+			clear(b)
+		}
+	}()
+	for _, d := range deals {
+		sub, err := shamir.OpenDeal(d, me.Index, encPriv, dctx)
+		if err != nil {
+			return fmt.Errorf("opening deal of %d: %w", d.Dealer, err)
+		}
+		opened[d.Dealer] = sub
+	}
+	var share *shamir.Share
+	var poly *shamir.PublicPoly
+	if r.Fresh {
+		share, poly, err = shamir.CombineFresh(deals, opened, me.Index)
+	} else {
+		share, poly, err = shamir.CombineReshare(deals, opened, me.Index)
+	}
+	if err != nil {
+		return err
+	}
+	if !slices.EqualFunc(poly.Commits, r.Poly, bytes.Equal) {
+		share.Erase()
+		return fmt.Errorf("round %d: combined commitments differ from the state's", r.Round)
+	}
+	if err := poly.VerifyShare(share); err != nil {
+		share.Erase()
+		return err
+	}
+	return n.shares.setPending(&epochShare{Epoch: v.epoch + 1, Round: r.Round, Share: share, EncKey: me.EncKey})
+}
+
+// encKey returns the private encryption key for a public one, or nil.
+func (n *Node) encKey(pub []byte) []byte {
+	n.idMu.Lock()
+	defer n.idMu.Unlock()
+	return bytes.Clone(n.id.Keyring[hex.EncodeToString(pub)])
+}
+
+// encKeyWork reports whether the node's encryption keys need attention:
+// the key its current share's deals came to is still the one the state
+// lists (rotate), the state does not list the newest key yet (announce),
+// or the keyring holds keys nothing needs (erase).
+func (n *Node) encKeyWork(v roundView, cur *epochShare) bool {
+	if v.me == nil {
+		return false
+	}
+	n.idMu.Lock()
+	defer n.idMu.Unlock()
+	newest := n.id.EncPub
+	return cur != nil && bytes.Equal(cur.EncKey, v.me.EncKey) && bytes.Equal(newest, v.me.EncKey) ||
+		!bytes.Equal(newest, v.me.EncKey) ||
+		len(n.id.Keyring) > len(n.neededEncKeys(v))
+}
+
+// neededEncKeys are the public keys (hex) whose private keys the node
+// must keep: the newest, the one the state lists, and the one of a round
+// in progress it receives deals in. Called with idMu held.
+func (n *Node) neededEncKeys(v roundView) map[string]bool {
+	keep := map[string]bool{hex.EncodeToString(n.id.EncPub): true}
+	if v.me != nil {
+		keep[hex.EncodeToString(v.me.EncKey)] = true
+	}
+	if v.round != nil {
+		if m := v.round.Member(n.id.NodeID); m != nil {
+			keep[hex.EncodeToString(m.EncKey)] = true
+		}
+	}
+	return keep
+}
+
+// settleEncKeys rotates, announces and erases encryption keys as
+// encKeyWork describes, on a current view of the state.
+func (n *Node) settleEncKeys(ctx context.Context, v roundView, tried func(uint64, string) bool) error {
+	if v.me == nil {
+		return nil
+	}
+	cur, _ := n.shares.snapshot()
+	n.idMu.Lock()
+	rotate := cur != nil && bytes.Equal(cur.EncKey, v.me.EncKey) && bytes.Equal(n.id.EncPub, v.me.EncKey)
+	if rotate {
+		priv, pub, err := shamir.GenerateEncryptionKey(rand.Reader)
+		if err != nil {
+			n.idMu.Unlock()
+			return err
+		}
+		n.id.Keyring[hex.EncodeToString(pub)] = priv
+		n.id.EncPub = pub
+	}
+	keep := n.neededEncKeys(v)
+	erased := 0
+	for k, priv := range n.id.Keyring {
+		if !keep[k] {
+			clear(priv)
+			delete(n.id.Keyring, k)
+			erased++
+		}
+	}
+	newest := bytes.Clone(n.id.EncPub)
+	var err error
+	if rotate || erased > 0 {
+		err = writeJSON(filepath.Join(n.cfg.DataDir, identityFile), n.id)
+	}
+	n.idMu.Unlock()
+	if err != nil {
+		return err
+	}
+	if erased > 0 {
+		n.log.Info("erased old encryption keys", "count", erased)
+	}
+	if bytes.Equal(newest, v.me.EncKey) || tried(v.epoch, "enc-key") {
+		return nil
+	}
+	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeSetEncKey, SetEncKey: newest})
+	if err != nil {
+		return err
+	}
+	_, err = n.submit(ctx, sg)
+	return err
+}

@@ -1,0 +1,170 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+// The node-to-node protocol: JSON over HTTP/2 on the node port, both sides
+// authenticated by node certificates (see nodeTLS).
+//
+//	POST /internal/v1/apply      a fsm.Signed, on the leader -> fsm.Result
+//	POST /internal/v1/readindex  on the leader -> readIndexReply
+//	POST /internal/v1/partial    partialRequest, on a share holder -> shamir.Partial
+//	GET  /internal/v1/status     -> nodeStatus
+//
+// Errors are an Error with a non-2xx status.
+
+// kindNotLeader tells a caller to find the leader again. It never leaves
+// the node-to-node protocol.
+const kindNotLeader Kind = "not_leader"
+
+const maxRPCBody = 1 << 20
+
+func (n *Node) rpcHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /internal/v1/apply", n.handleApply)
+	mux.HandleFunc("POST /internal/v1/readindex", n.handleReadIndex)
+	mux.HandleFunc("POST /internal/v1/partial", n.handlePartial)
+	mux.HandleFunc("GET /internal/v1/status", n.handleStatus)
+	return mux
+}
+
+func writeRPC(w http.ResponseWriter, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		var e *Error
+		if !errors.As(err, &e) {
+			e = &Error{Kind: KindInternal, Message: err.Error()}
+		}
+		w.WriteHeader(http.StatusConflict)
+		json.NewEncoder(w).Encode(e)
+		return
+	}
+	json.NewEncoder(w).Encode(v)
+}
+
+func readRPC(r *http.Request, v any) error {
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxRPCBody)).Decode(v); err != nil {
+		return Errorf(KindInvalid, "request body: %v", err)
+	}
+	return nil
+}
+
+func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
+	rt, err := n.joined()
+	if err != nil {
+		writeRPC(w, nil, err)
+		return
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxRPCBody))
+	if err != nil {
+		writeRPC(w, nil, Errorf(KindInvalid, "request body: %v", err))
+		return
+	}
+	if rt.raft.State() != raft.Leader {
+		writeRPC(w, nil, Errorf(kindNotLeader, "node %s is not the leader", n.id.NodeID))
+		return
+	}
+	f := rt.raft.Apply(data, time.Until(deadline(r.Context())))
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrEnqueueTimeout) {
+			writeRPC(w, nil, Errorf(kindNotLeader, "node %s: %v", n.id.NodeID, err))
+			return
+		}
+		writeRPC(w, nil, Errorf(KindUnknownOutcome, "node %s: %v", n.id.NodeID, err))
+		return
+	}
+	writeRPC(w, f.Response(), nil)
+}
+
+type readIndexReply struct {
+	Index uint64 `json:"index"`
+}
+
+func (n *Node) handleReadIndex(w http.ResponseWriter, r *http.Request) {
+	idx, err := n.leaderReadIndex()
+	writeRPC(w, readIndexReply{Index: idx}, err)
+}
+
+// call posts a JSON body to a peer's node port and decodes the answer.
+// sent reports whether the request may have reached the peer.
+func (n *Node) call(ctx context.Context, rt *runtime, addr, path string, body, out any) (sent bool, err error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return false, err
+	}
+	method := http.MethodPost
+	if body == nil {
+		method = http.MethodGet
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+addr+path, bytes.NewReader(b))
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := rt.rpcClient.Do(req)
+	if err != nil {
+		var op *net.OpError
+		dialFailed := errors.As(err, &op) && op.Op == "dial"
+		return !dialFailed, fmt.Errorf("calling %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(io.LimitReader(resp.Body, maxRPCBody))
+	if resp.StatusCode != http.StatusOK {
+		var e Error
+		if err := dec.Decode(&e); err != nil || e.Kind == "" {
+			return true, fmt.Errorf("calling %s: status %s", addr, resp.Status)
+		}
+		return true, &e
+	}
+	if err := dec.Decode(out); err != nil {
+		return true, fmt.Errorf("calling %s: reply: %w", addr, err)
+	}
+	return true, nil
+}
+
+// tlsConnListener lets http.Server see the *tls.Conn the port mux
+// accepted, so it serves HTTP/2 on it.
+type tlsConnListener struct{ *chanListener }
+
+// nonceCache remembers release requests' nonces for twice the clock skew
+// window, so a captured request cannot be replayed to a share holder.
+type nonceCache struct {
+	mu     sync.Mutex
+	seen   map[string]time.Time
+	pruned time.Time
+}
+
+func newNonceCache() *nonceCache { return &nonceCache{seen: map[string]time.Time{}} }
+
+// use records a nonce and reports whether it was fresh.
+func (c *nonceCache) use(key string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now.Sub(c.pruned) > time.Minute {
+		for k, exp := range c.seen {
+			if now.After(exp) {
+				delete(c.seen, k)
+			}
+		}
+		c.pruned = now
+	}
+	if exp, ok := c.seen[key]; ok && now.Before(exp) {
+		return false
+	}
+	c.seen[key] = now.Add(2 * fsm.MaxClockSkew)
+	return true
+}

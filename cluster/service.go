@@ -1,0 +1,301 @@
+package cluster
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+// Service is what every gateway adapts to its protocol. *Node implements
+// it; gateways hold the interface, so a test can stand in a fake.
+type Service interface {
+	// Identity is the node's public identity, answered before it joins.
+	Identity() Identity
+	// Membership is the CA and node certificates, nil before joining.
+	Membership() (caCert, nodeCert []byte)
+	// Start joins an unjoined node to a cluster.
+	Start(ctx context.Context, req *StartRequest) error
+	// Status is this node's view of the cluster. It needs no quorum.
+	Status(ctx context.Context) (*Status, error)
+	// Submit commits an operator-signed command.
+	Submit(ctx context.Context, cmd *fsm.Signed) (*fsm.Result, error)
+	// Keys lists the keys the principal may read, at a linearizable read.
+	Keys(ctx context.Context, principal string) ([]*fsm.Key, error)
+	// Key shows one key's metadata, at a linearizable read.
+	Key(ctx context.Context, principal, name string) (*fsm.Key, error)
+	// Release releases a secret by quorum for a signed release request.
+	Release(ctx context.Context, req *fsm.Signed) ([]byte, error)
+	// CompareAndSwap replaces a secret if the current one hashes to the
+	// hash the signed swap names.
+	CompareAndSwap(ctx context.Context, release, replace *fsm.Signed) (*fsm.Key, error)
+	// Principal finds the operator an Ed25519 public key belongs to.
+	Principal(publicKey []byte) (*fsm.Operator, error)
+}
+
+var _ Service = (*Node)(nil)
+
+// Status is one node's view of the cluster.
+type Status struct {
+	ClusterID string `json:"cluster_id"`
+	Node      string `json:"node"` // the node that answered
+	Leader    string `json:"leader"`
+	Epoch     uint64 `json:"epoch"`
+	N         int    `json:"n"` // share holders of the epoch
+	Threshold int    `json:"threshold"`
+	// InitialNodes is how many members the first key waits for.
+	InitialNodes int            `json:"initial_nodes"`
+	PublicKey    []byte         `json:"public_key"`
+	Applied      uint64         `json:"applied"`
+	Resharing    *RoundStatus   `json:"resharing,omitempty"`
+	Members      []MemberStatus `json:"members"`
+}
+
+// MemberStatus is one member as the answering node sees it.
+type MemberStatus struct {
+	ID         string `json:"id"`
+	APIAddr    string `json:"api_addr"`
+	RaftAddr   string `json:"raft_addr"`
+	GossipAddr string `json:"gossip_addr"`
+	Index      uint32 `json:"index"`
+	Holder     bool   `json:"holder"`
+	Leaving    bool   `json:"leaving"`
+	RaftState  string `json:"raft_state"` // as the member reports it, or "unreachable"
+	Applied    uint64 `json:"applied"`
+	Health     string `json:"health"` // from gossip: alive, suspect, dead, or unknown
+	// StateHash is the SHA-256 of the member's state machine, hex: members
+	// at the same Applied index must have the same hash.
+	StateHash string `json:"state_hash"`
+}
+
+// RoundStatus describes a resharing round in progress.
+type RoundStatus struct {
+	Round     uint64   `json:"round"`
+	Fresh     bool     `json:"fresh"`
+	Threshold int      `json:"threshold"`
+	Members   []string `json:"members"`
+	Deals     int      `json:"deals"`
+	Needed    int      `json:"needed"`
+	Acks      int      `json:"acks"`
+}
+
+type nodeStatus struct {
+	ID        string   `json:"id"`
+	RaftState string   `json:"raft_state"`
+	Applied   uint64   `json:"applied"`
+	StateHash string   `json:"state_hash"`
+	Epoch     uint64   `json:"epoch"`
+	Members   []string `json:"members"` // the nodes this node's state lists
+}
+
+func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
+	rt, err := n.joined()
+	if err != nil {
+		writeRPC(w, nil, err)
+		return
+	}
+	writeRPC(w, n.localStatus(rt), nil)
+}
+
+func (n *Node) localStatus(rt *runtime) nodeStatus {
+	// The hash is of the state machine, whose own applied index can trail
+	// Raft's by entries that never reach it (no-ops, configuration).
+	ns := nodeStatus{ID: n.id.NodeID, RaftState: rt.raft.State().String(), Applied: rt.raft.AppliedIndex()}
+	if h, err := n.fsm.Hash(); err == nil {
+		ns.StateHash = hex.EncodeToString(h[:])
+	}
+	n.fsm.Read(func(s *fsm.State) {
+		ns.Epoch = s.Epoch
+		for id := range s.Nodes {
+			ns.Members = append(ns.Members, id)
+		}
+	})
+	return ns
+}
+
+// Status gathers this node's state and asks every member for its Raft
+// state and applied index, each within a second.
+func (n *Node) Status(ctx context.Context) (*Status, error) {
+	rt, err := n.joined()
+	if err != nil {
+		return nil, err
+	}
+	st := &Status{Node: n.id.NodeID, Applied: rt.raft.AppliedIndex()}
+	_, leader := rt.raft.LeaderWithID()
+	st.Leader = string(leader)
+	n.fsm.Read(func(s *fsm.State) {
+		st.ClusterID, st.Epoch, st.Threshold, st.PublicKey = s.ClusterID, s.Epoch, s.Threshold, s.PublicKey()
+		st.InitialNodes = s.InitialNodes
+		for _, node := range s.Nodes {
+			if node.Holder {
+				st.N++
+			}
+			st.Members = append(st.Members, MemberStatus{ID: node.ID, APIAddr: node.APIAddr, RaftAddr: node.RaftAddr,
+				GossipAddr: node.GossipAddr, Index: node.Index, Holder: node.Holder, Leaving: node.Leaving})
+		}
+		if r := s.Reshare; r != nil {
+			rs := &RoundStatus{Round: r.Round, Fresh: r.Fresh, Threshold: r.Threshold, Deals: len(r.Deals), Needed: r.Needed, Acks: len(r.Acks)}
+			for _, m := range r.Members {
+				rs.Members = append(rs.Members, m.NodeID)
+			}
+			st.Resharing = rs
+		}
+	})
+	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].Index < st.Members[j].Index })
+	health := map[string]string{}
+	for _, m := range rt.gossip.Members() {
+		health[m.Name] = gossipState(m.State)
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	for i := range st.Members {
+		m := &st.Members[i]
+		m.Health = health[m.ID]
+		if m.Health == "" {
+			m.Health = "unknown"
+		}
+		go func() {
+			defer func() { done <- struct{}{} }()
+			var ns nodeStatus
+			if m.ID == n.id.NodeID {
+				ns = n.localStatus(rt)
+			} else if _, err := n.call(ctx, rt, m.RaftAddr, "/internal/v1/status", nil, &ns); err != nil {
+				m.RaftState = "unreachable"
+				return
+			}
+			m.RaftState, m.Applied, m.StateHash = ns.RaftState, ns.Applied, ns.StateHash
+		}()
+	}
+	for range st.Members {
+		<-done
+	}
+	return st, nil
+}
+
+func gossipState(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return "alive"
+	case memberlist.StateSuspect:
+		return "suspect"
+	case memberlist.StateDead:
+		return "dead"
+	case memberlist.StateLeft:
+		return "left"
+	}
+	return "unknown"
+}
+
+// Submit commits an operator-signed command.
+func (n *Node) Submit(ctx context.Context, cmd *fsm.Signed) (*fsm.Result, error) {
+	return n.submit(ctx, cmd)
+}
+
+// consistent runs fn on the state at a linearizable read index.
+func (n *Node) consistent(ctx context.Context, fn func(*fsm.State)) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	idx, err := n.readIndex(ctx)
+	if err != nil {
+		return err
+	}
+	if err := n.waitApplied(ctx, idx); err != nil {
+		return err
+	}
+	n.fsm.Read(fn)
+	return nil
+}
+
+// Keys lists the keys the principal may read.
+func (n *Node) Keys(ctx context.Context, principal string) ([]*fsm.Key, error) {
+	var out []*fsm.Key
+	err := n.consistent(ctx, func(s *fsm.State) {
+		for _, k := range s.Keys {
+			if s.Allowed(principal, fsm.OpRead, k.Name) {
+				out = append(out, k.Metadata())
+			}
+		}
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// Key shows one key. A key the principal may not read is reported as
+// denied, not as missing, so operators can tell the two apart.
+func (n *Node) Key(ctx context.Context, principal, name string) (*fsm.Key, error) {
+	var k *fsm.Key
+	var e error
+	err := n.consistent(ctx, func(s *fsm.State) {
+		key := s.Keys[name]
+		switch {
+		case key == nil:
+			e = Errorf(KindNotFound, "key %q does not exist", name)
+		case !s.Allowed(principal, fsm.OpRead, name):
+			e = Errorf(KindDenied, "%s may not read key %q", principal, name)
+		default:
+			k = key.Metadata()
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return k, e
+}
+
+// Release releases a secret for a signed release request with op get.
+func (n *Node) Release(ctx context.Context, req *fsm.Signed) ([]byte, error) {
+	var cmd fsm.Command
+	if err := json.Unmarshal(req.Payload, &cmd); err != nil || cmd.Release == nil || cmd.Release.Op != fsm.OpGet {
+		return nil, Errorf(KindInvalid, "not a signed release request with op %q", fsm.OpGet)
+	}
+	return n.release(ctx, req, 0)
+}
+
+// CompareAndSwap is keysrv's compare-and-swap of a secret.
+func (n *Node) CompareAndSwap(ctx context.Context, release, replace *fsm.Signed) (*fsm.Key, error) {
+	return n.compareAndSwap(ctx, release, replace)
+}
+
+// Principal finds the operator an Ed25519 public key belongs to. A key
+// this node does not know may belong to an operator added since its last
+// apply (or before its restart), so it asks again at a read index; without
+// a quorum the answer is "no quorum", not "unknown operator".
+func (n *Node) Principal(publicKey []byte) (*fsm.Operator, error) {
+	if _, err := n.joined(); err != nil {
+		return nil, err
+	}
+	id := fsm.PrincipalID(publicKey)
+	var op *fsm.Operator
+	lookup := func(s *fsm.State) {
+		if o := s.Operators[id]; o != nil {
+			c := *o
+			op = &c
+		}
+	}
+	n.fsm.Read(lookup)
+	if op == nil {
+		if err := n.consistent(context.Background(), lookup); err != nil {
+			return nil, err
+		}
+	}
+	if op == nil {
+		return nil, Errorf(KindUnauthenticated, "no operator has the key of this certificate (%s)", id)
+	}
+	return op, nil
+}
+
+// raftState exists for tests: the node's Raft state.
+func (n *Node) raftState() raft.RaftState {
+	if rt := n.runtime(); rt != nil {
+		return rt.raft.State()
+	}
+	return raft.Shutdown
+}

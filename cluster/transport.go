@@ -1,0 +1,194 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// ALPN protocol names on the node port.
+const (
+	alpnRaft = "keyquorum-raft/1"
+	alpnRPC  = "h2"
+)
+
+// nodeTLS builds the TLS configurations of the node port: both sides
+// present node certificates of the cluster CA and check the peer's, on
+// dial and on accept. Operators' certificates are refused here.
+type nodeTLS struct {
+	cert tls.Certificate
+	pool *x509.CertPool
+}
+
+func newNodeTLS(m *membership, id *identity) (*nodeTLS, error) {
+	cert, err := ParseCertPEM(m.NodeCert)
+	if err != nil {
+		return nil, fmt.Errorf("node certificate: %w", err)
+	}
+	ca, err := ParseCertPEM(m.CACert)
+	if err != nil {
+		return nil, fmt.Errorf("CA certificate: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return &nodeTLS{
+		cert: tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: id.SignKey, Leaf: cert},
+		pool: pool,
+	}, nil
+}
+
+// verifyPeer checks a peer's chain against the CA and its role. It is used
+// in VerifyConnection on both sides, so the node role is enforced whatever
+// the standard verification did.
+func (t *nodeTLS) verifyPeer(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("peer sent no certificate")
+	}
+	leaf := cs.PeerCertificates[0]
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: t.pool, Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return fmt.Errorf("peer certificate: %w", err)
+	}
+	role, _, err := CertRole(leaf)
+	if err != nil {
+		return err
+	}
+	if role != RoleNode {
+		return fmt.Errorf("peer certificate has role %q, want %q", role, RoleNode)
+	}
+	return nil
+}
+
+func (t *nodeTLS) serverConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:       tls.VersionTLS13,
+		Certificates:     []tls.Certificate{t.cert},
+		ClientAuth:       tls.RequireAnyClientCert,
+		NextProtos:       []string{alpnRaft, alpnRPC},
+		VerifyConnection: t.verifyPeer,
+	}
+}
+
+func (t *nodeTLS) clientConfig(proto string) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{t.cert},
+		// The chain and role are checked by verifyPeer; host names are not
+		// part of a node's identity here.
+		InsecureSkipVerify: true,
+		VerifyConnection:   t.verifyPeer,
+		NextProtos:         []string{proto},
+	}
+}
+
+// portMux accepts TLS connections on the node port and hands each to the
+// Raft stream layer or the RPC server by its negotiated ALPN protocol.
+type portMux struct {
+	ln   net.Listener
+	tls  *nodeTLS
+	log  *slog.Logger
+	raft *chanListener
+	rpc  *chanListener
+}
+
+func newPortMux(addr string, t *nodeTLS, log *slog.Logger) (*portMux, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	m := &portMux{ln: ln, tls: t, log: log, raft: newChanListener(ln.Addr()), rpc: newChanListener(ln.Addr())}
+	go m.serve()
+	return m, nil
+}
+
+func (m *portMux) serve() {
+	cfg := m.tls.serverConfig()
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			m.raft.close()
+			m.rpc.close()
+			return
+		}
+		go m.route(tls.Server(c, cfg))
+	}
+}
+
+func (m *portMux) route(c *tls.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.HandshakeContext(ctx); err != nil {
+		m.log.Debug("node port handshake failed", "peer", c.RemoteAddr(), "err", err)
+		c.Close()
+		return
+	}
+	switch c.ConnectionState().NegotiatedProtocol {
+	case alpnRaft:
+		m.raft.push(c)
+	case alpnRPC:
+		m.rpc.push(c)
+	default:
+		c.Close()
+	}
+}
+
+func (m *portMux) close() error { return m.ln.Close() }
+
+// chanListener is a net.Listener fed by portMux.
+type chanListener struct {
+	addr  net.Addr
+	conns chan net.Conn
+	once  sync.Once
+	done  chan struct{}
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) push(c net.Conn) {
+	select {
+	case l.conns <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) close()         { l.once.Do(func() { close(l.done) }) }
+func (l *chanListener) Close() error   { l.close(); return nil }
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// streamLayer is Raft's transport over the node port.
+type streamLayer struct {
+	*chanListener
+	tls       *nodeTLS
+	advertise net.Addr
+}
+
+func (s *streamLayer) Addr() net.Addr { return s.advertise }
+
+func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: s.tls.clientConfig(alpnRaft)}
+	return d.Dial("tcp", string(address))
+}

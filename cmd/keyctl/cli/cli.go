@@ -1,0 +1,561 @@
+// Package cli is keyctl's command line: it parses the commands, calls the
+// cluster's REST v1 API through gateway/https's client, and prints
+// results. Errors are one line on stderr and a non-zero exit status.
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/gateway/https"
+)
+
+// Exit statuses.
+const (
+	ExitOK       = 0
+	ExitError    = 1 // the cluster refused or failed
+	ExitUsage    = 2 // the command line is wrong
+	ExitNoQuorum = 3 // too few nodes answered; nothing happened
+	ExitUnknown  = 4 // a write timed out: it may or may not have happened
+)
+
+// Usage is keyctl's help text.
+const Usage = `keyctl runs a keyquorum cluster.
+
+Usage:
+  keyctl cluster init --node ADDR [--nodes N] [--name NAME] [--dir DIR]
+                                    found a cluster; its key is made when N nodes (default 3) have joined
+  keyctl cluster join ADDR          admit the unjoined node at ADDR (needs the CA and gossip keys)
+  keyctl cluster leave NODE-ID      remove a member; the cluster reshares without it
+  keyctl cluster status
+  keyctl key create NAME [--type secret] [--bytes N | --from-file F] [--expires DURATION]
+  keyctl key get NAME               print the secret's exact bytes on stdout
+  keyctl key list
+  keyctl key show NAME
+  keyctl key revoke NAME
+  keyctl key destroy NAME
+  keyctl key cas NAME --old-sha256 HEX --from-file F
+  keyctl rule put ID --principal OPERATOR-ID --key NAME|PREFIX* --ops OP[,OP...]
+  keyctl operator create NAME --dir DIR [--admin]
+                                    make another operator's key and certificate (needs the CA key)
+
+The node and credentials come from KEYQUORUM_ADDR, KEYQUORUM_CACERT,
+KEYQUORUM_CLIENT_CERT and KEYQUORUM_CLIENT_KEY (and KEYQUORUM_CA_KEY,
+KEYQUORUM_GOSSIP_KEY to join nodes), as printed by "keyd dev" or
+"keyctl cluster init". --addr overrides KEYQUORUM_ADDR.
+
+Exit status: 0 done, 1 refused or failed, 2 bad usage, 3 no quorum
+(nothing happened), 4 unknown outcome (a write may have happened).
+`
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// Run runs keyctl with args and returns the exit status.
+func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	err := run(args, stdin, stdout)
+	if err == nil {
+		return ExitOK
+	}
+	var u usageError
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, Usage)
+		return ExitOK
+	case errors.As(err, &u):
+		fmt.Fprintf(stderr, "keyctl: %s\nRun \"keyctl help\" for usage.\n", u.msg)
+		return ExitUsage
+	}
+	var e *cluster.Error
+	if errors.As(err, &e) {
+		fmt.Fprintf(stderr, "keyctl: %s: %s\n", strings.ReplaceAll(string(e.Kind), "_", " "), e.Message)
+		switch e.Kind {
+		case cluster.KindNoQuorum:
+			return ExitNoQuorum
+		case cluster.KindUnknownOutcome:
+			return ExitUnknown
+		}
+		return ExitError
+	}
+	fmt.Fprintf(stderr, "keyctl: %v\n", err)
+	return ExitError
+}
+
+func run(args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		return flag.ErrHelp
+	}
+	if len(args) < 2 {
+		return usagef("%q needs a subcommand", args[0])
+	}
+	cmd, sub, rest := args[0], args[1], args[2:]
+	c := &command{stdin: stdin, stdout: stdout}
+	handlers := c.handlers()
+	group, ok := handlers[cmd]
+	if !ok {
+		return usagef("unknown command %q", cmd)
+	}
+	h, ok := group[sub]
+	if !ok {
+		return usagef("unknown command %q %q", cmd, sub)
+	}
+	return h(rest)
+}
+
+// handlers maps each command and subcommand to its function.
+func (c *command) handlers() map[string]map[string]func([]string) error {
+	return map[string]map[string]func([]string) error{
+		"cluster": {"init": c.clusterInit, "join": c.clusterJoin, "leave": c.clusterLeave, "status": c.clusterStatus},
+		"key": {"create": c.keyCreate, "get": c.keyGet, "list": c.keyList, "show": c.keyShow,
+			"revoke": c.keyRevoke, "destroy": c.keyDestroy, "cas": c.keyCAS},
+		"rule":     {"put": c.rulePut},
+		"operator": {"create": c.operatorCreate},
+	}
+}
+
+type command struct {
+	stdin  io.Reader
+	stdout io.Writer
+	addr   string
+}
+
+// flags makes a flag set with the common --addr flag.
+func (c *command) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.addr, "addr", os.Getenv(https.EnvAddr), "node API address host:port")
+	return fs
+}
+
+// parse parses flags that may come before or after positional arguments
+// and checks the number of positional arguments.
+func parse(fs *flag.FlagSet, args []string, positional ...string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usagef("%s: %v", fs.Name(), err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	if len(pos) != len(positional) {
+		return nil, usagef("%s takes %s", fs.Name(), strings.Join(append([]string{}, positional...), " "))
+	}
+	return pos, nil
+}
+
+func (c *command) client() (*https.Client, error) {
+	if c.addr == "" {
+		return nil, usagef("no node address: set %s or pass --addr", https.EnvAddr)
+	}
+	creds, err := https.CredentialsFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	return https.NewClient(c.addr, creds)
+}
+
+func timeout() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 2*time.Minute)
+}
+
+// connect makes the client and the context of one command.
+func (c *command) connect() (*https.Client, context.Context, context.CancelFunc, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := timeout()
+	return cl, ctx, cancel, nil
+}
+
+func (c *command) clusterInit(args []string) error {
+	fs := c.flags("cluster init")
+	node := fs.String("node", "", "API address of the first, unjoined node")
+	name := fs.String("name", "admin", "name of the first operator")
+	nodes := fs.Int("nodes", 3, "the cluster key is made once this many nodes have joined")
+	dir := fs.String("dir", "keyquorum-credentials", "directory to write the credentials and env.sh into")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *node == "" {
+		return usagef("cluster init needs --node ADDR")
+	}
+	ctx, cancel := timeout()
+	defer cancel()
+	creds, id, err := https.InitCluster(ctx, *node, *name, *nodes)
+	if err != nil {
+		return err
+	}
+	env, err := creds.Save(*dir, *node)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "# cluster initialized on node %s; the key is made when %d nodes have joined; credentials in %s (keep ca-key.pem safe)\n%s", id.NodeID, *nodes, *dir, env)
+	return nil
+}
+
+func (c *command) clusterJoin(args []string) error {
+	fs := c.flags("cluster join")
+	pos, err := parse(fs, args, "ADDR")
+	if err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	id, err := cl.JoinNode(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "node %s joined; the cluster key was reshared to include it\n", id.NodeID)
+	return nil
+}
+
+func (c *command) clusterLeave(args []string) error {
+	fs := c.flags("cluster leave")
+	pos, err := parse(fs, args, "NODE-ID")
+	if err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	st, err := cl.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if err := cl.RemoveNode(ctx, pos[0]); err != nil {
+		return err
+	}
+	if _, err := cl.WaitEpoch(ctx, st.Epoch); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "node %s left; the cluster key was reshared without it\n", pos[0])
+	return nil
+}
+
+func (c *command) clusterStatus(args []string) error {
+	fs := c.flags("cluster status")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	st, err := cl.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(c.stdout, st)
+	}
+	fmt.Fprintf(c.stdout, "cluster %s  leader %s  key epoch %d  n %d  t %d  (as seen by %s at index %d)\n",
+		st.ClusterID, orNone(st.Leader), st.Epoch, st.N, st.Threshold, st.Node, st.Applied)
+	if r := st.Resharing; r != nil {
+		fmt.Fprintf(c.stdout, "resharing: round %d to %s, t %d, deals %d/%d, acks %d/%d\n",
+			r.Round, strings.Join(r.Members, ","), r.Threshold, r.Deals, r.Needed, r.Acks, len(r.Members))
+	}
+	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NODE\tAPI\tRAFT\tSTATE\tAPPLIED\tHEALTH\tSHARE")
+	for _, m := range st.Members {
+		share := "-"
+		if m.Holder {
+			share = fmt.Sprint(m.Index)
+		}
+		if m.Leaving {
+			share += " (leaving)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", m.ID, m.APIAddr, m.RaftAddr, strings.ToLower(m.RaftState), m.Applied, m.Health, share)
+	}
+	return w.Flush()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (c *command) keyCreate(args []string) error {
+	fs := c.flags("key create")
+	typ := fs.String("type", fsm.KeyTypeSecret, "key type: secret")
+	n := fs.Int("bytes", 32, "generate this many random bytes")
+	from := fs.String("from-file", "", "read the secret from this file (- for stdin)")
+	expires := fs.Duration("expires", 0, "the key expires after this long (0: never)")
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	if *typ != fsm.KeyTypeSecret {
+		return usagef("key type %q is not one keyctl creates (known: %s)", *typ, fsm.KeyTypeSecret)
+	}
+	secret, err := c.secretInput(*from, *n)
+	if err != nil {
+		return err
+	}
+	defer clear(secret)
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	var exp time.Time
+	if *expires > 0 {
+		exp = time.Now().Add(*expires)
+	}
+	ctx, cancel := timeout()
+	defer cancel()
+	k, err := cl.CreateSecret(ctx, pos[0], secret, exp)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "created %s key %q, version %d, %d bytes\n", k.Type, k.Name, k.Version, len(secret))
+	return nil
+}
+
+// secretInput reads a secret from a file or stdin, or generates n bytes.
+func (c *command) secretInput(from string, n int) ([]byte, error) {
+	const maxSecret = 60 << 10
+	switch {
+	case from == "-":
+		b, err := io.ReadAll(io.LimitReader(c.stdin, maxSecret+1))
+		if err != nil {
+			return nil, fmt.Errorf("reading the secret from stdin: %w", err)
+		}
+		if len(b) == 0 || len(b) > maxSecret {
+			return nil, fmt.Errorf("the secret on stdin must be 1 to %d bytes, got %d", maxSecret, len(b))
+		}
+		return b, nil
+	case from != "":
+		b, err := os.ReadFile(from)
+		if err != nil {
+			return nil, fmt.Errorf("reading the secret: %w", err)
+		}
+		if len(b) == 0 || len(b) > maxSecret {
+			return nil, fmt.Errorf("the secret in %s must be 1 to %d bytes, got %d", from, maxSecret, len(b))
+		}
+		return b, nil
+	}
+	if n < 1 || n > maxSecret {
+		return nil, usagef("--bytes must be 1 to %d, got %d", maxSecret, n)
+	}
+	b := make([]byte, n)
+	_, err := rand.Read(b)
+	return b, err
+}
+
+func (c *command) keyGet(args []string) error {
+	fs := c.flags("key get")
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	secret, err := cl.Get(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	defer clear(secret)
+	_, err = c.stdout.Write(secret)
+	return err
+}
+
+func (c *command) keyList(args []string) error {
+	fs := c.flags("key list")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	keys, err := cl.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tTYPE\tVERSION\tSTATE\tCREATED")
+	for _, k := range keys {
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", k.Name, k.Type, k.Version, k.State, time.Unix(0, k.CreatedAt).UTC().Format(time.RFC3339))
+	}
+	return w.Flush()
+}
+
+func (c *command) keyShow(args []string) error {
+	fs := c.flags("key show")
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	k, err := cl.Key(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "name:      %s\ntype:      %s\nversion:   %d\nstate:     %s\ncreated:   %s\nupdated:   %s\n",
+		k.Name, k.Type, k.Version, k.State, fmtTime(k.CreatedAt), fmtTime(k.UpdatedAt))
+	if k.ExpiresAt != 0 {
+		fmt.Fprintf(c.stdout, "expires:   %s\n", fmtTime(k.ExpiresAt))
+	}
+	fmt.Fprintln(c.stdout, "custody:   threshold-encrypted; released only by a quorum of share holders, never assembled on a node")
+	return nil
+}
+
+func fmtTime(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339) }
+
+func (c *command) keyRevoke(args []string) error {
+	return c.keyState(args, "key revoke", (*https.Client).Revoke, "revoked")
+}
+
+func (c *command) keyDestroy(args []string) error {
+	return c.keyState(args, "key destroy", (*https.Client).Destroy, "destroyed")
+}
+
+func (c *command) keyState(args []string, name string, fn func(*https.Client, context.Context, string) (*fsm.Key, error), done string) error {
+	fs := c.flags(name)
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if _, err := fn(cl, ctx, pos[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "%s key %q\n", done, pos[0])
+	return nil
+}
+
+func (c *command) keyCAS(args []string) error {
+	fs := c.flags("key cas")
+	oldHex := fs.String("old-sha256", "", "hex SHA-256 of the current secret")
+	from := fs.String("from-file", "", "file with the new secret (- for stdin)")
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	old, err := hex.DecodeString(*oldHex)
+	if err != nil || len(old) != sha256.Size {
+		return usagef("--old-sha256 must be %d hex digits", 2*sha256.Size)
+	}
+	if *from == "" {
+		return usagef("key cas needs --from-file")
+	}
+	secret, err := c.secretInput(*from, 0)
+	if err != nil {
+		return err
+	}
+	defer clear(secret)
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	k, err := cl.CompareAndSwap(ctx, pos[0], old, secret)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "replaced key %q, now version %d\n", k.Name, k.Version)
+	return nil
+}
+
+func (c *command) rulePut(args []string) error {
+	fs := c.flags("rule put")
+	principal := fs.String("principal", "", "operator ID the rule grants to")
+	key := fs.String("key", "", "key name, or prefix ending in *")
+	ops := fs.String("ops", "", "comma-separated operations: read, get, create, cas, revoke, destroy")
+	pos, err := parse(fs, args, "ID")
+	if err != nil {
+		return err
+	}
+	if *principal == "" || *key == "" || *ops == "" {
+		return usagef("rule put needs --principal, --key and --ops")
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	r := &fsm.Rule{ID: pos[0], Principal: *principal, Key: *key, Ops: strings.Split(*ops, ",")}
+	if err := cl.PutRule(ctx, r); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "rule %q grants %s on %s to %s\n", r.ID, strings.Join(r.Ops, ","), r.Key, r.Principal)
+	return nil
+}
+
+func (c *command) operatorCreate(args []string) error {
+	fs := c.flags("operator create")
+	dir := fs.String("dir", "", "directory to write the new operator's credentials and env.sh into")
+	admin := fs.Bool("admin", false, "the operator may do everything, like the first one")
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	if *dir == "" {
+		return usagef("operator create needs --dir")
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	creds, err := cl.CreateOperator(ctx, pos[0], *admin)
+	if err != nil {
+		return err
+	}
+	if _, err := creds.Save(*dir, c.addr); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "operator %q is %s; credentials in %s\n", pos[0], creds.OperatorID, *dir)
+	return nil
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/keyquorum/keyquorum/gateway/https"
+)
+
+// runDev starts a complete cluster on loopback in one process, as an
+// operator would form it: init on the first node, join the others.
+func runDev(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keyd dev", flag.ContinueOnError)
+	dir := fs.String("dir", "", "directory for data and credentials (default: a new temporary directory)")
+	nodes := fs.Int("nodes", 3, "number of nodes")
+	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *nodes < 1 || *nodes > 7 {
+		return fmt.Errorf("--nodes must be 1 to 7, got %d", *nodes)
+	}
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "keyquorum-dev-")
+		if err != nil {
+			return err
+		}
+		*dir = d
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	var running []*runningNode
+	defer func() {
+		for _, r := range running {
+			r.shutdown()
+		}
+	}()
+	var apiAddrs []string
+	for i := 1; i <= *nodes; i++ {
+		ports, err := freePorts(3)
+		if err != nil {
+			return err
+		}
+		f := nodeFlags{
+			id:             fmt.Sprintf("dev%d", i),
+			dataDir:        filepath.Join(*dir, fmt.Sprintf("dev%d", i)),
+			apiAddr:        ports[0],
+			raftAddr:       ports[1],
+			gossipAddr:     ports[2],
+			requestTimeout: 3 * time.Second,
+		}
+		r, err := startNode(f, log)
+		if err != nil {
+			return fmt.Errorf("starting %s: %w", f.id, err)
+		}
+		running = append(running, r)
+		apiAddrs = append(apiAddrs, f.apiAddr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	creds, _, err := https.InitCluster(ctx, apiAddrs[0], "dev", *nodes)
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	c, err := https.NewClient(apiAddrs[0], creds)
+	if err != nil {
+		return err
+	}
+	for _, addr := range apiAddrs[1:] {
+		if _, err := c.JoinNode(ctx, addr); err != nil {
+			return fmt.Errorf("join %s: %w", addr, err)
+		}
+	}
+	env, err := creds.Save(filepath.Join(*dir, "credentials"), apiAddrs[0])
+	if err != nil {
+		return err
+	}
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "# keyquorum dev cluster: %d nodes, threshold %d, key epoch %d, data in %s\n", st.N, st.Threshold, st.Epoch, *dir)
+	fmt.Fprintf(stdout, "# nodes' APIs: %v\n# paste these lines into another shell (also in %s):\n", apiAddrs, filepath.Join(*dir, "credentials", "env.sh"))
+	fmt.Fprint(stdout, env)
+	if err := os.WriteFile(filepath.Join(*dir, "env.sh"), []byte(env), 0o644); err != nil {
+		return err
+	}
+	sig, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	<-sig.Done()
+	fmt.Fprintln(stderr, "keyd dev: shutting down")
+	return nil
+}
+
+// freePorts finds n free TCP ports on 127.0.0.1 that are free for UDP too
+// (gossip uses both).
+func freePorts(n int) ([]string, error) {
+	var out []string
+	for len(out) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		addr := l.Addr().String()
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		out = append(out, addr)
+	}
+	return out, nil
+}

@@ -1,0 +1,217 @@
+// Command keyd runs a keyquorum node, or with "keyd dev" a complete local
+// three-node cluster in one process.
+//
+// Every flag is mirrored by an environment variable: --data-dir by
+// KEYQUORUM_DATA_DIR, and so on. A flag on the command line wins over the
+// variable, and the variable over a --config file (JSON, with the flags'
+// names as keys).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	_ "net/http/pprof"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/gateway/https"
+)
+
+const usage = `keyd runs a keyquorum node.
+
+Usage:
+  keyd [flags]        run one node
+  keyd dev [flags]    run a local three-node cluster for development
+
+Run "keyd -h" or "keyd dev -h" for the flags.
+`
+
+func main() {
+	protectMemory()
+	args := os.Args[1:]
+	var err error
+	switch {
+	case len(args) > 0 && args[0] == "dev":
+		err = runDev(args[1:], os.Stdout, os.Stderr)
+	case len(args) > 0 && (args[0] == "help" || args[0] == "--help"):
+		fmt.Print(usage)
+	default:
+		err = runNode(args, os.Stderr)
+	}
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "keyd:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+// protectMemory keeps key material out of core dumps: no core files, and
+// the process is not dumpable (nor attachable by other users' ptrace).
+func protectMemory() {
+	unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{Cur: 0, Max: 0})
+	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+}
+
+// nodeFlags are the flags of one node.
+type nodeFlags struct {
+	id, dataDir, apiAddr, raftAddr, gossipAddr, logLevel, debugAddr string
+	requestTimeout                                                  time.Duration
+	snapshotThreshold, trailingLogs                                 uint64
+}
+
+func (f *nodeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.id, "id", "", "node ID (default: the host name)")
+	fs.StringVar(&f.dataDir, "data-dir", "", "data directory (required)")
+	fs.StringVar(&f.apiAddr, "api-addr", "127.0.0.1:8740", "host:port of the HTTPS API")
+	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:8741", "host:port of Raft and node-to-node calls")
+	fs.StringVar(&f.gossipAddr, "gossip-addr", "127.0.0.1:8742", "host:port of gossip (UDP and TCP)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.debugAddr, "debug-addr", "", "host:port to serve Go's pprof profiles on, for profiling (off when empty; never expose it)")
+	fs.DurationVar(&f.requestTimeout, "request-timeout", cluster.DefaultRequestTimeout, "bound on one release, read or write")
+	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 0, "Raft log entries between snapshots (0: Raft's default, 8192)")
+	fs.Uint64Var(&f.trailingLogs, "trailing-logs", 0, "Raft log entries kept after a snapshot for lagging followers (0: Raft's default, 10240)")
+}
+
+// applyEnvAndFile fills flags not given on the command line from
+// KEYQUORUM_* variables, then from a JSON config file.
+func applyEnvAndFile(fs *flag.FlagSet, configPath string) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	file := map[string]any{}
+	if configPath != "" {
+		b, err := os.ReadFile(configPath)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &file); err != nil {
+			return fmt.Errorf("config file %s: %w", configPath, err)
+		}
+	}
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		env := "KEYQUORUM_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", env, v, e)
+			}
+			return
+		}
+		if v, ok := file[f.Name]; ok {
+			if e := f.Value.Set(fmt.Sprint(v)); e != nil {
+				err = fmt.Errorf("config file %s: %s: %w", configPath, f.Name, e)
+			}
+		}
+	})
+	return err
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func runNode(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keyd", flag.ContinueOnError)
+	var f nodeFlags
+	f.register(fs)
+	config := fs.String("config", "", "JSON config file with the flags' names as keys")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := applyEnvAndFile(fs, *config); err != nil {
+		return err
+	}
+	if f.id == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return err
+		}
+		f.id = host
+	}
+	if f.dataDir == "" {
+		return errors.New("--data-dir is required")
+	}
+	log, err := newLogger(stderr, f.logLevel)
+	if err != nil {
+		return err
+	}
+	n, err := startNode(f, log)
+	if err != nil {
+		return err
+	}
+	if f.debugAddr != "" {
+		go func() { log.Error("debug server", "err", http.ListenAndServe(f.debugAddr, nil)) }()
+	}
+	log.Info("keyd running", "node", f.id, "api", f.apiAddr, "raft", f.raftAddr, "gossip", f.gossipAddr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	<-ctx.Done()
+	log.Info("shutting down")
+	return n.shutdown()
+}
+
+// runningNode is a node with its API server.
+type runningNode struct {
+	node *cluster.Node
+	api  *https.Server
+}
+
+func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
+	cfg := cluster.DefaultConfig()
+	cfg.NodeID, cfg.DataDir = f.id, f.dataDir
+	cfg.APIAddr, cfg.RaftAddr, cfg.GossipAddr = f.apiAddr, f.raftAddr, f.gossipAddr
+	cfg.RequestTimeout = f.requestTimeout
+	cfg.SnapshotThreshold, cfg.TrailingLogs = f.snapshotThreshold, f.trailingLogs
+	cfg.Logger = log
+	n, err := cluster.NewNode(cfg)
+	if err != nil {
+		return nil, err
+	}
+	api, err := https.NewServer(n, n.SignKey(), log)
+	if err != nil {
+		n.Shutdown(context.Background())
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", f.apiAddr)
+	if err != nil {
+		n.Shutdown(context.Background())
+		return nil, err
+	}
+	go func() {
+		if err := api.Serve(ln); err != nil {
+			log.Error("API server", "err", err)
+		}
+	}()
+	return &runningNode{node: n, api: api}, nil
+}
+
+// shutdown stops the API, then the node, within the shutdown timeout.
+func (r *runningNode) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), cluster.DefaultShutdownTimeout)
+	defer cancel()
+	apiErr := r.api.Shutdown(ctx)
+	return errors.Join(apiErr, r.node.Shutdown(ctx))
+}

@@ -1,0 +1,141 @@
+package fsm
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+)
+
+// Signed is one Raft log entry, and also the form of every request a share
+// holder authorizes. Payload is the JSON of a Command exactly as it was
+// signed; it is never re-encoded, so no canonical JSON is needed.
+type Signed struct {
+	Signer    string `json:"signer"`    // an operator, node or machine ID
+	Payload   []byte `json:"payload"`   // JSON of a Command
+	Signature []byte `json:"signature"` // Ed25519 over SigningInput(Payload)
+}
+
+// signingDomain separates keyquorum's signatures from any other use of the
+// same Ed25519 keys.
+const signingDomain = "keyquorum/command/v1\x00"
+
+// SigningInput is what a signer signs for a payload.
+func SigningInput(payload []byte) []byte {
+	return append([]byte(signingDomain), payload...)
+}
+
+// Sign makes a Signed from a command. The command must carry a fresh Nonce
+// and IssuedAt.
+func Sign(signer string, key ed25519.PrivateKey, cmd *Command) (*Signed, error) {
+	payload, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return &Signed{Signer: signer, Payload: payload, Signature: ed25519.Sign(key, SigningInput(payload))}, nil
+}
+
+// Command types.
+const (
+	TypeInit           = "init"
+	TypeAddNode        = "add_node"
+	TypeRemoveNode     = "remove_node"
+	TypeAddOperator    = "add_operator"
+	TypeRemoveOperator = "remove_operator"
+	TypePutRule        = "put_rule"
+	TypeDeleteRule     = "delete_rule"
+	TypeCreateKey      = "create_key"
+	TypeReplaceKey     = "replace_key"
+	TypeRevokeKey      = "revoke_key"
+	TypeDestroyKey     = "destroy_key"
+	TypeDeal           = "deal"
+	TypeReshareAck     = "reshare_ack"
+	TypeSetEncKey      = "set_enc_key"
+	// TypeRelease is never logged: it is a request that share holders
+	// authorize against the state (see State.Authorize).
+	TypeRelease = "release"
+)
+
+// Command is the signed payload. Exactly the field that matches Type is set.
+type Command struct {
+	Type     string `json:"type"`
+	Nonce    []byte `json:"nonce"`     // at least 16 random bytes
+	IssuedAt int64  `json:"issued_at"` // Unix nanoseconds, by the signer's clock
+
+	Init           *Init           `json:"init,omitempty"`
+	AddNode        *Node           `json:"add_node,omitempty"`
+	RemoveNode     string          `json:"remove_node,omitempty"`
+	AddOperator    *Operator       `json:"add_operator,omitempty"`
+	RemoveOperator string          `json:"remove_operator,omitempty"`
+	PutRule        *Rule           `json:"put_rule,omitempty"`
+	DeleteRule     string          `json:"delete_rule,omitempty"`
+	CreateKey      *CreateKey      `json:"create_key,omitempty"`
+	ReplaceKey     *ReplaceKey     `json:"replace_key,omitempty"`
+	RevokeKey      string          `json:"revoke_key,omitempty"`
+	DestroyKey     string          `json:"destroy_key,omitempty"`
+	Deal           *DealCommand    `json:"deal,omitempty"`
+	ReshareAck     *ReshareAck     `json:"reshare_ack,omitempty"`
+	SetEncKey      []byte          `json:"set_enc_key,omitempty"`
+	Release        *ReleaseRequest `json:"release,omitempty"`
+}
+
+// Init founds the cluster: the first operator (who signs this command with
+// the key it names), the first node and the cluster's CA certificate.
+type Init struct {
+	ClusterID string    `json:"cluster_id"`
+	CACert    []byte    `json:"ca_cert"` // PEM
+	Operator  *Operator `json:"operator"`
+	Node      *Node     `json:"node"`
+	// InitialNodes is how many members the cluster waits for before the
+	// DKG makes the cluster key: a key made by fewer nodes would have a
+	// threshold that fewer nodes meet (with one, the founding node would
+	// hold the whole secret).
+	InitialNodes int `json:"initial_nodes"`
+}
+
+// MaxNodes is the largest cluster.
+const MaxNodes = 7
+
+// CreateKey stores a new key. Material is sealed by the client to the
+// cluster public key, so no node sees the plaintext.
+type CreateKey struct {
+	Name      string `json:"name"`
+	Type      string `json:"type"`
+	R         []byte `json:"r"`      // the KEM's public point
+	Sealed    []byte `json:"sealed"` // nonce and AEAD ciphertext
+	ExpiresAt int64  `json:"expires_at,omitempty"`
+}
+
+// ReplaceKey replaces a key's material if its version is still
+// ExpectVersion: the compare-and-swap of keysrv. The coordinating node
+// checks the old secret's hash before it proposes this command.
+type ReplaceKey struct {
+	Name          string `json:"name"`
+	ExpectVersion uint64 `json:"expect_version"`
+	OldSHA256     []byte `json:"old_sha256"`
+	R             []byte `json:"r"`
+	Sealed        []byte `json:"sealed"`
+}
+
+// DealCommand carries one share holder's resharing deal for a resharing
+// round. The deal's encoding belongs to the DealChecker.
+type DealCommand struct {
+	Round  uint64 `json:"round"`
+	Dealer uint32 `json:"dealer"`
+	Deal   []byte `json:"deal"`
+}
+
+// ReshareAck says the signing node holds its share of the round's new
+// sharing, checked against the round's public commitments.
+type ReshareAck struct {
+	Round uint64 `json:"round"`
+}
+
+// ReleaseRequest asks for a key's material. Share holders authorize it;
+// it never enters the log.
+type ReleaseRequest struct {
+	Key string `json:"key"`
+	// Op is what the release is for: OpGet, or OpCAS when a node releases
+	// the old secret to compare it during a compare-and-swap.
+	Op string `json:"op"`
+	// ReplaceKey is set when Op is OpCAS: the swap this release serves.
+	ReplaceKey *ReplaceKey `json:"replace_key,omitempty"`
+}

@@ -1,0 +1,24 @@
+// Package fsm is keyquorum's replicated state machine: keys and their
+// sealed material, rules, operators, nodes with their share indexes, and the
+// cluster key's public commitments and epoch.
+//
+// It is pure and deterministic. Apply takes the bytes of one Raft log entry,
+// the entry's index and the time the leader appended it, and returns a
+// Result; it does no I/O, reads no clock and draws no randomness, so every
+// replica that applies the same log reaches the same State. The only
+// cryptography it needs beyond Ed25519 signature checks (the public checks
+// of key-resharing deals) is injected as a DealChecker, so the package
+// imports nothing of the project.
+//
+// Every log entry is a Signed command. Operator commands are verified
+// against the operator keys the state holds; node commands (deals and
+// resharing acknowledgements) against the node keys. A leader that is
+// compromised can therefore refuse to commit, but cannot grant itself a
+// rule, add a node or forge a deal: every replica re-checks the signature
+// when it applies the entry.
+//
+// Contract with the Raft adapter: Apply never fails for storage reasons (it
+// holds everything in memory); a rejected command is a Result with an Error,
+// and the state is unchanged by it. Snapshot returns a deterministic
+// encoding of the whole state; Restore replaces the state with one.
+package fsm

@@ -1,0 +1,304 @@
+package fsm
+
+import (
+	"cmp"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"maps"
+	"regexp"
+	"slices"
+	"sync"
+	"time"
+)
+
+// MaxClockSkew bounds how far a command's IssuedAt may be from the time the
+// leader appended it (for log entries) or from a holder's clock (for
+// release requests). Nonces are remembered for twice this long.
+const MaxClockSkew = 5 * time.Minute
+
+// Limits on what a command may carry.
+const (
+	MaxNameLen    = 200
+	MaxSealedSize = 64 << 10
+	minNonceLen   = 16
+	pointLen      = 32
+	pruneEvery    = int64(time.Minute)
+)
+
+var (
+	namePattern   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
+	nodeIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+)
+
+// DealChecker does the public checks of resharing deals. The fsm calls it
+// from Apply, so it must be deterministic.
+type DealChecker interface {
+	// CheckDeal verifies a deal from dealer for the round: it shares to
+	// exactly the round's members with the round's threshold and, unless
+	// the round is fresh, its constant term commits to the dealer's public
+	// share under oldPoly.
+	CheckDeal(r *Reshare, oldPoly [][]byte, dealer uint32, deal []byte) error
+	// CombinePublic computes the new public commitments from the round's
+	// qualified deals.
+	CombinePublic(r *Reshare) ([][]byte, error)
+}
+
+// Result is what Apply returns for one entry.
+type Result struct {
+	Index uint64 `json:"index"`
+	Error *Error `json:"error,omitempty"`
+	Key   *Key   `json:"key,omitempty"` // the key a key command wrote, without material
+}
+
+// FSM holds the state and applies entries to it. Apply is called from one
+// goroutine; Read may be called from any.
+type FSM struct {
+	checker DealChecker
+
+	mu    sync.RWMutex
+	state *State
+}
+
+// New returns an empty state machine.
+func New(checker DealChecker) *FSM {
+	return &FSM{checker: checker, state: emptyState()}
+}
+
+func emptyState() *State {
+	return &State{
+		Nodes:     map[string]*Node{},
+		Operators: map[string]*Operator{},
+		Rules:     map[string]*Rule{},
+		Keys:      map[string]*Key{},
+		Nonces:    map[string]int64{},
+	}
+}
+
+// Read calls fn with the state under a read lock. fn must not keep
+// references into the state or change it.
+func (f *FSM) Read(fn func(*State)) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fn(f.state)
+}
+
+// Apply applies one log entry. A refused entry leaves the state as it was,
+// apart from the applied index.
+func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.state
+	s.Applied = index
+	res := &Result{Index: index}
+	var sg Signed
+	if err := json.Unmarshal(data, &sg); err != nil {
+		res.Error = errorf(CodeInvalid, "entry is not a signed command: %v", err)
+		return res
+	}
+	// The state machine's clock never goes back: a leader that sets an
+	// entry's time before one already applied cannot make an old command
+	// fresh again once its nonce is forgotten.
+	now := max(at.UnixNano(), s.LastTime)
+	s.LastTime = now
+	cmd, err := f.verify(&sg, now)
+	if err != nil {
+		res.Error = err
+		return res
+	}
+	t := transition{fsm: f, s: s, index: index, now: now, signer: sg.Signer, cmd: cmd}
+	if err := t.apply(); err != nil {
+		res.Error = err
+		return res
+	}
+	// The nonce is spent only by a command that took effect, so a refused
+	// command may be corrected and sent again; old nonces are forgotten
+	// only here too, so a refused entry changes nothing but the clock and
+	// the applied index.
+	f.prune(now)
+	s.Nonces[nonceKey(sg.Signer, cmd.Nonce)] = cmd.IssuedAt + 2*int64(MaxClockSkew)
+	res.Key = t.key
+	return res
+}
+
+func nonceKey(signer string, nonce []byte) string {
+	return signer + "/" + hex.EncodeToString(nonce)
+}
+
+func (f *FSM) prune(now int64) {
+	s := f.state
+	if now-s.LastPrune < pruneEvery {
+		return
+	}
+	s.LastPrune = now
+	maps.DeleteFunc(s.Nonces, func(_ string, expiry int64) bool { return expiry < now })
+}
+
+// verify decodes the command and checks its signature, its time and its
+// nonce. The signer is looked up as the command's type requires.
+func (f *FSM) verify(sg *Signed, now int64) (*Command, *Error) {
+	var cmd Command
+	if err := json.Unmarshal(sg.Payload, &cmd); err != nil {
+		return nil, errorf(CodeInvalid, "command payload: %v", err)
+	}
+	if cmd.Type != TypeInit && !f.state.Initialized() {
+		return nil, errorf(CodeState, "the cluster is not initialized")
+	}
+	if err := checkFresh(&cmd, now); err != nil {
+		return nil, err
+	}
+	if _, seen := f.state.Nonces[nonceKey(sg.Signer, cmd.Nonce)]; seen {
+		return nil, errorf(CodeReplay, "nonce already used by %s", sg.Signer)
+	}
+	key, err := f.signerKey(sg.Signer, &cmd)
+	if err != nil {
+		return nil, err
+	}
+	if len(key) != ed25519.PublicKeySize || !ed25519.Verify(key, SigningInput(sg.Payload), sg.Signature) {
+		return nil, errorf(CodeBadSignature, "signature of %s does not verify", sg.Signer)
+	}
+	return &cmd, nil
+}
+
+func checkFresh(cmd *Command, now int64) *Error {
+	if len(cmd.Nonce) < minNonceLen {
+		return errorf(CodeInvalid, "nonce must be at least %d bytes", minNonceLen)
+	}
+	if d := time.Duration(now - cmd.IssuedAt); d > MaxClockSkew || d < -MaxClockSkew {
+		return errorf(CodeReplay, "command issued %v from the cluster's time, more than %v", d.Round(time.Second), MaxClockSkew)
+	}
+	return nil
+}
+
+func (f *FSM) signerKey(signer string, cmd *Command) ([]byte, *Error) {
+	s := f.state
+	switch cmd.Type {
+	case TypeInit:
+		if cmd.Init == nil || cmd.Init.Operator == nil {
+			return nil, errorf(CodeInvalid, "init needs an operator")
+		}
+		if signer != cmd.Init.Operator.ID {
+			return nil, errorf(CodeBadSignature, "init must be signed by the operator it names")
+		}
+		return cmd.Init.Operator.PublicKey, nil
+	case TypeDeal, TypeReshareAck, TypeSetEncKey:
+		n := s.Nodes[signer]
+		if n == nil {
+			return nil, errorf(CodeBadSignature, "unknown node %q", signer)
+		}
+		return n.SignKey, nil
+	default:
+		o := s.Operators[signer]
+		if o == nil {
+			return nil, errorf(CodeBadSignature, "unknown operator %q", signer)
+		}
+		return o.PublicKey, nil
+	}
+}
+
+// AuthorizeRelease checks a release request as a share holder must before
+// it answers: the signature of a known operator, a time within
+// MaxClockSkew of now, a rule that allows the operation on the key, and the
+// key active and unexpired at now. Replayed nonces are the holder's to
+// refuse (requests never enter the log): the command it returns carries
+// the nonce, so the holder need not decode the payload again.
+func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Error) {
+	var cmd Command
+	if err := json.Unmarshal(sg.Payload, &cmd); err != nil {
+		return nil, nil, errorf(CodeInvalid, "request payload: %v", err)
+	}
+	if cmd.Type != TypeRelease || cmd.Release == nil {
+		return nil, nil, errorf(CodeInvalid, "not a release request")
+	}
+	if err := checkFresh(&cmd, now.UnixNano()); err != nil {
+		return nil, nil, err
+	}
+	o := s.Operators[sg.Signer]
+	if o == nil || len(o.PublicKey) != ed25519.PublicKeySize {
+		return nil, nil, errorf(CodeBadSignature, "unknown operator %q", sg.Signer)
+	}
+	if !ed25519.Verify(o.PublicKey, SigningInput(sg.Payload), sg.Signature) {
+		return nil, nil, errorf(CodeBadSignature, "signature of %s does not verify", sg.Signer)
+	}
+	req := cmd.Release
+	switch req.Op {
+	case OpGet:
+	case OpCAS:
+		if req.ReplaceKey == nil || req.ReplaceKey.Name != req.Key {
+			return nil, nil, errorf(CodeInvalid, "a cas release must carry the swap for the same key")
+		}
+	default:
+		return nil, nil, errorf(CodeInvalid, "unknown release operation %q", req.Op)
+	}
+	k := s.Keys[req.Key]
+	if k == nil {
+		return nil, nil, errorf(CodeNotFound, "key %q does not exist", req.Key)
+	}
+	if !s.Allowed(sg.Signer, req.Op, req.Key) {
+		return nil, nil, errorf(CodeDenied, "%s may not %s key %q", sg.Signer, req.Op, req.Key)
+	}
+	if k.State != KeyActive {
+		return nil, nil, errorf(CodeDenied, "key %q is %s", req.Key, k.State)
+	}
+	if k.ExpiresAt != 0 && now.UnixNano() >= k.ExpiresAt {
+		return nil, nil, errorf(CodeDenied, "key %q expired", req.Key)
+	}
+	return &cmd, k, nil
+}
+
+// Snapshot encodes the whole state. The encoding is deterministic: the
+// same state always gives the same bytes.
+func (f *FSM) Snapshot() ([]byte, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return json.Marshal(f.state)
+}
+
+// Restore replaces the state with a snapshot's.
+func (f *FSM) Restore(data []byte) error {
+	s := emptyState()
+	if err := json.Unmarshal(data, s); err != nil {
+		return err
+	}
+	// A map encoded as null decodes to nil: make every map usable again.
+	if s.Nodes == nil {
+		s.Nodes = map[string]*Node{}
+	}
+	if s.Operators == nil {
+		s.Operators = map[string]*Operator{}
+	}
+	if s.Rules == nil {
+		s.Rules = map[string]*Rule{}
+	}
+	if s.Keys == nil {
+		s.Keys = map[string]*Key{}
+	}
+	if s.Nonces == nil {
+		s.Nonces = map[string]int64{}
+	}
+	f.mu.Lock()
+	f.state = s
+	f.mu.Unlock()
+	return nil
+}
+
+// Hash is the SHA-256 of the snapshot encoding: replicas that applied the
+// same log have the same hash.
+func (f *FSM) Hash() ([32]byte, error) {
+	b, err := f.Snapshot()
+	if err != nil {
+		return [32]byte{}, err
+	}
+	return sha256.Sum256(b), nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+func sortedNodes(m map[string]*Node) []*Node {
+	out := slices.Collect(maps.Values(m))
+	slices.SortFunc(out, func(a, b *Node) int { return cmp.Compare(a.Index, b.Index) })
+	return out
+}

@@ -1,0 +1,324 @@
+package fsm_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+// busy: every part of the state in use. Three holders, rules, keys in
+// every state, and a resharing round in progress with one deal of two.
+func busy(h *harness) {
+	threeHolders(h)
+	h.must(admin, addOperatorCmd(operatorSpec(admin2, "carol", true)))
+	h.must(admin, putRuleCmd("db", op.ID, "db/*", fsm.OpGet, fsm.OpCreate, fsm.OpCAS))
+	h.must(admin, putRuleCmd("web", op.ID, "web/x", fsm.OpRead))
+	h.must(admin, createKeyCmd("db/a"))
+	h.must(op, createKeyCmd("db/b"))
+	h.must(admin, createKeyCmd("db/revoked"))
+	h.must(admin, revokeKeyCmd("db/revoked"))
+	h.must(admin, createKeyCmd("db/destroyed"))
+	h.must(admin, destroyKeyCmd("db/destroyed"))
+	h.must(op, replaceKeyCmd("db/b", 1))
+	h.must(admin, addNodeCmd(nodeSpec(4)))
+	h.must(node(1), dealCmd(h.round(), 1, "ok"))
+}
+
+// TestRefusedCommandLeavesStateUnchanged applies one refusal after another
+// to a busy state: each must leave the snapshot as it was, apart from the
+// applied index, which must be the refused entry's.
+func TestRefusedCommandLeavesStateUnchanged(t *testing.T) {
+	h := newHarness(t)
+	busy(h)
+	round := h.round()
+	lastAccepted := h.log[len(h.log)-1].data
+	refusals := []struct {
+		name  string
+		entry func() []byte
+		code  fsm.Code
+	}{
+		{"not JSON", func() []byte { return []byte{0xff, 0x00} }, fsm.CodeInvalid},
+		{"JSON null", func() []byte { return []byte("null") }, fsm.CodeInvalid},
+		{"init again", func() []byte { return h.entry(admin, initCmd()) }, fsm.CodeState},
+		{"add node by a non-admin", func() []byte { return h.entry(op, addNodeCmd(nodeSpec(5))) }, fsm.CodeDenied},
+		{"add a node whose address is taken", func() []byte {
+			n := nodeSpec(5)
+			n.APIAddr = nodeSpec(2).APIAddr
+			return h.entry(admin, addNodeCmd(n))
+		}, fsm.CodeExists},
+		{"remove an unknown node", func() []byte { return h.entry(admin, removeNodeCmd("node-9")) }, fsm.CodeNotFound},
+		{"add an operator who exists", func() []byte { return h.entry(admin, addOperatorCmd(operatorSpec(op, "bob", true))) }, fsm.CodeExists},
+		{"remove an operator by a non-admin", func() []byte { return h.entry(op, removeOperatorCmd(admin2.ID)) }, fsm.CodeDenied},
+		{"put a rule with an unknown operation", func() []byte { return h.entry(admin, putRuleCmd("db", op.ID, "db/*", "all")) }, fsm.CodeInvalid},
+		{"delete an unknown rule", func() []byte { return h.entry(admin, deleteRuleCmd("nope")) }, fsm.CodeNotFound},
+		{"create a key whose name is taken", func() []byte { return h.entry(op, createKeyCmd("db/a")) }, fsm.CodeExists},
+		{"create a key named ../x", func() []byte { return h.entry(admin, createKeyCmd("../x")) }, fsm.CodeInvalid},
+		{"replace at the wrong version", func() []byte { return h.entry(op, replaceKeyCmd("db/b", 1)) }, fsm.CodeConflict},
+		{"replace a revoked key", func() []byte { return h.entry(admin, replaceKeyCmd("db/revoked", 1)) }, fsm.CodeState},
+		{"revoke without a rule", func() []byte { return h.entry(op, revokeKeyCmd("db/a")) }, fsm.CodeDenied},
+		{"destroy a destroyed key", func() []byte { return h.entry(admin, destroyKeyCmd("db/destroyed")) }, fsm.CodeState},
+		{"a forged deal", func() []byte { return h.entry(node(2), dealCmd(round, 2, "forged")) }, fsm.CodeInvalid},
+		{"a second deal", func() []byte { return h.entry(node(1), dealCmd(round, 1, "ok")) }, fsm.CodeExists},
+		{"a deal from a non-dealer", func() []byte { return h.entry(node(4), dealCmd(round, 4, "ok")) }, fsm.CodeDenied},
+		{"an ack before qualification", func() []byte { return h.entry(node(4), ackCmd(round)) }, fsm.CodeState},
+		{"a stale command", func() []byte {
+			return h.entry(admin, issued(createKeyCmd("db/new"), -fsm.MaxClockSkew-time.Second))
+		}, fsm.CodeReplay},
+		{"a forged signature", func() []byte { return signedWith(admin.ID, op, createKeyCmd("db/new"))(h) }, fsm.CodeBadSignature},
+		{"a replayed entry", func() []byte { return lastAccepted }, fsm.CodeReplay},
+	}
+	for _, r := range refusals {
+		before := h.snapshot()
+		res := h.apply(r.entry())
+		if codeOf(res) != r.code {
+			t.Errorf("%s: %v, want %q", r.name, res.Error, r.code)
+		}
+		after := h.snapshot()
+		assertUnchanged(t, before, after)
+		if s := h.state(); s.Applied != h.index {
+			t.Errorf("%s: applied %d, want the refused entry's index %d", r.name, s.Applied, h.index)
+		}
+	}
+}
+
+func TestNonces(t *testing.T) {
+	t.Run("a nonce is spent for its signer, whatever the command", func(t *testing.T) {
+		h := newHarness(t)
+		ready(h)
+		n := h.nonce()
+		h.must(admin, with(createKeyCmd("db/x"), func(c *fsm.Command) { c.Nonce = n }))
+		refusedWith(t, h, admin, with(createKeyCmd("db/y"), func(c *fsm.Command) { c.Nonce = n }), fsm.CodeReplay)
+		refusedWith(t, h, admin, with(revokeKeyCmd("db/x"), func(c *fsm.Command) { c.Nonce = n }), fsm.CodeReplay)
+		// Another signer's nonces are its own.
+		h.must(admin, putRuleCmd("r", op.ID, "db/*", fsm.OpCreate))
+		h.must(op, with(createKeyCmd("db/y"), func(c *fsm.Command) { c.Nonce = n }))
+	})
+	t.Run("a refused command does not spend its nonce", func(t *testing.T) {
+		h := newHarness(t)
+		withKey(h)
+		n := h.nonce()
+		refusedWith(t, h, admin, with(replaceKeyCmd("db/a", 7), func(c *fsm.Command) { c.Nonce = n }), fsm.CodeConflict)
+		refusedWith(t, h, admin, with(replaceKeyCmd("db/a", 1), func(c *fsm.Command) {
+			c.Nonce, c.IssuedAt = n, t0.Add(-time.Hour).UnixNano()
+		}), fsm.CodeReplay)
+		h.must(admin, with(replaceKeyCmd("db/a", 1), func(c *fsm.Command) { c.Nonce = n }))
+		refusedWith(t, h, admin, with(replaceKeyCmd("db/a", 2), func(c *fsm.Command) { c.Nonce = n }), fsm.CodeReplay)
+	})
+	t.Run("a forged entry does not spend the nonce of the signer it names", func(t *testing.T) {
+		h := newHarness(t)
+		ready(h)
+		n := h.nonce()
+		cmd := func() *fsm.Command { return with(createKeyCmd("db/x"), func(c *fsm.Command) { c.Nonce = n }) }
+		if res := h.apply(signedWith(admin.ID, stranger, cmd())(h)); codeOf(res) != fsm.CodeBadSignature {
+			t.Fatalf("forged entry: %v", res.Error)
+		}
+		if res := h.apply(unsigned(admin, cmd())(h)); codeOf(res) != fsm.CodeBadSignature {
+			t.Fatalf("unsigned entry: %v", res.Error)
+		}
+		h.must(admin, cmd())
+	})
+	t.Run("a nonce is remembered as long as its command is fresh", func(t *testing.T) {
+		h := newHarness(t)
+		ready(h)
+		// Issued four minutes ahead of the entry time: fresh until t0+9m.
+		early := h.entry(admin, issued(createKeyCmd("db/early"), 4*time.Minute))
+		if res := h.apply(early); res.Error != nil {
+			t.Fatal(res.Error)
+		}
+		now := h.entry(admin, createKeyCmd("db/now"))
+		if res := h.apply(now); res.Error != nil {
+			t.Fatal(res.Error)
+		}
+		for _, d := range []time.Duration{2 * time.Minute, 4 * time.Minute, 4*time.Minute + 59*time.Second, 9 * time.Minute} {
+			h.at = t0.Add(d)
+			h.must(admin, createKeyCmd("db/at-"+d.String())) // prunes
+			if res := h.apply(early); codeOf(res) != fsm.CodeReplay {
+				t.Errorf("at t0+%v the early entry again: %v, want a replay", d, res.Error)
+			}
+			if d < fsm.MaxClockSkew {
+				if res := h.apply(now); codeOf(res) != fsm.CodeReplay {
+					t.Errorf("at t0+%v the entry again: %v, want a replay", d, res.Error)
+				}
+			}
+		}
+	})
+	t.Run("nonces of commands too old to apply are forgotten", func(t *testing.T) {
+		h := newHarness(t)
+		ready(h)
+		if n := len(h.state().Nonces); n < 4 {
+			t.Fatalf("%d nonces remembered after %d accepted commands", n, 4)
+		}
+		h.at = t0.Add(2*fsm.MaxClockSkew + 2*time.Minute)
+		h.must(admin, createKeyCmd("db/later"))
+		if n := len(h.state().Nonces); n != 1 {
+			t.Errorf("%d nonces remembered, want only the last command's", n)
+		}
+	})
+}
+
+// replay applies a harness's log to a new FSM and returns it.
+func replay(t *testing.T, log []logEntry) *fsm.FSM {
+	t.Helper()
+	f := fsm.New(&fakeChecker{})
+	for _, e := range log {
+		f.Apply(e.index, e.at, e.data)
+	}
+	return f
+}
+
+func hashOf(t *testing.T, f *fsm.FSM) [32]byte {
+	t.Helper()
+	sum, err := f.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
+func snapshotOf(t testing.TB, f *fsm.FSM) []byte {
+	t.Helper()
+	b, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// scripted: a busy state reached over several minutes, refusals included.
+func scripted(h *harness) {
+	busy(h)
+	for i, d := range []time.Duration{90 * time.Second, 7 * time.Minute, 13 * time.Minute} {
+		h.at = t0.Add(d)
+		h.do(op, createKeyCmd("web/refused"))
+		h.do(admin, createKeyCmd("db/"+string(rune('p'+i))))
+		h.do(stranger, addNodeCmd(nodeSpec(6)))
+		h.apply([]byte("garbage"))
+	}
+	h.must(node(2), dealCmd(h.round(), 2, "ok"))
+	h.must(node(1), ackCmd(h.round()))
+}
+
+func TestDeterminism(t *testing.T) {
+	h := newHarness(t)
+	scripted(h)
+	want := hashOf(t, h.f)
+	if a, b := replay(t, h.log), replay(t, h.log); hashOf(t, a) != want || hashOf(t, b) != want {
+		t.Errorf("replicas that applied the same log differ: %x %x, want %x", hashOf(t, a), hashOf(t, b), want)
+	}
+	if !bytes.Equal(snapshotOf(t, replay(t, h.log)), h.snapshot()) {
+		t.Errorf("replicas that applied the same log have different snapshots")
+	}
+	if hashOf(t, replay(t, h.log[:len(h.log)-1])) == want {
+		t.Errorf("the last entry did not change the hash")
+	}
+
+	// A replica that restores a snapshot taken halfway, then applies the
+	// rest of the log, reaches the same state.
+	for _, half := range []int{1, len(h.log) / 2, len(h.log) - 1} {
+		f := fsm.New(&fakeChecker{})
+		if err := f.Restore(snapshotOf(t, replay(t, h.log[:half]))); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range h.log[half:] {
+			f.Apply(e.index, e.at, e.data)
+		}
+		if hashOf(t, f) != want {
+			t.Errorf("restored after %d entries, then applied the rest: a different hash", half)
+		}
+	}
+}
+
+func TestSnapshotRestore(t *testing.T) {
+	h := newHarness(t)
+	scripted(h)
+	snap := h.snapshot()
+	if !bytes.Equal(snap, h.snapshot()) {
+		t.Fatalf("two snapshots of the same state differ")
+	}
+	f := fsm.New(&fakeChecker{})
+	if err := f.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	if got := snapshotOf(t, f); !bytes.Equal(got, snap) {
+		t.Fatalf("Snapshot after Restore differs:\n got %s\nwant %s", got, snap)
+	}
+	if hashOf(t, f) != hashOf(t, h.f) {
+		t.Errorf("hash differs after Restore")
+	}
+	// The restored FSM remembers nonces and goes on like the original.
+	last := h.log[len(h.log)-1]
+	if res := f.Apply(last.index+1, last.at, last.data); codeOf(res) != fsm.CodeReplay {
+		t.Errorf("an entry applied before the snapshot, again after Restore: %v, want a replay", res.Error)
+	}
+	h.apply(last.data)
+	next := h.entry(admin, createKeyCmd("db/after"))
+	h.apply(next)
+	if res := f.Apply(h.index, h.at, next); res.Error != nil {
+		t.Fatalf("restored FSM refused %v", res.Error)
+	}
+	if !bytes.Equal(snapshotOf(t, f), h.snapshot()) {
+		t.Errorf("the restored FSM and the original diverged")
+	}
+
+	// Restore replaces the state; it does not merge into it.
+	g := newHarness(t)
+	withKey(g)
+	if err := g.f.Restore(snapshotOf(t, fsm.New(&fakeChecker{}))); err != nil {
+		t.Fatal(err)
+	}
+	if s := g.state(); s.Initialized() || len(s.Keys) != 0 || len(s.Nonces) != 0 {
+		t.Errorf("Restore of an empty state left %+v", s)
+	}
+}
+
+func TestRestoreNullMaps(t *testing.T) {
+	t.Run("empty", func(t *testing.T) {
+		h := newHarness(t)
+		if err := h.f.Restore([]byte(`{"nodes":null,"operators":null,"rules":null,"keys":null,"nonces":null}`)); err != nil {
+			t.Fatal(err)
+		}
+		h.f.Read(func(s *fsm.State) {
+			if s.Nodes == nil || s.Operators == nil || s.Rules == nil || s.Keys == nil || s.Nonces == nil {
+				t.Errorf("restored state has nil maps: %+v", s)
+			}
+		})
+		h.must(admin, initCmd()) // writes nodes, operators and nonces
+	})
+	t.Run("initialized", func(t *testing.T) {
+		h := newHarness(t)
+		ready(h)
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(h.snapshot(), &m); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"rules", "keys", "nonces"} {
+			m[k] = json.RawMessage("null")
+		}
+		b, _ := json.Marshal(m)
+		if err := h.f.Restore(b); err != nil {
+			t.Fatal(err)
+		}
+		h.must(admin, putRuleCmd("r", op.ID, "db/*", fsm.OpGet))
+		h.must(admin, createKeyCmd("db/a"))
+		if s := h.state(); len(s.Rules) != 1 || len(s.Keys) != 1 || len(s.Nonces) != 2 {
+			t.Errorf("rules %v keys %v nonces %v", s.Rules, s.Keys, s.Nonces)
+		}
+	})
+}
+
+func TestRestoreRefusesGarbage(t *testing.T) {
+	h := newHarness(t)
+	withKey(h)
+	before := h.snapshot()
+	for _, b := range []string{"", "{", "[]", `{"keys":7}`} {
+		if err := h.f.Restore([]byte(b)); err == nil {
+			t.Errorf("Restore(%q) succeeded", b)
+		}
+		if !bytes.Equal(h.snapshot(), before) {
+			t.Fatalf("a failed Restore(%q) changed the state", b)
+		}
+	}
+}

@@ -1,0 +1,228 @@
+package fsm
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+)
+
+// Key types.
+const (
+	KeyTypeSecret = "secret" // an opaque secret released by threshold decryption
+)
+
+// Key states.
+const (
+	KeyActive    = "active"
+	KeyRevoked   = "revoked"
+	KeyDestroyed = "destroyed"
+)
+
+// Operations a rule can grant. Admin operators may do all of them, and
+// manage nodes, operators and rules.
+const (
+	OpRead    = "read"    // list and show metadata
+	OpGet     = "get"     // release the material
+	OpCreate  = "create"  // create a key
+	OpCAS     = "cas"     // compare-and-swap the material
+	OpRevoke  = "revoke"  // revoke a key
+	OpDestroy = "destroy" // erase a key's material
+)
+
+var allOps = []string{OpRead, OpGet, OpCreate, OpCAS, OpRevoke, OpDestroy}
+
+// State is everything the cluster replicates. Maps are keyed by ID or name.
+// Callers outside the package read it through FSM.Read and must not keep or
+// change anything they get from it.
+type State struct {
+	Applied   uint64 `json:"applied"` // index of the last applied entry
+	ClusterID string `json:"cluster_id,omitempty"`
+	CACert    []byte `json:"ca_cert,omitempty"`
+	// InitialNodes members must be in before the DKG starts.
+	InitialNodes int                  `json:"initial_nodes"`
+	Epoch        uint64               `json:"epoch"`     // the cluster key's sharing; 0 until the first DKG completes
+	Threshold    int                  `json:"threshold"` // t of the current epoch
+	Poly         [][]byte             `json:"poly"`      // public commitments of the current epoch; Poly[0] is the cluster public key
+	NextIndex    uint32               `json:"next_index"`
+	Nodes        map[string]*Node     `json:"nodes"`
+	Operators    map[string]*Operator `json:"operators"`
+	Rules        map[string]*Rule     `json:"rules"`
+	Keys         map[string]*Key      `json:"keys"`
+	Reshare      *Reshare             `json:"reshare,omitempty"`
+	Nonces       map[string]int64     `json:"nonces"` // signer/nonce -> expiry, Unix nanoseconds
+	LastPrune    int64                `json:"last_prune"`
+	LastTime     int64                `json:"last_time"` // latest entry time applied, Unix nanoseconds
+}
+
+// Node is a member of the cluster.
+type Node struct {
+	ID         string `json:"id"`
+	RaftAddr   string `json:"raft_addr"`
+	APIAddr    string `json:"api_addr"`
+	GossipAddr string `json:"gossip_addr"`
+	SignKey    []byte `json:"sign_key"` // Ed25519 public key
+	EncKey     []byte `json:"enc_key"`  // edwards25519 key that deals are encrypted to
+	Index      uint32 `json:"index"`    // share index, fixed for the node's life in the cluster
+	Holder     bool   `json:"holder"`   // holds a share of the current epoch
+	Leaving    bool   `json:"leaving"`  // removed; stays until the resharing without it completes
+}
+
+// Operator is a person or tool that signs commands.
+type Operator struct {
+	ID        string `json:"id"` // PrincipalID(PublicKey)
+	Name      string `json:"name"`
+	PublicKey []byte `json:"public_key"`
+	Admin     bool   `json:"admin"`
+}
+
+// Rule grants a principal operations on a key, or on every key whose name
+// starts with a prefix when Key ends in "*".
+type Rule struct {
+	ID        string   `json:"id"`
+	Principal string   `json:"principal"`
+	Key       string   `json:"key"`
+	Ops       []string `json:"ops"`
+}
+
+// Key is a key's metadata and sealed material.
+type Key struct {
+	Name      string `json:"name"`
+	Type      string `json:"type"`
+	Version   uint64 `json:"version"`
+	State     string `json:"state"`
+	CreatedAt int64  `json:"created_at"` // Unix nanoseconds, the leader's append time
+	UpdatedAt int64  `json:"updated_at"`
+	ExpiresAt int64  `json:"expires_at,omitempty"`
+	R         []byte `json:"r,omitempty"`
+	Sealed    []byte `json:"sealed,omitempty"`
+}
+
+// Reshare is a resharing round in progress: the current holders deal the
+// cluster secret to Members; the first DKG is a Fresh round, where every
+// member deals a random secret.
+type Reshare struct {
+	Round     uint64   `json:"round"` // index of the entry that started it
+	Fresh     bool     `json:"fresh"`
+	Threshold int      `json:"threshold"`
+	Members   []Member `json:"members"`
+	Dealers   []uint32 `json:"dealers"` // who may deal: the current holders, or every member of a fresh round
+	Needed    int      `json:"needed"`  // deals that qualify the round
+	Deals     []Deal   `json:"deals"`   // checked deals, in log order
+	Poly      [][]byte `json:"poly,omitempty"`
+	Acks      []string `json:"acks"`
+}
+
+// Member is a node that receives a share in a resharing round.
+type Member struct {
+	NodeID string `json:"node_id"`
+	Index  uint32 `json:"index"`
+	EncKey []byte `json:"enc_key"`
+}
+
+// Deal is one accepted deal of a round.
+type Deal struct {
+	Dealer uint32 `json:"dealer"`
+	Deal   []byte `json:"deal"`
+}
+
+// Qualified reports whether the round has its deals and its new
+// commitments.
+func (r *Reshare) Qualified() bool { return r.Poly != nil }
+
+// Member returns the round's member with the node ID, or nil.
+func (r *Reshare) Member(nodeID string) *Member {
+	for i := range r.Members {
+		if r.Members[i].NodeID == nodeID {
+			return &r.Members[i]
+		}
+	}
+	return nil
+}
+
+// HasDealt reports whether dealer's deal is in the round.
+func (r *Reshare) HasDealt(dealer uint32) bool {
+	for _, d := range r.Deals {
+		if d.Dealer == dealer {
+			return true
+		}
+	}
+	return false
+}
+
+// HasAcked reports whether the node acknowledged the round.
+func (r *Reshare) HasAcked(nodeID string) bool {
+	for _, a := range r.Acks {
+		if a == nodeID {
+			return true
+		}
+	}
+	return false
+}
+
+// PrincipalID names an operator or machine by its Ed25519 public key: the
+// hex of the first 16 bytes of its SHA-256.
+func PrincipalID(publicKey []byte) string {
+	sum := sha256.Sum256(publicKey)
+	return hex.EncodeToString(sum[:16])
+}
+
+// Initialized reports whether the cluster has been founded.
+func (s *State) Initialized() bool { return s.ClusterID != "" }
+
+// PublicKey is the cluster public key, or nil before the first DKG.
+func (s *State) PublicKey() []byte {
+	if len(s.Poly) == 0 {
+		return nil
+	}
+	return s.Poly[0]
+}
+
+// Holders are the nodes holding a share of the current epoch.
+func (s *State) Holders() []*Node {
+	var out []*Node
+	for _, id := range sortedKeys(s.Nodes) {
+		if n := s.Nodes[id]; n.Holder {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// NodeByIndex finds the node with a share index.
+func (s *State) NodeByIndex(index uint32) *Node {
+	for _, n := range s.Nodes {
+		if n.Index == index {
+			return n
+		}
+	}
+	return nil
+}
+
+// Allowed reports whether a principal may do op on the key named name.
+func (s *State) Allowed(principal, op, name string) bool {
+	if o := s.Operators[principal]; o != nil && o.Admin {
+		return true
+	}
+	for _, r := range s.Rules {
+		if r.Principal == principal && r.matches(name) && contains(r.Ops, op) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Rule) matches(name string) bool {
+	if prefix, ok := strings.CutSuffix(r.Key, "*"); ok {
+		return strings.HasPrefix(name, prefix)
+	}
+	return r.Key == name
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

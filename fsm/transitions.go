@@ -1,0 +1,488 @@
+package fsm
+
+import (
+	"crypto/ed25519"
+	"slices"
+	"strings"
+)
+
+// transition applies one verified command. Every method checks all its
+// preconditions before it changes anything, so a refusal leaves the state
+// untouched.
+type transition struct {
+	fsm    *FSM
+	s      *State
+	index  uint64
+	now    int64
+	signer string
+	cmd    *Command
+	key    *Key // set by key commands, for the Result
+}
+
+func (t *transition) apply() *Error {
+	c := t.cmd
+	if c.Type != TypeInit && !t.s.Initialized() {
+		return errorf(CodeState, "the cluster is not initialized")
+	}
+	switch c.Type {
+	case TypeInit:
+		return t.init(c.Init)
+	case TypeAddNode:
+		return t.admin(func() *Error { return t.addNode(c.AddNode) })
+	case TypeRemoveNode:
+		return t.admin(func() *Error { return t.removeNode(c.RemoveNode) })
+	case TypeAddOperator:
+		return t.admin(func() *Error { return t.addOperator(c.AddOperator) })
+	case TypeRemoveOperator:
+		return t.admin(func() *Error { return t.removeOperator(c.RemoveOperator) })
+	case TypePutRule:
+		return t.admin(func() *Error { return t.putRule(c.PutRule) })
+	case TypeDeleteRule:
+		return t.admin(func() *Error { return t.deleteRule(c.DeleteRule) })
+	case TypeCreateKey:
+		return t.createKey(c.CreateKey)
+	case TypeReplaceKey:
+		return t.replaceKey(c.ReplaceKey)
+	case TypeRevokeKey:
+		return t.setKeyState(c.RevokeKey, OpRevoke)
+	case TypeDestroyKey:
+		return t.setKeyState(c.DestroyKey, OpDestroy)
+	case TypeDeal:
+		return t.deal(c.Deal)
+	case TypeReshareAck:
+		return t.reshareAck(c.ReshareAck)
+	case TypeSetEncKey:
+		return t.setEncKey(c.SetEncKey)
+	default:
+		return errorf(CodeInvalid, "unknown command type %q", c.Type)
+	}
+}
+
+func (t *transition) admin(fn func() *Error) *Error {
+	if o := t.s.Operators[t.signer]; o == nil || !o.Admin {
+		return errorf(CodeDenied, "%s is not an admin operator", t.signer)
+	}
+	return fn()
+}
+
+func (t *transition) init(in *Init) *Error {
+	if t.s.Initialized() {
+		return errorf(CodeState, "the cluster is already initialized")
+	}
+	if in.ClusterID == "" || len(in.CACert) == 0 || in.Node == nil {
+		return errorf(CodeInvalid, "init needs a cluster ID, a CA certificate and a node")
+	}
+	if in.InitialNodes < 1 || in.InitialNodes > MaxNodes {
+		return errorf(CodeInvalid, "the initial cluster size must be 1 to %d nodes, got %d", MaxNodes, in.InitialNodes)
+	}
+	op := *in.Operator
+	if err := checkOperator(&op); err != nil {
+		return err
+	}
+	n := *in.Node
+	if err := checkNode(&n); err != nil {
+		return err
+	}
+	op.Admin = true
+	s := t.s
+	s.ClusterID = in.ClusterID
+	s.CACert = in.CACert
+	s.InitialNodes = in.InitialNodes
+	s.Operators[op.ID] = &op
+	n.Index, n.Holder, n.Leaving = 1, false, false
+	s.NextIndex = 2
+	s.Nodes[n.ID] = &n
+	t.startRound(true)
+	return nil
+}
+
+func checkOperator(o *Operator) *Error {
+	if len(o.PublicKey) != ed25519.PublicKeySize {
+		return errorf(CodeInvalid, "operator public key must be %d bytes", ed25519.PublicKeySize)
+	}
+	if o.ID != PrincipalID(o.PublicKey) {
+		return errorf(CodeInvalid, "operator ID %q does not match its public key", o.ID)
+	}
+	if o.Name == "" || len(o.Name) > MaxNameLen {
+		return errorf(CodeInvalid, "operator name must be 1 to %d characters", MaxNameLen)
+	}
+	return nil
+}
+
+func checkNode(n *Node) *Error {
+	switch {
+	case !nodeIDPattern.MatchString(n.ID) || len(n.ID) > 64 || strings.Contains(n.ID, ".."):
+		return errorf(CodeInvalid, "node ID %q must be 1 to 64 letters, digits, '.', '_' or '-', start with a letter or digit, and not contain '..'", n.ID)
+	case n.RaftAddr == "" || n.APIAddr == "" || n.GossipAddr == "":
+		return errorf(CodeInvalid, "node %q needs raft, API and gossip addresses", n.ID)
+	case len(n.SignKey) != ed25519.PublicKeySize:
+		return errorf(CodeInvalid, "node %q signing key must be %d bytes", n.ID, ed25519.PublicKeySize)
+	case len(n.EncKey) != pointLen:
+		return errorf(CodeInvalid, "node %q encryption key must be %d bytes", n.ID, pointLen)
+	}
+	return nil
+}
+
+func (t *transition) addNode(in *Node) *Error {
+	if in == nil {
+		return errorf(CodeInvalid, "add_node needs a node")
+	}
+	n := *in
+	if err := checkNode(&n); err != nil {
+		return err
+	}
+	s := t.s
+	if s.Nodes[n.ID] != nil {
+		return errorf(CodeExists, "node %q is already a member", n.ID)
+	}
+	for _, m := range sortedNodes(s.Nodes) {
+		if m.RaftAddr == n.RaftAddr || m.APIAddr == n.APIAddr || m.GossipAddr == n.GossipAddr {
+			return errorf(CodeExists, "node %q already uses an address of %q", m.ID, n.ID)
+		}
+	}
+	staying := 0
+	for _, m := range s.Nodes {
+		if !m.Leaving {
+			staying++
+		}
+	}
+	if staying >= MaxNodes {
+		return errorf(CodeState, "the cluster has %d members, the most it can have", staying)
+	}
+	n.Index, n.Holder, n.Leaving = s.NextIndex, false, false
+	s.NextIndex++
+	s.Nodes[n.ID] = &n
+	t.startRound(s.Epoch == 0)
+	return nil
+}
+
+func (t *transition) removeNode(id string) *Error {
+	s := t.s
+	n := s.Nodes[id]
+	if n == nil {
+		return errorf(CodeNotFound, "node %q is not a member", id)
+	}
+	if n.Leaving {
+		return errorf(CodeState, "node %q is already leaving", id)
+	}
+	staying := 0
+	for _, m := range s.Nodes {
+		if !m.Leaving && m.ID != id {
+			staying++
+		}
+	}
+	if staying == 0 {
+		return errorf(CodeState, "node %q is the last member", id)
+	}
+	n.Leaving = true
+	t.startRound(s.Epoch == 0)
+	return nil
+}
+
+// startRound begins a resharing round to every node that is not leaving,
+// replacing any round in progress. A fresh round is the DKG: the cluster
+// has no key yet, so every member deals a random secret; it starts only
+// once the cluster has its initial number of members.
+func (t *transition) startRound(fresh bool) {
+	s := t.s
+	r := &Reshare{Round: t.index, Fresh: fresh}
+	for _, n := range sortedNodes(s.Nodes) {
+		if !n.Leaving {
+			r.Members = append(r.Members, Member{NodeID: n.ID, Index: n.Index, EncKey: n.EncKey})
+		}
+	}
+	if fresh && len(r.Members) < s.InitialNodes {
+		s.Reshare = nil
+		return
+	}
+	r.Threshold = DefaultThreshold(len(r.Members))
+	if fresh {
+		for _, m := range r.Members {
+			r.Dealers = append(r.Dealers, m.Index)
+		}
+		r.Needed = len(r.Members)
+	} else {
+		for _, n := range s.Holders() {
+			r.Dealers = append(r.Dealers, n.Index)
+		}
+		slices.Sort(r.Dealers)
+		r.Needed = s.Threshold
+	}
+	s.Reshare = r
+}
+
+// DefaultThreshold is floor(n/2)+1: a majority of n holders.
+func DefaultThreshold(n int) int { return n/2 + 1 }
+
+func (t *transition) deal(d *DealCommand) *Error {
+	s := t.s
+	r := s.Reshare
+	if d == nil {
+		return errorf(CodeInvalid, "deal command is empty")
+	}
+	if r == nil || r.Round != d.Round {
+		return errorf(CodeState, "no resharing round %d in progress", d.Round)
+	}
+	n := s.Nodes[t.signer]
+	if n.Index != d.Dealer || !slices.Contains(r.Dealers, d.Dealer) {
+		return errorf(CodeDenied, "node %q may not deal as %d in round %d", t.signer, d.Dealer, r.Round)
+	}
+	if r.HasDealt(d.Dealer) {
+		return errorf(CodeExists, "dealer %d already dealt in round %d", d.Dealer, r.Round)
+	}
+	if r.Qualified() {
+		return errorf(CodeState, "round %d already has its deals", r.Round)
+	}
+	if err := t.fsm.checker.CheckDeal(r, s.Poly, d.Dealer, d.Deal); err != nil {
+		return errorf(CodeInvalid, "deal from %d: %v", d.Dealer, err)
+	}
+	before := r.Deals
+	r.Deals = append(slices.Clip(r.Deals), Deal{Dealer: d.Dealer, Deal: d.Deal})
+	if len(r.Deals) < r.Needed {
+		return nil
+	}
+	poly, err := t.fsm.checker.CombinePublic(r)
+	if err != nil {
+		// The deals each passed their checks, so this is a fault of ours;
+		// refuse the last deal rather than qualify a round that cannot work.
+		r.Deals = before
+		return errorf(CodeInvalid, "combining round %d: %v", r.Round, err)
+	}
+	r.Poly = poly
+	return nil
+}
+
+func (t *transition) reshareAck(a *ReshareAck) *Error {
+	s := t.s
+	r := s.Reshare
+	if a == nil {
+		return errorf(CodeInvalid, "reshare_ack command is empty")
+	}
+	if r == nil || r.Round != a.Round || !r.Qualified() {
+		return errorf(CodeState, "no qualified resharing round %d", a.Round)
+	}
+	if r.Member(t.signer) == nil {
+		return errorf(CodeDenied, "node %q is not a member of round %d", t.signer, r.Round)
+	}
+	if r.HasAcked(t.signer) {
+		return errorf(CodeExists, "node %q already acknowledged round %d", t.signer, r.Round)
+	}
+	r.Acks = append(r.Acks, t.signer)
+	if len(r.Acks) == len(r.Members) {
+		t.completeRound()
+	}
+	return nil
+}
+
+// completeRound makes the round's sharing the current epoch. Nodes that
+// were leaving are dropped; the others erase their old shares when they
+// see the new epoch.
+func (t *transition) completeRound() {
+	s := t.s
+	r := s.Reshare
+	s.Epoch++
+	s.Threshold = r.Threshold
+	s.Poly = r.Poly
+	for id, n := range s.Nodes {
+		if n.Leaving {
+			delete(s.Nodes, id)
+			continue
+		}
+		n.Holder = r.Member(id) != nil
+	}
+	s.Reshare = nil
+}
+
+// setEncKey replaces the key the node's next deals are encrypted to. A
+// node rotates it after every round it received deals in, and erases the
+// old private key, so the deals that stay in its Raft log cannot give back
+// shares it has erased. Rounds in progress keep the key they started with.
+func (t *transition) setEncKey(key []byte) *Error {
+	if len(key) != pointLen {
+		return errorf(CodeInvalid, "encryption key must be %d bytes", pointLen)
+	}
+	t.s.Nodes[t.signer].EncKey = key
+	return nil
+}
+
+func (t *transition) addOperator(o *Operator) *Error {
+	if o == nil {
+		return errorf(CodeInvalid, "add_operator needs an operator")
+	}
+	op := *o
+	if err := checkOperator(&op); err != nil {
+		return err
+	}
+	if t.s.Operators[op.ID] != nil {
+		return errorf(CodeExists, "operator %s exists", op.ID)
+	}
+	t.s.Operators[op.ID] = &op
+	return nil
+}
+
+func (t *transition) removeOperator(id string) *Error {
+	s := t.s
+	o := s.Operators[id]
+	if o == nil {
+		return errorf(CodeNotFound, "operator %q does not exist", id)
+	}
+	if o.Admin {
+		admins := 0
+		for _, x := range s.Operators {
+			if x.Admin {
+				admins++
+			}
+		}
+		if admins == 1 {
+			return errorf(CodeState, "operator %q is the last admin", id)
+		}
+	}
+	delete(s.Operators, id)
+	return nil
+}
+
+func (t *transition) putRule(in *Rule) *Error {
+	if in == nil {
+		return errorf(CodeInvalid, "put_rule needs a rule")
+	}
+	r := *in
+	r.Ops = slices.Clone(r.Ops)
+	if r.ID == "" || len(r.ID) > MaxNameLen {
+		return errorf(CodeInvalid, "rule ID must be 1 to %d characters", MaxNameLen)
+	}
+	if t.s.Operators[r.Principal] == nil {
+		return errorf(CodeNotFound, "principal %q does not exist", r.Principal)
+	}
+	pattern, _ := strings.CutSuffix(r.Key, "*")
+	if pattern != "" && !namePattern.MatchString(pattern) {
+		return errorf(CodeInvalid, "rule key %q is not a key name or prefix*", r.Key)
+	}
+	if len(r.Ops) == 0 {
+		return errorf(CodeInvalid, "rule %q grants no operation", r.ID)
+	}
+	for _, op := range r.Ops {
+		if !slices.Contains(allOps, op) {
+			return errorf(CodeInvalid, "unknown operation %q (known: %s)", op, strings.Join(allOps, ", "))
+		}
+	}
+	t.s.Rules[r.ID] = &r
+	return nil
+}
+
+func (t *transition) deleteRule(id string) *Error {
+	if t.s.Rules[id] == nil {
+		return errorf(CodeNotFound, "rule %q does not exist", id)
+	}
+	delete(t.s.Rules, id)
+	return nil
+}
+
+func checkKeyName(name string) *Error {
+	if len(name) == 0 || len(name) > MaxNameLen || !namePattern.MatchString(name) || strings.Contains(name, "..") {
+		return errorf(CodeInvalid, "key name %q must be 1 to %d letters, digits, '.', '_', '-' or '/', start with a letter or digit, and not contain '..'", name, MaxNameLen)
+	}
+	return nil
+}
+
+func checkSealed(r, sealed []byte) *Error {
+	if len(r) != pointLen {
+		return errorf(CodeInvalid, "sealed material needs a %d-byte point", pointLen)
+	}
+	if len(sealed) == 0 || len(sealed) > MaxSealedSize {
+		return errorf(CodeInvalid, "sealed material must be 1 to %d bytes", MaxSealedSize)
+	}
+	return nil
+}
+
+func (t *transition) createKey(c *CreateKey) *Error {
+	if c == nil {
+		return errorf(CodeInvalid, "create_key needs a key")
+	}
+	if err := checkKeyName(c.Name); err != nil {
+		return err
+	}
+	if c.Type != KeyTypeSecret {
+		return errorf(CodeInvalid, "unknown key type %q (known: %s)", c.Type, KeyTypeSecret)
+	}
+	if err := checkSealed(c.R, c.Sealed); err != nil {
+		return err
+	}
+	if c.ExpiresAt != 0 && c.ExpiresAt <= t.now {
+		return errorf(CodeInvalid, "key %q would expire before it is created", c.Name)
+	}
+	if !t.s.Allowed(t.signer, OpCreate, c.Name) {
+		return errorf(CodeDenied, "%s may not create key %q", t.signer, c.Name)
+	}
+	if t.s.Epoch == 0 {
+		return errorf(CodeState, "the cluster key does not exist yet")
+	}
+	version := uint64(1)
+	if old := t.s.Keys[c.Name]; old != nil {
+		if old.State != KeyDestroyed {
+			return errorf(CodeExists, "key %q exists", c.Name)
+		}
+		version = old.Version + 1
+	}
+	k := &Key{Name: c.Name, Type: c.Type, Version: version, State: KeyActive,
+		CreatedAt: t.now, UpdatedAt: t.now, ExpiresAt: c.ExpiresAt, R: c.R, Sealed: c.Sealed}
+	t.s.Keys[c.Name] = k
+	t.key = k.Metadata()
+	return nil
+}
+
+func (t *transition) replaceKey(c *ReplaceKey) *Error {
+	if c == nil {
+		return errorf(CodeInvalid, "replace_key needs a key")
+	}
+	if err := checkSealed(c.R, c.Sealed); err != nil {
+		return err
+	}
+	k := t.s.Keys[c.Name]
+	if k == nil {
+		return errorf(CodeNotFound, "key %q does not exist", c.Name)
+	}
+	if !t.s.Allowed(t.signer, OpCAS, c.Name) {
+		return errorf(CodeDenied, "%s may not cas key %q", t.signer, c.Name)
+	}
+	if k.State != KeyActive {
+		return errorf(CodeState, "key %q is %s", c.Name, k.State)
+	}
+	if k.Version != c.ExpectVersion {
+		return errorf(CodeConflict, "key %q is at version %d, not %d", c.Name, k.Version, c.ExpectVersion)
+	}
+	k.Version++
+	k.R, k.Sealed, k.UpdatedAt = c.R, c.Sealed, t.now
+	t.key = k.Metadata()
+	return nil
+}
+
+func (t *transition) setKeyState(name, op string) *Error {
+	k := t.s.Keys[name]
+	if k == nil {
+		return errorf(CodeNotFound, "key %q does not exist", name)
+	}
+	if !t.s.Allowed(t.signer, op, name) {
+		return errorf(CodeDenied, "%s may not %s key %q", t.signer, op, name)
+	}
+	switch {
+	case k.State == KeyDestroyed:
+		return errorf(CodeState, "key %q is destroyed", name)
+	case op == OpRevoke && k.State == KeyRevoked:
+		return errorf(CodeState, "key %q is already revoked", name)
+	}
+	if op == OpRevoke {
+		k.State = KeyRevoked
+	} else {
+		k.State, k.R, k.Sealed = KeyDestroyed, nil, nil
+	}
+	k.UpdatedAt = t.now
+	t.key = k.Metadata()
+	return nil
+}
+
+// Metadata is a copy of the key without its sealed material.
+func (k *Key) Metadata() *Key {
+	c := *k
+	c.R, c.Sealed = nil, nil
+	return &c
+}

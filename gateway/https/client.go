@@ -1,0 +1,416 @@
+package https
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/shamir"
+)
+
+// Credentials are an operator's: the cluster CA certificate (and, for an
+// operator who admits nodes, the CA key and the gossip key), and the
+// operator's Ed25519 key with its client certificate. The same key signs
+// commands.
+type Credentials struct {
+	CACert     []byte // PEM
+	CAKey      []byte // PEM; only needed to init and join nodes
+	GossipKey  []byte // 32 bytes; only needed to join nodes
+	Cert       []byte // PEM operator certificate
+	Key        ed25519.PrivateKey
+	OperatorID string
+}
+
+// Client calls one node's REST v1 API.
+type Client struct {
+	base  string
+	creds *Credentials
+	http  *http.Client
+}
+
+// NewClient makes a client of the node at addr ("host:port" or an https
+// URL) with an operator's credentials.
+func NewClient(addr string, creds *Credentials) (*Client, error) {
+	base, err := baseURL(addr)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(creds.CACert) {
+		return nil, errors.New("CA certificate: no PEM certificate found")
+	}
+	leaf, err := cluster.ParseCertPEM(creds.Cert)
+	if err != nil {
+		return nil, fmt.Errorf("client certificate: %w", err)
+	}
+	cfg := &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		RootCAs:      pool,
+		Certificates: []tls.Certificate{{Certificate: [][]byte{leaf.Raw}, PrivateKey: creds.Key, Leaf: leaf}},
+	}
+	return &Client{base: base, creds: creds, http: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}}, nil
+}
+
+func baseURL(addr string) (string, error) {
+	if !strings.Contains(addr, "://") {
+		addr = "https://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return "", fmt.Errorf("node address %q is not host:port or an https URL", addr)
+	}
+	return "https://" + u.Host, nil
+}
+
+// Error is an error the API returned.
+type Error = cluster.Error
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	return doJSON(ctx, c.http, method, c.base+path, body, out)
+}
+
+func doJSON(ctx context.Context, hc *http.Client, method, url string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return transportError(req, err)
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode != http.StatusOK {
+		var e errorBody
+		if err := dec.Decode(&e); err != nil || e.Error == nil {
+			return fmt.Errorf("%s %s: %s", method, req.URL.Path, resp.Status)
+		}
+		return e.Error
+	}
+	if out == nil {
+		return nil
+	}
+	return dec.Decode(out)
+}
+
+// transportError classifies a call that got no answer. One that never
+// reached the node did not happen; a write that was sent and then lost its
+// connection or its time may have.
+func transportError(req *http.Request, err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" || req.Method == http.MethodGet {
+		return &Error{Kind: cluster.KindNoQuorum, Message: fmt.Sprintf("cannot reach %s: %v", req.URL.Host, err)}
+	}
+	return &Error{Kind: cluster.KindUnknownOutcome, Message: fmt.Sprintf("%s %s got no answer (%v): it may or may not have happened", req.Method, req.URL.Path, err)}
+}
+
+// Sign signs a command with the operator's key, with a fresh nonce and
+// the current time.
+func (c *Client) Sign(cmd *fsm.Command) (*fsm.Signed, error) {
+	return signAs(c.creds, cmd)
+}
+
+func signAs(creds *Credentials, cmd *fsm.Command) (*fsm.Signed, error) {
+	cmd.Nonce = make([]byte, 16)
+	if _, err := rand.Read(cmd.Nonce); err != nil {
+		return nil, err
+	}
+	cmd.IssuedAt = time.Now().UnixNano()
+	return fsm.Sign(creds.OperatorID, creds.Key, cmd)
+}
+
+// Status returns the answering node's view of the cluster.
+func (c *Client) Status(ctx context.Context) (*cluster.Status, error) {
+	var st cluster.Status
+	return &st, c.do(ctx, http.MethodGet, "/v1/cluster/status", nil, &st)
+}
+
+// submit signs a command and posts it.
+func (c *Client) submit(ctx context.Context, path string, cmd *fsm.Command) (*fsm.Result, error) {
+	sg, err := c.Sign(cmd)
+	if err != nil {
+		return nil, err
+	}
+	var res fsm.Result
+	return &res, c.do(ctx, http.MethodPost, path, sg, &res)
+}
+
+// CreateSecret seals a secret to the cluster public key here, on the
+// client, and stores it: no node sees the plaintext.
+func (c *Client) CreateSecret(ctx context.Context, name string, secret []byte, expires time.Time) (*fsm.Key, error) {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(st.PublicKey) == 0 {
+		return nil, &Error{Kind: cluster.KindConflict, Message: "the cluster key does not exist yet: wait for the first key epoch"}
+	}
+	ct, err := shamir.Seal(rand.Reader, st.PublicKey, cluster.SealInfo(st.ClusterID, name), secret)
+	if err != nil {
+		return nil, err
+	}
+	ck := &fsm.CreateKey{Name: name, Type: fsm.KeyTypeSecret, R: ct.R, Sealed: ct.Sealed}
+	if !expires.IsZero() {
+		ck.ExpiresAt = expires.UnixNano()
+	}
+	res, err := c.submit(ctx, "/v1/keys", &fsm.Command{Type: fsm.TypeCreateKey, CreateKey: ck})
+	if err != nil {
+		return nil, err
+	}
+	return res.Key, nil
+}
+
+// Get releases a secret.
+func (c *Client) Get(ctx context.Context, name string) ([]byte, error) {
+	sg, err := c.Sign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: name, Op: fsm.OpGet}})
+	if err != nil {
+		return nil, err
+	}
+	var reply SecretReply
+	if err := c.do(ctx, http.MethodPost, "/v1/release", sg, &reply); err != nil {
+		return nil, err
+	}
+	return reply.Secret, nil
+}
+
+// Keys lists the keys the operator may read.
+func (c *Client) Keys(ctx context.Context) ([]*fsm.Key, error) {
+	var keys []*fsm.Key
+	return keys, c.do(ctx, http.MethodGet, "/v1/keys", nil, &keys)
+}
+
+// Key shows one key's metadata.
+func (c *Client) Key(ctx context.Context, name string) (*fsm.Key, error) {
+	var k fsm.Key
+	return &k, c.do(ctx, http.MethodGet, "/v1/keys/"+name, nil, &k)
+}
+
+// Revoke revokes a key: no release succeeds after it is acknowledged.
+func (c *Client) Revoke(ctx context.Context, name string) (*fsm.Key, error) {
+	res, err := c.submit(ctx, "/v1/revoke", &fsm.Command{Type: fsm.TypeRevokeKey, RevokeKey: name})
+	if err != nil {
+		return nil, err
+	}
+	return res.Key, nil
+}
+
+// Destroy erases a key's material from the cluster.
+func (c *Client) Destroy(ctx context.Context, name string) (*fsm.Key, error) {
+	res, err := c.submit(ctx, "/v1/destroy", &fsm.Command{Type: fsm.TypeDestroyKey, DestroyKey: name})
+	if err != nil {
+		return nil, err
+	}
+	return res.Key, nil
+}
+
+// CompareAndSwap replaces a secret if the current one hashes to oldSHA256.
+func (c *Client) CompareAndSwap(ctx context.Context, name string, oldSHA256, secret []byte) (*fsm.Key, error) {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	k, err := c.Key(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	ct, err := shamir.Seal(rand.Reader, st.PublicKey, cluster.SealInfo(st.ClusterID, name), secret)
+	if err != nil {
+		return nil, err
+	}
+	swap := &fsm.ReplaceKey{Name: name, ExpectVersion: k.Version, OldSHA256: oldSHA256, R: ct.R, Sealed: ct.Sealed}
+	rel, err := c.Sign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: name, Op: fsm.OpCAS, ReplaceKey: swap}})
+	if err != nil {
+		return nil, err
+	}
+	rep, err := c.Sign(&fsm.Command{Type: fsm.TypeReplaceKey, ReplaceKey: swap})
+	if err != nil {
+		return nil, err
+	}
+	var out fsm.Key
+	return &out, c.do(ctx, http.MethodPost, "/v1/cas", CASRequest{Release: rel, Replace: rep}, &out)
+}
+
+// PutRule grants a principal operations on a key or prefix*.
+func (c *Client) PutRule(ctx context.Context, r *fsm.Rule) error {
+	_, err := c.submit(ctx, "/v1/rules", &fsm.Command{Type: fsm.TypePutRule, PutRule: r})
+	return err
+}
+
+// AddOperator registers another operator.
+func (c *Client) AddOperator(ctx context.Context, name string, pub ed25519.PublicKey, admin bool) (*fsm.Operator, error) {
+	op := &fsm.Operator{ID: fsm.PrincipalID(pub), Name: name, PublicKey: pub, Admin: admin}
+	_, err := c.submit(ctx, "/v1/operators", &fsm.Command{Type: fsm.TypeAddOperator, AddOperator: op})
+	return op, err
+}
+
+// CreateOperator makes a new operator's key and a client certificate for
+// it from the CA key, and registers it. The credentials it returns carry
+// the CA certificate but neither the CA key nor the gossip key.
+func (c *Client) CreateOperator(ctx context.Context, name string, admin bool) (*Credentials, error) {
+	if len(c.creds.CAKey) == 0 {
+		return nil, errors.New("creating an operator needs the CA key (KEYQUORUM_CA_KEY)")
+	}
+	ca, err := cluster.LoadCA(c.creds.CACert, c.creds.CAKey)
+	if err != nil {
+		return nil, err
+	}
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	op, err := c.AddOperator(ctx, name, pub, admin)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := ca.Issue(pub, cluster.RoleOperator, op.ID, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Credentials{CACert: c.creds.CACert, Cert: cert, Key: key, OperatorID: op.ID}, nil
+}
+
+// RemoveNode removes a member; the cluster reshares without it.
+func (c *Client) RemoveNode(ctx context.Context, id string) error {
+	_, err := c.submit(ctx, "/v1/nodes/"+url.PathEscape(id)+"/remove", &fsm.Command{Type: fsm.TypeRemoveNode, RemoveNode: id})
+	return err
+}
+
+// WaitEpoch waits until the cluster is at a key epoch after `after` with
+// no resharing in progress, and returns its status.
+func (c *Client) WaitEpoch(ctx context.Context, after uint64) (*cluster.Status, error) {
+	for {
+		st, err := c.Status(ctx)
+		if err == nil && st.Epoch > after && st.Resharing == nil {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = fmt.Errorf("the cluster is at key epoch %d, resharing %v", st.Epoch, st.Resharing != nil)
+			}
+			return nil, fmt.Errorf("waiting for key epoch %d: %w", after+1, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// LoadCredentials reads credentials from files; caKey and gossipKey may
+// be empty paths.
+func LoadCredentials(caCert, cert, key, caKey, gossipKey string) (*Credentials, error) {
+	var c Credentials
+	var err error
+	read := func(path, what string) []byte {
+		if err != nil || path == "" {
+			return nil
+		}
+		var b []byte
+		if b, err = os.ReadFile(path); err != nil {
+			err = fmt.Errorf("reading %s: %w", what, err)
+		}
+		return b
+	}
+	c.CACert = read(caCert, "the CA certificate")
+	c.Cert = read(cert, "the client certificate")
+	keyPEM := read(key, "the client key")
+	c.CAKey = read(caKey, "the CA key")
+	gk := read(gossipKey, "the gossip key")
+	if err != nil {
+		return nil, err
+	}
+	if c.Key, err = cluster.ParseKeyPEM(keyPEM); err != nil {
+		return nil, fmt.Errorf("client key %s: %w", key, err)
+	}
+	c.OperatorID = fsm.PrincipalID(c.Key.Public().(ed25519.PublicKey))
+	if len(gk) > 0 {
+		if c.GossipKey, err = hex.DecodeString(strings.TrimSpace(string(gk))); err != nil || len(c.GossipKey) != 32 {
+			return nil, fmt.Errorf("gossip key %s: want 64 hex digits", gossipKey)
+		}
+	}
+	return &c, nil
+}
+
+// Environment variables keyctl reads; keyd dev and keyctl cluster init
+// print them.
+const (
+	EnvAddr       = "KEYQUORUM_ADDR"
+	EnvCACert     = "KEYQUORUM_CACERT"
+	EnvClientCert = "KEYQUORUM_CLIENT_CERT"
+	EnvClientKey  = "KEYQUORUM_CLIENT_KEY"
+	EnvCAKey      = "KEYQUORUM_CA_KEY"
+	EnvGossipKey  = "KEYQUORUM_GOSSIP_KEY"
+)
+
+// Save writes the credentials into dir as PEM files (keys with mode 0600)
+// and an env.sh of export lines pointing keyctl at addr. It returns the
+// export lines.
+func (c *Credentials) Save(dir, addr string) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	keyPEM, err := cluster.KeyToPEM(c.Key)
+	if err != nil {
+		return "", err
+	}
+	files := []struct {
+		env, name string
+		data      []byte
+		mode      os.FileMode
+	}{
+		{EnvCACert, "ca.pem", c.CACert, 0o644},
+		{EnvClientCert, "operator.pem", c.Cert, 0o644},
+		{EnvClientKey, "operator-key.pem", keyPEM, 0o600},
+		{EnvCAKey, "ca-key.pem", c.CAKey, 0o600},
+		{EnvGossipKey, "gossip.key", []byte(hex.EncodeToString(c.GossipKey) + "\n"), 0o600},
+	}
+	var env strings.Builder
+	fmt.Fprintf(&env, "export %s=%s\n", EnvAddr, addr)
+	for _, f := range files {
+		if len(f.data) == 0 || (f.env == EnvGossipKey && len(c.GossipKey) == 0) {
+			continue
+		}
+		path := dir + "/" + f.name
+		if err := os.WriteFile(path, f.data, f.mode); err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&env, "export %s=%s\n", f.env, path)
+	}
+	if err := os.WriteFile(dir+"/env.sh", []byte(env.String()), 0o644); err != nil {
+		return "", err
+	}
+	return env.String(), nil
+}
+
+// CredentialsFromEnv loads the credentials the KEYQUORUM_* variables name.
+func CredentialsFromEnv() (*Credentials, error) {
+	for _, v := range []string{EnvCACert, EnvClientCert, EnvClientKey} {
+		if os.Getenv(v) == "" {
+			return nil, fmt.Errorf("%s is not set: source the env.sh that keyd dev or keyctl cluster init wrote", v)
+		}
+	}
+	return LoadCredentials(os.Getenv(EnvCACert), os.Getenv(EnvClientCert), os.Getenv(EnvClientKey), os.Getenv(EnvCAKey), os.Getenv(EnvGossipKey))
+}

@@ -1,0 +1,81 @@
+package https
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+// refusingService stands in for a node: it answers every call with a
+// refusal, so the fuzz target exercises the gateway's own parsing.
+type refusingService struct{ id cluster.Identity }
+
+func (f refusingService) Identity() cluster.Identity          { return f.id }
+func (refusingService) Membership() (caCert, nodeCert []byte) { return nil, nil }
+func (refusingService) Start(context.Context, *cluster.StartRequest) error {
+	return cluster.Errorf(cluster.KindConflict, "refused")
+}
+func (refusingService) Status(context.Context) (*cluster.Status, error) {
+	return nil, cluster.Errorf(cluster.KindNoQuorum, "refused")
+}
+func (refusingService) Submit(context.Context, *fsm.Signed) (*fsm.Result, error) {
+	return nil, cluster.Errorf(cluster.KindDenied, "refused")
+}
+func (refusingService) Keys(context.Context, string) ([]*fsm.Key, error) { return nil, nil }
+func (refusingService) Key(context.Context, string, string) (*fsm.Key, error) {
+	return nil, cluster.Errorf(cluster.KindNotFound, "refused")
+}
+func (refusingService) Release(context.Context, *fsm.Signed) ([]byte, error) {
+	return nil, cluster.Errorf(cluster.KindDenied, "refused")
+}
+func (refusingService) CompareAndSwap(context.Context, *fsm.Signed, *fsm.Signed) (*fsm.Key, error) {
+	return nil, cluster.Errorf(cluster.KindConflict, "refused")
+}
+func (refusingService) Principal([]byte) (*fsm.Operator, error) {
+	return nil, cluster.Errorf(cluster.KindUnauthenticated, "refused")
+}
+
+// FuzzRequestBodies feeds arbitrary bodies to every call that reads one.
+// Each answer must be 200 or an error body with a kind; nothing panics.
+func FuzzRequestBodies(f *testing.F) {
+	signed, _ := json.Marshal(fsm.Signed{Signer: "op", Payload: []byte(`{"type":"create_key"}`), Signature: make([]byte, 64)})
+	for _, seed := range [][]byte{nil, []byte("{}"), []byte("null"), signed, []byte(`{"release":{},"replace":null}`), []byte(`{"payload":"!!"}`)} {
+		f.Add(seed)
+	}
+	_, key, _ := ed25519.GenerateKey(nil)
+	s, err := NewServer(refusingService{id: cluster.Identity{NodeID: "fuzz"}}, key, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	op := &fsm.Operator{ID: "op", Name: "fuzz", Admin: true}
+	handlers := map[string]http.HandlerFunc{
+		"start":   s.start,
+		"command": s.command(fsm.TypeCreateKey),
+		"release": s.release,
+		"cas":     s.cas,
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for name, h := range handlers {
+			req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+			req = req.WithContext(context.WithValue(req.Context(), principalKey{}, op))
+			w := httptest.NewRecorder()
+			h(w, req)
+			if w.Code == http.StatusOK {
+				continue
+			}
+			var e errorBody
+			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Error == nil || e.Error.Kind == "" {
+				t.Fatalf("%s: status %d with body %q: want an error with a kind", name, w.Code, w.Body.String())
+			}
+		}
+	})
+}

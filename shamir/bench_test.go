@@ -1,0 +1,157 @@
+package shamir
+
+import (
+	"crypto/rand"
+	"testing"
+
+	"filippo.io/edwards25519"
+)
+
+type benchCluster struct {
+	nodes []*node
+	poly  *PublicPoly
+	ct    *Ciphertext
+	parts []*Partial
+}
+
+func newBenchCluster(b *testing.B, n, th int) *benchCluster {
+	b.Helper()
+	idx := make([]uint32, n)
+	for i := range idx {
+		idx[i] = uint32(i + 1)
+	}
+	nodes := newNodes(b, idx...)
+	poly := runDKG(b, nodes, th, testContext)
+	ct, err := Seal(rand.Reader, poly.PublicKey(), testInfo, make([]byte, 64))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &benchCluster{nodes: nodes, poly: poly, ct: ct, parts: partialsFrom(b, nodes, ct.R, testRelease)}
+}
+
+func BenchmarkSeal(b *testing.B) {
+	c := newBenchCluster(b, 3, 2)
+	X := c.poly.PublicKey()
+	msg := make([]byte, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Seal(rand.Reader, X, testInfo, msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkComputePartial(b *testing.B) {
+	c := newBenchCluster(b, 3, 2)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ComputePartial(rand.Reader, c.nodes[0].share, c.ct.R, testRelease); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerifyPartial(b *testing.B) {
+	c := newBenchCluster(b, 3, 2)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := VerifyPartial(c.poly, c.ct.R, c.parts[1], testRelease); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchOpen(b *testing.B, n, th int) {
+	c := newBenchCluster(b, n, th)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Open(c.poly, c.ct, testInfo, c.parts, testRelease); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkOpen2of3(b *testing.B) { benchOpen(b, 3, 2) }
+func BenchmarkOpen3of5(b *testing.B) { benchOpen(b, 5, 3) }
+
+func BenchmarkCombinePoints2(b *testing.B) {
+	c := newBenchCluster(b, 3, 2)
+	pts := map[uint32][]byte{1: c.parts[0].Value, 2: c.parts[1].Value}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := CombinePoints(pts, 2); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkValidatePoint(b *testing.B) {
+	p := randomPoint(b).Bytes()
+	for b.Loop() {
+		if err := ValidatePoint(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkNewFreshDeal3(b *testing.B) {
+	nodes := newNodes(b, 1, 2, 3)
+	rs, _ := recipientsOf(nodes)
+	for b.Loop() {
+		if _, err := NewFreshDeal(rand.Reader, 1, 2, rs, testContext); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkOpenDeal(b *testing.B) {
+	nodes := newNodes(b, 1, 2, 3)
+	rs, _ := recipientsOf(nodes)
+	d, err := NewFreshDeal(rand.Reader, 1, 2, rs, testContext)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := OpenDeal(d, 2, nodes[1].encPriv, testContext); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPointMulKyber and BenchmarkPointMulFilippo compare one
+// constant-time variable-base multiplication in each library.
+func BenchmarkPointMulKyber(b *testing.B) {
+	s, _ := randomScalar(rand.Reader)
+	ks := toKyberScalar(s)
+	P := toKyberPoint(randomPoint(b))
+	R := suite.Point()
+	for b.Loop() {
+		R.Mul(ks, P)
+	}
+}
+
+func BenchmarkPointMulFilippo(b *testing.B) {
+	s, _ := randomScalar(rand.Reader)
+	P := randomPoint(b)
+	R := new(edwards25519.Point)
+	for b.Loop() {
+		R.ScalarMult(s, P)
+	}
+}
+
+func BenchmarkBaseMulKyber(b *testing.B) {
+	s, _ := randomScalar(rand.Reader)
+	ks := toKyberScalar(s)
+	R := suite.Point()
+	for b.Loop() {
+		R.Mul(ks, nil)
+	}
+}
+
+func BenchmarkBaseMulFilippo(b *testing.B) {
+	s, _ := randomScalar(rand.Reader)
+	R := new(edwards25519.Point)
+	for b.Loop() {
+		R.ScalarBaseMult(s)
+	}
+}

@@ -1,0 +1,329 @@
+package shamir
+
+import (
+	"crypto/hkdf"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"filippo.io/edwards25519"
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+const (
+	kemLabel  = "keyquorum/kem/v1\x00"
+	dleqLabel = "keyquorum/dleq/v1"
+)
+
+// Ciphertext is a threshold ElGamal KEM ciphertext: R = r*G and
+// Sealed = nonce || ChaCha20-Poly1305(k, plaintext), where
+// k = HKDF-SHA256(secret = r*X, salt = R, info = "keyquorum/kem/v1\x00" || info).
+type Ciphertext struct {
+	R      []byte
+	Sealed []byte
+}
+
+// Seal encrypts plaintext to the cluster public key X (PublicPoly.PublicKey).
+// info (key id, version, ...) is bound into the key derivation and must be
+// given again to Open.
+func Seal(rand io.Reader, publicKey []byte, info []byte, plaintext []byte) (*Ciphertext, error) {
+	X, err := decodePoint(publicKey)
+	if err != nil {
+		return nil, fmt.Errorf("public key: %w", err)
+	}
+	r, err := randomScalar(rand)
+	if err != nil {
+		return nil, err
+	}
+	defer wipeScalar(r)
+	R := new(edwards25519.Point).ScalarBaseMult(r).Bytes()
+	K := new(edwards25519.Point).ScalarMult(r, X)
+	key, err := kemKey(K, R, info)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	aead, err := chacha20poly1305.New(key)
+	if err != nil {
+		return nil, err
+	}
+	sealed := make([]byte, chacha20poly1305.NonceSize, chacha20poly1305.NonceSize+len(plaintext)+aead.Overhead())
+	if _, err := io.ReadFull(rand, sealed); err != nil {
+		return nil, fmt.Errorf("shamir: reading randomness: %w", err)
+	}
+	sealed = aead.Seal(sealed, sealed[:chacha20poly1305.NonceSize], plaintext, nil)
+	return &Ciphertext{R: R, Sealed: sealed}, nil
+}
+
+func kemKey(K *edwards25519.Point, R, info []byte) ([]byte, error) {
+	secret := K.Bytes()
+	defer clear(secret)
+	return hkdf.Key(sha256.New, secret, R, kemLabel+string(info), chacha20poly1305.KeySize)
+}
+
+// openWithPoint decrypts with the combined point K = r*X.
+func openWithPoint(K *edwards25519.Point, ct *Ciphertext, info []byte) ([]byte, error) {
+	if K.Equal(identityPoint) == 1 {
+		return nil, fmt.Errorf("%w: combined point is the identity", ErrDecrypt)
+	}
+	if len(ct.Sealed) < chacha20poly1305.NonceSize+chacha20poly1305.Overhead {
+		return nil, fmt.Errorf("%w: sealed data too short", ErrDecrypt)
+	}
+	key, err := kemKey(K, ct.R, info)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	aead, err := chacha20poly1305.New(key)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := aead.Open(nil, ct.Sealed[:chacha20poly1305.NonceSize], ct.Sealed[chacha20poly1305.NonceSize:], nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: authentication failed", ErrDecrypt)
+	}
+	return pt, nil
+}
+
+// Partial is one share holder's partial decryption: Value = s_i*R, with a
+// Chaum-Pedersen (DLEQ) proof (Challenge c, Response z) that
+// log_G(S_i) == log_R(Value), S_i = s_i*G being the holder's public share.
+type Partial struct {
+	Index     uint32
+	Value     []byte
+	Challenge []byte
+	Response  []byte
+}
+
+// ComputePartial computes share.Value*R and proves it correct. R must be a
+// valid prime-order point (checked before the secret multiplication).
+// context (request id, key id, ...) is bound into the proof and must be
+// given again to VerifyPartial and Open.
+func ComputePartial(rand io.Reader, sh *Share, R []byte, context []byte) (*Partial, error) {
+	if sh == nil {
+		return nil, fmt.Errorf("%w: nil share", ErrInvalidScalar)
+	}
+	if sh.Index == 0 {
+		return nil, fmt.Errorf("%w: 0", ErrInvalidIndex)
+	}
+	Rp, err := decodePoint(R)
+	if err != nil {
+		return nil, fmt.Errorf("ciphertext R: %w", err)
+	}
+	s, err := decodeSecretScalar(sh.Value)
+	if err != nil {
+		return nil, fmt.Errorf("share %d: %w", sh.Index, err)
+	}
+	defer wipeScalar(s)
+	w, err := randomScalar(rand)
+	if err != nil {
+		return nil, err
+	}
+	defer wipeScalar(w)
+
+	V := new(edwards25519.Point).ScalarMult(s, Rp).Bytes()
+	S := new(edwards25519.Point).ScalarBaseMult(s).Bytes()
+	A1 := new(edwards25519.Point).ScalarBaseMult(w).Bytes()
+	A2 := new(edwards25519.Point).ScalarMult(w, Rp).Bytes()
+	c := dleqChallenge(R, S, V, A1, A2, sh.Index, context)
+	z := edwards25519.NewScalar().Multiply(c, s)
+	z.Subtract(w, z) // z = w - c*s
+	return &Partial{Index: sh.Index, Value: V, Challenge: c.Bytes(), Response: z.Bytes()}, nil
+}
+
+var basePointBytes = edwards25519.NewGeneratorPoint().Bytes()
+
+// dleqChallenge is the Fiat-Shamir challenge:
+// SHA-512(label, G, R, S_i, V, A1, A2, index, context) reduced mod l.
+func dleqChallenge(R, S, V, A1, A2 []byte, index uint32, context []byte) *edwards25519.Scalar {
+	h := sha512.New()
+	h.Write([]byte(dleqLabel))
+	h.Write(basePointBytes)
+	h.Write(R)
+	h.Write(S)
+	h.Write(V)
+	h.Write(A1)
+	h.Write(A2)
+	var buf [12]byte
+	binary.BigEndian.PutUint32(buf[:4], index)
+	binary.BigEndian.PutUint64(buf[4:], uint64(len(context)))
+	h.Write(buf[:])
+	h.Write(context)
+	c, err := edwards25519.NewScalar().SetUniformBytes(h.Sum(nil))
+	if err != nil {
+		panic("shamir: SHA-512 output is not 64 bytes")
+	}
+	return c
+}
+
+// VerifyPartial checks a partial against the holder's public share
+// poly.PublicShare(p.Index): Value must be a valid prime-order point and the
+// DLEQ proof must verify with the challenge recomputed here (A1 = z*G +
+// c*S_i, A2 = z*R + c*Value, c == H(...)).
+func VerifyPartial(poly *PublicPoly, R []byte, p *Partial, context []byte) error {
+	Rp, err := decodePoint(R)
+	if err != nil {
+		return fmt.Errorf("ciphertext R: %w", err)
+	}
+	_, err = verifyPartial(poly, Rp, R, p, context)
+	return err
+}
+
+func verifyPartial(poly *PublicPoly, Rp *edwards25519.Point, R []byte, p *Partial, context []byte) (*edwards25519.Point, error) {
+	if p == nil {
+		return nil, fmt.Errorf("%w: nil partial", ErrBadProof)
+	}
+	if p.Index == 0 {
+		return nil, fmt.Errorf("partial: %w: 0", ErrInvalidIndex)
+	}
+	V, err := decodePoint(p.Value)
+	if err != nil {
+		return nil, fmt.Errorf("partial from %d: value: %w", p.Index, err)
+	}
+	c, err := decodeScalar(p.Challenge)
+	if err != nil {
+		return nil, fmt.Errorf("partial from %d: %w: challenge: %w", p.Index, ErrBadProof, err)
+	}
+	z, err := decodeScalar(p.Response)
+	if err != nil {
+		return nil, fmt.Errorf("partial from %d: %w: response: %w", p.Index, ErrBadProof, err)
+	}
+	S, err := poly.publicSharePoint(p.Index)
+	if err != nil {
+		return nil, fmt.Errorf("partial from %d: public share: %w", p.Index, err)
+	}
+	A1 := new(edwards25519.Point).VarTimeDoubleScalarBaseMult(c, S, z)
+	A2 := new(edwards25519.Point).VarTimeMultiScalarMult([]*edwards25519.Scalar{z, c}, []*edwards25519.Point{Rp, V})
+	want := dleqChallenge(R, S.Bytes(), p.Value, A1.Bytes(), A2.Bytes(), p.Index, context)
+	if subtle.ConstantTimeCompare(want.Bytes(), p.Challenge) != 1 {
+		return nil, fmt.Errorf("partial from %d: %w", p.Index, ErrBadProof)
+	}
+	return V, nil
+}
+
+// Open verifies partials in order, skipping any that is nil, has index 0,
+// repeats an index already accepted, has an invalid point or a bad proof,
+// until it has t = poly.Threshold() valid ones; partials after that are not
+// examined. It then interpolates r*X = sum lambda_i * Value_i in the exponent
+// and decrypts. With fewer than t valid partials the error wraps
+// ErrNotEnoughPartials joined with the reason each rejected partial was
+// rejected (so errors.Is(err, ErrBadProof) also works).
+func Open(poly *PublicPoly, ct *Ciphertext, info []byte, partials []*Partial, context []byte) ([]byte, error) {
+	return open(poly, ct, info, nil, partials, context)
+}
+
+// OpenWithOwn is Open for a caller that is itself a share holder and
+// computed own with its own share: own is taken without checking its
+// proof (it gets the point checks only), which saves one proof
+// verification per release. The others are checked as Open checks them.
+func OpenWithOwn(poly *PublicPoly, ct *Ciphertext, info []byte, own *Partial, others []*Partial, context []byte) ([]byte, error) {
+	if own == nil {
+		return nil, fmt.Errorf("%w: own partial is nil", ErrNotEnoughPartials)
+	}
+	return open(poly, ct, info, own, others, context)
+}
+
+func open(poly *PublicPoly, ct *Ciphertext, info []byte, own *Partial, partials []*Partial, context []byte) ([]byte, error) {
+	t := poly.Threshold()
+	if t == 0 {
+		return nil, fmt.Errorf("%w: public polynomial has no commitments", ErrBadThreshold)
+	}
+	if ct == nil {
+		return nil, fmt.Errorf("%w: nil ciphertext", ErrDecrypt)
+	}
+	Rp, err := decodePoint(ct.R)
+	if err != nil {
+		return nil, fmt.Errorf("ciphertext R: %w", err)
+	}
+	idx := make([]uint32, 0, t)
+	pts := make([]*edwards25519.Point, 0, t)
+	var rejected []error
+	if own != nil {
+		if own.Index == 0 {
+			return nil, fmt.Errorf("own partial: %w: 0", ErrInvalidIndex)
+		}
+		// The caller computed own from a validated R, so it is in the
+		// prime-order subgroup; the cheap checks suffice.
+		V, err := decodePointNoSubgroup(own.Value)
+		if err != nil {
+			return nil, fmt.Errorf("own partial: %w", err)
+		}
+		idx = append(idx, own.Index)
+		pts = append(pts, V)
+	}
+	for _, p := range partials {
+		if len(idx) == t {
+			break
+		}
+		if p != nil && slices.Contains(idx, p.Index) {
+			rejected = append(rejected, fmt.Errorf("partial from %d: %w", p.Index, ErrDuplicateIndex))
+			continue
+		}
+		V, err := verifyPartial(poly, Rp, ct.R, p, context)
+		if err != nil {
+			rejected = append(rejected, err)
+			continue
+		}
+		idx = append(idx, p.Index)
+		pts = append(pts, V)
+	}
+	if len(idx) < t {
+		return nil, errors.Join(append([]error{fmt.Errorf("%w: %d valid, need %d", ErrNotEnoughPartials, len(idx), t)}, rejected...)...)
+	}
+	K, err := combinePoints(idx, pts)
+	if err != nil {
+		return nil, err
+	}
+	return openWithPoint(K, ct, info)
+}
+
+// combinePoints returns sum lambda_i * pts[i], lambda_i the Lagrange
+// coefficients at 0 over idx. The scalars are public, and the variable-time
+// algorithm's running time depends only on them, not on the points.
+func combinePoints(idx []uint32, pts []*edwards25519.Point) (*edwards25519.Point, error) {
+	lambdas, err := lagrangeAtZero(idx)
+	if err != nil {
+		return nil, err
+	}
+	return new(edwards25519.Point).VarTimeMultiScalarMult(lambdas, pts), nil
+}
+
+// CombinePoints Lagrange-combines already verified points s_i*P at x=0,
+// giving x*P. It uses the t smallest indexes if more than t are given. The
+// points get the cheap checks only (canonical, not small order); verify
+// them (e.g. with VerifyPartial) before calling.
+func CombinePoints(partials map[uint32][]byte, t int) ([]byte, error) {
+	if t < 1 {
+		return nil, fmt.Errorf("%w: t=%d", ErrBadThreshold, t)
+	}
+	if len(partials) < t {
+		return nil, fmt.Errorf("%w: %d, need %d", ErrNotEnoughPartials, len(partials), t)
+	}
+	idx := make([]uint32, 0, len(partials))
+	for i := range partials {
+		if i == 0 {
+			return nil, fmt.Errorf("%w: 0", ErrInvalidIndex)
+		}
+		idx = append(idx, i)
+	}
+	slices.Sort(idx)
+	idx = idx[:t]
+	pts := make([]*edwards25519.Point, t)
+	for k, i := range idx {
+		p, err := decodePointNoSubgroup(partials[i])
+		if err != nil {
+			return nil, fmt.Errorf("point from %d: %w", i, err)
+		}
+		pts[k] = p
+	}
+	K, err := combinePoints(idx, pts)
+	if err != nil {
+		return nil, err
+	}
+	return K.Bytes(), nil
+}

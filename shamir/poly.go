@@ -1,0 +1,138 @@
+package shamir
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"fmt"
+	"slices"
+
+	"filippo.io/edwards25519"
+)
+
+// Share is one node's private share of the cluster secret at one epoch:
+// Value = f(Index), a 32-byte canonical scalar. Index is the 1-based
+// x-coordinate.
+type Share struct {
+	Index uint32
+	Value []byte
+}
+
+// Erase overwrites the share value with zeros and drops it. Call it when a
+// reshare has completed and the share is no longer needed.
+func (s *Share) Erase() {
+	if s == nil {
+		return
+	}
+	clear(s.Value)
+	s.Value = nil
+}
+
+// PublicPoly holds the Feldman commitments C_j = a_j*G to the coefficients
+// of the sharing polynomial f(x) = a_0 + a_1 x + ... + a_{t-1} x^{t-1}.
+// Commits[0] = x*G is the cluster public key.
+//
+// The hot-path methods (PublicShare, VerifyShare, VerifyPartial, Open) only
+// perform the cheap point checks on the commitments; a polynomial received
+// from elsewhere should be checked once with Validate. Polynomials returned
+// by CombineFresh and CombineReshare are valid.
+type PublicPoly struct {
+	Commits [][]byte
+}
+
+// Threshold returns t, the number of shares needed: len(Commits).
+func (p *PublicPoly) Threshold() int {
+	if p == nil {
+		return 0
+	}
+	return len(p.Commits)
+}
+
+// PublicKey returns a copy of Commits[0], the cluster public key, or nil for
+// an empty polynomial.
+func (p *PublicPoly) PublicKey() []byte {
+	if p.Threshold() == 0 {
+		return nil
+	}
+	return slices.Clone(p.Commits[0])
+}
+
+// Validate checks that the polynomial has at least one commitment and that
+// every commitment is a valid prime-order point (not the identity, not of
+// small order, canonical).
+func (p *PublicPoly) Validate() error {
+	if p.Threshold() == 0 {
+		return fmt.Errorf("%w: public polynomial has no commitments", ErrBadThreshold)
+	}
+	_, err := decodePoints(p.Commits, "commitment")
+	return err
+}
+
+// Equal reports whether both polynomials have byte-identical commitments.
+func (p *PublicPoly) Equal(q *PublicPoly) bool {
+	if p.Threshold() != q.Threshold() {
+		return false
+	}
+	for i := range p.Commits {
+		if !bytes.Equal(p.Commits[i], q.Commits[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// PublicShare returns f(index)*G, the public key of the share at index.
+func (p *PublicPoly) PublicShare(index uint32) ([]byte, error) {
+	s, err := p.publicSharePoint(index)
+	if err != nil {
+		return nil, err
+	}
+	return s.Bytes(), nil
+}
+
+// publicSharePoint evaluates sum_j C_j * index^j by Horner's rule with short
+// (32-bit) multiplications.
+func (p *PublicPoly) publicSharePoint(index uint32) (*edwards25519.Point, error) {
+	if index == 0 {
+		return nil, fmt.Errorf("%w: 0", ErrInvalidIndex)
+	}
+	t := p.Threshold()
+	if t == 0 {
+		return nil, fmt.Errorf("%w: public polynomial has no commitments", ErrBadThreshold)
+	}
+	var acc *edwards25519.Point
+	for j := t - 1; j >= 0; j-- {
+		c, err := decodePointNoSubgroup(p.Commits[j])
+		if err != nil {
+			return nil, fmt.Errorf("commitment %d: %w", j, err)
+		}
+		if acc == nil {
+			acc = c
+			continue
+		}
+		acc = mulSmall(acc, index)
+		acc.Add(acc, c)
+	}
+	return acc, nil
+}
+
+// VerifyShare checks a private share against the polynomial:
+// Value*G == f(Index)*G.
+func (p *PublicPoly) VerifyShare(s *Share) error {
+	if s == nil {
+		return fmt.Errorf("%w: nil share", ErrBadShare)
+	}
+	want, err := p.publicSharePoint(s.Index)
+	if err != nil {
+		return err
+	}
+	v, err := decodeSecretScalar(s.Value)
+	if err != nil {
+		return fmt.Errorf("share %d: %w", s.Index, err)
+	}
+	got := new(edwards25519.Point).ScalarBaseMult(v)
+	wipeScalar(v)
+	if subtle.ConstantTimeCompare(got.Bytes(), want.Bytes()) != 1 {
+		return fmt.Errorf("share %d: %w", s.Index, ErrBadShare)
+	}
+	return nil
+}
