@@ -3,6 +3,7 @@ package fsm
 import (
 	"crypto/ed25519"
 	"encoding/json"
+	"time"
 )
 
 // Signed is one Raft log entry, and also the form of every request a share
@@ -49,6 +50,7 @@ const (
 	TypeDeal           = "deal"
 	TypeReshareAck     = "reshare_ack"
 	TypeSetEncKey      = "set_enc_key"
+	TypeSetAccess      = "set_access"
 	// TypeRelease is never logged: it is a request that share holders
 	// authorize against the state (see State.Authorize).
 	TypeRelease = "release"
@@ -74,6 +76,7 @@ type Command struct {
 	Deal           *DealCommand    `json:"deal,omitempty"`
 	ReshareAck     *ReshareAck     `json:"reshare_ack,omitempty"`
 	SetEncKey      []byte          `json:"set_enc_key,omitempty"`
+	SetAccess      *SetAccess      `json:"set_access,omitempty"`
 	Release        *ReleaseRequest `json:"release,omitempty"`
 }
 
@@ -102,6 +105,14 @@ type CreateKey struct {
 	R         []byte `json:"r"`      // the KEM's public point
 	Sealed    []byte `json:"sealed"` // nonce and AEAD ciphertext
 	ExpiresAt int64  `json:"expires_at,omitempty"`
+	// Public is the public key of an assembled key (PKIX DER) or of a
+	// Tang key (uncompressed P-256 point).
+	Public []byte `json:"public,omitempty"`
+	// AssembleTTL is how long a node may keep an assembled key in memory
+	// after a quorum released it; 0 is one operation.
+	AssembleTTL time.Duration `json:"assemble_ttl,omitempty"`
+	Access      *Access       `json:"access,omitempty"`
+	Tang        *TangKey      `json:"tang,omitempty"`
 }
 
 // ReplaceKey replaces a key's material if its version is still
@@ -129,13 +140,21 @@ type ReshareAck struct {
 	Round uint64 `json:"round"`
 }
 
-// ReleaseRequest asks for a key's material. Share holders authorize it;
-// it never enters the log.
+// ReleaseRequest asks for a key's material, or for an exchange with a Tang
+// key. Share holders authorize it; it never enters the log.
 type ReleaseRequest struct {
 	Key string `json:"key"`
-	// Op is what the release is for: OpGet, or OpCAS when a node releases
-	// the old secret to compare it during a compare-and-swap.
+	// Op is what the release is for: OpGet, OpCAS when a node releases
+	// the old secret to compare it during a compare-and-swap, or
+	// OpExchange for a Tang key's s*Point.
 	Op string `json:"op"`
+	// Gateway is set when a node signs the request for a client of a
+	// legacy gateway it authorized itself; Client describes that client
+	// for the holders' logs.
+	Gateway string `json:"gateway,omitempty"`
+	Client  string `json:"client,omitempty"`
+	// Point is the client's P-256 point for OpExchange (uncompressed).
+	Point []byte `json:"point,omitempty"`
 	// ReplaceKey is set when Op is OpCAS: the swap this release serves.
 	ReplaceKey *ReplaceKey `json:"replace_key,omitempty"`
 }

@@ -200,9 +200,12 @@ func (f *FSM) signerKey(signer string, cmd *Command) ([]byte, *Error) {
 // AuthorizeRelease checks a release request as a share holder must before
 // it answers: the signature of a known operator, a time within
 // MaxClockSkew of now, a rule that allows the operation on the key, and the
-// key active and unexpired at now. Replayed nonces are the holder's to
-// refuse (requests never enter the log): the command it returns carries
-// the nonce, so the holder need not decode the payload again.
+// key active and unexpired at now. A request signed by a member node for a
+// legacy gateway is allowed instead by the key's Access naming that
+// gateway: the node authorized its client itself. Replayed nonces are the
+// holder's to refuse (requests never enter the log): the command it
+// returns carries the nonce, so the holder need not decode the payload
+// again.
 func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Error) {
 	var cmd Command
 	if err := json.Unmarshal(sg.Payload, &cmd); err != nil {
@@ -214,19 +217,35 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 	if err := checkFresh(&cmd, now.UnixNano()); err != nil {
 		return nil, nil, err
 	}
-	o := s.Operators[sg.Signer]
-	if o == nil || len(o.PublicKey) != ed25519.PublicKeySize {
-		return nil, nil, errorf(CodeBadSignature, "unknown operator %q", sg.Signer)
+	req := cmd.Release
+	var signKey []byte
+	gateway := req.Gateway != ""
+	if gateway {
+		if n := s.Nodes[sg.Signer]; n != nil && !n.Leaving {
+			signKey = n.SignKey
+		}
+	} else if o := s.Operators[sg.Signer]; o != nil {
+		signKey = o.PublicKey
 	}
-	if !ed25519.Verify(o.PublicKey, SigningInput(sg.Payload), sg.Signature) {
+	if len(signKey) != ed25519.PublicKeySize {
+		what := "operator"
+		if gateway {
+			what = "member node"
+		}
+		return nil, nil, errorf(CodeBadSignature, "unknown %s %q", what, sg.Signer)
+	}
+	if !ed25519.Verify(signKey, SigningInput(sg.Payload), sg.Signature) {
 		return nil, nil, errorf(CodeBadSignature, "signature of %s does not verify", sg.Signer)
 	}
-	req := cmd.Release
 	switch req.Op {
 	case OpGet:
 	case OpCAS:
-		if req.ReplaceKey == nil || req.ReplaceKey.Name != req.Key {
+		if gateway || req.ReplaceKey == nil || req.ReplaceKey.Name != req.Key {
 			return nil, nil, errorf(CodeInvalid, "a cas release must carry the swap for the same key")
+		}
+	case OpExchange:
+		if !gateway || len(req.Point) != p256PointLen {
+			return nil, nil, errorf(CodeInvalid, "an exchange is asked by a gateway node with a %d-byte point", p256PointLen)
 		}
 	default:
 		return nil, nil, errorf(CodeInvalid, "unknown release operation %q", req.Op)
@@ -235,7 +254,17 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 	if k == nil {
 		return nil, nil, errorf(CodeNotFound, "key %q does not exist", req.Key)
 	}
-	if !s.Allowed(sg.Signer, req.Op, req.Key) {
+	if (req.Op == OpExchange) != (k.Type == KeyTypeTang) {
+		if k.Type == KeyTypeTang {
+			return nil, nil, errorf(CodeInvalid, "key %q is a tang key: it is used by exchange, never released", req.Key)
+		}
+		return nil, nil, errorf(CodeInvalid, "key %q is a %s key, not a tang key", req.Key, k.Type)
+	}
+	if gateway {
+		if !k.Access.Allows(req.Gateway) {
+			return nil, nil, errorf(CodeDenied, "key %q is not served by the %s gateway", req.Key, req.Gateway)
+		}
+	} else if !s.Allowed(sg.Signer, req.Op, req.Key) {
 		return nil, nil, errorf(CodeDenied, "%s may not %s key %q", sg.Signer, req.Op, req.Key)
 	}
 	if k.State != KeyActive {

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
+	"time"
 )
 
 // Key types.
@@ -27,6 +28,9 @@ const (
 	OpCAS     = "cas"     // compare-and-swap the material
 	OpRevoke  = "revoke"  // revoke a key
 	OpDestroy = "destroy" // erase a key's material
+	// OpExchange multiplies a client's point by a Tang key, by quorum. It
+	// is asked only by nodes for their Tang gateway.
+	OpExchange = "exchange"
 )
 
 var allOps = []string{OpRead, OpGet, OpCreate, OpCAS, OpRevoke, OpDestroy}
@@ -95,6 +99,11 @@ type Key struct {
 	ExpiresAt int64  `json:"expires_at,omitempty"`
 	R         []byte `json:"r,omitempty"`
 	Sealed    []byte `json:"sealed,omitempty"`
+	// Public, AssembleTTL, Access and Tang are as in CreateKey.
+	Public      []byte        `json:"public,omitempty"`
+	AssembleTTL time.Duration `json:"assemble_ttl,omitempty"`
+	Access      *Access       `json:"access,omitempty"`
+	Tang        *TangKey      `json:"tang,omitempty"`
 }
 
 // Reshare is a resharing round in progress: the current holders deal the

@@ -53,6 +53,8 @@ func (t *transition) apply() *Error {
 		return t.reshareAck(c.ReshareAck)
 	case TypeSetEncKey:
 		return t.setEncKey(c.SetEncKey)
+	case TypeSetAccess:
+		return t.admin(func() *Error { return t.setAccess(c.SetAccess) })
 	default:
 		return errorf(CodeInvalid, "unknown command type %q", c.Type)
 	}
@@ -401,10 +403,7 @@ func (t *transition) createKey(c *CreateKey) *Error {
 	if err := checkKeyName(c.Name); err != nil {
 		return err
 	}
-	if c.Type != KeyTypeSecret {
-		return errorf(CodeInvalid, "unknown key type %q (known: %s)", c.Type, KeyTypeSecret)
-	}
-	if err := checkSealed(c.R, c.Sealed); err != nil {
+	if err := checkAccess(c.Access); err != nil {
 		return err
 	}
 	if c.ExpiresAt != 0 && c.ExpiresAt <= t.now {
@@ -416,6 +415,12 @@ func (t *transition) createKey(c *CreateKey) *Error {
 	if t.s.Epoch == 0 {
 		return errorf(CodeState, "the cluster key does not exist yet")
 	}
+	if err := t.s.checkKeyMaterial(c); err != nil {
+		return err
+	}
+	if c.Tang != nil && t.s.TangKeyByKid(c.Tang.Kid) != nil {
+		return errorf(CodeExists, "a tang key with kid %q exists", c.Tang.Kid)
+	}
 	version := uint64(1)
 	if old := t.s.Keys[c.Name]; old != nil {
 		if old.State != KeyDestroyed {
@@ -424,7 +429,8 @@ func (t *transition) createKey(c *CreateKey) *Error {
 		version = old.Version + 1
 	}
 	k := &Key{Name: c.Name, Type: c.Type, Version: version, State: KeyActive,
-		CreatedAt: t.now, UpdatedAt: t.now, ExpiresAt: c.ExpiresAt, R: c.R, Sealed: c.Sealed}
+		CreatedAt: t.now, UpdatedAt: t.now, ExpiresAt: c.ExpiresAt, R: c.R, Sealed: c.Sealed,
+		Public: c.Public, AssembleTTL: c.AssembleTTL, Access: c.Access, Tang: c.Tang}
 	t.s.Keys[c.Name] = k
 	t.key = k.Metadata()
 	return nil
@@ -446,6 +452,9 @@ func (t *transition) replaceKey(c *ReplaceKey) *Error {
 	}
 	if k.State != KeyActive {
 		return errorf(CodeState, "key %q is %s", c.Name, k.State)
+	}
+	if k.Type != KeyTypeSecret {
+		return errorf(CodeInvalid, "key %q is a %s key: only secrets are swapped", c.Name, k.Type)
 	}
 	if k.Version != c.ExpectVersion {
 		return errorf(CodeConflict, "key %q is at version %d, not %d", c.Name, k.Version, c.ExpectVersion)
@@ -473,16 +482,26 @@ func (t *transition) setKeyState(name, op string) *Error {
 	if op == OpRevoke {
 		k.State = KeyRevoked
 	} else {
-		k.State, k.R, k.Sealed = KeyDestroyed, nil, nil
+		k.State, k.R, k.Sealed, k.Tang = KeyDestroyed, nil, nil, nil
 	}
 	k.UpdatedAt = t.now
 	t.key = k.Metadata()
 	return nil
 }
 
-// Metadata is a copy of the key without its sealed material.
+// Metadata is a copy of the key without its sealed material (a Tang key
+// keeps its advertisement and public shares).
 func (k *Key) Metadata() *Key {
 	c := *k
 	c.R, c.Sealed = nil, nil
+	if k.Tang != nil {
+		tk := *k.Tang
+		tk.Shares = make([]TangShare, len(k.Tang.Shares))
+		for i, sh := range k.Tang.Shares {
+			sh.Sealed = nil
+			tk.Shares[i] = sh
+		}
+		c.Tang = &tk
+	}
 	return &c
 }

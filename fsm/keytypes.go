@@ -1,0 +1,279 @@
+package fsm
+
+import (
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Key types beyond KeyTypeSecret. Assembled keys (RSA, ECDSA, Ed25519) are
+// stored like secrets, sealed under the cluster key, with their public key
+// in the clear; a quorum releases them to the node that serves them, which
+// keeps them in memory for at most the key's AssembleTTL. A Tang key is a
+// P-256 exchange key dealt as t-of-n shares: it is never released, only
+// used by quorum.
+const (
+	KeyTypeRSA     = "rsa"
+	KeyTypeECDSA   = "ecdsa"
+	KeyTypeEd25519 = "ed25519"
+	KeyTypeTang    = "tang"
+)
+
+var keyTypes = []string{KeyTypeSecret, KeyTypeRSA, KeyTypeECDSA, KeyTypeEd25519, KeyTypeTang}
+
+// Assembled reports whether keys of the type are released to a serving node
+// as a whole key (DESIGN.md section 4).
+func Assembled(keyType string) bool {
+	return keyType == KeyTypeRSA || keyType == KeyTypeECDSA || keyType == KeyTypeEd25519
+}
+
+// Legacy gateways: protocols whose clients cannot sign a request, so the
+// node that terminates them authorizes the client itself and signs the
+// release as a node (DESIGN.md section 3). A key serves a gateway only if
+// its Access names it.
+const (
+	GatewayKxd  = "kxd"
+	GatewayTang = "tang"
+	GatewayTLV  = "tlv"
+)
+
+var gateways = []string{GatewayKxd, GatewayTang, GatewayTLV}
+
+// Limits on what a key's metadata may hold.
+const (
+	MaxAssembleTTL   = 24 * time.Hour
+	maxPublicKeyLen  = 4096
+	maxAdvLen        = 16 << 10
+	maxAccessEntries = 64
+	maxClientCerts   = 16
+	maxCertLen       = 8 << 10
+	maxTangSealedLen = 1024
+	p256PointLen     = 65
+)
+
+// Access says which legacy gateways may use a key, and the rules those
+// gateways enforce for their clients. Share holders check only Gateways:
+// the rest is the terminating node's to check, since only it sees the
+// client.
+type Access struct {
+	Gateways []string `json:"gateways"`
+	// ClientCerts are DER certificates: a leaf allows that certificate, a
+	// CA the leaves it signed (kxd's allowed_clients; the TLV clients).
+	ClientCerts [][]byte `json:"client_certs,omitempty"`
+	// Hosts are the client addresses or names allowed (kxd's
+	// allowed_hosts): nil allows every host, an empty list none.
+	Hosts []string `json:"hosts"`
+	// Networks are the source networks allowed, as CIDR prefixes; none
+	// allows every network.
+	Networks []string `json:"networks,omitempty"`
+	// EmailTo is told of every access (kxd's email_to).
+	EmailTo []string `json:"email_to,omitempty"`
+	// RatePerMinute bounds the uses per client address and minute on
+	// each node; 0 is no bound.
+	RatePerMinute int `json:"rate_per_minute,omitempty"`
+}
+
+// Allows reports whether the access names the gateway.
+func (a *Access) Allows(gateway string) bool {
+	return a != nil && slices.Contains(a.Gateways, gateway)
+}
+
+// TangKey is a Tang exchange key: a P-256 secret dealt t-of-n to the share
+// holders of the epoch it was created in, each share sealed to its node's
+// identity key, and an advertisement signed once by a key that was then
+// discarded.
+type TangKey struct {
+	Adv       []byte      `json:"adv"` // the JWS of the advertisement
+	Kid       string      `json:"kid"` // RFC 7638 S256 thumbprint of the exchange key
+	Thp       string      `json:"thp"` // RFC 7638 S256 thumbprint of the signing key
+	Threshold int         `json:"threshold"`
+	Shares    []TangShare `json:"shares"`
+}
+
+// TangShare is one node's share of a Tang key.
+type TangShare struct {
+	NodeID      string `json:"node_id"`
+	Index       uint32 `json:"index"`
+	PublicShare []byte `json:"public_share"` // s_i*G, 65-byte uncompressed
+	Sealed      []byte `json:"sealed,omitempty"`
+}
+
+// SetAccess replaces a key's access rules.
+type SetAccess struct {
+	Name   string  `json:"name"`
+	Access *Access `json:"access"`
+}
+
+func checkAccess(a *Access) *Error {
+	if a == nil {
+		return nil
+	}
+	for _, g := range a.Gateways {
+		if !slices.Contains(gateways, g) {
+			return errorf(CodeInvalid, "unknown gateway %q (known: %s)", g, strings.Join(gateways, ", "))
+		}
+	}
+	if len(a.ClientCerts) > maxClientCerts {
+		return errorf(CodeInvalid, "at most %d client certificates", maxClientCerts)
+	}
+	for i, der := range a.ClientCerts {
+		if len(der) > maxCertLen {
+			return errorf(CodeInvalid, "client certificate %d is larger than %d bytes", i+1, maxCertLen)
+		}
+		if _, err := x509.ParseCertificate(der); err != nil {
+			return errorf(CodeInvalid, "client certificate %d: %v", i+1, err)
+		}
+	}
+	if len(a.Hosts) > maxAccessEntries || len(a.Networks) > maxAccessEntries || len(a.EmailTo) > maxAccessEntries {
+		return errorf(CodeInvalid, "at most %d hosts, networks and e-mail addresses each", maxAccessEntries)
+	}
+	for _, h := range a.Hosts {
+		if h == "" || len(h) > 253 || strings.ContainsAny(h, " \t\r\n/") {
+			return errorf(CodeInvalid, "host %q is not an address or a name", h)
+		}
+	}
+	for _, n := range a.Networks {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			return errorf(CodeInvalid, "network %q: %v", n, err)
+		}
+	}
+	for _, e := range a.EmailTo {
+		if !strings.Contains(e, "@") || len(e) > 254 || strings.ContainsAny(e, " \t\r\n,;<>") {
+			return errorf(CodeInvalid, "e-mail address %q is not valid", e)
+		}
+	}
+	if a.RatePerMinute < 0 {
+		return errorf(CodeInvalid, "rate_per_minute must not be negative")
+	}
+	return nil
+}
+
+// checkKeyMaterial checks that a new key carries exactly what its type
+// needs. s is the state the key is created in: a Tang key must be dealt
+// to its share holders.
+func (s *State) checkKeyMaterial(c *CreateKey) *Error {
+	if !slices.Contains(keyTypes, c.Type) {
+		return errorf(CodeInvalid, "unknown key type %q (known: %s)", c.Type, strings.Join(keyTypes, ", "))
+	}
+	if c.AssembleTTL < 0 || c.AssembleTTL > MaxAssembleTTL {
+		return errorf(CodeInvalid, "assemble_ttl must be 0 to %v", MaxAssembleTTL)
+	}
+	if c.AssembleTTL != 0 && !Assembled(c.Type) {
+		return errorf(CodeInvalid, "assemble_ttl applies only to rsa, ecdsa and ed25519 keys")
+	}
+	if c.Type == KeyTypeTang {
+		if len(c.R) != 0 || len(c.Sealed) != 0 {
+			return errorf(CodeInvalid, "a tang key has shares, not sealed material")
+		}
+		return s.checkTang(c.Public, c.Tang)
+	}
+	if c.Tang != nil {
+		return errorf(CodeInvalid, "only a tang key has tang shares")
+	}
+	if err := checkSealed(c.R, c.Sealed); err != nil {
+		return err
+	}
+	if c.Type == KeyTypeSecret {
+		if len(c.Public) != 0 {
+			return errorf(CodeInvalid, "a secret key has no public key")
+		}
+		return nil
+	}
+	return checkPublicKey(c.Type, c.Public)
+}
+
+func checkPublicKey(keyType string, der []byte) *Error {
+	if len(der) == 0 || len(der) > maxPublicKeyLen {
+		return errorf(CodeInvalid, "a %s key needs its public key, DER, 1 to %d bytes", keyType, maxPublicKeyLen)
+	}
+	pub, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return errorf(CodeInvalid, "public key: %v", err)
+	}
+	var ok bool
+	switch keyType {
+	case KeyTypeRSA:
+		_, ok = pub.(*rsa.PublicKey)
+	case KeyTypeECDSA:
+		_, ok = pub.(*ecdsa.PublicKey)
+	case KeyTypeEd25519:
+		_, ok = pub.(ed25519.PublicKey)
+	}
+	if !ok {
+		return errorf(CodeInvalid, "the public key is a %T, not a %s key", pub, keyType)
+	}
+	return nil
+}
+
+// checkTang checks a Tang key's deal: one share for every share holder of
+// the current epoch, at the holder's index, and the epoch's threshold.
+func (s *State) checkTang(public []byte, tk *TangKey) *Error {
+	if tk == nil {
+		return errorf(CodeInvalid, "a tang key needs its shares and advertisement")
+	}
+	if len(public) != p256PointLen {
+		return errorf(CodeInvalid, "a tang key's public key is a %d-byte uncompressed P-256 point", p256PointLen)
+	}
+	if _, err := ecdh.P256().NewPublicKey(public); err != nil {
+		return errorf(CodeInvalid, "tang public key: %v", err)
+	}
+	if len(tk.Adv) == 0 || len(tk.Adv) > maxAdvLen || tk.Kid == "" || tk.Thp == "" || len(tk.Kid) > 128 || len(tk.Thp) > 128 {
+		return errorf(CodeInvalid, "a tang key needs an advertisement of at most %d bytes, a kid and a thp", maxAdvLen)
+	}
+	holders := s.Holders()
+	if tk.Threshold != s.Threshold || len(tk.Shares) != len(holders) {
+		return errorf(CodeConflict, "a tang key must be dealt %d-of-%d to the current share holders; they changed since this deal was made", s.Threshold, len(holders))
+	}
+	for i, sh := range tk.Shares {
+		h := holders[i] // both in node ID order
+		if sh.NodeID != h.ID || sh.Index != h.Index {
+			return errorf(CodeConflict, "tang share %d is for node %q index %d, not holder %q index %d", i+1, sh.NodeID, sh.Index, h.ID, h.Index)
+		}
+		if len(sh.PublicShare) != p256PointLen {
+			return errorf(CodeInvalid, "tang share %d needs a %d-byte public share", i+1, p256PointLen)
+		}
+		if _, err := ecdh.P256().NewPublicKey(sh.PublicShare); err != nil {
+			return errorf(CodeInvalid, "tang share %d public share: %v", i+1, err)
+		}
+		if len(sh.Sealed) == 0 || len(sh.Sealed) > maxTangSealedLen {
+			return errorf(CodeInvalid, "tang share %d needs sealed material of 1 to %d bytes", i+1, maxTangSealedLen)
+		}
+	}
+	return nil
+}
+
+// TangKeyByKid finds the active or revoked Tang key whose exchange key has
+// the thumbprint kid.
+func (s *State) TangKeyByKid(kid string) *Key {
+	for _, name := range sortedKeys(s.Keys) {
+		if k := s.Keys[name]; k.Tang != nil && k.Tang.Kid == kid && k.State != KeyDestroyed {
+			return k
+		}
+	}
+	return nil
+}
+
+func (t *transition) setAccess(c *SetAccess) *Error {
+	if c == nil {
+		return errorf(CodeInvalid, "set_access needs a key and its access")
+	}
+	if err := checkAccess(c.Access); err != nil {
+		return err
+	}
+	k := t.s.Keys[c.Name]
+	if k == nil {
+		return errorf(CodeNotFound, "key %q does not exist", c.Name)
+	}
+	if k.State == KeyDestroyed {
+		return errorf(CodeState, "key %q is destroyed", c.Name)
+	}
+	k.Access, k.UpdatedAt = c.Access, t.now
+	t.key = k.Metadata()
+	return nil
+}
