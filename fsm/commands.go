@@ -51,6 +51,12 @@ const (
 	TypeReshareAck     = "reshare_ack"
 	TypeSetEncKey      = "set_enc_key"
 	TypeSetAccess      = "set_access"
+	TypeAddMachine     = "add_machine"
+	TypeRevokeMachine  = "revoke_machine"
+	TypeApprove        = "approve"
+	// TypeRecordSession and TypeUseApproval are signed by member nodes.
+	TypeRecordSession = "record_session"
+	TypeUseApproval   = "use_approval"
 	// TypeRelease is never logged: it is a request that share holders
 	// authorize against the state (see State.Authorize).
 	TypeRelease = "release"
@@ -77,6 +83,11 @@ type Command struct {
 	ReshareAck     *ReshareAck     `json:"reshare_ack,omitempty"`
 	SetEncKey      []byte          `json:"set_enc_key,omitempty"`
 	SetAccess      *SetAccess      `json:"set_access,omitempty"`
+	AddMachine     *Machine        `json:"add_machine,omitempty"`
+	RevokeMachine  string          `json:"revoke_machine,omitempty"`
+	Approve        *Approval       `json:"approve,omitempty"`
+	RecordSession  *Session        `json:"record_session,omitempty"`
+	UseApproval    *UseApproval    `json:"use_approval,omitempty"`
 	Release        *ReleaseRequest `json:"release,omitempty"`
 }
 
@@ -155,6 +166,9 @@ type ReleaseRequest struct {
 	Client  string `json:"client,omitempty"`
 	// Point is the client's P-256 point for OpExchange (uncompressed).
 	Point []byte `json:"point,omitempty"`
+	// Ephemeral is the edwards25519 public key a machine's holders seal
+	// their partials to (client-side combine). Machines must set it.
+	Ephemeral []byte `json:"ephemeral,omitempty"`
 	// ReplaceKey is set when Op is OpCAS: the swap this release serves.
 	ReplaceKey *ReplaceKey `json:"replace_key,omitempty"`
 }

@@ -13,7 +13,9 @@ const (
 	CodeExists       Code = "exists"        // the name is taken
 	CodeDenied       Code = "denied"        // the signer may not do this
 	CodeBadSignature Code = "bad_signature" // the signature does not verify, or the signer is unknown
-	CodeReplay       Code = "replay"        // the nonce was seen, or the command is too old or too new
+	CodeReplay       Code = "replay"        // the nonce was seen
+	CodeClockSkew    Code = "clock_skew"    // the command is too old or too new for the cluster's clock
+	CodePending      Code = "pending"       // a machine's release waits for an operator's approval
 	CodeConflict     Code = "conflict"      // a compare-and-swap or state precondition failed
 	CodeState        Code = "state"         // the command does not fit the cluster's current state
 )

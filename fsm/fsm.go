@@ -73,6 +73,10 @@ func emptyState() *State {
 		Rules:     map[string]*Rule{},
 		Keys:      map[string]*Key{},
 		Nonces:    map[string]int64{},
+		Machines:  map[string]*Machine{},
+		Approvals: map[string]*Approval{},
+		Sessions:  map[string]*Session{},
+		Granted:   map[string]int64{},
 	}
 }
 
@@ -133,6 +137,7 @@ func (f *FSM) prune(now int64) {
 	}
 	s.LastPrune = now
 	maps.DeleteFunc(s.Nonces, func(_ string, expiry int64) bool { return expiry < now })
+	s.pruneMachines(now)
 }
 
 // verify decodes the command and checks its signature, its time and its
@@ -166,7 +171,7 @@ func checkFresh(cmd *Command, now int64) *Error {
 		return errorf(CodeInvalid, "nonce must be at least %d bytes", minNonceLen)
 	}
 	if d := time.Duration(now - cmd.IssuedAt); d > MaxClockSkew || d < -MaxClockSkew {
-		return errorf(CodeReplay, "command issued %v from the cluster's time, more than %v", d.Round(time.Second), MaxClockSkew)
+		return errorf(CodeClockSkew, "command issued %v from the cluster's time, more than %v: check the signer's clock", d.Round(time.Second), MaxClockSkew)
 	}
 	return nil
 }
@@ -182,7 +187,7 @@ func (f *FSM) signerKey(signer string, cmd *Command) ([]byte, *Error) {
 			return nil, errorf(CodeBadSignature, "init must be signed by the operator it names")
 		}
 		return cmd.Init.Operator.PublicKey, nil
-	case TypeDeal, TypeReshareAck, TypeSetEncKey:
+	case TypeDeal, TypeReshareAck, TypeSetEncKey, TypeRecordSession, TypeUseApproval:
 		n := s.Nodes[signer]
 		if n == nil {
 			return nil, errorf(CodeBadSignature, "unknown node %q", signer)
@@ -220,15 +225,21 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 	req := cmd.Release
 	var signKey []byte
 	gateway := req.Gateway != ""
-	if gateway {
+	machine := s.Machines[sg.Signer]
+	switch {
+	case gateway:
 		if n := s.Nodes[sg.Signer]; n != nil && !n.Leaving {
 			signKey = n.SignKey
 		}
-	} else if o := s.Operators[sg.Signer]; o != nil {
-		signKey = o.PublicKey
+	case machine != nil:
+		signKey = machine.PublicKey
+	default:
+		if o := s.Operators[sg.Signer]; o != nil {
+			signKey = o.PublicKey
+		}
 	}
 	if len(signKey) != ed25519.PublicKeySize {
-		what := "operator"
+		what := "operator or machine"
 		if gateway {
 			what = "member node"
 		}
@@ -260,11 +271,18 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 		}
 		return nil, nil, errorf(CodeInvalid, "key %q is a %s key, not a tang key", req.Key, k.Type)
 	}
-	if gateway {
+	switch {
+	case gateway:
 		if !k.Access.Allows(req.Gateway) {
 			return nil, nil, errorf(CodeDenied, "key %q is not served by the %s gateway", req.Key, req.Gateway)
 		}
-	} else if !s.Allowed(sg.Signer, req.Op, req.Key) {
+	case machine != nil:
+		if err := authorizeMachine(machine, req, k); err != nil {
+			return nil, nil, err
+		}
+	case len(req.Ephemeral) != 0:
+		return nil, nil, errorf(CodeInvalid, "only machines send an ephemeral key")
+	case !s.Allowed(sg.Signer, req.Op, req.Key):
 		return nil, nil, errorf(CodeDenied, "%s may not %s key %q", sg.Signer, req.Op, req.Key)
 	}
 	if k.State != KeyActive {
@@ -273,7 +291,26 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 	if k.ExpiresAt != 0 && now.UnixNano() >= k.ExpiresAt {
 		return nil, nil, errorf(CodeDenied, "key %q expired", req.Key)
 	}
+	if machine != nil && machine.Approval && !s.approved(machine.ID, req.Key, cmd.Nonce, now.UnixNano()) {
+		return nil, nil, errorf(CodePending, "machine %s needs an operator's approval for key %q", machine.ID, req.Key)
+	}
 	return &cmd, k, nil
+}
+
+// authorizeMachine checks what a machine's release must be: from an active
+// machine, for a secret it may fetch, with an ephemeral key.
+func authorizeMachine(m *Machine, req *ReleaseRequest, k *Key) *Error {
+	switch {
+	case m.State != MachineActive:
+		return errorf(CodeDenied, "machine %s (%s) is revoked", m.ID, m.Name)
+	case req.Op != OpGet || k.Type != KeyTypeSecret:
+		return errorf(CodeInvalid, "a machine only gets secrets")
+	case len(req.Ephemeral) != 32:
+		return errorf(CodeInvalid, "a machine's release needs a 32-byte ephemeral key")
+	case !m.MayFetch(req.Key):
+		return errorf(CodeDenied, "machine %s (%s) may not fetch key %q", m.ID, m.Name, req.Key)
+	}
+	return nil
 }
 
 // Snapshot encodes the whole state. The encoding is deterministic: the
@@ -305,6 +342,18 @@ func (f *FSM) Restore(data []byte) error {
 	}
 	if s.Nonces == nil {
 		s.Nonces = map[string]int64{}
+	}
+	if s.Machines == nil {
+		s.Machines = map[string]*Machine{}
+	}
+	if s.Approvals == nil {
+		s.Approvals = map[string]*Approval{}
+	}
+	if s.Sessions == nil {
+		s.Sessions = map[string]*Session{}
+	}
+	if s.Granted == nil {
+		s.Granted = map[string]int64{}
 	}
 	f.mu.Lock()
 	f.state = s

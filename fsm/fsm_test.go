@@ -66,7 +66,7 @@ func TestRefusedCommandLeavesStateUnchanged(t *testing.T) {
 		{"an ack before qualification", func() []byte { return h.entry(node(4), ackCmd(round)) }, fsm.CodeState},
 		{"a stale command", func() []byte {
 			return h.entry(admin, issued(createKeyCmd("db/new"), -fsm.MaxClockSkew-time.Second))
-		}, fsm.CodeReplay},
+		}, fsm.CodeClockSkew},
 		{"a forged signature", func() []byte { return signedWith(admin.ID, op, createKeyCmd("db/new"))(h) }, fsm.CodeBadSignature},
 		{"a replayed entry", func() []byte { return lastAccepted }, fsm.CodeReplay},
 	}
@@ -103,7 +103,7 @@ func TestNonces(t *testing.T) {
 		refusedWith(t, h, admin, with(replaceKeyCmd("db/a", 7), func(c *fsm.Command) { c.Nonce = n }), fsm.CodeConflict)
 		refusedWith(t, h, admin, with(replaceKeyCmd("db/a", 1), func(c *fsm.Command) {
 			c.Nonce, c.IssuedAt = n, t0.Add(-time.Hour).UnixNano()
-		}), fsm.CodeReplay)
+		}), fsm.CodeClockSkew)
 		h.must(admin, with(replaceKeyCmd("db/a", 1), func(c *fsm.Command) { c.Nonce = n }))
 		refusedWith(t, h, admin, with(replaceKeyCmd("db/a", 2), func(c *fsm.Command) { c.Nonce = n }), fsm.CodeReplay)
 	})

@@ -31,9 +31,10 @@ const (
 	// OpExchange multiplies a client's point by a Tang key, by quorum. It
 	// is asked only by nodes for their Tang gateway.
 	OpExchange = "exchange"
+	OpApprove  = "approve" // approve a machine's release of a key
 )
 
-var allOps = []string{OpRead, OpGet, OpCreate, OpCAS, OpRevoke, OpDestroy}
+var allOps = []string{OpRead, OpGet, OpCreate, OpCAS, OpRevoke, OpDestroy, OpApprove}
 
 // State is everything the cluster replicates. Maps are keyed by ID or name.
 // Callers outside the package read it through FSM.Read and must not keep or
@@ -54,6 +55,10 @@ type State struct {
 	Keys         map[string]*Key      `json:"keys"`
 	Reshare      *Reshare             `json:"reshare,omitempty"`
 	Nonces       map[string]int64     `json:"nonces"` // signer/nonce -> expiry, Unix nanoseconds
+	Machines     map[string]*Machine  `json:"machines"`
+	Approvals    map[string]*Approval `json:"approvals"` // machine NUL key ("" = any) -> approval
+	Sessions     map[string]*Session  `json:"sessions"`  // machine -> its waiting release
+	Granted      map[string]int64     `json:"granted"`   // machine/nonce of an approved request -> expiry
 	LastPrune    int64                `json:"last_prune"`
 	LastTime     int64                `json:"last_time"` // latest entry time applied, Unix nanoseconds
 }

@@ -55,6 +55,16 @@ func (t *transition) apply() *Error {
 		return t.setEncKey(c.SetEncKey)
 	case TypeSetAccess:
 		return t.admin(func() *Error { return t.setAccess(c.SetAccess) })
+	case TypeAddMachine:
+		return t.admin(func() *Error { return t.addMachine(c.AddMachine) })
+	case TypeRevokeMachine:
+		return t.admin(func() *Error { return t.revokeMachine(c.RevokeMachine) })
+	case TypeApprove:
+		return t.approve(c.Approve)
+	case TypeRecordSession:
+		return t.recordSession(c.RecordSession)
+	case TypeUseApproval:
+		return t.useApproval(c.UseApproval)
 	default:
 		return errorf(CodeInvalid, "unknown command type %q", c.Type)
 	}
@@ -355,9 +365,8 @@ func (t *transition) putRule(in *Rule) *Error {
 	if t.s.Operators[r.Principal] == nil {
 		return errorf(CodeNotFound, "principal %q does not exist", r.Principal)
 	}
-	pattern, _ := strings.CutSuffix(r.Key, "*")
-	if pattern != "" && !namePattern.MatchString(pattern) {
-		return errorf(CodeInvalid, "rule key %q is not a key name or prefix*", r.Key)
+	if err := checkRuleKey(r.Key); err != nil {
+		return err
 	}
 	if len(r.Ops) == 0 {
 		return errorf(CodeInvalid, "rule %q grants no operation", r.ID)
@@ -368,6 +377,14 @@ func (t *transition) putRule(in *Rule) *Error {
 		}
 	}
 	t.s.Rules[r.ID] = &r
+	return nil
+}
+
+func checkRuleKey(key string) *Error {
+	pattern, _ := strings.CutSuffix(key, "*")
+	if pattern != "" && !namePattern.MatchString(pattern) {
+		return errorf(CodeInvalid, "rule key %q is not a key name or prefix*", key)
+	}
 	return nil
 }
 

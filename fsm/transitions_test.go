@@ -104,9 +104,9 @@ func TestInit(t *testing.T) {
 			cmd: initWith(func(in *fsm.Init) { in.Node.SignKey = in.Node.SignKey[:31] })},
 		{name: "node encryption key of 33 bytes", by: admin, code: fsm.CodeInvalid,
 			cmd: initWith(func(in *fsm.Init) { in.Node.EncKey = append(in.Node.EncKey, 0) })},
-		{name: "issued more than the clock skew ago", by: admin, code: fsm.CodeReplay,
+		{name: "issued more than the clock skew ago", by: admin, code: fsm.CodeClockSkew,
 			cmd: issued(initCmd(), -fsm.MaxClockSkew-time.Second)},
-		{name: "issued more than the clock skew ahead", by: admin, code: fsm.CodeReplay,
+		{name: "issued more than the clock skew ahead", by: admin, code: fsm.CodeClockSkew,
 			cmd: issued(initCmd(), fsm.MaxClockSkew+time.Second)},
 		{name: "nonce of 15 bytes", by: admin, code: fsm.CodeInvalid,
 			cmd: with(initCmd(), func(c *fsm.Command) { c.Nonce = make([]byte, 15) })},
@@ -192,7 +192,7 @@ func TestAddNode(t *testing.T) {
 		{name: "encryption key of 31 bytes", setup: ready, by: admin, code: fsm.CodeInvalid,
 			cmd: addNodeCmd(spec(func(n *fsm.Node) { n.EncKey = n.EncKey[:31] }))},
 		{name: "no node", setup: ready, by: admin, code: fsm.CodeInvalid, cmd: &fsm.Command{Type: fsm.TypeAddNode}},
-		{name: "stale", setup: ready, by: admin, code: fsm.CodeReplay,
+		{name: "stale", setup: ready, by: admin, code: fsm.CodeClockSkew,
 			cmd: issued(addNodeCmd(nodeSpec(2)), -fsm.MaxClockSkew-time.Nanosecond)},
 		{name: "nonce of 8 bytes", setup: ready, by: admin, code: fsm.CodeInvalid,
 			cmd: with(addNodeCmd(nodeSpec(2)), func(c *fsm.Command) { c.Nonce = make([]byte, 8) })},
@@ -438,8 +438,8 @@ func TestCreateKey(t *testing.T) {
 		{name: "sealed material over 64 KiB", setup: canCreate, by: admin, code: fsm.CodeInvalid,
 			cmd: keyWith(func(k *fsm.CreateKey) { k.Sealed = make([]byte, fsm.MaxSealedSize+1) })},
 		{name: "no key", setup: canCreate, by: admin, cmd: &fsm.Command{Type: fsm.TypeCreateKey}, code: fsm.CodeInvalid},
-		{name: "stale", setup: canCreate, by: admin, cmd: issued(createKeyCmd("db/k"), -fsm.MaxClockSkew-time.Second), code: fsm.CodeReplay},
-		{name: "from the future", setup: canCreate, by: admin, cmd: issued(createKeyCmd("db/k"), fsm.MaxClockSkew+time.Second), code: fsm.CodeReplay},
+		{name: "stale", setup: canCreate, by: admin, cmd: issued(createKeyCmd("db/k"), -fsm.MaxClockSkew-time.Second), code: fsm.CodeClockSkew},
+		{name: "from the future", setup: canCreate, by: admin, cmd: issued(createKeyCmd("db/k"), fsm.MaxClockSkew+time.Second), code: fsm.CodeClockSkew},
 	})
 }
 
@@ -612,7 +612,7 @@ func TestDeal(t *testing.T) {
 		{name: "unsigned", setup: initialized, code: fsm.CodeBadSignature,
 			entry: func(h *harness) []byte { return unsigned(node(1), dealCmd(h.round(), 1, "ok"))(h) }},
 		{name: "no deal", setup: initialized, by: node(1), cmd: &fsm.Command{Type: fsm.TypeDeal}, code: fsm.CodeInvalid},
-		{name: "stale", setup: initialized, by: node(1), code: fsm.CodeReplay,
+		{name: "stale", setup: initialized, by: node(1), code: fsm.CodeClockSkew,
 			cmdAt: func(h *harness) *fsm.Command {
 				return issued(dealCmd(h.round(), 1, "ok"), -fsm.MaxClockSkew-time.Second)
 			}},

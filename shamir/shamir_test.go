@@ -2,6 +2,7 @@ package shamir
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -577,5 +578,45 @@ func TestOpenWithOwn(t *testing.T) {
 	wrong.Value = all[1].Value
 	if _, err := OpenWithOwn(poly, ct, testInfo, &wrong, all[2:], testRelease); !errors.Is(err, ErrDecrypt) {
 		t.Fatalf("wrong own value: got %v, want ErrDecrypt", err)
+	}
+}
+
+func TestEncryptionKeyFromEd25519(t *testing.T) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := EncryptionKeyFromEd25519(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := EncryptionPublicKey(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, pub) {
+		t.Fatalf("the encryption key's public key %x is not the Ed25519 public key %x", got, pub)
+	}
+}
+
+func TestOpenWithKey(t *testing.T) {
+	priv, pub, err := GenerateEncryptionKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := Seal(rand.Reader, pub, []byte("info"), []byte("a partial"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := OpenWithKey(priv, ct, []byte("info"))
+	if err != nil || string(got) != "a partial" {
+		t.Fatalf("OpenWithKey = %q, %v", got, err)
+	}
+	if _, err := OpenWithKey(priv, ct, []byte("other info")); !errors.Is(err, ErrDecrypt) {
+		t.Errorf("with other info: %v, want ErrDecrypt", err)
+	}
+	other, _, _ := GenerateEncryptionKey(rand.Reader)
+	if _, err := OpenWithKey(other, ct, []byte("info")); !errors.Is(err, ErrDecrypt) {
+		t.Errorf("with another key: %v, want ErrDecrypt", err)
 	}
 }
