@@ -10,6 +10,8 @@ FUZZTIME  ?= 30s
 
 .PHONY: all build test verify dev bench fuzz clean
 
+include Makefile.proto
+
 all: verify build test
 
 build:
@@ -31,6 +33,7 @@ verify:
 	@if ! diff -q go.mod /tmp/keyquorum-go.mod.bak >/dev/null || ! diff -q go.sum /tmp/keyquorum-go.sum.bak >/dev/null; then \
 		echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; fi
 	$(GO) test -count=1 -run 'TestImportsPointDown|TestNoGrabBagPackages|TestEveryPackageHasDocComment' .
+	$(MAKE) proto-check
 
 dev:
 	$(GO) run ./cmd/keyd dev

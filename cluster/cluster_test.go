@@ -162,7 +162,7 @@ func TestJoinThenRemoveKeepsKeyAndRetiresOldShare(t *testing.T) {
 	// of current holders it opens nothing; t current partials do.
 	key := storedKey(t, staying[0], "app/db")
 	ct := &shamir.Ciphertext{R: key.R, Sealed: key.Sealed}
-	info := SealInfo(c.clusterID, "app/db")
+	info := fsm.SealInfo(c.clusterID, "app/db")
 	pp := poly(staying[0])
 	rctx := []byte("test context")
 	var current []*shamir.Partial
@@ -266,7 +266,7 @@ func TestDataDirsBelowThresholdRevealNothing(t *testing.T) {
 	}
 	share := f.Current.Share
 	ct := &shamir.Ciphertext{R: key.R, Sealed: key.Sealed}
-	info := SealInfo(c.clusterID, "luks/root")
+	info := fsm.SealInfo(c.clusterID, "luks/root")
 	if pp.Threshold() != 2 {
 		t.Fatalf("threshold %d, want 2", pp.Threshold())
 	}

@@ -23,6 +23,10 @@ const (
 	KindUnknownOutcome  Kind = "unknown_outcome" // a write timed out: it may or may not have happened
 	KindNotInitialized  Kind = "not_initialized" // the node is not part of a cluster yet
 	KindInternal        Kind = "internal"        // a bug or a local failure
+	KindClockSkew       Kind = "clock_skew"      // the request's time is too far from the cluster's
+	// KindPendingApproval: a machine's release waits for an operator's
+	// approval; it is listed as a pending session. Ask again later.
+	KindPendingApproval Kind = "pending_approval"
 )
 
 // Error is an error with a kind. Its message is safe to show: it never
@@ -63,6 +67,8 @@ func fromFSM(e *fsm.Error) *Error {
 		fsm.CodeDenied:       KindDenied,
 		fsm.CodeBadSignature: KindUnauthenticated,
 		fsm.CodeReplay:       KindUnauthenticated,
+		fsm.CodeClockSkew:    KindClockSkew,
+		fsm.CodePending:      KindPendingApproval,
 		fsm.CodeConflict:     KindConflict,
 		fsm.CodeState:        KindConflict,
 	}

@@ -424,7 +424,7 @@ func (c *testCluster) seal(name string, secret []byte) *shamir.Ciphertext {
 	if len(st.PublicKey) == 0 {
 		c.t.Fatal("the cluster has no public key yet")
 	}
-	ct, err := shamir.Seal(rand.Reader, st.PublicKey, SealInfo(c.clusterID, name), secret)
+	ct, err := shamir.Seal(rand.Reader, st.PublicKey, fsm.SealInfo(c.clusterID, name), secret)
 	if err != nil {
 		c.t.Fatal(err)
 	}

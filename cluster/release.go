@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -26,20 +25,10 @@ import (
 // partial and a DLEQ proof. The coordinator checks each proof, combines t
 // partials and decrypts. The cluster secret is never rebuilt.
 
-// SealInfo is the HKDF info that binds a secret's ciphertext to its
-// cluster and name. Clients seal with it; the coordinator opens with it.
-func SealInfo(clusterID, name string) []byte {
-	return []byte("keyquorum/secret/v1\x00" + clusterID + "\x00" + name)
-}
-
 // releaseContext binds a partial's proof to one request, key version and
 // epoch.
 func releaseContext(clusterID string, key *fsm.Key, epoch uint64, req *fsm.Signed) []byte {
-	h := sha256.New()
-	h.Write([]byte("keyquorum/release/v1\x00" + clusterID + "\x00" + key.Name + "\x00"))
-	h.Write(binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, key.Version), epoch))
-	h.Write(req.Payload)
-	return h.Sum(nil)
+	return fsm.ReleaseContext(clusterID, key.Name, key.Version, epoch, req.Payload)
 }
 
 type partialRequest struct {
@@ -59,15 +48,32 @@ func (n *Node) handlePartial(w http.ResponseWriter, r *http.Request) {
 	writeRPC(w, p, err)
 }
 
-// answerPartial is a share holder's side of a release.
+// answerPartial is a share holder's side of an operator's or a gateway's
+// release: the partial in the clear, for the coordinator to combine.
 func (n *Node) answerPartial(ctx context.Context, req *partialRequest) (*shamir.Partial, error) {
+	var p *shamir.Partial
+	err := n.computePartial(ctx, req, func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) error {
+		if len(cmd.Release.Ephemeral) != 0 {
+			return Errorf(KindInvalid, "a machine's partial is only given sealed to its ephemeral key")
+		}
+		var err error
+		p, err = shamir.ComputePartial(rand.Reader, share, key.R, rctx)
+		return err
+	})
+	return p, err
+}
+
+// computePartial runs a holder's checks on a release request, at the
+// coordinator's read index, and calls compute with this node's share,
+// which it erases afterwards.
+func (n *Node) computePartial(ctx context.Context, req *partialRequest, compute func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) error) error {
 	if req.Request == nil {
-		return nil, Errorf(KindInvalid, "partial request carries no signed request")
+		return Errorf(KindInvalid, "partial request carries no signed request")
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	if err := n.waitApplied(ctx, req.ReadIndex); err != nil {
-		return nil, err
+		return err
 	}
 	now := time.Now()
 	var (
@@ -87,44 +93,47 @@ func (n *Node) answerPartial(ctx context.Context, req *partialRequest) (*shamir.
 		cmd, key, epoch, clusterID = c, &kc, s.Epoch, s.ClusterID
 	})
 	if ferr != nil {
-		return nil, fromFSM(ferr)
+		return fromFSM(ferr)
 	}
 	if key.Version != req.Version {
-		return nil, Errorf(KindConflict, "key %q is at version %d here, not %d", key.Name, key.Version, req.Version)
+		return Errorf(KindConflict, "key %q is at version %d here, not %d", key.Name, key.Version, req.Version)
 	}
 	if epoch != req.Epoch {
-		return nil, Errorf(KindConflict, "node %s is at key epoch %d, not %d", n.id.NodeID, epoch, req.Epoch)
+		return Errorf(KindConflict, "node %s is at key epoch %d, not %d", n.id.NodeID, epoch, req.Epoch)
 	}
 	share := n.shares.current(epoch)
 	if share == nil {
-		return nil, Errorf(KindNoQuorum, "node %s holds no share of epoch %d", n.id.NodeID, epoch)
+		return Errorf(KindNoQuorum, "node %s holds no share of epoch %d", n.id.NodeID, epoch)
 	}
 	defer share.Erase()
 	if !n.nonces.use(req.Request.Signer+"/"+hex.EncodeToString(cmd.Nonce), now) {
-		return nil, Errorf(KindUnauthenticated, "request nonce was already used: a replay is refused")
+		return Errorf(KindUnauthenticated, "request nonce was already used: a replay is refused")
 	}
-	p, err := shamir.ComputePartial(rand.Reader, share, key.R, releaseContext(clusterID, key, epoch, req.Request))
-	if err != nil {
-		return nil, Errorf(KindInternal, "computing partial: %v", err)
+	if err := compute(cmd, share, key, releaseContext(clusterID, key, epoch, req.Request)); err != nil {
+		if _, ok := err.(*Error); ok {
+			return err
+		}
+		return Errorf(KindInternal, "computing partial: %v", err)
 	}
-	return p, nil
+	return nil
 }
 
-// release runs a release end to end and returns the plaintext. If
-// wantVersion is not 0, the key must be at that version.
-func (n *Node) release(ctx context.Context, sg *fsm.Signed, wantVersion uint64) ([]byte, error) {
+// release runs a release end to end and returns the plaintext and the
+// key's metadata at the read. If wantVersion is not 0, the key must be at
+// that version.
+func (n *Node) release(ctx context.Context, sg *fsm.Signed, wantVersion uint64) ([]byte, *fsm.Key, error) {
 	rt, err := n.joined()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	idx, err := n.readIndex(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := n.waitApplied(ctx, idx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var (
 		key       *fsm.Key
@@ -154,91 +163,114 @@ func (n *Node) release(ctx context.Context, sg *fsm.Signed, wantVersion uint64) 
 		}
 	})
 	if ferr != nil {
-		return nil, fromFSM(ferr)
+		return nil, nil, fromFSM(ferr)
 	}
 	if wantVersion != 0 && key.Version != wantVersion {
-		return nil, Errorf(KindConflict, "key %q is at version %d, not %d", key.Name, key.Version, wantVersion)
+		return nil, nil, Errorf(KindConflict, "key %q is at version %d, not %d", key.Name, key.Version, wantVersion)
 	}
 	if len(holders) < t {
-		return nil, Errorf(KindNoQuorum, "the cluster lists %d share holders of %d needed", len(holders), t)
+		return nil, nil, Errorf(KindNoQuorum, "the cluster lists %d share holders of %d needed", len(holders), t)
 	}
 	req := &partialRequest{ReadIndex: readAt, Request: sg, Version: key.Version, Epoch: epoch}
 	pub := &shamir.PublicPoly{Commits: poly}
 	rctx := releaseContext(clusterID, key, epoch, sg)
 	ct := &shamir.Ciphertext{R: key.R, Sealed: key.Sealed}
-	info := SealInfo(clusterID, key.Name)
-	return n.gatherAndOpen(ctx, rt, holders, t, req, func(own *shamir.Partial, others []*shamir.Partial) ([]byte, error) {
-		if own != nil {
-			return shamir.OpenWithOwn(pub, ct, info, own, others, rctx)
+	info := fsm.SealInfo(clusterID, key.Name)
+	ask := func(ctx context.Context, h fsm.Node) (*shamir.Partial, error) {
+		var p shamir.Partial
+		if h.ID == n.id.NodeID {
+			local, err := n.answerPartial(ctx, req)
+			if err != nil {
+				return nil, err
+			}
+			p = *local
+		} else if _, err := n.call(ctx, rt, h.RaftAddr, "/internal/v1/partial", req, &p); err != nil {
+			return nil, err
+		}
+		if p.Index != h.Index {
+			return nil, fmt.Errorf("answered for share %d, holds %d", p.Index, h.Index)
+		}
+		return &p, nil
+	}
+	plain, err := gatherAndOpen(ctx, n.id.NodeID, holders, t, ask, func(own, others []*shamir.Partial) ([]byte, error) {
+		if len(own) == 1 {
+			return shamir.OpenWithOwn(pub, ct, info, own[0], others, rctx)
 		}
 		return shamir.Open(pub, ct, info, others, rctx)
 	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return plain, key.Metadata(), nil
 }
 
 // hedgeDelay is how long the coordinator waits on the first t holders
 // before it asks the others too.
 const hedgeDelay = 150 * time.Millisecond
 
-type partialResult struct {
+type partialResult[P any] struct {
 	node string
 	own  bool // computed here, with this node's share
-	p    *shamir.Partial
+	p    P
 	err  error
 }
 
 // gatherAndOpen asks t holders (itself first) for partials, and the other
-// holders too if one of them fails or is slow; it opens the ciphertext as
-// soon as the partials it has contain t that verify. open checks the
-// proof of every partial but this node's own, so each is verified once.
-func (n *Node) gatherAndOpen(ctx context.Context, rt *runtime, holders []fsm.Node, t int, req *partialRequest, open func(own *shamir.Partial, others []*shamir.Partial) ([]byte, error)) ([]byte, error) {
+// holders too if one of them fails or is slow; it opens as soon as the
+// partials it has contain t that verify. open gets this node's own partial
+// (none or one) apart from the others', so it can skip checking its own.
+func gatherAndOpen[P, R any](ctx context.Context, self string, holders []fsm.Node, t int, ask func(context.Context, fsm.Node) (P, error), open func(own, others []P) (R, error)) (R, error) {
+	var zero R
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	slices.SortStableFunc(holders, func(a, b fsm.Node) int {
-		if a.ID == n.id.NodeID {
+		if a.ID == self {
 			return -1
 		}
-		if b.ID == n.id.NodeID {
+		if b.ID == self {
 			return 1
 		}
 		return 0
 	})
-	results := make(chan partialResult, len(holders))
+	results := make(chan partialResult[P], len(holders))
 	asked := 0
-	ask := func(upTo int) {
+	askUpTo := func(upTo int) {
 		for ; asked < upTo && asked < len(holders); asked++ {
 			h := holders[asked]
-			go func() { results <- n.askHolder(ctx, rt, h, req) }()
+			go func() {
+				p, err := ask(ctx, h)
+				results <- partialResult[P]{node: h.ID, own: h.ID == self, p: p, err: err}
+			}()
 		}
 	}
-	ask(t)
+	askUpTo(t)
 	hedge := time.NewTimer(hedgeDelay)
 	defer hedge.Stop()
-	var own *shamir.Partial
-	var got []*shamir.Partial // the others'
+	var own, got []P // got: the others'
 	failures := map[string]error{}
 	var lastOpen error
 	for answered := 0; answered < asked || asked < len(holders); {
 		select {
 		case <-hedge.C:
-			ask(len(holders))
+			askUpTo(len(holders))
 			continue
 		case <-ctx.Done():
-			ask(len(holders)) // nothing more will come; report what we have
-			return nil, quorumError(countOwn(own)+len(got), t, len(holders), failures, ctx.Err())
+			askUpTo(len(holders)) // nothing more will come; report what we have
+			return zero, quorumError(len(own)+len(got), t, len(holders), failures, ctx.Err())
 		case r := <-results:
 			answered++
 			if r.err != nil {
 				failures[r.node] = r.err
-				ask(len(holders))
+				askUpTo(len(holders))
 				continue
 			}
 			if r.own {
-				own = r.p
+				own = append(own, r.p)
 			} else {
 				got = append(got, r.p)
 			}
 		}
-		if countOwn(own)+len(got) < t {
+		if len(own)+len(got) < t {
 			continue
 		}
 		plain, err := open(own, got)
@@ -247,37 +279,12 @@ func (n *Node) gatherAndOpen(ctx context.Context, rt *runtime, holders []fsm.Nod
 		}
 		// A partial did not verify: its holder is named in the error.
 		lastOpen = err
-		ask(len(holders))
+		askUpTo(len(holders))
 	}
 	if lastOpen != nil {
 		failures["combine"] = lastOpen
 	}
-	return nil, quorumError(countOwn(own)+len(got), t, len(holders), failures, nil)
-}
-
-func countOwn(p *shamir.Partial) int {
-	if p != nil {
-		return 1
-	}
-	return 0
-}
-
-// askHolder gets one holder's partial, locally for this node.
-func (n *Node) askHolder(ctx context.Context, rt *runtime, h fsm.Node, req *partialRequest) partialResult {
-	var p shamir.Partial
-	var err error
-	if h.ID == n.id.NodeID {
-		var local *shamir.Partial
-		if local, err = n.answerPartial(ctx, req); err == nil {
-			p = *local
-		}
-	} else {
-		_, err = n.call(ctx, rt, h.RaftAddr, "/internal/v1/partial", req, &p)
-	}
-	if err == nil && p.Index != h.Index {
-		err = fmt.Errorf("answered for share %d, holds %d", p.Index, h.Index)
-	}
-	return partialResult{node: h.ID, own: h.ID == n.id.NodeID, p: &p, err: err}
+	return zero, quorumError(len(own)+len(got), t, len(holders), failures, nil)
 }
 
 // quorumError explains a release that got too few partials. A refusal
@@ -329,7 +336,7 @@ func (n *Node) compareAndSwap(ctx context.Context, release, replace *fsm.Signed)
 	if len(swap.OldSHA256) != sha256.Size {
 		return nil, Errorf(KindInvalid, "old-sha256 must be %d bytes", sha256.Size)
 	}
-	old, err := n.release(ctx, release, swap.ExpectVersion)
+	old, _, err := n.release(ctx, release, swap.ExpectVersion)
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,8 @@ import (
 //	POST /internal/v1/apply      a fsm.Signed, on the leader -> fsm.Result
 //	POST /internal/v1/readindex  on the leader -> readIndexReply
 //	POST /internal/v1/partial    partialRequest, on a share holder -> shamir.Partial
+//	POST /internal/v1/exchange   partialRequest, on a Tang share holder -> shamir.P256Partial
+//	POST /internal/v1/sealed-partial  partialRequest of a machine, on a share holder -> SealedPartial
 //	GET  /internal/v1/status     -> nodeStatus
 //
 // Errors are an Error with a non-2xx status.
@@ -38,6 +40,8 @@ func (n *Node) rpcHandler() http.Handler {
 	mux.HandleFunc("POST /internal/v1/apply", n.handleApply)
 	mux.HandleFunc("POST /internal/v1/readindex", n.handleReadIndex)
 	mux.HandleFunc("POST /internal/v1/partial", n.handlePartial)
+	mux.HandleFunc("POST /internal/v1/exchange", n.handleExchange)
+	mux.HandleFunc("POST /internal/v1/sealed-partial", n.handleSealedPartial)
 	mux.HandleFunc("GET /internal/v1/status", n.handleStatus)
 	return mux
 }

@@ -42,6 +42,30 @@ type Service interface {
 
 var _ Service = (*Node)(nil)
 
+// LegacyService is what the legacy gateways (kxd, Tang, Keyless SSL) need
+// besides Service: releases and exchanges the node signs for clients it
+// authorized itself, and lookups in its applied state. *Node implements it.
+type LegacyService interface {
+	Service
+	ReleaseFor(ctx context.Context, gateway, name, client string) ([]byte, *fsm.Key, error)
+	Exchange(ctx context.Context, name string, point []byte, client string) ([]byte, error)
+	LocalKey(name string) *fsm.Key
+	LocalKeys() ([]*fsm.Key, uint64)
+}
+
+var _ LegacyService = (*Node)(nil)
+
+// MachineService is the boot agent's flow (klefki's, signed end to end):
+// machines unlock with client-side combine, and operators list the
+// machines and the sessions waiting for an approval. *Node implements it.
+type MachineService interface {
+	MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (*MachineUnlock, error)
+	Machines(ctx context.Context) ([]*fsm.Machine, error)
+	Sessions(ctx context.Context) ([]*fsm.Session, error)
+}
+
+var _ MachineService = (*Node)(nil)
+
 // Status is one node's view of the cluster.
 type Status struct {
 	ClusterID string `json:"cluster_id"`
@@ -70,6 +94,9 @@ type MemberStatus struct {
 	RaftState  string `json:"raft_state"` // as the member reports it, or "unreachable"
 	Applied    uint64 `json:"applied"`
 	Health     string `json:"health"` // from gossip: alive, suspect, dead, or unknown
+	// SignKey is the member's Ed25519 identity key, which Tang shares are
+	// sealed to.
+	SignKey []byte `json:"sign_key"`
 	// StateHash is the SHA-256 of the member's state machine, hex: members
 	// at the same Applied index must have the same hash.
 	StateHash string `json:"state_hash"`
@@ -138,7 +165,7 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 				st.N++
 			}
 			st.Members = append(st.Members, MemberStatus{ID: node.ID, APIAddr: node.APIAddr, RaftAddr: node.RaftAddr,
-				GossipAddr: node.GossipAddr, Index: node.Index, Holder: node.Holder, Leaving: node.Leaving})
+				GossipAddr: node.GossipAddr, Index: node.Index, Holder: node.Holder, Leaving: node.Leaving, SignKey: node.SignKey})
 		}
 		if r := s.Reshare; r != nil {
 			rs := &RoundStatus{Round: r.Round, Fresh: r.Fresh, Threshold: r.Threshold, Deals: len(r.Deals), Needed: r.Needed, Acks: len(r.Acks)}
@@ -256,7 +283,8 @@ func (n *Node) Release(ctx context.Context, req *fsm.Signed) ([]byte, error) {
 	if err := json.Unmarshal(req.Payload, &cmd); err != nil || cmd.Release == nil || cmd.Release.Op != fsm.OpGet {
 		return nil, Errorf(KindInvalid, "not a signed release request with op %q", fsm.OpGet)
 	}
-	return n.release(ctx, req, 0)
+	plain, _, err := n.release(ctx, req, 0)
+	return plain, err
 }
 
 // CompareAndSwap is keysrv's compare-and-swap of a secret.

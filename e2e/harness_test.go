@@ -357,11 +357,11 @@ func (c *localCluster) mustKeyctl(i int, args ...string) result {
 }
 
 // freeBase picks a random base port in 20000-60000 such that the 73 ports
-// base .. base+72 (node I uses base+10*I .. +2, I up to 7) are free for
+// base .. base+76 (node I uses base+10*I .. +5, I up to 7) are free for
 // TCP and UDP on 127.0.0.1 right now.
 func freeBase(t *testing.T) int {
 	t.Helper()
-	const span = 7*10 + 3
+	const span = 7*10 + 6
 	for range 200 {
 		base := 20000 + rand.IntN(60000-20000-span)
 		if portsFree(base, span) {

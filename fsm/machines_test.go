@@ -110,7 +110,7 @@ func TestMachineCommands(t *testing.T) {
 		{name: "a use with none left", setup: machines, by: node(1), cmd: useApprovalCmd(laptop.ID, "luks/a", requestNonce), code: fsm.CodeDenied},
 		{name: "a use for the same request twice",
 			setup: then(machines, doing(admin, approveCmd(laptop.ID, "luks/a", 2, time.Time{})), doing(node(1), useApprovalCmd(laptop.ID, "luks/a", requestNonce))),
-			by: node(1), cmd: useApprovalCmd(laptop.ID, "luks/a", requestNonce), code: fsm.CodeReplay},
+			by:    node(1), cmd: useApprovalCmd(laptop.ID, "luks/a", requestNonce), code: fsm.CodeReplay},
 		{name: "a use by an operator", setup: then(machines, doing(admin, approveCmd(laptop.ID, "luks/a", 1, time.Time{}))),
 			by: admin, cmd: useApprovalCmd(laptop.ID, "luks/a", requestNonce), code: fsm.CodeBadSignature},
 	})

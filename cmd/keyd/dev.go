@@ -45,9 +45,9 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 			r.shutdown()
 		}
 	}()
-	var apiAddrs []string
+	var apiAddrs, gatewayLines []string
 	for i := 1; i <= *nodes; i++ {
-		ports, err := freePorts(3)
+		ports, err := freePorts(6)
 		if err != nil {
 			return err
 		}
@@ -58,7 +58,10 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 			raftAddr:       ports[1],
 			gossipAddr:     ports[2],
 			requestTimeout: 3 * time.Second,
+			gateways:       gatewayFlags{quic: true, kxdAddr: ports[3], tlvAddr: ports[4], grpcAddr: ports[5]},
 		}
+		gatewayLines = append(gatewayLines, fmt.Sprintf("# %s: https+http/3 (REST, Tang at /adv and /tang/NAME/) %s, kxd %s, keyless TLV %s, gRPC %s",
+			f.id, f.apiAddr, ports[3], ports[4], ports[5]))
 		r, err := startNode(f, log)
 		if err != nil {
 			return fmt.Errorf("starting %s: %w", f.id, err)
@@ -90,6 +93,9 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "# keyquorum dev cluster: %d nodes, threshold %d, key epoch %d, data in %s\n", st.N, st.Threshold, st.Epoch, *dir)
+	for _, l := range gatewayLines {
+		fmt.Fprintln(stdout, l)
+	}
 	fmt.Fprintf(stdout, "# nodes' APIs: %v\n# paste these lines into another shell (also in %s):\n", apiAddrs, filepath.Join(*dir, "credentials", "env.sh"))
 	fmt.Fprint(stdout, env)
 	if err := os.WriteFile(filepath.Join(*dir, "env.sh"), []byte(env), 0o644); err != nil {

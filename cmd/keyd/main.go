@@ -71,6 +71,7 @@ type nodeFlags struct {
 	id, dataDir, apiAddr, raftAddr, gossipAddr, logLevel, debugAddr string
 	requestTimeout                                                  time.Duration
 	snapshotThreshold, trailingLogs                                 uint64
+	gateways                                                        gatewayFlags
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -84,6 +85,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.requestTimeout, "request-timeout", cluster.DefaultRequestTimeout, "bound on one release, read or write")
 	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 0, "Raft log entries between snapshots (0: Raft's default, 8192)")
 	fs.Uint64Var(&f.trailingLogs, "trailing-logs", 0, "Raft log entries kept after a snapshot for lagging followers (0: Raft's default, 10240)")
+	f.gateways.register(fs)
 }
 
 // applyEnvAndFile fills flags not given on the command line from
@@ -173,10 +175,11 @@ func runNode(args []string, stderr io.Writer) error {
 	return n.shutdown()
 }
 
-// runningNode is a node with its API server.
+// runningNode is a node with its API server and its other gateways.
 type runningNode struct {
-	node *cluster.Node
-	api  *https.Server
+	node     *cluster.Node
+	api      *https.Server
+	gateways []gateway
 }
 
 func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
@@ -190,7 +193,7 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 	if err != nil {
 		return nil, err
 	}
-	api, err := https.NewServer(n, n.SignKey(), log)
+	api, err := https.NewServer(n, n.SignKey(), log, https.WithDefaultTang(f.gateways.tangDefault))
 	if err != nil {
 		n.Shutdown(context.Background())
 		return nil, err
@@ -205,13 +208,24 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 			log.Error("API server", "err", err)
 		}
 	}()
-	return &runningNode{node: n, api: api}, nil
+	gws, err := startGateways(n, api, f.apiAddr, f.gateways, log)
+	if err != nil {
+		api.Shutdown(context.Background())
+		n.Shutdown(context.Background())
+		return nil, err
+	}
+	return &runningNode{node: n, api: api, gateways: gws}, nil
 }
 
 // shutdown stops the API, then the node, within the shutdown timeout.
 func (r *runningNode) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), cluster.DefaultShutdownTimeout)
 	defer cancel()
-	apiErr := r.api.Shutdown(ctx)
-	return errors.Join(apiErr, r.node.Shutdown(ctx))
+	errs := []error{r.api.Shutdown(ctx)}
+	for _, g := range r.gateways {
+		if err := g.shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", g.name, err))
+		}
+	}
+	return errors.Join(append(errs, r.node.Shutdown(ctx))...)
 }

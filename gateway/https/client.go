@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -163,6 +164,18 @@ func (c *Client) submit(ctx context.Context, path string, cmd *fsm.Command) (*fs
 // CreateSecret seals a secret to the cluster public key here, on the
 // client, and stores it: no node sees the plaintext.
 func (c *Client) CreateSecret(ctx context.Context, name string, secret []byte, expires time.Time) (*fsm.Key, error) {
+	ck := &fsm.CreateKey{Name: name, Type: fsm.KeyTypeSecret}
+	if !expires.IsZero() {
+		ck.ExpiresAt = expires.UnixNano()
+	}
+	return c.CreateSealed(ctx, ck, secret)
+}
+
+// CreateSealed creates a key whose material is sealed here, to the
+// cluster public key, so that no node sees it: a secret, or the PKCS #8
+// DER of an assembled key (ck.Type rsa, ecdsa or ed25519, with ck.Public).
+// ck's R and Sealed are filled in.
+func (c *Client) CreateSealed(ctx context.Context, ck *fsm.CreateKey, material []byte) (*fsm.Key, error) {
 	st, err := c.Status(ctx)
 	if err != nil {
 		return nil, err
@@ -170,15 +183,107 @@ func (c *Client) CreateSecret(ctx context.Context, name string, secret []byte, e
 	if len(st.PublicKey) == 0 {
 		return nil, &Error{Kind: cluster.KindConflict, Message: "the cluster key does not exist yet: wait for the first key epoch"}
 	}
-	ct, err := shamir.Seal(rand.Reader, st.PublicKey, cluster.SealInfo(st.ClusterID, name), secret)
+	ct, err := shamir.Seal(rand.Reader, st.PublicKey, fsm.SealInfo(st.ClusterID, ck.Name), material)
 	if err != nil {
 		return nil, err
 	}
-	ck := &fsm.CreateKey{Name: name, Type: fsm.KeyTypeSecret, R: ct.R, Sealed: ct.Sealed}
-	if !expires.IsZero() {
-		ck.ExpiresAt = expires.UnixNano()
-	}
+	ck.R, ck.Sealed = ct.R, ct.Sealed
 	res, err := c.submit(ctx, "/v1/keys", &fsm.Command{Type: fsm.TypeCreateKey, CreateKey: ck})
+	if err != nil {
+		return nil, err
+	}
+	return res.Key, nil
+}
+
+// CreateTang creates a Tang key: a P-256 exchange key dealt here t-of-n to
+// the cluster's share holders, each share sealed to its holder's identity
+// key, and an advertisement signed by a key that is then discarded. The
+// secret never leaves this process whole and is erased before it returns.
+func (c *Client) CreateTang(ctx context.Context, name string, access *fsm.Access) (*fsm.Key, error) {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var holders []cluster.MemberStatus
+	for _, m := range st.Members {
+		if m.Holder {
+			holders = append(holders, m)
+		}
+	}
+	sort.Slice(holders, func(i, j int) bool { return holders[i].ID < holders[j].ID })
+	if len(holders) == 0 || st.Threshold == 0 {
+		return nil, &Error{Kind: cluster.KindConflict, Message: "the cluster key does not exist yet: wait for the first key epoch"}
+	}
+	indexes := make([]uint32, len(holders))
+	for i, h := range holders {
+		indexes[i] = h.Index
+	}
+	pub, shares, publicShares, err := shamir.DealP256(rand.Reader, st.Threshold, indexes)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, sh := range shares {
+			sh.Erase()
+		}
+	}()
+	adv, kid, thp, err := NewTangAdvertisement(rand.Reader, pub)
+	if err != nil {
+		return nil, err
+	}
+	tk := &fsm.TangKey{Adv: adv, Kid: kid, Thp: thp, Threshold: st.Threshold}
+	for i, h := range holders {
+		sealed, err := shamir.SealP256Share(rand.Reader, h.SignKey, shares[i], cluster.TangShareContext(st.ClusterID, kid))
+		if err != nil {
+			return nil, fmt.Errorf("sealing the share of node %s: %w", h.ID, err)
+		}
+		tk.Shares = append(tk.Shares, fsm.TangShare{NodeID: h.ID, Index: h.Index, PublicShare: publicShares[h.Index], Sealed: sealed})
+	}
+	if access == nil {
+		access = &fsm.Access{Gateways: []string{fsm.GatewayTang}}
+	}
+	ck := &fsm.CreateKey{Name: name, Type: fsm.KeyTypeTang, Public: pub, Access: access, Tang: tk}
+	res, err := c.submit(ctx, "/v1/keys", &fsm.Command{Type: fsm.TypeCreateKey, CreateKey: ck})
+	if err != nil {
+		return nil, err
+	}
+	return res.Key, nil
+}
+
+// AddMachine registers a machine that may fetch keys (names or prefix*).
+func (c *Client) AddMachine(ctx context.Context, m *fsm.Machine) error {
+	_, err := c.submit(ctx, "/v1/machines", &fsm.Command{Type: fsm.TypeAddMachine, AddMachine: m})
+	return err
+}
+
+// RevokeMachine revokes a machine: no node answers it any more.
+func (c *Client) RevokeMachine(ctx context.Context, id string) error {
+	_, err := c.submit(ctx, "/v1/machines/"+url.PathEscape(id)+"/revoke", &fsm.Command{Type: fsm.TypeRevokeMachine, RevokeMachine: id})
+	return err
+}
+
+// Machines lists the registered machines.
+func (c *Client) Machines(ctx context.Context) ([]*fsm.Machine, error) {
+	var out []*fsm.Machine
+	return out, c.do(ctx, http.MethodGet, "/v1/machines", nil, &out)
+}
+
+// Sessions lists the machines waiting for an approval.
+func (c *Client) Sessions(ctx context.Context) ([]*fsm.Session, error) {
+	var out []*fsm.Session
+	return out, c.do(ctx, http.MethodGet, "/v1/sessions", nil, &out)
+}
+
+// Approve approves a machine's releases: uses, a window, or both.
+func (c *Client) Approve(ctx context.Context, a *fsm.Approval) error {
+	_, err := c.submit(ctx, "/v1/approvals", &fsm.Command{Type: fsm.TypeApprove, Approve: a})
+	return err
+}
+
+// SetAccess replaces a key's gateway access; nil closes it to every
+// legacy gateway.
+func (c *Client) SetAccess(ctx context.Context, name string, access *fsm.Access) (*fsm.Key, error) {
+	res, err := c.submit(ctx, "/v1/access", &fsm.Command{Type: fsm.TypeSetAccess, SetAccess: &fsm.SetAccess{Name: name, Access: access}})
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +343,7 @@ func (c *Client) CompareAndSwap(ctx context.Context, name string, oldSHA256, sec
 	if err != nil {
 		return nil, err
 	}
-	ct, err := shamir.Seal(rand.Reader, st.PublicKey, cluster.SealInfo(st.ClusterID, name), secret)
+	ct, err := shamir.Seal(rand.Reader, st.PublicKey, fsm.SealInfo(st.ClusterID, name), secret)
 	if err != nil {
 		return nil, err
 	}

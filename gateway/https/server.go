@@ -23,7 +23,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
+
+	"github.com/quic-go/quic-go/http3"
 
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/fsm"
@@ -38,12 +41,30 @@ type Server struct {
 	http *http.Server
 	self []byte // self-signed certificate, served until the node joins
 	key  ed25519.PrivateKey
+	h3   atomic.Pointer[http3.Server]
 }
+
+// Option configures a Server.
+type Option func(*options)
+
+type options struct{ defaultTang string }
+
+// WithDefaultTang names the Tang key served at /adv and /rec without a
+// key name; by default it is the only active Tang key, if there is one.
+func WithDefaultTang(name string) Option { return func(o *options) { o.defaultTang = name } }
 
 // NewServer makes the API server of a node. key is the node's Ed25519
 // key: the server presents the node's CA certificate once it has one, and
 // a self-signed certificate before.
-func NewServer(svc cluster.Service, key ed25519.PrivateKey, log *slog.Logger) (*Server, error) {
+//
+// When svc is also a cluster.LegacyService, the server speaks Tang (DESIGN
+// section 4) at /adv, /rec and /tang/NAME/; when it is a
+// cluster.MachineService, it serves the machine flow (machines.go).
+func NewServer(svc cluster.Service, key ed25519.PrivateKey, log *slog.Logger, opts ...Option) (*Server, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	self, err := cluster.SelfSigned(key, svc.Identity().NodeID)
 	if err != nil {
 		return nil, err
@@ -58,6 +79,7 @@ func NewServer(svc cluster.Service, key ed25519.PrivateKey, log *slog.Logger) (*
 	mux.HandleFunc("POST /v1/operators", s.operator(s.command(fsm.TypeAddOperator)))
 	mux.HandleFunc("POST /v1/operators/{id}/remove", s.operator(s.command(fsm.TypeRemoveOperator)))
 	mux.HandleFunc("POST /v1/rules", s.operator(s.command(fsm.TypePutRule)))
+	mux.HandleFunc("POST /v1/access", s.operator(s.command(fsm.TypeSetAccess)))
 	mux.HandleFunc("POST /v1/rules/{id}/remove", s.operator(s.command(fsm.TypeDeleteRule)))
 	mux.HandleFunc("GET /v1/keys", s.operator(s.listKeys))
 	mux.HandleFunc("POST /v1/keys", s.operator(s.command(fsm.TypeCreateKey)))
@@ -66,21 +88,33 @@ func NewServer(svc cluster.Service, key ed25519.PrivateKey, log *slog.Logger) (*
 	mux.HandleFunc("POST /v1/cas", s.operator(s.cas))
 	mux.HandleFunc("POST /v1/revoke", s.operator(s.command(fsm.TypeRevokeKey)))
 	mux.HandleFunc("POST /v1/destroy", s.operator(s.command(fsm.TypeDestroyKey)))
+	if m, ok := svc.(cluster.MachineService); ok {
+		s.registerMachines(mux, m)
+	}
+	if l, ok := svc.(cluster.LegacyService); ok {
+		tang := TangHandler(NewLegacy(l, o.defaultTang), log)
+		for _, p := range TangPatterns {
+			mux.Handle(p, tang)
+		}
+	}
 	s.http = &http.Server{
-		Handler:           mux,
+		Handler:           altSvc(&s.h3, mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		TLSConfig: &tls.Config{
 			MinVersion:     tls.VersionTLS13,
 			ClientAuth:     tls.RequestClientCert,
-			GetCertificate: s.certificate,
+			GetCertificate: s.GetCertificate,
 		},
 	}
 	return s, nil
 }
 
-func (s *Server) certificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+// GetCertificate is the node's TLS certificate: the one the cluster CA issued,
+// or a self-signed one before the node joins. The other gateways of the
+// node present it too.
+func (s *Server) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	pemCert := s.self
 	if _, nodeCert := s.svc.Membership(); nodeCert != nil {
 		pemCert = nodeCert
@@ -102,7 +136,9 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 // Shutdown stops accepting and waits for calls in progress, within ctx.
-func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
+func (s *Server) Shutdown(ctx context.Context) error {
+	return errors.Join(s.http.Shutdown(ctx), s.shutdownQUIC(ctx))
+}
 
 // StatusOf maps an error kind to its HTTP status.
 func StatusOf(k cluster.Kind) int {
@@ -113,9 +149,9 @@ func StatusOf(k cluster.Kind) int {
 		return http.StatusNotFound
 	case cluster.KindExists, cluster.KindConflict:
 		return http.StatusConflict
-	case cluster.KindDenied:
+	case cluster.KindDenied, cluster.KindPendingApproval:
 		return http.StatusForbidden
-	case cluster.KindUnauthenticated:
+	case cluster.KindUnauthenticated, cluster.KindClockSkew:
 		return http.StatusUnauthorized
 	case cluster.KindNoQuorum, cluster.KindNotInitialized:
 		return http.StatusServiceUnavailable

@@ -41,16 +41,37 @@ Usage:
   keyctl cluster join ADDR          admit the unjoined node at ADDR (needs the CA and gossip keys)
   keyctl cluster leave NODE-ID      remove a member; the cluster reshares without it
   keyctl cluster status
-  keyctl key create NAME [--type secret] [--bytes N | --from-file F] [--expires DURATION]
+  keyctl key create NAME [--type secret] [--bytes N | --from-file F] [--expires DURATION] [ACCESS]
+  keyctl key create NAME --type rsa|ecdsa|ed25519 [--from-file PEM | --bits N] [--assemble-ttl D] [ACCESS]
+  keyctl key create NAME --type tang [ACCESS]
+                                    a P-256 Tang key dealt in shares; clevis uses it at /tang/NAME or /rec
+  keyctl key access NAME ACCESS | --close
+                                    set which legacy gateways serve a key, and their rules
+  keyctl key import-dir DIR --client-cert PEM [--prefix P] [--assemble-ttl D]
+                                    import PEM private keys for the Keyless SSL gateway
+  keyctl key import-kxd DIR [--prefix P]
+                                    import a kxd data directory (keys, allowed_clients, allowed_hosts, email_to)
   keyctl key get NAME               print the secret's exact bytes on stdout
   keyctl key list
   keyctl key show NAME
   keyctl key revoke NAME
   keyctl key destroy NAME
   keyctl key cas NAME --old-sha256 HEX --from-file F
+  keyctl machine add NAME --public-key B64 --key NAME|PREFIX* [--approval]
+                                    register a machine (keyagent enroll prints its key)
+  keyctl machine list
+  keyctl machine revoke MACHINE-ID  no node answers the machine any more
+  keyctl session list               machines waiting at boot for an approval
+  keyctl session approve MACHINE-ID [--key NAME] [--uses N | --for DURATION]
+                                    approve a waiting machine: one use by default
   keyctl rule put ID --principal OPERATOR-ID --key NAME|PREFIX* --ops OP[,OP...]
   keyctl operator create NAME --dir DIR [--admin]
                                     make another operator's key and certificate (needs the CA key)
+
+ACCESS is --gateway kxd|tang|tlv, --client-cert PEM, --host H, --no-hosts,
+--network CIDR, --email ADDR, --rate N (each list flag repeats). The node
+that terminates a kxd, Tang or Keyless SSL client checks these rules itself;
+share holders check only that the key is open to that gateway.
 
 The node and credentials come from KEYQUORUM_ADDR, KEYQUORUM_CACERT,
 KEYQUORUM_CLIENT_CERT and KEYQUORUM_CLIENT_KEY (and KEYQUORUM_CA_KEY,
@@ -123,8 +144,11 @@ func (c *command) handlers() map[string]map[string]func([]string) error {
 	return map[string]map[string]func([]string) error{
 		"cluster": {"init": c.clusterInit, "join": c.clusterJoin, "leave": c.clusterLeave, "status": c.clusterStatus},
 		"key": {"create": c.keyCreate, "get": c.keyGet, "list": c.keyList, "show": c.keyShow,
-			"revoke": c.keyRevoke, "destroy": c.keyDestroy, "cas": c.keyCAS},
+			"revoke": c.keyRevoke, "destroy": c.keyDestroy, "cas": c.keyCAS, "access": c.keyAccess,
+			"import-dir": c.keyImportDir, "import-kxd": c.keyImportKxd},
 		"rule":     {"put": c.rulePut},
+		"machine":  {"add": c.machineAdd, "list": c.machineList, "revoke": c.machineRevoke},
+		"session":  {"list": c.sessionList, "approve": c.sessionApprove},
 		"operator": {"create": c.operatorCreate},
 	}
 }
@@ -314,42 +338,6 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func (c *command) keyCreate(args []string) error {
-	fs := c.flags("key create")
-	typ := fs.String("type", fsm.KeyTypeSecret, "key type: secret")
-	n := fs.Int("bytes", 32, "generate this many random bytes")
-	from := fs.String("from-file", "", "read the secret from this file (- for stdin)")
-	expires := fs.Duration("expires", 0, "the key expires after this long (0: never)")
-	pos, err := parse(fs, args, "NAME")
-	if err != nil {
-		return err
-	}
-	if *typ != fsm.KeyTypeSecret {
-		return usagef("key type %q is not one keyctl creates (known: %s)", *typ, fsm.KeyTypeSecret)
-	}
-	secret, err := c.secretInput(*from, *n)
-	if err != nil {
-		return err
-	}
-	defer clear(secret)
-	cl, err := c.client()
-	if err != nil {
-		return err
-	}
-	var exp time.Time
-	if *expires > 0 {
-		exp = time.Now().Add(*expires)
-	}
-	ctx, cancel := timeout()
-	defer cancel()
-	k, err := cl.CreateSecret(ctx, pos[0], secret, exp)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.stdout, "created %s key %q, version %d, %d bytes\n", k.Type, k.Name, k.Version, len(secret))
-	return nil
-}
-
 // secretInput reads a secret from a file or stdin, or generates n bytes.
 func (c *command) secretInput(from string, n int) ([]byte, error) {
 	const maxSecret = 60 << 10
@@ -443,8 +431,38 @@ func (c *command) keyShow(args []string) error {
 	if k.ExpiresAt != 0 {
 		fmt.Fprintf(c.stdout, "expires:   %s\n", fmtTime(k.ExpiresAt))
 	}
-	fmt.Fprintln(c.stdout, "custody:   threshold-encrypted; released only by a quorum of share holders, never assembled on a node")
+	fmt.Fprintf(c.stdout, "custody:   %s\n", custody(k))
+	fmt.Fprintf(c.stdout, "gateways:  %s\n", gatewaysOf(k))
+	if a := k.Access; a != nil {
+		hosts := "any"
+		if a.Hosts != nil {
+			hosts = orNone(strings.Join(a.Hosts, ", "))
+		}
+		fmt.Fprintf(c.stdout, "clients:   %d certificates; hosts %s; networks %s\n", len(a.ClientCerts), hosts, orNone(strings.Join(a.Networks, ", ")))
+		if len(a.EmailTo) > 0 {
+			fmt.Fprintf(c.stdout, "email to:  %s\n", strings.Join(a.EmailTo, ", "))
+		}
+		if a.RatePerMinute > 0 {
+			fmt.Fprintf(c.stdout, "rate:      %d per client and minute on each node\n", a.RatePerMinute)
+		}
+	}
+	if t := k.Tang; t != nil {
+		fmt.Fprintf(c.stdout, "tang:      kid %s, thp %s, %d-of-%d\n", t.Kid, t.Thp, t.Threshold, len(t.Shares))
+	}
 	return nil
+}
+
+// custody says honestly where a key's material can be whole.
+func custody(k *fsm.Key) string {
+	switch {
+	case k.Type == fsm.KeyTypeTang:
+		return "P-256 secret in shares; each exchange combines partials from a quorum; never assembled"
+	case fsm.Assembled(k.Type) && k.AssembleTTL > 0:
+		return fmt.Sprintf("threshold-encrypted; a quorum releases it to the serving node, which keeps it in memory for up to %v", k.AssembleTTL)
+	case fsm.Assembled(k.Type):
+		return "threshold-encrypted; a quorum releases it to the serving node for one operation, then it is erased"
+	}
+	return "threshold-encrypted; a quorum's partials decrypt it on the node that serves the release, for that release only; the cluster key is never rebuilt"
 }
 
 func fmtTime(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339) }

@@ -36,7 +36,13 @@ func TestUsageErrorsExitTwoWithOneLine(t *testing.T) {
 		{"key", "get"},           // missing NAME
 		{"key", "get", "a", "b"}, // extra argument
 		{"key", "create", "x", "--bytes", "0"},
-		{"key", "create", "x", "--type", "rsa"},
+		{"key", "create", "x", "--type", "dsa"},
+		{"key", "create", "x", "--type", "tang", "--from-file", "f"},
+		{"key", "access", "x"},
+		{"key", "import-dir", "d"}, // no --client-cert
+		{"machine", "add", "m", "--public-key", "AAAA", "--key", "luks/a"},
+		{"machine", "add", "m", "--public-key", "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik="},
+		{"session", "approve"},
 		{"key", "cas", "x", "--old-sha256", "zz", "--from-file", "f"},
 		{"rule", "put", "r"},
 		{"cluster", "init"},

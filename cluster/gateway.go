@@ -1,0 +1,231 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/shamir"
+)
+
+// Legacy gateways (kxd, Tang, Keyless SSL) serve clients that cannot sign
+// a request. The node that terminates such a client authorizes it itself,
+// by the key's access rules, and then signs the release as a node, naming
+// its gateway; every holder checks that the key's access names that
+// gateway (fsm.State.AuthorizeRelease). DESIGN.md section 3: a node can
+// only release, for these protocols, the keys an operator opened to them.
+
+// ReleaseFor releases a key's material for a client of one of this node's
+// legacy gateways, which has authorized the client itself. client
+// describes the client for the holders' logs. It returns the key's
+// metadata at the read that authorized the release.
+func (n *Node) ReleaseFor(ctx context.Context, gateway, name, client string) ([]byte, *fsm.Key, error) {
+	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeRelease,
+		Release: &fsm.ReleaseRequest{Key: name, Op: fsm.OpGet, Gateway: gateway, Client: client}})
+	if err != nil {
+		return nil, nil, Errorf(KindInternal, "signing the release: %v", err)
+	}
+	return n.release(ctx, sg, 0)
+}
+
+// LocalKey is a key's metadata as this node has applied it, without asking
+// a quorum; nil if there is no such key. Gateways find keys with it and
+// then ask a quorum, whose holders check again.
+func (n *Node) LocalKey(name string) *fsm.Key {
+	var k *fsm.Key
+	n.fsm.Read(func(s *fsm.State) {
+		if key := s.Keys[name]; key != nil {
+			k = key.Metadata()
+		}
+	})
+	return k
+}
+
+// LocalKeys is the metadata of every key as this node has applied it,
+// without asking a quorum, and the applied index it was read at.
+func (n *Node) LocalKeys() ([]*fsm.Key, uint64) {
+	var out []*fsm.Key
+	var applied uint64
+	n.fsm.Read(func(s *fsm.State) {
+		applied = s.Applied
+		for _, k := range s.Keys {
+			out = append(out, k.Metadata())
+		}
+	})
+	return out, applied
+}
+
+// TangShareContext binds a Tang share sealed to a node to the cluster and
+// the key's exchange key id. keyctl seals with it; holders open with it.
+func TangShareContext(clusterID, kid string) []byte {
+	return []byte("keyquorum/tang-share/v1\x00" + clusterID + "\x00" + kid)
+}
+
+// exchangeContext binds a Tang partial's proof to one request.
+func exchangeContext(clusterID string, key *fsm.Key, req *fsm.Signed) []byte {
+	h := sha256.New()
+	h.Write([]byte("keyquorum/exchange/v1\x00" + clusterID + "\x00" + key.Name + "\x00"))
+	h.Write(binary.BigEndian.AppendUint64(nil, key.Version))
+	h.Write(req.Payload)
+	return h.Sum(nil)
+}
+
+// Exchange multiplies a client's P-256 point (uncompressed) by a Tang
+// key's secret, by quorum, for this node's Tang gateway: t of the key's
+// share holders each return s_i*X with a proof, and the node combines them.
+// The secret is never rebuilt.
+func (n *Node) Exchange(ctx context.Context, name string, point []byte, client string) ([]byte, error) {
+	rt, err := n.joined()
+	if err != nil {
+		return nil, err
+	}
+	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeRelease,
+		Release: &fsm.ReleaseRequest{Key: name, Op: fsm.OpExchange, Gateway: fsm.GatewayTang, Client: client, Point: point}})
+	if err != nil {
+		return nil, Errorf(KindInternal, "signing the exchange: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	idx, err := n.readIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.waitApplied(ctx, idx); err != nil {
+		return nil, err
+	}
+	var (
+		key       *fsm.Key
+		holders   []fsm.Node
+		public    = map[uint32][]byte{}
+		clusterID string
+		readAt    uint64
+		ferr      *fsm.Error
+	)
+	n.fsm.Read(func(s *fsm.State) {
+		_, k, e := s.AuthorizeRelease(sg, time.Now())
+		if e != nil {
+			ferr = e
+			return
+		}
+		key, clusterID, readAt = k.Metadata(), s.ClusterID, s.Applied
+		for _, sh := range k.Tang.Shares {
+			// A removed node keeps its share but is asked no more.
+			if node := s.Nodes[sh.NodeID]; node != nil && !node.Leaving && node.Index == sh.Index {
+				holders = append(holders, *node)
+				public[sh.Index] = sh.PublicShare
+			}
+		}
+	})
+	if ferr != nil {
+		return nil, fromFSM(ferr)
+	}
+	t := key.Tang.Threshold
+	if len(holders) < t {
+		return nil, Errorf(KindNoQuorum, "%d of the tang key's share holders are still members, %d needed", len(holders), t)
+	}
+	req := &partialRequest{ReadIndex: readAt, Request: sg, Version: key.Version}
+	xctx := exchangeContext(clusterID, key, sg)
+	ask := func(ctx context.Context, h fsm.Node) (*shamir.P256Partial, error) {
+		var p shamir.P256Partial
+		if h.ID == n.id.NodeID {
+			local, err := n.answerExchange(ctx, req)
+			if err != nil {
+				return nil, err
+			}
+			p = *local
+		} else if _, err := n.call(ctx, rt, h.RaftAddr, "/internal/v1/exchange", req, &p); err != nil {
+			return nil, err
+		}
+		if p.Index != h.Index {
+			return nil, fmt.Errorf("answered for share %d, holds %d", p.Index, h.Index)
+		}
+		return &p, nil
+	}
+	return gatherAndOpen(ctx, n.id.NodeID, holders, t, ask, func(own, others []*shamir.P256Partial) ([]byte, error) {
+		for _, p := range others {
+			if err := shamir.VerifyP256Partial(public[p.Index], point, p, xctx); err != nil {
+				return nil, fmt.Errorf("partial of share %d: %w", p.Index, err)
+			}
+		}
+		return shamir.CombineP256(append(own, others...), t)
+	})
+}
+
+func (n *Node) handleExchange(w http.ResponseWriter, r *http.Request) {
+	var req partialRequest
+	if err := readRPC(r, &req); err != nil {
+		writeRPC(w, nil, err)
+		return
+	}
+	p, err := n.answerExchange(r.Context(), &req)
+	writeRPC(w, p, err)
+}
+
+// answerExchange is a Tang share holder's side of an exchange: the same
+// checks as for a release, at the coordinator's read index, then s_i*X with
+// a proof.
+func (n *Node) answerExchange(ctx context.Context, req *partialRequest) (*shamir.P256Partial, error) {
+	if req.Request == nil {
+		return nil, Errorf(KindInvalid, "exchange request carries no signed request")
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	if err := n.waitApplied(ctx, req.ReadIndex); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	var (
+		cmd       *fsm.Command
+		key       *fsm.Key
+		mine      *fsm.TangShare
+		clusterID string
+		ferr      *fsm.Error
+	)
+	n.fsm.Read(func(s *fsm.State) {
+		c, k, e := s.AuthorizeRelease(req.Request, now)
+		if e != nil {
+			ferr = e
+			return
+		}
+		cmd, key, clusterID = c, k.Metadata(), s.ClusterID
+		for _, sh := range k.Tang.Shares {
+			if sh.NodeID == n.id.NodeID {
+				c := sh
+				mine = &c
+			}
+		}
+	})
+	if ferr != nil {
+		return nil, fromFSM(ferr)
+	}
+	if key.Version != req.Version {
+		return nil, Errorf(KindConflict, "key %q is at version %d here, not %d", key.Name, key.Version, req.Version)
+	}
+	if mine == nil {
+		return nil, Errorf(KindNoQuorum, "node %s holds no share of tang key %q", n.id.NodeID, key.Name)
+	}
+	if !n.nonces.use(req.Request.Signer+"/"+hex.EncodeToString(cmd.Nonce), now) {
+		return nil, Errorf(KindUnauthenticated, "request nonce was already used: a replay is refused")
+	}
+	encPriv, err := shamir.EncryptionKeyFromEd25519(n.id.SignKey)
+	if err != nil {
+		return nil, Errorf(KindInternal, "identity key: %v", err)
+	}
+	defer clear(encPriv)
+	share, err := shamir.OpenP256Share(encPriv, mine.Sealed, mine.Index, TangShareContext(clusterID, key.Tang.Kid))
+	if err != nil {
+		return nil, Errorf(KindInternal, "opening this node's share of tang key %q: %v", key.Name, err)
+	}
+	defer share.Erase()
+	p, err := shamir.ComputeP256Partial(rand.Reader, share, cmd.Release.Point, exchangeContext(clusterID, key, req.Request))
+	if err != nil {
+		return nil, Errorf(KindInvalid, "exchange: %v", err)
+	}
+	return p, nil
+}

@@ -1,0 +1,233 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/shamir"
+)
+
+// A machine's unlock (keyagent) is a release whose partials every holder
+// seals to the machine's ephemeral key: the coordinating node relays them
+// with the key's ciphertext and the public polynomial, and the machine
+// checks each proof and combines. No node sees the key. When the
+// machine's rule needs an approval, the coordinator spends an approved use
+// on the request through the log, or records the request as a pending
+// session that every node lists.
+
+// MachineUnlock is what a machine gets for an unlock request.
+type MachineUnlock struct {
+	ClusterID string          `json:"cluster_id"`
+	Key       string          `json:"key"`
+	Version   uint64          `json:"version"`
+	Epoch     uint64          `json:"epoch"`
+	Threshold int             `json:"threshold"`
+	Poly      [][]byte        `json:"poly"`
+	R         []byte          `json:"r"`
+	Sealed    []byte          `json:"sealed"`
+	Partials  []SealedPartial `json:"partials"`
+}
+
+// SealedPartial is a holder's partial (the JSON of a shamir.Partial)
+// sealed to the machine's ephemeral key with shamir.Seal, under
+// fsm.PartialSealInfo.
+type SealedPartial struct {
+	Index  uint32 `json:"index"`
+	R      []byte `json:"r"`
+	Sealed []byte `json:"sealed"`
+}
+
+// sessionEvery bounds how often one machine's waiting attempts are written
+// to the log.
+const sessionEvery = 5 * time.Second
+
+// MachineUnlock coordinates a machine's signed release request from addr.
+func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (*MachineUnlock, error) {
+	rt, err := n.joined()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	var cmd fsm.Command
+	if json.Unmarshal(sg.Payload, &cmd) != nil || cmd.Release == nil || len(cmd.Release.Ephemeral) == 0 {
+		return nil, Errorf(KindInvalid, "an unlock needs a signed release request with an ephemeral key")
+	}
+	for attempt := 0; ; attempt++ {
+		idx, err := n.readIndex(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := n.waitApplied(ctx, idx); err != nil {
+			return nil, err
+		}
+		var (
+			out       *MachineUnlock
+			holders   []fsm.Node
+			ferr      *fsm.Error
+			usable    bool
+			lastTried int64
+			readAt    uint64
+		)
+		n.fsm.Read(func(s *fsm.State) {
+			_, k, e := s.AuthorizeRelease(sg, time.Now())
+			if e != nil {
+				ferr = e
+				usable = s.UsableApproval(sg.Signer, cmd.Release.Key)
+				if ss := s.Sessions[sg.Signer]; ss != nil {
+					lastTried = ss.LastAt
+				}
+				return
+			}
+			out = &MachineUnlock{ClusterID: s.ClusterID, Key: k.Name, Version: k.Version, Epoch: s.Epoch,
+				Threshold: s.Threshold, Poly: s.Poly, R: k.R, Sealed: k.Sealed}
+			readAt = s.Applied
+			for _, h := range s.Holders() {
+				holders = append(holders, *h)
+			}
+		})
+		if ferr != nil {
+			if ferr.Code != fsm.CodePending {
+				return nil, fromFSM(ferr)
+			}
+			if usable && attempt == 0 {
+				if err := n.spendApproval(ctx, sg.Signer, cmd.Release.Key, cmd.Nonce); err == nil {
+					continue // read again: the grant is in the log
+				}
+			}
+			n.recordSession(ctx, sg.Signer, cmd.Release.Key, addr, lastTried)
+			return nil, fromFSM(ferr)
+		}
+		if len(holders) < out.Threshold {
+			return nil, Errorf(KindNoQuorum, "the cluster lists %d share holders of %d needed", len(holders), out.Threshold)
+		}
+		req := &partialRequest{ReadIndex: readAt, Request: sg, Version: out.Version, Epoch: out.Epoch}
+		ask := func(ctx context.Context, h fsm.Node) (*SealedPartial, error) {
+			var p SealedPartial
+			if h.ID == n.id.NodeID {
+				local, err := n.answerSealedPartial(ctx, req)
+				if err != nil {
+					return nil, err
+				}
+				p = *local
+			} else if _, err := n.call(ctx, rt, h.RaftAddr, "/internal/v1/sealed-partial", req, &p); err != nil {
+				return nil, err
+			}
+			if p.Index != h.Index {
+				return nil, fmt.Errorf("answered for share %d, holds %d", p.Index, h.Index)
+			}
+			return &p, nil
+		}
+		// The coordinator cannot check sealed partials: the machine does,
+		// and asks again if one is wrong.
+		partials, err := gatherAndOpen(ctx, n.id.NodeID, holders, out.Threshold, ask, func(own, others []*SealedPartial) ([]SealedPartial, error) {
+			var all []SealedPartial
+			for _, p := range append(own, others...) {
+				all = append(all, *p)
+			}
+			return all, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		sort.Slice(partials, func(i, j int) bool { return partials[i].Index < partials[j].Index })
+		out.Partials = partials
+		return out, nil
+	}
+}
+
+// spendApproval spends one approved use on the request with nonce.
+func (n *Node) spendApproval(ctx context.Context, machine, key string, nonce []byte) error {
+	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeUseApproval, UseApproval: &fsm.UseApproval{Machine: machine, Key: key, Nonce: nonce}})
+	if err != nil {
+		return err
+	}
+	_, err = n.submit(ctx, sg)
+	return err
+}
+
+// recordSession lists a machine's waiting request, at most every
+// sessionEvery per machine. It is best effort: the machine asks again.
+func (n *Node) recordSession(ctx context.Context, machine, key, addr string, lastTried int64) {
+	if time.Since(time.Unix(0, lastTried)) < sessionEvery {
+		return
+	}
+	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeRecordSession, RecordSession: &fsm.Session{Machine: machine, Key: key, Addr: addr}})
+	if err != nil {
+		return
+	}
+	if _, err := n.submit(ctx, sg); err != nil {
+		n.log.Warn("recording a pending session", "machine", machine, "key", key, "err", err)
+	}
+}
+
+func (n *Node) handleSealedPartial(w http.ResponseWriter, r *http.Request) {
+	var req partialRequest
+	if err := readRPC(r, &req); err != nil {
+		writeRPC(w, nil, err)
+		return
+	}
+	p, err := n.answerSealedPartial(r.Context(), &req)
+	writeRPC(w, p, err)
+}
+
+// answerSealedPartial is a holder's side of a machine's unlock: the
+// partial sealed to the machine's ephemeral key, which the holder takes
+// from the request the machine signed, not from the coordinator.
+func (n *Node) answerSealedPartial(ctx context.Context, req *partialRequest) (*SealedPartial, error) {
+	var out *SealedPartial
+	err := n.computePartial(ctx, req, func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) error {
+		eph := cmd.Release.Ephemeral
+		if len(eph) == 0 {
+			return Errorf(KindInvalid, "only a machine's release is answered sealed")
+		}
+		p, err := shamir.ComputePartial(rand.Reader, share, key.R, rctx)
+		if err != nil {
+			return err
+		}
+		plain, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		ct, err := shamir.Seal(rand.Reader, eph, fsm.PartialSealInfo(rctx, p.Index), plain)
+		if err != nil {
+			return Errorf(KindInvalid, "sealing to the machine's ephemeral key: %v", err)
+		}
+		out = &SealedPartial{Index: p.Index, R: ct.R, Sealed: ct.Sealed}
+		return nil
+	})
+	return out, err
+}
+
+// Machines lists the registered machines, at a linearizable read.
+func (n *Node) Machines(ctx context.Context) ([]*fsm.Machine, error) {
+	var out []*fsm.Machine
+	err := n.consistent(ctx, func(s *fsm.State) {
+		for _, m := range s.Machines {
+			c := *m
+			out = append(out, &c)
+		}
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// Sessions lists the machines waiting for an approval, at a linearizable
+// read.
+func (n *Node) Sessions(ctx context.Context) ([]*fsm.Session, error) {
+	var out []*fsm.Session
+	err := n.consistent(ctx, func(s *fsm.State) {
+		for _, ss := range s.Sessions {
+			c := *ss
+			out = append(out, &c)
+		}
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].LastAt > out[j].LastAt })
+	return out, err
+}

@@ -1,0 +1,423 @@
+package cli
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/gateway/https"
+)
+
+// listFlag is a flag that may be given many times, or with commas.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+// accessFlags are the flags that set a key's gateway access.
+type accessFlags struct {
+	gateways, certs, hosts, networks, emails listFlag
+	noHosts                                  bool
+	rate                                     int
+}
+
+func (a *accessFlags) register(fs *flag.FlagSet) {
+	fs.Var(&a.gateways, "gateway", "legacy gateway that may serve the key: kxd, tang or tlv (repeat or comma-separate)")
+	fs.Var(&a.certs, "client-cert", "PEM file of client certificates allowed (a CA allows the leaves it signed; repeatable)")
+	fs.Var(&a.hosts, "host", "client address or name allowed (kxd's allowed_hosts; repeatable; none given: every host)")
+	fs.BoolVar(&a.noHosts, "no-hosts", false, "allow no host at all (kxd's empty allowed_hosts)")
+	fs.Var(&a.networks, "network", "source network allowed, as a CIDR prefix (repeatable; none given: every network)")
+	fs.Var(&a.emails, "email", "e-mail address told of every access (repeatable)")
+	fs.IntVar(&a.rate, "rate", 0, "uses per client address and minute on each node (0: unbounded)")
+}
+
+func (a *accessFlags) given() bool {
+	return len(a.gateways)+len(a.certs)+len(a.hosts)+len(a.networks)+len(a.emails) > 0 || a.noHosts || a.rate != 0
+}
+
+// access builds the access; implied is a gateway the key type needs.
+func (a *accessFlags) access(implied string) (*fsm.Access, error) {
+	if !a.given() && implied == "" {
+		return nil, nil
+	}
+	acc := &fsm.Access{Gateways: slices.Clone(a.gateways), Networks: a.networks, EmailTo: a.emails, RatePerMinute: a.rate}
+	if implied != "" && !slices.Contains(acc.Gateways, implied) {
+		acc.Gateways = append(acc.Gateways, implied)
+	}
+	if a.noHosts {
+		if len(a.hosts) > 0 {
+			return nil, usagef("--no-hosts and --host contradict each other")
+		}
+		acc.Hosts = []string{}
+	} else if len(a.hosts) > 0 {
+		acc.Hosts = a.hosts
+	}
+	for _, f := range a.certs {
+		ders, err := readCertificates(f)
+		if err != nil {
+			return nil, err
+		}
+		acc.ClientCerts = append(acc.ClientCerts, ders...)
+	}
+	return acc, nil
+}
+
+// readCertificates reads every certificate of a PEM file, as DER.
+func readCertificates(path string) ([][]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading certificates: %w", err)
+	}
+	var out [][]byte
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+			return nil, fmt.Errorf("%s: certificate %d: %v", path, len(out)+1, err)
+		}
+		out = append(out, block.Bytes)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return out, nil
+}
+
+// keyTypes keyctl creates.
+var createTypes = []string{fsm.KeyTypeSecret, fsm.KeyTypeRSA, fsm.KeyTypeECDSA, fsm.KeyTypeEd25519, fsm.KeyTypeTang}
+
+func (c *command) keyCreate(args []string) error {
+	fs := c.flags("key create")
+	typ := fs.String("type", fsm.KeyTypeSecret, "key type: "+strings.Join(createTypes, ", "))
+	n := fs.Int("bytes", 32, "generate a secret of this many random bytes")
+	bits := fs.Int("bits", 2048, "size of a generated rsa key")
+	from := fs.String("from-file", "", "read the secret, or the PEM private key, from this file (- for stdin)")
+	expires := fs.Duration("expires", 0, "the key expires after this long (0: never)")
+	ttl := fs.Duration("assemble-ttl", 0, "how long a node may keep an assembled rsa, ecdsa or ed25519 key in memory (0: one operation)")
+	var af accessFlags
+	af.register(fs)
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	name := pos[0]
+	if !slices.Contains(createTypes, *typ) {
+		return usagef("unknown key type %q (known: %s)", *typ, strings.Join(createTypes, ", "))
+	}
+	implied := ""
+	if *typ == fsm.KeyTypeTang {
+		implied = fsm.GatewayTang
+	}
+	access, err := af.access(implied)
+	if err != nil {
+		return err
+	}
+	if *typ == fsm.KeyTypeTang && (*from != "" || *expires != 0 || *ttl != 0) {
+		return usagef("a tang key is generated in shares: --from-file, --expires and --assemble-ttl do not apply")
+	}
+	if *typ == fsm.KeyTypeRSA && *from == "" && (*bits < 2048 || *bits > 8192) {
+		return usagef("--bits must be 2048 to 8192, got %d", *bits)
+	}
+	var secret []byte
+	if *typ == fsm.KeyTypeSecret {
+		if secret, err = c.secretInput(*from, *n); err != nil {
+			return err
+		}
+		defer clear(secret)
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := timeout()
+	defer cancel()
+	var k *fsm.Key
+	switch *typ {
+	case fsm.KeyTypeTang:
+		if k, err = cl.CreateTang(ctx, name, access); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "created tang key %q: kid %s, thp %s\n", k.Name, k.Tang.Kid, k.Tang.Thp)
+		return nil
+	case fsm.KeyTypeSecret:
+		ck := &fsm.CreateKey{Name: name, Type: fsm.KeyTypeSecret, Access: access}
+		if *expires > 0 {
+			ck.ExpiresAt = time.Now().Add(*expires).UnixNano()
+		}
+		if k, err = cl.CreateSealed(ctx, ck, secret); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "created %s key %q, version %d, %d bytes\n", k.Type, k.Name, k.Version, len(secret))
+		return nil
+	}
+	var priv crypto.Signer
+	if *from != "" {
+		pemBytes, err := c.secretInput(*from, 0)
+		if err != nil {
+			return err
+		}
+		defer clear(pemBytes)
+		if priv, err = parsePrivateKey(pemBytes, *from); err != nil {
+			return err
+		}
+	} else if priv, err = generateKey(*typ, *bits); err != nil {
+		return err
+	}
+	ck, material, err := assembledKey(name, priv)
+	if err != nil {
+		return err
+	}
+	defer clear(material)
+	if ck.Type != *typ {
+		return fmt.Errorf("%s holds a %s key, not a %s key", *from, ck.Type, *typ)
+	}
+	ck.AssembleTTL, ck.Access = *ttl, access
+	if *expires > 0 {
+		ck.ExpiresAt = time.Now().Add(*expires).UnixNano()
+	}
+	if k, err = cl.CreateSealed(ctx, ck, material); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "created %s key %q, version %d\n", k.Type, k.Name, k.Version)
+	return nil
+}
+
+func generateKey(typ string, bits int) (crypto.Signer, error) {
+	switch typ {
+	case fsm.KeyTypeRSA:
+		return rsa.GenerateKey(rand.Reader, bits)
+	case fsm.KeyTypeECDSA:
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	default:
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		return k, err
+	}
+}
+
+// parsePrivateKey reads a PEM private key: PKCS #8, PKCS #1 (RSA) or SEC 1 (EC).
+func parsePrivateKey(b []byte, source string) (crypto.Signer, error) {
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			return nil, fmt.Errorf("%s holds no PEM private key", source)
+		}
+		var k any
+		var err error
+		switch block.Type {
+		case "PRIVATE KEY":
+			k, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+		case "RSA PRIVATE KEY":
+			k, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+		case "EC PRIVATE KEY":
+			k, err = x509.ParseECPrivateKey(block.Bytes)
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %v", source, block.Type, err)
+		}
+		s, ok := k.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("%s: a %T is not a signing key", source, k)
+		}
+		return s, nil
+	}
+}
+
+// assembledKey is the create command of an rsa, ecdsa or ed25519 key and
+// its PKCS #8 material, which the caller erases.
+func assembledKey(name string, priv crypto.Signer) (*fsm.CreateKey, []byte, error) {
+	ck := &fsm.CreateKey{Name: name}
+	switch k := priv.(type) {
+	case *rsa.PrivateKey:
+		if k.N.BitLen() < 2048 {
+			return nil, nil, fmt.Errorf("rsa key of %d bits: at least 2048 are needed", k.N.BitLen())
+		}
+		ck.Type = fsm.KeyTypeRSA
+	case *ecdsa.PrivateKey:
+		ck.Type = fsm.KeyTypeECDSA
+	case ed25519.PrivateKey:
+		ck.Type = fsm.KeyTypeEd25519
+	default:
+		return nil, nil, fmt.Errorf("a %T is not an rsa, ecdsa or ed25519 key", priv)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(priv.Public())
+	if err != nil {
+		return nil, nil, err
+	}
+	material, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, nil, err
+	}
+	ck.Public = pub
+	return ck, material, nil
+}
+
+// keyAccess replaces a key's gateway access.
+func (c *command) keyAccess(args []string) error {
+	fs := c.flags("key access")
+	closeAll := fs.Bool("close", false, "close the key to every legacy gateway")
+	var af accessFlags
+	af.register(fs)
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	if *closeAll == af.given() {
+		return usagef("key access needs --close or access flags (--gateway, --client-cert, ...), not both")
+	}
+	access, err := af.access("")
+	if err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	k, err := cl.SetAccess(ctx, pos[0], access)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "key %q: gateways %s\n", k.Name, gatewaysOf(k))
+	return nil
+}
+
+func gatewaysOf(k *fsm.Key) string {
+	if k.Access == nil || len(k.Access.Gateways) == 0 {
+		return "none"
+	}
+	return strings.Join(k.Access.Gateways, ", ")
+}
+
+// keyImportDir imports a directory of PEM private keys as assembled keys
+// for the Keyless SSL gateway, like the keyless servers'
+// --private-key-directory: one key per file, named PREFIX + the file name
+// without its extension.
+func (c *command) keyImportDir(args []string) error {
+	fs := c.flags("key import-dir")
+	prefix := fs.String("prefix", "tls/", "prefix of the key names")
+	ttl := fs.Duration("assemble-ttl", 5*time.Minute, "how long a node may keep each key in memory once released")
+	var af accessFlags
+	af.register(fs)
+	pos, err := parse(fs, args, "DIR")
+	if err != nil {
+		return err
+	}
+	access, err := af.access(fsm.GatewayTLV)
+	if err != nil {
+		return err
+	}
+	if len(access.ClientCerts) == 0 {
+		return usagef("key import-dir needs --client-cert: the certificates (or CA) of the TLS terminators that may use the keys")
+	}
+	entries, err := os.ReadDir(pos[0])
+	if err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	imported := 0
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		if e.IsDir() || (ext != ".pem" && ext != ".key") {
+			continue
+		}
+		path := filepath.Join(pos[0], e.Name())
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		priv, err := parsePrivateKey(b, path)
+		clear(b)
+		if err != nil {
+			return err
+		}
+		ck, material, err := assembledKey(*prefix+strings.TrimSuffix(e.Name(), ext), priv)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		ck.AssembleTTL, ck.Access = *ttl, access
+		k, err := cl.CreateSealed(ctx, ck, material)
+		clear(material)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		imported++
+		fmt.Fprintf(c.stdout, "imported %s as %s key %q\n", path, k.Type, k.Name)
+	}
+	if imported == 0 {
+		return fmt.Errorf("%s holds no .pem or .key private key", pos[0])
+	}
+	return nil
+}
+
+// keyImportKxd imports a kxd data directory: each key under its path,
+// opened to the kxd gateway with its allowed_clients, allowed_hosts and
+// email_to.
+func (c *command) keyImportKxd(args []string) error {
+	fs := c.flags("key import-kxd")
+	prefix := fs.String("prefix", "", "prefix of the key names (kxc asks for /v1/PREFIX...)")
+	pos, err := parse(fs, args, "DIR")
+	if err != nil {
+		return err
+	}
+	entries, err := https.ParseKxdDir(pos[0])
+	if err != nil {
+		return err
+	}
+	if len(entries) == 0 {
+		return fmt.Errorf("%s holds no kxd key (a directory with a file named key)", pos[0])
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Path < entries[j].Path })
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	var failed []error
+	for _, e := range entries {
+		p := e.Policy
+		access := &fsm.Access{Gateways: []string{fsm.GatewayKxd}, ClientCerts: p.AllowedClients, Hosts: p.AllowedHosts, EmailTo: p.EmailTo}
+		k, err := cl.CreateSealed(ctx, &fsm.CreateKey{Name: *prefix + e.Path, Type: fsm.KeyTypeSecret, Access: access}, e.Key)
+		clear(e.Key)
+		if err != nil {
+			failed = append(failed, fmt.Errorf("%s: %w", e.Path, err))
+			continue
+		}
+		fmt.Fprintf(c.stdout, "imported kxd key %q (%d allowed certificates)\n", k.Name, len(p.AllowedClients))
+	}
+	return errors.Join(failed...)
+}

@@ -1,0 +1,140 @@
+package cli
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+// machineAdd registers a machine by the public key keyagent enroll printed.
+func (c *command) machineAdd(args []string) error {
+	fs := c.flags("machine add")
+	pub := fs.String("public-key", "", "the machine's Ed25519 public key, base64, as keyagent enroll prints it")
+	var keys listFlag
+	fs.Var(&keys, "key", "key name, or prefix ending in *, the machine may fetch (repeatable)")
+	approval := fs.Bool("approval", false, "every release needs an operator's approval (keyctl session approve)")
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	raw, err := base64.StdEncoding.DecodeString(*pub)
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return usagef("--public-key must be a base64 Ed25519 public key of %d bytes", ed25519.PublicKeySize)
+	}
+	if len(keys) == 0 {
+		return usagef("machine add needs --key: the keys the machine may fetch")
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	m := &fsm.Machine{ID: fsm.PrincipalID(raw), Name: pos[0], PublicKey: raw, Keys: keys, Approval: *approval}
+	if err := cl.AddMachine(ctx, m); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "registered machine %q as %s; it may fetch %s\n", m.Name, m.ID, strings.Join(keys, ", "))
+	return nil
+}
+
+func (c *command) machineList(args []string) error {
+	fs := c.flags("machine list")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	list, err := cl.Machines(ctx)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tNAME\tSTATE\tAPPROVAL\tKEYS")
+	for _, m := range list {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%v\t%s\n", m.ID, m.Name, m.State, m.Approval, strings.Join(m.Keys, ","))
+	}
+	return w.Flush()
+}
+
+func (c *command) machineRevoke(args []string) error {
+	fs := c.flags("machine revoke")
+	pos, err := parse(fs, args, "MACHINE-ID")
+	if err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if err := cl.RevokeMachine(ctx, pos[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "revoked machine %s\n", pos[0])
+	return nil
+}
+
+// sessionList lists the machines waiting for an approval.
+func (c *command) sessionList(args []string) error {
+	fs := c.flags("session list")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	list, err := cl.Sessions(ctx)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "MACHINE\tNAME\tKEY\tFROM\tLAST ATTEMPT\tATTEMPTS\tPUBLIC KEY")
+	for _, s := range list {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Machine, s.Name, s.Key, s.Addr, fmtTime(s.LastAt), s.Attempts,
+			base64.StdEncoding.EncodeToString(s.PublicKey))
+	}
+	return w.Flush()
+}
+
+// sessionApprove approves a machine's release: one use by default.
+func (c *command) sessionApprove(args []string) error {
+	fs := c.flags("session approve")
+	key := fs.String("key", "", "the key approved (default: every key the machine may fetch; needs an admin)")
+	uses := fs.Int("uses", 0, "how many releases are approved (default 1 when --for is not given)")
+	window := fs.Duration("for", 0, "approve every release for this long")
+	pos, err := parse(fs, args, "MACHINE-ID")
+	if err != nil {
+		return err
+	}
+	if *uses == 0 && *window == 0 {
+		*uses = 1
+	}
+	a := &fsm.Approval{Machine: pos[0], Key: *key, Uses: *uses}
+	if *window > 0 {
+		a.Until = time.Now().Add(*window).UnixNano()
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if err := cl.Approve(ctx, a); err != nil {
+		return err
+	}
+	what := fmt.Sprintf("%d use(s)", a.Uses)
+	if *window > 0 {
+		what = fmt.Sprintf("%s and every release for %v", what, *window)
+	}
+	fmt.Fprintf(c.stdout, "approved machine %s: %s\n", pos[0], what)
+	return nil
+}

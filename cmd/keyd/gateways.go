@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/gateway/https"
+)
+
+// gatewayFlags are the flags of the gateways beside the HTTPS API. Each
+// address is off when empty.
+type gatewayFlags struct {
+	quic                 bool
+	kxdAddr              string
+	smtpAddr, smtpFrom   string
+	kxdHook              string
+	tangDefault          string
+	tlvAddr, tlvClientCA string
+	grpcAddr             string
+}
+
+func (g *gatewayFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&g.quic, "quic", true, "also serve HTTP/3, and the TLV and gRPC gateways, over QUIC on the same port numbers (UDP)")
+	fs.StringVar(&g.kxdAddr, "kxd-addr", "", "host:port of kxd's protocol for kxc (kxc's default port is 19840; off when empty)")
+	fs.StringVar(&g.smtpAddr, "smtp-addr", "", "host:port of the mail relay for kxd keys' email_to (no e-mail when empty)")
+	fs.StringVar(&g.smtpFrom, "smtp-from", "keyquorum@localhost", "sender of kxd access e-mails")
+	fs.StringVar(&g.kxdHook, "kxd-hook", "", "program run on every kxd key access (see gateway/https/kxd_notify.go)")
+	fs.StringVar(&g.tangDefault, "tang-default-key", "", "Tang key served at /adv and /rec (default: the only Tang key)")
+	fs.StringVar(&g.tlvAddr, "tlv-addr", "", "host:port of Keyless SSL's TLV protocol (the keyless servers use 2407; off when empty)")
+	fs.StringVar(&g.tlvClientCA, "tlv-client-ca", "", "PEM file of the CAs whose certificates TLV clients present (default: the cluster CA)")
+	fs.StringVar(&g.grpcAddr, "grpc-addr", "", "host:port of the gRPC API (off when empty)")
+}
+
+// gateway is one running listener.
+type gateway struct {
+	name     string
+	shutdown func(context.Context) error
+}
+
+// startGateways starts the gateways the flags turn on. The API server is
+// already serving TCP on apiAddr.
+func startGateways(n *cluster.Node, api *https.Server, apiAddr string, g gatewayFlags, log *slog.Logger) ([]gateway, error) {
+	var out []gateway
+	fail := func(err error) ([]gateway, error) {
+		for _, gw := range out {
+			gw.shutdown(context.Background())
+		}
+		return nil, err
+	}
+	if g.quic {
+		pc, err := net.ListenPacket("udp", apiAddr)
+		if err != nil {
+			return fail(fmt.Errorf("HTTP/3 on %s: %w", apiAddr, err))
+		}
+		go func() {
+			if err := api.ServeQUIC(pc); err != nil {
+				log.Error("HTTP/3 server", "err", err)
+			}
+		}()
+		out = append(out, gateway{name: "http3", shutdown: func(context.Context) error { return pc.Close() }})
+	}
+	if g.kxdAddr != "" {
+		notify := &https.KxdNotifier{SMTPAddr: g.smtpAddr, From: g.smtpFrom, Hook: g.kxdHook}
+		tc := https.KxdTLSConfig(tls.Certificate{})
+		tc.Certificates, tc.GetCertificate = nil, api.GetCertificate
+		srv := &http.Server{
+			Handler:           https.KxdHandler(https.NewLegacy(n, g.tangDefault), notify, log),
+			TLSConfig:         tc,
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+		ln, err := net.Listen("tcp", g.kxdAddr)
+		if err != nil {
+			return fail(fmt.Errorf("kxd on %s: %w", g.kxdAddr, err))
+		}
+		go func() {
+			if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("kxd server", "err", err)
+			}
+		}()
+		out = append(out, gateway{name: "kxd", shutdown: srv.Shutdown})
+	}
+	more, err := startTLVAndGRPC(n, api, g, log)
+	out = append(out, more...)
+	if err != nil {
+		return fail(err)
+	}
+	return out, nil
+}

@@ -1,0 +1,246 @@
+package grpc
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+
+	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/fsm"
+	keyquorumv1 "github.com/keyquorum/keyquorum/rpc/keyquorum/v1"
+)
+
+// submitTypes are the command types ClusterService.Submit takes: those of
+// the REST API's command endpoints (one type each there), and set_access.
+// A release goes to Release and a replace_key only to CompareAndSwap;
+// the node-to-node commands are not submitted by operators.
+var submitTypes = []string{
+	fsm.TypeAddNode, fsm.TypeRemoveNode,
+	fsm.TypeAddOperator, fsm.TypeRemoveOperator,
+	fsm.TypePutRule, fsm.TypeDeleteRule,
+	fsm.TypeCreateKey, fsm.TypeRevokeKey, fsm.TypeDestroyKey,
+	fsm.TypeSetAccess,
+}
+
+// clusterService is ClusterService onto cluster.Service. Every method runs
+// after the interceptor has authenticated the operator.
+type clusterService struct {
+	keyquorumv1.UnimplementedClusterServiceServer
+	s *Server
+}
+
+func (c *clusterService) Status(ctx context.Context, _ *keyquorumv1.StatusRequest) (*keyquorumv1.StatusResponse, error) {
+	st, err := c.s.svc.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return statusToProto(st), nil
+}
+
+func (c *clusterService) Submit(ctx context.Context, req *keyquorumv1.SubmitRequest) (*keyquorumv1.SubmitResponse, error) {
+	sg, err := signedFrom(req.GetCommand(), "command")
+	if err != nil {
+		return nil, err
+	}
+	typ, err := commandType(sg)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(submitTypes, typ) {
+		return nil, cluster.Errorf(cluster.KindInvalid, "Submit takes a command of type %s, not %q (a release goes to Release, a replace_key to CompareAndSwap)", strings.Join(submitTypes, ", "), typ)
+	}
+	if err := checkSigner(sg, principal(ctx)); err != nil {
+		return nil, err
+	}
+	res, err := c.s.svc.Submit(ctx, sg)
+	if err != nil {
+		return nil, err
+	}
+	return &keyquorumv1.SubmitResponse{Index: res.Index, Key: keyToProto(res.Key)}, nil
+}
+
+func (c *clusterService) ListKeys(ctx context.Context, _ *keyquorumv1.ListKeysRequest) (*keyquorumv1.ListKeysResponse, error) {
+	keys, err := c.s.svc.Keys(ctx, principal(ctx).ID)
+	if err != nil {
+		return nil, err
+	}
+	out := &keyquorumv1.ListKeysResponse{Keys: make([]*keyquorumv1.Key, 0, len(keys))}
+	for _, k := range keys {
+		out.Keys = append(out.Keys, keyToProto(k))
+	}
+	return out, nil
+}
+
+func (c *clusterService) ShowKey(ctx context.Context, req *keyquorumv1.ShowKeyRequest) (*keyquorumv1.ShowKeyResponse, error) {
+	if req.GetName() == "" {
+		return nil, cluster.Errorf(cluster.KindInvalid, "a key name is required")
+	}
+	k, err := c.s.svc.Key(ctx, principal(ctx).ID, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	return &keyquorumv1.ShowKeyResponse{Key: keyToProto(k)}, nil
+}
+
+func (c *clusterService) Release(ctx context.Context, req *keyquorumv1.ReleaseRequest) (*keyquorumv1.ReleaseResponse, error) {
+	sg, err := signedFrom(req.GetRequest(), "request")
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSigned(sg, principal(ctx), fsm.TypeRelease); err != nil {
+		return nil, err
+	}
+	secret, err := c.s.svc.Release(ctx, sg)
+	if err != nil {
+		return nil, err
+	}
+	return &keyquorumv1.ReleaseResponse{Secret: secret}, nil
+}
+
+func (c *clusterService) CompareAndSwap(ctx context.Context, req *keyquorumv1.CompareAndSwapRequest) (*keyquorumv1.CompareAndSwapResponse, error) {
+	if req.GetRelease() == nil || req.GetReplace() == nil {
+		return nil, cluster.Errorf(cluster.KindInvalid, "a compare-and-swap needs both release and replace")
+	}
+	release, err := signedFrom(req.GetRelease(), "release")
+	if err != nil {
+		return nil, err
+	}
+	replace, err := signedFrom(req.GetReplace(), "replace")
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSigned(release, principal(ctx), fsm.TypeRelease); err != nil {
+		return nil, err
+	}
+	if err := checkSigned(replace, principal(ctx), fsm.TypeReplaceKey); err != nil {
+		return nil, err
+	}
+	k, err := c.s.svc.CompareAndSwap(ctx, release, replace)
+	if err != nil {
+		return nil, err
+	}
+	return &keyquorumv1.CompareAndSwapResponse{Key: keyToProto(k)}, nil
+}
+
+// signedFrom takes a signed command off the wire as it is: the payload is
+// the bytes the operator signed and is never re-encoded.
+func signedFrom(m *keyquorumv1.SignedCommand, field string) (*fsm.Signed, error) {
+	if m == nil {
+		return nil, cluster.Errorf(cluster.KindInvalid, "the signed command %s is required", field)
+	}
+	return &fsm.Signed{Signer: m.GetSigner(), Payload: m.GetPayload(), Signature: m.GetSignature()}, nil
+}
+
+// commandType reads the type of a signed command's payload.
+func commandType(sg *fsm.Signed) (string, error) {
+	var cmd struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(sg.Payload, &cmd); err != nil {
+		return "", cluster.Errorf(cluster.KindInvalid, "signed payload is not a command: %v", err)
+	}
+	return cmd.Type, nil
+}
+
+// checkSigner makes sure a command is signed by the operator of the
+// client certificate.
+func checkSigner(sg *fsm.Signed, op *fsm.Operator) error {
+	if sg.Signer != op.ID {
+		return cluster.Errorf(cluster.KindUnauthenticated, "command is signed by %s, the client certificate is %s's", sg.Signer, op.ID)
+	}
+	return nil
+}
+
+// checkSigned makes sure a signed command is of the type the call takes
+// and is signed by the operator of the client certificate.
+func checkSigned(sg *fsm.Signed, op *fsm.Operator, typ string) error {
+	got, err := commandType(sg)
+	if err != nil {
+		return err
+	}
+	if got != typ {
+		return cluster.Errorf(cluster.KindInvalid, "this call takes a %q command, not %q", typ, got)
+	}
+	return checkSigner(sg, op)
+}
+
+func statusToProto(st *cluster.Status) *keyquorumv1.StatusResponse {
+	out := &keyquorumv1.StatusResponse{
+		ClusterId:    st.ClusterID,
+		Node:         st.Node,
+		Leader:       st.Leader,
+		Epoch:        st.Epoch,
+		N:            int32(st.N),
+		Threshold:    int32(st.Threshold),
+		InitialNodes: int32(st.InitialNodes),
+		PublicKey:    st.PublicKey,
+		Applied:      st.Applied,
+	}
+	if r := st.Resharing; r != nil {
+		out.Resharing = &keyquorumv1.ReshareStatus{
+			Round:     r.Round,
+			Fresh:     r.Fresh,
+			Threshold: int32(r.Threshold),
+			Members:   r.Members,
+			Deals:     int32(r.Deals),
+			Needed:    int32(r.Needed),
+			Acks:      int32(r.Acks),
+		}
+	}
+	for _, m := range st.Members {
+		out.Members = append(out.Members, &keyquorumv1.MemberStatus{
+			Id:         m.ID,
+			ApiAddr:    m.APIAddr,
+			RaftAddr:   m.RaftAddr,
+			GossipAddr: m.GossipAddr,
+			Index:      m.Index,
+			Holder:     m.Holder,
+			Leaving:    m.Leaving,
+			RaftState:  m.RaftState,
+			Applied:    m.Applied,
+			Health:     m.Health,
+			StateHash:  m.StateHash,
+		})
+	}
+	return out
+}
+
+// keyToProto converts a key's metadata; material is never put on the wire
+// (the service returns keys without it, and this leaves R and Sealed out
+// regardless).
+func keyToProto(k *fsm.Key) *keyquorumv1.Key {
+	if k == nil {
+		return nil
+	}
+	out := &keyquorumv1.Key{
+		Name:        k.Name,
+		Type:        k.Type,
+		Version:     k.Version,
+		State:       k.State,
+		CreatedAt:   k.CreatedAt,
+		UpdatedAt:   k.UpdatedAt,
+		ExpiresAt:   k.ExpiresAt,
+		Public:      k.Public,
+		AssembleTtl: int64(k.AssembleTTL),
+	}
+	if a := k.Access; a != nil {
+		out.Access = &keyquorumv1.Access{
+			Gateways:      a.Gateways,
+			ClientCerts:   a.ClientCerts,
+			Networks:      a.Networks,
+			EmailTo:       a.EmailTo,
+			RatePerMinute: int32(a.RatePerMinute),
+		}
+		if a.Hosts != nil {
+			out.Access.Hosts = &keyquorumv1.HostList{Hosts: a.Hosts}
+		}
+	}
+	if t := k.Tang; t != nil {
+		out.Tang = &keyquorumv1.TangKey{Adv: t.Adv, Kid: t.Kid, Thp: t.Thp, Threshold: int32(t.Threshold)}
+		for _, sh := range t.Shares {
+			out.Tang.Shares = append(out.Tang.Shares, &keyquorumv1.TangShare{NodeId: sh.NodeID, Index: sh.Index, PublicShare: sh.PublicShare})
+		}
+	}
+	return out
+}

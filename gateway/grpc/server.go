@@ -1,0 +1,251 @@
+// Package grpc is keyquorum's gRPC gateway: ClusterService, the REST v1
+// API of the HTTPS gateway call for call, and MachineService, klefki's flow
+// of a machine waiting for its key (both in rpc/keyquorum/v1). It adapts
+// gRPC onto cluster.Service and a Machines implementation and holds no
+// state of its own.
+//
+// # Transports
+//
+// One grpc.Server serves both transports. Serve takes a TLS listener
+// (tls.NewListener with a config from ServerTLSConfig(cfg, ALPN)); the TLS
+// configuration, and so the server certificate, is the caller's. ServeQUIC
+// takes a quic.Listener (made with ServerTLSConfig(cfg, ALPNQUIC)): gRPC
+// is HTTP/2 over a byte stream, so each QUIC connection's first
+// bidirectional stream becomes a net.Conn that the same grpc.Server reads;
+// further streams are refused. DialQUIC is the matching client.
+//
+// # Authentication
+//
+// Every call needs a client certificate of the cluster CA with the
+// operator role (URI SAN keyquorum:operator:<id>), for an Ed25519 key that
+// belongs to an operator the cluster knows: the check of the REST gateway,
+// made on every call. The only exceptions are MachineService.GetTime and
+// MachineService.GetKey, which a machine authenticates with its signature;
+// server reflection needs an operator too.
+//
+// The certificate comes from the TLS state of the connection the call
+// arrived on, which the transport credentials of this package report: on
+// TCP the state of the *tls.Conn they handshake, on QUIC the state of the
+// QUIC connection the stream belongs to. A quic.Listener returns only
+// connections whose TLS 1.3 handshake (with the client certificate) has
+// completed, and only streams this package made from such a connection
+// are accepted as QUIC; a connection that is neither is refused, so a
+// plain listener cannot serve the API by mistake. Writes and releases also
+// carry a command signed by the operator of that certificate, which the
+// share holders verify themselves.
+//
+// # Errors
+//
+// Errors are gRPC statuses with the code of their kind (CodeOf) and an
+// ErrorInfo detail whose reason is the kind, in ErrorDomain; clients get
+// the kind back with ErrorFromStatus.
+package grpc
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"log/slog"
+	"net"
+	"runtime/debug"
+
+	"github.com/quic-go/quic-go"
+	gogrpc "google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/fsm"
+	keyquorumv1 "github.com/keyquorum/keyquorum/rpc/keyquorum/v1"
+)
+
+// maxMessage bounds a request, as the REST gateway bounds a body.
+const maxMessage = 256 << 10
+
+// public are the methods a caller without an operator certificate may
+// call: a machine authenticates GetKey with its own signature.
+var public = map[string]bool{
+	keyquorumv1.MachineService_GetTime_FullMethodName: true,
+	keyquorumv1.MachineService_GetKey_FullMethodName:  true,
+}
+
+// Server serves the gRPC API of one node.
+type Server struct {
+	svc      cluster.Service
+	machines Machines
+	log      *slog.Logger
+	grpc     *gogrpc.Server
+}
+
+// NewServer makes the gRPC server of a node. machines may be nil: the
+// MachineService then answers Unimplemented. log may be nil.
+func NewServer(svc cluster.Service, machines Machines, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{svc: svc, machines: machines, log: log}
+	s.grpc = gogrpc.NewServer(
+		gogrpc.Creds(transportSecurity{}),
+		gogrpc.MaxRecvMsgSize(maxMessage),
+		gogrpc.ChainUnaryInterceptor(s.unary),
+		gogrpc.ChainStreamInterceptor(s.stream),
+	)
+	keyquorumv1.RegisterClusterServiceServer(s.grpc, &clusterService{s: s})
+	keyquorumv1.RegisterMachineServiceServer(s.grpc, &machineService{s: s})
+	reflection.Register(s.grpc)
+	return s
+}
+
+// Serve serves gRPC on ln until Stop or Shutdown, and then returns nil.
+// ln must be a TLS listener whose config comes from ServerTLSConfig(cfg,
+// ALPN); connections that are not TLS are closed.
+func (s *Server) Serve(ln net.Listener) error { return s.grpc.Serve(ln) }
+
+// ServeQUIC serves gRPC on the QUIC connections ln accepts until Stop or
+// Shutdown, and then returns nil. ln's TLS config must come from
+// ServerTLSConfig(cfg, ALPNQUIC). Stop and Shutdown close ln.
+func (s *Server) ServeQUIC(ln *quic.Listener) error { return s.grpc.Serve(newQUICListener(ln)) }
+
+// Stop closes the listeners and every connection at once; calls in
+// progress fail.
+func (s *Server) Stop() { s.grpc.Stop() }
+
+// Shutdown stops accepting and waits for calls in progress, within ctx;
+// when ctx ends first it stops at once and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.grpc.Stop()
+		<-done
+		return ctx.Err()
+	}
+}
+
+type principalKey struct{}
+
+// principal is the operator of the call's client certificate; only calls
+// that are not public have one.
+func principal(ctx context.Context) *fsm.Operator {
+	op, _ := ctx.Value(principalKey{}).(*fsm.Operator)
+	return op
+}
+
+// admit authenticates the caller of every method that is not public, and
+// puts the operator into the context.
+func (s *Server) admit(ctx context.Context, method string) (context.Context, error) {
+	if public[method] {
+		return ctx, nil
+	}
+	op, err := s.authenticate(ctx)
+	if err != nil {
+		return ctx, err
+	}
+	return context.WithValue(ctx, principalKey{}, op), nil
+}
+
+// authenticate checks the client certificate of the call's connection: of
+// the cluster CA, with the operator role, for a key the cluster knows.
+func (s *Server) authenticate(ctx context.Context) (*fsm.Operator, error) {
+	caPEM, _ := s.svc.Membership()
+	if caPEM == nil {
+		return nil, cluster.Errorf(cluster.KindNotInitialized, "node %q is not part of a cluster yet: run keyctl cluster init or join", s.svc.Identity().NodeID)
+	}
+	var peerCerts []*x509.Certificate
+	if p, ok := peer.FromContext(ctx); ok {
+		if info, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+			peerCerts = info.State.PeerCertificates
+		}
+	}
+	if len(peerCerts) == 0 {
+		return nil, cluster.Errorf(cluster.KindUnauthenticated, "a client certificate of the cluster CA is required")
+	}
+	ca, err := cluster.ParseCertPEM(caPEM)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	leaf := peerCerts[0]
+	// Only the leaf the client proved it holds is an identity; further
+	// certificates are intermediates at most.
+	inter := x509.NewCertPool()
+	for _, c := range peerCerts[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return nil, cluster.Errorf(cluster.KindUnauthenticated, "client certificate: %v", err)
+	}
+	if role, _, err := cluster.CertRole(leaf); err != nil || role != cluster.RoleOperator {
+		return nil, cluster.Errorf(cluster.KindUnauthenticated, "client certificate is not an operator certificate")
+	}
+	pub, ok := leaf.PublicKey.(ed25519.PublicKey)
+	if !ok {
+		return nil, cluster.Errorf(cluster.KindUnauthenticated, "client certificate key is not Ed25519")
+	}
+	return s.svc.Principal(pub)
+}
+
+func (s *Server) unary(ctx context.Context, req any, info *gogrpc.UnaryServerInfo, handler gogrpc.UnaryHandler) (resp any, err error) {
+	defer s.recoverPanic(info.FullMethod, &err)
+	ctx, err = s.admit(ctx, info.FullMethod)
+	if err == nil {
+		resp, err = handler(ctx, req)
+	}
+	if err != nil {
+		return nil, s.statusError(ctx, info.FullMethod, err)
+	}
+	return resp, nil
+}
+
+func (s *Server) stream(srv any, ss gogrpc.ServerStream, info *gogrpc.StreamServerInfo, handler gogrpc.StreamHandler) (err error) {
+	defer s.recoverPanic(info.FullMethod, &err)
+	ctx, err := s.admit(ss.Context(), info.FullMethod)
+	if err == nil {
+		err = handler(srv, &admittedStream{ServerStream: ss, ctx: ctx})
+	}
+	return s.statusError(ss.Context(), info.FullMethod, err)
+}
+
+// admittedStream is a stream whose context carries the operator.
+type admittedStream struct {
+	gogrpc.ServerStream
+	ctx context.Context
+}
+
+func (a *admittedStream) Context() context.Context { return a.ctx }
+
+// statusError converts a call's error and logs it: internal errors as
+// errors, others at debug level. Messages never carry key material.
+func (s *Server) statusError(ctx context.Context, method string, err error) error {
+	if err == nil {
+		return nil
+	}
+	kind := cluster.KindOf(err)
+	level := slog.LevelDebug
+	if kind == cluster.KindInternal && !isStatus(err) {
+		level = slog.LevelError
+	}
+	attrs := []any{"method", method, "kind", kind, "error", err}
+	if p, ok := peer.FromContext(ctx); ok {
+		attrs = append(attrs, "peer", p.Addr.String())
+	}
+	s.log.Log(ctx, level, "grpc call failed", attrs...)
+	return StatusError(err)
+}
+
+// recoverPanic turns a handler's panic into an internal error, so one bad
+// call cannot take the node down.
+func (s *Server) recoverPanic(method string, err *error) {
+	if r := recover(); r != nil {
+		s.log.Error("grpc handler panicked", "method", method, "panic", r, "stack", string(debug.Stack()))
+		*err = StatusError(cluster.Errorf(cluster.KindInternal, "the node failed while serving %s", method))
+	}
+}

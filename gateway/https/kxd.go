@@ -1,0 +1,359 @@
+// kxd's protocol, as stock kxc speaks it.
+//
+// kxc turns kxd://host[:port]/a/b into GET https://host:19840/v1/a/b over
+// TLS with a client certificate, and prints the body of a 200 answer.
+// KxdHandler answers it the way kxd does, with kxd's checks in kxd's order
+// and kxd's status codes and messages:
+//
+//	path not clean under /v1/, or with ".."   406 "Invalid key path"
+//	no such key                               404 "Unknown key"
+//	peer address not in allowed_hosts         403 "Host not allowed"
+//	leaf certificate not allowed              403 "No allowed certificate found"
+//	the hook refused (KxdNotifier.HookVeto)   403 "Prevented by hook"
+//	granted                                   200 application/octet-stream, the key's bytes
+//
+// Error bodies are the message and a newline, as text/plain. Errors of the
+// cluster (no quorum, the rules refuse) keep their own status (StatusOf)
+// and safe message.
+//
+// Where it differs from kxd, on purpose: only the leaf certificate is an
+// identity. kxd verifies every certificate the client sends, so a client
+// holding its own key could send someone else's allowed certificate after
+// its own and be let in; here the further certificates can only be
+// intermediates toward a CA of allowed_clients. A failing mail relay does
+// not refuse the key (kxd answers 500 "Error sending notification"): it is
+// logged. kxd's rules are enforced by the node that terminates the
+// connection, which is all a legacy protocol allows; the key itself is
+// released by a quorum (KxdKeys.KxdRelease).
+
+package https
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keyquorum/keyquorum/cluster"
+)
+
+// KxdPort is the TCP port kxd listens on and kxc dials when the URL has none.
+const KxdPort = 19840
+
+// kxd's answers; kxc prints them after `HTTP error "<status>" getting key: `.
+const (
+	kxdInvalidPath = "Invalid key path"
+	kxdUnknownKey  = "Unknown key"
+	kxdHostDenied  = "Host not allowed"
+	kxdNoCert      = "No allowed certificate found"
+	kxdHookRefused = "Prevented by hook"
+)
+
+const (
+	// kxdMaxPath bounds the URL path of a request.
+	kxdMaxPath = 1024
+	// kxdResolveTimeout bounds the forward resolution of allowed_hosts names.
+	kxdResolveTimeout = 5 * time.Second
+)
+
+// KxdPolicy is a kxd key's access rules, as stored with the key in the
+// cluster.
+type KxdPolicy struct {
+	// AllowedClients are DER certificates. A leaf allows the client that
+	// presents exactly that certificate; a CA (basic constraints CA:TRUE)
+	// allows the leaves it signed, directly or through intermediates the
+	// client sends. Empty: no client is allowed.
+	AllowedClients [][]byte
+	// AllowedHosts are IP addresses or host names; names are resolved
+	// forward at request time and compared with the TCP peer address.
+	// nil: every host; empty and non-nil: none.
+	AllowedHosts []string
+	// EmailTo are the addresses told of every access.
+	EmailTo []string
+}
+
+// KxdKeys is what the kxd endpoint needs from the cluster. Paths are the
+// key's path without "/v1/", such as "host1/disk".
+type KxdKeys interface {
+	// KxdPolicy returns the rules of a key; an error of kind
+	// cluster.KindNotFound when there is no such key.
+	KxdPolicy(ctx context.Context, path string) (*KxdPolicy, error)
+	// KxdRelease releases a key by quorum, for a client the gateway has
+	// already checked against the key's policy. The handler owns the
+	// returned slice and wipes it once written.
+	KxdRelease(ctx context.Context, path string, client KxdClient) ([]byte, error)
+}
+
+// KxdClient is the client a key is released to.
+type KxdClient struct {
+	Cert *x509.Certificate // the leaf certificate the client proved it holds
+	Addr netip.AddrPort    // the TCP peer
+}
+
+type kxdHandler struct {
+	keys     KxdKeys
+	notify   *KxdNotifier
+	log      *slog.Logger
+	resolver *net.Resolver
+	now      func() time.Time
+}
+
+// KxdHandler serves GET /v1/<path> with kxd's checks in kxd's order (see
+// the table above), and notifies through notify (which may be nil) on
+// every granted access. It must be the root handler of its own listener
+// (kxd's port, KxdPort by default) with KxdTLSConfig: a ServeMux in front
+// would redirect the paths it thinks unclean before they are checked.
+// log may be nil.
+func KxdHandler(keys KxdKeys, notify *KxdNotifier, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &kxdHandler{keys: keys, notify: notify, log: log, resolver: net.DefaultResolver, now: time.Now}
+}
+
+// KxdTLSConfig is the TLS configuration of the kxd listener: cert as the
+// server certificate (kxc checks it against --server_cert and the URL's
+// host, so it needs a subject alternative name for that host), TLS 1.2 at
+// least (kxc is Go and negotiates 1.3), and a client certificate required
+// but not verified by TLS: KxdHandler checks the leaf against each key's
+// allowed_clients.
+func KxdTLSConfig(cert tls.Certificate) *tls.Config {
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		ClientAuth:   tls.RequireAnyClientCert,
+	}
+}
+
+func kxdError(w http.ResponseWriter, status int, msg string) {
+	// http.Error writes exactly kxd's body: the message and a newline, as
+	// text/plain.
+	http.Error(w, msg, status)
+}
+
+func (h *kxdHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	log := h.log.With("remote", r.RemoteAddr, "url_path", kxdOneLine(r.URL.Path))
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		kxdError(w, http.StatusMethodNotAllowed, "Method not allowed")
+		return
+	}
+	keyPath, ok := kxdKeyPath(r.URL.Path)
+	if !ok {
+		log.Info("kxd: refused", "reason", kxdInvalidPath)
+		kxdError(w, http.StatusNotAcceptable, kxdInvalidPath)
+		return
+	}
+	log = h.log.With("remote", r.RemoteAddr, "key", keyPath)
+	ctx := r.Context()
+
+	policy, err := h.keys.KxdPolicy(ctx, keyPath)
+	if err == nil && policy == nil {
+		err = cluster.Errorf(cluster.KindNotFound, "no kxd key %q", keyPath)
+	}
+	if err != nil {
+		h.clusterError(w, log, err)
+		return
+	}
+
+	peer, _ := netip.ParseAddrPort(r.RemoteAddr)
+	if !h.hostAllowed(ctx, log, policy.AllowedHosts, peer.Addr()) {
+		log.Info("kxd: refused", "reason", kxdHostDenied)
+		kxdError(w, http.StatusForbidden, kxdHostDenied)
+		return
+	}
+
+	var presented []*x509.Certificate
+	if r.TLS != nil {
+		presented = r.TLS.PeerCertificates
+	}
+	chains, err := kxdAuthorize(presented, policy.AllowedClients, h.now())
+	if err != nil {
+		log.Info("kxd: refused", "reason", kxdNoCert, "detail", err.Error())
+		kxdError(w, http.StatusForbidden, kxdNoCert)
+		return
+	}
+	leaf := presented[0]
+	log = log.With("client", kxdSubject(leaf), "client_sha256", kxdFingerprint(leaf))
+
+	access := KxdAccess{Path: keyPath, Client: leaf, Addr: peer, EmailTo: policy.EmailTo, Chains: chains, Time: h.now()}
+	if h.notify.vetoes() {
+		if err := h.notify.runHook(ctx, access); err != nil {
+			log.Warn("kxd: refused", "reason", kxdHookRefused, "detail", err.Error())
+			kxdError(w, http.StatusForbidden, kxdHookRefused)
+			return
+		}
+	}
+
+	key, err := h.keys.KxdRelease(ctx, keyPath, KxdClient{Cert: leaf, Addr: peer})
+	if err != nil {
+		h.clusterError(w, log, err)
+		return
+	}
+	defer clear(key)
+
+	// The cluster has released the key: tell of it even if the client
+	// hangs up now.
+	if err := h.notify.Notify(context.WithoutCancel(ctx), access); err != nil {
+		log.Warn("kxd: notification failed; the key is served anyway", "error", err.Error())
+	}
+	log.Info("kxd: key released")
+
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/octet-stream")
+	hdr.Set("Content-Length", strconv.Itoa(len(key)))
+	hdr.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	w.Write(key)
+}
+
+// clusterError answers an error of KxdPolicy or KxdRelease: kxd's 404 for
+// an unknown key, otherwise the kind's status and the error's safe message.
+func (h *kxdHandler) clusterError(w http.ResponseWriter, log *slog.Logger, err error) {
+	kind := cluster.KindOf(err)
+	if kind == cluster.KindNotFound {
+		log.Info("kxd: refused", "reason", kxdUnknownKey)
+		kxdError(w, http.StatusNotFound, kxdUnknownKey)
+		return
+	}
+	log.Warn("kxd: cluster error", "kind", string(kind), "error", err.Error())
+	msg := "Internal error"
+	var e *cluster.Error
+	if kind != cluster.KindInternal && errors.As(err, &e) {
+		msg = kxdOneLine(e.Message)
+	}
+	kxdError(w, StatusOf(kind), msg)
+}
+
+// kxdKeyPath checks the URL path of a request as kxd does and returns the
+// key's path without "/v1/". The cleaned path must start with "/v1/" and
+// hold no ".." anywhere (so "a..b" is refused too, as kxd refuses it).
+// Beyond kxd, it refuses control characters and paths longer than
+// kxdMaxPath, which no imported key can have.
+func kxdKeyPath(urlPath string) (string, bool) {
+	if len(urlPath) > kxdMaxPath {
+		return "", false
+	}
+	p := path.Clean(urlPath)
+	if !strings.HasPrefix(p, "/v1/") || strings.Contains(p, "..") {
+		return "", false
+	}
+	keyPath := p[len("/v1/"):]
+	if !kxdPathChars(keyPath) {
+		return "", false
+	}
+	return keyPath, true
+}
+
+// kxdPathChars reports whether a key path is free of control characters
+// and invalid UTF-8.
+func kxdPathChars(p string) bool {
+	for _, c := range p {
+		if c < 0x20 || c == 0x7f || c == 0xfffd {
+			return false
+		}
+	}
+	return true
+}
+
+// hostAllowed compares the peer address with allowed_hosts: nil allows
+// every host, an empty list none. Addresses are compared first, then
+// names are resolved forward, one after the other, until one matches.
+func (h *kxdHandler) hostAllowed(ctx context.Context, log *slog.Logger, allowed []string, peer netip.Addr) bool {
+	if allowed == nil {
+		return true
+	}
+	if !peer.IsValid() {
+		return false
+	}
+	peer = peer.Unmap().WithZone("")
+	var names []string
+	for _, host := range allowed {
+		if a, err := netip.ParseAddr(host); err == nil {
+			if a.Unmap().WithZone("") == peer {
+				return true
+			}
+			continue
+		}
+		names = append(names, host)
+	}
+	if len(names) == 0 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, kxdResolveTimeout)
+	defer cancel()
+	for _, name := range names {
+		addrs, err := h.resolver.LookupNetIP(ctx, "ip", name)
+		if err != nil {
+			log.Debug("kxd: allowed_hosts name does not resolve", "host", name, "error", err.Error())
+			continue
+		}
+		for _, a := range addrs {
+			if a.Unmap().WithZone("") == peer {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// kxdAuthorize decides whether the client is allowed by allowedDER, from
+// the certificates it sent. Only the leaf, presented[0], whose key the
+// client proved it holds in the handshake, is an identity: it is allowed
+// when it is byte for byte one of the allowed certificates and valid at
+// now, or when it verifies up to an allowed CA, with the rest of what the
+// client sent as intermediates and the client-authentication extended key
+// usage (a leaf without extended key usages passes). It returns the
+// chains that allow the leaf, leaf first.
+func kxdAuthorize(presented []*x509.Certificate, allowedDER [][]byte, now time.Time) ([][]*x509.Certificate, error) {
+	if len(presented) == 0 {
+		return nil, errors.New("the client sent no certificate")
+	}
+	leaf := presented[0]
+	for _, der := range allowedDER {
+		if bytes.Equal(der, leaf.Raw) {
+			if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
+				return nil, fmt.Errorf("the allowed certificate %s is not valid now (valid from %s to %s)",
+					kxdSubject(leaf), leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
+			}
+			return [][]*x509.Certificate{{leaf}}, nil
+		}
+	}
+	roots := x509.NewCertPool()
+	cas := 0
+	for _, der := range allowedDER {
+		c, err := x509.ParseCertificate(der)
+		if err != nil || !c.BasicConstraintsValid || !c.IsCA {
+			continue
+		}
+		roots.AddCert(c)
+		cas++
+	}
+	if cas == 0 {
+		return nil, fmt.Errorf("the certificate %s is not one of the key's allowed certificates", kxdSubject(leaf))
+	}
+	intermediates := x509.NewCertPool()
+	for _, c := range presented[1:] {
+		intermediates.AddCert(c)
+	}
+	chains, err := leaf.Verify(x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: intermediates,
+		CurrentTime:   now,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("the certificate %s is not allowed and not signed by an allowed CA: %v", kxdSubject(leaf), err)
+	}
+	return chains, nil
+}

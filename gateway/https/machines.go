@@ -1,0 +1,63 @@
+package https
+
+import (
+	"net"
+	"net/http"
+
+	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+// The machine flow over REST. A machine's unlock needs no client
+// certificate: its body is a release request signed by the machine's key,
+// which every share holder checks, and the answer is partials sealed to
+// the machine's ephemeral key, which this node cannot open. Listing and
+// registering machines, listing sessions and approving need an operator.
+//
+//	POST /v1/machine/unlock       fsm.Signed by the machine -> cluster.MachineUnlock
+//	GET  /v1/machines             -> [fsm.Machine]
+//	POST /v1/machines             add_machine, signed by an admin
+//	POST /v1/machines/{id}/revoke revoke_machine, signed by an admin
+//	GET  /v1/sessions             -> [fsm.Session]
+//	POST /v1/approvals            approve, signed by an operator
+
+func (s *Server) registerMachines(mux *http.ServeMux, m cluster.MachineService) {
+	mux.HandleFunc("POST /v1/machine/unlock", func(w http.ResponseWriter, r *http.Request) {
+		var sg fsm.Signed
+		if err := readJSON(r, &sg); err != nil {
+			writeError(w, err)
+			return
+		}
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		out, err := m.MachineUnlock(r.Context(), &sg, host)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /v1/machines", s.operator(func(w http.ResponseWriter, r *http.Request) {
+		list, err := m.Machines(r.Context())
+		writeList(w, list, err)
+	}))
+	mux.HandleFunc("POST /v1/machines", s.operator(s.command(fsm.TypeAddMachine)))
+	mux.HandleFunc("POST /v1/machines/{id}/revoke", s.operator(s.command(fsm.TypeRevokeMachine)))
+	mux.HandleFunc("GET /v1/sessions", s.operator(func(w http.ResponseWriter, r *http.Request) {
+		list, err := m.Sessions(r.Context())
+		writeList(w, list, err)
+	}))
+	mux.HandleFunc("POST /v1/approvals", s.operator(s.command(fsm.TypeApprove)))
+}
+
+// writeList writes a list, [] rather than null when it is empty.
+func writeList[T any](w http.ResponseWriter, list []T, err error) {
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if list == nil {
+		list = []T{}
+	}
+	writeJSON(w, http.StatusOK, list)
+}

@@ -1,0 +1,522 @@
+package https
+
+// The Tang protocol, as stock clevis speaks it (PROTOCOLS.md "Tang, as stock
+// clevis uses it"), served from keys held as t-of-n shares.
+//
+// Endpoints, relative to a base URL that is either the root or
+// /tang/NAME (a per-key base URL; NAME is a key name and may contain '/'):
+//
+//	GET  BASE/adv        the advertisement of the key (at the root: the
+//	GET  BASE/adv/       node's default Tang key)
+//	GET  BASE/adv/THP    the same, if THP (S256 or S1) is the thumbprint of
+//	                     the key that signed it; 404 otherwise
+//	POST BASE/rec/KID    body: the JWK of a point X (application/jwk+json);
+//	                     answer: the JWK of s*X, alg ECMR, key_ops deriveKey
+//
+// The advertisement is a JWS in flattened JSON serialization, signed once
+// with an ES256 key made for it and then discarded: clevis checks that the
+// advertised verify key signed the advertisement and, when given a thp,
+// that it is the trusted key, but never any freshness, so nothing needs to
+// hold a signing key afterwards.
+//
+// Status codes follow tangd: 400 for a body that is not a P-256 EC JWK of a
+// point on the curve or whose alg is not ECMR, 403 for key_ops without
+// deriveKey, 404 for an unknown path, key or kid, 405 for a wrong method,
+// and the cluster's error kinds otherwise (see tangStatus). Error bodies
+// are empty: clevis reads only the status.
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/keyquorum/keyquorum/cluster"
+)
+
+const (
+	// tangAdvContentType is what tangd serves the advertisement as.
+	tangAdvContentType = "application/jose+json"
+	// tangJWKContentType is the type of a recovery request and answer.
+	tangJWKContentType = "application/jwk+json"
+	// maxTangAdvSize bounds an advertisement that ParseTangAdvertisement
+	// reads.
+	maxTangAdvSize = 16 << 10
+	// maxTangToken bounds a thumbprint or kid in a path.
+	maxTangToken = 128
+	// tangPrefix is the per-key base path.
+	tangPrefix = "/tang/"
+)
+
+// TangPatterns are the http.ServeMux patterns that TangHandler serves:
+// mount it with mux.Handle(p, h) for each.
+var TangPatterns = []string{"/adv", "/adv/", "/rec/", tangPrefix}
+
+var tangProtectedHeader = b64.EncodeToString([]byte(`{"alg":"ES256","cty":"jwk-set+json"}`))
+
+// tangJWS is a JWS in flattened or general JSON serialization.
+type tangJWS struct {
+	Payload    string             `json:"payload"`
+	Protected  string             `json:"protected,omitempty"`
+	Signature  string             `json:"signature,omitempty"`
+	Signatures []tangJWSSignature `json:"signatures,omitempty"`
+}
+
+type tangJWSSignature struct {
+	Protected string `json:"protected"`
+	Signature string `json:"signature"`
+}
+
+// tangKeySet is the payload of an advertisement.
+type tangKeySet struct {
+	Keys []json.RawMessage `json:"keys"`
+}
+
+// NewTangAdvertisement makes the signed advertisement of a new Tang key
+// whose exchange public key is exchangePub (65-byte uncompressed P-256): a
+// fresh ES256 key signs the JWS once and is then discarded (clevis never
+// checks freshness). It returns the adv JSON, the exchange key's kid (S256
+// thumbprint) and the signing key's thumbprint (S256).
+//
+// Since Go 1.26 crypto/ecdsa draws its own randomness and ignores rand
+// unless GODEBUG=cryptocustomrand=1.
+func NewTangAdvertisement(rand io.Reader, exchangePub []byte) (adv []byte, kid, thp string, err error) {
+	exc, err := NewJWK(exchangePub, JWKAlgECMR, JWKOpDerive)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("tang exchange key: %w", err)
+	}
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("tang signing key: %w", err)
+	}
+	sigPub, err := priv.PublicKey.Bytes()
+	if err != nil {
+		return nil, "", "", fmt.Errorf("tang signing key: %w", err)
+	}
+	sig, err := NewJWK(sigPub, JWKAlgES256, JWKOpVerify)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("tang signing key: %w", err)
+	}
+	payload, err := json.Marshal(struct {
+		Keys []*JWK `json:"keys"`
+	}{[]*JWK{sig, exc}})
+	if err != nil {
+		return nil, "", "", err
+	}
+	jws := tangJWS{Payload: b64.EncodeToString(payload), Protected: tangProtectedHeader}
+	digest := sha256.Sum256([]byte(jws.Protected + "." + jws.Payload))
+	r, s, err := ecdsa.Sign(rand, priv, digest[:])
+	if err != nil {
+		return nil, "", "", fmt.Errorf("signing the tang advertisement: %w", err)
+	}
+	// ES256 is R || S, each left-padded to 32 bytes (RFC 7518 3.4).
+	raw := make([]byte, 2*p256CoordSize)
+	r.FillBytes(raw[:p256CoordSize])
+	s.FillBytes(raw[p256CoordSize:])
+	jws.Signature = b64.EncodeToString(raw)
+	adv, err = json.Marshal(jws)
+	if err != nil {
+		return nil, "", "", err
+	}
+	return adv, exc.ThumbprintS256(), sig.ThumbprintS256(), nil
+}
+
+// TangAdvertisement is a parsed and verified advertisement.
+type TangAdvertisement struct {
+	// Exchange is the ECMR exchange key clevis encrypts to.
+	Exchange *JWK
+	// Kid is the S256 thumbprint of Exchange, the kid of /rec/KID.
+	Kid string
+	// Signing are the verify keys; each one signed the advertisement.
+	Signing []*JWK
+}
+
+// ParseTangAdvertisement parses an advertisement the way clevis reads it
+// and verifies it: a JWS in JSON serialization (flattened or general) whose
+// payload is {"keys":[...]} of P-256 keys, with exactly one exchange key
+// (alg ECMR, key_ops deriveKey), at least one verify key, and an ES256
+// signature by every verify key. It accepts what NewTangAdvertisement
+// makes; an advertisement with keys on other curves is refused.
+func ParseTangAdvertisement(adv []byte) (*TangAdvertisement, error) {
+	if len(adv) > maxTangAdvSize {
+		return nil, fmt.Errorf("tang advertisement is larger than %d bytes", maxTangAdvSize)
+	}
+	var jws tangJWS
+	if err := json.Unmarshal(adv, &jws); err != nil {
+		return nil, errors.New("tang advertisement is not a JWS in JSON serialization")
+	}
+	sigs := jws.Signatures
+	if jws.Signature != "" || jws.Protected != "" {
+		if len(sigs) != 0 {
+			return nil, errors.New("tang advertisement mixes the flattened and general JWS forms")
+		}
+		sigs = []tangJWSSignature{{Protected: jws.Protected, Signature: jws.Signature}}
+	}
+	if len(sigs) == 0 {
+		return nil, errors.New("tang advertisement has no signature")
+	}
+	payload, err := b64.DecodeString(jws.Payload)
+	if err != nil {
+		return nil, errors.New("tang advertisement payload is not unpadded base64url")
+	}
+	var set tangKeySet
+	if err := json.Unmarshal(payload, &set); err != nil {
+		return nil, errors.New(`tang advertisement payload is not {"keys":[...]}`)
+	}
+	out := &TangAdvertisement{}
+	for i, raw := range set.Keys {
+		k, err := ParseJWK(raw)
+		if err != nil {
+			return nil, fmt.Errorf("tang advertisement key %d: %w", i+1, err)
+		}
+		switch {
+		case k.HasOp(JWKOpVerify):
+			if err := k.CheckUse(JWKAlgES256, JWKOpVerify); err != nil {
+				return nil, fmt.Errorf("tang advertisement key %d: %w", i+1, err)
+			}
+			out.Signing = append(out.Signing, k)
+		case k.HasOp(JWKOpDerive):
+			if k.Alg != JWKAlgECMR {
+				return nil, fmt.Errorf("tang advertisement key %d: %w: an exchange key needs alg %q", i+1, ErrInvalidJWK, JWKAlgECMR)
+			}
+			if out.Exchange != nil {
+				return nil, errors.New("tang advertisement has more than one exchange key")
+			}
+			out.Exchange = k
+		}
+	}
+	if out.Exchange == nil {
+		return nil, errors.New("tang advertisement has no exchange key (alg ECMR, key_ops deriveKey)")
+	}
+	if len(out.Signing) == 0 {
+		return nil, errors.New("tang advertisement has no verify key")
+	}
+	out.Kid = out.Exchange.ThumbprintS256()
+	for i, k := range out.Signing {
+		if !tangSignedBy(k, sigs, jws.Payload) {
+			return nil, fmt.Errorf("tang advertisement: verify key %d (%s) did not sign it", i+1, k.ThumbprintS256())
+		}
+	}
+	return out, nil
+}
+
+// tangSignedBy reports whether one of sigs is a valid ES256 signature by k
+// over payload.
+func tangSignedBy(k *JWK, sigs []tangJWSSignature, payload string) bool {
+	point, err := k.Point()
+	if err != nil {
+		return false
+	}
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
+	if err != nil {
+		return false
+	}
+	for _, s := range sigs {
+		hdr, err := b64.DecodeString(s.Protected)
+		if err != nil {
+			continue
+		}
+		var h struct {
+			Alg string `json:"alg"`
+		}
+		if json.Unmarshal(hdr, &h) != nil || h.Alg != JWKAlgES256 {
+			continue
+		}
+		raw, err := b64.DecodeString(s.Signature)
+		if err != nil || len(raw) != 2*p256CoordSize {
+			continue
+		}
+		digest := sha256.Sum256([]byte(s.Protected + "." + payload))
+		r := new(big.Int).SetBytes(raw[:p256CoordSize])
+		sv := new(big.Int).SetBytes(raw[p256CoordSize:])
+		if ecdsa.Verify(pub, digest[:], r, sv) {
+			return true
+		}
+	}
+	return false
+}
+
+// HasSigningKey reports whether thp is the S256 or S1 thumbprint of one of
+// the advertisement's verify keys: what GET /adv/THP must check.
+func (a *TangAdvertisement) HasSigningKey(thp string) bool {
+	for _, k := range a.Signing {
+		if k.MatchesThumbprint(thp) {
+			return true
+		}
+	}
+	return false
+}
+
+// AdvHasThumbprint reports whether adv is a valid advertisement
+// (ParseTangAdvertisement) signed by a key whose S256 or S1 thumbprint is
+// thp.
+func AdvHasThumbprint(adv []byte, thp string) bool {
+	a, err := ParseTangAdvertisement(adv)
+	return err == nil && a.HasSigningKey(thp)
+}
+
+// TangKeys is what the Tang endpoints need from the cluster. Errors are
+// cluster errors; their kind chooses the status (tangStatus).
+type TangKeys interface {
+	// TangAdv returns the advertisement (JWS JSON) of the key named name;
+	// name "" means the node's default Tang key. If thp != "" the
+	// advertisement's signing-key thumbprint (S256 or S1) must match, else
+	// the error is not_found.
+	TangAdv(ctx context.Context, name, thp string) ([]byte, error)
+	// TangRecover returns s*X (65-byte uncompressed P-256) for the key
+	// whose exchange kid is kid (and, when name != "", whose name is
+	// name), for a client at addr; x has been checked: a point on P-256,
+	// not the identity. An unknown kid is not_found; the kid of a signing
+	// key, or a client or key not allowed, is denied.
+	TangRecover(ctx context.Context, name, kid string, x []byte, addr netip.Addr) ([]byte, error)
+}
+
+// TangHandler serves GET /adv, /adv/, /adv/{thp}, POST /rec/{kid}, and the
+// same under /tang/{name}/ (a per-key base URL for clevis, e.g.
+// https://node:port/tang/disks/web1; name may contain '/'). Mount it on
+// each of TangPatterns. log gets one line per refused or failed request,
+// never key material.
+func TangHandler(keys TangKeys, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &tangHandler{keys: keys, log: log}
+}
+
+type tangHandler struct {
+	keys TangKeys
+	log  *slog.Logger
+}
+
+// tangRoute is a parsed request path.
+type tangRoute struct {
+	rec  bool   // POST /rec/KID rather than GET /adv
+	name string // key name, "" for the default key
+	arg  string // thp for /adv, kid for /rec
+}
+
+// parseTangPath maps a URL path to a route. A per-key path is
+// /tang/NAME/adv[/[THP]] or /tang/NAME/rec/KID, NAME possibly containing
+// '/': the endpoint is recognized from the end of the path, so a key named
+// "a/adv" is /tang/a/adv/adv. THP and KID are base64url thumbprints, never
+// "adv" or "rec".
+func parseTangPath(p string) (tangRoute, bool) {
+	name := ""
+	if rest, ok := strings.CutPrefix(p, tangPrefix); ok {
+		var tail string
+		name, tail, ok = cutTangEndpoint(rest)
+		if !ok || !tangNameOK(name) {
+			return tangRoute{}, false
+		}
+		p = tail
+	}
+	switch {
+	case p == "/adv" || p == "/adv/":
+		return tangRoute{name: name}, true
+	case strings.HasPrefix(p, "/adv/"):
+		thp := p[len("/adv/"):]
+		return tangRoute{name: name, arg: thp}, tangTokenOK(thp)
+	case strings.HasPrefix(p, "/rec/"):
+		kid := p[len("/rec/"):]
+		return tangRoute{rec: true, name: name, arg: kid}, tangTokenOK(kid)
+	}
+	return tangRoute{}, false
+}
+
+// cutTangEndpoint splits NAME/adv, NAME/adv/, NAME/adv/THP or NAME/rec/KID
+// into NAME and the endpoint path ("/adv", "/adv/THP", ...).
+func cutTangEndpoint(rest string) (name, tail string, ok bool) {
+	if n, ok := strings.CutSuffix(rest, "/adv"); ok {
+		return n, "/adv", true
+	}
+	if n, ok := strings.CutSuffix(rest, "/adv/"); ok {
+		return n, "/adv/", true
+	}
+	i := strings.LastIndexByte(rest, '/')
+	if i < 0 {
+		return "", "", false
+	}
+	head, last := rest[:i], rest[i+1:]
+	j := strings.LastIndexByte(head, '/')
+	if j < 0 {
+		return "", "", false
+	}
+	switch head[j+1:] {
+	case "adv", "rec":
+		return head[:j], head[j:] + "/" + last, true
+	}
+	return "", "", false
+}
+
+// tangNameOK accepts key names as the state machine does: letters, digits,
+// '.', '_', '-' and '/', starting with a letter or digit, with no empty,
+// "." or ".." segment.
+func tangNameOK(name string) bool {
+	if name == "" || len(name) > 256 {
+		return false
+	}
+	for _, seg := range strings.Split(name, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	for i, c := range name {
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || !strings.ContainsRune("._/-", c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// tangTokenOK accepts a thumbprint or kid: 1 to 128 base64url characters.
+func tangTokenOK(s string) bool {
+	if s == "" || len(s) > maxTangToken {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *tangHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	route, ok := parseTangPath(r.URL.Path)
+	if !ok {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	if route.rec {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		h.recover(w, r, route)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		return
+	}
+	h.advertise(w, r, route)
+}
+
+func (h *tangHandler) advertise(w http.ResponseWriter, r *http.Request, route tangRoute) {
+	adv, err := h.keys.TangAdv(r.Context(), route.name, route.arg)
+	if err != nil {
+		h.fail(w, r, route, err)
+		return
+	}
+	w.Header().Set("Content-Type", tangAdvContentType)
+	w.WriteHeader(http.StatusOK)
+	w.Write(adv)
+}
+
+func (h *tangHandler) recover(w http.ResponseWriter, r *http.Request, route tangRoute) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxJWKSize+1))
+	if err != nil {
+		h.refuse(w, r, route, http.StatusBadRequest, "reading the request body: "+err.Error())
+		return
+	}
+	k, err := ParseJWK(body)
+	if err == nil {
+		err = k.CheckUse(JWKAlgECMR, JWKOpDerive)
+	}
+	if err != nil {
+		status := http.StatusBadRequest
+		if errors.Is(err, ErrJWKKeyOps) {
+			status = http.StatusForbidden
+		}
+		h.refuse(w, r, route, status, err.Error())
+		return
+	}
+	x, err := k.Point()
+	if err != nil {
+		h.refuse(w, r, route, http.StatusBadRequest, err.Error())
+		return
+	}
+	y, err := h.keys.TangRecover(r.Context(), route.name, route.arg, x, tangClientAddr(r))
+	if err != nil {
+		h.fail(w, r, route, err)
+		return
+	}
+	reply, err := NewJWK(y, JWKAlgECMR, JWKOpDerive)
+	if err != nil {
+		h.fail(w, r, route, cluster.Errorf(cluster.KindInternal, "the cluster returned an invalid point: %v", err))
+		return
+	}
+	out, err := json.Marshal(reply)
+	if err != nil {
+		h.fail(w, r, route, err)
+		return
+	}
+	w.Header().Set("Content-Type", tangJWKContentType)
+	w.WriteHeader(http.StatusOK)
+	w.Write(out)
+}
+
+// tangClientAddr is the TCP peer's address, IPv4-mapped addresses unmapped;
+// the zero Addr if RemoteAddr does not parse.
+func tangClientAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// tangStatus maps a cluster error to a status: not_found 404, denied 403,
+// invalid 400, no_quorum, unknown_outcome and not_initialized 503 (clevis
+// only needs to know it failed; a Tang client cannot act on the
+// difference), anything else 500.
+func tangStatus(err error) int {
+	switch cluster.KindOf(err) {
+	case cluster.KindNotFound:
+		return http.StatusNotFound
+	case cluster.KindDenied:
+		return http.StatusForbidden
+	case cluster.KindInvalid:
+		return http.StatusBadRequest
+	case cluster.KindNoQuorum, cluster.KindUnknownOutcome, cluster.KindNotInitialized:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// fail answers a TangKeys error.
+func (h *tangHandler) fail(w http.ResponseWriter, r *http.Request, route tangRoute, err error) {
+	status := tangStatus(err)
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelWarn
+	}
+	h.log.Log(r.Context(), level, "tang request refused", h.attrs(r, route, status, err.Error())...)
+	w.WriteHeader(status)
+}
+
+// refuse answers a malformed request.
+func (h *tangHandler) refuse(w http.ResponseWriter, r *http.Request, route tangRoute, status int, reason string) {
+	h.log.Debug("tang request refused", h.attrs(r, route, status, reason)...)
+	w.WriteHeader(status)
+}
+
+func (h *tangHandler) attrs(r *http.Request, route tangRoute, status int, reason string) []any {
+	op, what := "adv", "thp"
+	if route.rec {
+		op, what = "rec", "kid"
+	}
+	return []any{"op", op, "key", route.name, what, route.arg, "client", r.RemoteAddr, "status", status, "reason", reason}
+}
