@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -230,4 +231,51 @@ func (n *Node) Sessions(ctx context.Context) ([]*fsm.Session, error) {
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].LastAt > out[j].LastAt })
 	return out, err
+}
+
+// SubmitKey stores a passphrase an operator sealed to a machine's key, for
+// the machine to take once (klefki's SubmitKey). The node signs it for the
+// operator its gateway authenticated.
+func (n *Node) SubmitKey(ctx context.Context, operator, machine string, sealed []byte) error {
+	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeSubmitKey, SubmitKey: &fsm.SubmittedKey{Machine: machine, Sealed: sealed, By: operator}})
+	if err != nil {
+		return err
+	}
+	_, err = n.submit(ctx, sg)
+	return err
+}
+
+// TakeSubmittedKey hands a machine the passphrase submitted for it, and
+// removes it through the log: it is delivered once. With none submitted,
+// it records the machine as waiting (from addr) and answers not_found.
+// The caller has authenticated the machine.
+func (n *Node) TakeSubmittedKey(ctx context.Context, machine, addr string) ([]byte, error) {
+	var k *fsm.SubmittedKey
+	var lastTried int64
+	if err := n.consistent(ctx, func(s *fsm.State) {
+		if sk := s.Submitted[machine]; sk != nil {
+			c := *sk
+			k = &c
+		}
+		if ss := s.Sessions[machine]; ss != nil {
+			lastTried = ss.LastAt
+		}
+	}); err != nil {
+		return nil, err
+	}
+	if k == nil {
+		n.recordSession(ctx, machine, "", addr, lastTried)
+		return nil, Errorf(KindNotFound, "no key has been submitted for machine %s yet: an operator lists it with keyctl session list", machine)
+	}
+	sum := sha256.Sum256(k.Sealed)
+	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeDelivered, Delivered: &fsm.Delivered{Machine: machine, SHA256: sum[:]}})
+	if err != nil {
+		return nil, err
+	}
+	// Once the removal may have happened, the machine must get the key:
+	// it is sealed to the machine, so a second delivery harms nothing.
+	if _, err := n.submit(ctx, sg); err != nil && Definite(err) {
+		return nil, err
+	}
+	return k.Sealed, nil
 }

@@ -62,6 +62,8 @@ type MachineService interface {
 	MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (*MachineUnlock, error)
 	Machines(ctx context.Context) ([]*fsm.Machine, error)
 	Sessions(ctx context.Context) ([]*fsm.Session, error)
+	SubmitKey(ctx context.Context, operator, machine string, sealed []byte) error
+	TakeSubmittedKey(ctx context.Context, machine, addr string) ([]byte, error)
 }
 
 var _ MachineService = (*Node)(nil)

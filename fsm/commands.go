@@ -57,6 +57,8 @@ const (
 	// TypeRecordSession and TypeUseApproval are signed by member nodes.
 	TypeRecordSession = "record_session"
 	TypeUseApproval   = "use_approval"
+	TypeSubmitKey     = "submit_key"
+	TypeDelivered     = "delivered"
 	// TypeRelease is never logged: it is a request that share holders
 	// authorize against the state (see State.Authorize).
 	TypeRelease = "release"
@@ -88,6 +90,8 @@ type Command struct {
 	Approve        *Approval       `json:"approve,omitempty"`
 	RecordSession  *Session        `json:"record_session,omitempty"`
 	UseApproval    *UseApproval    `json:"use_approval,omitempty"`
+	SubmitKey      *SubmittedKey   `json:"submit_key,omitempty"`
+	Delivered      *Delivered      `json:"delivered,omitempty"`
 	Release        *ReleaseRequest `json:"release,omitempty"`
 }
 

@@ -77,6 +77,7 @@ func emptyState() *State {
 		Approvals: map[string]*Approval{},
 		Sessions:  map[string]*Session{},
 		Granted:   map[string]int64{},
+		Submitted: map[string]*SubmittedKey{},
 	}
 }
 
@@ -187,7 +188,7 @@ func (f *FSM) signerKey(signer string, cmd *Command) ([]byte, *Error) {
 			return nil, errorf(CodeBadSignature, "init must be signed by the operator it names")
 		}
 		return cmd.Init.Operator.PublicKey, nil
-	case TypeDeal, TypeReshareAck, TypeSetEncKey, TypeRecordSession, TypeUseApproval:
+	case TypeDeal, TypeReshareAck, TypeSetEncKey, TypeRecordSession, TypeUseApproval, TypeSubmitKey, TypeDelivered:
 		n := s.Nodes[signer]
 		if n == nil {
 			return nil, errorf(CodeBadSignature, "unknown node %q", signer)
@@ -354,6 +355,9 @@ func (f *FSM) Restore(data []byte) error {
 	}
 	if s.Granted == nil {
 		s.Granted = map[string]int64{}
+	}
+	if s.Submitted == nil {
+		s.Submitted = map[string]*SubmittedKey{}
 	}
 	f.mu.Lock()
 	f.state = s

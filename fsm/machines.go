@@ -1,7 +1,9 @@
 package fsm
 
 import (
+	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/hex"
 	"slices"
 	"time"
@@ -152,6 +154,7 @@ func (t *transition) revokeMachine(id string) *Error {
 		return errorf(CodeState, "machine %q is already revoked", id)
 	}
 	m.State = MachineRevoked
+	delete(t.s.Submitted, id)
 	for k, a := range t.s.Approvals {
 		if a.Machine == id {
 			delete(t.s.Approvals, k)
@@ -205,8 +208,8 @@ func (t *transition) recordSession(in *Session) *Error {
 	if m == nil || m.State != MachineActive {
 		return errorf(CodeNotFound, "machine %q is not an active machine", in.Machine)
 	}
-	if len(in.Addr) > 64 || checkKeyName(in.Key) != nil {
-		return errorf(CodeInvalid, "a session needs a key name and an address of at most 64 bytes")
+	if len(in.Addr) > 64 || (in.Key != "" && checkKeyName(in.Key) != nil) {
+		return errorf(CodeInvalid, "a session needs a valid key name (or none, for a submitted key) and an address of at most 64 bytes")
 	}
 	s := t.s.Sessions[in.Machine]
 	if s == nil {
@@ -265,4 +268,62 @@ func (s *State) pruneMachines(now int64) {
 			delete(s.Approvals, k)
 		}
 	}
+}
+
+// SubmittedKey is a passphrase an operator submitted for a waiting
+// machine (klefki's SubmitKey), sealed to the machine's Ed25519 key by the
+// operator's client: no node can read it. It is delivered once: the node
+// that hands it to the machine removes it through the log.
+type SubmittedKey struct {
+	Machine string `json:"machine"`
+	Sealed  []byte `json:"sealed"`
+	By      string `json:"by"` // the operator, as the submitting node authenticated it
+	At      int64  `json:"at"`
+}
+
+// Delivered removes a submitted key that a node handed to its machine.
+type Delivered struct {
+	Machine string `json:"machine"`
+	SHA256  []byte `json:"sha256"` // of the sealed key delivered
+}
+
+// maxSubmittedLen bounds a submitted sealed passphrase.
+const maxSubmittedLen = 64 << 10
+
+// submitKey stores a sealed passphrase for a machine. Nodes sign it for
+// the operator their gRPC gateway authenticated: the passphrase is sealed
+// to the machine, so a node that lies can only make the machine try a
+// wrong passphrase, which it could do by refusing to answer.
+func (t *transition) submitKey(k *SubmittedKey) *Error {
+	if k == nil || len(k.Sealed) == 0 || len(k.Sealed) > maxSubmittedLen {
+		return errorf(CodeInvalid, "submit_key needs a machine and a sealed key of 1 to %d bytes", maxSubmittedLen)
+	}
+	m := t.s.Machines[k.Machine]
+	if m == nil || m.State != MachineActive {
+		return errorf(CodeNotFound, "machine %q is not an active machine", k.Machine)
+	}
+	if t.s.Operators[k.By] == nil {
+		return errorf(CodeNotFound, "operator %q does not exist", k.By)
+	}
+	c := *k
+	c.At = t.now
+	t.s.Submitted[k.Machine] = &c
+	delete(t.s.Sessions, k.Machine)
+	return nil
+}
+
+func (t *transition) delivered(d *Delivered) *Error {
+	if d == nil {
+		return errorf(CodeInvalid, "delivered needs a machine and a hash")
+	}
+	k := t.s.Submitted[d.Machine]
+	if k == nil {
+		return errorf(CodeNotFound, "no key was submitted for machine %q", d.Machine)
+	}
+	sum := sha256.Sum256(k.Sealed)
+	if !bytes.Equal(sum[:], d.SHA256) {
+		return errorf(CodeConflict, "the key submitted for machine %q changed since it was delivered", d.Machine)
+	}
+	delete(t.s.Submitted, d.Machine)
+	return nil
 }

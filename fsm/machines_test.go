@@ -2,6 +2,7 @@ package fsm_test
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"testing"
 	"time"
 
@@ -172,5 +173,39 @@ func TestAuthorizeMachineRelease(t *testing.T) {
 		if codeOf(&fsm.Result{Error: err}) != fsm.CodePending {
 			t.Errorf("at the window's end: %v, want pending", err)
 		}
+	})
+}
+
+func TestSubmitAndDeliver(t *testing.T) {
+	submit := func(machine, by string, sealed []byte) *fsm.Command {
+		return &fsm.Command{Type: fsm.TypeSubmitKey, SubmitKey: &fsm.SubmittedKey{Machine: machine, Sealed: sealed, By: by}}
+	}
+	delivered := func(machine string, sealed []byte) *fsm.Command {
+		sum := sha256.Sum256(sealed)
+		return &fsm.Command{Type: fsm.TypeDelivered, Delivered: &fsm.Delivered{Machine: machine, SHA256: sum[:]}}
+	}
+	pass := []byte("sealed passphrase")
+	withSubmitted := then(machines, doing(node(1), submit(laptop.ID, admin.ID, pass)))
+	runTransition(t, []transitionCase{
+		{name: "a node submits for an operator", setup: then(machines, doing(node(1), recordSessionCmd(laptop.ID, ""))), by: node(1), cmd: submit(laptop.ID, admin.ID, pass),
+			check: func(t *testing.T, h *harness, _ *fsm.Result) {
+				s := h.state()
+				if k := s.Submitted[laptop.ID]; k == nil || !bytes.Equal(k.Sealed, pass) || k.By != admin.ID || s.Sessions[laptop.ID] != nil {
+					t.Errorf("submitted %+v, sessions %v", k, s.Sessions)
+				}
+			}},
+		{name: "an operator signs it", setup: machines, by: admin, cmd: submit(laptop.ID, admin.ID, pass), code: fsm.CodeBadSignature},
+		{name: "for an unknown operator", setup: machines, by: node(1), cmd: submit(laptop.ID, stranger.ID, pass), code: fsm.CodeNotFound},
+		{name: "for a revoked machine", setup: then(machines, doing(admin, revokeMachineCmd(laptop.ID))), by: node(1), cmd: submit(laptop.ID, admin.ID, pass), code: fsm.CodeNotFound},
+		{name: "empty", setup: machines, by: node(1), cmd: submit(laptop.ID, admin.ID, nil), code: fsm.CodeInvalid},
+		{name: "delivered", setup: withSubmitted, by: node(1), cmd: delivered(laptop.ID, pass),
+			check: func(t *testing.T, h *harness, _ *fsm.Result) {
+				if len(h.state().Submitted) != 0 {
+					t.Errorf("a delivered key is still there")
+				}
+			}},
+		{name: "delivered, but another was submitted since", setup: withSubmitted, by: node(1), cmd: delivered(laptop.ID, []byte("older")), code: fsm.CodeConflict},
+		{name: "delivered twice", setup: then(withSubmitted, doing(node(1), delivered(laptop.ID, pass))), by: node(1), cmd: delivered(laptop.ID, pass), code: fsm.CodeNotFound},
+		{name: "a session without a key name", setup: machines, by: node(1), cmd: recordSessionCmd(laptop.ID, "")},
 	})
 }

@@ -44,23 +44,24 @@ type State struct {
 	ClusterID string `json:"cluster_id,omitempty"`
 	CACert    []byte `json:"ca_cert,omitempty"`
 	// InitialNodes members must be in before the DKG starts.
-	InitialNodes int                  `json:"initial_nodes"`
-	Epoch        uint64               `json:"epoch"`     // the cluster key's sharing; 0 until the first DKG completes
-	Threshold    int                  `json:"threshold"` // t of the current epoch
-	Poly         [][]byte             `json:"poly"`      // public commitments of the current epoch; Poly[0] is the cluster public key
-	NextIndex    uint32               `json:"next_index"`
-	Nodes        map[string]*Node     `json:"nodes"`
-	Operators    map[string]*Operator `json:"operators"`
-	Rules        map[string]*Rule     `json:"rules"`
-	Keys         map[string]*Key      `json:"keys"`
-	Reshare      *Reshare             `json:"reshare,omitempty"`
-	Nonces       map[string]int64     `json:"nonces"` // signer/nonce -> expiry, Unix nanoseconds
-	Machines     map[string]*Machine  `json:"machines"`
-	Approvals    map[string]*Approval `json:"approvals"` // machine NUL key ("" = any) -> approval
-	Sessions     map[string]*Session  `json:"sessions"`  // machine -> its waiting release
-	Granted      map[string]int64     `json:"granted"`   // machine/nonce of an approved request -> expiry
-	LastPrune    int64                `json:"last_prune"`
-	LastTime     int64                `json:"last_time"` // latest entry time applied, Unix nanoseconds
+	InitialNodes int                      `json:"initial_nodes"`
+	Epoch        uint64                   `json:"epoch"`     // the cluster key's sharing; 0 until the first DKG completes
+	Threshold    int                      `json:"threshold"` // t of the current epoch
+	Poly         [][]byte                 `json:"poly"`      // public commitments of the current epoch; Poly[0] is the cluster public key
+	NextIndex    uint32                   `json:"next_index"`
+	Nodes        map[string]*Node         `json:"nodes"`
+	Operators    map[string]*Operator     `json:"operators"`
+	Rules        map[string]*Rule         `json:"rules"`
+	Keys         map[string]*Key          `json:"keys"`
+	Reshare      *Reshare                 `json:"reshare,omitempty"`
+	Nonces       map[string]int64         `json:"nonces"` // signer/nonce -> expiry, Unix nanoseconds
+	Machines     map[string]*Machine      `json:"machines"`
+	Approvals    map[string]*Approval     `json:"approvals"` // machine NUL key ("" = any) -> approval
+	Sessions     map[string]*Session      `json:"sessions"`  // machine -> its waiting release
+	Granted      map[string]int64         `json:"granted"`   // machine/nonce of an approved request -> expiry
+	Submitted    map[string]*SubmittedKey `json:"submitted"` // machine -> passphrase waiting for delivery
+	LastPrune    int64                    `json:"last_prune"`
+	LastTime     int64                    `json:"last_time"` // latest entry time applied, Unix nanoseconds
 }
 
 // Node is a member of the cluster.

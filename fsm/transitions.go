@@ -65,6 +65,10 @@ func (t *transition) apply() *Error {
 		return t.recordSession(c.RecordSession)
 	case TypeUseApproval:
 		return t.useApproval(c.UseApproval)
+	case TypeSubmitKey:
+		return t.submitKey(c.SubmitKey)
+	case TypeDelivered:
+		return t.delivered(c.Delivered)
 	default:
 		return errorf(CodeInvalid, "unknown command type %q", c.Type)
 	}

@@ -126,4 +126,4 @@ func tlsPerClient(base *tls.Config, api *https.Server, clientCAs func() (*x509.C
 }
 
 // grpcMachines is the machine flow of the gRPC gateway.
-func grpcMachines(n *cluster.Node) grpcgw.Machines { return nil }
+func grpcMachines(n *cluster.Node) grpcgw.Machines { return grpcgw.NewClusterMachines(n) }

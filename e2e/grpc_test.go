@@ -1,0 +1,168 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	gogrpc "google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/reflection/grpc_reflection_v1"
+	grpcstatus "google.golang.org/grpc/status"
+
+	"github.com/keyquorum/keyquorum/fsm"
+	grpcgw "github.com/keyquorum/keyquorum/gateway/grpc"
+	keyquorumv1 "github.com/keyquorum/keyquorum/rpc/keyquorum/v1"
+	"github.com/keyquorum/keyquorum/shamir"
+)
+
+// grpcConn dials node i's gRPC gateway over TCP or QUIC, as the operator
+// or, with operator false, without a client certificate.
+func (c *localCluster) grpcConn(i int, quic, operator bool) *gogrpc.ClientConn {
+	c.t.Helper()
+	pemCA, err := os.ReadFile(c.caFile())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pemCA)
+	conf := &tls.Config{RootCAs: pool}
+	if operator {
+		var cert, key string
+		for _, kv := range c.env {
+			if v, ok := strings.CutPrefix(kv, "KEYQUORUM_CLIENT_CERT="); ok {
+				cert = v
+			}
+			if v, ok := strings.CutPrefix(kv, "KEYQUORUM_CLIENT_KEY="); ok {
+				key = v
+			}
+		}
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		conf.Certificates = []tls.Certificate{pair}
+	}
+	addr := c.gatewayAddr(i, "grpc")
+	var conn *gogrpc.ClientConn
+	if quic {
+		conn, err = grpcgw.DialQUIC(addr, conf)
+	} else {
+		conn, err = gogrpc.NewClient(addr, gogrpc.WithTransportCredentials(credentials.NewTLS(conf)))
+	}
+	if err != nil {
+		c.t.Fatalf("dialing gRPC on node %d: %v", i, err)
+	}
+	c.t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// TestGRPCMachineFlow is klefki's flow through the gRPC gateway of real
+// nodes: a registered machine asks and waits, every node lists it, an
+// operator submits a passphrase sealed to the machine, the machine gets it
+// once; a replay, a bad signature and an unregistered machine are refused.
+// The operator API answers over QUIC too, and reflection lists the
+// services.
+func TestGRPCMachineFlow(t *testing.T) {
+	c := startCluster(t, 3)
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	c.mustKeyctl(1, "key", "create", "luks/m1")
+	c.mustKeyctl(1, "machine", "add", "m1", "--public-key", base64.StdEncoding.EncodeToString(pub), "--key", "luks/m1")
+	id := keyquorumv1.MachineID(pub)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	machine := keyquorumv1.NewMachineServiceClient(c.grpcConn(2, false, false))
+	ask := func(key ed25519.PrivateKey, nonce []byte, at time.Time) (*keyquorumv1.GetKeyResponse, error) {
+		sig := ed25519.Sign(key, keyquorumv1.GetKeySigningInput(id, nonce, at.UnixNano(), nil))
+		return machine.GetKey(ctx, &keyquorumv1.GetKeyRequest{MachineId: id, Nonce: nonce, SignedAt: at.UnixNano(), Signature: sig})
+	}
+	fresh := func() []byte { n := make([]byte, 16); rand.Read(n); return n }
+	if _, err := ask(priv, fresh(), time.Now()); grpcstatus.Code(err) != codes.NotFound {
+		t.Fatalf("before any key is submitted: %v, want NotFound", err)
+	}
+	for i := 1; i <= 3; i++ {
+		ops := keyquorumv1.NewMachineServiceClient(c.grpcConn(i, i == 3, true))
+		list, err := ops.ListSessions(ctx, &keyquorumv1.ListSessionsRequest{})
+		if err != nil || len(list.Sessions) != 1 || list.Sessions[0].MachineId != id {
+			t.Fatalf("node %d: sessions %v, %v: want the waiting machine", i, list, err)
+		}
+	}
+	if r := c.keyctl(3, "session", "list"); r.code != 0 || !strings.Contains(string(r.stdout), "m1") {
+		t.Errorf("keyctl session list on node 3: %v", r)
+	}
+
+	passphrase := []byte("correct horse battery staple")
+	ct, err := shamir.Seal(rand.Reader, pub, []byte("klefki"), passphrase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := append(append([]byte{}, ct.R...), ct.Sealed...)
+	ops := keyquorumv1.NewMachineServiceClient(c.grpcConn(1, false, true))
+	if _, err := ops.SubmitKey(ctx, &keyquorumv1.SubmitKeyRequest{MachineId: id, EncryptedKey: sealed}); err != nil {
+		t.Fatalf("SubmitKey: %v", err)
+	}
+	if _, err := keyquorumv1.NewMachineServiceClient(c.grpcConn(1, false, false)).SubmitKey(ctx,
+		&keyquorumv1.SubmitKeyRequest{MachineId: id, EncryptedKey: sealed}); grpcstatus.Code(err) != codes.Unauthenticated {
+		t.Errorf("SubmitKey without an operator certificate: %v, want Unauthenticated", err)
+	}
+
+	nonce, at := fresh(), time.Now()
+	got, err := ask(priv, nonce, at)
+	if err != nil {
+		t.Fatalf("GetKey after SubmitKey: %v", err)
+	}
+	enc, err := shamir.EncryptionKeyFromEd25519(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := shamir.OpenWithKey(enc, &shamir.Ciphertext{R: got.EncryptedKey[:32], Sealed: got.EncryptedKey[32:]}, []byte("klefki"))
+	if err != nil || string(plain) != string(passphrase) {
+		t.Fatalf("the machine opened %q, %v", plain, err)
+	}
+	if _, err := ask(priv, nonce, at); grpcstatus.Code(err) != codes.Unauthenticated {
+		t.Errorf("the same request replayed: %v, want Unauthenticated", err)
+	}
+	if _, err := ask(priv, fresh(), time.Now()); grpcstatus.Code(err) != codes.NotFound {
+		t.Errorf("a second GetKey: %v, want NotFound: a submitted key is delivered once", err)
+	}
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	if _, err := ask(other, fresh(), time.Now()); grpcstatus.Code(err) != codes.Unauthenticated {
+		t.Errorf("signed by another key: %v, want Unauthenticated", err)
+	}
+	if _, err := ask(priv, fresh(), time.Now().Add(-fsm.MaxClockSkew-time.Minute)); err == nil {
+		t.Errorf("a request from a clock far behind was answered")
+	}
+
+	// The operator API over QUIC, and reflection over TCP.
+	if _, err := keyquorumv1.NewClusterServiceClient(c.grpcConn(3, true, true)).Status(ctx, &keyquorumv1.StatusRequest{}); err != nil {
+		t.Fatalf("Status over QUIC: %v", err)
+	}
+	rc := grpc_reflection_v1.NewServerReflectionClient(c.grpcConn(1, false, true))
+	stream, err := rc.ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&grpc_reflection_v1.ServerReflectionRequest{MessageRequest: &grpc_reflection_v1.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		names = append(names, s.Name)
+	}
+	if !strings.Contains(strings.Join(names, " "), "keyquorum.v1.MachineService") {
+		t.Errorf("reflection lists %v", names)
+	}
+}
