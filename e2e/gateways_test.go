@@ -14,6 +14,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -27,6 +28,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go/http3"
 
 	"github.com/keyquorum/keyquorum/gateway/tlv"
 )
@@ -394,5 +397,62 @@ func TestTLVAssembledKeys(t *testing.T) {
 	// The other keys are still served from the same connection.
 	if _, err := conn.Do(ctx, &tlv.Request{Op: tlv.OpRSASignSHA256, SKI: ski(&rk.PublicKey), Payload: digest[:]}); err != nil {
 		t.Fatalf("rsa after the ecdsa key's revoke: %v", err)
+	}
+}
+
+// TestHTTP3 reaches the REST API of a node over HTTP/3 with the operator's
+// certificate, after an answer over TCP advertised it with Alt-Svc.
+func TestHTTP3(t *testing.T) {
+	c := startCluster(t, 3)
+	var cert, key string
+	for _, kv := range c.env {
+		if v, ok := strings.CutPrefix(kv, "KEYQUORUM_CLIENT_CERT="); ok {
+			cert = v
+		}
+		if v, ok := strings.CutPrefix(kv, "KEYQUORUM_CLIENT_KEY="); ok {
+			key = v
+		}
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemCA, _ := os.ReadFile(c.caFile())
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pemCA)
+	conf := &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}
+	url := "https://" + c.addr(2) + "/v1/cluster/status"
+
+	tcp := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: conf.Clone()}}
+	resp, err := tcp.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if alt := resp.Header.Get("Alt-Svc"); !strings.Contains(alt, `h3=":`) {
+		t.Errorf("Alt-Svc %q: want HTTP/3 advertised", alt)
+	}
+	h3 := &http.Client{Timeout: 30 * time.Second, Transport: &http3.Transport{TLSClientConfig: conf.Clone()}}
+	resp, err = h3.Get(url)
+	if err != nil {
+		t.Fatalf("GET over HTTP/3: %v", err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		N         int `json:"n"`
+		Threshold int `json:"threshold"`
+	}
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 3 || json.NewDecoder(resp.Body).Decode(&st) != nil || st.N != 3 {
+		t.Fatalf("over HTTP/3: %s %s, status %+v", resp.Proto, resp.Status, st)
+	}
+	// Without the operator certificate the API refuses, over QUIC too.
+	anon := &http.Client{Timeout: 30 * time.Second, Transport: &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err = anon.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("no client certificate over HTTP/3: %s, want 401", resp.Status)
 	}
 }
