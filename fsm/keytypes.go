@@ -171,6 +171,11 @@ func (s *State) checkKeyMaterial(c *CreateKey) *Error {
 		if len(c.R) != 0 || len(c.Sealed) != 0 {
 			return errorf(CodeInvalid, "a tang key has shares, not sealed material")
 		}
+		for _, seg := range strings.Split(c.Name, "/") {
+			if seg == "adv" || seg == "rec" {
+				return errorf(CodeInvalid, "a tang key's name has no segment \"adv\" or \"rec\": clevis reaches it at /tang/NAME/adv and /tang/NAME/rec")
+			}
+		}
 		return s.checkTang(c.Public, c.Tang)
 	}
 	if c.Tang != nil {

@@ -120,6 +120,8 @@ func TestCreateKeyTypes(t *testing.T) {
 			cmd: with(createKeyCmd("k"), func(c *fsm.Command) { c.CreateKey.AssembleTTL = time.Second })},
 		{name: "an assemble ttl over a day", setup: ready, by: admin, code: fsm.CodeInvalid,
 			cmd: with(assembledKeyCmd("k", fsm.KeyTypeECDSA, pubs[fsm.KeyTypeECDSA]), func(c *fsm.Command) { c.CreateKey.AssembleTTL = 25 * time.Hour })},
+		{name: "a tang key named with an adv segment", setup: ready, by: admin, code: fsm.CodeInvalid,
+			cmd: tang(func(c *fsm.CreateKey) { c.Name = "disks/adv/x" })},
 		{name: "a tang key with sealed material", setup: ready, by: admin, code: fsm.CodeInvalid,
 			cmd: tang(func(c *fsm.CreateKey) { c.R, c.Sealed = point(1), sealed(1) })},
 		{name: "a tang key without shares", setup: ready, by: admin, code: fsm.CodeInvalid,
