@@ -170,11 +170,15 @@ func (c *Conn) Do(ctx context.Context, req *Request) (*Response, error) {
 		return nil, ctx.Err()
 	}
 	resp, err := cl.resp, cl.err
-	cl.resp, cl.err = nil, nil
-	callPool.Put(cl)
 	if err != nil {
+		// The connection failed: the writer may still be copying this
+		// call's message, so the call is not reused.
 		return nil, err
 	}
+	// A reply came, so the whole request was written: nothing else holds
+	// the call.
+	cl.resp = nil
+	callPool.Put(cl)
 	return resp, resp.Err()
 }
 
