@@ -15,7 +15,7 @@ include Makefile.proto
 all: verify build test
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/keyd ./cmd/keyctl
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/keyd ./cmd/keyctl ./cmd/keyagent
 
 # Unit, integration (in-process clusters) and end-to-end (real processes)
 # tests; the race detector on the packages with concurrency.

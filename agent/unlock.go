@@ -1,0 +1,437 @@
+package agent
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/shamir"
+)
+
+// Backoff of the waits between rounds.
+const (
+	DefaultBackoffInitial = time.Second
+	DefaultBackoffMax     = 30 * time.Second
+)
+
+// Agent fetches keys from a cluster for one machine. Set the exported
+// fields, if at all, before the first Unlock; an Agent may then be used by
+// one goroutine at a time.
+type Agent struct {
+	// Log receives progress and warnings, one line each; nil discards
+	// them. It never receives key material.
+	Log io.Writer
+	// Verbose also logs every attempt at every node.
+	Verbose bool
+	// Resolver looks up SRV records; nil is net.DefaultResolver.
+	Resolver Resolver
+	// BackoffInitial and BackoffMax shape the waits between rounds
+	// (DefaultBackoffInitial doubling to DefaultBackoffMax when zero).
+	BackoffInitial, BackoffMax time.Duration
+	// QUICHeadStart is how long QUIC runs alone before TCP starts beside
+	// it (DefaultQUICHeadStart when zero).
+	QUICHeadStart time.Duration
+	// Now is the clock that dates requests; nil is time.Now.
+	Now func() time.Time
+
+	cfg   Config
+	key   ed25519.PrivateKey
+	id    string
+	roots *x509.CertPool
+}
+
+// New makes an agent for a machine key and a config (defaults filled in
+// with WithDefaults, checked with Validate).
+func New(cfg Config, key ed25519.PrivateKey) (*Agent, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, &Error{Kind: KindConfig, Message: err.Error()}
+	}
+	if len(key) != ed25519.PrivateKeySize {
+		return nil, errorf(KindConfig, "machine key is %d bytes, want an Ed25519 private key", len(key))
+	}
+	a := &Agent{cfg: cfg, key: key, id: MachineID(key.Public().(ed25519.PublicKey))}
+	if cfg.CA != "" {
+		pemCA := []byte(cfg.CA)
+		if !strings.Contains(cfg.CA, "-----BEGIN") {
+			b, err := os.ReadFile(cfg.CA)
+			if err != nil {
+				return nil, errorf(KindConfig, "reading the CA certificate: %v", err)
+			}
+			pemCA = b
+		}
+		a.roots = x509.NewCertPool()
+		if !a.roots.AppendCertsFromPEM(pemCA) {
+			return nil, errorf(KindConfig, "CA certificate %s: no PEM certificate in it", abbreviate(cfg.CA))
+		}
+	}
+	return a, nil
+}
+
+// MachineID is the ID of the agent's machine key.
+func (a *Agent) MachineID() string { return a.id }
+
+// UnlockReply is a node's answer to POST /v1/machine/unlock: the key's
+// ciphertext under the cluster key, the public polynomial of the epoch,
+// and one partial decryption per share holder that answered, each sealed
+// to the request's ephemeral key.
+type UnlockReply struct {
+	ClusterID string          `json:"cluster_id"`
+	Key       string          `json:"key"`
+	Version   uint64          `json:"version"`
+	Epoch     uint64          `json:"epoch"`
+	Threshold int             `json:"threshold"`
+	Poly      [][]byte        `json:"poly"`
+	R         []byte          `json:"r"`
+	Sealed    []byte          `json:"sealed"`
+	Partials  []SealedPartial `json:"partials"`
+}
+
+// SealedPartial is a share holder's partial decryption (the JSON of a
+// shamir.Partial) sealed with shamir.Seal to the request's ephemeral key,
+// with fsm.PartialSealInfo(context, Index) as info.
+type SealedPartial struct {
+	Index  uint32 `json:"index"`
+	R      []byte `json:"r"`
+	Sealed []byte `json:"sealed"`
+}
+
+// errorReply is a node's error body.
+type errorReply struct {
+	Error *struct {
+		Kind    string `json:"kind"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// Unlock fetches key name and returns its bytes. It tries the servers in
+// random order, one bounded attempt each; a round that ends pending
+// approval is repeated with backoff until the config's Wait, and a round
+// in which no node could answer is repeated until RetryFor. The error is
+// an *Error whose Kind says why (see ExitCode).
+func (a *Agent) Unlock(ctx context.Context, name string) ([]byte, error) {
+	if name == "" {
+		return nil, errorf(KindConfig, "no key name: give --key NAME or \"key\" in the config")
+	}
+	start := a.now()
+	waitUntil := start.Add(time.Duration(*a.cfg.Wait))
+	retryUntil := start.Add(time.Duration(a.cfg.RetryFor))
+	backoff := a.BackoffInitial
+	if backoff <= 0 {
+		backoff = DefaultBackoffInitial
+	}
+	maxBackoff := a.BackoffMax
+	if maxBackoff <= 0 {
+		maxBackoff = DefaultBackoffMax
+	}
+	announced := false
+	for {
+		key, err := a.round(ctx, name)
+		if err == nil {
+			if announced {
+				a.logf("approved")
+			}
+			return key, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		pending := KindOf(err) == KindPendingApproval
+		var until time.Time
+		switch {
+		case pending:
+			until = waitUntil
+		case retryable(KindOf(err)):
+			until = retryUntil
+		default:
+			return nil, err
+		}
+		left := until.Sub(a.now())
+		if left <= 0 {
+			if pending {
+				return nil, errorf(KindApprovalTimeout, "no operator approved machine %s for key %q within %v (keyctl session approve %s)",
+					a.id, name, time.Duration(*a.cfg.Wait), a.id)
+			}
+			return nil, err
+		}
+		if pending && !announced {
+			announced = true
+			a.logf("waiting for approval: run `keyctl session approve %s`", a.id)
+		}
+		sleep := min(backoff, left)
+		if !pending {
+			a.logf("%v; trying again in %v", err, sleep.Round(time.Millisecond))
+		} else if a.Verbose {
+			a.logf("still pending approval; asking again in %v", sleep.Round(time.Millisecond))
+		}
+		t := time.NewTimer(sleep)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+// round asks the servers one after the other until one releases the key
+// or says the release waits for approval. Otherwise it returns the most
+// telling error (see rank).
+func (a *Agent) round(ctx context.Context, name string) ([]byte, error) {
+	servers, err := a.servers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var best *Error
+	var unreachable []string
+	var lies []*Error
+	// A reply that failed verification is always reported (a node or the
+	// path to it lies), once: as a warning, unless it is the final error.
+	defer func() {
+		for _, e := range lies {
+			if e != best {
+				a.logf("warning: %v", e)
+			}
+		}
+	}()
+	for _, s := range servers {
+		if ctx.Err() != nil {
+			break
+		}
+		key, err := a.attempt(ctx, s, name)
+		if err == nil {
+			best = nil
+			return key, nil
+		}
+		var e *Error
+		if !errors.As(err, &e) {
+			e = &Error{Kind: KindInternal, Server: s, Message: err.Error()}
+		}
+		if e.Kind == KindPendingApproval {
+			return nil, e
+		}
+		switch {
+		case e.Kind == KindBadReply:
+			lies = append(lies, e)
+		case a.Verbose:
+			a.logf("%v", e)
+		}
+		if e.Kind == KindUnreachable {
+			unreachable = append(unreachable, e.Error())
+		}
+		if best == nil || rank(e.Kind) > rank(best.Kind) {
+			best = e
+		}
+	}
+	if best == nil {
+		if err := ctx.Err(); err != nil {
+			return nil, errorf(KindUnreachable, "stopped before any server answered: %v", err)
+		}
+		return nil, errorf(KindUnreachable, "no servers to try")
+	}
+	if best.Kind == KindUnreachable {
+		return nil, errorf(KindUnreachable, "no server answered: %s", strings.Join(unreachable, "; "))
+	}
+	return nil, best
+}
+
+// attempt makes one signed request to one server and combines its answer.
+func (a *Agent) attempt(ctx context.Context, server, name string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.timeoutPerNode())
+	defer cancel()
+	ephPriv, ephPub, err := shamir.GenerateEncryptionKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(ephPriv)
+	nonce := make([]byte, 16)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	cmd := &fsm.Command{
+		Type:     fsm.TypeRelease,
+		Nonce:    nonce,
+		IssuedAt: a.now().UnixNano(),
+		Release:  &fsm.ReleaseRequest{Key: name, Op: fsm.OpGet, Ephemeral: ephPub},
+	}
+	signed, err := fsm.Sign(a.id, a.key, cmd)
+	if err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(signed)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := a.post(ctx, server, UnlockPath, body)
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("no answer within %v", a.timeoutPerNode())
+		}
+		return nil, &Error{Kind: KindUnreachable, Server: server, Message: err.Error()}
+	}
+	if a.Verbose {
+		a.logf("%s: HTTP %d over %s", server, rep.status, rep.proto)
+	}
+	if rep.status != http.StatusOK {
+		return nil, serverError(server, rep)
+	}
+	var ur UnlockReply
+	if err := json.Unmarshal(rep.body, &ur); err != nil {
+		return nil, &Error{Kind: KindBadReply, Server: server, Message: fmt.Sprintf("the answer is not an unlock reply: %v", err)}
+	}
+	key, rejected, err := a.combine(&ur, name, signed.Payload, ephPriv)
+	for _, r := range rejected {
+		a.logf("warning: %s: %v", server, r)
+	}
+	if err != nil {
+		return nil, &Error{Kind: KindBadReply, Server: server, Message: err.Error()}
+	}
+	return key, nil
+}
+
+// serverError converts a node's error answer.
+func serverError(server string, rep *reply) *Error {
+	var er errorReply
+	if err := json.Unmarshal(rep.body, &er); err != nil || er.Error == nil || er.Error.Kind == "" {
+		return &Error{Kind: KindInternal, Server: server,
+			Message: fmt.Sprintf("HTTP %d without an error body (does the node serve %s?)", rep.status, UnlockPath)}
+	}
+	msg := er.Error.Message
+	if msg == "" {
+		msg = er.Error.Kind
+	}
+	kind := serverKind(er.Error.Kind)
+	return &Error{Kind: kind, Server: server, Message: fmt.Sprintf("%s: %s", strings.ReplaceAll(er.Error.Kind, "_", " "), oneLine(msg))}
+}
+
+// combine checks a node's answer and opens the key: the answer must be for
+// this key and (if pinned) this cluster key; every partial must open with
+// the ephemeral key and carry a valid proof for the holder's public share;
+// t of them open the ciphertext. Partials that fail are returned as
+// rejected, whether or not enough others passed.
+func (a *Agent) combine(ur *UnlockReply, name string, payload, ephPriv []byte) (key []byte, rejected []error, err error) {
+	if ur.Key != name {
+		return nil, nil, fmt.Errorf("the answer is for key %q, not %q", ur.Key, name)
+	}
+	if a.cfg.ClusterID != "" && ur.ClusterID != a.cfg.ClusterID {
+		return nil, nil, fmt.Errorf("the answer is from cluster %q, not the configured %q", ur.ClusterID, a.cfg.ClusterID)
+	}
+	poly := &shamir.PublicPoly{Commits: ur.Poly}
+	if err := poly.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("public polynomial: %w", err)
+	}
+	t := poly.Threshold()
+	if ur.Threshold != t {
+		return nil, nil, fmt.Errorf("threshold %d does not match the polynomial's %d", ur.Threshold, t)
+	}
+	if pin := a.cfg.ClusterPublicKey; len(pin) > 0 && subtle.ConstantTimeCompare(poly.Commits[0], pin) != 1 {
+		return nil, nil, errors.New("the public polynomial is not for the pinned cluster public key")
+	}
+	rctx := fsm.ReleaseContext(ur.ClusterID, name, ur.Version, ur.Epoch, payload)
+	var good []*shamir.Partial
+	seen := map[uint32]bool{}
+	for _, sp := range ur.Partials {
+		if len(good) == t {
+			break
+		}
+		p, err := openPartial(&sp, ephPriv, rctx)
+		if err == nil && seen[p.Index] {
+			err = fmt.Errorf("a second partial from share holder %d", p.Index)
+		}
+		if err == nil {
+			err = shamir.VerifyPartial(poly, ur.R, p, rctx)
+		}
+		if err != nil {
+			rejected = append(rejected, fmt.Errorf("rejected partial: %w", err))
+			continue
+		}
+		seen[p.Index] = true
+		good = append(good, p)
+	}
+	if len(good) < t {
+		return nil, rejected, fmt.Errorf("%d of %d partials verified, %d needed%s", len(good), len(ur.Partials), t, reasons(rejected))
+	}
+	key, err = shamir.Open(poly, &shamir.Ciphertext{R: ur.R, Sealed: ur.Sealed}, fsm.SealInfo(ur.ClusterID, name), good, rctx)
+	if err != nil {
+		return nil, rejected, fmt.Errorf("opening the key with verified partials: %w", err)
+	}
+	return key, rejected, nil
+}
+
+// openPartial opens one holder's sealed partial.
+func openPartial(sp *SealedPartial, ephPriv, rctx []byte) (*shamir.Partial, error) {
+	if sp.Index == 0 {
+		return nil, errors.New("partial with share index 0")
+	}
+	pt, err := shamir.OpenWithKey(ephPriv, &shamir.Ciphertext{R: sp.R, Sealed: sp.Sealed}, fsm.PartialSealInfo(rctx, sp.Index))
+	if err != nil {
+		return nil, fmt.Errorf("partial from share holder %d does not open with the request's ephemeral key: %w", sp.Index, err)
+	}
+	defer clear(pt)
+	var p shamir.Partial
+	if err := json.Unmarshal(pt, &p); err != nil {
+		return nil, fmt.Errorf("partial from share holder %d is not a partial: %v", sp.Index, err)
+	}
+	if p.Index != sp.Index {
+		return nil, fmt.Errorf("partial sealed for share holder %d says it is from %d", sp.Index, p.Index)
+	}
+	return &p, nil
+}
+
+func reasons(errs []error) string {
+	if len(errs) == 0 {
+		return ""
+	}
+	parts := make([]string, len(errs))
+	for i, e := range errs {
+		parts[i] = oneLine(e.Error())
+	}
+	return ": " + strings.Join(parts, "; ")
+}
+
+func (a *Agent) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+func (a *Agent) timeoutPerNode() time.Duration { return time.Duration(a.cfg.TimeoutPerNode) }
+
+func (a *Agent) quicHeadStart() time.Duration {
+	if a.QUICHeadStart > 0 {
+		return a.QUICHeadStart
+	}
+	return DefaultQUICHeadStart
+}
+
+func (a *Agent) logf(format string, args ...any) {
+	if a.Log != nil {
+		fmt.Fprintf(a.Log, "keyagent: %s\n", oneLine(fmt.Sprintf(format, args...)))
+	}
+}
+
+// oneLine joins the lines of a message, so that every report stays on
+// one line of stderr.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
+}
+
+func abbreviate(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}
