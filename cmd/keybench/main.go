@@ -3,7 +3,8 @@
 // (a Raft write with fsync), the time from kill -9 of the leader to the
 // next successful release, each idle node's memory, and Keyless SSL
 // signatures per second with assembled keys, next to the cost of the bare
-// cryptography. It prints one table. `make bench`
+// cryptography, and the time a booting machine waits for its key with
+// keyagent next to clevis decrypt of an sss pin over the nodes' Tang. It prints one table. `make bench`
 // runs it after building bin/keyd and bin/keyctl.
 package main
 
@@ -37,6 +38,7 @@ func main() {
 	latencyN := flag.Int("latency-releases", 500, "sequential releases for the latency figures")
 	clients := flag.Int("clients", 16, "concurrent clients for the throughput figures")
 	window := flag.Duration("window", 5*time.Second, "how long each throughput run lasts")
+	flag.StringVar(&keyagentBin, "keyagent", "bin/keyagent", "the keyagent binary")
 	flag.Parse()
 	if err := run(*script, *latencyN, *clients, *window); err != nil {
 		fmt.Fprintln(os.Stderr, "keybench:", err)
@@ -45,6 +47,8 @@ func main() {
 }
 
 type row struct{ what, value, target string }
+
+var keyagentBin string
 
 func run(script string, latencyN, clients int, window time.Duration) error {
 	var rows []row
@@ -151,6 +155,12 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 		return fmt.Errorf("TLV: %w", err)
 	}
 	rows = append(rows, tr...)
+
+	br, err := bootRows(ctx, c, dir, keyagentBin, []string{addr(1), addr(2), addr(3)}, 15)
+	if err != nil {
+		return fmt.Errorf("boot: %w", err)
+	}
+	rows = append(rows, br...)
 
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "MEASURE\tVALUE\tTARGET")
