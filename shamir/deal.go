@@ -328,30 +328,9 @@ func OpenDeal(d *Deal, myIndex uint32, encPriv []byte, context []byte) ([]byte, 
 	case len(ct) != EncryptedShareSize:
 		return nil, fmt.Errorf("deal from %d: %w: share is %d bytes, want %d", d.Dealer, ErrBadDeal, len(ct), EncryptedShareSize)
 	}
-	E, err := decodePoint(ct[:PointSize])
+	sub, err := openSubshare(encPriv, ct, dealAD(context, d.Dealer, myIndex, d.Commits))
 	if err != nil {
-		return nil, fmt.Errorf("deal from %d: ephemeral key: %w", d.Dealer, err)
-	}
-	a, err := decodeSecretScalar(encPriv)
-	if err != nil {
-		return nil, fmt.Errorf("encryption private key: %w", err)
-	}
-	defer wipeScalar(a)
-	shared := new(edwards25519.Point).ScalarMult(a, E)
-	myPub := new(edwards25519.Point).ScalarBaseMult(a).Bytes()
-	key, err := dealKey(shared, ct[:PointSize], myPub)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(key)
-	aead, err := chacha20poly1305.New(key)
-	if err != nil {
-		return nil, err
-	}
-	var nonce [chacha20poly1305.NonceSize]byte
-	sub, err := aead.Open(nil, nonce[:], ct[PointSize:], dealAD(context, d.Dealer, myIndex, d.Commits))
-	if err != nil {
-		return nil, fmt.Errorf("deal from %d to %d: %w", d.Dealer, myIndex, ErrDecrypt)
+		return nil, fmt.Errorf("deal from %d to %d: %w", d.Dealer, myIndex, err)
 	}
 	s, err := decodeScalar(sub)
 	if err != nil {
@@ -503,4 +482,38 @@ func combine(deals []*Deal, mine map[uint32][]byte, myIndex uint32, reshare bool
 		return nil, nil, fmt.Errorf("combined share: %w", err)
 	}
 	return sh, poly, nil
+}
+
+// openSubshare reverses encryptSubshare: ct = E || AEAD(k, value), with
+// k = HKDF-SHA256(a*E, salt = E || a*G) as dealKey derives it.
+func openSubshare(encPriv, ct, ad []byte) ([]byte, error) {
+	if len(ct) < PointSize+chacha20poly1305.Overhead {
+		return nil, fmt.Errorf("%w: ciphertext too short", ErrDecrypt)
+	}
+	E, err := decodePoint(ct[:PointSize])
+	if err != nil {
+		return nil, fmt.Errorf("ephemeral key: %w", err)
+	}
+	a, err := decodeSecretScalar(encPriv)
+	if err != nil {
+		return nil, fmt.Errorf("encryption private key: %w", err)
+	}
+	defer wipeScalar(a)
+	shared := new(edwards25519.Point).ScalarMult(a, E)
+	myPub := new(edwards25519.Point).ScalarBaseMult(a).Bytes()
+	key, err := dealKey(shared, ct[:PointSize], myPub)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	aead, err := chacha20poly1305.New(key)
+	if err != nil {
+		return nil, err
+	}
+	var nonce [chacha20poly1305.NonceSize]byte
+	v, err := aead.Open(nil, nonce[:], ct[PointSize:], ad)
+	if err != nil {
+		return nil, fmt.Errorf("%w: authentication failed", ErrDecrypt)
+	}
+	return v, nil
 }

@@ -32,7 +32,6 @@ import (
 	"slices"
 
 	"filippo.io/bigmod"
-	"filippo.io/edwards25519"
 	"filippo.io/nistec"
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -652,38 +651,4 @@ func OpenP256Share(encPriv []byte, sealed []byte, index uint32, context []byte) 
 		return nil, fmt.Errorf("P-256 share %d: %w: %w", index, ErrBadShare, err)
 	}
 	return &P256Share{Index: index, Scalar: v}, nil
-}
-
-// openSubshare reverses encryptSubshare: ct = E || AEAD(k, value), with
-// k = HKDF-SHA256(a*E, salt = E || a*G) as dealKey derives it.
-func openSubshare(encPriv, ct, ad []byte) ([]byte, error) {
-	if len(ct) < PointSize+chacha20poly1305.Overhead {
-		return nil, fmt.Errorf("%w: ciphertext too short", ErrDecrypt)
-	}
-	E, err := decodePoint(ct[:PointSize])
-	if err != nil {
-		return nil, fmt.Errorf("ephemeral key: %w", err)
-	}
-	a, err := decodeSecretScalar(encPriv)
-	if err != nil {
-		return nil, fmt.Errorf("encryption private key: %w", err)
-	}
-	defer wipeScalar(a)
-	shared := new(edwards25519.Point).ScalarMult(a, E)
-	myPub := new(edwards25519.Point).ScalarBaseMult(a).Bytes()
-	key, err := dealKey(shared, ct[:PointSize], myPub)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(key)
-	aead, err := chacha20poly1305.New(key)
-	if err != nil {
-		return nil, err
-	}
-	var nonce [chacha20poly1305.NonceSize]byte
-	v, err := aead.Open(nil, nonce[:], ct[PointSize:], ad)
-	if err != nil {
-		return nil, fmt.Errorf("%w: authentication failed", ErrDecrypt)
-	}
-	return v, nil
 }
