@@ -1,7 +1,9 @@
 // Package shamir is keyquorum's threshold cryptography on edwards25519: a
 // dealerless DKG and resharing of the cluster secret, and a threshold
 // ElGamal KEM that releases secret blobs without ever rebuilding the
-// cluster secret. It is pure: no I/O except the io.Reader of randomness
+// cluster secret; and on P-256, the t-of-n exchange of Tang keys (p256.go:
+// partials s_i*X with DLEQ proofs, combined in the exponent, every secret
+// value handled in constant time with nistec and bigmod). It is pure: no I/O except the io.Reader of randomness
 // that every randomized function takes, and it imports nothing of the
 // project.
 //
