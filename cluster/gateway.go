@@ -131,22 +131,7 @@ func (n *Node) Exchange(ctx context.Context, name string, point []byte, client s
 	}
 	req := &partialRequest{ReadIndex: readAt, Request: sg, Version: key.Version}
 	xctx := exchangeContext(clusterID, key, sg)
-	ask := func(ctx context.Context, h fsm.Node) (*shamir.P256Partial, error) {
-		var p shamir.P256Partial
-		if h.ID == n.id.NodeID {
-			local, err := n.answerExchange(ctx, req)
-			if err != nil {
-				return nil, err
-			}
-			p = *local
-		} else if _, err := n.call(ctx, rt, h.RaftAddr, "/internal/v1/exchange", req, &p); err != nil {
-			return nil, err
-		}
-		if p.Index != h.Index {
-			return nil, fmt.Errorf("answered for share %d, holds %d", p.Index, h.Index)
-		}
-		return &p, nil
-	}
+	ask := askHolder(n, rt, "/internal/v1/exchange", req, n.answerExchange, func(p *shamir.P256Partial) uint32 { return p.Index })
 	return gatherAndOpen(ctx, n.id.NodeID, holders, t, ask, func(own, others []*shamir.P256Partial) ([]byte, error) {
 		for _, p := range others {
 			if err := shamir.VerifyP256Partial(public[p.Index], point, p, xctx); err != nil {

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"sort"
 	"time"
@@ -109,22 +108,7 @@ func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (
 			return nil, Errorf(KindNoQuorum, "the cluster lists %d share holders of %d needed", len(holders), out.Threshold)
 		}
 		req := &partialRequest{ReadIndex: readAt, Request: sg, Version: out.Version, Epoch: out.Epoch}
-		ask := func(ctx context.Context, h fsm.Node) (*SealedPartial, error) {
-			var p SealedPartial
-			if h.ID == n.id.NodeID {
-				local, err := n.answerSealedPartial(ctx, req)
-				if err != nil {
-					return nil, err
-				}
-				p = *local
-			} else if _, err := n.call(ctx, rt, h.RaftAddr, "/internal/v1/sealed-partial", req, &p); err != nil {
-				return nil, err
-			}
-			if p.Index != h.Index {
-				return nil, fmt.Errorf("answered for share %d, holds %d", p.Index, h.Index)
-			}
-			return &p, nil
-		}
+		ask := askHolder(n, rt, "/internal/v1/sealed-partial", req, n.answerSealedPartial, func(p *SealedPartial) uint32 { return p.Index })
 		// The coordinator cannot check sealed partials: the machine does,
 		// and asks again if one is wrong.
 		partials, err := gatherAndOpen(ctx, n.id.NodeID, holders, out.Threshold, ask, func(own, others []*SealedPartial) ([]SealedPartial, error) {

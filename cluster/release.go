@@ -176,22 +176,7 @@ func (n *Node) release(ctx context.Context, sg *fsm.Signed, wantVersion uint64) 
 	rctx := releaseContext(clusterID, key, epoch, sg)
 	ct := &shamir.Ciphertext{R: key.R, Sealed: key.Sealed}
 	info := fsm.SealInfo(clusterID, key.Name)
-	ask := func(ctx context.Context, h fsm.Node) (*shamir.Partial, error) {
-		var p shamir.Partial
-		if h.ID == n.id.NodeID {
-			local, err := n.answerPartial(ctx, req)
-			if err != nil {
-				return nil, err
-			}
-			p = *local
-		} else if _, err := n.call(ctx, rt, h.RaftAddr, "/internal/v1/partial", req, &p); err != nil {
-			return nil, err
-		}
-		if p.Index != h.Index {
-			return nil, fmt.Errorf("answered for share %d, holds %d", p.Index, h.Index)
-		}
-		return &p, nil
-	}
+	ask := askHolder(n, rt, "/internal/v1/partial", req, n.answerPartial, func(p *shamir.Partial) uint32 { return p.Index })
 	plain, err := gatherAndOpen(ctx, n.id.NodeID, holders, t, ask, func(own, others []*shamir.Partial) ([]byte, error) {
 		if len(own) == 1 {
 			return shamir.OpenWithOwn(pub, ct, info, own[0], others, rctx)
@@ -207,6 +192,30 @@ func (n *Node) release(ctx context.Context, sg *fsm.Signed, wantVersion uint64) 
 // hedgeDelay is how long the coordinator waits on the first t holders
 // before it asks the others too.
 const hedgeDelay = 150 * time.Millisecond
+
+// askHolder returns the function that gets one holder's answer to req:
+// computed by local for this node, asked at path of the others. index says
+// which share an answer is for; it must be the holder's.
+func askHolder[P any](n *Node, rt *runtime, path string, req *partialRequest, local func(context.Context, *partialRequest) (*P, error), index func(*P) uint32) func(context.Context, fsm.Node) (*P, error) {
+	return func(ctx context.Context, h fsm.Node) (*P, error) {
+		var p *P
+		if h.ID == n.id.NodeID {
+			var err error
+			if p, err = local(ctx, req); err != nil {
+				return nil, err
+			}
+		} else {
+			p = new(P)
+			if _, err := n.call(ctx, rt, h.RaftAddr, path, req, p); err != nil {
+				return nil, err
+			}
+		}
+		if i := index(p); i != h.Index {
+			return nil, fmt.Errorf("answered for share %d, holds %d", i, h.Index)
+		}
+		return p, nil
+	}
+}
 
 type partialResult[P any] struct {
 	node string
