@@ -60,10 +60,14 @@ func build(dir string) error {
 		return errors.New("go env GOMOD: not inside the module")
 	}
 	root = filepath.Dir(gomod)
-	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/keyd", "./cmd/keyctl")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/keyd ./cmd/keyctl: %v\n%s", err, out)
+	// keyd with the race detector: a node's log is checked for data race
+	// reports when its cluster is torn down.
+	for _, args := range [][]string{{"-race", "./cmd/keyd"}, {"./cmd/keyctl"}} {
+		cmd := exec.Command("go", append([]string{"build", "-o", dir + string(filepath.Separator)}, args...)...)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %v: %v\n%s", args, err, out)
+		}
 	}
 	keydBin, keyctlBin = filepath.Join(dir, "keyd"), filepath.Join(dir, "keyctl")
 	return nil
@@ -264,6 +268,9 @@ func startCluster(t *testing.T, n int) *localCluster {
 // cleanup stops every node: "cluster down DIR", then kill -9 of any
 // keyd a pid file still names.
 func (c *localCluster) cleanup() {
+	if race := c.raceReport(); race != "" {
+		c.t.Errorf("a node reported a data race (keyd is built with -race):\n%s", race)
+	}
 	if c.t.Failed() {
 		c.t.Logf("node logs:\n%s", c.logTails())
 	}
@@ -292,6 +299,25 @@ func (c *localCluster) cleanup() {
 		}
 		os.Remove(f)
 	}
+}
+
+// raceReport is the first data race report in the nodes' logs, or "".
+func (c *localCluster) raceReport() string {
+	logs, _ := filepath.Glob(filepath.Join(c.dir, "n*.log"))
+	for _, l := range logs {
+		b, err := os.ReadFile(l)
+		if err != nil {
+			continue
+		}
+		if i := bytes.Index(b, []byte("WARNING: DATA RACE")); i >= 0 {
+			report := b[i:]
+			if end := bytes.Index(report, []byte("\n==================")); end > 0 {
+				report = report[:end]
+			}
+			return filepath.Base(l) + ":\n" + string(report)
+		}
+	}
+	return ""
 }
 
 func (c *localCluster) logsContain(s string) bool {

@@ -14,10 +14,9 @@ import (
 // Shutdown. Once it runs, every answer over TCP advertises it with an
 // Alt-Svc header, so clients that speak HTTP/3 move to it.
 func (s *Server) ServeQUIC(conn net.PacketConn) error {
-	tc := s.http.TLSConfig.Clone()
 	h3 := &http3.Server{
 		Handler:   s.http.Handler,
-		TLSConfig: http3.ConfigureTLSConfig(tc),
+		TLSConfig: http3.ConfigureTLSConfig(s.tlsBase.Clone()),
 		Port:      conn.LocalAddr().(*net.UDPAddr).Port,
 	}
 	s.h3.Store(h3)

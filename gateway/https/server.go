@@ -42,6 +42,9 @@ type Server struct {
 	self []byte // self-signed certificate, served until the node joins
 	key  ed25519.PrivateKey
 	h3   atomic.Pointer[http3.Server]
+	// tlsBase is the TLS configuration both servers clone; net/http
+	// changes the one it is given (it adds "h2"), so it never gets this.
+	tlsBase *tls.Config
 }
 
 // Option configures a Server.
@@ -102,12 +105,13 @@ func NewServer(svc cluster.Service, key ed25519.PrivateKey, log *slog.Logger, op
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		TLSConfig: &tls.Config{
-			MinVersion:     tls.VersionTLS13,
-			ClientAuth:     tls.RequestClientCert,
-			GetCertificate: s.GetCertificate,
-		},
 	}
+	s.tlsBase = &tls.Config{
+		MinVersion:     tls.VersionTLS13,
+		ClientAuth:     tls.RequestClientCert,
+		GetCertificate: s.GetCertificate,
+	}
+	s.http.TLSConfig = s.tlsBase.Clone()
 	return s, nil
 }
 
