@@ -29,6 +29,11 @@ const (
 	KindPendingApproval Kind = "pending_approval"
 )
 
+// Kinds are all the error kinds, for gateways' tests: every kind needs a
+// status of its own in every protocol.
+var Kinds = []Kind{KindInvalid, KindNotFound, KindExists, KindDenied, KindUnauthenticated, KindConflict,
+	KindNoQuorum, KindUnknownOutcome, KindNotInitialized, KindInternal, KindClockSkew, KindPendingApproval}
+
 // Error is an error with a kind. Its message is safe to show: it never
 // carries key material.
 type Error struct {

@@ -28,9 +28,9 @@ func CodeOf(k cluster.Kind) codes.Code {
 		return codes.NotFound
 	case cluster.KindExists:
 		return codes.AlreadyExists
-	case cluster.KindDenied:
+	case cluster.KindDenied, cluster.KindPendingApproval:
 		return codes.PermissionDenied
-	case cluster.KindUnauthenticated:
+	case cluster.KindUnauthenticated, cluster.KindClockSkew:
 		return codes.Unauthenticated
 	case cluster.KindConflict:
 		return codes.Aborted

@@ -785,11 +785,6 @@ func TestNotInitialized(t *testing.T) {
 	wantKind(t, "status of a node outside a cluster", err, cluster.KindNotInitialized)
 }
 
-var allKinds = []cluster.Kind{
-	cluster.KindInvalid, cluster.KindNotFound, cluster.KindExists, cluster.KindDenied, cluster.KindUnauthenticated,
-	cluster.KindConflict, cluster.KindNoQuorum, cluster.KindUnknownOutcome, cluster.KindNotInitialized, cluster.KindInternal,
-}
-
 func TestCodeOf(t *testing.T) {
 	want := map[cluster.Kind]codes.Code{
 		cluster.KindInvalid:         codes.InvalidArgument,
@@ -802,11 +797,13 @@ func TestCodeOf(t *testing.T) {
 		cluster.KindUnknownOutcome:  codes.Unknown,
 		cluster.KindNotInitialized:  codes.FailedPrecondition,
 		cluster.KindInternal:        codes.Internal,
+		cluster.KindClockSkew:       codes.Unauthenticated,
+		cluster.KindPendingApproval: codes.PermissionDenied,
 	}
-	if len(want) != len(allKinds) {
+	if len(want) != len(cluster.Kinds) {
 		t.Fatal("a kind is missing from the table")
 	}
-	for _, k := range allKinds {
+	for _, k := range cluster.Kinds {
 		if got := CodeOf(k); got != want[k] {
 			t.Errorf("CodeOf(%s) = %v, want %v", k, got, want[k])
 		}
@@ -862,7 +859,7 @@ func TestErrorKindsOverTheWire(t *testing.T) {
 	ctx := context.Background()
 	for _, tr := range transports {
 		c := keyquorumv1.NewClusterServiceClient(e.dial(t, tr, &e.pki.admin.cert))
-		for _, k := range allKinds {
+		for _, k := range cluster.Kinds {
 			_, err := c.ShowKey(ctx, &keyquorumv1.ShowKeyRequest{Name: "fail/" + string(k)})
 			wantKind(t, string(tr)+" "+string(k), err, k)
 			if msg := status.Convert(err).Message(); msg != "injected "+string(k) {
