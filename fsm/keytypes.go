@@ -1,11 +1,13 @@
 package fsm
 
 import (
+	"bytes"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -64,7 +66,8 @@ const (
 type Access struct {
 	Gateways []string `json:"gateways"`
 	// ClientCerts are DER certificates: a leaf allows that certificate, a
-	// CA the leaves it signed (kxd's allowed_clients; the TLV clients).
+	// CA the leaves it signed (kxd's allowed_clients; the TLV clients);
+	// AuthorizeClient decides.
 	ClientCerts [][]byte `json:"client_certs,omitempty"`
 	// Hosts are the client addresses or names allowed (kxd's
 	// allowed_hosts): nil allows every host, an empty list none.
@@ -77,6 +80,59 @@ type Access struct {
 	// RatePerMinute bounds the uses per client address and minute on
 	// each node; 0 is no bound.
 	RatePerMinute int `json:"rate_per_minute,omitempty"`
+}
+
+// AuthorizeClient decides whether a client of a legacy gateway is allowed
+// by allowed, the DER certificates of an Access's ClientCerts (or kxd's
+// allowed_clients), from the certificates it presented. Only the leaf,
+// presented[0], whose key the client proved it holds in the handshake, is
+// an identity: it is allowed when it is byte for byte one of the allowed
+// certificates and valid at now, or when it verifies up to an allowed CA,
+// with the rest of what the client sent as intermediates and the
+// client-authentication extended key usage (a leaf without extended key
+// usages passes). An allowed leaf never acts as a CA. It returns the
+// chains that allow the leaf, leaf first.
+func AuthorizeClient(allowed [][]byte, presented []*x509.Certificate, now time.Time) ([][]*x509.Certificate, error) {
+	if len(presented) == 0 {
+		return nil, fmt.Errorf("the client sent no certificate")
+	}
+	leaf := presented[0]
+	for _, der := range allowed {
+		if bytes.Equal(der, leaf.Raw) {
+			if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
+				return nil, fmt.Errorf("the allowed certificate %q is not valid now (valid from %s to %s)",
+					leaf.Subject.String(), leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
+			}
+			return [][]*x509.Certificate{{leaf}}, nil
+		}
+	}
+	roots := x509.NewCertPool()
+	cas := 0
+	for _, der := range allowed {
+		c, err := x509.ParseCertificate(der)
+		if err != nil || !c.BasicConstraintsValid || !c.IsCA {
+			continue
+		}
+		roots.AddCert(c)
+		cas++
+	}
+	if cas == 0 {
+		return nil, fmt.Errorf("the certificate %q is not one of the key's allowed certificates", leaf.Subject.String())
+	}
+	intermediates := x509.NewCertPool()
+	for _, c := range presented[1:] {
+		intermediates.AddCert(c)
+	}
+	chains, err := leaf.Verify(x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: intermediates,
+		CurrentTime:   now,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("the certificate %q is not allowed and not signed by an allowed CA: %v", leaf.Subject.String(), err)
+	}
+	return chains, nil
 }
 
 // Allows reports whether the access names the gateway.

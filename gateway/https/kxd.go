@@ -29,12 +29,10 @@
 package https
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -45,6 +43,7 @@ import (
 	"time"
 
 	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/fsm"
 )
 
 // KxdPort is the TCP port kxd listens on and kxc dials when the URL has none.
@@ -177,7 +176,7 @@ func (h *kxdHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil {
 		presented = r.TLS.PeerCertificates
 	}
-	chains, err := kxdAuthorize(presented, policy.AllowedClients, h.now())
+	chains, err := fsm.AuthorizeClient(policy.AllowedClients, presented, h.now())
 	if err != nil {
 		log.Info("kxd: refused", "reason", kxdNoCert, "detail", err.Error())
 		kxdError(w, http.StatusForbidden, kxdNoCert)
@@ -305,55 +304,4 @@ func (h *kxdHandler) hostAllowed(ctx context.Context, log *slog.Logger, allowed 
 		}
 	}
 	return false
-}
-
-// kxdAuthorize decides whether the client is allowed by allowedDER, from
-// the certificates it sent. Only the leaf, presented[0], whose key the
-// client proved it holds in the handshake, is an identity: it is allowed
-// when it is byte for byte one of the allowed certificates and valid at
-// now, or when it verifies up to an allowed CA, with the rest of what the
-// client sent as intermediates and the client-authentication extended key
-// usage (a leaf without extended key usages passes). It returns the
-// chains that allow the leaf, leaf first.
-func kxdAuthorize(presented []*x509.Certificate, allowedDER [][]byte, now time.Time) ([][]*x509.Certificate, error) {
-	if len(presented) == 0 {
-		return nil, errors.New("the client sent no certificate")
-	}
-	leaf := presented[0]
-	for _, der := range allowedDER {
-		if bytes.Equal(der, leaf.Raw) {
-			if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
-				return nil, fmt.Errorf("the allowed certificate %s is not valid now (valid from %s to %s)",
-					kxdSubject(leaf), leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
-			}
-			return [][]*x509.Certificate{{leaf}}, nil
-		}
-	}
-	roots := x509.NewCertPool()
-	cas := 0
-	for _, der := range allowedDER {
-		c, err := x509.ParseCertificate(der)
-		if err != nil || !c.BasicConstraintsValid || !c.IsCA {
-			continue
-		}
-		roots.AddCert(c)
-		cas++
-	}
-	if cas == 0 {
-		return nil, fmt.Errorf("the certificate %s is not one of the key's allowed certificates", kxdSubject(leaf))
-	}
-	intermediates := x509.NewCertPool()
-	for _, c := range presented[1:] {
-		intermediates.AddCert(c)
-	}
-	chains, err := leaf.Verify(x509.VerifyOptions{
-		Roots:         roots,
-		Intermediates: intermediates,
-		CurrentTime:   now,
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("the certificate %s is not allowed and not signed by an allowed CA: %v", kxdSubject(leaf), err)
-	}
-	return chains, nil
 }

@@ -1,7 +1,6 @@
 package tlv
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -60,7 +59,10 @@ func (c *ClusterKeys) Lookup(ctx context.Context, ski, digest []byte, sni string
 		(k.ExpiresAt != 0 && time.Now().UnixNano() >= k.ExpiresAt) {
 		return nil, ErrKeyNotFound
 	}
-	if !clientAllowed(client.Cert, k.Access.ClientCerts) {
+	if client.Cert == nil {
+		return nil, ErrDenied
+	}
+	if _, err := fsm.AuthorizeClient(k.Access.ClientCerts, []*x509.Certificate{client.Cert}, time.Now()); err != nil {
 		return nil, ErrDenied
 	}
 	if s := c.cached(name, k.Version); s != nil {
@@ -166,22 +168,4 @@ func (c *ClusterKeys) load(ctx context.Context, k *fsm.Key, client Client) (cryp
 		c.mu.Unlock()
 	}
 	return signer, nil
-}
-
-// clientAllowed reports whether a client's verified leaf is one of the
-// allowed certificates, or was signed by one of them.
-func clientAllowed(leaf *x509.Certificate, allowed [][]byte) bool {
-	if leaf == nil {
-		return false
-	}
-	for _, der := range allowed {
-		if bytes.Equal(der, leaf.Raw) {
-			return true
-		}
-		ca, err := x509.ParseCertificate(der)
-		if err == nil && ca.IsCA && leaf.CheckSignatureFrom(ca) == nil {
-			return true
-		}
-	}
-	return false
 }
