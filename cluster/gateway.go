@@ -47,6 +47,18 @@ func (n *Node) LocalKey(name string) *fsm.Key {
 	return k
 }
 
+// LocalTangKey is the metadata of the Tang key whose exchange key is kid,
+// as this node has applied it, or nil.
+func (n *Node) LocalTangKey(kid string) *fsm.Key {
+	var k *fsm.Key
+	n.fsm.Read(func(s *fsm.State) {
+		if key := s.TangKeyByKid(kid); key != nil {
+			k = key.Metadata()
+		}
+	})
+	return k
+}
+
 // LocalKeys is the metadata of every key as this node has applied it,
 // without asking a quorum, and the applied index it was read at.
 func (n *Node) LocalKeys() ([]*fsm.Key, uint64) {

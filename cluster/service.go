@@ -50,6 +50,7 @@ type LegacyService interface {
 	ReleaseFor(ctx context.Context, gateway, name, client string) ([]byte, *fsm.Key, error)
 	Exchange(ctx context.Context, name string, point []byte, client string) ([]byte, error)
 	LocalKey(name string) *fsm.Key
+	LocalTangKey(kid string) *fsm.Key
 	LocalKeys() ([]*fsm.Key, uint64)
 }
 

@@ -310,10 +310,11 @@ func (s *State) checkTang(public []byte, tk *TangKey) *Error {
 }
 
 // TangKeyByKid finds the active or revoked Tang key whose exchange key has
-// the thumbprint kid.
+// the thumbprint kid. There is at most one: create_key refuses a kid in
+// use.
 func (s *State) TangKeyByKid(kid string) *Key {
-	for _, name := range sortedKeys(s.Keys) {
-		if k := s.Keys[name]; k.Tang != nil && k.Tang.Kid == kid && k.State != KeyDestroyed {
+	for _, k := range s.Keys {
+		if k.Tang != nil && k.Tang.Kid == kid && k.State != KeyDestroyed {
 			return k
 		}
 	}

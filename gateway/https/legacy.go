@@ -20,15 +20,16 @@ import (
 // asks a quorum, whose holders check that the key is open to the gateway.
 type Legacy struct {
 	svc cluster.LegacyService
-	// DefaultTang names the Tang key served at /adv with no thumbprint;
+	// defaultTang names the Tang key served at /adv with no thumbprint;
 	// when empty, the only active Tang key is.
-	DefaultTang string
+	defaultTang string
 	limits      rateLimits
 }
 
-// NewLegacy makes the adapter for a node.
+// NewLegacy makes the adapter for a node; defaultTang is as for
+// WithDefaultTang.
 func NewLegacy(svc cluster.LegacyService, defaultTang string) *Legacy {
-	return &Legacy{svc: svc, DefaultTang: defaultTang, limits: rateLimits{buckets: map[string]*bucket{}}}
+	return &Legacy{svc: svc, defaultTang: defaultTang, limits: rateLimits{buckets: map[string]*bucket{}}}
 }
 
 var (
@@ -104,7 +105,7 @@ func (l *Legacy) TangAdv(ctx context.Context, name, thp string) ([]byte, error) 
 
 func (l *Legacy) tangKey(name string) (*fsm.Key, error) {
 	if name == "" {
-		name = l.DefaultTang
+		name = l.defaultTang
 	}
 	if name != "" {
 		k, err := l.open(fsm.GatewayTang, name)
@@ -132,14 +133,8 @@ func (l *Legacy) tangKey(name string) (*fsm.Key, error) {
 // TangRecover multiplies the client's point by the Tang key whose exchange
 // key is kid, by quorum, after the key's network and rate rules.
 func (l *Legacy) TangRecover(ctx context.Context, name, kid string, x []byte, addr netip.Addr) ([]byte, error) {
-	keys, _ := l.svc.LocalKeys()
-	var k *fsm.Key
-	for _, c := range keys {
-		if c.Tang != nil && c.Tang.Kid == kid && c.State != fsm.KeyDestroyed && c.Access.Allows(fsm.GatewayTang) && (name == "" || c.Name == name) {
-			k = c
-		}
-	}
-	if k == nil {
+	k := l.svc.LocalTangKey(kid)
+	if k == nil || !k.Access.Allows(fsm.GatewayTang) || (name != "" && k.Name != name) {
 		return nil, cluster.Errorf(cluster.KindNotFound, "no tang key has kid %q", kid)
 	}
 	if !inNetworks(addr, k.Access.Networks) {

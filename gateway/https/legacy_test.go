@@ -19,6 +19,14 @@ type fakeLegacy struct {
 }
 
 func (f *fakeLegacy) LocalKey(name string) *fsm.Key { return f.keys[name] }
+func (f *fakeLegacy) LocalTangKey(kid string) *fsm.Key {
+	for _, k := range f.keys {
+		if k.Tang != nil && k.Tang.Kid == kid {
+			return k
+		}
+	}
+	return nil
+}
 func (f *fakeLegacy) LocalKeys() ([]*fsm.Key, uint64) {
 	var out []*fsm.Key
 	for _, k := range f.keys {
