@@ -86,9 +86,22 @@ func TestTangExchangeByQuorum(t *testing.T) {
 			t.Fatalf("%s: s*G = %x, %v; want the public key", tn.id(), got, err)
 		}
 	}
-	c.stop(c.nodes[2])
+	victim := c.nodes[2]
+	c.stop(victim)
 	if got, err := c.anyRunning().n.Exchange(ctxOp(t), "tang/a", g, "test"); err != nil || !bytes.Equal(got, pub) {
 		t.Fatalf("with one node down: %v", err)
+	}
+	// The README's claim: a Tang key keeps working while t of the holders
+	// it was dealt to are members, across a resharing without the others.
+	if _, err := c.submit(&fsm.Command{Type: fsm.TypeRemoveNode, RemoveNode: victim.id()}); err != nil {
+		t.Fatal(err)
+	}
+	after := c.waitSettled(st.Epoch, c.nodes[0], c.nodes[1])
+	if after.Epoch == st.Epoch {
+		t.Fatalf("no resharing after the removal: epoch %d", after.Epoch)
+	}
+	if got, err := c.nodes[1].n.Exchange(ctxOp(t), "tang/a", g, "test"); err != nil || !bytes.Equal(got, pub) {
+		t.Fatalf("after removing a holder and resharing: %v", err)
 	}
 	if _, err := c.anyRunning().n.Exchange(ctxOp(t), "tang/a", []byte{0}, "test"); KindOf(err) != KindInvalid {
 		t.Errorf("a point of one byte: %v, want invalid", err)

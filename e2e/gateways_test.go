@@ -10,7 +10,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -34,31 +33,6 @@ import (
 	"github.com/keyquorum/keyquorum/gateway/tlv"
 )
 
-// runIn is run with stdin.
-func runIn(t *testing.T, timeout time.Duration, env []string, stdin []byte, name string, args ...string) result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env, cmd.Stdin, cmd.WaitDelay = env, bytes.NewReader(stdin), 5*time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{args: append([]string{filepath.Base(name)}, args...), stdout: stdout.Bytes(), stderr: stderr.String(), code: -1}
-	var exit *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		r.hung = true
-	case err == nil:
-		r.code = 0
-	case errors.As(err, &exit) && exit.Exited():
-		r.code = exit.ExitCode()
-	default:
-		t.Fatalf("running %q: %v", r.args, err)
-	}
-	return r
-}
-
 func needPrograms(t *testing.T, names ...string) {
 	t.Helper()
 	for _, n := range names {
@@ -73,16 +47,6 @@ func (c *localCluster) gatewayAddr(i int, gw string) string {
 	c.t.Helper()
 	r := c.mustScript("addr", strconv.Itoa(i), c.dir, gw)
 	return strings.TrimSpace(string(r.stdout))
-}
-
-func (c *localCluster) caFile() string {
-	for _, kv := range c.env {
-		if v, ok := strings.CutPrefix(kv, "KEYQUORUM_CACERT="); ok {
-			return v
-		}
-	}
-	c.t.Fatal("no KEYQUORUM_CACERT in the cluster's environment")
-	return ""
 }
 
 var tangCreated = regexp.MustCompile(`kid (\S+), thp (\S+)`)
@@ -167,7 +131,7 @@ func TestTangWithStockClevis(t *testing.T) {
 	}
 
 	// Protocol errors, as tangd answers them, from a plain HTTPS client.
-	hc := httpsClient(t, c.caFile())
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: c.tlsConfig(false)}}
 	post := func(path, body string) int {
 		resp, err := hc.Post("https://"+c.addr(1)+path, "application/jwk+json", strings.NewReader(body))
 		if err != nil {
@@ -206,17 +170,6 @@ func TestTangWithStockClevis(t *testing.T) {
 }
 
 func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
-
-func httpsClient(t *testing.T, caFile string) *http.Client {
-	t.Helper()
-	pemCA, err := os.ReadFile(caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pemCA)
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-}
 
 // clientCert makes a self-signed client certificate and key, as PEM files.
 func clientCert(t *testing.T, dir, name string) (certFile, keyFile string, der []byte) {
@@ -327,24 +280,8 @@ func TestTLVAssembledKeys(t *testing.T) {
 	}
 	// The terminator's certificate: the operator's, from the cluster CA
 	// that the TLV gateway trusts by default.
-	var opCert, opKey string
-	for _, kv := range c.env {
-		if v, ok := strings.CutPrefix(kv, "KEYQUORUM_CLIENT_CERT="); ok {
-			opCert = v
-		}
-		if v, ok := strings.CutPrefix(kv, "KEYQUORUM_CLIENT_KEY="); ok {
-			opKey = v
-		}
-	}
-	c.mustKeyctl(1, "key", "import-dir", keysDir, "--client-cert", opCert, "--assemble-ttl", "1m")
-	pair, err := tls.LoadX509KeyPair(opCert, opKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pemCA, _ := os.ReadFile(c.caFile())
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pemCA)
-	conf := &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool}
+	c.mustKeyctl(1, "key", "import-dir", keysDir, "--client-cert", c.envValue("KEYQUORUM_CLIENT_CERT"), "--assemble-ttl", "1m")
+	conf := c.tlsConfig(true)
 	ski := func(pub crypto.PublicKey) []byte {
 		s, err := tlv.SKI(pub)
 		if err != nil {
@@ -359,6 +296,7 @@ func TestTLVAssembledKeys(t *testing.T) {
 		for _, quic := range []bool{false, true} {
 			addr := c.gatewayAddr(i, "tlv")
 			var conn *tlv.Conn
+			var err error
 			if quic {
 				conn, err = tlv.DialQUIC(ctx, addr, conf.Clone())
 			} else {
@@ -404,23 +342,7 @@ func TestTLVAssembledKeys(t *testing.T) {
 // certificate, after an answer over TCP advertised it with Alt-Svc.
 func TestHTTP3(t *testing.T) {
 	c := startCluster(t, 3)
-	var cert, key string
-	for _, kv := range c.env {
-		if v, ok := strings.CutPrefix(kv, "KEYQUORUM_CLIENT_CERT="); ok {
-			cert = v
-		}
-		if v, ok := strings.CutPrefix(kv, "KEYQUORUM_CLIENT_KEY="); ok {
-			key = v
-		}
-	}
-	pair, err := tls.LoadX509KeyPair(cert, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pemCA, _ := os.ReadFile(c.caFile())
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pemCA)
-	conf := &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}
+	conf := c.tlsConfig(true)
 	url := "https://" + c.addr(2) + "/v1/cluster/status"
 
 	tcp := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: conf.Clone()}}
@@ -446,7 +368,7 @@ func TestHTTP3(t *testing.T) {
 		t.Fatalf("over HTTP/3: %s %s, status %+v", resp.Proto, resp.Status, st)
 	}
 	// Without the operator certificate the API refuses, over QUIC too.
-	anon := &http.Client{Timeout: 30 * time.Second, Transport: &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	anon := &http.Client{Timeout: 30 * time.Second, Transport: &http3.Transport{TLSClientConfig: c.tlsConfig(false)}}
 	resp, err = anon.Get(url)
 	if err != nil {
 		t.Fatal(err)

@@ -4,10 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -28,31 +25,10 @@ import (
 // or, with operator false, without a client certificate.
 func (c *localCluster) grpcConn(i int, quic, operator bool) *gogrpc.ClientConn {
 	c.t.Helper()
-	pemCA, err := os.ReadFile(c.caFile())
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pemCA)
-	conf := &tls.Config{RootCAs: pool}
-	if operator {
-		var cert, key string
-		for _, kv := range c.env {
-			if v, ok := strings.CutPrefix(kv, "KEYQUORUM_CLIENT_CERT="); ok {
-				cert = v
-			}
-			if v, ok := strings.CutPrefix(kv, "KEYQUORUM_CLIENT_KEY="); ok {
-				key = v
-			}
-		}
-		pair, err := tls.LoadX509KeyPair(cert, key)
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		conf.Certificates = []tls.Certificate{pair}
-	}
+	conf := c.tlsConfig(operator)
 	addr := c.gatewayAddr(i, "grpc")
 	var conn *gogrpc.ClientConn
+	var err error
 	if quic {
 		conn, err = grpcgw.DialQUIC(addr, conf)
 	} else {

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -174,11 +176,20 @@ func (r result) stderrLines() []string {
 // did. A failure to start it fails the test.
 func run(t *testing.T, timeout time.Duration, env []string, name string, args ...string) result {
 	t.Helper()
+	return runIn(t, timeout, env, nil, name, args...)
+}
+
+// runIn is run with stdin.
+func runIn(t *testing.T, timeout time.Duration, env []string, stdin []byte, name string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = env
 	cmd.WaitDelay = 5 * time.Second
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -357,6 +368,43 @@ func (c *localCluster) addr(i int) string {
 		c.t.Fatalf("cluster addr %d printed %q: %v", i, a, err)
 	}
 	return a
+}
+
+// envValue is a variable of the cluster's env.sh, such as KEYQUORUM_CACERT.
+func (c *localCluster) envValue(name string) string {
+	c.t.Helper()
+	for _, kv := range c.env {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
+		}
+	}
+	c.t.Fatalf("no %s in the cluster's environment", name)
+	return ""
+}
+
+func (c *localCluster) caFile() string { return c.envValue("KEYQUORUM_CACERT") }
+
+// tlsConfig trusts the cluster CA and, with operator, presents the
+// operator's certificate.
+func (c *localCluster) tlsConfig(operator bool) *tls.Config {
+	c.t.Helper()
+	pemCA, err := os.ReadFile(c.caFile())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemCA) {
+		c.t.Fatalf("%s holds no certificate", c.caFile())
+	}
+	conf := &tls.Config{RootCAs: pool}
+	if operator {
+		pair, err := tls.LoadX509KeyPair(c.envValue("KEYQUORUM_CLIENT_CERT"), c.envValue("KEYQUORUM_CLIENT_KEY"))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		conf.Certificates = []tls.Certificate{pair}
+	}
+	return conf
 }
 
 // nodeEnv is the keyctl environment pointed at node i.
