@@ -69,8 +69,7 @@ func startGateways(n *cluster.Node, api *https.Server, apiAddr string, g gateway
 	}
 	if g.kxdAddr != "" {
 		notify := &https.KxdNotifier{SMTPAddr: g.smtpAddr, From: g.smtpFrom, Hook: g.kxdHook}
-		tc := https.KxdTLSConfig(tls.Certificate{})
-		tc.Certificates, tc.GetCertificate = nil, api.GetCertificate
+		tc := https.KxdTLSConfig(&tls.Config{GetCertificate: api.GetCertificate})
 		srv := &http.Server{
 			Handler:           https.KxdHandler(https.NewLegacy(n, g.tangDefault), notify, log),
 			TLSConfig:         tc,

@@ -28,7 +28,7 @@ func startTLVAndGRPC(n *cluster.Node, api *https.Server, g gatewayFlags, log *sl
 			return out, err
 		}
 		srv := tlv.NewServer(tlv.NewClusterKeys(n), log)
-		tc := tlsPerClient(tlv.ServerTLSConfig(tls.Certificate{}, nil), api, clientCAs)
+		tc := tlsPerClient(tlv.ServerTLSConfig, api, clientCAs)
 		ln, err := net.Listen("tcp", g.tlvAddr)
 		if err != nil {
 			return out, fmt.Errorf("TLV on %s: %w", g.tlvAddr, err)
@@ -40,7 +40,7 @@ func startTLVAndGRPC(n *cluster.Node, api *https.Server, g gatewayFlags, log *sl
 		}()
 		out = append(out, gateway{name: "tlv", shutdown: srv.Shutdown})
 		if g.quic {
-			qc := tlsPerClient(tlv.ServerQUICConfig(tls.Certificate{}, nil), api, clientCAs)
+			qc := tlsPerClient(tlv.ServerQUICConfig, api, clientCAs)
 			ql, err := quic.ListenAddr(g.tlvAddr, qc, nil)
 			if err != nil {
 				return out, fmt.Errorf("TLV over QUIC on %s: %w", g.tlvAddr, err)
@@ -106,21 +106,19 @@ func tlvClientCAs(n *cluster.Node, file string) (func() (*x509.CertPool, error),
 	}, nil
 }
 
-// tlsPerClient completes a TLS configuration with the node's certificate
-// and the client CAs of the moment, per handshake.
-func tlsPerClient(base *tls.Config, api *https.Server, clientCAs func() (*x509.CertPool, error)) *tls.Config {
-	base.Certificates = nil
+// tlsPerClient makes a gateway's TLS configuration (tlv.ServerTLSConfig
+// or ServerQUICConfig) per handshake, with the node's certificate and the
+// client CAs of the moment. NextProtos is set outside too: QUIC reads it
+// before any handshake.
+func tlsPerClient(gateway func(base *tls.Config) *tls.Config, api *https.Server, clientCAs func() (*x509.CertPool, error)) *tls.Config {
 	return &tls.Config{
-		MinVersion: base.MinVersion,
-		NextProtos: base.NextProtos,
+		NextProtos: gateway(&tls.Config{}).NextProtos,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			pool, err := clientCAs()
 			if err != nil {
 				return nil, err
 			}
-			c := base.Clone()
-			c.GetCertificate, c.ClientCAs = api.GetCertificate, pool
-			return c, nil
+			return gateway(&tls.Config{GetCertificate: api.GetCertificate, ClientCAs: pool}), nil
 		},
 	}
 }

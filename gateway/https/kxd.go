@@ -120,18 +120,17 @@ func KxdHandler(keys KxdKeys, notify *KxdNotifier, log *slog.Logger) http.Handle
 	return &kxdHandler{keys: keys, notify: notify, log: log, resolver: net.DefaultResolver, now: time.Now}
 }
 
-// KxdTLSConfig is the TLS configuration of the kxd listener: cert as the
-// server certificate (kxc checks it against --server_cert and the URL's
-// host, so it needs a subject alternative name for that host), TLS 1.2 at
-// least (kxc is Go and negotiates 1.3), and a client certificate required
-// but not verified by TLS: KxdHandler checks the leaf against each key's
-// allowed_clients.
-func KxdTLSConfig(cert tls.Certificate) *tls.Config {
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
-		ClientAuth:   tls.RequireAnyClientCert,
-	}
+// KxdTLSConfig returns a copy of base, which supplies the server
+// certificate (kxc checks it against --server_cert and the URL's host, so
+// it needs a subject alternative name for that host), for the kxd
+// listener: TLS 1.2 at least (kxc is Go and negotiates 1.3), and a client
+// certificate required but not verified by TLS: KxdHandler checks the leaf
+// against each key's allowed_clients.
+func KxdTLSConfig(base *tls.Config) *tls.Config {
+	c := base.Clone()
+	c.MinVersion = tls.VersionTLS12
+	c.ClientAuth = tls.RequireAnyClientCert
+	return c
 }
 
 func kxdError(w http.ResponseWriter, status int, msg string) {

@@ -214,7 +214,7 @@ func startKxdServer(t *testing.T, keys KxdKeys, notify *KxdNotifier) *kxdTestSer
 	}
 	srv := &http.Server{
 		Handler:   KxdHandler(keys, notify, log),
-		TLSConfig: KxdTLSConfig(tls.Certificate{Certificate: [][]byte{w.server.cert.Raw}, PrivateKey: w.server.key}),
+		TLSConfig: KxdTLSConfig(&tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{w.server.cert.Raw}, PrivateKey: w.server.key}}}),
 		ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	go srv.ServeTLS(ln, "", "")
@@ -763,7 +763,7 @@ func TestKxdMessageIsOneLinePerField(t *testing.T) {
 
 func TestKxdTLSConfig(t *testing.T) {
 	w := kxdTestWorld(t)
-	cfg := KxdTLSConfig(tls.Certificate{Certificate: [][]byte{w.server.cert.Raw}, PrivateKey: w.server.key})
+	cfg := KxdTLSConfig(&tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{w.server.cert.Raw}, PrivateKey: w.server.key}}})
 	if cfg.MinVersion != tls.VersionTLS12 || cfg.ClientAuth != tls.RequireAnyClientCert || len(cfg.Certificates) != 1 {
 		t.Errorf("config %+v", cfg)
 	}

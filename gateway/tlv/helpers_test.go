@@ -297,10 +297,10 @@ func newHarness(t testing.TB, opts ...Option) *harness {
 		t.Fatal(err)
 	}
 	h.tcpAddr = ln.Addr().String()
-	tl := tls.NewListener(ln, ServerTLSConfig(p.server, p.caPool))
+	tl := tls.NewListener(ln, ServerTLSConfig(&tls.Config{Certificates: []tls.Certificate{p.server}, ClientCAs: p.caPool}))
 	go func() { h.served <- h.srv.Serve(tl) }()
 
-	ql, err := quic.ListenAddr("127.0.0.1:0", ServerQUICConfig(p.server, p.caPool), nil)
+	ql, err := quic.ListenAddr("127.0.0.1:0", ServerQUICConfig(&tls.Config{Certificates: []tls.Certificate{p.server}, ClientCAs: p.caPool}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

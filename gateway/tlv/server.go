@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -102,28 +101,28 @@ func WithWriteTimeout(d time.Duration) Option {
 	}
 }
 
-// ServerTLSConfig is the TLS configuration of a keyless server over TCP:
-// TLS 1.3 preferred, TLS 1.2 allowed with ECDHE-ECDSA-AES256-GCM-SHA384 and
-// ECDHE-RSA-AES256-GCM-SHA384 (the suites of gokeyless and of the C
-// server), and a client certificate required and verified against
-// clientCAs. It sets no ALPN, since keyless clients over TCP send none.
-func ServerTLSConfig(cert tls.Certificate, clientCAs *x509.CertPool) *tls.Config {
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{cert},
-		CipherSuites: []uint16{
-			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-		},
-		ClientAuth: tls.RequireAndVerifyClientCert,
-		ClientCAs:  clientCAs,
+// ServerTLSConfig returns a copy of base, which supplies the server
+// certificate (Certificates or GetCertificate) and ClientCAs, for a
+// keyless server over TCP: TLS 1.3 preferred, TLS 1.2 allowed with
+// ECDHE-ECDSA-AES256-GCM-SHA384 and ECDHE-RSA-AES256-GCM-SHA384 (the suites
+// of gokeyless and of the C server), and a client certificate required and
+// verified against ClientCAs. It sets no ALPN, since keyless clients over
+// TCP send none.
+func ServerTLSConfig(base *tls.Config) *tls.Config {
+	c := base.Clone()
+	c.MinVersion = tls.VersionTLS12
+	c.CipherSuites = []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
 	}
+	c.ClientAuth = tls.RequireAndVerifyClientCert
+	return c
 }
 
 // ServerQUICConfig is ServerTLSConfig for QUIC: TLS 1.3 only, ALPN
 // "keyless". Give it to quic.Listen or quic.ListenAddr.
-func ServerQUICConfig(cert tls.Certificate, clientCAs *x509.CertPool) *tls.Config {
-	c := ServerTLSConfig(cert, clientCAs)
+func ServerQUICConfig(base *tls.Config) *tls.Config {
+	c := ServerTLSConfig(base)
 	c.MinVersion = tls.VersionTLS13
 	c.CipherSuites = nil
 	c.NextProtos = []string{ALPN}
