@@ -102,11 +102,11 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 		res.Error = errorf(CodeInvalid, "entry is not a signed command: %v", err)
 		return res
 	}
-	// The state machine's clock never goes back: a leader that sets an
-	// entry's time before one already applied cannot make an old command
-	// fresh again once its nonce is forgotten.
+	// An entry is judged at the leader's time for it, never before the
+	// state machine's clock: a leader that sets an entry's time before one
+	// already applied cannot make an old command fresh again once its nonce
+	// is forgotten.
 	now := max(at.UnixNano(), s.LastTime)
-	s.LastTime = now
 	cmd, err := f.verify(&sg, now)
 	if err != nil {
 		res.Error = err
@@ -117,11 +117,19 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 		res.Error = err
 		return res
 	}
+	// The clock moves only with an operator's command that took effect,
+	// so it never runs more than MaxClockSkew past a time an operator
+	// signed: neither a junk entry nor a node's command (one compromised
+	// node, stamped by a compromised leader) can push it ahead and make
+	// every later operator command fail as clock_skew. Old nonces are
+	// forgotten only then, so a refused entry changes nothing but the
+	// applied index, and a node's command cannot expire operators' nonces.
+	if !nodeSigned(cmd.Type) {
+		s.LastTime = now
+		f.prune(now)
+	}
 	// The nonce is spent only by a command that took effect, so a refused
-	// command may be corrected and sent again; old nonces are forgotten
-	// only here too, so a refused entry changes nothing but the clock and
-	// the applied index.
-	f.prune(now)
+	// command may be corrected and sent again.
 	s.Nonces[nonceKey(sg.Signer, cmd.Nonce)] = cmd.IssuedAt + 2*int64(MaxClockSkew)
 	res.Key = t.key
 	return res
@@ -177,10 +185,20 @@ func checkFresh(cmd *Command, now int64) *Error {
 	return nil
 }
 
+// nodeSigned tells the command types a member node signs; an operator
+// signs every other type (init: the operator it founds the cluster with).
+func nodeSigned(typ string) bool {
+	switch typ {
+	case TypeDeal, TypeReshareAck, TypeSetEncKey, TypeRecordSession, TypeUseApproval, TypeSubmitKey, TypeDelivered:
+		return true
+	}
+	return false
+}
+
 func (f *FSM) signerKey(signer string, cmd *Command) ([]byte, *Error) {
 	s := f.state
-	switch cmd.Type {
-	case TypeInit:
+	switch {
+	case cmd.Type == TypeInit:
 		if cmd.Init == nil || cmd.Init.Operator == nil {
 			return nil, errorf(CodeInvalid, "init needs an operator")
 		}
@@ -188,7 +206,7 @@ func (f *FSM) signerKey(signer string, cmd *Command) ([]byte, *Error) {
 			return nil, errorf(CodeBadSignature, "init must be signed by the operator it names")
 		}
 		return cmd.Init.Operator.PublicKey, nil
-	case TypeDeal, TypeReshareAck, TypeSetEncKey, TypeRecordSession, TypeUseApproval, TypeSubmitKey, TypeDelivered:
+	case nodeSigned(cmd.Type):
 		n := s.Nodes[signer]
 		if n == nil {
 			return nil, errorf(CodeBadSignature, "unknown node %q", signer)

@@ -163,3 +163,42 @@ func TestSetEncKeyLeavesTheRoundInProgress(t *testing.T) {
 		t.Errorf("an operator set a node key: %v, want %q", res.Error, fsm.CodeBadSignature)
 	}
 }
+
+// TestUnverifiedEntryDoesNotMoveTheClock (issue 9, hole 7): the state
+// machine's clock followed the leader's entry time before the entry was
+// verified, so one junk entry stamped ten years ahead made every later
+// operator command fail as clock_skew: a single lying leader froze every
+// revoke, removal and rule change for good.
+func TestUnverifiedEntryDoesNotMoveTheClock(t *testing.T) {
+	h := newHarness(t)
+	ready(h)
+	h.must(admin, createKeyCmd("db/x"))
+	h.at = t0.Add(10 * 365 * 24 * time.Hour)
+	// Well formed, signed by nobody the cluster knows.
+	if res := h.do(stranger, createKeyCmd("db/y")); res.Error == nil {
+		t.Fatal("a stranger's entry was accepted")
+	}
+	h.at = t0
+	if res := h.do(admin, revokeKeyCmd("db/x")); res.Error != nil {
+		t.Fatalf("a revoke after a junk entry from the future: %v", res.Error)
+	}
+}
+
+// TestNodeSignedEntryDoesNotMoveTheClock: a compromised node signs a
+// command it may sign (a resharing deal) issued ten years ahead, and a
+// compromised leader stamps it so: the command is judged at that time, but
+// only operators' signed issue times move the clock, so operators' commands
+// still apply afterwards.
+func TestNodeSignedEntryDoesNotMoveTheClock(t *testing.T) {
+	h := newHarness(t)
+	initialized(h)
+	future := 10 * 365 * 24 * time.Hour
+	h.at = t0.Add(future)
+	if res := h.do(node(1), issued(dealCmd(h.round(), 1, "ok"), future)); res.Error != nil {
+		t.Fatalf("the deal from the future: %v", res.Error)
+	}
+	h.at = t0
+	if res := h.do(admin, addOperatorCmd(operatorSpec(admin2, "bob", true))); res.Error != nil {
+		t.Fatalf("an operator command after a node's entry from the future: %v", res.Error)
+	}
+}
