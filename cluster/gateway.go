@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"time"
@@ -168,47 +167,23 @@ func (n *Node) handleExchange(w http.ResponseWriter, r *http.Request) {
 // checks as for a release, at the coordinator's read index, then s_i*X with
 // a proof.
 func (n *Node) answerExchange(ctx context.Context, req *partialRequest) (*shamir.P256Partial, error) {
-	if req.Request == nil {
-		return nil, Errorf(KindInvalid, "exchange request carries no signed request")
-	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
-	if err := n.waitApplied(ctx, req.ReadIndex); err != nil {
+	g, err := n.authorizeAsHolder(ctx, req)
+	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	var (
-		cmd       *fsm.Command
-		key       *fsm.Key
-		mine      *fsm.TangShare
-		clusterID string
-		ferr      *fsm.Error
-	)
-	n.fsm.Read(func(s *fsm.State) {
-		c, k, e := s.AuthorizeRelease(req.Request, now)
-		if e != nil {
-			ferr = e
-			return
-		}
-		cmd, key, clusterID = c, k.Metadata(), s.ClusterID
-		for _, sh := range k.Tang.Shares {
+	cmd, key, clusterID := g.cmd, g.key, g.clusterID
+	var mine *fsm.TangShare
+	if key.Tang != nil {
+		for _, sh := range key.Tang.Shares {
 			if sh.NodeID == n.id.NodeID {
-				c := sh
-				mine = &c
+				mine = &sh
 			}
 		}
-	})
-	if ferr != nil {
-		return nil, fromFSM(ferr)
-	}
-	if key.Version != req.Version {
-		return nil, Errorf(KindConflict, "key %q is at version %d here, not %d", key.Name, key.Version, req.Version)
 	}
 	if mine == nil {
 		return nil, Errorf(KindNoQuorum, "node %s holds no share of tang key %q", n.id.NodeID, key.Name)
-	}
-	if !n.nonces.use(req.Request.Signer+"/"+hex.EncodeToString(cmd.Nonce), now) {
-		return nil, Errorf(KindUnauthenticated, "request nonce was already used: a replay is refused")
 	}
 	encPriv, err := shamir.EncryptionKeyFromEd25519(n.id.SignKey)
 	if err != nil {

@@ -47,6 +47,7 @@ type Node struct {
 
 	leaderReady atomic.Bool // this node is leader and has committed an entry of its term
 	verify      verifyBatch
+	holderReads readBatch
 }
 
 // runtime is everything that runs once the node is in a cluster.
@@ -84,7 +85,7 @@ func NewNode(cfg Config) (*Node, error) {
 	}
 	f := fsm.New(dealChecker{})
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), id: id, fsm: f,
-		rfsm: newRaftFSM(f), shares: shares, nonces: newNonceCache()}
+		rfsm: newRaftFSM(f), shares: shares, nonces: newNonceCache(time.Now())}
 	var m membership
 	switch err := readJSON(filepath.Join(cfg.DataDir, membershipFile), &m); {
 	case err == nil:

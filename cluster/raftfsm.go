@@ -15,6 +15,11 @@ import (
 type raftFSM struct {
 	fsm *fsm.FSM
 
+	// hold is taken by Apply for each entry. Tests lock it to make a
+	// replica lag behind the log it has acknowledged, as a slow disk or a
+	// long pause would.
+	hold sync.Mutex
+
 	mu      sync.Mutex
 	applied uint64
 	changed chan struct{} // closed and replaced after every apply
@@ -25,7 +30,9 @@ func newRaftFSM(f *fsm.FSM) *raftFSM {
 }
 
 func (r *raftFSM) Apply(l *raft.Log) any {
+	r.hold.Lock()
 	res := r.fsm.Apply(l.Index, l.AppendedAt, l.Data)
+	r.hold.Unlock()
 	r.advance(l.Index)
 	return res
 }

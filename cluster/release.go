@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -31,11 +30,17 @@ func releaseContext(clusterID string, key *fsm.Key, epoch uint64, req *fsm.Signe
 	return fsm.ReleaseContext(clusterID, key.Name, key.Version, epoch, req.Payload)
 }
 
+// partialRequest is what a coordinator asks a share holder. ReadIndex is
+// only a lower bound for the holder: it makes its own read.
 type partialRequest struct {
 	ReadIndex uint64      `json:"read_index"`
 	Request   *fsm.Signed `json:"request"`
 	Version   uint64      `json:"version"`
 	Epoch     uint64      `json:"epoch"`
+
+	// local is set when the coordinator answers itself, after its own
+	// read: never from the wire.
+	local bool
 }
 
 func (n *Node) handlePartial(w http.ResponseWriter, r *http.Request) {
@@ -63,53 +68,25 @@ func (n *Node) answerPartial(ctx context.Context, req *partialRequest) (*shamir.
 	return p, err
 }
 
-// computePartial runs a holder's checks on a release request, at the
-// coordinator's read index, and calls compute with this node's share,
-// which it erases afterwards.
+// computePartial runs a holder's checks on a release request and calls
+// compute with this node's share of the epoch the coordinator read, which
+// it erases afterwards.
 func (n *Node) computePartial(ctx context.Context, req *partialRequest, compute func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) error) error {
-	if req.Request == nil {
-		return Errorf(KindInvalid, "partial request carries no signed request")
-	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
-	if err := n.waitApplied(ctx, req.ReadIndex); err != nil {
+	g, err := n.authorizeAsHolder(ctx, req)
+	if err != nil {
 		return err
 	}
-	now := time.Now()
-	var (
-		cmd       *fsm.Command
-		key       *fsm.Key
-		epoch     uint64
-		clusterID string
-		ferr      *fsm.Error
-	)
-	n.fsm.Read(func(s *fsm.State) {
-		c, k, e := s.AuthorizeRelease(req.Request, now)
-		if e != nil {
-			ferr = e
-			return
-		}
-		kc := *k
-		cmd, key, epoch, clusterID = c, &kc, s.Epoch, s.ClusterID
-	})
-	if ferr != nil {
-		return fromFSM(ferr)
+	if g.epoch != req.Epoch {
+		return Errorf(KindConflict, "node %s is at key epoch %d, not %d", n.id.NodeID, g.epoch, req.Epoch)
 	}
-	if key.Version != req.Version {
-		return Errorf(KindConflict, "key %q is at version %d here, not %d", key.Name, key.Version, req.Version)
-	}
-	if epoch != req.Epoch {
-		return Errorf(KindConflict, "node %s is at key epoch %d, not %d", n.id.NodeID, epoch, req.Epoch)
-	}
-	share := n.shares.current(epoch)
+	share := n.shares.current(g.epoch)
 	if share == nil {
-		return Errorf(KindNoQuorum, "node %s holds no share of epoch %d", n.id.NodeID, epoch)
+		return Errorf(KindNoQuorum, "node %s holds no share of epoch %d", n.id.NodeID, g.epoch)
 	}
 	defer share.Erase()
-	if !n.nonces.use(req.Request.Signer+"/"+hex.EncodeToString(cmd.Nonce), now) {
-		return Errorf(KindUnauthenticated, "request nonce was already used: a replay is refused")
-	}
-	if err := compute(cmd, share, key, releaseContext(clusterID, key, epoch, req.Request)); err != nil {
+	if err := compute(g.cmd, share, g.key, releaseContext(g.clusterID, g.key, g.epoch, req.Request)); err != nil {
 		if _, ok := err.(*Error); ok {
 			return err
 		}
@@ -200,8 +177,10 @@ func askHolder[P any](n *Node, rt *runtime, path string, req *partialRequest, lo
 	return func(ctx context.Context, h fsm.Node) (*P, error) {
 		var p *P
 		if h.ID == n.id.NodeID {
+			own := *req
+			own.local = true
 			var err error
-			if p, err = local(ctx, req); err != nil {
+			if p, err = local(ctx, &own); err != nil {
 				return nil, err
 			}
 		} else {

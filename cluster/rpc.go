@@ -9,12 +9,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 
-	"github.com/keyquorum/keyquorum/fsm"
 )
 
 // The node-to-node protocol: JSON over HTTP/2 on the node port, both sides
@@ -143,32 +141,3 @@ func (n *Node) call(ctx context.Context, rt *runtime, addr, path string, body, o
 // tlsConnListener lets http.Server see the *tls.Conn the port mux
 // accepted, so it serves HTTP/2 on it.
 type tlsConnListener struct{ *chanListener }
-
-// nonceCache remembers release requests' nonces for twice the clock skew
-// window, so a captured request cannot be replayed to a share holder.
-type nonceCache struct {
-	mu     sync.Mutex
-	seen   map[string]time.Time
-	pruned time.Time
-}
-
-func newNonceCache() *nonceCache { return &nonceCache{seen: map[string]time.Time{}} }
-
-// use records a nonce and reports whether it was fresh.
-func (c *nonceCache) use(key string, now time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if now.Sub(c.pruned) > time.Minute {
-		for k, exp := range c.seen {
-			if now.After(exp) {
-				delete(c.seen, k)
-			}
-		}
-		c.pruned = now
-	}
-	if exp, ok := c.seen[key]; ok && now.Before(exp) {
-		return false
-	}
-	c.seen[key] = now.Add(2 * fsm.MaxClockSkew)
-	return true
-}

@@ -1,0 +1,173 @@
+package cluster
+
+import (
+	"context"
+	"encoding/hex"
+	"sync"
+	"time"
+
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+// A share holder's checks, the same for every operation that uses its
+// share (a release's partial, a machine's sealed partial, a Tang
+// exchange). The coordinator that asks may lie: it chooses the read index
+// it sends, the request it relays and when. So the holder:
+//
+//   - establishes freshness itself: it gets its own read index from the
+//     leader (shared by the holder's concurrent requests, never older than
+//     the request) and waits until it has applied it and the coordinator's,
+//     so a revoke acknowledged before the request started is applied here
+//     whatever index the coordinator claims;
+//   - authorizes the signed request against its own state and clock
+//     (fsm.State.AuthorizeRelease);
+//   - refuses a request issued before this node started: its nonce cache
+//     lives in memory, so a request it answered in an earlier life could
+//     otherwise be replayed to it within the freshness window;
+//   - spends the nonce, once.
+
+// holderGrant is what a holder's checks let through.
+type holderGrant struct {
+	cmd       *fsm.Command
+	key       *fsm.Key // a shallow copy of the state's
+	epoch     uint64
+	clusterID string
+}
+
+// authorizeAsHolder runs the checks above on req. It is called with the
+// node's own read already done when the node is the coordinator itself
+// (req.local).
+func (n *Node) authorizeAsHolder(ctx context.Context, req *partialRequest) (*holderGrant, error) {
+	if req.Request == nil {
+		return nil, Errorf(KindInvalid, "the holder's request carries no signed request")
+	}
+	index := req.ReadIndex
+	if !req.local {
+		own, err := n.holderReadIndex(ctx)
+		if err != nil {
+			return nil, err
+		}
+		index = max(index, own)
+	}
+	if err := n.waitApplied(ctx, index); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	var (
+		g    holderGrant
+		ferr *fsm.Error
+	)
+	n.fsm.Read(func(s *fsm.State) {
+		cmd, k, e := s.AuthorizeRelease(req.Request, now)
+		if e != nil {
+			ferr = e
+			return
+		}
+		// A shallow copy: the State's slices are never mutated in place.
+		key := *k
+		g = holderGrant{cmd: cmd, key: &key, epoch: s.Epoch, clusterID: s.ClusterID}
+	})
+	if ferr != nil {
+		return nil, fromFSM(ferr)
+	}
+	if g.key.Version != req.Version {
+		return nil, Errorf(KindConflict, "key %q is at version %d here, not %d", g.key.Name, g.key.Version, req.Version)
+	}
+	if err := n.nonces.use(req.Request.Signer+"/"+hex.EncodeToString(g.cmd.Nonce), time.Unix(0, g.cmd.IssuedAt), now); err != nil {
+		return nil, err
+	}
+	return &g, nil
+}
+
+// holderReadIndex is a read index from the leader for a holder's check.
+// Concurrent callers share one request to the leader, but a caller only
+// joins a round that starts after it arrived, so its index is as fresh as
+// one it had asked for alone.
+func (n *Node) holderReadIndex(ctx context.Context) (uint64, error) {
+	b := &n.holderReads
+	ch := make(chan readIndexResult, 1)
+	b.mu.Lock()
+	b.waiting = append(b.waiting, ch)
+	if !b.running {
+		b.running = true
+		go n.runHolderReads()
+	}
+	b.mu.Unlock()
+	select {
+	case r := <-ch:
+		return r.index, r.err
+	case <-ctx.Done():
+		return 0, Errorf(KindNoQuorum, "node %s could not confirm with the leader that its state is current", n.id.NodeID)
+	}
+}
+
+type readIndexResult struct {
+	index uint64
+	err   error
+}
+
+// readBatch queues the callers of holderReadIndex for the next round.
+type readBatch struct {
+	mu      sync.Mutex
+	waiting []chan readIndexResult
+	running bool
+}
+
+func (n *Node) runHolderReads() {
+	b := &n.holderReads
+	for {
+		b.mu.Lock()
+		batch := b.waiting
+		b.waiting = nil
+		if len(batch) == 0 {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+		idx, err := n.readIndex(ctx)
+		cancel()
+		for _, ch := range batch {
+			ch <- readIndexResult{idx, err}
+		}
+	}
+}
+
+// nonceCache remembers the nonces of the requests a holder answered for
+// twice the clock skew window, so a captured request is not answered
+// twice. It lives in memory: requests issued before it was made are
+// refused, since an earlier life of the node may have answered them.
+type nonceCache struct {
+	since  time.Time
+	mu     sync.Mutex
+	seen   map[string]time.Time
+	pruned time.Time
+}
+
+func newNonceCache(since time.Time) *nonceCache {
+	return &nonceCache{since: since, seen: map[string]time.Time{}}
+}
+
+// use records a request's nonce, or says why the request is refused.
+func (c *nonceCache) use(key string, issued, now time.Time) error {
+	if issued.Before(c.since) {
+		return Errorf(KindUnauthenticated, "request issued at %s, before this node started at %s: sign a new request",
+			issued.UTC().Format(time.RFC3339Nano), c.since.UTC().Format(time.RFC3339Nano))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now.Sub(c.pruned) > time.Minute {
+		for k, exp := range c.seen {
+			if now.After(exp) {
+				delete(c.seen, k)
+			}
+		}
+		c.pruned = now
+	}
+	if exp, ok := c.seen[key]; ok && now.Before(exp) {
+		return Errorf(KindUnauthenticated, "request nonce was already used: a replay is refused")
+	}
+	c.seen[key] = now.Add(2 * fsm.MaxClockSkew)
+	return nil
+}
