@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-
 )
 
 // The node-to-node protocol: JSON over HTTP/2 on the node port, both sides
