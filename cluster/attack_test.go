@@ -3,6 +3,16 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,5 +113,112 @@ func TestRequestAnsweredBeforeRestartIsRefusedAfter(t *testing.T) {
 	// A request signed after the restart is answered.
 	if got := c.mustRelease(victim, "captured"); !bytes.Equal(got, secret) {
 		t.Fatalf("release after restart returned other bytes")
+	}
+}
+
+// nodePortStatus asks the node port at target for its status, presenting
+// cert.
+func nodePortStatus(target string, cert tls.Certificate) (*nodeStatus, error) {
+	hc := &http.Client{Timeout: opTimeout, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
+			InsecureSkipVerify: true, NextProtos: []string{alpnRPC}},
+		ForceAttemptHTTP2: true}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get("https://" + target + "/internal/v1/status")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %s", resp.Status)
+	}
+	var ns nodeStatus
+	if err := json.NewDecoder(resp.Body).Decode(&ns); err != nil {
+		return nil, err
+	}
+	return &ns, nil
+}
+
+// nodePortPartial asks the node port at target for a partial, presenting
+// cert, and returns the status and body of the answer as an error unless
+// it is 200.
+func nodePortPartial(target string, cert tls.Certificate) (string, error) {
+	hc := &http.Client{Timeout: opTimeout, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
+			InsecureSkipVerify: true, NextProtos: []string{alpnRPC}},
+		ForceAttemptHTTP2: true}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Post("https://"+target+"/internal/v1/partial", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %s: %s", resp.Status, body)
+	}
+	return string(body), nil
+}
+
+// raftStreamServed opens a Raft stream to target with cert and tells
+// whether the node kept it open for Raft rather than refusing it.
+func raftStreamServed(t *testing.T, target string, cert tls.Certificate) bool {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: opTimeout}, "tcp", target, &tls.Config{MinVersion: tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, NextProtos: []string{alpnRaft}})
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	// TLS 1.3: the server checks the client's certificate after the
+	// client's handshake ends; its alert arrives on the first read.
+	conn.SetDeadline(time.Now().Add(time.Second))
+	_, err = conn.Read(make([]byte, 1))
+	var ne net.Error
+	return err == nil || errors.As(err, &ne) && ne.Timeout()
+}
+
+// TestNodePortRefusesNonMembers (hole 2): the node port took any node
+// certificate of the CA. A thief of the CA key mints one for its own key,
+// or for a member's ID with its own key: neither is a peer, on the RPC
+// protocol or on Raft.
+func TestNodePortRefusesNonMembers(t *testing.T) {
+	c := newTestCluster(t, 3)
+	target := c.nodes[1].cfg.RaftAddr
+	mint := func(id string) tls.Certificate {
+		pub, key, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certPEM, err := c.ca.Issue(pub, RoleNode, id, []string{"localhost", "127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := ParseCertPEM(certPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
+	}
+	member := c.nodes[0].n.rt.tls.cert
+	if _, err := nodePortStatus(target, member); err != nil {
+		t.Fatalf("a member's own certificate was refused: %v", err)
+	}
+	if !raftStreamServed(t, target, member) {
+		t.Fatalf("a member's Raft stream was refused")
+	}
+	for name, cert := range map[string]tls.Certificate{
+		"a new node ID":       mint("intruder"),
+		"a member's ID":       mint(c.nodes[0].id()),
+		"the target's own ID": mint(c.nodes[1].id()),
+	} {
+		if p, err := nodePortPartial(target, cert); err == nil {
+			t.Errorf("a partial was asked with a CA-minted certificate for %s: answered %s", name, p)
+		} else if !strings.Contains(err.Error(), "not a member") && !strings.Contains(err.Error(), "not for the key") {
+			t.Errorf("a partial asked with a CA-minted certificate for %s: %v, want a refusal for not being a member", name, err)
+		}
+		if raftStreamServed(t, target, cert) {
+			t.Errorf("a Raft stream with a CA-minted certificate for %s was kept", name)
+		}
 	}
 }

@@ -16,10 +16,10 @@ import (
 
 	"io/fs"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -113,6 +113,7 @@ func TestJoinThenRemoveKeepsKeyAndRetiresOldShare(t *testing.T) {
 		}
 	}
 	epoch = st.Epoch
+	victimCert := victim.n.rt.tls.cert
 	oldShare := victim.n.shares.current(epoch)
 	if oldShare == nil {
 		t.Fatalf("%s holds no share of epoch %d", victim.id(), epoch)
@@ -146,6 +147,18 @@ func TestJoinThenRemoveKeepsKeyAndRetiresOldShare(t *testing.T) {
 	for _, tn := range staying {
 		if got := c.mustRelease(tn, "app/db"); !bytes.Equal(got, secret) {
 			t.Fatalf("%s released the wrong bytes after the removal", tn.id())
+		}
+	}
+
+	// A removed node is no peer any more (issue 9, hole 2): its
+	// certificate of the CA, valid for two years, gets no partial and no
+	// Raft stream.
+	for _, tn := range staying {
+		if p, err := nodePortPartial(tn.cfg.RaftAddr, victimCert); err == nil || !strings.Contains(err.Error(), "not a member") {
+			t.Errorf("%s asked for a partial by the removed %s: %q, %v", tn.id(), victim.id(), p, err)
+		}
+		if raftStreamServed(t, tn.cfg.RaftAddr, victimCert) {
+			t.Errorf("%s kept a Raft stream of the removed %s", tn.id(), victim.id())
 		}
 	}
 
@@ -646,27 +659,10 @@ func TestNodePortRefusesOperatorCertificate(t *testing.T) {
 		return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
 			InsecureSkipVerify: true, NextProtos: []string{proto}}
 	}
-	getStatus := func(cert tls.Certificate) (*nodeStatus, error) {
-		hc := &http.Client{Timeout: opTimeout, Transport: &http.Transport{
-			TLSClientConfig: clientConfig(cert, alpnRPC), ForceAttemptHTTP2: true}}
-		defer hc.CloseIdleConnections()
-		resp, err := hc.Get("https://" + target + "/internal/v1/status")
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("status %s", resp.Status)
-		}
-		var ns nodeStatus
-		if err := json.NewDecoder(resp.Body).Decode(&ns); err != nil {
-			return nil, err
-		}
-		return &ns, nil
-	}
+	getStatus := func(cert tls.Certificate) (*nodeStatus, error) { return nodePortStatus(target, cert) }
 
-	// Control: a node certificate of the same CA is served.
-	ns, err := getStatus(issue(RoleNode))
+	// Control: a member's own certificate is served.
+	ns, err := getStatus(c.nodes[0].n.rt.tls.cert)
 	if err != nil || ns.ID != c.nodes[1].id() {
 		t.Fatalf("RPC with a node certificate: %+v, %v", ns, err)
 	}

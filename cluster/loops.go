@@ -183,7 +183,7 @@ func (n *Node) watchRemoval(ctx context.Context, rt *runtime) {
 		for _, p := range peers {
 			cctx, cancel := context.WithTimeout(ctx, time.Second)
 			var ns nodeStatus
-			_, err := n.call(cctx, rt, p.RaftAddr, "/internal/v1/status", nil, &ns)
+			_, err := n.call(cctx, rt, p.RaftAddr, statusPath, nil, &ns)
 			cancel()
 			if err == nil && ns.Epoch > epoch && !slices.Contains(ns.Members, n.id.NodeID) {
 				votes++

@@ -221,6 +221,7 @@ func (n *Node) startRuntime(m *membership) (err error) {
 	if err != nil {
 		return err
 	}
+	t.member = n.isMember
 	rt := &runtime{m: m, tls: t}
 	defer func() {
 		if err != nil {
@@ -272,7 +273,7 @@ func (n *Node) startRuntime(m *membership) (err error) {
 		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     time.Minute,
 	}}
-	rt.rpcServer = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)}
+	rt.rpcServer = &http.Server{Handler: n.membersOnly(t, n.rpcHandler()), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)}
 	go rt.rpcServer.Serve(tlsConnListener{rt.mux.rpc})
 	if rt.gossip, err = n.startGossip(m); err != nil {
 		return fmt.Errorf("starting gossip on %s: %w", n.cfg.GossipAddr, err)
@@ -282,7 +283,7 @@ func (n *Node) startRuntime(m *membership) (err error) {
 	n.mu.Lock()
 	n.rt = rt
 	n.mu.Unlock()
-	for _, loop := range []func(context.Context, *runtime){n.watchLeadership, n.reconcileMembers, n.driveResharing, n.joinGossip, n.watchRemoval} {
+	for _, loop := range []func(context.Context, *runtime){n.watchLeadership, n.reconcileMembers, n.driveResharing, n.joinGossip, n.watchRemoval, n.dropRemovedPeers} {
 		rt.wg.Add(1)
 		go func() {
 			defer rt.wg.Done()

@@ -32,6 +32,10 @@ const kindNotLeader Kind = "not_leader"
 
 const maxRPCBody = 1 << 20
 
+// statusPath is the one node-to-node call a node that is not a member may
+// make (peers.go).
+const statusPath = "/internal/v1/status"
+
 func (n *Node) rpcHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /internal/v1/apply", n.handleApply)
@@ -39,7 +43,7 @@ func (n *Node) rpcHandler() http.Handler {
 	mux.HandleFunc("POST /internal/v1/partial", n.handlePartial)
 	mux.HandleFunc("POST /internal/v1/exchange", n.handleExchange)
 	mux.HandleFunc("POST /internal/v1/sealed-partial", n.handleSealedPartial)
-	mux.HandleFunc("GET /internal/v1/status", n.handleStatus)
+	mux.HandleFunc("GET "+statusPath, n.handleStatus)
 	return mux
 }
 

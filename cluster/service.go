@@ -197,7 +197,7 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 			var ns nodeStatus
 			if m.ID == n.id.NodeID {
 				ns = n.localStatus(rt)
-			} else if _, err := n.call(ctx, rt, m.RaftAddr, "/internal/v1/status", nil, &ns); err != nil {
+			} else if _, err := n.call(ctx, rt, m.RaftAddr, statusPath, nil, &ns); err != nil {
 				m.RaftState = "unreachable"
 				return
 			}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -26,6 +27,11 @@ const (
 type nodeTLS struct {
 	cert tls.Certificate
 	pool *x509.CertPool
+	// member says whether a node ID and key are a current member's. A
+	// certificate of the CA is not enough to be a peer: it may be a
+	// removed node's, or minted by a thief of the CA key.
+	member    func(id string, key ed25519.PublicKey) error
+	raftConns connRegistry
 }
 
 func newNodeTLS(m *membership, id *identity) (*nodeTLS, error) {
@@ -69,6 +75,32 @@ func (t *nodeTLS) verifyPeer(cs tls.ConnectionState) error {
 		return fmt.Errorf("peer certificate has role %q, want %q", role, RoleNode)
 	}
 	return nil
+}
+
+// checkMember checks that a peer certificate is a current member's: its
+// key is the signing key the replicated state holds for the node it names.
+func (t *nodeTLS) checkMember(leaf *x509.Certificate, id string) error {
+	key, ok := leaf.PublicKey.(ed25519.PublicKey)
+	if !ok {
+		return errors.New("peer certificate's key is not Ed25519")
+	}
+	if t.member == nil {
+		return nil
+	}
+	return t.member(id, key)
+}
+
+// peerMember checks that a connection's peer, whose certificate verifyPeer
+// accepted, is a current member.
+func (t *nodeTLS) peerMember(cs *tls.ConnectionState) error {
+	if cs == nil || len(cs.PeerCertificates) == 0 {
+		return errors.New("peer sent no certificate")
+	}
+	_, id, err := CertRole(cs.PeerCertificates[0])
+	if err != nil {
+		return err
+	}
+	return t.checkMember(cs.PeerCertificates[0], id)
 }
 
 func (t *nodeTLS) serverConfig() *tls.Config {
@@ -134,9 +166,15 @@ func (m *portMux) route(c *tls.Conn) {
 		c.Close()
 		return
 	}
-	switch c.ConnectionState().NegotiatedProtocol {
+	cs := c.ConnectionState()
+	switch cs.NegotiatedProtocol {
 	case alpnRaft:
-		m.raft.push(c)
+		if err := m.tls.peerMember(&cs); err != nil {
+			m.log.Warn("refused a raft stream", "peer", c.RemoteAddr(), "err", err)
+			c.Close()
+			return
+		}
+		m.raft.push(m.tls.raftConns.track(c))
 	case alpnRPC:
 		m.rpc.push(c)
 	default:
@@ -190,5 +228,62 @@ func (s *streamLayer) Addr() net.Addr { return s.advertise }
 
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: s.tls.clientConfig(alpnRaft)}
-	return d.Dial("tcp", string(address))
+	c, err := d.Dial("tcp", string(address))
+	if err != nil {
+		return nil, err
+	}
+	return s.tls.raftConns.track(c.(*tls.Conn)), nil
+}
+
+// connRegistry keeps the Raft streams open with peers, so that those of a
+// node that stops being a member are closed when its removal applies:
+// Raft keeps its streams open and would otherwise go on using them.
+type connRegistry struct {
+	mu    sync.Mutex
+	conns map[*raftConn]struct{}
+}
+
+// raftConn is a Raft stream that leaves the registry when it is closed.
+type raftConn struct {
+	*tls.Conn
+	reg  *connRegistry
+	once sync.Once
+}
+
+func (c *raftConn) Close() error {
+	c.once.Do(func() {
+		c.reg.mu.Lock()
+		delete(c.reg.conns, c)
+		c.reg.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+func (r *connRegistry) track(c *tls.Conn) net.Conn {
+	rc := &raftConn{Conn: c, reg: r}
+	r.mu.Lock()
+	if r.conns == nil {
+		r.conns = map[*raftConn]struct{}{}
+	}
+	r.conns[rc] = struct{}{}
+	r.mu.Unlock()
+	return rc
+}
+
+// closeIf closes the streams whose peer drop says to drop, and returns how
+// many it closed.
+func (r *connRegistry) closeIf(drop func(*tls.ConnectionState) bool) int {
+	r.mu.Lock()
+	var doomed []*raftConn
+	for c := range r.conns {
+		cs := c.ConnectionState()
+		if drop(&cs) {
+			doomed = append(doomed, c)
+		}
+	}
+	r.mu.Unlock()
+	for _, c := range doomed {
+		c.Close()
+	}
+	return len(doomed)
 }
