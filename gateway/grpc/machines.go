@@ -19,8 +19,9 @@ import (
 
 // Machines is klefki's machine flow behind MachineService: a booting
 // machine asks for its key and waits; an operator lists the waiting
-// machines and submits a key. The server checks the shape of each request
-// and authenticates the operator of ListSessions and SubmitKey; the rest
+// machines and submits a key. The server checks the shape of each request,
+// authenticates the operator of ListSessions and SubmitKey, and checks
+// that SubmitKey's command is a submit_key that operator signed; the rest
 // is the implementation's. Errors are *cluster.Error, as from
 // cluster.Service.
 type Machines interface {
