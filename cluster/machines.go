@@ -19,7 +19,9 @@ import (
 // checks each proof and combines. No node sees the key. When the
 // machine's rule needs an approval, the coordinator spends an approved use
 // on the request through the log, or records the request as a pending
-// session that every node lists.
+// session that every node lists; both entries carry the request the
+// machine signed, so a node can do neither for a request the machine did
+// not make.
 
 // MachineUnlock is what a machine gets for an unlock request.
 type MachineUnlock struct {
@@ -97,11 +99,11 @@ func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (
 				return nil, fromFSM(ferr)
 			}
 			if usable && attempt == 0 {
-				if err := n.spendApproval(ctx, sg.Signer, cmd.Release.Key, cmd.Nonce); err == nil {
+				if err := n.spendApproval(ctx, sg, &cmd); err == nil {
 					continue // read again: the grant is in the log
 				}
 			}
-			n.recordSession(ctx, sg.Signer, cmd.Release.Key, addr, lastTried)
+			n.recordSession(ctx, &fsm.RecordSession{Addr: addr, Release: sg}, sg.Signer, cmd.Release.Key, lastTried)
 			return nil, fromFSM(ferr)
 		}
 		if len(holders) < out.Threshold {
@@ -127,23 +129,26 @@ func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (
 	}
 }
 
-// spendApproval spends one approved use on the request with nonce.
-func (n *Node) spendApproval(ctx context.Context, machine, key string, nonce []byte) error {
-	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeUseApproval, UseApproval: &fsm.UseApproval{Machine: machine, Key: key, Nonce: nonce}})
+// spendApproval spends one approved use on the machine's request sg (cmd
+// decoded): the entry carries sg, which every replica checks.
+func (n *Node) spendApproval(ctx context.Context, sg *fsm.Signed, cmd *fsm.Command) error {
+	use, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeUseApproval, UseApproval: &fsm.UseApproval{
+		Machine: sg.Signer, Key: cmd.Release.Key, Nonce: cmd.Nonce, Request: sg}})
 	if err != nil {
 		return err
 	}
-	_, err = n.submit(ctx, sg)
+	_, err = n.submit(ctx, use)
 	return err
 }
 
-// recordSession lists a machine's waiting request, at most every
-// sessionEvery per machine. It is best effort: the machine asks again.
-func (n *Node) recordSession(ctx context.Context, machine, key, addr string, lastTried int64) {
+// recordSession lists a machine's waiting request, which rs carries, at
+// most every sessionEvery per machine. It is best effort: the machine
+// asks again.
+func (n *Node) recordSession(ctx context.Context, rs *fsm.RecordSession, machine, key string, lastTried int64) {
 	if time.Since(time.Unix(0, lastTried)) < sessionEvery {
 		return
 	}
-	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeRecordSession, RecordSession: &fsm.Session{Machine: machine, Key: key, Addr: addr}})
+	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeRecordSession, RecordSession: rs})
 	if err != nil {
 		return
 	}
@@ -217,23 +222,27 @@ func (n *Node) Sessions(ctx context.Context) ([]*fsm.Session, error) {
 	return out, err
 }
 
-// SubmitKey stores a passphrase an operator sealed to a machine's key, for
-// the machine to take once (klefki's SubmitKey). The node signs it for the
-// operator its gateway authenticated.
-func (n *Node) SubmitKey(ctx context.Context, operator, machine string, sealed []byte) error {
-	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeSubmitKey, SubmitKey: &fsm.SubmittedKey{Machine: machine, Sealed: sealed, By: operator}})
-	if err != nil {
-		return err
+// SubmitKey commits a passphrase an operator sealed to a machine's key,
+// for the machine to take once (klefki's SubmitKey). sg is the operator's
+// signed submit_key command: the node only relays it.
+func (n *Node) SubmitKey(ctx context.Context, sg *fsm.Signed) error {
+	var cmd struct {
+		Type string `json:"type"`
 	}
-	_, err = n.submit(ctx, sg)
+	if json.Unmarshal(sg.Payload, &cmd) != nil || cmd.Type != fsm.TypeSubmitKey {
+		return Errorf(KindInvalid, "SubmitKey takes an operator's signed %s command", fsm.TypeSubmitKey)
+	}
+	_, err := n.submit(ctx, sg)
 	return err
 }
 
 // TakeSubmittedKey hands a machine the passphrase submitted for it, and
-// removes it through the log: it is delivered once. With none submitted,
-// it records the machine as waiting (from addr) and answers not_found.
-// The caller has authenticated the machine.
-func (n *Node) TakeSubmittedKey(ctx context.Context, machine, addr string) ([]byte, error) {
+// removes it through the log with the machine's GetKey req: it is
+// delivered once. With none submitted, it records the machine as waiting
+// (from addr) and answers not_found. The caller has checked req; every
+// replica checks it again when it applies the entry.
+func (n *Node) TakeSubmittedKey(ctx context.Context, req *fsm.GetKeyRequest, addr string) ([]byte, error) {
+	machine := req.Machine
 	var k *fsm.SubmittedKey
 	var lastTried int64
 	if err := n.consistent(ctx, func(s *fsm.State) {
@@ -248,11 +257,11 @@ func (n *Node) TakeSubmittedKey(ctx context.Context, machine, addr string) ([]by
 		return nil, err
 	}
 	if k == nil {
-		n.recordSession(ctx, machine, "", addr, lastTried)
+		n.recordSession(ctx, &fsm.RecordSession{Addr: addr, GetKey: req}, machine, "", lastTried)
 		return nil, Errorf(KindNotFound, "no key has been submitted for machine %s yet: an operator lists it with keyctl session list", machine)
 	}
 	sum := sha256.Sum256(k.Sealed)
-	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeDelivered, Delivered: &fsm.Delivered{Machine: machine, SHA256: sum[:]}})
+	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeDelivered, Delivered: &fsm.Delivered{Machine: machine, SHA256: sum[:], Request: req}})
 	if err != nil {
 		return nil, err
 	}

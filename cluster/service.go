@@ -63,8 +63,8 @@ type MachineService interface {
 	MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (*MachineUnlock, error)
 	Machines(ctx context.Context) ([]*fsm.Machine, error)
 	Sessions(ctx context.Context) ([]*fsm.Session, error)
-	SubmitKey(ctx context.Context, operator, machine string, sealed []byte) error
-	TakeSubmittedKey(ctx context.Context, machine, addr string) ([]byte, error)
+	SubmitKey(ctx context.Context, cmd *fsm.Signed) error
+	TakeSubmittedKey(ctx context.Context, req *fsm.GetKeyRequest, addr string) ([]byte, error)
 }
 
 var _ MachineService = (*Node)(nil)

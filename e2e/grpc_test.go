@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"strings"
 	"testing"
@@ -39,6 +40,28 @@ func (c *localCluster) grpcConn(i int, quic, operator bool) *gogrpc.ClientConn {
 	}
 	c.t.Cleanup(func() { conn.Close() })
 	return conn
+}
+
+// operatorSign signs a command with the operator's key (that of its client
+// certificate), as keyctl does.
+func (c *localCluster) operatorSign(cmd *fsm.Command) *keyquorumv1.SignedCommand {
+	c.t.Helper()
+	pair, err := tls.LoadX509KeyPair(c.envValue("KEYQUORUM_CLIENT_CERT"), c.envValue("KEYQUORUM_CLIENT_KEY"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	key, ok := pair.PrivateKey.(ed25519.PrivateKey)
+	if !ok {
+		c.t.Fatalf("the operator's key is a %T, not Ed25519", pair.PrivateKey)
+	}
+	cmd.Nonce = make([]byte, 16)
+	rand.Read(cmd.Nonce)
+	cmd.IssuedAt = time.Now().UnixNano()
+	sg, err := fsm.Sign(fsm.PrincipalID(key.Public().(ed25519.PublicKey)), key, cmd)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return &keyquorumv1.SignedCommand{Signer: sg.Signer, Payload: sg.Payload, Signature: sg.Signature}
 }
 
 // TestGRPCMachineFlow is klefki's flow through the gRPC gateway of real
@@ -83,11 +106,14 @@ func TestGRPCMachineFlow(t *testing.T) {
 	}
 	sealed := append(append([]byte{}, ct.R...), ct.Sealed...)
 	ops := keyquorumv1.NewMachineServiceClient(c.grpcConn(1, false, true))
-	if _, err := ops.SubmitKey(ctx, &keyquorumv1.SubmitKeyRequest{MachineId: id, EncryptedKey: sealed}); err != nil {
+	// The operator signs the submit_key with the key of its certificate;
+	// the node only relays it.
+	submit := c.operatorSign(&fsm.Command{Type: fsm.TypeSubmitKey, SubmitKey: &fsm.SubmittedKey{Machine: fsm.PrincipalID(pub), Sealed: sealed}})
+	if _, err := ops.SubmitKey(ctx, &keyquorumv1.SubmitKeyRequest{MachineId: id, EncryptedKey: sealed, Command: submit}); err != nil {
 		t.Fatalf("SubmitKey: %v", err)
 	}
 	if _, err := keyquorumv1.NewMachineServiceClient(c.grpcConn(1, false, false)).SubmitKey(ctx,
-		&keyquorumv1.SubmitKeyRequest{MachineId: id, EncryptedKey: sealed}); grpcstatus.Code(err) != codes.Unauthenticated {
+		&keyquorumv1.SubmitKeyRequest{MachineId: id, EncryptedKey: sealed, Command: submit}); grpcstatus.Code(err) != codes.Unauthenticated {
 		t.Errorf("SubmitKey without an operator certificate: %v, want Unauthenticated", err)
 	}
 

@@ -54,7 +54,9 @@ const (
 	TypeAddMachine     = "add_machine"
 	TypeRevokeMachine  = "revoke_machine"
 	TypeApprove        = "approve"
-	// TypeRecordSession and TypeUseApproval are signed by member nodes.
+	// TypeRecordSession, TypeUseApproval and TypeDelivered are signed by
+	// the member node that relays them, and carry the request the machine
+	// signed; TypeSubmitKey is signed by the submitting operator.
 	TypeRecordSession = "record_session"
 	TypeUseApproval   = "use_approval"
 	TypeSubmitKey     = "submit_key"
@@ -88,7 +90,7 @@ type Command struct {
 	AddMachine     *Machine        `json:"add_machine,omitempty"`
 	RevokeMachine  string          `json:"revoke_machine,omitempty"`
 	Approve        *Approval       `json:"approve,omitempty"`
-	RecordSession  *Session        `json:"record_session,omitempty"`
+	RecordSession  *RecordSession  `json:"record_session,omitempty"`
 	UseApproval    *UseApproval    `json:"use_approval,omitempty"`
 	SubmitKey      *SubmittedKey   `json:"submit_key,omitempty"`
 	Delivered      *Delivered      `json:"delivered,omitempty"`

@@ -189,7 +189,7 @@ func checkFresh(cmd *Command, now int64) *Error {
 // signs every other type (init: the operator it founds the cluster with).
 func nodeSigned(typ string) bool {
 	switch typ {
-	case TypeDeal, TypeReshareAck, TypeSetEncKey, TypeRecordSession, TypeUseApproval, TypeSubmitKey, TypeDelivered:
+	case TypeDeal, TypeReshareAck, TypeSetEncKey, TypeRecordSession, TypeUseApproval, TypeDelivered:
 		return true
 	}
 	return false

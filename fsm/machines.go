@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"slices"
 	"time"
 )
@@ -70,11 +73,116 @@ type Session struct {
 }
 
 // UseApproval spends one use of an approval on one release request,
-// named by its nonce: the holders then authorize that request.
+// named by its nonce: the holders then authorize that request. A node
+// logs it, but the authority is the machine's: Request is the release
+// request the machine signed, and Machine, Key and Nonce must be its.
 type UseApproval struct {
-	Machine string `json:"machine"`
-	Key     string `json:"key"`
-	Nonce   []byte `json:"nonce"`
+	Machine string  `json:"machine"`
+	Key     string  `json:"key"`
+	Nonce   []byte  `json:"nonce"`
+	Request *Signed `json:"request"`
+}
+
+// RecordSession lists a machine's waiting request. A node logs it with
+// the request the machine signed: its release waiting for an approval
+// (keyagent), or its GetKey waiting for a submitted key (klefki). Exactly
+// one is set. Addr is the address the node saw the request come from.
+type RecordSession struct {
+	Addr    string         `json:"addr"`
+	Release *Signed        `json:"release,omitempty"`
+	GetKey  *GetKeyRequest `json:"get_key,omitempty"`
+}
+
+// GetKeyRequest is a machine's GetKey of klefki's flow as the machine
+// signed it (see GetKeySigningInput), relayed into the log by the node it
+// asked.
+type GetKeyRequest struct {
+	Machine   string `json:"machine"` // the machine's ID (PrincipalID)
+	Nonce     []byte `json:"nonce"`
+	SignedAt  int64  `json:"signed_at"` // Unix nanoseconds, by the machine's clock
+	Ephemeral []byte `json:"ephemeral,omitempty"`
+	Signature []byte `json:"signature"`
+}
+
+// KlefkiIDPrefix starts a machine's ID as klefki's wire spells it.
+const KlefkiIDPrefix = "SHA256:"
+
+// KlefkiID is the ID of a machine with an Ed25519 public key as klefki
+// spells it: "SHA256:" and the standard base64 of the key's SHA-256.
+func KlefkiID(publicKey []byte) string {
+	sum := sha256.Sum256(publicKey)
+	return KlefkiIDPrefix + base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// getKeyDomain separates a machine's GetKey signature from any other use
+// of the machine's Ed25519 key.
+const getKeyDomain = "keyquorum/machine/get-key/v1\x00"
+
+// GetKeySigningInput is what a machine signs with its Ed25519 key for a
+// GetKey request: the domain string and a zero byte, then klefkiID, nonce
+// and ephemeralPublicKey each as a 4-byte big-endian length and the bytes,
+// then signedAt (Unix nanoseconds) as 8 bytes big-endian. The lengths make
+// the encoding unambiguous; the ephemeral key is signed so that no node on
+// the way can substitute its own and read the combined key.
+func GetKeySigningInput(klefkiID string, nonce []byte, signedAt int64, ephemeralPublicKey []byte) []byte {
+	b := make([]byte, 0, len(getKeyDomain)+12+len(klefkiID)+len(nonce)+len(ephemeralPublicKey)+8)
+	b = append(b, getKeyDomain...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(klefkiID)))
+	b = append(b, klefkiID...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(nonce)))
+	b = append(b, nonce...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(ephemeralPublicKey)))
+	b = append(b, ephemeralPublicKey...)
+	return binary.BigEndian.AppendUint64(b, uint64(signedAt))
+}
+
+// machineGetKey checks a GetKey a node relayed: from an active machine,
+// signed by it, and signed within MaxClockSkew of now.
+func (s *State) machineGetKey(r *GetKeyRequest, now int64) (*Machine, *Error) {
+	if r == nil {
+		return nil, errorf(CodeInvalid, "the machine's signed GetKey is required")
+	}
+	m := s.Machines[r.Machine]
+	if m == nil || m.State != MachineActive {
+		return nil, errorf(CodeNotFound, "machine %q is not an active machine", r.Machine)
+	}
+	if len(r.Nonce) < minNonceLen {
+		return nil, errorf(CodeInvalid, "the machine's nonce must be at least %d bytes", minNonceLen)
+	}
+	if !ed25519.Verify(m.PublicKey, GetKeySigningInput(KlefkiID(m.PublicKey), r.Nonce, r.SignedAt, r.Ephemeral), r.Signature) {
+		return nil, errorf(CodeBadSignature, "the GetKey signature of machine %s does not verify", m.ID)
+	}
+	if d := time.Duration(now - r.SignedAt); d > MaxClockSkew || d < -MaxClockSkew {
+		return nil, errorf(CodeClockSkew, "the machine's GetKey was signed %v from the cluster's time, more than %v", d.Round(time.Second), MaxClockSkew)
+	}
+	return m, nil
+}
+
+// machineRelease checks a machine's release request a node relayed: from
+// an active machine, signed by it, a get with an ephemeral key, issued
+// within MaxClockSkew of now.
+func (s *State) machineRelease(sg *Signed, now int64) (*Machine, *Command, *Error) {
+	if sg == nil {
+		return nil, nil, errorf(CodeInvalid, "the machine's signed release request is required")
+	}
+	m := s.Machines[sg.Signer]
+	if m == nil || m.State != MachineActive {
+		return nil, nil, errorf(CodeNotFound, "machine %q is not an active machine", sg.Signer)
+	}
+	if !ed25519.Verify(m.PublicKey, SigningInput(sg.Payload), sg.Signature) {
+		return nil, nil, errorf(CodeBadSignature, "the release request of machine %s does not verify", m.ID)
+	}
+	var cmd Command
+	if err := json.Unmarshal(sg.Payload, &cmd); err != nil {
+		return nil, nil, errorf(CodeInvalid, "the machine's request: %v", err)
+	}
+	if cmd.Type != TypeRelease || cmd.Release == nil || cmd.Release.Op != OpGet || len(cmd.Release.Ephemeral) == 0 {
+		return nil, nil, errorf(CodeInvalid, "the machine's request is not a release with an ephemeral key")
+	}
+	if err := checkFresh(&cmd, now); err != nil {
+		return nil, nil, err
+	}
+	return m, &cmd, nil
 }
 
 func approvalKey(machine, key string) string { return machine + "\x00" + key }
@@ -197,38 +305,57 @@ func (t *transition) approve(a *Approval) *Error {
 	return nil
 }
 
-// recordSession lists a machine's waiting release. Only a member node
-// records one, for a machine whose request it has authorized but for the
-// approval.
-func (t *transition) recordSession(in *Session) *Error {
-	if in == nil {
-		return errorf(CodeInvalid, "record_session needs a session")
+// recordSession lists a machine's waiting request. A member node logs
+// it, with the request the machine signed: a node cannot list a machine
+// that did not ask.
+func (t *transition) recordSession(in *RecordSession) *Error {
+	if in == nil || (in.Release == nil) == (in.GetKey == nil) {
+		return errorf(CodeInvalid, "record_session needs the machine's signed release or GetKey, one of them")
 	}
-	m := t.s.Machines[in.Machine]
-	if m == nil || m.State != MachineActive {
-		return errorf(CodeNotFound, "machine %q is not an active machine", in.Machine)
+	if len(in.Addr) > 64 {
+		return errorf(CodeInvalid, "a session's address must be at most 64 bytes")
 	}
-	if len(in.Addr) > 64 || (in.Key != "" && checkKeyName(in.Key) != nil) {
-		return errorf(CodeInvalid, "a session needs a valid key name (or none, for a submitted key) and an address of at most 64 bytes")
+	var m *Machine
+	var key string
+	var err *Error
+	if in.Release != nil {
+		var cmd *Command
+		if m, cmd, err = t.s.machineRelease(in.Release, t.now); err != nil {
+			return err
+		}
+		key = cmd.Release.Key
+		if checkKeyName(key) != nil {
+			return errorf(CodeInvalid, "the machine's release names no valid key")
+		}
+	} else if m, err = t.s.machineGetKey(in.GetKey, t.now); err != nil {
+		return err
 	}
-	s := t.s.Sessions[in.Machine]
+	s := t.s.Sessions[m.ID]
 	if s == nil {
 		s = &Session{Machine: m.ID, Name: m.Name, PublicKey: m.PublicKey, FirstAt: t.now}
-		t.s.Sessions[in.Machine] = s
+		t.s.Sessions[m.ID] = s
 	}
-	s.Key, s.Addr, s.LastAt = in.Key, in.Addr, t.now
+	s.Key, s.Addr, s.LastAt = key, in.Addr, t.now
 	s.Attempts++
 	return nil
 }
 
-// useApproval spends one use of an approval on a request's nonce.
+// useApproval spends one use of an approval on the release request the
+// machine signed, which the entry carries: a node can spend a use only on
+// a request the machine made, once.
 func (t *transition) useApproval(u *UseApproval) *Error {
 	if u == nil || len(u.Nonce) < minNonceLen {
 		return errorf(CodeInvalid, "use_approval needs a machine, a key and the request's nonce")
 	}
-	m := t.s.Machines[u.Machine]
-	if m == nil || m.State != MachineActive {
-		return errorf(CodeNotFound, "machine %q is not an active machine", u.Machine)
+	m, req, err := t.s.machineRelease(u.Request, t.now)
+	if err != nil {
+		return err
+	}
+	if m.ID != u.Machine || req.Release.Key != u.Key || !bytes.Equal(req.Nonce, u.Nonce) {
+		return errorf(CodeInvalid, "use_approval names machine %q, key %q and a nonce that are not those of the request it carries", u.Machine, u.Key)
+	}
+	if !m.MayFetch(u.Key) {
+		return errorf(CodeDenied, "machine %s (%s) may not fetch key %q", m.ID, m.Name, u.Key)
 	}
 	g := grantKey(u.Machine, u.Nonce)
 	if _, used := t.s.Granted[g]; used {
@@ -272,49 +399,64 @@ func (s *State) pruneMachines(now int64) {
 
 // SubmittedKey is a passphrase an operator submitted for a waiting
 // machine (klefki's SubmitKey), sealed to the machine's Ed25519 key by the
-// operator's client: no node can read it. It is delivered once: the node
-// that hands it to the machine removes it through the log.
+// operator's client: no node can read it. The operator signs the
+// submit_key command. It is delivered once: the node that hands it to the
+// machine removes it through the log, with the machine's GetKey.
 type SubmittedKey struct {
 	Machine string `json:"machine"`
 	Sealed  []byte `json:"sealed"`
-	By      string `json:"by"` // the operator, as the submitting node authenticated it
+	By      string `json:"by"` // the operator who signed it, set when applied
 	At      int64  `json:"at"`
 }
 
 // Delivered removes a submitted key that a node handed to its machine.
+// Request is the machine's GetKey it was handed to.
 type Delivered struct {
-	Machine string `json:"machine"`
-	SHA256  []byte `json:"sha256"` // of the sealed key delivered
+	Machine string         `json:"machine"`
+	SHA256  []byte         `json:"sha256"` // of the sealed key delivered
+	Request *GetKeyRequest `json:"request"`
 }
 
 // maxSubmittedLen bounds a submitted sealed passphrase.
 const maxSubmittedLen = 64 << 10
 
-// submitKey stores a sealed passphrase for a machine. Nodes sign it for
-// the operator their gRPC gateway authenticated: the passphrase is sealed
-// to the machine, so a node that lies can only make the machine try a
-// wrong passphrase, which it could do by refusing to answer.
+// submitKey stores a sealed passphrase for a machine, submitted by the
+// operator who signed the command.
 func (t *transition) submitKey(k *SubmittedKey) *Error {
 	if k == nil || len(k.Sealed) == 0 || len(k.Sealed) > maxSubmittedLen {
 		return errorf(CodeInvalid, "submit_key needs a machine and a sealed key of 1 to %d bytes", maxSubmittedLen)
+	}
+	if k.By != "" && k.By != t.signer {
+		return errorf(CodeDenied, "a submit_key signed by %s cannot name %q as its submitter", t.signer, k.By)
 	}
 	m := t.s.Machines[k.Machine]
 	if m == nil || m.State != MachineActive {
 		return errorf(CodeNotFound, "machine %q is not an active machine", k.Machine)
 	}
-	if t.s.Operators[k.By] == nil {
-		return errorf(CodeNotFound, "operator %q does not exist", k.By)
-	}
 	c := *k
-	c.At = t.now
+	c.By, c.At = t.signer, t.now
 	t.s.Submitted[k.Machine] = &c
 	delete(t.s.Sessions, k.Machine)
 	return nil
 }
 
+// delivered removes a submitted key, for a GetKey the machine signed that
+// no delivery used before: a node cannot discard a passphrase the machine
+// did not ask for.
 func (t *transition) delivered(d *Delivered) *Error {
 	if d == nil {
-		return errorf(CodeInvalid, "delivered needs a machine and a hash")
+		return errorf(CodeInvalid, "delivered needs a machine, a hash and the machine's GetKey")
+	}
+	m, err := t.s.machineGetKey(d.Request, t.now)
+	if err != nil {
+		return err
+	}
+	if m.ID != d.Machine {
+		return errorf(CodeInvalid, "delivered names machine %q but carries the GetKey of %s", d.Machine, m.ID)
+	}
+	nk := nonceKey(m.ID, d.Request.Nonce)
+	if _, used := t.s.Nonces[nk]; used {
+		return errorf(CodeReplay, "machine %s's GetKey was already delivered to", m.ID)
 	}
 	k := t.s.Submitted[d.Machine]
 	if k == nil {
@@ -325,5 +467,8 @@ func (t *transition) delivered(d *Delivered) *Error {
 		return errorf(CodeConflict, "the key submitted for machine %q changed since it was delivered", d.Machine)
 	}
 	delete(t.s.Submitted, d.Machine)
+	// Machines never sign log entries, so their nonces share the map
+	// without meeting a signer's.
+	t.s.Nonces[nk] = max(t.now, d.Request.SignedAt) + 2*int64(MaxClockSkew)
 	return nil
 }

@@ -1,9 +1,11 @@
 package grpc
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
+	"encoding/json"
 	"sync"
 	"time"
 
@@ -69,7 +71,12 @@ func (c *ClusterMachines) GetKey(ctx context.Context, req *KeyRequest) (*KeyRepl
 	if !c.useNonce(m.ID+"/"+hex.EncodeToString(req.Nonce), now) {
 		return nil, cluster.Errorf(cluster.KindUnauthenticated, "the request's nonce was already used: a replay is refused")
 	}
-	sealed, err := c.svc.TakeSubmittedKey(ctx, m.ID, req.Source)
+	// The node logs what it does for the machine (the delivery, or the
+	// machine as waiting) with the request the machine signed, which every
+	// replica checks again.
+	gk := &fsm.GetKeyRequest{Machine: m.ID, Nonce: req.Nonce, SignedAt: req.SignedAt.UnixNano(),
+		Ephemeral: req.EphemeralPublicKey, Signature: req.Signature}
+	sealed, err := c.svc.TakeSubmittedKey(ctx, gk, req.Source)
 	if err != nil {
 		return nil, err
 	}
@@ -111,11 +118,20 @@ func (c *ClusterMachines) ListSessions(ctx context.Context, operator string) ([]
 }
 
 // SubmitKey implements Machines. encryptedKey must be sealed to the
-// machine's key by the operator's client; it is stored as it is.
-func (c *ClusterMachines) SubmitKey(ctx context.Context, operator, machineID string, encryptedKey []byte) error {
+// machine's key by the operator's client, and cmd, the operator's signed
+// submit_key, must be for that machine and that key: the node relays cmd
+// to the log as it is.
+func (c *ClusterMachines) SubmitKey(ctx context.Context, machineID string, encryptedKey []byte, cmd *fsm.Signed) error {
 	m, err := c.machine(ctx, machineID)
 	if err != nil {
 		return err
 	}
-	return c.svc.SubmitKey(ctx, operator, m.ID, encryptedKey)
+	var payload fsm.Command
+	if err := json.Unmarshal(cmd.Payload, &payload); err != nil || payload.SubmitKey == nil {
+		return cluster.Errorf(cluster.KindInvalid, "the signed command is not a submit_key")
+	}
+	if payload.SubmitKey.Machine != m.ID || !bytes.Equal(payload.SubmitKey.Sealed, encryptedKey) {
+		return cluster.Errorf(cluster.KindInvalid, "the signed submit_key is not for machine %s (%s) and this encrypted_key", machineID, m.ID)
+	}
+	return c.svc.SubmitKey(ctx, cmd)
 }

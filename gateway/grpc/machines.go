@@ -13,13 +13,15 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/fsm"
 	keyquorumv1 "github.com/keyquorum/keyquorum/rpc/keyquorum/v1"
 )
 
 // Machines is klefki's machine flow behind MachineService: a booting
 // machine asks for its key and waits; an operator lists the waiting
-// machines and submits a key. The server checks the shape of each request
-// and authenticates the operator of ListSessions and SubmitKey; the rest
+// machines and submits a key. The server checks the shape of each request,
+// authenticates the operator of ListSessions and SubmitKey, and checks
+// that SubmitKey's command is a submit_key that operator signed; the rest
 // is the implementation's. Errors are *cluster.Error, as from
 // cluster.Service.
 type Machines interface {
@@ -33,8 +35,11 @@ type Machines interface {
 	// operator with ID operator.
 	ListSessions(ctx context.Context, operator string) ([]Session, error)
 	// SubmitKey gives the machine its key, encrypted to the machine's
-	// public key, on behalf of the operator with ID operator.
-	SubmitKey(ctx context.Context, operator, machineID string, encryptedKey []byte) error
+	// public key. cmd is the submit_key command the operator of the call
+	// signed (the server has checked its type and signer); the
+	// implementation checks that it names the machine and the key, and
+	// commits it as it is.
+	SubmitKey(ctx context.Context, machineID string, encryptedKey []byte, cmd *fsm.Signed) error
 }
 
 // KeyRequest is a machine's GetKey.
@@ -186,7 +191,14 @@ func (m *machineService) SubmitKey(ctx context.Context, req *keyquorumv1.SubmitK
 	if n := len(req.GetEncryptedKey()); n == 0 || n > maxEncryptedKey {
 		return nil, cluster.Errorf(cluster.KindInvalid, "encrypted_key must be 1 to %d bytes, not %d", maxEncryptedKey, n)
 	}
-	if err := m.s.machines.SubmitKey(ctx, principal(ctx).ID, req.GetMachineId(), req.GetEncryptedKey()); err != nil {
+	sg, err := signedFrom(req.GetCommand(), "command")
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSigned(sg, principal(ctx), fsm.TypeSubmitKey); err != nil {
+		return nil, err
+	}
+	if err := m.s.machines.SubmitKey(ctx, req.GetMachineId(), req.GetEncryptedKey(), sg); err != nil {
 		return nil, err
 	}
 	return &keyquorumv1.SubmitKeyResponse{}, nil

@@ -382,14 +382,14 @@ func (m *fakeMachines) ListSessions(context.Context, string) ([]Session, error) 
 	return out, nil
 }
 
-func (m *fakeMachines) SubmitKey(_ context.Context, operator, machineID string, enc []byte) error {
+func (m *fakeMachines) SubmitKey(_ context.Context, machineID string, enc []byte, cmd *fsm.Signed) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.sessions[machineID]; !ok {
 		return cluster.Errorf(cluster.KindNotFound, "machine %s is not waiting", machineID)
 	}
 	m.submitted[machineID] = slices.Clone(enc)
-	m.by = operator
+	m.by = cmd.Signer
 	return nil
 }
 
@@ -694,7 +694,20 @@ func TestMachineServiceRoundTrip(t *testing.T) {
 			if s.MachineId != id || !bytes.Equal(s.PublicKey, mkey.Public().(ed25519.PublicKey)) || s.LastAttempt != tm.UnixNano || host != "127.0.0.1" {
 				t.Errorf("session: %v", s)
 			}
-			if _, err := oc.SubmitKey(ctx, &keyquorumv1.SubmitKeyRequest{MachineId: id, EncryptedKey: []byte("sealed passphrase")}); err != nil {
+			// SubmitKey carries the operator's signed submit_key: the node
+			// relays it and cannot submit for anyone.
+			submitCmd := func(op operator, enc string) *keyquorumv1.SignedCommand {
+				return sign(t, op, &fsm.Command{Type: fsm.TypeSubmitKey, SubmitKey: &fsm.SubmittedKey{
+					Machine: fsm.PrincipalID(mkey.Public().(ed25519.PublicKey)), Sealed: []byte(enc)}})
+			}
+			_, err = oc.SubmitKey(ctx, &keyquorumv1.SubmitKeyRequest{MachineId: id, EncryptedKey: []byte("sealed passphrase")})
+			wantKind(t, "submit a key without the operator's signed command", err, cluster.KindInvalid)
+			_, err = oc.SubmitKey(ctx, &keyquorumv1.SubmitKeyRequest{MachineId: id, EncryptedKey: []byte("sealed passphrase"), Command: submitCmd(e.pki.reader, "sealed passphrase")})
+			wantKind(t, "submit a key with another operator's command", err, cluster.KindUnauthenticated)
+			_, err = oc.SubmitKey(ctx, &keyquorumv1.SubmitKeyRequest{MachineId: id, EncryptedKey: []byte("sealed passphrase"),
+				Command: sign(t, e.pki.admin, &fsm.Command{Type: fsm.TypeApprove, Approve: &fsm.Approval{Machine: id, Uses: 1}})})
+			wantKind(t, "submit a key with another command", err, cluster.KindInvalid)
+			if _, err := oc.SubmitKey(ctx, &keyquorumv1.SubmitKeyRequest{MachineId: id, EncryptedKey: []byte("sealed passphrase"), Command: submitCmd(e.pki.admin, "sealed passphrase")}); err != nil {
 				t.Fatal(err)
 			}
 			e.machines.mu.Lock()

@@ -1818,7 +1818,12 @@ type SubmitKeyRequest struct {
 	MachineId string                 `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
 	// encrypted_key is the key (a LUKS passphrase, say) encrypted to the
 	// machine's public key.
-	EncryptedKey  []byte `protobuf:"bytes,2,opt,name=encrypted_key,json=encryptedKey,proto3" json:"encrypted_key,omitempty"`
+	EncryptedKey []byte `protobuf:"bytes,2,opt,name=encrypted_key,json=encryptedKey,proto3" json:"encrypted_key,omitempty"`
+	// command is the submit_key command signed by the operator of the client
+	// certificate, for the same machine (its keyquorum ID) and the same
+	// encrypted_key: the node only relays it to the log, and every replica
+	// checks the operator's signature.
+	Command       *SignedCommand `protobuf:"bytes,3,opt,name=command,proto3" json:"command,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1863,6 +1868,13 @@ func (x *SubmitKeyRequest) GetMachineId() string {
 func (x *SubmitKeyRequest) GetEncryptedKey() []byte {
 	if x != nil {
 		return x.EncryptedKey
+	}
+	return nil
+}
+
+func (x *SubmitKeyRequest) GetCommand() *SignedCommand {
+	if x != nil {
+		return x.Command
 	}
 	return nil
 }
@@ -2033,11 +2045,12 @@ const file_keyquorum_v1_keyquorum_proto_rawDesc = "" +
 	"\n" +
 	"public_key\x18\x02 \x01(\fR\tpublicKey\x12!\n" +
 	"\flast_attempt\x18\x03 \x01(\x03R\vlastAttempt\x12%\n" +
-	"\x0esource_address\x18\x04 \x01(\tR\rsourceAddress\"V\n" +
+	"\x0esource_address\x18\x04 \x01(\tR\rsourceAddress\"\x8d\x01\n" +
 	"\x10SubmitKeyRequest\x12\x1d\n" +
 	"\n" +
 	"machine_id\x18\x01 \x01(\tR\tmachineId\x12#\n" +
-	"\rencrypted_key\x18\x02 \x01(\fR\fencryptedKey\"\x13\n" +
+	"\rencrypted_key\x18\x02 \x01(\fR\fencryptedKey\x125\n" +
+	"\acommand\x18\x03 \x01(\v2\x1b.keyquorum.v1.SignedCommandR\acommand\"\x13\n" +
 	"\x11SubmitKeyResponse2\xd2\x03\n" +
 	"\x0eClusterService\x12C\n" +
 	"\x06Status\x12\x1b.keyquorum.v1.StatusRequest\x1a\x1c.keyquorum.v1.StatusResponse\x12C\n" +
@@ -2114,31 +2127,32 @@ var file_keyquorum_v1_keyquorum_proto_depIdxs = []int32{
 	19, // 13: keyquorum.v1.TangKey.shares:type_name -> keyquorum.v1.TangShare
 	24, // 14: keyquorum.v1.GetKeyResponse.partials:type_name -> keyquorum.v1.EncryptedPartial
 	27, // 15: keyquorum.v1.ListSessionsResponse.sessions:type_name -> keyquorum.v1.Session
-	1,  // 16: keyquorum.v1.ClusterService.Status:input_type -> keyquorum.v1.StatusRequest
-	5,  // 17: keyquorum.v1.ClusterService.Submit:input_type -> keyquorum.v1.SubmitRequest
-	7,  // 18: keyquorum.v1.ClusterService.ListKeys:input_type -> keyquorum.v1.ListKeysRequest
-	9,  // 19: keyquorum.v1.ClusterService.ShowKey:input_type -> keyquorum.v1.ShowKeyRequest
-	11, // 20: keyquorum.v1.ClusterService.Release:input_type -> keyquorum.v1.ReleaseRequest
-	13, // 21: keyquorum.v1.ClusterService.CompareAndSwap:input_type -> keyquorum.v1.CompareAndSwapRequest
-	20, // 22: keyquorum.v1.MachineService.GetTime:input_type -> keyquorum.v1.GetTimeRequest
-	22, // 23: keyquorum.v1.MachineService.GetKey:input_type -> keyquorum.v1.GetKeyRequest
-	25, // 24: keyquorum.v1.MachineService.ListSessions:input_type -> keyquorum.v1.ListSessionsRequest
-	28, // 25: keyquorum.v1.MachineService.SubmitKey:input_type -> keyquorum.v1.SubmitKeyRequest
-	2,  // 26: keyquorum.v1.ClusterService.Status:output_type -> keyquorum.v1.StatusResponse
-	6,  // 27: keyquorum.v1.ClusterService.Submit:output_type -> keyquorum.v1.SubmitResponse
-	8,  // 28: keyquorum.v1.ClusterService.ListKeys:output_type -> keyquorum.v1.ListKeysResponse
-	10, // 29: keyquorum.v1.ClusterService.ShowKey:output_type -> keyquorum.v1.ShowKeyResponse
-	12, // 30: keyquorum.v1.ClusterService.Release:output_type -> keyquorum.v1.ReleaseResponse
-	14, // 31: keyquorum.v1.ClusterService.CompareAndSwap:output_type -> keyquorum.v1.CompareAndSwapResponse
-	21, // 32: keyquorum.v1.MachineService.GetTime:output_type -> keyquorum.v1.GetTimeResponse
-	23, // 33: keyquorum.v1.MachineService.GetKey:output_type -> keyquorum.v1.GetKeyResponse
-	26, // 34: keyquorum.v1.MachineService.ListSessions:output_type -> keyquorum.v1.ListSessionsResponse
-	29, // 35: keyquorum.v1.MachineService.SubmitKey:output_type -> keyquorum.v1.SubmitKeyResponse
-	26, // [26:36] is the sub-list for method output_type
-	16, // [16:26] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	0,  // 16: keyquorum.v1.SubmitKeyRequest.command:type_name -> keyquorum.v1.SignedCommand
+	1,  // 17: keyquorum.v1.ClusterService.Status:input_type -> keyquorum.v1.StatusRequest
+	5,  // 18: keyquorum.v1.ClusterService.Submit:input_type -> keyquorum.v1.SubmitRequest
+	7,  // 19: keyquorum.v1.ClusterService.ListKeys:input_type -> keyquorum.v1.ListKeysRequest
+	9,  // 20: keyquorum.v1.ClusterService.ShowKey:input_type -> keyquorum.v1.ShowKeyRequest
+	11, // 21: keyquorum.v1.ClusterService.Release:input_type -> keyquorum.v1.ReleaseRequest
+	13, // 22: keyquorum.v1.ClusterService.CompareAndSwap:input_type -> keyquorum.v1.CompareAndSwapRequest
+	20, // 23: keyquorum.v1.MachineService.GetTime:input_type -> keyquorum.v1.GetTimeRequest
+	22, // 24: keyquorum.v1.MachineService.GetKey:input_type -> keyquorum.v1.GetKeyRequest
+	25, // 25: keyquorum.v1.MachineService.ListSessions:input_type -> keyquorum.v1.ListSessionsRequest
+	28, // 26: keyquorum.v1.MachineService.SubmitKey:input_type -> keyquorum.v1.SubmitKeyRequest
+	2,  // 27: keyquorum.v1.ClusterService.Status:output_type -> keyquorum.v1.StatusResponse
+	6,  // 28: keyquorum.v1.ClusterService.Submit:output_type -> keyquorum.v1.SubmitResponse
+	8,  // 29: keyquorum.v1.ClusterService.ListKeys:output_type -> keyquorum.v1.ListKeysResponse
+	10, // 30: keyquorum.v1.ClusterService.ShowKey:output_type -> keyquorum.v1.ShowKeyResponse
+	12, // 31: keyquorum.v1.ClusterService.Release:output_type -> keyquorum.v1.ReleaseResponse
+	14, // 32: keyquorum.v1.ClusterService.CompareAndSwap:output_type -> keyquorum.v1.CompareAndSwapResponse
+	21, // 33: keyquorum.v1.MachineService.GetTime:output_type -> keyquorum.v1.GetTimeResponse
+	23, // 34: keyquorum.v1.MachineService.GetKey:output_type -> keyquorum.v1.GetKeyResponse
+	26, // 35: keyquorum.v1.MachineService.ListSessions:output_type -> keyquorum.v1.ListSessionsResponse
+	29, // 36: keyquorum.v1.MachineService.SubmitKey:output_type -> keyquorum.v1.SubmitKeyResponse
+	27, // [27:37] is the sub-list for method output_type
+	17, // [17:27] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_keyquorum_v1_keyquorum_proto_init() }

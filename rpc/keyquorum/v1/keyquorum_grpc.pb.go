@@ -399,7 +399,8 @@ type MachineServiceClient interface {
 	GetKey(ctx context.Context, in *GetKeyRequest, opts ...grpc.CallOption) (*GetKeyResponse, error)
 	// ListSessions lists the machines that have asked for a key.
 	ListSessions(ctx context.Context, in *ListSessionsRequest, opts ...grpc.CallOption) (*ListSessionsResponse, error)
-	// SubmitKey gives a waiting machine its key, encrypted to the machine.
+	// SubmitKey gives a waiting machine its key, encrypted to the machine,
+	// with the operator's signed submit_key command.
 	SubmitKey(ctx context.Context, in *SubmitKeyRequest, opts ...grpc.CallOption) (*SubmitKeyResponse, error)
 }
 
@@ -467,7 +468,8 @@ type MachineServiceServer interface {
 	GetKey(context.Context, *GetKeyRequest) (*GetKeyResponse, error)
 	// ListSessions lists the machines that have asked for a key.
 	ListSessions(context.Context, *ListSessionsRequest) (*ListSessionsResponse, error)
-	// SubmitKey gives a waiting machine its key, encrypted to the machine.
+	// SubmitKey gives a waiting machine its key, encrypted to the machine,
+	// with the operator's signed submit_key command.
 	SubmitKey(context.Context, *SubmitKeyRequest) (*SubmitKeyResponse, error)
 	mustEmbedUnimplementedMachineServiceServer()
 }
