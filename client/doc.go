@@ -9,7 +9,8 @@
 // here to the share holders (CreateTang), so no node sees either whole.
 // InitCluster and Client.JoinNode form a cluster: they make the CA and
 // issue node and operator certificates (package cluster/pki).
-// ParseKxdDir reads a kxd data directory for import.
+// Package client/kxddir reads a kxd data directory for import, and
+// client/jose makes Tang advertisements.
 //
 // It links neither Raft nor gossip nor bolt: what it shares with a node
 // is in packages fsm, shamir, cluster/api and cluster/pki.

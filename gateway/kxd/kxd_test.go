@@ -843,3 +843,16 @@ func TestParseKxdDirServesKxc(t *testing.T) {
 		t.Errorf("host2: kxc exit %d, stderr %s", code, stderr)
 	}
 }
+
+// TestStatusOfEveryKind: no error kind of the cluster falls through to
+// 500 but internal, as in the REST API.
+func TestStatusOfEveryKind(t *testing.T) {
+	for _, k := range cluster.Kinds {
+		if got := statusOf(k); (got == http.StatusInternalServerError) != (k == cluster.KindInternal) {
+			t.Errorf("statusOf(%s) = %d", k, got)
+		}
+	}
+	if statusOf(cluster.KindNoQuorum) != http.StatusServiceUnavailable || statusOf(cluster.KindUnknownOutcome) != http.StatusGatewayTimeout {
+		t.Error("no_quorum and unknown_outcome lost their REST statuses")
+	}
+}

@@ -12,7 +12,7 @@ import (
 // fakeLegacy is a node's applied state of keys; exchanges and releases
 // answer from it and count the calls that reached the "quorum".
 type fakeLegacy struct {
-	cluster.Service // not used by Legacy
+	cluster.Service // not used by ClusterKeys
 	keys            map[string]*fsm.Key
 	exchanges       int
 }
