@@ -1,6 +1,7 @@
 // Package keyquorum_test keeps the architecture of DESIGN.md section 2:
 // imports point down the list of layers and never up, fsm and shamir
-// import nothing of the project, no grab-bag packages, and every package
+// import nothing of the project, a gateway never imports another, the
+// client links no node, no grab-bag packages, and every package
 // has a doc comment.
 package keyquorum_test
 
@@ -19,15 +20,16 @@ const module = "github.com/keyquorum/keyquorum"
 
 // layers, top to bottom: a package may import only packages of its own
 // layer or of layers below it.
-var layers = []string{"cmd", "e2e", "jepsen", "gateway", "agent", "cluster", "rpc", "fsm", "shamir"}
+var layers = []string{"cmd", "e2e", "jepsen", "gateway", "client", "agent", "cluster", "rpc", "fsm", "shamir"}
 
 // isolated packages import nothing of the project.
 var isolated = []string{"fsm", "shamir"}
 
 type pkg struct {
-	dir     string
-	imports []string
-	hasDoc  bool
+	dir      string
+	imports  []string // of the project, without the module path
+	external []string // the other imports
+	hasDoc   bool
 }
 
 func loadPackages(t *testing.T) map[string]*pkg {
@@ -63,6 +65,8 @@ func loadPackages(t *testing.T) map[string]*pkg {
 			path, _ := strconv.Unquote(imp.Path.Value)
 			if strings.HasPrefix(path, module+"/") {
 				p.imports = append(p.imports, strings.TrimPrefix(path, module+"/"))
+			} else {
+				p.external = append(p.external, path)
 			}
 		}
 		return nil
@@ -117,5 +121,62 @@ func TestEveryPackageHasDocComment(t *testing.T) {
 		if !p.hasDoc {
 			t.Errorf("package %s has no doc comment", dir)
 		}
+	}
+}
+
+// TestGatewaysAreIndependent: a package under gateway/ never imports
+// another package under gateway/. What two protocols share lives below
+// them (client, cluster); cmd/keyd puts them together.
+func TestGatewaysAreIndependent(t *testing.T) {
+	for dir, p := range loadPackages(t) {
+		dir = filepath.ToSlash(dir)
+		if !strings.HasPrefix(dir, "gateway/") {
+			continue
+		}
+		for _, imp := range p.imports {
+			if strings.HasPrefix(imp, "gateway/") && imp != dir {
+				t.Errorf("%s imports %s: a gateway never imports another gateway", dir, imp)
+			}
+		}
+	}
+}
+
+// TestClientLinksNoNode: the client packages (and so keyctl) link neither
+// the node (package cluster) nor Raft, memberlist or bolt, directly or
+// through another package of the project.
+func TestClientLinksNoNode(t *testing.T) {
+	pkgs := loadPackages(t)
+	node := []string{"github.com/hashicorp/raft", "github.com/hashicorp/memberlist", "go.etcd.io/bbolt", "github.com/boltdb/bolt"}
+	for dir := range pkgs {
+		if top := strings.Split(filepath.ToSlash(dir), "/")[0]; top != "client" && filepath.ToSlash(dir) != "cmd/keyctl" {
+			continue
+		}
+		seen := map[string]bool{}
+		var walk func(d string, via []string)
+		walk = func(d string, via []string) {
+			if seen[d] {
+				return
+			}
+			seen[d] = true
+			if d == "cluster" {
+				t.Errorf("%s links package cluster (via %s)", dir, strings.Join(via, " -> "))
+				return
+			}
+			p := pkgs[filepath.FromSlash(d)]
+			if p == nil {
+				return
+			}
+			for _, ext := range p.external {
+				for _, n := range node {
+					if strings.HasPrefix(ext, n) {
+						t.Errorf("%s links %s (via %s)", dir, ext, strings.Join(append(via, d), " -> "))
+					}
+				}
+			}
+			for _, imp := range p.imports {
+				walk(imp, append(slices.Clone(via), d))
+			}
+		}
+		walk(filepath.ToSlash(dir), nil)
 	}
 }

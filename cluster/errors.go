@@ -1,64 +1,46 @@
 package cluster
 
 import (
-	"errors"
-	"fmt"
-
+	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
-// Kind classifies an error for every protocol: each gateway maps it to its
-// own status codes, and it survives node-to-node calls.
-type Kind string
+// The error kinds live in package cluster/api, which clients use without
+// linking a node; these names keep cluster's own.
+
+// Kind classifies an error for every protocol (api.Kind).
+type Kind = api.Kind
 
 // The error kinds.
 const (
-	KindInvalid         Kind = "invalid"         // the request is malformed
-	KindNotFound        Kind = "not_found"       // no such key, node or rule
-	KindExists          Kind = "exists"          // the name is taken
-	KindDenied          Kind = "denied"          // not allowed, or the key is revoked or expired
-	KindUnauthenticated Kind = "unauthenticated" // the signature or certificate is not accepted
-	KindConflict        Kind = "conflict"        // a compare-and-swap lost
-	KindNoQuorum        Kind = "no_quorum"       // too few nodes answered; nothing happened
-	KindUnknownOutcome  Kind = "unknown_outcome" // a write timed out: it may or may not have happened
-	KindNotInitialized  Kind = "not_initialized" // the node is not part of a cluster yet
-	KindInternal        Kind = "internal"        // a bug or a local failure
-	KindClockSkew       Kind = "clock_skew"      // the request's time is too far from the cluster's
-	// KindPendingApproval: a machine's release waits for an operator's
-	// approval; it is listed as a pending session. Ask again later.
-	KindPendingApproval Kind = "pending_approval"
+	KindInvalid         = api.KindInvalid
+	KindNotFound        = api.KindNotFound
+	KindExists          = api.KindExists
+	KindDenied          = api.KindDenied
+	KindUnauthenticated = api.KindUnauthenticated
+	KindConflict        = api.KindConflict
+	KindNoQuorum        = api.KindNoQuorum
+	KindUnknownOutcome  = api.KindUnknownOutcome
+	KindNotInitialized  = api.KindNotInitialized
+	KindInternal        = api.KindInternal
+	KindClockSkew       = api.KindClockSkew
+	KindPendingApproval = api.KindPendingApproval
 )
 
-// Kinds are all the error kinds, for gateways' tests: every kind needs a
-// status of its own in every protocol.
-var Kinds = []Kind{KindInvalid, KindNotFound, KindExists, KindDenied, KindUnauthenticated, KindConflict,
-	KindNoQuorum, KindUnknownOutcome, KindNotInitialized, KindInternal, KindClockSkew, KindPendingApproval}
+// Kinds are all the error kinds.
+var Kinds = api.Kinds
 
-// Error is an error with a kind. Its message is safe to show: it never
-// carries key material.
-type Error struct {
-	Kind    Kind   `json:"kind"`
-	Message string `json:"message"`
-}
-
-func (e *Error) Error() string { return e.Message }
+// Error is an error with a kind (api.Error).
+type Error = api.Error
 
 // Errorf makes an Error.
-func Errorf(kind Kind, format string, args ...any) *Error {
-	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
-}
+func Errorf(kind Kind, format string, args ...any) *Error { return api.Errorf(kind, format, args...) }
 
 // KindOf returns the kind of err, KindInternal for errors without one.
-func KindOf(err error) Kind {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Kind
-	}
-	return KindInternal
-}
+func KindOf(err error) Kind { return api.KindOf(err) }
 
 // Definite reports whether an error means the operation did not happen.
-func Definite(err error) bool { return KindOf(err) != KindUnknownOutcome }
+func Definite(err error) bool { return api.Definite(err) }
 
 // fromFSM converts a refusal of the state machine.
 func fromFSM(e *fsm.Error) *Error {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
 )
@@ -73,10 +74,8 @@ func (n *Node) LocalKeys() ([]*fsm.Key, uint64) {
 }
 
 // TangShareContext binds a Tang share sealed to a node to the cluster and
-// the key's exchange key id. keyctl seals with it; holders open with it.
-func TangShareContext(clusterID, kid string) []byte {
-	return []byte("keyquorum/tang-share/v1\x00" + clusterID + "\x00" + kid)
-}
+// the key's exchange key id (api.TangShareContext).
+func TangShareContext(clusterID, kid string) []byte { return api.TangShareContext(clusterID, kid) }
 
 // exchangeContext binds a Tang partial's proof to one request.
 func exchangeContext(clusterID string, key *fsm.Key, req *fsm.Signed) []byte {

@@ -28,7 +28,7 @@ import (
 // with Raft and shares on disk under t.TempDir(), the node port on real TLS
 // and memberlist on loopback ports chosen free at run time. The harness
 // forms the cluster the way an operator's tool does (see
-// gateway/https/bootstrap.go), but calls the nodes directly instead of
+// client/bootstrap.go), but calls the nodes directly instead of
 // over HTTP.
 
 // settleTimeout bounds waiting for the cluster to reach a state (a key

@@ -24,6 +24,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
@@ -98,16 +99,8 @@ func NewNode(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// Identity is what an operator needs to admit a node.
-type Identity struct {
-	NodeID     string `json:"node_id"`
-	SignKey    []byte `json:"sign_key"`
-	EncKey     []byte `json:"enc_key"`
-	RaftAddr   string `json:"raft_addr"`
-	APIAddr    string `json:"api_addr"`
-	GossipAddr string `json:"gossip_addr"`
-	Joined     bool   `json:"joined"`
-}
+// Identity is what an operator needs to admit a node (api.Identity).
+type Identity = api.Identity
 
 // Identity returns the node's public identity.
 func (n *Node) Identity() Identity {
@@ -124,18 +117,8 @@ func (n *Node) Identity() Identity {
 // SignKey is the node's Ed25519 key: gateways serve TLS with it.
 func (n *Node) SignKey() ed25519.PrivateKey { return n.id.SignKey }
 
-// StartRequest starts an unjoined node into a cluster. An operator's tool
-// sends it after issuing the node's certificate.
-type StartRequest struct {
-	ClusterID string `json:"cluster_id"`
-	CACert    []byte `json:"ca_cert"`
-	NodeCert  []byte `json:"node_cert"`
-	GossipKey []byte `json:"gossip_key"`
-	// Init, for the first node only, is the operator-signed init command:
-	// the node bootstraps Raft alone and applies it as the first entry.
-	// Other nodes start empty and wait for the leader to add them.
-	Init *fsm.Signed `json:"init,omitempty"`
-}
+// StartRequest starts an unjoined node into a cluster (api.StartRequest).
+type StartRequest = api.StartRequest
 
 // Membership returns the CA certificate and the node certificate, or
 // nils while the node is unjoined.

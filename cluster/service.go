@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 
+	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
@@ -69,52 +70,13 @@ type MachineService interface {
 
 var _ MachineService = (*Node)(nil)
 
-// Status is one node's view of the cluster.
-type Status struct {
-	ClusterID string `json:"cluster_id"`
-	Node      string `json:"node"` // the node that answered
-	Leader    string `json:"leader"`
-	Epoch     uint64 `json:"epoch"`
-	N         int    `json:"n"` // share holders of the epoch
-	Threshold int    `json:"threshold"`
-	// InitialNodes is how many members the first key waits for.
-	InitialNodes int            `json:"initial_nodes"`
-	PublicKey    []byte         `json:"public_key"`
-	Applied      uint64         `json:"applied"`
-	Resharing    *RoundStatus   `json:"resharing,omitempty"`
-	Members      []MemberStatus `json:"members"`
-}
-
-// MemberStatus is one member as the answering node sees it.
-type MemberStatus struct {
-	ID         string `json:"id"`
-	APIAddr    string `json:"api_addr"`
-	RaftAddr   string `json:"raft_addr"`
-	GossipAddr string `json:"gossip_addr"`
-	Index      uint32 `json:"index"`
-	Holder     bool   `json:"holder"`
-	Leaving    bool   `json:"leaving"`
-	RaftState  string `json:"raft_state"` // as the member reports it, or "unreachable"
-	Applied    uint64 `json:"applied"`
-	Health     string `json:"health"` // from gossip: alive, suspect, dead, or unknown
-	// SignKey is the member's Ed25519 identity key, which Tang shares are
-	// sealed to.
-	SignKey []byte `json:"sign_key"`
-	// StateHash is the SHA-256 of the member's state machine, hex: members
-	// at the same Applied index must have the same hash.
-	StateHash string `json:"state_hash"`
-}
-
-// RoundStatus describes a resharing round in progress.
-type RoundStatus struct {
-	Round     uint64   `json:"round"`
-	Fresh     bool     `json:"fresh"`
-	Threshold int      `json:"threshold"`
-	Members   []string `json:"members"`
-	Deals     int      `json:"deals"`
-	Needed    int      `json:"needed"`
-	Acks      int      `json:"acks"`
-}
+// The status types live in package cluster/api, which clients decode
+// them with.
+type (
+	Status       = api.Status
+	MemberStatus = api.MemberStatus
+	RoundStatus  = api.RoundStatus
+)
 
 type nodeStatus struct {
 	ID        string   `json:"id"`

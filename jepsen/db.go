@@ -12,8 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/cluster"
-	"github.com/keyquorum/keyquorum/gateway/https"
 )
 
 // clock gives the run's timestamps: nanoseconds since the run began, on
@@ -57,13 +57,13 @@ type db struct {
 
 	mu         sync.Mutex
 	slots      []*slot // slots[i] is slot i+1
-	creds      *https.Credentials
-	clients    map[int]*https.Client
+	creds      *client.Credentials
+	clients    map[int]*client.Client
 	unexpected []*proc // exits the suite did not cause
 }
 
 func newDB(cfg *Config, nw *Network, ev *events, dataRoot, logDir string) *db {
-	d := &db{cfg: cfg, nw: nw, ev: ev, dataRoot: dataRoot, logDir: logDir, clients: map[int]*https.Client{}}
+	d := &db{cfg: cfg, nw: nw, ev: ev, dataRoot: dataRoot, logDir: logDir, clients: map[int]*client.Client{}}
 	for i := 1; i <= nw.Slots; i++ {
 		d.slots = append(d.slots, &slot{n: i})
 	}
@@ -113,13 +113,13 @@ func (d *db) slotOf(id string) (int, bool) {
 // client is a client of a slot's node. The cluster's CA stays the same
 // when a fresh node takes the slot, so one client serves every node it
 // holds.
-func (d *db) client(n int) *https.Client {
+func (d *db) client(n int) *client.Client {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if c := d.clients[n]; c != nil {
 		return c
 	}
-	c, err := https.NewClient(d.apiAddr(n), d.creds)
+	c, err := client.NewClient(d.apiAddr(n), d.creds)
 	if err != nil {
 		// The credentials were checked when the cluster was formed.
 		panic(fmt.Sprintf("jepsen: client of slot %d: %v", n, err))
@@ -190,7 +190,7 @@ func (d *db) form(ctx context.Context) error {
 		}()
 	}
 	ctx = died
-	creds, id, err := https.InitCluster(ctx, d.apiAddr(1), "jepsen", d.cfg.Nodes)
+	creds, id, err := client.InitCluster(ctx, d.apiAddr(1), "jepsen", d.cfg.Nodes)
 	if err != nil {
 		return fmt.Errorf("cluster init on %s: %w (%v)", d.apiAddr(1), err, context.Cause(ctx))
 	}
@@ -310,7 +310,7 @@ func (d *db) replace(ctx context.Context, victim, fresh int) error {
 // that definitely failed (no leader during a partition, say) is tried
 // again with another fresh node; one of unknown outcome may have added
 // the node, so join waits for the cluster to list it.
-func (d *db) join(ctx context.Context, c *https.Client, via, fresh int) error {
+func (d *db) join(ctx context.Context, c *client.Client, via, fresh int) error {
 	for attempt := 1; ; attempt++ {
 		if err := d.start(ctx, fresh); err != nil {
 			return err

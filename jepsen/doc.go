@@ -1,6 +1,6 @@
 // Package jepsen is keyquorum's partition and chaos suite: it runs real
 // keyd processes, each in its own network namespace, drives them through
-// the public HTTPS API (gateway/https.Client) while a nemesis injects
+// the public HTTPS API (client.Client) while a nemesis injects
 // faults, and then checks what the clients saw.
 //
 // # The machine

@@ -49,7 +49,7 @@ type verdict struct {
 }
 
 // classify decides what an operation's error means. The API's kinds are
-// definite except unknown_outcome, which gateway/https's client also
+// definite except unknown_outcome, which package client also
 // gives a write that lost its connection after it was sent. Two more
 // cases are unknown, because the request may have reached a node that
 // acted on it: the client's own deadline ran out (ctx is done), and an

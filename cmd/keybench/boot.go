@@ -12,15 +12,15 @@ import (
 	"time"
 
 	"github.com/keyquorum/keyquorum/agent"
+	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/fsm"
-	"github.com/keyquorum/keyquorum/gateway/https"
 )
 
 // bootRows times what a booting machine waits for, process start to key
 // on stdout: keyagent unlock against the cluster (client-side combine,
 // QUIC first), next to stock clevis decrypt of an sss pin over 2 of the 3
 // nodes' Tang gateways, in the same run on the same cluster.
-func bootRows(ctx context.Context, c *https.Client, dir, keyagentBin string, apiAddrs []string, runs int) ([]row, error) {
+func bootRows(ctx context.Context, c *client.Client, dir, keyagentBin string, apiAddrs []string, runs int) ([]row, error) {
 	ca := filepath.Join(dir, "credentials/ca.pem")
 	key, _, err := agent.EnsureMachineKey(filepath.Join(dir, "bench-machine.key"))
 	if err != nil {

@@ -28,8 +28,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/cluster"
-	"github.com/keyquorum/keyquorum/gateway/https"
 	"github.com/keyquorum/keyquorum/shamir"
 )
 
@@ -73,13 +73,13 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 		return fmt.Errorf("starting the cluster: %w", err)
 	}
 	defer sh("down", dir)
-	creds, err := https.LoadCredentials(filepath.Join(dir, "credentials/ca.pem"), filepath.Join(dir, "credentials/operator.pem"),
+	creds, err := client.LoadCredentials(filepath.Join(dir, "credentials/ca.pem"), filepath.Join(dir, "credentials/operator.pem"),
 		filepath.Join(dir, "credentials/operator-key.pem"), "", "")
 	if err != nil {
 		return err
 	}
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", base+10*i) }
-	c, err := https.NewClient(addr(1), creds)
+	c, err := client.NewClient(addr(1), creds)
 	if err != nil {
 		return err
 	}
@@ -258,7 +258,7 @@ func killNode(dir string, i int) error {
 }
 
 // waitCaughtUp waits until every member reports the same applied index.
-func waitCaughtUp(ctx context.Context, c *https.Client) error {
+func waitCaughtUp(ctx context.Context, c *client.Client) error {
 	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(100 * time.Millisecond) {
 		st, err := c.Status(ctx)
 		if err != nil || st.Leader == "" {
@@ -277,8 +277,8 @@ func waitCaughtUp(ctx context.Context, c *https.Client) error {
 
 // leaderFailover kills the leader with SIGKILL and measures until a
 // surviving node releases again.
-func leaderFailover(ctx context.Context, creds *https.Credentials, addr func(int) string, kill func(int) error) (time.Duration, error) {
-	c1, err := https.NewClient(addr(1), creds)
+func leaderFailover(ctx context.Context, creds *client.Credentials, addr func(int) string, kill func(int) error) (time.Duration, error) {
+	c1, err := client.NewClient(addr(1), creds)
 	if err != nil {
 		return 0, err
 	}
@@ -296,7 +296,7 @@ func leaderFailover(ctx context.Context, creds *https.Credentials, addr func(int
 		return 0, fmt.Errorf("no leader in status: %q", st.Leader)
 	}
 	survivor := leader%3 + 1
-	c, err := https.NewClient(addr(survivor), creds)
+	c, err := client.NewClient(addr(survivor), creds)
 	if err != nil {
 		return 0, err
 	}

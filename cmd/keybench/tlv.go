@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/fsm"
-	"github.com/keyquorum/keyquorum/gateway/https"
 	"github.com/keyquorum/keyquorum/gateway/tlv"
 )
 
@@ -26,7 +26,7 @@ import (
 // gateway with assembled keys (released once by quorum, then kept for
 // their assemble_ttl), next to the bare crypto/ecdsa and crypto/rsa rate of
 // one core. Client and node share this machine's cores.
-func tlvRows(ctx context.Context, c *https.Client, tlvAddr, caFile, certFile, keyFile string, conns, inflight int, window time.Duration) ([]row, error) {
+func tlvRows(ctx context.Context, c *client.Client, tlvAddr, caFile, certFile, keyFile string, conns, inflight int, window time.Duration) ([]row, error) {
 	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, err

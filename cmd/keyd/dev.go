@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/keyquorum/keyquorum/gateway/https"
+	"github.com/keyquorum/keyquorum/client"
 )
 
 // runDev starts a complete cluster on loopback in one process, as an
@@ -71,11 +71,11 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	creds, _, err := https.InitCluster(ctx, apiAddrs[0], "dev", *nodes)
+	creds, _, err := client.InitCluster(ctx, apiAddrs[0], "dev", *nodes)
 	if err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
-	c, err := https.NewClient(apiAddrs[0], creds)
+	c, err := client.NewClient(apiAddrs[0], creds)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/gateway/https"
+	"github.com/keyquorum/keyquorum/gateway/kxd"
 )
 
 // gatewayFlags are the flags of the gateways beside the HTTPS API. Each
@@ -32,7 +33,7 @@ func (g *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.kxdAddr, "kxd-addr", "", "host:port of kxd's protocol for kxc (kxc's default port is 19840; off when empty)")
 	fs.StringVar(&g.smtpAddr, "smtp-addr", "", "host:port of the mail relay for kxd keys' email_to (no e-mail when empty)")
 	fs.StringVar(&g.smtpFrom, "smtp-from", "keyquorum@localhost", "sender of kxd access e-mails")
-	fs.StringVar(&g.kxdHook, "kxd-hook", "", "program run on every kxd key access (see gateway/https/kxd_notify.go)")
+	fs.StringVar(&g.kxdHook, "kxd-hook", "", "program run on every kxd key access (see gateway/kxd/notify.go)")
 	fs.StringVar(&g.tangDefault, "tang-default-key", "", "Tang key served at /adv and /rec (default: the only Tang key)")
 	fs.StringVar(&g.tlvAddr, "tlv-addr", "", "host:port of Keyless SSL's TLV protocol (the keyless servers use 2407; off when empty)")
 	fs.StringVar(&g.tlvClientCA, "tlv-client-ca", "", "PEM file of the CAs whose certificates TLV clients present (default: the cluster CA)")
@@ -68,10 +69,10 @@ func startGateways(n *cluster.Node, api *https.Server, apiAddr string, g gateway
 		out = append(out, gateway{name: "http3", shutdown: func(context.Context) error { return pc.Close() }})
 	}
 	if g.kxdAddr != "" {
-		notify := &https.KxdNotifier{SMTPAddr: g.smtpAddr, From: g.smtpFrom, Hook: g.kxdHook}
-		tc := https.KxdTLSConfig(&tls.Config{GetCertificate: api.GetCertificate})
+		notify := &kxd.Notifier{SMTPAddr: g.smtpAddr, From: g.smtpFrom, Hook: g.kxdHook}
+		tc := kxd.TLSConfig(&tls.Config{GetCertificate: api.GetCertificate})
 		srv := &http.Server{
-			Handler:           https.KxdHandler(https.NewLegacy(n, g.tangDefault), notify, log),
+			Handler:           kxd.Handler(kxd.NewClusterKeys(n), notify, log),
 			TLSConfig:         tc,
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),

@@ -28,6 +28,7 @@ import (
 
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/gateway/https"
+	"github.com/keyquorum/keyquorum/gateway/tang"
 )
 
 const usage = `keyd runs a keyquorum node.
@@ -193,7 +194,8 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 	if err != nil {
 		return nil, err
 	}
-	api, err := https.NewServer(n, n.SignKey(), log, https.WithDefaultTang(f.gateways.tangDefault))
+	tangHandler := tang.Handler(tang.NewClusterKeys(n, f.gateways.tangDefault), log)
+	api, err := https.NewServer(n, n.SignKey(), log, https.Mount(tang.Patterns, tangHandler))
 	if err != nil {
 		n.Shutdown(context.Background())
 		return nil, err

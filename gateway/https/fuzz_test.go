@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/fsm"
 )
@@ -72,7 +73,7 @@ func FuzzRequestBodies(f *testing.F) {
 			if w.Code == http.StatusOK {
 				continue
 			}
-			var e errorBody
+			var e client.ErrorReply
 			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Error == nil || e.Error.Kind == "" {
 				t.Fatalf("%s: status %d with body %q: want an error with a kind", name, w.Code, w.Body.String())
 			}

@@ -1,6 +1,7 @@
 // Package https is keyquorum's HTTPS gateway: the REST v1 API in JSON that
-// keyctl and applications use, and the bootstrap calls that admit a new
-// node. It adapts HTTP onto cluster.Service and holds no state of its own.
+// keyctl and applications use (through package client, whose types are
+// the API's bodies), and the bootstrap calls that admit a new node. It
+// adapts HTTP onto cluster.Service and holds no state of its own.
 //
 // Every call but the bootstrap ones needs a client certificate of the
 // cluster CA with the operator role, whose key belongs to an operator the
@@ -28,6 +29,7 @@ import (
 
 	"github.com/quic-go/quic-go/http3"
 
+	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/fsm"
 )
@@ -50,19 +52,27 @@ type Server struct {
 // Option configures a Server.
 type Option func(*options)
 
-type options struct{ defaultTang string }
+type options struct{ mounts []mount }
 
-// WithDefaultTang names the Tang key served at /adv and /rec without a
-// key name; by default it is the only active Tang key, if there is one.
-func WithDefaultTang(name string) Option { return func(o *options) { o.defaultTang = name } }
+type mount struct {
+	patterns []string
+	h        http.Handler
+}
+
+// Mount serves h at each of patterns (http.ServeMux patterns) on the API
+// address, beside the REST API: another protocol that shares the port,
+// such as Tang (gateway/tang.Handler at tang.Patterns). A gateway never
+// imports another, so the command that runs the node mounts them.
+func Mount(patterns []string, h http.Handler) Option {
+	return func(o *options) { o.mounts = append(o.mounts, mount{patterns, h}) }
+}
 
 // NewServer makes the API server of a node. key is the node's Ed25519
 // key: the server presents the node's CA certificate once it has one, and
 // a self-signed certificate before.
 //
-// When svc is also a cluster.LegacyService, the server speaks Tang (DESIGN
-// section 4) at /adv, /rec and /tang/NAME/; when it is a
-// cluster.MachineService, it serves the machine flow (machines.go).
+// When svc is also a cluster.MachineService, it serves the machine flow
+// (machines.go); Mount adds other protocols.
 func NewServer(svc cluster.Service, key ed25519.PrivateKey, log *slog.Logger, opts ...Option) (*Server, error) {
 	var o options
 	for _, opt := range opts {
@@ -94,10 +104,9 @@ func NewServer(svc cluster.Service, key ed25519.PrivateKey, log *slog.Logger, op
 	if m, ok := svc.(cluster.MachineService); ok {
 		s.registerMachines(mux, m)
 	}
-	if l, ok := svc.(cluster.LegacyService); ok {
-		tang := TangHandler(NewLegacy(l, o.defaultTang), log)
-		for _, p := range TangPatterns {
-			mux.Handle(p, tang)
+	for _, m := range o.mounts {
+		for _, p := range m.patterns {
+			mux.Handle(p, m.h)
 		}
 	}
 	s.http = &http.Server{
@@ -165,10 +174,6 @@ func StatusOf(k cluster.Kind) int {
 	return http.StatusInternalServerError
 }
 
-type errorBody struct {
-	Error *cluster.Error `json:"error"`
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -180,7 +185,7 @@ func writeError(w http.ResponseWriter, err error) {
 	if !errors.As(err, &e) {
 		e = &cluster.Error{Kind: cluster.KindInternal, Message: err.Error()}
 	}
-	writeJSON(w, StatusOf(e.Kind), errorBody{Error: e})
+	writeJSON(w, StatusOf(e.Kind), client.ErrorReply{Error: e})
 }
 
 func readJSON(r *http.Request, v any) error {
@@ -331,11 +336,6 @@ func (s *Server) showKey(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, k)
 }
 
-// SecretReply carries released material.
-type SecretReply struct {
-	Secret []byte `json:"secret"`
-}
-
 func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 	var sg fsm.Signed
 	if err := readJSON(r, &sg); err != nil {
@@ -352,19 +352,12 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, SecretReply{Secret: secret})
+	writeJSON(w, http.StatusOK, client.SecretReply{Secret: secret})
 	clear(secret)
 }
 
-// CASRequest is a compare-and-swap: the signed release of the current
-// secret for comparison, and the signed replacement.
-type CASRequest struct {
-	Release *fsm.Signed `json:"release"`
-	Replace *fsm.Signed `json:"replace"`
-}
-
 func (s *Server) cas(w http.ResponseWriter, r *http.Request) {
-	var req CASRequest
+	var req client.CASRequest
 	if err := readJSON(r, &req); err != nil {
 		writeError(w, err)
 		return

@@ -1,5 +1,5 @@
 // Package cli is keyctl's command line: it parses the commands, calls the
-// cluster's REST v1 API through gateway/https's client, and prints
+// cluster's REST v1 API through package client, and prints
 // results. Errors are one line on stderr and a non-zero exit status.
 package cli
 
@@ -18,9 +18,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/client"
+	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
-	"github.com/keyquorum/keyquorum/gateway/https"
 )
 
 // Exit statuses.
@@ -103,13 +103,13 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "keyctl: %s\nRun \"keyctl help\" for usage.\n", u.msg)
 		return ExitUsage
 	}
-	var e *cluster.Error
+	var e *api.Error
 	if errors.As(err, &e) {
 		fmt.Fprintf(stderr, "keyctl: %s: %s\n", strings.ReplaceAll(string(e.Kind), "_", " "), e.Message)
 		switch e.Kind {
-		case cluster.KindNoQuorum:
+		case api.KindNoQuorum:
 			return ExitNoQuorum
-		case cluster.KindUnknownOutcome:
+		case api.KindUnknownOutcome:
 			return ExitUnknown
 		}
 		return ExitError
@@ -163,7 +163,7 @@ type command struct {
 func (c *command) flags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&c.addr, "addr", os.Getenv(https.EnvAddr), "node API address host:port")
+	fs.StringVar(&c.addr, "addr", os.Getenv(client.EnvAddr), "node API address host:port")
 	return fs
 }
 
@@ -191,15 +191,15 @@ func parse(fs *flag.FlagSet, args []string, positional ...string) ([]string, err
 	return pos, nil
 }
 
-func (c *command) client() (*https.Client, error) {
+func (c *command) client() (*client.Client, error) {
 	if c.addr == "" {
-		return nil, usagef("no node address: set %s or pass --addr", https.EnvAddr)
+		return nil, usagef("no node address: set %s or pass --addr", client.EnvAddr)
 	}
-	creds, err := https.CredentialsFromEnv()
+	creds, err := client.CredentialsFromEnv()
 	if err != nil {
 		return nil, err
 	}
-	return https.NewClient(c.addr, creds)
+	return client.NewClient(c.addr, creds)
 }
 
 func timeout() (context.Context, context.CancelFunc) {
@@ -207,7 +207,7 @@ func timeout() (context.Context, context.CancelFunc) {
 }
 
 // connect makes the client and the context of one command.
-func (c *command) connect() (*https.Client, context.Context, context.CancelFunc, error) {
+func (c *command) connect() (*client.Client, context.Context, context.CancelFunc, error) {
 	cl, err := c.client()
 	if err != nil {
 		return nil, nil, nil, err
@@ -230,7 +230,7 @@ func (c *command) clusterInit(args []string) error {
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	creds, id, err := https.InitCluster(ctx, *node, *name, *nodes)
+	creds, id, err := client.InitCluster(ctx, *node, *name, *nodes)
 	if err != nil {
 		return err
 	}
@@ -468,14 +468,14 @@ func custody(k *fsm.Key) string {
 func fmtTime(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339) }
 
 func (c *command) keyRevoke(args []string) error {
-	return c.keyState(args, "key revoke", (*https.Client).Revoke, "revoked")
+	return c.keyState(args, "key revoke", (*client.Client).Revoke, "revoked")
 }
 
 func (c *command) keyDestroy(args []string) error {
-	return c.keyState(args, "key destroy", (*https.Client).Destroy, "destroyed")
+	return c.keyState(args, "key destroy", (*client.Client).Destroy, "destroyed")
 }
 
-func (c *command) keyState(args []string, name string, fn func(*https.Client, context.Context, string) (*fsm.Key, error), done string) error {
+func (c *command) keyState(args []string, name string, fn func(*client.Client, context.Context, string) (*fsm.Key, error), done string) error {
 	fs := c.flags(name)
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {

@@ -19,8 +19,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyquorum/keyquorum/client/kxddir"
 	"github.com/keyquorum/keyquorum/fsm"
-	"github.com/keyquorum/keyquorum/gateway/https"
 )
 
 // listFlag is a flag that may be given many times, or with commas.
@@ -394,7 +394,7 @@ func (c *command) keyImportKxd(args []string) error {
 	if err != nil {
 		return err
 	}
-	entries, err := https.ParseKxdDir(pos[0])
+	entries, err := kxddir.Parse(pos[0])
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,8 @@
-package https
-
-// The Tang protocol, as stock clevis speaks it (PROTOCOLS.md "Tang, as stock
-// clevis uses it"), served from keys held as t-of-n shares.
+// Package tang is keyquorum's Tang gateway: the Tang protocol, as stock
+// clevis speaks it (PROTOCOLS.md "Tang, as stock clevis uses it"), served
+// from keys held as t-of-n shares. The node mounts Handler on its API mux
+// (at Patterns); ClusterKeys adapts the node to it. The advertisement and
+// JWK formats are package client/jose's, which keyctl makes keys with.
 //
 // Endpoints, relative to a base URL that is either the root or
 // /tang/NAME (a per-key base URL; NAME is a key name and may contain '/'):
@@ -24,22 +25,19 @@ package https
 // deriveKey, 404 for an unknown path, key or kid, 405 for a wrong method,
 // and the cluster's error kinds otherwise (see tangStatus). Error bodies
 // are empty: clevis reads only the status.
+package tang
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"net/netip"
 	"strings"
 
+	"github.com/keyquorum/keyquorum/client/jose"
 	"github.com/keyquorum/keyquorum/cluster"
 )
 
@@ -48,244 +46,38 @@ const (
 	tangAdvContentType = "application/jose+json"
 	// tangJWKContentType is the type of a recovery request and answer.
 	tangJWKContentType = "application/jwk+json"
-	// maxTangAdvSize bounds an advertisement that ParseTangAdvertisement
-	// reads.
-	maxTangAdvSize = 16 << 10
 	// maxTangToken bounds a thumbprint or kid in a path.
 	maxTangToken = 128
 	// tangPrefix is the per-key base path.
 	tangPrefix = "/tang/"
 )
 
-// TangPatterns are the http.ServeMux patterns that TangHandler serves:
+// Patterns are the http.ServeMux patterns that Handler serves:
 // mount it with mux.Handle(p, h) for each.
-var TangPatterns = []string{"/adv", "/adv/", "/rec/", tangPrefix}
+var Patterns = []string{"/adv", "/adv/", "/rec/", tangPrefix}
 
-var tangProtectedHeader = b64.EncodeToString([]byte(`{"alg":"ES256","cty":"jwk-set+json"}`))
-
-// tangJWS is a JWS in flattened or general JSON serialization.
-type tangJWS struct {
-	Payload    string             `json:"payload"`
-	Protected  string             `json:"protected,omitempty"`
-	Signature  string             `json:"signature,omitempty"`
-	Signatures []tangJWSSignature `json:"signatures,omitempty"`
-}
-
-type tangJWSSignature struct {
-	Protected string `json:"protected"`
-	Signature string `json:"signature"`
-}
-
-// tangKeySet is the payload of an advertisement.
-type tangKeySet struct {
-	Keys []json.RawMessage `json:"keys"`
-}
-
-// NewTangAdvertisement makes the signed advertisement of a new Tang key
-// whose exchange public key is exchangePub (65-byte uncompressed P-256): a
-// fresh ES256 key signs the JWS once and is then discarded (clevis never
-// checks freshness). It returns the adv JSON, the exchange key's kid (S256
-// thumbprint) and the signing key's thumbprint (S256).
-//
-// Since Go 1.26 crypto/ecdsa draws its own randomness and ignores rand
-// unless GODEBUG=cryptocustomrand=1.
-func NewTangAdvertisement(rand io.Reader, exchangePub []byte) (adv []byte, kid, thp string, err error) {
-	exc, err := NewJWK(exchangePub, JWKAlgECMR, JWKOpDerive)
-	if err != nil {
-		return nil, "", "", fmt.Errorf("tang exchange key: %w", err)
-	}
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand)
-	if err != nil {
-		return nil, "", "", fmt.Errorf("tang signing key: %w", err)
-	}
-	sigPub, err := priv.PublicKey.Bytes()
-	if err != nil {
-		return nil, "", "", fmt.Errorf("tang signing key: %w", err)
-	}
-	sig, err := NewJWK(sigPub, JWKAlgES256, JWKOpVerify)
-	if err != nil {
-		return nil, "", "", fmt.Errorf("tang signing key: %w", err)
-	}
-	payload, err := json.Marshal(struct {
-		Keys []*JWK `json:"keys"`
-	}{[]*JWK{sig, exc}})
-	if err != nil {
-		return nil, "", "", err
-	}
-	jws := tangJWS{Payload: b64.EncodeToString(payload), Protected: tangProtectedHeader}
-	digest := sha256.Sum256([]byte(jws.Protected + "." + jws.Payload))
-	r, s, err := ecdsa.Sign(rand, priv, digest[:])
-	if err != nil {
-		return nil, "", "", fmt.Errorf("signing the tang advertisement: %w", err)
-	}
-	// ES256 is R || S, each left-padded to 32 bytes (RFC 7518 3.4).
-	raw := make([]byte, 2*p256CoordSize)
-	r.FillBytes(raw[:p256CoordSize])
-	s.FillBytes(raw[p256CoordSize:])
-	jws.Signature = b64.EncodeToString(raw)
-	adv, err = json.Marshal(jws)
-	if err != nil {
-		return nil, "", "", err
-	}
-	return adv, exc.ThumbprintS256(), sig.ThumbprintS256(), nil
-}
-
-// TangAdvertisement is a parsed and verified advertisement.
-type TangAdvertisement struct {
-	// Exchange is the ECMR exchange key clevis encrypts to.
-	Exchange *JWK
-	// Kid is the S256 thumbprint of Exchange, the kid of /rec/KID.
-	Kid string
-	// Signing are the verify keys; each one signed the advertisement.
-	Signing []*JWK
-}
-
-// ParseTangAdvertisement parses an advertisement the way clevis reads it
-// and verifies it: a JWS in JSON serialization (flattened or general) whose
-// payload is {"keys":[...]} of P-256 keys, with exactly one exchange key
-// (alg ECMR, key_ops deriveKey), at least one verify key, and an ES256
-// signature by every verify key. It accepts what NewTangAdvertisement
-// makes; an advertisement with keys on other curves is refused.
-func ParseTangAdvertisement(adv []byte) (*TangAdvertisement, error) {
-	if len(adv) > maxTangAdvSize {
-		return nil, fmt.Errorf("tang advertisement is larger than %d bytes", maxTangAdvSize)
-	}
-	var jws tangJWS
-	if err := json.Unmarshal(adv, &jws); err != nil {
-		return nil, errors.New("tang advertisement is not a JWS in JSON serialization")
-	}
-	sigs := jws.Signatures
-	if jws.Signature != "" || jws.Protected != "" {
-		if len(sigs) != 0 {
-			return nil, errors.New("tang advertisement mixes the flattened and general JWS forms")
-		}
-		sigs = []tangJWSSignature{{Protected: jws.Protected, Signature: jws.Signature}}
-	}
-	if len(sigs) == 0 {
-		return nil, errors.New("tang advertisement has no signature")
-	}
-	payload, err := b64.DecodeString(jws.Payload)
-	if err != nil {
-		return nil, errors.New("tang advertisement payload is not unpadded base64url")
-	}
-	var set tangKeySet
-	if err := json.Unmarshal(payload, &set); err != nil {
-		return nil, errors.New(`tang advertisement payload is not {"keys":[...]}`)
-	}
-	out := &TangAdvertisement{}
-	for i, raw := range set.Keys {
-		k, err := ParseJWK(raw)
-		if err != nil {
-			return nil, fmt.Errorf("tang advertisement key %d: %w", i+1, err)
-		}
-		switch {
-		case k.HasOp(JWKOpVerify):
-			if err := k.CheckUse(JWKAlgES256, JWKOpVerify); err != nil {
-				return nil, fmt.Errorf("tang advertisement key %d: %w", i+1, err)
-			}
-			out.Signing = append(out.Signing, k)
-		case k.HasOp(JWKOpDerive):
-			if k.Alg != JWKAlgECMR {
-				return nil, fmt.Errorf("tang advertisement key %d: %w: an exchange key needs alg %q", i+1, ErrInvalidJWK, JWKAlgECMR)
-			}
-			if out.Exchange != nil {
-				return nil, errors.New("tang advertisement has more than one exchange key")
-			}
-			out.Exchange = k
-		}
-	}
-	if out.Exchange == nil {
-		return nil, errors.New("tang advertisement has no exchange key (alg ECMR, key_ops deriveKey)")
-	}
-	if len(out.Signing) == 0 {
-		return nil, errors.New("tang advertisement has no verify key")
-	}
-	out.Kid = out.Exchange.ThumbprintS256()
-	for i, k := range out.Signing {
-		if !tangSignedBy(k, sigs, jws.Payload) {
-			return nil, fmt.Errorf("tang advertisement: verify key %d (%s) did not sign it", i+1, k.ThumbprintS256())
-		}
-	}
-	return out, nil
-}
-
-// tangSignedBy reports whether one of sigs is a valid ES256 signature by k
-// over payload.
-func tangSignedBy(k *JWK, sigs []tangJWSSignature, payload string) bool {
-	point, err := k.Point()
-	if err != nil {
-		return false
-	}
-	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
-	if err != nil {
-		return false
-	}
-	for _, s := range sigs {
-		hdr, err := b64.DecodeString(s.Protected)
-		if err != nil {
-			continue
-		}
-		var h struct {
-			Alg string `json:"alg"`
-		}
-		if json.Unmarshal(hdr, &h) != nil || h.Alg != JWKAlgES256 {
-			continue
-		}
-		raw, err := b64.DecodeString(s.Signature)
-		if err != nil || len(raw) != 2*p256CoordSize {
-			continue
-		}
-		digest := sha256.Sum256([]byte(s.Protected + "." + payload))
-		r := new(big.Int).SetBytes(raw[:p256CoordSize])
-		sv := new(big.Int).SetBytes(raw[p256CoordSize:])
-		if ecdsa.Verify(pub, digest[:], r, sv) {
-			return true
-		}
-	}
-	return false
-}
-
-// HasSigningKey reports whether thp is the S256 or S1 thumbprint of one of
-// the advertisement's verify keys: what GET /adv/THP must check.
-func (a *TangAdvertisement) HasSigningKey(thp string) bool {
-	for _, k := range a.Signing {
-		if k.MatchesThumbprint(thp) {
-			return true
-		}
-	}
-	return false
-}
-
-// AdvHasThumbprint reports whether adv is a valid advertisement
-// (ParseTangAdvertisement) signed by a key whose S256 or S1 thumbprint is
-// thp.
-func AdvHasThumbprint(adv []byte, thp string) bool {
-	a, err := ParseTangAdvertisement(adv)
-	return err == nil && a.HasSigningKey(thp)
-}
-
-// TangKeys is what the Tang endpoints need from the cluster. Errors are
+// Keys is what the Tang endpoints need from the cluster. Errors are
 // cluster errors; their kind chooses the status (tangStatus).
-type TangKeys interface {
-	// TangAdv returns the advertisement (JWS JSON) of the key named name;
+type Keys interface {
+	// Adv returns the advertisement (JWS JSON) of the key named name;
 	// name "" means the node's default Tang key. If thp != "" the
 	// advertisement's signing-key thumbprint (S256 or S1) must match, else
 	// the error is not_found.
-	TangAdv(ctx context.Context, name, thp string) ([]byte, error)
-	// TangRecover returns s*X (65-byte uncompressed P-256) for the key
+	Adv(ctx context.Context, name, thp string) ([]byte, error)
+	// Recover returns s*X (65-byte uncompressed P-256) for the key
 	// whose exchange kid is kid (and, when name != "", whose name is
 	// name), for a client at addr; x has been checked: a point on P-256,
 	// not the identity. An unknown kid is not_found; the kid of a signing
 	// key, or a client or key not allowed, is denied.
-	TangRecover(ctx context.Context, name, kid string, x []byte, addr netip.Addr) ([]byte, error)
+	Recover(ctx context.Context, name, kid string, x []byte, addr netip.Addr) ([]byte, error)
 }
 
-// TangHandler serves GET /adv, /adv/, /adv/{thp}, POST /rec/{kid}, and the
+// Handler serves GET /adv, /adv/, /adv/{thp}, POST /rec/{kid}, and the
 // same under /tang/{name}/ (a per-key base URL for clevis, e.g.
 // https://node:port/tang/disks/web1; name may contain '/'). Mount it on
-// each of TangPatterns. log gets one line per refused or failed request,
+// each of Patterns. log gets one line per refused or failed request,
 // never key material.
-func TangHandler(keys TangKeys, log *slog.Logger) http.Handler {
+func Handler(keys Keys, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -293,7 +85,7 @@ func TangHandler(keys TangKeys, log *slog.Logger) http.Handler {
 }
 
 type tangHandler struct {
-	keys TangKeys
+	keys Keys
 	log  *slog.Logger
 }
 
@@ -415,7 +207,7 @@ func (h *tangHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *tangHandler) advertise(w http.ResponseWriter, r *http.Request, route tangRoute) {
-	adv, err := h.keys.TangAdv(r.Context(), route.name, route.arg)
+	adv, err := h.keys.Adv(r.Context(), route.name, route.arg)
 	if err != nil {
 		h.fail(w, r, route, err)
 		return
@@ -426,18 +218,18 @@ func (h *tangHandler) advertise(w http.ResponseWriter, r *http.Request, route ta
 }
 
 func (h *tangHandler) recover(w http.ResponseWriter, r *http.Request, route tangRoute) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxJWKSize+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, jose.MaxJWKSize+1))
 	if err != nil {
 		h.refuse(w, r, route, http.StatusBadRequest, "reading the request body: "+err.Error())
 		return
 	}
-	k, err := ParseJWK(body)
+	k, err := jose.ParseJWK(body)
 	if err == nil {
-		err = k.CheckUse(JWKAlgECMR, JWKOpDerive)
+		err = k.CheckUse(jose.JWKAlgECMR, jose.JWKOpDerive)
 	}
 	if err != nil {
 		status := http.StatusBadRequest
-		if errors.Is(err, ErrJWKKeyOps) {
+		if errors.Is(err, jose.ErrJWKKeyOps) {
 			status = http.StatusForbidden
 		}
 		h.refuse(w, r, route, status, err.Error())
@@ -448,12 +240,12 @@ func (h *tangHandler) recover(w http.ResponseWriter, r *http.Request, route tang
 		h.refuse(w, r, route, http.StatusBadRequest, err.Error())
 		return
 	}
-	y, err := h.keys.TangRecover(r.Context(), route.name, route.arg, x, tangClientAddr(r))
+	y, err := h.keys.Recover(r.Context(), route.name, route.arg, x, tangClientAddr(r))
 	if err != nil {
 		h.fail(w, r, route, err)
 		return
 	}
-	reply, err := NewJWK(y, JWKAlgECMR, JWKOpDerive)
+	reply, err := jose.NewJWK(y, jose.JWKAlgECMR, jose.JWKOpDerive)
 	if err != nil {
 		h.fail(w, r, route, cluster.Errorf(cluster.KindInternal, "the cluster returned an invalid point: %v", err))
 		return
@@ -496,7 +288,7 @@ func tangStatus(err error) int {
 	return http.StatusInternalServerError
 }
 
-// fail answers a TangKeys error.
+// fail answers a Keys error.
 func (h *tangHandler) fail(w http.ResponseWriter, r *http.Request, route tangRoute, err error) {
 	status := tangStatus(err)
 	level := slog.LevelInfo

@@ -1,7 +1,10 @@
-package https
-
-// JSON Web Keys (RFC 7517, RFC 7518 section 6.2) for the Tang protocol:
-// P-256 public keys only, and their RFC 7638 thumbprints.
+// Package jose is the part of JOSE that Tang speaks: JSON Web Keys
+// (RFC 7517, RFC 7518 section 6.2) for P-256 public keys only, with their
+// RFC 7638 thumbprints, and Tang's advertisement, a JWS signed with ES256.
+// The operator's client makes advertisements with it (client.CreateTang)
+// and the Tang gateway (gateway/tang) serves and checks them and answers
+// recoveries in its JWKs.
+package jose
 
 import (
 	"bytes"
@@ -26,7 +29,7 @@ const (
 	JWKOpVerify   = "verify"    // key_ops of a Tang signing key
 	p256CoordSize = 32
 	p256PointSize = 1 + 2*p256CoordSize
-	maxJWKSize    = 4 << 10
+	MaxJWKSize    = 4 << 10
 )
 
 // Errors of JWK parsing. Every error wraps one of them and names the
@@ -96,8 +99,8 @@ func checkP256Point(point []byte) error {
 // asks. Member names are matched exactly (encoding/json alone would match
 // "KTY" too).
 func ParseJWK(data []byte) (*JWK, error) {
-	if len(data) > maxJWKSize {
-		return nil, fmt.Errorf("%w: larger than %d bytes", ErrInvalidJWK, maxJWKSize)
+	if len(data) > MaxJWKSize {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrInvalidJWK, MaxJWKSize)
 	}
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(data, &members); err != nil || members == nil {

@@ -1,20 +1,22 @@
-// kxd's protocol, as stock kxc speaks it.
+// Package kxd is keyquorum's kxd gateway: kxd's protocol, as stock kxc
+// speaks it, on a listener of its own, with kxd's notifications (an e-mail
+// and a hook on every access; notify.go).
 //
 // kxc turns kxd://host[:port]/a/b into GET https://host:19840/v1/a/b over
 // TLS with a client certificate, and prints the body of a 200 answer.
-// KxdHandler answers it the way kxd does, with kxd's checks in kxd's order
+// Handler answers it the way kxd does, with kxd's checks in kxd's order
 // and kxd's status codes and messages:
 //
 //	path not clean under /v1/, or with ".."   406 "Invalid key path"
 //	no such key                               404 "Unknown key"
 //	peer address not in allowed_hosts         403 "Host not allowed"
 //	leaf certificate not allowed              403 "No allowed certificate found"
-//	the hook refused (KxdNotifier.HookVeto)   403 "Prevented by hook"
+//	the hook refused (Notifier.HookVeto)      403 "Prevented by hook"
 //	granted                                   200 application/octet-stream, the key's bytes
 //
 // Error bodies are the message and a newline, as text/plain. Errors of the
-// cluster (no quorum, the rules refuse) keep their own status (StatusOf)
-// and safe message.
+// cluster (no quorum, the rules refuse) keep their own status (the REST
+// API's, see statusOf) and safe message.
 //
 // Where it differs from kxd, on purpose: only the leaf certificate is an
 // identity. kxd verifies every certificate the client sends, so a client
@@ -24,9 +26,8 @@
 // not refuse the key (kxd answers 500 "Error sending notification"): it is
 // logged. kxd's rules are enforced by the node that terminates the
 // connection, which is all a legacy protocol allows; the key itself is
-// released by a quorum (KxdKeys.KxdRelease).
-
-package https
+// released by a quorum (Keys.Release).
+package kxd
 
 import (
 	"context"
@@ -37,17 +38,16 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"path"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/keyquorum/keyquorum/client/kxddir"
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
-// KxdPort is the TCP port kxd listens on and kxc dials when the URL has none.
-const KxdPort = 19840
+// Port is the TCP port kxd listens on and kxc dials when the URL has none.
+const Port = 19840
 
 // kxd's answers; kxc prints them after `HTTP error "<status>" getting key: `.
 const (
@@ -59,74 +59,60 @@ const (
 )
 
 const (
-	// kxdMaxPath bounds the URL path of a request.
-	kxdMaxPath = 1024
 	// kxdResolveTimeout bounds the forward resolution of allowed_hosts names.
 	kxdResolveTimeout = 5 * time.Second
 )
 
-// KxdPolicy is a kxd key's access rules, as stored with the key in the
-// cluster.
-type KxdPolicy struct {
-	// AllowedClients are DER certificates. A leaf allows the client that
-	// presents exactly that certificate; a CA (basic constraints CA:TRUE)
-	// allows the leaves it signed, directly or through intermediates the
-	// client sends. Empty: no client is allowed.
-	AllowedClients [][]byte
-	// AllowedHosts are IP addresses or host names; names are resolved
-	// forward at request time and compared with the TCP peer address.
-	// nil: every host; empty and non-nil: none.
-	AllowedHosts []string
-	// EmailTo are the addresses told of every access.
-	EmailTo []string
-}
+// Policy is a kxd key's access rules, as stored with the key in the
+// cluster: the type keyctl's import reads them into (kxddir.Parse).
+type Policy = kxddir.Policy
 
-// KxdKeys is what the kxd endpoint needs from the cluster. Paths are the
+// Keys is what the kxd endpoint needs from the cluster. Paths are the
 // key's path without "/v1/", such as "host1/disk".
-type KxdKeys interface {
-	// KxdPolicy returns the rules of a key; an error of kind
+type Keys interface {
+	// Policy returns the rules of a key; an error of kind
 	// cluster.KindNotFound when there is no such key.
-	KxdPolicy(ctx context.Context, path string) (*KxdPolicy, error)
-	// KxdRelease releases a key by quorum, for a client the gateway has
+	Policy(ctx context.Context, path string) (*Policy, error)
+	// Release releases a key by quorum, for a client the gateway has
 	// already checked against the key's policy. The handler owns the
 	// returned slice and wipes it once written.
-	KxdRelease(ctx context.Context, path string, client KxdClient) ([]byte, error)
+	Release(ctx context.Context, path string, client Client) ([]byte, error)
 }
 
-// KxdClient is the client a key is released to.
-type KxdClient struct {
+// Client is the client a key is released to.
+type Client struct {
 	Cert *x509.Certificate // the leaf certificate the client proved it holds
 	Addr netip.AddrPort    // the TCP peer
 }
 
 type kxdHandler struct {
-	keys     KxdKeys
-	notify   *KxdNotifier
+	keys     Keys
+	notify   *Notifier
 	log      *slog.Logger
 	resolver *net.Resolver
 	now      func() time.Time
 }
 
-// KxdHandler serves GET /v1/<path> with kxd's checks in kxd's order (see
+// Handler serves GET /v1/<path> with kxd's checks in kxd's order (see
 // the table above), and notifies through notify (which may be nil) on
 // every granted access. It must be the root handler of its own listener
-// (kxd's port, KxdPort by default) with KxdTLSConfig: a ServeMux in front
+// (kxd's port, Port by default) with TLSConfig: a ServeMux in front
 // would redirect the paths it thinks unclean before they are checked.
 // log may be nil.
-func KxdHandler(keys KxdKeys, notify *KxdNotifier, log *slog.Logger) http.Handler {
+func Handler(keys Keys, notify *Notifier, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &kxdHandler{keys: keys, notify: notify, log: log, resolver: net.DefaultResolver, now: time.Now}
 }
 
-// KxdTLSConfig returns a copy of base, which supplies the server
+// TLSConfig returns a copy of base, which supplies the server
 // certificate (kxc checks it against --server_cert and the URL's host, so
 // it needs a subject alternative name for that host), for the kxd
 // listener: TLS 1.2 at least (kxc is Go and negotiates 1.3), and a client
-// certificate required but not verified by TLS: KxdHandler checks the leaf
+// certificate required but not verified by TLS: Handler checks the leaf
 // against each key's allowed_clients.
-func KxdTLSConfig(base *tls.Config) *tls.Config {
+func TLSConfig(base *tls.Config) *tls.Config {
 	c := base.Clone()
 	c.MinVersion = tls.VersionTLS12
 	c.ClientAuth = tls.RequireAnyClientCert
@@ -146,7 +132,7 @@ func (h *kxdHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		kxdError(w, http.StatusMethodNotAllowed, "Method not allowed")
 		return
 	}
-	keyPath, ok := kxdKeyPath(r.URL.Path)
+	keyPath, ok := kxddir.KeyPath(r.URL.Path)
 	if !ok {
 		log.Info("kxd: refused", "reason", kxdInvalidPath)
 		kxdError(w, http.StatusNotAcceptable, kxdInvalidPath)
@@ -155,7 +141,7 @@ func (h *kxdHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log = h.log.With("remote", r.RemoteAddr, "key", keyPath)
 	ctx := r.Context()
 
-	policy, err := h.keys.KxdPolicy(ctx, keyPath)
+	policy, err := h.keys.Policy(ctx, keyPath)
 	if err == nil && policy == nil {
 		err = cluster.Errorf(cluster.KindNotFound, "no kxd key %q", keyPath)
 	}
@@ -184,7 +170,7 @@ func (h *kxdHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	leaf := presented[0]
 	log = log.With("client", kxdSubject(leaf), "client_sha256", kxdFingerprint(leaf))
 
-	access := KxdAccess{Path: keyPath, Client: leaf, Addr: peer, EmailTo: policy.EmailTo, Chains: chains, Time: h.now()}
+	access := Access{Path: keyPath, Client: leaf, Addr: peer, EmailTo: policy.EmailTo, Chains: chains, Time: h.now()}
 	if h.notify.vetoes() {
 		if err := h.notify.runHook(ctx, access); err != nil {
 			log.Warn("kxd: refused", "reason", kxdHookRefused, "detail", err.Error())
@@ -193,7 +179,7 @@ func (h *kxdHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	key, err := h.keys.KxdRelease(ctx, keyPath, KxdClient{Cert: leaf, Addr: peer})
+	key, err := h.keys.Release(ctx, keyPath, Client{Cert: leaf, Addr: peer})
 	if err != nil {
 		h.clusterError(w, log, err)
 		return
@@ -215,7 +201,7 @@ func (h *kxdHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(key)
 }
 
-// clusterError answers an error of KxdPolicy or KxdRelease: kxd's 404 for
+// clusterError answers an error of Policy or Release: kxd's 404 for
 // an unknown key, otherwise the kind's status and the error's safe message.
 func (h *kxdHandler) clusterError(w http.ResponseWriter, log *slog.Logger, err error) {
 	kind := cluster.KindOf(err)
@@ -230,38 +216,7 @@ func (h *kxdHandler) clusterError(w http.ResponseWriter, log *slog.Logger, err e
 	if kind != cluster.KindInternal && errors.As(err, &e) {
 		msg = kxdOneLine(e.Message)
 	}
-	kxdError(w, StatusOf(kind), msg)
-}
-
-// kxdKeyPath checks the URL path of a request as kxd does and returns the
-// key's path without "/v1/". The cleaned path must start with "/v1/" and
-// hold no ".." anywhere (so "a..b" is refused too, as kxd refuses it).
-// Beyond kxd, it refuses control characters and paths longer than
-// kxdMaxPath, which no imported key can have.
-func kxdKeyPath(urlPath string) (string, bool) {
-	if len(urlPath) > kxdMaxPath {
-		return "", false
-	}
-	p := path.Clean(urlPath)
-	if !strings.HasPrefix(p, "/v1/") || strings.Contains(p, "..") {
-		return "", false
-	}
-	keyPath := p[len("/v1/"):]
-	if !kxdPathChars(keyPath) {
-		return "", false
-	}
-	return keyPath, true
-}
-
-// kxdPathChars reports whether a key path is free of control characters
-// and invalid UTF-8.
-func kxdPathChars(p string) bool {
-	for _, c := range p {
-		if c < 0x20 || c == 0x7f || c == 0xfffd {
-			return false
-		}
-	}
-	return true
+	kxdError(w, statusOf(kind), msg)
 }
 
 // hostAllowed compares the peer address with allowed_hosts: nil allows
@@ -303,4 +258,27 @@ func (h *kxdHandler) hostAllowed(ctx context.Context, log *slog.Logger, allowed 
 		}
 	}
 	return false
+}
+
+// statusOf maps an error kind to its HTTP status: the REST API's
+// (gateway/https.StatusOf), so that kxc users see the same status for the
+// same failure.
+func statusOf(k cluster.Kind) int {
+	switch k {
+	case cluster.KindInvalid:
+		return http.StatusBadRequest
+	case cluster.KindNotFound:
+		return http.StatusNotFound
+	case cluster.KindExists, cluster.KindConflict:
+		return http.StatusConflict
+	case cluster.KindDenied, cluster.KindPendingApproval:
+		return http.StatusForbidden
+	case cluster.KindUnauthenticated, cluster.KindClockSkew:
+		return http.StatusUnauthorized
+	case cluster.KindNoQuorum, cluster.KindNotInitialized:
+		return http.StatusServiceUnavailable
+	case cluster.KindUnknownOutcome:
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusInternalServerError
 }

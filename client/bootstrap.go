@@ -1,4 +1,4 @@
-package https
+package client
 
 import (
 	"context"
@@ -13,7 +13,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/cluster/pki"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
@@ -47,13 +48,13 @@ func unjoinedClient() (*http.Client, *ed25519.PublicKey) {
 }
 
 // FetchIdentity asks a node that has not joined for its identity.
-func FetchIdentity(ctx context.Context, addr string) (*cluster.Identity, error) {
+func FetchIdentity(ctx context.Context, addr string) (*api.Identity, error) {
 	base, err := baseURL(addr)
 	if err != nil {
 		return nil, err
 	}
 	hc, seen := unjoinedClient()
-	var id cluster.Identity
+	var id api.Identity
 	if err := doJSON(ctx, hc, http.MethodGet, base+"/v1/bootstrap/identity", nil, &id); err != nil {
 		return nil, err
 	}
@@ -61,12 +62,12 @@ func FetchIdentity(ctx context.Context, addr string) (*cluster.Identity, error) 
 		return nil, fmt.Errorf("node at %s presents a TLS key that is not its identity key", addr)
 	}
 	if id.Joined {
-		return nil, &Error{Kind: cluster.KindConflict, Message: fmt.Sprintf("node %q at %s is already in a cluster", id.NodeID, addr)}
+		return nil, &Error{Kind: api.KindConflict, Message: fmt.Sprintf("node %q at %s is already in a cluster", id.NodeID, addr)}
 	}
 	return &id, nil
 }
 
-func startNode(ctx context.Context, addr string, id *cluster.Identity, req *cluster.StartRequest) error {
+func startNode(ctx context.Context, addr string, id *api.Identity, req *api.StartRequest) error {
 	base, err := baseURL(addr)
 	if err != nil {
 		return err
@@ -82,7 +83,7 @@ func startNode(ctx context.Context, addr string, id *cluster.Identity, req *clus
 }
 
 // nodeHosts are the names and addresses a node certificate is issued for.
-func nodeHosts(id *cluster.Identity) []string {
+func nodeHosts(id *api.Identity) []string {
 	hosts := []string{"localhost"}
 	seen := map[string]bool{"localhost": true}
 	for _, a := range []string{id.APIAddr, id.RaftAddr} {
@@ -94,7 +95,7 @@ func nodeHosts(id *cluster.Identity) []string {
 	return hosts
 }
 
-func nodeRecord(id *cluster.Identity) *fsm.Node {
+func nodeRecord(id *api.Identity) *fsm.Node {
 	return &fsm.Node{ID: id.NodeID, RaftAddr: id.RaftAddr, APIAddr: id.APIAddr, GossipAddr: id.GossipAddr,
 		SignKey: id.SignKey, EncKey: id.EncKey}
 }
@@ -105,7 +106,7 @@ func nodeRecord(id *cluster.Identity) *fsm.Node {
 // initialNodes members, once they have joined (at once if initialNodes is
 // 1). The returned credentials are everything the operator needs; keep
 // the CA key safe.
-func InitCluster(ctx context.Context, addr, operatorName string, initialNodes int) (*Credentials, *cluster.Identity, error) {
+func InitCluster(ctx context.Context, addr, operatorName string, initialNodes int) (*Credentials, *api.Identity, error) {
 	if initialNodes < 1 || initialNodes > fsm.MaxNodes {
 		return nil, nil, fmt.Errorf("the initial cluster size must be 1 to %d nodes, got %d", fsm.MaxNodes, initialNodes)
 	}
@@ -122,7 +123,7 @@ func InitCluster(ctx context.Context, addr, operatorName string, initialNodes in
 		return nil, nil, err
 	}
 	clusterID := hex.EncodeToString(idBytes)
-	ca, err := cluster.NewCA(clusterID)
+	ca, err := pki.NewCA(clusterID)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -131,7 +132,7 @@ func InitCluster(ctx context.Context, addr, operatorName string, initialNodes in
 		return nil, nil, err
 	}
 	opID := fsm.PrincipalID(opPub)
-	opCert, err := ca.Issue(opPub, cluster.RoleOperator, opID, nil)
+	opCert, err := ca.Issue(opPub, pki.RoleOperator, opID, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -140,7 +141,7 @@ func InitCluster(ctx context.Context, addr, operatorName string, initialNodes in
 		return nil, nil, err
 	}
 	creds := &Credentials{CACert: ca.CertPEM, CAKey: caKey, GossipKey: gossip, Cert: opCert, Key: opKey, OperatorID: opID}
-	nodeCert, err := ca.Issue(ed25519.PublicKey(id.SignKey), cluster.RoleNode, id.NodeID, nodeHosts(id))
+	nodeCert, err := ca.Issue(ed25519.PublicKey(id.SignKey), pki.RoleNode, id.NodeID, nodeHosts(id))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -153,7 +154,7 @@ func InitCluster(ctx context.Context, addr, operatorName string, initialNodes in
 	if err != nil {
 		return nil, nil, err
 	}
-	req := &cluster.StartRequest{ClusterID: clusterID, CACert: ca.CertPEM, NodeCert: nodeCert, GossipKey: gossip, Init: init}
+	req := &api.StartRequest{ClusterID: clusterID, CACert: ca.CertPEM, NodeCert: nodeCert, GossipKey: gossip, Init: init}
 	if err := startNode(ctx, addr, id, req); err != nil {
 		return nil, nil, fmt.Errorf("starting node %q: %w", id.NodeID, err)
 	}
@@ -170,11 +171,11 @@ func InitCluster(ctx context.Context, addr, operatorName string, initialNodes in
 // JoinNode admits the unjoined node at addr to the cluster c talks to:
 // it issues the node's certificate, starts it, commits the signed
 // add_node, and waits until the cluster has reshared to include it.
-func (c *Client) JoinNode(ctx context.Context, addr string) (*cluster.Identity, error) {
+func (c *Client) JoinNode(ctx context.Context, addr string) (*api.Identity, error) {
 	if len(c.creds.CAKey) == 0 || len(c.creds.GossipKey) == 0 {
 		return nil, errors.New("joining a node needs the CA key and the gossip key (KEYQUORUM_CA_KEY, KEYQUORUM_GOSSIP_KEY)")
 	}
-	ca, err := cluster.LoadCA(c.creds.CACert, c.creds.CAKey)
+	ca, err := pki.LoadCA(c.creds.CACert, c.creds.CAKey)
 	if err != nil {
 		return nil, err
 	}
@@ -186,11 +187,11 @@ func (c *Client) JoinNode(ctx context.Context, addr string) (*cluster.Identity, 
 	if err != nil {
 		return nil, err
 	}
-	nodeCert, err := ca.Issue(ed25519.PublicKey(id.SignKey), cluster.RoleNode, id.NodeID, nodeHosts(id))
+	nodeCert, err := ca.Issue(ed25519.PublicKey(id.SignKey), pki.RoleNode, id.NodeID, nodeHosts(id))
 	if err != nil {
 		return nil, err
 	}
-	req := &cluster.StartRequest{ClusterID: st.ClusterID, CACert: c.creds.CACert, NodeCert: nodeCert, GossipKey: c.creds.GossipKey}
+	req := &api.StartRequest{ClusterID: st.ClusterID, CACert: c.creds.CACert, NodeCert: nodeCert, GossipKey: c.creds.GossipKey}
 	if err := startNode(ctx, addr, id, req); err != nil {
 		return nil, fmt.Errorf("starting node %q: %w", id.NodeID, err)
 	}
@@ -210,7 +211,7 @@ func (c *Client) JoinNode(ctx context.Context, addr string) (*cluster.Identity, 
 func (c *Client) waitMember(ctx context.Context, nodeID string, after uint64) error {
 	for {
 		st, err := c.Status(ctx)
-		if err == nil && st.Resharing == nil && slices.ContainsFunc(st.Members, func(m cluster.MemberStatus) bool { return m.ID == nodeID }) {
+		if err == nil && st.Resharing == nil && slices.ContainsFunc(st.Members, func(m api.MemberStatus) bool { return m.ID == nodeID }) {
 			if st.Epoch > after || st.Epoch == 0 && len(st.Members) < st.InitialNodes {
 				return nil
 			}

@@ -1,4 +1,10 @@
-package cluster
+// Package pki is the cluster's certificate authority and the certificates
+// it issues: nodes and operators carry their role and id as a URI SAN
+// "keyquorum:<role>:<id>", on Ed25519 keys. It is pure crypto/x509, so the
+// operator's client (package client) issues node and operator
+// certificates with it without linking the node (package cluster), which
+// checks them.
+package pki
 
 import (
 	"crypto"

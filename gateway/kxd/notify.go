@@ -1,6 +1,6 @@
-// Notifications of kxd key accesses: an e-mail and a hook, as kxd sends.
+package kxd
 
-package https
+// Notifications of kxd key accesses: an e-mail and a hook, as kxd sends.
 
 import (
 	"context"
@@ -21,26 +21,24 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
+
+	"github.com/keyquorum/keyquorum/client/kxddir"
 )
 
-// DefaultKxdNotifyTimeout bounds the e-mail and the hook, each, when
-// KxdNotifier.Timeout is zero.
-const DefaultKxdNotifyTimeout = 10 * time.Second
+// DefaultNotifyTimeout bounds the e-mail and the hook, each, when
+// Notifier.Timeout is zero.
+const DefaultNotifyTimeout = 10 * time.Second
 
 const (
 	// kxdHookOutputMax bounds what is kept of a hook's output for the log.
 	kxdHookOutputMax = 4 << 10
 	// kxdHookWaitDelay bounds the wait for a killed hook's output pipes.
 	kxdHookWaitDelay = time.Second
-	// kxdFieldMax bounds a value put in a mail header, a mail line or a
-	// hook variable.
-	kxdFieldMax = 1024
 )
 
-// KxdAccess is one granted access to a kxd key, as notifications tell of
+// Access is one granted access to a kxd key, as notifications tell of
 // it. It holds no key material: notifications never carry the key.
-type KxdAccess struct {
+type Access struct {
 	Path    string                // the key's path, without "/v1/"
 	Client  *x509.Certificate     // the leaf certificate the client proved it holds
 	Addr    netip.AddrPort        // the TCP peer
@@ -49,7 +47,7 @@ type KxdAccess struct {
 	Time    time.Time             // when the access was granted
 }
 
-// KxdNotifier tells of kxd key accesses the way kxd does: on every
+// Notifier tells of kxd key accesses the way kxd does: on every
 // granted access, that is a request that passed the path, key, host and
 // certificate checks, it runs the hook and e-mails the key's EmailTo.
 // Refused requests send no mail and run no hook (kxd's behaviour); the
@@ -62,9 +60,9 @@ type KxdAccess struct {
 // keep machines from booting. With HookVeto the hook gates the access as
 // kxd's hook does.
 //
-// A nil or zero KxdNotifier does nothing. Its fields must not change
+// A nil or zero Notifier does nothing. Its fields must not change
 // while it is in use.
-type KxdNotifier struct {
+type Notifier struct {
 	// SMTPAddr is the mail relay's host:port; empty sends no e-mail. The
 	// relay is used without authentication, with STARTTLS when it offers
 	// it.
@@ -101,25 +99,25 @@ type KxdNotifier struct {
 	HookVeto bool
 
 	// Timeout bounds the e-mail and the hook, each; zero means
-	// DefaultKxdNotifyTimeout. A hook still running then is killed.
+	// DefaultNotifyTimeout. A hook still running then is killed.
 	Timeout time.Duration
 }
 
-func (n *KxdNotifier) timeout() time.Duration {
+func (n *Notifier) timeout() time.Duration {
 	if n.Timeout > 0 {
 		return n.Timeout
 	}
-	return DefaultKxdNotifyTimeout
+	return DefaultNotifyTimeout
 }
 
 // vetoes reports whether the hook must allow each access first.
-func (n *KxdNotifier) vetoes() bool { return n != nil && n.Hook != "" && n.HookVeto }
+func (n *Notifier) vetoes() bool { return n != nil && n.Hook != "" && n.HookVeto }
 
 // Notify tells of a granted access: it sends the e-mail (when SMTPAddr is
 // set and the key has recipients) and runs the hook (unless HookVeto, as
 // the hook then ran before), both at once, each within Timeout. It returns
 // what failed; the caller logs it.
-func (n *KxdNotifier) Notify(ctx context.Context, a KxdAccess) error {
+func (n *Notifier) Notify(ctx context.Context, a Access) error {
 	if n == nil {
 		return nil
 	}
@@ -136,7 +134,7 @@ func (n *KxdNotifier) Notify(ctx context.Context, a KxdAccess) error {
 }
 
 // runHook runs the hook for an access and returns why it failed, if it did.
-func (n *KxdNotifier) runHook(ctx context.Context, a KxdAccess) error {
+func (n *Notifier) runHook(ctx context.Context, a Access) error {
 	if n == nil || n.Hook == "" {
 		return nil
 	}
@@ -161,7 +159,7 @@ func (n *KxdNotifier) runHook(ctx context.Context, a KxdAccess) error {
 }
 
 // hookEnv is the hook's whole environment.
-func (n *KxdNotifier) hookEnv(a KxdAccess) []string {
+func (n *Notifier) hookEnv(a Access) []string {
 	pathVar := os.Getenv("PATH")
 	if pathVar == "" {
 		pathVar = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -188,7 +186,7 @@ func (n *KxdNotifier) hookEnv(a KxdAccess) []string {
 }
 
 // sendMail e-mails the key's recipients about an access through the relay.
-func (n *KxdNotifier) sendMail(ctx context.Context, a KxdAccess) error {
+func (n *Notifier) sendMail(ctx context.Context, a Access) error {
 	from, err := mail.ParseAddress(n.From)
 	if err != nil {
 		return fmt.Errorf("e-mail sender %q is not an address: %v", n.From, err)
@@ -213,7 +211,7 @@ func (n *KxdNotifier) sendMail(ctx context.Context, a KxdAccess) error {
 }
 
 // deliver hands one message to the relay, within Timeout.
-func (n *KxdNotifier) deliver(ctx context.Context, from string, rcpts []string, msg []byte) error {
+func (n *Notifier) deliver(ctx context.Context, from string, rcpts []string, msg []byte) error {
 	host, _, err := net.SplitHostPort(n.SMTPAddr)
 	if err != nil {
 		return fmt.Errorf("relay address is not host:port: %v", err)
@@ -269,7 +267,7 @@ func (n *KxdNotifier) deliver(ctx context.Context, from string, rcpts []string, 
 // kxdMessage is the e-mail about an access: headers and a plain text body
 // naming the key, the client's address and certificate, and the chains
 // that allowed it. Lines end in "\n"; the SMTP client sends CRLF.
-func kxdMessage(from string, a KxdAccess) []byte {
+func kxdMessage(from string, a Access) []byte {
 	var b strings.Builder
 	to := make([]string, len(a.EmailTo))
 	for i, t := range a.EmailTo {
@@ -328,23 +326,8 @@ func kxdChain(chain []*x509.Certificate) string {
 }
 
 // kxdOneLine makes a value from a client or a key's rules safe for one
-// header or line: control characters and invalid UTF-8 become '?', and it
-// is cut at kxdFieldMax bytes.
-func kxdOneLine(s string) string {
-	var b strings.Builder
-	for i, r := range s {
-		if b.Len() >= kxdFieldMax {
-			break
-		}
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' ||
-			r == utf8.RuneError && !strings.HasPrefix(s[i:], "\ufffd") {
-			b.WriteByte('?')
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
+// header or line (kxddir.OneLine).
+func kxdOneLine(s string) string { return kxddir.OneLine(s) }
 
 // kxdCappedBuffer keeps the first max bytes written to it and drops the
 // rest, so that a chatty hook cannot fill memory.

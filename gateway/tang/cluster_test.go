@@ -1,8 +1,7 @@
-package https
+package tang
 
 import (
 	"context"
-	"net/http"
 	"net/netip"
 	"testing"
 
@@ -13,7 +12,7 @@ import (
 // fakeLegacy is a node's applied state of keys; exchanges and releases
 // answer from it and count the calls that reached the "quorum".
 type fakeLegacy struct {
-	cluster.Service // not used by Legacy
+	cluster.Service // not used by ClusterKeys
 	keys            map[string]*fsm.Key
 	exchanges       int
 }
@@ -58,7 +57,7 @@ func TestLegacyTangRules(t *testing.T) {
 		"revoked": tangKey("revoked", "k5", &fsm.Access{Gateways: []string{fsm.GatewayTang}}),
 	}}
 	f.keys["revoked"].State = fsm.KeyRevoked
-	l := NewLegacy(f, "")
+	l := NewClusterKeys(f, "")
 	ctx := context.Background()
 	lan, wan := netip.MustParseAddr("10.1.2.3"), netip.MustParseAddr("203.0.113.5")
 	for _, tc := range []struct {
@@ -74,7 +73,7 @@ func TestLegacyTangRules(t *testing.T) {
 		{"an unknown kid", "nope", wan, cluster.KindNotFound},
 	} {
 		before := f.exchanges
-		_, err := l.TangRecover(ctx, "", tc.kid, []byte{4}, tc.addr)
+		_, err := l.Recover(ctx, "", tc.kid, []byte{4}, tc.addr)
 		if got := kindOrEmpty(err); got != tc.want {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
@@ -83,21 +82,21 @@ func TestLegacyTangRules(t *testing.T) {
 		}
 	}
 	for i := 1; i <= 3; i++ {
-		_, err := l.TangRecover(ctx, "", "k3", []byte{4}, wan)
+		_, err := l.Recover(ctx, "", "k3", []byte{4}, wan)
 		if want := i > 2; (err != nil) != want {
 			t.Errorf("use %d of a key limited to 2 a minute: %v", i, err)
 		}
 	}
-	if _, err := l.TangRecover(ctx, "", "k3", []byte{4}, lan); err != nil {
+	if _, err := l.Recover(ctx, "", "k3", []byte{4}, lan); err != nil {
 		t.Errorf("another client address has its own budget: %v", err)
 	}
-	if _, err := l.TangAdv(ctx, "revoked", ""); cluster.KindOf(err) != cluster.KindNotFound {
+	if _, err := l.Adv(ctx, "revoked", ""); cluster.KindOf(err) != cluster.KindNotFound {
 		t.Errorf("the adv of a revoked key: %v, want not_found", err)
 	}
-	if _, err := l.TangAdv(ctx, "", ""); cluster.KindOf(err) != cluster.KindNotFound {
+	if _, err := l.Adv(ctx, "", ""); cluster.KindOf(err) != cluster.KindNotFound {
 		t.Errorf("no default with several tang keys: %v, want not_found", err)
 	}
-	if adv, err := NewLegacy(f, "open").TangAdv(ctx, "", ""); err != nil || string(adv) != "{}" {
+	if adv, err := NewClusterKeys(f, "open").Adv(ctx, "", ""); err != nil || string(adv) != "{}" {
 		t.Errorf("the configured default: %q, %v", adv, err)
 	}
 }
@@ -107,17 +106,4 @@ func kindOrEmpty(err error) cluster.Kind {
 		return ""
 	}
 	return cluster.KindOf(err)
-}
-
-// TestStatusOfEveryKind: no error kind falls through to 500 but internal,
-// and the machine flow's kinds keep their REST statuses.
-func TestStatusOfEveryKind(t *testing.T) {
-	for _, k := range cluster.Kinds {
-		if got := StatusOf(k); (got == http.StatusInternalServerError) != (k == cluster.KindInternal) {
-			t.Errorf("StatusOf(%s) = %d", k, got)
-		}
-	}
-	if StatusOf(cluster.KindPendingApproval) != http.StatusForbidden || StatusOf(cluster.KindClockSkew) != http.StatusUnauthorized {
-		t.Errorf("pending_approval %d, clock_skew %d: want 403 and 401", StatusOf(cluster.KindPendingApproval), StatusOf(cluster.KindClockSkew))
-	}
 }

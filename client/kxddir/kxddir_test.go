@@ -1,13 +1,77 @@
-package https
+package kxddir
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
+
+// testCert is a certificate and its key, made for a test.
+type testCert struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+func (c *testCert) certPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.cert.Raw})
+}
+
+func (c *testCert) keyPEM(t *testing.T) []byte {
+	der, err := x509.MarshalPKCS8PrivateKey(c.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+}
+
+// newTestCert self-signs a certificate for cn, a CA's if ca.
+func newTestCert(t *testing.T, cn string, ca bool) *testCert {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  ca,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCert{cert: cert, key: key}
+}
+
+// testWorld are the clients the tests allow: alice, bob and a CA.
+type testWorld struct{ alice, bob, ca *testCert }
+
+func kxdTestWorld(t *testing.T) *testWorld {
+	return &testWorld{alice: newTestCert(t, "alice", false), bob: newTestCert(t, "bob", false), ca: newTestCert(t, "kxd clients CA", true)}
+}
+
+// kxdSecret is a key with bytes that text handling would damage.
+var kxdSecret = []byte("s3cret-KEY\x00\n\xff\r\nbytes\n")
 
 // writeKxdFiles writes files (path under root -> content) as kxd's data
 // directory would hold them.
@@ -48,17 +112,17 @@ func TestParseKxdDir(t *testing.T) {
 		"half/notes.txt":       "nothing",
 	})
 
-	got, err := ParseKxdDir(root)
+	got, err := Parse(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []KxdEntry{
-		{Path: "deep/a/b/c", Key: []byte("deep"), Policy: KxdPolicy{AllowedHosts: []string{}}},
-		{Path: "host1/disk", Key: kxdSecret, Policy: KxdPolicy{
+	want := []Entry{
+		{Path: "deep/a/b/c", Key: []byte("deep"), Policy: Policy{AllowedHosts: []string{}}},
+		{Path: "host1/disk", Key: kxdSecret, Policy: Policy{
 			AllowedClients: [][]byte{w.alice.cert.Raw, w.ca.cert.Raw},
 			EmailTo:        []string{"ops@example.com", "sec@example.com", "# who@cares"},
 		}},
-		{Path: "host1/disk/backup", Key: []byte("nested under another key"), Policy: KxdPolicy{
+		{Path: "host1/disk/backup", Key: []byte("nested under another key"), Policy: Policy{
 			AllowedClients: [][]byte{w.bob.cert.Raw},
 			AllowedHosts:   []string{"localhost", "192.0.2.7", "::1"},
 		}},
@@ -121,7 +185,7 @@ func TestParseKxdDirProblems(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			writeKxdFiles(t, root, tt.files)
-			entries, err := ParseKxdDir(root)
+			entries, err := Parse(root)
 			if err == nil {
 				t.Fatalf("no error; entries %+v", entries)
 			}
@@ -139,58 +203,42 @@ func TestParseKxdDirProblems(t *testing.T) {
 		})
 	}
 
-	if _, err := ParseKxdDir(filepath.Join(t.TempDir(), "missing")); err == nil {
+	if _, err := Parse(filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Error("a missing directory must be an error")
 	}
 	file := filepath.Join(t.TempDir(), "file")
 	writeKxdFiles(t, filepath.Dir(file), map[string]string{"file": "x"})
-	if _, err := ParseKxdDir(file); err == nil || !strings.Contains(err.Error(), "not a directory") {
+	if _, err := Parse(file); err == nil || !strings.Contains(err.Error(), "not a directory") {
 		t.Errorf("a file as root: %v", err)
 	}
 }
 
-// TestParseKxdDirServesKxc imports a directory laid out like kxd's and
-// serves it to stock kxc.
-func TestParseKxdDirServesKxc(t *testing.T) {
-	needKxc(t)
-	w := kxdTestWorld(t)
-	root := t.TempDir()
-	writeKxdFiles(t, root, map[string]string{
-		"host1/disk/key":             string(kxdSecret),
-		"host1/disk/allowed_clients": string(w.ca.certPEM()) + string(w.alice.certPEM()),
-		"host1/disk/allowed_hosts":   "localhost\n",
-		"host2/disk/key":             "only from elsewhere",
-		"host2/disk/allowed_clients": string(w.alice.certPEM()),
-		"host2/disk/allowed_hosts":   "192.0.2.1\n",
-	})
-	entries, err := ParseKxdDir(root)
-	if err != nil {
-		t.Fatal(err)
+func FuzzKxdPath(f *testing.F) {
+	for _, s := range []string{
+		"/v1/host1/disk", "/v1/", "/v1", "/v1/..", "/v1/a/../b", "/v1/a..b", "/v2/a", "//v1/a",
+		"/v1//a/./b/", "/v1/a\x00b", "/v1/a\nb", "/v1/\xff", "v1/a", "", "/", "/v1/.../x", "/v1/%2e%2e",
+	} {
+		f.Add(s)
 	}
-	keys := &fakeKxdKeys{keys: map[string]*fakeKxdKey{}}
-	for _, e := range entries {
-		keys.keys[e.Path] = &fakeKxdKey{key: e.Key, policy: e.Policy}
-	}
-	srv := startKxdServer(t, keys, nil)
-
-	dir := t.TempDir()
-	serverCert := filepath.Join(dir, "server.crt")
-	if err := os.WriteFile(serverCert, w.server.certPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		name string
-		cert *kxdTestCert
-	}{{"alice", w.alice}, {"carol", w.carol}} {
-		certFile, keyFile := kxcFiles(t, dir, c.name, c.cert.key, c.cert)
-		stdout, stderr, code := runKxc(t, serverCert, certFile, keyFile, srv.addr, "host1/disk")
-		if code != 0 || !bytes.Equal(stdout, kxdSecret) {
-			t.Errorf("%s: kxc exit %d, stdout %q, stderr %s", c.name, code, stdout, stderr)
+	f.Fuzz(func(t *testing.T, urlPath string) {
+		keyPath, ok := KeyPath(urlPath)
+		if !ok {
+			if keyPath != "" {
+				t.Fatalf("refused %q but returned %q", urlPath, keyPath)
+			}
+			return
 		}
-	}
-	certFile, keyFile := kxcFiles(t, dir, "alice2", w.alice.key, w.alice)
-	_, stderr, code := runKxc(t, serverCert, certFile, keyFile, srv.addr, "host2/disk")
-	if code != 1 || !bytes.Contains(stderr, []byte(`HTTP error "403 Forbidden" getting key: Host not allowed`)) {
-		t.Errorf("host2: kxc exit %d, stderr %s", code, stderr)
-	}
+		if keyPath == "" || strings.HasPrefix(keyPath, "/") || strings.HasSuffix(keyPath, "/") {
+			t.Fatalf("%q gave key path %q", urlPath, keyPath)
+		}
+		if strings.Contains(keyPath, "..") || path.Clean("/"+keyPath) != "/"+keyPath {
+			t.Fatalf("%q gave an unclean key path %q", urlPath, keyPath)
+		}
+		if !pathChars(keyPath) || len(keyPath) > MaxPath {
+			t.Fatalf("%q gave key path %q with bad characters or length", urlPath, keyPath)
+		}
+		if again, ok := KeyPath("/v1/" + keyPath); !ok || again != keyPath {
+			t.Fatalf("%q: key path %q does not map to itself (%q, %v)", urlPath, keyPath, again, ok)
+		}
+	})
 }

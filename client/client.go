@@ -1,4 +1,4 @@
-package https
+package client
 
 import (
 	"bytes"
@@ -20,7 +20,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/client/jose"
+	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/cluster/pki"
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
 )
@@ -56,7 +58,7 @@ func NewClient(addr string, creds *Credentials) (*Client, error) {
 	if !pool.AppendCertsFromPEM(creds.CACert) {
 		return nil, errors.New("CA certificate: no PEM certificate found")
 	}
-	leaf, err := cluster.ParseCertPEM(creds.Cert)
+	leaf, err := pki.ParseCertPEM(creds.Cert)
 	if err != nil {
 		return nil, fmt.Errorf("client certificate: %w", err)
 	}
@@ -80,7 +82,29 @@ func baseURL(addr string) (string, error) {
 }
 
 // Error is an error the API returned.
-type Error = cluster.Error
+type Error = api.Error
+
+// The bodies of REST v1 that are the API's own; the others are fsm's
+// commands and results and api's status and identity. The HTTPS gateway
+// decodes and writes them with these types.
+
+// SecretReply carries released material.
+type SecretReply struct {
+	Secret []byte `json:"secret"`
+}
+
+// CASRequest is a compare-and-swap: the signed release of the current
+// secret for comparison, and the signed replacement.
+type CASRequest struct {
+	Release *fsm.Signed `json:"release"`
+	Replace *fsm.Signed `json:"replace"`
+}
+
+// ErrorReply is the body of every answer that is not 200:
+// {"error":{"kind":K,"message":M}}.
+type ErrorReply struct {
+	Error *Error `json:"error"`
+}
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	return doJSON(ctx, c.http, method, c.base+path, body, out)
@@ -107,7 +131,7 @@ func doJSON(ctx context.Context, hc *http.Client, method, url string, body, out 
 	defer resp.Body.Close()
 	dec := json.NewDecoder(io.LimitReader(resp.Body, 16<<20))
 	if resp.StatusCode != http.StatusOK {
-		var e errorBody
+		var e ErrorReply
 		if err := dec.Decode(&e); err != nil || e.Error == nil {
 			return fmt.Errorf("%s %s: %s", method, req.URL.Path, resp.Status)
 		}
@@ -125,9 +149,9 @@ func doJSON(ctx context.Context, hc *http.Client, method, url string, body, out 
 func transportError(req *http.Request, err error) error {
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" || req.Method == http.MethodGet {
-		return &Error{Kind: cluster.KindNoQuorum, Message: fmt.Sprintf("cannot reach %s: %v", req.URL.Host, err)}
+		return &Error{Kind: api.KindNoQuorum, Message: fmt.Sprintf("cannot reach %s: %v", req.URL.Host, err)}
 	}
-	return &Error{Kind: cluster.KindUnknownOutcome, Message: fmt.Sprintf("%s %s got no answer (%v): it may or may not have happened", req.Method, req.URL.Path, err)}
+	return &Error{Kind: api.KindUnknownOutcome, Message: fmt.Sprintf("%s %s got no answer (%v): it may or may not have happened", req.Method, req.URL.Path, err)}
 }
 
 // Sign signs a command with the operator's key, with a fresh nonce and
@@ -146,8 +170,8 @@ func signAs(creds *Credentials, cmd *fsm.Command) (*fsm.Signed, error) {
 }
 
 // Status returns the answering node's view of the cluster.
-func (c *Client) Status(ctx context.Context) (*cluster.Status, error) {
-	var st cluster.Status
+func (c *Client) Status(ctx context.Context) (*api.Status, error) {
+	var st api.Status
 	return &st, c.do(ctx, http.MethodGet, "/v1/cluster/status", nil, &st)
 }
 
@@ -181,7 +205,7 @@ func (c *Client) CreateSealed(ctx context.Context, ck *fsm.CreateKey, material [
 		return nil, err
 	}
 	if len(st.PublicKey) == 0 {
-		return nil, &Error{Kind: cluster.KindConflict, Message: "the cluster key does not exist yet: wait for the first key epoch"}
+		return nil, &Error{Kind: api.KindConflict, Message: "the cluster key does not exist yet: wait for the first key epoch"}
 	}
 	ct, err := shamir.Seal(rand.Reader, st.PublicKey, fsm.SealInfo(st.ClusterID, ck.Name), material)
 	if err != nil {
@@ -204,7 +228,7 @@ func (c *Client) CreateTang(ctx context.Context, name string, access *fsm.Access
 	if err != nil {
 		return nil, err
 	}
-	var holders []cluster.MemberStatus
+	var holders []api.MemberStatus
 	for _, m := range st.Members {
 		if m.Holder {
 			holders = append(holders, m)
@@ -212,7 +236,7 @@ func (c *Client) CreateTang(ctx context.Context, name string, access *fsm.Access
 	}
 	sort.Slice(holders, func(i, j int) bool { return holders[i].ID < holders[j].ID })
 	if len(holders) == 0 || st.Threshold == 0 {
-		return nil, &Error{Kind: cluster.KindConflict, Message: "the cluster key does not exist yet: wait for the first key epoch"}
+		return nil, &Error{Kind: api.KindConflict, Message: "the cluster key does not exist yet: wait for the first key epoch"}
 	}
 	indexes := make([]uint32, len(holders))
 	for i, h := range holders {
@@ -227,13 +251,13 @@ func (c *Client) CreateTang(ctx context.Context, name string, access *fsm.Access
 			sh.Erase()
 		}
 	}()
-	adv, kid, thp, err := NewTangAdvertisement(rand.Reader, pub)
+	adv, kid, thp, err := jose.NewAdvertisement(rand.Reader, pub)
 	if err != nil {
 		return nil, err
 	}
 	tk := &fsm.TangKey{Adv: adv, Kid: kid, Thp: thp, Threshold: st.Threshold}
 	for i, h := range holders {
-		sealed, err := shamir.SealP256Share(rand.Reader, h.SignKey, shares[i], cluster.TangShareContext(st.ClusterID, kid))
+		sealed, err := shamir.SealP256Share(rand.Reader, h.SignKey, shares[i], api.TangShareContext(st.ClusterID, kid))
 		if err != nil {
 			return nil, fmt.Errorf("sealing the share of node %s: %w", h.ID, err)
 		}
@@ -380,7 +404,7 @@ func (c *Client) CreateOperator(ctx context.Context, name string, admin bool) (*
 	if len(c.creds.CAKey) == 0 {
 		return nil, errors.New("creating an operator needs the CA key (KEYQUORUM_CA_KEY)")
 	}
-	ca, err := cluster.LoadCA(c.creds.CACert, c.creds.CAKey)
+	ca, err := pki.LoadCA(c.creds.CACert, c.creds.CAKey)
 	if err != nil {
 		return nil, err
 	}
@@ -392,7 +416,7 @@ func (c *Client) CreateOperator(ctx context.Context, name string, admin bool) (*
 	if err != nil {
 		return nil, err
 	}
-	cert, err := ca.Issue(pub, cluster.RoleOperator, op.ID, nil)
+	cert, err := ca.Issue(pub, pki.RoleOperator, op.ID, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -407,7 +431,7 @@ func (c *Client) RemoveNode(ctx context.Context, id string) error {
 
 // WaitEpoch waits until the cluster is at a key epoch after `after` with
 // no resharing in progress, and returns its status.
-func (c *Client) WaitEpoch(ctx context.Context, after uint64) (*cluster.Status, error) {
+func (c *Client) WaitEpoch(ctx context.Context, after uint64) (*api.Status, error) {
 	for {
 		st, err := c.Status(ctx)
 		if err == nil && st.Epoch > after && st.Resharing == nil {
@@ -447,7 +471,7 @@ func LoadCredentials(caCert, cert, key, caKey, gossipKey string) (*Credentials, 
 	if err != nil {
 		return nil, err
 	}
-	if c.Key, err = cluster.ParseKeyPEM(keyPEM); err != nil {
+	if c.Key, err = pki.ParseKeyPEM(keyPEM); err != nil {
 		return nil, fmt.Errorf("client key %s: %w", key, err)
 	}
 	c.OperatorID = fsm.PrincipalID(c.Key.Public().(ed25519.PublicKey))
@@ -477,7 +501,7 @@ func (c *Credentials) Save(dir, addr string) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
-	keyPEM, err := cluster.KeyToPEM(c.Key)
+	keyPEM, err := pki.KeyToPEM(c.Key)
 	if err != nil {
 		return "", err
 	}

@@ -1,6 +1,11 @@
-// Importing a kxd data directory.
-
-package https
+// Package kxddir is kxd's data model as the operator's client and the kxd
+// gateway share it: Parse reads a kxd data directory (key, allowed_clients,
+// allowed_hosts, email_to) for keyctl key import-kxd; Policy is a key's
+// rules; KeyPath is kxd's rule for the key a request path names, which
+// both the import (a key kxc could not ask for is refused) and the gateway
+// (gateway/kxd) apply; OneLine makes a client's or a rule's value safe
+// for one line.
+package kxddir
 
 import (
 	"bufio"
@@ -11,8 +16,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 )
 
 // The files of a kxd key directory.
@@ -23,14 +30,23 @@ const (
 	kxdEmailFile   = "email_to"
 )
 
-// KxdEntry is one key of a kxd data directory.
-type KxdEntry struct {
+const (
+	// MaxPath bounds the URL path of a request, so the key paths kxc can
+	// ask for.
+	MaxPath = 1024
+	// fieldMax bounds what OneLine keeps: a value put in a log line, a
+	// mail header, a mail line or a hook variable.
+	fieldMax = 1024
+)
+
+// Entry is one key of a kxd data directory.
+type Entry struct {
 	Path   string // the key's path under the root, with slashes: "host1/disk"
 	Key    []byte // the key file's bytes, exactly
-	Policy KxdPolicy
+	Policy Policy
 }
 
-// ParseKxdDir reads a kxd data directory (kxd's --data_dir,
+// Parse reads a kxd data directory (kxd's --data_dir,
 // /etc/kxd/data by default): every directory under root, at any depth,
 // that holds a file named "key" is a key, whose path is the directory's
 // path under root. Beside the key:
@@ -48,10 +64,10 @@ type KxdEntry struct {
 // Symbolic links to files are followed; links to directories are not
 // walked. A key at the root itself, or whose path kxc could not ask for
 // (with "..", control characters, or longer than kxd's limit), is an
-// error. ParseKxdDir reports every problem it finds, each with its file,
+// error. Parse reports every problem it finds, each with its file,
 // and then returns no entries; errors never contain key bytes. Entries
 // come in the lexical order of their paths.
-func ParseKxdDir(root string) ([]KxdEntry, error) {
+func Parse(root string) ([]Entry, error) {
 	info, err := os.Stat(root)
 	if err != nil {
 		return nil, fmt.Errorf("kxd data directory: %w", err)
@@ -59,7 +75,7 @@ func ParseKxdDir(root string) ([]KxdEntry, error) {
 	if !info.IsDir() {
 		return nil, fmt.Errorf("kxd data directory %s is not a directory", root)
 	}
-	var entries []KxdEntry
+	var entries []Entry
 	var problems []error
 	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -84,7 +100,7 @@ func ParseKxdDir(root string) ([]KxdEntry, error) {
 			problems = append(problems, fmt.Errorf("%s is not a regular file", keyFile))
 			return nil
 		}
-		e, errs := parseKxdKeyDir(root, p)
+		e, errs := parseKeyDir(root, p)
 		if len(errs) > 0 {
 			problems = append(problems, errs...)
 			return nil
@@ -104,9 +120,9 @@ func ParseKxdDir(root string) ([]KxdEntry, error) {
 	return entries, nil
 }
 
-// parseKxdKeyDir reads one key directory, dir, under root.
-func parseKxdKeyDir(root, dir string) (KxdEntry, []error) {
-	var e KxdEntry
+// parseKeyDir reads one key directory, dir, under root.
+func parseKeyDir(root, dir string) (Entry, []error) {
+	var e Entry
 	var problems []error
 	rel, err := filepath.Rel(root, dir)
 	if err != nil {
@@ -115,8 +131,8 @@ func parseKxdKeyDir(root, dir string) (KxdEntry, []error) {
 	e.Path = filepath.ToSlash(rel)
 	if rel == "." {
 		problems = append(problems, fmt.Errorf("%s: a key at the root of the data directory has no path kxc could ask for", filepath.Join(dir, kxdKeyFile)))
-	} else if kxdKeyPathOf(e.Path) != e.Path {
-		problems = append(problems, fmt.Errorf("%s: the key's path %q cannot be asked for by kxc (it must not hold \"..\" or control characters)", dir, kxdOneLine(e.Path)))
+	} else if KeyPathOf(e.Path) != e.Path {
+		problems = append(problems, fmt.Errorf("%s: the key's path %q cannot be asked for by kxc (it must not hold \"..\" or control characters)", dir, OneLine(e.Path)))
 	}
 
 	key, err := os.ReadFile(filepath.Join(dir, kxdKeyFile))
@@ -155,15 +171,15 @@ func parseKxdKeyDir(root, dir string) (KxdEntry, []error) {
 
 	if len(problems) > 0 {
 		clear(key)
-		return KxdEntry{}, problems
+		return Entry{}, problems
 	}
 	e.Key = key
 	return e, nil
 }
 
-// kxdKeyPathOf is the key path a request for /v1/<p> names, "" if none.
-func kxdKeyPathOf(p string) string {
-	keyPath, _ := kxdKeyPath("/v1/" + p)
+// KeyPathOf is the key path a request for /v1/<p> names, "" if none.
+func KeyPathOf(p string) string {
+	keyPath, _ := KeyPath("/v1/" + p)
 	return keyPath
 }
 
@@ -205,7 +221,7 @@ func parseKxdHosts(data []byte) ([]string, error) {
 			continue
 		}
 		if strings.ContainsFunc(line, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-			return nil, fmt.Errorf("line %d: %q is not one host name or address", n, kxdOneLine(line))
+			return nil, fmt.Errorf("line %d: %q is not one host name or address", n, OneLine(line))
 		}
 		hosts = append(hosts, line)
 	}
@@ -224,4 +240,70 @@ func parseKxdEmailTo(data []byte) []string {
 		}
 	}
 	return to
+}
+
+// Policy is a kxd key's access rules, as stored with the key in the
+// cluster.
+type Policy struct {
+	// AllowedClients are DER certificates. A leaf allows the client that
+	// presents exactly that certificate; a CA (basic constraints CA:TRUE)
+	// allows the leaves it signed, directly or through intermediates the
+	// client sends. Empty: no client is allowed.
+	AllowedClients [][]byte
+	// AllowedHosts are IP addresses or host names; names are resolved
+	// forward at request time and compared with the TCP peer address.
+	// nil: every host; empty and non-nil: none.
+	AllowedHosts []string
+	// EmailTo are the addresses told of every access.
+	EmailTo []string
+}
+
+// KeyPath checks the URL path of a request as kxd does and returns the
+// key's path without "/v1/". The cleaned path must start with "/v1/" and
+// hold no ".." anywhere (so "a..b" is refused too, as kxd refuses it).
+// Beyond kxd, it refuses control characters and paths longer than
+// MaxPath, which no imported key can have.
+func KeyPath(urlPath string) (string, bool) {
+	if len(urlPath) > MaxPath {
+		return "", false
+	}
+	p := path.Clean(urlPath)
+	if !strings.HasPrefix(p, "/v1/") || strings.Contains(p, "..") {
+		return "", false
+	}
+	keyPath := p[len("/v1/"):]
+	if !pathChars(keyPath) {
+		return "", false
+	}
+	return keyPath, true
+}
+
+// pathChars reports whether a key path is free of control characters
+// and invalid UTF-8.
+func pathChars(p string) bool {
+	for _, c := range p {
+		if c < 0x20 || c == 0x7f || c == 0xfffd {
+			return false
+		}
+	}
+	return true
+}
+
+// OneLine makes a value from a client or a key's rules safe for one
+// header or line: control characters and invalid UTF-8 become '?', and it
+// is cut at fieldMax bytes.
+func OneLine(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if b.Len() >= fieldMax {
+			break
+		}
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' ||
+			r == utf8.RuneError && !strings.HasPrefix(s[i:], "\ufffd") {
+			b.WriteByte('?')
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

@@ -1,4 +1,4 @@
-package https
+package kxd
 
 import (
 	"bytes"
@@ -21,13 +21,13 @@ import (
 	"net/textproto"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/keyquorum/keyquorum/client/kxddir"
 	"github.com/keyquorum/keyquorum/cluster"
 )
 
@@ -139,16 +139,16 @@ func kxdTestWorld(t *testing.T) *kxdWorld {
 type fakeKxdKeys struct {
 	mu       sync.Mutex
 	keys     map[string]*fakeKxdKey
-	released []KxdClient
+	released []Client
 }
 
 type fakeKxdKey struct {
 	key        []byte
-	policy     KxdPolicy
+	policy     Policy
 	releaseErr error
 }
 
-func (f *fakeKxdKeys) KxdPolicy(_ context.Context, p string) (*KxdPolicy, error) {
+func (f *fakeKxdKeys) Policy(_ context.Context, p string) (*Policy, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	k, ok := f.keys[p]
@@ -159,7 +159,7 @@ func (f *fakeKxdKeys) KxdPolicy(_ context.Context, p string) (*KxdPolicy, error)
 	return &pol, nil
 }
 
-func (f *fakeKxdKeys) KxdRelease(_ context.Context, p string, c KxdClient) ([]byte, error) {
+func (f *fakeKxdKeys) Release(_ context.Context, p string, c Client) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	k, ok := f.keys[p]
@@ -173,10 +173,10 @@ func (f *fakeKxdKeys) KxdRelease(_ context.Context, p string, c KxdClient) ([]by
 	return bytes.Clone(k.key), nil
 }
 
-func (f *fakeKxdKeys) releases() []KxdClient {
+func (f *fakeKxdKeys) releases() []Client {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]KxdClient(nil), f.released...)
+	return append([]Client(nil), f.released...)
 }
 
 // kxdLog is a log that tests read back.
@@ -203,7 +203,7 @@ type kxdTestServer struct {
 	log  *kxdLog
 }
 
-func startKxdServer(t *testing.T, keys KxdKeys, notify *KxdNotifier) *kxdTestServer {
+func startKxdServer(t *testing.T, keys Keys, notify *Notifier) *kxdTestServer {
 	t.Helper()
 	w := kxdTestWorld(t)
 	logs := &kxdLog{}
@@ -213,8 +213,8 @@ func startKxdServer(t *testing.T, keys KxdKeys, notify *KxdNotifier) *kxdTestSer
 		t.Fatal(err)
 	}
 	srv := &http.Server{
-		Handler:   KxdHandler(keys, notify, log),
-		TLSConfig: KxdTLSConfig(&tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{w.server.cert.Raw}, PrivateKey: w.server.key}}}),
+		Handler:   Handler(keys, notify, log),
+		TLSConfig: TLSConfig(&tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{w.server.cert.Raw}, PrivateKey: w.server.key}}}),
 		ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	go srv.ServeTLS(ln, "", "")
@@ -288,17 +288,17 @@ func TestKxdStatuses(t *testing.T) {
 		return ders
 	}
 	keys := &fakeKxdKeys{keys: map[string]*fakeKxdKey{
-		"host1/disk":        {key: kxdSecret, policy: KxdPolicy{AllowedClients: allow(w.alice)}},
-		"ca/disk":           {key: []byte("ca key"), policy: KxdPolicy{AllowedClients: allow(w.ca)}},
-		"hosts/none":        {key: []byte("k"), policy: KxdPolicy{AllowedClients: allow(w.alice), AllowedHosts: []string{}}},
-		"hosts/other":       {key: []byte("k"), policy: KxdPolicy{AllowedClients: allow(w.alice), AllowedHosts: []string{"192.0.2.1", "::2"}}},
-		"hosts/localhost":   {key: []byte("by name"), policy: KxdPolicy{AllowedClients: allow(w.alice), AllowedHosts: []string{"192.0.2.1", "localhost"}}},
-		"hosts/ip":          {key: []byte("by ip"), policy: KxdPolicy{AllowedClients: allow(w.alice), AllowedHosts: []string{"127.0.0.1"}}},
-		"hosts/mapped":      {key: []byte("by mapped ip"), policy: KxdPolicy{AllowedClients: allow(w.alice), AllowedHosts: []string{"::ffff:127.0.0.1"}}},
-		"expired":           {key: []byte("k"), policy: KxdPolicy{AllowedClients: allow(expired)}},
-		"quorum/lost":       {key: []byte("k"), policy: KxdPolicy{AllowedClients: allow(w.alice)}, releaseErr: cluster.Errorf(cluster.KindNoQuorum, "only 1 of 3 nodes answered; 2 are needed")},
-		"internal/error":    {key: []byte("k"), policy: KxdPolicy{AllowedClients: allow(w.alice)}, releaseErr: errors.New("disk on fire at /var/lib/keyd")},
-		"a b/with space/ok": {key: []byte("spaced"), policy: KxdPolicy{AllowedClients: allow(w.alice)}},
+		"host1/disk":        {key: kxdSecret, policy: Policy{AllowedClients: allow(w.alice)}},
+		"ca/disk":           {key: []byte("ca key"), policy: Policy{AllowedClients: allow(w.ca)}},
+		"hosts/none":        {key: []byte("k"), policy: Policy{AllowedClients: allow(w.alice), AllowedHosts: []string{}}},
+		"hosts/other":       {key: []byte("k"), policy: Policy{AllowedClients: allow(w.alice), AllowedHosts: []string{"192.0.2.1", "::2"}}},
+		"hosts/localhost":   {key: []byte("by name"), policy: Policy{AllowedClients: allow(w.alice), AllowedHosts: []string{"192.0.2.1", "localhost"}}},
+		"hosts/ip":          {key: []byte("by ip"), policy: Policy{AllowedClients: allow(w.alice), AllowedHosts: []string{"127.0.0.1"}}},
+		"hosts/mapped":      {key: []byte("by mapped ip"), policy: Policy{AllowedClients: allow(w.alice), AllowedHosts: []string{"::ffff:127.0.0.1"}}},
+		"expired":           {key: []byte("k"), policy: Policy{AllowedClients: allow(expired)}},
+		"quorum/lost":       {key: []byte("k"), policy: Policy{AllowedClients: allow(w.alice)}, releaseErr: cluster.Errorf(cluster.KindNoQuorum, "only 1 of 3 nodes answered; 2 are needed")},
+		"internal/error":    {key: []byte("k"), policy: Policy{AllowedClients: allow(w.alice)}, releaseErr: errors.New("disk on fire at /var/lib/keyd")},
+		"a b/with space/ok": {key: []byte("spaced"), policy: Policy{AllowedClients: allow(w.alice)}},
 	}}
 	srv := startKxdServer(t, keys, nil)
 
@@ -324,7 +324,7 @@ func TestKxdStatuses(t *testing.T) {
 		{"not under /v1/", "GET", "/v2/host1/disk", w.alice, nil, 406, "Invalid key path\n"},
 		{"bare /v1/", "GET", "/v1/", w.alice, nil, 406, "Invalid key path\n"},
 		{"control character", "GET", "/v1/host1%0a/disk", w.alice, nil, 406, "Invalid key path\n"},
-		{"too long", "GET", "/v1/" + strings.Repeat("a", kxdMaxPath), w.alice, nil, 406, "Invalid key path\n"},
+		{"too long", "GET", "/v1/" + strings.Repeat("a", kxddir.MaxPath), w.alice, nil, 406, "Invalid key path\n"},
 		{"unknown key", "GET", "/v1/host1/nope", w.alice, nil, 404, "Unknown key\n"},
 		{"unknown key before the certificate", "GET", "/v1/host1/nope", w.mallory, nil, 404, "Unknown key\n"},
 		{"path before unknown key", "GET", "/v1/nope/a..b", w.mallory, nil, 406, "Invalid key path\n"},
@@ -437,10 +437,10 @@ func TestKxdStockKxc(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys := &fakeKxdKeys{keys: map[string]*fakeKxdKey{
-		"host1/disk":      {key: kxdSecret, policy: KxdPolicy{AllowedClients: [][]byte{w.alice.cert.Raw}}},
-		"ca/disk":         {key: []byte("ca key\n"), policy: KxdPolicy{AllowedClients: [][]byte{w.ca.cert.Raw}}},
-		"hosts/localhost": {key: []byte("by name"), policy: KxdPolicy{AllowedClients: [][]byte{w.alice.cert.Raw}, AllowedHosts: []string{"localhost"}}},
-		"hosts/other":     {key: []byte("k"), policy: KxdPolicy{AllowedClients: [][]byte{w.alice.cert.Raw}, AllowedHosts: []string{"192.0.2.1"}}},
+		"host1/disk":      {key: kxdSecret, policy: Policy{AllowedClients: [][]byte{w.alice.cert.Raw}}},
+		"ca/disk":         {key: []byte("ca key\n"), policy: Policy{AllowedClients: [][]byte{w.ca.cert.Raw}}},
+		"hosts/localhost": {key: []byte("by name"), policy: Policy{AllowedClients: [][]byte{w.alice.cert.Raw}, AllowedHosts: []string{"localhost"}}},
+		"hosts/other":     {key: []byte("k"), policy: Policy{AllowedClients: [][]byte{w.alice.cert.Raw}, AllowedHosts: []string{"192.0.2.1"}}},
 	}}
 	srv := startKxdServer(t, keys, nil)
 	aliceCert, aliceKey := kxcFiles(t, dir, "alice", w.alice.key, w.alice)
@@ -593,12 +593,12 @@ func TestKxdNotifyMailAndHook(t *testing.T) {
 	envFile := filepath.Join(t.TempDir(), "hook.env")
 	hook := writeKxdHook(t, "env > '"+envFile+"'")
 	keys := &fakeKxdKeys{keys: map[string]*fakeKxdKey{
-		"host1/disk": {key: kxdSecret, policy: KxdPolicy{
+		"host1/disk": {key: kxdSecret, policy: Policy{
 			AllowedClients: [][]byte{w.ca.cert.Raw},
 			EmailTo:        []string{"ops@example.com", "Security Team <sec@example.com>"},
 		}},
 	}}
-	notify := &KxdNotifier{SMTPAddr: relay.addr, From: "kxd@example.net", Hook: hook}
+	notify := &Notifier{SMTPAddr: relay.addr, From: "kxd@example.net", Hook: hook}
 	srv := startKxdServer(t, keys, notify)
 
 	// A refused access sends no mail and runs no hook, as in kxd.
@@ -681,9 +681,9 @@ func TestKxdNotifyFailuresDoNotRefuse(t *testing.T) {
 	deadRelay := ln.Addr().String()
 	ln.Close()
 	keys := &fakeKxdKeys{keys: map[string]*fakeKxdKey{
-		"host1/disk": {key: kxdSecret, policy: KxdPolicy{AllowedClients: [][]byte{w.alice.cert.Raw}, EmailTo: []string{"ops@example.com"}}},
+		"host1/disk": {key: kxdSecret, policy: Policy{AllowedClients: [][]byte{w.alice.cert.Raw}, EmailTo: []string{"ops@example.com"}}},
 	}}
-	notify := &KxdNotifier{SMTPAddr: deadRelay, From: "kxd@example.net", Hook: writeKxdHook(t, "echo hook says no >&2; exit 3")}
+	notify := &Notifier{SMTPAddr: deadRelay, From: "kxd@example.net", Hook: writeKxdHook(t, "echo hook says no >&2; exit 3")}
 	srv := startKxdServer(t, keys, notify)
 
 	got := srv.get(t, "GET", "/v1/host1/disk", w.alice.key, w.alice.cert)
@@ -715,9 +715,9 @@ func TestKxdHookVeto(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			keys := &fakeKxdKeys{keys: map[string]*fakeKxdKey{
-				"host1/disk": {key: kxdSecret, policy: KxdPolicy{AllowedClients: [][]byte{w.alice.cert.Raw}}},
+				"host1/disk": {key: kxdSecret, policy: Policy{AllowedClients: [][]byte{w.alice.cert.Raw}}},
 			}}
-			notify := &KxdNotifier{Hook: tt.hook, HookVeto: true, Timeout: 300 * time.Millisecond}
+			notify := &Notifier{Hook: tt.hook, HookVeto: true, Timeout: 300 * time.Millisecond}
 			srv := startKxdServer(t, keys, notify)
 			got := srv.get(t, "GET", "/v1/host1/disk", w.alice.key, w.alice.cert)
 			if got.status != tt.status || string(got.body) != tt.body {
@@ -735,11 +735,11 @@ func TestKxdHookVeto(t *testing.T) {
 }
 
 func TestKxdNotifierNilAndZero(t *testing.T) {
-	var nilNotifier *KxdNotifier
-	if err := nilNotifier.Notify(context.Background(), KxdAccess{Path: "a", EmailTo: []string{"x@y"}}); err != nil {
+	var nilNotifier *Notifier
+	if err := nilNotifier.Notify(context.Background(), Access{Path: "a", EmailTo: []string{"x@y"}}); err != nil {
 		t.Errorf("nil notifier: %v", err)
 	}
-	if err := (&KxdNotifier{}).Notify(context.Background(), KxdAccess{Path: "a", EmailTo: []string{"x@y"}}); err != nil {
+	if err := (&Notifier{}).Notify(context.Background(), Access{Path: "a", EmailTo: []string{"x@y"}}); err != nil {
 		t.Errorf("zero notifier: %v", err)
 	}
 }
@@ -747,7 +747,7 @@ func TestKxdNotifierNilAndZero(t *testing.T) {
 func TestKxdMessageIsOneLinePerField(t *testing.T) {
 	w := kxdTestWorld(t)
 	evil := newKxdTestCert(t, &x509.Certificate{Subject: pkix.Name{CommonName: "evil\r\nBcc: all@example.com\r\n.\r\n"}}, nil)
-	msg := string(kxdMessage("kxd@example.net", KxdAccess{
+	msg := string(kxdMessage("kxd@example.net", Access{
 		Path:    "host1/disk\r\nBcc: x@example.com",
 		Client:  evil.cert,
 		Addr:    netip.MustParseAddrPort("127.0.0.1:5"),
@@ -763,7 +763,7 @@ func TestKxdMessageIsOneLinePerField(t *testing.T) {
 
 func TestKxdTLSConfig(t *testing.T) {
 	w := kxdTestWorld(t)
-	cfg := KxdTLSConfig(&tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{w.server.cert.Raw}, PrivateKey: w.server.key}}})
+	cfg := TLSConfig(&tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{w.server.cert.Raw}, PrivateKey: w.server.key}}})
 	if cfg.MinVersion != tls.VersionTLS12 || cfg.ClientAuth != tls.RequireAnyClientCert || len(cfg.Certificates) != 1 {
 		t.Errorf("config %+v", cfg)
 	}
@@ -781,32 +781,78 @@ func TestKxdTLSConfig(t *testing.T) {
 	}
 }
 
-func FuzzKxdPath(f *testing.F) {
-	for _, s := range []string{
-		"/v1/host1/disk", "/v1/", "/v1", "/v1/..", "/v1/a/../b", "/v1/a..b", "/v2/a", "//v1/a",
-		"/v1//a/./b/", "/v1/a\x00b", "/v1/a\nb", "/v1/\xff", "v1/a", "", "/", "/v1/.../x", "/v1/%2e%2e",
-	} {
-		f.Add(s)
+//END
+
+// writeKxdFiles writes files (path under root -> content) as kxd's data
+// directory would hold them.
+func writeKxdFiles(t *testing.T, root string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
-	f.Fuzz(func(t *testing.T, urlPath string) {
-		keyPath, ok := kxdKeyPath(urlPath)
-		if !ok {
-			if keyPath != "" {
-				t.Fatalf("refused %q but returned %q", urlPath, keyPath)
-			}
-			return
-		}
-		if keyPath == "" || strings.HasPrefix(keyPath, "/") || strings.HasSuffix(keyPath, "/") {
-			t.Fatalf("%q gave key path %q", urlPath, keyPath)
-		}
-		if strings.Contains(keyPath, "..") || path.Clean("/"+keyPath) != "/"+keyPath {
-			t.Fatalf("%q gave an unclean key path %q", urlPath, keyPath)
-		}
-		if !kxdPathChars(keyPath) || len(keyPath) > kxdMaxPath {
-			t.Fatalf("%q gave key path %q with bad characters or length", urlPath, keyPath)
-		}
-		if again, ok := kxdKeyPath("/v1/" + keyPath); !ok || again != keyPath {
-			t.Fatalf("%q: key path %q does not map to itself (%q, %v)", urlPath, keyPath, again, ok)
-		}
+}
+
+// TestParseKxdDirServesKxc imports a directory laid out like kxd's and
+// serves it to stock kxc.
+func TestParseKxdDirServesKxc(t *testing.T) {
+	needKxc(t)
+	w := kxdTestWorld(t)
+	root := t.TempDir()
+	writeKxdFiles(t, root, map[string]string{
+		"host1/disk/key":             string(kxdSecret),
+		"host1/disk/allowed_clients": string(w.ca.certPEM()) + string(w.alice.certPEM()),
+		"host1/disk/allowed_hosts":   "localhost\n",
+		"host2/disk/key":             "only from elsewhere",
+		"host2/disk/allowed_clients": string(w.alice.certPEM()),
+		"host2/disk/allowed_hosts":   "192.0.2.1\n",
 	})
+	entries, err := kxddir.Parse(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := &fakeKxdKeys{keys: map[string]*fakeKxdKey{}}
+	for _, e := range entries {
+		keys.keys[e.Path] = &fakeKxdKey{key: e.Key, policy: e.Policy}
+	}
+	srv := startKxdServer(t, keys, nil)
+
+	dir := t.TempDir()
+	serverCert := filepath.Join(dir, "server.crt")
+	if err := os.WriteFile(serverCert, w.server.certPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		cert *kxdTestCert
+	}{{"alice", w.alice}, {"carol", w.carol}} {
+		certFile, keyFile := kxcFiles(t, dir, c.name, c.cert.key, c.cert)
+		stdout, stderr, code := runKxc(t, serverCert, certFile, keyFile, srv.addr, "host1/disk")
+		if code != 0 || !bytes.Equal(stdout, kxdSecret) {
+			t.Errorf("%s: kxc exit %d, stdout %q, stderr %s", c.name, code, stdout, stderr)
+		}
+	}
+	certFile, keyFile := kxcFiles(t, dir, "alice2", w.alice.key, w.alice)
+	_, stderr, code := runKxc(t, serverCert, certFile, keyFile, srv.addr, "host2/disk")
+	if code != 1 || !bytes.Contains(stderr, []byte(`HTTP error "403 Forbidden" getting key: Host not allowed`)) {
+		t.Errorf("host2: kxc exit %d, stderr %s", code, stderr)
+	}
+}
+
+// TestStatusOfEveryKind: no error kind of the cluster falls through to
+// 500 but internal, as in the REST API.
+func TestStatusOfEveryKind(t *testing.T) {
+	for _, k := range cluster.Kinds {
+		if got := statusOf(k); (got == http.StatusInternalServerError) != (k == cluster.KindInternal) {
+			t.Errorf("statusOf(%s) = %d", k, got)
+		}
+	}
+	if statusOf(cluster.KindNoQuorum) != http.StatusServiceUnavailable || statusOf(cluster.KindUnknownOutcome) != http.StatusGatewayTimeout {
+		t.Error("no_quorum and unknown_outcome lost their REST statuses")
+	}
 }

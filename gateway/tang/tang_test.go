@@ -1,4 +1,4 @@
-package https
+package tang
 
 import (
 	"bytes"
@@ -7,11 +7,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/asn1"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -30,9 +29,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyquorum/keyquorum/client/jose"
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/shamir"
 )
+
+// b64 is the unpadded base64url of JOSE.
+var b64 = base64.RawURLEncoding.Strict()
+
+func b64url(b []byte) string { return b64.EncodeToString(b) }
+
+// jwkJSON builds a JWK document from members, for tests that need
+// documents jose.NewJWK would never make.
+func jwkJSON(t testing.TB, members map[string]any) []byte {
+	t.Helper()
+	b, err := json.Marshal(members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
 
 // fakeTangKey is one Tang key held the way the cluster holds it: a P-256
 // secret dealt 2-of-3, which nobody keeps whole; answers are combined from
@@ -40,7 +56,7 @@ import (
 type fakeTangKey struct {
 	name         string
 	adv          []byte
-	parsed       *TangAdvertisement
+	parsed       *jose.Advertisement
 	kid, thp     string
 	pub          []byte
 	t            int
@@ -57,11 +73,11 @@ func newFakeTangKey(t testing.TB, name string) *fakeTangKey {
 	if err := shamir.CheckP256PublicShares(pub, 2, publicShares); err != nil {
 		t.Fatal(err)
 	}
-	adv, kid, thp, err := NewTangAdvertisement(rand.Reader, pub)
+	adv, kid, thp, err := jose.NewAdvertisement(rand.Reader, pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	parsed, err := ParseTangAdvertisement(adv)
+	parsed, err := jose.ParseAdvertisement(adv)
 	if err != nil {
 		t.Fatalf("our own advertisement does not parse: %v", err)
 	}
@@ -74,7 +90,7 @@ func newFakeTangKey(t testing.TB, name string) *fakeTangKey {
 	return &fakeTangKey{name: name, adv: adv, parsed: parsed, kid: kid, thp: thp, pub: pub, t: 2, shares: shares, publicShares: publicShares}
 }
 
-// fakeTang implements TangKeys for tests.
+// fakeTang implements Keys for tests.
 type fakeTang struct {
 	mu       sync.Mutex
 	keys     []*fakeTangKey
@@ -94,7 +110,7 @@ func (f *fakeTang) find(name string) *fakeTangKey {
 	return nil
 }
 
-func (f *fakeTang) TangAdv(ctx context.Context, name, thp string) ([]byte, error) {
+func (f *fakeTang) Adv(ctx context.Context, name, thp string) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, fmt.Sprintf("adv name=%q thp=%q", name, thp))
@@ -114,7 +130,7 @@ func (f *fakeTang) TangAdv(ctx context.Context, name, thp string) ([]byte, error
 	return k.adv, nil
 }
 
-func (f *fakeTang) TangRecover(ctx context.Context, name, kid string, x []byte, addr netip.Addr) ([]byte, error) {
+func (f *fakeTang) Recover(ctx context.Context, name, kid string, x []byte, addr netip.Addr) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, fmt.Sprintf("rec name=%q kid=%q", name, kid))
@@ -229,13 +245,13 @@ func newTangPKI(t testing.TB) *tangPKI {
 	}
 }
 
-// startTang serves TangHandler over TLS on 127.0.0.1, mounted on a mux the
+// startTang serves Handler over TLS on 127.0.0.1, mounted on a mux the
 // way a node mounts it.
-func startTang(t testing.TB, pki *tangPKI, keys TangKeys) *httptest.Server {
+func startTang(t testing.TB, pki *tangPKI, keys Keys) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
-	h := TangHandler(keys, nil)
-	for _, p := range TangPatterns {
+	h := Handler(keys, nil)
+	for _, p := range Patterns {
 		mux.Handle(p, h)
 	}
 	srv := httptest.NewUnstartedServer(mux)
@@ -423,7 +439,7 @@ func TestTangStatusCodes(t *testing.T) {
 	gen := elliptic.P256().Params()
 	G := append(append([]byte{4}, gen.Gx.FillBytes(make([]byte, 32))...), gen.Gy.FillBytes(make([]byte, 32))...)
 	xJWK := func(mut func(m map[string]any)) []byte {
-		k, err := NewJWK(G, JWKAlgECMR, JWKOpDerive)
+		k, err := jose.NewJWK(G, jose.JWKAlgECMR, jose.JWKOpDerive)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -447,7 +463,7 @@ func TestTangStatusCodes(t *testing.T) {
 		path   string
 		body   []byte
 		status int
-		call   string // the TangKeys call made, "" for none
+		call   string // the Keys call made, "" for none
 	}
 	rec := "/rec/" + def.kid
 	for _, tc := range []request{
@@ -499,7 +515,7 @@ func TestTangStatusCodes(t *testing.T) {
 		{"rec key_ops verify", "POST", rec, xJWK(func(m map[string]any) { m["key_ops"] = []string{"verify"} }), 403, "none"},
 		{"rec key_ops empty", "POST", rec, xJWK(func(m map[string]any) { m["key_ops"] = []string{} }), 403, "none"},
 		{"rec private key", "POST", rec, xJWK(func(m map[string]any) { m["d"] = b64url(make([]byte, 32)) }), 400, "none"},
-		{"rec body too large", "POST", rec, xJWK(func(m map[string]any) { m["pad"] = strings.Repeat("a", maxJWKSize) }), 400, "none"},
+		{"rec body too large", "POST", rec, xJWK(func(m map[string]any) { m["pad"] = strings.Repeat("a", jose.MaxJWKSize) }), 400, "none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			keys.mu.Lock()
@@ -543,7 +559,7 @@ func TestTangStatusCodes(t *testing.T) {
 				if ct := resp.Header.Get("Content-Type"); ct != tangAdvContentType {
 					t.Fatalf("Content-Type %q", ct)
 				}
-				if _, err := ParseTangAdvertisement(body); err != nil {
+				if _, err := jose.ParseAdvertisement(body); err != nil {
 					t.Fatalf("served advertisement: %v", err)
 				}
 			default:
@@ -567,7 +583,7 @@ func checkRecReply(t *testing.T, body []byte, keys *fakeTang, path string) {
 			want = k.pub
 		}
 	}
-	wantJWK, err := NewJWK(want, JWKAlgECMR, JWKOpDerive)
+	wantJWK, err := jose.NewJWK(want, jose.JWKAlgECMR, jose.JWKOpDerive)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -630,13 +646,13 @@ func TestTangClusterErrors(t *testing.T) {
 // answer 500, not pass it on.
 type badPointTang struct{ fakeTang }
 
-func (b *badPointTang) TangRecover(context.Context, string, string, []byte, netip.Addr) ([]byte, error) {
+func (b *badPointTang) Recover(context.Context, string, string, []byte, netip.Addr) ([]byte, error) {
 	return []byte{0}, nil
 }
 
 func TestTangInvalidClusterAnswer(t *testing.T) {
 	key := newFakeTangKey(t, "k")
-	h := TangHandler(&badPointTang{fakeTang{keys: []*fakeTangKey{key}}}, nil)
+	h := Handler(&badPointTang{fakeTang{keys: []*fakeTangKey{key}}}, nil)
 	x, _ := json.Marshal(key.parsed.Exchange)
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest("POST", "/rec/"+key.kid, bytes.NewReader(x)))
@@ -685,138 +701,4 @@ func TestParseTangPath(t *testing.T) {
 			t.Errorf("parseTangPath(%q) = %+v, %v; want %+v, %v", tc.path, got, ok, tc.want, tc.ok)
 		}
 	}
-}
-
-func TestTangAdvertisement(t *testing.T) {
-	point := testP256Point(t)
-	adv, kid, thp, err := NewTangAdvertisement(rand.Reader, point)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := ParseTangAdvertisement(adv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	exc, _ := NewJWK(point, "")
-	if kid != exc.ThumbprintS256() || a.Kid != kid {
-		t.Fatal("kid is not the S256 thumbprint of the exchange key")
-	}
-	if len(a.Signing) != 1 || a.Signing[0].ThumbprintS256() != thp || !AdvHasThumbprint(adv, thp) || !AdvHasThumbprint(adv, a.Signing[0].ThumbprintS1()) || AdvHasThumbprint(adv, kid) {
-		t.Fatal("thp is not the signing key's thumbprint")
-	}
-
-	// The exact shape clevis needs.
-	var jws struct{ Payload, Protected, Signature string }
-	if err := json.Unmarshal(adv, &jws); err != nil {
-		t.Fatal(err)
-	}
-	hdr, _ := b64.DecodeString(jws.Protected)
-	if string(hdr) != `{"alg":"ES256","cty":"jwk-set+json"}` {
-		t.Fatalf("protected header %s", hdr)
-	}
-	if sig, _ := b64.DecodeString(jws.Signature); len(sig) != 64 {
-		t.Fatalf("signature is %d bytes, want raw R||S of 64", len(sig))
-	}
-	payload, _ := b64.DecodeString(jws.Payload)
-	var set struct{ Keys []map[string]any }
-	if err := json.Unmarshal(payload, &set); err != nil || len(set.Keys) != 2 {
-		t.Fatalf("payload %s", payload)
-	}
-	for _, k := range set.Keys {
-		ops, _ := k["key_ops"].([]any)
-		switch {
-		case k["alg"] == "ES256" && len(ops) == 1 && ops[0] == "verify":
-		case k["alg"] == "ECMR" && len(ops) == 1 && ops[0] == "deriveKey":
-		default:
-			t.Fatalf("unexpected key in the advertisement: %v", k)
-		}
-	}
-
-	// Two advertisements of the same key are signed by different keys.
-	adv2, kid2, thp2, err := NewTangAdvertisement(rand.Reader, point)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if kid2 != kid || thp2 == thp || bytes.Equal(adv, adv2) {
-		t.Fatal("a fresh signing key was not used")
-	}
-
-	general, _ := json.Marshal(map[string]any{"payload": jws.Payload, "signatures": []any{map[string]string{"protected": jws.Protected, "signature": jws.Signature}}})
-	if _, err := ParseTangAdvertisement(general); err != nil {
-		t.Fatalf("general serialization: %v", err)
-	}
-	tamper := func(field, value string) []byte {
-		m := map[string]string{"payload": jws.Payload, "protected": jws.Protected, "signature": jws.Signature}
-		m[field] = value
-		b, _ := json.Marshal(m)
-		return b
-	}
-	otherPayload, _ := json.Marshal(map[string]any{"keys": []any{set.Keys[1], set.Keys[0]}})
-	sig, _ := b64.DecodeString(jws.Signature)
-	r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
-	der, _ := asn1Sig(r, s)
-	var ad2 struct{ Payload, Protected, Signature string }
-	json.Unmarshal(adv2, &ad2)
-	for name, bad := range map[string][]byte{
-		"compact":                  []byte(jws.Protected + "." + jws.Payload + "." + jws.Signature),
-		"payload changed":          tamper("payload", b64url(otherPayload)),
-		"signature of another adv": tamper("signature", ad2.Signature),
-		"DER signature":            tamper("signature", b64url(der)),
-		"alg none":                 tamper("protected", b64url([]byte(`{"alg":"none"}`))),
-		"no signature":             tamper("signature", ""),
-		"padded payload":           tamper("payload", jws.Payload+"="),
-		"not JSON":                 []byte("{"),
-		"no exchange key":          signedAdv(t, func(keys []any) []any { return keys[:1] }),
-		"two exchange keys":        signedAdv(t, func(keys []any) []any { return append(keys, keys[1]) }),
-		"unsigned verify key": signedAdv(t, func(keys []any) []any {
-			extra, _ := NewJWK(testP256Point(t), JWKAlgES256, JWKOpVerify)
-			return append(keys, extra)
-		}),
-		"exchange key without alg": signedAdv(t, func(keys []any) []any {
-			exc, _ := NewJWK(point, "", JWKOpDerive)
-			return []any{keys[0], exc}
-		}),
-	} {
-		if _, err := ParseTangAdvertisement(bad); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
-	}
-	if _, _, _, err := NewTangAdvertisement(rand.Reader, []byte{0}); !errors.Is(err, ErrInvalidJWK) {
-		t.Fatalf("advertising the identity: %v", err)
-	}
-}
-
-// signedAdv signs an advertisement whose key list edit changes: it starts
-// from [signing key, exchange key].
-func signedAdv(t *testing.T, edit func([]any) []any) []byte {
-	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := priv.PublicKey.Bytes()
-	sig, _ := NewJWK(pub, JWKAlgES256, JWKOpVerify)
-	exc, _ := NewJWK(testP256Point(t), JWKAlgECMR, JWKOpDerive)
-	payload, _ := json.Marshal(map[string]any{"keys": edit([]any{sig, exc})})
-	p := b64url(payload)
-	digest := sha256Sum([]byte(tangProtectedHeader + "." + p))
-	r, s, err := ecdsa.Sign(rand.Reader, priv, digest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw := make([]byte, 64)
-	r.FillBytes(raw[:32])
-	s.FillBytes(raw[32:])
-	b, _ := json.Marshal(map[string]string{"payload": p, "protected": tangProtectedHeader, "signature": b64url(raw)})
-	return b
-}
-
-func sha256Sum(b []byte) []byte {
-	d := sha256.Sum256(b)
-	return d[:]
-}
-
-// asn1Sig is the DER form of an ECDSA signature, which JWS refuses.
-func asn1Sig(r, s *big.Int) ([]byte, error) {
-	return asn1.Marshal(struct{ R, S *big.Int }{r, s})
 }

@@ -1,4 +1,4 @@
-package https
+package jose
 
 import (
 	"bytes"
@@ -130,7 +130,7 @@ func TestParseJWKRefuses(t *testing.T) {
 		{"key_ops a string", with("key_ops", "deriveKey"), `"key_ops" is not an array`},
 		{"key_ops null", with("key_ops", json.RawMessage("null")), `"key_ops" is not an array`},
 		{"key_ops numbers", with("key_ops", []int{1}), `"key_ops" is not an array`},
-		{"too large", with("pad", strings.Repeat("a", maxJWKSize)), "larger than"},
+		{"too large", with("pad", strings.Repeat("a", MaxJWKSize)), "larger than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseJWK(tc.doc)

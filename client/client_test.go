@@ -1,0 +1,93 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/cluster/pki"
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+// TestCredentialsSaveAndLoad: what keyctl cluster init writes, keyctl
+// reads back, with the keys readable by their owner only.
+func TestCredentialsSaveAndLoad(t *testing.T) {
+	ca, err := pki.NewCA("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey, err := ca.KeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fsm.PrincipalID(pub)
+	cert, err := ca.Issue(pub, pki.RoleOperator, id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gossip := bytes.Repeat([]byte{7}, 32)
+	creds := &Credentials{CACert: ca.CertPEM, CAKey: caKey, GossipKey: gossip, Cert: cert, Key: key, OperatorID: id}
+	dir := t.TempDir()
+	if _, err := creds.Save(dir, "127.0.0.1:1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"operator-key.pem", "ca-key.pem", "gossip.key"} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, mode %v; want 0600", f, err, st.Mode().Perm())
+		}
+	}
+	got, err := LoadCredentials(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "operator.pem"), filepath.Join(dir, "operator-key.pem"),
+		filepath.Join(dir, "ca-key.pem"), filepath.Join(dir, "gossip.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.OperatorID != id || !got.Key.Equal(key) || !bytes.Equal(got.GossipKey, gossip) || !bytes.Equal(got.CACert, ca.CertPEM) || !bytes.Equal(got.CAKey, caKey) {
+		t.Fatal("the credentials read back differ from those saved")
+	}
+}
+
+// TestErrorsKeepTheirKind: an answer {"error":{...}} is an *Error of its
+// kind, which keyctl turns into its exit status.
+func TestErrorsKeepTheirKind(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		json.NewEncoder(w).Encode(ErrorReply{Error: &Error{Kind: api.KindNoQuorum, Message: "2 of 3 holders did not answer"}})
+	}))
+	defer srv.Close()
+	c := &Client{base: srv.URL, http: srv.Client()}
+	_, err := c.Status(context.Background())
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != api.KindNoQuorum || e.Message != "2 of 3 holders did not answer" {
+		t.Fatalf("got %v, want a no_quorum error", err)
+	}
+}
+
+// TestUnreachableNode: a call that never reached a node did not happen.
+func TestUnreachableNode(t *testing.T) {
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	c := &Client{base: srv.URL, http: srv.Client(), creds: &Credentials{Key: key, OperatorID: fsm.PrincipalID(pub)}}
+	srv.Close()
+	if _, err := c.Keys(context.Background()); api.KindOf(err) != api.KindNoQuorum {
+		t.Fatalf("got %v, want no_quorum", err)
+	}
+	if err := c.PutRule(context.Background(), &fsm.Rule{}); api.KindOf(err) != api.KindNoQuorum {
+		t.Fatalf("a write refused at dial: %v, want no_quorum (it did not happen)", err)
+	}
+}

@@ -1,0 +1,17 @@
+// Package client is the Go client of a keyquorum cluster for operators
+// and applications: keyctl, keyd dev, keybench, jepsen and the e2e tests
+// use it.
+//
+// A Client calls one node's REST v1 API over HTTPS with an operator's
+// certificate and key (Credentials), and does the client's side of the
+// cryptography: secrets are sealed to the cluster public key here
+// (CreateSecret, CreateSealed, CompareAndSwap), and a Tang key is dealt
+// here to the share holders (CreateTang), so no node sees either whole.
+// InitCluster and Client.JoinNode form a cluster: they make the CA and
+// issue node and operator certificates (package cluster/pki).
+// Package client/kxddir reads a kxd data directory for import, and
+// client/jose makes Tang advertisements.
+//
+// It links neither Raft nor gossip nor bolt: what it shares with a node
+// is in packages fsm, shamir, cluster/api and cluster/pki.
+package client

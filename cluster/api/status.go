@@ -1,0 +1,80 @@
+package api
+
+import "github.com/keyquorum/keyquorum/fsm"
+
+// Status is one node's view of the cluster.
+type Status struct {
+	ClusterID string `json:"cluster_id"`
+	Node      string `json:"node"` // the node that answered
+	Leader    string `json:"leader"`
+	Epoch     uint64 `json:"epoch"`
+	N         int    `json:"n"` // share holders of the epoch
+	Threshold int    `json:"threshold"`
+	// InitialNodes is how many members the first key waits for.
+	InitialNodes int            `json:"initial_nodes"`
+	PublicKey    []byte         `json:"public_key"`
+	Applied      uint64         `json:"applied"`
+	Resharing    *RoundStatus   `json:"resharing,omitempty"`
+	Members      []MemberStatus `json:"members"`
+}
+
+// MemberStatus is one member as the answering node sees it.
+type MemberStatus struct {
+	ID         string `json:"id"`
+	APIAddr    string `json:"api_addr"`
+	RaftAddr   string `json:"raft_addr"`
+	GossipAddr string `json:"gossip_addr"`
+	Index      uint32 `json:"index"`
+	Holder     bool   `json:"holder"`
+	Leaving    bool   `json:"leaving"`
+	RaftState  string `json:"raft_state"` // as the member reports it, or "unreachable"
+	Applied    uint64 `json:"applied"`
+	Health     string `json:"health"` // from gossip: alive, suspect, dead, or unknown
+	// SignKey is the member's Ed25519 identity key, which Tang shares are
+	// sealed to.
+	SignKey []byte `json:"sign_key"`
+	// StateHash is the SHA-256 of the member's state machine, hex: members
+	// at the same Applied index must have the same hash.
+	StateHash string `json:"state_hash"`
+}
+
+// RoundStatus describes a resharing round in progress.
+type RoundStatus struct {
+	Round     uint64   `json:"round"`
+	Fresh     bool     `json:"fresh"`
+	Threshold int      `json:"threshold"`
+	Members   []string `json:"members"`
+	Deals     int      `json:"deals"`
+	Needed    int      `json:"needed"`
+	Acks      int      `json:"acks"`
+}
+
+// Identity is what an operator needs to admit a node.
+type Identity struct {
+	NodeID     string `json:"node_id"`
+	SignKey    []byte `json:"sign_key"`
+	EncKey     []byte `json:"enc_key"`
+	RaftAddr   string `json:"raft_addr"`
+	APIAddr    string `json:"api_addr"`
+	GossipAddr string `json:"gossip_addr"`
+	Joined     bool   `json:"joined"`
+}
+
+// StartRequest starts an unjoined node into a cluster. An operator's tool
+// sends it after issuing the node's certificate.
+type StartRequest struct {
+	ClusterID string `json:"cluster_id"`
+	CACert    []byte `json:"ca_cert"`
+	NodeCert  []byte `json:"node_cert"`
+	GossipKey []byte `json:"gossip_key"`
+	// Init, for the first node only, is the operator-signed init command:
+	// the node bootstraps Raft alone and applies it as the first entry.
+	// Other nodes start empty and wait for the leader to add them.
+	Init *fsm.Signed `json:"init,omitempty"`
+}
+
+// TangShareContext binds a Tang share sealed to a node to the cluster and
+// the key's exchange key id. keyctl seals with it; holders open with it.
+func TangShareContext(clusterID, kid string) []byte {
+	return []byte("keyquorum/tang-share/v1\x00" + clusterID + "\x00" + kid)
+}

@@ -1,0 +1,111 @@
+package tang
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+
+	"github.com/keyquorum/keyquorum/client/jose"
+	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/cluster/ratelimit"
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+// ClusterKeys adapts a cluster node to the Tang endpoints. It finds keys
+// in the node's applied state, checks the key's access rules for the
+// client (the terminating node is the only one that sees the client), and
+// asks a quorum, whose holders check that the key is open to Tang.
+type ClusterKeys struct {
+	svc cluster.LegacyService
+	// defaultTang names the Tang key served at /adv with no thumbprint;
+	// when empty, the only active Tang key is.
+	defaultTang string
+	limits      ratelimit.Limits
+}
+
+// NewClusterKeys makes the adapter for a node. defaultTang names the Tang
+// key served at /adv and /rec without a key name; when empty, it is the
+// only active Tang key, if there is one.
+func NewClusterKeys(svc cluster.LegacyService, defaultTang string) *ClusterKeys {
+	return &ClusterKeys{svc: svc, defaultTang: defaultTang}
+}
+
+var _ Keys = (*ClusterKeys)(nil)
+
+// open finds a key open to a gateway. A key that is not open to it is
+// reported as unknown, so the gateway reveals nothing of it.
+func (l *ClusterKeys) open(gateway, name string) (*fsm.Key, error) {
+	k := l.svc.LocalKey(name)
+	if k == nil || k.State == fsm.KeyDestroyed || !k.Access.Allows(gateway) {
+		return nil, cluster.Errorf(cluster.KindNotFound, "no key %q is served by the %s gateway", name, gateway)
+	}
+	return k, nil
+}
+
+// Adv is the advertisement of a Tang key: the named one, or the
+// default one when name is empty; thp, when given, must be the key's
+// signing key thumbprint.
+func (l *ClusterKeys) Adv(ctx context.Context, name, thp string) ([]byte, error) {
+	k, err := l.tangKey(name)
+	if err != nil {
+		return nil, err
+	}
+	if thp != "" && !jose.AdvHasThumbprint(k.Tang.Adv, thp) {
+		return nil, cluster.Errorf(cluster.KindNotFound, "no tang key has the signing key %q", thp)
+	}
+	return k.Tang.Adv, nil
+}
+
+func (l *ClusterKeys) tangKey(name string) (*fsm.Key, error) {
+	if name == "" {
+		name = l.defaultTang
+	}
+	if name != "" {
+		k, err := l.open(fsm.GatewayTang, name)
+		if err == nil && (k.Tang == nil || k.State != fsm.KeyActive) {
+			err = cluster.Errorf(cluster.KindNotFound, "no active tang key %q", name)
+		}
+		return k, err
+	}
+	keys, _ := l.svc.LocalKeys()
+	var found *fsm.Key
+	for _, k := range keys {
+		if k.Tang != nil && k.State == fsm.KeyActive && k.Access.Allows(fsm.GatewayTang) {
+			if found != nil {
+				return nil, cluster.Errorf(cluster.KindNotFound, "several tang keys: ask for one at /tang/NAME/adv, or set a default")
+			}
+			found = k
+		}
+	}
+	if found == nil {
+		return nil, cluster.Errorf(cluster.KindNotFound, "no tang key")
+	}
+	return found, nil
+}
+
+// Recover multiplies the client's point by the Tang key whose exchange
+// key is kid, by quorum, after the key's network and rate rules.
+func (l *ClusterKeys) Recover(ctx context.Context, name, kid string, x []byte, addr netip.Addr) ([]byte, error) {
+	k := l.svc.LocalTangKey(kid)
+	if k == nil || !k.Access.Allows(fsm.GatewayTang) || (name != "" && k.Name != name) {
+		return nil, cluster.Errorf(cluster.KindNotFound, "no tang key has kid %q", kid)
+	}
+	if !inNetworks(addr, k.Access.Networks) {
+		return nil, cluster.Errorf(cluster.KindDenied, "%s is outside the networks tang key %q allows", addr, k.Name)
+	}
+	if err := l.limits.Take(k.Name, addr, k.Access.RatePerMinute); err != nil {
+		return nil, err
+	}
+	return l.svc.Exchange(ctx, k.Name, x, addr.String())
+}
+
+func inNetworks(addr netip.Addr, networks []string) bool {
+	if len(networks) == 0 {
+		return true
+	}
+	addr = addr.Unmap()
+	return slices.ContainsFunc(networks, func(n string) bool {
+		p, err := netip.ParsePrefix(n)
+		return err == nil && p.Contains(addr)
+	})
+}
