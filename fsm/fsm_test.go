@@ -160,7 +160,7 @@ func TestNonces(t *testing.T) {
 }
 
 // replay applies a harness's log to a new FSM and returns it.
-func replay(t *testing.T, log []logEntry) *fsm.FSM {
+func replay(t testing.TB, log []logEntry) *fsm.FSM {
 	t.Helper()
 	f := fsm.New(&fakeChecker{})
 	for _, e := range log {
