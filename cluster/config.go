@@ -46,6 +46,11 @@ type Config struct {
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
+	// CheckpointEvery is how often, in log indexes, the state machine
+	// takes a checkpoint for the holders to certify (fsm.FSM's field of
+	// the same name); 0 means fsm.DefaultCheckpointEvery. Every node of a
+	// cluster must use the same value.
+	CheckpointEvery uint64
 
 	Logger *slog.Logger
 }

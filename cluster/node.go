@@ -85,8 +85,10 @@ func NewNode(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	f := fsm.New(dealChecker{})
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), id: id, fsm: f,
-		rfsm: newRaftFSM(f), shares: shares, nonces: newNonceCache(time.Now())}
+	f.CheckpointEvery = cfg.CheckpointEvery
+	log := cfg.Logger.With("node", cfg.NodeID)
+	n := &Node{cfg: cfg, log: log, id: id, fsm: f,
+		rfsm: newRaftFSM(f, log), shares: shares, nonces: newNonceCache(time.Now())}
 	var m membership
 	switch err := readJSON(filepath.Join(cfg.DataDir, membershipFile), &m); {
 	case err == nil:
@@ -266,7 +268,7 @@ func (n *Node) startRuntime(m *membership) (err error) {
 	n.mu.Lock()
 	n.rt = rt
 	n.mu.Unlock()
-	for _, loop := range []func(context.Context, *runtime){n.watchLeadership, n.reconcileMembers, n.driveResharing, n.joinGossip, n.watchRemoval, n.dropRemovedPeers} {
+	for _, loop := range []func(context.Context, *runtime){n.watchLeadership, n.reconcileMembers, n.driveResharing, n.joinGossip, n.watchRemoval, n.dropRemovedPeers, n.attestCheckpoints} {
 		rt.wg.Add(1)
 		go func() {
 			defer rt.wg.Done()

@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"encoding/json"
 	"io"
+	"log/slog"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -14,6 +16,7 @@ import (
 // replica. After every apply it wakes whoever waits for an index.
 type raftFSM struct {
 	fsm *fsm.FSM
+	log *slog.Logger
 
 	// hold is taken by Apply for each entry. Tests lock it to make a
 	// replica lag behind the log it has acknowledged, as a slow disk or a
@@ -25,8 +28,8 @@ type raftFSM struct {
 	changed chan struct{} // closed and replaced after every apply
 }
 
-func newRaftFSM(f *fsm.FSM) *raftFSM {
-	return &raftFSM{fsm: f, changed: make(chan struct{})}
+func newRaftFSM(f *fsm.FSM, log *slog.Logger) *raftFSM {
+	return &raftFSM{fsm: f, log: log, changed: make(chan struct{})}
 }
 
 func (r *raftFSM) Apply(l *raft.Log) any {
@@ -54,22 +57,33 @@ func (r *raftFSM) watch() (uint64, <-chan struct{}) {
 	return r.applied, r.changed
 }
 
+// Snapshot captures the state machine's snapshot (its last certified
+// checkpoint and the entries since) between applies; Persist encodes it
+// later, in another goroutine.
 func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
-	b, err := r.fsm.Snapshot()
-	if err != nil {
-		return nil, err
-	}
-	return snapshot(b), nil
+	return snapshot{r.fsm.Capture()}, nil
 }
 
+// Restore installs a snapshot, from the leader or from the node's own
+// disk at startup, only if the state machine verifies it (see
+// fsm.FSM.RestoreSnapshot); otherwise the state stays as it was and Raft
+// gets the error.
 func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	b, err := io.ReadAll(rc)
 	if err != nil {
 		return err
 	}
-	if err := r.fsm.Restore(b); err != nil {
+	res, err := r.fsm.RestoreSnapshot(b)
+	if err != nil {
+		r.log.Error("refused a snapshot", "err", err)
 		return err
+	}
+	if res.TOFU {
+		r.log.Warn("restored a snapshot on trust: no cluster key was pinned to check it against",
+			"checkpoint", res.Checkpoint, "entries", res.Entries, "applied", res.Applied)
+	} else {
+		r.log.Info("restored a verified snapshot", "checkpoint", res.Checkpoint, "entries", res.Entries, "applied", res.Applied)
 	}
 	var applied uint64
 	r.fsm.Read(func(s *fsm.State) { applied = s.Applied })
@@ -77,10 +91,10 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-type snapshot []byte
+type snapshot struct{ snap *fsm.Snap }
 
 func (s snapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(s); err != nil {
+	if err := json.NewEncoder(sink).Encode(s.snap); err != nil {
 		sink.Cancel()
 		return err
 	}

@@ -61,6 +61,9 @@ const (
 	TypeUseApproval   = "use_approval"
 	TypeSubmitKey     = "submit_key"
 	TypeDelivered     = "delivered"
+	// TypeAttest is a share holder's partial over a checkpoint of the
+	// state (see checkpoint.go); node-signed.
+	TypeAttest = "attest"
 	// TypeRelease is never logged: it is a request that share holders
 	// authorize against the state (see State.Authorize).
 	TypeRelease = "release"
@@ -94,6 +97,7 @@ type Command struct {
 	UseApproval    *UseApproval    `json:"use_approval,omitempty"`
 	SubmitKey      *SubmittedKey   `json:"submit_key,omitempty"`
 	Delivered      *Delivered      `json:"delivered,omitempty"`
+	Attest         *Attest         `json:"attest,omitempty"`
 	Release        *ReleaseRequest `json:"release,omitempty"`
 }
 

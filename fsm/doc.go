@@ -19,6 +19,10 @@
 //
 // Contract with the Raft adapter: Apply never fails for storage reasons (it
 // holds everything in memory); a rejected command is a Result with an Error,
-// and the state is unchanged by it. Snapshot returns a deterministic
-// encoding of the whole state; Restore replaces the state with one.
+// and the state is unchanged by it. StateBytes is a deterministic encoding
+// of the whole state (Hash hashes it). A snapshot is untrusted input
+// (checkpoint.go): Snapshot returns the last checkpoint of the state that t
+// share holders certified, with their partials, and the entries applied
+// since; Restore replaces the state only after verifying the certificate
+// against the cluster key and replaying the entries through Apply.
 package fsm

@@ -3,7 +3,6 @@ package fsm
 import (
 	"cmp"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"maps"
@@ -57,8 +56,15 @@ type Result struct {
 type FSM struct {
 	checker DealChecker
 
+	// CheckpointEvery is how often, in log indexes, the state is
+	// checkpointed for certification (checkpoint.go); 0 means
+	// DefaultCheckpointEvery. It is part of the state machine's definition:
+	// set it before the first Apply, to the same value on every replica.
+	CheckpointEvery uint64
+
 	mu    sync.RWMutex
 	state *State
+	ck    checkpoints // certified checkpoint and entries since (checkpoint.go)
 }
 
 // New returns an empty state machine.
@@ -94,6 +100,7 @@ func (f *FSM) Read(fn func(*State)) {
 func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	defer f.afterApply(index, at, data) // runs before the unlock
 	s := f.state
 	s.Applied = index
 	res := &Result{Index: index}
@@ -189,7 +196,7 @@ func checkFresh(cmd *Command, now int64) *Error {
 // signs every other type (init: the operator it founds the cluster with).
 func nodeSigned(typ string) bool {
 	switch typ {
-	case TypeDeal, TypeReshareAck, TypeSetEncKey, TypeRecordSession, TypeUseApproval, TypeDelivered:
+	case TypeDeal, TypeReshareAck, TypeSetEncKey, TypeRecordSession, TypeUseApproval, TypeDelivered, TypeAttest:
 		return true
 	}
 	return false
@@ -330,67 +337,6 @@ func authorizeMachine(m *Machine, req *ReleaseRequest, k *Key) *Error {
 		return errorf(CodeDenied, "machine %s (%s) may not fetch key %q", m.ID, m.Name, req.Key)
 	}
 	return nil
-}
-
-// Snapshot encodes the whole state. The encoding is deterministic: the
-// same state always gives the same bytes.
-func (f *FSM) Snapshot() ([]byte, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return json.Marshal(f.state)
-}
-
-// Restore replaces the state with a snapshot's.
-func (f *FSM) Restore(data []byte) error {
-	s := emptyState()
-	if err := json.Unmarshal(data, s); err != nil {
-		return err
-	}
-	// A map encoded as null decodes to nil: make every map usable again.
-	if s.Nodes == nil {
-		s.Nodes = map[string]*Node{}
-	}
-	if s.Operators == nil {
-		s.Operators = map[string]*Operator{}
-	}
-	if s.Rules == nil {
-		s.Rules = map[string]*Rule{}
-	}
-	if s.Keys == nil {
-		s.Keys = map[string]*Key{}
-	}
-	if s.Nonces == nil {
-		s.Nonces = map[string]int64{}
-	}
-	if s.Machines == nil {
-		s.Machines = map[string]*Machine{}
-	}
-	if s.Approvals == nil {
-		s.Approvals = map[string]*Approval{}
-	}
-	if s.Sessions == nil {
-		s.Sessions = map[string]*Session{}
-	}
-	if s.Granted == nil {
-		s.Granted = map[string]int64{}
-	}
-	if s.Submitted == nil {
-		s.Submitted = map[string]*SubmittedKey{}
-	}
-	f.mu.Lock()
-	f.state = s
-	f.mu.Unlock()
-	return nil
-}
-
-// Hash is the SHA-256 of the snapshot encoding: replicas that applied the
-// same log have the same hash.
-func (f *FSM) Hash() ([32]byte, error) {
-	b, err := f.Snapshot()
-	if err != nil {
-		return [32]byte{}, err
-	}
-	return sha256.Sum256(b), nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -160,7 +160,7 @@ func TestNonces(t *testing.T) {
 }
 
 // replay applies a harness's log to a new FSM and returns it.
-func replay(t *testing.T, log []logEntry) *fsm.FSM {
+func replay(t testing.TB, log []logEntry) *fsm.FSM {
 	t.Helper()
 	f := fsm.New(&fakeChecker{})
 	for _, e := range log {
@@ -178,7 +178,18 @@ func hashOf(t *testing.T, f *fsm.FSM) [32]byte {
 	return sum
 }
 
+// snapshotOf is f's state encoding (StateBytes); snapshotFor is the
+// snapshot Raft would send (Snapshot).
 func snapshotOf(t testing.TB, f *fsm.FSM) []byte {
+	t.Helper()
+	b, err := f.StateBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func snapshotFor(t testing.TB, f *fsm.FSM) []byte {
 	t.Helper()
 	b, err := f.Snapshot()
 	if err != nil {
@@ -219,7 +230,7 @@ func TestDeterminism(t *testing.T) {
 	// rest of the log, reaches the same state.
 	for _, half := range []int{1, len(h.log) / 2, len(h.log) - 1} {
 		f := fsm.New(&fakeChecker{})
-		if err := f.Restore(snapshotOf(t, replay(t, h.log[:half]))); err != nil {
+		if err := f.Restore(snapshotFor(t, replay(t, h.log[:half]))); err != nil {
 			t.Fatal(err)
 		}
 		for _, e := range h.log[half:] {
@@ -234,16 +245,19 @@ func TestDeterminism(t *testing.T) {
 func TestSnapshotRestore(t *testing.T) {
 	h := newHarness(t)
 	scripted(h)
-	snap := h.snapshot()
-	if !bytes.Equal(snap, h.snapshot()) {
+	snap, state := snapshotFor(t, h.f), h.snapshot()
+	if !bytes.Equal(snap, snapshotFor(t, h.f)) {
 		t.Fatalf("two snapshots of the same state differ")
 	}
 	f := fsm.New(&fakeChecker{})
 	if err := f.Restore(snap); err != nil {
 		t.Fatal(err)
 	}
-	if got := snapshotOf(t, f); !bytes.Equal(got, snap) {
+	if got := snapshotFor(t, f); !bytes.Equal(got, snap) {
 		t.Fatalf("Snapshot after Restore differs:\n got %s\nwant %s", got, snap)
+	}
+	if got := snapshotOf(t, f); !bytes.Equal(got, state) {
+		t.Fatalf("state after Restore differs:\n got %s\nwant %s", got, state)
 	}
 	if hashOf(t, f) != hashOf(t, h.f) {
 		t.Errorf("hash differs after Restore")
@@ -266,18 +280,29 @@ func TestSnapshotRestore(t *testing.T) {
 	// Restore replaces the state; it does not merge into it.
 	g := newHarness(t)
 	withKey(g)
-	if err := g.f.Restore(snapshotOf(t, fsm.New(&fakeChecker{}))); err != nil {
+	g.must(admin, createKeyCmd("db/g"))
+	if err := g.f.Restore(snap); err != nil {
 		t.Fatal(err)
 	}
-	if s := g.state(); s.Initialized() || len(s.Keys) != 0 || len(s.Nonces) != 0 {
-		t.Errorf("Restore of an empty state left %+v", s)
+	if !bytes.Equal(g.snapshot(), state) {
+		t.Errorf("Restore over another state did not replace it")
+	}
+	// But never with an older one: a snapshot that goes back is refused.
+	g2 := newHarness(t)
+	withKey(g2)
+	before := g2.snapshot()
+	if err := g2.f.Restore(snapshotFor(t, fsm.New(&fakeChecker{}))); err == nil {
+		t.Errorf("Restore of an empty snapshot over a keyed state succeeded")
+	}
+	if !bytes.Equal(g2.snapshot(), before) {
+		t.Errorf("a refused Restore changed the state")
 	}
 }
 
 func TestRestoreNullMaps(t *testing.T) {
 	t.Run("empty", func(t *testing.T) {
 		h := newHarness(t)
-		if err := h.f.Restore([]byte(`{"nodes":null,"operators":null,"rules":null,"keys":null,"nonces":null}`)); err != nil {
+		if err := fsm.LoadStateForTest(h.f, []byte(`{"nodes":null,"operators":null,"rules":null,"keys":null,"nonces":null}`)); err != nil {
 			t.Fatal(err)
 		}
 		h.f.Read(func(s *fsm.State) {
@@ -298,7 +323,7 @@ func TestRestoreNullMaps(t *testing.T) {
 			m[k] = json.RawMessage("null")
 		}
 		b, _ := json.Marshal(m)
-		if err := h.f.Restore(b); err != nil {
+		if err := fsm.LoadStateForTest(h.f, b); err != nil {
 			t.Fatal(err)
 		}
 		h.must(admin, putRuleCmd("r", op.ID, "db/*", fsm.OpGet))

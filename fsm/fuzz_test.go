@@ -59,7 +59,7 @@ func FuzzApply(f *testing.F) {
 	// moved, nothing else. An entry that is not JSON is refused before
 	// anything else happens.
 	g := fsm.New(&fakeChecker{})
-	if err := g.Restore(base); err != nil {
+	if err := fsm.LoadStateForTest(g, base); err != nil {
 		f.Fatal(err)
 	}
 	g.Apply(index, t0, []byte("-"))
@@ -96,8 +96,8 @@ func FuzzApply(f *testing.F) {
 func checkEntry(t testing.TB, base, refused []byte, index uint64, entry []byte) {
 	restored := func(snap []byte) *fsm.FSM {
 		f := fsm.New(&fakeChecker{})
-		if err := f.Restore(snap); err != nil {
-			t.Fatalf("Restore: %v", err)
+		if err := fsm.LoadStateForTest(f, snap); err != nil {
+			t.Fatalf("LoadStateForTest: %v", err)
 		}
 		return f
 	}
@@ -126,6 +126,6 @@ func checkEntry(t testing.TB, base, refused []byte, index uint64, entry []byte) 
 		t.Fatalf("two replicas reached different states:\n%s\n%s", sa, sb)
 	}
 	if sc := snapshotOf(t, restored(sa)); !bytes.Equal(sc, sa) {
-		t.Fatalf("Snapshot, Restore, Snapshot differs:\n%s\n%s", sa, sc)
+		t.Fatalf("encode, decode, encode differs:\n%s\n%s", sa, sc)
 	}
 }

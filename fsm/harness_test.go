@@ -216,11 +216,12 @@ func (h *harness) state() *fsm.State {
 	return &s
 }
 
+// snapshot is the state's encoding (fsm.FSM.StateBytes).
 func (h *harness) snapshot() []byte {
 	h.t.Helper()
-	b, err := h.f.Snapshot()
+	b, err := h.f.StateBytes()
 	if err != nil {
-		h.t.Fatalf("Snapshot: %v", err)
+		h.t.Fatalf("StateBytes: %v", err)
 	}
 	return b
 }

@@ -62,6 +62,10 @@ type State struct {
 	Submitted    map[string]*SubmittedKey `json:"submitted"` // machine -> passphrase waiting for delivery
 	LastPrune    int64                    `json:"last_prune"`
 	LastTime     int64                    `json:"last_time"` // latest entry time applied, Unix nanoseconds
+	// Checkpoint is the last checkpoint t holders certified; Pending are
+	// the checkpoints being attested, oldest first (checkpoint.go).
+	Checkpoint *Checkpoint   `json:"checkpoint,omitempty"`
+	Pending    []*Checkpoint `json:"pending_checkpoints,omitempty"`
 }
 
 // Node is a member of the cluster.

@@ -69,6 +69,8 @@ func (t *transition) apply() *Error {
 		return t.submitKey(c.SubmitKey)
 	case TypeDelivered:
 		return t.delivered(c.Delivered)
+	case TypeAttest:
+		return t.attest(c.Attest)
 	default:
 		return errorf(CodeInvalid, "unknown command type %q", c.Type)
 	}

@@ -52,7 +52,10 @@
 // A1 = w*G and A2 = w*R, the index and the caller's context, reduced mod l.
 // It then interpolates r*X = sum lambda_i s_i*R and decrypts. The cluster
 // secret is never rebuilt. CombinePoints exposes the interpolation step for
-// other schemes.
+// other schemes. HashToPoint maps a message to a point nobody knows the
+// discrete log of, so that partials over it (with their DLEQ proofs) are
+// threshold signature shares: keyquorum's holders certify state
+// checkpoints with them.
 //
 // # Encodings
 //

@@ -1,0 +1,518 @@
+package fsm
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Certified checkpoints: a snapshot is untrusted input.
+//
+// Raft installs a snapshot on a follower from whoever claims to lead, and
+// Raft tolerates crashes, not lies; a snapshot is also read back from the
+// node's own disk. So the state a snapshot carries is trusted only as far
+// as t holders of the cluster key certified it:
+//
+//  1. Once the cluster has a key, at the first entry applied at or past
+//     each multiple of CheckpointEvery, the state's encoding is kept (in
+//     memory) and its SHA-256 recorded in State.Pending. The first entry
+//     at or past the multiple, not the multiple itself: Raft's own entries
+//     (configuration, no-ops) never reach Apply, so a fixed index may never
+//     be applied.
+//  2. Each holder that applied it signs the checkpoint: a partial
+//     s_i*HashToPoint("keyquorum checkpoint v1", CheckpointMessage) with a
+//     DLEQ proof, proposed as a node-signed TypeAttest entry. Every replica
+//     checks the proof against the epoch's commitments and that the hash is
+//     its own; t of them certify the checkpoint (State.Checkpoint).
+//  3. A snapshot is the certified checkpoint's encoding with its t
+//     partials, and every entry applied after it, as applied (index, time,
+//     bytes, refusals included). Restore verifies the certificate, then
+//     replays the entries through Apply, which checks each one's operator
+//     or node signature as it did the first time.
+//
+// What this does not stop: a sender may leave out entries after the
+// checkpoint (an omission, like a leader that never commits them), within
+// the window before the next certified checkpoint. Restore refuses a
+// snapshot that would take the replica back before its own applied index
+// or its own certified checkpoint, and one whose replayed entries do not
+// re-certify the checkpoint they start from.
+
+// DefaultCheckpointEvery is the checkpoint interval when
+// FSM.CheckpointEvery is 0.
+const DefaultCheckpointEvery = 1024
+
+// CheckpointLabel is HashToPoint's label for checkpoint partials.
+const CheckpointLabel = "keyquorum checkpoint v1"
+
+// maxPending bounds the checkpoints being attested at once; an older one
+// is dropped when a newer one is taken.
+const maxPending = 4
+
+// snapshotVersion is the encoding of Snapshot.
+const snapshotVersion = 1
+
+// Partial is a holder's partial over a checkpoint: shamir.Partial's
+// fields (Value = s_i*R, DLEQ proof (Challenge, Response)).
+type Partial struct {
+	Index     uint32 `json:"index"`
+	Value     []byte `json:"value"`
+	Challenge []byte `json:"challenge"`
+	Response  []byte `json:"response"`
+}
+
+// Checkpoint is a checkpoint being attested (in State.Pending) or one
+// certified (State.Checkpoint, and a snapshot's certificate).
+type Checkpoint struct {
+	Index    uint64     `json:"index"`
+	Hash     []byte     `json:"hash"`           // SHA-256 of the state's encoding just after entry Index
+	Epoch    uint64     `json:"epoch"`          // the epoch whose holders' partials are collected
+	Poly     [][]byte   `json:"poly,omitempty"` // when certified: the commitments the partials verify against
+	Partials []*Partial `json:"partials"`       // at distinct share indexes, in log order
+}
+
+func (c *Checkpoint) clone() *Checkpoint {
+	if c == nil {
+		return nil
+	}
+	out := &Checkpoint{Index: c.Index, Hash: bytes.Clone(c.Hash), Epoch: c.Epoch}
+	for _, p := range c.Poly {
+		out.Poly = append(out.Poly, bytes.Clone(p))
+	}
+	for _, p := range c.Partials {
+		q := *p
+		q.Value, q.Challenge, q.Response = bytes.Clone(p.Value), bytes.Clone(p.Challenge), bytes.Clone(p.Response)
+		out.Partials = append(out.Partials, &q)
+	}
+	return out
+}
+
+// Attest is a holder's partial over the pending checkpoint at Index,
+// whose state hash is Hash.
+type Attest struct {
+	Index   uint64   `json:"index"`
+	Hash    []byte   `json:"hash"`
+	Partial *Partial `json:"partial"`
+}
+
+// CheckpointChecker verifies checkpoint partials. The FSM's DealChecker
+// may implement it; without it, attestations are refused and so are
+// snapshots that carry a checkpoint.
+type CheckpointChecker interface {
+	// VerifyCheckpointPartial checks p against the public commitments
+	// poly (which it validates: canonical prime-order points): R =
+	// HashToPoint(CheckpointLabel, msg), and p's DLEQ proof, with msg as
+	// the proof's context, against poly's public share of p.Index.
+	VerifyCheckpointPartial(poly [][]byte, msg []byte, p *Partial) error
+}
+
+// CheckpointMessage is what a checkpoint partial signs: the cluster, the
+// index and the state hash. Its length is never 32, the length of a
+// ReleaseContext, so a checkpoint proof is never a release proof.
+func CheckpointMessage(clusterID string, index uint64, hash []byte) []byte {
+	b := []byte("keyquorum/checkpoint/v1\x00" + clusterID + "\x00")
+	b = binary.BigEndian.AppendUint64(b, index)
+	return append(b, hash...)
+}
+
+// Entry is one applied log entry, as a snapshot carries it.
+type Entry struct {
+	Index uint64 `json:"index"`
+	Time  int64  `json:"time"` // the leader's append time, Unix nanoseconds
+	Data  []byte `json:"data"`
+}
+
+// checkpoints is what the FSM keeps in memory, beside the state, to make
+// snapshots: the certified checkpoint's encoding and the entries since.
+// Slices are never changed in place once shared, so a capture of them is
+// immutable.
+type checkpoints struct {
+	pin       []byte            // cluster public key given by PinClusterKey
+	last      uint64            // index of the last entry applied
+	pending   map[uint64][]byte // state encodings of State.Pending, by index
+	cert      *Checkpoint       // the certified checkpoint (a copy of State.Checkpoint when it was certified)
+	certBytes []byte            // its state encoding
+	entries   []Entry           // applied after cert (all of them without one)
+}
+
+func (f *FSM) every() uint64 {
+	if f.CheckpointEvery == 0 {
+		return DefaultCheckpointEvery
+	}
+	return f.CheckpointEvery
+}
+
+// afterApply is Apply's hook, called with the lock held after every entry,
+// refused or not: it remembers the entry, notices a new certification,
+// and takes a checkpoint when one is due.
+func (f *FSM) afterApply(index uint64, at time.Time, data []byte) {
+	ck := &f.ck
+	s := f.state
+	ck.entries = append(ck.entries, Entry{Index: index, Time: at.UnixNano(), Data: bytes.Clone(data)})
+	if c := s.Checkpoint; c != nil && (ck.cert == nil || c.Index > ck.cert.Index) {
+		if b, ok := ck.pending[c.Index]; ok {
+			ck.cert, ck.certBytes = c.clone(), b
+			i := slices.IndexFunc(ck.entries, func(e Entry) bool { return e.Index > c.Index })
+			if i < 0 {
+				i = len(ck.entries)
+			}
+			ck.entries = slices.Clone(ck.entries[i:])
+		}
+		for k := range ck.pending {
+			if k <= c.Index {
+				delete(ck.pending, k)
+			}
+		}
+	}
+	if len(s.Poly) > 0 && s.Epoch > 0 && index/f.every() > ck.last/f.every() {
+		if b, err := json.Marshal(s); err == nil {
+			f.takeCheckpoint(index, b)
+		}
+	}
+	ck.last = index
+}
+
+// takeCheckpoint records the state encoded as b, just after entry index,
+// as a checkpoint to attest.
+func (f *FSM) takeCheckpoint(index uint64, b []byte) {
+	s := f.state
+	sum := sha256.Sum256(b)
+	s.Pending = append(s.Pending, &Checkpoint{Index: index, Hash: sum[:], Epoch: s.Epoch, Partials: []*Partial{}})
+	if len(s.Pending) > maxPending {
+		s.Pending = slices.Clone(s.Pending[len(s.Pending)-maxPending:])
+	}
+	if f.ck.pending == nil {
+		f.ck.pending = map[uint64][]byte{}
+	}
+	f.ck.pending[index] = b
+	for k := range f.ck.pending {
+		if !slices.ContainsFunc(s.Pending, func(c *Checkpoint) bool { return c.Index == k }) {
+			delete(f.ck.pending, k)
+		}
+	}
+}
+
+// attest applies a holder's partial over a pending checkpoint; t of them,
+// from distinct holders of the current epoch, certify it.
+func (t *transition) attest(a *Attest) *Error {
+	s := t.s
+	if a == nil || a.Partial == nil {
+		return errorf(CodeInvalid, "attest needs an index, a hash and a partial")
+	}
+	n := s.Nodes[t.signer]
+	if n == nil || !n.Holder {
+		return errorf(CodeDenied, "%s holds no share of epoch %d", t.signer, s.Epoch)
+	}
+	if a.Partial.Index != n.Index {
+		return errorf(CodeInvalid, "partial of share %d signed by %s, whose share is %d", a.Partial.Index, t.signer, n.Index)
+	}
+	var pc *Checkpoint
+	for _, c := range s.Pending {
+		if c.Index == a.Index {
+			pc = c
+		}
+	}
+	if pc == nil {
+		if s.Checkpoint != nil && a.Index <= s.Checkpoint.Index {
+			return errorf(CodeConflict, "checkpoint %d is certified or superseded", a.Index)
+		}
+		return errorf(CodeState, "no checkpoint at index %d is being attested", a.Index)
+	}
+	if !bytes.Equal(pc.Hash, a.Hash) {
+		return errorf(CodeConflict, "%s's state at index %d differs from this replica's", t.signer, a.Index)
+	}
+	partials := pc.Partials
+	if pc.Epoch != s.Epoch {
+		partials = nil // collected under an earlier sharing
+	}
+	for _, p := range partials {
+		if p.Index == a.Partial.Index {
+			return errorf(CodeConflict, "share %d already attested checkpoint %d", p.Index, a.Index)
+		}
+	}
+	cc, ok := t.fsm.checker.(CheckpointChecker)
+	if !ok {
+		return errorf(CodeState, "this replica cannot check checkpoint partials")
+	}
+	if err := cc.VerifyCheckpointPartial(s.Poly, CheckpointMessage(s.ClusterID, a.Index, a.Hash), a.Partial); err != nil {
+		return errorf(CodeBadSignature, "partial of %s over checkpoint %d: %v", t.signer, a.Index, err)
+	}
+	p := *a.Partial
+	pc.Epoch, pc.Partials = s.Epoch, append(slices.Clone(partials), &p)
+	if len(pc.Partials) < max(s.Threshold, len(s.Poly)) {
+		return nil
+	}
+	cert := pc.clone()
+	for _, c := range s.Poly {
+		cert.Poly = append(cert.Poly, bytes.Clone(c))
+	}
+	s.Checkpoint = cert
+	s.Pending = slices.DeleteFunc(slices.Clone(s.Pending), func(c *Checkpoint) bool { return c.Index <= a.Index })
+	if len(s.Pending) == 0 {
+		s.Pending = nil
+	}
+	return nil
+}
+
+// StateBytes is the deterministic encoding of the state: what Hash hashes
+// and checkpoints certify.
+func (f *FSM) StateBytes() ([]byte, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return json.Marshal(f.state)
+}
+
+// Hash is the SHA-256 of StateBytes: replicas that applied the same log
+// have the same hash.
+func (f *FSM) Hash() ([32]byte, error) {
+	b, err := f.StateBytes()
+	if err != nil {
+		return [32]byte{}, err
+	}
+	return sha256.Sum256(b), nil
+}
+
+// Snap is an immutable capture of a snapshot's contents: Capture is cheap
+// and is called between applies; Bytes may run later, in any goroutine.
+type Snap struct {
+	Version     int         `json:"version"`
+	Checkpoint  []byte      `json:"checkpoint,omitempty"`  // the certified state's encoding
+	Certificate *Checkpoint `json:"certificate,omitempty"` // its t partials and commitments
+	Entries     []Entry     `json:"entries"`               // every entry applied after it
+}
+
+// Capture captures the snapshot of the current state.
+func (f *FSM) Capture() *Snap {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	ck := &f.ck
+	return &Snap{Version: snapshotVersion, Checkpoint: ck.certBytes, Certificate: ck.cert,
+		Entries: ck.entries[:len(ck.entries):len(ck.entries)]}
+}
+
+// Bytes encodes the captured snapshot.
+func (s *Snap) Bytes() ([]byte, error) { return json.Marshal(s) }
+
+// Snapshot encodes a snapshot: the last certified checkpoint with its
+// certificate, and every entry applied since. Two replicas that applied
+// the same log give the same bytes.
+func (f *FSM) Snapshot() ([]byte, error) { return f.Capture().Bytes() }
+
+// PinClusterKey sets the cluster public key that Restore requires of a
+// snapshot while the state has none of its own (a node joining with the
+// key its operator gave it, or restarting with the key it saw before).
+func (f *FSM) PinClusterKey(pub []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ck.pin = bytes.Clone(pub)
+}
+
+// Restored says how Restore trusted a snapshot.
+type Restored struct {
+	// TOFU is set when the replica had no cluster key to check the
+	// snapshot against (no state of its own with a key, and none pinned):
+	// it took the snapshot's key on trust. The caller should log it.
+	TOFU       bool
+	Checkpoint uint64 // index of the certified checkpoint restored, 0 without one
+	Entries    int    // entries replayed after it
+	Applied    uint64 // the applied index reached
+}
+
+// Restore replaces the state with a snapshot's, after verifying it; see
+// RestoreSnapshot.
+func (f *FSM) Restore(data []byte) error {
+	_, err := f.RestoreSnapshot(data)
+	return err
+}
+
+// RestoreSnapshot verifies a snapshot and, only if it verifies, replaces
+// the state with the one it gives. On any error the state is as it was.
+//
+// The pin is the cluster public key X: the state's own Poly[0] if it has
+// one, else the key given to PinClusterKey. Without a pin the snapshot is
+// taken on trust (Restored.TOFU), its own key checked for consistency.
+//
+// A checkpoint is accepted when its encoding hashes to the certificate's
+// hash and the certificate holds partials at k = len(Poly) distinct
+// indexes, each verifying against the certificate's Poly, with Poly[0] =
+// X. That Poly is the sender's choice, and that is safe: each DLEQ proof
+// is a proof of knowledge of log_G of Poly's evaluation at its index, so
+// whoever made k valid partials knows the discrete logs of k distinct
+// evaluations of a degree k-1 polynomial in the exponent, hence of its
+// constant term, X: the cluster secret, which no coalition of fewer than
+// t holders knows. And honest holders sign only the hash of a state they
+// applied themselves (R is hashed from the cluster, index and state hash,
+// so nobody knows its discrete log, and the proof's context binds them).
+//
+// The entries are then replayed through Apply (each checked by its
+// operator's or node's signature), at strictly increasing indexes after
+// the checkpoint; they must re-certify the checkpoint, keep the cluster
+// key X, and not take the replica back before its own applied index or
+// certified checkpoint. Without a checkpoint every entry is replayed from
+// an empty state. Errors name what failed and carry no key bytes.
+func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
+	var sn Snap
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sn); err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("snapshot: data after the snapshot")
+	}
+	if sn.Version != snapshotVersion {
+		return nil, fmt.Errorf("snapshot: version %d, want %d", sn.Version, snapshotVersion)
+	}
+	f.mu.RLock()
+	pin := bytes.Clone(f.state.PublicKey())
+	if pin == nil {
+		pin = bytes.Clone(f.ck.pin)
+	}
+	ownCluster, ownApplied := f.state.ClusterID, f.state.Applied
+	var ownCert uint64
+	if f.ck.cert != nil {
+		ownCert = f.ck.cert.Index
+	}
+	f.mu.RUnlock()
+
+	g := &FSM{checker: f.checker, CheckpointEvery: f.CheckpointEvery, state: emptyState()}
+	key := pin
+	if sn.Checkpoint != nil || sn.Certificate != nil {
+		st, err := verifyCheckpoint(f.checker, &sn, pin)
+		if err != nil {
+			return nil, err
+		}
+		if key == nil {
+			key = sn.Certificate.Poly[0]
+		}
+		g.state = st
+		g.ck = checkpoints{last: sn.Certificate.Index, cert: sn.Certificate.clone(), certBytes: sn.Checkpoint}
+		g.takeCheckpoint(sn.Certificate.Index, sn.Checkpoint)
+	}
+	last := g.ck.last
+	for i, e := range sn.Entries {
+		if e.Index <= last {
+			return nil, fmt.Errorf("snapshot: entry %d has index %d, not after %d", i, e.Index, last)
+		}
+		last = e.Index
+		g.Apply(e.Index, time.Unix(0, e.Time), e.Data)
+	}
+	st := g.state
+	switch {
+	case sn.Certificate != nil && (st.Checkpoint == nil || st.Checkpoint.Index != sn.Certificate.Index || !bytes.Equal(st.Checkpoint.Hash, sn.Certificate.Hash)):
+		return nil, fmt.Errorf("snapshot: its entries do not certify its checkpoint %d", sn.Certificate.Index)
+	case key != nil && !bytes.Equal(st.PublicKey(), key):
+		return nil, errors.New("snapshot: the state it gives has another cluster key than this replica's")
+	case ownCluster != "" && st.ClusterID != ownCluster:
+		return nil, fmt.Errorf("snapshot: of cluster %q, not %q", st.ClusterID, ownCluster)
+	case st.Applied < ownApplied:
+		return nil, fmt.Errorf("snapshot: applied up to %d, before this replica's %d", st.Applied, ownApplied)
+	case g.ck.cert == nil && ownCert > 0 || g.ck.cert != nil && g.ck.cert.Index < ownCert:
+		return nil, fmt.Errorf("snapshot: its checkpoint is older than this replica's certified checkpoint %d", ownCert)
+	}
+	f.mu.Lock()
+	g.ck.pin = f.ck.pin
+	f.state, f.ck = g.state, g.ck
+	f.mu.Unlock()
+	r := &Restored{TOFU: pin == nil, Entries: len(sn.Entries), Applied: st.Applied}
+	if g.ck.cert != nil {
+		r.Checkpoint = g.ck.cert.Index
+	}
+	return r, nil
+}
+
+// verifyCheckpoint checks a snapshot's checkpoint against its certificate
+// and the pin (nil: the certificate's own key, which must be the
+// checkpoint state's), and returns the checkpoint's state.
+func verifyCheckpoint(checker DealChecker, sn *Snap, pin []byte) (*State, error) {
+	c := sn.Certificate
+	if sn.Checkpoint == nil || c == nil {
+		return nil, errors.New("snapshot: a checkpoint needs both its state and its certificate")
+	}
+	if sum := sha256.Sum256(sn.Checkpoint); !bytes.Equal(sum[:], c.Hash) {
+		return nil, fmt.Errorf("snapshot: checkpoint %d does not hash to its certified hash", c.Index)
+	}
+	st, err := decodeState(sn.Checkpoint)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: checkpoint %d: %w", c.Index, err)
+	}
+	if st.Applied != c.Index || !st.Initialized() {
+		return nil, fmt.Errorf("snapshot: checkpoint certified at %d holds a state at %d", c.Index, st.Applied)
+	}
+	if len(c.Poly) == 0 {
+		return nil, fmt.Errorf("snapshot: checkpoint %d's certificate has no commitments", c.Index)
+	}
+	want := pin
+	if want == nil {
+		want = st.PublicKey()
+	}
+	if !bytes.Equal(c.Poly[0], want) {
+		return nil, fmt.Errorf("snapshot: checkpoint %d is certified under another cluster key", c.Index)
+	}
+	cc, ok := checker.(CheckpointChecker)
+	if !ok {
+		return nil, errors.New("snapshot: this replica cannot check checkpoint certificates")
+	}
+	msg := CheckpointMessage(st.ClusterID, c.Index, c.Hash)
+	seen := map[uint32]bool{}
+	for _, p := range c.Partials {
+		if p == nil {
+			return nil, fmt.Errorf("snapshot: checkpoint %d: a missing partial", c.Index)
+		}
+		if seen[p.Index] {
+			return nil, fmt.Errorf("snapshot: checkpoint %d: two partials of share %d", c.Index, p.Index)
+		}
+		if err := cc.VerifyCheckpointPartial(c.Poly, msg, p); err != nil {
+			return nil, fmt.Errorf("snapshot: checkpoint %d: partial of share %d: %w", c.Index, p.Index, err)
+		}
+		seen[p.Index] = true
+	}
+	if len(seen) < len(c.Poly) {
+		return nil, fmt.Errorf("snapshot: checkpoint %d: %d partials, %d needed", c.Index, len(seen), len(c.Poly))
+	}
+	return st, nil
+}
+
+// decodeState decodes a state's encoding, with every map usable.
+func decodeState(data []byte) (*State, error) {
+	s := emptyState()
+	if err := json.Unmarshal(data, s); err != nil {
+		return nil, err
+	}
+	// A map encoded as null decodes to nil: make every map usable again.
+	if s.Nodes == nil {
+		s.Nodes = map[string]*Node{}
+	}
+	if s.Operators == nil {
+		s.Operators = map[string]*Operator{}
+	}
+	if s.Rules == nil {
+		s.Rules = map[string]*Rule{}
+	}
+	if s.Keys == nil {
+		s.Keys = map[string]*Key{}
+	}
+	if s.Nonces == nil {
+		s.Nonces = map[string]int64{}
+	}
+	if s.Machines == nil {
+		s.Machines = map[string]*Machine{}
+	}
+	if s.Approvals == nil {
+		s.Approvals = map[string]*Approval{}
+	}
+	if s.Sessions == nil {
+		s.Sessions = map[string]*Session{}
+	}
+	if s.Granted == nil {
+		s.Granted = map[string]int64{}
+	}
+	if s.Submitted == nil {
+		s.Submitted = map[string]*SubmittedKey{}
+	}
+	return s, nil
+}

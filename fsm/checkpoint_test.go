@@ -1,0 +1,563 @@
+package fsm_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/shamir"
+)
+
+// cryptoChecker is the harness's checker with real threshold cryptography
+// behind it: each round's commitments and shares come from shamir (a
+// fresh DKG, then resharings that keep the cluster key), drawn from a
+// generator seeded by the round and its deals, so that every replica of a
+// history, and every replay of it, gets the same ones. Deals are accepted
+// when they start with "ok": a forged history deals "ok-forged" and gets
+// its own key. It verifies checkpoint partials as the cluster does.
+type cryptoChecker struct {
+	fakeChecker
+	old    [][]byte                            // oldPoly of the round being dealt
+	shares map[string]map[uint32]*shamir.Share // by commitments, the members' shares
+}
+
+func newCryptoChecker() *cryptoChecker {
+	return &cryptoChecker{shares: map[string]map[uint32]*shamir.Share{}}
+}
+
+func polyKey(poly [][]byte) string { return string(bytes.Join(poly, nil)) }
+
+func (c *cryptoChecker) CheckDeal(r *fsm.Reshare, oldPoly [][]byte, dealer uint32, deal []byte) error {
+	if !strings.HasPrefix(string(deal), "ok") {
+		return fmt.Errorf("deal does not verify")
+	}
+	c.old = oldPoly
+	return nil
+}
+
+// drbg is a deterministic randomness source: SHA-256 in counter mode.
+type drbg struct {
+	seed [32]byte
+	n    uint64
+	buf  []byte
+}
+
+func (d *drbg) Read(p []byte) (int, error) {
+	for i := range p {
+		if len(d.buf) == 0 {
+			d.n++
+			b := sha256.Sum256(binary.BigEndian.AppendUint64(d.seed[:], d.n))
+			d.buf = b[:]
+		}
+		p[i], d.buf = d.buf[0], d.buf[1:]
+	}
+	return len(p), nil
+}
+
+func (c *cryptoChecker) CombinePublic(r *fsm.Reshare) ([][]byte, error) {
+	seed, _ := json.Marshal(r)
+	rnd := &drbg{seed: sha256.Sum256(seed)}
+	var recips []shamir.Recipient
+	privs := map[uint32][]byte{}
+	for _, m := range r.Members {
+		priv, pub, err := shamir.GenerateEncryptionKey(rnd)
+		if err != nil {
+			return nil, err
+		}
+		privs[m.Index] = priv
+		recips = append(recips, shamir.Recipient{Index: m.Index, EncPub: pub})
+	}
+	old := c.shares[polyKey(c.old)]
+	var deals []*shamir.Deal
+	for _, d := range r.Deals {
+		var deal *shamir.Deal
+		var err error
+		if r.Fresh {
+			deal, err = shamir.NewFreshDeal(rnd, d.Dealer, r.Threshold, recips, nil)
+		} else {
+			deal, err = shamir.NewReshareDeal(rnd, old[d.Dealer], r.Threshold, recips, nil)
+		}
+		if err != nil {
+			return nil, err
+		}
+		deals = append(deals, deal)
+	}
+	combine := shamir.CombineReshare
+	if r.Fresh {
+		combine = shamir.CombineFresh
+	}
+	shares := map[uint32]*shamir.Share{}
+	var poly *shamir.PublicPoly
+	for _, m := range r.Members {
+		mine := map[uint32][]byte{}
+		for _, d := range deals {
+			sub, err := shamir.OpenDeal(d, m.Index, privs[m.Index], nil)
+			if err != nil {
+				return nil, err
+			}
+			mine[d.Dealer] = sub
+		}
+		sh, p, err := combine(deals, mine, m.Index)
+		if err != nil {
+			return nil, err
+		}
+		shares[m.Index], poly = sh, p
+	}
+	c.shares[polyKey(poly.Commits)] = shares
+	return poly.Commits, nil
+}
+
+func toShamir(p *fsm.Partial) *shamir.Partial {
+	return &shamir.Partial{Index: p.Index, Value: p.Value, Challenge: p.Challenge, Response: p.Response}
+}
+
+func (c *cryptoChecker) VerifyCheckpointPartial(poly [][]byte, msg []byte, p *fsm.Partial) error {
+	pp := &shamir.PublicPoly{Commits: poly}
+	if err := pp.Validate(); err != nil {
+		return err
+	}
+	R, err := shamir.HashToPoint(fsm.CheckpointLabel, msg)
+	if err != nil {
+		return err
+	}
+	return shamir.VerifyPartial(pp, R, toShamir(p), msg)
+}
+
+// checkpointPartial is what share holder sh computes over a checkpoint.
+func checkpointPartial(t testing.TB, sh *shamir.Share, clusterID string, index uint64, hash []byte) *fsm.Partial {
+	t.Helper()
+	msg := fsm.CheckpointMessage(clusterID, index, hash)
+	R, err := shamir.HashToPoint(fsm.CheckpointLabel, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := shamir.ComputePartial(rand.Reader, sh, R, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fsm.Partial{Index: p.Index, Value: p.Value, Challenge: p.Challenge, Response: p.Response}
+}
+
+func attestCmd(index uint64, hash []byte, p *fsm.Partial) *fsm.Command {
+	return &fsm.Command{Type: fsm.TypeAttest, Attest: &fsm.Attest{Index: index, Hash: hash, Partial: p}}
+}
+
+// checkpointEvery is the tests' checkpoint interval.
+const checkpointEvery = 8
+
+func newCryptoFSM(c *cryptoChecker) *fsm.FSM {
+	f := fsm.New(c)
+	f.CheckpointEvery = checkpointEvery
+	return f
+}
+
+// newCryptoHarness is a harness whose FSM has real cryptography and
+// checkpoints every checkpointEvery entries.
+func newCryptoHarness(t testing.TB) (*harness, *cryptoChecker) {
+	c := newCryptoChecker()
+	return &harness{t: t, checker: &c.fakeChecker, f: newCryptoFSM(c), at: t0}, c
+}
+
+// attestPending has the holders of the current epoch attest the newest
+// pending checkpoint, in share index order, until it is certified; it
+// returns the checkpoint's index.
+func (h *harness) attestPending(c *cryptoChecker) uint64 {
+	h.t.Helper()
+	s := h.state()
+	if len(s.Pending) == 0 {
+		h.t.Fatal("no checkpoint is pending")
+	}
+	pc := s.Pending[len(s.Pending)-1]
+	shares := c.shares[polyKey(s.Poly)]
+	for _, n := range s.Holders() {
+		if st := h.state(); st.Checkpoint != nil && st.Checkpoint.Index == pc.Index {
+			break
+		}
+		h.must(h.nodeNamed(n.ID), attestCmd(pc.Index, pc.Hash, checkpointPartial(h.t, shares[n.Index], s.ClusterID, pc.Index, pc.Hash)))
+	}
+	if st := h.state(); st.Checkpoint == nil || st.Checkpoint.Index != pc.Index {
+		h.t.Fatalf("checkpoint %d is not certified after every holder attested", pc.Index)
+	}
+	return pc.Index
+}
+
+// certified: three holders (t = 2) with real shares, a checkpoint
+// certified, and entries applied after it.
+func certified(h *harness, c *cryptoChecker) {
+	threeHolders(h)
+	for i := 0; len(h.state().Pending) == 0 || h.state().Pending[len(h.state().Pending)-1].Epoch != h.state().Epoch; i++ {
+		h.must(admin, createKeyCmd(fmt.Sprintf("db/%d", i)))
+	}
+	h.attestPending(c)
+	h.must(admin, createKeyCmd("db/after"))
+	h.do(stranger, createKeyCmd("db/refused"))
+}
+
+func clusterKey(h *harness) []byte { return h.state().PublicKey() }
+
+// TestCheckpointCertified: t holders' partials certify a checkpoint; a
+// partial from a non-holder, over another hash, from the wrong share, or
+// twice, is refused.
+func TestCheckpointCertified(t *testing.T) {
+	h, c := newCryptoHarness(t)
+	threeHolders(h)
+	for s := h.state(); len(s.Pending) == 0 || s.Pending[len(s.Pending)-1].Epoch != s.Epoch; s = h.state() {
+		h.must(admin, createKeyCmd(fmt.Sprintf("db/%d", h.index)))
+	}
+	s := h.state()
+	pc := s.Pending[len(s.Pending)-1]
+	shares := c.shares[polyKey(s.Poly)]
+	n1 := s.Nodes[node(1).ID]
+	good := checkpointPartial(t, shares[n1.Index], s.ClusterID, pc.Index, pc.Hash)
+	other := s.Nodes[node(2).ID]
+	for name, tc := range map[string]struct {
+		p    principal
+		cmd  *fsm.Command
+		code fsm.Code
+	}{
+		"operator":       {admin, attestCmd(pc.Index, pc.Hash, good), fsm.CodeBadSignature},
+		"other share":    {node(2), attestCmd(pc.Index, pc.Hash, good), fsm.CodeInvalid},
+		"other hash":     {node(1), attestCmd(pc.Index, make([]byte, 32), good), fsm.CodeConflict},
+		"other index":    {node(1), attestCmd(pc.Index+1, pc.Hash, good), fsm.CodeState},
+		"forged proof":   {node(2), attestCmd(pc.Index, pc.Hash, &fsm.Partial{Index: other.Index, Value: good.Value, Challenge: good.Challenge, Response: good.Response}), fsm.CodeBadSignature},
+		"no partial":     {node(1), attestCmd(pc.Index, pc.Hash, nil), fsm.CodeInvalid},
+		"proof for hash": {node(1), attestCmd(pc.Index, pc.Hash, checkpointPartial(t, shares[n1.Index], s.ClusterID, pc.Index, make([]byte, 32))), fsm.CodeBadSignature},
+	} {
+		before := h.snapshot()
+		if res := h.do(tc.p, tc.cmd); codeOf(res) != tc.code {
+			t.Errorf("%s: %v, want %s", name, res.Error, tc.code)
+		}
+		// The index moving on may take the next checkpoint.
+		assertUnchanged(t, before, h.snapshot(), "pending_checkpoints")
+	}
+	h.must(node(1), attestCmd(pc.Index, pc.Hash, good))
+	if res := h.do(node(1), attestCmd(pc.Index, pc.Hash, checkpointPartial(t, shares[n1.Index], s.ClusterID, pc.Index, pc.Hash))); codeOf(res) != fsm.CodeConflict {
+		t.Errorf("a second partial of share %d: %v, want a conflict", n1.Index, res.Error)
+	}
+	if h.state().Checkpoint != nil {
+		t.Fatal("one partial certified a checkpoint of a 2-of-3 key")
+	}
+	n2 := h.state().Nodes[node(2).ID]
+	h.must(node(2), attestCmd(pc.Index, pc.Hash, checkpointPartial(t, shares[n2.Index], s.ClusterID, pc.Index, pc.Hash)))
+	got := h.state().Checkpoint
+	if got == nil || got.Index != pc.Index || !bytes.Equal(got.Hash, pc.Hash) || len(got.Partials) != 2 || !bytes.Equal(got.Poly[0], clusterKey(h)) {
+		t.Fatalf("certified checkpoint %+v, want index %d with 2 partials", got, pc.Index)
+	}
+	// The checkpoint is what a replica that applied the same log hashed.
+	g := newCryptoFSM(c)
+	for _, e := range h.log {
+		if e.index > pc.Index {
+			break
+		}
+		g.Apply(e.index, e.at, e.data)
+	}
+	var b []byte
+	g.Read(func(s *fsm.State) { s.Pending = s.Pending[:len(s.Pending)-1]; b, _ = json.Marshal(s) })
+	if sum := sha256.Sum256(b); !bytes.Equal(sum[:], pc.Hash) {
+		t.Errorf("the checkpoint's hash is not the hash of the state at index %d", pc.Index)
+	}
+}
+
+// TestSnapshotWithCheckpointRestores: an honest snapshot (certified
+// checkpoint and the entries after it) restores on a fresh replica with
+// the pinned key, to the same state, which goes on like the original.
+func TestSnapshotWithCheckpointRestores(t *testing.T) {
+	h, c := newCryptoHarness(t)
+	certified(h, c)
+	snap := snapshotFor(t, h.f)
+	var sn fsm.Snap
+	json.Unmarshal(snap, &sn)
+	if sn.Certificate == nil || len(sn.Entries) >= len(h.log) {
+		t.Fatalf("snapshot has certificate %v and %d of %d entries: no checkpoint in it", sn.Certificate, len(sn.Entries), len(h.log))
+	}
+	f := newCryptoFSM(c)
+	f.PinClusterKey(clusterKey(h))
+	r, err := f.RestoreSnapshot(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.TOFU || r.Checkpoint != sn.Certificate.Index || r.Applied != h.index {
+		t.Errorf("restored %+v", r)
+	}
+	if hashOf(t, f) != hashOf(t, h.f) {
+		t.Fatalf("restored state differs:\n%s\n%s", snapshotOf(t, f), h.snapshot())
+	}
+	if !bytes.Equal(snapshotFor(t, f), snap) {
+		t.Errorf("the restored replica's snapshot differs from the one it restored")
+	}
+	// It goes on like the original, through the next checkpoint.
+	for range 2 * checkpointEvery {
+		e := h.entry(admin, createKeyCmd(fmt.Sprintf("db/next%d", h.index)))
+		h.apply(e)
+		f.Apply(h.index, h.at, e)
+	}
+	h.attestPending(c)
+	for _, e := range h.log[len(h.log)-2:] {
+		f.Apply(e.index, e.at, e.data)
+	}
+	if hashOf(t, f) != hashOf(t, h.f) || !bytes.Equal(snapshotFor(t, f), snapshotFor(t, h.f)) {
+		t.Fatalf("the restored replica diverged")
+	}
+
+	// Without a pin, the same snapshot restores on trust, and says so.
+	g := newCryptoFSM(c)
+	if r, err := g.RestoreSnapshot(snap); err != nil || !r.TOFU {
+		t.Errorf("unpinned restore: %+v, %v; want TOFU", r, err)
+	}
+}
+
+// forge decodes an honest snapshot, lets edit change it and encodes it.
+func forge(t *testing.T, snap []byte, edit func(*fsm.Snap)) []byte {
+	t.Helper()
+	var sn fsm.Snap
+	if err := json.Unmarshal(snap, &sn); err != nil {
+		t.Fatal(err)
+	}
+	edit(&sn)
+	b, err := json.Marshal(&sn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// withEve is a checkpoint state with the stranger made an admin.
+func withEve(t *testing.T, state []byte) []byte {
+	t.Helper()
+	var st map[string]json.RawMessage
+	if err := json.Unmarshal(state, &st); err != nil {
+		t.Fatal(err)
+	}
+	var ops map[string]*fsm.Operator
+	json.Unmarshal(st["operators"], &ops)
+	ops[stranger.ID] = operatorSpec(stranger, "eve", true)
+	st["operators"], _ = json.Marshal(ops)
+	b, _ := json.Marshal(st)
+	return b
+}
+
+// TestForgedSnapshotAddsAdmin is the attack of issue 9: whoever can send
+// a replica a Raft InstallSnapshot edits the state to make its own key an
+// admin operator. Every forgery is refused and the replica keeps its
+// state; a forged entry appended is refused by Apply as it would be in
+// the log.
+func TestForgedSnapshotAddsAdmin(t *testing.T) {
+	h, c := newCryptoHarness(t)
+	certified(h, c)
+	snap := snapshotFor(t, h.f)
+	X := clusterKey(h)
+
+	// The attacker's own sharing (t = 2 of 3) of a key it knows, as t-1
+	// compromised nodes could run among themselves.
+	evil := newCryptoChecker()
+	evilPoly, err := evil.CombinePublic(&fsm.Reshare{Round: 99, Fresh: true, Threshold: 2,
+		Members: []fsm.Member{{NodeID: "a", Index: 1}, {NodeID: "b", Index: 2}, {NodeID: "c", Index: 3}},
+		Deals:   []fsm.Deal{{Dealer: 1, Deal: []byte("ok-forged")}, {Dealer: 2, Deal: []byte("ok-forged")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evilShares := evil.shares[polyKey(evilPoly)]
+	resign := func(sn *fsm.Snap, poly [][]byte, indexes ...uint32) {
+		sum := sha256.Sum256(sn.Checkpoint)
+		sn.Certificate.Hash, sn.Certificate.Poly, sn.Certificate.Partials = sum[:], poly, nil
+		for _, i := range indexes {
+			sn.Certificate.Partials = append(sn.Certificate.Partials, checkpointPartial(t, evilShares[i], "kq-test", sn.Certificate.Index, sum[:]))
+		}
+	}
+	addEve := h.entry(stranger, addOperatorCmd(operatorSpec(stranger, "eve", true)))
+	var forgedAdmin fsm.Signed
+	json.Unmarshal(addEve, &forgedAdmin)
+	forgedAdmin.Signer = admin.ID
+	asAdmin := encode(t, &forgedAdmin)
+	last := h.log[len(h.log)-1]
+
+	cases := map[string]func(*fsm.Snap){
+		"checkpoint edited": func(sn *fsm.Snap) { sn.Checkpoint = withEve(t, sn.Checkpoint) },
+		"checkpoint edited, hash too": func(sn *fsm.Snap) {
+			sn.Checkpoint = withEve(t, sn.Checkpoint)
+			sum := sha256.Sum256(sn.Checkpoint)
+			sn.Certificate.Hash = sum[:]
+		},
+		"re-signed by another key": func(sn *fsm.Snap) {
+			sn.Checkpoint = withEve(t, sn.Checkpoint)
+			resign(sn, evilPoly, 1, 2)
+		},
+		"re-signed, commitments claiming the cluster key": func(sn *fsm.Snap) {
+			sn.Checkpoint = withEve(t, sn.Checkpoint)
+			resign(sn, [][]byte{X, evilPoly[1]}, 1, 2)
+		},
+		"re-signed, one coefficient": func(sn *fsm.Snap) {
+			sn.Checkpoint = withEve(t, sn.Checkpoint)
+			resign(sn, [][]byte{X}, 1)
+		},
+		"fewer than t partials": func(sn *fsm.Snap) {
+			sn.Checkpoint = withEve(t, sn.Checkpoint)
+			resign(sn, evilPoly, 1)
+			sn.Certificate.Poly = sn.Certificate.Poly[:1]
+		},
+		"honest partials dropped to one": func(sn *fsm.Snap) { sn.Certificate.Partials = sn.Certificate.Partials[:1] },
+		"a partial twice": func(sn *fsm.Snap) {
+			sn.Certificate.Partials = append(sn.Certificate.Partials[:1], sn.Certificate.Partials[0])
+		},
+		"certificate without checkpoint": func(sn *fsm.Snap) { sn.Checkpoint = nil },
+		"checkpoint without certificate": func(sn *fsm.Snap) { sn.Certificate = nil },
+		"entries out of order": func(sn *fsm.Snap) {
+			sn.Entries = append(sn.Entries, sn.Entries[0])
+		},
+		"attestations left out": func(sn *fsm.Snap) {
+			var keep []fsm.Entry
+			for _, e := range sn.Entries {
+				var sg fsm.Signed
+				var cmd fsm.Command
+				json.Unmarshal(e.Data, &sg)
+				json.Unmarshal(sg.Payload, &cmd)
+				if cmd.Type != fsm.TypeAttest {
+					keep = append(keep, e)
+				}
+			}
+			sn.Entries = keep
+		},
+	}
+	for name, edit := range cases {
+		t.Run(name, func(t *testing.T) {
+			forged := forge(t, snap, edit)
+			// A fresh replica with the pinned key, and a replica with the
+			// honest state, both refuse and keep what they have.
+			fresh := newCryptoFSM(c)
+			fresh.PinClusterKey(X)
+			replica := newCryptoFSM(c)
+			if err := replica.Restore(snapshotFor(t, replay(t, h.log[:len(h.log)/2]))); err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range []*fsm.FSM{fresh, replica} {
+				before := snapshotOf(t, v)
+				err := v.Restore(forged)
+				if err == nil {
+					t.Fatalf("forged snapshot restored")
+				}
+
+				if !bytes.Equal(snapshotOf(t, v), before) {
+					t.Fatalf("refused snapshot changed the state")
+				}
+				if bytes.Contains([]byte(err.Error()), X) {
+					t.Errorf("error carries key bytes")
+				}
+			}
+		})
+	}
+
+	// Appended entries are applied as Apply would: an admin command signed
+	// by a stranger, or claiming the admin, is refused; eve is no admin.
+	for name, e := range map[string][]byte{"signed by the stranger": addEve, "claiming the admin": asAdmin} {
+		forged := forge(t, snap, func(sn *fsm.Snap) {
+			sn.Entries = append(sn.Entries, fsm.Entry{Index: last.index + 1, Time: last.at.UnixNano(), Data: e})
+		})
+		v := newCryptoFSM(c)
+		v.PinClusterKey(X)
+		v.Restore(forged)
+		v.Read(func(s *fsm.State) {
+			if s.Operators[stranger.ID] != nil {
+				t.Errorf("%s: an appended entry made eve an operator", name)
+			}
+		})
+	}
+}
+
+// TestForgedHistoryRefusedByPin: a snapshot without a checkpoint that
+// replays a history of the attacker's own (its own init, operators and
+// DKG, all validly signed by its own keys) gives another cluster key: a
+// replica with the pin, or with a state of its own, refuses it.
+func TestForgedHistoryRefusedByPin(t *testing.T) {
+	h, c := newCryptoHarness(t)
+	certified(h, c)
+	X := clusterKey(h)
+
+	evil, _ := newCryptoHarness(t)
+	in := initCmd()
+	in.Init.Operator = operatorSpec(stranger, "eve", true)
+	evil.must(stranger, in)
+	r := evil.state().Reshare
+	evil.must(node(1), dealCmd(r.Round, 1, "ok-forged"))
+	evil.must(node(1), ackCmd(r.Round))
+	forged := snapshotFor(t, evil.f)
+	var sn fsm.Snap
+	json.Unmarshal(forged, &sn)
+	if sn.Certificate != nil || len(evil.state().Poly) == 0 {
+		t.Fatal("the forged history should have a key and no checkpoint")
+	}
+
+	pinned := newCryptoFSM(c)
+	pinned.PinClusterKey(X)
+	replica := newCryptoFSM(c)
+	if err := replica.Restore(snapshotFor(t, h.f)); err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]*fsm.FSM{"pinned": pinned, "replica": replica} {
+		before := snapshotOf(t, v)
+		if err := v.Restore(forged); err == nil {
+			t.Errorf("%s: restored a forged history", name)
+		}
+		if !bytes.Equal(snapshotOf(t, v), before) {
+			t.Errorf("%s: a refused snapshot changed the state", name)
+		}
+	}
+	// Without a pin or a state, it is taken on trust, and flagged.
+	if r, err := newCryptoFSM(c).RestoreSnapshot(forged); err != nil || !r.TOFU {
+		t.Errorf("unpinned fresh replica: %+v, %v; want a TOFU restore", r, err)
+	}
+}
+
+// TestRestoreRefusesRollback: an honest but older snapshot does not take
+// a replica back.
+func TestRestoreRefusesRollback(t *testing.T) {
+	h, c := newCryptoHarness(t)
+	certified(h, c)
+	old := snapshotFor(t, h.f)
+	for range 2 * checkpointEvery {
+		h.must(admin, createKeyCmd(fmt.Sprintf("db/next%d", h.index)))
+	}
+	h.attestPending(c)
+	before := h.snapshot()
+	if err := h.f.Restore(old); err == nil {
+		t.Fatal("an older snapshot was restored")
+	}
+	if !bytes.Equal(h.snapshot(), before) {
+		t.Fatal("a refused snapshot changed the state")
+	}
+}
+
+// FuzzRestore feeds arbitrary snapshots to a replica with a state: Restore
+// never panics, and a refused snapshot leaves the state as it was.
+func FuzzRestore(f *testing.F) {
+	h, c := newCryptoHarness(f)
+	certified(h, c)
+	honest := snapshotFor(f, h.f)
+	half := snapshotFor(f, replay(f, h.log[:len(h.log)/2]))
+	f.Add(honest)
+	f.Add(half)
+	f.Add([]byte(`{"version":1,"entries":[]}`))
+	f.Add([]byte(`{"version":1,"checkpoint":"e30=","certificate":{"index":1,"hash":"","epoch":1,"poly":[""],"partials":[null]},"entries":null}`))
+	X := clusterKey(h)
+	base := fsm.New(c)
+	base.CheckpointEvery = checkpointEvery
+	if err := base.Restore(half); err != nil {
+		f.Fatal(err)
+	}
+	baseState := snapshotOf(f, base)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v := newCryptoFSM(c)
+		v.PinClusterKey(X)
+		if err := fsm.LoadStateForTest(v, baseState); err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Restore(data); err != nil && !bytes.Equal(snapshotOf(t, v), baseState) {
+			t.Fatalf("a refused snapshot (%v) changed the state", err)
+		}
+	})
+}
