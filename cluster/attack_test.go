@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -220,5 +221,30 @@ func TestNodePortRefusesNonMembers(t *testing.T) {
 		if raftStreamServed(t, target, cert) {
 			t.Errorf("a Raft stream with a CA-minted certificate for %s was kept", name)
 		}
+	}
+}
+
+// TestNodeKeepsTheClusterKeyItChecksSnapshotsAgainst: a restarted node's
+// state is empty until Raft restores a snapshot, so the key it checks that
+// snapshot against must be on its disk: every member writes the cluster
+// key into membership.json once its state has it, and a restarted node
+// pins it before Raft starts.
+func TestNodeKeepsTheClusterKeyItChecksSnapshotsAgainst(t *testing.T) {
+	c := newTestCluster(t, 3)
+	want := c.status(c.nodes[0]).PublicKey
+	for _, tn := range c.nodes {
+		c.waitFor(settleTimeout, func() (bool, string) {
+			var m membership
+			if err := readJSON(filepath.Join(tn.cfg.DataDir, membershipFile), &m); err != nil {
+				return false, err.Error()
+			}
+			return bytes.Equal(m.ClusterKey, want), tn.id() + "'s membership.json does not hold the cluster key"
+		})
+	}
+	victim := c.nodes[2]
+	c.stop(victim)
+	c.restart(victim)
+	if pinned := victim.n.runtime().m.ClusterKey; !bytes.Equal(pinned, want) {
+		t.Fatalf("the restarted node runs with cluster key %x, want %x", pinned, want)
 	}
 }

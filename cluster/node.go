@@ -136,7 +136,7 @@ func (n *Node) Membership() (caCert, nodeCert []byte) {
 // Start joins the node to a cluster. It is refused once the node is in
 // one.
 func (n *Node) Start(ctx context.Context, req *StartRequest) error {
-	m := &membership{ClusterID: req.ClusterID, CACert: req.CACert, NodeCert: req.NodeCert, GossipKey: req.GossipKey}
+	m := &membership{ClusterID: req.ClusterID, CACert: req.CACert, NodeCert: req.NodeCert, GossipKey: req.GossipKey, ClusterKey: req.ClusterKey}
 	if m.ClusterID == "" {
 		return Errorf(KindInvalid, "start request has no cluster ID")
 	}
@@ -202,6 +202,9 @@ func (n *Node) joined() (*runtime, error) {
 }
 
 func (n *Node) startRuntime(m *membership) (err error) {
+	if len(m.ClusterKey) != 0 {
+		n.fsm.PinClusterKey(m.ClusterKey) // before Raft restores a snapshot
+	}
 	t, err := newNodeTLS(m, n.id)
 	if err != nil {
 		return err
@@ -268,7 +271,7 @@ func (n *Node) startRuntime(m *membership) (err error) {
 	n.mu.Lock()
 	n.rt = rt
 	n.mu.Unlock()
-	for _, loop := range []func(context.Context, *runtime){n.watchLeadership, n.reconcileMembers, n.driveResharing, n.joinGossip, n.watchRemoval, n.dropRemovedPeers, n.attestCheckpoints} {
+	for _, loop := range []func(context.Context, *runtime){n.watchLeadership, n.reconcileMembers, n.driveResharing, n.joinGossip, n.watchRemoval, n.dropRemovedPeers, n.attestCheckpoints, n.keepClusterKey} {
 		rt.wg.Add(1)
 		go func() {
 			defer rt.wg.Done()

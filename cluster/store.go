@@ -71,6 +71,10 @@ type membership struct {
 	CACert    []byte `json:"ca_cert"`   // PEM
 	NodeCert  []byte `json:"node_cert"` // PEM, for the identity's SignKey
 	GossipKey []byte `json:"gossip_key"`
+	// ClusterKey is the cluster public key this node checks snapshots
+	// against (pin.go): given at start by the operator who pinned it, or
+	// written once the node's own state has it.
+	ClusterKey []byte `json:"cluster_key,omitempty"`
 }
 
 // shareStore keeps the node's share of the current epoch and the share it

@@ -67,6 +67,9 @@ type StartRequest struct {
 	CACert    []byte `json:"ca_cert"`
 	NodeCert  []byte `json:"node_cert"`
 	GossipKey []byte `json:"gossip_key"`
+	// ClusterKey, when the operator has pinned it, is the cluster public
+	// key: the node installs no snapshot for another key.
+	ClusterKey []byte `json:"cluster_key,omitempty"`
 	// Init, for the first node only, is the operator-signed init command:
 	// the node bootstraps Raft alone and applies it as the first entry.
 	// Other nodes start empty and wait for the leader to add them.
