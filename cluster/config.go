@@ -52,6 +52,9 @@ type Config struct {
 	// cluster must use the same value.
 	CheckpointEvery uint64
 
+	// Network carries the node port; nil means TCP.
+	Network Network
+
 	Logger *slog.Logger
 }
 

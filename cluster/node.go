@@ -216,7 +216,11 @@ func (n *Node) startRuntime(m *membership) (err error) {
 			rt.close(n.log)
 		}
 	}()
-	if rt.mux, err = newPortMux(n.cfg.RaftAddr, t, n.log); err != nil {
+	network := n.cfg.Network
+	if network == nil {
+		network = tcpNetwork{}
+	}
+	if rt.mux, err = newPortMux(network, n.cfg.RaftAddr, t, n.log); err != nil {
 		return fmt.Errorf("listening on %s: %w", n.cfg.RaftAddr, err)
 	}
 	advertise, err := net.ResolveTCPAddr("tcp", n.cfg.RaftAddr)
@@ -224,7 +228,7 @@ func (n *Node) startRuntime(m *membership) (err error) {
 		return err
 	}
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
-	rt.transport = raft.NewNetworkTransportWithLogger(&streamLayer{chanListener: rt.mux.raft, tls: t, advertise: advertise}, 3, 2*time.Second, hlog)
+	rt.transport = raft.NewNetworkTransportWithLogger(&streamLayer{chanListener: rt.mux.raft, tls: t, network: network, advertise: advertise}, 3, 2*time.Second, hlog)
 	dir := filepath.Join(n.cfg.DataDir, raftDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -255,8 +259,12 @@ func (n *Node) startRuntime(m *membership) (err error) {
 	if rt.raft, err = raft.NewRaft(rc, n.rfsm, rt.store, rt.store, snaps, rt.transport); err != nil {
 		return fmt.Errorf("starting raft: %w", err)
 	}
+	rpcTLS := t.clientConfig(alpnRPC)
 	rt.rpcClient = &http.Client{Transport: &http.Transport{
-		TLSClientConfig:     t.clientConfig(alpnRPC),
+		TLSClientConfig: rpcTLS,
+		DialTLSContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return dialTLS(ctx, network, addr, rpcTLS)
+		},
 		ForceAttemptHTTP2:   true,
 		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     time.Minute,

@@ -135,8 +135,8 @@ type portMux struct {
 	rpc  *chanListener
 }
 
-func newPortMux(addr string, t *nodeTLS, log *slog.Logger) (*portMux, error) {
-	ln, err := net.Listen("tcp", addr)
+func newPortMux(network Network, addr string, t *nodeTLS, log *slog.Logger) (*portMux, error) {
+	ln, err := network.Listen(addr)
 	if err != nil {
 		return nil, err
 	}
@@ -221,18 +221,52 @@ func (l *chanListener) Addr() net.Addr { return l.addr }
 type streamLayer struct {
 	*chanListener
 	tls       *nodeTLS
+	network   Network
 	advertise net.Addr
 }
 
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
 
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: s.tls.clientConfig(alpnRaft)}
-	c, err := d.Dial("tcp", string(address))
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c, err := dialTLS(ctx, s.network, string(address), s.tls.clientConfig(alpnRaft))
 	if err != nil {
 		return nil, err
 	}
-	return s.tls.raftConns.track(c.(*tls.Conn)), nil
+	return s.tls.raftConns.track(c), nil
+}
+
+// Network is how a node reaches its peers' node ports and listens on its
+// own. It is TCP unless a Config gives another: tests use an in-memory
+// network to cut links between nodes.
+type Network interface {
+	Listen(addr string) (net.Listener, error)
+	DialContext(ctx context.Context, addr string) (net.Conn, error)
+}
+
+// tcpNetwork is the Network of a real node.
+type tcpNetwork struct{}
+
+func (tcpNetwork) Listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+
+func (tcpNetwork) DialContext(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+// dialTLS opens a TLS connection to a peer's node port over network.
+func dialTLS(ctx context.Context, network Network, addr string, cfg *tls.Config) (*tls.Conn, error) {
+	raw, err := network.DialContext(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	c := tls.Client(raw, cfg)
+	if err := c.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // connRegistry keeps the Raft streams open with peers, so that those of a
