@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/gateway/https"
@@ -71,11 +70,11 @@ func startGateways(n *cluster.Node, api *https.Server, apiAddr string, g gateway
 		notify := &https.KxdNotifier{SMTPAddr: g.smtpAddr, From: g.smtpFrom, Hook: g.kxdHook}
 		tc := https.KxdTLSConfig(&tls.Config{GetCertificate: api.GetCertificate})
 		srv := &http.Server{
-			Handler:           https.KxdHandler(https.NewLegacy(n, g.tangDefault), notify, log),
-			TLSConfig:         tc,
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+			Handler:   https.KxdHandler(https.NewLegacy(n, g.tangDefault), notify, log),
+			TLSConfig: tc,
+			ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
+		api.Timeouts().Apply(srv)
 		ln, err := net.Listen("tcp", g.kxdAddr)
 		if err != nil {
 			return fail(fmt.Errorf("kxd on %s: %w", g.kxdAddr, err))

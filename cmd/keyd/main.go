@@ -72,6 +72,9 @@ type nodeFlags struct {
 	requestTimeout                                                  time.Duration
 	snapshotThreshold, trailingLogs                                 uint64
 	gateways                                                        gatewayFlags
+	// timeouts replace the HTTP servers' (the API's and kxd's) default
+	// timeouts, https.DefaultTimeouts(requestTimeout); tests shorten them.
+	timeouts *https.Timeouts
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -193,7 +196,11 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 	if err != nil {
 		return nil, err
 	}
-	api, err := https.NewServer(n, n.SignKey(), log, https.WithDefaultTang(f.gateways.tangDefault))
+	timeouts := https.DefaultTimeouts(f.requestTimeout)
+	if f.timeouts != nil {
+		timeouts = *f.timeouts
+	}
+	api, err := https.NewServer(n, n.SignKey(), log, https.WithDefaultTang(f.gateways.tangDefault), https.WithTimeouts(timeouts))
 	if err != nil {
 		n.Shutdown(context.Background())
 		return nil, err
