@@ -168,7 +168,9 @@ func runNode(args []string, stderr io.Writer) error {
 		return err
 	}
 	if f.debugAddr != "" {
-		go func() { log.Error("debug server", "err", http.ListenAndServe(f.debugAddr, nil)) }()
+		// No write timeout: a CPU profile takes as long as it is asked to.
+		debug := &http.Server{Addr: f.debugAddr, ReadHeaderTimeout: https.ReadHeaderTimeout, IdleTimeout: https.IdleTimeout}
+		go func() { log.Error("debug server", "err", debug.ListenAndServe()) }()
 	}
 	log.Info("keyd running", "node", f.id, "api", f.apiAddr, "raft", f.raftAddr, "gossip", f.gossipAddr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
