@@ -17,11 +17,17 @@ all: verify build test
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/keyd ./cmd/keyctl ./cmd/keyagent
 
-# Unit, integration (in-process clusters) and end-to-end (real processes)
-# tests; the race detector on the packages with concurrency.
+# jepsen's suite tests: they need root, ip netns and minutes (jepsen-short
+# runs them); its other tests check the checkers and run anywhere.
+JEPSEN_ROOT_TESTS := TestBrokenBuildIsCaught|TestTeardownRemovesLeftovers
+
+# Every package's unit and integration (in-process clusters) tests with the
+# race detector, but e2e and jepsen; jepsen's tests that need no root, with
+# the race detector too; then the end-to-end tests (real processes).
 test: build
-	$(GO) test -count=1 -race ./fsm/... ./shamir/... ./cluster/... ./gateway/...
-	$(GO) test -count=1 . ./cmd/... ./e2e/...
+	$(GO) test -count=1 -race $$($(GO) list ./... | grep -v -e '/e2e$$' -e '/jepsen')
+	$(GO) test -count=1 -race -skip '$(JEPSEN_ROOT_TESTS)' ./jepsen/...
+	$(GO) test -count=1 ./e2e/...
 
 # Fails on any drift: formatting, vet, go.mod tidiness, architecture.
 verify:
@@ -74,7 +80,7 @@ jepsen: jepsen-bin
 	$(BIN)/jepsen campaign -runs 10 -duration 60s -seed $(JEPSEN_SEED) -keyd $(BIN)/keyd-race -out $(JEPSEN_OUT)
 
 jepsen-short: jepsen-bin
-	$(GO) test -count=1 -run 'TestBrokenBuildIsCaught|TestTeardownRemovesLeftovers' ./jepsen/
+	$(GO) test -count=1 -run '$(JEPSEN_ROOT_TESTS)' ./jepsen/
 	status=0; \
 	$(BIN)/jepsen run -seed 14 -nemesis mixed -duration 50s -keyd $(BIN)/keyd-race -out $(JEPSEN_OUT)/fixed || status=1; \
 	$(BIN)/jepsen run -seed 0 -nemesis mixed -duration 50s -keyd $(BIN)/keyd-race -out $(JEPSEN_OUT)/random || status=1; \
