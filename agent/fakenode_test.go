@@ -31,19 +31,18 @@ import (
 // 2-of-3 sharing of a cluster key (shamir's DKG with one dealer), keys
 // sealed to it, registered machines and the nonces seen.
 type testCluster struct {
-	t         *testing.T
-	id        string
-	epoch     uint64
-	poly      *shamir.PublicPoly
-	shares    map[uint32]*shamir.Share
-	caPEM     []byte
-	leaf      tls.Certificate
-	mu        sync.Mutex
-	keys      map[string]*storedKey
-	machines  map[string]ed25519.PublicKey
-	nonces    map[string]bool
-	maxSkew   time.Duration
-	autoClose []func()
+	t        *testing.T
+	id       string
+	epoch    uint64
+	poly     *shamir.PublicPoly
+	shares   map[uint32]*shamir.Share
+	caPEM    []byte
+	leaf     tls.Certificate
+	mu       sync.Mutex
+	keys     map[string]*storedKey
+	machines map[string]ed25519.PublicKey
+	nonces   map[string]bool
+	maxSkew  time.Duration
 }
 
 type storedKey struct {

@@ -79,6 +79,7 @@ func TestTangExchangeByQuorum(t *testing.T) {
 		Public: pub, Tang: tk, Access: &fsm.Access{Gateways: []string{fsm.GatewayTang}}}}); err != nil {
 		t.Fatal(err)
 	}
+	//lint:ignore SA1019 the uncompressed encoding of P-256's generator, which Exchange takes
 	g := elliptic.Marshal(elliptic.P256(), elliptic.P256().Params().Gx, elliptic.P256().Params().Gy)
 	for _, tn := range c.running() {
 		got, err := tn.n.Exchange(ctxOp(t), "tang/a", g, "test")

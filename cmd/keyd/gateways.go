@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/gateway/https"
@@ -72,11 +71,11 @@ func startGateways(n *cluster.Node, api *https.Server, apiAddr string, g gateway
 		notify := &kxd.Notifier{SMTPAddr: g.smtpAddr, From: g.smtpFrom, Hook: g.kxdHook}
 		tc := kxd.TLSConfig(&tls.Config{GetCertificate: api.GetCertificate})
 		srv := &http.Server{
-			Handler:           kxd.Handler(kxd.NewClusterKeys(n), notify, log),
-			TLSConfig:         tc,
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+			Handler:   kxd.Handler(kxd.NewClusterKeys(n), notify, log),
+			TLSConfig: tc,
+			ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
+		api.Timeouts().Apply(srv)
 		ln, err := net.Listen("tcp", g.kxdAddr)
 		if err != nil {
 			return fail(fmt.Errorf("kxd on %s: %w", g.kxdAddr, err))

@@ -73,6 +73,9 @@ type nodeFlags struct {
 	requestTimeout                                                  time.Duration
 	snapshotThreshold, trailingLogs                                 uint64
 	gateways                                                        gatewayFlags
+	// timeouts replace the HTTP servers' (the API's and kxd's) default
+	// timeouts, https.DefaultTimeouts(requestTimeout); tests shorten them.
+	timeouts *https.Timeouts
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -166,7 +169,9 @@ func runNode(args []string, stderr io.Writer) error {
 		return err
 	}
 	if f.debugAddr != "" {
-		go func() { log.Error("debug server", "err", http.ListenAndServe(f.debugAddr, nil)) }()
+		// No write timeout: a CPU profile takes as long as it is asked to.
+		debug := &http.Server{Addr: f.debugAddr, ReadHeaderTimeout: https.ReadHeaderTimeout, IdleTimeout: https.IdleTimeout}
+		go func() { log.Error("debug server", "err", debug.ListenAndServe()) }()
 	}
 	log.Info("keyd running", "node", f.id, "api", f.apiAddr, "raft", f.raftAddr, "gossip", f.gossipAddr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -194,8 +199,12 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 	if err != nil {
 		return nil, err
 	}
+	timeouts := https.DefaultTimeouts(f.requestTimeout)
+	if f.timeouts != nil {
+		timeouts = *f.timeouts
+	}
 	tangHandler := tang.Handler(tang.NewClusterKeys(n, f.gateways.tangDefault), log)
-	api, err := https.NewServer(n, n.SignKey(), log, https.Mount(tang.Patterns, tangHandler))
+	api, err := https.NewServer(n, n.SignKey(), log, https.Mount(tang.Patterns, tangHandler), https.WithTimeouts(timeouts))
 	if err != nil {
 		n.Shutdown(context.Background())
 		return nil, err

@@ -41,7 +41,7 @@ func startTLVAndGRPC(n *cluster.Node, api *https.Server, g gatewayFlags, log *sl
 		out = append(out, gateway{name: "tlv", shutdown: srv.Shutdown})
 		if g.quic {
 			qc := tlsPerClient(tlv.ServerQUICConfig, api, clientCAs)
-			ql, err := quic.ListenAddr(g.tlvAddr, qc, nil)
+			ql, err := quic.ListenAddr(g.tlvAddr, qc, srv.QUICConfig())
 			if err != nil {
 				return out, fmt.Errorf("TLV over QUIC on %s: %w", g.tlvAddr, err)
 			}
@@ -67,7 +67,7 @@ func startTLVAndGRPC(n *cluster.Node, api *https.Server, g gatewayFlags, log *sl
 		}()
 		out = append(out, gateway{name: "grpc", shutdown: srv.Shutdown})
 		if g.quic {
-			ql, err := quic.ListenAddr(g.grpcAddr, grpcgw.ServerTLSConfig(base, grpcgw.ALPNQUIC), nil)
+			ql, err := quic.ListenAddr(g.grpcAddr, grpcgw.ServerTLSConfig(base, grpcgw.ALPNQUIC), srv.QUICConfig())
 			if err != nil {
 				return out, fmt.Errorf("gRPC over QUIC on %s: %w", g.grpcAddr, err)
 			}

@@ -76,21 +76,26 @@ type Server struct {
 	machines Machines
 	log      *slog.Logger
 	grpc     *gogrpc.Server
+	opt      options
 }
 
 // NewServer makes the gRPC server of a node. machines may be nil: the
 // MachineService then answers Unimplemented. log may be nil.
-func NewServer(svc cluster.Service, machines Machines, log *slog.Logger) *Server {
+func NewServer(svc cluster.Service, machines Machines, log *slog.Logger, opts ...Option) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{svc: svc, machines: machines, log: log}
-	s.grpc = gogrpc.NewServer(
+	o := options{connectionTimeout: DefaultConnectionTimeout, maxConnectionIdle: DefaultMaxConnectionIdle}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	s := &Server{svc: svc, machines: machines, log: log, opt: o}
+	s.grpc = gogrpc.NewServer(append(o.serverOptions(),
 		gogrpc.Creds(transportSecurity{}),
 		gogrpc.MaxRecvMsgSize(maxMessage),
 		gogrpc.ChainUnaryInterceptor(s.unary),
 		gogrpc.ChainStreamInterceptor(s.stream),
-	)
+	)...)
 	keyquorumv1.RegisterClusterServiceServer(s.grpc, &clusterService{s: s})
 	keyquorumv1.RegisterMachineServiceServer(s.grpc, &machineService{s: s})
 	reflection.Register(s.grpc)
@@ -104,8 +109,11 @@ func (s *Server) Serve(ln net.Listener) error { return s.grpc.Serve(ln) }
 
 // ServeQUIC serves gRPC on the QUIC connections ln accepts until Stop or
 // Shutdown, and then returns nil. ln's TLS config must come from
-// ServerTLSConfig(cfg, ALPNQUIC). Stop and Shutdown close ln.
-func (s *Server) ServeQUIC(ln *quic.Listener) error { return s.grpc.Serve(newQUICListener(ln)) }
+// ServerTLSConfig(cfg, ALPNQUIC), and its QUIC config from QUICConfig.
+// Stop and Shutdown close ln.
+func (s *Server) ServeQUIC(ln *quic.Listener) error {
+	return s.grpc.Serve(newQUICListener(ln, s.opt.connectionTimeout))
+}
 
 // Stop closes the listeners and every connection at once; calls in
 // progress fail.

@@ -428,7 +428,7 @@ func (l *notifyingListener) Close() error {
 
 // newEnv starts one Server on a TLS listener and a QUIC listener on
 // 127.0.0.1. machines false gives the server nil Machines.
-func newEnv(t *testing.T, withMachines bool) *testEnv {
+func newEnv(t *testing.T, withMachines bool, opts ...Option) *testEnv {
 	t.Helper()
 	p := newPKI(t)
 	e := &testEnv{pki: p, svc: newFakeService(p), addr: map[transport]string{}, tcpClosed: make(chan struct{})}
@@ -437,14 +437,14 @@ func newEnv(t *testing.T, withMachines bool) *testEnv {
 		e.machines = &fakeMachines{keys: map[string]ed25519.PublicKey{}, submitted: map[string][]byte{}, sessions: map[string]Session{}}
 		m = e.machines
 	}
-	e.srv = NewServer(e.svc, m, nil)
+	e.srv = NewServer(e.svc, m, nil, opts...)
 	base := &tls.Config{Certificates: []tls.Certificate{p.server}}
 
 	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ql, err := quic.ListenAddr("127.0.0.1:0", ServerTLSConfig(base, ALPNQUIC), nil)
+	ql, err := quic.ListenAddr("127.0.0.1:0", ServerTLSConfig(base, ALPNQUIC), e.srv.QUICConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,9 +23,6 @@ const ALPN = "h2"
 const ALPNQUIC = "keyquorum-grpc"
 
 const (
-	// streamWait bounds how long a QUIC connection may go without opening
-	// its stream; a gRPC client opens it at once with the HTTP/2 preface.
-	streamWait = 10 * time.Second
 	// lingerTime bounds how long a closed stream connection waits for the
 	// peer to take what was written before the QUIC connection is closed.
 	lingerTime = 5 * time.Second
@@ -190,11 +187,15 @@ type quicListener struct {
 	done   chan struct{} // closed when the accept loop has ended
 	err    error         // why it ended; set before done is closed
 	once   sync.Once
+
+	// streamWait bounds how long a connection may go without opening its
+	// stream; a gRPC client opens it at once with the HTTP/2 preface.
+	streamWait time.Duration
 }
 
-func newQUICListener(ln *quic.Listener) *quicListener {
+func newQUICListener(ln *quic.Listener, streamWait time.Duration) *quicListener {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &quicListener{ln: ln, ctx: ctx, cancel: cancel, conns: make(chan net.Conn), done: make(chan struct{})}
+	l := &quicListener{ln: ln, streamWait: streamWait, ctx: ctx, cancel: cancel, conns: make(chan net.Conn), done: make(chan struct{})}
 	go l.acceptLoop()
 	return l
 }
@@ -218,7 +219,7 @@ func (l *quicListener) admit(qc *quic.Conn) {
 		qc.CloseWithError(quicRefused, fmt.Sprintf("ALPN %q is not %q", p, ALPNQUIC))
 		return
 	}
-	ctx, cancel := context.WithTimeout(l.ctx, streamWait)
+	ctx, cancel := context.WithTimeout(l.ctx, l.streamWait)
 	st, err := qc.AcceptStream(ctx)
 	cancel()
 	if err != nil {

@@ -18,6 +18,11 @@ func (s *Server) ServeQUIC(conn net.PacketConn) error {
 		Handler:   s.http.Handler,
 		TLSConfig: http3.ConfigureTLSConfig(s.tlsBase.Clone()),
 		Port:      conn.LocalAddr().(*net.UDPAddr).Port,
+		// A connection without a request for Idle is closed, and one
+		// that sends nothing is closed by QUIC.
+		IdleTimeout:    s.timeouts.Idle,
+		MaxHeaderBytes: s.timeouts.MaxHeaderBytes,
+		QUICConfig:     s.timeouts.quicConfig(),
 	}
 	s.h3.Store(h3)
 	err := h3.Serve(conn)

@@ -25,7 +25,6 @@ import (
 	"net"
 	"net/http"
 	"sync/atomic"
-	"time"
 
 	"github.com/quic-go/quic-go/http3"
 
@@ -44,6 +43,8 @@ type Server struct {
 	self []byte // self-signed certificate, served until the node joins
 	key  ed25519.PrivateKey
 	h3   atomic.Pointer[http3.Server]
+	// timeouts bound the connections of both servers.
+	timeouts Timeouts
 	// tlsBase is the TLS configuration both servers clone; net/http
 	// changes the one it is given (it adds "h2"), so it never gets this.
 	tlsBase *tls.Config
@@ -52,7 +53,10 @@ type Server struct {
 // Option configures a Server.
 type Option func(*options)
 
-type options struct{ mounts []mount }
+type options struct {
+	mounts   []mount
+	timeouts *Timeouts
+}
 
 type mount struct {
 	patterns []string
@@ -82,7 +86,10 @@ func NewServer(svc cluster.Service, key ed25519.PrivateKey, log *slog.Logger, op
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{svc: svc, log: log, self: self, key: key}
+	s := &Server{svc: svc, log: log, self: self, key: key, timeouts: DefaultTimeouts(cluster.DefaultRequestTimeout)}
+	if o.timeouts != nil {
+		s.timeouts = *o.timeouts
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/bootstrap/identity", s.identity)
 	mux.HandleFunc("POST /v1/bootstrap/start", s.start)
@@ -110,11 +117,10 @@ func NewServer(svc cluster.Service, key ed25519.PrivateKey, log *slog.Logger, op
 		}
 	}
 	s.http = &http.Server{
-		Handler:           altSvc(&s.h3, mux),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		Handler:  altSvc(&s.h3, mux),
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	s.timeouts.Apply(s.http)
 	s.tlsBase = &tls.Config{
 		MinVersion:     tls.VersionTLS13,
 		ClientAuth:     tls.RequestClientCert,

@@ -300,7 +300,7 @@ func newHarness(t testing.TB, opts ...Option) *harness {
 	tl := tls.NewListener(ln, ServerTLSConfig(&tls.Config{Certificates: []tls.Certificate{p.server}, ClientCAs: p.caPool}))
 	go func() { h.served <- h.srv.Serve(tl) }()
 
-	ql, err := quic.ListenAddr("127.0.0.1:0", ServerQUICConfig(&tls.Config{Certificates: []tls.Certificate{p.server}, ClientCAs: p.caPool}), nil)
+	ql, err := quic.ListenAddr("127.0.0.1:0", ServerQUICConfig(&tls.Config{Certificates: []tls.Certificate{p.server}, ClientCAs: p.caPool}), h.srv.QUICConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

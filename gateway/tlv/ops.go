@@ -56,6 +56,8 @@ var errWrongKeyType = errors.New("keyless: the key cannot do this operation")
 
 // pkcs1v15Decrypt asks a crypto.Decrypter for PKCS #1 v1.5 explicitly:
 // what a nil option means is up to each implementation.
+//
+//lint:ignore SA1019 keyless's RSA decrypt is PKCS #1 v1.5 by protocol (TLS 1.2's RSA key exchange)
 var pkcs1v15Decrypt = &rsa.PKCS1v15DecryptOptions{}
 
 // checkPayload judges the payload before any key is looked up: it returns

@@ -34,6 +34,14 @@ const (
 	// DefaultWriteTimeout bounds how long a connection may refuse to take
 	// replies before the server drops it.
 	DefaultWriteTimeout = 30 * time.Second
+	// DefaultIdleTimeout bounds how long a connection or QUIC stream may
+	// go without sending a whole request (a client that sends nothing, or
+	// half a request, is dropped after it), and a QUIC connection without
+	// a stream open.
+	DefaultIdleTimeout = 5 * time.Minute
+	// QUICMaxIdleTimeout closes a QUIC connection whose peer has sent
+	// nothing, not even a keep-alive, for this long.
+	QUICMaxIdleTimeout = 30 * time.Second
 )
 
 const (
@@ -53,6 +61,7 @@ type options struct {
 	maxInFlight      int
 	handshakeTimeout time.Duration
 	writeTimeout     time.Duration
+	idleTimeout      time.Duration
 }
 
 // WithWorkers sets the size of the worker pool that executes requests for
@@ -99,6 +108,24 @@ func WithWriteTimeout(d time.Duration) Option {
 			o.writeTimeout = d
 		}
 	}
+}
+
+// WithIdleTimeout sets how long a connection or QUIC stream may go
+// without sending a whole request, and a QUIC connection without a stream.
+func WithIdleTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.idleTimeout = d
+		}
+	}
+}
+
+// QUICConfig is the QUIC configuration of ServeQUIC's listener: the
+// handshake bounded by the handshake timeout (QUIC gives up after twice
+// HandshakeIdleTimeout), and a silent connection closed after
+// QUICMaxIdleTimeout.
+func (s *Server) QUICConfig() *quic.Config {
+	return &quic.Config{HandshakeIdleTimeout: s.opt.handshakeTimeout / 2, MaxIdleTimeout: QUICMaxIdleTimeout}
 }
 
 // ServerTLSConfig returns a copy of base, which supplies the server
@@ -176,6 +203,7 @@ func NewServer(keys Keys, log *slog.Logger, opts ...Option) *Server {
 		maxInFlight:      DefaultMaxInFlight,
 		handshakeTimeout: DefaultHandshakeTimeout,
 		writeTimeout:     DefaultWriteTimeout,
+		idleTimeout:      DefaultIdleTimeout,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -410,9 +438,18 @@ func (s *Server) serveQUICConn(c *quic.Conn) {
 	var (
 		streams sync.WaitGroup
 		grace   atomic.Bool // a stream was being served when Shutdown began
+		open    atomic.Int64
 	)
 	for {
-		str, err := c.AcceptStream(s.ctx)
+		// A connection with no stream open and none opened for the idle
+		// timeout is closed.
+		ctx, cancel := context.WithTimeout(s.ctx, s.opt.idleTimeout)
+		str, err := c.AcceptStream(ctx)
+		idle := ctx.Err() == context.DeadlineExceeded && s.ctx.Err() == nil
+		cancel()
+		if err != nil && idle && open.Load() > 0 && c.Context().Err() == nil {
+			continue
+		}
 		if err != nil {
 			break
 		}
@@ -427,8 +464,10 @@ func (s *Server) serveQUICConn(c *quic.Conn) {
 		}
 		sess.grace = &grace
 		streams.Add(1)
+		open.Add(1)
 		go func() {
 			defer streams.Done()
+			defer open.Add(-1)
 			s.run(sess)
 		}()
 	}
@@ -467,6 +506,8 @@ type session struct {
 	// grace, for a QUIC stream, is its connection's flag that Shutdown
 	// found a stream being served.
 	grace *atomic.Bool
+	// stopped is set by stopReading, before its deadline in the past.
+	stopped atomic.Bool
 
 	out    chan *job     // replies to write
 	tokens chan struct{} // one per request in flight
@@ -490,6 +531,7 @@ func (sess *session) stopReading() {
 	if sess.grace != nil {
 		sess.grace.Store(true)
 	}
+	sess.stopped.Store(true)
 	sess.rw.SetReadDeadline(time.Unix(1, 0))
 }
 
@@ -535,7 +577,20 @@ func (sess *session) readLoop() {
 	s := sess.srv
 	br := bufio.NewReaderSize(sess.rw, readBufferSize)
 	var hb [HeaderSize]byte
+	idle := s.opt.idleTimeout
+	var deadline time.Time // the read deadline set last
 	for {
+		// A client that sends no whole request for the idle timeout is
+		// dropped. The deadline is kept at least 7/8 of the timeout ahead
+		// without being set for every request; it never replaces the one
+		// of stopReading.
+		if now := time.Now(); deadline.Sub(now) < idle-idle/8 {
+			deadline = now.Add(idle)
+			sess.rw.SetReadDeadline(deadline)
+			if sess.stopped.Load() {
+				return
+			}
+		}
 		if _, err := io.ReadFull(br, hb[:]); err != nil {
 			return // the end, or a partial header: there is no ID to answer
 		}

@@ -120,6 +120,7 @@ func conformance(t *testing.T, h *harness, tr string) {
 	})
 	t.Run("RSADecrypt", func(t *testing.T) {
 		secret := []byte("48 bytes of TLS 1.2 premaster secret, or so ...")
+		//lint:ignore SA1019 the client's side of keyless's PKCS #1 v1.5 decrypt
 		ct, err := rsa.EncryptPKCS1v15(rand.Reader, ks.rsa.signer.Public().(*rsa.PublicKey), secret)
 		if err != nil {
 			t.Fatal(err)
