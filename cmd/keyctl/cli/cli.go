@@ -74,6 +74,9 @@ ACCESS is --gateway kxd|tang|tlv, --client-cert PEM, --host H, --no-hosts,
 that terminates a kxd, Tang or Keyless SSL client checks these rules itself;
 share holders check only that the key is open to that gateway.
 
+MACHINE-ID is the ID "keyctl machine list" and "keyagent enroll" show, or
+the "SHA256:..." form the gRPC machine flow and klefki's tools show.
+
 The node and credentials come from KEYQUORUM_ADDR, KEYQUORUM_CACERT,
 KEYQUORUM_CLIENT_CERT and KEYQUORUM_CLIENT_KEY (and KEYQUORUM_CA_KEY,
 KEYQUORUM_GOSSIP_KEY to join nodes), as printed by "keyd dev" or
