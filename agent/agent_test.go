@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 var secret = []byte("the unlock key\x00 of disk 1\n")
@@ -107,11 +108,11 @@ func TestCorruptedPartial(t *testing.T) {
 	n.start(t, false)
 	a, _ = c.testAgent(t, false, n.addr)
 	got, err = unlock(t, a, "disk1")
-	if KindOf(err) != KindBadReply || got != nil {
+	if KindOf(err) != vocab.KindBadReply || got != nil {
 		t.Fatalf("Unlock with one good partial = %q, %v; want a bad_reply error", got, err)
 	}
-	if ExitCode(err) != ExitBadReply {
-		t.Errorf("exit code %d, want %d", ExitCode(err), ExitBadReply)
+	if ExitCode(err) != vocab.ExitBadReply {
+		t.Errorf("exit code %d, want %d", ExitCode(err), vocab.ExitBadReply)
 	}
 	if !strings.Contains(err.Error(), "1 of 2 partials verified") {
 		t.Errorf("error does not say how many partials verified: %v", err)
@@ -138,14 +139,14 @@ func TestPinnedClusterKey(t *testing.T) {
 	for _, tc := range []struct {
 		addr string
 		want error
-	}{{liar.addr, &Error{Kind: KindBadReply}}, {honest.addr, nil}} {
+	}{{liar.addr, &Error{Kind: vocab.KindBadReply}}, {honest.addr, nil}} {
 		a, _ := c.testAgent(t, false, tc.addr)
 		a.cfg.ClusterPublicKey = c.poly.PublicKey()
 		got, err := unlock(t, a, "disk1")
 		switch {
 		case tc.want == nil && (err != nil || !bytes.Equal(got, secret)):
 			t.Errorf("honest node with the pin: %q, %v; want the key", got, err)
-		case tc.want != nil && (KindOf(err) != KindBadReply || got != nil):
+		case tc.want != nil && (KindOf(err) != vocab.KindBadReply || got != nil):
 			t.Errorf("lying node with the pin: %q, %v; want a bad_reply error", got, err)
 		case tc.want != nil && !strings.Contains(err.Error(), "pinned cluster public key"):
 			t.Errorf("the error does not name the pin: %v", err)
@@ -153,7 +154,7 @@ func TestPinnedClusterKey(t *testing.T) {
 	}
 
 	// A wrong pin given in the config is refused when the agent is made.
-	if _, err := New(Config{Servers: []string{honest.addr}, ClusterPublicKey: []byte("short")}, newKey(t)); KindOf(err) != KindConfig {
+	if _, err := New(Config{Servers: []string{honest.addr}, ClusterPublicKey: []byte("short")}, newKey(t)); KindOf(err) != vocab.KindConfig {
 		t.Errorf("New with a 5-byte pin: %v, want a config error", err)
 	}
 }
@@ -192,8 +193,8 @@ func TestFailover(t *testing.T) {
 	a, _ := c.testAgent(t, false, dead, hole)
 	a.cfg.TimeoutPerNode = Duration(200 * time.Millisecond)
 	_, err := unlock(t, a, "disk1")
-	if KindOf(err) != KindUnreachable || ExitCode(err) != ExitUnreachable {
-		t.Fatalf("Unlock with no server answering: %v (exit %d), want unreachable, exit %d", err, ExitCode(err), ExitUnreachable)
+	if KindOf(err) != vocab.KindUnreachable || ExitCode(err) != vocab.ExitUnreachable {
+		t.Fatalf("Unlock with no server answering: %v (exit %d), want unreachable, exit %d", err, ExitCode(err), vocab.ExitUnreachable)
 	}
 	for _, s := range []string{dead, hole} {
 		if !strings.Contains(err.Error(), s) {
@@ -235,20 +236,23 @@ func TestErrorKindsToExitCodes(t *testing.T) {
 		kind      string
 		status    int
 		rawError  string
-		wantKind  Kind
+		wantKind  vocab.Kind
 		wantExit  int
 		wantInMsg string
 	}{
-		{"not found", "not_found", 404, "", KindNotFound, ExitNotFound, "not found"},
-		{"unauthenticated", "unauthenticated", 401, "", KindUnauthenticated, ExitUnauthenticated, "unauthenticated"},
-		{"denied", "denied", 403, "", KindDenied, ExitDenied, "denied"},
-		{"clock skew", "clock_skew", 401, "", KindClockSkew, ExitClockSkew, "clock skew"},
-		{"no quorum", "no_quorum", 503, "", KindNoQuorum, ExitNoQuorum, "no quorum"},
-		{"unknown outcome", "unknown_outcome", 504, "", KindUnknownOutcome, ExitFailure, "unknown outcome"},
-		{"invalid", "invalid", 400, "", KindInvalid, ExitFailure, "invalid"},
-		{"internal", "internal", 500, "", KindInternal, ExitFailure, "internal"},
-		{"a kind this agent does not know", "frobnicated", 500, "", KindInternal, ExitFailure, "frobnicated"},
-		{"an old node without the call", "", 404, "404 page not found", KindInternal, ExitFailure, UnlockPath},
+		{"not found", "not_found", 404, "", vocab.KindNotFound, vocab.ExitNotFound, "not found"},
+		{"unauthenticated", "unauthenticated", 401, "", vocab.KindUnauthenticated, vocab.ExitUnauthenticated, "unauthenticated"},
+		{"denied", "denied", 403, "", vocab.KindDenied, vocab.ExitDenied, "denied"},
+		{"clock skew", "clock_skew", 401, "", vocab.KindClockSkew, vocab.ExitClockSkew, "clock skew"},
+		{"no quorum", "no_quorum", 503, "", vocab.KindNoQuorum, vocab.ExitNoQuorum, "no quorum"},
+		{"unknown outcome", "unknown_outcome", 504, "", vocab.KindUnknownOutcome, vocab.ExitUnknownOutcome, "unknown outcome"},
+		{"invalid", "invalid", 400, "", vocab.KindInvalid, vocab.ExitFailure, "invalid"},
+		{"internal", "internal", 500, "", vocab.KindInternal, vocab.ExitFailure, "internal"},
+		{"not initialized", "not_initialized", 503, "", vocab.KindNotInitialized, vocab.ExitFailure, "not initialized"},
+		{"conflict", "conflict", 409, "", vocab.KindConflict, vocab.ExitFailure, "conflict"},
+		{"a kind this agent does not know", "frobnicated", 500, "", vocab.KindInternal, vocab.ExitFailure, "frobnicated"},
+		{"a node claiming a kind only a client makes", "bad_reply", 500, "", vocab.KindInternal, vocab.ExitFailure, "bad reply"},
+		{"an old node without the call", "", 404, "404 page not found", vocab.KindInternal, vocab.ExitFailure, UnlockPath},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -274,23 +278,23 @@ func TestErrorKindsToExitCodes(t *testing.T) {
 	t.Run("wrong key name", func(t *testing.T) {
 		a, _ := c.testAgent(t, false, n.addr)
 		_, err := unlock(t, a, "no-such-disk")
-		if ExitCode(err) != ExitNotFound {
-			t.Errorf("%v: exit %d, want %d", err, ExitCode(err), ExitNotFound)
+		if ExitCode(err) != vocab.ExitNotFound {
+			t.Errorf("%v: exit %d, want %d", err, ExitCode(err), vocab.ExitNotFound)
 		}
 	})
 	t.Run("machine not registered", func(t *testing.T) {
 		a, _ := c.agentWithKey(t, newKey(t), false, n.addr)
 		_, err := unlock(t, a, "disk1")
-		if ExitCode(err) != ExitUnauthenticated {
-			t.Errorf("%v: exit %d, want %d", err, ExitCode(err), ExitUnauthenticated)
+		if ExitCode(err) != vocab.ExitUnauthenticated {
+			t.Errorf("%v: exit %d, want %d", err, ExitCode(err), vocab.ExitUnauthenticated)
 		}
 	})
 	t.Run("clock too far off", func(t *testing.T) {
 		a, _ := c.testAgent(t, false, n.addr)
 		a.Now = func() time.Time { return time.Now().Add(-time.Hour) }
 		_, err := unlock(t, a, "disk1")
-		if ExitCode(err) != ExitClockSkew {
-			t.Errorf("%v: exit %d, want %d", err, ExitCode(err), ExitClockSkew)
+		if ExitCode(err) != vocab.ExitClockSkew {
+			t.Errorf("%v: exit %d, want %d", err, ExitCode(err), vocab.ExitClockSkew)
 		}
 	})
 	t.Run("approval never comes", func(t *testing.T) {
@@ -301,8 +305,8 @@ func TestErrorKindsToExitCodes(t *testing.T) {
 		w := Duration(20 * time.Millisecond)
 		a.cfg.Wait = &w
 		_, err := unlock(t, a, "disk1")
-		if ExitCode(err) != ExitApprovalTimeout || !strings.Contains(err.Error(), a.MachineID()) {
-			t.Errorf("%v: exit %d, want %d and the machine ID", err, ExitCode(err), ExitApprovalTimeout)
+		if ExitCode(err) != vocab.ExitApprovalTimeout || !strings.Contains(err.Error(), a.MachineID()) {
+			t.Errorf("%v: exit %d, want %d and the machine ID", err, ExitCode(err), vocab.ExitApprovalTimeout)
 		}
 	})
 	t.Run("approval needed, no wait", func(t *testing.T) {
@@ -311,8 +315,8 @@ func TestErrorKindsToExitCodes(t *testing.T) {
 		p.start(t, false)
 		a, log := c.testAgent(t, false, p.addr) // wait 0
 		_, err := unlock(t, a, "disk1")
-		if ExitCode(err) != ExitApprovalTimeout {
-			t.Errorf("%v: exit %d, want %d", err, ExitCode(err), ExitApprovalTimeout)
+		if ExitCode(err) != vocab.ExitApprovalTimeout {
+			t.Errorf("%v: exit %d, want %d", err, ExitCode(err), vocab.ExitApprovalTimeout)
 		}
 		if strings.Contains(log.String(), "waiting for approval") {
 			t.Errorf("said it waits, with no wait: %q", log)
@@ -322,18 +326,18 @@ func TestErrorKindsToExitCodes(t *testing.T) {
 		}
 	})
 	t.Run("config", func(t *testing.T) {
-		if code := ExitCode(&Error{Kind: KindConfig}); code != ExitFailure {
-			t.Errorf("config error: exit %d, want %d", code, ExitFailure)
+		if code := ExitCode(&Error{Kind: vocab.KindConfig}); code != vocab.ExitFailure {
+			t.Errorf("config error: exit %d, want %d", code, vocab.ExitFailure)
 		}
-		if code := ExitCode(errors.New("no kind")); code != ExitFailure {
-			t.Errorf("error without a kind: exit %d, want %d", code, ExitFailure)
+		if code := ExitCode(errors.New("no kind")); code != vocab.ExitFailure {
+			t.Errorf("error without a kind: exit %d, want %d", code, vocab.ExitFailure)
 		}
 	})
 
 	// Every exit code is distinct.
 	seen := map[int]bool{}
-	for _, code := range []int{ExitOK, ExitFailure, ExitUsage, ExitNotFound, ExitUnauthenticated, ExitDenied,
-		ExitClockSkew, ExitNoQuorum, ExitUnreachable, ExitApprovalTimeout, ExitBadReply} {
+	for _, code := range []int{vocab.ExitOK, vocab.ExitFailure, vocab.ExitUsage, vocab.ExitNotFound, vocab.ExitUnauthenticated, vocab.ExitDenied,
+		vocab.ExitClockSkew, vocab.ExitNoQuorum, vocab.ExitUnreachable, vocab.ExitApprovalTimeout, vocab.ExitBadReply, vocab.ExitUnknownOutcome} {
 		if seen[code] {
 			t.Errorf("exit code %d is used twice", code)
 		}
@@ -353,7 +357,7 @@ func TestRoundReportsTheMostTellingError(t *testing.T) {
 	noQuorum.errKind, noQuorum.errStatus = "no_quorum", 503
 	noQuorum.start(t, false)
 	a, _ := c.testAgent(t, false, deadAddr(t), denied.addr, noQuorum.addr)
-	if _, err := unlock(t, a, "disk1"); KindOf(err) != KindDenied {
+	if _, err := unlock(t, a, "disk1"); KindOf(err) != vocab.KindDenied {
 		t.Errorf("dead, denied, no quorum: %v, want denied", err)
 	}
 	good := c.node().start(t, false)
@@ -465,7 +469,7 @@ func TestSRVDiscovery(t *testing.T) {
 	}
 
 	res.err = errors.New("no such host")
-	if _, err := unlock(t, a, "disk1"); KindOf(err) != KindUnreachable || !strings.Contains(err.Error(), "SRV") {
+	if _, err := unlock(t, a, "disk1"); KindOf(err) != vocab.KindUnreachable || !strings.Contains(err.Error(), "SRV") {
 		t.Errorf("failed SRV lookup and no servers: %v, want unreachable naming SRV", err)
 	}
 }
@@ -558,7 +562,7 @@ func TestMachineKey(t *testing.T) {
 	}
 	junk := filepath.Join(dir, "junk")
 	os.WriteFile(junk, []byte("not a key"), 0o600)
-	if _, _, err := EnsureMachineKey(junk); KindOf(err) != KindConfig {
+	if _, _, err := EnsureMachineKey(junk); KindOf(err) != vocab.KindConfig {
 		t.Errorf("EnsureMachineKey on junk: %v, want a config error", err)
 	}
 	if b, _ := os.ReadFile(junk); string(b) != "not a key" {

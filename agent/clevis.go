@@ -5,11 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // clevisLabel separates the clevis pin's key from every other use of a
 // keyquorum key.
-const clevisLabel = "keyquorum/clevis/v1\x00"
+const clevisLabel = vocab.LabelClevis + "\x00"
 
 // ClevisJWK returns the JSON Web Key the keyquorum clevis pin encrypts
 // and decrypts with for key name: a 256-bit symmetric key

@@ -6,6 +6,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // Resolver looks up DNS SRV records; *net.Resolver is one.
@@ -29,7 +31,7 @@ func (a *Agent) servers(ctx context.Context) ([]string, error) {
 	for _, s := range a.cfg.Servers {
 		addr, err := normalizeAddr(s)
 		if err != nil {
-			return nil, &Error{Kind: KindConfig, Message: err.Error()}
+			return nil, &Error{Kind: vocab.KindConfig, Message: err.Error()}
 		}
 		add(addr)
 	}
@@ -46,7 +48,7 @@ func (a *Agent) servers(ctx context.Context) ([]string, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, errorf(KindConfig, "no servers to try")
+		return nil, errorf(vocab.KindConfig, "no servers to try")
 	}
 	if !a.cfg.InOrder {
 		rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
@@ -63,7 +65,7 @@ func (a *Agent) lookupSRV(ctx context.Context) ([]string, error) {
 	defer cancel()
 	_, srvs, err := r.LookupSRV(ctx, SRVService, SRVProto, a.cfg.SRV)
 	if err != nil {
-		return nil, errorf(KindUnreachable, "DNS SRV lookup of _%s._%s.%s: %v", SRVService, SRVProto, a.cfg.SRV, err)
+		return nil, errorf(vocab.KindUnreachable, "DNS SRV lookup of _%s._%s.%s: %v", SRVService, SRVProto, a.cfg.SRV, err)
 	}
 	var out []string
 	for _, s := range srvs {
@@ -74,7 +76,7 @@ func (a *Agent) lookupSRV(ctx context.Context) ([]string, error) {
 		out = append(out, net.JoinHostPort(target, strconv.Itoa(int(s.Port))))
 	}
 	if len(out) == 0 {
-		return nil, errorf(KindUnreachable, "DNS SRV records of _%s._%s.%s name no server", SRVService, SRVProto, a.cfg.SRV)
+		return nil, errorf(vocab.KindUnreachable, "DNS SRV records of _%s._%s.%s name no server", SRVService, SRVProto, a.cfg.SRV)
 	}
 	return out, nil
 }

@@ -5,7 +5,7 @@
 // # Identity
 //
 // A machine is an Ed25519 key (EnsureMachineKey, PKCS#8 PEM, mode 0600).
-// The cluster knows it by MachineID = fsm.PrincipalID(public key) once an
+// The cluster knows it by MachineID = vocab.PrincipalID(public key) once an
 // operator registers it with keyctl machine add. The agent needs no TLS
 // client certificate: every request is signed by the machine key.
 //

@@ -3,88 +3,30 @@ package agent
 import (
 	"errors"
 	"fmt"
+
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
-// Kind classifies why an unlock failed. The kinds a node sends are the
-// server's error kinds, unchanged; the others are the agent's own.
-type Kind string
-
-// Kinds a node answers with.
-const (
-	KindPendingApproval Kind = "pending_approval" // the release waits for an operator's approval
-	KindNotFound        Kind = "not_found"        // no key of that name
-	KindUnauthenticated Kind = "unauthenticated"  // the machine is not registered, or the signature or nonce was refused
-	KindDenied          Kind = "denied"           // the machine is revoked, or may not fetch this key
-	KindClockSkew       Kind = "clock_skew"       // the machine's clock is too far from the cluster's
-	KindNoQuorum        Kind = "no_quorum"        // too few share holders answered
-	KindUnknownOutcome  Kind = "unknown_outcome"  // the node could not tell what happened
-	KindInvalid         Kind = "invalid"          // the node refused the request as malformed
-	KindInternal        Kind = "internal"         // a node failed, or answered a kind this agent does not know
-)
-
-// Kinds of the agent's own.
-const (
-	// KindUnreachable: no node answered within its time (refused,
-	// blackholed, TLS failure, bad HTTP).
-	KindUnreachable Kind = "unreachable"
-	// KindApprovalTimeout: the release was still pending approval when
-	// the wait ended.
-	KindApprovalTimeout Kind = "approval_timeout"
-	// KindBadReply: a node's answer failed verification (a partial with
-	// a bad proof, a polynomial that is not the pinned cluster key, a
-	// ciphertext that does not open). A node or the path to it lies.
-	KindBadReply Kind = "bad_reply"
-	// KindConfig: the agent's own configuration or machine key is wrong.
-	KindConfig Kind = "config"
-)
-
-// Exit codes of keyagent, one per reason an operator acts on differently.
-const (
-	ExitOK              = 0
-	ExitFailure         = 1  // config, invalid request, internal or unknown-outcome errors
-	ExitUsage           = 2  // bad command line
-	ExitNotFound        = 3  // wrong key name
-	ExitUnauthenticated = 4  // machine not registered (or its request was refused as replayed or badly signed)
-	ExitDenied          = 5  // machine revoked, or not allowed this key
-	ExitClockSkew       = 6  // clock too far off
-	ExitNoQuorum        = 7  // a node answered but too few share holders did
-	ExitUnreachable     = 8  // no node answered at all
-	ExitApprovalTimeout = 9  // approval did not come within --wait
-	ExitBadReply        = 10 // a node's answer failed verification
-)
+// The kinds of an unlock's failure are the project's (package vocab): a
+// node's kinds, unchanged, and the kinds a client makes itself
+// (vocab.LocalKinds: unreachable, approval_timeout, bad_reply, config).
+// Their exit codes are vocab's one table, which keyctl shares.
 
 // ExitCode maps an error of Unlock to keyagent's exit status: 0 for nil,
-// and ExitFailure for an error without a Kind.
+// the exit code of its kind (vocab.Kind.ExitCode), and vocab.ExitFailure
+// for an error without a kind.
 func ExitCode(err error) int {
 	if err == nil {
-		return ExitOK
+		return vocab.ExitOK
 	}
-	switch KindOf(err) {
-	case KindNotFound:
-		return ExitNotFound
-	case KindUnauthenticated:
-		return ExitUnauthenticated
-	case KindDenied:
-		return ExitDenied
-	case KindClockSkew:
-		return ExitClockSkew
-	case KindNoQuorum:
-		return ExitNoQuorum
-	case KindUnreachable:
-		return ExitUnreachable
-	case KindApprovalTimeout:
-		return ExitApprovalTimeout
-	case KindBadReply:
-		return ExitBadReply
-	}
-	return ExitFailure
+	return KindOf(err).ExitCode()
 }
 
 // Error is an unlock failure: its kind, the node that answered it (empty
 // for the agent's own errors) and a message safe to print. It never holds
 // key material.
 type Error struct {
-	Kind    Kind
+	Kind    vocab.Kind
 	Server  string
 	Message string
 }
@@ -96,36 +38,38 @@ func (e *Error) Error() string {
 	return e.Message
 }
 
-func errorf(kind Kind, format string, args ...any) *Error {
+func errorf(kind vocab.Kind, format string, args ...any) *Error {
 	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
 }
 
-// KindOf returns the kind of err, or KindInternal if it has none.
-func KindOf(err error) Kind {
+// KindOf returns the kind of err, or vocab.KindInternal if it has none.
+func KindOf(err error) vocab.Kind {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Kind
 	}
-	return KindInternal
+	return vocab.KindInternal
 }
 
-// serverKind converts a kind a node sent; kinds this agent does not know
-// (and "pending_approval" is known) become KindInternal.
-func serverKind(k string) Kind {
-	switch kind := Kind(k); kind {
-	case KindPendingApproval, KindNotFound, KindUnauthenticated, KindDenied, KindClockSkew,
-		KindNoQuorum, KindUnknownOutcome, KindInvalid, KindInternal:
-		return kind
+// serverKind converts a kind a node sent: one a node sends
+// (vocab.Kind.Sent) stays, any other becomes vocab.KindInternal, and so does a
+// kind only a client makes, which no node may claim.
+func serverKind(k vocab.Kind) vocab.Kind {
+	if k.Sent() {
+		return k
 	}
-	return KindInternal
+	return vocab.KindInternal
 }
 
 // retryable reports whether another node, or the same one later, may
 // answer differently: the node or the cluster was unavailable, or the
 // node's answer could not be trusted.
-func retryable(k Kind) bool {
+func retryable(k vocab.Kind) bool {
 	switch k {
-	case KindUnreachable, KindNoQuorum, KindUnknownOutcome, KindInternal, KindBadReply:
+	case vocab.KindUnreachable, vocab.KindNoQuorum, vocab.KindUnknownOutcome, vocab.KindInternal, vocab.KindBadReply,
+		// Kinds that make no sense for an unlock: what a node in a bad
+		// state says, like internal.
+		vocab.KindNotInitialized, vocab.KindExists, vocab.KindConflict:
 		return true
 	}
 	return false
@@ -136,25 +80,25 @@ func retryable(k Kind) bool {
 // decided (after checking the signature themselves) come first, then a
 // reply that failed verification, then the cluster's and the network's
 // failures.
-func rank(k Kind) int {
+func rank(k vocab.Kind) int {
 	switch k {
-	case KindDenied:
+	case vocab.KindDenied:
 		return 9
-	case KindUnauthenticated:
+	case vocab.KindUnauthenticated:
 		return 8
-	case KindNotFound:
+	case vocab.KindNotFound:
 		return 7
-	case KindClockSkew:
+	case vocab.KindClockSkew:
 		return 6
-	case KindInvalid:
+	case vocab.KindInvalid:
 		return 5
-	case KindBadReply:
+	case vocab.KindBadReply:
 		return 4
-	case KindNoQuorum:
+	case vocab.KindNoQuorum:
 		return 3
-	case KindUnknownOutcome, KindInternal:
+	case vocab.KindUnknownOutcome, vocab.KindInternal, vocab.KindNotInitialized, vocab.KindExists, vocab.KindConflict:
 		return 2
-	case KindUnreachable:
+	case vocab.KindUnreachable:
 		return 1
 	}
 	return 0

@@ -24,6 +24,7 @@ import (
 
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
+	"github.com/keyquorum/keyquorum/vocab"
 	"github.com/quic-go/quic-go/http3"
 )
 
@@ -286,7 +287,7 @@ func (n *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if holders == nil {
 		holders = []uint32{1, 2, 3}
 	}
-	rep := UnlockReply{ClusterID: c.id, Key: cmd.Release.Key, Version: k.version, Epoch: c.epoch,
+	rep := vocab.UnlockReply{ClusterID: c.id, Key: cmd.Release.Key, Version: k.version, Epoch: c.epoch,
 		Threshold: poly.Threshold(), Poly: poly.Commits, R: ct.R, Sealed: ct.Sealed}
 	for _, i := range holders {
 		p, err := shamir.ComputePartial(rand.Reader, shares[i], ct.R, rctx)
@@ -303,7 +304,7 @@ func (n *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, 400, "invalid", "ephemeral key: "+err.Error())
 			return
 		}
-		rep.Partials = append(rep.Partials, SealedPartial{Index: i, R: sealed.R, Sealed: sealed.Sealed})
+		rep.Partials = append(rep.Partials, vocab.SealedPartial{Index: i, R: sealed.R, Sealed: sealed.Sealed})
 	}
 	writeJSON(w, 200, rep)
 }

@@ -11,12 +11,13 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
-// MachineID is the ID the cluster knows a machine by: fsm.PrincipalID of
-// its Ed25519 public key.
-func MachineID(pub ed25519.PublicKey) string { return fsm.PrincipalID(pub) }
+// MachineID is the ID the cluster knows a machine by and users are shown
+// (vocab.PrincipalID of its Ed25519 public key; see package vocab for the
+// klefki form the gRPC flow speaks).
+func MachineID(pub ed25519.PublicKey) string { return vocab.PrincipalID(pub) }
 
 // LoadMachineKey reads a machine key: a PKCS#8 PEM "PRIVATE KEY" block
 // holding an Ed25519 key.
@@ -24,13 +25,13 @@ func LoadMachineKey(path string) (ed25519.PrivateKey, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, errorf(KindConfig, "machine key %s does not exist: run keyagent enroll", path)
+			return nil, errorf(vocab.KindConfig, "machine key %s does not exist: run keyagent enroll", path)
 		}
-		return nil, errorf(KindConfig, "reading the machine key: %v", err)
+		return nil, errorf(vocab.KindConfig, "reading the machine key: %v", err)
 	}
 	key, err := parseMachineKey(b)
 	if err != nil {
-		return nil, errorf(KindConfig, "machine key %s: %v", path, err)
+		return nil, errorf(vocab.KindConfig, "machine key %s: %v", path, err)
 	}
 	return key, nil
 }
@@ -69,7 +70,7 @@ func EnsureMachineKey(path string) (key ed25519.PrivateKey, created bool, err er
 		key, err := LoadMachineKey(path)
 		return key, false, err
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, false, errorf(KindConfig, "machine key: %v", err)
+		return nil, false, errorf(vocab.KindConfig, "machine key: %v", err)
 	}
 	_, key, err = ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -80,22 +81,22 @@ func EnsureMachineKey(path string) (key ed25519.PrivateKey, created bool, err er
 		return nil, false, err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, false, errorf(KindConfig, "making the machine key's directory: %v", err)
+		return nil, false, errorf(vocab.KindConfig, "making the machine key's directory: %v", err)
 	}
 	// O_EXCL: two enrolls at once must not leave a key that differs from
 	// the one printed.
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return nil, false, errorf(KindConfig, "writing the machine key: %v", err)
+		return nil, false, errorf(vocab.KindConfig, "writing the machine key: %v", err)
 	}
 	if _, err := f.Write(pemKey); err != nil {
 		f.Close()
 		os.Remove(path)
-		return nil, false, errorf(KindConfig, "writing the machine key: %v", err)
+		return nil, false, errorf(vocab.KindConfig, "writing the machine key: %v", err)
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(path)
-		return nil, false, errorf(KindConfig, "writing the machine key: %v", err)
+		return nil, false, errorf(vocab.KindConfig, "writing the machine key: %v", err)
 	}
 	return key, true, nil
 }

@@ -17,10 +17,12 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // UnlockPath is the node's API call for a machine's release.
-const UnlockPath = "/v1/machine/unlock"
+const UnlockPath = vocab.UnlockPath
 
 // maxReply bounds a node's answer; a release is a few kilobytes.
 const maxReply = 1 << 20

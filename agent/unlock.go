@@ -17,6 +17,7 @@ import (
 
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // Backoff of the waits between rounds.
@@ -56,10 +57,10 @@ type Agent struct {
 func New(cfg Config, key ed25519.PrivateKey) (*Agent, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, &Error{Kind: KindConfig, Message: err.Error()}
+		return nil, &Error{Kind: vocab.KindConfig, Message: err.Error()}
 	}
 	if len(key) != ed25519.PrivateKeySize {
-		return nil, errorf(KindConfig, "machine key is %d bytes, want an Ed25519 private key", len(key))
+		return nil, errorf(vocab.KindConfig, "machine key is %d bytes, want an Ed25519 private key", len(key))
 	}
 	a := &Agent{cfg: cfg, key: key, id: MachineID(key.Public().(ed25519.PublicKey))}
 	if cfg.CA != "" {
@@ -67,13 +68,13 @@ func New(cfg Config, key ed25519.PrivateKey) (*Agent, error) {
 		if !strings.Contains(cfg.CA, "-----BEGIN") {
 			b, err := os.ReadFile(cfg.CA)
 			if err != nil {
-				return nil, errorf(KindConfig, "reading the CA certificate: %v", err)
+				return nil, errorf(vocab.KindConfig, "reading the CA certificate: %v", err)
 			}
 			pemCA = b
 		}
 		a.roots = x509.NewCertPool()
 		if !a.roots.AppendCertsFromPEM(pemCA) {
-			return nil, errorf(KindConfig, "CA certificate %s: no PEM certificate in it", abbreviate(cfg.CA))
+			return nil, errorf(vocab.KindConfig, "CA certificate %s: no PEM certificate in it", abbreviate(cfg.CA))
 		}
 	}
 	return a, nil
@@ -82,39 +83,6 @@ func New(cfg Config, key ed25519.PrivateKey) (*Agent, error) {
 // MachineID is the ID of the agent's machine key.
 func (a *Agent) MachineID() string { return a.id }
 
-// UnlockReply is a node's answer to POST /v1/machine/unlock: the key's
-// ciphertext under the cluster key, the public polynomial of the epoch,
-// and one partial decryption per share holder that answered, each sealed
-// to the request's ephemeral key.
-type UnlockReply struct {
-	ClusterID string          `json:"cluster_id"`
-	Key       string          `json:"key"`
-	Version   uint64          `json:"version"`
-	Epoch     uint64          `json:"epoch"`
-	Threshold int             `json:"threshold"`
-	Poly      [][]byte        `json:"poly"`
-	R         []byte          `json:"r"`
-	Sealed    []byte          `json:"sealed"`
-	Partials  []SealedPartial `json:"partials"`
-}
-
-// SealedPartial is a share holder's partial decryption (the JSON of a
-// shamir.Partial) sealed with shamir.Seal to the request's ephemeral key,
-// with fsm.PartialSealInfo(context, Index) as info.
-type SealedPartial struct {
-	Index  uint32 `json:"index"`
-	R      []byte `json:"r"`
-	Sealed []byte `json:"sealed"`
-}
-
-// errorReply is a node's error body.
-type errorReply struct {
-	Error *struct {
-		Kind    string `json:"kind"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
 // Unlock fetches key name and returns its bytes. It tries the servers in
 // random order, one bounded attempt each; a round that ends pending
 // approval is repeated with backoff until the config's Wait, and a round
@@ -122,7 +90,7 @@ type errorReply struct {
 // an *Error whose Kind says why (see ExitCode).
 func (a *Agent) Unlock(ctx context.Context, name string) ([]byte, error) {
 	if name == "" {
-		return nil, errorf(KindConfig, "no key name: give --key NAME or \"key\" in the config")
+		return nil, errorf(vocab.KindConfig, "no key name: give --key NAME or \"key\" in the config")
 	}
 	start := a.now()
 	waitUntil := start.Add(time.Duration(*a.cfg.Wait))
@@ -147,7 +115,7 @@ func (a *Agent) Unlock(ctx context.Context, name string) ([]byte, error) {
 		if ctx.Err() != nil {
 			return nil, err
 		}
-		pending := KindOf(err) == KindPendingApproval
+		pending := KindOf(err) == vocab.KindPendingApproval
 		var until time.Time
 		switch {
 		case pending:
@@ -160,7 +128,7 @@ func (a *Agent) Unlock(ctx context.Context, name string) ([]byte, error) {
 		left := until.Sub(a.now())
 		if left <= 0 {
 			if pending {
-				return nil, errorf(KindApprovalTimeout, "no operator approved machine %s for key %q within %v (keyctl session approve %s)",
+				return nil, errorf(vocab.KindApprovalTimeout, "no operator approved machine %s for key %q within %v (keyctl session approve %s)",
 					a.id, name, time.Duration(*a.cfg.Wait), a.id)
 			}
 			return nil, err
@@ -217,18 +185,18 @@ func (a *Agent) round(ctx context.Context, name string) ([]byte, error) {
 		}
 		var e *Error
 		if !errors.As(err, &e) {
-			e = &Error{Kind: KindInternal, Server: s, Message: err.Error()}
+			e = &Error{Kind: vocab.KindInternal, Server: s, Message: err.Error()}
 		}
-		if e.Kind == KindPendingApproval {
+		if e.Kind == vocab.KindPendingApproval {
 			return nil, e
 		}
 		switch {
-		case e.Kind == KindBadReply:
+		case e.Kind == vocab.KindBadReply:
 			lies = append(lies, e)
 		case a.Verbose:
 			a.logf("%v", e)
 		}
-		if e.Kind == KindUnreachable {
+		if e.Kind == vocab.KindUnreachable {
 			unreachable = append(unreachable, e.Error())
 		}
 		if best == nil || rank(e.Kind) > rank(best.Kind) {
@@ -237,12 +205,12 @@ func (a *Agent) round(ctx context.Context, name string) ([]byte, error) {
 	}
 	if best == nil {
 		if err := ctx.Err(); err != nil {
-			return nil, errorf(KindUnreachable, "stopped before any server answered: %v", err)
+			return nil, errorf(vocab.KindUnreachable, "stopped before any server answered: %v", err)
 		}
-		return nil, errorf(KindUnreachable, "no servers to try")
+		return nil, errorf(vocab.KindUnreachable, "no servers to try")
 	}
-	if best.Kind == KindUnreachable {
-		return nil, errorf(KindUnreachable, "no server answered: %s", strings.Join(unreachable, "; "))
+	if best.Kind == vocab.KindUnreachable {
+		return nil, errorf(vocab.KindUnreachable, "no server answered: %s", strings.Join(unreachable, "; "))
 	}
 	return nil, best
 }
@@ -279,7 +247,7 @@ func (a *Agent) attempt(ctx context.Context, server, name string) ([]byte, error
 		if ctx.Err() != nil {
 			err = fmt.Errorf("no answer within %v", a.timeoutPerNode())
 		}
-		return nil, &Error{Kind: KindUnreachable, Server: server, Message: err.Error()}
+		return nil, &Error{Kind: vocab.KindUnreachable, Server: server, Message: err.Error()}
 	}
 	if a.Verbose {
 		a.logf("%s: HTTP %d over %s", server, rep.status, rep.proto)
@@ -287,33 +255,33 @@ func (a *Agent) attempt(ctx context.Context, server, name string) ([]byte, error
 	if rep.status != http.StatusOK {
 		return nil, serverError(server, rep)
 	}
-	var ur UnlockReply
+	var ur vocab.UnlockReply
 	if err := json.Unmarshal(rep.body, &ur); err != nil {
-		return nil, &Error{Kind: KindBadReply, Server: server, Message: fmt.Sprintf("the answer is not an unlock reply: %v", err)}
+		return nil, &Error{Kind: vocab.KindBadReply, Server: server, Message: fmt.Sprintf("the answer is not an unlock reply: %v", err)}
 	}
 	key, rejected, err := a.combine(&ur, name, signed.Payload, ephPriv)
 	for _, r := range rejected {
 		a.logf("warning: %s: %v", server, r)
 	}
 	if err != nil {
-		return nil, &Error{Kind: KindBadReply, Server: server, Message: err.Error()}
+		return nil, &Error{Kind: vocab.KindBadReply, Server: server, Message: err.Error()}
 	}
 	return key, nil
 }
 
 // serverError converts a node's error answer.
 func serverError(server string, rep *reply) *Error {
-	var er errorReply
+	var er vocab.ErrorReply
 	if err := json.Unmarshal(rep.body, &er); err != nil || er.Error == nil || er.Error.Kind == "" {
-		return &Error{Kind: KindInternal, Server: server,
+		return &Error{Kind: vocab.KindInternal, Server: server,
 			Message: fmt.Sprintf("HTTP %d without an error body (does the node serve %s?)", rep.status, UnlockPath)}
 	}
 	msg := er.Error.Message
 	if msg == "" {
-		msg = er.Error.Kind
+		msg = string(er.Error.Kind)
 	}
 	kind := serverKind(er.Error.Kind)
-	return &Error{Kind: kind, Server: server, Message: fmt.Sprintf("%s: %s", strings.ReplaceAll(er.Error.Kind, "_", " "), oneLine(msg))}
+	return &Error{Kind: kind, Server: server, Message: fmt.Sprintf("%s: %s", strings.ReplaceAll(string(er.Error.Kind), "_", " "), oneLine(msg))}
 }
 
 // combine checks a node's answer and opens the key: the answer must be for
@@ -321,7 +289,7 @@ func serverError(server string, rep *reply) *Error {
 // the ephemeral key and carry a valid proof for the holder's public share;
 // t of them open the ciphertext. Partials that fail are returned as
 // rejected, whether or not enough others passed.
-func (a *Agent) combine(ur *UnlockReply, name string, payload, ephPriv []byte) (key []byte, rejected []error, err error) {
+func (a *Agent) combine(ur *vocab.UnlockReply, name string, payload, ephPriv []byte) (key []byte, rejected []error, err error) {
 	if ur.Key != name {
 		return nil, nil, fmt.Errorf("the answer is for key %q, not %q", ur.Key, name)
 	}
@@ -371,7 +339,7 @@ func (a *Agent) combine(ur *UnlockReply, name string, payload, ephPriv []byte) (
 }
 
 // openPartial opens one holder's sealed partial.
-func openPartial(sp *SealedPartial, ephPriv, rctx []byte) (*shamir.Partial, error) {
+func openPartial(sp *vocab.SealedPartial, ephPriv, rctx []byte) (*shamir.Partial, error) {
 	if sp.Index == 0 {
 		return nil, errors.New("partial with share index 0")
 	}

@@ -5,8 +5,9 @@ import (
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
-// The error kinds live in package cluster/api, which clients use without
-// linking a node; these names keep cluster's own.
+// The error kinds are the project's vocabulary (package vocab), named in
+// package cluster/api for clients that link no node; these names keep
+// cluster's own.
 
 // Kind classifies an error for every protocol (api.Kind).
 type Kind = api.Kind
@@ -42,26 +43,10 @@ func KindOf(err error) Kind { return api.KindOf(err) }
 // Definite reports whether an error means the operation did not happen.
 func Definite(err error) bool { return api.Definite(err) }
 
-// fromFSM converts a refusal of the state machine.
+// fromFSM converts a refusal of the state machine (fsm.Code.Kind).
 func fromFSM(e *fsm.Error) *Error {
 	if e == nil {
 		return nil
 	}
-	kinds := map[fsm.Code]Kind{
-		fsm.CodeInvalid:      KindInvalid,
-		fsm.CodeNotFound:     KindNotFound,
-		fsm.CodeExists:       KindExists,
-		fsm.CodeDenied:       KindDenied,
-		fsm.CodeBadSignature: KindUnauthenticated,
-		fsm.CodeReplay:       KindUnauthenticated,
-		fsm.CodeClockSkew:    KindClockSkew,
-		fsm.CodePending:      KindPendingApproval,
-		fsm.CodeConflict:     KindConflict,
-		fsm.CodeState:        KindConflict,
-	}
-	k, ok := kinds[e.Code]
-	if !ok {
-		k = KindInternal
-	}
-	return &Error{Kind: k, Message: e.Message}
+	return &Error{Kind: e.Code.Kind(), Message: e.Message}
 }

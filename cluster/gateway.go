@@ -12,6 +12,7 @@ import (
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // Legacy gateways (kxd, Tang, Keyless SSL) serve clients that cannot sign
@@ -80,7 +81,7 @@ func TangShareContext(clusterID, kid string) []byte { return api.TangShareContex
 // exchangeContext binds a Tang partial's proof to one request.
 func exchangeContext(clusterID string, key *fsm.Key, req *fsm.Signed) []byte {
 	h := sha256.New()
-	h.Write([]byte("keyquorum/exchange/v1\x00" + clusterID + "\x00" + key.Name + "\x00"))
+	h.Write([]byte(vocab.LabelExchange + "\x00" + clusterID + "\x00" + key.Name + "\x00"))
 	h.Write(binary.BigEndian.AppendUint64(nil, key.Version))
 	h.Write(req.Payload)
 	return h.Sum(nil)

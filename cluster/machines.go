@@ -11,6 +11,7 @@ import (
 
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // A machine's unlock (keyagent) is a release whose partials every holder
@@ -23,27 +24,14 @@ import (
 // machine signed, so a node can do neither for a request the machine did
 // not make.
 
-// MachineUnlock is what a machine gets for an unlock request.
-type MachineUnlock struct {
-	ClusterID string          `json:"cluster_id"`
-	Key       string          `json:"key"`
-	Version   uint64          `json:"version"`
-	Epoch     uint64          `json:"epoch"`
-	Threshold int             `json:"threshold"`
-	Poly      [][]byte        `json:"poly"`
-	R         []byte          `json:"r"`
-	Sealed    []byte          `json:"sealed"`
-	Partials  []SealedPartial `json:"partials"`
-}
+// MachineUnlock is what a machine gets for an unlock request: the wire
+// type the agent reads (vocab.UnlockReply).
+type MachineUnlock = vocab.UnlockReply
 
 // SealedPartial is a holder's partial (the JSON of a shamir.Partial)
 // sealed to the machine's ephemeral key with shamir.Seal, under
-// fsm.PartialSealInfo.
-type SealedPartial struct {
-	Index  uint32 `json:"index"`
-	R      []byte `json:"r"`
-	Sealed []byte `json:"sealed"`
-}
+// fsm.PartialSealInfo (vocab.SealedPartial).
+type SealedPartial = vocab.SealedPartial
 
 // sessionEvery bounds how often one machine's waiting attempts are written
 // to the log.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // converge bounds how long the cluster may take to elect a leader, catch
@@ -31,7 +33,7 @@ func shownVersion(t *testing.T, r result) int {
 
 // getEventually polls "key get name" on node i until it succeeds, and
 // fails the test unless it then returns want. While the cluster elects a
-// leader a get may say "no quorum" (exit 3); with restarted set, a node
+// leader a get may say "no quorum" (exit 7); with restarted set, a node
 // that has just restarted may fail in other ways until it has caught up
 // (see TestRestartedNodeWithoutQuorumSaysNoQuorum). Any other failure is
 // final.
@@ -47,7 +49,7 @@ func getEventually(t *testing.T, c *localCluster, i int, name string, want []byt
 			}
 			return true, ""
 		case r.hung:
-		case r.code == 3 || restarted:
+		case r.code == vocab.ExitNoQuorum || restarted:
 			if len(r.stdout) != 0 {
 				t.Fatalf("node %d failed but wrote to stdout: %v", i, r)
 			}
@@ -90,15 +92,15 @@ func TestLocalClusterSurvivesNodeLoss(t *testing.T) {
 		getEventually(t, c, i, "s", want, false)
 	}
 
-	// Two down: node 3 alone must say "no quorum" (exit 3), and say it
+	// Two down: node 3 alone must say "no quorum" (exit 7), and say it
 	// rather than hang.
 	c.mustScript("kill", "2", c.dir)
 	r := run(t, 60*time.Second, c.nodeEnv(3), keyctlBin, "key", "get", "s")
 	switch {
 	case r.hung:
 		t.Fatalf("key get on a node without quorum did not return: %v", r)
-	case r.code != 3 || !strings.Contains(r.stderr, "no quorum"):
-		t.Fatalf("key get on a node without quorum: want exit 3 and \"no quorum\", got %v", r)
+	case r.code != vocab.ExitNoQuorum || !strings.Contains(r.stderr, "no quorum"):
+		t.Fatalf("key get on a node without quorum: want exit 7 and \"no quorum\", got %v", r)
 	case len(r.stdout) != 0:
 		t.Fatalf("key get without quorum wrote to stdout: %v", r)
 	}
@@ -121,7 +123,7 @@ func TestLocalClusterSurvivesNodeLoss(t *testing.T) {
 // TestRestartedNodeWithoutQuorumSaysNoQuorum restarts one node of three
 // while the other two stay down. Until it hears from a leader, its state
 // machine has not replayed the log, so it cannot know anything; it must
-// say "no quorum" (exit 3), as "key list" does, and not answer a definite
+// say "no quorum" (exit 7), as "key list" does, and not answer a definite
 // error about a key or operator that exists.
 // (The API once authenticated the operator against the node's local, not
 // yet replayed state, and answered "unauthenticated".)
@@ -135,8 +137,8 @@ func TestRestartedNodeWithoutQuorumSaysNoQuorum(t *testing.T) {
 	for _, args := range [][]string{{"key", "list"}, {"key", "show", "s"}, {"key", "get", "s"}} {
 		r := run(t, 60*time.Second, c.nodeEnv(1), keyctlBin, args...)
 		checkOneLineError(t, r)
-		if r.code != 3 || !strings.Contains(r.stderr, "no quorum") {
-			t.Errorf("restarted node alone: want exit 3 and \"no quorum\", got %v", r)
+		if r.code != vocab.ExitNoQuorum || !strings.Contains(r.stderr, "no quorum") {
+			t.Errorf("restarted node alone: want exit 7 and \"no quorum\", got %v", r)
 		}
 	}
 }
@@ -154,8 +156,8 @@ func TestRevokeHonouredEverywhere(t *testing.T) {
 	// starts afterwards succeeds, on any node. So no polling here.
 	for i := 1; i <= 3; i++ {
 		r := c.keyctl(i, "key", "get", "doomed")
-		if r.code != 1 || !strings.Contains(r.stderr, "denied") {
-			t.Errorf("node %d after the revoke: want exit 1 and \"denied\", got %v", i, r)
+		if r.code != vocab.ExitDenied || !strings.Contains(r.stderr, "denied") {
+			t.Errorf("node %d after the revoke: want exit 5 and \"denied\", got %v", i, r)
 		}
 		if len(r.stdout) != 0 {
 			t.Errorf("node %d released %d bytes of a revoked key", i, len(r.stdout))

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // Certified checkpoints: a snapshot is untrusted input.
@@ -114,7 +116,7 @@ type CheckpointChecker interface {
 // index and the state hash. Its length is never 32, the length of a
 // ReleaseContext, so a checkpoint proof is never a release proof.
 func CheckpointMessage(clusterID string, index uint64, hash []byte) []byte {
-	b := []byte("keyquorum/checkpoint/v1\x00" + clusterID + "\x00")
+	b := []byte(vocab.LabelCheckpoint + "\x00" + clusterID + "\x00")
 	b = binary.BigEndian.AppendUint64(b, index)
 	return append(b, hash...)
 }

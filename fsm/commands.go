@@ -4,6 +4,8 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"time"
+
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // Signed is one Raft log entry, and also the form of every request a share
@@ -17,7 +19,7 @@ type Signed struct {
 
 // signingDomain separates keyquorum's signatures from any other use of the
 // same Ed25519 keys.
-const signingDomain = "keyquorum/command/v1\x00"
+const signingDomain = vocab.LabelCommand + "\x00"
 
 // SigningInput is what a signer signs for a payload.
 func SigningInput(payload []byte) []byte {

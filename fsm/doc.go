@@ -8,7 +8,8 @@
 // replica that applies the same log reaches the same State. The only
 // cryptography it needs beyond Ed25519 signature checks (the public checks
 // of key-resharing deals) is injected as a DealChecker, so the package
-// imports nothing of the project.
+// imports nothing of the project but its vocabulary (package vocab: error
+// kinds, labels, machine IDs).
 //
 // Every log entry is a Signed command. Operator commands are verified
 // against the operator keys the state holds; node commands (deals and

@@ -1,9 +1,13 @@
 package fsm
 
-import "fmt"
+import (
+	"fmt"
 
-// Code says why the state machine refused a command. The cluster maps each
-// code to the error kind its clients see.
+	"github.com/keyquorum/keyquorum/vocab"
+)
+
+// Code says why the state machine refused a command, more finely than the
+// error kinds clients see: Kind maps it to its kind.
 type Code string
 
 // The refusal codes.
@@ -19,6 +23,35 @@ const (
 	CodeConflict     Code = "conflict"      // a compare-and-swap or state precondition failed
 	CodeState        Code = "state"         // the command does not fit the cluster's current state
 )
+
+// Codes are all the refusal codes.
+var Codes = []Code{CodeInvalid, CodeNotFound, CodeExists, CodeDenied, CodeBadSignature, CodeReplay,
+	CodeClockSkew, CodePending, CodeConflict, CodeState}
+
+// Kind is the error kind clients see for a refusal of code c: a bad
+// signature and a replay are both unauthenticated, a command that does not
+// fit the state is a conflict. A code of no kind is internal.
+func (c Code) Kind() vocab.Kind {
+	switch c {
+	case CodeInvalid:
+		return vocab.KindInvalid
+	case CodeNotFound:
+		return vocab.KindNotFound
+	case CodeExists:
+		return vocab.KindExists
+	case CodeDenied:
+		return vocab.KindDenied
+	case CodeBadSignature, CodeReplay:
+		return vocab.KindUnauthenticated
+	case CodeClockSkew:
+		return vocab.KindClockSkew
+	case CodePending:
+		return vocab.KindPendingApproval
+	case CodeConflict, CodeState:
+		return vocab.KindConflict
+	}
+	return vocab.KindInternal
+}
 
 // Error is a refusal. Its message names what was wrong and never carries
 // key material.

@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"slices"
 	"time"
+
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // Machines are hosts that fetch keys at boot with their own Ed25519 key
@@ -105,18 +106,16 @@ type GetKeyRequest struct {
 }
 
 // KlefkiIDPrefix starts a machine's ID as klefki's wire spells it.
-const KlefkiIDPrefix = "SHA256:"
+const KlefkiIDPrefix = vocab.KlefkiIDPrefix
 
 // KlefkiID is the ID of a machine with an Ed25519 public key as klefki
-// spells it: "SHA256:" and the standard base64 of the key's SHA-256.
-func KlefkiID(publicKey []byte) string {
-	sum := sha256.Sum256(publicKey)
-	return KlefkiIDPrefix + base64.StdEncoding.EncodeToString(sum[:])
-}
+// spells it: "SHA256:" and the standard base64 of the key's SHA-256
+// (vocab.KlefkiMachineID). Users are shown PrincipalID.
+func KlefkiID(publicKey []byte) string { return vocab.KlefkiMachineID(publicKey) }
 
 // getKeyDomain separates a machine's GetKey signature from any other use
 // of the machine's Ed25519 key.
-const getKeyDomain = "keyquorum/machine/get-key/v1\x00"
+const getKeyDomain = vocab.LabelMachineGetKey + "\x00"
 
 // GetKeySigningInput is what a machine signs with its Ed25519 key for a
 // GetKey request: the domain string and a zero byte, then klefkiID, nonce

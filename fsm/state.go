@@ -1,10 +1,10 @@
 package fsm
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"strings"
 	"time"
+
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // Key types.
@@ -179,11 +179,8 @@ func (r *Reshare) HasAcked(nodeID string) bool {
 }
 
 // PrincipalID names an operator or machine by its Ed25519 public key: the
-// hex of the first 16 bytes of its SHA-256.
-func PrincipalID(publicKey []byte) string {
-	sum := sha256.Sum256(publicKey)
-	return hex.EncodeToString(sum[:16])
-}
+// hex of the first 16 bytes of its SHA-256 (vocab.PrincipalID).
+func PrincipalID(publicKey []byte) string { return vocab.PrincipalID(publicKey) }
 
 // Initialized reports whether the cluster has been founded.
 func (s *State) Initialized() bool { return s.ClusterID != "" }

@@ -11,11 +11,13 @@ import (
 	"go.dedis.ch/kyber/v3"
 	"go.dedis.ch/kyber/v3/share"
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 const (
-	dealKeyLabel = "keyquorum/deal/key/v1"
-	dealADLabel  = "keyquorum/deal/ad/v1"
+	dealKeyLabel = vocab.LabelDealKey
+	dealADLabel  = vocab.LabelDealAD
 	// EncryptedShareSize is the size of EncryptedShare.Ciphertext:
 	// ephemeral point || sub-share (32) || Poly1305 tag (16).
 	EncryptedShareSize = PointSize + ScalarSize + chacha20poly1305.Overhead

@@ -5,7 +5,7 @@
 // partials s_i*X with DLEQ proofs, combined in the exponent, every secret
 // value handled in constant time with nistec and bigmod). It is pure: no I/O except the io.Reader of randomness
 // that every randomized function takes, and it imports nothing of the
-// project.
+// project but its vocabulary (package vocab: the domain-separation labels).
 //
 // # Sharing
 //

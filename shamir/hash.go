@@ -6,11 +6,13 @@ import (
 	"errors"
 
 	"filippo.io/edwards25519"
+
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // hashToPointDomain separates HashToPoint's hashes from every other use of
 // SHA-512 in the project.
-const hashToPointDomain = "keyquorum/hash-to-point/v1\x00"
+const hashToPointDomain = vocab.LabelHashToPoint + "\x00"
 
 // maxHashToPointTries bounds the search. Each try succeeds with
 // probability about 1/2, so the bound is never reached in practice.

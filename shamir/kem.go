@@ -13,11 +13,13 @@ import (
 
 	"filippo.io/edwards25519"
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 const (
-	kemLabel  = "keyquorum/kem/v1\x00"
-	dleqLabel = "keyquorum/dleq/v1"
+	kemLabel  = vocab.LabelKEM + "\x00"
+	dleqLabel = vocab.LabelDLEQ
 )
 
 // Ciphertext is a threshold ElGamal KEM ciphertext: R = r*G and

@@ -34,6 +34,8 @@ import (
 	"filippo.io/bigmod"
 	"filippo.io/nistec"
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // Sizes of P-256 encodings.
@@ -47,8 +49,8 @@ const (
 )
 
 const (
-	p256DLEQLabel    = "keyquorum/p256-dleq/v1"
-	p256ShareADLabel = "keyquorum/p256-share/v1"
+	p256DLEQLabel    = vocab.LabelP256DLEQ
+	p256ShareADLabel = vocab.LabelP256Share
 	// p256RandomTries bounds rejection sampling: a uniform 32-byte string
 	// is >= n with probability about 2^-32, so reaching the bound means the
 	// randomness source is broken.

@@ -1,6 +1,10 @@
 package api
 
-import "github.com/keyquorum/keyquorum/fsm"
+import (
+	"github.com/keyquorum/keyquorum/fsm"
+
+	"github.com/keyquorum/keyquorum/vocab"
+)
 
 // Status is one node's view of the cluster.
 type Status struct {
@@ -79,5 +83,5 @@ type StartRequest struct {
 // TangShareContext binds a Tang share sealed to a node to the cluster and
 // the key's exchange key id. keyctl seals with it; holders open with it.
 func TangShareContext(clusterID, kid string) []byte {
-	return []byte("keyquorum/tang-share/v1\x00" + clusterID + "\x00" + kid)
+	return []byte(vocab.LabelTangShare + "\x00" + clusterID + "\x00" + kid)
 }

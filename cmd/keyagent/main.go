@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/keyquorum/keyquorum/agent"
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // usage is keyagent's help text.
@@ -51,7 +52,8 @@ Exit status: 0 key printed, 1 other failure, 2 bad usage, 3 no such key,
 4 machine not registered (or request refused as replayed or badly signed),
 5 denied (machine revoked or not allowed), 6 clock too far off, 7 no
 quorum, 8 no server answered, 9 approval did not come within --wait,
-10 a node's answer failed verification.
+10 a node's answer failed verification, 11 unknown outcome (a node timed
+out). keyctl exits with the same codes for the same errors.
 `
 
 func main() {
@@ -73,13 +75,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var u usageError
 	switch {
 	case err == nil:
-		return agent.ExitOK
+		return vocab.ExitOK
 	case errors.Is(err, flag.ErrHelp):
 		fmt.Fprint(stdout, usage)
-		return agent.ExitOK
+		return vocab.ExitOK
 	case errors.As(err, &u):
 		fmt.Fprintf(stderr, "keyagent: %s (keyagent help for usage)\n", u.msg)
-		return agent.ExitUsage
+		return vocab.ExitUsage
 	}
 	fmt.Fprintf(stderr, "keyagent: %s\n", strings.Join(strings.Fields(err.Error()), " "))
 	return agent.ExitCode(err)
@@ -235,7 +237,7 @@ func unlock(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	flags.RetryFor = agent.Duration(retryFor.d)
 	cfg = cfg.Merge(&flags).WithDefaults()
 	if err := cfg.Validate(); err != nil {
-		return &agent.Error{Kind: agent.KindConfig, Message: err.Error()}
+		return &agent.Error{Kind: vocab.KindConfig, Message: err.Error()}
 	}
 
 	key, err := agent.LoadMachineKey(cfg.KeyFile)
@@ -282,7 +284,7 @@ func baseConfig(flagFile string, inline *clevisConfig) (agent.Config, error) {
 	}
 	c, err := agent.LoadConfig(path)
 	if err != nil {
-		return agent.Config{}, &agent.Error{Kind: agent.KindConfig, Message: err.Error()}
+		return agent.Config{}, &agent.Error{Kind: vocab.KindConfig, Message: err.Error()}
 	}
 	return *c, nil
 }

@@ -9,10 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/keyquorum/keyquorum/agent"
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 func runAgent(args ...string) (code int, stdout, stderr string) {
@@ -72,21 +74,21 @@ func TestUsageAndFailures(t *testing.T) {
 		code int
 		want string // in stderr
 	}{
-		{"no command", nil, agent.ExitUsage, "no command"},
-		{"unknown command", []string{"frob"}, agent.ExitUsage, "frob"},
-		{"unknown flag", []string{"unlock", "--frob"}, agent.ExitUsage, "frob"},
-		{"extra argument", []string{"unlock", "x"}, agent.ExitUsage, "unexpected argument"},
-		{"bad format", []string{"unlock", "--format", "pem"}, agent.ExitUsage, "raw or jwk"},
-		{"bad duration", []string{"unlock", "--wait", "soon"}, agent.ExitUsage, "wait"},
-		{"bad inline config", []string{"unlock", "--config-json", "{"}, agent.ExitUsage, "config-json"},
-		{"misspelt config field", []string{"unlock", "--config", badConfig}, agent.ExitFailure, "sever"},
-		{"missing config file", []string{"unlock", "--config", filepath.Join(dir, "none.json")}, agent.ExitFailure, "none.json"},
-		{"no servers", []string{"unlock", "--config", empty, "--key", "k"}, agent.ExitFailure, "no servers"},
-		{"no machine key", []string{"unlock", "--key", "k", "--server", dead, "--key-file", filepath.Join(dir, "nokey")}, agent.ExitFailure, "keyagent enroll"},
-		{"no key name", []string{"unlock", "--server", dead, "--key-file", keyFile}, agent.ExitFailure, "no key name"},
-		{"nothing answers", []string{"unlock", "--key", "k", "--server", dead, "--key-file", keyFile, "--tcp-only"}, agent.ExitUnreachable, dead},
-		{"inline config over its file", []string{"unlock", "--config-json", `{"config":"` + base + `","key":"k","tcp_only":true}`}, agent.ExitUnreachable, dead},
-		{"inline config, unknown field", []string{"unlock", "--config-json", `{"key":"k","sever":"x"}`}, agent.ExitUsage, "sever"},
+		{"no command", nil, vocab.ExitUsage, "no command"},
+		{"unknown command", []string{"frob"}, vocab.ExitUsage, "frob"},
+		{"unknown flag", []string{"unlock", "--frob"}, vocab.ExitUsage, "frob"},
+		{"extra argument", []string{"unlock", "x"}, vocab.ExitUsage, "unexpected argument"},
+		{"bad format", []string{"unlock", "--format", "pem"}, vocab.ExitUsage, "raw or jwk"},
+		{"bad duration", []string{"unlock", "--wait", "soon"}, vocab.ExitUsage, "wait"},
+		{"bad inline config", []string{"unlock", "--config-json", "{"}, vocab.ExitUsage, "config-json"},
+		{"misspelt config field", []string{"unlock", "--config", badConfig}, vocab.ExitFailure, "sever"},
+		{"missing config file", []string{"unlock", "--config", filepath.Join(dir, "none.json")}, vocab.ExitFailure, "none.json"},
+		{"no servers", []string{"unlock", "--config", empty, "--key", "k"}, vocab.ExitFailure, "no servers"},
+		{"no machine key", []string{"unlock", "--key", "k", "--server", dead, "--key-file", filepath.Join(dir, "nokey")}, vocab.ExitFailure, "keyagent enroll"},
+		{"no key name", []string{"unlock", "--server", dead, "--key-file", keyFile}, vocab.ExitFailure, "no key name"},
+		{"nothing answers", []string{"unlock", "--key", "k", "--server", dead, "--key-file", keyFile, "--tcp-only"}, vocab.ExitUnreachable, dead},
+		{"inline config over its file", []string{"unlock", "--config-json", `{"config":"` + base + `","key":"k","tcp_only":true}`}, vocab.ExitUnreachable, dead},
+		{"inline config, unknown field", []string{"unlock", "--config-json", `{"key":"k","sever":"x"}`}, vocab.ExitUsage, "sever"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -114,9 +116,14 @@ func TestHelpNamesEveryExitCode(t *testing.T) {
 	}
 	text := strings.Join(strings.Fields(out), " ")
 	for _, c := range []string{"0 key printed", "1 other", "2 bad usage", "3 no such key", "4 machine not registered",
-		"5 denied", "6 clock", "7 no quorum", "8 no server", "9 approval", "10 a node's answer"} {
+		"5 denied", "6 clock", "7 no quorum", "8 no server", "9 approval", "10 a node's answer", "11 unknown outcome"} {
 		if !strings.Contains(text, c) {
 			t.Errorf("help does not explain exit status %q", c)
+		}
+	}
+	for _, k := range slices.Concat(vocab.Kinds, vocab.LocalKinds) {
+		if c := k.ExitCode(); c > 11 {
+			t.Errorf("kind %s exits %d, which the help does not explain", k, c)
 		}
 	}
 }

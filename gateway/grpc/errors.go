@@ -15,34 +15,12 @@ import (
 // carries an error's kind; its reason is the kind.
 const ErrorDomain = "keyquorum"
 
-// CodeOf maps an error kind to its gRPC status code. A lost
-// compare-and-swap (conflict) is Aborted, as gRPC's own guide says for a
-// failed test-and-set: the client reads again and retries the whole
-// read-modify-write. FailedPrecondition is kept for a node that is not in
-// a cluster yet, which no retry fixes.
-func CodeOf(k cluster.Kind) codes.Code {
-	switch k {
-	case cluster.KindInvalid:
-		return codes.InvalidArgument
-	case cluster.KindNotFound:
-		return codes.NotFound
-	case cluster.KindExists:
-		return codes.AlreadyExists
-	case cluster.KindDenied, cluster.KindPendingApproval:
-		return codes.PermissionDenied
-	case cluster.KindUnauthenticated, cluster.KindClockSkew:
-		return codes.Unauthenticated
-	case cluster.KindConflict:
-		return codes.Aborted
-	case cluster.KindNoQuorum:
-		return codes.Unavailable
-	case cluster.KindUnknownOutcome:
-		return codes.Unknown
-	case cluster.KindNotInitialized:
-		return codes.FailedPrecondition
-	}
-	return codes.Internal
-}
+// CodeOf maps an error kind to its gRPC status code: the project's one
+// table (vocab.Kind.GRPCCode). A lost compare-and-swap (conflict) is
+// Aborted, as gRPC's own guide says for a failed test-and-set: the client
+// reads again and retries the whole read-modify-write. FailedPrecondition
+// is kept for a node that is not in a cluster yet, which no retry fixes.
+func CodeOf(k cluster.Kind) codes.Code { return codes.Code(k.GRPCCode()) }
 
 // StatusError converts an error to a gRPC status error. A *cluster.Error
 // gets the code of its kind and an ErrorInfo detail with the kind as

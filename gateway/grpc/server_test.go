@@ -32,6 +32,7 @@ import (
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/fsm"
 	keyquorumv1 "github.com/keyquorum/keyquorum/rpc/keyquorum/v1"
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 func TestMain(m *testing.M) {
@@ -832,6 +833,22 @@ func TestCodeOf(t *testing.T) {
 	}
 	if CodeOf("no such kind") != codes.Internal {
 		t.Error("an unknown kind is not Internal")
+	}
+}
+
+// TestVocabGRPCCodesAreGRPCs: the table's gRPC codes (numbers, so that
+// package vocab links no gRPC) are gRPC's own.
+func TestVocabGRPCCodesAreGRPCs(t *testing.T) {
+	for v, c := range map[vocab.GRPCCode]codes.Code{
+		vocab.GRPCUnknown: codes.Unknown, vocab.GRPCInvalidArgument: codes.InvalidArgument,
+		vocab.GRPCNotFound: codes.NotFound, vocab.GRPCAlreadyExists: codes.AlreadyExists,
+		vocab.GRPCPermissionDenied: codes.PermissionDenied, vocab.GRPCFailedPrecondition: codes.FailedPrecondition,
+		vocab.GRPCAborted: codes.Aborted, vocab.GRPCInternal: codes.Internal,
+		vocab.GRPCUnavailable: codes.Unavailable, vocab.GRPCUnauthenticated: codes.Unauthenticated,
+	} {
+		if codes.Code(v) != c {
+			t.Errorf("vocab's %d is %v, want %v", v, codes.Code(v), c)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // The machine flow over REST. A machine's unlock needs no client
@@ -22,7 +23,7 @@ import (
 //	POST /v1/approvals            approve, signed by an operator
 
 func (s *Server) registerMachines(mux *http.ServeMux, m cluster.MachineService) {
-	mux.HandleFunc("POST /v1/machine/unlock", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+vocab.UnlockPath, func(w http.ResponseWriter, r *http.Request) {
 		var sg fsm.Signed
 		if err := readJSON(r, &sg); err != nil {
 			writeError(w, err)

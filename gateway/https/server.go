@@ -31,6 +31,7 @@ import (
 	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 const maxBody = 256 << 10
@@ -159,26 +160,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(s.http.Shutdown(ctx), s.shutdownQUIC(ctx))
 }
 
-// StatusOf maps an error kind to its HTTP status.
-func StatusOf(k cluster.Kind) int {
-	switch k {
-	case cluster.KindInvalid:
-		return http.StatusBadRequest
-	case cluster.KindNotFound:
-		return http.StatusNotFound
-	case cluster.KindExists, cluster.KindConflict:
-		return http.StatusConflict
-	case cluster.KindDenied, cluster.KindPendingApproval:
-		return http.StatusForbidden
-	case cluster.KindUnauthenticated, cluster.KindClockSkew:
-		return http.StatusUnauthorized
-	case cluster.KindNoQuorum, cluster.KindNotInitialized:
-		return http.StatusServiceUnavailable
-	case cluster.KindUnknownOutcome:
-		return http.StatusGatewayTimeout
-	}
-	return http.StatusInternalServerError
-}
+// StatusOf maps an error kind to its HTTP status: the project's one table
+// (vocab.Kind.HTTPStatus), which kxd answers with too.
+func StatusOf(k cluster.Kind) int { return k.HTTPStatus() }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -191,7 +175,7 @@ func writeError(w http.ResponseWriter, err error) {
 	if !errors.As(err, &e) {
 		e = &cluster.Error{Kind: cluster.KindInternal, Message: err.Error()}
 	}
-	writeJSON(w, StatusOf(e.Kind), client.ErrorReply{Error: e})
+	writeJSON(w, StatusOf(e.Kind), vocab.ErrorReply{Error: e})
 }
 
 func readJSON(r *http.Request, v any) error {

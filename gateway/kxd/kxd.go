@@ -16,7 +16,7 @@
 //
 // Error bodies are the message and a newline, as text/plain. Errors of the
 // cluster (no quorum, the rules refuse) keep their own status (the REST
-// API's, see statusOf) and safe message.
+// API's, vocab.Kind.HTTPStatus) and safe message.
 //
 // Where it differs from kxd, on purpose: only the leaf certificate is an
 // identity. kxd verifies every certificate the client sends, so a client
@@ -216,7 +216,7 @@ func (h *kxdHandler) clusterError(w http.ResponseWriter, log *slog.Logger, err e
 	if kind != cluster.KindInternal && errors.As(err, &e) {
 		msg = kxdOneLine(e.Message)
 	}
-	kxdError(w, statusOf(kind), msg)
+	kxdError(w, kind.HTTPStatus(), msg)
 }
 
 // hostAllowed compares the peer address with allowed_hosts: nil allows
@@ -258,27 +258,4 @@ func (h *kxdHandler) hostAllowed(ctx context.Context, log *slog.Logger, allowed 
 		}
 	}
 	return false
-}
-
-// statusOf maps an error kind to its HTTP status: the REST API's
-// (gateway/https.StatusOf), so that kxc users see the same status for the
-// same failure.
-func statusOf(k cluster.Kind) int {
-	switch k {
-	case cluster.KindInvalid:
-		return http.StatusBadRequest
-	case cluster.KindNotFound:
-		return http.StatusNotFound
-	case cluster.KindExists, cluster.KindConflict:
-		return http.StatusConflict
-	case cluster.KindDenied, cluster.KindPendingApproval:
-		return http.StatusForbidden
-	case cluster.KindUnauthenticated, cluster.KindClockSkew:
-		return http.StatusUnauthorized
-	case cluster.KindNoQuorum, cluster.KindNotInitialized:
-		return http.StatusServiceUnavailable
-	case cluster.KindUnknownOutcome:
-		return http.StatusGatewayTimeout
-	}
-	return http.StatusInternalServerError
 }

@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"net/textproto"
 	"os"
@@ -844,15 +845,25 @@ func TestParseKxdDirServesKxc(t *testing.T) {
 	}
 }
 
-// TestStatusOfEveryKind: no error kind of the cluster falls through to
-// 500 but internal, as in the REST API.
+// TestStatusOfEveryKind: a cluster error of every kind is answered with
+// the status the REST API gives it (the one table, vocab), kxd's 404
+// "Unknown key" for not_found, and no kind falls through to 500 but
+// internal.
 func TestStatusOfEveryKind(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
 	for _, k := range cluster.Kinds {
-		if got := statusOf(k); (got == http.StatusInternalServerError) != (k == cluster.KindInternal) {
-			t.Errorf("statusOf(%s) = %d", k, got)
+		rec := httptest.NewRecorder()
+		(&kxdHandler{}).clusterError(rec, log, cluster.Errorf(k, "message of %s", k))
+		if rec.Code != k.HTTPStatus() {
+			t.Errorf("%s: status %d, want the REST API's %d", k, rec.Code, k.HTTPStatus())
+		}
+		if (rec.Code == http.StatusInternalServerError) != (k == cluster.KindInternal) {
+			t.Errorf("%s: status %d", k, rec.Code)
 		}
 	}
-	if statusOf(cluster.KindNoQuorum) != http.StatusServiceUnavailable || statusOf(cluster.KindUnknownOutcome) != http.StatusGatewayTimeout {
-		t.Error("no_quorum and unknown_outcome lost their REST statuses")
+	rec := httptest.NewRecorder()
+	(&kxdHandler{}).clusterError(rec, log, cluster.Errorf(cluster.KindNoQuorum, "2 of 3 did not answer"))
+	if rec.Code != http.StatusServiceUnavailable || rec.Body.String() != "2 of 3 did not answer\n" {
+		t.Errorf("no quorum: %d %q", rec.Code, rec.Body.String())
 	}
 }

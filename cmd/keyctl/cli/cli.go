@@ -21,15 +21,16 @@ import (
 	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
-// Exit statuses.
+// Exit statuses: the project's one table (vocab), which keyagent shares.
+// An error of the cluster exits with the code of its kind
+// (vocab.Kind.ExitCode).
 const (
-	ExitOK       = 0
-	ExitError    = 1 // the cluster refused or failed
-	ExitUsage    = 2 // the command line is wrong
-	ExitNoQuorum = 3 // too few nodes answered; nothing happened
-	ExitUnknown  = 4 // a write timed out: it may or may not have happened
+	ExitOK    = vocab.ExitOK
+	ExitError = vocab.ExitFailure // refused or failed, for a kind without a code of its own
+	ExitUsage = vocab.ExitUsage   // the command line is wrong
 )
 
 // Usage is keyctl's help text.
@@ -73,13 +74,18 @@ ACCESS is --gateway kxd|tang|tlv, --client-cert PEM, --host H, --no-hosts,
 that terminates a kxd, Tang or Keyless SSL client checks these rules itself;
 share holders check only that the key is open to that gateway.
 
+MACHINE-ID is the ID "keyctl machine list" and "keyagent enroll" show, or
+the "SHA256:..." form the gRPC machine flow and klefki's tools show.
+
 The node and credentials come from KEYQUORUM_ADDR, KEYQUORUM_CACERT,
 KEYQUORUM_CLIENT_CERT and KEYQUORUM_CLIENT_KEY (and KEYQUORUM_CA_KEY,
 KEYQUORUM_GOSSIP_KEY to join nodes), as printed by "keyd dev" or
 "keyctl cluster init". --addr overrides KEYQUORUM_ADDR.
 
-Exit status: 0 done, 1 refused or failed, 2 bad usage, 3 no quorum
-(nothing happened), 4 unknown outcome (a write may have happened).
+Exit status, the same as keyagent's: 0 done, 1 refused or failed, 2 bad
+usage, 3 not found, 4 unauthenticated, 5 denied, 6 clock too far off,
+7 no quorum (nothing happened), 11 unknown outcome (a write may have
+happened).
 `
 
 type usageError struct{ msg string }
@@ -90,7 +96,12 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 
 // Run runs keyctl with args and returns the exit status.
 func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	err := run(args, stdin, stdout)
+	return report(run(args, stdin, stdout), stdout, stderr)
+}
+
+// report prints err, if any, as one line on stderr (help on stdout) and
+// returns its exit status.
+func report(err error, stdout, stderr io.Writer) int {
 	if err == nil {
 		return ExitOK
 	}
@@ -106,13 +117,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var e *api.Error
 	if errors.As(err, &e) {
 		fmt.Fprintf(stderr, "keyctl: %s: %s\n", strings.ReplaceAll(string(e.Kind), "_", " "), e.Message)
-		switch e.Kind {
-		case api.KindNoQuorum:
-			return ExitNoQuorum
-		case api.KindUnknownOutcome:
-			return ExitUnknown
-		}
-		return ExitError
+		return e.Kind.ExitCode()
 	}
 	fmt.Fprintf(stderr, "keyctl: %v\n", err)
 	return ExitError

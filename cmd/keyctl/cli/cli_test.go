@@ -2,8 +2,13 @@ package cli
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
+
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 func keyctl(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -63,5 +68,36 @@ func TestMissingCredentialsNamesTheVariable(t *testing.T) {
 	code, _, errb := keyctl(t, "key", "list")
 	if code == ExitOK || !strings.Contains(errb, "KEYQUORUM_CACERT") {
 		t.Fatalf("exit %d, stderr %q: want a failure naming KEYQUORUM_CACERT", code, errb)
+	}
+}
+
+// TestExitCodesAreKeyagents: an error of each kind exits with the one
+// table's code, the one keyagent exits with for the same kind, and says
+// the kind on one line.
+func TestExitCodesAreKeyagents(t *testing.T) {
+	want := map[vocab.Kind]int{
+		vocab.KindNotFound: 3, vocab.KindUnauthenticated: 4, vocab.KindDenied: 5, vocab.KindClockSkew: 6,
+		vocab.KindNoQuorum: 7, vocab.KindUnknownOutcome: 11,
+	}
+	for _, k := range vocab.Kinds {
+		var out, errb bytes.Buffer
+		code := report(fmt.Errorf("wrapped: %w", vocab.Errorf(k, "message of %s", k)), &out, &errb)
+		w, ok := want[k]
+		if !ok {
+			w = ExitError
+			if k == vocab.KindPendingApproval {
+				w = vocab.ExitApprovalTimeout
+			}
+		}
+		if code != w || code != k.ExitCode() {
+			t.Errorf("%s: exit %d, want %d", k, code, w)
+		}
+		wantLine := "keyctl: " + strings.ReplaceAll(string(k), "_", " ") + ": message of " + string(k) + "\n"
+		if errb.String() != wantLine || out.Len() != 0 {
+			t.Errorf("%s: stderr %q, stdout %q; want stderr %q", k, errb.String(), out.String(), wantLine)
+		}
+	}
+	if code := report(errors.New("plain"), io.Discard, io.Discard); code != ExitError {
+		t.Errorf("an error without a kind: exit %d, want %d", code, ExitError)
 	}
 }

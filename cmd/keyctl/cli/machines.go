@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"fmt"
@@ -8,7 +9,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // machineAdd registers a machine by the public key keyagent enroll printed.
@@ -75,11 +78,43 @@ func (c *command) machineRevoke(args []string) error {
 		return err
 	}
 	defer cancel()
-	if err := cl.RevokeMachine(ctx, pos[0]); err != nil {
+	id, err := machineID(ctx, cl, pos[0])
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "revoked machine %s\n", pos[0])
+	if err := cl.RevokeMachine(ctx, id); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "revoked machine %s\n", id)
 	return nil
+}
+
+// machineID returns the ID the cluster knows a machine by (the one keyctl
+// shows, vocab.PrincipalID) for an ID in either form: one in klefki's form
+// ("SHA256:...", as the gRPC flow and klefki's tools show it) is looked
+// up among the registered machines.
+func machineID(ctx context.Context, cl *client.Client, id string) (string, error) {
+	if !vocab.IsKlefkiMachineID(id) {
+		return id, nil
+	}
+	list, err := cl.Machines(ctx)
+	if err != nil {
+		return "", err
+	}
+	return resolveMachineID(id, list)
+}
+
+// resolveMachineID finds the machine of list that id names, in either form.
+func resolveMachineID(id string, list []*fsm.Machine) (string, error) {
+	for _, m := range list {
+		if vocab.SameMachine(id, m.PublicKey) {
+			return m.ID, nil
+		}
+	}
+	if !vocab.IsKlefkiMachineID(id) {
+		return id, nil
+	}
+	return "", vocab.Errorf(vocab.KindNotFound, "no registered machine has the ID %s", id)
 }
 
 // sessionList lists the machines waiting for an approval.
@@ -119,15 +154,19 @@ func (c *command) sessionApprove(args []string) error {
 	if *uses == 0 && *window == 0 {
 		*uses = 1
 	}
-	a := &fsm.Approval{Machine: pos[0], Key: *key, Uses: *uses}
-	if *window > 0 {
-		a.Until = time.Now().Add(*window).UnixNano()
-	}
 	cl, ctx, cancel, err := c.connect()
 	if err != nil {
 		return err
 	}
 	defer cancel()
+	id, err := machineID(ctx, cl, pos[0])
+	if err != nil {
+		return err
+	}
+	a := &fsm.Approval{Machine: id, Key: *key, Uses: *uses}
+	if *window > 0 {
+		a.Until = time.Now().Add(*window).UnixNano()
+	}
 	if err := cl.Approve(ctx, a); err != nil {
 		return err
 	}
@@ -135,6 +174,6 @@ func (c *command) sessionApprove(args []string) error {
 	if *window > 0 {
 		what = fmt.Sprintf("%s and every release for %v", what, *window)
 	}
-	fmt.Fprintf(c.stdout, "approved machine %s: %s\n", pos[0], what)
+	fmt.Fprintf(c.stdout, "approved machine %s: %s\n", id, what)
 	return nil
 }

@@ -1,0 +1,77 @@
+package vocab
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"strings"
+)
+
+// UnlockPath is the REST path of a machine's unlock: the body is an
+// fsm.Signed release request signed by the machine key, the answer an
+// UnlockReply or an ErrorReply.
+const UnlockPath = "/v1/machine/unlock"
+
+// UnlockReply is a node's answer to a machine's unlock: the key's
+// ciphertext under the cluster key (R, Sealed), the public polynomial of
+// the epoch, and one partial decryption per share holder that answered,
+// each sealed to the request's ephemeral key. The node that relays it
+// cannot open the partials; the agent checks each proof and combines.
+type UnlockReply struct {
+	ClusterID string          `json:"cluster_id"`
+	Key       string          `json:"key"`
+	Version   uint64          `json:"version"`
+	Epoch     uint64          `json:"epoch"`
+	Threshold int             `json:"threshold"`
+	Poly      [][]byte        `json:"poly"`
+	R         []byte          `json:"r"`
+	Sealed    []byte          `json:"sealed"`
+	Partials  []SealedPartial `json:"partials"`
+}
+
+// SealedPartial is a share holder's partial decryption (the JSON of a
+// shamir.Partial) sealed with shamir.Seal to the request's ephemeral key,
+// with fsm.PartialSealInfo(context, Index) as info.
+type SealedPartial struct {
+	Index  uint32 `json:"index"`
+	R      []byte `json:"r"`
+	Sealed []byte `json:"sealed"`
+}
+
+// PrincipalID is the ID shown to users for an Ed25519 public key (a machine
+// or an operator): the hex of the first 16 bytes of its SHA-256.
+func PrincipalID(publicKey []byte) string {
+	sum := sha256.Sum256(publicKey)
+	return hex.EncodeToString(sum[:16])
+}
+
+// KlefkiIDPrefix starts a machine's ID as klefki's wire spells it.
+const KlefkiIDPrefix = "SHA256:"
+
+// KlefkiMachineID is the ID of a machine as klefki's gRPC protocol spells
+// and signs it: "SHA256:" and the standard base64 of the key's SHA-256.
+// Only the gRPC MachineService speaks it; users are shown PrincipalID.
+func KlefkiMachineID(publicKey []byte) string {
+	sum := sha256.Sum256(publicKey)
+	return KlefkiIDPrefix + base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// IsKlefkiMachineID reports whether id is in klefki's form (it may still
+// name no machine).
+func IsKlefkiMachineID(id string) bool {
+	b64, ok := strings.CutPrefix(id, KlefkiIDPrefix)
+	if !ok {
+		return false
+	}
+	sum, err := base64.StdEncoding.DecodeString(b64)
+	return err == nil && len(sum) == sha256.Size
+}
+
+// SameMachine reports whether id, in either form, names the machine with
+// publicKey. Commands that take a machine ID accept both forms with it.
+func SameMachine(id string, publicKey []byte) bool {
+	if strings.HasPrefix(id, KlefkiIDPrefix) {
+		return id == KlefkiMachineID(publicKey)
+	}
+	return id == PrincipalID(publicKey)
+}
