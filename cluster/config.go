@@ -52,6 +52,12 @@ type Config struct {
 	// cluster must use the same value.
 	CheckpointEvery uint64
 
+	// JoinToken is what an unjoined node requires of a start request
+	// (keyd --join-token): whoever reaches the node first cannot start it
+	// into a cluster without it. When empty, the node makes a random one
+	// and keeps it in JoinTokenPath(DataDir) until it joins.
+	JoinToken string
+
 	Logger *slog.Logger
 }
 
