@@ -65,17 +65,11 @@ func (n *Node) checkJoinToken(got string) error {
 }
 
 // IdentityOf reads, or on first use creates, the identity of the node
-// whose data directory is dataDir, without starting it ("keyd identity").
-// nodeID may be empty when the identity exists.
+// nodeID whose data directory is dataDir, without starting it ("keyd
+// identity"); as NewNode, it refuses a directory of another node.
 func IdentityOf(dataDir, nodeID string) (Identity, error) {
-	var existing identity
-	switch err := readJSON(filepath.Join(dataDir, identityFile), &existing); {
-	case err == nil && nodeID == "":
-		nodeID = existing.NodeID
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return Identity{}, err
-	case err != nil && nodeID == "":
-		return Identity{}, fmt.Errorf("%s has no identity yet: give the node ID to make one", dataDir)
+	if nodeID == "" {
+		return Identity{}, errors.New("node ID is empty")
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return Identity{}, err
