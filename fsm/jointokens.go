@@ -13,9 +13,9 @@ import (
 // it is meant for know, and an expiry; an admin's join_node names the
 // token and carries its secret, and adds the node only if the token exists,
 // has not expired and was never spent; it is spent by that node. The state
-// never holds a secret: a copied snapshot gives no token. (The log keeps
-// the secret of each join_node, whose token that entry spent, or, if it
-// was refused, a token only an admin's signed join_node can spend.) A
+// never holds a secret. The log, and a snapshot's entries, keep the secret
+// of each join_node: of a token that entry spent or, if it was refused,
+// of one only an admin's signed join_node can spend. A
 // token stays listed, spent or not, until it expires.
 
 // MaxJoinTokenTTL bounds how long a join token lives.
