@@ -19,10 +19,54 @@ import (
 )
 
 // The operator's side of forming a cluster. A node that has not joined
-// serves a self-signed certificate for its own key; the operator's tool
-// takes the key it sees there (trust on first use, with its fingerprint
-// shown to the operator), issues the node a certificate from the cluster
-// CA, and starts it.
+// serves a self-signed certificate for its own key, and the client takes
+// that key only if it is the identity the node reports (the TLS handshake
+// proves the node holds it). Before anything is issued, the operator
+// vouches for that key: its fingerprint must be the one keyd printed on
+// the node's machine (JoinOptions). The node takes the start only with the
+// join token it was started with, and the cluster admits it only with a
+// join token it holds, which the join spends.
+
+// ErrFingerprintMismatch is returned when the node at an address has
+// another identity than the fingerprint the operator gave: nothing was
+// issued to it.
+var ErrFingerprintMismatch = errors.New("identity fingerprint mismatch")
+
+// JoinOptions are how the operator vouches for the node at an address.
+type JoinOptions struct {
+	// Token is the join token the node was started with (keyd
+	// --join-token, or the one it wrote to its data directory). To join a
+	// cluster it must be a token the cluster holds (CreateJoinToken,
+	// AddJoinToken): the join spends it.
+	Token string
+	// Fingerprint is the node's identity fingerprint as keyd printed it at
+	// start, or "keyd identity" prints it (api.Fingerprint).
+	Fingerprint string
+	// Confirm, when Fingerprint is empty, is shown the node's identity and
+	// returns nil to admit it (keyctl asks on a terminal). It is called
+	// before anything is issued.
+	Confirm func(id *api.Identity, fingerprint string) error
+}
+
+// vouch checks the operator's word for the node's identity before anything
+// is issued to it.
+func (o *JoinOptions) vouch(addr string, id *api.Identity) error {
+	if o.Token == "" {
+		return errors.New("the join token the node was started with is needed (keyd --join-token, or the node's data directory's join-token file)")
+	}
+	fp := api.Fingerprint(id.SignKey)
+	switch {
+	case o.Fingerprint != "":
+		if !api.SameFingerprint(o.Fingerprint, fp) {
+			return fmt.Errorf("%w: the node at %s (%q) has identity fingerprint %s, not %s; nothing was issued to it",
+				ErrFingerprintMismatch, addr, id.NodeID, fp, o.Fingerprint)
+		}
+		return nil
+	case o.Confirm != nil:
+		return o.Confirm(id, fp)
+	}
+	return fmt.Errorf("the node at %s (%q) has identity fingerprint %s: give the fingerprint keyd printed on its machine to admit it", addr, id.NodeID, fp)
+}
 
 // unjoinedClient talks to a node before it has a CA certificate. It
 // accepts the node's self-signed certificate only if that certificate's
@@ -31,7 +75,7 @@ func unjoinedClient() (*http.Client, *ed25519.PublicKey) {
 	var seen ed25519.PublicKey
 	cfg := &tls.Config{
 		MinVersion:         tls.VersionTLS13,
-		InsecureSkipVerify: true, // trust on first use: checked against the identity below
+		InsecureSkipVerify: true, // checked against the identity below, which the operator vouches for (JoinOptions)
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
 				return errors.New("node sent no certificate")
@@ -102,16 +146,20 @@ func nodeRecord(id *api.Identity) *fsm.Node {
 
 // InitCluster founds a cluster on the node at addr: it makes the CA, the
 // first (admin) operator's key and certificate and the gossip key, and
-// starts the node. The cluster key is made by a DKG among the first
+// starts the node, which must have been started with opts.Token. The
+// cluster key is made by a DKG among the first
 // initialNodes members, once they have joined (at once if initialNodes is
 // 1). The returned credentials are everything the operator needs; keep
 // the CA key safe.
-func InitCluster(ctx context.Context, addr, operatorName string, initialNodes int) (*Credentials, *api.Identity, error) {
+func InitCluster(ctx context.Context, addr, operatorName string, initialNodes int, opts JoinOptions) (*Credentials, *api.Identity, error) {
 	if initialNodes < 1 || initialNodes > fsm.MaxNodes {
 		return nil, nil, fmt.Errorf("the initial cluster size must be 1 to %d nodes, got %d", fsm.MaxNodes, initialNodes)
 	}
 	id, err := FetchIdentity(ctx, addr)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := opts.vouch(addr, id); err != nil {
 		return nil, nil, err
 	}
 	idBytes := make([]byte, 8)
@@ -154,7 +202,7 @@ func InitCluster(ctx context.Context, addr, operatorName string, initialNodes in
 	if err != nil {
 		return nil, nil, err
 	}
-	req := &api.StartRequest{ClusterID: clusterID, CACert: ca.CertPEM, NodeCert: nodeCert, GossipKey: gossip, Init: init}
+	req := &api.StartRequest{ClusterID: clusterID, CACert: ca.CertPEM, NodeCert: nodeCert, GossipKey: gossip, JoinToken: opts.Token, Init: init}
 	if err := startNode(ctx, addr, id, req); err != nil {
 		return nil, nil, fmt.Errorf("starting node %q: %w", id.NodeID, err)
 	}
@@ -168,14 +216,21 @@ func InitCluster(ctx context.Context, addr, operatorName string, initialNodes in
 	return creds, id, nil
 }
 
-// JoinNode admits the unjoined node at addr to the cluster c talks to:
-// it issues the node's certificate, starts it, commits the signed
-// add_node, and waits until the cluster has reshared to include it.
-func (c *Client) JoinNode(ctx context.Context, addr string) (*api.Identity, error) {
+// JoinNode admits the unjoined node at addr to the cluster c talks to.
+// The node must have the identity opts vouch for and have been started
+// with opts.Token, a join token the cluster holds; nothing is issued
+// before both are checked. JoinNode issues the node's certificate, starts
+// it, commits the join_node that spends the token, and waits until the
+// cluster has reshared to include it.
+func (c *Client) JoinNode(ctx context.Context, addr string, opts JoinOptions) (*api.Identity, error) {
 	if len(c.creds.CAKey) == 0 || len(c.creds.GossipKey) == 0 {
 		return nil, errors.New("joining a node needs the CA key and the gossip key (KEYQUORUM_CA_KEY, KEYQUORUM_GOSSIP_KEY)")
 	}
 	ca, err := pki.LoadCA(c.creds.CACert, c.creds.CAKey)
+	if err != nil {
+		return nil, err
+	}
+	tokenID, secret, err := api.ParseJoinToken(opts.Token)
 	if err != nil {
 		return nil, err
 	}
@@ -187,21 +242,50 @@ func (c *Client) JoinNode(ctx context.Context, addr string) (*api.Identity, erro
 	if err != nil {
 		return nil, err
 	}
+	if err := opts.vouch(addr, id); err != nil {
+		return nil, err
+	}
+	if err := c.usableToken(ctx, tokenID); err != nil {
+		return nil, err
+	}
 	nodeCert, err := ca.Issue(ed25519.PublicKey(id.SignKey), pki.RoleNode, id.NodeID, nodeHosts(id))
 	if err != nil {
 		return nil, err
 	}
-	req := &api.StartRequest{ClusterID: st.ClusterID, CACert: c.creds.CACert, NodeCert: nodeCert, GossipKey: c.creds.GossipKey}
+	req := &api.StartRequest{ClusterID: st.ClusterID, CACert: c.creds.CACert, NodeCert: nodeCert, GossipKey: c.creds.GossipKey, JoinToken: opts.Token}
 	if err := startNode(ctx, addr, id, req); err != nil {
 		return nil, fmt.Errorf("starting node %q: %w", id.NodeID, err)
 	}
-	if _, err := c.submit(ctx, "/v1/nodes", &fsm.Command{Type: fsm.TypeAddNode, AddNode: nodeRecord(id)}); err != nil {
+	join := &fsm.JoinNode{Node: nodeRecord(id), Token: tokenID, Secret: secret}
+	if _, err := c.submit(ctx, "/v1/nodes/join", &fsm.Command{Type: fsm.TypeJoinNode, JoinNode: join}); err != nil {
 		return nil, fmt.Errorf("adding node %q: %w", id.NodeID, err)
 	}
 	if err := c.waitMember(ctx, id.NodeID, st.Epoch); err != nil {
 		return nil, err
 	}
 	return id, nil
+}
+
+// usableToken checks, before anything is issued, that the cluster holds
+// the join token, unspent and unexpired. The join_node that spends it is
+// checked again by every replica.
+func (c *Client) usableToken(ctx context.Context, id string) error {
+	tokens, err := c.JoinTokens(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range tokens {
+		switch {
+		case t.ID != id:
+		case t.SpentBy != "":
+			return &Error{Kind: api.KindDenied, Message: fmt.Sprintf("join token %s was spent by node %q", id, t.SpentBy)}
+		case time.Now().UnixNano() >= t.ExpiresAt:
+			return &Error{Kind: api.KindDenied, Message: fmt.Sprintf("join token %s expired at %s", id, time.Unix(0, t.ExpiresAt).UTC().Format(time.RFC3339))}
+		default:
+			return nil
+		}
+	}
+	return &Error{Kind: api.KindDenied, Message: fmt.Sprintf("the cluster holds no join token %s: it was never created (keyctl cluster token create), was revoked or expired", id)}
 }
 
 // waitMember waits until the node is a member and the cluster key is

@@ -8,7 +8,9 @@
 // (CreateSecret, CreateSealed, CompareAndSwap), and a Tang key is dealt
 // here to the share holders (CreateTang), so no node sees either whole.
 // InitCluster and Client.JoinNode form a cluster: they make the CA and
-// issue node and operator certificates (package cluster/pki).
+// issue node and operator certificates (package cluster/pki), only to a
+// node whose identity the operator vouched for (JoinOptions) and that was
+// started with the join token they present (CreateJoinToken).
 // Package client/kxddir reads a kxd data directory for import, and
 // client/jose makes Tang advertisements.
 //

@@ -54,6 +54,11 @@ type Config struct {
 
 	// Network carries the node port; nil means TCP.
 	Network Network
+	// JoinToken is what an unjoined node requires of a start request
+	// (keyd --join-token): whoever reaches the node first cannot start it
+	// into a cluster without it. When empty, the node makes a random one
+	// and keeps it in JoinTokenPath(DataDir) until it joins.
+	JoinToken string
 
 	Logger *slog.Logger
 }

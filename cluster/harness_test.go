@@ -210,7 +210,10 @@ func (c *testCluster) startRequest(tn *testNode) *StartRequest {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	return &StartRequest{ClusterID: c.clusterID, CACert: c.ca.CertPEM, NodeCert: cert, GossipKey: c.gossipKey}
+	tn.n.mu.Lock()
+	token := tn.n.joinToken
+	tn.n.mu.Unlock()
+	return &StartRequest{ClusterID: c.clusterID, CACert: c.ca.CertPEM, NodeCert: cert, GossipKey: c.gossipKey, JoinToken: token}
 }
 
 // sign signs a command as the admin operator, with a fresh nonce.

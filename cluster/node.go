@@ -45,6 +45,8 @@ type Node struct {
 	mu      sync.Mutex
 	rt      *runtime // nil until started
 	stopped bool
+	// joinToken is what a start request must carry; empty once joined.
+	joinToken string
 
 	leaderReady atomic.Bool // this node is leader and has committed an entry of its term
 	verify      verifyBatch
@@ -97,6 +99,10 @@ func NewNode(cfg Config) (*Node, error) {
 		}
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, err
+	default:
+		if n.joinToken, err = loadJoinToken(&cfg); err != nil {
+			return nil, err
+		}
 	}
 	return n, nil
 }
@@ -136,6 +142,12 @@ func (n *Node) Membership() (caCert, nodeCert []byte) {
 // Start joins the node to a cluster. It is refused once the node is in
 // one.
 func (n *Node) Start(ctx context.Context, req *StartRequest) error {
+	n.mu.Lock()
+	err := n.checkJoinToken(req.JoinToken)
+	n.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	m := &membership{ClusterID: req.ClusterID, CACert: req.CACert, NodeCert: req.NodeCert, GossipKey: req.GossipKey, ClusterKey: req.ClusterKey}
 	if m.ClusterID == "" {
 		return Errorf(KindInvalid, "start request has no cluster ID")
@@ -164,6 +176,12 @@ func (n *Node) Start(ctx context.Context, req *StartRequest) error {
 	}
 	if err := n.startRuntime(m); err != nil {
 		return err
+	}
+	n.mu.Lock()
+	n.joinToken = ""
+	n.mu.Unlock()
+	if err := os.Remove(JoinTokenPath(n.cfg.DataDir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		n.log.Warn("removing the spent join token file", "err", err)
 	}
 	if req.Init == nil {
 		return nil

@@ -66,6 +66,11 @@ const (
 	// TypeAttest is a share holder's partial over a checkpoint of the
 	// state (see checkpoint.go); node-signed.
 	TypeAttest = "attest"
+	// Join tokens (jointokens.go): an admin creates and revokes them; an
+	// admin's join_node adds a node and spends the token it joins with.
+	TypeCreateJoinToken = "create_join_token"
+	TypeRevokeJoinToken = "revoke_join_token"
+	TypeJoinNode        = "join_node"
 	// TypeRelease is never logged: it is a request that share holders
 	// authorize against the state (see State.Authorize).
 	TypeRelease = "release"
@@ -101,6 +106,11 @@ type Command struct {
 	Delivered      *Delivered      `json:"delivered,omitempty"`
 	Attest         *Attest         `json:"attest,omitempty"`
 	Release        *ReleaseRequest `json:"release,omitempty"`
+
+	// Join tokens (jointokens.go).
+	CreateJoinToken *JoinToken `json:"create_join_token,omitempty"`
+	RevokeJoinToken string     `json:"revoke_join_token,omitempty"`
+	JoinNode        *JoinNode  `json:"join_node,omitempty"`
 }
 
 // Init founds the cluster: the first operator (who signs this command with

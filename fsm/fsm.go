@@ -154,6 +154,7 @@ func (f *FSM) prune(now int64) {
 	s.LastPrune = now
 	maps.DeleteFunc(s.Nonces, func(_ string, expiry int64) bool { return expiry < now })
 	s.pruneMachines(now)
+	s.pruneJoinTokens(now)
 }
 
 // verify decodes the command and checks its signature, its time and its

@@ -66,6 +66,9 @@ type State struct {
 	// the checkpoints being attested, oldest first (checkpoint.go).
 	Checkpoint *Checkpoint   `json:"checkpoint,omitempty"`
 	Pending    []*Checkpoint `json:"pending_checkpoints,omitempty"`
+	// JoinTokens are the join tokens not yet expired, spent or not, by ID
+	// (jointokens.go); nil until the first is created.
+	JoinTokens map[string]*JoinToken `json:"join_tokens,omitempty"`
 }
 
 // Node is a member of the cluster.

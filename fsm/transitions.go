@@ -71,6 +71,12 @@ func (t *transition) apply() *Error {
 		return t.delivered(c.Delivered)
 	case TypeAttest:
 		return t.attest(c.Attest)
+	case TypeCreateJoinToken:
+		return t.admin(func() *Error { return t.createJoinToken(c.CreateJoinToken) })
+	case TypeRevokeJoinToken:
+		return t.admin(func() *Error { return t.revokeJoinToken(c.RevokeJoinToken) })
+	case TypeJoinNode:
+		return t.admin(func() *Error { return t.joinNode(c.JoinNode) })
 	default:
 		return errorf(CodeInvalid, "unknown command type %q", c.Type)
 	}

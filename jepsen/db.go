@@ -8,12 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/cluster/api"
 )
 
 // clock gives the run's timestamps: nanoseconds since the run began, on
@@ -190,7 +192,11 @@ func (d *db) form(ctx context.Context) error {
 		}()
 	}
 	ctx = died
-	creds, id, err := client.InitCluster(ctx, d.apiAddr(1), "jepsen", d.cfg.Nodes)
+	opts, err := d.vouch(1)
+	if err != nil {
+		return err
+	}
+	creds, id, err := client.InitCluster(ctx, d.apiAddr(1), "jepsen", d.cfg.Nodes, opts)
 	if err != nil {
 		return fmt.Errorf("cluster init on %s: %w (%v)", d.apiAddr(1), err, context.Cause(ctx))
 	}
@@ -200,7 +206,7 @@ func (d *db) form(ctx context.Context) error {
 	d.mu.Unlock()
 	d.ev.logf("cluster %s founded on %s", id.NodeID, d.apiAddr(1))
 	for n := 2; n <= d.cfg.Nodes; n++ {
-		if _, err := d.client(1).JoinNode(ctx, d.apiAddr(n)); err != nil {
+		if err := d.joinNode(ctx, d.client(1), n); err != nil {
 			return fmt.Errorf("joining %s: %w (%v)", d.nodeID(n), err, context.Cause(ctx))
 		}
 		d.mu.Lock()
@@ -209,6 +215,32 @@ func (d *db) form(ctx context.Context) error {
 		d.ev.logf("%s joined", d.nodeID(n))
 	}
 	return nil
+}
+
+// vouch is the operator's word for the unjoined node in slot n: the suite
+// started it, so it takes the identity the node shows, and the join token
+// the node made for itself in its data directory.
+func (d *db) vouch(n int) (client.JoinOptions, error) {
+	b, err := os.ReadFile(cluster.JoinTokenPath(d.dataDir(d.nodeID(n))))
+	if err != nil {
+		return client.JoinOptions{}, fmt.Errorf("the join token of %s: %w", d.nodeID(n), err)
+	}
+	accept := func(*api.Identity, string) error { return nil }
+	return client.JoinOptions{Token: strings.TrimSpace(string(b)), Confirm: accept}, nil
+}
+
+// joinNode has the cluster hold the join token of the unjoined node in
+// slot n, then admits the node through c.
+func (d *db) joinNode(ctx context.Context, c *client.Client, n int) error {
+	opts, err := d.vouch(n)
+	if err != nil {
+		return err
+	}
+	if err := c.AddJoinToken(ctx, opts.Token, time.Hour); err != nil {
+		return fmt.Errorf("join token of %s: %w", d.nodeID(n), err)
+	}
+	_, err = c.JoinNode(ctx, d.apiAddr(n), opts)
+	return err
 }
 
 // kill sends kill -9 to a slot's node.
@@ -316,7 +348,7 @@ func (d *db) join(ctx context.Context, c *client.Client, via, fresh int) error {
 			return err
 		}
 		newID := d.nodeID(fresh)
-		_, err := c.JoinNode(ctx, d.apiAddr(fresh))
+		err := d.joinNode(ctx, c, fresh)
 		if err == nil {
 			d.markMember(fresh)
 			d.ev.logf("member: fresh %s joined in slot %d", newID, fresh)

@@ -74,6 +74,11 @@ type StartRequest struct {
 	// ClusterKey, when the operator has pinned it, is the cluster public
 	// key: the node installs no snapshot for another key.
 	ClusterKey []byte `json:"cluster_key,omitempty"`
+	// JoinToken is the token the node was started with (keyd --join-token,
+	// or the one it wrote to its data directory): a node refuses a start
+	// request without it, so whoever reaches an unjoined node first cannot
+	// start it into a cluster of their own.
+	JoinToken string `json:"join_token"`
 	// Init, for the first node only, is the operator-signed init command:
 	// the node bootstraps Raft alone and applies it as the first entry.
 	// Other nodes start empty and wait for the leader to add them.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keyquorum/keyquorum/client"
+	"github.com/keyquorum/keyquorum/cluster/api"
 )
 
 // runDev starts a complete cluster on loopback in one process, as an
@@ -45,13 +46,19 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 			r.shutdown()
 		}
 	}()
-	var apiAddrs, gatewayLines []string
+	var apiAddrs, gatewayLines, tokens []string
 	for i := 1; i <= *nodes; i++ {
 		ports, err := freePorts(6)
 		if err != nil {
 			return err
 		}
+		token, _, _, err := api.NewJoinToken()
+		if err != nil {
+			return err
+		}
+		tokens = append(tokens, token)
 		f := nodeFlags{
+			joinToken:      token,
 			id:             fmt.Sprintf("dev%d", i),
 			dataDir:        filepath.Join(*dir, fmt.Sprintf("dev%d", i)),
 			apiAddr:        ports[0],
@@ -71,7 +78,12 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	creds, _, err := client.InitCluster(ctx, apiAddrs[0], "dev", *nodes)
+	// Each node's fingerprint is known here, in its own process: the
+	// operator's check of it is the same as a join across machines.
+	vouch := func(i int) client.JoinOptions {
+		return client.JoinOptions{Token: tokens[i], Fingerprint: api.Fingerprint(running[i].node.Identity().SignKey)}
+	}
+	creds, _, err := client.InitCluster(ctx, apiAddrs[0], "dev", *nodes, vouch(0))
 	if err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
@@ -79,8 +91,12 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for _, addr := range apiAddrs[1:] {
-		if _, err := c.JoinNode(ctx, addr); err != nil {
+	for i := 1; i < len(apiAddrs); i++ {
+		addr := apiAddrs[i]
+		if err := c.AddJoinToken(ctx, tokens[i], 10*time.Minute); err != nil {
+			return fmt.Errorf("join token for %s: %w", addr, err)
+		}
+		if _, err := c.JoinNode(ctx, addr, vouch(i)); err != nil {
 			return fmt.Errorf("join %s: %w", addr, err)
 		}
 	}

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/gateway/https"
 	"github.com/keyquorum/keyquorum/gateway/tang"
 )
@@ -35,6 +36,8 @@ const usage = `keyd runs a keyquorum node.
 
 Usage:
   keyd [flags]        run one node
+  keyd identity --data-dir DIR [--id ID]
+                      print the node's ID and identity fingerprint (made on first use)
   keyd dev [flags]    run a local three-node cluster for development
 
 Run "keyd -h" or "keyd dev -h" for the flags.
@@ -47,6 +50,8 @@ func main() {
 	switch {
 	case len(args) > 0 && args[0] == "dev":
 		err = runDev(args[1:], os.Stdout, os.Stderr)
+	case len(args) > 0 && args[0] == "identity":
+		err = runIdentity(args[1:], os.Stdout)
 	case len(args) > 0 && (args[0] == "help" || args[0] == "--help"):
 		fmt.Print(usage)
 	default:
@@ -76,6 +81,8 @@ type nodeFlags struct {
 	// timeouts replace the HTTP servers' (the API's and kxd's) default
 	// timeouts, https.DefaultTimeouts(requestTimeout); tests shorten them.
 	timeouts *https.Timeouts
+	// joinToken is what an unjoined node requires of whoever starts it.
+	joinToken string
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -89,6 +96,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.requestTimeout, "request-timeout", cluster.DefaultRequestTimeout, "bound on one release, read or write")
 	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 0, "Raft log entries between snapshots (0: Raft's default, 8192)")
 	fs.Uint64Var(&f.trailingLogs, "trailing-logs", 0, "Raft log entries kept after a snapshot for lagging followers (0: Raft's default, 10240)")
+	fs.StringVar(&f.joinToken, "join-token", "", "join token an unjoined node requires of whoever starts it (keyctl cluster token create; default: one the node makes in DATA_DIR/join-token)")
 	f.gateways.register(fs)
 }
 
@@ -173,7 +181,16 @@ func runNode(args []string, stderr io.Writer) error {
 		debug := &http.Server{Addr: f.debugAddr, ReadHeaderTimeout: https.ReadHeaderTimeout, IdleTimeout: https.IdleTimeout}
 		go func() { log.Error("debug server", "err", debug.ListenAndServe()) }()
 	}
-	log.Info("keyd running", "node", f.id, "api", f.apiAddr, "raft", f.raftAddr, "gossip", f.gossipAddr)
+	id := n.node.Identity()
+	fp := api.Fingerprint(id.SignKey)
+	log.Info("keyd running", "node", f.id, "api", f.apiAddr, "raft", f.raftAddr, "gossip", f.gossipAddr, "fingerprint", fp)
+	if !id.Joined {
+		token := "the one given with --join-token"
+		if f.joinToken == "" {
+			token = "the one in " + cluster.JoinTokenPath(f.dataDir)
+		}
+		log.Info("not in a cluster yet: keyctl cluster init or join starts it with this fingerprint and the join token", "fingerprint", fp, "token", token)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	<-ctx.Done()
@@ -194,6 +211,7 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 	cfg.APIAddr, cfg.RaftAddr, cfg.GossipAddr = f.apiAddr, f.raftAddr, f.gossipAddr
 	cfg.RequestTimeout = f.requestTimeout
 	cfg.SnapshotThreshold, cfg.TrailingLogs = f.snapshotThreshold, f.trailingLogs
+	cfg.JoinToken = f.joinToken
 	cfg.Logger = log
 	n, err := cluster.NewNode(cfg)
 	if err != nil {
@@ -239,4 +257,38 @@ func (r *runningNode) shutdown() error {
 		}
 	}
 	return errors.Join(append(errs, r.node.Shutdown(ctx))...)
+}
+
+// runIdentity prints a node's ID and identity fingerprint, making its
+// identity if the data directory has none yet, without starting it: the
+// operator compares the fingerprint with the one keyctl is given.
+func runIdentity(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("keyd identity", flag.ContinueOnError)
+	dataDir := fs.String("data-dir", "", "data directory (required)")
+	id := fs.String("id", "", "node ID, as keyd is given it (default: the host name)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := applyEnvAndFile(fs, ""); err != nil {
+		return err
+	}
+	if *dataDir == "" {
+		return errors.New("--data-dir is required")
+	}
+	if *id == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return err
+		}
+		*id = host
+	}
+	ident, err := cluster.IdentityOf(*dataDir, *id)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "node %s\nfingerprint %s\n", ident.NodeID, api.Fingerprint(ident.SignKey))
+	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,5 +57,55 @@ func TestBadEnvValueNamesTheVariable(t *testing.T) {
 	f.register(fs)
 	if err := applyEnvAndFile(fs, ""); err == nil || !strings.Contains(err.Error(), "KEYQUORUM_REQUEST_TIMEOUT") {
 		t.Fatalf("got %v, want an error naming KEYQUORUM_REQUEST_TIMEOUT", err)
+	}
+}
+
+// TestJoinTokenFromEnvOrConfig: --join-token comes from
+// KEYQUORUM_JOIN_TOKEN or the config file, like every flag.
+func TestJoinTokenFromEnvOrConfig(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "keyd.json")
+	if err := os.WriteFile(cfg, []byte(`{"join-token":"from-file"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, env := range []string{"", "from-env"} {
+		if env != "" {
+			t.Setenv("KEYQUORUM_JOIN_TOKEN", env)
+		}
+		fs := flag.NewFlagSet("keyd", flag.ContinueOnError)
+		var f nodeFlags
+		f.register(fs)
+		if err := fs.Parse(nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := applyEnvAndFile(fs, cfg); err != nil {
+			t.Fatal(err)
+		}
+		want := "from-file"
+		if env != "" {
+			want = env
+		}
+		if f.joinToken != want {
+			t.Errorf("join token %q, want %q", f.joinToken, want)
+		}
+	}
+}
+
+// TestIdentityPrintsTheFingerprint: keyd identity makes the identity once
+// and prints the same ID and fingerprint every time, before the node runs.
+func TestIdentityPrintsTheFingerprint(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "n1")
+	var first, second strings.Builder
+	if err := runIdentity([]string{"--data-dir", dir, "--id", "n1"}, &first); err != nil {
+		t.Fatal(err)
+	}
+	if err := runIdentity([]string{"--data-dir", dir, "--id", "n1"}, &second); err != nil {
+		t.Fatal(err)
+	}
+	out := first.String()
+	if out != second.String() || !strings.HasPrefix(out, "node n1\nfingerprint ") || len(strings.TrimSpace(strings.TrimPrefix(out, "node n1\nfingerprint "))) != 64 {
+		t.Fatalf("keyd identity printed %q, then %q", out, second.String())
+	}
+	if err := runIdentity([]string{"--data-dir", dir, "--id", "other"}, io.Discard); err == nil {
+		t.Fatal("keyd identity took another node's data directory")
 	}
 }

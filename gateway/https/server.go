@@ -112,6 +112,9 @@ func NewServer(svc cluster.Service, key ed25519.PrivateKey, log *slog.Logger, op
 	if m, ok := svc.(cluster.MachineService); ok {
 		s.registerMachines(mux, m)
 	}
+	if j, ok := svc.(cluster.JoinTokenService); ok {
+		s.registerJoinTokens(mux, j)
+	}
 	for _, m := range o.mounts {
 		for _, p := range m.patterns {
 			mux.Handle(p, m.h)

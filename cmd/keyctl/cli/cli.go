@@ -37,9 +37,13 @@ const (
 const Usage = `keyctl runs a keyquorum cluster.
 
 Usage:
-  keyctl cluster init --node ADDR [--nodes N] [--name NAME] [--dir DIR]
+  keyctl cluster init --node ADDR --token T|--token-file F [--fingerprint FP] [--nodes N] [--name NAME] [--dir DIR]
                                     found a cluster; its key is made when N nodes (default 3) have joined
-  keyctl cluster join ADDR          admit the unjoined node at ADDR (needs the CA and gossip keys)
+  keyctl cluster token create [--ttl 1h]
+                                    print a one-time join token; start the new node with it (keyd --join-token)
+  keyctl cluster token list | revoke ID
+  keyctl cluster join ADDR --token T|--token-file F [--fingerprint FP]
+                                    admit the unjoined node at ADDR (needs the CA and gossip keys)
   keyctl cluster leave NODE-ID      remove a member; the cluster reshares without it
   keyctl cluster status
   keyctl key create NAME [--type secret] [--bytes N | --from-file F] [--expires DURATION] [ACCESS]
@@ -68,6 +72,13 @@ Usage:
   keyctl rule put ID --principal OPERATOR-ID --key NAME|PREFIX* --ops OP[,OP...]
   keyctl operator create NAME --dir DIR [--admin]
                                     make another operator's key and certificate (needs the CA key)
+
+A node is admitted only if its identity fingerprint is the one keyd printed
+on its machine at start ("keyd identity" prints it too): pass it with
+--fingerprint, or confirm it when asked on a terminal. The token is the one
+the node was started with: for a join, one "cluster token create" made,
+which the join spends; for init, the one in the node's data directory
+(join-token) unless keyd was given --join-token.
 
 ACCESS is --gateway kxd|tang|tlv, --client-cert PEM, --host H, --no-hosts,
 --network CIDR, --email ADDR, --rate N (each list flag repeats). The node
@@ -147,7 +158,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 // handlers maps each command and subcommand to its function.
 func (c *command) handlers() map[string]map[string]func([]string) error {
 	return map[string]map[string]func([]string) error{
-		"cluster": {"init": c.clusterInit, "join": c.clusterJoin, "leave": c.clusterLeave, "status": c.clusterStatus},
+		"cluster": {"init": c.clusterInit, "join": c.clusterJoin, "leave": c.clusterLeave, "status": c.clusterStatus, "token": c.clusterToken},
 		"key": {"create": c.keyCreate, "get": c.keyGet, "list": c.keyList, "show": c.keyShow,
 			"revoke": c.keyRevoke, "destroy": c.keyDestroy, "cas": c.keyCAS, "access": c.keyAccess,
 			"import-dir": c.keyImportDir, "import-kxd": c.keyImportKxd},
@@ -227,15 +238,20 @@ func (c *command) clusterInit(args []string) error {
 	name := fs.String("name", "admin", "name of the first operator")
 	nodes := fs.Int("nodes", 3, "the cluster key is made once this many nodes have joined")
 	dir := fs.String("dir", "keyquorum-credentials", "directory to write the credentials and env.sh into")
+	vouch := c.vouchFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	if *node == "" {
 		return usagef("cluster init needs --node ADDR")
 	}
+	opts, err := vouch()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := timeout()
 	defer cancel()
-	creds, id, err := client.InitCluster(ctx, *node, *name, *nodes)
+	creds, id, err := client.InitCluster(ctx, *node, *name, *nodes, opts)
 	if err != nil {
 		return err
 	}
@@ -249,7 +265,12 @@ func (c *command) clusterInit(args []string) error {
 
 func (c *command) clusterJoin(args []string) error {
 	fs := c.flags("cluster join")
+	vouch := c.vouchFlags(fs)
 	pos, err := parse(fs, args, "ADDR")
+	if err != nil {
+		return err
+	}
+	opts, err := vouch()
 	if err != nil {
 		return err
 	}
@@ -258,7 +279,7 @@ func (c *command) clusterJoin(args []string) error {
 		return err
 	}
 	defer cancel()
-	id, err := cl.JoinNode(ctx, pos[0])
+	id, err := cl.JoinNode(ctx, pos[0], opts)
 	if err != nil {
 		return err
 	}

@@ -51,6 +51,11 @@ func TestUsageErrorsExitTwoWithOneLine(t *testing.T) {
 		{"key", "cas", "x", "--old-sha256", "zz", "--from-file", "f"},
 		{"rule", "put", "r"},
 		{"cluster", "init"},
+		{"cluster", "init", "--node", "127.0.0.1:1"}, // no join token
+		{"cluster", "join", "127.0.0.1:1"},           // no join token
+		{"cluster", "join", "127.0.0.1:1", "--token", "t", "--token-file", "f"}, // both
+		{"cluster", "token"},
+		{"cluster", "token", "frob"},
 	} {
 		code, out, errb := keyctl(t, args...)
 		if code != ExitUsage {
