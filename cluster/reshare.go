@@ -7,11 +7,13 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyquorum/keyquorum/fsm"
@@ -30,8 +32,32 @@ import (
 //     the round's new commitments;
 //  3. each member opens its sub-shares, checks them against the deals'
 //     commitments, combines its new share, stores it, and acknowledges;
-//  4. when every member has acknowledged, the new sharing is the epoch:
-//     holders erase their old shares, and leaving nodes are dropped.
+//  4. when t' members have acknowledged, the new sharing is the epoch:
+//     holders erase their old shares, and leaving nodes are dropped;
+//  5. a member checks each deal as it is logged, and complains when its
+//     sub-share does not open or does not match the commitments: an upheld
+//     complaint disqualifies the dealer (fsm/reshare.go);
+//  6. a member that missed the round (down or slow) opens its new share
+//     from the round's deals, which the state keeps as LastRound, when it
+//     is back, with the encryption key the round dealt to, which it keeps
+//     until then; or complains against one of them.
+//
+// docs/resharing.md describes the design.
+
+// reshareHooks let tests stage attacks on resharing; nil in production.
+type reshareHooks struct {
+	// gate is asked before a node deals in a round: false makes it wait.
+	gate func(nodeID string, r *fsm.Reshare) bool
+	// tamper changes a node's deal before it is proposed: a cheating dealer.
+	tamper func(nodeID string, d *shamir.Deal)
+}
+
+var testHooks atomic.Pointer[reshareHooks]
+
+func gateOpen(nodeID string, r *fsm.Reshare) bool {
+	h := testHooks.Load()
+	return h == nil || h.gate == nil || h.gate(nodeID, r)
+}
 
 // dealChecker gives the state machine shamir's public deal checks.
 type dealChecker struct{}
@@ -85,6 +111,25 @@ func (dealChecker) CombinePublic(r *fsm.Reshare) ([][]byte, error) {
 	return poly.Commits, nil
 }
 
+// CheckComplaint upholds member's complaint against dealer's deal when
+// its proof shows the sub-share bad (shamir.VerifyDealComplaint).
+func (dealChecker) CheckComplaint(clusterID string, r *fsm.Reshare, m *fsm.Member, dealer uint32, deal, proof []byte) error {
+	d, err := decodeDeal(deal)
+	if err != nil {
+		return err
+	}
+	var c shamir.DealComplaint
+	dec := json.NewDecoder(bytes.NewReader(proof))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return fmt.Errorf("decoding the complaint's proof: %w", err)
+	}
+	if c.Dealer != dealer || c.Recipient != m.Index {
+		return fmt.Errorf("the proof is of dealer %d's sub-share to %d, not %d's to %d", c.Dealer, c.Recipient, dealer, m.Index)
+	}
+	return shamir.VerifyDealComplaint(d, m.EncKey, &c, dealContext(clusterID, r.Round))
+}
+
 func roundDeals(r *fsm.Reshare) ([]*shamir.Deal, error) {
 	deals := make([]*shamir.Deal, len(r.Deals))
 	for i, rec := range r.Deals {
@@ -111,6 +156,7 @@ type roundView struct {
 	poly      [][]byte
 	me        *fsm.Node
 	round     *fsm.Reshare
+	last      *fsm.Reshare // the round that made the epoch
 }
 
 func (n *Node) viewRound() roundView {
@@ -121,14 +167,19 @@ func (n *Node) viewRound() roundView {
 			c := *me
 			v.me = &c
 		}
-		if s.Reshare != nil {
-			b, _ := json.Marshal(s.Reshare)
-			var r fsm.Reshare
-			json.Unmarshal(b, &r)
-			v.round = &r
-		}
+		v.round, v.last = cloneRound(s.Reshare), cloneRound(s.LastRound)
 	})
 	return v
+}
+
+func cloneRound(r *fsm.Reshare) *fsm.Reshare {
+	if r == nil {
+		return nil
+	}
+	b, _ := json.Marshal(r)
+	var c fsm.Reshare
+	json.Unmarshal(b, &c)
+	return &c
 }
 
 func (n *Node) driveResharing(ctx context.Context, rt *runtime) {
@@ -144,9 +195,12 @@ func (n *Node) driveResharing(ctx context.Context, rt *runtime) {
 		lastTry[key] = time.Now()
 		return false
 	}
+	checked := map[dealKey]bool{} // deals whose sub-share to this node opened
 	for {
 		_, changed := n.rfsm.watch()
-		if v := n.viewRound(); n.reshareWork(v) {
+		v := n.viewRound()
+		maps.DeleteFunc(checked, func(k dealKey, _ bool) bool { return v.round == nil || k.round != v.round.Round })
+		if n.reshareWork(v) || len(n.dealsToCheck(v, checked)) > 0 {
 			// Act only on a state that is current: a node replaying its log
 			// after a restart sees old rounds and old epochs.
 			if v, err := n.currentRound(ctx); err != nil {
@@ -158,8 +212,20 @@ func (n *Node) driveResharing(ctx context.Context, rt *runtime) {
 				if err := n.settleEncKeys(ctx, v, tried); err != nil {
 					n.log.Warn("rotating the encryption key", "err", err)
 				}
+				if n.mayRecover(v) && !tried(v.last.Round, "recover") {
+					if err := n.recoverShare(ctx, v); err != nil {
+						n.logStep("recovering the share of the last round", v.last.Round, err)
+					}
+				}
 				if r := v.round; r != nil && v.me != nil {
-					if n.mayDeal(v) && !tried(r.Round, "deal") {
+					for _, d := range n.dealsToCheck(v, checked) {
+						if !tried(r.Round, fmt.Sprint("complain", d.Dealer)) {
+							if err := n.checkDeal(ctx, v, r, d, checked); err != nil {
+								n.logStep("checking a deal", r.Round, err)
+							}
+						}
+					}
+					if n.mayDeal(v) && gateOpen(n.id.NodeID, r) && !tried(r.Round, "deal") {
 						if err := n.deal(ctx, v); err != nil {
 							n.logStep("dealing", r.Round, err)
 						}
@@ -207,18 +273,142 @@ func (n *Node) currentRound(ctx context.Context) (roundView, error) {
 
 func (n *Node) mayDeal(v roundView) bool {
 	r := v.round
-	return r != nil && v.me != nil && slices.Contains(r.Dealers, v.me.Index) && !r.HasDealt(v.me.Index) && !r.Qualified()
+	return r != nil && v.me != nil && r.Aborted == "" && r.MayDeal(v.me.Index) && !r.HasDealt(v.me.Index) && !r.Qualified()
 }
 
 func (n *Node) mayAck(v roundView) bool {
 	r := v.round
-	return r != nil && r.Qualified() && r.Member(n.id.NodeID) != nil && !r.HasAcked(n.id.NodeID)
+	return r != nil && r.Aborted == "" && r.Qualified() && r.Member(n.id.NodeID) != nil && !r.HasAcked(n.id.NodeID)
+}
+
+// mayRecover reports whether this node is a holder of the epoch without
+// its share, which the last round dealt it while it was away.
+func (n *Node) mayRecover(v roundView) bool {
+	r := v.last
+	if r == nil || v.me == nil || !v.me.Holder || r.Member(n.id.NodeID) == nil || r.HasAcked(n.id.NodeID) {
+		return false
+	}
+	cur, _ := n.shares.snapshot()
+	return cur == nil || cur.Epoch < v.epoch
+}
+
+// dealKey names a deal of a round.
+type dealKey struct {
+	round  uint64
+	dealer uint32
+}
+
+// dealsToCheck are the deals of the round in progress this node has not
+// opened yet: it checks each as it is logged, to complain early.
+func (n *Node) dealsToCheck(v roundView, checked map[dealKey]bool) []fsm.Deal {
+	r := v.round
+	if r == nil || r.Aborted != "" || r.Member(n.id.NodeID) == nil {
+		return nil
+	}
+	var out []fsm.Deal
+	for _, d := range r.Deals {
+		if !checked[dealKey{r.Round, d.Dealer}] {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// checkDeal opens this node's sub-share of a deal of round r; if it is bad
+// the node complains.
+func (n *Node) checkDeal(ctx context.Context, v roundView, r *fsm.Reshare, rec fsm.Deal, checked map[dealKey]bool) error {
+	me := r.Member(n.id.NodeID)
+	d, err := decodeDeal(rec.Deal)
+	if err != nil {
+		return err
+	}
+	encPriv := n.encKey(me.EncKey)
+	if encPriv == nil {
+		return fmt.Errorf("round %d encrypted to key %x, which this node no longer has", r.Round, me.EncKey)
+	}
+	defer clear(encPriv)
+	dctx := dealContext(v.clusterID, r.Round)
+	sub, err := shamir.OpenDeal(d, me.Index, encPriv, dctx)
+	if err == nil {
+		clear(sub)
+		checked[dealKey{r.Round, d.Dealer}] = true
+		return nil
+	}
+	if !errors.Is(err, shamir.ErrDecrypt) && !errors.Is(err, shamir.ErrBadShare) {
+		return err
+	}
+	n.log.Warn("complaining against a deal", "round", r.Round, "dealer", d.Dealer, "err", err)
+	return n.complain(ctx, r.Round, d, me.Index, encPriv, dctx)
+}
+
+func (n *Node) complain(ctx context.Context, round uint64, d *shamir.Deal, index uint32, encPriv, dctx []byte) error {
+	c, err := shamir.NewDealComplaint(rand.Reader, d, index, encPriv, dctx)
+	if err != nil {
+		return err
+	}
+	proof, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeComplaint, Complaint: &fsm.Complaint{Round: round, Dealer: d.Dealer, Proof: proof}})
+	if err != nil {
+		return err
+	}
+	_, err = n.submit(ctx, sg)
+	return err
+}
+
+// recoverShare opens this node's share of the epoch from the deals of the
+// round that made it, which it missed, stores it and acknowledges the
+// round late; or complains against a deal whose sub-share is bad.
+func (n *Node) recoverShare(ctx context.Context, v roundView) error {
+	r := v.last
+	me := r.Member(n.id.NodeID)
+	encPriv := n.encKey(me.EncKey)
+	if encPriv == nil {
+		return fmt.Errorf("round %d encrypted to key %x, which this node no longer has", r.Round, me.EncKey)
+	}
+	defer clear(encPriv)
+	dctx := dealContext(v.clusterID, r.Round)
+	deals, err := roundDeals(r)
+	if err != nil {
+		return err
+	}
+	for _, d := range deals {
+		sub, err := shamir.OpenDeal(d, me.Index, encPriv, dctx)
+		if err == nil {
+			clear(sub)
+			continue
+		}
+		if !errors.Is(err, shamir.ErrDecrypt) && !errors.Is(err, shamir.ErrBadShare) {
+			return err
+		}
+		if v.round != nil && v.round.Member(n.id.NodeID) != nil {
+			return fmt.Errorf("dealer %d's sub-share is bad (%w): round %d in progress will give a share", d.Dealer, err, v.round.Round)
+		}
+		n.log.Warn("complaining against a deal of the last round", "round", r.Round, "dealer", d.Dealer, "err", err)
+		return n.complain(ctx, r.Round, d, me.Index, encPriv, dctx)
+	}
+	sh, err := n.combineInto(v, r, v.epoch)
+	if err != nil {
+		return err
+	}
+	if err := n.shares.setCurrent(sh); err != nil {
+		return err
+	}
+	n.log.Info("recovered the share of the round it missed", "round", r.Round, "epoch", v.epoch)
+	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeReshareAck, ReshareAck: &fsm.ReshareAck{Round: r.Round}})
+	if err != nil {
+		return err
+	}
+	_, err = n.submit(ctx, sg)
+	return err
 }
 
 // reshareWork reports whether the view asks anything of this node.
 func (n *Node) reshareWork(v roundView) bool {
 	cur, pend := n.shares.snapshot()
-	return n.mayDeal(v) || n.mayAck(v) || n.encKeyWork(v, cur) ||
+	return n.mayDeal(v) || n.mayAck(v) || n.mayRecover(v) || n.encKeyWork(v, cur) ||
 		(cur != nil && cur.Epoch < v.epoch) ||
 		(pend != nil && pend.Epoch <= v.epoch)
 }
@@ -280,6 +470,9 @@ func (n *Node) deal(ctx context.Context, v roundView) error {
 	if err != nil {
 		return err
 	}
+	if h := testHooks.Load(); h != nil && h.tamper != nil {
+		h.tamper(n.id.NodeID, d)
+	}
 	b, err := json.Marshal(d)
 	if err != nil {
 		return err
@@ -294,8 +487,14 @@ func (n *Node) deal(ctx context.Context, v roundView) error {
 
 func (n *Node) acknowledge(ctx context.Context, v roundView) error {
 	r := v.round
-	if _, pend := n.shares.snapshot(); pend == nil || pend.Round != r.Round {
-		if err := n.combineRound(v); err != nil {
+	_, pend := n.shares.snapshot()
+	if pend == nil || pend.Round != r.Round || (&shamir.PublicPoly{Commits: r.Poly}).VerifyShare(pend.Share) != nil {
+		// None yet, or one of deals a complaint has disqualified since.
+		sh, err := n.combineInto(v, r, v.epoch+1)
+		if err != nil {
+			return err
+		}
+		if err := n.shares.setPending(sh); err != nil {
 			return err
 		}
 	}
@@ -307,19 +506,19 @@ func (n *Node) acknowledge(ctx context.Context, v roundView) error {
 	return err
 }
 
-// combineRound opens this node's sub-shares of a qualified round, combines
-// its new share, checks it against the round's commitments and stores it.
-func (n *Node) combineRound(v roundView) error {
-	r := v.round
+// combineInto opens this node's sub-shares of a qualified round, combines
+// its new share of epoch and checks it against the round's commitments.
+func (n *Node) combineInto(v roundView, r *fsm.Reshare, epoch uint64) (*epochShare, error) {
 	me := r.Member(n.id.NodeID)
 	deals, err := roundDeals(r)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	encPriv := n.encKey(me.EncKey)
 	if encPriv == nil {
-		return fmt.Errorf("round %d encrypted to key %x, which this node no longer has", r.Round, me.EncKey)
+		return nil, fmt.Errorf("round %d encrypted to key %x, which this node no longer has", r.Round, me.EncKey)
 	}
+	defer clear(encPriv)
 	dctx := dealContext(v.clusterID, r.Round)
 	opened := map[uint32][]byte{}
 	defer func() {
@@ -330,7 +529,7 @@ func (n *Node) combineRound(v roundView) error {
 	for _, d := range deals {
 		sub, err := shamir.OpenDeal(d, me.Index, encPriv, dctx)
 		if err != nil {
-			return fmt.Errorf("opening deal of %d: %w", d.Dealer, err)
+			return nil, fmt.Errorf("opening deal of %d: %w", d.Dealer, err)
 		}
 		opened[d.Dealer] = sub
 	}
@@ -342,17 +541,17 @@ func (n *Node) combineRound(v roundView) error {
 		share, poly, err = shamir.CombineReshare(deals, opened, me.Index)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !slices.EqualFunc(poly.Commits, r.Poly, bytes.Equal) {
 		share.Erase()
-		return fmt.Errorf("round %d: combined commitments differ from the state's", r.Round)
+		return nil, fmt.Errorf("round %d: combined commitments differ from the state's", r.Round)
 	}
 	if err := poly.VerifyShare(share); err != nil {
 		share.Erase()
-		return err
+		return nil, err
 	}
-	return n.shares.setPending(&epochShare{Epoch: v.epoch + 1, Round: r.Round, Share: share, EncKey: me.EncKey})
+	return &epochShare{Epoch: epoch, Round: r.Round, Share: share, EncKey: me.EncKey}, nil
 }
 
 // encKey returns the private encryption key for a public one, or nil.
@@ -389,6 +588,15 @@ func (n *Node) neededEncKeys(v roundView) map[string]bool {
 	if v.round != nil {
 		if m := v.round.Member(n.id.NodeID); m != nil {
 			keep[hex.EncodeToString(m.EncKey)] = true
+		}
+	}
+	// The key the last round dealt to, until the node holds its share of
+	// the epoch that round made (it missed the round).
+	if r := v.last; r != nil {
+		if m := r.Member(n.id.NodeID); m != nil && !r.HasAcked(n.id.NodeID) {
+			if cur, _ := n.shares.snapshot(); cur == nil || cur.Epoch < v.epoch {
+				keep[hex.EncodeToString(m.EncKey)] = true
+			}
 		}
 	}
 	return keep

@@ -133,7 +133,8 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 				GossipAddr: node.GossipAddr, Index: node.Index, Holder: node.Holder, Leaving: node.Leaving, SignKey: node.SignKey})
 		}
 		if r := s.Reshare; r != nil {
-			rs := &RoundStatus{Round: r.Round, Fresh: r.Fresh, Threshold: r.Threshold, Deals: len(r.Deals), Needed: r.Needed, Acks: len(r.Acks)}
+			rs := &RoundStatus{Round: r.Round, Fresh: r.Fresh, Threshold: r.Threshold, Deals: len(r.Deals), Needed: r.Needed, Acks: len(r.Acks),
+				Disqualified: append([]uint32(nil), r.Disqualified...), Aborted: r.Aborted}
 			for _, m := range r.Members {
 				rs.Members = append(rs.Members, m.NodeID)
 			}

@@ -144,6 +144,22 @@ func (s *shareStore) setPending(p *epochShare) error {
 	return s.save()
 }
 
+// setCurrent records the share of the current epoch a node opened from
+// the deals of the round it missed, and erases the one it replaces.
+func (s *shareStore) setCurrent(c *epochShare) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.data.Current
+	s.data.Current = c
+	if err := s.save(); err != nil {
+		return err
+	}
+	if old != nil && old.Share != nil {
+		old.Share.Erase()
+	}
+	return nil
+}
+
 // promote makes the pending share current and erases the old one.
 func (s *shareStore) promote() error {
 	s.mu.Lock()

@@ -52,6 +52,10 @@ const (
 	TypeDeal           = "deal"
 	TypeReshareAck     = "reshare_ack"
 	TypeSetEncKey      = "set_enc_key"
+	// TypeComplaint is a member's proof that a dealer's sub-share to it is
+	// bad (node-signed); TypeRestartReshare is an admin's new round.
+	TypeComplaint      = "complaint"
+	TypeRestartReshare = "restart_reshare"
 	TypeSetAccess      = "set_access"
 	TypeAddMachine     = "add_machine"
 	TypeRevokeMachine  = "revoke_machine"
@@ -96,6 +100,8 @@ type Command struct {
 	Deal           *DealCommand    `json:"deal,omitempty"`
 	ReshareAck     *ReshareAck     `json:"reshare_ack,omitempty"`
 	SetEncKey      []byte          `json:"set_enc_key,omitempty"`
+	Complaint      *Complaint      `json:"complaint,omitempty"`
+	RestartReshare *RestartReshare `json:"restart_reshare,omitempty"`
 	SetAccess      *SetAccess      `json:"set_access,omitempty"`
 	AddMachine     *Machine        `json:"add_machine,omitempty"`
 	RevokeMachine  string          `json:"revoke_machine,omitempty"`

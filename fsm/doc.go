@@ -12,8 +12,9 @@
 // kinds, labels, machine IDs).
 //
 // Every log entry is a Signed command. Operator commands are verified
-// against the operator keys the state holds; node commands (deals and
-// resharing acknowledgements) against the node keys. A leader that is
+// against the operator keys the state holds; node commands (deals,
+// resharing acknowledgements and complaints, reshare.go) against the node
+// keys. A leader that is
 // compromised can therefore refuse to commit, but cannot grant itself a
 // rule, add a node or forge a deal: every replica re-checks the signature
 // when it applies the entry.

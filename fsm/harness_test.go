@@ -86,6 +86,15 @@ func (c *fakeChecker) CheckDeal(r *fsm.Reshare, oldPoly [][]byte, dealer uint32,
 	return nil
 }
 
+// CheckComplaint upholds a complaint whose proof is "holds" against a
+// deal the round has.
+func (c *fakeChecker) CheckComplaint(clusterID string, r *fsm.Reshare, m *fsm.Member, dealer uint32, deal, proof []byte) error {
+	if string(proof) != "holds" {
+		return errors.New("the sub-share matches the commitments")
+	}
+	return nil
+}
+
 func (c *fakeChecker) CombinePublic(r *fsm.Reshare) ([][]byte, error) {
 	if c.combineErr != nil {
 		return nil, c.combineErr
@@ -336,6 +345,12 @@ func destroyKeyCmd(name string) *fsm.Command {
 }
 func dealCmd(round uint64, dealer uint32, deal string) *fsm.Command {
 	return &fsm.Command{Type: fsm.TypeDeal, Deal: &fsm.DealCommand{Round: round, Dealer: dealer, Deal: []byte(deal)}}
+}
+func complaintCmd(round uint64, dealer uint32, proof string) *fsm.Command {
+	return &fsm.Command{Type: fsm.TypeComplaint, Complaint: &fsm.Complaint{Round: round, Dealer: dealer, Proof: []byte(proof)}}
+}
+func restartCmd(exclude ...uint32) *fsm.Command {
+	return &fsm.Command{Type: fsm.TypeRestartReshare, RestartReshare: &fsm.RestartReshare{Exclude: exclude}}
 }
 func ackCmd(round uint64) *fsm.Command {
 	return &fsm.Command{Type: fsm.TypeReshareAck, ReshareAck: &fsm.ReshareAck{Round: round}}

@@ -163,3 +163,175 @@ func TestFailedCombineRefusesTheDeal(t *testing.T) {
 		t.Errorf("round %+v, want qualified with two deals", r)
 	}
 }
+
+// removingNode3: three holders (t=2); node-3 is being removed, so holders
+// 1..3 may deal to members node-1 and node-2 (t'=2).
+func removingNode3(h *harness) {
+	threeHolders(h)
+	h.must(admin, removeNodeCmd("node-3"))
+}
+
+// TestBadDealerDoesNotBlockItsOwnRemoval (issue 9, hole 6): node-3 deals
+// node-2 a bad sub-share in the round that removes it. Before complaints,
+// node-2 could neither acknowledge nor do anything else, and the round,
+// and every later membership change, waited for ever. node-2's complaint
+// disqualifies node-3, the other holders deal, and the removal completes.
+func TestBadDealerDoesNotBlockItsOwnRemoval(t *testing.T) {
+	h := newHarness(t)
+	removingNode3(h)
+	r := h.round()
+	h.must(node(3), dealCmd(r, 3, "ok")) // publicly fine; bad for node-2 only
+	h.must(node(1), dealCmd(r, 1, "ok"))
+	if !h.state().Reshare.Qualified() {
+		t.Fatal("two deals did not qualify the round")
+	}
+	h.must(node(1), ackCmd(r))
+	// node-2 cannot open node-3's sub-share: it complains.
+	h.must(node(2), complaintCmd(r, 3, "holds"))
+	got := h.state().Reshare
+	if got.Qualified() || len(got.Acks) != 0 || got.HasDealt(3) || !reflect.DeepEqual(got.Disqualified, []uint32{3}) {
+		t.Fatalf("after the complaint the round is %+v, want node-3's deal out, not qualified, no acks", got)
+	}
+	refusedWith(t, h, node(3), dealCmd(r, 3, "ok"), fsm.CodeDenied)
+	h.must(node(2), dealCmd(r, 2, "ok"))
+	h.must(node(1), ackCmd(r))
+	h.must(node(2), ackCmd(r))
+	wantEpoch(t, h, 4, 2, map[string]nodeView{"node-1": {1, true, false}, "node-2": {2, true, false}})
+}
+
+// TestDownMemberDoesNotHoldTheRound (issue 9, hole 6): a join with one of
+// three holders down completes with the acknowledgements of t' members;
+// the member that was down is a holder of the new epoch, acknowledges
+// late once it opened its share from the last round's deals, and may
+// complain against them instead if one is bad.
+func TestDownMemberDoesNotHoldTheRound(t *testing.T) {
+	h := newHarness(t)
+	threeHolders(h)
+	r := h.must(admin, addNodeCmd(nodeSpec(4))).Index
+	h.must(node(1), dealCmd(r, 1, "ok"))
+	h.must(node(2), dealCmd(r, 2, "ok"))
+	for _, i := range []int{1, 2, 4} { // node-3 is down
+		h.must(node(i), ackCmd(r))
+	}
+	wantEpoch(t, h, 4, 3, map[string]nodeView{"node-1": {1, true, false}, "node-2": {2, true, false},
+		"node-3": {3, true, false}, "node-4": {4, true, false}})
+	s := h.state()
+	if s.Reshare != nil || s.LastRound == nil || s.LastRound.Round != r || len(s.LastRound.Deals) != 2 {
+		t.Fatalf("round %+v, last round %+v: want none in progress and round %d kept with its deals", s.Reshare, s.LastRound, r)
+	}
+	// Back, node-3 may still complain (it has not acknowledged): the epoch
+	// stands and a new round without the dealer gives it a share.
+	before := h.snapshot()
+	refusedWith(t, h, node(1), complaintCmd(r, 2, "holds"), fsm.CodeDenied) // acknowledged: its share checked out
+	refusedWith(t, h, node(3), complaintCmd(r, 2, "no"), fsm.CodeInvalid)
+	assertUnchanged(t, before, h.snapshot(), "nonces")
+	h.must(node(3), ackCmd(r))
+	if s := h.state(); !s.LastRound.HasAcked("node-3") {
+		t.Errorf("late acknowledgement not recorded: %v", s.LastRound.Acks)
+	}
+	refusedWith(t, h, node(3), complaintCmd(r, 2, "holds"), fsm.CodeDenied)
+}
+
+// TestLateComplaintStartsARound: a member that missed a round and finds
+// its sub-share of a deal in it bad gets a new round without that dealer.
+func TestLateComplaintStartsARound(t *testing.T) {
+	h := newHarness(t)
+	threeHolders(h)
+	r := h.must(admin, addNodeCmd(nodeSpec(4))).Index
+	h.must(node(1), dealCmd(r, 1, "ok"))
+	h.must(node(2), dealCmd(r, 2, "ok"))
+	for _, i := range []int{1, 2, 4} {
+		h.must(node(i), ackCmd(r))
+	}
+	c := h.must(node(3), complaintCmd(r, 2, "holds")).Index
+	s := h.state()
+	wantRound(t, s.Reshare, fsm.Reshare{Round: c, Threshold: 3,
+		Members: []fsm.Member{member(1), member(2), member(3), member(4)}, Dealers: []uint32{1, 2, 3, 4}, Needed: 3,
+		Disqualified: []uint32{2}})
+	if s.Epoch != 4 || !reflect.DeepEqual(s.LastRound.Disqualified, []uint32{2}) {
+		t.Errorf("epoch %d, last round's disqualified %v", s.Epoch, s.LastRound.Disqualified)
+	}
+	refusedWith(t, h, node(3), complaintCmd(r, 2, "holds"), fsm.CodeState) // the new round gives it a share
+}
+
+// TestComplaint is the complaint transition's table.
+func TestComplaint(t *testing.T) {
+	dealtBy := func(dealers ...int) func(h *harness) {
+		return func(h *harness) {
+			for _, d := range dealers {
+				h.must(node(d), dealCmd(h.round(), uint32(d), "ok"))
+			}
+		}
+	}
+	against := func(dealer uint32, proof string) func(h *harness) *fsm.Command {
+		return func(h *harness) *fsm.Command { return complaintCmd(h.round(), dealer, proof) }
+	}
+	runTransition(t, []transitionCase{
+		{name: "a true complaint disqualifies the dealer", setup: then(removingNode3, dealtBy(3)), by: node(2),
+			cmdAt: against(3, "holds"), check: func(t *testing.T, h *harness, _ *fsm.Result) {
+				r := h.state().Reshare
+				if len(r.Deals) != 0 || !reflect.DeepEqual(r.Disqualified, []uint32{3}) || r.Aborted != "" {
+					t.Errorf("round %+v", r)
+				}
+			}},
+		{name: "after the round qualified: deals again", setup: then(removingNode3, dealtBy(3, 1), func(h *harness) { h.must(node(1), ackCmd(h.round())) }), by: node(2),
+			cmdAt: against(3, "holds"), check: func(t *testing.T, h *harness, _ *fsm.Result) {
+				r := h.state().Reshare
+				if r.Qualified() || len(r.Acks) != 0 || len(r.Deals) != 1 {
+					t.Errorf("round %+v, want one deal left, no poly, no acks", r)
+				}
+			}},
+		{name: "too few dealers left: aborted, the epoch serves on",
+			setup: then(twoHolders, doing(admin, addNodeCmd(nodeSpec(3))), dealtBy(2)), by: node(3),
+			cmdAt: against(2, "holds"), check: func(t *testing.T, h *harness, _ *fsm.Result) {
+				s := h.state()
+				if s.Reshare.Aborted == "" || s.Epoch != 2 || len(s.Holders()) != 2 {
+					t.Errorf("round %+v epoch %d holders %d, want aborted at epoch 2", s.Reshare, s.Epoch, len(s.Holders()))
+				}
+				refusedWith(t, h, node(1), dealCmd(s.Reshare.Round, 1, "ok"), fsm.CodeState)
+			}},
+
+		{name: "a false complaint", setup: then(removingNode3, dealtBy(3)), by: node(2), cmdAt: against(3, "lies"), code: fsm.CodeInvalid},
+		{name: "against a dealer with no deal", setup: then(removingNode3, dealtBy(3)), by: node(2), cmdAt: against(1, "holds"), code: fsm.CodeNotFound},
+		{name: "twice", setup: then(removingNode3, dealtBy(3), func(h *harness) { h.must(node(1), complaintCmd(h.round(), 3, "holds")) }),
+			by: node(2), cmdAt: against(3, "holds"), code: fsm.CodeExists},
+		{name: "from a leaving node, not a member", setup: then(removingNode3, dealtBy(1)), by: node(3), cmdAt: against(1, "holds"), code: fsm.CodeDenied},
+		{name: "for another round", setup: then(removingNode3, dealtBy(3)), by: node(2), code: fsm.CodeState,
+			cmdAt: func(h *harness) *fsm.Command { return complaintCmd(h.round()+1, 3, "holds") }},
+		{name: "in an aborted round",
+			setup: then(twoHolders, doing(admin, addNodeCmd(nodeSpec(3))), dealtBy(2, 1),
+				func(h *harness) { h.must(node(3), complaintCmd(h.round(), 2, "holds")) }),
+			by: node(3), cmdAt: against(1, "holds"), code: fsm.CodeState},
+		{name: "from an operator", setup: then(removingNode3, dealtBy(3)), by: admin, cmdAt: against(3, "holds"), code: fsm.CodeBadSignature},
+		{name: "no body", setup: then(removingNode3, dealtBy(3)), by: node(2), cmd: &fsm.Command{Type: fsm.TypeComplaint}, code: fsm.CodeInvalid},
+	})
+}
+
+// TestRestartReshare: an admin replaces a round that waits on a dealer
+// (down, or refusing to deal) by one without it.
+func TestRestartReshare(t *testing.T) {
+	added4 := then(threeHolders, doing(admin, addNodeCmd(nodeSpec(4))))
+	runTransition(t, []transitionCase{
+		{name: "without a dealer", setup: added4, by: admin, cmd: restartCmd(3),
+			check: func(t *testing.T, h *harness, res *fsm.Result) {
+				wantRound(t, h.state().Reshare, fsm.Reshare{Round: res.Index, Threshold: 3,
+					Members: []fsm.Member{member(1), member(2), member(3), member(4)}, Dealers: []uint32{1, 2, 3},
+					Needed: 2, Disqualified: []uint32{3}})
+				refusedWith(t, h, node(3), dealCmd(res.Index, 3, "ok"), fsm.CodeDenied)
+				h.dealAll()
+				if s := h.state(); s.Epoch != 4 || len(s.Holders()) != 4 {
+					t.Errorf("epoch %d with %d holders after the restarted round", s.Epoch, len(s.Holders()))
+				}
+			}},
+		{name: "no round in progress: a refresh", setup: threeHolders, by: admin, cmd: restartCmd(),
+			check: func(t *testing.T, h *harness, res *fsm.Result) {
+				if r := h.state().Reshare; r == nil || r.Round != res.Index || len(r.Members) != 3 {
+					t.Errorf("round %+v", r)
+				}
+			}},
+		{name: "too many left out", setup: added4, by: admin, cmd: restartCmd(1, 3), code: fsm.CodeState},
+		{name: "not a dealer", setup: added4, by: admin, cmd: restartCmd(4), code: fsm.CodeInvalid},
+		{name: "by a non-admin", setup: added4, by: op, cmd: restartCmd(), code: fsm.CodeDenied},
+		{name: "by a node", setup: added4, by: node(1), cmd: restartCmd(), code: fsm.CodeBadSignature},
+	})
+}

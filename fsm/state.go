@@ -44,24 +44,28 @@ type State struct {
 	ClusterID string `json:"cluster_id,omitempty"`
 	CACert    []byte `json:"ca_cert,omitempty"`
 	// InitialNodes members must be in before the DKG starts.
-	InitialNodes int                      `json:"initial_nodes"`
-	Epoch        uint64                   `json:"epoch"`     // the cluster key's sharing; 0 until the first DKG completes
-	Threshold    int                      `json:"threshold"` // t of the current epoch
-	Poly         [][]byte                 `json:"poly"`      // public commitments of the current epoch; Poly[0] is the cluster public key
-	NextIndex    uint32                   `json:"next_index"`
-	Nodes        map[string]*Node         `json:"nodes"`
-	Operators    map[string]*Operator     `json:"operators"`
-	Rules        map[string]*Rule         `json:"rules"`
-	Keys         map[string]*Key          `json:"keys"`
-	Reshare      *Reshare                 `json:"reshare,omitempty"`
-	Nonces       map[string]int64         `json:"nonces"` // signer/nonce -> expiry, Unix nanoseconds
-	Machines     map[string]*Machine      `json:"machines"`
-	Approvals    map[string]*Approval     `json:"approvals"` // machine NUL key ("" = any) -> approval
-	Sessions     map[string]*Session      `json:"sessions"`  // machine -> its waiting release
-	Granted      map[string]int64         `json:"granted"`   // machine/nonce of an approved request -> expiry
-	Submitted    map[string]*SubmittedKey `json:"submitted"` // machine -> passphrase waiting for delivery
-	LastPrune    int64                    `json:"last_prune"`
-	LastTime     int64                    `json:"last_time"` // latest entry time applied, Unix nanoseconds
+	InitialNodes int                  `json:"initial_nodes"`
+	Epoch        uint64               `json:"epoch"`     // the cluster key's sharing; 0 until the first DKG completes
+	Threshold    int                  `json:"threshold"` // t of the current epoch
+	Poly         [][]byte             `json:"poly"`      // public commitments of the current epoch; Poly[0] is the cluster public key
+	NextIndex    uint32               `json:"next_index"`
+	Nodes        map[string]*Node     `json:"nodes"`
+	Operators    map[string]*Operator `json:"operators"`
+	Rules        map[string]*Rule     `json:"rules"`
+	Keys         map[string]*Key      `json:"keys"`
+	Reshare      *Reshare             `json:"reshare,omitempty"`
+	// LastRound is the round that made the current epoch, with its deals:
+	// a member that did not acknowledge it (it was down or slow) opens its
+	// new share from them when it is back, or complains against a deal.
+	LastRound *Reshare                 `json:"last_round,omitempty"`
+	Nonces    map[string]int64         `json:"nonces"` // signer/nonce -> expiry, Unix nanoseconds
+	Machines  map[string]*Machine      `json:"machines"`
+	Approvals map[string]*Approval     `json:"approvals"` // machine NUL key ("" = any) -> approval
+	Sessions  map[string]*Session      `json:"sessions"`  // machine -> its waiting release
+	Granted   map[string]int64         `json:"granted"`   // machine/nonce of an approved request -> expiry
+	Submitted map[string]*SubmittedKey `json:"submitted"` // machine -> passphrase waiting for delivery
+	LastPrune int64                    `json:"last_prune"`
+	LastTime  int64                    `json:"last_time"` // latest entry time applied, Unix nanoseconds
 	// Checkpoint is the last checkpoint t holders certified; Pending are
 	// the checkpoints being attested, oldest first (checkpoint.go).
 	Checkpoint *Checkpoint   `json:"checkpoint,omitempty"`
@@ -131,7 +135,16 @@ type Reshare struct {
 	Needed    int      `json:"needed"`  // deals that qualify the round
 	Deals     []Deal   `json:"deals"`   // checked deals, in log order
 	Poly      [][]byte `json:"poly,omitempty"`
-	Acks      []string `json:"acks"`
+	Acks      []string `json:"acks"` // members that hold their new share; Threshold of them complete the round
+	// Disqualified are dealers of the round a member's complaint proved
+	// to have dealt it a bad sub-share (reshare.go); their deals are out
+	// of the round and they may not deal again in it, nor in a round that
+	// replaces it in the same epoch.
+	Disqualified []uint32 `json:"disqualified,omitempty"`
+	// Aborted says why the round cannot complete (too few qualified
+	// dealers remain); the current epoch serves on, and an admin's
+	// restart_reshare or the next membership change starts a new round.
+	Aborted string `json:"aborted,omitempty"`
 }
 
 // Member is a node that receives a share in a resharing round.
@@ -165,6 +178,31 @@ func (r *Reshare) Member(nodeID string) *Member {
 func (r *Reshare) HasDealt(dealer uint32) bool {
 	for _, d := range r.Deals {
 		if d.Dealer == dealer {
+			return true
+		}
+	}
+	return false
+}
+
+// DealOf returns the deal of dealer in the round, or nil.
+func (r *Reshare) DealOf(dealer uint32) []byte {
+	for _, d := range r.Deals {
+		if d.Dealer == dealer {
+			return d.Deal
+		}
+	}
+	return nil
+}
+
+// MayDeal reports whether dealer is one of the round's dealers and was not
+// disqualified.
+func (r *Reshare) MayDeal(dealer uint32) bool {
+	return contains32(r.Dealers, dealer) && !contains32(r.Disqualified, dealer)
+}
+
+func contains32(list []uint32, x uint32) bool {
+	for _, v := range list {
+		if v == x {
 			return true
 		}
 	}

@@ -53,6 +53,10 @@ func (t *transition) apply() *Error {
 		return t.reshareAck(c.ReshareAck)
 	case TypeSetEncKey:
 		return t.setEncKey(c.SetEncKey)
+	case TypeComplaint:
+		return t.complaint(c.Complaint)
+	case TypeRestartReshare:
+		return t.admin(func() *Error { return t.restartReshare(c.RestartReshare) })
 	case TypeSetAccess:
 		return t.admin(func() *Error { return t.setAccess(c.SetAccess) })
 	case TypeAddMachine:
@@ -206,9 +210,11 @@ func (t *transition) removeNode(id string) *Error {
 // startRound begins a resharing round to every node that is not leaving,
 // replacing any round in progress. A fresh round is the DKG: the cluster
 // has no key yet, so every member deals a random secret; it starts only
-// once the cluster has its initial number of members.
+// once the cluster has its initial number of members. Dealers that a
+// complaint disqualified in the round it replaces stay disqualified.
 func (t *transition) startRound(fresh bool) {
 	s := t.s
+	prev := s.Reshare
 	r := &Reshare{Round: t.index, Fresh: fresh}
 	for _, n := range sortedNodes(s.Nodes) {
 		if !n.Leaving {
@@ -232,6 +238,14 @@ func (t *transition) startRound(fresh bool) {
 		slices.Sort(r.Dealers)
 		r.Needed = s.Threshold
 	}
+	if prev != nil && prev.Fresh == fresh {
+		for _, d := range prev.Disqualified {
+			if slices.Contains(r.Dealers, d) {
+				r.Disqualified = append(r.Disqualified, d)
+			}
+		}
+		r.recount()
+	}
 	s.Reshare = r
 }
 
@@ -247,9 +261,15 @@ func (t *transition) deal(d *DealCommand) *Error {
 	if r == nil || r.Round != d.Round {
 		return errorf(CodeState, "no resharing round %d in progress", d.Round)
 	}
+	if r.Aborted != "" {
+		return errorf(CodeState, "resharing round %d was aborted: %s", r.Round, r.Aborted)
+	}
 	n := s.Nodes[t.signer]
 	if n.Index != d.Dealer || !slices.Contains(r.Dealers, d.Dealer) {
 		return errorf(CodeDenied, "node %q may not deal as %d in round %d", t.signer, d.Dealer, r.Round)
+	}
+	if slices.Contains(r.Disqualified, d.Dealer) {
+		return errorf(CodeDenied, "dealer %d was disqualified in round %d by a complaint", d.Dealer, r.Round)
 	}
 	if r.HasDealt(d.Dealer) {
 		return errorf(CodeExists, "dealer %d already dealt in round %d", d.Dealer, r.Round)
@@ -276,11 +296,26 @@ func (t *transition) deal(d *DealCommand) *Error {
 	return nil
 }
 
+// reshareAck records that a member holds its share of the round's new
+// sharing. Acknowledgements of Threshold members complete the round: a
+// member that is down or slow does not hold it. A member that acknowledges
+// the last completed round late (it opened its share from the deals
+// state.LastRound keeps) is recorded there.
 func (t *transition) reshareAck(a *ReshareAck) *Error {
 	s := t.s
 	r := s.Reshare
 	if a == nil {
 		return errorf(CodeInvalid, "reshare_ack command is empty")
+	}
+	if lr := s.LastRound; (r == nil || r.Round != a.Round) && lr != nil && lr.Round == a.Round {
+		if lr.Member(t.signer) == nil {
+			return errorf(CodeDenied, "node %q is not a member of round %d", t.signer, lr.Round)
+		}
+		if lr.HasAcked(t.signer) {
+			return errorf(CodeExists, "node %q already acknowledged round %d", t.signer, lr.Round)
+		}
+		lr.Acks = append(slices.Clip(lr.Acks), t.signer)
+		return nil
 	}
 	if r == nil || r.Round != a.Round || !r.Qualified() {
 		return errorf(CodeState, "no qualified resharing round %d", a.Round)
@@ -292,7 +327,7 @@ func (t *transition) reshareAck(a *ReshareAck) *Error {
 		return errorf(CodeExists, "node %q already acknowledged round %d", t.signer, r.Round)
 	}
 	r.Acks = append(r.Acks, t.signer)
-	if len(r.Acks) == len(r.Members) {
+	if len(r.Acks) >= r.Threshold {
 		t.completeRound()
 	}
 	return nil
@@ -300,7 +335,9 @@ func (t *transition) reshareAck(a *ReshareAck) *Error {
 
 // completeRound makes the round's sharing the current epoch. Nodes that
 // were leaving are dropped; the others erase their old shares when they
-// see the new epoch.
+// see the new epoch. Every member is a holder: one that has not
+// acknowledged yet opens its share from the round's deals, kept as
+// LastRound.
 func (t *transition) completeRound() {
 	s := t.s
 	r := s.Reshare
@@ -315,6 +352,7 @@ func (t *transition) completeRound() {
 		n.Holder = r.Member(id) != nil
 	}
 	s.Reshare = nil
+	s.LastRound = r
 }
 
 // setEncKey replaces the key the node's next deals are encrypted to. A

@@ -51,6 +51,11 @@ type RoundStatus struct {
 	Deals     int      `json:"deals"`
 	Needed    int      `json:"needed"`
 	Acks      int      `json:"acks"`
+	// Disqualified are the dealers an upheld complaint left out; Aborted
+	// says why the round cannot complete (an admin's restart_reshare
+	// starts a new one).
+	Disqualified []uint32 `json:"disqualified,omitempty"`
+	Aborted      string   `json:"aborted,omitempty"`
 }
 
 // Identity is what an operator needs to admit a node.
