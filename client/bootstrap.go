@@ -146,7 +146,8 @@ func nodeRecord(id *api.Identity) *fsm.Node {
 
 // InitCluster founds a cluster on the node at addr: it makes the CA, the
 // first (admin) operator's key and certificate and the gossip key, and
-// starts the node, which must have been started with opts.Token. The
+// starts the node, which must have been started with opts.Token. With one
+// initial node, the credentials come back with the cluster key pinned. The
 // cluster key is made by a DKG among the first
 // initialNodes members, once they have joined (at once if initialNodes is
 // 1). The returned credentials are everything the operator needs; keep
@@ -213,6 +214,9 @@ func InitCluster(ctx context.Context, addr, operatorName string, initialNodes in
 	if err := c.waitMember(ctx, id.NodeID, 0); err != nil {
 		return nil, nil, err
 	}
+	if err := c.pinFirstKey(ctx); err != nil {
+		return nil, nil, fmt.Errorf("pinning the cluster key: %w", err)
+	}
 	return creds, id, nil
 }
 
@@ -221,7 +225,8 @@ func InitCluster(ctx context.Context, addr, operatorName string, initialNodes in
 // with opts.Token, a join token the cluster holds; nothing is issued
 // before both are checked. JoinNode issues the node's certificate, starts
 // it, commits the join_node that spends the token, and waits until the
-// cluster has reshared to include it.
+// cluster has reshared to include it. The join that completes the first
+// key pins it in c's credentials.
 func (c *Client) JoinNode(ctx context.Context, addr string, opts JoinOptions) (*api.Identity, error) {
 	if len(c.creds.CAKey) == 0 || len(c.creds.GossipKey) == 0 {
 		return nil, errors.New("joining a node needs the CA key and the gossip key (KEYQUORUM_CA_KEY, KEYQUORUM_GOSSIP_KEY)")
@@ -262,6 +267,9 @@ func (c *Client) JoinNode(ctx context.Context, addr string, opts JoinOptions) (*
 	}
 	if err := c.waitMember(ctx, id.NodeID, st.Epoch); err != nil {
 		return nil, err
+	}
+	if err := c.pinFirstKey(ctx); err != nil {
+		return nil, fmt.Errorf("pinning the cluster key: %w", err)
 	}
 	return id, nil
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -16,7 +18,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -28,9 +29,14 @@ import (
 )
 
 // Credentials are an operator's: the cluster CA certificate (and, for an
-// operator who admits nodes, the CA key and the gossip key), and the
-// operator's Ed25519 key with its client certificate. The same key signs
-// commands.
+// operator who admits nodes, the CA key and the gossip key), the
+// operator's Ed25519 key with its client certificate (the same key signs
+// commands), and the pin: the cluster's ID and public key.
+//
+// Every seal uses the pinned key and never asks a node for it, and every
+// release is checked against it; the pin is written when the first key is
+// made (InitCluster with one initial node, or the JoinNode that completes
+// the first key) or by Client.Pin.
 type Credentials struct {
 	CACert     []byte // PEM
 	CAKey      []byte // PEM; only needed to init and join nodes
@@ -38,13 +44,16 @@ type Credentials struct {
 	Cert       []byte // PEM operator certificate
 	Key        ed25519.PrivateKey
 	OperatorID string
+	ClusterID  string // the pinned cluster's ID
+	ClusterKey []byte // the pinned cluster public key (the public polynomial's constant term)
 }
 
 // Client calls one node's REST v1 API.
 type Client struct {
-	base  string
-	creds *Credentials
-	http  *http.Client
+	base      string
+	creds     *Credentials
+	http      *http.Client
+	tlsConfig *tls.Config // the client's TLS configuration, which Confirm clones per member
 }
 
 // NewClient makes a client of the node at addr ("host:port" or an https
@@ -67,7 +76,7 @@ func NewClient(addr string, creds *Credentials) (*Client, error) {
 		RootCAs:      pool,
 		Certificates: []tls.Certificate{{Certificate: [][]byte{leaf.Raw}, PrivateKey: creds.Key, Leaf: leaf}},
 	}
-	return &Client{base: base, creds: creds, http: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}}, nil
+	return &Client{base: base, creds: creds, tlsConfig: cfg.Clone(), http: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}}, nil
 }
 
 func baseURL(addr string) (string, error) {
@@ -88,15 +97,12 @@ type Error = api.Error
 // commands and results and api's status and identity. The HTTPS gateway
 // decodes and writes them with these types.
 
-// SecretReply carries released material.
-type SecretReply struct {
-	Secret []byte `json:"secret"`
-}
-
-// CASRequest is a compare-and-swap: the signed release of the current
-// secret for comparison, and the signed replacement.
+// CASRequest is the commit of a compare-and-swap the client compared in a
+// blind release: the signed replace_key at the version it compared.
+// Release is what a client that let the node compare sent; a node refuses
+// a request that sets it.
 type CASRequest struct {
-	Release *fsm.Signed `json:"release"`
+	Release *fsm.Signed `json:"release,omitempty"`
 	Replace *fsm.Signed `json:"replace"`
 }
 
@@ -185,8 +191,8 @@ func (c *Client) submit(ctx context.Context, path string, cmd *fsm.Command) (*fs
 	return &res, c.do(ctx, http.MethodPost, path, sg, &res)
 }
 
-// CreateSecret seals a secret to the cluster public key here, on the
-// client, and stores it: no node sees the plaintext.
+// CreateSecret seals a secret to the pinned cluster public key here, on
+// the client, and stores it: no node sees the plaintext.
 func (c *Client) CreateSecret(ctx context.Context, name string, secret []byte, expires time.Time) (*fsm.Key, error) {
 	ck := &fsm.CreateKey{Name: name, Type: fsm.KeyTypeSecret}
 	if !expires.IsZero() {
@@ -196,18 +202,16 @@ func (c *Client) CreateSecret(ctx context.Context, name string, secret []byte, e
 }
 
 // CreateSealed creates a key whose material is sealed here, to the
-// cluster public key, so that no node sees it: a secret, or the PKCS #8
-// DER of an assembled key (ck.Type rsa, ecdsa or ed25519, with ck.Public).
-// ck's R and Sealed are filled in.
+// pinned cluster public key, so that no node sees it: a secret, or the
+// PKCS #8 DER of an assembled key (ck.Type rsa, ecdsa or ed25519, with
+// ck.Public). ck's R and Sealed are filled in. It asks no node for the
+// key: one call, the create.
 func (c *Client) CreateSealed(ctx context.Context, ck *fsm.CreateKey, material []byte) (*fsm.Key, error) {
-	st, err := c.Status(ctx)
+	clusterID, pin, err := c.pinned()
 	if err != nil {
 		return nil, err
 	}
-	if len(st.PublicKey) == 0 {
-		return nil, &Error{Kind: api.KindConflict, Message: "the cluster key does not exist yet: wait for the first key epoch"}
-	}
-	ct, err := shamir.Seal(rand.Reader, st.PublicKey, fsm.SealInfo(st.ClusterID, ck.Name), material)
+	ct, err := shamir.Seal(rand.Reader, pin, fsm.SealInfo(clusterID, ck.Name), material)
 	if err != nil {
 		return nil, err
 	}
@@ -223,21 +227,18 @@ func (c *Client) CreateSealed(ctx context.Context, ck *fsm.CreateKey, material [
 // the cluster's share holders, each share sealed to its holder's identity
 // key, and an advertisement signed by a key that is then discarded. The
 // secret never leaves this process whole and is erased before it returns.
+// The holders and their keys are the ones t members confirm (Confirm), so
+// no node that lies alone chooses the keys the shares are sealed to.
 func (c *Client) CreateTang(ctx context.Context, name string, access *fsm.Access) (*fsm.Key, error) {
-	st, err := c.Status(ctx)
+	_, pin, err := c.pinned()
 	if err != nil {
 		return nil, err
 	}
-	var holders []api.MemberStatus
-	for _, m := range st.Members {
-		if m.Holder {
-			holders = append(holders, m)
-		}
+	st, err := c.Confirm(ctx, pin)
+	if err != nil {
+		return nil, err
 	}
-	sort.Slice(holders, func(i, j int) bool { return holders[i].ID < holders[j].ID })
-	if len(holders) == 0 || st.Threshold == 0 {
-		return nil, &Error{Kind: api.KindConflict, Message: "the cluster key does not exist yet: wait for the first key epoch"}
-	}
+	holders := st.Holders
 	indexes := make([]uint32, len(holders))
 	for i, h := range holders {
 		indexes[i] = h.Index
@@ -314,17 +315,41 @@ func (c *Client) SetAccess(ctx context.Context, name string, access *fsm.Access)
 	return res.Key, nil
 }
 
-// Get releases a secret.
+// Get releases a secret blindly: the request carries a fresh ephemeral
+// key, every share holder seals its partial to it, and this client checks
+// each proof against the pinned cluster key, combines and decrypts. The
+// node it asks never holds the secret.
 func (c *Client) Get(ctx context.Context, name string) ([]byte, error) {
-	sg, err := c.Sign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: name, Op: fsm.OpGet}})
+	secret, _, err := c.release(ctx, &fsm.ReleaseRequest{Key: name, Op: fsm.OpGet})
+	return secret, err
+}
+
+// release makes a blind release of req (Ephemeral is filled in) and
+// returns the secret and the key's version it was released at.
+func (c *Client) release(ctx context.Context, req *fsm.ReleaseRequest) ([]byte, uint64, error) {
+	clusterID, pin, err := c.pinned()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	var reply SecretReply
-	if err := c.do(ctx, http.MethodPost, "/v1/release", sg, &reply); err != nil {
-		return nil, err
+	ephPriv, ephPub, err := shamir.GenerateEncryptionKey(rand.Reader)
+	if err != nil {
+		return nil, 0, err
 	}
-	return reply.Secret, nil
+	defer clear(ephPriv)
+	req.Ephemeral = ephPub
+	sg, err := c.Sign(&fsm.Command{Type: fsm.TypeRelease, Release: req})
+	if err != nil {
+		return nil, 0, err
+	}
+	var sr api.SealedRelease
+	if err := c.do(ctx, http.MethodPost, "/v1/release", sg, &sr); err != nil {
+		return nil, 0, err
+	}
+	secret, err := api.OpenRelease(&sr, clusterID, req.Key, pin, sg.Payload, ephPriv)
+	if err != nil {
+		return nil, 0, &Error{Kind: api.KindInternal, Message: fmt.Sprintf("the release of %q through %s does not check out: %v", req.Key, c.base, err)}
+	}
+	return secret, sr.Version, nil
 }
 
 // Keys lists the keys the operator may read.
@@ -357,31 +382,39 @@ func (c *Client) Destroy(ctx context.Context, name string) (*fsm.Key, error) {
 	return res.Key, nil
 }
 
-// CompareAndSwap replaces a secret if the current one hashes to oldSHA256.
+// CompareAndSwap replaces a secret if the current one hashes to
+// oldSHA256. It compares here: it releases the current secret blindly
+// (op cas), compares its hash in constant time, and sends the signed
+// replace_key at the version it released, which the cluster applies only
+// if the key is still at that version. No node sees the old secret.
 func (c *Client) CompareAndSwap(ctx context.Context, name string, oldSHA256, secret []byte) (*fsm.Key, error) {
-	st, err := c.Status(ctx)
+	clusterID, pin, err := c.pinned()
 	if err != nil {
 		return nil, err
 	}
-	k, err := c.Key(ctx, name)
+	if len(oldSHA256) != sha256.Size {
+		return nil, &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("old-sha256 must be %d bytes", sha256.Size)}
+	}
+	cur, version, err := c.release(ctx, &fsm.ReleaseRequest{Key: name, Op: fsm.OpCAS, ReplaceKey: &fsm.ReplaceKey{Name: name, OldSHA256: oldSHA256}})
 	if err != nil {
 		return nil, err
 	}
-	ct, err := shamir.Seal(rand.Reader, st.PublicKey, fsm.SealInfo(st.ClusterID, name), secret)
+	sum := sha256.Sum256(cur)
+	clear(cur)
+	if subtle.ConstantTimeCompare(sum[:], oldSHA256) != 1 {
+		return nil, &Error{Kind: api.KindConflict, Message: fmt.Sprintf("the current secret of %q does not hash to old-sha256", name)}
+	}
+	ct, err := shamir.Seal(rand.Reader, pin, fsm.SealInfo(clusterID, name), secret)
 	if err != nil {
 		return nil, err
 	}
-	swap := &fsm.ReplaceKey{Name: name, ExpectVersion: k.Version, OldSHA256: oldSHA256, R: ct.R, Sealed: ct.Sealed}
-	rel, err := c.Sign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: name, Op: fsm.OpCAS, ReplaceKey: swap}})
-	if err != nil {
-		return nil, err
-	}
-	rep, err := c.Sign(&fsm.Command{Type: fsm.TypeReplaceKey, ReplaceKey: swap})
+	rep, err := c.Sign(&fsm.Command{Type: fsm.TypeReplaceKey, ReplaceKey: &fsm.ReplaceKey{
+		Name: name, ExpectVersion: version, OldSHA256: oldSHA256, R: ct.R, Sealed: ct.Sealed}})
 	if err != nil {
 		return nil, err
 	}
 	var out fsm.Key
-	return &out, c.do(ctx, http.MethodPost, "/v1/cas", CASRequest{Release: rel, Replace: rep}, &out)
+	return &out, c.do(ctx, http.MethodPost, "/v1/cas", CASRequest{Replace: rep}, &out)
 }
 
 // PutRule grants a principal operations on a key or prefix*.
@@ -492,6 +525,10 @@ const (
 	EnvClientKey  = "KEYQUORUM_CLIENT_KEY"
 	EnvCAKey      = "KEYQUORUM_CA_KEY"
 	EnvGossipKey  = "KEYQUORUM_GOSSIP_KEY"
+	// The pin: values, not paths. The cluster key is hex (base64 is
+	// read too).
+	EnvClusterID  = "KEYQUORUM_CLUSTER_ID"
+	EnvClusterKey = "KEYQUORUM_CLUSTER_KEY"
 )
 
 // Save writes the credentials into dir as PEM files (keys with mode 0600)
@@ -528,6 +565,7 @@ func (c *Credentials) Save(dir, addr string) (string, error) {
 		}
 		fmt.Fprintf(&env, "export %s=%s\n", f.env, path)
 	}
+	env.WriteString(c.pinLines())
 	if err := os.WriteFile(dir+"/env.sh", []byte(env.String()), 0o644); err != nil {
 		return "", err
 	}
@@ -541,5 +579,19 @@ func CredentialsFromEnv() (*Credentials, error) {
 			return nil, fmt.Errorf("%s is not set: source the env.sh that keyd dev or keyctl cluster init wrote", v)
 		}
 	}
-	return LoadCredentials(os.Getenv(EnvCACert), os.Getenv(EnvClientCert), os.Getenv(EnvClientKey), os.Getenv(EnvCAKey), os.Getenv(EnvGossipKey))
+	c, err := LoadCredentials(os.Getenv(EnvCACert), os.Getenv(EnvClientCert), os.Getenv(EnvClientKey), os.Getenv(EnvCAKey), os.Getenv(EnvGossipKey))
+	if err != nil {
+		return nil, err
+	}
+	id, key := os.Getenv(EnvClusterID), os.Getenv(EnvClusterKey)
+	if (id == "") != (key == "") {
+		return nil, fmt.Errorf("%s and %s are set together: run keyctl cluster pin", EnvClusterID, EnvClusterKey)
+	}
+	if key != "" {
+		if c.ClusterKey, err = ParseClusterKey(key); err != nil {
+			return nil, fmt.Errorf("%s: %w", EnvClusterKey, err)
+		}
+		c.ClusterID = id
+	}
+	return c, nil
 }

@@ -4,9 +4,13 @@
 //
 // A Client calls one node's REST v1 API over HTTPS with an operator's
 // certificate and key (Credentials), and does the client's side of the
-// cryptography: secrets are sealed to the cluster public key here
-// (CreateSecret, CreateSealed, CompareAndSwap), and a Tang key is dealt
-// here to the share holders (CreateTang), so no node sees either whole.
+// cryptography: secrets are sealed here to the cluster public key pinned
+// in the Credentials (CreateSecret, CreateSealed, CompareAndSwap), releases
+// are combined here from partials the holders sealed to a fresh ephemeral
+// key (Get, CompareAndSwap's comparison), and a Tang key is dealt here to
+// the share holders t members confirm (CreateTang, Confirm), so no node
+// sees any of them whole, and no node alone chooses what they are sealed
+// to (pin.go).
 // InitCluster and Client.JoinNode form a cluster: they make the CA and
 // issue node and operator certificates (package cluster/pki), only to a
 // node whose identity the operator vouched for (JoinOptions) and that was

@@ -72,7 +72,7 @@ func TestLyingCoordinatorGetsNoPartialFromALaggingHolder(t *testing.T) {
 	c.revoke(leader, "lagging")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	p, err := victim.n.answerPartial(ctx, req)
+	p, err := victim.n.answerSealedPartial(ctx, req)
 	cancel()
 	if err == nil {
 		t.Fatalf("a lagging holder answered share %d for a key revoked before the request", p.Index)
@@ -82,7 +82,7 @@ func TestLyingCoordinatorGetsNoPartialFromALaggingHolder(t *testing.T) {
 	req.Request = c.releaseRequest("lagging")
 	ctx, cancel = context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	if _, err := victim.n.answerPartial(ctx, req); KindOf(err) != KindDenied {
+	if _, err := victim.n.answerSealedPartial(ctx, req); KindOf(err) != KindDenied {
 		t.Fatalf("holder that applied the revoke: %v (kind %s), want %s", err, KindOf(err), KindDenied)
 	}
 }
@@ -100,13 +100,13 @@ func TestRequestAnsweredBeforeRestartIsRefusedAfter(t *testing.T) {
 	req := c.holderRequest("captured", 0)
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	if _, err := victim.n.answerPartial(ctx, req); err != nil {
+	if _, err := victim.n.answerSealedPartial(ctx, req); err != nil {
 		t.Fatalf("first answer: %v", err)
 	}
 	c.stop(victim)
 	c.restart(victim)
 	c.waitSettled(0, victim)
-	if p, err := victim.n.answerPartial(ctx, req); err == nil {
+	if p, err := victim.n.answerSealedPartial(ctx, req); err == nil {
 		t.Fatalf("after a restart the holder answered share %d to a request it had answered before", p.Index)
 	} else if KindOf(err) != KindUnauthenticated {
 		t.Errorf("replay after restart: %v (kind %s), want %s", err, KindOf(err), KindUnauthenticated)

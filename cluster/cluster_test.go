@@ -7,6 +7,7 @@ import (
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
@@ -451,22 +452,45 @@ func (c *testCluster) waitReleases(tn *testNode, name string, want []byte) {
 	})
 }
 
-// casRequests signs a compare-and-swap: the release of the current secret
-// for op cas and the replace_key it serves, both naming the same swap.
-func (c *testCluster) casRequests(name string, expect uint64, old, replacement []byte) (release, replace *fsm.Signed) {
+// casPrepare is the client's side of a compare-and-swap until the commit:
+// a blind release of the current secret (op cas) through tn, the hash
+// compared here, and the signed replace_key at the version released.
+func (c *testCluster) casPrepare(tn *testNode, name string, old, replacement []byte) (*fsm.Signed, error) {
 	c.t.Helper()
 	sum := sha256.Sum256(old)
-	ct := c.seal(name, replacement)
-	swap := &fsm.ReplaceKey{Name: name, ExpectVersion: expect, OldSHA256: sum[:], R: ct.R, Sealed: ct.Sealed}
-	release = c.sign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: name, Op: fsm.OpCAS, ReplaceKey: swap}})
-	replace = c.sign(&fsm.Command{Type: fsm.TypeReplaceKey, ReplaceKey: swap})
-	return release, replace
-}
-
-func (c *testCluster) cas(tn *testNode, release, replace *fsm.Signed) (*fsm.Key, error) {
+	sg := c.signRelease(&fsm.ReleaseRequest{Key: name, Op: fsm.OpCAS, ReplaceKey: &fsm.ReplaceKey{Name: name, OldSHA256: sum[:]}})
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	return tn.n.CompareAndSwap(ctx, release, replace)
+	sr, err := tn.n.Release(ctx, sg)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := c.openRelease(sg, sr)
+	if err != nil {
+		return nil, err
+	}
+	got := sha256.Sum256(cur)
+	if subtle.ConstantTimeCompare(got[:], sum[:]) != 1 {
+		return nil, Errorf(KindConflict, "the current secret of %q does not hash to old-sha256", name)
+	}
+	ct := c.seal(name, replacement)
+	return c.sign(&fsm.Command{Type: fsm.TypeReplaceKey, ReplaceKey: &fsm.ReplaceKey{
+		Name: name, ExpectVersion: sr.Version, OldSHA256: sum[:], R: ct.R, Sealed: ct.Sealed}}), nil
+}
+
+func (c *testCluster) casCommit(tn *testNode, replace *fsm.Signed) (*fsm.Key, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	return tn.n.CompareAndSwap(ctx, replace)
+}
+
+func (c *testCluster) cas(tn *testNode, name string, old, replacement []byte) (*fsm.Key, error) {
+	c.t.Helper()
+	rep, err := c.casPrepare(tn, name, old, replacement)
+	if err != nil {
+		return nil, err
+	}
+	return c.casCommit(tn, rep)
 }
 
 // TestCompareAndSwap: keysrv's swap replaces a secret only if the client
@@ -479,8 +503,7 @@ func TestCompareAndSwap(t *testing.T) {
 
 	// The right hash: replaced, version 2.
 	v2 := randomBytes(t, 32)
-	rel, rep := c.casRequests("kxd/host1", 1, v1, v2)
-	k, err := c.cas(c.nodes[1], rel, rep)
+	k, err := c.cas(c.nodes[1], "kxd/host1", v1, v2)
 	if err != nil {
 		t.Fatalf("swap with the right hash: %v", err)
 	}
@@ -494,8 +517,7 @@ func TestCompareAndSwap(t *testing.T) {
 	}
 
 	// A wrong hash: conflict, nothing changes.
-	rel, rep = c.casRequests("kxd/host1", 2, randomBytes(t, 32), randomBytes(t, 32))
-	_, err = c.cas(c.nodes[2], rel, rep)
+	_, err = c.cas(c.nodes[2], "kxd/host1", randomBytes(t, 32), randomBytes(t, 32))
 	if KindOf(err) != KindConflict {
 		t.Fatalf("swap with a wrong hash: %v (kind %s), want %s", err, KindOf(err), KindConflict)
 	}
@@ -506,23 +528,24 @@ func TestCompareAndSwap(t *testing.T) {
 		t.Fatalf("version after a refused swap: %d, want 2", v)
 	}
 
-	// Two swaps from version 2 at once, through different nodes: exactly
-	// one wins, the other is a conflict.
+	// Two swaps compared at version 2, committed at once through
+	// different nodes: exactly one wins, the other is a conflict.
 	cands := [][]byte{randomBytes(t, 32), randomBytes(t, 32)}
-	type swapReq struct{ rel, rep *fsm.Signed }
-	reqs := make([]swapReq, 2)
-	for i := range reqs {
-		reqs[i].rel, reqs[i].rep = c.casRequests("kxd/host1", 2, v2, cands[i])
+	reps := make([]*fsm.Signed, 2)
+	for i := range reps {
+		if reps[i], err = c.casPrepare(c.nodes[i], "kxd/host1", v2, cands[i]); err != nil {
+			t.Fatalf("comparing swap %d: %v", i, err)
+		}
 	}
 	errs := make([]error, 2)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
-	for i := range reqs {
+	for i := range reps {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
-			_, errs[i] = c.cas(c.nodes[i], reqs[i].rel, reqs[i].rep)
+			_, errs[i] = c.casCommit(c.nodes[i], reps[i])
 		}()
 	}
 	close(start)

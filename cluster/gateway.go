@@ -32,7 +32,7 @@ func (n *Node) ReleaseFor(ctx context.Context, gateway, name, client string) ([]
 	if err != nil {
 		return nil, nil, Errorf(KindInternal, "signing the release: %v", err)
 	}
-	return n.release(ctx, sg, 0)
+	return n.release(ctx, sg)
 }
 
 // LocalKey is a key's metadata as this node has applied it, without asking

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
 )
@@ -51,6 +53,12 @@ type testCluster struct {
 	logs      *testLog
 	dir       string // the nodes' data directories are in it
 	configure func(*Config)
+
+	// ephemerals are the private keys of the release requests signed
+	// by releaseRequest, by signed payload: the test is the client that
+	// opens the blind release.
+	ephMu      sync.Mutex
+	ephemerals map[string][]byte
 }
 
 // testNode is one node's configuration, which outlives the *Node it runs
@@ -447,10 +455,53 @@ func (c *testCluster) createSecret(name string, secret []byte) *fsm.Key {
 	return res.Key
 }
 
-// releaseRequest signs a release request for a secret, op get.
+// releaseRequest signs a release request for a secret, op get, with a
+// fresh ephemeral key, as an operator's client does.
 func (c *testCluster) releaseRequest(name string) *fsm.Signed {
 	c.t.Helper()
-	return c.sign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: name, Op: fsm.OpGet}})
+	return c.signRelease(&fsm.ReleaseRequest{Key: name, Op: fsm.OpGet})
+}
+
+// signRelease signs req with a fresh ephemeral key, which it remembers for
+// openRelease.
+func (c *testCluster) signRelease(req *fsm.ReleaseRequest) *fsm.Signed {
+	c.t.Helper()
+	priv, pub, err := shamir.GenerateEncryptionKey(rand.Reader)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Ephemeral = pub
+	sg := c.sign(&fsm.Command{Type: fsm.TypeRelease, Release: req})
+	c.ephMu.Lock()
+	defer c.ephMu.Unlock()
+	if c.ephemerals == nil {
+		c.ephemerals = map[string][]byte{}
+	}
+	c.ephemerals[string(sg.Payload)] = priv
+	return sg
+}
+
+// clusterKey is the cluster public key, as a client pins it.
+func (c *testCluster) clusterKey() []byte {
+	c.t.Helper()
+	return poly(c.anyRunning()).Commits[0]
+}
+
+// openRelease opens a blind release of the request sg as the client
+// does: with sg's ephemeral key and the pinned cluster key.
+func (c *testCluster) openRelease(sg *fsm.Signed, sr *SealedRelease) ([]byte, error) {
+	c.t.Helper()
+	var cmd fsm.Command
+	if err := json.Unmarshal(sg.Payload, &cmd); err != nil {
+		c.t.Fatal(err)
+	}
+	c.ephMu.Lock()
+	priv := c.ephemerals[string(sg.Payload)]
+	c.ephMu.Unlock()
+	if priv == nil {
+		c.t.Fatal("openRelease: the request was not signed by signRelease")
+	}
+	return api.OpenRelease(sr, c.clusterID, cmd.Release.Key, c.clusterKey(), sg.Payload, priv)
 }
 
 // release releases a secret through node tn with a freshly signed request.
@@ -460,9 +511,14 @@ func (c *testCluster) release(tn *testNode, name string) ([]byte, error) {
 }
 
 func (c *testCluster) releaseSigned(tn *testNode, sg *fsm.Signed) ([]byte, error) {
+	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	return tn.n.Release(ctx, sg)
+	sr, err := tn.n.Release(ctx, sg)
+	if err != nil {
+		return nil, err
+	}
+	return c.openRelease(sg, sr)
 }
 
 // mustRelease releases a secret and fails the test on an error.

@@ -173,7 +173,10 @@ func TestMachineUnlockCombinesOnTheClient(t *testing.T) {
 	_, ephPub, _ := shamir.GenerateEncryptionKey(rand.Reader)
 	sg := signWith(t, id, priv, &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: "luks/m1", Op: fsm.OpGet, Ephemeral: ephPub}})
 	if _, err := n1.n.Release(ctxOp(t), sg); err == nil {
-		t.Fatalf("a machine's request released in the clear through the operator path")
+		t.Fatalf("a machine's request released through the operator path")
+	}
+	if _, _, err := n1.n.release(ctxOp(t), sg); err == nil {
+		t.Fatalf("a machine's request released in the clear through the gateway path")
 	}
 	if _, err := c.submit(&fsm.Command{Type: fsm.TypeRevokeMachine, RevokeMachine: id}); err != nil {
 		t.Fatal(err)

@@ -9,9 +9,9 @@ import (
 	"sort"
 	"time"
 
+	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
-	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // A machine's unlock (keyagent) is a release whose partials every holder
@@ -24,20 +24,22 @@ import (
 // machine signed, so a node can do neither for a request the machine did
 // not make.
 
-// MachineUnlock is what a machine gets for an unlock request: the wire
-// type the agent reads (vocab.UnlockReply).
-type MachineUnlock = vocab.UnlockReply
+// MachineUnlock is what a machine (or an operator: Release) gets for a
+// release request with an ephemeral key: the wire type the agent reads
+// (vocab.UnlockReply), checked and opened by api.OpenRelease.
+type MachineUnlock = SealedRelease
 
-// SealedPartial is a holder's partial (the JSON of a shamir.Partial)
-// sealed to the machine's ephemeral key with shamir.Seal, under
-// fsm.PartialSealInfo (vocab.SealedPartial).
-type SealedPartial = vocab.SealedPartial
+// SealedPartial is a holder's partial sealed to the request's ephemeral
+// key (vocab.SealedPartial).
+type SealedPartial = api.SealedPartial
 
 // sessionEvery bounds how often one machine's waiting attempts are written
 // to the log.
 const sessionEvery = 5 * time.Second
 
-// MachineUnlock coordinates a machine's signed release request from addr.
+// MachineUnlock coordinates a machine's signed release request from addr,
+// or an operator's (Release): any request with an ephemeral key. Only a
+// machine's may wait for an approval.
 func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (*MachineUnlock, error) {
 	rt, err := n.joined()
 	if err != nil {
@@ -155,15 +157,16 @@ func (n *Node) handleSealedPartial(w http.ResponseWriter, r *http.Request) {
 	writeRPC(w, p, err)
 }
 
-// answerSealedPartial is a holder's side of a machine's unlock: the
-// partial sealed to the machine's ephemeral key, which the holder takes
-// from the request the machine signed, not from the coordinator.
+// answerSealedPartial is a holder's side of a blind release (a machine's
+// unlock, an operator's release): the partial sealed to the request's
+// ephemeral key, which the holder takes from the request the machine or
+// operator signed, not from the coordinator.
 func (n *Node) answerSealedPartial(ctx context.Context, req *partialRequest) (*SealedPartial, error) {
 	var out *SealedPartial
 	err := n.computePartial(ctx, req, func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) error {
 		eph := cmd.Release.Ephemeral
 		if len(eph) == 0 {
-			return Errorf(KindInvalid, "only a machine's release is answered sealed")
+			return Errorf(KindInvalid, "a gateway node's release is not answered sealed")
 		}
 		p, err := shamir.ComputePartial(rand.Reader, share, key.R, rctx)
 		if err != nil {
@@ -175,9 +178,9 @@ func (n *Node) answerSealedPartial(ctx context.Context, req *partialRequest) (*S
 		}
 		ct, err := shamir.Seal(rand.Reader, eph, fsm.PartialSealInfo(rctx, p.Index), plain)
 		if err != nil {
-			return Errorf(KindInvalid, "sealing to the machine's ephemeral key: %v", err)
+			return Errorf(KindInvalid, "sealing to the request's ephemeral key: %v", err)
 		}
-		out = &SealedPartial{Index: p.Index, R: ct.R, Sealed: ct.Sealed}
+		out = &SealedPartial{Index: p.Index, Node: n.id.NodeID, R: ct.R, Sealed: ct.Sealed}
 		return nil
 	})
 	return out, err

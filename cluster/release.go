@@ -3,9 +3,6 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -21,8 +18,15 @@ import (
 // every share holder of the epoch for its partial s_i*R. Each holder waits
 // until it has applied the read index, then checks the request's
 // signature, its nonce and the rules itself before it answers with the
-// partial and a DLEQ proof. The coordinator checks each proof, combines t
-// partials and decrypts. The cluster secret is never rebuilt.
+// partial and a DLEQ proof. The cluster secret is never rebuilt.
+//
+// Who combines depends on who signed. An operator's or a machine's request
+// carries an ephemeral key: every holder seals its partial to it, and the
+// coordinator only relays them (machines.go; the client checks the proofs
+// against its pinned cluster key and combines), so it never holds the
+// secret. Only a gateway node's request (kxd, Tang, Keyless SSL: the node
+// is the client) gets partials in the clear, which the coordinator checks,
+// combines and decrypts here (release).
 
 // releaseContext binds a partial's proof to one request, key version and
 // epoch.
@@ -53,13 +57,15 @@ func (n *Node) handlePartial(w http.ResponseWriter, r *http.Request) {
 	writeRPC(w, p, err)
 }
 
-// answerPartial is a share holder's side of an operator's or a gateway's
-// release: the partial in the clear, for the coordinator to combine.
+// answerPartial is a share holder's side of a gateway node's release: the
+// partial in the clear, for the coordinator, which is the client, to
+// combine. fsm.State.AuthorizeRelease refuses an operator's or a machine's
+// request without an ephemeral key.
 func (n *Node) answerPartial(ctx context.Context, req *partialRequest) (*shamir.Partial, error) {
 	var p *shamir.Partial
 	err := n.computePartial(ctx, req, func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) error {
 		if len(cmd.Release.Ephemeral) != 0 {
-			return Errorf(KindInvalid, "a machine's partial is only given sealed to its ephemeral key")
+			return Errorf(KindInvalid, "a partial for a request with an ephemeral key is only given sealed to that key")
 		}
 		var err error
 		p, err = shamir.ComputePartial(rand.Reader, share, key.R, rctx)
@@ -95,10 +101,9 @@ func (n *Node) computePartial(ctx context.Context, req *partialRequest, compute 
 	return nil
 }
 
-// release runs a release end to end and returns the plaintext and the
-// key's metadata at the read. If wantVersion is not 0, the key must be at
-// that version.
-func (n *Node) release(ctx context.Context, sg *fsm.Signed, wantVersion uint64) ([]byte, *fsm.Key, error) {
+// release runs a gateway node's release end to end and returns the
+// plaintext and the key's metadata at the read.
+func (n *Node) release(ctx context.Context, sg *fsm.Signed) ([]byte, *fsm.Key, error) {
 	rt, err := n.joined()
 	if err != nil {
 		return nil, nil, err
@@ -141,9 +146,6 @@ func (n *Node) release(ctx context.Context, sg *fsm.Signed, wantVersion uint64) 
 	})
 	if ferr != nil {
 		return nil, nil, fromFSM(ferr)
-	}
-	if wantVersion != 0 && key.Version != wantVersion {
-		return nil, nil, Errorf(KindConflict, "key %q is at version %d, not %d", key.Name, key.Version, wantVersion)
 	}
 	if len(holders) < t {
 		return nil, nil, Errorf(KindNoQuorum, "the cluster lists %d share holders of %d needed", len(holders), t)
@@ -302,40 +304,4 @@ func quorumError(got, t, n int, failures map[string]error, ctxErr error) error {
 		reasons = append(reasons, "the others did not answer in time")
 	}
 	return Errorf(KindNoQuorum, "%d of the %d share holders needed answered (%d holders; %s)", got, t, n, strings.Join(reasons, "; "))
-}
-
-// compareAndSwap is keysrv's swap: release the current secret, compare
-// its hash with the one the client names, and commit the new secret only
-// if the key is still at the version that was compared.
-func (n *Node) compareAndSwap(ctx context.Context, release, replace *fsm.Signed) (*fsm.Key, error) {
-	var rel, rep fsm.Command
-	if json.Unmarshal(release.Payload, &rel) != nil || rel.Release == nil || rel.Release.Op != fsm.OpCAS || rel.Release.ReplaceKey == nil {
-		return nil, Errorf(KindInvalid, "compare-and-swap needs a signed release with op %q", fsm.OpCAS)
-	}
-	if json.Unmarshal(replace.Payload, &rep) != nil || rep.Type != fsm.TypeReplaceKey || rep.ReplaceKey == nil {
-		return nil, Errorf(KindInvalid, "compare-and-swap needs a signed %s command", fsm.TypeReplaceKey)
-	}
-	a, _ := json.Marshal(rel.Release.ReplaceKey)
-	b, _ := json.Marshal(rep.ReplaceKey)
-	if string(a) != string(b) || release.Signer != replace.Signer {
-		return nil, Errorf(KindInvalid, "the release and the replacement describe different swaps")
-	}
-	swap := rep.ReplaceKey
-	if len(swap.OldSHA256) != sha256.Size {
-		return nil, Errorf(KindInvalid, "old-sha256 must be %d bytes", sha256.Size)
-	}
-	old, _, err := n.release(ctx, release, swap.ExpectVersion)
-	if err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(old)
-	clear(old)
-	if subtle.ConstantTimeCompare(sum[:], swap.OldSHA256) != 1 {
-		return nil, Errorf(KindConflict, "the current secret of %q does not hash to old-sha256", swap.Name)
-	}
-	res, err := n.submit(ctx, replace)
-	if err != nil {
-		return nil, err
-	}
-	return res.Key, nil
 }

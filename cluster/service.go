@@ -32,11 +32,15 @@ type Service interface {
 	Keys(ctx context.Context, principal string) ([]*fsm.Key, error)
 	// Key shows one key's metadata, at a linearizable read.
 	Key(ctx context.Context, principal, name string) (*fsm.Key, error)
-	// Release releases a secret by quorum for a signed release request.
-	Release(ctx context.Context, req *fsm.Signed) ([]byte, error)
-	// CompareAndSwap replaces a secret if the current one hashes to the
-	// hash the signed swap names.
-	CompareAndSwap(ctx context.Context, release, replace *fsm.Signed) (*fsm.Key, error)
+	// Release relays a blind release for an operator's signed release
+	// request (op get, or cas before a swap), which carries an ephemeral
+	// key: the holders' partials sealed to it. The node never holds the
+	// secret.
+	Release(ctx context.Context, req *fsm.Signed) (*SealedRelease, error)
+	// CompareAndSwap commits an operator's signed replace_key, whose
+	// ExpectVersion the client read in the blind release it compared: the
+	// swap happens only if the key is still at that version.
+	CompareAndSwap(ctx context.Context, replace *fsm.Signed) (*fsm.Key, error)
 	// Principal finds the operator an Ed25519 public key belongs to.
 	Principal(publicKey []byte) (*fsm.Operator, error)
 }
@@ -76,6 +80,8 @@ type (
 	Status       = api.Status
 	MemberStatus = api.MemberStatus
 	RoundStatus  = api.RoundStatus
+	// SealedRelease is a blind release, which the client opens.
+	SealedRelease = api.SealedRelease
 )
 
 type nodeStatus struct {
@@ -243,19 +249,42 @@ func (n *Node) Key(ctx context.Context, principal, name string) (*fsm.Key, error
 	return k, e
 }
 
-// Release releases a secret for a signed release request with op get.
-func (n *Node) Release(ctx context.Context, req *fsm.Signed) ([]byte, error) {
+// Release relays an operator's blind release (op get, or op cas for the
+// comparison of a compare-and-swap, which the client makes): every holder
+// seals its partial to the request's ephemeral key, and this node passes
+// them on with the ciphertext and the public polynomial.
+func (n *Node) Release(ctx context.Context, req *fsm.Signed) (*SealedRelease, error) {
 	var cmd fsm.Command
-	if err := json.Unmarshal(req.Payload, &cmd); err != nil || cmd.Release == nil || cmd.Release.Op != fsm.OpGet {
-		return nil, Errorf(KindInvalid, "not a signed release request with op %q", fsm.OpGet)
+	if err := json.Unmarshal(req.Payload, &cmd); err != nil || cmd.Release == nil || (cmd.Release.Op != fsm.OpGet && cmd.Release.Op != fsm.OpCAS) {
+		return nil, Errorf(KindInvalid, "not a signed release request with op %q or %q", fsm.OpGet, fsm.OpCAS)
 	}
-	plain, _, err := n.release(ctx, req, 0)
-	return plain, err
+	operator := false
+	n.fsm.Read(func(s *fsm.State) { operator = s.Operators[req.Signer] != nil })
+	if !operator {
+		return nil, Errorf(KindUnauthenticated, "%q is not an operator: a machine unlocks through the machine API", req.Signer)
+	}
+	if len(cmd.Release.Ephemeral) == 0 {
+		return nil, Errorf(KindInvalid, "a release request needs an ephemeral key: the holders seal their partials to it and the client combines (update the client)")
+	}
+	return n.MachineUnlock(ctx, req, "")
 }
 
-// CompareAndSwap is keysrv's compare-and-swap of a secret.
-func (n *Node) CompareAndSwap(ctx context.Context, release, replace *fsm.Signed) (*fsm.Key, error) {
-	return n.compareAndSwap(ctx, release, replace)
+// CompareAndSwap commits keysrv's compare-and-swap of a secret, which the
+// client compared in a blind release: the operator's signed replace_key,
+// applied only if the key is still at the version it names (fsm's
+// replace_key checks it, so the swap is linearizable).
+func (n *Node) CompareAndSwap(ctx context.Context, replace *fsm.Signed) (*fsm.Key, error) {
+	var cmd struct {
+		Type string `json:"type"`
+	}
+	if replace == nil || json.Unmarshal(replace.Payload, &cmd) != nil || cmd.Type != fsm.TypeReplaceKey {
+		return nil, Errorf(KindInvalid, "compare-and-swap takes a signed %s command", fsm.TypeReplaceKey)
+	}
+	res, err := n.submit(ctx, replace)
+	if err != nil {
+		return nil, err
+	}
+	return res.Key, nil
 }
 
 // Principal finds the operator an Ed25519 public key belongs to. A key

@@ -234,7 +234,11 @@ func (f *FSM) signerKey(signer string, cmd *Command) ([]byte, *Error) {
 // MaxClockSkew of now, a rule that allows the operation on the key, and the
 // key active and unexpired at now. A request signed by a member node for a
 // legacy gateway is allowed instead by the key's Access naming that
-// gateway: the node authorized its client itself. Replayed nonces are the
+// gateway: the node authorized its client itself. An operator's or a
+// machine's request carries an ephemeral key that holders seal their
+// partials to, so the node that relays them never sees the material; a
+// gateway node's carries none (that node is the client and combines).
+// Replayed nonces are the
 // holder's to refuse (requests never enter the log): the command it
 // returns carries the nonce, so the holder need not decode the payload
 // again.
@@ -300,6 +304,9 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 	}
 	switch {
 	case gateway:
+		if len(req.Ephemeral) != 0 {
+			return nil, nil, errorf(CodeInvalid, "a gateway node's request carries no ephemeral key: the node is the client and combines")
+		}
 		if !k.Access.Allows(req.Gateway) {
 			return nil, nil, errorf(CodeDenied, "key %q is not served by the %s gateway", req.Key, req.Gateway)
 		}
@@ -307,10 +314,10 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 		if err := authorizeMachine(machine, req, k); err != nil {
 			return nil, nil, err
 		}
-	case len(req.Ephemeral) != 0:
-		return nil, nil, errorf(CodeInvalid, "only machines send an ephemeral key")
 	case !s.Allowed(sg.Signer, req.Op, req.Key):
 		return nil, nil, errorf(CodeDenied, "%s may not %s key %q", sg.Signer, req.Op, req.Key)
+	case len(req.Ephemeral) != 32:
+		return nil, nil, errorf(CodeInvalid, "an operator's release needs a 32-byte ephemeral key: holders seal their partials to it, and the operator's client combines")
 	}
 	if k.State != KeyActive {
 		return nil, nil, errorf(CodeDenied, "key %q is %s", req.Key, k.State)

@@ -186,6 +186,7 @@ func TestAuthorizeGatewayRelease(t *testing.T) {
 	gw := func(key, op, gateway string, point []byte) *fsm.Command {
 		c := releaseCmd(key, op)
 		c.Release.Gateway, c.Release.Client, c.Release.Point = gateway, "203.0.113.9", point
+		c.Release.Ephemeral = nil
 		return c
 	}
 	pt := p256Point(t)
@@ -209,6 +210,9 @@ func TestAuthorizeGatewayRelease(t *testing.T) {
 		{"a node for kxd", node(1), gw("host/kxd", fsm.OpGet, fsm.GatewayKxd, nil), ""},
 		{"a member that holds no share yet", node(2), gw("host/kxd", fsm.OpGet, fsm.GatewayKxd, nil), ""},
 		{"a node for tang", node(1), gw("tang/a", fsm.OpExchange, fsm.GatewayTang, pt), ""},
+		{"a node for kxd with an ephemeral key", node(1), with(gw("host/kxd", fsm.OpGet, fsm.GatewayKxd, nil), func(c *fsm.Command) {
+			c.Release.Ephemeral = operatorEph
+		}), fsm.CodeInvalid},
 		{"a node for a gateway the key does not name", node(1), gw("host/kxd", fsm.OpGet, fsm.GatewayTLV, nil), fsm.CodeDenied},
 		{"a node for a key without access", node(1), gw("host/plain", fsm.OpGet, fsm.GatewayKxd, nil), fsm.CodeDenied},
 		{"a node without a gateway", node(1), releaseCmd("host/kxd", fsm.OpGet), fsm.CodeBadSignature},

@@ -222,7 +222,8 @@ func TestAuthorizeMachineRelease(t *testing.T) {
 			laptop, with(get("luks/a"), func(c *fsm.Command) { c.Nonce = bytes.Repeat([]byte{8}, 16) }), fsm.CodePending},
 		{"a window", doing(admin, approveCmd(laptop.ID, "", 0, t0.Add(time.Minute))), laptop, get("luks/b"), ""},
 		{"a window for another key", doing(admin, approveCmd(laptop.ID, "luks/b", 0, t0.Add(time.Minute))), laptop, get("luks/a"), fsm.CodePending},
-		{"an operator sending an ephemeral key", nil, admin, get("luks/a"), fsm.CodeInvalid},
+		{"an operator sending an ephemeral key (its client combines)", nil, admin, get("luks/a"), ""},
+		{"an operator sending none", nil, admin, with(get("luks/a"), func(c *fsm.Command) { c.Release.Ephemeral = nil }), fsm.CodeInvalid},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

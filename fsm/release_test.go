@@ -14,9 +14,15 @@ var (
 	swapper = operatorPrincipal(7) // a non-admin who may only cas db/*
 )
 
+// releaseCmd is an operator's release: with the ephemeral key its
+// client combines with.
 func releaseCmd(key, op string) *fsm.Command {
-	return &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: key, Op: op}}
+	return &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: key, Op: op, Ephemeral: operatorEph}}
 }
+
+var operatorEph = bytes.Repeat([]byte{7}, 32)
+
+func withoutEphemeral(c *fsm.Command) { c.Release.Ephemeral = nil }
 
 func casRelease(key string, swap *fsm.ReplaceKey) *fsm.Command {
 	c := releaseCmd(key, fsm.OpCAS)
@@ -96,6 +102,12 @@ func TestAuthorizeRelease(t *testing.T) {
 		{name: "an expired key, to an admin", by: admin, cmd: releaseCmd("db/expiring", fsm.OpGet), at: time.Hour, code: fsm.CodeDenied},
 		{name: "a cas of a revoked key", by: admin, cmd: casRelease("db/revoked", swap("db/revoked")), code: fsm.CodeDenied},
 		{name: "an unknown key", by: admin, cmd: releaseCmd("db/missing", fsm.OpGet), code: fsm.CodeNotFound},
+		// The coordinator relays what holders seal to the operator's key:
+		// a partial in the clear is given only for a gateway's request.
+		{name: "an operator's get without an ephemeral key", by: op, cmd: with(releaseCmd("db/x", fsm.OpGet), withoutEphemeral), code: fsm.CodeInvalid},
+		{name: "an admin's get without an ephemeral key", by: admin, cmd: with(releaseCmd("web/x", fsm.OpGet), withoutEphemeral), code: fsm.CodeInvalid},
+		{name: "a cas release without an ephemeral key", by: op, cmd: with(casRelease("db/x", swap("db/x")), withoutEphemeral), code: fsm.CodeInvalid},
+		{name: "an ephemeral key that is not 32 bytes", by: op, cmd: with(releaseCmd("db/x", fsm.OpGet), func(c *fsm.Command) { c.Release.Ephemeral = make([]byte, 31) }), code: fsm.CodeInvalid},
 		{name: "signed with another key", sg: func(h *harness) *fsm.Signed {
 			return h.signed(principal{ID: admin.ID, Key: op.Key}, releaseCmd("db/x", fsm.OpGet))
 		}, code: fsm.CodeBadSignature},

@@ -34,6 +34,7 @@ type UnlockReply struct {
 // with fsm.PartialSealInfo(context, Index) as info.
 type SealedPartial struct {
 	Index  uint32 `json:"index"`
+	Node   string `json:"node,omitempty"` // the holder, for the client's errors
 	R      []byte `json:"r"`
 	Sealed []byte `json:"sealed"`
 }

@@ -84,6 +84,9 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 		return err
 	}
 	ctx := context.Background()
+	if _, err := c.Pin(ctx); err != nil {
+		return err
+	}
 	secret := make([]byte, 64)
 	rand.Read(secret)
 	if _, err := c.CreateSecret(ctx, "bench/secret", secret, time.Time{}); err != nil {

@@ -91,32 +91,47 @@ func (c *clusterService) Release(ctx context.Context, req *keyquorumv1.ReleaseRe
 	if err := checkSigned(sg, principal(ctx), fsm.TypeRelease); err != nil {
 		return nil, err
 	}
-	secret, err := c.s.svc.Release(ctx, sg)
+	sr, err := c.s.svc.Release(ctx, sg)
 	if err != nil {
 		return nil, err
 	}
-	return &keyquorumv1.ReleaseResponse{Secret: secret}, nil
+	return &keyquorumv1.ReleaseResponse{Sealed: sealedReleaseToProto(sr)}, nil
+}
+
+// sealedReleaseToProto is the blind release on the wire; its inverse is
+// sealedReleaseFromProto.
+func sealedReleaseToProto(sr *cluster.SealedRelease) *keyquorumv1.SealedRelease {
+	out := &keyquorumv1.SealedRelease{ClusterId: sr.ClusterID, Key: sr.Key, Version: sr.Version, Epoch: sr.Epoch,
+		Threshold: uint32(sr.Threshold), Poly: sr.Poly, R: sr.R, Sealed: sr.Sealed}
+	for _, p := range sr.Partials {
+		out.Partials = append(out.Partials, &keyquorumv1.SealedPartial{Index: p.Index, Node: p.Node, R: p.R, Sealed: p.Sealed})
+	}
+	return out
+}
+
+// sealedReleaseFromProto is a blind release as a gRPC client decodes it,
+// to open it with api.SealedRelease.Open.
+func sealedReleaseFromProto(p *keyquorumv1.SealedRelease) *cluster.SealedRelease {
+	out := &cluster.SealedRelease{ClusterID: p.GetClusterId(), Key: p.GetKey(), Version: p.GetVersion(), Epoch: p.GetEpoch(),
+		Threshold: int(p.GetThreshold()), Poly: p.GetPoly(), R: p.GetR(), Sealed: p.GetSealed()}
+	for _, sp := range p.GetPartials() {
+		out.Partials = append(out.Partials, cluster.SealedPartial{Index: sp.GetIndex(), Node: sp.GetNode(), R: sp.GetR(), Sealed: sp.GetSealed()})
+	}
+	return out
 }
 
 func (c *clusterService) CompareAndSwap(ctx context.Context, req *keyquorumv1.CompareAndSwapRequest) (*keyquorumv1.CompareAndSwapResponse, error) {
-	if req.GetRelease() == nil || req.GetReplace() == nil {
-		return nil, cluster.Errorf(cluster.KindInvalid, "a compare-and-swap needs both release and replace")
-	}
-	release, err := signedFrom(req.GetRelease(), "release")
-	if err != nil {
-		return nil, err
+	if req.GetRelease() != nil {
+		return nil, cluster.Errorf(cluster.KindInvalid, "the node no longer compares: release the current secret with Release, compare it, and send only the replace (update the client)")
 	}
 	replace, err := signedFrom(req.GetReplace(), "replace")
 	if err != nil {
 		return nil, err
 	}
-	if err := checkSigned(release, principal(ctx), fsm.TypeRelease); err != nil {
-		return nil, err
-	}
 	if err := checkSigned(replace, principal(ctx), fsm.TypeReplaceKey); err != nil {
 		return nil, err
 	}
-	k, err := c.s.svc.CompareAndSwap(ctx, release, replace)
+	k, err := c.s.svc.CompareAndSwap(ctx, replace)
 	if err != nil {
 		return nil, err
 	}

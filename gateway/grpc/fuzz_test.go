@@ -25,6 +25,7 @@ func FuzzHandlers(f *testing.F) {
 	}
 	seed(&keyquorumv1.SubmitRequest{Command: &keyquorumv1.SignedCommand{Signer: "x", Payload: []byte(`{"type":"create_key","create_key":{"name":"k"}}`)}})
 	seed(&keyquorumv1.CompareAndSwapRequest{Release: &keyquorumv1.SignedCommand{Payload: []byte(`{"type":"release"}`)}, Replace: &keyquorumv1.SignedCommand{}})
+	seed(&keyquorumv1.CompareAndSwapRequest{Replace: &keyquorumv1.SignedCommand{Payload: []byte(`{"type":"replace_key"}`)}})
 	seed(&keyquorumv1.GetKeyRequest{MachineId: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", Nonce: make([]byte, 16), SignedAt: 1, Signature: make([]byte, 64)})
 	seed(&keyquorumv1.SubmitKeyRequest{MachineId: "SHA256:", EncryptedKey: []byte{1}})
 	seed(&keyquorumv1.SubmitKeyRequest{MachineId: "SHA256:", EncryptedKey: []byte{1}, Command: &keyquorumv1.SignedCommand{Signer: "x", Payload: []byte(`{"type":"submit_key","submit_key":{"machine":"m","sealed":"AQ=="}}`)}})

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -267,15 +268,24 @@ func (f *fakeService) Key(_ context.Context, principal, name string) (*fsm.Key, 
 	return k.Metadata(), nil
 }
 
-func (f *fakeService) Release(_ context.Context, sg *fsm.Signed) ([]byte, error) {
+// fakeRelease is the blind release the fake answers for a key whose
+// "sealed" material is secret: every field set, so that the round trip
+// shows each one crosses the wire.
+func fakeRelease(name string, version uint64, secret []byte) *cluster.SealedRelease {
+	return &cluster.SealedRelease{ClusterID: "test", Key: name, Version: version, Epoch: 3, Threshold: 2,
+		Poly: [][]byte{[]byte("c0"), []byte("c1")}, R: []byte("R"), Sealed: slices.Clone(secret),
+		Partials: []cluster.SealedPartial{{Index: 1, Node: "n1", R: []byte("r1"), Sealed: []byte("p1")}, {Index: 3, Node: "n3", R: []byte("r3"), Sealed: []byte("p3")}}}
+}
+
+func (f *fakeService) Release(_ context.Context, sg *fsm.Signed) (*cluster.SealedRelease, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	cmd, err := f.verify(sg)
 	if err != nil {
 		return nil, err
 	}
-	if cmd.Release == nil || cmd.Release.Op != fsm.OpGet {
-		return nil, cluster.Errorf(cluster.KindInvalid, "not a release with op get")
+	if cmd.Release == nil || cmd.Release.Op != fsm.OpGet && cmd.Release.Op != fsm.OpCAS {
+		return nil, cluster.Errorf(cluster.KindInvalid, "not a release with op get or cas")
 	}
 	k := f.keys[cmd.Release.Key]
 	if k == nil {
@@ -284,15 +294,12 @@ func (f *fakeService) Release(_ context.Context, sg *fsm.Signed) ([]byte, error)
 	if k.State != fsm.KeyActive {
 		return nil, cluster.Errorf(cluster.KindDenied, "key %q is %s", k.Name, k.State)
 	}
-	return slices.Clone(f.secrets[k.Name]), nil
+	return fakeRelease(k.Name, k.Version, f.secrets[k.Name]), nil
 }
 
-func (f *fakeService) CompareAndSwap(_ context.Context, release, replace *fsm.Signed) (*fsm.Key, error) {
+func (f *fakeService) CompareAndSwap(_ context.Context, replace *fsm.Signed) (*fsm.Key, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, err := f.verify(release); err != nil {
-		return nil, err
-	}
 	cmd, err := f.verify(replace)
 	if err != nil {
 		return nil, err
@@ -302,8 +309,7 @@ func (f *fakeService) CompareAndSwap(_ context.Context, release, replace *fsm.Si
 	if k == nil {
 		return nil, cluster.Errorf(cluster.KindNotFound, "key %q does not exist", rk.Name)
 	}
-	sum := sha256.Sum256(f.secrets[k.Name])
-	if k.Version != rk.ExpectVersion || !bytes.Equal(sum[:], rk.OldSHA256) {
+	if k.Version != rk.ExpectVersion {
 		return nil, cluster.Errorf(cluster.KindConflict, "key %q changed", rk.Name)
 	}
 	k.Version++
@@ -584,19 +590,19 @@ func TestClusterServiceRoundTrip(t *testing.T) {
 			_, err = c.ShowKey(ctx, &keyquorumv1.ShowKeyRequest{})
 			wantKind(t, "show without a name", err, cluster.KindInvalid)
 
+			// A release is blind: the node relays the sealed release, every
+			// field of it, and never the secret.
 			rel, err := c.Release(ctx, &keyquorumv1.ReleaseRequest{Request: sign(t, admin, &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: "db", Op: fsm.OpGet}})})
-			if err != nil || !bytes.Equal(rel.GetSecret(), secret) {
-				t.Fatalf("release: %q, %v", rel.GetSecret(), err)
+			if err != nil || len(rel.GetSecret()) != 0 || !reflect.DeepEqual(sealedReleaseFromProto(rel.GetSealed()), fakeRelease("db", 1, secret)) {
+				t.Fatalf("release: %v, %v", rel, err)
 			}
 
-			// Compare-and-swap: right hash, then the same stale swap again.
+			// Compare-and-swap: the client compared in a blind release; the
+			// node commits the replace at the version compared, once.
 			oldSum := sha256.Sum256(secret)
 			swap := &fsm.ReplaceKey{Name: "db", ExpectVersion: 1, OldSHA256: oldSum[:], R: []byte{1}, Sealed: []byte("second secret")}
 			casReq := func() *keyquorumv1.CompareAndSwapRequest {
-				return &keyquorumv1.CompareAndSwapRequest{
-					Release: sign(t, admin, &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: "db", Op: fsm.OpCAS, ReplaceKey: swap}}),
-					Replace: sign(t, admin, &fsm.Command{Type: fsm.TypeReplaceKey, ReplaceKey: swap}),
-				}
+				return &keyquorumv1.CompareAndSwapRequest{Replace: sign(t, admin, &fsm.Command{Type: fsm.TypeReplaceKey, ReplaceKey: swap})}
 			}
 			cas, err := c.CompareAndSwap(ctx, casReq())
 			if err != nil || cas.Key.GetVersion() != 2 {
@@ -604,13 +610,17 @@ func TestClusterServiceRoundTrip(t *testing.T) {
 			}
 			_, err = c.CompareAndSwap(ctx, casReq())
 			wantKind(t, "a stale compare-and-swap", err, cluster.KindConflict)
-			_, err = c.CompareAndSwap(ctx, &keyquorumv1.CompareAndSwapRequest{Release: casReq().Release})
+			_, err = c.CompareAndSwap(ctx, &keyquorumv1.CompareAndSwapRequest{})
 			wantKind(t, "a compare-and-swap without replace", err, cluster.KindInvalid)
-			_, err = c.CompareAndSwap(ctx, &keyquorumv1.CompareAndSwapRequest{Release: casReq().Replace, Replace: casReq().Release})
-			wantKind(t, "a compare-and-swap with the commands swapped", err, cluster.KindInvalid)
+			oldClient := casReq()
+			oldClient.Release = sign(t, admin, &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: "db", Op: fsm.OpCAS, ReplaceKey: swap}})
+			_, err = c.CompareAndSwap(ctx, oldClient)
+			wantKind(t, "a compare-and-swap that asks the node to compare", err, cluster.KindInvalid)
+			_, err = c.CompareAndSwap(ctx, &keyquorumv1.CompareAndSwapRequest{Replace: sign(t, admin, &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: "db", Op: fsm.OpCAS, ReplaceKey: swap}})})
+			wantKind(t, "a compare-and-swap with a release for replace", err, cluster.KindInvalid)
 			rel, err = c.Release(ctx, &keyquorumv1.ReleaseRequest{Request: sign(t, admin, &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: "db", Op: fsm.OpGet}})})
-			if err != nil || string(rel.GetSecret()) != "second secret" {
-				t.Fatalf("release after cas: %q, %v", rel.GetSecret(), err)
+			if err != nil || string(rel.GetSealed().GetSealed()) != "second secret" || rel.GetSealed().GetVersion() != 2 {
+				t.Fatalf("release after cas: %v, %v", rel, err)
 			}
 
 			// Revoke: releases are denied afterwards; destroy.

@@ -35,10 +35,10 @@ func (refusingService) Keys(context.Context, string) ([]*fsm.Key, error) { retur
 func (refusingService) Key(context.Context, string, string) (*fsm.Key, error) {
 	return nil, cluster.Errorf(cluster.KindNotFound, "refused")
 }
-func (refusingService) Release(context.Context, *fsm.Signed) ([]byte, error) {
+func (refusingService) Release(context.Context, *fsm.Signed) (*cluster.SealedRelease, error) {
 	return nil, cluster.Errorf(cluster.KindDenied, "refused")
 }
-func (refusingService) CompareAndSwap(context.Context, *fsm.Signed, *fsm.Signed) (*fsm.Key, error) {
+func (refusingService) CompareAndSwap(context.Context, *fsm.Signed) (*fsm.Key, error) {
 	return nil, cluster.Errorf(cluster.KindConflict, "refused")
 }
 func (refusingService) Principal([]byte) (*fsm.Operator, error) {

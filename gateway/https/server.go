@@ -339,14 +339,13 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	secret, err := s.svc.Release(r.Context(), &sg)
+	sr, err := s.svc.Release(r.Context(), &sg)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, client.SecretReply{Secret: secret})
-	clear(secret)
+	writeJSON(w, http.StatusOK, sr)
 }
 
 func (s *Server) cas(w http.ResponseWriter, r *http.Request) {
@@ -355,17 +354,19 @@ func (s *Server) cas(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if req.Release == nil || req.Replace == nil {
-		writeError(w, cluster.Errorf(cluster.KindInvalid, "a compare-and-swap needs both release and replace"))
+	if req.Release != nil {
+		writeError(w, cluster.Errorf(cluster.KindInvalid, "the node no longer compares: release the current secret blindly, compare it, and send only the replace (update the client)"))
 		return
 	}
-	for typ, sg := range map[string]*fsm.Signed{fsm.TypeRelease: req.Release, fsm.TypeReplaceKey: req.Replace} {
-		if err := checkSigned(sg, principal(r), typ); err != nil {
-			writeError(w, err)
-			return
-		}
+	if req.Replace == nil {
+		writeError(w, cluster.Errorf(cluster.KindInvalid, "a compare-and-swap needs the signed replace"))
+		return
 	}
-	k, err := s.svc.CompareAndSwap(r.Context(), req.Release, req.Replace)
+	if err := checkSigned(req.Replace, principal(r), fsm.TypeReplaceKey); err != nil {
+		writeError(w, err)
+		return
+	}
+	k, err := s.svc.CompareAndSwap(r.Context(), req.Replace)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -42,8 +43,11 @@ Usage:
   keyctl cluster token create [--ttl 1h]
                                     print a one-time join token; start the new node with it (keyd --join-token)
   keyctl cluster token list | revoke ID
-  keyctl cluster join ADDR --token T|--token-file F [--fingerprint FP]
-                                    admit the unjoined node at ADDR (needs the CA and gossip keys)
+  keyctl cluster join ADDR --token T|--token-file F [--fingerprint FP] [--env FILE]
+                                    admit the unjoined node at ADDR (needs the CA and gossip keys);
+                                    the join that completes the first key writes the pin into FILE
+  keyctl cluster pin [--env FILE]   confirm the cluster key with t members and pin it: print its
+                                    export lines and write them into FILE
   keyctl cluster leave NODE-ID      remove a member; the cluster reshares without it
   keyctl cluster status
   keyctl key create NAME [--type secret] [--bytes N | --from-file F] [--expires DURATION] [ACCESS]
@@ -91,7 +95,10 @@ the "SHA256:..." form the gRPC machine flow and klefki's tools show.
 The node and credentials come from KEYQUORUM_ADDR, KEYQUORUM_CACERT,
 KEYQUORUM_CLIENT_CERT and KEYQUORUM_CLIENT_KEY (and KEYQUORUM_CA_KEY,
 KEYQUORUM_GOSSIP_KEY to join nodes), as printed by "keyd dev" or
-"keyctl cluster init". --addr overrides KEYQUORUM_ADDR.
+"keyctl cluster init". --addr overrides KEYQUORUM_ADDR. KEYQUORUM_CLUSTER_ID
+and KEYQUORUM_CLUSTER_KEY are the pin: every secret is sealed to that key,
+never to one a node reports, and every release is checked against it.
+FILE defaults to the env.sh beside KEYQUORUM_CACERT.
 
 Exit status, the same as keyagent's: 0 done, 1 refused or failed, 2 bad
 usage, 3 not found, 4 unauthenticated, 5 denied, 6 clock too far off,
@@ -158,7 +165,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 // handlers maps each command and subcommand to its function.
 func (c *command) handlers() map[string]map[string]func([]string) error {
 	return map[string]map[string]func([]string) error{
-		"cluster": {"init": c.clusterInit, "join": c.clusterJoin, "leave": c.clusterLeave, "status": c.clusterStatus, "token": c.clusterToken},
+		"cluster": {"init": c.clusterInit, "join": c.clusterJoin, "leave": c.clusterLeave, "status": c.clusterStatus, "token": c.clusterToken, "pin": c.clusterPin},
 		"key": {"create": c.keyCreate, "get": c.keyGet, "list": c.keyList, "show": c.keyShow,
 			"revoke": c.keyRevoke, "destroy": c.keyDestroy, "cas": c.keyCAS, "access": c.keyAccess,
 			"import-dir": c.keyImportDir, "import-kxd": c.keyImportKxd},
@@ -259,13 +266,18 @@ func (c *command) clusterInit(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "# cluster initialized on node %s; the key is made when %d nodes have joined; credentials in %s (keep ca-key.pem safe)\n%s", id.NodeID, *nodes, *dir, env)
+	pinned := "the key is pinned"
+	if len(creds.ClusterKey) == 0 {
+		pinned = fmt.Sprintf("the key is made, and pinned by the join that completes it, when %d nodes have joined", *nodes)
+	}
+	fmt.Fprintf(c.stdout, "# cluster initialized on node %s; %s; credentials in %s (keep ca-key.pem safe)\n%s", id.NodeID, pinned, *dir, env)
 	return nil
 }
 
 func (c *command) clusterJoin(args []string) error {
 	fs := c.flags("cluster join")
 	vouch := c.vouchFlags(fs)
+	envFile := fs.String("env", defaultEnvFile(), "env.sh to write the pin into when this join completes the first key")
 	pos, err := parse(fs, args, "ADDR")
 	if err != nil {
 		return err
@@ -279,11 +291,55 @@ func (c *command) clusterJoin(args []string) error {
 		return err
 	}
 	defer cancel()
+	hadPin := len(cl.Credentials().ClusterKey) > 0
 	id, err := cl.JoinNode(ctx, pos[0], opts)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "node %s joined; the cluster key was reshared to include it\n", id.NodeID)
+	if creds := cl.Credentials(); !hadPin && len(creds.ClusterKey) > 0 {
+		if err := creds.SavePin(*envFile); err != nil {
+			return fmt.Errorf("writing the pin into %s: %w", *envFile, err)
+		}
+		fmt.Fprintf(c.stdout, "# the cluster key is made and pinned (written into %s):\n%s", *envFile, creds.PinLines())
+	}
+	return nil
+}
+
+// defaultEnvFile is the env.sh beside the CA certificate the environment
+// names, where keyctl cluster init wrote it.
+func defaultEnvFile() string {
+	if ca := os.Getenv(client.EnvCACert); ca != "" {
+		return filepath.Join(filepath.Dir(ca), "env.sh")
+	}
+	return "env.sh"
+}
+
+func (c *command) clusterPin(args []string) error {
+	fs := c.flags("cluster pin")
+	envFile := fs.String("env", defaultEnvFile(), "env.sh to write the pin into (\"\" writes nothing)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	cf, err := cl.Pin(ctx)
+	if err != nil {
+		return err
+	}
+	creds := cl.Credentials()
+	fmt.Fprintf(c.stdout, "# cluster %s, public key %x, confirmed by %d members (%s) of threshold %d at key epoch %d\n",
+		cf.ClusterID, cf.PublicKey, len(cf.Confirmers), strings.Join(cf.Confirmers, ", "), cf.Threshold, cf.Epoch)
+	if *envFile != "" {
+		if err := creds.SavePin(*envFile); err != nil {
+			return fmt.Errorf("writing the pin into %s: %w", *envFile, err)
+		}
+		fmt.Fprintf(c.stdout, "# written into %s\n", *envFile)
+	}
+	fmt.Fprint(c.stdout, creds.PinLines())
 	return nil
 }
 

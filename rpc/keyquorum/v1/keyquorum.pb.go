@@ -782,7 +782,8 @@ func (x *ShowKeyResponse) GetKey() *Key {
 
 type ReleaseRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// request is a signed command of type "release" with op "get".
+	// request is a signed command of type "release" with op "get" or "cas"
+	// and an ephemeral key.
 	Request       *SignedCommand `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -826,8 +827,11 @@ func (x *ReleaseRequest) GetRequest() *SignedCommand {
 }
 
 type ReleaseResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Secret        []byte                 `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// secret is never set any more: the node does not hold it.
+	Secret []byte `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	// sealed is the blind release (cluster/api.SealedRelease).
+	Sealed        *SealedRelease `protobuf:"bytes,2,opt,name=sealed,proto3" json:"sealed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -869,10 +873,198 @@ func (x *ReleaseResponse) GetSecret() []byte {
 	return nil
 }
 
+func (x *ReleaseResponse) GetSealed() *SealedRelease {
+	if x != nil {
+		return x.Sealed
+	}
+	return nil
+}
+
+// SealedRelease is a blind release: the key's ciphertext, the epoch's
+// public polynomial and the holders' partials sealed to the request's
+// ephemeral key (cluster/api.SealedRelease).
+type SealedRelease struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Version       uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Threshold     uint32                 `protobuf:"varint,5,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	Poly          [][]byte               `protobuf:"bytes,6,rep,name=poly,proto3" json:"poly,omitempty"`
+	R             []byte                 `protobuf:"bytes,7,opt,name=r,proto3" json:"r,omitempty"`
+	Sealed        []byte                 `protobuf:"bytes,8,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	Partials      []*SealedPartial       `protobuf:"bytes,9,rep,name=partials,proto3" json:"partials,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealedRelease) Reset() {
+	*x = SealedRelease{}
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealedRelease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealedRelease) ProtoMessage() {}
+
+func (x *SealedRelease) ProtoReflect() protoreflect.Message {
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealedRelease.ProtoReflect.Descriptor instead.
+func (*SealedRelease) Descriptor() ([]byte, []int) {
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SealedRelease) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *SealedRelease) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *SealedRelease) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *SealedRelease) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *SealedRelease) GetThreshold() uint32 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *SealedRelease) GetPoly() [][]byte {
+	if x != nil {
+		return x.Poly
+	}
+	return nil
+}
+
+func (x *SealedRelease) GetR() []byte {
+	if x != nil {
+		return x.R
+	}
+	return nil
+}
+
+func (x *SealedRelease) GetSealed() []byte {
+	if x != nil {
+		return x.Sealed
+	}
+	return nil
+}
+
+func (x *SealedRelease) GetPartials() []*SealedPartial {
+	if x != nil {
+		return x.Partials
+	}
+	return nil
+}
+
+// SealedPartial is one holder's partial sealed to the ephemeral key
+// (cluster/api.SealedPartial).
+type SealedPartial struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	R             []byte                 `protobuf:"bytes,3,opt,name=r,proto3" json:"r,omitempty"`
+	Sealed        []byte                 `protobuf:"bytes,4,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealedPartial) Reset() {
+	*x = SealedPartial{}
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealedPartial) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealedPartial) ProtoMessage() {}
+
+func (x *SealedPartial) ProtoReflect() protoreflect.Message {
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealedPartial.ProtoReflect.Descriptor instead.
+func (*SealedPartial) Descriptor() ([]byte, []int) {
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SealedPartial) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SealedPartial) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *SealedPartial) GetR() []byte {
+	if x != nil {
+		return x.R
+	}
+	return nil
+}
+
+func (x *SealedPartial) GetSealed() []byte {
+	if x != nil {
+		return x.Sealed
+	}
+	return nil
+}
+
 type CompareAndSwapRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// release is the signed release of the current secret for comparison
-	// (type "release", op "cas").
+	// release is no longer taken: the client compares in a blind release.
+	// A request that sets it is refused.
 	Release *SignedCommand `protobuf:"bytes,1,opt,name=release,proto3" json:"release,omitempty"`
 	// replace is the signed replacement (type "replace_key").
 	Replace       *SignedCommand `protobuf:"bytes,2,opt,name=replace,proto3" json:"replace,omitempty"`
@@ -882,7 +1074,7 @@ type CompareAndSwapRequest struct {
 
 func (x *CompareAndSwapRequest) Reset() {
 	*x = CompareAndSwapRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[13]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +1086,7 @@ func (x *CompareAndSwapRequest) String() string {
 func (*CompareAndSwapRequest) ProtoMessage() {}
 
 func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[13]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +1099,7 @@ func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapRequest.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{13}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CompareAndSwapRequest) GetRelease() *SignedCommand {
@@ -934,7 +1126,7 @@ type CompareAndSwapResponse struct {
 
 func (x *CompareAndSwapResponse) Reset() {
 	*x = CompareAndSwapResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[14]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1138,7 @@ func (x *CompareAndSwapResponse) String() string {
 func (*CompareAndSwapResponse) ProtoMessage() {}
 
 func (x *CompareAndSwapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[14]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1151,7 @@ func (x *CompareAndSwapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapResponse.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{14}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CompareAndSwapResponse) GetKey() *Key {
@@ -996,7 +1188,7 @@ type Key struct {
 
 func (x *Key) Reset() {
 	*x = Key{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[15]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +1200,7 @@ func (x *Key) String() string {
 func (*Key) ProtoMessage() {}
 
 func (x *Key) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[15]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +1213,7 @@ func (x *Key) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Key.ProtoReflect.Descriptor instead.
 func (*Key) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{15}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Key) GetName() string {
@@ -1125,7 +1317,7 @@ type Access struct {
 
 func (x *Access) Reset() {
 	*x = Access{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[16]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1329,7 @@ func (x *Access) String() string {
 func (*Access) ProtoMessage() {}
 
 func (x *Access) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[16]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1342,7 @@ func (x *Access) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Access.ProtoReflect.Descriptor instead.
 func (*Access) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{16}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Access) GetGateways() []string {
@@ -1206,7 +1398,7 @@ type HostList struct {
 
 func (x *HostList) Reset() {
 	*x = HostList{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[17]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1410,7 @@ func (x *HostList) String() string {
 func (*HostList) ProtoMessage() {}
 
 func (x *HostList) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[17]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1423,7 @@ func (x *HostList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostList.ProtoReflect.Descriptor instead.
 func (*HostList) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{17}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *HostList) GetHosts() []string {
@@ -1258,7 +1450,7 @@ type TangKey struct {
 
 func (x *TangKey) Reset() {
 	*x = TangKey{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[18]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1270,7 +1462,7 @@ func (x *TangKey) String() string {
 func (*TangKey) ProtoMessage() {}
 
 func (x *TangKey) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[18]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1283,7 +1475,7 @@ func (x *TangKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TangKey.ProtoReflect.Descriptor instead.
 func (*TangKey) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{18}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TangKey) GetAdv() []byte {
@@ -1334,7 +1526,7 @@ type TangShare struct {
 
 func (x *TangShare) Reset() {
 	*x = TangShare{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[19]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1346,7 +1538,7 @@ func (x *TangShare) String() string {
 func (*TangShare) ProtoMessage() {}
 
 func (x *TangShare) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[19]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1359,7 +1551,7 @@ func (x *TangShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TangShare.ProtoReflect.Descriptor instead.
 func (*TangShare) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{19}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TangShare) GetNodeId() string {
@@ -1391,7 +1583,7 @@ type GetTimeRequest struct {
 
 func (x *GetTimeRequest) Reset() {
 	*x = GetTimeRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[20]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1403,7 +1595,7 @@ func (x *GetTimeRequest) String() string {
 func (*GetTimeRequest) ProtoMessage() {}
 
 func (x *GetTimeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[20]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1416,7 +1608,7 @@ func (x *GetTimeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTimeRequest.ProtoReflect.Descriptor instead.
 func (*GetTimeRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{20}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{22}
 }
 
 type GetTimeResponse struct {
@@ -1428,7 +1620,7 @@ type GetTimeResponse struct {
 
 func (x *GetTimeResponse) Reset() {
 	*x = GetTimeResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[21]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1632,7 @@ func (x *GetTimeResponse) String() string {
 func (*GetTimeResponse) ProtoMessage() {}
 
 func (x *GetTimeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[21]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1645,7 @@ func (x *GetTimeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTimeResponse.ProtoReflect.Descriptor instead.
 func (*GetTimeResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{21}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetTimeResponse) GetUnixNano() int64 {
@@ -1489,7 +1681,7 @@ type GetKeyRequest struct {
 
 func (x *GetKeyRequest) Reset() {
 	*x = GetKeyRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[22]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1693,7 @@ func (x *GetKeyRequest) String() string {
 func (*GetKeyRequest) ProtoMessage() {}
 
 func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[22]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1706,7 @@ func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetKeyRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{22}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetKeyRequest) GetMachineId() string {
@@ -1565,7 +1757,7 @@ type GetKeyResponse struct {
 
 func (x *GetKeyResponse) Reset() {
 	*x = GetKeyResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[23]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1769,7 @@ func (x *GetKeyResponse) String() string {
 func (*GetKeyResponse) ProtoMessage() {}
 
 func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[23]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1782,7 @@ func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetKeyResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{23}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetKeyResponse) GetEncryptedKey() []byte {
@@ -1619,7 +1811,7 @@ type EncryptedPartial struct {
 
 func (x *EncryptedPartial) Reset() {
 	*x = EncryptedPartial{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[24]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1631,7 +1823,7 @@ func (x *EncryptedPartial) String() string {
 func (*EncryptedPartial) ProtoMessage() {}
 
 func (x *EncryptedPartial) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[24]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1644,7 +1836,7 @@ func (x *EncryptedPartial) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EncryptedPartial.ProtoReflect.Descriptor instead.
 func (*EncryptedPartial) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{24}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EncryptedPartial) GetIndex() uint32 {
@@ -1669,7 +1861,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[25]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1681,7 +1873,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[25]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1694,7 +1886,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{25}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{27}
 }
 
 type ListSessionsResponse struct {
@@ -1706,7 +1898,7 @@ type ListSessionsResponse struct {
 
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[26]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1718,7 +1910,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[26]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1731,7 +1923,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{26}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListSessionsResponse) GetSessions() []*Session {
@@ -1757,7 +1949,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[27]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1769,7 +1961,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[27]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +1974,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{27}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Session) GetMachineId() string {
@@ -1830,7 +2022,7 @@ type SubmitKeyRequest struct {
 
 func (x *SubmitKeyRequest) Reset() {
 	*x = SubmitKeyRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[28]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1842,7 +2034,7 @@ func (x *SubmitKeyRequest) String() string {
 func (*SubmitKeyRequest) ProtoMessage() {}
 
 func (x *SubmitKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[28]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1855,7 +2047,7 @@ func (x *SubmitKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitKeyRequest.ProtoReflect.Descriptor instead.
 func (*SubmitKeyRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{28}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SubmitKeyRequest) GetMachineId() string {
@@ -1887,7 +2079,7 @@ type SubmitKeyResponse struct {
 
 func (x *SubmitKeyResponse) Reset() {
 	*x = SubmitKeyResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[29]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1899,7 +2091,7 @@ func (x *SubmitKeyResponse) String() string {
 func (*SubmitKeyResponse) ProtoMessage() {}
 
 func (x *SubmitKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[29]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1912,7 +2104,7 @@ func (x *SubmitKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitKeyResponse.ProtoReflect.Descriptor instead.
 func (*SubmitKeyResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{29}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{31}
 }
 
 var File_keyquorum_v1_keyquorum_proto protoreflect.FileDescriptor
@@ -1977,9 +2169,26 @@ const file_keyquorum_v1_keyquorum_proto_rawDesc = "" +
 	"\x0fShowKeyResponse\x12#\n" +
 	"\x03key\x18\x01 \x01(\v2\x11.keyquorum.v1.KeyR\x03key\"G\n" +
 	"\x0eReleaseRequest\x125\n" +
-	"\arequest\x18\x01 \x01(\v2\x1b.keyquorum.v1.SignedCommandR\arequest\")\n" +
+	"\arequest\x18\x01 \x01(\v2\x1b.keyquorum.v1.SignedCommandR\arequest\"^\n" +
 	"\x0fReleaseResponse\x12\x16\n" +
-	"\x06secret\x18\x01 \x01(\fR\x06secret\"\x85\x01\n" +
+	"\x06secret\x18\x01 \x01(\fR\x06secret\x123\n" +
+	"\x06sealed\x18\x02 \x01(\v2\x1b.keyquorum.v1.SealedReleaseR\x06sealed\"\x81\x02\n" +
+	"\rSealedRelease\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x12\x1c\n" +
+	"\tthreshold\x18\x05 \x01(\rR\tthreshold\x12\x12\n" +
+	"\x04poly\x18\x06 \x03(\fR\x04poly\x12\f\n" +
+	"\x01r\x18\a \x01(\fR\x01r\x12\x16\n" +
+	"\x06sealed\x18\b \x01(\fR\x06sealed\x127\n" +
+	"\bpartials\x18\t \x03(\v2\x1b.keyquorum.v1.SealedPartialR\bpartials\"_\n" +
+	"\rSealedPartial\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x12\f\n" +
+	"\x01r\x18\x03 \x01(\fR\x01r\x12\x16\n" +
+	"\x06sealed\x18\x04 \x01(\fR\x06sealed\"\x85\x01\n" +
 	"\x15CompareAndSwapRequest\x125\n" +
 	"\arelease\x18\x01 \x01(\v2\x1b.keyquorum.v1.SignedCommandR\arelease\x125\n" +
 	"\areplace\x18\x02 \x01(\v2\x1b.keyquorum.v1.SignedCommandR\areplace\"=\n" +
@@ -2077,7 +2286,7 @@ func file_keyquorum_v1_keyquorum_proto_rawDescGZIP() []byte {
 	return file_keyquorum_v1_keyquorum_proto_rawDescData
 }
 
-var file_keyquorum_v1_keyquorum_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_keyquorum_v1_keyquorum_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_keyquorum_v1_keyquorum_proto_goTypes = []any{
 	(*SignedCommand)(nil),          // 0: keyquorum.v1.SignedCommand
 	(*StatusRequest)(nil),          // 1: keyquorum.v1.StatusRequest
@@ -2092,67 +2301,71 @@ var file_keyquorum_v1_keyquorum_proto_goTypes = []any{
 	(*ShowKeyResponse)(nil),        // 10: keyquorum.v1.ShowKeyResponse
 	(*ReleaseRequest)(nil),         // 11: keyquorum.v1.ReleaseRequest
 	(*ReleaseResponse)(nil),        // 12: keyquorum.v1.ReleaseResponse
-	(*CompareAndSwapRequest)(nil),  // 13: keyquorum.v1.CompareAndSwapRequest
-	(*CompareAndSwapResponse)(nil), // 14: keyquorum.v1.CompareAndSwapResponse
-	(*Key)(nil),                    // 15: keyquorum.v1.Key
-	(*Access)(nil),                 // 16: keyquorum.v1.Access
-	(*HostList)(nil),               // 17: keyquorum.v1.HostList
-	(*TangKey)(nil),                // 18: keyquorum.v1.TangKey
-	(*TangShare)(nil),              // 19: keyquorum.v1.TangShare
-	(*GetTimeRequest)(nil),         // 20: keyquorum.v1.GetTimeRequest
-	(*GetTimeResponse)(nil),        // 21: keyquorum.v1.GetTimeResponse
-	(*GetKeyRequest)(nil),          // 22: keyquorum.v1.GetKeyRequest
-	(*GetKeyResponse)(nil),         // 23: keyquorum.v1.GetKeyResponse
-	(*EncryptedPartial)(nil),       // 24: keyquorum.v1.EncryptedPartial
-	(*ListSessionsRequest)(nil),    // 25: keyquorum.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),   // 26: keyquorum.v1.ListSessionsResponse
-	(*Session)(nil),                // 27: keyquorum.v1.Session
-	(*SubmitKeyRequest)(nil),       // 28: keyquorum.v1.SubmitKeyRequest
-	(*SubmitKeyResponse)(nil),      // 29: keyquorum.v1.SubmitKeyResponse
+	(*SealedRelease)(nil),          // 13: keyquorum.v1.SealedRelease
+	(*SealedPartial)(nil),          // 14: keyquorum.v1.SealedPartial
+	(*CompareAndSwapRequest)(nil),  // 15: keyquorum.v1.CompareAndSwapRequest
+	(*CompareAndSwapResponse)(nil), // 16: keyquorum.v1.CompareAndSwapResponse
+	(*Key)(nil),                    // 17: keyquorum.v1.Key
+	(*Access)(nil),                 // 18: keyquorum.v1.Access
+	(*HostList)(nil),               // 19: keyquorum.v1.HostList
+	(*TangKey)(nil),                // 20: keyquorum.v1.TangKey
+	(*TangShare)(nil),              // 21: keyquorum.v1.TangShare
+	(*GetTimeRequest)(nil),         // 22: keyquorum.v1.GetTimeRequest
+	(*GetTimeResponse)(nil),        // 23: keyquorum.v1.GetTimeResponse
+	(*GetKeyRequest)(nil),          // 24: keyquorum.v1.GetKeyRequest
+	(*GetKeyResponse)(nil),         // 25: keyquorum.v1.GetKeyResponse
+	(*EncryptedPartial)(nil),       // 26: keyquorum.v1.EncryptedPartial
+	(*ListSessionsRequest)(nil),    // 27: keyquorum.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),   // 28: keyquorum.v1.ListSessionsResponse
+	(*Session)(nil),                // 29: keyquorum.v1.Session
+	(*SubmitKeyRequest)(nil),       // 30: keyquorum.v1.SubmitKeyRequest
+	(*SubmitKeyResponse)(nil),      // 31: keyquorum.v1.SubmitKeyResponse
 }
 var file_keyquorum_v1_keyquorum_proto_depIdxs = []int32{
 	4,  // 0: keyquorum.v1.StatusResponse.resharing:type_name -> keyquorum.v1.ReshareStatus
 	3,  // 1: keyquorum.v1.StatusResponse.members:type_name -> keyquorum.v1.MemberStatus
 	0,  // 2: keyquorum.v1.SubmitRequest.command:type_name -> keyquorum.v1.SignedCommand
-	15, // 3: keyquorum.v1.SubmitResponse.key:type_name -> keyquorum.v1.Key
-	15, // 4: keyquorum.v1.ListKeysResponse.keys:type_name -> keyquorum.v1.Key
-	15, // 5: keyquorum.v1.ShowKeyResponse.key:type_name -> keyquorum.v1.Key
+	17, // 3: keyquorum.v1.SubmitResponse.key:type_name -> keyquorum.v1.Key
+	17, // 4: keyquorum.v1.ListKeysResponse.keys:type_name -> keyquorum.v1.Key
+	17, // 5: keyquorum.v1.ShowKeyResponse.key:type_name -> keyquorum.v1.Key
 	0,  // 6: keyquorum.v1.ReleaseRequest.request:type_name -> keyquorum.v1.SignedCommand
-	0,  // 7: keyquorum.v1.CompareAndSwapRequest.release:type_name -> keyquorum.v1.SignedCommand
-	0,  // 8: keyquorum.v1.CompareAndSwapRequest.replace:type_name -> keyquorum.v1.SignedCommand
-	15, // 9: keyquorum.v1.CompareAndSwapResponse.key:type_name -> keyquorum.v1.Key
-	16, // 10: keyquorum.v1.Key.access:type_name -> keyquorum.v1.Access
-	18, // 11: keyquorum.v1.Key.tang:type_name -> keyquorum.v1.TangKey
-	17, // 12: keyquorum.v1.Access.hosts:type_name -> keyquorum.v1.HostList
-	19, // 13: keyquorum.v1.TangKey.shares:type_name -> keyquorum.v1.TangShare
-	24, // 14: keyquorum.v1.GetKeyResponse.partials:type_name -> keyquorum.v1.EncryptedPartial
-	27, // 15: keyquorum.v1.ListSessionsResponse.sessions:type_name -> keyquorum.v1.Session
-	0,  // 16: keyquorum.v1.SubmitKeyRequest.command:type_name -> keyquorum.v1.SignedCommand
-	1,  // 17: keyquorum.v1.ClusterService.Status:input_type -> keyquorum.v1.StatusRequest
-	5,  // 18: keyquorum.v1.ClusterService.Submit:input_type -> keyquorum.v1.SubmitRequest
-	7,  // 19: keyquorum.v1.ClusterService.ListKeys:input_type -> keyquorum.v1.ListKeysRequest
-	9,  // 20: keyquorum.v1.ClusterService.ShowKey:input_type -> keyquorum.v1.ShowKeyRequest
-	11, // 21: keyquorum.v1.ClusterService.Release:input_type -> keyquorum.v1.ReleaseRequest
-	13, // 22: keyquorum.v1.ClusterService.CompareAndSwap:input_type -> keyquorum.v1.CompareAndSwapRequest
-	20, // 23: keyquorum.v1.MachineService.GetTime:input_type -> keyquorum.v1.GetTimeRequest
-	22, // 24: keyquorum.v1.MachineService.GetKey:input_type -> keyquorum.v1.GetKeyRequest
-	25, // 25: keyquorum.v1.MachineService.ListSessions:input_type -> keyquorum.v1.ListSessionsRequest
-	28, // 26: keyquorum.v1.MachineService.SubmitKey:input_type -> keyquorum.v1.SubmitKeyRequest
-	2,  // 27: keyquorum.v1.ClusterService.Status:output_type -> keyquorum.v1.StatusResponse
-	6,  // 28: keyquorum.v1.ClusterService.Submit:output_type -> keyquorum.v1.SubmitResponse
-	8,  // 29: keyquorum.v1.ClusterService.ListKeys:output_type -> keyquorum.v1.ListKeysResponse
-	10, // 30: keyquorum.v1.ClusterService.ShowKey:output_type -> keyquorum.v1.ShowKeyResponse
-	12, // 31: keyquorum.v1.ClusterService.Release:output_type -> keyquorum.v1.ReleaseResponse
-	14, // 32: keyquorum.v1.ClusterService.CompareAndSwap:output_type -> keyquorum.v1.CompareAndSwapResponse
-	21, // 33: keyquorum.v1.MachineService.GetTime:output_type -> keyquorum.v1.GetTimeResponse
-	23, // 34: keyquorum.v1.MachineService.GetKey:output_type -> keyquorum.v1.GetKeyResponse
-	26, // 35: keyquorum.v1.MachineService.ListSessions:output_type -> keyquorum.v1.ListSessionsResponse
-	29, // 36: keyquorum.v1.MachineService.SubmitKey:output_type -> keyquorum.v1.SubmitKeyResponse
-	27, // [27:37] is the sub-list for method output_type
-	17, // [17:27] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	13, // 7: keyquorum.v1.ReleaseResponse.sealed:type_name -> keyquorum.v1.SealedRelease
+	14, // 8: keyquorum.v1.SealedRelease.partials:type_name -> keyquorum.v1.SealedPartial
+	0,  // 9: keyquorum.v1.CompareAndSwapRequest.release:type_name -> keyquorum.v1.SignedCommand
+	0,  // 10: keyquorum.v1.CompareAndSwapRequest.replace:type_name -> keyquorum.v1.SignedCommand
+	17, // 11: keyquorum.v1.CompareAndSwapResponse.key:type_name -> keyquorum.v1.Key
+	18, // 12: keyquorum.v1.Key.access:type_name -> keyquorum.v1.Access
+	20, // 13: keyquorum.v1.Key.tang:type_name -> keyquorum.v1.TangKey
+	19, // 14: keyquorum.v1.Access.hosts:type_name -> keyquorum.v1.HostList
+	21, // 15: keyquorum.v1.TangKey.shares:type_name -> keyquorum.v1.TangShare
+	26, // 16: keyquorum.v1.GetKeyResponse.partials:type_name -> keyquorum.v1.EncryptedPartial
+	29, // 17: keyquorum.v1.ListSessionsResponse.sessions:type_name -> keyquorum.v1.Session
+	0,  // 18: keyquorum.v1.SubmitKeyRequest.command:type_name -> keyquorum.v1.SignedCommand
+	1,  // 19: keyquorum.v1.ClusterService.Status:input_type -> keyquorum.v1.StatusRequest
+	5,  // 20: keyquorum.v1.ClusterService.Submit:input_type -> keyquorum.v1.SubmitRequest
+	7,  // 21: keyquorum.v1.ClusterService.ListKeys:input_type -> keyquorum.v1.ListKeysRequest
+	9,  // 22: keyquorum.v1.ClusterService.ShowKey:input_type -> keyquorum.v1.ShowKeyRequest
+	11, // 23: keyquorum.v1.ClusterService.Release:input_type -> keyquorum.v1.ReleaseRequest
+	15, // 24: keyquorum.v1.ClusterService.CompareAndSwap:input_type -> keyquorum.v1.CompareAndSwapRequest
+	22, // 25: keyquorum.v1.MachineService.GetTime:input_type -> keyquorum.v1.GetTimeRequest
+	24, // 26: keyquorum.v1.MachineService.GetKey:input_type -> keyquorum.v1.GetKeyRequest
+	27, // 27: keyquorum.v1.MachineService.ListSessions:input_type -> keyquorum.v1.ListSessionsRequest
+	30, // 28: keyquorum.v1.MachineService.SubmitKey:input_type -> keyquorum.v1.SubmitKeyRequest
+	2,  // 29: keyquorum.v1.ClusterService.Status:output_type -> keyquorum.v1.StatusResponse
+	6,  // 30: keyquorum.v1.ClusterService.Submit:output_type -> keyquorum.v1.SubmitResponse
+	8,  // 31: keyquorum.v1.ClusterService.ListKeys:output_type -> keyquorum.v1.ListKeysResponse
+	10, // 32: keyquorum.v1.ClusterService.ShowKey:output_type -> keyquorum.v1.ShowKeyResponse
+	12, // 33: keyquorum.v1.ClusterService.Release:output_type -> keyquorum.v1.ReleaseResponse
+	16, // 34: keyquorum.v1.ClusterService.CompareAndSwap:output_type -> keyquorum.v1.CompareAndSwapResponse
+	23, // 35: keyquorum.v1.MachineService.GetTime:output_type -> keyquorum.v1.GetTimeResponse
+	25, // 36: keyquorum.v1.MachineService.GetKey:output_type -> keyquorum.v1.GetKeyResponse
+	28, // 37: keyquorum.v1.MachineService.ListSessions:output_type -> keyquorum.v1.ListSessionsResponse
+	31, // 38: keyquorum.v1.MachineService.SubmitKey:output_type -> keyquorum.v1.SubmitKeyResponse
+	29, // [29:39] is the sub-list for method output_type
+	19, // [19:29] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_keyquorum_v1_keyquorum_proto_init() }
@@ -2166,7 +2379,7 @@ func file_keyquorum_v1_keyquorum_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keyquorum_v1_keyquorum_proto_rawDesc), len(file_keyquorum_v1_keyquorum_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -83,11 +83,15 @@ type ClusterServiceClient interface {
 	// ShowKey shows one key's metadata, at a linearizable read. A key the
 	// caller may not read is denied, not not_found.
 	ShowKey(ctx context.Context, in *ShowKeyRequest, opts ...grpc.CallOption) (*ShowKeyResponse, error)
-	// Release releases a secret by quorum for a signed release request with
-	// op "get".
+	// Release relays a blind release for a signed release request with op
+	// "get" (or "cas", the comparison of a compare-and-swap) that carries an
+	// ephemeral key: every share holder seals its partial to that key, and
+	// the client checks the proofs against its pinned cluster key and
+	// combines. The node never holds the secret.
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
-	// CompareAndSwap replaces a secret if the current one hashes to the hash
-	// the signed swap names.
+	// CompareAndSwap commits a signed replace_key whose expect_version the
+	// client read in the blind release it compared: the swap happens only
+	// if the key is still at that version.
 	CompareAndSwap(ctx context.Context, in *CompareAndSwapRequest, opts ...grpc.CallOption) (*CompareAndSwapResponse, error)
 }
 
@@ -177,11 +181,15 @@ type ClusterServiceServer interface {
 	// ShowKey shows one key's metadata, at a linearizable read. A key the
 	// caller may not read is denied, not not_found.
 	ShowKey(context.Context, *ShowKeyRequest) (*ShowKeyResponse, error)
-	// Release releases a secret by quorum for a signed release request with
-	// op "get".
+	// Release relays a blind release for a signed release request with op
+	// "get" (or "cas", the comparison of a compare-and-swap) that carries an
+	// ephemeral key: every share holder seals its partial to that key, and
+	// the client checks the proofs against its pinned cluster key and
+	// combines. The node never holds the secret.
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
-	// CompareAndSwap replaces a secret if the current one hashes to the hash
-	// the signed swap names.
+	// CompareAndSwap commits a signed replace_key whose expect_version the
+	// client read in the blind release it compared: the swap happens only
+	// if the key is still at that version.
 	CompareAndSwap(context.Context, *CompareAndSwapRequest) (*CompareAndSwapResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }

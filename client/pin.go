@@ -1,0 +1,315 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/cluster/pki"
+)
+
+// The pin and the confirmed view of the cluster.
+//
+// A node's status is one node's word. The client trusts it for nothing it
+// seals to: secrets are sealed to the pinned cluster key, and a Tang key's
+// shares to holders that t members confirm. Each member is asked at its
+// own API address and must present its certificate of the cluster CA
+// naming its node ID, with the identity key the others list for it; the
+// members must agree on the epoch, the threshold, the cluster key and
+// every holder's index and key. A node that lies alone, or t-1 that lie
+// together, cannot make t members of the cluster CA agree.
+
+// pinned is the pinned cluster ID and key, or an error that says how to
+// pin.
+func (c *Client) pinned() (string, []byte, error) {
+	if len(c.creds.ClusterKey) == 0 || c.creds.ClusterID == "" {
+		return "", nil, &Error{Kind: api.KindInvalid, Message: fmt.Sprintf(
+			"no pinned cluster key (%s, %s): run keyctl cluster pin, or source the env.sh keyctl cluster init wrote once the key exists", EnvClusterID, EnvClusterKey)}
+	}
+	return c.creds.ClusterID, c.creds.ClusterKey, nil
+}
+
+// ParseClusterKey reads a cluster public key given as hex or as base64.
+func ParseClusterKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if b, err := hex.DecodeString(s); err == nil && len(b) == 32 {
+		return b, nil
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil && len(b) == 32 {
+			return b, nil
+		}
+	}
+	return nil, errors.New("want a 32-byte cluster public key in hex (64 digits) or base64")
+}
+
+// pinLines are the export lines of the pin, or nothing without one.
+func (c *Credentials) pinLines() string {
+	if len(c.ClusterKey) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("export %s=%s\nexport %s=%s\n", EnvClusterID, c.ClusterID, EnvClusterKey, hex.EncodeToString(c.ClusterKey))
+}
+
+// PinLines are the export lines of the pin (KEYQUORUM_CLUSTER_ID and
+// KEYQUORUM_CLUSTER_KEY), empty without one.
+func (c *Credentials) PinLines() string { return c.pinLines() }
+
+// SavePin writes the pin into the env.sh at path: it replaces the pin's
+// export lines there, or adds them. A file that does not exist is created
+// with the pin alone.
+func (c *Credentials) SavePin(path string) error {
+	if len(c.ClusterKey) == 0 {
+		return errors.New("no pin to save")
+	}
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	var out strings.Builder
+	for _, line := range strings.SplitAfter(string(old), "\n") {
+		if line == "" || strings.HasPrefix(line, "export "+EnvClusterID+"=") || strings.HasPrefix(line, "export "+EnvClusterKey+"=") {
+			continue
+		}
+		out.WriteString(line)
+		if !strings.HasSuffix(line, "\n") {
+			out.WriteString("\n")
+		}
+	}
+	out.WriteString(c.pinLines())
+	return os.WriteFile(path, []byte(out.String()), 0o644)
+}
+
+// Confirmed is the cluster as t members, each at its own API address and
+// authenticated by its certificate, agree it is.
+type Confirmed struct {
+	ClusterID string
+	Epoch     uint64
+	Threshold int
+	PublicKey []byte
+	// Holders are the share holders of the epoch, by node ID.
+	Holders []api.MemberStatus
+	// Confirmers are the members that agreed, by node ID.
+	Confirmers []string
+}
+
+// Confirm asks every member the answering node lists for its status, at
+// the member's own API address, and returns the view at least t of them
+// agree on (see the top of this file). With pin set, the cluster key
+// they agree on must be pin. A member that disagrees is named in the
+// error when fewer than t agree.
+func (c *Client) Confirm(ctx context.Context, pin []byte) (*Confirmed, error) {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(st.PublicKey) == 0 {
+		return nil, &Error{Kind: api.KindConflict, Message: "the cluster key does not exist yet: wait for the first key epoch"}
+	}
+	if len(pin) > 0 && subtle.ConstantTimeCompare(st.PublicKey, pin) != 1 {
+		return nil, &Error{Kind: api.KindConflict, Message: fmt.Sprintf(
+			"node %s reports cluster public key %x, not the pinned %x: refusing to seal to it", st.Node, st.PublicKey, pin)}
+	}
+	if st.Resharing != nil {
+		return nil, &Error{Kind: api.KindConflict, Message: "the cluster is resharing its key: try again when the round is done"}
+	}
+	want := viewOf(st)
+	if err := want.sane(); err != nil {
+		return nil, &Error{Kind: api.KindConflict, Message: fmt.Sprintf("node %s reports %v: refusing to seal to it", st.Node, err)}
+	}
+	var (
+		mu         sync.Mutex
+		agree      []string
+		disagree   []string
+		wg         sync.WaitGroup
+		candidates []api.MemberStatus
+	)
+	for _, m := range st.Members {
+		if !m.Leaving && m.APIAddr != "" {
+			candidates = append(candidates, m)
+		}
+	}
+	for _, m := range candidates {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := c.memberStatus(ctx, m, want.signKey(m.ID))
+			if err == nil {
+				err = want.differs(viewOf(got))
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				disagree = append(disagree, fmt.Sprintf("%s at %s: %v", m.ID, m.APIAddr, err))
+				return
+			}
+			agree = append(agree, m.ID)
+		}()
+	}
+	wg.Wait()
+	sort.Strings(agree)
+	sort.Strings(disagree)
+	if len(agree) < want.Threshold {
+		return nil, &Error{Kind: api.KindConflict, Message: fmt.Sprintf(
+			"only %d of the %d members needed confirm node %s's view of the cluster (epoch %d, threshold %d, %d holders): refusing to seal to it; %s",
+			len(agree), want.Threshold, st.Node, want.Epoch, want.Threshold, len(want.Holders), strings.Join(disagree, "; "))}
+	}
+	want.Confirmers = agree
+	return want, nil
+}
+
+// viewOf is what Confirm compares of a status.
+func viewOf(st *api.Status) *Confirmed {
+	v := &Confirmed{ClusterID: st.ClusterID, Epoch: st.Epoch, Threshold: st.Threshold, PublicKey: st.PublicKey}
+	for _, m := range st.Members {
+		if m.Holder {
+			v.Holders = append(v.Holders, api.MemberStatus{ID: m.ID, Index: m.Index, Holder: true, SignKey: m.SignKey, APIAddr: m.APIAddr})
+		}
+	}
+	sort.Slice(v.Holders, func(i, j int) bool { return v.Holders[i].ID < v.Holders[j].ID })
+	return v
+}
+
+// sane checks a view on its own: a threshold of a majority of its
+// holders, at distinct indexes, with Ed25519 keys.
+func (v *Confirmed) sane() error {
+	n := len(v.Holders)
+	if n == 0 || v.Threshold < n/2+1 || v.Threshold > n {
+		return fmt.Errorf("threshold %d of %d holders", v.Threshold, n)
+	}
+	seen := map[uint32]bool{}
+	for _, h := range v.Holders {
+		if h.Index == 0 || seen[h.Index] || len(h.SignKey) != ed25519.PublicKeySize {
+			return fmt.Errorf("holder %s with index %d and a %d-byte key", h.ID, h.Index, len(h.SignKey))
+		}
+		seen[h.Index] = true
+	}
+	return nil
+}
+
+// differs says how another member's view differs from v, or nil.
+func (v *Confirmed) differs(o *Confirmed) error {
+	switch {
+	case o.ClusterID != v.ClusterID:
+		return fmt.Errorf("cluster %q", o.ClusterID)
+	case o.Epoch != v.Epoch:
+		return fmt.Errorf("key epoch %d, not %d", o.Epoch, v.Epoch)
+	case !bytes.Equal(o.PublicKey, v.PublicKey):
+		return fmt.Errorf("cluster public key %x, not %x", o.PublicKey, v.PublicKey)
+	case o.Threshold != v.Threshold:
+		return fmt.Errorf("threshold %d, not %d", o.Threshold, v.Threshold)
+	case len(o.Holders) != len(v.Holders):
+		return fmt.Errorf("%d share holders, not %d", len(o.Holders), len(v.Holders))
+	}
+	for i, h := range o.Holders {
+		w := v.Holders[i]
+		if h.ID != w.ID || h.Index != w.Index || !bytes.Equal(h.SignKey, w.SignKey) {
+			return fmt.Errorf("holder %s at index %d with key %x, where the first node lists %s at %d with key %x",
+				h.ID, h.Index, h.SignKey, w.ID, w.Index, w.SignKey)
+		}
+	}
+	return nil
+}
+
+// signKey is the identity key v lists for a holder, or nil.
+func (v *Confirmed) signKey(id string) []byte {
+	for _, h := range v.Holders {
+		if h.ID == id {
+			return h.SignKey
+		}
+	}
+	return nil
+}
+
+// memberStatus asks member m for its status at its own API address. The
+// member must present a certificate of the cluster CA that names its
+// node ID and, if signKey is set, carries that key.
+func (c *Client) memberStatus(ctx context.Context, m api.MemberStatus, signKey []byte) (*api.Status, error) {
+	base, err := baseURL(m.APIAddr)
+	if err != nil {
+		return nil, err
+	}
+	cfg := c.tlsConfig.Clone()
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("no certificate")
+		}
+		return checkNodeCert(cs.PeerCertificates[0], m.ID, signKey)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}
+	defer hc.CloseIdleConnections()
+	var st api.Status
+	if err := doJSON(ctx, hc, http.MethodGet, base+"/v1/cluster/status", nil, &st); err != nil {
+		return nil, err
+	}
+	if st.Node != m.ID {
+		return nil, fmt.Errorf("answers as node %q", st.Node)
+	}
+	return &st, nil
+}
+
+// checkNodeCert checks that a certificate (verified against the cluster
+// CA already) is node id's, with key signKey if it is set.
+func checkNodeCert(cert *x509.Certificate, id string, signKey []byte) error {
+	role, certID, err := pki.CertRole(cert)
+	if err != nil {
+		return err
+	}
+	if role != pki.RoleNode || certID != id {
+		return fmt.Errorf("presents the certificate of %s %q, not of node %q", role, certID, id)
+	}
+	if len(signKey) > 0 {
+		k, ok := cert.PublicKey.(ed25519.PublicKey)
+		if !ok || !k.Equal(ed25519.PublicKey(signKey)) {
+			return fmt.Errorf("its certificate's key is not the identity key %x listed for it", signKey)
+		}
+	}
+	return nil
+}
+
+// Pin confirms the cluster key with t members (Confirm) and pins it in the
+// client's credentials, in memory (SavePin writes it). With a pin already
+// set, the confirmed key must be it.
+func (c *Client) Pin(ctx context.Context) (*Confirmed, error) {
+	cf, err := c.Confirm(ctx, c.creds.ClusterKey)
+	if err != nil {
+		return nil, err
+	}
+	if c.creds.ClusterID != "" && c.creds.ClusterID != cf.ClusterID {
+		return nil, &Error{Kind: api.KindConflict, Message: fmt.Sprintf("the cluster is %q, not the pinned %q", cf.ClusterID, c.creds.ClusterID)}
+	}
+	c.creds.ClusterID, c.creds.ClusterKey = cf.ClusterID, slices.Clone(cf.PublicKey)
+	return cf, nil
+}
+
+// pinFirstKey pins the cluster key once it exists, if nothing is pinned
+// yet: the end of InitCluster (one initial node) and of the JoinNode that
+// completes the first key.
+func (c *Client) pinFirstKey(ctx context.Context) error {
+	if len(c.creds.ClusterKey) > 0 {
+		return nil
+	}
+	st, err := c.Status(ctx)
+	if err != nil || len(st.PublicKey) == 0 {
+		return err
+	}
+	_, err = c.Pin(ctx)
+	return err
+}
+
+// Credentials are the credentials the client uses, with the pin Pin set.
+func (c *Client) Credentials() *Credentials { return c.creds }
