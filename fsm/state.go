@@ -66,6 +66,10 @@ type State struct {
 	// the checkpoints being attested, oldest first (checkpoint.go).
 	Checkpoint *Checkpoint   `json:"checkpoint,omitempty"`
 	Pending    []*Checkpoint `json:"pending_checkpoints,omitempty"`
+	// Destroyed is the index of the last destroy_key that took effect: a
+	// checkpoint is taken there, and once one at or after it is certified
+	// every node erases the entries before it from its disk (checkpoint.go).
+	Destroyed uint64 `json:"destroyed,omitempty"`
 }
 
 // Node is a member of the cluster.
