@@ -22,7 +22,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
@@ -58,7 +57,7 @@ type runtime struct {
 	m         *membership
 	tls       *nodeTLS
 	mux       *portMux
-	store     *raftboltdb.BoltStore
+	store     *logStore
 	transport *raft.NetworkTransport
 	raft      *raft.Raft
 	gossip    *memberlist.Memberlist
@@ -251,7 +250,7 @@ func (n *Node) startRuntime(m *membership) (err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if rt.store, err = raftboltdb.NewBoltStore(filepath.Join(dir, "raft.db")); err != nil {
+	if rt.store, err = openLogStore(filepath.Join(dir, "raft.db")); err != nil {
 		return fmt.Errorf("opening raft log: %w", err)
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
@@ -297,7 +296,7 @@ func (n *Node) startRuntime(m *membership) (err error) {
 	n.mu.Lock()
 	n.rt = rt
 	n.mu.Unlock()
-	for _, loop := range []func(context.Context, *runtime){n.watchLeadership, n.reconcileMembers, n.driveResharing, n.joinGossip, n.watchRemoval, n.dropRemovedPeers, n.attestCheckpoints, n.keepClusterKey} {
+	for _, loop := range []func(context.Context, *runtime){n.watchLeadership, n.reconcileMembers, n.driveResharing, n.joinGossip, n.watchRemoval, n.dropRemovedPeers, n.attestCheckpoints, n.keepClusterKey, n.eraseDestroyed} {
 		rt.wg.Add(1)
 		go func() {
 			defer rt.wg.Done()

@@ -37,6 +37,16 @@ import (
 //     replays the entries through Apply, which checks each one's operator
 //     or node signature as it did the first time.
 //
+//  4. A destroy_key that takes effect also takes a checkpoint, at its own
+//     index (State.Destroyed). Once a checkpoint at or after it is
+//     certified, the snapshot holds the certified state, which has no
+//     material of the destroyed key, and only entries after it: no entry
+//     that carried the key's material (create_key, replace_key). The
+//     retained entries and checkpoint encodings in memory are dropped at
+//     the same moment. Erasure tells a node when that is, so it can take a
+//     snapshot and erase the older log and snapshots from its disk
+//     (cluster/erase.go).
+//
 // What this does not stop: a sender may leave out entries after the
 // checkpoint (an omission, like a leader that never commits them), within
 // the window before the next certified checkpoint. Restore refuses a
@@ -170,12 +180,30 @@ func (f *FSM) afterApply(index uint64, at time.Time, data []byte) {
 			}
 		}
 	}
-	if len(s.Poly) > 0 && s.Epoch > 0 && index/f.every() > ck.last/f.every() {
+	due := index/f.every() > ck.last/f.every() || s.Destroyed == index
+	if len(s.Poly) > 0 && s.Epoch > 0 && due {
 		if b, err := json.Marshal(s); err == nil {
 			f.takeCheckpoint(index, b)
 		}
 	}
 	ck.last = index
+}
+
+// Erasure says what a node must erase from its disk after a destroy:
+// destroyed is the index of the last destroy_key that took effect (0:
+// none), and certified the index of the certified checkpoint that
+// snapshots now start from (0: none). Once certified >= destroyed, a
+// snapshot carries no material of any destroyed key (the certified state
+// has none, and it carries only entries after it), and neither does this
+// FSM's memory of entries and checkpoints: a snapshot taken then, with the
+// log up to it and every older snapshot erased, leaves none on the disk.
+func (f *FSM) Erasure() (destroyed, certified uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.ck.cert != nil {
+		certified = f.ck.cert.Index
+	}
+	return f.state.Destroyed, certified
 }
 
 // takeCheckpoint records the state encoded as b, just after entry index,

@@ -73,6 +73,10 @@ type State struct {
 	// JoinTokens are the join tokens not yet expired, spent or not, by ID
 	// (jointokens.go); nil until the first is created.
 	JoinTokens map[string]*JoinToken `json:"join_tokens,omitempty"`
+	// Destroyed is the index of the last destroy_key that took effect: a
+	// checkpoint is taken there, and once one at or after it is certified
+	// every node erases the entries before it from its disk (checkpoint.go).
+	Destroyed uint64 `json:"destroyed,omitempty"`
 }
 
 // Node is a member of the cluster.

@@ -550,6 +550,7 @@ func (t *transition) setKeyState(name, op string) *Error {
 		k.State = KeyRevoked
 	} else {
 		k.State, k.R, k.Sealed, k.Tang = KeyDestroyed, nil, nil, nil
+		t.s.Destroyed = t.index // a checkpoint is taken here (checkpoint.go)
 	}
 	k.UpdatedAt = t.now
 	t.key = k.Metadata()
