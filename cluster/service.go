@@ -53,6 +53,12 @@ type LegacyService interface {
 	LocalKey(name string) *fsm.Key
 	LocalTangKey(kid string) *fsm.Key
 	LocalKeys() ([]*fsm.Key, uint64)
+	// WatchApplied is the applied index and a channel closed at the next
+	// apply: a gateway that keeps keys in memory re-checks them then.
+	WatchApplied() (uint64, <-chan struct{})
+	// ReportHeld replaces the list of keys a gateway holds in memory,
+	// which the node's status reports.
+	ReportHeld(gateway string, held []HeldKey)
 }
 
 var _ LegacyService = (*Node)(nil)
@@ -79,12 +85,13 @@ type (
 )
 
 type nodeStatus struct {
-	ID        string   `json:"id"`
-	RaftState string   `json:"raft_state"`
-	Applied   uint64   `json:"applied"`
-	StateHash string   `json:"state_hash"`
-	Epoch     uint64   `json:"epoch"`
-	Members   []string `json:"members"` // the nodes this node's state lists
+	ID        string    `json:"id"`
+	RaftState string    `json:"raft_state"`
+	Applied   uint64    `json:"applied"`
+	StateHash string    `json:"state_hash"`
+	Epoch     uint64    `json:"epoch"`
+	Members   []string  `json:"members"` // the nodes this node's state lists
+	Held      []HeldKey `json:"held,omitempty"`
 }
 
 func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -99,7 +106,7 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 func (n *Node) localStatus(rt *runtime) nodeStatus {
 	// The hash is of the state machine, whose own applied index can trail
 	// Raft's by entries that never reach it (no-ops, configuration).
-	ns := nodeStatus{ID: n.id.NodeID, RaftState: rt.raft.State().String(), Applied: rt.raft.AppliedIndex()}
+	ns := nodeStatus{ID: n.id.NodeID, RaftState: rt.raft.State().String(), Applied: rt.raft.AppliedIndex(), Held: n.Held()}
 	if h, err := n.fsm.Hash(); err == nil {
 		ns.StateHash = hex.EncodeToString(h[:])
 	}
@@ -163,7 +170,7 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 				m.RaftState = "unreachable"
 				return
 			}
-			m.RaftState, m.Applied, m.StateHash = ns.RaftState, ns.Applied, ns.StateHash
+			m.RaftState, m.Applied, m.StateHash, m.Held = ns.RaftState, ns.Applied, ns.StateHash, ns.Held
 		}()
 	}
 	for range st.Members {
