@@ -72,6 +72,9 @@ type MachineService interface {
 	Sessions(ctx context.Context) ([]*fsm.Session, error)
 	SubmitKey(ctx context.Context, cmd *fsm.Signed) error
 	TakeSubmittedKey(ctx context.Context, req *fsm.GetKeyRequest, addr string) ([]byte, error)
+	// LocalMachine finds a machine by its klefki ID in the node's applied
+	// state, without a read index; nil if there is none.
+	LocalMachine(klefkiID string) *fsm.Machine
 }
 
 var _ MachineService = (*Node)(nil)
@@ -255,39 +258,42 @@ func (n *Node) Release(ctx context.Context, req *fsm.Signed) ([]byte, error) {
 	if err := json.Unmarshal(req.Payload, &cmd); err != nil || cmd.Release == nil || cmd.Release.Op != fsm.OpGet {
 		return nil, Errorf(KindInvalid, "not a signed release request with op %q", fsm.OpGet)
 	}
+	if err := n.verifyLocally(ctx, req); err != nil {
+		return nil, err
+	}
 	plain, _, err := n.release(ctx, req, 0)
 	return plain, err
 }
 
 // CompareAndSwap is keysrv's compare-and-swap of a secret.
 func (n *Node) CompareAndSwap(ctx context.Context, release, replace *fsm.Signed) (*fsm.Key, error) {
+	if err := n.verifyLocally(ctx, release); err != nil {
+		return nil, err
+	}
 	return n.compareAndSwap(ctx, release, replace)
 }
 
-// Principal finds the operator an Ed25519 public key belongs to. A key
-// this node does not know may belong to an operator added since its last
-// apply (or before its restart), so it asks again at a read index; without
-// a quorum the answer is "no quorum", not "unknown operator".
+// Principal finds the operator an Ed25519 public key belongs to, in this
+// node's applied state. A key it does not know is refused without asking
+// the leader (see checkLocally): one added a moment ago is known once this
+// node applies what it knows is committed, which it waits for briefly.
 func (n *Node) Principal(publicKey []byte) (*fsm.Operator, error) {
 	if _, err := n.joined(); err != nil {
 		return nil, err
 	}
 	id := fsm.PrincipalID(publicKey)
 	var op *fsm.Operator
-	lookup := func(s *fsm.State) {
-		if o := s.Operators[id]; o != nil {
-			c := *o
-			op = &c
+	ferr := n.checkLocally(context.Background(), func(s *fsm.State) *fsm.Error {
+		o := s.Operators[id]
+		if o == nil {
+			return &fsm.Error{Code: fsm.CodeBadSignature, Message: "no operator has the key of this certificate (" + id + ")"}
 		}
-	}
-	n.fsm.Read(lookup)
-	if op == nil {
-		if err := n.consistent(context.Background(), lookup); err != nil {
-			return nil, err
-		}
-	}
-	if op == nil {
-		return nil, Errorf(KindUnauthenticated, "no operator has the key of this certificate (%s)", id)
+		c := *o
+		op = &c
+		return nil
+	})
+	if ferr != nil {
+		return nil, fromFSM(ferr)
 	}
 	return op, nil
 }

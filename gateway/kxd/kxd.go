@@ -94,10 +94,10 @@ type Admitted struct {
 }
 
 type kxdHandler struct {
-	keys     Keys
-	notify   *Notifier
-	log      *slog.Logger
-	now      func() time.Time
+	keys   Keys
+	notify *Notifier
+	log    *slog.Logger
+	now    func() time.Time
 }
 
 // Handler serves GET /v1/<path> with kxd's checks in kxd's order (see

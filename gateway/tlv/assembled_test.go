@@ -279,10 +279,12 @@ func TestHeldKeyIsDroppedAtItsTTLWithoutARequest(t *testing.T) {
 // applies it, with no request and long before its TTL.
 func TestHeldKeyIsDroppedWhenAChangeApplies(t *testing.T) {
 	for name, change := range map[string]func(*fsm.Key){
-		"revoke":         func(k *fsm.Key) { k.State = fsm.KeyRevoked },
-		"destroy":        func(k *fsm.Key) { k.State = fsm.KeyDestroyed },
-		"new version":    func(k *fsm.Key) { k.Version++ },
-		"closed to tlv":  func(k *fsm.Key) { k.Access = &fsm.Access{Gateways: []string{fsm.GatewayKxd}, ClientCerts: k.Access.ClientCerts} },
+		"revoke":      func(k *fsm.Key) { k.State = fsm.KeyRevoked },
+		"destroy":     func(k *fsm.Key) { k.State = fsm.KeyDestroyed },
+		"new version": func(k *fsm.Key) { k.Version++ },
+		"closed to tlv": func(k *fsm.Key) {
+			k.Access = &fsm.Access{Gateways: []string{fsm.GatewayKxd}, ClientCerts: k.Access.ClientCerts}
+		},
 		"access changed": func(k *fsm.Key) { a := *k.Access; a.Networks = []string{"10.0.0.0/8"}; k.Access = &a },
 	} {
 		t.Run(name, func(t *testing.T) {
