@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"sort"
@@ -50,6 +51,9 @@ func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (
 	var cmd fsm.Command
 	if json.Unmarshal(sg.Payload, &cmd) != nil || cmd.Release == nil || len(cmd.Release.Ephemeral) == 0 {
 		return nil, Errorf(KindInvalid, "an unlock needs a signed release request with an ephemeral key")
+	}
+	if err := n.verifyLocally(ctx, sg); err != nil {
+		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
 		idx, err := n.readIndex(ctx)
@@ -230,13 +234,35 @@ func (n *Node) SubmitKey(ctx context.Context, sg *fsm.Signed) error {
 // TakeSubmittedKey hands a machine the passphrase submitted for it, and
 // removes it through the log with the machine's GetKey req: it is
 // delivered once. With none submitted, it records the machine as waiting
-// (from addr) and answers not_found. The caller has checked req; every
-// replica checks it again when it applies the entry.
+// (from addr) and answers not_found. It checks req first on this node's
+// applied state (fsm.State.VerifyGetKey: a known machine's signature,
+// made within fsm.MaxClockSkew of this node's clock) and spends its nonce
+// in the node's nonce cache, the one the share holders use, before any
+// read index; then again at the read. Every replica checks req again when
+// it applies the entry.
 func (n *Node) TakeSubmittedKey(ctx context.Context, req *fsm.GetKeyRequest, addr string) ([]byte, error) {
+	if _, err := n.joined(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	verify := func(s *fsm.State) *fsm.Error {
+		_, e := s.VerifyGetKey(req, now)
+		return e
+	}
+	if err := errOrNil(n.checkLocally(ctx, verify)); err != nil {
+		return nil, err
+	}
+	if err := n.nonces.use("get-key/"+req.Machine+"/"+hex.EncodeToString(req.Nonce), time.Unix(0, req.SignedAt), now); err != nil {
+		return nil, err
+	}
 	machine := req.Machine
 	var k *fsm.SubmittedKey
 	var lastTried int64
+	var ferr *fsm.Error
 	if err := n.consistent(ctx, func(s *fsm.State) {
+		if ferr = verify(s); ferr != nil {
+			return
+		}
 		if sk := s.Submitted[machine]; sk != nil {
 			c := *sk
 			k = &c
@@ -246,6 +272,9 @@ func (n *Node) TakeSubmittedKey(ctx context.Context, req *fsm.GetKeyRequest, add
 		}
 	}); err != nil {
 		return nil, err
+	}
+	if ferr != nil {
+		return nil, fromFSM(ferr)
 	}
 	if k == nil {
 		n.recordSession(ctx, &fsm.RecordSession{Addr: addr, GetKey: req}, machine, "", lastTried)

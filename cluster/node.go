@@ -50,6 +50,10 @@ type Node struct {
 	leaderReady atomic.Bool // this node is leader and has committed an entry of its term
 	verify      verifyBatch
 	holderReads readBatch
+
+	held heldKeys // what the gateways keep assembled in memory
+	// readIndexes counts the read indexes this node confirmed as leader.
+	readIndexes atomic.Uint64
 }
 
 // runtime is everything that runs once the node is in a cluster.

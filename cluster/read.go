@@ -32,6 +32,7 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 	if rt.raft.State() != raft.Leader || !n.leaderReady.Load() {
 		return 0, Errorf(kindNotLeader, "node %s is not a ready leader", n.id.NodeID)
 	}
+	n.readIndexes.Add(1)
 	idx, _ := n.rfsm.watch()
 	if err := n.verifyLeader(rt); err != nil {
 		return 0, Errorf(kindNotLeader, "node %s could not confirm its leadership: %v", n.id.NodeID, err)

@@ -57,6 +57,12 @@ type LegacyService interface {
 	LocalKey(name string) *fsm.Key
 	LocalTangKey(kid string) *fsm.Key
 	LocalKeys() ([]*fsm.Key, uint64)
+	// WatchApplied is the applied index and a channel closed at the next
+	// apply: a gateway that keeps keys in memory re-checks them then.
+	WatchApplied() (uint64, <-chan struct{})
+	// ReportHeld replaces the list of keys a gateway holds in memory,
+	// which the node's status reports.
+	ReportHeld(gateway string, held []HeldKey)
 }
 
 var _ LegacyService = (*Node)(nil)
@@ -70,6 +76,9 @@ type MachineService interface {
 	Sessions(ctx context.Context) ([]*fsm.Session, error)
 	SubmitKey(ctx context.Context, cmd *fsm.Signed) error
 	TakeSubmittedKey(ctx context.Context, req *fsm.GetKeyRequest, addr string) ([]byte, error)
+	// LocalMachine finds a machine by its klefki ID in the node's applied
+	// state, without a read index; nil if there is none.
+	LocalMachine(klefkiID string) *fsm.Machine
 }
 
 var _ MachineService = (*Node)(nil)
@@ -85,12 +94,13 @@ type (
 )
 
 type nodeStatus struct {
-	ID        string   `json:"id"`
-	RaftState string   `json:"raft_state"`
-	Applied   uint64   `json:"applied"`
-	StateHash string   `json:"state_hash"`
-	Epoch     uint64   `json:"epoch"`
-	Members   []string `json:"members"` // the nodes this node's state lists
+	ID        string    `json:"id"`
+	RaftState string    `json:"raft_state"`
+	Applied   uint64    `json:"applied"`
+	StateHash string    `json:"state_hash"`
+	Epoch     uint64    `json:"epoch"`
+	Members   []string  `json:"members"` // the nodes this node's state lists
+	Held      []HeldKey `json:"held,omitempty"`
 }
 
 func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -105,7 +115,7 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 func (n *Node) localStatus(rt *runtime) nodeStatus {
 	// The hash is of the state machine, whose own applied index can trail
 	// Raft's by entries that never reach it (no-ops, configuration).
-	ns := nodeStatus{ID: n.id.NodeID, RaftState: rt.raft.State().String(), Applied: rt.raft.AppliedIndex()}
+	ns := nodeStatus{ID: n.id.NodeID, RaftState: rt.raft.State().String(), Applied: rt.raft.AppliedIndex(), Held: n.Held()}
 	if h, err := n.fsm.Hash(); err == nil {
 		ns.StateHash = hex.EncodeToString(h[:])
 	}
@@ -170,7 +180,7 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 				m.RaftState = "unreachable"
 				return
 			}
-			m.RaftState, m.Applied, m.StateHash = ns.RaftState, ns.Applied, ns.StateHash
+			m.RaftState, m.Applied, m.StateHash, m.Held = ns.RaftState, ns.Applied, ns.StateHash, ns.Held
 		}()
 	}
 	for range st.Members {
@@ -287,30 +297,27 @@ func (n *Node) CompareAndSwap(ctx context.Context, replace *fsm.Signed) (*fsm.Ke
 	return res.Key, nil
 }
 
-// Principal finds the operator an Ed25519 public key belongs to. A key
-// this node does not know may belong to an operator added since its last
-// apply (or before its restart), so it asks again at a read index; without
-// a quorum the answer is "no quorum", not "unknown operator".
+// Principal finds the operator an Ed25519 public key belongs to, in this
+// node's applied state. A key it does not know is refused without asking
+// the leader (see checkLocally): one added a moment ago is known once this
+// node applies what it knows is committed, which it waits for briefly.
 func (n *Node) Principal(publicKey []byte) (*fsm.Operator, error) {
 	if _, err := n.joined(); err != nil {
 		return nil, err
 	}
 	id := fsm.PrincipalID(publicKey)
 	var op *fsm.Operator
-	lookup := func(s *fsm.State) {
-		if o := s.Operators[id]; o != nil {
-			c := *o
-			op = &c
+	ferr := n.checkLocally(context.Background(), func(s *fsm.State) *fsm.Error {
+		o := s.Operators[id]
+		if o == nil {
+			return &fsm.Error{Code: fsm.CodeBadSignature, Message: "no operator has the key of this certificate (" + id + ")"}
 		}
-	}
-	n.fsm.Read(lookup)
-	if op == nil {
-		if err := n.consistent(context.Background(), lookup); err != nil {
-			return nil, err
-		}
-	}
-	if op == nil {
-		return nil, Errorf(KindUnauthenticated, "no operator has the key of this certificate (%s)", id)
+		c := *o
+		op = &c
+		return nil
+	})
+	if ferr != nil {
+		return nil, fromFSM(ferr)
 	}
 	return op, nil
 }

@@ -229,41 +229,37 @@ func (f *FSM) signerKey(signer string, cmd *Command) ([]byte, *Error) {
 	}
 }
 
-// AuthorizeRelease checks a release request as a share holder must before
-// it answers: the signature of a known operator, a time within
-// MaxClockSkew of now, a rule that allows the operation on the key, and the
-// key active and unexpired at now. A request signed by a member node for a
-// legacy gateway is allowed instead by the key's Access naming that
-// gateway: the node authorized its client itself. An operator's or a
-// machine's request carries an ephemeral key that holders seal their
-// partials to, so the node that relays them never sees the material; a
-// gateway node's carries none (that node is the client and combines).
-// Replayed nonces are the
-// holder's to refuse (requests never enter the log): the command it
-// returns carries the nonce, so the holder need not decode the payload
-// again.
-func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Error) {
+// VerifyRelease checks what a release request needs before anything else,
+// with this state alone: a release payload, a time within MaxClockSkew of
+// now, and the signature of the key this state holds for its signer (a
+// member node for a gateway's release, else a machine or an operator). A
+// node runs it on its applied state before it spends a read index on the
+// request, so an unknown signer or a bad signature costs the cluster
+// nothing; AuthorizeRelease runs it again at the read. A signer this state
+// does not know is refused with CodeBadSignature.
+func (s *State) VerifyRelease(sg *Signed, now time.Time) (*Command, *Error) {
+	if sg == nil {
+		return nil, errorf(CodeInvalid, "no signed request")
+	}
 	var cmd Command
 	if err := json.Unmarshal(sg.Payload, &cmd); err != nil {
-		return nil, nil, errorf(CodeInvalid, "request payload: %v", err)
+		return nil, errorf(CodeInvalid, "request payload: %v", err)
 	}
 	if cmd.Type != TypeRelease || cmd.Release == nil {
-		return nil, nil, errorf(CodeInvalid, "not a release request")
+		return nil, errorf(CodeInvalid, "not a release request")
 	}
 	if err := checkFresh(&cmd, now.UnixNano()); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	req := cmd.Release
 	var signKey []byte
-	gateway := req.Gateway != ""
-	machine := s.Machines[sg.Signer]
-	switch {
+	gateway := cmd.Release.Gateway != ""
+	switch m := s.Machines[sg.Signer]; {
 	case gateway:
 		if n := s.Nodes[sg.Signer]; n != nil && !n.Leaving {
 			signKey = n.SignKey
 		}
-	case machine != nil:
-		signKey = machine.PublicKey
+	case m != nil:
+		signKey = m.PublicKey
 	default:
 		if o := s.Operators[sg.Signer]; o != nil {
 			signKey = o.PublicKey
@@ -274,11 +270,34 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 		if gateway {
 			what = "member node"
 		}
-		return nil, nil, errorf(CodeBadSignature, "unknown %s %q", what, sg.Signer)
+		return nil, errorf(CodeBadSignature, "unknown %s %q", what, sg.Signer)
 	}
 	if !ed25519.Verify(signKey, SigningInput(sg.Payload), sg.Signature) {
-		return nil, nil, errorf(CodeBadSignature, "signature of %s does not verify", sg.Signer)
+		return nil, errorf(CodeBadSignature, "signature of %s does not verify", sg.Signer)
 	}
+	return &cmd, nil
+}
+
+// AuthorizeRelease checks a release request as a share holder must before
+// it answers: the signature of a known operator, a time within
+// MaxClockSkew of now, a rule that allows the operation on the key, and the
+// key active and unexpired at now. A request signed by a member node for a
+// legacy gateway is allowed instead by the key's Access naming that
+// gateway: the node authorized its client itself. An operator's or a
+// machine's request carries an ephemeral key that holders seal their
+// partials to, so the node that relays them never sees the material; a
+// gateway node's carries none (that node is the client and combines).
+// Replayed nonces are the holder's to refuse (requests never enter the
+// log): the command it returns carries the nonce, so the holder need not
+// decode the payload again.
+func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Error) {
+	cmd, err := s.VerifyRelease(sg, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	req := cmd.Release
+	gateway := req.Gateway != ""
+	machine := s.Machines[sg.Signer]
 	switch req.Op {
 	case OpGet:
 	case OpCAS:
@@ -328,7 +347,7 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 	if machine != nil && machine.Approval && !s.approved(machine.ID, req.Key, cmd.Nonce, now.UnixNano()) {
 		return nil, nil, errorf(CodePending, "machine %s needs an operator's approval for key %q", machine.ID, req.Key)
 	}
-	return &cmd, k, nil
+	return cmd, k, nil
 }
 
 // authorizeMachine checks what a machine's release must be: from an active

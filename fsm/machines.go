@@ -135,6 +135,44 @@ func GetKeySigningInput(klefkiID string, nonce []byte, signedAt int64, ephemeral
 	return binary.BigEndian.AppendUint64(b, uint64(signedAt))
 }
 
+// MachineByKlefkiID is the machine whose klefki ID (KlefkiID) is id, or
+// nil.
+func (s *State) MachineByKlefkiID(id string) *Machine {
+	for _, m := range s.Machines {
+		if KlefkiID(m.PublicKey) == id {
+			return m
+		}
+	}
+	return nil
+}
+
+// VerifyGetKey checks a machine's GetKey with this state alone, as the node
+// that receives it must before it spends a read index on it: signed by a
+// machine this state knows (CodeBadSignature otherwise, like a signature
+// that does not verify), active, and signed within MaxClockSkew of now.
+func (s *State) VerifyGetKey(r *GetKeyRequest, now time.Time) (*Machine, *Error) {
+	if r == nil {
+		return nil, errorf(CodeInvalid, "the machine's signed GetKey is required")
+	}
+	m := s.Machines[r.Machine]
+	if m == nil {
+		return nil, errorf(CodeBadSignature, "unknown machine %q", r.Machine)
+	}
+	if !ed25519.Verify(m.PublicKey, GetKeySigningInput(KlefkiID(m.PublicKey), r.Nonce, r.SignedAt, r.Ephemeral), r.Signature) {
+		return nil, errorf(CodeBadSignature, "the GetKey signature of machine %s does not verify", m.ID)
+	}
+	if m.State != MachineActive {
+		return nil, errorf(CodeDenied, "machine %s (%s) is revoked", m.ID, m.Name)
+	}
+	if len(r.Nonce) < minNonceLen {
+		return nil, errorf(CodeInvalid, "the machine's nonce must be at least %d bytes", minNonceLen)
+	}
+	if d := time.Duration(now.UnixNano() - r.SignedAt); d > MaxClockSkew || d < -MaxClockSkew {
+		return nil, errorf(CodeClockSkew, "the request was signed %v from this node's time, more than %v: check the machine's clock", d.Round(time.Second), MaxClockSkew)
+	}
+	return m, nil
+}
+
 // machineGetKey checks a GetKey a node relayed: from an active machine,
 // signed by it, and signed within MaxClockSkew of now.
 func (s *State) machineGetKey(r *GetKeyRequest, now int64) (*Machine, *Error) {

@@ -1,8 +1,9 @@
 package api
 
 import (
-	"github.com/keyquorum/keyquorum/fsm"
+	"time"
 
+	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/vocab"
 )
 
@@ -40,6 +41,19 @@ type MemberStatus struct {
 	// StateHash is the SHA-256 of the member's state machine, hex: members
 	// at the same Applied index must have the same hash.
 	StateHash string `json:"state_hash"`
+	// Held are the keys the member's gateways keep assembled in memory.
+	Held []HeldKey `json:"held,omitempty"`
+}
+
+// HeldKey is a key a node's gateway keeps assembled in memory (a Keyless
+// SSL key within its assemble_ttl), until Until at the latest: the node
+// drops it then, or as soon as it applies a revoke, a destroy, a new
+// version or an access change.
+type HeldKey struct {
+	Name    string    `json:"name"`
+	Gateway string    `json:"gateway"`
+	Version uint64    `json:"version"`
+	Until   time.Time `json:"until"`
 }
 
 // RoundStatus describes a resharing round in progress.

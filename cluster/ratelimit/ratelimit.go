@@ -1,7 +1,8 @@
 // Package ratelimit bounds how often one client address may use one key
 // on one node: the RatePerMinute of a key's access rules (fsm.Access),
-// which the legacy gateways (kxd, Tang) apply for clients that cannot sign
-// their requests. Each node counts on its own.
+// which the admission check of the legacy gateways (cluster.Admission, for
+// kxd, Tang and Keyless SSL) applies for clients that cannot sign their
+// requests. Each node counts on its own.
 package ratelimit
 
 import (

@@ -27,7 +27,8 @@ func startTLVAndGRPC(n *cluster.Node, api *https.Server, g gatewayFlags, log *sl
 		if err != nil {
 			return out, err
 		}
-		srv := tlv.NewServer(tlv.NewClusterKeys(n), log)
+		keys := tlv.NewClusterKeys(n)
+		srv := tlv.NewServer(keys, log)
 		tc := tlsPerClient(tlv.ServerTLSConfig, api, clientCAs)
 		ln, err := net.Listen("tcp", g.tlvAddr)
 		if err != nil {
@@ -38,7 +39,10 @@ func startTLVAndGRPC(n *cluster.Node, api *https.Server, g gatewayFlags, log *sl
 				log.Error("TLV server", "err", err)
 			}
 		}()
-		out = append(out, gateway{name: "tlv", shutdown: srv.Shutdown})
+		out = append(out, gateway{name: "tlv", shutdown: func(ctx context.Context) error {
+			defer keys.Close() // drop the assembled keys held in memory
+			return srv.Shutdown(ctx)
+		}})
 		if g.quic {
 			qc := tlsPerClient(tlv.ServerQUICConfig, api, clientCAs)
 			ql, err := quic.ListenAddr(g.tlvAddr, qc, srv.QUICConfig())

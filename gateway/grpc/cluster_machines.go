@@ -3,10 +3,7 @@ package grpc
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"encoding/hex"
 	"encoding/json"
-	"sync"
 	"time"
 
 	"github.com/keyquorum/keyquorum/cluster"
@@ -16,24 +13,22 @@ import (
 
 // ClusterMachines is klefki's flow on a cluster: machines are those
 // registered with keyctl machine add, named on the wire by klefki's
-// "SHA256:" IDs. A GetKey is checked here, by the node that answers it:
-// the machine's signature over its nonce and time together, the time
-// within fsm.MaxClockSkew of this node's clock, and the nonce not seen by
-// this node in that window. What it returns is sealed to the machine's
-// key, so a replayed request, even to another node, gets nothing it could
-// open. Keys released by quorum (client-side combine) go through the
-// REST unlock, whose request every holder checks (keyagent uses it).
+// "SHA256:" IDs. A GetKey is checked by the node (cluster.Node's
+// TakeSubmittedKey), first on its applied state, before any read index:
+// the machine known, its signature over its nonce and time together, the
+// time within fsm.MaxClockSkew of the node's clock, and the nonce not
+// seen by the node in that window (the node's one nonce cache). What it
+// returns is sealed to the machine's key, so a replayed request, even to
+// another node, gets nothing it could open. Keys released by quorum
+// (client-side combine) go through the REST unlock, whose request every
+// holder checks (keyagent uses it).
 type ClusterMachines struct {
 	svc cluster.MachineService
-
-	mu     sync.Mutex
-	nonces map[string]time.Time // machine/nonce -> when it may be forgotten
-	swept  time.Time
 }
 
 // NewClusterMachines adapts a node's machine service to the gRPC gateway.
 func NewClusterMachines(svc cluster.MachineService) *ClusterMachines {
-	return &ClusterMachines{svc: svc, nonces: map[string]time.Time{}}
+	return &ClusterMachines{svc: svc}
 }
 
 var _ Machines = (*ClusterMachines)(nil)
@@ -55,21 +50,12 @@ func (c *ClusterMachines) machine(ctx context.Context, klefkiID string) (*fsm.Ma
 	return nil, cluster.Errorf(cluster.KindUnauthenticated, "machine %s is not registered", klefkiID)
 }
 
-// GetKey implements Machines.
+// GetKey implements Machines: it converts klefki's request for the node,
+// which checks it.
 func (c *ClusterMachines) GetKey(ctx context.Context, req *KeyRequest) (*KeyReply, error) {
-	m, err := c.machine(ctx, req.MachineID)
-	if err != nil {
-		return nil, err
-	}
-	if !ed25519.Verify(m.PublicKey, req.SigningInput(), req.Signature) {
-		return nil, cluster.Errorf(cluster.KindUnauthenticated, "the signature of machine %s does not verify", req.MachineID)
-	}
-	now := time.Now()
-	if d := now.Sub(req.SignedAt); d > fsm.MaxClockSkew || d < -fsm.MaxClockSkew {
-		return nil, cluster.Errorf(cluster.KindClockSkew, "the request was signed %v from this node's time, more than %v: check the machine's clock", d.Round(time.Second), fsm.MaxClockSkew)
-	}
-	if !c.useNonce(m.ID+"/"+hex.EncodeToString(req.Nonce), now) {
-		return nil, cluster.Errorf(cluster.KindUnauthenticated, "the request's nonce was already used: a replay is refused")
+	m := c.svc.LocalMachine(req.MachineID)
+	if m == nil {
+		return nil, cluster.Errorf(cluster.KindUnauthenticated, "machine %s is not registered", req.MachineID)
 	}
 	// The node logs what it does for the machine (the delivery, or the
 	// machine as waiting) with the request the machine signed, which every
@@ -81,25 +67,6 @@ func (c *ClusterMachines) GetKey(ctx context.Context, req *KeyRequest) (*KeyRepl
 		return nil, err
 	}
 	return &KeyReply{EncryptedKey: sealed}, nil
-}
-
-// useNonce records a nonce for twice the clock skew; false if it was seen.
-func (c *ClusterMachines) useNonce(key string, now time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if now.Sub(c.swept) > time.Minute {
-		for k, until := range c.nonces {
-			if now.After(until) {
-				delete(c.nonces, k)
-			}
-		}
-		c.swept = now
-	}
-	if until, seen := c.nonces[key]; seen && now.Before(until) {
-		return false
-	}
-	c.nonces[key] = now.Add(2 * fsm.MaxClockSkew)
-	return true
 }
 
 // ListSessions implements Machines: the machines waiting for a key or an

@@ -25,6 +25,13 @@ func (r *relayService) Machines(context.Context) ([]*fsm.Machine, error) {
 	return []*fsm.Machine{r.machine}, nil
 }
 
+func (r *relayService) LocalMachine(klefkiID string) *fsm.Machine {
+	if keyquorumv1.MachineID(r.machine.PublicKey) == klefkiID {
+		return r.machine
+	}
+	return nil
+}
+
 func (r *relayService) SubmitKey(_ context.Context, cmd *fsm.Signed) error {
 	r.submitted = append(r.submitted, cmd)
 	return nil

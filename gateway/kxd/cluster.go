@@ -3,21 +3,22 @@ package kxd
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 
 	"github.com/keyquorum/keyquorum/cluster"
-	"github.com/keyquorum/keyquorum/cluster/ratelimit"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
 // ClusterKeys adapts a cluster node to the kxd endpoint. It finds keys in
-// the node's applied state, checks the key's access rules for the client
-// (the terminating node is the only one that sees the client), and asks a
-// quorum, whose holders check that the key is open to kxd.
+// the node's applied state, has the node's admission check (the same for
+// every legacy gateway: cluster.Admission) decide on the client, since the
+// terminating node is the only one that sees it, and asks a quorum, whose
+// holders check that the key is open to kxd.
 type ClusterKeys struct {
-	svc    cluster.LegacyService
-	limits ratelimit.Limits
+	svc cluster.LegacyService
+	adm cluster.Admission
 }
 
 // NewClusterKeys makes the adapter for a node.
@@ -27,36 +28,29 @@ func NewClusterKeys(svc cluster.LegacyService) *ClusterKeys {
 
 var _ Keys = (*ClusterKeys)(nil)
 
-// open finds a key open to kxd. A key that is not open to it is reported
-// as unknown, so the gateway reveals nothing of it.
-func (l *ClusterKeys) open(name string) (*fsm.Key, error) {
-	k := l.svc.LocalKey(name)
-	if k == nil || k.State == fsm.KeyDestroyed || !k.Access.Allows(fsm.GatewayKxd) {
-		return nil, cluster.Errorf(cluster.KindNotFound, "no key %q is served by the %s gateway", name, fsm.GatewayKxd)
-	}
-	return k, nil
-}
-
-// Policy is the key's kxd rules, as this node has applied them.
-func (l *ClusterKeys) Policy(ctx context.Context, path string) (*Policy, error) {
-	k, err := l.open(path)
+// Admit implements Keys with cluster.Admission on the key as this node
+// has applied it.
+func (l *ClusterKeys) Admit(ctx context.Context, path string, client Client) (*Admitted, error) {
+	a, err := l.adm.Admit(ctx, fsm.GatewayKxd, l.svc.LocalKey(path), gatewayClient(client))
 	if err != nil {
 		return nil, err
 	}
-	return &Policy{AllowedClients: k.Access.ClientCerts, AllowedHosts: k.Access.Hosts, EmailTo: k.Access.EmailTo}, nil
+	return &Admitted{EmailTo: a.Key.Access.EmailTo, Chains: a.Chains, access: a.Key.Access}, nil
 }
 
-// Release releases the key by quorum. The rules the handler checked were
-// this node's applied state; the release reads linearizably, so if the
-// rules changed in between, the key is not given out.
-func (l *ClusterKeys) Release(ctx context.Context, path string, client Client) ([]byte, error) {
-	local, err := l.open(path)
-	if err != nil {
-		return nil, err
+// gatewayClient is what the admission check knows of a kxd client.
+func gatewayClient(c Client) cluster.GatewayClient {
+	chain := c.Chain
+	if len(chain) == 0 && c.Cert != nil {
+		chain = []*x509.Certificate{c.Cert}
 	}
-	if err := l.limits.Take(path, client.Addr.Addr(), local.Access.RatePerMinute); err != nil {
-		return nil, err
-	}
+	return cluster.GatewayClient{Certs: chain, Addr: c.Addr.Addr()}
+}
+
+// Release releases the key by quorum. The rules Admit checked were this
+// node's applied state; the release reads linearizably, so if the rules
+// changed in between, the key is not given out.
+func (l *ClusterKeys) Release(ctx context.Context, path string, client Client, admitted *Admitted) ([]byte, error) {
 	who := client.Addr.String()
 	if client.Cert != nil {
 		sum := sha256.Sum256(client.Cert.Raw)
@@ -66,7 +60,7 @@ func (l *ClusterKeys) Release(ctx context.Context, path string, client Client) (
 	if err != nil {
 		return nil, err
 	}
-	if !sameAccess(local.Access, k.Access) {
+	if admitted == nil || !sameAccess(admitted.access, k.Access) {
 		clear(secret)
 		return nil, cluster.Errorf(cluster.KindConflict, "the rules of key %q changed while it was released; ask again", path)
 	}

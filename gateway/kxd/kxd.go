@@ -25,7 +25,9 @@
 // intermediates toward a CA of allowed_clients. A failing mail relay does
 // not refuse the key (kxd answers 500 "Error sending notification"): it is
 // logged. kxd's rules are enforced by the node that terminates the
-// connection, which is all a legacy protocol allows; the key itself is
+// connection, which is all a legacy protocol allows, with the admission
+// check every legacy gateway shares (cluster.Admission: hosts, networks,
+// certificates, rate); the key itself is
 // released by a quorum (Keys.Release).
 package kxd
 
@@ -35,7 +37,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -58,11 +59,6 @@ const (
 	kxdHookRefused = "Prevented by hook"
 )
 
-const (
-	// kxdResolveTimeout bounds the forward resolution of allowed_hosts names.
-	kxdResolveTimeout = 5 * time.Second
-)
-
 // Policy is a kxd key's access rules, as stored with the key in the
 // cluster: the type keyctl's import reads them into (kxddir.Parse).
 type Policy = kxddir.Policy
@@ -70,27 +66,38 @@ type Policy = kxddir.Policy
 // Keys is what the kxd endpoint needs from the cluster. Paths are the
 // key's path without "/v1/", such as "host1/disk".
 type Keys interface {
-	// Policy returns the rules of a key; an error of kind
-	// cluster.KindNotFound when there is no such key.
-	Policy(ctx context.Context, path string) (*Policy, error)
-	// Release releases a key by quorum, for a client the gateway has
-	// already checked against the key's policy. The handler owns the
-	// returned slice and wipes it once written.
-	Release(ctx context.Context, path string, client Client) ([]byte, error)
+	// Admit decides whether the client may use the key, by the key's
+	// rules (cluster.Admission, the same check for every legacy
+	// gateway). A refusal is a *cluster.AdmitError, whose Rule the
+	// handler turns into kxd's answer; any other error is the cluster's.
+	Admit(ctx context.Context, path string, client Client) (*Admitted, error)
+	// Release releases a key by quorum, for a client Admit admitted. The
+	// handler owns the returned slice and wipes it once written.
+	Release(ctx context.Context, path string, client Client, admitted *Admitted) ([]byte, error)
 }
 
 // Client is the client a key is released to.
 type Client struct {
-	Cert *x509.Certificate // the leaf certificate the client proved it holds
-	Addr netip.AddrPort    // the TCP peer
+	Cert  *x509.Certificate   // the leaf certificate the client proved it holds
+	Chain []*x509.Certificate // every certificate the client sent, leaf first
+	Addr  netip.AddrPort      // the TCP peer
+}
+
+// Admitted is what Admit lets through: who to tell of the access, and the
+// chains that allow the client's leaf.
+type Admitted struct {
+	EmailTo []string
+	Chains  [][]*x509.Certificate
+	// access is the rules the client was admitted by, for ClusterKeys to
+	// compare with the rules at the release's linearizable read.
+	access *fsm.Access
 }
 
 type kxdHandler struct {
-	keys     Keys
-	notify   *Notifier
-	log      *slog.Logger
-	resolver *net.Resolver
-	now      func() time.Time
+	keys   Keys
+	notify *Notifier
+	log    *slog.Logger
+	now    func() time.Time
 }
 
 // Handler serves GET /v1/<path> with kxd's checks in kxd's order (see
@@ -103,7 +110,7 @@ func Handler(keys Keys, notify *Notifier, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &kxdHandler{keys: keys, notify: notify, log: log, resolver: net.DefaultResolver, now: time.Now}
+	return &kxdHandler{keys: keys, notify: notify, log: log, now: time.Now}
 }
 
 // TLSConfig returns a copy of base, which supplies the server
@@ -141,36 +148,34 @@ func (h *kxdHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log = h.log.With("remote", r.RemoteAddr, "key", keyPath)
 	ctx := r.Context()
 
-	policy, err := h.keys.Policy(ctx, keyPath)
-	if err == nil && policy == nil {
-		err = cluster.Errorf(cluster.KindNotFound, "no kxd key %q", keyPath)
-	}
-	if err != nil {
-		h.clusterError(w, log, err)
-		return
-	}
-
 	peer, _ := netip.ParseAddrPort(r.RemoteAddr)
-	if !h.hostAllowed(ctx, log, policy.AllowedHosts, peer.Addr()) {
-		log.Info("kxd: refused", "reason", kxdHostDenied)
-		kxdError(w, http.StatusForbidden, kxdHostDenied)
-		return
-	}
-
 	var presented []*x509.Certificate
 	if r.TLS != nil {
 		presented = r.TLS.PeerCertificates
 	}
-	chains, err := fsm.AuthorizeClient(policy.AllowedClients, presented, h.now())
+	client := Client{Chain: presented, Addr: peer}
+	if len(presented) > 0 {
+		client.Cert = presented[0]
+	}
+	admitted, err := h.keys.Admit(ctx, keyPath, client)
 	if err != nil {
-		log.Info("kxd: refused", "reason", kxdNoCert, "detail", err.Error())
-		kxdError(w, http.StatusForbidden, kxdNoCert)
+		var refused *cluster.AdmitError
+		switch {
+		case errors.As(err, &refused) && refused.Rule == cluster.RuleHosts:
+			log.Info("kxd: refused", "reason", kxdHostDenied)
+			kxdError(w, http.StatusForbidden, kxdHostDenied)
+		case errors.As(err, &refused) && refused.Rule == cluster.RuleCertificate:
+			log.Info("kxd: refused", "reason", kxdNoCert, "detail", err.Error())
+			kxdError(w, http.StatusForbidden, kxdNoCert)
+		default:
+			h.clusterError(w, log, err)
+		}
 		return
 	}
-	leaf := presented[0]
+	leaf := client.Cert
 	log = log.With("client", kxdSubject(leaf), "client_sha256", kxdFingerprint(leaf))
 
-	access := Access{Path: keyPath, Client: leaf, Addr: peer, EmailTo: policy.EmailTo, Chains: chains, Time: h.now()}
+	access := Access{Path: keyPath, Client: leaf, Addr: peer, EmailTo: admitted.EmailTo, Chains: admitted.Chains, Time: h.now()}
 	if h.notify.vetoes() {
 		if err := h.notify.runHook(ctx, access); err != nil {
 			log.Warn("kxd: refused", "reason", kxdHookRefused, "detail", err.Error())
@@ -179,7 +184,7 @@ func (h *kxdHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	key, err := h.keys.Release(ctx, keyPath, Client{Cert: leaf, Addr: peer})
+	key, err := h.keys.Release(ctx, keyPath, client, admitted)
 	if err != nil {
 		h.clusterError(w, log, err)
 		return
@@ -217,45 +222,4 @@ func (h *kxdHandler) clusterError(w http.ResponseWriter, log *slog.Logger, err e
 		msg = kxdOneLine(e.Message)
 	}
 	kxdError(w, kind.HTTPStatus(), msg)
-}
-
-// hostAllowed compares the peer address with allowed_hosts: nil allows
-// every host, an empty list none. Addresses are compared first, then
-// names are resolved forward, one after the other, until one matches.
-func (h *kxdHandler) hostAllowed(ctx context.Context, log *slog.Logger, allowed []string, peer netip.Addr) bool {
-	if allowed == nil {
-		return true
-	}
-	if !peer.IsValid() {
-		return false
-	}
-	peer = peer.Unmap().WithZone("")
-	var names []string
-	for _, host := range allowed {
-		if a, err := netip.ParseAddr(host); err == nil {
-			if a.Unmap().WithZone("") == peer {
-				return true
-			}
-			continue
-		}
-		names = append(names, host)
-	}
-	if len(names) == 0 {
-		return false
-	}
-	ctx, cancel := context.WithTimeout(ctx, kxdResolveTimeout)
-	defer cancel()
-	for _, name := range names {
-		addrs, err := h.resolver.LookupNetIP(ctx, "ip", name)
-		if err != nil {
-			log.Debug("kxd: allowed_hosts name does not resolve", "host", name, "error", err.Error())
-			continue
-		}
-		for _, a := range addrs {
-			if a.Unmap().WithZone("") == peer {
-				return true
-			}
-		}
-	}
-	return false
 }

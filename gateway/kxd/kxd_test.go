@@ -30,6 +30,7 @@ import (
 
 	"github.com/keyquorum/keyquorum/client/kxddir"
 	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/fsm"
 )
 
 // kxdTestCert is a certificate and its key, made for a test.
@@ -141,6 +142,7 @@ type fakeKxdKeys struct {
 	mu       sync.Mutex
 	keys     map[string]*fakeKxdKey
 	released []Client
+	adm      cluster.Admission
 }
 
 type fakeKxdKey struct {
@@ -149,18 +151,25 @@ type fakeKxdKey struct {
 	releaseErr error
 }
 
-func (f *fakeKxdKeys) Policy(_ context.Context, p string) (*Policy, error) {
+// Admit checks the client with the cluster's admission check, on the key
+// the policy describes.
+func (f *fakeKxdKeys) Admit(ctx context.Context, p string, c Client) (*Admitted, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	k, ok := f.keys[p]
+	f.mu.Unlock()
 	if !ok {
 		return nil, cluster.Errorf(cluster.KindNotFound, "no kxd key %q", p)
 	}
-	pol := k.policy
-	return &pol, nil
+	key := &fsm.Key{Name: p, Type: fsm.KeyTypeSecret, State: fsm.KeyActive, Access: &fsm.Access{Gateways: []string{fsm.GatewayKxd},
+		ClientCerts: k.policy.AllowedClients, Hosts: k.policy.AllowedHosts, EmailTo: k.policy.EmailTo}}
+	a, err := f.adm.Admit(ctx, fsm.GatewayKxd, key, cluster.GatewayClient{Certs: c.Chain, Addr: c.Addr.Addr()})
+	if err != nil {
+		return nil, err
+	}
+	return &Admitted{EmailTo: a.Key.Access.EmailTo, Chains: a.Chains}, nil
 }
 
-func (f *fakeKxdKeys) Release(_ context.Context, p string, c Client) ([]byte, error) {
+func (f *fakeKxdKeys) Release(_ context.Context, p string, c Client, _ *Admitted) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	k, ok := f.keys[p]

@@ -3,24 +3,24 @@ package tang
 import (
 	"context"
 	"net/netip"
-	"slices"
 
 	"github.com/keyquorum/keyquorum/client/jose"
 	"github.com/keyquorum/keyquorum/cluster"
-	"github.com/keyquorum/keyquorum/cluster/ratelimit"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
 // ClusterKeys adapts a cluster node to the Tang endpoints. It finds keys
-// in the node's applied state, checks the key's access rules for the
-// client (the terminating node is the only one that sees the client), and
-// asks a quorum, whose holders check that the key is open to Tang.
+// in the node's applied state, has the admission check every legacy
+// gateway shares (cluster.Admission) decide on the client, since the
+// terminating node is the only one that sees it, and asks a quorum, whose
+// holders check that the key is open to Tang. A Tang client has no
+// certificate: a key that lists client certificates refuses it.
 type ClusterKeys struct {
 	svc cluster.LegacyService
 	// defaultTang names the Tang key served at /adv with no thumbprint;
 	// when empty, the only active Tang key is.
 	defaultTang string
-	limits      ratelimit.Limits
+	adm         cluster.Admission
 }
 
 // NewClusterKeys makes the adapter for a node. defaultTang names the Tang
@@ -84,28 +84,17 @@ func (l *ClusterKeys) tangKey(name string) (*fsm.Key, error) {
 }
 
 // Recover multiplies the client's point by the Tang key whose exchange
-// key is kid, by quorum, after the key's network and rate rules.
+// key is kid, by quorum, once the admission check allows the client.
 func (l *ClusterKeys) Recover(ctx context.Context, name, kid string, x []byte, addr netip.Addr) ([]byte, error) {
 	k := l.svc.LocalTangKey(kid)
-	if k == nil || !k.Access.Allows(fsm.GatewayTang) || (name != "" && k.Name != name) {
+	if k == nil || (name != "" && k.Name != name) {
 		return nil, cluster.Errorf(cluster.KindNotFound, "no tang key has kid %q", kid)
 	}
-	if !inNetworks(addr, k.Access.Networks) {
-		return nil, cluster.Errorf(cluster.KindDenied, "%s is outside the networks tang key %q allows", addr, k.Name)
-	}
-	if err := l.limits.Take(k.Name, addr, k.Access.RatePerMinute); err != nil {
+	if _, err := l.adm.Admit(ctx, fsm.GatewayTang, k, cluster.GatewayClient{Addr: addr}); err != nil {
+		if cluster.KindOf(err) == cluster.KindNotFound {
+			return nil, cluster.Errorf(cluster.KindNotFound, "no tang key has kid %q", kid)
+		}
 		return nil, err
 	}
 	return l.svc.Exchange(ctx, k.Name, x, addr.String())
-}
-
-func inNetworks(addr netip.Addr, networks []string) bool {
-	if len(networks) == 0 {
-		return true
-	}
-	addr = addr.Unmap()
-	return slices.ContainsFunc(networks, func(n string) bool {
-		p, err := netip.ParsePrefix(n)
-		return err == nil && p.Contains(addr)
-	})
 }

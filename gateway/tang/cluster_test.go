@@ -12,9 +12,9 @@ import (
 // fakeLegacy is a node's applied state of keys; exchanges and releases
 // answer from it and count the calls that reached the "quorum".
 type fakeLegacy struct {
-	cluster.Service // not used by ClusterKeys
-	keys            map[string]*fsm.Key
-	exchanges       int
+	cluster.LegacyService // the rest is not used by ClusterKeys
+	keys                  map[string]*fsm.Key
+	exchanges             int
 }
 
 func (f *fakeLegacy) LocalKey(name string) *fsm.Key { return f.keys[name] }

@@ -404,7 +404,16 @@ func (c *command) clusterStatus(args []string) error {
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", m.ID, m.APIAddr, m.RaftAddr, strings.ToLower(m.RaftState), m.Applied, m.Health, share)
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	for _, m := range st.Members {
+		for _, h := range m.Held {
+			fmt.Fprintf(c.stdout, "held in memory: %s on %s (%s gateway, version %d) until %s\n",
+				h.Name, m.ID, h.Gateway, h.Version, h.Until.UTC().Format(time.RFC3339))
+		}
+	}
+	return nil
 }
 
 func orNone(s string) string {
@@ -514,6 +523,9 @@ func (c *command) keyShow(args []string) error {
 		fmt.Fprintf(c.stdout, "expires:   %s\n", fmtTime(k.ExpiresAt))
 	}
 	fmt.Fprintf(c.stdout, "custody:   %s\n", custody(k))
+	if fsm.Assembled(k.Type) && k.AssembleTTL > 0 {
+		fmt.Fprintf(c.stdout, "in memory: %s\n", heldOn(ctx, cl, k.Name))
+	}
 	fmt.Fprintf(c.stdout, "gateways:  %s\n", gatewaysOf(k))
 	if a := k.Access; a != nil {
 		hosts := "any"
@@ -532,6 +544,30 @@ func (c *command) keyShow(args []string) error {
 		fmt.Fprintf(c.stdout, "tang:      kid %s, thp %s, %d-of-%d\n", t.Kid, t.Thp, t.Threshold, len(t.Shares))
 	}
 	return nil
+}
+
+// heldOn says which nodes hold an assembled key in memory now, by the
+// cluster's status.
+func heldOn(ctx context.Context, cl *client.Client, name string) string {
+	st, err := cl.Status(ctx)
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	var on []string
+	for _, m := range st.Members {
+		if m.RaftState == "unreachable" {
+			on = append(on, m.ID+" unreachable")
+		}
+		for _, h := range m.Held {
+			if h.Name == name {
+				on = append(on, fmt.Sprintf("%s until %s (version %d)", m.ID, h.Until.UTC().Format(time.RFC3339), h.Version))
+			}
+		}
+	}
+	if len(on) == 0 {
+		return "on no node"
+	}
+	return strings.Join(on, "; ")
 }
 
 // custody says honestly where a key's material can be whole.
