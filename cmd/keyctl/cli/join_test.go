@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"github.com/keyquorum/keyquorum/vocab"
+
 	"context"
 	"io"
 	"log/slog"
@@ -94,7 +96,7 @@ func TestClusterJoinChecksFingerprintAndToken(t *testing.T) {
 	n1 := startUnjoined(t, "n1", "")
 	creds := filepath.Join(t.TempDir(), "creds")
 	if code, _, errb := keyctl(t, "cluster", "init", "--node", n1.addr, "--nodes", "1", "--dir", creds,
-		"--token", "kqjoin.0123456789abcdef.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "--fingerprint", n1.fingerprint()); code != ExitError || !strings.Contains(errb, "join token") {
+		"--token", "kqjoin.0123456789abcdef.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "--fingerprint", n1.fingerprint()); code != vocab.ExitUnauthenticated || !strings.Contains(errb, "join token") {
 		t.Fatalf("init with a token the node was not started with: exit %d, %q", code, errb)
 	}
 	if n1.n.Identity().Joined {
@@ -142,7 +144,7 @@ func TestClusterJoinChecksFingerprintAndToken(t *testing.T) {
 
 	n3 := startUnjoined(t, "n3", token)
 	code, _, errb = keyctl(t, "cluster", "join", n3.addr, "--token", token, "--fingerprint", n3.fingerprint())
-	if code != ExitError || !strings.Contains(errb, "spent") {
+	if code != vocab.ExitDenied || !strings.Contains(errb, "spent") {
 		t.Fatalf("join with a spent token: exit %d, stderr %q", code, errb)
 	}
 	if n3.n.Identity().Joined {
