@@ -1,4 +1,4 @@
-// Package keyquorum_test keeps the architecture of DESIGN.md section 2:
+// Package keyquorum_test keeps the architecture of docs/architecture.md:
 // imports point down the list of layers and never up, fsm and shamir
 // import nothing of the project but the vocabulary (vocab), which imports
 // nothing of the project at all, a gateway never imports another, the
@@ -93,7 +93,7 @@ func TestImportsPointDown(t *testing.T) {
 	for dir, p := range pkgs {
 		from := layerOf(dir)
 		if from < 0 {
-			t.Errorf("package %s is in no layer of DESIGN.md section 2", dir)
+			t.Errorf("package %s is in no layer of docs/architecture.md", dir)
 			continue
 		}
 		for _, imp := range p.imports {

@@ -55,7 +55,7 @@ func TestReleaseFromEveryNode(t *testing.T) {
 }
 
 // TestRevokeIsHonouredByEveryNode: once a revoke is acknowledged, no
-// release that starts afterwards succeeds, on any node (DESIGN.md 5).
+// release that starts afterwards succeeds, on any node (docs/architecture.md).
 func TestRevokeIsHonouredByEveryNode(t *testing.T) {
 	c := newTestCluster(t, 3)
 	secret := randomBytes(t, 32)

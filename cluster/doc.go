@@ -17,18 +17,22 @@
 // release, a listing) use a read index: the leader records the last
 // index its state machine has applied and confirms its leadership with a
 // round of heartbeats; the reader waits until its state machine has
-// applied that index. A share holder waits for
-// the coordinator's read index before it checks the rules itself, so once
-// a revoke is acknowledged no release that starts afterwards succeeds on
-// any node. Requests are bounded by Config.RequestTimeout: a node without
-// a quorum answers KindNoQuorum instead of hanging.
+// applied that index. A share holder does not trust the coordinator's
+// read index: it gets its own from the leader and waits for it before it
+// checks the rules itself (holder.go), so once a revoke is acknowledged no
+// release that starts afterwards succeeds on any node. Requests are
+// bounded by Config.RequestTimeout: a node without a quorum answers
+// KindNoQuorum instead of hanging (docs/architecture.md).
 //
 // # Keys
 //
 // Secrets are sealed to the cluster public key by threshold ElGamal (see
 // package shamir); a release gathers t partial decryptions, each with a
-// DLEQ proof the coordinator checks, and combines them. The cluster
-// secret is never rebuilt. Shares live only in shares.json in the data
-// directory, are changed only by resharing rounds driven through the log,
-// and are erased when an epoch ends.
+// DLEQ proof. For an operator's or a machine's request the holders seal
+// them to the requester's ephemeral key and the requester checks and
+// combines them; only for a gateway node's own request does the
+// coordinator (docs/coordinator.md). The cluster secret is never
+// rebuilt. Shares live only in shares.json in the data directory, are
+// changed only by resharing rounds driven through the log, and are erased
+// when an epoch ends.
 package cluster

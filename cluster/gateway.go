@@ -19,7 +19,7 @@ import (
 // a request. The node that terminates such a client authorizes it itself,
 // by the key's access rules, and then signs the release as a node, naming
 // its gateway; every holder checks that the key's access names that
-// gateway (fsm.State.AuthorizeRelease). DESIGN.md section 3: a node can
+// gateway (fsm.State.AuthorizeRelease). docs/threat-model.md: a node can
 // only release, for these protocols, the keys an operator opened to them.
 
 // ReleaseFor releases a key's material for a client of one of this node's

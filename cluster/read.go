@@ -9,7 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// Linearizable reads (DESIGN.md section 5): the leader records the index
+// Linearizable reads (docs/architecture.md): the leader records the index
 // of the last entry its state machine has applied, confirms it is still
 // leader with a round of heartbeats, and returns the index; a reader waits
 // until its own state machine has applied that index and then reads its

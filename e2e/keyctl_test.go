@@ -125,7 +125,7 @@ func TestCompareAndSwapCLI(t *testing.T) {
 }
 
 // usageCommands are the "GROUP SUB" commands of cli.Usage, read from its
-// source: e2e does not import cmd (imports point down, DESIGN.md 2).
+// source: e2e does not import cmd (imports point down, docs/architecture.md).
 func usageCommands(t *testing.T) (usage string, cmds []string) {
 	t.Helper()
 	path := filepath.Join(root, "cmd", "keyctl", "cli", "cli.go")

@@ -30,14 +30,14 @@ const (
 var keyTypes = []string{KeyTypeSecret, KeyTypeRSA, KeyTypeECDSA, KeyTypeEd25519, KeyTypeTang}
 
 // Assembled reports whether keys of the type are released to a serving node
-// as a whole key (DESIGN.md section 4).
+// as a whole key (docs/coordinator.md, gateway releases).
 func Assembled(keyType string) bool {
 	return keyType == KeyTypeRSA || keyType == KeyTypeECDSA || keyType == KeyTypeEd25519
 }
 
 // Legacy gateways: protocols whose clients cannot sign a request, so the
 // node that terminates them authorizes the client itself and signs the
-// release as a node (DESIGN.md section 3). A key serves a gateway only if
+// release as a node (docs/threat-model.md). A key serves a gateway only if
 // its Access names it.
 const (
 	GatewayKxd  = "kxd"

@@ -55,9 +55,9 @@ func TestFailedCombineLeavesStateUnchanged(t *testing.T) {
 // entry applies a second time. A compromised leader, or one whose clock is
 // more than MaxClockSkew behind the previous leader's, can so replay any
 // signed command it has seen: here a rule an admin granted and then
-// deleted comes back. The threat model (DESIGN.md §3) says a compromised
+// deleted comes back. The threat model (docs/threat-model.md) says a compromised
 // leader can stop the cluster but not grant; making the time Apply uses
-// monotonic (never before the latest entry time seen) would close this.
+// monotonic (never before the latest entry time seen) closes this.
 func TestEntryTimeGoingBackDoesNotReopenReplays(t *testing.T) {
 	h := newHarness(t)
 	ready(h)

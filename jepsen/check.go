@@ -149,7 +149,7 @@ func scanLogs(dir string, rep *Summary) {
 // checkBounded reports operations that ran into the client's deadline
 // while no node was paused and no link slowed: every call is bounded by
 // keyd's request timeout, so a node should have answered, if only "no
-// quorum" (DESIGN.md section 5).
+// quorum" (docs/architecture.md, Consistency).
 func checkBounded(rep *Summary, ops []Op, windows []Window, deadline time.Duration) {
 	for _, op := range ops {
 		if !op.Timeout {

@@ -13,8 +13,8 @@ import (
 // The revoke workload, in rounds: create a key, start a releaser on every
 // member, revoke the key through a random member after a random delay,
 // keep releasing a little longer, stop. No release that began after a
-// revocation of its key was acknowledged may succeed (DESIGN.md section
-// 5), every successful release returns the key's secret, and after
+// revocation of its key was acknowledged may succeed (docs/architecture.md,
+// Consistency), every successful release returns the key's secret, and after
 // healing every node reports a key whose revocation was acknowledged as
 // revoked, and a key whose every revocation was refused as active.
 

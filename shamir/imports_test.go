@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// TestImportsStayPure enforces DESIGN.md: shamir imports nothing of the
+// TestImportsStayPure enforces docs/architecture.md: shamir imports nothing of the
 // project but package vocab (which imports nothing of the project), and
 // its non-test code does no I/O of its own.
 func TestImportsStayPure(t *testing.T) {

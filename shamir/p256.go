@@ -1,6 +1,6 @@
 package shamir
 
-// Threshold Diffie-Hellman on P-256, for Tang keys (DESIGN.md section 4).
+// Threshold Diffie-Hellman on P-256, for Tang keys (docs/protocols.md, Tang).
 //
 // A dealer picks a random secret s and a random polynomial f of degree t-1
 // with f(0) = s over the scalars mod n (the order of P-256), and gives node

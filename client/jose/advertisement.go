@@ -1,8 +1,8 @@
 package jose
 
 // Tang's advertisement: a JWS in JSON serialization whose payload is the
-// set of the key's exchange key and verify keys (PROTOCOLS.md "Tang, as
-// stock clevis uses it").
+// set of the key's exchange key and verify keys (docs/protocols.md, "Tang,
+// as stock clevis uses it").
 
 import (
 	"crypto/ecdsa"

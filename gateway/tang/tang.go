@@ -1,5 +1,5 @@
 // Package tang is keyquorum's Tang gateway: the Tang protocol, as stock
-// clevis speaks it (PROTOCOLS.md "Tang, as stock clevis uses it"), served
+// clevis speaks it (docs/protocols.md, "Tang, as stock clevis uses it"), served
 // from keys held as t-of-n shares. The node mounts Handler on its API mux
 // (at Patterns); ClusterKeys adapts the node to it. The advertisement and
 // JWK formats are package client/jose's, which keyctl makes keys with.
