@@ -75,6 +75,9 @@ func (c *command) clusterToken(args []string) error {
 		return usagef("cluster token needs create, list or revoke")
 	}
 	switch args[0] {
+	case "-h", "-help", "--help": // the help, as every command's flags give it
+		_, err := parse(c.flags("cluster token"), args)
+		return err
 	case "create":
 		return c.tokenCreate(args[1:])
 	case "list":
