@@ -361,7 +361,7 @@ func (t *transition) recordSession(in *RecordSession) *Error {
 			return err
 		}
 		key = cmd.Release.Key
-		if checkKeyName(key) != nil {
+		if CheckKeyName(key) != nil {
 			return errorf(CodeInvalid, "the machine's release names no valid key")
 		}
 	} else if m, err = t.s.machineGetKey(in.GetKey, t.now); err != nil {

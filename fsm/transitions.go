@@ -446,9 +446,17 @@ func (t *transition) deleteRule(id string) *Error {
 	return nil
 }
 
-func checkKeyName(name string) *Error {
-	if len(name) == 0 || len(name) > MaxNameLen || !namePattern.MatchString(name) || strings.Contains(name, "..") {
-		return errorf(CodeInvalid, "key name %q must be 1 to %d letters, digits, '.', '_', '-' or '/', start with a letter or digit, and not contain '..'", name, MaxNameLen)
+// CheckKeyName is the one rule for key names, which gateways also apply
+// to names in their paths: 1 to MaxNameLen letters, digits, '.', '_', '-'
+// or '/', starting with a letter or digit, with no ".." and no empty or "."
+// segment (a name is a path for kxd and Tang clients).
+func CheckKeyName(name string) *Error {
+	bad := len(name) == 0 || len(name) > MaxNameLen || !namePattern.MatchString(name) || strings.Contains(name, "..")
+	for seg := range strings.SplitSeq(name, "/") {
+		bad = bad || seg == "" || seg == "."
+	}
+	if bad {
+		return errorf(CodeInvalid, "key name %q must be 1 to %d letters, digits, '.', '_', '-' or '/', start with a letter or digit, and have no '..' and no empty or '.' segment", name, MaxNameLen)
 	}
 	return nil
 }
@@ -467,7 +475,7 @@ func (t *transition) createKey(c *CreateKey) *Error {
 	if c == nil {
 		return errorf(CodeInvalid, "create_key needs a key")
 	}
-	if err := checkKeyName(c.Name); err != nil {
+	if err := CheckKeyName(c.Name); err != nil {
 		return err
 	}
 	if err := checkAccess(c.Access); err != nil {

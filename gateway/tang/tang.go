@@ -39,6 +39,7 @@ import (
 
 	"github.com/keyquorum/keyquorum/client/jose"
 	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/fsm"
 )
 
 const (
@@ -106,7 +107,7 @@ func parseTangPath(p string) (tangRoute, bool) {
 	if rest, ok := strings.CutPrefix(p, tangPrefix); ok {
 		var tail string
 		name, tail, ok = cutTangEndpoint(rest)
-		if !ok || !tangNameOK(name) {
+		if !ok || fsm.CheckKeyName(name) != nil {
 			return tangRoute{}, false
 		}
 		p = tail
@@ -147,27 +148,6 @@ func cutTangEndpoint(rest string) (name, tail string, ok bool) {
 		return head[:j], head[j:] + "/" + last, true
 	}
 	return "", "", false
-}
-
-// tangNameOK accepts key names as the state machine does: letters, digits,
-// '.', '_', '-' and '/', starting with a letter or digit, with no empty,
-// "." or ".." segment.
-func tangNameOK(name string) bool {
-	if name == "" || len(name) > 256 {
-		return false
-	}
-	for _, seg := range strings.Split(name, "/") {
-		if seg == "" || seg == "." || seg == ".." {
-			return false
-		}
-	}
-	for i, c := range name {
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || !strings.ContainsRune("._/-", c)) {
-			return false
-		}
-	}
-	return true
 }
 
 // tangTokenOK accepts a thumbprint or kid: 1 to 128 base64url characters.
