@@ -59,10 +59,7 @@ func firstDifference(want, got []byte) string {
 	}
 	line := bytes.Count(want[:i], []byte("\n")) + 1
 	window := func(b []byte) string {
-		lo, hi := max(i-60, 0), min(i+60, len(b))
-		if lo > len(b) {
-			lo = len(b)
-		}
+		lo, hi := min(max(i-60, 0), len(b)), min(i+60, len(b))
 		return strconv.Quote(string(b[lo:hi]))
 	}
 	return fmt.Sprintf("byte %d (line %d):\n  want: %s\n  got:  %s", i, line, window(want), window(got))

@@ -155,7 +155,7 @@ func TestFramesGolden(t *testing.T) {
 	type frame struct {
 		name   string
 		req    *Request
-		pinned bool                          // the reply is deterministic
+		pinned bool                         // the reply is deterministic
 		verify func(t *testing.T, r []byte) // else: a check of the reply's result
 	}
 	var frames []frame
