@@ -386,13 +386,18 @@ func (c *command) clusterStatus(args []string) error {
 	if *asJSON {
 		return printJSON(c.stdout, st)
 	}
-	fmt.Fprintf(c.stdout, "cluster %s  leader %s  key epoch %d  n %d  t %d  (as seen by %s at index %d)\n",
+	return writeStatus(c.stdout, st)
+}
+
+// writeStatus writes the text of keyctl cluster status.
+func writeStatus(out io.Writer, st *api.Status) error {
+	fmt.Fprintf(out, "cluster %s  leader %s  key epoch %d  n %d  t %d  (as seen by %s at index %d)\n",
 		st.ClusterID, orNone(st.Leader), st.Epoch, st.N, st.Threshold, st.Node, st.Applied)
 	if r := st.Resharing; r != nil {
-		fmt.Fprintf(c.stdout, "resharing: round %d to %s, t %d, deals %d/%d, acks %d/%d\n",
+		fmt.Fprintf(out, "resharing: round %d to %s, t %d, deals %d/%d, acks %d/%d\n",
 			r.Round, strings.Join(r.Members, ","), r.Threshold, r.Deals, r.Needed, r.Acks, len(r.Members))
 	}
-	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NODE\tAPI\tRAFT\tSTATE\tAPPLIED\tHEALTH\tSHARE")
 	for _, m := range st.Members {
 		share := "-"
@@ -409,7 +414,7 @@ func (c *command) clusterStatus(args []string) error {
 	}
 	for _, m := range st.Members {
 		for _, h := range m.Held {
-			fmt.Fprintf(c.stdout, "held in memory: %s on %s (%s gateway, version %d) until %s\n",
+			fmt.Fprintf(out, "held in memory: %s on %s (%s gateway, version %d) until %s\n",
 				h.Name, m.ID, h.Gateway, h.Version, h.Until.UTC().Format(time.RFC3339))
 		}
 	}
@@ -517,31 +522,37 @@ func (c *command) keyShow(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "name:      %s\ntype:      %s\nversion:   %d\nstate:     %s\ncreated:   %s\nupdated:   %s\n",
+	return writeKey(c.stdout, k, func() string { return heldOn(ctx, cl, k.Name) })
+}
+
+// writeKey writes the text of keyctl key show. held says which nodes hold
+// the key in memory; it is called only for an assembled key kept in memory.
+func writeKey(out io.Writer, k *fsm.Key, held func() string) error {
+	fmt.Fprintf(out, "name:      %s\ntype:      %s\nversion:   %d\nstate:     %s\ncreated:   %s\nupdated:   %s\n",
 		k.Name, k.Type, k.Version, k.State, fmtTime(k.CreatedAt), fmtTime(k.UpdatedAt))
 	if k.ExpiresAt != 0 {
-		fmt.Fprintf(c.stdout, "expires:   %s\n", fmtTime(k.ExpiresAt))
+		fmt.Fprintf(out, "expires:   %s\n", fmtTime(k.ExpiresAt))
 	}
-	fmt.Fprintf(c.stdout, "custody:   %s\n", custody(k))
+	fmt.Fprintf(out, "custody:   %s\n", custody(k))
 	if fsm.Assembled(k.Type) && k.AssembleTTL > 0 {
-		fmt.Fprintf(c.stdout, "in memory: %s\n", heldOn(ctx, cl, k.Name))
+		fmt.Fprintf(out, "in memory: %s\n", held())
 	}
-	fmt.Fprintf(c.stdout, "gateways:  %s\n", gatewaysOf(k))
+	fmt.Fprintf(out, "gateways:  %s\n", gatewaysOf(k))
 	if a := k.Access; a != nil {
 		hosts := "any"
 		if a.Hosts != nil {
 			hosts = orNone(strings.Join(a.Hosts, ", "))
 		}
-		fmt.Fprintf(c.stdout, "clients:   %d certificates; hosts %s; networks %s\n", len(a.ClientCerts), hosts, orNone(strings.Join(a.Networks, ", ")))
+		fmt.Fprintf(out, "clients:   %d certificates; hosts %s; networks %s\n", len(a.ClientCerts), hosts, orNone(strings.Join(a.Networks, ", ")))
 		if len(a.EmailTo) > 0 {
-			fmt.Fprintf(c.stdout, "email to:  %s\n", strings.Join(a.EmailTo, ", "))
+			fmt.Fprintf(out, "email to:  %s\n", strings.Join(a.EmailTo, ", "))
 		}
 		if a.RatePerMinute > 0 {
-			fmt.Fprintf(c.stdout, "rate:      %d per client and minute on each node\n", a.RatePerMinute)
+			fmt.Fprintf(out, "rate:      %d per client and minute on each node\n", a.RatePerMinute)
 		}
 	}
 	if t := k.Tang; t != nil {
-		fmt.Fprintf(c.stdout, "tang:      kid %s, thp %s, %d-of-%d\n", t.Kid, t.Thp, t.Threshold, len(t.Shares))
+		fmt.Fprintf(out, "tang:      kid %s, thp %s, %d-of-%d\n", t.Kid, t.Thp, t.Threshold, len(t.Shares))
 	}
 	return nil
 }
@@ -553,6 +564,11 @@ func heldOn(ctx context.Context, cl *client.Client, name string) string {
 	if err != nil {
 		return "unknown (" + err.Error() + ")"
 	}
+	return heldIn(st, name)
+}
+
+// heldIn says which nodes hold an assembled key in memory, by a status.
+func heldIn(st *api.Status, name string) string {
 	var on []string
 	for _, m := range st.Members {
 		if m.RaftState == "unreachable" {

@@ -1,0 +1,29 @@
+package https
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/keyquorum/keyquorum/vocab"
+)
+
+// TestErrorBodyGolden pins the REST answer to an error of every kind a
+// node sends, and to an error of no kind: the status, the content type and
+// the body ({"error":{"kind":K,"message":M}}), which the Go SDK, keyctl
+// and keyagent decode into the kind they exit with.
+func TestErrorBodyGolden(t *testing.T) {
+	var out bytes.Buffer
+	answer := func(err error) {
+		rec := httptest.NewRecorder()
+		writeError(rec, err)
+		fmt.Fprintf(&out, "%d %s\n%s\n", rec.Code, rec.Header().Get("Content-Type"), bytes.TrimSuffix(rec.Body.Bytes(), []byte("\n")))
+	}
+	for _, k := range vocab.Kinds {
+		answer(vocab.Errorf(k, "what was wrong with the %s request", k))
+	}
+	answer(errors.New("an error of no kind")) // answered as internal
+	golden(t, "errors.txt", out.Bytes())
+}
