@@ -13,7 +13,7 @@ import (
 
 const complaintLabel = "keyquorum/complaint/v1\x00"
 
-// ErrFalseComplaint: a complaint against a deal whose sub-share opens and
+// ErrFalseComplaint is a complaint against a deal whose sub-share opens and
 // matches the dealer's commitments.
 var ErrFalseComplaint = errors.New("shamir: the complaint is false: the sub-share is good")
 

@@ -442,6 +442,7 @@ func wipe(s crypto.Signer) {
 		wipeInt(k.Precomputed.Dq)
 		wipeInt(k.Precomputed.Qinv)
 	case *ecdsa.PrivateKey:
+		//lint:ignore SA1019 zeroing the scalar we hold is the point; the key is never used again
 		wipeInt(k.D)
 	case ed25519.PrivateKey:
 		clear(k)

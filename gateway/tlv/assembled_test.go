@@ -237,6 +237,7 @@ func (w *assembledWorld) checkDropped(t *testing.T, s crypto.Signer, priv *ecdsa
 	if r := w.node.reported(); len(r) != 0 {
 		t.Errorf("still reported as held: %+v", r)
 	}
+	//lint:ignore SA1019 the test checks that the dropped key's scalar was zeroed
 	if priv.D.Sign() != 0 {
 		t.Error("the dropped key's private scalar was not zeroed")
 	}
