@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"testing"
 
@@ -18,7 +19,7 @@ func TestErrorBodyGolden(t *testing.T) {
 	var out bytes.Buffer
 	answer := func(err error) {
 		rec := httptest.NewRecorder()
-		writeError(rec, err)
+		(&Server{log: slog.New(slog.DiscardHandler)}).writeError(rec, err)
 		fmt.Fprintf(&out, "%d %s\n%s\n", rec.Code, rec.Header().Get("Content-Type"), bytes.TrimSuffix(rec.Body.Bytes(), []byte("\n")))
 	}
 	for _, k := range vocab.Kinds {

@@ -18,7 +18,7 @@ func (s *Server) registerJoinTokens(mux *http.ServeMux, j cluster.JoinTokenServi
 	mux.HandleFunc("GET /v1/join-tokens", s.operator(func(w http.ResponseWriter, r *http.Request) {
 		out, err := j.JoinTokens(r.Context(), principal(r).ID)
 		if err != nil {
-			writeError(w, err)
+			s.writeError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, out)

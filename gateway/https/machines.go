@@ -26,13 +26,13 @@ func (s *Server) registerMachines(mux *http.ServeMux, m cluster.MachineService) 
 	mux.HandleFunc("POST "+vocab.UnlockPath, func(w http.ResponseWriter, r *http.Request) {
 		var sg fsm.Signed
 		if err := readJSON(r, &sg); err != nil {
-			writeError(w, err)
+			s.writeError(w, err)
 			return
 		}
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
 		out, err := m.MachineUnlock(r.Context(), &sg, host)
 		if err != nil {
-			writeError(w, err)
+			s.writeError(w, err)
 			return
 		}
 		w.Header().Set("Cache-Control", "no-store")
@@ -40,21 +40,21 @@ func (s *Server) registerMachines(mux *http.ServeMux, m cluster.MachineService) 
 	})
 	mux.HandleFunc("GET /v1/machines", s.operator(func(w http.ResponseWriter, r *http.Request) {
 		list, err := m.Machines(r.Context())
-		writeList(w, list, err)
+		writeList(s, w, list, err)
 	}))
 	mux.HandleFunc("POST /v1/machines", s.operator(s.command(fsm.TypeAddMachine)))
 	mux.HandleFunc("POST /v1/machines/{id}/revoke", s.operator(s.command(fsm.TypeRevokeMachine)))
 	mux.HandleFunc("GET /v1/sessions", s.operator(func(w http.ResponseWriter, r *http.Request) {
 		list, err := m.Sessions(r.Context())
-		writeList(w, list, err)
+		writeList(s, w, list, err)
 	}))
 	mux.HandleFunc("POST /v1/approvals", s.operator(s.command(fsm.TypeApprove)))
 }
 
 // writeList writes a list, [] rather than null when it is empty.
-func writeList[T any](w http.ResponseWriter, list []T, err error) {
+func writeList[T any](s *Server, w http.ResponseWriter, list []T, err error) {
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, err)
 		return
 	}
 	if list == nil {

@@ -173,10 +173,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-func writeError(w http.ResponseWriter, err error) {
+// writeError answers with err's kind and message. An error without a kind
+// is a fault of this node whose text may name files or peers: the client
+// gets "internal error" and the text goes to the log.
+func (s *Server) writeError(w http.ResponseWriter, err error) {
 	var e *cluster.Error
 	if !errors.As(err, &e) {
-		e = &cluster.Error{Kind: cluster.KindInternal, Message: err.Error()}
+		s.log.Error("internal error answering a request", "err", err)
+		e = &cluster.Error{Kind: cluster.KindInternal, Message: "internal error"}
 	}
 	writeJSON(w, StatusOf(e.Kind), vocab.ErrorReply{Error: e})
 }
@@ -197,11 +201,11 @@ func (s *Server) identity(w http.ResponseWriter, r *http.Request) {
 func (s *Server) start(w http.ResponseWriter, r *http.Request) {
 	var req cluster.StartRequest
 	if err := readJSON(r, &req); err != nil {
-		writeError(w, err)
+		s.writeError(w, err)
 		return
 	}
 	if err := s.svc.Start(r.Context(), &req); err != nil {
-		writeError(w, err)
+		s.writeError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, s.svc.Identity())
@@ -215,7 +219,7 @@ func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		op, err := s.authenticate(r)
 		if err != nil {
-			writeError(w, err)
+			s.writeError(w, err)
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, op)))
@@ -263,7 +267,7 @@ func principal(r *http.Request) *fsm.Operator {
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	st, err := s.svc.Status(r.Context())
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
@@ -274,16 +278,16 @@ func (s *Server) command(typ string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var sg fsm.Signed
 		if err := readJSON(r, &sg); err != nil {
-			writeError(w, err)
+			s.writeError(w, err)
 			return
 		}
 		if err := checkSigned(&sg, principal(r), typ); err != nil {
-			writeError(w, err)
+			s.writeError(w, err)
 			return
 		}
 		res, err := s.svc.Submit(r.Context(), &sg)
 		if err != nil {
-			writeError(w, err)
+			s.writeError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, res)
@@ -311,7 +315,7 @@ func checkSigned(sg *fsm.Signed, op *fsm.Operator, typ string) error {
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
 	keys, err := s.svc.Keys(r.Context(), principal(r).ID)
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, err)
 		return
 	}
 	if keys == nil {
@@ -323,7 +327,7 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
 func (s *Server) showKey(w http.ResponseWriter, r *http.Request) {
 	k, err := s.svc.Key(r.Context(), principal(r).ID, r.PathValue("name"))
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, k)
@@ -332,16 +336,16 @@ func (s *Server) showKey(w http.ResponseWriter, r *http.Request) {
 func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 	var sg fsm.Signed
 	if err := readJSON(r, &sg); err != nil {
-		writeError(w, err)
+		s.writeError(w, err)
 		return
 	}
 	if err := checkSigned(&sg, principal(r), fsm.TypeRelease); err != nil {
-		writeError(w, err)
+		s.writeError(w, err)
 		return
 	}
 	sr, err := s.svc.Release(r.Context(), &sg)
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
@@ -351,24 +355,24 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 func (s *Server) cas(w http.ResponseWriter, r *http.Request) {
 	var req client.CASRequest
 	if err := readJSON(r, &req); err != nil {
-		writeError(w, err)
+		s.writeError(w, err)
 		return
 	}
 	if req.Release != nil {
-		writeError(w, cluster.Errorf(cluster.KindInvalid, "the node no longer compares: release the current secret blindly, compare it, and send only the replace (update the client)"))
+		s.writeError(w, cluster.Errorf(cluster.KindInvalid, "the node no longer compares: release the current secret blindly, compare it, and send only the replace (update the client)"))
 		return
 	}
 	if req.Replace == nil {
-		writeError(w, cluster.Errorf(cluster.KindInvalid, "a compare-and-swap needs the signed replace"))
+		s.writeError(w, cluster.Errorf(cluster.KindInvalid, "a compare-and-swap needs the signed replace"))
 		return
 	}
 	if err := checkSigned(req.Replace, principal(r), fsm.TypeReplaceKey); err != nil {
-		writeError(w, err)
+		s.writeError(w, err)
 		return
 	}
 	k, err := s.svc.CompareAndSwap(r.Context(), req.Replace)
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, k)

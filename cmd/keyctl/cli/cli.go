@@ -394,8 +394,10 @@ func writeStatus(out io.Writer, st *api.Status) error {
 	fmt.Fprintf(out, "cluster %s  leader %s  key epoch %d  n %d  t %d  (as seen by %s at index %d)\n",
 		st.ClusterID, orNone(st.Leader), st.Epoch, st.N, st.Threshold, st.Node, st.Applied)
 	if r := st.Resharing; r != nil {
+		// t acknowledgements complete a round; a member that missed it
+		// opens its share from the round's deals later.
 		fmt.Fprintf(out, "resharing: round %d to %s, t %d, deals %d/%d, acks %d/%d\n",
-			r.Round, strings.Join(r.Members, ","), r.Threshold, r.Deals, r.Needed, r.Acks, len(r.Members))
+			r.Round, strings.Join(r.Members, ","), r.Threshold, r.Deals, r.Needed, r.Acks, r.Threshold)
 	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NODE\tAPI\tRAFT\tSTATE\tAPPLIED\tHEALTH\tSHARE")
@@ -596,7 +598,7 @@ func custody(k *fsm.Key) string {
 	case fsm.Assembled(k.Type):
 		return "threshold-encrypted; a quorum releases it to the serving node for one operation, then it is erased"
 	}
-	return "threshold-encrypted; a quorum's partials decrypt it on the node that serves the release, for that release only; the cluster key is never rebuilt"
+	return "threshold-encrypted; holders seal their partials to the requester, whose client combines them: no node sees it; a gateway's release (kxd) combines on the node that terminates that client, for that release only; the cluster key is never rebuilt"
 }
 
 func fmtTime(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339) }
