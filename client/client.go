@@ -364,19 +364,30 @@ func (c *Client) Key(ctx context.Context, name string) (*fsm.Key, error) {
 	return &k, c.do(ctx, http.MethodGet, "/v1/keys/"+name, nil, &k)
 }
 
-// Revoke revokes a key: no release succeeds after it is acknowledged.
+// Revoke revokes a key: no release succeeds after it returns. It returns
+// only once t members show the key revoked (ConfirmKeyState), not on the
+// word of the node that acknowledged it.
 func (c *Client) Revoke(ctx context.Context, name string) (*fsm.Key, error) {
-	res, err := c.submit(ctx, "/v1/revoke", &fsm.Command{Type: fsm.TypeRevokeKey, RevokeKey: name})
+	return c.confirmedState(ctx, "/v1/revoke", &fsm.Command{Type: fsm.TypeRevokeKey, RevokeKey: name}, name, fsm.KeyRevoked)
+}
+
+// Destroy erases a key's material from the cluster, and returns once t
+// members show it destroyed.
+func (c *Client) Destroy(ctx context.Context, name string) (*fsm.Key, error) {
+	return c.confirmedState(ctx, "/v1/destroy", &fsm.Command{Type: fsm.TypeDestroyKey, DestroyKey: name}, name, fsm.KeyDestroyed)
+}
+
+func (c *Client) confirmedState(ctx context.Context, path string, cmd *fsm.Command, name, state string) (*fsm.Key, error) {
+	res, err := c.submit(ctx, path, cmd)
 	if err != nil {
 		return nil, err
 	}
-	return res.Key, nil
-}
-
-// Destroy erases a key's material from the cluster.
-func (c *Client) Destroy(ctx context.Context, name string) (*fsm.Key, error) {
-	res, err := c.submit(ctx, "/v1/destroy", &fsm.Command{Type: fsm.TypeDestroyKey, DestroyKey: name})
-	if err != nil {
+	// The write was acknowledged: whatever stops the confirmation, the
+	// outcome is unknown, never a failure.
+	if err := c.ConfirmKeyState(ctx, name, state); err != nil {
+		if api.KindOf(err) != api.KindUnknownOutcome {
+			err = &Error{Kind: api.KindUnknownOutcome, Message: fmt.Sprintf("the node acknowledged key %q %s, but t members could not confirm it: %v", name, state, err)}
+		}
 		return nil, err
 	}
 	return res.Key, nil

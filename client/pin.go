@@ -20,6 +20,7 @@ import (
 
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/cluster/pki"
+	"github.com/keyquorum/keyquorum/fsm"
 )
 
 // The pin and the confirmed view of the cluster.
@@ -235,13 +236,25 @@ func (v *Confirmed) signKey(id string) []byte {
 	return nil
 }
 
-// memberStatus asks member m for its status at its own API address. The
-// member must present a certificate of the cluster CA that names its
-// node ID and, if signKey is set, carries that key.
+// memberStatus asks member m for its status at its own API address.
 func (c *Client) memberStatus(ctx context.Context, m api.MemberStatus, signKey []byte) (*api.Status, error) {
+	var st api.Status
+	if err := c.memberGet(ctx, m, signKey, "/v1/cluster/status", &st); err != nil {
+		return nil, err
+	}
+	if st.Node != m.ID {
+		return nil, fmt.Errorf("answers as node %q", st.Node)
+	}
+	return &st, nil
+}
+
+// memberGet gets path from member m at its own API address. The member
+// must present a certificate of the cluster CA that names its node ID
+// and, if signKey is set, carries that key.
+func (c *Client) memberGet(ctx context.Context, m api.MemberStatus, signKey []byte, path string, out any) error {
 	base, err := baseURL(m.APIAddr)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	cfg := c.tlsConfig.Clone()
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
@@ -252,14 +265,51 @@ func (c *Client) memberStatus(ctx context.Context, m api.MemberStatus, signKey [
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}
 	defer hc.CloseIdleConnections()
-	var st api.Status
-	if err := doJSON(ctx, hc, http.MethodGet, base+"/v1/cluster/status", nil, &st); err != nil {
-		return nil, err
+	return doJSON(ctx, hc, http.MethodGet, base+path, nil, out)
+}
+
+// ConfirmKeyState returns once t members, each at its own API address and
+// authenticated by its certificate, show key name in state at their own
+// linearizable read. A revoke or destroy that the node the client talks to
+// acknowledged is then known to hold on a quorum, not only on that node's
+// word. Otherwise the error is unknown_outcome and names who disagrees.
+func (c *Client) ConfirmKeyState(ctx context.Context, name, state string) error {
+	cf, err := c.Confirm(ctx, c.creds.ClusterKey)
+	if err != nil {
+		return err
 	}
-	if st.Node != m.ID {
-		return nil, fmt.Errorf("answers as node %q", st.Node)
+	var (
+		mu       sync.Mutex
+		agree    int
+		disagree []string
+		wg       sync.WaitGroup
+	)
+	for _, m := range cf.Holders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var k fsm.Key
+			err := c.memberGet(ctx, m, m.SignKey, "/v1/keys/"+name, &k)
+			if err == nil && k.State != state {
+				err = fmt.Errorf("shows it %s", k.State)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				disagree = append(disagree, fmt.Sprintf("%s: %v", m.ID, err))
+				return
+			}
+			agree++
+		}()
 	}
-	return &st, nil
+	wg.Wait()
+	if agree < cf.Threshold {
+		sort.Strings(disagree)
+		return &Error{Kind: api.KindUnknownOutcome, Message: fmt.Sprintf(
+			"the node acknowledged key %q %s, but only %d of the %d members needed show it so: %s",
+			name, state, agree, cf.Threshold, strings.Join(disagree, "; "))}
+	}
+	return nil
 }
 
 // checkNodeCert checks that a certificate (verified against the cluster

@@ -38,6 +38,7 @@ type fakeNode struct {
 	status func() *api.Status
 	calls  map[string]int // by method and path
 	posted []*fsm.Signed  // commands posted to /v1/keys
+	keys   map[string]string // key name -> the state this node shows
 }
 
 type fakeCluster struct {
@@ -65,7 +66,7 @@ func newFakeCluster(t *testing.T, n int) *fakeCluster {
 	fc := &fakeCluster{t: t, ca: ca, clusterPK: pk,
 		creds: &Credentials{CACert: ca.CertPEM, Cert: opCert, Key: opKey, OperatorID: opID, ClusterID: "c1", ClusterKey: pk}}
 	for i := 1; i <= n; i++ {
-		fn := &fakeNode{id: fmt.Sprintf("n%d", i), calls: map[string]int{}}
+		fn := &fakeNode{id: fmt.Sprintf("n%d", i), calls: map[string]int{}, keys: map[string]string{}}
 		pub, key, _ := ed25519.GenerateKey(rand.Reader)
 		fn.key = key
 		certPEM, err := ca.Issue(pub, pki.RoleNode, fn.id, []string{"127.0.0.1", "localhost"})
@@ -113,9 +114,34 @@ func (fn *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 		fn.posted = append(fn.posted, &sg)
 		fn.mu.Unlock()
 		json.NewEncoder(w).Encode(&fsm.Result{Key: &fsm.Key{Name: "k"}})
+	case "/v1/revoke":
+		// Acknowledges any revoke, and shows the key revoked from then on.
+		var sg fsm.Signed
+		json.NewDecoder(r.Body).Decode(&sg)
+		var cmd fsm.Command
+		json.Unmarshal(sg.Payload, &cmd)
+		fn.mu.Lock()
+		fn.keys[cmd.RevokeKey] = fsm.KeyRevoked
+		fn.mu.Unlock()
+		json.NewEncoder(w).Encode(&fsm.Result{Key: &fsm.Key{Name: cmd.RevokeKey, State: fsm.KeyRevoked}})
 	default:
-		http.NotFound(w, r)
+		name, ok := strings.CutPrefix(r.URL.Path, "/v1/keys/")
+		fn.mu.Lock()
+		state := fn.keys[name]
+		fn.mu.Unlock()
+		if !ok || state == "" {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode(&fsm.Key{Name: name, State: state})
 	}
+}
+
+// show makes the node show key name in state.
+func (fn *fakeNode) show(name, state string) {
+	fn.mu.Lock()
+	fn.keys[name] = state
+	fn.mu.Unlock()
 }
 
 func (fn *fakeNode) lie(status func() *api.Status) {
@@ -294,3 +320,27 @@ func TestPinIsSavedAndLoaded(t *testing.T) {
 }
 
 func encodeB64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// TestRevokeIsReportedOnlyWhenTMembersShowIt (issue 9, hole 8): keyctl
+// believed one node's "revoked". A lying node acknowledges a revoke it
+// never committed; the other members still show the key active, so the
+// client reports an unknown outcome, not a revoke. When t members show it
+// revoked, the revoke is reported.
+func TestRevokeIsReportedOnlyWhenTMembersShowIt(t *testing.T) {
+	fc := newFakeCluster(t, 3)
+	for _, fn := range fc.nodes {
+		fn.show("db/root", fsm.KeyActive)
+	}
+	liar := fc.nodes[0]
+	_, err := fc.client(liar).Revoke(ctx5(t), "db/root")
+	if err == nil {
+		t.Fatal("a revoke one node acknowledged alone was reported done")
+	}
+	if k := api.KindOf(err); k != api.KindUnknownOutcome || !strings.Contains(err.Error(), "shows it active") {
+		t.Fatalf("revoke acknowledged by one node: %v (kind %s), want %s naming the members that show it active", err, k, api.KindUnknownOutcome)
+	}
+	fc.nodes[1].show("db/root", fsm.KeyRevoked)
+	if _, err := fc.client(liar).Revoke(ctx5(t), "db/root"); err != nil {
+		t.Fatalf("revoke shown by t=2 members: %v", err)
+	}
+}
