@@ -36,8 +36,8 @@ type fakeNode struct {
 	srv    *httptest.Server
 	mu     sync.Mutex
 	status func() *api.Status
-	calls  map[string]int // by method and path
-	posted []*fsm.Signed  // commands posted to /v1/keys
+	calls  map[string]int    // by method and path
+	posted []*fsm.Signed     // commands posted to /v1/keys
 	keys   map[string]string // key name -> the state this node shows
 }
 
