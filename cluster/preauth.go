@@ -23,10 +23,21 @@ const localCatchUp = 100 * time.Millisecond
 // checkLocally runs check on this node's applied state. A refusal for a
 // bad signature (an unknown signer included) is final once this node has
 // applied what it knew to be committed, or after localCatchUp.
+//
+// A node whose state is empty (restarted with no snapshot, before a leader
+// has replayed its log to it) knows no signer yet and decides nothing
+// here: the request goes on to the linearizable path, which answers no
+// quorum while the node hears no leader.
 func (n *Node) checkLocally(ctx context.Context, check func(*fsm.State) *fsm.Error) *fsm.Error {
 	var e *fsm.Error
 	read := func() bool {
-		n.fsm.Read(func(s *fsm.State) { e = check(s) })
+		n.fsm.Read(func(s *fsm.State) {
+			if !s.Initialized() {
+				e = nil
+				return
+			}
+			e = check(s)
+		})
 		return e == nil || e.Code != fsm.CodeBadSignature
 	}
 	if read() {

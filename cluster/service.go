@@ -319,6 +319,9 @@ func (n *Node) Principal(publicKey []byte) (*fsm.Operator, error) {
 	if ferr != nil {
 		return nil, fromFSM(ferr)
 	}
+	if op == nil { // an empty state (checkLocally) knows no operator yet
+		return nil, Errorf(KindNoQuorum, "node %s has no state yet: it has not heard a leader since it started", n.id.NodeID)
+	}
 	return op, nil
 }
 

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"github.com/keyquorum/keyquorum/vocab"
+
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -28,9 +30,9 @@ func TestKeyctlBadInput(t *testing.T) {
 		code     int    // 0: any non-zero status
 		contains string // in stderr
 	}{
-		{name: "unknown key get", args: []string{"key", "get", "nosuch"}, code: 1, contains: "not found"},
-		{name: "unknown key show", args: []string{"key", "show", "nosuch"}, code: 1, contains: "not found"},
-		{name: "unknown key revoke", args: []string{"key", "revoke", "nosuch"}, code: 1, contains: "not found"},
+		{name: "unknown key get", args: []string{"key", "get", "nosuch"}, code: vocab.ExitNotFound, contains: "not found"},
+		{name: "unknown key show", args: []string{"key", "show", "nosuch"}, code: vocab.ExitNotFound, contains: "not found"},
+		{name: "unknown key revoke", args: []string{"key", "revoke", "nosuch"}, code: vocab.ExitNotFound, contains: "not found"},
 		{name: "name taken", args: []string{"key", "create", "taken", "--bytes", "16"}, code: 1, contains: "exists"},
 		{name: "unreadable from-file", args: []string{"key", "create", "fromfile", "--from-file", missing}, contains: missing},
 		{name: "from-file is a directory", args: []string{"key", "create", "fromdir", "--from-file", tmp}, contains: tmp},
