@@ -148,7 +148,7 @@ func askHolder[P any](n *Node, rt *runtime, path string, req *partialRequest, lo
 			}
 		} else {
 			p = new(P)
-			if _, err := n.call(ctx, rt, h.RaftAddr, path, req, p); err != nil {
+			if _, err := n.call(ctx, h.RaftAddr, path, req, p); err != nil {
 				return nil, err
 			}
 		}

@@ -14,22 +14,22 @@ import (
 // watchLeadership marks the node ready to serve read indexes once it is
 // leader and has committed an entry of its own term (a barrier), as a read
 // index needs.
-func (n *Node) watchLeadership(ctx context.Context, rt *runtime) {
+func (c *consensus) watchLeadership(ctx context.Context, run *raftRun) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-rt.raft.LeaderCh():
+		case <-run.raft.LeaderCh():
 		case <-tick.C:
 		}
-		if rt.raft.State() != raft.Leader {
-			n.leaderReady.Store(false)
+		if run.raft.State() != raft.Leader {
+			c.leaderReady.Store(false)
 			continue
 		}
-		if !n.leaderReady.Load() && rt.raft.Barrier(n.cfg.RequestTimeout).Error() == nil {
-			n.leaderReady.Store(rt.raft.State() == raft.Leader)
+		if !c.leaderReady.Load() && run.raft.Barrier(c.cfg.RequestTimeout).Error() == nil {
+			c.leaderReady.Store(run.raft.State() == raft.Leader)
 		}
 	}
 }
@@ -41,11 +41,11 @@ func (n *Node) watchLeadership(ctx context.Context, rt *runtime) {
 // once the leader is ready (watchLeadership): before its barrier, a new
 // leader's state machine may still be replaying the log, and would list
 // fewer nodes than the cluster has.
-func (n *Node) reconcileMembers(ctx context.Context, rt *runtime) {
+func (c *consensus) reconcileMembers(ctx context.Context, run *raftRun) {
 	for {
-		_, changed := n.rfsm.watch()
-		if rt.raft.State() == raft.Leader && n.leaderReady.Load() {
-			n.reconcileOnce(rt)
+		_, changed := c.rfsm.watch()
+		if run.raft.State() == raft.Leader && c.leaderReady.Load() {
+			c.reconcileOnce(run)
 		}
 		select {
 		case <-ctx.Done():
@@ -56,10 +56,10 @@ func (n *Node) reconcileMembers(ctx context.Context, rt *runtime) {
 	}
 }
 
-func (n *Node) reconcileOnce(rt *runtime) {
+func (c *consensus) reconcileOnce(run *raftRun) {
 	want := map[raft.ServerID]raft.ServerAddress{}
 	initialized := false
-	n.fsm.Read(func(s *fsm.State) {
+	c.fsm.Read(func(s *fsm.State) {
 		initialized = s.Initialized()
 		for id, node := range s.Nodes {
 			want[raft.ServerID(id)] = raft.ServerAddress(node.RaftAddr)
@@ -68,34 +68,34 @@ func (n *Node) reconcileOnce(rt *runtime) {
 	if !initialized {
 		return
 	}
-	f := rt.raft.GetConfiguration()
+	f := run.raft.GetConfiguration()
 	if f.Error() != nil {
 		return
 	}
 	have := map[raft.ServerID]bool{}
 	for _, s := range f.Configuration().Servers {
 		have[s.ID] = true
-		if _, ok := want[s.ID]; !ok && s.ID != raft.ServerID(n.id.NodeID) {
-			if err := rt.raft.RemoveServer(s.ID, 0, 5*time.Second).Error(); err != nil {
-				n.log.Warn("removing raft voter", "peer", s.ID, "err", err)
+		if _, ok := want[s.ID]; !ok && s.ID != raft.ServerID(c.nodeID) {
+			if err := run.raft.RemoveServer(s.ID, 0, 5*time.Second).Error(); err != nil {
+				c.log.Warn("removing raft voter", "peer", s.ID, "err", err)
 			} else {
-				n.log.Info("removed raft voter", "peer", s.ID)
+				c.log.Info("removed raft voter", "peer", s.ID)
 			}
 		}
 	}
 	for id, addr := range want {
 		if !have[id] {
-			if err := rt.raft.AddVoter(id, addr, 0, 5*time.Second).Error(); err != nil {
-				n.log.Warn("adding raft voter", "peer", id, "err", err)
+			if err := run.raft.AddVoter(id, addr, 0, 5*time.Second).Error(); err != nil {
+				c.log.Warn("adding raft voter", "peer", id, "err", err)
 			} else {
-				n.log.Info("added raft voter", "peer", id, "addr", addr)
+				c.log.Info("added raft voter", "peer", id, "addr", addr)
 			}
 		}
 	}
 	// The leader removes itself last, once the others are in order.
-	if _, ok := want[raft.ServerID(n.id.NodeID)]; !ok && have[raft.ServerID(n.id.NodeID)] {
-		if err := rt.raft.RemoveServer(raft.ServerID(n.id.NodeID), 0, 5*time.Second).Error(); err != nil {
-			n.log.Warn("removing self from raft", "err", err)
+	if _, ok := want[raft.ServerID(c.nodeID)]; !ok && have[raft.ServerID(c.nodeID)] {
+		if err := run.raft.RemoveServer(raft.ServerID(c.nodeID), 0, 5*time.Second).Error(); err != nil {
+			c.log.Warn("removing self from raft", "err", err)
 		}
 	}
 }
@@ -104,7 +104,7 @@ func (n *Node) reconcileOnce(rt *runtime) {
 func (n *Node) joinGossip(ctx context.Context, rt *runtime) {
 	var last time.Time
 	for {
-		_, changed := n.rfsm.watch()
+		_, changed := n.watch()
 		var addrs []string
 		n.fsm.Read(func(s *fsm.State) {
 			for id, node := range s.Nodes {
@@ -144,7 +144,7 @@ func (n *Node) watchRemoval(ctx context.Context, rt *runtime) {
 			return
 		case <-time.After(removalCheckEvery):
 		}
-		if _, leader := rt.raft.LeaderWithID(); leader != "" {
+		if _, leader := n.leader(); leader != "" {
 			continue
 		}
 		cur, pend := n.shares.snapshot()
@@ -168,11 +168,9 @@ func (n *Node) watchRemoval(ctx context.Context, rt *runtime) {
 			// leader tells it the commit index, so a restarted node that
 			// hears no leader has an empty state; the configuration Raft
 			// read from its log still names the peers.
-			if f := rt.raft.GetConfiguration(); f.Error() == nil {
-				for _, s := range f.Configuration().Servers {
-					if string(s.ID) != n.id.NodeID {
-						peers = append(peers, fsm.Node{ID: string(s.ID), RaftAddr: string(s.Address)})
-					}
+			for _, s := range n.servers() {
+				if string(s.ID) != n.id.NodeID {
+					peers = append(peers, fsm.Node{ID: string(s.ID), RaftAddr: string(s.Address)})
 				}
 			}
 		}
@@ -183,7 +181,7 @@ func (n *Node) watchRemoval(ctx context.Context, rt *runtime) {
 		for _, p := range peers {
 			cctx, cancel := context.WithTimeout(ctx, time.Second)
 			var ns nodeStatus
-			_, err := n.call(cctx, rt, p.RaftAddr, statusPath, nil, &ns)
+			_, err := n.call(cctx, p.RaftAddr, statusPath, nil, &ns)
 			cancel()
 			if err == nil && ns.Epoch > epoch && !slices.Contains(ns.Members, n.id.NodeID) {
 				votes++
