@@ -220,6 +220,95 @@ func (run *raftRun) close(log *slog.Logger) {
 	}
 }
 
+// watchLeadership marks the node ready to serve read indexes once it is
+// leader and has committed an entry of its own term (a barrier), as a read
+// index needs.
+func (c *consensus) watchLeadership(ctx context.Context, run *raftRun) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-run.raft.LeaderCh():
+		case <-tick.C:
+		}
+		if run.raft.State() != raft.Leader {
+			c.leaderReady.Store(false)
+			continue
+		}
+		if !c.leaderReady.Load() && run.raft.Barrier(c.cfg.RequestTimeout).Error() == nil {
+			c.leaderReady.Store(run.raft.State() == raft.Leader)
+		}
+	}
+}
+
+// reconcileMembers runs on the leader: it makes Raft's voters the nodes
+// that the state machine lists. Nodes are added to the state by signed
+// commands, so a voter exists only if an operator admitted it; a node
+// leaves the voters when the resharing without it completes. It acts only
+// once the leader is ready (watchLeadership): before its barrier, a new
+// leader's state machine may still be replaying the log, and would list
+// fewer nodes than the cluster has.
+func (c *consensus) reconcileMembers(ctx context.Context, run *raftRun) {
+	for {
+		_, changed := c.rfsm.watch()
+		if run.raft.State() == raft.Leader && c.leaderReady.Load() {
+			c.reconcileOnce(run)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (c *consensus) reconcileOnce(run *raftRun) {
+	want := map[raft.ServerID]raft.ServerAddress{}
+	initialized := false
+	c.fsm.Read(func(s *fsm.State) {
+		initialized = s.Initialized()
+		for id, node := range s.Nodes {
+			want[raft.ServerID(id)] = raft.ServerAddress(node.RaftAddr)
+		}
+	})
+	if !initialized {
+		return
+	}
+	f := run.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	have := map[raft.ServerID]bool{}
+	for _, s := range f.Configuration().Servers {
+		have[s.ID] = true
+		if _, ok := want[s.ID]; !ok && s.ID != raft.ServerID(c.nodeID) {
+			if err := run.raft.RemoveServer(s.ID, 0, 5*time.Second).Error(); err != nil {
+				c.log.Warn("removing raft voter", "peer", s.ID, "err", err)
+			} else {
+				c.log.Info("removed raft voter", "peer", s.ID)
+			}
+		}
+	}
+	for id, addr := range want {
+		if !have[id] {
+			if err := run.raft.AddVoter(id, addr, 0, 5*time.Second).Error(); err != nil {
+				c.log.Warn("adding raft voter", "peer", id, "err", err)
+			} else {
+				c.log.Info("added raft voter", "peer", id, "addr", addr)
+			}
+		}
+	}
+	// The leader removes itself last, once the others are in order.
+	if _, ok := want[raft.ServerID(c.nodeID)]; !ok && have[raft.ServerID(c.nodeID)] {
+		if err := run.raft.RemoveServer(raft.ServerID(c.nodeID), 0, 5*time.Second).Error(); err != nil {
+			c.log.Warn("removing self from raft", "err", err)
+		}
+	}
+}
+
 // bootstrap makes this node the one voter of a new cluster.
 func (c *consensus) bootstrap() error {
 	run, err := c.running()

@@ -44,7 +44,6 @@ type partialRequest struct {
 // authorized is what a coordinator's read found: everything an operation
 // needs to ask the holders.
 type authorized struct {
-	rt        *runtime
 	request   *fsm.Signed
 	cmd       *fsm.Command
 	key       *fsm.Key // a shallow copy of the state's
@@ -67,8 +66,7 @@ type authorized struct {
 // incomplete): an operation reads there what else it needs, or chooses
 // other holders.
 func (n *Node) coordinatorRead(ctx context.Context, sg *fsm.Signed, also func(s *fsm.State, a *authorized, refused *fsm.Error)) (*authorized, error) {
-	rt, err := n.joined()
-	if err != nil {
+	if _, err := n.joined(); err != nil {
 		return nil, err
 	}
 	idx, err := n.readIndex(ctx)
@@ -78,7 +76,7 @@ func (n *Node) coordinatorRead(ctx context.Context, sg *fsm.Signed, also func(s 
 	if err := n.waitApplied(ctx, idx); err != nil {
 		return nil, err
 	}
-	a := &authorized{rt: rt, request: sg}
+	a := &authorized{request: sg}
 	var ferr *fsm.Error
 	n.fsm.Read(func(s *fsm.State) {
 		cmd, k, e := s.AuthorizeRelease(sg, time.Now())
@@ -125,7 +123,7 @@ func gather[P, R any](ctx context.Context, n *Node, a *authorized, call holderCa
 		var zero R
 		return zero, Errorf(KindNoQuorum, tooFew, len(a.holders), a.threshold)
 	}
-	ask := askHolder(n, a.rt, call.path, req, call.local, call.index)
+	ask := askHolder(n, call.path, req, call.local, call.index)
 	return gatherAndOpen(ctx, n.id.NodeID, a.holders, a.threshold, ask, open)
 }
 
@@ -136,7 +134,7 @@ const hedgeDelay = 150 * time.Millisecond
 // askHolder returns the function that gets one holder's answer to req:
 // computed by local for this node, asked at path of the others. index says
 // which share an answer is for; it must be the holder's.
-func askHolder[P any](n *Node, rt *runtime, path string, req *partialRequest, local func(context.Context, *partialRequest) (*P, error), index func(*P) uint32) func(context.Context, fsm.Node) (*P, error) {
+func askHolder[P any](n *Node, path string, req *partialRequest, local func(context.Context, *partialRequest) (*P, error), index func(*P) uint32) func(context.Context, fsm.Node) (*P, error) {
 	return func(ctx context.Context, h fsm.Node) (*P, error) {
 		var p *P
 		if h.ID == n.id.NodeID {

@@ -23,9 +23,9 @@ import (
 )
 
 // Node is one keyquorum node. Until it is started into a cluster it only
-// answers Identity and Start; afterwards it runs Raft, gossip, the
-// node-to-node protocol and the background work of resharing and
-// membership.
+// answers Identity and Start; afterwards it runs its consensus (Raft and
+// the node port, consensus.go), gossip, the operations' node-to-node
+// calls and the background work of resharing, checkpoints and erasure.
 type Node struct {
 	cfg  Config
 	log  *slog.Logger
@@ -80,7 +80,7 @@ func NewNode(cfg Config) (*Node, error) {
 	f := fsm.New(dealChecker{})
 	f.CheckpointEvery = cfg.CheckpointEvery
 	log := cfg.Logger.With("node", cfg.NodeID)
-	cons := newConsensus(cfg, log, cfg.NodeID, f)
+	cons := newConsensus(cfg, log, id.NodeID, f)
 	n := &Node{cfg: cfg, log: log, id: id, fsm: f, replicated: cons, cons: cons,
 		shares: shares, nonces: newNonceCache(time.Now())}
 	var m membership
