@@ -62,11 +62,11 @@ func TestLyingCoordinatorGetsNoPartialFromALaggingHolder(t *testing.T) {
 	c.waitHasKey(victim, "lagging")
 	req := c.holderRequest("lagging", 0)
 
-	victim.n.rfsm.hold.Lock() // the victim acknowledges entries but applies none
+	victim.n.cons.rfsm.hold.Lock() // the victim acknowledges entries but applies none
 	held := true
 	defer func() {
 		if held {
-			victim.n.rfsm.hold.Unlock()
+			victim.n.cons.rfsm.hold.Unlock()
 		}
 	}()
 	c.revoke(leader, "lagging")
@@ -77,7 +77,7 @@ func TestLyingCoordinatorGetsNoPartialFromALaggingHolder(t *testing.T) {
 	if err == nil {
 		t.Fatalf("a lagging holder answered share %d for a key revoked before the request", p.Index)
 	}
-	victim.n.rfsm.hold.Unlock()
+	victim.n.cons.rfsm.hold.Unlock()
 	held = false
 	req.Request = c.releaseRequest("lagging")
 	ctx, cancel = context.WithTimeout(context.Background(), opTimeout)
@@ -201,7 +201,7 @@ func TestNodePortRefusesNonMembers(t *testing.T) {
 		}
 		return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
 	}
-	member := c.nodes[0].n.rt.tls.cert
+	member := c.nodes[0].n.cons.current().tls.cert
 	if _, err := nodePortStatus(target, member); err != nil {
 		t.Fatalf("a member's own certificate was refused: %v", err)
 	}

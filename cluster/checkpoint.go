@@ -73,7 +73,7 @@ func (n *Node) checkpointToAttest() *checkpointWork {
 func (n *Node) attestCheckpoints(ctx context.Context, rt *runtime) {
 	tried := map[uint64]time.Time{}
 	for {
-		_, changed := n.rfsm.watch()
+		_, changed := n.watch()
 		if w := n.checkpointToAttest(); w != nil {
 			if at, ok := tried[w.index]; !ok || time.Since(at) > 3*time.Second {
 				tried[w.index] = time.Now()

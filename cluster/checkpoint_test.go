@@ -48,7 +48,7 @@ func TestCertifiedSnapshotInstalls(t *testing.T) {
 	create(10)
 	c.waitFor(settleTimeout, func() (bool, string) {
 		snap := ldr.n.fsm.Capture()
-		idx := ldr.n.runtime().raft.Stats()["last_snapshot_index"]
+		idx := ldr.n.cons.current().raft.Stats()["last_snapshot_index"]
 		var last uint64
 		fmt.Sscan(idx, &last)
 		return snap.Certificate != nil && last > snap.Certificate.Index, "the leader has taken no snapshot after a certified checkpoint (last_snapshot_index " + idx + ")"
@@ -59,7 +59,7 @@ func TestCertifiedSnapshotInstalls(t *testing.T) {
 		got, _ := lag.n.fsm.Hash()
 		return got == want, fmt.Sprintf("%s's state hash %x, the leader's %x", lag.id(), got[:4], want[:4])
 	})
-	if idx := lag.n.runtime().raft.Stats()["last_snapshot_index"]; idx == "0" {
+	if idx := lag.n.cons.current().raft.Stats()["last_snapshot_index"]; idx == "0" {
 		t.Fatalf("%s caught up without installing a snapshot: the test did not exercise Restore", lag.id())
 	}
 	if lag.n.fsm.Capture().Certificate == nil {
@@ -89,7 +89,7 @@ func TestCertifiedSnapshotInstalls(t *testing.T) {
 	st["operators"], _ = json.Marshal(ops)
 	sn.Checkpoint, _ = json.Marshal(st)
 	forged, _ := json.Marshal(&sn)
-	if err := lag.n.rfsm.Restore(io.NopCloser(bytes.NewReader(forged))); err == nil {
+	if err := lag.n.cons.rfsm.Restore(io.NopCloser(bytes.NewReader(forged))); err == nil {
 		t.Fatal("raftFSM restored a forged snapshot")
 	}
 	lag.n.fsm.Read(func(s *fsm.State) {

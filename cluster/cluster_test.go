@@ -114,7 +114,7 @@ func TestJoinThenRemoveKeepsKeyAndRetiresOldShare(t *testing.T) {
 		}
 	}
 	epoch = st.Epoch
-	victimCert := victim.n.rt.tls.cert
+	victimCert := victim.n.cons.current().tls.cert
 	oldShare := victim.n.shares.current(epoch)
 	if oldShare == nil {
 		t.Fatalf("%s holds no share of epoch %d", victim.id(), epoch)
@@ -685,7 +685,7 @@ func TestNodePortRefusesOperatorCertificate(t *testing.T) {
 	getStatus := func(cert tls.Certificate) (*nodeStatus, error) { return nodePortStatus(target, cert) }
 
 	// Control: a member's own certificate is served.
-	ns, err := getStatus(c.nodes[0].n.rt.tls.cert)
+	ns, err := getStatus(c.nodes[0].n.cons.current().tls.cert)
 	if err != nil || ns.ID != c.nodes[1].id() {
 		t.Fatalf("RPC with a node certificate: %+v, %v", ns, err)
 	}
@@ -763,7 +763,7 @@ func TestNodeRemovedWhileDownErasesItsShare(t *testing.T) {
 	// hears from no leader.
 	c.waitFor(settleTimeout, func() (bool, string) {
 		for _, tn := range staying {
-			f := tn.n.runtime().raft.GetConfiguration()
+			f := tn.n.cons.current().raft.GetConfiguration()
 			if f.Error() != nil {
 				return false, f.Error().Error()
 			}
@@ -823,7 +823,7 @@ func TestWaitAppliedWaitsForTheStateMachine(t *testing.T) {
 	wctx, wcancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer wcancel()
 	err = follower.n.waitApplied(wctx, res.Index)
-	applied, _ := follower.n.rfsm.watch()
+	applied, _ := follower.n.cons.rfsm.watch()
 	release()
 	if err == nil && applied < res.Index {
 		t.Fatalf("waitApplied(%d) returned while the state machine had applied only %d", res.Index, applied)
@@ -888,7 +888,7 @@ func TestLaggingNodeCatchesUpFromSnapshot(t *testing.T) {
 	}
 	ldr := c.leader()
 	c.waitFor(30*time.Second, func() (bool, string) {
-		idx := ldr.n.runtime().raft.Stats()["last_snapshot_index"]
+		idx := ldr.n.cons.current().raft.Stats()["last_snapshot_index"]
 		return idx != "0", "the leader has taken no snapshot (last_snapshot_index " + idx + ")"
 	})
 	c.restart(lag)
@@ -897,7 +897,7 @@ func TestLaggingNodeCatchesUpFromSnapshot(t *testing.T) {
 		got, _ := lag.n.fsm.Hash()
 		return got == want, fmt.Sprintf("%s's state hash %x, the leader's %x", lag.id(), got[:4], want[:4])
 	})
-	if idx := lag.n.runtime().raft.Stats()["last_snapshot_index"]; idx == "0" {
+	if idx := lag.n.cons.current().raft.Stats()["last_snapshot_index"]; idx == "0" {
 		t.Fatalf("%s caught up without installing a snapshot: the test did not exercise Restore", lag.id())
 	}
 	for name, want := range secrets {

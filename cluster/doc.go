@@ -11,6 +11,17 @@
 // port, encrypted with the cluster's gossip key. Gateways listen on ports
 // of their own.
 //
+// # Consensus and operations
+//
+// A Node's consensus (consensus.go, read.go) is Raft with its stores and
+// the node port's transport, leadership, read indexes, proposals and the
+// node-to-node calls. The operations (releases and exchanges, machines,
+// resharing, checkpoints, erasure, status) use it only through a small
+// interface (replicated). An operation that needs t share holders follows
+// one coordinator protocol (coordinator.go): an authorized read at a read
+// index, then a gather from the holders; each holder runs one set of
+// checks (holder.go).
+//
 // # Consistency
 //
 // Every write goes through Raft. Reads that authorize something (a

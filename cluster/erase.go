@@ -62,11 +62,11 @@ func (n *Node) eraseDestroyed(ctx context.Context, rt *runtime) {
 	done := n.ErasedThrough()
 	var failed time.Time
 	for {
-		_, changed := n.rfsm.watch()
+		_, changed := n.watch()
 		destroyed, certified := n.fsm.Erasure()
 		if destroyed > done && certified >= destroyed && time.Since(failed) > 5*time.Second {
 			start := time.Now()
-			snap, err := n.eraseOldCopies(rt)
+			snap, err := n.eraseOldCopies()
 			if err == nil {
 				err = writeJSON(filepath.Join(n.cfg.DataDir, erasedFile), &erasure{Destroyed: destroyed, Snapshot: snap})
 			}
@@ -93,11 +93,15 @@ func (n *Node) eraseDestroyed(ctx context.Context, rt *runtime) {
 // eraseOldCopies takes a snapshot and erases everything older from the
 // node's disk: the log up to the snapshot, older snapshots, and bolt's
 // free pages. It returns the snapshot's index.
-func (n *Node) eraseOldCopies(rt *runtime) (uint64, error) {
-	dir := filepath.Join(n.cfg.DataDir, raftDir, "snapshots")
+func (c *consensus) eraseOldCopies() (uint64, error) {
+	run, err := c.running()
+	if err != nil {
+		return 0, err
+	}
+	dir := filepath.Join(c.cfg.DataDir, raftDir, "snapshots")
 	var index uint64
 	var id string
-	f := rt.raft.Snapshot()
+	f := run.raft.Snapshot()
 	switch err := f.Error(); {
 	case err == nil:
 		meta, rc, err := f.Open()
@@ -114,19 +118,19 @@ func (n *Node) eraseOldCopies(rt *runtime) (uint64, error) {
 	default:
 		return 0, fmt.Errorf("taking a snapshot: %w", err)
 	}
-	first, err := rt.store.FirstIndex()
+	first, err := run.store.FirstIndex()
 	if err != nil {
 		return 0, err
 	}
 	if first > 0 && first <= index {
-		if err := rt.store.DeleteRange(first, index); err != nil {
+		if err := run.store.DeleteRange(first, index); err != nil {
 			return 0, fmt.Errorf("deleting the log up to %d: %w", index, err)
 		}
 	}
 	if err := removeSnapshotsBefore(dir, index, id); err != nil {
 		return 0, err
 	}
-	if err := rt.store.compact(); err != nil {
+	if err := run.store.compact(); err != nil {
 		return 0, err
 	}
 	return index, nil

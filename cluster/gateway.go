@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
@@ -92,8 +91,7 @@ func exchangeContext(clusterID string, key *fsm.Key, req *fsm.Signed) []byte {
 // share holders each return s_i*X with a proof, and the node combines them.
 // The secret is never rebuilt.
 func (n *Node) Exchange(ctx context.Context, name string, point []byte, client string) ([]byte, error) {
-	rt, err := n.joined()
-	if err != nil {
+	if _, err := n.joined(); err != nil {
 		return nil, err
 	}
 	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeRelease,
@@ -103,53 +101,34 @@ func (n *Node) Exchange(ctx context.Context, name string, point []byte, client s
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
-	idx, err := n.readIndex(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := n.waitApplied(ctx, idx); err != nil {
-		return nil, err
-	}
-	var (
-		key       *fsm.Key
-		holders   []fsm.Node
-		public    = map[uint32][]byte{}
-		clusterID string
-		readAt    uint64
-		ferr      *fsm.Error
-	)
-	n.fsm.Read(func(s *fsm.State) {
-		_, k, e := s.AuthorizeRelease(sg, time.Now())
-		if e != nil {
-			ferr = e
+	// A Tang key has share holders and a threshold of its own.
+	public := map[uint32][]byte{}
+	a, err := n.coordinatorRead(ctx, sg, func(s *fsm.State, a *authorized, refused *fsm.Error) {
+		if refused != nil {
 			return
 		}
-		key, clusterID, readAt = k.Metadata(), s.ClusterID, s.Applied
-		for _, sh := range k.Tang.Shares {
+		a.holders, a.threshold = nil, a.key.Tang.Threshold
+		for _, sh := range a.key.Tang.Shares {
 			// A removed node keeps its share but is asked no more.
 			if node := s.Nodes[sh.NodeID]; node != nil && !node.Leaving && node.Index == sh.Index {
-				holders = append(holders, *node)
+				a.holders = append(a.holders, *node)
 				public[sh.Index] = sh.PublicShare
 			}
 		}
 	})
-	if ferr != nil {
-		return nil, fromFSM(ferr)
+	if err != nil {
+		return nil, err
 	}
-	t := key.Tang.Threshold
-	if len(holders) < t {
-		return nil, Errorf(KindNoQuorum, "%d of the tang key's share holders are still members, %d needed", len(holders), t)
-	}
-	req := &partialRequest{ReadIndex: readAt, Request: sg, Version: key.Version}
-	xctx := exchangeContext(clusterID, key, sg)
-	ask := askHolder(n, rt, "/internal/v1/exchange", req, n.answerExchange, func(p *shamir.P256Partial) uint32 { return p.Index })
-	return gatherAndOpen(ctx, n.id.NodeID, holders, t, ask, func(own, others []*shamir.P256Partial) ([]byte, error) {
+	xctx := exchangeContext(a.clusterID, a.key, sg)
+	call := holderCall[shamir.P256Partial]{path: "/internal/v1/exchange", local: n.answerExchange,
+		index: func(p *shamir.P256Partial) uint32 { return p.Index }}
+	return gather(ctx, n, a, call, a.partialFor(0), "%d of the tang key's share holders are still members, %d needed", func(own, others []*shamir.P256Partial) ([]byte, error) {
 		for _, p := range others {
 			if err := shamir.VerifyP256Partial(public[p.Index], point, p, xctx); err != nil {
 				return nil, fmt.Errorf("partial of share %d: %w", p.Index, err)
 			}
 		}
-		return shamir.CombineP256(append(own, others...), t)
+		return shamir.CombineP256(append(own, others...), a.threshold)
 	})
 }
 

@@ -577,7 +577,7 @@ func (c *testCluster) leader() *testNode {
 	var l *testNode
 	c.waitFor(settleTimeout, func() (bool, string) {
 		for _, tn := range c.members() {
-			if tn.n.raftState() == raft.Leader && tn.n.leaderReady.Load() {
+			if tn.n.raftState() == raft.Leader && tn.n.cons.leaderReady.Load() {
 				l = tn
 				return true, ""
 			}

@@ -52,4 +52,4 @@ func (n *Node) Held() []HeldKey {
 
 // WatchApplied returns the index this node's state machine has applied
 // and a channel closed at its next apply.
-func (n *Node) WatchApplied() (uint64, <-chan struct{}) { return n.rfsm.watch() }
+func (n *Node) WatchApplied() (uint64, <-chan struct{}) { return n.watch() }

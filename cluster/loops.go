@@ -6,105 +6,14 @@ import (
 	"slices"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/keyquorum/keyquorum/fsm"
 )
-
-// watchLeadership marks the node ready to serve read indexes once it is
-// leader and has committed an entry of its own term (a barrier), as a read
-// index needs.
-func (n *Node) watchLeadership(ctx context.Context, rt *runtime) {
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-rt.raft.LeaderCh():
-		case <-tick.C:
-		}
-		if rt.raft.State() != raft.Leader {
-			n.leaderReady.Store(false)
-			continue
-		}
-		if !n.leaderReady.Load() && rt.raft.Barrier(n.cfg.RequestTimeout).Error() == nil {
-			n.leaderReady.Store(rt.raft.State() == raft.Leader)
-		}
-	}
-}
-
-// reconcileMembers runs on the leader: it makes Raft's voters the nodes
-// that the state machine lists. Nodes are added to the state by signed
-// commands, so a voter exists only if an operator admitted it; a node
-// leaves the voters when the resharing without it completes. It acts only
-// once the leader is ready (watchLeadership): before its barrier, a new
-// leader's state machine may still be replaying the log, and would list
-// fewer nodes than the cluster has.
-func (n *Node) reconcileMembers(ctx context.Context, rt *runtime) {
-	for {
-		_, changed := n.rfsm.watch()
-		if rt.raft.State() == raft.Leader && n.leaderReady.Load() {
-			n.reconcileOnce(rt)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-		case <-time.After(time.Second):
-		}
-	}
-}
-
-func (n *Node) reconcileOnce(rt *runtime) {
-	want := map[raft.ServerID]raft.ServerAddress{}
-	initialized := false
-	n.fsm.Read(func(s *fsm.State) {
-		initialized = s.Initialized()
-		for id, node := range s.Nodes {
-			want[raft.ServerID(id)] = raft.ServerAddress(node.RaftAddr)
-		}
-	})
-	if !initialized {
-		return
-	}
-	f := rt.raft.GetConfiguration()
-	if f.Error() != nil {
-		return
-	}
-	have := map[raft.ServerID]bool{}
-	for _, s := range f.Configuration().Servers {
-		have[s.ID] = true
-		if _, ok := want[s.ID]; !ok && s.ID != raft.ServerID(n.id.NodeID) {
-			if err := rt.raft.RemoveServer(s.ID, 0, 5*time.Second).Error(); err != nil {
-				n.log.Warn("removing raft voter", "peer", s.ID, "err", err)
-			} else {
-				n.log.Info("removed raft voter", "peer", s.ID)
-			}
-		}
-	}
-	for id, addr := range want {
-		if !have[id] {
-			if err := rt.raft.AddVoter(id, addr, 0, 5*time.Second).Error(); err != nil {
-				n.log.Warn("adding raft voter", "peer", id, "err", err)
-			} else {
-				n.log.Info("added raft voter", "peer", id, "addr", addr)
-			}
-		}
-	}
-	// The leader removes itself last, once the others are in order.
-	if _, ok := want[raft.ServerID(n.id.NodeID)]; !ok && have[raft.ServerID(n.id.NodeID)] {
-		if err := rt.raft.RemoveServer(raft.ServerID(n.id.NodeID), 0, 5*time.Second).Error(); err != nil {
-			n.log.Warn("removing self from raft", "err", err)
-		}
-	}
-}
 
 // joinGossip keeps the node in gossip with every member the state lists.
 func (n *Node) joinGossip(ctx context.Context, rt *runtime) {
 	var last time.Time
 	for {
-		_, changed := n.rfsm.watch()
+		_, changed := n.watch()
 		var addrs []string
 		n.fsm.Read(func(s *fsm.State) {
 			for id, node := range s.Nodes {
@@ -144,7 +53,7 @@ func (n *Node) watchRemoval(ctx context.Context, rt *runtime) {
 			return
 		case <-time.After(removalCheckEvery):
 		}
-		if _, leader := rt.raft.LeaderWithID(); leader != "" {
+		if _, leader := n.leader(); leader != "" {
 			continue
 		}
 		cur, pend := n.shares.snapshot()
@@ -168,11 +77,9 @@ func (n *Node) watchRemoval(ctx context.Context, rt *runtime) {
 			// leader tells it the commit index, so a restarted node that
 			// hears no leader has an empty state; the configuration Raft
 			// read from its log still names the peers.
-			if f := rt.raft.GetConfiguration(); f.Error() == nil {
-				for _, s := range f.Configuration().Servers {
-					if string(s.ID) != n.id.NodeID {
-						peers = append(peers, fsm.Node{ID: string(s.ID), RaftAddr: string(s.Address)})
-					}
+			for _, s := range n.servers() {
+				if string(s.ID) != n.id.NodeID {
+					peers = append(peers, fsm.Node{ID: string(s.ID), RaftAddr: string(s.Address)})
 				}
 			}
 		}
@@ -183,7 +90,7 @@ func (n *Node) watchRemoval(ctx context.Context, rt *runtime) {
 		for _, p := range peers {
 			cctx, cancel := context.WithTimeout(ctx, time.Second)
 			var ns nodeStatus
-			_, err := n.call(cctx, rt, p.RaftAddr, statusPath, nil, &ns)
+			_, err := n.call(cctx, p.RaftAddr, statusPath, nil, &ns)
 			cancel()
 			if err == nil && ns.Epoch > epoch && !slices.Contains(ns.Members, n.id.NodeID) {
 				votes++

@@ -42,8 +42,7 @@ const sessionEvery = 5 * time.Second
 // or an operator's (Release): any request with an ephemeral key. Only a
 // machine's may wait for an approval.
 func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (*MachineUnlock, error) {
-	rt, err := n.joined()
-	if err != nil {
+	if _, err := n.joined(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
@@ -56,58 +55,35 @@ func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		idx, err := n.readIndex(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if err := n.waitApplied(ctx, idx); err != nil {
-			return nil, err
-		}
 		var (
-			out       *MachineUnlock
-			holders   []fsm.Node
-			ferr      *fsm.Error
+			pending   bool // refused until an operator approves
 			usable    bool
 			lastTried int64
-			readAt    uint64
 		)
-		n.fsm.Read(func(s *fsm.State) {
-			_, k, e := s.AuthorizeRelease(sg, time.Now())
-			if e != nil {
-				ferr = e
-				usable = s.UsableApproval(sg.Signer, cmd.Release.Key)
-				if ss := s.Sessions[sg.Signer]; ss != nil {
-					lastTried = ss.LastAt
-				}
+		a, err := n.coordinatorRead(ctx, sg, func(s *fsm.State, _ *authorized, refused *fsm.Error) {
+			if refused == nil || refused.Code != fsm.CodePending {
 				return
 			}
-			out = &MachineUnlock{ClusterID: s.ClusterID, Key: k.Name, Version: k.Version, Epoch: s.Epoch,
-				Threshold: s.Threshold, Poly: s.Poly, R: k.R, Sealed: k.Sealed}
-			readAt = s.Applied
-			for _, h := range s.Holders() {
-				holders = append(holders, *h)
+			pending = true
+			usable = s.UsableApproval(sg.Signer, cmd.Release.Key)
+			if ss := s.Sessions[sg.Signer]; ss != nil {
+				lastTried = ss.LastAt
 			}
 		})
-		if ferr != nil {
-			if ferr.Code != fsm.CodePending {
-				return nil, fromFSM(ferr)
-			}
+		if pending {
 			if usable && attempt == 0 {
 				if err := n.spendApproval(ctx, sg, &cmd); err == nil {
 					continue // read again: the grant is in the log
 				}
 			}
 			n.recordSession(ctx, &fsm.RecordSession{Addr: addr, Release: sg}, sg.Signer, cmd.Release.Key, lastTried)
-			return nil, fromFSM(ferr)
 		}
-		if len(holders) < out.Threshold {
-			return nil, Errorf(KindNoQuorum, "the cluster lists %d share holders of %d needed", len(holders), out.Threshold)
+		if err != nil {
+			return nil, err
 		}
-		req := &partialRequest{ReadIndex: readAt, Request: sg, Version: out.Version, Epoch: out.Epoch}
-		ask := askHolder(n, rt, "/internal/v1/sealed-partial", req, n.answerSealedPartial, func(p *SealedPartial) uint32 { return p.Index })
 		// The coordinator cannot check sealed partials: the machine does,
 		// and asks again if one is wrong.
-		partials, err := gatherAndOpen(ctx, n.id.NodeID, holders, out.Threshold, ask, func(own, others []*SealedPartial) ([]SealedPartial, error) {
+		partials, err := gather(ctx, n, a, sealedPartialCall(n), a.partialFor(a.epoch), holdersListed, func(own, others []*SealedPartial) ([]SealedPartial, error) {
 			var all []SealedPartial
 			for _, p := range append(own, others...) {
 				all = append(all, *p)
@@ -118,9 +94,16 @@ func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (
 			return nil, err
 		}
 		sort.Slice(partials, func(i, j int) bool { return partials[i].Index < partials[j].Index })
-		out.Partials = partials
-		return out, nil
+		return &MachineUnlock{ClusterID: a.clusterID, Key: a.key.Name, Version: a.key.Version, Epoch: a.epoch,
+			Threshold: a.threshold, Poly: a.poly, R: a.key.R, Sealed: a.key.Sealed, Partials: partials}, nil
 	}
+}
+
+// sealedPartialCall asks a holder for its partial sealed to the request's
+// ephemeral key.
+func sealedPartialCall(n *Node) holderCall[SealedPartial] {
+	return holderCall[SealedPartial]{path: "/internal/v1/sealed-partial", local: n.answerSealedPartial,
+		index: func(p *SealedPartial) uint32 { return p.Index }}
 }
 
 // spendApproval spends one approved use on the machine's request sg (cmd

@@ -4,40 +4,38 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/memberlist"
-	"github.com/hashicorp/raft"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
 // Node is one keyquorum node. Until it is started into a cluster it only
-// answers Identity and Start; afterwards it runs Raft, gossip, the
-// node-to-node protocol and the background work of resharing and
-// membership.
+// answers Identity and Start; afterwards it runs its consensus (Raft and
+// the node port, consensus.go), gossip, the operations' node-to-node
+// calls and the background work of resharing, checkpoints and erasure.
 type Node struct {
-	cfg    Config
-	log    *slog.Logger
-	idMu   sync.Mutex // guards id's encryption keys
-	id     *identity
-	fsm    *fsm.FSM
-	rfsm   *raftFSM
+	cfg  Config
+	log  *slog.Logger
+	idMu sync.Mutex // guards id's encryption keys
+	id   *identity
+	fsm  *fsm.FSM
+	// replicated is the consensus as the operations see it; cons is the
+	// same, for starting and stopping it.
+	replicated
+	cons   *consensus
 	shares *shareStore
 	nonces *nonceCache
 
@@ -47,28 +45,18 @@ type Node struct {
 	// joinToken is what a start request must carry; empty once joined.
 	joinToken string
 
-	leaderReady atomic.Bool // this node is leader and has committed an entry of its term
-	verify      verifyBatch
 	holderReads readBatch
 
 	held heldKeys // what the gateways keep assembled in memory
-	// readIndexes counts the read indexes this node confirmed as leader.
-	readIndexes atomic.Uint64
 }
 
-// runtime is everything that runs once the node is in a cluster.
+// runtime is what the node runs once it is in a cluster, besides the
+// consensus (which it starts and stops with it).
 type runtime struct {
-	m         *membership
-	tls       *nodeTLS
-	mux       *portMux
-	store     *logStore
-	transport *raft.NetworkTransport
-	raft      *raft.Raft
-	gossip    *memberlist.Memberlist
-	rpcServer *http.Server
-	rpcClient *http.Client
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	m      *membership
+	gossip *memberlist.Memberlist
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // NewNode opens a node's data directory, creating its identity on first
@@ -92,8 +80,9 @@ func NewNode(cfg Config) (*Node, error) {
 	f := fsm.New(dealChecker{})
 	f.CheckpointEvery = cfg.CheckpointEvery
 	log := cfg.Logger.With("node", cfg.NodeID)
-	n := &Node{cfg: cfg, log: log, id: id, fsm: f,
-		rfsm: newRaftFSM(f, log), shares: shares, nonces: newNonceCache(time.Now())}
+	cons := newConsensus(cfg, log, id.NodeID, f)
+	n := &Node{cfg: cfg, log: log, id: id, fsm: f, replicated: cons, cons: cons,
+		shares: shares, nonces: newNonceCache(time.Now())}
 	var m membership
 	switch err := readJSON(filepath.Join(cfg.DataDir, membershipFile), &m); {
 	case err == nil:
@@ -193,10 +182,8 @@ func (n *Node) Start(ctx context.Context, req *StartRequest) error {
 }
 
 func (n *Node) bootstrap(ctx context.Context, init *fsm.Signed) error {
-	rt := n.runtime()
-	cfg := raft.Configuration{Servers: []raft.Server{{ID: raft.ServerID(n.id.NodeID), Address: raft.ServerAddress(n.cfg.RaftAddr)}}}
-	if err := rt.raft.BootstrapCluster(cfg).Error(); err != nil {
-		return fmt.Errorf("bootstrapping raft: %w", err)
+	if err := n.cons.bootstrap(); err != nil {
+		return err
 	}
 	res, err := n.propose(ctx, init)
 	if err != nil {
@@ -231,67 +218,16 @@ func (n *Node) startRuntime(m *membership) (err error) {
 		return err
 	}
 	t.member = n.isMember
-	rt := &runtime{m: m, tls: t}
+	rt := &runtime{m: m}
+	if err := n.cons.start(t, n.membersOnly(t, n.rpcHandler())); err != nil {
+		return err
+	}
 	defer func() {
 		if err != nil {
-			rt.close(n.log)
+			rt.close()
+			n.cons.stop()
 		}
 	}()
-	network := n.cfg.Network
-	if network == nil {
-		network = tcpNetwork{}
-	}
-	if rt.mux, err = newPortMux(network, n.cfg.RaftAddr, t, n.log); err != nil {
-		return fmt.Errorf("listening on %s: %w", n.cfg.RaftAddr, err)
-	}
-	advertise, err := net.ResolveTCPAddr("tcp", n.cfg.RaftAddr)
-	if err != nil {
-		return err
-	}
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
-	rt.transport = raft.NewNetworkTransportWithLogger(&streamLayer{chanListener: rt.mux.raft, tls: t, network: network, advertise: advertise}, 3, 2*time.Second, hlog)
-	dir := filepath.Join(n.cfg.DataDir, raftDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	if rt.store, err = openLogStore(filepath.Join(dir, "raft.db")); err != nil {
-		return fmt.Errorf("opening raft log: %w", err)
-	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
-	if err != nil {
-		return err
-	}
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(n.id.NodeID)
-	rc.Logger = hlog
-	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
-	rc.ElectionTimeout = n.cfg.ElectionTimeout
-	rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
-	rc.CommitTimeout = 5 * time.Millisecond
-	if n.cfg.SnapshotThreshold > 0 {
-		rc.SnapshotThreshold = n.cfg.SnapshotThreshold
-	}
-	if n.cfg.SnapshotInterval > 0 {
-		rc.SnapshotInterval = n.cfg.SnapshotInterval
-	}
-	if n.cfg.TrailingLogs > 0 {
-		rc.TrailingLogs = n.cfg.TrailingLogs
-	}
-	if rt.raft, err = raft.NewRaft(rc, n.rfsm, rt.store, rt.store, snaps, rt.transport); err != nil {
-		return fmt.Errorf("starting raft: %w", err)
-	}
-	rpcTLS := t.clientConfig(alpnRPC)
-	rt.rpcClient = &http.Client{Transport: &http.Transport{
-		TLSClientConfig: rpcTLS,
-		DialTLSContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return dialTLS(ctx, network, addr, rpcTLS)
-		},
-		ForceAttemptHTTP2:   true,
-		MaxIdleConnsPerHost: 16,
-		IdleConnTimeout:     time.Minute,
-	}}
-	rt.rpcServer = &http.Server{Handler: n.membersOnly(t, n.rpcHandler()), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)}
-	go rt.rpcServer.Serve(tlsConnListener{rt.mux.rpc})
 	if rt.gossip, err = n.startGossip(m); err != nil {
 		return fmt.Errorf("starting gossip on %s: %w", n.cfg.GossipAddr, err)
 	}
@@ -300,7 +236,7 @@ func (n *Node) startRuntime(m *membership) (err error) {
 	n.mu.Lock()
 	n.rt = rt
 	n.mu.Unlock()
-	for _, loop := range []func(context.Context, *runtime){n.watchLeadership, n.reconcileMembers, n.driveResharing, n.joinGossip, n.watchRemoval, n.dropRemovedPeers, n.attestCheckpoints, n.keepClusterKey, n.eraseDestroyed} {
+	for _, loop := range []func(context.Context, *runtime){n.driveResharing, n.joinGossip, n.watchRemoval, n.attestCheckpoints, n.keepClusterKey, n.eraseDestroyed} {
 		rt.wg.Add(1)
 		go func() {
 			defer rt.wg.Done()
@@ -341,7 +277,8 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() {
-		rt.close(n.log)
+		rt.close()
+		n.cons.stop()
 		close(done)
 	}()
 	select {
@@ -352,7 +289,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 }
 
-func (rt *runtime) close(log *slog.Logger) {
+func (rt *runtime) close() {
 	if rt.cancel != nil {
 		rt.cancel()
 	}
@@ -360,26 +297,6 @@ func (rt *runtime) close(log *slog.Logger) {
 	if rt.gossip != nil {
 		rt.gossip.Leave(time.Second)
 		rt.gossip.Shutdown()
-	}
-	if rt.raft != nil {
-		if err := rt.raft.Shutdown().Error(); err != nil {
-			log.Warn("raft shutdown", "err", err)
-		}
-	}
-	if rt.rpcServer != nil {
-		rt.rpcServer.Close()
-	}
-	if rt.transport != nil {
-		rt.transport.Close()
-	}
-	if rt.mux != nil {
-		rt.mux.close()
-	}
-	if rt.store != nil {
-		rt.store.Close()
-	}
-	if rt.rpcClient != nil {
-		rt.rpcClient.CloseIdleConnections()
 	}
 }
 
@@ -391,88 +308,6 @@ func (n *Node) nodeCommand(cmd *fsm.Command) (*fsm.Signed, error) {
 	}
 	cmd.IssuedAt = time.Now().UnixNano()
 	return fsm.Sign(n.id.NodeID, n.id.SignKey, cmd)
-}
-
-// propose commits a signed command through the leader and returns the
-// state machine's result. It retries only while the entry has surely not
-// reached a leader, so errors are definite (KindNoQuorum: no leader took
-// it) unless a leader took it and did not confirm it (KindUnknownOutcome).
-func (n *Node) propose(ctx context.Context, sg *fsm.Signed) (*fsm.Result, error) {
-	rt, err := n.joined()
-	if err != nil {
-		return nil, err
-	}
-	data, err := json.Marshal(sg)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
-	defer cancel()
-	for {
-		res, err := n.proposeOnce(ctx, rt, data)
-		if err == nil {
-			return res, nil
-		}
-		if !retryable(err) {
-			return nil, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, Errorf(KindNoQuorum, "no leader accepted the write within %v (%v)", n.cfg.RequestTimeout, err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// errRetry marks a failure worth another try against the next leader.
-type errRetry struct{ err error }
-
-func (e errRetry) Error() string { return e.err.Error() }
-
-func retryable(err error) bool {
-	var r errRetry
-	return errors.As(err, &r)
-}
-
-func (n *Node) proposeOnce(ctx context.Context, rt *runtime, data []byte) (*fsm.Result, error) {
-	addr, id := rt.raft.LeaderWithID()
-	switch {
-	case id == "":
-		return nil, errRetry{errors.New("no leader known")}
-	case string(id) == n.id.NodeID:
-		f := rt.raft.Apply(data, time.Until(deadline(ctx)))
-		if err := f.Error(); err != nil {
-			switch {
-			case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
-				return nil, errRetry{err}
-			case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
-				// The entry may still commit under the next leader: sending
-				// it again would only be refused as a replay.
-				return nil, Errorf(KindUnknownOutcome, "leadership was lost before the write was confirmed: it may or may not have happened")
-			}
-			return nil, err
-		}
-		return f.Response().(*fsm.Result), nil
-	default:
-		var out fsm.Result
-		sent, err := n.call(ctx, rt, string(addr), "/internal/v1/apply", json.RawMessage(data), &out)
-		switch {
-		case err == nil:
-			return &out, nil
-		case KindOf(err) == kindNotLeader, !sent:
-			return nil, errRetry{err}
-		case KindOf(err) == KindInternal:
-			return nil, Errorf(KindUnknownOutcome, "the leader did not answer the write (%v): it may or may not have happened", err)
-		}
-		return nil, err
-	}
-}
-
-func deadline(ctx context.Context) time.Time {
-	if d, ok := ctx.Deadline(); ok {
-		return d
-	}
-	return time.Now().Add(DefaultRequestTimeout)
 }
 
 // submit proposes and turns a refusal into an error.

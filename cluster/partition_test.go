@@ -43,7 +43,7 @@ func TestPartitionedLeaderStopsServingAndARevokeHolds(t *testing.T) {
 	var leader *testNode
 	c.waitFor(settleTimeout, func() (bool, string) {
 		for _, tn := range majority {
-			if tn.n.raftState() == raft.Leader && tn.n.leaderReady.Load() {
+			if tn.n.raftState() == raft.Leader && tn.n.cons.leaderReady.Load() {
 				leader = tn
 				return true, ""
 			}

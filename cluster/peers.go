@@ -64,16 +64,16 @@ func (n *Node) membersOnly(t *nodeTLS, h http.Handler) http.Handler {
 
 // dropRemovedPeers closes the Raft streams of peers that stopped being
 // members, each time the state changes.
-func (n *Node) dropRemovedPeers(ctx context.Context, rt *runtime) {
+func (c *consensus) dropRemovedPeers(ctx context.Context, run *raftRun) {
 	for {
-		_, changed := n.rfsm.watch()
+		_, changed := c.rfsm.watch()
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
 		}
-		if c := rt.tls.raftConns.closeIf(func(cs *tls.ConnectionState) bool { return rt.tls.peerMember(cs) != nil }); c > 0 {
-			n.log.Info("closed raft streams of removed nodes", "count", c)
+		if closed := run.tls.raftConns.closeIf(func(cs *tls.ConnectionState) bool { return run.tls.peerMember(cs) != nil }); closed > 0 {
+			c.log.Info("closed raft streams of removed nodes", "count", closed)
 		}
 	}
 }

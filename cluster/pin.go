@@ -18,7 +18,7 @@ import (
 // takes one on trust.
 func (n *Node) keepClusterKey(ctx context.Context, rt *runtime) {
 	for {
-		_, changed := n.rfsm.watch()
+		_, changed := n.watch()
 		var key []byte
 		n.fsm.Read(func(s *fsm.State) { key = bytes.Clone(s.PublicKey()) })
 		if key != nil {

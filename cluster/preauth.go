@@ -43,15 +43,14 @@ func (n *Node) checkLocally(ctx context.Context, check func(*fsm.State) *fsm.Err
 	if read() {
 		return e
 	}
-	rt := n.runtime()
-	if rt == nil {
+	if n.runtime() == nil {
 		return e
 	}
-	commit := rt.raft.CommitIndex()
+	commit := n.commitIndex()
 	timer := time.NewTimer(localCatchUp)
 	defer timer.Stop()
 	for {
-		applied, changed := n.rfsm.watch()
+		applied, changed := n.watch()
 		if applied >= commit {
 			read()
 			return e

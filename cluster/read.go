@@ -24,48 +24,48 @@ import (
 // state machine has applied everything earlier leaders committed.
 
 // leaderReadIndex is the leader's side.
-func (n *Node) leaderReadIndex() (uint64, error) {
-	rt, err := n.joined()
+func (c *consensus) leaderReadIndex() (uint64, error) {
+	run, err := c.running()
 	if err != nil {
 		return 0, err
 	}
-	if rt.raft.State() != raft.Leader || !n.leaderReady.Load() {
-		return 0, Errorf(kindNotLeader, "node %s is not a ready leader", n.id.NodeID)
+	if run.raft.State() != raft.Leader || !c.leaderReady.Load() {
+		return 0, Errorf(kindNotLeader, "node %s is not a ready leader", c.nodeID)
 	}
-	n.readIndexes.Add(1)
-	idx, _ := n.rfsm.watch()
-	if err := n.verifyLeader(rt); err != nil {
-		return 0, Errorf(kindNotLeader, "node %s could not confirm its leadership: %v", n.id.NodeID, err)
+	c.readIndexes.Add(1)
+	idx, _ := c.rfsm.watch()
+	if err := c.verifyLeader(run); err != nil {
+		return 0, Errorf(kindNotLeader, "node %s could not confirm its leadership: %v", c.nodeID, err)
 	}
 	return idx, nil
 }
 
 // readIndex gets a read index from the leader, wherever it is, retrying
 // through elections until ctx ends.
-func (n *Node) readIndex(ctx context.Context) (uint64, error) {
-	rt, err := n.joined()
+func (c *consensus) readIndex(ctx context.Context) (uint64, error) {
+	run, err := c.running()
 	if err != nil {
 		return 0, err
 	}
 	if staleReads { // the broken build of stale_reads.go
-		idx, _ := n.rfsm.watch()
+		idx, _ := c.rfsm.watch()
 		return idx, nil
 	}
 	var last error
 	for {
-		addr, id := rt.raft.LeaderWithID()
+		addr, id := run.raft.LeaderWithID()
 		switch {
 		case id == "":
 			last = errors.New("no leader known")
-		case string(id) == n.id.NodeID:
-			idx, err := n.leaderReadIndex()
+		case string(id) == c.nodeID:
+			idx, err := c.leaderReadIndex()
 			if err == nil {
 				return idx, nil
 			}
 			last = err
 		default:
 			var reply readIndexReply
-			_, err := n.call(ctx, rt, string(addr), "/internal/v1/readindex", struct{}{}, &reply)
+			_, err := c.callWith(ctx, run, string(addr), "/internal/v1/readindex", struct{}{}, &reply)
 			if err == nil {
 				return reply.Index, nil
 			}
@@ -81,19 +81,19 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 
 // waitApplied waits until the node's state machine has applied index, an
 // index from leaderReadIndex.
-func (n *Node) waitApplied(ctx context.Context, index uint64) error {
-	if _, err := n.joined(); err != nil {
+func (c *consensus) waitApplied(ctx context.Context, index uint64) error {
+	if _, err := c.running(); err != nil {
 		return err
 	}
 	for {
-		applied, changed := n.rfsm.watch()
+		applied, changed := c.rfsm.watch()
 		if applied >= index {
 			return nil
 		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return Errorf(KindNoQuorum, "node %s has applied %d of the %d entries a consistent read needs", n.id.NodeID, applied, index)
+			return Errorf(KindNoQuorum, "node %s has applied %d of the %d entries a consistent read needs", c.nodeID, applied, index)
 		}
 	}
 }
@@ -106,20 +106,20 @@ type verifyBatch struct {
 	running bool
 }
 
-func (n *Node) verifyLeader(rt *runtime) error {
-	b := &n.verify
+func (c *consensus) verifyLeader(run *raftRun) error {
+	b := &c.verify
 	ch := make(chan error, 1)
 	b.mu.Lock()
 	b.waiting = append(b.waiting, ch)
 	if !b.running {
 		b.running = true
-		go b.run(rt)
+		go b.run(run)
 	}
 	b.mu.Unlock()
 	return <-ch
 }
 
-func (b *verifyBatch) run(rt *runtime) {
+func (b *verifyBatch) run(run *raftRun) {
 	for {
 		b.mu.Lock()
 		batch := b.waiting
@@ -130,7 +130,7 @@ func (b *verifyBatch) run(rt *runtime) {
 			return
 		}
 		b.mu.Unlock()
-		err := rt.raft.VerifyLeader().Error()
+		err := run.raft.VerifyLeader().Error()
 		for _, ch := range batch {
 			ch <- err
 		}

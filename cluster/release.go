@@ -3,12 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
-	"fmt"
 	"net/http"
-	"slices"
-	"sort"
-	"strings"
-	"time"
 
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
@@ -32,19 +27,6 @@ import (
 // epoch.
 func releaseContext(clusterID string, key *fsm.Key, epoch uint64, req *fsm.Signed) []byte {
 	return fsm.ReleaseContext(clusterID, key.Name, key.Version, epoch, req.Payload)
-}
-
-// partialRequest is what a coordinator asks a share holder. ReadIndex is
-// only a lower bound for the holder: it makes its own read.
-type partialRequest struct {
-	ReadIndex uint64      `json:"read_index"`
-	Request   *fsm.Signed `json:"request"`
-	Version   uint64      `json:"version"`
-	Epoch     uint64      `json:"epoch"`
-
-	// local is set when the coordinator answers itself, after its own
-	// read: never from the wire.
-	local bool
 }
 
 func (n *Node) handlePartial(w http.ResponseWriter, r *http.Request) {
@@ -104,59 +86,20 @@ func (n *Node) computePartial(ctx context.Context, req *partialRequest, compute 
 // release runs a gateway node's release end to end and returns the
 // plaintext and the key's metadata at the read.
 func (n *Node) release(ctx context.Context, sg *fsm.Signed) ([]byte, *fsm.Key, error) {
-	rt, err := n.joined()
-	if err != nil {
+	if _, err := n.joined(); err != nil {
 		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
-	idx, err := n.readIndex(ctx)
+	a, err := n.coordinatorRead(ctx, sg, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := n.waitApplied(ctx, idx); err != nil {
-		return nil, nil, err
-	}
-	var (
-		key       *fsm.Key
-		holders   []fsm.Node
-		poly      [][]byte
-		t         int
-		epoch     uint64
-		clusterID string
-		readAt    uint64
-		ferr      *fsm.Error
-	)
-	n.fsm.Read(func(s *fsm.State) {
-		// The coordinator checks first to fail fast with a precise error;
-		// the holders' checks are the ones that count.
-		_, k, e := s.AuthorizeRelease(sg, time.Now())
-		if e != nil {
-			ferr = e
-			return
-		}
-		c := *k
-		key, poly, t, epoch, clusterID = &c, s.Poly, s.Threshold, s.Epoch, s.ClusterID
-		// The holders wait for the index this state is at, which may be
-		// past the read index: then they see the same key version.
-		readAt = s.Applied
-		for _, h := range s.Holders() {
-			holders = append(holders, *h)
-		}
-	})
-	if ferr != nil {
-		return nil, nil, fromFSM(ferr)
-	}
-	if len(holders) < t {
-		return nil, nil, Errorf(KindNoQuorum, "the cluster lists %d share holders of %d needed", len(holders), t)
-	}
-	req := &partialRequest{ReadIndex: readAt, Request: sg, Version: key.Version, Epoch: epoch}
-	pub := &shamir.PublicPoly{Commits: poly}
-	rctx := releaseContext(clusterID, key, epoch, sg)
-	ct := &shamir.Ciphertext{R: key.R, Sealed: key.Sealed}
-	info := fsm.SealInfo(clusterID, key.Name)
-	ask := askHolder(n, rt, "/internal/v1/partial", req, n.answerPartial, func(p *shamir.Partial) uint32 { return p.Index })
-	plain, err := gatherAndOpen(ctx, n.id.NodeID, holders, t, ask, func(own, others []*shamir.Partial) ([]byte, error) {
+	pub := &shamir.PublicPoly{Commits: a.poly}
+	rctx := releaseContext(a.clusterID, a.key, a.epoch, sg)
+	ct := &shamir.Ciphertext{R: a.key.R, Sealed: a.key.Sealed}
+	info := fsm.SealInfo(a.clusterID, a.key.Name)
+	plain, err := gather(ctx, n, a, partialCall(n), a.partialFor(a.epoch), holdersListed, func(own, others []*shamir.Partial) ([]byte, error) {
 		if len(own) == 1 {
 			return shamir.OpenWithOwn(pub, ct, info, own[0], others, rctx)
 		}
@@ -165,143 +108,14 @@ func (n *Node) release(ctx context.Context, sg *fsm.Signed) ([]byte, *fsm.Key, e
 	if err != nil {
 		return nil, nil, err
 	}
-	return plain, key.Metadata(), nil
+	return plain, a.key.Metadata(), nil
 }
 
-// hedgeDelay is how long the coordinator waits on the first t holders
-// before it asks the others too.
-const hedgeDelay = 150 * time.Millisecond
+// holdersListed is gather's tooFew for the shares of the cluster key.
+const holdersListed = "the cluster lists %d share holders of %d needed"
 
-// askHolder returns the function that gets one holder's answer to req:
-// computed by local for this node, asked at path of the others. index says
-// which share an answer is for; it must be the holder's.
-func askHolder[P any](n *Node, rt *runtime, path string, req *partialRequest, local func(context.Context, *partialRequest) (*P, error), index func(*P) uint32) func(context.Context, fsm.Node) (*P, error) {
-	return func(ctx context.Context, h fsm.Node) (*P, error) {
-		var p *P
-		if h.ID == n.id.NodeID {
-			own := *req
-			own.local = true
-			var err error
-			if p, err = local(ctx, &own); err != nil {
-				return nil, err
-			}
-		} else {
-			p = new(P)
-			if _, err := n.call(ctx, rt, h.RaftAddr, path, req, p); err != nil {
-				return nil, err
-			}
-		}
-		if i := index(p); i != h.Index {
-			return nil, fmt.Errorf("answered for share %d, holds %d", i, h.Index)
-		}
-		return p, nil
-	}
-}
-
-type partialResult[P any] struct {
-	node string
-	own  bool // computed here, with this node's share
-	p    P
-	err  error
-}
-
-// gatherAndOpen asks t holders (itself first) for partials, and the other
-// holders too if one of them fails or is slow; it opens as soon as the
-// partials it has contain t that verify. open gets this node's own partial
-// (none or one) apart from the others', so it can skip checking its own.
-func gatherAndOpen[P, R any](ctx context.Context, self string, holders []fsm.Node, t int, ask func(context.Context, fsm.Node) (P, error), open func(own, others []P) (R, error)) (R, error) {
-	var zero R
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	slices.SortStableFunc(holders, func(a, b fsm.Node) int {
-		if a.ID == self {
-			return -1
-		}
-		if b.ID == self {
-			return 1
-		}
-		return 0
-	})
-	results := make(chan partialResult[P], len(holders))
-	asked := 0
-	askUpTo := func(upTo int) {
-		for ; asked < upTo && asked < len(holders); asked++ {
-			h := holders[asked]
-			go func() {
-				p, err := ask(ctx, h)
-				results <- partialResult[P]{node: h.ID, own: h.ID == self, p: p, err: err}
-			}()
-		}
-	}
-	askUpTo(t)
-	hedge := time.NewTimer(hedgeDelay)
-	defer hedge.Stop()
-	var own, got []P // got: the others'
-	failures := map[string]error{}
-	var lastOpen error
-	for answered := 0; answered < asked || asked < len(holders); {
-		select {
-		case <-hedge.C:
-			askUpTo(len(holders))
-			continue
-		case <-ctx.Done():
-			askUpTo(len(holders)) // nothing more will come; report what we have
-			return zero, quorumError(len(own)+len(got), t, len(holders), failures, ctx.Err())
-		case r := <-results:
-			answered++
-			if r.err != nil {
-				failures[r.node] = r.err
-				askUpTo(len(holders))
-				continue
-			}
-			if r.own {
-				own = append(own, r.p)
-			} else {
-				got = append(got, r.p)
-			}
-		}
-		if len(own)+len(got) < t {
-			continue
-		}
-		plain, err := open(own, got)
-		if err == nil {
-			return plain, nil
-		}
-		// A partial did not verify: its holder is named in the error.
-		lastOpen = err
-		askUpTo(len(holders))
-	}
-	if lastOpen != nil {
-		failures["combine"] = lastOpen
-	}
-	return zero, quorumError(len(own)+len(got), t, len(holders), failures, nil)
-}
-
-// quorumError explains a release that got too few partials. A refusal
-// every failed holder agrees on (the key was revoked, say) is reported as
-// that refusal; otherwise it is "no quorum" with each holder's reason.
-func quorumError(got, t, n int, failures map[string]error, ctxErr error) error {
-	kinds := map[Kind]int{}
-	var first error
-	for _, err := range failures {
-		k := KindOf(err)
-		kinds[k]++
-		if first == nil && k != KindInternal && k != KindNoQuorum {
-			first = err
-		}
-	}
-	for k, c := range kinds {
-		if c == len(failures) && k != KindInternal && k != KindNoQuorum && first != nil {
-			return Errorf(k, "%s", first.Error())
-		}
-	}
-	var reasons []string
-	for node, err := range failures {
-		reasons = append(reasons, node+": "+err.Error())
-	}
-	sort.Strings(reasons)
-	if ctxErr != nil {
-		reasons = append(reasons, "the others did not answer in time")
-	}
-	return Errorf(KindNoQuorum, "%d of the %d share holders needed answered (%d holders; %s)", got, t, n, strings.Join(reasons, "; "))
+// partialCall asks a holder for its partial in the clear.
+func partialCall(n *Node) holderCall[shamir.Partial] {
+	return holderCall[shamir.Partial]{path: "/internal/v1/partial", local: n.answerPartial,
+		index: func(p *shamir.Partial) uint32 { return p.Index }}
 }

@@ -197,7 +197,7 @@ func (n *Node) driveResharing(ctx context.Context, rt *runtime) {
 	}
 	checked := map[dealKey]bool{} // deals whose sub-share to this node opened
 	for {
-		_, changed := n.rfsm.watch()
+		_, changed := n.watch()
 		v := n.viewRound()
 		maps.DeleteFunc(checked, func(k dealKey, _ bool) bool { return v.round == nil || k.round != v.round.Round })
 		if n.reshareWork(v) || len(n.dealsToCheck(v, checked)) > 0 {

@@ -38,8 +38,7 @@ const statusPath = "/internal/v1/status"
 
 func (n *Node) rpcHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /internal/v1/apply", n.handleApply)
-	mux.HandleFunc("POST /internal/v1/readindex", n.handleReadIndex)
+	n.cons.routes(mux)
 	mux.HandleFunc("POST /internal/v1/partial", n.handlePartial)
 	mux.HandleFunc("POST /internal/v1/exchange", n.handleExchange)
 	mux.HandleFunc("POST /internal/v1/sealed-partial", n.handleSealedPartial)
@@ -68,8 +67,14 @@ func readRPC(r *http.Request, v any) error {
 	return nil
 }
 
-func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
-	rt, err := n.joined()
+// routes serves the consensus's node-to-node calls on mux.
+func (c *consensus) routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /internal/v1/apply", c.handleApply)
+	mux.HandleFunc("POST /internal/v1/readindex", c.handleReadIndex)
+}
+
+func (c *consensus) handleApply(w http.ResponseWriter, r *http.Request) {
+	run, err := c.running()
 	if err != nil {
 		writeRPC(w, nil, err)
 		return
@@ -79,17 +84,17 @@ func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
 		writeRPC(w, nil, Errorf(KindInvalid, "request body: %v", err))
 		return
 	}
-	if rt.raft.State() != raft.Leader {
-		writeRPC(w, nil, Errorf(kindNotLeader, "node %s is not the leader", n.id.NodeID))
+	if run.raft.State() != raft.Leader {
+		writeRPC(w, nil, Errorf(kindNotLeader, "node %s is not the leader", c.nodeID))
 		return
 	}
-	f := rt.raft.Apply(data, time.Until(deadline(r.Context())))
+	f := run.raft.Apply(data, time.Until(deadline(r.Context())))
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrEnqueueTimeout) {
-			writeRPC(w, nil, Errorf(kindNotLeader, "node %s: %v", n.id.NodeID, err))
+			writeRPC(w, nil, Errorf(kindNotLeader, "node %s: %v", c.nodeID, err))
 			return
 		}
-		writeRPC(w, nil, Errorf(KindUnknownOutcome, "node %s: %v", n.id.NodeID, err))
+		writeRPC(w, nil, Errorf(KindUnknownOutcome, "node %s: %v", c.nodeID, err))
 		return
 	}
 	writeRPC(w, f.Response(), nil)
@@ -99,14 +104,22 @@ type readIndexReply struct {
 	Index uint64 `json:"index"`
 }
 
-func (n *Node) handleReadIndex(w http.ResponseWriter, r *http.Request) {
-	idx, err := n.leaderReadIndex()
+func (c *consensus) handleReadIndex(w http.ResponseWriter, r *http.Request) {
+	idx, err := c.leaderReadIndex()
 	writeRPC(w, readIndexReply{Index: idx}, err)
 }
 
 // call posts a JSON body to a peer's node port and decodes the answer.
 // sent reports whether the request may have reached the peer.
-func (n *Node) call(ctx context.Context, rt *runtime, addr, path string, body, out any) (sent bool, err error) {
+func (c *consensus) call(ctx context.Context, addr, path string, body, out any) (sent bool, err error) {
+	run, err := c.running()
+	if err != nil {
+		return false, err
+	}
+	return c.callWith(ctx, run, addr, path, body, out)
+}
+
+func (c *consensus) callWith(ctx context.Context, run *raftRun, addr, path string, body, out any) (sent bool, err error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return false, err
@@ -120,7 +133,7 @@ func (n *Node) call(ctx context.Context, rt *runtime, addr, path string, body, o
 		return false, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := rt.rpcClient.Do(req)
+	resp, err := run.rpcClient.Do(req)
 	if err != nil {
 		var op *net.OpError
 		dialFailed := errors.As(err, &op) && op.Op == "dial"

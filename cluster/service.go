@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
-	"github.com/hashicorp/raft"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
@@ -115,7 +114,7 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 func (n *Node) localStatus(rt *runtime) nodeStatus {
 	// The hash is of the state machine, whose own applied index can trail
 	// Raft's by entries that never reach it (no-ops, configuration).
-	ns := nodeStatus{ID: n.id.NodeID, RaftState: rt.raft.State().String(), Applied: rt.raft.AppliedIndex(), Held: n.Held()}
+	ns := nodeStatus{ID: n.id.NodeID, RaftState: n.raftState().String(), Applied: n.appliedIndex(), Held: n.Held()}
 	if h, err := n.fsm.Hash(); err == nil {
 		ns.StateHash = hex.EncodeToString(h[:])
 	}
@@ -135,9 +134,8 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &Status{Node: n.id.NodeID, Applied: rt.raft.AppliedIndex()}
-	_, leader := rt.raft.LeaderWithID()
-	st.Leader = string(leader)
+	st := &Status{Node: n.id.NodeID, Applied: n.appliedIndex()}
+	_, st.Leader = n.leader()
 	n.fsm.Read(func(s *fsm.State) {
 		st.ClusterID, st.Epoch, st.Threshold, st.PublicKey = s.ClusterID, s.Epoch, s.Threshold, s.PublicKey()
 		st.InitialNodes = s.InitialNodes
@@ -176,7 +174,7 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 			var ns nodeStatus
 			if m.ID == n.id.NodeID {
 				ns = n.localStatus(rt)
-			} else if _, err := n.call(ctx, rt, m.RaftAddr, statusPath, nil, &ns); err != nil {
+			} else if _, err := n.call(ctx, m.RaftAddr, statusPath, nil, &ns); err != nil {
 				m.RaftState = "unreachable"
 				return
 			}
@@ -323,12 +321,4 @@ func (n *Node) Principal(publicKey []byte) (*fsm.Operator, error) {
 		return nil, Errorf(KindNoQuorum, "node %s has no state yet: it has not heard a leader since it started", n.id.NodeID)
 	}
 	return op, nil
-}
-
-// raftState exists for tests: the node's Raft state.
-func (n *Node) raftState() raft.RaftState {
-	if rt := n.runtime(); rt != nil {
-		return rt.raft.State()
-	}
-	return raft.Shutdown
 }

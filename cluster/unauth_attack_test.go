@@ -15,7 +15,7 @@ import (
 func (c *testCluster) readIndexesServed() uint64 {
 	var sum uint64
 	for _, tn := range c.running() {
-		sum += tn.n.readIndexes.Load()
+		sum += tn.n.cons.readIndexes.Load()
 	}
 	return sum
 }
