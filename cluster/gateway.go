@@ -144,7 +144,10 @@ func (n *Node) handleExchange(w http.ResponseWriter, r *http.Request) {
 
 // answerExchange is a Tang share holder's side of an exchange: the same
 // checks as for a release, at the coordinator's read index, then s_i*X with
-// a proof.
+// a proof. The share is the one of the epoch the checks were made at, from
+// the node's share store (resharing rounds put it there and erase it with
+// the epoch), or still sealed in the state to the node's identity key for
+// a key no round has reshared yet.
 func (n *Node) answerExchange(ctx context.Context, req *partialRequest) (*shamir.P256Partial, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
@@ -164,14 +167,9 @@ func (n *Node) answerExchange(ctx context.Context, req *partialRequest) (*shamir
 	if mine == nil {
 		return nil, Errorf(KindNoQuorum, "node %s holds no share of tang key %q", n.id.NodeID, key.Name)
 	}
-	encPriv, err := shamir.EncryptionKeyFromEd25519(n.id.SignKey)
+	share, err := n.tangShare(clusterID, g.epoch, key.Tang, mine)
 	if err != nil {
-		return nil, Errorf(KindInternal, "identity key: %v", err)
-	}
-	defer clear(encPriv)
-	share, err := shamir.OpenP256Share(encPriv, mine.Sealed, mine.Index, TangShareContext(clusterID, key.Tang.Kid))
-	if err != nil {
-		return nil, Errorf(KindInternal, "opening this node's share of tang key %q: %v", key.Name, err)
+		return nil, Errorf(KindNoQuorum, "node %s has no usable share of tang key %q: %v", n.id.NodeID, key.Name, err)
 	}
 	defer share.Erase()
 	p, err := shamir.ComputeP256Partial(rand.Reader, share, cmd.Release.Point, exchangeContext(clusterID, key, req.Request))

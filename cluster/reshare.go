@@ -50,6 +50,8 @@ type reshareHooks struct {
 	gate func(nodeID string, r *fsm.Reshare) bool
 	// tamper changes a node's deal before it is proposed: a cheating dealer.
 	tamper func(nodeID string, d *shamir.Deal)
+	// tamperTang changes a node's deal of a Tang key before it is proposed.
+	tamperTang func(nodeID, key string, d *shamir.P256Deal)
 }
 
 var testHooks atomic.Pointer[reshareHooks]
@@ -130,6 +132,85 @@ func (dealChecker) CheckComplaint(clusterID string, r *fsm.Reshare, m *fsm.Membe
 	return shamir.VerifyDealComplaint(d, m.EncKey, &c, dealContext(clusterID, r.Round))
 }
 
+func decodeP256Deal(b []byte) (*shamir.P256Deal, error) {
+	var d shamir.P256Deal
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return nil, fmt.Errorf("decoding tang deal: %w", err)
+	}
+	return &d, nil
+}
+
+// CheckTangDeal checks a holder's resharing of its share of a Tang key
+// against its public share (shamir.VerifyP256ReshareDeal).
+func (dealChecker) CheckTangDeal(r *fsm.Reshare, key *fsm.TangKey, dealer uint32, publicShare, b []byte) error {
+	d, err := decodeP256Deal(b)
+	if err != nil {
+		return err
+	}
+	if d.Dealer != dealer {
+		return fmt.Errorf("tang deal names dealer %d, signed by %d", d.Dealer, dealer)
+	}
+	return shamir.VerifyP256ReshareDeal(d, publicShare, r.Threshold, memberIndexes(r))
+}
+
+// CombineTang computes the members' new public shares of a Tang key from
+// its holders' deals.
+func (dealChecker) CombineTang(r *fsm.Reshare, key *fsm.TangKey, raw [][]byte) (map[uint32][]byte, error) {
+	deals := make([]*shamir.P256Deal, len(raw))
+	for i, b := range raw {
+		d, err := decodeP256Deal(b)
+		if err != nil {
+			return nil, err
+		}
+		deals[i] = d
+	}
+	_, commits, err := shamir.CombineP256Reshare(deals, nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := map[uint32][]byte{}
+	for _, m := range r.Members {
+		if out[m.Index], err = shamir.P256PublicShareAt(commits, m.Index); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// CheckTangComplaint upholds member's complaint against dealer's deal of
+// a Tang key when its proof shows the sub-share bad.
+func (dealChecker) CheckTangComplaint(clusterID string, r *fsm.Reshare, m *fsm.Member, dealer uint32, key *fsm.TangKey, deal, proof []byte) error {
+	d, err := decodeP256Deal(deal)
+	if err != nil {
+		return err
+	}
+	c, err := decodeComplaintProof(proof)
+	if err != nil {
+		return err
+	}
+	if c.Dealer != dealer || c.Recipient != m.Index {
+		return fmt.Errorf("the proof is of dealer %d's sub-share to %d, not %d's to %d", c.Dealer, c.Recipient, dealer, m.Index)
+	}
+	return shamir.VerifyP256DealComplaint(d, m.EncKey, c, tangDealContext(clusterID, r.Round, key.Kid))
+}
+
+func decodeComplaintProof(proof []byte) (*shamir.DealComplaint, error) {
+	var c shamir.DealComplaint
+	dec := json.NewDecoder(bytes.NewReader(proof))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("decoding the complaint's proof: %w", err)
+	}
+	return &c, nil
+}
+
+// tangDealContext binds a Tang key's deal in a round to the key.
+func tangDealContext(clusterID string, round uint64, kid string) []byte {
+	return append(dealContext(clusterID, round), "\x00tang\x00"+kid...)
+}
+
 func roundDeals(r *fsm.Reshare) ([]*shamir.Deal, error) {
 	deals := make([]*shamir.Deal, len(r.Deals))
 	for i, rec := range r.Deals {
@@ -157,6 +238,8 @@ type roundView struct {
 	me        *fsm.Node
 	round     *fsm.Reshare
 	last      *fsm.Reshare // the round that made the epoch
+	// tang are the live Tang keys, by name.
+	tang map[string]*fsm.TangKey
 }
 
 func (n *Node) viewRound() roundView {
@@ -168,6 +251,14 @@ func (n *Node) viewRound() roundView {
 			v.me = &c
 		}
 		v.round, v.last = cloneRound(s.Reshare), cloneRound(s.LastRound)
+		v.tang = map[string]*fsm.TangKey{}
+		for name, k := range s.Keys {
+			if k.Tang != nil && k.State != fsm.KeyDestroyed {
+				tk := *k.Tang
+				tk.Shares = slices.Clone(k.Tang.Shares)
+				v.tang[name] = &tk
+			}
+		}
 	})
 	return v
 }
@@ -331,6 +422,10 @@ func (n *Node) checkDeal(ctx context.Context, v roundView, r *fsm.Reshare, rec f
 	sub, err := shamir.OpenDeal(d, me.Index, encPriv, dctx)
 	if err == nil {
 		clear(sub)
+		bad, err := n.checkTangDeals(ctx, v.clusterID, r, rec, me, encPriv)
+		if err != nil || bad {
+			return err
+		}
 		checked[dealKey{r.Round, d.Dealer}] = true
 		return nil
 	}
@@ -341,16 +436,54 @@ func (n *Node) checkDeal(ctx context.Context, v roundView, r *fsm.Reshare, rec f
 	return n.complain(ctx, r.Round, d, me.Index, encPriv, dctx)
 }
 
+// checkTangDeals opens this member's sub-shares of a dealer's Tang deals
+// in round r, and complains against the first that is bad (bad is then
+// true).
+func (n *Node) checkTangDeals(ctx context.Context, clusterID string, r *fsm.Reshare, rec fsm.Deal, me *fsm.Member, encPriv []byte) (bad bool, err error) {
+	for _, td := range rec.Tang {
+		e := r.TangRoundOf(td.Key)
+		if e == nil {
+			continue
+		}
+		d, err := decodeP256Deal(td.Deal)
+		if err != nil {
+			return false, err
+		}
+		tctx := tangDealContext(clusterID, r.Round, e.Kid)
+		sub, err := shamir.OpenP256Deal(d, me.Index, encPriv, tctx)
+		if err == nil {
+			clear(sub)
+			continue
+		}
+		if !errors.Is(err, shamir.ErrDecrypt) && !errors.Is(err, shamir.ErrBadShare) {
+			return false, err
+		}
+		n.log.Warn("complaining against a deal of a tang key", "round", r.Round, "dealer", d.Dealer, "key", td.Key, "err", err)
+		c, err := shamir.NewP256DealComplaint(rand.Reader, d, me.Index, encPriv, tctx)
+		if err != nil {
+			return true, err
+		}
+		return true, n.submitComplaint(ctx, r.Round, d.Dealer, td.Key, c)
+	}
+	return false, nil
+}
+
 func (n *Node) complain(ctx context.Context, round uint64, d *shamir.Deal, index uint32, encPriv, dctx []byte) error {
 	c, err := shamir.NewDealComplaint(rand.Reader, d, index, encPriv, dctx)
 	if err != nil {
 		return err
 	}
+	return n.submitComplaint(ctx, round, d.Dealer, "", c)
+}
+
+// submitComplaint logs a complaint against dealer's deal of the cluster
+// key (key == "") or of the Tang key named key.
+func (n *Node) submitComplaint(ctx context.Context, round uint64, dealer uint32, key string, c *shamir.DealComplaint) error {
 	proof, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
-	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeComplaint, Complaint: &fsm.Complaint{Round: round, Dealer: d.Dealer, Proof: proof}})
+	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeComplaint, Complaint: &fsm.Complaint{Round: round, Dealer: dealer, Proof: proof, Key: key}})
 	if err != nil {
 		return err
 	}
@@ -374,10 +507,15 @@ func (n *Node) recoverShare(ctx context.Context, v roundView) error {
 	if err != nil {
 		return err
 	}
-	for _, d := range deals {
+	for i, d := range deals {
 		sub, err := shamir.OpenDeal(d, me.Index, encPriv, dctx)
 		if err == nil {
 			clear(sub)
+			if v.round == nil || v.round.Member(n.id.NodeID) == nil {
+				if bad, err := n.checkTangDeals(ctx, v.clusterID, r, r.Deals[i], me, encPriv); err != nil || bad {
+					return err
+				}
+			}
 			continue
 		}
 		if !errors.Is(err, shamir.ErrDecrypt) && !errors.Is(err, shamir.ErrBadShare) {
@@ -408,7 +546,7 @@ func (n *Node) recoverShare(ctx context.Context, v roundView) error {
 // reshareWork reports whether the view asks anything of this node.
 func (n *Node) reshareWork(v roundView) bool {
 	cur, pend := n.shares.snapshot()
-	return n.mayDeal(v) || n.mayAck(v) || n.mayRecover(v) || n.encKeyWork(v, cur) ||
+	return n.mayDeal(v) || n.mayAck(v) || n.mayRecover(v) || n.encKeyWork(v, cur) || len(n.destroyedTang(v)) > 0 ||
 		(cur != nil && cur.Epoch < v.epoch) ||
 		(pend != nil && pend.Epoch <= v.epoch)
 }
@@ -439,9 +577,31 @@ func (n *Node) settleShares(v roundView) error {
 	}
 	if pend != nil && (pend.Epoch <= v.epoch || (v.round != nil && v.round.Round > pend.Round)) {
 		n.log.Info("erasing share of a replaced round", "round", pend.Round)
-		return n.shares.erasePending()
+		if err := n.shares.erasePending(); err != nil {
+			return err
+		}
+	}
+	if gone := n.destroyedTang(v); len(gone) > 0 {
+		n.log.Info("erasing shares of destroyed tang keys", "count", len(gone))
+		return n.shares.eraseTang(gone)
 	}
 	return nil
+}
+
+// destroyedTang are the kids of the Tang shares the store holds whose
+// keys the view no longer has (destroyed).
+func (n *Node) destroyedTang(v roundView) []string {
+	var gone []string
+	for _, kid := range n.shares.tangKids() {
+		live := false
+		for _, tk := range v.tang {
+			live = live || tk.Kid == kid
+		}
+		if !live {
+			gone = append(gone, kid)
+		}
+	}
+	return gone
 }
 
 func recipients(r *fsm.Reshare) []shamir.Recipient {
@@ -477,12 +637,88 @@ func (n *Node) deal(ctx context.Context, v roundView) error {
 	if err != nil {
 		return err
 	}
-	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeDeal, Deal: &fsm.DealCommand{Round: r.Round, Dealer: v.me.Index, Deal: b}})
+	tang, err := n.dealTang(v)
+	if err != nil {
+		return err
+	}
+	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeDeal, Deal: &fsm.DealCommand{Round: r.Round, Dealer: v.me.Index, Deal: b, Tang: tang}})
 	if err != nil {
 		return err
 	}
 	_, err = n.submit(ctx, sg)
 	return err
+}
+
+// dealTang deals this node's share of each Tang key the round reshares
+// that it holds a share of, to the round's members.
+func (n *Node) dealTang(v roundView) ([]fsm.TangDeal, error) {
+	r := v.round
+	var out []fsm.TangDeal
+	for _, e := range r.Tang {
+		tk := v.tang[e.Key]
+		if tk == nil || tk.Kid != e.Kid {
+			continue
+		}
+		mine := holderTangShare(tk, n.id.NodeID, v.me.Index)
+		if mine == nil {
+			continue
+		}
+		sh, err := n.tangShare(v.clusterID, v.epoch, tk, mine)
+		if err != nil {
+			return nil, fmt.Errorf("tang key %q: %w", e.Key, err)
+		}
+		d, err := shamir.NewP256ReshareDeal(rand.Reader, sh, r.Threshold, recipients(r), tangDealContext(v.clusterID, r.Round, tk.Kid))
+		sh.Erase()
+		if err != nil {
+			return nil, fmt.Errorf("tang key %q: %w", e.Key, err)
+		}
+		if h := testHooks.Load(); h != nil && h.tamperTang != nil {
+			h.tamperTang(n.id.NodeID, e.Key, d)
+		}
+		b, err := json.Marshal(d)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fsm.TangDeal{Key: e.Key, Deal: b})
+	}
+	return out, nil
+}
+
+// holderTangShare is the Tang key's share of node id at index, or nil.
+func holderTangShare(tk *fsm.TangKey, id string, index uint32) *fsm.TangShare {
+	for i := range tk.Shares {
+		if sh := &tk.Shares[i]; sh.NodeID == id && sh.Index == index {
+			return sh
+		}
+	}
+	return nil
+}
+
+// tangShare is this node's share mine of the Tang key tk in epoch: from
+// the share store, or, for a key whose shares are still sealed to the
+// holders' identity keys (as created, until a round reshares it), opened
+// from the state with the identity key. It is checked against its public
+// share.
+func (n *Node) tangShare(clusterID string, epoch uint64, tk *fsm.TangKey, mine *fsm.TangShare) (*shamir.P256Share, error) {
+	var sh *shamir.P256Share
+	if len(mine.Sealed) > 0 {
+		encPriv, err := shamir.EncryptionKeyFromEd25519(n.id.SignKey)
+		if err != nil {
+			return nil, fmt.Errorf("identity key: %w", err)
+		}
+		sh, err = shamir.OpenP256Share(encPriv, mine.Sealed, mine.Index, TangShareContext(clusterID, tk.Kid))
+		clear(encPriv)
+		if err != nil {
+			return nil, err
+		}
+	} else if sh = n.shares.tang(epoch, tk.Kid); sh == nil {
+		return nil, fmt.Errorf("no share of epoch %d in the share store", epoch)
+	}
+	if err := shamir.CheckP256Share(sh, mine.PublicShare); err != nil {
+		sh.Erase()
+		return nil, err
+	}
+	return sh, nil
 }
 
 func (n *Node) acknowledge(ctx context.Context, v roundView) error {
@@ -551,7 +787,65 @@ func (n *Node) combineInto(v roundView, r *fsm.Reshare, epoch uint64) (*epochSha
 		share.Erase()
 		return nil, err
 	}
-	return &epochShare{Epoch: epoch, Round: r.Round, Share: share, EncKey: me.EncKey}, nil
+	es := &epochShare{Epoch: epoch, Round: r.Round, Share: share, EncKey: me.EncKey}
+	if err := combineTang(v.clusterID, r, me, encPriv, es); err != nil {
+		es.erase()
+		return nil, err
+	}
+	return es, nil
+}
+
+// combineTang opens this member's sub-shares of every Tang key the
+// qualified round r reshares, combines its new share of each and checks it
+// against the public share the state fixed for it.
+func combineTang(clusterID string, r *fsm.Reshare, me *fsm.Member, encPriv []byte, es *epochShare) error {
+	for _, e := range r.Tang {
+		var want []byte
+		for _, sh := range e.Shares {
+			if sh.NodeID == me.NodeID && sh.Index == me.Index {
+				want = sh.PublicShare
+			}
+		}
+		if want == nil {
+			continue
+		}
+		dealers, raw := r.TangDealsOf(e.Key)
+		tctx := tangDealContext(clusterID, r.Round, e.Kid)
+		deals := make([]*shamir.P256Deal, len(raw))
+		opened := map[uint32][]byte{}
+		var err error
+		for i, b := range raw {
+			if deals[i], err = decodeP256Deal(b); err != nil {
+				break
+			}
+			var sub []byte
+			if sub, err = shamir.OpenP256Deal(deals[i], me.Index, encPriv, tctx); err != nil {
+				err = fmt.Errorf("opening the deal of tang key %q of %d: %w", e.Key, dealers[i], err)
+				break
+			}
+			opened[dealers[i]] = sub
+		}
+		var sh *shamir.P256Share
+		if err == nil {
+			sh, _, err = shamir.CombineP256Reshare(deals, opened, me.Index)
+		}
+		for _, b := range opened {
+			clear(b)
+		}
+		if err == nil {
+			if err = shamir.CheckP256Share(sh, want); err != nil {
+				sh.Erase()
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("tang key %q: %w", e.Key, err)
+		}
+		if es.Tang == nil {
+			es.Tang = map[string]*shamir.P256Share{}
+		}
+		es.Tang[e.Kid] = sh
+	}
+	return nil
 }
 
 // encKey returns the private encryption key for a public one, or nil.

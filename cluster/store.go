@@ -78,8 +78,8 @@ type membership struct {
 }
 
 // shareStore keeps the node's share of the current epoch and the share it
-// computed for a round in progress. It is the only file that holds share
-// material.
+// computed for a round in progress, each with the node's shares of the
+// Tang keys of that epoch. It is the only file that holds share material.
 type shareStore struct {
 	path string
 
@@ -97,6 +97,22 @@ type epochShare struct {
 	Round  uint64        `json:"round"`
 	Share  *shamir.Share `json:"share"`
 	EncKey []byte        `json:"enc_key"` // the encryption key the round's deals came to
+	// Tang are the node's shares of the Tang keys the round reshared, by
+	// kid: erased with the epoch's share.
+	Tang map[string]*shamir.P256Share `json:"tang,omitempty"`
+}
+
+// erase overwrites the share and the Tang shares.
+func (e *epochShare) erase() {
+	if e == nil {
+		return
+	}
+	if e.Share != nil {
+		e.Share.Erase()
+	}
+	for _, sh := range e.Tang {
+		sh.Erase()
+	}
 }
 
 func openShareStore(dir string) (*shareStore, error) {
@@ -119,6 +135,57 @@ func (s *shareStore) current(epoch uint64) *shamir.Share {
 	return nil
 }
 
+// tang returns a copy of the node's share of the Tang key kid of epoch,
+// or nil.
+func (s *shareStore) tang(epoch uint64, kid string) *shamir.P256Share {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.data.Current; c != nil && c.Epoch == epoch {
+		if sh := c.Tang[kid]; sh != nil {
+			return &shamir.P256Share{Index: sh.Index, Scalar: bytes.Clone(sh.Scalar)}
+		}
+	}
+	return nil
+}
+
+// tangKids returns the kids of the Tang shares of the current epoch.
+func (s *shareStore) tangKids() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	if c := s.data.Current; c != nil {
+		for kid := range c.Tang {
+			out = append(out, kid)
+		}
+	}
+	return out
+}
+
+// eraseTang erases the current epoch's shares of the Tang keys kids (keys
+// destroyed since).
+func (s *shareStore) eraseTang(kids []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.data.Current
+	if c == nil {
+		return nil
+	}
+	var gone []*shamir.P256Share
+	for _, kid := range kids {
+		if sh := c.Tang[kid]; sh != nil {
+			gone = append(gone, sh)
+			delete(c.Tang, kid)
+		}
+	}
+	if err := s.save(); err != nil {
+		return err
+	}
+	for _, sh := range gone {
+		sh.Erase()
+	}
+	return nil
+}
+
 // snapshot returns the epochs and rounds the store holds shares for.
 func (s *shareStore) snapshot() (cur, pend *epochShare) {
 	s.mu.Lock()
@@ -137,9 +204,7 @@ func (s *shareStore) snapshot() (cur, pend *epochShare) {
 func (s *shareStore) setPending(p *epochShare) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.data.Pending != nil && s.data.Pending.Share != nil {
-		s.data.Pending.Share.Erase()
-	}
+	s.data.Pending.erase()
 	s.data.Pending = p
 	return s.save()
 }
@@ -154,9 +219,7 @@ func (s *shareStore) setCurrent(c *epochShare) error {
 	if err := s.save(); err != nil {
 		return err
 	}
-	if old != nil && old.Share != nil {
-		old.Share.Erase()
-	}
+	old.erase()
 	return nil
 }
 
@@ -169,9 +232,7 @@ func (s *shareStore) promote() error {
 	if err := s.save(); err != nil {
 		return err
 	}
-	if old != nil && old.Share != nil {
-		old.Share.Erase()
-	}
+	old.erase()
 	return nil
 }
 
@@ -179,9 +240,7 @@ func (s *shareStore) promote() error {
 func (s *shareStore) eraseCurrent() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c := s.data.Current; c != nil && c.Share != nil {
-		c.Share.Erase()
-	}
+	s.data.Current.erase()
 	s.data.Current = nil
 	return s.save()
 }
@@ -190,9 +249,7 @@ func (s *shareStore) eraseCurrent() error {
 func (s *shareStore) erasePending() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p := s.data.Pending; p != nil && p.Share != nil {
-		p.Share.Erase()
-	}
+	s.data.Pending.erase()
 	s.data.Pending = nil
 	return s.save()
 }

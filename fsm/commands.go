@@ -171,6 +171,9 @@ type DealCommand struct {
 	Round  uint64 `json:"round"`
 	Dealer uint32 `json:"dealer"`
 	Deal   []byte `json:"deal"`
+	// Tang are the dealer's deals of the round's Tang keys it holds
+	// shares of (tangreshare.go).
+	Tang []TangDeal `json:"tang,omitempty"`
 }
 
 // ReshareAck says the signing node holds its share of the round's new

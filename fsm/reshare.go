@@ -34,6 +34,9 @@ type Complaint struct {
 	Round  uint64 `json:"round"`
 	Dealer uint32 `json:"dealer"`
 	Proof  []byte `json:"proof"`
+	// Key names the Tang key whose deal the complaint is against; empty,
+	// the deal of the cluster key.
+	Key string `json:"key,omitempty"`
 }
 
 // RestartReshare starts a new resharing round to the current members, as
@@ -100,7 +103,11 @@ func (t *transition) complaint(c *Complaint) *Error {
 	if deal == nil {
 		return errorf(CodeNotFound, "round %d has no deal from %d", r.Round, c.Dealer)
 	}
-	if err := cc.CheckComplaint(s.ClusterID, r, m, c.Dealer, deal, c.Proof); err != nil {
+	if c.Key != "" {
+		if err := t.tangComplaint(r, m, c.Dealer, c.Key, c.Proof); err != nil {
+			return err
+		}
+	} else if err := cc.CheckComplaint(s.ClusterID, r, m, c.Dealer, deal, c.Proof); err != nil {
 		return errorf(CodeInvalid, "complaint of %s against dealer %d in round %d refused: %v", t.signer, c.Dealer, r.Round, err)
 	}
 	if late {
@@ -113,19 +120,21 @@ func (t *transition) complaint(c *Complaint) *Error {
 			nr.Disqualified = append(nr.Disqualified, c.Dealer)
 		}
 		nr.recount()
+		t.recountTang(nr)
 		return nil
 	}
 	nr := *r
 	nr.Deals = slices.DeleteFunc(slices.Clone(r.Deals), func(d Deal) bool { return d.Dealer == c.Dealer })
 	nr.Disqualified = append(slices.Clone(r.Disqualified), c.Dealer)
 	nr.Poly, nr.Acks = nil, nil
+	nr.Tang = slices.Clone(r.Tang)
+	for i := range nr.Tang {
+		nr.Tang[i].Shares = nil
+	}
 	nr.recount()
-	if nr.Aborted == "" && len(nr.Deals) >= nr.Needed {
-		poly, err := t.fsm.checker.CombinePublic(&nr)
-		if err != nil {
-			return errorf(CodeInvalid, "combining round %d without dealer %d: %v", r.Round, c.Dealer, err)
-		}
-		nr.Poly = poly
+	t.recountTang(&nr)
+	if err := t.qualify(&nr); err != nil {
+		return errorf(CodeInvalid, "round %d without dealer %d: %v", r.Round, c.Dealer, err.Message)
 	}
 	s.Reshare = &nr
 	return nil
@@ -154,6 +163,7 @@ func (t *transition) restartReshare(rr *RestartReshare) *Error {
 	}
 	nr.Aborted = ""
 	nr.recount()
+	t.recountTang(nr)
 	if nr.Aborted != "" {
 		s.Reshare = saved
 		return errorf(CodeState, "a new round without dealers %v cannot complete: %s", nr.Disqualified, nr.Aborted)

@@ -73,9 +73,11 @@ type State struct {
 	// JoinTokens are the join tokens not yet expired, spent or not, by ID
 	// (jointokens.go); nil until the first is created.
 	JoinTokens map[string]*JoinToken `json:"join_tokens,omitempty"`
-	// Destroyed is the index of the last destroy_key that took effect: a
-	// checkpoint is taken there, and once one at or after it is certified
-	// every node erases the entries before it from its disk (checkpoint.go).
+	// Destroyed is the index of the last destroy_key that took effect, or
+	// of the last round completion that migrated Tang shares sealed to
+	// identity keys (tangreshare.go): a checkpoint is taken there, and
+	// once one at or after it is certified every node erases the entries
+	// before it from its disk (checkpoint.go).
 	Destroyed uint64 `json:"destroyed,omitempty"`
 }
 
@@ -149,6 +151,8 @@ type Reshare struct {
 	// dealers remain); the current epoch serves on, and an admin's
 	// restart_reshare or the next membership change starts a new round.
 	Aborted string `json:"aborted,omitempty"`
+	// Tang are the Tang keys the round reshares (tangreshare.go).
+	Tang []TangRound `json:"tang,omitempty"`
 }
 
 // Member is a node that receives a share in a resharing round.
@@ -160,8 +164,9 @@ type Member struct {
 
 // Deal is one accepted deal of a round.
 type Deal struct {
-	Dealer uint32 `json:"dealer"`
-	Deal   []byte `json:"deal"`
+	Dealer uint32     `json:"dealer"`
+	Deal   []byte     `json:"deal"`
+	Tang   []TangDeal `json:"tang,omitempty"` // its deals of the round's Tang keys
 }
 
 // Qualified reports whether the round has its deals and its new

@@ -246,6 +246,7 @@ func (t *transition) startRound(fresh bool) {
 		}
 		r.recount()
 	}
+	t.listTangKeys(r)
 	s.Reshare = r
 }
 
@@ -280,19 +281,17 @@ func (t *transition) deal(d *DealCommand) *Error {
 	if err := t.fsm.checker.CheckDeal(r, s.Poly, d.Dealer, d.Deal); err != nil {
 		return errorf(CodeInvalid, "deal from %d: %v", d.Dealer, err)
 	}
-	before := r.Deals
-	r.Deals = append(slices.Clip(r.Deals), Deal{Dealer: d.Dealer, Deal: d.Deal})
-	if len(r.Deals) < r.Needed {
-		return nil
+	if err := t.checkTangDeals(r, d.Dealer, d.Tang); err != nil {
+		return err
 	}
-	poly, err := t.fsm.checker.CombinePublic(r)
-	if err != nil {
+	before := r.Deals
+	r.Deals = append(slices.Clip(r.Deals), Deal{Dealer: d.Dealer, Deal: d.Deal, Tang: d.Tang})
+	if err := t.qualify(r); err != nil {
 		// The deals each passed their checks, so this is a fault of ours;
 		// refuse the last deal rather than qualify a round that cannot work.
 		r.Deals = before
-		return errorf(CodeInvalid, "combining round %d: %v", r.Round, err)
+		return err
 	}
-	r.Poly = poly
 	return nil
 }
 
@@ -344,6 +343,7 @@ func (t *transition) completeRound() {
 	s.Epoch++
 	s.Threshold = r.Threshold
 	s.Poly = r.Poly
+	t.completeTang(r)
 	for id, n := range s.Nodes {
 		if n.Leaving {
 			delete(s.Nodes, id)
@@ -489,6 +489,11 @@ func (t *transition) createKey(c *CreateKey) *Error {
 	}
 	if t.s.Epoch == 0 {
 		return errorf(CodeState, "the cluster key does not exist yet")
+	}
+	if c.Type == KeyTypeTang && t.s.Reshare != nil {
+		// A round reshares the Tang keys it started with: one dealt now to
+		// the holders the round replaces would be left behind.
+		return errorf(CodeConflict, "resharing round %d is in progress: create the tang key when it is done", t.s.Reshare.Round)
 	}
 	if err := t.s.checkKeyMaterial(c); err != nil {
 		return err

@@ -40,19 +40,19 @@ func complaintContext(context []byte, dealer uint32) []byte {
 	return append(out, byte(dealer>>24), byte(dealer>>16), byte(dealer>>8), byte(dealer))
 }
 
-func subshareCiphertext(d *Deal, recipient uint32) ([]byte, error) {
+func subshareCiphertext(dealer uint32, shares []EncryptedShare, recipient uint32) ([]byte, error) {
 	var ct []byte
 	found := 0
-	for _, s := range d.Shares {
+	for _, s := range shares {
 		if s.Index == recipient {
 			ct, found = s.Ciphertext, found+1
 		}
 	}
 	switch {
 	case found != 1:
-		return nil, fmt.Errorf("deal from %d: %w: %d shares for recipient %d", d.Dealer, ErrBadDeal, found, recipient)
+		return nil, fmt.Errorf("deal from %d: %w: %d shares for recipient %d", dealer, ErrBadDeal, found, recipient)
 	case len(ct) != EncryptedShareSize:
-		return nil, fmt.Errorf("deal from %d: %w: share for %d is %d bytes, want %d", d.Dealer, ErrBadDeal, recipient, len(ct), EncryptedShareSize)
+		return nil, fmt.Errorf("deal from %d: %w: share for %d is %d bytes, want %d", dealer, ErrBadDeal, recipient, len(ct), EncryptedShareSize)
 	}
 	return ct, nil
 }
@@ -66,15 +66,19 @@ func NewDealComplaint(rand io.Reader, d *Deal, recipient uint32, encPriv, contex
 	if d == nil {
 		return nil, fmt.Errorf("%w: nil deal", ErrBadDeal)
 	}
-	ct, err := subshareCiphertext(d, recipient)
+	return newComplaint(rand, d.Dealer, d.Shares, recipient, encPriv, context)
+}
+
+func newComplaint(rand io.Reader, dealer uint32, shares []EncryptedShare, recipient uint32, encPriv, context []byte) (*DealComplaint, error) {
+	ct, err := subshareCiphertext(dealer, shares, recipient)
 	if err != nil {
 		return nil, err
 	}
-	p, err := ComputePartial(rand, &Share{Index: recipient, Value: encPriv}, ct[:PointSize], complaintContext(context, d.Dealer))
+	p, err := ComputePartial(rand, &Share{Index: recipient, Value: encPriv}, ct[:PointSize], complaintContext(context, dealer))
 	if err != nil {
-		return nil, fmt.Errorf("complaint against %d: %w", d.Dealer, err)
+		return nil, fmt.Errorf("complaint against %d: %w", dealer, err)
 	}
-	return &DealComplaint{Dealer: d.Dealer, Recipient: recipient, Shared: p.Value, Challenge: p.Challenge, Response: p.Response}, nil
+	return &DealComplaint{Dealer: dealer, Recipient: recipient, Shared: p.Value, Challenge: p.Challenge, Response: p.Response}, nil
 }
 
 // VerifyDealComplaint checks recipient's complaint against deal d, the
@@ -89,40 +93,13 @@ func VerifyDealComplaint(d *Deal, encPub []byte, c *DealComplaint, context []byt
 	if d == nil || c == nil {
 		return fmt.Errorf("%w: nil deal or complaint", ErrBadDeal)
 	}
-	if c.Dealer != d.Dealer {
-		return fmt.Errorf("complaint names dealer %d, the deal is from %d", c.Dealer, d.Dealer)
-	}
-	ct, err := subshareCiphertext(d, c.Recipient)
-	if err != nil {
-		return err
-	}
-	A, err := decodePoint(encPub)
-	if err != nil {
-		return fmt.Errorf("recipient %d encryption key: %w", c.Recipient, err)
-	}
-	p := &Partial{Index: c.Recipient, Value: c.Shared, Challenge: c.Challenge, Response: c.Response}
-	keyPoly := &PublicPoly{Commits: [][]byte{A.Bytes()}} // t = 1: every public share is A
-	shared, err := verifyPartialE(keyPoly, ct[:PointSize], p, complaintContext(context, d.Dealer))
-	if err != nil {
-		return fmt.Errorf("complaint of %d against %d: %w", c.Recipient, d.Dealer, err)
-	}
 	commits, err := decodePoints(d.Commits, "commitment")
 	if err != nil || len(commits) == 0 {
 		return fmt.Errorf("deal from %d: %w: commitments", d.Dealer, ErrBadDeal)
 	}
-	key, err := dealKey(shared, ct[:PointSize], encPub)
-	if err != nil {
+	sub, err := complainedSubshare(d.Dealer, d.Shares, d.Commits, encPub, c, context)
+	if err != nil || sub == nil {
 		return err
-	}
-	defer clear(key)
-	aead, err := chacha20poly1305.New(key)
-	if err != nil {
-		return err
-	}
-	var nonce [chacha20poly1305.NonceSize]byte
-	sub, err := aead.Open(nil, nonce[:], ct[PointSize:], dealAD(context, d.Dealer, c.Recipient, d.Commits))
-	if err != nil {
-		return nil // the dealer encrypted something that does not open
 	}
 	defer clear(sub)
 	s, err := decodeScalar(sub)
@@ -144,6 +121,45 @@ func VerifyDealComplaint(d *Deal, encPub []byte, c *DealComplaint, context []byt
 		return fmt.Errorf("complaint of %d against %d: %w", c.Recipient, d.Dealer, ErrFalseComplaint)
 	}
 	return nil
+}
+
+// complainedSubshare checks a complaint's proof that Shared is the
+// Diffie-Hellman point of the recipient's sub-share ciphertext under
+// encPub, and decrypts the sub-share with it. It returns nil and no error
+// when the ciphertext does not open: the complaint holds.
+func complainedSubshare(dealer uint32, shares []EncryptedShare, commits [][]byte, encPub []byte, c *DealComplaint, context []byte) ([]byte, error) {
+	if c.Dealer != dealer {
+		return nil, fmt.Errorf("complaint names dealer %d, the deal is from %d", c.Dealer, dealer)
+	}
+	ct, err := subshareCiphertext(dealer, shares, c.Recipient)
+	if err != nil {
+		return nil, err
+	}
+	A, err := decodePoint(encPub)
+	if err != nil {
+		return nil, fmt.Errorf("recipient %d encryption key: %w", c.Recipient, err)
+	}
+	p := &Partial{Index: c.Recipient, Value: c.Shared, Challenge: c.Challenge, Response: c.Response}
+	keyPoly := &PublicPoly{Commits: [][]byte{A.Bytes()}} // t = 1: every public share is A
+	shared, err := verifyPartialE(keyPoly, ct[:PointSize], p, complaintContext(context, dealer))
+	if err != nil {
+		return nil, fmt.Errorf("complaint of %d against %d: %w", c.Recipient, dealer, err)
+	}
+	key, err := dealKey(shared, ct[:PointSize], encPub)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	aead, err := chacha20poly1305.New(key)
+	if err != nil {
+		return nil, err
+	}
+	var nonce [chacha20poly1305.NonceSize]byte
+	sub, err := aead.Open(nil, nonce[:], ct[PointSize:], dealAD(context, dealer, c.Recipient, commits))
+	if err != nil {
+		return nil, nil // the dealer encrypted something that does not open
+	}
+	return sub, nil
 }
 
 // verifyPartialE is VerifyPartial returning the partial's value.

@@ -237,29 +237,35 @@ func VerifyFreshDeal(d *Deal, t int, recipients []uint32) error {
 	if _, err := decodePoints(d.Commits, "commitment"); err != nil {
 		return fmt.Errorf("deal from %d: %w", d.Dealer, err)
 	}
+	return checkEncryptedShares(d.Dealer, d.Shares, recipients)
+}
+
+// checkEncryptedShares checks that a deal has exactly one well-formed
+// encrypted sub-share for each recipient index and none for others.
+func checkEncryptedShares(dealer uint32, shares []EncryptedShare, recipients []uint32) error {
 	want := make(map[uint32]bool, len(recipients))
 	for _, r := range recipients {
 		want[r] = true
 	}
-	got := make(map[uint32]bool, len(d.Shares))
-	for _, s := range d.Shares {
+	got := make(map[uint32]bool, len(shares))
+	for _, s := range shares {
 		switch {
 		case !want[s.Index]:
-			return fmt.Errorf("deal from %d: %w: share for non-recipient %d", d.Dealer, ErrBadDeal, s.Index)
+			return fmt.Errorf("deal from %d: %w: share for non-recipient %d", dealer, ErrBadDeal, s.Index)
 		case got[s.Index]:
-			return fmt.Errorf("deal from %d: %w: two shares for recipient %d", d.Dealer, ErrBadDeal, s.Index)
+			return fmt.Errorf("deal from %d: %w: two shares for recipient %d", dealer, ErrBadDeal, s.Index)
 		case len(s.Ciphertext) != EncryptedShareSize:
-			return fmt.Errorf("deal from %d: %w: share for %d is %d bytes, want %d", d.Dealer, ErrBadDeal, s.Index, len(s.Ciphertext), EncryptedShareSize)
+			return fmt.Errorf("deal from %d: %w: share for %d is %d bytes, want %d", dealer, ErrBadDeal, s.Index, len(s.Ciphertext), EncryptedShareSize)
 		}
 		if _, err := decodePoint(s.Ciphertext[:PointSize]); err != nil {
-			return fmt.Errorf("deal from %d: share for %d: ephemeral key: %w", d.Dealer, s.Index, err)
+			return fmt.Errorf("deal from %d: share for %d: ephemeral key: %w", dealer, s.Index, err)
 		}
 		got[s.Index] = true
 	}
 	if len(got) != len(want) {
 		for _, r := range recipients {
 			if !got[r] {
-				return fmt.Errorf("deal from %d: %w: no share for recipient %d", d.Dealer, ErrBadDeal, r)
+				return fmt.Errorf("deal from %d: %w: no share for recipient %d", dealer, ErrBadDeal, r)
 			}
 		}
 	}
