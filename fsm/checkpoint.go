@@ -435,7 +435,12 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 	switch {
 	case sn.Certificate != nil && (st.Checkpoint == nil || st.Checkpoint.Index != sn.Certificate.Index || !bytes.Equal(st.Checkpoint.Hash, sn.Certificate.Hash)):
 		return nil, fmt.Errorf("snapshot: its entries do not certify its checkpoint %d", sn.Certificate.Index)
-	case key != nil && !bytes.Equal(st.PublicKey(), key):
+	case st.Epoch != 0 && st.PublicKey() == nil:
+		return nil, fmt.Errorf("snapshot: the state it gives is at key epoch %d but has no cluster key", st.Epoch)
+	// A state from before the first key generation has no key to compare
+	// (a node's own snapshot taken then, restored at a restart): nothing
+	// can use a share with it, since holders answer only at an epoch.
+	case key != nil && st.PublicKey() != nil && !bytes.Equal(st.PublicKey(), key):
 		return nil, errors.New("snapshot: the state it gives has another cluster key than this replica's")
 	case ownCluster != "" && st.ClusterID != ownCluster:
 		return nil, fmt.Errorf("snapshot: of cluster %q, not %q", st.ClusterID, ownCluster)

@@ -561,3 +561,26 @@ func FuzzRestore(f *testing.F) {
 		}
 	})
 }
+
+// TestOwnSnapshotFromBeforeTheKeyRestoresWithThePin: a node keeps the
+// cluster key once it has it and pins it before Raft restores its own
+// latest snapshot at a restart; that snapshot may be from before the first
+// key generation (no key in it yet) and must restore.
+func TestOwnSnapshotFromBeforeTheKeyRestoresWithThePin(t *testing.T) {
+	h, c := newCryptoHarness(t)
+	certified(h, c)
+	X := clusterKey(h)
+	young, _ := newCryptoHarness(t) // the same history, stopped after init
+	young.must(admin, initCmd())
+	early := snapshotFor(t, young.f)
+
+	restarted := newCryptoFSM(c)
+	restarted.PinClusterKey(X)
+	if err := restarted.Restore(early); err != nil {
+		t.Fatalf("the node's own snapshot from before the first key, with the key pinned: %v", err)
+	}
+
+	if hashOf(t, restarted) != hashOf(t, young.f) {
+		t.Error("the restored state is not the state after init")
+	}
+}
