@@ -157,7 +157,7 @@ func TestNoPinRefusedBeforeAnyNetworkCall(t *testing.T) {
 // constant term is another key, partials that verify against it, and a
 // key sealed to it. Pinned to the cluster key, the agent refuses it as a
 // bad reply and returns no key; an honest node still works.
-func TestLyingNodeRefusedByPin(t *testing.T) {
+func TestPinnedClusterKey(t *testing.T) {
 	c := newTestCluster(t)
 	c.addKey("disk1", secret)
 	forged := []byte("a key the coordinator chose")
