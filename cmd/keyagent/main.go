@@ -191,10 +191,8 @@ func enroll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		pinKey, *clusterID = cf.PublicKey, cf.ClusterID
 	}
 
-	key, created, err := agent.EnsureMachineKey(*keyFile)
-	if err != nil {
-		return err
-	}
+	// The pin first: a config that pins another cluster stops the
+	// enrollment before anything is made.
 	if pinKey != nil {
 		changed, err := agent.SavePin(*configFile, *clusterID, pinKey)
 		if err != nil {
@@ -207,6 +205,10 @@ func enroll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	} else {
 		fmt.Fprintf(stderr, "keyagent: %s pins cluster %q, public key %x\n", *configFile, existing.ClusterID, existing.ClusterPublicKey)
+	}
+	key, created, err := agent.EnsureMachineKey(*keyFile)
+	if err != nil {
+		return err
 	}
 	pub := key.Public().(ed25519.PublicKey)
 	b64 := base64.StdEncoding.EncodeToString(pub)

@@ -111,6 +111,9 @@ func TestEnrollRefusals(t *testing.T) {
 	if code != vocab.ExitFailure || out != "" || !strings.Contains(errOut, "pins another cluster") {
 		t.Errorf("enroll over another pin: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
+	if _, err := os.Stat(keyFile); err == nil {
+		t.Error("enroll over another pin made the machine key")
+	}
 }
 
 // unlock without a pinned key is refused before any connection, naming
