@@ -119,6 +119,44 @@ func TestCorruptedPartial(t *testing.T) {
 	}
 }
 
+// The pin is required: an agent without one is refused before it asks
+// any node.
+func TestNoPinRefusedBeforeAnyNetworkCall(t *testing.T) {
+	c := newTestCluster(t)
+	c.addKey("disk1", secret)
+	n := c.node().start(t, false)
+	key := newKey(t)
+	c.addMachine(key)
+	for _, cfg := range []Config{
+		{Servers: []string{n.addr}, CA: string(c.caPEM), TCPOnly: true},
+		{Servers: []string{n.addr}, CA: string(c.caPEM), TCPOnly: true, ClusterID: c.id},
+	} {
+		a, err := New(cfg, key)
+		if a != nil || KindOf(err) != vocab.KindConfig || !strings.Contains(err.Error(), ErrNoPin.Error()) {
+			t.Fatalf("New without a pinned key = %v, %v; want the no-pin config error", a, err)
+		}
+		for _, want := range []string{"--cluster-key", "keyctl cluster pin"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("the error does not name %q: %v", want, err)
+			}
+		}
+		if ExitCode(err) != vocab.KindConfig.ExitCode() {
+			t.Errorf("exit code %d, want config's %d", ExitCode(err), vocab.KindConfig.ExitCode())
+		}
+	}
+	if got := n.seen(); len(got) != 0 {
+		t.Errorf("the node was asked %d times by an agent without a pin", len(got))
+	}
+	// A pin of the wrong size is refused too.
+	if _, err := New(Config{Servers: []string{n.addr}, ClusterPublicKey: []byte("short")}, newKey(t)); KindOf(err) != vocab.KindConfig {
+		t.Errorf("New with a 5-byte pin: %v, want a config error", err)
+	}
+}
+
+// A lying node answers with a sharing of its own: a polynomial whose
+// constant term is another key, partials that verify against it, and a
+// key sealed to it. Pinned to the cluster key, the agent refuses it as a
+// bad reply and returns no key; an honest node still works.
 func TestPinnedClusterKey(t *testing.T) {
 	c := newTestCluster(t)
 	c.addKey("disk1", secret)
@@ -127,35 +165,42 @@ func TestPinnedClusterKey(t *testing.T) {
 	liar.forge = forged
 	liar.start(t, false)
 
-	// Without a pin, a coordinator's own sharing is self-consistent: the
-	// agent cannot tell. This is why the pin matters.
+	liar.forgedPoly, liar.forgedShares = dealSharing(t, 2, 3)
+
+	// Pinned to the liar's own key, its answer opens: the forgery is
+	// consistent in every check but the pin, so the pin is what refuses
+	// it below.
 	a, _ := c.testAgent(t, false, liar.addr)
+	a.cfg.ClusterPublicKey = liar.forgedPoly.PublicKey()
 	if got, err := unlock(t, a, "disk1"); err != nil || !bytes.Equal(got, forged) {
 		t.Fatalf("the forgery is not self-consistent (got %q, %v): this test would prove nothing", got, err)
 	}
 
-	// With the pin, it is refused, and an honest node still works.
-	honest := c.node().start(t, false)
-	for _, tc := range []struct {
-		addr string
-		want error
-	}{{liar.addr, &Error{Kind: vocab.KindBadReply}}, {honest.addr, nil}} {
-		a, _ := c.testAgent(t, false, tc.addr)
-		a.cfg.ClusterPublicKey = c.poly.PublicKey()
-		got, err := unlock(t, a, "disk1")
-		switch {
-		case tc.want == nil && (err != nil || !bytes.Equal(got, secret)):
-			t.Errorf("honest node with the pin: %q, %v; want the key", got, err)
-		case tc.want != nil && (KindOf(err) != vocab.KindBadReply || got != nil):
-			t.Errorf("lying node with the pin: %q, %v; want a bad_reply error", got, err)
-		case tc.want != nil && !strings.Contains(err.Error(), "pinned cluster public key"):
-			t.Errorf("the error does not name the pin: %v", err)
-		}
+	// Pinned to the cluster key: refused, no key.
+	a, log := c.testAgent(t, false, liar.addr)
+	got, err := unlock(t, a, "disk1")
+	if KindOf(err) != vocab.KindBadReply || got != nil {
+		t.Fatalf("lying node with the pin: %q, %v; want a bad_reply error and no key", got, err)
+	}
+	if ExitCode(err) != vocab.ExitBadReply {
+		t.Errorf("exit code %d, want bad_reply's %d", ExitCode(err), vocab.ExitBadReply)
+	}
+	if !strings.Contains(err.Error(), "pinned cluster public key") || !strings.Contains(err.Error(), liar.addr) {
+		t.Errorf("the error does not name the pin and the node: %v", err)
+	}
+	if strings.Contains(err.Error(), string(forged)) || strings.Contains(log.String(), string(forged)) {
+		t.Error("the forged key appears in the error or the log")
 	}
 
-	// A wrong pin given in the config is refused when the agent is made.
-	if _, err := New(Config{Servers: []string{honest.addr}, ClusterPublicKey: []byte("short")}, newKey(t)); KindOf(err) != vocab.KindConfig {
-		t.Errorf("New with a 5-byte pin: %v, want a config error", err)
+	// The liar first, an honest node next: the honest answer opens the
+	// real key and the liar is warned about.
+	honest := c.node().start(t, false)
+	a, log = c.testAgent(t, false, liar.addr, honest.addr)
+	if got, err := unlock(t, a, "disk1"); err != nil || !bytes.Equal(got, secret) {
+		t.Fatalf("liar then honest node: %q, %v; want the key", got, err)
+	}
+	if !strings.Contains(log.String(), "warning: "+liar.addr) {
+		t.Errorf("the liar is not warned about:\n%s", log)
 	}
 }
 
@@ -453,7 +498,7 @@ func TestSRVDiscovery(t *testing.T) {
 	host, port, _ := net.SplitHostPort(n.addr)
 	key := newKey(t)
 	c.addMachine(key)
-	a, err := New(Config{SRV: "example.test", CA: string(c.caPEM), TCPOnly: true}, key)
+	a, err := New(Config{SRV: "example.test", CA: string(c.caPEM), TCPOnly: true, ClusterPublicKey: c.poly.PublicKey()}, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -487,7 +532,7 @@ func (r *fakeResolver) LookupSRV(_ context.Context, service, proto, name string)
 
 func TestServersInRandomOrder(t *testing.T) {
 	servers := []string{"a:1", "b:1", "c:1", "d:1", "e:1"}
-	a, err := New(Config{Servers: servers}, newKey(t))
+	a, err := New(Config{Servers: servers, ClusterPublicKey: make([]byte, ClusterKeySize)}, newKey(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -543,6 +588,81 @@ func TestConfig(t *testing.T) {
 	m := Config{Key: "a", Servers: []string{"x"}, CA: "ca"}.Merge(&Config{Key: "b", Wait: &w})
 	if m.Key != "b" || m.Servers[0] != "x" || m.CA != "ca" || *m.Wait != w {
 		t.Errorf("Merge = %+v", m)
+	}
+}
+
+func TestParseClusterKey(t *testing.T) {
+	key := bytes.Repeat([]byte{0xab}, ClusterKeySize)
+	for _, s := range []string{strings.Repeat("ab", 32), " " + strings.Repeat("AB", 32) + "\n",
+		"q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=", "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s"} {
+		if got, err := ParseClusterKey(s); err != nil || !bytes.Equal(got, key) {
+			t.Errorf("ParseClusterKey(%q) = %x, %v; want %x", s, got, err, key)
+		}
+	}
+	for _, s := range []string{"", "ab", strings.Repeat("ab", 31), strings.Repeat("zz", 32), "q6ur"} {
+		if _, err := ParseClusterKey(s); err == nil {
+			t.Errorf("ParseClusterKey(%q) succeeded", s)
+		}
+	}
+}
+
+func TestSavePin(t *testing.T) {
+	dir := t.TempDir()
+	key := bytes.Repeat([]byte{1}, ClusterKeySize)
+	other := bytes.Repeat([]byte{2}, ClusterKeySize)
+
+	// A new file, in a new directory: the pin alone, owner-only.
+	path := filepath.Join(dir, "etc", "agent.json")
+	if changed, err := SavePin(path, "c1", key); err != nil || !changed {
+		t.Fatalf("SavePin into a new file: %v, changed %v", err, changed)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("config mode %v, %v; want 0600", fi.Mode(), err)
+	}
+	c, err := LoadConfig(path)
+	if err != nil || c.ClusterID != "c1" || !bytes.Equal(c.ClusterPublicKey, key) {
+		t.Fatalf("the config after SavePin: %+v, %v", c, err)
+	}
+
+	// An existing config keeps its other fields; pinning again is a no-op.
+	path = filepath.Join(dir, "full.json")
+	os.WriteFile(path, []byte(`{"servers":["a:1"],"wait":"2m","key":"disk1"}`), 0o640)
+	if changed, err := SavePin(path, "c1", key); err != nil || !changed {
+		t.Fatalf("SavePin into an existing config: %v, changed %v", err, changed)
+	}
+	c, err = LoadConfig(path)
+	if err != nil || c.Key != "disk1" || len(c.Servers) != 1 || *c.Wait != Duration(2*time.Minute) || c.ClusterID != "c1" || !bytes.Equal(c.ClusterPublicKey, key) {
+		t.Fatalf("the config after SavePin: %+v, %v", c, err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o640 {
+		t.Errorf("the config's mode changed to %v", fi.Mode())
+	}
+	if changed, err := SavePin(path, "c1", key); err != nil || changed {
+		t.Errorf("SavePin of the same pin: %v, changed %v; want no change", err, changed)
+	}
+
+	// Another cluster's pin is never overwritten.
+	before, _ := os.ReadFile(path)
+	for _, tc := range []struct {
+		id  string
+		key []byte
+	}{{"c1", other}, {"c2", key}} {
+		if _, err := SavePin(path, tc.id, tc.key); KindOf(err) != vocab.KindConfig || !strings.Contains(err.Error(), "pins another cluster") {
+			t.Errorf("SavePin(%s, %x) over another pin: %v; want a refusal", tc.id, tc.key[:2], err)
+		}
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Error("a refused SavePin changed the file")
+	}
+
+	// A broken config is refused, not replaced.
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"sever":"x"}`), 0o600)
+	if _, err := SavePin(bad, "c1", key); KindOf(err) != vocab.KindConfig {
+		t.Errorf("SavePin into a config with an unknown field: %v", err)
+	}
+	if _, err := SavePin(filepath.Join(dir, "x.json"), "", key); err == nil {
+		t.Error("SavePin without a cluster ID succeeded")
 	}
 }
 

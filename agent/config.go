@@ -2,7 +2,10 @@ package agent
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -50,10 +53,12 @@ type Config struct {
 	// KeyFile is the machine's Ed25519 key (PKCS#8 PEM).
 	KeyFile string `json:"key_file,omitempty"`
 	// ClusterPublicKey pins the cluster public key (base64 of the 32-byte
-	// point that keyctl cluster status shows). With it, a coordinating
-	// node cannot substitute a polynomial of its own.
+	// point; keyctl cluster pin prints it in hex, which keyagent enroll
+	// --cluster-key takes). It is required: without it a coordinating node
+	// could answer with a polynomial and a key of its own making.
 	ClusterPublicKey []byte `json:"cluster_public_key,omitempty"`
-	// ClusterID, if set, must be the cluster's ID in every answer.
+	// ClusterID, if set, must be the cluster's ID in every answer;
+	// keyagent enroll records it with the key.
 	ClusterID string `json:"cluster_id,omitempty"`
 	// TimeoutPerNode bounds one attempt at one node.
 	TimeoutPerNode Duration `json:"timeout_per_node,omitempty"`
@@ -70,6 +75,26 @@ type Config struct {
 	// then SRV targets) instead of a random order: for a preferred nearby
 	// node.
 	InOrder bool `json:"in_order,omitempty"`
+}
+
+// ClusterKeySize is the size of the cluster public key: an edwards25519
+// point.
+const ClusterKeySize = 32
+
+// ParseClusterKey reads a cluster public key given as hex (as keyctl
+// cluster pin prints it) or base64 (as keyctl cluster status --json shows
+// it).
+func ParseClusterKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if b, err := hex.DecodeString(s); err == nil && len(b) == ClusterKeySize {
+		return b, nil
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil && len(b) == ClusterKeySize {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("want the %d-byte cluster public key in hex (%d digits) or base64", ClusterKeySize, 2*ClusterKeySize)
 }
 
 // Duration is a time.Duration that reads and writes JSON as a Go duration
@@ -190,8 +215,13 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// ErrNoPin is the error of a config without a pinned cluster public key.
+var ErrNoPin = errors.New("no pinned cluster public key: run keyagent enroll --cluster-key HEX --cluster-id ID " +
+	"with the values keyctl cluster pin prints (or keyagent enroll --confirm), or give --cluster-public-key")
+
 // Validate checks the config for an unlock: somewhere to find servers,
-// well-formed addresses, a 32-byte pinned key, and no negative duration.
+// well-formed addresses, a pinned 32-byte cluster public key (ErrNoPin
+// without one), and no negative duration.
 func (c *Config) Validate() error {
 	if len(c.Servers) == 0 && c.SRV == "" {
 		return fmt.Errorf("no servers: give servers in the config, --server, or --srv DOMAIN")
@@ -201,8 +231,10 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
-	if n := len(c.ClusterPublicKey); n != 0 && n != 32 {
-		return fmt.Errorf("cluster_public_key is %d bytes, want the 32-byte cluster public key", n)
+	if n := len(c.ClusterPublicKey); n == 0 {
+		return ErrNoPin
+	} else if n != ClusterKeySize {
+		return fmt.Errorf("cluster_public_key is %d bytes, want the %d-byte cluster public key", n, ClusterKeySize)
 	}
 	if c.TimeoutPerNode < 0 || c.RetryFor < 0 || (c.Wait != nil && *c.Wait < 0) {
 		return fmt.Errorf("durations must not be negative")

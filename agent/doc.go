@@ -28,10 +28,20 @@
 // fsm.ReleaseContext(cluster, key, version, epoch, signed payload), and
 // combines t of them (shamir.Open): client-side combine. The coordinating
 // node relays sealed partials it cannot read, so no server sees the key.
-// A partial that fails is reported and skipped. If the config pins the
-// cluster public key, the polynomial's constant term must equal it;
-// without the pin, a lying coordinator could answer with a polynomial and
-// a key of its own making, so pin it.
+// A partial that fails is reported and skipped. The polynomial's constant
+// term must equal the cluster public key the config pins, or the answer
+// is refused as bad_reply: without the pin, a lying coordinator could
+// answer with a polynomial, partials and a key of its own making. So the
+// pin is required (Config.Validate refuses a config without one, before
+// any network call).
+//
+// # The pin
+//
+// keyagent enroll records the cluster ID and public key in the config
+// (SavePin): as keyctl cluster pin prints them, or as t members, each
+// asked at its own address and authenticated by its node certificate,
+// agree on them (ConfirmPin, with an operator's certificate, since the
+// status is an operator's call).
 //
 // Errors are {"error":{"kind","message"}}. Kind pending_approval means
 // the request is recorded as a pending session that an operator approves

@@ -131,8 +131,13 @@ type fakeNode struct {
 	holders []uint32
 	// corrupt holders send a partial with a wrong proof.
 	corrupt map[uint32]bool
-	// forge answers with a sharing and a key of the node's own making.
-	forge []byte
+	// forge answers with a sharing and a key of the node's own making:
+	// a sharing it dealt itself (forgedPoly, the same for every answer)
+	// whose constant term is not the cluster key, and partials that
+	// verify against it.
+	forge        []byte
+	forgedPoly   *shamir.PublicPoly
+	forgedShares map[uint32]*shamir.Share
 
 	addr   string
 	mu     sync.Mutex
@@ -275,7 +280,12 @@ func (n *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if n.forge != nil {
 		// A coordinator that makes its own sharing can make partials
 		// that verify against its own polynomial.
-		poly, shares = dealSharing(c.t, 2, 3)
+		n.mu.Lock()
+		if n.forgedPoly == nil {
+			n.forgedPoly, n.forgedShares = dealSharing(c.t, 2, 3)
+		}
+		poly, shares = n.forgedPoly, n.forgedShares
+		n.mu.Unlock()
 		var err error
 		if ct, err = shamir.Seal(rand.Reader, poly.PublicKey(), fsm.SealInfo(c.id, cmd.Release.Key), n.forge); err != nil {
 			writeErr(w, 500, "internal", err.Error())
@@ -420,7 +430,8 @@ func (c *testCluster) testAgent(t *testing.T, quic bool, servers ...string) (*Ag
 func (c *testCluster) agentWithKey(t *testing.T, key ed25519.PrivateKey, quic bool, servers ...string) (*Agent, *syncBuffer) {
 	t.Helper()
 	wait := Duration(0)
-	a, err := New(Config{Servers: servers, CA: string(c.caPEM), TimeoutPerNode: Duration(2 * time.Second), Wait: &wait, TCPOnly: !quic, InOrder: true}, key)
+	a, err := New(Config{Servers: servers, CA: string(c.caPEM), TimeoutPerNode: Duration(2 * time.Second), Wait: &wait, TCPOnly: !quic, InOrder: true,
+		ClusterID: c.id, ClusterPublicKey: c.poly.PublicKey()}, key)
 	if err != nil {
 		t.Fatal(err)
 	}

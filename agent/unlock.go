@@ -64,20 +64,30 @@ func New(cfg Config, key ed25519.PrivateKey) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, key: key, id: MachineID(key.Public().(ed25519.PublicKey))}
 	if cfg.CA != "" {
-		pemCA := []byte(cfg.CA)
-		if !strings.Contains(cfg.CA, "-----BEGIN") {
-			b, err := os.ReadFile(cfg.CA)
-			if err != nil {
-				return nil, errorf(vocab.KindConfig, "reading the CA certificate: %v", err)
-			}
-			pemCA = b
-		}
-		a.roots = x509.NewCertPool()
-		if !a.roots.AppendCertsFromPEM(pemCA) {
-			return nil, errorf(vocab.KindConfig, "CA certificate %s: no PEM certificate in it", abbreviate(cfg.CA))
+		var err error
+		if a.roots, err = loadRoots(cfg.CA); err != nil {
+			return nil, err
 		}
 	}
 	return a, nil
+}
+
+// loadRoots reads the CA certificate of Config.CA: a PEM file's path, or
+// the PEM itself.
+func loadRoots(ca string) (*x509.CertPool, error) {
+	pemCA := []byte(ca)
+	if !strings.Contains(ca, "-----BEGIN") {
+		b, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, errorf(vocab.KindConfig, "reading the CA certificate: %v", err)
+		}
+		pemCA = b
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pemCA) {
+		return nil, errorf(vocab.KindConfig, "CA certificate %s: no PEM certificate in it", abbreviate(ca))
+	}
+	return roots, nil
 }
 
 // MachineID is the ID of the agent's machine key.
@@ -253,7 +263,7 @@ func (a *Agent) attempt(ctx context.Context, server, name string) ([]byte, error
 		a.logf("%s: HTTP %d over %s", server, rep.status, rep.proto)
 	}
 	if rep.status != http.StatusOK {
-		return nil, serverError(server, rep)
+		return nil, serverErrorAt(server, UnlockPath, rep)
 	}
 	var ur vocab.UnlockReply
 	if err := json.Unmarshal(rep.body, &ur); err != nil {
@@ -269,12 +279,12 @@ func (a *Agent) attempt(ctx context.Context, server, name string) ([]byte, error
 	return key, nil
 }
 
-// serverError converts a node's error answer.
-func serverError(server string, rep *reply) *Error {
+// serverErrorAt converts a node's error answer to a call of path.
+func serverErrorAt(server, path string, rep *reply) *Error {
 	var er vocab.ErrorReply
 	if err := json.Unmarshal(rep.body, &er); err != nil || er.Error == nil || er.Error.Kind == "" {
 		return &Error{Kind: vocab.KindInternal, Server: server,
-			Message: fmt.Sprintf("HTTP %d without an error body (does the node serve %s?)", rep.status, UnlockPath)}
+			Message: fmt.Sprintf("HTTP %d without an error body (does the node serve %s?)", rep.status, path)}
 	}
 	msg := er.Error.Message
 	if msg == "" {
@@ -285,7 +295,7 @@ func serverError(server string, rep *reply) *Error {
 }
 
 // combine checks a node's answer and opens the key: the answer must be for
-// this key and (if pinned) this cluster key; every partial must open with
+// this key and the pinned cluster key (and cluster ID, if pinned); every partial must open with
 // the ephemeral key and carry a valid proof for the holder's public share;
 // t of them open the ciphertext. Partials that fail are returned as
 // rejected, whether or not enough others passed.
@@ -304,8 +314,10 @@ func (a *Agent) combine(ur *vocab.UnlockReply, name string, payload, ephPriv []b
 	if ur.Threshold != t {
 		return nil, nil, fmt.Errorf("threshold %d does not match the polynomial's %d", ur.Threshold, t)
 	}
-	if pin := a.cfg.ClusterPublicKey; len(pin) > 0 && subtle.ConstantTimeCompare(poly.Commits[0], pin) != 1 {
-		return nil, nil, errors.New("the public polynomial is not for the pinned cluster public key")
+	// The pin is required (Validate); an agent without one accepts no
+	// answer.
+	if pin := a.cfg.ClusterPublicKey; len(pin) != ClusterKeySize || subtle.ConstantTimeCompare(poly.Commits[0], pin) != 1 {
+		return nil, nil, errors.New("the public polynomial is not for the pinned cluster public key: its constant term is another key")
 	}
 	rctx := fsm.ReleaseContext(ur.ClusterID, name, ur.Version, ur.Epoch, payload)
 	var good []*shamir.Partial

@@ -9,7 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -64,35 +64,63 @@ func needTools(t *testing.T, names ...string) {
 	}
 }
 
-// machine is a keyagent identity made by "keyagent enroll".
+// machine is a keyagent identity made by "keyagent enroll", with the
+// config enroll pinned the cluster in.
 type machine struct {
 	keyFile string
 	pub     string // base64
 	id      string
+	config  string // the config file enroll wrote the pin into
+	pin     pin    // as read back from it
+}
+
+// pin is a cluster ID and public key, as keyagent's config holds them.
+type pin struct {
+	ClusterID  string `json:"cluster_id"`
+	ClusterKey []byte `json:"cluster_public_key"`
 }
 
 var enrollLines = regexp.MustCompile(`^public-key: (\S+)\nmachine-id: ([0-9a-f]+)\n$`)
 
-func enroll(t *testing.T, dir, name string) machine {
+// enroll runs "keyagent enroll" for machine name with the pin keyctl
+// cluster pin printed, or with args instead (--confirm ...) in env.
+func (s *agentSetup) enroll(t *testing.T, name string, env []string, args ...string) machine {
 	t.Helper()
-	m := machine{keyFile: filepath.Join(dir, name+".key")}
-	r := run(t, time.Minute, baseEnv(), agentBin, "enroll", "--key-file", m.keyFile)
+	m := machine{keyFile: filepath.Join(s.dir, name+".key"), config: filepath.Join(s.dir, name+".json")}
+	if args == nil {
+		args = []string{"--cluster-key", s.clusterKey, "--cluster-id", s.clusterID}
+	}
+	if env == nil {
+		env = baseEnv()
+	}
+	r := run(t, time.Minute, env, agentBin, append([]string{"enroll", "--key-file", m.keyFile, "--config", m.config}, args...)...)
 	sm := enrollLines.FindStringSubmatch(string(r.stdout))
 	if r.code != 0 || sm == nil {
 		t.Fatalf("keyagent enroll: %v", r)
 	}
 	m.pub, m.id = sm[1], sm[2]
+	b, err := os.ReadFile(m.config)
+	if err != nil {
+		t.Fatalf("keyagent enroll wrote no config: %v", err)
+	}
+	if err := json.Unmarshal(b, &m.pin); err != nil || m.pin.ClusterID != s.clusterID || hex.EncodeToString(m.pin.ClusterKey) != s.clusterKey {
+		t.Fatalf("keyagent enroll pinned %s / %x (%v), want keyctl cluster pin's %s / %s", m.pin.ClusterID, m.pin.ClusterKey, err, s.clusterID, s.clusterKey)
+	}
 	return m
 }
 
 // agentSetup is what a machine needs to reach a cluster: its CA
-// certificate and the cluster public key to pin.
+// certificate and the pin (cluster ID and public key) that keyctl
+// cluster pin prints.
 type agentSetup struct {
-	c      *localCluster
-	dir    string
-	ca     string
-	pubKey string // base64
+	c          *localCluster
+	dir        string
+	ca         string
+	clusterID  string
+	clusterKey string // hex, as keyctl cluster pin prints it
 }
+
+var pinExports = regexp.MustCompile(`(?m)^export KEYQUORUM_CLUSTER_ID=(\S+)\nexport KEYQUORUM_CLUSTER_KEY=([0-9a-f]{64})$`)
 
 func newAgentSetup(t *testing.T, c *localCluster) *agentSetup {
 	t.Helper()
@@ -102,25 +130,24 @@ func newAgentSetup(t *testing.T, c *localCluster) *agentSetup {
 			s.ca = v
 		}
 	}
-	var st struct {
-		PublicKey []byte `json:"public_key"`
+	r := c.mustKeyctl(1, "cluster", "pin", "--env", "")
+	sm := pinExports.FindStringSubmatch(string(r.stdout))
+	if sm == nil {
+		t.Fatalf("keyctl cluster pin printed no pin: %s", r.stdout)
 	}
-	r := c.mustKeyctl(1, "cluster", "status", "--json")
-	if err := json.Unmarshal(r.stdout, &st); err != nil || len(st.PublicKey) != 32 {
-		t.Fatalf("cluster status --json: no 32-byte public_key (%v): %s", err, r.stdout)
-	}
-	s.pubKey = base64.StdEncoding.EncodeToString(st.PublicKey)
+	s.clusterID, s.clusterKey = sm[1], sm[2]
 	return s
 }
 
 // config returns keyagent's config for m and servers as a JSON object,
-// with extra fields.
+// with the pin enroll wrote and extra fields.
 func (s *agentSetup) config(m machine, servers []string, extra map[string]any) map[string]any {
 	cfg := map[string]any{
 		"servers":            servers,
 		"ca":                 s.ca,
 		"key_file":           m.keyFile,
-		"cluster_public_key": s.pubKey,
+		"cluster_id":         m.pin.ClusterID,
+		"cluster_public_key": m.pin.ClusterKey,
 		"timeout_per_node":   "5s",
 		"wait":               "0s",
 	}
@@ -289,7 +316,7 @@ func TestAgentUnlocksLUKS(t *testing.T) {
 	secret := append(randomSecret(t, 30), '\n', 0) // any bytes: a newline and a NUL too
 	createSecretKey(t, c, "disk1", secret)
 	img := luksImage(t, s.dir, secret)
-	m := enroll(t, s.dir, "host1")
+	m := s.enroll(t, "host1", nil)
 	c.mustKeyctl(1, "machine", "add", "host1", "--public-key", m.pub, "--key", "disk1")
 	servers := s.servers(3)
 
@@ -388,7 +415,7 @@ func TestAgentApprovalFlow(t *testing.T) {
 	s := newAgentSetup(t, c)
 	secret := randomSecret(t, 32)
 	createSecretKey(t, c, "disk1", secret)
-	m := enroll(t, s.dir, "host1")
+	m := s.enroll(t, "host1", nil)
 	c.mustKeyctl(1, "machine", "add", "host1", "--public-key", m.pub, "--key", "disk1", "--approval")
 	cfg := s.configFile(t, s.config(m, s.servers(3), map[string]any{"wait": "3m"}))
 
@@ -503,7 +530,7 @@ func TestAgentReplayRefused(t *testing.T) {
 	s := newAgentSetup(t, c)
 	secret := randomSecret(t, 32)
 	createSecretKey(t, c, "disk1", secret)
-	m := enroll(t, s.dir, "host1")
+	m := s.enroll(t, "host1", nil)
 	c.mustKeyctl(1, "machine", "add", "host1", "--public-key", m.pub, "--key", "disk1")
 
 	node1 := c.addr(1)
@@ -549,8 +576,8 @@ func TestAgentRefusals(t *testing.T) {
 	secret := randomSecret(t, 32)
 	createSecretKey(t, c, "disk1", secret)
 	createSecretKey(t, c, "other", randomSecret(t, 32))
-	m := enroll(t, s.dir, "host1")
-	stranger := enroll(t, s.dir, "stranger")
+	m := s.enroll(t, "host1", nil)
+	stranger := s.enroll(t, "stranger", nil)
 	c.mustKeyctl(1, "machine", "add", "host1", "--public-key", m.pub, "--key", "disk1")
 	servers := s.servers(3)
 	cfg := s.configFile(t, s.config(m, servers, nil))
@@ -569,6 +596,27 @@ func TestAgentRefusals(t *testing.T) {
 		dead := s.configFile(t, s.config(m, []string{closedPort(t), closedPort(t)}, nil))
 		checkAgentError(t, unlockWith(t, dead, "disk1"), 8, "no server answered")
 	})
+	t.Run("enroll confirms the pin with the members", func(t *testing.T) {
+		// With the operator's credentials of the environment
+		// (KEYQUORUM_CLIENT_CERT, KEYQUORUM_CLIENT_KEY, KEYQUORUM_CACERT),
+		// asking every node.
+		m3 := s.enroll(t, "host3", c.env, "--confirm", "--server", strings.Join(servers, ","))
+		c.mustKeyctl(1, "machine", "add", "host3", "--public-key", m3.pub, "--key", "disk1")
+		// The config enroll wrote, the rest on the command line.
+		r := unlockWith(t, m3.config, "disk1", "--server", strings.Join(servers, ","), "--ca", s.ca, "--key-file", m3.keyFile, "--wait", "0s")
+		checkKeyOut(t, r, secret)
+	})
+	t.Run("no pin", func(t *testing.T) {
+		cfg := s.config(m, servers, nil)
+		delete(cfg, "cluster_public_key")
+		delete(cfg, "cluster_id")
+		checkAgentError(t, unlockWith(t, s.configFile(t, cfg), "disk1"), 1, "keyctl cluster pin")
+	})
+	t.Run("another cluster key pinned", func(t *testing.T) {
+		// One server: one line on stderr (a lie of several is also warned about).
+		other := s.configFile(t, s.config(m, servers[:1], map[string]any{"cluster_public_key": bytes.Repeat([]byte{0x5a}, 32)}))
+		checkAgentError(t, unlockWith(t, other, "disk1"), 10, "pinned cluster public key")
+	})
 	t.Run("revoked machine, on every node", func(t *testing.T) {
 		c.mustKeyctl(1, "machine", "revoke", m.id)
 		for i := 1; i <= 3; i++ {
@@ -577,7 +625,7 @@ func TestAgentRefusals(t *testing.T) {
 		}
 	})
 	t.Run("no quorum", func(t *testing.T) {
-		m2 := enroll(t, s.dir, "host2")
+		m2 := s.enroll(t, "host2", nil)
 		c.mustKeyctl(1, "machine", "add", "host2", "--public-key", m2.pub, "--key", "disk1")
 		c.mustScript("kill", "2", c.dir)
 		c.mustScript("kill", "3", c.dir)
@@ -592,7 +640,7 @@ func TestClevisPin(t *testing.T) {
 	c := startCluster(t, 3)
 	s := newAgentSetup(t, c)
 	createSecretKey(t, c, "disk1", randomSecret(t, 32))
-	m := enroll(t, s.dir, "host1")
+	m := s.enroll(t, "host1", nil)
 	c.mustKeyctl(1, "machine", "add", "host1", "--public-key", m.pub, "--key", "disk1")
 
 	// Our pin scripts and keyagent first on PATH.

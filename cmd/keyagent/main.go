@@ -1,8 +1,9 @@
 // Command keyagent fetches a machine's unlock key from a keyquorum
 // cluster, at boot or after: "keyagent unlock --key NAME" prints the key
 // on stdout and nothing else, for a crypttab keyscript, systemd or the
-// clevis pin; "keyagent enroll" makes the machine's key. See
-// docs/boot.md and package agent.
+// clevis pin; "keyagent enroll" makes the machine's key and pins the
+// cluster's ID and public key in the config, without which unlock
+// refuses to run. See docs/boot.md and package agent.
 package main
 
 import (
@@ -29,12 +30,21 @@ import (
 const usage = `keyagent fetches this machine's unlock key from a keyquorum cluster.
 
 Usage:
-  keyagent enroll [--key-file F]
+  keyagent enroll --cluster-key HEX --cluster-id ID [--config FILE] [--key-file F]
+  keyagent enroll --confirm [--server HOST:PORT ...] [--ca FILE]
+                  [--operator-cert FILE --operator-key FILE] [--config FILE]
       make the machine key if there is none; print its public key and ID
-      for "keyctl machine add NAME --public-key B64 --key KEYNAME"
+      for "keyctl machine add NAME --public-key B64 --key KEYNAME"; pin the
+      cluster in the config (default ` + agent.DefaultConfigFile + `): its ID and
+      public key as "keyctl cluster pin" prints them (KEYQUORUM_CLUSTER_ID,
+      KEYQUORUM_CLUSTER_KEY), or with --confirm as t members, each at its
+      own address with its node certificate, agree on them (the cluster's
+      status is an operator's call: an operator's certificate, by default
+      KEYQUORUM_CLIENT_CERT and KEYQUORUM_CLIENT_KEY, is used once and not
+      kept). unlock refuses to run without the pin.
   keyagent unlock [--key NAME] [--config FILE] [--config-json JSON]
                   [--server HOST:PORT ...] [--srv DOMAIN] [--ca FILE]
-                  [--key-file F] [--cluster-public-key B64] [--wait D]
+                  [--key-file F] [--cluster-public-key KEY] [--cluster-id ID] [--wait D]
                   [--timeout-per-node D] [--retry-for D] [--tcp-only]
                   [--in-order] [--format raw|jwk] [-v]
       print the key on stdout (raw bytes, or with --format jwk the clevis
@@ -42,7 +52,7 @@ Usage:
 
 The config file (default ` + agent.DefaultConfigFile + `, if present) is JSON:
   {"key": NAME, "servers": ["host:port", ...], "srv": DOMAIN,
-   "ca": PEM-FILE, "key_file": FILE, "cluster_public_key": B64,
+   "ca": PEM-FILE, "key_file": FILE, "cluster_public_key": B64 (required),
    "cluster_id": ID, "timeout_per_node": "5s", "wait": "15m",
    "retry_for": "0s", "tcp_only": false, "in_order": false}
 --config-json gives the same fields inline (the clevis pin's config),
@@ -93,7 +103,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	switch args[0] {
 	case "enroll":
-		return enroll(args[1:], stdout, stderr)
+		return enroll(ctx, args[1:], stdout, stderr)
 	case "unlock":
 		return unlock(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
@@ -121,11 +131,80 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-func enroll(args []string, stdout, stderr io.Writer) error {
+// Environment variables keyctl reads for an operator's credentials
+// (package client's; keyagent enroll --confirm reads them too).
+const (
+	envCACert     = "KEYQUORUM_CACERT"
+	envClientCert = "KEYQUORUM_CLIENT_CERT"
+	envClientKey  = "KEYQUORUM_CLIENT_KEY"
+)
+
+func enroll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("enroll")
+	var servers serverList
 	keyFile := fs.String("key-file", agent.DefaultKeyFile, "")
+	configFile := fs.String("config", agent.DefaultConfigFile, "")
+	clusterKey := fs.String("cluster-key", "", "")
+	clusterID := fs.String("cluster-id", "", "")
+	confirm := fs.Bool("confirm", false, "")
+	fs.Var(&servers, "server", "")
+	ca := fs.String("ca", "", "")
+	opCert := fs.String("operator-cert", os.Getenv(envClientCert), "")
+	opKey := fs.String("operator-key", os.Getenv(envClientKey), "")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if (*clusterKey == "") != (*clusterID == "") {
+		return usagef("enroll: --cluster-key and --cluster-id go together (keyctl cluster pin prints both)")
+	}
+	var pinKey []byte
+	if *clusterKey != "" {
+		var err error
+		if pinKey, err = agent.ParseClusterKey(*clusterKey); err != nil {
+			return usagef("enroll: --cluster-key: %v", err)
+		}
+	}
+	// The config the pin goes into, if it exists: its pin, and its
+	// servers and CA for --confirm.
+	var existing agent.Config
+	if c, err := agent.LoadConfig(*configFile); err == nil {
+		existing = *c
+	} else if _, statErr := os.Stat(*configFile); statErr == nil {
+		return &agent.Error{Kind: vocab.KindConfig, Message: err.Error()}
+	}
+	if pinKey == nil && !*confirm && len(existing.ClusterPublicKey) == 0 {
+		return usagef("enroll: no cluster pin in %s: give --cluster-key HEX --cluster-id ID (keyctl cluster pin prints them) or --confirm", *configFile)
+	}
+
+	if *confirm {
+		cf, err := confirmPin(ctx, existing, servers, *ca, *opCert, *opKey)
+		if err != nil {
+			return err
+		}
+		if pinKey != nil && (!bytes.Equal(cf.PublicKey, pinKey) || cf.ClusterID != *clusterID) {
+			return &agent.Error{Kind: vocab.KindBadReply, Message: fmt.Sprintf(
+				"%d members confirm cluster %s with public key %x, not the --cluster-id %s --cluster-key %x given: refusing to pin either",
+				len(cf.Confirmers), cf.ClusterID, cf.PublicKey, *clusterID, pinKey)}
+		}
+		fmt.Fprintf(stderr, "keyagent: cluster %s, public key %x, confirmed by %d members (%s) of threshold %d at key epoch %d\n",
+			cf.ClusterID, cf.PublicKey, len(cf.Confirmers), strings.Join(cf.Confirmers, ", "), cf.Threshold, cf.Epoch)
+		pinKey, *clusterID = cf.PublicKey, cf.ClusterID
+	}
+
+	// The pin first: a config that pins another cluster stops the
+	// enrollment before anything is made.
+	if pinKey != nil {
+		changed, err := agent.SavePin(*configFile, *clusterID, pinKey)
+		if err != nil {
+			return err
+		}
+		if changed {
+			fmt.Fprintf(stderr, "keyagent: pinned cluster %s, public key %x, in %s\n", *clusterID, pinKey, *configFile)
+		} else {
+			fmt.Fprintf(stderr, "keyagent: %s pins cluster %s already\n", *configFile, *clusterID)
+		}
+	} else {
+		fmt.Fprintf(stderr, "keyagent: %s pins cluster %q, public key %x\n", *configFile, existing.ClusterID, existing.ClusterPublicKey)
 	}
 	key, created, err := agent.EnsureMachineKey(*keyFile)
 	if err != nil {
@@ -140,6 +219,36 @@ func enroll(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "public-key: %s\nmachine-id: %s\n", b64, id)
 	fmt.Fprintf(stderr, "keyagent: register it with: keyctl machine add NAME --public-key %s --key KEYNAME\n", b64)
 	return nil
+}
+
+// confirmPin gets the pin from t members (agent.ConfirmPin) with an
+// operator's certificate: servers and CA from the flags, else the config,
+// else (the CA) KEYQUORUM_CACERT.
+func confirmPin(ctx context.Context, cfg agent.Config, servers []string, ca, opCert, opKey string) (*agent.Confirmed, error) {
+	if len(servers) == 0 {
+		servers = cfg.Servers
+	}
+	if len(servers) == 0 {
+		return nil, usagef("enroll: --confirm needs --server HOST:PORT (every node's, so that all must agree) or servers in the config")
+	}
+	if ca == "" {
+		ca = cfg.CA
+	}
+	if ca == "" {
+		ca = os.Getenv(envCACert)
+	}
+	if ca == "" {
+		return nil, usagef("enroll: --confirm needs the cluster CA certificate: --ca FILE, \"ca\" in the config, or %s", envCACert)
+	}
+	if opCert == "" || opKey == "" {
+		return nil, usagef("enroll: --confirm asks the cluster's status, an operator's call: --operator-cert FILE --operator-key FILE (or %s and %s)", envClientCert, envClientKey)
+	}
+	cert, err := agent.LoadOperatorCert(opCert, opKey)
+	if err != nil {
+		return nil, err
+	}
+	timeout := time.Duration(cfg.TimeoutPerNode)
+	return agent.ConfirmPin(ctx, agent.ConfirmOptions{Servers: servers, CA: ca, Operator: cert, TimeoutPerNode: timeout})
 }
 
 // serverList is a repeatable --server flag; commas also separate.
@@ -195,6 +304,7 @@ func unlock(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	ca := fs.String("ca", "", "")
 	keyFile := fs.String("key-file", "", "")
 	pin := fs.String("cluster-public-key", "", "")
+	clusterID := fs.String("cluster-id", "", "")
 	fs.Var(&wait, "wait", "")
 	fs.Var(&perNode, "timeout-per-node", "")
 	fs.Var(&retryFor, "retry-for", "")
@@ -223,10 +333,10 @@ func unlock(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if inline != nil {
 		cfg = cfg.Merge(&inline.Config)
 	}
-	flags := agent.Config{Key: *keyName, Servers: servers, SRV: *srv, CA: *ca, KeyFile: *keyFile, TCPOnly: *tcpOnly, InOrder: *inOrder}
+	flags := agent.Config{Key: *keyName, Servers: servers, SRV: *srv, CA: *ca, KeyFile: *keyFile, TCPOnly: *tcpOnly, InOrder: *inOrder, ClusterID: *clusterID}
 	if *pin != "" {
-		if flags.ClusterPublicKey, err = base64.StdEncoding.DecodeString(*pin); err != nil {
-			return usagef("unlock: --cluster-public-key is not base64: %v", err)
+		if flags.ClusterPublicKey, err = agent.ParseClusterKey(*pin); err != nil {
+			return usagef("unlock: --cluster-public-key: %v", err)
 		}
 	}
 	if wait.set {

@@ -35,7 +35,10 @@ install() {
 		inst_script /usr/bin/clevis-decrypt-keyquorum /usr/bin/clevis-decrypt-keyquorum
 	fi
 
-	# The config, the CA, the machine key and the volume list. dracut
+	if ! grep -q '"cluster_public_key"' /etc/keyquorum/agent.json; then
+		dwarn "keyquorum: /etc/keyquorum/agent.json pins no cluster public key, so keyagent will refuse to run: keyagent enroll --cluster-key HEX --cluster-id ID (keyctl cluster pin prints them)"
+	fi
+	# The config (with the cluster pin), the CA, the machine key and the volume list. dracut
 	# writes the initrd mode 0600; the directory stays owner-only.
 	local f
 	for f in /etc/keyquorum/*; do
