@@ -48,6 +48,8 @@ type Node struct {
 	holderReads readBatch
 
 	held heldKeys // what the gateways keep assembled in memory
+
+	serving *ServingCert // the gateways' TLS certificate
 }
 
 // runtime is what the node runs once it is in a cluster, besides the
@@ -83,6 +85,9 @@ func NewNode(cfg Config) (*Node, error) {
 	cons := newConsensus(cfg, log, id.NodeID, f)
 	n := &Node{cfg: cfg, log: log, id: id, fsm: f, replicated: cons, cons: cons,
 		shares: shares, nonces: newNonceCache(time.Now())}
+	if n.serving, err = NewServingCert(id.SignKey, id.NodeID, n.Membership); err != nil {
+		return nil, err
+	}
 	var m membership
 	switch err := readJSON(filepath.Join(cfg.DataDir, membershipFile), &m); {
 	case err == nil:
@@ -114,8 +119,10 @@ func (n *Node) Identity() Identity {
 		RaftAddr: n.cfg.RaftAddr, APIAddr: n.cfg.APIAddr, GossipAddr: n.cfg.GossipAddr, Joined: joined}
 }
 
-// SignKey is the node's Ed25519 key: gateways serve TLS with it.
-func (n *Node) SignKey() ed25519.PrivateKey { return n.id.SignKey }
+// ServingCert is the certificate every gateway of the node serves TLS
+// with: the node's certificate of the cluster CA once it has joined, a
+// self-signed one for its key before.
+func (n *Node) ServingCert() *ServingCert { return n.serving }
 
 // StartRequest starts an unjoined node into a cluster (api.StartRequest).
 type StartRequest = api.StartRequest

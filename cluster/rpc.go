@@ -24,7 +24,9 @@ import (
 //	POST /internal/v1/sealed-partial  partialRequest of a machine, on a share holder -> SealedPartial
 //	GET  /internal/v1/status     -> nodeStatus
 //
-// Errors are an Error with a non-2xx status.
+// Errors are an Error with the HTTP status of its kind (vocab's one table;
+// kindNotLeader, which has no row, answers 500); the caller takes the kind
+// from the body, never from the status.
 
 // kindNotLeader tells a caller to find the leader again. It never leaves
 // the node-to-node protocol.
@@ -53,7 +55,7 @@ func writeRPC(w http.ResponseWriter, v any, err error) {
 		if !errors.As(err, &e) {
 			e = &Error{Kind: KindInternal, Message: err.Error()}
 		}
-		w.WriteHeader(http.StatusConflict)
+		w.WriteHeader(e.Kind.HTTPStatus())
 		json.NewEncoder(w).Encode(e)
 		return
 	}
@@ -140,18 +142,24 @@ func (c *consensus) callWith(ctx context.Context, run *raftRun, addr, path strin
 		return !dialFailed, fmt.Errorf("calling %s: %w", addr, err)
 	}
 	defer resp.Body.Close()
+	return true, readReply(addr, resp, out)
+}
+
+// readReply decodes a peer's answer into out, or the error it answered:
+// its kind is the body's, whatever the status.
+func readReply(addr string, resp *http.Response, out any) error {
 	dec := json.NewDecoder(io.LimitReader(resp.Body, maxRPCBody))
 	if resp.StatusCode != http.StatusOK {
 		var e Error
 		if err := dec.Decode(&e); err != nil || e.Kind == "" {
-			return true, fmt.Errorf("calling %s: status %s", addr, resp.Status)
+			return fmt.Errorf("calling %s: status %s", addr, resp.Status)
 		}
-		return true, &e
+		return &e
 	}
 	if err := dec.Decode(out); err != nil {
-		return true, fmt.Errorf("calling %s: reply: %w", addr, err)
+		return fmt.Errorf("calling %s: reply: %w", addr, err)
 	}
-	return true, nil
+	return nil
 }
 
 // tlsConnListener lets http.Server see the *tls.Conn the port mux

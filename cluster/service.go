@@ -41,7 +41,8 @@ type Service interface {
 	// swap happens only if the key is still at that version.
 	CompareAndSwap(ctx context.Context, replace *fsm.Signed) (*fsm.Key, error)
 	// Principal finds the operator an Ed25519 public key belongs to.
-	Principal(publicKey []byte) (*fsm.Operator, error)
+	// Gateways call AuthorizeOperator, which calls it.
+	Principal(ctx context.Context, publicKey []byte) (*fsm.Operator, error)
 }
 
 var _ Service = (*Node)(nil)
@@ -298,14 +299,15 @@ func (n *Node) CompareAndSwap(ctx context.Context, replace *fsm.Signed) (*fsm.Ke
 // Principal finds the operator an Ed25519 public key belongs to, in this
 // node's applied state. A key it does not know is refused without asking
 // the leader (see checkLocally): one added a moment ago is known once this
-// node applies what it knows is committed, which it waits for briefly.
-func (n *Node) Principal(publicKey []byte) (*fsm.Operator, error) {
+// node applies what it knows is committed, which it waits for briefly
+// (within ctx).
+func (n *Node) Principal(ctx context.Context, publicKey []byte) (*fsm.Operator, error) {
 	if _, err := n.joined(); err != nil {
 		return nil, err
 	}
 	id := fsm.PrincipalID(publicKey)
 	var op *fsm.Operator
-	ferr := n.checkLocally(context.Background(), func(s *fsm.State) *fsm.Error {
+	ferr := n.checkLocally(ctx, func(s *fsm.State) *fsm.Error {
 		o := s.Operators[id]
 		if o == nil {
 			return &fsm.Error{Code: fsm.CodeBadSignature, Message: "no operator has the key of this certificate (" + id + ")"}

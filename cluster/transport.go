@@ -58,21 +58,8 @@ func (t *nodeTLS) verifyPeer(cs tls.ConnectionState) error {
 	if len(cs.PeerCertificates) == 0 {
 		return errors.New("peer sent no certificate")
 	}
-	leaf := cs.PeerCertificates[0]
-	inter := x509.NewCertPool()
-	for _, c := range cs.PeerCertificates[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: t.pool, Intermediates: inter,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+	if _, err := checkRole(cs.PeerCertificates, t.pool, x509.ExtKeyUsageAny, RoleNode); err != nil {
 		return fmt.Errorf("peer certificate: %w", err)
-	}
-	role, _, err := CertRole(leaf)
-	if err != nil {
-		return err
-	}
-	if role != RoleNode {
-		return fmt.Errorf("peer certificate has role %q, want %q", role, RoleNode)
 	}
 	return nil
 }

@@ -68,7 +68,7 @@ func TestUnknownSignersCostNoReadIndex(t *testing.T) {
 			return err
 		},
 		"certificate of an unknown operator": func() error {
-			_, err := entry.n.Principal(strangerKey.Public().(ed25519.PublicKey))
+			_, err := entry.n.Principal(ctxOp(t), strangerKey.Public().(ed25519.PublicKey))
 			return err
 		},
 	}

@@ -19,6 +19,20 @@
 // rule, add a node or forge a deal: every replica re-checks the signature
 // when it applies the entry.
 //
+// # Reading the state
+//
+// FSM.Read calls a function with the state under a read lock. The
+// function changes nothing. After it returns, its caller may keep the
+// slices it read (byte strings such as keys and certificates, lists such
+// as the public polynomial or a round's members), and nothing else: maps,
+// and the structs that maps and pointers lead to, are changed in place by
+// later entries. Slices are safe to keep because no transition writes into
+// a slice of the state: one that changes a slice puts a new slice in its
+// place (slices.Clone before slices.DeleteFunc or an element's write;
+// appending past a slice's end is allowed, since no reader sees beyond its
+// own length, so a reader that appends copies first). The package's tests
+// check it on every entry their harness applies (slices_test.go).
+//
 // Contract with the Raft adapter: Apply never fails for storage reasons (it
 // holds everything in memory); a rejected command is a Result with an Error,
 // and the state is unchanged by it. StateBytes is a deterministic encoding

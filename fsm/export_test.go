@@ -14,3 +14,11 @@ func LoadStateForTest(f *FSM, data []byte) error {
 	f.ck = checkpoints{pin: f.ck.pin, last: s.Applied}
 	return nil
 }
+
+// WriteStateForTest runs fn on f's state under the write lock, as a
+// transition would.
+func WriteStateForTest(f *FSM, fn func(*State)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f.state)
+}

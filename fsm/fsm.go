@@ -87,8 +87,9 @@ func emptyState() *State {
 	}
 }
 
-// Read calls fn with the state under a read lock. fn must not keep
-// references into the state or change it.
+// Read calls fn with the state under a read lock. fn must not change the
+// state; after Read returns, the caller may keep the slices fn read, but
+// no map of the state nor any pointer into it (see State).
 func (f *FSM) Read(fn func(*State)) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()

@@ -183,9 +183,13 @@ func (h *harness) apply(data []byte) *fsm.Result {
 	h.t.Helper()
 	h.index++
 	h.log = append(h.log, logEntry{h.index, h.at, data})
+	held := holdSlices(h.f) // slices_test.go
 	res := h.f.Apply(h.index, h.at, data)
 	if res == nil {
 		h.t.Fatalf("Apply(%d) returned nil", h.index)
+	}
+	if bad := changedInPlace(held); len(bad) != 0 {
+		h.t.Errorf("entry %d wrote into slices of the state that a reader may hold: %v", h.index, bad)
 	}
 	if res.Index != h.index {
 		h.t.Errorf("Result.Index = %d, want %d", res.Index, h.index)

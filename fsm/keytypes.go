@@ -140,6 +140,21 @@ func (a *Access) Allows(gateway string) bool {
 	return a != nil && slices.Contains(a.Gateways, gateway)
 }
 
+// Equal reports whether a and b are the same rules, field by field. Hosts
+// tells nil (every host) from empty (none); the other lists mean the same
+// empty or nil.
+func (a *Access) Equal(b *Access) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return slices.Equal(a.Gateways, b.Gateways) &&
+		slices.EqualFunc(a.ClientCerts, b.ClientCerts, bytes.Equal) &&
+		(a.Hosts == nil) == (b.Hosts == nil) && slices.Equal(a.Hosts, b.Hosts) &&
+		slices.Equal(a.Networks, b.Networks) &&
+		slices.Equal(a.EmailTo, b.EmailTo) &&
+		a.RatePerMinute == b.RatePerMinute
+}
+
 // TangKey is a Tang exchange key: a P-256 secret dealt t-of-n to the share
 // holders of the epoch it was created in, each share sealed to its node's
 // identity key, and an advertisement signed once by a key that was then

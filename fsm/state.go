@@ -37,8 +37,12 @@ const (
 var allOps = []string{OpRead, OpGet, OpCreate, OpCAS, OpRevoke, OpDestroy, OpApprove}
 
 // State is everything the cluster replicates. Maps are keyed by ID or name.
-// Callers outside the package read it through FSM.Read and must not keep or
-// change anything they get from it.
+// Callers outside the package read it through FSM.Read and change nothing.
+// Once Read returns they may keep the slices they read, and nothing else:
+// a transition never writes into a slice of the state but puts a new one
+// in its place, while it changes maps and the structs they point to in
+// place (package doc, "Reading the state"). Code that changes the state
+// keeps this: clone a slice before writing into it.
 type State struct {
 	Applied   uint64 `json:"applied"` // index of the last applied entry
 	ClusterID string `json:"cluster_id,omitempty"`

@@ -571,10 +571,15 @@ func (t *transition) setKeyState(name, op string) *Error {
 }
 
 // Metadata is a copy of the key without its sealed material (a Tang key
-// keeps its advertisement and public shares).
+// keeps its advertisement and public shares). It shares only slices with
+// the state, so a caller of FSM.Read may keep it (see State).
 func (k *Key) Metadata() *Key {
 	c := *k
 	c.R, c.Sealed = nil, nil
+	if k.Access != nil {
+		a := *k.Access
+		c.Access = &a
+	}
 	if k.Tang != nil {
 		tk := *k.Tang
 		tk.Shares = make([]TangShare, len(k.Tang.Shares))

@@ -46,7 +46,8 @@ type gateway struct {
 }
 
 // startGateways starts the gateways the flags turn on. The API server is
-// already serving TCP on apiAddr.
+// already serving TCP on apiAddr. Every gateway serves the node's
+// certificate (cluster.Node.ServingCert).
 func startGateways(n *cluster.Node, api *https.Server, apiAddr string, g gatewayFlags, log *slog.Logger) ([]gateway, error) {
 	var out []gateway
 	fail := func(err error) ([]gateway, error) {
@@ -69,7 +70,7 @@ func startGateways(n *cluster.Node, api *https.Server, apiAddr string, g gateway
 	}
 	if g.kxdAddr != "" {
 		notify := &kxd.Notifier{SMTPAddr: g.smtpAddr, From: g.smtpFrom, Hook: g.kxdHook}
-		tc := kxd.TLSConfig(&tls.Config{GetCertificate: api.GetCertificate})
+		tc := kxd.TLSConfig(&tls.Config{GetCertificate: n.ServingCert().GetCertificate})
 		srv := &http.Server{
 			Handler:   kxd.Handler(kxd.NewClusterKeys(n), notify, log),
 			TLSConfig: tc,
@@ -87,7 +88,7 @@ func startGateways(n *cluster.Node, api *https.Server, apiAddr string, g gateway
 		}()
 		out = append(out, gateway{name: "kxd", shutdown: srv.Shutdown})
 	}
-	more, err := startTLVAndGRPC(n, api, g, log)
+	more, err := startTLVAndGRPC(n, g, log)
 	out = append(out, more...)
 	if err != nil {
 		return fail(err)

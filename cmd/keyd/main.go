@@ -222,7 +222,7 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 		timeouts = *f.timeouts
 	}
 	tangHandler := tang.Handler(tang.NewClusterKeys(n, f.gateways.tangDefault), log)
-	api, err := https.NewServer(n, n.SignKey(), log, https.Mount(tang.Patterns, tangHandler), https.WithTimeouts(timeouts))
+	api, err := https.NewServer(n, n.ServingCert(), log, https.Mount(tang.Patterns, tangHandler), https.WithTimeouts(timeouts))
 	if err != nil {
 		n.Shutdown(context.Background())
 		return nil, err

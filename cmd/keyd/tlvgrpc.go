@@ -13,15 +13,15 @@ import (
 
 	"github.com/keyquorum/keyquorum/cluster"
 	grpcgw "github.com/keyquorum/keyquorum/gateway/grpc"
-	"github.com/keyquorum/keyquorum/gateway/https"
 	"github.com/keyquorum/keyquorum/gateway/tlv"
 )
 
 // startTLVAndGRPC starts the Keyless SSL and gRPC gateways when their
 // addresses are set, each over TCP and, with --quic, over QUIC on the same
 // port number.
-func startTLVAndGRPC(n *cluster.Node, api *https.Server, g gatewayFlags, log *slog.Logger) ([]gateway, error) {
+func startTLVAndGRPC(n *cluster.Node, g gatewayFlags, log *slog.Logger) ([]gateway, error) {
 	var out []gateway
+	cert := n.ServingCert()
 	if g.tlvAddr != "" {
 		clientCAs, err := tlvClientCAs(n, g.tlvClientCA)
 		if err != nil {
@@ -29,7 +29,7 @@ func startTLVAndGRPC(n *cluster.Node, api *https.Server, g gatewayFlags, log *sl
 		}
 		keys := tlv.NewClusterKeys(n)
 		srv := tlv.NewServer(keys, log)
-		tc := tlsPerClient(tlv.ServerTLSConfig, api, clientCAs)
+		tc := tlsPerClient(tlv.ServerTLSConfig, cert, clientCAs)
 		ln, err := net.Listen("tcp", g.tlvAddr)
 		if err != nil {
 			return out, fmt.Errorf("TLV on %s: %w", g.tlvAddr, err)
@@ -44,7 +44,7 @@ func startTLVAndGRPC(n *cluster.Node, api *https.Server, g gatewayFlags, log *sl
 			return srv.Shutdown(ctx)
 		}})
 		if g.quic {
-			qc := tlsPerClient(tlv.ServerQUICConfig, api, clientCAs)
+			qc := tlsPerClient(tlv.ServerQUICConfig, cert, clientCAs)
 			ql, err := quic.ListenAddr(g.tlvAddr, qc, srv.QUICConfig())
 			if err != nil {
 				return out, fmt.Errorf("TLV over QUIC on %s: %w", g.tlvAddr, err)
@@ -59,7 +59,7 @@ func startTLVAndGRPC(n *cluster.Node, api *https.Server, g gatewayFlags, log *sl
 	}
 	if g.grpcAddr != "" {
 		srv := grpcgw.NewServer(n, grpcMachines(n), log)
-		base := &tls.Config{GetCertificate: api.GetCertificate}
+		base := &tls.Config{GetCertificate: cert.GetCertificate}
 		ln, err := net.Listen("tcp", g.grpcAddr)
 		if err != nil {
 			return out, fmt.Errorf("gRPC on %s: %w", g.grpcAddr, err)
@@ -114,7 +114,7 @@ func tlvClientCAs(n *cluster.Node, file string) (func() (*x509.CertPool, error),
 // or ServerQUICConfig) per handshake, with the node's certificate and the
 // client CAs of the moment. NextProtos is set outside too: QUIC reads it
 // before any handshake.
-func tlsPerClient(gateway func(base *tls.Config) *tls.Config, api *https.Server, clientCAs func() (*x509.CertPool, error)) *tls.Config {
+func tlsPerClient(gateway func(base *tls.Config) *tls.Config, cert *cluster.ServingCert, clientCAs func() (*x509.CertPool, error)) *tls.Config {
 	return &tls.Config{
 		NextProtos: gateway(&tls.Config{}).NextProtos,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
@@ -122,7 +122,7 @@ func tlsPerClient(gateway func(base *tls.Config) *tls.Config, api *https.Server,
 			if err != nil {
 				return nil, err
 			}
-			return gateway(&tls.Config{GetCertificate: api.GetCertificate, ClientCAs: pool}), nil
+			return gateway(&tls.Config{GetCertificate: cert.GetCertificate, ClientCAs: pool}), nil
 		},
 	}
 }

@@ -2,9 +2,6 @@ package grpc
 
 import (
 	"context"
-	"encoding/json"
-	"slices"
-	"strings"
 
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/fsm"
@@ -43,14 +40,7 @@ func (c *clusterService) Submit(ctx context.Context, req *keyquorumv1.SubmitRequ
 	if err != nil {
 		return nil, err
 	}
-	typ, err := commandType(sg)
-	if err != nil {
-		return nil, err
-	}
-	if !slices.Contains(submitTypes, typ) {
-		return nil, cluster.Errorf(cluster.KindInvalid, "Submit takes a command of type %s, not %q (a release goes to Release, a replace_key to CompareAndSwap)", strings.Join(submitTypes, ", "), typ)
-	}
-	if err := checkSigner(sg, principal(ctx)); err != nil {
+	if err := cluster.CheckSigned(principal(ctx), sg, submitTypes...); err != nil {
 		return nil, err
 	}
 	res, err := c.s.svc.Submit(ctx, sg)
@@ -88,7 +78,7 @@ func (c *clusterService) Release(ctx context.Context, req *keyquorumv1.ReleaseRe
 	if err != nil {
 		return nil, err
 	}
-	if err := checkSigned(sg, principal(ctx), fsm.TypeRelease); err != nil {
+	if err := cluster.CheckSigned(principal(ctx), sg, fsm.TypeRelease); err != nil {
 		return nil, err
 	}
 	sr, err := c.s.svc.Release(ctx, sg)
@@ -128,7 +118,7 @@ func (c *clusterService) CompareAndSwap(ctx context.Context, req *keyquorumv1.Co
 	if err != nil {
 		return nil, err
 	}
-	if err := checkSigned(replace, principal(ctx), fsm.TypeReplaceKey); err != nil {
+	if err := cluster.CheckSigned(principal(ctx), replace, fsm.TypeReplaceKey); err != nil {
 		return nil, err
 	}
 	k, err := c.s.svc.CompareAndSwap(ctx, replace)
@@ -145,39 +135,6 @@ func signedFrom(m *keyquorumv1.SignedCommand, field string) (*fsm.Signed, error)
 		return nil, cluster.Errorf(cluster.KindInvalid, "the signed command %s is required", field)
 	}
 	return &fsm.Signed{Signer: m.GetSigner(), Payload: m.GetPayload(), Signature: m.GetSignature()}, nil
-}
-
-// commandType reads the type of a signed command's payload.
-func commandType(sg *fsm.Signed) (string, error) {
-	var cmd struct {
-		Type string `json:"type"`
-	}
-	if err := json.Unmarshal(sg.Payload, &cmd); err != nil {
-		return "", cluster.Errorf(cluster.KindInvalid, "signed payload is not a command: %v", err)
-	}
-	return cmd.Type, nil
-}
-
-// checkSigner makes sure a command is signed by the operator of the
-// client certificate.
-func checkSigner(sg *fsm.Signed, op *fsm.Operator) error {
-	if sg.Signer != op.ID {
-		return cluster.Errorf(cluster.KindUnauthenticated, "command is signed by %s, the client certificate is %s's", sg.Signer, op.ID)
-	}
-	return nil
-}
-
-// checkSigned makes sure a signed command is of the type the call takes
-// and is signed by the operator of the client certificate.
-func checkSigned(sg *fsm.Signed, op *fsm.Operator, typ string) error {
-	got, err := commandType(sg)
-	if err != nil {
-		return err
-	}
-	if got != typ {
-		return cluster.Errorf(cluster.KindInvalid, "this call takes a %q command, not %q", typ, got)
-	}
-	return checkSigner(sg, op)
 }
 
 func statusToProto(st *cluster.Status) *keyquorumv1.StatusResponse {

@@ -36,7 +36,7 @@ func FuzzHandlers(f *testing.F) {
 	machines := &fakeMachines{keys: map[string]ed25519.PublicKey{}, submitted: map[string][]byte{}, sessions: map[string]Session{}}
 	s := NewServer(svc, machines, nil)
 	cs, ms := &clusterService{s: s}, &machineService{s: s}
-	op, err := svc.Principal(p.admin.key.Public().(ed25519.PublicKey))
+	op, err := svc.Principal(context.Background(), p.admin.key.Public().(ed25519.PublicKey))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -195,7 +195,7 @@ func (m *machineService) SubmitKey(ctx context.Context, req *keyquorumv1.SubmitK
 	if err != nil {
 		return nil, err
 	}
-	if err := checkSigned(sg, principal(ctx), fsm.TypeSubmitKey); err != nil {
+	if err := cluster.CheckSigned(principal(ctx), sg, fsm.TypeSubmitKey); err != nil {
 		return nil, err
 	}
 	if err := m.s.machines.SubmitKey(ctx, req.GetMachineId(), req.GetEncryptedKey(), sg); err != nil {

@@ -18,8 +18,8 @@
 //
 // Every call needs a client certificate of the cluster CA with the
 // operator role (URI SAN keyquorum:operator:<id>), for an Ed25519 key that
-// belongs to an operator the cluster knows: the check of the REST gateway,
-// made on every call. The only exceptions are MachineService.GetTime and
+// belongs to an operator the cluster knows: cluster.AuthorizeOperator,
+// the check the REST gateway makes too, made on every call. The only exceptions are MachineService.GetTime and
 // MachineService.GetKey, which a machine authenticates with its signature;
 // server reflection needs an operator too.
 //
@@ -43,7 +43,6 @@ package grpc
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/x509"
 	"log/slog"
 	"net"
@@ -159,46 +158,16 @@ func (s *Server) admit(ctx context.Context, method string) (context.Context, err
 	return context.WithValue(ctx, principalKey{}, op), nil
 }
 
-// authenticate checks the client certificate of the call's connection: of
-// the cluster CA, with the operator role, for a key the cluster knows.
+// authenticate takes the client certificates of the call's connection to
+// the node's one check of an operator (cluster.AuthorizeOperator).
 func (s *Server) authenticate(ctx context.Context) (*fsm.Operator, error) {
-	caPEM, _ := s.svc.Membership()
-	if caPEM == nil {
-		return nil, cluster.Errorf(cluster.KindNotInitialized, "node %q is not part of a cluster yet: run keyctl cluster init or join", s.svc.Identity().NodeID)
-	}
-	var peerCerts []*x509.Certificate
+	var chain []*x509.Certificate
 	if p, ok := peer.FromContext(ctx); ok {
 		if info, ok := p.AuthInfo.(credentials.TLSInfo); ok {
-			peerCerts = info.State.PeerCertificates
+			chain = info.State.PeerCertificates
 		}
 	}
-	if len(peerCerts) == 0 {
-		return nil, cluster.Errorf(cluster.KindUnauthenticated, "a client certificate of the cluster CA is required")
-	}
-	ca, err := cluster.ParseCertPEM(caPEM)
-	if err != nil {
-		return nil, err
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca)
-	leaf := peerCerts[0]
-	// Only the leaf the client proved it holds is an identity; further
-	// certificates are intermediates at most.
-	inter := x509.NewCertPool()
-	for _, c := range peerCerts[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return nil, cluster.Errorf(cluster.KindUnauthenticated, "client certificate: %v", err)
-	}
-	if role, _, err := cluster.CertRole(leaf); err != nil || role != cluster.RoleOperator {
-		return nil, cluster.Errorf(cluster.KindUnauthenticated, "client certificate is not an operator certificate")
-	}
-	pub, ok := leaf.PublicKey.(ed25519.PublicKey)
-	if !ok {
-		return nil, cluster.Errorf(cluster.KindUnauthenticated, "client certificate key is not Ed25519")
-	}
-	return s.svc.Principal(pub)
+	return cluster.AuthorizeOperator(ctx, s.svc, chain)
 }
 
 func (s *Server) unary(ctx context.Context, req any, info *gogrpc.UnaryServerInfo, handler gogrpc.UnaryHandler) (resp any, err error) {

@@ -317,7 +317,7 @@ func (f *fakeService) CompareAndSwap(_ context.Context, replace *fsm.Signed) (*f
 	return k.Metadata(), nil
 }
 
-func (f *fakeService) Principal(pub []byte) (*fsm.Operator, error) {
+func (f *fakeService) Principal(_ context.Context, pub []byte) (*fsm.Operator, error) {
 	op := f.ops[fsm.PrincipalID(pub)]
 	if op == nil {
 		return nil, cluster.Errorf(cluster.KindUnauthenticated, "no operator has the key of this certificate")

@@ -41,22 +41,35 @@ func (refusingService) Release(context.Context, *fsm.Signed) (*cluster.SealedRel
 func (refusingService) CompareAndSwap(context.Context, *fsm.Signed) (*fsm.Key, error) {
 	return nil, cluster.Errorf(cluster.KindConflict, "refused")
 }
-func (refusingService) Principal([]byte) (*fsm.Operator, error) {
+func (refusingService) Principal(context.Context, []byte) (*fsm.Operator, error) {
 	return nil, cluster.Errorf(cluster.KindUnauthenticated, "refused")
 }
 
 // FuzzRequestBodies feeds arbitrary bodies to every call that reads one.
 // Each answer must be 200 or an error body with a kind; nothing panics.
+// newRefusingServer is an API server of an unjoined node with ID id whose
+// service refuses everything.
+func newRefusingServer(tb testing.TB, id string, log *slog.Logger, opts ...Option) *Server {
+	tb.Helper()
+	_, key, _ := ed25519.GenerateKey(nil)
+	svc := refusingService{id: cluster.Identity{NodeID: id}}
+	cert, err := cluster.NewServingCert(key, id, svc.Membership)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := NewServer(svc, cert, log, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
 func FuzzRequestBodies(f *testing.F) {
 	signed, _ := json.Marshal(fsm.Signed{Signer: "op", Payload: []byte(`{"type":"create_key"}`), Signature: make([]byte, 64)})
 	for _, seed := range [][]byte{nil, []byte("{}"), []byte("null"), signed, []byte(`{"release":{},"replace":null}`), []byte(`{"payload":"!!"}`)} {
 		f.Add(seed)
 	}
-	_, key, _ := ed25519.GenerateKey(nil)
-	s, err := NewServer(refusingService{id: cluster.Identity{NodeID: "fuzz"}}, key, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		f.Fatal(err)
-	}
+	s := newRefusingServer(f, "fuzz", slog.New(slog.NewTextHandler(io.Discard, nil)))
 	op := &fsm.Operator{ID: "op", Name: "fuzz", Admin: true}
 	handlers := map[string]http.HandlerFunc{
 		"start":   s.start,

@@ -5,9 +5,10 @@
 //
 // Every call but the bootstrap ones needs a client certificate of the
 // cluster CA with the operator role, whose key belongs to an operator the
-// cluster knows. Writes and releases also carry a command signed by that
-// operator's key; share holders check the signature themselves, so the
-// node that serves this API cannot forge them.
+// cluster knows (cluster.AuthorizeOperator). Writes and releases also
+// carry a command signed by that operator's key (cluster.CheckSigned);
+// share holders check the signature themselves, so the node that serves
+// this API cannot forge them.
 //
 // Errors are {"error":{"kind":K,"message":M}} with an HTTP status chosen by
 // the kind (see StatusOf).
@@ -15,7 +16,6 @@ package https
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -41,8 +41,6 @@ type Server struct {
 	svc  cluster.Service
 	log  *slog.Logger
 	http *http.Server
-	self []byte // self-signed certificate, served until the node joins
-	key  ed25519.PrivateKey
 	h3   atomic.Pointer[http3.Server]
 	// timeouts bound the connections of both servers.
 	timeouts Timeouts
@@ -72,22 +70,22 @@ func Mount(patterns []string, h http.Handler) Option {
 	return func(o *options) { o.mounts = append(o.mounts, mount{patterns, h}) }
 }
 
-// NewServer makes the API server of a node. key is the node's Ed25519
-// key: the server presents the node's CA certificate once it has one, and
-// a self-signed certificate before.
+// NewServer makes the API server of a node. cert is the node's serving
+// certificate (cluster.Node.ServingCert), which every gateway of the node
+// presents: its certificate of the cluster CA once it has one, a
+// self-signed one before.
 //
 // When svc is also a cluster.MachineService, it serves the machine flow
 // (machines.go); Mount adds other protocols.
-func NewServer(svc cluster.Service, key ed25519.PrivateKey, log *slog.Logger, opts ...Option) (*Server, error) {
+func NewServer(svc cluster.Service, cert *cluster.ServingCert, log *slog.Logger, opts ...Option) (*Server, error) {
+	if cert == nil {
+		return nil, errors.New("https: a serving certificate is required")
+	}
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
-	self, err := cluster.SelfSigned(key, svc.Identity().NodeID)
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{svc: svc, log: log, self: self, key: key, timeouts: DefaultTimeouts(cluster.DefaultRequestTimeout)}
+	s := &Server{svc: svc, log: log, timeouts: DefaultTimeouts(cluster.DefaultRequestTimeout)}
 	if o.timeouts != nil {
 		s.timeouts = *o.timeouts
 	}
@@ -128,25 +126,10 @@ func NewServer(svc cluster.Service, key ed25519.PrivateKey, log *slog.Logger, op
 	s.tlsBase = &tls.Config{
 		MinVersion:     tls.VersionTLS13,
 		ClientAuth:     tls.RequestClientCert,
-		GetCertificate: s.GetCertificate,
+		GetCertificate: cert.GetCertificate,
 	}
 	s.http.TLSConfig = s.tlsBase.Clone()
 	return s, nil
-}
-
-// GetCertificate is the node's TLS certificate: the one the cluster CA issued,
-// or a self-signed one before the node joins. The other gateways of the
-// node present it too.
-func (s *Server) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	pemCert := s.self
-	if _, nodeCert := s.svc.Membership(); nodeCert != nil {
-		pemCert = nodeCert
-	}
-	c, err := cluster.ParseCertPEM(pemCert)
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Certificate{Certificate: [][]byte{c.Raw}, PrivateKey: s.key, Leaf: c}, nil
 }
 
 // Serve serves TLS on ln until Shutdown.
@@ -214,7 +197,8 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) {
 type principalKey struct{}
 
 // operator authenticates the caller: a client certificate of the cluster
-// CA with the operator role, for a key the cluster knows.
+// CA with the operator role, for a key the cluster knows
+// (cluster.AuthorizeOperator).
 func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		op, err := s.authenticate(r)
@@ -226,38 +210,14 @@ func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// authenticate takes the certificates of the request's TLS handshake to
+// the node's one check of an operator (cluster.AuthorizeOperator).
 func (s *Server) authenticate(r *http.Request) (*fsm.Operator, error) {
-	caPEM, _ := s.svc.Membership()
-	if caPEM == nil {
-		return nil, cluster.Errorf(cluster.KindNotInitialized, "node %q is not part of a cluster yet: run keyctl cluster init or join", s.svc.Identity().NodeID)
+	var chain []*x509.Certificate
+	if r.TLS != nil {
+		chain = r.TLS.PeerCertificates
 	}
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		return nil, cluster.Errorf(cluster.KindUnauthenticated, "a client certificate of the cluster CA is required")
-	}
-	ca, err := cluster.ParseCertPEM(caPEM)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	leaf := r.TLS.PeerCertificates[0]
-	// Only the leaf the client proved it holds is an identity; further
-	// certificates are intermediates at most.
-	inter := x509.NewCertPool()
-	for _, c := range r.TLS.PeerCertificates[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return nil, cluster.Errorf(cluster.KindUnauthenticated, "client certificate: %v", err)
-	}
-	if role, _, err := cluster.CertRole(leaf); err != nil || role != cluster.RoleOperator {
-		return nil, cluster.Errorf(cluster.KindUnauthenticated, "client certificate is not an operator certificate")
-	}
-	pub, ok := leaf.PublicKey.(ed25519.PublicKey)
-	if !ok {
-		return nil, cluster.Errorf(cluster.KindUnauthenticated, "client certificate key is not Ed25519")
-	}
-	return s.svc.Principal(pub)
+	return cluster.AuthorizeOperator(r.Context(), s.svc, chain)
 }
 
 func principal(r *http.Request) *fsm.Operator {
@@ -281,7 +241,7 @@ func (s *Server) command(typ string) http.HandlerFunc {
 			s.writeError(w, err)
 			return
 		}
-		if err := checkSigned(&sg, principal(r), typ); err != nil {
+		if err := cluster.CheckSigned(principal(r), &sg, typ); err != nil {
 			s.writeError(w, err)
 			return
 		}
@@ -292,24 +252,6 @@ func (s *Server) command(typ string) http.HandlerFunc {
 		}
 		writeJSON(w, http.StatusOK, res)
 	}
-}
-
-// checkSigned makes sure a signed command is of the type the endpoint
-// takes and is signed by the operator of the client certificate.
-func checkSigned(sg *fsm.Signed, op *fsm.Operator, typ string) error {
-	var cmd struct {
-		Type string `json:"type"`
-	}
-	if err := json.Unmarshal(sg.Payload, &cmd); err != nil {
-		return cluster.Errorf(cluster.KindInvalid, "signed payload is not a command: %v", err)
-	}
-	if cmd.Type != typ {
-		return cluster.Errorf(cluster.KindInvalid, "this call takes a %q command, not %q", typ, cmd.Type)
-	}
-	if sg.Signer != op.ID {
-		return cluster.Errorf(cluster.KindUnauthenticated, "command is signed by %s, the client certificate is %s's", sg.Signer, op.ID)
-	}
-	return nil
 }
 
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
@@ -339,7 +281,7 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, err)
 		return
 	}
-	if err := checkSigned(&sg, principal(r), fsm.TypeRelease); err != nil {
+	if err := cluster.CheckSigned(principal(r), &sg, fsm.TypeRelease); err != nil {
 		s.writeError(w, err)
 		return
 	}
@@ -366,7 +308,7 @@ func (s *Server) cas(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, cluster.Errorf(cluster.KindInvalid, "a compare-and-swap needs the signed replace"))
 		return
 	}
-	if err := checkSigned(req.Replace, principal(r), fsm.TypeReplaceKey); err != nil {
+	if err := cluster.CheckSigned(principal(r), req.Replace, fsm.TypeReplaceKey); err != nil {
 		s.writeError(w, err)
 		return
 	}

@@ -3,7 +3,6 @@ package https
 import (
 	"bufio"
 	"context"
-	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -24,11 +23,7 @@ import (
 // timeouts t, and returns the TCP and the UDP address.
 func startTimeoutServer(t *testing.T, to Timeouts) (tcpAddr, udpAddr string) {
 	t.Helper()
-	_, key, _ := ed25519.GenerateKey(nil)
-	s, err := NewServer(refusingService{id: cluster.Identity{NodeID: "n1"}}, key, slog.New(slog.DiscardHandler), WithTimeouts(to))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newRefusingServer(t, "n1", slog.New(slog.DiscardHandler), WithTimeouts(to))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

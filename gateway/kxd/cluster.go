@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/fsm"
@@ -60,15 +59,9 @@ func (l *ClusterKeys) Release(ctx context.Context, path string, client Client, a
 	if err != nil {
 		return nil, err
 	}
-	if admitted == nil || !sameAccess(admitted.access, k.Access) {
+	if admitted == nil || !admitted.access.Equal(k.Access) {
 		clear(secret)
 		return nil, cluster.Errorf(cluster.KindConflict, "the rules of key %q changed while it was released; ask again", path)
 	}
 	return secret, nil
-}
-
-func sameAccess(a, b *fsm.Access) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return string(x) == string(y)
 }

@@ -15,7 +15,6 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -229,7 +228,7 @@ func (c *ClusterKeys) load(ctx context.Context, k *fsm.Key, client Client) (cryp
 	if !ok {
 		return nil, fmt.Errorf("key %q holds a %T, not a signing key", k.Name, priv)
 	}
-	if released.Version != k.Version || !reflect.DeepEqual(released.Access, k.Access) {
+	if released.Version != k.Version || !released.Access.Equal(k.Access) {
 		// The client was admitted by rules that changed before the
 		// quorum's read: it asks again, and is checked by the new ones.
 		wipe(signer)
@@ -307,7 +306,7 @@ func (c *ClusterKeys) stale(name string, a *assembled, now time.Time) bool {
 	}
 	k := c.svc.LocalKey(name)
 	return k == nil || k.State != fsm.KeyActive || k.Version != a.version || expired(k, now) ||
-		!k.Access.Allows(fsm.GatewayTLV) || !reflect.DeepEqual(k.Access, a.access)
+		!k.Access.Allows(fsm.GatewayTLV) || !k.Access.Equal(a.access)
 }
 
 // dropLocked forgets a held key and zeroes what it can of it.

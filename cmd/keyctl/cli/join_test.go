@@ -54,7 +54,7 @@ func startUnjoined(t *testing.T, id, token string) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := https.NewServer(n, n.SignKey(), cfg.Logger)
+	srv, err := https.NewServer(n, n.ServingCert(), cfg.Logger)
 	if err != nil {
 		t.Fatal(err)
 	}

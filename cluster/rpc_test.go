@@ -1,0 +1,40 @@
+package cluster
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+// TestNodeToNodeErrorsAnswerTheirKindsStatus: a node-to-node error answers
+// the HTTP status of its kind from the one table (vocab), and the caller
+// takes the kind from the body.
+func TestNodeToNodeErrorsAnswerTheirKindsStatus(t *testing.T) {
+	kinds := append([]Kind{kindNotLeader}, Kinds...)
+	for _, k := range kinds {
+		rec := httptest.NewRecorder()
+		writeRPC(rec, nil, Errorf(k, "refused as %s", k))
+		resp := rec.Result()
+		if resp.StatusCode != k.HTTPStatus() {
+			t.Errorf("%s: status %d, want %d", k, resp.StatusCode, k.HTTPStatus())
+		}
+		var e *Error
+		if err := readReply("peer", resp, nil); !errors.As(err, &e) || e.Kind != k || e.Message != "refused as "+string(k) {
+			t.Errorf("%s: the caller read %v", k, err)
+		}
+	}
+	// An error without a kind is internal, and says so on the wire.
+	rec := httptest.NewRecorder()
+	writeRPC(rec, nil, errors.New("disk on fire"))
+	if resp := rec.Result(); resp.StatusCode != http.StatusInternalServerError || KindOf(readReply("peer", resp, nil)) != KindInternal {
+		t.Errorf("an error without a kind: status %d", resp.StatusCode)
+	}
+	// A reply decodes into out.
+	rec = httptest.NewRecorder()
+	writeRPC(rec, readIndexReply{Index: 7}, nil)
+	var got readIndexReply
+	if err := readReply("peer", rec.Result(), &got); err != nil || got.Index != 7 {
+		t.Errorf("a reply: %+v, %v", got, err)
+	}
+}
