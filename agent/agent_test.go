@@ -438,13 +438,17 @@ func TestBackoffDoubles(t *testing.T) {
 	c := newTestCluster(t)
 	c.addKey("disk1", secret)
 	n := c.node()
-	n.pending = 1 << 30
+	// Six pending answers, then the key: the waits between them are what
+	// the test reads, however long each round takes on a loaded machine.
+	n.pending = 6
 	n.start(t, false)
 	a, log := c.testAgent(t, false, n.addr)
 	a.BackoffInitial, a.BackoffMax = time.Millisecond, 8*time.Millisecond
-	w := Duration(80 * time.Millisecond)
+	w := Duration(20 * time.Second)
 	a.cfg.Wait = &w
-	unlock(t, a, "disk1")
+	if _, err := unlock(t, a, "disk1"); err != nil {
+		t.Fatalf("unlock after the approval waits: %v\n%s", err, log)
+	}
 	var waits []string
 	for l := range strings.SplitSeq(log.String(), "\n") {
 		if _, after, ok := strings.Cut(l, "asking again in "); ok {
