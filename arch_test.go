@@ -21,12 +21,14 @@ const module = "github.com/keyquorum/keyquorum"
 
 // layers, top to bottom: a package may import only packages of its own
 // layer or of layers below it.
-var layers = []string{"cmd", "e2e", "jepsen", "gateway", "client", "agent", "cluster", "rpc", "fsm", "shamir", "vocab"}
+// golden is test tooling (tests of every layer import it; no other code
+// does), so it sits at the bottom.
+var layers = []string{"cmd", "e2e", "jepsen", "gateway", "client", "agent", "cluster", "rpc", "fsm", "shamir", "vocab", "golden"}
 
 // isolated packages import nothing of the project but themselves and the
 // packages listed with them: fsm and shamir only the vocabulary, and the
-// vocabulary nothing.
-var isolated = map[string][]string{"fsm": {"vocab"}, "shamir": {"vocab"}, "vocab": nil}
+// vocabulary and the golden-file tooling nothing.
+var isolated = map[string][]string{"fsm": {"vocab"}, "shamir": {"vocab"}, "vocab": nil, "golden": nil}
 
 type pkg struct {
 	dir      string

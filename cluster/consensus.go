@@ -64,7 +64,7 @@ type consensus struct {
 	rfsm   *raftFSM
 
 	leaderReady atomic.Bool // this node is leader and has committed an entry of its term
-	verify      verifyBatch
+	verify      roundBatch[error]
 	// readIndexes counts the read indexes this node confirmed as leader.
 	readIndexes atomic.Uint64
 

@@ -84,17 +84,14 @@ func (n *Node) authorizeAsHolder(ctx context.Context, req *partialRequest) (*hol
 // joins a round that starts after it arrived, so its index is as fresh as
 // one it had asked for alone.
 func (n *Node) holderReadIndex(ctx context.Context) (uint64, error) {
-	b := &n.holderReads
-	ch := make(chan readIndexResult, 1)
-	b.mu.Lock()
-	b.waiting = append(b.waiting, ch)
-	if !b.running {
-		b.running = true
-		go n.runHolderReads()
-	}
-	b.mu.Unlock()
+	round := n.holderReads.join(func() readIndexResult {
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+		defer cancel()
+		idx, err := n.readIndex(ctx)
+		return readIndexResult{idx, err}
+	})
 	select {
-	case r := <-ch:
+	case r := <-round:
 		return r.index, r.err
 	case <-ctx.Done():
 		return 0, Errorf(KindNoQuorum, "node %s could not confirm with the leader that its state is current", n.id.NodeID)
@@ -104,34 +101,6 @@ func (n *Node) holderReadIndex(ctx context.Context) (uint64, error) {
 type readIndexResult struct {
 	index uint64
 	err   error
-}
-
-// readBatch queues the callers of holderReadIndex for the next round.
-type readBatch struct {
-	mu      sync.Mutex
-	waiting []chan readIndexResult
-	running bool
-}
-
-func (n *Node) runHolderReads() {
-	b := &n.holderReads
-	for {
-		b.mu.Lock()
-		batch := b.waiting
-		b.waiting = nil
-		if len(batch) == 0 {
-			b.running = false
-			b.mu.Unlock()
-			return
-		}
-		b.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
-		idx, err := n.readIndex(ctx)
-		cancel()
-		for _, ch := range batch {
-			ch <- readIndexResult{idx, err}
-		}
-	}
 }
 
 // nonceCache remembers the nonces of the requests a holder answered for

@@ -45,7 +45,7 @@ type Node struct {
 	// joinToken is what a start request must carry; empty once joined.
 	joinToken string
 
-	holderReads readBatch
+	holderReads roundBatch[readIndexResult]
 
 	held heldKeys // what the gateways keep assembled in memory
 

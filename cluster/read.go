@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -98,41 +97,8 @@ func (c *consensus) waitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
-// verifyBatch runs raft.VerifyLeader once for every caller that arrived
-// before the round started.
-type verifyBatch struct {
-	mu      sync.Mutex
-	waiting []chan error
-	running bool
-}
-
+// verifyLeader confirms this node's leadership with a round of heartbeats,
+// one round for every caller that arrived before it started.
 func (c *consensus) verifyLeader(run *raftRun) error {
-	b := &c.verify
-	ch := make(chan error, 1)
-	b.mu.Lock()
-	b.waiting = append(b.waiting, ch)
-	if !b.running {
-		b.running = true
-		go b.run(run)
-	}
-	b.mu.Unlock()
-	return <-ch
-}
-
-func (b *verifyBatch) run(run *raftRun) {
-	for {
-		b.mu.Lock()
-		batch := b.waiting
-		b.waiting = nil
-		if len(batch) == 0 {
-			b.running = false
-			b.mu.Unlock()
-			return
-		}
-		b.mu.Unlock()
-		err := run.raft.VerifyLeader().Error()
-		for _, ch := range batch {
-			ch <- err
-		}
-	}
+	return <-c.verify.join(func() error { return run.raft.VerifyLeader().Error() })
 }

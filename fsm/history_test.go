@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/keyquorum/keyquorum/golden"
 	"os"
 	"path/filepath"
 	"slices"
@@ -80,7 +81,7 @@ func TestHistories(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := runHistory(t, string(in))
-			if *update {
+			if golden.Update() {
 				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 					t.Fatal(err)
 				}
@@ -88,7 +89,7 @@ func TestHistories(t *testing.T) {
 			}
 			if got != string(in) {
 				t.Errorf("%s: the state machine does not do what the history says, at %s\nIf the new behaviour is right, rewrite the expectations with: %s",
-					path, firstDifference(in, []byte(got)), updateCommand(t, "./fsm"))
+					path, golden.FirstDifference(in, []byte(got)), golden.UpdateCommand(t))
 			}
 		})
 	}

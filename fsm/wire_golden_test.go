@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/keyquorum/keyquorum/golden"
 	"strconv"
 	"testing"
 	"testing/cryptotest"
@@ -49,7 +50,7 @@ func TestSignedCommandGolden(t *testing.T) {
 			fmt.Fprintf(&b, "signing input: %s + payload\n", strconv.Quote(string(fsm.SigningInput(nil))))
 			fmt.Fprintf(&b, "signature: %x\n", sg.Signature)
 			fmt.Fprintf(&b, "signed: %s\n", entry)
-			golden(t, "signed-"+tc.name+".txt", b.Bytes())
+			golden.Check(t, "signed-"+tc.name+".txt", b.Bytes())
 
 			// The golden entry is one every replica accepts: it decodes to
 			// the same command and its signature verifies.
@@ -82,8 +83,8 @@ func TestSnapshotGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		golden(t, "snapshot-uncertified.json", snap)
-		golden(t, "state.json", h.snapshot())
+		golden.Check(t, "snapshot-uncertified.json", snap)
+		golden.Check(t, "state.json", h.snapshot())
 		restoresTo(t, snap, h)
 	})
 	t.Run("certified", func(t *testing.T) {
@@ -107,7 +108,7 @@ func TestSnapshotGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		golden(t, "snapshot-certified.json", snap)
+		golden.Check(t, "snapshot-certified.json", snap)
 		var sn fsm.Snap
 		if err := json.Unmarshal(snap, &sn); err != nil || sn.Certificate == nil || sn.Certificate.Index != 4 || len(sn.Entries) != 2 {
 			t.Fatalf("snapshot %s: want a certificate at index 4 and the 2 entries after it (%v)", snap, err)

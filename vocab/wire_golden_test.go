@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/keyquorum/keyquorum/golden"
 	"reflect"
 	"slices"
 	"testing"
@@ -33,7 +34,7 @@ func TestUnlockReplyGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "unlock-reply.json", append(b, '\n'))
+	golden.Check(t, "unlock-reply.json", append(b, '\n'))
 	var back UnlockReply
 	if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back, r) {
 		t.Fatalf("the reply does not decode to itself: %+v (%v)", back, err)
@@ -50,5 +51,5 @@ func TestErrorTableGolden(t *testing.T) {
 		c := CodesOf(k)
 		fmt.Fprintf(&b, "%s: %d, %d, %d\n", k, c.HTTP, c.GRPC, c.Exit)
 	}
-	golden(t, "error-table.txt", b.Bytes())
+	golden.Check(t, "error-table.txt", b.Bytes())
 }

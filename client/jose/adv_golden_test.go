@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ecdh"
 	"fmt"
+	"github.com/keyquorum/keyquorum/golden"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,8 +31,8 @@ func TestAdvertisementGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "adv.jws", append(bytes.Clone(adv), '\n'))
-	golden(t, "adv-ids.txt", fmt.Appendf(nil, "kid: %s\nthp: %s\n", kid, thp))
+	golden.Check(t, "adv.jws", append(bytes.Clone(adv), '\n'))
+	golden.Check(t, "adv-ids.txt", fmt.Appendf(nil, "kid: %s\nthp: %s\n", kid, thp))
 	if !AdvHasThumbprint(adv, thp) {
 		t.Fatal("the advertisement is not signed by thp")
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -33,7 +34,9 @@ func bootRows(ctx context.Context, c *client.Client, dir, keyagentBin string, ap
 	if err := c.AddMachine(ctx, &fsm.Machine{ID: fsm.PrincipalID(pub), Name: "bench", PublicKey: pub, Keys: []string{"bench/luks"}}); err != nil {
 		return nil, err
 	}
-	args := []string{"unlock", "--key", "bench/luks", "--ca", ca, "--key-file", filepath.Join(dir, "bench-machine.key")}
+	creds := c.Credentials()
+	args := []string{"unlock", "--key", "bench/luks", "--ca", ca, "--key-file", filepath.Join(dir, "bench-machine.key"),
+		"--cluster-id", creds.ClusterID, "--cluster-public-key", hex.EncodeToString(creds.ClusterKey)}
 	for _, a := range apiAddrs {
 		args = append(args, "--server", a)
 	}

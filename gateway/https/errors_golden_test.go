@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/keyquorum/keyquorum/golden"
 	"log/slog"
 	"net/http/httptest"
 	"testing"
@@ -26,5 +27,5 @@ func TestErrorBodyGolden(t *testing.T) {
 		answer(vocab.Errorf(k, "what was wrong with the %s request", k))
 	}
 	answer(errors.New("an error of no kind")) // answered as internal
-	golden(t, "errors.txt", out.Bytes())
+	golden.Check(t, "errors.txt", out.Bytes())
 }

@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/keyquorum/keyquorum/golden"
 	"log/slog"
 	"math/big"
 	"os"
@@ -222,18 +223,18 @@ func TestFramesGolden(t *testing.T) {
 				f.verify(t, resp.Payload)
 				fmt.Fprintf(&b, "reply (%s): a randomized signature, verified, not pinned\n", resp.Op)
 			}
-			golden(t, f.name+".txt", []byte(b.String()))
+			golden.Check(t, f.name+".txt", []byte(b.String()))
 		})
 	}
 	t.Run("error-version-mismatch", func(t *testing.T) {
 		req, _ := (&Request{ID: 11, Op: OpPing}).Marshal()
 		req[0] = 2
-		golden(t, "error-version-mismatch.txt", []byte("request (ping, major version 2):\n"+dump(req)+"reply:\n"+dump(answer(t, k, req))))
+		golden.Check(t, "error-version-mismatch.txt", []byte("request (ping, major version 2):\n"+dump(req)+"reply:\n"+dump(answer(t, k, req))))
 	})
 	t.Run("error-read", func(t *testing.T) {
 		// Answered when a client ends its side in the middle of a
 		// message; made here as the reader makes it.
-		golden(t, "error-read.txt", []byte("reply:\n"+dump(appendReply(nil, 12, OpError, []byte{byte(CodeReadError)}))))
+		golden.Check(t, "error-read.txt", []byte("reply:\n"+dump(appendReply(nil, 12, OpError, []byte{byte(CodeReadError)}))))
 	})
 }
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"fmt"
+	"github.com/keyquorum/keyquorum/golden"
 	"testing"
 	"time"
 
@@ -46,7 +47,7 @@ func TestClusterStatusGolden(t *testing.T) {
 	if err := writeStatus(&b, st); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "cluster-status.txt", b.Bytes())
+	golden.Check(t, "cluster-status.txt", b.Bytes())
 }
 
 // TestKeyShowGolden pins keyctl key show's text for each kind of key: a
@@ -77,5 +78,5 @@ func TestKeyShowGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	golden(t, "key-show.txt", b.Bytes())
+	golden.Check(t, "key-show.txt", b.Bytes())
 }
