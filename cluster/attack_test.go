@@ -248,3 +248,79 @@ func TestNodeKeepsTheClusterKeyItChecksSnapshotsAgainst(t *testing.T) {
 		t.Fatalf("the restarted node runs with cluster key %x, want %x", pinned, want)
 	}
 }
+
+// TestStolenNodeCredentialsOverTheNetwork: the thief of one member's data
+// directory (t-1 = 1 of 3) takes its identity key and node certificate to
+// the network, as that member, while the cluster runs. The node port lets
+// it in (it is a member), and it asks a live holder for partials: as a
+// gateway of its own for a key no operator opened to any gateway, and as
+// if it were an operator. Both are refused, and with its own share the
+// two partials it would need are never in its hands.
+func TestStolenNodeCredentialsOverTheNetwork(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.createSecret("luks/stolen", randomBytes(t, 32))
+	victim := c.nodes[0]
+	target := c.nodes[1]
+	c.waitHasKey(target, "luks/stolen")
+	dir := copyDir(t, victim.cfg.DataDir)
+
+	var id identity
+	if err := readJSON(filepath.Join(dir, identityFile), &id); err != nil {
+		t.Fatal(err)
+	}
+	var m membership
+	if err := readJSON(filepath.Join(dir, membershipFile), &m); err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ParseCertPEM(m.NodeCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: id.SignKey, Leaf: leaf}
+	if _, err := nodePortStatus(target.cfg.RaftAddr, cert); err != nil {
+		t.Fatalf("the stolen member credentials do not even reach the node port: %v", err)
+	}
+
+	k := storedKey(t, target, "luks/stolen")
+	var epoch uint64
+	target.n.fsm.Read(func(s *fsm.State) { epoch = s.Epoch })
+	ask := func(rel *fsm.ReleaseRequest) (int, string) {
+		sg, err := fsm.Sign(id.NodeID, id.SignKey, &fsm.Command{Type: fsm.TypeRelease, Release: rel,
+			Nonce: randomBytes(t, 16), IssuedAt: time.Now().UnixNano()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := json.Marshal(&partialRequest{Request: sg, Version: k.Version, Epoch: epoch})
+		return nodePortPost(t, target.cfg.RaftAddr, cert, "/internal/v1/partial", body)
+	}
+	for name, rel := range map[string]*fsm.ReleaseRequest{
+		"as its own kxd gateway": {Key: "luks/stolen", Op: fsm.OpGet, Gateway: fsm.GatewayKxd},
+		"as an operator":         {Key: "luks/stolen", Op: fsm.OpGet, Ephemeral: randomBytes(t, 32)},
+	} {
+		status, body := ask(rel)
+		if status == http.StatusOK {
+			t.Errorf("%s: the holder answered a partial: %s", name, body)
+		}
+		if !strings.Contains(body, "not served by the kxd gateway") && !strings.Contains(body, "unknown operator") {
+			t.Errorf("%s: status %d, %s; want a refusal naming the gateway access or the unknown operator", name, status, body)
+		}
+	}
+}
+
+// nodePortPost posts body to path on the node port at target, presenting
+// cert, and returns the status and the body of the answer.
+func nodePortPost(t *testing.T, target string, cert tls.Certificate, path string, body []byte) (int, string) {
+	t.Helper()
+	hc := &http.Client{Timeout: opTimeout, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
+			InsecureSkipVerify: true, NextProtos: []string{alpnRPC}},
+		ForceAttemptHTTP2: true}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Post("https://"+target+path, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("posting to %s%s: %v", target, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}

@@ -218,11 +218,22 @@ func TestJoinThenRemoveKeepsKeyAndRetiresOldShare(t *testing.T) {
 // enough to open it: its share alone does not, and the keys it holds open
 // none of the deals left in its Raft log.
 func TestDataDirsBelowThresholdRevealNothing(t *testing.T) {
-	c := newTestCluster(t, 3)
+	// Snapshots often, so the stolen directory holds Raft snapshots too.
+	c := newTestClusterWith(t, 3, func(cfg *Config) {
+		cfg.SnapshotThreshold = 4
+		cfg.SnapshotInterval = 50 * time.Millisecond
+	})
 	secret := randomBytes(t, 64)
 	c.createSecret("luks/root", secret)
 	thief := c.nodes[0]
 	c.mustRelease(thief, "luks/root")
+	for i := range 8 {
+		c.createSecret(fmt.Sprintf("filler/%d", i), randomBytes(t, 16))
+	}
+	c.waitFor(settleTimeout, func() (bool, string) {
+		idx := thief.n.cons.current().raft.Stats()["last_snapshot_index"]
+		return idx != "0", thief.id() + " has taken no snapshot yet"
+	})
 	key := storedKey(t, thief, "luks/root")
 	pp := poly(thief)
 	var index uint32
@@ -271,6 +282,9 @@ func TestDataDirsBelowThresholdRevealNothing(t *testing.T) {
 	}
 	if files < 4 {
 		t.Fatalf("the copy of %s has %d files: not a data directory", thief.cfg.DataDir, files)
+	}
+	if snaps, _ := filepath.Glob(filepath.Join(dir, raftDir, "snapshots", "*", "state.bin")); len(snaps) == 0 {
+		t.Fatalf("the copy of %s holds no Raft snapshot: the scan above did not cover one", thief.cfg.DataDir)
 	}
 
 	// The share alone.
