@@ -298,12 +298,27 @@ func (f *FSM) StateBytes() ([]byte, error) {
 
 // Hash is the SHA-256 of StateBytes: replicas that applied the same log
 // have the same hash.
+//
+// It is computed once per applied entry or restore and kept: a status
+// call costs the encoding of the whole state only when the state changed
+// since the last one.
 func (f *FSM) Hash() ([32]byte, error) {
-	b, err := f.StateBytes()
+	f.hashMu.Lock()
+	defer f.hashMu.Unlock()
+	f.mu.RLock()
+	changes := f.changes
+	if f.hashed.ok && f.hashed.changes == changes {
+		f.mu.RUnlock()
+		return f.hashed.sum, nil
+	}
+	b, err := json.Marshal(f.state)
+	f.mu.RUnlock()
 	if err != nil {
 		return [32]byte{}, err
 	}
-	return sha256.Sum256(b), nil
+	sum := sha256.Sum256(b)
+	f.hashed.changes, f.hashed.sum, f.hashed.ok = changes, sum, true
+	return sum, nil
 }
 
 // Snap is an immutable capture of a snapshot's contents: Capture is cheap
@@ -452,6 +467,7 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 	f.mu.Lock()
 	g.ck.pin = f.ck.pin
 	f.state, f.ck = g.state, g.ck
+	f.changes++
 	f.mu.Unlock()
 	r := &Restored{TOFU: pin == nil, Entries: len(sn.Entries), Applied: st.Applied}
 	if g.ck.cert != nil {

@@ -11,6 +11,7 @@ func LoadStateForTest(f *FSM, data []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.state = s
+	f.changes++
 	f.ck = checkpoints{pin: f.ck.pin, last: s.Applied}
 	return nil
 }

@@ -65,6 +65,15 @@ type FSM struct {
 	mu    sync.RWMutex
 	state *State
 	ck    checkpoints // certified checkpoint and entries since (checkpoint.go)
+	// changes counts the entries applied and states restored, under mu:
+	// Hash computes the state's hash once per change, not once per call.
+	changes uint64
+	hashMu  sync.Mutex
+	hashed  struct {
+		changes uint64
+		sum     [32]byte
+		ok      bool
+	}
 }
 
 // New returns an empty state machine.
@@ -102,6 +111,7 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	defer f.afterApply(index, at, data) // runs before the unlock
+	f.changes++
 	s := f.state
 	s.Applied = index
 	res := &Result{Index: index}

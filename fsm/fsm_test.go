@@ -2,6 +2,7 @@ package fsm_test
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"testing"
 	"time"
@@ -345,5 +346,37 @@ func TestRestoreRefusesGarbage(t *testing.T) {
 		if !bytes.Equal(h.snapshot(), before) {
 			t.Fatalf("a failed Restore(%q) changed the state", b)
 		}
+	}
+}
+
+// TestHashFollowsEveryChange: Hash is kept between calls, and is always
+// the hash of the state's encoding as it is now: after an accepted entry,
+// a refused one (the applied index moves) and a restore.
+func TestHashFollowsEveryChange(t *testing.T) {
+	h := newHarness(t)
+	check := func(when string) {
+		t.Helper()
+		b, err := h.f.StateBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := hashOf(t, h.f), sha256.Sum256(b); got != want {
+			t.Errorf("%s: Hash is %x, the state's encoding hashes to %x", when, got[:4], want[:4])
+		}
+	}
+	ready(h)
+	check("after founding")
+	check("asked again")
+	h.must(admin, createKeyCmd("db/x"))
+	check("after a create")
+	h.do(stranger, createKeyCmd("db/y"))
+	check("after a refused entry")
+	replica := newHarness(t)
+	empty := hashOf(t, replica.f) // kept, then the restore must replace it
+	if err := replica.f.Restore(snapshotFor(t, h.f)); err != nil {
+		t.Fatal(err)
+	}
+	if got := hashOf(t, replica.f); got == empty || got != hashOf(t, h.f) {
+		t.Errorf("after a restore: Hash %x, want the restored state's %x", got[:4], hashOf(t, h.f))
 	}
 }
