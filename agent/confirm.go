@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -29,8 +31,13 @@ import (
 // (and carrying the identity key the others list for it), and the pin is
 // the cluster ID and public key that t of them agree on, as the Go SDK's
 // client.Confirm does (package agent may not import package client, so
-// this is the same check, small). The status is an operator's call: the
-// operator's certificate is used for it, once, and is not recorded.
+// this is the same check, small). Every holder of the view is also
+// challenged with a fresh nonce and must prove it holds its share of the
+// view's key (cluster/api possession.go): t proofs at distinct indexes,
+// so one node that lists itself as the only holder, t=1, would have to
+// know the cluster secret. The status and the challenge are operator's
+// calls: the operator's certificate is used for them, once, and is not
+// recorded.
 
 // statusPath is the node's status call.
 const statusPath = "/v1/cluster/status"
@@ -154,13 +161,19 @@ func ConfirmPin(ctx context.Context, o ConfirmOptions) (*Confirmed, error) {
 		return nil, errorf(vocab.KindUnreachable, "no server answered: %s", strings.Join(unreached, "; "))
 	}
 
-	// t members of the first answer's view, each at its own address.
+	// t members of the first answer's view, each at its own address, and
+	// t of its holders proving their shares of the view's key.
 	want := viewOf(first)
+	nonce := make([]byte, api.PossessionNonceSize)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, errorf(vocab.KindInternal, "drawing a nonce: %v", err)
+	}
 	var (
 		mu       sync.Mutex
 		agree    []string
 		disagree []string
 		wg       sync.WaitGroup
+		proofs   = &api.PossessionCheck{ClusterID: want.clusterID, Epoch: want.epoch, Threshold: want.threshold, PublicKey: want.publicKey}
 	)
 	for _, m := range first.Members {
 		if m.Leaving || m.APIAddr == "" {
@@ -169,12 +182,24 @@ func ConfirmPin(ctx context.Context, o ConfirmOptions) (*Confirmed, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st, err := cf.status(ctx, m.APIAddr, m.ID, want.signKey(m.ID))
+			h := want.holder(m.ID)
+			var signKey []byte
+			if h != nil {
+				signKey = h.SignKey
+			}
+			st, err := cf.status(ctx, m.APIAddr, m.ID, signKey)
 			if err == nil {
 				err = want.differs(viewOf(st))
 			}
+			var p *api.Possession
+			if err == nil && h != nil {
+				p, err = cf.possession(ctx, m.APIAddr, m.ID, signKey, nonce)
+			}
 			mu.Lock()
 			defer mu.Unlock()
+			if err == nil && h != nil {
+				err = proofs.Add(p, h.ID, h.Index, nonce)
+			}
 			if err != nil {
 				disagree = append(disagree, fmt.Sprintf("%s at %s: %v", m.ID, m.APIAddr, oneLine(err.Error())))
 				return
@@ -189,6 +214,11 @@ func ConfirmPin(ctx context.Context, o ConfirmOptions) (*Confirmed, error) {
 		return nil, errorf(vocab.KindBadReply,
 			"only %d of the %d members needed confirm node %s's view of the cluster (%s, key epoch %d, threshold %d): refusing to pin it; %s",
 			len(agree), want.threshold, first.Node, want.clusterID, want.epoch, want.threshold, strings.Join(disagree, "; "))
+	}
+	if n := proofs.Proven(); n < want.threshold {
+		return nil, errorf(vocab.KindBadReply,
+			"only %d of the %d holders needed prove they hold a share of cluster key %x in node %s's view (%s, key epoch %d, threshold %d): refusing to pin it; %s",
+			n, want.threshold, want.publicKey, first.Node, want.clusterID, want.epoch, want.threshold, strings.Join(disagree, "; "))
 	}
 	return &Confirmed{ClusterID: want.clusterID, PublicKey: want.publicKey, Epoch: want.epoch, Threshold: want.threshold, Confirmers: agree}, nil
 }
@@ -260,10 +290,11 @@ func (v *view) differs(o *view) error {
 	return nil
 }
 
-func (v *view) signKey(id string) []byte {
-	for _, h := range v.holders {
-		if h.ID == id {
-			return h.SignKey
+// holder is the holder v lists with node ID id, or nil.
+func (v *view) holder(id string) *api.MemberStatus {
+	for i := range v.holders {
+		if v.holders[i].ID == id {
+			return &v.holders[i]
 		}
 	}
 	return nil
@@ -280,9 +311,45 @@ type confirmer struct {
 // node certificate of the cluster CA: of node id if id is set, with key
 // signKey if that is set; and the status must be that node's.
 func (cf *confirmer) status(ctx context.Context, addr, id string, signKey []byte) (*api.Status, error) {
+	body, certID, err := cf.call(ctx, addr, id, signKey, http.MethodGet, statusPath, nil)
+	if err != nil {
+		return nil, err
+	}
+	var st api.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		return nil, &Error{Kind: vocab.KindBadReply, Server: addr, Message: fmt.Sprintf("the answer is not a status: %v", err)}
+	}
+	if st.Node != certID {
+		return nil, &Error{Kind: vocab.KindBadReply, Server: addr, Message: fmt.Sprintf("answers as node %q with the certificate of node %q", st.Node, certID)}
+	}
+	return &st, nil
+}
+
+// possession challenges holder id at addr (with key signKey) with nonce.
+func (cf *confirmer) possession(ctx context.Context, addr, id string, signKey, nonce []byte) (*api.Possession, error) {
+	req, err := json.Marshal(&api.PossessionRequest{Nonce: nonce})
+	if err != nil {
+		return nil, err
+	}
+	body, _, err := cf.call(ctx, addr, id, signKey, http.MethodPost, api.PossessionPath, req)
+	if err != nil {
+		return nil, err
+	}
+	var p api.Possession
+	if err := json.Unmarshal(body, &p); err != nil {
+		return nil, &Error{Kind: vocab.KindBadReply, Server: addr, Message: fmt.Sprintf("the answer is not a proof of possession: %v", err)}
+	}
+	return &p, nil
+}
+
+// call makes one call to the node at addr and returns the body of its
+// 200 answer and the node ID its certificate names. Its certificate must
+// be a node certificate of the cluster CA: of node id if id is set, with
+// key signKey if that is set.
+func (cf *confirmer) call(ctx context.Context, addr, id string, signKey []byte, method, path string, body []byte) ([]byte, string, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, &Error{Kind: vocab.KindBadReply, Server: addr, Message: fmt.Sprintf("member address: %v", err)}
+		return nil, "", &Error{Kind: vocab.KindBadReply, Server: addr, Message: fmt.Sprintf("member address: %v", err)}
 	}
 	var certID string
 	cfg := &tls.Config{
@@ -315,30 +382,30 @@ func (cf *confirmer) status(ctx context.Context, addr, id string, signKey []byte
 	defer cancel()
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}
 	defer hc.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+statusPath, nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+addr+path, rd)
 	if err != nil {
-		return nil, &Error{Kind: vocab.KindConfig, Server: addr, Message: err.Error()}
+		return nil, "", &Error{Kind: vocab.KindConfig, Server: addr, Message: err.Error()}
 	}
 	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("User-Agent", "keyagent")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, &Error{Kind: vocab.KindUnreachable, Server: addr, Message: err.Error()}
+		return nil, "", &Error{Kind: vocab.KindUnreachable, Server: addr, Message: err.Error()}
 	}
 	defer resp.Body.Close()
 	rep, err := readReply(resp, resp.Proto)
 	if err != nil {
-		return nil, &Error{Kind: vocab.KindUnreachable, Server: addr, Message: err.Error()}
+		return nil, "", &Error{Kind: vocab.KindUnreachable, Server: addr, Message: err.Error()}
 	}
 	if rep.status != http.StatusOK {
-		return nil, serverErrorAt(addr, statusPath, rep)
+		return nil, "", serverErrorAt(addr, path, rep)
 	}
-	var st api.Status
-	if err := json.Unmarshal(rep.body, &st); err != nil {
-		return nil, &Error{Kind: vocab.KindBadReply, Server: addr, Message: fmt.Sprintf("the answer is not a status: %v", err)}
-	}
-	if st.Node != certID {
-		return nil, &Error{Kind: vocab.KindBadReply, Server: addr, Message: fmt.Sprintf("answers as node %q with the certificate of node %q", st.Node, certID)}
-	}
-	return &st, nil
+	return rep.body, certID, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
@@ -32,7 +33,15 @@ import (
 // naming its node ID, with the identity key the others list for it; the
 // members must agree on the epoch, the threshold, the cluster key and
 // every holder's index and key. A node that lies alone, or t-1 that lie
-// together, cannot make t members of the cluster CA agree.
+// together, cannot make t members of the cluster CA agree, unless they
+// list only themselves as the holders, with a threshold they can reach
+// (one node, t=1). So every holder of the view is also challenged with a
+// fresh nonce and must prove it holds its share (cluster/api
+// possession.go): t proofs at distinct indexes against one polynomial
+// whose constant term is the pinned key could only be made by t holders
+// of that key, or by someone who knows its secret. Pinning for the first
+// time, with no key to hold the view to, the proofs still bind the view
+// to one key whose t shares its holders hold.
 
 // pinned is the pinned cluster ID and key, or an error that says how to
 // pin.
@@ -109,10 +118,12 @@ type Confirmed struct {
 }
 
 // Confirm asks every member the answering node lists for its status, at
-// the member's own API address, and returns the view at least t of them
-// agree on (see the top of this file). With pin set, the cluster key
-// they agree on must be pin. A member that disagrees is named in the
-// error when fewer than t agree.
+// the member's own API address, and challenges every holder of the view
+// for a proof that it holds its share (see the top of this file). It
+// returns the view at least t members agree on, t of whose holders prove
+// shares of one polynomial whose constant term is the view's cluster key.
+// With pin set, that key must be pin. A member that disagrees or fails
+// its proof is named in the error when fewer than t confirm.
 func (c *Client) Confirm(ctx context.Context, pin []byte) (*Confirmed, error) {
 	st, err := c.Status(ctx)
 	if err != nil {
@@ -132,12 +143,17 @@ func (c *Client) Confirm(ctx context.Context, pin []byte) (*Confirmed, error) {
 	if err := want.sane(); err != nil {
 		return nil, &Error{Kind: api.KindConflict, Message: fmt.Sprintf("node %s reports %v: refusing to seal to it", st.Node, err)}
 	}
+	nonce := make([]byte, api.PossessionNonceSize)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
 	var (
 		mu         sync.Mutex
 		agree      []string
 		disagree   []string
 		wg         sync.WaitGroup
 		candidates []api.MemberStatus
+		proofs     = &api.PossessionCheck{ClusterID: want.ClusterID, Epoch: want.Epoch, Threshold: want.Threshold, PublicKey: want.PublicKey}
 	)
 	for _, m := range st.Members {
 		if !m.Leaving && m.APIAddr != "" {
@@ -148,12 +164,24 @@ func (c *Client) Confirm(ctx context.Context, pin []byte) (*Confirmed, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got, err := c.memberStatus(ctx, m, want.signKey(m.ID))
+			h := want.holder(m.ID)
+			var signKey []byte
+			if h != nil {
+				signKey = h.SignKey
+			}
+			got, err := c.memberStatus(ctx, m, signKey)
 			if err == nil {
 				err = want.differs(viewOf(got))
 			}
+			var p *api.Possession
+			if err == nil && h != nil {
+				p, err = c.memberPossession(ctx, m, signKey, nonce)
+			}
 			mu.Lock()
 			defer mu.Unlock()
+			if err == nil && h != nil {
+				err = proofs.Add(p, h.ID, h.Index, nonce)
+			}
 			if err != nil {
 				disagree = append(disagree, fmt.Sprintf("%s at %s: %v", m.ID, m.APIAddr, err))
 				return
@@ -168,6 +196,11 @@ func (c *Client) Confirm(ctx context.Context, pin []byte) (*Confirmed, error) {
 		return nil, &Error{Kind: api.KindConflict, Message: fmt.Sprintf(
 			"only %d of the %d members needed confirm node %s's view of the cluster (epoch %d, threshold %d, %d holders): refusing to seal to it; %s",
 			len(agree), want.Threshold, st.Node, want.Epoch, want.Threshold, len(want.Holders), strings.Join(disagree, "; "))}
+	}
+	if n := proofs.Proven(); n < want.Threshold {
+		return nil, &Error{Kind: api.KindConflict, Message: fmt.Sprintf(
+			"only %d of the %d holders needed prove they hold a share of cluster key %x in node %s's view (epoch %d, threshold %d, %d holders): refusing to seal to it; %s",
+			n, want.Threshold, want.PublicKey, st.Node, want.Epoch, want.Threshold, len(want.Holders), strings.Join(disagree, "; "))}
 	}
 	want.Confirmers = agree
 	return want, nil
@@ -226,11 +259,11 @@ func (v *Confirmed) differs(o *Confirmed) error {
 	return nil
 }
 
-// signKey is the identity key v lists for a holder, or nil.
-func (v *Confirmed) signKey(id string) []byte {
-	for _, h := range v.Holders {
-		if h.ID == id {
-			return h.SignKey
+// holder is the holder v lists with node ID id, or nil.
+func (v *Confirmed) holder(id string) *api.MemberStatus {
+	for i := range v.Holders {
+		if v.Holders[i].ID == id {
+			return &v.Holders[i]
 		}
 	}
 	return nil
@@ -248,10 +281,25 @@ func (c *Client) memberStatus(ctx context.Context, m api.MemberStatus, signKey [
 	return &st, nil
 }
 
+// memberPossession challenges holder m, at its own API address, with
+// nonce.
+func (c *Client) memberPossession(ctx context.Context, m api.MemberStatus, signKey, nonce []byte) (*api.Possession, error) {
+	var p api.Possession
+	if err := c.memberCall(ctx, m, signKey, http.MethodPost, api.PossessionPath, &api.PossessionRequest{Nonce: nonce}, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
 // memberGet gets path from member m at its own API address. The member
 // must present a certificate of the cluster CA that names its node ID
 // and, if signKey is set, carries that key.
 func (c *Client) memberGet(ctx context.Context, m api.MemberStatus, signKey []byte, path string, out any) error {
+	return c.memberCall(ctx, m, signKey, http.MethodGet, path, nil, out)
+}
+
+// memberCall is memberGet with any method and a body.
+func (c *Client) memberCall(ctx context.Context, m api.MemberStatus, signKey []byte, method, path string, body, out any) error {
 	base, err := baseURL(m.APIAddr)
 	if err != nil {
 		return err
@@ -265,7 +313,7 @@ func (c *Client) memberGet(ctx context.Context, m api.MemberStatus, signKey []by
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}
 	defer hc.CloseIdleConnections()
-	return doJSON(ctx, hc, http.MethodGet, base+path, nil, out)
+	return doJSON(ctx, hc, method, base+path, body, out)
 }
 
 // ConfirmKeyState returns once t members, each at its own API address and

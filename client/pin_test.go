@@ -39,6 +39,9 @@ type fakeNode struct {
 	calls  map[string]int    // by method and path
 	posted []*fsm.Signed     // commands posted to /v1/keys
 	keys   map[string]string // key name -> the state this node shows
+	share  *shamir.Share     // its real share of the cluster key
+	// prove answers a challenge; honestly (with share) by default.
+	prove func(nonce []byte) *api.Possession
 }
 
 type fakeCluster struct {
@@ -47,7 +50,44 @@ type fakeCluster struct {
 	creds     *Credentials
 	nodes     []*fakeNode
 	clusterPK []byte
+	poly      *shamir.PublicPoly // the cluster key's public polynomial
 	truth     func() *api.Status // the cluster as it is
+}
+
+// dealTestKey deals a cluster key to share indexes 1..n with threshold
+// t, as one dealer of a DKG would: the public polynomial and each index's
+// share.
+func dealTestKey(t *testing.T, n, th int) (*shamir.PublicPoly, []*shamir.Share) {
+	t.Helper()
+	var rs []shamir.Recipient
+	var privs [][]byte
+	for i := 1; i <= n; i++ {
+		priv, pub, err := shamir.GenerateEncryptionKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, shamir.Recipient{Index: uint32(i), EncPub: pub})
+		privs = append(privs, priv)
+	}
+	ctx := []byte("test deal")
+	d, err := shamir.NewFreshDeal(rand.Reader, 1, th, rs, ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var poly *shamir.PublicPoly
+	var shares []*shamir.Share
+	for i, r := range rs {
+		sub, err := shamir.OpenDeal(d, r.Index, privs[i], ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh, p, err := shamir.CombineFresh([]*shamir.Deal{d}, map[uint32][]byte{1: sub}, r.Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		poly, shares = p, append(shares, sh)
+	}
+	return poly, shares
 }
 
 func newFakeCluster(t *testing.T, n int) *fakeCluster {
@@ -62,11 +102,13 @@ func newFakeCluster(t *testing.T, n int) *fakeCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, pk, _ := shamir.GenerateEncryptionKey(rand.Reader)
-	fc := &fakeCluster{t: t, ca: ca, clusterPK: pk,
+	poly, shares := dealTestKey(t, n, n/2+1)
+	pk := poly.PublicKey()
+	fc := &fakeCluster{t: t, ca: ca, clusterPK: pk, poly: poly,
 		creds: &Credentials{CACert: ca.CertPEM, Cert: opCert, Key: opKey, OperatorID: opID, ClusterID: "c1", ClusterKey: pk}}
 	for i := 1; i <= n; i++ {
-		fn := &fakeNode{id: fmt.Sprintf("n%d", i), calls: map[string]int{}, keys: map[string]string{}}
+		fn := &fakeNode{id: fmt.Sprintf("n%d", i), calls: map[string]int{}, keys: map[string]string{}, share: shares[i-1]}
+		fn.prove = func(nonce []byte) *api.Possession { return fn.proveWith(fn.share, poly.Commits, nonce) }
 		pub, key, _ := ed25519.GenerateKey(rand.Reader)
 		fn.key = key
 		certPEM, err := ca.Issue(pub, pki.RoleNode, fn.id, []string{"127.0.0.1", "localhost"})
@@ -107,6 +149,13 @@ func (fn *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 		st := status()
 		st.Node = fn.id
 		json.NewEncoder(w).Encode(st)
+	case api.PossessionPath:
+		var req api.PossessionRequest
+		json.NewDecoder(r.Body).Decode(&req)
+		fn.mu.Lock()
+		prove := fn.prove
+		fn.mu.Unlock()
+		json.NewEncoder(w).Encode(prove(req.Nonce))
 	case "/v1/keys":
 		var sg fsm.Signed
 		json.NewDecoder(r.Body).Decode(&sg)
@@ -135,6 +184,23 @@ func (fn *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		json.NewEncoder(w).Encode(&fsm.Key{Name: name, State: state})
 	}
+}
+
+// proveWith is the node's answer to a challenge with share sh against
+// the polynomial poly (epoch 2 of cluster c1).
+func (fn *fakeNode) proveWith(sh *shamir.Share, poly [][]byte, nonce []byte) *api.Possession {
+	p, err := api.ProvePossession(rand.Reader, sh, "c1", 2, fn.id, poly, nonce)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// answer makes the node answer challenges with prove.
+func (fn *fakeNode) answer(prove func(nonce []byte) *api.Possession) {
+	fn.mu.Lock()
+	fn.prove = prove
+	fn.mu.Unlock()
 }
 
 // show makes the node show key name in state.
@@ -342,5 +408,84 @@ func TestRevokeIsReportedOnlyWhenTMembersShowIt(t *testing.T) {
 	fc.nodes[1].show("db/root", fsm.KeyRevoked)
 	if _, err := fc.client(liar).Revoke(ctx5(t), "db/root"); err != nil {
 		t.Fatalf("revoke shown by t=2 members: %v", err)
+	}
+}
+
+// TestLoneNodeCannotPassForTheCluster (issue 9, hole 3): a node that lists
+// itself as the only holder, with threshold 1, is the only member its
+// view names, and agreed with itself. Now every holder of the view must
+// prove, for a fresh nonce, that it holds its share of a polynomial whose
+// constant term is the cluster key; with t=1 that polynomial is the
+// constant X, and proving a share of it is knowing the cluster secret.
+// So Confirm, CreateTang and Pin (with a pin or pinning for the first
+// time) refuse, whatever polynomial the liar proves against; the honest
+// cluster passes.
+func TestLoneNodeCannotPassForTheCluster(t *testing.T) {
+	fc := newFakeCluster(t, 3)
+	liar := fc.nodes[0]
+	alone := func() *api.Status {
+		st := fc.truth()
+		st.N, st.Threshold, st.Members = 1, 1, st.Members[:1]
+		return st
+	}
+	liar.lie(alone)
+	cases := []struct {
+		name  string
+		prove func(nonce []byte) *api.Possession
+		want  string
+	}{
+		{"its share against the constant X", func(nonce []byte) *api.Possession {
+			return liar.proveWith(liar.share, fc.poly.Commits[:1], nonce)
+		}, "proof of possession fails"},
+		{"its share against the real polynomial", func(nonce []byte) *api.Possession {
+			return liar.proveWith(liar.share, fc.poly.Commits, nonce)
+		}, "polynomial of threshold 2, not 1"},
+		{"a proof for another nonce", func([]byte) *api.Possession {
+			return liar.proveWith(liar.share, fc.poly.Commits[:1], make([]byte, api.PossessionNonceSize))
+		}, "proof of possession fails"},
+		{"no proof", func([]byte) *api.Possession { return nil }, "refusing to seal"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			liar.answer(tc.prove)
+			fc.creds.ClusterID, fc.creds.ClusterKey = "c1", fc.clusterPK
+			c := fc.client(liar)
+			if _, err := c.Confirm(ctx5(t), fc.clusterPK); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Confirm of a lone node's view: %v, want an error with %q", err, tc.want)
+			}
+			before := len(liar.posted)
+			if _, err := c.CreateTang(ctx5(t), "tang/lone", nil); err == nil {
+				t.Fatal("CreateTang dealt a Tang key to a lone node")
+			}
+			if len(liar.posted) != before {
+				t.Fatal("the client posted a Tang key dealt to a lone node's view")
+			}
+			if _, err := c.Pin(ctx5(t)); err == nil {
+				t.Fatal("Pin confirmed a lone node's view")
+			}
+			// Pinning for the first time, the liar's word for the real
+			// key does not make it the cluster either.
+			fc.creds.ClusterID, fc.creds.ClusterKey = "", nil
+			c = fc.client(liar)
+			if _, err := c.Pin(ctx5(t)); err == nil || len(c.Credentials().ClusterKey) != 0 {
+				t.Fatalf("a first Pin confirmed a lone node's view: %v", err)
+			}
+		})
+	}
+
+	// The honest cluster, with one holder answering a stale proof: the
+	// two others are t, and the stale one is not among the confirmers.
+	liar.lie(fc.truth)
+	liar.answer(func(nonce []byte) *api.Possession {
+		return liar.proveWith(liar.share, fc.poly.Commits, make([]byte, api.PossessionNonceSize))
+	})
+	fc.creds.ClusterID, fc.creds.ClusterKey = "", nil
+	c := fc.client(fc.nodes[1])
+	cf, err := c.Pin(ctx5(t))
+	if err != nil || strings.Join(cf.Confirmers, ",") != "n2,n3" || !bytes.Equal(c.Credentials().ClusterKey, fc.clusterPK) {
+		t.Fatalf("Pin on the honest cluster with one stale proof: %v, %+v", err, cf)
+	}
+	if _, err := c.CreateTang(ctx5(t), "tang/honest", nil); err != nil {
+		t.Fatalf("CreateTang on the honest cluster: %v", err)
 	}
 }

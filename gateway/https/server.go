@@ -113,6 +113,9 @@ func NewServer(svc cluster.Service, cert *cluster.ServingCert, log *slog.Logger,
 	if j, ok := svc.(cluster.JoinTokenService); ok {
 		s.registerJoinTokens(mux, j)
 	}
+	if p, ok := svc.(cluster.PossessionService); ok {
+		s.registerPossession(mux, p)
+	}
 	for _, m := range o.mounts {
 		for _, p := range m.patterns {
 			mux.Handle(p, m.h)
