@@ -195,3 +195,15 @@ func BenchmarkVerifierOpen2of3(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNewVerifier is a combiner's setup for one release: R (checked
+// once per process, then the cheap checks only) and the commitments.
+func BenchmarkNewVerifier(b *testing.B) {
+	c := newBenchCluster(b, 3, 2)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := NewVerifier(c.poly, c.ct.R, testRelease); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -114,7 +114,7 @@ func ComputePartial(rand io.Reader, sh *Share, R []byte, context []byte) (*Parti
 	if sh.Index == 0 {
 		return nil, fmt.Errorf("%w: 0", ErrInvalidIndex)
 	}
-	Rp, err := decodePoint(R)
+	Rp, err := decodeCiphertextPoint(R)
 	if err != nil {
 		return nil, fmt.Errorf("ciphertext R: %w", err)
 	}
@@ -197,7 +197,7 @@ func NewVerifier(poly *PublicPoly, R []byte, context []byte) (*Verifier, error) 
 	if t == 0 {
 		return nil, fmt.Errorf("%w: public polynomial has no commitments", ErrBadThreshold)
 	}
-	Rp, err := decodePoint(R)
+	Rp, err := decodeCiphertextPoint(R)
 	if err != nil {
 		return nil, fmt.Errorf("ciphertext R: %w", err)
 	}

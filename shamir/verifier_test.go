@@ -76,3 +76,33 @@ func TestVerifierOpensWithWhatItVerified(t *testing.T) {
 		t.Fatalf("Open with one partial twice: %v, want ErrDuplicateIndex", err)
 	}
 }
+
+// TestCheckedPointsRememberOnlyPassed: the ciphertext R a release uses
+// again and again passes its subgroup check once, and a point with a
+// small-order component is refused every time, even right after the
+// prime-order point it was made from passed.
+func TestCheckedPointsRememberOnlyPassed(t *testing.T) {
+	nodes := newNodes(t, 1, 2, 3)
+	poly := runDKG(t, nodes, 2, testContext)
+	ct, err := Seal(rand.Reader, poly.PublicKey(), testInfo, []byte("m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := ComputePartial(rand.Reader, nodes[0].share, ct.R, testRelease); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := NewVerifier(poly, ct.R, testRelease); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mixed := mixedPoint(t)
+	for range 3 {
+		if _, err := ComputePartial(rand.Reader, nodes[0].share, mixed, testRelease); !errors.Is(err, ErrInvalidPoint) {
+			t.Fatalf("ComputePartial with a mixed-order R: %v, want ErrInvalidPoint", err)
+		}
+		if _, err := NewVerifier(poly, mixed, testRelease); !errors.Is(err, ErrInvalidPoint) {
+			t.Fatalf("NewVerifier with a mixed-order R: %v, want ErrInvalidPoint", err)
+		}
+	}
+}
