@@ -324,3 +324,48 @@ func nodePortPost(t *testing.T, target string, cert tls.Certificate, path string
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// TestHolderComputingAheadOfItsReadAnswersWhatItsReadAllows: a holder
+// computes its sealed partial while its own read is in flight, on the
+// state it has applied. Here that state is stale (the key is active in
+// it), and a revoke was acknowledged before the request: once the holder
+// has applied its read, it refuses, and the partial it computed never
+// leaves it.
+func TestHolderComputingAheadOfItsReadAnswersWhatItsReadAllows(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.createSecret("ahead", randomBytes(t, 32))
+	leader := c.leader()
+	victim := c.anyRunning(leader)
+	c.waitHasKey(victim, "ahead")
+	req := c.holderRequest("ahead", 0)
+
+	victim.n.cons.rfsm.hold.Lock() // the victim acknowledges entries but applies none
+	c.revoke(leader, "ahead")
+	type answer struct {
+		p   *SealedPartial
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
+		p, err := victim.n.answerSealedPartial(ctx, req)
+		done <- answer{p, err}
+	}()
+	// The victim's read is answered by the leader (past the revoke) while
+	// the victim, holding its applies, can only have computed on the state
+	// before it.
+	c.waitFor(settleTimeout, func() (bool, string) {
+		victim.n.holderReads.mu.Lock()
+		defer victim.n.holderReads.mu.Unlock()
+		return !victim.n.holderReads.running && len(victim.n.holderReads.waiting) == 0, "the victim's read is still in flight"
+	})
+	victim.n.cons.rfsm.hold.Unlock()
+	a := <-done
+	if a.err == nil {
+		t.Fatalf("the holder answered share %d for a key revoked before the request", a.p.Index)
+	}
+	if KindOf(a.err) != KindDenied {
+		t.Fatalf("holder: %v (kind %s), want %s", a.err, KindOf(a.err), KindDenied)
+	}
+}

@@ -41,18 +41,62 @@ func (n *Node) authorizeAsHolder(ctx context.Context, req *partialRequest) (*hol
 	if req.Request == nil {
 		return nil, Errorf(KindInvalid, "the holder's request carries no signed request")
 	}
-	index := req.ReadIndex
-	if !req.local {
-		own, err := n.holderReadIndex(ctx)
-		if err != nil {
-			return nil, err
+	return n.finishHolderCheck(ctx, req, n.startHolderRead(req))
+}
+
+// startHolderRead starts the holder's own read for req (none when the
+// node is the coordinator: req.local) and returns what waits for it: the
+// index the holder's checks must be made at.
+func (n *Node) startHolderRead(req *partialRequest) func(context.Context) (uint64, error) {
+	if req.local {
+		return func(context.Context) (uint64, error) { return req.ReadIndex, nil }
+	}
+	round := n.holderReadIndex()
+	return func(ctx context.Context) (uint64, error) {
+		select {
+		case r := <-round:
+			if r.err != nil {
+				return 0, r.err
+			}
+			return max(req.ReadIndex, r.index), nil
+		case <-ctx.Done():
+			return 0, Errorf(KindNoQuorum, "node %s could not confirm with the leader that its state is current", n.id.NodeID)
 		}
-		index = max(index, own)
+	}
+}
+
+// finishHolderCheck waits for the holder's read (read, from
+// startHolderRead), then runs the checks above at it and spends the
+// request's nonce.
+func (n *Node) finishHolderCheck(ctx context.Context, req *partialRequest, read func(context.Context) (uint64, error)) (*holderGrant, error) {
+	if req.Request == nil {
+		return nil, Errorf(KindInvalid, "the holder's request carries no signed request")
+	}
+	index, err := read(ctx)
+	if err != nil {
+		return nil, err
 	}
 	if err := n.waitApplied(ctx, index); err != nil {
 		return nil, err
 	}
 	now := time.Now()
+	g, err := n.holderCheck(req, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.nonces.use(req.Request.Signer+"/"+hex.EncodeToString(g.cmd.Nonce), time.Unix(0, g.cmd.IssuedAt), now); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// holderCheck authorizes req on the state this node has applied, at now,
+// and checks the key version the coordinator read; it does not spend the
+// nonce.
+func (n *Node) holderCheck(req *partialRequest, now time.Time) (*holderGrant, error) {
+	if req.Request == nil {
+		return nil, Errorf(KindInvalid, "the holder's request carries no signed request")
+	}
 	var (
 		g    holderGrant
 		ferr *fsm.Error
@@ -73,29 +117,20 @@ func (n *Node) authorizeAsHolder(ctx context.Context, req *partialRequest) (*hol
 	if g.key.Version != req.Version {
 		return nil, Errorf(KindConflict, "key %q is at version %d here, not %d", g.key.Name, g.key.Version, req.Version)
 	}
-	if err := n.nonces.use(req.Request.Signer+"/"+hex.EncodeToString(g.cmd.Nonce), time.Unix(0, g.cmd.IssuedAt), now); err != nil {
-		return nil, err
-	}
 	return &g, nil
 }
 
-// holderReadIndex is a read index from the leader for a holder's check.
-// Concurrent callers share one request to the leader, but a caller only
-// joins a round that starts after it arrived, so its index is as fresh as
-// one it had asked for alone.
-func (n *Node) holderReadIndex(ctx context.Context) (uint64, error) {
-	round := n.holderReads.join(func() readIndexResult {
+// holderReadIndex asks the leader for a read index for a holder's check,
+// and returns where the answer arrives. Concurrent callers share one
+// request to the leader, but a caller only joins a round that starts after
+// it arrived, so its index is as fresh as one it had asked for alone.
+func (n *Node) holderReadIndex() <-chan readIndexResult {
+	return n.holderReads.join(func() readIndexResult {
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
 		defer cancel()
 		idx, err := n.readIndex(ctx)
 		return readIndexResult{idx, err}
 	})
-	select {
-	case r := <-round:
-		return r.index, r.err
-	case <-ctx.Done():
-		return 0, Errorf(KindNoQuorum, "node %s could not confirm with the leader that its state is current", n.id.NodeID)
-	}
 }
 
 type readIndexResult struct {

@@ -149,28 +149,25 @@ func (n *Node) handleSealedPartial(w http.ResponseWriter, r *http.Request) {
 // ephemeral key, which the holder takes from the request the machine or
 // operator signed, not from the coordinator.
 func (n *Node) answerSealedPartial(ctx context.Context, req *partialRequest) (*SealedPartial, error) {
-	var out *SealedPartial
-	err := n.computePartial(ctx, req, func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) error {
+	return holderAnswer(ctx, n, req, func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) (*SealedPartial, error) {
 		eph := cmd.Release.Ephemeral
 		if len(eph) == 0 {
-			return Errorf(KindInvalid, "a gateway node's release is not answered sealed")
+			return nil, Errorf(KindInvalid, "a gateway node's release is not answered sealed")
 		}
 		p, err := shamir.ComputePartial(rand.Reader, share, key.R, rctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		plain, err := json.Marshal(p)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		ct, err := shamir.Seal(rand.Reader, eph, fsm.PartialSealInfo(rctx, p.Index), plain)
 		if err != nil {
-			return Errorf(KindInvalid, "sealing to the request's ephemeral key: %v", err)
+			return nil, Errorf(KindInvalid, "sealing to the request's ephemeral key: %v", err)
 		}
-		out = &SealedPartial{Index: p.Index, Node: n.id.NodeID, R: ct.R, Sealed: ct.Sealed}
-		return nil
+		return &SealedPartial{Index: p.Index, Node: n.id.NodeID, R: ct.R, Sealed: ct.Sealed}, nil
 	})
-	return out, err
 }
 
 // Machines lists the registered machines, at a linearizable read.

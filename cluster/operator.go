@@ -3,12 +3,16 @@ package cluster
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/keyquorum/keyquorum/fsm"
 )
@@ -38,18 +42,22 @@ func AuthorizeOperator(ctx context.Context, svc Service, chain []*x509.Certifica
 	if len(chain) == 0 {
 		return nil, Errorf(KindUnauthenticated, "a client certificate of the cluster CA is required")
 	}
-	ca, err := ParseCertPEM(caPEM)
-	if err != nil {
-		return nil, err
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca)
-	if _, err := checkRole(chain, roots, x509.ExtKeyUsageClientAuth, RoleOperator); err != nil {
-		var wrong *wrongRoleError
-		if errors.As(err, &wrong) {
-			return nil, Errorf(KindUnauthenticated, "client certificate is not an operator certificate")
+	key := operatorChainKey(caPEM, chain)
+	if !operatorChains.valid(key, time.Now()) {
+		ca, err := ParseCertPEM(caPEM)
+		if err != nil {
+			return nil, err
 		}
-		return nil, Errorf(KindUnauthenticated, "client certificate: %v", err)
+		roots := x509.NewCertPool()
+		roots.AddCert(ca)
+		if _, err := checkRole(chain, roots, x509.ExtKeyUsageClientAuth, RoleOperator); err != nil {
+			var wrong *wrongRoleError
+			if errors.As(err, &wrong) {
+				return nil, Errorf(KindUnauthenticated, "client certificate is not an operator certificate")
+			}
+			return nil, Errorf(KindUnauthenticated, "client certificate: %v", err)
+		}
+		operatorChains.add(key, append([]*x509.Certificate{ca}, chain...))
 	}
 	pub, ok := chain[0].PublicKey.(ed25519.PublicKey)
 	if !ok {
@@ -87,6 +95,75 @@ func CheckSigned(op *fsm.Operator, sg *fsm.Signed, types ...string) error {
 		return Errorf(KindUnauthenticated, "command is signed by %s, the client certificate is %s's", sg.Signer, op.ID)
 	}
 	return nil
+}
+
+// operatorChains remembers the client certificate chains
+// AuthorizeOperator's checkRole accepted, under which CA: every request
+// on a connection presents the same chain, and verifying it costs as much
+// as the rest of a release's checks on the coordinator. An entry holds
+// while every certificate it was verified with (the CA's too) is within
+// its validity period; after that, the chain is verified again. The
+// operator the key names is looked up every time (svc.Principal), so a
+// removed operator is refused at once.
+var operatorChains = &chainMemo{ok: map[[sha256.Size]byte]validity{}}
+
+// chainMemoSize bounds operatorChains: when full, it starts again empty.
+const chainMemoSize = 1024
+
+type validity struct{ notBefore, notAfter time.Time }
+
+type chainMemo struct {
+	mu sync.Mutex
+	ok map[[sha256.Size]byte]validity
+}
+
+// operatorChainKey is the SHA-256 of the CA and the chain presented.
+func operatorChainKey(caPEM []byte, chain []*x509.Certificate) [sha256.Size]byte {
+	h := sha256.New()
+	var n [8]byte
+	for _, b := range append([][]byte{caPEM}, rawCerts(chain)...) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
+	return k
+}
+
+func rawCerts(chain []*x509.Certificate) [][]byte {
+	out := make([][]byte, len(chain))
+	for i, c := range chain {
+		out[i] = c.Raw
+	}
+	return out
+}
+
+func (m *chainMemo) valid(k [sha256.Size]byte, now time.Time) bool {
+	m.mu.Lock()
+	v, ok := m.ok[k]
+	m.mu.Unlock()
+	return ok && !now.Before(v.notBefore) && !now.After(v.notAfter)
+}
+
+// add remembers a chain that verified with certs (the CA's and the
+// chain's): valid while all of them are.
+func (m *chainMemo) add(k [sha256.Size]byte, certs []*x509.Certificate) {
+	v := validity{notBefore: certs[0].NotBefore, notAfter: certs[0].NotAfter}
+	for _, c := range certs[1:] {
+		if c.NotBefore.After(v.notBefore) {
+			v.notBefore = c.NotBefore
+		}
+		if c.NotAfter.Before(v.notAfter) {
+			v.notAfter = c.NotAfter
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.ok) >= chainMemoSize {
+		clear(m.ok)
+	}
+	m.ok[k] = v
 }
 
 // wrongRoleError is a certificate of the CA with another role.

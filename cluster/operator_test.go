@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyquorum/keyquorum/fsm"
 )
@@ -173,5 +174,47 @@ func TestServingCert(t *testing.T) {
 	}
 	if !key.Equal(after.PrivateKey) {
 		t.Error("after joining: not the node's key")
+	}
+}
+
+// TestAuthorizeOperatorRemembersChainsPerCA: a chain AuthorizeOperator
+// accepted once is accepted again only under the same CA, only while its
+// certificates are valid, and only for an operator the node still knows.
+func TestAuthorizeOperatorRemembersChainsPerCA(t *testing.T) {
+	ca, err := NewCA("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := NewCA("c2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opCert, opKey := issued(t, ca, RoleOperator, "alice")
+	alice := &fsm.Operator{ID: fsm.PrincipalID(opKey), Name: "alice"}
+	svc := &operatorService{ca: ca.CertPEM, ops: map[string]*fsm.Operator{alice.ID: alice}}
+	ctx := context.Background()
+	chain := []*x509.Certificate{opCert}
+	for range 2 {
+		if got, err := AuthorizeOperator(ctx, svc, chain); err != nil || got.ID != alice.ID {
+			t.Fatalf("the operator's own certificate: %v, %v", got, err)
+		}
+	}
+	moved := &operatorService{ca: other.CertPEM, ops: svc.ops}
+	if _, err := AuthorizeOperator(ctx, moved, chain); KindOf(err) != KindUnauthenticated {
+		t.Errorf("the chain under another CA: %v, want unauthenticated", err)
+	}
+	removed := &operatorService{ca: ca.CertPEM, ops: map[string]*fsm.Operator{}}
+	if _, err := AuthorizeOperator(ctx, removed, chain); KindOf(err) != KindUnauthenticated {
+		t.Errorf("a removed operator's chain: %v, want unauthenticated", err)
+	}
+	key := operatorChainKey(ca.CertPEM, chain)
+	if !operatorChains.valid(key, time.Now()) {
+		t.Fatal("the accepted chain is not remembered")
+	}
+	if operatorChains.valid(key, opCert.NotAfter.Add(time.Second)) || operatorChains.valid(key, ca.Cert.NotAfter.Add(time.Second)) {
+		t.Error("the chain is remembered past its certificates' validity")
+	}
+	if operatorChains.valid(key, opCert.NotBefore.Add(-time.Second)) {
+		t.Error("the chain is remembered before its certificate's validity")
 	}
 }

@@ -1,9 +1,11 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"net/http"
+	"time"
 
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
@@ -44,43 +46,76 @@ func (n *Node) handlePartial(w http.ResponseWriter, r *http.Request) {
 // combine. fsm.State.AuthorizeRelease refuses an operator's or a machine's
 // request without an ephemeral key.
 func (n *Node) answerPartial(ctx context.Context, req *partialRequest) (*shamir.Partial, error) {
-	var p *shamir.Partial
-	err := n.computePartial(ctx, req, func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) error {
+	return holderAnswer(ctx, n, req, func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) (*shamir.Partial, error) {
 		if len(cmd.Release.Ephemeral) != 0 {
-			return Errorf(KindInvalid, "a partial for a request with an ephemeral key is only given sealed to that key")
+			return nil, Errorf(KindInvalid, "a partial for a request with an ephemeral key is only given sealed to that key")
 		}
-		var err error
-		p, err = shamir.ComputePartial(rand.Reader, share, key.R, rctx)
-		return err
+		return shamir.ComputePartial(rand.Reader, share, key.R, rctx)
 	})
-	return p, err
 }
 
-// computePartial runs a holder's checks on a release request and calls
-// compute with this node's share of the epoch the coordinator read, which
-// it erases afterwards.
-func (n *Node) computePartial(ctx context.Context, req *partialRequest, compute func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) error) error {
+// holderAnswer runs a holder's checks (holder.go) on a release request and
+// returns what compute makes with this node's share of the epoch the
+// coordinator read, which it erases afterwards.
+//
+// A holder that is not the coordinator computes while its own read is in
+// flight, with the state it has applied (at least the coordinator's
+// index), if req passes the checks there: the answer leaves the holder only
+// once the checks passed again at its own read, for the same key version,
+// epoch and request; otherwise it computes again there. Nothing the checks
+// at the read would refuse is answered, and the read costs the release
+// only what it takes longer than the computation.
+func holderAnswer[P any](ctx context.Context, n *Node, req *partialRequest, compute func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) (*P, error)) (*P, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
-	g, err := n.authorizeAsHolder(ctx, req)
+	if req.Request == nil {
+		return nil, Errorf(KindInvalid, "the holder's request carries no signed request")
+	}
+	read := n.startHolderRead(req)
+	var (
+		early            *P
+		earlyCtx, earlyR []byte
+	)
+	if !req.local && n.waitApplied(ctx, req.ReadIndex) == nil {
+		if g, err := n.holderCheck(req, time.Now()); err == nil && g.epoch == req.Epoch {
+			earlyCtx, earlyR = releaseContext(g.clusterID, g.key, g.epoch, req.Request), g.key.R
+			if early, err = computeWithShare(n, g, earlyCtx, compute); err != nil {
+				early = nil
+			}
+		}
+	}
+	g, err := n.finishHolderCheck(ctx, req, read)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if g.epoch != req.Epoch {
-		return Errorf(KindConflict, "node %s is at key epoch %d, not %d", n.id.NodeID, g.epoch, req.Epoch)
+		return nil, Errorf(KindConflict, "node %s is at key epoch %d, not %d", n.id.NodeID, g.epoch, req.Epoch)
 	}
+	rctx := releaseContext(g.clusterID, g.key, g.epoch, req.Request)
+	// The request, key version and epoch are bound into rctx. With them
+	// and R equal, the computation is the one the checks allow.
+	if early != nil && bytes.Equal(earlyCtx, rctx) && bytes.Equal(earlyR, g.key.R) {
+		return early, nil
+	}
+	return computeWithShare(n, g, rctx, compute)
+}
+
+// computeWithShare calls compute for grant g with this node's share of
+// g's epoch, which it erases afterwards.
+func computeWithShare[P any](n *Node, g *holderGrant, rctx []byte, compute func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) (*P, error)) (*P, error) {
 	share := n.shares.current(g.epoch)
 	if share == nil {
-		return Errorf(KindNoQuorum, "node %s holds no share of epoch %d", n.id.NodeID, g.epoch)
+		return nil, Errorf(KindNoQuorum, "node %s holds no share of epoch %d", n.id.NodeID, g.epoch)
 	}
 	defer share.Erase()
-	if err := compute(g.cmd, share, g.key, releaseContext(g.clusterID, g.key, g.epoch, req.Request)); err != nil {
+	p, err := compute(g.cmd, share, g.key, rctx)
+	if err != nil {
 		if _, ok := err.(*Error); ok {
-			return err
+			return nil, err
 		}
-		return Errorf(KindInternal, "computing partial: %v", err)
+		return nil, Errorf(KindInternal, "computing partial: %v", err)
 	}
-	return nil
+	return p, nil
 }
 
 // release runs a gateway node's release end to end and returns the

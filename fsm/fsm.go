@@ -283,7 +283,7 @@ func (s *State) VerifyRelease(sg *Signed, now time.Time) (*Command, *Error) {
 		}
 		return nil, errorf(CodeBadSignature, "unknown %s %q", what, sg.Signer)
 	}
-	if !ed25519.Verify(signKey, SigningInput(sg.Payload), sg.Signature) {
+	if !verifyMemo(signKey, sg.Payload, sg.Signature) {
 		return nil, errorf(CodeBadSignature, "signature of %s does not verify", sg.Signer)
 	}
 	return &cmd, nil

@@ -155,3 +155,55 @@ func BenchmarkBaseMulFilippo(b *testing.B) {
 		R.ScalarBaseMult(s)
 	}
 }
+
+// BenchmarkVerifierVerify is VerifyPartial with R and the polynomial
+// decoded once (NewVerifier), as a combiner of several partials does.
+func BenchmarkVerifierVerify(b *testing.B) {
+	c := newBenchCluster(b, 3, 2)
+	v, err := NewVerifier(c.poly, c.ct.R, testRelease)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.Verify(c.parts[1]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerifierOpen2of3 is a client's open of a blind release: verify
+// two partials and open with them, each proof checked once.
+func BenchmarkVerifierOpen2of3(b *testing.B) {
+	c := newBenchCluster(b, 3, 2)
+	b.ReportAllocs()
+	for b.Loop() {
+		v, err := NewVerifier(c.poly, c.ct.R, testRelease)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var good []*VerifiedPartial
+		for _, p := range c.parts[:2] {
+			vp, err := v.Verify(p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			good = append(good, vp)
+		}
+		if _, err := v.Open(c.ct, testInfo, good); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkNewVerifier is a combiner's setup for one release: R (checked
+// once per process, then the cheap checks only) and the commitments.
+func BenchmarkNewVerifier(b *testing.B) {
+	c := newBenchCluster(b, 3, 2)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := NewVerifier(c.poly, c.ct.R, testRelease); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

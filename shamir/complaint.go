@@ -164,9 +164,16 @@ func complainedSubshare(dealer uint32, shares []EncryptedShare, commits [][]byte
 
 // verifyPartialE is VerifyPartial returning the partial's value.
 func verifyPartialE(poly *PublicPoly, R []byte, p *Partial, context []byte) (*edwards25519.Point, error) {
-	Rp, err := decodePoint(R)
-	if err != nil {
+	if _, err := decodePoint(R); err != nil {
 		return nil, fmt.Errorf("ephemeral key: %w", err)
 	}
-	return verifyPartial(poly, Rp, R, p, context)
+	v, err := NewVerifier(poly, R, context)
+	if err != nil {
+		return nil, err
+	}
+	vp, err := v.Verify(p)
+	if err != nil {
+		return nil, err
+	}
+	return vp.value, nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"sync"
 
 	"filippo.io/edwards25519"
 	"go.dedis.ch/kyber/v3"
@@ -54,6 +55,43 @@ func decodePoint(b []byte) (*edwards25519.Point, error) {
 	if !torsionFree(p) {
 		return nil, fmt.Errorf("%w: not in the prime-order subgroup", ErrInvalidPoint)
 	}
+	return p, nil
+}
+
+// A ciphertext's R comes back with every release of its key: the
+// holders' ComputePartial and the combiner's NewVerifier check it again
+// and again. decodeCiphertextPoint is decodePoint for such points: the
+// subgroup check, the costly one, is done once per process for an
+// encoding (checkedPoints remembers the ones that passed, never a
+// failure); the cheap checks are done every time.
+const checkedPointsSize = 1024
+
+var checkedPoints = struct {
+	sync.Mutex
+	ok map[[PointSize]byte]struct{}
+}{ok: map[[PointSize]byte]struct{}{}}
+
+func decodeCiphertextPoint(b []byte) (*edwards25519.Point, error) {
+	p, err := decodePointNoSubgroup(b)
+	if err != nil {
+		return nil, err
+	}
+	k := [PointSize]byte(b)
+	checkedPoints.Lock()
+	_, ok := checkedPoints.ok[k]
+	checkedPoints.Unlock()
+	if ok {
+		return p, nil
+	}
+	if !torsionFree(p) {
+		return nil, fmt.Errorf("%w: not in the prime-order subgroup", ErrInvalidPoint)
+	}
+	checkedPoints.Lock()
+	if len(checkedPoints.ok) >= checkedPointsSize {
+		clear(checkedPoints.ok)
+	}
+	checkedPoints.ok[k] = struct{}{}
+	checkedPoints.Unlock()
 	return p, nil
 }
 

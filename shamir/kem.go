@@ -1,6 +1,7 @@
 package shamir
 
 import (
+	"bytes"
 	"crypto/hkdf"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -113,7 +114,7 @@ func ComputePartial(rand io.Reader, sh *Share, R []byte, context []byte) (*Parti
 	if sh.Index == 0 {
 		return nil, fmt.Errorf("%w: 0", ErrInvalidIndex)
 	}
-	Rp, err := decodePoint(R)
+	Rp, err := decodeCiphertextPoint(R)
 	if err != nil {
 		return nil, fmt.Errorf("ciphertext R: %w", err)
 	}
@@ -168,24 +169,65 @@ func dleqChallenge(R, S, V, A1, A2 []byte, index uint32, context []byte) *edward
 // DLEQ proof must verify with the challenge recomputed here (A1 = z*G +
 // c*S_i, A2 = z*R + c*Value, c == H(...)).
 func VerifyPartial(poly *PublicPoly, R []byte, p *Partial, context []byte) error {
-	Rp, err := decodePoint(R)
+	v, err := NewVerifier(poly, R, context)
 	if err != nil {
-		return fmt.Errorf("ciphertext R: %w", err)
+		return err
 	}
-	_, err = verifyPartial(poly, Rp, R, p, context)
+	_, err = v.Verify(p)
 	return err
 }
 
-func verifyPartial(poly *PublicPoly, Rp *edwards25519.Point, R []byte, p *Partial, context []byte) (*edwards25519.Point, error) {
+// Verifier checks the partials of one ciphertext point R, for one context,
+// against one public polynomial, the way VerifyPartial does, and opens with
+// the partials it verified (Verifier.Open). It decodes R (fully checked)
+// and the polynomial's commitments (the cheap checks only, as the other
+// hot-path functions do: Validate a polynomial from elsewhere first) once
+// for all the partials. It is safe for concurrent use: a combiner may
+// verify its partials in parallel.
+type Verifier struct {
+	commits []*edwards25519.Point
+	rp      *edwards25519.Point
+	r       []byte
+	context []byte
+}
+
+// NewVerifier prepares the checks of partials of R for context against poly.
+func NewVerifier(poly *PublicPoly, R []byte, context []byte) (*Verifier, error) {
+	t := poly.Threshold()
+	if t == 0 {
+		return nil, fmt.Errorf("%w: public polynomial has no commitments", ErrBadThreshold)
+	}
+	Rp, err := decodeCiphertextPoint(R)
+	if err != nil {
+		return nil, fmt.Errorf("ciphertext R: %w", err)
+	}
+	commits := make([]*edwards25519.Point, t)
+	for j, b := range poly.Commits {
+		if commits[j], err = decodePointNoSubgroup(b); err != nil {
+			return nil, fmt.Errorf("commitment %d: %w", j, err)
+		}
+	}
+	return &Verifier{commits: commits, rp: Rp, r: slices.Clone(R), context: slices.Clone(context)}, nil
+}
+
+// VerifiedPartial is a partial a Verifier accepted: only Verifier.Verify
+// makes one, and only that Verifier's Open takes it.
+type VerifiedPartial struct {
+	index uint32
+	value *edwards25519.Point
+	by    *Verifier
+}
+
+// Index is the share index of the partial.
+func (vp *VerifiedPartial) Index() uint32 { return vp.index }
+
+// Verify checks p as VerifyPartial does.
+func (v *Verifier) Verify(p *Partial) (*VerifiedPartial, error) {
 	if p == nil {
 		return nil, fmt.Errorf("%w: nil partial", ErrBadProof)
 	}
 	if p.Index == 0 {
 		return nil, fmt.Errorf("partial: %w: 0", ErrInvalidIndex)
-	}
-	V, err := decodePoint(p.Value)
-	if err != nil {
-		return nil, fmt.Errorf("partial from %d: value: %w", p.Index, err)
 	}
 	c, err := decodeScalar(p.Challenge)
 	if err != nil {
@@ -195,17 +237,47 @@ func verifyPartial(poly *PublicPoly, Rp *edwards25519.Point, R []byte, p *Partia
 	if err != nil {
 		return nil, fmt.Errorf("partial from %d: %w: response: %w", p.Index, ErrBadProof, err)
 	}
-	S, err := poly.publicSharePoint(p.Index)
+	V, err := decodePoint(p.Value)
 	if err != nil {
-		return nil, fmt.Errorf("partial from %d: public share: %w", p.Index, err)
+		return nil, fmt.Errorf("partial from %d: value: %w", p.Index, err)
 	}
+	S := evalCommits(v.commits, p.Index)
 	A1 := new(edwards25519.Point).VarTimeDoubleScalarBaseMult(c, S, z)
-	A2 := new(edwards25519.Point).VarTimeMultiScalarMult([]*edwards25519.Scalar{z, c}, []*edwards25519.Point{Rp, V})
-	want := dleqChallenge(R, S.Bytes(), p.Value, A1.Bytes(), A2.Bytes(), p.Index, context)
+	A2 := new(edwards25519.Point).VarTimeMultiScalarMult([]*edwards25519.Scalar{z, c}, []*edwards25519.Point{v.rp, V})
+	want := dleqChallenge(v.r, S.Bytes(), p.Value, A1.Bytes(), A2.Bytes(), p.Index, v.context)
 	if subtle.ConstantTimeCompare(want.Bytes(), p.Challenge) != 1 {
 		return nil, fmt.Errorf("partial from %d: %w", p.Index, ErrBadProof)
 	}
-	return V, nil
+	return &VerifiedPartial{index: p.Index, value: V, by: v}, nil
+}
+
+// Open interpolates r*X from the first t (the polynomial's threshold)
+// partials of verified and decrypts ct, whose R must be the Verifier's.
+// Every partial must come from this Verifier, with distinct indexes.
+func (v *Verifier) Open(ct *Ciphertext, info []byte, verified []*VerifiedPartial) ([]byte, error) {
+	if ct == nil {
+		return nil, fmt.Errorf("%w: nil ciphertext", ErrDecrypt)
+	}
+	if !bytes.Equal(ct.R, v.r) {
+		return nil, fmt.Errorf("%w: the ciphertext is not the one the partials were verified for", ErrDecrypt)
+	}
+	t := len(v.commits)
+	if len(verified) < t {
+		return nil, fmt.Errorf("%w: %d valid, need %d", ErrNotEnoughPartials, len(verified), t)
+	}
+	idx := make([]uint32, t)
+	pts := make([]*edwards25519.Point, t)
+	for k, vp := range verified[:t] {
+		if vp == nil || vp.by != v {
+			return nil, fmt.Errorf("%w: a partial this verifier did not verify", ErrBadProof)
+		}
+		idx[k], pts[k] = vp.index, vp.value
+	}
+	K, err := combinePoints(idx, pts)
+	if err != nil {
+		return nil, err
+	}
+	return openWithPoint(K, ct, info)
 }
 
 // Open verifies partials in order, skipping any that is nil, has index 0,
@@ -231,19 +303,18 @@ func OpenWithOwn(poly *PublicPoly, ct *Ciphertext, info []byte, own *Partial, ot
 }
 
 func open(poly *PublicPoly, ct *Ciphertext, info []byte, own *Partial, partials []*Partial, context []byte) ([]byte, error) {
-	t := poly.Threshold()
-	if t == 0 {
-		return nil, fmt.Errorf("%w: public polynomial has no commitments", ErrBadThreshold)
-	}
 	if ct == nil {
 		return nil, fmt.Errorf("%w: nil ciphertext", ErrDecrypt)
 	}
-	Rp, err := decodePoint(ct.R)
+	v, err := NewVerifier(poly, ct.R, context)
 	if err != nil {
-		return nil, fmt.Errorf("ciphertext R: %w", err)
+		return nil, err
 	}
-	idx := make([]uint32, 0, t)
-	pts := make([]*edwards25519.Point, 0, t)
+	t := poly.Threshold()
+	good := make([]*VerifiedPartial, 0, t)
+	has := func(i uint32) bool {
+		return slices.ContainsFunc(good, func(vp *VerifiedPartial) bool { return vp.index == i })
+	}
 	var rejected []error
 	if own != nil {
 		if own.Index == 0 {
@@ -255,33 +326,27 @@ func open(poly *PublicPoly, ct *Ciphertext, info []byte, own *Partial, partials 
 		if err != nil {
 			return nil, fmt.Errorf("own partial: %w", err)
 		}
-		idx = append(idx, own.Index)
-		pts = append(pts, V)
+		good = append(good, &VerifiedPartial{index: own.Index, value: V, by: v})
 	}
 	for _, p := range partials {
-		if len(idx) == t {
+		if len(good) == t {
 			break
 		}
-		if p != nil && slices.Contains(idx, p.Index) {
+		if p != nil && has(p.Index) {
 			rejected = append(rejected, fmt.Errorf("partial from %d: %w", p.Index, ErrDuplicateIndex))
 			continue
 		}
-		V, err := verifyPartial(poly, Rp, ct.R, p, context)
+		vp, err := v.Verify(p)
 		if err != nil {
 			rejected = append(rejected, err)
 			continue
 		}
-		idx = append(idx, p.Index)
-		pts = append(pts, V)
+		good = append(good, vp)
 	}
-	if len(idx) < t {
-		return nil, errors.Join(append([]error{fmt.Errorf("%w: %d valid, need %d", ErrNotEnoughPartials, len(idx), t)}, rejected...)...)
+	if len(good) < t {
+		return nil, errors.Join(append([]error{fmt.Errorf("%w: %d valid, need %d", ErrNotEnoughPartials, len(good), t)}, rejected...)...)
 	}
-	K, err := combinePoints(idx, pts)
-	if err != nil {
-		return nil, err
-	}
-	return openWithPoint(K, ct, info)
+	return v.Open(ct, info, good)
 }
 
 // combinePoints returns sum lambda_i * pts[i], lambda_i the Lagrange

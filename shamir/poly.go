@@ -99,20 +99,26 @@ func (p *PublicPoly) publicSharePoint(index uint32) (*edwards25519.Point, error)
 	if t == 0 {
 		return nil, fmt.Errorf("%w: public polynomial has no commitments", ErrBadThreshold)
 	}
-	var acc *edwards25519.Point
-	for j := t - 1; j >= 0; j-- {
-		c, err := decodePointNoSubgroup(p.Commits[j])
+	commits := make([]*edwards25519.Point, t)
+	for j, b := range p.Commits {
+		c, err := decodePointNoSubgroup(b)
 		if err != nil {
 			return nil, fmt.Errorf("commitment %d: %w", j, err)
 		}
-		if acc == nil {
-			acc = c
-			continue
-		}
-		acc = mulSmall(acc, index)
-		acc.Add(acc, c)
+		commits[j] = c
 	}
-	return acc, nil
+	return evalCommits(commits, index), nil
+}
+
+// evalCommits is publicSharePoint on decoded commitments (at least one),
+// index not 0.
+func evalCommits(commits []*edwards25519.Point, index uint32) *edwards25519.Point {
+	acc := new(edwards25519.Point).Set(commits[len(commits)-1])
+	for j := len(commits) - 2; j >= 0; j-- {
+		acc = mulSmall(acc, index)
+		acc.Add(acc, commits[j])
+	}
+	return acc
 }
 
 // VerifyShare checks a private share against the polynomial:

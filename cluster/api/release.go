@@ -1,11 +1,16 @@
 package api
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
@@ -43,7 +48,7 @@ func OpenRelease(r *SealedRelease, clusterID, name string, pin, payload, ephPriv
 		return nil, fmt.Errorf("the release is from cluster %q, not the pinned %q", r.ClusterID, clusterID)
 	}
 	poly := &shamir.PublicPoly{Commits: r.Poly}
-	if err := poly.Validate(); err != nil {
+	if err := validatePoly(poly); err != nil {
 		return nil, fmt.Errorf("public polynomial: %w", err)
 	}
 	t := poly.Threshold()
@@ -54,24 +59,36 @@ func OpenRelease(r *SealedRelease, clusterID, name string, pin, payload, ephPriv
 		return nil, errors.New("the node sent a public polynomial that is not for the pinned cluster public key: refusing its release")
 	}
 	rctx := fsm.ReleaseContext(r.ClusterID, name, r.Version, r.Epoch, payload)
-	var good []*shamir.Partial
+	v, err := shamir.NewVerifier(poly, r.R, rctx)
+	if err != nil {
+		return nil, fmt.Errorf("the release's ciphertext: %w", err)
+	}
+	// Each partial is opened and verified on its own, in parallel: the
+	// client waits for the slowest one only.
+	checked := make([]*shamir.VerifiedPartial, len(r.Partials))
+	errs := make([]error, len(r.Partials))
+	each(len(r.Partials), func(i int) {
+		p, err := openPartial(&r.Partials[i], ephPriv, rctx)
+		if err == nil {
+			checked[i], err = v.Verify(p)
+		}
+		errs[i] = err
+	})
+	var good []*shamir.VerifiedPartial
 	var rejected []string
 	seen := map[uint32]bool{}
 	for i := range r.Partials {
 		sp := &r.Partials[i]
-		p, err := openPartial(sp, ephPriv, rctx)
-		if err == nil && seen[p.Index] {
+		err := errs[i]
+		if err == nil && seen[checked[i].Index()] {
 			err = errors.New("a second partial for the same share")
-		}
-		if err == nil {
-			err = shamir.VerifyPartial(poly, r.R, p, rctx)
 		}
 		if err != nil {
 			rejected = append(rejected, fmt.Sprintf("partial of share %d (node %q): %v", sp.Index, sp.Node, err))
 			continue
 		}
-		seen[p.Index] = true
-		good = append(good, p)
+		seen[checked[i].Index()] = true
+		good = append(good, checked[i])
 	}
 	if len(rejected) > 0 {
 		return nil, fmt.Errorf("rejected %d of %d partials: %s", len(rejected), len(r.Partials), strings.Join(rejected, "; "))
@@ -79,11 +96,49 @@ func OpenRelease(r *SealedRelease, clusterID, name string, pin, payload, ephPriv
 	if len(good) < t {
 		return nil, fmt.Errorf("%d partials, %d needed", len(good), t)
 	}
-	secret, err := shamir.Open(poly, &shamir.Ciphertext{R: r.R, Sealed: r.Sealed}, fsm.SealInfo(r.ClusterID, name), good[:t], rctx)
+	secret, err := v.Open(&shamir.Ciphertext{R: r.R, Sealed: r.Sealed}, fsm.SealInfo(r.ClusterID, name), good)
 	if err != nil {
 		return nil, fmt.Errorf("opening the secret with verified partials: %w", err)
 	}
 	return secret, nil
+}
+
+// each runs f(0) ... f(n-1) on up to GOMAXPROCS goroutines and returns
+// when all have returned.
+func each(n int, f func(i int)) {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// lastValid is the last public polynomial validatePoly accepted: a client
+// releases many times at one epoch, and the full check of every
+// commitment costs as much as verifying a partial.
+var lastValid atomic.Pointer[[][]byte]
+
+// validatePoly is poly.Validate, skipped when poly is byte for byte the
+// last polynomial that passed it.
+func validatePoly(poly *shamir.PublicPoly) error {
+	if last := lastValid.Load(); last != nil && slices.EqualFunc(*last, poly.Commits, bytes.Equal) {
+		return nil
+	}
+	if err := poly.Validate(); err != nil {
+		return err
+	}
+	commits := make([][]byte, len(poly.Commits))
+	for i, c := range poly.Commits {
+		commits[i] = slices.Clone(c)
+	}
+	lastValid.Store(&commits)
+	return nil
 }
 
 // openPartial opens one holder's sealed partial.
