@@ -77,12 +77,13 @@ image:
 	cp deploy/image/Dockerfile $(IMAGE_CTX)/Dockerfile
 	docker build --pull=false -t $(IMAGE) $(IMAGE_CTX)
 
-# The deployment tests (deploy/, e2e/compose_test.go): the image and the
-# 3-node compose project on this machine's Docker engine (root,
-# docker-compose), and the systemd unit checked by systemd-analyze. Each
-# test says why it skips when what it needs is missing.
-deploy-test: image
-	KEYQUORUM_IMAGE=$(IMAGE) $(GO) test -count=1 -v -run 'TestCompose|TestSystemdUnit' ./e2e/
+# The deployment tests, not in "make test" (they need root and a Docker
+# engine): e2e/compose_test.go builds the image (make image, tag
+# keyquorum:e2e) and runs the 3-node compose project; e2e/systemd_test.go
+# checks deploy/systemd/keyd.service with systemd-analyze. Each test says
+# why it skips when what it needs is missing. About a minute.
+deploy-test:
+	$(GO) test -count=1 -v -run 'TestCompose|TestSystemdUnit' ./e2e/
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 200x ./shamir/
