@@ -11,7 +11,7 @@ PKGS      := ./...
 # about our code.
 FUZZTIME  ?= 30s
 
-.PHONY: all build test verify vulncheck dev bench fuzz clean
+.PHONY: all build test verify vulncheck dev bench fuzz clean image deploy-test
 
 include Makefile.proto
 
@@ -62,6 +62,28 @@ vulncheck: build
 
 dev:
 	$(GO) run ./cmd/keyd dev
+
+# The node image (deploy/image/Dockerfile): FROM scratch with static keyd
+# and keyctl, built from a context of only those and an empty data
+# directory, so that nothing is pulled and nothing else is sent to the
+# engine.
+IMAGE     ?= keyquorum:latest
+IMAGE_CTX := $(BIN)/image
+image:
+	rm -rf $(IMAGE_CTX)
+	mkdir -p $(IMAGE_CTX)/data
+	chmod 0700 $(IMAGE_CTX)/data
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags=-buildid= -o $(IMAGE_CTX)/ ./cmd/keyd ./cmd/keyctl
+	cp deploy/image/Dockerfile $(IMAGE_CTX)/Dockerfile
+	docker build --pull=false -t $(IMAGE) $(IMAGE_CTX)
+
+# The deployment tests, not in "make test" (they need root and a Docker
+# engine): e2e/compose_test.go builds the image (make image, tag
+# keyquorum:e2e) and runs the 3-node compose project; e2e/systemd_test.go
+# checks deploy/systemd/keyd.service with systemd-analyze. Each test says
+# why it skips when what it needs is missing. About a minute.
+deploy-test:
+	$(GO) test -count=1 -v -run 'TestCompose|TestSystemdUnit' ./e2e/
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 200x ./shamir/

@@ -38,6 +38,8 @@ Usage:
   keyd [flags]        run one node
   keyd identity --data-dir DIR [--id ID]
                       print the node's ID and identity fingerprint (made on first use)
+  keyd health [--api-addr ADDR] [--id ID]
+                      exit 0 if the node at ADDR answers (a container's health check)
   keyd dev [flags]    run a local three-node cluster for development
 
 Run "keyd -h" or "keyd dev -h" for the flags.
@@ -52,6 +54,11 @@ func main() {
 		err = runDev(args[1:], os.Stdout, os.Stderr)
 	case len(args) > 0 && args[0] == "identity":
 		err = runIdentity(args[1:], os.Stdout)
+	case len(args) > 0 && args[0] == "health":
+		if err = runHealth(args[1:], os.Stdout); err != nil && !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "keyd health:", err)
+			os.Exit(1)
+		}
 	case len(args) > 0 && (args[0] == "help" || args[0] == "--help"):
 		fmt.Print(usage)
 	default:
@@ -193,8 +200,25 @@ func runNode(args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// Under systemd (Type=notify): READY=1 once the API answers, then the
+	// watchdog while it still does.
+	go func() {
+		check := func(ctx context.Context) (string, error) {
+			id, err := probeNode(ctx, f.apiAddr, f.id)
+			if err != nil {
+				return "", err
+			}
+			return describe(id), nil
+		}
+		if err := serveSystemd(ctx, os.Getenv, os.Getpid(), check, log); err != nil {
+			log.Error("systemd notification", "err", err)
+		}
+	}()
 	<-ctx.Done()
 	log.Info("shutting down")
+	if err := notifyStopping(os.Getenv); err != nil {
+		log.Warn("systemd notification", "err", err)
+	}
 	return n.shutdown()
 }
 
