@@ -376,11 +376,13 @@ func (n *Node) mayAck(v roundView) bool {
 // its share, which the last round dealt it while it was away.
 func (n *Node) mayRecover(v roundView) bool {
 	r := v.last
-	if r == nil || v.me == nil || !v.me.Holder || r.Member(n.id.NodeID) == nil || r.HasAcked(n.id.NodeID) {
+	if r == nil || v.me == nil || !v.me.Holder || r.Member(n.id.NodeID) == nil {
 		return false
 	}
-	cur, _ := n.shares.snapshot()
-	return cur == nil || cur.Epoch < v.epoch
+	// A node that acknowledged the round recovers too when the share it
+	// combined did not match the epoch (settleShares dropped it).
+	cur, pend := n.shares.snapshot()
+	return (cur == nil || cur.Epoch < v.epoch) && (pend == nil || pend.Epoch != v.epoch)
 }
 
 // dealKey names a deal of a round.
@@ -535,6 +537,9 @@ func (n *Node) recoverShare(ctx context.Context, v roundView) error {
 		return err
 	}
 	n.log.Info("recovered the share of the round it missed", "round", r.Round, "epoch", v.epoch)
+	if r.HasAcked(n.id.NodeID) {
+		return nil
+	}
 	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeReshareAck, ReshareAck: &fsm.ReshareAck{Round: r.Round}})
 	if err != nil {
 		return err
@@ -561,7 +566,12 @@ func (n *Node) settleShares(v roundView) error {
 	cur, pend := n.shares.snapshot()
 	if pend != nil && pend.Epoch == v.epoch && holder && (cur == nil || cur.Epoch < v.epoch) {
 		if err := (&shamir.PublicPoly{Commits: v.poly}).VerifyShare(pend.Share); err != nil {
-			return fmt.Errorf("share of round %d does not match epoch %d: %w", pend.Round, v.epoch, err)
+			// Combined from a deal set a complaint changed after this node
+			// combined (and maybe acknowledged): the round's logged deals
+			// give the right share (recoverShare), so drop this one.
+			n.log.Warn("the share combined in the round does not match the epoch it made: recovering it from the round's deals",
+				"round", pend.Round, "epoch", v.epoch, "err", err)
+			return n.shares.erasePending()
 		}
 		n.log.Info("new key epoch", "epoch", v.epoch, "round", pend.Round)
 		if err := n.shares.promote(); err != nil {
@@ -887,7 +897,7 @@ func (n *Node) neededEncKeys(v roundView) map[string]bool {
 	// The key the last round dealt to, until the node holds its share of
 	// the epoch that round made (it missed the round).
 	if r := v.last; r != nil {
-		if m := r.Member(n.id.NodeID); m != nil && !r.HasAcked(n.id.NodeID) {
+		if m := r.Member(n.id.NodeID); m != nil {
 			if cur, _ := n.shares.snapshot(); cur == nil || cur.Epoch < v.epoch {
 				keep[hex.EncodeToString(m.EncKey)] = true
 			}
