@@ -15,7 +15,7 @@
 // HTTP/1.1 (TCP) on the same port number. The body is an fsm.Signed whose
 // payload is an fsm.Command of type "release" with a fresh 16-byte nonce,
 // the time, and a ReleaseRequest {key, op "get", ephemeral}: a fresh
-// edwards25519 public key made for this request only. Share holders check
+// X25519 public key made for this request only. Share holders check
 // the machine's signature, the nonce (never seen before) and the time
 // themselves, so the coordinating node can neither forge nor replay it.
 //
@@ -23,10 +23,11 @@
 // under the cluster key, the epoch's public polynomial, and a partial
 // decryption s_i*R with its DLEQ proof from each share holder that
 // answered, sealed by that holder to the ephemeral key
-// (shamir.Seal, info fsm.PartialSealInfo). The agent opens each partial,
-// checks its proof against the holder's public share with the context
-// fsm.ReleaseContext(cluster, key, version, epoch, signed payload), and
-// combines t of them (shamir.Open): client-side combine. The coordinating
+// (shamir.SealX25519, info fsm.PartialSealInfo). The agent opens each
+// partial (shamir.OpenX25519), checks its proof once against the holder's
+// public share with the context fsm.ReleaseContext(cluster, key, version,
+// epoch, signed payload) (shamir.Verifier), and combines t of the partials
+// it verified (Verifier.Open): client-side combine. The coordinating
 // node relays sealed partials it cannot read, so no server sees the key.
 // A partial that fails is reported and skipped. The polynomial's constant
 // term must equal the cluster public key the config pins, or the answer

@@ -309,7 +309,7 @@ func (n *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.Response = bytes.Clone(p.Challenge) // a well-formed scalar, a wrong proof
 		}
 		pj, _ := json.Marshal(p)
-		sealed, err := shamir.Seal(rand.Reader, cmd.Release.Ephemeral, fsm.PartialSealInfo(rctx, i), pj)
+		sealed, err := shamir.SealX25519(rand.Reader, cmd.Release.Ephemeral, fsm.PartialSealInfo(rctx, i), pj)
 		if err != nil {
 			writeErr(w, 400, "invalid", "ephemeral key: "+err.Error())
 			return

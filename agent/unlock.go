@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/subtle"
@@ -229,11 +230,10 @@ func (a *Agent) round(ctx context.Context, name string) ([]byte, error) {
 func (a *Agent) attempt(ctx context.Context, server, name string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.timeoutPerNode())
 	defer cancel()
-	ephPriv, ephPub, err := shamir.GenerateEncryptionKey(rand.Reader)
+	ephPriv, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	defer clear(ephPriv)
 	nonce := make([]byte, 16)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
@@ -242,7 +242,7 @@ func (a *Agent) attempt(ctx context.Context, server, name string) ([]byte, error
 		Type:     fsm.TypeRelease,
 		Nonce:    nonce,
 		IssuedAt: a.now().UnixNano(),
-		Release:  &fsm.ReleaseRequest{Key: name, Op: fsm.OpGet, Ephemeral: ephPub},
+		Release:  &fsm.ReleaseRequest{Key: name, Op: fsm.OpGet, Ephemeral: ephPriv.PublicKey().Bytes()},
 	}
 	signed, err := fsm.Sign(a.id, a.key, cmd)
 	if err != nil {
@@ -299,7 +299,7 @@ func serverErrorAt(server, path string, rep *reply) *Error {
 // the ephemeral key and carry a valid proof for the holder's public share;
 // t of them open the ciphertext. Partials that fail are returned as
 // rejected, whether or not enough others passed.
-func (a *Agent) combine(ur *vocab.UnlockReply, name string, payload, ephPriv []byte) (key []byte, rejected []error, err error) {
+func (a *Agent) combine(ur *vocab.UnlockReply, name string, payload []byte, ephPriv *ecdh.PrivateKey) (key []byte, rejected []error, err error) {
 	if ur.Key != name {
 		return nil, nil, fmt.Errorf("the answer is for key %q, not %q", ur.Key, name)
 	}
@@ -320,7 +320,11 @@ func (a *Agent) combine(ur *vocab.UnlockReply, name string, payload, ephPriv []b
 		return nil, nil, errors.New("the public polynomial is not for the pinned cluster public key: its constant term is another key")
 	}
 	rctx := fsm.ReleaseContext(ur.ClusterID, name, ur.Version, ur.Epoch, payload)
-	var good []*shamir.Partial
+	v, err := shamir.NewVerifier(poly, ur.R, rctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the key's ciphertext: %w", err)
+	}
+	var good []*shamir.VerifiedPartial
 	seen := map[uint32]bool{}
 	for _, sp := range ur.Partials {
 		if len(good) == t {
@@ -330,20 +334,21 @@ func (a *Agent) combine(ur *vocab.UnlockReply, name string, payload, ephPriv []b
 		if err == nil && seen[p.Index] {
 			err = fmt.Errorf("a second partial from share holder %d", p.Index)
 		}
+		var vp *shamir.VerifiedPartial
 		if err == nil {
-			err = shamir.VerifyPartial(poly, ur.R, p, rctx)
+			vp, err = v.Verify(p)
 		}
 		if err != nil {
 			rejected = append(rejected, fmt.Errorf("rejected partial: %w", err))
 			continue
 		}
 		seen[p.Index] = true
-		good = append(good, p)
+		good = append(good, vp)
 	}
 	if len(good) < t {
 		return nil, rejected, fmt.Errorf("%d of %d partials verified, %d needed%s", len(good), len(ur.Partials), t, reasons(rejected))
 	}
-	key, err = shamir.Open(poly, &shamir.Ciphertext{R: ur.R, Sealed: ur.Sealed}, fsm.SealInfo(ur.ClusterID, name), good, rctx)
+	key, err = v.Open(&shamir.Ciphertext{R: ur.R, Sealed: ur.Sealed}, fsm.SealInfo(ur.ClusterID, name), good)
 	if err != nil {
 		return nil, rejected, fmt.Errorf("opening the key with verified partials: %w", err)
 	}
@@ -351,11 +356,11 @@ func (a *Agent) combine(ur *vocab.UnlockReply, name string, payload, ephPriv []b
 }
 
 // openPartial opens one holder's sealed partial.
-func openPartial(sp *vocab.SealedPartial, ephPriv, rctx []byte) (*shamir.Partial, error) {
+func openPartial(sp *vocab.SealedPartial, ephPriv *ecdh.PrivateKey, rctx []byte) (*shamir.Partial, error) {
 	if sp.Index == 0 {
 		return nil, errors.New("partial with share index 0")
 	}
-	pt, err := shamir.OpenWithKey(ephPriv, &shamir.Ciphertext{R: sp.R, Sealed: sp.Sealed}, fsm.PartialSealInfo(rctx, sp.Index))
+	pt, err := shamir.OpenX25519(ephPriv, &shamir.Ciphertext{R: sp.R, Sealed: sp.Sealed}, fsm.PartialSealInfo(rctx, sp.Index))
 	if err != nil {
 		return nil, fmt.Errorf("partial from share holder %d does not open with the request's ephemeral key: %w", sp.Index, err)
 	}

@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -331,12 +332,11 @@ func (c *Client) release(ctx context.Context, req *fsm.ReleaseRequest) ([]byte, 
 	if err != nil {
 		return nil, 0, err
 	}
-	ephPriv, ephPub, err := shamir.GenerateEncryptionKey(rand.Reader)
+	ephPriv, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, 0, err
 	}
-	defer clear(ephPriv)
-	req.Ephemeral = ephPub
+	req.Ephemeral = ephPriv.PublicKey().Bytes()
 	sg, err := c.Sign(&fsm.Command{Type: fsm.TypeRelease, Release: req})
 	if err != nil {
 		return nil, 0, err

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
@@ -58,7 +59,7 @@ type testCluster struct {
 	// by releaseRequest, by signed payload: the test is the client that
 	// opens the blind release.
 	ephMu      sync.Mutex
-	ephemerals map[string][]byte
+	ephemerals map[string]*ecdh.PrivateKey
 }
 
 // testNode is one node's configuration, which outlives the *Node it runs
@@ -466,16 +467,16 @@ func (c *testCluster) releaseRequest(name string) *fsm.Signed {
 // openRelease.
 func (c *testCluster) signRelease(req *fsm.ReleaseRequest) *fsm.Signed {
 	c.t.Helper()
-	priv, pub, err := shamir.GenerateEncryptionKey(rand.Reader)
+	priv, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	req.Ephemeral = pub
+	req.Ephemeral = priv.PublicKey().Bytes()
 	sg := c.sign(&fsm.Command{Type: fsm.TypeRelease, Release: req})
 	c.ephMu.Lock()
 	defer c.ephMu.Unlock()
 	if c.ephemerals == nil {
-		c.ephemerals = map[string][]byte{}
+		c.ephemerals = map[string]*ecdh.PrivateKey{}
 	}
 	c.ephemerals[string(sg.Payload)] = priv
 	return sg

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -123,11 +124,11 @@ func TestMachineUnlockCombinesOnTheClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	unlock := func(tn *testNode) ([]byte, error) {
-		ephPriv, ephPub, err := shamir.GenerateEncryptionKey(rand.Reader)
+		ephPriv, err := ecdh.X25519().GenerateKey(rand.Reader)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sg := signWith(t, id, priv, &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: "luks/m1", Op: fsm.OpGet, Ephemeral: ephPub}})
+		sg := signWith(t, id, priv, &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: "luks/m1", Op: fsm.OpGet, Ephemeral: ephPriv.PublicKey().Bytes()}})
 		out, err := tn.n.MachineUnlock(ctxOp(t), sg, "192.0.2.7")
 		if err != nil {
 			return nil, err
@@ -135,7 +136,7 @@ func TestMachineUnlockCombinesOnTheClient(t *testing.T) {
 		rctx := fsm.ReleaseContext(out.ClusterID, out.Key, out.Version, out.Epoch, sg.Payload)
 		var partials []*shamir.Partial
 		for _, sp := range out.Partials {
-			plain, err := shamir.OpenWithKey(ephPriv, &shamir.Ciphertext{R: sp.R, Sealed: sp.Sealed}, fsm.PartialSealInfo(rctx, sp.Index))
+			plain, err := shamir.OpenX25519(ephPriv, &shamir.Ciphertext{R: sp.R, Sealed: sp.Sealed}, fsm.PartialSealInfo(rctx, sp.Index))
 			if err != nil {
 				t.Fatalf("opening the partial of share %d: %v", sp.Index, err)
 			}
@@ -170,7 +171,8 @@ func TestMachineUnlockCombinesOnTheClient(t *testing.T) {
 	}
 	// A holder never answers a machine's request in the clear, even to a
 	// coordinator that asks.
-	_, ephPub, _ := shamir.GenerateEncryptionKey(rand.Reader)
+	eph, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	ephPub := eph.PublicKey().Bytes()
 	sg := signWith(t, id, priv, &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: "luks/m1", Op: fsm.OpGet, Ephemeral: ephPub}})
 	if _, err := n1.n.Release(ctxOp(t), sg); err == nil {
 		t.Fatalf("a machine's request released through the operator path")

@@ -162,7 +162,7 @@ func (n *Node) answerSealedPartial(ctx context.Context, req *partialRequest) (*S
 		if err != nil {
 			return nil, err
 		}
-		ct, err := shamir.Seal(rand.Reader, eph, fsm.PartialSealInfo(rctx, p.Index), plain)
+		ct, err := shamir.SealX25519(rand.Reader, eph, fsm.PartialSealInfo(rctx, p.Index), plain)
 		if err != nil {
 			return nil, Errorf(KindInvalid, "sealing to the request's ephemeral key: %v", err)
 		}

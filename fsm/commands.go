@@ -197,8 +197,8 @@ type ReleaseRequest struct {
 	Client  string `json:"client,omitempty"`
 	// Point is the client's P-256 point for OpExchange (uncompressed).
 	Point []byte `json:"point,omitempty"`
-	// Ephemeral is the edwards25519 public key holders seal their
-	// partials to (client-side combine). Machines and operators must set
+	// Ephemeral is the X25519 public key holders seal their partials to
+	// (shamir.SealX25519; client-side combine). Machines and operators must set
 	// it; a gateway node's request must not.
 	Ephemeral []byte `json:"ephemeral,omitempty"`
 	// ReplaceKey is set when Op is OpCAS: the swap this release serves.

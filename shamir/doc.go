@@ -57,6 +57,15 @@
 // threshold signature shares: keyquorum's holders certify state
 // checkpoints with them.
 //
+// # One-time sealing to X25519
+//
+// SealX25519 seals to a requester's one-time X25519 key (a holder's
+// partial for a blind release), like HPKE's base mode: a fresh X25519 key
+// e, k = HKDF-SHA256(X25519(e, pub), no salt, "keyquorum/x25519-seal/v1\x00"
+// || e_pub || pub || info), ChaCha20-Poly1305 with a zero nonce. A key of
+// low order (shared secret zero) is refused. It uses crypto/ecdh (constant
+// time) and costs less than Seal: two X25519 to seal, one to open.
+//
 // # Encodings
 //
 // Points: 32-byte compressed edwards25519 (RFC 8032), the same bytes as

@@ -30,6 +30,7 @@ const (
 	LabelDealAD      = "keyquorum/deal/ad/v1"       // additional data of a deal's share encryption
 	LabelP256DLEQ    = "keyquorum/p256-dleq/v1"     // the P-256 (Tang) DLEQ proof's challenge
 	LabelP256Share   = "keyquorum/p256-share/v1"    // additional data of a P-256 share's encryption
+	LabelX25519Seal  = "keyquorum/x25519-seal/v1"   // HKDF info of a one-time X25519 sealing (shamir.SealX25519)
 
 	// Clients.
 	LabelClevis = "keyquorum/clevis/v1" // HKDF info of the clevis pin's JWK (agent.ClevisJWK)
@@ -38,4 +39,4 @@ const (
 // Labels are all the labels, for tests.
 var Labels = []string{LabelCommand, LabelMachineGetKey, LabelSecret, LabelRelease, LabelPartial,
 	LabelCheckpoint, LabelDeal, LabelExchange, LabelTangShare, LabelKEM, LabelDLEQ, LabelHashToPoint,
-	LabelDealKey, LabelDealAD, LabelP256DLEQ, LabelP256Share, LabelClevis, LabelPossession}
+	LabelDealKey, LabelDealAD, LabelP256DLEQ, LabelP256Share, LabelClevis, LabelPossession, LabelX25519Seal}

@@ -30,8 +30,10 @@ type UnlockReply struct {
 }
 
 // SealedPartial is a share holder's partial decryption (the JSON of a
-// shamir.Partial) sealed with shamir.Seal to the request's ephemeral key,
-// with fsm.PartialSealInfo(context, Index) as info.
+// shamir.Partial) sealed with shamir.SealX25519 to the request's
+// ephemeral X25519 key, with fsm.PartialSealInfo(context, Index) as info:
+// R is the holder's one-time X25519 public key, Sealed the
+// ChaCha20-Poly1305 output.
 type SealedPartial struct {
 	Index  uint32 `json:"index"`
 	Node   string `json:"node,omitempty"` // the holder, for the client's errors

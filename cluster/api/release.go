@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -26,8 +27,8 @@ import (
 type SealedRelease = vocab.UnlockReply
 
 // SealedPartial is a holder's partial (the JSON of a shamir.Partial)
-// sealed to the request's ephemeral key with shamir.Seal, under
-// fsm.PartialSealInfo. Node names the holder, for the client's errors.
+// sealed to the request's ephemeral X25519 key with shamir.SealX25519,
+// under fsm.PartialSealInfo. Node names the holder, for the client's errors.
 type SealedPartial = vocab.SealedPartial
 
 // OpenRelease checks a blind release r and decrypts it: the release must be of key
@@ -40,7 +41,7 @@ type SealedPartial = vocab.SealedPartial
 // named in the error, by share index and node, whether or not t others
 // passed: a holder or the coordinator lied. The error never carries key
 // material.
-func OpenRelease(r *SealedRelease, clusterID, name string, pin, payload, ephPriv []byte) ([]byte, error) {
+func OpenRelease(r *SealedRelease, clusterID, name string, pin, payload []byte, ephPriv *ecdh.PrivateKey) ([]byte, error) {
 	if r.Key != name {
 		return nil, fmt.Errorf("the release is of key %q, not %q", r.Key, name)
 	}
@@ -142,11 +143,11 @@ func validatePoly(poly *shamir.PublicPoly) error {
 }
 
 // openPartial opens one holder's sealed partial.
-func openPartial(sp *SealedPartial, ephPriv, rctx []byte) (*shamir.Partial, error) {
+func openPartial(sp *SealedPartial, ephPriv *ecdh.PrivateKey, rctx []byte) (*shamir.Partial, error) {
 	if sp.Index == 0 {
 		return nil, errors.New("share index 0")
 	}
-	pt, err := shamir.OpenWithKey(ephPriv, &shamir.Ciphertext{R: sp.R, Sealed: sp.Sealed}, fsm.PartialSealInfo(rctx, sp.Index))
+	pt, err := shamir.OpenX25519(ephPriv, &shamir.Ciphertext{R: sp.R, Sealed: sp.Sealed}, fsm.PartialSealInfo(rctx, sp.Index))
 	if err != nil {
 		return nil, fmt.Errorf("does not open with the request's ephemeral key: %w", err)
 	}

@@ -1,0 +1,110 @@
+package shamir
+
+import (
+	"crypto/cipher"
+	"crypto/ecdh"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"fmt"
+	"io"
+
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/keyquorum/keyquorum/vocab"
+)
+
+const x25519Label = vocab.LabelX25519Seal + "\x00"
+
+// X25519KeySize is the size of an X25519 public and private key.
+const X25519KeySize = 32
+
+// SealX25519 encrypts plaintext to the X25519 public key recipientPub, in
+// the manner of HPKE's base mode: a fresh X25519 key e, shared =
+// X25519(e, recipientPub), key = HKDF-SHA256(shared, no salt,
+// "keyquorum/x25519-seal/v1\x00" || e_pub || recipientPub || info), and
+// ChaCha20-Poly1305 with a zero nonce, the key being used once. The
+// ciphertext is R = e_pub and Sealed = the AEAD output. info must be given
+// again to OpenX25519. A recipient key of low order (whose shared secret is
+// all zeros) is refused with ErrInvalidPoint.
+//
+// It is for one-time sealing to a requester's ephemeral key (a holder's
+// partial for a blind release), where it costs a fraction of Seal's
+// edwards25519 ElGamal; Seal remains the KEM of the cluster key.
+func SealX25519(rand io.Reader, recipientPub, info, plaintext []byte) (*Ciphertext, error) {
+	pub, err := ecdh.X25519().NewPublicKey(recipientPub)
+	if err != nil {
+		return nil, fmt.Errorf("%w: X25519 recipient key: not %d bytes", ErrInvalidPoint, X25519KeySize)
+	}
+	// The key comes from rand, as every randomized function here takes
+	// its randomness (ecdh's GenerateKey would ignore it). NewPrivateKey
+	// computes e_pub with a ladder from the base point: about as much as
+	// the ECDH itself, so sealing costs two X25519 and opening one.
+	seed := make([]byte, X25519KeySize)
+	defer clear(seed)
+	if _, err := io.ReadFull(rand, seed); err != nil {
+		return nil, fmt.Errorf("shamir: reading randomness: %w", err)
+	}
+	e, err := ecdh.X25519().NewPrivateKey(seed)
+	if err != nil {
+		return nil, err
+	}
+	shared, err := e.ECDH(pub)
+	if err != nil {
+		return nil, fmt.Errorf("%w: X25519 recipient key is of low order", ErrInvalidPoint)
+	}
+	defer clear(shared)
+	ePub := e.PublicKey().Bytes()
+	aead, err := x25519AEAD(shared, ePub, recipientPub, info)
+	if err != nil {
+		return nil, err
+	}
+	var nonce [chacha20poly1305.NonceSize]byte
+	return &Ciphertext{R: ePub, Sealed: aead.Seal(nil, nonce[:], plaintext, nil)}, nil
+}
+
+// OpenX25519 opens a ciphertext of SealX25519 with the private key of the
+// public key it was sealed to, for the same info. A sender key of low
+// order is refused with ErrInvalidPoint; a wrong key, info or a tampered
+// ciphertext fails with ErrDecrypt.
+func OpenX25519(priv *ecdh.PrivateKey, ct *Ciphertext, info []byte) ([]byte, error) {
+	if priv == nil || priv.Curve() != ecdh.X25519() {
+		return nil, fmt.Errorf("%w: not an X25519 private key", ErrInvalidScalar)
+	}
+	if ct == nil {
+		return nil, fmt.Errorf("%w: nil ciphertext", ErrDecrypt)
+	}
+	ePub, err := ecdh.X25519().NewPublicKey(ct.R)
+	if err != nil {
+		return nil, fmt.Errorf("%w: X25519 sender key: not %d bytes", ErrInvalidPoint, X25519KeySize)
+	}
+	if len(ct.Sealed) < chacha20poly1305.Overhead {
+		return nil, fmt.Errorf("%w: sealed data too short", ErrDecrypt)
+	}
+	shared, err := priv.ECDH(ePub)
+	if err != nil {
+		return nil, fmt.Errorf("%w: X25519 sender key is of low order", ErrInvalidPoint)
+	}
+	defer clear(shared)
+	aead, err := x25519AEAD(shared, ct.R, priv.PublicKey().Bytes(), info)
+	if err != nil {
+		return nil, err
+	}
+	var nonce [chacha20poly1305.NonceSize]byte
+	pt, err := aead.Open(nil, nonce[:], ct.Sealed, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: authentication failed", ErrDecrypt)
+	}
+	return pt, nil
+}
+
+// x25519AEAD derives the one-time ChaCha20-Poly1305 of SealX25519.
+func x25519AEAD(shared, ePub, recipientPub, info []byte) (cipher.AEAD, error) {
+	kinfo := make([]byte, 0, len(x25519Label)+2*X25519KeySize+len(info))
+	kinfo = append(append(append(append(kinfo, x25519Label...), ePub...), recipientPub...), info...)
+	key, err := hkdf.Key(sha256.New, shared, nil, string(kinfo), chacha20poly1305.KeySize)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	return chacha20poly1305.New(key)
+}
