@@ -1,13 +1,9 @@
 package client
 
 import (
-	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/subtle"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -20,7 +16,7 @@ import (
 	"sync"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
-	"github.com/keyquorum/keyquorum/cluster/pki"
+	"github.com/keyquorum/keyquorum/cluster/confirm"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
@@ -139,134 +135,38 @@ func (c *Client) Confirm(ctx context.Context, pin []byte) (*Confirmed, error) {
 	if st.Resharing != nil {
 		return nil, &Error{Kind: api.KindConflict, Message: "the cluster is resharing its key: try again when the round is done"}
 	}
-	want := viewOf(st)
-	if err := want.sane(); err != nil {
+	want := confirm.ViewOf(st)
+	if err := want.Sane(); err != nil {
 		return nil, &Error{Kind: api.KindConflict, Message: fmt.Sprintf("node %s reports %v: refusing to seal to it", st.Node, err)}
 	}
 	nonce := make([]byte, api.PossessionNonceSize)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
 	}
-	var (
-		mu         sync.Mutex
-		agree      []string
-		disagree   []string
-		wg         sync.WaitGroup
-		candidates []api.MemberStatus
-		proofs     = &api.PossessionCheck{ClusterID: want.ClusterID, Epoch: want.Epoch, Threshold: want.Threshold, PublicKey: want.PublicKey}
-	)
-	for _, m := range st.Members {
-		if !m.Leaving && m.APIAddr != "" {
-			candidates = append(candidates, m)
-		}
-	}
-	for _, m := range candidates {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			h := want.holder(m.ID)
-			var signKey []byte
-			if h != nil {
-				signKey = h.SignKey
-			}
-			got, err := c.memberStatus(ctx, m, signKey)
-			if err == nil {
-				err = want.differs(viewOf(got))
-			}
-			var p *api.Possession
-			if err == nil && h != nil {
-				p, err = c.memberPossession(ctx, m, signKey, nonce)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err == nil && h != nil {
-				err = proofs.Add(p, h.ID, h.Index, nonce)
-			}
-			if err != nil {
-				disagree = append(disagree, fmt.Sprintf("%s at %s: %v", m.ID, m.APIAddr, err))
-				return
-			}
-			agree = append(agree, m.ID)
-		}()
-	}
-	wg.Wait()
-	sort.Strings(agree)
-	sort.Strings(disagree)
-	if len(agree) < want.Threshold {
+	res := confirm.Ask(ctx, memberAsker{c}, st.Members, want, nonce)
+	if len(res.Agree) < want.Threshold {
 		return nil, &Error{Kind: api.KindConflict, Message: fmt.Sprintf(
 			"only %d of the %d members needed confirm node %s's view of the cluster (epoch %d, threshold %d, %d holders): refusing to seal to it; %s",
-			len(agree), want.Threshold, st.Node, want.Epoch, want.Threshold, len(want.Holders), strings.Join(disagree, "; "))}
+			len(res.Agree), want.Threshold, st.Node, want.Epoch, want.Threshold, len(want.Holders), strings.Join(res.Disagree, "; "))}
 	}
-	if n := proofs.Proven(); n < want.Threshold {
+	if res.Proven < want.Threshold {
 		return nil, &Error{Kind: api.KindConflict, Message: fmt.Sprintf(
 			"only %d of the %d holders needed prove they hold a share of cluster key %x in node %s's view (epoch %d, threshold %d, %d holders): refusing to seal to it; %s",
-			n, want.Threshold, want.PublicKey, st.Node, want.Epoch, want.Threshold, len(want.Holders), strings.Join(disagree, "; "))}
+			res.Proven, want.Threshold, want.PublicKey, st.Node, want.Epoch, want.Threshold, len(want.Holders), strings.Join(res.Disagree, "; "))}
 	}
-	want.Confirmers = agree
-	return want, nil
+	return &Confirmed{ClusterID: want.ClusterID, Epoch: want.Epoch, Threshold: want.Threshold, PublicKey: want.PublicKey,
+		Holders: want.Holders, Confirmers: res.Agree}, nil
 }
 
-// viewOf is what Confirm compares of a status.
-func viewOf(st *api.Status) *Confirmed {
-	v := &Confirmed{ClusterID: st.ClusterID, Epoch: st.Epoch, Threshold: st.Threshold, PublicKey: st.PublicKey}
-	for _, m := range st.Members {
-		if m.Holder {
-			v.Holders = append(v.Holders, api.MemberStatus{ID: m.ID, Index: m.Index, Holder: true, SignKey: m.SignKey, APIAddr: m.APIAddr})
-		}
-	}
-	sort.Slice(v.Holders, func(i, j int) bool { return v.Holders[i].ID < v.Holders[j].ID })
-	return v
+// memberAsker makes Confirm's calls to the members (confirm.Asker).
+type memberAsker struct{ c *Client }
+
+func (a memberAsker) Status(ctx context.Context, m api.MemberStatus, signKey []byte) (*api.Status, error) {
+	return a.c.memberStatus(ctx, m, signKey)
 }
 
-// sane checks a view on its own: a threshold of a majority of its
-// holders, at distinct indexes, with Ed25519 keys.
-func (v *Confirmed) sane() error {
-	n := len(v.Holders)
-	if n == 0 || v.Threshold < n/2+1 || v.Threshold > n {
-		return fmt.Errorf("threshold %d of %d holders", v.Threshold, n)
-	}
-	seen := map[uint32]bool{}
-	for _, h := range v.Holders {
-		if h.Index == 0 || seen[h.Index] || len(h.SignKey) != ed25519.PublicKeySize {
-			return fmt.Errorf("holder %s with index %d and a %d-byte key", h.ID, h.Index, len(h.SignKey))
-		}
-		seen[h.Index] = true
-	}
-	return nil
-}
-
-// differs says how another member's view differs from v, or nil.
-func (v *Confirmed) differs(o *Confirmed) error {
-	switch {
-	case o.ClusterID != v.ClusterID:
-		return fmt.Errorf("cluster %q", o.ClusterID)
-	case o.Epoch != v.Epoch:
-		return fmt.Errorf("key epoch %d, not %d", o.Epoch, v.Epoch)
-	case !bytes.Equal(o.PublicKey, v.PublicKey):
-		return fmt.Errorf("cluster public key %x, not %x", o.PublicKey, v.PublicKey)
-	case o.Threshold != v.Threshold:
-		return fmt.Errorf("threshold %d, not %d", o.Threshold, v.Threshold)
-	case len(o.Holders) != len(v.Holders):
-		return fmt.Errorf("%d share holders, not %d", len(o.Holders), len(v.Holders))
-	}
-	for i, h := range o.Holders {
-		w := v.Holders[i]
-		if h.ID != w.ID || h.Index != w.Index || !bytes.Equal(h.SignKey, w.SignKey) {
-			return fmt.Errorf("holder %s at index %d with key %x, where the first node lists %s at %d with key %x",
-				h.ID, h.Index, h.SignKey, w.ID, w.Index, w.SignKey)
-		}
-	}
-	return nil
-}
-
-// holder is the holder v lists with node ID id, or nil.
-func (v *Confirmed) holder(id string) *api.MemberStatus {
-	for i := range v.Holders {
-		if v.Holders[i].ID == id {
-			return &v.Holders[i]
-		}
-	}
-	return nil
+func (a memberAsker) Possession(ctx context.Context, m api.MemberStatus, signKey, nonce []byte) (*api.Possession, error) {
+	return a.c.memberPossession(ctx, m, signKey, nonce)
 }
 
 // memberStatus asks member m for its status at its own API address.
@@ -304,13 +204,12 @@ func (c *Client) memberCall(ctx context.Context, m api.MemberStatus, signKey []b
 	if err != nil {
 		return err
 	}
-	cfg := c.tlsConfig.Clone()
-	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) == 0 {
-			return errors.New("no certificate")
-		}
-		return checkNodeCert(cs.PeerCertificates[0], m.ID, signKey)
+	if m.ID == "" {
+		// confirm.VerifyNode takes an empty ID for any node.
+		return errors.New("listed with no node ID")
 	}
+	cfg := c.tlsConfig.Clone()
+	cfg.VerifyConnection = confirm.VerifyNode(m.ID, signKey, nil)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}
 	defer hc.CloseIdleConnections()
 	return doJSON(ctx, hc, method, base+path, body, out)
@@ -356,25 +255,6 @@ func (c *Client) ConfirmKeyState(ctx context.Context, name, state string) error 
 		return &Error{Kind: api.KindUnknownOutcome, Message: fmt.Sprintf(
 			"the node acknowledged key %q %s, but only %d of the %d members needed show it so: %s",
 			name, state, agree, cf.Threshold, strings.Join(disagree, "; "))}
-	}
-	return nil
-}
-
-// checkNodeCert checks that a certificate (verified against the cluster
-// CA already) is node id's, with key signKey if it is set.
-func checkNodeCert(cert *x509.Certificate, id string, signKey []byte) error {
-	role, certID, err := pki.CertRole(cert)
-	if err != nil {
-		return err
-	}
-	if role != pki.RoleNode || certID != id {
-		return fmt.Errorf("presents the certificate of %s %q, not of node %q", role, certID, id)
-	}
-	if len(signKey) > 0 {
-		k, ok := cert.PublicKey.(ed25519.PublicKey)
-		if !ok || !k.Equal(ed25519.PublicKey(signKey)) {
-			return fmt.Errorf("its certificate's key is not the identity key %x listed for it", signKey)
-		}
 	}
 	return nil
 }
