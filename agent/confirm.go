@@ -14,12 +14,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/cluster/confirm"
 	"github.com/keyquorum/keyquorum/cluster/pki"
 	"github.com/keyquorum/keyquorum/vocab"
 )
@@ -29,11 +28,11 @@ import (
 // status is asked of every member at its own API address, each
 // authenticated by its certificate of the cluster CA naming its node ID
 // (and carrying the identity key the others list for it), and the pin is
-// the cluster ID and public key that t of them agree on, as the Go SDK's
-// client.Confirm does (package agent may not import package client, so
-// this is the same check, small). Every holder of the view is also
-// challenged with a fresh nonce and must prove it holds its share of the
-// view's key (cluster/api possession.go): t proofs at distinct indexes,
+// the cluster ID and public key that t of them agree on: the check of
+// package cluster/confirm, which the Go SDK's client.Confirm makes too.
+// Every holder of the view is also challenged with a fresh nonce and must
+// prove it holds its share of the view's key (cluster/api
+// possession.go): t proofs at distinct indexes,
 // so one node that lists itself as the only holder, t=1, would have to
 // know the cluster secret. The status and the challenge are operator's
 // calls: the operator's certificate is used for them, once, and is not
@@ -144,12 +143,12 @@ func ConfirmPin(ctx context.Context, o ConfirmOptions) (*Confirmed, error) {
 		}
 		if first == nil {
 			first = st
-			if err := viewOf(st).usable(); err != nil {
+			if err := usable(confirm.ViewOf(st)); err != nil {
 				return nil, &Error{Kind: vocab.KindBadReply, Server: addr, Message: fmt.Sprintf("node %s reports %v", st.Node, err)}
 			}
 			continue
 		}
-		if err := viewOf(first).differs(viewOf(st)); err != nil {
+		if err := confirm.ViewOf(first).Differs(confirm.ViewOf(st)); err != nil {
 			return nil, &Error{Kind: vocab.KindBadReply, Server: addr, Message: fmt.Sprintf(
 				"node %s reports %v, where node %s reports otherwise: refusing to pin either", st.Node, err, first.Node)}
 		}
@@ -163,141 +162,35 @@ func ConfirmPin(ctx context.Context, o ConfirmOptions) (*Confirmed, error) {
 
 	// t members of the first answer's view, each at its own address, and
 	// t of its holders proving their shares of the view's key.
-	want := viewOf(first)
+	want := confirm.ViewOf(first)
 	nonce := make([]byte, api.PossessionNonceSize)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, errorf(vocab.KindInternal, "drawing a nonce: %v", err)
 	}
-	var (
-		mu       sync.Mutex
-		agree    []string
-		disagree []string
-		wg       sync.WaitGroup
-		proofs   = &api.PossessionCheck{ClusterID: want.clusterID, Epoch: want.epoch, Threshold: want.threshold, PublicKey: want.publicKey}
-	)
-	for _, m := range first.Members {
-		if m.Leaving || m.APIAddr == "" {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			h := want.holder(m.ID)
-			var signKey []byte
-			if h != nil {
-				signKey = h.SignKey
-			}
-			st, err := cf.status(ctx, m.APIAddr, m.ID, signKey)
-			if err == nil {
-				err = want.differs(viewOf(st))
-			}
-			var p *api.Possession
-			if err == nil && h != nil {
-				p, err = cf.possession(ctx, m.APIAddr, m.ID, signKey, nonce)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err == nil && h != nil {
-				err = proofs.Add(p, h.ID, h.Index, nonce)
-			}
-			if err != nil {
-				disagree = append(disagree, fmt.Sprintf("%s at %s: %v", m.ID, m.APIAddr, oneLine(err.Error())))
-				return
-			}
-			agree = append(agree, m.ID)
-		}()
-	}
-	wg.Wait()
-	sort.Strings(agree)
-	sort.Strings(disagree)
-	if len(agree) < want.threshold {
+	res := confirm.Ask(ctx, memberAsker{cf}, first.Members, want, nonce)
+	if len(res.Agree) < want.Threshold {
 		return nil, errorf(vocab.KindBadReply,
 			"only %d of the %d members needed confirm node %s's view of the cluster (%s, key epoch %d, threshold %d): refusing to pin it; %s",
-			len(agree), want.threshold, first.Node, want.clusterID, want.epoch, want.threshold, strings.Join(disagree, "; "))
+			len(res.Agree), want.Threshold, first.Node, want.ClusterID, want.Epoch, want.Threshold, strings.Join(res.Disagree, "; "))
 	}
-	if n := proofs.Proven(); n < want.threshold {
+	if res.Proven < want.Threshold {
 		return nil, errorf(vocab.KindBadReply,
 			"only %d of the %d holders needed prove they hold a share of cluster key %x in node %s's view (%s, key epoch %d, threshold %d): refusing to pin it; %s",
-			n, want.threshold, want.publicKey, first.Node, want.clusterID, want.epoch, want.threshold, strings.Join(disagree, "; "))
+			res.Proven, want.Threshold, want.PublicKey, first.Node, want.ClusterID, want.Epoch, want.Threshold, strings.Join(res.Disagree, "; "))
 	}
-	return &Confirmed{ClusterID: want.clusterID, PublicKey: want.publicKey, Epoch: want.epoch, Threshold: want.threshold, Confirmers: agree}, nil
+	return &Confirmed{ClusterID: want.ClusterID, PublicKey: want.PublicKey, Epoch: want.Epoch, Threshold: want.Threshold, Confirmers: res.Agree}, nil
 }
 
-// view is what ConfirmPin compares of a status.
-type view struct {
-	clusterID string
-	epoch     uint64
-	threshold int
-	publicKey []byte
-	holders   []api.MemberStatus // by ID
-}
-
-func viewOf(st *api.Status) *view {
-	v := &view{clusterID: st.ClusterID, epoch: st.Epoch, threshold: st.Threshold, publicKey: st.PublicKey}
-	for _, m := range st.Members {
-		if m.Holder {
-			v.holders = append(v.holders, api.MemberStatus{ID: m.ID, Index: m.Index, SignKey: m.SignKey})
-		}
-	}
-	sort.Slice(v.holders, func(i, j int) bool { return v.holders[i].ID < v.holders[j].ID })
-	return v
-}
-
-// usable checks a view on its own: a cluster key, no resharing round
-// under way, and a threshold of a majority of its holders at distinct
-// indexes with Ed25519 keys.
-func (v *view) usable() error {
-	if v.clusterID == "" {
+// usable checks the first server's view on its own: a cluster ID, a
+// cluster key, and a sane threshold and holders (confirm.View.Sane).
+func usable(v *confirm.View) error {
+	if v.ClusterID == "" {
 		return errors.New("no cluster ID")
 	}
-	if len(v.publicKey) != ClusterKeySize {
+	if len(v.PublicKey) != ClusterKeySize {
 		return errors.New("no cluster public key yet (wait for the first key epoch)")
 	}
-	n := len(v.holders)
-	if n == 0 || v.threshold < n/2+1 || v.threshold > n {
-		return fmt.Errorf("threshold %d of %d holders", v.threshold, n)
-	}
-	seen := map[uint32]bool{}
-	for _, h := range v.holders {
-		if h.Index == 0 || seen[h.Index] || len(h.SignKey) != ed25519.PublicKeySize {
-			return fmt.Errorf("holder %s with index %d and a %d-byte key", h.ID, h.Index, len(h.SignKey))
-		}
-		seen[h.Index] = true
-	}
-	return nil
-}
-
-// differs says how another member's view o differs from v, or nil.
-func (v *view) differs(o *view) error {
-	switch {
-	case o.clusterID != v.clusterID:
-		return fmt.Errorf("cluster %q, not %q", o.clusterID, v.clusterID)
-	case !bytes.Equal(o.publicKey, v.publicKey):
-		return fmt.Errorf("cluster public key %x, not %x", o.publicKey, v.publicKey)
-	case o.epoch != v.epoch:
-		return fmt.Errorf("key epoch %d, not %d", o.epoch, v.epoch)
-	case o.threshold != v.threshold:
-		return fmt.Errorf("threshold %d, not %d", o.threshold, v.threshold)
-	case len(o.holders) != len(v.holders):
-		return fmt.Errorf("%d share holders, not %d", len(o.holders), len(v.holders))
-	}
-	for i, h := range o.holders {
-		w := v.holders[i]
-		if h.ID != w.ID || h.Index != w.Index || !bytes.Equal(h.SignKey, w.SignKey) {
-			return fmt.Errorf("holder %s at index %d, where the first node lists %s at %d", h.ID, h.Index, w.ID, w.Index)
-		}
-	}
-	return nil
-}
-
-// holder is the holder v lists with node ID id, or nil.
-func (v *view) holder(id string) *api.MemberStatus {
-	for i := range v.holders {
-		if v.holders[i].ID == id {
-			return &v.holders[i]
-		}
-	}
-	return nil
+	return v.Sane()
 }
 
 // confirmer makes the status calls.
@@ -305,6 +198,26 @@ type confirmer struct {
 	roots   *x509.CertPool
 	cert    tls.Certificate
 	timeout time.Duration
+}
+
+// memberAsker makes ConfirmPin's calls to the members (confirm.Asker),
+// each error on one line.
+type memberAsker struct{ cf *confirmer }
+
+func (a memberAsker) Status(ctx context.Context, m api.MemberStatus, signKey []byte) (*api.Status, error) {
+	st, err := a.cf.status(ctx, m.APIAddr, m.ID, signKey)
+	if err != nil {
+		return nil, errors.New(oneLine(err.Error()))
+	}
+	return st, nil
+}
+
+func (a memberAsker) Possession(ctx context.Context, m api.MemberStatus, signKey, nonce []byte) (*api.Possession, error) {
+	p, err := a.cf.possession(ctx, m.APIAddr, m.ID, signKey, nonce)
+	if err != nil {
+		return nil, errors.New(oneLine(err.Error()))
+	}
+	return p, nil
 }
 
 // status gets the status of the node at addr. Its certificate must be a
@@ -353,30 +266,11 @@ func (cf *confirmer) call(ctx context.Context, addr, id string, signKey []byte, 
 	}
 	var certID string
 	cfg := &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		RootCAs:      cf.roots,
-		ServerName:   host,
-		Certificates: []tls.Certificate{cf.cert},
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("no certificate")
-			}
-			leaf := cs.PeerCertificates[0]
-			role, cid, err := pki.CertRole(leaf)
-			if err != nil {
-				return err
-			}
-			if role != pki.RoleNode || (id != "" && cid != id) {
-				return fmt.Errorf("presents the certificate of %s %q, not of node %q", role, cid, id)
-			}
-			if len(signKey) > 0 {
-				if k, ok := leaf.PublicKey.(ed25519.PublicKey); !ok || !k.Equal(ed25519.PublicKey(signKey)) {
-					return fmt.Errorf("its certificate's key is not the identity key listed for node %s", cid)
-				}
-			}
-			certID = cid
-			return nil
-		},
+		MinVersion:       tls.VersionTLS13,
+		RootCAs:          cf.roots,
+		ServerName:       host,
+		Certificates:     []tls.Certificate{cf.cert},
+		VerifyConnection: confirm.VerifyNode(id, signKey, &certID),
 	}
 	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
 	defer cancel()
