@@ -239,6 +239,39 @@ func (c *command) connect() (*client.Client, context.Context, context.CancelFunc
 	return cl, ctx, cancel, nil
 }
 
+// connected runs a command that takes no positional argument: it parses
+// args with fs (whose flags the command has defined), connects, and calls
+// do with the client and the command's context.
+func (c *command) connected(fs *flag.FlagSet, args []string, do func(ctx context.Context, cl *client.Client) error) error {
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	return do(ctx, cl)
+}
+
+// list runs a list command: it gets the items with get and prints them
+// in aligned columns under header, row making each item's line of
+// tab-separated columns.
+func list[T any](c *command, fs *flag.FlagSet, args []string, get func(*client.Client, context.Context) ([]T, error), header string, row func(T) string) error {
+	return c.connected(fs, args, func(ctx context.Context, cl *client.Client) error {
+		items, err := get(cl, ctx)
+		if err != nil {
+			return err
+		}
+		w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, header)
+		for _, it := range items {
+			fmt.Fprintln(w, row(it))
+		}
+		return w.Flush()
+	})
+}
+
 func (c *command) clusterInit(args []string) error {
 	fs := c.flags("cluster init")
 	node := fs.String("node", "", "API address of the first, unjoined node")
@@ -318,29 +351,23 @@ func defaultEnvFile() string {
 func (c *command) clusterPin(args []string) error {
 	fs := c.flags("cluster pin")
 	envFile := fs.String("env", defaultEnvFile(), "env.sh to write the pin into (\"\" writes nothing)")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	cl, ctx, cancel, err := c.connect()
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	cf, err := cl.Pin(ctx)
-	if err != nil {
-		return err
-	}
-	creds := cl.Credentials()
-	fmt.Fprintf(c.stdout, "# cluster %s, public key %x, confirmed by %d members (%s) of threshold %d at key epoch %d\n",
-		cf.ClusterID, cf.PublicKey, len(cf.Confirmers), strings.Join(cf.Confirmers, ", "), cf.Threshold, cf.Epoch)
-	if *envFile != "" {
-		if err := creds.SavePin(*envFile); err != nil {
-			return fmt.Errorf("writing the pin into %s: %w", *envFile, err)
+	return c.connected(fs, args, func(ctx context.Context, cl *client.Client) error {
+		cf, err := cl.Pin(ctx)
+		if err != nil {
+			return err
 		}
-		fmt.Fprintf(c.stdout, "# written into %s\n", *envFile)
-	}
-	fmt.Fprint(c.stdout, creds.PinLines())
-	return nil
+		creds := cl.Credentials()
+		fmt.Fprintf(c.stdout, "# cluster %s, public key %x, confirmed by %d members (%s) of threshold %d at key epoch %d\n",
+			cf.ClusterID, cf.PublicKey, len(cf.Confirmers), strings.Join(cf.Confirmers, ", "), cf.Threshold, cf.Epoch)
+		if *envFile != "" {
+			if err := creds.SavePin(*envFile); err != nil {
+				return fmt.Errorf("writing the pin into %s: %w", *envFile, err)
+			}
+			fmt.Fprintf(c.stdout, "# written into %s\n", *envFile)
+		}
+		fmt.Fprint(c.stdout, creds.PinLines())
+		return nil
+	})
 }
 
 func (c *command) clusterLeave(args []string) error {
@@ -371,22 +398,16 @@ func (c *command) clusterLeave(args []string) error {
 func (c *command) clusterStatus(args []string) error {
 	fs := c.flags("cluster status")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	cl, ctx, cancel, err := c.connect()
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	st, err := cl.Status(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(c.stdout, st)
-	}
-	return writeStatus(c.stdout, st)
+	return c.connected(fs, args, func(ctx context.Context, cl *client.Client) error {
+		st, err := cl.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(c.stdout, st)
+		}
+		return writeStatus(c.stdout, st)
+	})
 }
 
 // writeStatus writes the text of keyctl cluster status.
@@ -488,25 +509,9 @@ func (c *command) keyGet(args []string) error {
 }
 
 func (c *command) keyList(args []string) error {
-	fs := c.flags("key list")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	cl, ctx, cancel, err := c.connect()
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	keys, err := cl.Keys(ctx)
-	if err != nil {
-		return err
-	}
-	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tTYPE\tVERSION\tSTATE\tCREATED")
-	for _, k := range keys {
-		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", k.Name, k.Type, k.Version, k.State, time.Unix(0, k.CreatedAt).UTC().Format(time.RFC3339))
-	}
-	return w.Flush()
+	return list(c, c.flags("key list"), args, (*client.Client).Keys, "NAME\tTYPE\tVERSION\tSTATE\tCREATED", func(k *fsm.Key) string {
+		return fmt.Sprintf("%s\t%s\t%d\t%s\t%s", k.Name, k.Type, k.Version, k.State, time.Unix(0, k.CreatedAt).UTC().Format(time.RFC3339))
+	})
 }
 
 func (c *command) keyShow(args []string) error {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -111,25 +110,9 @@ func (c *command) tokenCreate(args []string) error {
 }
 
 func (c *command) tokenList(args []string) error {
-	fs := c.flags("cluster token list")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	cl, ctx, cancel, err := c.connect()
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	tokens, err := cl.JoinTokens(ctx)
-	if err != nil {
-		return err
-	}
-	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tCREATED BY\tEXPIRES\tSPENT BY")
-	for _, t := range tokens {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", t.ID, t.CreatedBy, fmtTime(t.ExpiresAt), orNone(t.SpentBy))
-	}
-	return w.Flush()
+	return list(c, c.flags("cluster token list"), args, (*client.Client).JoinTokens, "ID\tCREATED BY\tEXPIRES\tSPENT BY", func(t api.JoinTokenInfo) string {
+		return fmt.Sprintf("%s\t%s\t%s\t%s", t.ID, t.CreatedBy, fmtTime(t.ExpiresAt), orNone(t.SpentBy))
+	})
 }
 
 func (c *command) tokenRevoke(args []string) error {

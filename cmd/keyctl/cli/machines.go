@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/keyquorum/keyquorum/client"
@@ -46,25 +45,9 @@ func (c *command) machineAdd(args []string) error {
 }
 
 func (c *command) machineList(args []string) error {
-	fs := c.flags("machine list")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	cl, ctx, cancel, err := c.connect()
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	list, err := cl.Machines(ctx)
-	if err != nil {
-		return err
-	}
-	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tNAME\tSTATE\tAPPROVAL\tKEYS")
-	for _, m := range list {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%v\t%s\n", m.ID, m.Name, m.State, m.Approval, strings.Join(m.Keys, ","))
-	}
-	return w.Flush()
+	return list(c, c.flags("machine list"), args, (*client.Client).Machines, "ID\tNAME\tSTATE\tAPPROVAL\tKEYS", func(m *fsm.Machine) string {
+		return fmt.Sprintf("%s\t%s\t%s\t%v\t%s", m.ID, m.Name, m.State, m.Approval, strings.Join(m.Keys, ","))
+	})
 }
 
 func (c *command) machineRevoke(args []string) error {
@@ -119,26 +102,10 @@ func resolveMachineID(id string, list []*fsm.Machine) (string, error) {
 
 // sessionList lists the machines waiting for an approval.
 func (c *command) sessionList(args []string) error {
-	fs := c.flags("session list")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	cl, ctx, cancel, err := c.connect()
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	list, err := cl.Sessions(ctx)
-	if err != nil {
-		return err
-	}
-	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "MACHINE\tNAME\tKEY\tFROM\tLAST ATTEMPT\tATTEMPTS\tPUBLIC KEY")
-	for _, s := range list {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Machine, s.Name, s.Key, s.Addr, fmtTime(s.LastAt), s.Attempts,
+	return list(c, c.flags("session list"), args, (*client.Client).Sessions, "MACHINE\tNAME\tKEY\tFROM\tLAST ATTEMPT\tATTEMPTS\tPUBLIC KEY", func(s *fsm.Session) string {
+		return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%d\t%s", s.Machine, s.Name, s.Key, s.Addr, fmtTime(s.LastAt), s.Attempts,
 			base64.StdEncoding.EncodeToString(s.PublicKey))
-	}
-	return w.Flush()
+	})
 }
 
 // sessionApprove approves a machine's release: one use by default.
