@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -40,7 +41,12 @@ func encodings(b []byte, depth int) [][]byte {
 func filesCarrying(t *testing.T, dir string, forms [][]byte) []string {
 	t.Helper()
 	var out []string
+	// Raft writes snapshots as NAME.tmp and renames them: a file that is
+	// gone when the walk reaches it was renamed or removed meanwhile.
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -48,6 +54,9 @@ func filesCarrying(t *testing.T, dir string, forms [][]byte) []string {
 			return nil
 		}
 		b, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
