@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -626,7 +627,12 @@ func readShareFile(t *testing.T, dir string) shareFile {
 func copyDir(t *testing.T, src string) string {
 	t.Helper()
 	dst := t.TempDir()
+	// A running node's Raft renames and removes snapshot files (NAME.tmp)
+	// as the copy walks: one gone when the walk reaches it is not copied.
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -638,6 +644,9 @@ func copyDir(t *testing.T, src string) string {
 			return os.MkdirAll(filepath.Join(dst, rel), 0o700)
 		}
 		b, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
