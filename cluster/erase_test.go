@@ -93,12 +93,14 @@ func TestDestroyErasesFromEveryDisk(t *testing.T) {
 	kept := randomBytes(t, 32)
 	c.createSecret("erase/kept", kept)
 	forms := append(encodings(ct.R, 3), encodings(ct.Sealed, 3)...)
+	fillers := 0
 	c.waitFor(settleTimeout, func() (bool, string) {
 		for _, tn := range c.nodes {
 			files := filesCarrying(t, tn.cfg.DataDir, forms)
 			if !slices.ContainsFunc(files, func(f string) bool { return strings.HasSuffix(f, "raft.db") }) ||
 				!slices.ContainsFunc(files, func(f string) bool { return strings.HasSuffix(f, "state.bin") }) {
-				c.createSecret(fmt.Sprintf("erase/filler%d", randomBytes(t, 1)[0]), kept) // entries to snapshot after
+				fillers++
+				c.createSecret(fmt.Sprintf("erase/filler%d", fillers), kept) // entries to snapshot after
 				return false, fmt.Sprintf("%s's disk does not hold the ciphertext in its log and a snapshot yet: %v", tn.id(), files)
 			}
 		}
