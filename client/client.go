@@ -27,6 +27,7 @@ import (
 	"github.com/keyquorum/keyquorum/cluster/pki"
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // Credentials are an operator's: the cluster CA certificate (and, for an
@@ -151,12 +152,17 @@ func doJSON(ctx context.Context, hc *http.Client, method, url string, body, out 
 }
 
 // transportError classifies a call that got no answer. One that never
-// reached the node did not happen; a write that was sent and then lost its
-// connection or its time may have.
+// reached the node did not happen, and says the node is unreachable (not
+// that the cluster lacks a quorum: nothing was asked of it); a read that
+// got no answer did not happen either; a write that was sent and then lost
+// its connection or its time may have.
 func transportError(req *http.Request, err error) error {
 	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" || req.Method == http.MethodGet {
-		return &Error{Kind: api.KindNoQuorum, Message: fmt.Sprintf("cannot reach %s: %v", req.URL.Host, err)}
+	if errors.As(err, &op) && op.Op == "dial" {
+		return &Error{Kind: vocab.KindUnreachable, Message: fmt.Sprintf("cannot reach node at %s: %v", req.URL.Host, err)}
+	}
+	if req.Method == http.MethodGet {
+		return &Error{Kind: api.KindNoQuorum, Message: fmt.Sprintf("no answer from %s: %v", req.URL.Host, err)}
 	}
 	return &Error{Kind: api.KindUnknownOutcome, Message: fmt.Sprintf("%s %s got no answer (%v): it may or may not have happened", req.Method, req.URL.Path, err)}
 }

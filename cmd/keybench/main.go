@@ -31,6 +31,7 @@ import (
 	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/shamir"
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 func main() {
@@ -332,7 +333,7 @@ func leaderFailover(ctx context.Context, creds *client.Credentials, addr func(in
 			return time.Since(start), nil
 		}
 		switch cluster.KindOf(err) {
-		case cluster.KindNoQuorum, cluster.KindUnknownOutcome, cluster.KindInternal:
+		case cluster.KindNoQuorum, vocab.KindUnreachable, cluster.KindUnknownOutcome, cluster.KindInternal:
 		default:
 			return 0, err
 		}

@@ -102,8 +102,8 @@ FILE defaults to the env.sh beside KEYQUORUM_CACERT.
 
 Exit status, the same as keyagent's: 0 done, 1 refused or failed, 2 bad
 usage, 3 not found, 4 unauthenticated, 5 denied, 6 clock too far off,
-7 no quorum (nothing happened), 11 unknown outcome (a write may have
-happened).
+7 no quorum (nothing happened), 8 cannot reach the node (nothing
+happened), 11 unknown outcome (a write may have happened).
 `
 
 type usageError struct{ msg string }
