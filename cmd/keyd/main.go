@@ -41,6 +41,9 @@ Usage:
   keyd health [--api-addr ADDR] [--id ID]
                       exit 0 if the node at ADDR answers (a container's health check)
   keyd dev [flags]    run a local three-node cluster for development
+  keyd snapshot restore --data-dir DIR [--id ID] FILE
+                      restore a backup (keyctl snapshot save, --backup-dir) into a
+                      stopped node whose Raft data was lost
 
 Run "keyd -h" or "keyd dev -h" for the flags.
 `
@@ -54,6 +57,8 @@ func main() {
 		err = runDev(args[1:], os.Stdout, os.Stderr)
 	case len(args) > 0 && args[0] == "identity":
 		err = runIdentity(args[1:], os.Stdout)
+	case len(args) > 0 && args[0] == "snapshot":
+		err = runSnapshot(args[1:], os.Stdout)
 	case len(args) > 0 && args[0] == "health":
 		if err = runHealth(args[1:], os.Stdout); err != nil && !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "keyd health:", err)
@@ -90,6 +95,7 @@ type nodeFlags struct {
 	timeouts *https.Timeouts
 	// joinToken is what an unjoined node requires of whoever starts it.
 	joinToken string
+	backups   backupFlags
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -105,6 +111,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&f.trailingLogs, "trailing-logs", 0, "Raft log entries kept after a snapshot for lagging followers (0: Raft's default, 10240)")
 	fs.StringVar(&f.joinToken, "join-token", "", "join token an unjoined node requires of whoever starts it (keyctl cluster token create; default: one the node makes in DATA_DIR/join-token)")
 	f.gateways.register(fs)
+	f.backups.register(fs)
 }
 
 // applyEnvAndFile fills flags not given on the command line from
@@ -175,6 +182,9 @@ func runNode(args []string, stderr io.Writer) error {
 	if f.dataDir == "" {
 		return errors.New("--data-dir is required")
 	}
+	if err := f.backups.validate(); err != nil {
+		return err
+	}
 	log, err := newLogger(stderr, f.logLevel)
 	if err != nil {
 		return err
@@ -200,6 +210,9 @@ func runNode(args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if f.backups.dir != "" {
+		go scheduleBackups(ctx, n.node, f.backups, log)
+	}
 	// Under systemd (Type=notify): READY=1 once the API answers, then the
 	// watchdog while it still does.
 	go func() {

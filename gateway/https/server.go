@@ -116,6 +116,9 @@ func NewServer(svc cluster.Service, cert *cluster.ServingCert, log *slog.Logger,
 	if p, ok := svc.(cluster.PossessionService); ok {
 		s.registerPossession(mux, p)
 	}
+	if b, ok := svc.(cluster.SnapshotService); ok {
+		s.registerSnapshot(mux, b)
+	}
 	for _, m := range o.mounts {
 		for _, p := range m.patterns {
 			mux.Handle(p, m.h)

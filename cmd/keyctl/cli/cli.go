@@ -76,6 +76,9 @@ Usage:
   keyctl rule put ID --principal OPERATOR-ID --key NAME|PREFIX* --ops OP[,OP...]
   keyctl operator create NAME --dir DIR [--admin]
                                     make another operator's key and certificate (needs the CA key)
+  keyctl snapshot save FILE         write a backup of the cluster's state (admins; keyd snapshot
+                                    restore puts it back on nodes whose Raft data was lost)
+  keyctl snapshot inspect FILE      check a backup's checksum and certificate, and show what it holds
 
 A node is admitted only if its identity fingerprint is the one keyd printed
 on its machine at start ("keyd identity" prints it too): pass it with
@@ -173,6 +176,7 @@ func (c *command) handlers() map[string]map[string]func([]string) error {
 		"machine":  {"add": c.machineAdd, "list": c.machineList, "revoke": c.machineRevoke},
 		"session":  {"list": c.sessionList, "approve": c.sessionApprove},
 		"operator": {"create": c.operatorCreate},
+		"snapshot": {"save": c.snapshotSave, "inspect": c.snapshotInspect},
 	}
 }
 
