@@ -79,6 +79,9 @@ func TestBackupRestoreAfterEveryNodesRaftDataIsLost(t *testing.T) {
 		c.restart(tn)
 	}
 	for _, tn := range c.nodes {
+		c.waitReleases(tn, "after", secrets["after"])
+	}
+	for _, tn := range c.nodes {
 		for name, want := range secrets {
 			if got := c.mustRelease(tn, name); !bytes.Equal(got, want) {
 				t.Fatalf("%s released a different %s after the restore", tn.id(), name)
