@@ -83,6 +83,7 @@ type replayed struct {
 	applied   uint64
 	epoch     uint64
 	hash      [32]byte
+	key       []byte // the cluster key of the state reached
 	nodes     map[string]*fsm.Node
 	keys      int
 	operators int
@@ -101,7 +102,7 @@ func replayBackup(snap, pin []byte) (*replayed, *fsm.FSM, error) {
 	}
 	r := &replayed{restored: res, nodes: map[string]*fsm.Node{}}
 	f.Read(func(s *fsm.State) {
-		r.clusterID, r.applied, r.epoch = s.ClusterID, s.Applied, s.Epoch
+		r.clusterID, r.applied, r.epoch, r.key = s.ClusterID, s.Applied, s.Epoch, bytes.Clone(s.PublicKey())
 		r.keys, r.operators = len(s.Keys), len(s.Operators)
 		for id, nd := range s.Nodes {
 			c := *nd
@@ -156,6 +157,11 @@ func VerifyBackup(data, pin []byte) (*BackupInfo, *fsm.FSM, error) {
 		return nil, nil, fmt.Errorf("backup: %w", err)
 	}
 	switch {
+	// The state machine takes a state with no key yet on the pin's word
+	// (a node's own early snapshot); a backup must give the pinned key,
+	// or a history made up without one would restore.
+	case !bytes.Equal(r.key, pin):
+		return nil, nil, errors.New("backup: the state it gives has no cluster key, or another one than this node's")
 	case r.clusterID != b.ClusterID || r.applied != b.Index || r.epoch != b.Epoch:
 		return nil, nil, fmt.Errorf("backup: it says cluster %q at index %d, epoch %d; its snapshot gives %q at %d, epoch %d", b.ClusterID, b.Index, b.Epoch, r.clusterID, r.applied, r.epoch)
 	case !bytes.Equal(r.hash[:], b.StateHash):

@@ -188,6 +188,14 @@ func TestForgedBackupIsRefused(t *testing.T) {
 			cp.SHA256 = sum[:]
 			cp.Signature = ed25519.Sign(otherKey, api.BackupMessage(cp))
 		}), "not signed by node"},
+		"a history with no cluster key, the header made to match": {reseal(func(cp *api.Backup) {
+			cp.Snapshot = []byte(`{"version":1,"entries":[]}`)
+			r, _, err := replayBackup(cp.Snapshot, pin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cp.Index, cp.Epoch, cp.ClusterID, cp.StateHash = r.applied, r.epoch, r.clusterID, r.hash[:]
+		}), "no cluster key"},
 		"another cluster key": {reseal(func(cp *api.Backup) { cp.ClusterKey = bytes.Repeat([]byte{9}, 32) }), "another cluster key"},
 		"not a backup":        {[]byte(`{"format":"x"}`), "format"},
 	} {
