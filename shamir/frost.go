@@ -11,6 +11,9 @@ import (
 	"slices"
 
 	"filippo.io/edwards25519"
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // FROST(Ed25519, SHA-512), RFC 9591: two-round threshold Schnorr
@@ -363,4 +366,96 @@ func (r *FROSTRound) bindingFactorPrefix() []byte {
 // bindingFactorInput is rho_input of signer i (the test vectors list it).
 func (r *FROSTRound) bindingFactorInput(i int) []byte {
 	return slices.Concat(r.bindingFactorPrefix(), scalarFromUint32(r.commitments[i].Index).Bytes())
+}
+
+// DealKey shares secret (a canonical non-zero scalar, such as
+// Ed25519Scalar's) t-of-n at indexes, as a client dealing a key it
+// imports: a random polynomial f of degree t-1 with f(0) = secret, its
+// Feldman commitments and the share f(i) of every index. The dealer erases
+// the secret and the shares once they are sealed (Share.Erase).
+func DealKey(rand io.Reader, secret []byte, t int, indexes []uint32) (*PublicPoly, []*Share, error) {
+	if t < 1 || t > len(indexes) {
+		return nil, nil, fmt.Errorf("%w: t=%d with %d holders", ErrBadThreshold, t, len(indexes))
+	}
+	if err := checkIndexes(indexes); err != nil {
+		return nil, nil, err
+	}
+	a0, err := decodeSecretScalar(secret)
+	if err != nil {
+		return nil, nil, fmt.Errorf("secret: %w", err)
+	}
+	coeffs := []*edwards25519.Scalar{a0}
+	defer func() {
+		for _, c := range coeffs {
+			wipeScalar(c)
+		}
+	}()
+	for len(coeffs) < t {
+		c, err := randomScalar(rand)
+		if err != nil {
+			return nil, nil, err
+		}
+		coeffs = append(coeffs, c)
+	}
+	poly := &PublicPoly{}
+	for _, c := range coeffs {
+		poly.Commits = append(poly.Commits, new(edwards25519.Point).ScalarBaseMult(c).Bytes())
+	}
+	shares := make([]*Share, len(indexes))
+	for i, x := range indexes {
+		v := edwards25519.NewScalar()
+		for j := len(coeffs) - 1; j >= 0; j-- {
+			v.MultiplyAdd(v, scalarFromUint32(x), coeffs[j])
+		}
+		shares[i] = &Share{Index: x, Value: v.Bytes()}
+		wipeScalar(v)
+	}
+	return poly, shares, nil
+}
+
+// SealedShareSize is the size of a share sealed by SealShare.
+const SealedShareSize = PointSize + ScalarSize + chacha20poly1305.Overhead
+
+func shareAD(index uint32, context []byte) []byte {
+	ad := append([]byte(vocab.LabelShareAD+"\x00"), scalarFromUint32(index).Bytes()[:4]...)
+	return append(ad, context...)
+}
+
+// SealShare encrypts an edwards25519 share to a node's encryption public
+// key as deals encrypt sub-shares, with associated data binding a label,
+// the share's index and context (the cluster and the key).
+func SealShare(rand io.Reader, encPub []byte, sh *Share, context []byte) ([]byte, error) {
+	if sh == nil || sh.Index == 0 {
+		return nil, fmt.Errorf("%w: no share or index 0", ErrInvalidIndex)
+	}
+	if _, err := decodeSecretScalar(sh.Value); err != nil {
+		return nil, fmt.Errorf("share %d: %w", sh.Index, err)
+	}
+	pub, err := decodePoint(encPub)
+	if err != nil {
+		return nil, fmt.Errorf("encryption public key: %w", err)
+	}
+	return encryptSubshare(rand, pub, sh.Value, shareAD(sh.Index, context))
+}
+
+// OpenShare decrypts a share sealed by SealShare and checks it against
+// poly: a wrong key, index, context or a tampered ciphertext gives
+// ErrDecrypt, a share off the polynomial ErrBadShare.
+func OpenShare(encPriv, sealed []byte, index uint32, context []byte, poly *PublicPoly) (*Share, error) {
+	if index == 0 {
+		return nil, fmt.Errorf("%w: 0", ErrInvalidIndex)
+	}
+	if len(sealed) != SealedShareSize {
+		return nil, fmt.Errorf("%w: a sealed share is %d bytes, not %d", ErrDecrypt, SealedShareSize, len(sealed))
+	}
+	v, err := openSubshare(encPriv, sealed, shareAD(index, context))
+	if err != nil {
+		return nil, fmt.Errorf("share %d: %w", index, err)
+	}
+	sh := &Share{Index: index, Value: v}
+	if err := poly.VerifyShare(sh); err != nil {
+		sh.Erase()
+		return nil, err
+	}
+	return sh, nil
 }

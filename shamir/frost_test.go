@@ -226,7 +226,10 @@ func TestFROSTImportedEd25519Key(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	poly, shares := dealForTest(t, s, 2, 1, 2, 3)
+	poly, shares, err := DealKey(rand.Reader, s, 2, []uint32{1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !bytes.Equal(poly.PublicKey(), pub) {
 		t.Fatalf("dealt public key %x, want %x", poly.PublicKey(), pub)
 	}
@@ -235,36 +238,6 @@ func TestFROSTImportedEd25519Key(t *testing.T) {
 	if sig := frostSign(t, poly, signers, msg); !ed25519.Verify(pub, msg, sig) {
 		t.Fatal("crypto/ed25519 rejects the signature of an imported key")
 	}
-}
-
-// dealForTest shares secret t-of-n at indexes, as a client does.
-func dealForTest(t testing.TB, secret []byte, th int, indexes ...uint32) (*PublicPoly, []*Share) {
-	t.Helper()
-	a0, err := decodeScalar(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	coeffs := []*edwards25519.Scalar{a0}
-	for len(coeffs) < th {
-		c, err := randomScalar(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		coeffs = append(coeffs, c)
-	}
-	poly := &PublicPoly{}
-	for _, c := range coeffs {
-		poly.Commits = append(poly.Commits, new(edwards25519.Point).ScalarBaseMult(c).Bytes())
-	}
-	var shares []*Share
-	for _, x := range indexes {
-		v := edwards25519.NewScalar()
-		for j := len(coeffs) - 1; j >= 0; j-- {
-			v.MultiplyAdd(v, scalarFromUint32(x), coeffs[j])
-		}
-		shares = append(shares, &Share{Index: x, Value: v.Bytes()})
-	}
-	return poly, shares
 }
 
 // TestFROSTBadShareIsNamed: a signer that sends a wrong share is named by
@@ -424,5 +397,41 @@ func BenchmarkFROSTHolder(b *testing.B) {
 		if _, err := r.Sign(nodes[0].share, n); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestSealedShareOpensOnlyForItsNode: a dealt share sealed to a node opens
+// with that node's key, index and context and matches the polynomial;
+// another node's key, another index or context, or a flipped bit fail.
+func TestSealedShareOpensOnlyForItsNode(t *testing.T) {
+	nodes := newNodes(t, 1, 2)
+	s, _ := randomScalar(rand.Reader)
+	poly, shares, err := DealKey(rand.Reader, s.Bytes(), 2, []uint32{1, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := SealShare(rand.Reader, nodes[0].encPub, shares[0], []byte("ctx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := OpenShare(nodes[0].encPriv, sealed, 1, []byte("ctx"), poly)
+	if err != nil || !bytes.Equal(got.Value, shares[0].Value) {
+		t.Fatalf("OpenShare: %v", err)
+	}
+	flipped := bytes.Clone(sealed)
+	flipped[40] ^= 1
+	for name, try := range map[string]func() error{
+		"other key":     func() error { _, err := OpenShare(nodes[1].encPriv, sealed, 1, []byte("ctx"), poly); return err },
+		"other index":   func() error { _, err := OpenShare(nodes[0].encPriv, sealed, 2, []byte("ctx"), poly); return err },
+		"other context": func() error { _, err := OpenShare(nodes[0].encPriv, sealed, 1, []byte("cty"), poly); return err },
+		"tampered":      func() error { _, err := OpenShare(nodes[0].encPriv, flipped, 1, []byte("ctx"), poly); return err },
+	} {
+		if err := try(); !errors.Is(err, ErrDecrypt) {
+			t.Errorf("%s: %v, want ErrDecrypt", name, err)
+		}
+	}
+	other, _, _ := DealKey(rand.Reader, s.Bytes(), 2, []uint32{1, 2})
+	if _, err := OpenShare(nodes[0].encPriv, sealed, 1, []byte("ctx"), other); !errors.Is(err, ErrBadShare) {
+		t.Errorf("a share off the polynomial: %v, want ErrBadShare", err)
 	}
 }
