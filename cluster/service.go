@@ -228,7 +228,7 @@ func (n *Node) Keys(ctx context.Context, principal string) ([]*fsm.Key, error) {
 	err := n.consistent(ctx, func(s *fsm.State) {
 		for _, k := range s.Keys {
 			if s.Allowed(principal, fsm.OpRead, k.Name) {
-				out = append(out, k.Metadata())
+				out = append(out, s.KeyView(k))
 			}
 		}
 	})
@@ -249,7 +249,7 @@ func (n *Node) Key(ctx context.Context, principal, name string) (*fsm.Key, error
 		case !s.Allowed(principal, fsm.OpRead, name):
 			e = Errorf(KindDenied, "%s may not read key %q", principal, name)
 		default:
-			k = key.Metadata()
+			k = s.KeyView(key)
 		}
 	})
 	if err != nil {

@@ -37,6 +37,19 @@ type FROSTKey struct {
 	Epoch     uint64       `json:"epoch"`   // the cluster epoch whose holders it was dealt to
 	Commits   [][]byte     `json:"commits"` // Feldman commitments; Commits[0] is the public key
 	Shares    []FROSTShare `json:"shares"`
+	// NeedsReimport is set only in what a read shows (State.KeyView),
+	// never in the state: the key was dealt before the members changed.
+	NeedsReimport bool `json:"needs_reimport,omitempty"`
+}
+
+// KeyView is the key's metadata as reads show it: Metadata, and for a
+// FROST key whether it needs to be imported again.
+func (s *State) KeyView(k *Key) *Key {
+	m := k.Metadata()
+	if m.Frost != nil {
+		m.Frost.NeedsReimport = s.FROSTStale(k)
+	}
+	return m
 }
 
 // FROSTShare is one node's share of a FROST key, sealed to its identity
@@ -70,6 +83,9 @@ func (s *State) checkFROST(public []byte, fk *FROSTKey) *Error {
 	edPub, ok := pub.(ed25519.PublicKey)
 	if !ok {
 		return errorf(CodeInvalid, "the public key is a %T, not an Ed25519 key", pub)
+	}
+	if fk.NeedsReimport {
+		return errorf(CodeInvalid, "needs_reimport is what a read shows, not part of a deal")
 	}
 	holders := s.Holders()
 	if fk.Epoch != s.Epoch || fk.Threshold != s.Threshold || len(fk.Shares) != len(holders) || len(fk.Commits) != fk.Threshold {
