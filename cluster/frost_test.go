@@ -25,7 +25,14 @@ func (c *testCluster) createFROST(name string, access *fsm.Access) ed25519.Publi
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	ck, err := api.NewFROSTKey(rand.Reader, name, priv, c.status(c.anyRunning()))
+	st := c.status(c.anyRunning())
+	var holders []MemberStatus
+	for _, m := range st.Members {
+		if m.Holder {
+			holders = append(holders, m)
+		}
+	}
+	ck, err := api.NewFROSTKey(rand.Reader, name, priv, st.ClusterID, st.Epoch, st.Threshold, holders)
 	if err != nil {
 		c.t.Fatal(err)
 	}

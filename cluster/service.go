@@ -47,6 +47,15 @@ type Service interface {
 
 var _ Service = (*Node)(nil)
 
+// SignService makes signatures by quorum (frost.go): Sign takes an
+// operator's signed signing request (op sign). *Node implements it;
+// gateways that find it behind their Service serve signing.
+type SignService interface {
+	Sign(ctx context.Context, req *fsm.Signed) (*api.Signature, error)
+}
+
+var _ SignService = (*Node)(nil)
+
 // LegacyService is what the legacy gateways (kxd, Tang, Keyless SSL) need
 // besides Service: releases and exchanges the node signs for clients it
 // authorized itself, and lookups in its applied state. *Node implements it.
