@@ -63,6 +63,9 @@ type LegacyService interface {
 	Service
 	ReleaseFor(ctx context.Context, gateway, name, client string) ([]byte, *fsm.Key, error)
 	Exchange(ctx context.Context, name string, point []byte, client string) ([]byte, error)
+	// SignFor signs msg by quorum with a key open to the gateway, for a
+	// client the gateway admitted (frost.go).
+	SignFor(ctx context.Context, gateway, name string, msg []byte, client string) (*api.Signature, error)
 	LocalKey(name string) *fsm.Key
 	LocalTangKey(kid string) *fsm.Key
 	LocalKeys() ([]*fsm.Key, uint64)

@@ -1,15 +1,21 @@
 package e2e
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/keyquorum/keyquorum/gateway/tlv"
 )
 
 // TestFROSTSignCLI: an Ed25519 key imported from a PEM file with keyctl
@@ -53,4 +59,62 @@ func TestFROSTSignCLI(t *testing.T) {
 			t.Fatalf("keyctl key verify accepted the signature for another message: %v", r)
 		}
 	}
+}
+
+// TestTLVSignsEd25519ByQuorum: the Keyless SSL gateway of every node of a
+// real cluster signs with an ed25519-frost key by quorum, over TCP and
+// QUIC: no node holds the key, and the signature verifies with
+// crypto/ed25519; after a revoke the key is refused.
+func TestTLVSignsEd25519ByQuorum(t *testing.T) {
+	c := startCluster(t, 3)
+	dir := t.TempDir()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemFile := filepath.Join(dir, "ed.pem")
+	writeFile(t, pemFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	c.mustKeyctl(1, "key", "create", "tls/ed", "--type", "ed25519-frost", "--from-file", pemFile,
+		"--gateway", "tlv", "--client-cert", c.envValue("KEYQUORUM_CLIENT_CERT"))
+	ski, err := tlv.SKI(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := c.tlsConfig(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	msg := []byte("a TLS 1.3 CertificateVerify input")
+	for i := 1; i <= 3; i++ {
+		for _, quic := range []bool{false, true} {
+			var conn *tlv.Conn
+			if quic {
+				conn, err = tlv.DialQUIC(ctx, c.gatewayAddr(i, "tlv"), conf.Clone())
+			} else {
+				conn, err = tlv.Dial(ctx, c.gatewayAddr(i, "tlv"), conf.Clone())
+			}
+			if err != nil {
+				t.Fatalf("node %d (quic %v): dial: %v", i, quic, err)
+			}
+			resp, err := conn.Do(ctx, &tlv.Request{Op: tlv.OpEd25519Sign, SKI: ski, Payload: msg})
+			if err != nil || resp.Err() != nil || !ed25519.Verify(pub, msg, resp.Payload) {
+				t.Fatalf("node %d (quic %v): ed25519 sign by quorum: %v %v", i, quic, err, resp)
+			}
+			conn.Close()
+		}
+	}
+	c.mustKeyctl(1, "key", "revoke", "tls/ed")
+	conn, err := tlv.Dial(ctx, c.gatewayAddr(2, "tlv"), conf.Clone())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	eventually(t, 10*time.Second, "the revoked key to be refused on node 2", func() (bool, string) {
+		_, err := conn.Do(ctx, &tlv.Request{Op: tlv.OpEd25519Sign, SKI: ski, Payload: msg})
+		var e *tlv.Error
+		return errors.As(err, &e) && e.Code == tlv.CodeKeyNotFound, fmt.Sprint(err)
+	})
 }
