@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/gateway/tlv"
+	keyquorumv1 "github.com/keyquorum/keyquorum/rpc/keyquorum/v1"
 )
 
 // TestFROSTSignCLI: an Ed25519 key imported from a PEM file with keyctl
@@ -57,6 +59,26 @@ func TestFROSTSignCLI(t *testing.T) {
 		c.mustKeyctl(i%3+1, "key", "verify", "release-signing", "--signature", out, "--in", msgFile)
 		if r := c.keyctl(i%3+1, "key", "verify", "release-signing", "--signature", out, "--in", badFile); r.code == 0 {
 			t.Fatalf("keyctl key verify accepted the signature for another message: %v", r)
+		}
+	}
+
+	// gRPC: Sign and Verify, over TCP and QUIC.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, quic := range []bool{false, true} {
+		gc := keyquorumv1.NewClusterServiceClient(c.grpcConn(2, quic, true))
+		resp, err := gc.Sign(ctx, &keyquorumv1.SignRequest{Request: c.operatorSign(&fsm.Command{Type: fsm.TypeRelease,
+			Release: &fsm.ReleaseRequest{Key: "release-signing", Op: fsm.OpSign, Message: msg}})})
+		if err != nil || !ed25519.Verify(pub, msg, resp.GetSignature()) || len(resp.GetSigners()) != 2 {
+			t.Fatalf("gRPC Sign (quic %v): %v %v", quic, err, resp)
+		}
+		vr, err := gc.Verify(ctx, &keyquorumv1.VerifyRequest{Key: "release-signing", Message: msg, Signature: resp.GetSignature()})
+		if err != nil || !vr.GetValid() {
+			t.Fatalf("gRPC Verify of a good signature (quic %v): %v %v", quic, err, vr)
+		}
+		vr, err = gc.Verify(ctx, &keyquorumv1.VerifyRequest{Key: "release-signing", Message: []byte("other"), Signature: resp.GetSignature()})
+		if err != nil || vr.GetValid() || vr.GetError() == "" {
+			t.Fatalf("gRPC Verify of another message (quic %v): %v %v", quic, err, vr)
 		}
 	}
 }
