@@ -15,7 +15,7 @@ const maxSignInput = 1 << 20
 // readMessage reads the message to sign or verify from file, or stdin
 // for "-".
 func (c *command) readMessage(file string) ([]byte, error) {
-	var r io.Reader = c.stdin
+	r := c.stdin
 	if file != "-" {
 		f, err := os.Open(file)
 		if err != nil {
