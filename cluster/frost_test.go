@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -92,6 +93,17 @@ func (c *testCluster) askFROST(tn *testNode, req *frostSignRequest) (*frostSignR
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	return tn.n.answerFROSTSign(ctx, req)
+}
+
+// askFROSTRestarted is askFROST to a holder that has just restarted:
+// until it reaches the leader for its own read it answers no quorum, which
+// is not the answer under test, so it is asked again.
+func (c *testCluster) askFROSTRestarted(tn *testNode, req *frostSignRequest) (rep *frostSignReply, err error) {
+	c.waitFor(settleTimeout, func() (bool, string) {
+		rep, err = c.askFROST(tn, req)
+		return KindOf(err) != KindNoQuorum, fmt.Sprintf("%s still answers: %v", tn.id(), err)
+	})
+	return rep, err
 }
 
 // TestFROSTSignsThroughEveryNode: a 3-node cluster signs with an imported
@@ -206,7 +218,8 @@ func TestFROSTReplayedSigningRequestIsRefused(t *testing.T) {
 	c.stop(victim)
 	c.restart(victim)
 	c.waitSettled(0, victim)
-	if _, err := c.askFROST(victim, c.frostHolderRequest(sg2, "sig/a", victim, other)); KindOf(err) != KindUnauthenticated {
+	c.waitHasKey(victim, "sig/a")
+	if _, err := c.askFROSTRestarted(victim, c.frostHolderRequest(sg2, "sig/a", victim, other)); KindOf(err) != KindUnauthenticated {
 		t.Fatalf("a request issued before the restart: %v (kind %s), want %s", err, KindOf(err), KindUnauthenticated)
 	}
 }
@@ -255,8 +268,9 @@ func TestFROSTLyingCoordinator(t *testing.T) {
 	c.stop(victim)
 	c.restart(victim)
 	c.waitSettled(0, victim)
+	c.waitHasKey(victim, "sig/a")
 	stale.Partial.Request = c.signRequest("sig/a", []byte("four"))
-	if _, err := c.askFROST(victim, stale); KindOf(err) != KindConflict {
+	if _, err := c.askFROSTRestarted(victim, stale); KindOf(err) != KindConflict {
 		t.Errorf("a commitment made before the holder restarted: %v (kind %s), want %s", err, KindOf(err), KindConflict)
 	}
 	// The honest path still works after the restart (the coordinator's
