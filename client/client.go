@@ -612,3 +612,59 @@ func CredentialsFromEnv() (*Credentials, error) {
 	}
 	return c, nil
 }
+
+// CreateFROST imports an Ed25519 private key as an ed25519-frost key: its
+// scalar is dealt here t-of-n to the share holders t members confirm
+// (Confirm), each share sealed to its holder's identity key, so the key
+// signs by quorum and never exists whole in the cluster
+// (docs/signing.md). The caller erases priv.
+func (c *Client) CreateFROST(ctx context.Context, name string, priv ed25519.PrivateKey, access *fsm.Access) (*fsm.Key, error) {
+	_, pin, err := c.pinned()
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.Confirm(ctx, pin)
+	if err != nil {
+		return nil, err
+	}
+	ck, err := api.NewFROSTKey(rand.Reader, name, priv, st.ClusterID, st.Epoch, st.Threshold, st.Holders)
+	if err != nil {
+		return nil, err
+	}
+	ck.Access = access
+	res, err := c.submit(ctx, "/v1/keys", &fsm.Command{Type: fsm.TypeCreateKey, CreateKey: ck})
+	if err != nil {
+		return nil, err
+	}
+	return res.Key, nil
+}
+
+// SignMessage signs msg with key name by quorum (op sign): the node asks
+// t holders, each of which checks this signed request itself. The
+// signature is checked here against the public key the answer names;
+// check that key against one you trust (VerifySignature does, with the
+// key's metadata).
+func (c *Client) SignMessage(ctx context.Context, name string, msg []byte) (*api.Signature, error) {
+	sg, err := c.Sign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: name, Op: fsm.OpSign, Message: msg}})
+	if err != nil {
+		return nil, err
+	}
+	var sig api.Signature
+	if err := c.do(ctx, http.MethodPost, "/v1/sign", sg, &sig); err != nil {
+		return nil, err
+	}
+	if sig.Key != name || len(sig.PublicKey) != ed25519.PublicKeySize || !ed25519.Verify(sig.PublicKey, msg, sig.Signature) {
+		return nil, fmt.Errorf("the node's signature of key %q does not verify under the public key it names", name)
+	}
+	return &sig, nil
+}
+
+// VerifySignature checks sig over msg with key name's public key, here,
+// with the key's metadata (api.VerifySignature).
+func (c *Client) VerifySignature(ctx context.Context, name string, msg, sig []byte) error {
+	k, err := c.Key(ctx, name)
+	if err != nil {
+		return err
+	}
+	return api.VerifySignature(k, msg, sig)
+}

@@ -47,6 +47,15 @@ type Service interface {
 
 var _ Service = (*Node)(nil)
 
+// SignService makes signatures by quorum (frost.go): Sign takes an
+// operator's signed signing request (op sign). *Node implements it;
+// gateways that find it behind their Service serve signing.
+type SignService interface {
+	Sign(ctx context.Context, req *fsm.Signed) (*api.Signature, error)
+}
+
+var _ SignService = (*Node)(nil)
+
 // LegacyService is what the legacy gateways (kxd, Tang, Keyless SSL) need
 // besides Service: releases and exchanges the node signs for clients it
 // authorized itself, and lookups in its applied state. *Node implements it.
@@ -54,6 +63,9 @@ type LegacyService interface {
 	Service
 	ReleaseFor(ctx context.Context, gateway, name, client string) ([]byte, *fsm.Key, error)
 	Exchange(ctx context.Context, name string, point []byte, client string) ([]byte, error)
+	// SignFor signs msg by quorum with a key open to the gateway, for a
+	// client the gateway admitted (frost.go).
+	SignFor(ctx context.Context, gateway, name string, msg []byte, client string) (*api.Signature, error)
 	LocalKey(name string) *fsm.Key
 	LocalTangKey(kid string) *fsm.Key
 	LocalKeys() ([]*fsm.Key, uint64)
@@ -228,7 +240,7 @@ func (n *Node) Keys(ctx context.Context, principal string) ([]*fsm.Key, error) {
 	err := n.consistent(ctx, func(s *fsm.State) {
 		for _, k := range s.Keys {
 			if s.Allowed(principal, fsm.OpRead, k.Name) {
-				out = append(out, k.Metadata())
+				out = append(out, s.KeyView(k))
 			}
 		}
 	})
@@ -249,7 +261,7 @@ func (n *Node) Key(ctx context.Context, principal, name string) (*fsm.Key, error
 		case !s.Allowed(principal, fsm.OpRead, name):
 			e = Errorf(KindDenied, "%s may not read key %q", principal, name)
 		default:
-			k = key.Metadata()
+			k = s.KeyView(key)
 		}
 	})
 	if err != nil {

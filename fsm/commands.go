@@ -152,6 +152,8 @@ type CreateKey struct {
 	AssembleTTL time.Duration `json:"assemble_ttl,omitempty"`
 	Access      *Access       `json:"access,omitempty"`
 	Tang        *TangKey      `json:"tang,omitempty"`
+	// Frost is the sharing of an ed25519-frost key (frost.go).
+	Frost *FROSTKey `json:"frost,omitempty"`
 }
 
 // ReplaceKey replaces a key's material if its version is still
@@ -201,6 +203,8 @@ type ReleaseRequest struct {
 	// (shamir.SealX25519; client-side combine). Machines and operators must set
 	// it; a gateway node's request must not.
 	Ephemeral []byte `json:"ephemeral,omitempty"`
+	// Message is what OpSign signs, for a FROST key (frost.go).
+	Message []byte `json:"message,omitempty"`
 	// ReplaceKey is set when Op is OpCAS: the swap this release serves.
 	ReplaceKey *ReplaceKey `json:"replace_key,omitempty"`
 }

@@ -319,6 +319,7 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 		if !gateway || len(req.Point) != p256PointLen {
 			return nil, nil, errorf(CodeInvalid, "an exchange is asked by a gateway node with a %d-byte point", p256PointLen)
 		}
+	case OpSign:
 	default:
 		return nil, nil, errorf(CodeInvalid, "unknown release operation %q", req.Op)
 	}
@@ -331,6 +332,16 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 			return nil, nil, errorf(CodeInvalid, "key %q is a tang key: it is used by exchange, never released", req.Key)
 		}
 		return nil, nil, errorf(CodeInvalid, "key %q is a %s key, not a tang key", req.Key, k.Type)
+	}
+	if (req.Op == OpSign) != (k.Type == KeyTypeFROST) {
+		if k.Type == KeyTypeFROST {
+			return nil, nil, errorf(CodeInvalid, "key %q is an %s key: it signs by quorum, never released", req.Key, KeyTypeFROST)
+		}
+	}
+	if req.Op == OpSign {
+		if err := s.authorizeSign(req, k); err != nil {
+			return nil, nil, err
+		}
 	}
 	switch {
 	case gateway:
@@ -346,7 +357,7 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 		}
 	case !s.Allowed(sg.Signer, req.Op, req.Key):
 		return nil, nil, errorf(CodeDenied, "%s may not %s key %q", sg.Signer, req.Op, req.Key)
-	case len(req.Ephemeral) != 32:
+	case req.Op != OpSign && len(req.Ephemeral) != 32:
 		return nil, nil, errorf(CodeInvalid, "an operator's release needs a 32-byte ephemeral key: holders seal their partials to it, and the operator's client combines")
 	}
 	if k.State != KeyActive {

@@ -27,7 +27,7 @@ const (
 	KeyTypeTang    = "tang"
 )
 
-var keyTypes = []string{KeyTypeSecret, KeyTypeRSA, KeyTypeECDSA, KeyTypeEd25519, KeyTypeTang}
+var keyTypes = []string{KeyTypeSecret, KeyTypeRSA, KeyTypeECDSA, KeyTypeEd25519, KeyTypeTang, KeyTypeFROST}
 
 // Assembled reports whether keys of the type are released to a serving node
 // as a whole key (docs/coordinator.md, gateway releases).
@@ -251,6 +251,15 @@ func (s *State) checkKeyMaterial(c *CreateKey) *Error {
 	}
 	if c.Tang != nil {
 		return errorf(CodeInvalid, "only a tang key has tang shares")
+	}
+	if c.Type == KeyTypeFROST {
+		if len(c.R) != 0 || len(c.Sealed) != 0 {
+			return errorf(CodeInvalid, "an %s key has shares, not sealed material", KeyTypeFROST)
+		}
+		return s.checkFROST(c.Public, c.Frost)
+	}
+	if c.Frost != nil {
+		return errorf(CodeInvalid, "only an %s key has frost shares", KeyTypeFROST)
 	}
 	if err := checkSealed(c.R, c.Sealed); err != nil {
 		return err

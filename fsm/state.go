@@ -34,7 +34,7 @@ const (
 	OpApprove  = "approve" // approve a machine's release of a key
 )
 
-var allOps = []string{OpRead, OpGet, OpCreate, OpCAS, OpRevoke, OpDestroy, OpApprove}
+var allOps = []string{OpRead, OpGet, OpCreate, OpCAS, OpRevoke, OpDestroy, OpApprove, OpSign}
 
 // State is everything the cluster replicates. Maps are keyed by ID or name.
 // Callers outside the package read it through FSM.Read and change nothing.
@@ -131,6 +131,7 @@ type Key struct {
 	AssembleTTL time.Duration `json:"assemble_ttl,omitempty"`
 	Access      *Access       `json:"access,omitempty"`
 	Tang        *TangKey      `json:"tang,omitempty"`
+	Frost       *FROSTKey     `json:"frost,omitempty"`
 }
 
 // Reshare is a resharing round in progress: the current holders deal the

@@ -490,10 +490,10 @@ func (t *transition) createKey(c *CreateKey) *Error {
 	if t.s.Epoch == 0 {
 		return errorf(CodeState, "the cluster key does not exist yet")
 	}
-	if c.Type == KeyTypeTang && t.s.Reshare != nil {
+	if (c.Type == KeyTypeTang || c.Type == KeyTypeFROST) && t.s.Reshare != nil {
 		// A round reshares the Tang keys it started with: one dealt now to
 		// the holders the round replaces would be left behind.
-		return errorf(CodeConflict, "resharing round %d is in progress: create the tang key when it is done", t.s.Reshare.Round)
+		return errorf(CodeConflict, "resharing round %d is in progress: create the %s key when it is done", t.s.Reshare.Round, c.Type)
 	}
 	if err := t.s.checkKeyMaterial(c); err != nil {
 		return err
@@ -510,7 +510,7 @@ func (t *transition) createKey(c *CreateKey) *Error {
 	}
 	k := &Key{Name: c.Name, Type: c.Type, Version: version, State: KeyActive,
 		CreatedAt: t.now, UpdatedAt: t.now, ExpiresAt: c.ExpiresAt, R: c.R, Sealed: c.Sealed,
-		Public: c.Public, AssembleTTL: c.AssembleTTL, Access: c.Access, Tang: c.Tang}
+		Public: c.Public, AssembleTTL: c.AssembleTTL, Access: c.Access, Tang: c.Tang, Frost: c.Frost}
 	t.s.Keys[c.Name] = k
 	t.key = k.Metadata()
 	return nil
@@ -562,7 +562,7 @@ func (t *transition) setKeyState(name, op string) *Error {
 	if op == OpRevoke {
 		k.State = KeyRevoked
 	} else {
-		k.State, k.R, k.Sealed, k.Tang = KeyDestroyed, nil, nil, nil
+		k.State, k.R, k.Sealed, k.Tang, k.Frost = KeyDestroyed, nil, nil, nil, nil
 		t.s.Destroyed = t.index // a checkpoint is taken here (checkpoint.go)
 	}
 	k.UpdatedAt = t.now
@@ -588,6 +588,15 @@ func (k *Key) Metadata() *Key {
 			tk.Shares[i] = sh
 		}
 		c.Tang = &tk
+	}
+	if k.Frost != nil {
+		fk := *k.Frost
+		fk.Shares = make([]FROSTShare, len(k.Frost.Shares))
+		for i, sh := range k.Frost.Shares {
+			sh.Sealed = nil
+			fk.Shares[i] = sh
+		}
+		c.Frost = &fk
 	}
 	return &c
 }

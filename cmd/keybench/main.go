@@ -174,6 +174,12 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 	}
 	rows = append(rows, tr...)
 
+	fr, err := frostRows(ctx, c, latencyN, clients, window)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, fr...)
+
 	br, err := bootRows(ctx, c, dir, keyagentBin, []string{addr(1), addr(2), addr(3)}, 15)
 	if err != nil {
 		return fmt.Errorf("boot: %w", err)

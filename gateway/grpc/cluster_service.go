@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
 	keyquorumv1 "github.com/keyquorum/keyquorum/rpc/keyquorum/v1"
 )
@@ -215,4 +216,42 @@ func keyToProto(k *fsm.Key) *keyquorumv1.Key {
 		}
 	}
 	return out
+}
+
+// Sign makes a signature by quorum (cluster.SignService) for the
+// operator's signed request, op sign.
+func (c *clusterService) Sign(ctx context.Context, req *keyquorumv1.SignRequest) (*keyquorumv1.SignResponse, error) {
+	sg, err := signedFrom(req.GetRequest(), "request")
+	if err != nil {
+		return nil, err
+	}
+	if err := cluster.CheckSigned(principal(ctx), sg, fsm.TypeRelease); err != nil {
+		return nil, err
+	}
+	sv, ok := c.s.svc.(cluster.SignService)
+	if !ok {
+		return nil, cluster.Errorf(cluster.KindInvalid, "this node does not sign by quorum")
+	}
+	sig, err := sv.Sign(ctx, sg)
+	if err != nil {
+		return nil, err
+	}
+	return &keyquorumv1.SignResponse{Key: sig.Key, Version: sig.Version, Type: sig.Type, PublicKey: sig.PublicKey,
+		Signature: sig.Signature, Signers: sig.Signers, Failed: sig.Failed}, nil
+}
+
+// Verify checks a signature with the key's public key
+// (api.VerifySignature), for a caller who may read the key.
+func (c *clusterService) Verify(ctx context.Context, req *keyquorumv1.VerifyRequest) (*keyquorumv1.VerifyResponse, error) {
+	if req.GetKey() == "" {
+		return nil, cluster.Errorf(cluster.KindInvalid, "a key name is required")
+	}
+	k, err := c.s.svc.Key(ctx, principal(ctx).ID, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	if err := api.VerifySignature(k, req.GetMessage(), req.GetSignature()); err != nil {
+		return &keyquorumv1.VerifyResponse{Error: err.Error()}, nil
+	}
+	return &keyquorumv1.VerifyResponse{Valid: true}, nil
 }

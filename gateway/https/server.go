@@ -30,6 +30,7 @@ import (
 
 	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/vocab"
 )
@@ -105,6 +106,10 @@ func NewServer(svc cluster.Service, cert *cluster.ServingCert, log *slog.Logger,
 	mux.HandleFunc("GET /v1/keys/{name...}", s.operator(s.showKey))
 	mux.HandleFunc("POST /v1/release", s.operator(s.release))
 	mux.HandleFunc("POST /v1/cas", s.operator(s.cas))
+	mux.HandleFunc("POST /v1/verify", s.operator(s.verify))
+	if sv, ok := svc.(cluster.SignService); ok {
+		mux.HandleFunc("POST /v1/sign", s.operator(s.sign(sv)))
+	}
 	mux.HandleFunc("POST /v1/revoke", s.operator(s.command(fsm.TypeRevokeKey)))
 	mux.HandleFunc("POST /v1/destroy", s.operator(s.command(fsm.TypeDestroyKey)))
 	if m, ok := svc.(cluster.MachineService); ok {
@@ -324,4 +329,46 @@ func (s *Server) cas(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, k)
+}
+
+// sign makes a signature by quorum for the operator's signed signing
+// request (op sign): the holders check the request themselves.
+func (s *Server) sign(sv cluster.SignService) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var sg fsm.Signed
+		if err := readJSON(r, &sg); err != nil {
+			s.writeError(w, err)
+			return
+		}
+		if err := cluster.CheckSigned(principal(r), &sg, fsm.TypeRelease); err != nil {
+			s.writeError(w, err)
+			return
+		}
+		sig, err := sv.Sign(r.Context(), &sg)
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, sig)
+	}
+}
+
+// verify checks a signature with a key's public key, for an operator who
+// may read the key: {"valid": true}, or false with the reason.
+func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
+	var req api.VerifyRequest
+	if err := readJSON(r, &req); err != nil {
+		s.writeError(w, err)
+		return
+	}
+	k, err := s.svc.Key(r.Context(), principal(r).ID, req.Key)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	if err := api.VerifySignature(k, req.Message, req.Signature); err != nil {
+		writeJSON(w, http.StatusOK, api.VerifyReply{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, api.VerifyReply{Valid: true})
 }

@@ -99,7 +99,7 @@ func (c *ClusterKeys) Lookup(ctx context.Context, ski, digest []byte, sni string
 		return nil, ErrKeyNotFound
 	}
 	k := c.svc.LocalKey(name)
-	if k == nil || k.State != fsm.KeyActive || !fsm.Assembled(k.Type) || expired(k, c.now()) {
+	if k == nil || k.State != fsm.KeyActive || !served(k.Type) || expired(k, c.now()) {
 		return nil, ErrKeyNotFound
 	}
 	gc := cluster.GatewayClient{Addr: addrOf(client.Addr)}
@@ -113,10 +113,73 @@ func (c *ClusterKeys) Lookup(ctx context.Context, ski, digest []byte, sni string
 		}
 		return nil, ErrDenied
 	}
+	if k.Type == fsm.KeyTypeFROST {
+		return newQuorumSigner(ctx, c.svc, k, describe(client))
+	}
 	if s := c.cached(name, k.Version); s != nil {
 		return s, nil
 	}
 	return c.load(ctx, k, client)
+}
+
+// served reports whether the gateway serves keys of the type: assembled
+// keys, and Ed25519 keys that sign by quorum.
+func served(keyType string) bool {
+	return fsm.Assembled(keyType) || keyType == fsm.KeyTypeFROST
+}
+
+// describe is a client as the holders' logs show it.
+func describe(client Client) string {
+	who := "tlv"
+	if client.Addr != nil {
+		who = client.Addr.String()
+	}
+	if client.Cert != nil {
+		sum := sha256.Sum256(client.Cert.Raw)
+		who += " cert sha256:" + hex.EncodeToString(sum[:])
+	}
+	return who
+}
+
+// quorumSigner signs with an ed25519-frost key by quorum, for one
+// request: this node holds no key, only the request's context; every
+// holder checks the node's signed request at its own read.
+type quorumSigner struct {
+	ctx  context.Context
+	svc  cluster.LegacyService
+	name string
+	pub  ed25519.PublicKey
+	who  string
+}
+
+func newQuorumSigner(ctx context.Context, svc cluster.LegacyService, k *fsm.Key, who string) (crypto.Signer, error) {
+	pub, err := x509.ParsePKIXPublicKey(k.Public)
+	if err != nil {
+		return nil, fmt.Errorf("key %q: public key: %w", k.Name, err)
+	}
+	ed, ok := pub.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("key %q holds a %T, not an Ed25519 public key", k.Name, pub)
+	}
+	return &quorumSigner{ctx: ctx, svc: svc, name: k.Name, pub: ed, who: who}, nil
+}
+
+func (q *quorumSigner) Public() crypto.PublicKey { return q.pub }
+
+// Sign signs the message itself (Ed25519 hashes inside), by quorum, and
+// checks the signature before it is returned.
+func (q *quorumSigner) Sign(_ io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if opts.HashFunc() != 0 {
+		return nil, errors.New("an Ed25519 key signs the message itself, not a digest")
+	}
+	sig, err := q.svc.SignFor(q.ctx, fsm.GatewayTLV, q.name, msg, q.who)
+	if err != nil {
+		return nil, fmt.Errorf("signing with key %q by quorum: %w", q.name, err)
+	}
+	if !ed25519.Verify(q.pub, msg, sig.Signature) {
+		return nil, fmt.Errorf("the quorum's signature with key %q does not verify", q.name)
+	}
+	return sig.Signature, nil
 }
 
 func expired(k *fsm.Key, now time.Time) bool {
@@ -162,7 +225,7 @@ func (c *ClusterKeys) rebuild() {
 	keys, _ := c.svc.LocalKeys()
 	index := map[string]string{}
 	for _, k := range keys {
-		if !fsm.Assembled(k.Type) || k.State == fsm.KeyDestroyed {
+		if !served(k.Type) || k.State == fsm.KeyDestroyed {
 			continue
 		}
 		pub, err := x509.ParsePKIXPublicKey(k.Public)
@@ -207,15 +270,7 @@ func (c *ClusterKeys) load(ctx context.Context, k *fsm.Key, client Client) (cryp
 	if s := c.cached(k.Name, k.Version); s != nil {
 		return s, nil // another request loaded it meanwhile
 	}
-	who := "tlv"
-	if client.Addr != nil {
-		who = client.Addr.String()
-	}
-	if client.Cert != nil {
-		sum := sha256.Sum256(client.Cert.Raw)
-		who += " cert sha256:" + hex.EncodeToString(sum[:])
-	}
-	der, released, err := c.svc.ReleaseFor(ctx, fsm.GatewayTLV, k.Name, who)
+	der, released, err := c.svc.ReleaseFor(ctx, fsm.GatewayTLV, k.Name, describe(client))
 	if err != nil {
 		return nil, fmt.Errorf("releasing key %q: %w", k.Name, err)
 	}

@@ -52,6 +52,8 @@ Usage:
   keyctl cluster status
   keyctl key create NAME [--type secret] [--bytes N | --from-file F] [--expires DURATION] [ACCESS]
   keyctl key create NAME --type rsa|ecdsa|ed25519 [--from-file PEM | --bits N] [--assemble-ttl D] [ACCESS]
+  keyctl key create NAME --type ed25519-frost [--from-file PEM] [ACCESS]
+                                    an Ed25519 key dealt here in FROST shares: it signs by quorum, never whole
   keyctl key create NAME --type tang [ACCESS]
                                     a P-256 Tang key dealt in shares; clevis uses it at /tang/NAME or /rec
   keyctl key access NAME ACCESS | --close
@@ -66,6 +68,9 @@ Usage:
   keyctl key revoke NAME
   keyctl key destroy NAME
   keyctl key cas NAME --old-sha256 HEX --from-file F
+  keyctl key sign NAME [--in FILE]  sign the message (stdin by default) by quorum; print the signature, base64
+  keyctl key verify NAME --signature B64 [--in FILE]
+                                    check a signature with the key's public key
   keyctl machine add NAME --public-key B64 --key NAME|PREFIX* [--approval]
                                     register a machine (keyagent enroll prints its key)
   keyctl machine list
@@ -171,7 +176,7 @@ func (c *command) handlers() map[string]map[string]func([]string) error {
 		"cluster": {"init": c.clusterInit, "join": c.clusterJoin, "leave": c.clusterLeave, "status": c.clusterStatus, "token": c.clusterToken, "pin": c.clusterPin},
 		"key": {"create": c.keyCreate, "get": c.keyGet, "list": c.keyList, "show": c.keyShow,
 			"revoke": c.keyRevoke, "destroy": c.keyDestroy, "cas": c.keyCAS, "access": c.keyAccess,
-			"import-dir": c.keyImportDir, "import-kxd": c.keyImportKxd},
+			"import-dir": c.keyImportDir, "import-kxd": c.keyImportKxd, "sign": c.keySign, "verify": c.keyVerify},
 		"rule":     {"put": c.rulePut},
 		"machine":  {"add": c.machineAdd, "list": c.machineList, "revoke": c.machineRevoke},
 		"session":  {"list": c.sessionList, "approve": c.sessionApprove},
@@ -602,6 +607,10 @@ func custody(k *fsm.Key) string {
 	switch {
 	case k.Type == fsm.KeyTypeTang:
 		return "P-256 secret in shares; each exchange combines partials from a quorum; never assembled"
+	case k.Type == fsm.KeyTypeFROST && k.Frost != nil && k.Frost.NeedsReimport:
+		return fmt.Sprintf("NEEDS RE-IMPORT: Ed25519 key in FROST shares dealt to the holders of epoch %d; the members changed since, so no holder signs with it: import it again", k.Frost.Epoch)
+	case k.Type == fsm.KeyTypeFROST:
+		return "Ed25519 key in FROST shares (RFC 9591); each signature adds a quorum's signature shares; never assembled"
 	case fsm.Assembled(k.Type) && k.AssembleTTL > 0:
 		return fmt.Sprintf("threshold-encrypted; a quorum releases it to the serving node, which keeps it in memory for up to %v", k.AssembleTTL)
 	case fsm.Assembled(k.Type):
