@@ -274,7 +274,9 @@ func TestVerifyPasskeySignIn(t *testing.T) {
 	if err != nil || o.ID != admin.ID {
 		t.Fatalf("sign-in: %v, %v", o, err)
 	}
-	h.f.Read(func(s *fsm.State) { _, _, err = s.VerifyPasskey(signIn(in, assertOpts{origin: "https://evil.example"}), h.at) })
+	h.f.Read(func(s *fsm.State) {
+		_, _, err = s.VerifyPasskey(signIn(in, assertOpts{origin: "https://evil.example"}), h.at)
+	})
 	if err == nil {
 		t.Error("a sign-in from another origin was taken")
 	}

@@ -1,8 +1,8 @@
 package fsm
 
 import (
-	"maps"
 	"crypto/ed25519"
+	"maps"
 	"slices"
 	"strings"
 )
