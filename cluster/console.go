@@ -46,6 +46,10 @@ type ConsoleView struct {
 	Approvals []*fsm.Approval
 	Denials   []*fsm.Denial
 	Passkeys  []*fsm.Passkey
+	// Getters are, by key name, the operators (by name) whose rules let
+	// them release the key to their own client: admins, and rules with
+	// get.
+	Getters map[string][]string
 }
 
 // Decision is one applied log entry as the audit page shows it.
@@ -74,6 +78,15 @@ func (n *Node) ConsoleView(ctx context.Context) (*ConsoleView, error) {
 		v.Approvals = copied(s.Approvals)
 		v.Denials = copied(s.Denials)
 		v.Passkeys = copied(s.Passkeys)
+		v.Getters = map[string][]string{}
+		for _, k := range s.Keys {
+			for _, o := range s.Operators {
+				if s.Allowed(o.ID, fsm.OpGet, k.Name) {
+					v.Getters[k.Name] = append(v.Getters[k.Name], o.Name)
+				}
+			}
+			sort.Strings(v.Getters[k.Name])
+		}
 	})
 	if err != nil {
 		return nil, err

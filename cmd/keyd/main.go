@@ -28,6 +28,7 @@ import (
 
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/gateway/console"
 	"github.com/keyquorum/keyquorum/gateway/https"
 	"github.com/keyquorum/keyquorum/gateway/tang"
 )
@@ -246,7 +247,8 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 		timeouts = *f.timeouts
 	}
 	tangHandler := tang.Handler(tang.NewClusterKeys(n, f.gateways.tangDefault), log)
-	api, err := https.NewServer(n, n.ServingCert(), log, https.Mount(tang.Patterns, tangHandler), https.WithTimeouts(timeouts))
+	api, err := https.NewServer(n, n.ServingCert(), log, https.Mount(tang.Patterns, tangHandler),
+		https.Mount(console.Patterns, console.New(n, log)), https.WithTimeouts(timeouts))
 	if err != nil {
 		n.Shutdown(context.Background())
 		return nil, err
