@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -241,6 +242,14 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 	n, err := cluster.NewNode(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if f.gateways.consoleCert != "" || f.gateways.consoleKey != "" {
+		pair, err := tls.LoadX509KeyPair(f.gateways.consoleCert, f.gateways.consoleKey)
+		if err != nil {
+			n.Shutdown(context.Background())
+			return nil, fmt.Errorf("--console-cert and --console-key: %w", err)
+		}
+		n.ServingCert().SetBrowserCert(&pair)
 	}
 	timeouts := https.DefaultTimeouts(f.requestTimeout)
 	if f.timeouts != nil {

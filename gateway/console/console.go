@@ -39,7 +39,6 @@ import (
 	"embed"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"html/template"
 	"io"
@@ -417,7 +416,15 @@ func (c *Console) register(w http.ResponseWriter, r *http.Request) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	pk := &fsm.Passkey{ID: reg.ID, Operator: reg.Operator, Name: reg.Name, Algorithm: reg.Algorithm, PublicKey: spki,
+	v, err := c.svc.ConsoleView(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(v.Operators, func(o *fsm.Operator) bool { return o.ID == reg.Operator || o.Name == reg.Operator })
+	if i < 0 {
+		return nil, vocab.Errorf(vocab.KindNotFound, "no operator has the ID or name %q", reg.Operator)
+	}
+	pk := &fsm.Passkey{ID: reg.ID, Operator: v.Operators[i].ID, Name: reg.Name, Algorithm: reg.Algorithm, PublicKey: spki,
 		RPID: rpID(r), Origins: Origins(st, rpID(r))}
 	b, err := json.Marshal(pk)
 	if err != nil {
@@ -577,9 +584,8 @@ func Words(err error) string {
 	default:
 		s = "Something failed on this node."
 	}
-	var e *vocab.Error
-	if errors.As(err, &e) || err.Error() != "" {
-		s += " (" + err.Error() + ")"
+	if m := err.Error(); m != "" {
+		s += " (" + m + ")"
 	}
 	return s
 }
