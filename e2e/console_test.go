@@ -174,6 +174,8 @@ func TestConsoleApprovesAWaitingMachine(t *testing.T) {
 		t.Errorf("keyctl passkey add: %v", r)
 	}
 
+	screenshots(t, b, shots, site+"/ui/signin", "signin")
+
 	// Sign in; the cluster page shows three healthy members.
 	b.do("sign in", chromedp.Navigate(site+"/ui/signin"), chromedp.Click(chromedp.CSS("#signin")))
 	b.waitFor("#members")
@@ -425,7 +427,7 @@ func screenshots(t *testing.T, b *browser, dir, url, name string) {
 			opts = append(opts, chromedp.EmulateMobile)
 		}
 		b.do("open "+url, chromedp.EmulateViewport(size.w, size.h, opts...), chromedp.Navigate(url), chromedp.WaitReady(chromedp.CSS("main")))
-		png := get(b, "screenshot "+url, chromedp.FullScreenshot(90))
+		png := get(b, "screenshot "+url, chromedp.FullScreenshot(100))
 		f := filepath.Join(dir, name+"-"+size.tag+".png")
 		if err := os.WriteFile(f, png, 0o644); err != nil {
 			t.Fatal(err)

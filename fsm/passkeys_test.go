@@ -285,3 +285,26 @@ func TestVerifyPasskeySignIn(t *testing.T) {
 		t.Errorf("a stale sign-in: %v, want %q", err, fsm.CodeClockSkew)
 	}
 }
+
+// FuzzVerifyAssertion: an assertion's client data, authenticator data
+// and signature come from the network (a browser, through a console that
+// may lie). Any bytes must be refused with a code, never panic, and never
+// verify unless they are the genuine assertion's.
+func FuzzVerifyAssertion(f *testing.F) {
+	a := newES256(f, "fuzz")
+	pk := a.passkey(admin)
+	payload := []byte(`{"type":"approve"}`)
+	good := a.assert(payload, assertOpts{})
+	f.Add(good.ClientDataJSON, good.AuthenticatorData, good.Signature)
+	f.Add([]byte(`{"type":"webauthn.get","challenge":"","origin":""}`), make([]byte, 37), []byte{0x30, 0})
+	f.Add([]byte(`[]`), []byte{}, []byte{})
+	f.Fuzz(func(t *testing.T, cd, ad, sig []byte) {
+		_, err := fsm.VerifyAssertion(pk, payload, &fsm.Assertion{Credential: a.id, ClientDataJSON: cd, AuthenticatorData: ad, Signature: sig})
+		if err != nil && err.Code == "" {
+			t.Fatalf("refusal without a code: %v", err)
+		}
+		if err == nil && !(bytes.Equal(cd, good.ClientDataJSON) && bytes.Equal(ad[:37], good.AuthenticatorData)) {
+			t.Fatalf("bytes that are not the genuine assertion verified: %q %x", cd, ad)
+		}
+	})
+}
