@@ -117,4 +117,3 @@ func TestCustody(t *testing.T) {
 		t.Errorf("custody of a key nobody may release: %q", got)
 	}
 }
-
