@@ -21,6 +21,7 @@ type testPasskey struct {
 	id, origin, rpID string
 	key              *ecdsa.PrivateKey
 	count            uint32
+	flags            byte // authenticator data flags; 0 is UP and UV
 }
 
 func newTestPasskey(t *testing.T) *testPasskey {
@@ -49,7 +50,11 @@ func (p *testPasskey) sign(t *testing.T, signer string, cmd *fsm.Command) *fsm.S
 		"challenge": base64.RawURLEncoding.EncodeToString(fsm.CommandChallenge(payload))})
 	rp := sha256.Sum256([]byte(p.rpID))
 	p.count++
-	ad := binary.BigEndian.AppendUint32(append(rp[:], 0x05), p.count)
+	flags := p.flags
+	if flags == 0 {
+		flags = 0x05
+	}
+	ad := binary.BigEndian.AppendUint32(append(rp[:], flags), p.count)
 	h := sha256.Sum256(cd)
 	d := sha256.Sum256(append(append([]byte{}, ad...), h[:]...))
 	sig, err := ecdsa.SignASN1(rand.Reader, p.key, d[:])
@@ -61,8 +66,9 @@ func (p *testPasskey) sign(t *testing.T, signer string, cmd *fsm.Command) *fsm.S
 
 // TestPasskeyApprovalsAreVerifiedByEveryHolder: a node running attacker
 // code relays approvals to the log as a console would; a forged
-// assertion, an assertion for another command and one without user
-// verification are refused by every replica, which each verify the
+// assertion, an assertion for another command, one from another origin
+// and one without user verification are refused by every replica, which
+// each verify the
 // assertion themselves; the genuine one is applied by all. A sign-in
 // assertion is good for one sign-in on the node, never twice.
 func TestPasskeyApprovalsAreVerifiedByEveryHolder(t *testing.T) {
@@ -85,8 +91,12 @@ func TestPasskeyApprovalsAreVerifiedByEveryHolder(t *testing.T) {
 	elsewhere := *pk
 	elsewhere.origin = "https://evil.example:8443"
 	fromElsewhere := elsewhere.sign(t, c.opID, approve(m1, 100))
-	pk.count = elsewhere.count
-	for name, sg := range map[string]*fsm.Signed{"a forged assertion": forged, "an assertion for another command": other, "an assertion from another origin": fromElsewhere} {
+	unverified := elsewhere
+	unverified.origin, unverified.flags = pk.origin, 0x01 // touched, no PIN or biometrics
+	withoutUV := unverified.sign(t, c.opID, approve(m1, 100))
+	pk.count = unverified.count
+	for name, sg := range map[string]*fsm.Signed{"a forged assertion": forged, "an assertion for another command": other,
+		"an assertion from another origin": fromElsewhere, "an assertion without user verification": withoutUV} {
 		if _, err := evil.n.Submit(ctxOp(t), sg); KindOf(err) != KindUnauthenticated {
 			t.Errorf("%s: %v, want %s", name, err, KindUnauthenticated)
 		}
