@@ -68,8 +68,8 @@ func (p *testPasskey) sign(t *testing.T, signer string, cmd *fsm.Command) *fsm.S
 // code relays approvals to the log as a console would; a forged
 // assertion, an assertion for another command, one from another origin
 // and one without user verification are refused by every replica, which
-// each verify the
-// assertion themselves; the genuine one is applied by all. A sign-in
+// each verify the assertion themselves; the genuine one is applied by
+// all. A sign-in
 // assertion is good for one sign-in on the node, never twice.
 func TestPasskeyApprovalsAreVerifiedByEveryHolder(t *testing.T) {
 	c := newTestCluster(t, 3)
