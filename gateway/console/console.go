@@ -71,8 +71,11 @@ const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 const (
 	sessionTTL  = 30 * time.Minute
 	maxSessions = 1024
-	cookieName  = "__Host-keyquorum-console"
-	maxBody     = 64 << 10
+	// cookiePrefix and the node's ID name the session cookie: a cookie is
+	// the host's, whatever the port, and nodes on one host (localhost)
+	// keep sessions of their own.
+	cookiePrefix = "__Host-keyquorum-console-"
+	maxBody      = 64 << 10
 	// decisions shown on the audit page.
 	auditRows = 200
 	// defaultDenial is how long a denial lasts when the form gives none.
@@ -138,6 +141,8 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.mux.ServeHTTP(w, r)
 }
 
+func (c *Console) cookie() string { return cookiePrefix + c.svc.Identity().NodeID }
+
 // origin is the console's own origin as the browser sees it.
 func origin(r *http.Request) string { return "https://" + r.Host }
 
@@ -153,7 +158,7 @@ func rpID(r *http.Request) string {
 
 // operator is the operator of r's session, or nil.
 func (c *Console) operator(r *http.Request) *fsm.Operator {
-	ck, err := r.Cookie(cookieName)
+	ck, err := r.Cookie(c.cookie())
 	if err != nil {
 		return nil
 	}
@@ -186,7 +191,7 @@ func (c *Console) openSession(w http.ResponseWriter, op *fsm.Operator) error {
 	}
 	c.sessions[token] = session{op: op, expires: now.Add(sessionTTL)}
 	c.mu.Unlock()
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: token, Path: "/", Secure: true, HttpOnly: true,
+	http.SetCookie(w, &http.Cookie{Name: c.cookie(), Value: token, Path: "/", Secure: true, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, MaxAge: int(sessionTTL / time.Second)})
 	return nil
 }
@@ -196,12 +201,12 @@ func (c *Console) signout(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cross-origin request refused", http.StatusForbidden)
 		return
 	}
-	if ck, err := r.Cookie(cookieName); err == nil {
+	if ck, err := r.Cookie(c.cookie()); err == nil {
 		c.mu.Lock()
 		delete(c.sessions, ck.Value)
 		c.mu.Unlock()
 	}
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	http.SetCookie(w, &http.Cookie{Name: c.cookie(), Value: "", Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	http.Redirect(w, r, Prefix+"signin", http.StatusSeeOther)
 }
 
