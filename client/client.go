@@ -312,6 +312,20 @@ func (c *Client) Approve(ctx context.Context, a *fsm.Approval) error {
 	return err
 }
 
+// Deny refuses a machine's releases until d.Until: its waiting session is
+// dropped and its keyagent stops.
+func (c *Client) Deny(ctx context.Context, d *fsm.Denial) error {
+	_, err := c.submit(ctx, "/v1/denials", &fsm.Command{Type: fsm.TypeDeny, Deny: d})
+	return err
+}
+
+// AddPasskey registers an operator's passkey (an admin's command): the
+// passkey may then sign that operator's approvals and denials.
+func (c *Client) AddPasskey(ctx context.Context, pk *fsm.Passkey) error {
+	_, err := c.submit(ctx, "/v1/passkeys", &fsm.Command{Type: fsm.TypeAddPasskey, AddPasskey: pk})
+	return err
+}
+
 // SetAccess replaces a key's gateway access; nil closes it to every
 // legacy gateway.
 func (c *Client) SetAccess(ctx context.Context, name string, access *fsm.Access) (*fsm.Key, error) {

@@ -567,3 +567,18 @@ func decodeState(data []byte) (*State, error) {
 	}
 	return s, nil
 }
+
+// Recent returns up to max of the last entries this FSM applied, refused
+// or not, newest first: the entries since the certified checkpoint, which
+// the FSM keeps anyway. The caller owns the slice; Data is shared and must
+// not be changed.
+func (f *FSM) Recent(max int) []Entry {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	e := f.ck.entries
+	out := make([]Entry, 0, min(max, len(e)))
+	for i := len(e) - 1; i >= 0 && len(out) < max; i-- {
+		out = append(out, e[i])
+	}
+	return out
+}

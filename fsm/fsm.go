@@ -125,7 +125,7 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 	// already applied cannot make an old command fresh again once its nonce
 	// is forgotten.
 	now := max(at.UnixNano(), s.LastTime)
-	cmd, err := f.verify(&sg, now)
+	cmd, pk, count, err := f.verify(&sg, now)
 	if err != nil {
 		res.Error = err
 		return res
@@ -134,6 +134,9 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 	if err := t.apply(); err != nil {
 		res.Error = err
 		return res
+	}
+	if pk != nil {
+		pk.SignCount = count
 	}
 	// The clock moves only with an operator's command that took effect,
 	// so it never runs more than MaxClockSkew past a time an operator
@@ -169,29 +172,49 @@ func (f *FSM) prune(now int64) {
 }
 
 // verify decodes the command and checks its signature, its time and its
-// nonce. The signer is looked up as the command's type requires.
-func (f *FSM) verify(sg *Signed, now int64) (*Command, *Error) {
+// nonce. The signer is looked up as the command's type requires. A
+// command signed by a passkey (sg.WebAuthn) returns the passkey and the
+// authenticator's counter, which Apply stores once the command took
+// effect.
+func (f *FSM) verify(sg *Signed, now int64) (*Command, *Passkey, uint32, *Error) {
 	var cmd Command
 	if err := json.Unmarshal(sg.Payload, &cmd); err != nil {
-		return nil, errorf(CodeInvalid, "command payload: %v", err)
+		return nil, nil, 0, errorf(CodeInvalid, "command payload: %v", err)
 	}
 	if cmd.Type != TypeInit && !f.state.Initialized() {
-		return nil, errorf(CodeState, "the cluster is not initialized")
+		return nil, nil, 0, errorf(CodeState, "the cluster is not initialized")
 	}
 	if err := checkFresh(&cmd, now); err != nil {
-		return nil, err
+		return nil, nil, 0, err
 	}
 	if _, seen := f.state.Nonces[nonceKey(sg.Signer, cmd.Nonce)]; seen {
-		return nil, errorf(CodeReplay, "nonce already used by %s", sg.Signer)
+		return nil, nil, 0, errorf(CodeReplay, "nonce already used by %s", sg.Signer)
+	}
+	if cmd.Type == TypeSignIn {
+		return nil, nil, 0, errorf(CodeInvalid, "a sign-in is never logged")
+	}
+	if sg.WebAuthn != nil {
+		pk, count, err := f.state.passkeySigned(sg, &cmd)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		return &cmd, pk, count, nil
 	}
 	key, err := f.signerKey(sg.Signer, &cmd)
 	if err != nil {
-		return nil, err
+		return nil, nil, 0, err
 	}
 	if len(key) != ed25519.PublicKeySize || !ed25519.Verify(key, SigningInput(sg.Payload), sg.Signature) {
-		return nil, errorf(CodeBadSignature, "signature of %s does not verify", sg.Signer)
+		return nil, nil, 0, errorf(CodeBadSignature, "signature of %s does not verify", sg.Signer)
 	}
-	return &cmd, nil
+	return &cmd, nil, 0, nil
+}
+
+func machineID(m *Machine) string {
+	if m == nil {
+		return ""
+	}
+	return m.ID
 }
 
 func checkFresh(cmd *Command, now int64) *Error {
@@ -365,6 +388,9 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 	}
 	if k.ExpiresAt != 0 && now.UnixNano() >= k.ExpiresAt {
 		return nil, nil, errorf(CodeDenied, "key %q expired", req.Key)
+	}
+	if d := s.denied(machineID(machine), req.Key, now.UnixNano()); machine != nil && machine.Approval && d != nil {
+		return nil, nil, errorf(CodeDenied, "operator %s denied machine %s's release of key %q", d.By, machine.ID, req.Key)
 	}
 	if machine != nil && machine.Approval && !s.approved(machine.ID, req.Key, cmd.Nonce, now.UnixNano()) {
 		return nil, nil, errorf(CodePending, "machine %s needs an operator's approval for key %q", machine.ID, req.Key)

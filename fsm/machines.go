@@ -339,6 +339,7 @@ func (t *transition) approve(a *Approval) *Error {
 	c := *a
 	c.By = t.signer
 	t.s.Approvals[approvalKey(a.Machine, a.Key)] = &c
+	t.s.liftDenials(a.Machine, a.Key)
 	return nil
 }
 
@@ -430,6 +431,11 @@ func (s *State) pruneMachines(now int64) {
 	for k, a := range s.Approvals {
 		if a.Uses == 0 && a.Until <= now {
 			delete(s.Approvals, k)
+		}
+	}
+	for k, d := range s.Denials {
+		if d.Until <= now {
+			delete(s.Denials, k)
 		}
 	}
 }

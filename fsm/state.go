@@ -77,6 +77,11 @@ type State struct {
 	// JoinTokens are the join tokens not yet expired, spent or not, by ID
 	// (jointokens.go); nil until the first is created.
 	JoinTokens map[string]*JoinToken `json:"join_tokens,omitempty"`
+	// Passkeys are the operators' WebAuthn credentials by ID, Denials the
+	// machines an operator denied, by machine NUL key (passkeys.go); nil
+	// until the first.
+	Passkeys map[string]*Passkey `json:"passkeys,omitempty"`
+	Denials  map[string]*Denial  `json:"denials,omitempty"`
 	// Destroyed is the index of the last destroy_key that took effect, or
 	// of the last round completion that migrated Tang shares sealed to
 	// identity keys (tangreshare.go): a checkpoint is taken there, and

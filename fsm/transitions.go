@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"crypto/ed25519"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -65,6 +66,12 @@ func (t *transition) apply() *Error {
 		return t.admin(func() *Error { return t.revokeMachine(c.RevokeMachine) })
 	case TypeApprove:
 		return t.approve(c.Approve)
+	case TypeDeny:
+		return t.deny(c.Deny)
+	case TypeAddPasskey:
+		return t.admin(func() *Error { return t.addPasskey(c.AddPasskey) })
+	case TypeRemovePasskey:
+		return t.admin(func() *Error { return t.removePasskey(c.RemovePasskey) })
 	case TypeRecordSession:
 		return t.recordSession(c.RecordSession)
 	case TypeUseApproval:
@@ -400,6 +407,7 @@ func (t *transition) removeOperator(id string) *Error {
 		}
 	}
 	delete(s.Operators, id)
+	maps.DeleteFunc(s.Passkeys, func(_ string, pk *Passkey) bool { return pk.Operator == id })
 	return nil
 }
 

@@ -25,6 +25,9 @@ type gatewayFlags struct {
 	tangDefault          string
 	tlvAddr, tlvClientCA string
 	grpcAddr             string
+	// consoleCert and consoleKey are the PEM files of the certificate
+	// browsers get for the console (/ui/).
+	consoleCert, consoleKey string
 }
 
 func (g *gatewayFlags) register(fs *flag.FlagSet) {
@@ -37,6 +40,8 @@ func (g *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.tlvAddr, "tlv-addr", "", "host:port of Keyless SSL's TLV protocol (the keyless servers use 2407; off when empty)")
 	fs.StringVar(&g.tlvClientCA, "tlv-client-ca", "", "PEM file of the CAs whose certificates TLV clients present (default: the cluster CA)")
 	fs.StringVar(&g.grpcAddr, "grpc-addr", "", "host:port of the gRPC API (off when empty)")
+	fs.StringVar(&g.consoleCert, "console-cert", "", "PEM certificate (ECDSA or RSA) web browsers get for the console at /ui/ (default: a self-signed one made at start)")
+	fs.StringVar(&g.consoleKey, "console-key", "", "PEM private key of --console-cert")
 }
 
 // gateway is one running listener.

@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/gateway/console"
 	"github.com/keyquorum/keyquorum/gateway/https"
 	"github.com/keyquorum/keyquorum/gateway/tang"
 )
@@ -254,12 +256,21 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 	if err != nil {
 		return nil, err
 	}
+	if f.gateways.consoleCert != "" || f.gateways.consoleKey != "" {
+		pair, err := tls.LoadX509KeyPair(f.gateways.consoleCert, f.gateways.consoleKey)
+		if err != nil {
+			n.Shutdown(context.Background())
+			return nil, fmt.Errorf("--console-cert and --console-key: %w", err)
+		}
+		n.ServingCert().SetBrowserCert(&pair)
+	}
 	timeouts := https.DefaultTimeouts(f.requestTimeout)
 	if f.timeouts != nil {
 		timeouts = *f.timeouts
 	}
 	tangHandler := tang.Handler(tang.NewClusterKeys(n, f.gateways.tangDefault), log)
-	api, err := https.NewServer(n, n.ServingCert(), log, https.Mount(tang.Patterns, tangHandler), https.WithTimeouts(timeouts))
+	api, err := https.NewServer(n, n.ServingCert(), log, https.Mount(tang.Patterns, tangHandler),
+		https.Mount(console.Patterns, console.New(n, log)), https.WithTimeouts(timeouts))
 	if err != nil {
 		n.Shutdown(context.Background())
 		return nil, err

@@ -78,6 +78,10 @@ Usage:
   keyctl session list               machines waiting at boot for an approval
   keyctl session approve MACHINE-ID [--key NAME] [--uses N | --for DURATION]
                                     approve a waiting machine: one use by default
+  keyctl session deny MACHINE-ID [--key NAME] [--for DURATION]
+                                    refuse a waiting machine (for 1h by default); its keyagent stops
+  keyctl passkey add REQUEST        register an operator's passkey, as the console's passkey page
+                                    prints it: it may then sign that operator's approvals and denials
   keyctl rule put ID --principal OPERATOR-ID --key NAME|PREFIX* --ops OP[,OP...]
   keyctl operator create NAME --dir DIR [--admin]
                                     make another operator's key and certificate (needs the CA key)
@@ -179,9 +183,10 @@ func (c *command) handlers() map[string]map[string]func([]string) error {
 			"import-dir": c.keyImportDir, "import-kxd": c.keyImportKxd, "sign": c.keySign, "verify": c.keyVerify},
 		"rule":     {"put": c.rulePut},
 		"machine":  {"add": c.machineAdd, "list": c.machineList, "revoke": c.machineRevoke},
-		"session":  {"list": c.sessionList, "approve": c.sessionApprove},
+		"session":  {"list": c.sessionList, "approve": c.sessionApprove, "deny": c.sessionDeny},
 		"operator": {"create": c.operatorCreate},
 		"snapshot": {"save": c.snapshotSave, "inspect": c.snapshotInspect},
+		"passkey":  {"add": c.passkeyAdd},
 	}
 }
 
