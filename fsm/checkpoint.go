@@ -296,28 +296,26 @@ func (f *FSM) StateBytes() ([]byte, error) {
 	return json.Marshal(f.state)
 }
 
-// Hash is the SHA-256 of StateBytes: replicas that applied the same log
-// have the same hash.
-//
-// It is computed once per applied entry or restore and kept: a status
-// call costs the encoding of the whole state only when the state changed
-// since the last one.
+// Hash is the state hash: replicas that applied the same log have the
+// same hash, and replicas whose states differ in anything have different
+// ones. It is kept as entries apply (statehash.go): a call costs the
+// entries applied since the last one, not the size of the state.
 func (f *FSM) Hash() ([32]byte, error) {
 	f.hashMu.Lock()
 	defer f.hashMu.Unlock()
 	f.mu.RLock()
-	changes := f.changes
-	if f.hashed.ok && f.hashed.changes == changes {
-		f.mu.RUnlock()
+	defer f.mu.RUnlock()
+	if f.hashed.ok && f.hashed.changes == f.changes {
 		return f.hashed.sum, nil
 	}
-	b, err := json.Marshal(f.state)
-	f.mu.RUnlock()
+	if err := f.digest.fold(f.state); err != nil {
+		return [32]byte{}, err
+	}
+	sum, err := f.digest.hash(f.state)
 	if err != nil {
 		return [32]byte{}, err
 	}
-	sum := sha256.Sum256(b)
-	f.hashed.changes, f.hashed.sum, f.hashed.ok = changes, sum, true
+	f.hashed.changes, f.hashed.sum, f.hashed.ok = f.changes, sum, true
 	return sum, nil
 }
 
@@ -467,6 +465,7 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 	f.mu.Lock()
 	g.ck.pin = f.ck.pin
 	f.state, f.ck = g.state, g.ck
+	f.digest.reset()
 	f.changes++
 	f.mu.Unlock()
 	r := &Restored{TOFU: pin == nil, Entries: len(sn.Entries), Applied: st.Applied}

@@ -11,6 +11,7 @@ func LoadStateForTest(f *FSM, data []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.state = s
+	f.digest.reset()
 	f.changes++
 	f.ck = checkpoints{pin: f.ck.pin, last: s.Applied}
 	return nil
@@ -22,4 +23,18 @@ func WriteStateForTest(f *FSM, fn func(*State)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fn(f.state)
+	f.digest.reset()
+	f.changes++
+}
+
+// HashFromScratchForTest is the state hash of f's state computed from the
+// whole state, not kept as entries apply: Hash must always equal it.
+func HashFromScratchForTest(f *FSM) ([32]byte, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	d := stateDigest{stale: true}
+	if err := d.fold(f.state); err != nil {
+		return [32]byte{}, err
+	}
+	return d.hash(f.state)
 }

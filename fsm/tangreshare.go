@@ -270,6 +270,7 @@ func (t *transition) completeTang(r *Reshare) {
 		tk := *k.Tang
 		tk.Shares, tk.Threshold = slices.Clone(e.Shares), r.Threshold
 		k.Tang = &tk
+		t.fsm.digest.markKey(e.Key)
 	}
 	if migrated {
 		s.Destroyed = t.index
