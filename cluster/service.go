@@ -57,6 +57,9 @@ type LegacyService interface {
 	LocalKey(name string) *fsm.Key
 	LocalTangKey(kid string) *fsm.Key
 	LocalKeys() ([]*fsm.Key, uint64)
+	// LocalTangKeys is the metadata of the live Tang keys, found without
+	// going through every key.
+	LocalTangKeys() []*fsm.Key
 	// WatchApplied is the applied index and a channel closed at the next
 	// apply: a gateway that keeps keys in memory re-checks them then.
 	WatchApplied() (uint64, <-chan struct{})

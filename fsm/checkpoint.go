@@ -564,5 +564,6 @@ func decodeState(data []byte) (*State, error) {
 	if s.Submitted == nil {
 		s.Submitted = map[string]*SubmittedKey{}
 	}
+	s.reindexTang()
 	return s, nil
 }

@@ -1,5 +1,7 @@
 package fsm
 
+import "slices"
+
 // LoadStateForTest replaces f's state with a decoded state encoding,
 // unverified, as tests of Apply need to start many replicas from one
 // state. Only tests can call it: Restore is the only way in otherwise.
@@ -23,6 +25,7 @@ func WriteStateForTest(f *FSM, fn func(*State)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fn(f.state)
+	f.state.reindexTang()
 	f.digest.reset()
 	f.changes++
 }
@@ -37,4 +40,12 @@ func HashFromScratchForTest(f *FSM) ([32]byte, error) {
 		return [32]byte{}, err
 	}
 	return d.hash(f.state)
+}
+
+// TangIndexForTest reports whether the state's index of Tang keys names
+// the keys a scan of every key finds.
+func TangIndexForTest(f *FSM) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.tang != nil && slices.Equal(f.state.TangKeys(), scanTangKeys(f.state))
 }

@@ -95,6 +95,7 @@ func emptyState() *State {
 		Sessions:  map[string]*Session{},
 		Granted:   map[string]int64{},
 		Submitted: map[string]*SubmittedKey{},
+		tang:      map[string]struct{}{},
 	}
 }
 
@@ -155,6 +156,7 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 	f.digest.markNonce(nk)
 	if t.key != nil {
 		f.digest.markKey(t.key.Name)
+		s.indexTang(t.key.Name)
 	}
 	res.Key = t.key
 	return res

@@ -193,6 +193,9 @@ func (h *harness) apply(data []byte) *fsm.Result {
 	} else if want, _ := fsm.HashFromScratchForTest(h.f); got != want {
 		h.t.Errorf("after entry %d the kept state hash is %x, the whole state's %x", h.index, got, want)
 	}
+	if !fsm.TangIndexForTest(h.f) {
+		h.t.Errorf("after entry %d the index of Tang keys is not what a scan of every key finds", h.index)
+	}
 	if bad := changedInPlace(held); len(bad) != 0 {
 		h.t.Errorf("entry %d wrote into slices of the state that a reader may hold: %v", h.index, bad)
 	}

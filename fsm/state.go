@@ -83,6 +83,54 @@ type State struct {
 	// once one at or after it is certified every node erases the entries
 	// before it from its disk (checkpoint.go).
 	Destroyed uint64 `json:"destroyed,omitempty"`
+
+	// tang indexes the live Tang keys (TangKeys) by name: Apply keeps it,
+	// a decode rebuilds it, and it is not encoded. Nil in a State made
+	// another way, which TangKeys then scans.
+	tang map[string]struct{}
+}
+
+// TangKeys are the Tang keys not destroyed, by name, found without going
+// through every key.
+func (s *State) TangKeys() []*Key {
+	if s.tang == nil {
+		return scanTangKeys(s)
+	}
+	out := make([]*Key, 0, len(s.tang))
+	for _, name := range sortedKeys(s.tang) {
+		out = append(out, s.Keys[name])
+	}
+	return out
+}
+
+func scanTangKeys(s *State) []*Key {
+	var out []*Key
+	for _, name := range sortedKeys(s.Keys) {
+		if k := s.Keys[name]; k.Tang != nil && k.State != KeyDestroyed {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// indexTang updates the Tang index for the key name.
+func (s *State) indexTang(name string) {
+	if s.tang == nil {
+		return
+	}
+	if k := s.Keys[name]; k != nil && k.Tang != nil && k.State != KeyDestroyed {
+		s.tang[name] = struct{}{}
+	} else {
+		delete(s.tang, name)
+	}
+}
+
+// reindexTang builds the Tang index from every key.
+func (s *State) reindexTang() {
+	s.tang = map[string]struct{}{}
+	for name := range s.Keys {
+		s.indexTang(name)
+	}
 }
 
 // Node is a member of the cluster.
