@@ -564,6 +564,6 @@ func decodeState(data []byte) (*State, error) {
 	if s.Submitted == nil {
 		s.Submitted = map[string]*SubmittedKey{}
 	}
-	s.reindexTang()
+	s.reindex()
 	return s, nil
 }

@@ -25,7 +25,7 @@ func WriteStateForTest(f *FSM, fn func(*State)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fn(f.state)
-	f.state.reindexTang()
+	f.state.reindex()
 	f.digest.reset()
 	f.changes++
 }
@@ -48,4 +48,18 @@ func TangIndexForTest(f *FSM) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.state.tang != nil && slices.Equal(f.state.TangKeys(), scanTangKeys(f.state))
+}
+
+// NameIndexForTest reports whether the state's index of key names holds
+// every key's name and nothing else.
+func NameIndexForTest(f *FSM) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s := f.state
+	if s.names == nil || s.names.Len() != len(s.Keys) {
+		return false
+	}
+	var names []string
+	s.names.Ascend(func(name string) bool { names = append(names, name); return true })
+	return slices.Equal(names, sortedKeys(s.Keys))
 }

@@ -96,6 +96,7 @@ func emptyState() *State {
 		Granted:   map[string]int64{},
 		Submitted: map[string]*SubmittedKey{},
 		tang:      map[string]struct{}{},
+		names:     newNameIndex(),
 	}
 }
 
@@ -156,7 +157,7 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 	f.digest.markNonce(nk)
 	if t.key != nil {
 		f.digest.markKey(t.key.Name)
-		s.indexTang(t.key.Name)
+		s.indexKey(t.key.Name)
 	}
 	res.Key = t.key
 	return res

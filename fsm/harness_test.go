@@ -193,6 +193,9 @@ func (h *harness) apply(data []byte) *fsm.Result {
 	} else if want, _ := fsm.HashFromScratchForTest(h.f); got != want {
 		h.t.Errorf("after entry %d the kept state hash is %x, the whole state's %x", h.index, got, want)
 	}
+	if !fsm.NameIndexForTest(h.f) {
+		h.t.Errorf("after entry %d the index of key names is not the state's keys", h.index)
+	}
 	if !fsm.TangIndexForTest(h.f) {
 		h.t.Errorf("after entry %d the index of Tang keys is not what a scan of every key finds", h.index)
 	}

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/btree"
+
 	"github.com/keyquorum/keyquorum/vocab"
 )
 
@@ -88,7 +90,29 @@ type State struct {
 	// a decode rebuilds it, and it is not encoded. Nil in a State made
 	// another way, which TangKeys then scans.
 	tang map[string]struct{}
+	// names orders the keys' names (KeysAfter), kept and rebuilt like
+	// tang; keys are never deleted from the state, only destroyed.
+	names *btree.BTreeG[string]
 }
+
+// KeysAfter calls fn with each key whose name sorts after `after`, in
+// name order, until fn returns false: a page of keys costs O(log n) to
+// find, not a sort of every key.
+func (s *State) KeysAfter(after string, fn func(*Key) bool) {
+	if s.names == nil {
+		for _, name := range sortedKeys(s.Keys) {
+			if name > after && !fn(s.Keys[name]) {
+				return
+			}
+		}
+		return
+	}
+	s.names.AscendGreaterOrEqual(after, func(name string) bool {
+		return name == after || fn(s.Keys[name])
+	})
+}
+
+func newNameIndex() *btree.BTreeG[string] { return btree.NewOrderedG[string](32) }
 
 // TangKeys are the Tang keys not destroyed, by name, found without going
 // through every key.
@@ -111,6 +135,23 @@ func scanTangKeys(s *State) []*Key {
 		}
 	}
 	return out
+}
+
+// indexKey updates the indexes for the key name, which an entry wrote.
+func (s *State) indexKey(name string) {
+	s.indexTang(name)
+	if s.names != nil && s.Keys[name] != nil {
+		s.names.ReplaceOrInsert(name)
+	}
+}
+
+// reindex builds the indexes from every key.
+func (s *State) reindex() {
+	s.names = newNameIndex()
+	for name := range s.Keys {
+		s.names.ReplaceOrInsert(name)
+	}
+	s.reindexTang()
 }
 
 // indexTang updates the Tang index for the key name.

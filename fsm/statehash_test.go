@@ -45,3 +45,41 @@ func BenchmarkHashAfterCreate(b *testing.B) {
 		})
 	}
 }
+
+// TestKeysAfterPagesInNameOrder: KeysAfter goes through the keys after a
+// name in name order, on the state Apply keeps and on one decoded from a
+// snapshot (whose index is rebuilt).
+func TestKeysAfterPagesInNameOrder(t *testing.T) {
+	h := newHarness(t)
+	ready(h)
+	for _, name := range []string{"m", "a/2", "z", "a/1", "b"} {
+		h.must(admin, createKeyCmd(name))
+	}
+	page := func(f *fsm.FSM, after string, limit int) []string {
+		var out []string
+		f.Read(func(s *fsm.State) {
+			s.KeysAfter(after, func(k *fsm.Key) bool {
+				out = append(out, k.Name)
+				return len(out) < limit
+			})
+		})
+		return out
+	}
+	restored := fsm.New(&fakeChecker{})
+	if err := restored.Restore(snapshotFor(t, h.f)); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []*fsm.FSM{h.f, restored} {
+		for _, c := range []struct {
+			after string
+			limit int
+			want  string
+		}{
+			{"", 2, "[a/1 a/2]"}, {"a/2", 2, "[b m]"}, {"m", 10, "[z]"}, {"a", 1, "[a/1]"}, {"z", 10, "[]"},
+		} {
+			if got := fmt.Sprint(page(f, c.after, c.limit)); got != c.want {
+				t.Errorf("after %q, %d: %s, want %s", c.after, c.limit, got, c.want)
+			}
+		}
+	}
+}

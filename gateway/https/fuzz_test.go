@@ -31,7 +31,9 @@ func (refusingService) Status(context.Context) (*cluster.Status, error) {
 func (refusingService) Submit(context.Context, *fsm.Signed) (*fsm.Result, error) {
 	return nil, cluster.Errorf(cluster.KindDenied, "refused")
 }
-func (refusingService) Keys(context.Context, string) ([]*fsm.Key, error) { return nil, nil }
+func (refusingService) Keys(context.Context, string, string, int) ([]*fsm.Key, string, error) {
+	return nil, "", nil
+}
 func (refusingService) Key(context.Context, string, string) (*fsm.Key, error) {
 	return nil, cluster.Errorf(cluster.KindNotFound, "refused")
 }
