@@ -1,12 +1,15 @@
 package fsm
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/base64"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"time"
 
@@ -339,6 +342,70 @@ func (f *FSM) Capture() *Snap {
 
 // Bytes encodes the captured snapshot.
 func (s *Snap) Bytes() ([]byte, error) { return json.Marshal(s) }
+
+// WriteTo writes the same bytes as Bytes to w as it encodes them: the
+// checkpoint's encoding is base64-encoded straight into w and the entries
+// one at a time, so writing a snapshot never holds a second encoding of
+// the whole state in memory.
+func (s *Snap) WriteTo(w io.Writer) (int64, error) {
+	cw := &countWriter{w: bufio.NewWriterSize(w, 64<<10)}
+	put := func(v any) {
+		if cw.err == nil {
+			var b []byte
+			if b, cw.err = json.Marshal(v); cw.err == nil {
+				cw.Write(b)
+			}
+		}
+	}
+	fmt.Fprintf(cw, `{"version":%d`, s.Version)
+	if len(s.Checkpoint) > 0 {
+		cw.Write([]byte(`,"checkpoint":"`))
+		enc := base64.NewEncoder(base64.StdEncoding, cw)
+		enc.Write(s.Checkpoint)
+		enc.Close()
+		cw.Write([]byte(`"`))
+	}
+	if s.Certificate != nil {
+		cw.Write([]byte(`,"certificate":`))
+		put(s.Certificate)
+	}
+	cw.Write([]byte(`,"entries":`))
+	if s.Entries == nil {
+		cw.Write([]byte(`null`))
+	} else {
+		cw.Write([]byte(`[`))
+		for i := range s.Entries {
+			if i > 0 {
+				cw.Write([]byte(`,`))
+			}
+			put(&s.Entries[i])
+		}
+		cw.Write([]byte(`]`))
+	}
+	cw.Write([]byte(`}`))
+	if cw.err == nil {
+		cw.err = cw.w.(*bufio.Writer).Flush()
+	}
+	return cw.n, cw.err
+}
+
+// countWriter counts what it writes and keeps the first error, after
+// which it writes nothing.
+type countWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	c.err = err
+	return n, err
+}
 
 // Snapshot encodes a snapshot: the last certified checkpoint with its
 // certificate, and every entry applied since. Two replicas that applied
