@@ -3,8 +3,8 @@ package fsm
 import (
 	"bufio"
 	"bytes"
-	"encoding/base64"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"

@@ -2,11 +2,11 @@ package fsm_test
 
 import (
 	"bytes"
-	"errors"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
