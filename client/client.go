@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -119,36 +120,42 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 }
 
 func doJSON(ctx context.Context, hc *http.Client, method, url string, body, out any) error {
+	_, err := doJSONHeader(ctx, hc, method, url, body, out)
+	return err
+}
+
+// doJSONHeader is doJSON that also returns the answer's header.
+func doJSONHeader(ctx context.Context, hc *http.Client, method, url string, body, out any) (http.Header, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return transportError(req, err)
+		return nil, transportError(req, err)
 	}
 	defer resp.Body.Close()
 	dec := json.NewDecoder(io.LimitReader(resp.Body, 16<<20))
 	if resp.StatusCode != http.StatusOK {
 		var e ErrorReply
 		if err := dec.Decode(&e); err != nil || e.Error == nil {
-			return fmt.Errorf("%s %s: %s", method, req.URL.Path, resp.Status)
+			return nil, fmt.Errorf("%s %s: %s", method, req.URL.Path, resp.Status)
 		}
-		return e.Error
+		return nil, e.Error
 	}
 	if out == nil {
-		return nil
+		return resp.Header, nil
 	}
-	return dec.Decode(out)
+	return resp.Header, dec.Decode(out)
 }
 
 // transportError classifies a call that got no answer. One that never
@@ -372,10 +379,43 @@ func (c *Client) release(ctx context.Context, req *fsm.ReleaseRequest) ([]byte, 
 	return secret, sr.Version, nil
 }
 
-// Keys lists the keys the operator may read.
+// Keys lists every key the operator may read, a page at a time.
 func (c *Client) Keys(ctx context.Context) ([]*fsm.Key, error) {
+	var all []*fsm.Key
+	for after := ""; ; {
+		keys, next, err := c.KeysPage(ctx, after, 0)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, keys...)
+		if next == "" {
+			return all, nil
+		}
+		after = next
+	}
+}
+
+// KeysPage lists one page of the keys the operator may read: up to limit
+// (0: api.MaxKeysPage) whose names sort after `after`, in name order, and
+// the name to ask the next page after ("" when no key is left).
+func (c *Client) KeysPage(ctx context.Context, after string, limit int) ([]*fsm.Key, string, error) {
+	q := url.Values{}
+	if after != "" {
+		q.Set("after", after)
+	}
+	if limit != 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	path := "/v1/keys"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
 	var keys []*fsm.Key
-	return keys, c.do(ctx, http.MethodGet, "/v1/keys", nil, &keys)
+	h, err := doJSONHeader(ctx, c.http, http.MethodGet, c.base+path, nil, &keys)
+	if err != nil {
+		return nil, "", err
+	}
+	return keys, h.Get(api.NextPageHeader), nil
 }
 
 // Key shows one key's metadata.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -250,7 +251,7 @@ func RestoreBackup(dataDir, nodeID string, data []byte) (*BackupInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := (snapshot{snap}).Persist(sink); err != nil {
+	if err := (snapshot{snap: snap, log: slog.Default()}).Persist(sink); err != nil {
 		return nil, fmt.Errorf("writing the Raft snapshot: %w", err)
 	}
 	return info, nil

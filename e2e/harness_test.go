@@ -31,6 +31,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(slowExitEnv); addr != "" {
+		slowExit(addr) // this process is a stand-in node (stop_test.go)
+	}
 	flag.Parse()
 	var dir string
 	if !testing.Short() {

@@ -66,8 +66,10 @@ type FSM struct {
 	state *State
 	ck    checkpoints // certified checkpoint and entries since (checkpoint.go)
 	// changes counts the entries applied and states restored, under mu:
-	// Hash computes the state's hash once per change, not once per call.
+	// Hash computes the state's hash once per change, not once per call,
+	// from digest, which Apply keeps (statehash.go).
 	changes uint64
+	digest  stateDigest
 	hashMu  sync.Mutex
 	hashed  struct {
 		changes uint64
@@ -93,6 +95,8 @@ func emptyState() *State {
 		Sessions:  map[string]*Session{},
 		Granted:   map[string]int64{},
 		Submitted: map[string]*SubmittedKey{},
+		tang:      map[string]struct{}{},
+		names:     newNameIndex(),
 	}
 }
 
@@ -151,7 +155,13 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 	}
 	// The nonce is spent only by a command that took effect, so a refused
 	// command may be corrected and sent again.
-	s.Nonces[nonceKey(sg.Signer, cmd.Nonce)] = cmd.IssuedAt + 2*int64(MaxClockSkew)
+	nk := nonceKey(sg.Signer, cmd.Nonce)
+	s.Nonces[nk] = cmd.IssuedAt + 2*int64(MaxClockSkew)
+	f.digest.markNonce(nk)
+	if t.key != nil {
+		f.digest.markKey(t.key.Name)
+		s.indexKey(t.key.Name)
+	}
 	res.Key = t.key
 	return res
 }
@@ -166,7 +176,13 @@ func (f *FSM) prune(now int64) {
 		return
 	}
 	s.LastPrune = now
-	maps.DeleteFunc(s.Nonces, func(_ string, expiry int64) bool { return expiry < now })
+	maps.DeleteFunc(s.Nonces, func(nk string, expiry int64) bool {
+		if expiry < now {
+			f.digest.markNonce(nk)
+			return true
+		}
+		return false
+	})
 	s.pruneMachines(now)
 	s.pruneJoinTokens(now)
 }

@@ -337,8 +337,8 @@ func (s *State) checkTang(public []byte, tk *TangKey) *Error {
 // the thumbprint kid. There is at most one: create_key refuses a kid in
 // use.
 func (s *State) TangKeyByKid(kid string) *Key {
-	for _, k := range s.Keys {
-		if k.Tang != nil && k.Tang.Kid == kid && k.State != KeyDestroyed {
+	for _, k := range s.TangKeys() {
+		if k.Tang.Kid == kid {
 			return k
 		}
 	}

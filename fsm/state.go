@@ -4,6 +4,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/btree"
+
 	"github.com/keyquorum/keyquorum/vocab"
 )
 
@@ -88,6 +90,93 @@ type State struct {
 	// once one at or after it is certified every node erases the entries
 	// before it from its disk (checkpoint.go).
 	Destroyed uint64 `json:"destroyed,omitempty"`
+
+	// tang indexes the live Tang keys (TangKeys) by name: Apply keeps it,
+	// a decode rebuilds it, and it is not encoded. Nil in a State made
+	// another way, which TangKeys then scans.
+	tang map[string]struct{}
+	// names orders the keys' names (KeysAfter), kept and rebuilt like
+	// tang; keys are never deleted from the state, only destroyed.
+	names *btree.BTreeG[string]
+}
+
+// KeysAfter calls fn with each key whose name sorts after `after`, in
+// name order, until fn returns false: a page of keys costs O(log n) to
+// find, not a sort of every key.
+func (s *State) KeysAfter(after string, fn func(*Key) bool) {
+	if s.names == nil {
+		for _, name := range sortedKeys(s.Keys) {
+			if name > after && !fn(s.Keys[name]) {
+				return
+			}
+		}
+		return
+	}
+	s.names.AscendGreaterOrEqual(after, func(name string) bool {
+		return name == after || fn(s.Keys[name])
+	})
+}
+
+func newNameIndex() *btree.BTreeG[string] { return btree.NewOrderedG[string](32) }
+
+// TangKeys are the Tang keys not destroyed, by name, found without going
+// through every key.
+func (s *State) TangKeys() []*Key {
+	if s.tang == nil {
+		return scanTangKeys(s)
+	}
+	out := make([]*Key, 0, len(s.tang))
+	for _, name := range sortedKeys(s.tang) {
+		out = append(out, s.Keys[name])
+	}
+	return out
+}
+
+func scanTangKeys(s *State) []*Key {
+	var out []*Key
+	for _, name := range sortedKeys(s.Keys) {
+		if k := s.Keys[name]; k.Tang != nil && k.State != KeyDestroyed {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// indexKey updates the indexes for the key name, which an entry wrote.
+func (s *State) indexKey(name string) {
+	s.indexTang(name)
+	if s.names != nil && s.Keys[name] != nil {
+		s.names.ReplaceOrInsert(name)
+	}
+}
+
+// reindex builds the indexes from every key.
+func (s *State) reindex() {
+	s.names = newNameIndex()
+	for name := range s.Keys {
+		s.names.ReplaceOrInsert(name)
+	}
+	s.reindexTang()
+}
+
+// indexTang updates the Tang index for the key name.
+func (s *State) indexTang(name string) {
+	if s.tang == nil {
+		return
+	}
+	if k := s.Keys[name]; k != nil && k.Tang != nil && k.State != KeyDestroyed {
+		s.tang[name] = struct{}{}
+	} else {
+		delete(s.tang, name)
+	}
+}
+
+// reindexTang builds the Tang index from every key.
+func (s *State) reindexTang() {
+	s.tang = map[string]struct{}{}
+	for name := range s.Keys {
+		s.indexTang(name)
+	}
 }
 
 // Node is a member of the cluster.

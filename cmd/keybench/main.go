@@ -40,7 +40,15 @@ func main() {
 	clients := flag.Int("clients", 16, "concurrent clients for the throughput figures")
 	window := flag.Duration("window", 5*time.Second, "how long each throughput run lasts")
 	flag.StringVar(&keyagentBin, "keyagent", "bin/keyagent", "the keyagent binary")
+	scale := flag.Int("scale", 0, "instead: load this many keys and measure what grows with them (scale.go)")
 	flag.Parse()
+	if *scale > 0 {
+		if err := runScale(*script, *scale, *clients, *window); err != nil {
+			fmt.Fprintln(os.Stderr, "keybench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*script, *latencyN, *clients, *window); err != nil {
 		fmt.Fprintln(os.Stderr, "keybench:", err)
 		os.Exit(1)

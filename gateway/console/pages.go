@@ -37,9 +37,23 @@ func (c *Console) cluster(ctx context.Context, r *http.Request, op *fsm.Operator
 	return p, nil
 }
 
-func (c *Console) keys(ctx context.Context, r *http.Request, op *fsm.Operator) (any, error) {
-	return c.svc.Keys(ctx, op.ID)
+// keysPage is one page of the keys an operator may read; Next, when set,
+// is the name the next page starts after.
+type keysPage struct {
+	Keys []*fsm.Key
+	Next string
 }
+
+func (c *Console) keys(ctx context.Context, r *http.Request, op *fsm.Operator) (any, error) {
+	keys, next, err := c.svc.Keys(ctx, op.ID, r.URL.Query().Get("after"), keysPerPage)
+	if err != nil {
+		return nil, err
+	}
+	return &keysPage{Keys: keys, Next: next}, nil
+}
+
+// keysPerPage is how many keys one page of the console lists.
+const keysPerPage = 100
 
 // keyPage is one key and who can ever see its material.
 type keyPage struct {

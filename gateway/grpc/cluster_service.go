@@ -52,15 +52,21 @@ func (c *clusterService) Submit(ctx context.Context, req *keyquorumv1.SubmitRequ
 }
 
 func (c *clusterService) ListKeys(ctx context.Context, _ *keyquorumv1.ListKeysRequest) (*keyquorumv1.ListKeysResponse, error) {
-	keys, err := c.s.svc.Keys(ctx, principal(ctx).ID)
-	if err != nil {
-		return nil, err
+	// The gRPC request has no page fields yet: the reply holds every page.
+	out := &keyquorumv1.ListKeysResponse{Keys: []*keyquorumv1.Key{}}
+	for after := ""; ; {
+		keys, next, err := c.s.svc.Keys(ctx, principal(ctx).ID, after, 0)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range keys {
+			out.Keys = append(out.Keys, keyToProto(k))
+		}
+		if next == "" {
+			return out, nil
+		}
+		after = next
 	}
-	out := &keyquorumv1.ListKeysResponse{Keys: make([]*keyquorumv1.Key, 0, len(keys))}
-	for _, k := range keys {
-		out.Keys = append(out.Keys, keyToProto(k))
-	}
-	return out, nil
 }
 
 func (c *clusterService) ShowKey(ctx context.Context, req *keyquorumv1.ShowKeyRequest) (*keyquorumv1.ShowKeyResponse, error) {

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/quic-go/quic-go/http3"
@@ -265,14 +266,29 @@ func (s *Server) command(typ string) http.HandlerFunc {
 	}
 }
 
+// listKeys answers a page of keys (api.MaxKeysPage): ?after=NAME&limit=N,
+// with the name to continue after in the api.NextPageHeader header.
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
-	keys, err := s.svc.Keys(r.Context(), principal(r).ID)
+	q := r.URL.Query()
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > api.MaxKeysPage {
+			s.writeError(w, cluster.Errorf(cluster.KindInvalid, "limit %q: want a number of keys from 1 to %d", v, api.MaxKeysPage))
+			return
+		}
+		limit = n
+	}
+	keys, next, err := s.svc.Keys(r.Context(), principal(r).ID, q.Get("after"), limit)
 	if err != nil {
 		s.writeError(w, err)
 		return
 	}
 	if keys == nil {
 		keys = []*fsm.Key{}
+	}
+	if next != "" {
+		w.Header().Set(api.NextPageHeader, next)
 	}
 	writeJSON(w, http.StatusOK, keys)
 }

@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -63,7 +64,8 @@ Usage:
   keyctl key import-kxd DIR [--prefix P]
                                     import a kxd data directory (keys, allowed_clients, allowed_hosts, email_to)
   keyctl key get NAME               print the secret's exact bytes on stdout
-  keyctl key list
+  keyctl key list [--limit N [--after NAME]]
+                                    every key, or one page of N and the command for the next
   keyctl key show NAME
   keyctl key revoke NAME
   keyctl key destroy NAME
@@ -522,10 +524,31 @@ func (c *command) keyGet(args []string) error {
 	return err
 }
 
+// keyList lists every key, a page at a time, or with --limit one page
+// (after --after), and the command that lists the next.
 func (c *command) keyList(args []string) error {
-	return list(c, c.flags("key list"), args, (*client.Client).Keys, "NAME\tTYPE\tVERSION\tSTATE\tCREATED", func(k *fsm.Key) string {
+	fs := c.flags("key list")
+	limit := fs.Int("limit", 0, fmt.Sprintf("list one page of at most this many keys (1 to %d), and how to ask the next", api.MaxKeysPage))
+	after := fs.String("after", "", "list the keys whose names sort after this one")
+	var next string
+	get := func(cl *client.Client, ctx context.Context) ([]*fsm.Key, error) {
+		if *limit == 0 && *after == "" {
+			return cl.Keys(ctx)
+		}
+		if *limit < 0 || *limit > api.MaxKeysPage {
+			return nil, usagef("--limit %d: want 1 to %d", *limit, api.MaxKeysPage)
+		}
+		keys, n, err := cl.KeysPage(ctx, *after, *limit)
+		next = n
+		return keys, err
+	}
+	err := list(c, fs, args, get, "NAME\tTYPE\tVERSION\tSTATE\tCREATED", func(k *fsm.Key) string {
 		return fmt.Sprintf("%s\t%s\t%d\t%s\t%s", k.Name, k.Type, k.Version, k.State, time.Unix(0, k.CreatedAt).UTC().Format(time.RFC3339))
 	})
+	if err == nil && next != "" {
+		fmt.Fprintf(c.stdout, "more: keyctl key list --limit %d --after %s\n", cmp.Or(*limit, api.MaxKeysPage), next)
+	}
+	return err
 }
 
 func (c *command) keyShow(args []string) error {
