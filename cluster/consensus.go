@@ -182,6 +182,26 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 	return nil
 }
 
+// handOff transfers leadership to another voter when this node is the
+// leader, so that the cluster has a leader again as soon as the other
+// voter has won its vote, not a heartbeat timeout after this node is
+// gone. It is best effort: a node that cannot (no other voter, none
+// caught up in time) stops as leader, and the others elect one.
+func (c *consensus) handOff() {
+	run := c.current()
+	if run == nil || run.raft.State() != raft.Leader {
+		return
+	}
+	if len(run.raft.GetConfiguration().Configuration().Servers) < 2 {
+		return
+	}
+	if err := run.raft.LeadershipTransfer().Error(); err != nil {
+		c.log.Warn("handing leadership over before stopping", "err", err)
+		return
+	}
+	c.log.Info("handed leadership over before stopping")
+}
+
 // stop stops Raft and closes the port and the stores.
 func (c *consensus) stop() {
 	c.mu.Lock()

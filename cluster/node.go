@@ -272,8 +272,9 @@ func (n *Node) startGossip(m *membership) (*memberlist.Memberlist, error) {
 	return memberlist.Create(c)
 }
 
-// Shutdown stops the node: it leaves gossip, stops Raft and closes its
-// ports and stores, within ctx's deadline.
+// Shutdown stops the node: a leader first hands its leadership to
+// another voter, then it leaves gossip, stops Raft and closes its ports
+// and stores, within ctx's deadline.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.mu.Lock()
 	rt := n.rt
@@ -284,6 +285,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() {
+		n.cons.handOff()
 		rt.close()
 		n.cons.stop()
 		close(done)

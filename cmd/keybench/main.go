@@ -17,10 +17,13 @@ import (
 	"crypto/rand"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,6 +46,7 @@ func main() {
 	window := flag.Duration("window", 5*time.Second, "how long each throughput run lasts")
 	flag.StringVar(&keyagentBin, "keyagent", "bin/keyagent", "the keyagent binary")
 	flag.BoolVar(&releaseOnly, "release-only", false, "measure releases and failover only (no creations, Keyless SSL or boot)")
+	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of the client and each node during the 8-client release run to this directory")
 	flag.Parse()
 	if err := run(*script, *latencyN, *clients, *window); err != nil {
 		fmt.Fprintln(os.Stderr, "keybench:", err)
@@ -65,7 +69,10 @@ const (
 // releaseClients are the client counts of the release throughput runs.
 var releaseClients = []int{1, 8, 16, 32}
 
-var releaseOnly bool
+var (
+	releaseOnly bool
+	profileDir  string
+)
 
 // before is the BEFORE column: the figure before, by the row's measure.
 var before = map[string]string{}
@@ -86,6 +93,9 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 		return err
 	}
 	env := append(os.Environ(), "KEYQUORUM_BASE_PORT="+strconv.Itoa(base))
+	if profileDir != "" {
+		env = append(env, "KEYQUORUM_PROFILE=1")
+	}
 	sh := func(args ...string) error {
 		cmd := exec.Command(script, args...)
 		cmd.Env, cmd.Stderr = env, os.Stderr
@@ -146,7 +156,14 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 		if err != nil {
 			return err
 		}
+		stop := func() error { return nil }
+		if k == 8 && profileDir != "" {
+			stop = profile(profileDir, base, window)
+		}
 		n, errs := load(k, window, func() error { _, err := c.Get(ctx, "bench/secret"); return err })
+		if err := stop(); err != nil {
+			return err
+		}
 		rows = append(rows, row{fmt.Sprintf("releases per second (%d clients, %v, %d errors)", k, window, errs),
 			fmt.Sprintf("%.0f", float64(n)/window.Seconds()), ">= 1000"})
 		if k == 16 {
@@ -293,6 +310,49 @@ func nodeCPU(dir string, i int) (time.Duration, error) {
 		return 0, fmt.Errorf("bad /proc stat for node %d", i)
 	}
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+// profile starts CPU profiles of this process and of each node (their
+// debug ports, +6) for the window, and returns what ends them and writes
+// them to dir.
+func profile(dir string, base int, window time.Duration) func() error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return func() error { return err }
+	}
+	f, err := os.Create(filepath.Join(dir, "client.pprof"))
+	if err != nil {
+		return func() error { return err }
+	}
+	pprof.StartCPUProfile(f)
+	errs := make(chan error, 3)
+	for i := 1; i <= 3; i++ {
+		go func() {
+			url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", base+10*i+6, int(window.Seconds()))
+			resp, err := http.Get(url)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer resp.Body.Close()
+			out, err := os.Create(filepath.Join(dir, fmt.Sprintf("n%d.pprof", i)))
+			if err == nil {
+				_, err = io.Copy(out, resp.Body)
+				out.Close()
+			}
+			errs <- err
+		}()
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		f.Close()
+		var first error
+		for range 3 {
+			if err := <-errs; err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	}
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
@@ -475,7 +535,7 @@ func rssKB(pidFile string) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS for pid %s", pid)
 }
 
-// freeBase finds a base port whose node ports (base+10..base+35) are free.
+// freeBase finds a base port whose node ports (base+10..base+36) are free.
 func freeBase() (int, error) {
 	for range 50 {
 		var b [2]byte
@@ -483,7 +543,7 @@ func freeBase() (int, error) {
 		base := 20000 + (int(b[0])<<8|int(b[1]))%30000
 		free := true
 		for i := 1; i <= 3 && free; i++ {
-			for j := 0; j < 6; j++ {
+			for j := 0; j < 7; j++ {
 				l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+10*i+j))
 				if err != nil {
 					free = false
