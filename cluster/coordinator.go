@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keyquorum/keyquorum/fsm"
@@ -124,7 +125,65 @@ func gather[P, R any](ctx context.Context, n *Node, a *authorized, call holderCa
 		return zero, Errorf(KindNoQuorum, tooFew, len(a.holders), a.threshold)
 	}
 	ask := askHolder(n, call.path, req, call.local, call.index)
-	return gatherAndOpen(ctx, n.id.NodeID, a.holders, a.threshold, ask, open)
+	holders := n.holderPick.order(n.id.NodeID, a.holders)
+	return gatherAndOpen(ctx, n.id.NodeID, holders, a.threshold, func(ctx context.Context, h fsm.Node) (*P, error) {
+		done := n.holderPick.asking(h.ID)
+		defer done()
+		return ask(ctx, h)
+	}, open)
+}
+
+// holderPicker spreads a coordinator's requests over the holders: it
+// asks itself first (its own partial costs no round trip and no second
+// read index), then the other holders with the fewest of its requests
+// in flight, in turn among equals. A slow or overloaded holder has more
+// requests in flight, so it is asked less; one that does not answer is
+// covered by the hedge (gatherAndOpen). Which holders answer changes
+// nothing about what a release checks: every holder runs its own checks.
+type holderPicker struct {
+	mu       sync.Mutex
+	turn     int
+	inFlight map[string]int
+}
+
+// order returns holders in the order to ask them: self (if a holder)
+// first, then the others by requests in flight, in turn among equals.
+func (p *holderPicker) order(self string, holders []fsm.Node) []fsm.Node {
+	out := make([]fsm.Node, 0, len(holders))
+	var others []fsm.Node
+	for _, h := range holders {
+		if h.ID == self {
+			out = append(out, h)
+		} else {
+			others = append(others, h)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(others) > 0 {
+		p.turn = (p.turn + 1) % len(others)
+		others = slices.Concat(others[p.turn:], others[:p.turn])
+	}
+	slices.SortStableFunc(others, func(a, b fsm.Node) int { return p.inFlight[a.ID] - p.inFlight[b.ID] })
+	return append(out, others...)
+}
+
+// asking counts a request to holder id in flight until the returned
+// function is called.
+func (p *holderPicker) asking(id string) func() {
+	p.mu.Lock()
+	if p.inFlight == nil {
+		p.inFlight = map[string]int{}
+	}
+	p.inFlight[id]++
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.inFlight[id]--; p.inFlight[id] <= 0 {
+			delete(p.inFlight, id)
+		}
+	}
 }
 
 // hedgeDelay is how long the coordinator waits on the first t holders
@@ -164,23 +223,15 @@ type partialResult[P any] struct {
 	err  error
 }
 
-// gatherAndOpen asks t holders (itself first) for partials, and the other
-// holders too if one of them fails or is slow; it opens as soon as the
-// partials it has contain t that verify. open gets this node's own partial
-// (none or one) apart from the others', so it can skip checking its own.
+// gatherAndOpen asks the first t of holders (in the order given: see
+// holderPicker) for partials, and the other holders too if one of them
+// fails or is slow; it opens as soon as the partials it has contain t that
+// verify. open gets this node's own partial (none or one) apart from the
+// others', so it can skip checking its own.
 func gatherAndOpen[P, R any](ctx context.Context, self string, holders []fsm.Node, t int, ask func(context.Context, fsm.Node) (P, error), open func(own, others []P) (R, error)) (R, error) {
 	var zero R
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	slices.SortStableFunc(holders, func(a, b fsm.Node) int {
-		if a.ID == self {
-			return -1
-		}
-		if b.ID == self {
-			return 1
-		}
-		return 0
-	})
 	results := make(chan partialResult[P], len(holders))
 	asked := 0
 	askUpTo := func(upTo int) {

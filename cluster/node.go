@@ -46,6 +46,8 @@ type Node struct {
 	joinToken string
 
 	holderReads roundBatch[readIndexResult]
+	// holderPick orders the holders this node asks as coordinator.
+	holderPick holderPicker
 
 	held heldKeys // what the gateways keep assembled in memory
 
