@@ -369,3 +369,20 @@ func hashSeed(seed []byte) []byte {
 	h := sha512.Sum512(seed)
 	return h[:32]
 }
+
+// encodePoints, with its one shared inversion, encodes each point as
+// Point.Bytes does.
+func TestEncodePointsMatchesBytes(t *testing.T) {
+	ps := []*edwards25519.Point{edwards25519.NewIdentityPoint(), edwards25519.NewGeneratorPoint()}
+	for range 6 {
+		ps = append(ps, randomPoint(t))
+	}
+	for n := 1; n <= len(ps); n++ {
+		got := encodePoints(ps[:n]...)
+		for i, p := range ps[:n] {
+			if !bytes.Equal(got[i], p.Bytes()) {
+				t.Fatalf("encodePoints of %d points: point %d is %x, Bytes %x", n, i, got[i], p.Bytes())
+			}
+		}
+	}
+}
