@@ -42,3 +42,39 @@ func TestHolderPickerSpreadsTheLoad(t *testing.T) {
 		t.Fatalf("first holders asked by a non-holder: %v, want each 3 times", first)
 	}
 }
+
+// A coordinator uses the answers it asked for before its read only when
+// the read found what it asked for: the same request, key version, epoch
+// and holders.
+func TestSpeculationMatchesOnlyWhatTheReadFound(t *testing.T) {
+	sg := &fsm.Signed{Signer: "op"}
+	holders := []fsm.Node{{ID: "n1", Index: 1}, {ID: "n2", Index: 2}, {ID: "n3", Index: 3}}
+	sp := &speculation[SealedPartial]{request: sg, version: 2, epoch: 5, holders: []fsm.Node{holders[0], holders[2], holders[1]}}
+	a := &authorized{request: sg, holders: holders}
+	req := &partialRequest{Request: sg, Version: 2, Epoch: 5}
+	if !sp.matches(a, req) {
+		t.Fatal("the same request, version, epoch and holders do not match")
+	}
+	for what, change := range map[string]func(a *authorized, r *partialRequest){
+		"another version": func(_ *authorized, r *partialRequest) { r.Version = 3 },
+		"another epoch":   func(_ *authorized, r *partialRequest) { r.Epoch = 6 },
+		"another request": func(a *authorized, _ *partialRequest) { a.request = &fsm.Signed{Signer: "op"} },
+		"fewer holders":   func(a *authorized, _ *partialRequest) { a.holders = holders[:2] },
+		"another holder":  func(a *authorized, _ *partialRequest) { a.holders = []fsm.Node{holders[0], holders[1], {ID: "n4", Index: 3}} },
+		"another index":   func(a *authorized, _ *partialRequest) { a.holders = []fsm.Node{holders[0], holders[1], {ID: "n3", Index: 4}} },
+	} {
+		a2, req2 := *a, *req
+		change(&a2, &req2)
+		if sp.matches(&a2, &req2) {
+			t.Errorf("a read with %s matches the speculation", what)
+		}
+	}
+	var none *speculation[SealedPartial]
+	if none.matches(a, req) {
+		t.Error("no speculation matches")
+	}
+	if _, ok := none.answer(t.Context(), "n2"); ok {
+		t.Error("no speculation has an answer")
+	}
+	none.discard()
+}
