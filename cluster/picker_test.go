@@ -60,8 +60,12 @@ func TestSpeculationMatchesOnlyWhatTheReadFound(t *testing.T) {
 		"another epoch":   func(_ *authorized, r *partialRequest) { r.Epoch = 6 },
 		"another request": func(a *authorized, _ *partialRequest) { a.request = &fsm.Signed{Signer: "op"} },
 		"fewer holders":   func(a *authorized, _ *partialRequest) { a.holders = holders[:2] },
-		"another holder":  func(a *authorized, _ *partialRequest) { a.holders = []fsm.Node{holders[0], holders[1], {ID: "n4", Index: 3}} },
-		"another index":   func(a *authorized, _ *partialRequest) { a.holders = []fsm.Node{holders[0], holders[1], {ID: "n3", Index: 4}} },
+		"another holder": func(a *authorized, _ *partialRequest) {
+			a.holders = []fsm.Node{holders[0], holders[1], {ID: "n4", Index: 3}}
+		},
+		"another index": func(a *authorized, _ *partialRequest) {
+			a.holders = []fsm.Node{holders[0], holders[1], {ID: "n3", Index: 4}}
+		},
 	} {
 		a2, req2 := *a, *req
 		change(&a2, &req2)
