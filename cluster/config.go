@@ -10,19 +10,19 @@ import (
 
 // Defaults, tuned for nodes on one LAN, so that releases resume within
 // 500 ms of a leader's death (issue 10): a follower that hears nothing
-// from the leader for a random 200-400 ms (Raft's heartbeat timeout, HT
+// from the leader for a random 150-300 ms (Raft's heartbeat timeout, HT
 // to 2 HT) stands; with pre-vote (on in hashicorp/raft v1.7, never
 // disabled here) it first asks whether the others lost the leader too,
 // so a follower that was only slow, or is cut off alone, does not raise
 // the term and depose a working leader. The leader sends heartbeats every
-// HT/10 to HT/5 (20-40 ms), a cost an idle leader pays whatever it does;
+// HT/10 to HT/5 (15-30 ms), a cost an idle leader pays whatever it does;
 // it steps down when it has not heard from a quorum for the lease. A
 // leader that stops gracefully hands its leadership over first
 // (consensus.handOff), so a planned restart costs no election timeout.
 const (
-	DefaultHeartbeatTimeout   = 200 * time.Millisecond
-	DefaultElectionTimeout    = 200 * time.Millisecond
-	DefaultLeaderLeaseTimeout = 150 * time.Millisecond
+	DefaultHeartbeatTimeout   = 150 * time.Millisecond
+	DefaultElectionTimeout    = 150 * time.Millisecond
+	DefaultLeaderLeaseTimeout = 100 * time.Millisecond
 	DefaultRequestTimeout     = 3 * time.Second
 	DefaultShutdownTimeout    = 10 * time.Second
 )
