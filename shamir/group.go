@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 	"slices"
 	"sync"
 
@@ -239,12 +240,13 @@ func scalarFromUint32(v uint32) *edwards25519.Scalar {
 	return s
 }
 
-// mulSmall returns k*p by double-and-add over the 32 bits of k. k is a public
-// share index, p a public point, so variable time is fine; this is much
-// faster than a full 256-bit multiplication.
+// mulSmall returns k*p by double-and-add over the significant bits of k.
+// k is public (a share index, a small Lagrange coefficient), p a public
+// point, so variable time is fine; this is much faster than a full
+// 256-bit multiplication.
 func mulSmall(p *edwards25519.Point, k uint32) *edwards25519.Point {
 	r := edwards25519.NewIdentityPoint()
-	for bit := 31; bit >= 0; bit-- {
+	for bit := bits.Len32(k) - 1; bit >= 0; bit-- {
 		r.Add(r, r)
 		if k>>uint(bit)&1 == 1 {
 			r.Add(r, p)
@@ -266,6 +268,22 @@ func checkIndexes(xs []uint32) error {
 		seen[x] = true
 	}
 	return nil
+}
+
+// smallInt returns s as an integer k with s = k or s = -k modulo the
+// group order, if |k| < 2^32, and which sign.
+func smallInt(s *edwards25519.Scalar) (k uint32, negative, ok bool) {
+	for _, neg := range []bool{false, true} {
+		v := s
+		if neg {
+			v = edwards25519.NewScalar().Negate(s)
+		}
+		b := v.Bytes()
+		if !slices.ContainsFunc(b[4:], func(c byte) bool { return c != 0 }) {
+			return binary.LittleEndian.Uint32(b[:4]), neg, true
+		}
+	}
+	return 0, false, false
 }
 
 // lagrangeAtZero returns the Lagrange coefficients for interpolating at x=0

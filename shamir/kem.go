@@ -402,13 +402,29 @@ func open(poly *PublicPoly, ct *Ciphertext, info []byte, own *Partial, partials 
 
 // combinePoints returns sum lambda_i * pts[i], lambda_i the Lagrange
 // coefficients at 0 over idx. The scalars are public, and the variable-time
-// algorithm's running time depends only on them, not on the points.
+// algorithms' running time depends only on them, not on the points. When
+// every coefficient is a small integer or its negation (two neighbouring
+// indexes: 2 and -1 for 1 and 2), a few additions replace the
+// multi-scalar multiplication.
 func combinePoints(idx []uint32, pts []*edwards25519.Point) (*edwards25519.Point, error) {
 	lambdas, err := lagrangeAtZero(idx)
 	if err != nil {
 		return nil, err
 	}
-	return new(edwards25519.Point).VarTimeMultiScalarMult(lambdas, pts), nil
+	sum := edwards25519.NewIdentityPoint()
+	for i, l := range lambdas {
+		k, negative, ok := smallInt(l)
+		if !ok {
+			return new(edwards25519.Point).VarTimeMultiScalarMult(lambdas, pts), nil
+		}
+		term := mulSmall(pts[i], k)
+		if negative {
+			sum.Subtract(sum, term)
+		} else {
+			sum.Add(sum, term)
+		}
+	}
+	return sum, nil
 }
 
 // CombinePoints Lagrange-combines already verified points s_i*P at x=0,
