@@ -19,12 +19,12 @@ import (
 // it steps down when it has not heard from a quorum for the lease. A
 // leader that stops gracefully hands its leadership over first
 // (consensus.handOff), so a planned restart costs no election timeout.
+// SetRaftTiming derives the election timeout (HT) and the lease (2/3 HT)
+// from the heartbeat timeout.
 const (
-	DefaultHeartbeatTimeout   = 150 * time.Millisecond
-	DefaultElectionTimeout    = 150 * time.Millisecond
-	DefaultLeaderLeaseTimeout = 100 * time.Millisecond
-	DefaultRequestTimeout     = 3 * time.Second
-	DefaultShutdownTimeout    = 10 * time.Second
+	DefaultHeartbeatTimeout = 150 * time.Millisecond
+	DefaultRequestTimeout   = 3 * time.Second
+	DefaultShutdownTimeout  = 10 * time.Second
 )
 
 // Config is one node's configuration.
@@ -75,13 +75,18 @@ type Config struct {
 // DefaultConfig returns a configuration with the default timeouts; the
 // caller sets the node ID, data directory and addresses.
 func DefaultConfig() Config {
-	return Config{
-		HeartbeatTimeout:   DefaultHeartbeatTimeout,
-		ElectionTimeout:    DefaultElectionTimeout,
-		LeaderLeaseTimeout: DefaultLeaderLeaseTimeout,
-		RequestTimeout:     DefaultRequestTimeout,
-		Logger:             slog.Default(),
-	}
+	c := Config{RequestTimeout: DefaultRequestTimeout, Logger: slog.Default()}
+	c.SetRaftTiming(DefaultHeartbeatTimeout)
+	return c
+}
+
+// SetRaftTiming sets Raft's heartbeat and election timeouts to heartbeat
+// and the leader lease to two thirds of it, the proportions of the
+// defaults. A longer one (keyd --heartbeat-timeout) suits hosts that
+// starve a node of CPU for longer than a LAN's defaults allow, at the
+// price of a slower failover.
+func (c *Config) SetRaftTiming(heartbeat time.Duration) {
+	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = heartbeat, heartbeat, heartbeat*2/3
 }
 
 func (c *Config) validate() error {

@@ -172,7 +172,7 @@ func (c *testCluster) addNode() *testNode {
 	// binaries: Raft's LAN timing (config.go) would see starvation as a
 	// dead leader and churn. The tests run the timing that tolerates it;
 	// keybench and the jepsen suite run keyd's defaults.
-	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 500*time.Millisecond, 500*time.Millisecond, 250*time.Millisecond
+	cfg.SetRaftTiming(500 * time.Millisecond)
 	cfg.Logger = slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if c.configure != nil {
 		c.configure(&cfg)
