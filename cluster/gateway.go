@@ -134,7 +134,7 @@ func (n *Node) Exchange(ctx context.Context, name string, point []byte, client s
 	xctx := exchangeContext(a.clusterID, a.key, sg)
 	call := holderCall[shamir.P256Partial]{path: "/internal/v1/exchange", local: n.answerExchange,
 		index: func(p *shamir.P256Partial) uint32 { return p.Index }}
-	return gather(ctx, n, a, call, a.partialFor(0), "%d of the tang key's share holders are still members, %d needed", func(own, others []*shamir.P256Partial) ([]byte, error) {
+	return gather(ctx, n, a, call, a.partialFor(0), "%d of the tang key's share holders are still members, %d needed", nil, func(own, others []*shamir.P256Partial) ([]byte, error) {
 		for _, p := range others {
 			if err := shamir.VerifyP256Partial(public[p.Index], point, p, xctx); err != nil {
 				return nil, fmt.Errorf("partial of share %d: %w", p.Index, err)

@@ -168,6 +168,11 @@ func (c *testCluster) addNode() *testNode {
 	cfg.DataDir = filepath.Join(c.dir, cfg.NodeID)
 	cfg.RaftAddr, cfg.GossipAddr, cfg.APIAddr = ports[0], ports[1], ports[2]
 	cfg.RequestTimeout = 2 * time.Second
+	// Many in-process nodes share this 2-core machine with other test
+	// binaries: Raft's LAN timing (config.go) would see starvation as a
+	// dead leader and churn. The tests run the timing that tolerates it;
+	// keybench and the jepsen suite run keyd's defaults.
+	cfg.SetRaftTiming(500 * time.Millisecond)
 	cfg.Logger = slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if c.configure != nil {
 		c.configure(&cfg)

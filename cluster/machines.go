@@ -54,6 +54,9 @@ func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (
 	if err := n.verifyLocally(ctx, sg); err != nil {
 		return nil, err
 	}
+	call := sealedPartialCall(n)
+	early := speculate(ctx, n, sg, call)
+	defer early.discard()
 	for attempt := 0; ; attempt++ {
 		var (
 			pending   bool // refused until an operator approves
@@ -83,7 +86,7 @@ func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (
 		}
 		// The coordinator cannot check sealed partials: the machine does,
 		// and asks again if one is wrong.
-		partials, err := gather(ctx, n, a, sealedPartialCall(n), a.partialFor(a.epoch), holdersListed, func(own, others []*SealedPartial) ([]SealedPartial, error) {
+		partials, err := gather(ctx, n, a, call, a.partialFor(a.epoch), holdersListed, early, func(own, others []*SealedPartial) ([]SealedPartial, error) {
 			var all []SealedPartial
 			for _, p := range append(own, others...) {
 				all = append(all, *p)

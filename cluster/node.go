@@ -46,6 +46,8 @@ type Node struct {
 	joinToken string
 
 	holderReads roundBatch[readIndexResult]
+	// holderPick orders the holders this node asks as coordinator.
+	holderPick holderPicker
 
 	held heldKeys // what the gateways keep assembled in memory
 
@@ -281,8 +283,9 @@ func (n *Node) startGossip(m *membership) (*memberlist.Memberlist, error) {
 	return memberlist.Create(c)
 }
 
-// Shutdown stops the node: it leaves gossip, stops Raft and closes its
-// ports and stores, within ctx's deadline.
+// Shutdown stops the node: a leader first hands its leadership to
+// another voter, then it leaves gossip, stops Raft and closes its ports
+// and stores, within ctx's deadline.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.mu.Lock()
 	rt := n.rt
@@ -293,6 +296,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() {
+		n.cons.handOff()
 		rt.close()
 		n.cons.stop()
 		close(done)

@@ -134,7 +134,7 @@ func (n *Node) release(ctx context.Context, sg *fsm.Signed) ([]byte, *fsm.Key, e
 	rctx := releaseContext(a.clusterID, a.key, a.epoch, sg)
 	ct := &shamir.Ciphertext{R: a.key.R, Sealed: a.key.Sealed}
 	info := fsm.SealInfo(a.clusterID, a.key.Name)
-	plain, err := gather(ctx, n, a, partialCall(n), a.partialFor(a.epoch), holdersListed, func(own, others []*shamir.Partial) ([]byte, error) {
+	plain, err := gather(ctx, n, a, partialCall(n), a.partialFor(a.epoch), holdersListed, nil, func(own, others []*shamir.Partial) ([]byte, error) {
 		if len(own) == 1 {
 			return shamir.OpenWithOwn(pub, ct, info, own[0], others, rctx)
 		}

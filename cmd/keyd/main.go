@@ -89,7 +89,7 @@ func protectMemory() {
 // nodeFlags are the flags of one node.
 type nodeFlags struct {
 	id, dataDir, apiAddr, raftAddr, gossipAddr, logLevel, debugAddr string
-	requestTimeout, snapshotInterval                                time.Duration
+	requestTimeout, heartbeatTimeout, snapshotInterval              time.Duration
 	snapshotThreshold, trailingLogs                                 uint64
 	gateways                                                        gatewayFlags
 	// timeouts replace the HTTP servers' (the API's and kxd's) default
@@ -109,6 +109,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "host:port to serve Go's pprof profiles on, for profiling (off when empty; never expose it)")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", cluster.DefaultRequestTimeout, "bound on one release, read or write")
+	fs.DurationVar(&f.heartbeatTimeout, "heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "Raft heartbeat and election timeout (leader lease: two thirds of it); raise it where the host starves keyd of CPU, at the price of a slower failover")
 	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 0, "Raft log entries between snapshots (0: Raft's default, 8192)")
 	fs.DurationVar(&f.snapshotInterval, "snapshot-interval", 0, "how often Raft checks whether a snapshot is due (0: Raft's default, 2m with jitter)")
 	fs.Uint64Var(&f.trailingLogs, "trailing-logs", 0, "Raft log entries kept after a snapshot for lagging followers (0: Raft's default, 10240)")
@@ -250,6 +251,7 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 	cfg.NodeID, cfg.DataDir = f.id, f.dataDir
 	cfg.APIAddr, cfg.RaftAddr, cfg.GossipAddr = f.apiAddr, f.raftAddr, f.gossipAddr
 	cfg.RequestTimeout = f.requestTimeout
+	cfg.SetRaftTiming(f.heartbeatTimeout)
 	cfg.SnapshotThreshold, cfg.SnapshotInterval, cfg.TrailingLogs = f.snapshotThreshold, f.snapshotInterval, f.trailingLogs
 	cfg.JoinToken = f.joinToken
 	cfg.Logger = log

@@ -35,6 +35,7 @@ func TestFlagsEnvAndConfigFile(t *testing.T) {
 		"log-level (file)":             f.logLevel,
 		"gossip-addr (default)":        f.gossipAddr,
 		"request-timeout (file)":       f.requestTimeout.String(),
+		"heartbeat-timeout (default)":  f.heartbeatTimeout.String(),
 	} {
 		want := map[string]string{
 			"raft-addr (flag over env)":    "10.0.0.4:4",
@@ -43,6 +44,7 @@ func TestFlagsEnvAndConfigFile(t *testing.T) {
 			"log-level (file)":             "debug",
 			"gossip-addr (default)":        "127.0.0.1:8742",
 			"request-timeout (file)":       "7s",
+			"heartbeat-timeout (default)":  "150ms",
 		}[name]
 		if got != want {
 			t.Errorf("%s: %q, want %q", name, got, want)
