@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/keyquorum/keyquorum/cluster/metrics"
 )
 
 // Defaults, tuned for nodes on one LAN: a leader's loss is noticed and a
@@ -61,6 +63,9 @@ type Config struct {
 	JoinToken string
 
 	Logger *slog.Logger
+	// Metrics are where the node records what it measures; nil means a
+	// new set (metrics.New).
+	Metrics *metrics.Set
 }
 
 // DefaultConfig returns a configuration with the default timeouts; the
@@ -95,6 +100,9 @@ func (c *Config) validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.New()
 	}
 	return nil
 }

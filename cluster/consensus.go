@@ -86,7 +86,7 @@ type raftRun struct {
 }
 
 func newConsensus(cfg Config, log *slog.Logger, nodeID string, f *fsm.FSM) *consensus {
-	return &consensus{cfg: cfg, log: log, nodeID: nodeID, fsm: f, rfsm: newRaftFSM(f, log)}
+	return &consensus{cfg: cfg, log: log, nodeID: nodeID, fsm: f, rfsm: newRaftFSM(f, log, cfg.Metrics)}
 }
 
 // current is the running Raft, or nil.
@@ -172,7 +172,7 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 	c.mu.Lock()
 	c.run, c.cancel = run, cancel
 	c.mu.Unlock()
-	for _, loop := range []func(context.Context, *raftRun){c.watchLeadership, c.reconcileMembers, c.dropRemovedPeers} {
+	for _, loop := range []func(context.Context, *raftRun){c.watchLeadership, c.reconcileMembers, c.dropRemovedPeers, c.countLeaderChanges} {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
@@ -412,6 +412,7 @@ func (c *consensus) proposeOnce(ctx context.Context, run *raftRun, data []byte) 
 	case id == "":
 		return nil, errRetry{errors.New("no leader known")}
 	case string(id) == c.nodeID:
+		start := time.Now()
 		f := run.raft.Apply(data, time.Until(deadline(ctx)))
 		if err := f.Error(); err != nil {
 			switch {
@@ -424,6 +425,7 @@ func (c *consensus) proposeOnce(ctx context.Context, run *raftRun, data []byte) 
 			}
 			return nil, err
 		}
+		c.cfg.Metrics.RaftCommitSeconds.Observe(time.Since(start).Seconds())
 		return f.Response().(*fsm.Result), nil
 	default:
 		var out fsm.Result

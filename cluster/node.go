@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/cluster/metrics"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
@@ -50,6 +51,8 @@ type Node struct {
 	held heldKeys // what the gateways keep assembled in memory
 
 	serving *ServingCert // the gateways' TLS certificate
+
+	metrics *metrics.Set
 }
 
 // runtime is what the node runs once it is in a cluster, besides the
@@ -84,7 +87,8 @@ func NewNode(cfg Config) (*Node, error) {
 	log := cfg.Logger.With("node", cfg.NodeID)
 	cons := newConsensus(cfg, log, id.NodeID, f)
 	n := &Node{cfg: cfg, log: log, id: id, fsm: f, replicated: cons, cons: cons,
-		shares: shares, nonces: newNonceCache(time.Now())}
+		shares: shares, nonces: newNonceCache(time.Now()), metrics: cfg.Metrics}
+	n.metrics.SetState(n.stateMetrics)
 	if n.serving, err = NewServingCert(id.SignKey, id.NodeID, n.Membership); err != nil {
 		return nil, err
 	}
@@ -243,7 +247,7 @@ func (n *Node) startRuntime(m *membership) (err error) {
 	n.mu.Lock()
 	n.rt = rt
 	n.mu.Unlock()
-	for _, loop := range []func(context.Context, *runtime){n.driveResharing, n.joinGossip, n.watchRemoval, n.attestCheckpoints, n.keepClusterKey, n.eraseDestroyed} {
+	for _, loop := range []func(context.Context, *runtime){n.driveResharing, n.watchRounds, n.joinGossip, n.watchRemoval, n.attestCheckpoints, n.keepClusterKey, n.eraseDestroyed} {
 		rt.wg.Add(1)
 		go func() {
 			defer rt.wg.Done()

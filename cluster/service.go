@@ -203,7 +203,14 @@ func gossipState(s memberlist.NodeStateType) string {
 }
 
 // Submit commits an operator-signed command.
-func (n *Node) Submit(ctx context.Context, cmd *fsm.Signed) (*fsm.Result, error) {
+func (n *Node) Submit(ctx context.Context, cmd *fsm.Signed) (res *fsm.Result, err error) {
+	op, key := commandOf(cmd)
+	defer func(start time.Time) {
+		if err == nil && res != nil && res.Error != nil {
+			err = fromFSM(res.Error)
+		}
+		n.observe(ctx, op, key, start, err)
+	}(time.Now())
 	return n.submit(ctx, cmd)
 }
 
@@ -225,6 +232,7 @@ func (n *Node) consistent(ctx context.Context, fn func(*fsm.State)) error {
 // Keys lists the keys the principal may read.
 func (n *Node) Keys(ctx context.Context, principal string) ([]*fsm.Key, error) {
 	var out []*fsm.Key
+	start := time.Now()
 	err := n.consistent(ctx, func(s *fsm.State) {
 		for _, k := range s.Keys {
 			if s.Allowed(principal, fsm.OpRead, k.Name) {
@@ -233,15 +241,17 @@ func (n *Node) Keys(ctx context.Context, principal string) ([]*fsm.Key, error) {
 		}
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	n.observe(ctx, opRead, "", start, err)
 	return out, err
 }
 
 // Key shows one key. A key the principal may not read is reported as
 // denied, not as missing, so operators can tell the two apart.
-func (n *Node) Key(ctx context.Context, principal, name string) (*fsm.Key, error) {
+func (n *Node) Key(ctx context.Context, principal, name string) (_ *fsm.Key, err error) {
+	defer func(start time.Time) { n.observe(ctx, opRead, name, start, err) }(time.Now())
 	var k *fsm.Key
 	var e error
-	err := n.consistent(ctx, func(s *fsm.State) {
+	err = n.consistent(ctx, func(s *fsm.State) {
 		key := s.Keys[name]
 		switch {
 		case key == nil:
@@ -262,7 +272,9 @@ func (n *Node) Key(ctx context.Context, principal, name string) (*fsm.Key, error
 // comparison of a compare-and-swap, which the client makes): every holder
 // seals its partial to the request's ephemeral key, and this node passes
 // them on with the ciphertext and the public polynomial.
-func (n *Node) Release(ctx context.Context, req *fsm.Signed) (*SealedRelease, error) {
+func (n *Node) Release(ctx context.Context, req *fsm.Signed) (_ *SealedRelease, err error) {
+	op, key := commandOf(req)
+	defer func(start time.Time) { n.observe(ctx, op, key, start, err) }(time.Now())
 	var cmd fsm.Command
 	if err := json.Unmarshal(req.Payload, &cmd); err != nil || cmd.Release == nil || (cmd.Release.Op != fsm.OpGet && cmd.Release.Op != fsm.OpCAS) {
 		return nil, Errorf(KindInvalid, "not a signed release request with op %q or %q", fsm.OpGet, fsm.OpCAS)
@@ -275,7 +287,7 @@ func (n *Node) Release(ctx context.Context, req *fsm.Signed) (*SealedRelease, er
 	if len(cmd.Release.Ephemeral) == 0 {
 		return nil, Errorf(KindInvalid, "a release request needs an ephemeral key: the holders seal their partials to it and the client combines (update the client)")
 	}
-	return n.MachineUnlock(ctx, req, "")
+	return n.unlock(ctx, req, "")
 }
 
 // CompareAndSwap commits keysrv's compare-and-swap of a secret, which the

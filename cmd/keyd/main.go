@@ -82,6 +82,7 @@ func protectMemory() {
 // nodeFlags are the flags of one node.
 type nodeFlags struct {
 	id, dataDir, apiAddr, raftAddr, gossipAddr, logLevel, debugAddr string
+	metricsAddr                                                     string
 	requestTimeout                                                  time.Duration
 	snapshotThreshold, trailingLogs                                 uint64
 	gateways                                                        gatewayFlags
@@ -99,6 +100,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:8741", "host:port of Raft and node-to-node calls")
 	fs.StringVar(&f.gossipAddr, "gossip-addr", "127.0.0.1:8742", "host:port of gossip (UDP and TCP)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "host:port to serve /metrics (Prometheus) and /ready on, in plain HTTP without authentication (off when empty; docs/operations.md)")
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "host:port to serve Go's pprof profiles on, for profiling (off when empty; never expose it)")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", cluster.DefaultRequestTimeout, "bound on one release, read or write")
 	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 0, "Raft log entries between snapshots (0: Raft's default, 8192)")
@@ -246,7 +248,7 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 		timeouts = *f.timeouts
 	}
 	tangHandler := tang.Handler(tang.NewClusterKeys(n, f.gateways.tangDefault), log)
-	api, err := https.NewServer(n, n.ServingCert(), log, https.Mount(tang.Patterns, tangHandler), https.WithTimeouts(timeouts))
+	api, err := https.NewServer(n, n.ServingCert(), log, https.Mount(tang.Patterns, tangHandler), https.WithTimeouts(timeouts), https.WithMetrics(n.Metrics()))
 	if err != nil {
 		n.Shutdown(context.Background())
 		return nil, err
@@ -262,7 +264,16 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 		}
 	}()
 	gws, err := startGateways(n, api, f.apiAddr, f.gateways, log)
+	if err == nil && f.metricsAddr != "" {
+		var mg gateway
+		if mg, err = serveMetrics(n, f.metricsAddr, log); err == nil {
+			gws = append(gws, mg)
+		}
+	}
 	if err != nil {
+		for _, g := range gws {
+			g.shutdown(context.Background())
+		}
 		api.Shutdown(context.Background())
 		n.Shutdown(context.Background())
 		return nil, err
