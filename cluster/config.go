@@ -63,6 +63,12 @@ type Config struct {
 	JoinToken string
 
 	Logger *slog.Logger
+	// AuditLog is the audit log's path; empty means DefaultAuditFile in
+	// DataDir. AuditBestEffort lets the node go on releasing when it
+	// cannot write the log; by default it refuses (auditing.go).
+	AuditLog        string
+	AuditBestEffort bool
+
 	// Metrics are where the node records what it measures; nil means a
 	// new set (metrics.New).
 	Metrics *metrics.Set

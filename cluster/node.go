@@ -53,6 +53,7 @@ type Node struct {
 	serving *ServingCert // the gateways' TLS certificate
 
 	metrics *metrics.Set
+	audit   *auditTrail
 }
 
 // runtime is what the node runs once it is in a cluster, besides the
@@ -89,6 +90,9 @@ func NewNode(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: log, id: id, fsm: f, replicated: cons, cons: cons,
 		shares: shares, nonces: newNonceCache(time.Now()), metrics: cfg.Metrics}
 	n.metrics.SetState(n.stateMetrics)
+	if err := n.openAudit(); err != nil {
+		return nil, err
+	}
 	if n.serving, err = NewServingCert(id.SignKey, id.NodeID, n.Membership); err != nil {
 		return nil, err
 	}
@@ -284,12 +288,14 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.rt, n.stopped = nil, true
 	n.mu.Unlock()
 	if rt == nil {
+		n.closeAudit()
 		return nil
 	}
 	done := make(chan struct{})
 	go func() {
 		rt.close()
 		n.cons.stop()
+		n.closeAudit()
 		close(done)
 	}()
 	select {

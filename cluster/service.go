@@ -206,10 +206,14 @@ func gossipState(s memberlist.NodeStateType) string {
 func (n *Node) Submit(ctx context.Context, cmd *fsm.Signed) (res *fsm.Result, err error) {
 	op, key := commandOf(cmd)
 	defer func(start time.Time) {
+		verdict := err
 		if err == nil && res != nil && res.Error != nil {
-			err = fromFSM(res.Error)
+			verdict = fromFSM(res.Error)
 		}
-		n.observe(ctx, op, key, start, err)
+		if err == nil { // the state machine decided
+			n.decide(roleSubmit, cmd, "", verdict)
+		}
+		n.observe(ctx, op, key, start, verdict)
 	}(time.Now())
 	return n.submit(ctx, cmd)
 }

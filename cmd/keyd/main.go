@@ -82,7 +82,8 @@ func protectMemory() {
 // nodeFlags are the flags of one node.
 type nodeFlags struct {
 	id, dataDir, apiAddr, raftAddr, gossipAddr, logLevel, debugAddr string
-	metricsAddr                                                     string
+	metricsAddr, auditLog                                           string
+	auditBestEffort                                                 bool
 	requestTimeout                                                  time.Duration
 	snapshotThreshold, trailingLogs                                 uint64
 	gateways                                                        gatewayFlags
@@ -101,6 +102,8 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.gossipAddr, "gossip-addr", "127.0.0.1:8742", "host:port of gossip (UDP and TCP)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "host:port to serve /metrics (Prometheus) and /ready on, in plain HTTP without authentication (off when empty; docs/operations.md)")
+	fs.StringVar(&f.auditLog, "audit-log", "", "audit log file: every authorization decision, hash-chained and signed (default: DATA_DIR/audit.log)")
+	fs.BoolVar(&f.auditBestEffort, "audit-best-effort", false, "keep releasing when the audit log cannot be written (default: refuse, as Vault's blocking audit)")
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "host:port to serve Go's pprof profiles on, for profiling (off when empty; never expose it)")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", cluster.DefaultRequestTimeout, "bound on one release, read or write")
 	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 0, "Raft log entries between snapshots (0: Raft's default, 8192)")
@@ -238,6 +241,7 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 	cfg.RequestTimeout = f.requestTimeout
 	cfg.SnapshotThreshold, cfg.TrailingLogs = f.snapshotThreshold, f.trailingLogs
 	cfg.JoinToken = f.joinToken
+	cfg.AuditLog, cfg.AuditBestEffort = f.auditLog, f.auditBestEffort
 	cfg.Logger = log
 	n, err := cluster.NewNode(cfg)
 	if err != nil {

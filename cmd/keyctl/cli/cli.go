@@ -76,6 +76,9 @@ Usage:
   keyctl rule put ID --principal OPERATOR-ID --key NAME|PREFIX* --ops OP[,OP...]
   keyctl operator create NAME --dir DIR [--admin]
                                     make another operator's key and certificate (needs the CA key)
+  keyctl audit verify FILE [--fingerprint FP] [--until now|TIME]
+                                    check a node's audit log: signatures, order, chain, its
+                                    node's key, and that it reaches TIME (docs/operations.md)
 
 A node is admitted only if its identity fingerprint is the one keyd printed
 on its machine at start ("keyd identity" prints it too): pass it with
@@ -173,6 +176,7 @@ func (c *command) handlers() map[string]map[string]func([]string) error {
 		"machine":  {"add": c.machineAdd, "list": c.machineList, "revoke": c.machineRevoke},
 		"session":  {"list": c.sessionList, "approve": c.sessionApprove},
 		"operator": {"create": c.operatorCreate},
+		"audit":    {"verify": c.auditVerify},
 	}
 }
 
