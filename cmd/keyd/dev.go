@@ -23,6 +23,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("dir", "", "directory for data and credentials (default: a new temporary directory)")
 	nodes := fs.Int("nodes", 3, "number of nodes")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text (key=value) or json (one object a line)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -36,7 +37,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 		}
 		*dir = d
 	}
-	log, err := newLogger(stderr, *logLevel)
+	log, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		return err
 	}

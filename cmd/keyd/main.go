@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -82,7 +83,7 @@ func protectMemory() {
 // nodeFlags are the flags of one node.
 type nodeFlags struct {
 	id, dataDir, apiAddr, raftAddr, gossipAddr, logLevel, debugAddr string
-	metricsAddr, auditLog                                           string
+	metricsAddr, auditLog, logFormat                                string
 	auditBestEffort                                                 bool
 	requestTimeout                                                  time.Duration
 	snapshotThreshold, trailingLogs                                 uint64
@@ -90,8 +91,9 @@ type nodeFlags struct {
 	// timeouts replace the HTTP servers' (the API's and kxd's) default
 	// timeouts, https.DefaultTimeouts(requestTimeout); tests shorten them.
 	timeouts *https.Timeouts
-	// joinToken is what an unjoined node requires of whoever starts it.
-	joinToken string
+	// joinToken is what an unjoined node requires of whoever starts it;
+	// joinTokenFile a file that holds it (a Kubernetes Secret's).
+	joinToken, joinTokenFile string
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -101,6 +103,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:8741", "host:port of Raft and node-to-node calls")
 	fs.StringVar(&f.gossipAddr, "gossip-addr", "127.0.0.1:8742", "host:port of gossip (UDP and TCP)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text (key=value) or json (one object a line)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "host:port to serve /metrics (Prometheus) and /ready on, in plain HTTP without authentication (off when empty; docs/operations.md)")
 	fs.StringVar(&f.auditLog, "audit-log", "", "audit log file: every authorization decision, hash-chained and signed (default: DATA_DIR/audit.log)")
 	fs.BoolVar(&f.auditBestEffort, "audit-best-effort", false, "keep releasing when the audit log cannot be written (default: refuse, as Vault's blocking audit)")
@@ -108,6 +111,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.requestTimeout, "request-timeout", cluster.DefaultRequestTimeout, "bound on one release, read or write")
 	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 0, "Raft log entries between snapshots (0: Raft's default, 8192)")
 	fs.Uint64Var(&f.trailingLogs, "trailing-logs", 0, "Raft log entries kept after a snapshot for lagging followers (0: Raft's default, 10240)")
+	fs.StringVar(&f.joinTokenFile, "join-token-file", "", "file holding the join token, as --join-token (a mounted Secret); a missing file is no token")
 	fs.StringVar(&f.joinToken, "join-token", "", "join token an unjoined node requires of whoever starts it (keyctl cluster token create; default: one the node makes in DATA_DIR/join-token)")
 	f.gateways.register(fs)
 }
@@ -148,12 +152,22 @@ func applyEnvAndFile(fs *flag.FlagSet, configPath string) error {
 	return err
 }
 
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+// newLogger makes the node's logger: every line of keyd, Raft included,
+// goes through it. Nothing logs key material: errors and messages carry
+// names, never bytes of a key (e2e.TestLogsHoldNoSecret).
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
 }
 
 func runNode(args []string, stderr io.Writer) error {
@@ -180,8 +194,11 @@ func runNode(args []string, stderr io.Writer) error {
 	if f.dataDir == "" {
 		return errors.New("--data-dir is required")
 	}
-	log, err := newLogger(stderr, f.logLevel)
+	log, err := newLogger(stderr, f.logLevel, f.logFormat)
 	if err != nil {
+		return err
+	}
+	if err := readJoinTokenFile(&f, log); err != nil {
 		return err
 	}
 	n, err := startNode(f, log)
@@ -329,5 +346,28 @@ func runIdentity(args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "node %s\nfingerprint %s\n", ident.NodeID, api.Fingerprint(ident.SignKey))
+	return nil
+}
+
+// readJoinTokenFile sets the join token from --join-token-file when no
+// --join-token is given. A missing file is no token: the node then makes
+// its own (a pod whose Secret names no token for it cannot be started by
+// anyone who does not read its data directory).
+func readJoinTokenFile(f *nodeFlags, log *slog.Logger) error {
+	if f.joinTokenFile == "" || f.joinToken != "" {
+		return nil
+	}
+	b, err := os.ReadFile(f.joinTokenFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		log.Info("no join token file: the node makes its own join token if it needs one", "file", f.joinTokenFile)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("--join-token-file: %w", err)
+	}
+	f.joinToken = strings.TrimSpace(string(b))
+	if f.joinToken == "" {
+		return fmt.Errorf("--join-token-file %s is empty", f.joinTokenFile)
+	}
 	return nil
 }
