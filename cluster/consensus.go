@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/keyquorum/keyquorum/fsm"
@@ -124,7 +123,7 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 	if err != nil {
 		return err
 	}
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
+	hlog := raftLogger(c.log)
 	run.transport = raft.NewNetworkTransportWithLogger(&streamLayer{chanListener: run.mux.raft, tls: t, network: network, advertise: advertise}, 3, 2*time.Second, hlog)
 	dir := filepath.Join(c.cfg.DataDir, raftDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {

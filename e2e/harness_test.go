@@ -220,6 +220,9 @@ type localCluster struct {
 	dir  string
 	base int
 	env  []string // base environment with DIR/env.sh's exports
+	// keydEnv is added to the script's environment, which the keyd
+	// processes inherit (KEYQUORUM_LOG_FORMAT=json, say).
+	keydEnv []string
 }
 
 // script runs deploy/local/cluster with args.
@@ -227,6 +230,7 @@ func (c *localCluster) script(timeout time.Duration, args ...string) result {
 	c.t.Helper()
 	env := baseEnv()
 	env = append(env, "KEYD="+keydBin, "KEYCTL="+keyctlBin, "KEYQUORUM_BASE_PORT="+strconv.Itoa(c.base))
+	env = append(env, c.keydEnv...)
 	return run(c.t, timeout, env, "bash", append([]string{filepath.Join(root, "deploy", "local", "cluster")}, args...)...)
 }
 
@@ -244,9 +248,16 @@ func (c *localCluster) mustScript(args ...string) result {
 // "cluster down DIR" (and kill -9 of anything left) as cleanup.
 func startCluster(t *testing.T, n int) *localCluster {
 	t.Helper()
+	return startClusterEnv(t, n)
+}
+
+// startClusterEnv is startCluster with keydEnv in every keyd's
+// environment.
+func startClusterEnv(t *testing.T, n int, keydEnv ...string) *localCluster {
+	t.Helper()
 	needBinaries(t)
 	for attempt := 1; ; attempt++ {
-		c := &localCluster{t: t, dir: t.TempDir(), base: freeBase(t)}
+		c := &localCluster{t: t, dir: t.TempDir(), base: freeBase(t), keydEnv: keydEnv}
 		t.Cleanup(c.cleanup)
 		r := c.script(5*time.Minute, "up", strconv.Itoa(n), c.dir)
 		if r.code == 0 {
