@@ -116,7 +116,7 @@ func (n *Node) stateMetrics() metrics.State {
 			st.VotersReachable++
 		}
 	}
-	st.ShareHeld = n.shares.current(st.Epoch) != nil
+	st.ShareHeld = n.shares.holds(st.Epoch)
 	return st
 }
 
