@@ -146,7 +146,7 @@ func Open(path, node string, key ed25519.PrivateKey) (*Writer, error) {
 	w := &Writer{key: key, node: node, f: f, prev: sha256.Sum256([]byte(ChainStart)), stop: make(chan struct{}), done: make(chan struct{}), now: time.Now}
 	dropped := 0
 	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
-		if dropped, err = w.resume(); err != nil {
+		if dropped, err = w.resume(st.Size()); err != nil {
 			f.Close()
 			return nil, err
 		}
@@ -156,17 +156,26 @@ func Open(path, node string, key ed25519.PrivateKey) (*Writer, error) {
 	return w, nil
 }
 
-// resume reads the file's last complete line to continue its chain, and
-// cuts off an unfinished one after it.
-func (w *Writer) resume() (dropped int, err error) {
-	b, err := io.ReadAll(io.NewSectionReader(w.f, 0, 1<<62))
+// maxLine bounds a record's line: resume reads no more than this of the
+// file's end.
+const maxLine = 1 << 20
+
+// resume reads the file's last complete line (within its last 2*maxLine
+// bytes: records are far smaller) to continue its chain, and cuts off an
+// unfinished one after it.
+func (w *Writer) resume(size int64) (dropped int, err error) {
+	off := max(0, size-2*maxLine)
+	b, err := io.ReadAll(io.NewSectionReader(w.f, off, size-off))
 	if err != nil {
 		return 0, fmt.Errorf("audit log: %w", err)
 	}
 	end := bytes.LastIndexByte(b, '\n') + 1
+	if end == 0 && off > 0 {
+		return 0, fmt.Errorf("audit log: no line ends in its last %d bytes", len(b))
+	}
 	if end < len(b) {
 		dropped = len(b) - end
-		if err := w.f.Truncate(int64(end)); err != nil {
+		if err := w.f.Truncate(off + int64(end)); err != nil {
 			return 0, fmt.Errorf("audit log: cutting an unfinished line: %w", err)
 		}
 	}
@@ -291,7 +300,7 @@ type Summary struct {
 // the first problem, naming its line.
 func Verify(r io.Reader, opt Options) (*Summary, error) {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sc.Buffer(make([]byte, 64<<10), maxLine)
 	prev := sha256.Sum256([]byte(ChainStart))
 	key := opt.PublicKey
 	s := &Summary{PublicKey: key}
