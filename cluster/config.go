@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/keyquorum/keyquorum/cluster/metrics"
 )
 
 // Defaults, tuned for nodes on one LAN, so that releases resume within
@@ -70,6 +72,15 @@ type Config struct {
 	JoinToken string
 
 	Logger *slog.Logger
+	// AuditLog is the audit log's path; empty means DefaultAuditFile in
+	// DataDir. AuditBestEffort lets the node go on releasing when it
+	// cannot write the log; by default it refuses (auditing.go).
+	AuditLog        string
+	AuditBestEffort bool
+
+	// Metrics are where the node records what it measures; nil means a
+	// new set (metrics.New).
+	Metrics *metrics.Set
 }
 
 // DefaultConfig returns a configuration with the default timeouts; the
@@ -109,6 +120,9 @@ func (c *Config) validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.New()
 	}
 	return nil
 }

@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/keyquorum/keyquorum/fsm"
@@ -86,7 +85,7 @@ type raftRun struct {
 }
 
 func newConsensus(cfg Config, log *slog.Logger, nodeID string, f *fsm.FSM) *consensus {
-	return &consensus{cfg: cfg, log: log, nodeID: nodeID, fsm: f, rfsm: newRaftFSM(f, log)}
+	return &consensus{cfg: cfg, log: log, nodeID: nodeID, fsm: f, rfsm: newRaftFSM(f, log, cfg.Metrics)}
 }
 
 // current is the running Raft, or nil.
@@ -134,7 +133,7 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 	if err != nil {
 		return err
 	}
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
+	hlog := raftLogger(c.log)
 	run.transport = raft.NewNetworkTransportWithLogger(&streamLayer{chanListener: run.mux.raft, tls: t, network: network, advertise: advertise}, 3, 2*time.Second, hlog)
 	dir := filepath.Join(c.cfg.DataDir, raftDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -182,7 +181,7 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 	c.mu.Lock()
 	c.run, c.cancel = run, cancel
 	c.mu.Unlock()
-	for _, loop := range []func(context.Context, *raftRun){c.watchLeadership, c.reconcileMembers, c.dropRemovedPeers} {
+	for _, loop := range []func(context.Context, *raftRun){c.watchLeadership, c.reconcileMembers, c.dropRemovedPeers, c.countLeaderChanges} {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
@@ -442,6 +441,7 @@ func (c *consensus) proposeOnce(ctx context.Context, run *raftRun, data []byte) 
 	case id == "":
 		return nil, errRetry{errors.New("no leader known")}
 	case string(id) == c.nodeID:
+		start := time.Now()
 		f := run.raft.Apply(data, time.Until(deadline(ctx)))
 		if err := f.Error(); err != nil {
 			switch {
@@ -454,6 +454,7 @@ func (c *consensus) proposeOnce(ctx context.Context, run *raftRun, data []byte) 
 			}
 			return nil, err
 		}
+		c.cfg.Metrics.RaftCommitSeconds.Observe(time.Since(start).Seconds())
 		return f.Response().(*fsm.Result), nil
 	default:
 		var out fsm.Result

@@ -78,10 +78,14 @@ func (n *Node) coordinatorRead(ctx context.Context, sg *fsm.Signed, also func(s 
 		return nil, err
 	}
 	a := &authorized{request: sg}
-	var ferr *fsm.Error
+	var (
+		ferr  *fsm.Error
+		basis string
+	)
 	n.fsm.Read(func(s *fsm.State) {
 		cmd, k, e := s.AuthorizeRelease(sg, time.Now())
 		if e == nil {
+			basis = s.ReleaseBasis(sg.Signer, cmd.Release)
 			key := *k // the State's slices are never mutated in place
 			a.cmd, a.key = cmd, &key
 			a.clusterID, a.epoch, a.poly, a.threshold, a.readAt = s.ClusterID, s.Epoch, s.Poly, s.Threshold, s.Applied
@@ -95,7 +99,12 @@ func (n *Node) coordinatorRead(ctx context.Context, sg *fsm.Signed, also func(s 
 		}
 	})
 	if ferr != nil {
-		return nil, fromFSM(ferr)
+		err := fromFSM(ferr)
+		n.decide(roleCoordinator, sg, "", err)
+		return nil, err
+	}
+	if err := n.decide(roleCoordinator, sg, basis, nil); err != nil {
+		return nil, err
 	}
 	return a, nil
 }

@@ -41,7 +41,14 @@ const sessionEvery = 5 * time.Second
 // MachineUnlock coordinates a machine's signed release request from addr,
 // or an operator's (Release): any request with an ephemeral key. Only a
 // machine's may wait for an approval.
-func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (*MachineUnlock, error) {
+func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (_ *MachineUnlock, err error) {
+	_, key := commandOf(sg)
+	defer func(start time.Time) { n.observe(ctx, opUnlock, key, start, err) }(time.Now())
+	return n.unlock(ctx, sg, addr)
+}
+
+// unlock is MachineUnlock, unobserved: Release calls it too.
+func (n *Node) unlock(ctx context.Context, sg *fsm.Signed, addr string) (*MachineUnlock, error) {
 	if _, err := n.joined(); err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/cluster/metrics"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
@@ -61,6 +62,9 @@ type Node struct {
 	frostShareHook func([]byte) []byte
 
 	serving *ServingCert // the gateways' TLS certificate
+
+	metrics *metrics.Set
+	audit   *auditTrail
 }
 
 // runtime is what the node runs once it is in a cluster, besides the
@@ -95,7 +99,11 @@ func NewNode(cfg Config) (*Node, error) {
 	log := cfg.Logger.With("node", cfg.NodeID)
 	cons := newConsensus(cfg, log, id.NodeID, f)
 	n := &Node{cfg: cfg, log: log, id: id, fsm: f, replicated: cons, cons: cons,
-		shares: shares, nonces: newNonceCache(time.Now())}
+		shares: shares, nonces: newNonceCache(time.Now()), metrics: cfg.Metrics}
+	n.metrics.SetState(n.stateMetrics)
+	if err := n.openAudit(); err != nil {
+		return nil, err
+	}
 	if n.serving, err = NewServingCert(id.SignKey, id.NodeID, n.Membership); err != nil {
 		return nil, err
 	}
@@ -254,7 +262,7 @@ func (n *Node) startRuntime(m *membership) (err error) {
 	n.mu.Lock()
 	n.rt = rt
 	n.mu.Unlock()
-	for _, loop := range []func(context.Context, *runtime){n.driveResharing, n.joinGossip, n.watchRemoval, n.attestCheckpoints, n.keepClusterKey, n.eraseDestroyed} {
+	for _, loop := range []func(context.Context, *runtime){n.driveResharing, n.watchRounds, n.joinGossip, n.watchRemoval, n.attestCheckpoints, n.keepClusterKey, n.eraseDestroyed} {
 		rt.wg.Add(1)
 		go func() {
 			defer rt.wg.Done()
@@ -292,6 +300,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.rt, n.stopped = nil, true
 	n.mu.Unlock()
 	if rt == nil {
+		n.closeAudit()
 		return nil
 	}
 	done := make(chan struct{})
@@ -299,6 +308,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.cons.handOff()
 		rt.close()
 		n.cons.stop()
+		n.closeAudit()
 		close(done)
 	}()
 	select {

@@ -65,7 +65,11 @@ func (n *Node) answerPartial(ctx context.Context, req *partialRequest) (*shamir.
 // epoch and request; otherwise it computes again there. Nothing the checks
 // at the read would refuse is answered, and the read costs the release
 // only what it takes longer than the computation.
-func holderAnswer[P any](ctx context.Context, n *Node, req *partialRequest, compute func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) (*P, error)) (*P, error) {
+func holderAnswer[P any](ctx context.Context, n *Node, req *partialRequest, compute func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) (*P, error)) (_ *P, err error) {
+	if !req.local {
+		_, key := commandOf(req.Request)
+		defer func(start time.Time) { n.observe(ctx, opHolder, key, start, err) }(time.Now())
+	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	if req.Request == nil {

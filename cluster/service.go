@@ -221,7 +221,18 @@ func gossipState(s memberlist.NodeStateType) string {
 }
 
 // Submit commits an operator-signed command.
-func (n *Node) Submit(ctx context.Context, cmd *fsm.Signed) (*fsm.Result, error) {
+func (n *Node) Submit(ctx context.Context, cmd *fsm.Signed) (res *fsm.Result, err error) {
+	op, key := commandOf(cmd)
+	defer func(start time.Time) {
+		verdict := err
+		if err == nil && res != nil && res.Error != nil {
+			verdict = fromFSM(res.Error)
+		}
+		if err == nil { // the state machine decided
+			n.decide(roleSubmit, cmd, "", verdict)
+		}
+		n.observe(ctx, op, key, start, verdict)
+	}(time.Now())
 	return n.submit(ctx, cmd)
 }
 
@@ -252,6 +263,7 @@ func (n *Node) Keys(ctx context.Context, principal, after string, limit int) ([]
 	}
 	var out []*fsm.Key
 	next := ""
+	start := time.Now()
 	err := n.consistent(ctx, func(s *fsm.State) {
 		s.KeysAfter(after, func(k *fsm.Key) bool {
 			if !s.Allowed(principal, fsm.OpRead, k.Name) {
@@ -265,6 +277,7 @@ func (n *Node) Keys(ctx context.Context, principal, after string, limit int) ([]
 			return true
 		})
 	})
+	n.observe(ctx, opRead, "", start, err)
 	if err != nil {
 		return nil, "", err
 	}
@@ -273,10 +286,11 @@ func (n *Node) Keys(ctx context.Context, principal, after string, limit int) ([]
 
 // Key shows one key. A key the principal may not read is reported as
 // denied, not as missing, so operators can tell the two apart.
-func (n *Node) Key(ctx context.Context, principal, name string) (*fsm.Key, error) {
+func (n *Node) Key(ctx context.Context, principal, name string) (_ *fsm.Key, err error) {
+	defer func(start time.Time) { n.observe(ctx, opRead, name, start, err) }(time.Now())
 	var k *fsm.Key
 	var e error
-	err := n.consistent(ctx, func(s *fsm.State) {
+	err = n.consistent(ctx, func(s *fsm.State) {
 		key := s.Keys[name]
 		switch {
 		case key == nil:
@@ -297,7 +311,9 @@ func (n *Node) Key(ctx context.Context, principal, name string) (*fsm.Key, error
 // comparison of a compare-and-swap, which the client makes): every holder
 // seals its partial to the request's ephemeral key, and this node passes
 // them on with the ciphertext and the public polynomial.
-func (n *Node) Release(ctx context.Context, req *fsm.Signed) (*SealedRelease, error) {
+func (n *Node) Release(ctx context.Context, req *fsm.Signed) (_ *SealedRelease, err error) {
+	op, key := commandOf(req)
+	defer func(start time.Time) { n.observe(ctx, op, key, start, err) }(time.Now())
 	var cmd fsm.Command
 	if err := json.Unmarshal(req.Payload, &cmd); err != nil || cmd.Release == nil || (cmd.Release.Op != fsm.OpGet && cmd.Release.Op != fsm.OpCAS) {
 		return nil, Errorf(KindInvalid, "not a signed release request with op %q or %q", fsm.OpGet, fsm.OpCAS)
@@ -310,7 +326,7 @@ func (n *Node) Release(ctx context.Context, req *fsm.Signed) (*SealedRelease, er
 	if len(cmd.Release.Ephemeral) == 0 {
 		return nil, Errorf(KindInvalid, "a release request needs an ephemeral key: the holders seal their partials to it and the client combines (update the client)")
 	}
-	return n.MachineUnlock(ctx, req, "")
+	return n.unlock(ctx, req, "")
 }
 
 // CompareAndSwap commits keysrv's compare-and-swap of a secret, which the

@@ -135,6 +135,15 @@ func (s *shareStore) current(epoch uint64) *shamir.Share {
 	return nil
 }
 
+// holds reports whether the node holds a share of epoch, without copying
+// it.
+func (s *shareStore) holds(epoch uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.data.Current
+	return c != nil && c.Epoch == epoch && c.Share != nil
+}
+
 // tang returns a copy of the node's share of the Tang key kid of epoch,
 // or nil.
 func (s *shareStore) tang(epoch uint64, kid string) *shamir.P256Share {

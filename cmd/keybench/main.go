@@ -366,7 +366,7 @@ func nodeCPU(dir string, i int) (time.Duration, error) {
 }
 
 // profile starts CPU profiles of this process and of each node (their
-// debug ports, +6) for the window, and returns what ends them and writes
+// debug ports, +7) for the window, and returns what ends them and writes
 // them to dir.
 func profile(dir string, base int, window time.Duration) func() error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -380,7 +380,7 @@ func profile(dir string, base int, window time.Duration) func() error {
 	errs := make(chan error, 3)
 	for i := 1; i <= 3; i++ {
 		go func() {
-			url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", base+10*i+6, int(window.Seconds()))
+			url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", base+10*i+7, int(window.Seconds()))
 			resp, err := http.Get(url)
 			if err != nil {
 				errs <- err

@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -89,15 +90,18 @@ func protectMemory() {
 // nodeFlags are the flags of one node.
 type nodeFlags struct {
 	id, dataDir, apiAddr, raftAddr, gossipAddr, logLevel, debugAddr string
+	metricsAddr, auditLog, logFormat                                string
+	auditBestEffort                                                 bool
 	requestTimeout, heartbeatTimeout, snapshotInterval              time.Duration
 	snapshotThreshold, trailingLogs                                 uint64
 	gateways                                                        gatewayFlags
 	// timeouts replace the HTTP servers' (the API's and kxd's) default
 	// timeouts, https.DefaultTimeouts(requestTimeout); tests shorten them.
 	timeouts *https.Timeouts
-	// joinToken is what an unjoined node requires of whoever starts it.
-	joinToken string
-	backups   backupFlags
+	// joinToken is what an unjoined node requires of whoever starts it;
+	// joinTokenFile a file that holds it (a Kubernetes Secret's).
+	joinToken, joinTokenFile string
+	backups                  backupFlags
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -107,12 +111,17 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:8741", "host:port of Raft and node-to-node calls")
 	fs.StringVar(&f.gossipAddr, "gossip-addr", "127.0.0.1:8742", "host:port of gossip (UDP and TCP)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text (key=value) or json (one object a line)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "host:port to serve /metrics (Prometheus) and /ready on, in plain HTTP without authentication (off when empty; docs/operations.md)")
+	fs.StringVar(&f.auditLog, "audit-log", "", "audit log file: every authorization decision, hash-chained and signed (default: DATA_DIR/audit.log)")
+	fs.BoolVar(&f.auditBestEffort, "audit-best-effort", false, "keep releasing when the audit log cannot be written (default: refuse, as Vault's blocking audit)")
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "host:port to serve Go's pprof profiles on, for profiling (off when empty; never expose it)")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", cluster.DefaultRequestTimeout, "bound on one release, read or write")
 	fs.DurationVar(&f.heartbeatTimeout, "heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "Raft heartbeat and election timeout (leader lease: two thirds of it); raise it where the host starves keyd of CPU, at the price of a slower failover")
 	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 0, "Raft log entries between snapshots (0: Raft's default, 8192)")
 	fs.DurationVar(&f.snapshotInterval, "snapshot-interval", 0, "how often Raft checks whether a snapshot is due (0: Raft's default, 2m with jitter)")
 	fs.Uint64Var(&f.trailingLogs, "trailing-logs", 0, "Raft log entries kept after a snapshot for lagging followers (0: Raft's default, 10240)")
+	fs.StringVar(&f.joinTokenFile, "join-token-file", "", "file holding the join token, as --join-token (a mounted Secret); a missing file is no token")
 	fs.StringVar(&f.joinToken, "join-token", "", "join token an unjoined node requires of whoever starts it (keyctl cluster token create; default: one the node makes in DATA_DIR/join-token)")
 	f.gateways.register(fs)
 	f.backups.register(fs)
@@ -154,12 +163,22 @@ func applyEnvAndFile(fs *flag.FlagSet, configPath string) error {
 	return err
 }
 
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+// newLogger makes the node's logger: every line of keyd, Raft included,
+// goes through it. Nothing logs key material: errors and messages carry
+// names, never bytes of a key (e2e.TestLogsHoldNoSecret).
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
 }
 
 func runNode(args []string, stderr io.Writer) error {
@@ -189,8 +208,11 @@ func runNode(args []string, stderr io.Writer) error {
 	if err := f.backups.validate(); err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, f.logLevel)
+	log, err := newLogger(stderr, f.logLevel, f.logFormat)
 	if err != nil {
+		return err
+	}
+	if err := readJoinTokenFile(&f, log); err != nil {
 		return err
 	}
 	n, err := startNode(f, log)
@@ -254,6 +276,7 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 	cfg.SetRaftTiming(f.heartbeatTimeout)
 	cfg.SnapshotThreshold, cfg.SnapshotInterval, cfg.TrailingLogs = f.snapshotThreshold, f.snapshotInterval, f.trailingLogs
 	cfg.JoinToken = f.joinToken
+	cfg.AuditLog, cfg.AuditBestEffort = f.auditLog, f.auditBestEffort
 	cfg.Logger = log
 	n, err := cluster.NewNode(cfg)
 	if err != nil {
@@ -273,7 +296,7 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 	}
 	tangHandler := tang.Handler(tang.NewClusterKeys(n, f.gateways.tangDefault), log)
 	api, err := https.NewServer(n, n.ServingCert(), log, https.Mount(tang.Patterns, tangHandler),
-		https.Mount(console.Patterns, console.New(n, log)), https.WithTimeouts(timeouts))
+		https.Mount(console.Patterns, console.New(n, log)), https.WithTimeouts(timeouts), https.WithMetrics(n.Metrics()))
 	if err != nil {
 		n.Shutdown(context.Background())
 		return nil, err
@@ -289,7 +312,16 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 		}
 	}()
 	gws, err := startGateways(n, api, f.apiAddr, f.gateways, log)
+	if err == nil && f.metricsAddr != "" {
+		var mg gateway
+		if mg, err = serveMetrics(n, f.metricsAddr, log); err == nil {
+			gws = append(gws, mg)
+		}
+	}
 	if err != nil {
+		for _, g := range gws {
+			g.shutdown(context.Background())
+		}
 		api.Shutdown(context.Background())
 		n.Shutdown(context.Background())
 		return nil, err
@@ -341,5 +373,28 @@ func runIdentity(args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "node %s\nfingerprint %s\n", ident.NodeID, api.Fingerprint(ident.SignKey))
+	return nil
+}
+
+// readJoinTokenFile sets the join token from --join-token-file when no
+// --join-token is given. A missing file is no token: the node then makes
+// its own (a pod whose Secret names no token for it cannot be started by
+// anyone who does not read its data directory).
+func readJoinTokenFile(f *nodeFlags, log *slog.Logger) error {
+	if f.joinTokenFile == "" || f.joinToken != "" {
+		return nil
+	}
+	b, err := os.ReadFile(f.joinTokenFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		log.Info("no join token file: the node makes its own join token if it needs one", "file", f.joinTokenFile)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("--join-token-file: %w", err)
+	}
+	f.joinToken = strings.TrimSpace(string(b))
+	if f.joinToken == "" {
+		return fmt.Errorf("--join-token-file %s is empty", f.joinTokenFile)
+	}
 	return nil
 }

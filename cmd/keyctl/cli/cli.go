@@ -90,6 +90,9 @@ Usage:
   keyctl snapshot save FILE         write a backup of the cluster's state (admins; keyd snapshot
                                     restore puts it back on nodes whose Raft data was lost)
   keyctl snapshot inspect FILE      check a backup's checksum and certificate, and show what it holds
+  keyctl audit verify FILE [--fingerprint FP] [--until now|TIME]
+                                    check a node's audit log: signatures, order, chain, its
+                                    node's key, and that it reaches TIME (docs/operations.md)
 
 A node is admitted only if its identity fingerprint is the one keyd printed
 on its machine at start ("keyd identity" prints it too): pass it with
@@ -189,6 +192,7 @@ func (c *command) handlers() map[string]map[string]func([]string) error {
 		"operator": {"create": c.operatorCreate},
 		"snapshot": {"save": c.snapshotSave, "inspect": c.snapshotInspect},
 		"passkey":  {"add": c.passkeyAdd},
+		"audit":    {"verify": c.auditVerify},
 	}
 }
 
