@@ -139,3 +139,38 @@ func TestUnwritableAuditLogRefusesReleases(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditRecordsFROSTSignatures: a signature by quorum is recorded as
+// every release is: the coordinator's check and each signing holder's,
+// with the signing request's nonce and the sign operation.
+func TestAuditRecordsFROSTSignatures(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.createFROST("audit/sig", nil)
+	sg := c.signRequest("audit/sig", []byte("audited message"))
+	sig, err := c.signThrough(c.nodes[0], sg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := nonceOf(t, sg)
+	var holders, coordinators int
+	for _, tn := range c.nodes {
+		recs, _ := auditLog(t, tn)
+		for _, r := range recs {
+			if r.Nonce != nonce || r.Outcome != audit.Allowed {
+				continue
+			}
+			if r.Op != fsm.OpSign || r.Key != "audit/sig" || r.Principal != c.opID {
+				t.Errorf("%s's record %+v: want the operator's sign of audit/sig", tn.id(), *r.Decision)
+			}
+			switch r.Role {
+			case roleHolder:
+				holders++
+			case roleCoordinator:
+				coordinators++
+			}
+		}
+	}
+	if holders < len(sig.Signers) || coordinators != 1 {
+		t.Errorf("%d holder and %d coordinator records of the signature, want %d and 1", holders, coordinators, len(sig.Signers))
+	}
+}

@@ -314,6 +314,13 @@ func (n *Node) answerFROSTSign(ctx context.Context, req *frostSignRequest) (*fro
 	}
 	now := time.Now()
 	g, err := n.holderCheck(pr, now)
+	basis := ""
+	if err == nil {
+		basis = g.basis
+	}
+	if aerr := n.decide(roleHolder, pr.Request, basis, err); err == nil && aerr != nil {
+		err = aerr
+	}
 	if err != nil {
 		return nil, err
 	}
