@@ -75,6 +75,9 @@ const (
 	TypeCreateJoinToken = "create_join_token"
 	TypeRevokeJoinToken = "revoke_join_token"
 	TypeJoinNode        = "join_node"
+	// TypeAutoJoin is relayed (signed) by a member node and carries the
+	// joining node's request, signed with the token's key and its own.
+	TypeAutoJoin = "auto_join"
 	// TypeRelease is never logged: it is a request that share holders
 	// authorize against the state (see State.Authorize).
 	TypeRelease = "release"
@@ -117,6 +120,7 @@ type Command struct {
 	CreateJoinToken *JoinToken `json:"create_join_token,omitempty"`
 	RevokeJoinToken string     `json:"revoke_join_token,omitempty"`
 	JoinNode        *JoinNode  `json:"join_node,omitempty"`
+	AutoJoin        *AutoJoin  `json:"auto_join,omitempty"`
 }
 
 // Init founds the cluster: the first operator (who signs this command with

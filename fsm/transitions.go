@@ -81,6 +81,8 @@ func (t *transition) apply() *Error {
 		return t.admin(func() *Error { return t.revokeJoinToken(c.RevokeJoinToken) })
 	case TypeJoinNode:
 		return t.admin(func() *Error { return t.joinNode(c.JoinNode) })
+	case TypeAutoJoin:
+		return t.autoJoin(c.AutoJoin)
 	default:
 		return errorf(CodeInvalid, "unknown command type %q", c.Type)
 	}
