@@ -3,8 +3,8 @@ package fsm
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/json"
 	"crypto/subtle"
+	"encoding/json"
 	"maps"
 	"regexp"
 	"time"
