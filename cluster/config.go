@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/keyquorum/keyquorum/cluster/api"
 )
 
 // Defaults, tuned for nodes on one LAN: a leader's loss is noticed and a
@@ -16,6 +18,9 @@ const (
 	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
 	DefaultRequestTimeout     = 3 * time.Second
 	DefaultShutdownTimeout    = 10 * time.Second
+	// DefaultRetryJoinBackoff is the longest wait between two rounds of a
+	// retry-join; the first rounds are a second apart.
+	DefaultRetryJoinBackoff = 30 * time.Second
 )
 
 // Config is one node's configuration.
@@ -60,6 +65,18 @@ type Config struct {
 	// and keeps it in JoinTokenPath(DataDir) until it joins.
 	JoinToken string
 
+	// RetryJoin, for a node not in a cluster yet, are where it asks to
+	// join by itself with JoinToken (autojoin.go): "host:port" (a name
+	// stands for every address it resolves to) or "srv:NAME" (the targets
+	// of NAME's SRV records). JoinCAFingerprint (api.CAFingerprint) is the
+	// cluster's: the node joins no other. JoinPeer carries the requests.
+	RetryJoin         []string
+	JoinCAFingerprint string
+	JoinPeer          JoinPeer
+	// RetryJoinBackoff is the longest wait between two rounds of asking
+	// (DefaultRetryJoinBackoff when 0).
+	RetryJoinBackoff time.Duration
+
 	Logger *slog.Logger
 }
 
@@ -92,6 +109,17 @@ func (c *Config) validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		return errors.New("request timeout must be positive")
+	}
+	if len(c.RetryJoin) > 0 {
+		if c.JoinToken == "" || c.JoinCAFingerprint == "" || c.JoinPeer == nil {
+			return errors.New("retry-join needs the join token and the cluster's CA fingerprint")
+		}
+		if _, _, err := api.ParseJoinToken(c.JoinToken); err != nil {
+			return fmt.Errorf("join token: %w", err)
+		}
+	}
+	if c.RetryJoinBackoff == 0 {
+		c.RetryJoinBackoff = DefaultRetryJoinBackoff
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

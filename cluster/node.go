@@ -44,6 +44,13 @@ type Node struct {
 	stopped bool
 	// joinToken is what a start request must carry; empty once joined.
 	joinToken string
+	// entering serializes joining: by a start request or by the node's
+	// own retry-join (autojoin.go), whichever comes first.
+	entering sync.Mutex
+	// stopJoining ends the retry-join loop, and joining is done when it
+	// has returned.
+	stopJoining context.CancelFunc
+	joining     sync.WaitGroup
 
 	holderReads roundBatch[readIndexResult]
 
@@ -100,6 +107,9 @@ func NewNode(cfg Config) (*Node, error) {
 		if n.joinToken, err = loadJoinToken(&cfg); err != nil {
 			return nil, err
 		}
+		if len(cfg.RetryJoin) > 0 {
+			n.startRetryJoin()
+		}
 	}
 	return n, nil
 }
@@ -147,7 +157,20 @@ func (n *Node) Start(ctx context.Context, req *StartRequest) error {
 	if err != nil {
 		return err
 	}
-	m := &membership{ClusterID: req.ClusterID, CACert: req.CACert, NodeCert: req.NodeCert, GossipKey: req.GossipKey, ClusterKey: req.ClusterKey}
+	m := &membership{ClusterID: req.ClusterID, CACert: req.CACert, NodeCert: req.NodeCert, GossipKey: req.GossipKey, ClusterKey: req.ClusterKey,
+		JoinCACert: req.JoinCACert, JoinCAKey: req.JoinCAKey}
+	if err := n.enter(m); err != nil {
+		return err
+	}
+	if req.Init == nil {
+		return nil
+	}
+	return n.bootstrap(ctx, req.Init)
+}
+
+// enter checks what the node was given to join a cluster, keeps it and
+// starts the runtime, once: a node in a cluster enters no other.
+func (n *Node) enter(m *membership) error {
 	if m.ClusterID == "" {
 		return Errorf(KindInvalid, "start request has no cluster ID")
 	}
@@ -164,6 +187,13 @@ func (n *Node) Start(ctx context.Context, req *StartRequest) error {
 	if !n.id.SignKey.Public().(ed25519.PublicKey).Equal(cert.PublicKey) {
 		return Errorf(KindInvalid, "node certificate is not for this node's key")
 	}
+	if len(m.JoinCACert) > 0 || len(m.JoinCAKey) > 0 {
+		if err := checkJoinCA(m); err != nil {
+			return Errorf(KindInvalid, "join CA: %v", err)
+		}
+	}
+	n.entering.Lock()
+	defer n.entering.Unlock()
 	n.mu.Lock()
 	if n.rt != nil {
 		n.mu.Unlock()
@@ -182,10 +212,7 @@ func (n *Node) Start(ctx context.Context, req *StartRequest) error {
 	if err := os.Remove(JoinTokenPath(n.cfg.DataDir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		n.log.Warn("removing the spent join token file", "err", err)
 	}
-	if req.Init == nil {
-		return nil
-	}
-	return n.bootstrap(ctx, req.Init)
+	return nil
 }
 
 func (n *Node) bootstrap(ctx context.Context, init *fsm.Signed) error {
@@ -275,6 +302,10 @@ func (n *Node) startGossip(m *membership) (*memberlist.Memberlist, error) {
 // Shutdown stops the node: it leaves gossip, stops Raft and closes its
 // ports and stores, within ctx's deadline.
 func (n *Node) Shutdown(ctx context.Context) error {
+	if n.stopJoining != nil {
+		n.stopJoining()
+	}
+	n.joining.Wait()
 	n.mu.Lock()
 	rt := n.rt
 	n.rt, n.stopped = nil, true

@@ -98,6 +98,11 @@ type StartRequest struct {
 	// request without it, so whoever reaches an unjoined node first cannot
 	// start it into a cluster of their own.
 	JoinToken string `json:"join_token"`
+	// JoinCACert and JoinCAKey, when the operator gave the cluster a join
+	// CA (keyctl cluster init --auto-join), let the node admit nodes that
+	// join by themselves with a join token (keyd --retry-join).
+	JoinCACert []byte `json:"join_ca_cert,omitempty"`
+	JoinCAKey  []byte `json:"join_ca_key,omitempty"`
 	// Init, for the first node only, is the operator-signed init command:
 	// the node bootstraps Raft alone and applies it as the first entry.
 	// Other nodes start empty and wait for the leader to add them.

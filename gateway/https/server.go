@@ -113,6 +113,9 @@ func NewServer(svc cluster.Service, cert *cluster.ServingCert, log *slog.Logger,
 	if j, ok := svc.(cluster.JoinTokenService); ok {
 		s.registerJoinTokens(mux, j)
 	}
+	if j, ok := svc.(cluster.AutoJoinService); ok {
+		s.registerAutoJoin(mux, j)
+	}
 	if p, ok := svc.(cluster.PossessionService); ok {
 		s.registerPossession(mux, p)
 	}
