@@ -55,6 +55,7 @@ func (JoinPeer) Join(ctx context.Context, addr, caFingerprint string, req *fsm.A
 	roots := x509.NewCertPool()
 	roots.AddCert(root)
 	checkNode := confirm.VerifyNode("", nil, nil)
+	var refused error // why the member's certificate was refused, if it was
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		// The chain is checked below against the pinned CA; any member
@@ -70,13 +71,21 @@ func (JoinPeer) Join(ctx context.Context, addr, caFingerprint string, req *fsm.A
 			}
 			if _, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
 				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
-				return fmt.Errorf("%w: %v", ErrOtherCluster, err)
+				refused = fmt.Errorf("%w: the node at %s: %v", ErrOtherCluster, addr, err)
+				return refused
 			}
-			return checkNode(cs)
+			if err := checkNode(cs); err != nil {
+				refused = fmt.Errorf("%w: the node at %s %v", ErrOtherCluster, addr, err)
+				return refused
+			}
+			return nil
 		},
 	}}}
 	var out api.AutoJoinReply
 	if err := doJSON(ctx, hc, http.MethodPost, base+"/v1/bootstrap/join", req, &out); err != nil {
+		if refused != nil {
+			return nil, refused // nothing was sent
+		}
 		return nil, err
 	}
 	return &out, nil

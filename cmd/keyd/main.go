@@ -26,6 +26,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/gateway/https"
@@ -88,8 +89,25 @@ type nodeFlags struct {
 	// timeouts replace the HTTP servers' (the API's and kxd's) default
 	// timeouts, https.DefaultTimeouts(requestTimeout); tests shorten them.
 	timeouts *https.Timeouts
-	// joinToken is what an unjoined node requires of whoever starts it.
-	joinToken string
+	// joinToken is what an unjoined node requires of whoever starts it,
+	// and what it joins with by itself (retryJoin); joinTokenFile holds
+	// it instead (a Kubernetes Secret, a compose secret).
+	joinToken, joinTokenFile string
+	// retryJoin are where an unjoined node asks to join by itself, into
+	// the cluster whose CA has joinCAFingerprint.
+	retryJoin         listFlag
+	joinCAFingerprint string
+}
+
+// listFlag is a flag that may be repeated; one value (or an environment
+// variable) may also hold several, separated by commas or spaces.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	*l = append(*l, strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' })...)
+	return nil
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -104,6 +122,9 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 0, "Raft log entries between snapshots (0: Raft's default, 8192)")
 	fs.Uint64Var(&f.trailingLogs, "trailing-logs", 0, "Raft log entries kept after a snapshot for lagging followers (0: Raft's default, 10240)")
 	fs.StringVar(&f.joinToken, "join-token", "", "join token an unjoined node requires of whoever starts it (keyctl cluster token create; default: one the node makes in DATA_DIR/join-token)")
+	fs.StringVar(&f.joinTokenFile, "join-token-file", "", "file holding the join token (instead of --join-token)")
+	fs.Var(&f.retryJoin, "retry-join", "API address of a member to ask to join by itself, with the join token: host:port (a name stands for each of its addresses) or srv:NAME (its SRV records); repeatable, or comma-separated")
+	fs.StringVar(&f.joinCAFingerprint, "join-ca-fingerprint", "", "with --retry-join: the SHA-256 fingerprint of the cluster's CA certificate (keyctl cluster init --auto-join prints it); the node joins no other cluster")
 	f.gateways.register(fs)
 }
 
@@ -191,9 +212,11 @@ func runNode(args []string, stderr io.Writer) error {
 	id := n.node.Identity()
 	fp := api.Fingerprint(id.SignKey)
 	log.Info("keyd running", "node", f.id, "api", f.apiAddr, "raft", f.raftAddr, "gossip", f.gossipAddr, "fingerprint", fp)
-	if !id.Joined {
+	if !id.Joined && len(f.retryJoin) > 0 {
+		log.Info("not in a cluster yet: asking to join by itself", "retry-join", f.retryJoin.String())
+	} else if !id.Joined {
 		token := "the one given with --join-token"
-		if f.joinToken == "" {
+		if f.joinToken == "" && f.joinTokenFile == "" {
 			token = "the one in " + cluster.JoinTokenPath(f.dataDir)
 		}
 		log.Info("not in a cluster yet: keyctl cluster init or join starts it with this fingerprint and the join token", "fingerprint", fp, "token", token)
@@ -236,6 +259,19 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 	cfg.RequestTimeout = f.requestTimeout
 	cfg.SnapshotThreshold, cfg.TrailingLogs = f.snapshotThreshold, f.trailingLogs
 	cfg.JoinToken = f.joinToken
+	if f.joinTokenFile != "" {
+		if f.joinToken != "" {
+			return nil, errors.New("give the join token once: --join-token or --join-token-file")
+		}
+		b, err := os.ReadFile(f.joinTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("join token file: %w", err)
+		}
+		cfg.JoinToken = strings.TrimSpace(string(b))
+	}
+	if len(f.retryJoin) > 0 {
+		cfg.RetryJoin, cfg.JoinCAFingerprint, cfg.JoinPeer = f.retryJoin, f.joinCAFingerprint, client.JoinPeer{}
+	}
 	cfg.Logger = log
 	n, err := cluster.NewNode(cfg)
 	if err != nil {

@@ -278,6 +278,7 @@ func (c *command) clusterInit(args []string) error {
 	name := fs.String("name", "admin", "name of the first operator")
 	nodes := fs.Int("nodes", 3, "the cluster key is made once this many nodes have joined")
 	dir := fs.String("dir", "keyquorum-credentials", "directory to write the credentials and env.sh into")
+	autoJoin := fs.Bool("auto-join", false, "give the members a join CA, so that nodes started with a join token and --retry-join join by themselves")
 	vouch := c.vouchFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -289,6 +290,7 @@ func (c *command) clusterInit(args []string) error {
 	if err != nil {
 		return err
 	}
+	opts.AutoJoin = *autoJoin
 	ctx, cancel := timeout()
 	defer cancel()
 	creds, id, err := client.InitCluster(ctx, *node, *name, *nodes, opts)
@@ -303,7 +305,15 @@ func (c *command) clusterInit(args []string) error {
 	if len(creds.ClusterKey) == 0 {
 		pinned = fmt.Sprintf("the key is made, and pinned by the join that completes it, when %d nodes have joined", *nodes)
 	}
-	fmt.Fprintf(c.stdout, "# cluster initialized on node %s; %s; credentials in %s (keep ca-key.pem safe)\n%s", id.NodeID, pinned, *dir, env)
+	fmt.Fprintf(c.stdout, "# cluster initialized on node %s; %s; credentials in %s (keep ca-key.pem safe)\n", id.NodeID, pinned, *dir)
+	if *autoJoin {
+		fp, err := api.CAFingerprint(creds.CACert)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "# nodes join by themselves with: keyd --retry-join ADDR --join-ca-fingerprint %s --join-token TOKEN (keyctl cluster token create)\n", fp)
+	}
+	fmt.Fprint(c.stdout, env)
 	return nil
 }
 
