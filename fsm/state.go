@@ -83,6 +83,9 @@ type State struct {
 	// once one at or after it is certified every node erases the entries
 	// before it from its disk (checkpoint.go).
 	Destroyed uint64 `json:"destroyed,omitempty"`
+	// Autopilot is set while an admin has the autopilot on
+	// (autopilot.go).
+	Autopilot *Autopilot `json:"autopilot,omitempty"`
 }
 
 // Node is a member of the cluster.

@@ -21,6 +21,13 @@ type Status struct {
 	Applied      uint64         `json:"applied"`
 	Resharing    *RoundStatus   `json:"resharing,omitempty"`
 	Members      []MemberStatus `json:"members"`
+	// FailureTolerance is how many more share holders may fail before
+	// releases stop: the holders the answering node reaches, less the
+	// threshold (negative: releases have stopped). QuorumTolerance is the
+	// same for writes: the Raft voters it reaches, less a majority of the
+	// voters.
+	FailureTolerance int `json:"failure_tolerance"`
+	QuorumTolerance  int `json:"quorum_tolerance"`
 }
 
 // MemberStatus is one member as the answering node sees it.
@@ -35,6 +42,9 @@ type MemberStatus struct {
 	RaftState  string `json:"raft_state"` // as the member reports it, or "unreachable"
 	Applied    uint64 `json:"applied"`
 	Health     string `json:"health"` // from gossip: alive, suspect, dead, or unknown
+	// Voter says whether the member votes in Raft (a node that has just
+	// joined enters as a non-voter until the autopilot promotes it).
+	Voter bool `json:"voter"`
 	// SignKey is the member's Ed25519 identity key, which Tang shares are
 	// sealed to.
 	SignKey []byte `json:"sign_key"`

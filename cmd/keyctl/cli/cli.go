@@ -420,10 +420,23 @@ func (c *command) clusterStatus(args []string) error {
 	})
 }
 
+// tolerance says how many more nodes may fail before what stops.
+func tolerance(n int, what string) string {
+	switch {
+	case n < 0:
+		return what + " have stopped"
+	case n == 1:
+		return "1 more node may fail before " + what + " stop"
+	}
+	return fmt.Sprintf("%d more nodes may fail before %s stop", n, what)
+}
+
 // writeStatus writes the text of keyctl cluster status.
 func writeStatus(out io.Writer, st *api.Status) error {
 	fmt.Fprintf(out, "cluster %s  leader %s  key epoch %d  n %d  t %d  (as seen by %s at index %d)\n",
 		st.ClusterID, orNone(st.Leader), st.Epoch, st.N, st.Threshold, st.Node, st.Applied)
+	fmt.Fprintf(out, "failure tolerance: %s; raft quorum: %s\n",
+		tolerance(st.FailureTolerance, "releases"), tolerance(st.QuorumTolerance, "writes"))
 	if r := st.Resharing; r != nil {
 		// t acknowledgements complete a round; a member that missed it
 		// opens its share from the round's deals later.
@@ -431,7 +444,7 @@ func writeStatus(out io.Writer, st *api.Status) error {
 			r.Round, strings.Join(r.Members, ","), r.Threshold, r.Deals, r.Needed, r.Acks, r.Threshold)
 	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NODE\tAPI\tRAFT\tSTATE\tAPPLIED\tHEALTH\tSHARE")
+	fmt.Fprintln(w, "NODE\tAPI\tRAFT\tSTATE\tVOTER\tAPPLIED\tHEALTH\tSHARE")
 	for _, m := range st.Members {
 		share := "-"
 		if m.Holder {
@@ -440,7 +453,11 @@ func writeStatus(out io.Writer, st *api.Status) error {
 		if m.Leaving {
 			share += " (leaving)"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", m.ID, m.APIAddr, m.RaftAddr, strings.ToLower(m.RaftState), m.Applied, m.Health, share)
+		voter := "no"
+		if m.Voter {
+			voter = "yes"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", m.ID, m.APIAddr, m.RaftAddr, strings.ToLower(m.RaftState), voter, m.Applied, m.Health, share)
 	}
 	if err := w.Flush(); err != nil {
 		return err
