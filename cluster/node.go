@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -57,6 +58,10 @@ type Node struct {
 	held heldKeys // what the gateways keep assembled in memory
 
 	serving *ServingCert // the gateways' TLS certificate
+
+	// autopilotHeld counts the dead members this node, as leader, found
+	// down for the period and did not remove (autopilot.go).
+	autopilotHeld atomic.Int64
 }
 
 // runtime is what the node runs once it is in a cluster, besides the
@@ -270,7 +275,7 @@ func (n *Node) startRuntime(m *membership) (err error) {
 	n.mu.Lock()
 	n.rt = rt
 	n.mu.Unlock()
-	for _, loop := range []func(context.Context, *runtime){n.driveResharing, n.joinGossip, n.watchRemoval, n.attestCheckpoints, n.keepClusterKey, n.eraseDestroyed} {
+	for _, loop := range []func(context.Context, *runtime){n.driveResharing, n.joinGossip, n.watchRemoval, n.attestCheckpoints, n.keepClusterKey, n.eraseDestroyed, n.autopilot} {
 		rt.wg.Add(1)
 		go func() {
 			defer rt.wg.Done()
