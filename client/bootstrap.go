@@ -297,14 +297,15 @@ func (c *Client) usableToken(ctx context.Context, id string) error {
 	return &Error{Kind: api.KindDenied, Message: fmt.Sprintf("the cluster holds no join token %s: it was never created (keyctl cluster token create), was revoked or expired", id)}
 }
 
-// waitMember waits until the node is a member and the cluster key is
+// waitMember waits until the node is a member, a Raft voter (the leader
+// promotes a new member after its stable period), and the cluster key is
 // settled for the new member set: reshared past epoch `after`, or, before
 // the first key, still waiting for its initial members (or made, if this
 // was the last of them).
 func (c *Client) waitMember(ctx context.Context, nodeID string, after uint64) error {
 	for {
 		st, err := c.Status(ctx)
-		if err == nil && st.Resharing == nil && slices.ContainsFunc(st.Members, func(m api.MemberStatus) bool { return m.ID == nodeID }) {
+		if err == nil && st.Resharing == nil && slices.ContainsFunc(st.Members, func(m api.MemberStatus) bool { return m.ID == nodeID && m.Voter }) {
 			if st.Epoch > after || st.Epoch == 0 && len(st.Members) < st.InitialNodes {
 				return nil
 			}

@@ -1,9 +1,13 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/keyquorum/keyquorum/fsm"
 )
@@ -77,4 +81,79 @@ func TestAutopilotRemovesADeadMemberWhileTHoldersRemain(t *testing.T) {
 		}
 	})
 	c.waitTolerances(node1, -1, 0)
+}
+
+// fakeClock is a clock that moves only when told.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (f *fakeClock) Now() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.now
+}
+
+func (f *fakeClock) Advance(d time.Duration) {
+	f.mu.Lock()
+	f.now = f.now.Add(d)
+	f.mu.Unlock()
+}
+
+// suffrage is tn's suffrage in the leader's Raft configuration, or "".
+func (c *testCluster) suffrage(tn *testNode) string {
+	for _, s := range c.leader().n.servers() {
+		if string(s.ID) == tn.id() {
+			return s.Suffrage.String()
+		}
+	}
+	return ""
+}
+
+// TestNewMemberIsPromotedAfterItsStablePeriod: a node that joins enters
+// Raft as a non-voter (status shows it, and it does not count in the
+// quorum's tolerance) and stays one, however long it has been caught up,
+// while the leader's clock has not passed the stable period since it saw
+// it caught up; once it has,
+// the leader promotes it to voter.
+func TestNewMemberIsPromotedAfterItsStablePeriod(t *testing.T) {
+	clock := &fakeClock{now: time.Now()}
+	c := newEmptyCluster(t)
+	c.configure = func(cfg *Config) { cfg.PromoteAfter = time.Minute }
+	for range 2 {
+		c.addNode().n.cons.now = clock.Now
+	}
+	c.initFirst(1)
+	node2 := c.nodes[1]
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if err := node2.n.Start(ctx, c.startRequest(node2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.submit(&fsm.Command{Type: fsm.TypeAddNode, AddNode: c.nodeRecord(node2)}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor(settleTimeout, func() (bool, string) {
+		got := c.suffrage(node2)
+		return got == raft.Nonvoter.String(), fmt.Sprintf("node2 is %q in Raft, want a non-voter", got)
+	})
+	c.waitFor(settleTimeout, func() (bool, string) {
+		_, ok := c.nodes[0].n.cons.stableSince(node2.id())
+		return ok, "the leader has not seen node2 caught up"
+	})
+	st := c.status(c.nodes[0])
+	for _, m := range st.Members {
+		if m.ID == node2.id() && m.Voter {
+			t.Fatal("status shows node2 a voter before its stable period")
+		}
+	}
+	if st.QuorumTolerance != 0 {
+		t.Fatalf("quorum tolerance %d with one voter, want 0", st.QuorumTolerance)
+	}
+	if got := c.suffrage(node2); got != raft.Nonvoter.String() {
+		t.Fatalf("node2 is %q before the leader's clock passed the stable period", got)
+	}
+	clock.Advance(2 * time.Minute)
+	c.waitVoter(node2)
 }

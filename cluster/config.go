@@ -65,6 +65,11 @@ type Config struct {
 	// and keeps it in JoinTokenPath(DataDir) until it joins.
 	JoinToken string
 
+	// PromoteAfter is how long a new member stays a Raft non-voter,
+	// answering the leader and caught up, before the leader promotes it
+	// (consensus.go); 0 promotes it as soon as it has caught up.
+	PromoteAfter time.Duration
+
 	// RetryJoin, for a node not in a cluster yet, are where it asks to
 	// join by itself with JoinToken (autojoin.go): "host:port" (a name
 	// stands for every address it resolves to) or "srv:NAME" (the targets

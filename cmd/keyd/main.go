@@ -97,7 +97,14 @@ type nodeFlags struct {
 	// the cluster whose CA has joinCAFingerprint.
 	retryJoin         listFlag
 	joinCAFingerprint string
+	// promoteAfter is the stable period of a new member as a Raft
+	// non-voter, when this node leads.
+	promoteAfter time.Duration
 }
+
+// defaultPromoteAfter is keyd's stable period for new members: long
+// enough that a node that comes up and falls over at once never votes.
+const defaultPromoteAfter = 5 * time.Second
 
 // listFlag is a flag that may be repeated; one value (or an environment
 // variable) may also hold several, separated by commas or spaces.
@@ -122,6 +129,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 0, "Raft log entries between snapshots (0: Raft's default, 8192)")
 	fs.Uint64Var(&f.trailingLogs, "trailing-logs", 0, "Raft log entries kept after a snapshot for lagging followers (0: Raft's default, 10240)")
 	fs.StringVar(&f.joinToken, "join-token", "", "join token an unjoined node requires of whoever starts it (keyctl cluster token create; default: one the node makes in DATA_DIR/join-token)")
+	fs.DurationVar(&f.promoteAfter, "promote-after", defaultPromoteAfter, "how long a new member stays a Raft non-voter, answering and caught up, before the leader promotes it to voter")
 	fs.StringVar(&f.joinTokenFile, "join-token-file", "", "file holding the join token (instead of --join-token)")
 	fs.Var(&f.retryJoin, "retry-join", "API address of a member to ask to join by itself, with the join token: host:port (a name stands for each of its addresses) or srv:NAME (its SRV records); repeatable, or comma-separated")
 	fs.StringVar(&f.joinCAFingerprint, "join-ca-fingerprint", "", "with --retry-join: the SHA-256 fingerprint of the cluster's CA certificate (keyctl cluster init --auto-join prints it); the node joins no other cluster")
@@ -259,6 +267,7 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 	cfg.RequestTimeout = f.requestTimeout
 	cfg.SnapshotThreshold, cfg.TrailingLogs = f.snapshotThreshold, f.trailingLogs
 	cfg.JoinToken = f.joinToken
+	cfg.PromoteAfter = f.promoteAfter
 	if f.joinTokenFile != "" {
 		if f.joinToken != "" {
 			return nil, errors.New("give the join token once: --join-token or --join-token-file")
