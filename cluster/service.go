@@ -141,6 +141,9 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 	n.fsm.Read(func(s *fsm.State) {
 		st.ClusterID, st.Epoch, st.Threshold, st.PublicKey = s.ClusterID, s.Epoch, s.Threshold, s.PublicKey()
 		st.InitialNodes = s.InitialNodes
+		if s.Autopilot != nil {
+			st.RemoveDeadAfter = s.Autopilot.RemoveDeadAfter
+		}
 		for _, node := range s.Nodes {
 			if node.Holder {
 				st.N++

@@ -28,6 +28,8 @@ type Status struct {
 	// voters.
 	FailureTolerance int `json:"failure_tolerance"`
 	QuorumTolerance  int `json:"quorum_tolerance"`
+	// RemoveDeadAfter is the autopilot's period, 0 while it is off.
+	RemoveDeadAfter time.Duration `json:"remove_dead_after,omitempty"`
 }
 
 // MemberStatus is one member as the answering node sees it.

@@ -38,14 +38,18 @@ const (
 const Usage = `keyctl runs a keyquorum cluster.
 
 Usage:
-  keyctl cluster init --node ADDR --token T|--token-file F [--fingerprint FP] [--nodes N] [--name NAME] [--dir DIR]
-                                    found a cluster; its key is made when N nodes (default 3) have joined
+  keyctl cluster init --node ADDR --token T|--token-file F [--fingerprint FP] [--nodes N] [--name NAME] [--dir DIR] [--auto-join]
+                                    found a cluster; its key is made when N nodes (default 3) have joined;
+                                    --auto-join lets nodes join by themselves (keyd --retry-join)
   keyctl cluster token create [--ttl 1h]
                                     print a one-time join token; start the new node with it (keyd --join-token)
   keyctl cluster token list | revoke ID
   keyctl cluster join ADDR --token T|--token-file F [--fingerprint FP] [--env FILE]
                                     admit the unjoined node at ADDR (needs the CA and gossip keys);
                                     the join that completes the first key writes the pin into FILE
+  keyctl cluster autopilot --remove-dead-after D
+                                    have the leader remove a member down for D (0: off, the default),
+                                    while t holders stay, and reshare its share away
   keyctl cluster pin [--env FILE]   confirm the cluster key with t members and pin it: print its
                                     export lines and write them into FILE
   keyctl cluster leave NODE-ID      remove a member; the cluster reshares without it
@@ -165,7 +169,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 // handlers maps each command and subcommand to its function.
 func (c *command) handlers() map[string]map[string]func([]string) error {
 	return map[string]map[string]func([]string) error{
-		"cluster": {"init": c.clusterInit, "join": c.clusterJoin, "leave": c.clusterLeave, "status": c.clusterStatus, "token": c.clusterToken, "pin": c.clusterPin},
+		"cluster": {"init": c.clusterInit, "join": c.clusterJoin, "leave": c.clusterLeave, "status": c.clusterStatus, "token": c.clusterToken, "pin": c.clusterPin, "autopilot": c.clusterAutopilot},
 		"key": {"create": c.keyCreate, "get": c.keyGet, "list": c.keyList, "show": c.keyShow,
 			"revoke": c.keyRevoke, "destroy": c.keyDestroy, "cas": c.keyCAS, "access": c.keyAccess,
 			"import-dir": c.keyImportDir, "import-kxd": c.keyImportKxd},
@@ -405,6 +409,28 @@ func (c *command) clusterLeave(args []string) error {
 	return nil
 }
 
+func (c *command) clusterAutopilot(args []string) error {
+	fs := c.flags("cluster autopilot")
+	after := fs.Duration("remove-dead-after", 0, "remove a member the leader has seen down this long (0: off)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if err := cl.SetAutopilot(ctx, *after); err != nil {
+		return err
+	}
+	if *after == 0 {
+		fmt.Fprintln(c.stdout, "autopilot off: dead members stay until an operator removes them")
+		return nil
+	}
+	fmt.Fprintf(c.stdout, "autopilot on: the leader removes a member it has seen down for %v, while t holders stay\n", *after)
+	return nil
+}
+
 func (c *command) clusterStatus(args []string) error {
 	fs := c.flags("cluster status")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -437,6 +463,9 @@ func writeStatus(out io.Writer, st *api.Status) error {
 		st.ClusterID, orNone(st.Leader), st.Epoch, st.N, st.Threshold, st.Node, st.Applied)
 	fmt.Fprintf(out, "failure tolerance: %s; raft quorum: %s\n",
 		tolerance(st.FailureTolerance, "releases"), tolerance(st.QuorumTolerance, "writes"))
+	if st.RemoveDeadAfter > 0 {
+		fmt.Fprintf(out, "autopilot: removes a member down for %v while t holders stay\n", st.RemoveDeadAfter)
+	}
 	if r := st.Resharing; r != nil {
 		// t acknowledgements complete a round; a member that missed it
 		// opens its share from the round's deals later.

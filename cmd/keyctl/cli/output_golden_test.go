@@ -20,7 +20,7 @@ var at = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 func goldenStatus() *api.Status {
 	return &api.Status{
 		ClusterID: "kq-7f3a", Node: "node-2", Leader: "node-1", Epoch: 4, N: 3, Threshold: 2, InitialNodes: 3,
-		PublicKey: bytes.Repeat([]byte{0xA0}, 32), Applied: 1207, FailureTolerance: 0, QuorumTolerance: 1,
+		PublicKey: bytes.Repeat([]byte{0xA0}, 32), Applied: 1207, FailureTolerance: 0, QuorumTolerance: 1, RemoveDeadAfter: 5 * time.Minute,
 		Resharing: &api.RoundStatus{Round: 1200, Threshold: 3, Members: []string{"node-1", "node-2", "node-3", "node-4"}, Deals: 1, Needed: 2, Acks: 0},
 		Members: []api.MemberStatus{
 			{ID: "node-1", APIAddr: "10.0.0.1:8443", RaftAddr: "10.0.0.1:7000", Index: 1, Holder: true, Voter: true, RaftState: "Leader", Applied: 1207, Health: "alive",
