@@ -70,7 +70,7 @@ type consensus struct {
 	now      func() time.Time
 	stableMu sync.Mutex
 	stable   map[raft.ServerID]time.Time
-	verify      roundBatch[error]
+	verify   roundBatch[error]
 	// readIndexes counts the read indexes this node confirmed as leader.
 	readIndexes atomic.Uint64
 
