@@ -97,6 +97,18 @@ func DefaultConfig() Config {
 	}
 }
 
+// validateRetryJoin checks what a node that is not in a cluster yet needs
+// to join by itself; a node in a cluster ignores RetryJoin.
+func (c *Config) validateRetryJoin() error {
+	if c.JoinToken == "" || c.JoinCAFingerprint == "" || c.JoinPeer == nil {
+		return errors.New("retry-join needs the join token and the cluster's CA fingerprint")
+	}
+	if _, _, err := api.ParseJoinToken(c.JoinToken); err != nil {
+		return fmt.Errorf("join token: %w", err)
+	}
+	return nil
+}
+
 func (c *Config) validate() error {
 	if c.NodeID == "" {
 		return errors.New("node ID is empty")
@@ -114,14 +126,6 @@ func (c *Config) validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		return errors.New("request timeout must be positive")
-	}
-	if len(c.RetryJoin) > 0 {
-		if c.JoinToken == "" || c.JoinCAFingerprint == "" || c.JoinPeer == nil {
-			return errors.New("retry-join needs the join token and the cluster's CA fingerprint")
-		}
-		if _, _, err := api.ParseJoinToken(c.JoinToken); err != nil {
-			return fmt.Errorf("join token: %w", err)
-		}
 	}
 	if c.RetryJoinBackoff == 0 {
 		c.RetryJoinBackoff = DefaultRetryJoinBackoff

@@ -109,6 +109,11 @@ func NewNode(cfg Config) (*Node, error) {
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, err
 	default:
+		if len(cfg.RetryJoin) > 0 {
+			if err := cfg.validateRetryJoin(); err != nil {
+				return nil, fmt.Errorf("config: %w", err)
+			}
+		}
 		if n.joinToken, err = loadJoinToken(&cfg); err != nil {
 			return nil, err
 		}
