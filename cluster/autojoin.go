@@ -164,16 +164,25 @@ func (n *Node) joinRequest(token string) (*fsm.AutoJoin, error) {
 	return &fsm.AutoJoin{Node: rec, Token: tokenID, TokenSig: ed25519.Sign(key, msg), NodeSig: ed25519.Sign(n.id.SignKey, msg)}, nil
 }
 
-// enterAdmitted checks a member's answer and enters the cluster with it:
-// the CA must be the one of the fingerprint, and the node certificate
-// this node's, chained to it.
+// enterAdmitted checks a member's answer and enters the cluster with it.
 func (n *Node) enterAdmitted(r *api.AutoJoinReply) error {
+	if err := checkAdmitted(r, n.cfg.JoinCAFingerprint, n.id.NodeID, n.id.SignKey.Public().(ed25519.PublicKey)); err != nil {
+		return err
+	}
+	return n.enter(&membership{ClusterID: r.ClusterID, CACert: r.CACert, NodeCert: r.NodeCert, GossipKey: r.GossipKey,
+		ClusterKey: r.ClusterKey, JoinCACert: r.JoinCACert, JoinCAKey: r.JoinCAKey})
+}
+
+// checkAdmitted checks a member's answer to a join request: the CA must
+// be the one of the fingerprint, and the node certificate node id's, for
+// key, chained to it.
+func checkAdmitted(r *api.AutoJoinReply, fingerprint, id string, key ed25519.PublicKey) error {
 	fp, err := api.CAFingerprint(r.CACert)
 	if err != nil {
 		return fmt.Errorf("the CA certificate: %v", err)
 	}
-	if !api.SameFingerprint(n.cfg.JoinCAFingerprint, fp) {
-		return fmt.Errorf("the answer names CA %s, not %s", fp, n.cfg.JoinCAFingerprint)
+	if !api.SameFingerprint(fingerprint, fp) {
+		return fmt.Errorf("the answer names CA %s, not %s", fp, fingerprint)
 	}
 	root, err := ParseCertPEM(r.CACert)
 	if err != nil {
@@ -185,11 +194,14 @@ func (n *Node) enterAdmitted(r *api.AutoJoinReply) error {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(root)
-	if _, err := checkRole(chain, roots, x509.ExtKeyUsageServerAuth, RoleNode); err != nil {
+	certID, err := checkRole(chain, roots, x509.ExtKeyUsageServerAuth, RoleNode)
+	if err != nil {
 		return fmt.Errorf("node certificate: %v", err)
 	}
-	return n.enter(&membership{ClusterID: r.ClusterID, CACert: r.CACert, NodeCert: r.NodeCert, GossipKey: r.GossipKey,
-		ClusterKey: r.ClusterKey, JoinCACert: r.JoinCACert, JoinCAKey: r.JoinCAKey})
+	if k, ok := chain[0].PublicKey.(ed25519.PublicKey); certID != id || !ok || !k.Equal(key) {
+		return fmt.Errorf("the node certificate is node %q's, for another key or another node", certID)
+	}
+	return nil
 }
 
 // startRetryJoin runs the retry-join loop until the node is in a cluster
