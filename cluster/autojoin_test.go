@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,14 +15,28 @@ import (
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
-// memJoinPeer carries join requests to the test cluster's nodes by their
-// API address, checking the CA fingerprint first as client.JoinPeer does
-// over HTTPS. sent counts the requests that reached a node.
+// memJoinPeer carries join requests to the nodes registered with it, by
+// their API address, checking the CA fingerprint first as
+// client.JoinPeer does over HTTPS. sent counts the requests that reached
+// a node.
 type memJoinPeer struct {
-	c    *testCluster
-	sent atomic.Int64
+	mu    sync.Mutex
+	nodes map[string]*Node
+	sent  atomic.Int64
 	// intercept, if set, answers an address instead of a node.
 	intercept func(addr string, req *fsm.AutoJoin) (*api.AutoJoinReply, error, bool)
+}
+
+// serve registers tn's node (again after a restart) at its API address.
+func (p *memJoinPeer) serve(tns ...*testNode) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.nodes == nil {
+		p.nodes = map[string]*Node{}
+	}
+	for _, tn := range tns {
+		p.nodes[tn.cfg.APIAddr] = tn.n
+	}
 }
 
 func (p *memJoinPeer) Join(ctx context.Context, addr, caFingerprint string, req *fsm.AutoJoin) (*api.AutoJoinReply, error) {
@@ -30,21 +45,21 @@ func (p *memJoinPeer) Join(ctx context.Context, addr, caFingerprint string, req 
 			return r, err
 		}
 	}
-	for _, tn := range p.c.running() {
-		if tn.cfg.APIAddr != addr {
-			continue
-		}
-		ca, err := tn.n.ClusterCA()
-		if err != nil {
-			return nil, err
-		}
-		if fp, _ := api.CAFingerprint(ca.CACert); !api.SameFingerprint(caFingerprint, fp) {
-			return nil, fmt.Errorf("%s is of another cluster", addr)
-		}
-		p.sent.Add(1)
-		return tn.n.AutoJoin(ctx, req)
+	p.mu.Lock()
+	n := p.nodes[addr]
+	p.mu.Unlock()
+	if n == nil {
+		return nil, fmt.Errorf("nothing answers at %s", addr)
 	}
-	return nil, fmt.Errorf("nothing answers at %s", addr)
+	ca, err := n.ClusterCA()
+	if err != nil {
+		return nil, err
+	}
+	if fp, _ := api.CAFingerprint(ca.CACert); !api.SameFingerprint(caFingerprint, fp) {
+		return nil, fmt.Errorf("%s is of another cluster", addr)
+	}
+	p.sent.Add(1)
+	return n.AutoJoin(ctx, req)
 }
 
 // autoJoinCluster founds a cluster on node1 with a join CA, as keyctl
@@ -138,12 +153,15 @@ func (c *testCluster) waitAutoJoined(tn *testNode, after uint64) *Status {
 // through any member.
 func TestRetryJoinFormsAndKeepsTheCluster(t *testing.T) {
 	c, fp := autoJoinCluster(t, 3)
-	peer := &memJoinPeer{c: c}
+	peer := &memJoinPeer{}
+	peer.serve(c.nodes[0])
 	addrs := freePorts(t, 2)
 	every := []string{c.nodes[0].cfg.APIAddr, addrs[0], addrs[1]}
 	var joiners []*testNode
 	for _, a := range addrs {
-		joiners = append(joiners, c.retryJoinNode(a, c.joinToken(), fp, peer, every...))
+		tn := c.retryJoinNode(a, c.joinToken(), fp, peer, every...)
+		peer.serve(tn)
+		joiners = append(joiners, tn)
 	}
 	for _, tn := range joiners {
 		c.waitAutoJoined(tn, 0)
@@ -164,6 +182,7 @@ func TestRetryJoinFormsAndKeepsTheCluster(t *testing.T) {
 	sent := peer.sent.Load()
 	c.stop(joiners[0])
 	c.restart(joiners[0])
+	peer.serve(joiners[0])
 	c.waitAutoJoined(joiners[0], st.Epoch-1)
 	if got := c.mustRelease(joiners[0], "db/auto"); string(got) != string(secret) {
 		t.Fatal("the restarted node's cluster released another secret")
@@ -189,7 +208,8 @@ func TestRetryJoinRefusesAForgedAnswer(t *testing.T) {
 	}
 	forged := freePorts(t, 1)[0]
 	var forgedAsked atomic.Int64
-	peer := &memJoinPeer{c: c}
+	peer := &memJoinPeer{}
+	peer.serve(c.nodes[0])
 	peer.intercept = func(addr string, req *fsm.AutoJoin) (*api.AutoJoinReply, error, bool) {
 		if addr != forged {
 			return nil, nil, false
