@@ -75,6 +75,11 @@ type membership struct {
 	// against (pin.go): given at start by the operator who pinned it, or
 	// written once the node's own state has it.
 	ClusterKey []byte `json:"cluster_key,omitempty"`
+	// JoinCACert and JoinCAKey (PEM) are the cluster's join CA, when the
+	// operator gave it one: this node admits nodes that join by
+	// themselves (autojoin.go).
+	JoinCACert []byte `json:"join_ca_cert,omitempty"`
+	JoinCAKey  []byte `json:"join_ca_key,omitempty"`
 }
 
 // shareStore keeps the node's share of the current epoch and the share it

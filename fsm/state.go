@@ -90,6 +90,9 @@ type State struct {
 	// once one at or after it is certified every node erases the entries
 	// before it from its disk (checkpoint.go).
 	Destroyed uint64 `json:"destroyed,omitempty"`
+	// Autopilot is set while an admin has the autopilot on
+	// (autopilot.go).
+	Autopilot *Autopilot `json:"autopilot,omitempty"`
 
 	// tang indexes the live Tang keys (TangKeys) by name: Apply keeps it,
 	// a decode rebuilds it, and it is not encoded. Nil in a State made
