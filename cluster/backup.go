@@ -57,7 +57,6 @@ func (n *Node) MakeBackup() (*api.Backup, error) {
 	if _, err := n.joined(); err != nil {
 		return nil, err
 	}
-	capture := n.fsm.Capture()
 	var pin []byte
 	n.fsm.Read(func(s *fsm.State) { pin = bytes.Clone(s.PublicKey()) })
 	if pin == nil {
@@ -65,8 +64,9 @@ func (n *Node) MakeBackup() (*api.Backup, error) {
 	}
 	// A backup without a certified checkpoint would not restore: a history
 	// that is not under one is not tied to the cluster key (fsm/checkpoint.go).
-	if capture.Certificate == nil {
-		return nil, Errorf(KindNotInitialized, "the cluster key's first checkpoint is not certified yet (its holders attest it within moments of the key generation): try again")
+	capture, err := n.fsm.CaptureCertified()
+	if err != nil {
+		return nil, Errorf(KindNotInitialized, "%v: try again", err)
 	}
 	snap, err := capture.Bytes()
 	if err != nil {

@@ -370,6 +370,27 @@ func (f *FSM) Capture() *Snap {
 		Entries: ck.entries[:len(ck.entries):len(ck.entries)]}
 }
 
+// ErrNotCertified is CaptureCertified's error while the state has a
+// cluster key and no certified checkpoint.
+var ErrNotCertified = errors.New("the cluster key's first checkpoint is not certified yet (its holders attest it within moments of the key generation): a snapshot now would not restore")
+
+// CaptureCertified is Capture for a snapshot that must restore on a
+// replica with the cluster key pinned (Raft's snapshots, backups): it
+// fails with ErrNotCertified while the state has a key and no certified
+// checkpoint, which RestoreSnapshot would refuse (see the top of this
+// file). That lasts from the entry that makes the key until its holders
+// have certified the checkpoint it took.
+func (f *FSM) CaptureCertified() (*Snap, error) {
+	f.mu.RLock()
+	keyed := f.state.Epoch > 0
+	f.mu.RUnlock()
+	sn := f.Capture()
+	if keyed && sn.Certificate == nil {
+		return nil, ErrNotCertified
+	}
+	return sn, nil
+}
+
 // Bytes encodes the captured snapshot.
 func (s *Snap) Bytes() ([]byte, error) { return json.Marshal(s) }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -603,6 +604,17 @@ func TestForgedFoundingReplaysTheRealKeyGeneration(t *testing.T) {
 	if len(h.state().Pending) == 0 || h.state().Checkpoint != nil {
 		t.Fatal("the real history should have a checkpoint pending and none certified")
 	}
+	// Nor does an honest replica make such a snapshot (Raft's, a backup)
+	// until its key's checkpoint is certified.
+	if _, err := h.f.CaptureCertified(); !errors.Is(err, fsm.ErrNotCertified) {
+		t.Fatalf("CaptureCertified of a keyed state without a certified checkpoint: %v, want ErrNotCertified", err)
+	}
+	defer func() {
+		h.attestPending(c)
+		if sn, err := h.f.CaptureCertified(); err != nil || sn.Certificate == nil {
+			t.Errorf("CaptureCertified once certified: %v", err)
+		}
+	}()
 
 	// The real key generation: init at 1, node-1's deal at 2 and its
 	// acknowledgement at 3.
