@@ -43,8 +43,8 @@ import (
 //     pending, one is taken. Restore refuses a snapshot without a
 //     certified checkpoint that gives a state with a cluster key, or that
 //     would take a replica with a key back to one without (5 below), so
-//     this keeps the time in which a snapshot or backup cannot be made to
-//     the few entries its holders need to attest it.
+//     this keeps the time in which a snapshot or backup cannot be made
+//     (CaptureCertified) to the few entries its holders need to attest it.
 //  5. A destroy_key that takes effect also takes a checkpoint, at its own
 //     index (State.Destroyed). Once a checkpoint at or after it is
 //     certified, the snapshot holds the certified state, which has no
