@@ -171,8 +171,8 @@ type Member struct {
 
 // Deal is one accepted deal of a round.
 type Deal struct {
-	Dealer uint32     `json:"dealer"`
-	Deal   []byte     `json:"deal"`
+	Dealer uint32      `json:"dealer"`
+	Deal   []byte      `json:"deal"`
 	Tang   []TangDeal  `json:"tang,omitempty"`  // its deals of the round's Tang keys
 	Frost  []FROSTDeal `json:"frost,omitempty"` // its deals of the round's FROST keys
 }
