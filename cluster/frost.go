@@ -277,7 +277,7 @@ func (n *Node) answerFROSTCommit(req *frostCommitRequest) (*frostCommitReply, er
 	case k.State != fsm.KeyActive:
 		return nil, Errorf(KindDenied, "key %q is %s", k.Name, k.State)
 	case stale:
-		return nil, Errorf(KindConflict, "key %q was dealt before the members changed: import it again", k.Name)
+		return nil, Errorf(KindConflict, "key %q was dealt before the members changed and no round reshared it: import it again", k.Name)
 	}
 	share, err := n.frostShare(clusterID, k)
 	if err != nil {

@@ -127,7 +127,7 @@ func (s *State) authorizeSign(req *ReleaseRequest, k *Key) *Error {
 	case k.Type != KeyTypeFROST:
 		return errorf(CodeInvalid, "key %q is a %s key: signing by quorum needs an %s key", k.Name, k.Type, KeyTypeFROST)
 	case s.FROSTStale(k):
-		return errorf(CodeConflict, "key %q was dealt to the share holders of epoch %d and the members changed since (epoch %d): import it again", k.Name, k.Frost.Epoch, s.Epoch)
+		return errorf(CodeConflict, "key %q was dealt to the share holders of epoch %d and the members changed since (epoch %d) without a round resharing it: import it again", k.Name, k.Frost.Epoch, s.Epoch)
 	}
 	return nil
 }
