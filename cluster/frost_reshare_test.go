@@ -346,3 +346,77 @@ func TestBadFROSTDealIsComplainedAgainst(t *testing.T) {
 		t.Fatalf("signing with the victim's new share: %v", err)
 	}
 }
+
+// TestFROSTKeyWithAMemberDownDuringTheRound: a member down while a join
+// reshares an ed25519-frost key opens its new share of the key from the
+// round's logged deals when it is back, and a signature that needs it (t'
+// = 3 of the 3 members left up) completes.
+func TestFROSTKeyWithAMemberDownDuringTheRound(t *testing.T) {
+	c := newTestCluster(t, 3)
+	pub := c.createFROST("sig/a", nil)
+	leader := c.leader()
+	var down *testNode
+	for _, tn := range c.nodes {
+		if tn != leader {
+			down = tn
+			break
+		}
+	}
+	c.stop(down)
+	n4 := c.addNode()
+	c.join(n4)
+	st := c.status(n4)
+	if st.N != 4 || st.Threshold != 3 {
+		t.Fatalf("after the join: %d holders, t=%d, want 4 and 3", st.N, st.Threshold)
+	}
+	c.restart(down)
+	var fk fsm.FROSTKey
+	n4.n.fsm.Read(func(s *fsm.State) { fk = *s.Keys["sig/a"].Frost })
+	c.waitFor(settleTimeout, func() (bool, string) {
+		return down.n.shares.frost(st.Epoch, frostStoreID("sig/a", &fk)) != nil, fmt.Sprintf("%s has no share of sig/a in epoch %d", down.id(), st.Epoch)
+	})
+	var other *testNode
+	for _, tn := range c.nodes {
+		if tn != down && tn != n4 && tn != c.leader() {
+			other = tn
+			break
+		}
+	}
+	c.stop(other)
+	msg := []byte("needs the recovered share")
+	sig, err := c.signThrough(down, c.signRequest("sig/a", msg))
+	if err != nil || !ed25519.Verify(pub, msg, sig.Signature) {
+		t.Fatalf("signing with %s's recovered share: %v", down.id(), err)
+	}
+	if !slices.Contains(sig.Signers, nodeIndex(t, down)) {
+		t.Errorf("signers %v, want %s's index among them", sig.Signers, down.id())
+	}
+}
+
+// TestDestroyedFROSTKeyLeavesNoShare: once a reshared ed25519-frost key is
+// destroyed, every member erases its share of the key from its store.
+func TestDestroyedFROSTKeyLeavesNoShare(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.createFROST("sig/a", nil)
+	n4 := c.addNode()
+	c.join(n4)
+	c.waitFor(settleTimeout, func() (bool, string) {
+		for _, tn := range c.members() {
+			if f := readShareFile(t, tn.cfg.DataDir); f.Current == nil || len(f.Current.Frost) != 1 {
+				return false, tn.id() + " holds no share of sig/a in its store"
+			}
+		}
+		return true, ""
+	})
+	if _, err := c.submit(&fsm.Command{Type: fsm.TypeDestroyKey, DestroyKey: "sig/a"}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor(settleTimeout, func() (bool, string) {
+		for _, tn := range c.members() {
+			if f := readShareFile(t, tn.cfg.DataDir); f.Current == nil || len(f.Current.Frost) != 0 || f.Current.Share == nil {
+				return false, tn.id() + " still holds a share of the destroyed sig/a (or lost its cluster share)"
+			}
+		}
+		return true, ""
+	})
+}
