@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -57,46 +58,22 @@ func (v *revoke) run(stop, hard context.Context) {
 	if v.sign {
 		prefix, use = signPrefix, "sign"
 	}
+	if v.sign {
+		// A key that is never revoked signs through every fault of the
+		// run, so its shares are reshared under the member nemesis while
+		// it is in use.
+		steady := signPrefix + "steady"
+		if v.create(stop, hard, rnd, &proc, steady) == OK {
+			seed := rnd.Uint64()
+			w := rnd.IntN(1 << 16)
+			var wg sync.WaitGroup
+			defer wg.Wait()
+			wg.Go(func() { v.user(stop, hard, use, w, steady, seed) })
+		}
+	}
 	for round := 0; stop.Err() == nil; round++ {
 		name := fmt.Sprintf("%s%d", prefix, round)
-		secret := make([]byte, 16)
-		if v.sign {
-			secret = make([]byte, ed25519.SeedSize)
-		}
-		for j := range secret {
-			secret[j] = byte(rnd.Uint32())
-		}
-		// The revoke workload's secret; the sign workload's key is made
-		// from it as a seed, and the history records its public key.
-		var priv ed25519.PrivateKey
-		base := Op{Workload: v.workload(), F: "create", Key: name, New: hex.EncodeToString(secret)}
-		if v.sign {
-			priv = ed25519.NewKeyFromSeed(secret)
-			base.New = hex.EncodeToString(priv.Public().(ed25519.PublicKey))
-		}
-		var created Op
-		for try := 0; try < 5 && stop.Err() == nil; try++ {
-			n, id := e.target(rnd.IntN(1 << 16))
-			op := base
-			op.Process, op.Node = proc, id
-			created = e.h.do(hard, op,
-				func(ctx context.Context, op *Op) error {
-					if v.sign {
-						_, err := e.db.client(n).CreateFROST(ctx, name, priv, nil)
-						return err
-					}
-					_, err := e.db.client(n).CreateSecret(ctx, name, []byte(op.New), time.Time{})
-					return err
-				})
-			if created.Outcome != Fail {
-				break
-			}
-			e.pace(stop, created, rnd)
-		}
-		if created.Outcome == Unknown {
-			proc = e.h.process()
-		}
-		if created.Outcome != OK {
+		if v.create(stop, hard, rnd, &proc, name) != OK {
 			continue
 		}
 		releasing, stopReleasing := context.WithCancel(stop)
@@ -131,6 +108,50 @@ func (v *revoke) run(stop, hard context.Context) {
 		stopReleasing()
 		wg.Wait()
 	}
+}
+
+// create makes the key name, trying up to five times while it is refused:
+// a secret for the revoke workload, an ed25519-frost key for the sign
+// workload (made from the secret as a seed; the history records its
+// public key). A creation of unknown outcome moves the process on.
+func (v *revoke) create(stop, hard context.Context, rnd *rand.Rand, proc *int, name string) Outcome {
+	e := v.e
+	secret := make([]byte, 16)
+	if v.sign {
+		secret = make([]byte, ed25519.SeedSize)
+	}
+	for j := range secret {
+		secret[j] = byte(rnd.Uint32())
+	}
+	var priv ed25519.PrivateKey
+	base := Op{Workload: v.workload(), F: "create", Key: name, New: hex.EncodeToString(secret)}
+	if v.sign {
+		priv = ed25519.NewKeyFromSeed(secret)
+		base.New = hex.EncodeToString(priv.Public().(ed25519.PublicKey))
+	}
+	var created Op
+	for try := 0; try < 5 && stop.Err() == nil; try++ {
+		n, id := e.target(rnd.IntN(1 << 16))
+		op := base
+		op.Process, op.Node = *proc, id
+		created = e.h.do(hard, op,
+			func(ctx context.Context, op *Op) error {
+				if v.sign {
+					_, err := e.db.client(n).CreateFROST(ctx, name, priv, nil)
+					return err
+				}
+				_, err := e.db.client(n).CreateSecret(ctx, name, []byte(op.New), time.Time{})
+				return err
+			})
+		if created.Outcome != Fail {
+			break
+		}
+		e.pace(stop, created, rnd)
+	}
+	if created.Outcome == Unknown {
+		*proc = e.h.process()
+	}
+	return created.Outcome
 }
 
 // user releases (f "release") or signs with (f "sign") one key through
