@@ -696,9 +696,9 @@ func custody(k *fsm.Key) string {
 	case k.Type == fsm.KeyTypeTang:
 		return "P-256 secret in shares; each exchange combines partials from a quorum; never assembled"
 	case k.Type == fsm.KeyTypeFROST && k.Frost != nil && k.Frost.NeedsReimport:
-		return fmt.Sprintf("NEEDS RE-IMPORT: Ed25519 key in FROST shares dealt to the holders of epoch %d; the members changed since, so no holder signs with it: import it again", k.Frost.Epoch)
+		return fmt.Sprintf("NEEDS RE-IMPORT: Ed25519 key in FROST shares dealt to the holders of epoch %d; the members changed since and no resharing round carried it, so no holder signs with it: import it again", k.Frost.Epoch)
 	case k.Type == fsm.KeyTypeFROST:
-		return "Ed25519 key in FROST shares (RFC 9591); each signature adds a quorum's signature shares; never assembled"
+		return "Ed25519 key in FROST shares (RFC 9591), reshared with every membership change; each signature adds a quorum's signature shares; never assembled"
 	case fsm.Assembled(k.Type) && k.AssembleTTL > 0:
 		return fmt.Sprintf("threshold-encrypted; a quorum releases it to the serving node, which keeps it in memory for up to %v", k.AssembleTTL)
 	case fsm.Assembled(k.Type):
