@@ -270,6 +270,7 @@ func (t *transition) completeFROST(r *Reshare) {
 			fk.Shares = append(fk.Shares, FROSTShare{NodeID: m.NodeID, Index: m.Index})
 		}
 		k.Frost = fk
+		t.fsm.digest.markKey(e.Key)
 	}
 	if migrated {
 		s.Destroyed = t.index
