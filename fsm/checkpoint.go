@@ -503,6 +503,11 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 		g.ck = checkpoints{last: sn.Certificate.Index, cert: sn.Certificate.clone(), certBytes: sn.Checkpoint}
 		g.takeCheckpoint(sn.Certificate.Index, sn.Checkpoint)
 	}
+	// The state hash's sum, built now from the checkpoint's state (or the
+	// empty one), is kept up to date by the replay below like any Apply.
+	if err := g.digest.fold(g.state); err != nil {
+		return nil, fmt.Errorf("snapshot: the state hash: %w", err)
+	}
 	last := g.ck.last
 	for i, e := range sn.Entries {
 		if e.Index <= last {
@@ -531,8 +536,7 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 	}
 	f.mu.Lock()
 	g.ck.pin = f.ck.pin
-	f.state, f.ck = g.state, g.ck
-	f.digest.reset()
+	f.state, f.ck, f.digest = g.state, g.ck, g.digest
 	f.changes++
 	f.mu.Unlock()
 	r := &Restored{TOFU: pin == nil, Entries: len(sn.Entries), Applied: st.Applied}

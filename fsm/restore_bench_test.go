@@ -1,0 +1,84 @@
+package fsm_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+// certifiedSnapshotOf is a snapshot of n keys (plus a few the harness
+// made) whose checkpoint is certified by real partials, followed by tail
+// entries applied after the checkpoint, as a node's snapshot carries
+// them. It applies entries straight to the FSM, without the harness's
+// per-entry checks, which would cost O(n) each.
+func certifiedSnapshotOf(b *testing.B, n, tail int) (snap []byte, pin []byte, c *cryptoChecker) {
+	h, c := newCryptoHarness(b)
+	h.f.CheckpointEvery = 1 << 40 // no checkpoint while loading
+	threeHolders(h)
+	h.must(admin, createKeyCmd("seed"))
+	fsm.WriteStateForTest(h.f, func(s *fsm.State) {
+		for i := range n {
+			k := *s.Keys["seed"]
+			k.Name = fmt.Sprintf("load/%07d", i)
+			s.Keys[k.Name] = &k
+		}
+	})
+	applyRaw := func(p principal, cmd *fsm.Command) {
+		h.index++
+		if res := h.f.Apply(h.index, h.at, h.entry(p, cmd)); res.Error != nil {
+			b.Fatalf("%s: %v", cmd.Type, res.Error)
+		}
+	}
+	h.f.CheckpointEvery = h.index + 1 // the next entry takes a checkpoint
+	applyRaw(admin, createKeyCmd("db/checkpoint"))
+	var pc *fsm.Checkpoint
+	var holders []*fsm.Node
+	var clusterID string
+	var poly [][]byte
+	h.f.Read(func(s *fsm.State) {
+		pc, holders, clusterID, poly = s.Pending[len(s.Pending)-1], s.Holders(), s.ClusterID, s.Poly
+	})
+	shares := c.shares[polyKey(poly)]
+	for _, nd := range holders[:2] {
+		applyRaw(h.nodeNamed(nd.ID), attestCmd(pc.Index, pc.Hash, checkpointPartial(b, shares[nd.Index], clusterID, pc.Index, pc.Hash)))
+	}
+	h.f.CheckpointEvery = 1 << 40
+	for i := range tail {
+		h.at = h.at.Add(time.Millisecond)
+		applyRaw(admin, createKeyCmd(fmt.Sprintf("tail/%05d", i)))
+	}
+	snap, err := h.f.Snapshot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	h.f.Read(func(s *fsm.State) { pin = s.PublicKey() })
+	return snap, pin, c
+}
+
+// BenchmarkRestore is what a restarting node's state machine does with
+// its snapshot before it serves: verify and decode the certified
+// checkpoint, replay the entries after it, and the first Hash (status).
+func BenchmarkRestore(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		if testing.Short() && n > 10_000 {
+			continue
+		}
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			snap, pin, c := certifiedSnapshotOf(b, n, 1000)
+			b.SetBytes(int64(len(snap)))
+			b.ResetTimer()
+			for range b.N {
+				f := fsm.New(c) // checkpoints every DefaultCheckpointEvery entries, as a node's
+				f.PinClusterKey(pin)
+				if _, err := f.RestoreSnapshot(snap); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := f.Hash(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
