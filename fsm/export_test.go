@@ -63,3 +63,6 @@ func NameIndexForTest(f *FSM) bool {
 	s.names.Ascend(func(name string) bool { names = append(names, name); return true })
 	return slices.Equal(names, sortedKeys(s.Keys))
 }
+
+// DecodeSnapForTest is RestoreSnapshot's decoder of a snapshot.
+func DecodeSnapForTest(data []byte) (*Snap, error) { return decodeSnap(data) }

@@ -1,6 +1,9 @@
 package fsm_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -81,4 +84,65 @@ func BenchmarkRestore(b *testing.B) {
 			}
 		})
 	}
+}
+
+// snapDecodeSeeds are snapshots the fast path of the decoder takes and
+// near misses it must hand to encoding/json or refuse as it would.
+var snapDecodeSeeds = []string{
+	`{"version":1,"checkpoint":"e30=","certificate":{"index":1,"hash":"","epoch":1,"poly":[""],"partials":[null]},"entries":null}`,
+	`{"version":1,"checkpoint":"e30=","entries":[]}`,
+	`{"version":1,"checkpoint":"","entries":[]}`,
+	`{"version":1,"checkpoint":"e3\/0=","entries":[]}`,                   // an escape: encoding/json decodes it
+	`{"version":1,"checkpoint":"e3` + "\n" + `0=","entries":[]}`,         // a raw newline: refused
+	`{"version":1,"checkpoint":"e30=","checkpoint":"e30=","entries":[]}`, // twice
+	`{"version":1,"checkpoint":"e30","entries":[]}`,                      // bad padding
+	`{"version":1,"checkpoint":"e30=","entries":[]} {}`,                  // data after
+	`{"version":1,"checkpoint":"e30=","bogus":1,"entries":[]}`,           // unknown field
+	`{"version":1,"checkpoint":"e31=","entries":[]}`,                     // non-canonical last bits
+	`{"version":1,"checkpoint":"e30="`,
+	`{"version":1,"entries":[]}`,
+}
+
+// checkSnapDecode: the decoder gives what encoding/json gives (with
+// unknown fields refused, nothing after), and refuses what it refuses.
+func checkSnapDecode(t *testing.T, data []byte) {
+	got, err := fsm.DecodeSnapForTest(data)
+	var want fsm.Snap
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	werr := dec.Decode(&want)
+	if werr == nil && dec.More() {
+		werr = errors.New("data after")
+	}
+	if (err == nil) != (werr == nil) {
+		// encoding/json takes the last of two checkpoints; the decoder
+		// refuses them, which is stricter and safe.
+		if err != nil && werr == nil && bytes.Count(data, []byte(`"checkpoint"`)) > 1 {
+			return
+		}
+		t.Fatalf("decoder: %v; encoding/json: %v", err, werr)
+	}
+	if err != nil {
+		return
+	}
+	g, _ := json.Marshal(got)
+	w, _ := json.Marshal(&want)
+	if !bytes.Equal(g, w) || (got.Checkpoint == nil) != (want.Checkpoint == nil) {
+		t.Fatalf("decoder gives %s, encoding/json %s", g, w)
+	}
+}
+
+func TestSnapDecodeIsEncodingJSON(t *testing.T) {
+	for _, s := range snapDecodeSeeds {
+		t.Run("", func(t *testing.T) { checkSnapDecode(t, []byte(s)) })
+	}
+}
+
+// FuzzSnapDecode: on any input the snapshot decoder agrees with
+// encoding/json.
+func FuzzSnapDecode(f *testing.F) {
+	for _, s := range snapDecodeSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(checkSnapDecode)
 }
