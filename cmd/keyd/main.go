@@ -51,6 +51,9 @@ Usage:
 Run "keyd -h" or "keyd dev -h" for the flags.
 `
 
+// started is when the process started.
+var started = time.Now()
+
 func main() {
 	protectMemory()
 	args := os.Args[1:]
@@ -226,7 +229,8 @@ func runNode(args []string, stderr io.Writer) error {
 	}
 	id := n.node.Identity()
 	fp := api.Fingerprint(id.SignKey)
-	log.Info("keyd running", "node", f.id, "api", f.apiAddr, "raft", f.raftAddr, "gossip", f.gossipAddr, "fingerprint", fp)
+	log.Info("keyd running", "node", f.id, "api", f.apiAddr, "raft", f.raftAddr, "gossip", f.gossipAddr, "fingerprint", fp,
+		"took", time.Since(started)) // from the process's start: a restart's time to serve, snapshot restore included
 	if !id.Joined {
 		token := "the one given with --join-token"
 		if f.joinToken == "" {
