@@ -2,6 +2,8 @@ package jepsen
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -233,13 +235,13 @@ func TestRevokeCheck(t *testing.T) {
 		{Index: 4, Workload: WorkloadRevoke, F: "release", Key: "rev/0", Outcome: Fail, Call: 110, Return: 150},
 	}
 	var rep Summary
-	(&revoke{}).check(&rep, ops)
+	(&revoke{kind: releaseRace}).check(&rep, ops)
 	if len(rep.Anomalies) != 0 {
 		t.Fatalf("releases that began before the acknowledgement were flagged: %v", rep.Anomalies)
 	}
 	late := Op{Index: 5, Workload: WorkloadRevoke, F: "release", Key: "rev/0", Value: "s", Outcome: OK, Call: 101, Return: 160}
 	wrong := Op{Index: 6, Workload: WorkloadRevoke, F: "release", Key: "rev/0", Value: "t", Outcome: OK, Call: 30, Return: 40}
-	(&revoke{}).check(&rep, append(ops, late, wrong))
+	(&revoke{kind: releaseRace}).check(&rep, append(ops, late, wrong))
 	var checks []string
 	for _, a := range rep.Anomalies {
 		checks = append(checks, a.Check)
@@ -249,6 +251,55 @@ func TestRevokeCheck(t *testing.T) {
 		t.Errorf("anomalies = %v, want one late release and one wrong secret", rep.Anomalies)
 	}
 }
+
+// The sign workload's checker on a hand-made history: signatures that
+// began before the revocation was acknowledged pass, a signature that
+// began after it and one that does not verify under the key's public key
+// are caught.
+func TestSignCheckCatchesLateAndForgedSignatures(t *testing.T) {
+	priv := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	_, other, _ := ed25519.GenerateKey(nil)
+	pub := hex.EncodeToString(priv.Public().(ed25519.PublicKey))
+	sign := func(index int, key ed25519.PrivateKey, msg string, call, ret int64, outcome Outcome) Op {
+		op := Op{Index: index, Workload: WorkloadSign, F: "sign", Key: "sig/0", Node: "n1", Message: hex.EncodeToString([]byte(msg)), Call: call, Return: ret, Outcome: outcome}
+		if outcome == OK {
+			op.Value = hex.EncodeToString(ed25519.Sign(key, []byte(msg)))
+		}
+		return op
+	}
+	ops := []Op{
+		{Index: 0, Workload: WorkloadSign, F: "create", Key: "sig/0", New: pub, Outcome: OK, Call: 0, Return: 10},
+		sign(1, priv, "before", 20, 40, OK),
+		{Index: 2, Workload: WorkloadSign, F: "revoke", Key: "sig/0", Outcome: OK, Call: 50, Return: 100},
+		sign(3, priv, "concurrent", 60, 150, OK), // began before the acknowledgement
+		sign(4, priv, "refused", 110, 150, Fail),
+		sign(5, priv, "unknown", 120, 160, Unknown),
+		{Index: 6, Workload: WorkloadRevoke, F: "release", Key: "sig/0", Value: "x", Outcome: OK, Call: 200, Return: 210}, // another workload
+	}
+	var rep Summary
+	v := &revoke{kind: signRace}
+	if _, total, late := v.check(&rep, ops); len(rep.Anomalies) != 0 || total != 2 || late != 0 {
+		t.Fatalf("a valid history: %d signatures, %d late, anomalies %v", total, late, rep.Anomalies)
+	}
+	bad := append(slices.Clone(ops),
+		sign(7, priv, "after", 101, 170, OK),             // began after the acknowledgement
+		sign(8, other, "forged", 20, 30, OK),             // another key's signature
+		withMessage(sign(9, priv, "x", 21, 31, OK), "y"), // of another message
+	)
+	rep = Summary{}
+	_, total, late := v.check(&rep, bad)
+	var got []string
+	for _, a := range rep.Anomalies {
+		got = append(got, a.Check+" "+a.Detail[:strings.Index(a.Detail, " on ")])
+	}
+	slices.Sort(got)
+	want := []string{"sign-invalid sig/0: sign #8", "sign-invalid sig/0: sign #9", "sign-revoked sig/0: sign #7"}
+	if !slices.Equal(got, want) || total != 5 || late != 1 || rep.Sign == nil || rep.Sign.LateSignatures != 1 {
+		t.Errorf("anomalies %v (%d signatures, %d late), want %v", got, total, late, want)
+	}
+}
+
+func withMessage(op Op, msg string) Op { op.Message = hex.EncodeToString([]byte(msg)); return op }
 
 func TestConverged(t *testing.T) {
 	node := func(id string, applied uint64, hash string) NodeState {
