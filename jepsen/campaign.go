@@ -7,13 +7,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
 
 // CampaignConfig is several runs. Run i has seed Seed+i and the nemesis
-// Nemeses[i % len(Nemeses)], or without Nemeses each nemesis once and
-// then mixed schedules; the other settings are Base's.
+// Nemeses[i % len(Nemeses)], or without Nemeses the default rotation:
+// each nemesis once, then three mixed schedules, and again; the other
+// settings are Base's.
 type CampaignConfig struct {
 	Base    Config
 	Runs    int
@@ -23,13 +25,11 @@ type CampaignConfig struct {
 
 // nemesis is run i's nemesis.
 func (cc *CampaignConfig) nemesis(i int) string {
-	switch {
-	case len(cc.Nemeses) > 0:
-		return cc.Nemeses[i%len(cc.Nemeses)]
-	case i < len(Nemeses):
-		return Nemeses[i]
+	rotation := cc.Nemeses
+	if len(rotation) == 0 {
+		rotation = append(slices.Clone(Nemeses), "mixed", "mixed", "mixed")
 	}
-	return "mixed"
+	return rotation[i%len(rotation)]
 }
 
 // CampaignSummary is the campaign's report.

@@ -357,15 +357,30 @@ func TestCheckBounded(t *testing.T) {
 func TestCampaignRotation(t *testing.T) {
 	var got []string
 	cc := CampaignConfig{}
-	for i := range 10 {
+	for i := range 30 {
 		got = append(got, cc.nemesis(i))
 	}
-	want := append(slices.Clone(Nemeses), "mixed", "mixed", "mixed")
-	if !slices.Equal(got, want) {
-		t.Errorf("rotation = %v, want %v", got, want)
+	rotation := append(slices.Clone(Nemeses), "mixed", "mixed", "mixed")
+	if !slices.Equal(got[:len(rotation)], rotation) || !slices.Equal(got[len(rotation):2*len(rotation)], rotation) {
+		t.Errorf("rotation = %v, want %v twice", got, rotation)
+	}
+	for _, n := range append(slices.Clone(Nemeses), "mixed") {
+		if c := countOf(got, n); c < 2 {
+			t.Errorf("thirty runs have %s %d times", n, c)
+		}
 	}
 	cc.Nemeses = []string{NemesisKill, NemesisPause}
 	if cc.nemesis(0) != NemesisKill || cc.nemesis(3) != NemesisPause {
 		t.Errorf("a given rotation is not followed")
 	}
+}
+
+func countOf(xs []string, x string) int {
+	n := 0
+	for _, y := range xs {
+		if y == x {
+			n++
+		}
+	}
+	return n
 }

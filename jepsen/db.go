@@ -61,11 +61,14 @@ type db struct {
 	slots      []*slot // slots[i] is slot i+1
 	creds      *client.Credentials
 	clients    map[int]*client.Client
-	unexpected []*proc // exits the suite did not cause
+	unexpected []*proc         // exits the suite did not cause
+	mounted    map[string]bool // data directories on their own tmpfs (disk.go)
+	full       map[int]bool    // slots whose disk the disk-full nemesis filled
 }
 
 func newDB(cfg *Config, nw *Network, ev *events, dataRoot, logDir string) *db {
-	d := &db{cfg: cfg, nw: nw, ev: ev, dataRoot: dataRoot, logDir: logDir, clients: map[int]*client.Client{}}
+	d := &db{cfg: cfg, nw: nw, ev: ev, dataRoot: dataRoot, logDir: logDir, clients: map[int]*client.Client{},
+		mounted: map[string]bool{}, full: map[int]bool{}}
 	for i := 1; i <= nw.Slots; i++ {
 		d.slots = append(d.slots, &slot{n: i})
 	}
@@ -148,6 +151,9 @@ func (d *db) start(ctx context.Context, n int) error {
 	}
 	id := s.id
 	d.mu.Unlock()
+	if err := d.mountData(ctx, d.dataDir(id)); err != nil {
+		return fmt.Errorf("the data disk of %s: %w", id, err)
+	}
 	p, err := startKeyd(ctx, d.nw, d.cfg.Keyd, n, id, d.dataDir(id), d.logPath(id), d.cfg.RequestTimeout, d.exited)
 	if err != nil {
 		return err
@@ -292,7 +298,7 @@ func (d *db) leader(ctx context.Context) (int, bool) {
 // unslowed, paused nodes continued, dead members restarted.
 func (d *db) heal(ctx context.Context) error {
 	var errs []error
-	errs = append(errs, d.nw.Mend(ctx))
+	errs = append(errs, d.nw.Mend(ctx), d.unfill())
 	d.nw.Unslow(ctx)
 	for _, n := range d.members() {
 		d.resume(n)
@@ -394,6 +400,7 @@ func (d *db) erase(n int) {
 	if p != nil {
 		p.stop(15 * time.Second)
 	}
+	d.unmountData(d.dataDir(id), false)
 	os.RemoveAll(d.dataDir(id))
 }
 

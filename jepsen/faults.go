@@ -1,0 +1,180 @@
+package jepsen
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/keyquorum/keyquorum/cluster"
+)
+
+// The faults operators meet (issue 13): a full disk on one node, a crash
+// while a snapshot is installed, a rolling restart of every node. Each
+// checks what it promises on top of the run's checks.
+
+// diskFull fills the data disk of one member (its own tmpfs, disk.go)
+// to the last byte; heal removes the filler. While the disk is full the
+// node cannot write its Raft log, its snapshots or its audit log: the
+// run's checks hold it to what they hold every node to (no anomaly, no
+// panic, an answer within the request timeout), and after the filler is
+// removed it must catch up (the final convergence).
+func (nm *nemesis) diskFull(r *rand.Rand, members []int) (string, error) {
+	victim := members[r.IntN(len(members))]
+	n, err := nm.db.fill(victim)
+	return fmt.Sprintf("disk full: %s's data disk (%s tmpfs) filled with %d KiB", nm.db.names([]int{victim}), dataDiskSize, n>>10), err
+}
+
+// Markers in a node's log of a snapshot it receives from the leader
+// (hashicorp/raft): copied, then restored into the state machine
+// (cluster/raftfsm.go), then installed.
+const (
+	snapshotCopied    = "copied to local snapshot"
+	snapshotInstalled = "Installed remote snapshot"
+)
+
+// snapshotCrash makes a member fall behind the leader by more than its
+// trailing logs (the suite runs keyd with --snapshot-threshold 64
+// --trailing-logs 16), so that it can only catch up by installing a
+// snapshot, lets it reconnect, and kills it with kill -9 the moment its
+// log shows the snapshot copied, while the state machine restores it.
+// Heal restarts it, on whatever its disk holds; it must catch up with
+// the same state as the others (the final convergence, and "diverged" if
+// it restored into another state).
+func (nm *nemesis) snapshotCrash(ctx context.Context, r *rand.Rand, members []int, hold time.Duration) (string, error) {
+	d := nm.db
+	leader, ok := d.leader(ctx)
+	if !ok {
+		return "snapshot-crash: no leader known", nil
+	}
+	var others []int
+	for _, n := range members {
+		if n != leader {
+			others = append(others, n)
+		}
+	}
+	if len(others) == 0 {
+		return "snapshot-crash: no follower", nil
+	}
+	victim := others[r.IntN(len(others))]
+	name := d.names([]int{victim})
+	rest := slices.DeleteFunc(slices.Clone(members), func(n int) bool { return n == victim })
+	if err := d.nw.Cut(ctx, map[int][]int{victim: rest}); err != nil {
+		return "snapshot-crash: cut " + name, err
+	}
+	// Fall behind: the workloads write; wait for 100 entries more than
+	// the victim has (snapshot threshold and trailing logs), within a
+	// bound.
+	base := nm.applied(ctx, victim)
+	behind := false
+	for deadline := time.Now().Add(max(hold, 20*time.Second)); time.Now().Before(deadline) && ctx.Err() == nil; {
+		if nm.applied(ctx, leader) > base+100 {
+			behind = true
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	log := d.logPath(d.nodeID(victim))
+	offset := fileSize(log)
+	if err := d.nw.Mend(ctx); err != nil {
+		return "snapshot-crash: mend " + name, err
+	}
+	seen := false
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; {
+		if bytes.Contains(tail(log, offset), []byte(snapshotCopied)) {
+			seen = true
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	d.kill(victim)
+	after := tail(log, offset)
+	var how string
+	switch {
+	case !seen:
+		how = "no snapshot seen within 15 s; killed anyway"
+	case bytes.Contains(after, []byte(snapshotInstalled)):
+		how = "killed after the snapshot was copied, but it was installed before the kill landed"
+	default:
+		how = "killed after the snapshot was copied, before it was installed"
+	}
+	if !behind {
+		how += " (it fell fewer than 100 entries behind)"
+	}
+	return fmt.Sprintf("snapshot-crash: %s cut off until behind, reconnected, %s", name, how), nil
+}
+
+// applied is a slot's applied index, 0 if it does not answer.
+func (nm *nemesis) applied(ctx context.Context, n int) uint64 {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := nm.db.client(n).Status(cctx)
+	if err != nil {
+		return 0
+	}
+	return st.Applied
+}
+
+// rollingRestart restarts every member in turn, as an operator upgrading
+// the cluster does: SIGTERM, wait for it to exit, start it again on its
+// data, wait until it has caught up with the leader, next. A node that
+// does not stop within 15 s of SIGTERM, or does not catch up within a
+// minute of its restart, is an anomaly ("restart").
+func (nm *nemesis) rollingRestart(ctx context.Context, r *rand.Rand, members []int) (string, error) {
+	d := nm.db
+	order := slices.Clone(members)
+	r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	var steps []string
+	for _, n := range order {
+		id := d.nodeID(n)
+		d.mu.Lock()
+		p := d.slot(n).proc
+		d.mu.Unlock()
+		if p != nil && !p.stop(15*time.Second) {
+			nm.rep.anomaly("restart", "rolling restart: %s did not stop within 15 s of SIGTERM and was killed", id)
+		}
+		if err := d.start(ctx, n); err != nil {
+			return "rolling restart " + strings.Join(steps, ", "), fmt.Errorf("restarting %s: %w", id, err)
+		}
+		began := time.Now()
+		target := uint64(0)
+		if l, ok := d.leader(ctx); ok && l != n {
+			target = nm.applied(ctx, l)
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := d.waitMembers(wctx, n, func(st *cluster.Status) bool { return st.Leader != "" && st.Applied >= target })
+		cancel()
+		if err != nil {
+			nm.rep.anomaly("restart", "rolling restart: %s did not catch up with the leader (applied %d) within a minute of its restart: %v", id, target, err)
+		}
+		steps = append(steps, fmt.Sprintf("%s (caught up in %.1fs)", id, time.Since(began).Seconds()))
+	}
+	return "rolling restart " + strings.Join(steps, ", "), nil
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// tail is a file from offset on.
+func tail(path string, offset int64) []byte {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var b bytes.Buffer
+	if _, err := f.Seek(offset, 0); err != nil {
+		return nil
+	}
+	b.ReadFrom(f)
+	return b.Bytes()
+}
