@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -143,4 +144,24 @@ func (c *CampaignSummary) Text(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "%-3s %-8s %-11s %-14s %7d %7d %7d %6d %9d\n", "", "total", "", "", ops, ok, unknown, faults, anomalies)
+	type tally struct{ runs, valid int }
+	by := map[string]*tally{}
+	for _, r := range c.Runs {
+		if r.Summary == nil {
+			continue
+		}
+		t := by[r.Summary.Nemesis]
+		if t == nil {
+			t = &tally{}
+			by[r.Summary.Nemesis] = t
+		}
+		t.runs++
+		if r.Summary.Valid {
+			t.valid++
+		}
+	}
+	fmt.Fprintf(w, "\nby nemesis: runs, valid\n")
+	for _, name := range slices.Sorted(maps.Keys(by)) {
+		fmt.Fprintf(w, "  %-16s %3d %3d\n", name, by[name].runs, by[name].valid)
+	}
 }

@@ -180,6 +180,13 @@ func TestPlanIsDeterminedBySeed(t *testing.T) {
 			t.Errorf("a member schedule overlaps %v", s)
 		}
 	}
+	for seed := range int64(50) {
+		for _, s := range plan(seed, "mixed") {
+			if slices.Contains(alone, s.Fault) && s.With != "" {
+				t.Errorf("seed %d: %s takes a second fault: %v", seed, s.Fault, s)
+			}
+		}
+	}
 }
 
 // sees is what each node of a grudge still reaches, itself included.
@@ -383,4 +390,22 @@ func countOf(xs []string, x string) int {
 		}
 	}
 	return n
+}
+
+func TestCampaignTextListsEveryRun(t *testing.T) {
+	c := &CampaignSummary{Seed: 5, Wall: "1m"}
+	for i, n := range []string{NemesisDiskFull, NemesisClock, NemesisDiskFull} {
+		s := &Summary{Seed: int64(5 + i), Nemesis: n, Valid: i != 2, Ops: map[string]*Counts{"all": {Total: 10}}}
+		if i == 2 {
+			s.Anomalies = []Anomaly{{Check: "sign-revoked", Detail: "sig/0: sign #7"}}
+		}
+		c.Runs = append(c.Runs, CampaignRun{Dir: fmt.Sprintf("run%d", i), Summary: s})
+	}
+	var b strings.Builder
+	c.Text(&b)
+	for _, want := range []string{"run0", "run1", "run2", "[sign-revoked] sig/0: sign #7", "disk-full          2   1", "clock              1   1"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("campaign text lacks %q:\n%s", want, b.String())
+		}
+	}
 }

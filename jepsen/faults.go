@@ -3,6 +3,7 @@ package jepsen
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -177,4 +178,55 @@ func tail(path string, offset int64) []byte {
 	}
 	b.ReadFrom(f)
 	return b.Bytes()
+}
+
+// clockAheadBy are the offsets the clock nemesis draws from: within
+// fsm.MaxClockSkew (5 minutes), just beyond it, and far beyond.
+var clockAheadBy = []time.Duration{2 * time.Minute, 10 * time.Minute, time.Hour, 24 * time.Hour, 365 * 24 * time.Hour}
+
+// clockAhead puts one member's wall clock far ahead (keyd built with
+// -tags keyquorum_clock_offset reads its offset from a file the suite
+// writes; cluster/clock_offset.go) and checks, from the node's log, that
+// the node took it; heal puts it back. The monotonic clock is untouched:
+// Raft's timers run as before, but the node judges signed requests,
+// nonces and expiries by a time far ahead, and stamps its own commands
+// with it. The run's checks must all hold.
+func (nm *nemesis) clockAhead(r *rand.Rand, members []int) (string, error) {
+	d := nm.db
+	victim := members[r.IntN(len(members))]
+	ahead := clockAheadBy[r.IntN(len(clockAheadBy))]
+	id := d.nodeID(victim)
+	log := d.logPath(id)
+	offset := fileSize(log)
+	desc := fmt.Sprintf("clock of %s %v ahead", d.names([]int{victim}), ahead)
+	d.mu.Lock()
+	d.ahead[id] = true
+	d.mu.Unlock()
+	if err := os.WriteFile(d.clockPath(id), []byte(ahead.String()), 0o644); err != nil {
+		return desc, err
+	}
+	want := []byte(fmt.Sprintf("the clock is now %v ahead", ahead))
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if bytes.Contains(tail(log, offset), want) {
+			return desc, nil
+		}
+	}
+	return desc, fmt.Errorf("%s did not report its clock ahead within 5 s: is keyd built with -tags keyquorum_clock_offset (make jepsen-bin builds it so)?", id)
+}
+
+// clocksBack sets every clock the clock nemesis moved back to the true
+// time.
+func (d *db) clocksBack() error {
+	d.mu.Lock()
+	var ids []string
+	for id := range d.ahead {
+		ids = append(ids, id)
+	}
+	clear(d.ahead)
+	d.mu.Unlock()
+	var errs []error
+	for _, id := range ids {
+		errs = append(errs, os.WriteFile(d.clockPath(id), []byte("0s"), 0o644))
+	}
+	return errors.Join(errs...)
 }

@@ -22,15 +22,20 @@ const (
 	NemesisDiskFull      = "disk-full"
 	NemesisSnapshotCrash = "snapshot-crash"
 	NemesisRestart       = "rolling-restart"
+	NemesisClock         = "clock"
 )
 
 // Nemeses is every nemesis; "mixed" draws from all of them.
 var Nemeses = []string{NemesisPartition, NemesisIsolateLeader, NemesisRing, NemesisKill, NemesisPause, NemesisMember, NemesisSlow,
-	NemesisDiskFull, NemesisSnapshotCrash, NemesisRestart}
+	NemesisDiskFull, NemesisSnapshotCrash, NemesisRestart, NemesisClock}
 
 // alone are the faults that carry themselves out to the end, with their
-// own timing, and take no second fault in a mixed schedule.
+// own timing, and take no second fault in a mixed schedule. A schedule
+// leaves one at least aloneTakes before the end, so that it does not
+// make the run longer.
 var alone = []string{NemesisSnapshotCrash, NemesisRestart}
+
+const aloneTakes = 25 * time.Second
 
 // Step is one fault of a schedule, and in mixed schedules sometimes a
 // second one at the same time.
@@ -101,7 +106,7 @@ func Plan(seed int64, nemesis string, duration, quietMin, quietMax, holdMin, hol
 			}
 		}
 		st.Hold = between(r, holdMin, holdMax)
-		if at+st.Hold > duration {
+		if at+st.Hold > duration || slices.Contains(alone, st.Fault) && at+aloneTakes > duration {
 			return steps
 		}
 		st.Draw, st.WithDraw = r.Uint64(), r.Uint64()
@@ -270,6 +275,8 @@ func (nm *nemesis) inject(ctx context.Context, fault string, draw uint64, member
 		return nm.snapshotCrash(ctx, r, members, hold)
 	case NemesisRestart:
 		return nm.rollingRestart(ctx, r, members)
+	case NemesisClock:
+		return nm.clockAhead(r, members)
 	}
 	return fault, fmt.Errorf("unknown fault %q", fault)
 }
