@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -30,22 +31,22 @@ func (nm *nemesis) diskFull(r *rand.Rand, members []int) (string, error) {
 	return fmt.Sprintf("disk full: %s's data disk (%s tmpfs) filled with %d KiB", nm.db.names([]int{victim}), dataDiskSize, n>>10), err
 }
 
-// Markers in a node's log of a snapshot it receives from the leader
-// (hashicorp/raft): copied, then restored into the state machine
-// (cluster/raftfsm.go), then installed.
-const (
-	snapshotCopied    = "copied to local snapshot"
-	snapshotInstalled = "Installed remote snapshot"
-)
+// snapshotRestored is what keyd logs when its state machine has
+// restored a snapshot (cluster/raftfsm.go).
+const snapshotRestored = "restored a verified snapshot"
 
 // snapshotCrash makes a member fall behind the leader by more than its
 // trailing logs (the suite runs keyd with --snapshot-threshold 64
-// --trailing-logs 16), so that it can only catch up by installing a
-// snapshot, lets it reconnect, and kills it with kill -9 the moment its
-// log shows the snapshot copied, while the state machine restores it.
-// Heal restarts it, on whatever its disk holds; it must catch up with
-// the same state as the others (the final convergence, and "diverged" if
-// it restored into another state).
+// --trailing-logs 16 --snapshot-interval 2s), so that it can only catch
+// up by installing a snapshot, lets it reconnect, and kills it with
+// kill -9 in the middle of the install: while it receives the snapshot
+// (a new "*.tmp" directory in its Raft snapshot store) or, by the draw,
+// once the snapshot is stored and the state machine restores it (a new
+// finished snapshot directory; the restore takes a few hundred ms with
+// -race). Heal restarts it on whatever its disk holds; it must catch up
+// with the same state as the others (the final convergence, and
+// "diverged" if it restored into another state). The fault's detail
+// says where the kill landed, from the store and the node's log.
 func (nm *nemesis) snapshotCrash(ctx context.Context, r *rand.Rand, members []int, hold time.Duration) (string, error) {
 	d := nm.db
 	leader, ok := d.leader(ctx)
@@ -62,6 +63,7 @@ func (nm *nemesis) snapshotCrash(ctx context.Context, r *rand.Rand, members []in
 		return "snapshot-crash: no follower", nil
 	}
 	victim := others[r.IntN(len(others))]
+	duringRestore := r.IntN(2) == 0
 	name := d.names([]int{victim})
 	rest := slices.DeleteFunc(slices.Clone(members), func(n int) bool { return n == victim })
 	if err := d.nw.Cut(ctx, map[int][]int{victim: rest}); err != nil {
@@ -79,34 +81,55 @@ func (nm *nemesis) snapshotCrash(ctx context.Context, r *rand.Rand, members []in
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	log := d.logPath(d.nodeID(victim))
+	id := d.nodeID(victim)
+	store := filepath.Join(d.dataDir(id), "raft", "snapshots")
+	before := entries(store)
+	log := d.logPath(id)
 	offset := fileSize(log)
 	if err := d.nw.Mend(ctx); err != nil {
 		return "snapshot-crash: mend " + name, err
 	}
-	seen := false
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; {
-		if bytes.Contains(tail(log, offset), []byte(snapshotCopied)) {
-			seen = true
-			break
+	seen := ""
+	for deadline := time.Now().Add(20 * time.Second); seen == "" && time.Now().Before(deadline) && ctx.Err() == nil; {
+		for e := range entries(store) {
+			if before[e] {
+				continue
+			}
+			if strings.HasSuffix(e, ".tmp") && !duringRestore {
+				seen = "while it received the snapshot"
+			} else if !strings.HasSuffix(e, ".tmp") {
+				seen = "once the snapshot was stored, while the state machine restored it"
+			}
 		}
-		time.Sleep(2 * time.Millisecond)
+		if seen == "" {
+			time.Sleep(time.Millisecond)
+		}
 	}
 	d.kill(victim)
-	after := tail(log, offset)
+	restored := bytes.Contains(tail(log, offset), []byte(snapshotRestored))
 	var how string
 	switch {
-	case !seen:
-		how = "no snapshot seen within 15 s; killed anyway"
-	case bytes.Contains(after, []byte(snapshotInstalled)):
-		how = "killed after the snapshot was copied, but it was installed before the kill landed"
+	case seen == "":
+		how = "no snapshot came within 20 s; killed anyway"
+	case restored:
+		how = "killed " + seen + ", but the restore finished before the kill landed"
 	default:
-		how = "killed after the snapshot was copied, before it was installed"
+		how = "killed " + seen + ", before the restore finished"
 	}
 	if !behind {
 		how += " (it fell fewer than 100 entries behind)"
 	}
 	return fmt.Sprintf("snapshot-crash: %s cut off until behind, reconnected, %s", name, how), nil
+}
+
+// entries lists a directory's entries.
+func entries(dir string) map[string]bool {
+	out := map[string]bool{}
+	des, _ := os.ReadDir(dir)
+	for _, de := range des {
+		out[de.Name()] = true
+	}
+	return out
 }
 
 // applied is a slot's applied index, 0 if it does not answer.
