@@ -69,13 +69,13 @@ func (nm *nemesis) snapshotCrash(ctx context.Context, r *rand.Rand, members []in
 	if err := d.nw.Cut(ctx, map[int][]int{victim: rest}); err != nil {
 		return "snapshot-crash: cut " + name, err
 	}
-	// Fall behind: the workloads write; wait for 100 entries more than
-	// the victim has (snapshot threshold and trailing logs), within a
-	// bound.
+	// Fall behind: the workloads write; wait, for the fault's hold at
+	// most, until the leader is 80 entries (snapshot threshold and
+	// trailing logs) past the victim.
 	base := nm.applied(ctx, victim)
 	behind := false
-	for deadline := time.Now().Add(max(hold, 20*time.Second)); time.Now().Before(deadline) && ctx.Err() == nil; {
-		if nm.applied(ctx, leader) > base+100 {
+	for deadline := time.Now().Add(hold); time.Now().Before(deadline) && ctx.Err() == nil; {
+		if nm.applied(ctx, leader) > base+80 {
 			behind = true
 			break
 		}
@@ -90,7 +90,7 @@ func (nm *nemesis) snapshotCrash(ctx context.Context, r *rand.Rand, members []in
 		return "snapshot-crash: mend " + name, err
 	}
 	seen := ""
-	for deadline := time.Now().Add(20 * time.Second); seen == "" && time.Now().Before(deadline) && ctx.Err() == nil; {
+	for deadline := time.Now().Add(10 * time.Second); seen == "" && time.Now().Before(deadline) && ctx.Err() == nil; {
 		for e := range entries(store) {
 			if before[e] {
 				continue
@@ -110,14 +110,14 @@ func (nm *nemesis) snapshotCrash(ctx context.Context, r *rand.Rand, members []in
 	var how string
 	switch {
 	case seen == "":
-		how = "no snapshot came within 20 s; killed anyway"
+		how = "no snapshot came within 10 s; killed anyway"
 	case restored:
 		how = "killed " + seen + ", but the restore finished before the kill landed"
 	default:
 		how = "killed " + seen + ", before the restore finished"
 	}
 	if !behind {
-		how += " (it fell fewer than 100 entries behind)"
+		how += fmt.Sprintf(" (it fell fewer than 80 entries behind within %.1fs)", hold.Seconds())
 	}
 	return fmt.Sprintf("snapshot-crash: %s cut off until behind, reconnected, %s", name, how), nil
 }
