@@ -112,7 +112,7 @@ func (d *db) fill(n int) (int64, error) {
 	return written, nil
 }
 
-// unfill removes every filler and reports the slots it freed.
+// unfill removes every filler the disk-full nemesis wrote.
 func (d *db) unfill() error {
 	d.mu.Lock()
 	var dirs []string
@@ -128,11 +128,4 @@ func (d *db) unfill() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// diskFull reports whether a slot's disk is full now.
-func (d *db) diskFull(n int) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.full[n]
 }
