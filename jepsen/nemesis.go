@@ -152,9 +152,13 @@ func (nm *nemesis) run(stop, hard context.Context, begin int64, steps []Step) []
 			return windows
 		case <-time.After(wait):
 		}
-		if end, ok := stop.Deadline(); ok && slices.Contains(alone, st.Fault) && time.Until(end) < aloneTakes {
+		takes := st.Hold
+		if slices.Contains(alone, st.Fault) {
+			takes = aloneTakes
+		}
+		if end, ok := stop.Deadline(); ok && time.Until(end) < takes {
 			// An earlier fault ran long: this one would outlast the run.
-			nm.db.ev.logf("nemesis: skipped %s: less than %v left", st.Name(), aloneTakes)
+			nm.db.ev.logf("nemesis: skipped %s: less than %v left", st.Name(), takes.Round(time.Millisecond))
 			continue
 		}
 		windows = append(windows, nm.step(stop, hard, st))
