@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/cluster/metrics"
 )
 
@@ -27,6 +28,9 @@ const (
 	DefaultHeartbeatTimeout = 150 * time.Millisecond
 	DefaultRequestTimeout   = 3 * time.Second
 	DefaultShutdownTimeout  = 10 * time.Second
+	// DefaultRetryJoinBackoff is the longest wait between two rounds of a
+	// retry-join; the first rounds are a second apart.
+	DefaultRetryJoinBackoff = 30 * time.Second
 )
 
 // Config is one node's configuration.
@@ -71,6 +75,23 @@ type Config struct {
 	// and keeps it in JoinTokenPath(DataDir) until it joins.
 	JoinToken string
 
+	// PromoteAfter is how long a new member stays a Raft non-voter,
+	// answering the leader and caught up, before the leader promotes it
+	// (consensus.go); 0 promotes it as soon as it has caught up.
+	PromoteAfter time.Duration
+
+	// RetryJoin, for a node not in a cluster yet, are where it asks to
+	// join by itself with JoinToken (autojoin.go): "host:port" (a name
+	// stands for every address it resolves to) or "srv:NAME" (the targets
+	// of NAME's SRV records). JoinCAFingerprint (api.CAFingerprint) is the
+	// cluster's: the node joins no other. JoinPeer carries the requests.
+	RetryJoin         []string
+	JoinCAFingerprint string
+	JoinPeer          JoinPeer
+	// RetryJoinBackoff is the longest wait between two rounds of asking
+	// (DefaultRetryJoinBackoff when 0).
+	RetryJoinBackoff time.Duration
+
 	Logger *slog.Logger
 	// AuditLog is the audit log's path; empty means DefaultAuditFile in
 	// DataDir. AuditBestEffort lets the node go on releasing when it
@@ -100,6 +121,18 @@ func (c *Config) SetRaftTiming(heartbeat time.Duration) {
 	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = heartbeat, heartbeat, heartbeat*2/3
 }
 
+// validateRetryJoin checks what a node that is not in a cluster yet needs
+// to join by itself; a node in a cluster ignores RetryJoin.
+func (c *Config) validateRetryJoin() error {
+	if c.JoinToken == "" || c.JoinCAFingerprint == "" || c.JoinPeer == nil {
+		return errors.New("retry-join needs the join token and the cluster's CA fingerprint")
+	}
+	if _, _, err := api.ParseJoinToken(c.JoinToken); err != nil {
+		return fmt.Errorf("join token: %w", err)
+	}
+	return nil
+}
+
 func (c *Config) validate() error {
 	if c.NodeID == "" {
 		return errors.New("node ID is empty")
@@ -117,6 +150,9 @@ func (c *Config) validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		return errors.New("request timeout must be positive")
+	}
+	if c.RetryJoinBackoff == 0 {
+		c.RetryJoinBackoff = DefaultRetryJoinBackoff
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

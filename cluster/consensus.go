@@ -63,7 +63,13 @@ type consensus struct {
 	rfsm   *raftFSM
 
 	leaderReady atomic.Bool // this node is leader and has committed an entry of its term
-	verify      roundBatch[error]
+	// now is the clock of the promotion's stable period (tests set it);
+	// stable holds, on the leader, since when each non-voter has been
+	// caught up (reconcileMembers).
+	now      func() time.Time
+	stableMu sync.Mutex
+	stable   map[raft.ServerID]time.Time
+	verify   roundBatch[error]
 	// readIndexes counts the read indexes this node confirmed as leader.
 	readIndexes atomic.Uint64
 
@@ -85,7 +91,8 @@ type raftRun struct {
 }
 
 func newConsensus(cfg Config, log *slog.Logger, nodeID string, f *fsm.FSM) *consensus {
-	return &consensus{cfg: cfg, log: log, nodeID: nodeID, fsm: f, rfsm: newRaftFSM(f, log, cfg.Metrics)}
+	return &consensus{cfg: cfg, log: log, nodeID: nodeID, fsm: f, rfsm: newRaftFSM(f, log, cfg.Metrics), now: time.Now,
+		stable: map[raft.ServerID]time.Time{}}
 }
 
 // current is the running Raft, or nil.
@@ -272,19 +279,27 @@ func (c *consensus) watchLeadership(ctx context.Context, run *raftRun) {
 	}
 }
 
-// reconcileMembers runs on the leader: it makes Raft's voters the nodes
+// reconcileMembers runs on the leader: it makes Raft's servers the nodes
 // that the state machine lists. Nodes are added to the state by signed
-// commands, so a voter exists only if an operator admitted it; a node
-// leaves the voters when the resharing without it completes. It acts only
-// once the leader is ready (watchLeadership): before its barrier, a new
-// leader's state machine may still be replaying the log, and would list
-// fewer nodes than the cluster has.
+// commands, so a server exists only if an operator (or a join token)
+// admitted it; a node leaves when the resharing without it completes. A
+// new node enters as a non-voter and is promoted to voter once it has
+// answered this leader, caught up with the log as far as its own
+// admission, for Config.PromoteAfter without a break (the autopilot's
+// stable period): a node that never comes up, or flaps, does not count in
+// the quorum. It acts only once the leader is ready (watchLeadership):
+// before its barrier, a new leader's state machine may still be replaying
+// the log, and would list fewer nodes than the cluster has.
 func (c *consensus) reconcileMembers(ctx context.Context, run *raftRun) {
 	for {
 		_, changed := c.rfsm.watch()
+		c.stableMu.Lock()
 		if run.raft.State() == raft.Leader && c.leaderReady.Load() {
-			c.reconcileOnce(run)
+			c.reconcileOnce(ctx, run, c.stable)
+		} else {
+			clear(c.stable)
 		}
+		c.stableMu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
@@ -294,11 +309,13 @@ func (c *consensus) reconcileMembers(ctx context.Context, run *raftRun) {
 	}
 }
 
-func (c *consensus) reconcileOnce(run *raftRun) {
+func (c *consensus) reconcileOnce(ctx context.Context, run *raftRun, stable map[raft.ServerID]time.Time) {
 	want := map[raft.ServerID]raft.ServerAddress{}
 	initialized := false
+	var admitted uint64
 	c.fsm.Read(func(s *fsm.State) {
 		initialized = s.Initialized()
+		admitted = s.Applied
 		for id, node := range s.Nodes {
 			want[raft.ServerID(id)] = raft.ServerAddress(node.RaftAddr)
 		}
@@ -310,32 +327,77 @@ func (c *consensus) reconcileOnce(run *raftRun) {
 	if f.Error() != nil {
 		return
 	}
-	have := map[raft.ServerID]bool{}
+	have := map[raft.ServerID]raft.ServerSuffrage{}
 	for _, s := range f.Configuration().Servers {
-		have[s.ID] = true
+		have[s.ID] = s.Suffrage
 		if _, ok := want[s.ID]; !ok && s.ID != raft.ServerID(c.nodeID) {
 			if err := run.raft.RemoveServer(s.ID, 0, 5*time.Second).Error(); err != nil {
-				c.log.Warn("removing raft voter", "peer", s.ID, "err", err)
+				c.log.Warn("removing raft server", "peer", s.ID, "err", err)
 			} else {
-				c.log.Info("removed raft voter", "peer", s.ID)
+				c.log.Info("removed raft server", "peer", s.ID)
 			}
 		}
 	}
 	for id, addr := range want {
-		if !have[id] {
-			if err := run.raft.AddVoter(id, addr, 0, 5*time.Second).Error(); err != nil {
-				c.log.Warn("adding raft voter", "peer", id, "err", err)
+		suffrage, ok := have[id]
+		switch {
+		case !ok:
+			if err := run.raft.AddNonvoter(id, addr, 0, 5*time.Second).Error(); err != nil {
+				c.log.Warn("adding raft non-voter", "peer", id, "err", err)
 			} else {
-				c.log.Info("added raft voter", "peer", id, "addr", addr)
+				c.log.Info("added raft non-voter", "peer", id, "addr", addr)
+			}
+		case suffrage == raft.Nonvoter:
+			if !c.caughtUp(ctx, run, string(addr), admitted) {
+				delete(stable, id)
+				continue
+			}
+			since, ok := stable[id]
+			if !ok {
+				stable[id] = c.now()
+				since = stable[id]
+			}
+			if c.now().Sub(since) < c.cfg.PromoteAfter {
+				continue
+			}
+			if err := run.raft.AddVoter(id, addr, 0, 5*time.Second).Error(); err != nil {
+				c.log.Warn("promoting raft non-voter", "peer", id, "err", err)
+			} else {
+				c.log.Info("promoted raft non-voter to voter", "peer", id, "stable_for", c.now().Sub(since))
+				delete(stable, id)
 			}
 		}
 	}
 	// The leader removes itself last, once the others are in order.
-	if _, ok := want[raft.ServerID(c.nodeID)]; !ok && have[raft.ServerID(c.nodeID)] {
-		if err := run.raft.RemoveServer(raft.ServerID(c.nodeID), 0, 5*time.Second).Error(); err != nil {
-			c.log.Warn("removing self from raft", "err", err)
+	if _, ok := want[raft.ServerID(c.nodeID)]; !ok {
+		if _, in := have[raft.ServerID(c.nodeID)]; in {
+			if err := run.raft.RemoveServer(raft.ServerID(c.nodeID), 0, 5*time.Second).Error(); err != nil {
+				c.log.Warn("removing self from raft", "err", err)
+			}
 		}
 	}
+}
+
+// stableSince is since when the leader has seen non-voter id caught up.
+func (c *consensus) stableSince(id string) (time.Time, bool) {
+	c.stableMu.Lock()
+	defer c.stableMu.Unlock()
+	t, ok := c.stable[raft.ServerID(id)]
+	return t, ok
+}
+
+// caughtUp says whether the node at addr answers this leader on its node
+// port and has applied the log as far as index.
+func (c *consensus) caughtUp(ctx context.Context, run *raftRun, addr string, index uint64) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var ns struct {
+		Applied uint64 `json:"applied"`
+	}
+	if _, err := c.callWith(ctx, run, addr, statusPath, nil, &ns); err != nil {
+		return false
+	}
+	return ns.Applied >= index
 }
 
 // bootstrap makes this node the one voter of a new cluster.

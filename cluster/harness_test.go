@@ -293,7 +293,21 @@ func (c *testCluster) join(tn *testNode) {
 		tn.n.fsm.Read(func(s *fsm.State) { in = s.Nodes[tn.id()] != nil })
 		return in, fmt.Sprintf("%s does not see itself a member", tn.id())
 	})
+	c.waitVoter(tn)
 	c.waitSettled(before)
+}
+
+// waitVoter waits until the leader has promoted tn to a Raft voter.
+func (c *testCluster) waitVoter(tn *testNode) {
+	c.t.Helper()
+	c.waitFor(settleTimeout, func() (bool, string) {
+		for _, s := range c.leader().n.servers() {
+			if string(s.ID) == tn.id() && s.Suffrage == raft.Voter {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%s is not a voter yet", tn.id())
+	})
 }
 
 // running lists the nodes that run.

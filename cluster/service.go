@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
@@ -158,6 +159,9 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 	n.fsm.Read(func(s *fsm.State) {
 		st.ClusterID, st.Epoch, st.Threshold, st.PublicKey = s.ClusterID, s.Epoch, s.Threshold, s.PublicKey()
 		st.InitialNodes = s.InitialNodes
+		if s.Autopilot != nil {
+			st.RemoveDeadAfter = s.Autopilot.RemoveDeadAfter
+		}
 		for _, node := range s.Nodes {
 			if node.Holder {
 				st.N++
@@ -203,7 +207,34 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 	for range st.Members {
 		<-done
 	}
+	st.FailureTolerance, st.QuorumTolerance = tolerances(st, n.servers())
 	return st, nil
+}
+
+// tolerances are how many more holders and voters may fail, by what the
+// answering node reached (Status). It sets each member's Voter.
+func tolerances(st *Status, servers []raft.Server) (holders, voters int) {
+	voter := map[string]bool{}
+	for _, s := range servers {
+		if s.Suffrage == raft.Voter {
+			voter[string(s.ID)] = true
+		}
+	}
+	reachedHolders, reachedVoters := 0, 0
+	for i := range st.Members {
+		m := &st.Members[i]
+		m.Voter = voter[m.ID]
+		if m.RaftState == "unreachable" {
+			continue
+		}
+		if m.Holder {
+			reachedHolders++
+		}
+		if m.Voter {
+			reachedVoters++
+		}
+	}
+	return reachedHolders - st.Threshold, reachedVoters - (len(voter)/2 + 1)
 }
 
 func gossipState(s memberlist.NodeStateType) string {

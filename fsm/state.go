@@ -90,6 +90,9 @@ type State struct {
 	// once one at or after it is certified every node erases the entries
 	// before it from its disk (checkpoint.go).
 	Destroyed uint64 `json:"destroyed,omitempty"`
+	// Autopilot is set while an admin has the autopilot on
+	// (autopilot.go).
+	Autopilot *Autopilot `json:"autopilot,omitempty"`
 
 	// tang indexes the live Tang keys (TangKeys) by name: Apply keeps it,
 	// a decode rebuilds it, and it is not encoded. Nil in a State made
@@ -252,6 +255,8 @@ type Reshare struct {
 	Aborted string `json:"aborted,omitempty"`
 	// Tang are the Tang keys the round reshares (tangreshare.go).
 	Tang []TangRound `json:"tang,omitempty"`
+	// Frost are the FROST keys the round reshares (frostreshare.go).
+	Frost []FROSTRound `json:"frost,omitempty"`
 }
 
 // Member is a node that receives a share in a resharing round.
@@ -263,9 +268,10 @@ type Member struct {
 
 // Deal is one accepted deal of a round.
 type Deal struct {
-	Dealer uint32     `json:"dealer"`
-	Deal   []byte     `json:"deal"`
-	Tang   []TangDeal `json:"tang,omitempty"` // its deals of the round's Tang keys
+	Dealer uint32      `json:"dealer"`
+	Deal   []byte      `json:"deal"`
+	Tang   []TangDeal  `json:"tang,omitempty"`  // its deals of the round's Tang keys
+	Frost  []FROSTDeal `json:"frost,omitempty"` // its deals of the round's FROST keys
 }
 
 // Qualified reports whether the round has its deals and its new

@@ -18,6 +18,9 @@ type transition struct {
 	signer string
 	cmd    *Command
 	key    *Key // set by key commands, for the Result
+	// floorThreshold, when set, is the least threshold a round this
+	// command starts may have (the autopilot's removals keep t).
+	floorThreshold int
 }
 
 func (t *transition) apply() *Error {
@@ -88,6 +91,12 @@ func (t *transition) apply() *Error {
 		return t.admin(func() *Error { return t.revokeJoinToken(c.RevokeJoinToken) })
 	case TypeJoinNode:
 		return t.admin(func() *Error { return t.joinNode(c.JoinNode) })
+	case TypeAutoJoin:
+		return t.autoJoin(c.AutoJoin)
+	case TypeSetAutopilot:
+		return t.admin(func() *Error { return t.setAutopilot(c.SetAutopilot) })
+	case TypeRemoveDeadNode:
+		return t.removeDeadNode(c.RemoveDeadNode)
 	default:
 		return errorf(CodeInvalid, "unknown command type %q", c.Type)
 	}
@@ -232,7 +241,7 @@ func (t *transition) startRound(fresh bool) {
 		s.Reshare = nil
 		return
 	}
-	r.Threshold = DefaultThreshold(len(r.Members))
+	r.Threshold = max(DefaultThreshold(len(r.Members)), min(t.floorThreshold, len(r.Members)))
 	if fresh {
 		for _, m := range r.Members {
 			r.Dealers = append(r.Dealers, m.Index)
@@ -254,6 +263,7 @@ func (t *transition) startRound(fresh bool) {
 		r.recount()
 	}
 	t.listTangKeys(r)
+	t.listFROSTKeys(r)
 	s.Reshare = r
 }
 
@@ -291,8 +301,11 @@ func (t *transition) deal(d *DealCommand) *Error {
 	if err := t.checkTangDeals(r, d.Dealer, d.Tang); err != nil {
 		return err
 	}
+	if err := t.checkFROSTDeals(r, d.Dealer, d.Frost); err != nil {
+		return err
+	}
 	before := r.Deals
-	r.Deals = append(slices.Clip(r.Deals), Deal{Dealer: d.Dealer, Deal: d.Deal, Tang: d.Tang})
+	r.Deals = append(slices.Clip(r.Deals), Deal{Dealer: d.Dealer, Deal: d.Deal, Tang: d.Tang, Frost: d.Frost})
 	if err := t.qualify(r); err != nil {
 		// The deals each passed their checks, so this is a fault of ours;
 		// refuse the last deal rather than qualify a round that cannot work.
@@ -351,6 +364,7 @@ func (t *transition) completeRound() {
 	s.Threshold = r.Threshold
 	s.Poly = r.Poly
 	t.completeTang(r)
+	t.completeFROST(r)
 	for id, n := range s.Nodes {
 		if n.Leaving {
 			delete(s.Nodes, id)

@@ -36,7 +36,7 @@ type Summary struct {
 	Linearizable map[string]string `json:"linearizable,omitempty"` // register key -> Ok, Illegal or Unknown
 	Set          *SetSummary       `json:"set,omitempty"`
 	Revoke       *RevokeSummary    `json:"revoke,omitempty"`
-	Sign         *SignSummary      `json:"sign,omitempty"`
+	Sign         *RevokeSummary    `json:"sign,omitempty"` // successful releases are signatures
 	Final        []NodeState       `json:"final,omitempty"`
 	SettledIn    string            `json:"settled_in,omitempty"`
 	SlowStop     []string          `json:"slow_stop,omitempty"` // nodes SIGTERM did not stop in time
@@ -70,13 +70,6 @@ type RevokeSummary struct {
 	Keys               int `json:"keys"`
 	SuccessfulReleases int `json:"successful_releases"`
 	LateReleases       int `json:"late_releases"`
-}
-
-// SignSummary is what the sign workload saw.
-type SignSummary struct {
-	Keys           int `json:"keys"`
-	Signatures     int `json:"signatures"`      // signatures returned
-	LateSignatures int `json:"late_signatures"` // of them, for a use that began after the acknowledged revocation
 }
 
 // Anomaly is a check that failed.
@@ -219,7 +212,7 @@ func (s *Summary) Text(w io.Writer) {
 		fmt.Fprintf(w, "revoke: %d keys, %d successful releases, %d after an acknowledged revocation\n", rv.Keys, rv.SuccessfulReleases, rv.LateReleases)
 	}
 	if sg := s.Sign; sg != nil {
-		fmt.Fprintf(w, "sign: %d keys, %d signatures, %d after an acknowledged revocation\n", sg.Keys, sg.Signatures, sg.LateSignatures)
+		fmt.Fprintf(w, "sign: %d keys, %d signatures, %d after an acknowledged revocation\n", sg.Keys, sg.SuccessfulReleases, sg.LateReleases)
 	}
 	if len(s.Final) > 0 {
 		fmt.Fprintf(w, "final state (settled in %s):\n", s.SettledIn)

@@ -9,144 +9,78 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
-// A revocation race, in rounds: create a key, start a user on every
+// The revoke workload, in rounds: create a key, start a releaser on every
 // member, revoke the key through a random member after a random delay,
-// keep using it a little longer, stop. Two workloads race this way:
+// keep releasing a little longer, stop. No release that began after a
+// revocation of its key was acknowledged may succeed (docs/architecture.md,
+// Consistency), every successful release returns the key's secret, and after
+// healing every node reports a key whose revocation was acknowledged as
+// revoked, and a key whose every revocation was refused as active.
 //
-//   - revoke: the keys are secrets and a use is a release. Every
-//     successful release returns the key's secret.
-//   - sign: the keys are ed25519-frost keys made from a private key the
-//     workload draws, and a use is a signature by quorum of a fresh
-//     message. Every signature returned must verify with crypto/ed25519
-//     under the key's public key (the one the workload made, not the one
-//     the node names).
-//
-// For both, no use that began after a revocation of its key was
-// acknowledged may succeed (docs/architecture.md, Consistency;
-// docs/signing.md), and after healing every node reports a key whose
-// revocation was acknowledged as revoked, and a key whose every
-// revocation was refused as active.
+// The sign workload is the same rounds with an ed25519-frost key, signed
+// by quorum instead of released: no signature is produced for a key after
+// its revocation was acknowledged, and every signature verifies with
+// crypto/ed25519 under the key's public key.
 
-// raceKind is what one revocation race does with its keys.
-type raceKind struct {
-	workload string
-	prefix   string
-	stream   uint64
-	use      string // the F of a use: "release" or "sign"
-	// lateCheck and wrongCheck name the anomalies: a use that succeeded
-	// after the acknowledged revocation, and a result that is wrong.
-	lateCheck, wrongCheck string
-	// newKey draws a key's material: what a create records in Op.New (the
-	// secret, or the public key) and the call that creates the key.
-	newKey func(rnd *rand.Rand) (recorded string, create func(ctx context.Context, c *client.Client, name string) error)
-	// do carries out one use, recording its input and result in op.
-	do func(ctx context.Context, c *client.Client, op *Op, rnd *rand.Rand) error
-	// wrong says what is wrong with a successful use, "" if nothing.
-	wrong func(recorded string, op Op) string
-}
+const (
+	revokePrefix = "rev/"
+	signPrefix   = "sig/"
+)
 
-// releaseRace is the revoke workload's kind.
-var releaseRace = raceKind{
-	workload: WorkloadRevoke, prefix: "rev/", stream: streamRevoke, use: "release",
-	lateCheck: "revoke", wrongCheck: "revoke-wrong-secret",
-	newKey: func(rnd *rand.Rand) (string, func(context.Context, *client.Client, string) error) {
-		secret := hex.EncodeToString(randomBytes(rnd, 16))
-		return secret, func(ctx context.Context, c *client.Client, name string) error {
-			_, err := c.CreateSecret(ctx, name, []byte(secret), time.Time{})
-			return err
-		}
-	},
-	do: func(ctx context.Context, c *client.Client, op *Op, _ *rand.Rand) error {
-		b, err := c.Get(ctx, op.Key)
-		op.Value = string(b)
-		return err
-	},
-	wrong: func(secret string, op Op) string {
-		if op.Value != secret {
-			return fmt.Sprintf("returned %s, the creator wrote %s", op.Value, secret)
-		}
-		return ""
-	},
-}
-
-// signRace is the sign workload's kind.
-var signRace = raceKind{
-	workload: WorkloadSign, prefix: "sig/", stream: streamSign, use: "sign",
-	lateCheck: "sign-revoked", wrongCheck: "sign-invalid",
-	newKey: func(rnd *rand.Rand) (string, func(context.Context, *client.Client, string) error) {
-		priv := ed25519.NewKeyFromSeed(randomBytes(rnd, ed25519.SeedSize))
-		pub := hex.EncodeToString(priv.Public().(ed25519.PublicKey))
-		return pub, func(ctx context.Context, c *client.Client, name string) error {
-			_, err := c.CreateFROST(ctx, name, priv, nil)
-			return err
-		}
-	},
-	do: func(ctx context.Context, c *client.Client, op *Op, rnd *rand.Rand) error {
-		msg := randomBytes(rnd, 24)
-		op.Message = hex.EncodeToString(msg)
-		sig, err := c.SignMessage(ctx, op.Key, msg)
-		if sig != nil {
-			op.Value = hex.EncodeToString(sig.Signature)
-		}
-		return err
-	},
-	wrong: func(public string, op Op) string {
-		pub, err1 := hex.DecodeString(public)
-		msg, err2 := hex.DecodeString(op.Message)
-		sig, err3 := hex.DecodeString(op.Value)
-		if err1 != nil || err2 != nil || err3 != nil || len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, msg, sig) {
-			return fmt.Sprintf("signature %q of message %q does not verify under the key's public key %s", op.Value, op.Message, public)
-		}
-		return ""
-	},
-}
-
-func randomBytes(rnd *rand.Rand, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(rnd.Uint32())
-	}
-	return b
-}
-
-// revoke is a revocation race of one kind.
+// revoke is the revoke workload, or with sign the sign workload.
 type revoke struct {
 	e    *env
-	kind raceKind
+	sign bool
+}
+
+func (v *revoke) workload() string {
+	if v.sign {
+		return WorkloadSign
+	}
+	return WorkloadRevoke
+}
+
+func (v *revoke) stream() uint64 {
+	if v.sign {
+		return streamSign
+	}
+	return streamRevoke
 }
 
 func (v *revoke) run(stop, hard context.Context) {
-	e, k := v.e, v.kind
-	rnd := seeded(e.cfg.Seed, k.stream)
+	e := v.e
+	rnd := seeded(e.cfg.Seed, v.stream())
 	proc := e.h.process()
+	prefix, use := revokePrefix, "release"
+	if v.sign {
+		prefix, use = signPrefix, "sign"
+	}
+	if v.sign {
+		// A key that is never revoked signs through every fault of the
+		// run, so its shares are reshared under the member nemesis while
+		// it is in use.
+		steady := signPrefix + "steady"
+		if v.create(stop, hard, rnd, &proc, steady) == OK {
+			seed := rnd.Uint64()
+			w := rnd.IntN(1 << 16)
+			var wg sync.WaitGroup
+			defer wg.Wait()
+			wg.Go(func() { v.user(stop, hard, use, w, steady, seed) })
+		}
+	}
 	for round := 0; stop.Err() == nil; round++ {
-		name := fmt.Sprintf("%s%d", k.prefix, round)
-		recorded, create := k.newKey(rnd)
-		var created Op
-		for try := 0; try < 5 && stop.Err() == nil; try++ {
-			n, id := e.target(rnd.IntN(1 << 16))
-			created = e.h.do(hard, Op{Process: proc, Workload: k.workload, Node: id, F: "create", Key: name, New: recorded},
-				func(ctx context.Context, op *Op) error { return create(ctx, e.db.client(n), name) })
-			if created.Outcome != Fail {
-				break
-			}
-			e.pace(stop, created, rnd)
-		}
-		if created.Outcome == Unknown {
-			proc = e.h.process()
-		}
-		if created.Outcome != OK {
+		name := fmt.Sprintf("%s%d", prefix, round)
+		if v.create(stop, hard, rnd, &proc, name) != OK {
 			continue
 		}
-		using, stopUsing := context.WithCancel(stop)
+		releasing, stopReleasing := context.WithCancel(stop)
 		var wg sync.WaitGroup
 		for i := range len(e.db.members()) {
 			seed := rnd.Uint64()
-			wg.Go(func() { v.user(using, hard, i, name, seed) })
+			wg.Go(func() { v.user(releasing, hard, use, i, name, seed) })
 		}
 		select {
 		case <-stop.Done():
@@ -154,7 +88,7 @@ func (v *revoke) run(stop, hard context.Context) {
 		}
 		for try := 0; try < 10; try++ {
 			n, id := e.target(rnd.IntN(1 << 16))
-			op := e.h.do(hard, Op{Process: proc, Workload: k.workload, Node: id, F: "revoke", Key: name},
+			op := e.h.do(hard, Op{Process: proc, Workload: v.workload(), Node: id, F: "revoke", Key: name},
 				func(ctx context.Context, op *Op) error {
 					_, err := e.db.client(n).Revoke(ctx, name)
 					return err
@@ -171,20 +105,80 @@ func (v *revoke) run(stop, hard context.Context) {
 		case <-stop.Done():
 		case <-time.After(1500 * time.Millisecond):
 		}
-		stopUsing()
+		stopReleasing()
 		wg.Wait()
 	}
 }
 
-// user uses one key through member w until stop.
-func (v *revoke) user(stop, hard context.Context, w int, name string, seed uint64) {
-	e, k := v.e, v.kind
-	rnd := seeded(int64(seed), k.stream)
+// create makes the key name, trying up to five times while it is refused:
+// a secret for the revoke workload, an ed25519-frost key for the sign
+// workload (made from the secret as a seed; the history records its
+// public key). A creation of unknown outcome moves the process on.
+func (v *revoke) create(stop, hard context.Context, rnd *rand.Rand, proc *int, name string) Outcome {
+	e := v.e
+	secret := make([]byte, 16)
+	if v.sign {
+		secret = make([]byte, ed25519.SeedSize)
+	}
+	for j := range secret {
+		secret[j] = byte(rnd.Uint32())
+	}
+	var priv ed25519.PrivateKey
+	base := Op{Workload: v.workload(), F: "create", Key: name, New: hex.EncodeToString(secret)}
+	if v.sign {
+		priv = ed25519.NewKeyFromSeed(secret)
+		base.New = hex.EncodeToString(priv.Public().(ed25519.PublicKey))
+	}
+	var created Op
+	for try := 0; try < 5 && stop.Err() == nil; try++ {
+		n, id := e.target(rnd.IntN(1 << 16))
+		op := base
+		op.Process, op.Node = *proc, id
+		created = e.h.do(hard, op,
+			func(ctx context.Context, op *Op) error {
+				if v.sign {
+					_, err := e.db.client(n).CreateFROST(ctx, name, priv, nil)
+					return err
+				}
+				_, err := e.db.client(n).CreateSecret(ctx, name, []byte(op.New), time.Time{})
+				return err
+			})
+		if created.Outcome != Fail {
+			break
+		}
+		e.pace(stop, created, rnd)
+	}
+	if created.Outcome == Unknown {
+		*proc = e.h.process()
+	}
+	return created.Outcome
+}
+
+// user releases (f "release") or signs with (f "sign") one key through
+// member w until stop.
+func (v *revoke) user(stop, hard context.Context, f string, w int, name string, seed uint64) {
+	e := v.e
+	rnd := seeded(int64(seed), v.stream())
 	proc := e.h.process()
-	for stop.Err() == nil {
+	for i := 0; stop.Err() == nil; i++ {
 		n, id := e.target(w)
-		op := e.h.do(hard, Op{Process: proc, Workload: k.workload, Node: id, F: k.use, Key: name},
-			func(ctx context.Context, op *Op) error { return k.do(ctx, e.db.client(n), op, rnd) })
+		op := Op{Process: proc, Workload: v.workload(), Node: id, F: f, Key: name}
+		if f == "sign" {
+			op.Old = fmt.Sprintf("message %d of worker %d", i, w)
+		}
+		op = e.h.do(hard, op,
+			func(ctx context.Context, op *Op) error {
+				if f == "sign" {
+					sig, err := e.db.client(n).SignMessage(ctx, name, []byte(op.Old))
+					if err == nil {
+						op.Value = hex.EncodeToString(sig.Signature)
+					}
+					return err
+				}
+				b, err := e.db.client(n).Get(ctx, name)
+				op.Value = string(b)
+				return err
+			})
 		if op.Outcome == Unknown {
 			proc = e.h.process()
 		}
@@ -192,17 +186,16 @@ func (v *revoke) user(stop, hard context.Context, w int, name string, seed uint6
 	}
 }
 
-// revokeKey is one key's history.
+// revokeKeys gathers each key's history.
 type revokeKey struct {
-	recorded string // the create's Op.New: the secret, or the public key
+	secret   string
 	created  Outcome
 	acked    int64 // Return of the first acknowledged revocation; -1 if none
 	attempts int
-	refused  int // definite failures among the revocations
-	uses     []Op
+	refused  int  // definite failures among the revocations
+	releases []Op // releases, or signatures
 }
 
-// revokeKeys gathers each key's history of one workload.
 func revokeKeys(ops []Op, workload string) map[string]*revokeKey {
 	keys := map[string]*revokeKey{}
 	get := func(name string) *revokeKey {
@@ -220,7 +213,7 @@ func revokeKeys(ops []Op, workload string) map[string]*revokeKey {
 		k := get(op.Key)
 		switch op.F {
 		case "create":
-			k.recorded, k.created = op.New, op.Outcome
+			k.secret, k.created = op.New, op.Outcome
 		case "revoke":
 			k.attempts++
 			switch op.Outcome {
@@ -231,48 +224,58 @@ func revokeKeys(ops []Op, workload string) map[string]*revokeKey {
 			case Fail:
 				k.refused++
 			}
-		default:
-			k.uses = append(k.uses, op)
+		case "release", "sign":
+			k.releases = append(k.releases, op)
 		}
 	}
 	return keys
 }
 
-// check applies the rules to the history: no use that began after an
-// acknowledged revocation succeeded, and every successful use returned
-// the right result. It returns the keys, the successful uses and the
-// late ones.
-func (v *revoke) check(rep *Summary, ops []Op) (keys, total, late int) {
-	k := v.kind
-	all := revokeKeys(ops, k.workload)
-	for name, key := range all {
-		for _, op := range key.uses {
+// check applies the rule to the history: no release (signature) that
+// began after an acknowledged revocation succeeded, and every release
+// returned the secret (every signature verifies under the public key).
+func (v *revoke) check(rep *Summary, ops []Op) {
+	var late, total int
+	w := v.workload()
+	keys := revokeKeys(ops, w)
+	for name, k := range keys {
+		for _, op := range k.releases {
 			if op.Outcome != OK {
 				continue
 			}
 			total++
-			if key.acked >= 0 && op.Call > key.acked {
+			if k.acked >= 0 && op.Call > k.acked {
 				late++
-				rep.anomaly(k.lateCheck, "%s: %s #%d on %s began at %s, after the revocation was acknowledged at %s, and succeeded", name, op.F, op.Index, op.Node, ms(op.Call), ms(key.acked))
+				rep.anomaly(w, "%s: %s #%d on %s began at %s, after the revocation was acknowledged at %s, and succeeded", name, op.F, op.Index, op.Node, ms(op.Call), ms(k.acked))
 			}
-			if what := k.wrong(key.recorded, op); what != "" {
-				rep.anomaly(k.wrongCheck, "%s: %s #%d on %s %s", name, op.F, op.Index, op.Node, what)
+			switch {
+			case v.sign && !validSignature(k.secret, op.Old, op.Value):
+				rep.anomaly("sign-bad-signature", "%s: signature #%d on %s of %q does not verify under the public key %s", name, op.Index, op.Node, op.Old, k.secret)
+			case !v.sign && op.Value != k.secret:
+				rep.anomaly("revoke-wrong-secret", "%s: release #%d on %s returned %s, the creator wrote %s", name, op.Index, op.Node, op.Value, k.secret)
 			}
 		}
 	}
-	switch k.workload {
-	case WorkloadRevoke:
-		rep.Revoke = &RevokeSummary{Keys: len(all), SuccessfulReleases: total, LateReleases: late}
-	case WorkloadSign:
-		rep.Sign = &SignSummary{Keys: len(all), Signatures: total, LateSignatures: late}
+	sum := &RevokeSummary{Keys: len(keys), SuccessfulReleases: total, LateReleases: late}
+	if v.sign {
+		rep.Sign = sum
+	} else {
+		rep.Revoke = sum
 	}
-	return len(all), total, late
+}
+
+// validSignature reports whether sigHex is an Ed25519 signature of msg
+// under the public key pubHex.
+func validSignature(pubHex, msg, sigHex string) bool {
+	pub, err1 := hex.DecodeString(pubHex)
+	sig, err2 := hex.DecodeString(sigHex)
+	return err1 == nil && err2 == nil && len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, []byte(msg), sig)
 }
 
 // final asks every node for the state of every key after healing.
 func (v *revoke) final(ctx context.Context, rep *Summary, ops []Op) {
 	e := v.e
-	for name, k := range revokeKeys(ops, v.kind.workload) {
+	for name, k := range revokeKeys(ops, v.workload()) {
 		if k.created != OK {
 			continue
 		}
@@ -294,9 +297,9 @@ func (v *revoke) final(ctx context.Context, rep *Summary, ops []Op) {
 			})
 			switch {
 			case err != nil:
-				rep.anomaly(v.kind.lateCheck, "%s: %s cannot show it after healing: %v", name, e.db.nodeID(n), err)
+				rep.anomaly(v.workload(), "%s: %s cannot show it after healing: %v", name, e.db.nodeID(n), err)
 			case key.State != want:
-				rep.anomaly(v.kind.lateCheck, "%s: %s reports it %s; it should be %s", name, e.db.nodeID(n), key.State, want)
+				rep.anomaly(v.workload(), "%s: %s reports it %s; it should be %s", name, e.db.nodeID(n), key.State, want)
 			}
 		}
 	}

@@ -79,8 +79,8 @@ func RunInner(ctx context.Context, cfg Config, progress io.Writer) (*Summary, er
 	}
 	reg := newRegister(e)
 	set := &set{e: e}
-	rev := &revoke{e: e, kind: releaseRace}
-	sig := &revoke{e: e, kind: signRace}
+	rev := &revoke{e: e}
+	sig := &revoke{e: e, sign: true}
 	if cfg.has(WorkloadRegister) {
 		if err := reg.setup(ctx); err != nil {
 			d.stopAll(5 * time.Second)

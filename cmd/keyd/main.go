@@ -28,6 +28,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/gateway/console"
@@ -98,10 +99,33 @@ type nodeFlags struct {
 	// timeouts replace the HTTP servers' (the API's and kxd's) default
 	// timeouts, https.DefaultTimeouts(requestTimeout); tests shorten them.
 	timeouts *https.Timeouts
-	// joinToken is what an unjoined node requires of whoever starts it;
-	// joinTokenFile a file that holds it (a Kubernetes Secret's).
+	// joinToken is what an unjoined node requires of whoever starts it,
+	// and what it joins with by itself (retryJoin); joinTokenFile holds
+	// it instead (a Kubernetes Secret, a compose secret).
 	joinToken, joinTokenFile string
 	backups                  backupFlags
+	// retryJoin are where an unjoined node asks to join by itself, into
+	// the cluster whose CA has joinCAFingerprint.
+	retryJoin         listFlag
+	joinCAFingerprint string
+	// promoteAfter is the stable period of a new member as a Raft
+	// non-voter, when this node leads.
+	promoteAfter time.Duration
+}
+
+// defaultPromoteAfter is keyd's stable period for new members: long
+// enough that a node that comes up and falls over at once never votes.
+const defaultPromoteAfter = 5 * time.Second
+
+// listFlag is a flag that may be repeated; one value (or an environment
+// variable) may also hold several, separated by commas or spaces.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	*l = append(*l, strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' })...)
+	return nil
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -123,6 +147,9 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&f.trailingLogs, "trailing-logs", 0, "Raft log entries kept after a snapshot for lagging followers (0: Raft's default, 10240)")
 	fs.StringVar(&f.joinTokenFile, "join-token-file", "", "file holding the join token, as --join-token (a mounted Secret); a missing file is no token")
 	fs.StringVar(&f.joinToken, "join-token", "", "join token an unjoined node requires of whoever starts it (keyctl cluster token create; default: one the node makes in DATA_DIR/join-token)")
+	fs.DurationVar(&f.promoteAfter, "promote-after", defaultPromoteAfter, "how long a new member stays a Raft non-voter, answering and caught up, before the leader promotes it to voter")
+	fs.Var(&f.retryJoin, "retry-join", "API address of a member to ask to join by itself, with the join token: host:port (a name stands for each of its addresses) or srv:NAME (its SRV records); repeatable, or comma-separated")
+	fs.StringVar(&f.joinCAFingerprint, "join-ca-fingerprint", "", "with --retry-join: the SHA-256 fingerprint of the cluster's CA certificate (keyctl cluster init --auto-join prints it); the node joins no other cluster")
 	f.gateways.register(fs)
 	f.backups.register(fs)
 }
@@ -227,9 +254,11 @@ func runNode(args []string, stderr io.Writer) error {
 	id := n.node.Identity()
 	fp := api.Fingerprint(id.SignKey)
 	log.Info("keyd running", "node", f.id, "api", f.apiAddr, "raft", f.raftAddr, "gossip", f.gossipAddr, "fingerprint", fp)
-	if !id.Joined {
+	if !id.Joined && len(f.retryJoin) > 0 {
+		log.Info("not in a cluster yet: asking to join by itself", "retry-join", f.retryJoin.String())
+	} else if !id.Joined {
 		token := "the one given with --join-token"
-		if f.joinToken == "" {
+		if f.joinToken == "" && f.joinTokenFile == "" {
 			token = "the one in " + cluster.JoinTokenPath(f.dataDir)
 		}
 		log.Info("not in a cluster yet: keyctl cluster init or join starts it with this fingerprint and the join token", "fingerprint", fp, "token", token)
@@ -273,10 +302,16 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 	cfg.NodeID, cfg.DataDir = f.id, f.dataDir
 	cfg.APIAddr, cfg.RaftAddr, cfg.GossipAddr = f.apiAddr, f.raftAddr, f.gossipAddr
 	cfg.RequestTimeout = f.requestTimeout
-	cfg.SetRaftTiming(f.heartbeatTimeout)
+	if f.heartbeatTimeout > 0 { // 0: the default's, which DefaultConfig set
+		cfg.SetRaftTiming(f.heartbeatTimeout)
+	}
 	cfg.SnapshotThreshold, cfg.SnapshotInterval, cfg.TrailingLogs = f.snapshotThreshold, f.snapshotInterval, f.trailingLogs
 	cfg.JoinToken = f.joinToken
 	cfg.AuditLog, cfg.AuditBestEffort = f.auditLog, f.auditBestEffort
+	cfg.PromoteAfter = f.promoteAfter
+	if len(f.retryJoin) > 0 {
+		cfg.RetryJoin, cfg.JoinCAFingerprint, cfg.JoinPeer = f.retryJoin, f.joinCAFingerprint, client.JoinPeer{}
+	}
 	cfg.Logger = log
 	n, err := cluster.NewNode(cfg)
 	if err != nil {

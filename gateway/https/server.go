@@ -109,6 +109,7 @@ func NewServer(svc cluster.Service, cert *cluster.ServingCert, log *slog.Logger,
 	mux.HandleFunc("GET /v1/cluster/status", s.operator(s.status))
 	mux.HandleFunc("POST /v1/nodes", s.operator(s.command(fsm.TypeAddNode)))
 	mux.HandleFunc("POST /v1/nodes/{id}/remove", s.operator(s.command(fsm.TypeRemoveNode)))
+	mux.HandleFunc("POST /v1/autopilot", s.operator(s.command(fsm.TypeSetAutopilot)))
 	mux.HandleFunc("POST /v1/operators", s.operator(s.command(fsm.TypeAddOperator)))
 	mux.HandleFunc("POST /v1/operators/{id}/remove", s.operator(s.command(fsm.TypeRemoveOperator)))
 	mux.HandleFunc("POST /v1/rules", s.operator(s.command(fsm.TypePutRule)))
@@ -130,6 +131,9 @@ func NewServer(svc cluster.Service, cert *cluster.ServingCert, log *slog.Logger,
 	}
 	if j, ok := svc.(cluster.JoinTokenService); ok {
 		s.registerJoinTokens(mux, j)
+	}
+	if j, ok := svc.(cluster.AutoJoinService); ok {
+		s.registerAutoJoin(mux, j)
 	}
 	if p, ok := svc.(cluster.PossessionService); ok {
 		s.registerPossession(mux, p)
