@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -192,19 +193,21 @@ func parseStatus(out string) (*status, error) {
 	st.epoch, _ = strconv.Atoi(m[2])
 	st.n, _ = strconv.Atoi(m[3])
 	st.t, _ = strconv.Atoi(m[4])
-	table := false
+	// The table's columns are found by their names in its header.
+	stateCol, healthCol := -1, -1
 	for _, l := range lines[1:] {
 		f := strings.Fields(l)
 		switch {
 		case strings.HasPrefix(l, "resharing:"):
 			st.resharing = true
+		case strings.HasPrefix(l, "failure tolerance:"), strings.HasPrefix(l, "autopilot:"):
 		case len(f) > 0 && f[0] == "NODE":
-			if len(f) < 6 || f[3] != "STATE" || f[5] != "HEALTH" {
+			stateCol, healthCol = slices.Index(f, "STATE"), slices.Index(f, "HEALTH")
+			if stateCol < 0 || healthCol < 0 {
 				return nil, fmt.Errorf("unexpected table header %q", l)
 			}
-			table = true
-		case table && len(f) >= 6:
-			st.members = append(st.members, member{id: f[0], state: f[3], health: f[5]})
+		case stateCol >= 0 && len(f) > max(stateCol, healthCol):
+			st.members = append(st.members, member{id: f[0], state: f[stateCol], health: f[healthCol]})
 		default:
 			return nil, fmt.Errorf("unexpected line %q", l)
 		}
