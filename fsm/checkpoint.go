@@ -177,6 +177,8 @@ type Entry struct {
 // immutable.
 type checkpoints struct {
 	pin       []byte            // cluster public key given by PinClusterKey
+	founding  []byte            // SHA-256 of the founding entry this replica applied (nil if it restored past it)
+	foundPin  []byte            // the founding entry's hash given by PinFounding
 	last      uint64            // index of the last entry applied
 	pending   map[uint64][]byte // state encodings of State.Pending, by index
 	cert      *Checkpoint       // the certified checkpoint (a copy of State.Checkpoint when it was certified)
@@ -473,6 +475,28 @@ func (f *FSM) PinClusterKey(pub []byte) {
 	f.ck.pin = bytes.Clone(pub)
 }
 
+// PinFounding sets the SHA-256 of the cluster's founding entry (the init
+// command's log entry, as Founding returns it): from then on Apply
+// refuses any other founding entry. A node keeps it beside the pinned
+// cluster key (cluster/pin.go), so that after a restart without a Raft
+// snapshot, when a leader sends its log from index 1, a history that
+// starts from another founding entry (another admin, a key generation of
+// the sender's own) is not applied: see the top of this file.
+func (f *FSM) PinFounding(hash []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ck.foundPin = bytes.Clone(hash)
+}
+
+// Founding returns the SHA-256 of the founding entry this replica
+// applied, or nil if it has not applied one itself (not initialized, or
+// restored from a certified checkpoint past it).
+func (f *FSM) Founding() []byte {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return bytes.Clone(f.ck.founding)
+}
+
 // Restored says how Restore trusted a snapshot.
 type Restored struct {
 	// TOFU is set when the replica had no cluster key to check the
@@ -557,6 +581,9 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 		g.ck = checkpoints{last: sn.Certificate.Index, cert: sn.Certificate.clone(), certBytes: sn.Checkpoint}
 		g.takeCheckpoint(sn.Certificate.Index, sn.Checkpoint)
 	}
+	f.mu.RLock()
+	g.ck.foundPin = f.ck.foundPin // a replayed founding entry must be the pinned one
+	f.mu.RUnlock()
 	last := g.ck.last
 	for i, e := range sn.Entries {
 		if e.Index <= last {
@@ -591,6 +618,7 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 	}
 	f.mu.Lock()
 	g.ck.pin = f.ck.pin
+	g.ck.foundPin = f.ck.foundPin
 	f.state, f.ck = g.state, g.ck
 	f.digest.reset()
 	f.changes++
