@@ -177,7 +177,7 @@ type Entry struct {
 // immutable.
 type checkpoints struct {
 	pin       []byte            // cluster public key given by PinClusterKey
-	founding  []byte            // SHA-256 of the founding entry this replica applied (nil if it restored past it)
+	founding  []byte            // SHA-256 of the founding entry's signed payload, if this replica applied it
 	foundPin  []byte            // the founding entry's hash given by PinFounding
 	last      uint64            // index of the last entry applied
 	pending   map[uint64][]byte // state encodings of State.Pending, by index
@@ -476,7 +476,9 @@ func (f *FSM) PinClusterKey(pub []byte) {
 }
 
 // PinFounding sets the SHA-256 of the cluster's founding entry (the init
-// command's log entry, as Founding returns it): from then on Apply
+// command's signed payload, as Founding returns it: its signature fixes
+// those bytes, so no re-encoding of the real entry changes the hash, and
+// nobody but the founding admin can make another): from then on Apply
 // refuses any other founding entry. A node keeps it beside the pinned
 // cluster key (cluster/pin.go), so that after a restart without a Raft
 // snapshot, when a leader sends its log from index 1, a history that

@@ -730,8 +730,12 @@ func TestPinnedFoundingRefusesForgedLog(t *testing.T) {
 	threeHolders(h)
 	X := clusterKey(h)
 	founding := h.f.Founding()
-	if sum := sha256.Sum256(h.log[0].data); !bytes.Equal(founding, sum[:]) {
-		t.Fatalf("Founding() = %x, want the SHA-256 of the init entry", founding)
+	var sg fsm.Signed
+	if err := json.Unmarshal(h.log[0].data, &sg); err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(sg.Payload); !bytes.Equal(founding, sum[:]) {
+		t.Fatalf("Founding() = %x, want the SHA-256 of the init command's signed payload", founding)
 	}
 
 	evil := &harness{t: t, checker: &c.fakeChecker, f: newCryptoFSM(c), at: t0, nonces: 1000}

@@ -138,7 +138,7 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 	}
 	var founding [sha256.Size]byte
 	if cmd.Type == TypeInit {
-		founding = sha256.Sum256(data)
+		founding = sha256.Sum256(sg.Payload)
 		if f.ck.foundPin != nil && !bytes.Equal(founding[:], f.ck.foundPin) {
 			res.Error = errorf(CodeState, "this is not the founding entry this node pinned: a history that starts from it is another cluster's, or forged")
 			return res
