@@ -812,3 +812,30 @@ func TestPinnedFoundingRefusesForgedLog(t *testing.T) {
 		}
 	})
 }
+
+// TestPinnedKeyRefusesAnotherKeyGeneration: a replica with the cluster
+// key pinned (a restarted node, sent its log again from index 1) does not
+// take a first key generation that makes another key: the acknowledgement
+// that would complete it is refused, and the state stays without a key.
+func TestPinnedKeyRefusesAnotherKeyGeneration(t *testing.T) {
+	h, c := newCryptoHarness(t)
+	threeHolders(h)
+	other := bytes.Clone(clusterKey(h))
+	other[0] ^= 1
+	v := newCryptoFSM(c)
+	v.PinClusterKey(other)
+	var refused *fsm.Error
+	for _, e := range h.log {
+		if res := v.Apply(e.index, e.at, e.data); res.Error != nil && strings.Contains(res.Error.Message, "another cluster key") {
+			refused = res.Error
+		}
+	}
+	if refused == nil || refused.Code != fsm.CodeState {
+		t.Fatalf("the completing acknowledgement: %v, want refused for making another key", refused)
+	}
+	v.Read(func(s *fsm.State) {
+		if s.Epoch != 0 || s.PublicKey() != nil {
+			t.Fatalf("a key generation to another key than the pin took effect: epoch %d", s.Epoch)
+		}
+	})
+}
