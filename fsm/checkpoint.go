@@ -80,6 +80,15 @@ import (
 // checkpoint of their own: they happen after the first, and their deals
 // are checked against the certified commitments.
 //
+// A replica that restarts without a snapshot checks no certificate: Raft
+// sends it its log again from index 1. So the node pins the founding
+// entry it applied once its state holds a checkpoint certified under the
+// pinned key (PinFounding, cluster/pin.go), and Apply refuses any other
+// founding entry, and a first key generation that makes another key than
+// the pin (TestPinnedFoundingRefusesForgedLog). From the real founding
+// entry a sender can use only entries their signers signed, though it can
+// still omit or reorder them, and put a rogue deal in place of its own.
+//
 // What this does not stop: a sender may leave out entries after the
 // checkpoint (an omission, like a leader that never commits them), within
 // the window before the next certified checkpoint. Restore refuses a
