@@ -369,3 +369,39 @@ func TestHolderComputingAheadOfItsReadAnswersWhatItsReadAllows(t *testing.T) {
 		t.Fatalf("holder: %v (kind %s), want %s", a.err, KindOf(a.err), KindDenied)
 	}
 }
+
+// TestNodeKeepsTheFoundingEntryItReplaysAgainst: a member restarted
+// without a Raft snapshot applies its log again from index 1, as the
+// leader sends it; a lying leader could send a history from a founding
+// entry of its own (fsm.TestPinnedFoundingRefusesForgedLog). So every
+// member writes the hash of the founding entry it applied into
+// membership.json once a checkpoint of its state is certified, and a
+// restarted node pins it before Raft starts, then applies the real log
+// again to the same state.
+func TestNodeKeepsTheFoundingEntryItReplaysAgainst(t *testing.T) {
+	c := newTestCluster(t, 3)
+	want := c.nodes[0].n.fsm.Founding()
+	if len(want) == 0 {
+		t.Fatal("the founding node has no founding entry hash")
+	}
+	for _, tn := range c.nodes {
+		c.waitFor(settleTimeout, func() (bool, string) {
+			var m membership
+			if err := readJSON(filepath.Join(tn.cfg.DataDir, membershipFile), &m); err != nil {
+				return false, err.Error()
+			}
+			return bytes.Equal(m.Founding, want), tn.id() + "'s membership.json does not hold the founding entry's hash"
+		})
+	}
+	victim := c.nodes[2]
+	c.stop(victim)
+	c.restart(victim)
+	if pinned := victim.n.runtime().m.Founding; !bytes.Equal(pinned, want) {
+		t.Fatalf("the restarted node runs with founding hash %x, want %x", pinned, want)
+	}
+	c.createSecret("luks/after-restart", randomBytes(t, 32))
+	c.waitHasKey(victim, "luks/after-restart")
+	if got := victim.n.fsm.Founding(); !bytes.Equal(got, want) {
+		t.Fatalf("the restarted node applied founding entry %x again, want %x", got, want)
+	}
+}

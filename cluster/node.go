@@ -275,6 +275,9 @@ func (n *Node) startRuntime(m *membership) (err error) {
 	if len(m.ClusterKey) != 0 {
 		n.fsm.PinClusterKey(m.ClusterKey) // before Raft restores a snapshot
 	}
+	if len(m.Founding) != 0 {
+		n.fsm.PinFounding(m.Founding) // before Raft applies its log again
+	}
 	t, err := newNodeTLS(m, n.id)
 	if err != nil {
 		return err

@@ -75,6 +75,11 @@ type membership struct {
 	// against (pin.go): given at start by the operator who pinned it, or
 	// written once the node's own state has it.
 	ClusterKey []byte `json:"cluster_key,omitempty"`
+	// Founding is the SHA-256 of the founding entry's signed payload
+	// (fsm.Founding) the node applied, written once a checkpoint of its
+	// state is certified under ClusterKey; Apply refuses any other
+	// founding entry (pin.go).
+	Founding []byte `json:"founding,omitempty"`
 	// JoinCACert and JoinCAKey (PEM) are the cluster's join CA, when the
 	// operator gave it one: this node admits nodes that join by
 	// themselves (autojoin.go).

@@ -80,6 +80,15 @@ import (
 // checkpoint of their own: they happen after the first, and their deals
 // are checked against the certified commitments.
 //
+// A replica that restarts without a snapshot checks no certificate: Raft
+// sends it its log again from index 1. So the node pins the founding
+// entry it applied once its state holds a checkpoint certified under the
+// pinned key (PinFounding, cluster/pin.go), and Apply refuses any other
+// founding entry, and a first key generation that makes another key than
+// the pin (TestPinnedFoundingRefusesForgedLog). From the real founding
+// entry a sender can use only entries their signers signed, though it can
+// still omit or reorder them, and put a rogue deal in place of its own.
+//
 // What this does not stop: a sender may leave out entries after the
 // checkpoint (an omission, like a leader that never commits them), within
 // the window before the next certified checkpoint. Restore refuses a
@@ -177,6 +186,8 @@ type Entry struct {
 // immutable.
 type checkpoints struct {
 	pin       []byte            // cluster public key given by PinClusterKey
+	founding  []byte            // SHA-256 of the founding entry's signed payload, if this replica applied it
+	foundPin  []byte            // the founding entry's hash given by PinFounding
 	last      uint64            // index of the last entry applied
 	pending   map[uint64][]byte // state encodings of State.Pending, by index
 	cert      *Checkpoint       // the certified checkpoint (a copy of State.Checkpoint when it was certified)
@@ -473,6 +484,30 @@ func (f *FSM) PinClusterKey(pub []byte) {
 	f.ck.pin = bytes.Clone(pub)
 }
 
+// PinFounding sets the SHA-256 of the cluster's founding entry (the init
+// command's signed payload, as Founding returns it: its signature fixes
+// those bytes, so no re-encoding of the real entry changes the hash, and
+// nobody but the founding admin can make another): from then on Apply
+// refuses any other founding entry. A node keeps it beside the pinned
+// cluster key (cluster/pin.go), so that after a restart without a Raft
+// snapshot, when a leader sends its log from index 1, a history that
+// starts from another founding entry (another admin, a key generation of
+// the sender's own) is not applied: see the top of this file.
+func (f *FSM) PinFounding(hash []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ck.foundPin = bytes.Clone(hash)
+}
+
+// Founding returns the SHA-256 of the founding entry this replica
+// applied, or nil if it has not applied one itself (not initialized, or
+// restored from a certified checkpoint past it).
+func (f *FSM) Founding() []byte {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return bytes.Clone(f.ck.founding)
+}
+
 // Restored says how Restore trusted a snapshot.
 type Restored struct {
 	// TOFU is set when the replica had no cluster key to check the
@@ -557,6 +592,9 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 	if err := g.digest.fold(g.state); err != nil {
 		return nil, fmt.Errorf("snapshot: the state hash: %w", err)
 	}
+	f.mu.RLock()
+	g.ck.foundPin = f.ck.foundPin // a replayed founding entry must be the pinned one
+	f.mu.RUnlock()
 	last := g.ck.last
 	for i, e := range sn.Entries {
 		if e.Index <= last {
@@ -591,6 +629,7 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 	}
 	f.mu.Lock()
 	g.ck.pin = f.ck.pin
+	g.ck.foundPin = f.ck.foundPin
 	f.state, f.ck, f.digest = g.state, g.ck, g.digest
 	f.changes++
 	f.mu.Unlock()

@@ -715,3 +715,127 @@ func TestForgedFoundingReplaysTheRealKeyGeneration(t *testing.T) {
 		})
 	}
 }
+
+// TestPinnedFoundingRefusesForgedLog: the attack on a member that
+// restarts without a Raft snapshot. Its state is empty and a lying
+// leader sends it a log from index 1: a founding entry of its own (eve
+// the admin, the real cluster ID and founding node) and the real key
+// generation replayed after it, which reaches the real cluster key X, so
+// the key pin alone does not stop it (the unpinned replica below takes
+// it). With the founding entry's hash pinned, Apply refuses the forged
+// founding entry and so everything after it, while the real log still
+// applies.
+func TestPinnedFoundingRefusesForgedLog(t *testing.T) {
+	h, c := newCryptoHarness(t)
+	threeHolders(h)
+	X := clusterKey(h)
+	founding := h.f.Founding()
+	var sg fsm.Signed
+	if err := json.Unmarshal(h.log[0].data, &sg); err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(sg.Payload); !bytes.Equal(founding, sum[:]) {
+		t.Fatalf("Founding() = %x, want the SHA-256 of the init command's signed payload", founding)
+	}
+
+	evil := &harness{t: t, checker: &c.fakeChecker, f: newCryptoFSM(c), at: t0, nonces: 1000}
+	in := initCmd()
+	in.Init.Operator = operatorSpec(stranger, "eve", true)
+	evil.must(stranger, in)
+	for _, e := range h.log[1:3] {
+		evil.at = e.at
+		if res := evil.apply(e.data); res.Error != nil {
+			t.Fatalf("replaying the real entry %d after the forged founding: %v", e.index, res.Error)
+		}
+	}
+	evil.must(stranger, putRuleCmd("eve-all", stranger.ID, "*", fsm.OpGet))
+
+	victim := func(pinFounding bool) (*fsm.FSM, []*fsm.Result) {
+		v := newCryptoFSM(c)
+		v.PinClusterKey(X)
+		if pinFounding {
+			v.PinFounding(founding)
+		}
+		var res []*fsm.Result
+		for _, e := range evil.log {
+			res = append(res, v.Apply(e.index, e.at, e.data))
+		}
+		return v, res
+	}
+	t.Run("key pin only: the forged log is taken", func(t *testing.T) {
+		v, _ := victim(false)
+		var s *fsm.State
+		v.Read(func(st *fsm.State) { s = st })
+		if !bytes.Equal(s.PublicKey(), X) || s.Operators[stranger.ID] == nil || s.Operators[admin.ID] != nil {
+			t.Fatal("without the founding pin the forged log should reach the real key with eve as admin (the attack)")
+		}
+	})
+	t.Run("founding pinned: the forged log is refused", func(t *testing.T) {
+		v, res := victim(true)
+		if res[0].Error == nil || res[0].Error.Code != fsm.CodeState || !strings.Contains(res[0].Error.Message, "founding entry") {
+			t.Fatalf("the forged founding entry: %v, want refused as not the pinned founding entry", res[0].Error)
+		}
+		var initialized, keyed, eve bool
+		v.Read(func(s *fsm.State) {
+			initialized, keyed, eve = s.Initialized(), s.PublicKey() != nil, s.Operators[stranger.ID] != nil
+		})
+		if initialized || keyed || eve {
+			t.Fatalf("after the forged log: initialized %v, keyed %v, eve an operator %v; want none", initialized, keyed, eve)
+		}
+		if v.Founding() != nil {
+			t.Error("a refused founding entry was recorded as this replica's")
+		}
+	})
+	t.Run("founding pinned: the real log applies", func(t *testing.T) {
+		v := newCryptoFSM(c)
+		v.PinClusterKey(X)
+		v.PinFounding(founding)
+		for _, e := range h.log {
+			v.Apply(e.index, e.at, e.data)
+		}
+		if !bytes.Equal(snapshotOf(t, v), snapshotOf(t, h.f)) {
+			t.Fatal("the real log gave another state on a replica with the founding pinned")
+		}
+	})
+	t.Run("founding pinned: a snapshot replaying a forged founding is refused", func(t *testing.T) {
+		keyless, _ := json.Marshal(&fsm.Snap{Version: 1, Entries: []fsm.Entry{{Index: 1, Time: t0.UnixNano(), Data: evil.log[0].data}}})
+		v := newCryptoFSM(c)
+		v.PinClusterKey(X)
+		v.PinFounding(founding)
+		if err := v.Restore(keyless); err != nil {
+			t.Fatalf("a snapshot whose entries are refused restores as a refusal: %v", err)
+		}
+		var initialized bool
+		v.Read(func(s *fsm.State) { initialized = s.Initialized() })
+		if initialized {
+			t.Fatal("a snapshot replaying a forged founding entry initialized the replica")
+		}
+	})
+}
+
+// TestPinnedKeyRefusesAnotherKeyGeneration: a replica with the cluster
+// key pinned (a restarted node, sent its log again from index 1) does not
+// take a first key generation that makes another key: the acknowledgement
+// that would complete it is refused, and the state stays without a key.
+func TestPinnedKeyRefusesAnotherKeyGeneration(t *testing.T) {
+	h, c := newCryptoHarness(t)
+	threeHolders(h)
+	other := bytes.Clone(clusterKey(h))
+	other[0] ^= 1
+	v := newCryptoFSM(c)
+	v.PinClusterKey(other)
+	var refused *fsm.Error
+	for _, e := range h.log {
+		if res := v.Apply(e.index, e.at, e.data); res.Error != nil && strings.Contains(res.Error.Message, "another cluster key") {
+			refused = res.Error
+		}
+	}
+	if refused == nil || refused.Code != fsm.CodeState {
+		t.Fatalf("the completing acknowledgement: %v, want refused for making another key", refused)
+	}
+	v.Read(func(s *fsm.State) {
+		if s.Epoch != 0 || s.PublicKey() != nil {
+			t.Fatalf("a key generation to another key than the pin took effect: epoch %d", s.Epoch)
+		}
+	})
+}

@@ -1,8 +1,10 @@
 package fsm
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"maps"
@@ -134,10 +136,21 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 		res.Error = err
 		return res
 	}
+	var founding [sha256.Size]byte
+	if cmd.Type == TypeInit {
+		founding = sha256.Sum256(sg.Payload)
+		if f.ck.foundPin != nil && !bytes.Equal(founding[:], f.ck.foundPin) {
+			res.Error = errorf(CodeState, "this is not the founding entry this node pinned: a history that starts from it is another cluster's, or forged")
+			return res
+		}
+	}
 	t := transition{fsm: f, s: s, index: index, now: now, signer: sg.Signer, cmd: cmd}
 	if err := t.apply(); err != nil {
 		res.Error = err
 		return res
+	}
+	if cmd.Type == TypeInit {
+		f.ck.founding = founding[:]
 	}
 	if pk != nil {
 		pk.SignCount = count

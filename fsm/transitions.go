@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"maps"
 	"slices"
@@ -344,6 +345,12 @@ func (t *transition) reshareAck(a *ReshareAck) *Error {
 	}
 	if r.HasAcked(t.signer) {
 		return errorf(CodeExists, "node %q already acknowledged round %d", t.signer, r.Round)
+	}
+	// A replica with the cluster key pinned (cluster/pin.go: a restarted
+	// node, sent its log again from index 1) takes no first key
+	// generation that makes another key.
+	if pin := t.fsm.ck.pin; s.Epoch == 0 && pin != nil && len(r.Acks)+1 >= r.Threshold && (len(r.Poly) == 0 || !bytes.Equal(r.Poly[0], pin)) {
+		return errorf(CodeState, "this key generation makes another cluster key than the one this node pinned")
 	}
 	r.Acks = append(r.Acks, t.signer)
 	if len(r.Acks) >= r.Threshold {
