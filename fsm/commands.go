@@ -152,6 +152,8 @@ type CreateKey struct {
 	AssembleTTL time.Duration `json:"assemble_ttl,omitempty"`
 	Access      *Access       `json:"access,omitempty"`
 	Tang        *TangKey      `json:"tang,omitempty"`
+	// RSA is a threshold RSA key's deal (rsathreshold.go).
+	RSA *RSAThresholdKey `json:"rsa_threshold,omitempty"`
 }
 
 // ReplaceKey replaces a key's material if its version is still
@@ -197,6 +199,10 @@ type ReleaseRequest struct {
 	Client  string `json:"client,omitempty"`
 	// Point is the client's P-256 point for OpExchange (uncompressed).
 	Point []byte `json:"point,omitempty"`
+	// Input is the number, as many bytes as the modulus, a holder of a
+	// threshold RSA key raises to its share for OpRSAShare: a padded
+	// digest to sign or a ciphertext to decrypt.
+	Input []byte `json:"input,omitempty"`
 	// Ephemeral is the X25519 public key holders seal their partials to
 	// (shamir.SealX25519; client-side combine). Machines and operators must set
 	// it; a gateway node's request must not.

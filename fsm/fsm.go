@@ -319,12 +319,22 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 		if !gateway || len(req.Point) != p256PointLen {
 			return nil, nil, errorf(CodeInvalid, "an exchange is asked by a gateway node with a %d-byte point", p256PointLen)
 		}
+	case OpRSAShare:
+		if !gateway || len(req.Input) == 0 {
+			return nil, nil, errorf(CodeInvalid, "an rsa share is asked by a gateway node with an input")
+		}
 	default:
 		return nil, nil, errorf(CodeInvalid, "unknown release operation %q", req.Op)
 	}
 	k := s.Keys[req.Key]
 	if k == nil {
 		return nil, nil, errorf(CodeNotFound, "key %q does not exist", req.Key)
+	}
+	if (req.Op == OpRSAShare) != (k.Type == KeyTypeRSAThreshold) {
+		if k.Type == KeyTypeRSAThreshold {
+			return nil, nil, errorf(CodeInvalid, "key %q is an rsa-threshold key: it signs and decrypts by quorum, never released", req.Key)
+		}
+		return nil, nil, errorf(CodeInvalid, "key %q is a %s key, not an rsa-threshold key", req.Key, k.Type)
 	}
 	if (req.Op == OpExchange) != (k.Type == KeyTypeTang) {
 		if k.Type == KeyTypeTang {

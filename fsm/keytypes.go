@@ -27,7 +27,7 @@ const (
 	KeyTypeTang    = "tang"
 )
 
-var keyTypes = []string{KeyTypeSecret, KeyTypeRSA, KeyTypeECDSA, KeyTypeEd25519, KeyTypeTang}
+var keyTypes = []string{KeyTypeSecret, KeyTypeRSA, KeyTypeECDSA, KeyTypeEd25519, KeyTypeTang, KeyTypeRSAThreshold}
 
 // Assembled reports whether keys of the type are released to a serving node
 // as a whole key (docs/coordinator.md, gateway releases).
@@ -251,6 +251,12 @@ func (s *State) checkKeyMaterial(c *CreateKey) *Error {
 	}
 	if c.Tang != nil {
 		return errorf(CodeInvalid, "only a tang key has tang shares")
+	}
+	if c.Type == KeyTypeRSAThreshold {
+		return s.checkRSAThreshold(c)
+	}
+	if c.RSA != nil {
+		return errorf(CodeInvalid, "only an rsa-threshold key has rsa shares")
 	}
 	if err := checkSealed(c.R, c.Sealed); err != nil {
 		return err

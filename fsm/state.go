@@ -131,6 +131,8 @@ type Key struct {
 	AssembleTTL time.Duration `json:"assemble_ttl,omitempty"`
 	Access      *Access       `json:"access,omitempty"`
 	Tang        *TangKey      `json:"tang,omitempty"`
+	// RSA is a threshold RSA key's deal (rsathreshold.go).
+	RSA *RSAThresholdKey `json:"rsa_threshold,omitempty"`
 }
 
 // Reshare is a resharing round in progress: the current holders deal the

@@ -351,6 +351,7 @@ func (t *transition) completeRound() {
 		}
 		n.Holder = r.Member(id) != nil
 	}
+	t.markRSAReimport()
 	s.Reshare = nil
 	s.LastRound = r
 }
@@ -510,7 +511,7 @@ func (t *transition) createKey(c *CreateKey) *Error {
 	}
 	k := &Key{Name: c.Name, Type: c.Type, Version: version, State: KeyActive,
 		CreatedAt: t.now, UpdatedAt: t.now, ExpiresAt: c.ExpiresAt, R: c.R, Sealed: c.Sealed,
-		Public: c.Public, AssembleTTL: c.AssembleTTL, Access: c.Access, Tang: c.Tang}
+		Public: c.Public, AssembleTTL: c.AssembleTTL, Access: c.Access, Tang: c.Tang, RSA: c.RSA}
 	t.s.Keys[c.Name] = k
 	t.key = k.Metadata()
 	return nil
@@ -588,6 +589,15 @@ func (k *Key) Metadata() *Key {
 			tk.Shares[i] = sh
 		}
 		c.Tang = &tk
+	}
+	if k.RSA != nil {
+		rk := *k.RSA
+		rk.Shares = make([]RSAShare, len(k.RSA.Shares))
+		for i, sh := range k.RSA.Shares {
+			sh.R, sh.Sealed = nil, nil
+			rk.Shares[i] = sh
+		}
+		c.RSA = &rk
 	}
 	return &c
 }
