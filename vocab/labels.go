@@ -21,6 +21,7 @@ const (
 	LabelExchange   = "keyquorum/exchange/v1"   // a Tang exchange partial's proof context (cluster)
 	LabelTangShare  = "keyquorum/tang-share/v1" // a Tang share sealed to a node (cluster/api.TangShareContext)
 	LabelPossession = "keyquorum/possession/v1" // a holder's proof that it holds its share, for a client's nonce (cluster/api.PossessionMessage)
+	LabelRSAShare   = "keyquorum/rsa-share/v1"  // a threshold RSA share sealed to a node (cluster/api.RSAShareInfo)
 
 	// Primitives (shamir).
 	LabelKEM         = "keyquorum/kem/v1"           // HKDF info of the threshold ElGamal KEM
@@ -39,4 +40,4 @@ const (
 // Labels are all the labels, for tests.
 var Labels = []string{LabelCommand, LabelMachineGetKey, LabelSecret, LabelRelease, LabelPartial,
 	LabelCheckpoint, LabelDeal, LabelExchange, LabelTangShare, LabelKEM, LabelDLEQ, LabelHashToPoint,
-	LabelDealKey, LabelDealAD, LabelP256DLEQ, LabelP256Share, LabelClevis, LabelPossession, LabelX25519Seal}
+	LabelDealKey, LabelDealAD, LabelP256DLEQ, LabelP256Share, LabelClevis, LabelPossession, LabelX25519Seal, LabelRSAShare}
