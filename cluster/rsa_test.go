@@ -1,0 +1,391 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	tssrsa "github.com/cloudflare/circl/tss/rsa"
+
+	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+var (
+	testRSAOnce sync.Once
+	testRSAKey  *rsa.PrivateKey
+)
+
+// rsaKey is one RSA-2048 key for every test of the package: made
+// elsewhere, as an imported key is.
+func rsaKey(t testing.TB) *rsa.PrivateKey {
+	testRSAOnce.Do(func() {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		testRSAKey = k
+	})
+	return testRSAKey
+}
+
+// createThresholdRSA deals priv to the cluster's share holders, as keyctl
+// does, and creates the key, opened to the keyless gateway.
+func (c *testCluster) createThresholdRSA(name string, priv *rsa.PrivateKey, access *fsm.Access) *fsm.Key {
+	c.t.Helper()
+	st := c.status(c.leader())
+	var holders []api.MemberStatus
+	for _, m := range st.Members {
+		if m.Holder {
+			holders = append(holders, m)
+		}
+	}
+	public, rk, err := api.DealRSA(rand.Reader, st.ClusterID, name, priv, st.Threshold, holders)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if access == nil {
+		access = &fsm.Access{Gateways: []string{fsm.GatewayTLV}}
+	}
+	res, err := c.submit(&fsm.Command{Type: fsm.TypeCreateKey, CreateKey: &fsm.CreateKey{
+		Name: name, Type: fsm.KeyTypeRSAThreshold, Public: public, Access: access, RSA: rk}})
+	if err != nil {
+		c.t.Fatalf("creating %q: %v", name, err)
+	}
+	return res.Key
+}
+
+func pkcs1Input(t testing.TB, pub *rsa.PublicKey, msg string) ([]byte, []byte) {
+	digest := sha256.Sum256([]byte(msg))
+	in, err := tssrsa.PKCS1v15Padder{}.Pad(pub, crypto.SHA256, digest[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return digest[:], in
+}
+
+func thresholdRSA(tn *testNode, name string, input []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	return tn.n.ThresholdRSA(ctx, fsm.GatewayTLV, name, input, "test client")
+}
+
+// TestThresholdRSASignsThroughEveryNode: PKCS #1 v1.5 and PSS signatures
+// and raw decryption by quorum, through each node, verified with
+// crypto/rsa and the public key alone.
+func TestThresholdRSASignsThroughEveryNode(t *testing.T) {
+	c := newTestCluster(t, 3)
+	priv := rsaKey(t)
+	pub := &priv.PublicKey
+	c.createThresholdRSA("tls/rsa", priv, nil)
+	for _, tn := range c.running() {
+		c.waitHasKey(tn, "tls/rsa")
+		digest, in := pkcs1Input(t, pub, "hello from "+tn.id())
+		sig, err := thresholdRSA(tn, "tls/rsa", in)
+		if err != nil {
+			t.Fatalf("signing through %s: %v", tn.id(), err)
+		}
+		if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest, sig); err != nil {
+			t.Fatalf("the PKCS #1 v1.5 signature made through %s does not verify: %v", tn.id(), err)
+		}
+
+		pss := &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}
+		in, err = (&tssrsa.PSSPadder{Rand: rand.Reader, Opts: pss}).Pad(pub, crypto.SHA256, digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, err = thresholdRSA(tn, "tls/rsa", in)
+		if err != nil {
+			t.Fatalf("PSS through %s: %v", tn.id(), err)
+		}
+		if err := rsa.VerifyPSS(pub, crypto.SHA256, digest, sig, pss); err != nil {
+			t.Fatalf("the PSS signature made through %s does not verify: %v", tn.id(), err)
+		}
+
+		secret := []byte("pre-master secret of 48 bytes, more or less.....")
+		ct, err := rsa.EncryptPKCS1v15(rand.Reader, pub, secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		em, err := thresholdRSA(tn, "tls/rsa", ct)
+		if err != nil {
+			t.Fatalf("raw decryption through %s: %v", tn.id(), err)
+		}
+		if !bytes.HasSuffix(em, append([]byte{0}, secret...)) || em[0] != 0 || em[1] != 2 {
+			t.Fatalf("raw decryption through %s is not the padded secret: %x", tn.id(), em)
+		}
+	}
+	if _, err := thresholdRSA(c.leader(), "tls/rsa", pub.N.Bytes()); KindOf(err) != KindInvalid {
+		t.Errorf("an input not below the modulus: %v, want %s", err, KindInvalid)
+	}
+}
+
+// TestBadRSAShareIsNamedAndTheSignatureCompletes: a holder that sends a
+// bad share (one byte changed) never makes the signature fail while t
+// honest holders answer; the coordinator finds it with another subset and
+// names its holder.
+func TestBadRSAShareIsNamedAndTheSignatureCompletes(t *testing.T) {
+	logs := &rsaLogBuffer{}
+	c := newTestClusterWith(t, 3, func(cfg *Config) {
+		cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
+	priv := rsaKey(t)
+	c.createThresholdRSA("tls/rsa", priv, nil)
+	// The coordinator asks itself and the next holder in node ID order
+	// first: make that one the liar, so its share is always in the first
+	// t the coordinator combines.
+	byID := c.running()
+	sort.Slice(byID, func(i, j int) bool { return byID[i].id() < byID[j].id() })
+	coord, liar := byID[0], byID[1]
+	for _, tn := range byID {
+		c.waitHasKey(tn, "tls/rsa")
+	}
+	var lied atomic.Int32
+	tamper := func(node string, share []byte) []byte {
+		if node != liar.id() {
+			return share
+		}
+		lied.Add(1)
+		bad := bytes.Clone(share)
+		bad[len(bad)-1] ^= 1
+		return bad
+	}
+	rsaShareHook.Store(&tamper)
+	t.Cleanup(func() { rsaShareHook.Store(nil) })
+	for i := range 3 {
+		digest, in := pkcs1Input(t, &priv.PublicKey, fmt.Sprintf("try %d", i))
+		sig, err := thresholdRSA(coord, "tls/rsa", in)
+		if err != nil {
+			t.Fatalf("with one bad holder (%s) of three, t=2: %v", liar.id(), err)
+		}
+		if err := rsa.VerifyPKCS1v15(&priv.PublicKey, crypto.SHA256, digest, sig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if lied.Load() == 0 {
+		t.Fatal("the liar was never asked: the test proves nothing")
+	}
+	if got := logs.String(); !strings.Contains(got, "bad threshold RSA share") || !strings.Contains(got, "nodes="+liar.id()) {
+		t.Errorf("the coordinator's log does not name %s:\n%s", liar.id(), got)
+	}
+}
+
+// rsaLogBuffer collects the nodes' log lines.
+type rsaLogBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *rsaLogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *rsaLogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestCombineRSANamesTheBadShare: the subset search names exactly the
+// holder whose share is wrong, and with too few good shares fails naming
+// those that answered.
+func TestCombineRSANamesTheBadShare(t *testing.T) {
+	priv := rsaKey(t)
+	pub := &priv.PublicKey
+	keyShares, err := tssrsa.Deal(rand.Reader, 5, 3, priv, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, in := pkcs1Input(t, pub, "combine")
+	var shares []namedShare
+	for i, ks := range keyShares {
+		s, err := ks.Sign(rand.Reader, pub, in, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 || i == 3 { // node-2 and node-4 lie
+			b, _ := s.MarshalBinary()
+			b[len(b)-1] ^= 0x10
+			if err := s.UnmarshalBinary(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		shares = append(shares, namedShare{node: "node-" + string(rune('1'+i)), share: s})
+	}
+	out, bad, err := combineRSA(pub, 5, 3, shares, in)
+	if err != nil {
+		t.Fatalf("three good shares of five: %v", err)
+	}
+	if strings.Join(bad, ",") != "node-2,node-4" {
+		t.Errorf("named %q, want node-2,node-4", bad)
+	}
+	if new(big.Int).Exp(new(big.Int).SetBytes(out), big.NewInt(int64(pub.E)), pub.N).Cmp(new(big.Int).SetBytes(in)) != 0 {
+		t.Error("the result does not verify")
+	}
+	_, _, err = combineRSA(pub, 5, 3, shares[:4], in) // node-1, node-3 good: too few
+	if err == nil || !strings.Contains(err.Error(), "node-1, node-2, node-3, node-4") {
+		t.Errorf("two good shares of four: %v, want an error naming who answered", err)
+	}
+}
+
+// rsaShareRequest is what a coordinator (here: any node, maybe lying)
+// sends a holder for a threshold RSA share.
+func (c *testCluster) rsaShareRequest(coord *testNode, name string, input []byte, readIndex uint64) *partialRequest {
+	c.t.Helper()
+	sg, err := coord.n.nodeCommand(&fsm.Command{Type: fsm.TypeRelease,
+		Release: &fsm.ReleaseRequest{Key: name, Op: fsm.OpRSAShare, Gateway: fsm.GatewayTLV, Client: "lying", Input: input}})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	k := storedKey(c.t, coord, name)
+	return &partialRequest{ReadIndex: readIndex, Request: sg, Version: k.Version}
+}
+
+// TestLyingCoordinatorGetsNoRSAShare: a coordinator with a valid node
+// certificate and the code cannot get a holder's share for a key revoked
+// before its request (even with a stale read index, from a holder that has
+// not applied the revoke yet), for a key not opened to the gateway, for a
+// request an operator signed as if it were a gateway, or twice for one
+// request.
+func TestLyingCoordinatorGetsNoRSAShare(t *testing.T) {
+	c := newTestCluster(t, 3)
+	priv := rsaKey(t)
+	_, in := pkcs1Input(t, &priv.PublicKey, "lie")
+	c.createThresholdRSA("tls/revoked", priv, nil)
+	c.createThresholdRSA("tls/kxd-only", priv, &fsm.Access{Gateways: []string{fsm.GatewayKxd}})
+	c.createThresholdRSA("tls/ok", priv, nil)
+	coord := c.leader()
+	victim := c.anyRunning(coord)
+	for _, name := range []string{"tls/revoked", "tls/kxd-only", "tls/ok"} {
+		c.waitHasKey(victim, name)
+	}
+	ask := func(req *partialRequest) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		_, err := victim.n.answerRSAShare(ctx, req)
+		return err
+	}
+
+	// Revoked while the victim lags; the coordinator sends read index 0.
+	req := c.rsaShareRequest(coord, "tls/revoked", in, 0)
+	victim.n.cons.rfsm.hold.Lock()
+	held := true
+	defer func() {
+		if held {
+			victim.n.cons.rfsm.hold.Unlock()
+		}
+	}()
+	c.revoke(coord, "tls/revoked")
+	if err := ask(req); err == nil {
+		t.Fatal("a lagging holder gave its rsa share for a key revoked before the request")
+	}
+	victim.n.cons.rfsm.hold.Unlock()
+	held = false
+	req = c.rsaShareRequest(coord, "tls/revoked", in, 0)
+	if err := ask(req); KindOf(err) != KindDenied {
+		t.Fatalf("revoked key: %v (kind %s), want %s", err, KindOf(err), KindDenied)
+	}
+
+	if err := ask(c.rsaShareRequest(coord, "tls/kxd-only", in, 0)); KindOf(err) != KindDenied {
+		t.Errorf("a key not opened to the keyless gateway: %v, want %s", err, KindDenied)
+	}
+	op := c.rsaShareRequest(coord, "tls/ok", in, 0)
+	op.Request = c.sign(&fsm.Command{Type: fsm.TypeRelease,
+		Release: &fsm.ReleaseRequest{Key: "tls/ok", Op: fsm.OpRSAShare, Input: in}})
+	if err := ask(op); err == nil {
+		t.Error("a holder answered an operator's request for an rsa share")
+	}
+	good := c.rsaShareRequest(coord, "tls/ok", in, 0)
+	if err := ask(good); err != nil {
+		t.Fatalf("an honest request: %v", err)
+	}
+	if err := ask(good); KindOf(err) != KindUnauthenticated {
+		t.Errorf("the same request again: %v, want %s (a replay)", err, KindUnauthenticated)
+	}
+	long := c.rsaShareRequest(coord, "tls/ok", append(in, 0), 0)
+	if err := ask(long); KindOf(err) != KindInvalid {
+		t.Errorf("an input longer than the modulus: %v, want %s", err, KindInvalid)
+	}
+}
+
+// TestNoNodeHoldsTheRSAPrivateExponent: after signing through every node,
+// neither d nor a prime factor is in any node's state (what it keeps in
+// memory and writes to its log and snapshots), share store or data
+// directory, in binary, hex or base64.
+func TestNoNodeHoldsTheRSAPrivateExponent(t *testing.T) {
+	c := newTestCluster(t, 3)
+	priv := rsaKey(t)
+	c.createThresholdRSA("tls/rsa", priv, nil)
+	for _, tn := range c.running() {
+		c.waitHasKey(tn, "tls/rsa")
+		_, in := pkcs1Input(t, &priv.PublicKey, tn.id())
+		if _, err := thresholdRSA(tn, "tls/rsa", in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	secrets := map[string][]byte{"d": priv.D.Bytes(), "p": priv.Primes[0].Bytes(), "q": priv.Primes[1].Bytes()}
+	var needles [][]byte
+	var names []string
+	for name, b := range secrets {
+		for _, enc := range [][]byte{b, []byte(hex.EncodeToString(b)), []byte(strings.ToUpper(hex.EncodeToString(b))),
+			[]byte(base64.StdEncoding.EncodeToString(b)), []byte(base64.RawURLEncoding.EncodeToString(b))} {
+			// A 32-byte window is enough to find any copy and cannot match by chance.
+			needles = append(needles, enc[len(enc)/2:len(enc)/2+32])
+			names = append(names, name)
+		}
+	}
+	find := func(where string, hay []byte) {
+		for i, nd := range needles {
+			if bytes.Contains(hay, nd) {
+				t.Errorf("%s holds the key's %s", where, names[i])
+			}
+		}
+	}
+	for _, tn := range c.running() {
+		tn.n.fsm.Read(func(s *fsm.State) {
+			b, err := json.Marshal(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			find(tn.id()+"'s state", b)
+		})
+		cur, pend := tn.n.shares.snapshot()
+		held, _ := json.Marshal([]any{cur, pend})
+		find(tn.id()+"'s share store", held)
+		files := 0
+		err := filepath.Walk(tn.cfg.DataDir, func(path string, info os.FileInfo, err error) error {
+			if err != nil || info.IsDir() {
+				return nil // Raft renames its snapshots while it runs
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return nil
+			}
+			files++
+			find(path, b)
+			return nil
+		})
+		if err != nil || files == 0 {
+			t.Fatalf("walking %s: %v (%d files)", tn.cfg.DataDir, err, files)
+		}
+	}
+}
