@@ -6,6 +6,7 @@ import (
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
@@ -269,6 +270,36 @@ func (c *Client) CreateTang(ctx context.Context, name string, access *fsm.Access
 		access = &fsm.Access{Gateways: []string{fsm.GatewayTang}}
 	}
 	ck := &fsm.CreateKey{Name: name, Type: fsm.KeyTypeTang, Public: pub, Access: access, Tang: tk}
+	res, err := c.submit(ctx, "/v1/keys", &fsm.Command{Type: fsm.TypeCreateKey, CreateKey: ck})
+	if err != nil {
+		return nil, err
+	}
+	return res.Key, nil
+}
+
+// CreateThresholdRSA imports an RSA key made elsewhere as an
+// rsa-threshold key: it is dealt here by Shoup's scheme to the share
+// holders t members confirm (Confirm), each share sealed to its holder's
+// identity key, so no node ever holds it whole and no node that lies alone
+// chooses the keys the shares are sealed to. Nodes sign and decrypt with
+// it by quorum. access defaults to the Keyless SSL gateway.
+func (c *Client) CreateThresholdRSA(ctx context.Context, name string, priv *rsa.PrivateKey, access *fsm.Access) (*fsm.Key, error) {
+	_, pin, err := c.pinned()
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.Confirm(ctx, pin)
+	if err != nil {
+		return nil, err
+	}
+	public, rk, err := api.DealRSA(rand.Reader, st.ClusterID, name, priv, st.Threshold, st.Holders)
+	if err != nil {
+		return nil, err
+	}
+	if access == nil {
+		access = &fsm.Access{Gateways: []string{fsm.GatewayTLV}}
+	}
+	ck := &fsm.CreateKey{Name: name, Type: fsm.KeyTypeRSAThreshold, Public: public, Access: access, RSA: rk}
 	res, err := c.submit(ctx, "/v1/keys", &fsm.Command{Type: fsm.TypeCreateKey, CreateKey: ck})
 	if err != nil {
 		return nil, err
