@@ -24,8 +24,12 @@ import (
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
-// ClusterKeys finds keyless clients' keys in a cluster: the assembled keys
-// (rsa, ecdsa, ed25519) open to the tlv gateway. A key is released by a
+// ClusterKeys finds keyless clients' keys in a cluster: the keys open to
+// the tlv gateway. An rsa-threshold key is never released: each operation
+// is computed by a quorum of its share holders (quorumRSA), and this node
+// only pads, combines and checks. An assembled key (rsa, ecdsa, ed25519;
+// ECDSA has no practical threshold scheme, so it is always assembled) is
+// released by a
 // quorum to this node when a client first uses it, and kept in memory for
 // the key's assemble_ttl (with 0, for one request). Every request checks
 // the key and its state in this node's applied state, and the client with
@@ -99,7 +103,7 @@ func (c *ClusterKeys) Lookup(ctx context.Context, ski, digest []byte, sni string
 		return nil, ErrKeyNotFound
 	}
 	k := c.svc.LocalKey(name)
-	if k == nil || k.State != fsm.KeyActive || !fsm.Assembled(k.Type) || expired(k, c.now()) {
+	if k == nil || k.State != fsm.KeyActive || !served(k.Type) || expired(k, c.now()) {
 		return nil, ErrKeyNotFound
 	}
 	gc := cluster.GatewayClient{Addr: addrOf(client.Addr)}
@@ -113,10 +117,37 @@ func (c *ClusterKeys) Lookup(ctx context.Context, ski, digest []byte, sni string
 		}
 		return nil, ErrDenied
 	}
+	if k.Type == fsm.KeyTypeRSAThreshold {
+		pub, ok := k.RSAPublicKey()
+		if !ok {
+			return nil, fmt.Errorf("key %q has no RSA public key", k.Name)
+		}
+		return &quorumRSA{ctx: ctx, svc: c.svc, name: k.Name, client: describe(client), pub: pub}, nil
+	}
 	if s := c.cached(name, k.Version); s != nil {
 		return s, nil
 	}
 	return c.load(ctx, k, client)
+}
+
+// served says whether the gateway serves keys of a type: the assembled
+// ones, and threshold RSA keys by quorum.
+func served(keyType string) bool {
+	return fsm.Assembled(keyType) || keyType == fsm.KeyTypeRSAThreshold
+}
+
+// describe is a client as the holders' logs name it: its address and the
+// SHA-256 of its certificate.
+func describe(client Client) string {
+	who := "tlv"
+	if client.Addr != nil {
+		who = client.Addr.String()
+	}
+	if client.Cert != nil {
+		sum := sha256.Sum256(client.Cert.Raw)
+		who += " cert sha256:" + hex.EncodeToString(sum[:])
+	}
+	return who
 }
 
 func expired(k *fsm.Key, now time.Time) bool {
@@ -162,7 +193,7 @@ func (c *ClusterKeys) rebuild() {
 	keys, _ := c.svc.LocalKeys()
 	index := map[string]string{}
 	for _, k := range keys {
-		if !fsm.Assembled(k.Type) || k.State == fsm.KeyDestroyed {
+		if !served(k.Type) || k.State == fsm.KeyDestroyed {
 			continue
 		}
 		pub, err := x509.ParsePKIXPublicKey(k.Public)
@@ -207,15 +238,7 @@ func (c *ClusterKeys) load(ctx context.Context, k *fsm.Key, client Client) (cryp
 	if s := c.cached(k.Name, k.Version); s != nil {
 		return s, nil // another request loaded it meanwhile
 	}
-	who := "tlv"
-	if client.Addr != nil {
-		who = client.Addr.String()
-	}
-	if client.Cert != nil {
-		sum := sha256.Sum256(client.Cert.Raw)
-		who += " cert sha256:" + hex.EncodeToString(sum[:])
-	}
-	der, released, err := c.svc.ReleaseFor(ctx, fsm.GatewayTLV, k.Name, who)
+	der, released, err := c.svc.ReleaseFor(ctx, fsm.GatewayTLV, k.Name, describe(client))
 	if err != nil {
 		return nil, fmt.Errorf("releasing key %q: %w", k.Name, err)
 	}

@@ -54,7 +54,9 @@
 //
 //	0x01 crypto failed      the operation failed, or the key cannot do this
 //	                        operation (an ECDSA opcode on an RSA key, raw
-//	                        decrypt on a key that offers no RawDecrypter, ...)
+//	                        decrypt on a key that offers no RawDecrypter, ...),
+//	                        or an RSA ciphertext is not as long as the modulus
+//	                        (the C server's answer, which its test client checks)
 //	0x02 key not found      Keys knows neither the SKI nor the digest, or it
 //	                        refuses this client the key (ErrDenied): a client
 //	                        that may not use a key cannot learn it exists
@@ -65,9 +67,10 @@
 //	0x06 unexpected opcode  a reply opcode (0xF0, 0xF2, 0xFF) in a request
 //	0x07 format error       an item longer than the message, a repeated tag,
 //	                        no opcode, no payload where one is needed, a
-//	                        field or digest of the wrong length, or a body
+//	                        field or sign digest of the wrong length, or a body
 //	                        longer than the server's maximum
-//	0x08 internal error     Keys failed for another reason (no quorum, ...)
+//	0x08 internal error     Keys failed for another reason, or a quorum could not
+//	                        answer for an rsa-threshold key (no quorum, ...)
 //
 // A bad request never closes the connection, except a header announcing a
 // body longer than the configured maximum (see WithMaxBody): the server
