@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -343,21 +342,25 @@ func TestNoNodeHoldsTheRSAPrivateExponent(t *testing.T) {
 		}
 	}
 	secrets := map[string][]byte{"d": priv.D.Bytes(), "p": priv.Primes[0].Bytes(), "q": priv.Primes[1].Bytes()}
-	var needles [][]byte
-	var names []string
-	for name, b := range secrets {
-		for _, enc := range [][]byte{b, []byte(hex.EncodeToString(b)), []byte(strings.ToUpper(hex.EncodeToString(b))),
-			[]byte(base64.StdEncoding.EncodeToString(b)), []byte(base64.RawURLEncoding.EncodeToString(b))} {
-			// A 32-byte window is enough to find any copy and cannot match by chance.
-			needles = append(needles, enc[len(enc)/2:len(enc)/2+32])
-			names = append(names, name)
+	find := func(where string, hay []byte) {
+		for name, b := range secrets {
+			for _, form := range append(encodings(b, 3), []byte(hex.EncodeToString(b)), []byte(strings.ToUpper(hex.EncodeToString(b)))) {
+				if bytes.Contains(hay, form) {
+					t.Errorf("%s holds the key's %s", where, name)
+					break
+				}
+			}
 		}
 	}
-	find := func(where string, hay []byte) {
-		for i, nd := range needles {
-			if bytes.Contains(hay, nd) {
-				t.Errorf("%s holds the key's %s", where, names[i])
-			}
+	// The same scan finds the modulus, which every node stores (in the
+	// key's PKIX public key), so it looks in the right places.
+	nForms := encodings(priv.N.Bytes(), 3)
+	for _, tn := range c.running() {
+		if files := filesCarrying(t, tn.cfg.DataDir, nForms); len(files) == 0 {
+			t.Fatalf("the scan does not find the modulus in %s's data directory", tn.id())
+		}
+		if files := filesCarrying(t, tn.cfg.DataDir, append(append(encodings(secrets["d"], 3), encodings(secrets["p"], 3)...), encodings(secrets["q"], 3)...)); len(files) > 0 {
+			t.Errorf("%s's data directory holds d, p or q in %v", tn.id(), files)
 		}
 	}
 	for _, tn := range c.running() {
@@ -371,21 +374,107 @@ func TestNoNodeHoldsTheRSAPrivateExponent(t *testing.T) {
 		cur, pend := tn.n.shares.snapshot()
 		held, _ := json.Marshal([]any{cur, pend})
 		find(tn.id()+"'s share store", held)
-		files := 0
-		err := filepath.Walk(tn.cfg.DataDir, func(path string, info os.FileInfo, err error) error {
-			if err != nil || info.IsDir() {
-				return nil // Raft renames its snapshots while it runs
-			}
-			b, err := os.ReadFile(path)
+		for _, f := range []string{"shares.json", "identity.json", "membership.json"} {
+			b, err := os.ReadFile(filepath.Join(tn.cfg.DataDir, f))
 			if err != nil {
-				return nil
+				t.Fatal(err)
 			}
-			files++
-			find(path, b)
-			return nil
-		})
-		if err != nil || files == 0 {
-			t.Fatalf("walking %s: %v (%d files)", tn.cfg.DataDir, err, files)
+			find(tn.id()+"'s "+f, b)
+		}
+	}
+}
+
+// TestThresholdRSAKeyNeedsReimportWhenAHolderLeaves: Shoup's shares cannot
+// be reshared, so when a holder leaves, the key says it needs re-import,
+// keeps signing with the holders that remain (t of them) and never asks
+// the retired node again; re-importing it (destroy, import) deals new
+// shares, and every remaining node erases the old deal, the retired
+// node's sealed share with it, from its disk.
+func TestThresholdRSAKeyNeedsReimportWhenAHolderLeaves(t *testing.T) {
+	c := newTestCluster(t, 3)
+	priv := rsaKey(t)
+	c.createThresholdRSA("tls/rsa", priv, nil)
+	leader := c.leader()
+	victim := c.anyRunning(leader)
+	old := storedKey(t, leader, "tls/rsa").RSA.ShareOf(victim.id())
+	if old == nil || len(old.Sealed) == 0 {
+		t.Fatalf("%s holds no sealed share in the state", victim.id())
+	}
+	// The scan finds the retired node's sealed share before the re-import,
+	// so it looks for the right bytes.
+	forms := encodings(old.Sealed, 3)
+	c.waitFor(settleTimeout, func() (bool, string) {
+		for _, tn := range c.running() {
+			if len(filesCarrying(t, tn.cfg.DataDir, forms)) == 0 {
+				return false, tn.id() + "'s disk does not show the sealed share yet"
+			}
+		}
+		return true, ""
+	})
+	epoch := c.status(leader).Epoch
+	var staying []*testNode
+	for _, tn := range c.running() {
+		if tn != victim {
+			staying = append(staying, tn)
+		}
+	}
+	if _, err := c.submit(&fsm.Command{Type: fsm.TypeRemoveNode, RemoveNode: victim.id()}); err != nil {
+		t.Fatalf("removing %s: %v", victim.id(), err)
+	}
+	c.waitSettled(epoch, staying...)
+	var asked atomic.Int32
+	count := func(node string, share []byte) []byte {
+		if node == victim.id() {
+			asked.Add(1)
+		}
+		return share
+	}
+	rsaShareHook.Store(&count)
+	t.Cleanup(func() { rsaShareHook.Store(nil) })
+	for _, tn := range staying {
+		k := storedKey(t, tn, "tls/rsa")
+		if !strings.Contains(k.RSA.Reimport, victim.id()) {
+			t.Fatalf("%s: after %s left, the key must need re-import naming it: %q", tn.id(), victim.id(), k.RSA.Reimport)
+		}
+		digest, in := pkcs1Input(t, &priv.PublicKey, "after "+tn.id())
+		sig, err := thresholdRSA(tn, "tls/rsa", in)
+		if err != nil {
+			t.Fatalf("%s, with the 2 holders left of 3 (t=2): %v", tn.id(), err)
+		}
+		if err := rsa.VerifyPKCS1v15(&priv.PublicKey, crypto.SHA256, digest, sig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := asked.Load(); n != 0 {
+		t.Errorf("the retired %s was asked for its share %d times", victim.id(), n)
+	}
+
+	// Re-import: destroy, then deal again to the holders there are now.
+	if _, err := c.submit(&fsm.Command{Type: fsm.TypeDestroyKey, DestroyKey: "tls/rsa"}); err != nil {
+		t.Fatal(err)
+	}
+	c.createThresholdRSA("tls/rsa", priv, nil)
+	var destroyed uint64
+	staying[0].n.fsm.Read(func(s *fsm.State) { destroyed = s.Destroyed })
+	c.waitFor(settleTimeout, func() (bool, string) {
+		for _, tn := range staying {
+			if tn.n.ErasedThrough() < destroyed {
+				return false, fmt.Sprintf("%s has not erased its log through %d", tn.id(), destroyed)
+			}
+		}
+		return true, ""
+	})
+	for _, tn := range staying {
+		k := storedKey(t, tn, "tls/rsa")
+		if k.RSA.Reimport != "" || k.RSA.ShareOf(victim.id()) != nil || len(k.RSA.Shares) != 2 {
+			t.Fatalf("%s: the re-imported key is %+v", tn.id(), k.RSA)
+		}
+		_, in := pkcs1Input(t, &priv.PublicKey, "re-imported "+tn.id())
+		if _, err := thresholdRSA(tn, "tls/rsa", in); err != nil {
+			t.Fatalf("the re-imported key through %s: %v", tn.id(), err)
+		}
+		if files := filesCarrying(t, tn.cfg.DataDir, forms); len(files) > 0 {
+			t.Errorf("%s still holds the retired %s's sealed share in %v", tn.id(), victim.id(), files)
 		}
 	}
 }

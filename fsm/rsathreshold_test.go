@@ -148,6 +148,9 @@ func TestRSAThresholdKeyNeedsReimportWhenMembersChange(t *testing.T) {
 	}
 	// Re-import: destroy, then the new deal to the current holders.
 	h.must(admin, destroyKeyCmd("tls/rsa"))
+	if k := h.state().Keys["tls/rsa"]; k.RSA != nil {
+		t.Fatalf("a destroyed key keeps its deal in the state (and so in snapshots): %+v", k.RSA)
+	}
 	h.must(admin, rsaThresholdCmd(t, "tls/rsa", pub, 2, node(1).ID, node(2).ID))
 	if r := h.state().Keys["tls/rsa"].RSA.Reimport; r != "" {
 		t.Errorf("the re-imported key still needs re-import: %q", r)

@@ -563,7 +563,7 @@ func (t *transition) setKeyState(name, op string) *Error {
 	if op == OpRevoke {
 		k.State = KeyRevoked
 	} else {
-		k.State, k.R, k.Sealed, k.Tang = KeyDestroyed, nil, nil, nil
+		k.State, k.R, k.Sealed, k.Tang, k.RSA = KeyDestroyed, nil, nil, nil, nil
 		t.s.Destroyed = t.index // a checkpoint is taken here (checkpoint.go)
 	}
 	k.UpdatedAt = t.now
