@@ -27,8 +27,16 @@ func startTLVAndGRPC(n *cluster.Node, g gatewayFlags, log *slog.Logger) ([]gatew
 		if err != nil {
 			return out, err
 		}
+		var opts []tlv.Option
+		switch g.tlvRSADecrypt {
+		case "unpadded", "":
+		case "padded":
+			opts = append(opts, tlv.WithPaddedRSADecrypt())
+		default:
+			return out, fmt.Errorf("--tlv-rsa-decrypt must be unpadded or padded, not %q", g.tlvRSADecrypt)
+		}
 		keys := tlv.NewClusterKeys(n)
-		srv := tlv.NewServer(keys, log)
+		srv := tlv.NewServer(keys, log, opts...)
 		tc := tlsPerClient(tlv.ServerTLSConfig, cert, clientCAs)
 		ln, err := net.Listen("tcp", g.tlvAddr)
 		if err != nil {

@@ -732,3 +732,32 @@ func TestShutdown(t *testing.T) {
 		})
 	}
 }
+
+// TestPaddedRSADecryptAnswersTheBlock: with WithPaddedRSADecrypt, opcode
+// 0x01 answers the whole PKCS #1 v1.5 block, as gokeyless' server does
+// and gokeyless' Go client expects (it removes the padding itself); the
+// default answers the unpadded plaintext (TestConformance), as the C
+// server does and its client expects.
+func TestPaddedRSADecryptAnswersTheBlock(t *testing.T) {
+	h := newHarness(t, WithPaddedRSADecrypt())
+	c := h.dial(t, "tcp", &getPKI().clientA)
+	ks := getKeys()
+	pub := ks.rsa.signer.Public().(*rsa.PublicKey)
+	secret := []byte("48 bytes of TLS 1.2 premaster secret, or so ...")
+	//lint:ignore SA1019 the client's side of keyless's PKCS #1 v1.5 decrypt
+	ct, err := rsa.EncryptPKCS1v15(rand.Reader, pub, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(context.Background(), &Request{Op: OpRSADecrypt, SKI: ks.rsa.ski, Payload: ct})
+	if err != nil {
+		t.Fatal(err)
+	}
+	em := resp.Payload
+	if len(em) != pub.Size() || em[0] != 0 || em[1] != 2 || !bytes.HasSuffix(em, append([]byte{0}, secret...)) {
+		t.Fatalf("answered %x, want the padded block of %q", em, secret)
+	}
+	if got, err := pkcs1v15Unpad(em); err != nil || !bytes.Equal(got, secret) {
+		t.Errorf("the client's unpadding gives %q, %v", got, err)
+	}
+}
