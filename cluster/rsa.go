@@ -83,15 +83,11 @@ func (n *Node) ThresholdRSA(ctx context.Context, gateway, name string, input []b
 	return gather(ctx, n, a, call, a.partialFor(0), "%d of the rsa key's share holders are still members, %d needed", func(own, others []*rsaShareAnswer) ([]byte, error) {
 		var shares []namedShare
 		for _, p := range append(own, others...) {
-			var s tssrsa.SignShare
-			node := byIndex[p.NodeIndex]
-			if err := s.UnmarshalBinary(p.Share); err != nil {
-				return nil, fmt.Errorf("node %s sent an rsa share that does not parse: %v", node, err)
+			s, err := parseRSAShare(p.Share, byIndex[p.NodeIndex], shoup[p.NodeIndex], players, t)
+			if err != nil {
+				return nil, err
 			}
-			if s.Index != uint(shoup[p.NodeIndex]) || s.Players != players || s.Threshold != t {
-				return nil, fmt.Errorf("node %s sent share %d of %d (t=%d), not its share %d of %d (t=%d)", node, s.Index, s.Players, s.Threshold, shoup[p.NodeIndex], players, t)
-			}
-			shares = append(shares, namedShare{node: node, share: s})
+			shares = append(shares, namedShare{node: byIndex[p.NodeIndex], share: s})
 		}
 		out, bad, err := combineRSA(pub, players, t, shares, input)
 		if len(bad) > 0 {
@@ -99,6 +95,19 @@ func (n *Node) ThresholdRSA(ctx context.Context, gateway, name string, input []b
 		}
 		return out, err
 	})
+}
+
+// parseRSAShare decodes the share node sent and checks it is the share
+// the state lists for it: Shoup's index index, of players, threshold t.
+func parseRSAShare(b []byte, node string, index uint32, players, t uint) (tssrsa.SignShare, error) {
+	var s tssrsa.SignShare
+	if err := s.UnmarshalBinary(b); err != nil {
+		return s, fmt.Errorf("node %s sent an rsa share that does not parse: %v", node, err)
+	}
+	if s.Index != uint(index) || s.Players != players || s.Threshold != t {
+		return s, fmt.Errorf("node %s sent share %d of %d (t=%d), not its share %d of %d (t=%d)", node, s.Index, s.Players, s.Threshold, index, players, t)
+	}
+	return s, nil
 }
 
 // checkRSAInput refuses an input that is not as long as the modulus, or
