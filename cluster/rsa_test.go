@@ -119,6 +119,7 @@ func TestThresholdRSASignsThroughEveryNode(t *testing.T) {
 		}
 
 		secret := []byte("pre-master secret of 48 bytes, more or less.....")
+		//lint:ignore SA1019 the client's side of keyless's PKCS #1 v1.5 decrypt
 		ct, err := rsa.EncryptPKCS1v15(rand.Reader, pub, secret)
 		if err != nil {
 			t.Fatal(err)

@@ -336,6 +336,7 @@ func TestTLVAssembledKeys(t *testing.T) {
 				t.Fatalf("node %d (quic %v): rsa-pss sign by quorum: %v %v", i, quic, err, resp)
 			}
 			premaster := bytes.Repeat([]byte{3, 3, byte(i)}, 16)
+			//lint:ignore SA1019 the client's side of keyless's PKCS #1 v1.5 decrypt
 			ct, _ := rsa.EncryptPKCS1v15(rand.Reader, &rk.PublicKey, premaster)
 			resp, err = conn.Do(ctx, &tlv.Request{Op: tlv.OpRSADecrypt, SKI: ski(&rk.PublicKey), Payload: ct})
 			if err != nil || resp.Err() != nil || !bytes.Equal(resp.Payload, premaster) {

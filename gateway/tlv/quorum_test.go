@@ -113,6 +113,7 @@ func TestThresholdRSAKeyServesEveryRSAOpcode(t *testing.T) {
 		}
 	}
 	secret := bytes.Repeat([]byte{0x03, 0x03, 0x42}, 16)
+	//lint:ignore SA1019 the client's side of keyless's PKCS #1 v1.5 decrypt
 	ct, err := rsa.EncryptPKCS1v15(rand.Reader, q.pub, secret)
 	if err != nil {
 		t.Fatal(err)
