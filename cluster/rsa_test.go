@@ -388,7 +388,8 @@ func TestNoNodeHoldsTheRSAPrivateExponent(t *testing.T) {
 // TestThresholdRSAKeyNeedsReimportWhenAHolderLeaves: Shoup's shares cannot
 // be reshared, so when a holder leaves, the key says it needs re-import,
 // keeps signing with the holders that remain (t of them) and never asks
-// the retired node again; re-importing it (destroy, import) deals new
+// the retired node again, and the retired node gives its share to nobody;
+// re-importing it (destroy, import) deals new
 // shares, and every remaining node erases the old deal, the retired
 // node's sealed share with it, from its disk.
 func TestThresholdRSAKeyNeedsReimportWhenAHolderLeaves(t *testing.T) {
@@ -448,6 +449,16 @@ func TestThresholdRSAKeyNeedsReimportWhenAHolderLeaves(t *testing.T) {
 	}
 	if n := asked.Load(); n != 0 {
 		t.Errorf("the retired %s was asked for its share %d times", victim.id(), n)
+	}
+	// A member that asks the retired node itself (a lying coordinator
+	// collecting shares) gets nothing: the leader gives a removed node no
+	// read index, so it cannot establish freshness.
+	_, in := pkcs1Input(t, &priv.PublicKey, "ask the retired node")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_, err := victim.n.answerRSAShare(ctx, c.rsaShareRequest(staying[0], "tls/rsa", in, 0))
+	cancel()
+	if err == nil {
+		t.Errorf("the retired %s still gives its share to a member that asks", victim.id())
 	}
 
 	// Re-import: destroy, then deal again to the holders there are now.
