@@ -28,12 +28,8 @@ func startTLVAndGRPC(n *cluster.Node, g gatewayFlags, log *slog.Logger) ([]gatew
 			return out, err
 		}
 		var opts []tlv.Option
-		switch g.tlvRSADecrypt {
-		case "unpadded", "":
-		case "padded":
+		if g.tlvRSADecrypt == "padded" { // checked when parsed (rsaDecryptFlag)
 			opts = append(opts, tlv.WithPaddedRSADecrypt())
-		default:
-			return out, fmt.Errorf("--tlv-rsa-decrypt must be unpadded or padded, not %q", g.tlvRSADecrypt)
 		}
 		keys := tlv.NewClusterKeys(n)
 		srv := tlv.NewServer(keys, log, opts...)
