@@ -81,13 +81,23 @@ func (n *Node) ThresholdRSA(ctx context.Context, gateway, name string, input []b
 	call := holderCall[rsaShareAnswer]{path: "/internal/v1/rsa-share", local: n.answerRSAShare,
 		index: func(p *rsaShareAnswer) uint32 { return p.NodeIndex }}
 	return gather(ctx, n, a, call, a.partialFor(0), "%d of the rsa key's share holders are still members, %d needed", func(own, others []*rsaShareAnswer) ([]byte, error) {
+		// A malformed share is left out (and its holder named), not fatal:
+		// open runs again with every answer when more holders answer.
 		var shares []namedShare
+		var malformed []string
 		for _, p := range append(own, others...) {
 			s, err := parseRSAShare(p.Share, byIndex[p.NodeIndex], shoup[p.NodeIndex], players, t)
 			if err != nil {
-				return nil, err
+				malformed = append(malformed, err.Error())
+				continue
 			}
 			shares = append(shares, namedShare{node: byIndex[p.NodeIndex], share: s})
+		}
+		if len(malformed) > 0 {
+			n.log.Warn("a holder sent a malformed threshold RSA share", "key", name, "errors", strings.Join(malformed, "; "))
+		}
+		if uint(len(shares)) < t {
+			return nil, fmt.Errorf("%d well-formed rsa shares, %d needed: %s", len(shares), t, strings.Join(malformed, "; "))
 		}
 		out, bad, err := combineRSA(pub, players, t, shares, input)
 		if len(bad) > 0 {

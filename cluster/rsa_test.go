@@ -157,33 +157,48 @@ func TestBadRSAShareIsNamedAndTheSignatureCompletes(t *testing.T) {
 	for _, tn := range byID {
 		c.waitHasKey(tn, "tls/rsa")
 	}
-	var lied atomic.Int32
-	tamper := func(node string, share []byte) []byte {
-		if node != liar.id() {
-			return share
-		}
-		lied.Add(1)
-		bad := bytes.Clone(share)
-		bad[len(bad)-1] ^= 1
-		return bad
-	}
-	rsaShareHook.Store(&tamper)
 	t.Cleanup(func() { rsaShareHook.Store(nil) })
-	for i := range 3 {
-		digest, in := pkcs1Input(t, &priv.PublicKey, fmt.Sprintf("try %d", i))
-		sig, err := thresholdRSA(coord, "tls/rsa", in)
-		if err != nil {
-			t.Fatalf("with one bad holder (%s) of three, t=2: %v", liar.id(), err)
+	for _, lie := range []struct {
+		name, logged string
+		change       func([]byte) []byte
+	}{
+		{"one bit changed", "nodes=" + liar.id(), func(b []byte) []byte {
+			bad := bytes.Clone(b)
+			bad[len(bad)-1] ^= 1
+			return bad
+		}},
+		{"bytes that do not parse", "node " + liar.id() + " sent an rsa share that does not parse", func([]byte) []byte { return []byte{1, 2, 3} }},
+		{"another holder's index", "node " + liar.id() + " sent share", func(b []byte) []byte {
+			bad := bytes.Clone(b)
+			bad[5] ^= 3 // Shoup's index, low byte
+			return bad
+		}},
+	} {
+		var lied atomic.Int32
+		tamper := func(node string, share []byte) []byte {
+			if node != liar.id() {
+				return share
+			}
+			lied.Add(1)
+			return lie.change(share)
 		}
-		if err := rsa.VerifyPKCS1v15(&priv.PublicKey, crypto.SHA256, digest, sig); err != nil {
-			t.Fatal(err)
+		rsaShareHook.Store(&tamper)
+		for i := range 2 {
+			digest, in := pkcs1Input(t, &priv.PublicKey, fmt.Sprintf("%s, try %d", lie.name, i))
+			sig, err := thresholdRSA(coord, "tls/rsa", in)
+			if err != nil {
+				t.Fatalf("%s: with one bad holder (%s) of three, t=2: %v", lie.name, liar.id(), err)
+			}
+			if err := rsa.VerifyPKCS1v15(&priv.PublicKey, crypto.SHA256, digest, sig); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	if lied.Load() == 0 {
-		t.Fatal("the liar was never asked: the test proves nothing")
-	}
-	if got := logs.String(); !strings.Contains(got, "bad threshold RSA share") || !strings.Contains(got, "nodes="+liar.id()) {
-		t.Errorf("the coordinator's log does not name %s:\n%s", liar.id(), got)
+		if lied.Load() == 0 {
+			t.Fatalf("%s: the liar was never asked: the test proves nothing", lie.name)
+		}
+		if got := logs.String(); !strings.Contains(got, lie.logged) {
+			t.Errorf("%s: the coordinator's log does not name %s (%q):\n%s", lie.name, liar.id(), lie.logged, got)
+		}
 	}
 }
 
