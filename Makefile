@@ -11,7 +11,7 @@ PKGS      := ./...
 # about our code.
 FUZZTIME  ?= 30s
 
-.PHONY: all build test verify vulncheck dev bench fuzz clean image deploy-test
+.PHONY: all build test verify vulncheck dev bench bench-scale fuzz clean image deploy-test
 
 include Makefile.proto
 
@@ -89,6 +89,12 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 200x ./shamir/
 	$(GO) test -run '^$$' -bench RSA2048 -benchtime 50x -cpu 1 ./cluster/api/
 	$(GO) run ./cmd/keybench
+
+# Loads N keys (default 10000) into a local 3-node cluster through the
+# public API and measures what grows with them (docs/scale.md).
+N ?= 10000
+bench-scale: build
+	$(GO) run ./cmd/keybench -scale $(N)
 
 # Every fuzz target, FUZZTIME each.
 fuzz:

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/keyquorum/keyquorum/cluster/pki"
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // Credentials are an operator's: the cluster CA certificate (and, for an
@@ -119,45 +121,56 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 }
 
 func doJSON(ctx context.Context, hc *http.Client, method, url string, body, out any) error {
+	_, err := doJSONHeader(ctx, hc, method, url, body, out)
+	return err
+}
+
+// doJSONHeader is doJSON that also returns the answer's header.
+func doJSONHeader(ctx context.Context, hc *http.Client, method, url string, body, out any) (http.Header, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return transportError(req, err)
+		return nil, transportError(req, err)
 	}
 	defer resp.Body.Close()
 	dec := json.NewDecoder(io.LimitReader(resp.Body, 16<<20))
 	if resp.StatusCode != http.StatusOK {
 		var e ErrorReply
 		if err := dec.Decode(&e); err != nil || e.Error == nil {
-			return fmt.Errorf("%s %s: %s", method, req.URL.Path, resp.Status)
+			return nil, fmt.Errorf("%s %s: %s", method, req.URL.Path, resp.Status)
 		}
-		return e.Error
+		return nil, e.Error
 	}
 	if out == nil {
-		return nil
+		return resp.Header, nil
 	}
-	return dec.Decode(out)
+	return resp.Header, dec.Decode(out)
 }
 
 // transportError classifies a call that got no answer. One that never
-// reached the node did not happen; a write that was sent and then lost its
-// connection or its time may have.
+// reached the node did not happen, and says the node is unreachable (not
+// that the cluster lacks a quorum: nothing was asked of it); a read that
+// got no answer did not happen either; a write that was sent and then lost
+// its connection or its time may have.
 func transportError(req *http.Request, err error) error {
 	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" || req.Method == http.MethodGet {
-		return &Error{Kind: api.KindNoQuorum, Message: fmt.Sprintf("cannot reach %s: %v", req.URL.Host, err)}
+	if errors.As(err, &op) && op.Op == "dial" {
+		return &Error{Kind: vocab.KindUnreachable, Message: fmt.Sprintf("cannot reach node at %s: %v", req.URL.Host, err)}
+	}
+	if req.Method == http.MethodGet {
+		return &Error{Kind: api.KindNoQuorum, Message: fmt.Sprintf("no answer from %s: %v", req.URL.Host, err)}
 	}
 	return &Error{Kind: api.KindUnknownOutcome, Message: fmt.Sprintf("%s %s got no answer (%v): it may or may not have happened", req.Method, req.URL.Path, err)}
 }
@@ -337,6 +350,20 @@ func (c *Client) Approve(ctx context.Context, a *fsm.Approval) error {
 	return err
 }
 
+// Deny refuses a machine's releases until d.Until: its waiting session is
+// dropped and its keyagent stops.
+func (c *Client) Deny(ctx context.Context, d *fsm.Denial) error {
+	_, err := c.submit(ctx, "/v1/denials", &fsm.Command{Type: fsm.TypeDeny, Deny: d})
+	return err
+}
+
+// AddPasskey registers an operator's passkey (an admin's command): the
+// passkey may then sign that operator's approvals and denials.
+func (c *Client) AddPasskey(ctx context.Context, pk *fsm.Passkey) error {
+	_, err := c.submit(ctx, "/v1/passkeys", &fsm.Command{Type: fsm.TypeAddPasskey, AddPasskey: pk})
+	return err
+}
+
 // SetAccess replaces a key's gateway access; nil closes it to every
 // legacy gateway.
 func (c *Client) SetAccess(ctx context.Context, name string, access *fsm.Access) (*fsm.Key, error) {
@@ -383,10 +410,43 @@ func (c *Client) release(ctx context.Context, req *fsm.ReleaseRequest) ([]byte, 
 	return secret, sr.Version, nil
 }
 
-// Keys lists the keys the operator may read.
+// Keys lists every key the operator may read, a page at a time.
 func (c *Client) Keys(ctx context.Context) ([]*fsm.Key, error) {
+	var all []*fsm.Key
+	for after := ""; ; {
+		keys, next, err := c.KeysPage(ctx, after, 0)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, keys...)
+		if next == "" {
+			return all, nil
+		}
+		after = next
+	}
+}
+
+// KeysPage lists one page of the keys the operator may read: up to limit
+// (0: api.MaxKeysPage) whose names sort after `after`, in name order, and
+// the name to ask the next page after ("" when no key is left).
+func (c *Client) KeysPage(ctx context.Context, after string, limit int) ([]*fsm.Key, string, error) {
+	q := url.Values{}
+	if after != "" {
+		q.Set("after", after)
+	}
+	if limit != 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	path := "/v1/keys"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
 	var keys []*fsm.Key
-	return keys, c.do(ctx, http.MethodGet, "/v1/keys", nil, &keys)
+	h, err := doJSONHeader(ctx, c.http, http.MethodGet, c.base+path, nil, &keys)
+	if err != nil {
+		return nil, "", err
+	}
+	return keys, h.Get(api.NextPageHeader), nil
 }
 
 // Key shows one key's metadata.
@@ -636,4 +696,60 @@ func CredentialsFromEnv() (*Credentials, error) {
 		c.ClusterID = id
 	}
 	return c, nil
+}
+
+// CreateFROST imports an Ed25519 private key as an ed25519-frost key: its
+// scalar is dealt here t-of-n to the share holders t members confirm
+// (Confirm), each share sealed to its holder's identity key, so the key
+// signs by quorum and never exists whole in the cluster
+// (docs/signing.md). The caller erases priv.
+func (c *Client) CreateFROST(ctx context.Context, name string, priv ed25519.PrivateKey, access *fsm.Access) (*fsm.Key, error) {
+	_, pin, err := c.pinned()
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.Confirm(ctx, pin)
+	if err != nil {
+		return nil, err
+	}
+	ck, err := api.NewFROSTKey(rand.Reader, name, priv, st.ClusterID, st.Epoch, st.Threshold, st.Holders)
+	if err != nil {
+		return nil, err
+	}
+	ck.Access = access
+	res, err := c.submit(ctx, "/v1/keys", &fsm.Command{Type: fsm.TypeCreateKey, CreateKey: ck})
+	if err != nil {
+		return nil, err
+	}
+	return res.Key, nil
+}
+
+// SignMessage signs msg with key name by quorum (op sign): the node asks
+// t holders, each of which checks this signed request itself. The
+// signature is checked here against the public key the answer names;
+// check that key against one you trust (VerifySignature does, with the
+// key's metadata).
+func (c *Client) SignMessage(ctx context.Context, name string, msg []byte) (*api.Signature, error) {
+	sg, err := c.Sign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: name, Op: fsm.OpSign, Message: msg}})
+	if err != nil {
+		return nil, err
+	}
+	var sig api.Signature
+	if err := c.do(ctx, http.MethodPost, "/v1/sign", sg, &sig); err != nil {
+		return nil, err
+	}
+	if sig.Key != name || len(sig.PublicKey) != ed25519.PublicKeySize || !ed25519.Verify(sig.PublicKey, msg, sig.Signature) {
+		return nil, fmt.Errorf("the node's signature of key %q does not verify under the public key it names", name)
+	}
+	return &sig, nil
+}
+
+// VerifySignature checks sig over msg with key name's public key, here,
+// with the key's metadata (api.VerifySignature).
+func (c *Client) VerifySignature(ctx context.Context, name string, msg, sig []byte) error {
+	k, err := c.Key(ctx, name)
+	if err != nil {
+		return err
+	}
+	return api.VerifySignature(k, msg, sig)
 }

@@ -11,11 +11,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/cluster/pki"
 	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 // TestCredentialsSaveAndLoad: what keyctl cluster init writes, keyctl
@@ -84,10 +86,11 @@ func TestUnreachableNode(t *testing.T) {
 	srv := httptest.NewTLSServer(http.NotFoundHandler())
 	c := &Client{base: srv.URL, http: srv.Client(), creds: &Credentials{Key: key, OperatorID: fsm.PrincipalID(pub)}}
 	srv.Close()
-	if _, err := c.Keys(context.Background()); api.KindOf(err) != api.KindNoQuorum {
-		t.Fatalf("got %v, want no_quorum", err)
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	if _, err := c.Keys(context.Background()); api.KindOf(err) != vocab.KindUnreachable || !strings.Contains(err.Error(), "cannot reach node at "+addr) {
+		t.Fatalf("got %v, want unreachable, naming %s", err, addr)
 	}
-	if err := c.PutRule(context.Background(), &fsm.Rule{}); api.KindOf(err) != api.KindNoQuorum {
-		t.Fatalf("a write refused at dial: %v, want no_quorum (it did not happen)", err)
+	if err := c.PutRule(context.Background(), &fsm.Rule{}); api.KindOf(err) != vocab.KindUnreachable || !api.Definite(err) {
+		t.Fatalf("a write refused at dial: %v, want unreachable (it did not happen)", err)
 	}
 }

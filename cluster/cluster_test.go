@@ -437,7 +437,7 @@ func TestNoQuorumFailsWithKind(t *testing.T) {
 			}
 		}
 	}
-	keys, err := survivor.n.Keys(ctx, c.opID)
+	keys, _, err := survivor.n.Keys(ctx, c.opID, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,3 +78,19 @@ func FuzzRSAShareAnswer(f *testing.F) {
 		}
 	})
 }
+
+// FuzzVerifyBackup feeds arbitrary bytes, as a backup file holds them, to
+// the checks keyd snapshot restore runs: they must refuse, never panic.
+// Nothing without a valid certificate or history under the pin passes.
+func FuzzVerifyBackup(f *testing.F) {
+	f.Add([]byte(`{"format":"keyquorum-backup/1","sha256":"47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=","snapshot":""}`))
+	f.Add([]byte(`{"format":"keyquorum-backup/1","snapshot":"eyJ2ZXJzaW9uIjoxLCJlbnRyaWVzIjpbXX0="}`))
+	f.Add([]byte(`null`))
+	pin := make([]byte, 32)
+	pin[0] = 1
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if info, _, err := VerifyBackup(data, pin); err == nil {
+			t.Fatalf("a backup verified under a key nobody holds: %+v", info)
+		}
+	})
+}

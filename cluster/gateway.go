@@ -59,6 +59,18 @@ func (n *Node) LocalTangKey(kid string) *fsm.Key {
 	return k
 }
 
+// LocalTangKeys is the metadata of the Tang keys not destroyed, as this
+// node has applied them, by name.
+func (n *Node) LocalTangKeys() []*fsm.Key {
+	var out []*fsm.Key
+	n.fsm.Read(func(s *fsm.State) {
+		for _, k := range s.TangKeys() {
+			out = append(out, k.Metadata())
+		}
+	})
+	return out
+}
+
 // LocalKeys is the metadata of every key as this node has applied it,
 // without asking a quorum, and the applied index it was read at.
 func (n *Node) LocalKeys() ([]*fsm.Key, uint64) {

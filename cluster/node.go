@@ -49,6 +49,15 @@ type Node struct {
 
 	held heldKeys // what the gateways keep assembled in memory
 
+	// Signing by quorum (frost.go): this holder's nonces, its answers to
+	// signing requests, and as a coordinator its stock of the holders'
+	// commitments. frostShareHook, set only by tests, changes this
+	// holder's signature shares (a holder that lies).
+	frostPool      frostNonces
+	frostSigned    frostAnswers
+	frostStock     frostCommitments
+	frostShareHook func([]byte) []byte
+
 	serving *ServingCert // the gateways' TLS certificate
 }
 

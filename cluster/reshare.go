@@ -252,12 +252,10 @@ func (n *Node) viewRound() roundView {
 		}
 		v.round, v.last = cloneRound(s.Reshare), cloneRound(s.LastRound)
 		v.tang = map[string]*fsm.TangKey{}
-		for name, k := range s.Keys {
-			if k.Tang != nil && k.State != fsm.KeyDestroyed {
-				tk := *k.Tang
-				tk.Shares = slices.Clone(k.Tang.Shares)
-				v.tang[name] = &tk
-			}
+		for _, k := range s.TangKeys() {
+			tk := *k.Tang
+			tk.Shares = slices.Clone(k.Tang.Shares)
+			v.tang[k.Name] = &tk
 		}
 	})
 	return v

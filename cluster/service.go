@@ -27,8 +27,11 @@ type Service interface {
 	Status(ctx context.Context) (*Status, error)
 	// Submit commits an operator-signed command.
 	Submit(ctx context.Context, cmd *fsm.Signed) (*fsm.Result, error)
-	// Keys lists the keys the principal may read, at a linearizable read.
-	Keys(ctx context.Context, principal string) ([]*fsm.Key, error)
+	// Keys lists a page of the keys the principal may read, at a
+	// linearizable read: up to limit keys (at most api.MaxKeysPage; 0:
+	// that many) whose names sort after `after`, in name order, and the
+	// name to ask the next page after ("" when no key is left).
+	Keys(ctx context.Context, principal, after string, limit int) (keys []*fsm.Key, next string, err error)
 	// Key shows one key's metadata, at a linearizable read.
 	Key(ctx context.Context, principal, name string) (*fsm.Key, error)
 	// Release relays a blind release for an operator's signed release
@@ -47,6 +50,15 @@ type Service interface {
 
 var _ Service = (*Node)(nil)
 
+// SignService makes signatures by quorum (frost.go): Sign takes an
+// operator's signed signing request (op sign). *Node implements it;
+// gateways that find it behind their Service serve signing.
+type SignService interface {
+	Sign(ctx context.Context, req *fsm.Signed) (*api.Signature, error)
+}
+
+var _ SignService = (*Node)(nil)
+
 // LegacyService is what the legacy gateways (kxd, Tang, Keyless SSL) need
 // besides Service: releases and exchanges the node signs for clients it
 // authorized itself, and lookups in its applied state. *Node implements it.
@@ -57,9 +69,15 @@ type LegacyService interface {
 	// ThresholdRSA computes input^d mod n with an rsa-threshold key, by
 	// quorum, for a client the gateway authorized (rsa.go).
 	ThresholdRSA(ctx context.Context, gateway, name string, input []byte, client string) ([]byte, error)
+	// SignFor signs msg by quorum with a key open to the gateway, for a
+	// client the gateway admitted (frost.go).
+	SignFor(ctx context.Context, gateway, name string, msg []byte, client string) (*api.Signature, error)
 	LocalKey(name string) *fsm.Key
 	LocalTangKey(kid string) *fsm.Key
 	LocalKeys() ([]*fsm.Key, uint64)
+	// LocalTangKeys is the metadata of the live Tang keys, found without
+	// going through every key.
+	LocalTangKeys() []*fsm.Key
 	// WatchApplied is the applied index and a channel closed at the next
 	// apply: a gateway that keeps keys in memory re-checks them then.
 	WatchApplied() (uint64, <-chan struct{})
@@ -225,18 +243,35 @@ func (n *Node) consistent(ctx context.Context, fn func(*fsm.State)) error {
 	return nil
 }
 
-// Keys lists the keys the principal may read.
-func (n *Node) Keys(ctx context.Context, principal string) ([]*fsm.Key, error) {
+// Keys lists a page of the keys the principal may read (Service.Keys).
+// Finding the page costs O(log n) in the number of keys; keys the
+// principal may not read are passed over.
+func (n *Node) Keys(ctx context.Context, principal, after string, limit int) ([]*fsm.Key, string, error) {
+	if limit < 0 {
+		return nil, "", Errorf(KindInvalid, "a page limit must not be negative")
+	}
+	if limit == 0 || limit > api.MaxKeysPage {
+		limit = api.MaxKeysPage
+	}
 	var out []*fsm.Key
+	next := ""
 	err := n.consistent(ctx, func(s *fsm.State) {
-		for _, k := range s.Keys {
-			if s.Allowed(principal, fsm.OpRead, k.Name) {
-				out = append(out, k.Metadata())
+		s.KeysAfter(after, func(k *fsm.Key) bool {
+			if !s.Allowed(principal, fsm.OpRead, k.Name) {
+				return true
 			}
-		}
+			if len(out) == limit {
+				next = out[len(out)-1].Name
+				return false
+			}
+			out = append(out, s.KeyView(k))
+			return true
+		})
 	})
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, err
+	if err != nil {
+		return nil, "", err
+	}
+	return out, next, nil
 }
 
 // Key shows one key. A key the principal may not read is reported as
@@ -252,7 +287,7 @@ func (n *Node) Key(ctx context.Context, principal, name string) (*fsm.Key, error
 		case !s.Allowed(principal, fsm.OpRead, name):
 			e = Errorf(KindDenied, "%s may not read key %q", principal, name)
 		default:
-			k = key.Metadata()
+			k = s.KeyView(key)
 		}
 	})
 	if err != nil {

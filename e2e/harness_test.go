@@ -31,6 +31,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(slowExitEnv); addr != "" {
+		slowExit(addr) // this process is a stand-in node (stop_test.go)
+	}
 	flag.Parse()
 	var dir string
 	if !testing.Short() {
@@ -220,6 +223,9 @@ type localCluster struct {
 	dir  string
 	base int
 	env  []string // base environment with DIR/env.sh's exports
+	// keydEnv is added to the script's environment: KEYQUORUM_* variables
+	// for the nodes it starts.
+	keydEnv []string
 }
 
 // script runs deploy/local/cluster with args.
@@ -227,6 +233,7 @@ func (c *localCluster) script(timeout time.Duration, args ...string) result {
 	c.t.Helper()
 	env := baseEnv()
 	env = append(env, "KEYD="+keydBin, "KEYCTL="+keyctlBin, "KEYQUORUM_BASE_PORT="+strconv.Itoa(c.base))
+	env = append(env, c.keydEnv...)
 	return run(c.t, timeout, env, "bash", append([]string{filepath.Join(root, "deploy", "local", "cluster")}, args...)...)
 }
 

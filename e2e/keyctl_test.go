@@ -44,7 +44,7 @@ func TestKeyctlBadInput(t *testing.T) {
 		{name: "no subcommand", args: []string{"key"}, code: 2},
 		{name: "unknown subcommand", args: []string{"key", "frobnicate"}, code: 2},
 		{name: "bad old-sha256", args: []string{"key", "cas", "taken", "--old-sha256", "zz", "--from-file", missing}, code: 2},
-		{name: "node does not answer", args: []string{"key", "get", "taken", "--addr", closedPort(t)}},
+		{name: "node does not answer", args: []string{"key", "get", "taken", "--addr", closedPort(t)}, code: vocab.ExitUnreachable, contains: "cannot reach node at 127.0.0.1:"},
 		{name: "no CA certificate", env: withVar(c.nodeEnv(1), "KEYQUORUM_CACERT", ""), args: []string{"key", "list"}, contains: "KEYQUORUM_CACERT"},
 		{name: "no address", env: withVar(c.nodeEnv(1), "KEYQUORUM_ADDR", ""), args: []string{"key", "list"}, contains: "KEYQUORUM_ADDR"},
 	}

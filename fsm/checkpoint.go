@@ -1,12 +1,15 @@
 package fsm
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"time"
 
@@ -296,28 +299,26 @@ func (f *FSM) StateBytes() ([]byte, error) {
 	return json.Marshal(f.state)
 }
 
-// Hash is the SHA-256 of StateBytes: replicas that applied the same log
-// have the same hash.
-//
-// It is computed once per applied entry or restore and kept: a status
-// call costs the encoding of the whole state only when the state changed
-// since the last one.
+// Hash is the state hash: replicas that applied the same log have the
+// same hash, and replicas whose states differ in anything have different
+// ones. It is kept as entries apply (statehash.go): a call costs the
+// entries applied since the last one, not the size of the state.
 func (f *FSM) Hash() ([32]byte, error) {
 	f.hashMu.Lock()
 	defer f.hashMu.Unlock()
 	f.mu.RLock()
-	changes := f.changes
-	if f.hashed.ok && f.hashed.changes == changes {
-		f.mu.RUnlock()
+	defer f.mu.RUnlock()
+	if f.hashed.ok && f.hashed.changes == f.changes {
 		return f.hashed.sum, nil
 	}
-	b, err := json.Marshal(f.state)
-	f.mu.RUnlock()
+	if err := f.digest.fold(f.state); err != nil {
+		return [32]byte{}, err
+	}
+	sum, err := f.digest.hash(f.state)
 	if err != nil {
 		return [32]byte{}, err
 	}
-	sum := sha256.Sum256(b)
-	f.hashed.changes, f.hashed.sum, f.hashed.ok = changes, sum, true
+	f.hashed.changes, f.hashed.sum, f.hashed.ok = f.changes, sum, true
 	return sum, nil
 }
 
@@ -341,6 +342,70 @@ func (f *FSM) Capture() *Snap {
 
 // Bytes encodes the captured snapshot.
 func (s *Snap) Bytes() ([]byte, error) { return json.Marshal(s) }
+
+// WriteTo writes the same bytes as Bytes to w as it encodes them: the
+// checkpoint's encoding is base64-encoded straight into w and the entries
+// one at a time, so writing a snapshot never holds a second encoding of
+// the whole state in memory.
+func (s *Snap) WriteTo(w io.Writer) (int64, error) {
+	cw := &countWriter{w: bufio.NewWriterSize(w, 64<<10)}
+	put := func(v any) {
+		if cw.err == nil {
+			var b []byte
+			if b, cw.err = json.Marshal(v); cw.err == nil {
+				cw.Write(b)
+			}
+		}
+	}
+	fmt.Fprintf(cw, `{"version":%d`, s.Version)
+	if len(s.Checkpoint) > 0 {
+		cw.Write([]byte(`,"checkpoint":"`))
+		enc := base64.NewEncoder(base64.StdEncoding, cw)
+		enc.Write(s.Checkpoint)
+		enc.Close()
+		cw.Write([]byte(`"`))
+	}
+	if s.Certificate != nil {
+		cw.Write([]byte(`,"certificate":`))
+		put(s.Certificate)
+	}
+	cw.Write([]byte(`,"entries":`))
+	if s.Entries == nil {
+		cw.Write([]byte(`null`))
+	} else {
+		cw.Write([]byte(`[`))
+		for i := range s.Entries {
+			if i > 0 {
+				cw.Write([]byte(`,`))
+			}
+			put(&s.Entries[i])
+		}
+		cw.Write([]byte(`]`))
+	}
+	cw.Write([]byte(`}`))
+	if cw.err == nil {
+		cw.err = cw.w.(*bufio.Writer).Flush()
+	}
+	return cw.n, cw.err
+}
+
+// countWriter counts what it writes and keeps the first error, after
+// which it writes nothing.
+type countWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	c.err = err
+	return n, err
+}
 
 // Snapshot encodes a snapshot: the last certified checkpoint with its
 // certificate, and every entry applied since. Two replicas that applied
@@ -467,6 +532,7 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 	f.mu.Lock()
 	g.ck.pin = f.ck.pin
 	f.state, f.ck = g.state, g.ck
+	f.digest.reset()
 	f.changes++
 	f.mu.Unlock()
 	r := &Restored{TOFU: pin == nil, Entries: len(sn.Entries), Applied: st.Applied}
@@ -565,5 +631,21 @@ func decodeState(data []byte) (*State, error) {
 	if s.Submitted == nil {
 		s.Submitted = map[string]*SubmittedKey{}
 	}
+	s.reindex()
 	return s, nil
+}
+
+// Recent returns up to max of the last entries this FSM applied, refused
+// or not, newest first: the entries since the certified checkpoint, which
+// the FSM keeps anyway. The caller owns the slice; Data is shared and must
+// not be changed.
+func (f *FSM) Recent(max int) []Entry {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	e := f.ck.entries
+	out := make([]Entry, 0, min(max, len(e)))
+	for i := len(e) - 1; i >= 0 && len(out) < max; i-- {
+		out = append(out, e[i])
+	}
+	return out
 }

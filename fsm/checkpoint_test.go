@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -584,3 +585,41 @@ func TestOwnSnapshotFromBeforeTheKeyRestoresWithThePin(t *testing.T) {
 		t.Error("the restored state is not the state after init")
 	}
 }
+
+// TestSnapWriteToIsBytes: a snapshot written as a stream is byte for byte
+// the snapshot Bytes encodes, with a certified checkpoint and without, and
+// restores; a writer that fails stops it with the writer's error.
+func TestSnapWriteToIsBytes(t *testing.T) {
+	plain := newHarness(t)
+	ready(plain)
+	h, c := newCryptoHarness(t)
+	certified(h, c)
+	for name, f := range map[string]*fsm.FSM{"empty": fsm.New(&fakeChecker{}), "no checkpoint": plain.f, "certified": h.f} {
+		sn := f.Capture()
+		want, err := sn.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		n, err := sn.WriteTo(&got)
+		if err != nil || n != int64(got.Len()) || !bytes.Equal(got.Bytes(), want) {
+			t.Errorf("%s: WriteTo wrote %d bytes (%v), not Bytes' %d:\n%.200s\n%.200s", name, n, err, len(want), got.Bytes(), want)
+		}
+	}
+	r := newCryptoFSM(c)
+	r.PinClusterKey(clusterKey(h))
+	var b bytes.Buffer
+	if _, err := h.f.Capture().WriteTo(&b); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Restore(b.Bytes()); err != nil {
+		t.Fatalf("a streamed snapshot does not restore: %v", err)
+	}
+	if _, err := h.f.Capture().WriteTo(failingWriter{}); err == nil || err.Error() != "disk full" {
+		t.Errorf("WriteTo to a failing writer: %v, want its error", err)
+	}
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }

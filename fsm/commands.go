@@ -15,6 +15,9 @@ type Signed struct {
 	Signer    string `json:"signer"`    // an operator, node or machine ID
 	Payload   []byte `json:"payload"`   // JSON of a Command
 	Signature []byte `json:"signature"` // Ed25519 over SigningInput(Payload)
+	// WebAuthn, when set, signs in place of Signature: a passkey's
+	// assertion over CommandChallenge(Payload) (passkeys.go).
+	WebAuthn *Assertion `json:"webauthn,omitempty"`
 }
 
 // signingDomain separates keyquorum's signatures from any other use of the
@@ -60,6 +63,14 @@ const (
 	TypeAddMachine     = "add_machine"
 	TypeRevokeMachine  = "revoke_machine"
 	TypeApprove        = "approve"
+	// TypeDeny refuses a waiting machine; TypeAddPasskey and
+	// TypeRemovePasskey are an admin's (passkeys.go).
+	TypeDeny          = "deny"
+	TypeAddPasskey    = "add_passkey"
+	TypeRemovePasskey = "remove_passkey"
+	// TypeSignIn is never logged: a passkey signs it to open a console
+	// session (State.VerifyPasskey).
+	TypeSignIn = "sign_in"
 	// TypeRecordSession, TypeUseApproval and TypeDelivered are signed by
 	// the member node that relays them, and carry the request the machine
 	// signed; TypeSubmitKey is signed by the submitting operator.
@@ -106,6 +117,10 @@ type Command struct {
 	AddMachine     *Machine        `json:"add_machine,omitempty"`
 	RevokeMachine  string          `json:"revoke_machine,omitempty"`
 	Approve        *Approval       `json:"approve,omitempty"`
+	Deny           *Denial         `json:"deny,omitempty"`
+	AddPasskey     *Passkey        `json:"add_passkey,omitempty"`
+	RemovePasskey  string          `json:"remove_passkey,omitempty"`
+	SignIn         *SignIn         `json:"sign_in,omitempty"`
 	RecordSession  *RecordSession  `json:"record_session,omitempty"`
 	UseApproval    *UseApproval    `json:"use_approval,omitempty"`
 	SubmitKey      *SubmittedKey   `json:"submit_key,omitempty"`
@@ -154,6 +169,8 @@ type CreateKey struct {
 	Tang        *TangKey      `json:"tang,omitempty"`
 	// RSA is a threshold RSA key's deal (rsathreshold.go).
 	RSA *RSAThresholdKey `json:"rsa_threshold,omitempty"`
+	// Frost is the sharing of an ed25519-frost key (frost.go).
+	Frost *FROSTKey `json:"frost,omitempty"`
 }
 
 // ReplaceKey replaces a key's material if its version is still
@@ -207,6 +224,8 @@ type ReleaseRequest struct {
 	// (shamir.SealX25519; client-side combine). Machines and operators must set
 	// it; a gateway node's request must not.
 	Ephemeral []byte `json:"ephemeral,omitempty"`
+	// Message is what OpSign signs, for a FROST key (frost.go).
+	Message []byte `json:"message,omitempty"`
 	// ReplaceKey is set when Op is OpCAS: the swap this release serves.
 	ReplaceKey *ReplaceKey `json:"replace_key,omitempty"`
 }

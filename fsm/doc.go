@@ -36,7 +36,8 @@
 // Contract with the Raft adapter: Apply never fails for storage reasons (it
 // holds everything in memory); a rejected command is a Result with an Error,
 // and the state is unchanged by it. StateBytes is a deterministic encoding
-// of the whole state (Hash hashes it). A snapshot is untrusted input
+// of the whole state (checkpoints certify its SHA-256); Hash is a hash of
+// the state kept up to date as entries apply (statehash.go). A snapshot is untrusted input
 // (checkpoint.go): Snapshot returns the last checkpoint of the state that t
 // share holders certified, with their partials, and the entries applied
 // since; Restore replaces the state only after verifying the certificate

@@ -1,5 +1,7 @@
 package fsm
 
+import "slices"
+
 // LoadStateForTest replaces f's state with a decoded state encoding,
 // unverified, as tests of Apply need to start many replicas from one
 // state. Only tests can call it: Restore is the only way in otherwise.
@@ -11,6 +13,7 @@ func LoadStateForTest(f *FSM, data []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.state = s
+	f.digest.reset()
 	f.changes++
 	f.ck = checkpoints{pin: f.ck.pin, last: s.Applied}
 	return nil
@@ -22,4 +25,41 @@ func WriteStateForTest(f *FSM, fn func(*State)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fn(f.state)
+	f.state.reindex()
+	f.digest.reset()
+	f.changes++
+}
+
+// HashFromScratchForTest is the state hash of f's state computed from the
+// whole state, not kept as entries apply: Hash must always equal it.
+func HashFromScratchForTest(f *FSM) ([32]byte, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	d := stateDigest{stale: true}
+	if err := d.fold(f.state); err != nil {
+		return [32]byte{}, err
+	}
+	return d.hash(f.state)
+}
+
+// TangIndexForTest reports whether the state's index of Tang keys names
+// the keys a scan of every key finds.
+func TangIndexForTest(f *FSM) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.tang != nil && slices.Equal(f.state.TangKeys(), scanTangKeys(f.state))
+}
+
+// NameIndexForTest reports whether the state's index of key names holds
+// every key's name and nothing else.
+func NameIndexForTest(f *FSM) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s := f.state
+	if s.names == nil || s.names.Len() != len(s.Keys) {
+		return false
+	}
+	var names []string
+	s.names.Ascend(func(name string) bool { names = append(names, name); return true })
+	return slices.Equal(names, sortedKeys(s.Keys))
 }

@@ -66,8 +66,10 @@ type FSM struct {
 	state *State
 	ck    checkpoints // certified checkpoint and entries since (checkpoint.go)
 	// changes counts the entries applied and states restored, under mu:
-	// Hash computes the state's hash once per change, not once per call.
+	// Hash computes the state's hash once per change, not once per call,
+	// from digest, which Apply keeps (statehash.go).
 	changes uint64
+	digest  stateDigest
 	hashMu  sync.Mutex
 	hashed  struct {
 		changes uint64
@@ -93,6 +95,8 @@ func emptyState() *State {
 		Sessions:  map[string]*Session{},
 		Granted:   map[string]int64{},
 		Submitted: map[string]*SubmittedKey{},
+		tang:      map[string]struct{}{},
+		names:     newNameIndex(),
 	}
 }
 
@@ -125,7 +129,7 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 	// already applied cannot make an old command fresh again once its nonce
 	// is forgotten.
 	now := max(at.UnixNano(), s.LastTime)
-	cmd, err := f.verify(&sg, now)
+	cmd, pk, count, err := f.verify(&sg, now)
 	if err != nil {
 		res.Error = err
 		return res
@@ -134,6 +138,9 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 	if err := t.apply(); err != nil {
 		res.Error = err
 		return res
+	}
+	if pk != nil {
+		pk.SignCount = count
 	}
 	// The clock moves only with an operator's command that took effect,
 	// so it never runs more than MaxClockSkew past a time an operator
@@ -148,7 +155,13 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 	}
 	// The nonce is spent only by a command that took effect, so a refused
 	// command may be corrected and sent again.
-	s.Nonces[nonceKey(sg.Signer, cmd.Nonce)] = cmd.IssuedAt + 2*int64(MaxClockSkew)
+	nk := nonceKey(sg.Signer, cmd.Nonce)
+	s.Nonces[nk] = cmd.IssuedAt + 2*int64(MaxClockSkew)
+	f.digest.markNonce(nk)
+	if t.key != nil {
+		f.digest.markKey(t.key.Name)
+		s.indexKey(t.key.Name)
+	}
 	res.Key = t.key
 	return res
 }
@@ -163,35 +176,61 @@ func (f *FSM) prune(now int64) {
 		return
 	}
 	s.LastPrune = now
-	maps.DeleteFunc(s.Nonces, func(_ string, expiry int64) bool { return expiry < now })
+	maps.DeleteFunc(s.Nonces, func(nk string, expiry int64) bool {
+		if expiry < now {
+			f.digest.markNonce(nk)
+			return true
+		}
+		return false
+	})
 	s.pruneMachines(now)
 	s.pruneJoinTokens(now)
 }
 
 // verify decodes the command and checks its signature, its time and its
-// nonce. The signer is looked up as the command's type requires.
-func (f *FSM) verify(sg *Signed, now int64) (*Command, *Error) {
+// nonce. The signer is looked up as the command's type requires. A
+// command signed by a passkey (sg.WebAuthn) returns the passkey and the
+// authenticator's counter, which Apply stores once the command took
+// effect.
+func (f *FSM) verify(sg *Signed, now int64) (*Command, *Passkey, uint32, *Error) {
 	var cmd Command
 	if err := json.Unmarshal(sg.Payload, &cmd); err != nil {
-		return nil, errorf(CodeInvalid, "command payload: %v", err)
+		return nil, nil, 0, errorf(CodeInvalid, "command payload: %v", err)
 	}
 	if cmd.Type != TypeInit && !f.state.Initialized() {
-		return nil, errorf(CodeState, "the cluster is not initialized")
+		return nil, nil, 0, errorf(CodeState, "the cluster is not initialized")
 	}
 	if err := checkFresh(&cmd, now); err != nil {
-		return nil, err
+		return nil, nil, 0, err
 	}
 	if _, seen := f.state.Nonces[nonceKey(sg.Signer, cmd.Nonce)]; seen {
-		return nil, errorf(CodeReplay, "nonce already used by %s", sg.Signer)
+		return nil, nil, 0, errorf(CodeReplay, "nonce already used by %s", sg.Signer)
+	}
+	if cmd.Type == TypeSignIn {
+		return nil, nil, 0, errorf(CodeInvalid, "a sign-in is never logged")
+	}
+	if sg.WebAuthn != nil {
+		pk, count, err := f.state.passkeySigned(sg, &cmd)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		return &cmd, pk, count, nil
 	}
 	key, err := f.signerKey(sg.Signer, &cmd)
 	if err != nil {
-		return nil, err
+		return nil, nil, 0, err
 	}
 	if len(key) != ed25519.PublicKeySize || !ed25519.Verify(key, SigningInput(sg.Payload), sg.Signature) {
-		return nil, errorf(CodeBadSignature, "signature of %s does not verify", sg.Signer)
+		return nil, nil, 0, errorf(CodeBadSignature, "signature of %s does not verify", sg.Signer)
 	}
-	return &cmd, nil
+	return &cmd, nil, 0, nil
+}
+
+func machineID(m *Machine) string {
+	if m == nil {
+		return ""
+	}
+	return m.ID
 }
 
 func checkFresh(cmd *Command, now int64) *Error {
@@ -323,6 +362,7 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 		if !gateway || len(req.Input) == 0 {
 			return nil, nil, errorf(CodeInvalid, "an rsa share is asked by a gateway node with an input")
 		}
+	case OpSign:
 	default:
 		return nil, nil, errorf(CodeInvalid, "unknown release operation %q", req.Op)
 	}
@@ -330,17 +370,13 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 	if k == nil {
 		return nil, nil, errorf(CodeNotFound, "key %q does not exist", req.Key)
 	}
-	if (req.Op == OpRSAShare) != (k.Type == KeyTypeRSAThreshold) {
-		if k.Type == KeyTypeRSAThreshold {
-			return nil, nil, errorf(CodeInvalid, "key %q is an rsa-threshold key: it signs and decrypts by quorum, never released", req.Key)
-		}
-		return nil, nil, errorf(CodeInvalid, "key %q is a %s key, not an rsa-threshold key", req.Key, k.Type)
+	if err := checkOp(k, req.Op); err != nil {
+		return nil, nil, err
 	}
-	if (req.Op == OpExchange) != (k.Type == KeyTypeTang) {
-		if k.Type == KeyTypeTang {
-			return nil, nil, errorf(CodeInvalid, "key %q is a tang key: it is used by exchange, never released", req.Key)
+	if req.Op == OpSign {
+		if err := s.authorizeSign(req, k); err != nil {
+			return nil, nil, err
 		}
-		return nil, nil, errorf(CodeInvalid, "key %q is a %s key, not a tang key", req.Key, k.Type)
 	}
 	switch {
 	case gateway:
@@ -356,7 +392,7 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 		}
 	case !s.Allowed(sg.Signer, req.Op, req.Key):
 		return nil, nil, errorf(CodeDenied, "%s may not %s key %q", sg.Signer, req.Op, req.Key)
-	case len(req.Ephemeral) != 32:
+	case req.Op != OpSign && len(req.Ephemeral) != 32:
 		return nil, nil, errorf(CodeInvalid, "an operator's release needs a 32-byte ephemeral key: holders seal their partials to it, and the operator's client combines")
 	}
 	if k.State != KeyActive {
@@ -364,6 +400,9 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 	}
 	if k.ExpiresAt != 0 && now.UnixNano() >= k.ExpiresAt {
 		return nil, nil, errorf(CodeDenied, "key %q expired", req.Key)
+	}
+	if d := s.denied(machineID(machine), req.Key, now.UnixNano()); machine != nil && machine.Approval && d != nil {
+		return nil, nil, errorf(CodeDenied, "operator %s denied machine %s's release of key %q", d.By, machine.ID, req.Key)
 	}
 	if machine != nil && machine.Approval && !s.approved(machine.ID, req.Key, cmd.Nonce, now.UnixNano()) {
 		return nil, nil, errorf(CodePending, "machine %s needs an operator's approval for key %q", machine.ID, req.Key)

@@ -2,7 +2,6 @@ package fsm_test
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/json"
 	"testing"
 	"time"
@@ -349,28 +348,40 @@ func TestRestoreRefusesGarbage(t *testing.T) {
 	}
 }
 
-// TestHashFollowsEveryChange: Hash is kept between calls, and is always
-// the hash of the state's encoding as it is now: after an accepted entry,
-// a refused one (the applied index moves) and a restore.
+// TestHashFollowsEveryChange: Hash is kept between calls and as entries
+// apply, and always equals the hash computed from the whole state as it
+// is now: after an accepted entry, a refused one (the applied index
+// moves), a revoke (a key changed in place) and a restore. (The harness
+// checks the same after every entry of every test.)
 func TestHashFollowsEveryChange(t *testing.T) {
 	h := newHarness(t)
+	var last [32]byte
 	check := func(when string) {
 		t.Helper()
-		b, err := h.f.StateBytes()
+		want, err := fsm.HashFromScratchForTest(h.f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := hashOf(t, h.f), sha256.Sum256(b); got != want {
-			t.Errorf("%s: Hash is %x, the state's encoding hashes to %x", when, got[:4], want[:4])
+		got := hashOf(t, h.f)
+		if got != want {
+			t.Errorf("%s: Hash is %x, the whole state's %x", when, got[:4], want[:4])
 		}
+		if got == last {
+			t.Errorf("%s: the state changed and Hash did not", when)
+		}
+		last = got
 	}
 	ready(h)
 	check("after founding")
-	check("asked again")
+	if hashOf(t, h.f) != last {
+		t.Error("asked again: Hash changed with the state unchanged")
+	}
 	h.must(admin, createKeyCmd("db/x"))
 	check("after a create")
 	h.do(stranger, createKeyCmd("db/y"))
 	check("after a refused entry")
+	h.must(admin, &fsm.Command{Type: fsm.TypeRevokeKey, RevokeKey: "db/x"})
+	check("after a revoke")
 	replica := newHarness(t)
 	empty := hashOf(t, replica.f) // kept, then the restore must replace it
 	if err := replica.f.Restore(snapshotFor(t, h.f)); err != nil {
@@ -378,5 +389,46 @@ func TestHashFollowsEveryChange(t *testing.T) {
 	}
 	if got := hashOf(t, replica.f); got == empty || got != hashOf(t, h.f) {
 		t.Errorf("after a restore: Hash %x, want the restored state's %x", got[:4], hashOf(t, h.f))
+	}
+}
+
+// TestHashSeesEveryByte: two states that differ in one byte of a key's
+// sealed material, or in a nonce's expiry, hash differently; put back as
+// they were, they hash as before.
+func TestHashSeesEveryByte(t *testing.T) {
+	h := newHarness(t)
+	ready(h)
+	h.must(admin, createKeyCmd("db/x"))
+	h.must(admin, createKeyCmd("db/y"))
+	before := hashOf(t, h.f)
+	for _, c := range []struct {
+		name   string
+		change func(*fsm.State)
+	}{
+		{"a byte of sealed material", func(s *fsm.State) { s.Keys["db/x"].Sealed[0] ^= 1 }},
+		{"a key's version", func(s *fsm.State) { s.Keys["db/y"].Version++ }},
+		{"a nonce's expiry", func(s *fsm.State) {
+			for nk := range s.Nonces {
+				s.Nonces[nk]++
+				return
+			}
+		}},
+		{"a nonce more", func(s *fsm.State) { s.Nonces["x/00"] = 1 }},
+	} {
+		fsm.WriteStateForTest(h.f, func(s *fsm.State) {
+			s.Keys["db/x"].Sealed = bytes.Clone(s.Keys["db/x"].Sealed)
+		})
+		var undo []byte
+		fsm.WriteStateForTest(h.f, func(s *fsm.State) { undo, _ = json.Marshal(s) })
+		fsm.WriteStateForTest(h.f, c.change)
+		if got := hashOf(t, h.f); got == before {
+			t.Errorf("%s changed and the hash did not", c.name)
+		}
+		if err := fsm.LoadStateForTest(h.f, undo); err != nil {
+			t.Fatal(err)
+		}
+		if got := hashOf(t, h.f); got != before {
+			t.Errorf("%s put back: hash %x, was %x", c.name, got[:4], before[:4])
+		}
 	}
 }

@@ -188,6 +188,17 @@ func (h *harness) apply(data []byte) *fsm.Result {
 	if res == nil {
 		h.t.Fatalf("Apply(%d) returned nil", h.index)
 	}
+	if got, err := h.f.Hash(); err != nil {
+		h.t.Fatalf("Hash after entry %d: %v", h.index, err)
+	} else if want, _ := fsm.HashFromScratchForTest(h.f); got != want {
+		h.t.Errorf("after entry %d the kept state hash is %x, the whole state's %x", h.index, got, want)
+	}
+	if !fsm.NameIndexForTest(h.f) {
+		h.t.Errorf("after entry %d the index of key names is not the state's keys", h.index)
+	}
+	if !fsm.TangIndexForTest(h.f) {
+		h.t.Errorf("after entry %d the index of Tang keys is not what a scan of every key finds", h.index)
+	}
 	if bad := changedInPlace(held); len(bad) != 0 {
 		h.t.Errorf("entry %d wrote into slices of the state that a reader may hold: %v", h.index, bad)
 	}

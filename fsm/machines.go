@@ -339,6 +339,7 @@ func (t *transition) approve(a *Approval) *Error {
 	c := *a
 	c.By = t.signer
 	t.s.Approvals[approvalKey(a.Machine, a.Key)] = &c
+	t.s.liftDenials(a.Machine, a.Key)
 	return nil
 }
 
@@ -432,6 +433,11 @@ func (s *State) pruneMachines(now int64) {
 			delete(s.Approvals, k)
 		}
 	}
+	for k, d := range s.Denials {
+		if d.Until <= now {
+			delete(s.Denials, k)
+		}
+	}
 }
 
 // SubmittedKey is a passphrase an operator submitted for a waiting
@@ -507,5 +513,6 @@ func (t *transition) delivered(d *Delivered) *Error {
 	// Machines never sign log entries, so their nonces share the map
 	// without meeting a signer's.
 	t.s.Nonces[nk] = max(t.now, d.Request.SignedAt) + 2*int64(MaxClockSkew)
+	t.fsm.digest.markNonce(nk)
 	return nil
 }

@@ -120,8 +120,7 @@ func (s *State) checkRSAThreshold(c *CreateKey) *Error {
 // makes the new epoch (completeRound), after the holders are updated.
 func (t *transition) markRSAReimport() {
 	s := t.s
-	for _, name := range sortedKeys(s.Keys) {
-		k := s.Keys[name]
+	for name, k := range s.Keys { // each key's change is its own: the order does not matter
 		if k.RSA == nil || k.State == KeyDestroyed || k.RSA.Reimport != "" {
 			continue
 		}
@@ -141,5 +140,6 @@ func (t *transition) markRSAReimport() {
 			rk.Reimport = "the share holders changed since it was dealt: destroy and import it again so new members hold shares"
 		}
 		k.RSA, k.UpdatedAt = &rk, t.now
+		t.fsm.digest.markKey(name) // the kept state hash (statehash.go)
 	}
 }

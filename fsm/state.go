@@ -4,6 +4,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/btree"
+
 	"github.com/keyquorum/keyquorum/vocab"
 )
 
@@ -34,7 +36,7 @@ const (
 	OpApprove  = "approve" // approve a machine's release of a key
 )
 
-var allOps = []string{OpRead, OpGet, OpCreate, OpCAS, OpRevoke, OpDestroy, OpApprove}
+var allOps = []string{OpRead, OpGet, OpCreate, OpCAS, OpRevoke, OpDestroy, OpApprove, OpSign}
 
 // State is everything the cluster replicates. Maps are keyed by ID or name.
 // Callers outside the package read it through FSM.Read and change nothing.
@@ -77,12 +79,104 @@ type State struct {
 	// JoinTokens are the join tokens not yet expired, spent or not, by ID
 	// (jointokens.go); nil until the first is created.
 	JoinTokens map[string]*JoinToken `json:"join_tokens,omitempty"`
+	// Passkeys are the operators' WebAuthn credentials by ID, Denials the
+	// machines an operator denied, by machine NUL key (passkeys.go); nil
+	// until the first.
+	Passkeys map[string]*Passkey `json:"passkeys,omitempty"`
+	Denials  map[string]*Denial  `json:"denials,omitempty"`
 	// Destroyed is the index of the last destroy_key that took effect, or
 	// of the last round completion that migrated Tang shares sealed to
 	// identity keys (tangreshare.go): a checkpoint is taken there, and
 	// once one at or after it is certified every node erases the entries
 	// before it from its disk (checkpoint.go).
 	Destroyed uint64 `json:"destroyed,omitempty"`
+
+	// tang indexes the live Tang keys (TangKeys) by name: Apply keeps it,
+	// a decode rebuilds it, and it is not encoded. Nil in a State made
+	// another way, which TangKeys then scans.
+	tang map[string]struct{}
+	// names orders the keys' names (KeysAfter), kept and rebuilt like
+	// tang; keys are never deleted from the state, only destroyed.
+	names *btree.BTreeG[string]
+}
+
+// KeysAfter calls fn with each key whose name sorts after `after`, in
+// name order, until fn returns false: a page of keys costs O(log n) to
+// find, not a sort of every key.
+func (s *State) KeysAfter(after string, fn func(*Key) bool) {
+	if s.names == nil {
+		for _, name := range sortedKeys(s.Keys) {
+			if name > after && !fn(s.Keys[name]) {
+				return
+			}
+		}
+		return
+	}
+	s.names.AscendGreaterOrEqual(after, func(name string) bool {
+		return name == after || fn(s.Keys[name])
+	})
+}
+
+func newNameIndex() *btree.BTreeG[string] { return btree.NewOrderedG[string](32) }
+
+// TangKeys are the Tang keys not destroyed, by name, found without going
+// through every key.
+func (s *State) TangKeys() []*Key {
+	if s.tang == nil {
+		return scanTangKeys(s)
+	}
+	out := make([]*Key, 0, len(s.tang))
+	for _, name := range sortedKeys(s.tang) {
+		out = append(out, s.Keys[name])
+	}
+	return out
+}
+
+func scanTangKeys(s *State) []*Key {
+	var out []*Key
+	for _, name := range sortedKeys(s.Keys) {
+		if k := s.Keys[name]; k.Tang != nil && k.State != KeyDestroyed {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// indexKey updates the indexes for the key name, which an entry wrote.
+func (s *State) indexKey(name string) {
+	s.indexTang(name)
+	if s.names != nil && s.Keys[name] != nil {
+		s.names.ReplaceOrInsert(name)
+	}
+}
+
+// reindex builds the indexes from every key.
+func (s *State) reindex() {
+	s.names = newNameIndex()
+	for name := range s.Keys {
+		s.names.ReplaceOrInsert(name)
+	}
+	s.reindexTang()
+}
+
+// indexTang updates the Tang index for the key name.
+func (s *State) indexTang(name string) {
+	if s.tang == nil {
+		return
+	}
+	if k := s.Keys[name]; k != nil && k.Tang != nil && k.State != KeyDestroyed {
+		s.tang[name] = struct{}{}
+	} else {
+		delete(s.tang, name)
+	}
+}
+
+// reindexTang builds the Tang index from every key.
+func (s *State) reindexTang() {
+	s.tang = map[string]struct{}{}
+	for name := range s.Keys {
+		s.indexTang(name)
+	}
 }
 
 // Node is a member of the cluster.
@@ -132,7 +226,8 @@ type Key struct {
 	Access      *Access       `json:"access,omitempty"`
 	Tang        *TangKey      `json:"tang,omitempty"`
 	// RSA is a threshold RSA key's deal (rsathreshold.go).
-	RSA *RSAThresholdKey `json:"rsa_threshold,omitempty"`
+	RSA   *RSAThresholdKey `json:"rsa_threshold,omitempty"`
+	Frost *FROSTKey        `json:"frost,omitempty"`
 }
 
 // Reshare is a resharing round in progress: the current holders deal the

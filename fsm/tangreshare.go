@@ -130,13 +130,9 @@ func (t *transition) listTangKeys(r *Reshare) {
 		return
 	}
 	s := t.s
-	for _, name := range sortedKeys(s.Keys) {
-		k := s.Keys[name]
-		if k.State == KeyDestroyed || k.Tang == nil {
-			continue
-		}
+	for _, k := range s.TangKeys() {
 		if s.tangDealers(r, k.Tang) >= k.Tang.Threshold {
-			r.Tang = append(r.Tang, TangRound{Key: name, Kid: k.Tang.Kid})
+			r.Tang = append(r.Tang, TangRound{Key: k.Name, Kid: k.Tang.Kid})
 		}
 	}
 }
@@ -270,6 +266,7 @@ func (t *transition) completeTang(r *Reshare) {
 		tk := *k.Tang
 		tk.Shares, tk.Threshold = slices.Clone(e.Shares), r.Threshold
 		k.Tang = &tk
+		t.fsm.digest.markKey(e.Key)
 	}
 	if migrated {
 		s.Destroyed = t.index

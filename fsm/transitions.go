@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"crypto/ed25519"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -65,6 +66,12 @@ func (t *transition) apply() *Error {
 		return t.admin(func() *Error { return t.revokeMachine(c.RevokeMachine) })
 	case TypeApprove:
 		return t.approve(c.Approve)
+	case TypeDeny:
+		return t.deny(c.Deny)
+	case TypeAddPasskey:
+		return t.admin(func() *Error { return t.addPasskey(c.AddPasskey) })
+	case TypeRemovePasskey:
+		return t.admin(func() *Error { return t.removePasskey(c.RemovePasskey) })
 	case TypeRecordSession:
 		return t.recordSession(c.RecordSession)
 	case TypeUseApproval:
@@ -401,6 +408,7 @@ func (t *transition) removeOperator(id string) *Error {
 		}
 	}
 	delete(s.Operators, id)
+	maps.DeleteFunc(s.Passkeys, func(_ string, pk *Passkey) bool { return pk.Operator == id })
 	return nil
 }
 
@@ -491,10 +499,10 @@ func (t *transition) createKey(c *CreateKey) *Error {
 	if t.s.Epoch == 0 {
 		return errorf(CodeState, "the cluster key does not exist yet")
 	}
-	if c.Type == KeyTypeTang && t.s.Reshare != nil {
+	if (c.Type == KeyTypeTang || c.Type == KeyTypeFROST) && t.s.Reshare != nil {
 		// A round reshares the Tang keys it started with: one dealt now to
 		// the holders the round replaces would be left behind.
-		return errorf(CodeConflict, "resharing round %d is in progress: create the tang key when it is done", t.s.Reshare.Round)
+		return errorf(CodeConflict, "resharing round %d is in progress: create the %s key when it is done", t.s.Reshare.Round, c.Type)
 	}
 	if err := t.s.checkKeyMaterial(c); err != nil {
 		return err
@@ -511,7 +519,7 @@ func (t *transition) createKey(c *CreateKey) *Error {
 	}
 	k := &Key{Name: c.Name, Type: c.Type, Version: version, State: KeyActive,
 		CreatedAt: t.now, UpdatedAt: t.now, ExpiresAt: c.ExpiresAt, R: c.R, Sealed: c.Sealed,
-		Public: c.Public, AssembleTTL: c.AssembleTTL, Access: c.Access, Tang: c.Tang, RSA: c.RSA}
+		Public: c.Public, AssembleTTL: c.AssembleTTL, Access: c.Access, Tang: c.Tang, RSA: c.RSA, Frost: c.Frost}
 	t.s.Keys[c.Name] = k
 	t.key = k.Metadata()
 	return nil
@@ -563,7 +571,7 @@ func (t *transition) setKeyState(name, op string) *Error {
 	if op == OpRevoke {
 		k.State = KeyRevoked
 	} else {
-		k.State, k.R, k.Sealed, k.Tang, k.RSA = KeyDestroyed, nil, nil, nil, nil
+		k.State, k.R, k.Sealed, k.Tang, k.RSA, k.Frost = KeyDestroyed, nil, nil, nil, nil, nil
 		t.s.Destroyed = t.index // a checkpoint is taken here (checkpoint.go)
 	}
 	k.UpdatedAt = t.now
@@ -598,6 +606,15 @@ func (k *Key) Metadata() *Key {
 			rk.Shares[i] = sh
 		}
 		c.RSA = &rk
+	}
+	if k.Frost != nil {
+		fk := *k.Frost
+		fk.Shares = make([]FROSTShare, len(k.Frost.Shares))
+		for i, sh := range k.Frost.Shares {
+			sh.Sealed = nil
+			fk.Shares[i] = sh
+		}
+		c.Frost = &fk
 	}
 	return &c
 }

@@ -66,6 +66,19 @@
 // low order (shared secret zero) is refused. It uses crypto/ecdh (constant
 // time) and costs less than Seal: two X25519 to seal, one to open.
 //
+// # FROST signatures
+//
+// frost.go is FROST(Ed25519, SHA-512) of RFC 9591 on the same group and
+// shares: a key shared t-of-n (by the DKG, by a client's deal of an
+// imported Ed25519 key's scalar, Ed25519Scalar, or by a reshare) signs in
+// two rounds, FROSTCommit (nonces and their commitments) and
+// FROSTRound.Sign (a signature share, which erases the nonces); the
+// aggregator checks every share with FROSTRound.VerifyShare, naming the
+// signer of a bad one, and FROSTRound.Aggregate makes an Ed25519
+// signature that crypto/ed25519 verifies. testdata holds the RFC's test
+// vector (TestFROSTRFC9591Vectors). FROST is not robust: a bad share
+// spoils the round, and the caller starts another without that signer.
+//
 // # Encodings
 //
 // Points: 32-byte compressed edwards25519 (RFC 8032), the same bytes as

@@ -13,15 +13,17 @@ const (
 	LabelMachineGetKey = "keyquorum/machine/get-key/v1" // a machine's GetKey of klefki's flow (fsm.GetKeySigningInput)
 
 	// Contexts of releases and proofs (fsm, cluster).
-	LabelSecret     = "keyquorum/secret/v1"     // HKDF info of a secret's ciphertext (fsm.SealInfo)
-	LabelRelease    = "keyquorum/release/v1"    // a partial's proof context for one release (fsm.ReleaseContext)
-	LabelPartial    = "keyquorum/partial/v1"    // HKDF info of a partial sealed to a client (fsm.PartialSealInfo)
-	LabelCheckpoint = "keyquorum/checkpoint/v1" // what a checkpoint partial certifies (fsm.CheckpointMessage)
-	LabelDeal       = "keyquorum/deal/v1"       // a resharing deal's context (cluster)
-	LabelExchange   = "keyquorum/exchange/v1"   // a Tang exchange partial's proof context (cluster)
-	LabelTangShare  = "keyquorum/tang-share/v1" // a Tang share sealed to a node (cluster/api.TangShareContext)
-	LabelPossession = "keyquorum/possession/v1" // a holder's proof that it holds its share, for a client's nonce (cluster/api.PossessionMessage)
-	LabelRSAShare   = "keyquorum/rsa-share/v1"  // a threshold RSA share sealed to a node (cluster/api.RSAShareInfo)
+	LabelSecret     = "keyquorum/secret/v1"      // HKDF info of a secret's ciphertext (fsm.SealInfo)
+	LabelRelease    = "keyquorum/release/v1"     // a partial's proof context for one release (fsm.ReleaseContext)
+	LabelPartial    = "keyquorum/partial/v1"     // HKDF info of a partial sealed to a client (fsm.PartialSealInfo)
+	LabelCheckpoint = "keyquorum/checkpoint/v1"  // what a checkpoint partial certifies (fsm.CheckpointMessage)
+	LabelDeal       = "keyquorum/deal/v1"        // a resharing deal's context (cluster)
+	LabelExchange   = "keyquorum/exchange/v1"    // a Tang exchange partial's proof context (cluster)
+	LabelTangShare  = "keyquorum/tang-share/v1"  // a Tang share sealed to a node (cluster/api.TangShareContext)
+	LabelPossession = "keyquorum/possession/v1"  // a holder's proof that it holds its share, for a client's nonce (cluster/api.PossessionMessage)
+	LabelFROSTShare = "keyquorum/frost-share/v1" // a FROST key's share sealed to a node (cluster/api.FROSTShareContext)
+	LabelBackup     = "keyquorum/backup/v1"      // what a node signs of a backup it made (cluster/api.BackupMessage)
+	LabelRSAShare   = "keyquorum/rsa-share/v1"   // a threshold RSA share sealed to a node (cluster/api.RSAShareInfo)
 
 	// Primitives (shamir).
 	LabelKEM         = "keyquorum/kem/v1"           // HKDF info of the threshold ElGamal KEM
@@ -32,6 +34,7 @@ const (
 	LabelP256DLEQ    = "keyquorum/p256-dleq/v1"     // the P-256 (Tang) DLEQ proof's challenge
 	LabelP256Share   = "keyquorum/p256-share/v1"    // additional data of a P-256 share's encryption
 	LabelX25519Seal  = "keyquorum/x25519-seal/v1"   // HKDF info of a one-time X25519 sealing (shamir.SealX25519)
+	LabelShareAD     = "keyquorum/share/v1"         // additional data of an edwards25519 share sealed to a node (shamir.SealShare)
 
 	// Clients.
 	LabelClevis = "keyquorum/clevis/v1" // HKDF info of the clevis pin's JWK (agent.ClevisJWK)
@@ -40,4 +43,6 @@ const (
 // Labels are all the labels, for tests.
 var Labels = []string{LabelCommand, LabelMachineGetKey, LabelSecret, LabelRelease, LabelPartial,
 	LabelCheckpoint, LabelDeal, LabelExchange, LabelTangShare, LabelKEM, LabelDLEQ, LabelHashToPoint,
-	LabelDealKey, LabelDealAD, LabelP256DLEQ, LabelP256Share, LabelClevis, LabelPossession, LabelX25519Seal, LabelRSAShare}
+	LabelDealKey, LabelDealAD, LabelP256DLEQ, LabelP256Share, LabelClevis, LabelPossession, LabelX25519Seal,
+	LabelFROSTShare, LabelShareAD, LabelBackup,
+	LabelRSAShare}

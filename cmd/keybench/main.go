@@ -31,6 +31,7 @@ import (
 	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/shamir"
+	"github.com/keyquorum/keyquorum/vocab"
 )
 
 func main() {
@@ -39,7 +40,15 @@ func main() {
 	clients := flag.Int("clients", 16, "concurrent clients for the throughput figures")
 	window := flag.Duration("window", 5*time.Second, "how long each throughput run lasts")
 	flag.StringVar(&keyagentBin, "keyagent", "bin/keyagent", "the keyagent binary")
+	scale := flag.Int("scale", 0, "instead: load this many keys and measure what grows with them (scale.go)")
 	flag.Parse()
+	if *scale > 0 {
+		if err := runScale(*script, *scale, *clients, *window); err != nil {
+			fmt.Fprintln(os.Stderr, "keybench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*script, *latencyN, *clients, *window); err != nil {
 		fmt.Fprintln(os.Stderr, "keybench:", err)
 		os.Exit(1)
@@ -172,6 +181,12 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 		return fmt.Errorf("TLV: %w", err)
 	}
 	rows = append(rows, tr...)
+
+	fr, err := frostRows(ctx, c, latencyN, clients, window)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, fr...)
 
 	br, err := bootRows(ctx, c, dir, keyagentBin, []string{addr(1), addr(2), addr(3)}, 15)
 	if err != nil {
@@ -332,7 +347,7 @@ func leaderFailover(ctx context.Context, creds *client.Credentials, addr func(in
 			return time.Since(start), nil
 		}
 		switch cluster.KindOf(err) {
-		case cluster.KindNoQuorum, cluster.KindUnknownOutcome, cluster.KindInternal:
+		case cluster.KindNoQuorum, vocab.KindUnreachable, cluster.KindUnknownOutcome, cluster.KindInternal:
 		default:
 			return 0, err
 		}

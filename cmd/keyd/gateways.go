@@ -26,6 +26,9 @@ type gatewayFlags struct {
 	tlvAddr, tlvClientCA string
 	tlvRSADecrypt        rsaDecryptFlag
 	grpcAddr             string
+	// consoleCert and consoleKey are the PEM files of the certificate
+	// browsers get for the console (/ui/).
+	consoleCert, consoleKey string
 }
 
 func (g *gatewayFlags) register(fs *flag.FlagSet) {
@@ -40,6 +43,8 @@ func (g *gatewayFlags) register(fs *flag.FlagSet) {
 	g.tlvRSADecrypt = "unpadded"
 	fs.Var(&g.tlvRSADecrypt, "tlv-rsa-decrypt", "what TLV opcode 0x01 (RSA decrypt) answers: unpadded (the plaintext, as the C keyless server; Cloudflare's C client) or padded (the whole PKCS #1 block, as gokeyless' server; gokeyless' Go client)")
 	fs.StringVar(&g.grpcAddr, "grpc-addr", "", "host:port of the gRPC API (off when empty)")
+	fs.StringVar(&g.consoleCert, "console-cert", "", "PEM certificate (ECDSA or RSA) web browsers get for the console at /ui/ (default: a self-signed one made at start)")
+	fs.StringVar(&g.consoleKey, "console-key", "", "PEM private key of --console-cert")
 }
 
 // rsaDecryptFlag is --tlv-rsa-decrypt: what TLV opcode 0x01 answers

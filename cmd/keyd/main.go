@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/gateway/console"
 	"github.com/keyquorum/keyquorum/gateway/https"
 	"github.com/keyquorum/keyquorum/gateway/tang"
 )
@@ -41,6 +43,9 @@ Usage:
   keyd health [--api-addr ADDR] [--id ID]
                       exit 0 if the node at ADDR answers (a container's health check)
   keyd dev [flags]    run a local three-node cluster for development
+  keyd snapshot restore --data-dir DIR [--id ID] FILE
+                      restore a backup (keyctl snapshot save, --backup-dir) into a
+                      stopped node whose Raft data was lost
 
 Run "keyd -h" or "keyd dev -h" for the flags.
 `
@@ -54,6 +59,8 @@ func main() {
 		err = runDev(args[1:], os.Stdout, os.Stderr)
 	case len(args) > 0 && args[0] == "identity":
 		err = runIdentity(args[1:], os.Stdout)
+	case len(args) > 0 && args[0] == "snapshot":
+		err = runSnapshot(args[1:], os.Stdout)
 	case len(args) > 0 && args[0] == "health":
 		if err = runHealth(args[1:], os.Stdout); err != nil && !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "keyd health:", err)
@@ -82,7 +89,7 @@ func protectMemory() {
 // nodeFlags are the flags of one node.
 type nodeFlags struct {
 	id, dataDir, apiAddr, raftAddr, gossipAddr, logLevel, debugAddr string
-	requestTimeout                                                  time.Duration
+	requestTimeout, snapshotInterval                                time.Duration
 	snapshotThreshold, trailingLogs                                 uint64
 	gateways                                                        gatewayFlags
 	// timeouts replace the HTTP servers' (the API's and kxd's) default
@@ -90,6 +97,7 @@ type nodeFlags struct {
 	timeouts *https.Timeouts
 	// joinToken is what an unjoined node requires of whoever starts it.
 	joinToken string
+	backups   backupFlags
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -102,9 +110,11 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "host:port to serve Go's pprof profiles on, for profiling (off when empty; never expose it)")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", cluster.DefaultRequestTimeout, "bound on one release, read or write")
 	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 0, "Raft log entries between snapshots (0: Raft's default, 8192)")
+	fs.DurationVar(&f.snapshotInterval, "snapshot-interval", 0, "how often Raft checks whether a snapshot is due (0: Raft's default, 2m with jitter)")
 	fs.Uint64Var(&f.trailingLogs, "trailing-logs", 0, "Raft log entries kept after a snapshot for lagging followers (0: Raft's default, 10240)")
 	fs.StringVar(&f.joinToken, "join-token", "", "join token an unjoined node requires of whoever starts it (keyctl cluster token create; default: one the node makes in DATA_DIR/join-token)")
 	f.gateways.register(fs)
+	f.backups.register(fs)
 }
 
 // applyEnvAndFile fills flags not given on the command line from
@@ -175,6 +185,9 @@ func runNode(args []string, stderr io.Writer) error {
 	if f.dataDir == "" {
 		return errors.New("--data-dir is required")
 	}
+	if err := f.backups.validate(); err != nil {
+		return err
+	}
 	log, err := newLogger(stderr, f.logLevel)
 	if err != nil {
 		return err
@@ -200,6 +213,9 @@ func runNode(args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if f.backups.dir != "" {
+		go scheduleBackups(ctx, n.node, f.backups, log)
+	}
 	// Under systemd (Type=notify): READY=1 once the API answers, then the
 	// watchdog while it still does.
 	go func() {
@@ -234,19 +250,28 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 	cfg.NodeID, cfg.DataDir = f.id, f.dataDir
 	cfg.APIAddr, cfg.RaftAddr, cfg.GossipAddr = f.apiAddr, f.raftAddr, f.gossipAddr
 	cfg.RequestTimeout = f.requestTimeout
-	cfg.SnapshotThreshold, cfg.TrailingLogs = f.snapshotThreshold, f.trailingLogs
+	cfg.SnapshotThreshold, cfg.SnapshotInterval, cfg.TrailingLogs = f.snapshotThreshold, f.snapshotInterval, f.trailingLogs
 	cfg.JoinToken = f.joinToken
 	cfg.Logger = log
 	n, err := cluster.NewNode(cfg)
 	if err != nil {
 		return nil, err
 	}
+	if f.gateways.consoleCert != "" || f.gateways.consoleKey != "" {
+		pair, err := tls.LoadX509KeyPair(f.gateways.consoleCert, f.gateways.consoleKey)
+		if err != nil {
+			n.Shutdown(context.Background())
+			return nil, fmt.Errorf("--console-cert and --console-key: %w", err)
+		}
+		n.ServingCert().SetBrowserCert(&pair)
+	}
 	timeouts := https.DefaultTimeouts(f.requestTimeout)
 	if f.timeouts != nil {
 		timeouts = *f.timeouts
 	}
 	tangHandler := tang.Handler(tang.NewClusterKeys(n, f.gateways.tangDefault), log)
-	api, err := https.NewServer(n, n.ServingCert(), log, https.Mount(tang.Patterns, tangHandler), https.WithTimeouts(timeouts))
+	api, err := https.NewServer(n, n.ServingCert(), log, https.Mount(tang.Patterns, tangHandler),
+		https.Mount(console.Patterns, console.New(n, log)), https.WithTimeouts(timeouts))
 	if err != nil {
 		n.Shutdown(context.Background())
 		return nil, err

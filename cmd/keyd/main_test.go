@@ -138,3 +138,25 @@ func TestTLVRSADecryptFlag(t *testing.T) {
 		t.Errorf("env: %q, %v", g.tlvRSADecrypt, err)
 	}
 }
+
+// TestDevDirCutOffBeforeFormed: a --dir with nodes but no record of a
+// formed cluster (a first run stopped while it formed) is refused with
+// what to do, not half resumed; an empty or new one is formed.
+func TestDevDirCutOffBeforeFormed(t *testing.T) {
+	dir := t.TempDir()
+	if m, err := readDevFile(dir); err != nil || m != nil {
+		t.Fatalf("empty dir: %v, %v; want nothing to resume", m, err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "dev1"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readDevFile(dir); err == nil || !strings.Contains(err.Error(), "stopped before it was formed") {
+		t.Fatalf("dir with dev1 and no %s: %v", devFile, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, devFile), []byte("[]"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readDevFile(dir); err == nil || !strings.Contains(err.Error(), "not a dev cluster's record") {
+		t.Fatalf("empty %s: %v", devFile, err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
 	keyquorumv1 "github.com/keyquorum/keyquorum/rpc/keyquorum/v1"
 )
@@ -51,15 +52,21 @@ func (c *clusterService) Submit(ctx context.Context, req *keyquorumv1.SubmitRequ
 }
 
 func (c *clusterService) ListKeys(ctx context.Context, _ *keyquorumv1.ListKeysRequest) (*keyquorumv1.ListKeysResponse, error) {
-	keys, err := c.s.svc.Keys(ctx, principal(ctx).ID)
-	if err != nil {
-		return nil, err
+	// The gRPC request has no page fields yet: the reply holds every page.
+	out := &keyquorumv1.ListKeysResponse{Keys: []*keyquorumv1.Key{}}
+	for after := ""; ; {
+		keys, next, err := c.s.svc.Keys(ctx, principal(ctx).ID, after, 0)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range keys {
+			out.Keys = append(out.Keys, keyToProto(k))
+		}
+		if next == "" {
+			return out, nil
+		}
+		after = next
 	}
-	out := &keyquorumv1.ListKeysResponse{Keys: make([]*keyquorumv1.Key, 0, len(keys))}
-	for _, k := range keys {
-		out.Keys = append(out.Keys, keyToProto(k))
-	}
-	return out, nil
 }
 
 func (c *clusterService) ShowKey(ctx context.Context, req *keyquorumv1.ShowKeyRequest) (*keyquorumv1.ShowKeyResponse, error) {
@@ -215,4 +222,42 @@ func keyToProto(k *fsm.Key) *keyquorumv1.Key {
 		}
 	}
 	return out
+}
+
+// Sign makes a signature by quorum (cluster.SignService) for the
+// operator's signed request, op sign.
+func (c *clusterService) Sign(ctx context.Context, req *keyquorumv1.SignRequest) (*keyquorumv1.SignResponse, error) {
+	sg, err := signedFrom(req.GetRequest(), "request")
+	if err != nil {
+		return nil, err
+	}
+	if err := cluster.CheckSigned(principal(ctx), sg, fsm.TypeRelease); err != nil {
+		return nil, err
+	}
+	sv, ok := c.s.svc.(cluster.SignService)
+	if !ok {
+		return nil, cluster.Errorf(cluster.KindInvalid, "this node does not sign by quorum")
+	}
+	sig, err := sv.Sign(ctx, sg)
+	if err != nil {
+		return nil, err
+	}
+	return &keyquorumv1.SignResponse{Key: sig.Key, Version: sig.Version, Type: sig.Type, PublicKey: sig.PublicKey,
+		Signature: sig.Signature, Signers: sig.Signers, Failed: sig.Failed}, nil
+}
+
+// Verify checks a signature with the key's public key
+// (api.VerifySignature), for a caller who may read the key.
+func (c *clusterService) Verify(ctx context.Context, req *keyquorumv1.VerifyRequest) (*keyquorumv1.VerifyResponse, error) {
+	if req.GetKey() == "" {
+		return nil, cluster.Errorf(cluster.KindInvalid, "a key name is required")
+	}
+	k, err := c.s.svc.Key(ctx, principal(ctx).ID, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	if err := api.VerifySignature(k, req.GetMessage(), req.GetSignature()); err != nil {
+		return &keyquorumv1.VerifyResponse{Error: err.Error()}, nil
+	}
+	return &keyquorumv1.VerifyResponse{Valid: true}, nil
 }

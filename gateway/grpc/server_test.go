@@ -233,17 +233,25 @@ func (f *fakeService) mayRead(principal string) bool {
 	return f.ops[principal] != nil && f.ops[principal].Admin
 }
 
-func (f *fakeService) Keys(_ context.Context, principal string) ([]*fsm.Key, error) {
+func (f *fakeService) Keys(_ context.Context, principal, after string, limit int) ([]*fsm.Key, string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []*fsm.Key
 	if f.mayRead(principal) {
 		for _, k := range f.keys {
-			out = append(out, k.Metadata())
+			if k.Name > after {
+				out = append(out, k.Metadata())
+			}
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	if limit == 0 {
+		limit = 2 // small pages, so that ListKeys must follow them
+	}
+	if len(out) > limit {
+		return out[:limit], out[limit-1].Name, nil
+	}
+	return out, "", nil
 }
 
 func (f *fakeService) Key(_ context.Context, principal, name string) (*fsm.Key, error) {

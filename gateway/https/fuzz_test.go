@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/keyquorum/keyquorum/client"
@@ -31,7 +32,9 @@ func (refusingService) Status(context.Context) (*cluster.Status, error) {
 func (refusingService) Submit(context.Context, *fsm.Signed) (*fsm.Result, error) {
 	return nil, cluster.Errorf(cluster.KindDenied, "refused")
 }
-func (refusingService) Keys(context.Context, string) ([]*fsm.Key, error) { return nil, nil }
+func (refusingService) Keys(context.Context, string, string, int) ([]*fsm.Key, string, error) {
+	return nil, "", nil
+}
 func (refusingService) Key(context.Context, string, string) (*fsm.Key, error) {
 	return nil, cluster.Errorf(cluster.KindNotFound, "refused")
 }
@@ -90,6 +93,46 @@ func FuzzRequestBodies(f *testing.F) {
 			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Error == nil || e.Error.Kind == "" {
 				t.Fatalf("%s: status %d with body %q: want an error with a kind", name, w.Code, w.Body.String())
 			}
+		}
+	})
+}
+
+// FuzzListQuery feeds arbitrary query strings to the key list: each
+// answer is a page or an error body with a kind; a limit out of range is
+// refused as invalid, naming the limit.
+func FuzzListQuery(f *testing.F) {
+	for _, seed := range []string{"", "limit=2", "after=a&limit=1000", "limit=abc", "limit=0", "limit=-1", "limit=1001", "after=%ff"} {
+		f.Add(seed)
+	}
+	s := newRefusingServer(f, "fuzz", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	op := &fsm.Operator{ID: "op", Name: "fuzz", Admin: true}
+	list := func(query string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, "/v1/keys", nil)
+		req.URL.RawQuery = query
+		req = req.WithContext(context.WithValue(req.Context(), principalKey{}, op))
+		w := httptest.NewRecorder()
+		s.listKeys(w, req)
+		return w
+	}
+	for _, bad := range []string{"limit=abc", "limit=0", "limit=1001"} {
+		var e client.ErrorReply
+		if w := list(bad); w.Code != http.StatusBadRequest || json.Unmarshal(w.Body.Bytes(), &e) != nil || e.Error == nil ||
+			e.Error.Kind != cluster.KindInvalid || !strings.Contains(e.Error.Message, "limit") {
+			f.Errorf("%s: status %d, body %q: want invalid, naming the limit", bad, w.Code, w.Body.String())
+		}
+	}
+	f.Fuzz(func(t *testing.T, query string) {
+		w := list(query)
+		if w.Code == http.StatusOK {
+			var keys []*fsm.Key
+			if err := json.Unmarshal(w.Body.Bytes(), &keys); err != nil || keys == nil {
+				t.Fatalf("%q: 200 with body %q: want a JSON array", query, w.Body.String())
+			}
+			return
+		}
+		var e client.ErrorReply
+		if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Error == nil || e.Error.Kind == "" {
+			t.Fatalf("%q: status %d with body %q: want an error with a kind", query, w.Code, w.Body.String())
 		}
 	})
 }

@@ -20,7 +20,9 @@ import (
 //	POST /v1/machines             add_machine, signed by an admin
 //	POST /v1/machines/{id}/revoke revoke_machine, signed by an admin
 //	GET  /v1/sessions             -> [fsm.Session]
-//	POST /v1/approvals            approve, signed by an operator
+//	POST /v1/approvals            approve, signed by an operator (or its passkey)
+//	POST /v1/denials              deny, signed by an operator (or its passkey)
+//	POST /v1/passkeys             add_passkey, signed by an admin
 
 func (s *Server) registerMachines(mux *http.ServeMux, m cluster.MachineService) {
 	mux.HandleFunc("POST "+vocab.UnlockPath, func(w http.ResponseWriter, r *http.Request) {
@@ -49,6 +51,8 @@ func (s *Server) registerMachines(mux *http.ServeMux, m cluster.MachineService) 
 		writeList(s, w, list, err)
 	}))
 	mux.HandleFunc("POST /v1/approvals", s.operator(s.command(fsm.TypeApprove)))
+	mux.HandleFunc("POST /v1/denials", s.operator(s.command(fsm.TypeDeny)))
+	mux.HandleFunc("POST /v1/passkeys", s.operator(s.command(fsm.TypeAddPasskey)))
 }
 
 // writeList writes a list, [] rather than null when it is empty.

@@ -24,12 +24,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/vocab"
 )
@@ -105,6 +107,10 @@ func NewServer(svc cluster.Service, cert *cluster.ServingCert, log *slog.Logger,
 	mux.HandleFunc("GET /v1/keys/{name...}", s.operator(s.showKey))
 	mux.HandleFunc("POST /v1/release", s.operator(s.release))
 	mux.HandleFunc("POST /v1/cas", s.operator(s.cas))
+	mux.HandleFunc("POST /v1/verify", s.operator(s.verify))
+	if sv, ok := svc.(cluster.SignService); ok {
+		mux.HandleFunc("POST /v1/sign", s.operator(s.sign(sv)))
+	}
 	mux.HandleFunc("POST /v1/revoke", s.operator(s.command(fsm.TypeRevokeKey)))
 	mux.HandleFunc("POST /v1/destroy", s.operator(s.command(fsm.TypeDestroyKey)))
 	if m, ok := svc.(cluster.MachineService); ok {
@@ -115,6 +121,9 @@ func NewServer(svc cluster.Service, cert *cluster.ServingCert, log *slog.Logger,
 	}
 	if p, ok := svc.(cluster.PossessionService); ok {
 		s.registerPossession(mux, p)
+	}
+	if b, ok := svc.(cluster.SnapshotService); ok {
+		s.registerSnapshot(mux, b)
 	}
 	for _, m := range o.mounts {
 		for _, p := range m.patterns {
@@ -257,14 +266,29 @@ func (s *Server) command(typ string) http.HandlerFunc {
 	}
 }
 
+// listKeys answers a page of keys (api.MaxKeysPage): ?after=NAME&limit=N,
+// with the name to continue after in the api.NextPageHeader header.
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
-	keys, err := s.svc.Keys(r.Context(), principal(r).ID)
+	q := r.URL.Query()
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > api.MaxKeysPage {
+			s.writeError(w, cluster.Errorf(cluster.KindInvalid, "limit %q: want a number of keys from 1 to %d", v, api.MaxKeysPage))
+			return
+		}
+		limit = n
+	}
+	keys, next, err := s.svc.Keys(r.Context(), principal(r).ID, q.Get("after"), limit)
 	if err != nil {
 		s.writeError(w, err)
 		return
 	}
 	if keys == nil {
 		keys = []*fsm.Key{}
+	}
+	if next != "" {
+		w.Header().Set(api.NextPageHeader, next)
 	}
 	writeJSON(w, http.StatusOK, keys)
 }
@@ -321,4 +345,46 @@ func (s *Server) cas(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, k)
+}
+
+// sign makes a signature by quorum for the operator's signed signing
+// request (op sign): the holders check the request themselves.
+func (s *Server) sign(sv cluster.SignService) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var sg fsm.Signed
+		if err := readJSON(r, &sg); err != nil {
+			s.writeError(w, err)
+			return
+		}
+		if err := cluster.CheckSigned(principal(r), &sg, fsm.TypeRelease); err != nil {
+			s.writeError(w, err)
+			return
+		}
+		sig, err := sv.Sign(r.Context(), &sg)
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, sig)
+	}
+}
+
+// verify checks a signature with a key's public key, for an operator who
+// may read the key: {"valid": true}, or false with the reason.
+func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
+	var req api.VerifyRequest
+	if err := readJSON(r, &req); err != nil {
+		s.writeError(w, err)
+		return
+	}
+	k, err := s.svc.Key(r.Context(), principal(r).ID, req.Key)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	if err := api.VerifySignature(k, req.Message, req.Signature); err != nil {
+		writeJSON(w, http.StatusOK, api.VerifyReply{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, api.VerifyReply{Valid: true})
 }

@@ -67,9 +67,8 @@ func (l *ClusterKeys) tangKey(name string) (*fsm.Key, error) {
 		}
 		return k, err
 	}
-	keys, _ := l.svc.LocalKeys()
 	var found *fsm.Key
-	for _, k := range keys {
+	for _, k := range l.svc.LocalTangKeys() {
 		if k.Tang != nil && k.State == fsm.KeyActive && k.Access.Allows(fsm.GatewayTang) {
 			if found != nil {
 				return nil, cluster.Errorf(cluster.KindNotFound, "several tang keys: ask for one at /tang/NAME/adv, or set a default")

@@ -26,6 +26,15 @@ func (f *fakeLegacy) LocalTangKey(kid string) *fsm.Key {
 	}
 	return nil
 }
+func (f *fakeLegacy) LocalTangKeys() []*fsm.Key {
+	var out []*fsm.Key
+	for _, k := range f.keys {
+		if k.Tang != nil && k.State != fsm.KeyDestroyed {
+			out = append(out, k)
+		}
+	}
+	return out
+}
 func (f *fakeLegacy) LocalKeys() ([]*fsm.Key, uint64) {
 	var out []*fsm.Key
 	for _, k := range f.keys {

@@ -117,12 +117,8 @@ func (c *ClusterKeys) Lookup(ctx context.Context, ski, digest []byte, sni string
 		}
 		return nil, ErrDenied
 	}
-	if k.Type == fsm.KeyTypeRSAThreshold {
-		pub, ok := k.RSAPublicKey()
-		if !ok {
-			return nil, fmt.Errorf("key %q has no RSA public key", k.Name)
-		}
-		return &quorumRSA{ctx: ctx, svc: c.svc, name: k.Name, client: describe(client), pub: pub}, nil
+	if signsByQuorum(k.Type) {
+		return c.byQuorum(ctx, k, describe(client))
 	}
 	if s := c.cached(name, k.Version); s != nil {
 		return s, nil
@@ -131,9 +127,29 @@ func (c *ClusterKeys) Lookup(ctx context.Context, ski, digest []byte, sni string
 }
 
 // served says whether the gateway serves keys of a type: the assembled
-// ones, and threshold RSA keys by quorum.
+// ones, which a node holds for their assemble_ttl, and those that sign by
+// quorum (threshold RSA, FROST), which no node holds.
 func served(keyType string) bool {
-	return fsm.Assembled(keyType) || keyType == fsm.KeyTypeRSAThreshold
+	return fsm.Assembled(keyType) || signsByQuorum(keyType)
+}
+
+func signsByQuorum(keyType string) bool {
+	k := fsm.KindOf(keyType)
+	return k != nil && k.Custody == fsm.CustodyQuorum && slices.Contains(k.Ops, fsm.OpSign)
+}
+
+// byQuorum is the signer of a key that signs by quorum, for one request:
+// this node holds no key, only the request's context; every holder checks
+// the node's signed request at its own read.
+func (c *ClusterKeys) byQuorum(ctx context.Context, k *fsm.Key, who string) (crypto.Signer, error) {
+	if k.Type == fsm.KeyTypeRSAThreshold {
+		pub, ok := k.RSAPublicKey()
+		if !ok {
+			return nil, fmt.Errorf("key %q has no RSA public key", k.Name)
+		}
+		return &quorumRSA{ctx: ctx, svc: c.svc, name: k.Name, client: who, pub: pub}, nil
+	}
+	return newQuorumSigner(ctx, c.svc, k, who)
 }
 
 // describe is a client as the holders' logs name it: its address and the
@@ -148,6 +164,47 @@ func describe(client Client) string {
 		who += " cert sha256:" + hex.EncodeToString(sum[:])
 	}
 	return who
+}
+
+// quorumSigner signs with an ed25519-frost key by quorum, for one
+// request: this node holds no key, only the request's context; every
+// holder checks the node's signed request at its own read.
+type quorumSigner struct {
+	ctx  context.Context
+	svc  cluster.LegacyService
+	name string
+	pub  ed25519.PublicKey
+	who  string
+}
+
+func newQuorumSigner(ctx context.Context, svc cluster.LegacyService, k *fsm.Key, who string) (crypto.Signer, error) {
+	pub, err := x509.ParsePKIXPublicKey(k.Public)
+	if err != nil {
+		return nil, fmt.Errorf("key %q: public key: %w", k.Name, err)
+	}
+	ed, ok := pub.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("key %q holds a %T, not an Ed25519 public key", k.Name, pub)
+	}
+	return &quorumSigner{ctx: ctx, svc: svc, name: k.Name, pub: ed, who: who}, nil
+}
+
+func (q *quorumSigner) Public() crypto.PublicKey { return q.pub }
+
+// Sign signs the message itself (Ed25519 hashes inside), by quorum, and
+// checks the signature before it is returned.
+func (q *quorumSigner) Sign(_ io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if opts.HashFunc() != 0 {
+		return nil, errors.New("an Ed25519 key signs the message itself, not a digest")
+	}
+	sig, err := q.svc.SignFor(q.ctx, fsm.GatewayTLV, q.name, msg, q.who)
+	if err != nil {
+		return nil, fmt.Errorf("signing with key %q by quorum: %w", q.name, err)
+	}
+	if !ed25519.Verify(q.pub, msg, sig.Signature) {
+		return nil, fmt.Errorf("the quorum's signature with key %q does not verify", q.name)
+	}
+	return sig.Signature, nil
 }
 
 func expired(k *fsm.Key, now time.Time) bool {

@@ -43,6 +43,8 @@ func (f *fakeNode) LocalKey(name string) *fsm.Key {
 	return nil
 }
 
+func (f *fakeNode) LocalTangKeys() []*fsm.Key { return nil }
+
 func (f *fakeNode) LocalKeys() ([]*fsm.Key, uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -52,6 +53,8 @@ Usage:
   keyctl cluster status
   keyctl key create NAME [--type secret] [--bytes N | --from-file F] [--expires DURATION] [ACCESS]
   keyctl key create NAME --type rsa|ecdsa|ed25519 [--from-file PEM | --bits N] [--assemble-ttl D] [ACCESS]
+  keyctl key create NAME --type ed25519-frost [--from-file PEM] [ACCESS]
+                                    an Ed25519 key dealt here in FROST shares: it signs by quorum, never whole
   keyctl key create NAME --type tang [ACCESS]
                                     a P-256 Tang key dealt in shares; clevis uses it at /tang/NAME or /rec
   keyctl key access NAME ACCESS | --close
@@ -65,11 +68,15 @@ Usage:
   keyctl key import-kxd DIR [--prefix P]
                                     import a kxd data directory (keys, allowed_clients, allowed_hosts, email_to)
   keyctl key get NAME               print the secret's exact bytes on stdout
-  keyctl key list
+  keyctl key list [--limit N [--after NAME]]
+                                    every key, or one page of N and the command for the next
   keyctl key show NAME
   keyctl key revoke NAME
   keyctl key destroy NAME
   keyctl key cas NAME --old-sha256 HEX --from-file F
+  keyctl key sign NAME [--in FILE]  sign the message (stdin by default) by quorum; print the signature, base64
+  keyctl key verify NAME --signature B64 [--in FILE]
+                                    check a signature with the key's public key
   keyctl machine add NAME --public-key B64 --key NAME|PREFIX* [--approval]
                                     register a machine (keyagent enroll prints its key)
   keyctl machine list
@@ -77,9 +84,16 @@ Usage:
   keyctl session list               machines waiting at boot for an approval
   keyctl session approve MACHINE-ID [--key NAME] [--uses N | --for DURATION]
                                     approve a waiting machine: one use by default
+  keyctl session deny MACHINE-ID [--key NAME] [--for DURATION]
+                                    refuse a waiting machine (for 1h by default); its keyagent stops
+  keyctl passkey add REQUEST        register an operator's passkey, as the console's passkey page
+                                    prints it: it may then sign that operator's approvals and denials
   keyctl rule put ID --principal OPERATOR-ID --key NAME|PREFIX* --ops OP[,OP...]
   keyctl operator create NAME --dir DIR [--admin]
                                     make another operator's key and certificate (needs the CA key)
+  keyctl snapshot save FILE         write a backup of the cluster's state (admins; keyd snapshot
+                                    restore puts it back on nodes whose Raft data was lost)
+  keyctl snapshot inspect FILE      check a backup's checksum and certificate, and show what it holds
 
 A node is admitted only if its identity fingerprint is the one keyd printed
 on its machine at start ("keyd identity" prints it too): pass it with
@@ -106,8 +120,8 @@ FILE defaults to the env.sh beside KEYQUORUM_CACERT.
 
 Exit status, the same as keyagent's: 0 done, 1 refused or failed, 2 bad
 usage, 3 not found, 4 unauthenticated, 5 denied, 6 clock too far off,
-7 no quorum (nothing happened), 11 unknown outcome (a write may have
-happened).
+7 no quorum (nothing happened), 8 cannot reach the node (nothing
+happened), 11 unknown outcome (a write may have happened).
 `
 
 type usageError struct{ msg string }
@@ -172,11 +186,13 @@ func (c *command) handlers() map[string]map[string]func([]string) error {
 		"cluster": {"init": c.clusterInit, "join": c.clusterJoin, "leave": c.clusterLeave, "status": c.clusterStatus, "token": c.clusterToken, "pin": c.clusterPin},
 		"key": {"create": c.keyCreate, "get": c.keyGet, "list": c.keyList, "show": c.keyShow,
 			"revoke": c.keyRevoke, "destroy": c.keyDestroy, "cas": c.keyCAS, "access": c.keyAccess,
-			"import-dir": c.keyImportDir, "import-kxd": c.keyImportKxd},
+			"import-dir": c.keyImportDir, "import-kxd": c.keyImportKxd, "sign": c.keySign, "verify": c.keyVerify},
 		"rule":     {"put": c.rulePut},
 		"machine":  {"add": c.machineAdd, "list": c.machineList, "revoke": c.machineRevoke},
-		"session":  {"list": c.sessionList, "approve": c.sessionApprove},
+		"session":  {"list": c.sessionList, "approve": c.sessionApprove, "deny": c.sessionDeny},
 		"operator": {"create": c.operatorCreate},
+		"snapshot": {"save": c.snapshotSave, "inspect": c.snapshotInspect},
+		"passkey":  {"add": c.passkeyAdd},
 	}
 }
 
@@ -512,10 +528,31 @@ func (c *command) keyGet(args []string) error {
 	return err
 }
 
+// keyList lists every key, a page at a time, or with --limit one page
+// (after --after), and the command that lists the next.
 func (c *command) keyList(args []string) error {
-	return list(c, c.flags("key list"), args, (*client.Client).Keys, "NAME\tTYPE\tVERSION\tSTATE\tCREATED", func(k *fsm.Key) string {
+	fs := c.flags("key list")
+	limit := fs.Int("limit", 0, fmt.Sprintf("list one page of at most this many keys (1 to %d), and how to ask the next", api.MaxKeysPage))
+	after := fs.String("after", "", "list the keys whose names sort after this one")
+	var next string
+	get := func(cl *client.Client, ctx context.Context) ([]*fsm.Key, error) {
+		if *limit == 0 && *after == "" {
+			return cl.Keys(ctx)
+		}
+		if *limit < 0 || *limit > api.MaxKeysPage {
+			return nil, usagef("--limit %d: want 1 to %d", *limit, api.MaxKeysPage)
+		}
+		keys, n, err := cl.KeysPage(ctx, *after, *limit)
+		next = n
+		return keys, err
+	}
+	err := list(c, fs, args, get, "NAME\tTYPE\tVERSION\tSTATE\tCREATED", func(k *fsm.Key) string {
 		return fmt.Sprintf("%s\t%s\t%d\t%s\t%s", k.Name, k.Type, k.Version, k.State, time.Unix(0, k.CreatedAt).UTC().Format(time.RFC3339))
 	})
+	if err == nil && next != "" {
+		fmt.Fprintf(c.stdout, "more: keyctl key list --limit %d --after %s\n", cmp.Or(*limit, api.MaxKeysPage), next)
+	}
+	return err
 }
 
 func (c *command) keyShow(args []string) error {
@@ -607,6 +644,10 @@ func custody(k *fsm.Key) string {
 		return "P-256 secret in shares; each exchange combines partials from a quorum; never assembled"
 	case k.Type == fsm.KeyTypeRSAThreshold && k.RSA != nil:
 		return fmt.Sprintf("RSA private exponent in %d-of-%d shares (Shoup), dealt by the importing client; each signature or decryption combines shares from a quorum on the serving node; never assembled", k.RSA.Threshold, len(k.RSA.Shares))
+	case k.Type == fsm.KeyTypeFROST && k.Frost != nil && k.Frost.NeedsReimport:
+		return fmt.Sprintf("NEEDS RE-IMPORT: Ed25519 key in FROST shares dealt to the holders of epoch %d; the members changed since, so no holder signs with it: import it again", k.Frost.Epoch)
+	case k.Type == fsm.KeyTypeFROST:
+		return "Ed25519 key in FROST shares (RFC 9591); each signature adds a quorum's signature shares; never assembled"
 	case k.Type == fsm.KeyTypeECDSA && k.AssembleTTL > 0:
 		return fmt.Sprintf("assembled: ECDSA has no practical threshold scheme here; threshold-encrypted, a quorum releases it to the serving node, which keeps it in memory for up to %v", k.AssembleTTL)
 	case k.Type == fsm.KeyTypeECDSA:

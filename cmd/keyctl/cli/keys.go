@@ -114,7 +114,7 @@ func readCertificates(path string) ([][]byte, error) {
 }
 
 // keyTypes keyctl creates.
-var createTypes = []string{fsm.KeyTypeSecret, fsm.KeyTypeRSA, fsm.KeyTypeECDSA, fsm.KeyTypeEd25519, fsm.KeyTypeTang, fsm.KeyTypeRSAThreshold}
+var createTypes = []string{fsm.KeyTypeSecret, fsm.KeyTypeRSA, fsm.KeyTypeECDSA, fsm.KeyTypeEd25519, fsm.KeyTypeFROST, fsm.KeyTypeTang, fsm.KeyTypeRSAThreshold}
 
 func (c *command) keyCreate(args []string) error {
 	fs := c.flags("key create")
@@ -144,6 +144,9 @@ func (c *command) keyCreate(args []string) error {
 	}
 	if *typ == fsm.KeyTypeTang && (*from != "" || *expires != 0 || *ttl != 0) {
 		return usagef("a tang key is generated in shares: --from-file, --expires and --assemble-ttl do not apply")
+	}
+	if *typ == fsm.KeyTypeFROST && (*expires != 0 || *ttl != 0) {
+		return usagef("an ed25519-frost key signs by quorum and is never assembled: --expires and --assemble-ttl do not apply")
 	}
 	if *typ == fsm.KeyTypeRSAThreshold && *ttl != 0 {
 		return usagef("an rsa-threshold key is never assembled: --assemble-ttl does not apply (use --type rsa for an assembled key)")
@@ -201,6 +204,18 @@ func (c *command) keyCreate(args []string) error {
 			return err
 		}
 		fmt.Fprintf(c.stdout, "created %s key %q, version %d, dealt %d-of-%d: no node holds it whole\n", k.Type, k.Name, k.Version, k.RSA.Threshold, len(k.RSA.Shares))
+		return nil
+	}
+	if *typ == fsm.KeyTypeFROST {
+		ed, ok := priv.(ed25519.PrivateKey)
+		if !ok {
+			return fmt.Errorf("%s holds a %T, not an Ed25519 key", *from, priv)
+		}
+		defer clear(ed)
+		if k, err = cl.CreateFROST(ctx, name, ed, access); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "created %s key %q, version %d: %d-of-%d FROST shares\n", k.Type, k.Name, k.Version, k.Frost.Threshold, len(k.Frost.Shares))
 		return nil
 	}
 	ck, material, err := assembledKey(name, priv)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -142,5 +143,62 @@ func (c *command) sessionApprove(args []string) error {
 		what = fmt.Sprintf("%s and every release for %v", what, *window)
 	}
 	fmt.Fprintf(c.stdout, "approved machine %s: %s\n", id, what)
+	return nil
+}
+
+// sessionDeny refuses a machine's releases for a while.
+func (c *command) sessionDeny(args []string) error {
+	fs := c.flags("session deny")
+	key := fs.String("key", "", "the key refused (default: every key; needs an admin)")
+	window := fs.Duration("for", time.Hour, "refuse the machine's releases for this long")
+	pos, err := parse(fs, args, "MACHINE-ID")
+	if err != nil {
+		return err
+	}
+	if *window <= 0 {
+		return usagef("--for must be positive")
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	id, err := machineID(ctx, cl, pos[0])
+	if err != nil {
+		return err
+	}
+	if err := cl.Deny(ctx, &fsm.Denial{Machine: id, Key: *key, Until: time.Now().Add(*window).UnixNano()}); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "denied machine %s for %v\n", id, *window)
+	return nil
+}
+
+// passkeyAdd registers a passkey from the request a console printed: the
+// base64url of the fsm.Passkey JSON. It prints what it registers.
+func (c *command) passkeyAdd(args []string) error {
+	fs := c.flags("passkey add")
+	pos, err := parse(fs, args, "REQUEST")
+	if err != nil {
+		return err
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(pos[0])
+	var pk fsm.Passkey
+	if err == nil {
+		err = json.Unmarshal(raw, &pk)
+	}
+	if err != nil {
+		return usagef("REQUEST must be the base64url passkey request the console's passkey page shows: %v", err)
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if err := cl.AddPasskey(ctx, &pk); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "registered passkey %q of operator %s (algorithm %d, relying party %s, origins %s)\n",
+		pk.Name, pk.Operator, pk.Algorithm, pk.RPID, strings.Join(pk.Origins, " "))
 	return nil
 }

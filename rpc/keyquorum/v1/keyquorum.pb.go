@@ -826,6 +826,261 @@ func (x *ReleaseRequest) GetRequest() *SignedCommand {
 	return nil
 }
 
+type SignRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// request is a signed command of type "release" with op "sign", the key
+	// and the message.
+	Request       *SignedCommand `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignRequest) Reset() {
+	*x = SignRequest{}
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignRequest) ProtoMessage() {}
+
+func (x *SignRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
+func (*SignRequest) Descriptor() ([]byte, []int) {
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SignRequest) GetRequest() *SignedCommand {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// SignResponse is cluster/api.Signature.
+type SignResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Key     string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Version uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Type    string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	// public_key is the key's Ed25519 public key, 32 bytes.
+	PublicKey []byte `protobuf:"bytes,4,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	Signature []byte `protobuf:"bytes,5,opt,name=signature,proto3" json:"signature,omitempty"`
+	// signers are the share indexes of the holders that signed.
+	Signers []uint32 `protobuf:"varint,6,rep,packed,name=signers,proto3" json:"signers,omitempty"`
+	// failed names the holders left out (a bad share, an error) and why.
+	Failed        map[string]string `protobuf:"bytes,7,rep,name=failed,proto3" json:"failed,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignResponse) Reset() {
+	*x = SignResponse{}
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignResponse) ProtoMessage() {}
+
+func (x *SignResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignResponse.ProtoReflect.Descriptor instead.
+func (*SignResponse) Descriptor() ([]byte, []int) {
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SignResponse) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *SignResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *SignResponse) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *SignResponse) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *SignResponse) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *SignResponse) GetSigners() []uint32 {
+	if x != nil {
+		return x.Signers
+	}
+	return nil
+}
+
+func (x *SignResponse) GetFailed() map[string]string {
+	if x != nil {
+		return x.Failed
+	}
+	return nil
+}
+
+type VerifyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Message       []byte                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyRequest) Reset() {
+	*x = VerifyRequest{}
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyRequest) ProtoMessage() {}
+
+func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
+func (*VerifyRequest) Descriptor() ([]byte, []int) {
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *VerifyRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *VerifyRequest) GetMessage() []byte {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *VerifyRequest) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+type VerifyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Valid bool                   `protobuf:"varint,1,opt,name=valid,proto3" json:"valid,omitempty"`
+	// error says why the signature is not valid.
+	Error         string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyResponse) Reset() {
+	*x = VerifyResponse{}
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyResponse) ProtoMessage() {}
+
+func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
+func (*VerifyResponse) Descriptor() ([]byte, []int) {
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *VerifyResponse) GetValid() bool {
+	if x != nil {
+		return x.Valid
+	}
+	return false
+}
+
+func (x *VerifyResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type ReleaseResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// secret is never set any more: the node does not hold it.
@@ -838,7 +1093,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[12]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +1105,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[12]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +1118,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{12}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReleaseResponse) GetSecret() []byte {
@@ -900,7 +1155,7 @@ type SealedRelease struct {
 
 func (x *SealedRelease) Reset() {
 	*x = SealedRelease{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[13]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +1167,7 @@ func (x *SealedRelease) String() string {
 func (*SealedRelease) ProtoMessage() {}
 
 func (x *SealedRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[13]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1180,7 @@ func (x *SealedRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedRelease.ProtoReflect.Descriptor instead.
 func (*SealedRelease) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{13}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SealedRelease) GetClusterId() string {
@@ -1005,7 +1260,7 @@ type SealedPartial struct {
 
 func (x *SealedPartial) Reset() {
 	*x = SealedPartial{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[14]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1017,7 +1272,7 @@ func (x *SealedPartial) String() string {
 func (*SealedPartial) ProtoMessage() {}
 
 func (x *SealedPartial) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[14]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1030,7 +1285,7 @@ func (x *SealedPartial) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedPartial.ProtoReflect.Descriptor instead.
 func (*SealedPartial) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{14}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SealedPartial) GetIndex() uint32 {
@@ -1074,7 +1329,7 @@ type CompareAndSwapRequest struct {
 
 func (x *CompareAndSwapRequest) Reset() {
 	*x = CompareAndSwapRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[15]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1086,7 +1341,7 @@ func (x *CompareAndSwapRequest) String() string {
 func (*CompareAndSwapRequest) ProtoMessage() {}
 
 func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[15]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1099,7 +1354,7 @@ func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapRequest.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{15}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CompareAndSwapRequest) GetRelease() *SignedCommand {
@@ -1126,7 +1381,7 @@ type CompareAndSwapResponse struct {
 
 func (x *CompareAndSwapResponse) Reset() {
 	*x = CompareAndSwapResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[16]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1138,7 +1393,7 @@ func (x *CompareAndSwapResponse) String() string {
 func (*CompareAndSwapResponse) ProtoMessage() {}
 
 func (x *CompareAndSwapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[16]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1406,7 @@ func (x *CompareAndSwapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapResponse.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{16}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CompareAndSwapResponse) GetKey() *Key {
@@ -1188,7 +1443,7 @@ type Key struct {
 
 func (x *Key) Reset() {
 	*x = Key{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[17]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1455,7 @@ func (x *Key) String() string {
 func (*Key) ProtoMessage() {}
 
 func (x *Key) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[17]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1468,7 @@ func (x *Key) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Key.ProtoReflect.Descriptor instead.
 func (*Key) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{17}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Key) GetName() string {
@@ -1317,7 +1572,7 @@ type Access struct {
 
 func (x *Access) Reset() {
 	*x = Access{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[18]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1584,7 @@ func (x *Access) String() string {
 func (*Access) ProtoMessage() {}
 
 func (x *Access) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[18]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1597,7 @@ func (x *Access) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Access.ProtoReflect.Descriptor instead.
 func (*Access) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{18}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Access) GetGateways() []string {
@@ -1398,7 +1653,7 @@ type HostList struct {
 
 func (x *HostList) Reset() {
 	*x = HostList{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[19]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1410,7 +1665,7 @@ func (x *HostList) String() string {
 func (*HostList) ProtoMessage() {}
 
 func (x *HostList) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[19]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1423,7 +1678,7 @@ func (x *HostList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostList.ProtoReflect.Descriptor instead.
 func (*HostList) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{19}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *HostList) GetHosts() []string {
@@ -1450,7 +1705,7 @@ type TangKey struct {
 
 func (x *TangKey) Reset() {
 	*x = TangKey{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[20]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1717,7 @@ func (x *TangKey) String() string {
 func (*TangKey) ProtoMessage() {}
 
 func (x *TangKey) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[20]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1730,7 @@ func (x *TangKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TangKey.ProtoReflect.Descriptor instead.
 func (*TangKey) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{20}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TangKey) GetAdv() []byte {
@@ -1526,7 +1781,7 @@ type TangShare struct {
 
 func (x *TangShare) Reset() {
 	*x = TangShare{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[21]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1538,7 +1793,7 @@ func (x *TangShare) String() string {
 func (*TangShare) ProtoMessage() {}
 
 func (x *TangShare) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[21]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1551,7 +1806,7 @@ func (x *TangShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TangShare.ProtoReflect.Descriptor instead.
 func (*TangShare) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{21}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TangShare) GetNodeId() string {
@@ -1583,7 +1838,7 @@ type GetTimeRequest struct {
 
 func (x *GetTimeRequest) Reset() {
 	*x = GetTimeRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[22]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1850,7 @@ func (x *GetTimeRequest) String() string {
 func (*GetTimeRequest) ProtoMessage() {}
 
 func (x *GetTimeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[22]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1863,7 @@ func (x *GetTimeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTimeRequest.ProtoReflect.Descriptor instead.
 func (*GetTimeRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{22}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{26}
 }
 
 type GetTimeResponse struct {
@@ -1620,7 +1875,7 @@ type GetTimeResponse struct {
 
 func (x *GetTimeResponse) Reset() {
 	*x = GetTimeResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[23]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1632,7 +1887,7 @@ func (x *GetTimeResponse) String() string {
 func (*GetTimeResponse) ProtoMessage() {}
 
 func (x *GetTimeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[23]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1645,7 +1900,7 @@ func (x *GetTimeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTimeResponse.ProtoReflect.Descriptor instead.
 func (*GetTimeResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{23}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetTimeResponse) GetUnixNano() int64 {
@@ -1681,7 +1936,7 @@ type GetKeyRequest struct {
 
 func (x *GetKeyRequest) Reset() {
 	*x = GetKeyRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[24]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +1948,7 @@ func (x *GetKeyRequest) String() string {
 func (*GetKeyRequest) ProtoMessage() {}
 
 func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[24]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,7 +1961,7 @@ func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetKeyRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{24}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetKeyRequest) GetMachineId() string {
@@ -1757,7 +2012,7 @@ type GetKeyResponse struct {
 
 func (x *GetKeyResponse) Reset() {
 	*x = GetKeyResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[25]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1769,7 +2024,7 @@ func (x *GetKeyResponse) String() string {
 func (*GetKeyResponse) ProtoMessage() {}
 
 func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[25]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +2037,7 @@ func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetKeyResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{25}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetKeyResponse) GetEncryptedKey() []byte {
@@ -1811,7 +2066,7 @@ type EncryptedPartial struct {
 
 func (x *EncryptedPartial) Reset() {
 	*x = EncryptedPartial{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[26]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1823,7 +2078,7 @@ func (x *EncryptedPartial) String() string {
 func (*EncryptedPartial) ProtoMessage() {}
 
 func (x *EncryptedPartial) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[26]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1836,7 +2091,7 @@ func (x *EncryptedPartial) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EncryptedPartial.ProtoReflect.Descriptor instead.
 func (*EncryptedPartial) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{26}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *EncryptedPartial) GetIndex() uint32 {
@@ -1861,7 +2116,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[27]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +2128,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[27]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +2141,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{27}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{31}
 }
 
 type ListSessionsResponse struct {
@@ -1898,7 +2153,7 @@ type ListSessionsResponse struct {
 
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[28]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1910,7 +2165,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[28]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1923,7 +2178,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{28}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListSessionsResponse) GetSessions() []*Session {
@@ -1949,7 +2204,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[29]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2216,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[29]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2229,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{29}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Session) GetMachineId() string {
@@ -2022,7 +2277,7 @@ type SubmitKeyRequest struct {
 
 func (x *SubmitKeyRequest) Reset() {
 	*x = SubmitKeyRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[30]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2034,7 +2289,7 @@ func (x *SubmitKeyRequest) String() string {
 func (*SubmitKeyRequest) ProtoMessage() {}
 
 func (x *SubmitKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[30]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2047,7 +2302,7 @@ func (x *SubmitKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitKeyRequest.ProtoReflect.Descriptor instead.
 func (*SubmitKeyRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{30}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SubmitKeyRequest) GetMachineId() string {
@@ -2079,7 +2334,7 @@ type SubmitKeyResponse struct {
 
 func (x *SubmitKeyResponse) Reset() {
 	*x = SubmitKeyResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[31]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2091,7 +2346,7 @@ func (x *SubmitKeyResponse) String() string {
 func (*SubmitKeyResponse) ProtoMessage() {}
 
 func (x *SubmitKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[31]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2104,7 +2359,7 @@ func (x *SubmitKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitKeyResponse.ProtoReflect.Descriptor instead.
 func (*SubmitKeyResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{31}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{35}
 }
 
 var File_keyquorum_v1_keyquorum_proto protoreflect.FileDescriptor
@@ -2169,7 +2424,28 @@ const file_keyquorum_v1_keyquorum_proto_rawDesc = "" +
 	"\x0fShowKeyResponse\x12#\n" +
 	"\x03key\x18\x01 \x01(\v2\x11.keyquorum.v1.KeyR\x03key\"G\n" +
 	"\x0eReleaseRequest\x125\n" +
-	"\arequest\x18\x01 \x01(\v2\x1b.keyquorum.v1.SignedCommandR\arequest\"^\n" +
+	"\arequest\x18\x01 \x01(\v2\x1b.keyquorum.v1.SignedCommandR\arequest\"D\n" +
+	"\vSignRequest\x125\n" +
+	"\arequest\x18\x01 \x01(\v2\x1b.keyquorum.v1.SignedCommandR\arequest\"\xa0\x02\n" +
+	"\fSignResponse\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x04 \x01(\fR\tpublicKey\x12\x1c\n" +
+	"\tsignature\x18\x05 \x01(\fR\tsignature\x12\x18\n" +
+	"\asigners\x18\x06 \x03(\rR\asigners\x12>\n" +
+	"\x06failed\x18\a \x03(\v2&.keyquorum.v1.SignResponse.FailedEntryR\x06failed\x1a9\n" +
+	"\vFailedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Y\n" +
+	"\rVerifyRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\fR\amessage\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"<\n" +
+	"\x0eVerifyResponse\x12\x14\n" +
+	"\x05valid\x18\x01 \x01(\bR\x05valid\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"^\n" +
 	"\x0fReleaseResponse\x12\x16\n" +
 	"\x06secret\x18\x01 \x01(\fR\x06secret\x123\n" +
 	"\x06sealed\x18\x02 \x01(\v2\x1b.keyquorum.v1.SealedReleaseR\x06sealed\"\x81\x02\n" +
@@ -2260,14 +2536,16 @@ const file_keyquorum_v1_keyquorum_proto_rawDesc = "" +
 	"machine_id\x18\x01 \x01(\tR\tmachineId\x12#\n" +
 	"\rencrypted_key\x18\x02 \x01(\fR\fencryptedKey\x125\n" +
 	"\acommand\x18\x03 \x01(\v2\x1b.keyquorum.v1.SignedCommandR\acommand\"\x13\n" +
-	"\x11SubmitKeyResponse2\xd2\x03\n" +
+	"\x11SubmitKeyResponse2\xd6\x04\n" +
 	"\x0eClusterService\x12C\n" +
 	"\x06Status\x12\x1b.keyquorum.v1.StatusRequest\x1a\x1c.keyquorum.v1.StatusResponse\x12C\n" +
 	"\x06Submit\x12\x1b.keyquorum.v1.SubmitRequest\x1a\x1c.keyquorum.v1.SubmitResponse\x12I\n" +
 	"\bListKeys\x12\x1d.keyquorum.v1.ListKeysRequest\x1a\x1e.keyquorum.v1.ListKeysResponse\x12F\n" +
 	"\aShowKey\x12\x1c.keyquorum.v1.ShowKeyRequest\x1a\x1d.keyquorum.v1.ShowKeyResponse\x12F\n" +
 	"\aRelease\x12\x1c.keyquorum.v1.ReleaseRequest\x1a\x1d.keyquorum.v1.ReleaseResponse\x12[\n" +
-	"\x0eCompareAndSwap\x12#.keyquorum.v1.CompareAndSwapRequest\x1a$.keyquorum.v1.CompareAndSwapResponse2\xc2\x02\n" +
+	"\x0eCompareAndSwap\x12#.keyquorum.v1.CompareAndSwapRequest\x1a$.keyquorum.v1.CompareAndSwapResponse\x12=\n" +
+	"\x04Sign\x12\x19.keyquorum.v1.SignRequest\x1a\x1a.keyquorum.v1.SignResponse\x12C\n" +
+	"\x06Verify\x12\x1b.keyquorum.v1.VerifyRequest\x1a\x1c.keyquorum.v1.VerifyResponse2\xc2\x02\n" +
 	"\x0eMachineService\x12F\n" +
 	"\aGetTime\x12\x1c.keyquorum.v1.GetTimeRequest\x1a\x1d.keyquorum.v1.GetTimeResponse\x12C\n" +
 	"\x06GetKey\x12\x1b.keyquorum.v1.GetKeyRequest\x1a\x1c.keyquorum.v1.GetKeyResponse\x12U\n" +
@@ -2286,7 +2564,7 @@ func file_keyquorum_v1_keyquorum_proto_rawDescGZIP() []byte {
 	return file_keyquorum_v1_keyquorum_proto_rawDescData
 }
 
-var file_keyquorum_v1_keyquorum_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_keyquorum_v1_keyquorum_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_keyquorum_v1_keyquorum_proto_goTypes = []any{
 	(*SignedCommand)(nil),          // 0: keyquorum.v1.SignedCommand
 	(*StatusRequest)(nil),          // 1: keyquorum.v1.StatusRequest
@@ -2300,72 +2578,83 @@ var file_keyquorum_v1_keyquorum_proto_goTypes = []any{
 	(*ShowKeyRequest)(nil),         // 9: keyquorum.v1.ShowKeyRequest
 	(*ShowKeyResponse)(nil),        // 10: keyquorum.v1.ShowKeyResponse
 	(*ReleaseRequest)(nil),         // 11: keyquorum.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),        // 12: keyquorum.v1.ReleaseResponse
-	(*SealedRelease)(nil),          // 13: keyquorum.v1.SealedRelease
-	(*SealedPartial)(nil),          // 14: keyquorum.v1.SealedPartial
-	(*CompareAndSwapRequest)(nil),  // 15: keyquorum.v1.CompareAndSwapRequest
-	(*CompareAndSwapResponse)(nil), // 16: keyquorum.v1.CompareAndSwapResponse
-	(*Key)(nil),                    // 17: keyquorum.v1.Key
-	(*Access)(nil),                 // 18: keyquorum.v1.Access
-	(*HostList)(nil),               // 19: keyquorum.v1.HostList
-	(*TangKey)(nil),                // 20: keyquorum.v1.TangKey
-	(*TangShare)(nil),              // 21: keyquorum.v1.TangShare
-	(*GetTimeRequest)(nil),         // 22: keyquorum.v1.GetTimeRequest
-	(*GetTimeResponse)(nil),        // 23: keyquorum.v1.GetTimeResponse
-	(*GetKeyRequest)(nil),          // 24: keyquorum.v1.GetKeyRequest
-	(*GetKeyResponse)(nil),         // 25: keyquorum.v1.GetKeyResponse
-	(*EncryptedPartial)(nil),       // 26: keyquorum.v1.EncryptedPartial
-	(*ListSessionsRequest)(nil),    // 27: keyquorum.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),   // 28: keyquorum.v1.ListSessionsResponse
-	(*Session)(nil),                // 29: keyquorum.v1.Session
-	(*SubmitKeyRequest)(nil),       // 30: keyquorum.v1.SubmitKeyRequest
-	(*SubmitKeyResponse)(nil),      // 31: keyquorum.v1.SubmitKeyResponse
+	(*SignRequest)(nil),            // 12: keyquorum.v1.SignRequest
+	(*SignResponse)(nil),           // 13: keyquorum.v1.SignResponse
+	(*VerifyRequest)(nil),          // 14: keyquorum.v1.VerifyRequest
+	(*VerifyResponse)(nil),         // 15: keyquorum.v1.VerifyResponse
+	(*ReleaseResponse)(nil),        // 16: keyquorum.v1.ReleaseResponse
+	(*SealedRelease)(nil),          // 17: keyquorum.v1.SealedRelease
+	(*SealedPartial)(nil),          // 18: keyquorum.v1.SealedPartial
+	(*CompareAndSwapRequest)(nil),  // 19: keyquorum.v1.CompareAndSwapRequest
+	(*CompareAndSwapResponse)(nil), // 20: keyquorum.v1.CompareAndSwapResponse
+	(*Key)(nil),                    // 21: keyquorum.v1.Key
+	(*Access)(nil),                 // 22: keyquorum.v1.Access
+	(*HostList)(nil),               // 23: keyquorum.v1.HostList
+	(*TangKey)(nil),                // 24: keyquorum.v1.TangKey
+	(*TangShare)(nil),              // 25: keyquorum.v1.TangShare
+	(*GetTimeRequest)(nil),         // 26: keyquorum.v1.GetTimeRequest
+	(*GetTimeResponse)(nil),        // 27: keyquorum.v1.GetTimeResponse
+	(*GetKeyRequest)(nil),          // 28: keyquorum.v1.GetKeyRequest
+	(*GetKeyResponse)(nil),         // 29: keyquorum.v1.GetKeyResponse
+	(*EncryptedPartial)(nil),       // 30: keyquorum.v1.EncryptedPartial
+	(*ListSessionsRequest)(nil),    // 31: keyquorum.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),   // 32: keyquorum.v1.ListSessionsResponse
+	(*Session)(nil),                // 33: keyquorum.v1.Session
+	(*SubmitKeyRequest)(nil),       // 34: keyquorum.v1.SubmitKeyRequest
+	(*SubmitKeyResponse)(nil),      // 35: keyquorum.v1.SubmitKeyResponse
+	nil,                            // 36: keyquorum.v1.SignResponse.FailedEntry
 }
 var file_keyquorum_v1_keyquorum_proto_depIdxs = []int32{
 	4,  // 0: keyquorum.v1.StatusResponse.resharing:type_name -> keyquorum.v1.ReshareStatus
 	3,  // 1: keyquorum.v1.StatusResponse.members:type_name -> keyquorum.v1.MemberStatus
 	0,  // 2: keyquorum.v1.SubmitRequest.command:type_name -> keyquorum.v1.SignedCommand
-	17, // 3: keyquorum.v1.SubmitResponse.key:type_name -> keyquorum.v1.Key
-	17, // 4: keyquorum.v1.ListKeysResponse.keys:type_name -> keyquorum.v1.Key
-	17, // 5: keyquorum.v1.ShowKeyResponse.key:type_name -> keyquorum.v1.Key
+	21, // 3: keyquorum.v1.SubmitResponse.key:type_name -> keyquorum.v1.Key
+	21, // 4: keyquorum.v1.ListKeysResponse.keys:type_name -> keyquorum.v1.Key
+	21, // 5: keyquorum.v1.ShowKeyResponse.key:type_name -> keyquorum.v1.Key
 	0,  // 6: keyquorum.v1.ReleaseRequest.request:type_name -> keyquorum.v1.SignedCommand
-	13, // 7: keyquorum.v1.ReleaseResponse.sealed:type_name -> keyquorum.v1.SealedRelease
-	14, // 8: keyquorum.v1.SealedRelease.partials:type_name -> keyquorum.v1.SealedPartial
-	0,  // 9: keyquorum.v1.CompareAndSwapRequest.release:type_name -> keyquorum.v1.SignedCommand
-	0,  // 10: keyquorum.v1.CompareAndSwapRequest.replace:type_name -> keyquorum.v1.SignedCommand
-	17, // 11: keyquorum.v1.CompareAndSwapResponse.key:type_name -> keyquorum.v1.Key
-	18, // 12: keyquorum.v1.Key.access:type_name -> keyquorum.v1.Access
-	20, // 13: keyquorum.v1.Key.tang:type_name -> keyquorum.v1.TangKey
-	19, // 14: keyquorum.v1.Access.hosts:type_name -> keyquorum.v1.HostList
-	21, // 15: keyquorum.v1.TangKey.shares:type_name -> keyquorum.v1.TangShare
-	26, // 16: keyquorum.v1.GetKeyResponse.partials:type_name -> keyquorum.v1.EncryptedPartial
-	29, // 17: keyquorum.v1.ListSessionsResponse.sessions:type_name -> keyquorum.v1.Session
-	0,  // 18: keyquorum.v1.SubmitKeyRequest.command:type_name -> keyquorum.v1.SignedCommand
-	1,  // 19: keyquorum.v1.ClusterService.Status:input_type -> keyquorum.v1.StatusRequest
-	5,  // 20: keyquorum.v1.ClusterService.Submit:input_type -> keyquorum.v1.SubmitRequest
-	7,  // 21: keyquorum.v1.ClusterService.ListKeys:input_type -> keyquorum.v1.ListKeysRequest
-	9,  // 22: keyquorum.v1.ClusterService.ShowKey:input_type -> keyquorum.v1.ShowKeyRequest
-	11, // 23: keyquorum.v1.ClusterService.Release:input_type -> keyquorum.v1.ReleaseRequest
-	15, // 24: keyquorum.v1.ClusterService.CompareAndSwap:input_type -> keyquorum.v1.CompareAndSwapRequest
-	22, // 25: keyquorum.v1.MachineService.GetTime:input_type -> keyquorum.v1.GetTimeRequest
-	24, // 26: keyquorum.v1.MachineService.GetKey:input_type -> keyquorum.v1.GetKeyRequest
-	27, // 27: keyquorum.v1.MachineService.ListSessions:input_type -> keyquorum.v1.ListSessionsRequest
-	30, // 28: keyquorum.v1.MachineService.SubmitKey:input_type -> keyquorum.v1.SubmitKeyRequest
-	2,  // 29: keyquorum.v1.ClusterService.Status:output_type -> keyquorum.v1.StatusResponse
-	6,  // 30: keyquorum.v1.ClusterService.Submit:output_type -> keyquorum.v1.SubmitResponse
-	8,  // 31: keyquorum.v1.ClusterService.ListKeys:output_type -> keyquorum.v1.ListKeysResponse
-	10, // 32: keyquorum.v1.ClusterService.ShowKey:output_type -> keyquorum.v1.ShowKeyResponse
-	12, // 33: keyquorum.v1.ClusterService.Release:output_type -> keyquorum.v1.ReleaseResponse
-	16, // 34: keyquorum.v1.ClusterService.CompareAndSwap:output_type -> keyquorum.v1.CompareAndSwapResponse
-	23, // 35: keyquorum.v1.MachineService.GetTime:output_type -> keyquorum.v1.GetTimeResponse
-	25, // 36: keyquorum.v1.MachineService.GetKey:output_type -> keyquorum.v1.GetKeyResponse
-	28, // 37: keyquorum.v1.MachineService.ListSessions:output_type -> keyquorum.v1.ListSessionsResponse
-	31, // 38: keyquorum.v1.MachineService.SubmitKey:output_type -> keyquorum.v1.SubmitKeyResponse
-	29, // [29:39] is the sub-list for method output_type
-	19, // [19:29] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	0,  // 7: keyquorum.v1.SignRequest.request:type_name -> keyquorum.v1.SignedCommand
+	36, // 8: keyquorum.v1.SignResponse.failed:type_name -> keyquorum.v1.SignResponse.FailedEntry
+	17, // 9: keyquorum.v1.ReleaseResponse.sealed:type_name -> keyquorum.v1.SealedRelease
+	18, // 10: keyquorum.v1.SealedRelease.partials:type_name -> keyquorum.v1.SealedPartial
+	0,  // 11: keyquorum.v1.CompareAndSwapRequest.release:type_name -> keyquorum.v1.SignedCommand
+	0,  // 12: keyquorum.v1.CompareAndSwapRequest.replace:type_name -> keyquorum.v1.SignedCommand
+	21, // 13: keyquorum.v1.CompareAndSwapResponse.key:type_name -> keyquorum.v1.Key
+	22, // 14: keyquorum.v1.Key.access:type_name -> keyquorum.v1.Access
+	24, // 15: keyquorum.v1.Key.tang:type_name -> keyquorum.v1.TangKey
+	23, // 16: keyquorum.v1.Access.hosts:type_name -> keyquorum.v1.HostList
+	25, // 17: keyquorum.v1.TangKey.shares:type_name -> keyquorum.v1.TangShare
+	30, // 18: keyquorum.v1.GetKeyResponse.partials:type_name -> keyquorum.v1.EncryptedPartial
+	33, // 19: keyquorum.v1.ListSessionsResponse.sessions:type_name -> keyquorum.v1.Session
+	0,  // 20: keyquorum.v1.SubmitKeyRequest.command:type_name -> keyquorum.v1.SignedCommand
+	1,  // 21: keyquorum.v1.ClusterService.Status:input_type -> keyquorum.v1.StatusRequest
+	5,  // 22: keyquorum.v1.ClusterService.Submit:input_type -> keyquorum.v1.SubmitRequest
+	7,  // 23: keyquorum.v1.ClusterService.ListKeys:input_type -> keyquorum.v1.ListKeysRequest
+	9,  // 24: keyquorum.v1.ClusterService.ShowKey:input_type -> keyquorum.v1.ShowKeyRequest
+	11, // 25: keyquorum.v1.ClusterService.Release:input_type -> keyquorum.v1.ReleaseRequest
+	19, // 26: keyquorum.v1.ClusterService.CompareAndSwap:input_type -> keyquorum.v1.CompareAndSwapRequest
+	12, // 27: keyquorum.v1.ClusterService.Sign:input_type -> keyquorum.v1.SignRequest
+	14, // 28: keyquorum.v1.ClusterService.Verify:input_type -> keyquorum.v1.VerifyRequest
+	26, // 29: keyquorum.v1.MachineService.GetTime:input_type -> keyquorum.v1.GetTimeRequest
+	28, // 30: keyquorum.v1.MachineService.GetKey:input_type -> keyquorum.v1.GetKeyRequest
+	31, // 31: keyquorum.v1.MachineService.ListSessions:input_type -> keyquorum.v1.ListSessionsRequest
+	34, // 32: keyquorum.v1.MachineService.SubmitKey:input_type -> keyquorum.v1.SubmitKeyRequest
+	2,  // 33: keyquorum.v1.ClusterService.Status:output_type -> keyquorum.v1.StatusResponse
+	6,  // 34: keyquorum.v1.ClusterService.Submit:output_type -> keyquorum.v1.SubmitResponse
+	8,  // 35: keyquorum.v1.ClusterService.ListKeys:output_type -> keyquorum.v1.ListKeysResponse
+	10, // 36: keyquorum.v1.ClusterService.ShowKey:output_type -> keyquorum.v1.ShowKeyResponse
+	16, // 37: keyquorum.v1.ClusterService.Release:output_type -> keyquorum.v1.ReleaseResponse
+	20, // 38: keyquorum.v1.ClusterService.CompareAndSwap:output_type -> keyquorum.v1.CompareAndSwapResponse
+	13, // 39: keyquorum.v1.ClusterService.Sign:output_type -> keyquorum.v1.SignResponse
+	15, // 40: keyquorum.v1.ClusterService.Verify:output_type -> keyquorum.v1.VerifyResponse
+	27, // 41: keyquorum.v1.MachineService.GetTime:output_type -> keyquorum.v1.GetTimeResponse
+	29, // 42: keyquorum.v1.MachineService.GetKey:output_type -> keyquorum.v1.GetKeyResponse
+	32, // 43: keyquorum.v1.MachineService.ListSessions:output_type -> keyquorum.v1.ListSessionsResponse
+	35, // 44: keyquorum.v1.MachineService.SubmitKey:output_type -> keyquorum.v1.SubmitKeyResponse
+	33, // [33:45] is the sub-list for method output_type
+	21, // [21:33] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_keyquorum_v1_keyquorum_proto_init() }
@@ -2379,7 +2668,7 @@ func file_keyquorum_v1_keyquorum_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keyquorum_v1_keyquorum_proto_rawDesc), len(file_keyquorum_v1_keyquorum_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

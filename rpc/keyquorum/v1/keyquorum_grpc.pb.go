@@ -63,6 +63,8 @@ const (
 	ClusterService_ShowKey_FullMethodName        = "/keyquorum.v1.ClusterService/ShowKey"
 	ClusterService_Release_FullMethodName        = "/keyquorum.v1.ClusterService/Release"
 	ClusterService_CompareAndSwap_FullMethodName = "/keyquorum.v1.ClusterService/CompareAndSwap"
+	ClusterService_Sign_FullMethodName           = "/keyquorum.v1.ClusterService/Sign"
+	ClusterService_Verify_FullMethodName         = "/keyquorum.v1.ClusterService/Verify"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -93,6 +95,14 @@ type ClusterServiceClient interface {
 	// client read in the blind release it compared: the swap happens only
 	// if the key is still at that version.
 	CompareAndSwap(ctx context.Context, in *CompareAndSwapRequest, opts ...grpc.CallOption) (*CompareAndSwapResponse, error)
+	// Sign makes a signature by quorum for a signed release request with op
+	// "sign" (an ed25519-frost key and the message): t share holders each
+	// check the request and send a FROST signature share; no node holds the
+	// key (docs/signing.md).
+	Sign(ctx context.Context, in *SignRequest, opts ...grpc.CallOption) (*SignResponse, error)
+	// Verify checks a signature with a key's public key, for a caller who
+	// may read the key.
+	Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*VerifyResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -163,6 +173,26 @@ func (c *clusterServiceClient) CompareAndSwap(ctx context.Context, in *CompareAn
 	return out, nil
 }
 
+func (c *clusterServiceClient) Sign(ctx context.Context, in *SignRequest, opts ...grpc.CallOption) (*SignResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignResponse)
+	err := c.cc.Invoke(ctx, ClusterService_Sign_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*VerifyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyResponse)
+	err := c.cc.Invoke(ctx, ClusterService_Verify_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -191,6 +221,14 @@ type ClusterServiceServer interface {
 	// client read in the blind release it compared: the swap happens only
 	// if the key is still at that version.
 	CompareAndSwap(context.Context, *CompareAndSwapRequest) (*CompareAndSwapResponse, error)
+	// Sign makes a signature by quorum for a signed release request with op
+	// "sign" (an ed25519-frost key and the message): t share holders each
+	// check the request and send a FROST signature share; no node holds the
+	// key (docs/signing.md).
+	Sign(context.Context, *SignRequest) (*SignResponse, error)
+	// Verify checks a signature with a key's public key, for a caller who
+	// may read the key.
+	Verify(context.Context, *VerifyRequest) (*VerifyResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -218,6 +256,12 @@ func (UnimplementedClusterServiceServer) Release(context.Context, *ReleaseReques
 }
 func (UnimplementedClusterServiceServer) CompareAndSwap(context.Context, *CompareAndSwapRequest) (*CompareAndSwapResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CompareAndSwap not implemented")
+}
+func (UnimplementedClusterServiceServer) Sign(context.Context, *SignRequest) (*SignResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Sign not implemented")
+}
+func (UnimplementedClusterServiceServer) Verify(context.Context, *VerifyRequest) (*VerifyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Verify not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -348,6 +392,42 @@ func _ClusterService_CompareAndSwap_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_Sign_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).Sign(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_Sign_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).Sign(ctx, req.(*SignRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_Verify_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).Verify(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_Verify_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).Verify(ctx, req.(*VerifyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -378,6 +458,14 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CompareAndSwap",
 			Handler:    _ClusterService_CompareAndSwap_Handler,
+		},
+		{
+			MethodName: "Sign",
+			Handler:    _ClusterService_Sign_Handler,
+		},
+		{
+			MethodName: "Verify",
+			Handler:    _ClusterService_Verify_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,363 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/keyquorum/keyquorum/client"
+)
+
+// scaleSnapshotInterval is how often the nodes of a scale run check
+// whether a snapshot is due (Raft's default is 2 minutes): the run
+// measures the state after its snapshots, and a restart from one.
+const scaleSnapshotInterval = 5 * time.Second
+
+// runScale loads n keys through the public API (the Go client, keyctl's
+// path) into a 3-node cluster and measures what grows with the number of
+// keys: memory per key, snapshot size and time, status latency, create
+// and release rates, a follower's restart, a join and a leave.
+func runScale(script string, n, clients int, window time.Duration) error {
+	dir, err := os.MkdirTemp("", "keybench-scale-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	base, err := freeBase4()
+	if err != nil {
+		return err
+	}
+	env := append(os.Environ(), "KEYQUORUM_BASE_PORT="+strconv.Itoa(base),
+		"KEYQUORUM_SNAPSHOT_INTERVAL="+scaleSnapshotInterval.String())
+	sh := func(args ...string) error {
+		cmd := exec.Command(script, args...)
+		cmd.Env, cmd.Stderr = env, os.Stderr
+		return cmd.Run()
+	}
+	if err := sh("up", "3", dir); err != nil {
+		return fmt.Errorf("starting the cluster: %w", err)
+	}
+	defer sh("down", dir)
+	creds, err := client.LoadCredentials(filepath.Join(dir, "credentials/ca.pem"), filepath.Join(dir, "credentials/operator.pem"),
+		filepath.Join(dir, "credentials/operator-key.pem"), "", "")
+	if err != nil {
+		return err
+	}
+	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", base+10*i) }
+	c, err := client.NewClient(addr(1), creds)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	if _, err := c.Pin(ctx); err != nil {
+		return err
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	if _, err := c.CreateSecret(ctx, "bench/secret", secret, time.Time{}); err != nil {
+		return err
+	}
+	var rows []row
+	add := func(what, value, target string) { rows = append(rows, row{what, value, target}) }
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(os.Stderr, "keybench: %s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
+	}
+
+	time.Sleep(2 * time.Second)
+	rss0, err := rssAll(dir, 3)
+	if err != nil {
+		return err
+	}
+	statusP50 := func() (time.Duration, time.Duration, error) {
+		var lat []time.Duration
+		for range 50 {
+			start := time.Now()
+			if _, err := c.Status(ctx); err != nil {
+				return 0, 0, err
+			}
+			lat = append(lat, time.Since(start))
+		}
+		slices.Sort(lat)
+		return lat[len(lat)/2], lat[len(lat)*9/10], nil
+	}
+	s50, s90, err := statusP50()
+	if err != nil {
+		return err
+	}
+	add("status latency p50, p90 at 1 key", ms(s50)+", "+ms(s90), "-")
+
+	var seq atomic.Int64
+	create := func() error {
+		_, err := c.CreateSecret(ctx, fmt.Sprintf("scale/%08d", seq.Add(1)), secret, time.Time{})
+		return err
+	}
+	ok0, errs0 := load(clients, window, create)
+	rate0 := float64(ok0) / window.Seconds()
+	add(fmt.Sprintf("creates per second near 0 keys (%d clients, %d errors)", clients, errs0), fmt.Sprintf("%.0f", rate0), "-")
+
+	logf("loading %d keys with %d clients", n, clients)
+	loadStart := time.Now()
+	var wg sync.WaitGroup
+	var loadErrs atomic.Int64
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq.Load() < int64(n) {
+				if create() != nil {
+					loadErrs.Add(1)
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(15 * time.Second):
+				logf("%d keys", seq.Load())
+			}
+		}
+	}()
+	wg.Wait()
+	close(done)
+	loaded := seq.Load() - loadErrs.Load() - errs0
+	loadTook := time.Since(loadStart)
+	add(fmt.Sprintf("keys loaded (%d errors), in", loadErrs.Load()), fmt.Sprintf("%d, %.1f s (%.0f/s)", loaded, loadTook.Seconds(), float64(seq.Load()-ok0)/loadTook.Seconds()), "-")
+	if err := waitCaughtUp(ctx, c); err != nil {
+		return err
+	}
+
+	okN, errsN := load(clients, window, create)
+	rateN := float64(okN) / window.Seconds()
+	add(fmt.Sprintf("creates per second at %d keys (%d clients, %d errors)", loaded, clients, errsN),
+		fmt.Sprintf("%.0f (%.0f%% of near 0)", rateN, 100*rateN/rate0), ">= 90% of near 0")
+
+	s50, s90, err = statusP50()
+	if err != nil {
+		return err
+	}
+	add(fmt.Sprintf("status latency p50, p90 at %d keys", loaded), ms(s50)+", "+ms(s90), "< 5 ms")
+
+	// Snapshots: wait for every node to persist one after the load.
+	logf("waiting for a snapshot on every node")
+	snaps, err := waitSnapshots(dir, 3, loadStart, 3*time.Minute)
+	if err != nil {
+		return err
+	}
+	var sizes, took []string
+	for _, s := range snaps {
+		sizes = append(sizes, fmt.Sprintf("%.1f", float64(s.Bytes)/(1<<20)))
+		took = append(took, s.Took)
+	}
+	add("last snapshot size (MiB: n1, n2, n3)", strings.Join(sizes, ", "), "-")
+	add("last snapshot write time (n1, n2, n3)", strings.Join(took, ", "), "-")
+	add("snapshot bytes per key (n1)", fmt.Sprintf("%.0f", float64(snaps[0].Bytes)/float64(loaded)), "-")
+	// Status calls (each member hashes its state), then memory.
+	if _, _, err := statusP50(); err != nil {
+		return err
+	}
+	rssN, err := rssAll(dir, 3)
+	if err != nil {
+		return err
+	}
+	var mem, perKey []string
+	worst := 0.0
+	for i := range rssN {
+		mem = append(mem, fmt.Sprintf("%.0f", float64(rssN[i])/1024))
+		pk := float64(rssN[i]-rss0[i]) * 1024 / float64(loaded)
+		perKey = append(perKey, fmt.Sprintf("%.0f", pk))
+		worst = max(worst, pk)
+	}
+	add("node memory after snapshots and status (RSS MiB: n1, n2, n3)", strings.Join(mem, ", "), "-")
+	add("memory per key (RSS growth / keys, bytes: n1, n2, n3)", strings.Join(perKey, ", "), "< 1024")
+
+	names := []string{"bench/secret"}
+	for i := range 1000 {
+		names = append(names, fmt.Sprintf("scale/%08d", 1+i*int(seq.Load()/1000)))
+	}
+	okR, errsR := load(clients, window, func() error {
+		j, _ := rand.Int(rand.Reader, big.NewInt(int64(len(names))))
+		_, err := c.Get(ctx, names[j.Int64()])
+		return err
+	})
+	add(fmt.Sprintf("releases per second at %d keys (%d clients, %d errors, %d distinct keys)", loaded, clients, errsR, len(names)),
+		fmt.Sprintf("%.0f", float64(okR)/window.Seconds()), "-")
+
+	// Restart a follower: kill -9, start, time until it releases again.
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	follower := 0
+	for i := 3; i >= 1 && follower == 0; i-- {
+		if st.Leader != fmt.Sprintf("n%d", i) {
+			follower = i
+		}
+	}
+	if err := sh("kill", strconv.Itoa(follower), dir); err != nil {
+		return err
+	}
+	logf("restarting n%d", follower)
+	fc, err := client.NewClient(addr(follower), creds)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := sh("start", strconv.Itoa(follower), dir); err != nil {
+		return err
+	}
+	for {
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := fc.Get(rctx, "bench/secret")
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Since(start) > 2*time.Minute {
+			return fmt.Errorf("n%d did not serve within 2 minutes of its start: %w", follower, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	add("restarted follower: start to its first release", ms(time.Since(start)), "< 1000 ms")
+	if err := waitCaughtUp(ctx, c); err != nil {
+		return err
+	}
+
+	logf("joining n4")
+	start = time.Now()
+	if err := sh("join", "4", dir); err != nil {
+		return fmt.Errorf("join: %w", err)
+	}
+	add("join of a 4th node (cluster join: token, start, join, reshare)", ms(time.Since(start)), "< 2000 ms")
+	logf("n4 leaving")
+	start = time.Now()
+	if err := sh("leave", "4", dir); err != nil {
+		return fmt.Errorf("leave: %w", err)
+	}
+	add("leave of the 4th node (cluster leave: remove, reshare, stop)", ms(time.Since(start)), "-")
+
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "SCALE (%d keys)\tVALUE\tTARGET\n", n)
+	for _, r := range rows {
+		fmt.Fprintf(w, "%s\t%s\t%s\n", r.what, r.value, r.target)
+	}
+	return w.Flush()
+}
+
+func rssAll(dir string, n int) ([]int64, error) {
+	var out []int64
+	for i := 1; i <= n; i++ {
+		kb, err := rssKB(filepath.Join(dir, fmt.Sprintf("n%d.pid", i)))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, kb)
+	}
+	return out, nil
+}
+
+// persisted is what a node logged for a snapshot it wrote.
+type persisted struct {
+	Time  time.Time
+	Bytes int64
+	Took  string
+}
+
+// waitSnapshots waits until each of nodes 1..n logged a snapshot written
+// after since, and returns the last ones.
+func waitSnapshots(dir string, n int, since time.Time, limit time.Duration) ([]persisted, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		var out []persisted
+		for i := 1; i <= n; i++ {
+			p, err := lastPersisted(filepath.Join(dir, fmt.Sprintf("n%d.log", i)))
+			if err != nil {
+				return nil, err
+			}
+			if p == nil || p.Time.Before(since) {
+				break
+			}
+			out = append(out, *p)
+		}
+		if len(out) == n {
+			return out, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("not every node wrote a snapshot within %v", limit)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// lastPersisted finds the last "persisted a snapshot" line of a node's
+// log (slog's text format: time=... msg="persisted a snapshot" ...
+// bytes=N took=D).
+func lastPersisted(logFile string) (*persisted, error) {
+	f, err := os.Open(logFile)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var last *persisted
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.Contains(line, `msg="persisted a snapshot"`) {
+			continue
+		}
+		var p persisted
+		for _, field := range strings.Fields(line) {
+			k, v, _ := strings.Cut(field, "=")
+			switch k {
+			case "time":
+				p.Time, _ = time.Parse(time.RFC3339Nano, v)
+			case "bytes":
+				p.Bytes, _ = strconv.ParseInt(v, 10, 64)
+			case "took":
+				p.Took = v
+			}
+		}
+		last = &p
+	}
+	return last, sc.Err()
+}
+
+// freeBase4 is freeBase with node 4's ports free too.
+func freeBase4() (int, error) {
+	for range 20 {
+		b, err := freeBase()
+		if err != nil {
+			return 0, err
+		}
+		free := true
+		for j := 0; j < 6 && free; j++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", b+40+j))
+			if err != nil {
+				free = false
+				continue
+			}
+			l.Close()
+		}
+		if free {
+			return b, nil
+		}
+	}
+	return 0, fmt.Errorf("no free ports found")
+}

@@ -1,0 +1,168 @@
+package fsm
+
+import (
+	"crypto/sha256"
+	"crypto/sha3"
+	"encoding/binary"
+	"encoding/json"
+)
+
+// The state hash (Hash) is kept up to date as entries apply, so that a
+// status call costs the same at a million keys as at none.
+//
+// It is SHA-256 over a label, the JSON encoding of the state without its
+// two maps that grow with use (Keys, and Nonces, one per command applied
+// in the last 2*MaxClockSkew), and a multiset hash of those maps' entries:
+// LtHash16 (Bellare and Micciancio's additive hash, with the parameters
+// of Lewi et al., "Securing Update Propagation with Homomorphic Hashing",
+// 2019: 1024 lanes of 16 bits, about 200 bits of collision resistance).
+// Each entry (its map, its name and its value's encoding) is hashed with
+// SHA-256, that digest is expanded with SHAKE128 to 2048 bytes, and the
+// expansions are added lane by lane modulo 2^16. Adding is commutative, so
+// the sum does not depend on the maps' order, and an entry that changes is
+// taken out (its old expansion subtracted) and put back in O(1).
+//
+// Apply marks the names an entry changed (the key a key command wrote,
+// the keys a resharing round completed, the nonces it spent or forgot);
+// Hash folds the marked names into the sum, so its cost is that of the
+// entries applied since the last call, plus the small rest of the state.
+// After a restore the sum is rebuilt from the whole state, once.
+//
+// Checkpoints (checkpoint.go) do not use this hash: they certify the
+// SHA-256 of the state's encoding, which a restoring replica checks
+// against the bytes it is sent.
+
+// stateHashLabel starts the hash's input.
+const stateHashLabel = "keyquorum state hash v2\x00"
+
+// Domain labels of a multiset entry's digest.
+const (
+	entryKey   = "keyquorum state key\x00"
+	entryNonce = "keyquorum state nonce\x00"
+)
+
+const ltLanes = 1024
+
+// ltHash is an LtHash16 sum.
+type ltHash [ltLanes]uint16
+
+// update adds (or, with sub, subtracts) the expansion of digest d.
+func (h *ltHash) update(d *[32]byte, sub bool) {
+	var buf [2 * ltLanes]byte
+	x := sha3.NewSHAKE128()
+	x.Write(d[:])
+	x.Read(buf[:])
+	for i := range h {
+		v := binary.LittleEndian.Uint16(buf[2*i:])
+		if sub {
+			h[i] -= v
+		} else {
+			h[i] += v
+		}
+	}
+}
+
+// stateDigest is the multiset part of the state hash and what keeps it:
+// the digest each entry was added with, and the names changed since.
+// Apply marks names under FSM.mu's write lock; Hash folds them under
+// hashMu and the read lock, which no Apply holds at the same time.
+type stateDigest struct {
+	sum         ltHash
+	keys        map[string][32]byte // name -> digest in sum
+	nonces      map[string][32]byte
+	dirtyKeys   map[string]struct{}
+	dirtyNonces map[string]struct{}
+	stale       bool // after a restore: rebuild from the whole state
+}
+
+// reset makes the next fold rebuild the sum from the state.
+func (d *stateDigest) reset() { *d = stateDigest{stale: true} }
+
+func (d *stateDigest) markKey(name string) {
+	if d.dirtyKeys == nil {
+		d.dirtyKeys = map[string]struct{}{}
+	}
+	d.dirtyKeys[name] = struct{}{}
+}
+
+func (d *stateDigest) markNonce(name string) {
+	if d.dirtyNonces == nil {
+		d.dirtyNonces = map[string]struct{}{}
+	}
+	d.dirtyNonces[name] = struct{}{}
+}
+
+// fold brings the sum up to date with s.
+func (d *stateDigest) fold(s *State) error {
+	if d.stale || d.keys == nil {
+		*d = stateDigest{keys: make(map[string][32]byte, len(s.Keys)), nonces: make(map[string][32]byte, len(s.Nonces))}
+		for name := range s.Keys {
+			d.markKey(name)
+		}
+		for name := range s.Nonces {
+			d.markNonce(name)
+		}
+	}
+	for name := range d.dirtyKeys {
+		var b []byte
+		if k := s.Keys[name]; k != nil {
+			var err error
+			if b, err = json.Marshal(k); err != nil {
+				return err
+			}
+		}
+		d.replace(d.keys, entryKey, name, b)
+	}
+	for name := range d.dirtyNonces {
+		var b []byte
+		if exp, ok := s.Nonces[name]; ok {
+			b = binary.BigEndian.AppendUint64(nil, uint64(exp))
+		}
+		d.replace(d.nonces, entryNonce, name, b)
+	}
+	d.dirtyKeys, d.dirtyNonces = nil, nil
+	return nil
+}
+
+// replace takes name's old entry out of the sum and puts value in (nil:
+// the entry is gone).
+func (d *stateDigest) replace(m map[string][32]byte, label, name string, value []byte) {
+	if old, ok := m[name]; ok {
+		d.sum.update(&old, true)
+		delete(m, name)
+	}
+	if value == nil {
+		return
+	}
+	h := sha256.New()
+	h.Write([]byte(label))
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(name))))
+	h.Write([]byte(name))
+	h.Write(value)
+	var e [32]byte
+	h.Sum(e[:0])
+	d.sum.update(&e, false)
+	m[name] = e
+}
+
+// hash is the state hash of s, whose Keys and Nonces d has folded.
+func (d *stateDigest) hash(s *State) ([32]byte, error) {
+	rest := *s
+	rest.Keys, rest.Nonces = nil, nil
+	b, err := json.Marshal(&rest)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	h := sha256.New()
+	h.Write([]byte(stateHashLabel))
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(b))))
+	h.Write(b)
+	var lanes [2 * ltLanes]byte
+	for i, v := range d.sum {
+		binary.LittleEndian.PutUint16(lanes[2*i:], v)
+	}
+	h.Write(lanes[:])
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum, nil
+}
