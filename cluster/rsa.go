@@ -52,30 +52,67 @@ func (n *Node) ThresholdRSA(ctx context.Context, gateway, name string, input []b
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
-	shoup := map[uint32]uint32{} // node index -> Shoup's index
-	byIndex := map[uint32]string{}
 	a, err := n.coordinatorRead(ctx, sg, func(s *fsm.State, a *authorized, refused *fsm.Error) {
-		if refused != nil {
-			return
-		}
-		a.holders, a.threshold = nil, a.key.RSA.Threshold
-		for _, sh := range a.key.RSA.Shares {
-			// A removed node keeps its share but is asked no more.
-			if node := s.Nodes[sh.NodeID]; node != nil && !node.Leaving {
-				a.holders = append(a.holders, *node)
-				shoup[node.Index], byIndex[node.Index] = sh.Index, node.ID
-			}
+		if refused == nil {
+			rsaHolders(s, a)
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
+	return n.rsaGather(ctx, a, input)
+}
+
+// rsaHolders sets whom a request with a threshold RSA key asks: the
+// holders of its deal that are still members. A removed node keeps its
+// share but is asked no more.
+func rsaHolders(s *fsm.State, a *authorized) {
+	a.holders, a.threshold = nil, a.key.RSA.Threshold
+	for _, sh := range a.key.RSA.Shares {
+		if node := s.Nodes[sh.NodeID]; node != nil && !node.Leaving {
+			a.holders = append(a.holders, *node)
+		}
+	}
+}
+
+// rsaSign signs an operator's or a gateway node's request (op sign) with
+// a threshold RSA key: the message's SHA-256, padded as the request asks
+// (api.RSASignInput, which every holder computes again from the signed
+// request), raised to d by a quorum.
+func (n *Node) rsaSign(ctx context.Context, a *authorized) (*api.Signature, error) {
+	pub, ok := a.key.RSAPublicKey()
+	if !ok {
+		return nil, Errorf(KindInternal, "key %q has no RSA public key", a.key.Name)
+	}
+	req := a.cmd.Release
+	input, err := api.RSASignInput(pub, req.Padding, req.Message, a.cmd.Nonce)
+	if err != nil {
+		return nil, Errorf(KindInvalid, "%v", err)
+	}
+	sig, err := n.rsaGather(ctx, a, input)
+	if err != nil {
+		return nil, err
+	}
+	return &api.Signature{Key: a.key.Name, Version: a.key.Version, Type: a.key.Type, PublicKey: a.key.Public, Signature: sig}, nil
+}
+
+// rsaGather asks a's holders for their shares of input^d mod n and
+// combines t of them into a result the public key verifies.
+func (n *Node) rsaGather(ctx context.Context, a *authorized, input []byte) ([]byte, error) {
+	name := a.key.Name
 	pub, ok := a.key.RSAPublicKey()
 	if !ok {
 		return nil, Errorf(KindInternal, "key %q has no RSA public key", name)
 	}
 	if err := checkRSAInput(pub, input); err != nil {
 		return nil, err
+	}
+	shoup := map[uint32]uint32{} // node index -> Shoup's index
+	byIndex := map[uint32]string{}
+	for _, h := range a.holders {
+		if sh := a.key.RSA.ShareOf(h.ID); sh != nil {
+			shoup[h.Index], byIndex[h.Index] = sh.Index, h.ID
+		}
 	}
 	players, t := uint(len(a.key.RSA.Shares)), uint(a.key.RSA.Threshold)
 	call := holderCall[rsaShareAnswer]{path: "/internal/v1/rsa-share", local: n.answerRSAShare,
@@ -220,9 +257,11 @@ func (n *Node) handleRSAShare(w http.ResponseWriter, r *http.Request) {
 
 // answerRSAShare is a threshold RSA share holder's side: the same checks
 // as for every use of a share (authorizeAsHolder: its own read index, the
-// request's signature and the key's access for the gateway on its own
-// state, the nonce spent once), then the input checked against the public
-// key its own state holds (circl: a modulus the attacker chose could
+// request's signature and the key's access for the gateway or the
+// operator's rule on its own state, the nonce spent once), then the input
+// (op rsa-share, from a gateway node; for op sign, the message padded
+// here, api.RSASignInput) checked against the public key its own state
+// holds (circl: a modulus the attacker chose could
 // disclose the share), then x^(2Δs_i) mod n, with circl's blinding. The
 // share is opened from the state, where it is sealed to this node's
 // identity key, for this one computation.
@@ -242,7 +281,13 @@ func (n *Node) answerRSAShare(ctx context.Context, req *partialRequest) (*rsaSha
 	if !ok {
 		return nil, Errorf(KindInternal, "key %q has no RSA public key", key.Name)
 	}
-	if err := checkRSAInput(pub, g.cmd.Release.Input); err != nil {
+	input := g.cmd.Release.Input
+	if g.cmd.Release.Op == fsm.OpSign { // this holder pads the message itself
+		if input, err = api.RSASignInput(pub, g.cmd.Release.Padding, g.cmd.Release.Message, g.cmd.Nonce); err != nil {
+			return nil, Errorf(KindInvalid, "%v", err)
+		}
+	}
+	if err := checkRSAInput(pub, input); err != nil {
 		return nil, err
 	}
 	encPriv, err := shamir.EncryptionKeyFromEd25519(n.id.SignKey)
@@ -254,7 +299,7 @@ func (n *Node) answerRSAShare(ctx context.Context, req *partialRequest) (*rsaSha
 	if err != nil {
 		return nil, Errorf(KindNoQuorum, "node %s has no usable share of rsa key %q: %v", n.id.NodeID, key.Name, err)
 	}
-	s, err := ks.Sign(rand.Reader, pub, g.cmd.Release.Input, false)
+	s, err := ks.Sign(rand.Reader, pub, input, false)
 	if err != nil {
 		return nil, Errorf(KindInternal, "rsa share: %v", err)
 	}

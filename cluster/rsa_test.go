@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
@@ -503,5 +504,119 @@ func TestThresholdRSAKeyNeedsReimportWhenAHolderLeaves(t *testing.T) {
 		if files := filesCarrying(t, tn.cfg.DataDir, forms); len(files) > 0 {
 			t.Errorf("%s still holds the retired %s's sealed share in %v", tn.id(), victim.id(), files)
 		}
+	}
+}
+
+// TestThresholdRSASignsThroughTheSignPath: an operator's signing request
+// (op sign, the generic path REST /v1/sign, gRPC Sign and keyctl key sign
+// take) with an rsa-threshold key makes, through every node, a PKCS #1
+// v1.5 signature (the default, and named) or a PSS one over the message's
+// SHA-256, as the request asks; each verifies with crypto/rsa and with
+// api.VerifySignature under that padding only. An unknown padding is
+// refused with what is known.
+func TestThresholdRSASignsThroughTheSignPath(t *testing.T) {
+	c := newTestCluster(t, 3)
+	priv := rsaKey(t)
+	pub := &priv.PublicKey
+	k := c.createThresholdRSA("sig/rsa", priv, nil)
+	signReq := func(msg []byte, padding string) *fsm.Signed {
+		return c.sign(&fsm.Command{Type: fsm.TypeRelease,
+			Release: &fsm.ReleaseRequest{Key: "sig/rsa", Op: fsm.OpSign, Message: msg, Padding: padding}})
+	}
+	for _, tn := range c.running() {
+		c.waitHasKey(tn, "sig/rsa")
+		for _, padding := range []string{"", fsm.PaddingPKCS1v15, fsm.PaddingPSS} {
+			msg := []byte("release v1.2 signed through " + tn.id() + " with " + padding)
+			sig, err := c.signThrough(tn, signReq(msg, padding))
+			if err != nil {
+				t.Fatalf("signing with padding %q through %s: %v (kind %s)", padding, tn.id(), err, KindOf(err))
+			}
+			digest := sha256.Sum256(msg)
+			other := fsm.PaddingPSS
+			if padding == fsm.PaddingPSS {
+				err = rsa.VerifyPSS(pub, crypto.SHA256, digest[:], sig.Signature, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
+				other = fsm.PaddingPKCS1v15
+			} else {
+				err = rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig.Signature)
+			}
+			if err != nil {
+				t.Fatalf("the %q signature made through %s does not verify with crypto/rsa: %v", padding, tn.id(), err)
+			}
+			if sig.Type != fsm.KeyTypeRSAThreshold || !bytes.Equal(sig.PublicKey, k.Public) || sig.Check(msg, padding) != nil {
+				t.Fatalf("the answer names type %q and another public key, or does not check", sig.Type)
+			}
+			if err := api.VerifySignature(k, msg, sig.Signature, padding); err != nil {
+				t.Fatalf("api.VerifySignature(%q): %v", padding, err)
+			}
+			if err := api.VerifySignature(k, msg, sig.Signature, other); !errors.Is(err, api.ErrBadSignature) {
+				t.Errorf("the %q signature verified as %q: %v", padding, other, err)
+			}
+			if err := api.VerifySignature(k, []byte("another message"), sig.Signature, padding); !errors.Is(err, api.ErrBadSignature) {
+				t.Errorf("the %q signature verified another message: %v", padding, err)
+			}
+		}
+	}
+	if _, err := c.signThrough(c.leader(), signReq([]byte("m"), "oaep")); KindOf(err) != KindInvalid || !strings.Contains(err.Error(), fsm.PaddingPSS) {
+		t.Errorf("an unknown padding: %v (kind %s), want %s naming the paddings", err, KindOf(err), KindInvalid)
+	}
+}
+
+// TestSignRequestCannotChooseTheRSAInput: an operator allowed to sign
+// with an rsa-threshold key cannot turn a holder into a decryption oracle
+// through a lying coordinator: a sign request that carries an input (a
+// ciphertext) is refused by the holder, and the share a holder gives for
+// a sign request is of the message it padded itself, so combined with
+// another holder's share it makes the signature of that message, never
+// the ciphertext's x^d.
+func TestSignRequestCannotChooseTheRSAInput(t *testing.T) {
+	c := newTestCluster(t, 3)
+	priv := rsaKey(t)
+	pub := &priv.PublicKey
+	c.createThresholdRSA("sig/oracle", priv, nil)
+	coord := c.leader()
+	victim := c.anyRunning(coord)
+	c.waitHasKey(victim, "sig/oracle")
+	secret := []byte("pre-master secret of the victim's TLS session....")
+	//lint:ignore SA1019 the attacker's ciphertext, recorded from a PKCS #1 v1.5 key exchange
+	ct, err := rsa.EncryptPKCS1v15(rand.Reader, pub, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func(rel *fsm.ReleaseRequest) (*rsaShareAnswer, error) {
+		k := storedKey(t, coord, "sig/oracle")
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
+		return victim.n.answerRSAShare(ctx, &partialRequest{Request: c.sign(&fsm.Command{Type: fsm.TypeRelease, Release: rel}), Version: k.Version})
+	}
+	if _, err := ask(&fsm.ReleaseRequest{Key: "sig/oracle", Op: fsm.OpSign, Message: []byte("m"), Input: ct}); KindOf(err) != KindInvalid {
+		t.Fatalf("a sign request with the attacker's input: %v (kind %s), want %s", err, KindOf(err), KindInvalid)
+	}
+	msg := []byte("innocent message")
+	sg := c.sign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: "sig/oracle", Op: fsm.OpSign, Message: msg}})
+	var shares []namedShare
+	for _, tn := range c.running()[:2] {
+		c.waitHasKey(tn, "sig/oracle")
+		k := storedKey(t, tn, "sig/oracle")
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		ans, err := tn.n.answerRSAShare(ctx, &partialRequest{Request: sg, Version: k.Version})
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: %v", tn.id(), err)
+		}
+		s, err := parseRSAShare(ans.Share, tn.id(), k.RSA.ShareOf(tn.id()).Index, uint(len(k.RSA.Shares)), uint(k.RSA.Threshold))
+		if err != nil {
+			t.Fatal(err)
+		}
+		shares = append(shares, namedShare{node: tn.id(), share: s})
+	}
+	if _, _, err := combineRSA(pub, 3, 2, shares, ct); err == nil {
+		t.Fatal("the holders' shares for a sign request combine into the ciphertext's x^d")
+	}
+	in, err := api.RSASignInput(pub, "", msg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := combineRSA(pub, 3, 2, shares, in); err != nil {
+		t.Fatalf("the shares do not combine into the message's signature: %v", err)
 	}
 }

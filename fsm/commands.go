@@ -224,8 +224,12 @@ type ReleaseRequest struct {
 	// (shamir.SealX25519; client-side combine). Machines and operators must set
 	// it; a gateway node's request must not.
 	Ephemeral []byte `json:"ephemeral,omitempty"`
-	// Message is what OpSign signs, for a FROST key (frost.go).
+	// Message is what OpSign signs (frost.go, rsathreshold.go).
 	Message []byte `json:"message,omitempty"`
+	// Padding is how OpSign pads for an rsa-threshold key:
+	// PaddingPKCS1v15 (also when empty) or PaddingPSS. Other keys take
+	// none.
+	Padding string `json:"padding,omitempty"`
 	// ReplaceKey is set when Op is OpCAS: the swap this release serves.
 	ReplaceKey *ReplaceKey `json:"replace_key,omitempty"`
 }

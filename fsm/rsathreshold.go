@@ -28,6 +28,19 @@ const (
 	OpRSAShare = "rsa-share"
 )
 
+// Paddings of an rsa-threshold key's signature by OpSign, over the
+// SHA-256 of the message (cluster/api.RSASignInput): PKCS #1 v1.5 (RFC
+// 8017, 8.2), the default, or PSS (RFC 8017, 8.1) with MGF1-SHA-256 and a
+// 32-byte salt.
+const (
+	PaddingPKCS1v15 = "pkcs1v15"
+	PaddingPSS      = "pss"
+)
+
+// RSAPaddings are the paddings a request may name; empty is
+// PaddingPKCS1v15.
+var RSAPaddings = []string{"", PaddingPKCS1v15, PaddingPSS}
+
 // Limits of a threshold RSA key.
 const (
 	minRSABits         = 2048

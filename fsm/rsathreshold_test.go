@@ -79,6 +79,8 @@ func TestCreateRSAThresholdKey(t *testing.T) {
 // TestAuthorizeRSAShare: only a member node, for a gateway the key names,
 // asks a holder for its share of a threshold RSA key, with an input; a
 // threshold key is never released, and another key gives no rsa share.
+// Op sign (an operator's or a gateway node's) carries a message and a
+// known padding, never an input.
 func TestAuthorizeRSAShare(t *testing.T) {
 	pub := rsaPublic(t, 2048)
 	share := func(key string, input []byte) *fsm.Command {
@@ -87,6 +89,13 @@ func TestAuthorizeRSAShare(t *testing.T) {
 		return c
 	}
 	in := bytes.Repeat([]byte{5}, 256)
+	// sign is op sign: the message, the padding, and an input a signing
+	// request must not carry (each holder pads the message itself).
+	sign := func(key, padding string, input []byte) *fsm.Command {
+		c := releaseCmd(key, fsm.OpSign)
+		c.Release.Message, c.Release.Padding, c.Release.Input, c.Release.Ephemeral = []byte("to sign"), padding, input, nil
+		return c
+	}
 	setup := func(h *harness) {
 		ready(h)
 		h.must(admin, rsaThresholdCmd(t, "tls/rsa", pub, 1, node(1).ID))
@@ -113,6 +122,14 @@ func TestAuthorizeRSAShare(t *testing.T) {
 		{"a threshold key released", node(1), with(share("tls/rsa", nil), func(c *fsm.Command) { c.Release.Op = fsm.OpGet }), fsm.CodeInvalid},
 		{"a threshold key released to an admin", admin, releaseCmd("tls/rsa", fsm.OpGet), fsm.CodeInvalid},
 		{"an rsa share of an assembled key", node(1), share("tls/assembled", in), fsm.CodeInvalid},
+		{"an operator's signature, PKCS #1 v1.5 by default", admin, sign("tls/rsa", "", nil), ""},
+		{"an operator's signature, PSS", admin, sign("tls/rsa", fsm.PaddingPSS, nil), ""},
+		{"a node's signature for its keyless gateway", node(1), with(sign("tls/rsa", fsm.PaddingPKCS1v15, nil), func(c *fsm.Command) {
+			c.Release.Gateway, c.Release.Client = fsm.GatewayTLV, "203.0.113.9"
+		}), ""},
+		{"a signature with an unknown padding", admin, sign("tls/rsa", "oaep", nil), fsm.CodeInvalid},
+		{"a signature that names its input", admin, sign("tls/rsa", "", in), fsm.CodeInvalid},
+		{"a signature with an assembled key", admin, sign("tls/assembled", "", nil), fsm.CodeInvalid},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
