@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"time"
@@ -46,6 +45,11 @@ type JoinOptions struct {
 	// returns nil to admit it (keyctl asks on a terminal). It is called
 	// before anything is issued.
 	Confirm func(id *api.Identity, fingerprint string) error
+	// AutoJoin, for InitCluster only, gives the cluster a join CA (an
+	// intermediate of its CA) that members keep, so that nodes started
+	// with a join token and --retry-join join by themselves
+	// (docs/join.md). The CA's own key stays in the credentials.
+	AutoJoin bool
 }
 
 // vouch checks the operator's word for the node's identity before anything
@@ -126,19 +130,6 @@ func startNode(ctx context.Context, addr string, id *api.Identity, req *api.Star
 	return nil
 }
 
-// nodeHosts are the names and addresses a node certificate is issued for.
-func nodeHosts(id *api.Identity) []string {
-	hosts := []string{"localhost"}
-	seen := map[string]bool{"localhost": true}
-	for _, a := range []string{id.APIAddr, id.RaftAddr} {
-		if h, _, err := net.SplitHostPort(a); err == nil && !seen[h] {
-			seen[h] = true
-			hosts = append(hosts, h)
-		}
-	}
-	return hosts
-}
-
 func nodeRecord(id *api.Identity) *fsm.Node {
 	return &fsm.Node{ID: id.NodeID, RaftAddr: id.RaftAddr, APIAddr: id.APIAddr, GossipAddr: id.GossipAddr,
 		SignKey: id.SignKey, EncKey: id.EncKey}
@@ -190,7 +181,7 @@ func InitCluster(ctx context.Context, addr, operatorName string, initialNodes in
 		return nil, nil, err
 	}
 	creds := &Credentials{CACert: ca.CertPEM, CAKey: caKey, GossipKey: gossip, Cert: opCert, Key: opKey, OperatorID: opID}
-	nodeCert, err := ca.Issue(ed25519.PublicKey(id.SignKey), pki.RoleNode, id.NodeID, nodeHosts(id))
+	nodeCert, err := ca.Issue(ed25519.PublicKey(id.SignKey), pki.RoleNode, id.NodeID, pki.NodeHosts(id.APIAddr, id.RaftAddr))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -204,6 +195,16 @@ func InitCluster(ctx context.Context, addr, operatorName string, initialNodes in
 		return nil, nil, err
 	}
 	req := &api.StartRequest{ClusterID: clusterID, CACert: ca.CertPEM, NodeCert: nodeCert, GossipKey: gossip, JoinToken: opts.Token, Init: init}
+	if opts.AutoJoin {
+		join, err := ca.NewJoinCA()
+		if err != nil {
+			return nil, nil, err
+		}
+		if req.JoinCAKey, err = join.KeyPEM(); err != nil {
+			return nil, nil, err
+		}
+		req.JoinCACert = join.CertPEM
+	}
 	if err := startNode(ctx, addr, id, req); err != nil {
 		return nil, nil, fmt.Errorf("starting node %q: %w", id.NodeID, err)
 	}
@@ -253,7 +254,7 @@ func (c *Client) JoinNode(ctx context.Context, addr string, opts JoinOptions) (*
 	if err := c.usableToken(ctx, tokenID); err != nil {
 		return nil, err
 	}
-	nodeCert, err := ca.Issue(ed25519.PublicKey(id.SignKey), pki.RoleNode, id.NodeID, nodeHosts(id))
+	nodeCert, err := ca.Issue(ed25519.PublicKey(id.SignKey), pki.RoleNode, id.NodeID, pki.NodeHosts(id.APIAddr, id.RaftAddr))
 	if err != nil {
 		return nil, err
 	}
@@ -296,14 +297,15 @@ func (c *Client) usableToken(ctx context.Context, id string) error {
 	return &Error{Kind: api.KindDenied, Message: fmt.Sprintf("the cluster holds no join token %s: it was never created (keyctl cluster token create), was revoked or expired", id)}
 }
 
-// waitMember waits until the node is a member and the cluster key is
+// waitMember waits until the node is a member, a Raft voter (the leader
+// promotes a new member after its stable period), and the cluster key is
 // settled for the new member set: reshared past epoch `after`, or, before
 // the first key, still waiting for its initial members (or made, if this
 // was the last of them).
 func (c *Client) waitMember(ctx context.Context, nodeID string, after uint64) error {
 	for {
 		st, err := c.Status(ctx)
-		if err == nil && st.Resharing == nil && slices.ContainsFunc(st.Members, func(m api.MemberStatus) bool { return m.ID == nodeID }) {
+		if err == nil && st.Resharing == nil && slices.ContainsFunc(st.Members, func(m api.MemberStatus) bool { return m.ID == nodeID && m.Voter }) {
 			if st.Epoch > after || st.Epoch == 0 && len(st.Members) < st.InitialNodes {
 				return nil
 			}

@@ -558,6 +558,13 @@ func (c *Client) CreateOperator(ctx context.Context, name string, admin bool) (*
 	return &Credentials{CACert: c.creds.CACert, Cert: cert, Key: key, OperatorID: op.ID}, nil
 }
 
+// SetAutopilot has the leader remove a member it has seen down for
+// removeDeadAfter, while t holders stay (fsm/autopilot.go); 0 turns it off.
+func (c *Client) SetAutopilot(ctx context.Context, removeDeadAfter time.Duration) error {
+	_, err := c.submit(ctx, "/v1/autopilot", &fsm.Command{Type: fsm.TypeSetAutopilot, SetAutopilot: &fsm.Autopilot{RemoveDeadAfter: removeDeadAfter}})
+	return err
+}
+
 // RemoveNode removes a member; the cluster reshares without it.
 func (c *Client) RemoveNode(ctx context.Context, id string) error {
 	_, err := c.submit(ctx, "/v1/nodes/"+url.PathEscape(id)+"/remove", &fsm.Command{Type: fsm.TypeRemoveNode, RemoveNode: id})

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"net/http"
 	"net/url"
@@ -24,16 +25,19 @@ func (c *Client) CreateJoinToken(ctx context.Context, ttl time.Duration) (string
 
 // AddJoinToken has the cluster hold a join token made elsewhere
 // (api.NewJoinToken), such as the one an unjoined node wrote to its data
-// directory, for ttl.
+// directory, for ttl: the SHA-256 of its secret, for an operator's join,
+// and the public key it derives (api.JoinTokenKey), for a node that joins
+// by itself with it (keyd --retry-join).
 func (c *Client) AddJoinToken(ctx context.Context, token string, ttl time.Duration) error {
 	id, secret, err := api.ParseJoinToken(token)
 	if err != nil {
 		return err
 	}
 	sum := sha256Sum(secret)
+	key := api.JoinTokenKey(secret).Public().(ed25519.PublicKey)
 	clear(secret)
 	_, err = c.submit(ctx, "/v1/join-tokens", &fsm.Command{Type: fsm.TypeCreateJoinToken,
-		CreateJoinToken: &fsm.JoinToken{ID: id, Hash: sum, ExpiresAt: time.Now().Add(ttl).UnixNano()}})
+		CreateJoinToken: &fsm.JoinToken{ID: id, Hash: sum, Key: key, ExpiresAt: time.Now().Add(ttl).UnixNano()}})
 	return err
 }
 

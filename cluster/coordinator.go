@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keyquorum/keyquorum/fsm"
@@ -69,7 +70,7 @@ func (n *Node) coordinatorRead(ctx context.Context, sg *fsm.Signed, also func(s 
 	if _, err := n.joined(); err != nil {
 		return nil, err
 	}
-	idx, err := n.readIndex(ctx)
+	idx, err := n.sharedReadIndex(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -77,10 +78,14 @@ func (n *Node) coordinatorRead(ctx context.Context, sg *fsm.Signed, also func(s 
 		return nil, err
 	}
 	a := &authorized{request: sg}
-	var ferr *fsm.Error
+	var (
+		ferr  *fsm.Error
+		basis string
+	)
 	n.fsm.Read(func(s *fsm.State) {
 		cmd, k, e := s.AuthorizeRelease(sg, time.Now())
 		if e == nil {
+			basis = s.ReleaseBasis(sg.Signer, cmd.Release)
 			key := *k // the State's slices are never mutated in place
 			a.cmd, a.key = cmd, &key
 			a.clusterID, a.epoch, a.poly, a.threshold, a.readAt = s.ClusterID, s.Epoch, s.Poly, s.Threshold, s.Applied
@@ -94,7 +99,12 @@ func (n *Node) coordinatorRead(ctx context.Context, sg *fsm.Signed, also func(s 
 		}
 	})
 	if ferr != nil {
-		return nil, fromFSM(ferr)
+		err := fromFSM(ferr)
+		n.decide(roleCoordinator, sg, "", err)
+		return nil, err
+	}
+	if err := n.decide(roleCoordinator, sg, basis, nil); err != nil {
+		return nil, err
 	}
 	return a, nil
 }
@@ -118,14 +128,206 @@ type holderCall[P any] struct {
 // gather is step 2: it asks a's holders for their answers to req and
 // returns what open makes of the first t (a.threshold) that it accepts.
 // tooFew explains a read that lists fewer than t holders: a format of the
-// holders listed and t.
-func gather[P, R any](ctx context.Context, n *Node, a *authorized, call holderCall[P], req *partialRequest, tooFew string, open func(own, others []*P) (R, error)) (R, error) {
+// holders listed and t. early, if not nil, is what speculate asked before
+// the read: its answers are used when it asked for what gather would.
+func gather[P, R any](ctx context.Context, n *Node, a *authorized, call holderCall[P], req *partialRequest, tooFew string, early *speculation[P], open func(own, others []*P) (R, error)) (R, error) {
 	if len(a.holders) < a.threshold {
 		var zero R
 		return zero, Errorf(KindNoQuorum, tooFew, len(a.holders), a.threshold)
 	}
 	ask := askHolder(n, call.path, req, call.local, call.index)
-	return gatherAndOpen(ctx, n.id.NodeID, a.holders, a.threshold, ask, open)
+	var holders []fsm.Node
+	if early.matches(a, req) {
+		holders = early.holders
+	} else {
+		early.discard()
+		early = nil
+		holders = n.holderPick.order(n.id.NodeID, a.holders)
+	}
+	return gatherAndOpen(ctx, n.id.NodeID, holders, a.threshold, func(ctx context.Context, h fsm.Node) (*P, error) {
+		if r, ok := early.answer(ctx, h.ID); ok {
+			return r.p, r.err
+		}
+		done := n.holderPick.asking(h.ID)
+		defer done()
+		return ask(ctx, h)
+	}, open)
+}
+
+// sharedReadIndex is a read index for a coordinator, from a round it
+// shares with this node's other coordinations and holder checks that
+// arrived before the round started (holderReadIndex).
+func (n *Node) sharedReadIndex(ctx context.Context) (uint64, error) {
+	select {
+	case r := <-n.holderReadIndex():
+		return r.index, r.err
+	case <-ctx.Done():
+		return 0, Errorf(KindNoQuorum, "node %s could not get a read index from the leader in time", n.id.NodeID)
+	}
+}
+
+// A speculation asks the other holders while the coordinator's own read
+// is in flight, so that their reads and computations overlap it instead
+// of following it. It is made on the state this node has applied: the
+// holders, key version and epoch there. It asks only holders other than
+// this node, each of which makes its own read before it answers (holder.go)
+// and takes the coordinator's index as a lower bound only; this node's
+// own answer still follows its read. gather uses the answers only if the
+// read found the same request, key version, epoch and holders
+// (speculation.matches); otherwise it discards them and asks again at the
+// read. A holder refuses a request for another key version than its
+// read's before it spends the request's nonce, so asking it again at the
+// right version is answered; one that did answer the speculation read the
+// earlier version after the request arrived, a write raced the release,
+// and the release fails with that holder's refusal of the replay, as any
+// release that races a write to its key may.
+type speculation[P any] struct {
+	request *fsm.Signed
+	version uint64
+	epoch   uint64
+	// holders is the order gather asks in: this node first, then the
+	// ones asked early.
+	holders []fsm.Node
+	asked   map[string]chan partialResult[*P]
+	cancel  context.CancelFunc
+}
+
+// speculate asks the holders that gather would ask after this node, t-1
+// of them, with the state this node has applied; nil when that state does
+// not authorize sg (the read will say why) or this node is no holder.
+func speculate[P any](ctx context.Context, n *Node, sg *fsm.Signed, call holderCall[P]) *speculation[P] {
+	var (
+		sp        speculation[P]
+		t         int
+		holders   []fsm.Node
+		appliedAt uint64
+		ok        bool
+	)
+	n.fsm.Read(func(s *fsm.State) {
+		_, k, e := s.AuthorizeRelease(sg, time.Now())
+		if e != nil {
+			return
+		}
+		ok = true
+		sp.request, sp.version, sp.epoch = sg, k.Version, s.Epoch
+		t, appliedAt = s.Threshold, s.Applied
+		for _, h := range s.Holders() {
+			holders = append(holders, *h)
+		}
+	})
+	if !ok || len(holders) < t || t < 1 {
+		return nil
+	}
+	sp.holders = n.holderPick.order(n.id.NodeID, holders)
+	if sp.holders[0].ID != n.id.NodeID {
+		return nil
+	}
+	req := &partialRequest{ReadIndex: appliedAt, Request: sg, Version: sp.version, Epoch: sp.epoch}
+	ask := askHolder(n, call.path, req, call.local, call.index)
+	ctx, sp.cancel = context.WithCancel(ctx)
+	sp.asked = map[string]chan partialResult[*P]{}
+	for _, h := range sp.holders[1:t] {
+		ch := make(chan partialResult[*P], 1)
+		sp.asked[h.ID] = ch
+		done := n.holderPick.asking(h.ID)
+		go func() {
+			defer done()
+			p, err := ask(ctx, h)
+			ch <- partialResult[*P]{node: h.ID, p: p, err: err}
+		}()
+	}
+	return &sp
+}
+
+// matches reports whether the read a asks for what sp asked: the same
+// request, key version and epoch, and the same holders.
+func (sp *speculation[P]) matches(a *authorized, req *partialRequest) bool {
+	if sp == nil || sp.request != a.request || sp.version != req.Version || sp.epoch != req.Epoch || len(sp.holders) != len(a.holders) {
+		return false
+	}
+	for _, h := range a.holders {
+		if !slices.ContainsFunc(sp.holders, func(o fsm.Node) bool { return o.ID == h.ID && o.Index == h.Index && o.RaftAddr == h.RaftAddr }) {
+			return false
+		}
+	}
+	return true
+}
+
+// answer waits for the early answer of holder id, if it was asked early.
+func (sp *speculation[P]) answer(ctx context.Context, id string) (partialResult[*P], bool) {
+	if sp == nil {
+		return partialResult[*P]{}, false
+	}
+	ch, ok := sp.asked[id]
+	if !ok {
+		return partialResult[*P]{}, false
+	}
+	select {
+	case r := <-ch:
+		return r, true
+	case <-ctx.Done():
+		return partialResult[*P]{err: ctx.Err()}, true
+	}
+}
+
+// discard cancels the early requests.
+func (sp *speculation[P]) discard() {
+	if sp != nil {
+		sp.cancel()
+	}
+}
+
+// holderPicker spreads a coordinator's requests over the holders: it
+// asks itself first (its own partial costs no round trip and no second
+// read index), then the other holders with the fewest of its requests
+// in flight, in turn among equals. A slow or overloaded holder has more
+// requests in flight, so it is asked less; one that does not answer is
+// covered by the hedge (gatherAndOpen). Which holders answer changes
+// nothing about what a release checks: every holder runs its own checks.
+type holderPicker struct {
+	mu       sync.Mutex
+	turn     int
+	inFlight map[string]int
+}
+
+// order returns holders in the order to ask them: self (if a holder)
+// first, then the others by requests in flight, in turn among equals.
+func (p *holderPicker) order(self string, holders []fsm.Node) []fsm.Node {
+	out := make([]fsm.Node, 0, len(holders))
+	var others []fsm.Node
+	for _, h := range holders {
+		if h.ID == self {
+			out = append(out, h)
+		} else {
+			others = append(others, h)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(others) > 0 {
+		p.turn = (p.turn + 1) % len(others)
+		others = slices.Concat(others[p.turn:], others[:p.turn])
+	}
+	slices.SortStableFunc(others, func(a, b fsm.Node) int { return p.inFlight[a.ID] - p.inFlight[b.ID] })
+	return append(out, others...)
+}
+
+// asking counts a request to holder id in flight until the returned
+// function is called.
+func (p *holderPicker) asking(id string) func() {
+	p.mu.Lock()
+	if p.inFlight == nil {
+		p.inFlight = map[string]int{}
+	}
+	p.inFlight[id]++
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.inFlight[id]--; p.inFlight[id] <= 0 {
+			delete(p.inFlight, id)
+		}
+	}
 }
 
 // hedgeDelay is how long the coordinator waits on the first t holders
@@ -165,23 +367,15 @@ type partialResult[P any] struct {
 	err  error
 }
 
-// gatherAndOpen asks t holders (itself first) for partials, and the other
-// holders too if one of them fails or is slow; it opens as soon as the
-// partials it has contain t that verify. open gets this node's own partial
-// (none or one) apart from the others', so it can skip checking its own.
+// gatherAndOpen asks the first t of holders (in the order given: see
+// holderPicker) for partials, and the other holders too if one of them
+// fails or is slow; it opens as soon as the partials it has contain t that
+// verify. open gets this node's own partial (none or one) apart from the
+// others', so it can skip checking its own.
 func gatherAndOpen[P, R any](ctx context.Context, self string, holders []fsm.Node, t int, ask func(context.Context, fsm.Node) (P, error), open func(own, others []P) (R, error)) (R, error) {
 	var zero R
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	slices.SortStableFunc(holders, func(a, b fsm.Node) int {
-		if a.ID == self {
-			return -1
-		}
-		if b.ID == self {
-			return 1
-		}
-		return 0
-	})
 	results := make(chan partialResult[P], len(holders))
 	asked := 0
 	askUpTo := func(upTo int) {

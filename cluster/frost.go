@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/cluster/metrics"
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
 )
@@ -314,6 +315,13 @@ func (n *Node) answerFROSTSign(ctx context.Context, req *frostSignRequest) (*fro
 	}
 	now := time.Now()
 	g, err := n.holderCheck(pr, now)
+	basis := ""
+	if err == nil {
+		basis = g.basis
+	}
+	if aerr := n.decide(roleHolder, pr.Request, basis, err); err == nil && aerr != nil {
+		err = aerr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +393,9 @@ func (n *Node) answerFROSTSign(ctx context.Context, req *frostSignRequest) (*fro
 // rsa-threshold key's their Shoup share of the padded message (rsaSign).
 // The signature is checked with the public key before it is returned; the
 // node never holds the key.
-func (n *Node) Sign(ctx context.Context, sg *fsm.Signed) (*api.Signature, error) {
+func (n *Node) Sign(ctx context.Context, sg *fsm.Signed) (_ *api.Signature, err error) {
+	_, key := commandOf(sg)
+	defer func(start time.Time) { n.observe(ctx, opSign, key, start, err) }(time.Now())
 	if _, err := n.joined(); err != nil {
 		return nil, err
 	}
@@ -426,6 +436,7 @@ func (n *Node) Sign(ctx context.Context, sg *fsm.Signed) (*api.Signature, error)
 // legacy gateways, which has authorized the client itself (the Keyless
 // SSL gateway's Ed25519 keys). client describes it for the holders' logs.
 func (n *Node) SignFor(ctx context.Context, gateway, name string, msg []byte, client string) (*api.Signature, error) {
+	ctx = metrics.WithGateway(ctx, gateway)
 	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeRelease,
 		Release: &fsm.ReleaseRequest{Key: name, Op: fsm.OpSign, Gateway: gateway, Client: client, Message: msg}})
 	if err != nil {

@@ -1,15 +1,18 @@
 package cluster
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"math/big"
 	"slices"
+	"strings"
 	"testing"
 
 	tssrsa "github.com/cloudflare/circl/tss/rsa"
 
+	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
@@ -92,5 +95,49 @@ func FuzzVerifyBackup(f *testing.F) {
 		if info, _, err := VerifyBackup(data, pin); err == nil {
 			t.Fatalf("a backup verified under a key nobody holds: %+v", info)
 		}
+	})
+}
+
+// FuzzAutoJoinRequest: a join request (POST /v1/bootstrap/join) of any
+// bytes is decoded and its signatures checked without a panic, and none
+// passes for a key that did not sign it.
+func FuzzAutoJoinRequest(f *testing.F) {
+	pub, key, _ := ed25519.GenerateKey(nil)
+	n := &fsm.Node{ID: "n2", RaftAddr: "a:1", APIAddr: "a:2", GossipAddr: "a:3", SignKey: pub, EncKey: make([]byte, 32)}
+	msg := fsm.AutoJoinMessage("0123456789abcdef", n)
+	good, _ := json.Marshal(&fsm.AutoJoin{Node: n, Token: "0123456789abcdef", TokenSig: ed25519.Sign(key, msg), NodeSig: ed25519.Sign(key, msg)})
+	f.Add(good)
+	f.Add([]byte(`{"node":null}`))
+	other, _, _ := ed25519.GenerateKey(nil)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var req fsm.AutoJoin
+		if json.Unmarshal(b, &req) != nil {
+			return
+		}
+		if fsm.CheckAutoJoin(other, &req) == nil {
+			t.Fatal("a request passed for a token key that signed nothing")
+		}
+	})
+}
+
+// FuzzAutoJoinReply: a member's answer of any bytes is decoded and checked
+// without a panic, and none passes for a CA fingerprint nothing matches.
+func FuzzAutoJoinReply(f *testing.F) {
+	ca, _ := NewCA("fuzz")
+	pub, _, _ := ed25519.GenerateKey(nil)
+	join, _ := ca.NewJoinCA()
+	cert, _ := join.IssueChain(pub, RoleNode, "n2", nil)
+	good, _ := json.Marshal(&api.AutoJoinReply{ClusterID: "fuzz", CACert: ca.CertPEM, NodeCert: cert, GossipKey: make([]byte, 32)})
+	f.Add(good)
+	fp, _ := api.CAFingerprint(ca.CertPEM)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var r api.AutoJoinReply
+		if json.Unmarshal(b, &r) != nil {
+			return
+		}
+		if checkAdmitted(&r, strings.Repeat("0", 64), "n2", pub) == nil {
+			t.Fatal("an answer passed for a fingerprint no CA has")
+		}
+		checkAdmitted(&r, fp, "n2", pub)
 	})
 }

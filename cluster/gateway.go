@@ -7,8 +7,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/cluster/metrics"
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
 	"github.com/keyquorum/keyquorum/vocab"
@@ -25,7 +27,9 @@ import (
 // legacy gateways, which has authorized the client itself. client
 // describes the client for the holders' logs. It returns the key's
 // metadata at the read that authorized the release.
-func (n *Node) ReleaseFor(ctx context.Context, gateway, name, client string) ([]byte, *fsm.Key, error) {
+func (n *Node) ReleaseFor(ctx context.Context, gateway, name, client string) (_ []byte, _ *fsm.Key, err error) {
+	ctx = metrics.WithGateway(ctx, gateway)
+	defer func(start time.Time) { n.observe(ctx, opRelease, name, start, err) }(time.Now())
 	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeRelease,
 		Release: &fsm.ReleaseRequest{Key: name, Op: fsm.OpGet, Gateway: gateway, Client: client}})
 	if err != nil {
@@ -102,7 +106,9 @@ func exchangeContext(clusterID string, key *fsm.Key, req *fsm.Signed) []byte {
 // key's secret, by quorum, for this node's Tang gateway: t of the key's
 // share holders each return s_i*X with a proof, and the node combines them.
 // The secret is never rebuilt.
-func (n *Node) Exchange(ctx context.Context, name string, point []byte, client string) ([]byte, error) {
+func (n *Node) Exchange(ctx context.Context, name string, point []byte, client string) (_ []byte, err error) {
+	ctx = metrics.WithGateway(ctx, fsm.GatewayTang)
+	defer func(start time.Time) { n.observe(ctx, opExchange, name, start, err) }(time.Now())
 	if _, err := n.joined(); err != nil {
 		return nil, err
 	}
@@ -134,7 +140,7 @@ func (n *Node) Exchange(ctx context.Context, name string, point []byte, client s
 	xctx := exchangeContext(a.clusterID, a.key, sg)
 	call := holderCall[shamir.P256Partial]{path: "/internal/v1/exchange", local: n.answerExchange,
 		index: func(p *shamir.P256Partial) uint32 { return p.Index }}
-	return gather(ctx, n, a, call, a.partialFor(0), "%d of the tang key's share holders are still members, %d needed", func(own, others []*shamir.P256Partial) ([]byte, error) {
+	return gather(ctx, n, a, call, a.partialFor(0), "%d of the tang key's share holders are still members, %d needed", nil, func(own, others []*shamir.P256Partial) ([]byte, error) {
 		for _, p := range others {
 			if err := shamir.VerifyP256Partial(public[p.Index], point, p, xctx); err != nil {
 				return nil, fmt.Errorf("partial of share %d: %w", p.Index, err)

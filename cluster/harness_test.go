@@ -168,6 +168,11 @@ func (c *testCluster) addNode() *testNode {
 	cfg.DataDir = filepath.Join(c.dir, cfg.NodeID)
 	cfg.RaftAddr, cfg.GossipAddr, cfg.APIAddr = ports[0], ports[1], ports[2]
 	cfg.RequestTimeout = 2 * time.Second
+	// Many in-process nodes share this 2-core machine with other test
+	// binaries: Raft's LAN timing (config.go) would see starvation as a
+	// dead leader and churn. The tests run the timing that tolerates it;
+	// keybench and the jepsen suite run keyd's defaults.
+	cfg.SetRaftTiming(500 * time.Millisecond)
 	cfg.Logger = slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if c.configure != nil {
 		c.configure(&cfg)
@@ -288,7 +293,21 @@ func (c *testCluster) join(tn *testNode) {
 		tn.n.fsm.Read(func(s *fsm.State) { in = s.Nodes[tn.id()] != nil })
 		return in, fmt.Sprintf("%s does not see itself a member", tn.id())
 	})
+	c.waitVoter(tn)
 	c.waitSettled(before)
+}
+
+// waitVoter waits until the leader has promoted tn to a Raft voter.
+func (c *testCluster) waitVoter(tn *testNode) {
+	c.t.Helper()
+	c.waitFor(settleTimeout, func() (bool, string) {
+		for _, s := range c.leader().n.servers() {
+			if string(s.ID) == tn.id() && s.Suffrage == raft.Voter {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%s is not a voter yet", tn.id())
+	})
 }
 
 // running lists the nodes that run.

@@ -32,6 +32,7 @@ type holderGrant struct {
 	key       *fsm.Key // a shallow copy of the state's
 	epoch     uint64
 	clusterID string
+	basis     string // what allowed it (fsm.State.ReleaseBasis)
 }
 
 // authorizeAsHolder runs the checks above on req. It is called with the
@@ -81,10 +82,17 @@ func (n *Node) finishHolderCheck(ctx context.Context, req *partialRequest, read 
 	}
 	now := time.Now()
 	g, err := n.holderCheck(req, now)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = n.nonces.use(req.Request.Signer+"/"+hex.EncodeToString(g.cmd.Nonce), time.Unix(0, g.cmd.IssuedAt), now)
 	}
-	if err := n.nonces.use(req.Request.Signer+"/"+hex.EncodeToString(g.cmd.Nonce), time.Unix(0, g.cmd.IssuedAt), now); err != nil {
+	basis := ""
+	if err == nil {
+		basis = g.basis
+	}
+	if aerr := n.decide(roleHolder, req.Request, basis, err); err == nil && aerr != nil {
+		err = aerr
+	}
+	if err != nil {
 		return nil, err
 	}
 	return g, nil
@@ -109,7 +117,7 @@ func (n *Node) holderCheck(req *partialRequest, now time.Time) (*holderGrant, er
 		}
 		// A shallow copy: the State's slices are never mutated in place.
 		key := *k
-		g = holderGrant{cmd: cmd, key: &key, epoch: s.Epoch, clusterID: s.ClusterID}
+		g = holderGrant{cmd: cmd, key: &key, epoch: s.Epoch, clusterID: s.ClusterID, basis: s.ReleaseBasis(req.Request.Signer, cmd.Release)}
 	})
 	if ferr != nil {
 		return nil, fromFSM(ferr)

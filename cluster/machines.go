@@ -41,7 +41,14 @@ const sessionEvery = 5 * time.Second
 // MachineUnlock coordinates a machine's signed release request from addr,
 // or an operator's (Release): any request with an ephemeral key. Only a
 // machine's may wait for an approval.
-func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (*MachineUnlock, error) {
+func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (_ *MachineUnlock, err error) {
+	_, key := commandOf(sg)
+	defer func(start time.Time) { n.observe(ctx, opUnlock, key, start, err) }(time.Now())
+	return n.unlock(ctx, sg, addr)
+}
+
+// unlock is MachineUnlock, unobserved: Release calls it too.
+func (n *Node) unlock(ctx context.Context, sg *fsm.Signed, addr string) (*MachineUnlock, error) {
 	if _, err := n.joined(); err != nil {
 		return nil, err
 	}
@@ -54,6 +61,9 @@ func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (
 	if err := n.verifyLocally(ctx, sg); err != nil {
 		return nil, err
 	}
+	call := sealedPartialCall(n)
+	early := speculate(ctx, n, sg, call)
+	defer early.discard()
 	for attempt := 0; ; attempt++ {
 		var (
 			pending   bool // refused until an operator approves
@@ -83,7 +93,7 @@ func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (
 		}
 		// The coordinator cannot check sealed partials: the machine does,
 		// and asks again if one is wrong.
-		partials, err := gather(ctx, n, a, sealedPartialCall(n), a.partialFor(a.epoch), holdersListed, func(own, others []*SealedPartial) ([]SealedPartial, error) {
+		partials, err := gather(ctx, n, a, call, a.partialFor(a.epoch), holdersListed, early, func(own, others []*SealedPartial) ([]SealedPartial, error) {
 			var all []SealedPartial
 			for _, p := range append(own, others...) {
 				all = append(all, *p)

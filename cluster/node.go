@@ -14,11 +14,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/cluster/metrics"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
@@ -44,8 +46,17 @@ type Node struct {
 	stopped bool
 	// joinToken is what a start request must carry; empty once joined.
 	joinToken string
+	// entering serializes joining: by a start request or by the node's
+	// own retry-join (autojoin.go), whichever comes first.
+	entering sync.Mutex
+	// stopJoining ends the retry-join loop, and joining is done when it
+	// has returned.
+	stopJoining context.CancelFunc
+	joining     sync.WaitGroup
 
 	holderReads roundBatch[readIndexResult]
+	// holderPick orders the holders this node asks as coordinator.
+	holderPick holderPicker
 
 	held heldKeys // what the gateways keep assembled in memory
 
@@ -59,6 +70,12 @@ type Node struct {
 	frostShareHook func([]byte) []byte
 
 	serving *ServingCert // the gateways' TLS certificate
+
+	metrics *metrics.Set
+	audit   *auditTrail
+	// autopilotHeld counts the dead members this node, as leader, found
+	// down for the period and did not remove (autopilot.go).
+	autopilotHeld atomic.Int64
 }
 
 // runtime is what the node runs once it is in a cluster, besides the
@@ -93,7 +110,11 @@ func NewNode(cfg Config) (*Node, error) {
 	log := cfg.Logger.With("node", cfg.NodeID)
 	cons := newConsensus(cfg, log, id.NodeID, f)
 	n := &Node{cfg: cfg, log: log, id: id, fsm: f, replicated: cons, cons: cons,
-		shares: shares, nonces: newNonceCache(time.Now())}
+		shares: shares, nonces: newNonceCache(time.Now()), metrics: cfg.Metrics}
+	n.metrics.SetState(n.stateMetrics)
+	if err := n.openAudit(); err != nil {
+		return nil, err
+	}
 	if n.serving, err = NewServingCert(id.SignKey, id.NodeID, n.Membership); err != nil {
 		return nil, err
 	}
@@ -106,8 +127,16 @@ func NewNode(cfg Config) (*Node, error) {
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, err
 	default:
+		if len(cfg.RetryJoin) > 0 {
+			if err := cfg.validateRetryJoin(); err != nil {
+				return nil, fmt.Errorf("config: %w", err)
+			}
+		}
 		if n.joinToken, err = loadJoinToken(&cfg); err != nil {
 			return nil, err
+		}
+		if len(cfg.RetryJoin) > 0 {
+			n.startRetryJoin()
 		}
 	}
 	return n, nil
@@ -156,7 +185,20 @@ func (n *Node) Start(ctx context.Context, req *StartRequest) error {
 	if err != nil {
 		return err
 	}
-	m := &membership{ClusterID: req.ClusterID, CACert: req.CACert, NodeCert: req.NodeCert, GossipKey: req.GossipKey, ClusterKey: req.ClusterKey}
+	m := &membership{ClusterID: req.ClusterID, CACert: req.CACert, NodeCert: req.NodeCert, GossipKey: req.GossipKey, ClusterKey: req.ClusterKey,
+		JoinCACert: req.JoinCACert, JoinCAKey: req.JoinCAKey}
+	if err := n.enter(m); err != nil {
+		return err
+	}
+	if req.Init == nil {
+		return nil
+	}
+	return n.bootstrap(ctx, req.Init)
+}
+
+// enter checks what the node was given to join a cluster, keeps it and
+// starts the runtime, once: a node in a cluster enters no other.
+func (n *Node) enter(m *membership) error {
 	if m.ClusterID == "" {
 		return Errorf(KindInvalid, "start request has no cluster ID")
 	}
@@ -173,6 +215,13 @@ func (n *Node) Start(ctx context.Context, req *StartRequest) error {
 	if !n.id.SignKey.Public().(ed25519.PublicKey).Equal(cert.PublicKey) {
 		return Errorf(KindInvalid, "node certificate is not for this node's key")
 	}
+	if len(m.JoinCACert) > 0 || len(m.JoinCAKey) > 0 {
+		if err := checkJoinCA(m); err != nil {
+			return Errorf(KindInvalid, "join CA: %v", err)
+		}
+	}
+	n.entering.Lock()
+	defer n.entering.Unlock()
 	n.mu.Lock()
 	if n.rt != nil {
 		n.mu.Unlock()
@@ -191,10 +240,7 @@ func (n *Node) Start(ctx context.Context, req *StartRequest) error {
 	if err := os.Remove(JoinTokenPath(n.cfg.DataDir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		n.log.Warn("removing the spent join token file", "err", err)
 	}
-	if req.Init == nil {
-		return nil
-	}
-	return n.bootstrap(ctx, req.Init)
+	return nil
 }
 
 func (n *Node) bootstrap(ctx context.Context, init *fsm.Signed) error {
@@ -252,7 +298,7 @@ func (n *Node) startRuntime(m *membership) (err error) {
 	n.mu.Lock()
 	n.rt = rt
 	n.mu.Unlock()
-	for _, loop := range []func(context.Context, *runtime){n.driveResharing, n.joinGossip, n.watchRemoval, n.attestCheckpoints, n.keepClusterKey, n.eraseDestroyed} {
+	for _, loop := range []func(context.Context, *runtime){n.driveResharing, n.watchRounds, n.joinGossip, n.watchRemoval, n.attestCheckpoints, n.keepClusterKey, n.eraseDestroyed, n.autopilot} {
 		rt.wg.Add(1)
 		go func() {
 			defer rt.wg.Done()
@@ -281,20 +327,28 @@ func (n *Node) startGossip(m *membership) (*memberlist.Memberlist, error) {
 	return memberlist.Create(c)
 }
 
-// Shutdown stops the node: it leaves gossip, stops Raft and closes its
-// ports and stores, within ctx's deadline.
+// Shutdown stops the node: a leader first hands its leadership to
+// another voter, then it leaves gossip, stops Raft and closes its ports
+// and stores, within ctx's deadline.
 func (n *Node) Shutdown(ctx context.Context) error {
+	if n.stopJoining != nil {
+		n.stopJoining()
+	}
+	n.joining.Wait()
 	n.mu.Lock()
 	rt := n.rt
 	n.rt, n.stopped = nil, true
 	n.mu.Unlock()
 	if rt == nil {
+		n.closeAudit()
 		return nil
 	}
 	done := make(chan struct{})
 	go func() {
+		n.cons.handOff()
 		rt.close()
 		n.cons.stop()
+		n.closeAudit()
 		close(done)
 	}()
 	select {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/keyquorum/keyquorum/cluster/metrics"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
@@ -23,18 +24,22 @@ type raftFSM struct {
 	// long pause would.
 	hold sync.Mutex
 
+	metrics *metrics.Set
+
 	mu      sync.Mutex
 	applied uint64
 	changed chan struct{} // closed and replaced after every apply
 }
 
-func newRaftFSM(f *fsm.FSM, log *slog.Logger) *raftFSM {
-	return &raftFSM{fsm: f, log: log, changed: make(chan struct{})}
+func newRaftFSM(f *fsm.FSM, log *slog.Logger, m *metrics.Set) *raftFSM {
+	return &raftFSM{fsm: f, log: log, metrics: m, changed: make(chan struct{})}
 }
 
 func (r *raftFSM) Apply(l *raft.Log) any {
 	r.hold.Lock()
+	start := time.Now()
 	res := r.fsm.Apply(l.Index, l.AppendedAt, l.Data)
+	r.metrics.RaftApplySeconds.Observe(time.Since(start).Seconds())
 	r.hold.Unlock()
 	r.advance(l.Index)
 	return res

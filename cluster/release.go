@@ -65,7 +65,11 @@ func (n *Node) answerPartial(ctx context.Context, req *partialRequest) (*shamir.
 // epoch and request; otherwise it computes again there. Nothing the checks
 // at the read would refuse is answered, and the read costs the release
 // only what it takes longer than the computation.
-func holderAnswer[P any](ctx context.Context, n *Node, req *partialRequest, compute func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) (*P, error)) (*P, error) {
+func holderAnswer[P any](ctx context.Context, n *Node, req *partialRequest, compute func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) (*P, error)) (_ *P, err error) {
+	if !req.local {
+		_, key := commandOf(req.Request)
+		defer func(start time.Time) { n.observe(ctx, opHolder, key, start, err) }(time.Now())
+	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	if req.Request == nil {
@@ -134,7 +138,7 @@ func (n *Node) release(ctx context.Context, sg *fsm.Signed) ([]byte, *fsm.Key, e
 	rctx := releaseContext(a.clusterID, a.key, a.epoch, sg)
 	ct := &shamir.Ciphertext{R: a.key.R, Sealed: a.key.Sealed}
 	info := fsm.SealInfo(a.clusterID, a.key.Name)
-	plain, err := gather(ctx, n, a, partialCall(n), a.partialFor(a.epoch), holdersListed, func(own, others []*shamir.Partial) ([]byte, error) {
+	plain, err := gather(ctx, n, a, partialCall(n), a.partialFor(a.epoch), holdersListed, nil, func(own, others []*shamir.Partial) ([]byte, error) {
 		if len(own) == 1 {
 			return shamir.OpenWithOwn(pub, ct, info, own[0], others, rctx)
 		}

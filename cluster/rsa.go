@@ -10,10 +10,12 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	tssrsa "github.com/cloudflare/circl/tss/rsa"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/cluster/metrics"
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
 )
@@ -41,7 +43,9 @@ type rsaShareAnswer struct {
 // client itself): input is as long as the modulus and below it (a padded
 // digest to sign, or a ciphertext). The result is checked against the
 // public key before it is returned.
-func (n *Node) ThresholdRSA(ctx context.Context, gateway, name string, input []byte, client string) ([]byte, error) {
+func (n *Node) ThresholdRSA(ctx context.Context, gateway, name string, input []byte, client string) (_ []byte, err error) {
+	ctx = metrics.WithGateway(ctx, gateway)
+	defer func(start time.Time) { n.observe(ctx, opRSA, name, start, err) }(time.Now())
 	if _, err := n.joined(); err != nil {
 		return nil, err
 	}
@@ -117,7 +121,7 @@ func (n *Node) rsaGather(ctx context.Context, a *authorized, input []byte) ([]by
 	players, t := uint(len(a.key.RSA.Shares)), uint(a.key.RSA.Threshold)
 	call := holderCall[rsaShareAnswer]{path: "/internal/v1/rsa-share", local: n.answerRSAShare,
 		index: func(p *rsaShareAnswer) uint32 { return p.NodeIndex }}
-	return gather(ctx, n, a, call, a.partialFor(0), "%d of the rsa key's share holders are still members, %d needed", func(own, others []*rsaShareAnswer) ([]byte, error) {
+	return gather(ctx, n, a, call, a.partialFor(0), "%d of the rsa key's share holders are still members, %d needed", nil, func(own, others []*rsaShareAnswer) ([]byte, error) {
 		// A malformed share is left out (and its holder named), not fatal:
 		// open runs again with every answer when more holders answer.
 		var shares []namedShare

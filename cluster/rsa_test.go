@@ -23,8 +23,10 @@ import (
 	"time"
 
 	tssrsa "github.com/cloudflare/circl/tss/rsa"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/cluster/metrics"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
@@ -558,6 +560,12 @@ func TestThresholdRSASignsThroughTheSignPath(t *testing.T) {
 	}
 	if _, err := c.signThrough(c.leader(), signReq([]byte("m"), "oaep")); KindOf(err) != KindInvalid || !strings.Contains(err.Error(), fsm.PaddingPSS) {
 		t.Errorf("an unknown padding: %v (kind %s), want %s naming the paddings", err, KindOf(err), KindInvalid)
+	}
+	for _, tn := range c.running() {
+		ops := tn.n.Metrics().Operations
+		if got := testutil.ToFloat64(ops.WithLabelValues(opSign, fsm.KeyTypeRSAThreshold, metrics.NoGateway, metrics.ResultOK)); got != 3 {
+			t.Errorf("%s counted %v signatures with the rsa-threshold key, want 3", tn.id(), got)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
@@ -161,6 +162,9 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 	n.fsm.Read(func(s *fsm.State) {
 		st.ClusterID, st.Epoch, st.Threshold, st.PublicKey = s.ClusterID, s.Epoch, s.Threshold, s.PublicKey()
 		st.InitialNodes = s.InitialNodes
+		if s.Autopilot != nil {
+			st.RemoveDeadAfter = s.Autopilot.RemoveDeadAfter
+		}
 		for _, node := range s.Nodes {
 			if node.Holder {
 				st.N++
@@ -206,7 +210,34 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 	for range st.Members {
 		<-done
 	}
+	st.FailureTolerance, st.QuorumTolerance = tolerances(st, n.servers())
 	return st, nil
+}
+
+// tolerances are how many more holders and voters may fail, by what the
+// answering node reached (Status). It sets each member's Voter.
+func tolerances(st *Status, servers []raft.Server) (holders, voters int) {
+	voter := map[string]bool{}
+	for _, s := range servers {
+		if s.Suffrage == raft.Voter {
+			voter[string(s.ID)] = true
+		}
+	}
+	reachedHolders, reachedVoters := 0, 0
+	for i := range st.Members {
+		m := &st.Members[i]
+		m.Voter = voter[m.ID]
+		if m.RaftState == "unreachable" {
+			continue
+		}
+		if m.Holder {
+			reachedHolders++
+		}
+		if m.Voter {
+			reachedVoters++
+		}
+	}
+	return reachedHolders - st.Threshold, reachedVoters - (len(voter)/2 + 1)
 }
 
 func gossipState(s memberlist.NodeStateType) string {
@@ -224,7 +255,18 @@ func gossipState(s memberlist.NodeStateType) string {
 }
 
 // Submit commits an operator-signed command.
-func (n *Node) Submit(ctx context.Context, cmd *fsm.Signed) (*fsm.Result, error) {
+func (n *Node) Submit(ctx context.Context, cmd *fsm.Signed) (res *fsm.Result, err error) {
+	op, key := commandOf(cmd)
+	defer func(start time.Time) {
+		verdict := err
+		if err == nil && res != nil && res.Error != nil {
+			verdict = fromFSM(res.Error)
+		}
+		if err == nil { // the state machine decided
+			n.decide(roleSubmit, cmd, "", verdict)
+		}
+		n.observe(ctx, op, key, start, verdict)
+	}(time.Now())
 	return n.submit(ctx, cmd)
 }
 
@@ -255,6 +297,7 @@ func (n *Node) Keys(ctx context.Context, principal, after string, limit int) ([]
 	}
 	var out []*fsm.Key
 	next := ""
+	start := time.Now()
 	err := n.consistent(ctx, func(s *fsm.State) {
 		s.KeysAfter(after, func(k *fsm.Key) bool {
 			if !s.Allowed(principal, fsm.OpRead, k.Name) {
@@ -268,6 +311,7 @@ func (n *Node) Keys(ctx context.Context, principal, after string, limit int) ([]
 			return true
 		})
 	})
+	n.observe(ctx, opRead, "", start, err)
 	if err != nil {
 		return nil, "", err
 	}
@@ -276,10 +320,11 @@ func (n *Node) Keys(ctx context.Context, principal, after string, limit int) ([]
 
 // Key shows one key. A key the principal may not read is reported as
 // denied, not as missing, so operators can tell the two apart.
-func (n *Node) Key(ctx context.Context, principal, name string) (*fsm.Key, error) {
+func (n *Node) Key(ctx context.Context, principal, name string) (_ *fsm.Key, err error) {
+	defer func(start time.Time) { n.observe(ctx, opRead, name, start, err) }(time.Now())
 	var k *fsm.Key
 	var e error
-	err := n.consistent(ctx, func(s *fsm.State) {
+	err = n.consistent(ctx, func(s *fsm.State) {
 		key := s.Keys[name]
 		switch {
 		case key == nil:
@@ -300,7 +345,9 @@ func (n *Node) Key(ctx context.Context, principal, name string) (*fsm.Key, error
 // comparison of a compare-and-swap, which the client makes): every holder
 // seals its partial to the request's ephemeral key, and this node passes
 // them on with the ciphertext and the public polynomial.
-func (n *Node) Release(ctx context.Context, req *fsm.Signed) (*SealedRelease, error) {
+func (n *Node) Release(ctx context.Context, req *fsm.Signed) (_ *SealedRelease, err error) {
+	op, key := commandOf(req)
+	defer func(start time.Time) { n.observe(ctx, op, key, start, err) }(time.Now())
 	var cmd fsm.Command
 	if err := json.Unmarshal(req.Payload, &cmd); err != nil || cmd.Release == nil || (cmd.Release.Op != fsm.OpGet && cmd.Release.Op != fsm.OpCAS) {
 		return nil, Errorf(KindInvalid, "not a signed release request with op %q or %q", fsm.OpGet, fsm.OpCAS)
@@ -313,7 +360,7 @@ func (n *Node) Release(ctx context.Context, req *fsm.Signed) (*SealedRelease, er
 	if len(cmd.Release.Ephemeral) == 0 {
 		return nil, Errorf(KindInvalid, "a release request needs an ephemeral key: the holders seal their partials to it and the client combines (update the client)")
 	}
-	return n.MachineUnlock(ctx, req, "")
+	return n.unlock(ctx, req, "")
 }
 
 // CompareAndSwap commits keysrv's compare-and-swap of a secret, which the

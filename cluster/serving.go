@@ -13,6 +13,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/keyquorum/keyquorum/cluster/pki"
 )
 
 // ServingCert is the certificate a node's gateways serve TLS with: the
@@ -102,12 +104,22 @@ func (c *ServingCert) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certifica
 	if hello != nil && len(hello.SignatureSchemes) > 0 && !slices.Contains(hello.SignatureSchemes, tls.Ed25519) {
 		return c.browserCert()
 	}
-	leaf := c.self
+	chain := []*x509.Certificate{c.self}
 	if _, nodeCert := c.membership(); nodeCert != nil {
 		var err error
-		if leaf, err = ParseCertPEM(nodeCert); err != nil {
+		if chain, err = pki.ParseChainPEM(nodeCert); err != nil {
 			return nil, err
 		}
 	}
-	return &tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: c.key, Leaf: leaf}, nil
+	return tlsCertificate(chain, c.key), nil
+}
+
+// tlsCertificate is a chain (leaf first: the node's certificate, then the
+// join CA's if it issued it) with the node's key.
+func tlsCertificate(chain []*x509.Certificate, key ed25519.PrivateKey) *tls.Certificate {
+	out := &tls.Certificate{PrivateKey: key, Leaf: chain[0]}
+	for _, c := range chain {
+		out.Certificate = append(out.Certificate, c.Raw)
+	}
+	return out
 }

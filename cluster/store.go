@@ -75,6 +75,11 @@ type membership struct {
 	// against (pin.go): given at start by the operator who pinned it, or
 	// written once the node's own state has it.
 	ClusterKey []byte `json:"cluster_key,omitempty"`
+	// JoinCACert and JoinCAKey (PEM) are the cluster's join CA, when the
+	// operator gave it one: this node admits nodes that join by
+	// themselves (autojoin.go).
+	JoinCACert []byte `json:"join_ca_cert,omitempty"`
+	JoinCAKey  []byte `json:"join_ca_key,omitempty"`
 }
 
 // shareStore keeps the node's share of the current epoch and the share it
@@ -133,6 +138,15 @@ func (s *shareStore) current(epoch uint64) *shamir.Share {
 		return &shamir.Share{Index: c.Share.Index, Value: bytes.Clone(c.Share.Value)}
 	}
 	return nil
+}
+
+// holds reports whether the node holds a share of epoch, without copying
+// it.
+func (s *shareStore) holds(epoch uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.data.Current
+	return c != nil && c.Epoch == epoch && c.Share != nil
 }
 
 // tang returns a copy of the node's share of the Tang key kid of epoch,

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/keyquorum/keyquorum/cluster/pki"
 )
 
 // ALPN protocol names on the node port.
@@ -35,7 +37,7 @@ type nodeTLS struct {
 }
 
 func newNodeTLS(m *membership, id *identity) (*nodeTLS, error) {
-	cert, err := ParseCertPEM(m.NodeCert)
+	chain, err := pki.ParseChainPEM(m.NodeCert)
 	if err != nil {
 		return nil, fmt.Errorf("node certificate: %w", err)
 	}
@@ -46,7 +48,7 @@ func newNodeTLS(m *membership, id *identity) (*nodeTLS, error) {
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	return &nodeTLS{
-		cert: tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: id.SignKey, Leaf: cert},
+		cert: *tlsCertificate(chain, id.SignKey),
 		pool: pool,
 	}, nil
 }

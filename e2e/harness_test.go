@@ -251,9 +251,16 @@ func (c *localCluster) mustScript(args ...string) result {
 // "cluster down DIR" (and kill -9 of anything left) as cleanup.
 func startCluster(t *testing.T, n int) *localCluster {
 	t.Helper()
+	return startClusterEnv(t, n)
+}
+
+// startClusterEnv is startCluster with keydEnv in every keyd's
+// environment.
+func startClusterEnv(t *testing.T, n int, keydEnv ...string) *localCluster {
+	t.Helper()
 	needBinaries(t)
 	for attempt := 1; ; attempt++ {
-		c := &localCluster{t: t, dir: t.TempDir(), base: freeBase(t)}
+		c := &localCluster{t: t, dir: t.TempDir(), base: freeBase(t), keydEnv: keydEnv}
 		t.Cleanup(c.cleanup)
 		r := c.script(5*time.Minute, "up", strconv.Itoa(n), c.dir)
 		if r.code == 0 {
@@ -437,12 +444,12 @@ func (c *localCluster) mustKeyctl(i int, args ...string) result {
 	return r
 }
 
-// freeBase picks a random base port in 20000-60000 such that the 73 ports
-// base .. base+76 (node I uses base+10*I .. +5, I up to 7) are free for
+// freeBase picks a random base port in 20000-60000 such that the 78 ports
+// base .. base+77 (node I uses base+10*I .. +7, I up to 7) are free for
 // TCP and UDP on 127.0.0.1 right now.
 func freeBase(t *testing.T) int {
 	t.Helper()
-	const span = 7*10 + 6
+	const span = 7*10 + 8
 	for range 200 {
 		base := 20000 + rand.IntN(60000-20000-span)
 		if portsFree(base, span) {

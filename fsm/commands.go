@@ -86,6 +86,13 @@ const (
 	TypeCreateJoinToken = "create_join_token"
 	TypeRevokeJoinToken = "revoke_join_token"
 	TypeJoinNode        = "join_node"
+	// TypeAutoJoin is relayed (signed) by a member node and carries the
+	// joining node's request, signed with the token's key and its own.
+	TypeAutoJoin = "auto_join"
+	// The autopilot (autopilot.go): an admin turns it on; the leader
+	// proposes remove_dead_node, signed as itself.
+	TypeSetAutopilot   = "set_autopilot"
+	TypeRemoveDeadNode = "remove_dead_node"
 	// TypeRelease is never logged: it is a request that share holders
 	// authorize against the state (see State.Authorize).
 	TypeRelease = "release"
@@ -132,6 +139,11 @@ type Command struct {
 	CreateJoinToken *JoinToken `json:"create_join_token,omitempty"`
 	RevokeJoinToken string     `json:"revoke_join_token,omitempty"`
 	JoinNode        *JoinNode  `json:"join_node,omitempty"`
+	AutoJoin        *AutoJoin  `json:"auto_join,omitempty"`
+
+	// The autopilot (autopilot.go).
+	SetAutopilot   *Autopilot  `json:"set_autopilot,omitempty"`
+	RemoveDeadNode *RemoveDead `json:"remove_dead_node,omitempty"`
 }
 
 // Init founds the cluster: the first operator (who signs this command with

@@ -241,3 +241,31 @@ func TestAuthorizeGatewayRelease(t *testing.T) {
 		})
 	}
 }
+
+// TestReleaseBasis: what allowed a release, as the audit log records it.
+func TestReleaseBasis(t *testing.T) {
+	s := &fsm.State{
+		Operators: map[string]*fsm.Operator{"admin": {ID: "admin", Admin: true}, "op": {ID: "op"}},
+		Rules: map[string]*fsm.Rule{
+			"b": {ID: "b", Principal: "op", Key: "app/*", Ops: []string{fsm.OpGet}},
+			"a": {ID: "a", Principal: "op", Key: "app/x", Ops: []string{fsm.OpGet}},
+		},
+		Machines: map[string]*fsm.Machine{"m1": {ID: "m1"}},
+	}
+	for _, c := range []struct {
+		signer string
+		req    fsm.ReleaseRequest
+		want   string
+	}{
+		{"admin", fsm.ReleaseRequest{Key: "any", Op: fsm.OpGet}, "admin"},
+		{"op", fsm.ReleaseRequest{Key: "app/x", Op: fsm.OpGet}, "rule:a"}, // the first rule by ID
+		{"op", fsm.ReleaseRequest{Key: "app/y", Op: fsm.OpGet}, "rule:b"},
+		{"op", fsm.ReleaseRequest{Key: "other", Op: fsm.OpGet}, ""},
+		{"node1", fsm.ReleaseRequest{Key: "k", Op: fsm.OpGet, Gateway: fsm.GatewayTang}, "access:" + fsm.GatewayTang},
+		{"m1", fsm.ReleaseRequest{Key: "k", Op: fsm.OpGet}, "machine:m1"},
+	} {
+		if got := s.ReleaseBasis(c.signer, &c.req); got != c.want {
+			t.Errorf("%s %+v: basis %q, want %q", c.signer, c.req, got, c.want)
+		}
+	}
+}

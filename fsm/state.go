@@ -90,6 +90,9 @@ type State struct {
 	// once one at or after it is certified every node erases the entries
 	// before it from its disk (checkpoint.go).
 	Destroyed uint64 `json:"destroyed,omitempty"`
+	// Autopilot is set while an admin has the autopilot on
+	// (autopilot.go).
+	Autopilot *Autopilot `json:"autopilot,omitempty"`
 
 	// tang indexes the live Tang keys (TangKeys) by name: Apply keeps it,
 	// a decode rebuilds it, and it is not encoded. Nil in a State made
@@ -376,6 +379,34 @@ func (s *State) Allowed(principal, op, name string) bool {
 		}
 	}
 	return false
+}
+
+// Grant is what allows a principal to do op on the key named name:
+// "admin" for an admin operator, "rule:ID" for the first rule (by ID)
+// that does, or "" if nothing does. The audit log records it.
+func (s *State) Grant(principal, op, name string) string {
+	if o := s.Operators[principal]; o != nil && o.Admin {
+		return "admin"
+	}
+	for _, id := range sortedKeys(s.Rules) {
+		if r := s.Rules[id]; r.Principal == principal && r.matches(name) && contains(r.Ops, op) {
+			return "rule:" + r.ID
+		}
+	}
+	return ""
+}
+
+// ReleaseBasis is what allowed a release AuthorizeRelease accepted: the
+// gateway's access ("access:GATEWAY"), the machine ("machine:ID"), or
+// the operator's Grant.
+func (s *State) ReleaseBasis(signer string, req *ReleaseRequest) string {
+	switch {
+	case req.Gateway != "":
+		return "access:" + req.Gateway
+	case s.Machines[signer] != nil:
+		return "machine:" + signer
+	}
+	return s.Grant(signer, req.Op, req.Key)
 }
 
 func (r *Rule) matches(name string) bool {

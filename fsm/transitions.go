@@ -18,6 +18,9 @@ type transition struct {
 	signer string
 	cmd    *Command
 	key    *Key // set by key commands, for the Result
+	// floorThreshold, when set, is the least threshold a round this
+	// command starts may have (the autopilot's removals keep t).
+	floorThreshold int
 }
 
 func (t *transition) apply() *Error {
@@ -88,6 +91,12 @@ func (t *transition) apply() *Error {
 		return t.admin(func() *Error { return t.revokeJoinToken(c.RevokeJoinToken) })
 	case TypeJoinNode:
 		return t.admin(func() *Error { return t.joinNode(c.JoinNode) })
+	case TypeAutoJoin:
+		return t.autoJoin(c.AutoJoin)
+	case TypeSetAutopilot:
+		return t.admin(func() *Error { return t.setAutopilot(c.SetAutopilot) })
+	case TypeRemoveDeadNode:
+		return t.removeDeadNode(c.RemoveDeadNode)
 	default:
 		return errorf(CodeInvalid, "unknown command type %q", c.Type)
 	}
@@ -232,7 +241,7 @@ func (t *transition) startRound(fresh bool) {
 		s.Reshare = nil
 		return
 	}
-	r.Threshold = DefaultThreshold(len(r.Members))
+	r.Threshold = max(DefaultThreshold(len(r.Members)), min(t.floorThreshold, len(r.Members)))
 	if fresh {
 		for _, m := range r.Members {
 			r.Dealers = append(r.Dealers, m.Index)

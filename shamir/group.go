@@ -1,16 +1,17 @@
 package shamir
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 	"slices"
 	"sync"
 
 	"filippo.io/edwards25519"
+	"filippo.io/edwards25519/field"
 	"go.dedis.ch/kyber/v3"
 	kybered "go.dedis.ch/kyber/v3/group/edwards25519"
 )
@@ -103,19 +104,71 @@ func decodePointNoSubgroup(b []byte) (*edwards25519.Point, error) {
 	if len(b) != PointSize {
 		return nil, fmt.Errorf("%w: %d bytes, want %d", ErrInvalidPoint, len(b), PointSize)
 	}
+	// filippo.io/edwards25519 accepts non-canonical encodings (y >= p, and
+	// x = 0 with the sign bit set); kyber's encoder never produces them.
+	// y >= p is refused here, on the bytes; x = 0 only for y = 1 or -1,
+	// the identity and the point of order 2, which the cofactor check
+	// below refuses. So b is accepted only if it is p's encoding, without
+	// the field inversion that encoding p again to compare would cost.
+	if !canonicalY(b) {
+		return nil, fmt.Errorf("%w: non-canonical encoding", ErrInvalidPoint)
+	}
 	p, err := new(edwards25519.Point).SetBytes(b)
 	if err != nil {
 		return nil, fmt.Errorf("%w: not on the curve", ErrInvalidPoint)
-	}
-	// filippo.io/edwards25519 accepts non-canonical encodings (y >= p, and
-	// x = 0 with the sign bit set); kyber's encoder never produces them.
-	if !bytes.Equal(p.Bytes(), b) {
-		return nil, fmt.Errorf("%w: non-canonical encoding", ErrInvalidPoint)
 	}
 	if new(edwards25519.Point).MultByCofactor(p).Equal(identityPoint) == 1 {
 		return nil, fmt.Errorf("%w: identity or small-order point", ErrInvalidPoint)
 	}
 	return p, nil
+}
+
+// canonicalY reports whether the y coordinate of the 32-byte encoding b
+// (its low 255 bits, little-endian) is below p = 2^255-19.
+func canonicalY(b []byte) bool {
+	if b[31]&0x7f != 0x7f {
+		return true
+	}
+	for i := 30; i >= 1; i-- {
+		if b[i] != 0xff {
+			return true
+		}
+	}
+	return b[0] < 0xed
+}
+
+// encodePoints encodes points as Point.Bytes does, with one field
+// inversion for all of them (Montgomery's trick) instead of one each.
+func encodePoints(ps ...*edwards25519.Point) [][]byte {
+	zs := make([]field.Element, len(ps))
+	xs := make([]field.Element, len(ps))
+	ys := make([]field.Element, len(ps))
+	prefix := make([]field.Element, len(ps)) // z_0 * ... * z_i
+	var acc field.Element
+	acc.One()
+	for i, p := range ps {
+		x, y, z, _ := p.ExtendedCoordinates()
+		xs[i], ys[i], zs[i] = *x, *y, *z
+		acc.Multiply(&acc, &zs[i])
+		prefix[i] = acc
+	}
+	var inv, zInv, x, y field.Element
+	inv.Invert(&acc) // 1 / (z_0 * ... * z_n-1)
+	out := make([][]byte, len(ps))
+	for i := len(ps) - 1; i >= 0; i-- {
+		if i > 0 {
+			zInv.Multiply(&inv, &prefix[i-1])
+			inv.Multiply(&inv, &zs[i])
+		} else {
+			zInv = inv
+		}
+		x.Multiply(&xs[i], &zInv)
+		y.Multiply(&ys[i], &zInv)
+		b := y.Bytes()
+		b[31] |= byte(x.IsNegative() << 7)
+		out[i] = b
+	}
+	return out
 }
 
 // torsionFree reports whether l*p is the identity. p is public, so a
@@ -187,12 +240,13 @@ func scalarFromUint32(v uint32) *edwards25519.Scalar {
 	return s
 }
 
-// mulSmall returns k*p by double-and-add over the 32 bits of k. k is a public
-// share index, p a public point, so variable time is fine; this is much
-// faster than a full 256-bit multiplication.
+// mulSmall returns k*p by double-and-add over the significant bits of k.
+// k is public (a share index, a small Lagrange coefficient), p a public
+// point, so variable time is fine; this is much faster than a full
+// 256-bit multiplication.
 func mulSmall(p *edwards25519.Point, k uint32) *edwards25519.Point {
 	r := edwards25519.NewIdentityPoint()
-	for bit := 31; bit >= 0; bit-- {
+	for bit := bits.Len32(k) - 1; bit >= 0; bit-- {
 		r.Add(r, r)
 		if k>>uint(bit)&1 == 1 {
 			r.Add(r, p)
@@ -214,6 +268,22 @@ func checkIndexes(xs []uint32) error {
 		seen[x] = true
 	}
 	return nil
+}
+
+// smallInt returns s as an integer k with s = k or s = -k modulo the
+// group order, if |k| < 2^32, and which sign.
+func smallInt(s *edwards25519.Scalar) (k uint32, negative, ok bool) {
+	for _, neg := range []bool{false, true} {
+		v := s
+		if neg {
+			v = edwards25519.NewScalar().Negate(s)
+		}
+		b := v.Bytes()
+		if !slices.ContainsFunc(b[4:], func(c byte) bool { return c != 0 }) {
+			return binary.LittleEndian.Uint32(b[:4]), neg, true
+		}
+	}
+	return 0, false, false
 }
 
 // lagrangeAtZero returns the Lagrange coefficients for interpolating at x=0

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 
 	"filippo.io/edwards25519"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -129,10 +130,12 @@ func ComputePartial(rand io.Reader, sh *Share, R []byte, context []byte) (*Parti
 	}
 	defer wipeScalar(w)
 
-	V := new(edwards25519.Point).ScalarMult(s, Rp).Bytes()
-	S := new(edwards25519.Point).ScalarBaseMult(s).Bytes()
-	A1 := new(edwards25519.Point).ScalarBaseMult(w).Bytes()
-	A2 := new(edwards25519.Point).ScalarMult(w, Rp).Bytes()
+	enc := encodePoints(
+		new(edwards25519.Point).ScalarMult(s, Rp),
+		new(edwards25519.Point).ScalarBaseMult(s),
+		new(edwards25519.Point).ScalarBaseMult(w),
+		new(edwards25519.Point).ScalarMult(w, Rp))
+	V, S, A1, A2 := enc[0], enc[1], enc[2], enc[3]
 	c := dleqChallenge(R, S, V, A1, A2, sh.Index, context)
 	z := edwards25519.NewScalar().Multiply(c, s)
 	z.Subtract(w, z) // z = w - c*s
@@ -189,6 +192,51 @@ type Verifier struct {
 	rp      *edwards25519.Point
 	r       []byte
 	context []byte
+	// key is the polynomial's commitments, the key of its public shares
+	// in publicShares.
+	key string
+}
+
+// publicShares remembers the public shares S_i = f(i)*G that verifiers
+// evaluated, with their encodings, by polynomial and index: a client
+// verifies partials of the same polynomial release after release. They
+// are public values computed from the commitments, so a stale entry can
+// only be one of another polynomial, which its key tells apart.
+const publicSharesSize = 256
+
+type publicShareKey struct {
+	commits string
+	index   uint32
+}
+
+type publicShare struct {
+	point *edwards25519.Point
+	enc   []byte
+}
+
+var publicShares = struct {
+	sync.Mutex
+	m map[publicShareKey]publicShare
+}{m: map[publicShareKey]publicShare{}}
+
+// publicShare returns S_index and its encoding.
+func (v *Verifier) publicShare(index uint32) (*edwards25519.Point, []byte) {
+	k := publicShareKey{v.key, index}
+	publicShares.Lock()
+	ps, ok := publicShares.m[k]
+	publicShares.Unlock()
+	if ok {
+		return ps.point, ps.enc
+	}
+	S := evalCommits(v.commits, index)
+	ps = publicShare{point: S, enc: S.Bytes()}
+	publicShares.Lock()
+	if len(publicShares.m) >= publicSharesSize {
+		clear(publicShares.m)
+	}
+	publicShares.m[k] = ps
+	publicShares.Unlock()
+	return ps.point, ps.enc
 }
 
 // NewVerifier prepares the checks of partials of R for context against poly.
@@ -202,12 +250,14 @@ func NewVerifier(poly *PublicPoly, R []byte, context []byte) (*Verifier, error) 
 		return nil, fmt.Errorf("ciphertext R: %w", err)
 	}
 	commits := make([]*edwards25519.Point, t)
+	var key []byte
 	for j, b := range poly.Commits {
 		if commits[j], err = decodePointNoSubgroup(b); err != nil {
 			return nil, fmt.Errorf("commitment %d: %w", j, err)
 		}
+		key = append(key, b...)
 	}
-	return &Verifier{commits: commits, rp: Rp, r: slices.Clone(R), context: slices.Clone(context)}, nil
+	return &Verifier{commits: commits, rp: Rp, r: slices.Clone(R), context: slices.Clone(context), key: string(key)}, nil
 }
 
 // VerifiedPartial is a partial a Verifier accepted: only Verifier.Verify
@@ -241,10 +291,11 @@ func (v *Verifier) Verify(p *Partial) (*VerifiedPartial, error) {
 	if err != nil {
 		return nil, fmt.Errorf("partial from %d: value: %w", p.Index, err)
 	}
-	S := evalCommits(v.commits, p.Index)
-	A1 := new(edwards25519.Point).VarTimeDoubleScalarBaseMult(c, S, z)
-	A2 := new(edwards25519.Point).VarTimeMultiScalarMult([]*edwards25519.Scalar{z, c}, []*edwards25519.Point{v.rp, V})
-	want := dleqChallenge(v.r, S.Bytes(), p.Value, A1.Bytes(), A2.Bytes(), p.Index, v.context)
+	S, Sb := v.publicShare(p.Index)
+	enc := encodePoints(
+		new(edwards25519.Point).VarTimeDoubleScalarBaseMult(c, S, z),
+		new(edwards25519.Point).VarTimeMultiScalarMult([]*edwards25519.Scalar{z, c}, []*edwards25519.Point{v.rp, V}))
+	want := dleqChallenge(v.r, Sb, p.Value, enc[0], enc[1], p.Index, v.context)
 	if subtle.ConstantTimeCompare(want.Bytes(), p.Challenge) != 1 {
 		return nil, fmt.Errorf("partial from %d: %w", p.Index, ErrBadProof)
 	}
@@ -351,13 +402,29 @@ func open(poly *PublicPoly, ct *Ciphertext, info []byte, own *Partial, partials 
 
 // combinePoints returns sum lambda_i * pts[i], lambda_i the Lagrange
 // coefficients at 0 over idx. The scalars are public, and the variable-time
-// algorithm's running time depends only on them, not on the points.
+// algorithms' running time depends only on them, not on the points. When
+// every coefficient is a small integer or its negation (two neighbouring
+// indexes: 2 and -1 for 1 and 2), a few additions replace the
+// multi-scalar multiplication.
 func combinePoints(idx []uint32, pts []*edwards25519.Point) (*edwards25519.Point, error) {
 	lambdas, err := lagrangeAtZero(idx)
 	if err != nil {
 		return nil, err
 	}
-	return new(edwards25519.Point).VarTimeMultiScalarMult(lambdas, pts), nil
+	sum := edwards25519.NewIdentityPoint()
+	for i, l := range lambdas {
+		k, negative, ok := smallInt(l)
+		if !ok {
+			return new(edwards25519.Point).VarTimeMultiScalarMult(lambdas, pts), nil
+		}
+		term := mulSmall(pts[i], k)
+		if negative {
+			sum.Subtract(sum, term)
+		} else {
+			sum.Add(sum, term)
+		}
+	}
+	return sum, nil
 }
 
 // CombinePoints Lagrange-combines already verified points s_i*P at x=0,

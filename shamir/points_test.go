@@ -369,3 +369,56 @@ func hashSeed(seed []byte) []byte {
 	h := sha512.Sum512(seed)
 	return h[:32]
 }
+
+// encodePoints, with its one shared inversion, encodes each point as
+// Point.Bytes does.
+func TestEncodePointsMatchesBytes(t *testing.T) {
+	ps := []*edwards25519.Point{edwards25519.NewIdentityPoint(), edwards25519.NewGeneratorPoint()}
+	for range 6 {
+		ps = append(ps, randomPoint(t))
+	}
+	for n := 1; n <= len(ps); n++ {
+		got := encodePoints(ps[:n]...)
+		for i, p := range ps[:n] {
+			if !bytes.Equal(got[i], p.Bytes()) {
+				t.Fatalf("encodePoints of %d points: point %d is %x, Bytes %x", n, i, got[i], p.Bytes())
+			}
+		}
+	}
+}
+
+// combinePoints gives the multi-scalar multiplication's point whether the
+// coefficients are small integers (neighbouring indexes) or not.
+func TestCombinePointsSmallCoefficients(t *testing.T) {
+	pts := []*edwards25519.Point{randomPoint(t), randomPoint(t), randomPoint(t)}
+	for _, idx := range [][]uint32{{1, 2}, {2, 3}, {2, 1}, {1, 3}, {2, 4}, {7, 8}, {1, 2, 3}, {1, 3, 5}, {4294967294, 4294967295}} {
+		lambdas, err := lagrangeAtZero(idx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := new(edwards25519.Point).VarTimeMultiScalarMult(lambdas, pts[:len(idx)])
+		got, err := combinePoints(idx, pts[:len(idx)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Equal(want) != 1 {
+			t.Errorf("combinePoints over %v differs from the multi-scalar multiplication", idx)
+		}
+	}
+	for _, c := range []struct {
+		v        uint32
+		negative bool
+	}{{0, false}, {1, false}, {2, false}, {1, true}, {4294967295, false}, {4294967295, true}} {
+		s := scalarFromUint32(c.v)
+		if c.negative {
+			s.Negate(s)
+		}
+		k, neg, ok := smallInt(s)
+		if !ok || k != c.v || (neg && c.v != 0) != c.negative {
+			t.Errorf("smallInt(%v, negative %v) = %d, %v, %v", c.v, c.negative, k, neg, ok)
+		}
+	}
+	if _, _, ok := smallInt(edwards25519.NewScalar().Multiply(scalarFromUint32(1<<31), scalarFromUint32(1<<31))); ok {
+		t.Error("2^62 is taken for a small integer")
+	}
+}

@@ -1,10 +1,12 @@
 package api
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"strings"
 )
@@ -79,4 +81,55 @@ type JoinTokenInfo struct {
 	ExpiresAt int64  `json:"expires_at"`
 	SpentBy   string `json:"spent_by,omitempty"` // the node that joined with it
 	SpentAt   int64  `json:"spent_at,omitempty"`
+}
+
+// joinTokenKeyLabel separates the join token's signing key from any other
+// use of its secret.
+const joinTokenKeyLabel = "keyquorum/join-token-key/v1"
+
+// JoinTokenKey is the Ed25519 key a join token's secret derives. The
+// cluster holds its public key (fsm.JoinToken.Key); the node that holds the
+// token signs its own join request with it (fsm.AutoJoin), so that the
+// secret never leaves the node.
+func JoinTokenKey(secret []byte) ed25519.PrivateKey {
+	h := sha256.New()
+	h.Write([]byte(joinTokenKeyLabel + "\x00"))
+	h.Write(secret)
+	return ed25519.NewKeyFromSeed(h.Sum(nil))
+}
+
+// CAFingerprint is the fingerprint of a cluster's CA certificate (PEM):
+// the SHA-256 of its DER, in hex. keyctl cluster init prints it; a node
+// started with --retry-join joins only a cluster whose CA has it.
+func CAFingerprint(caCertPEM []byte) (string, error) {
+	block, _ := pem.Decode(caCertPEM)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return "", errors.New("no PEM certificate found")
+	}
+	sum := sha256.Sum256(block.Bytes)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// ClusterCA is what a member tells whoever asks (GET /v1/bootstrap/ca):
+// public, and trusted by a joining node only if the CA's fingerprint is
+// the one it was given.
+type ClusterCA struct {
+	ClusterID string `json:"cluster_id"`
+	CACert    []byte `json:"ca_cert"` // PEM
+}
+
+// AutoJoinReply is what a member answers a node it admitted (POST
+// /v1/bootstrap/join): what an operator's StartRequest would carry, with
+// the node's certificate issued by the cluster's join CA.
+type AutoJoinReply struct {
+	ClusterID string `json:"cluster_id"`
+	CACert    []byte `json:"ca_cert"`
+	// NodeCert is the node's certificate and the join CA's, PEM.
+	NodeCert  []byte `json:"node_cert"`
+	GossipKey []byte `json:"gossip_key"`
+	// ClusterKey is the cluster key the member pinned, if any.
+	ClusterKey []byte `json:"cluster_key,omitempty"`
+	// JoinCACert and JoinCAKey let the node admit nodes in its turn.
+	JoinCACert []byte `json:"join_ca_cert"`
+	JoinCAKey  []byte `json:"join_ca_key"`
 }

@@ -41,6 +41,13 @@ type SealedPartial = vocab.SealedPartial
 // named in the error, by share index and node, whether or not t others
 // passed: a holder or the coordinator lied. The error never carries key
 // material.
+//
+// The proofs are checked before the combination, never left to the
+// AEAD tag: the coordinator relays R and the sealed key and knows the
+// ephemeral public key, so it could seal made-up partials that combine
+// to r'*X for an R' = r'*G of its own and a secret of its choice sealed
+// under it; only the proofs against the pinned polynomial tie each
+// partial to a holder's share.
 func OpenRelease(r *SealedRelease, clusterID, name string, pin, payload []byte, ephPriv *ecdh.PrivateKey) ([]byte, error) {
 	if r.Key != name {
 		return nil, fmt.Errorf("the release is of key %q, not %q", r.Key, name)

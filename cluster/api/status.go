@@ -23,6 +23,15 @@ type Status struct {
 	Applied      uint64         `json:"applied"`
 	Resharing    *RoundStatus   `json:"resharing,omitempty"`
 	Members      []MemberStatus `json:"members"`
+	// FailureTolerance is how many more share holders may fail before
+	// releases stop: the holders the answering node reaches, less the
+	// threshold (negative: releases have stopped). QuorumTolerance is the
+	// same for writes: the Raft voters it reaches, less a majority of the
+	// voters.
+	FailureTolerance int `json:"failure_tolerance"`
+	QuorumTolerance  int `json:"quorum_tolerance"`
+	// RemoveDeadAfter is the autopilot's period, 0 while it is off.
+	RemoveDeadAfter time.Duration `json:"remove_dead_after,omitempty"`
 }
 
 // MemberStatus is one member as the answering node sees it.
@@ -37,6 +46,9 @@ type MemberStatus struct {
 	RaftState  string `json:"raft_state"` // as the member reports it, or "unreachable"
 	Applied    uint64 `json:"applied"`
 	Health     string `json:"health"` // from gossip: alive, suspect, dead, or unknown
+	// Voter says whether the member votes in Raft (a node that has just
+	// joined enters as a non-voter until the autopilot promotes it).
+	Voter bool `json:"voter"`
 	// SignKey is the member's Ed25519 identity key, which Tang shares are
 	// sealed to.
 	SignKey []byte `json:"sign_key"`
@@ -100,6 +112,11 @@ type StartRequest struct {
 	// request without it, so whoever reaches an unjoined node first cannot
 	// start it into a cluster of their own.
 	JoinToken string `json:"join_token"`
+	// JoinCACert and JoinCAKey, when the operator gave the cluster a join
+	// CA (keyctl cluster init --auto-join), let the node admit nodes that
+	// join by themselves with a join token (keyd --retry-join).
+	JoinCACert []byte `json:"join_ca_cert,omitempty"`
+	JoinCAKey  []byte `json:"join_ca_key,omitempty"`
 	// Init, for the first node only, is the operator-signed init command:
 	// the node bootstraps Raft alone and applies it as the first entry.
 	// Other nodes start empty and wait for the leader to add them.

@@ -69,6 +69,69 @@ func NewCA(clusterID string) (*CA, error) {
 	return &CA{Cert: cert, CertPEM: pemBlock("CERTIFICATE", der), Key: key}, nil
 }
 
+// joinCAValidity bounds the life of a join CA (NewJoinCA).
+const joinCAValidity = 2 * 365 * 24 * time.Hour
+
+// NewJoinCA makes the cluster's join CA: an intermediate of ca that may
+// sign only end certificates (path length 0). Members hold it to issue the
+// certificates of nodes that join by themselves with a join token (keyd
+// --retry-join); the root's key stays with the operator. The certificates
+// it issues carry it as their chain.
+func (ca *CA) NewJoinCA() (*CA, error) {
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "keyquorum join CA", OrganizationalUnit: []string{"join"}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(joinCAValidity),
+		KeyUsage:              x509.KeyUsageCertSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            0,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &CA{Cert: cert, CertPEM: pemBlock("CERTIFICATE", der), Key: key}, nil
+}
+
+// IssueChain is Issue followed by the issuer's own certificate when the
+// issuer is not a root (a join CA), so that the PEM is the chain a node
+// serves.
+func (ca *CA) IssueChain(pub ed25519.PublicKey, role, id string, hosts []string) ([]byte, error) {
+	leaf, err := ca.Issue(pub, role, id, hosts)
+	if err != nil {
+		return nil, err
+	}
+	if ca.Cert.CheckSignatureFrom(ca.Cert) == nil {
+		return leaf, nil
+	}
+	return append(leaf, ca.CertPEM...), nil
+}
+
+// NodeHosts are the names and addresses a node certificate is issued for:
+// localhost and the hosts of the node's addresses.
+func NodeHosts(addrs ...string) []string {
+	hosts := []string{"localhost"}
+	seen := map[string]bool{"localhost": true}
+	for _, a := range addrs {
+		if h, _, err := net.SplitHostPort(a); err == nil && !seen[h] {
+			seen[h] = true
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
+}
+
 // LoadCA reads a CA from its PEM certificate and PKCS#8 PEM key.
 func LoadCA(certPEM, keyPEM []byte) (*CA, error) {
 	cert, err := ParseCertPEM(certPEM)
@@ -158,6 +221,30 @@ func ParseCertPEM(b []byte) (*x509.Certificate, error) {
 		return nil, errors.New("no PEM certificate found")
 	}
 	return x509.ParseCertificate(block.Bytes)
+}
+
+// ParseChainPEM parses every certificate of a PEM file, leaf first.
+func ParseChainPEM(b []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("unexpected PEM block %q among certificates", block.Type)
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no PEM certificate found")
+	}
+	return out, nil
 }
 
 // ParseKeyPEM parses a PKCS#8 PEM Ed25519 private key.

@@ -59,6 +59,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("dir", "", "directory for data and credentials, resumed when it holds a dev cluster (default: a temporary directory, removed at exit)")
 	nodes := fs.Int("nodes", 3, "number of nodes")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text (key=value) or json (one object a line)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,7 +80,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 		*dir = d
 		defer os.RemoveAll(d)
 	}
-	log, err := newLogger(stderr, *logLevel)
+	log, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		return err
 	}

@@ -94,7 +94,7 @@ func startGateways(n *cluster.Node, api *https.Server, apiAddr string, g gateway
 		notify := &kxd.Notifier{SMTPAddr: g.smtpAddr, From: g.smtpFrom, Hook: g.kxdHook}
 		tc := kxd.TLSConfig(&tls.Config{GetCertificate: n.ServingCert().GetCertificate})
 		srv := &http.Server{
-			Handler:   kxd.Handler(kxd.NewClusterKeys(n), notify, log),
+			Handler:   n.Metrics().HTTP("kxd", kxd.Handler(kxd.NewClusterKeys(n), notify, log)),
 			TLSConfig: tc,
 			ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
@@ -104,7 +104,7 @@ func startGateways(n *cluster.Node, api *https.Server, apiAddr string, g gateway
 			return fail(fmt.Errorf("kxd on %s: %w", g.kxdAddr, err))
 		}
 		go func() {
-			if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.ServeTLS(n.Metrics().CountConnections(ln, "kxd"), "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("kxd server", "err", err)
 			}
 		}()

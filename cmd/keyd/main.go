@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -27,6 +28,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/gateway/console"
@@ -89,15 +91,41 @@ func protectMemory() {
 // nodeFlags are the flags of one node.
 type nodeFlags struct {
 	id, dataDir, apiAddr, raftAddr, gossipAddr, logLevel, debugAddr string
-	requestTimeout, snapshotInterval                                time.Duration
+	metricsAddr, auditLog, logFormat                                string
+	auditBestEffort                                                 bool
+	requestTimeout, heartbeatTimeout, snapshotInterval              time.Duration
 	snapshotThreshold, trailingLogs                                 uint64
 	gateways                                                        gatewayFlags
 	// timeouts replace the HTTP servers' (the API's and kxd's) default
 	// timeouts, https.DefaultTimeouts(requestTimeout); tests shorten them.
 	timeouts *https.Timeouts
-	// joinToken is what an unjoined node requires of whoever starts it.
-	joinToken string
-	backups   backupFlags
+	// joinToken is what an unjoined node requires of whoever starts it,
+	// and what it joins with by itself (retryJoin); joinTokenFile holds
+	// it instead (a Kubernetes Secret, a compose secret).
+	joinToken, joinTokenFile string
+	backups                  backupFlags
+	// retryJoin are where an unjoined node asks to join by itself, into
+	// the cluster whose CA has joinCAFingerprint.
+	retryJoin         listFlag
+	joinCAFingerprint string
+	// promoteAfter is the stable period of a new member as a Raft
+	// non-voter, when this node leads.
+	promoteAfter time.Duration
+}
+
+// defaultPromoteAfter is keyd's stable period for new members: long
+// enough that a node that comes up and falls over at once never votes.
+const defaultPromoteAfter = 5 * time.Second
+
+// listFlag is a flag that may be repeated; one value (or an environment
+// variable) may also hold several, separated by commas or spaces.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	*l = append(*l, strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' })...)
+	return nil
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -107,12 +135,21 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:8741", "host:port of Raft and node-to-node calls")
 	fs.StringVar(&f.gossipAddr, "gossip-addr", "127.0.0.1:8742", "host:port of gossip (UDP and TCP)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text (key=value) or json (one object a line)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "host:port to serve /metrics (Prometheus) and /ready on, in plain HTTP without authentication (off when empty; docs/operations.md)")
+	fs.StringVar(&f.auditLog, "audit-log", "", "audit log file: every authorization decision, hash-chained and signed (default: DATA_DIR/audit.log)")
+	fs.BoolVar(&f.auditBestEffort, "audit-best-effort", false, "keep releasing when the audit log cannot be written (default: refuse, as Vault's blocking audit)")
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "host:port to serve Go's pprof profiles on, for profiling (off when empty; never expose it)")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", cluster.DefaultRequestTimeout, "bound on one release, read or write")
+	fs.DurationVar(&f.heartbeatTimeout, "heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "Raft heartbeat and election timeout (leader lease: two thirds of it); raise it where the host starves keyd of CPU, at the price of a slower failover")
 	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 0, "Raft log entries between snapshots (0: Raft's default, 8192)")
 	fs.DurationVar(&f.snapshotInterval, "snapshot-interval", 0, "how often Raft checks whether a snapshot is due (0: Raft's default, 2m with jitter)")
 	fs.Uint64Var(&f.trailingLogs, "trailing-logs", 0, "Raft log entries kept after a snapshot for lagging followers (0: Raft's default, 10240)")
+	fs.StringVar(&f.joinTokenFile, "join-token-file", "", "file holding the join token, as --join-token (a mounted Secret); a missing file is no token")
 	fs.StringVar(&f.joinToken, "join-token", "", "join token an unjoined node requires of whoever starts it (keyctl cluster token create; default: one the node makes in DATA_DIR/join-token)")
+	fs.DurationVar(&f.promoteAfter, "promote-after", defaultPromoteAfter, "how long a new member stays a Raft non-voter, answering and caught up, before the leader promotes it to voter")
+	fs.Var(&f.retryJoin, "retry-join", "API address of a member to ask to join by itself, with the join token: host:port (a name stands for each of its addresses) or srv:NAME (its SRV records); repeatable, or comma-separated")
+	fs.StringVar(&f.joinCAFingerprint, "join-ca-fingerprint", "", "with --retry-join: the SHA-256 fingerprint of the cluster's CA certificate (keyctl cluster init --auto-join prints it); the node joins no other cluster")
 	f.gateways.register(fs)
 	f.backups.register(fs)
 }
@@ -153,12 +190,22 @@ func applyEnvAndFile(fs *flag.FlagSet, configPath string) error {
 	return err
 }
 
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+// newLogger makes the node's logger: every line of keyd, Raft included,
+// goes through it. Nothing logs key material: errors and messages carry
+// names, never bytes of a key (e2e.TestLogsHoldNoSecret).
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
 }
 
 func runNode(args []string, stderr io.Writer) error {
@@ -188,8 +235,11 @@ func runNode(args []string, stderr io.Writer) error {
 	if err := f.backups.validate(); err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, f.logLevel)
+	log, err := newLogger(stderr, f.logLevel, f.logFormat)
 	if err != nil {
+		return err
+	}
+	if err := readJoinTokenFile(&f, log); err != nil {
 		return err
 	}
 	n, err := startNode(f, log)
@@ -204,9 +254,11 @@ func runNode(args []string, stderr io.Writer) error {
 	id := n.node.Identity()
 	fp := api.Fingerprint(id.SignKey)
 	log.Info("keyd running", "node", f.id, "api", f.apiAddr, "raft", f.raftAddr, "gossip", f.gossipAddr, "fingerprint", fp)
-	if !id.Joined {
+	if !id.Joined && len(f.retryJoin) > 0 {
+		log.Info("not in a cluster yet: asking to join by itself", "retry-join", f.retryJoin.String())
+	} else if !id.Joined {
 		token := "the one given with --join-token"
-		if f.joinToken == "" {
+		if f.joinToken == "" && f.joinTokenFile == "" {
 			token = "the one in " + cluster.JoinTokenPath(f.dataDir)
 		}
 		log.Info("not in a cluster yet: keyctl cluster init or join starts it with this fingerprint and the join token", "fingerprint", fp, "token", token)
@@ -250,8 +302,16 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 	cfg.NodeID, cfg.DataDir = f.id, f.dataDir
 	cfg.APIAddr, cfg.RaftAddr, cfg.GossipAddr = f.apiAddr, f.raftAddr, f.gossipAddr
 	cfg.RequestTimeout = f.requestTimeout
+	if f.heartbeatTimeout > 0 { // 0: the default's, which DefaultConfig set
+		cfg.SetRaftTiming(f.heartbeatTimeout)
+	}
 	cfg.SnapshotThreshold, cfg.SnapshotInterval, cfg.TrailingLogs = f.snapshotThreshold, f.snapshotInterval, f.trailingLogs
 	cfg.JoinToken = f.joinToken
+	cfg.AuditLog, cfg.AuditBestEffort = f.auditLog, f.auditBestEffort
+	cfg.PromoteAfter = f.promoteAfter
+	if len(f.retryJoin) > 0 {
+		cfg.RetryJoin, cfg.JoinCAFingerprint, cfg.JoinPeer = f.retryJoin, f.joinCAFingerprint, client.JoinPeer{}
+	}
 	cfg.Logger = log
 	n, err := cluster.NewNode(cfg)
 	if err != nil {
@@ -271,7 +331,7 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 	}
 	tangHandler := tang.Handler(tang.NewClusterKeys(n, f.gateways.tangDefault), log)
 	api, err := https.NewServer(n, n.ServingCert(), log, https.Mount(tang.Patterns, tangHandler),
-		https.Mount(console.Patterns, console.New(n, log)), https.WithTimeouts(timeouts))
+		https.Mount(console.Patterns, console.New(n, log)), https.WithTimeouts(timeouts), https.WithMetrics(n.Metrics()))
 	if err != nil {
 		n.Shutdown(context.Background())
 		return nil, err
@@ -287,7 +347,16 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 		}
 	}()
 	gws, err := startGateways(n, api, f.apiAddr, f.gateways, log)
+	if err == nil && f.metricsAddr != "" {
+		var mg gateway
+		if mg, err = serveMetrics(n, f.metricsAddr, log); err == nil {
+			gws = append(gws, mg)
+		}
+	}
 	if err != nil {
+		for _, g := range gws {
+			g.shutdown(context.Background())
+		}
 		api.Shutdown(context.Background())
 		n.Shutdown(context.Background())
 		return nil, err
@@ -339,5 +408,28 @@ func runIdentity(args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "node %s\nfingerprint %s\n", ident.NodeID, api.Fingerprint(ident.SignKey))
+	return nil
+}
+
+// readJoinTokenFile sets the join token from --join-token-file when no
+// --join-token is given. A missing file is no token: the node then makes
+// its own (a pod whose Secret names no token for it cannot be started by
+// anyone who does not read its data directory).
+func readJoinTokenFile(f *nodeFlags, log *slog.Logger) error {
+	if f.joinTokenFile == "" || f.joinToken != "" {
+		return nil
+	}
+	b, err := os.ReadFile(f.joinTokenFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		log.Info("no join token file: the node makes its own join token if it needs one", "file", f.joinTokenFile)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("--join-token-file: %w", err)
+	}
+	f.joinToken = strings.TrimSpace(string(b))
+	if f.joinToken == "" {
+		return fmt.Errorf("--join-token-file %s is empty", f.joinTokenFile)
+	}
 	return nil
 }

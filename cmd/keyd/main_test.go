@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"flag"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,6 +38,7 @@ func TestFlagsEnvAndConfigFile(t *testing.T) {
 		"log-level (file)":             f.logLevel,
 		"gossip-addr (default)":        f.gossipAddr,
 		"request-timeout (file)":       f.requestTimeout.String(),
+		"heartbeat-timeout (default)":  f.heartbeatTimeout.String(),
 	} {
 		want := map[string]string{
 			"raft-addr (flag over env)":    "10.0.0.4:4",
@@ -43,6 +47,7 @@ func TestFlagsEnvAndConfigFile(t *testing.T) {
 			"log-level (file)":             "debug",
 			"gossip-addr (default)":        "127.0.0.1:8742",
 			"request-timeout (file)":       "7s",
+			"heartbeat-timeout (default)":  "150ms",
 		}[name]
 		if got != want {
 			t.Errorf("%s: %q, want %q", name, got, want)
@@ -158,5 +163,49 @@ func TestDevDirCutOffBeforeFormed(t *testing.T) {
 	}
 	if _, err := readDevFile(dir); err == nil || !strings.Contains(err.Error(), "not a dev cluster's record") {
 		t.Fatalf("empty %s: %v", devFile, err)
+	}
+}
+
+// TestJoinTokenFile: --join-token-file gives the token (trimmed); a
+// missing file is no token, an empty one an error; --join-token wins.
+func TestJoinTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	file := filepath.Join(dir, "keyquorum-0")
+	os.WriteFile(file, []byte("tok-123\n"), 0o600)
+	f := nodeFlags{joinTokenFile: file}
+	if err := readJoinTokenFile(&f, log); err != nil || f.joinToken != "tok-123" {
+		t.Errorf("token %q, %v: want tok-123", f.joinToken, err)
+	}
+	f = nodeFlags{joinTokenFile: filepath.Join(dir, "missing")}
+	if err := readJoinTokenFile(&f, log); err != nil || f.joinToken != "" {
+		t.Errorf("missing file: token %q, %v: want none and no error", f.joinToken, err)
+	}
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, nil, 0o600)
+	if err := readJoinTokenFile(&nodeFlags{joinTokenFile: empty}, log); err == nil {
+		t.Error("an empty token file was accepted")
+	}
+	f = nodeFlags{joinTokenFile: file, joinToken: "given"}
+	if err := readJoinTokenFile(&f, log); err != nil || f.joinToken != "given" {
+		t.Errorf("--join-token given: token %q, %v", f.joinToken, err)
+	}
+}
+
+// TestLogFormat: --log-format json makes one JSON object a line; an
+// unknown format is refused.
+func TestLogFormat(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := newLogger(&buf, "info", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("hello", "node", "n1")
+	var line map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil || line["msg"] != "hello" || line["node"] != "n1" || line["level"] != "INFO" {
+		t.Errorf("json line %q: %v", buf.String(), err)
+	}
+	if _, err := newLogger(&buf, "info", "xml"); err == nil {
+		t.Error("log format xml was accepted")
 	}
 }

@@ -39,7 +39,7 @@ func startTLVAndGRPC(n *cluster.Node, g gatewayFlags, log *slog.Logger) ([]gatew
 			return out, fmt.Errorf("TLV on %s: %w", g.tlvAddr, err)
 		}
 		go func() {
-			if err := srv.Serve(tls.NewListener(ln, tc)); err != nil {
+			if err := srv.Serve(tls.NewListener(n.Metrics().CountConnections(ln, "tlv"), tc)); err != nil {
 				log.Error("TLV server", "err", err)
 			}
 		}()
@@ -62,7 +62,7 @@ func startTLVAndGRPC(n *cluster.Node, g gatewayFlags, log *slog.Logger) ([]gatew
 		}
 	}
 	if g.grpcAddr != "" {
-		srv := grpcgw.NewServer(n, grpcMachines(n), log)
+		srv := grpcgw.NewServer(n, grpcMachines(n), log, grpcgw.WithMetrics(n.Metrics()))
 		base := &tls.Config{GetCertificate: cert.GetCertificate}
 		ln, err := net.Listen("tcp", g.grpcAddr)
 		if err != nil {

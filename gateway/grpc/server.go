@@ -53,8 +53,10 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
 
 	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/cluster/metrics"
 	"github.com/keyquorum/keyquorum/fsm"
 	keyquorumv1 "github.com/keyquorum/keyquorum/rpc/keyquorum/v1"
 )
@@ -104,7 +106,12 @@ func NewServer(svc cluster.Service, machines Machines, log *slog.Logger, opts ..
 // Serve serves gRPC on ln until Stop or Shutdown, and then returns nil.
 // ln must be a TLS listener whose config comes from ServerTLSConfig(cfg,
 // ALPN); connections that are not TLS are closed.
-func (s *Server) Serve(ln net.Listener) error { return s.grpc.Serve(ln) }
+func (s *Server) Serve(ln net.Listener) error {
+	if s.opt.metrics != nil {
+		ln = s.opt.metrics.CountConnections(ln, Gateway)
+	}
+	return s.grpc.Serve(ln)
+}
 
 // ServeQUIC serves gRPC on the QUIC connections ln accepts until Stop or
 // Shutdown, and then returns nil. ln's TLS config must come from
@@ -172,6 +179,9 @@ func (s *Server) authenticate(ctx context.Context) (*fsm.Operator, error) {
 
 func (s *Server) unary(ctx context.Context, req any, info *gogrpc.UnaryServerInfo, handler gogrpc.UnaryHandler) (resp any, err error) {
 	defer s.recoverPanic(info.FullMethod, &err)
+	if s.opt.metrics != nil {
+		ctx = metrics.WithGateway(ctx, Gateway)
+	}
 	ctx, err = s.admit(ctx, info.FullMethod)
 	if err == nil {
 		resp, err = handler(ctx, req)
@@ -184,7 +194,11 @@ func (s *Server) unary(ctx context.Context, req any, info *gogrpc.UnaryServerInf
 
 func (s *Server) stream(srv any, ss gogrpc.ServerStream, info *gogrpc.StreamServerInfo, handler gogrpc.StreamHandler) (err error) {
 	defer s.recoverPanic(info.FullMethod, &err)
-	ctx, err := s.admit(ss.Context(), info.FullMethod)
+	ctx := ss.Context()
+	if s.opt.metrics != nil {
+		ctx = metrics.WithGateway(ctx, Gateway)
+	}
+	ctx, err = s.admit(ctx, info.FullMethod)
 	if err == nil {
 		err = handler(srv, &admittedStream{ServerStream: ss, ctx: ctx})
 	}
@@ -215,7 +229,11 @@ func (s *Server) statusError(ctx context.Context, method string, err error) erro
 		attrs = append(attrs, "peer", p.Addr.String())
 	}
 	s.log.Log(ctx, level, "grpc call failed", attrs...)
-	return StatusError(err)
+	st := StatusError(err)
+	if s.opt.metrics != nil {
+		s.opt.metrics.GatewayErrors.WithLabelValues(Gateway, status.Code(st).String()).Inc()
+	}
+	return st
 }
 
 // recoverPanic turns a handler's panic into an internal error, so one bad

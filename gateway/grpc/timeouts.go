@@ -6,6 +6,8 @@ import (
 	"github.com/quic-go/quic-go"
 	gogrpc "google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/keyquorum/keyquorum/cluster/metrics"
 )
 
 // The bounds on what a client may hold of the server without making calls.
@@ -38,7 +40,16 @@ type Option func(*options)
 type options struct {
 	connectionTimeout time.Duration
 	maxConnectionIdle time.Duration
+	metrics           *metrics.Set
 }
+
+// Gateway is the gateway label of this server's calls
+// (metrics.WithGateway).
+const Gateway = "grpc"
+
+// WithMetrics labels the server's calls as the grpc gateway's and counts
+// its connections (over TCP) and error answers in m.
+func WithMetrics(m *metrics.Set) Option { return func(o *options) { o.metrics = m } }
 
 // WithConnectionTimeout sets how long a new connection may take to
 // handshake and start HTTP/2 (over QUIC, to open its stream).

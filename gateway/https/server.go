@@ -32,6 +32,7 @@ import (
 	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/cluster/metrics"
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/vocab"
 )
@@ -49,6 +50,8 @@ type Server struct {
 	// tlsBase is the TLS configuration both servers clone; net/http
 	// changes the one it is given (it adds "h2"), so it never gets this.
 	tlsBase *tls.Config
+	// metrics, if not nil, count the server's connections and errors.
+	metrics *metrics.Set
 }
 
 // Option configures a Server.
@@ -57,7 +60,16 @@ type Option func(*options)
 type options struct {
 	mounts   []mount
 	timeouts *Timeouts
+	metrics  *metrics.Set
 }
+
+// Gateway is the gateway label of the requests this server answers
+// (metrics.WithGateway).
+const Gateway = "https"
+
+// WithMetrics labels the server's requests as the https gateway's and
+// counts its connections and error answers in m.
+func WithMetrics(m *metrics.Set) Option { return func(o *options) { o.metrics = m } }
 
 type mount struct {
 	patterns []string
@@ -97,6 +109,7 @@ func NewServer(svc cluster.Service, cert *cluster.ServingCert, log *slog.Logger,
 	mux.HandleFunc("GET /v1/cluster/status", s.operator(s.status))
 	mux.HandleFunc("POST /v1/nodes", s.operator(s.command(fsm.TypeAddNode)))
 	mux.HandleFunc("POST /v1/nodes/{id}/remove", s.operator(s.command(fsm.TypeRemoveNode)))
+	mux.HandleFunc("POST /v1/autopilot", s.operator(s.command(fsm.TypeSetAutopilot)))
 	mux.HandleFunc("POST /v1/operators", s.operator(s.command(fsm.TypeAddOperator)))
 	mux.HandleFunc("POST /v1/operators/{id}/remove", s.operator(s.command(fsm.TypeRemoveOperator)))
 	mux.HandleFunc("POST /v1/rules", s.operator(s.command(fsm.TypePutRule)))
@@ -119,6 +132,9 @@ func NewServer(svc cluster.Service, cert *cluster.ServingCert, log *slog.Logger,
 	if j, ok := svc.(cluster.JoinTokenService); ok {
 		s.registerJoinTokens(mux, j)
 	}
+	if j, ok := svc.(cluster.AutoJoinService); ok {
+		s.registerAutoJoin(mux, j)
+	}
 	if p, ok := svc.(cluster.PossessionService); ok {
 		s.registerPossession(mux, p)
 	}
@@ -130,8 +146,13 @@ func NewServer(svc cluster.Service, cert *cluster.ServingCert, log *slog.Logger,
 			mux.Handle(p, m.h)
 		}
 	}
+	var h http.Handler = mux
+	if o.metrics != nil {
+		h = o.metrics.HTTP(Gateway, h)
+	}
+	s.metrics = o.metrics
 	s.http = &http.Server{
-		Handler:  altSvc(&s.h3, mux),
+		Handler:  altSvc(&s.h3, h),
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	s.timeouts.Apply(s.http)
@@ -146,6 +167,9 @@ func NewServer(svc cluster.Service, cert *cluster.ServingCert, log *slog.Logger,
 
 // Serve serves TLS on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	if s.metrics != nil {
+		ln = s.metrics.CountConnections(ln, Gateway)
+	}
 	err := s.http.ServeTLS(ln, "", "")
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil

@@ -39,14 +39,18 @@ const (
 const Usage = `keyctl runs a keyquorum cluster.
 
 Usage:
-  keyctl cluster init --node ADDR --token T|--token-file F [--fingerprint FP] [--nodes N] [--name NAME] [--dir DIR]
-                                    found a cluster; its key is made when N nodes (default 3) have joined
+  keyctl cluster init --node ADDR --token T|--token-file F [--fingerprint FP] [--nodes N] [--name NAME] [--dir DIR] [--auto-join]
+                                    found a cluster; its key is made when N nodes (default 3) have joined;
+                                    --auto-join lets nodes join by themselves (keyd --retry-join)
   keyctl cluster token create [--ttl 1h]
                                     print a one-time join token; start the new node with it (keyd --join-token)
   keyctl cluster token list | revoke ID
   keyctl cluster join ADDR --token T|--token-file F [--fingerprint FP] [--env FILE]
                                     admit the unjoined node at ADDR (needs the CA and gossip keys);
                                     the join that completes the first key writes the pin into FILE
+  keyctl cluster autopilot --remove-dead-after D
+                                    have the leader remove a member down for D (0: off, the default),
+                                    while t holders stay, and reshare its share away
   keyctl cluster pin [--env FILE]   confirm the cluster key with t members and pin it: print its
                                     export lines and write them into FILE
   keyctl cluster leave NODE-ID      remove a member; the cluster reshares without it
@@ -94,6 +98,9 @@ Usage:
   keyctl snapshot save FILE         write a backup of the cluster's state (admins; keyd snapshot
                                     restore puts it back on nodes whose Raft data was lost)
   keyctl snapshot inspect FILE      check a backup's checksum and certificate, and show what it holds
+  keyctl audit verify FILE [--fingerprint FP] [--until now|TIME]
+                                    check a node's audit log: signatures, order, chain, its
+                                    node's key, and that it reaches TIME (docs/operations.md)
 
 A node is admitted only if its identity fingerprint is the one keyd printed
 on its machine at start ("keyd identity" prints it too): pass it with
@@ -183,7 +190,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 // handlers maps each command and subcommand to its function.
 func (c *command) handlers() map[string]map[string]func([]string) error {
 	return map[string]map[string]func([]string) error{
-		"cluster": {"init": c.clusterInit, "join": c.clusterJoin, "leave": c.clusterLeave, "status": c.clusterStatus, "token": c.clusterToken, "pin": c.clusterPin},
+		"cluster": {"init": c.clusterInit, "join": c.clusterJoin, "leave": c.clusterLeave, "status": c.clusterStatus, "token": c.clusterToken, "pin": c.clusterPin, "autopilot": c.clusterAutopilot},
 		"key": {"create": c.keyCreate, "get": c.keyGet, "list": c.keyList, "show": c.keyShow,
 			"revoke": c.keyRevoke, "destroy": c.keyDestroy, "cas": c.keyCAS, "access": c.keyAccess,
 			"import-dir": c.keyImportDir, "import-kxd": c.keyImportKxd, "sign": c.keySign, "verify": c.keyVerify},
@@ -193,6 +200,7 @@ func (c *command) handlers() map[string]map[string]func([]string) error {
 		"operator": {"create": c.operatorCreate},
 		"snapshot": {"save": c.snapshotSave, "inspect": c.snapshotInspect},
 		"passkey":  {"add": c.passkeyAdd},
+		"audit":    {"verify": c.auditVerify},
 	}
 }
 
@@ -298,6 +306,7 @@ func (c *command) clusterInit(args []string) error {
 	name := fs.String("name", "admin", "name of the first operator")
 	nodes := fs.Int("nodes", 3, "the cluster key is made once this many nodes have joined")
 	dir := fs.String("dir", "keyquorum-credentials", "directory to write the credentials and env.sh into")
+	autoJoin := fs.Bool("auto-join", false, "give the members a join CA, so that nodes started with a join token and --retry-join join by themselves")
 	vouch := c.vouchFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -309,6 +318,7 @@ func (c *command) clusterInit(args []string) error {
 	if err != nil {
 		return err
 	}
+	opts.AutoJoin = *autoJoin
 	ctx, cancel := timeout()
 	defer cancel()
 	creds, id, err := client.InitCluster(ctx, *node, *name, *nodes, opts)
@@ -323,7 +333,15 @@ func (c *command) clusterInit(args []string) error {
 	if len(creds.ClusterKey) == 0 {
 		pinned = fmt.Sprintf("the key is made, and pinned by the join that completes it, when %d nodes have joined", *nodes)
 	}
-	fmt.Fprintf(c.stdout, "# cluster initialized on node %s; %s; credentials in %s (keep ca-key.pem safe)\n%s", id.NodeID, pinned, *dir, env)
+	fmt.Fprintf(c.stdout, "# cluster initialized on node %s; %s; credentials in %s (keep ca-key.pem safe)\n", id.NodeID, pinned, *dir)
+	if *autoJoin {
+		fp, err := api.CAFingerprint(creds.CACert)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "# nodes join by themselves with: keyd --retry-join ADDR --join-ca-fingerprint %s --join-token TOKEN (keyctl cluster token create)\n", fp)
+	}
+	fmt.Fprint(c.stdout, env)
 	return nil
 }
 
@@ -415,6 +433,28 @@ func (c *command) clusterLeave(args []string) error {
 	return nil
 }
 
+func (c *command) clusterAutopilot(args []string) error {
+	fs := c.flags("cluster autopilot")
+	after := fs.Duration("remove-dead-after", 0, "remove a member the leader has seen down this long (0: off)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if err := cl.SetAutopilot(ctx, *after); err != nil {
+		return err
+	}
+	if *after == 0 {
+		fmt.Fprintln(c.stdout, "autopilot off: dead members stay until an operator removes them")
+		return nil
+	}
+	fmt.Fprintf(c.stdout, "autopilot on: the leader removes a member it has seen down for %v, while t holders stay\n", *after)
+	return nil
+}
+
 func (c *command) clusterStatus(args []string) error {
 	fs := c.flags("cluster status")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -430,10 +470,26 @@ func (c *command) clusterStatus(args []string) error {
 	})
 }
 
+// tolerance says how many more nodes may fail before what stops.
+func tolerance(n int, what string) string {
+	switch {
+	case n < 0:
+		return what + " have stopped"
+	case n == 1:
+		return "1 more node may fail before " + what + " stop"
+	}
+	return fmt.Sprintf("%d more nodes may fail before %s stop", n, what)
+}
+
 // writeStatus writes the text of keyctl cluster status.
 func writeStatus(out io.Writer, st *api.Status) error {
 	fmt.Fprintf(out, "cluster %s  leader %s  key epoch %d  n %d  t %d  (as seen by %s at index %d)\n",
 		st.ClusterID, orNone(st.Leader), st.Epoch, st.N, st.Threshold, st.Node, st.Applied)
+	fmt.Fprintf(out, "failure tolerance: %s; raft quorum: %s\n",
+		tolerance(st.FailureTolerance, "releases"), tolerance(st.QuorumTolerance, "writes"))
+	if st.RemoveDeadAfter > 0 {
+		fmt.Fprintf(out, "autopilot: removes a member down for %v while t holders stay\n", st.RemoveDeadAfter)
+	}
 	if r := st.Resharing; r != nil {
 		// t acknowledgements complete a round; a member that missed it
 		// opens its share from the round's deals later.
@@ -441,7 +497,7 @@ func writeStatus(out io.Writer, st *api.Status) error {
 			r.Round, strings.Join(r.Members, ","), r.Threshold, r.Deals, r.Needed, r.Acks, r.Threshold)
 	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NODE\tAPI\tRAFT\tSTATE\tAPPLIED\tHEALTH\tSHARE")
+	fmt.Fprintln(w, "NODE\tAPI\tRAFT\tSTATE\tVOTER\tAPPLIED\tHEALTH\tSHARE")
 	for _, m := range st.Members {
 		share := "-"
 		if m.Holder {
@@ -450,7 +506,11 @@ func writeStatus(out io.Writer, st *api.Status) error {
 		if m.Leaving {
 			share += " (leaving)"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", m.ID, m.APIAddr, m.RaftAddr, strings.ToLower(m.RaftState), m.Applied, m.Health, share)
+		voter := "no"
+		if m.Voter {
+			voter = "yes"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", m.ID, m.APIAddr, m.RaftAddr, strings.ToLower(m.RaftState), voter, m.Applied, m.Health, share)
 	}
 	if err := w.Flush(); err != nil {
 		return err

@@ -154,3 +154,32 @@ func TestClusterJoinChecksFingerprintAndToken(t *testing.T) {
 		t.Fatalf("status after the refused join: exit %d\n%s", code, out)
 	}
 }
+
+// TestClusterAutopilotCommand: an admin turns the autopilot on, status
+// shows its period and the failure tolerance, a period too short is
+// refused with the rule, and 0 turns it off.
+func TestClusterAutopilotCommand(t *testing.T) {
+	n1 := startUnjoined(t, "n1", "")
+	creds := filepath.Join(t.TempDir(), "creds")
+	if code, _, errb := keyctl(t, "cluster", "init", "--node", n1.addr, "--nodes", "1", "--dir", creds,
+		"--token-file", cluster.JoinTokenPath(n1.dataDir), "--fingerprint", n1.fingerprint()); code != ExitOK {
+		t.Fatalf("init: exit %d, %s", code, errb)
+	}
+	setEnv(t, filepath.Join(creds, "env.sh"))
+	if code, _, errb := keyctl(t, "cluster", "autopilot", "--remove-dead-after", "1m"); code != ExitOK {
+		t.Fatalf("autopilot on: exit %d, %s", code, errb)
+	}
+	code, out, errb := keyctl(t, "cluster", "status")
+	if code != ExitOK || !strings.Contains(out, "autopilot: removes a member down for 1m0s") || !strings.Contains(out, "failure tolerance: 0 more nodes may fail before releases stop") {
+		t.Fatalf("status: exit %d, %q %q", code, out, errb)
+	}
+	if code, _, errb := keyctl(t, "cluster", "autopilot", "--remove-dead-after", "1ms"); code == ExitOK || !strings.Contains(errb, "at least") {
+		t.Fatalf("a period too short: exit %d, %q", code, errb)
+	}
+	if code, _, errb := keyctl(t, "cluster", "autopilot", "--remove-dead-after", "0"); code != ExitOK {
+		t.Fatalf("autopilot off: exit %d, %s", code, errb)
+	}
+	if _, out, _ := keyctl(t, "cluster", "status"); strings.Contains(out, "autopilot:") {
+		t.Fatalf("status after turning the autopilot off: %q", out)
+	}
+}

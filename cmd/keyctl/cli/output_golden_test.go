@@ -20,13 +20,13 @@ var at = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 func goldenStatus() *api.Status {
 	return &api.Status{
 		ClusterID: "kq-7f3a", Node: "node-2", Leader: "node-1", Epoch: 4, N: 3, Threshold: 2, InitialNodes: 3,
-		PublicKey: bytes.Repeat([]byte{0xA0}, 32), Applied: 1207,
+		PublicKey: bytes.Repeat([]byte{0xA0}, 32), Applied: 1207, FailureTolerance: 0, QuorumTolerance: 1, RemoveDeadAfter: 5 * time.Minute,
 		Resharing: &api.RoundStatus{Round: 1200, Threshold: 3, Members: []string{"node-1", "node-2", "node-3", "node-4"}, Deals: 1, Needed: 2, Acks: 0},
 		Members: []api.MemberStatus{
-			{ID: "node-1", APIAddr: "10.0.0.1:8443", RaftAddr: "10.0.0.1:7000", Index: 1, Holder: true, RaftState: "Leader", Applied: 1207, Health: "alive",
+			{ID: "node-1", APIAddr: "10.0.0.1:8443", RaftAddr: "10.0.0.1:7000", Index: 1, Holder: true, Voter: true, RaftState: "Leader", Applied: 1207, Health: "alive",
 				Held: []api.HeldKey{{Name: "tls/www", Gateway: "tlv", Version: 2, Until: at.Add(5 * time.Minute)}}},
-			{ID: "node-2", APIAddr: "10.0.0.2:8443", RaftAddr: "10.0.0.2:7000", Index: 2, Holder: true, RaftState: "Follower", Applied: 1207, Health: "alive"},
-			{ID: "node-3", APIAddr: "10.0.0.3:8443", RaftAddr: "10.0.0.3:7000", Index: 3, Holder: true, Leaving: true, RaftState: "unreachable", Health: "suspect"},
+			{ID: "node-2", APIAddr: "10.0.0.2:8443", RaftAddr: "10.0.0.2:7000", Index: 2, Holder: true, Voter: true, RaftState: "Follower", Applied: 1207, Health: "alive"},
+			{ID: "node-3", APIAddr: "10.0.0.3:8443", RaftAddr: "10.0.0.3:7000", Index: 3, Holder: true, Voter: true, Leaving: true, RaftState: "unreachable", Health: "suspect"},
 			{ID: "node-4", APIAddr: "10.0.0.4:8443", RaftAddr: "10.0.0.4:7000", Index: 4, RaftState: "Follower", Applied: 1199, Health: "alive"},
 		},
 	}
@@ -43,6 +43,7 @@ func TestClusterStatusGolden(t *testing.T) {
 	st.Resharing, st.Leader = nil, ""
 	st.Members = st.Members[:2]
 	st.Members[0].Held = nil
+	st.FailureTolerance, st.QuorumTolerance = -1, -1
 	fmt.Fprintln(&b, "# a cluster at rest, without a leader")
 	if err := writeStatus(&b, st); err != nil {
 		t.Fatal(err)
