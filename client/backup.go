@@ -45,8 +45,8 @@ type BackupSummary struct {
 	Node       string // the node that made and signed it
 	CreatedAt  time.Time
 	Size       int // bytes of the snapshot
-	// Checkpoint is the certified checkpoint it starts from (nil: none,
-	// a backup taken before the cluster certified one).
+	// Checkpoint is the certified checkpoint it starts from: a backup
+	// without one is refused, since no node restores it.
 	Checkpoint *CheckpointSummary
 	Entries    int  // signed entries after the checkpoint, replayed at restore
 	Pinned     bool // the certificate was checked against the caller's pinned cluster key
@@ -66,7 +66,8 @@ type CheckpointSummary struct {
 // InspectBackup reads a backup file without a cluster: it checks the
 // format, the checksum and the certificate of its checkpoint (t holders'
 // partials, each with its proof, under the cluster key: pin when given,
-// the backup's own otherwise) and summarizes what it holds.
+// the backup's own otherwise; a backup without one is refused) and
+// summarizes what it holds.
 //
 // It does not replay the entries after the checkpoint: that needs the
 // node's state machine, and keyd snapshot restore does it, with the
@@ -97,7 +98,9 @@ func InspectBackup(data, pin []byte) (*BackupSummary, error) {
 	out := &BackupSummary{ClusterID: b.ClusterID, ClusterKey: b.ClusterKey, Index: b.Index, Epoch: b.Epoch, Node: b.Node,
 		CreatedAt: time.Unix(0, b.CreatedAt), Size: len(b.Snapshot), Entries: len(sn.Entries), Pinned: pin != nil}
 	if sn.Certificate == nil && sn.Checkpoint == nil {
-		return out, nil
+		// A history without a certified checkpoint is not tied to the
+		// cluster key: anyone can sign a founding entry (fsm/checkpoint.go).
+		return nil, errors.New("it has no certified checkpoint: no node restores it")
 	}
 	cp, err := checkCertificate(&sn, b.ClusterID, b.ClusterKey)
 	if err != nil {

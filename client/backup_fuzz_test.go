@@ -1,7 +1,9 @@
 package client
 
 import (
+	"crypto/sha256"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
@@ -28,4 +30,17 @@ func FuzzInspectBackup(f *testing.F) {
 			t.Fatalf("accepted %q as a backup of %d bytes", data, s.Size)
 		}
 	})
+}
+
+// TestInspectRefusesABackupWithoutACertifiedCheckpoint: a backup whose
+// snapshot has no certified checkpoint is a history anyone could have
+// written (a founding entry of their own); no node restores it, and
+// inspect says so rather than summarize it.
+func TestInspectRefusesABackupWithoutACertifiedCheckpoint(t *testing.T) {
+	snap := []byte(`{"version":1,"entries":[]}`)
+	sum := sha256.Sum256(snap)
+	data, _ := json.Marshal(&api.Backup{Format: api.BackupFormat, SHA256: sum[:], Snapshot: snap})
+	if _, err := InspectBackup(data, nil); err == nil || !strings.Contains(err.Error(), "no certified checkpoint") {
+		t.Fatalf("InspectBackup of a backup without a certified checkpoint: %v, want a refusal saying so", err)
+	}
 }

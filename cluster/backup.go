@@ -58,14 +58,20 @@ func (n *Node) MakeBackup() (*api.Backup, error) {
 	if _, err := n.joined(); err != nil {
 		return nil, err
 	}
-	snap, err := n.fsm.Capture().Bytes()
-	if err != nil {
-		return nil, err
-	}
 	var pin []byte
 	n.fsm.Read(func(s *fsm.State) { pin = bytes.Clone(s.PublicKey()) })
 	if pin == nil {
 		return nil, Errorf(KindNotInitialized, "the cluster has no key yet: nothing to back up")
+	}
+	// A backup without a certified checkpoint would not restore: a history
+	// that is not under one is not tied to the cluster key (fsm/checkpoint.go).
+	capture, err := n.fsm.CaptureCertified()
+	if err != nil {
+		return nil, Errorf(KindNotInitialized, "%v: try again", err)
+	}
+	snap, err := capture.Bytes()
+	if err != nil {
+		return nil, err
 	}
 	st, _, err := replayBackup(snap, pin)
 	if err != nil {

@@ -12,9 +12,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/shamir"
 )
 
 // backupCluster is a 3-node cluster with secrets and a certified
@@ -214,6 +216,111 @@ func TestForgedBackupIsRefused(t *testing.T) {
 		t.Fatal("a node restored a forged backup")
 	}
 	if entries, _ := os.ReadDir(filepath.Join(tn.cfg.DataDir, raftDir)); len(entries) != 0 {
+		t.Fatalf("a refused restore left %d files in the Raft directory", len(entries))
+	}
+}
+
+// TestForgedFoundingBackupIsRefused: the thief of one member's data
+// directory writes a backup of a history of its own: a founding entry
+// naming its own admin, with the cluster's real ID, CA and the stolen node
+// as the only member, then a key generation in which the stolen node deals
+// alone, its deal's commitments made the pinned cluster key (a fresh deal
+// proves no knowledge of its constant term, so shamir's public checks pass
+// it), and acknowledges. The history reaches the pinned key, at the
+// cluster's epoch, and the backup is signed by a node of the state it
+// gives: before certification was required of every keyed history,
+// VerifyBackup accepted it and RestoreBackup wrote it into the stolen
+// node's data directory. It has no certified checkpoint (only t holders
+// of the real key can make one), and both refuse it, writing nothing.
+func TestForgedFoundingBackupIsRefused(t *testing.T) {
+	c := newTestCluster(t, 3)
+	pin := c.clusterKey()
+	victim := c.nodes[0]
+	var id identity
+	if err := readJSON(filepath.Join(victim.cfg.DataDir, identityFile), &id); err != nil {
+		t.Fatal(err)
+	}
+	var clusterID string
+	var ca []byte
+	var me fsm.Node
+	var epoch uint64
+	victim.n.fsm.Read(func(s *fsm.State) {
+		clusterID, ca, me, epoch = s.ClusterID, bytes.Clone(s.CACert), *s.Nodes[id.NodeID], s.Epoch
+	})
+	evePub, eveKey, _ := ed25519.GenerateKey(rand.Reader)
+	eve := fsm.PrincipalID(evePub)
+
+	f := fsm.New(dealChecker{})
+	now := time.Now()
+	var index uint64
+	apply := func(signer string, key ed25519.PrivateKey, cmd *fsm.Command) {
+		t.Helper()
+		cmd.Nonce, cmd.IssuedAt = randomBytes(t, 16), now.UnixNano()
+		sg, err := fsm.Sign(signer, key, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := json.Marshal(sg)
+		index++
+		if res := f.Apply(index, now, raw); res.Error != nil {
+			t.Fatalf("forged entry %d (%s): %v", index, cmd.Type, res.Error)
+		}
+	}
+	apply(eve, eveKey, &fsm.Command{Type: fsm.TypeInit, Init: &fsm.Init{ClusterID: clusterID, CACert: ca,
+		Operator: &fsm.Operator{ID: eve, Name: "eve", PublicKey: evePub}, Node: &me, InitialNodes: 1}})
+	// Epochs the key generation at 1; the cluster's own epoch is reached
+	// by refreshing the shares (restart_reshare) as often as needed.
+	for {
+		var r *fsm.Reshare
+		f.Read(func(s *fsm.State) { r = s.Reshare })
+		deal, err := shamir.NewFreshDeal(rand.Reader, 1, 1, []shamir.Recipient{{Index: 1, EncPub: me.EncKey}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.Fresh {
+			// A resharing deal of a constant polynomial: its one
+			// commitment is the old public share, the key itself.
+			deal.Commits = nil
+		}
+		deal.Commits = append(deal.Commits[:0], pin)
+		raw, _ := json.Marshal(deal)
+		apply(id.NodeID, id.SignKey, &fsm.Command{Type: fsm.TypeDeal, Deal: &fsm.DealCommand{Round: r.Round, Dealer: 1, Deal: raw}})
+		apply(id.NodeID, id.SignKey, &fsm.Command{Type: fsm.TypeReshareAck, ReshareAck: &fsm.ReshareAck{Round: r.Round}})
+		var e uint64
+		f.Read(func(s *fsm.State) { e = s.Epoch })
+		if e == epoch {
+			break
+		}
+		apply(eve, eveKey, &fsm.Command{Type: fsm.TypeRestartReshare, RestartReshare: &fsm.RestartReshare{}})
+	}
+	var key []byte
+	var applied uint64
+	f.Read(func(s *fsm.State) { key, applied = bytes.Clone(s.PublicKey()), s.Applied })
+	if !bytes.Equal(key, pin) {
+		t.Fatal("the forged history should reach the pinned cluster key")
+	}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, _ := f.Hash()
+	sum := sha256.Sum256(snap)
+	b := &api.Backup{Format: api.BackupFormat, ClusterID: clusterID, ClusterKey: pin, Index: applied, Epoch: epoch,
+		StateHash: hash[:], Node: id.NodeID, CreatedAt: now.UnixNano(), SHA256: sum[:], Snapshot: snap}
+	b.Signature = ed25519.Sign(id.SignKey, api.BackupMessage(b))
+	data, _ := json.Marshal(b)
+
+	if _, _, err := VerifyBackup(data, pin); err == nil || !strings.Contains(err.Error(), "certified checkpoint") {
+		t.Fatalf("VerifyBackup of the forged founding: %v, want a refusal for want of a certified checkpoint", err)
+	}
+	c.stop(victim)
+	if err := os.RemoveAll(filepath.Join(victim.cfg.DataDir, raftDir)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RestoreBackup(victim.cfg.DataDir, victim.id(), data); err == nil || !strings.Contains(err.Error(), "certified checkpoint") {
+		t.Fatalf("RestoreBackup of the forged founding: %v, want a refusal for want of a certified checkpoint", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(victim.cfg.DataDir, raftDir)); len(entries) != 0 {
 		t.Fatalf("a refused restore left %d files in the Raft directory", len(entries))
 	}
 }

@@ -201,9 +201,11 @@ func (c *frostCommitments) drop(id string) {
 	delete(c.m, id)
 }
 
-// frostShare opens this node's share of a FROST key from the key's
-// record as the state holds it (with the sealed shares), checked against
-// the key's commitments.
+// frostShare is this node's share of a FROST key, from the key's record
+// as the state holds it (with the sealed shares): opened with the
+// identity key while it is sealed there (as created), or from the share
+// store of the key's epoch once a round reshared it; checked against the
+// key's commitments.
 func (n *Node) frostShare(clusterID string, k *fsm.Key) (*shamir.Share, error) {
 	if k.Frost == nil {
 		return nil, Errorf(KindInvalid, "key %q is not an %s key", k.Name, fsm.KeyTypeFROST)
@@ -211,6 +213,17 @@ func (n *Node) frostShare(clusterID string, k *fsm.Key) (*shamir.Share, error) {
 	for _, sh := range k.Frost.Shares {
 		if sh.NodeID != n.id.NodeID {
 			continue
+		}
+		if len(sh.Sealed) == 0 {
+			share := n.shares.frost(k.Frost.Epoch, frostStoreID(k.Name, k.Frost))
+			if share == nil || share.Index != sh.Index {
+				return nil, Errorf(KindNoQuorum, "node %s holds no share of key %q of epoch %d yet", n.id.NodeID, k.Name, k.Frost.Epoch)
+			}
+			if err := (&shamir.PublicPoly{Commits: k.Frost.Commits}).VerifyShare(share); err != nil {
+				share.Erase()
+				return nil, Errorf(KindInternal, "node %s's stored share of key %q does not match its commitments: %v", n.id.NodeID, k.Name, err)
+			}
+			return share, nil
 		}
 		encPriv, err := shamir.EncryptionKeyFromEd25519(n.id.SignKey)
 		if err != nil {
@@ -265,7 +278,7 @@ func (n *Node) answerFROSTCommit(req *frostCommitRequest) (*frostCommitReply, er
 	case k.State != fsm.KeyActive:
 		return nil, Errorf(KindDenied, "key %q is %s", k.Name, k.State)
 	case stale:
-		return nil, Errorf(KindConflict, "key %q was dealt before the members changed: import it again", k.Name)
+		return nil, Errorf(KindConflict, "key %q was dealt before the members changed and no round reshared it: import it again", k.Name)
 	}
 	share, err := n.frostShare(clusterID, k)
 	if err != nil {

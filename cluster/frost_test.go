@@ -279,32 +279,3 @@ func TestFROSTLyingCoordinator(t *testing.T) {
 		t.Fatalf("signing after the restart: %v", err)
 	}
 }
-
-// TestFROSTKeyNeedsReimportWhenMembersChange: after a node joins (a new
-// epoch), the key is shown as needing re-import and no holder signs with
-// it, so the shares dealt to the old holders are never used again.
-func TestFROSTKeyNeedsReimportWhenMembersChange(t *testing.T) {
-	c := newTestCluster(t, 3)
-	pub := c.createFROST("sig/a", nil)
-	msg := []byte("before")
-	if sig, err := c.signThrough(c.nodes[0], c.signRequest("sig/a", msg)); err != nil || !ed25519.Verify(pub, msg, sig.Signature) {
-		t.Fatalf("signing before the join: %v", err)
-	}
-	n4 := c.addNode()
-	c.join(n4)
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	k, err := c.nodes[0].n.Key(ctx, c.opID, "sig/a")
-	if err != nil || k.Frost == nil || !k.Frost.NeedsReimport {
-		t.Fatalf("key show after the join: %+v, %v: want needs re-import", k, err)
-	}
-	for _, tn := range c.running() {
-		if _, err := c.signThrough(tn, c.signRequest("sig/a", []byte("after"))); KindOf(err) != KindConflict {
-			t.Errorf("signing through %s after the join: %v (kind %s), want %s", tn.id(), err, KindOf(err), KindConflict)
-		}
-	}
-	pub2 := c.createFROST("sig/b", nil)
-	if sig, err := c.signThrough(n4, c.signRequest("sig/b", msg)); err != nil || !ed25519.Verify(pub2, msg, sig.Signature) {
-		t.Fatalf("a key dealt to the new members: %v", err)
-	}
-}

@@ -64,9 +64,16 @@ func (r *raftFSM) watch() (uint64, <-chan struct{}) {
 
 // Snapshot captures the state machine's snapshot (its last certified
 // checkpoint and the entries since) between applies; Persist encodes it
-// later, in another goroutine.
+// later, in another goroutine. In the moments between the key generation
+// and the certification of the key's checkpoint there is none: no
+// replica would install it, nor this node restore it at a restart, so
+// Raft keeps its log and tries again at its next interval.
 func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
-	return snapshot{snap: r.fsm.Capture(), log: r.log}, nil
+	sn, err := r.fsm.CaptureCertified()
+	if err != nil {
+		return nil, err
+	}
+	return snapshot{snap: sn, log: r.log}, nil
 }
 
 // Restore installs a snapshot, from the leader or from the node's own

@@ -52,6 +52,9 @@ type reshareHooks struct {
 	tamper func(nodeID string, d *shamir.Deal)
 	// tamperTang changes a node's deal of a Tang key before it is proposed.
 	tamperTang func(nodeID, key string, d *shamir.P256Deal)
+	// tamperFROST changes a node's deal of a FROST key before it is
+	// proposed.
+	tamperFROST func(nodeID, key string, d *shamir.Deal)
 }
 
 var testHooks atomic.Pointer[reshareHooks]
@@ -240,6 +243,8 @@ type roundView struct {
 	last      *fsm.Reshare // the round that made the epoch
 	// tang are the live Tang keys, by name.
 	tang map[string]*fsm.TangKey
+	// frost are the live FROST keys, by name, with their sealed shares.
+	frost map[string]*fsm.Key
 }
 
 func (n *Node) viewRound() roundView {
@@ -256,6 +261,15 @@ func (n *Node) viewRound() roundView {
 			tk := *k.Tang
 			tk.Shares = slices.Clone(k.Tang.Shares)
 			v.tang[k.Name] = &tk
+		}
+		v.frost = map[string]*fsm.Key{}
+		for name, k := range s.Keys {
+			if k.Frost != nil && k.State != fsm.KeyDestroyed {
+				kc, fk := *k, *k.Frost
+				fk.Shares, fk.Commits = slices.Clone(k.Frost.Shares), slices.Clone(k.Frost.Commits)
+				kc.Frost = &fk
+				v.frost[name] = &kc
+			}
 		}
 	})
 	return v
@@ -426,6 +440,9 @@ func (n *Node) checkDeal(ctx context.Context, v roundView, r *fsm.Reshare, rec f
 		if err != nil || bad {
 			return err
 		}
+		if bad, err := n.checkFROSTDeals(ctx, v.clusterID, r, rec, me, encPriv); err != nil || bad {
+			return err
+		}
 		checked[dealKey{r.Round, d.Dealer}] = true
 		return nil
 	}
@@ -515,6 +532,9 @@ func (n *Node) recoverShare(ctx context.Context, v roundView) error {
 				if bad, err := n.checkTangDeals(ctx, v.clusterID, r, r.Deals[i], me, encPriv); err != nil || bad {
 					return err
 				}
+				if bad, err := n.checkFROSTDeals(ctx, v.clusterID, r, r.Deals[i], me, encPriv); err != nil || bad {
+					return err
+				}
 			}
 			continue
 		}
@@ -549,7 +569,7 @@ func (n *Node) recoverShare(ctx context.Context, v roundView) error {
 // reshareWork reports whether the view asks anything of this node.
 func (n *Node) reshareWork(v roundView) bool {
 	cur, pend := n.shares.snapshot()
-	return n.mayDeal(v) || n.mayAck(v) || n.mayRecover(v) || n.encKeyWork(v, cur) || len(n.destroyedTang(v)) > 0 ||
+	return n.mayDeal(v) || n.mayAck(v) || n.mayRecover(v) || n.encKeyWork(v, cur) || len(n.destroyedTang(v)) > 0 || len(n.destroyedFROST(v)) > 0 ||
 		(cur != nil && cur.Epoch < v.epoch) ||
 		(pend != nil && pend.Epoch <= v.epoch)
 }
@@ -591,7 +611,13 @@ func (n *Node) settleShares(v roundView) error {
 	}
 	if gone := n.destroyedTang(v); len(gone) > 0 {
 		n.log.Info("erasing shares of destroyed tang keys", "count", len(gone))
-		return n.shares.eraseTang(gone)
+		if err := n.shares.eraseTang(gone); err != nil {
+			return err
+		}
+	}
+	if gone := n.destroyedFROST(v); len(gone) > 0 {
+		n.log.Info("erasing shares of destroyed "+fsm.KeyTypeFROST+" keys", "count", len(gone))
+		return n.shares.eraseFROST(gone)
 	}
 	return nil
 }
@@ -649,7 +675,11 @@ func (n *Node) deal(ctx context.Context, v roundView) error {
 	if err != nil {
 		return err
 	}
-	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeDeal, Deal: &fsm.DealCommand{Round: r.Round, Dealer: v.me.Index, Deal: b, Tang: tang}})
+	frost, err := n.dealFROST(v)
+	if err != nil {
+		return err
+	}
+	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeDeal, Deal: &fsm.DealCommand{Round: r.Round, Dealer: v.me.Index, Deal: b, Tang: tang, Frost: frost}})
 	if err != nil {
 		return err
 	}
@@ -797,6 +827,10 @@ func (n *Node) combineInto(v roundView, r *fsm.Reshare, epoch uint64) (*epochSha
 	}
 	es := &epochShare{Epoch: epoch, Round: r.Round, Share: share, EncKey: me.EncKey}
 	if err := combineTang(v.clusterID, r, me, encPriv, es); err != nil {
+		es.erase()
+		return nil, err
+	}
+	if err := combineFROST(v.clusterID, r, me, encPriv, es); err != nil {
 		es.erase()
 		return nil, err
 	}

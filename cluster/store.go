@@ -84,7 +84,8 @@ type membership struct {
 
 // shareStore keeps the node's share of the current epoch and the share it
 // computed for a round in progress, each with the node's shares of the
-// Tang keys of that epoch. It is the only file that holds share material.
+// Tang and FROST keys of that epoch. It is the only file that holds share
+// material.
 type shareStore struct {
 	path string
 
@@ -105,9 +106,12 @@ type epochShare struct {
 	// Tang are the node's shares of the Tang keys the round reshared, by
 	// kid: erased with the epoch's share.
 	Tang map[string]*shamir.P256Share `json:"tang,omitempty"`
+	// Frost are the node's shares of the FROST keys the round reshared,
+	// by frostStoreID: erased with the epoch's share.
+	Frost map[string]*shamir.Share `json:"frost,omitempty"`
 }
 
-// erase overwrites the share and the Tang shares.
+// erase overwrites the share, the Tang shares and the FROST shares.
 func (e *epochShare) erase() {
 	if e == nil {
 		return
@@ -116,6 +120,9 @@ func (e *epochShare) erase() {
 		e.Share.Erase()
 	}
 	for _, sh := range e.Tang {
+		sh.Erase()
+	}
+	for _, sh := range e.Frost {
 		sh.Erase()
 	}
 }
@@ -189,6 +196,57 @@ func (s *shareStore) eraseTang(kids []string) error {
 		if sh := c.Tang[kid]; sh != nil {
 			gone = append(gone, sh)
 			delete(c.Tang, kid)
+		}
+	}
+	if err := s.save(); err != nil {
+		return err
+	}
+	for _, sh := range gone {
+		sh.Erase()
+	}
+	return nil
+}
+
+// frost returns a copy of the node's share of the FROST key id
+// (frostStoreID) of epoch, or nil.
+func (s *shareStore) frost(epoch uint64, id string) *shamir.Share {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.data.Current; c != nil && c.Epoch == epoch {
+		if sh := c.Frost[id]; sh != nil {
+			return &shamir.Share{Index: sh.Index, Value: bytes.Clone(sh.Value)}
+		}
+	}
+	return nil
+}
+
+// frostIDs returns the IDs of the FROST shares of the current epoch.
+func (s *shareStore) frostIDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	if c := s.data.Current; c != nil {
+		for id := range c.Frost {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// eraseFROST erases the current epoch's shares of the FROST keys ids
+// (keys destroyed since).
+func (s *shareStore) eraseFROST(ids []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.data.Current
+	if c == nil {
+		return nil
+	}
+	var gone []*shamir.Share
+	for _, id := range ids {
+		if sh := c.Frost[id]; sh != nil {
+			gone = append(gone, sh)
+			delete(c.Frost, id)
 		}
 	}
 	if err := s.save(); err != nil {

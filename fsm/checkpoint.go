@@ -40,7 +40,15 @@ import (
 //     replays the entries through Apply, which checks each one's operator
 //     or node signature as it did the first time.
 //
-//  4. A destroy_key that takes effect also takes a checkpoint, at its own
+//  4. The entry that gives the state its first cluster key (the key
+//     generation's last acknowledgement) also takes a checkpoint, at its
+//     own index: once the state has a key and no checkpoint certified or
+//     pending, one is taken. Restore refuses a snapshot without a
+//     certified checkpoint that gives a state with a cluster key, or that
+//     would take a replica with a key back to one without (5 below), so
+//     this keeps the time in which a snapshot or backup cannot be made
+//     (CaptureCertified) to the few entries its holders need to attest it.
+//  5. A destroy_key that takes effect also takes a checkpoint, at its own
 //     index (State.Destroyed). Once a checkpoint at or after it is
 //     certified, the snapshot holds the certified state, which has no
 //     material of the destroyed key, and only entries after it: no entry
@@ -49,6 +57,28 @@ import (
 //     the same moment. Erasure tells a node when that is, so it can take a
 //     snapshot and erase the older log and snapshots from its disk
 //     (cluster/erase.go).
+//
+// Why a history without a certified checkpoint may not bring a key: its
+// entries' signatures do not tie it to the cluster. The founding entry is
+// signed by the operator it names, so anyone can write one (with the
+// cluster's real ID and founding node, and itself as the admin), and the
+// key generation's deals and acknowledgements are signed by nodes but bind
+// nothing of the founding entry: replayed after a forged founding at the
+// same indexes, they give the real commitments, and the pin holds
+// (TestForgedFoundingReplaysTheRealKeyGeneration). A fresh deal carries
+// no proof of knowledge of its constant term either, so one node's key is
+// enough to deal a key generation whose commitments are the pinned key's
+// (cluster.TestForgedFoundingBackupIsRefused). A certificate is different:
+// t partials over the state's hash, each with a DLEQ proof against
+// commitments whose constant term is the pin, can be made only by t holders
+// of the real key, and honest holders sign only states they applied
+// themselves. So a keyed state is trusted only when it is, or is replayed
+// from, a certified checkpoint; after that every entry is checked against
+// a state the real holders vouched for. Binding the deals to the founding
+// entry instead would not be enough without a proof of knowledge in every
+// fresh deal (the rogue-key deal above), and resharing rounds need no
+// checkpoint of their own: they happen after the first, and their deals
+// are checked against the certified commitments.
 //
 // What this does not stop: a sender may leave out entries after the
 // checkpoint (an omission, like a leader that never commits them), within
@@ -183,7 +213,8 @@ func (f *FSM) afterApply(index uint64, at time.Time, data []byte) {
 			}
 		}
 	}
-	due := index/f.every() > ck.last/f.every() || s.Destroyed == index
+	first := s.Checkpoint == nil && len(s.Pending) == 0 // the key is new: certify it now (4 above)
+	due := index/f.every() > ck.last/f.every() || s.Destroyed == index || first
 	if len(s.Poly) > 0 && s.Epoch > 0 && due {
 		if b, err := json.Marshal(s); err == nil {
 			f.takeCheckpoint(index, b)
@@ -340,6 +371,27 @@ func (f *FSM) Capture() *Snap {
 		Entries: ck.entries[:len(ck.entries):len(ck.entries)]}
 }
 
+// ErrNotCertified is CaptureCertified's error while the state has a
+// cluster key and no certified checkpoint.
+var ErrNotCertified = errors.New("the cluster key's first checkpoint is not certified yet (its holders attest it within moments of the key generation): a snapshot now would not restore")
+
+// CaptureCertified is Capture for a snapshot that must restore on a
+// replica with the cluster key pinned (Raft's snapshots, backups): it
+// fails with ErrNotCertified while the state has a key and no certified
+// checkpoint, which RestoreSnapshot would refuse (see the top of this
+// file). That lasts from the entry that makes the key until its holders
+// have certified the checkpoint it took.
+func (f *FSM) CaptureCertified() (*Snap, error) {
+	f.mu.RLock()
+	keyed := f.state.Epoch > 0
+	f.mu.RUnlock()
+	sn := f.Capture()
+	if keyed && sn.Certificate == nil {
+		return nil, ErrNotCertified
+	}
+	return sn, nil
+}
+
 // Bytes encodes the captured snapshot.
 func (s *Snap) Bytes() ([]byte, error) { return json.Marshal(s) }
 
@@ -463,7 +515,9 @@ func (f *FSM) Restore(data []byte) error {
 // the checkpoint; they must re-certify the checkpoint, keep the cluster
 // key X, and not take the replica back before its own applied index or
 // certified checkpoint. Without a checkpoint every entry is replayed from
-// an empty state. Errors name what failed and carry no key bytes.
+// an empty state, and with a pin the state reached must have no key (nor
+// may the replica have one): see the top of this file. Errors name what
+// failed and carry no key bytes.
 func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 	var sn Snap
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -482,7 +536,7 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 	if pin == nil {
 		pin = bytes.Clone(f.ck.pin)
 	}
-	ownCluster, ownApplied := f.state.ClusterID, f.state.Applied
+	ownCluster, ownApplied, ownEpoch := f.state.ClusterID, f.state.Applied, f.state.Epoch
 	var ownCert uint64
 	if f.ck.cert != nil {
 		ownCert = f.ck.cert.Index
@@ -513,6 +567,12 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 	}
 	st := g.state
 	switch {
+	// Anyone can sign a founding entry, and the key generation's deals can
+	// be replayed after it (see the top of this file): with a pin, a
+	// history that is not under a certificate may not bring a key, nor
+	// take a replica's away.
+	case sn.Certificate == nil && key != nil && (st.Epoch > 0 || ownEpoch > 0):
+		return nil, errors.New("snapshot: it gives a state at a key epoch, or would take this replica's key away, without a certified checkpoint: a history without one is not tied to this cluster's key (wait until the first checkpoint is certified)")
 	case sn.Certificate != nil && (st.Checkpoint == nil || st.Checkpoint.Index != sn.Certificate.Index || !bytes.Equal(st.Checkpoint.Hash, sn.Certificate.Hash)):
 		return nil, fmt.Errorf("snapshot: its entries do not certify its checkpoint %d", sn.Certificate.Index)
 	case st.Epoch != 0 && st.PublicKey() == nil:

@@ -623,3 +623,95 @@ func TestSnapWriteToIsBytes(t *testing.T) {
 type failingWriter struct{}
 
 func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+// TestForgedFoundingReplaysTheRealKeyGeneration: the attack on a snapshot
+// or backup without a certified checkpoint. A holder of one node's key
+// (here, none is even needed) writes a founding entry of its own, naming
+// eve the admin, with the real cluster ID and founding node, and replays
+// the real key generation's node-signed deals and acknowledgements after
+// it, at the same indexes: the deals bind nothing of the founding entry,
+// so the forged history reaches the real cluster key X, with eve as the
+// admin. Neither a fresh replica with X pinned (a node restoring a
+// backup, joining, or restarting) nor a replica with the real state not
+// yet certified installs it; nor a history that stops before the key,
+// which would take a replica's key away.
+func TestForgedFoundingReplaysTheRealKeyGeneration(t *testing.T) {
+	h, c := newCryptoHarness(t)
+	threeHolders(h)
+	X := clusterKey(h)
+	if len(h.state().Pending) == 0 || h.state().Checkpoint != nil {
+		t.Fatal("the real history should have a checkpoint pending and none certified")
+	}
+	// Nor does an honest replica make such a snapshot (Raft's, a backup)
+	// until its key's checkpoint is certified.
+	if _, err := h.f.CaptureCertified(); !errors.Is(err, fsm.ErrNotCertified) {
+		t.Fatalf("CaptureCertified of a keyed state without a certified checkpoint: %v, want ErrNotCertified", err)
+	}
+	defer func() {
+		h.attestPending(c)
+		if sn, err := h.f.CaptureCertified(); err != nil || sn.Certificate == nil {
+			t.Errorf("CaptureCertified once certified: %v", err)
+		}
+	}()
+
+	// The real key generation: init at 1, node-1's deal at 2 and its
+	// acknowledgement at 3.
+	evil := &harness{t: t, checker: &c.fakeChecker, f: newCryptoFSM(c), at: t0, nonces: 1000}
+	in := initCmd()
+	in.Init.Operator = operatorSpec(stranger, "eve", true)
+	evil.must(stranger, in)
+	for _, e := range h.log[1:3] {
+		evil.at = e.at
+		if res := evil.apply(e.data); res.Error != nil {
+			t.Fatalf("replaying the real entry %d after the forged founding: %v", e.index, res.Error)
+		}
+	}
+	keyless, _ := json.Marshal(&fsm.Snap{Version: 1, Entries: []fsm.Entry{{Index: h.index + 5, Time: t0.UnixNano(), Data: evil.log[0].data}}})
+	evil.index = h.index + 10
+	evil.must(stranger, putRuleCmd("eve-all", stranger.ID, "*", fsm.OpGet))
+	s := evil.state()
+	if !bytes.Equal(s.PublicKey(), X) || s.Operators[stranger.ID] == nil || !s.Operators[stranger.ID].Admin || s.Operators[admin.ID] != nil {
+		t.Fatalf("the forged history should reach the real cluster key with eve as its only admin: key %x, operators %v", s.PublicKey(), s.Operators)
+	}
+	forged := snapshotFor(t, evil.f)
+
+	for name, tc := range map[string]struct {
+		snap   []byte
+		victim func() *fsm.FSM
+	}{
+		"pinned fresh replica": {forged, func() *fsm.FSM {
+			v := newCryptoFSM(c)
+			v.PinClusterKey(X)
+			return v
+		}},
+		"replica before its first certified checkpoint": {forged, func() *fsm.FSM {
+			v := newCryptoFSM(c)
+			for _, e := range h.log {
+				v.Apply(e.index, e.at, e.data)
+			}
+			return v
+		}},
+		"keyless history, replica with a key": {keyless, func() *fsm.FSM {
+			v := newCryptoFSM(c)
+			for _, e := range h.log {
+				v.Apply(e.index, e.at, e.data)
+			}
+			return v
+		}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			v := tc.victim()
+			before := snapshotOf(t, v)
+			err := v.Restore(tc.snap)
+			if err == nil {
+				t.Fatal("the forged history was installed")
+			}
+			if !strings.Contains(err.Error(), "certified checkpoint") {
+				t.Errorf("refused with %q; want it to say a certified checkpoint is needed", err)
+			}
+			if !bytes.Equal(snapshotOf(t, v), before) {
+				t.Error("a refused snapshot changed the state")
+			}
+		})
+	}
+}

@@ -205,6 +205,8 @@ type DealCommand struct {
 	// Tang are the dealer's deals of the round's Tang keys it holds
 	// shares of (tangreshare.go).
 	Tang []TangDeal `json:"tang,omitempty"`
+	// Frost are its deals of the round's FROST keys (frostreshare.go).
+	Frost []FROSTDeal `json:"frost,omitempty"`
 }
 
 // ReshareAck says the signing node holds its share of the round's new

@@ -15,10 +15,12 @@ import (
 // the sealed shares. No node ever holds the whole key: a signature is t
 // holders' signature shares added up (cluster/frost.go).
 //
-// A FROST key follows the epoch it was dealt in. Resharing rounds do not
-// carry FROST keys yet: once the members change (a new epoch), the key
-// needs to be imported again, and every holder refuses to sign with it
-// (FROSTStale), so the share of a node that left is never asked again.
+// A FROST key follows the epoch it was dealt in. Resharing rounds reshare
+// it to the new holders with the same public key (frostreshare.go), which
+// moves it to the new epoch. A key a round could not reshare is left in
+// its epoch: it needs to be imported again, and every holder refuses to
+// sign with it (FROSTStale), so the share of a node that left is never
+// asked again.
 
 // KeyTypeFROST is an Ed25519 key held as FROST shares.
 const KeyTypeFROST = "ed25519-frost"
@@ -53,8 +55,9 @@ func (s *State) KeyView(k *Key) *Key {
 	return m
 }
 
-// FROSTShare is one node's share of a FROST key, sealed to its identity
-// key (shamir.SealShare, context api.FROSTShareContext).
+// FROSTShare is one node's share of a FROST key: sealed to its identity
+// key (shamir.SealShare, context api.FROSTShareContext) as created, or,
+// with Sealed empty, in the node's share store once a round reshared it.
 type FROSTShare struct {
 	NodeID string `json:"node_id"`
 	Index  uint32 `json:"index"`
@@ -131,7 +134,7 @@ func (s *State) authorizeSign(req *ReleaseRequest, k *Key) *Error {
 	case k.Type != KeyTypeRSAThreshold && req.Padding != "":
 		return errorf(CodeInvalid, "a %s key takes no padding", k.Type)
 	case s.FROSTStale(k):
-		return errorf(CodeConflict, "key %q was dealt to the share holders of epoch %d and the members changed since (epoch %d): import it again", k.Name, k.Frost.Epoch, s.Epoch)
+		return errorf(CodeConflict, "key %q was dealt to the share holders of epoch %d and the members changed since (epoch %d) without a round resharing it: import it again", k.Name, k.Frost.Epoch, s.Epoch)
 	}
 	return nil
 }

@@ -62,7 +62,7 @@ func TestCreateFROSTKey(t *testing.T) {
 
 // TestAuthorizeSign: signing is its own operation, granted by rules, only
 // with an ed25519-frost key that is active and dealt in the current epoch
-// (after a membership change it must be imported again), and such a key is
+// (after a membership change no round reshared, it must be imported again), and such a key is
 // never released.
 func TestAuthorizeSign(t *testing.T) {
 	setup := func(h *harness) {
@@ -98,7 +98,7 @@ func TestAuthorizeSign(t *testing.T) {
 		{"with an ephemeral key", setup, admin, with(signCmd("sig/a", msg), func(c *fsm.Command) { c.Release.Ephemeral = operatorEph }), fsm.CodeInvalid},
 		{"a frost key released", setup, admin, releaseCmd("sig/a", fsm.OpGet), fsm.CodeInvalid},
 		{"a secret signed", setup, admin, signCmd("db/a", msg), fsm.CodeInvalid},
-		{"after the members changed", then(setup, func(h *harness) {
+		{"after the members changed, by a state machine that cannot reshare it", then(setup, func(h *harness) {
 			h.must(admin, addNodeCmd(nodeSpec(2)))
 			h.dealAll()
 		}), admin, signCmd("sig/a", msg), fsm.CodeConflict},

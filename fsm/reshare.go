@@ -34,8 +34,8 @@ type Complaint struct {
 	Round  uint64 `json:"round"`
 	Dealer uint32 `json:"dealer"`
 	Proof  []byte `json:"proof"`
-	// Key names the Tang key whose deal the complaint is against; empty,
-	// the deal of the cluster key.
+	// Key names the Tang or FROST key whose deal the complaint is
+	// against; empty, the deal of the cluster key.
 	Key string `json:"key,omitempty"`
 }
 
@@ -103,7 +103,11 @@ func (t *transition) complaint(c *Complaint) *Error {
 	if deal == nil {
 		return errorf(CodeNotFound, "round %d has no deal from %d", r.Round, c.Dealer)
 	}
-	if c.Key != "" {
+	if c.Key != "" && r.FROSTRoundOf(c.Key) != nil {
+		if err := t.frostComplaint(r, m, c.Dealer, c.Key, c.Proof); err != nil {
+			return err
+		}
+	} else if c.Key != "" {
 		if err := t.tangComplaint(r, m, c.Dealer, c.Key, c.Proof); err != nil {
 			return err
 		}
@@ -121,6 +125,7 @@ func (t *transition) complaint(c *Complaint) *Error {
 		}
 		nr.recount()
 		t.recountTang(nr)
+		t.recountFROST(nr)
 		return nil
 	}
 	nr := *r
@@ -131,8 +136,13 @@ func (t *transition) complaint(c *Complaint) *Error {
 	for i := range nr.Tang {
 		nr.Tang[i].Shares = nil
 	}
+	nr.Frost = slices.Clone(r.Frost)
+	for i := range nr.Frost {
+		nr.Frost[i].Commits = nil
+	}
 	nr.recount()
 	t.recountTang(&nr)
+	t.recountFROST(&nr)
 	if err := t.qualify(&nr); err != nil {
 		return errorf(CodeInvalid, "round %d without dealer %d: %v", r.Round, c.Dealer, err.Message)
 	}
@@ -164,6 +174,7 @@ func (t *transition) restartReshare(rr *RestartReshare) *Error {
 	nr.Aborted = ""
 	nr.recount()
 	t.recountTang(nr)
+	t.recountFROST(nr)
 	if nr.Aborted != "" {
 		s.Reshare = saved
 		return errorf(CodeState, "a new round without dealers %v cannot complete: %s", nr.Disqualified, nr.Aborted)

@@ -257,6 +257,8 @@ type Reshare struct {
 	Aborted string `json:"aborted,omitempty"`
 	// Tang are the Tang keys the round reshares (tangreshare.go).
 	Tang []TangRound `json:"tang,omitempty"`
+	// Frost are the FROST keys the round reshares (frostreshare.go).
+	Frost []FROSTRound `json:"frost,omitempty"`
 }
 
 // Member is a node that receives a share in a resharing round.
@@ -268,9 +270,10 @@ type Member struct {
 
 // Deal is one accepted deal of a round.
 type Deal struct {
-	Dealer uint32     `json:"dealer"`
-	Deal   []byte     `json:"deal"`
-	Tang   []TangDeal `json:"tang,omitempty"` // its deals of the round's Tang keys
+	Dealer uint32      `json:"dealer"`
+	Deal   []byte      `json:"deal"`
+	Tang   []TangDeal  `json:"tang,omitempty"`  // its deals of the round's Tang keys
+	Frost  []FROSTDeal `json:"frost,omitempty"` // its deals of the round's FROST keys
 }
 
 // Qualified reports whether the round has its deals and its new

@@ -203,10 +203,10 @@ func (t *transition) checkTangDeals(r *Reshare, dealer uint32, deals []TangDeal)
 	return nil
 }
 
-// qualify fixes the round's new commitments, and each Tang key's new
-// public shares, once the round has the deals it needs: Needed deals, and
-// for every Tang key its threshold of deals. It leaves a round that waits
-// for deals unchanged.
+// qualify fixes the round's new commitments, each Tang key's new public
+// shares and each FROST key's new commitments, once the round has the
+// deals it needs: Needed deals, and for every Tang and FROST key its
+// threshold of deals. It leaves a round that waits for deals unchanged.
 func (t *transition) qualify(r *Reshare) *Error {
 	s := t.s
 	if r.Aborted != "" || len(r.Deals) < r.Needed {
@@ -218,6 +218,9 @@ func (t *transition) qualify(r *Reshare) *Error {
 				return nil
 			}
 		}
+	}
+	if t.frostWaits(r) {
+		return nil
 	}
 	poly, err := t.fsm.checker.CombinePublic(r)
 	if err != nil {
@@ -246,7 +249,11 @@ func (t *transition) qualify(r *Reshare) *Error {
 			}
 		}
 	}
-	r.Poly, r.Tang = poly, tang
+	frost, ferr := t.qualifyFROST(r)
+	if ferr != nil {
+		return ferr
+	}
+	r.Poly, r.Tang, r.Frost = poly, tang, frost
 	return nil
 }
 

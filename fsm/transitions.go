@@ -263,6 +263,7 @@ func (t *transition) startRound(fresh bool) {
 		r.recount()
 	}
 	t.listTangKeys(r)
+	t.listFROSTKeys(r)
 	s.Reshare = r
 }
 
@@ -300,8 +301,11 @@ func (t *transition) deal(d *DealCommand) *Error {
 	if err := t.checkTangDeals(r, d.Dealer, d.Tang); err != nil {
 		return err
 	}
+	if err := t.checkFROSTDeals(r, d.Dealer, d.Frost); err != nil {
+		return err
+	}
 	before := r.Deals
-	r.Deals = append(slices.Clip(r.Deals), Deal{Dealer: d.Dealer, Deal: d.Deal, Tang: d.Tang})
+	r.Deals = append(slices.Clip(r.Deals), Deal{Dealer: d.Dealer, Deal: d.Deal, Tang: d.Tang, Frost: d.Frost})
 	if err := t.qualify(r); err != nil {
 		// The deals each passed their checks, so this is a fault of ours;
 		// refuse the last deal rather than qualify a round that cannot work.
@@ -360,6 +364,7 @@ func (t *transition) completeRound() {
 	s.Threshold = r.Threshold
 	s.Poly = r.Poly
 	t.completeTang(r)
+	t.completeFROST(r)
 	for id, n := range s.Nodes {
 		if n.Leaving {
 			delete(s.Nodes, id)

@@ -1,7 +1,10 @@
 package jepsen
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -247,6 +250,40 @@ func TestRevokeCheck(t *testing.T) {
 	slices.Sort(checks)
 	if !slices.Equal(checks, []string{"revoke", "revoke-wrong-secret"}) {
 		t.Errorf("anomalies = %v, want one late release and one wrong secret", rep.Anomalies)
+	}
+}
+
+// TestSignCheck: the sign workload's check flags a signature made by a
+// request that began after the revocation was acknowledged, and one that
+// does not verify under the key's public key; signatures begun before
+// pass, and the revoke workload's operations are not its own.
+func TestSignCheck(t *testing.T) {
+	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	pub := hex.EncodeToString(priv.Public().(ed25519.PublicKey))
+	sig := func(msg string) string { return hex.EncodeToString(ed25519.Sign(priv, []byte(msg))) }
+	ops := []Op{
+		{Index: 0, Workload: WorkloadSign, F: "create", Key: "sig/0", New: pub, Outcome: OK, Call: 0, Return: 10},
+		{Index: 1, Workload: WorkloadSign, F: "sign", Key: "sig/0", Old: "m1", Value: sig("m1"), Outcome: OK, Call: 20, Return: 200},
+		{Index: 2, Workload: WorkloadSign, F: "revoke", Key: "sig/0", Outcome: OK, Call: 50, Return: 100},
+		{Index: 3, Workload: WorkloadSign, F: "sign", Key: "sig/0", Old: "m3", Value: sig("m3"), Outcome: OK, Call: 90, Return: 150},
+		{Index: 4, Workload: WorkloadSign, F: "sign", Key: "sig/0", Old: "m4", Outcome: Fail, Call: 110, Return: 150},
+		{Index: 5, Workload: WorkloadRevoke, F: "release", Key: "sig/0", Value: "x", Outcome: OK, Call: 120, Return: 150},
+	}
+	var rep Summary
+	(&revoke{sign: true}).check(&rep, ops)
+	if len(rep.Anomalies) != 0 || rep.Sign == nil || rep.Sign.SuccessfulReleases != 2 {
+		t.Fatalf("signatures that began before the acknowledgement: anomalies %v, summary %+v", rep.Anomalies, rep.Sign)
+	}
+	late := Op{Index: 6, Workload: WorkloadSign, F: "sign", Key: "sig/0", Old: "m6", Value: sig("m6"), Outcome: OK, Call: 101, Return: 160}
+	forged := Op{Index: 7, Workload: WorkloadSign, F: "sign", Key: "sig/0", Old: "m7", Value: sig("another message"), Outcome: OK, Call: 30, Return: 40}
+	(&revoke{sign: true}).check(&rep, append(ops, late, forged))
+	var checks []string
+	for _, a := range rep.Anomalies {
+		checks = append(checks, a.Check)
+	}
+	slices.Sort(checks)
+	if !slices.Equal(checks, []string{"sign", "sign-bad-signature"}) {
+		t.Errorf("anomalies = %v, want one late signature and one that does not verify", rep.Anomalies)
 	}
 }
 

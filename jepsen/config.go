@@ -31,10 +31,11 @@ const (
 	WorkloadRegister = "register"
 	WorkloadSet      = "set"
 	WorkloadRevoke   = "revoke"
+	WorkloadSign     = "sign"
 )
 
 // Workloads is every workload, in the order a run starts them.
-var Workloads = []string{WorkloadRegister, WorkloadSet, WorkloadRevoke}
+var Workloads = []string{WorkloadRegister, WorkloadSet, WorkloadRevoke, WorkloadSign}
 
 // Config is one run. The zero values of durations and counts take the
 // defaults above; Keyd and OutDir are required.

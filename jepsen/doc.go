@@ -50,6 +50,10 @@
 //   - revoke: releases racing a revocation; no release that began after
 //     the revocation was acknowledged may succeed, and after healing
 //     every node reports the key revoked.
+//   - sign: signatures by quorum with an ed25519-frost key racing its
+//     revocation; no signature for a request that began after the
+//     revocation was acknowledged, and every signature verifies with
+//     crypto/ed25519 under the key's public key.
 //
 // At the end every member's applied index and state machine hash must be
 // equal, and no node's log may hold "panic:", "WARNING: DATA RACE" or

@@ -27,11 +27,11 @@ type Op struct {
 	Process  int     `json:"process"` // a worker; a new one after each unknown outcome
 	Workload string  `json:"workload"`
 	Node     string  `json:"node"` // the node the client asked
-	F        string  `json:"f"`    // read, version, cas, create, release, revoke
+	F        string  `json:"f"`    // read, version, cas, create, release, revoke, sign
 	Key      string  `json:"key"`
-	Old      string  `json:"old,omitempty"`     // cas: the value compared
-	New      string  `json:"new,omitempty"`     // cas: the value written; create: the secret
-	Value    string  `json:"value,omitempty"`   // read, release: the secret released
+	Old      string  `json:"old,omitempty"`     // cas: the value compared; sign: the message
+	New      string  `json:"new,omitempty"`     // cas: the value written; create: the secret (sign workload: the public key, hex)
+	Value    string  `json:"value,omitempty"`   // read, release: the secret released; sign: the signature, hex
 	Version  uint64  `json:"version,omitempty"` // version: the key's version
 	Call     int64   `json:"call"`              // ns since the run began
 	Return   int64   `json:"return"`

@@ -59,6 +59,7 @@ const (
 	streamRegister
 	streamSet
 	streamRevoke
+	streamSign
 )
 
 func seeded(seed int64, stream uint64) *rand.Rand {

@@ -36,6 +36,7 @@ type Summary struct {
 	Linearizable map[string]string `json:"linearizable,omitempty"` // register key -> Ok, Illegal or Unknown
 	Set          *SetSummary       `json:"set,omitempty"`
 	Revoke       *RevokeSummary    `json:"revoke,omitempty"`
+	Sign         *RevokeSummary    `json:"sign,omitempty"` // successful releases are signatures
 	Final        []NodeState       `json:"final,omitempty"`
 	SettledIn    string            `json:"settled_in,omitempty"`
 	SlowStop     []string          `json:"slow_stop,omitempty"` // nodes SIGTERM did not stop in time
@@ -209,6 +210,9 @@ func (s *Summary) Text(w io.Writer) {
 	}
 	if rv := s.Revoke; rv != nil {
 		fmt.Fprintf(w, "revoke: %d keys, %d successful releases, %d after an acknowledged revocation\n", rv.Keys, rv.SuccessfulReleases, rv.LateReleases)
+	}
+	if sg := s.Sign; sg != nil {
+		fmt.Fprintf(w, "sign: %d keys, %d signatures, %d after an acknowledged revocation\n", sg.Keys, sg.SuccessfulReleases, sg.LateReleases)
 	}
 	if len(s.Final) > 0 {
 		fmt.Fprintf(w, "final state (settled in %s):\n", s.SettledIn)

@@ -77,6 +77,7 @@ func RunInner(ctx context.Context, cfg Config, progress io.Writer) (*Summary, er
 	reg := newRegister(e)
 	set := &set{e: e}
 	rev := &revoke{e: e}
+	sig := &revoke{e: e, sign: true}
 	if cfg.has(WorkloadRegister) {
 		if err := reg.setup(ctx); err != nil {
 			d.stopAll(5 * time.Second)
@@ -99,6 +100,9 @@ func RunInner(ctx context.Context, cfg Config, progress io.Writer) (*Summary, er
 	}
 	if cfg.has(WorkloadRevoke) {
 		wg.Go(func() { rev.run(stop, ctx) })
+	}
+	if cfg.has(WorkloadSign) {
+		wg.Go(func() { sig.run(stop, ctx) })
 	}
 	nm := &nemesis{db: d, clock: clk, seed: cfg.Seed}
 	rep.Faults = nm.run(stop, ctx, begin, rep.Schedule)
@@ -123,6 +127,10 @@ func RunInner(ctx context.Context, cfg Config, progress io.Writer) (*Summary, er
 	if cfg.has(WorkloadRevoke) {
 		rev.final(ctx, rep, ops)
 		rev.check(rep, ops)
+	}
+	if cfg.has(WorkloadSign) {
+		sig.final(ctx, rep, ops)
+		sig.check(rep, ops)
 	}
 	checkBounded(rep, ops, rep.Faults, cfg.OpTimeout)
 	ev.logf("run: stopping the nodes")

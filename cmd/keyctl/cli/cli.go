@@ -705,9 +705,9 @@ func custody(k *fsm.Key) string {
 	case k.Type == fsm.KeyTypeRSAThreshold && k.RSA != nil:
 		return fmt.Sprintf("RSA private exponent in %d-of-%d shares (Shoup), dealt by the importing client; each signature or decryption combines shares from a quorum on the serving node; never assembled", k.RSA.Threshold, len(k.RSA.Shares))
 	case k.Type == fsm.KeyTypeFROST && k.Frost != nil && k.Frost.NeedsReimport:
-		return fmt.Sprintf("NEEDS RE-IMPORT: Ed25519 key in FROST shares dealt to the holders of epoch %d; the members changed since, so no holder signs with it: import it again", k.Frost.Epoch)
+		return fmt.Sprintf("NEEDS RE-IMPORT: Ed25519 key in FROST shares dealt to the holders of epoch %d; the members changed since and no resharing round carried it, so no holder signs with it: import it again", k.Frost.Epoch)
 	case k.Type == fsm.KeyTypeFROST:
-		return "Ed25519 key in FROST shares (RFC 9591); each signature adds a quorum's signature shares; never assembled"
+		return "Ed25519 key in FROST shares (RFC 9591), reshared with every membership change; each signature adds a quorum's signature shares; never assembled"
 	case k.Type == fsm.KeyTypeECDSA && k.AssembleTTL > 0:
 		return fmt.Sprintf("assembled: ECDSA has no practical threshold scheme here; threshold-encrypted, a quorum releases it to the serving node, which keeps it in memory for up to %v", k.AssembleTTL)
 	case k.Type == fsm.KeyTypeECDSA:

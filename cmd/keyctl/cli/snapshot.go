@@ -99,12 +99,9 @@ func writeBackupSummary(out io.Writer, s *client.BackupSummary) error {
 	fmt.Fprintf(out, "cluster      %s\ncluster key  %s\n", s.ClusterID, key)
 	fmt.Fprintf(out, "index        %d\nkey epoch    %d (restoring nodes need their shares of this epoch)\n", s.Index, s.Epoch)
 	fmt.Fprintf(out, "made by      %s at %s\nsize         %d bytes, checksum verified\n", s.Node, s.CreatedAt.UTC().Format(time.RFC3339), s.Size)
-	if cp := s.Checkpoint; cp != nil {
-		fmt.Fprintf(out, "checkpoint   index %d, key epoch %d, certified by %d partials (t %d), verified\n", cp.Index, cp.Epoch, cp.Partials, cp.Threshold)
-		fmt.Fprintf(out, "  keys       %d\n  operators  %d\n  members    %s\n", cp.Keys, cp.Operators, strings.Join(cp.Members, ","))
-	} else {
-		fmt.Fprintln(out, "checkpoint   none certified yet: the entries below are its whole history")
-	}
+	cp := s.Checkpoint // InspectBackup refuses a backup without one
+	fmt.Fprintf(out, "checkpoint   index %d, key epoch %d, certified by %d partials (t %d), verified\n", cp.Index, cp.Epoch, cp.Partials, cp.Threshold)
+	fmt.Fprintf(out, "  keys       %d\n  operators  %d\n  members    %s\n", cp.Keys, cp.Operators, strings.Join(cp.Members, ","))
 	_, err := fmt.Fprintf(out, "entries      %d signed entries after the checkpoint (each signature and the signed state they reach are checked at restore)\n", s.Entries)
 	return err
 }
