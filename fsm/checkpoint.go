@@ -519,14 +519,9 @@ func (f *FSM) Restore(data []byte) error {
 // may the replica have one): see the top of this file. Errors name what
 // failed and carry no key bytes.
 func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
-	var sn Snap
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&sn); err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("snapshot: data after the snapshot")
+	sn, err := decodeSnap(data)
+	if err != nil {
+		return nil, err
 	}
 	if sn.Version != snapshotVersion {
 		return nil, fmt.Errorf("snapshot: version %d, want %d", sn.Version, snapshotVersion)
@@ -546,7 +541,7 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 	g := &FSM{checker: f.checker, CheckpointEvery: f.CheckpointEvery, state: emptyState()}
 	key := pin
 	if sn.Checkpoint != nil || sn.Certificate != nil {
-		st, err := verifyCheckpoint(f.checker, &sn, pin)
+		st, err := verifyCheckpoint(f.checker, sn, pin)
 		if err != nil {
 			return nil, err
 		}
@@ -556,6 +551,11 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 		g.state = st
 		g.ck = checkpoints{last: sn.Certificate.Index, cert: sn.Certificate.clone(), certBytes: sn.Checkpoint}
 		g.takeCheckpoint(sn.Certificate.Index, sn.Checkpoint)
+	}
+	// The state hash's sum, built now from the checkpoint's state (or the
+	// empty one), is kept up to date by the replay below like any Apply.
+	if err := g.digest.fold(g.state); err != nil {
+		return nil, fmt.Errorf("snapshot: the state hash: %w", err)
 	}
 	last := g.ck.last
 	for i, e := range sn.Entries {
@@ -591,8 +591,7 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 	}
 	f.mu.Lock()
 	g.ck.pin = f.ck.pin
-	f.state, f.ck = g.state, g.ck
-	f.digest.reset()
+	f.state, f.ck, f.digest = g.state, g.ck, g.digest
 	f.changes++
 	f.mu.Unlock()
 	r := &Restored{TOFU: pin == nil, Entries: len(sn.Entries), Applied: st.Applied}
@@ -600,6 +599,58 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 		r.Checkpoint = g.ck.cert.Index
 	}
 	return r, nil
+}
+
+// snapPrefix is how WriteTo and Bytes start a snapshot with a checkpoint.
+var snapPrefix = []byte(`{"version":1,"checkpoint":"`)
+
+// decodeSnap decodes a snapshot's encoding, refusing unknown fields and
+// anything after it. The checkpoint's state, most of a snapshot, is a
+// base64 string: when the snapshot starts as WriteTo writes it and the
+// string has no escapes, the string is base64-decoded directly and only
+// the rest goes through the JSON decoder, which then must not see a
+// second checkpoint. Either way the result is what encoding/json gives.
+func decodeSnap(data []byte) (*Snap, error) {
+	var checkpoint []byte
+	if rest, ok := bytes.CutPrefix(data, snapPrefix); ok {
+		if end := bytes.IndexByte(rest, '"'); end >= 0 && isBase64(rest[:end]) {
+			b64 := rest[:end]
+			checkpoint = make([]byte, base64.StdEncoding.DecodedLen(len(b64)))
+			n, err := base64.StdEncoding.Decode(checkpoint, b64)
+			if err != nil {
+				return nil, fmt.Errorf("snapshot: its checkpoint: %w", err)
+			}
+			checkpoint = checkpoint[:n]
+			data = append([]byte(`{"version":1`), rest[end+1:]...)
+		}
+	}
+	var sn Snap
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sn); err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("snapshot: data after the snapshot")
+	}
+	if checkpoint != nil {
+		if sn.Checkpoint != nil {
+			return nil, errors.New("snapshot: two checkpoints")
+		}
+		sn.Checkpoint = checkpoint
+	}
+	return &sn, nil
+}
+
+// isBase64 says whether b has only characters of standard base64: no
+// escape, no control character.
+func isBase64(b []byte) bool {
+	for _, c := range b {
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '=') {
+			return false
+		}
+	}
+	return true
 }
 
 // verifyCheckpoint checks a snapshot's checkpoint against its certificate

@@ -5,6 +5,9 @@ import (
 	"crypto/sha3"
 	"encoding/binary"
 	"encoding/json"
+	"maps"
+	"runtime"
+	"sync"
 )
 
 // The state hash (Hash) is kept up to date as entries apply, so that a
@@ -26,7 +29,10 @@ import (
 // the keys a resharing round completed, the nonces it spent or forgot);
 // Hash folds the marked names into the sum, so its cost is that of the
 // entries applied since the last call, plus the small rest of the state.
-// After a restore the sum is rebuilt from the whole state, once.
+// A restore rebuilds the sum from the checkpoint's state as it decodes
+// it, before the entries after it replay (which mark their names as
+// Apply always does), on every CPU and off the FSM's lock: the first
+// status after a restart costs what any other does.
 //
 // Checkpoints (checkpoint.go) do not use this hash: they certify the
 // SHA-256 of the state's encoding, which a restoring replica checks
@@ -95,13 +101,7 @@ func (d *stateDigest) markNonce(name string) {
 // fold brings the sum up to date with s.
 func (d *stateDigest) fold(s *State) error {
 	if d.stale || d.keys == nil {
-		*d = stateDigest{keys: make(map[string][32]byte, len(s.Keys)), nonces: make(map[string][32]byte, len(s.Nonces))}
-		for name := range s.Keys {
-			d.markKey(name)
-		}
-		for name := range s.Nonces {
-			d.markNonce(name)
-		}
+		return d.rebuild(s)
 	}
 	for name := range d.dirtyKeys {
 		var b []byte
@@ -124,6 +124,80 @@ func (d *stateDigest) fold(s *State) error {
 	return nil
 }
 
+// rebuild computes the sum from every key and nonce of s, which it only
+// reads, on every CPU: each worker sums the entries of a share of the
+// names, and the sums are added (the sum is order-free).
+func (d *stateDigest) rebuild(s *State) error {
+	names := make([]string, 0, len(s.Keys)+len(s.Nonces)) // the keys', then the nonces'
+	for name := range s.Keys {
+		names = append(names, name)
+	}
+	nkeys := len(names)
+	for name := range s.Nonces {
+		names = append(names, name)
+	}
+	workers := max(1, min(runtime.GOMAXPROCS(0), len(names)/1024))
+	type part struct {
+		sum          ltHash
+		keys, nonces map[string][32]byte
+		err          error
+	}
+	parts := make([]part, workers)
+	var wg sync.WaitGroup
+	for w := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := &parts[w]
+			lo, hi := w*len(names)/workers, (w+1)*len(names)/workers
+			p.keys, p.nonces = map[string][32]byte{}, map[string][32]byte{}
+			for i := lo; i < hi; i++ {
+				name := names[i]
+				var e [32]byte
+				if i < nkeys {
+					b, err := json.Marshal(s.Keys[name])
+					if err != nil {
+						p.err = err
+						return
+					}
+					e = entryDigest(entryKey, name, b)
+					p.keys[name] = e
+				} else {
+					e = entryDigest(entryNonce, name, binary.BigEndian.AppendUint64(nil, uint64(s.Nonces[name])))
+					p.nonces[name] = e
+				}
+				p.sum.update(&e, false)
+			}
+		}()
+	}
+	wg.Wait()
+	*d = stateDigest{keys: make(map[string][32]byte, len(s.Keys)), nonces: make(map[string][32]byte, len(s.Nonces))}
+	for i := range parts {
+		p := &parts[i]
+		if p.err != nil {
+			return p.err
+		}
+		for j := range d.sum {
+			d.sum[j] += p.sum[j]
+		}
+		maps.Copy(d.keys, p.keys)
+		maps.Copy(d.nonces, p.nonces)
+	}
+	return nil
+}
+
+// entryDigest is the digest a multiset entry is added with.
+func entryDigest(label, name string, value []byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(label))
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(name))))
+	h.Write([]byte(name))
+	h.Write(value)
+	var e [32]byte
+	h.Sum(e[:0])
+	return e
+}
+
 // replace takes name's old entry out of the sum and puts value in (nil:
 // the entry is gone).
 func (d *stateDigest) replace(m map[string][32]byte, label, name string, value []byte) {
@@ -134,13 +208,7 @@ func (d *stateDigest) replace(m map[string][32]byte, label, name string, value [
 	if value == nil {
 		return
 	}
-	h := sha256.New()
-	h.Write([]byte(label))
-	h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(name))))
-	h.Write([]byte(name))
-	h.Write(value)
-	var e [32]byte
-	h.Sum(e[:0])
+	e := entryDigest(label, name, value)
 	d.sum.update(&e, false)
 	m[name] = e
 }

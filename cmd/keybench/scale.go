@@ -47,10 +47,10 @@ func runScale(script string, n, clients int, window time.Duration) error {
 		cmd.Env, cmd.Stderr = env, os.Stderr
 		return cmd.Run()
 	}
+	defer sh("down", dir) // also after a failed start: stop the nodes that did start
 	if err := sh("up", "3", dir); err != nil {
 		return fmt.Errorf("starting the cluster: %w", err)
 	}
-	defer sh("down", dir)
 	creds, err := client.LoadCredentials(filepath.Join(dir, "credentials/ca.pem"), filepath.Join(dir, "credentials/operator.pem"),
 		filepath.Join(dir, "credentials/operator-key.pem"), "", "")
 	if err != nil {

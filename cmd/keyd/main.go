@@ -52,6 +52,9 @@ Usage:
 Run "keyd -h" or "keyd dev -h" for the flags.
 `
 
+// started is when the process started.
+var started = time.Now()
+
 func main() {
 	protectMemory()
 	args := os.Args[1:]
@@ -253,7 +256,8 @@ func runNode(args []string, stderr io.Writer) error {
 	}
 	id := n.node.Identity()
 	fp := api.Fingerprint(id.SignKey)
-	log.Info("keyd running", "node", f.id, "api", f.apiAddr, "raft", f.raftAddr, "gossip", f.gossipAddr, "fingerprint", fp)
+	log.Info("keyd running", "node", f.id, "api", f.apiAddr, "raft", f.raftAddr, "gossip", f.gossipAddr, "fingerprint", fp,
+		"took", time.Since(started)) // from the process's start: a restart's time to serve, snapshot restore included
 	if !id.Joined && len(f.retryJoin) > 0 {
 		log.Info("not in a cluster yet: asking to join by itself", "retry-join", f.retryJoin.String())
 	} else if !id.Joined {

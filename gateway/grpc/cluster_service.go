@@ -51,22 +51,19 @@ func (c *clusterService) Submit(ctx context.Context, req *keyquorumv1.SubmitRequ
 	return &keyquorumv1.SubmitResponse{Index: res.Index, Key: keyToProto(res.Key)}, nil
 }
 
-func (c *clusterService) ListKeys(ctx context.Context, _ *keyquorumv1.ListKeysRequest) (*keyquorumv1.ListKeysResponse, error) {
-	// The gRPC request has no page fields yet: the reply holds every page.
-	out := &keyquorumv1.ListKeysResponse{Keys: []*keyquorumv1.Key{}}
-	for after := ""; ; {
-		keys, next, err := c.s.svc.Keys(ctx, principal(ctx).ID, after, 0)
-		if err != nil {
-			return nil, err
-		}
-		for _, k := range keys {
-			out.Keys = append(out.Keys, keyToProto(k))
-		}
-		if next == "" {
-			return out, nil
-		}
-		after = next
+func (c *clusterService) ListKeys(ctx context.Context, req *keyquorumv1.ListKeysRequest) (*keyquorumv1.ListKeysResponse, error) {
+	// The page token is the name of the page's last key, which the caller
+	// may read: the service starts after it and checks every key it
+	// answers, so a forged token only moves where the page starts.
+	keys, next, err := c.s.svc.Keys(ctx, principal(ctx).ID, req.GetPageToken(), int(req.GetPageSize()))
+	if err != nil {
+		return nil, err
 	}
+	out := &keyquorumv1.ListKeysResponse{Keys: make([]*keyquorumv1.Key, 0, len(keys)), NextPageToken: next}
+	for _, k := range keys {
+		out.Keys = append(out.Keys, keyToProto(k))
+	}
+	return out, nil
 }
 
 func (c *clusterService) ShowKey(ctx context.Context, req *keyquorumv1.ShowKeyRequest) (*keyquorumv1.ShowKeyResponse, error) {

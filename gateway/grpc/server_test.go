@@ -245,8 +245,11 @@ func (f *fakeService) Keys(_ context.Context, principal, after string, limit int
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	if limit < 0 {
+		return nil, "", cluster.Errorf(cluster.KindInvalid, "a page limit must not be negative")
+	}
 	if limit == 0 {
-		limit = 2 // small pages, so that ListKeys must follow them
+		limit = 2 // small pages, so that a client must follow them
 	}
 	if len(out) > limit {
 		return out[:limit], out[limit-1].Name, nil
@@ -668,6 +671,58 @@ func TestClusterServiceRoundTrip(t *testing.T) {
 			_, err = rc.ShowKey(ctx, &keyquorumv1.ShowKeyRequest{Name: "db"})
 			wantKind(t, "show a key one may not read", err, cluster.KindDenied)
 		})
+	}
+}
+
+// TestListKeysPages: ListKeys answers one page at a time, in name order,
+// with a token to continue that reaches every key exactly once; a
+// negative page size is refused, and a reader of nothing gets no page.
+func TestListKeysPages(t *testing.T) {
+	e := newEnv(t, false)
+	ctx := context.Background()
+	e.svc.mu.Lock()
+	for _, name := range []string{"e", "a", "d", "b", "c"} {
+		e.svc.keys[name] = &fsm.Key{Name: name, Type: fsm.KeyTypeSecret, Version: 1, State: fsm.KeyActive}
+	}
+	e.svc.mu.Unlock()
+	c := keyquorumv1.NewClusterServiceClient(e.dial(t, overTCP, &e.pki.admin.cert))
+	for _, size := range []int32{0, 1, 3, 10} {
+		var got []string
+		var pages int
+		for token := ""; ; pages++ {
+			res, err := c.ListKeys(ctx, &keyquorumv1.ListKeysRequest{PageSize: size, PageToken: token})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(res.Keys); size > 0 && n > int(size) {
+				t.Errorf("page size %d: a page of %d", size, n)
+			}
+			for _, k := range res.Keys {
+				got = append(got, k.Name)
+			}
+			if token = res.NextPageToken; token == "" {
+				break
+			}
+			if pages > 10 {
+				t.Fatalf("page size %d: the tokens do not end", size)
+			}
+		}
+		if fmt.Sprint(got) != "[a b c d e]" {
+			t.Errorf("page size %d: %v", size, got)
+		}
+		if size == 1 && pages != 4 {
+			t.Errorf("page size 1: %d pages after the first, want 4", pages)
+		}
+	}
+	res, err := c.ListKeys(ctx, &keyquorumv1.ListKeysRequest{PageSize: 2, PageToken: "b"})
+	if err != nil || len(res.Keys) != 2 || res.Keys[0].Name != "c" || res.NextPageToken != "d" {
+		t.Errorf("page after b: %v, %v", res, err)
+	}
+	_, err = c.ListKeys(ctx, &keyquorumv1.ListKeysRequest{PageSize: -1})
+	wantKind(t, "a negative page size", err, cluster.KindInvalid)
+	rc := keyquorumv1.NewClusterServiceClient(e.dial(t, overTCP, &e.pki.reader.cert))
+	if res, err := rc.ListKeys(ctx, &keyquorumv1.ListKeysRequest{PageToken: "a"}); err != nil || len(res.Keys) != 0 || res.NextPageToken != "" {
+		t.Errorf("a reader of nothing: %v, %v", res, err)
 	}
 }
 

@@ -612,7 +612,13 @@ func (x *SubmitResponse) GetKey() *Key {
 }
 
 type ListKeysRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// page_size is the most keys to answer: 1 to 1000; 0 (unset) means
+	// 1000, and more than 1000 is taken as 1000. Negative is refused.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token is a previous response's next_page_token, to continue
+	// after its page; empty: from the first key.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -647,10 +653,27 @@ func (*ListKeysRequest) Descriptor() ([]byte, []int) {
 	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{7}
 }
 
+func (x *ListKeysRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListKeysRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListKeysResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// keys are sorted by name.
-	Keys          []*Key `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	Keys []*Key `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// next_page_token is set when keys remain after this page: send it as
+	// the next request's page_token. Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -690,6 +713,13 @@ func (x *ListKeysResponse) GetKeys() []*Key {
 		return x.Keys
 	}
 	return nil
+}
+
+func (x *ListKeysResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type ShowKeyRequest struct {
@@ -2424,10 +2454,14 @@ const file_keyquorum_v1_keyquorum_proto_rawDesc = "" +
 	"\acommand\x18\x01 \x01(\v2\x1b.keyquorum.v1.SignedCommandR\acommand\"K\n" +
 	"\x0eSubmitResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12#\n" +
-	"\x03key\x18\x02 \x01(\v2\x11.keyquorum.v1.KeyR\x03key\"\x11\n" +
-	"\x0fListKeysRequest\"9\n" +
+	"\x03key\x18\x02 \x01(\v2\x11.keyquorum.v1.KeyR\x03key\"M\n" +
+	"\x0fListKeysRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"a\n" +
 	"\x10ListKeysResponse\x12%\n" +
-	"\x04keys\x18\x01 \x03(\v2\x11.keyquorum.v1.KeyR\x04keys\"$\n" +
+	"\x04keys\x18\x01 \x03(\v2\x11.keyquorum.v1.KeyR\x04keys\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"$\n" +
 	"\x0eShowKeyRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"6\n" +
 	"\x0fShowKeyResponse\x12#\n" +

@@ -80,7 +80,8 @@ type ClusterServiceClient interface {
 	// revoke_key, destroy_key or set_access. Releases go to Release, and
 	// replace_key only to CompareAndSwap.
 	Submit(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*SubmitResponse, error)
-	// ListKeys lists the keys the caller may read, at a linearizable read.
+	// ListKeys lists a page of the keys the caller may read, in name order,
+	// at a linearizable read. Follow next_page_token to the end.
 	ListKeys(ctx context.Context, in *ListKeysRequest, opts ...grpc.CallOption) (*ListKeysResponse, error)
 	// ShowKey shows one key's metadata, at a linearizable read. A key the
 	// caller may not read is denied, not not_found.
@@ -206,7 +207,8 @@ type ClusterServiceServer interface {
 	// revoke_key, destroy_key or set_access. Releases go to Release, and
 	// replace_key only to CompareAndSwap.
 	Submit(context.Context, *SubmitRequest) (*SubmitResponse, error)
-	// ListKeys lists the keys the caller may read, at a linearizable read.
+	// ListKeys lists a page of the keys the caller may read, in name order,
+	// at a linearizable read. Follow next_page_token to the end.
 	ListKeys(context.Context, *ListKeysRequest) (*ListKeysResponse, error)
 	// ShowKey shows one key's metadata, at a linearizable read. A key the
 	// caller may not read is denied, not not_found.

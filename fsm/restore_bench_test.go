@@ -1,0 +1,188 @@
+package fsm_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+// certifiedSnapshotOf is a snapshot of n keys (plus a few the harness
+// made) whose checkpoint is certified by real partials, followed by tail
+// entries applied after the checkpoint, as a node's snapshot carries
+// them. It applies entries straight to the FSM, without the harness's
+// per-entry checks, which would cost O(n) each.
+func certifiedSnapshotOf(b testing.TB, n, tail int) (snap []byte, pin []byte, c *cryptoChecker) {
+	h, c := newCryptoHarness(b)
+	h.f.CheckpointEvery = 1 << 40 // no checkpoint while loading
+	threeHolders(h)
+	h.must(admin, createKeyCmd("seed"))
+	fsm.WriteStateForTest(h.f, func(s *fsm.State) {
+		for i := range n {
+			k := *s.Keys["seed"]
+			k.Name = fmt.Sprintf("load/%07d", i)
+			s.Keys[k.Name] = &k
+		}
+	})
+	applyRaw := func(p principal, cmd *fsm.Command) {
+		h.index++
+		if res := h.f.Apply(h.index, h.at, h.entry(p, cmd)); res.Error != nil {
+			b.Fatalf("%s: %v", cmd.Type, res.Error)
+		}
+	}
+	h.f.CheckpointEvery = h.index + 1 // the next entry takes a checkpoint
+	applyRaw(admin, createKeyCmd("db/checkpoint"))
+	var pc *fsm.Checkpoint
+	var holders []*fsm.Node
+	var clusterID string
+	var poly [][]byte
+	h.f.Read(func(s *fsm.State) {
+		pc, holders, clusterID, poly = s.Pending[len(s.Pending)-1], s.Holders(), s.ClusterID, s.Poly
+	})
+	shares := c.shares[polyKey(poly)]
+	for _, nd := range holders[:2] {
+		applyRaw(h.nodeNamed(nd.ID), attestCmd(pc.Index, pc.Hash, checkpointPartial(b, shares[nd.Index], clusterID, pc.Index, pc.Hash)))
+	}
+	h.f.CheckpointEvery = 1 << 40
+	for i := range tail {
+		h.at = h.at.Add(time.Millisecond)
+		applyRaw(admin, createKeyCmd(fmt.Sprintf("tail/%05d", i)))
+	}
+	snap, err := h.f.Snapshot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	h.f.Read(func(s *fsm.State) { pin = s.PublicKey() })
+	return snap, pin, c
+}
+
+// cpuTime is the CPU time this process has used, user and system: on a
+// machine shared with other work it says more than the wall time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkRestore is what a restarting node's state machine does with
+// its snapshot before it serves: verify and decode the certified
+// checkpoint, replay the entries after it, and the first Hash (status).
+func BenchmarkRestore(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		if testing.Short() && n > 10_000 {
+			continue
+		}
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			snap, pin, c := certifiedSnapshotOf(b, n, 1000)
+			b.SetBytes(int64(len(snap)))
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			for range b.N {
+				f := fsm.New(c) // checkpoints every DefaultCheckpointEvery entries, as a node's
+				f.PinClusterKey(pin)
+				if _, err := f.RestoreSnapshot(snap); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := f.Hash(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// snapDecodeSeeds are snapshots the fast path of the decoder takes and
+// near misses it must hand to encoding/json or refuse as it would.
+var snapDecodeSeeds = []string{
+	`{"version":1,"checkpoint":"e30=","certificate":{"index":1,"hash":"","epoch":1,"poly":[""],"partials":[null]},"entries":null}`,
+	`{"version":1,"checkpoint":"e30=","entries":[]}`,
+	`{"version":1,"checkpoint":"","entries":[]}`,
+	`{"version":1,"checkpoint":"e3\/0=","entries":[]}`,                   // an escape: encoding/json decodes it
+	`{"version":1,"checkpoint":"e3` + "\n" + `0=","entries":[]}`,         // a raw newline: refused
+	`{"version":1,"checkpoint":"e30=","checkpoint":"e30=","entries":[]}`, // twice
+	`{"version":1,"checkpoint":"e30","entries":[]}`,                      // bad padding
+	`{"version":1,"checkpoint":"e30=","entries":[]} {}`,                  // data after
+	`{"version":1,"checkpoint":"e30=","bogus":1,"entries":[]}`,           // unknown field
+	`{"version":1,"checkpoint":"e31=","entries":[]}`,                     // non-canonical last bits
+	`{"version":1,"checkpoint":"e30="`,
+	`{"version":1,"entries":[]}`,
+}
+
+// checkSnapDecode: the decoder gives what encoding/json gives (with
+// unknown fields refused, nothing after), and refuses what it refuses.
+func checkSnapDecode(t *testing.T, data []byte) {
+	got, err := fsm.DecodeSnapForTest(data)
+	var want fsm.Snap
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	werr := dec.Decode(&want)
+	if werr == nil && dec.More() {
+		werr = errors.New("data after")
+	}
+	if (err == nil) != (werr == nil) {
+		// encoding/json takes the last of two checkpoints; the decoder
+		// refuses them, which is stricter and safe.
+		if err != nil && werr == nil && bytes.Count(data, []byte(`"checkpoint"`)) > 1 {
+			return
+		}
+		t.Fatalf("decoder: %v; encoding/json: %v", err, werr)
+	}
+	if err != nil {
+		return
+	}
+	g, _ := json.Marshal(got)
+	w, _ := json.Marshal(&want)
+	if !bytes.Equal(g, w) || (got.Checkpoint == nil) != (want.Checkpoint == nil) {
+		t.Fatalf("decoder gives %s, encoding/json %s", g, w)
+	}
+}
+
+func TestSnapDecodeIsEncodingJSON(t *testing.T) {
+	for _, s := range snapDecodeSeeds {
+		t.Run("", func(t *testing.T) { checkSnapDecode(t, []byte(s)) })
+	}
+}
+
+// FuzzSnapDecode: on any input the snapshot decoder agrees with
+// encoding/json.
+func FuzzSnapDecode(f *testing.F) {
+	for _, s := range snapDecodeSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(checkSnapDecode)
+}
+
+// TestRestoreBuildsTheHashOfManyKeys: a restore builds the state hash's
+// sum across workers (at this size, more than one) from the checkpoint,
+// and the replay keeps it: Hash equals the hash computed one entry at a
+// time, and the one a later rebuild gives.
+func TestRestoreBuildsTheHashOfManyKeys(t *testing.T) {
+	snap, pin, c := certifiedSnapshotOf(t, 5000, 20)
+	f := fsm.New(c)
+	f.PinClusterKey(pin)
+	if _, err := f.RestoreSnapshot(snap); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := fsm.HashFromScratchForTest(f); got != want {
+		t.Errorf("restored hash %x, computed one entry at a time %x", got, want)
+	}
+	g := fsm.New(c)
+	g.PinClusterKey(pin)
+	if err := g.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	fsm.WriteStateForTest(g, func(*fsm.State) {}) // forgets the sum: the next Hash rebuilds it
+	if h, _ := g.Hash(); h != got {
+		t.Errorf("a rebuilt hash %x differs from the restored one %x", h, got)
+	}
+}
