@@ -79,7 +79,7 @@ func (n *Node) MakeBackup() (*api.Backup, error) {
 	}
 	sum := sha256.Sum256(snap)
 	b := &api.Backup{Format: api.BackupFormat, ClusterID: st.clusterID, ClusterKey: pin, Index: st.applied, Epoch: st.epoch,
-		StateHash: st.hash[:], Node: n.id.NodeID, CreatedAt: time.Now().UnixNano(), SHA256: sum[:], Snapshot: snap}
+		StateHash: st.hash[:], Node: n.id.NodeID, CreatedAt: now().UnixNano(), SHA256: sum[:], Snapshot: snap}
 	b.Signature = ed25519.Sign(n.id.SignKey, api.BackupMessage(b))
 	return b, nil
 }

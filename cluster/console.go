@@ -125,7 +125,7 @@ func (n *Node) SignIn(ctx context.Context, sg *fsm.Signed) (*fsm.Operator, *fsm.
 	if sg == nil || sg.WebAuthn == nil {
 		return nil, nil, Errorf(KindInvalid, "a sign-in needs a passkey's assertion")
 	}
-	now := time.Now()
+	now := now()
 	var op *fsm.Operator
 	var cmd *fsm.Command
 	var ferr *fsm.Error

@@ -83,7 +83,7 @@ func (n *Node) coordinatorRead(ctx context.Context, sg *fsm.Signed, also func(s 
 		basis string
 	)
 	n.fsm.Read(func(s *fsm.State) {
-		cmd, k, e := s.AuthorizeRelease(sg, time.Now())
+		cmd, k, e := s.AuthorizeRelease(sg, now())
 		if e == nil {
 			basis = s.ReleaseBasis(sg.Signer, cmd.Release)
 			key := *k // the State's slices are never mutated in place
@@ -204,7 +204,7 @@ func speculate[P any](ctx context.Context, n *Node, sg *fsm.Signed, call holderC
 		ok        bool
 	)
 	n.fsm.Read(func(s *fsm.State) {
-		_, k, e := s.AuthorizeRelease(sg, time.Now())
+		_, k, e := s.AuthorizeRelease(sg, now())
 		if e != nil {
 			return
 		}

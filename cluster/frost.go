@@ -326,7 +326,7 @@ func (n *Node) answerFROSTSign(ctx context.Context, req *frostSignRequest) (*fro
 	if err := n.waitApplied(ctx, index); err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := now()
 	g, err := n.holderCheck(pr, now)
 	basis := ""
 	if err == nil {

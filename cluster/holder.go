@@ -80,7 +80,7 @@ func (n *Node) finishHolderCheck(ctx context.Context, req *partialRequest, read 
 	if err := n.waitApplied(ctx, index); err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := now()
 	g, err := n.holderCheck(req, now)
 	if err == nil {
 		err = n.nonces.use(req.Request.Signer+"/"+hex.EncodeToString(g.cmd.Nonce), time.Unix(0, g.cmd.IssuedAt), now)

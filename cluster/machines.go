@@ -234,7 +234,7 @@ func (n *Node) TakeSubmittedKey(ctx context.Context, req *fsm.GetKeyRequest, add
 	if _, err := n.joined(); err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := now()
 	verify := func(s *fsm.State) *fsm.Error {
 		_, e := s.VerifyGetKey(req, now)
 		return e

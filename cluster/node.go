@@ -110,7 +110,7 @@ func NewNode(cfg Config) (*Node, error) {
 	log := cfg.Logger.With("node", cfg.NodeID)
 	cons := newConsensus(cfg, log, id.NodeID, f)
 	n := &Node{cfg: cfg, log: log, id: id, fsm: f, replicated: cons, cons: cons,
-		shares: shares, nonces: newNonceCache(time.Now()), metrics: cfg.Metrics}
+		shares: shares, nonces: newNonceCache(now()), metrics: cfg.Metrics}
 	n.metrics.SetState(n.stateMetrics)
 	if err := n.openAudit(); err != nil {
 		return nil, err
@@ -376,7 +376,7 @@ func (n *Node) nodeCommand(cmd *fsm.Command) (*fsm.Signed, error) {
 	if _, err := rand.Read(cmd.Nonce); err != nil {
 		return nil, err
 	}
-	cmd.IssuedAt = time.Now().UnixNano()
+	cmd.IssuedAt = now().UnixNano()
 	return fsm.Sign(n.id.NodeID, n.id.SignKey, cmd)
 }
 

@@ -43,7 +43,7 @@ func AuthorizeOperator(ctx context.Context, svc Service, chain []*x509.Certifica
 		return nil, Errorf(KindUnauthenticated, "a client certificate of the cluster CA is required")
 	}
 	key := operatorChainKey(caPEM, chain)
-	if !operatorChains.valid(key, time.Now()) {
+	if !operatorChains.valid(key, now()) {
 		ca, err := ParseCertPEM(caPEM)
 		if err != nil {
 			return nil, err

@@ -76,7 +76,7 @@ func (n *Node) verifyLocally(ctx context.Context, sg *fsm.Signed) error {
 	if _, err := n.joined(); err != nil {
 		return err
 	}
-	now := time.Now()
+	now := now()
 	return errOrNil(n.checkLocally(ctx, func(s *fsm.State) *fsm.Error {
 		_, e := s.VerifyRelease(sg, now)
 		return e

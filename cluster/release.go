@@ -81,7 +81,7 @@ func holderAnswer[P any](ctx context.Context, n *Node, req *partialRequest, comp
 		earlyCtx, earlyR []byte
 	)
 	if !req.local && n.waitApplied(ctx, req.ReadIndex) == nil {
-		if g, err := n.holderCheck(req, time.Now()); err == nil && g.epoch == req.Epoch {
+		if g, err := n.holderCheck(req, now()); err == nil && g.epoch == req.Epoch {
 			earlyCtx, earlyR = releaseContext(g.clusterID, g.key, g.epoch, req.Request), g.key.R
 			if early, err = computeWithShare(n, g, earlyCtx, compute); err != nil {
 				early = nil

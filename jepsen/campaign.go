@@ -5,15 +5,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
 
 // CampaignConfig is several runs. Run i has seed Seed+i and the nemesis
-// Nemeses[i % len(Nemeses)], or without Nemeses each nemesis once and
-// then mixed schedules; the other settings are Base's.
+// Nemeses[i % len(Nemeses)], or without Nemeses the default rotation:
+// each nemesis once, then three mixed schedules, and again; the other
+// settings are Base's.
 type CampaignConfig struct {
 	Base    Config
 	Runs    int
@@ -23,13 +26,11 @@ type CampaignConfig struct {
 
 // nemesis is run i's nemesis.
 func (cc *CampaignConfig) nemesis(i int) string {
-	switch {
-	case len(cc.Nemeses) > 0:
-		return cc.Nemeses[i%len(cc.Nemeses)]
-	case i < len(Nemeses):
-		return Nemeses[i]
+	rotation := cc.Nemeses
+	if len(rotation) == 0 {
+		rotation = append(slices.Clone(Nemeses), "mixed", "mixed", "mixed")
 	}
-	return "mixed"
+	return rotation[i%len(rotation)]
 }
 
 // CampaignSummary is the campaign's report.
@@ -143,4 +144,24 @@ func (c *CampaignSummary) Text(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "%-3s %-8s %-11s %-14s %7d %7d %7d %6d %9d\n", "", "total", "", "", ops, ok, unknown, faults, anomalies)
+	type tally struct{ runs, valid int }
+	by := map[string]*tally{}
+	for _, r := range c.Runs {
+		if r.Summary == nil {
+			continue
+		}
+		t := by[r.Summary.Nemesis]
+		if t == nil {
+			t = &tally{}
+			by[r.Summary.Nemesis] = t
+		}
+		t.runs++
+		if r.Summary.Valid {
+			t.valid++
+		}
+	}
+	fmt.Fprintf(w, "\nby nemesis: runs, valid\n")
+	for _, name := range slices.Sorted(maps.Keys(by)) {
+		fmt.Fprintf(w, "  %-16s %3d %3d\n", name, by[name].runs, by[name].valid)
+	}
 }

@@ -181,6 +181,13 @@ func TestPlanIsDeterminedBySeed(t *testing.T) {
 			t.Errorf("a member schedule overlaps %v", s)
 		}
 	}
+	for seed := range int64(50) {
+		for _, s := range plan(seed, "mixed") {
+			if slices.Contains(alone, s.Fault) && s.With != "" {
+				t.Errorf("seed %d: %s takes a second fault: %v", seed, s.Fault, s)
+			}
+		}
+	}
 }
 
 // sees is what each node of a grudge still reaches, itself included.
@@ -343,15 +350,48 @@ func TestCheckBounded(t *testing.T) {
 func TestCampaignRotation(t *testing.T) {
 	var got []string
 	cc := CampaignConfig{}
-	for i := range 10 {
+	for i := range 30 {
 		got = append(got, cc.nemesis(i))
 	}
-	want := append(slices.Clone(Nemeses), "mixed", "mixed", "mixed")
-	if !slices.Equal(got, want) {
-		t.Errorf("rotation = %v, want %v", got, want)
+	rotation := append(slices.Clone(Nemeses), "mixed", "mixed", "mixed")
+	if !slices.Equal(got[:len(rotation)], rotation) || !slices.Equal(got[len(rotation):2*len(rotation)], rotation) {
+		t.Errorf("rotation = %v, want %v twice", got, rotation)
+	}
+	for _, n := range append(slices.Clone(Nemeses), "mixed") {
+		if c := countOf(got, n); c < 2 {
+			t.Errorf("thirty runs have %s %d times", n, c)
+		}
 	}
 	cc.Nemeses = []string{NemesisKill, NemesisPause}
 	if cc.nemesis(0) != NemesisKill || cc.nemesis(3) != NemesisPause {
 		t.Errorf("a given rotation is not followed")
+	}
+}
+
+func countOf(xs []string, x string) int {
+	n := 0
+	for _, y := range xs {
+		if y == x {
+			n++
+		}
+	}
+	return n
+}
+
+func TestCampaignTextListsEveryRun(t *testing.T) {
+	c := &CampaignSummary{Seed: 5, Wall: "1m"}
+	for i, n := range []string{NemesisDiskFull, NemesisClock, NemesisDiskFull} {
+		s := &Summary{Seed: int64(5 + i), Nemesis: n, Valid: i != 2, Ops: map[string]*Counts{"all": {Total: 10}}}
+		if i == 2 {
+			s.Anomalies = []Anomaly{{Check: "sign", Detail: "sig/0: sign #7"}}
+		}
+		c.Runs = append(c.Runs, CampaignRun{Dir: fmt.Sprintf("run%d", i), Summary: s})
+	}
+	var b strings.Builder
+	c.Text(&b)
+	for _, want := range []string{"run0", "run1", "run2", "[sign] sig/0: sign #7", "disk-full          2   1", "clock              1   1"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("campaign text lacks %q:\n%s", want, b.String())
+		}
 	}
 }

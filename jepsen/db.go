@@ -61,11 +61,15 @@ type db struct {
 	slots      []*slot // slots[i] is slot i+1
 	creds      *client.Credentials
 	clients    map[int]*client.Client
-	unexpected []*proc // exits the suite did not cause
+	unexpected []*proc         // exits the suite did not cause
+	mounted    map[string]bool // data directories on their own tmpfs (disk.go)
+	full       map[int]bool    // slots whose disk the disk-full nemesis filled
+	ahead      map[string]bool // nodes whose clock the clock nemesis moved
 }
 
 func newDB(cfg *Config, nw *Network, ev *events, dataRoot, logDir string) *db {
-	d := &db{cfg: cfg, nw: nw, ev: ev, dataRoot: dataRoot, logDir: logDir, clients: map[int]*client.Client{}}
+	d := &db{cfg: cfg, nw: nw, ev: ev, dataRoot: dataRoot, logDir: logDir, clients: map[int]*client.Client{},
+		mounted: map[string]bool{}, full: map[int]bool{}, ahead: map[string]bool{}}
 	for i := 1; i <= nw.Slots; i++ {
 		d.slots = append(d.slots, &slot{n: i})
 	}
@@ -79,6 +83,10 @@ func (d *db) apiAddr(n int) string { return fmt.Sprintf("%s:%d", d.nw.SlotIP(n),
 func (d *db) logPath(id string) string { return filepath.Join(d.logDir, id+".log") }
 
 func (d *db) dataDir(id string) string { return filepath.Join(d.dataRoot, id) }
+
+// clockPath is the node's clock offset file (the clock nemesis), beside
+// its data directory and not on its data disk.
+func (d *db) clockPath(id string) string { return filepath.Join(d.dataRoot, id+".clock") }
 
 // members lists the slots whose nodes are members, in slot order.
 func (d *db) members() []int {
@@ -148,7 +156,10 @@ func (d *db) start(ctx context.Context, n int) error {
 	}
 	id := s.id
 	d.mu.Unlock()
-	p, err := startKeyd(ctx, d.nw, d.cfg.Keyd, n, id, d.dataDir(id), d.logPath(id), d.cfg.RequestTimeout, d.exited)
+	if err := d.mountData(ctx, d.dataDir(id)); err != nil {
+		return fmt.Errorf("the data disk of %s: %w", id, err)
+	}
+	p, err := startKeyd(ctx, d.nw, d.cfg.Keyd, n, id, d.dataDir(id), d.logPath(id), d.clockPath(id), d.cfg.RequestTimeout, d.exited)
 	if err != nil {
 		return err
 	}
@@ -292,7 +303,7 @@ func (d *db) leader(ctx context.Context) (int, bool) {
 // unslowed, paused nodes continued, dead members restarted.
 func (d *db) heal(ctx context.Context) error {
 	var errs []error
-	errs = append(errs, d.nw.Mend(ctx))
+	errs = append(errs, d.nw.Mend(ctx), d.unfill(), d.clocksBack())
 	d.nw.Unslow(ctx)
 	for _, n := range d.members() {
 		d.resume(n)
@@ -394,6 +405,7 @@ func (d *db) erase(n int) {
 	if p != nil {
 		p.stop(15 * time.Second)
 	}
+	d.unmountData(d.dataDir(id), false)
 	os.RemoveAll(d.dataDir(id))
 }
 

@@ -31,9 +31,14 @@
 // restarted at heal), pause (SIGSTOP of the same choices, SIGCONT at
 // heal), member (remove a member, let
 // the cluster reshare without it, then join a fresh node, which reshares
-// again) and slow (tc netem delay if the kernel has it, else a tbf rate
-// limit). A run uses one of them or, with "mixed", a random schedule of
-// all of them. Every choice comes from the run's seed, so a seed
+// again), slow (tc netem delay if the kernel has it, else a tbf rate
+// limit), and the faults operators meet: disk-full (one node's data disk,
+// a tmpfs of its own, filled to the last byte), snapshot-crash (a lagging
+// node killed while it installs a snapshot), rolling-restart (every node
+// restarted in turn, each caught up before the next) and clock (one
+// node's wall clock far ahead, in keyd built with -tags
+// keyquorum_clock_offset). A run uses one of them or, with "mixed", a
+// random schedule of all of them. Every choice comes from the run's seed, so a seed
 // reproduces its schedule.
 //
 // # Workloads and checks

@@ -19,10 +19,23 @@ const (
 	NemesisPause         = "pause"
 	NemesisMember        = "member"
 	NemesisSlow          = "slow"
+	NemesisDiskFull      = "disk-full"
+	NemesisSnapshotCrash = "snapshot-crash"
+	NemesisRestart       = "rolling-restart"
+	NemesisClock         = "clock"
 )
 
 // Nemeses is every nemesis; "mixed" draws from all of them.
-var Nemeses = []string{NemesisPartition, NemesisIsolateLeader, NemesisRing, NemesisKill, NemesisPause, NemesisMember, NemesisSlow}
+var Nemeses = []string{NemesisPartition, NemesisIsolateLeader, NemesisRing, NemesisKill, NemesisPause, NemesisMember, NemesisSlow,
+	NemesisDiskFull, NemesisSnapshotCrash, NemesisRestart, NemesisClock}
+
+// alone are the faults that carry themselves out to the end, with their
+// own timing, and take no second fault in a mixed schedule. A schedule
+// leaves one at least aloneTakes before the end, so that it does not
+// make the run longer.
+var alone = []string{NemesisSnapshotCrash, NemesisRestart}
+
+const aloneTakes = 25 * time.Second
 
 // Step is one fault of a schedule, and in mixed schedules sometimes a
 // second one at the same time.
@@ -88,12 +101,12 @@ func Plan(seed int64, nemesis string, duration, quietMin, quietMax, holdMin, hol
 		if nemesis == "mixed" {
 			st.Fault = Nemeses[r.IntN(len(Nemeses))]
 			// One fault in three comes with a second one.
-			if with := overlapping[r.IntN(len(overlapping))]; r.IntN(3) == 0 && with != st.Fault {
+			if with := overlapping[r.IntN(len(overlapping))]; r.IntN(3) == 0 && with != st.Fault && !slices.Contains(alone, st.Fault) {
 				st.With = with
 			}
 		}
 		st.Hold = between(r, holdMin, holdMax)
-		if at+st.Hold > duration {
+		if at+st.Hold > duration || slices.Contains(alone, st.Fault) && at+aloneTakes > duration {
 			return steps
 		}
 		st.Draw, st.WithDraw = r.Uint64(), r.Uint64()
@@ -119,6 +132,7 @@ type nemesis struct {
 	db    *db
 	clock *clock
 	seed  int64
+	rep   *Summary // for the anomalies a fault checks itself
 }
 
 // run carries out the steps, relative to begin (run time), until they
@@ -137,6 +151,15 @@ func (nm *nemesis) run(stop, hard context.Context, begin int64, steps []Step) []
 		case <-stop.Done():
 			return windows
 		case <-time.After(wait):
+		}
+		takes := st.Hold
+		if slices.Contains(alone, st.Fault) {
+			takes = aloneTakes
+		}
+		if end, ok := stop.Deadline(); ok && time.Until(end) < takes {
+			// An earlier fault ran long: this one would outlast the run.
+			nm.db.ev.logf("nemesis: skipped %s: less than %v left", st.Name(), takes.Round(time.Millisecond))
+			continue
 		}
 		windows = append(windows, nm.step(stop, hard, st))
 	}
@@ -169,7 +192,7 @@ func (nm *nemesis) step(stop, hard context.Context, st Step) Window {
 			note("member", errors.New("no free slot for a fresh node"))
 		}
 	} else {
-		note(nm.inject(hard, st.Fault, st.Draw, members))
+		note(nm.inject(hard, st.Fault, st.Draw, members, st.Hold))
 	}
 	if st.With != "" {
 		if changed != nil {
@@ -180,10 +203,10 @@ func (nm *nemesis) step(stop, hard context.Context, st Step) Window {
 			case <-stop.Done():
 			}
 		}
-		note(nm.inject(hard, st.With, st.WithDraw, members))
+		note(nm.inject(hard, st.With, st.WithDraw, members, st.Hold))
 	}
 	d.ev.logf("nemesis: %s: %s", st.Name(), strings.Join(details, "; "))
-	if st.Fault != NemesisMember || st.With != "" {
+	if st.Fault != NemesisMember && !slices.Contains(alone, st.Fault) || st.With != "" {
 		select {
 		case <-stop.Done():
 		case <-time.After(st.Hold):
@@ -206,8 +229,8 @@ func (nm *nemesis) step(stop, hard context.Context, st Step) Window {
 }
 
 // inject starts one fault, other than a member change, on members, and
-// describes it.
-func (nm *nemesis) inject(ctx context.Context, fault string, draw uint64, members []int) (string, error) {
+// describes it; the faults that run alone are carried out to the end.
+func (nm *nemesis) inject(ctx context.Context, fault string, draw uint64, members []int, hold time.Duration) (string, error) {
 	r := rand.New(rand.NewPCG(uint64(nm.seed), draw))
 	d := nm.db
 	shuffled := slices.Clone(members)
@@ -255,6 +278,14 @@ func (nm *nemesis) inject(ctx context.Context, fault string, draw uint64, member
 			return fmt.Sprintf("slow: netem delay %v ±%v on %s", delay, delay/2, d.names(members)), err
 		}
 		return fmt.Sprintf("slow: tbf %dkbit (no netem in this kernel) on %s", rate, d.names(members)), err
+	case NemesisDiskFull:
+		return nm.diskFull(r, members)
+	case NemesisSnapshotCrash:
+		return nm.snapshotCrash(ctx, r, members, hold)
+	case NemesisRestart:
+		return nm.rollingRestart(ctx, r, members)
+	case NemesisClock:
+		return nm.clockAhead(r, members)
 	}
 	return fault, fmt.Errorf("unknown fault %q", fault)
 }

@@ -34,7 +34,9 @@ type proc struct {
 // appending its output to logPath, and waits until its API port accepts
 // connections.
 // exited, if not nil, is called when the process exits.
-func startKeyd(ctx context.Context, nw *Network, keyd string, slot int, id, dataDir, logPath string, requestTimeout time.Duration, exited func(*proc)) (*proc, error) {
+// clockFile is the file the clock nemesis writes the node's clock offset
+// to (honoured only by keyd built with -tags keyquorum_clock_offset).
+func startKeyd(ctx context.Context, nw *Network, keyd string, slot int, id, dataDir, logPath, clockFile string, requestTimeout time.Duration, exited func(*proc)) (*proc, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -52,12 +54,13 @@ func startKeyd(ctx context.Context, nw *Network, keyd string, slot int, id, data
 		"--raft-addr", fmt.Sprintf("%s:%d", ip, raftPort),
 		"--gossip-addr", fmt.Sprintf("%s:%d", ip, gossipPort),
 		"--request-timeout", requestTimeout.String(),
-		// Small snapshots, so lagging and restarted nodes catch up by
-		// installing one while the nemesis works (Raft's defaults would
-		// never snapshot in a run this short).
-		"--snapshot-threshold", "64", "--trailing-logs", "16")
+		// Small and frequent snapshots, so lagging and restarted nodes
+		// catch up by installing one while the nemesis works (Raft's
+		// defaults, 8192 entries checked every 2 minutes, would never
+		// snapshot in a run this short).
+		"--snapshot-threshold", "64", "--trailing-logs", "16", "--snapshot-interval", "2s")
 	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.Env = keydEnv()
+	cmd.Env = append(keydEnv(), envClockOffsetFile+"="+clockFile)
 	// Its own process group: a Ctrl-C meant for the suite must not reach
 	// the nodes before the suite has healed and checked them.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -83,6 +86,10 @@ func startKeyd(ctx context.Context, nw *Network, keyd string, slot int, id, data
 	}
 	return p, nil
 }
+
+// envClockOffsetFile is cluster.EnvTestClockOffsetFile, which exists only
+// in the build with the clock hook.
+const envClockOffsetFile = "KEYQUORUM_TEST_CLOCK_OFFSET_FILE"
 
 // keydEnv is this process's environment without KEYQUORUM_ variables,
 // with the race detector told to report every race and carry on.

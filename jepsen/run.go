@@ -56,6 +56,9 @@ func RunInner(ctx context.Context, cfg Config, progress io.Writer) (*Summary, er
 			rep.Error = runErr.Error()
 		}
 		rep.Valid = rep.Error == "" && len(rep.Anomalies) == 0
+		if err := d.unmountAll(!rep.Valid); err != nil {
+			rep.warn("unmounting the data disks: %v", err)
+		}
 		if f, err := os.Create(filepath.Join(cfg.OutDir, "history.jsonl")); err == nil {
 			writeJSONLines(f, ops)
 			f.Close()
@@ -104,7 +107,7 @@ func RunInner(ctx context.Context, cfg Config, progress io.Writer) (*Summary, er
 	if cfg.has(WorkloadSign) {
 		wg.Go(func() { sig.run(stop, ctx) })
 	}
-	nm := &nemesis{db: d, clock: clk, seed: cfg.Seed}
+	nm := &nemesis{db: d, clock: clk, seed: cfg.Seed, rep: rep}
 	rep.Faults = nm.run(stop, ctx, begin, rep.Schedule)
 	<-stop.Done()
 	ev.logf("run: faults over; waiting for the workers' last operations")

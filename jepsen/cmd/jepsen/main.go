@@ -94,7 +94,7 @@ func runCommand(ctx context.Context, cmd string, args []string, stdout, stderr i
 	fs.BoolVar(&cfg.HTMLAll, "html-all", false, "write the porcupine visualization of every register key, not only of failed ones")
 	fs.IntVar(&cfg.RegisterKeys, "register-keys", jepsen.DefaultRegisterKeys, "register workload: keys")
 	fs.IntVar(&cfg.RegisterWorkers, "register-workers", jepsen.DefaultRegisterWorker, "register workload: concurrent clients")
-	runs := fs.Int("runs", 10, "campaign: number of runs")
+	runs := fs.Int("runs", 30, "campaign: number of runs")
 	if err := fs.Parse(args); err != nil {
 		return 2, err
 	}
