@@ -87,6 +87,7 @@ deploy-test:
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 200x ./shamir/
+	$(GO) test -run '^$$' -bench RSA2048 -benchtime 50x -cpu 1 ./cluster/api/
 	$(GO) run ./cmd/keybench
 
 # Loads N keys (default 10000) into a local 3-node cluster through the

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
@@ -282,6 +283,36 @@ func (c *Client) CreateTang(ctx context.Context, name string, access *fsm.Access
 		access = &fsm.Access{Gateways: []string{fsm.GatewayTang}}
 	}
 	ck := &fsm.CreateKey{Name: name, Type: fsm.KeyTypeTang, Public: pub, Access: access, Tang: tk}
+	res, err := c.submit(ctx, "/v1/keys", &fsm.Command{Type: fsm.TypeCreateKey, CreateKey: ck})
+	if err != nil {
+		return nil, err
+	}
+	return res.Key, nil
+}
+
+// CreateThresholdRSA imports an RSA key made elsewhere as an
+// rsa-threshold key: it is dealt here by Shoup's scheme to the share
+// holders t members confirm (Confirm), each share sealed to its holder's
+// identity key, so no node ever holds it whole and no node that lies alone
+// chooses the keys the shares are sealed to. Nodes sign and decrypt with
+// it by quorum. access defaults to the Keyless SSL gateway.
+func (c *Client) CreateThresholdRSA(ctx context.Context, name string, priv *rsa.PrivateKey, access *fsm.Access) (*fsm.Key, error) {
+	_, pin, err := c.pinned()
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.Confirm(ctx, pin)
+	if err != nil {
+		return nil, err
+	}
+	public, rk, err := api.DealRSA(rand.Reader, st.ClusterID, name, priv, st.Threshold, st.Holders)
+	if err != nil {
+		return nil, err
+	}
+	if access == nil {
+		access = &fsm.Access{Gateways: []string{fsm.GatewayTLV}}
+	}
+	ck := &fsm.CreateKey{Name: name, Type: fsm.KeyTypeRSAThreshold, Public: public, Access: access, RSA: rk}
 	res, err := c.submit(ctx, "/v1/keys", &fsm.Command{Type: fsm.TypeCreateKey, CreateKey: ck})
 	if err != nil {
 		return nil, err
@@ -701,12 +732,13 @@ func (c *Client) CreateFROST(ctx context.Context, name string, priv ed25519.Priv
 }
 
 // SignMessage signs msg with key name by quorum (op sign): the node asks
-// t holders, each of which checks this signed request itself. The
-// signature is checked here against the public key the answer names;
-// check that key against one you trust (VerifySignature does, with the
-// key's metadata).
-func (c *Client) SignMessage(ctx context.Context, name string, msg []byte) (*api.Signature, error) {
-	sg, err := c.Sign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: name, Op: fsm.OpSign, Message: msg}})
+// t holders, each of which checks this signed request itself. padding is
+// an rsa-threshold key's (fsm.PaddingPKCS1v15, also when empty, or
+// fsm.PaddingPSS); other keys take none. The signature is checked here
+// against the public key the answer names; check that key against one you
+// trust (VerifySignature does, with the key's metadata).
+func (c *Client) SignMessage(ctx context.Context, name string, msg []byte, padding string) (*api.Signature, error) {
+	sg, err := c.Sign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: name, Op: fsm.OpSign, Message: msg, Padding: padding}})
 	if err != nil {
 		return nil, err
 	}
@@ -714,18 +746,22 @@ func (c *Client) SignMessage(ctx context.Context, name string, msg []byte) (*api
 	if err := c.do(ctx, http.MethodPost, "/v1/sign", sg, &sig); err != nil {
 		return nil, err
 	}
-	if sig.Key != name || len(sig.PublicKey) != ed25519.PublicKeySize || !ed25519.Verify(sig.PublicKey, msg, sig.Signature) {
-		return nil, fmt.Errorf("the node's signature of key %q does not verify under the public key it names", name)
+	if sig.Key != name {
+		return nil, fmt.Errorf("the node answered a signature of key %q, not %q", sig.Key, name)
+	}
+	if err := sig.Check(msg, padding); err != nil {
+		return nil, fmt.Errorf("the node's signature does not verify under the public key it names: %w", err)
 	}
 	return &sig, nil
 }
 
 // VerifySignature checks sig over msg with key name's public key, here,
-// with the key's metadata (api.VerifySignature).
-func (c *Client) VerifySignature(ctx context.Context, name string, msg, sig []byte) error {
+// with the key's metadata (api.VerifySignature); padding as for
+// SignMessage.
+func (c *Client) VerifySignature(ctx context.Context, name string, msg, sig []byte, padding string) error {
 	k, err := c.Key(ctx, name)
 	if err != nil {
 		return err
 	}
-	return api.VerifySignature(k, msg, sig)
+	return api.VerifySignature(k, msg, sig, padding)
 }

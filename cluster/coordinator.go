@@ -110,7 +110,8 @@ func (n *Node) coordinatorRead(ctx context.Context, sg *fsm.Signed, also func(s 
 }
 
 // partialFor is the request to ask the holders, for the shares of epoch
-// (0 for the shares of a Tang key, which are the key's own).
+// (0 for the shares of a Tang or threshold RSA key, which are the key's
+// own).
 func (a *authorized) partialFor(epoch uint64) *partialRequest {
 	return &partialRequest{ReadIndex: a.readAt, Request: a.request, Version: a.key.Version, Epoch: epoch}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/cluster/metrics"
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
 )
@@ -400,17 +401,27 @@ func (n *Node) answerFROSTSign(ctx context.Context, req *frostSignRequest) (*fro
 }
 
 // Sign makes a signature by quorum for an operator's or a gateway node's
-// signed signing request (op sign): it asks t of the key's holders for
-// their shares, checks each, and returns the signature, which it has
-// checked with crypto/ed25519. The node never holds the key.
-func (n *Node) Sign(ctx context.Context, sg *fsm.Signed) (*api.Signature, error) {
+// signed signing request (op sign), by the key's type: an ed25519-frost
+// key's holders each send a FROST signature share (frostGather), an
+// rsa-threshold key's their Shoup share of the padded message (rsaSign).
+// The signature is checked with the public key before it is returned; the
+// node never holds the key.
+func (n *Node) Sign(ctx context.Context, sg *fsm.Signed) (_ *api.Signature, err error) {
+	_, key := commandOf(sg)
+	defer func(start time.Time) { n.observe(ctx, opSign, key, start, err) }(time.Now())
 	if _, err := n.joined(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	a, err := n.coordinatorRead(ctx, sg, func(s *fsm.State, a *authorized, refused *fsm.Error) {
-		if refused != nil || a.key.Frost == nil {
+		switch {
+		case refused != nil:
+			return
+		case a.key.RSA != nil:
+			rsaHolders(s, a)
+			return
+		case a.key.Frost == nil:
 			return
 		}
 		a.holders, a.threshold = nil, a.key.Frost.Threshold
@@ -423,16 +434,22 @@ func (n *Node) Sign(ctx context.Context, sg *fsm.Signed) (*api.Signature, error)
 	if err != nil {
 		return nil, err
 	}
-	if a.cmd.Release.Op != fsm.OpSign || a.key.Frost == nil {
-		return nil, Errorf(KindInvalid, "key %q does not sign by quorum", a.key.Name)
+	switch {
+	case a.cmd.Release.Op != fsm.OpSign:
+		return nil, Errorf(KindInvalid, "a signature needs a request of op %s", fsm.OpSign)
+	case a.key.Frost != nil:
+		return n.frostGather(ctx, a)
+	case a.key.RSA != nil:
+		return n.rsaSign(ctx, a)
 	}
-	return n.frostGather(ctx, a)
+	return nil, Errorf(KindInvalid, "key %q does not sign by quorum", a.key.Name)
 }
 
 // SignFor makes a signature by quorum for a client of one of this node's
 // legacy gateways, which has authorized the client itself (the Keyless
 // SSL gateway's Ed25519 keys). client describes it for the holders' logs.
 func (n *Node) SignFor(ctx context.Context, gateway, name string, msg []byte, client string) (*api.Signature, error) {
+	ctx = metrics.WithGateway(ctx, gateway)
 	sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeRelease,
 		Release: &fsm.ReleaseRequest{Key: name, Op: fsm.OpSign, Gateway: gateway, Client: client, Message: msg}})
 	if err != nil {

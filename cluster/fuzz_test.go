@@ -2,9 +2,15 @@ package cluster
 
 import (
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
+	"fmt"
+	"math/big"
+	"slices"
 	"strings"
 	"testing"
+
+	tssrsa "github.com/cloudflare/circl/tss/rsa"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
@@ -30,6 +36,48 @@ func FuzzCheckDeal(f *testing.F) {
 		if _, err := c.CombinePublic(&r); err != nil {
 			b, _ := json.Marshal(deal)
 			t.Fatalf("a deal passed the checks but does not combine: %s: %v", b, err)
+		}
+	})
+}
+
+// FuzzRSAShareAnswer feeds arbitrary bytes as a holder's threshold RSA
+// share, the way a coordinator receives them, to the parse and the
+// combination with two honest shares of a 3-of-4 deal: they must refuse or
+// combine, never panic, and a result always verifies with the public key.
+func FuzzRSAShareAnswer(f *testing.F) {
+	priv := rsaKey(f)
+	keyShares, err := tssrsa.Deal(rand.Reader, 4, 3, priv, false)
+	if err != nil {
+		f.Fatal(err)
+	}
+	_, in := pkcs1Input(f, &priv.PublicKey, "fuzz")
+	var honest []namedShare
+	for i, ks := range keyShares[:3] {
+		s, err := ks.Sign(rand.Reader, &priv.PublicKey, in, false)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if i == 2 {
+			b, _ := s.MarshalBinary()
+			f.Add(b)
+			continue
+		}
+		honest = append(honest, namedShare{node: fmt.Sprintf("n%d", i+1), share: s})
+	}
+	f.Add([]byte{0, 4, 0, 3, 0, 3, 0, 1, 0})
+	f.Add([]byte{0, 4, 0, 3, 0, 3, 0, 2, 0, 1})
+	f.Add([]byte{0, 4, 0, 3, 0, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := parseRSAShare(b, "n3", 3, 4, 3)
+		if err != nil {
+			return
+		}
+		out, _, err := combineRSA(&priv.PublicKey, 4, 3, append(slices.Clone(honest), namedShare{node: "n3", share: s}), in)
+		if err != nil {
+			return
+		}
+		if new(big.Int).Exp(new(big.Int).SetBytes(out), big.NewInt(int64(priv.E)), priv.N).Cmp(new(big.Int).SetBytes(in)) != 0 {
+			t.Fatalf("combined a result that does not verify from share %x", b)
 		}
 	})
 }

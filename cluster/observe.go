@@ -24,6 +24,8 @@ const (
 	opCAS      = "cas"      // the comparison release of a compare-and-swap
 	opUnlock   = "unlock"   // a machine's unlock
 	opExchange = "exchange" // a Tang key's exchange
+	opSign     = "sign"     // a signature by quorum (FROST or threshold RSA, Node.Sign)
+	opRSA      = "rsa"      // a threshold RSA key's x^d for a gateway (sign or decrypt)
 	opHolder   = "holder"   // this node answering a coordinator as a share holder
 	opRead     = "read"     // key list and show
 )

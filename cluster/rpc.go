@@ -21,6 +21,7 @@ import (
 //	POST /internal/v1/readindex  on the leader -> readIndexReply
 //	POST /internal/v1/partial    partialRequest, on a share holder -> shamir.Partial
 //	POST /internal/v1/exchange   partialRequest, on a Tang share holder -> shamir.P256Partial
+//	POST /internal/v1/rsa-share  partialRequest, on a threshold RSA share holder -> rsaShareAnswer
 //	POST /internal/v1/sealed-partial  partialRequest of a machine, on a share holder -> SealedPartial
 //	GET  /internal/v1/status     -> nodeStatus
 //
@@ -43,6 +44,7 @@ func (n *Node) rpcHandler() http.Handler {
 	n.cons.routes(mux)
 	mux.HandleFunc("POST /internal/v1/partial", n.handlePartial)
 	mux.HandleFunc("POST /internal/v1/exchange", n.handleExchange)
+	mux.HandleFunc("POST /internal/v1/rsa-share", n.handleRSAShare)
 	mux.HandleFunc("POST /internal/v1/sealed-partial", n.handleSealedPartial)
 	mux.HandleFunc("POST /internal/v1/frost-commit", n.handleFROSTCommit)
 	mux.HandleFunc("POST /internal/v1/frost-sign", n.handleFROSTSign)

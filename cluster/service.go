@@ -67,6 +67,9 @@ type LegacyService interface {
 	Service
 	ReleaseFor(ctx context.Context, gateway, name, client string) ([]byte, *fsm.Key, error)
 	Exchange(ctx context.Context, name string, point []byte, client string) ([]byte, error)
+	// ThresholdRSA computes input^d mod n with an rsa-threshold key, by
+	// quorum, for a client the gateway authorized (rsa.go).
+	ThresholdRSA(ctx context.Context, gateway, name string, input []byte, client string) ([]byte, error)
 	// SignFor signs msg by quorum with a key open to the gateway, for a
 	// client the gateway admitted (frost.go).
 	SignFor(ctx context.Context, gateway, name string, msg []byte, client string) (*api.Signature, error)

@@ -263,7 +263,9 @@ func TestKxdWithStockKxc(t *testing.T) {
 
 // TestTLVAssembledKeys: keys imported with keyctl key import-dir sign and
 // decrypt through the Keyless SSL gateway of every node, over TCP and
-// QUIC, for the allowed client only; a revoked key is no longer found.
+// QUIC, for the allowed client only; a revoked key is no longer found. The
+// RSA key is imported as an rsa-threshold key and signs and decrypts by
+// quorum; another, imported with --assembled-rsa, is assembled.
 func TestTLVAssembledKeys(t *testing.T) {
 	c := startCluster(t, 3)
 	dir := t.TempDir()
@@ -281,6 +283,19 @@ func TestTLVAssembledKeys(t *testing.T) {
 	// The terminator's certificate: the operator's, from the cluster CA
 	// that the TLV gateway trusts by default.
 	c.mustKeyctl(1, "key", "import-dir", keysDir, "--client-cert", c.envValue("KEYQUORUM_CLIENT_CERT"), "--assemble-ttl", "1m")
+	if show := string(c.mustKeyctl(1, "key", "show", "tls/rsa").stdout); !strings.Contains(show, "type:      rsa-threshold") || !strings.Contains(show, "never assembled") {
+		t.Fatalf("the imported RSA key is not a threshold key:\n%s", show)
+	}
+	if show := string(c.mustKeyctl(1, "key", "show", "tls/ec").stdout); !strings.Contains(show, "assembled: ECDSA has no practical threshold scheme") {
+		t.Fatalf("key show does not say the ECDSA key is assembled:\n%s", show)
+	}
+	assembledDir := filepath.Join(dir, "assembled")
+	rka, _ := rsa.GenerateKey(rand.Reader, 2048)
+	writeFile(t, filepath.Join(assembledDir, "rsa.pem"), pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rka)}))
+	c.mustKeyctl(1, "key", "import-dir", assembledDir, "--prefix", "fast/", "--assembled-rsa", "--client-cert", c.envValue("KEYQUORUM_CLIENT_CERT"))
+	if show := string(c.mustKeyctl(1, "key", "show", "fast/rsa").stdout); !strings.Contains(show, "type:      rsa\n") {
+		t.Fatalf("--assembled-rsa did not import an assembled key:\n%s", show)
+	}
 	conf := c.tlsConfig(true)
 	ski := func(pub crypto.PublicKey) []byte {
 		s, err := tlv.SKI(pub)
@@ -309,9 +324,23 @@ func TestTLVAssembledKeys(t *testing.T) {
 			if err != nil || resp.Err() != nil || !ecdsa.VerifyASN1(&ec.PublicKey, digest[:], resp.Payload) {
 				t.Fatalf("node %d (quic %v): ecdsa sign: %v %v", i, quic, err, resp)
 			}
-			resp, err = conn.Do(ctx, &tlv.Request{Op: tlv.OpRSASignSHA256, SKI: ski(&rk.PublicKey), Payload: digest[:]})
-			if err != nil || resp.Err() != nil || rsa.VerifyPKCS1v15(&rk.PublicKey, crypto.SHA256, digest[:], resp.Payload) != nil {
-				t.Fatalf("node %d (quic %v): rsa sign: %v %v", i, quic, err, resp)
+			for _, k := range []*rsa.PrivateKey{rk, rka} {
+				resp, err = conn.Do(ctx, &tlv.Request{Op: tlv.OpRSASignSHA256, SKI: ski(&k.PublicKey), Payload: digest[:]})
+				if err != nil || resp.Err() != nil || rsa.VerifyPKCS1v15(&k.PublicKey, crypto.SHA256, digest[:], resp.Payload) != nil {
+					t.Fatalf("node %d (quic %v): rsa sign: %v %v", i, quic, err, resp)
+				}
+			}
+			resp, err = conn.Do(ctx, &tlv.Request{Op: tlv.OpRSAPSSSignSHA256, SKI: ski(&rk.PublicKey), Payload: digest[:]})
+			pss := &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}
+			if err != nil || resp.Err() != nil || rsa.VerifyPSS(&rk.PublicKey, crypto.SHA256, digest[:], resp.Payload, pss) != nil {
+				t.Fatalf("node %d (quic %v): rsa-pss sign by quorum: %v %v", i, quic, err, resp)
+			}
+			premaster := bytes.Repeat([]byte{3, 3, byte(i)}, 16)
+			//lint:ignore SA1019 the client's side of keyless's PKCS #1 v1.5 decrypt
+			ct, _ := rsa.EncryptPKCS1v15(rand.Reader, &rk.PublicKey, premaster)
+			resp, err = conn.Do(ctx, &tlv.Request{Op: tlv.OpRSADecrypt, SKI: ski(&rk.PublicKey), Payload: ct})
+			if err != nil || resp.Err() != nil || !bytes.Equal(resp.Payload, premaster) {
+				t.Fatalf("node %d (quic %v): rsa decrypt by quorum: %v %v", i, quic, err, resp)
 			}
 			msg := []byte("ed25519 signs the message itself")
 			resp, err = conn.Do(ctx, &tlv.Request{Op: tlv.OpEd25519Sign, SKI: ski(ed.Public()), Payload: msg})

@@ -179,6 +179,8 @@ type CreateKey struct {
 	AssembleTTL time.Duration `json:"assemble_ttl,omitempty"`
 	Access      *Access       `json:"access,omitempty"`
 	Tang        *TangKey      `json:"tang,omitempty"`
+	// RSA is a threshold RSA key's deal (rsathreshold.go).
+	RSA *RSAThresholdKey `json:"rsa_threshold,omitempty"`
 	// Frost is the sharing of an ed25519-frost key (frost.go).
 	Frost *FROSTKey `json:"frost,omitempty"`
 }
@@ -228,12 +230,20 @@ type ReleaseRequest struct {
 	Client  string `json:"client,omitempty"`
 	// Point is the client's P-256 point for OpExchange (uncompressed).
 	Point []byte `json:"point,omitempty"`
+	// Input is the number, as many bytes as the modulus, a holder of a
+	// threshold RSA key raises to its share for OpRSAShare: a padded
+	// digest to sign or a ciphertext to decrypt.
+	Input []byte `json:"input,omitempty"`
 	// Ephemeral is the X25519 public key holders seal their partials to
 	// (shamir.SealX25519; client-side combine). Machines and operators must set
 	// it; a gateway node's request must not.
 	Ephemeral []byte `json:"ephemeral,omitempty"`
-	// Message is what OpSign signs, for a FROST key (frost.go).
+	// Message is what OpSign signs (frost.go, rsathreshold.go).
 	Message []byte `json:"message,omitempty"`
+	// Padding is how OpSign pads for an rsa-threshold key:
+	// PaddingPKCS1v15 (also when empty) or PaddingPSS. Other keys take
+	// none.
+	Padding string `json:"padding,omitempty"`
 	// ReplaceKey is set when Op is OpCAS: the swap this release serves.
 	ReplaceKey *ReplaceKey `json:"replace_key,omitempty"`
 }

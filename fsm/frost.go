@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/x509"
+	"slices"
 )
 
 // FROST keys: Ed25519 keys that sign by quorum (RFC 9591's
@@ -115,8 +116,10 @@ func (s *State) checkFROST(public []byte, fk *FROSTKey) *Error {
 	return nil
 }
 
-// authorizeSign checks what a signing request must be: a message of 1 to
-// MaxSignMessage bytes, no ephemeral key (a signature is public), for a
+// authorizeSign checks what a signing request must be (the key's type
+// answers OpSign: checkOp): a message of 1 to MaxSignMessage bytes, no
+// ephemeral key (a signature is public) and no input (holders pad the
+// message themselves), a padding only for an rsa-threshold key, and a
 // FROST key dealt in the current epoch.
 func (s *State) authorizeSign(req *ReleaseRequest, k *Key) *Error {
 	switch {
@@ -124,8 +127,12 @@ func (s *State) authorizeSign(req *ReleaseRequest, k *Key) *Error {
 		return errorf(CodeInvalid, "a signing request carries a message of 1 to %d bytes", MaxSignMessage)
 	case len(req.Ephemeral) != 0:
 		return errorf(CodeInvalid, "a signing request carries no ephemeral key: the signature is public")
-	case k.Type != KeyTypeFROST:
-		return errorf(CodeInvalid, "key %q is a %s key: signing by quorum needs an %s key", k.Name, k.Type, KeyTypeFROST)
+	case len(req.Input) != 0:
+		return errorf(CodeInvalid, "a signing request carries the message, not an input: each holder pads it itself")
+	case k.Type == KeyTypeRSAThreshold && !slices.Contains(RSAPaddings, req.Padding):
+		return errorf(CodeInvalid, "an %s key signs with padding %s or %s, not %q", KeyTypeRSAThreshold, PaddingPKCS1v15, PaddingPSS, req.Padding)
+	case k.Type != KeyTypeRSAThreshold && req.Padding != "":
+		return errorf(CodeInvalid, "a %s key takes no padding", k.Type)
 	case s.FROSTStale(k):
 		return errorf(CodeConflict, "key %q was dealt to the share holders of epoch %d and the members changed since (epoch %d) without a round resharing it: import it again", k.Name, k.Frost.Epoch, s.Epoch)
 	}

@@ -371,6 +371,10 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 		if !gateway || len(req.Point) != p256PointLen {
 			return nil, nil, errorf(CodeInvalid, "an exchange is asked by a gateway node with a %d-byte point", p256PointLen)
 		}
+	case OpRSAShare:
+		if !gateway || len(req.Input) == 0 {
+			return nil, nil, errorf(CodeInvalid, "an rsa share is asked by a gateway node with an input")
+		}
 	case OpSign:
 	default:
 		return nil, nil, errorf(CodeInvalid, "unknown release operation %q", req.Op)
@@ -379,16 +383,8 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 	if k == nil {
 		return nil, nil, errorf(CodeNotFound, "key %q does not exist", req.Key)
 	}
-	if (req.Op == OpExchange) != (k.Type == KeyTypeTang) {
-		if k.Type == KeyTypeTang {
-			return nil, nil, errorf(CodeInvalid, "key %q is a tang key: it is used by exchange, never released", req.Key)
-		}
-		return nil, nil, errorf(CodeInvalid, "key %q is a %s key, not a tang key", req.Key, k.Type)
-	}
-	if (req.Op == OpSign) != (k.Type == KeyTypeFROST) {
-		if k.Type == KeyTypeFROST {
-			return nil, nil, errorf(CodeInvalid, "key %q is an %s key: it signs by quorum, never released", req.Key, KeyTypeFROST)
-		}
+	if err := checkOp(k, req.Op); err != nil {
+		return nil, nil, err
 	}
 	if req.Op == OpSign {
 		if err := s.authorizeSign(req, k); err != nil {

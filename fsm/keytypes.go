@@ -27,12 +27,80 @@ const (
 	KeyTypeTang    = "tang"
 )
 
-var keyTypes = []string{KeyTypeSecret, KeyTypeRSA, KeyTypeECDSA, KeyTypeEd25519, KeyTypeTang, KeyTypeFROST}
+// KeyKind is what one key type is: where its material can be whole
+// (Custody) and which release operations its holders answer (Ops). Every
+// key type is listed once, in keyKinds.
+type KeyKind struct {
+	Type    string
+	Custody Custody
+	Ops     []string
+	// use says how the key is used, for a refused operation's error.
+	use string
+}
+
+// Custody is where a key type's material can be whole.
+type Custody string
+
+const (
+	// CustodyReleased: threshold-encrypted; a quorum releases it to the
+	// requester's client, which combines (or a gateway node, for its
+	// client).
+	CustodyReleased Custody = "released"
+	// CustodyAssembled: threshold-encrypted; a quorum releases it to the
+	// node that serves it, which keeps it for at most its AssembleTTL.
+	CustodyAssembled Custody = "assembled"
+	// CustodyQuorum: dealt in shares to the holders; used by quorum and
+	// never whole in any node.
+	CustodyQuorum Custody = "quorum"
+)
+
+var released = []string{OpGet, OpCAS}
+
+var keyKinds = []KeyKind{
+	{KeyTypeSecret, CustodyReleased, released, "it is released"},
+	{KeyTypeRSA, CustodyAssembled, released, "it is released to the node that serves it"},
+	{KeyTypeECDSA, CustodyAssembled, released, "it is released to the node that serves it"},
+	{KeyTypeEd25519, CustodyAssembled, released, "it is released to the node that serves it"},
+	{KeyTypeTang, CustodyQuorum, []string{OpExchange}, "it is used by exchange, never released"},
+	{KeyTypeRSAThreshold, CustodyQuorum, []string{OpRSAShare, OpSign}, "it signs and decrypts by quorum, never released"},
+	{KeyTypeFROST, CustodyQuorum, []string{OpSign}, "it signs by quorum, never released"},
+}
+
+var keyTypes = func() []string {
+	var out []string
+	for _, k := range keyKinds {
+		out = append(out, k.Type)
+	}
+	return out
+}()
+
+// KindOf is the key type's kind, or nil for an unknown type.
+func KindOf(keyType string) *KeyKind {
+	for i := range keyKinds {
+		if keyKinds[i].Type == keyType {
+			return &keyKinds[i]
+		}
+	}
+	return nil
+}
+
+// checkOp refuses a release operation the key's type does not answer.
+func checkOp(k *Key, op string) *Error {
+	kind := KindOf(k.Type)
+	if kind == nil {
+		return errorf(CodeInvalid, "key %q has the unknown type %q", k.Name, k.Type)
+	}
+	if !slices.Contains(kind.Ops, op) {
+		return errorf(CodeInvalid, "key %q is a %s key: %s (it answers %s, not %s)", k.Name, k.Type, kind.use, strings.Join(kind.Ops, ", "), op)
+	}
+	return nil
+}
 
 // Assembled reports whether keys of the type are released to a serving node
 // as a whole key (docs/coordinator.md, gateway releases).
 func Assembled(keyType string) bool {
-	return keyType == KeyTypeRSA || keyType == KeyTypeECDSA || keyType == KeyTypeEd25519
+	k := KindOf(keyType)
+	return k != nil && k.Custody == CustodyAssembled
 }
 
 // Legacy gateways: protocols whose clients cannot sign a request, so the
@@ -238,7 +306,17 @@ func (s *State) checkKeyMaterial(c *CreateKey) *Error {
 	if c.AssembleTTL != 0 && !Assembled(c.Type) {
 		return errorf(CodeInvalid, "assemble_ttl applies only to rsa, ecdsa and ed25519 keys")
 	}
-	if c.Type == KeyTypeTang {
+	if c.Tang != nil && c.Type != KeyTypeTang {
+		return errorf(CodeInvalid, "only a tang key has tang shares")
+	}
+	if c.RSA != nil && c.Type != KeyTypeRSAThreshold {
+		return errorf(CodeInvalid, "only an %s key has rsa shares", KeyTypeRSAThreshold)
+	}
+	if c.Frost != nil && c.Type != KeyTypeFROST {
+		return errorf(CodeInvalid, "only an %s key has frost shares", KeyTypeFROST)
+	}
+	switch c.Type {
+	case KeyTypeTang:
 		if len(c.R) != 0 || len(c.Sealed) != 0 {
 			return errorf(CodeInvalid, "a tang key has shares, not sealed material")
 		}
@@ -248,18 +326,13 @@ func (s *State) checkKeyMaterial(c *CreateKey) *Error {
 			}
 		}
 		return s.checkTang(c.Public, c.Tang)
-	}
-	if c.Tang != nil {
-		return errorf(CodeInvalid, "only a tang key has tang shares")
-	}
-	if c.Type == KeyTypeFROST {
+	case KeyTypeRSAThreshold:
+		return s.checkRSAThreshold(c)
+	case KeyTypeFROST:
 		if len(c.R) != 0 || len(c.Sealed) != 0 {
 			return errorf(CodeInvalid, "an %s key has shares, not sealed material", KeyTypeFROST)
 		}
 		return s.checkFROST(c.Public, c.Frost)
-	}
-	if c.Frost != nil {
-		return errorf(CodeInvalid, "only an %s key has frost shares", KeyTypeFROST)
 	}
 	if err := checkSealed(c.R, c.Sealed); err != nil {
 		return err

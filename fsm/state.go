@@ -228,7 +228,9 @@ type Key struct {
 	AssembleTTL time.Duration `json:"assemble_ttl,omitempty"`
 	Access      *Access       `json:"access,omitempty"`
 	Tang        *TangKey      `json:"tang,omitempty"`
-	Frost       *FROSTKey     `json:"frost,omitempty"`
+	// RSA is a threshold RSA key's deal (rsathreshold.go).
+	RSA   *RSAThresholdKey `json:"rsa_threshold,omitempty"`
+	Frost *FROSTKey        `json:"frost,omitempty"`
 }
 
 // Reshare is a resharing round in progress: the current holders deal the

@@ -379,6 +379,7 @@ func (t *transition) completeRound() {
 		}
 		n.Holder = r.Member(id) != nil
 	}
+	t.markRSAReimport()
 	s.Reshare = nil
 	s.LastRound = r
 }
@@ -539,7 +540,7 @@ func (t *transition) createKey(c *CreateKey) *Error {
 	}
 	k := &Key{Name: c.Name, Type: c.Type, Version: version, State: KeyActive,
 		CreatedAt: t.now, UpdatedAt: t.now, ExpiresAt: c.ExpiresAt, R: c.R, Sealed: c.Sealed,
-		Public: c.Public, AssembleTTL: c.AssembleTTL, Access: c.Access, Tang: c.Tang, Frost: c.Frost}
+		Public: c.Public, AssembleTTL: c.AssembleTTL, Access: c.Access, Tang: c.Tang, RSA: c.RSA, Frost: c.Frost}
 	t.s.Keys[c.Name] = k
 	t.key = k.Metadata()
 	return nil
@@ -591,7 +592,7 @@ func (t *transition) setKeyState(name, op string) *Error {
 	if op == OpRevoke {
 		k.State = KeyRevoked
 	} else {
-		k.State, k.R, k.Sealed, k.Tang, k.Frost = KeyDestroyed, nil, nil, nil, nil
+		k.State, k.R, k.Sealed, k.Tang, k.RSA, k.Frost = KeyDestroyed, nil, nil, nil, nil, nil
 		t.s.Destroyed = t.index // a checkpoint is taken here (checkpoint.go)
 	}
 	k.UpdatedAt = t.now
@@ -617,6 +618,15 @@ func (k *Key) Metadata() *Key {
 			tk.Shares[i] = sh
 		}
 		c.Tang = &tk
+	}
+	if k.RSA != nil {
+		rk := *k.RSA
+		rk.Shares = make([]RSAShare, len(k.RSA.Shares))
+		for i, sh := range k.RSA.Shares {
+			sh.R, sh.Sealed = nil, nil
+			rk.Shares[i] = sh
+		}
+		c.RSA = &rk
 	}
 	if k.Frost != nil {
 		fk := *k.Frost

@@ -169,7 +169,7 @@ func (v *revoke) user(stop, hard context.Context, f string, w int, name string, 
 		op = e.h.do(hard, op,
 			func(ctx context.Context, op *Op) error {
 				if f == "sign" {
-					sig, err := e.db.client(n).SignMessage(ctx, name, []byte(op.Old))
+					sig, err := e.db.client(n).SignMessage(ctx, name, []byte(op.Old), "")
 					if err == nil {
 						op.Value = hex.EncodeToString(sig.Signature)
 					}

@@ -23,6 +23,7 @@ const (
 	LabelPossession = "keyquorum/possession/v1"  // a holder's proof that it holds its share, for a client's nonce (cluster/api.PossessionMessage)
 	LabelFROSTShare = "keyquorum/frost-share/v1" // a FROST key's share sealed to a node (cluster/api.FROSTShareContext)
 	LabelBackup     = "keyquorum/backup/v1"      // what a node signs of a backup it made (cluster/api.BackupMessage)
+	LabelRSAShare   = "keyquorum/rsa-share/v1"   // a threshold RSA share sealed to a node (cluster/api.RSAShareInfo)
 
 	// Primitives (shamir).
 	LabelKEM         = "keyquorum/kem/v1"           // HKDF info of the threshold ElGamal KEM
@@ -43,4 +44,5 @@ const (
 var Labels = []string{LabelCommand, LabelMachineGetKey, LabelSecret, LabelRelease, LabelPartial,
 	LabelCheckpoint, LabelDeal, LabelExchange, LabelTangShare, LabelKEM, LabelDLEQ, LabelHashToPoint,
 	LabelDealKey, LabelDealAD, LabelP256DLEQ, LabelP256Share, LabelClevis, LabelPossession, LabelX25519Seal,
-	LabelFROSTShare, LabelShareAD, LabelBackup}
+	LabelFROSTShare, LabelShareAD, LabelBackup,
+	LabelRSAShare}

@@ -164,7 +164,8 @@ func TestLabelsKeepTheirBytes(t *testing.T) {
 		"keyquorum/exchange/v1", "keyquorum/tang-share/v1", "keyquorum/kem/v1", "keyquorum/dleq/v1",
 		"keyquorum/hash-to-point/v1", "keyquorum/deal/key/v1", "keyquorum/deal/ad/v1",
 		"keyquorum/p256-dleq/v1", "keyquorum/p256-share/v1", "keyquorum/clevis/v1", "keyquorum/possession/v1",
-		"keyquorum/x25519-seal/v1", "keyquorum/frost-share/v1", "keyquorum/share/v1", "keyquorum/backup/v1"}
+		"keyquorum/x25519-seal/v1", "keyquorum/frost-share/v1", "keyquorum/share/v1", "keyquorum/backup/v1",
+		"keyquorum/rsa-share/v1"}
 	if !slices.Equal(Labels, want) {
 		t.Errorf("labels %q, want %q", Labels, want)
 	}

@@ -1,7 +1,11 @@
 package api
 
 import (
+	"bytes"
+	"crypto"
 	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
@@ -9,6 +13,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+
+	tssrsa "github.com/cloudflare/circl/tss/rsa"
 
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
@@ -85,6 +91,9 @@ type VerifyRequest struct {
 	Key       string `json:"key"`
 	Message   []byte `json:"message"`
 	Signature []byte `json:"signature"`
+	// Padding is an RSA signature's (fsm.PaddingPKCS1v15, also when
+	// empty, or fsm.PaddingPSS); other keys take none.
+	Padding string `json:"padding,omitempty"`
 }
 
 // VerifyReply says whether a signature verifies, and if not why.
@@ -98,24 +107,93 @@ var ErrBadSignature = errors.New("the signature does not verify")
 
 // VerifySignature checks sig over msg with key k's public key. It
 // dispatches on the key type: Ed25519 keys, by quorum (ed25519-frost) or
-// assembled (ed25519), are checked with crypto/ed25519. Other types are
-// refused until their scheme is added here (threshold RSA plugs in as a
-// case of this switch, with its padding among the request's options).
-func VerifySignature(k *fsm.Key, msg, sig []byte) error {
-	switch k.Type {
-	case fsm.KeyTypeFROST, fsm.KeyTypeEd25519:
-		pub, err := x509.ParsePKIXPublicKey(k.Public)
-		if err != nil {
-			return fmt.Errorf("key %q: public key: %w", k.Name, err)
+// assembled (ed25519), are checked with crypto/ed25519; RSA keys, by
+// quorum (rsa-threshold) or assembled (rsa), with crypto/rsa over the
+// message's SHA-256, padded as padding says (fsm.PaddingPKCS1v15, also
+// when empty, or fsm.PaddingPSS with any salt length).
+func VerifySignature(k *fsm.Key, msg, sig []byte, padding string) error {
+	pub, err := x509.ParsePKIXPublicKey(k.Public)
+	if err != nil {
+		return fmt.Errorf("key %q: public key: %w", k.Name, err)
+	}
+	if err := verify(k.Type, pub, msg, sig, padding); err != nil {
+		return fmt.Errorf("key %q: %w", k.Name, err)
+	}
+	return nil
+}
+
+// Check checks the signature over msg under the public key it names, as
+// a client does with a node's answer; that key is the node's word, so
+// compare it with one you trust (or use VerifySignature with the key's
+// metadata).
+func (s *Signature) Check(msg []byte, padding string) error {
+	var pub any = ed25519.PublicKey(s.PublicKey)
+	if s.Type == fsm.KeyTypeRSAThreshold {
+		var err error
+		if pub, err = x509.ParsePKIXPublicKey(s.PublicKey); err != nil {
+			return fmt.Errorf("key %q: public key: %w", s.Key, err)
 		}
+	}
+	if err := verify(s.Type, pub, msg, s.Signature, padding); err != nil {
+		return fmt.Errorf("key %q: %w", s.Key, err)
+	}
+	return nil
+}
+
+func verify(keyType string, pub any, msg, sig []byte, padding string) error {
+	switch keyType {
+	case fsm.KeyTypeFROST, fsm.KeyTypeEd25519:
 		ed, ok := pub.(ed25519.PublicKey)
-		if !ok {
-			return fmt.Errorf("key %q holds a %T, not an Ed25519 public key", k.Name, pub)
+		if !ok || len(ed) != ed25519.PublicKeySize {
+			return fmt.Errorf("the key holds a %T, not an Ed25519 public key", pub)
+		}
+		if padding != "" {
+			return fmt.Errorf("an Ed25519 signature takes no padding, not %q", padding)
 		}
 		if len(sig) != ed25519.SignatureSize || !ed25519.Verify(ed, msg, sig) {
-			return fmt.Errorf("key %q: %w", k.Name, ErrBadSignature)
+			return ErrBadSignature
+		}
+		return nil
+	case fsm.KeyTypeRSAThreshold, fsm.KeyTypeRSA:
+		rk, ok := pub.(*rsa.PublicKey)
+		if !ok {
+			return fmt.Errorf("the key holds a %T, not an RSA public key", pub)
+		}
+		digest := sha256.Sum256(msg)
+		var err error
+		switch padding {
+		case "", fsm.PaddingPKCS1v15:
+			err = rsa.VerifyPKCS1v15(rk, crypto.SHA256, digest[:], sig)
+		case fsm.PaddingPSS:
+			err = rsa.VerifyPSS(rk, crypto.SHA256, digest[:], sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
+		default:
+			return fmt.Errorf("unknown RSA padding %q (known: %s, %s)", padding, fsm.PaddingPKCS1v15, fsm.PaddingPSS)
+		}
+		if err != nil {
+			return ErrBadSignature
 		}
 		return nil
 	}
-	return fmt.Errorf("key %q is a %s key: verification is built for ed25519 and %s keys", k.Name, k.Type, fsm.KeyTypeFROST)
+	return fmt.Errorf("a %s key does not sign: verification is built for ed25519, %s, rsa and %s keys", keyType, fsm.KeyTypeFROST, fsm.KeyTypeRSAThreshold)
+}
+
+// RSASignInput is the number a threshold RSA key's holders raise to their
+// shares to sign msg by op sign: the SHA-256 of msg, padded as the
+// request asks (fsm.RSAPaddings). PSS's salt is the SHA-256 of the
+// request's nonce (32 bytes, the hash's length), so the coordinator and
+// every holder make the same block from the signed request alone, and no
+// holder raises a number of anyone's choosing: it pads the message
+// itself. A salt the requester chose costs PSS nothing (its security does
+// not rest on the salt being secret or random).
+func RSASignInput(pub *rsa.PublicKey, padding string, msg, nonce []byte) ([]byte, error) {
+	digest := sha256.Sum256(msg)
+	switch padding {
+	case "", fsm.PaddingPKCS1v15:
+		return tssrsa.PKCS1v15Padder{}.Pad(pub, crypto.SHA256, digest[:])
+	case fsm.PaddingPSS:
+		salt := sha256.Sum256(nonce)
+		p := &tssrsa.PSSPadder{Rand: bytes.NewReader(salt[:]), Opts: &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}}
+		return p.Pad(pub, crypto.SHA256, digest[:])
+	}
+	return nil, fmt.Errorf("unknown RSA padding %q (known: %s, %s)", padding, fsm.PaddingPKCS1v15, fsm.PaddingPSS)
 }

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"time"
 
 	"github.com/keyquorum/keyquorum/fsm"
@@ -125,4 +127,14 @@ type StartRequest struct {
 // the key's exchange key id. keyctl seals with it; holders open with it.
 func TangShareContext(clusterID, kid string) []byte {
 	return []byte(vocab.LabelTangShare + "\x00" + clusterID + "\x00" + kid)
+}
+
+// RSAShareInfo binds a threshold RSA share sealed to a node (shamir.Seal
+// to its identity key) to the cluster, the key's name and public key, and
+// the share's index. keyctl seals with it; holders open with it.
+func RSAShareInfo(clusterID, name string, public []byte, index uint32) []byte {
+	h := sha256.Sum256(public)
+	info := []byte(vocab.LabelRSAShare + "\x00" + clusterID + "\x00" + name + "\x00")
+	info = append(info, h[:]...)
+	return binary.BigEndian.AppendUint32(info, index)
 }

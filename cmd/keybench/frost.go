@@ -31,13 +31,13 @@ func frostRows(ctx context.Context, c *client.Client, n, clients int, window tim
 	lat := make([]time.Duration, 0, n)
 	for range n {
 		start := time.Now()
-		if _, err := c.SignMessage(ctx, "bench/frost", msg); err != nil {
+		if _, err := c.SignMessage(ctx, "bench/frost", msg, ""); err != nil {
 			return nil, fmt.Errorf("FROST signature: %w", err)
 		}
 		lat = append(lat, time.Since(start))
 	}
 	slices.Sort(lat)
-	ok, errs := load(clients, window, func() error { _, err := c.SignMessage(ctx, "bench/frost", msg); return err })
+	ok, errs := load(clients, window, func() error { _, err := c.SignMessage(ctx, "bench/frost", msg, ""); return err })
 	return []row{
 		{"FROST Ed25519 signature latency p50 (2 of 3 holders, one client)", ms(lat[len(lat)/2]), "-"},
 		{"FROST Ed25519 signature latency p99", ms(lat[len(lat)*99/100]), "-"},

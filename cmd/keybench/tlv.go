@@ -24,8 +24,9 @@ import (
 
 // tlvRows measures signatures per second through node 1's Keyless SSL
 // gateway with assembled keys (released once by quorum, then kept for
-// their assemble_ttl), next to the bare crypto/ecdsa and crypto/rsa rate of
-// one core. Client and node share this machine's cores.
+// their assemble_ttl) and with an rsa-threshold key (every signature by a
+// quorum of the three nodes), next to the bare crypto/ecdsa and crypto/rsa
+// rate of one core. Client and nodes share this machine's cores.
 func tlvRows(ctx context.Context, c *client.Client, tlvAddr, caFile, certFile, keyFile string, conns, inflight int, window time.Duration) ([]row, error) {
 	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
@@ -94,6 +95,30 @@ func tlvRows(ctx context.Context, c *client.Client, tlvAddr, caFile, certFile, k
 			row{fmt.Sprintf("bare: %s signatures per second, one core", k.name), fmt.Sprintf("%.0f", bareRate), "-"},
 			row{fmt.Sprintf("TLV %s signatures per second (%d connections x %d in flight, %d errors)", k.name, conns, inflight, errs),
 				fmt.Sprintf("%.0f (%.0f%% of bare per core)", rate, 100*rate/bareRate), ">= 60% of bare per core"})
+		if k.op != tlv.OpRSASignSHA256 {
+			continue
+		}
+		// The same RSA key, imported again as an rsa-threshold key: no
+		// node holds it, each signature is t shares and a combination.
+		access := &fsm.Access{Gateways: []string{fsm.GatewayTLV}, ClientCerts: [][]byte{pair.Certificate[0]}}
+		tk, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := c.CreateThresholdRSA(ctx, "bench/tlv-rsa-threshold", tk, access); err != nil {
+			return nil, err
+		}
+		tski, err := tlv.SKI(&tk.PublicKey)
+		if err != nil {
+			return nil, err
+		}
+		n, errs, err = tlvLoad(ctx, tlvAddr, conf, conns, inflight, window, &tlv.Request{Op: k.op, SKI: tski, Payload: digest[:]})
+		if err != nil {
+			return nil, err
+		}
+		rate = float64(n) / window.Seconds()
+		rows = append(rows, row{fmt.Sprintf("TLV threshold %s signatures per second, by quorum (%d connections x %d in flight, %d errors)", k.name, conns, inflight, errs),
+			fmt.Sprintf("%.0f (%.1f%% of bare per core)", rate, 100*rate/bareRate), "-"})
 	}
 	return rows, nil
 }

@@ -24,6 +24,7 @@ type gatewayFlags struct {
 	kxdHook              string
 	tangDefault          string
 	tlvAddr, tlvClientCA string
+	tlvRSADecrypt        rsaDecryptFlag
 	grpcAddr             string
 	// consoleCert and consoleKey are the PEM files of the certificate
 	// browsers get for the console (/ui/).
@@ -39,9 +40,25 @@ func (g *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.tangDefault, "tang-default-key", "", "Tang key served at /adv and /rec (default: the only Tang key)")
 	fs.StringVar(&g.tlvAddr, "tlv-addr", "", "host:port of Keyless SSL's TLV protocol (the keyless servers use 2407; off when empty)")
 	fs.StringVar(&g.tlvClientCA, "tlv-client-ca", "", "PEM file of the CAs whose certificates TLV clients present (default: the cluster CA)")
+	g.tlvRSADecrypt = "unpadded"
+	fs.Var(&g.tlvRSADecrypt, "tlv-rsa-decrypt", "what TLV opcode 0x01 (RSA decrypt) answers: unpadded (the plaintext, as the C keyless server; Cloudflare's C client) or padded (the whole PKCS #1 block, as gokeyless' server; gokeyless' Go client)")
 	fs.StringVar(&g.grpcAddr, "grpc-addr", "", "host:port of the gRPC API (off when empty)")
 	fs.StringVar(&g.consoleCert, "console-cert", "", "PEM certificate (ECDSA or RSA) web browsers get for the console at /ui/ (default: a self-signed one made at start)")
 	fs.StringVar(&g.consoleKey, "console-key", "", "PEM private key of --console-cert")
+}
+
+// rsaDecryptFlag is --tlv-rsa-decrypt: what TLV opcode 0x01 answers
+// (gateway/tlv's package doc, "RSA decryption").
+type rsaDecryptFlag string
+
+func (f *rsaDecryptFlag) String() string { return string(*f) }
+
+func (f *rsaDecryptFlag) Set(v string) error {
+	if v != "unpadded" && v != "padded" {
+		return fmt.Errorf("must be unpadded (the C keyless server's answer) or padded (gokeyless' server's), not %q", v)
+	}
+	*f = rsaDecryptFlag(v)
+	return nil
 }
 
 // gateway is one running listener.

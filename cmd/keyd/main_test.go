@@ -115,6 +115,35 @@ func TestIdentityPrintsTheFingerprint(t *testing.T) {
 	}
 }
 
+// TestTLVRSADecryptFlag: --tlv-rsa-decrypt takes unpadded (the default) or
+// padded, from a flag or KEYQUORUM_TLV_RSA_DECRYPT, and a bad value is an
+// error that says what is allowed.
+func TestTLVRSADecryptFlag(t *testing.T) {
+	parse := func(args ...string) (gatewayFlags, error) {
+		fs := flag.NewFlagSet("keyd", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		var g gatewayFlags
+		g.register(fs)
+		if err := fs.Parse(args); err != nil {
+			return g, err
+		}
+		return g, applyEnvAndFile(fs, "")
+	}
+	if g, err := parse(); err != nil || g.tlvRSADecrypt != "unpadded" {
+		t.Errorf("default: %q, %v", g.tlvRSADecrypt, err)
+	}
+	if g, err := parse("--tlv-rsa-decrypt", "padded"); err != nil || g.tlvRSADecrypt != "padded" {
+		t.Errorf("flag: %q, %v", g.tlvRSADecrypt, err)
+	}
+	if _, err := parse("--tlv-rsa-decrypt", "raw"); err == nil || !strings.Contains(err.Error(), "unpadded") {
+		t.Errorf("a bad value: %v, want an error naming the values", err)
+	}
+	t.Setenv("KEYQUORUM_TLV_RSA_DECRYPT", "padded")
+	if g, err := parse(); err != nil || g.tlvRSADecrypt != "padded" {
+		t.Errorf("env: %q, %v", g.tlvRSADecrypt, err)
+	}
+}
+
 // TestDevDirCutOffBeforeFormed: a --dir with nodes but no record of a
 // formed cluster (a first run stopped while it formed) is refused with
 // what to do, not half resumed; an empty or new one is formed.

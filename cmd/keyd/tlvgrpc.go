@@ -27,8 +27,12 @@ func startTLVAndGRPC(n *cluster.Node, g gatewayFlags, log *slog.Logger) ([]gatew
 		if err != nil {
 			return out, err
 		}
+		var opts []tlv.Option
+		if g.tlvRSADecrypt == "padded" { // checked when parsed (rsaDecryptFlag)
+			opts = append(opts, tlv.WithPaddedRSADecrypt())
+		}
 		keys := tlv.NewClusterKeys(n)
-		srv := tlv.NewServer(keys, log)
+		srv := tlv.NewServer(keys, log, opts...)
 		tc := tlsPerClient(tlv.ServerTLSConfig, cert, clientCAs)
 		ln, err := net.Listen("tcp", g.tlvAddr)
 		if err != nil {

@@ -253,7 +253,7 @@ func (c *clusterService) Verify(ctx context.Context, req *keyquorumv1.VerifyRequ
 	if err != nil {
 		return nil, err
 	}
-	if err := api.VerifySignature(k, req.GetMessage(), req.GetSignature()); err != nil {
+	if err := api.VerifySignature(k, req.GetMessage(), req.GetSignature(), req.GetPadding()); err != nil {
 		return &keyquorumv1.VerifyResponse{Error: err.Error()}, nil
 	}
 	return &keyquorumv1.VerifyResponse{Valid: true}, nil

@@ -406,7 +406,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, err)
 		return
 	}
-	if err := api.VerifySignature(k, req.Message, req.Signature); err != nil {
+	if err := api.VerifySignature(k, req.Message, req.Signature, req.Padding); err != nil {
 		writeJSON(w, http.StatusOK, api.VerifyReply{Error: err.Error()})
 		return
 	}

@@ -24,8 +24,12 @@ import (
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
-// ClusterKeys finds keyless clients' keys in a cluster: the assembled keys
-// (rsa, ecdsa, ed25519) open to the tlv gateway. A key is released by a
+// ClusterKeys finds keyless clients' keys in a cluster: the keys open to
+// the tlv gateway. An rsa-threshold key is never released: each operation
+// is computed by a quorum of its share holders (quorumRSA), and this node
+// only pads, combines and checks. An assembled key (rsa, ecdsa, ed25519;
+// ECDSA has no practical threshold scheme, so it is always assembled) is
+// released by a
 // quorum to this node when a client first uses it, and kept in memory for
 // the key's assemble_ttl (with 0, for one request). Every request checks
 // the key and its state in this node's applied state, and the client with
@@ -113,8 +117,8 @@ func (c *ClusterKeys) Lookup(ctx context.Context, ski, digest []byte, sni string
 		}
 		return nil, ErrDenied
 	}
-	if k.Type == fsm.KeyTypeFROST {
-		return newQuorumSigner(ctx, c.svc, k, describe(client))
+	if signsByQuorum(k.Type) {
+		return c.byQuorum(ctx, k, describe(client))
 	}
 	if s := c.cached(name, k.Version); s != nil {
 		return s, nil
@@ -122,13 +126,34 @@ func (c *ClusterKeys) Lookup(ctx context.Context, ski, digest []byte, sni string
 	return c.load(ctx, k, client)
 }
 
-// served reports whether the gateway serves keys of the type: assembled
-// keys, and Ed25519 keys that sign by quorum.
+// served says whether the gateway serves keys of a type: the assembled
+// ones, which a node holds for their assemble_ttl, and those that sign by
+// quorum (threshold RSA, FROST), which no node holds.
 func served(keyType string) bool {
-	return fsm.Assembled(keyType) || keyType == fsm.KeyTypeFROST
+	return fsm.Assembled(keyType) || signsByQuorum(keyType)
 }
 
-// describe is a client as the holders' logs show it.
+func signsByQuorum(keyType string) bool {
+	k := fsm.KindOf(keyType)
+	return k != nil && k.Custody == fsm.CustodyQuorum && slices.Contains(k.Ops, fsm.OpSign)
+}
+
+// byQuorum is the signer of a key that signs by quorum, for one request:
+// this node holds no key, only the request's context; every holder checks
+// the node's signed request at its own read.
+func (c *ClusterKeys) byQuorum(ctx context.Context, k *fsm.Key, who string) (crypto.Signer, error) {
+	if k.Type == fsm.KeyTypeRSAThreshold {
+		pub, ok := k.RSAPublicKey()
+		if !ok {
+			return nil, fmt.Errorf("key %q has no RSA public key", k.Name)
+		}
+		return &quorumRSA{ctx: ctx, svc: c.svc, name: k.Name, client: who, pub: pub}, nil
+	}
+	return newQuorumSigner(ctx, c.svc, k, who)
+}
+
+// describe is a client as the holders' logs name it: its address and the
+// SHA-256 of its certificate.
 func describe(client Client) string {
 	who := "tlv"
 	if client.Addr != nil {

@@ -38,6 +38,7 @@
 // # Opcodes
 //
 //	0x01        RSA decrypt, PKCS #1 v1.5; the reply is the unpadded plaintext
+//	            (or, with WithPaddedRSADecrypt, the whole block: see below)
 //	0x02..0x07  RSA sign, PKCS #1 v1.5, with MD5SHA1, SHA-1, SHA-224, SHA-256, SHA-384, SHA-512
 //	0x08        RSA raw decrypt: m = c^d mod n, as many bytes as the modulus
 //	0x12..0x17  ECDSA sign with the same hashes; the signature is DER
@@ -54,7 +55,9 @@
 //
 //	0x01 crypto failed      the operation failed, or the key cannot do this
 //	                        operation (an ECDSA opcode on an RSA key, raw
-//	                        decrypt on a key that offers no RawDecrypter, ...)
+//	                        decrypt on a key that offers no RawDecrypter, ...),
+//	                        or an RSA ciphertext is not as long as the modulus
+//	                        (the C server's answer, which its test client checks)
 //	0x02 key not found      Keys knows neither the SKI nor the digest, or it
 //	                        refuses this client the key (ErrDenied): a client
 //	                        that may not use a key cannot learn it exists
@@ -65,9 +68,10 @@
 //	0x06 unexpected opcode  a reply opcode (0xF0, 0xF2, 0xFF) in a request
 //	0x07 format error       an item longer than the message, a repeated tag,
 //	                        no opcode, no payload where one is needed, a
-//	                        field or digest of the wrong length, or a body
+//	                        field or sign digest of the wrong length, or a body
 //	                        longer than the server's maximum
-//	0x08 internal error     Keys failed for another reason (no quorum, ...)
+//	0x08 internal error     Keys failed for another reason, or a quorum could not
+//	                        answer for an rsa-threshold key (no quorum, ...)
 //
 // A bad request never closes the connection, except a header announcing a
 // body longer than the configured maximum (see WithMaxBody): the server
@@ -82,6 +86,33 @@
 // gets many replies per TLS record. The number of requests in flight per
 // connection is bounded, so a client that does not read its replies stops
 // being read rather than holding workers.
+//
+// # RSA decryption
+//
+// Cloudflare's two servers disagree on opcode 0x01. The C server (and its
+// test client, and the protocol description in kssl.h) answers the
+// plaintext with the PKCS #1 v1.5 padding removed; gokeyless' server
+// answers c^d mod n, the padded block, and gokeyless' current Go client
+// removes the padding itself whenever crypto/tls passes it
+// PKCS1v15DecryptOptions, which it always does. (Its older client, like
+// the C one, took the answer as the plaintext.) No answer satisfies both:
+// a plaintext does not parse as a block, and a block is not the plaintext.
+// Nothing in a request tells the clients apart either, so the server
+// answers the C server's way by default and WithPaddedRSADecrypt (keyd
+// --tlv-rsa-decrypt=padded) switches a deployment whose TLS terminators
+// run gokeyless' client to the padded block. Raw decryption (0x08) is the
+// block for both.
+//
+// # Keys by quorum
+//
+// A key the integrator serves by quorum (ClusterKeys: an rsa-threshold
+// key) is a crypto.Signer that pads here and asks t holders for
+// x^(2Δs_i); the combined result is checked with the public exponent
+// before it is answered. No private value is in the serving node's
+// memory. ECDSA P-256 keys have no practical threshold scheme without a
+// heavy MPC protocol: they are always assembled (released whole to the
+// serving node for their assemble_ttl), and so are Ed25519 keys and RSA
+// keys an operator imports with --assembled-rsa for throughput.
 //
 // # Trust
 //

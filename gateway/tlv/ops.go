@@ -51,6 +51,12 @@ var ops = func() (t [256]opInfo) {
 	return t
 }()
 
+// errCiphertextLength answers an RSA ciphertext that is not as long as
+// the modulus: a crypto failure (0x01), as the C keyless server answers
+// and its test client checks ("RSA raw decrypt with bad data" sends 257
+// zero bytes for a 2048-bit key), not a format error.
+var errCiphertextLength = &Error{Code: CodeCryptoFailed, Reason: "ciphertext not as long as the modulus"}
+
 // errWrongKeyType is answered with CodeCryptoFailed.
 var errWrongKeyType = errors.New("keyless: the key cannot do this operation")
 
@@ -81,9 +87,9 @@ func checkPayload(info opInfo, payload []byte) string {
 	return ""
 }
 
-// perform runs a key operation. A format problem with the key's size
-// (a ciphertext not as long as the modulus) is returned as *Error; anything
-// else that fails is a crypto failure.
+// perform runs a key operation. What fails is a crypto failure, unless the
+// signer says otherwise with an *Error (a quorum that could not answer is
+// an internal error).
 func perform(info opInfo, key crypto.Signer, payload []byte) ([]byte, error) {
 	pub := key.Public()
 	switch info.kind {
@@ -112,7 +118,7 @@ func perform(info opInfo, key crypto.Signer, payload []byte) ([]byte, error) {
 			return nil, errWrongKeyType
 		}
 		if len(payload) != modulusSize(rpub) {
-			return nil, formatError("ciphertext of %d bytes for a modulus of %d", len(payload), modulusSize(rpub))
+			return nil, errCiphertextLength
 		}
 		return d.Decrypt(rand.Reader, payload, pkcs1v15Decrypt)
 	case kindRSARaw:
@@ -121,7 +127,7 @@ func perform(info opInfo, key crypto.Signer, payload []byte) ([]byte, error) {
 			return nil, errWrongKeyType
 		}
 		if len(payload) != modulusSize(rpub) {
-			return nil, formatError("ciphertext of %d bytes for a modulus of %d", len(payload), modulusSize(rpub))
+			return nil, errCiphertextLength
 		}
 		if raw, ok := key.(RawDecrypter); ok {
 			return raw.DecryptRaw(payload)

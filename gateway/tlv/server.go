@@ -62,6 +62,18 @@ type options struct {
 	handshakeTimeout time.Duration
 	writeTimeout     time.Duration
 	idleTimeout      time.Duration
+	paddedDecrypt    bool
+}
+
+// WithPaddedRSADecrypt makes opcode 0x01 answer the whole PKCS #1 v1.5
+// block (c^d mod n, as long as the modulus), as gokeyless' server does and
+// gokeyless' Go client expects (it removes the padding itself), instead of
+// the unpadded plaintext of the C keyless server, which Cloudflare's C
+// client expects. No answer serves both clients: a deployment chooses by
+// the client its TLS terminators run (see the package doc, "RSA
+// decryption").
+func WithPaddedRSADecrypt() Option {
+	return func(o *options) { o.paddedDecrypt = true }
 }
 
 // WithWorkers sets the size of the worker pool that executes requests for
@@ -754,6 +766,9 @@ func (sess *session) handle(j *job) {
 	case err != nil || key == nil:
 		j.fail(CodeInternalError)
 		return
+	}
+	if info.kind == kindRSADecrypt && sess.srv.opt.paddedDecrypt {
+		info = ops[OpRSADecryptRaw]
 	}
 	out, err := perform(info, key, r.Payload)
 	if err != nil {

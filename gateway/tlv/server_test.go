@@ -306,6 +306,11 @@ func errorCodes(t *testing.T, h *harness, tr string, c *Conn) {
 		{"decrypt with a key that is no Decrypter", Request{Op: OpRSADecrypt, SKI: ks.opaqueRSA.ski, Payload: badPadding}, CodeCryptoFailed},
 		{"raw decrypt with a key that cannot", Request{Op: OpRSADecryptRaw, SKI: ks.opaqueRSA.ski, Payload: badPadding}, CodeCryptoFailed},
 		{"a signer that fails", Request{Op: OpECDSASignSHA256, SKI: ks.failing.ski, Payload: d32}, CodeCryptoFailed},
+		// The C server's answer, which its test client checks ("RSA raw
+		// decrypt with bad data": 257 zero bytes for a 2048-bit key).
+		{"raw decrypt of one byte more than the modulus", Request{Op: OpRSADecryptRaw, SKI: ks.rsa.ski, Payload: make([]byte, size+1)}, CodeCryptoFailed},
+		{"ciphertext shorter than the modulus", Request{Op: OpRSADecrypt, SKI: ks.rsa.ski, Payload: badPadding[1:]}, CodeCryptoFailed},
+		{"raw ciphertext longer than the modulus", Request{Op: OpRSADecryptRaw, SKI: ks.rsa.ski, Payload: append([]byte{0}, badPadding...)}, CodeCryptoFailed},
 		// 0x02
 		{"unknown SKI and digest", Request{Op: OpECDSASignSHA256, SKI: madeUpID("nobody", SKISize), Digest: madeUpID("nobody", DigestSize), Payload: d32}, CodeKeyNotFound},
 		{"no key identifier", Request{Op: OpECDSASignSHA256, Payload: d32}, CodeKeyNotFound},
@@ -327,8 +332,6 @@ func errorCodes(t *testing.T, h *harness, tr string, c *Conn) {
 		{"SHA-384 digest of 32 bytes", Request{Op: OpRSASignSHA384, SKI: ks.rsa.ski, Payload: d32}, CodeFormatError},
 		{"MD5SHA1 digest of 32 bytes", Request{Op: OpRSASignMD5SHA1, SKI: ks.rsa.ski, Payload: d32}, CodeFormatError},
 		{"PSS SHA-512 digest of 32 bytes", Request{Op: OpRSAPSSSignSHA512, SKI: ks.rsa.ski, Payload: d32}, CodeFormatError},
-		{"ciphertext shorter than the modulus", Request{Op: OpRSADecrypt, SKI: ks.rsa.ski, Payload: badPadding[1:]}, CodeFormatError},
-		{"raw ciphertext longer than the modulus", Request{Op: OpRSADecryptRaw, SKI: ks.rsa.ski, Payload: append([]byte{0}, badPadding...)}, CodeFormatError},
 		// 0x08
 		{"Keys fails", Request{Op: OpECDSASignSHA256, SKI: ks.ec.ski, SNI: "broken.test", Payload: d32}, CodeInternalError},
 		{"Keys panics", Request{Op: OpECDSASignSHA256, SKI: ks.ec.ski, SNI: "panic.test", Payload: d32}, CodeInternalError},
@@ -727,5 +730,34 @@ func TestShutdown(t *testing.T) {
 				t.Fatal("a request stuck in Lookup succeeded after a forced Shutdown")
 			}
 		})
+	}
+}
+
+// TestPaddedRSADecryptAnswersTheBlock: with WithPaddedRSADecrypt, opcode
+// 0x01 answers the whole PKCS #1 v1.5 block, as gokeyless' server does
+// and gokeyless' Go client expects (it removes the padding itself); the
+// default answers the unpadded plaintext (TestConformance), as the C
+// server does and its client expects.
+func TestPaddedRSADecryptAnswersTheBlock(t *testing.T) {
+	h := newHarness(t, WithPaddedRSADecrypt())
+	c := h.dial(t, "tcp", &getPKI().clientA)
+	ks := getKeys()
+	pub := ks.rsa.signer.Public().(*rsa.PublicKey)
+	secret := []byte("48 bytes of TLS 1.2 premaster secret, or so ...")
+	//lint:ignore SA1019 the client's side of keyless's PKCS #1 v1.5 decrypt
+	ct, err := rsa.EncryptPKCS1v15(rand.Reader, pub, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(context.Background(), &Request{Op: OpRSADecrypt, SKI: ks.rsa.ski, Payload: ct})
+	if err != nil {
+		t.Fatal(err)
+	}
+	em := resp.Payload
+	if len(em) != pub.Size() || em[0] != 0 || em[1] != 2 || !bytes.HasSuffix(em, append([]byte{0}, secret...)) {
+		t.Fatalf("answered %x, want the padded block of %q", em, secret)
+	}
+	if got, err := pkcs1v15Unpad(em); err != nil || !bytes.Equal(got, secret) {
+		t.Errorf("the client's unpadding gives %q, %v", got, err)
 	}
 }

@@ -63,8 +63,12 @@ Usage:
                                     a P-256 Tang key dealt in shares; clevis uses it at /tang/NAME or /rec
   keyctl key access NAME ACCESS | --close
                                     set which legacy gateways serve a key, and their rules
-  keyctl key import-dir DIR --client-cert PEM [--prefix P] [--assemble-ttl D]
-                                    import PEM private keys for the Keyless SSL gateway
+  keyctl key create NAME --type rsa-threshold [--from-file PEM | --bits N] [ACCESS]
+                                    an RSA key dealt here in shares: it signs by quorum, never assembled
+  keyctl key import-dir DIR --client-cert PEM [--prefix P] [--assemble-ttl D] [--assembled-rsa]
+                                    import PEM private keys for the Keyless SSL gateway: RSA keys
+                                    sign by quorum (rsa-threshold) unless --assembled-rsa; ECDSA
+                                    and Ed25519 keys are assembled
   keyctl key import-kxd DIR [--prefix P]
                                     import a kxd data directory (keys, allowed_clients, allowed_hosts, email_to)
   keyctl key get NAME               print the secret's exact bytes on stdout
@@ -638,6 +642,9 @@ func writeKey(out io.Writer, k *fsm.Key, held func() string) error {
 		fmt.Fprintf(out, "expires:   %s\n", fmtTime(k.ExpiresAt))
 	}
 	fmt.Fprintf(out, "custody:   %s\n", custody(k))
+	if k.RSA != nil && k.RSA.Reimport != "" {
+		fmt.Fprintf(out, "re-import: needed: %s\n", k.RSA.Reimport)
+	}
 	if fsm.Assembled(k.Type) && k.AssembleTTL > 0 {
 		fmt.Fprintf(out, "in memory: %s\n", held())
 	}
@@ -695,14 +702,20 @@ func custody(k *fsm.Key) string {
 	switch {
 	case k.Type == fsm.KeyTypeTang:
 		return "P-256 secret in shares; each exchange combines partials from a quorum; never assembled"
+	case k.Type == fsm.KeyTypeRSAThreshold && k.RSA != nil:
+		return fmt.Sprintf("RSA private exponent in %d-of-%d shares (Shoup), dealt by the importing client; each signature or decryption combines shares from a quorum on the serving node; never assembled", k.RSA.Threshold, len(k.RSA.Shares))
 	case k.Type == fsm.KeyTypeFROST && k.Frost != nil && k.Frost.NeedsReimport:
 		return fmt.Sprintf("NEEDS RE-IMPORT: Ed25519 key in FROST shares dealt to the holders of epoch %d; the members changed since and no resharing round carried it, so no holder signs with it: import it again", k.Frost.Epoch)
 	case k.Type == fsm.KeyTypeFROST:
 		return "Ed25519 key in FROST shares (RFC 9591), reshared with every membership change; each signature adds a quorum's signature shares; never assembled"
+	case k.Type == fsm.KeyTypeECDSA && k.AssembleTTL > 0:
+		return fmt.Sprintf("assembled: ECDSA has no practical threshold scheme here; threshold-encrypted, a quorum releases it to the serving node, which keeps it in memory for up to %v", k.AssembleTTL)
+	case k.Type == fsm.KeyTypeECDSA:
+		return "assembled: ECDSA has no practical threshold scheme here; threshold-encrypted, a quorum releases it to the serving node for one operation, then it is erased"
 	case fsm.Assembled(k.Type) && k.AssembleTTL > 0:
-		return fmt.Sprintf("threshold-encrypted; a quorum releases it to the serving node, which keeps it in memory for up to %v", k.AssembleTTL)
+		return fmt.Sprintf("assembled: threshold-encrypted; a quorum releases it to the serving node, which keeps it in memory for up to %v", k.AssembleTTL)
 	case fsm.Assembled(k.Type):
-		return "threshold-encrypted; a quorum releases it to the serving node for one operation, then it is erased"
+		return "assembled: threshold-encrypted; a quorum releases it to the serving node for one operation, then it is erased"
 	}
 	return "threshold-encrypted; holders seal their partials to the requester, whose client combines them: no node sees it; a gateway's release (kxd) combines on the node that terminates that client, for that release only; the cluster key is never rebuilt"
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -19,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/client/kxddir"
 	"github.com/keyquorum/keyquorum/fsm"
 )
@@ -112,7 +114,7 @@ func readCertificates(path string) ([][]byte, error) {
 }
 
 // keyTypes keyctl creates.
-var createTypes = []string{fsm.KeyTypeSecret, fsm.KeyTypeRSA, fsm.KeyTypeECDSA, fsm.KeyTypeEd25519, fsm.KeyTypeFROST, fsm.KeyTypeTang}
+var createTypes = []string{fsm.KeyTypeSecret, fsm.KeyTypeRSA, fsm.KeyTypeECDSA, fsm.KeyTypeEd25519, fsm.KeyTypeFROST, fsm.KeyTypeTang, fsm.KeyTypeRSAThreshold}
 
 func (c *command) keyCreate(args []string) error {
 	fs := c.flags("key create")
@@ -146,7 +148,10 @@ func (c *command) keyCreate(args []string) error {
 	if *typ == fsm.KeyTypeFROST && (*expires != 0 || *ttl != 0) {
 		return usagef("an ed25519-frost key signs by quorum and is never assembled: --expires and --assemble-ttl do not apply")
 	}
-	if *typ == fsm.KeyTypeRSA && *from == "" && (*bits < 2048 || *bits > 8192) {
+	if *typ == fsm.KeyTypeRSAThreshold && *ttl != 0 {
+		return usagef("an rsa-threshold key is never assembled: --assemble-ttl does not apply (use --type rsa for an assembled key)")
+	}
+	if (*typ == fsm.KeyTypeRSA || *typ == fsm.KeyTypeRSAThreshold) && *from == "" && (*bits < 2048 || *bits > 8192) {
 		return usagef("--bits must be 2048 to 8192, got %d", *bits)
 	}
 	var secret []byte
@@ -194,6 +199,13 @@ func (c *command) keyCreate(args []string) error {
 	} else if priv, err = generateKey(*typ, *bits); err != nil {
 		return err
 	}
+	if *typ == fsm.KeyTypeRSAThreshold {
+		if k, err = c.createThresholdRSA(ctx, cl, name, priv, access, *expires); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "created %s key %q, version %d, dealt %d-of-%d: no node holds it whole\n", k.Type, k.Name, k.Version, k.RSA.Threshold, len(k.RSA.Shares))
+		return nil
+	}
 	if *typ == fsm.KeyTypeFROST {
 		ed, ok := priv.(ed25519.PrivateKey)
 		if !ok {
@@ -227,7 +239,7 @@ func (c *command) keyCreate(args []string) error {
 
 func generateKey(typ string, bits int) (crypto.Signer, error) {
 	switch typ {
-	case fsm.KeyTypeRSA:
+	case fsm.KeyTypeRSA, fsm.KeyTypeRSAThreshold:
 		return rsa.GenerateKey(rand.Reader, bits)
 	case fsm.KeyTypeECDSA:
 		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -334,14 +346,17 @@ func gatewaysOf(k *fsm.Key) string {
 	return strings.Join(k.Access.Gateways, ", ")
 }
 
-// keyImportDir imports a directory of PEM private keys as assembled keys
-// for the Keyless SSL gateway, like the keyless servers'
-// --private-key-directory: one key per file, named PREFIX + the file name
-// without its extension.
+// keyImportDir imports a directory of PEM private keys for the Keyless
+// SSL gateway, like the keyless servers' --private-key-directory: one key
+// per file, named PREFIX + the file name without its extension. RSA keys
+// are dealt here by Shoup's scheme and sign by quorum (rsa-threshold),
+// unless --assembled-rsa asks for assembled keys, for throughput; ECDSA and
+// Ed25519 keys are assembled.
 func (c *command) keyImportDir(args []string) error {
 	fs := c.flags("key import-dir")
 	prefix := fs.String("prefix", "tls/", "prefix of the key names")
-	ttl := fs.Duration("assemble-ttl", 5*time.Minute, "how long a node may keep each key in memory once released")
+	ttl := fs.Duration("assemble-ttl", 5*time.Minute, "how long a node may keep each assembled key in memory once released")
+	assembledRSA := fs.Bool("assembled-rsa", false, "import RSA keys assembled (a quorum releases the whole key to the serving node) instead of signing by quorum")
 	var af accessFlags
 	af.register(fs)
 	pos, err := parse(fs, args, "DIR")
@@ -380,7 +395,17 @@ func (c *command) keyImportDir(args []string) error {
 		if err != nil {
 			return err
 		}
-		ck, material, err := assembledKey(*prefix+strings.TrimSuffix(e.Name(), ext), priv)
+		name := *prefix + strings.TrimSuffix(e.Name(), ext)
+		if rk, ok := priv.(*rsa.PrivateKey); ok && !*assembledRSA {
+			k, err := c.createThresholdRSA(ctx, cl, name, rk, access, 0)
+			if err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			imported++
+			fmt.Fprintf(c.stdout, "imported %s as %s key %q, dealt %d-of-%d: no node holds it whole\n", path, k.Type, k.Name, k.RSA.Threshold, len(k.RSA.Shares))
+			continue
+		}
+		ck, material, err := assembledKey(name, priv)
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
@@ -397,6 +422,22 @@ func (c *command) keyImportDir(args []string) error {
 		return fmt.Errorf("%s holds no .pem or .key private key", pos[0])
 	}
 	return nil
+}
+
+// createThresholdRSA checks and deals an RSA key made here or read from a
+// file, and creates it (client.CreateThresholdRSA).
+func (c *command) createThresholdRSA(ctx context.Context, cl *client.Client, name string, priv crypto.Signer, access *fsm.Access, expires time.Duration) (*fsm.Key, error) {
+	rk, ok := priv.(*rsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("a %T is not an rsa key", priv)
+	}
+	if rk.N.BitLen() < 2048 {
+		return nil, fmt.Errorf("rsa key of %d bits: at least 2048 are needed", rk.N.BitLen())
+	}
+	if expires > 0 {
+		return nil, usagef("an rsa-threshold key does not expire yet: --expires does not apply")
+	}
+	return cl.CreateThresholdRSA(ctx, name, rk, access)
 }
 
 // keyImportKxd imports a kxd data directory: each key under its path,

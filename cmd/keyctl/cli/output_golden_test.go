@@ -53,7 +53,8 @@ func TestClusterStatusGolden(t *testing.T) {
 
 // TestKeyShowGolden pins keyctl key show's text for each kind of key: a
 // secret that expires, an assembled key kept in memory with its access,
-// an assembled key for one operation, a revoked secret and a Tang key.
+// an assembled key for one operation, a revoked secret, a Tang key, and
+// threshold RSA keys, one of them needing re-import.
 func TestKeyShowGolden(t *testing.T) {
 	ns := func(d time.Duration) int64 { return at.Add(d).UnixNano() }
 	keys := []*fsm.Key{
@@ -68,6 +69,11 @@ func TestKeyShowGolden(t *testing.T) {
 			Access: &fsm.Access{Gateways: []string{"tang"}},
 			Tang: &fsm.TangKey{Kid: "0tgE_M7kgxaW9hPc_EjxtYsyjxMTvBMziW0xTO6tszA", Thp: "k5uovqkL3EG2P1I6OVk1Cl32He3FP8EwsCY4xoyfdKY", Threshold: 2,
 				Shares: make([]fsm.TangShare, 3)}},
+		{Name: "tls/edge", Type: fsm.KeyTypeRSAThreshold, Version: 1, State: fsm.KeyActive, CreatedAt: ns(0), UpdatedAt: ns(0),
+			Access: &fsm.Access{Gateways: []string{"tlv"}}, RSA: &fsm.RSAThresholdKey{Threshold: 2, Shares: make([]fsm.RSAShare, 3)}},
+		{Name: "tls/old-edge", Type: fsm.KeyTypeRSAThreshold, Version: 1, State: fsm.KeyActive, CreatedAt: ns(0), UpdatedAt: ns(0),
+			Access: &fsm.Access{Gateways: []string{"tlv"}}, RSA: &fsm.RSAThresholdKey{Threshold: 2, Shares: make([]fsm.RSAShare, 3),
+				Reimport: "dealt to node-3, no longer share holders: destroy and import it again"}},
 	}
 	var b bytes.Buffer
 	for i, k := range keys {

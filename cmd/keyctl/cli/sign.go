@@ -31,6 +31,7 @@ func (c *command) readMessage(file string) ([]byte, error) {
 func (c *command) keySign(args []string) error {
 	fs := c.flags("key sign")
 	in := fs.String("in", "-", "file holding the message (- for stdin)")
+	padding := fs.String("padding", "", "an rsa-threshold key's padding over SHA-256: pkcs1v15 (default) or pss")
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
 		return err
@@ -44,7 +45,7 @@ func (c *command) keySign(args []string) error {
 		return err
 	}
 	defer cancel()
-	sig, err := cl.SignMessage(ctx, pos[0], msg)
+	sig, err := cl.SignMessage(ctx, pos[0], msg, *padding)
 	if err != nil {
 		return err
 	}
@@ -58,6 +59,7 @@ func (c *command) keyVerify(args []string) error {
 	fs := c.flags("key verify")
 	in := fs.String("in", "-", "file holding the message (- for stdin)")
 	sig64 := fs.String("signature", "", "the signature, base64")
+	padding := fs.String("padding", "", "an RSA signature's padding: pkcs1v15 (default) or pss")
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
 		return err
@@ -75,7 +77,7 @@ func (c *command) keyVerify(args []string) error {
 		return err
 	}
 	defer cancel()
-	if err := cl.VerifySignature(ctx, pos[0], msg, sig); err != nil {
+	if err := cl.VerifySignature(ctx, pos[0], msg, sig, *padding); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "signature valid for key %q\n", pos[0])

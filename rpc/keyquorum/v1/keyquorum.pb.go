@@ -908,7 +908,7 @@ type SignResponse struct {
 	Key     string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Version uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	Type    string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
-	// public_key is the key's Ed25519 public key, 32 bytes.
+	// public_key is an Ed25519 key's 32 bytes, an RSA key's PKIX DER.
 	PublicKey []byte `protobuf:"bytes,4,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
 	Signature []byte `protobuf:"bytes,5,opt,name=signature,proto3" json:"signature,omitempty"`
 	// signers are the share indexes of the holders that signed.
@@ -999,10 +999,12 @@ func (x *SignResponse) GetFailed() map[string]string {
 }
 
 type VerifyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Message       []byte                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	Signature     []byte                 `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Key       string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Message   []byte                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Signature []byte                 `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	// padding is an RSA signature's: "pkcs1v15" (also when empty) or "pss".
+	Padding       string `protobuf:"bytes,4,opt,name=padding,proto3" json:"padding,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1056,6 +1058,13 @@ func (x *VerifyRequest) GetSignature() []byte {
 		return x.Signature
 	}
 	return nil
+}
+
+func (x *VerifyRequest) GetPadding() string {
+	if x != nil {
+		return x.Padding
+	}
+	return ""
 }
 
 type VerifyResponse struct {
@@ -2472,11 +2481,12 @@ const file_keyquorum_v1_keyquorum_proto_rawDesc = "" +
 	"\x06failed\x18\a \x03(\v2&.keyquorum.v1.SignResponse.FailedEntryR\x06failed\x1a9\n" +
 	"\vFailedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Y\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"s\n" +
 	"\rVerifyRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\fR\amessage\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignature\"<\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\x12\x18\n" +
+	"\apadding\x18\x04 \x01(\tR\apadding\"<\n" +
 	"\x0eVerifyResponse\x12\x14\n" +
 	"\x05valid\x18\x01 \x01(\bR\x05valid\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\"^\n" +
