@@ -434,6 +434,51 @@ func TestPendingApprovalThenApproved(t *testing.T) {
 	}
 }
 
+// TestHeldPendingAsksAgainSoon: the agent asks the node to hold its
+// pending unlock for an operator's decision (Prefer: wait), and after a
+// pending answer the node held it asks again soon, not after its backoff:
+// with a backoff of an hour it still gets the key within the test's
+// bound.
+func TestHeldPendingAsksAgainSoon(t *testing.T) {
+	c := newTestCluster(t)
+	c.addKey("disk1", secret)
+	n := c.node()
+	n.pending, n.holds = 2, true
+	n.start(t, false)
+	a, log := c.testAgent(t, false, n.addr)
+	a.BackoffInitial, a.BackoffMax = time.Hour, time.Hour
+	w := Duration(time.Hour)
+	a.cfg.Wait = &w
+	if got, err := unlock(t, a, "disk1"); err != nil || !bytes.Equal(got, secret) {
+		t.Fatalf("unlock after two held pending answers: %q, %v\n%s", got, err, log)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for i, p := range n.prefers {
+		if p != vocab.WaitPreference(DefaultHold) {
+			t.Errorf("request %d: Prefer %q, want %q", i, p, vocab.WaitPreference(DefaultHold))
+		}
+	}
+	// Not held (a node that cannot hold): the backoff applies, and with
+	// an hour of it the agent is still waiting when its context ends.
+	n2 := c.node()
+	n2.pending = 1
+	n2.start(t, false)
+	a2, log2 := c.testAgent(t, false, n2.addr)
+	a2.BackoffInitial, a2.BackoffMax = time.Hour, time.Hour
+	a2.cfg.Wait = &w
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := a2.Unlock(ctx, "disk1"); done <- err }()
+	for !strings.Contains(log2.String(), "waiting for approval") {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; KindOf(err) != vocab.KindPendingApproval || len(n2.seen()) != 1 {
+		t.Errorf("a pending answer not held: %v after %d requests, want pending after 1 (the backoff)", err, len(n2.seen()))
+	}
+}
+
 func TestBackoffDoubles(t *testing.T) {
 	c := newTestCluster(t)
 	c.addKey("disk1", secret)
