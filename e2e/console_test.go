@@ -268,7 +268,42 @@ func TestConsoleApprovesAWaitingMachine(t *testing.T) {
 		t.Errorf("host2 after the genuine approval: %v", r)
 	}
 
-	consoleDecisions(t, b, c, s, site, shots, secret)
+	site2 := consoleUnderOtherNames(t, b, c, shots)
+	consoleDecisions(t, b, c, s, site2, shots, secret)
+}
+
+// consoleUnderOtherNames registers a second passkey for nodes reached
+// under names of their own: at node 1 as n1.kq.localhost, scoped to the
+// domain they share (kq.localhost) and listing node 2's origin as
+// n2.kq.localhost; then signs in with it at node 2 under that name, and
+// returns node 2's console there. (Chromium resolves every *.localhost
+// name to this machine, and makes WebAuthn assertions there over TLS
+// whatever the certificate, as at localhost.)
+func consoleUnderOtherNames(t *testing.T, b *browser, c *localCluster, shots string) string {
+	t.Helper()
+	_, p1, _ := strings.Cut(c.addr(1), ":")
+	_, p2, _ := strings.Cut(c.addr(2), ":")
+	site1, site2 := "https://n1.kq.localhost:"+p1, "https://n2.kq.localhost:"+p2
+	b.do("register under kq.localhost", chromedp.Navigate(site1+"/ui/passkeys"),
+		chromedp.SetValue(chromedp.CSS("#reg-operator"), operatorID(t, c)),
+		chromedp.SetValue(chromedp.CSS("#reg-name"), "laptop"),
+		chromedp.SetValue(chromedp.CSS("#reg-rpid"), "kq.localhost"),
+		chromedp.SetValue(chromedp.CSS("#reg-origins"), site1+"\n"+site2),
+		chromedp.Click(chromedp.CSS(`#register button[type="submit"]`)))
+	b.waitFor("#request:not([hidden])")
+	screenshots(t, b, shots, site1+"/ui/passkeys", "passkeys-other-names")
+	command := get(b, "read the request", chromedp.Value(chromedp.CSS("#request-command")))
+	args := strings.Fields(command)
+	if len(args) != 4 || args[2] != "add" {
+		t.Fatalf("the passkey page printed %q, not a keyctl passkey add command", command)
+	}
+	r := c.mustKeyctl(1, args[1:]...)
+	if out := string(r.stdout); !strings.Contains(out, "relying party kq.localhost") || !strings.Contains(out, site2) {
+		t.Fatalf("keyctl passkey add for kq.localhost: %v", r)
+	}
+	b.do("sign in at node 2 by its name", chromedp.Navigate(site2+"/ui/signin"), chromedp.Click(chromedp.CSS("#signin")))
+	b.waitFor("#members")
+	return site2
 }
 
 // consoleDecisions drives the console's other decisions on the same
