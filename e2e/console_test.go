@@ -291,8 +291,8 @@ func consoleUnderOtherNames(t *testing.T, b *browser, c *localCluster, shots str
 		chromedp.SetValue(chromedp.CSS("#reg-origins"), site1+"\n"+site2),
 		chromedp.Click(chromedp.CSS(`#register button[type="submit"]`)))
 	b.waitFor("#request:not([hidden])")
-	screenshots(t, b, shots, site1+"/ui/passkeys", "passkeys-other-names")
 	command := get(b, "read the request", chromedp.Value(chromedp.CSS("#request-command")))
+	screenshots(t, b, shots, site1+"/ui/passkeys", "passkeys-other-names")
 	args := strings.Fields(command)
 	if len(args) != 4 || args[2] != "add" {
 		t.Fatalf("the passkey page printed %q, not a keyctl passkey add command", command)
