@@ -198,7 +198,7 @@ func TestConsoleApprovesAWaitingMachine(t *testing.T) {
 	}
 
 	// A keyagent waits; the machines page shows it.
-	agent := startAgent(t, s.configFile(t, s.config(m, s.servers(3), map[string]any{"wait": "3m"})))
+	agent := startAgent(t, s.configFile(t, s.config(m, s.servers(3), map[string]any{"wait": "3m"})), "-v")
 	session := waitingOnConsole(t, b, site, m)
 	agent.stillWaiting(t)
 	checkPages(t, b, site, shots, "waiting")
@@ -210,8 +210,20 @@ func TestConsoleApprovesAWaitingMachine(t *testing.T) {
 	if st := b.text("#status"); !strings.Contains(st, "approved") {
 		t.Errorf("the console said %q after the approval", st)
 	}
-	if code, out, stderr := agent.wait(t); code != 0 || !bytes.Equal(out, secret) {
+	code, out, stderr := agent.wait(t)
+	if code != 0 || !bytes.Equal(out, secret) {
 		t.Fatalf("keyagent after the approval: exit %d, stdout %x (want %x), stderr %q", code, out, secret, stderr)
+	}
+	// The node held each of keyagent's requests until the approval (or
+	// its hold's end): keyagent never waited out its backoff, which grows
+	// 1 s, 2 s, 4 s ... while the page checks above run, but asked again
+	// within a second after each held answer.
+	for l := range strings.SplitSeq(stderr, "\n") {
+		if _, after, ok := strings.Cut(l, "asking again in "); ok {
+			if d, err := time.ParseDuration(after); err != nil || d > time.Second {
+				t.Errorf("keyagent waited its backoff, not for a held answer: %q", l)
+			}
+		}
 	}
 	screenshots(t, b, shots, site+"/ui/approvals", "approvals-after")
 
@@ -407,14 +419,14 @@ type runningAgent struct {
 	stderr *syncBuffer
 }
 
-// startAgent runs keyagent unlock --config cfg --key disk1 in the
-// background, for at most 4 minutes.
-func startAgent(t *testing.T, cfg string) *runningAgent {
+// startAgent runs keyagent unlock --config cfg --key disk1 (and args) in
+// the background, for at most 4 minutes.
+func startAgent(t *testing.T, cfg string, args ...string) *runningAgent {
 	t.Helper()
 	a := &runningAgent{done: make(chan error, 1), stderr: &syncBuffer{}}
 	a.ctx, a.cancel = context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(a.cancel)
-	cmd := exec.CommandContext(a.ctx, agentBin, "unlock", "--config", cfg, "--key", "disk1")
+	cmd := exec.CommandContext(a.ctx, agentBin, append([]string{"unlock", "--config", cfg, "--key", "disk1"}, args...)...)
 	cmd.Env = baseEnv()
 	cmd.Stdout, cmd.Stderr = &a.stdout, a.stderr
 	if err := cmd.Start(); err != nil {
