@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"time"
 
@@ -75,12 +76,23 @@ func (h *unlockHolds) held(machine string) (total, ofMachine int) {
 // the wait), false when the hold ends first or ctx ends. held is false
 // when the node holds too many requests already: it then returns at once.
 func (n *Node) holdPending(ctx context.Context, sg *fsm.Signed, key string, hold time.Duration) (decided, held bool) {
+	// The request must still be fresh when it is answered again: a hold
+	// never outlasts it (nor makes a clock skew of a request answered
+	// pending now).
+	var cmd fsm.Command
+	if json.Unmarshal(sg.Payload, &cmd) != nil {
+		return false, false
+	}
+	hold = min(hold, MaxUnlockHold, time.Until(time.Unix(0, cmd.IssuedAt).Add(fsm.MaxClockSkew))-n.cfg.RequestTimeout)
+	if hold <= 0 {
+		return false, false
+	}
 	release, ok := n.unlockHolds.take(sg.Signer)
 	if !ok {
 		return false, false
 	}
 	defer release()
-	timer := time.NewTimer(min(hold, MaxUnlockHold))
+	timer := time.NewTimer(hold)
 	defer timer.Stop()
 	for {
 		// The channel is taken before the state is read: an apply in

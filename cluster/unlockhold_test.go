@@ -72,7 +72,7 @@ func TestHeldUnlockAnswersWhenTheDecisionApplies(t *testing.T) {
 	c := newTestCluster(t, 3)
 	secret := randomBytes(t, 32)
 	c.createSecret("luks/m1", secret)
-	m1, m2 := c.addMachine("m1"), c.addMachine("m2")
+	m1, m2, m3 := c.addMachine("m1"), c.addMachine("m2"), c.addMachine("m3")
 	tn := c.running()[1]
 	waitHeld := func(m *testMachine, want int) {
 		t.Helper()
@@ -120,6 +120,22 @@ func TestHeldUnlockAnswersWhenTheDecisionApplies(t *testing.T) {
 	}
 	if total, _ := tn.n.unlockHolds.held(m2.id); total != 0 {
 		t.Errorf("%d unlocks still held after every answer", total)
+	}
+
+	// A request about to go stale is not held: answered again after the
+	// hold, it would be refused for its age instead of pending.
+	old := signWith(t, m3.id, m3.priv, &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: "luks/m1", Op: fsm.OpGet, Ephemeral: randomBytes(t, 32)}})
+	var cmd fsm.Command
+	if err := json.Unmarshal(old.Payload, &cmd); err != nil {
+		t.Fatal(err)
+	}
+	cmd.IssuedAt = time.Now().Add(-fsm.MaxClockSkew + time.Second).UnixNano()
+	old, err := fsm.Sign(m3.id, m3.priv, &cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, held, err := tn.n.MachineUnlock(ctxOp(t), old, "192.0.2.7", time.Hour); held || KindOf(err) != KindPendingApproval {
+		t.Errorf("a request about to go stale: held %v, %v; want pending at once, not held", held, err)
 	}
 }
 
