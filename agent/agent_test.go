@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -453,29 +454,38 @@ func TestHeldPendingAsksAgainSoon(t *testing.T) {
 		t.Fatalf("unlock after two held pending answers: %q, %v\n%s", got, err, log)
 	}
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	for i, p := range n.prefers {
-		if p != vocab.WaitPreference(DefaultHold) {
-			t.Errorf("request %d: Prefer %q, want %q", i, p, vocab.WaitPreference(DefaultHold))
-		}
+	// The first request is answered at once, so that the agent can say
+	// what to run; the next ones ask to be held.
+	want := []string{"", vocab.WaitPreference(DefaultHold), vocab.WaitPreference(DefaultHold)}
+	if !slices.Equal(n.prefers, want) {
+		t.Errorf("the requests' Prefer headers: %q, want %q", n.prefers, want)
 	}
-	// Not held (a node that cannot hold): the backoff applies, and with
-	// an hour of it the agent is still waiting when its context ends.
+	n.mu.Unlock()
+	if !strings.Contains(log.String(), "waiting for approval: run `keyctl session approve") {
+		t.Errorf("the agent did not say what to run:\n%s", log)
+	}
+	// Not held (a node that cannot hold): after the first pending answer
+	// the backoff applies, and with an hour of it the agent is still
+	// waiting when its context ends.
 	n2 := c.node()
-	n2.pending = 1
+	n2.pending = 2
 	n2.start(t, false)
 	a2, log2 := c.testAgent(t, false, n2.addr)
-	a2.BackoffInitial, a2.BackoffMax = time.Hour, time.Hour
-	a2.cfg.Wait = &w
+	a2.BackoffInitial, a2.BackoffMax, a2.Verbose = time.Hour, time.Hour, true
+	w2 := Duration(2 * time.Hour)
+	a2.cfg.Wait = &w2
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { _, err := a2.Unlock(ctx, "disk1"); done <- err }()
-	for !strings.Contains(log2.String(), "waiting for approval") {
-		time.Sleep(10 * time.Millisecond)
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(log2.String(), "asking again in 1h0m0s"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("the agent never waited its backoff of an hour:\n%s", log2)
+		}
 	}
 	cancel()
-	if err := <-done; KindOf(err) != vocab.KindPendingApproval || len(n2.seen()) != 1 {
-		t.Errorf("a pending answer not held: %v after %d requests, want pending after 1 (the backoff)", err, len(n2.seen()))
+	if err := <-done; KindOf(err) != vocab.KindPendingApproval || len(n2.seen()) != 2 {
+		t.Errorf("pending answers not held: %v after %d requests, want pending after 2 (then the backoff)", err, len(n2.seen()))
 	}
 }
 

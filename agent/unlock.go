@@ -52,8 +52,10 @@ type Agent struct {
 	QUICHeadStart time.Duration
 	// Hold is how long a node is asked to hold an unlock pending approval
 	// until an operator decides (DefaultHold when zero; negative: never).
-	// After a pending answer the node held, the next round starts after
-	// at most BackoffInitial and a second, whatever the backoff reached.
+	// The first request is not held, so that the agent can say at once
+	// what an operator must run. After the first pending answer, and
+	// after one the node held, the next round starts after at most
+	// BackoffInitial and a second, whatever the backoff reached.
 	Hold time.Duration
 	// Now is the clock that dates requests; nil is time.Now.
 	Now func() time.Time
@@ -126,7 +128,12 @@ func (a *Agent) Unlock(ctx context.Context, name string) ([]byte, error) {
 	}
 	announced := false
 	for {
+		// The first round is answered at once, so that the agent can say
+		// what an operator must run; from then on a node holds it.
 		hold := a.hold()
+		if !announced {
+			hold = 0
+		}
 		if left := waitUntil.Sub(a.now()); left < hold {
 			hold = max(left, 0)
 		}
@@ -161,17 +168,17 @@ func (a *Agent) Unlock(ctx context.Context, name string) ([]byte, error) {
 			}
 			return nil, err
 		}
+		sleep := min(backoff, left)
+		var e *Error
+		if pending && (!announced && a.hold() > 0 || errors.As(err, &e) && e.held) {
+			// The first pending answer, or one the node held until its
+			// hold ended: ask again soon, to be held. (Not at once: a node
+			// that lies about holding must not make the agent spin.)
+			sleep = min(sleep, backoffInitial(a), time.Second)
+		}
 		if pending && !announced {
 			announced = true
 			a.logf("waiting for approval: run `keyctl session approve %s`", a.id)
-		}
-		sleep := min(backoff, left)
-		var e *Error
-		if pending && errors.As(err, &e) && e.held {
-			// The node held the request until its hold ended: ask again
-			// soon, and have it held again. (Not at once: a node that
-			// lies about holding must not make the agent spin.)
-			sleep = min(sleep, backoffInitial(a), time.Second)
 		}
 		if !pending {
 			a.logf("%v; trying again in %v", err, sleep.Round(time.Millisecond))
