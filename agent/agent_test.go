@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -431,6 +432,60 @@ func TestPendingApprovalThenApproved(t *testing.T) {
 	}
 	if got := len(n.seen()); got != 4 {
 		t.Errorf("the node saw %d requests, want 3 pending and 1 released", got)
+	}
+}
+
+// TestHeldPendingAsksAgainSoon: the agent asks the node to hold its
+// pending unlock for an operator's decision (Prefer: wait), and after a
+// pending answer the node held it asks again soon, not after its backoff:
+// with a backoff of an hour it still gets the key within the test's
+// bound.
+func TestHeldPendingAsksAgainSoon(t *testing.T) {
+	c := newTestCluster(t)
+	c.addKey("disk1", secret)
+	n := c.node()
+	n.pending, n.holds = 2, true
+	n.start(t, false)
+	a, log := c.testAgent(t, false, n.addr)
+	a.BackoffInitial, a.BackoffMax = time.Hour, time.Hour
+	w := Duration(time.Hour)
+	a.cfg.Wait = &w
+	if got, err := unlock(t, a, "disk1"); err != nil || !bytes.Equal(got, secret) {
+		t.Fatalf("unlock after two held pending answers: %q, %v\n%s", got, err, log)
+	}
+	n.mu.Lock()
+	// The first request is answered at once, so that the agent can say
+	// what to run; the next ones ask to be held.
+	want := []string{"", vocab.WaitPreference(DefaultHold), vocab.WaitPreference(DefaultHold)}
+	if !slices.Equal(n.prefers, want) {
+		t.Errorf("the requests' Prefer headers: %q, want %q", n.prefers, want)
+	}
+	n.mu.Unlock()
+	if !strings.Contains(log.String(), "waiting for approval: run `keyctl session approve") {
+		t.Errorf("the agent did not say what to run:\n%s", log)
+	}
+	// Not held (a node that cannot hold): after the first pending answer
+	// the backoff applies, and with an hour of it the agent is still
+	// waiting when its context ends.
+	n2 := c.node()
+	n2.pending = 2
+	n2.start(t, false)
+	a2, log2 := c.testAgent(t, false, n2.addr)
+	a2.BackoffInitial, a2.BackoffMax, a2.Verbose = time.Hour, time.Hour, true
+	w2 := Duration(2 * time.Hour)
+	a2.cfg.Wait = &w2
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := a2.Unlock(ctx, "disk1"); done <- err }()
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(log2.String(), "asking again in 1h0m0s"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("the agent never waited its backoff of an hour:\n%s", log2)
+		}
+	}
+	cancel()
+	if err := <-done; KindOf(err) != vocab.KindPendingApproval || len(n2.seen()) != 2 {
+		t.Errorf("pending answers not held: %v after %d requests, want pending after 2 (then the backoff)", err, len(n2.seen()))
 	}
 }
 

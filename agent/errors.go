@@ -29,6 +29,8 @@ type Error struct {
 	Kind    vocab.Kind
 	Server  string
 	Message string
+	// held: the node held this pending answer until its hold ended.
+	held bool
 }
 
 func (e *Error) Error() string {

@@ -127,6 +127,9 @@ type fakeNode struct {
 	rawError  string // a non-JSON error body with errStatus
 	// pending answers pending_approval this many times, then releases.
 	pending int
+	// holds says it held each pending answer for an operator's decision
+	// when asked to (Prefer: wait), as a node whose hold ended does.
+	holds bool
 	// holders are the share holders that answer (default 1, 2, 3).
 	holders []uint32
 	// corrupt holders send a partial with a wrong proof.
@@ -139,10 +142,11 @@ type fakeNode struct {
 	forgedPoly   *shamir.PublicPoly
 	forgedShares map[uint32]*shamir.Share
 
-	addr   string
-	mu     sync.Mutex
-	protos []string
-	bodies [][]byte
+	addr    string
+	mu      sync.Mutex
+	protos  []string
+	bodies  [][]byte
+	prefers []string // the requests' Prefer headers
 }
 
 func (c *testCluster) node() *fakeNode { return &fakeNode{c: c} }
@@ -217,6 +221,7 @@ func (n *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n.mu.Lock()
 	n.protos = append(n.protos, r.Proto)
 	n.bodies = append(n.bodies, body)
+	n.prefers = append(n.prefers, r.Header.Get(vocab.PreferHeader))
 	n.mu.Unlock()
 	c := n.c
 	var sg fsm.Signed
@@ -273,6 +278,9 @@ func (n *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	n.mu.Unlock()
 	if pend {
+		if n.holds && r.Header.Get(vocab.PreferHeader) != "" {
+			w.Header().Set(vocab.PreferenceAppliedHeader, r.Header.Get(vocab.PreferHeader))
+		}
 		writeErr(w, 403, "pending_approval", "waiting for an operator's approval")
 		return
 	}

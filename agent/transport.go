@@ -32,25 +32,30 @@ type reply struct {
 	status int
 	body   []byte
 	proto  string // "h3" or "http/1.1"
+	// held is whether the node says it held the request for an
+	// operator's decision (vocab.PreferenceAppliedHeader).
+	held bool
 }
 
 // conn is one established connection to a node, over QUIC or TCP.
 type conn interface {
-	post(ctx context.Context, addr, path string, body []byte) (*reply, error)
+	post(ctx context.Context, addr, path string, body []byte, hold time.Duration) (*reply, error)
 	close()
 }
 
 // post sends body to path on one node and returns its answer, within
-// ctx. It connects with QUIC first; TCP starts beside it after the QUIC
-// head start or as soon as QUIC fails, and the first handshake to finish
-// carries the request. The request is sent once, on one connection.
-func (a *Agent) post(ctx context.Context, addr, path string, body []byte) (*reply, error) {
+// ctx; hold, if positive, asks the node to hold a pending unlock that long
+// for an operator's decision (vocab.PreferHeader). It connects with QUIC
+// first; TCP starts beside it after the QUIC head start or as soon as QUIC
+// fails, and the first handshake to finish carries the request. The
+// request is sent once, on one connection.
+func (a *Agent) post(ctx context.Context, addr, path string, body []byte, hold time.Duration) (*reply, error) {
 	c, err := a.connect(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
 	defer c.close()
-	return c.post(ctx, addr, path, body)
+	return c.post(ctx, addr, path, body, hold)
 }
 
 func (a *Agent) tlsConfig(addr string, proto string) (*tls.Config, error) {
@@ -165,6 +170,9 @@ func (a *Agent) dialQUIC(ctx context.Context, addr string) (conn, error) {
 	qc, err := tr.Dial(ctx, raddr, cfg, &quic.Config{
 		HandshakeIdleTimeout: a.timeoutPerNode(),
 		MaxIdleTimeout:       a.timeoutPerNode(),
+		// A node holding a pending unlock sends nothing until the
+		// operator decides: keep the connection alive meanwhile.
+		KeepAlivePeriod: a.timeoutPerNode() / 3,
 	})
 	if err != nil {
 		tr.Close()
@@ -174,8 +182,8 @@ func (a *Agent) dialQUIC(ctx context.Context, addr string) (conn, error) {
 	return &quicConn{udp: udp, tr: tr, qc: qc}, nil
 }
 
-func (c *quicConn) post(ctx context.Context, addr, path string, body []byte) (*reply, error) {
-	req, err := newRequest(ctx, addr, path, body)
+func (c *quicConn) post(ctx context.Context, addr, path string, body []byte, hold time.Duration) (*reply, error) {
+	req, err := newRequest(ctx, addr, path, body, hold)
 	if err != nil {
 		return nil, err
 	}
@@ -212,8 +220,8 @@ func (a *Agent) dialTCP(ctx context.Context, addr string) (conn, error) {
 	return &tcpConn{tc: c.(*tls.Conn)}, nil
 }
 
-func (c *tcpConn) post(ctx context.Context, addr, path string, body []byte) (*reply, error) {
-	req, err := newRequest(ctx, addr, path, body)
+func (c *tcpConn) post(ctx context.Context, addr, path string, body []byte, hold time.Duration) (*reply, error) {
+	req, err := newRequest(ctx, addr, path, body, hold)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +244,7 @@ func (c *tcpConn) post(ctx context.Context, addr, path string, body []byte) (*re
 
 func (c *tcpConn) close() { c.tc.Close() }
 
-func newRequest(ctx context.Context, addr, path string, body []byte) (*http.Request, error) {
+func newRequest(ctx context.Context, addr, path string, body []byte, hold time.Duration) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -244,6 +252,9 @@ func newRequest(ctx context.Context, addr, path string, body []byte) (*http.Requ
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "keyagent")
+	if hold > 0 {
+		req.Header.Set(vocab.PreferHeader, vocab.WaitPreference(hold))
+	}
 	return req, nil
 }
 
@@ -255,5 +266,6 @@ func readReply(resp *http.Response, proto string) (*reply, error) {
 	if len(b) > maxReply {
 		return nil, fmt.Errorf("the answer is larger than %d bytes", maxReply)
 	}
-	return &reply{status: resp.StatusCode, body: b, proto: proto}, nil
+	held := vocab.ParseWaitPreference(resp.Header.Get(vocab.PreferenceAppliedHeader), time.Hour) > 0
+	return &reply{status: resp.StatusCode, body: b, proto: proto, held: held}, nil
 }

@@ -27,6 +27,12 @@ const (
 	DefaultBackoffMax     = 30 * time.Second
 )
 
+// DefaultHold is how long the agent asks a node to hold an unlock that
+// waits for an operator (the node bounds it by cluster.MaxUnlockHold): the
+// node answers as soon as the approval or denial applies, so the agent
+// continues then rather than at its next retry.
+const DefaultHold = 25 * time.Second
+
 // Agent fetches keys from a cluster for one machine. Set the exported
 // fields, if at all, before the first Unlock; an Agent may then be used by
 // one goroutine at a time.
@@ -44,6 +50,13 @@ type Agent struct {
 	// QUICHeadStart is how long QUIC runs alone before TCP starts beside
 	// it (DefaultQUICHeadStart when zero).
 	QUICHeadStart time.Duration
+	// Hold is how long a node is asked to hold an unlock pending approval
+	// until an operator decides (DefaultHold when zero; negative: never).
+	// The first request is not held, so that the agent can say at once
+	// what an operator must run. After the first pending answer, and
+	// after one the node held, the next round starts after at most
+	// BackoffInitial and a second, whatever the backoff reached.
+	Hold time.Duration
 	// Now is the clock that dates requests; nil is time.Now.
 	Now func() time.Time
 
@@ -97,8 +110,10 @@ func (a *Agent) MachineID() string { return a.id }
 // Unlock fetches key name and returns its bytes. It tries the servers in
 // random order, one bounded attempt each; a round that ends pending
 // approval is repeated with backoff until the config's Wait, and a round
-// in which no node could answer is repeated until RetryFor. The error is
-// an *Error whose Kind says why (see ExitCode).
+// in which no node could answer is repeated until RetryFor. While it may
+// wait for an approval it asks the node to hold the request until an
+// operator decides (Hold), so it continues as soon as the decision
+// applies. The error is an *Error whose Kind says why (see ExitCode).
 func (a *Agent) Unlock(ctx context.Context, name string) ([]byte, error) {
 	if name == "" {
 		return nil, errorf(vocab.KindConfig, "no key name: give --key NAME or \"key\" in the config")
@@ -106,17 +121,26 @@ func (a *Agent) Unlock(ctx context.Context, name string) ([]byte, error) {
 	start := a.now()
 	waitUntil := start.Add(time.Duration(*a.cfg.Wait))
 	retryUntil := start.Add(time.Duration(a.cfg.RetryFor))
-	backoff := a.BackoffInitial
-	if backoff <= 0 {
-		backoff = DefaultBackoffInitial
-	}
+	backoff := backoffInitial(a)
 	maxBackoff := a.BackoffMax
 	if maxBackoff <= 0 {
 		maxBackoff = DefaultBackoffMax
 	}
 	announced := false
 	for {
-		key, err := a.round(ctx, name)
+		// The first round is answered at once, so that the agent can say
+		// what an operator must run; from then on a node holds it.
+		hold := a.hold()
+		if !announced {
+			hold = 0
+		}
+		if left := waitUntil.Sub(a.now()); left < hold {
+			hold = max(left, 0)
+		}
+		if hold < time.Second {
+			hold = 0 // the node holds whole seconds
+		}
+		key, err := a.round(ctx, name, hold)
 		if err == nil {
 			if announced {
 				a.logf("approved")
@@ -144,11 +168,18 @@ func (a *Agent) Unlock(ctx context.Context, name string) ([]byte, error) {
 			}
 			return nil, err
 		}
+		sleep := min(backoff, left)
+		var e *Error
+		if pending && (!announced && a.hold() > 0 || errors.As(err, &e) && e.held) {
+			// The first pending answer, or one the node held until its
+			// hold ended: ask again soon, to be held. (Not at once: a node
+			// that lies about holding must not make the agent spin.)
+			sleep = min(sleep, backoffInitial(a), time.Second)
+		}
 		if pending && !announced {
 			announced = true
 			a.logf("waiting for approval: run `keyctl session approve %s`", a.id)
 		}
-		sleep := min(backoff, left)
 		if !pending {
 			a.logf("%v; trying again in %v", err, sleep.Round(time.Millisecond))
 		} else if a.Verbose {
@@ -165,10 +196,28 @@ func (a *Agent) Unlock(ctx context.Context, name string) ([]byte, error) {
 	}
 }
 
+func backoffInitial(a *Agent) time.Duration {
+	if a.BackoffInitial <= 0 {
+		return DefaultBackoffInitial
+	}
+	return a.BackoffInitial
+}
+
+func (a *Agent) hold() time.Duration {
+	switch {
+	case a.Hold < 0:
+		return 0
+	case a.Hold == 0:
+		return DefaultHold
+	}
+	return a.Hold
+}
+
 // round asks the servers one after the other until one releases the key
-// or says the release waits for approval. Otherwise it returns the most
-// telling error (see rank).
-func (a *Agent) round(ctx context.Context, name string) ([]byte, error) {
+// or says the release waits for approval, asking that one to hold the
+// request for hold. Otherwise it returns the most telling error (see
+// rank).
+func (a *Agent) round(ctx context.Context, name string, hold time.Duration) ([]byte, error) {
 	servers, err := a.servers(ctx)
 	if err != nil {
 		return nil, err
@@ -189,7 +238,7 @@ func (a *Agent) round(ctx context.Context, name string) ([]byte, error) {
 		if ctx.Err() != nil {
 			break
 		}
-		key, err := a.attempt(ctx, s, name)
+		key, err := a.attempt(ctx, s, name, hold)
 		if err == nil {
 			best = nil
 			return key, nil
@@ -227,8 +276,10 @@ func (a *Agent) round(ctx context.Context, name string) ([]byte, error) {
 }
 
 // attempt makes one signed request to one server and combines its answer.
-func (a *Agent) attempt(ctx context.Context, server, name string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, a.timeoutPerNode())
+// hold, if positive, asks the server to hold a pending request that long
+// for an operator's decision; the attempt's bound grows by it.
+func (a *Agent) attempt(ctx context.Context, server, name string, hold time.Duration) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.timeoutPerNode()+hold)
 	defer cancel()
 	ephPriv, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
@@ -252,10 +303,10 @@ func (a *Agent) attempt(ctx context.Context, server, name string) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
-	rep, err := a.post(ctx, server, UnlockPath, body)
+	rep, err := a.post(ctx, server, UnlockPath, body, hold)
 	if err != nil {
 		if ctx.Err() != nil {
-			err = fmt.Errorf("no answer within %v", a.timeoutPerNode())
+			err = fmt.Errorf("no answer within %v", a.timeoutPerNode()+hold)
 		}
 		return nil, &Error{Kind: vocab.KindUnreachable, Server: server, Message: err.Error()}
 	}
@@ -263,7 +314,9 @@ func (a *Agent) attempt(ctx context.Context, server, name string) ([]byte, error
 		a.logf("%s: HTTP %d over %s", server, rep.status, rep.proto)
 	}
 	if rep.status != http.StatusOK {
-		return nil, serverErrorAt(server, UnlockPath, rep)
+		e := serverErrorAt(server, UnlockPath, rep)
+		e.held = rep.held && e.Kind == vocab.KindPendingApproval
+		return nil, e
 	}
 	var ur vocab.UnlockReply
 	if err := json.Unmarshal(rep.body, &ur); err != nil {

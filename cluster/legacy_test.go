@@ -129,7 +129,7 @@ func TestMachineUnlockCombinesOnTheClient(t *testing.T) {
 			t.Fatal(err)
 		}
 		sg := signWith(t, id, priv, &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: "luks/m1", Op: fsm.OpGet, Ephemeral: ephPriv.PublicKey().Bytes()}})
-		out, err := tn.n.MachineUnlock(ctxOp(t), sg, "192.0.2.7")
+		out, _, err := tn.n.MachineUnlock(ctxOp(t), sg, "192.0.2.7", 0)
 		if err != nil {
 			return nil, err
 		}

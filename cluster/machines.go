@@ -40,11 +40,23 @@ const sessionEvery = 5 * time.Second
 
 // MachineUnlock coordinates a machine's signed release request from addr,
 // or an operator's (Release): any request with an ephemeral key. Only a
-// machine's may wait for an approval.
-func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (_ *MachineUnlock, err error) {
+// machine's may wait for an approval. With hold > 0, a request answered
+// pending is held until an approval or a denial of the machine applies
+// here, for at most hold and MaxUnlockHold (unlockhold.go), then answered
+// again: held says whether it was held.
+func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string, hold time.Duration) (_ *MachineUnlock, held bool, err error) {
 	_, key := commandOf(sg)
 	defer func(start time.Time) { n.observe(ctx, opUnlock, key, start, err) }(time.Now())
-	return n.unlock(ctx, sg, addr)
+	out, err := n.unlock(ctx, sg, addr)
+	if hold <= 0 || KindOf(err) != KindPendingApproval {
+		return out, false, err
+	}
+	decided, held := n.holdPending(ctx, sg, key, hold)
+	if !decided {
+		return nil, held, err
+	}
+	out, err = n.unlock(ctx, sg, addr)
+	return out, true, err
 }
 
 // unlock is MachineUnlock, unobserved: Release calls it too.

@@ -60,6 +60,8 @@ type Node struct {
 
 	held heldKeys // what the gateways keep assembled in memory
 
+	unlockHolds unlockHolds // the machines' unlocks held until a decision (unlockhold.go)
+
 	// Signing by quorum (frost.go): this holder's nonces, its answers to
 	// signing requests, and as a coordinator its stock of the holders'
 	// commitments. frostShareHook, set only by tests, changes this

@@ -93,7 +93,7 @@ var _ LegacyService = (*Node)(nil)
 // machines unlock with client-side combine, and operators list the
 // machines and the sessions waiting for an approval. *Node implements it.
 type MachineService interface {
-	MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string) (*MachineUnlock, error)
+	MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string, hold time.Duration) (out *MachineUnlock, held bool, err error)
 	Machines(ctx context.Context) ([]*fsm.Machine, error)
 	Sessions(ctx context.Context) ([]*fsm.Session, error)
 	SubmitKey(ctx context.Context, cmd *fsm.Signed) error

@@ -47,11 +47,11 @@ func TestUnknownSignersCostNoReadIndex(t *testing.T) {
 
 	requests := map[string]func() error{
 		"unlock by an unknown machine": func() error {
-			_, err := entry.n.MachineUnlock(ctxOp(t), stranger.release(t, "luks/m1", time.Now()), "192.0.2.9")
+			_, _, err := entry.n.MachineUnlock(ctxOp(t), stranger.release(t, "luks/m1", time.Now()), "192.0.2.9", 0)
 			return err
 		},
 		"unlock forged for a known machine": func() error {
-			_, err := entry.n.MachineUnlock(ctxOp(t), forged.release(t, "luks/m1", time.Now()), "192.0.2.9")
+			_, _, err := entry.n.MachineUnlock(ctxOp(t), forged.release(t, "luks/m1", time.Now()), "192.0.2.9", 0)
 			return err
 		},
 		"GetKey by an unknown machine": func() error {

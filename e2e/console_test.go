@@ -170,8 +170,17 @@ func TestConsoleApprovesAWaitingMachine(t *testing.T) {
 	if len(args) != 4 || args[0] != "keyctl" || args[1] != "passkey" || args[2] != "add" {
 		t.Fatalf("the passkey page printed %q, not a keyctl passkey add command", command)
 	}
-	if r := c.mustKeyctl(2, args[1:]...); !strings.Contains(string(r.stdout), "registered passkey") {
-		t.Errorf("keyctl passkey add: %v", r)
+	// The admin lists the console origins explicitly (--origin), as for
+	// nodes reached under names of their own: here every node's port at
+	// localhost.
+	var origins []string
+	for i := 1; i <= 3; i++ {
+		_, p, _ := strings.Cut(c.addr(i), ":")
+		origins = append(origins, "--origin", "https://localhost:"+p)
+	}
+	if r := c.mustKeyctl(2, append(args[1:], origins...)...); !strings.Contains(string(r.stdout), "registered passkey") ||
+		!strings.Contains(string(r.stdout), "origins https://localhost:") {
+		t.Errorf("keyctl passkey add --origin: %v", r)
 	}
 
 	screenshots(t, b, shots, site+"/ui/signin", "signin")
@@ -189,30 +198,9 @@ func TestConsoleApprovesAWaitingMachine(t *testing.T) {
 	}
 
 	// A keyagent waits; the machines page shows it.
-	cfg := s.configFile(t, s.config(m, s.servers(3), map[string]any{"wait": "3m"}))
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	agent := exec.CommandContext(ctx, agentBin, "unlock", "--config", cfg, "--key", "disk1")
-	agent.Env = baseEnv()
-	var stdout bytes.Buffer
-	stderr := &syncBuffer{}
-	agent.Stdout, agent.Stderr = &stdout, stderr
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- agent.Wait() }()
-	session := fmt.Sprintf(`li.session[data-machine=%q]`, m.id)
-	eventually(t, converge, "the waiting keyagent on the machines page", func() (bool, string) {
-		b.do("reload", chromedp.Navigate(site+"/ui/machines"), chromedp.WaitVisible(chromedp.CSS("#machines")))
-		n := eval[int](b, fmt.Sprintf(`document.querySelectorAll(%q).length`, session))
-		return n == 1, "not listed yet"
-	})
-	select {
-	case err := <-done:
-		t.Fatalf("keyagent returned before the approval: %v, stderr %q", err, stderr)
-	default:
-	}
+	agent := startAgent(t, s.configFile(t, s.config(m, s.servers(3), map[string]any{"wait": "3m"})), "-v")
+	session := waitingOnConsole(t, b, site, m)
+	agent.stillWaiting(t)
 	checkPages(t, b, site, shots, "waiting")
 
 	// Approve once: the passkey signs, every replica verifies, keyagent
@@ -222,13 +210,20 @@ func TestConsoleApprovesAWaitingMachine(t *testing.T) {
 	if st := b.text("#status"); !strings.Contains(st, "approved") {
 		t.Errorf("the console said %q after the approval", st)
 	}
-	select {
-	case err := <-done:
-		if err != nil || !bytes.Equal(stdout.Bytes(), secret) {
-			t.Fatalf("keyagent after the approval: %v, stdout %x (want %x), stderr %q", err, stdout.Bytes(), secret, stderr)
+	code, out, stderr := agent.wait(t)
+	if code != 0 || !bytes.Equal(out, secret) {
+		t.Fatalf("keyagent after the approval: exit %d, stdout %x (want %x), stderr %q", code, out, secret, stderr)
+	}
+	// The node held each of keyagent's requests until the approval (or
+	// its hold's end): keyagent never waited out its backoff, which grows
+	// 1 s, 2 s, 4 s ... while the page checks above run, but asked again
+	// within a second after each held answer.
+	for l := range strings.SplitSeq(stderr, "\n") {
+		if _, after, ok := strings.Cut(l, "asking again in "); ok {
+			if d, err := time.ParseDuration(after); err != nil || d > time.Second {
+				t.Errorf("keyagent waited its backoff, not for a held answer: %q", l)
+			}
 		}
-	case <-ctx.Done():
-		t.Fatalf("keyagent did not finish after the console's approval; stderr %q", stderr)
 	}
 	screenshots(t, b, shots, site+"/ui/approvals", "approvals-after")
 
@@ -284,6 +279,189 @@ func TestConsoleApprovesAWaitingMachine(t *testing.T) {
 	if r := unlockWith(t, m2cfg, "disk1"); r.code != 0 || !bytes.Equal(r.stdout, secret) {
 		t.Errorf("host2 after the genuine approval: %v", r)
 	}
+
+	site2 := consoleUnderOtherNames(t, b, c, shots)
+	consoleDecisions(t, b, c, s, site2, shots, secret)
+}
+
+// consoleUnderOtherNames registers a second passkey for nodes reached
+// under names of their own: at node 1 as n1.kq.localhost, scoped to the
+// domain they share (kq.localhost) and listing node 2's origin as
+// n2.kq.localhost; then signs in with it at node 2 under that name, and
+// returns node 2's console there. (Chromium resolves every *.localhost
+// name to this machine, and makes WebAuthn assertions there over TLS
+// whatever the certificate, as at localhost.)
+func consoleUnderOtherNames(t *testing.T, b *browser, c *localCluster, shots string) string {
+	t.Helper()
+	_, p1, _ := strings.Cut(c.addr(1), ":")
+	_, p2, _ := strings.Cut(c.addr(2), ":")
+	site1, site2 := "https://n1.kq.localhost:"+p1, "https://n2.kq.localhost:"+p2
+	b.do("register under kq.localhost", chromedp.Navigate(site1+"/ui/passkeys"),
+		chromedp.SetValue(chromedp.CSS("#reg-operator"), operatorID(t, c)),
+		chromedp.SetValue(chromedp.CSS("#reg-name"), "laptop"),
+		chromedp.SetValue(chromedp.CSS("#reg-rpid"), "kq.localhost"),
+		chromedp.SetValue(chromedp.CSS("#reg-origins"), site1+"\n"+site2),
+		chromedp.Click(chromedp.CSS(`#register button[type="submit"]`)))
+	b.waitFor("#request:not([hidden])")
+	command := get(b, "read the request", chromedp.Value(chromedp.CSS("#request-command")))
+	screenshots(t, b, shots, site1+"/ui/passkeys", "passkeys-other-names")
+	args := strings.Fields(command)
+	if len(args) != 4 || args[2] != "add" {
+		t.Fatalf("the passkey page printed %q, not a keyctl passkey add command", command)
+	}
+	r := c.mustKeyctl(1, args[1:]...)
+	if out := string(r.stdout); !strings.Contains(out, "relying party kq.localhost") || !strings.Contains(out, site2) {
+		t.Fatalf("keyctl passkey add for kq.localhost: %v", r)
+	}
+	b.do("sign in at node 2 by its name", chromedp.Navigate(site2+"/ui/signin"), chromedp.Click(chromedp.CSS("#signin")))
+	b.waitFor("#members")
+	return site2
+}
+
+// consoleDecisions drives the console's other decisions on the same
+// cluster, each for a keyagent waiting on a machine of its own, and checks
+// their effect on the machine: a denial stops the keyagent with the
+// denial; two uses let exactly two unlocks through; an approval for 30
+// minutes lets the keyagent and the next unlock through, and the
+// approvals page shows when it ends.
+func consoleDecisions(t *testing.T, b *browser, c *localCluster, s *agentSetup, site, shots string, secret []byte) {
+	t.Helper()
+	enroll := func(name string) (machine, string) {
+		m := s.enroll(t, name, nil)
+		c.mustKeyctl(1, "machine", "add", name, "--public-key", m.pub, "--key", "disk1", "--approval")
+		return m, s.configFile(t, s.config(m, s.servers(3), map[string]any{"wait": "3m"}))
+	}
+	decide := func(m machine, action string, fields map[string]string) {
+		t.Helper()
+		session := waitingOnConsole(t, b, site, m)
+		steps := []chromedp.Action[chromedp.Void]{chromedp.Navigate(site + "/ui/machines"),
+			chromedp.Click(chromedp.CSS(fmt.Sprintf(`%s input[name="action"][value=%q]`, session, action)))}
+		for name, v := range fields {
+			steps = append(steps, chromedp.SetValue(chromedp.CSS(fmt.Sprintf(`%s input[name=%q]`, session, name)), v))
+		}
+		b.do(action, append(steps, chromedp.Click(chromedp.CSS(session+` button[type="submit"]`)))...)
+		b.waitFor(session + ".decided")
+	}
+
+	// Deny: the waiting keyagent stops with the denial.
+	m3, cfg3 := enroll("host3")
+	agent := startAgent(t, cfg3)
+	waitingOnConsole(t, b, site, m3)
+	agent.stillWaiting(t)
+	screenshots(t, b, shots, site+"/ui/machines", "machines-deciding")
+	decide(m3, "deny", nil)
+	if st := b.text("#status"); !strings.Contains(st, "denied") {
+		t.Errorf("the console said %q after the denial", st)
+	}
+	if code, out, stderr := agent.wait(t); code != 5 || len(out) != 0 || !strings.Contains(stderr, "denied") {
+		t.Errorf("keyagent after the denial: exit %d, stdout %x, stderr %q; want exit 5 (denied)", code, out, stderr)
+	}
+
+	// Two uses: the waiting keyagent, one more unlock, and no third.
+	m4, cfg4 := enroll("host4")
+	agent = startAgent(t, cfg4)
+	decide(m4, "uses", map[string]string{"uses": "2"})
+	if code, out, stderr := agent.wait(t); code != 0 || !bytes.Equal(out, secret) {
+		t.Fatalf("keyagent after approving two uses: exit %d, stdout %x, stderr %q", code, out, stderr)
+	}
+	if r := unlockWith(t, cfg4, "disk1", "--wait", "0s"); r.code != 0 || !bytes.Equal(r.stdout, secret) {
+		t.Errorf("the second of two uses: %v", r)
+	}
+	checkAgentError(t, unlockWith(t, cfg4, "disk1", "--wait", "0s"), 9, "keyctl session approve "+m4.id)
+
+	// For 30 minutes: the keyagent and the next unlock; the approvals
+	// page shows the window's end.
+	m5, cfg5 := enroll("host5")
+	agent = startAgent(t, cfg5)
+	before := time.Now()
+	decide(m5, "for", map[string]string{"minutes": "30"})
+	if code, out, stderr := agent.wait(t); code != 0 || !bytes.Equal(out, secret) {
+		t.Fatalf("keyagent after approving 30 minutes: exit %d, stdout %x, stderr %q", code, out, stderr)
+	}
+	if r := unlockWith(t, cfg5, "disk1", "--wait", "0s"); r.code != 0 || !bytes.Equal(r.stdout, secret) {
+		t.Errorf("an unlock within the 30 minutes: %v", r)
+	}
+	b.do("approvals", chromedp.Navigate(site+"/ui/approvals"), chromedp.WaitVisible(chromedp.CSS("#approvals")))
+	shown := eval[string](b, fmt.Sprintf(`(() => {
+	  for (const tr of document.querySelectorAll("#approvals tbody tr"))
+	    if (tr.cells[0].textContent.trim() === %q) return tr.cells[3].textContent.trim();
+	  return "";
+	})()`, m5.id))
+	end, err := time.Parse("2006-01-02 15:04:05 UTC", shown)
+	if err != nil || end.Before(before.Add(30*time.Minute).Truncate(time.Second)) || end.After(time.Now().Add(30*time.Minute)) {
+		t.Errorf("the approvals page shows host5's window ending at %q (%v), want 30 minutes after the decision", shown, err)
+	}
+	for _, i := range eval[[]string](b, pageChecks) {
+		t.Errorf("%s/ui/approvals: %s", site, i)
+	}
+	screenshots(t, b, shots, site+"/ui/approvals", "approvals-decisions")
+}
+
+// waitingOnConsole waits until machine m's waiting session is listed on
+// the console's machines page, and returns its selector.
+func waitingOnConsole(t *testing.T, b *browser, site string, m machine) string {
+	t.Helper()
+	session := fmt.Sprintf(`li.session[data-machine=%q]`, m.id)
+	eventually(t, converge, "the waiting keyagent of "+m.id+" on the machines page", func() (bool, string) {
+		b.do("reload", chromedp.Navigate(site+"/ui/machines"), chromedp.WaitVisible(chromedp.CSS("#machines")))
+		n := eval[int](b, fmt.Sprintf(`document.querySelectorAll(%q).length`, session))
+		return n == 1, "not listed yet"
+	})
+	return session
+}
+
+// runningAgent is a keyagent unlock running in the background.
+type runningAgent struct {
+	cancel context.CancelFunc
+	ctx    context.Context
+	done   chan error
+	stdout bytes.Buffer
+	stderr *syncBuffer
+}
+
+// startAgent runs keyagent unlock --config cfg --key disk1 (and args) in
+// the background, for at most 4 minutes.
+func startAgent(t *testing.T, cfg string, args ...string) *runningAgent {
+	t.Helper()
+	a := &runningAgent{done: make(chan error, 1), stderr: &syncBuffer{}}
+	a.ctx, a.cancel = context.WithTimeout(context.Background(), 4*time.Minute)
+	t.Cleanup(a.cancel)
+	cmd := exec.CommandContext(a.ctx, agentBin, append([]string{"unlock", "--config", cfg, "--key", "disk1"}, args...)...)
+	cmd.Env = baseEnv()
+	cmd.Stdout, cmd.Stderr = &a.stdout, a.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { a.done <- cmd.Wait() }()
+	return a
+}
+
+// stillWaiting fails if the keyagent has returned.
+func (a *runningAgent) stillWaiting(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-a.done:
+		t.Fatalf("keyagent returned before the decision: %v, stderr %q", err, a.stderr)
+	default:
+	}
+}
+
+// wait waits for the keyagent and returns its exit code and output.
+func (a *runningAgent) wait(t *testing.T) (int, []byte, string) {
+	t.Helper()
+	select {
+	case err := <-a.done:
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("keyagent: %v", err)
+		}
+		return code, a.stdout.Bytes(), a.stderr.String()
+	case <-a.ctx.Done():
+		t.Fatalf("keyagent did not finish after the console's decision; stderr %q", a.stderr)
+	}
+	return 0, nil, ""
 }
 
 // operatorID is the ID of the cluster's first operator, from its

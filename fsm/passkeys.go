@@ -10,7 +10,10 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -333,4 +336,35 @@ func (s *State) liftDenials(machine, key string) {
 			delete(s.Denials, k)
 		}
 	}
+}
+
+// CheckPasskeyOrigins says what is wrong, if anything, with the console
+// origins a passkey scoped to rpID is registered for: each must be
+// https://host[:port] whose host is rpID or a name under it, since a
+// browser makes no assertion for rpID at any other origin (WebAuthn Level
+// 2, section 5.1.4.1). keyctl passkey add and the console check it before
+// an admin signs; replicas check the form only (addPasskey), as they did
+// before, so that nodes of two versions apply the same log alike.
+func CheckPasskeyOrigins(rpID string, origins []string) error {
+	if len(origins) == 0 || len(origins) > maxOrigins {
+		return fmt.Errorf("a passkey needs 1 to %d console origins", maxOrigins)
+	}
+	for _, o := range origins {
+		rest, ok := strings.CutPrefix(o, "https://")
+		if !ok || len(o) > maxOriginLen || rest == "" || strings.ContainsAny(rest, "/ ?#@") {
+			return fmt.Errorf("console origin %q: want https://host[:port], nothing after it", o)
+		}
+		host := rest
+		if h, port, err := net.SplitHostPort(rest); err == nil {
+			if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+				return fmt.Errorf("console origin %q: the port must be a number from 1 to 65535", o)
+			}
+			host = h
+		}
+		host = strings.ToLower(host)
+		if host != rpID && !strings.HasSuffix(host, "."+rpID) {
+			return fmt.Errorf("console origin %q is not at %s or a name under it: the passkey, made for relying party %s, cannot sign there", o, rpID, rpID)
+		}
+	}
+	return nil
 }

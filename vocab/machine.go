@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // UnlockPath is the REST path of a machine's unlock: the body is an
@@ -77,4 +79,41 @@ func SameMachine(id string, publicKey []byte) bool {
 		return id == KlefkiMachineID(publicKey)
 	}
 	return id == PrincipalID(publicKey)
+}
+
+// A machine whose unlock waits for an approval asks the node to hold the
+// request until an operator decides, with the Prefer header's wait
+// preference (RFC 7240, section 4.3): "Prefer: wait=25" (seconds). A node
+// that held the request says so in its answer with "Preference-Applied:
+// wait=25"; one that did not (too many held, or an older node) omits it,
+// and the machine asks again after its backoff.
+const (
+	PreferHeader            = "Prefer"
+	PreferenceAppliedHeader = "Preference-Applied"
+)
+
+// WaitPreference is the value of a Prefer or Preference-Applied header
+// asking to wait d (whole seconds, at least 1).
+func WaitPreference(d time.Duration) string {
+	return "wait=" + strconv.FormatInt(max(int64(d/time.Second), 1), 10)
+}
+
+// ParseWaitPreference reads the wait preference of a Prefer header value
+// (several preferences may be given, separated by commas, each with
+// parameters after a semicolon): the duration, or 0 if there is none or it
+// is not a number of seconds. It is at most maxWait.
+func ParseWaitPreference(header string, maxWait time.Duration) time.Duration {
+	for pref := range strings.SplitSeq(header, ",") {
+		pref, _, _ = strings.Cut(pref, ";")
+		name, value, ok := strings.Cut(strings.TrimSpace(pref), "=")
+		if !ok || !strings.EqualFold(strings.TrimSpace(name), "wait") {
+			continue
+		}
+		secs, err := strconv.ParseUint(strings.Trim(strings.TrimSpace(value), `"`), 10, 32)
+		if err != nil {
+			return 0
+		}
+		return min(time.Duration(secs)*time.Second, maxWait)
+	}
+	return 0
 }

@@ -334,7 +334,7 @@ type challenge struct {
 	Summary   string   `json:"summary"`         // what the command does, in words
 }
 
-func newChallenge(r *http.Request, cmd *fsm.Command, summary string, allow []string) (*challenge, error) {
+func newChallenge(r *http.Request, rp string, cmd *fsm.Command, summary string, allow []string) (*challenge, error) {
 	cmd.Nonce = make([]byte, 16)
 	if _, err := rand.Read(cmd.Nonce); err != nil {
 		return nil, err
@@ -345,7 +345,7 @@ func newChallenge(r *http.Request, cmd *fsm.Command, summary string, allow []str
 		return nil, err
 	}
 	return &challenge{Payload: base64.RawURLEncoding.EncodeToString(payload), Challenge: base64.RawURLEncoding.EncodeToString(fsm.CommandChallenge(payload)),
-		RPID: rpID(r), Allow: allow, Summary: summary}, nil
+		RPID: rp, Allow: allow, Summary: summary}, nil
 }
 
 // assertion is what the script posts back: the payload it was given and
@@ -372,7 +372,40 @@ func (a *assertion) signed(signer string) (*fsm.Signed, error) {
 }
 
 func (c *Console) signinBegin(w http.ResponseWriter, r *http.Request) (any, error) {
-	return newChallenge(r, &fsm.Command{Type: fsm.TypeSignIn, SignIn: &fsm.SignIn{Origin: origin(r)}}, "sign in to the console of node "+c.svc.Identity().NodeID, nil)
+	v, err := c.svc.ConsoleView(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	rp, _ := relyingParty(v.Passkeys, origin(r), rpID(r), "")
+	return newChallenge(r, rp, &fsm.Command{Type: fsm.TypeSignIn, SignIn: &fsm.SignIn{Origin: origin(r)}}, "sign in to the console of node "+c.svc.Identity().NodeID, nil)
+}
+
+// relyingParty is the relying party ID a passkey asked at origin (whose
+// host is host) signs for, and the credentials of operator opID (any
+// operator when empty) that may sign there: those registered for origin,
+// preferring the ones scoped to host itself over a parent domain. With
+// none, it is host and no credential.
+func relyingParty(passkeys []*fsm.Passkey, origin, host, opID string) (string, []string) {
+	var found []*fsm.Passkey
+	for _, pk := range passkeys {
+		if slices.Contains(pk.Origins, origin) && (opID == "" || pk.Operator == opID) {
+			found = append(found, pk)
+		}
+	}
+	if len(found) == 0 {
+		return host, nil
+	}
+	rp := found[0].RPID
+	if slices.ContainsFunc(found, func(pk *fsm.Passkey) bool { return pk.RPID == host }) {
+		rp = host
+	}
+	var allow []string
+	for _, pk := range found {
+		if pk.RPID == rp {
+			allow = append(allow, pk.ID)
+		}
+	}
+	return rp, allow
 }
 
 func (c *Console) signinFinish(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -404,6 +437,39 @@ type registration struct {
 	ID        string `json:"id"` // rawId, base64url
 	Algorithm int    `json:"algorithm"`
 	PublicKey string `json:"public_key"` // getPublicKey(), base64url SubjectPublicKeyInfo
+	// RPID is the relying party ID the credential was made for (the
+	// console's host or a domain above it); Origins the console origins
+	// it is for. Empty: the host, and the host at every member's port.
+	RPID    string   `json:"rp_id"`
+	Origins []string `json:"origins"`
+}
+
+// scope checks the relying party ID and origins of a registration made at
+// host (defaults: the origins Origins gives for host): the RP ID must be
+// host or a domain above it, as browsers require (WebAuthn Level 2,
+// section 5.1.3), and every origin under the RP ID
+// (fsm.CheckPasskeyOrigins).
+func (reg *registration) scope(host string, defaults func() []string) (string, []string, error) {
+	rp := strings.ToLower(strings.TrimSpace(reg.RPID))
+	if rp == "" {
+		rp = host
+	}
+	if rp != host && !strings.HasSuffix(host, "."+rp) {
+		return "", nil, vocab.Errorf(vocab.KindInvalid, "relying party ID %q is neither this console's host %s nor a domain above it", rp, host)
+	}
+	var origins []string
+	for _, o := range reg.Origins {
+		if o = strings.TrimSpace(o); o != "" {
+			origins = append(origins, o)
+		}
+	}
+	if len(origins) == 0 {
+		origins = defaults()
+	}
+	if err := fsm.CheckPasskeyOrigins(rp, origins); err != nil {
+		return "", nil, vocab.Errorf(vocab.KindInvalid, "%v", err)
+	}
+	return rp, origins, nil
 }
 
 // register turns a new credential into the passkey request an admin
@@ -429,8 +495,12 @@ func (c *Console) register(w http.ResponseWriter, r *http.Request) (any, error) 
 	if i < 0 {
 		return nil, vocab.Errorf(vocab.KindNotFound, "no operator has the ID or name %q", reg.Operator)
 	}
+	rp, origins, err := reg.scope(rpID(r), func() []string { return Origins(st, rpID(r)) })
+	if err != nil {
+		return nil, err
+	}
 	pk := &fsm.Passkey{ID: reg.ID, Operator: v.Operators[i].ID, Name: reg.Name, Algorithm: reg.Algorithm, PublicKey: spki,
-		RPID: rpID(r), Origins: Origins(st, rpID(r))}
+		RPID: rp, Origins: origins}
 	b, err := json.Marshal(pk)
 	if err != nil {
 		return nil, err
@@ -517,16 +587,11 @@ func (c *Console) prepare(w http.ResponseWriter, r *http.Request, op *fsm.Operat
 	if err != nil {
 		return nil, err
 	}
-	var allow []string
-	for _, pk := range v.Passkeys {
-		if pk.Operator == op.ID {
-			allow = append(allow, pk.ID)
-		}
-	}
+	rp, allow := relyingParty(v.Passkeys, origin(r), rpID(r), op.ID)
 	if len(allow) == 0 {
-		return nil, vocab.Errorf(vocab.KindNotFound, "operator %s has no passkey", op.Name)
+		return nil, vocab.Errorf(vocab.KindNotFound, "operator %s has no passkey registered for this console's origin %s (keyctl passkey add --origin adds origins)", op.Name, origin(r))
 	}
-	return newChallenge(r, cmd, summary, allow)
+	return newChallenge(r, rp, cmd, summary, allow)
 }
 
 // submit relays a passkey-signed approval or denial to the log. The

@@ -15,7 +15,9 @@ import (
 // the machine's ephemeral key, which this node cannot open. Listing and
 // registering machines, listing sessions and approving need an operator.
 //
-//	POST /v1/machine/unlock       fsm.Signed by the machine -> cluster.MachineUnlock
+//	POST /v1/machine/unlock       fsm.Signed by the machine -> cluster.MachineUnlock; with
+//	                              "Prefer: wait=N" a pending unlock is held up to N s
+//	                              (cluster.MaxUnlockHold) until an operator decides
 //	GET  /v1/machines             -> [fsm.Machine]
 //	POST /v1/machines             add_machine, signed by an admin
 //	POST /v1/machines/{id}/revoke revoke_machine, signed by an admin
@@ -32,7 +34,11 @@ func (s *Server) registerMachines(mux *http.ServeMux, m cluster.MachineService) 
 			return
 		}
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
-		out, err := m.MachineUnlock(r.Context(), &sg, host)
+		hold := vocab.ParseWaitPreference(r.Header.Get(vocab.PreferHeader), cluster.MaxUnlockHold)
+		out, held, err := m.MachineUnlock(r.Context(), &sg, host, hold)
+		if held {
+			w.Header().Set(vocab.PreferenceAppliedHeader, vocab.WaitPreference(hold))
+		}
 		if err != nil {
 			s.writeError(w, err)
 			return

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/keyquorum/keyquorum/cluster"
 )
 
 // The bounds on what a client may hold of the node's HTTP servers (the
@@ -48,14 +50,15 @@ type Timeouts struct {
 // DefaultTimeouts are the timeouts of a node whose calls to the cluster
 // are each bounded by requestTimeout (keyd's --request-timeout). The
 // slowest request, a compare-and-swap, makes three such calls (a read, a
-// release and a write), so the write timeout is three request timeouts
-// plus WriteSlack: a request that waits out its request timeouts still
-// gets its answer.
+// release and a write), and a machine's unlock held for an approval two
+// around cluster.MaxUnlockHold, so the write timeout is the longer of the
+// two plus WriteSlack: a request that waits out its request timeouts
+// still gets its answer.
 func DefaultTimeouts(requestTimeout time.Duration) Timeouts {
 	return Timeouts{
 		ReadHeader:     ReadHeaderTimeout,
 		Read:           ReadTimeout,
-		Write:          3*requestTimeout + WriteSlack,
+		Write:          max(3*requestTimeout, 2*requestTimeout+cluster.MaxUnlockHold) + WriteSlack,
 		Idle:           IdleTimeout,
 		Handshake:      ReadHeaderTimeout,
 		QUICIdle:       QUICMaxIdleTimeout,

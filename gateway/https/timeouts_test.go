@@ -151,11 +151,15 @@ func TestHTTP3ClosesIdleConnection(t *testing.T) {
 }
 
 // TestDefaultWriteTimeoutOutlastsRequests: a compare-and-swap waits up to
-// three request timeouts on the cluster; its answer must still be written.
+// three request timeouts on the cluster, a held unlock two and its hold;
+// their answers must still be written.
 func TestDefaultWriteTimeoutOutlastsRequests(t *testing.T) {
 	for _, rt := range []time.Duration{cluster.DefaultRequestTimeout, time.Minute} {
 		if to := DefaultTimeouts(rt); to.Write <= 3*rt {
 			t.Errorf("request timeout %v: write timeout %v cuts off a compare-and-swap", rt, to.Write)
+		}
+		if to := DefaultTimeouts(rt); to.Write <= 2*rt+cluster.MaxUnlockHold {
+			t.Errorf("request timeout %v: write timeout %v cuts off a held unlock", rt, to.Write)
 		}
 	}
 }

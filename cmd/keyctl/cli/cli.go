@@ -90,8 +90,10 @@ Usage:
                                     approve a waiting machine: one use by default
   keyctl session deny MACHINE-ID [--key NAME] [--for DURATION]
                                     refuse a waiting machine (for 1h by default); its keyagent stops
-  keyctl passkey add REQUEST        register an operator's passkey, as the console's passkey page
+  keyctl passkey add REQUEST [--origin https://HOST:PORT ...]
+                                    register an operator's passkey, as the console's passkey page
                                     prints it: it may then sign that operator's approvals and denials
+                                    at the request's console origins, or at those --origin lists
   keyctl rule put ID --principal OPERATOR-ID --key NAME|PREFIX* --ops OP[,OP...]
   keyctl operator create NAME --dir DIR [--admin]
                                     make another operator's key and certificate (needs the CA key)

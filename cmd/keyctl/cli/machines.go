@@ -175,9 +175,14 @@ func (c *command) sessionDeny(args []string) error {
 }
 
 // passkeyAdd registers a passkey from the request a console printed: the
-// base64url of the fsm.Passkey JSON. It prints what it registers.
+// base64url of the fsm.Passkey JSON. --origin, repeated, lists the console
+// origins it is good for instead of the request's: the nodes as operators
+// reach them, when they have names of their own under the passkey's
+// relying party ID. It prints what it registers.
 func (c *command) passkeyAdd(args []string) error {
 	fs := c.flags("passkey add")
+	var origins listFlag
+	fs.Var(&origins, "origin", "a console origin https://HOST[:PORT] the passkey signs at, instead of the request's (repeat it)")
 	pos, err := parse(fs, args, "REQUEST")
 	if err != nil {
 		return err
@@ -189,6 +194,12 @@ func (c *command) passkeyAdd(args []string) error {
 	}
 	if err != nil {
 		return usagef("REQUEST must be the base64url passkey request the console's passkey page shows: %v", err)
+	}
+	if len(origins) > 0 {
+		pk.Origins = origins
+	}
+	if err := fsm.CheckPasskeyOrigins(pk.RPID, pk.Origins); err != nil {
+		return usagef("%v", err)
 	}
 	cl, ctx, cancel, err := c.connect()
 	if err != nil {

@@ -2,6 +2,10 @@ package cli
 
 import (
 	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/keyquorum/keyquorum/fsm"
@@ -34,5 +38,32 @@ func TestMachineIDInEitherForm(t *testing.T) {
 	stranger := vocab.KlefkiMachineID([]byte("not a registered key"))
 	if _, err := resolveMachineID(stranger, list); vocab.KindOf(err) != vocab.KindNotFound {
 		t.Errorf("unknown klefki ID: %v, want not_found", err)
+	}
+}
+
+// TestPasskeyAddOrigins: keyctl passkey add --origin lists the console
+// origins instead of the request's; an origin outside the passkey's
+// relying party ID (where a browser never asserts for it) or not
+// https://host[:port] is refused before anything is sent, naming it.
+func TestPasskeyAddOrigins(t *testing.T) {
+	t.Setenv("KEYQUORUM_ADDR", "127.0.0.1:1")
+	b, err := json.Marshal(&fsm.Passkey{ID: "Y3JlZA", Operator: "op", Name: "phone", Algorithm: fsm.AlgES256, PublicKey: []byte{1},
+		RPID: "example.com", Origins: []string{"https://keys1.example.com:8443"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := base64.RawURLEncoding.EncodeToString(b)
+	for _, bad := range []string{"https://keys.other.test:8443", "http://keys2.example.com:8443", "https://keys2.example.com:8443/ui/",
+		"https://notexample.com", "https://keys2.example.com:0"} {
+		code, _, errb := keyctl(t, "passkey", "add", req, "--origin", "https://keys2.example.com:8443", "--origin", bad)
+		if code != ExitUsage || !strings.Contains(errb, strconv.Quote(bad)) {
+			t.Errorf("--origin %s: exit %d, stderr %q; want a usage error naming it", bad, code, errb)
+		}
+	}
+	// Good origins pass the check: keyctl goes on to the cluster, which
+	// is not there.
+	code, _, errb := keyctl(t, "passkey", "add", req, "--origin", "https://keys2.example.com:8443", "--origin", "https://example.com")
+	if code == ExitUsage {
+		t.Errorf("good origins: a usage error %q", errb)
 	}
 }

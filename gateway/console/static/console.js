@@ -78,11 +78,13 @@ async function register(ev) {
   ev.preventDefault();
   const f = ev.target;
   const operator = f.elements.operator.value.trim();
+  const rpId = f.elements.rp_id.value.trim() || document.location.hostname;
+  const origins = f.elements.origins.value.split(/\s+/).filter((o) => o !== "");
   try {
     const challenge = crypto.getRandomValues(new Uint8Array(32));
     const cred = await navigator.credentials.create({
       publicKey: {
-        rp: { id: document.location.hostname, name: "keyquorum" },
+        rp: { id: rpId, name: "keyquorum" },
         user: { id: new TextEncoder().encode(operator).slice(0, 64), name: operator, displayName: operator },
         challenge,
         pubKeyCredParams: [{ type: "public-key", alg: -8 }, { type: "public-key", alg: -7 }],
@@ -97,6 +99,8 @@ async function register(ev) {
       id: b64u.enc(cred.rawId),
       algorithm: cred.response.getPublicKeyAlgorithm(),
       public_key: b64u.enc(cred.response.getPublicKey()),
+      rp_id: rpId,
+      origins,
     });
     document.getElementById("request-command").value = out.command;
     document.getElementById("request").hidden = false;
