@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -80,10 +79,9 @@ func (n *Node) decide(role string, sg *fsm.Signed, basis string, refusal error) 
 	}
 	if sg != nil {
 		d.Principal = sg.Signer
-		var c fsm.Command
-		if json.Unmarshal(sg.Payload, &c) == nil {
+		if c := decodeCommand(sg); c != nil { // decoded once, for every field
 			d.Op, d.Nonce = c.Type, hex.EncodeToString(c.Nonce)
-			_, d.Key = commandOf(sg)
+			_, d.Key = labelsOf(c)
 			if r := c.Release; r != nil {
 				d.Op, d.Gateway, d.Client = r.Op, r.Gateway, r.Client
 			}

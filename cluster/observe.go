@@ -56,11 +56,26 @@ func (n *Node) keyType(name string) string {
 // commandOf reads a signed command's type and key, for the labels, from
 // a payload that may not parse.
 func commandOf(sg *fsm.Signed) (op, key string) {
+	return labelsOf(decodeCommand(sg))
+}
+
+// decodeCommand is sg's command, or nil when sg is nil or its payload
+// does not parse as one.
+func decodeCommand(sg *fsm.Signed) *fsm.Command {
 	if sg == nil {
-		return "invalid", ""
+		return nil
 	}
 	var c fsm.Command
-	if json.Unmarshal(sg.Payload, &c) != nil || c.Type == "" {
+	if json.Unmarshal(sg.Payload, &c) != nil {
+		return nil
+	}
+	return &c
+}
+
+// labelsOf is a decoded command's type and key, for the labels; nil or
+// a command without a type is "invalid".
+func labelsOf(c *fsm.Command) (op, key string) {
+	if c == nil || c.Type == "" {
 		return "invalid", ""
 	}
 	switch {
