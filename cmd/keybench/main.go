@@ -113,22 +113,13 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 		cmd.Env, cmd.Stderr = env, os.Stderr
 		return cmd.Run()
 	}
+	defer sh("down", dir) // also after a failed start: stop the nodes that did start
 	if err := sh("up", "3", dir); err != nil {
 		return fmt.Errorf("starting the cluster: %w", err)
 	}
-	defer sh("down", dir)
-	creds, err := client.LoadCredentials(filepath.Join(dir, "credentials/ca.pem"), filepath.Join(dir, "credentials/operator.pem"),
-		filepath.Join(dir, "credentials/operator-key.pem"), "", "")
-	if err != nil {
-		return err
-	}
-	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", base+10*i) }
-	c, err := client.NewClient(addr(1), creds)
-	if err != nil {
-		return err
-	}
 	ctx := context.Background()
-	if _, err := c.Pin(ctx); err != nil {
+	c, creds, addr, err := connect(ctx, dir, base)
+	if err != nil {
 		return err
 	}
 	secret := make([]byte, 64)

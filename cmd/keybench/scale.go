@@ -51,18 +51,9 @@ func runScale(script string, n, clients int, window time.Duration) error {
 	if err := sh("up", "3", dir); err != nil {
 		return fmt.Errorf("starting the cluster: %w", err)
 	}
-	creds, err := client.LoadCredentials(filepath.Join(dir, "credentials/ca.pem"), filepath.Join(dir, "credentials/operator.pem"),
-		filepath.Join(dir, "credentials/operator-key.pem"), "", "")
-	if err != nil {
-		return err
-	}
-	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", base+10*i) }
-	c, err := client.NewClient(addr(1), creds)
-	if err != nil {
-		return err
-	}
 	ctx := context.Background()
-	if _, err := c.Pin(ctx); err != nil {
+	c, creds, addr, err := connect(ctx, dir, base)
+	if err != nil {
 		return err
 	}
 	secret := make([]byte, 32)
