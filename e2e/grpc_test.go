@@ -85,7 +85,17 @@ func TestGRPCMachineFlow(t *testing.T) {
 		return machine.GetKey(ctx, &keyquorumv1.GetKeyRequest{MachineId: id, Nonce: nonce, SignedAt: at.UnixNano(), Signature: sig})
 	}
 	fresh := func() []byte { n := make([]byte, 16); rand.Read(n); return n }
-	if _, err := ask(priv, fresh(), time.Now()); grpcstatus.Code(err) != codes.NotFound {
+	// Node 2 checks a machine on its applied state before any read index
+	// (an unauthenticated request must not cost a quorum round), so right
+	// after machine add it may not know the machine yet: a machine retries,
+	// as keyagent does, until the registration reaches that node.
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if _, err = ask(priv, fresh(), time.Now()); grpcstatus.Code(err) != codes.Unauthenticated {
+			break
+		}
+	}
+	if grpcstatus.Code(err) != codes.NotFound {
 		t.Fatalf("before any key is submitted: %v, want NotFound", err)
 	}
 	for i := 1; i <= 3; i++ {
