@@ -11,7 +11,8 @@ import (
 )
 
 // The node's audit trail (package audit): every authorization decision
-// it makes is appended to its log, signed with its identity key:
+// it makes is appended to its log, chained, and signed with its identity
+// key by the seal that follows within audit.SealInterval:
 //
 //   - as a coordinator, the check of a release, unlock or exchange request
 //     before it asks the holders (coordinatorRead);

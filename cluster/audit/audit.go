@@ -1,31 +1,45 @@
 // Package audit is a node's audit trail: every authorization decision the
 // node makes, appended to a file as one JSON line, each line chained to
-// the one before by its SHA-256 and signed with the node's Ed25519
-// identity key; and the check of such a file (Verify, which keyctl audit
-// verify runs).
+// the one before by its SHA-256, the chain signed at its head with the
+// node's Ed25519 identity key; and the check of such a file (Verify,
+// which keyctl audit verify runs).
 //
-// The format (one line, record fields then the signature):
+// The format (one line each):
 //
+//	{"seq":N,"time":T,"type":"decision","prev":HEX,...}
 //	{"seq":N,"time":T,"type":TYPE,"prev":HEX,...,"sig":BASE64}
 //
 // seq counts from 0 at the file's first line and never restarts; prev is
 // the SHA-256 of the previous line's bytes (without its newline), or of
-// ChainStart for the first; sig is Ed25519 over SignLabel and the line's
-// bytes up to the `,"sig":` that ends it. Types: "open" (the node started
-// writing; it names the node and its public key), "decision", "tick"
-// (every TickInterval while the node runs, so a log's end says when it
-// was last written) and "close" (the node stopped cleanly).
+// ChainStart for the first. Decisions are not signed one by one: a
+// signed line's sig is Ed25519 over SignLabel and the line's bytes up to
+// the `,"sig":` that ends it, and since those bytes hold prev, it signs
+// the whole chain before it. Signed types: "open" (the node started
+// writing; it names the node and its public key), "seal" (written
+// SealInterval after the first decision not yet signed: one signature
+// for every decision since the last), "tick" (every TickInterval while
+// the node runs, so a log's end says when it was last written) and
+// "close" (the node stopped cleanly). A decision is in the file when
+// Decide returns; its signature follows within SealInterval.
 //
-// What a check finds: an edited line (its signature fails, or the next
-// line's prev does), lines reordered, removed or inserted (prev and seq),
-// a line signed by another key than the one the file opened with, and,
-// given when the log should reach (Options.Until), a log cut short by
-// more than two ticks. What it cannot find: the loss of the last records
-// written within two ticks of Until (or, without Until, any truncation at
-// a line boundary), and anything written by whoever holds the node's
-// identity key, who can rewrite the whole file. The other holders of a
-// release keep their own logs of the same request (its nonce): compare
-// them to find one node's log that is missing a decision.
+// What a check finds: an edited line (the next line's prev, or, if the
+// chain after it was rebuilt, the next signature), lines reordered,
+// removed or inserted (prev and seq, or the next signature), a signed
+// type without its signature, a line signed by another key than the one
+// the file opened with, and, given when the log should reach
+// (Options.Until), a log whose last signed line is more than two ticks
+// older. While the node runs, its next seal signs its own chain head, so
+// a line changed or slipped in under it breaks the chain there. What it
+// cannot find: the loss of the last records written within two ticks of
+// Until (or, without Until, any truncation at a line boundary); a change
+// to the decisions after the last signature (Summary.Unsealed counts
+// them: at most SealInterval's worth on a running node) or to those a
+// crash left unsigned, which the next open signs as it finds them
+// (Summary.UnsealedAtRestart counts them); and anything written by
+// whoever holds the node's identity key, who can rewrite the whole file.
+// The other holders of a release keep their own logs of the same request
+// (its nonce): compare them to find one node's log that is missing a
+// decision.
 //
 // Records never hold key material: names, principals, operations,
 // outcomes and nonces only.
@@ -57,10 +71,16 @@ const ChainStart = "keyquorum/audit/v1 chain start"
 // TickInterval is how often a running node writes a tick record.
 const TickInterval = time.Minute
 
+// SealInterval is how long a decision waits for the seal that signs it:
+// one signature for all decisions made meanwhile, instead of one each
+// (an Ed25519 signature costs about as much as a holder's partial).
+const SealInterval = 100 * time.Millisecond
+
 // Record types.
 const (
 	TypeOpen     = "open"
 	TypeDecision = "decision"
+	TypeSeal     = "seal"
 	TypeTick     = "tick"
 	TypeClose    = "close"
 )
@@ -127,9 +147,14 @@ type Writer struct {
 	prev [sha256.Size]byte
 	// failed is the last write error, nil once a write succeeds again.
 	failed error
-	stop   chan struct{}
-	done   chan struct{}
-	now    func() time.Time // time.Now; tests move it
+	// unsealed counts the decisions written since the last signed line;
+	// sealing is set while a seal is scheduled for them.
+	unsealed  int
+	sealing   bool
+	sealAfter time.Duration // SealInterval; tests lengthen it
+	stop      chan struct{}
+	done      chan struct{}
+	now       func() time.Time // time.Now; tests move it
 }
 
 // Open opens (or creates, mode 0600) the log at path for node, whose
@@ -143,7 +168,7 @@ func Open(path, node string, key ed25519.PrivateKey) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	w := &Writer{key: key, node: node, f: f, prev: sha256.Sum256([]byte(ChainStart)), stop: make(chan struct{}), done: make(chan struct{}), now: time.Now}
+	w := &Writer{key: key, node: node, f: f, prev: sha256.Sum256([]byte(ChainStart)), stop: make(chan struct{}), done: make(chan struct{}), now: time.Now, sealAfter: SealInterval}
 	dropped := 0
 	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
 		if dropped, err = w.resume(st.Size()); err != nil {
@@ -193,9 +218,33 @@ func (w *Writer) resume(size int64) (dropped int, err error) {
 	return dropped, nil
 }
 
-// Decide appends a decision. An error means it is not in the log.
+// Decide appends a decision, and schedules a seal for it if none is: it
+// is in the file when Decide returns, signed within SealInterval. An
+// error means it is not in the log.
 func (w *Writer) Decide(d *Decision) error {
-	return w.append(&Record{Type: TypeDecision, Decision: d})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.appendLocked(&Record{Type: TypeDecision, Decision: d}); err != nil {
+		return err
+	}
+	w.unsealed++
+	if !w.sealing {
+		w.sealing = true
+		time.AfterFunc(w.sealAfter, func() { w.Seal() })
+	}
+	return nil
+}
+
+// Seal appends a seal record, signing the chain up to the last decision,
+// if any decision is not signed yet.
+func (w *Writer) Seal() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sealing = false
+	if w.unsealed == 0 || w.f == nil {
+		return nil
+	}
+	return w.appendLocked(&Record{Type: TypeSeal})
 }
 
 // Err is the error of the last write, nil if it succeeded.
@@ -208,19 +257,32 @@ func (w *Writer) Err() error {
 func (w *Writer) append(r *Record) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.appendLocked(r)
+}
+
+// appendLocked writes r, signed unless it is a decision, and advances
+// the chain; w.mu is held. Only tick and close records are synced to
+// disk (and open, best effort): a decision or seal is written, not
+// synced, as the log's other lines before it.
+func (w *Writer) appendLocked(r *Record) error {
 	if w.f == nil {
 		w.failed = errors.New("audit log: closed")
 		return w.failed
 	}
 	r.Seq, r.Time, r.Prev = w.seq, w.now().UTC().Format(time.RFC3339Nano), hex.EncodeToString(w.prev[:])
-	line := sign(w.key, r)
+	var line []byte
+	if r.Type == TypeDecision {
+		line, _ = json.Marshal(r) // a Record always marshals
+	} else {
+		line = sign(w.key, r)
+	}
 	if _, err := w.f.Write(append(line, '\n')); err != nil {
 		// The chain does not advance: the next record links to the last
 		// line written. A partial line is cut when the log is opened again.
 		w.failed = fmt.Errorf("audit log: %w", err)
 		return w.failed
 	}
-	if r.Type != TypeDecision {
+	if r.Type != TypeDecision && r.Type != TypeSeal {
 		if err := w.f.Sync(); err != nil && r.Type != TypeOpen {
 			w.failed = fmt.Errorf("audit log: %w", err)
 			return w.failed
@@ -229,6 +291,9 @@ func (w *Writer) append(r *Record) error {
 	w.seq++
 	w.prev = sha256.Sum256(line)
 	w.failed = nil
+	if r.Type != TypeDecision {
+		w.unsealed = 0
+	}
 	return nil
 }
 
@@ -293,6 +358,16 @@ type Summary struct {
 	First     time.Time
 	Last      time.Time
 	LastType  string
+	// LastSigned is the time of the last signed line: what Until is
+	// checked against.
+	LastSigned time.Time
+	// Unsealed counts the decisions after the last signed line: nothing
+	// proves them (a running node's last SealInterval, or a crash's).
+	Unsealed uint64
+	// UnsealedAtRestart counts decisions that a crash left unsigned and
+	// that the node's next open record signed as it found them: they
+	// could have been changed while it was down.
+	UnsealedAtRestart uint64
 }
 
 // Verify checks a log read from r: every line's signature, its seq and
@@ -308,33 +383,39 @@ func Verify(r io.Reader, opt Options) (*Summary, error) {
 	for sc.Scan() {
 		line := sc.Bytes()
 		n++
-		i := bytes.LastIndex(line, sigSep)
-		if i < 0 || !bytes.HasSuffix(line, []byte(`"}`)) {
-			return s, fmt.Errorf("line %d: not a signed record", n)
-		}
-		sig, err := base64.StdEncoding.DecodeString(string(line[i+len(sigSep) : len(line)-2]))
-		if err != nil {
-			return s, fmt.Errorf("line %d: signature: %v", n, err)
-		}
 		var rec Record
-		if err := json.Unmarshal(append(append([]byte(nil), line[:i]...), '}'), &rec); err != nil {
+		i := bytes.LastIndex(line, sigSep)
+		signed := i >= 0 && bytes.HasSuffix(line, []byte(`"}`))
+		var sig []byte
+		if signed {
+			var err error
+			if sig, err = base64.StdEncoding.DecodeString(string(line[i+len(sigSep) : len(line)-2])); err != nil {
+				return s, fmt.Errorf("line %d: signature: %v", n, err)
+			}
+			if err := json.Unmarshal(append(append([]byte(nil), line[:i]...), '}'), &rec); err != nil {
+				return s, fmt.Errorf("line %d: %v", n, err)
+			}
+		} else if err := json.Unmarshal(line, &rec); err != nil {
 			return s, fmt.Errorf("line %d: %v", n, err)
 		}
 		if key == nil {
-			if rec.Type != TypeOpen || len(rec.PublicKey) != ed25519.PublicKeySize {
+			if !signed || rec.Type != TypeOpen || len(rec.PublicKey) != ed25519.PublicKeySize {
 				return s, fmt.Errorf("line %d: the log does not start with an open record naming the node's key", n)
 			}
 			key = rec.PublicKey
 			s.PublicKey = key
 		}
-		if !ed25519.Verify(key, append([]byte(SignLabel), line[:i]...), sig) {
-			return s, fmt.Errorf("line %d (seq %d): the signature does not verify: the line was edited, or signed by another key", n, rec.Seq)
+		if !signed && rec.Type != TypeDecision {
+			return s, fmt.Errorf("line %d: a %s record is not signed: only decisions are, by the signed line after them", n, rec.Type)
 		}
 		if rec.Seq != n-1 {
 			return s, fmt.Errorf("line %d: seq %d, want %d: lines were removed, inserted or reordered", n, rec.Seq, n-1)
 		}
 		if rec.Prev != hex.EncodeToString(prev[:]) {
-			return s, fmt.Errorf("line %d (seq %d): it does not follow the line before: lines were removed, inserted or reordered", n, rec.Seq)
+			return s, fmt.Errorf("line %d (seq %d): it does not follow the line before: lines were edited, removed, inserted or reordered", n, rec.Seq)
+		}
+		if signed && !ed25519.Verify(key, append([]byte(SignLabel), line[:i]...), sig) {
+			return s, fmt.Errorf("line %d (seq %d): the signature does not verify: this line or one before it was edited, or it was signed by another key", n, rec.Seq)
 		}
 		if rec.Type == TypeOpen {
 			if !bytes.Equal(rec.PublicKey, key) {
@@ -350,8 +431,18 @@ func Verify(r io.Reader, opt Options) (*Summary, error) {
 			s.First = t
 		}
 		s.Last, s.LastType = t, rec.Type
+		if signed {
+			s.LastSigned = t
+			if rec.Type == TypeOpen {
+				s.UnsealedAtRestart += s.Unsealed
+			}
+			s.Unsealed = 0
+		}
 		if rec.Type == TypeDecision {
 			s.Decisions++
+			if !signed {
+				s.Unsealed++
+			}
 			if rec.Decision != nil && rec.Outcome == Refused {
 				s.Refused++
 			}
@@ -365,7 +456,10 @@ func Verify(r io.Reader, opt Options) (*Summary, error) {
 	if n == 0 {
 		return s, errors.New("the log is empty")
 	}
-	if !opt.Until.IsZero() && s.Last.Before(opt.Until.Add(-2*TickInterval)) {
+	if !opt.Until.IsZero() && s.LastSigned.Before(opt.Until.Add(-2*TickInterval)) {
+		if s.Unsealed > 0 {
+			return s, fmt.Errorf("the log's last signed line is of %s, more than two ticks (%v) before %s, and the %d decisions after it are not signed: it was cut short, or the node crashed then", s.LastSigned.Format(time.RFC3339), 2*TickInterval, opt.Until.Format(time.RFC3339), s.Unsealed)
+		}
 		if s.LastType == TypeClose {
 			return s, fmt.Errorf("the log ends at %s with the node stopping, before %s: if the node ran after that, the log was cut short", s.Last.Format(time.RFC3339), opt.Until.Format(time.RFC3339))
 		}

@@ -67,7 +67,8 @@ func lines(t *testing.T, path string) [][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return bytes.SplitAfter(bytes.TrimSuffix(b, []byte("\n")), []byte("\n"))
+	ls := bytes.SplitAfter(b, []byte("\n")) // each with its newline
+	return ls[:len(ls)-1]
 }
 
 func verifyLines(ls [][]byte, opt Options) (*Summary, error) {

@@ -9,9 +9,11 @@ import (
 	"github.com/keyquorum/keyquorum/cluster/audit"
 )
 
-// auditVerify checks a node's audit log (package audit): every line's
-// signature, sequence and chain, that the node it names has the identity
-// fingerprint given, and, with --until, that it reaches that time.
+// auditVerify checks a node's audit log (package audit): every signed
+// line's signature, every line's sequence and chain, that the node it
+// names has the identity fingerprint given, and, with --until, that its
+// signed lines reach that time. It says how many decisions no signature
+// proves (after the last one, or left unsigned by a crash).
 func (c *command) auditVerify(args []string) error {
 	fs := c.flags("audit verify")
 	fingerprint := fs.String("fingerprint", "", "the node's identity fingerprint (keyd identity, keyctl cluster status): the log must be signed by that key")
@@ -45,6 +47,13 @@ func (c *command) auditVerify(args []string) error {
 	}
 	fmt.Fprintf(c.stdout, "ok: %d records, %d decisions (%d refused), node %s, from %s to %s, ending with %s\n",
 		s.Records, s.Decisions, s.Refused, s.Node, s.First.Format(time.RFC3339), s.Last.Format(time.RFC3339), s.LastType)
+	if s.Unsealed > 0 {
+		fmt.Fprintf(c.stdout, "unsealed: the last %d decisions follow the last signature (of %s): nothing proves them yet (a running node seals within %v)\n",
+			s.Unsealed, s.LastSigned.Format(time.RFC3339), audit.SealInterval)
+	}
+	if s.UnsealedAtRestart > 0 {
+		fmt.Fprintf(c.stdout, "unsealed at a crash: %d decisions were signed only by the node's next start: they could have been changed while it was down\n", s.UnsealedAtRestart)
+	}
 	if *fingerprint == "" {
 		fmt.Fprintf(c.stdout, "signed by fingerprint %s: compare it with the node's (keyctl cluster status, keyd identity), or pass --fingerprint\n", fp)
 	}

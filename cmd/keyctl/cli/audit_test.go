@@ -15,7 +15,8 @@ import (
 
 // TestAuditVerify: keyctl audit verify passes a node's log with its
 // fingerprint, and fails (exit 1, one line naming the problem) on an
-// edited log, a log of another key, and a log that stops before --until.
+// edited log, a log of another key, and a log that stops before --until;
+// it says how many decisions follow the last signature.
 func TestAuditVerify(t *testing.T) {
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -44,7 +45,7 @@ func TestAuditVerify(t *testing.T) {
 	b, _ := os.ReadFile(path)
 	edited := filepath.Join(dir, "edited.log")
 	os.WriteFile(edited, bytes.Replace(b, []byte(`"outcome":"refused"`), []byte(`"outcome":"allowed"`), 1), 0o600)
-	if code, _, errb := keyctl(t, "audit", "verify", edited, "--fingerprint", fp); code != ExitError || !strings.Contains(errb, "line 3 (seq 2): the signature does not verify") {
+	if code, _, errb := keyctl(t, "audit", "verify", edited, "--fingerprint", fp); code != ExitError || !strings.Contains(errb, "line 4 (seq 3): it does not follow the line before") {
 		t.Errorf("edited log: exit %d, %q", code, errb)
 	}
 	otherPub, _, _ := ed25519.GenerateKey(rand.Reader)
@@ -53,5 +54,14 @@ func TestAuditVerify(t *testing.T) {
 	}
 	if code, _, errb := keyctl(t, "audit", "verify", path, "--until", "2999-01-01T00:00:00Z"); code != ExitError || !strings.Contains(errb, "cut short") {
 		t.Errorf("a log that stops before --until: exit %d, %q", code, errb)
+	}
+
+	// A log whose node is still running (or crashed) ends in decisions
+	// no seal has signed yet: it verifies, and says so.
+	running := filepath.Join(dir, "running.log")
+	os.WriteFile(running, b[:bytes.LastIndex(b[:len(b)-1], []byte("\n"))+1], 0o600) // without its close
+	code, out, errb = keyctl(t, "audit", "verify", running, "--fingerprint", fp)
+	if code != ExitOK || !strings.Contains(out, "unsealed: the last 3 decisions follow the last signature") {
+		t.Fatalf("a log ending in an unsealed decision: exit %d, %q %q", code, out, errb)
 	}
 }
