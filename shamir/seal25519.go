@@ -5,9 +5,11 @@ import (
 	"crypto/ecdh"
 	"crypto/hkdf"
 	"crypto/sha256"
+	"crypto/subtle"
 	"fmt"
 	"io"
 
+	"github.com/cloudflare/circl/dh/x25519"
 	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/keyquorum/keyquorum/vocab"
@@ -31,35 +33,43 @@ const X25519KeySize = 32
 // partial for a blind release), where it costs a fraction of Seal's
 // edwards25519 ElGamal; Seal remains the KEM of the cluster key.
 func SealX25519(rand io.Reader, recipientPub, info, plaintext []byte) (*Ciphertext, error) {
-	pub, err := ecdh.X25519().NewPublicKey(recipientPub)
-	if err != nil {
+	if len(recipientPub) != X25519KeySize {
 		return nil, fmt.Errorf("%w: X25519 recipient key: not %d bytes", ErrInvalidPoint, X25519KeySize)
 	}
 	// The key comes from rand, as every randomized function here takes
-	// its randomness (ecdh's GenerateKey would ignore it). NewPrivateKey
-	// computes e_pub with a ladder from the base point: about as much as
-	// the ECDH itself, so sealing costs two X25519 and opening one.
-	seed := make([]byte, X25519KeySize)
-	defer clear(seed)
-	if _, err := io.ReadFull(rand, seed); err != nil {
+	// its randomness (ecdh's GenerateKey would ignore it). The X25519
+	// here is circl's (x25519DH): crypto/ecdh's NewPrivateKey would
+	// compute e_pub with a second full ladder, and its ladder is slower.
+	var e, ePub x25519.Key
+	defer clear(e[:])
+	if _, err := io.ReadFull(rand, e[:]); err != nil {
 		return nil, fmt.Errorf("shamir: reading randomness: %w", err)
 	}
-	e, err := ecdh.X25519().NewPrivateKey(seed)
-	if err != nil {
-		return nil, err
-	}
-	shared, err := e.ECDH(pub)
-	if err != nil {
+	x25519.KeyGen(&ePub, &e) // a fixed-base ladder with a table
+	shared, ok := x25519DH(&e, recipientPub)
+	if !ok {
 		return nil, fmt.Errorf("%w: X25519 recipient key is of low order", ErrInvalidPoint)
 	}
-	defer clear(shared)
-	ePub := e.PublicKey().Bytes()
-	aead, err := x25519AEAD(shared, ePub, recipientPub, info)
+	defer clear(shared[:])
+	aead, err := x25519AEAD(shared[:], ePub[:], recipientPub, info)
 	if err != nil {
 		return nil, err
 	}
 	var nonce [chacha20poly1305.NonceSize]byte
-	return &Ciphertext{R: ePub, Sealed: aead.Seal(nil, nonce[:], plaintext, nil)}, nil
+	return &Ciphertext{R: ePub[:], Sealed: aead.Seal(nil, nonce[:], plaintext, nil)}, nil
+}
+
+// x25519DH is X25519(secret, pub) (RFC 7748: the scalar clamped, pub's
+// top bit ignored), false when the result is all zeros (pub of low
+// order), as crypto/ecdh's ECDH refuses it. It is circl's ladder, about
+// 1.5 times as fast as crypto/ecdh's on amd64 (TestX25519MatchesCryptoECDH
+// checks they agree).
+func x25519DH(secret *x25519.Key, pub []byte) (shared x25519.Key, ok bool) {
+	var p x25519.Key
+	copy(p[:], pub)
+	x25519.Shared(&shared, secret, &p) // its own low-order check too
+	var zero x25519.Key
+	return shared, subtle.ConstantTimeCompare(shared[:], zero[:]) == 0
 }
 
 // OpenX25519 opens a ciphertext of SealX25519 with the private key of the
@@ -73,19 +83,23 @@ func OpenX25519(priv *ecdh.PrivateKey, ct *Ciphertext, info []byte) ([]byte, err
 	if ct == nil {
 		return nil, fmt.Errorf("%w: nil ciphertext", ErrDecrypt)
 	}
-	ePub, err := ecdh.X25519().NewPublicKey(ct.R)
-	if err != nil {
+	if len(ct.R) != X25519KeySize {
 		return nil, fmt.Errorf("%w: X25519 sender key: not %d bytes", ErrInvalidPoint, X25519KeySize)
 	}
 	if len(ct.Sealed) < chacha20poly1305.Overhead {
 		return nil, fmt.Errorf("%w: sealed data too short", ErrDecrypt)
 	}
-	shared, err := priv.ECDH(ePub)
-	if err != nil {
+	var k x25519.Key
+	defer clear(k[:])
+	b := priv.Bytes()
+	copy(k[:], b)
+	clear(b)
+	shared, ok := x25519DH(&k, ct.R)
+	if !ok {
 		return nil, fmt.Errorf("%w: X25519 sender key is of low order", ErrInvalidPoint)
 	}
-	defer clear(shared)
-	aead, err := x25519AEAD(shared, ct.R, priv.PublicKey().Bytes(), info)
+	defer clear(shared[:])
+	aead, err := x25519AEAD(shared[:], ct.R, priv.PublicKey().Bytes(), info)
 	if err != nil {
 		return nil, err
 	}

@@ -199,3 +199,61 @@ func BenchmarkOpenWithKeyPartial(b *testing.B) {
 		}
 	}
 }
+
+// TestX25519MatchesCryptoECDH: the X25519 of SealX25519 and OpenX25519
+// (circl's) is crypto/ecdh's: for random keys, and public keys with the
+// top bit set or not reduced mod p, the sender key and the ciphertext
+// are those that crypto/ecdh's X25519 gives for the same randomness, and
+// they open with crypto/ecdh's shared secret.
+func TestX25519MatchesCryptoECDH(t *testing.T) {
+	info, msg := []byte("info"), []byte("a partial")
+	for i := range 64 {
+		seed := make([]byte, X25519KeySize)
+		rand.Read(seed)
+		pub := newX25519(t).PublicKey().Bytes()
+		switch i % 4 {
+		case 1:
+			pub[31] |= 0x80 // the top bit, which X25519 ignores
+		case 2:
+			pub = bytes.Repeat([]byte{0xff}, 32) // 2^256-1: not reduced
+			pub[0] = byte(i)
+		}
+		ct, err := SealX25519(bytes.NewReader(seed), pub, info, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := ecdh.X25519().NewPrivateKey(seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := ecdh.X25519().NewPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shared, err := e.ECDH(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(ct.R, e.PublicKey().Bytes()) {
+			t.Fatalf("case %d: sender key %x, crypto/ecdh's %x", i, ct.R, e.PublicKey().Bytes())
+		}
+		aead, err := x25519AEAD(shared, ct.R, pub, info)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var nonce [12]byte
+		if want := aead.Seal(nil, nonce[:], msg, nil); !bytes.Equal(ct.Sealed, want) {
+			t.Fatalf("case %d: the ciphertext differs from crypto/ecdh's", i)
+		}
+	}
+	// Opening: the recipient's side, against crypto/ecdh's sealing.
+	k := newX25519(t)
+	e := newX25519(t)
+	shared, _ := e.ECDH(k.PublicKey())
+	aead, _ := x25519AEAD(shared, e.PublicKey().Bytes(), k.PublicKey().Bytes(), info)
+	var nonce [12]byte
+	got, err := OpenX25519(k, &Ciphertext{R: e.PublicKey().Bytes(), Sealed: aead.Seal(nil, nonce[:], msg, nil)}, info)
+	if err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("opening crypto/ecdh's ciphertext: %q, %v", got, err)
+	}
+}
