@@ -123,7 +123,7 @@ func (c *consensus) eraseOldCopies() (uint64, error) {
 		return 0, err
 	}
 	if first > 0 && first <= index {
-		if err := run.store.DeleteRange(first, index); err != nil {
+		if err := run.logs.DeleteRange(first, index); err != nil { // the cache too
 			return 0, fmt.Errorf("deleting the log up to %d: %w", index, err)
 		}
 	}

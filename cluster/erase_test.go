@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
@@ -123,6 +125,14 @@ func TestDestroyErasesFromEveryDisk(t *testing.T) {
 	for _, tn := range c.nodes {
 		if files := filesCarrying(t, tn.cfg.DataDir, forms); len(files) > 0 {
 			t.Errorf("%s reports the destroy erased, but these files hold the ciphertext: %v", tn.id(), files)
+		}
+		// Nor does Raft read the entry back from its log cache.
+		run := tn.n.cons.current()
+		for i := uint64(1); i <= res.Index; i++ {
+			var l raft.Log
+			if err := run.logs.GetLog(i, &l); err == nil && slices.ContainsFunc(forms, func(f []byte) bool { return bytes.Contains(l.Data, f) }) {
+				t.Errorf("%s's Raft still reads entry %d, with the ciphertext, after the erasure", tn.id(), i)
+			}
 		}
 	}
 
