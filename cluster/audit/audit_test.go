@@ -470,3 +470,41 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	}
 }
+
+// TestLogsWithSignedDecisionsStillVerify: a log written before decisions
+// were sealed (every line signed) goes on verifying, and a node that
+// continues it after an upgrade makes one chain of both.
+func TestLogsWithSignedDecisionsStillVerify(t *testing.T) {
+	key := newKey(t)
+	path := filepath.Join(t.TempDir(), "audit.log")
+	// The earlier format: open, two signed decisions, close.
+	var b []byte
+	prev := sha256.Sum256([]byte(ChainStart))
+	now := time.Now().Add(-time.Hour)
+	for i, r := range []*Record{
+		{Type: TypeOpen, Node: "n1", PublicKey: key.Public().(ed25519.PublicKey)},
+		{Type: TypeDecision, Decision: &Decision{Role: "holder", Principal: "op", Key: "k", Op: "get", Outcome: Allowed}},
+		{Type: TypeDecision, Decision: &Decision{Role: "holder", Principal: "op", Key: "k", Op: "get", Outcome: Refused}},
+		{Type: TypeClose},
+	} {
+		r.Seq, r.Time, r.Prev = uint64(i), now.Add(time.Duration(i)*time.Second).UTC().Format(time.RFC3339Nano), hex.EncodeToString(prev[:])
+		line := sign(key, r)
+		prev = sha256.Sum256(line)
+		b = append(append(b, line...), '\n')
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Verify(bytes.NewReader(b), Options{}); err != nil || s.Decisions != 2 || s.Unsealed != 0 {
+		t.Fatalf("a log of the earlier format: %+v, %v", s, err)
+	}
+	writeLog(t, path, key, time.Now(), 4, false)
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if s, err := Verify(f, Options{PublicKey: key.Public().(ed25519.PublicKey)}); err != nil || s.Decisions != 6 || s.Refused != 2 || s.Unsealed != 0 {
+		t.Fatalf("the earlier format continued in this one: %+v, %v", s, err)
+	}
+}
