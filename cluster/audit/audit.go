@@ -385,7 +385,7 @@ func Verify(r io.Reader, opt Options) (*Summary, error) {
 		n++
 		var rec Record
 		i := bytes.LastIndex(line, sigSep)
-		signed := i >= 0 && bytes.HasSuffix(line, []byte(`"}`))
+		signed := i >= 0 && i+len(sigSep) <= len(line)-2 && bytes.HasSuffix(line, []byte(`"}`))
 		var sig []byte
 		if signed {
 			var err error
