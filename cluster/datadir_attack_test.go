@@ -1,0 +1,458 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	tssrsa "github.com/cloudflare/circl/tss/rsa"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/shamir"
+)
+
+// The thief of fewer than t data directories (issue 9, "Done when"): the
+// attack code below uses only the files of a stolen directory, as a thief
+// reads them offline. It opens everything its keys open, wherever a copy
+// is kept: the share store, the Raft log, the Raft snapshots with the
+// certified checkpoints in them, and a backup an operator saved with
+// `keyctl snapshot save` onto that machine.
+
+// loot is what a thief opens from one node's data directory with the keys
+// in it (its identity key and the round keys of its keyring).
+type loot struct {
+	cluster []*shamir.Share                // shares of the cluster key
+	tang    map[string][]*shamir.P256Share // by Tang key name
+	frost   map[string][]*shamir.Share     // by FROST key name
+	rsa     map[string][]*tssrsa.KeyShare  // by threshold RSA key name
+	subs    []string                       // deals' sub-shares opened: where
+	found   map[string]map[string]bool     // key name -> the places a share of it was opened from
+	read    map[string]int                 // place -> states or entries read there
+	public  map[string]*fsm.Key            // the keys as the stolen state lists them, by name
+}
+
+// plunder reads the data directory dir of a node of cluster clusterID as
+// a thief does: every file, with only the keys found in it.
+func plunder(t *testing.T, dir, clusterID string) *loot {
+	t.Helper()
+	l := &loot{tang: map[string][]*shamir.P256Share{}, frost: map[string][]*shamir.Share{},
+		rsa: map[string][]*tssrsa.KeyShare{}, found: map[string]map[string]bool{}, read: map[string]int{},
+		public: map[string]*fsm.Key{}}
+	var id identity
+	if err := readJSON(filepath.Join(dir, identityFile), &id); err != nil {
+		t.Fatal(err)
+	}
+	idPriv, err := shamir.EncryptionKeyFromEd25519(id.SignKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every private key the directory holds, the identity's first.
+	privs := [][]byte{idPriv}
+	for _, k := range id.Keyring {
+		privs = append(privs, k)
+	}
+	mark := func(name, where string) {
+		if l.found[name] == nil {
+			l.found[name] = map[string]bool{}
+		}
+		l.found[name][where] = true
+	}
+
+	// The share store.
+	f := readShareFile(t, dir)
+	for _, e := range []*epochShare{f.Current, f.Pending} {
+		if e == nil {
+			continue
+		}
+		if e.Share != nil {
+			l.cluster = append(l.cluster, e.Share)
+		}
+		for kid, sh := range e.Tang {
+			l.tang[kid] = append(l.tang[kid], sh)
+			mark(kid, "share store")
+		}
+		for sid, sh := range e.Frost {
+			name, _, _ := strings.Cut(sid, "/")
+			l.frost[name] = append(l.frost[name], sh)
+			mark(name, "share store")
+		}
+	}
+
+	// A key's shares as a create_key entry or a state lists them: every
+	// sealed share is tried with every key, not only the node's own.
+	kids := map[string]string{} // Tang key name -> kid
+	openKey := func(name string, k *fsm.Key, where string) {
+		switch {
+		case k.Tang != nil:
+			kids[name] = k.Tang.Kid
+			for _, sh := range k.Tang.Shares {
+				for _, priv := range privs {
+					if s, err := shamir.OpenP256Share(priv, sh.Sealed, sh.Index, TangShareContext(clusterID, k.Tang.Kid)); err == nil && len(sh.Sealed) > 0 {
+						l.tang[name] = append(l.tang[name], s)
+						mark(name, where)
+					}
+				}
+			}
+		case k.Frost != nil:
+			for _, sh := range k.Frost.Shares {
+				for _, priv := range privs {
+					if len(sh.Sealed) == 0 {
+						continue
+					}
+					s, err := shamir.OpenShare(priv, sh.Sealed, sh.Index, api.FROSTShareContext(clusterID, name, k.Frost.Epoch),
+						&shamir.PublicPoly{Commits: k.Frost.Commits})
+					if err == nil {
+						l.frost[name] = append(l.frost[name], s)
+						mark(name, where)
+					}
+				}
+			}
+		case k.RSA != nil:
+			for i := range k.RSA.Shares {
+				for _, priv := range privs {
+					if s, err := api.OpenRSAShare(priv, clusterID, k, &k.RSA.Shares[i]); err == nil {
+						l.rsa[name] = append(l.rsa[name], s)
+						mark(name, where)
+					}
+				}
+			}
+		}
+	}
+	openDeal := func(round uint64, d *fsm.DealCommand, where string) {
+		try := func(what string, open func(index uint32, priv []byte) error, indexes []uint32) {
+			for _, index := range indexes {
+				for _, priv := range privs {
+					if open(index, priv) == nil {
+						l.subs = append(l.subs, fmt.Sprintf("%s: sub-share %d of %s in round %d", where, index, what, round))
+					}
+				}
+			}
+		}
+		if deal, err := decodeDeal(d.Deal); err == nil {
+			var idx []uint32
+			for _, s := range deal.Shares {
+				idx = append(idx, s.Index)
+			}
+			try("the cluster key's deal", func(i uint32, p []byte) error {
+				_, err := shamir.OpenDeal(deal, i, p, dealContext(clusterID, round))
+				return err
+			}, idx)
+		}
+		for _, td := range d.Tang {
+			deal, err := decodeP256Deal(td.Deal)
+			if err != nil {
+				continue
+			}
+			var idx []uint32
+			for _, s := range deal.Shares {
+				idx = append(idx, s.Index)
+			}
+			try("Tang key "+td.Key, func(i uint32, p []byte) error {
+				_, err := shamir.OpenP256Deal(deal, i, p, tangDealContext(clusterID, round, kids[td.Key]))
+				return err
+			}, idx)
+		}
+		for _, fd := range d.Frost {
+			deal, err := decodeDeal(fd.Deal)
+			if err != nil {
+				continue
+			}
+			var idx []uint32
+			for _, s := range deal.Shares {
+				idx = append(idx, s.Index)
+			}
+			try("FROST key "+fd.Key, func(i uint32, p []byte) error {
+				_, err := shamir.OpenDeal(deal, i, p, frostDealContext(clusterID, round, fd.Key))
+				return err
+			}, idx)
+		}
+	}
+	openEntry := func(data []byte, where string) {
+		var sg fsm.Signed
+		var cmd fsm.Command
+		if json.Unmarshal(data, &sg) != nil || json.Unmarshal(sg.Payload, &cmd) != nil {
+			return
+		}
+		l.read[where]++
+		switch {
+		case cmd.Type == fsm.TypeCreateKey && cmd.CreateKey != nil:
+			ck := cmd.CreateKey
+			openKey(ck.Name, &fsm.Key{Name: ck.Name, Public: ck.Public, Tang: ck.Tang, Frost: ck.Frost, RSA: ck.RSA}, where)
+		case cmd.Type == fsm.TypeDeal && cmd.Deal != nil:
+			openDeal(cmd.Deal.Round, cmd.Deal, where)
+		}
+	}
+	openState := func(s *fsm.State, where string) {
+		l.read[where]++
+		for name, k := range s.Keys {
+			if l.public[name] == nil {
+				l.public[name] = k
+			}
+			openKey(name, k, where)
+		}
+		if r := s.Reshare; r != nil {
+			for i := range r.Deals {
+				d := r.Deals[i]
+				openDeal(r.Round, &fsm.DealCommand{Round: r.Round, Dealer: d.Dealer, Deal: d.Deal, Tang: d.Tang, Frost: d.Frost}, where)
+			}
+		}
+	}
+	openSnap := func(data []byte, where string) {
+		var sn fsm.Snap
+		if err := json.Unmarshal(data, &sn); err != nil {
+			t.Fatalf("%s does not decode as a snapshot: %v", where, err)
+		}
+		if len(sn.Checkpoint) > 0 {
+			var s fsm.State
+			if err := json.Unmarshal(sn.Checkpoint, &s); err != nil {
+				t.Fatalf("the checkpoint in %s does not decode: %v", where, err)
+			}
+			openState(&s, where+" checkpoint")
+		}
+		for _, e := range sn.Entries {
+			openEntry(e.Data, where+" entries")
+		}
+	}
+
+	// The Raft log.
+	store, err := raftboltdb.NewBoltStore(filepath.Join(dir, raftDir, "raft.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := store.FirstIndex()
+	last, _ := store.LastIndex()
+	for i := first; i <= last && first > 0; i++ {
+		var e raft.Log
+		if store.GetLog(i, &e) == nil && e.Type == raft.LogCommand {
+			openEntry(e.Data, "log")
+		}
+	}
+	store.Close()
+
+	// The Raft snapshots, and any backup saved on the disk.
+	snaps, _ := filepath.Glob(filepath.Join(dir, raftDir, "snapshots", "*", "state.bin"))
+	for _, p := range snaps {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		openSnap(b, "snapshot")
+	}
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".json") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		var bk api.Backup
+		if json.Unmarshal(b, &bk) == nil && bk.Format != "" && len(bk.Snapshot) > 0 {
+			openSnap(bk.Snapshot, "backup")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// distinctIndexes is how many different indexes the shares have.
+func distinctIndexes[S any](shares []S, index func(S) uint32) int {
+	seen := map[uint32]bool{}
+	for _, s := range shares {
+		seen[index(s)] = true
+	}
+	return len(seen)
+}
+
+// rsaSigns reports whether some set of the shares, combined for any
+// threshold up to their number, makes a signature of input that pub
+// verifies: what a thief holding them would try.
+func rsaSigns(t *testing.T, pub *rsa.PublicKey, shares []*tssrsa.KeyShare, input []byte) bool {
+	t.Helper()
+	for mask := 1; mask < 1<<len(shares); mask++ {
+		var set []tssrsa.SignShare
+		seen := map[uint]bool{}
+		for i, ks := range shares {
+			if mask&(1<<i) == 0 || seen[ks.Index] {
+				continue
+			}
+			seen[ks.Index] = true
+			ss, err := ks.Sign(rand.Reader, pub, input, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			set = append(set, ss)
+		}
+		for th := uint(1); th <= uint(len(set)); th++ {
+			if _, err := tssrsa.CombineSignShares(pub, set[0].Players, th, set[:th], input); err == nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TestDataDirsBelowThresholdRevealNoKeyOfAnyType: the data directory of
+// one member (t-1 with t=2) of a cluster holding a secret, a Tang key, an
+// ed25519-frost key and a threshold RSA key, with Raft snapshots and
+// certified checkpoints in it and a backup an operator saved there,
+// opens no secret, rebuilds no Tang key and signs with neither signing
+// key, whatever subset of what it opens the thief combines. The attack
+// finds the node's own share of each key in every place a copy is kept
+// (the controls), so it looks in the right places; and the same steps
+// with a second holder's share do open each key.
+func TestDataDirsBelowThresholdRevealNoKeyOfAnyType(t *testing.T) {
+	c := newTestClusterWith(t, 3, func(cfg *Config) {
+		cfg.SnapshotThreshold = 4
+		cfg.SnapshotInterval = 50 * time.Millisecond
+		cfg.CheckpointEvery = 8
+	})
+	secret := randomBytes(t, 64)
+	c.createSecret("luks/root", secret)
+	tangPub, _ := c.createTang("tang/a")
+	frostPub := c.createFROST("sign/ed", nil)
+	priv := rsaKey(t)
+	c.createThresholdRSA("tls/rsa", priv, nil)
+	thief := c.nodes[0]
+	for _, name := range []string{"luks/root", "tang/a", "sign/ed", "tls/rsa"} {
+		c.waitHasKey(thief, name)
+	}
+	var made uint64
+	thief.n.fsm.Read(func(s *fsm.State) { made = s.Applied })
+	// A snapshot and a certified checkpoint taken after every key exists:
+	// more entries until both are on the disk.
+	fillers := 0
+	c.waitFor(settleTimeout, func() (bool, string) {
+		ck := thief.n.fsm.Capture()
+		if ck.Certificate == nil || ck.Certificate.Index < made {
+			c.createSecret(fmt.Sprintf("filler/%d", fillers), randomBytes(t, 16))
+			fillers++
+			return false, thief.id() + " has no certified checkpoint holding every key yet"
+		}
+		idx := thief.n.cons.current().raft.Stats()["last_snapshot_index"]
+		return idx != "0", thief.id() + " has taken no snapshot yet"
+	})
+	// An operator saved a backup on this machine (keyctl snapshot save
+	// writes the JSON of api.Backup).
+	bk, err := c.leader().n.Backup(context.Background(), c.opID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup, err := json.Marshal(bk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := storedKey(t, thief, "luks/root")
+	pp := poly(thief)
+	c.waitFor(settleTimeout, func() (bool, string) {
+		cur, _ := thief.n.shares.snapshot()
+		if cur == nil {
+			return false, "no current share"
+		}
+		return thief.n.encKey(cur.EncKey) == nil, fmt.Sprintf("%s still holds the key of the round of its share", thief.id())
+	})
+	c.stop(thief)
+	dir := copyDir(t, thief.cfg.DataDir)
+	if err := os.WriteFile(filepath.Join(dir, "backup.json"), backup, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// No plaintext of the secret nor of the RSA key in any file.
+	var forms [][]byte
+	for _, b := range [][]byte{secret, priv.D.Bytes(), priv.Primes[0].Bytes(), priv.Primes[1].Bytes()} {
+		forms = append(forms, encodings(b, 3)...)
+	}
+	if files := filesCarrying(t, dir, forms); len(files) > 0 {
+		t.Errorf("the stolen directory holds a secret or the RSA key's d, p or q in plain: %v", files)
+	}
+
+	l := plunder(t, dir, c.clusterID)
+	t.Logf("read %v; opened %d cluster-key, %d Tang, %d FROST, %d RSA shares, from %v", l.read, len(l.cluster),
+		len(l.tang["tang/a"]), len(l.frost["sign/ed"]), len(l.rsa["tls/rsa"]), l.found)
+	for _, where := range []string{"log", "snapshot checkpoint", "backup checkpoint"} {
+		if l.read[where] == 0 {
+			t.Errorf("the attack read nothing from the %s: it looks in the wrong place", where)
+		}
+	}
+	// Controls: the node's own share of each key, from every copy kept
+	// of it before any round reshared it.
+	for _, name := range []string{"tang/a", "sign/ed", "tls/rsa"} {
+		for _, where := range []string{"log", "snapshot checkpoint", "backup checkpoint"} {
+			if !l.found[name][where] {
+				t.Errorf("the attack did not open %s's own share of %s from the %s", thief.id(), name, where)
+			}
+		}
+	}
+	if len(l.subs) > 0 {
+		t.Errorf("the stolen directory's keys open deals' sub-shares: %v", l.subs)
+	}
+
+	// The secret: every cluster-key share it holds is the node's own.
+	if n := distinctIndexes(l.cluster, func(s *shamir.Share) uint32 { return s.Index }); n != 1 {
+		t.Fatalf("the thief holds %d distinct shares of the cluster key, want its own only", n)
+	}
+	ct := &shamir.Ciphertext{R: key.R, Sealed: key.Sealed}
+	info := fsm.SealInfo(c.clusterID, "luks/root")
+	rctx := []byte("thief")
+	for _, sh := range l.cluster {
+		p := computePartial(t, sh, key.R, rctx)
+		if got, err := shamir.Open(pp, ct, info, []*shamir.Partial{p}, rctx); err == nil {
+			t.Fatalf("a stolen share opened the secret (%d bytes)", len(got))
+		}
+		if got, err := openCombined(t, map[uint32][]byte{p.Index: p.Value}, 1, ct, info); err == nil {
+			t.Fatalf("a stolen share's partial, taken as t=1, decrypted the secret (%d bytes)", len(got))
+		}
+	}
+
+	// The Tang key, the FROST key, the RSA key.
+	if rebuildsTang(t, tangPub, l.tang["tang/a"]) {
+		t.Error("the stolen directory rebuilds the Tang key")
+	}
+	if signsWith(t, frostPub, l.frost["sign/ed"]) {
+		t.Error("the stolen directory signs with the FROST key")
+	}
+	_, input := pkcs1Input(t, &priv.PublicKey, "a thief's message")
+	if rsaSigns(t, &priv.PublicKey, l.rsa["tls/rsa"], input) {
+		t.Error("the stolen directory signs with the threshold RSA key")
+	}
+
+	// Control: a second holder's directory, taken the same way, with the
+	// first opens each key, so the refusals above are the threshold's.
+	second := c.nodes[1]
+	c.stop(second)
+	l2 := plunder(t, copyDir(t, second.cfg.DataDir), c.clusterID)
+	var points = map[uint32][]byte{}
+	for _, sh := range append(slices.Clone(l.cluster[:1]), l2.cluster[0]) {
+		p := computePartial(t, sh, key.R, rctx)
+		points[p.Index] = p.Value
+	}
+	if got, err := openCombined(t, points, 2, ct, info); err != nil || !bytes.Equal(got, secret) {
+		t.Errorf("two directories' shares do not open the secret: %v", err)
+	}
+	if !rebuildsTang(t, tangPub, append(slices.Clone(l.tang["tang/a"]), l2.tang["tang/a"]...)) {
+		t.Error("two directories' shares do not rebuild the Tang key: the attack is wrong")
+	}
+	if !signsWith(t, frostPub, append(slices.Clone(l.frost["sign/ed"][:1]), l2.frost["sign/ed"][:1]...)) {
+		t.Error("two directories' shares do not sign with the FROST key: the attack is wrong")
+	}
+	both := []*tssrsa.KeyShare{l.rsa["tls/rsa"][0], l2.rsa["tls/rsa"][0]}
+	if !rsaSigns(t, &priv.PublicKey, both, input) {
+		t.Error("two directories' shares do not sign with the RSA key: the attack is wrong")
+	}
+}
