@@ -3,11 +3,16 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -454,5 +459,261 @@ func TestDataDirsBelowThresholdRevealNoKeyOfAnyType(t *testing.T) {
 	both := []*tssrsa.KeyShare{l.rsa["tls/rsa"][0], l2.rsa["tls/rsa"][0]}
 	if !rsaSigns(t, &priv.PublicKey, both, input) {
 		t.Error("two directories' shares do not sign with the RSA key: the attack is wrong")
+	}
+}
+
+// stolenCreds is what a thief takes from a data directory to the network:
+// the node's identity key and its certificate of the cluster CA.
+type stolenCreds struct {
+	id   identity
+	m    membership
+	cert tls.Certificate
+}
+
+func stealCreds(t *testing.T, dir string) *stolenCreds {
+	t.Helper()
+	var s stolenCreds
+	if err := readJSON(filepath.Join(dir, identityFile), &s.id); err != nil {
+		t.Fatal(err)
+	}
+	if err := readJSON(filepath.Join(dir, membershipFile), &s.m); err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ParseCertPEM(s.m.NodeCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cert = tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: s.id.SignKey, Leaf: leaf}
+	return &s
+}
+
+// sign signs cmd with the stolen identity key, fresh, as the node would.
+func (s *stolenCreds) sign(t *testing.T, cmd *fsm.Command) *fsm.Signed {
+	t.Helper()
+	cmd.Nonce = randomBytes(t, 16)
+	cmd.IssuedAt = time.Now().UnixNano()
+	sg, err := fsm.Sign(s.id.NodeID, s.id.SignKey, cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sg
+}
+
+// raftTransport is a Raft transport over the node port with the stolen
+// credentials: what the node itself would dial its peers with.
+func (s *stolenCreds) raftTransport(t *testing.T) *raft.NetworkTransport {
+	t.Helper()
+	nt, err := newNodeTLS(&s.m, &s.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
+	tr := raft.NewNetworkTransport(&streamLayer{chanListener: newChanListener(addr), tls: nt, network: tcpNetwork{}, advertise: addr},
+		1, opTimeout, io.Discard)
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+// grantsTo reports whether node tn's state gives the stolen identity, or
+// the key it brought, anything: an operator, a rule, a member it added, or
+// a gateway opened on the secret name.
+func grantsTo(tn *testNode, s *stolenCreds, thiefOp string, secret string) string {
+	var what string
+	tn.n.fsm.Read(func(st *fsm.State) {
+		switch {
+		case st.Operators[thiefOp] != nil:
+			what = "the thief's key is an operator"
+		case st.Operators[s.id.NodeID] != nil:
+			what = "the stolen node is an operator"
+		case st.Nodes["thief"] != nil:
+			what = "the thief's node was added"
+		case st.Keys[secret] != nil && st.Keys[secret].Access != nil && len(st.Keys[secret].Access.Gateways) > 0:
+			what = fmt.Sprintf("%s was opened to %v", secret, st.Keys[secret].Access.Gateways)
+		}
+		for _, r := range st.Rules {
+			if r.Principal == thiefOp || r.Principal == s.id.NodeID {
+				what = "a rule names the thief"
+			}
+		}
+	})
+	return what
+}
+
+// TestStolenDataDirOverTheNetwork: the thief of one member's data
+// directory (t-1 = 1 of 3) takes its identity key and node certificate to
+// the live cluster while that member is down. As the node it asks the
+// holders for partials of a secret, FROST signature shares and threshold
+// RSA shares of keys opened to no gateway, as a gateway and as an
+// operator; it proposes, to the leader's apply call and as a Raft leader
+// of a higher term appending to a follower, entries that would make its
+// own key an admin, add a node of its own, open the secret to a gateway or
+// name itself in a rule; and it asks a node as a client (an operator's
+// signed release). Everything is refused, no replica grants anything, and
+// the cluster serves afterwards. What a member's credentials do get, a
+// Tang exchange of a key opened to the Tang gateway (the node's own
+// gateway's due), they lose when the member is removed, as every call on
+// the node port.
+func TestStolenDataDirOverTheNetwork(t *testing.T) {
+	c := newTestCluster(t, 3)
+	secret := randomBytes(t, 32)
+	c.createSecret("luks/stolen", secret)
+	c.createTang("tang/a")
+	c.createFROST("sign/ed", nil)
+	priv := rsaKey(t)
+	c.createThresholdRSA("tls/rsa", priv, &fsm.Access{})
+	victim := c.nodes[0]
+	var live []*testNode
+	for _, tn := range c.nodes[1:] {
+		for _, name := range []string{"luks/stolen", "tang/a", "sign/ed", "tls/rsa"} {
+			c.waitHasKey(tn, name)
+		}
+		live = append(live, tn)
+	}
+	c.stop(victim)
+	s := stealCreds(t, copyDir(t, victim.cfg.DataDir))
+	target := live[0]
+	if _, err := nodePortStatus(target.cfg.RaftAddr, s.cert); err != nil {
+		t.Fatalf("the stolen member credentials do not even reach the node port: %v", err)
+	}
+	var epoch uint64
+	target.n.fsm.Read(func(st *fsm.State) { epoch = st.Epoch })
+	version := func(name string) uint64 { return storedKey(t, target, name).Version }
+	_, input := pkcs1Input(t, &priv.PublicKey, "the thief's message")
+	refused := func(what, path string, body any) {
+		t.Helper()
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tn := range live {
+			status, answer := nodePortPost(t, tn.cfg.RaftAddr, s.cert, path, b)
+			if status == http.StatusOK {
+				t.Errorf("%s: %s answered %s: %.200s", what, tn.id(), path, answer)
+			}
+		}
+	}
+
+	// Holders' answers.
+	for name, rel := range map[string]*fsm.ReleaseRequest{
+		"the secret, as the node's kxd gateway": {Key: "luks/stolen", Op: fsm.OpGet, Gateway: fsm.GatewayKxd},
+		"the secret, as an operator":            {Key: "luks/stolen", Op: fsm.OpGet, Ephemeral: randomBytes(t, 32)},
+	} {
+		refused(name, "/internal/v1/partial", &partialRequest{Request: s.sign(t, &fsm.Command{Type: fsm.TypeRelease, Release: rel}),
+			Version: version("luks/stolen"), Epoch: epoch})
+		refused(name+" (sealed)", "/internal/v1/sealed-partial", &partialRequest{Request: s.sign(t, &fsm.Command{Type: fsm.TypeRelease, Release: rel}),
+			Version: version("luks/stolen"), Epoch: epoch})
+	}
+	for _, gw := range []string{fsm.GatewayTLV, ""} {
+		refused("an RSA share as gateway "+gw, "/internal/v1/rsa-share", &partialRequest{Request: s.sign(t, &fsm.Command{Type: fsm.TypeRelease,
+			Release: &fsm.ReleaseRequest{Key: "tls/rsa", Op: fsm.OpRSAShare, Gateway: gw, Client: "thief", Input: input}}), Version: version("tls/rsa"), Epoch: epoch})
+		commit := &frostCommitRequest{Key: "sign/ed", Version: version("sign/ed"), Count: 1}
+		rep, err := target.n.answerFROSTCommit(commit) // commitments are public: a holder gives them to any member
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused("a FROST share as gateway "+gw, "/internal/v1/frost-sign", &frostSignRequest{
+			Partial: partialRequest{Request: s.sign(t, &fsm.Command{Type: fsm.TypeRelease,
+				Release: &fsm.ReleaseRequest{Key: "sign/ed", Op: fsm.OpSign, Gateway: gw, Client: "thief", Message: []byte("the thief's message")}}),
+				Version: version("sign/ed"), Epoch: epoch},
+			Commitments: rep.Commitments})
+	}
+
+	// Grants: proposed to the leader's apply call, each signed by the
+	// stolen key.
+	thiefPub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	thiefOp := fsm.PrincipalID(thiefPub)
+	grants := []*fsm.Command{
+		{Type: fsm.TypeAddOperator, AddOperator: &fsm.Operator{ID: thiefOp, Name: "thief", PublicKey: thiefPub, Admin: true}},
+		{Type: fsm.TypeAddNode, AddNode: &fsm.Node{ID: "thief", RaftAddr: "127.0.0.1:1", SignKey: thiefPub, EncKey: s.id.EncPub}},
+		{Type: fsm.TypeSetAccess, SetAccess: &fsm.SetAccess{Name: "luks/stolen", Access: &fsm.Access{Gateways: []string{fsm.GatewayKxd}}}},
+		{Type: fsm.TypePutRule, PutRule: &fsm.Rule{ID: "thief", Principal: s.id.NodeID, Key: "*", Ops: []string{fsm.OpGet}}},
+	}
+	leader := c.leader()
+	for _, g := range grants {
+		b, err := json.Marshal(s.sign(t, g))
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, answer := nodePortPost(t, leader.cfg.RaftAddr, s.cert, "/internal/v1/apply", b)
+		var res fsm.Result
+		if status != http.StatusOK || json.Unmarshal([]byte(answer), &res) != nil || res.Error == nil {
+			t.Errorf("%s signed by the stolen key, to the leader's apply: %d %.200s, want an entry the state machine refuses", g.Type, status, answer)
+		}
+	}
+
+	// The same grants as Raft entries of a higher term, appended and
+	// committed by the thief as if it were the leader. A first empty
+	// append, of term 0, tells it the follower's term and last index.
+	follower := c.anyRunning(leader)
+	tr := s.raftTransport(t)
+	hdr := raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(s.id.NodeID), Addr: []byte(victim.cfg.RaftAddr)}
+	var probe raft.AppendEntriesResponse
+	if err := tr.AppendEntries(raft.ServerID(follower.id()), raft.ServerAddress(follower.cfg.RaftAddr),
+		&raft.AppendEntriesRequest{RPCHeader: hdr}, &probe); err != nil {
+		t.Fatalf("the stolen credentials open no Raft stream to %s: %v", follower.id(), err)
+	}
+	term, next := probe.Term+1, probe.LastLog+1
+	var entries []*raft.Log
+	for i, g := range grants {
+		data, err := json.Marshal(s.sign(t, g))
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, &raft.Log{Index: next + uint64(i), Term: term, Type: raft.LogCommand, Data: data, AppendedAt: time.Now()})
+	}
+	var resp raft.AppendEntriesResponse
+	err = tr.AppendEntries(raft.ServerID(follower.id()), raft.ServerAddress(follower.cfg.RaftAddr), &raft.AppendEntriesRequest{
+		RPCHeader: hdr, Term: term, Entries: entries, LeaderCommitIndex: next + uint64(len(entries)) - 1}, &resp)
+	t.Logf("a forged append of %d entries at %d, term %d, to %s: success %v, %v", len(entries), next, term, follower.id(), resp.Success, err)
+
+	// As a client: an operator's release signed by the stolen key.
+	rel := c.signRelease(&fsm.ReleaseRequest{Key: "luks/stolen", Op: fsm.OpGet})
+	var cmd fsm.Command
+	if err := json.Unmarshal(rel.Payload, &cmd); err != nil {
+		t.Fatal(err)
+	}
+	asClient := s.sign(t, &fsm.Command{Type: fsm.TypeRelease, Release: cmd.Release})
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	if sr, err := target.n.Release(ctx, asClient); err == nil {
+		t.Errorf("a release signed by the stolen node key, as a client, was answered with %d partials", len(sr.Partials))
+	}
+	cancel()
+
+	// Nothing granted anywhere, and the cluster serves: the secret is
+	// released to the operator, through each live node.
+	for _, tn := range live {
+		c.waitReleases(tn, "luks/stolen", secret)
+		if what := grantsTo(tn, s, thiefOp, "luks/stolen"); what != "" {
+			t.Errorf("%s: %s", tn.id(), what)
+		}
+	}
+
+	// A member's due: its Tang gateway's exchange of a key opened to it.
+	tangReq := func() *partialRequest {
+		return &partialRequest{Request: s.sign(t, &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{
+			Key: "tang/a", Op: fsm.OpExchange, Gateway: fsm.GatewayTang, Client: "thief", Point: p256Generator()}}),
+			Version: version("tang/a"), Epoch: epoch}
+	}
+	b, _ := json.Marshal(tangReq())
+	if status, answer := nodePortPost(t, target.cfg.RaftAddr, s.cert, "/internal/v1/exchange", b); status != http.StatusOK {
+		t.Fatalf("a member's Tang exchange was refused (%d %.200s): the removal below would prove nothing", status, answer)
+	}
+
+	// Removed, the stolen credentials get nothing on the node port.
+	if _, err := c.submit(&fsm.Command{Type: fsm.TypeRemoveNode, RemoveNode: victim.id()}); err != nil {
+		t.Fatalf("removing %s: %v", victim.id(), err)
+	}
+	c.waitSettled(epoch, live...)
+	b, _ = json.Marshal(tangReq())
+	for _, tn := range live {
+		if status, answer := nodePortPost(t, tn.cfg.RaftAddr, s.cert, "/internal/v1/exchange", b); status == http.StatusOK || !strings.Contains(answer, "not a member") {
+			t.Errorf("%s, after the removal, answered the stolen credentials' Tang exchange: %d %.200s", tn.id(), status, answer)
+		}
+		if raftStreamServed(t, tn.cfg.RaftAddr, s.cert) {
+			t.Errorf("%s kept a Raft stream of the removed node's stolen credentials", tn.id())
+		}
 	}
 }
