@@ -77,6 +77,7 @@ func plunder(t *testing.T, dir, clusterID string) *loot {
 	}
 
 	// The share store.
+	storeTang := map[string][]*shamir.P256Share{}
 	f := readShareFile(t, dir)
 	for _, e := range []*epochShare{f.Current, f.Pending} {
 		if e == nil {
@@ -86,8 +87,7 @@ func plunder(t *testing.T, dir, clusterID string) *loot {
 			l.cluster = append(l.cluster, e.Share)
 		}
 		for kid, sh := range e.Tang {
-			l.tang[kid] = append(l.tang[kid], sh)
-			mark(kid, "share store")
+			storeTang[kid] = append(storeTang[kid], sh) // by kid: named below
 		}
 		for sid, sh := range e.Frost {
 			name, _, _ := strings.Cut(sid, "/")
@@ -273,6 +273,16 @@ func plunder(t *testing.T, dir, clusterID string) *loot {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for kid, shares := range storeTang {
+		name := kid
+		for n, k := range kids {
+			if k == kid {
+				name = n
+			}
+		}
+		l.tang[name] = append(l.tang[name], shares...)
+		mark(name, "share store")
+	}
 	return l
 }
 
@@ -442,6 +452,10 @@ func TestDataDirsBelowThresholdRevealNoKeyOfAnyType(t *testing.T) {
 	second := c.nodes[1]
 	c.stop(second)
 	l2 := plunder(t, copyDir(t, second.cfg.DataDir), c.clusterID)
+	if len(l2.cluster) == 0 || len(l2.tang["tang/a"]) == 0 || len(l2.frost["sign/ed"]) == 0 || len(l2.rsa["tls/rsa"]) == 0 {
+		t.Fatalf("the second directory opens %d, %d, %d, %d shares: the control cannot run", len(l2.cluster),
+			len(l2.tang["tang/a"]), len(l2.frost["sign/ed"]), len(l2.rsa["tls/rsa"]))
+	}
 	var points = map[uint32][]byte{}
 	for _, sh := range append(slices.Clone(l.cluster[:1]), l2.cluster[0]) {
 		p := computePartial(t, sh, key.R, rctx)
@@ -836,4 +850,77 @@ func TestOpenHoleForgedTermMakesAFollowerSkipARevoke(t *testing.T) {
 		return answered, fmt.Sprintf("%s refuses: %v", follower.id(), err)
 	})
 	t.Logf("%s answered a partial for the key revoked at entry %d, which it skipped (open hole)", follower.id(), res.Index)
+}
+
+// TestRetiredRSAHolderDiskSignsOnlyUntilReimport is what the documented
+// exception for threshold RSA keys promises (docs/threshold-rsa.md,
+// "Membership"): Shoup's shares are not reshared, so the data directory of
+// a removed holder, with one current holder's (t=2), still signs with the
+// key, and the key says it needs re-import; once it is re-imported, the
+// same two directories, taken again, sign nothing, and a current holder's
+// alone signs nothing either.
+func TestRetiredRSAHolderDiskSignsOnlyUntilReimport(t *testing.T) {
+	c := newTestCluster(t, 3)
+	priv := rsaKey(t)
+	c.createThresholdRSA("tls/rsa", priv, nil)
+	leader := c.leader()
+	victim := c.anyRunning(leader)
+	for _, tn := range c.running() {
+		c.waitHasKey(tn, "tls/rsa")
+	}
+	epoch := c.status(leader).Epoch
+	var staying []*testNode
+	for _, tn := range c.running() {
+		if tn != victim {
+			staying = append(staying, tn)
+		}
+	}
+	if _, err := c.submit(&fsm.Command{Type: fsm.TypeRemoveNode, RemoveNode: victim.id()}); err != nil {
+		t.Fatalf("removing %s: %v", victim.id(), err)
+	}
+	c.waitSettled(epoch, staying...)
+	c.stop(victim)
+	retired := plunder(t, copyDir(t, victim.cfg.DataDir), c.clusterID)
+	if len(retired.rsa["tls/rsa"]) == 0 {
+		t.Fatalf("the retired %s's directory holds no share of the key: the test proves nothing", victim.id())
+	}
+	_, input := pkcs1Input(t, &priv.PublicKey, "with a retired disk")
+	current := plunder(t, copyDir(t, staying[0].cfg.DataDir), c.clusterID)
+	if k := storedKey(t, staying[0], "tls/rsa"); !strings.Contains(k.RSA.Reimport, victim.id()) {
+		t.Errorf("the key does not say it needs re-import after %s left: %q", victim.id(), k.RSA.Reimport)
+	}
+	if !rsaSigns(t, &priv.PublicKey, append(slices.Clone(retired.rsa["tls/rsa"]), current.rsa["tls/rsa"]...), input) {
+		t.Error("the retired disk with a current one does not sign before the re-import: the documented exception is not what the code does")
+	}
+
+	// Re-import: destroy, then deal again to the holders there are now;
+	// every live disk erases the old deal.
+	if _, err := c.submit(&fsm.Command{Type: fsm.TypeDestroyKey, DestroyKey: "tls/rsa"}); err != nil {
+		t.Fatal(err)
+	}
+	c.createThresholdRSA("tls/rsa", priv, nil)
+	var destroyed uint64
+	staying[0].n.fsm.Read(func(s *fsm.State) { destroyed = s.Destroyed })
+	c.waitFor(settleTimeout, func() (bool, string) {
+		for _, tn := range staying {
+			if tn.n.ErasedThrough() < destroyed {
+				return false, fmt.Sprintf("%s has not erased its log through %d", tn.id(), destroyed)
+			}
+		}
+		return true, ""
+	})
+	c.waitHasKey(staying[0], "tls/rsa")
+	current = plunder(t, copyDir(t, staying[0].cfg.DataDir), c.clusterID)
+	if len(current.rsa["tls/rsa"]) == 0 {
+		t.Fatalf("%s's directory holds no share of the re-imported key: the test proves nothing", staying[0].id())
+	}
+	if n := distinctIndexes(current.rsa["tls/rsa"], func(k *tssrsa.KeyShare) uint32 { return uint32(k.Index) }); n != 1 {
+		t.Errorf("%s's directory opens %d shares of the re-imported key, want its own", staying[0].id(), n)
+	}
+	if rsaSigns(t, &priv.PublicKey, current.rsa["tls/rsa"], input) {
+		t.Error("one current holder's directory signs with the re-imported key")
+	}
+	if rsaSigns(t, &priv.PublicKey, append(slices.Clone(retired.rsa["tls/rsa"]), current.rsa["tls/rsa"]...), input) {
+		t.Error("the retired disk with a current one still signs after the re-import")
+	}
 }
