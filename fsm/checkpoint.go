@@ -551,8 +551,13 @@ func (f *FSM) Restore(data []byte) error {
 // key X, and not take the replica back before its own applied index or
 // certified checkpoint. Without a checkpoint every entry is replayed from
 // an empty state, and with a pin the state reached must have no key (nor
-// may the replica have one): see the top of this file. Errors name what
-// failed and carry no key bytes.
+// may the replica have one): see the top of this file. A replica that
+// has applied entries takes only a snapshot whose state, replayed to the
+// replica's applied index, hashes as its own: entries may be left out
+// after the checkpoint, and without this a snapshot that ends at or after
+// the replica's index could take back what it applied (a revoke). A
+// replica that has none of the entries left out cannot tell. Errors name
+// what failed and carry no key bytes.
 func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 	sn, err := decodeSnap(data)
 	if err != nil {
