@@ -46,7 +46,6 @@ type loot struct {
 	subs    []string                       // deals' sub-shares opened: where
 	found   map[string]map[string]bool     // key name -> the places a share of it was opened from
 	read    map[string]int                 // place -> states or entries read there
-	public  map[string]*fsm.Key            // the keys as the stolen state lists them, by name
 }
 
 // plunder reads the data directory dir of a node of cluster clusterID as
@@ -54,8 +53,7 @@ type loot struct {
 func plunder(t *testing.T, dir, clusterID string) *loot {
 	t.Helper()
 	l := &loot{tang: map[string][]*shamir.P256Share{}, frost: map[string][]*shamir.Share{},
-		rsa: map[string][]*tssrsa.KeyShare{}, found: map[string]map[string]bool{}, read: map[string]int{},
-		public: map[string]*fsm.Key{}}
+		rsa: map[string][]*tssrsa.KeyShare{}, found: map[string]map[string]bool{}, read: map[string]int{}}
 	var id identity
 	if err := readJSON(filepath.Join(dir, identityFile), &id); err != nil {
 		t.Fatal(err)
@@ -203,9 +201,6 @@ func plunder(t *testing.T, dir, clusterID string) *loot {
 	openState := func(s *fsm.State, where string) {
 		l.read[where]++
 		for name, k := range s.Keys {
-			if l.public[name] == nil {
-				l.public[name] = k
-			}
 			openKey(name, k, where)
 		}
 		if r := s.Reshare; r != nil {
