@@ -551,8 +551,13 @@ func (f *FSM) Restore(data []byte) error {
 // key X, and not take the replica back before its own applied index or
 // certified checkpoint. Without a checkpoint every entry is replayed from
 // an empty state, and with a pin the state reached must have no key (nor
-// may the replica have one): see the top of this file. Errors name what
-// failed and carry no key bytes.
+// may the replica have one): see the top of this file. A replica that
+// has applied entries takes only a snapshot whose state, replayed to the
+// replica's applied index, hashes as its own: entries may be left out
+// after the checkpoint, and without this a snapshot that ends at or after
+// the replica's index could take back what it applied (a revoke). A
+// replica that has none of the entries left out cannot tell. Errors name
+// what failed and carry no key bytes.
 func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 	sn, err := decodeSnap(data)
 	if err != nil {
@@ -572,6 +577,16 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 		ownCert = f.ck.cert.Index
 	}
 	f.mu.RUnlock()
+	// A replica that has applied entries compares its own state with the
+	// snapshot's at its applied index: a snapshot may leave out entries
+	// after its checkpoint (a revoke, say), and one that ends at or after
+	// this replica's index would otherwise take back what it applied.
+	var ownHash [32]byte
+	if ownApplied > 0 {
+		if ownHash, err = f.Hash(); err != nil {
+			return nil, fmt.Errorf("snapshot: this replica's state hash: %w", err)
+		}
+	}
 
 	g := &FSM{checker: f.checker, CheckpointEvery: f.CheckpointEvery, state: emptyState()}
 	key := pin
@@ -596,12 +611,38 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 	g.ck.foundPin = f.ck.foundPin // a replayed founding entry must be the pinned one
 	f.mu.RUnlock()
 	last := g.ck.last
+	// differs is set when the snapshot's state at this replica's applied
+	// index is not this replica's; it is reported after the checks below,
+	// which name a more particular fault.
+	var differs error
+	compared := ownApplied == 0 || ownApplied < last
+	compare := func() error {
+		compared = true
+		sum, err := g.Hash()
+		if err != nil {
+			return fmt.Errorf("snapshot: its state hash: %w", err)
+		}
+		if sum != ownHash {
+			differs = fmt.Errorf("snapshot: its history differs from this replica's at this replica's applied index %d: it leaves out or changes entries this replica applied", ownApplied)
+		}
+		return nil
+	}
 	for i, e := range sn.Entries {
 		if e.Index <= last {
 			return nil, fmt.Errorf("snapshot: entry %d has index %d, not after %d", i, e.Index, last)
 		}
+		if !compared && e.Index > ownApplied {
+			if err := compare(); err != nil {
+				return nil, err
+			}
+		}
 		last = e.Index
 		g.Apply(e.Index, time.Unix(0, e.Time), e.Data)
+	}
+	if !compared && g.state.Applied >= ownApplied {
+		if err := compare(); err != nil {
+			return nil, err
+		}
 	}
 	st := g.state
 	switch {
@@ -626,6 +667,8 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 		return nil, fmt.Errorf("snapshot: applied up to %d, before this replica's %d", st.Applied, ownApplied)
 	case g.ck.cert == nil && ownCert > 0 || g.ck.cert != nil && g.ck.cert.Index < ownCert:
 		return nil, fmt.Errorf("snapshot: its checkpoint is older than this replica's certified checkpoint %d", ownCert)
+	case differs != nil:
+		return nil, differs
 	}
 	f.mu.Lock()
 	g.ck.pin = f.ck.pin

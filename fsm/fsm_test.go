@@ -277,17 +277,28 @@ func TestSnapshotRestore(t *testing.T) {
 		t.Errorf("the restored FSM and the original diverged")
 	}
 
-	// Restore replaces the state; it does not merge into it. (A replica
-	// with a key of its own takes only a certified snapshot:
-	// TestForgedFoundingReplaysTheRealKeyGeneration.)
+	// Restore replaces the state of a replica that is behind on the same
+	// history; it does not merge into it. A replica whose state at its
+	// applied index is not the snapshot's refuses it
+	// (TestSnapshotMayOmitEntriesAfterItsCheckpoint), and one with a key
+	// of its own takes only a certified snapshot
+	// (TestForgedFoundingReplaysTheRealKeyGeneration).
+	behind := replay(t, h.log[:1])
+	if err := behind.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(snapshotOf(t, behind), state) {
+		t.Errorf("Restore over an earlier state did not replace it")
+	}
 	g := newHarness(t)
 	initialized(g)
 	g.must(admin, addOperatorCmd(operatorSpec(admin2, "carol", true)))
-	if err := g.f.Restore(snap); err != nil {
-		t.Fatal(err)
+	other := g.snapshot()
+	if err := g.f.Restore(snap); err == nil {
+		t.Errorf("Restore over a state of another history succeeded")
 	}
-	if !bytes.Equal(g.snapshot(), state) {
-		t.Errorf("Restore over another state did not replace it")
+	if !bytes.Equal(g.snapshot(), other) {
+		t.Errorf("a refused Restore changed the state")
 	}
 	// But never with an older one: a snapshot that goes back is refused.
 	g2 := newHarness(t)
