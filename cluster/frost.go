@@ -311,10 +311,11 @@ func (n *Node) handleFROSTSign(w http.ResponseWriter, r *http.Request) {
 // answerFROSTSign is round two: a holder's checks (holder.go), then its
 // share of the signature of the signed request's message, with the nonces
 // of its commitment in the list, which it takes out of its pool first.
-func (n *Node) answerFROSTSign(ctx context.Context, req *frostSignRequest) (*frostSignReply, error) {
+func (n *Node) answerFROSTSign(ctx context.Context, req *frostSignRequest) (_ *frostSignReply, err error) {
+	pr := &req.Partial
+	defer n.observeHolder(ctx, pr, &err)()
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
-	pr := &req.Partial
 	if pr.Request == nil {
 		return nil, Errorf(KindInvalid, "the holder's request carries no signed request")
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"net/http"
-	"time"
 
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
@@ -66,10 +65,7 @@ func (n *Node) answerPartial(ctx context.Context, req *partialRequest) (*shamir.
 // at the read would refuse is answered, and the read costs the release
 // only what it takes longer than the computation.
 func holderAnswer[P any](ctx context.Context, n *Node, req *partialRequest, compute func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) (*P, error)) (_ *P, err error) {
-	if !req.local {
-		_, key := commandOf(req.Request)
-		defer func(start time.Time) { n.observe(ctx, opHolder, key, start, err) }(time.Now())
-	}
+	defer n.observeHolder(ctx, req, &err)()
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	if req.Request == nil {
