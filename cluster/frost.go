@@ -343,6 +343,9 @@ func (n *Node) answerFROSTSign(ctx context.Context, req *frostSignRequest) (_ *f
 		return nil, Errorf(KindInvalid, "a signature share is given only for a signing request")
 	}
 	fk := g.key.Frost
+	if fk == nil {
+		return nil, Errorf(KindInvalid, "key %q is a %s key: it has no FROST shares", g.key.Name, g.key.Type)
+	}
 	mine := uint32(0)
 	holders := map[uint32]bool{}
 	for _, sh := range fk.Shares {
@@ -442,6 +445,8 @@ func (n *Node) Sign(ctx context.Context, sg *fsm.Signed) (_ *api.Signature, err 
 		return n.frostGather(ctx, a)
 	case a.key.RSA != nil:
 		return n.rsaSign(ctx, a)
+	case fsm.Assembled(a.key.Type):
+		return n.assembledSign(ctx, a)
 	}
 	return nil, Errorf(KindInvalid, "key %q does not sign by quorum", a.key.Name)
 }
