@@ -296,6 +296,9 @@ func (n *Node) answerRSAShare(ctx context.Context, req *partialRequest) (_ *rsaS
 		return nil, err
 	}
 	key := g.key
+	if key.RSA == nil {
+		return nil, Errorf(KindInvalid, "key %q is a %s key: it has no threshold RSA shares", key.Name, key.Type)
+	}
 	mine := key.RSA.ShareOf(n.id.NodeID)
 	if mine == nil {
 		return nil, Errorf(KindNoQuorum, "node %s holds no share of rsa key %q", n.id.NodeID, key.Name)
