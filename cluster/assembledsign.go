@@ -28,7 +28,10 @@ import (
 // assemble_ttl when it has one. While it is held, a signature still needs
 // the signer's request checked at a read index from the leader (the rule,
 // the key active, unexpired, at the version held) and its nonce spent
-// here, but no holder is asked. A held key is dropped at the end of its
+// here, but no holder is asked (so another node, which does not know that
+// nonce, could be made to sign the same request once more: a second
+// signature of the message its signer authorized, by a node the request
+// reached, which could have taken the key itself). A held key is dropped at the end of its
 // assemble_ttl, and as soon as this node applies a revoke, a destroy, a
 // new version, an expiry or any change of the key (the node's status
 // lists it, gateway "sign", as the Keyless SSL gateway's keys are).
@@ -78,6 +81,13 @@ func (n *Node) assembledSign(ctx context.Context, a *authorized) (*api.Signature
 			return nil, Errorf(KindConflict, "key %q was dropped from this node's memory while it signed: sign a new request", k.Name)
 		}
 		return signECDSA(k, h.priv, a.cmd.Release.Message)
+	}
+	// A request this node may have signed with a key it held in an
+	// earlier life spent its nonce only here: the holders have not seen
+	// it, so this node refuses it itself.
+	if issued := time.Unix(0, a.cmd.IssuedAt); issued.Before(n.nonces.since) {
+		return nil, Errorf(KindUnauthenticated, "request issued at %s, before this node started at %s: sign a new request",
+			issued.UTC().Format(time.RFC3339Nano), n.nonces.since.UTC().Format(time.RFC3339Nano))
 	}
 	priv, err := n.releaseToSign(ctx, a)
 	if err != nil {

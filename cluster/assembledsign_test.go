@@ -111,9 +111,9 @@ func TestAssembledECDSASignsThroughEveryNode(t *testing.T) {
 // TestAssembledECDSAKeyIsHeldForItsTTL: with an assemble_ttl, the node
 // that coordinated a signature keeps the key (its status lists it, gateway
 // "sign") and signs the next requests without asking the holders, each
-// still checked at a read index and its nonce spent once; a revoke drops
-// the key from memory as soon as the node applies it, and no signature
-// follows.
+// still checked at a read index and its nonce spent once, also across the
+// coordinator's restart; a revoke drops the key from memory as soon as the
+// node applies it, and no signature follows.
 func TestAssembledECDSAKeyIsHeldForItsTTL(t *testing.T) {
 	c := newTestCluster(t, 3)
 	priv, _ := c.createECDSA("sig/held", time.Hour)
@@ -161,6 +161,25 @@ func TestAssembledECDSAKeyIsHeldForItsTTL(t *testing.T) {
 	}
 	if _, err := c.signThrough(coord, sg); KindOf(err) != KindUnauthenticated {
 		t.Errorf("a replayed signing request with the held key: %v (kind %s), want %s", err, KindOf(err), KindUnauthenticated)
+	}
+	// The second request's nonce was spent on the coordinator only; after
+	// a restart it holds no key, and refuses the replay itself.
+	held := c.signRequest("sig/held", []byte("signed with the held key, then replayed after a restart"))
+	if _, err := c.signThrough(coord, held); err != nil {
+		t.Fatal(err)
+	}
+	c.stop(coord)
+	c.restart(coord)
+	c.waitSettled(0, coord)
+	c.waitHasKey(coord, "sig/held")
+	if h := heldBy(coord, "sig/held"); h != nil {
+		t.Fatalf("the restarted coordinator holds the key: %+v", *h)
+	}
+	if _, err := c.signThrough(coord, held); KindOf(err) != KindUnauthenticated {
+		t.Errorf("a request signed with the held key, replayed after the coordinator's restart: %v (kind %s), want %s", err, KindOf(err), KindUnauthenticated)
+	}
+	if _, err := c.signThrough(coord, c.signRequest("sig/held", []byte("after the restart"))); err != nil {
+		t.Fatalf("a new request after the restart: %v", err)
 	}
 	c.revoke(coord, "sig/held")
 	deadline := time.Now().Add(opTimeout)
