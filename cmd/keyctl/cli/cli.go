@@ -79,6 +79,7 @@ Usage:
   keyctl key destroy NAME
   keyctl key cas NAME --old-sha256 HEX --from-file F
   keyctl key sign NAME [--in FILE]  sign the message (stdin by default) by quorum; print the signature, base64
+                                    (an ecdsa key, assembled, signs on the node a quorum releases it to)
   keyctl key verify NAME --signature B64 [--in FILE]
                                     check a signature with the key's public key
   keyctl machine add NAME --public-key B64 --key NAME|PREFIX* [--approval]
