@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/keyquorum/keyquorum/cluster/audit"
+	"github.com/keyquorum/keyquorum/cluster/metrics"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
@@ -172,5 +173,63 @@ func TestAuditRecordsFROSTSignatures(t *testing.T) {
 	}
 	if holders < len(sig.Signers) || coordinators != 1 {
 		t.Errorf("%d holder and %d coordinator records of the signature, want %d and 1", holders, coordinators, len(sig.Signers))
+	}
+}
+
+// TestSigningHoldersAreCountedAndAudited: every holder that answers a
+// signature by quorum, FROST or threshold RSA, records its decision in its
+// audit log with the sign operation and the request's nonce, and counts
+// its answer in keyquorum_operations_total (op holder, the key's type,
+// result ok); the coordinator counts the signature once (op sign).
+func TestSigningHoldersAreCountedAndAudited(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.createFROST("audit/frost", nil)
+	c.createThresholdRSA("audit/rsa", rsaKey(t), nil)
+	coord := c.nodes[0]
+	for _, k := range []struct{ name, keyType string }{
+		{"audit/frost", fsm.KeyTypeFROST},
+		{"audit/rsa", fsm.KeyTypeRSAThreshold},
+	} {
+		for _, tn := range c.running() {
+			c.waitHasKey(tn, k.name)
+		}
+		sg := c.sign(&fsm.Command{Type: fsm.TypeRelease,
+			Release: &fsm.ReleaseRequest{Key: k.name, Op: fsm.OpSign, Message: []byte("audited " + k.name)}})
+		if _, err := c.signThrough(coord, sg); err != nil {
+			t.Fatalf("%s: %v", k.name, err)
+		}
+		nonce := nonceOf(t, sg)
+		answered := 0
+		for _, tn := range c.nodes {
+			recs, _ := auditLog(t, tn)
+			held := false
+			for _, r := range recs {
+				if r.Nonce != nonce || r.Outcome != audit.Allowed || r.Role != roleHolder {
+					continue
+				}
+				if r.Op != fsm.OpSign || r.Key != k.name || r.Principal != c.opID {
+					t.Errorf("%s's holder record %+v: want the operator's sign of %s", tn.id(), *r.Decision, k.name)
+				}
+				held = true
+			}
+			if !held || tn == coord {
+				continue
+			}
+			answered++
+			ops := tn.n.Metrics().Operations
+			if got := testutil.ToFloat64(ops.WithLabelValues(opHolder, k.keyType, metrics.NoGateway, metrics.ResultOK)); got < 1 {
+				t.Errorf("%s answered the %s signature as a holder (its audit says) but counted %v holder answers for %s keys", tn.id(), k.name, got, k.keyType)
+			}
+		}
+		if answered == 0 {
+			t.Errorf("%s: no holder but the coordinator answered: the test proves nothing", k.name)
+		}
+		ops := coord.n.Metrics().Operations
+		if got := testutil.ToFloat64(ops.WithLabelValues(opSign, k.keyType, metrics.NoGateway, metrics.ResultOK)); got != 1 {
+			t.Errorf("the coordinator counted %v signatures with %s, want 1", got, k.name)
+		}
+		if got := testutil.ToFloat64(ops.WithLabelValues(opHolder, k.keyType, metrics.NoGateway, metrics.ResultOK)); got != 0 {
+			t.Errorf("the coordinator counted its own share as %v holder answers for %s keys, want 0 (it is part of the signature it counts)", got, k.keyType)
+		}
 	}
 }

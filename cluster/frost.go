@@ -311,10 +311,11 @@ func (n *Node) handleFROSTSign(w http.ResponseWriter, r *http.Request) {
 // answerFROSTSign is round two: a holder's checks (holder.go), then its
 // share of the signature of the signed request's message, with the nonces
 // of its commitment in the list, which it takes out of its pool first.
-func (n *Node) answerFROSTSign(ctx context.Context, req *frostSignRequest) (*frostSignReply, error) {
+func (n *Node) answerFROSTSign(ctx context.Context, req *frostSignRequest) (_ *frostSignReply, err error) {
+	pr := &req.Partial
+	defer n.observeHolder(ctx, pr, &err)()
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
-	pr := &req.Partial
 	if pr.Request == nil {
 		return nil, Errorf(KindInvalid, "the holder's request carries no signed request")
 	}
@@ -342,6 +343,9 @@ func (n *Node) answerFROSTSign(ctx context.Context, req *frostSignRequest) (*fro
 		return nil, Errorf(KindInvalid, "a signature share is given only for a signing request")
 	}
 	fk := g.key.Frost
+	if fk == nil {
+		return nil, Errorf(KindInvalid, "key %q is a %s key: it has no FROST shares", g.key.Name, g.key.Type)
+	}
 	mine := uint32(0)
 	holders := map[uint32]bool{}
 	for _, sh := range fk.Shares {
@@ -441,6 +445,8 @@ func (n *Node) Sign(ctx context.Context, sg *fsm.Signed) (_ *api.Signature, err 
 		return n.frostGather(ctx, a)
 	case a.key.RSA != nil:
 		return n.rsaSign(ctx, a)
+	case fsm.Assembled(a.key.Type):
+		return n.assembledSign(ctx, a)
 	}
 	return nil, Errorf(KindInvalid, "key %q does not sign by quorum", a.key.Name)
 }

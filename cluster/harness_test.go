@@ -45,7 +45,7 @@ const settleTimeout = 90 * time.Second
 const opTimeout = 20 * time.Second
 
 type testCluster struct {
-	t         *testing.T
+	t         testing.TB
 	clusterID string
 	ca        *CA
 	gossipKey []byte
@@ -77,7 +77,7 @@ func (tn *testNode) id() string { return tn.cfg.NodeID }
 // shown with a failure and not otherwise.
 type testLog struct {
 	mu   sync.Mutex
-	t    *testing.T
+	t    testing.TB
 	done bool
 }
 
@@ -99,14 +99,14 @@ func (l *testLog) close() {
 // newTestCluster founds a cluster of n nodes: node1 is started with the
 // signed init command, then each other node is started and admitted with a
 // signed add_node, waiting each time for the key epoch to settle.
-func newTestCluster(t *testing.T, n int) *testCluster {
+func newTestCluster(t testing.TB, n int) *testCluster {
 	t.Helper()
 	return newTestClusterWith(t, n, nil)
 }
 
 // newTestClusterWith is newTestCluster with every node's configuration
 // changed by configure.
-func newTestClusterWith(t *testing.T, n int, configure func(*Config)) *testCluster {
+func newTestClusterWith(t testing.TB, n int, configure func(*Config)) *testCluster {
 	t.Helper()
 	c := newEmptyCluster(t)
 	c.configure = configure
@@ -122,7 +122,7 @@ func newTestClusterWith(t *testing.T, n int, configure func(*Config)) *testClust
 
 // newEmptyCluster makes the cluster's credentials (CA, gossip key, admin
 // operator key) and registers the shutdown of every node it will start.
-func newEmptyCluster(t *testing.T) *testCluster {
+func newEmptyCluster(t testing.TB) *testCluster {
 	t.Helper()
 	idBytes := make([]byte, 8)
 	gossip := make([]byte, 32)
@@ -189,7 +189,7 @@ func (c *testCluster) addNode() *testNode {
 // freePorts finds n distinct loopback ports free for TCP and UDP (gossip
 // uses both). Nothing holds them afterwards: another process may take one
 // before the node binds it, which NewNode then reports.
-func freePorts(t *testing.T, n int) []string {
+func freePorts(t testing.TB, n int) []string {
 	t.Helper()
 	var out []string
 	for len(out) < n {
@@ -237,7 +237,7 @@ func (c *testCluster) sign(cmd *fsm.Command) *fsm.Signed {
 	return signWith(c.t, c.opID, c.opKey, cmd)
 }
 
-func signWith(t *testing.T, signer string, key ed25519.PrivateKey, cmd *fsm.Command) *fsm.Signed {
+func signWith(t testing.TB, signer string, key ed25519.PrivateKey, cmd *fsm.Command) *fsm.Signed {
 	t.Helper()
 	cmd.Nonce = make([]byte, 16)
 	if _, err := rand.Read(cmd.Nonce); err != nil {
@@ -609,7 +609,7 @@ func (c *testCluster) leader() *testNode {
 }
 
 // storedKey is a key with its sealed material as node tn's state holds it.
-func storedKey(t *testing.T, tn *testNode, name string) *fsm.Key {
+func storedKey(t testing.TB, tn *testNode, name string) *fsm.Key {
 	t.Helper()
 	var k *fsm.Key
 	tn.n.fsm.Read(func(s *fsm.State) {

@@ -59,6 +59,9 @@ type Node struct {
 	holderPick holderPicker
 
 	held heldKeys // what the gateways keep assembled in memory
+	// signing are the assembled ECDSA keys this node holds as the
+	// coordinator of signatures (assembledsign.go).
+	signing signingKeys
 
 	unlockHolds unlockHolds // the machines' unlocks held until a decision (unlockhold.go)
 
@@ -344,6 +347,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	rt := n.rt
 	n.rt, n.stopped = nil, true
 	n.mu.Unlock()
+	n.signing.dropAll(n)
 	if rt == nil {
 		n.closeAudit()
 		return nil

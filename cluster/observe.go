@@ -39,6 +39,20 @@ func (n *Node) observe(ctx context.Context, op, key string, start time.Time, err
 	n.metrics.Observe(ctx, op, n.keyType(key), start, err)
 }
 
+// observeHolder starts observing this node's answer as a share holder to
+// req (a partial, an exchange, a FROST signature share, a threshold RSA
+// share), and returns what records it with *err when the answer is done.
+// The coordinator's answer to itself (req.local) is part of the operation
+// it coordinates, and is not counted again.
+func (n *Node) observeHolder(ctx context.Context, req *partialRequest, err *error) func() {
+	if req.local {
+		return func() {}
+	}
+	_, key := commandOf(req.Request)
+	start := time.Now()
+	return func() { n.observe(ctx, opHolder, key, start, *err) }
+}
+
 // keyType is the type of the key named name in the applied state, or "".
 func (n *Node) keyType(name string) string {
 	if name == "" {

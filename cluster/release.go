@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"net/http"
-	"time"
 
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
@@ -23,7 +22,9 @@ import (
 // against its pinned cluster key and combines), so it never holds the
 // secret. Only a gateway node's request (kxd, Tang, Keyless SSL: the node
 // is the client) gets partials in the clear, which the coordinator checks,
-// combines and decrypts here (release).
+// combines and decrypts here (release), and a signing request with an
+// assembled ECDSA key, which the coordinator signs with
+// (assembledsign.go).
 
 // releaseContext binds a partial's proof to one request, key version and
 // epoch.
@@ -50,6 +51,11 @@ func (n *Node) answerPartial(ctx context.Context, req *partialRequest) (*shamir.
 		if len(cmd.Release.Ephemeral) != 0 {
 			return nil, Errorf(KindInvalid, "a partial for a request with an ephemeral key is only given sealed to that key")
 		}
+		if cmd.Release.Op == fsm.OpSign && !fsm.Assembled(key.Type) {
+			// An assembled key's signature is made whole by the node that
+			// coordinates it (assembledsign.go); other keys sign by quorum.
+			return nil, Errorf(KindInvalid, "key %q is a %s key: a signing request with it gets signature shares, not partials", key.Name, key.Type)
+		}
 		return shamir.ComputePartial(rand.Reader, share, key.R, rctx)
 	})
 }
@@ -66,10 +72,7 @@ func (n *Node) answerPartial(ctx context.Context, req *partialRequest) (*shamir.
 // at the read would refuse is answered, and the read costs the release
 // only what it takes longer than the computation.
 func holderAnswer[P any](ctx context.Context, n *Node, req *partialRequest, compute func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) (*P, error)) (_ *P, err error) {
-	if !req.local {
-		_, key := commandOf(req.Request)
-		defer func(start time.Time) { n.observe(ctx, opHolder, key, start, err) }(time.Now())
-	}
+	defer n.observeHolder(ctx, req, &err)()
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	if req.Request == nil {

@@ -64,7 +64,8 @@ func (n *Node) ThresholdRSA(ctx context.Context, gateway, name string, input []b
 	if err != nil {
 		return nil, err
 	}
-	return n.rsaGather(ctx, a, input)
+	out, _, err := n.rsaGather(ctx, a, input)
+	return out, err
 }
 
 // rsaHolders sets whom a request with a threshold RSA key asks: the
@@ -93,23 +94,25 @@ func (n *Node) rsaSign(ctx context.Context, a *authorized) (*api.Signature, erro
 	if err != nil {
 		return nil, Errorf(KindInvalid, "%v", err)
 	}
-	sig, err := n.rsaGather(ctx, a, input)
+	sig, failed, err := n.rsaGather(ctx, a, input)
 	if err != nil {
 		return nil, err
 	}
-	return &api.Signature{Key: a.key.Name, Version: a.key.Version, Type: a.key.Type, PublicKey: a.key.Public, Signature: sig}, nil
+	return &api.Signature{Key: a.key.Name, Version: a.key.Version, Type: a.key.Type, PublicKey: a.key.Public, Signature: sig, Failed: failed}, nil
 }
 
 // rsaGather asks a's holders for their shares of input^d mod n and
-// combines t of them into a result the public key verifies.
-func (n *Node) rsaGather(ctx context.Context, a *authorized, input []byte) ([]byte, error) {
+// combines t of them into a result the public key verifies. failed names
+// the holders whose shares were malformed or spoiled a combination that
+// otherwise verifies, and why (api.Signature.Failed).
+func (n *Node) rsaGather(ctx context.Context, a *authorized, input []byte) (_ []byte, failed map[string]string, _ error) {
 	name := a.key.Name
 	pub, ok := a.key.RSAPublicKey()
 	if !ok {
-		return nil, Errorf(KindInternal, "key %q has no RSA public key", name)
+		return nil, nil, Errorf(KindInternal, "key %q has no RSA public key", name)
 	}
 	if err := checkRSAInput(pub, input); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	shoup := map[uint32]uint32{} // node index -> Shoup's index
 	byIndex := map[uint32]string{}
@@ -121,7 +124,11 @@ func (n *Node) rsaGather(ctx context.Context, a *authorized, input []byte) ([]by
 	players, t := uint(len(a.key.RSA.Shares)), uint(a.key.RSA.Threshold)
 	call := holderCall[rsaShareAnswer]{path: "/internal/v1/rsa-share", local: n.answerRSAShare,
 		index: func(p *rsaShareAnswer) uint32 { return p.NodeIndex }}
-	return gather(ctx, n, a, call, a.partialFor(0), "%d of the rsa key's share holders are still members, %d needed", nil, func(own, others []*rsaShareAnswer) ([]byte, error) {
+	// open may run several times (once more for every answer after t);
+	// failed keeps what each run found. Only open's calls touch it, one at
+	// a time.
+	failed = map[string]string{}
+	out, err := gather(ctx, n, a, call, a.partialFor(0), "%d of the rsa key's share holders are still members, %d needed", nil, func(own, others []*rsaShareAnswer) ([]byte, error) {
 		// A malformed share is left out (and its holder named), not fatal:
 		// open runs again with every answer when more holders answer.
 		var shares []namedShare
@@ -130,6 +137,7 @@ func (n *Node) rsaGather(ctx context.Context, a *authorized, input []byte) ([]by
 			s, err := parseRSAShare(p.Share, byIndex[p.NodeIndex], shoup[p.NodeIndex], players, t)
 			if err != nil {
 				malformed = append(malformed, err.Error())
+				failed[byIndex[p.NodeIndex]] = err.Error()
 				continue
 			}
 			shares = append(shares, namedShare{node: byIndex[p.NodeIndex], share: s})
@@ -144,8 +152,18 @@ func (n *Node) rsaGather(ctx context.Context, a *authorized, input []byte) ([]by
 		if len(bad) > 0 {
 			n.log.Warn("a holder sent a bad threshold RSA share", "key", name, "nodes", strings.Join(bad, ","), "combined", err == nil)
 		}
+		for _, node := range bad {
+			failed[node] = "sent a bad rsa share: the result does not verify with it in place of a good one"
+		}
 		return out, err
 	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(failed) == 0 {
+		failed = nil
+	}
+	return out, failed, nil
 }
 
 // parseRSAShare decodes the share node sent and checks it is the share
@@ -269,7 +287,8 @@ func (n *Node) handleRSAShare(w http.ResponseWriter, r *http.Request) {
 // disclose the share), then x^(2Δs_i) mod n, with circl's blinding. The
 // share is opened from the state, where it is sealed to this node's
 // identity key, for this one computation.
-func (n *Node) answerRSAShare(ctx context.Context, req *partialRequest) (*rsaShareAnswer, error) {
+func (n *Node) answerRSAShare(ctx context.Context, req *partialRequest) (_ *rsaShareAnswer, err error) {
+	defer n.observeHolder(ctx, req, &err)()
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	g, err := n.authorizeAsHolder(ctx, req)
@@ -277,6 +296,9 @@ func (n *Node) answerRSAShare(ctx context.Context, req *partialRequest) (*rsaSha
 		return nil, err
 	}
 	key := g.key
+	if key.RSA == nil {
+		return nil, Errorf(KindInvalid, "key %q is a %s key: it has no threshold RSA shares", key.Name, key.Type)
+	}
 	mine := key.RSA.ShareOf(n.id.NodeID)
 	if mine == nil {
 		return nil, Errorf(KindNoQuorum, "node %s holds no share of rsa key %q", n.id.NodeID, key.Name)

@@ -628,3 +628,65 @@ func TestSignRequestCannotChooseTheRSAInput(t *testing.T) {
 		t.Fatalf("the shares do not combine into the message's signature: %v", err)
 	}
 }
+
+// TestLyingRSAHolderIsNamedInTheSignature: through the generic sign path
+// (REST /v1/sign, gRPC Sign, keyctl key sign), a holder that sends a bad
+// threshold RSA share does not stop the signature while t honest holders
+// answer, and the answer names it in Signature.Failed, and no one else.
+// The honest third holder answers only once the liar has, so that the
+// liar's share is among the first the coordinator combines.
+func TestLyingRSAHolderIsNamedInTheSignature(t *testing.T) {
+	c := newTestCluster(t, 3)
+	priv := rsaKey(t)
+	c.createThresholdRSA("sig/liar", priv, nil)
+	byID := c.running()
+	sort.Slice(byID, func(i, j int) bool { return byID[i].id() < byID[j].id() })
+	coord, liar, honest := byID[0], byID[1], byID[2]
+	for _, tn := range byID {
+		c.waitHasKey(tn, "sig/liar")
+	}
+	t.Cleanup(func() { rsaShareHook.Store(nil) })
+	named := 0
+	for try := range 3 {
+		for _, padding := range []string{fsm.PaddingPKCS1v15, fsm.PaddingPSS} {
+			lied := make(chan struct{})
+			var once sync.Once
+			tamper := func(node string, share []byte) []byte {
+				switch node {
+				case liar.id():
+					once.Do(func() { close(lied) })
+					bad := bytes.Clone(share)
+					bad[len(bad)-1] ^= 1
+					return bad
+				case honest.id():
+					select {
+					case <-lied:
+					case <-time.After(opTimeout / 4):
+					}
+				}
+				return share
+			}
+			rsaShareHook.Store(&tamper)
+			msg := []byte(fmt.Sprintf("signed despite a liar, try %d", try))
+			sig, err := c.signThrough(coord, c.sign(&fsm.Command{Type: fsm.TypeRelease,
+				Release: &fsm.ReleaseRequest{Key: "sig/liar", Op: fsm.OpSign, Message: msg, Padding: padding}}))
+			if err != nil {
+				t.Fatalf("with one lying holder (%s) of three, t=2, padding %s: %v", liar.id(), padding, err)
+			}
+			if err := sig.Check(msg, padding); err != nil {
+				t.Fatalf("the signature made despite the liar does not verify: %v", err)
+			}
+			for node, why := range sig.Failed {
+				if node != liar.id() {
+					t.Errorf("the answer names the honest %s as failed: %s", node, why)
+				}
+			}
+			if sig.Failed[liar.id()] != "" {
+				named++
+			}
+		}
+	}
+	if named == 0 {
+		t.Fatalf("no answer named the liar %s in Signature.Failed", liar.id())
+	}
+}

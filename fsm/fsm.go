@@ -349,7 +349,9 @@ func (s *State) VerifyRelease(sg *Signed, now time.Time) (*Command, *Error) {
 // gateway: the node authorized its client itself. An operator's or a
 // machine's request carries an ephemeral key that holders seal their
 // partials to, so the node that relays them never sees the material; a
-// gateway node's carries none (that node is the client and combines).
+// gateway node's carries none (that node is the client and combines), nor
+// does a signing request (OpSign: a quorum signs, or, for an assembled
+// ECDSA key, the coordinating node the key is released to).
 // Replayed nonces are the holder's to refuse (requests never enter the
 // log): the command it returns carries the nonce, so the holder need not
 // decode the payload again.

@@ -59,7 +59,10 @@ var released = []string{OpGet, OpCAS}
 var keyKinds = []KeyKind{
 	{KeyTypeSecret, CustodyReleased, released, "it is released"},
 	{KeyTypeRSA, CustodyAssembled, released, "it is released to the node that serves it"},
-	{KeyTypeECDSA, CustodyAssembled, released, "it is released to the node that serves it"},
+	// ECDSA has no practical threshold scheme without a heavy MPC
+	// protocol: its signatures (OpSign) are made whole by the node that
+	// coordinates them, which a quorum releases the key to.
+	{KeyTypeECDSA, CustodyAssembled, []string{OpGet, OpCAS, OpSign}, "it is released to the node that serves it, which signs with it"},
 	{KeyTypeEd25519, CustodyAssembled, released, "it is released to the node that serves it"},
 	{KeyTypeTang, CustodyQuorum, []string{OpExchange}, "it is used by exchange, never released"},
 	{KeyTypeRSAThreshold, CustodyQuorum, []string{OpRSAShare, OpSign}, "it signs and decrypts by quorum, never released"},

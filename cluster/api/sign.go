@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -21,9 +22,10 @@ import (
 	"github.com/keyquorum/keyquorum/vocab"
 )
 
-// Signature is a signature made by quorum (docs/signing.md): the key and
+// Signature is a signature made by quorum, or with an assembled ECDSA key
+// by the node a quorum released it to (docs/signing.md): the key and
 // version it was made with, its public key (for Ed25519, the 32 raw
-// bytes), the signature, the share indexes of the holders that signed,
+// bytes; otherwise PKIX DER), the signature, the share indexes of the holders that signed,
 // and the holders whose answers were left out and why (a holder that
 // sent a bad share is named there and in the coordinator's log).
 type Signature struct {
@@ -110,7 +112,9 @@ var ErrBadSignature = errors.New("the signature does not verify")
 // assembled (ed25519), are checked with crypto/ed25519; RSA keys, by
 // quorum (rsa-threshold) or assembled (rsa), with crypto/rsa over the
 // message's SHA-256, padded as padding says (fsm.PaddingPKCS1v15, also
-// when empty, or fsm.PaddingPSS with any salt length).
+// when empty, or fsm.PaddingPSS with any salt length); ECDSA keys
+// (assembled) with crypto/ecdsa over the message's SHA-256, an ASN.1 DER
+// signature.
 func VerifySignature(k *fsm.Key, msg, sig []byte, padding string) error {
 	pub, err := x509.ParsePKIXPublicKey(k.Public)
 	if err != nil {
@@ -128,7 +132,7 @@ func VerifySignature(k *fsm.Key, msg, sig []byte, padding string) error {
 // metadata).
 func (s *Signature) Check(msg []byte, padding string) error {
 	var pub any = ed25519.PublicKey(s.PublicKey)
-	if s.Type == fsm.KeyTypeRSAThreshold {
+	if s.Type == fsm.KeyTypeRSAThreshold || s.Type == fsm.KeyTypeECDSA {
 		var err error
 		if pub, err = x509.ParsePKIXPublicKey(s.PublicKey); err != nil {
 			return fmt.Errorf("key %q: public key: %w", s.Key, err)
@@ -173,8 +177,21 @@ func verify(keyType string, pub any, msg, sig []byte, padding string) error {
 			return ErrBadSignature
 		}
 		return nil
+	case fsm.KeyTypeECDSA:
+		ek, ok := pub.(*ecdsa.PublicKey)
+		if !ok {
+			return fmt.Errorf("the key holds a %T, not an ECDSA public key", pub)
+		}
+		if padding != "" {
+			return fmt.Errorf("an ECDSA signature takes no padding, not %q", padding)
+		}
+		digest := sha256.Sum256(msg)
+		if !ecdsa.VerifyASN1(ek, digest[:], sig) {
+			return ErrBadSignature
+		}
+		return nil
 	}
-	return fmt.Errorf("a %s key does not sign: verification is built for ed25519, %s, rsa and %s keys", keyType, fsm.KeyTypeFROST, fsm.KeyTypeRSAThreshold)
+	return fmt.Errorf("a %s key does not sign: verification is built for ed25519, %s, rsa, %s and ecdsa keys", keyType, fsm.KeyTypeFROST, fsm.KeyTypeRSAThreshold)
 }
 
 // RSASignInput is the number a threshold RSA key's holders raise to their

@@ -6,7 +6,8 @@
 // (a Raft write with fsync), the time from kill -9 of the leader to the
 // next successful release, each idle node's memory, and Keyless SSL
 // signatures per second with assembled keys, next to the cost of the bare
-// cryptography, and the time a booting machine waits for its key with
+// cryptography, signatures through the sign path (FROST, threshold RSA,
+// assembled ECDSA) next to the bare signatures, and the time a booting machine waits for its key with
 // keyagent next to clevis decrypt of an sss pin over the nodes' Tang. It prints one table. `make bench`
 // runs it after building bin/keyd and bin/keyctl.
 package main
@@ -48,6 +49,7 @@ func main() {
 	flag.StringVar(&keyagentBin, "keyagent", "bin/keyagent", "the keyagent binary")
 	scale := flag.Int("scale", 0, "instead: load this many keys and measure what grows with them (scale.go)")
 	flag.BoolVar(&releaseOnly, "release-only", false, "measure releases and failover only (no creations, Keyless SSL or boot)")
+	flag.BoolVar(&signOnly, "sign-only", false, "measure signatures only: Keyless SSL and the sign path (FROST, threshold RSA, assembled ECDSA), each next to the bare signature")
 	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of the client and each node during the 8-client release run to this directory")
 	flag.Parse()
 	if *scale > 0 {
@@ -83,6 +85,7 @@ var releaseClients = []int{1, 8, 16, 32}
 
 var (
 	releaseOnly bool
+	signOnly    bool
 	profileDir  string
 )
 
@@ -92,7 +95,7 @@ var before = map[string]string{}
 var keyagentBin string
 
 func run(script string, latencyN, clients int, window time.Duration) error {
-	var rows []row
+	rows := []row{loadRow()}
 	rows = append(rows, bareCrypto()...)
 
 	dir, err := os.MkdirTemp("", "keybench-")
@@ -126,6 +129,14 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 	rand.Read(secret)
 	if _, err := c.CreateSecret(ctx, "bench/secret", secret, time.Time{}); err != nil {
 		return err
+	}
+
+	if signOnly {
+		sr, err := signingRows(ctx, c, dir, base, latencyN, clients, window)
+		if err != nil {
+			return err
+		}
+		return printRows(append(rows, sr...))
 	}
 
 	// Idle memory first, before load grows the heaps.
@@ -203,19 +214,11 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 
 	rows = append(rows, failoverRow(ctx, sh, dir, creds, addr, c)...)
 
-	tlvAt := fmt.Sprintf("127.0.0.1:%d", base+10+4)
-	tr, err := tlvRows(ctx, c, tlvAt, filepath.Join(dir, "credentials/ca.pem"), filepath.Join(dir, "credentials/operator.pem"),
-		filepath.Join(dir, "credentials/operator-key.pem"), 2, 32, window)
-	if err != nil {
-		return fmt.Errorf("TLV: %w", err)
-	}
-	rows = append(rows, tr...)
-
-	fr, err := frostRows(ctx, c, latencyN, clients, window)
+	sr, err := signingRows(ctx, c, dir, base, latencyN, clients, window)
 	if err != nil {
 		return err
 	}
-	rows = append(rows, fr...)
+	rows = append(rows, sr...)
 
 	br, err := bootRows(ctx, c, dir, keyagentBin, []string{addr(1), addr(2), addr(3)}, 15)
 	if err != nil {
@@ -224,6 +227,22 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 	rows = append(rows, br...)
 
 	return printRows(rows)
+}
+
+// signingRows are the signature figures: Keyless SSL (tlvRows) and the
+// generic sign path (signRows).
+func signingRows(ctx context.Context, c *client.Client, dir string, base, latencyN, clients int, window time.Duration) ([]row, error) {
+	tlvAt := fmt.Sprintf("127.0.0.1:%d", base+10+4)
+	rows, err := tlvRows(ctx, c, tlvAt, filepath.Join(dir, "credentials/ca.pem"), filepath.Join(dir, "credentials/operator.pem"),
+		filepath.Join(dir, "credentials/operator-key.pem"), 2, 32, window)
+	if err != nil {
+		return nil, fmt.Errorf("TLV: %w", err)
+	}
+	sr, err := signRows(ctx, c, latencyN, clients, window)
+	if err != nil {
+		return nil, err
+	}
+	return append(rows, sr...), nil
 }
 
 func printRows(rows []row) error {

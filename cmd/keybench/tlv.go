@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -134,9 +135,18 @@ func tlvLoad(ctx context.Context, addr string, conf *tls.Config, conns, inflight
 		}
 		defer c.Close()
 		// The first request releases the key by quorum; the window
-		// measures the signatures after it.
-		if _, err := c.Do(ctx, req); err != nil {
-			return 0, 0, fmt.Errorf("first TLV request: %w", err)
+		// measures the signatures after it. The gateway finds a new key
+		// once its node has applied it and its index is rebuilt (at most
+		// every second): until then it answers key not found.
+		for try := 0; ; try++ {
+			_, err := c.Do(ctx, req)
+			if err == nil {
+				break
+			}
+			if try == 20 || !strings.Contains(err.Error(), "not found") {
+				return 0, 0, fmt.Errorf("first TLV request: %w", err)
+			}
+			time.Sleep(250 * time.Millisecond)
 		}
 		cs = append(cs, c)
 	}

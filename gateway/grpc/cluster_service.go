@@ -221,8 +221,9 @@ func keyToProto(k *fsm.Key) *keyquorumv1.Key {
 	return out
 }
 
-// Sign makes a signature by quorum (cluster.SignService) for the
-// operator's signed request, op sign.
+// Sign makes a signature by quorum, or with an assembled ECDSA key on
+// the coordinating node (cluster.SignService), for the operator's signed
+// request, op sign.
 func (c *clusterService) Sign(ctx context.Context, req *keyquorumv1.SignRequest) (*keyquorumv1.SignResponse, error) {
 	sg, err := signedFrom(req.GetRequest(), "request")
 	if err != nil {

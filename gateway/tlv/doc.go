@@ -111,8 +111,10 @@
 // before it is answered. No private value is in the serving node's
 // memory. ECDSA P-256 keys have no practical threshold scheme without a
 // heavy MPC protocol: they are always assembled (released whole to the
-// serving node for their assemble_ttl), and so are Ed25519 keys and RSA
-// keys an operator imports with --assembled-rsa for throughput.
+// serving node for their assemble_ttl; an operator's keyctl key sign with
+// one is made whole the same way, on the node that coordinates it), and so
+// are Ed25519 keys and RSA keys an operator imports with --assembled-rsa
+// for throughput.
 //
 // # Trust
 //

@@ -79,6 +79,7 @@ Usage:
   keyctl key destroy NAME
   keyctl key cas NAME --old-sha256 HEX --from-file F
   keyctl key sign NAME [--in FILE]  sign the message (stdin by default) by quorum; print the signature, base64
+                                    (an ecdsa key, assembled, signs on the node a quorum releases it to)
   keyctl key verify NAME --signature B64 [--in FILE]
                                     check a signature with the key's public key
   keyctl machine add NAME --public-key B64 --key NAME|PREFIX* [--approval]
@@ -711,9 +712,9 @@ func custody(k *fsm.Key) string {
 	case k.Type == fsm.KeyTypeFROST:
 		return "Ed25519 key in FROST shares (RFC 9591), reshared with every membership change; each signature adds a quorum's signature shares; never assembled"
 	case k.Type == fsm.KeyTypeECDSA && k.AssembleTTL > 0:
-		return fmt.Sprintf("assembled: ECDSA has no practical threshold scheme here; threshold-encrypted, a quorum releases it to the serving node, which keeps it in memory for up to %v", k.AssembleTTL)
+		return fmt.Sprintf("assembled: ECDSA has no practical threshold scheme here; threshold-encrypted, a quorum releases it whole to the node that uses it (a Keyless SSL gateway's, or the one coordinating a key sign, REST /v1/sign or gRPC Sign), which keeps it in memory for up to %v", k.AssembleTTL)
 	case k.Type == fsm.KeyTypeECDSA:
-		return "assembled: ECDSA has no practical threshold scheme here; threshold-encrypted, a quorum releases it to the serving node for one operation, then it is erased"
+		return "assembled: ECDSA has no practical threshold scheme here; threshold-encrypted, a quorum releases it whole to the node that uses it (a Keyless SSL gateway's, or the one coordinating a key sign, REST /v1/sign or gRPC Sign) for one operation, then it is erased"
 	case fsm.Assembled(k.Type) && k.AssembleTTL > 0:
 		return fmt.Sprintf("assembled: threshold-encrypted; a quorum releases it to the serving node, which keeps it in memory for up to %v", k.AssembleTTL)
 	case fsm.Assembled(k.Type):

@@ -27,7 +27,8 @@ func (c *command) readMessage(file string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(r, maxSignInput))
 }
 
-// keySign signs a message by quorum and prints the signature in base64.
+// keySign signs a message by quorum (an assembled ECDSA key: on the
+// coordinating node) and prints the signature in base64.
 func (c *command) keySign(args []string) error {
 	fs := c.flags("key sign")
 	in := fs.String("in", "-", "file holding the message (- for stdin)")
