@@ -483,12 +483,25 @@ func tolerance(n int, what string) string {
 	return fmt.Sprintf("%d more nodes may fail before %s stop", n, what)
 }
 
+// recoveryLine says whether the cluster has a recovery kit, and what
+// losing t nodes would cost.
+func recoveryLine(k *api.RecoveryKitStatus) string {
+	switch {
+	case k == nil:
+		return "recovery kit: none (if fewer than t nodes survive, every key is lost)"
+	case !k.Usable:
+		return fmt.Sprintf("recovery kit: %d of %d officers; not usable yet: %d of %d holders dealt it", k.Threshold, k.Officers, k.Dealt, k.Needed)
+	}
+	return fmt.Sprintf("recovery kit: %d of %d officers rebuild the cluster key (dealt by %d holders at epoch %d)", k.Threshold, k.Officers, k.Dealt, k.Epoch)
+}
+
 // writeStatus writes the text of keyctl cluster status.
 func writeStatus(out io.Writer, st *api.Status) error {
 	fmt.Fprintf(out, "cluster %s  leader %s  key epoch %d  n %d  t %d  (as seen by %s at index %d)\n",
 		st.ClusterID, orNone(st.Leader), st.Epoch, st.N, st.Threshold, st.Node, st.Applied)
 	fmt.Fprintf(out, "failure tolerance: %s; raft quorum: %s\n",
 		tolerance(st.FailureTolerance, "releases"), tolerance(st.QuorumTolerance, "writes"))
+	fmt.Fprintln(out, recoveryLine(st.Recovery))
 	if st.RemoveDeadAfter > 0 {
 		fmt.Fprintf(out, "autopilot: removes a member down for %v while t holders stay\n", st.RemoveDeadAfter)
 	}
