@@ -50,6 +50,10 @@ type JoinOptions struct {
 	// with a join token and --retry-join join by themselves
 	// (docs/join.md). The CA's own key stays in the credentials.
 	AutoJoin bool
+	// Recovery, for InitCluster only, asks for a recovery kit: the
+	// holders deal the cluster key's shares to these officers, k of whom
+	// rebuild it if fewer than t nodes survive (docs/disaster-recovery.md).
+	Recovery *fsm.RecoveryKitRequest
 }
 
 // vouch checks the operator's word for the node's identity before anything
@@ -190,6 +194,7 @@ func InitCluster(ctx context.Context, addr, operatorName string, initialNodes in
 		Operator:     &fsm.Operator{ID: opID, Name: operatorName, PublicKey: opPub},
 		Node:         nodeRecord(id),
 		InitialNodes: initialNodes,
+		Recovery:     opts.Recovery,
 	}})
 	if err != nil {
 		return nil, nil, err

@@ -40,6 +40,7 @@ const Usage = `keyctl runs a keyquorum cluster.
 
 Usage:
   keyctl cluster init --node ADDR --token T|--token-file F [--fingerprint FP] [--nodes N] [--name NAME] [--dir DIR] [--auto-join]
+                    [--recovery-officer NAME=KEY ... --recovery-threshold K]
                                     found a cluster; its key is made when N nodes (default 3) have joined;
                                     --auto-join lets nodes join by themselves (keyd --retry-join)
   keyctl cluster token create [--ttl 1h]
@@ -100,6 +101,9 @@ Usage:
   keyctl snapshot save FILE         write a backup of the cluster's state (admins; keyd snapshot
                                     restore puts it back on nodes whose Raft data was lost)
   keyctl snapshot inspect FILE      check a backup's checksum and certificate, and show what it holds
+  keyctl recovery keygen --out FILE
+                                    make a recovery officer's key (FILE, mode 0600) and print its
+                                    public key for cluster init --recovery-officer
   keyctl audit verify FILE [--fingerprint FP] [--until now|TIME]
                                     check a node's audit log: signatures, order, chain, its
                                     node's key, and that it reaches TIME (docs/operations.md)
@@ -203,6 +207,7 @@ func (c *command) handlers() map[string]map[string]func([]string) error {
 		"snapshot": {"save": c.snapshotSave, "inspect": c.snapshotInspect},
 		"passkey":  {"add": c.passkeyAdd},
 		"audit":    {"verify": c.auditVerify},
+		"recovery": {"keygen": c.recoveryKeygen},
 	}
 }
 
@@ -309,6 +314,9 @@ func (c *command) clusterInit(args []string) error {
 	nodes := fs.Int("nodes", 3, "the cluster key is made once this many nodes have joined")
 	dir := fs.String("dir", "keyquorum-credentials", "directory to write the credentials and env.sh into")
 	autoJoin := fs.Bool("auto-join", false, "give the members a join CA, so that nodes started with a join token and --retry-join join by themselves")
+	var officers officerFlags
+	fs.Var(&officers, "recovery-officer", "NAME=PUBLIC-KEY of a recovery officer (keyctl recovery keygen); repeat for each")
+	recoveryK := fs.Int("recovery-threshold", 0, "how many recovery officers rebuild the cluster key (with --recovery-officer)")
 	vouch := c.vouchFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -321,6 +329,9 @@ func (c *command) clusterInit(args []string) error {
 		return err
 	}
 	opts.AutoJoin = *autoJoin
+	if opts.Recovery, err = officers.request(*recoveryK); err != nil {
+		return err
+	}
 	ctx, cancel := timeout()
 	defer cancel()
 	creds, id, err := client.InitCluster(ctx, *node, *name, *nodes, opts)
