@@ -3,13 +3,22 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
+	"sort"
 	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
@@ -345,4 +354,190 @@ func CombineRebuild(clusterID string, kit *shamir.PublicPoly, deals []*shamir.De
 		return nil, nil, errors.New("the rebuilt sharing has another key than the kit's")
 	}
 	return sh, p, nil
+}
+
+// CheckRebuild checks the officers' deals of a rebuild against the kit's
+// public polynomial over holders, and returns the rebuilt sharing's.
+func (dealChecker) CheckRebuild(kit *fsm.RecoveryKit, holders []uint32, raw [][]byte, t int, indexes []uint32) ([][]byte, error) {
+	if len(holders) != kit.Needed {
+		return nil, fmt.Errorf("the kit is combined over %d holders, got %d", kit.Needed, len(holders))
+	}
+	var picked []fsm.Deal
+	for i, h := range holders {
+		if slices.Contains(holders[:i], h) {
+			return nil, fmt.Errorf("holder %d named twice", h)
+		}
+		d := kit.DealOf(h)
+		if d == nil {
+			return nil, fmt.Errorf("holder %d did not deal the kit", h)
+		}
+		picked = append(picked, *d)
+	}
+	kp, err := kitPoly(picked)
+	if err != nil {
+		return nil, err
+	}
+	if kp.Threshold() != kit.Threshold {
+		return nil, fmt.Errorf("the kit's polynomial has %d commitments, want %d", kp.Threshold(), kit.Threshold)
+	}
+	var good []*shamir.Deal
+	for i, b := range raw {
+		d, err := decodeDeal(b)
+		if err != nil {
+			return nil, fmt.Errorf("officer deal %d: %w", i+1, err)
+		}
+		if d.Dealer < 1 || int(d.Dealer) > len(kit.Officers) {
+			return nil, fmt.Errorf("officer deal %d names officer %d; the kit has 1 to %d", i+1, d.Dealer, len(kit.Officers))
+		}
+		if slices.ContainsFunc(good, func(g *shamir.Deal) bool { return g.Dealer == d.Dealer }) {
+			return nil, fmt.Errorf("officer %d dealt twice", d.Dealer)
+		}
+		if err := shamir.VerifyReshareDeal(d, kp, t, indexes); err != nil {
+			return nil, fmt.Errorf("officer %d's deal: %w", d.Dealer, err)
+		}
+		good = append(good, d)
+	}
+	if len(good) < kit.Threshold {
+		return nil, fmt.Errorf("%w: %d officers' deals, the kit needs %d", ErrTooFewOfficers, len(good), kit.Threshold)
+	}
+	_, p, err := shamir.CombineReshare(good[:kit.Threshold], nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	return p.Commits, nil
+}
+
+// RebuildMembership is what the operator gives a new node at a rebuild:
+// the cluster's CA certificate, the node's certificate from it, and the
+// gossip key (keyctl's credentials hold them).
+type RebuildMembership struct {
+	CACert, NodeCert, GossipKey []byte
+}
+
+// RebuildNode makes a new node a member of the cluster a backup holds,
+// offline, after fewer than t of its nodes survived: the new node was
+// started once (it has its identity) and stopped. It verifies the backup
+// against the cluster key pin, applies the admin-signed rebuild entry
+// after its last entry (every replica checks the officers' deals against
+// the kit when it replays it), checks that the entry names this node with
+// its identity's keys, combines the node's share of the same cluster key
+// from the officers' deals, and writes the share, the membership and the
+// state as the node's Raft snapshot, with the rebuilt members as the Raft
+// configuration. Every new node is given the same backup and entry; they
+// elect a leader when started. Refused, it writes nothing.
+func RebuildNode(dataDir, nodeID string, backup, pin []byte, rebuild *fsm.Signed, at time.Time, ms RebuildMembership) (*BackupInfo, error) {
+	var id identity
+	if err := readJSON(filepath.Join(dataDir, identityFile), &id); err != nil {
+		return nil, fmt.Errorf("%s: no node identity (%v): start the new node once, unjoined, to make it", dataDir, err)
+	}
+	if id.NodeID != nodeID {
+		return nil, fmt.Errorf("data directory %s belongs to node %q, not %q", dataDir, id.NodeID, nodeID)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, membershipFile)); err == nil {
+		return nil, fmt.Errorf("%s: node %s is already a member of a cluster: a rebuild makes new nodes", dataDir, nodeID)
+	}
+	dir := filepath.Join(dataDir, raftDir)
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return nil, fmt.Errorf("%s holds Raft data: a rebuild starts from none", dir)
+	}
+	info, f, err := VerifyBackup(backup, pin)
+	if err != nil {
+		return nil, err
+	}
+	entry, err := json.Marshal(rebuild)
+	if err != nil {
+		return nil, err
+	}
+	index := info.Index + 1
+	if res := f.Apply(index, at, entry); res.Error != nil {
+		return nil, fmt.Errorf("the rebuild entry: %s", res.Error.Message)
+	}
+	var cmd fsm.Command
+	if err := json.Unmarshal(rebuild.Payload, &cmd); err != nil || cmd.Rebuild == nil {
+		return nil, errors.New("the rebuild entry carries no rebuild")
+	}
+	var (
+		me      *fsm.Node
+		kp      *shamir.PublicPoly
+		servers []raft.Server
+		epoch   uint64
+		poly    [][]byte
+	)
+	f.Read(func(s *fsm.State) {
+		if m := s.Nodes[nodeID]; m != nil {
+			c := *m
+			me = &c
+		}
+		kp, err = KitPoly(s, cmd.Rebuild.Holders)
+		for nid, nd := range s.Nodes {
+			servers = append(servers, raft.Server{ID: raft.ServerID(nid), Address: raft.ServerAddress(nd.RaftAddr)})
+		}
+		epoch, poly = s.Epoch, slices.Clone(s.Poly)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if me == nil {
+		return nil, fmt.Errorf("the rebuild does not name node %s", nodeID)
+	}
+	if !bytes.Equal(me.SignKey, id.SignKey.Public().(ed25519.PublicKey)) || !bytes.Equal(me.EncKey, id.EncPub) {
+		return nil, fmt.Errorf("the rebuild names node %s with other keys than its identity's", nodeID)
+	}
+	encPriv := id.Keyring[hex.EncodeToString(id.EncPub)]
+	if encPriv == nil {
+		return nil, fmt.Errorf("node %s has no private key for its encryption key", nodeID)
+	}
+	var deals []*shamir.Deal
+	for _, b := range cmd.Rebuild.Deals {
+		d, err := decodeDeal(b)
+		if err != nil {
+			return nil, err
+		}
+		deals = append(deals, d)
+	}
+	to := make([]RebuildRecipient, len(cmd.Rebuild.Nodes))
+	for i, nd := range cmd.Rebuild.Nodes {
+		to[i] = RebuildRecipient{Index: nd.Index, EncPub: nd.EncKey}
+	}
+	sh, p, err := CombineRebuild(info.ClusterID, kp, deals, cmd.Rebuild.Threshold, to, me.Index, encPriv)
+	if err != nil {
+		return nil, err
+	}
+	defer sh.Erase()
+	if !(&shamir.PublicPoly{Commits: poly}).Equal(p) {
+		return nil, errors.New("the node's combined sharing is not the one the state records")
+	}
+	shares, err := openShareStore(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := shares.setCurrent(&epochShare{Epoch: epoch, Round: index, Share: &shamir.Share{Index: sh.Index, Value: bytes.Clone(sh.Value)}, EncKey: bytes.Clone(id.EncPub)}); err != nil {
+		return nil, err
+	}
+	m := membership{ClusterID: info.ClusterID, CACert: ms.CACert, NodeCert: ms.NodeCert, GossipKey: ms.GossipKey, ClusterKey: bytes.Clone(pin)}
+	sort.Slice(servers, func(i, j int) bool { return servers[i].ID < servers[j].ID })
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	store, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, nil)
+	if err != nil {
+		return nil, err
+	}
+	_, trans := raft.NewInmemTransport("")
+	sink, err := store.Create(raft.SnapshotVersionMax, index, 1, raft.Configuration{Servers: servers}, index, trans)
+	if err != nil {
+		return nil, err
+	}
+	if err := (snapshot{snap: f.Capture(), log: slog.Default()}).Persist(sink); err != nil {
+		return nil, fmt.Errorf("writing the Raft snapshot: %w", err)
+	}
+	if err := writeJSON(filepath.Join(dataDir, membershipFile), &m); err != nil {
+		return nil, err
+	}
+	info.Index, info.Epoch = index, epoch
+	info.Members = info.Members[:0]
+	for _, s := range servers {
+		info.Members = append(info.Members, string(s.ID))
+	}
+	return info, nil
 }

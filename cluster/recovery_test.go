@@ -1,14 +1,18 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
@@ -227,6 +231,79 @@ func TestRecoveryKitRebuildsAfterEveryNodeIsLost(t *testing.T) {
 	got, err := shamir.Open(rebuilt, ct, fsm.SealInfo(s.ClusterID, "kept"), partials, rctx)
 	if err != nil || string(got) != "kept by the kit" {
 		t.Fatalf("the rebuilt shares open %q, %v", got, err)
+	}
+
+	// The cluster rebuilt on three new nodes, started once to make their
+	// identities, then stopped.
+	var fresh []*testNode
+	var nodes []*fsm.Node
+	for i := range 3 {
+		tn := c.addNode()
+		rec := c.nodeRecord(tn)
+		rec.Index = uint32(i + 1)
+		fresh, nodes = append(fresh, tn), append(nodes, rec)
+		c.stop(tn)
+	}
+	to = to[:0]
+	for _, nd := range nodes {
+		to = append(to, RebuildRecipient{Index: nd.Index, EncPub: nd.EncKey})
+	}
+	var raw [][]byte
+	for _, o := range []*KitOpening{o1, o3} {
+		sh, _, err := KitShare(s, o, dealers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := RebuildDeal(s.ClusterID, sh, 2, to)
+		sh.Erase()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(d)
+		raw = append(raw, b)
+	}
+	rebuildWith := func(deals [][]byte) *fsm.Signed {
+		return c.sign(&fsm.Command{Type: fsm.TypeRebuild, Rebuild: &fsm.Rebuild{Holders: dealers, Threshold: 2, Nodes: nodes, Deals: deals}})
+	}
+	membershipOf := func(tn *testNode) RebuildMembership {
+		cert, err := c.ca.Issue(ed25519.PublicKey(tn.n.Identity().SignKey), RoleNode, tn.id(), []string{"localhost", "127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return RebuildMembership{CACert: c.ca.CertPEM, NodeCert: cert, GossipKey: c.gossipKey}
+	}
+	// One officer's deal, or an officer's deal twice: refused, nothing
+	// written.
+	for _, deals := range [][][]byte{raw[:1], {raw[0], raw[0]}} {
+		if _, err := RebuildNode(fresh[0].cfg.DataDir, fresh[0].id(), data, pin, rebuildWith(deals), time.Now(), membershipOf(fresh[0])); err == nil {
+			t.Fatal("a rebuild with one officer's deal was taken")
+		}
+		if _, err := os.Stat(filepath.Join(fresh[0].cfg.DataDir, raftDir)); err == nil {
+			t.Fatal("a refused rebuild left Raft data")
+		}
+	}
+	entry := rebuildWith(raw)
+	for _, tn := range fresh {
+		info, err := RebuildNode(tn.cfg.DataDir, tn.id(), data, pin, entry, time.Now(), membershipOf(tn))
+		if err != nil {
+			t.Fatalf("rebuilding %s: %v", tn.id(), err)
+		}
+		if len(info.Members) != 3 || info.Epoch != s.Epoch+1 {
+			t.Fatalf("rebuild of %s reports %+v", tn.id(), info)
+		}
+	}
+	for _, tn := range fresh {
+		c.restart(tn)
+	}
+	for _, tn := range fresh {
+		c.waitReleases(tn, "kept", []byte("kept by the kit"))
+	}
+	c.createSecret("after", []byte("written after the rebuild"))
+	if got := c.mustRelease(fresh[2], "after"); string(got) != "written after the rebuild" {
+		t.Fatalf("released %q", got)
+	}
+	if st := c.status(fresh[0]); st.N != 3 || st.Threshold != 2 || !bytes.Equal(st.PublicKey, pin) {
+		t.Fatalf("the rebuilt cluster's status: n %d, t %d, key %x (want %x)", st.N, st.Threshold, st.PublicKey, pin)
 	}
 }
 

@@ -96,6 +96,9 @@ const (
 	// TypeRecoveryDeal is a holder's deal of its share to the recovery
 	// officers (recovery.go); node-signed.
 	TypeRecoveryDeal = "recovery_deal"
+	// TypeRebuild replaces every member from the recovery kit (an
+	// admin's; recovery.go).
+	TypeRebuild = "rebuild"
 	// TypeRelease is never logged: it is a request that share holders
 	// authorize against the state (see State.Authorize).
 	TypeRelease = "release"
@@ -150,6 +153,7 @@ type Command struct {
 
 	// The recovery kit (recovery.go).
 	RecoveryDeal *RecoveryDeal `json:"recovery_deal,omitempty"`
+	Rebuild      *Rebuild      `json:"rebuild,omitempty"`
 }
 
 // Init founds the cluster: the first operator (who signs this command with

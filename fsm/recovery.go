@@ -204,3 +204,91 @@ func (t *transition) recoveryDeal(d *RecoveryDeal) *Error {
 	s.Recovery = &nk
 	return nil
 }
+
+// Rebuild replaces every member after fewer than t survived: the new
+// nodes, with their share indexes, and the recovery officers' deals of
+// their kit shares to them (docs/disaster-recovery.md). An admin signs
+// it; it is written offline into each new node's copy of a backup, after
+// the backup's last entry, and every replica checks it as it replays it.
+type Rebuild struct {
+	// Holders are the t holders whose kit deals the officers combined
+	// their kit shares over.
+	Holders []uint32 `json:"holders"`
+	// Threshold is t of the rebuilt sharing.
+	Threshold int     `json:"threshold"`
+	Nodes     []*Node `json:"nodes"`
+	// Deals are the officers' deals (at least the kit's threshold, from
+	// distinct officers) to Nodes, each a resharing of the officer's kit
+	// share; their encoding belongs to the RebuildChecker.
+	Deals [][]byte `json:"deals"`
+}
+
+// RebuildChecker checks a rebuild's officer deals; the state machine's
+// DealChecker implements it.
+type RebuildChecker interface {
+	// CheckRebuild verifies the officers' deals against the kit's public
+	// polynomial over holders (at least kit.Threshold from distinct
+	// officers, each to exactly the indexes, threshold t) and returns the
+	// rebuilt sharing's public polynomial, whose constant term is the
+	// kit's.
+	CheckRebuild(kit *RecoveryKit, holders []uint32, deals [][]byte, t int, indexes []uint32) ([][]byte, error)
+}
+
+func (t *transition) rebuild(r *Rebuild) *Error {
+	s := t.s
+	if r == nil {
+		return errorf(CodeInvalid, "rebuild command is empty")
+	}
+	rc, ok := t.fsm.checker.(RebuildChecker)
+	if !ok {
+		return errorf(CodeInvalid, "this state machine cannot check a rebuild")
+	}
+	if !s.Recovery.Usable() {
+		return errorf(CodeState, "the cluster has no usable recovery kit: nothing can rebuild its key")
+	}
+	n := len(r.Nodes)
+	switch {
+	case n < 1 || n > MaxNodes:
+		return errorf(CodeInvalid, "a rebuild names 1 to %d nodes, got %d", MaxNodes, n)
+	case r.Threshold < DefaultThreshold(n) || r.Threshold > n:
+		return errorf(CodeInvalid, "the rebuilt threshold must be %d to %d for %d nodes, got %d", DefaultThreshold(n), n, n, r.Threshold)
+	}
+	nodes := map[string]*Node{}
+	indexes := make([]uint32, n)
+	var next uint32
+	for i, in := range r.Nodes {
+		if in == nil {
+			return errorf(CodeInvalid, "rebuild node %d is empty", i+1)
+		}
+		nd := *in
+		if err := checkNode(&nd); err != nil {
+			return err
+		}
+		if nd.Index == 0 || slices.Contains(indexes[:i], nd.Index) {
+			return errorf(CodeInvalid, "node %q: share index %d is 0 or taken", nd.ID, nd.Index)
+		}
+		for _, m := range nodes {
+			if m.ID == nd.ID || m.RaftAddr == nd.RaftAddr || m.APIAddr == nd.APIAddr || m.GossipAddr == nd.GossipAddr {
+				return errorf(CodeInvalid, "nodes %q and %q share an ID or an address", m.ID, nd.ID)
+			}
+		}
+		nd.Holder, nd.Leaving = true, false
+		nodes[nd.ID] = &nd
+		indexes[i] = nd.Index
+		next = max(next, nd.Index+1)
+	}
+	poly, err := rc.CheckRebuild(s.Recovery, r.Holders, r.Deals, r.Threshold, indexes)
+	if err != nil {
+		return errorf(CodeInvalid, "rebuild refused: %v", err)
+	}
+	if len(poly) == 0 || len(s.Poly) == 0 || !bytes.Equal(poly[0], s.Poly[0]) {
+		return errorf(CodeInvalid, "rebuild refused: the officers' deals do not share the cluster key")
+	}
+	s.Nodes = nodes
+	s.NextIndex = max(s.NextIndex, next)
+	s.Epoch++
+	s.Threshold = r.Threshold
+	s.Poly = poly
+	s.Reshare, s.LastRound = nil, nil
+	return nil
+}

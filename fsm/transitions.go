@@ -100,6 +100,8 @@ func (t *transition) apply() *Error {
 		return t.removeDeadNode(c.RemoveDeadNode)
 	case TypeRecoveryDeal:
 		return t.recoveryDeal(c.RecoveryDeal)
+	case TypeRebuild:
+		return t.admin(func() *Error { return t.rebuild(c.Rebuild) })
 	default:
 		return errorf(CodeInvalid, "unknown command type %q", c.Type)
 	}
