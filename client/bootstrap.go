@@ -65,15 +65,21 @@ func (o *JoinOptions) vouch(addr string, id *api.Identity) error {
 	fp := api.Fingerprint(id.SignKey)
 	switch {
 	case o.Fingerprint != "":
-		if !api.SameFingerprint(o.Fingerprint, fp) {
-			return fmt.Errorf("%w: the node at %s (%q) has identity fingerprint %s, not %s; nothing was issued to it",
-				ErrFingerprintMismatch, addr, id.NodeID, fp, o.Fingerprint)
-		}
-		return nil
+		return checkFingerprint(addr, id, o.Fingerprint)
 	case o.Confirm != nil:
 		return o.Confirm(id, fp)
 	}
 	return fmt.Errorf("the node at %s (%q) has identity fingerprint %s: give the fingerprint keyd printed on its machine to admit it", addr, id.NodeID, fp)
+}
+
+// checkFingerprint checks a node's identity against the fingerprint the
+// operator typed.
+func checkFingerprint(addr string, id *api.Identity, want string) error {
+	if fp := api.Fingerprint(id.SignKey); !api.SameFingerprint(want, fp) {
+		return fmt.Errorf("%w: the node at %s (%q) has identity fingerprint %s, not %s; nothing was issued to it",
+			ErrFingerprintMismatch, addr, id.NodeID, fp, want)
+	}
+	return nil
 }
 
 // unjoinedClient talks to a node before it has a CA certificate. It

@@ -104,6 +104,12 @@ Usage:
   keyctl recovery keygen --out FILE
                                     make a recovery officer's key (FILE, mode 0600) and print its
                                     public key for cluster init --recovery-officer
+  keyctl recovery plan --node ADDR=FP ... --holders I,J [--threshold T] --out PLAN
+                                    after fewer than t nodes survived: the new nodes (started
+                                    unjoined) a recovery kit rebuilds the cluster on
+  keyctl recovery sign --plan PLAN --deal FILE ... --out ORDER
+                                    sign the rebuild with k officers' deals (keyd recovery deal)
+                                    and issue the new nodes' certificates (needs the CA key)
   keyctl audit verify FILE [--fingerprint FP] [--until now|TIME]
                                     check a node's audit log: signatures, order, chain, its
                                     node's key, and that it reaches TIME (docs/operations.md)
@@ -207,7 +213,7 @@ func (c *command) handlers() map[string]map[string]func([]string) error {
 		"snapshot": {"save": c.snapshotSave, "inspect": c.snapshotInspect},
 		"passkey":  {"add": c.passkeyAdd},
 		"audit":    {"verify": c.auditVerify},
-		"recovery": {"keygen": c.recoveryKeygen},
+		"recovery": {"keygen": c.recoveryKeygen, "plan": c.recoveryPlan, "sign": c.recoverySign},
 	}
 }
 
