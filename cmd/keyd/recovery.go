@@ -216,4 +216,3 @@ func writeNewFile(path string, v any) error {
 	}
 	return f.Close()
 }
-
