@@ -207,7 +207,10 @@ func (t *transition) recoveryDeal(d *RecoveryDeal) *Error {
 
 // Rebuild replaces every member after fewer than t survived: the new
 // nodes, with their share indexes, and the recovery officers' deals of
-// their kit shares to them (docs/disaster-recovery.md). An admin signs
+// their kit shares to them (docs/disaster-recovery.md). The rebuilt
+// sharing is the next epoch, of the same cluster key: every secret sealed
+// to it opens again. Keys with sharings of their own (Tang, FROST,
+// threshold RSA) are destroyed: their shares were the lost nodes'. An admin signs
 // it; it is written offline into each new node's copy of a backup, after
 // the backup's last entry, and every replica checks it as it replays it.
 type Rebuild struct {
@@ -283,6 +286,20 @@ func (t *transition) rebuild(r *Rebuild) *Error {
 	}
 	if len(poly) == 0 || len(s.Poly) == 0 || !bytes.Equal(poly[0], s.Poly[0]) {
 		return errorf(CodeInvalid, "rebuild refused: the officers' deals do not share the cluster key")
+	}
+	// The kit shares the cluster key only: a Tang, FROST or threshold RSA
+	// key was shared among (or sealed to) the lost nodes alone, and is
+	// gone with them. Destroyed here, it says so, and no round waits for
+	// its deals.
+	for name, k := range s.Keys { // each key's change is its own: the order does not matter
+		if k.State == KeyDestroyed || k.Tang == nil && k.Frost == nil && k.RSA == nil {
+			continue
+		}
+		k.State, k.R, k.Sealed, k.Tang, k.RSA, k.Frost = KeyDestroyed, nil, nil, nil, nil, nil
+		k.UpdatedAt = t.now
+		s.indexKey(name)
+		t.fsm.digest.markKey(name)
+		s.Destroyed = t.index
 	}
 	s.Nodes = nodes
 	s.NextIndex = max(s.NextIndex, next)
