@@ -124,3 +124,39 @@ func cutOffPastTolerance(t *testing.T, p *composeProject, env []string, ports ma
 		t.Fatalf("no release after the nodes came back: %v", got)
 	}
 }
+
+// autopilotRemovesACutOffNode is the third fault of the container test:
+// with the autopilot on (remove-dead-after 5s), n3 is cut off the
+// network for longer than that; the leader removes it, the cluster
+// reshares to n1 and n2 keeping t = 2, and releases go on. The failure
+// tolerance is 1 before, and 0 after (two holders at t = 2, two voters).
+func autopilotRemovesACutOffNode(t *testing.T, p *composeProject, env []string, ports map[string]string, secret []byte) {
+	t.Helper()
+	waitTolerance(t, env, ports["n1"], 1, 1)
+	if r := keyctl(t, env, "cluster", "autopilot", "--remove-dead-after", "5s"); r.code != 0 {
+		t.Fatalf("cluster autopilot: %v", r)
+	}
+	if out, err := exec.Command("docker", "network", "disconnect", p.project+"_kq", p.container("n3")).CombinedOutput(); err != nil {
+		t.Fatalf("disconnecting n3: %v: %s", err, out)
+	}
+	var last string
+	removed := false
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline) && !removed; time.Sleep(time.Second) {
+		st, r := composeStatusAt(t, env, ports["n1"])
+		if st == nil {
+			last = r.String()
+			continue
+		}
+		removed = len(st.Members) == 2
+		last = fmt.Sprintf("members %+v", st.Members)
+	}
+	if !removed {
+		t.Fatalf("the autopilot did not remove n3, cut off past remove-dead-after: %s", last)
+	}
+	waitTolerance(t, env, ports["n1"], 0, 0)
+	for _, n := range []string{"n1", "n2"} {
+		if r := keyctl(t, withVar(env, "KEYQUORUM_ADDR", ports[n]), "key", "get", "app/token"); r.code != 0 || !bytes.Equal(r.stdout, secret) {
+			t.Fatalf("release through %s after the autopilot removed n3: %v", n, r)
+		}
+	}
+}

@@ -148,8 +148,10 @@ func (p *composeProject) leftovers() string {
 // released through another node, and the failure tolerance goes from 1 to
 // 0; restarted, it is healthy again and releases, and the tolerance is 1
 // again; two nodes cut off from the network stop releases with "no quorum"
-// until they are back (cutOffPastTolerance); down removes the containers,
-// the network and the volumes.
+// until they are back (cutOffPastTolerance); with the autopilot on, a node
+// cut off past its period is removed and releases go on
+// (autopilotRemovesACutOffNode); down removes the containers, the network
+// and the volumes.
 func TestComposeClusterSurvivesAKilledContainer(t *testing.T) {
 	needDocker(t)
 	needBinaries(t)
@@ -264,6 +266,7 @@ func TestComposeClusterSurvivesAKilledContainer(t *testing.T) {
 	waitTolerance(t, env, ports[other], 1, 1)
 
 	cutOffPastTolerance(t, p, env, ports, secret)
+	autopilotRemovesACutOffNode(t, p, env, ports, secret)
 
 	if r := run(t, 2*time.Minute, scriptEnv, "bash", script, "down", dir); r.code != 0 {
 		t.Fatalf("cluster down: %v", r)
