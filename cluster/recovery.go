@@ -423,9 +423,10 @@ type RebuildMembership struct {
 // its identity's keys, combines the node's share of the same cluster key
 // from the officers' deals, and writes the share, the membership and the
 // state as the node's Raft snapshot, with the rebuilt members as the Raft
-// configuration. Every new node is given the same backup and entry; they
-// elect a leader when started. Refused, it writes nothing.
-func RebuildNode(dataDir, nodeID string, backup, pin []byte, rebuild *fsm.Signed, at time.Time, ms RebuildMembership) (*BackupInfo, error) {
+// configuration. Every new node is given the same backup and entry, and
+// reaches the same state; they elect a leader when started. Refused, it
+// writes nothing.
+func RebuildNode(dataDir, nodeID string, backup, pin []byte, rebuild *fsm.Signed, ms RebuildMembership) (*BackupInfo, error) {
 	var id identity
 	if err := readJSON(filepath.Join(dataDir, identityFile), &id); err != nil {
 		return nil, fmt.Errorf("%s: no node identity (%v): start the new node once, unjoined, to make it", dataDir, err)
@@ -448,13 +449,17 @@ func RebuildNode(dataDir, nodeID string, backup, pin []byte, rebuild *fsm.Signed
 	if err != nil {
 		return nil, err
 	}
-	index := info.Index + 1
-	if res := f.Apply(index, at, entry); res.Error != nil {
-		return nil, fmt.Errorf("the rebuild entry: %s", res.Error.Message)
-	}
 	var cmd fsm.Command
 	if err := json.Unmarshal(rebuild.Payload, &cmd); err != nil || cmd.Rebuild == nil {
 		return nil, errors.New("the rebuild entry carries no rebuild")
+	}
+	// The entry's time is the admin's signing time, not this machine's
+	// clock: every new node applies the same entry at the same time, so
+	// their states are the same, and a rebuild taken hours after the
+	// signing is as fresh as the signing.
+	index := info.Index + 1
+	if res := f.Apply(index, time.Unix(0, cmd.IssuedAt), entry); res.Error != nil {
+		return nil, fmt.Errorf("the rebuild entry: %s", res.Error.Message)
 	}
 	var (
 		me      *fsm.Node

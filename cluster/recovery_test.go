@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
@@ -275,7 +274,7 @@ func TestRecoveryKitRebuildsAfterEveryNodeIsLost(t *testing.T) {
 	// One officer's deal, or an officer's deal twice: refused, nothing
 	// written.
 	for _, deals := range [][][]byte{raw[:1], {raw[0], raw[0]}} {
-		if _, err := RebuildNode(fresh[0].cfg.DataDir, fresh[0].id(), data, pin, rebuildWith(deals), time.Now(), membershipOf(fresh[0])); err == nil {
+		if _, err := RebuildNode(fresh[0].cfg.DataDir, fresh[0].id(), data, pin, rebuildWith(deals), membershipOf(fresh[0])); err == nil {
 			t.Fatal("a rebuild with one officer's deal was taken")
 		}
 		if _, err := os.Stat(filepath.Join(fresh[0].cfg.DataDir, raftDir)); err == nil {
@@ -284,7 +283,7 @@ func TestRecoveryKitRebuildsAfterEveryNodeIsLost(t *testing.T) {
 	}
 	entry := rebuildWith(raw)
 	for _, tn := range fresh {
-		info, err := RebuildNode(tn.cfg.DataDir, tn.id(), data, pin, entry, time.Now(), membershipOf(tn))
+		info, err := RebuildNode(tn.cfg.DataDir, tn.id(), data, pin, entry, membershipOf(tn))
 		if err != nil {
 			t.Fatalf("rebuilding %s: %v", tn.id(), err)
 		}
@@ -298,6 +297,32 @@ func TestRecoveryKitRebuildsAfterEveryNodeIsLost(t *testing.T) {
 	for _, tn := range fresh {
 		c.waitReleases(tn, "kept", []byte("kept by the kit"))
 	}
+	// Each new node applied the rebuild entry on its own: at the same
+	// index they have the same state.
+	c.waitFor(settleTimeout, func() (bool, string) {
+		var at []uint64
+		var sums [][32]byte
+		for _, tn := range fresh {
+			var before, after uint64
+			tn.n.fsm.Read(func(s *fsm.State) { before = s.Applied })
+			sum, err := tn.n.fsm.Hash()
+			if err != nil {
+				t.Fatal(err)
+			}
+			tn.n.fsm.Read(func(s *fsm.State) { after = s.Applied })
+			if before != after {
+				return false, "applying"
+			}
+			at, sums = append(at, before), append(sums, sum)
+		}
+		if at[0] != at[1] || at[1] != at[2] {
+			return false, fmt.Sprintf("at indexes %v", at)
+		}
+		if sums[0] != sums[1] || sums[1] != sums[2] {
+			t.Fatalf("the rebuilt nodes have different states at index %d", at[0])
+		}
+		return true, ""
+	})
 	c.createSecret("after", []byte("written after the rebuild"))
 	if got := c.mustRelease(fresh[2], "after"); string(got) != "written after the rebuild" {
 		t.Fatalf("released %q", got)

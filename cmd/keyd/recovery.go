@@ -9,7 +9,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/cluster"
@@ -176,7 +175,7 @@ func recoveryRebuild(stdout io.Writer, data, pin []byte, dataDir, id, orderFile 
 	if cert == nil || order.Entry == nil {
 		return fmt.Errorf("the order has no rebuild entry or no certificate for node %q", id)
 	}
-	info, err := cluster.RebuildNode(dataDir, id, data, pin, order.Entry, time.Now(),
+	info, err := cluster.RebuildNode(dataDir, id, data, pin, order.Entry,
 		cluster.RebuildMembership{CACert: order.CACert, NodeCert: cert, GossipKey: order.GossipKey})
 	if err != nil {
 		return err
