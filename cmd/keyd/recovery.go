@@ -133,7 +133,9 @@ func runRecovery(args []string, stdout io.Writer) error {
 func printOpening(stdout io.Writer, s *fsm.State, o *cluster.KitOpening) error {
 	k := s.Recovery
 	var good, bad []string
-	for _, d := range k.Deals {
+	deals := slices.Clone(k.Deals)
+	slices.SortFunc(deals, func(a, b fsm.Deal) int { return int(a.Dealer) - int(b.Dealer) })
+	for _, d := range deals {
 		if _, ok := o.Sub[d.Dealer]; ok {
 			good = append(good, fmt.Sprint(d.Dealer))
 		} else {
