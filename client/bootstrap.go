@@ -50,6 +50,10 @@ type JoinOptions struct {
 	// with a join token and --retry-join join by themselves
 	// (docs/join.md). The CA's own key stays in the credentials.
 	AutoJoin bool
+	// Recovery, for InitCluster only, asks for a recovery kit: the
+	// holders deal the cluster key's shares to these officers, k of whom
+	// rebuild it if fewer than t nodes survive (docs/disaster-recovery.md).
+	Recovery *fsm.RecoveryKitRequest
 }
 
 // vouch checks the operator's word for the node's identity before anything
@@ -61,15 +65,21 @@ func (o *JoinOptions) vouch(addr string, id *api.Identity) error {
 	fp := api.Fingerprint(id.SignKey)
 	switch {
 	case o.Fingerprint != "":
-		if !api.SameFingerprint(o.Fingerprint, fp) {
-			return fmt.Errorf("%w: the node at %s (%q) has identity fingerprint %s, not %s; nothing was issued to it",
-				ErrFingerprintMismatch, addr, id.NodeID, fp, o.Fingerprint)
-		}
-		return nil
+		return checkFingerprint(addr, id, o.Fingerprint)
 	case o.Confirm != nil:
 		return o.Confirm(id, fp)
 	}
 	return fmt.Errorf("the node at %s (%q) has identity fingerprint %s: give the fingerprint keyd printed on its machine to admit it", addr, id.NodeID, fp)
+}
+
+// checkFingerprint checks a node's identity against the fingerprint the
+// operator typed.
+func checkFingerprint(addr string, id *api.Identity, want string) error {
+	if fp := api.Fingerprint(id.SignKey); !api.SameFingerprint(want, fp) {
+		return fmt.Errorf("%w: the node at %s (%q) has identity fingerprint %s, not %s; nothing was issued to it",
+			ErrFingerprintMismatch, addr, id.NodeID, fp, want)
+	}
+	return nil
 }
 
 // unjoinedClient talks to a node before it has a CA certificate. It
@@ -190,6 +200,7 @@ func InitCluster(ctx context.Context, addr, operatorName string, initialNodes in
 		Operator:     &fsm.Operator{ID: opID, Name: operatorName, PublicKey: opPub},
 		Node:         nodeRecord(id),
 		InitialNodes: initialNodes,
+		Recovery:     opts.Recovery,
 	}})
 	if err != nil {
 		return nil, nil, err

@@ -55,6 +55,8 @@ type testCluster struct {
 	logs      *testLog
 	dir       string // the nodes' data directories are in it
 	configure func(*Config)
+	// recovery, when set before initFirst, asks for a recovery kit.
+	recovery *fsm.RecoveryKitRequest
 
 	// ephemerals are the private keys of the release requests signed
 	// by releaseRequest, by signed payload: the test is the client that
@@ -262,6 +264,7 @@ func (c *testCluster) initFirst(initial int) {
 		Operator:     &fsm.Operator{ID: c.opID, Name: "admin", PublicKey: c.opKey.Public().(ed25519.PublicKey)},
 		Node:         c.nodeRecord(first),
 		InitialNodes: initial,
+		Recovery:     c.recovery,
 	}})
 	req := c.startRequest(first)
 	req.Init = init

@@ -320,6 +320,11 @@ func (n *Node) driveResharing(ctx context.Context, rt *runtime) {
 						n.logStep("recovering the share of the last round", v.last.Round, err)
 					}
 				}
+				if _, _, kit, _ := n.mayDealRecovery(); kit != nil && !tried(v.epoch, "recovery kit") {
+					if err := n.dealRecovery(ctx); err != nil {
+						n.logStep("dealing the recovery kit", v.epoch, err)
+					}
+				}
 				if r := v.round; r != nil && v.me != nil {
 					for _, d := range n.dealsToCheck(v, checked) {
 						if !tried(r.Round, fmt.Sprint("complain", d.Dealer)) {
@@ -569,6 +574,9 @@ func (n *Node) recoverShare(ctx context.Context, v roundView) error {
 // reshareWork reports whether the view asks anything of this node.
 func (n *Node) reshareWork(v roundView) bool {
 	cur, pend := n.shares.snapshot()
+	if _, _, kit, _ := n.mayDealRecovery(); kit != nil {
+		return true
+	}
 	return n.mayDeal(v) || n.mayAck(v) || n.mayRecover(v) || n.encKeyWork(v, cur) || len(n.destroyedTang(v)) > 0 || len(n.destroyedFROST(v)) > 0 ||
 		(cur != nil && cur.Epoch < v.epoch) ||
 		(pend != nil && pend.Epoch <= v.epoch)

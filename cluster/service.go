@@ -172,6 +172,7 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 			st.Members = append(st.Members, MemberStatus{ID: node.ID, APIAddr: node.APIAddr, RaftAddr: node.RaftAddr,
 				GossipAddr: node.GossipAddr, Index: node.Index, Holder: node.Holder, Leaving: node.Leaving, SignKey: node.SignKey})
 		}
+		st.Recovery = recoveryStatus(s)
 		if r := s.Reshare; r != nil {
 			rs := &RoundStatus{Round: r.Round, Fresh: r.Fresh, Threshold: r.Threshold, Deals: len(r.Deals), Needed: r.Needed, Acks: len(r.Acks),
 				Disqualified: append([]uint32(nil), r.Disqualified...), Aborted: r.Aborted}

@@ -145,8 +145,13 @@ func (p *composeProject) leftovers() string {
 // deploy/compose/cluster up 3 forms a cluster of containers in one
 // command; keyctl on this host creates and releases a key through a
 // published port; the leader's container is killed and a key is still
-// released through another node; restarted, it is healthy again and
-// releases; down removes the containers, the network and the volumes.
+// released through another node, and the failure tolerance goes from 1 to
+// 0; restarted, it is healthy again and releases, and the tolerance is 1
+// again; two nodes cut off from the network stop releases with "no quorum"
+// until they are back (cutOffPastTolerance); with the autopilot on, a node
+// cut off past its period is removed and releases go on
+// (autopilotRemovesACutOffNode); down removes the containers, the network
+// and the volumes.
 func TestComposeClusterSurvivesAKilledContainer(t *testing.T) {
 	needDocker(t)
 	needBinaries(t)
@@ -233,6 +238,9 @@ func TestComposeClusterSurvivesAKilledContainer(t *testing.T) {
 	if leader == "n1" {
 		other = "n2"
 	}
+	// The failure tolerance, before and after: 1 with all three up (t =
+	// 2), 0 with the leader's container killed, 1 again when it is back.
+	waitTolerance(t, env, ports[other], 1, 1)
 	p.mustCompose("kill", leader)
 	// Until the others elect a leader, a release says no quorum (exit 7).
 	releasedBy := func(node string) {
@@ -250,10 +258,15 @@ func TestComposeClusterSurvivesAKilledContainer(t *testing.T) {
 	}
 	releasedBy(other)
 	t.Logf("released through %s with the leader %s killed", other, leader)
+	waitTolerance(t, env, ports[other], 0, 0)
 
 	p.mustCompose("start", leader)
 	p.waitHealthy(leader)
 	releasedBy(leader)
+	waitTolerance(t, env, ports[other], 1, 1)
+
+	cutOffPastTolerance(t, p, env, ports, secret)
+	autopilotRemovesACutOffNode(t, p, env, ports, secret)
 
 	if r := run(t, 2*time.Minute, scriptEnv, "bash", script, "down", dir); r.code != 0 {
 		t.Fatalf("cluster down: %v", r)

@@ -93,6 +93,12 @@ const (
 	// proposes remove_dead_node, signed as itself.
 	TypeSetAutopilot   = "set_autopilot"
 	TypeRemoveDeadNode = "remove_dead_node"
+	// TypeRecoveryDeal is a holder's deal of its share to the recovery
+	// officers (recovery.go); node-signed.
+	TypeRecoveryDeal = "recovery_deal"
+	// TypeRebuild replaces every member from the recovery kit (an
+	// admin's; recovery.go).
+	TypeRebuild = "rebuild"
 	// TypeRelease is never logged: it is a request that share holders
 	// authorize against the state (see State.Authorize).
 	TypeRelease = "release"
@@ -144,6 +150,10 @@ type Command struct {
 	// The autopilot (autopilot.go).
 	SetAutopilot   *Autopilot  `json:"set_autopilot,omitempty"`
 	RemoveDeadNode *RemoveDead `json:"remove_dead_node,omitempty"`
+
+	// The recovery kit (recovery.go).
+	RecoveryDeal *RecoveryDeal `json:"recovery_deal,omitempty"`
+	Rebuild      *Rebuild      `json:"rebuild,omitempty"`
 }
 
 // Init founds the cluster: the first operator (who signs this command with
@@ -158,6 +168,9 @@ type Init struct {
 	// threshold that fewer nodes meet (with one, the founding node would
 	// hold the whole secret).
 	InitialNodes int `json:"initial_nodes"`
+	// Recovery, when set, asks for a recovery kit (recovery.go); off by
+	// default.
+	Recovery *RecoveryKitRequest `json:"recovery,omitempty"`
 }
 
 // MaxNodes is the largest cluster.

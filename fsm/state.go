@@ -93,6 +93,9 @@ type State struct {
 	// Autopilot is set while an admin has the autopilot on
 	// (autopilot.go).
 	Autopilot *Autopilot `json:"autopilot,omitempty"`
+	// Recovery is the recovery kit, when the founding admin asked for one
+	// (recovery.go).
+	Recovery *RecoveryKit `json:"recovery,omitempty"`
 
 	// tang indexes the live Tang keys (TangKeys) by name: Apply keeps it,
 	// a decode rebuilds it, and it is not encoded. Nil in a State made

@@ -98,6 +98,10 @@ func (t *transition) apply() *Error {
 		return t.admin(func() *Error { return t.setAutopilot(c.SetAutopilot) })
 	case TypeRemoveDeadNode:
 		return t.removeDeadNode(c.RemoveDeadNode)
+	case TypeRecoveryDeal:
+		return t.recoveryDeal(c.RecoveryDeal)
+	case TypeRebuild:
+		return t.admin(func() *Error { return t.rebuild(c.Rebuild) })
 	default:
 		return errorf(CodeInvalid, "unknown command type %q", c.Type)
 	}
@@ -128,6 +132,14 @@ func (t *transition) init(in *Init) *Error {
 	if err := checkNode(&n); err != nil {
 		return err
 	}
+	if in.Recovery != nil {
+		if _, ok := t.fsm.checker.(RecoveryChecker); !ok {
+			return errorf(CodeInvalid, "this state machine cannot check recovery deals")
+		}
+		if err := checkRecoveryRequest(in.Recovery); err != nil {
+			return err
+		}
+	}
 	op.Admin = true
 	s := t.s
 	s.ClusterID = in.ClusterID
@@ -137,6 +149,9 @@ func (t *transition) init(in *Init) *Error {
 	n.Index, n.Holder, n.Leaving = 1, false, false
 	s.NextIndex = 2
 	s.Nodes[n.ID] = &n
+	if in.Recovery != nil {
+		s.Recovery = newRecoveryKit(in.Recovery)
+	}
 	t.startRound(true)
 	return nil
 }

@@ -37,7 +37,9 @@
 // node killed while it installs a snapshot), rolling-restart (every node
 // restarted in turn, each caught up before the next) and clock (one
 // node's wall clock far ahead, in keyd built with -tags
-// keyquorum_clock_offset). A run uses one of them or, with "mixed", a
+// keyquorum_clock_offset), and promotion (a member replaced, with a second
+// fault while the fresh node waits as a non-voter for the autopilot to
+// promote it). A run uses one of them or, with "mixed", a
 // random schedule of all of them. Every choice comes from the run's seed, so a seed
 // reproduces its schedule.
 //

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/keyquorum/keyquorum/cluster"
 )
 
 // Nemesis names.
@@ -23,11 +25,17 @@ const (
 	NemesisSnapshotCrash = "snapshot-crash"
 	NemesisRestart       = "rolling-restart"
 	NemesisClock         = "clock"
+	// NemesisPromotion replaces a member, as NemesisMember does, and
+	// strikes while the fresh node waits out its stable period as a
+	// non-voter (docs/autopilot.md): a second fault, always, from
+	// overlapping, aimed at the old members once the cluster lists the
+	// fresh node as a non-voter.
+	NemesisPromotion = "promotion"
 )
 
 // Nemeses is every nemesis; "mixed" draws from all of them.
 var Nemeses = []string{NemesisPartition, NemesisIsolateLeader, NemesisRing, NemesisKill, NemesisPause, NemesisMember, NemesisSlow,
-	NemesisDiskFull, NemesisSnapshotCrash, NemesisRestart, NemesisClock}
+	NemesisDiskFull, NemesisSnapshotCrash, NemesisRestart, NemesisClock, NemesisPromotion}
 
 // alone are the faults that carry themselves out to the end, with their
 // own timing, and take no second fault in a mixed schedule. A schedule
@@ -105,6 +113,9 @@ func Plan(seed int64, nemesis string, duration, quietMin, quietMax, holdMin, hol
 				st.With = with
 			}
 		}
+		if st.Fault == NemesisPromotion {
+			st.With = overlapping[r.IntN(len(overlapping))]
+		}
 		st.Hold = between(r, holdMin, holdMax)
 		if at+st.Hold > duration || slices.Contains(alone, st.Fault) && at+aloneTakes > duration {
 			return steps
@@ -179,7 +190,7 @@ func (nm *nemesis) step(stop, hard context.Context, st Step) Window {
 	}
 	members := d.members()
 	var changed chan error
-	if st.Fault == NemesisMember {
+	if st.Fault == NemesisMember || st.Fault == NemesisPromotion {
 		r := rand.New(rand.NewPCG(uint64(nm.seed), st.Draw))
 		victim := members[r.IntN(len(members))]
 		fresh, ok := d.freeSlot(victim)
@@ -195,7 +206,9 @@ func (nm *nemesis) step(stop, hard context.Context, st Step) Window {
 		note(nm.inject(hard, st.Fault, st.Draw, members, st.Hold))
 	}
 	if st.With != "" {
-		if changed != nil {
+		if st.Fault == NemesisPromotion && changed != nil {
+			note(nm.awaitNonVoter(hard, members, changed))
+		} else if changed != nil {
 			// Let the removal reach the resharing first.
 			r := rand.New(rand.NewPCG(uint64(nm.seed), st.WithDraw))
 			select {
@@ -226,6 +239,51 @@ func (nm *nemesis) step(stop, hard context.Context, st Step) Window {
 	}
 	d.ev.logf("nemesis: healed %s", st.Name())
 	return w
+}
+
+// awaitNonVoter waits until a member lists the fresh node of a promotion
+// step as a non-voter: the window the step's second fault aims at. It
+// gives up when the change ends first (the node was promoted, or the
+// change failed) or after a minute, and says which.
+func (nm *nemesis) awaitNonVoter(ctx context.Context, members []int, changed chan error) (string, error) {
+	d := nm.db
+	if len(members) == 0 {
+		return "no member to watch the promotion through", nil
+	}
+	old := map[string]bool{}
+	for _, n := range members {
+		old[d.nodeID(n)] = true
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	seen := make(chan string, 1)
+	go func() {
+		err := d.waitMembers(ctx, members[0], func(st *cluster.Status) bool {
+			for _, m := range st.Members {
+				if !old[m.ID] && !m.Leaving && !m.Voter && m.RaftState != "unreachable" {
+					select {
+					case seen <- m.ID:
+					default:
+					}
+					return true
+				}
+			}
+			return false
+		})
+		if err != nil {
+			cancel()
+		}
+	}()
+	select {
+	case id := <-seen:
+		return fmt.Sprintf("struck while %s was a non-voter", id), nil
+	case err := <-changed:
+		// Put the outcome back for step, which waits for it.
+		changed <- err
+		return "the change ended before a non-voter was seen", nil
+	case <-ctx.Done():
+		return "no non-voter seen within a minute", nil
+	}
 }
 
 // inject starts one fault, other than a member change, on members, and

@@ -32,6 +32,19 @@ type Status struct {
 	QuorumTolerance  int `json:"quorum_tolerance"`
 	// RemoveDeadAfter is the autopilot's period, 0 while it is off.
 	RemoveDeadAfter time.Duration `json:"remove_dead_after,omitempty"`
+	// Recovery is the recovery kit, nil when the cluster has none.
+	Recovery *RecoveryKitStatus `json:"recovery,omitempty"`
+}
+
+// RecoveryKitStatus is the recovery kit as the state has it
+// (docs/disaster-recovery.md).
+type RecoveryKitStatus struct {
+	Officers  int    `json:"officers"`  // m
+	Threshold int    `json:"threshold"` // k
+	Epoch     uint64 `json:"epoch"`     // the epoch whose holders dealt it
+	Dealt     int    `json:"dealt"`     // holders that dealt it
+	Needed    int    `json:"needed"`    // deals that make it usable (t of Epoch)
+	Usable    bool   `json:"usable"`
 }
 
 // MemberStatus is one member as the answering node sees it.

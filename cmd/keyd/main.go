@@ -48,6 +48,10 @@ Usage:
   keyd snapshot restore --data-dir DIR [--id ID] FILE
                       restore a backup (keyctl snapshot save, --backup-dir) into a
                       stopped node whose Raft data was lost
+  keyd recovery open|deal|rebuild ...
+                      the recovery kit, when fewer than t nodes survived: an officer
+                      checks and deals their share; a new node takes the rebuild
+                      (docs/disaster-recovery.md)
 
 Run "keyd -h" or "keyd dev -h" for the flags.
 `
@@ -66,6 +70,8 @@ func main() {
 		err = runIdentity(args[1:], os.Stdout)
 	case len(args) > 0 && args[0] == "snapshot":
 		err = runSnapshot(args[1:], os.Stdout)
+	case len(args) > 0 && args[0] == "recovery":
+		err = runRecovery(args[1:], os.Stdout)
 	case len(args) > 0 && args[0] == "health":
 		if err = runHealth(args[1:], os.Stdout); err != nil && !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "keyd health:", err)

@@ -40,6 +40,7 @@ const Usage = `keyctl runs a keyquorum cluster.
 
 Usage:
   keyctl cluster init --node ADDR --token T|--token-file F [--fingerprint FP] [--nodes N] [--name NAME] [--dir DIR] [--auto-join]
+                    [--recovery-officer NAME=KEY ... --recovery-threshold K]
                                     found a cluster; its key is made when N nodes (default 3) have joined;
                                     --auto-join lets nodes join by themselves (keyd --retry-join)
   keyctl cluster token create [--ttl 1h]
@@ -101,6 +102,15 @@ Usage:
   keyctl snapshot save FILE         write a backup of the cluster's state (admins; keyd snapshot
                                     restore puts it back on nodes whose Raft data was lost)
   keyctl snapshot inspect FILE      check a backup's checksum and certificate, and show what it holds
+  keyctl recovery keygen --out FILE
+                                    make a recovery officer's key (FILE, mode 0600) and print its
+                                    public key for cluster init --recovery-officer
+  keyctl recovery plan --node ADDR=FP ... --holders I,J [--threshold T] --out PLAN
+                                    after fewer than t nodes survived: the new nodes (started
+                                    unjoined) a recovery kit rebuilds the cluster on
+  keyctl recovery sign --plan PLAN --deal FILE ... --out ORDER
+                                    sign the rebuild with k officers' deals (keyd recovery deal)
+                                    and issue the new nodes' certificates (needs the CA key)
   keyctl audit verify FILE [--fingerprint FP] [--until now|TIME]
                                     check a node's audit log: signatures, order, chain, its
                                     node's key, and that it reaches TIME (docs/operations.md)
@@ -204,6 +214,7 @@ func (c *command) handlers() map[string]map[string]func([]string) error {
 		"snapshot": {"save": c.snapshotSave, "inspect": c.snapshotInspect},
 		"passkey":  {"add": c.passkeyAdd},
 		"audit":    {"verify": c.auditVerify},
+		"recovery": {"keygen": c.recoveryKeygen, "plan": c.recoveryPlan, "sign": c.recoverySign},
 	}
 }
 
@@ -310,6 +321,9 @@ func (c *command) clusterInit(args []string) error {
 	nodes := fs.Int("nodes", 3, "the cluster key is made once this many nodes have joined")
 	dir := fs.String("dir", "keyquorum-credentials", "directory to write the credentials and env.sh into")
 	autoJoin := fs.Bool("auto-join", false, "give the members a join CA, so that nodes started with a join token and --retry-join join by themselves")
+	var officers officerFlags
+	fs.Var(&officers, "recovery-officer", "NAME=PUBLIC-KEY of a recovery officer (keyctl recovery keygen); repeat for each")
+	recoveryK := fs.Int("recovery-threshold", 0, "how many recovery officers rebuild the cluster key (with --recovery-officer)")
 	vouch := c.vouchFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -322,6 +336,9 @@ func (c *command) clusterInit(args []string) error {
 		return err
 	}
 	opts.AutoJoin = *autoJoin
+	if opts.Recovery, err = officers.request(*recoveryK); err != nil {
+		return err
+	}
 	ctx, cancel := timeout()
 	defer cancel()
 	creds, id, err := client.InitCluster(ctx, *node, *name, *nodes, opts)
@@ -484,12 +501,25 @@ func tolerance(n int, what string) string {
 	return fmt.Sprintf("%d more nodes may fail before %s stop", n, what)
 }
 
+// recoveryLine says whether the cluster has a recovery kit, and what
+// losing t nodes would cost.
+func recoveryLine(k *api.RecoveryKitStatus) string {
+	switch {
+	case k == nil:
+		return "recovery kit: none (if fewer than t nodes survive, every key is lost)"
+	case !k.Usable:
+		return fmt.Sprintf("recovery kit: %d of %d officers; not usable yet: %d of %d holders dealt it", k.Threshold, k.Officers, k.Dealt, k.Needed)
+	}
+	return fmt.Sprintf("recovery kit: %d of %d officers rebuild the cluster key (dealt by %d holders at epoch %d)", k.Threshold, k.Officers, k.Dealt, k.Epoch)
+}
+
 // writeStatus writes the text of keyctl cluster status.
 func writeStatus(out io.Writer, st *api.Status) error {
 	fmt.Fprintf(out, "cluster %s  leader %s  key epoch %d  n %d  t %d  (as seen by %s at index %d)\n",
 		st.ClusterID, orNone(st.Leader), st.Epoch, st.N, st.Threshold, st.Node, st.Applied)
 	fmt.Fprintf(out, "failure tolerance: %s; raft quorum: %s\n",
 		tolerance(st.FailureTolerance, "releases"), tolerance(st.QuorumTolerance, "writes"))
+	fmt.Fprintln(out, recoveryLine(st.Recovery))
 	if st.RemoveDeadAfter > 0 {
 		fmt.Fprintf(out, "autopilot: removes a member down for %v while t holders stay\n", st.RemoveDeadAfter)
 	}
