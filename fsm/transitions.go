@@ -569,10 +569,31 @@ func (t *transition) replaceKey(c *ReplaceKey) *Error {
 	if k.Version != c.ExpectVersion {
 		return errorf(CodeConflict, "key %q is at version %d, not %d", c.Name, k.Version, c.ExpectVersion)
 	}
+	k = t.editKey(c.Name)
 	k.Version++
 	k.R, k.Sealed, k.UpdatedAt = c.R, c.Sealed, t.now
 	t.key = k.Metadata()
 	return nil
+}
+
+// editKey puts a copy of the key name in its place in the state and
+// returns it, for the caller to change once the entry is sure to take
+// effect: a key in the state is never changed in place, so the keys a
+// checkpoint cloned (State.names) stay as they were. Apply marks the
+// entry's t.key as changed; a transition that changes other keys calls
+// keyChanged for each.
+func (t *transition) editKey(name string) *Key {
+	c := *t.s.Keys[name]
+	t.s.Keys[name] = &c
+	return &c
+}
+
+// keyChanged tells the state hash (statehash.go) and the indexes that the
+// key name changed, for a transition that changes keys other than its
+// t.key.
+func (t *transition) keyChanged(name string) {
+	t.fsm.digest.markKey(name)
+	t.s.indexKey(name)
 }
 
 func (t *transition) setKeyState(name, op string) *Error {
@@ -589,6 +610,7 @@ func (t *transition) setKeyState(name, op string) *Error {
 	case op == OpRevoke && k.State == KeyRevoked:
 		return errorf(CodeState, "key %q is already revoked", name)
 	}
+	k = t.editKey(name)
 	if op == OpRevoke {
 		k.State = KeyRevoked
 	} else {
