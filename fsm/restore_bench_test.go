@@ -100,18 +100,19 @@ func BenchmarkRestore(b *testing.B) {
 // snapDecodeSeeds are snapshots the fast path of the decoder takes and
 // near misses it must hand to encoding/json or refuse as it would.
 var snapDecodeSeeds = []string{
-	`{"version":1,"checkpoint":"e30=","certificate":{"index":1,"hash":"","epoch":1,"poly":[""],"partials":[null]},"entries":null}`,
-	`{"version":1,"checkpoint":"e30=","entries":[]}`,
-	`{"version":1,"checkpoint":"","entries":[]}`,
-	`{"version":1,"checkpoint":"e3\/0=","entries":[]}`,                   // an escape: encoding/json decodes it
-	`{"version":1,"checkpoint":"e3` + "\n" + `0=","entries":[]}`,         // a raw newline: refused
-	`{"version":1,"checkpoint":"e30=","checkpoint":"e30=","entries":[]}`, // twice
-	`{"version":1,"checkpoint":"e30","entries":[]}`,                      // bad padding
-	`{"version":1,"checkpoint":"e30=","entries":[]} {}`,                  // data after
-	`{"version":1,"checkpoint":"e30=","bogus":1,"entries":[]}`,           // unknown field
-	`{"version":1,"checkpoint":"e31=","entries":[]}`,                     // non-canonical last bits
-	`{"version":1,"checkpoint":"e30="`,
-	`{"version":1,"entries":[]}`,
+	`{"version":2,"checkpoint":"e30=","certificate":{"index":1,"hash":"","epoch":1,"poly":[""],"partials":[null]},"entries":null}`,
+	`{"version":2,"checkpoint":"e30=","entries":[]}`,
+	`{"version":2,"checkpoint":"","entries":[]}`,
+	`{"version":2,"checkpoint":"e3\/0=","entries":[]}`,                   // an escape: encoding/json decodes it
+	`{"version":2,"checkpoint":"e3` + "\n" + `0=","entries":[]}`,         // a raw newline: refused
+	`{"version":2,"checkpoint":"e30=","checkpoint":"e30=","entries":[]}`, // twice
+	`{"version":2,"checkpoint":"e30","entries":[]}`,                      // bad padding
+	`{"version":2,"checkpoint":"e30=","entries":[]} {}`,                  // data after
+	`{"version":2,"checkpoint":"e30=","bogus":1,"entries":[]}`,           // unknown field
+	`{"version":2,"checkpoint":"e31=","entries":[]}`,                     // non-canonical last bits
+	`{"version":2,"checkpoint":"e30="`,
+	`{"version":2,"entries":[]}`,
+	`{"version":1,"checkpoint":"e30=","entries":[]}`, // the old version: decoded, then refused by Restore
 }
 
 // checkSnapDecode: the decoder gives what encoding/json gives (with
