@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"crypto/ed25519"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -18,7 +19,8 @@ type transition struct {
 	now    int64
 	signer string
 	cmd    *Command
-	key    *Key // set by key commands, for the Result
+	key    *Key         // set by key commands, for the Result
+	items  []ItemResult // set by create_keys, for the Result
 	// floorThreshold, when set, is the least threshold a round this
 	// command starts may have (the autopilot's removals keep t).
 	floorThreshold int
@@ -46,6 +48,8 @@ func (t *transition) apply() *Error {
 		return t.admin(func() *Error { return t.deleteRule(c.DeleteRule) })
 	case TypeCreateKey:
 		return t.createKey(c.CreateKey)
+	case TypeCreateKeys:
+		return t.createKeys(c.CreateKeys)
 	case TypeReplaceKey:
 		return t.replaceKey(c.ReplaceKey)
 	case TypeRevokeKey:
@@ -543,6 +547,38 @@ func (t *transition) createKey(c *CreateKey) *Error {
 		Public: c.Public, AssembleTTL: c.AssembleTTL, Access: c.Access, Tang: c.Tang, RSA: c.RSA, Frost: c.Frost}
 	t.s.Keys[c.Name] = k
 	t.key = k.Metadata()
+	return nil
+}
+
+// createKeys creates each key as createKey would, in order, and records
+// each one's outcome: one entry for many keys (a bulk load), each checked
+// as alone, so one refused key leaves the others created. The entry takes
+// effect if any key is created; if none is, it is refused with the first
+// key's error (and the outcomes).
+func (t *transition) createKeys(cs []*CreateKey) *Error {
+	if len(cs) == 0 || len(cs) > MaxCreateKeys {
+		return errorf(CodeInvalid, "create_keys needs 1 to %d keys, not %d", MaxCreateKeys, len(cs))
+	}
+	t.items = make([]ItemResult, len(cs))
+	var first *Error
+	created := 0
+	for i, c := range cs {
+		t.key = nil
+		if err := t.createKey(c); err != nil {
+			t.items[i].Error = err
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		t.items[i].Key = t.key
+		t.keyChanged(c.Name)
+		created++
+	}
+	t.key = nil
+	if created == 0 {
+		return &Error{Code: first.Code, Message: fmt.Sprintf("none of the %d keys was created; the first: %s", len(cs), first.Message)}
+	}
 	return nil
 }
 
