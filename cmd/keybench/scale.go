@@ -26,6 +26,13 @@ import (
 // measures the state after its snapshots, and a restart from one.
 const scaleSnapshotInterval = 5 * time.Second
 
+// scaleSnapshotThreshold is the Raft log entries between snapshots in a
+// scale run (Raft's default is 8192): the bulk load takes one entry per
+// thousand keys, so the log after it is the create window's few thousand
+// entries, and a snapshot is due after it only below that. It is the
+// checkpoint interval (fsm.DefaultCheckpointEvery).
+const scaleSnapshotThreshold = 1024
+
 // The load of a scale run: create_keys entries of scaleLoadBatch keys
 // (fsm.MaxCreateKeys), from scaleLoadClients clients at once.
 const (
@@ -48,7 +55,8 @@ func runScale(script string, n, clients int, window time.Duration) error {
 		return err
 	}
 	env := append(os.Environ(), "KEYQUORUM_BASE_PORT="+strconv.Itoa(base),
-		"KEYQUORUM_SNAPSHOT_INTERVAL="+scaleSnapshotInterval.String())
+		"KEYQUORUM_SNAPSHOT_INTERVAL="+scaleSnapshotInterval.String(),
+		"KEYQUORUM_SNAPSHOT_THRESHOLD="+strconv.Itoa(scaleSnapshotThreshold))
 	sh := func(args ...string) error {
 		cmd := exec.Command(script, args...)
 		cmd.Env, cmd.Stderr = env, os.Stderr
