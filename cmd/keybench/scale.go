@@ -121,6 +121,7 @@ func runScale(script string, n, clients int, window time.Duration) error {
 	var wg sync.WaitGroup
 	var loadErrs, created atomic.Int64
 	last := int64(n) // names up to scale/<last>
+	before := seq.Load()
 	for range scaleLoadClients {
 		wg.Add(1)
 		go func() {
@@ -162,7 +163,7 @@ func runScale(script string, n, clients int, window time.Duration) error {
 	}()
 	wg.Wait()
 	close(done)
-	seq.Store(max(seq.Load(), last))
+	seq.Store(max(before, last)) // the loaders reserved names past last, and created none
 	loaded := int64(ok0) + created.Load()
 	loadTook := time.Since(loadStart)
 	add(fmt.Sprintf("keys loaded in create_keys entries of %d (%d errors), in", scaleLoadBatch, loadErrs.Load()),
