@@ -87,6 +87,10 @@ func runScale(script string, n, clients int, window time.Duration) error {
 	if err != nil {
 		return err
 	}
+	parts0, err := rssPartsAll(dir, 3)
+	if err != nil {
+		return err
+	}
 	statusP50 := func() (time.Duration, time.Duration, error) {
 		var lat []time.Duration
 		for range 50 {
@@ -166,6 +170,7 @@ func runScale(script string, n, clients int, window time.Duration) error {
 	seq.Store(max(before, last)) // the loaders reserved names past last, and created none
 	loaded := int64(ok0) + created.Load()
 	loadTook := time.Since(loadStart)
+	loadEnd := time.Now()
 	add(fmt.Sprintf("keys loaded in create_keys entries of %d (%d errors), in", scaleLoadBatch, loadErrs.Load()),
 		fmt.Sprintf("%d, %.1f s (%.0f/s)", loaded, loadTook.Seconds(), float64(created.Load())/loadTook.Seconds()), "-")
 	if err := waitCaughtUp(ctx, c); err != nil {
@@ -183,12 +188,37 @@ func runScale(script string, n, clients int, window time.Duration) error {
 	}
 	add(fmt.Sprintf("status latency p50, p90 at %d keys", loaded), ms(s50)+", "+ms(s90), "< 5 ms")
 
-	// Snapshots: wait for every node to persist one after the load.
-	logf("waiting for a snapshot on every node")
-	snaps, err := waitSnapshots(dir, 3, loadStart, 3*time.Minute)
+	// Snapshots: wait for every node to persist one after the load,
+	// creating keys one at a time meanwhile (a snapshot is due only after
+	// scaleSnapshotThreshold entries): they are counted in the keys.
+	logf("waiting for a snapshot on every node, creating keys meanwhile")
+	stop := make(chan struct{})
+	var more atomic.Int64
+	var mwg sync.WaitGroup
+	for range clients {
+		mwg.Add(1)
+		go func() {
+			defer mwg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if create() == nil {
+					more.Add(1)
+				}
+			}
+		}()
+	}
+	snaps, err := waitSnapshots(dir, 3, loadEnd, 3*time.Minute)
+	close(stop)
+	mwg.Wait()
 	if err != nil {
 		return err
 	}
+	loaded += more.Load()
+	add("keys created meanwhile, one a create (included in the keys below)", fmt.Sprint(more.Load()), "-")
 	var sizes, took []string
 	for _, s := range snaps {
 		sizes = append(sizes, fmt.Sprintf("%.1f", float64(s.Bytes)/(1<<20)))
@@ -215,6 +245,15 @@ func runScale(script string, n, clients int, window time.Duration) error {
 	}
 	add("node memory after snapshots and status (RSS MiB: n1, n2, n3)", strings.Join(mem, ", "), "-")
 	add("memory per key (RSS growth / keys, bytes: n1, n2, n3)", strings.Join(perKey, ", "), "< 1024")
+	if partsN, err := rssPartsAll(dir, 3); err == nil {
+		var anon, file []string
+		for i := range partsN {
+			anon = append(anon, fmt.Sprintf("%.0f", float64(partsN[i].anon-parts0[i].anon)*1024/float64(loaded)))
+			file = append(file, fmt.Sprintf("%.0f", float64(partsN[i].file-parts0[i].file)*1024/float64(loaded)))
+		}
+		add("  of which anonymous (heap, stacks: RssAnon growth / keys)", strings.Join(anon, ", "), "-")
+		add("  and file-backed (the Raft log's memory map, the binary: RssFile)", strings.Join(file, ", "), "-")
+	}
 
 	names := []string{"bench/secret"}
 	for i := range 1000 {
@@ -389,4 +428,39 @@ func freeBase4() (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("no free ports found")
+}
+
+// rssParts is a process's resident memory split as /proc/PID/status
+// splits it, in KiB: anonymous (the heap, stacks) and file-backed (the
+// binary, the Raft log's memory map).
+type rssParts struct{ anon, file int64 }
+
+func rssPartsAll(dir string, n int) ([]rssParts, error) {
+	var out []rssParts
+	for i := 1; i <= n; i++ {
+		b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("n%d.pid", i)))
+		if err != nil {
+			return nil, err
+		}
+		st, err := os.ReadFile("/proc/" + strings.TrimSpace(string(b)) + "/status")
+		if err != nil {
+			return nil, err
+		}
+		var p rssParts
+		for _, line := range strings.Split(string(st), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			switch f[0] {
+			case "RssAnon:":
+				p.anon = v
+			case "RssFile:":
+				p.file = v
+			}
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
