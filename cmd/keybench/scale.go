@@ -303,6 +303,18 @@ func runScale(script string, n, clients int, window time.Duration) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	add("restarted follower: start to its first release", ms(time.Since(start)), "< 1000 ms")
+	// What the restart did, from its log: the restore and the start.
+	if b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("n%d.log", follower))); err == nil {
+		lines := strings.Split(string(b), "\n")
+		for _, msg := range []string{`msg="restored a verified snapshot"`, `msg="keyd running"`} {
+			for i := len(lines) - 1; i >= 0; i-- {
+				if strings.Contains(lines[i], msg) {
+					logf("n%d: %s", follower, lines[i])
+					break
+				}
+			}
+		}
+	}
 	if err := waitCaughtUp(ctx, c); err != nil {
 		return err
 	}
