@@ -124,6 +124,7 @@ func runScale(script string, n, clients int, window time.Duration) error {
 	loadStart := time.Now()
 	var wg sync.WaitGroup
 	var loadErrs, created atomic.Int64
+	var firstErr atomic.Value // the first load error's text
 	last := int64(n) // names up to scale/<last>
 	before := seq.Load()
 	for range scaleLoadClients {
@@ -150,6 +151,7 @@ func runScale(script string, n, clients int, window time.Duration) error {
 				}
 				if err != nil {
 					loadErrs.Add(int64(len(batch) - len(items)))
+					firstErr.CompareAndSwap(nil, err.Error())
 				}
 			}
 		}()
@@ -171,6 +173,9 @@ func runScale(script string, n, clients int, window time.Duration) error {
 	loaded := int64(ok0) + created.Load()
 	loadTook := time.Since(loadStart)
 	loadEnd := time.Now()
+	if e := firstErr.Load(); e != nil {
+		logf("the load's first failed create_keys: %s", e)
+	}
 	add(fmt.Sprintf("keys loaded in create_keys entries of %d (%d errors), in", scaleLoadBatch, loadErrs.Load()),
 		fmt.Sprintf("%d, %.1f s (%.0f/s)", loaded, loadTook.Seconds(), float64(created.Load())/loadTook.Seconds()), "-")
 	if err := waitCaughtUp(ctx, c); err != nil {
