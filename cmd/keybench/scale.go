@@ -125,7 +125,7 @@ func runScale(script string, n, clients int, window time.Duration) error {
 	var wg sync.WaitGroup
 	var loadErrs, created atomic.Int64
 	var firstErr atomic.Value // the first load error's text
-	last := int64(n) // names up to scale/<last>
+	last := int64(n)          // names up to scale/<last>
 	before := seq.Load()
 	for range scaleLoadClients {
 		wg.Add(1)

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -460,7 +459,7 @@ func (c *command) keyCreateMany(args []string) error {
 	if *n < 1 || *n > fsm.MaxSealedSize-16 {
 		return usagef("--bytes must be 1 to %d, got %d", fsm.MaxSealedSize-16, *n)
 	}
-	var in io.Reader = c.stdin
+	in := c.stdin
 	if pos[0] != "-" {
 		f, err := os.Open(pos[0])
 		if err != nil {
