@@ -238,3 +238,51 @@ func liveHeap() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
 }
+
+// BenchmarkCheckpoint times an Apply that takes a checkpoint (every entry
+// does here) at 10,000 and 100,000 keys: the state hash since the last
+// one, the small rest of the state encoded and a clone of the keys, so
+// its cost does not grow with the keys (it used to encode them all).
+func BenchmarkCheckpoint(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		if testing.Short() && n > 10_000 {
+			continue
+		}
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			h := newHarness(b)
+			h.f.CheckpointEvery = 1 << 40
+			threeHolders(h)
+			h.must(admin, createKeyCmd("seed"))
+			fsm.WriteStateForTest(h.f, func(s *fsm.State) {
+				for i := range n {
+					k := *s.Keys["seed"]
+					k.Name = fmt.Sprintf("load/%07d", i)
+					s.Keys[k.Name] = &k
+				}
+			})
+			if _, err := h.f.Hash(); err != nil { // the sum, built once
+				b.Fatal(err)
+			}
+			h.f.CheckpointEvery = 1
+			entries := make([][]byte, b.N)
+			for i := range entries {
+				entries[i] = h.entry(admin, createKeyCmd(fmt.Sprintf("new/%07d", i)))
+			}
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			for i := range b.N {
+				h.index++
+				if res := h.f.Apply(h.index, h.at, entries[i]); res.Error != nil {
+					b.Fatal(res.Error)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+			var pending int
+			h.f.Read(func(s *fsm.State) { pending = len(s.Pending) })
+			if pending == 0 {
+				b.Fatal("no checkpoint was taken")
+			}
+		})
+	}
+}
