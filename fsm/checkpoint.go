@@ -517,6 +517,17 @@ func (f *FSM) CaptureCertified() (*Snap, error) {
 	return sn, nil
 }
 
+// MarshalJSON encodes a captured snapshot as WriteTo does, so that
+// encoding/json does not leave out its checkpoint (held unencoded); a
+// decoded one as encoding/json always does.
+func (s *Snap) MarshalJSON() ([]byte, error) {
+	if s.state != nil {
+		return s.Bytes()
+	}
+	type plain Snap
+	return json.Marshal((*plain)(s))
+}
+
 // Bytes encodes the captured snapshot: WriteTo's bytes.
 func (s *Snap) Bytes() ([]byte, error) {
 	var b bytes.Buffer

@@ -967,3 +967,24 @@ func TestSnapshotWrittenWhileApplying(t *testing.T) {
 		t.Errorf("the snapshot written after entries applied is not the one captured")
 	}
 }
+
+// TestCapturedSnapMarshalsWithItsCheckpoint: encoding/json on a captured
+// snapshot, whose certified state is held unencoded, gives WriteTo's
+// bytes, checkpoint included.
+func TestCapturedSnapMarshalsWithItsCheckpoint(t *testing.T) {
+	h, c := newCryptoHarness(t)
+	certified(h, c)
+	sn := h.f.Capture()
+	want, err := sn.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := json.Marshal(sn)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("json.Marshal of a captured snapshot: %v\n%.200s\nnot\n%.200s", err, got, want)
+	}
+	var dec fsm.Snap
+	if err := json.Unmarshal(got, &dec); err != nil || dec.Checkpoint == nil {
+		t.Fatalf("it decodes without its checkpoint: %v", err)
+	}
+}
