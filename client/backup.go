@@ -118,8 +118,12 @@ func checkCertificate(sn *fsm.Snap, clusterID string, key []byte) (*CheckpointSu
 	if c == nil || sn.Checkpoint == nil {
 		return nil, errors.New("its checkpoint lacks its state or its certificate")
 	}
-	if sum := sha256.Sum256(sn.Checkpoint); !bytes.Equal(sum[:], c.Hash) {
-		return nil, fmt.Errorf("checkpoint %d does not hash to its certified hash", c.Index)
+	st, sum, err := fsm.CheckpointHash(sn.Checkpoint)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %d: %w", c.Index, err)
+	}
+	if !bytes.Equal(sum[:], c.Hash) {
+		return nil, fmt.Errorf("checkpoint %d's state does not have its certified hash", c.Index)
 	}
 	if len(c.Poly) == 0 || !bytes.Equal(c.Poly[0], key) {
 		return nil, fmt.Errorf("checkpoint %d is not certified under the backup's cluster key", c.Index)
@@ -127,10 +131,6 @@ func checkCertificate(sn *fsm.Snap, clusterID string, key []byte) (*CheckpointSu
 	pp := &shamir.PublicPoly{Commits: c.Poly}
 	if err := pp.Validate(); err != nil {
 		return nil, fmt.Errorf("checkpoint %d's commitments: %w", c.Index, err)
-	}
-	var st fsm.State
-	if err := json.Unmarshal(sn.Checkpoint, &st); err != nil {
-		return nil, fmt.Errorf("checkpoint %d: %w", c.Index, err)
 	}
 	if st.Applied != c.Index || st.ClusterID != clusterID {
 		return nil, fmt.Errorf("checkpoint certified at %d of cluster %q holds a state at %d of %q", c.Index, clusterID, st.Applied, st.ClusterID)

@@ -238,6 +238,65 @@ func (c *Client) CreateSealed(ctx context.Context, ck *fsm.CreateKey, material [
 	return res.Key, nil
 }
 
+// NamedSecret is one secret of a bulk create (CreateSecrets).
+type NamedSecret struct {
+	Name    string
+	Secret  []byte
+	Expires time.Time // zero: never
+}
+
+// BatchBytes bounds the sealed material of one create_keys command that
+// CreateSecrets sends, below the node's limit on its request body.
+const BatchBytes = 1 << 20
+
+// CreateSecrets creates many secrets, each sealed here as CreateSecret
+// seals it, in create_keys commands of up to fsm.MaxCreateKeys keys and
+// BatchBytes of material each: one Raft entry per command. Each key is
+// checked as a create of it alone would be; the result has each key's
+// outcome in order (Error set for a key refused). It stops at the first
+// command that fails as a whole (a network error, or every key of it
+// refused), with the outcomes so far and that error.
+func (c *Client) CreateSecrets(ctx context.Context, secrets []NamedSecret) ([]fsm.ItemResult, error) {
+	clusterID, pin, err := c.pinned()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]fsm.ItemResult, 0, len(secrets))
+	var batch []*fsm.CreateKey
+	size := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		res, err := c.submit(ctx, "/v1/keys/batch", &fsm.Command{Type: fsm.TypeCreateKeys, CreateKeys: batch})
+		batch, size = nil, 0
+		if err != nil {
+			return err
+		}
+		out = append(out, res.Items...)
+		return nil
+	}
+	for _, s := range secrets {
+		ck := &fsm.CreateKey{Name: s.Name, Type: fsm.KeyTypeSecret}
+		if !s.Expires.IsZero() {
+			ck.ExpiresAt = s.Expires.UnixNano()
+		}
+		ct, err := shamir.Seal(rand.Reader, pin, fsm.SealInfo(clusterID, ck.Name), s.Secret)
+		if err != nil {
+			return out, err
+		}
+		ck.R, ck.Sealed = ct.R, ct.Sealed
+		n := len(ck.Name) + len(ck.R) + len(ck.Sealed)
+		if len(batch) == fsm.MaxCreateKeys || len(batch) > 0 && size+n > BatchBytes {
+			if err := flush(); err != nil {
+				return out, err
+			}
+		}
+		batch, size = append(batch, ck), size+n
+	}
+	return out, flush()
+}
+
 // CreateTang creates a Tang key: a P-256 exchange key dealt here t-of-n to
 // the cluster's share holders, each share sealed to its holder's identity
 // key, and an advertisement signed by a key that is then discarded. The

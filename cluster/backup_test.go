@@ -172,9 +172,17 @@ func TestForgedBackupIsRefused(t *testing.T) {
 		})), "certified hash"},
 		"the certified state edited and rehashed": {reseal(withSnap(func(s *fsm.Snap) {
 			s.Checkpoint = bytes.Replace(s.Checkpoint, []byte(`"backup/1"`), []byte(`"backup/X"`), 1)
-			sum := sha256.Sum256(s.Checkpoint)
+			_, sum, err := fsm.CheckpointHash(s.Checkpoint)
+			if err != nil {
+				t.Fatal(err)
+			}
 			s.Certificate.Hash = sum[:]
 		})), "partial"},
+		"the certified state edited and rehashed as snapshot version 1 did": {reseal(withSnap(func(s *fsm.Snap) {
+			s.Checkpoint = bytes.Replace(s.Checkpoint, []byte(`"backup/1"`), []byte(`"backup/X"`), 1)
+			sum := sha256.Sum256(s.Checkpoint)
+			s.Certificate.Hash = sum[:]
+		})), "certified hash"},
 		"the certificate's partials dropped": {reseal(withSnap(func(s *fsm.Snap) { s.Certificate.Partials = s.Certificate.Partials[:1] })), "needed"},
 		"re-signed by another key": {reseal(func(cp *api.Backup) {
 			cp.Signature = ed25519.Sign(otherKey, api.BackupMessage(cp))
@@ -191,7 +199,7 @@ func TestForgedBackupIsRefused(t *testing.T) {
 			cp.Signature = ed25519.Sign(otherKey, api.BackupMessage(cp))
 		}), "not signed by node"},
 		"a history with no cluster key, the header made to match": {reseal(func(cp *api.Backup) {
-			cp.Snapshot = []byte(`{"version":1,"entries":[]}`)
+			cp.Snapshot = []byte(`{"version":2,"entries":[]}`)
 			r, _, err := replayBackup(cp.Snapshot, pin)
 			if err != nil {
 				t.Fatal(err)

@@ -3,7 +3,6 @@ package fsm
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -12,6 +11,8 @@ import (
 	"io"
 	"slices"
 	"time"
+
+	"github.com/google/btree"
 
 	"github.com/keyquorum/keyquorum/vocab"
 )
@@ -24,8 +25,12 @@ import (
 // as t holders of the cluster key certified it:
 //
 //  1. Once the cluster has a key, at the first entry applied at or past
-//     each multiple of CheckpointEvery, the state's encoding is kept (in
-//     memory) and its SHA-256 recorded in State.Pending. The first entry
+//     each multiple of CheckpointEvery, the state hash (Hash, kept as
+//     entries apply: statehash.go) is recorded in State.Pending, and the
+//     state is kept as it is then without encoding it (frozen: a
+//     copy-on-write clone of the keys and the small rest encoded), so
+//     taking a checkpoint costs the entries since the last hash, not the
+//     size of the state. The first entry
 //     at or past the multiple, not the multiple itself: Raft's own entries
 //     (configuration, no-ops) never reach Apply, so a fixed index may never
 //     be applied.
@@ -34,9 +39,11 @@ import (
 //     DLEQ proof, proposed as a node-signed TypeAttest entry. Every replica
 //     checks the proof against the epoch's commitments and that the hash is
 //     its own; t of them certify the checkpoint (State.Checkpoint).
-//  3. A snapshot is the certified checkpoint's encoding with its t
-//     partials, and every entry applied after it, as applied (index, time,
-//     bytes, refusals included). Restore verifies the certificate, then
+//  3. A snapshot is the certified checkpoint's state, encoded as the
+//     snapshot is written, with its t partials, and every entry applied
+//     after it, as applied (index, time, bytes, refusals included).
+//     Restore decodes the state, computes its hash as Hash does, checks it
+//     is the certified one and verifies the certificate, then
 //     replays the entries through Apply, which checks each one's operator
 //     or node signature as it did the first time.
 //
@@ -100,15 +107,18 @@ import (
 // FSM.CheckpointEvery is 0.
 const DefaultCheckpointEvery = 1024
 
-// CheckpointLabel is HashToPoint's label for checkpoint partials.
-const CheckpointLabel = "keyquorum checkpoint v1"
+// CheckpointLabel is HashToPoint's label for checkpoint partials. Its v1
+// signed the SHA-256 of the state's encoding; v2 signs the state hash
+// (Hash).
+const CheckpointLabel = "keyquorum checkpoint v2"
 
 // maxPending bounds the checkpoints being attested at once; an older one
 // is dropped when a newer one is taken.
 const maxPending = 4
 
-// snapshotVersion is the encoding of Snapshot.
-const snapshotVersion = 1
+// snapshotVersion is the encoding of Snapshot: 2 since checkpoints
+// certify the state hash (1: the SHA-256 of the checkpoint's bytes).
+const snapshotVersion = 2
 
 // Partial is a holder's partial over a checkpoint: shamir.Partial's
 // fields (Value = s_i*R, DLEQ proof (Challenge, Response)).
@@ -123,7 +133,7 @@ type Partial struct {
 // certified (State.Checkpoint, and a snapshot's certificate).
 type Checkpoint struct {
 	Index    uint64     `json:"index"`
-	Hash     []byte     `json:"hash"`           // SHA-256 of the state's encoding just after entry Index
+	Hash     []byte     `json:"hash"`           // the state hash (Hash) just after entry Index
 	Epoch    uint64     `json:"epoch"`          // the epoch whose holders' partials are collected
 	Poly     [][]byte   `json:"poly,omitempty"` // when certified: the commitments the partials verify against
 	Partials []*Partial `json:"partials"`       // at distinct share indexes, in log order
@@ -181,18 +191,101 @@ type Entry struct {
 }
 
 // checkpoints is what the FSM keeps in memory, beside the state, to make
-// snapshots: the certified checkpoint's encoding and the entries since.
-// Slices are never changed in place once shared, so a capture of them is
-// immutable.
+// snapshots: the certified checkpoint's state and the entries since.
+// Slices are never changed in place once shared, and frozen states never
+// change, so a capture of them is immutable.
 type checkpoints struct {
-	pin       []byte            // cluster public key given by PinClusterKey
-	founding  []byte            // SHA-256 of the founding entry's signed payload, if this replica applied it
-	foundPin  []byte            // the founding entry's hash given by PinFounding
-	last      uint64            // index of the last entry applied
-	pending   map[uint64][]byte // state encodings of State.Pending, by index
-	cert      *Checkpoint       // the certified checkpoint (a copy of State.Checkpoint when it was certified)
-	certBytes []byte            // its state encoding
-	entries   []Entry           // applied after cert (all of them without one)
+	pin       []byte             // cluster public key given by PinClusterKey
+	founding  []byte             // SHA-256 of the founding entry's signed payload, if this replica applied it
+	foundPin  []byte             // the founding entry's hash given by PinFounding
+	last      uint64             // index of the last entry applied
+	pending   map[uint64]*frozen // the states of State.Pending, by index
+	cert      *Checkpoint        // the certified checkpoint (a copy of State.Checkpoint when it was certified)
+	certState *frozen            // its state
+	entries   []Entry            // applied after cert (all of them without one)
+}
+
+// frozen is a state as it was at a checkpoint, kept without encoding it:
+// the keys as a copy-on-write clone of the state's index of them (O(1) to
+// take; it shares what Apply has not changed since, and keys are never
+// changed in place: editKey), and the rest of the state, which does not
+// grow with the keys, encoded. writeTo encodes it, off the FSM's lock.
+type frozen struct {
+	rest []byte              // the state's encoding with Keys nil
+	keys *btree.BTreeG[*Key] // the keys, by name
+}
+
+// freeze keeps s as it is now.
+func (s *State) freeze() (*frozen, error) {
+	rest := *s
+	rest.Keys = nil
+	b, err := json.Marshal(&rest)
+	if err != nil {
+		return nil, err
+	}
+	if s.names == nil {
+		s.reindex()
+	}
+	return &frozen{rest: b, keys: s.names.Clone()}, nil
+}
+
+// writeTo writes the state's encoding, byte for byte json.Marshal's of
+// the state it froze, one key at a time.
+func (fr *frozen) writeTo(w io.Writer) error {
+	start, end, err := fieldValue(fr.rest, "keys")
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(fr.rest[:start]); err != nil {
+		return err
+	}
+	bw := &countWriter{w: w}
+	bw.Write([]byte{'{'})
+	first := true
+	fr.keys.Ascend(func(k *Key) bool {
+		var name, val []byte
+		if name, bw.err = json.Marshal(k.Name); bw.err != nil {
+			return false
+		}
+		if val, bw.err = json.Marshal(k); bw.err != nil {
+			return false
+		}
+		if !first {
+			bw.Write([]byte{','})
+		}
+		first = false
+		bw.Write(name)
+		bw.Write([]byte{':'})
+		bw.Write(val)
+		return bw.err == nil
+	})
+	bw.Write([]byte{'}'})
+	bw.Write(fr.rest[end:])
+	return bw.err
+}
+
+// fieldValue finds the value of the top-level field name in the JSON
+// object b: b[start:end].
+func fieldValue(b []byte, name string) (start, end int, err error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return 0, 0, errors.New("a frozen state is not a JSON object")
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return 0, 0, err
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return 0, 0, err
+		}
+		if tok == name {
+			end := int(dec.InputOffset())
+			return end - len(v), end, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("a frozen state has no field %q", name)
 }
 
 func (f *FSM) every() uint64 {
@@ -210,8 +303,8 @@ func (f *FSM) afterApply(index uint64, at time.Time, data []byte) {
 	s := f.state
 	ck.entries = append(ck.entries, Entry{Index: index, Time: at.UnixNano(), Data: bytes.Clone(data)})
 	if c := s.Checkpoint; c != nil && (ck.cert == nil || c.Index > ck.cert.Index) {
-		if b, ok := ck.pending[c.Index]; ok {
-			ck.cert, ck.certBytes = c.clone(), b
+		if fr, ok := ck.pending[c.Index]; ok {
+			ck.cert, ck.certState = c.clone(), fr
 			i := slices.IndexFunc(ck.entries, func(e Entry) bool { return e.Index > c.Index })
 			if i < 0 {
 				i = len(ck.entries)
@@ -227,8 +320,8 @@ func (f *FSM) afterApply(index uint64, at time.Time, data []byte) {
 	first := s.Checkpoint == nil && len(s.Pending) == 0 // the key is new: certify it now (4 above)
 	due := index/f.every() > ck.last/f.every() || s.Destroyed == index || first
 	if len(s.Poly) > 0 && s.Epoch > 0 && due {
-		if b, err := json.Marshal(s); err == nil {
-			f.takeCheckpoint(index, b)
+		if sum, fr, err := f.freeze(); err == nil {
+			f.takeCheckpoint(index, sum[:], fr)
 		}
 	}
 	ck.last = index
@@ -251,19 +344,33 @@ func (f *FSM) Erasure() (destroyed, certified uint64) {
 	return f.state.Destroyed, certified
 }
 
-// takeCheckpoint records the state encoded as b, just after entry index,
-// as a checkpoint to attest.
-func (f *FSM) takeCheckpoint(index uint64, b []byte) {
+// freeze is the state hash and the frozen state now, for a checkpoint;
+// it runs under the write lock (Hash folds under the read lock, which
+// Apply's excludes).
+func (f *FSM) freeze() ([32]byte, *frozen, error) {
+	if err := f.digest.fold(f.state); err != nil {
+		return [32]byte{}, nil, err
+	}
+	sum, err := f.digest.hash(f.state)
+	if err != nil {
+		return [32]byte{}, nil, err
+	}
+	fr, err := f.state.freeze()
+	return sum, fr, err
+}
+
+// takeCheckpoint records the state fr, whose hash is sum, just after
+// entry index, as a checkpoint to attest.
+func (f *FSM) takeCheckpoint(index uint64, sum []byte, fr *frozen) {
 	s := f.state
-	sum := sha256.Sum256(b)
-	s.Pending = append(s.Pending, &Checkpoint{Index: index, Hash: sum[:], Epoch: s.Epoch, Partials: []*Partial{}})
+	s.Pending = append(s.Pending, &Checkpoint{Index: index, Hash: sum, Epoch: s.Epoch, Partials: []*Partial{}})
 	if len(s.Pending) > maxPending {
 		s.Pending = slices.Clone(s.Pending[len(s.Pending)-maxPending:])
 	}
 	if f.ck.pending == nil {
-		f.ck.pending = map[uint64][]byte{}
+		f.ck.pending = map[uint64]*frozen{}
 	}
-	f.ck.pending[index] = b
+	f.ck.pending[index] = fr
 	for k := range f.ck.pending {
 		if !slices.ContainsFunc(s.Pending, func(c *Checkpoint) bool { return c.Index == k }) {
 			delete(f.ck.pending, k)
@@ -333,8 +440,8 @@ func (t *transition) attest(a *Attest) *Error {
 	return nil
 }
 
-// StateBytes is the deterministic encoding of the state: what Hash hashes
-// and checkpoints certify.
+// StateBytes is the deterministic encoding of the state: what a
+// snapshot's checkpoint carries.
 func (f *FSM) StateBytes() ([]byte, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -365,20 +472,27 @@ func (f *FSM) Hash() ([32]byte, error) {
 }
 
 // Snap is an immutable capture of a snapshot's contents: Capture is cheap
-// and is called between applies; Bytes may run later, in any goroutine.
+// and is called between applies; WriteTo and Bytes may run later, in any
+// goroutine.
 type Snap struct {
 	Version     int         `json:"version"`
 	Checkpoint  []byte      `json:"checkpoint,omitempty"`  // the certified state's encoding
 	Certificate *Checkpoint `json:"certificate,omitempty"` // its t partials and commitments
 	Entries     []Entry     `json:"entries"`               // every entry applied after it
+
+	// state is Capture's certified state, which WriteTo encodes in
+	// Checkpoint's place (Checkpoint is then nil): a decoded snapshot has
+	// Checkpoint instead.
+	state *frozen
 }
 
-// Capture captures the snapshot of the current state.
+// Capture captures the snapshot of the current state: O(1), the
+// certified state is encoded only as the snapshot is written.
 func (f *FSM) Capture() *Snap {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	ck := &f.ck
-	return &Snap{Version: snapshotVersion, Checkpoint: ck.certBytes, Certificate: ck.cert,
+	return &Snap{Version: snapshotVersion, state: ck.certState, Certificate: ck.cert,
 		Entries: ck.entries[:len(ck.entries):len(ck.entries)]}
 }
 
@@ -403,13 +517,31 @@ func (f *FSM) CaptureCertified() (*Snap, error) {
 	return sn, nil
 }
 
-// Bytes encodes the captured snapshot.
-func (s *Snap) Bytes() ([]byte, error) { return json.Marshal(s) }
+// MarshalJSON encodes a captured snapshot as WriteTo does, so that
+// encoding/json does not leave out its checkpoint (held unencoded); a
+// decoded one as encoding/json always does.
+func (s *Snap) MarshalJSON() ([]byte, error) {
+	if s.state != nil {
+		return s.Bytes()
+	}
+	type plain Snap
+	return json.Marshal((*plain)(s))
+}
 
-// WriteTo writes the same bytes as Bytes to w as it encodes them: the
-// checkpoint's encoding is base64-encoded straight into w and the entries
-// one at a time, so writing a snapshot never holds a second encoding of
-// the whole state in memory.
+// Bytes encodes the captured snapshot: WriteTo's bytes.
+func (s *Snap) Bytes() ([]byte, error) {
+	var b bytes.Buffer
+	if _, err := s.WriteTo(&b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// WriteTo writes the snapshot to w as it encodes it, the bytes
+// encoding/json would give for the Snap with its checkpoint's encoding:
+// the checkpoint's state is encoded a key at a time and base64-encoded
+// straight into w, and the entries one at a time, so writing a snapshot
+// never holds an encoding of the whole state in memory.
 func (s *Snap) WriteTo(w io.Writer) (int64, error) {
 	cw := &countWriter{w: bufio.NewWriterSize(w, 64<<10)}
 	put := func(v any) {
@@ -421,7 +553,16 @@ func (s *Snap) WriteTo(w io.Writer) (int64, error) {
 		}
 	}
 	fmt.Fprintf(cw, `{"version":%d`, s.Version)
-	if len(s.Checkpoint) > 0 {
+	switch {
+	case s.state != nil:
+		cw.Write([]byte(`,"checkpoint":"`))
+		enc := base64.NewEncoder(base64.StdEncoding, cw)
+		if err := s.state.writeTo(enc); err != nil && cw.err == nil {
+			cw.err = err
+		}
+		enc.Close()
+		cw.Write([]byte(`"`))
+	case len(s.Checkpoint) > 0:
 		cw.Write([]byte(`,"checkpoint":"`))
 		enc := base64.NewEncoder(base64.StdEncoding, cw)
 		enc.Write(s.Checkpoint)
@@ -563,6 +704,9 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 	if err != nil {
 		return nil, err
 	}
+	if sn.Version == 1 {
+		return nil, fmt.Errorf("snapshot: version 1, whose checkpoint is certified by the hash of its encoding; this node checks version %d's, certified by the state hash: restore it with the keyquorum that made it, or take a new one", snapshotVersion)
+	}
 	if sn.Version != snapshotVersion {
 		return nil, fmt.Errorf("snapshot: version %d, want %d", sn.Version, snapshotVersion)
 	}
@@ -591,19 +735,24 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 	g := &FSM{checker: f.checker, CheckpointEvery: f.CheckpointEvery, state: emptyState()}
 	key := pin
 	if sn.Checkpoint != nil || sn.Certificate != nil {
-		st, err := verifyCheckpoint(f.checker, sn, pin)
+		st, d, err := verifyCheckpoint(f.checker, sn, pin)
 		if err != nil {
 			return nil, err
 		}
 		if key == nil {
 			key = sn.Certificate.Poly[0]
 		}
-		g.state = st
-		g.ck = checkpoints{last: sn.Certificate.Index, cert: sn.Certificate.clone(), certBytes: sn.Checkpoint}
-		g.takeCheckpoint(sn.Certificate.Index, sn.Checkpoint)
+		fr, err := st.freeze()
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: checkpoint %d: %w", sn.Certificate.Index, err)
+		}
+		g.state, g.digest = st, *d
+		g.ck = checkpoints{last: sn.Certificate.Index, cert: sn.Certificate.clone(), certState: fr}
+		g.takeCheckpoint(sn.Certificate.Index, bytes.Clone(sn.Certificate.Hash), fr)
 	}
-	// The state hash's sum, built now from the checkpoint's state (or the
-	// empty one), is kept up to date by the replay below like any Apply.
+	// The state hash's sum, built from the checkpoint's state as it was
+	// checked (or from the empty state), is kept up to date by the replay
+	// below like any Apply.
 	if err := g.digest.fold(g.state); err != nil {
 		return nil, fmt.Errorf("snapshot: the state hash: %w", err)
 	}
@@ -684,7 +833,7 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 }
 
 // snapPrefix is how WriteTo and Bytes start a snapshot with a checkpoint.
-var snapPrefix = []byte(`{"version":1,"checkpoint":"`)
+var snapPrefix = []byte(fmt.Sprintf(`{"version":%d,"checkpoint":"`, snapshotVersion))
 
 // decodeSnap decodes a snapshot's encoding, refusing unknown fields and
 // anything after it. The checkpoint's state, most of a snapshot, is a
@@ -703,7 +852,7 @@ func decodeSnap(data []byte) (*Snap, error) {
 				return nil, fmt.Errorf("snapshot: its checkpoint: %w", err)
 			}
 			checkpoint = checkpoint[:n]
-			data = append([]byte(`{"version":1`), rest[end+1:]...)
+			data = append(fmt.Appendf(nil, `{"version":%d`, snapshotVersion), rest[end+1:]...)
 		}
 	}
 	var sn Snap
@@ -735,56 +884,79 @@ func isBase64(b []byte) bool {
 	return true
 }
 
+// CheckpointHash decodes a checkpoint's state encoding and computes its
+// state hash, as Hash does and as checkpoint certificates sign it.
+func CheckpointHash(checkpoint []byte) (*State, [32]byte, error) {
+	st, _, sum, err := hashCheckpoint(checkpoint)
+	return st, sum, err
+}
+
+// hashCheckpoint decodes a checkpoint's state and builds its state hash's
+// sum (the work of a restore that grows with the keys: on every CPU).
+func hashCheckpoint(checkpoint []byte) (*State, *stateDigest, [32]byte, error) {
+	st, err := decodeState(checkpoint)
+	if err != nil {
+		return nil, nil, [32]byte{}, err
+	}
+	d := &stateDigest{}
+	if err := d.rebuild(st); err != nil {
+		return nil, nil, [32]byte{}, err
+	}
+	sum, err := d.hash(st)
+	return st, d, sum, err
+}
+
 // verifyCheckpoint checks a snapshot's checkpoint against its certificate
 // and the pin (nil: the certificate's own key, which must be the
-// checkpoint state's), and returns the checkpoint's state.
-func verifyCheckpoint(checker DealChecker, sn *Snap, pin []byte) (*State, error) {
+// checkpoint state's), and returns the checkpoint's state and its state
+// hash's sum.
+func verifyCheckpoint(checker DealChecker, sn *Snap, pin []byte) (*State, *stateDigest, error) {
 	c := sn.Certificate
 	if sn.Checkpoint == nil || c == nil {
-		return nil, errors.New("snapshot: a checkpoint needs both its state and its certificate")
+		return nil, nil, errors.New("snapshot: a checkpoint needs both its state and its certificate")
 	}
-	if sum := sha256.Sum256(sn.Checkpoint); !bytes.Equal(sum[:], c.Hash) {
-		return nil, fmt.Errorf("snapshot: checkpoint %d does not hash to its certified hash", c.Index)
-	}
-	st, err := decodeState(sn.Checkpoint)
+	st, d, sum, err := hashCheckpoint(sn.Checkpoint)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot: checkpoint %d: %w", c.Index, err)
+		return nil, nil, fmt.Errorf("snapshot: checkpoint %d: %w", c.Index, err)
+	}
+	if !bytes.Equal(sum[:], c.Hash) {
+		return nil, nil, fmt.Errorf("snapshot: checkpoint %d's state does not have its certified hash", c.Index)
 	}
 	if st.Applied != c.Index || !st.Initialized() {
-		return nil, fmt.Errorf("snapshot: checkpoint certified at %d holds a state at %d", c.Index, st.Applied)
+		return nil, nil, fmt.Errorf("snapshot: checkpoint certified at %d holds a state at %d", c.Index, st.Applied)
 	}
 	if len(c.Poly) == 0 {
-		return nil, fmt.Errorf("snapshot: checkpoint %d's certificate has no commitments", c.Index)
+		return nil, nil, fmt.Errorf("snapshot: checkpoint %d's certificate has no commitments", c.Index)
 	}
 	want := pin
 	if want == nil {
 		want = st.PublicKey()
 	}
 	if !bytes.Equal(c.Poly[0], want) {
-		return nil, fmt.Errorf("snapshot: checkpoint %d is certified under another cluster key", c.Index)
+		return nil, nil, fmt.Errorf("snapshot: checkpoint %d is certified under another cluster key", c.Index)
 	}
 	cc, ok := checker.(CheckpointChecker)
 	if !ok {
-		return nil, errors.New("snapshot: this replica cannot check checkpoint certificates")
+		return nil, nil, errors.New("snapshot: this replica cannot check checkpoint certificates")
 	}
 	msg := CheckpointMessage(st.ClusterID, c.Index, c.Hash)
 	seen := map[uint32]bool{}
 	for _, p := range c.Partials {
 		if p == nil {
-			return nil, fmt.Errorf("snapshot: checkpoint %d: a missing partial", c.Index)
+			return nil, nil, fmt.Errorf("snapshot: checkpoint %d: a missing partial", c.Index)
 		}
 		if seen[p.Index] {
-			return nil, fmt.Errorf("snapshot: checkpoint %d: two partials of share %d", c.Index, p.Index)
+			return nil, nil, fmt.Errorf("snapshot: checkpoint %d: two partials of share %d", c.Index, p.Index)
 		}
 		if err := cc.VerifyCheckpointPartial(c.Poly, msg, p); err != nil {
-			return nil, fmt.Errorf("snapshot: checkpoint %d: partial of share %d: %w", c.Index, p.Index, err)
+			return nil, nil, fmt.Errorf("snapshot: checkpoint %d: partial of share %d: %w", c.Index, p.Index, err)
 		}
 		seen[p.Index] = true
 	}
 	if len(seen) < len(c.Poly) {
-		return nil, fmt.Errorf("snapshot: checkpoint %d: %d partials, %d needed", c.Index, len(seen), len(c.Poly))
+		return nil, nil, fmt.Errorf("snapshot: checkpoint %d: %d partials, %d needed", c.Index, len(seen), len(c.Poly))
 	}
-	return st, nil
+	return st, d, nil
 }
 
 // decodeState decodes a state's encoding, with every map usable.

@@ -260,8 +260,8 @@ func TestCheckpointCertified(t *testing.T) {
 	}
 	var b []byte
 	g.Read(func(s *fsm.State) { s.Pending = s.Pending[:len(s.Pending)-1]; b, _ = json.Marshal(s) })
-	if sum := sha256.Sum256(b); !bytes.Equal(sum[:], pc.Hash) {
-		t.Errorf("the checkpoint's hash is not the hash of the state at index %d", pc.Index)
+	if _, sum, err := fsm.CheckpointHash(b); err != nil || !bytes.Equal(sum[:], pc.Hash) {
+		t.Errorf("the checkpoint's hash is not the state hash at index %d (%v)", pc.Index, err)
 	}
 }
 
@@ -328,6 +328,34 @@ func forge(t *testing.T, snap []byte, edit func(*fsm.Snap)) []byte {
 	return b
 }
 
+// stateHash is the state hash of a checkpoint's state encoding, as a
+// holder certifies it.
+func stateHash(t *testing.T, checkpoint []byte) [32]byte {
+	t.Helper()
+	_, sum, err := fsm.CheckpointHash(checkpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
+// stateAt is the state encoding a replica that applied log up to index
+// has.
+func stateAt(t *testing.T, c *cryptoChecker, log []logEntry, index uint64) []byte {
+	t.Helper()
+	g := newCryptoFSM(c)
+	for _, e := range log {
+		if e.index <= index {
+			g.Apply(e.index, e.at, e.data)
+		}
+	}
+	b, err := g.StateBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // withEve is a checkpoint state with the stranger made an admin.
 func withEve(t *testing.T, state []byte) []byte {
 	t.Helper()
@@ -365,7 +393,7 @@ func TestForgedSnapshotAddsAdmin(t *testing.T) {
 	}
 	evilShares := evil.shares[polyKey(evilPoly)]
 	resign := func(sn *fsm.Snap, poly [][]byte, indexes ...uint32) {
-		sum := sha256.Sum256(sn.Checkpoint)
+		sum := stateHash(t, sn.Checkpoint)
 		sn.Certificate.Hash, sn.Certificate.Poly, sn.Certificate.Partials = sum[:], poly, nil
 		for _, i := range indexes {
 			sn.Certificate.Partials = append(sn.Certificate.Partials, checkpointPartial(t, evilShares[i], "kq-test", sn.Certificate.Index, sum[:]))
@@ -382,8 +410,31 @@ func TestForgedSnapshotAddsAdmin(t *testing.T) {
 		"checkpoint edited": func(sn *fsm.Snap) { sn.Checkpoint = withEve(t, sn.Checkpoint) },
 		"checkpoint edited, hash too": func(sn *fsm.Snap) {
 			sn.Checkpoint = withEve(t, sn.Checkpoint)
+			sum := stateHash(t, sn.Checkpoint)
+			sn.Certificate.Hash = sum[:]
+		},
+		// Before snapshot version 2 a certificate signed the SHA-256 of
+		// the checkpoint's bytes, which the sender could then match.
+		"checkpoint edited, hashed as version 1 did": func(sn *fsm.Snap) {
+			sn.Checkpoint = withEve(t, sn.Checkpoint)
 			sum := sha256.Sum256(sn.Checkpoint)
 			sn.Certificate.Hash = sum[:]
+		},
+		"labelled version 1": func(sn *fsm.Snap) { sn.Version = 1 },
+		// The honest certificate, with the state of another index: the
+		// state after the certified one, which no holder certified.
+		"certificate for another index": func(sn *fsm.Snap) {
+			sn.Checkpoint = stateAt(t, c, h.log, sn.Certificate.Index+1)
+		},
+		"certificate moved to another index": func(sn *fsm.Snap) {
+			sn.Checkpoint = stateAt(t, c, h.log, sn.Certificate.Index+1)
+			sn.Certificate.Index++
+			sn.Entries = sn.Entries[1:]
+		},
+		// The state a replica kept for a checkpoint still being attested
+		// (uncertified), with the certified checkpoint's certificate.
+		"an uncertified checkpoint's state": func(sn *fsm.Snap) {
+			sn.Checkpoint = stateAt(t, c, h.log, h.index)
 		},
 		"re-signed by another key": func(sn *fsm.Snap) {
 			sn.Checkpoint = withEve(t, sn.Checkpoint)
@@ -542,8 +593,8 @@ func FuzzRestore(f *testing.F) {
 	half := snapshotFor(f, replay(f, h.log[:len(h.log)/2]))
 	f.Add(honest)
 	f.Add(half)
-	f.Add([]byte(`{"version":1,"entries":[]}`))
-	f.Add([]byte(`{"version":1,"checkpoint":"e30=","certificate":{"index":1,"hash":"","epoch":1,"poly":[""],"partials":[null]},"entries":null}`))
+	f.Add([]byte(`{"version":2,"entries":[]}`))
+	f.Add([]byte(`{"version":2,"checkpoint":"e30=","certificate":{"index":1,"hash":"","epoch":1,"poly":[""],"partials":[null]},"entries":null}`))
 	X := clusterKey(h)
 	base := fsm.New(c)
 	base.CheckpointEvery = checkpointEvery
@@ -594,16 +645,48 @@ func TestSnapWriteToIsBytes(t *testing.T) {
 	ready(plain)
 	h, c := newCryptoHarness(t)
 	certified(h, c)
+	// Keys sort as encoding/json sorts a map's; a destroy takes a
+	// checkpoint at its own index, which the holders certify.
+	for _, name := range []string{"db/a/b", "db/Z", "db/a.b", "db/a-b"} {
+		h.must(admin, createKeyCmd(name))
+	}
+	h.must(admin, &fsm.Command{Type: fsm.TypeDestroyKey, DestroyKey: "db/0"})
+	h.attestPending(c)
 	for name, f := range map[string]*fsm.FSM{"empty": fsm.New(&fakeChecker{}), "no checkpoint": plain.f, "certified": h.f} {
 		sn := f.Capture()
-		want, err := sn.Bytes()
-		if err != nil {
-			t.Fatal(err)
-		}
 		var got bytes.Buffer
 		n, err := sn.WriteTo(&got)
-		if err != nil || n != int64(got.Len()) || !bytes.Equal(got.Bytes(), want) {
-			t.Errorf("%s: WriteTo wrote %d bytes (%v), not Bytes' %d:\n%.200s\n%.200s", name, n, err, len(want), got.Bytes(), want)
+		if err != nil || n != int64(got.Len()) {
+			t.Fatalf("%s: WriteTo wrote %d bytes, said %d (%v)", name, got.Len(), n, err)
+		}
+		// What WriteTo wrote is encoding/json's encoding of the Snap it
+		// decodes to, whose checkpoint is encoding/json's encoding of the
+		// state a replica had at the certified index.
+		var dec fsm.Snap
+		if err := json.Unmarshal(got.Bytes(), &dec); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if want, _ := json.Marshal(&dec); !bytes.Equal(got.Bytes(), want) {
+			t.Errorf("%s: WriteTo wrote\n%.300s\nnot encoding/json's\n%.300s", name, got.Bytes(), want)
+		}
+		if b, err := sn.Bytes(); err != nil || !bytes.Equal(b, got.Bytes()) {
+			t.Errorf("%s: Bytes is not WriteTo's bytes (%v)", name, err)
+		}
+		if dec.Certificate != nil {
+			// The state as it was before the checkpoint was added to
+			// Pending, as holders hash it.
+			var st fsm.State
+			json.Unmarshal(stateAt(t, c, h.log, dec.Certificate.Index), &st)
+			st.Pending = st.Pending[:len(st.Pending)-1]
+			if len(st.Pending) == 0 {
+				st.Pending = nil
+			}
+			if want, _ := json.Marshal(&st); !bytes.Equal(dec.Checkpoint, want) {
+				t.Errorf("%s: the checkpoint is\n%.300s\nnot the state at %d\n%.300s", name, dec.Checkpoint, dec.Certificate.Index, want)
+			}
+			if !bytes.Contains(dec.Checkpoint, []byte(`"db/a-b":`)) {
+				t.Errorf("%s: the certified state lacks the last keys", name)
+			}
 		}
 	}
 	r := newCryptoFSM(c)
@@ -666,7 +749,7 @@ func TestForgedFoundingReplaysTheRealKeyGeneration(t *testing.T) {
 			t.Fatalf("replaying the real entry %d after the forged founding: %v", e.index, res.Error)
 		}
 	}
-	keyless, _ := json.Marshal(&fsm.Snap{Version: 1, Entries: []fsm.Entry{{Index: h.index + 5, Time: t0.UnixNano(), Data: evil.log[0].data}}})
+	keyless, _ := json.Marshal(&fsm.Snap{Version: 2, Entries: []fsm.Entry{{Index: h.index + 5, Time: t0.UnixNano(), Data: evil.log[0].data}}})
 	evil.index = h.index + 10
 	evil.must(stranger, putRuleCmd("eve-all", stranger.ID, "*", fsm.OpGet))
 	s := evil.state()
@@ -798,7 +881,7 @@ func TestPinnedFoundingRefusesForgedLog(t *testing.T) {
 		}
 	})
 	t.Run("founding pinned: a snapshot replaying a forged founding is refused", func(t *testing.T) {
-		keyless, _ := json.Marshal(&fsm.Snap{Version: 1, Entries: []fsm.Entry{{Index: 1, Time: t0.UnixNano(), Data: evil.log[0].data}}})
+		keyless, _ := json.Marshal(&fsm.Snap{Version: 2, Entries: []fsm.Entry{{Index: 1, Time: t0.UnixNano(), Data: evil.log[0].data}}})
 		v := newCryptoFSM(c)
 		v.PinClusterKey(X)
 		v.PinFounding(founding)
@@ -838,4 +921,70 @@ func TestPinnedKeyRefusesAnotherKeyGeneration(t *testing.T) {
 			t.Fatalf("a key generation to another key than the pin took effect: epoch %d", s.Epoch)
 		}
 	})
+}
+
+// TestSnapshotWrittenWhileApplying: a captured snapshot is written in
+// another goroutine (as Raft's snapshot sink does) while entries that
+// create, change, revoke and destroy keys apply, some of them the keys it
+// holds: it writes the certified state as it was, byte for byte (and
+// -race sees no shared write).
+func TestSnapshotWrittenWhileApplying(t *testing.T) {
+	h, c := newCryptoHarness(t)
+	certified(h, c)
+	sn := h.f.Capture()
+	want, err := sn.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan []byte)
+	go func() {
+		var b bytes.Buffer
+		for range 20 {
+			b.Reset()
+			if _, err := sn.WriteTo(&b); err != nil {
+				t.Error(err)
+			}
+		}
+		done <- b.Bytes()
+	}()
+	for i := range 200 {
+		name := fmt.Sprintf("db/%d", i%8)
+		switch i % 4 {
+		case 0:
+			h.do(admin, createKeyCmd(fmt.Sprintf("db/new-%d", i)))
+		case 1:
+			h.do(admin, replaceKeyCmd(name, 1))
+		case 2:
+			h.do(admin, revokeKeyCmd(name))
+		case 3:
+			h.do(admin, &fsm.Command{Type: fsm.TypeDestroyKey, DestroyKey: name})
+		}
+	}
+	if got := <-done; !bytes.Equal(got, want) {
+		t.Errorf("the snapshot written while entries applied is not the one captured")
+	}
+	if got, _ := sn.Bytes(); !bytes.Equal(got, want) {
+		t.Errorf("the snapshot written after entries applied is not the one captured")
+	}
+}
+
+// TestCapturedSnapMarshalsWithItsCheckpoint: encoding/json on a captured
+// snapshot, whose certified state is held unencoded, gives WriteTo's
+// bytes, checkpoint included.
+func TestCapturedSnapMarshalsWithItsCheckpoint(t *testing.T) {
+	h, c := newCryptoHarness(t)
+	certified(h, c)
+	sn := h.f.Capture()
+	want, err := sn.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := json.Marshal(sn)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("json.Marshal of a captured snapshot: %v\n%.200s\nnot\n%.200s", err, got, want)
+	}
+	var dec fsm.Snap
+	if err := json.Unmarshal(got, &dec); err != nil || dec.Checkpoint == nil {
+		t.Fatalf("it decodes without its checkpoint: %v", err)
+	}
 }

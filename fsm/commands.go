@@ -49,12 +49,14 @@ const (
 	TypePutRule        = "put_rule"
 	TypeDeleteRule     = "delete_rule"
 	TypeCreateKey      = "create_key"
-	TypeReplaceKey     = "replace_key"
-	TypeRevokeKey      = "revoke_key"
-	TypeDestroyKey     = "destroy_key"
-	TypeDeal           = "deal"
-	TypeReshareAck     = "reshare_ack"
-	TypeSetEncKey      = "set_enc_key"
+	// TypeCreateKeys creates many keys in one entry (createKeys).
+	TypeCreateKeys = "create_keys"
+	TypeReplaceKey = "replace_key"
+	TypeRevokeKey  = "revoke_key"
+	TypeDestroyKey = "destroy_key"
+	TypeDeal       = "deal"
+	TypeReshareAck = "reshare_ack"
+	TypeSetEncKey  = "set_enc_key"
 	// TypeComplaint is a member's proof that a dealer's sub-share to it is
 	// bad (node-signed); TypeRestartReshare is an admin's new round.
 	TypeComplaint      = "complaint"
@@ -118,6 +120,7 @@ type Command struct {
 	PutRule        *Rule           `json:"put_rule,omitempty"`
 	DeleteRule     string          `json:"delete_rule,omitempty"`
 	CreateKey      *CreateKey      `json:"create_key,omitempty"`
+	CreateKeys     []*CreateKey    `json:"create_keys,omitempty"`
 	ReplaceKey     *ReplaceKey     `json:"replace_key,omitempty"`
 	RevokeKey      string          `json:"revoke_key,omitempty"`
 	DestroyKey     string          `json:"destroy_key,omitempty"`
@@ -175,6 +178,9 @@ type Init struct {
 
 // MaxNodes is the largest cluster.
 const MaxNodes = 7
+
+// MaxCreateKeys is the most keys one create_keys command may create.
+const MaxCreateKeys = 1000
 
 // CreateKey stores a new key. Material is sealed by the client to the
 // cluster public key, so no node sees the plaintext.

@@ -31,13 +31,17 @@
 // place (slices.Clone before slices.DeleteFunc or an element's write;
 // appending past a slice's end is allowed, since no reader sees beyond its
 // own length, so a reader that appends copies first). The package's tests
-// check it on every entry their harness applies (slices_test.go).
+// check it on every entry their harness applies (slices_test.go). A key
+// (*Key) is never changed in place either: a transition puts a changed
+// copy in its place (editKey), so that a checkpoint's copy-on-write clone
+// of the keys stays as it was (checkpoint.go); the harness checks that too.
 //
 // Contract with the Raft adapter: Apply never fails for storage reasons (it
 // holds everything in memory); a rejected command is a Result with an Error,
 // and the state is unchanged by it. StateBytes is a deterministic encoding
-// of the whole state (checkpoints certify its SHA-256); Hash is a hash of
-// the state kept up to date as entries apply (statehash.go). A snapshot is untrusted input
+// of the whole state (what a snapshot's checkpoint carries); Hash is a hash
+// of the state kept up to date as entries apply (statehash.go), which
+// checkpoints certify. A snapshot is untrusted input
 // (checkpoint.go): Snapshot returns the last checkpoint of the state that t
 // share holders certified, with their partials, and the entries applied
 // since; Restore replaces the state only after verifying the certificate

@@ -73,9 +73,39 @@ func NameIndexForTest(f *FSM) bool {
 		return false
 	}
 	var names []string
-	s.names.Ascend(func(name string) bool { names = append(names, name); return true })
-	return slices.Equal(names, sortedKeys(s.Keys))
+	same := true
+	s.names.Ascend(func(k *Key) bool {
+		names = append(names, k.Name)
+		same = same && s.Keys[k.Name] == k
+		return true
+	})
+	return same && slices.Equal(names, sortedKeys(s.Keys))
 }
 
 // DecodeSnapForTest is RestoreSnapshot's decoder of a snapshot.
 func DecodeSnapForTest(data []byte) (*Snap, error) { return decodeSnap(data) }
+
+// HoldKeysForTest clones the state's keys as a checkpoint does and
+// returns a check, for after the next entry, that none of them changed in
+// place: each still encodes as it did (editKey's rule).
+func HoldKeysForTest(f *FSM) func() []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	held := f.state.names.Clone()
+	enc := map[string]string{}
+	held.Ascend(func(k *Key) bool {
+		b, _ := json.Marshal(k)
+		enc[k.Name] = string(b)
+		return true
+	})
+	return func() []string {
+		var bad []string
+		held.Ascend(func(k *Key) bool {
+			if b, _ := json.Marshal(k); string(b) != enc[k.Name] {
+				bad = append(bad, k.Name)
+			}
+			return true
+		})
+		return bad
+	}
+}

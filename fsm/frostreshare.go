@@ -269,8 +269,9 @@ func (t *transition) completeFROST(r *Reshare) {
 		for _, m := range r.Members {
 			fk.Shares = append(fk.Shares, FROSTShare{NodeID: m.NodeID, Index: m.Index})
 		}
+		k = t.editKey(e.Key)
 		k.Frost = fk
-		t.fsm.digest.markKey(e.Key)
+		t.keyChanged(e.Key)
 	}
 	if migrated {
 		s.Destroyed = t.index

@@ -51,6 +51,15 @@ type Result struct {
 	Index uint64 `json:"index"`
 	Error *Error `json:"error,omitempty"`
 	Key   *Key   `json:"key,omitempty"` // the key a key command wrote, without material
+	// Items are a create_keys command's outcomes, one per key in its
+	// order: each key created or refused as a create_key of it would be.
+	Items []ItemResult `json:"items,omitempty"`
+}
+
+// ItemResult is the outcome of one key of a create_keys command.
+type ItemResult struct {
+	Error *Error `json:"error,omitempty"`
+	Key   *Key   `json:"key,omitempty"` // without material
 }
 
 // FSM holds the state and applies entries to it. Apply is called from one
@@ -146,9 +155,10 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 	}
 	t := transition{fsm: f, s: s, index: index, now: now, signer: sg.Signer, cmd: cmd}
 	if err := t.apply(); err != nil {
-		res.Error = err
+		res.Error, res.Items = err, t.items
 		return res
 	}
+	res.Items = t.items
 	if cmd.Type == TypeInit {
 		f.ck.founding = founding[:]
 	}

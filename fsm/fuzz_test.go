@@ -34,6 +34,7 @@ func fuzzCommands(h *harness) []*fsm.Command {
 		dealCmd(h.round(), 2, "ok"), dealCmd(h.round(), 2, "no"), dealCmd(h.round(), 1, "ok"),
 		ackCmd(h.round()),
 		releaseCmd("db/a", fsm.OpGet),
+		createKeysCmd("db/m1", "db/a", "../m"), createKeysCmd("db/a"),
 	}
 }
 

@@ -184,6 +184,7 @@ func (h *harness) apply(data []byte) *fsm.Result {
 	h.index++
 	h.log = append(h.log, logEntry{h.index, h.at, data})
 	held := holdSlices(h.f) // slices_test.go
+	heldKeys := fsm.HoldKeysForTest(h.f)
 	res := h.f.Apply(h.index, h.at, data)
 	if res == nil {
 		h.t.Fatalf("Apply(%d) returned nil", h.index)
@@ -198,6 +199,9 @@ func (h *harness) apply(data []byte) *fsm.Result {
 	}
 	if !fsm.TangIndexForTest(h.f) {
 		h.t.Errorf("after entry %d the index of Tang keys is not what a scan of every key finds", h.index)
+	}
+	if bad := heldKeys(); len(bad) != 0 {
+		h.t.Errorf("entry %d changed keys in place, under a checkpoint's clone of them: %v", h.index, bad)
 	}
 	if bad := changedInPlace(held); len(bad) != 0 {
 		h.t.Errorf("entry %d wrote into slices of the state that a reader may hold: %v", h.index, bad)

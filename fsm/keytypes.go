@@ -435,6 +435,7 @@ func (t *transition) setAccess(c *SetAccess) *Error {
 	if k.State == KeyDestroyed {
 		return errorf(CodeState, "key %q is destroyed", c.Name)
 	}
+	k = t.editKey(c.Name)
 	k.Access, k.UpdatedAt = c.Access, t.now
 	t.key = k.Metadata()
 	return nil

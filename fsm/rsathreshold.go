@@ -152,7 +152,8 @@ func (t *transition) markRSAReimport() {
 		} else {
 			rk.Reimport = "the share holders changed since it was dealt: destroy and import it again so new members hold shares"
 		}
+		k = t.editKey(name)
 		k.RSA, k.UpdatedAt = &rk, t.now
-		t.fsm.digest.markKey(name) // the kept state hash (statehash.go)
+		t.keyChanged(name)
 	}
 }

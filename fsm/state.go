@@ -101,9 +101,13 @@ type State struct {
 	// a decode rebuilds it, and it is not encoded. Nil in a State made
 	// another way, which TangKeys then scans.
 	tang map[string]struct{}
-	// names orders the keys' names (KeysAfter), kept and rebuilt like
-	// tang; keys are never deleted from the state, only destroyed.
-	names *btree.BTreeG[string]
+	// names orders the keys by name (KeysAfter), kept and rebuilt like
+	// tang; keys are never deleted from the state, only destroyed. It
+	// holds the same *Key as Keys, and a key is never changed in place
+	// once it is in the state (editKey puts a changed copy in its place),
+	// so a clone of it (O(1), copy-on-write) is the keys as they were: a
+	// checkpoint keeps one instead of an encoding (checkpoint.go).
+	names *btree.BTreeG[*Key]
 }
 
 // KeysAfter calls fn with each key whose name sorts after `after`, in
@@ -118,12 +122,14 @@ func (s *State) KeysAfter(after string, fn func(*Key) bool) {
 		}
 		return
 	}
-	s.names.AscendGreaterOrEqual(after, func(name string) bool {
-		return name == after || fn(s.Keys[name])
+	s.names.AscendGreaterOrEqual(&Key{Name: after}, func(k *Key) bool {
+		return k.Name == after || fn(k)
 	})
 }
 
-func newNameIndex() *btree.BTreeG[string] { return btree.NewOrderedG[string](32) }
+func newNameIndex() *btree.BTreeG[*Key] {
+	return btree.NewG(32, func(a, b *Key) bool { return a.Name < b.Name })
+}
 
 // TangKeys are the Tang keys not destroyed, by name, found without going
 // through every key.
@@ -151,16 +157,16 @@ func scanTangKeys(s *State) []*Key {
 // indexKey updates the indexes for the key name, which an entry wrote.
 func (s *State) indexKey(name string) {
 	s.indexTang(name)
-	if s.names != nil && s.Keys[name] != nil {
-		s.names.ReplaceOrInsert(name)
+	if k := s.Keys[name]; s.names != nil && k != nil {
+		s.names.ReplaceOrInsert(k)
 	}
 }
 
 // reindex builds the indexes from every key.
 func (s *State) reindex() {
 	s.names = newNameIndex()
-	for name := range s.Keys {
-		s.names.ReplaceOrInsert(name)
+	for _, k := range s.Keys {
+		s.names.ReplaceOrInsert(k)
 	}
 	s.reindexTang()
 }

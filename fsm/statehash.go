@@ -34,9 +34,9 @@ import (
 // Apply always does), on every CPU and off the FSM's lock: the first
 // status after a restart costs what any other does.
 //
-// Checkpoints (checkpoint.go) do not use this hash: they certify the
-// SHA-256 of the state's encoding, which a restoring replica checks
-// against the bytes it is sent.
+// Checkpoints (checkpoint.go) certify this hash; a restoring replica
+// computes it from the checkpoint's state it decodes (CheckpointHash) and
+// keeps the sum it built.
 
 // stateHashLabel starts the hash's input.
 const stateHashLabel = "keyquorum state hash v2\x00"

@@ -272,8 +272,9 @@ func (t *transition) completeTang(r *Reshare) {
 		migrated = migrated || k.Tang.sealed()
 		tk := *k.Tang
 		tk.Shares, tk.Threshold = slices.Clone(e.Shares), r.Threshold
+		k = t.editKey(e.Key)
 		k.Tang = &tk
-		t.fsm.digest.markKey(e.Key)
+		t.keyChanged(e.Key)
 	}
 	if migrated {
 		s.Destroyed = t.index

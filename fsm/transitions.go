@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"crypto/ed25519"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -18,7 +19,8 @@ type transition struct {
 	now    int64
 	signer string
 	cmd    *Command
-	key    *Key // set by key commands, for the Result
+	key    *Key         // set by key commands, for the Result
+	items  []ItemResult // set by create_keys, for the Result
 	// floorThreshold, when set, is the least threshold a round this
 	// command starts may have (the autopilot's removals keep t).
 	floorThreshold int
@@ -46,6 +48,8 @@ func (t *transition) apply() *Error {
 		return t.admin(func() *Error { return t.deleteRule(c.DeleteRule) })
 	case TypeCreateKey:
 		return t.createKey(c.CreateKey)
+	case TypeCreateKeys:
+		return t.createKeys(c.CreateKeys)
 	case TypeReplaceKey:
 		return t.replaceKey(c.ReplaceKey)
 	case TypeRevokeKey:
@@ -561,6 +565,38 @@ func (t *transition) createKey(c *CreateKey) *Error {
 	return nil
 }
 
+// createKeys creates each key as createKey would, in order, and records
+// each one's outcome: one entry for many keys (a bulk load), each checked
+// as alone, so one refused key leaves the others created. The entry takes
+// effect if any key is created; if none is, it is refused with the first
+// key's error (and the outcomes).
+func (t *transition) createKeys(cs []*CreateKey) *Error {
+	if len(cs) == 0 || len(cs) > MaxCreateKeys {
+		return errorf(CodeInvalid, "create_keys needs 1 to %d keys, not %d", MaxCreateKeys, len(cs))
+	}
+	t.items = make([]ItemResult, len(cs))
+	var first *Error
+	created := 0
+	for i, c := range cs {
+		t.key = nil
+		if err := t.createKey(c); err != nil {
+			t.items[i].Error = err
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		t.items[i].Key = t.key
+		t.keyChanged(c.Name)
+		created++
+	}
+	t.key = nil
+	if created == 0 {
+		return &Error{Code: first.Code, Message: fmt.Sprintf("none of the %d keys was created; the first: %s", len(cs), first.Message)}
+	}
+	return nil
+}
+
 func (t *transition) replaceKey(c *ReplaceKey) *Error {
 	if c == nil {
 		return errorf(CodeInvalid, "replace_key needs a key")
@@ -584,10 +620,31 @@ func (t *transition) replaceKey(c *ReplaceKey) *Error {
 	if k.Version != c.ExpectVersion {
 		return errorf(CodeConflict, "key %q is at version %d, not %d", c.Name, k.Version, c.ExpectVersion)
 	}
+	k = t.editKey(c.Name)
 	k.Version++
 	k.R, k.Sealed, k.UpdatedAt = c.R, c.Sealed, t.now
 	t.key = k.Metadata()
 	return nil
+}
+
+// editKey puts a copy of the key name in its place in the state and
+// returns it, for the caller to change once the entry is sure to take
+// effect: a key in the state is never changed in place, so the keys a
+// checkpoint cloned (State.names) stay as they were. Apply marks the
+// entry's t.key as changed; a transition that changes other keys calls
+// keyChanged for each.
+func (t *transition) editKey(name string) *Key {
+	c := *t.s.Keys[name]
+	t.s.Keys[name] = &c
+	return &c
+}
+
+// keyChanged tells the state hash (statehash.go) and the indexes that the
+// key name changed, for a transition that changes keys other than its
+// t.key.
+func (t *transition) keyChanged(name string) {
+	t.fsm.digest.markKey(name)
+	t.s.indexKey(name)
 }
 
 func (t *transition) setKeyState(name, op string) *Error {
@@ -604,6 +661,7 @@ func (t *transition) setKeyState(name, op string) *Error {
 	case op == OpRevoke && k.State == KeyRevoked:
 		return errorf(CodeState, "key %q is already revoked", name)
 	}
+	k = t.editKey(name)
 	if op == OpRevoke {
 		k.State = KeyRevoked
 	} else {

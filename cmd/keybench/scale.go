@@ -26,6 +26,20 @@ import (
 // measures the state after its snapshots, and a restart from one.
 const scaleSnapshotInterval = 5 * time.Second
 
+// scaleSnapshotThreshold is the Raft log entries between snapshots in a
+// scale run (Raft's default is 8192): the bulk load takes one entry per
+// thousand keys, so the log after it is the create window's few thousand
+// entries, and a snapshot is due after it only below that. It is the
+// checkpoint interval (fsm.DefaultCheckpointEvery).
+const scaleSnapshotThreshold = 1024
+
+// The load of a scale run: create_keys entries of scaleLoadBatch keys
+// (fsm.MaxCreateKeys), from scaleLoadClients clients at once.
+const (
+	scaleLoadBatch   = 1000
+	scaleLoadClients = 4
+)
+
 // runScale loads n keys through the public API (the Go client, keyctl's
 // path) into a 3-node cluster and measures what grows with the number of
 // keys: memory per key, snapshot size and time, status latency, create
@@ -41,7 +55,8 @@ func runScale(script string, n, clients int, window time.Duration) error {
 		return err
 	}
 	env := append(os.Environ(), "KEYQUORUM_BASE_PORT="+strconv.Itoa(base),
-		"KEYQUORUM_SNAPSHOT_INTERVAL="+scaleSnapshotInterval.String())
+		"KEYQUORUM_SNAPSHOT_INTERVAL="+scaleSnapshotInterval.String(),
+		"KEYQUORUM_SNAPSHOT_THRESHOLD="+strconv.Itoa(scaleSnapshotThreshold))
 	sh := func(args ...string) error {
 		cmd := exec.Command(script, args...)
 		cmd.Env, cmd.Stderr = env, os.Stderr
@@ -72,6 +87,10 @@ func runScale(script string, n, clients int, window time.Duration) error {
 	if err != nil {
 		return err
 	}
+	parts0, err := rssPartsAll(dir, 3)
+	if err != nil {
+		return err
+	}
 	statusP50 := func() (time.Duration, time.Duration, error) {
 		var lat []time.Duration
 		for range 50 {
@@ -99,17 +118,40 @@ func runScale(script string, n, clients int, window time.Duration) error {
 	rate0 := float64(ok0) / window.Seconds()
 	add(fmt.Sprintf("creates per second near 0 keys (%d clients, %d errors)", clients, errs0), fmt.Sprintf("%.0f", rate0), "-")
 
-	logf("loading %d keys with %d clients", n, clients)
+	// The load goes through the bulk create (client.CreateSecrets, as
+	// keyctl key create-many): scaleLoadBatch keys a Raft entry.
+	logf("loading %d keys with %d clients, %d keys a create_keys entry", n, scaleLoadClients, scaleLoadBatch)
 	loadStart := time.Now()
 	var wg sync.WaitGroup
-	var loadErrs atomic.Int64
-	for range clients {
+	var loadErrs, created atomic.Int64
+	var firstErr atomic.Value // the first load error's text
+	last := int64(n)          // names up to scale/<last>
+	before := seq.Load()
+	for range scaleLoadClients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for seq.Load() < int64(n) {
-				if create() != nil {
-					loadErrs.Add(1)
+			for {
+				end := seq.Add(scaleLoadBatch)
+				lo, hi := end-scaleLoadBatch+1, min(end, last)
+				if lo > last {
+					return
+				}
+				batch := make([]client.NamedSecret, 0, hi-lo+1)
+				for i := lo; i <= hi; i++ {
+					batch = append(batch, client.NamedSecret{Name: fmt.Sprintf("scale/%08d", i), Secret: secret})
+				}
+				items, err := c.CreateSecrets(ctx, batch)
+				for _, it := range items {
+					if it.Error == nil {
+						created.Add(1)
+					} else {
+						loadErrs.Add(1)
+					}
+				}
+				if err != nil {
+					loadErrs.Add(int64(len(batch) - len(items)))
+					firstErr.CompareAndSwap(nil, err.Error())
 				}
 			}
 		}()
@@ -121,15 +163,21 @@ func runScale(script string, n, clients int, window time.Duration) error {
 			case <-done:
 				return
 			case <-time.After(15 * time.Second):
-				logf("%d keys", seq.Load())
+				logf("%d keys", int64(ok0)+created.Load())
 			}
 		}
 	}()
 	wg.Wait()
 	close(done)
-	loaded := seq.Load() - loadErrs.Load() - errs0
+	seq.Store(max(before, last)) // the loaders reserved names past last, and created none
+	loaded := int64(ok0) + created.Load()
 	loadTook := time.Since(loadStart)
-	add(fmt.Sprintf("keys loaded (%d errors), in", loadErrs.Load()), fmt.Sprintf("%d, %.1f s (%.0f/s)", loaded, loadTook.Seconds(), float64(seq.Load()-ok0)/loadTook.Seconds()), "-")
+	loadEnd := time.Now()
+	if e := firstErr.Load(); e != nil {
+		logf("the load's first failed create_keys: %s", e)
+	}
+	add(fmt.Sprintf("keys loaded in create_keys entries of %d (%d errors), in", scaleLoadBatch, loadErrs.Load()),
+		fmt.Sprintf("%d, %.1f s (%.0f/s)", loaded, loadTook.Seconds(), float64(created.Load())/loadTook.Seconds()), "-")
 	if err := waitCaughtUp(ctx, c); err != nil {
 		return err
 	}
@@ -145,12 +193,37 @@ func runScale(script string, n, clients int, window time.Duration) error {
 	}
 	add(fmt.Sprintf("status latency p50, p90 at %d keys", loaded), ms(s50)+", "+ms(s90), "< 5 ms")
 
-	// Snapshots: wait for every node to persist one after the load.
-	logf("waiting for a snapshot on every node")
-	snaps, err := waitSnapshots(dir, 3, loadStart, 3*time.Minute)
+	// Snapshots: wait for every node to persist one after the load,
+	// creating keys one at a time meanwhile (a snapshot is due only after
+	// scaleSnapshotThreshold entries): they are counted in the keys.
+	logf("waiting for a snapshot on every node, creating keys meanwhile")
+	stop := make(chan struct{})
+	var more atomic.Int64
+	var mwg sync.WaitGroup
+	for range clients {
+		mwg.Add(1)
+		go func() {
+			defer mwg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if create() == nil {
+					more.Add(1)
+				}
+			}
+		}()
+	}
+	snaps, err := waitSnapshots(dir, 3, loadEnd, 3*time.Minute)
+	close(stop)
+	mwg.Wait()
 	if err != nil {
 		return err
 	}
+	loaded += more.Load()
+	add("keys created meanwhile, one a create (included in the keys below)", fmt.Sprint(more.Load()), "-")
 	var sizes, took []string
 	for _, s := range snaps {
 		sizes = append(sizes, fmt.Sprintf("%.1f", float64(s.Bytes)/(1<<20)))
@@ -177,6 +250,15 @@ func runScale(script string, n, clients int, window time.Duration) error {
 	}
 	add("node memory after snapshots and status (RSS MiB: n1, n2, n3)", strings.Join(mem, ", "), "-")
 	add("memory per key (RSS growth / keys, bytes: n1, n2, n3)", strings.Join(perKey, ", "), "< 1024")
+	if partsN, err := rssPartsAll(dir, 3); err == nil {
+		var anon, file []string
+		for i := range partsN {
+			anon = append(anon, fmt.Sprintf("%.0f", float64(partsN[i].anon-parts0[i].anon)*1024/float64(loaded)))
+			file = append(file, fmt.Sprintf("%.0f", float64(partsN[i].file-parts0[i].file)*1024/float64(loaded)))
+		}
+		add("  of which anonymous (heap, stacks: RssAnon growth / keys)", strings.Join(anon, ", "), "-")
+		add("  and file-backed (the Raft log's memory map, the binary: RssFile)", strings.Join(file, ", "), "-")
+	}
 
 	names := []string{"bench/secret"}
 	for i := range 1000 {
@@ -226,6 +308,18 @@ func runScale(script string, n, clients int, window time.Duration) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	add("restarted follower: start to its first release", ms(time.Since(start)), "< 1000 ms")
+	// What the restart did, from its log: the restore and the start.
+	if b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("n%d.log", follower))); err == nil {
+		lines := strings.Split(string(b), "\n")
+		for _, msg := range []string{`msg="restored a verified snapshot"`, `msg="keyd running"`} {
+			for i := len(lines) - 1; i >= 0; i-- {
+				if strings.Contains(lines[i], msg) {
+					logf("n%d: %s", follower, lines[i])
+					break
+				}
+			}
+		}
+	}
 	if err := waitCaughtUp(ctx, c); err != nil {
 		return err
 	}
@@ -351,4 +445,39 @@ func freeBase4() (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("no free ports found")
+}
+
+// rssParts is a process's resident memory split as /proc/PID/status
+// splits it, in KiB: anonymous (the heap, stacks) and file-backed (the
+// binary, the Raft log's memory map).
+type rssParts struct{ anon, file int64 }
+
+func rssPartsAll(dir string, n int) ([]rssParts, error) {
+	var out []rssParts
+	for i := 1; i <= n; i++ {
+		b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("n%d.pid", i)))
+		if err != nil {
+			return nil, err
+		}
+		st, err := os.ReadFile("/proc/" + strings.TrimSpace(string(b)) + "/status")
+		if err != nil {
+			return nil, err
+		}
+		var p rssParts
+		for _, line := range strings.Split(string(st), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			switch f[0] {
+			case "RssAnon:":
+				p.anon = v
+			case "RssFile:":
+				p.file = v
+			}
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

@@ -39,6 +39,11 @@ import (
 
 const maxBody = 256 << 10
 
+// maxBatchBody bounds a create_keys request (POST /v1/keys/batch):
+// fsm.MaxCreateKeys small secrets fit (about 500 bytes each, signed and
+// encoded), fewer large ones; the client splits a bulk load to fit.
+const maxBatchBody = 4 << 20
+
 // Server serves the API of one node.
 type Server struct {
 	svc  cluster.Service
@@ -117,6 +122,7 @@ func NewServer(svc cluster.Service, cert *cluster.ServingCert, log *slog.Logger,
 	mux.HandleFunc("POST /v1/rules/{id}/remove", s.operator(s.command(fsm.TypeDeleteRule)))
 	mux.HandleFunc("GET /v1/keys", s.operator(s.listKeys))
 	mux.HandleFunc("POST /v1/keys", s.operator(s.command(fsm.TypeCreateKey)))
+	mux.HandleFunc("POST /v1/keys/batch", s.operator(s.commandSized(fsm.TypeCreateKeys, maxBatchBody)))
 	mux.HandleFunc("GET /v1/keys/{name...}", s.operator(s.showKey))
 	mux.HandleFunc("POST /v1/release", s.operator(s.release))
 	mux.HandleFunc("POST /v1/cas", s.operator(s.cas))
@@ -204,8 +210,11 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 	writeJSON(w, StatusOf(e.Kind), vocab.ErrorReply{Error: e})
 }
 
-func readJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+func readJSON(r *http.Request, v any) error { return readJSONSized(r, v, maxBody) }
+
+// readJSONSized is readJSON with a body of up to limit bytes.
+func readJSONSized(r *http.Request, v any, limit int64) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return cluster.Errorf(cluster.KindInvalid, "request body is not valid JSON for this call: %v", err)
@@ -270,10 +279,13 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 }
 
 // command submits a signed command of one type.
-func (s *Server) command(typ string) http.HandlerFunc {
+func (s *Server) command(typ string) http.HandlerFunc { return s.commandSized(typ, maxBody) }
+
+// commandSized is command with a body of up to limit bytes.
+func (s *Server) commandSized(typ string, limit int64) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var sg fsm.Signed
-		if err := readJSON(r, &sg); err != nil {
+		if err := readJSONSized(r, &sg, limit); err != nil {
 			s.writeError(w, err)
 			return
 		}

@@ -70,6 +70,10 @@ Usage:
                                     import PEM private keys for the Keyless SSL gateway: RSA keys
                                     sign by quorum (rsa-threshold) unless --assembled-rsa; ECDSA
                                     and Ed25519 keys are assembled
+  keyctl key create-many FILE [--bytes N]
+                                    create many secret keys, up to 1000 per Raft entry, each checked as
+                                    a key create of it: FILE (- for stdin) has one key a line, NAME
+                                    (a random secret of N bytes) or NAME BASE64-SECRET; prints each refusal
   keyctl key import-kxd DIR [--prefix P]
                                     import a kxd data directory (keys, allowed_clients, allowed_hosts, email_to)
   keyctl key get NAME               print the secret's exact bytes on stdout
@@ -204,7 +208,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 func (c *command) handlers() map[string]map[string]func([]string) error {
 	return map[string]map[string]func([]string) error{
 		"cluster": {"init": c.clusterInit, "join": c.clusterJoin, "leave": c.clusterLeave, "status": c.clusterStatus, "token": c.clusterToken, "pin": c.clusterPin, "autopilot": c.clusterAutopilot},
-		"key": {"create": c.keyCreate, "get": c.keyGet, "list": c.keyList, "show": c.keyShow,
+		"key": {"create": c.keyCreate, "create-many": c.keyCreateMany, "get": c.keyGet, "list": c.keyList, "show": c.keyShow,
 			"revoke": c.keyRevoke, "destroy": c.keyDestroy, "cas": c.keyCAS, "access": c.keyAccess,
 			"import-dir": c.keyImportDir, "import-kxd": c.keyImportKxd, "sign": c.keySign, "verify": c.keyVerify},
 		"rule":     {"put": c.rulePut},

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -9,6 +10,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -438,6 +440,95 @@ func (c *command) createThresholdRSA(ctx context.Context, cl *client.Client, nam
 		return nil, usagef("an rsa-threshold key does not expire yet: --expires does not apply")
 	}
 	return cl.CreateThresholdRSA(ctx, name, rk, access)
+}
+
+// createManyChunk is how many keys keyCreateMany sends under one
+// command timeout.
+const createManyChunk = 20 * fsm.MaxCreateKeys
+
+// keyCreateMany creates the secret keys a file lists, in create_keys
+// commands (client.CreateSecrets): one line a key, NAME for a random
+// secret of --bytes bytes or NAME and the secret in standard base64.
+func (c *command) keyCreateMany(args []string) error {
+	fs := c.flags("key create-many")
+	n := fs.Int("bytes", 32, "the size of each generated secret")
+	pos, err := parse(fs, args, "FILE")
+	if err != nil {
+		return err
+	}
+	if *n < 1 || *n > fsm.MaxSealedSize-16 {
+		return usagef("--bytes must be 1 to %d, got %d", fsm.MaxSealedSize-16, *n)
+	}
+	in := c.stdin
+	if pos[0] != "-" {
+		f, err := os.Open(pos[0])
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	}
+	var secrets []client.NamedSecret
+	defer func() {
+		for _, s := range secrets {
+			clear(s.Secret)
+		}
+	}()
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 0, 64<<10), 2*fsm.MaxSealedSize)
+	for line := 1; sc.Scan(); line++ {
+		fields := strings.Fields(sc.Text())
+		switch len(fields) {
+		case 0:
+			continue
+		case 1:
+			s := make([]byte, *n)
+			rand.Read(s)
+			secrets = append(secrets, client.NamedSecret{Name: fields[0], Secret: s})
+		case 2:
+			s, err := base64.StdEncoding.DecodeString(fields[1])
+			if err != nil || len(s) == 0 {
+				return fmt.Errorf("%s line %d: the secret is not standard base64 of at least one byte", pos[0], line)
+			}
+			secrets = append(secrets, client.NamedSecret{Name: fields[0], Secret: s})
+		default:
+			return fmt.Errorf("%s line %d: want NAME or NAME BASE64-SECRET, got %d fields", pos[0], line, len(fields))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%s: %w", pos[0], err)
+	}
+	if len(secrets) == 0 {
+		return fmt.Errorf("%s lists no key", pos[0])
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	created, refused := 0, 0
+	for lo := 0; lo < len(secrets); lo += createManyChunk {
+		chunk := secrets[lo:min(lo+createManyChunk, len(secrets))]
+		ctx, cancel := timeout()
+		items, err := cl.CreateSecrets(ctx, chunk)
+		cancel()
+		for i, it := range items {
+			if it.Error != nil {
+				refused++
+				fmt.Fprintf(c.stdout, "refused %q: %s\n", chunk[i].Name, it.Error.Message)
+			} else {
+				created++
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(c.stdout, "created %d of %d keys, %d refused, before: %v\n", created, len(secrets), refused, err)
+			return err
+		}
+	}
+	fmt.Fprintf(c.stdout, "created %d of %d keys\n", created, len(secrets))
+	if refused > 0 {
+		return fmt.Errorf("%d of %d keys refused", refused, len(secrets))
+	}
+	return nil
 }
 
 // keyImportKxd imports a kxd data directory: each key under its path,
