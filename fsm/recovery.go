@@ -295,10 +295,10 @@ func (t *transition) rebuild(r *Rebuild) *Error {
 		if k.State == KeyDestroyed || k.Tang == nil && k.Frost == nil && k.RSA == nil {
 			continue
 		}
+		k = t.editKey(name)
 		k.State, k.R, k.Sealed, k.Tang, k.RSA, k.Frost = KeyDestroyed, nil, nil, nil, nil, nil
 		k.UpdatedAt = t.now
-		s.indexKey(name)
-		t.fsm.digest.markKey(name)
+		t.keyChanged(name)
 		s.Destroyed = t.index
 	}
 	s.Nodes = nodes
