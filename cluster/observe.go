@@ -46,7 +46,7 @@ func (n *Node) keyType(name string) string {
 	}
 	var t string
 	n.fsm.Read(func(s *fsm.State) {
-		if k := s.Keys[name]; k != nil {
+		if k := s.ResolveKey(name); k != nil {
 			t = k.Type
 		}
 	})

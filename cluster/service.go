@@ -325,11 +325,11 @@ func (n *Node) Key(ctx context.Context, principal, name string) (_ *fsm.Key, err
 	var k *fsm.Key
 	var e error
 	err = n.consistent(ctx, func(s *fsm.State) {
-		key := s.Keys[name]
+		key := s.ResolveKey(name)
 		switch {
 		case key == nil:
 			e = Errorf(KindNotFound, "key %q does not exist", name)
-		case !s.Allowed(principal, fsm.OpRead, name):
+		case !s.Allowed(principal, fsm.OpRead, key.Name):
 			e = Errorf(KindDenied, "%s may not read key %q", principal, name)
 		default:
 			k = s.KeyView(key)

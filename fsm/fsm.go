@@ -99,6 +99,7 @@ func emptyState() *State {
 		Submitted: map[string]*SubmittedKey{},
 		tang:      map[string]struct{}{},
 		names:     newNameIndex(),
+		ids:       map[string]string{},
 	}
 }
 
@@ -379,10 +380,13 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 	default:
 		return nil, nil, errorf(CodeInvalid, "unknown release operation %q", req.Op)
 	}
-	k := s.Keys[req.Key]
+	k := s.ResolveKey(req.Key)
 	if k == nil {
 		return nil, nil, errorf(CodeNotFound, "key %q does not exist", req.Key)
 	}
+	// The checks below and every holder's context use the name; the
+	// signed payload keeps what the signer wrote.
+	req.Key = k.Name
 	if err := checkOp(k, req.Op); err != nil {
 		return nil, nil, err
 	}

@@ -425,6 +425,7 @@ func (t *transition) setAccess(c *SetAccess) *Error {
 	if err := checkAccess(c.Access); err != nil {
 		return err
 	}
+	c.Name = t.s.KeyName(c.Name)
 	k := t.s.Keys[c.Name]
 	if k == nil {
 		return errorf(CodeNotFound, "key %q does not exist", c.Name)

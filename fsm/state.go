@@ -101,6 +101,8 @@ type State struct {
 	// names orders the keys' names (KeysAfter), kept and rebuilt like
 	// tang; keys are never deleted from the state, only destroyed.
 	names *btree.BTreeG[string]
+	// ids maps key IDs to names (keyids.go), kept and rebuilt like tang.
+	ids map[string]string
 }
 
 // KeysAfter calls fn with each key whose name sorts after `after`, in
@@ -148,6 +150,7 @@ func scanTangKeys(s *State) []*Key {
 // indexKey updates the indexes for the key name, which an entry wrote.
 func (s *State) indexKey(name string) {
 	s.indexTang(name)
+	s.indexID(name)
 	if s.names != nil && s.Keys[name] != nil {
 		s.names.ReplaceOrInsert(name)
 	}
@@ -156,8 +159,10 @@ func (s *State) indexKey(name string) {
 // reindex builds the indexes from every key.
 func (s *State) reindex() {
 	s.names = newNameIndex()
+	s.ids = map[string]string{}
 	for name := range s.Keys {
 		s.names.ReplaceOrInsert(name)
+		s.indexID(name)
 	}
 	s.reindexTang()
 }
@@ -214,6 +219,8 @@ type Rule struct {
 
 // Key is a key's metadata and sealed material.
 type Key struct {
+	// ID never changes and never names another key (keyids.go).
+	ID        string `json:"id,omitempty"`
 	Name      string `json:"name"`
 	Type      string `json:"type"`
 	Version   uint64 `json:"version"`

@@ -538,7 +538,11 @@ func (t *transition) createKey(c *CreateKey) *Error {
 		}
 		version = old.Version + 1
 	}
-	k := &Key{Name: c.Name, Type: c.Type, Version: version, State: KeyActive,
+	id := KeyID(t.s.ClusterID, t.index, t.signer, t.cmd.Nonce)
+	if t.s.ResolveKey(id) != nil {
+		return errorf(CodeExists, "key ID %s is in use: sign the create again", id)
+	}
+	k := &Key{ID: id, Name: c.Name, Type: c.Type, Version: version, State: KeyActive,
 		CreatedAt: t.now, UpdatedAt: t.now, ExpiresAt: c.ExpiresAt, R: c.R, Sealed: c.Sealed,
 		Public: c.Public, AssembleTTL: c.AssembleTTL, Access: c.Access, Tang: c.Tang, RSA: c.RSA, Frost: c.Frost}
 	t.s.Keys[c.Name] = k
@@ -553,6 +557,7 @@ func (t *transition) replaceKey(c *ReplaceKey) *Error {
 	if err := checkSealed(c.R, c.Sealed); err != nil {
 		return err
 	}
+	c.Name = t.s.KeyName(c.Name)
 	k := t.s.Keys[c.Name]
 	if k == nil {
 		return errorf(CodeNotFound, "key %q does not exist", c.Name)
@@ -575,7 +580,8 @@ func (t *transition) replaceKey(c *ReplaceKey) *Error {
 	return nil
 }
 
-func (t *transition) setKeyState(name, op string) *Error {
+func (t *transition) setKeyState(ref, op string) *Error {
+	name := t.s.KeyName(ref)
 	k := t.s.Keys[name]
 	if k == nil {
 		return errorf(CodeNotFound, "key %q does not exist", name)

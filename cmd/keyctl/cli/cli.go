@@ -608,8 +608,8 @@ func (c *command) keyList(args []string) error {
 		next = n
 		return keys, err
 	}
-	err := list(c, fs, args, get, "NAME\tTYPE\tVERSION\tSTATE\tCREATED", func(k *fsm.Key) string {
-		return fmt.Sprintf("%s\t%s\t%d\t%s\t%s", k.Name, k.Type, k.Version, k.State, time.Unix(0, k.CreatedAt).UTC().Format(time.RFC3339))
+	err := list(c, fs, args, get, "NAME\tID\tTYPE\tVERSION\tSTATE\tCREATED", func(k *fsm.Key) string {
+		return fmt.Sprintf("%s\t%s\t%s\t%d\t%s\t%s", k.Name, cmp.Or(k.ID, "-"), k.Type, k.Version, k.State, time.Unix(0, k.CreatedAt).UTC().Format(time.RFC3339))
 	})
 	if err == nil && next != "" {
 		fmt.Fprintf(c.stdout, "more: keyctl key list --limit %d --after %s\n", cmp.Or(*limit, api.MaxKeysPage), next)
@@ -619,7 +619,7 @@ func (c *command) keyList(args []string) error {
 
 func (c *command) keyShow(args []string) error {
 	fs := c.flags("key show")
-	pos, err := parse(fs, args, "NAME")
+	pos, err := parse(fs, args, "NAME|ID")
 	if err != nil {
 		return err
 	}
@@ -640,6 +640,9 @@ func (c *command) keyShow(args []string) error {
 func writeKey(out io.Writer, k *fsm.Key, held func() string) error {
 	fmt.Fprintf(out, "name:      %s\ntype:      %s\nversion:   %d\nstate:     %s\ncreated:   %s\nupdated:   %s\n",
 		k.Name, k.Type, k.Version, k.State, fmtTime(k.CreatedAt), fmtTime(k.UpdatedAt))
+	if k.ID != "" {
+		fmt.Fprintf(out, "id:        %s\n", k.ID)
+	}
 	if k.ExpiresAt != 0 {
 		fmt.Fprintf(out, "expires:   %s\n", fmtTime(k.ExpiresAt))
 	}
