@@ -377,6 +377,7 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 			return nil, nil, errorf(CodeInvalid, "an rsa share is asked by a gateway node with an input")
 		}
 	case OpSign:
+	case OpDecrypt:
 	default:
 		return nil, nil, errorf(CodeInvalid, "unknown release operation %q", req.Op)
 	}
@@ -392,6 +393,11 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 	}
 	if req.Op == OpSign {
 		if err := s.authorizeSign(req, k); err != nil {
+			return nil, nil, err
+		}
+	}
+	if req.Op == OpDecrypt {
+		if err := authorizeDecrypt(req, k); err != nil {
 			return nil, nil, err
 		}
 	}

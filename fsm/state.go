@@ -36,7 +36,7 @@ const (
 	OpApprove  = "approve" // approve a machine's release of a key
 )
 
-var allOps = []string{OpRead, OpGet, OpCreate, OpCAS, OpRevoke, OpDestroy, OpApprove, OpSign}
+var allOps = []string{OpRead, OpGet, OpCreate, OpCAS, OpRevoke, OpDestroy, OpApprove, OpSign, OpDecrypt, OpRotate}
 
 // State is everything the cluster replicates. Maps are keyed by ID or name.
 // Callers outside the package read it through FSM.Read and change nothing.
@@ -238,6 +238,8 @@ type Key struct {
 	// RSA is a threshold RSA key's deal (rsathreshold.go).
 	RSA   *RSAThresholdKey `json:"rsa_threshold,omitempty"`
 	Frost *FROSTKey        `json:"frost,omitempty"`
+	// Transit is a transit key's versions (transit.go).
+	Transit *TransitKey `json:"transit,omitempty"`
 }
 
 // Reshare is a resharing round in progress: the current holders deal the

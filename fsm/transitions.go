@@ -48,6 +48,10 @@ func (t *transition) apply() *Error {
 		return t.createKey(c.CreateKey)
 	case TypeReplaceKey:
 		return t.replaceKey(c.ReplaceKey)
+	case TypeRotateKey:
+		return t.rotateKey(c.RotateKey)
+	case TypeConfigureKey:
+		return t.configureKey(c.ConfigureKey)
 	case TypeRevokeKey:
 		return t.setKeyState(c.RevokeKey, OpRevoke)
 	case TypeDestroyKey:
@@ -520,7 +524,7 @@ func (t *transition) createKey(c *CreateKey) *Error {
 	if t.s.Epoch == 0 {
 		return errorf(CodeState, "the cluster key does not exist yet")
 	}
-	if (c.Type == KeyTypeTang || c.Type == KeyTypeFROST) && t.s.Reshare != nil {
+	if (c.Type == KeyTypeTang || c.Type == KeyTypeFROST || c.Type == KeyTypeTransit) && t.s.Reshare != nil {
 		// A round reshares the Tang keys it started with: one dealt now to
 		// the holders the round replaces would be left behind.
 		return errorf(CodeConflict, "resharing round %d is in progress: create the %s key when it is done", t.s.Reshare.Round, c.Type)
@@ -545,6 +549,12 @@ func (t *transition) createKey(c *CreateKey) *Error {
 	k := &Key{ID: id, Name: c.Name, Type: c.Type, Version: version, State: KeyActive,
 		CreatedAt: t.now, UpdatedAt: t.now, ExpiresAt: c.ExpiresAt, R: c.R, Sealed: c.Sealed,
 		Public: c.Public, AssembleTTL: c.AssembleTTL, Access: c.Access, Tang: c.Tang, RSA: c.RSA, Frost: c.Frost}
+	if c.Transit != nil {
+		tk := *c.Transit
+		tk.Versions = []TransitVersion{{Version: version, CreatedAt: t.now, Sharing: c.Transit.Versions[0].Sharing}}
+		tk.MinDecryptionVersion = version
+		k.Transit = &tk
+	}
 	t.s.Keys[c.Name] = k
 	t.key = k.Metadata()
 	return nil
@@ -598,7 +608,7 @@ func (t *transition) setKeyState(ref, op string) *Error {
 	if op == OpRevoke {
 		k.State = KeyRevoked
 	} else {
-		k.State, k.R, k.Sealed, k.Tang, k.RSA, k.Frost = KeyDestroyed, nil, nil, nil, nil, nil
+		k.State, k.R, k.Sealed, k.Tang, k.RSA, k.Frost, k.Transit = KeyDestroyed, nil, nil, nil, nil, nil, nil
 		t.s.Destroyed = t.index // a checkpoint is taken here (checkpoint.go)
 	}
 	k.UpdatedAt = t.now
@@ -635,13 +645,10 @@ func (k *Key) Metadata() *Key {
 		c.RSA = &rk
 	}
 	if k.Frost != nil {
-		fk := *k.Frost
-		fk.Shares = make([]FROSTShare, len(k.Frost.Shares))
-		for i, sh := range k.Frost.Shares {
-			sh.Sealed = nil
-			fk.Shares[i] = sh
-		}
-		c.Frost = &fk
+		c.Frost = k.Frost.metadata()
+	}
+	if k.Transit != nil {
+		c.Transit = k.Transit.metadata()
 	}
 	return &c
 }
