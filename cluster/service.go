@@ -409,3 +409,13 @@ func (n *Node) Principal(ctx context.Context, publicKey []byte) (*fsm.Operator, 
 	}
 	return op, nil
 }
+
+// TransitService decrypts by quorum for transit keys (transit.go):
+// TransitDecrypt takes an operator's signed decryption request (op
+// decrypt) and relays t holders' sealed answers. *Node implements it;
+// gateways that find it behind their Service serve transit.
+type TransitService interface {
+	TransitDecrypt(ctx context.Context, req *fsm.Signed) (*api.TransitDecryptReply, error)
+}
+
+var _ TransitService = (*Node)(nil)

@@ -254,6 +254,10 @@ type ReleaseRequest struct {
 	Padding string `json:"padding,omitempty"`
 	// Points are OpDecrypt's ciphertext points (transit.go).
 	Points []TransitPoint `json:"points,omitempty"`
+	// Exclude are share indexes the caller does not want answers from:
+	// holders whose answers it found bad in an earlier attempt. The
+	// coordinator asks the others.
+	Exclude []uint32 `json:"exclude,omitempty"`
 	// ReplaceKey is set when Op is OpCAS: the swap this release serves.
 	ReplaceKey *ReplaceKey `json:"replace_key,omitempty"`
 }

@@ -21,6 +21,11 @@ import (
 // to decrypt. A version dealt before the members changed, and not
 // reshared by the round that changed them, is refused too
 // (TransitVersionFor).
+//
+// Capabilities. Today a decryption is allowed by the access rules
+// (State.Allowed, op decrypt); every holder checks them in
+// AuthorizeRelease. The capability tokens of issue 12 plug in at
+// cluster's Node.transitAllowed, which every holder calls per request.
 
 // KeyTypeTransit is an encryption key of the transit operations.
 const KeyTypeTransit = "transit"
@@ -95,9 +100,9 @@ func (tk *TransitKey) Latest() *TransitVersion { return &tk.Versions[len(tk.Vers
 
 // TransitVersionFor is the one place that says whether a holder decrypts
 // with version v of transit key k: it exists, is not below the key's
-// min_decryption_version, and was dealt to the holders of the current
-// epoch.
-func (s *State) TransitVersionFor(k *Key, v uint64) (*TransitVersion, *Error) {
+// min_decryption_version, and was dealt to the holders of epoch, the
+// current one.
+func TransitVersionFor(k *Key, v, epoch uint64) (*TransitVersion, *Error) {
 	if k.Transit == nil {
 		return nil, errorf(CodeInvalid, "key %q is not a %s key", k.Name, KeyTypeTransit)
 	}
@@ -107,8 +112,8 @@ func (s *State) TransitVersionFor(k *Key, v uint64) (*TransitVersion, *Error) {
 		return nil, errorf(CodeNotFound, "key %q has no version %d (latest %d)", k.Name, v, k.Transit.Latest().Version)
 	case v < k.Transit.MinDecryptionVersion:
 		return nil, errorf(CodeDenied, "key %q decrypts from version %d (min_decryption_version), not %d", k.Name, k.Transit.MinDecryptionVersion, v)
-	case tv.Sharing.Epoch != s.Epoch:
-		return nil, errorf(CodeConflict, "version %d of key %q was dealt to the holders of epoch %d and no round reshared it to epoch %d", v, k.Name, tv.Sharing.Epoch, s.Epoch)
+	case tv.Sharing.Epoch != epoch:
+		return nil, errorf(CodeConflict, "version %d of key %q was dealt to the holders of epoch %d and no round reshared it to epoch %d", v, k.Name, tv.Sharing.Epoch, epoch)
 	}
 	return tv, nil
 }
@@ -196,6 +201,8 @@ func authorizeDecrypt(req *ReleaseRequest, k *Key) *Error {
 		return errorf(CodeInvalid, "a decryption request carries 1 to %d ciphertext points", MaxTransitBatch)
 	case len(req.Message) != 0 || len(req.Input) != 0 || len(req.Point) != 0 || req.Padding != "":
 		return errorf(CodeInvalid, "a decryption request carries ciphertext points only")
+	case len(req.Exclude) > MaxNodes:
+		return errorf(CodeInvalid, "a decryption request excludes at most %d holders", MaxNodes)
 	}
 	for i, p := range req.Points {
 		if len(p.Point) != pointLen {

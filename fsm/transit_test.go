@@ -141,7 +141,7 @@ func TestAuthorizeDecrypt(t *testing.T) {
 	s := h.state()
 	k := s.Keys["enc/a"]
 	for v, want := range map[uint64]fsm.Code{1: fsm.CodeDenied, 2: "", 3: fsm.CodeNotFound} {
-		if _, err := s.TransitVersionFor(k, v); codeOfErr(err) != want {
+		if _, err := fsm.TransitVersionFor(k, v, s.Epoch); codeOfErr(err) != want {
 			t.Errorf("version %d: %v, want %q", v, err, want)
 		}
 	}

@@ -155,3 +155,14 @@ func TransitBinding(label, keyID string, version uint64, context []byte) []byte 
 	binary.BigEndian.PutUint64(buf[:], version)
 	return append(out, buf[:]...)
 }
+
+// RandomSecret is a fresh uniformly random non-zero scalar, canonical:
+// a transit version's key, which DealKey then shares.
+func RandomSecret(rand io.Reader) ([]byte, error) {
+	s, err := randomScalar(rand)
+	if err != nil {
+		return nil, err
+	}
+	defer wipeScalar(s)
+	return s.Bytes(), nil
+}
