@@ -52,6 +52,13 @@ func (s *State) KeyView(k *Key) *Key {
 	if m.Frost != nil {
 		m.Frost.NeedsReimport = s.FROSTStale(k)
 	}
+	if m.Transit != nil {
+		for i := range m.Transit.Versions {
+			if sh := m.Transit.Versions[i].Sharing; sh != nil {
+				sh.NeedsReimport = sh.Epoch != s.Epoch
+			}
+		}
+	}
 	return m
 }
 

@@ -1,0 +1,111 @@
+package e2e
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestTransitCLI: a transit key created with keyctl on a real 3-node
+// cluster (keyd processes) encrypts with keyctl on the client and decrypts
+// by quorum through every node; a rotation encrypts with version 2 while
+// version 1 still decrypts; rewrap moves a ciphertext to version 2; once
+// min_decryption_version is 2 a version-1 ciphertext is denied; a batch
+// reports a result per item and fails only its bad items; a data key's
+// ciphertext decrypts to its plaintext; key show takes the key's ID.
+func TestTransitCLI(t *testing.T) {
+	c := startCluster(t, 3)
+	dir := t.TempDir()
+	plain := []byte("attack at dawn\n")
+	in := filepath.Join(dir, "plain")
+	if err := os.WriteFile(in, plain, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	created := string(c.mustKeyctl(1, "transit", "create", "app/orders").stdout)
+	if !strings.Contains(created, "no node holds it whole") {
+		t.Errorf("transit create printed %q", created)
+	}
+	ct1 := strings.TrimSpace(string(c.mustKeyctl(1, "transit", "encrypt", "app/orders", "--in", in).stdout))
+	if !strings.HasPrefix(ct1, "kq:v1:") {
+		t.Fatalf("encrypt printed %q, want kq:v1:...", ct1)
+	}
+	for i := 1; i <= 3; i++ {
+		if out := c.mustKeyctl(i, "transit", "decrypt", "app/orders", ct1).stdout; string(out) != string(plain) {
+			t.Fatalf("decrypt through node %d printed %q", i, out)
+		}
+	}
+	c.mustKeyctl(2, "transit", "rotate", "app/orders")
+	ct2 := strings.TrimSpace(string(c.mustKeyctl(3, "transit", "encrypt", "app/orders", "--in", in).stdout))
+	if !strings.HasPrefix(ct2, "kq:v2:") {
+		t.Fatalf("after a rotation encrypt printed %q, want kq:v2:...", ct2)
+	}
+	rewrapped := strings.TrimSpace(string(c.mustKeyctl(1, "transit", "rewrap", "app/orders", ct1).stdout))
+	if !strings.HasPrefix(rewrapped, "kq:v2:") || string(c.mustKeyctl(2, "transit", "decrypt", "app/orders", rewrapped).stdout) != string(plain) {
+		t.Fatalf("rewrap printed %q", rewrapped)
+	}
+	if out := c.mustKeyctl(2, "transit", "decrypt", "app/orders", ct1).stdout; string(out) != string(plain) {
+		t.Fatalf("version 1 after the rotation: %q", out)
+	}
+
+	// A batch: good items open, bad ones fail alone (exit 1).
+	batch := filepath.Join(dir, "batch.json")
+	items := []map[string]string{{"ciphertext": ct1}, {"ciphertext": ct2}, {"ciphertext": "kq:v1:bm90IGEgY2lwaGVydGV4dA=="},
+		{"ciphertext": ct2[:len(ct2)-4] + "AAA="}}
+	b, _ := json.Marshal(items)
+	if err := os.WriteFile(batch, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := c.keyctl(3, "transit", "decrypt", "app/orders", "--batch", batch)
+	var res struct {
+		BatchResults []struct {
+			Plaintext []byte          `json:"plaintext"`
+			Error     json.RawMessage `json:"error"`
+		} `json:"batch_results"`
+	}
+	if err := json.Unmarshal(r.stdout, &res); err != nil || r.code != 1 || len(res.BatchResults) != 4 {
+		t.Fatalf("batch: %v (%v)", r, err)
+	}
+	for i, want := range []bool{true, true, false, false} {
+		got := res.BatchResults[i]
+		if ok := string(got.Plaintext) == string(plain) && got.Error == nil; ok != want {
+			t.Errorf("batch item %d: %q %s; want ok %v", i, got.Plaintext, got.Error, want)
+		}
+	}
+
+	// min_decryption_version: version 1 is denied (exit 5), 2 decrypts.
+	c.mustKeyctl(1, "transit", "config", "app/orders", "--min-decryption-version", "2")
+	if r := c.keyctl(2, "transit", "decrypt", "app/orders", ct1); r.code != 5 || !strings.Contains(r.stderr, "min_decryption_version") {
+		t.Fatalf("a version-1 ciphertext below min_decryption_version: %v", r)
+	}
+	c.mustKeyctl(3, "transit", "decrypt", "app/orders", ct2)
+
+	// A data key.
+	var dk struct {
+		Plaintext  []byte `json:"plaintext"`
+		Ciphertext string `json:"ciphertext"`
+	}
+	if err := json.Unmarshal(c.mustKeyctl(1, "transit", "datakey", "app/orders").stdout, &dk); err != nil || len(dk.Plaintext) != 32 {
+		t.Fatalf("datakey: %+v %v", dk, err)
+	}
+	if out := c.mustKeyctl(2, "transit", "decrypt", "app/orders", dk.Ciphertext).stdout; string(out) != string(dk.Plaintext) {
+		t.Fatalf("the data key's ciphertext decrypts to %s, not %s", base64.StdEncoding.EncodeToString(out), base64.StdEncoding.EncodeToString(dk.Plaintext))
+	}
+
+	// The key's ID names it in key show.
+	show := string(c.mustKeyctl(3, "key", "show", "app/orders").stdout)
+	var id string
+	for _, line := range strings.Split(show, "\n") {
+		if v, ok := strings.CutPrefix(line, "id:"); ok {
+			id = strings.TrimSpace(v)
+		}
+	}
+	if !strings.HasPrefix(id, "id:") {
+		t.Fatalf("key show printed no ID:\n%s", show)
+	}
+	if byID := string(c.mustKeyctl(1, "key", "show", id).stdout); !strings.Contains(byID, "name:      app/orders") || !strings.Contains(byID, "never assembled") {
+		t.Fatalf("key show %s:\n%s", id, byID)
+	}
+}
