@@ -213,12 +213,13 @@ func (n *Node) frostShare(clusterID string, k *fsm.Key) (*shamir.Share, error) {
 	return n.sharingShare(k.Name, k.Frost, api.FROSTShareContext(clusterID, k.Name, k.Frost.Epoch))
 }
 
-// sharingShare is this node's share of a scalar's sharing a client dealt
-// (an ed25519-frost key's, a transit key version's): opened with the
-// identity key, with context sealCtx, while it is sealed in the state, or
-// from the share store of the sharing's epoch once a round reshared it;
-// checked against the sharing's commitments.
-func (n *Node) sharingShare(name string, fk *fsm.FROSTKey, sealCtx []byte) (*shamir.Share, error) {
+// sharingShare is this node's share of the sharing ref names
+// (fsm.SharingRef: an ed25519-frost key's, a transit key version's):
+// opened with the identity key, with context sealCtx, while it is sealed
+// in the state, or from the share store of the sharing's epoch once a
+// round reshared it; checked against the sharing's commitments.
+func (n *Node) sharingShare(ref string, fk *fsm.FROSTKey, sealCtx []byte) (*shamir.Share, error) {
+	name := ref
 	for _, sh := range fk.Shares {
 		if sh.NodeID != n.id.NodeID {
 			continue

@@ -89,7 +89,7 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 		share := shares[p.Version]
 		if share == nil {
 			sctx := api.TransitShareContext(g.clusterID, g.key.Name, tv.Sharing.Epoch, tv.Sharing.Commits[0])
-			if share, err = n.sharingShare(g.key.Name, tv.Sharing, sctx); err != nil {
+			if share, err = n.sharingShare(fsm.SharingRef(g.key.Name, tv.Version), tv.Sharing, sctx); err != nil {
 				return nil, err
 			}
 			shares[p.Version] = share

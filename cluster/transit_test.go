@@ -6,6 +6,7 @@ import (
 	"crypto/ecdh"
 	"crypto/rand"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -241,5 +242,126 @@ func TestTransitLyingCoordinator(t *testing.T) {
 	res, err := c.open(call, "enc/a")
 	if err != nil || res[0].Error == nil || res[0].Error.Kind != KindNoQuorum || res[0].Plaintext != nil {
 		t.Fatalf("fewer than t answers: %+v, %v", res, err)
+	}
+}
+
+// transitShares are the shares of version v of transit key name in the
+// store of data directory dir (a copy), current and pending.
+func transitShares(t *testing.T, dir, name string, v uint64) []*shamir.Share {
+	t.Helper()
+	var out []*shamir.Share
+	f := readShareFile(t, dir)
+	for _, e := range []*epochShare{f.Current, f.Pending} {
+		if e != nil {
+			for sid, sh := range e.Frost {
+				if strings.HasPrefix(sid, fsm.SharingRef(name, v)+"/") {
+					out = append(out, sh)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// combineAt is what shares combine to at point E: s*E when they are t
+// shares of the same sharing.
+func combineAt(t *testing.T, E []byte, threshold int, shares []*shamir.Share) []byte {
+	t.Helper()
+	parts := map[uint32][]byte{}
+	for _, sh := range shares {
+		p, err := shamir.ComputePartial(rand.Reader, sh, E, []byte("test"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts[p.Index] = p.Value
+	}
+	K, err := shamir.CombinePoints(parts, threshold)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return K
+}
+
+// TestTransitKeyFollowsMembership: every version of a transit key is
+// reshared with the cluster key when the members change (the same
+// resharing path as FROST keys: fsm/sharings.go), so old ciphertexts of
+// every version still decrypt through the new members; the share a
+// removed node held before its removal, with t-1 current shares, does not
+// give the key's s*E.
+func TestTransitKeyFollowsMembership(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.createTransit("enc/a", shamir.CipherAES256GCM, false)
+	ct1 := c.encrypt("enc/a", []byte("version one"), nil)
+	if _, err := c.submit(&fsm.Command{Type: fsm.TypeRotateKey, RotateKey: &fsm.RotateKey{Name: "enc/a", Sharing: c.transitDeal("enc/a")}}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor(settleTimeout, func() (bool, string) {
+		return storedKey(t, c.leader(), "enc/a").Version == 2, "the leader has not applied the rotation"
+	})
+	ct2 := c.encrypt("enc/a", []byte("version two"), nil)
+	decrypts := func(tn *testNode, when string) {
+		t.Helper()
+		res, err := c.open(c.decryptThrough(tn, "enc/a", []string{ct1, ct2}, make([][]byte, 2)), "enc/a")
+		if err != nil || string(res[0].Plaintext) != "version one" || string(res[1].Plaintext) != "version two" {
+			t.Fatalf("%s, through %s: %+v, %v", when, tn.id(), res, err)
+		}
+	}
+	decrypts(c.nodes[0], "before")
+
+	nn := c.addNode()
+	c.join(nn)
+	st := c.status(nn)
+	nn.n.fsm.Read(func(s *fsm.State) {
+		for _, v := range s.Keys["enc/a"].Transit.Versions {
+			if v.Sharing.Epoch != s.Epoch || len(v.Sharing.Shares) != 4 || len(v.Sharing.Shares[0].Sealed) != 0 {
+				t.Errorf("after the join version %d is of epoch %d (state %d), %d holders: want reshared to 4", v.Version, v.Sharing.Epoch, s.Epoch, len(v.Sharing.Shares))
+			}
+		}
+	})
+	decrypts(nn, "after the join")
+
+	victim := c.nodes[1]
+	if victim == c.leader() {
+		victim = c.nodes[2]
+	}
+	c.waitFor(settleTimeout, func() (bool, string) {
+		return len(transitShares(t, victim.cfg.DataDir, "enc/a", 1)) > 0, victim.id() + " holds no transit share in its store"
+	})
+	before := transitShares(t, copyDir(t, victim.cfg.DataDir), "enc/a", 1)
+	if _, err := c.submit(&fsm.Command{Type: fsm.TypeRemoveNode, RemoveNode: victim.id()}); err != nil {
+		t.Fatalf("removing %s: %v", victim.id(), err)
+	}
+	var staying []*testNode
+	for _, tn := range c.members() {
+		if tn != victim {
+			staying = append(staying, tn)
+		}
+	}
+	st = c.waitSettled(st.Epoch, staying...)
+	for _, tn := range staying {
+		decrypts(tn, "after the removal")
+	}
+
+	// The key's s*E for version 1's ciphertext, from t current shares,
+	// and what the removed node's old share gives with t-1 of them.
+	parsed, _ := api.ParseTransitCiphertext(ct1)
+	var current []*shamir.Share
+	for _, tn := range staying {
+		var fk fsm.FROSTKey
+		tn.n.fsm.Read(func(s *fsm.State) { fk = *s.Keys["enc/a"].Transit.Version(1).Sharing })
+		if sh := tn.n.shares.frost(st.Epoch, frostStoreID(fsm.SharingRef("enc/a", 1), &fk)); sh != nil {
+			current = append(current, sh)
+		}
+	}
+	if len(current) < st.Threshold || len(before) == 0 {
+		t.Fatalf("%d current shares (t=%d), %d of the removed node", len(current), st.Threshold, len(before))
+	}
+	want := combineAt(t, parsed.E, st.Threshold, current[:st.Threshold])
+	mixed := append(append([]*shamir.Share{}, before[0]), current[:st.Threshold-1]...)
+	if slices.ContainsFunc(mixed[1:], func(sh *shamir.Share) bool { return sh.Index == before[0].Index }) {
+		mixed = append([]*shamir.Share{before[0]}, current[1:st.Threshold]...)
+	}
+	if got := combineAt(t, parsed.E, st.Threshold, mixed); bytes.Equal(got, want) {
+		t.Fatal("the removed node's share from before its removal combines with t-1 current shares to the key's s*E")
 	}
 }
