@@ -136,7 +136,7 @@ func ParseTransitCiphertext(s string) (*TransitCiphertext, error) {
 	if len(b64) > base64.StdEncoding.EncodedLen(shamir.PointSize+shamir.TransitOverhead+MaxTransitPlaintext) {
 		return nil, fmt.Errorf("the ciphertext is longer than a %d-byte plaintext makes", MaxTransitPlaintext)
 	}
-	raw, err := base64.StdEncoding.DecodeString(b64)
+	raw, err := base64.StdEncoding.Strict().DecodeString(b64)
 	if err != nil {
 		return nil, fmt.Errorf("the ciphertext is not base64: %v", err)
 	}
