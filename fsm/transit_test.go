@@ -145,4 +145,8 @@ func TestAuthorizeDecrypt(t *testing.T) {
 			t.Errorf("version %d: %v, want %q", v, err, want)
 		}
 	}
+	// A version dealt to an earlier epoch's holders, not reshared.
+	if _, err := fsm.TransitVersionFor(k, 2, s.Epoch+1); codeOfErr(err) != fsm.CodeConflict {
+		t.Errorf("a version of an earlier epoch: %v, want conflict", err)
+	}
 }
