@@ -5,8 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"net/http"
+	goruntime "runtime"
 	"slices"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
@@ -79,30 +82,39 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 			sh.Erase()
 		}
 	}()
+	// The shares first (one per version asked), then every point's
+	// partial, in parallel.
 	mine := uint32(0)
+	versions := make([]*fsm.TransitVersion, len(rel.Points))
 	for i, p := range rel.Points {
 		tv, ferr := fsm.TransitVersionFor(g.key, p.Version, g.epoch)
 		if ferr != nil {
 			answers[i].Error = fromFSM(ferr)
 			continue
 		}
-		share := shares[p.Version]
-		if share == nil {
+		versions[i] = tv
+		if shares[p.Version] == nil {
 			sctx := api.TransitShareContext(g.clusterID, g.key.Name, tv.Sharing.Epoch, tv.Sharing.Commits[0])
-			if share, err = n.sharingShare(fsm.SharingRef(g.key.Name, tv.Version), tv.Sharing, sctx); err != nil {
+			share, err := n.sharingShare(fsm.SharingRef(g.key.Name, tv.Version), tv.Sharing, sctx)
+			if err != nil {
 				return nil, err
 			}
 			shares[p.Version] = share
 		}
-		mine = share.Index
+		mine = shares[p.Version].Index
+	}
+	eachPoint(len(rel.Points), func(i int) {
+		if versions[i] == nil {
+			return
+		}
 		rctx := api.TransitDecryptContext(g.clusterID, g.key.Name, g.epoch, req.Request.Payload, i)
-		partial, err := shamir.ComputePartial(rand.Reader, share, p.Point, rctx)
+		partial, err := shamir.ComputePartial(rand.Reader, shares[rel.Points[i].Version], rel.Points[i].Point, rctx)
 		if err != nil {
 			answers[i].Error = &api.Error{Kind: api.KindInvalid, Message: "ciphertext point: " + err.Error()}
-			continue
+			return
 		}
 		answers[i].Partial = partial
-	}
+	})
 	if mine == 0 {
 		// Every point was refused: the holder's index is its node's.
 		n.fsm.Read(func(s *fsm.State) {
@@ -125,6 +137,20 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 		return nil, Errorf(KindInvalid, "sealing to the request's ephemeral key: %v", err)
 	}
 	return &SealedPartial{Index: mine, Node: n.id.NodeID, R: ct.R, Sealed: ct.Sealed}, nil
+}
+
+// eachPoint calls f(0..n-1) on up to GOMAXPROCS goroutines.
+func eachPoint(n int, f func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(n, goruntime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // transitCall asks a holder for its sealed transit answers.

@@ -247,62 +247,97 @@ func OpenTransitDecrypt(r *TransitDecryptReply, clusterID string, k *fsm.Key, it
 	if len(bad) > 0 {
 		return nil, bad
 	}
+	for _, v := range k.Transit.Versions {
+		if v.Sharing == nil {
+			continue
+		}
+		if err := validatePoly(&shamir.PublicPoly{Commits: v.Sharing.Commits}); err != nil {
+			return nil, fmt.Errorf("version %d's commitments: %w", v.Version, err)
+		}
+	}
+	indexes := slices.Sorted(maps.Keys(answers))
 	out := make([]TransitResult, len(items))
-	for i, ct := range items {
+	itemBad := make([]BadAnswers, len(items))
+	fatal := make([]error, len(items))
+	// Items are checked and opened in parallel: a batch waits for the
+	// slowest core's share only.
+	each(len(items), func(i int) {
+		ct := items[i]
 		if err := transitCheck(k, contexts[i]); err != nil {
 			out[i].Error = err.(*Error)
-			continue
+			return
 		}
 		tv := k.Transit.Version(ct.Version)
 		if tv == nil || tv.Sharing == nil {
 			out[i].Error = &Error{Kind: KindNotFound, Message: fmt.Sprintf("key %q has no version %d", k.Name, ct.Version)}
-			continue
+			return
 		}
 		poly := &shamir.PublicPoly{Commits: tv.Sharing.Commits}
-		if err := validatePoly(poly); err != nil {
-			return nil, fmt.Errorf("version %d's commitments: %w", ct.Version, err)
-		}
 		rctx := TransitDecryptContext(clusterID, k.Name, r.Epoch, payload, i)
 		parts := map[uint32][]byte{}
 		var refusal *Error
-		for _, index := range slices.Sorted(maps.Keys(answers)) {
+		for _, index := range indexes {
 			a := answers[index][i]
 			if a.Error != nil {
 				refusal = a.Error
 				continue
 			}
+			var why string
 			if a.Partial == nil || a.Partial.Index != index {
-				bad[index] = fmt.Sprintf("share %d's (node %q) answer for item %d is not its partial", index, nodes[index], i)
-				continue
+				why = fmt.Sprintf("share %d's (node %q) answer for item %d is not its partial", index, nodes[index], i)
+			} else if err := shamir.VerifyPartial(poly, ct.E, a.Partial, rctx); err != nil {
+				why = fmt.Sprintf("share %d's (node %q) partial for item %d: %v", index, nodes[index], i, err)
 			}
-			if err := shamir.VerifyPartial(poly, ct.E, a.Partial, rctx); err != nil {
-				bad[index] = fmt.Sprintf("share %d's (node %q) partial for item %d: %v", index, nodes[index], i, err)
+			if why != "" {
+				if itemBad[i] == nil {
+					itemBad[i] = BadAnswers{}
+				}
+				itemBad[i][index] = why
 				continue
 			}
 			parts[index] = a.Partial.Value
 		}
-		if len(bad) > 0 {
-			return nil, bad
+		if itemBad[i] != nil {
+			return
 		}
 		if len(parts) < tv.Sharing.Threshold {
 			if refusal == nil {
 				refusal = &Error{Kind: KindNoQuorum, Message: fmt.Sprintf("%d partials, %d needed", len(parts), tv.Sharing.Threshold)}
 			}
 			out[i].Error = refusal
-			continue
+			return
 		}
 		K, err := shamir.CombinePoints(parts, tv.Sharing.Threshold)
 		if err != nil {
-			return nil, fmt.Errorf("combining checked partials: %w", err)
+			fatal[i] = fmt.Errorf("combining checked partials: %w", err)
+			return
 		}
 		bind := TransitBinding(k.ID, ct.Version, contexts[i])
 		pt, err := shamir.TransitOpen(K, ct.E, tv.Sharing.Commits[0], k.Transit.Cipher, bind, bind, ct.Sealed)
 		clear(K)
 		if err != nil {
 			out[i].Error = &Error{Kind: KindInvalid, Message: fmt.Sprintf("the ciphertext does not authenticate under key %q version %d with this context: another key's, tampered, or another context", k.Name, ct.Version)}
-			continue
+			return
 		}
 		out[i].Plaintext = pt
+	})
+	for i := range items {
+		for index, why := range itemBad[i] {
+			if bad[index] == "" {
+				bad[index] = why
+			}
+		}
+	}
+	if len(bad) > 0 {
+		for i := range out {
+			clear(out[i].Plaintext)
+		}
+		return nil, bad
+	}
+	for _, err := range fatal {
+		if err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
