@@ -1,12 +1,20 @@
 package e2e
 
 import (
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/fsm"
+	keyquorumv1 "github.com/keyquorum/keyquorum/rpc/keyquorum/v1"
 )
 
 // TestTransitCLI: a transit key created with keyctl on a real 3-node
@@ -92,6 +100,52 @@ func TestTransitCLI(t *testing.T) {
 	}
 	if out := c.mustKeyctl(2, "transit", "decrypt", "app/orders", dk.Ciphertext).stdout; string(out) != string(dk.Plaintext) {
 		t.Fatalf("the data key's ciphertext decrypts to %s, not %s", base64.StdEncoding.EncodeToString(out), base64.StdEncoding.EncodeToString(dk.Plaintext))
+	}
+
+	// gRPC, over TCP and QUIC: encrypt on the node, decrypt by quorum
+	// combined here, with the key's metadata from ShowKey.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, quic := range []bool{false, true} {
+		gc := keyquorumv1.NewClusterServiceClient(c.grpcConn(2, quic, true))
+		shown, err := gc.ShowKey(ctx, &keyquorumv1.ShowKeyRequest{Name: "app/orders"})
+		if err != nil || shown.GetKey().GetTransit() == nil || !strings.HasPrefix(shown.GetKey().GetId(), "id:") {
+			t.Fatalf("gRPC ShowKey (quic %v): %v %v", quic, shown, err)
+		}
+		k := &fsm.Key{ID: shown.GetKey().GetId(), Name: "app/orders", Type: fsm.KeyTypeTransit, State: fsm.KeyActive,
+			Transit: &fsm.TransitKey{Cipher: shown.GetKey().GetTransit().GetCipher()}}
+		for _, v := range shown.GetKey().GetTransit().GetVersions() {
+			k.Transit.Versions = append(k.Transit.Versions, fsm.TransitVersion{Version: v.GetVersion(),
+				Sharing: &fsm.FROSTKey{Threshold: int(v.GetThreshold()), Epoch: v.GetEpoch(), Commits: v.GetCommits()}})
+		}
+		enc, err := gc.TransitEncrypt(ctx, &keyquorumv1.TransitEncryptRequest{Key: "app/orders", Items: []*keyquorumv1.TransitItem{{Plaintext: plain}}})
+		if err != nil || len(enc.GetResults()) != 1 || enc.GetResults()[0].GetError() != "" {
+			t.Fatalf("gRPC TransitEncrypt (quic %v): %v %v", quic, enc, err)
+		}
+		var items []*api.TransitCiphertext
+		var points []fsm.TransitPoint
+		for _, s := range []string{enc.GetResults()[0].GetCiphertext(), ct2} {
+			ct, err := api.ParseTransitCiphertext(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			items, points = append(items, ct), append(points, fsm.TransitPoint{Version: ct.Version, Point: ct.E})
+		}
+		eph, _ := ecdh.X25519().GenerateKey(rand.Reader)
+		sg := c.operatorSign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: k.ID, Op: fsm.OpDecrypt,
+			Ephemeral: eph.PublicKey().Bytes(), Points: points}})
+		dec, err := gc.TransitDecrypt(ctx, &keyquorumv1.TransitDecryptRequest{Request: sg})
+		if err != nil {
+			t.Fatalf("gRPC TransitDecrypt (quic %v): %v", quic, err)
+		}
+		rep := &api.TransitDecryptReply{ClusterID: dec.GetClusterId(), Key: dec.GetKey(), Epoch: dec.GetEpoch(), Threshold: int(dec.GetThreshold())}
+		for _, p := range dec.GetPartials() {
+			rep.Partials = append(rep.Partials, api.SealedPartial{Index: p.GetIndex(), Node: p.GetNode(), R: p.GetR(), Sealed: p.GetSealed()})
+		}
+		res, err := api.OpenTransitDecrypt(rep, c.envValue("KEYQUORUM_CLUSTER_ID"), k, items, make([][]byte, 2), sg.GetPayload(), eph)
+		if err != nil || string(res[0].Plaintext) != string(plain) || string(res[1].Plaintext) != string(plain) {
+			t.Fatalf("gRPC decryption (quic %v): %+v, %v", quic, res, err)
+		}
 	}
 
 	// The key's ID names it in key show.
