@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,6 +153,58 @@ func TestTransitCLI(t *testing.T) {
 		}
 	}
 
+	// REST, as Vault transit's callers use it: encrypt on the node (one
+	// item and a batch with a bad item), a wrapped data key, hash, random.
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.tlsConfig(true)}, Timeout: time.Minute}
+	post := func(path string, body any, out any) int {
+		t.Helper()
+		b, _ := json.Marshal(body)
+		resp, err := hc.Post("https://"+c.addr(1)+path, "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		if out != nil {
+			json.NewDecoder(resp.Body).Decode(out)
+		}
+		return resp.StatusCode
+	}
+	var enc api.TransitEncryptReply
+	if code := post("/v1/transit/encrypt/app/orders", api.TransitEncryptRequest{Plaintext: plain}, &enc); code != 200 || !strings.HasPrefix(enc.Ciphertext, "kq:v2:") {
+		t.Fatalf("REST encrypt: %d %+v", code, enc)
+	}
+	if out := c.mustKeyctl(3, "transit", "decrypt", "app/orders", enc.Ciphertext).stdout; string(out) != string(plain) {
+		t.Fatalf("REST encrypt's ciphertext decrypts to %q", out)
+	}
+	var batchEnc api.TransitEncryptReply
+	post("/v1/transit/encrypt/app/orders", api.TransitEncryptRequest{BatchInput: []api.TransitBatchItem{{Plaintext: plain}, {Plaintext: plain, Context: []byte("not derived")}}}, &batchEnc)
+	if len(batchEnc.BatchResults) != 2 || batchEnc.BatchResults[0].Ciphertext == "" || batchEnc.BatchResults[1].Error == nil {
+		t.Fatalf("REST batch encrypt: %+v", batchEnc)
+	}
+	var wrapped api.TransitDataKeyReply
+	if code := post("/v1/transit/datakey/wrapped/app/orders", api.TransitEncryptRequest{}, &wrapped); code != 200 || wrapped.Plaintext != nil || wrapped.Ciphertext == "" {
+		t.Fatalf("REST wrapped data key: %d %+v", code, wrapped)
+	}
+	if out := c.mustKeyctl(2, "transit", "decrypt", "app/orders", wrapped.Ciphertext).stdout; len(out) != 32 {
+		t.Fatalf("the wrapped data key decrypts to %d bytes", len(out))
+	}
+	for alg, sum := range map[string]string{"sha2-256": hex.EncodeToString(sha256Sum(plain)), "sha2-512": hex.EncodeToString(sha512Sum(plain))} {
+		var h api.TransitHashReply
+		if code := post("/v1/transit/hash/"+alg, api.TransitHashRequest{Input: plain}, &h); code != 200 || h.Sum != sum {
+			t.Errorf("REST hash %s: %d %q, want %q", alg, code, h.Sum, sum)
+		}
+	}
+	var rnd api.TransitRandomReply
+	if code := post("/v1/transit/random/48", nil, &rnd); code != 200 || len(rnd.RandomBytes) != 48 {
+		t.Errorf("REST random: %d, %d bytes", code, len(rnd.RandomBytes))
+	}
+	if code := post("/v1/transit/random/0", nil, nil); code != 400 {
+		t.Errorf("REST random of 0 bytes: %d, want 400", code)
+	}
+	if code := post("/v1/transit/hash/md5", api.TransitHashRequest{Input: plain}, nil); code != 400 {
+		t.Errorf("REST hash md5: %d, want 400", code)
+	}
+
 	// The key's ID names it in key show.
 	show := string(c.mustKeyctl(3, "key", "show", "app/orders").stdout)
 	var id string
@@ -163,3 +220,7 @@ func TestTransitCLI(t *testing.T) {
 		t.Fatalf("key show %s:\n%s", id, byID)
 	}
 }
+
+func sha256Sum(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
+
+func sha512Sum(b []byte) []byte { s := sha512.Sum512(b); return s[:] }
