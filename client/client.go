@@ -58,6 +58,7 @@ type Client struct {
 	creds     *Credentials
 	http      *http.Client
 	tlsConfig *tls.Config // the client's TLS configuration, which Confirm clones per member
+	transit   transitPins // transit public keys t members confirmed (transit.go)
 }
 
 // NewClient makes a client of the node at addr ("host:port" or an https

@@ -210,18 +210,28 @@ func (n *Node) frostShare(clusterID string, k *fsm.Key) (*shamir.Share, error) {
 	if k.Frost == nil {
 		return nil, Errorf(KindInvalid, "key %q is not an %s key", k.Name, fsm.KeyTypeFROST)
 	}
-	for _, sh := range k.Frost.Shares {
+	return n.sharingShare(k.Name, k.Frost, api.FROSTShareContext(clusterID, k.Name, k.Frost.Epoch))
+}
+
+// sharingShare is this node's share of the sharing ref names
+// (fsm.SharingRef: an ed25519-frost key's, a transit key version's):
+// opened with the identity key, with context sealCtx, while it is sealed
+// in the state, or from the share store of the sharing's epoch once a
+// round reshared it; checked against the sharing's commitments.
+func (n *Node) sharingShare(ref string, fk *fsm.FROSTKey, sealCtx []byte) (*shamir.Share, error) {
+	name := ref
+	for _, sh := range fk.Shares {
 		if sh.NodeID != n.id.NodeID {
 			continue
 		}
 		if len(sh.Sealed) == 0 {
-			share := n.shares.frost(k.Frost.Epoch, frostStoreID(k.Name, k.Frost))
+			share := n.shares.frost(fk.Epoch, frostStoreID(name, fk))
 			if share == nil || share.Index != sh.Index {
-				return nil, Errorf(KindNoQuorum, "node %s holds no share of key %q of epoch %d yet", n.id.NodeID, k.Name, k.Frost.Epoch)
+				return nil, Errorf(KindNoQuorum, "node %s holds no share of key %q of epoch %d yet", n.id.NodeID, name, fk.Epoch)
 			}
-			if err := (&shamir.PublicPoly{Commits: k.Frost.Commits}).VerifyShare(share); err != nil {
+			if err := (&shamir.PublicPoly{Commits: fk.Commits}).VerifyShare(share); err != nil {
 				share.Erase()
-				return nil, Errorf(KindInternal, "node %s's stored share of key %q does not match its commitments: %v", n.id.NodeID, k.Name, err)
+				return nil, Errorf(KindInternal, "node %s's stored share of key %q does not match its commitments: %v", n.id.NodeID, name, err)
 			}
 			return share, nil
 		}
@@ -230,14 +240,13 @@ func (n *Node) frostShare(clusterID string, k *fsm.Key) (*shamir.Share, error) {
 			return nil, Errorf(KindInternal, "identity key: %v", err)
 		}
 		defer clear(encPriv)
-		share, err := shamir.OpenShare(encPriv, sh.Sealed, sh.Index, api.FROSTShareContext(clusterID, k.Name, k.Frost.Epoch),
-			&shamir.PublicPoly{Commits: k.Frost.Commits})
+		share, err := shamir.OpenShare(encPriv, sh.Sealed, sh.Index, sealCtx, &shamir.PublicPoly{Commits: fk.Commits})
 		if err != nil {
-			return nil, Errorf(KindInternal, "node %s cannot open its share of key %q: %v", n.id.NodeID, k.Name, err)
+			return nil, Errorf(KindInternal, "node %s cannot open its share of key %q: %v", n.id.NodeID, name, err)
 		}
 		return share, nil
 	}
-	return nil, Errorf(KindNoQuorum, "node %s holds no share of key %q", n.id.NodeID, k.Name)
+	return nil, Errorf(KindNoQuorum, "node %s holds no share of key %q", n.id.NodeID, name)
 }
 
 func (n *Node) handleFROSTCommit(w http.ResponseWriter, r *http.Request) {

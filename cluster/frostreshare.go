@@ -14,8 +14,10 @@ import (
 	"github.com/keyquorum/keyquorum/shamir"
 )
 
-// FROST keys follow membership (fsm/frostreshare.go): a holder deals its
-// share of each FROST key a round reshares with its deal of the cluster
+// FROST keys and transit versions follow membership
+// (fsm/frostreshare.go, fsm/sharings.go), by one path, each sharing named
+// by its reference (fsm.SharingRef): a holder deals its share of each
+// sharing a round reshares with its deal of the cluster
 // key, on the same curve and with the same encryption, bound to the key;
 // a member opens and checks its sub-shares as soon as a deal is logged
 // (and complains against a bad one), combines its new share of each key
@@ -99,11 +101,11 @@ func (n *Node) dealFROST(v roundView) ([]fsm.FROSTDeal, error) {
 	r := v.round
 	var out []fsm.FROSTDeal
 	for _, e := range r.Frost {
-		k := v.frost[e.Key]
-		if k == nil || !bytes.Equal(k.Frost.Commits[0], e.Public) || !holdsFROST(k.Frost, n.id.NodeID, v.me.Index) {
+		k, ok := v.frost[e.Key]
+		if !ok || !bytes.Equal(k.fk.Commits[0], e.Public) || !holdsFROST(k.fk, n.id.NodeID, v.me.Index) {
 			continue
 		}
-		sh, err := n.frostShare(v.clusterID, k)
+		sh, err := n.sharingShare(e.Key, k.fk, k.sealCtx)
 		if err != nil {
 			return nil, fmt.Errorf("%s key %q: %w", fsm.KeyTypeFROST, e.Key, err)
 		}
@@ -213,8 +215,8 @@ func (n *Node) destroyedFROST(v roundView) []string {
 	var gone []string
 	for _, id := range n.shares.frostIDs() {
 		live := false
-		for name, k := range v.frost {
-			live = live || frostStoreID(name, k.Frost) == id
+		for ref, k := range v.frost {
+			live = live || frostStoreID(ref, k.fk) == id
 		}
 		if !live {
 			gone = append(gone, id)

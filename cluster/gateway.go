@@ -44,7 +44,7 @@ func (n *Node) ReleaseFor(ctx context.Context, gateway, name, client string) (_ 
 func (n *Node) LocalKey(name string) *fsm.Key {
 	var k *fsm.Key
 	n.fsm.Read(func(s *fsm.State) {
-		if key := s.Keys[name]; key != nil {
+		if key := s.ResolveKey(name); key != nil {
 			k = key.Metadata()
 		}
 	})

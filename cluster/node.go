@@ -73,6 +73,9 @@ type Node struct {
 	frostSigned    frostAnswers
 	frostStock     frostCommitments
 	frostShareHook func([]byte) []byte
+	// transitHook, set only by tests, changes this holder's transit
+	// partials (a holder that lies).
+	transitHook func([]api.TransitItemPartial)
 
 	serving *ServingCert // the gateways' TLS certificate
 

@@ -25,6 +25,7 @@ const (
 	opUnlock   = "unlock"   // a machine's unlock
 	opExchange = "exchange" // a Tang key's exchange
 	opSign     = "sign"     // a signature by quorum (FROST or threshold RSA, Node.Sign)
+	opDecrypt  = "decrypt"  // a transit decryption by quorum (Node.TransitDecrypt)
 	opRSA      = "rsa"      // a threshold RSA key's x^d for a gateway (sign or decrypt)
 	opHolder   = "holder"   // this node answering a coordinator as a share holder
 	opRead     = "read"     // key list and show
@@ -60,7 +61,7 @@ func (n *Node) keyType(name string) string {
 	}
 	var t string
 	n.fsm.Read(func(s *fsm.State) {
-		if k := s.Keys[name]; k != nil {
+		if k := s.ResolveKey(name); k != nil {
 			t = k.Type
 		}
 	})

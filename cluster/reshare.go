@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
 )
@@ -243,8 +244,26 @@ type roundView struct {
 	last      *fsm.Reshare // the round that made the epoch
 	// tang are the live Tang keys, by name.
 	tang map[string]*fsm.TangKey
-	// frost are the live FROST keys, by name, with their sealed shares.
-	frost map[string]*fsm.Key
+	// frost are the live sharings (FROST keys, transit versions), by
+	// reference (fsm.SharingRef), with their sealed shares.
+	frost map[string]roundSharing
+}
+
+// roundSharing is a sharing a round may reshare, and the context its
+// shares are sealed to their holders' identity keys with.
+type roundSharing struct {
+	name    string
+	fk      *fsm.FROSTKey
+	sealCtx []byte
+}
+
+// sharingSealContext is the context a client sealed sharing sh's shares
+// with (api.FROSTShareContext, api.TransitShareContext).
+func sharingSealContext(clusterID string, sh fsm.Sharing) []byte {
+	if sh.Key.Transit != nil {
+		return api.TransitShareContext(clusterID, sh.Key.Name, sh.Sharing.Epoch, sh.Sharing.Commits[0])
+	}
+	return api.FROSTShareContext(clusterID, sh.Key.Name, sh.Sharing.Epoch)
 }
 
 func (n *Node) viewRound() roundView {
@@ -262,14 +281,14 @@ func (n *Node) viewRound() roundView {
 			tk.Shares = slices.Clone(k.Tang.Shares)
 			v.tang[k.Name] = &tk
 		}
-		v.frost = map[string]*fsm.Key{}
-		for name, k := range s.Keys {
-			if k.Frost != nil && k.State != fsm.KeyDestroyed {
-				kc, fk := *k, *k.Frost
-				fk.Shares, fk.Commits = slices.Clone(k.Frost.Shares), slices.Clone(k.Frost.Commits)
-				kc.Frost = &fk
-				v.frost[name] = &kc
+		v.frost = map[string]roundSharing{}
+		for _, sh := range s.Sharings() {
+			if len(sh.Sharing.Commits) == 0 {
+				continue
 			}
+			fk := *sh.Sharing
+			fk.Shares, fk.Commits = slices.Clone(sh.Sharing.Shares), slices.Clone(sh.Sharing.Commits)
+			v.frost[sh.Ref] = roundSharing{name: sh.Key.Name, fk: &fk, sealCtx: sharingSealContext(s.ClusterID, sh)}
 		}
 	})
 	return v

@@ -47,6 +47,7 @@ func (n *Node) rpcHandler() http.Handler {
 	mux.HandleFunc("POST /internal/v1/rsa-share", n.handleRSAShare)
 	mux.HandleFunc("POST /internal/v1/sealed-partial", n.handleSealedPartial)
 	mux.HandleFunc("POST /internal/v1/frost-commit", n.handleFROSTCommit)
+	mux.HandleFunc("POST /internal/v1/transit-decrypt", n.handleTransitDecrypt)
 	mux.HandleFunc("POST /internal/v1/frost-sign", n.handleFROSTSign)
 	mux.HandleFunc("GET "+statusPath, n.handleStatus)
 	return mux

@@ -326,11 +326,11 @@ func (n *Node) Key(ctx context.Context, principal, name string) (_ *fsm.Key, err
 	var k *fsm.Key
 	var e error
 	err = n.consistent(ctx, func(s *fsm.State) {
-		key := s.Keys[name]
+		key := s.ResolveKey(name)
 		switch {
 		case key == nil:
 			e = Errorf(KindNotFound, "key %q does not exist", name)
-		case !s.Allowed(principal, fsm.OpRead, name):
+		case !s.Allowed(principal, fsm.OpRead, key.Name):
 			e = Errorf(KindDenied, "%s may not read key %q", principal, name)
 		default:
 			k = s.KeyView(key)
@@ -410,3 +410,13 @@ func (n *Node) Principal(ctx context.Context, publicKey []byte) (*fsm.Operator, 
 	}
 	return op, nil
 }
+
+// TransitService decrypts by quorum for transit keys (transit.go):
+// TransitDecrypt takes an operator's signed decryption request (op
+// decrypt) and relays t holders' sealed answers. *Node implements it;
+// gateways that find it behind their Service serve transit.
+type TransitService interface {
+	TransitDecrypt(ctx context.Context, req *fsm.Signed) (*api.TransitDecryptReply, error)
+}
+
+var _ TransitService = (*Node)(nil)

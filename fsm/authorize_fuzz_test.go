@@ -14,12 +14,14 @@ import (
 func FuzzAuthorizeRelease(f *testing.F) {
 	f.Add([]byte(`{"type":"release","release":{"key":"db/a","op":"get"}}`), true)
 	f.Add([]byte(`{"type":"release","release":{"key":"db/a","op":"cas"}}`), true)
+	f.Add([]byte(`{"type":"release","release":{"key":"enc/a","op":"decrypt","ephemeral":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=","points":[{"version":1,"point":"CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk="}],"exclude":[2]}}`), true)
 	f.Add([]byte(`{"type":"release"}`), false)
 	f.Add([]byte(`[]`), false)
 	h := newHarness(f)
 	h.must(admin, initCmd())
 	h.dealAll()
 	h.must(admin, createKeyCmd("db/a"))
+	h.must(admin, transitKeyCmd("enc/a"))
 	s := h.state()
 	f.Fuzz(func(t *testing.T, payload []byte, sign bool) {
 		sg := &fsm.Signed{Signer: admin.ID, Payload: payload, Signature: make([]byte, 64)}

@@ -104,6 +104,10 @@ const (
 	// TypeRelease is never logged: it is a request that share holders
 	// authorize against the state (see State.Authorize).
 	TypeRelease = "release"
+
+	// Transit keys (transit.go).
+	TypeRotateKey    = "rotate_key"
+	TypeConfigureKey = "configure_key"
 )
 
 // Command is the signed payload. Exactly the field that matches Type is set.
@@ -143,6 +147,8 @@ type Command struct {
 	Delivered      *Delivered      `json:"delivered,omitempty"`
 	Attest         *Attest         `json:"attest,omitempty"`
 	Release        *ReleaseRequest `json:"release,omitempty"`
+	RotateKey      *RotateKey      `json:"rotate_key,omitempty"`
+	ConfigureKey   *ConfigureKey   `json:"configure_key,omitempty"`
 
 	// Join tokens (jointokens.go).
 	CreateJoinToken *JoinToken `json:"create_join_token,omitempty"`
@@ -202,6 +208,8 @@ type CreateKey struct {
 	RSA *RSAThresholdKey `json:"rsa_threshold,omitempty"`
 	// Frost is the sharing of an ed25519-frost key (frost.go).
 	Frost *FROSTKey `json:"frost,omitempty"`
+	// Transit is a transit key's cipher and first version (transit.go).
+	Transit *TransitKey `json:"transit,omitempty"`
 }
 
 // ReplaceKey replaces a key's material if its version is still
@@ -263,6 +271,12 @@ type ReleaseRequest struct {
 	// PaddingPKCS1v15 (also when empty) or PaddingPSS. Other keys take
 	// none.
 	Padding string `json:"padding,omitempty"`
+	// Points are OpDecrypt's ciphertext points (transit.go).
+	Points []TransitPoint `json:"points,omitempty"`
+	// Exclude are share indexes the caller does not want answers from:
+	// holders whose answers it found bad in an earlier attempt. The
+	// coordinator asks the others.
+	Exclude []uint32 `json:"exclude,omitempty"`
 	// ReplaceKey is set when Op is OpCAS: the swap this release serves.
 	ReplaceKey *ReplaceKey `json:"replace_key,omitempty"`
 }

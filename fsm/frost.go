@@ -52,6 +52,13 @@ func (s *State) KeyView(k *Key) *Key {
 	if m.Frost != nil {
 		m.Frost.NeedsReimport = s.FROSTStale(k)
 	}
+	if m.Transit != nil {
+		for i := range m.Transit.Versions {
+			if sh := m.Transit.Versions[i].Sharing; sh != nil {
+				sh.NeedsReimport = sh.Epoch != s.Epoch
+			}
+		}
+	}
 	return m
 }
 
@@ -88,29 +95,43 @@ func (s *State) checkFROST(public []byte, fk *FROSTKey) *Error {
 	if !ok {
 		return errorf(CodeInvalid, "the public key is a %T, not an Ed25519 key", pub)
 	}
+	if err := s.checkSharing(KeyTypeFROST, fk); err != nil {
+		return err
+	}
+	if !bytes.Equal(fk.Commits[0], edPub) {
+		return errorf(CodeInvalid, "the sharing's constant commitment is not the public key")
+	}
+	return nil
+}
+
+// checkSharing checks a scalar's sharing a client dealt (an ed25519-frost
+// key, a transit key's version): the epoch's threshold, as many
+// commitments, and one sealed share for every share holder of the
+// current epoch at its index.
+func (s *State) checkSharing(keyType string, fk *FROSTKey) *Error {
+	if fk == nil {
+		return errorf(CodeInvalid, "a %s key needs its shares", keyType)
+	}
 	if fk.NeedsReimport {
 		return errorf(CodeInvalid, "needs_reimport is what a read shows, not part of a deal")
 	}
 	holders := s.Holders()
 	if fk.Epoch != s.Epoch || fk.Threshold != s.Threshold || len(fk.Shares) != len(holders) || len(fk.Commits) != fk.Threshold {
 		return errorf(CodeConflict, "an %s key must be dealt %d-of-%d to the share holders of epoch %d, with %d commitments; they changed since this deal was made",
-			KeyTypeFROST, s.Threshold, len(holders), s.Epoch, s.Threshold)
+			keyType, s.Threshold, len(holders), s.Epoch, s.Threshold)
 	}
 	for i, c := range fk.Commits {
 		if len(c) != pointLen {
 			return errorf(CodeInvalid, "commitment %d is not a %d-byte point", i, pointLen)
 		}
 	}
-	if !bytes.Equal(fk.Commits[0], edPub) {
-		return errorf(CodeInvalid, "the sharing's constant commitment is not the public key")
-	}
 	for i, sh := range fk.Shares {
 		h := holders[i] // both in node ID order
 		if sh.NodeID != h.ID || sh.Index != h.Index {
-			return errorf(CodeConflict, "frost share %d is for node %q index %d, not holder %q index %d", i+1, sh.NodeID, sh.Index, h.ID, h.Index)
+			return errorf(CodeConflict, "%s share %d is for node %q index %d, not holder %q index %d", keyType, i+1, sh.NodeID, sh.Index, h.ID, h.Index)
 		}
 		if len(sh.Sealed) != sealedFROSTShareLen {
-			return errorf(CodeInvalid, "frost share %d needs %d sealed bytes", i+1, sealedFROSTShareLen)
+			return errorf(CodeInvalid, "%s share %d needs %d sealed bytes", keyType, i+1, sealedFROSTShareLen)
 		}
 	}
 	return nil

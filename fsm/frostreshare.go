@@ -7,7 +7,9 @@ import (
 )
 
 // FROST keys follow membership (docs/signing.md, "Keys follow
-// membership").
+// membership"), and so do transit keys' versions: both are sharings
+// (sharings.go), and every step below takes a sharing by its reference
+// (FROSTRound.Key, FROSTDeal.Key: SharingRef), whatever its kind.
 //
 // Every resharing round that is not fresh also reshares every FROST key
 // dealt in the current epoch whose holders among the round's dealers
@@ -104,13 +106,14 @@ func (s *State) frostShareOf(fk *FROSTKey, dealer uint32) *FROSTShare {
 	return nil
 }
 
-// frostKey returns the live FROST key of a round's entry, or nil.
+// frostKey returns the live sharing of a round's entry (an ed25519-frost
+// key's, a transit version's: sharings.go), or nil.
 func (s *State) frostKey(e *FROSTRound) *FROSTKey {
-	k := s.Keys[e.Key]
-	if k == nil || k.State == KeyDestroyed || k.Frost == nil || len(k.Frost.Commits) == 0 || !bytes.Equal(k.Frost.Commits[0], e.Public) {
+	_, fk := s.SharingOf(e.Key)
+	if fk == nil || len(fk.Commits) == 0 || !bytes.Equal(fk.Commits[0], e.Public) {
 		return nil
 	}
-	return k.Frost
+	return fk
 }
 
 // frostDealers counts the dealers of r that may still deal and hold a
@@ -139,13 +142,13 @@ func (t *transition) listFROSTKeys(r *Reshare) {
 		return
 	}
 	s := t.s
-	for _, name := range sortedKeys(s.Keys) {
-		k := s.Keys[name]
-		if k.State == KeyDestroyed || k.Frost == nil || s.FROSTStale(k) || len(k.Frost.Commits) == 0 {
+	for _, sh := range s.Sharings() {
+		fk := sh.Sharing
+		if fk.Epoch != s.Epoch || len(fk.Commits) == 0 {
 			continue
 		}
-		if s.frostDealers(r, k.Frost) >= k.Frost.Threshold {
-			r.Frost = append(r.Frost, FROSTRound{Key: name, Public: k.Frost.Commits[0]})
+		if s.frostDealers(r, fk) >= fk.Threshold {
+			r.Frost = append(r.Frost, FROSTRound{Key: sh.Ref, Public: fk.Commits[0]})
 		}
 	}
 }
@@ -260,18 +263,16 @@ func (t *transition) completeFROST(r *Reshare) {
 	s := t.s
 	migrated := false
 	for _, e := range r.Frost {
-		k := s.Keys[e.Key]
-		if s.frostKey(&e) == nil || e.Commits == nil {
+		old := s.frostKey(&e)
+		if old == nil || e.Commits == nil {
 			continue
 		}
-		migrated = migrated || k.Frost.sealed()
+		migrated = migrated || old.sealed()
 		fk := &FROSTKey{Threshold: r.Threshold, Epoch: s.Epoch, Commits: slices.Clone(e.Commits)}
 		for _, m := range r.Members {
 			fk.Shares = append(fk.Shares, FROSTShare{NodeID: m.NodeID, Index: m.Index})
 		}
-		k = t.editKey(e.Key)
-		k.Frost = fk
-		t.keyChanged(e.Key)
+		t.setSharing(e.Key, fk)
 	}
 	if migrated {
 		s.Destroyed = t.index

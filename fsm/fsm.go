@@ -108,6 +108,7 @@ func emptyState() *State {
 		Submitted: map[string]*SubmittedKey{},
 		tang:      map[string]struct{}{},
 		names:     newNameIndex(),
+		ids:       map[string]string{},
 	}
 }
 
@@ -388,18 +389,27 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 			return nil, nil, errorf(CodeInvalid, "an rsa share is asked by a gateway node with an input")
 		}
 	case OpSign:
+	case OpDecrypt:
 	default:
 		return nil, nil, errorf(CodeInvalid, "unknown release operation %q", req.Op)
 	}
-	k := s.Keys[req.Key]
+	k := s.ResolveKey(req.Key)
 	if k == nil {
 		return nil, nil, errorf(CodeNotFound, "key %q does not exist", req.Key)
 	}
+	// The checks below and every holder's context use the name; the
+	// signed payload keeps what the signer wrote.
+	req.Key = k.Name
 	if err := checkOp(k, req.Op); err != nil {
 		return nil, nil, err
 	}
 	if req.Op == OpSign {
 		if err := s.authorizeSign(req, k); err != nil {
+			return nil, nil, err
+		}
+	}
+	if req.Op == OpDecrypt {
+		if err := authorizeDecrypt(req, k); err != nil {
 			return nil, nil, err
 		}
 	}

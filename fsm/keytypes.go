@@ -67,6 +67,7 @@ var keyKinds = []KeyKind{
 	{KeyTypeTang, CustodyQuorum, []string{OpExchange}, "it is used by exchange, never released"},
 	{KeyTypeRSAThreshold, CustodyQuorum, []string{OpRSAShare, OpSign}, "it signs and decrypts by quorum, never released"},
 	{KeyTypeFROST, CustodyQuorum, []string{OpSign}, "it signs by quorum, never released"},
+	{KeyTypeTransit, CustodyQuorum, []string{OpDecrypt}, "it encrypts with its public key and decrypts by quorum, never released"},
 }
 
 var keyTypes = func() []string {
@@ -318,6 +319,9 @@ func (s *State) checkKeyMaterial(c *CreateKey) *Error {
 	if c.Frost != nil && c.Type != KeyTypeFROST {
 		return errorf(CodeInvalid, "only an %s key has frost shares", KeyTypeFROST)
 	}
+	if c.Transit != nil && c.Type != KeyTypeTransit {
+		return errorf(CodeInvalid, "only a %s key has transit versions", KeyTypeTransit)
+	}
 	switch c.Type {
 	case KeyTypeTang:
 		if len(c.R) != 0 || len(c.Sealed) != 0 {
@@ -331,6 +335,8 @@ func (s *State) checkKeyMaterial(c *CreateKey) *Error {
 		return s.checkTang(c.Public, c.Tang)
 	case KeyTypeRSAThreshold:
 		return s.checkRSAThreshold(c)
+	case KeyTypeTransit:
+		return s.checkTransit(c)
 	case KeyTypeFROST:
 		if len(c.R) != 0 || len(c.Sealed) != 0 {
 			return errorf(CodeInvalid, "an %s key has shares, not sealed material", KeyTypeFROST)
@@ -428,6 +434,7 @@ func (t *transition) setAccess(c *SetAccess) *Error {
 	if err := checkAccess(c.Access); err != nil {
 		return err
 	}
+	c.Name = t.s.KeyName(c.Name)
 	k := t.s.Keys[c.Name]
 	if k == nil {
 		return errorf(CodeNotFound, "key %q does not exist", c.Name)

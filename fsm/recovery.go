@@ -287,16 +287,16 @@ func (t *transition) rebuild(r *Rebuild) *Error {
 	if len(poly) == 0 || len(s.Poly) == 0 || !bytes.Equal(poly[0], s.Poly[0]) {
 		return errorf(CodeInvalid, "rebuild refused: the officers' deals do not share the cluster key")
 	}
-	// The kit shares the cluster key only: a Tang, FROST or threshold RSA
-	// key was shared among (or sealed to) the lost nodes alone, and is
+	// The kit shares the cluster key only: a Tang, FROST, transit or
+	// threshold RSA key was shared among (or sealed to) the lost nodes alone, and is
 	// gone with them. Destroyed here, it says so, and no round waits for
 	// its deals.
 	for name, k := range s.Keys { // each key's change is its own: the order does not matter
-		if k.State == KeyDestroyed || k.Tang == nil && k.Frost == nil && k.RSA == nil {
+		if k.State == KeyDestroyed || k.Tang == nil && k.Frost == nil && k.RSA == nil && k.Transit == nil {
 			continue
 		}
 		k = t.editKey(name)
-		k.State, k.R, k.Sealed, k.Tang, k.RSA, k.Frost = KeyDestroyed, nil, nil, nil, nil, nil
+		k.State, k.R, k.Sealed, k.Tang, k.RSA, k.Frost, k.Transit = KeyDestroyed, nil, nil, nil, nil, nil, nil
 		k.UpdatedAt = t.now
 		t.keyChanged(name)
 		s.Destroyed = t.index

@@ -36,7 +36,7 @@ const (
 	OpApprove  = "approve" // approve a machine's release of a key
 )
 
-var allOps = []string{OpRead, OpGet, OpCreate, OpCAS, OpRevoke, OpDestroy, OpApprove, OpSign}
+var allOps = []string{OpRead, OpGet, OpCreate, OpCAS, OpRevoke, OpDestroy, OpApprove, OpSign, OpDecrypt, OpRotate}
 
 // State is everything the cluster replicates. Maps are keyed by ID or name.
 // Callers outside the package read it through FSM.Read and change nothing.
@@ -108,6 +108,8 @@ type State struct {
 	// so a clone of it (O(1), copy-on-write) is the keys as they were: a
 	// checkpoint keeps one instead of an encoding (checkpoint.go).
 	names *btree.BTreeG[*Key]
+	// ids maps key IDs to names (keyids.go), kept and rebuilt like tang.
+	ids map[string]string
 }
 
 // KeysAfter calls fn with each key whose name sorts after `after`, in
@@ -157,6 +159,7 @@ func scanTangKeys(s *State) []*Key {
 // indexKey updates the indexes for the key name, which an entry wrote.
 func (s *State) indexKey(name string) {
 	s.indexTang(name)
+	s.indexID(name)
 	if k := s.Keys[name]; s.names != nil && k != nil {
 		s.names.ReplaceOrInsert(k)
 	}
@@ -165,8 +168,10 @@ func (s *State) indexKey(name string) {
 // reindex builds the indexes from every key.
 func (s *State) reindex() {
 	s.names = newNameIndex()
-	for _, k := range s.Keys {
+	s.ids = map[string]string{}
+	for name, k := range s.Keys {
 		s.names.ReplaceOrInsert(k)
+		s.indexID(name)
 	}
 	s.reindexTang()
 }
@@ -223,6 +228,8 @@ type Rule struct {
 
 // Key is a key's metadata and sealed material.
 type Key struct {
+	// ID never changes and never names another key (keyids.go).
+	ID        string `json:"id,omitempty"`
 	Name      string `json:"name"`
 	Type      string `json:"type"`
 	Version   uint64 `json:"version"`
@@ -240,6 +247,8 @@ type Key struct {
 	// RSA is a threshold RSA key's deal (rsathreshold.go).
 	RSA   *RSAThresholdKey `json:"rsa_threshold,omitempty"`
 	Frost *FROSTKey        `json:"frost,omitempty"`
+	// Transit is a transit key's versions (transit.go).
+	Transit *TransitKey `json:"transit,omitempty"`
 }
 
 // Reshare is a resharing round in progress: the current holders deal the

@@ -47,11 +47,15 @@ func (t *transition) apply() *Error {
 	case TypeDeleteRule:
 		return t.admin(func() *Error { return t.deleteRule(c.DeleteRule) })
 	case TypeCreateKey:
-		return t.createKey(c.CreateKey)
+		return t.createKey(c.CreateKey, 0)
 	case TypeCreateKeys:
 		return t.createKeys(c.CreateKeys)
 	case TypeReplaceKey:
 		return t.replaceKey(c.ReplaceKey)
+	case TypeRotateKey:
+		return t.rotateKey(c.RotateKey)
+	case TypeConfigureKey:
+		return t.configureKey(c.ConfigureKey)
 	case TypeRevokeKey:
 		return t.setKeyState(c.RevokeKey, OpRevoke)
 	case TypeDestroyKey:
@@ -520,7 +524,7 @@ func checkSealed(r, sealed []byte) *Error {
 	return nil
 }
 
-func (t *transition) createKey(c *CreateKey) *Error {
+func (t *transition) createKey(c *CreateKey, item int) *Error {
 	if c == nil {
 		return errorf(CodeInvalid, "create_key needs a key")
 	}
@@ -539,7 +543,7 @@ func (t *transition) createKey(c *CreateKey) *Error {
 	if t.s.Epoch == 0 {
 		return errorf(CodeState, "the cluster key does not exist yet")
 	}
-	if (c.Type == KeyTypeTang || c.Type == KeyTypeFROST) && t.s.Reshare != nil {
+	if (c.Type == KeyTypeTang || c.Type == KeyTypeFROST || c.Type == KeyTypeTransit) && t.s.Reshare != nil {
 		// A round reshares the Tang keys it started with: one dealt now to
 		// the holders the round replaces would be left behind.
 		return errorf(CodeConflict, "resharing round %d is in progress: create the %s key when it is done", t.s.Reshare.Round, c.Type)
@@ -557,9 +561,19 @@ func (t *transition) createKey(c *CreateKey) *Error {
 		}
 		version = old.Version + 1
 	}
-	k := &Key{Name: c.Name, Type: c.Type, Version: version, State: KeyActive,
+	id := KeyID(t.s.ClusterID, t.index, item, t.signer, t.cmd.Nonce)
+	if t.s.ResolveKey(id) != nil {
+		return errorf(CodeExists, "key ID %s is in use: sign the create again", id)
+	}
+	k := &Key{ID: id, Name: c.Name, Type: c.Type, Version: version, State: KeyActive,
 		CreatedAt: t.now, UpdatedAt: t.now, ExpiresAt: c.ExpiresAt, R: c.R, Sealed: c.Sealed,
 		Public: c.Public, AssembleTTL: c.AssembleTTL, Access: c.Access, Tang: c.Tang, RSA: c.RSA, Frost: c.Frost}
+	if c.Transit != nil {
+		tk := *c.Transit
+		tk.Versions = []TransitVersion{{Version: version, CreatedAt: t.now, Sharing: c.Transit.Versions[0].Sharing}}
+		tk.MinDecryptionVersion = version
+		k.Transit = &tk
+	}
 	t.s.Keys[c.Name] = k
 	t.key = k.Metadata()
 	return nil
@@ -579,7 +593,7 @@ func (t *transition) createKeys(cs []*CreateKey) *Error {
 	created := 0
 	for i, c := range cs {
 		t.key = nil
-		if err := t.createKey(c); err != nil {
+		if err := t.createKey(c, i); err != nil {
 			t.items[i].Error = err
 			if first == nil {
 				first = err
@@ -604,6 +618,7 @@ func (t *transition) replaceKey(c *ReplaceKey) *Error {
 	if err := checkSealed(c.R, c.Sealed); err != nil {
 		return err
 	}
+	c.Name = t.s.KeyName(c.Name)
 	k := t.s.Keys[c.Name]
 	if k == nil {
 		return errorf(CodeNotFound, "key %q does not exist", c.Name)
@@ -647,7 +662,8 @@ func (t *transition) keyChanged(name string) {
 	t.s.indexKey(name)
 }
 
-func (t *transition) setKeyState(name, op string) *Error {
+func (t *transition) setKeyState(ref, op string) *Error {
+	name := t.s.KeyName(ref)
 	k := t.s.Keys[name]
 	if k == nil {
 		return errorf(CodeNotFound, "key %q does not exist", name)
@@ -665,7 +681,7 @@ func (t *transition) setKeyState(name, op string) *Error {
 	if op == OpRevoke {
 		k.State = KeyRevoked
 	} else {
-		k.State, k.R, k.Sealed, k.Tang, k.RSA, k.Frost = KeyDestroyed, nil, nil, nil, nil, nil
+		k.State, k.R, k.Sealed, k.Tang, k.RSA, k.Frost, k.Transit = KeyDestroyed, nil, nil, nil, nil, nil, nil
 		t.s.Destroyed = t.index // a checkpoint is taken here (checkpoint.go)
 	}
 	k.UpdatedAt = t.now
@@ -702,13 +718,10 @@ func (k *Key) Metadata() *Key {
 		c.RSA = &rk
 	}
 	if k.Frost != nil {
-		fk := *k.Frost
-		fk.Shares = make([]FROSTShare, len(k.Frost.Shares))
-		for i, sh := range k.Frost.Shares {
-			sh.Sealed = nil
-			fk.Shares[i] = sh
-		}
-		c.Frost = &fk
+		c.Frost = k.Frost.metadata()
+	}
+	if k.Transit != nil {
+		c.Transit = k.Transit.metadata()
 	}
 	return &c
 }

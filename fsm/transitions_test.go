@@ -382,7 +382,10 @@ func TestCreateKey(t *testing.T) {
 			cmd: issued(keyWith(func(k *fsm.CreateKey) { k.ExpiresAt = t0.Add(time.Hour).UnixNano() }), -time.Minute),
 			check: func(t *testing.T, h *harness, res *fsm.Result) {
 				k := keyOf(t, h, "db/k")
-				want := &fsm.Key{Name: "db/k", Type: fsm.KeyTypeSecret, Version: 1, State: fsm.KeyActive,
+				if !fsm.IsKeyID(k.ID) {
+					t.Errorf("key ID %q", k.ID)
+				}
+				want := &fsm.Key{ID: k.ID, Name: "db/k", Type: fsm.KeyTypeSecret, Version: 1, State: fsm.KeyActive,
 					CreatedAt: t0.UnixNano(), UpdatedAt: t0.UnixNano(), ExpiresAt: t0.Add(time.Hour).UnixNano(),
 					R: point(1), Sealed: sealed(1)}
 				if !reflect.DeepEqual(k, want) {

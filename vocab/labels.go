@@ -24,6 +24,13 @@ const (
 	LabelFROSTShare = "keyquorum/frost-share/v1" // a FROST key's share sealed to a node (cluster/api.FROSTShareContext)
 	LabelBackup     = "keyquorum/backup/v1"      // what a node signs of a backup it made (cluster/api.BackupMessage)
 	LabelRSAShare   = "keyquorum/rsa-share/v1"   // a threshold RSA share sealed to a node (cluster/api.RSAShareInfo)
+	LabelKeyID      = "keyquorum/key-id/v1"      // a key's opaque ID, hashed from its create entry (fsm.KeyID)
+
+	// Transit (shamir/transit.go, cluster/api/transit.go).
+	LabelTransitKey     = "keyquorum/transit/key/v1"     // HKDF info of a transit ciphertext's AEAD key
+	LabelTransitAAD     = "keyquorum/transit/aad/v1"     // a transit ciphertext's additional data
+	LabelTransitShare   = "keyquorum/transit/share/v1"   // a transit key version's share sealed to a node
+	LabelTransitDecrypt = "keyquorum/transit/decrypt/v1" // a transit partial's proof context for one request
 
 	// Primitives (shamir).
 	LabelKEM         = "keyquorum/kem/v1"           // HKDF info of the threshold ElGamal KEM
@@ -45,4 +52,4 @@ var Labels = []string{LabelCommand, LabelMachineGetKey, LabelSecret, LabelReleas
 	LabelCheckpoint, LabelDeal, LabelExchange, LabelTangShare, LabelKEM, LabelDLEQ, LabelHashToPoint,
 	LabelDealKey, LabelDealAD, LabelP256DLEQ, LabelP256Share, LabelClevis, LabelPossession, LabelX25519Seal,
 	LabelFROSTShare, LabelShareAD, LabelBackup,
-	LabelRSAShare}
+	LabelRSAShare, LabelKeyID, LabelTransitKey, LabelTransitAAD, LabelTransitShare, LabelTransitDecrypt}

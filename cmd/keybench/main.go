@@ -50,6 +50,7 @@ func main() {
 	scale := flag.Int("scale", 0, "instead: load this many keys and measure what grows with them (scale.go)")
 	flag.BoolVar(&releaseOnly, "release-only", false, "measure releases and failover only (no creations, Keyless SSL or boot)")
 	flag.BoolVar(&signOnly, "sign-only", false, "measure signatures only: Keyless SSL and the sign path (FROST, threshold RSA, assembled ECDSA), each next to the bare signature")
+	flag.BoolVar(&transitOnly, "transit-only", false, "measure transit encrypt and decrypt only (transit.go)")
 	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of the client and each node during the 8-client release run to this directory")
 	flag.Parse()
 	if *scale > 0 {
@@ -124,6 +125,13 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 	c, creds, addr, err := connect(ctx, dir, base)
 	if err != nil {
 		return err
+	}
+	if transitOnly {
+		tr, err := transitRows(ctx, c, latencyN, window)
+		if err != nil {
+			return fmt.Errorf("transit: %w", err)
+		}
+		return printRows(append(rows, tr...))
 	}
 	secret := make([]byte, 64)
 	rand.Read(secret)
@@ -219,6 +227,12 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 		return err
 	}
 	rows = append(rows, sr...)
+
+	trr, err := transitRows(ctx, c, latencyN, window)
+	if err != nil {
+		return fmt.Errorf("transit: %w", err)
+	}
+	rows = append(rows, trr...)
 
 	br, err := bootRows(ctx, c, dir, keyagentBin, []string{addr(1), addr(2), addr(3)}, 15)
 	if err != nil {

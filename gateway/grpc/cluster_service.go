@@ -199,6 +199,16 @@ func keyToProto(k *fsm.Key) *keyquorumv1.Key {
 		ExpiresAt:   k.ExpiresAt,
 		Public:      k.Public,
 		AssembleTtl: int64(k.AssembleTTL),
+		Id:          k.ID,
+	}
+	if tk := k.Transit; tk != nil {
+		out.Transit = &keyquorumv1.TransitKey{Cipher: tk.Cipher, Derived: tk.Derived, MinDecryptionVersion: tk.MinDecryptionVersion}
+		for _, v := range tk.Versions {
+			if v.Sharing != nil {
+				out.Transit.Versions = append(out.Transit.Versions, &keyquorumv1.TransitVersion{Version: v.Version,
+					Threshold: uint32(v.Sharing.Threshold), Epoch: v.Sharing.Epoch, Commits: v.Sharing.Commits})
+			}
+		}
 	}
 	if a := k.Access; a != nil {
 		out.Access = &keyquorumv1.Access{

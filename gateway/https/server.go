@@ -135,6 +135,9 @@ func NewServer(svc cluster.Service, cert *cluster.ServingCert, log *slog.Logger,
 	if m, ok := svc.(cluster.MachineService); ok {
 		s.registerMachines(mux, m)
 	}
+	if ts, ok := svc.(cluster.TransitService); ok {
+		s.registerTransit(mux, ts)
+	}
 	if j, ok := svc.(cluster.JoinTokenService); ok {
 		s.registerJoinTokens(mux, j)
 	}

@@ -79,7 +79,7 @@ Usage:
   keyctl key get NAME               print the secret's exact bytes on stdout
   keyctl key list [--limit N [--after NAME]]
                                     every key, or one page of N and the command for the next
-  keyctl key show NAME
+  keyctl key show NAME|ID
   keyctl key revoke NAME
   keyctl key destroy NAME
   keyctl key cas NAME --old-sha256 HEX --from-file F
@@ -87,6 +87,18 @@ Usage:
                                     (an ecdsa key, assembled, signs on the node a quorum releases it to)
   keyctl key verify NAME --signature B64 [--in FILE]
                                     check a signature with the key's public key
+  keyctl transit create NAME [--cipher aes256-gcm96|chacha20-poly1305] [--derived]
+                                    an encryption key whose versions are dealt here in shares
+  keyctl transit encrypt NAME [--in FILE] [--context B64] | --batch FILE
+                                    encrypt here with the latest version's public key; print kq:vN:...
+  keyctl transit decrypt NAME CIPHERTEXT [--context B64] | NAME --batch FILE
+                                    decrypt by quorum, combined here (no node sees the plaintext)
+  keyctl transit rewrap NAME CIPHERTEXT [--context B64] | NAME --batch FILE
+                                    decrypt and encrypt again with the latest version, here
+  keyctl transit rotate NAME        deal a new version; it encrypts from now on
+  keyctl transit config NAME --min-decryption-version N
+  keyctl transit datakey NAME [--wrapped] [--context B64]
+                                    a fresh 256-bit data key and its ciphertext (or only the ciphertext)
   keyctl machine add NAME --public-key B64 --key NAME|PREFIX* [--approval]
                                     register a machine (keyagent enroll prints its key)
   keyctl machine list
@@ -219,6 +231,8 @@ func (c *command) handlers() map[string]map[string]func([]string) error {
 		"passkey":  {"add": c.passkeyAdd},
 		"audit":    {"verify": c.auditVerify},
 		"recovery": {"keygen": c.recoveryKeygen, "plan": c.recoveryPlan, "sign": c.recoverySign},
+		"transit": {"create": c.transitCreate, "encrypt": c.transitEncrypt, "decrypt": c.transitDecrypt,
+			"rotate": c.transitRotate, "config": c.transitConfig, "datakey": c.transitDataKey, "rewrap": c.transitRewrap},
 	}
 }
 
@@ -643,8 +657,8 @@ func (c *command) keyList(args []string) error {
 		next = n
 		return keys, err
 	}
-	err := list(c, fs, args, get, "NAME\tTYPE\tVERSION\tSTATE\tCREATED", func(k *fsm.Key) string {
-		return fmt.Sprintf("%s\t%s\t%d\t%s\t%s", k.Name, k.Type, k.Version, k.State, time.Unix(0, k.CreatedAt).UTC().Format(time.RFC3339))
+	err := list(c, fs, args, get, "NAME\tID\tTYPE\tVERSION\tSTATE\tCREATED", func(k *fsm.Key) string {
+		return fmt.Sprintf("%s\t%s\t%s\t%d\t%s\t%s", k.Name, cmp.Or(k.ID, "-"), k.Type, k.Version, k.State, time.Unix(0, k.CreatedAt).UTC().Format(time.RFC3339))
 	})
 	if err == nil && next != "" {
 		fmt.Fprintf(c.stdout, "more: keyctl key list --limit %d --after %s\n", cmp.Or(*limit, api.MaxKeysPage), next)
@@ -654,7 +668,7 @@ func (c *command) keyList(args []string) error {
 
 func (c *command) keyShow(args []string) error {
 	fs := c.flags("key show")
-	pos, err := parse(fs, args, "NAME")
+	pos, err := parse(fs, args, "NAME|ID")
 	if err != nil {
 		return err
 	}
@@ -675,6 +689,9 @@ func (c *command) keyShow(args []string) error {
 func writeKey(out io.Writer, k *fsm.Key, held func() string) error {
 	fmt.Fprintf(out, "name:      %s\ntype:      %s\nversion:   %d\nstate:     %s\ncreated:   %s\nupdated:   %s\n",
 		k.Name, k.Type, k.Version, k.State, fmtTime(k.CreatedAt), fmtTime(k.UpdatedAt))
+	if k.ID != "" {
+		fmt.Fprintf(out, "id:        %s\n", k.ID)
+	}
 	if k.ExpiresAt != 0 {
 		fmt.Fprintf(out, "expires:   %s\n", fmtTime(k.ExpiresAt))
 	}
@@ -697,6 +714,19 @@ func writeKey(out io.Writer, k *fsm.Key, held func() string) error {
 		}
 		if a.RatePerMinute > 0 {
 			fmt.Fprintf(out, "rate:      %d per client and minute on each node\n", a.RatePerMinute)
+		}
+	}
+	if tk := k.Transit; tk != nil {
+		fmt.Fprintf(out, "transit:   %s, derived %v, min_decryption_version %d\n", tk.Cipher, tk.Derived, tk.MinDecryptionVersion)
+		for _, v := range tk.Versions {
+			state := "decrypts"
+			switch {
+			case v.Version < tk.MinDecryptionVersion:
+				state = "below min_decryption_version"
+			case v.Sharing.NeedsReimport:
+				state = "dealt before the members changed: no holder answers it"
+			}
+			fmt.Fprintf(out, "  v%-7d %s, %d-of-%d, epoch %d, public key %x, %s\n", v.Version, fmtTime(v.CreatedAt), v.Sharing.Threshold, len(v.Sharing.Shares), v.Sharing.Epoch, v.Sharing.Commits[0], state)
 		}
 	}
 	if t := k.Tang; t != nil {
@@ -745,6 +775,8 @@ func custody(k *fsm.Key) string {
 		return fmt.Sprintf("NEEDS RE-IMPORT: Ed25519 key in FROST shares dealt to the holders of epoch %d; the members changed since and no resharing round carried it, so no holder signs with it: import it again", k.Frost.Epoch)
 	case k.Type == fsm.KeyTypeFROST:
 		return "Ed25519 key in FROST shares (RFC 9591), reshared with every membership change; each signature adds a quorum's signature shares; never assembled"
+	case k.Type == fsm.KeyTypeTransit:
+		return "transit encryption key: each version an edwards25519 key dealt in shares by the creating client; encryption runs on the caller with the public key; each decryption combines a quorum's proved partials on the caller; never assembled"
 	case k.Type == fsm.KeyTypeECDSA && k.AssembleTTL > 0:
 		return fmt.Sprintf("assembled: ECDSA has no practical threshold scheme here; threshold-encrypted, a quorum releases it whole to the node that uses it (a Keyless SSL gateway's, or the one coordinating a key sign, REST /v1/sign or gRPC Sign), which keeps it in memory for up to %v", k.AssembleTTL)
 	case k.Type == fsm.KeyTypeECDSA:

@@ -59,6 +59,347 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type TransitEncryptRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Items         []*TransitItem         `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransitEncryptRequest) Reset() {
+	*x = TransitEncryptRequest{}
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransitEncryptRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransitEncryptRequest) ProtoMessage() {}
+
+func (x *TransitEncryptRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransitEncryptRequest.ProtoReflect.Descriptor instead.
+func (*TransitEncryptRequest) Descriptor() ([]byte, []int) {
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *TransitEncryptRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *TransitEncryptRequest) GetItems() []*TransitItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+// TransitItem is one plaintext and a derived key's context.
+type TransitItem struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Plaintext     []byte                 `protobuf:"bytes,1,opt,name=plaintext,proto3" json:"plaintext,omitempty"`
+	Context       []byte                 `protobuf:"bytes,2,opt,name=context,proto3" json:"context,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransitItem) Reset() {
+	*x = TransitItem{}
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransitItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransitItem) ProtoMessage() {}
+
+func (x *TransitItem) ProtoReflect() protoreflect.Message {
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransitItem.ProtoReflect.Descriptor instead.
+func (*TransitItem) Descriptor() ([]byte, []int) {
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TransitItem) GetPlaintext() []byte {
+	if x != nil {
+		return x.Plaintext
+	}
+	return nil
+}
+
+func (x *TransitItem) GetContext() []byte {
+	if x != nil {
+		return x.Context
+	}
+	return nil
+}
+
+type TransitEncryptResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results are one per item: a ciphertext "kq:vN:..." or an error.
+	Results       []*TransitResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	KeyVersion    uint64           `protobuf:"varint,2,opt,name=key_version,json=keyVersion,proto3" json:"key_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransitEncryptResponse) Reset() {
+	*x = TransitEncryptResponse{}
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransitEncryptResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransitEncryptResponse) ProtoMessage() {}
+
+func (x *TransitEncryptResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransitEncryptResponse.ProtoReflect.Descriptor instead.
+func (*TransitEncryptResponse) Descriptor() ([]byte, []int) {
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TransitEncryptResponse) GetResults() []*TransitResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *TransitEncryptResponse) GetKeyVersion() uint64 {
+	if x != nil {
+		return x.KeyVersion
+	}
+	return 0
+}
+
+type TransitResult struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Ciphertext string                 `protobuf:"bytes,1,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	// error_kind and error are set when the item failed.
+	ErrorKind     string `protobuf:"bytes,2,opt,name=error_kind,json=errorKind,proto3" json:"error_kind,omitempty"`
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransitResult) Reset() {
+	*x = TransitResult{}
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransitResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransitResult) ProtoMessage() {}
+
+func (x *TransitResult) ProtoReflect() protoreflect.Message {
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransitResult.ProtoReflect.Descriptor instead.
+func (*TransitResult) Descriptor() ([]byte, []int) {
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *TransitResult) GetCiphertext() string {
+	if x != nil {
+		return x.Ciphertext
+	}
+	return ""
+}
+
+func (x *TransitResult) GetErrorKind() string {
+	if x != nil {
+		return x.ErrorKind
+	}
+	return ""
+}
+
+func (x *TransitResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type TransitDecryptRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// request is a signed command of type "release" with op "decrypt".
+	Request       *SignedCommand `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransitDecryptRequest) Reset() {
+	*x = TransitDecryptRequest{}
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransitDecryptRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransitDecryptRequest) ProtoMessage() {}
+
+func (x *TransitDecryptRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransitDecryptRequest.ProtoReflect.Descriptor instead.
+func (*TransitDecryptRequest) Descriptor() ([]byte, []int) {
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TransitDecryptRequest) GetRequest() *SignedCommand {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// TransitDecryptResponse is cluster/api.TransitDecryptReply.
+type TransitDecryptResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Threshold     uint32                 `protobuf:"varint,4,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	Partials      []*SealedPartial       `protobuf:"bytes,5,rep,name=partials,proto3" json:"partials,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransitDecryptResponse) Reset() {
+	*x = TransitDecryptResponse{}
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransitDecryptResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransitDecryptResponse) ProtoMessage() {}
+
+func (x *TransitDecryptResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransitDecryptResponse.ProtoReflect.Descriptor instead.
+func (*TransitDecryptResponse) Descriptor() ([]byte, []int) {
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *TransitDecryptResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *TransitDecryptResponse) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *TransitDecryptResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *TransitDecryptResponse) GetThreshold() uint32 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *TransitDecryptResponse) GetPartials() []*SealedPartial {
+	if x != nil {
+		return x.Partials
+	}
+	return nil
+}
+
 // SignedCommand is a command signed by an operator: fsm.Signed on the wire.
 type SignedCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -77,7 +418,7 @@ type SignedCommand struct {
 
 func (x *SignedCommand) Reset() {
 	*x = SignedCommand{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[0]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -89,7 +430,7 @@ func (x *SignedCommand) String() string {
 func (*SignedCommand) ProtoMessage() {}
 
 func (x *SignedCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[0]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -102,7 +443,7 @@ func (x *SignedCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedCommand.ProtoReflect.Descriptor instead.
 func (*SignedCommand) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{0}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SignedCommand) GetSigner() string {
@@ -134,7 +475,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[1]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -146,7 +487,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[1]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -159,7 +500,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{1}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{7}
 }
 
 // StatusResponse is cluster.Status.
@@ -187,7 +528,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[2]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -199,7 +540,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[2]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -212,7 +553,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{2}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StatusResponse) GetClusterId() string {
@@ -315,7 +656,7 @@ type MemberStatus struct {
 
 func (x *MemberStatus) Reset() {
 	*x = MemberStatus{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[3]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -327,7 +668,7 @@ func (x *MemberStatus) String() string {
 func (*MemberStatus) ProtoMessage() {}
 
 func (x *MemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[3]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -340,7 +681,7 @@ func (x *MemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatus.ProtoReflect.Descriptor instead.
 func (*MemberStatus) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{3}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MemberStatus) GetId() string {
@@ -436,7 +777,7 @@ type ReshareStatus struct {
 
 func (x *ReshareStatus) Reset() {
 	*x = ReshareStatus{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[4]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -448,7 +789,7 @@ func (x *ReshareStatus) String() string {
 func (*ReshareStatus) ProtoMessage() {}
 
 func (x *ReshareStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[4]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -461,7 +802,7 @@ func (x *ReshareStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReshareStatus.ProtoReflect.Descriptor instead.
 func (*ReshareStatus) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{4}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReshareStatus) GetRound() uint64 {
@@ -522,7 +863,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[5]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -534,7 +875,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[5]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -547,7 +888,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{5}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SubmitRequest) GetCommand() *SignedCommand {
@@ -569,7 +910,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[6]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +922,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[6]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +935,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{6}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SubmitResponse) GetIndex() uint64 {
@@ -625,7 +966,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[7]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -637,7 +978,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[7]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -650,7 +991,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{7}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListKeysRequest) GetPageSize() int32 {
@@ -680,7 +1021,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[8]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +1033,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[8]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +1046,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{8}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListKeysResponse) GetKeys() []*Key {
@@ -731,7 +1072,7 @@ type ShowKeyRequest struct {
 
 func (x *ShowKeyRequest) Reset() {
 	*x = ShowKeyRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[9]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +1084,7 @@ func (x *ShowKeyRequest) String() string {
 func (*ShowKeyRequest) ProtoMessage() {}
 
 func (x *ShowKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[9]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +1097,7 @@ func (x *ShowKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShowKeyRequest.ProtoReflect.Descriptor instead.
 func (*ShowKeyRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{9}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ShowKeyRequest) GetName() string {
@@ -775,7 +1116,7 @@ type ShowKeyResponse struct {
 
 func (x *ShowKeyResponse) Reset() {
 	*x = ShowKeyResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[10]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +1128,7 @@ func (x *ShowKeyResponse) String() string {
 func (*ShowKeyResponse) ProtoMessage() {}
 
 func (x *ShowKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[10]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +1141,7 @@ func (x *ShowKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShowKeyResponse.ProtoReflect.Descriptor instead.
 func (*ShowKeyResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{10}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ShowKeyResponse) GetKey() *Key {
@@ -821,7 +1162,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[11]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +1174,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[11]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +1187,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{11}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReleaseRequest) GetRequest() *SignedCommand {
@@ -867,7 +1208,7 @@ type SignRequest struct {
 
 func (x *SignRequest) Reset() {
 	*x = SignRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[12]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +1220,7 @@ func (x *SignRequest) String() string {
 func (*SignRequest) ProtoMessage() {}
 
 func (x *SignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[12]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +1233,7 @@ func (x *SignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
 func (*SignRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{12}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SignRequest) GetRequest() *SignedCommand {
@@ -921,7 +1262,7 @@ type SignResponse struct {
 
 func (x *SignResponse) Reset() {
 	*x = SignResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[13]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1274,7 @@ func (x *SignResponse) String() string {
 func (*SignResponse) ProtoMessage() {}
 
 func (x *SignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[13]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1287,7 @@ func (x *SignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResponse.ProtoReflect.Descriptor instead.
 func (*SignResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{13}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SignResponse) GetKey() string {
@@ -1011,7 +1352,7 @@ type VerifyRequest struct {
 
 func (x *VerifyRequest) Reset() {
 	*x = VerifyRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[14]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1364,7 @@ func (x *VerifyRequest) String() string {
 func (*VerifyRequest) ProtoMessage() {}
 
 func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[14]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1377,7 @@ func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
 func (*VerifyRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{14}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *VerifyRequest) GetKey() string {
@@ -1078,7 +1419,7 @@ type VerifyResponse struct {
 
 func (x *VerifyResponse) Reset() {
 	*x = VerifyResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[15]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1431,7 @@ func (x *VerifyResponse) String() string {
 func (*VerifyResponse) ProtoMessage() {}
 
 func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[15]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1444,7 @@ func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
 func (*VerifyResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{15}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *VerifyResponse) GetValid() bool {
@@ -1132,7 +1473,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[16]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +1485,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[16]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +1498,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{16}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReleaseResponse) GetSecret() []byte {
@@ -1194,7 +1535,7 @@ type SealedRelease struct {
 
 func (x *SealedRelease) Reset() {
 	*x = SealedRelease{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[17]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1547,7 @@ func (x *SealedRelease) String() string {
 func (*SealedRelease) ProtoMessage() {}
 
 func (x *SealedRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[17]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1560,7 @@ func (x *SealedRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedRelease.ProtoReflect.Descriptor instead.
 func (*SealedRelease) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{17}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SealedRelease) GetClusterId() string {
@@ -1299,7 +1640,7 @@ type SealedPartial struct {
 
 func (x *SealedPartial) Reset() {
 	*x = SealedPartial{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[18]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1311,7 +1652,7 @@ func (x *SealedPartial) String() string {
 func (*SealedPartial) ProtoMessage() {}
 
 func (x *SealedPartial) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[18]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1324,7 +1665,7 @@ func (x *SealedPartial) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedPartial.ProtoReflect.Descriptor instead.
 func (*SealedPartial) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{18}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SealedPartial) GetIndex() uint32 {
@@ -1368,7 +1709,7 @@ type CompareAndSwapRequest struct {
 
 func (x *CompareAndSwapRequest) Reset() {
 	*x = CompareAndSwapRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[19]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1721,7 @@ func (x *CompareAndSwapRequest) String() string {
 func (*CompareAndSwapRequest) ProtoMessage() {}
 
 func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[19]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1734,7 @@ func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapRequest.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{19}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CompareAndSwapRequest) GetRelease() *SignedCommand {
@@ -1420,7 +1761,7 @@ type CompareAndSwapResponse struct {
 
 func (x *CompareAndSwapResponse) Reset() {
 	*x = CompareAndSwapResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[20]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1432,7 +1773,7 @@ func (x *CompareAndSwapResponse) String() string {
 func (*CompareAndSwapResponse) ProtoMessage() {}
 
 func (x *CompareAndSwapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[20]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1445,7 +1786,7 @@ func (x *CompareAndSwapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapResponse.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{20}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CompareAndSwapResponse) GetKey() *Key {
@@ -1473,16 +1814,21 @@ type Key struct {
 	Public []byte `protobuf:"bytes,8,opt,name=public,proto3" json:"public,omitempty"`
 	// assemble_ttl is how long, in nanoseconds, a serving node may keep an
 	// assembled key in memory; 0 is one operation.
-	AssembleTtl   int64    `protobuf:"varint,9,opt,name=assemble_ttl,json=assembleTtl,proto3" json:"assemble_ttl,omitempty"`
-	Access        *Access  `protobuf:"bytes,10,opt,name=access,proto3" json:"access,omitempty"`
-	Tang          *TangKey `protobuf:"bytes,11,opt,name=tang,proto3" json:"tang,omitempty"`
+	AssembleTtl int64    `protobuf:"varint,9,opt,name=assemble_ttl,json=assembleTtl,proto3" json:"assemble_ttl,omitempty"`
+	Access      *Access  `protobuf:"bytes,10,opt,name=access,proto3" json:"access,omitempty"`
+	Tang        *TangKey `protobuf:"bytes,11,opt,name=tang,proto3" json:"tang,omitempty"`
+	// id never changes and never names another key; every call that takes
+	// a key name takes it too.
+	Id string `protobuf:"bytes,12,opt,name=id,proto3" json:"id,omitempty"`
+	// transit is a transit key's versions (docs/transit.md).
+	Transit       *TransitKey `protobuf:"bytes,13,opt,name=transit,proto3" json:"transit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Key) Reset() {
 	*x = Key{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[21]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1840,7 @@ func (x *Key) String() string {
 func (*Key) ProtoMessage() {}
 
 func (x *Key) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[21]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1853,7 @@ func (x *Key) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Key.ProtoReflect.Descriptor instead.
 func (*Key) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{21}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Key) GetName() string {
@@ -1587,6 +1933,159 @@ func (x *Key) GetTang() *TangKey {
 	return nil
 }
 
+func (x *Key) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Key) GetTransit() *TransitKey {
+	if x != nil {
+		return x.Transit
+	}
+	return nil
+}
+
+// TransitKey is a transit key's cipher, settings and versions.
+type TransitKey struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	Cipher               string                 `protobuf:"bytes,1,opt,name=cipher,proto3" json:"cipher,omitempty"`
+	Derived              bool                   `protobuf:"varint,2,opt,name=derived,proto3" json:"derived,omitempty"`
+	MinDecryptionVersion uint64                 `protobuf:"varint,3,opt,name=min_decryption_version,json=minDecryptionVersion,proto3" json:"min_decryption_version,omitempty"`
+	Versions             []*TransitVersion      `protobuf:"bytes,4,rep,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *TransitKey) Reset() {
+	*x = TransitKey{}
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransitKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransitKey) ProtoMessage() {}
+
+func (x *TransitKey) ProtoReflect() protoreflect.Message {
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransitKey.ProtoReflect.Descriptor instead.
+func (*TransitKey) Descriptor() ([]byte, []int) {
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *TransitKey) GetCipher() string {
+	if x != nil {
+		return x.Cipher
+	}
+	return ""
+}
+
+func (x *TransitKey) GetDerived() bool {
+	if x != nil {
+		return x.Derived
+	}
+	return false
+}
+
+func (x *TransitKey) GetMinDecryptionVersion() uint64 {
+	if x != nil {
+		return x.MinDecryptionVersion
+	}
+	return 0
+}
+
+func (x *TransitKey) GetVersions() []*TransitVersion {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+// TransitVersion is one version's sharing: commits[0] is its public key,
+// which encrypts; the others check the holders' partials.
+type TransitVersion struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Threshold     uint32                 `protobuf:"varint,2,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Commits       [][]byte               `protobuf:"bytes,4,rep,name=commits,proto3" json:"commits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransitVersion) Reset() {
+	*x = TransitVersion{}
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransitVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransitVersion) ProtoMessage() {}
+
+func (x *TransitVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransitVersion.ProtoReflect.Descriptor instead.
+func (*TransitVersion) Descriptor() ([]byte, []int) {
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *TransitVersion) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *TransitVersion) GetThreshold() uint32 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *TransitVersion) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *TransitVersion) GetCommits() [][]byte {
+	if x != nil {
+		return x.Commits
+	}
+	return nil
+}
+
 // Access says which legacy gateways may use a key, and the rules those
 // gateways enforce for their clients.
 type Access struct {
@@ -1611,7 +2110,7 @@ type Access struct {
 
 func (x *Access) Reset() {
 	*x = Access{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[22]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1623,7 +2122,7 @@ func (x *Access) String() string {
 func (*Access) ProtoMessage() {}
 
 func (x *Access) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[22]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1636,7 +2135,7 @@ func (x *Access) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Access.ProtoReflect.Descriptor instead.
 func (*Access) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{22}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Access) GetGateways() []string {
@@ -1692,7 +2191,7 @@ type HostList struct {
 
 func (x *HostList) Reset() {
 	*x = HostList{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[23]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1704,7 +2203,7 @@ func (x *HostList) String() string {
 func (*HostList) ProtoMessage() {}
 
 func (x *HostList) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[23]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1717,7 +2216,7 @@ func (x *HostList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostList.ProtoReflect.Descriptor instead.
 func (*HostList) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{23}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *HostList) GetHosts() []string {
@@ -1744,7 +2243,7 @@ type TangKey struct {
 
 func (x *TangKey) Reset() {
 	*x = TangKey{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[24]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +2255,7 @@ func (x *TangKey) String() string {
 func (*TangKey) ProtoMessage() {}
 
 func (x *TangKey) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[24]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +2268,7 @@ func (x *TangKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TangKey.ProtoReflect.Descriptor instead.
 func (*TangKey) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{24}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TangKey) GetAdv() []byte {
@@ -1820,7 +2319,7 @@ type TangShare struct {
 
 func (x *TangShare) Reset() {
 	*x = TangShare{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[25]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +2331,7 @@ func (x *TangShare) String() string {
 func (*TangShare) ProtoMessage() {}
 
 func (x *TangShare) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[25]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +2344,7 @@ func (x *TangShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TangShare.ProtoReflect.Descriptor instead.
 func (*TangShare) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{25}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TangShare) GetNodeId() string {
@@ -1877,7 +2376,7 @@ type GetTimeRequest struct {
 
 func (x *GetTimeRequest) Reset() {
 	*x = GetTimeRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[26]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +2388,7 @@ func (x *GetTimeRequest) String() string {
 func (*GetTimeRequest) ProtoMessage() {}
 
 func (x *GetTimeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[26]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +2401,7 @@ func (x *GetTimeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTimeRequest.ProtoReflect.Descriptor instead.
 func (*GetTimeRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{26}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{34}
 }
 
 type GetTimeResponse struct {
@@ -1914,7 +2413,7 @@ type GetTimeResponse struct {
 
 func (x *GetTimeResponse) Reset() {
 	*x = GetTimeResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[27]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2425,7 @@ func (x *GetTimeResponse) String() string {
 func (*GetTimeResponse) ProtoMessage() {}
 
 func (x *GetTimeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[27]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2438,7 @@ func (x *GetTimeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTimeResponse.ProtoReflect.Descriptor instead.
 func (*GetTimeResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{27}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetTimeResponse) GetUnixNano() int64 {
@@ -1975,7 +2474,7 @@ type GetKeyRequest struct {
 
 func (x *GetKeyRequest) Reset() {
 	*x = GetKeyRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[28]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1987,7 +2486,7 @@ func (x *GetKeyRequest) String() string {
 func (*GetKeyRequest) ProtoMessage() {}
 
 func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[28]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2000,7 +2499,7 @@ func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetKeyRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{28}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetKeyRequest) GetMachineId() string {
@@ -2051,7 +2550,7 @@ type GetKeyResponse struct {
 
 func (x *GetKeyResponse) Reset() {
 	*x = GetKeyResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[29]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2063,7 +2562,7 @@ func (x *GetKeyResponse) String() string {
 func (*GetKeyResponse) ProtoMessage() {}
 
 func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[29]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2076,7 +2575,7 @@ func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetKeyResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{29}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetKeyResponse) GetEncryptedKey() []byte {
@@ -2105,7 +2604,7 @@ type EncryptedPartial struct {
 
 func (x *EncryptedPartial) Reset() {
 	*x = EncryptedPartial{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[30]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2117,7 +2616,7 @@ func (x *EncryptedPartial) String() string {
 func (*EncryptedPartial) ProtoMessage() {}
 
 func (x *EncryptedPartial) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[30]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2130,7 +2629,7 @@ func (x *EncryptedPartial) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EncryptedPartial.ProtoReflect.Descriptor instead.
 func (*EncryptedPartial) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{30}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *EncryptedPartial) GetIndex() uint32 {
@@ -2155,7 +2654,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[31]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2167,7 +2666,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[31]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2180,7 +2679,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{31}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{39}
 }
 
 type ListSessionsResponse struct {
@@ -2192,7 +2691,7 @@ type ListSessionsResponse struct {
 
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[32]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2204,7 +2703,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[32]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2217,7 +2716,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{32}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListSessionsResponse) GetSessions() []*Session {
@@ -2243,7 +2742,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[33]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2255,7 +2754,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[33]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2268,7 +2767,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{33}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Session) GetMachineId() string {
@@ -2316,7 +2815,7 @@ type SubmitKeyRequest struct {
 
 func (x *SubmitKeyRequest) Reset() {
 	*x = SubmitKeyRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[34]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2328,7 +2827,7 @@ func (x *SubmitKeyRequest) String() string {
 func (*SubmitKeyRequest) ProtoMessage() {}
 
 func (x *SubmitKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[34]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2341,7 +2840,7 @@ func (x *SubmitKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitKeyRequest.ProtoReflect.Descriptor instead.
 func (*SubmitKeyRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{34}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SubmitKeyRequest) GetMachineId() string {
@@ -2373,7 +2872,7 @@ type SubmitKeyResponse struct {
 
 func (x *SubmitKeyResponse) Reset() {
 	*x = SubmitKeyResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[35]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2385,7 +2884,7 @@ func (x *SubmitKeyResponse) String() string {
 func (*SubmitKeyResponse) ProtoMessage() {}
 
 func (x *SubmitKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[35]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2398,14 +2897,40 @@ func (x *SubmitKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitKeyResponse.ProtoReflect.Descriptor instead.
 func (*SubmitKeyResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{35}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{43}
 }
 
 var File_keyquorum_v1_keyquorum_proto protoreflect.FileDescriptor
 
 const file_keyquorum_v1_keyquorum_proto_rawDesc = "" +
 	"\n" +
-	"\x1ckeyquorum/v1/keyquorum.proto\x12\fkeyquorum.v1\"_\n" +
+	"\x1ckeyquorum/v1/keyquorum.proto\x12\fkeyquorum.v1\"Z\n" +
+	"\x15TransitEncryptRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
+	"\x05items\x18\x02 \x03(\v2\x19.keyquorum.v1.TransitItemR\x05items\"E\n" +
+	"\vTransitItem\x12\x1c\n" +
+	"\tplaintext\x18\x01 \x01(\fR\tplaintext\x12\x18\n" +
+	"\acontext\x18\x02 \x01(\fR\acontext\"p\n" +
+	"\x16TransitEncryptResponse\x125\n" +
+	"\aresults\x18\x01 \x03(\v2\x1b.keyquorum.v1.TransitResultR\aresults\x12\x1f\n" +
+	"\vkey_version\x18\x02 \x01(\x04R\n" +
+	"keyVersion\"d\n" +
+	"\rTransitResult\x12\x1e\n" +
+	"\n" +
+	"ciphertext\x18\x01 \x01(\tR\n" +
+	"ciphertext\x12\x1d\n" +
+	"\n" +
+	"error_kind\x18\x02 \x01(\tR\terrorKind\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"N\n" +
+	"\x15TransitDecryptRequest\x125\n" +
+	"\arequest\x18\x01 \x01(\v2\x1b.keyquorum.v1.SignedCommandR\arequest\"\xb6\x01\n" +
+	"\x16TransitDecryptResponse\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x1c\n" +
+	"\tthreshold\x18\x04 \x01(\rR\tthreshold\x127\n" +
+	"\bpartials\x18\x05 \x03(\v2\x1b.keyquorum.v1.SealedPartialR\bpartials\"_\n" +
 	"\rSignedCommand\x12\x16\n" +
 	"\x06signer\x18\x01 \x01(\tR\x06signer\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1c\n" +
@@ -2513,7 +3038,7 @@ const file_keyquorum_v1_keyquorum_proto_rawDesc = "" +
 	"\arelease\x18\x01 \x01(\v2\x1b.keyquorum.v1.SignedCommandR\arelease\x125\n" +
 	"\areplace\x18\x02 \x01(\v2\x1b.keyquorum.v1.SignedCommandR\areplace\"=\n" +
 	"\x16CompareAndSwapResponse\x12#\n" +
-	"\x03key\x18\x01 \x01(\v2\x11.keyquorum.v1.KeyR\x03key\"\xce\x02\n" +
+	"\x03key\x18\x01 \x01(\v2\x11.keyquorum.v1.KeyR\x03key\"\x92\x03\n" +
 	"\x03Key\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n" +
@@ -2529,7 +3054,20 @@ const file_keyquorum_v1_keyquorum_proto_rawDesc = "" +
 	"\fassemble_ttl\x18\t \x01(\x03R\vassembleTtl\x12,\n" +
 	"\x06access\x18\n" +
 	" \x01(\v2\x14.keyquorum.v1.AccessR\x06access\x12)\n" +
-	"\x04tang\x18\v \x01(\v2\x15.keyquorum.v1.TangKeyR\x04tang\"\xd4\x01\n" +
+	"\x04tang\x18\v \x01(\v2\x15.keyquorum.v1.TangKeyR\x04tang\x12\x0e\n" +
+	"\x02id\x18\f \x01(\tR\x02id\x122\n" +
+	"\atransit\x18\r \x01(\v2\x18.keyquorum.v1.TransitKeyR\atransit\"\xae\x01\n" +
+	"\n" +
+	"TransitKey\x12\x16\n" +
+	"\x06cipher\x18\x01 \x01(\tR\x06cipher\x12\x18\n" +
+	"\aderived\x18\x02 \x01(\bR\aderived\x124\n" +
+	"\x16min_decryption_version\x18\x03 \x01(\x04R\x14minDecryptionVersion\x128\n" +
+	"\bversions\x18\x04 \x03(\v2\x1c.keyquorum.v1.TransitVersionR\bversions\"x\n" +
+	"\x0eTransitVersion\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1c\n" +
+	"\tthreshold\x18\x02 \x01(\rR\tthreshold\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x18\n" +
+	"\acommits\x18\x04 \x03(\fR\acommits\"\xd4\x01\n" +
 	"\x06Access\x12\x1a\n" +
 	"\bgateways\x18\x01 \x03(\tR\bgateways\x12!\n" +
 	"\fclient_certs\x18\x02 \x03(\fR\vclientCerts\x12,\n" +
@@ -2580,7 +3118,7 @@ const file_keyquorum_v1_keyquorum_proto_rawDesc = "" +
 	"machine_id\x18\x01 \x01(\tR\tmachineId\x12#\n" +
 	"\rencrypted_key\x18\x02 \x01(\fR\fencryptedKey\x125\n" +
 	"\acommand\x18\x03 \x01(\v2\x1b.keyquorum.v1.SignedCommandR\acommand\"\x13\n" +
-	"\x11SubmitKeyResponse2\xd6\x04\n" +
+	"\x11SubmitKeyResponse2\x90\x06\n" +
 	"\x0eClusterService\x12C\n" +
 	"\x06Status\x12\x1b.keyquorum.v1.StatusRequest\x1a\x1c.keyquorum.v1.StatusResponse\x12C\n" +
 	"\x06Submit\x12\x1b.keyquorum.v1.SubmitRequest\x1a\x1c.keyquorum.v1.SubmitResponse\x12I\n" +
@@ -2589,7 +3127,9 @@ const file_keyquorum_v1_keyquorum_proto_rawDesc = "" +
 	"\aRelease\x12\x1c.keyquorum.v1.ReleaseRequest\x1a\x1d.keyquorum.v1.ReleaseResponse\x12[\n" +
 	"\x0eCompareAndSwap\x12#.keyquorum.v1.CompareAndSwapRequest\x1a$.keyquorum.v1.CompareAndSwapResponse\x12=\n" +
 	"\x04Sign\x12\x19.keyquorum.v1.SignRequest\x1a\x1a.keyquorum.v1.SignResponse\x12C\n" +
-	"\x06Verify\x12\x1b.keyquorum.v1.VerifyRequest\x1a\x1c.keyquorum.v1.VerifyResponse2\xc2\x02\n" +
+	"\x06Verify\x12\x1b.keyquorum.v1.VerifyRequest\x1a\x1c.keyquorum.v1.VerifyResponse\x12[\n" +
+	"\x0eTransitEncrypt\x12#.keyquorum.v1.TransitEncryptRequest\x1a$.keyquorum.v1.TransitEncryptResponse\x12[\n" +
+	"\x0eTransitDecrypt\x12#.keyquorum.v1.TransitDecryptRequest\x1a$.keyquorum.v1.TransitDecryptResponse2\xc2\x02\n" +
 	"\x0eMachineService\x12F\n" +
 	"\aGetTime\x12\x1c.keyquorum.v1.GetTimeRequest\x1a\x1d.keyquorum.v1.GetTimeResponse\x12C\n" +
 	"\x06GetKey\x12\x1b.keyquorum.v1.GetKeyRequest\x1a\x1c.keyquorum.v1.GetKeyResponse\x12U\n" +
@@ -2608,97 +3148,115 @@ func file_keyquorum_v1_keyquorum_proto_rawDescGZIP() []byte {
 	return file_keyquorum_v1_keyquorum_proto_rawDescData
 }
 
-var file_keyquorum_v1_keyquorum_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_keyquorum_v1_keyquorum_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_keyquorum_v1_keyquorum_proto_goTypes = []any{
-	(*SignedCommand)(nil),          // 0: keyquorum.v1.SignedCommand
-	(*StatusRequest)(nil),          // 1: keyquorum.v1.StatusRequest
-	(*StatusResponse)(nil),         // 2: keyquorum.v1.StatusResponse
-	(*MemberStatus)(nil),           // 3: keyquorum.v1.MemberStatus
-	(*ReshareStatus)(nil),          // 4: keyquorum.v1.ReshareStatus
-	(*SubmitRequest)(nil),          // 5: keyquorum.v1.SubmitRequest
-	(*SubmitResponse)(nil),         // 6: keyquorum.v1.SubmitResponse
-	(*ListKeysRequest)(nil),        // 7: keyquorum.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),       // 8: keyquorum.v1.ListKeysResponse
-	(*ShowKeyRequest)(nil),         // 9: keyquorum.v1.ShowKeyRequest
-	(*ShowKeyResponse)(nil),        // 10: keyquorum.v1.ShowKeyResponse
-	(*ReleaseRequest)(nil),         // 11: keyquorum.v1.ReleaseRequest
-	(*SignRequest)(nil),            // 12: keyquorum.v1.SignRequest
-	(*SignResponse)(nil),           // 13: keyquorum.v1.SignResponse
-	(*VerifyRequest)(nil),          // 14: keyquorum.v1.VerifyRequest
-	(*VerifyResponse)(nil),         // 15: keyquorum.v1.VerifyResponse
-	(*ReleaseResponse)(nil),        // 16: keyquorum.v1.ReleaseResponse
-	(*SealedRelease)(nil),          // 17: keyquorum.v1.SealedRelease
-	(*SealedPartial)(nil),          // 18: keyquorum.v1.SealedPartial
-	(*CompareAndSwapRequest)(nil),  // 19: keyquorum.v1.CompareAndSwapRequest
-	(*CompareAndSwapResponse)(nil), // 20: keyquorum.v1.CompareAndSwapResponse
-	(*Key)(nil),                    // 21: keyquorum.v1.Key
-	(*Access)(nil),                 // 22: keyquorum.v1.Access
-	(*HostList)(nil),               // 23: keyquorum.v1.HostList
-	(*TangKey)(nil),                // 24: keyquorum.v1.TangKey
-	(*TangShare)(nil),              // 25: keyquorum.v1.TangShare
-	(*GetTimeRequest)(nil),         // 26: keyquorum.v1.GetTimeRequest
-	(*GetTimeResponse)(nil),        // 27: keyquorum.v1.GetTimeResponse
-	(*GetKeyRequest)(nil),          // 28: keyquorum.v1.GetKeyRequest
-	(*GetKeyResponse)(nil),         // 29: keyquorum.v1.GetKeyResponse
-	(*EncryptedPartial)(nil),       // 30: keyquorum.v1.EncryptedPartial
-	(*ListSessionsRequest)(nil),    // 31: keyquorum.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),   // 32: keyquorum.v1.ListSessionsResponse
-	(*Session)(nil),                // 33: keyquorum.v1.Session
-	(*SubmitKeyRequest)(nil),       // 34: keyquorum.v1.SubmitKeyRequest
-	(*SubmitKeyResponse)(nil),      // 35: keyquorum.v1.SubmitKeyResponse
-	nil,                            // 36: keyquorum.v1.SignResponse.FailedEntry
+	(*TransitEncryptRequest)(nil),  // 0: keyquorum.v1.TransitEncryptRequest
+	(*TransitItem)(nil),            // 1: keyquorum.v1.TransitItem
+	(*TransitEncryptResponse)(nil), // 2: keyquorum.v1.TransitEncryptResponse
+	(*TransitResult)(nil),          // 3: keyquorum.v1.TransitResult
+	(*TransitDecryptRequest)(nil),  // 4: keyquorum.v1.TransitDecryptRequest
+	(*TransitDecryptResponse)(nil), // 5: keyquorum.v1.TransitDecryptResponse
+	(*SignedCommand)(nil),          // 6: keyquorum.v1.SignedCommand
+	(*StatusRequest)(nil),          // 7: keyquorum.v1.StatusRequest
+	(*StatusResponse)(nil),         // 8: keyquorum.v1.StatusResponse
+	(*MemberStatus)(nil),           // 9: keyquorum.v1.MemberStatus
+	(*ReshareStatus)(nil),          // 10: keyquorum.v1.ReshareStatus
+	(*SubmitRequest)(nil),          // 11: keyquorum.v1.SubmitRequest
+	(*SubmitResponse)(nil),         // 12: keyquorum.v1.SubmitResponse
+	(*ListKeysRequest)(nil),        // 13: keyquorum.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),       // 14: keyquorum.v1.ListKeysResponse
+	(*ShowKeyRequest)(nil),         // 15: keyquorum.v1.ShowKeyRequest
+	(*ShowKeyResponse)(nil),        // 16: keyquorum.v1.ShowKeyResponse
+	(*ReleaseRequest)(nil),         // 17: keyquorum.v1.ReleaseRequest
+	(*SignRequest)(nil),            // 18: keyquorum.v1.SignRequest
+	(*SignResponse)(nil),           // 19: keyquorum.v1.SignResponse
+	(*VerifyRequest)(nil),          // 20: keyquorum.v1.VerifyRequest
+	(*VerifyResponse)(nil),         // 21: keyquorum.v1.VerifyResponse
+	(*ReleaseResponse)(nil),        // 22: keyquorum.v1.ReleaseResponse
+	(*SealedRelease)(nil),          // 23: keyquorum.v1.SealedRelease
+	(*SealedPartial)(nil),          // 24: keyquorum.v1.SealedPartial
+	(*CompareAndSwapRequest)(nil),  // 25: keyquorum.v1.CompareAndSwapRequest
+	(*CompareAndSwapResponse)(nil), // 26: keyquorum.v1.CompareAndSwapResponse
+	(*Key)(nil),                    // 27: keyquorum.v1.Key
+	(*TransitKey)(nil),             // 28: keyquorum.v1.TransitKey
+	(*TransitVersion)(nil),         // 29: keyquorum.v1.TransitVersion
+	(*Access)(nil),                 // 30: keyquorum.v1.Access
+	(*HostList)(nil),               // 31: keyquorum.v1.HostList
+	(*TangKey)(nil),                // 32: keyquorum.v1.TangKey
+	(*TangShare)(nil),              // 33: keyquorum.v1.TangShare
+	(*GetTimeRequest)(nil),         // 34: keyquorum.v1.GetTimeRequest
+	(*GetTimeResponse)(nil),        // 35: keyquorum.v1.GetTimeResponse
+	(*GetKeyRequest)(nil),          // 36: keyquorum.v1.GetKeyRequest
+	(*GetKeyResponse)(nil),         // 37: keyquorum.v1.GetKeyResponse
+	(*EncryptedPartial)(nil),       // 38: keyquorum.v1.EncryptedPartial
+	(*ListSessionsRequest)(nil),    // 39: keyquorum.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),   // 40: keyquorum.v1.ListSessionsResponse
+	(*Session)(nil),                // 41: keyquorum.v1.Session
+	(*SubmitKeyRequest)(nil),       // 42: keyquorum.v1.SubmitKeyRequest
+	(*SubmitKeyResponse)(nil),      // 43: keyquorum.v1.SubmitKeyResponse
+	nil,                            // 44: keyquorum.v1.SignResponse.FailedEntry
 }
 var file_keyquorum_v1_keyquorum_proto_depIdxs = []int32{
-	4,  // 0: keyquorum.v1.StatusResponse.resharing:type_name -> keyquorum.v1.ReshareStatus
-	3,  // 1: keyquorum.v1.StatusResponse.members:type_name -> keyquorum.v1.MemberStatus
-	0,  // 2: keyquorum.v1.SubmitRequest.command:type_name -> keyquorum.v1.SignedCommand
-	21, // 3: keyquorum.v1.SubmitResponse.key:type_name -> keyquorum.v1.Key
-	21, // 4: keyquorum.v1.ListKeysResponse.keys:type_name -> keyquorum.v1.Key
-	21, // 5: keyquorum.v1.ShowKeyResponse.key:type_name -> keyquorum.v1.Key
-	0,  // 6: keyquorum.v1.ReleaseRequest.request:type_name -> keyquorum.v1.SignedCommand
-	0,  // 7: keyquorum.v1.SignRequest.request:type_name -> keyquorum.v1.SignedCommand
-	36, // 8: keyquorum.v1.SignResponse.failed:type_name -> keyquorum.v1.SignResponse.FailedEntry
-	17, // 9: keyquorum.v1.ReleaseResponse.sealed:type_name -> keyquorum.v1.SealedRelease
-	18, // 10: keyquorum.v1.SealedRelease.partials:type_name -> keyquorum.v1.SealedPartial
-	0,  // 11: keyquorum.v1.CompareAndSwapRequest.release:type_name -> keyquorum.v1.SignedCommand
-	0,  // 12: keyquorum.v1.CompareAndSwapRequest.replace:type_name -> keyquorum.v1.SignedCommand
-	21, // 13: keyquorum.v1.CompareAndSwapResponse.key:type_name -> keyquorum.v1.Key
-	22, // 14: keyquorum.v1.Key.access:type_name -> keyquorum.v1.Access
-	24, // 15: keyquorum.v1.Key.tang:type_name -> keyquorum.v1.TangKey
-	23, // 16: keyquorum.v1.Access.hosts:type_name -> keyquorum.v1.HostList
-	25, // 17: keyquorum.v1.TangKey.shares:type_name -> keyquorum.v1.TangShare
-	30, // 18: keyquorum.v1.GetKeyResponse.partials:type_name -> keyquorum.v1.EncryptedPartial
-	33, // 19: keyquorum.v1.ListSessionsResponse.sessions:type_name -> keyquorum.v1.Session
-	0,  // 20: keyquorum.v1.SubmitKeyRequest.command:type_name -> keyquorum.v1.SignedCommand
-	1,  // 21: keyquorum.v1.ClusterService.Status:input_type -> keyquorum.v1.StatusRequest
-	5,  // 22: keyquorum.v1.ClusterService.Submit:input_type -> keyquorum.v1.SubmitRequest
-	7,  // 23: keyquorum.v1.ClusterService.ListKeys:input_type -> keyquorum.v1.ListKeysRequest
-	9,  // 24: keyquorum.v1.ClusterService.ShowKey:input_type -> keyquorum.v1.ShowKeyRequest
-	11, // 25: keyquorum.v1.ClusterService.Release:input_type -> keyquorum.v1.ReleaseRequest
-	19, // 26: keyquorum.v1.ClusterService.CompareAndSwap:input_type -> keyquorum.v1.CompareAndSwapRequest
-	12, // 27: keyquorum.v1.ClusterService.Sign:input_type -> keyquorum.v1.SignRequest
-	14, // 28: keyquorum.v1.ClusterService.Verify:input_type -> keyquorum.v1.VerifyRequest
-	26, // 29: keyquorum.v1.MachineService.GetTime:input_type -> keyquorum.v1.GetTimeRequest
-	28, // 30: keyquorum.v1.MachineService.GetKey:input_type -> keyquorum.v1.GetKeyRequest
-	31, // 31: keyquorum.v1.MachineService.ListSessions:input_type -> keyquorum.v1.ListSessionsRequest
-	34, // 32: keyquorum.v1.MachineService.SubmitKey:input_type -> keyquorum.v1.SubmitKeyRequest
-	2,  // 33: keyquorum.v1.ClusterService.Status:output_type -> keyquorum.v1.StatusResponse
-	6,  // 34: keyquorum.v1.ClusterService.Submit:output_type -> keyquorum.v1.SubmitResponse
-	8,  // 35: keyquorum.v1.ClusterService.ListKeys:output_type -> keyquorum.v1.ListKeysResponse
-	10, // 36: keyquorum.v1.ClusterService.ShowKey:output_type -> keyquorum.v1.ShowKeyResponse
-	16, // 37: keyquorum.v1.ClusterService.Release:output_type -> keyquorum.v1.ReleaseResponse
-	20, // 38: keyquorum.v1.ClusterService.CompareAndSwap:output_type -> keyquorum.v1.CompareAndSwapResponse
-	13, // 39: keyquorum.v1.ClusterService.Sign:output_type -> keyquorum.v1.SignResponse
-	15, // 40: keyquorum.v1.ClusterService.Verify:output_type -> keyquorum.v1.VerifyResponse
-	27, // 41: keyquorum.v1.MachineService.GetTime:output_type -> keyquorum.v1.GetTimeResponse
-	29, // 42: keyquorum.v1.MachineService.GetKey:output_type -> keyquorum.v1.GetKeyResponse
-	32, // 43: keyquorum.v1.MachineService.ListSessions:output_type -> keyquorum.v1.ListSessionsResponse
-	35, // 44: keyquorum.v1.MachineService.SubmitKey:output_type -> keyquorum.v1.SubmitKeyResponse
-	33, // [33:45] is the sub-list for method output_type
-	21, // [21:33] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	1,  // 0: keyquorum.v1.TransitEncryptRequest.items:type_name -> keyquorum.v1.TransitItem
+	3,  // 1: keyquorum.v1.TransitEncryptResponse.results:type_name -> keyquorum.v1.TransitResult
+	6,  // 2: keyquorum.v1.TransitDecryptRequest.request:type_name -> keyquorum.v1.SignedCommand
+	24, // 3: keyquorum.v1.TransitDecryptResponse.partials:type_name -> keyquorum.v1.SealedPartial
+	10, // 4: keyquorum.v1.StatusResponse.resharing:type_name -> keyquorum.v1.ReshareStatus
+	9,  // 5: keyquorum.v1.StatusResponse.members:type_name -> keyquorum.v1.MemberStatus
+	6,  // 6: keyquorum.v1.SubmitRequest.command:type_name -> keyquorum.v1.SignedCommand
+	27, // 7: keyquorum.v1.SubmitResponse.key:type_name -> keyquorum.v1.Key
+	27, // 8: keyquorum.v1.ListKeysResponse.keys:type_name -> keyquorum.v1.Key
+	27, // 9: keyquorum.v1.ShowKeyResponse.key:type_name -> keyquorum.v1.Key
+	6,  // 10: keyquorum.v1.ReleaseRequest.request:type_name -> keyquorum.v1.SignedCommand
+	6,  // 11: keyquorum.v1.SignRequest.request:type_name -> keyquorum.v1.SignedCommand
+	44, // 12: keyquorum.v1.SignResponse.failed:type_name -> keyquorum.v1.SignResponse.FailedEntry
+	23, // 13: keyquorum.v1.ReleaseResponse.sealed:type_name -> keyquorum.v1.SealedRelease
+	24, // 14: keyquorum.v1.SealedRelease.partials:type_name -> keyquorum.v1.SealedPartial
+	6,  // 15: keyquorum.v1.CompareAndSwapRequest.release:type_name -> keyquorum.v1.SignedCommand
+	6,  // 16: keyquorum.v1.CompareAndSwapRequest.replace:type_name -> keyquorum.v1.SignedCommand
+	27, // 17: keyquorum.v1.CompareAndSwapResponse.key:type_name -> keyquorum.v1.Key
+	30, // 18: keyquorum.v1.Key.access:type_name -> keyquorum.v1.Access
+	32, // 19: keyquorum.v1.Key.tang:type_name -> keyquorum.v1.TangKey
+	28, // 20: keyquorum.v1.Key.transit:type_name -> keyquorum.v1.TransitKey
+	29, // 21: keyquorum.v1.TransitKey.versions:type_name -> keyquorum.v1.TransitVersion
+	31, // 22: keyquorum.v1.Access.hosts:type_name -> keyquorum.v1.HostList
+	33, // 23: keyquorum.v1.TangKey.shares:type_name -> keyquorum.v1.TangShare
+	38, // 24: keyquorum.v1.GetKeyResponse.partials:type_name -> keyquorum.v1.EncryptedPartial
+	41, // 25: keyquorum.v1.ListSessionsResponse.sessions:type_name -> keyquorum.v1.Session
+	6,  // 26: keyquorum.v1.SubmitKeyRequest.command:type_name -> keyquorum.v1.SignedCommand
+	7,  // 27: keyquorum.v1.ClusterService.Status:input_type -> keyquorum.v1.StatusRequest
+	11, // 28: keyquorum.v1.ClusterService.Submit:input_type -> keyquorum.v1.SubmitRequest
+	13, // 29: keyquorum.v1.ClusterService.ListKeys:input_type -> keyquorum.v1.ListKeysRequest
+	15, // 30: keyquorum.v1.ClusterService.ShowKey:input_type -> keyquorum.v1.ShowKeyRequest
+	17, // 31: keyquorum.v1.ClusterService.Release:input_type -> keyquorum.v1.ReleaseRequest
+	25, // 32: keyquorum.v1.ClusterService.CompareAndSwap:input_type -> keyquorum.v1.CompareAndSwapRequest
+	18, // 33: keyquorum.v1.ClusterService.Sign:input_type -> keyquorum.v1.SignRequest
+	20, // 34: keyquorum.v1.ClusterService.Verify:input_type -> keyquorum.v1.VerifyRequest
+	0,  // 35: keyquorum.v1.ClusterService.TransitEncrypt:input_type -> keyquorum.v1.TransitEncryptRequest
+	4,  // 36: keyquorum.v1.ClusterService.TransitDecrypt:input_type -> keyquorum.v1.TransitDecryptRequest
+	34, // 37: keyquorum.v1.MachineService.GetTime:input_type -> keyquorum.v1.GetTimeRequest
+	36, // 38: keyquorum.v1.MachineService.GetKey:input_type -> keyquorum.v1.GetKeyRequest
+	39, // 39: keyquorum.v1.MachineService.ListSessions:input_type -> keyquorum.v1.ListSessionsRequest
+	42, // 40: keyquorum.v1.MachineService.SubmitKey:input_type -> keyquorum.v1.SubmitKeyRequest
+	8,  // 41: keyquorum.v1.ClusterService.Status:output_type -> keyquorum.v1.StatusResponse
+	12, // 42: keyquorum.v1.ClusterService.Submit:output_type -> keyquorum.v1.SubmitResponse
+	14, // 43: keyquorum.v1.ClusterService.ListKeys:output_type -> keyquorum.v1.ListKeysResponse
+	16, // 44: keyquorum.v1.ClusterService.ShowKey:output_type -> keyquorum.v1.ShowKeyResponse
+	22, // 45: keyquorum.v1.ClusterService.Release:output_type -> keyquorum.v1.ReleaseResponse
+	26, // 46: keyquorum.v1.ClusterService.CompareAndSwap:output_type -> keyquorum.v1.CompareAndSwapResponse
+	19, // 47: keyquorum.v1.ClusterService.Sign:output_type -> keyquorum.v1.SignResponse
+	21, // 48: keyquorum.v1.ClusterService.Verify:output_type -> keyquorum.v1.VerifyResponse
+	2,  // 49: keyquorum.v1.ClusterService.TransitEncrypt:output_type -> keyquorum.v1.TransitEncryptResponse
+	5,  // 50: keyquorum.v1.ClusterService.TransitDecrypt:output_type -> keyquorum.v1.TransitDecryptResponse
+	35, // 51: keyquorum.v1.MachineService.GetTime:output_type -> keyquorum.v1.GetTimeResponse
+	37, // 52: keyquorum.v1.MachineService.GetKey:output_type -> keyquorum.v1.GetKeyResponse
+	40, // 53: keyquorum.v1.MachineService.ListSessions:output_type -> keyquorum.v1.ListSessionsResponse
+	43, // 54: keyquorum.v1.MachineService.SubmitKey:output_type -> keyquorum.v1.SubmitKeyResponse
+	41, // [41:55] is the sub-list for method output_type
+	27, // [27:41] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_keyquorum_v1_keyquorum_proto_init() }
@@ -2712,7 +3270,7 @@ func file_keyquorum_v1_keyquorum_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keyquorum_v1_keyquorum_proto_rawDesc), len(file_keyquorum_v1_keyquorum_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

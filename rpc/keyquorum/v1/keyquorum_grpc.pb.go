@@ -65,6 +65,8 @@ const (
 	ClusterService_CompareAndSwap_FullMethodName = "/keyquorum.v1.ClusterService/CompareAndSwap"
 	ClusterService_Sign_FullMethodName           = "/keyquorum.v1.ClusterService/Sign"
 	ClusterService_Verify_FullMethodName         = "/keyquorum.v1.ClusterService/Verify"
+	ClusterService_TransitEncrypt_FullMethodName = "/keyquorum.v1.ClusterService/TransitEncrypt"
+	ClusterService_TransitDecrypt_FullMethodName = "/keyquorum.v1.ClusterService/TransitDecrypt"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -104,6 +106,17 @@ type ClusterServiceClient interface {
 	// Verify checks a signature with a key's public key, for a caller who
 	// may read the key.
 	Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*VerifyResponse, error)
+	// TransitEncrypt encrypts with the latest version of a transit key, on
+	// the serving node, with the version's public key (the plaintext passes
+	// that node, as with Vault; the Go client encrypts locally). A result
+	// per item (docs/transit.md).
+	TransitEncrypt(ctx context.Context, in *TransitEncryptRequest, opts ...grpc.CallOption) (*TransitEncryptResponse, error)
+	// TransitDecrypt relays t share holders' answers to a signed release
+	// request with op "decrypt" (a transit key and its ciphertexts' points,
+	// an ephemeral key): each holder checks the request and seals its proved
+	// partials to the ephemeral key; the caller checks and combines. The
+	// node sees no plaintext (docs/transit.md).
+	TransitDecrypt(ctx context.Context, in *TransitDecryptRequest, opts ...grpc.CallOption) (*TransitDecryptResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -194,6 +207,26 @@ func (c *clusterServiceClient) Verify(ctx context.Context, in *VerifyRequest, op
 	return out, nil
 }
 
+func (c *clusterServiceClient) TransitEncrypt(ctx context.Context, in *TransitEncryptRequest, opts ...grpc.CallOption) (*TransitEncryptResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransitEncryptResponse)
+	err := c.cc.Invoke(ctx, ClusterService_TransitEncrypt_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) TransitDecrypt(ctx context.Context, in *TransitDecryptRequest, opts ...grpc.CallOption) (*TransitDecryptResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransitDecryptResponse)
+	err := c.cc.Invoke(ctx, ClusterService_TransitDecrypt_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -231,6 +264,17 @@ type ClusterServiceServer interface {
 	// Verify checks a signature with a key's public key, for a caller who
 	// may read the key.
 	Verify(context.Context, *VerifyRequest) (*VerifyResponse, error)
+	// TransitEncrypt encrypts with the latest version of a transit key, on
+	// the serving node, with the version's public key (the plaintext passes
+	// that node, as with Vault; the Go client encrypts locally). A result
+	// per item (docs/transit.md).
+	TransitEncrypt(context.Context, *TransitEncryptRequest) (*TransitEncryptResponse, error)
+	// TransitDecrypt relays t share holders' answers to a signed release
+	// request with op "decrypt" (a transit key and its ciphertexts' points,
+	// an ephemeral key): each holder checks the request and seals its proved
+	// partials to the ephemeral key; the caller checks and combines. The
+	// node sees no plaintext (docs/transit.md).
+	TransitDecrypt(context.Context, *TransitDecryptRequest) (*TransitDecryptResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -264,6 +308,12 @@ func (UnimplementedClusterServiceServer) Sign(context.Context, *SignRequest) (*S
 }
 func (UnimplementedClusterServiceServer) Verify(context.Context, *VerifyRequest) (*VerifyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Verify not implemented")
+}
+func (UnimplementedClusterServiceServer) TransitEncrypt(context.Context, *TransitEncryptRequest) (*TransitEncryptResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method TransitEncrypt not implemented")
+}
+func (UnimplementedClusterServiceServer) TransitDecrypt(context.Context, *TransitDecryptRequest) (*TransitDecryptResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method TransitDecrypt not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -430,6 +480,42 @@ func _ClusterService_Verify_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_TransitEncrypt_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransitEncryptRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).TransitEncrypt(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_TransitEncrypt_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).TransitEncrypt(ctx, req.(*TransitEncryptRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_TransitDecrypt_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransitDecryptRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).TransitDecrypt(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_TransitDecrypt_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).TransitDecrypt(ctx, req.(*TransitDecryptRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -468,6 +554,14 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Verify",
 			Handler:    _ClusterService_Verify_Handler,
+		},
+		{
+			MethodName: "TransitEncrypt",
+			Handler:    _ClusterService_TransitEncrypt_Handler,
+		},
+		{
+			MethodName: "TransitDecrypt",
+			Handler:    _ClusterService_TransitDecrypt_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,401 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+// Transit (docs/transit.md). Encryption runs here, with the public key of
+// a transit key's latest version, which t members must show alike before
+// this client encrypts to it (a lying node could otherwise hand out a key
+// of its own). Decryption sends only the ciphertexts' points, in one
+// signed request per batch, and combines the holders' partials here: no
+// node sees a plaintext or a ciphertext.
+
+// transitPins are the transit versions whose public keys t members
+// confirmed: key ID and version -> public key.
+type transitPins struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func transitPinID(id string, version uint64) string { return fmt.Sprintf("%s/%d", id, version) }
+
+func (p *transitPins) get(id string, version uint64) []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.m[transitPinID(id, version)]
+}
+
+func (p *transitPins) put(id string, version uint64, pub []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[string][]byte{}
+	}
+	p.m[transitPinID(id, version)] = bytes.Clone(pub)
+}
+
+// CreateTransit creates a transit key: its first version's scalar is
+// drawn and dealt here t-of-n to the share holders t members confirm,
+// each share sealed to its holder's identity key. cipher is
+// "aes256-gcm96" (also when empty) or "chacha20-poly1305"; a derived key
+// binds a context into every ciphertext.
+func (c *Client) CreateTransit(ctx context.Context, name, cipher string, derived bool) (*fsm.Key, error) {
+	sharing, err := c.transitSharing(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if cipher == "" {
+		cipher = fsm.TransitCiphers[0]
+	}
+	ck := &fsm.CreateKey{Name: name, Type: fsm.KeyTypeTransit, Transit: &fsm.TransitKey{Cipher: cipher, Derived: derived,
+		Versions: []fsm.TransitVersion{{Sharing: sharing}}}}
+	res, err := c.submit(ctx, "/v1/keys", &fsm.Command{Type: fsm.TypeCreateKey, CreateKey: ck})
+	if err != nil {
+		return nil, err
+	}
+	return res.Key, nil
+}
+
+// TransitRotate deals a transit key's next version, which encrypts from
+// then on; the older versions still decrypt (down to
+// min_decryption_version).
+func (c *Client) TransitRotate(ctx context.Context, name string) (*fsm.Key, error) {
+	sharing, err := c.transitSharing(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.submit(ctx, "/v1/transit/rotate", &fsm.Command{Type: fsm.TypeRotateKey, RotateKey: &fsm.RotateKey{Name: name, Sharing: sharing}})
+	if err != nil {
+		return nil, err
+	}
+	return res.Key, nil
+}
+
+// TransitConfig sets a transit key's min_decryption_version.
+func (c *Client) TransitConfig(ctx context.Context, name string, minDecryptionVersion uint64) (*fsm.Key, error) {
+	res, err := c.submit(ctx, "/v1/transit/config", &fsm.Command{Type: fsm.TypeConfigureKey,
+		ConfigureKey: &fsm.ConfigureKey{Name: name, MinDecryptionVersion: minDecryptionVersion}})
+	if err != nil {
+		return nil, err
+	}
+	return res.Key, nil
+}
+
+func (c *Client) transitSharing(ctx context.Context, name string) (*fsm.FROSTKey, error) {
+	_, pin, err := c.pinned()
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.Confirm(ctx, pin)
+	if err != nil {
+		return nil, err
+	}
+	return api.NewTransitSharing(rand.Reader, name, st.ClusterID, st.Epoch, st.Threshold, st.Holders)
+}
+
+// transitKey is key name's metadata, its latest version's public key
+// confirmed by t members (once per version: then pinned in memory).
+func (c *Client) transitKey(ctx context.Context, name string) (*fsm.Key, error) {
+	k, err := c.Key(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if k.Transit == nil || len(k.Transit.Versions) == 0 || k.ID == "" {
+		return nil, &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("key %q is a %s key, not a %s key", name, k.Type, fsm.KeyTypeTransit)}
+	}
+	v := k.Transit.Latest()
+	if v.Sharing == nil || len(v.Sharing.Commits) == 0 {
+		return nil, &Error{Kind: api.KindInternal, Message: fmt.Sprintf("the node shows version %d of key %q without a public key", v.Version, name)}
+	}
+	pub := v.Sharing.Commits[0]
+	if pinned := c.transit.get(k.ID, v.Version); pinned != nil {
+		if !bytes.Equal(pinned, pub) {
+			return nil, &Error{Kind: api.KindConflict, Message: fmt.Sprintf("the node shows version %d of key %q with public key %x, not the %x t members confirmed", v.Version, name, pub, pinned)}
+		}
+		return k, nil
+	}
+	if err := c.confirmTransit(ctx, k.ID, v.Version, pub); err != nil {
+		return nil, err
+	}
+	c.transit.put(k.ID, v.Version, pub)
+	return k, nil
+}
+
+// confirmTransit asks the confirmed share holders for key id and checks
+// that t of them show version's public key as pub.
+func (c *Client) confirmTransit(ctx context.Context, id string, version uint64, pub []byte) error {
+	cf, err := c.Confirm(ctx, c.creds.ClusterKey)
+	if err != nil {
+		return err
+	}
+	var (
+		mu       sync.Mutex
+		agree    int
+		disagree []string
+		wg       sync.WaitGroup
+	)
+	for _, m := range cf.Holders {
+		wg.Go(func() {
+			var k fsm.Key
+			err := c.memberGet(ctx, m, m.SignKey, "/v1/keys/"+id, &k)
+			if err == nil {
+				if k.Transit == nil || k.Transit.Version(version) == nil || k.Transit.Version(version).Sharing == nil ||
+					len(k.Transit.Version(version).Sharing.Commits) == 0 || !bytes.Equal(k.Transit.Version(version).Sharing.Commits[0], pub) {
+					err = fmt.Errorf("shows another public key for version %d", version)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				disagree = append(disagree, fmt.Sprintf("%s: %v", m.ID, err))
+				return
+			}
+			agree++
+		})
+	}
+	wg.Wait()
+	if agree < cf.Threshold {
+		sort.Strings(disagree)
+		return &Error{Kind: api.KindConflict, Message: fmt.Sprintf("only %d of the %d members needed confirm the public key of version %d of key %s: refusing to encrypt to it; %s",
+			agree, cf.Threshold, version, id, strings.Join(disagree, "; "))}
+	}
+	return nil
+}
+
+// TransitEncrypt encrypts plaintext with the latest version of transit key
+// name, here; context is a derived key's (nil otherwise).
+func (c *Client) TransitEncrypt(ctx context.Context, name string, plaintext, context []byte) (string, error) {
+	res, err := c.TransitEncryptBatch(ctx, name, []api.TransitBatchItem{{Plaintext: plaintext, Context: context}})
+	if err != nil {
+		return "", err
+	}
+	if res[0].Error != nil {
+		return "", res[0].Error
+	}
+	return res[0].Ciphertext, nil
+}
+
+// TransitEncryptBatch encrypts each item's plaintext under its context
+// with the key's latest version: a ciphertext or an error per item.
+func (c *Client) TransitEncryptBatch(ctx context.Context, name string, items []api.TransitBatchItem) ([]api.TransitBatchResult, error) {
+	k, err := c.transitKey(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.TransitBatchResult, len(items))
+	for i, it := range items {
+		ct, err := api.TransitEncrypt(rand.Reader, k, it.Plaintext, it.Context)
+		if err != nil {
+			out[i].Error = itemError(i, err)
+			continue
+		}
+		out[i].Ciphertext = ct
+	}
+	return out, nil
+}
+
+func itemError(i int, err error) *Error {
+	return &Error{Kind: api.KindOf(err), Message: fmt.Sprintf("item %d: %s", i, messageOf(err))}
+}
+
+func messageOf(err error) string {
+	if e, ok := err.(*Error); ok {
+		return e.Message
+	}
+	return err.Error()
+}
+
+// TransitDecrypt decrypts one ciphertext of transit key name.
+func (c *Client) TransitDecrypt(ctx context.Context, name, ciphertext string, context []byte) ([]byte, error) {
+	res, err := c.TransitDecryptBatch(ctx, name, []api.TransitBatchItem{{Ciphertext: ciphertext, Context: context}})
+	if err != nil {
+		return nil, err
+	}
+	if res[0].Error != nil {
+		return nil, res[0].Error
+	}
+	return res[0].Plaintext, nil
+}
+
+// TransitDecryptBatch decrypts each item's ciphertext under its context,
+// in one quorum round: a plaintext or an error per item (a malformed
+// ciphertext, a version the holders refuse, one that does not
+// authenticate). The error is for the whole batch only when no item could
+// be answered: the request was refused, no quorum, or a holder or the
+// node lied (named).
+func (c *Client) TransitDecryptBatch(ctx context.Context, name string, items []api.TransitBatchItem) ([]api.TransitBatchResult, error) {
+	d, err := c.TransitDecryptReport(ctx, name, items)
+	if err != nil {
+		return nil, err
+	}
+	return d.Results, nil
+}
+
+// TransitDecryption is a batch's results, and the holders whose answers
+// were bad (by share index, why), which the batch was completed without.
+type TransitDecryption struct {
+	Results []api.TransitBatchResult
+	Failed  api.BadAnswers
+}
+
+// TransitDecryptReport is TransitDecryptBatch, with the holders it left
+// out: when a holder's answer does not check out (a lying holder, or a
+// coordinator that changed it), it asks again without that holder, until
+// t good answers open the batch or too few holders are left.
+func (c *Client) TransitDecryptReport(ctx context.Context, name string, items []api.TransitBatchItem) (*TransitDecryption, error) {
+	clusterID, _, err := c.pinned()
+	if err != nil {
+		return nil, err
+	}
+	if len(items) == 0 || len(items) > fsm.MaxTransitBatch {
+		return nil, &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("a batch has 1 to %d items", fsm.MaxTransitBatch)}
+	}
+	k, err := c.Key(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.TransitBatchResult, len(items))
+	var (
+		parsed   []*api.TransitCiphertext
+		contexts [][]byte
+		at       []int // parsed[j] is items[at[j]]
+		points   []fsm.TransitPoint
+	)
+	for i, it := range items {
+		ct, err := api.ParseTransitCiphertext(it.Ciphertext)
+		if err != nil {
+			out[i].Error = &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("item %d: %v", i, err)}
+			continue
+		}
+		parsed, contexts, at = append(parsed, ct), append(contexts, it.Context), append(at, i)
+		points = append(points, fsm.TransitPoint{Version: ct.Version, Point: ct.E})
+	}
+	if len(parsed) == 0 {
+		return &TransitDecryption{Results: out}, nil
+	}
+	failed := api.BadAnswers{}
+	var res []api.TransitResult
+	for {
+		ephPriv, err := ecdh.X25519().GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		// The request names the key by its ID: it cannot reach a key
+		// created later under the same name.
+		sg, err := c.Sign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: cmpOr(k.ID, name), Op: fsm.OpDecrypt,
+			Ephemeral: ephPriv.PublicKey().Bytes(), Points: points, Exclude: slices.Sorted(maps.Keys(failed))}})
+		if err != nil {
+			return nil, err
+		}
+		var rep api.TransitDecryptReply
+		if err := c.do(ctx, http.MethodPost, "/v1/transit/decrypt", sg, &rep); err != nil {
+			if len(failed) > 0 {
+				return nil, &Error{Kind: api.KindOf(err), Message: fmt.Sprintf("%s (after leaving out holders whose answers were bad: %v)", messageOf(err), failed)}
+			}
+			return nil, err
+		}
+		res, err = api.OpenTransitDecrypt(&rep, clusterID, k, parsed, contexts, sg.Payload, ephPriv)
+		var bad api.BadAnswers
+		if errors.As(err, &bad) && len(failed)+len(bad) <= fsm.MaxNodes {
+			maps.Copy(failed, bad)
+			continue
+		}
+		if err != nil {
+			return nil, &Error{Kind: api.KindInternal, Message: fmt.Sprintf("the decryption with key %q through %s does not check out: %v", name, c.base, err)}
+		}
+		break
+	}
+	for j, r := range res {
+		i := at[j]
+		if r.Error != nil {
+			out[i].Error = &Error{Kind: r.Error.Kind, Message: fmt.Sprintf("item %d: %s", i, r.Error.Message)}
+			continue
+		}
+		out[i].Plaintext = r.Plaintext
+	}
+	return &TransitDecryption{Results: out, Failed: failed}, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// TransitDataKey makes a fresh 256-bit data key here and encrypts it with
+// transit key name: the ciphertext, and the plaintext key unless
+// wrappedOnly (then the key is erased here).
+func (c *Client) TransitDataKey(ctx context.Context, name string, context []byte, wrappedOnly bool) (*api.TransitDataKeyReply, error) {
+	k, err := c.transitKey(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	key := make([]byte, api.TransitDataKeyBits/8)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	ct, err := api.TransitEncrypt(rand.Reader, k, key, context)
+	if err != nil {
+		clear(key)
+		return nil, err
+	}
+	rep := &api.TransitDataKeyReply{Ciphertext: ct, KeyVersion: k.Transit.Latest().Version}
+	if wrappedOnly {
+		clear(key)
+	} else {
+		rep.Plaintext = key
+	}
+	return rep, nil
+}
+
+// TransitRewrap decrypts each item and encrypts its plaintext again with
+// the key's latest version, here: the plaintexts never leave this
+// process. A ciphertext or an error per item.
+func (c *Client) TransitRewrap(ctx context.Context, name string, items []api.TransitBatchItem) ([]api.TransitBatchResult, error) {
+	dec, err := c.TransitDecryptBatch(ctx, name, items)
+	if err != nil {
+		return nil, err
+	}
+	var again []api.TransitBatchItem
+	var at []int
+	for i, r := range dec {
+		if r.Error == nil {
+			again = append(again, api.TransitBatchItem{Plaintext: r.Plaintext, Context: items[i].Context})
+			at = append(at, i)
+		}
+	}
+	out := make([]api.TransitBatchResult, len(items))
+	for i, r := range dec {
+		out[i].Error = r.Error
+	}
+	if len(again) == 0 {
+		return out, nil
+	}
+	enc, err := c.TransitEncryptBatch(ctx, name, again)
+	for _, it := range again {
+		clear(it.Plaintext)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for j, r := range enc {
+		out[at[j]] = r
+	}
+	return out, nil
+}

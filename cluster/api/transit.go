@@ -1,0 +1,375 @@
+package api
+
+import (
+	"crypto/ecdh"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/shamir"
+	"github.com/keyquorum/keyquorum/vocab"
+)
+
+// Transit (docs/transit.md): what the client and the nodes share of
+// transit encryption. A ciphertext is
+//
+//	kq:v<version>:<base64 of E || nonce || AEAD output>
+//
+// as Vault's "vault:v1:...". E is the ephemeral point of the hybrid
+// encryption (shamir.TransitSeal); the AEAD key and additional data bind
+// the key's ID, the version and the derived context (TransitBinding), so
+// a ciphertext opens only under its own key, version and context.
+//
+// Decryption: the caller sends the ciphertexts' points E (never the
+// ciphertexts) in a signed request (op decrypt); each holder answers every
+// point with its partial s_i*E and a DLEQ proof, or an error for that
+// point, all sealed to the request's ephemeral key; the coordinator
+// relays t answers (TransitDecryptReply) and the caller checks the proofs
+// against the version's commitments, combines and opens
+// (OpenTransitDecrypt).
+
+// TransitPrefix starts every transit ciphertext.
+const TransitPrefix = "kq:v"
+
+// TransitShareContext binds a transit version's share sealed to a node to
+// the cluster, the key's name, the epoch it was dealt in and the
+// version's public key (each version is a fresh key, so its public key
+// names it before the state numbers it).
+func TransitShareContext(clusterID, name string, epoch uint64, public []byte) []byte {
+	b := []byte(vocab.LabelTransitShare + "\x00" + clusterID + "\x00" + name + "\x00")
+	b = binary.BigEndian.AppendUint64(b, epoch)
+	return append(b, public...)
+}
+
+// TransitDecryptContext binds a holder's partial for one point of a
+// decryption request to the cluster, the key, the epoch, the signed
+// request and the point's place in it: a partial cannot be moved to
+// another request or another item.
+func TransitDecryptContext(clusterID, name string, epoch uint64, payload []byte, item int) []byte {
+	h := sha256.New()
+	h.Write([]byte(vocab.LabelTransitDecrypt + "\x00" + clusterID + "\x00" + name + "\x00"))
+	h.Write(binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, epoch), uint64(item)))
+	h.Write(payload)
+	return h.Sum(nil)
+}
+
+// TransitBinding is the HKDF info and the AEAD additional data of a
+// ciphertext of the key with ID keyID, at version, for context.
+func TransitBinding(keyID string, version uint64, context []byte) []byte {
+	return shamir.TransitBinding(vocab.LabelTransitAAD, keyID, version, context)
+}
+
+// NewTransitSharing deals a fresh transit key version threshold-of-n to
+// the share holders of epoch (as t members confirmed them), each share
+// sealed to its holder's identity key, for the key named name. The
+// version's scalar and shares are erased here; only the sharing leaves.
+func NewTransitSharing(rand io.Reader, name, clusterID string, epoch uint64, threshold int, holders []MemberStatus) (*fsm.FROSTKey, error) {
+	holders = slices.Clone(holders)
+	slices.SortFunc(holders, func(a, b MemberStatus) int { return strings.Compare(a.ID, b.ID) })
+	indexes := make([]uint32, len(holders))
+	for i, h := range holders {
+		indexes[i] = h.Index
+	}
+	secret, err := shamir.RandomSecret(rand)
+	if err != nil {
+		return nil, err
+	}
+	poly, shares, err := shamir.DealKey(rand, secret, threshold, indexes)
+	clear(secret)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, sh := range shares {
+			sh.Erase()
+		}
+	}()
+	fk := &fsm.FROSTKey{Threshold: threshold, Epoch: epoch, Commits: poly.Commits}
+	for i, h := range holders {
+		sealed, err := shamir.SealShare(rand, h.SignKey, shares[i], TransitShareContext(clusterID, name, epoch, poly.Commits[0]))
+		if err != nil {
+			return nil, fmt.Errorf("sealing the share of node %s: %w", h.ID, err)
+		}
+		fk.Shares = append(fk.Shares, fsm.FROSTShare{NodeID: h.ID, Index: h.Index, Sealed: sealed})
+	}
+	return fk, nil
+}
+
+// TransitCiphertext is a parsed ciphertext.
+type TransitCiphertext struct {
+	Version uint64
+	E       []byte // the ephemeral point
+	Sealed  []byte // nonce || AEAD output
+}
+
+// String is the ciphertext's text form.
+func (c *TransitCiphertext) String() string {
+	return TransitPrefix + strconv.FormatUint(c.Version, 10) + ":" + base64.StdEncoding.EncodeToString(append(slices.Clip(c.E), c.Sealed...))
+}
+
+// MaxTransitPlaintext is the largest plaintext one item encrypts.
+const MaxTransitPlaintext = 1 << 20
+
+// ParseTransitCiphertext parses "kq:v<version>:<base64>".
+func ParseTransitCiphertext(s string) (*TransitCiphertext, error) {
+	rest, ok := strings.CutPrefix(s, TransitPrefix)
+	if !ok {
+		return nil, fmt.Errorf("a transit ciphertext starts with %q", TransitPrefix)
+	}
+	v, b64, ok := strings.Cut(rest, ":")
+	if !ok {
+		return nil, errors.New("a transit ciphertext is kq:v<version>:<base64>")
+	}
+	version, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || version == 0 || strconv.FormatUint(version, 10) != v {
+		return nil, fmt.Errorf("version %q is not a positive number", v)
+	}
+	if len(b64) > base64.StdEncoding.EncodedLen(shamir.PointSize+shamir.TransitOverhead+MaxTransitPlaintext) {
+		return nil, fmt.Errorf("the ciphertext is longer than a %d-byte plaintext makes", MaxTransitPlaintext)
+	}
+	raw, err := base64.StdEncoding.Strict().DecodeString(b64)
+	if err != nil {
+		return nil, fmt.Errorf("the ciphertext is not base64: %v", err)
+	}
+	if len(raw) < shamir.PointSize+shamir.TransitOverhead {
+		return nil, errors.New("the ciphertext is too short")
+	}
+	if err := shamir.ValidatePoint(raw[:shamir.PointSize]); err != nil {
+		return nil, fmt.Errorf("the ciphertext's point: %v", err)
+	}
+	return &TransitCiphertext{Version: version, E: raw[:shamir.PointSize], Sealed: raw[shamir.PointSize:]}, nil
+}
+
+// transitCheck checks that k is a transit key the caller can use with
+// context: a derived key needs one, another takes none.
+func transitCheck(k *fsm.Key, context []byte) error {
+	if k.Transit == nil || len(k.Transit.Versions) == 0 || k.ID == "" {
+		return &Error{Kind: KindInvalid, Message: fmt.Sprintf("key %q is not a %s key", k.Name, fsm.KeyTypeTransit)}
+	}
+	if k.Transit.Derived != (len(context) > 0) {
+		if k.Transit.Derived {
+			return &Error{Kind: KindInvalid, Message: fmt.Sprintf("key %q is derived: give a context", k.Name)}
+		}
+		return &Error{Kind: KindInvalid, Message: fmt.Sprintf("key %q is not derived: it takes no context", k.Name)}
+	}
+	return nil
+}
+
+// TransitEncrypt encrypts plaintext with the latest version of transit
+// key k (its metadata), here: only the version's public key is needed.
+func TransitEncrypt(rand io.Reader, k *fsm.Key, plaintext, context []byte) (string, error) {
+	if err := transitCheck(k, context); err != nil {
+		return "", err
+	}
+	if len(plaintext) > MaxTransitPlaintext {
+		return "", &Error{Kind: KindInvalid, Message: fmt.Sprintf("a plaintext is at most %d bytes", MaxTransitPlaintext)}
+	}
+	if k.State != fsm.KeyActive {
+		return "", &Error{Kind: KindDenied, Message: fmt.Sprintf("key %q is %s", k.Name, k.State)}
+	}
+	v := k.Transit.Latest()
+	if v.Sharing == nil || len(v.Sharing.Commits) == 0 {
+		return "", &Error{Kind: KindInvalid, Message: fmt.Sprintf("version %d of key %q has no public key", v.Version, k.Name)}
+	}
+	bind := TransitBinding(k.ID, v.Version, context)
+	E, sealed, err := shamir.TransitSeal(rand, v.Sharing.Commits[0], k.Transit.Cipher, bind, bind, plaintext)
+	if err != nil {
+		return "", err
+	}
+	return (&TransitCiphertext{Version: v.Version, E: E, Sealed: sealed}).String(), nil
+}
+
+// TransitItemPartial is a holder's answer for one point: its partial, or
+// why it refuses that point.
+type TransitItemPartial struct {
+	Partial *shamir.Partial `json:"partial,omitempty"`
+	Error   *Error          `json:"error,omitempty"`
+}
+
+// TransitDecryptReply is what the coordinator relays: t holders' answers,
+// each sealed to the request's ephemeral key (the JSON of a
+// []TransitItemPartial, one per point, under fsm.PartialSealInfo of the
+// request's TransitDecryptContext at item -1, and the holder's index).
+type TransitDecryptReply struct {
+	ClusterID string          `json:"cluster_id"`
+	Key       string          `json:"key"`
+	Epoch     uint64          `json:"epoch"`
+	Threshold int             `json:"threshold"`
+	Partials  []SealedPartial `json:"partials"`
+}
+
+// TransitResult is one item's outcome: its plaintext or its error.
+type TransitResult struct {
+	Plaintext []byte `json:"plaintext,omitempty"`
+	Error     *Error `json:"error,omitempty"`
+}
+
+// OpenTransitDecrypt checks a decryption reply for the items of the signed
+// request with payload, against transit key k's metadata (which the
+// caller read: its versions' commitments), and opens each item. A holder
+// whose answer does not open or whose proof fails is named in the error
+// and nothing is returned: the coordinator or a holder lied, and the
+// caller asks again. Otherwise each item has its plaintext or its own
+// error (a version the holders refuse, a ciphertext that does not
+// authenticate). contexts are the items' derived contexts, nil for a key
+// that is not derived.
+func OpenTransitDecrypt(r *TransitDecryptReply, clusterID string, k *fsm.Key, items []*TransitCiphertext, contexts [][]byte, payload []byte, ephPriv *ecdh.PrivateKey) ([]TransitResult, error) {
+	if r.Key != k.Name || r.ClusterID != clusterID {
+		return nil, fmt.Errorf("the reply is for key %q of cluster %q, not %q of %q", r.Key, r.ClusterID, k.Name, clusterID)
+	}
+	if len(contexts) != len(items) {
+		return nil, fmt.Errorf("%d contexts for %d items", len(contexts), len(items))
+	}
+	base := TransitDecryptContext(clusterID, k.Name, r.Epoch, payload, -1)
+	answers := map[uint32][]TransitItemPartial{}
+	bad := BadAnswers{}
+	nodes := map[uint32]string{}
+	for _, sp := range r.Partials {
+		ans, err := openTransitAnswer(&sp, ephPriv, base, len(items))
+		if err == nil && answers[sp.Index] != nil {
+			err = errors.New("a second answer for the same share")
+		}
+		if err != nil {
+			bad[sp.Index] = fmt.Sprintf("answer of share %d (node %q): %v", sp.Index, sp.Node, err)
+			continue
+		}
+		answers[sp.Index], nodes[sp.Index] = ans, sp.Node
+	}
+	if len(bad) > 0 {
+		return nil, bad
+	}
+	for _, v := range k.Transit.Versions {
+		if v.Sharing == nil {
+			continue
+		}
+		if err := validatePoly(&shamir.PublicPoly{Commits: v.Sharing.Commits}); err != nil {
+			return nil, fmt.Errorf("version %d's commitments: %w", v.Version, err)
+		}
+	}
+	indexes := slices.Sorted(maps.Keys(answers))
+	out := make([]TransitResult, len(items))
+	itemBad := make([]BadAnswers, len(items))
+	fatal := make([]error, len(items))
+	// Items are checked and opened in parallel: a batch waits for the
+	// slowest core's share only.
+	each(len(items), func(i int) {
+		ct := items[i]
+		if err := transitCheck(k, contexts[i]); err != nil {
+			out[i].Error = err.(*Error)
+			return
+		}
+		tv := k.Transit.Version(ct.Version)
+		if tv == nil || tv.Sharing == nil {
+			out[i].Error = &Error{Kind: KindNotFound, Message: fmt.Sprintf("key %q has no version %d", k.Name, ct.Version)}
+			return
+		}
+		poly := &shamir.PublicPoly{Commits: tv.Sharing.Commits}
+		rctx := TransitDecryptContext(clusterID, k.Name, r.Epoch, payload, i)
+		parts := map[uint32][]byte{}
+		var refusal *Error
+		for _, index := range indexes {
+			a := answers[index][i]
+			if a.Error != nil {
+				refusal = a.Error
+				continue
+			}
+			var why string
+			if a.Partial == nil || a.Partial.Index != index {
+				why = fmt.Sprintf("share %d's (node %q) answer for item %d is not its partial", index, nodes[index], i)
+			} else if err := shamir.VerifyPartial(poly, ct.E, a.Partial, rctx); err != nil {
+				why = fmt.Sprintf("share %d's (node %q) partial for item %d: %v", index, nodes[index], i, err)
+			}
+			if why != "" {
+				if itemBad[i] == nil {
+					itemBad[i] = BadAnswers{}
+				}
+				itemBad[i][index] = why
+				continue
+			}
+			parts[index] = a.Partial.Value
+		}
+		if itemBad[i] != nil {
+			return
+		}
+		if len(parts) < tv.Sharing.Threshold {
+			if refusal == nil {
+				refusal = &Error{Kind: KindNoQuorum, Message: fmt.Sprintf("%d partials, %d needed", len(parts), tv.Sharing.Threshold)}
+			}
+			out[i].Error = refusal
+			return
+		}
+		K, err := shamir.CombinePoints(parts, tv.Sharing.Threshold)
+		if err != nil {
+			fatal[i] = fmt.Errorf("combining checked partials: %w", err)
+			return
+		}
+		bind := TransitBinding(k.ID, ct.Version, contexts[i])
+		pt, err := shamir.TransitOpen(K, ct.E, tv.Sharing.Commits[0], k.Transit.Cipher, bind, bind, ct.Sealed)
+		clear(K)
+		if err != nil {
+			out[i].Error = &Error{Kind: KindInvalid, Message: fmt.Sprintf("the ciphertext does not authenticate under key %q version %d with this context: another key's, tampered, or another context", k.Name, ct.Version)}
+			return
+		}
+		out[i].Plaintext = pt
+	})
+	for i := range items {
+		for index, why := range itemBad[i] {
+			if bad[index] == "" {
+				bad[index] = why
+			}
+		}
+	}
+	if len(bad) > 0 {
+		for i := range out {
+			clear(out[i].Plaintext)
+		}
+		return nil, bad
+	}
+	for _, err := range fatal {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// BadAnswers are the holders, by share index, whose answers to a
+// decryption did not open or whose proofs failed, with why: the holder or
+// the coordinator lied. The caller asks again without them
+// (fsm.ReleaseRequest.Exclude).
+type BadAnswers map[uint32]string
+
+func (b BadAnswers) Error() string {
+	var out []string
+	for _, i := range slices.Sorted(maps.Keys(b)) {
+		out = append(out, b[i])
+	}
+	return "rejected " + strings.Join(out, "; ")
+}
+
+func openTransitAnswer(sp *SealedPartial, ephPriv *ecdh.PrivateKey, base []byte, items int) ([]TransitItemPartial, error) {
+	if sp.Index == 0 {
+		return nil, errors.New("share index 0")
+	}
+	pt, err := shamir.OpenX25519(ephPriv, &shamir.Ciphertext{R: sp.R, Sealed: sp.Sealed}, fsm.PartialSealInfo(base, sp.Index))
+	if err != nil {
+		return nil, fmt.Errorf("does not open with the request's ephemeral key: %w", err)
+	}
+	var ans []TransitItemPartial
+	if err := json.Unmarshal(pt, &ans); err != nil {
+		return nil, fmt.Errorf("is not a list of partials: %v", err)
+	}
+	if len(ans) != items {
+		return nil, fmt.Errorf("answers %d items, the request has %d", len(ans), items)
+	}
+	return ans, nil
+}

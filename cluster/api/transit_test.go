@@ -1,0 +1,134 @@
+package api
+
+import (
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/shamir"
+)
+
+// transitTestKey is a transit key's metadata with one version dealt
+// 2-of-3 here, and the version's shares.
+func transitTestKey(t testing.TB) (*fsm.Key, []*shamir.Share) {
+	t.Helper()
+	secret, err := shamir.RandomSecret(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poly, shares, err := shamir.DealKey(rand.Reader, secret, 2, []uint32{1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fk := &fsm.FROSTKey{Threshold: 2, Epoch: 1, Commits: poly.Commits}
+	return &fsm.Key{ID: "id:0123456789abcdef0123456789abcdef", Name: "enc/a", Type: fsm.KeyTypeTransit, Version: 1, State: fsm.KeyActive,
+		Transit: &fsm.TransitKey{Cipher: shamir.CipherAES256GCM, MinDecryptionVersion: 1,
+			Versions: []fsm.TransitVersion{{Version: 1, Sharing: fk}}}}, shares
+}
+
+// TestTransitCiphertextFormat: "kq:v<version>:<base64>" round-trips, and
+// anything else is refused with a reason.
+func TestTransitCiphertextFormat(t *testing.T) {
+	k, _ := transitTestKey(t)
+	s, err := TransitEncrypt(rand.Reader, k, []byte("hello"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := ParseTransitCiphertext(s)
+	if err != nil || ct.Version != 1 || ct.String() != s || !strings.HasPrefix(s, "kq:v1:") {
+		t.Fatalf("%q: %+v, %v", s, ct, err)
+	}
+	for _, bad := range []string{"", "vault:v1:AAAA", "kq:v0:" + s[6:], "kq:v01:" + s[6:], "kq:v1", "kq:vx:AAAA", "kq:v1:!!!", "kq:v1:AAAA",
+		"kq:v1:" + strings.Repeat("A", 64)} {
+		if _, err := ParseTransitCiphertext(bad); err == nil {
+			t.Errorf("%q was accepted", bad)
+		}
+	}
+	// A derived key needs a context; another takes none.
+	if _, err := TransitEncrypt(rand.Reader, k, []byte("x"), []byte("ctx")); KindOf(err) != KindInvalid {
+		t.Errorf("a context for a key that is not derived: %v", err)
+	}
+	k.Transit.Derived = true
+	if _, err := TransitEncrypt(rand.Reader, k, []byte("x"), nil); KindOf(err) != KindInvalid {
+		t.Errorf("no context for a derived key: %v", err)
+	}
+}
+
+// FuzzParseTransitCiphertext: ciphertexts come from callers: a parse
+// never panics, and what parses prints back as it was.
+func FuzzParseTransitCiphertext(f *testing.F) {
+	k, _ := transitTestKey(f)
+	s, _ := TransitEncrypt(rand.Reader, k, []byte("seed"), nil)
+	f.Add(s)
+	f.Add("kq:v1:")
+	f.Add("kq:v18446744073709551615:AAAA")
+	f.Fuzz(func(t *testing.T, s string) {
+		ct, err := ParseTransitCiphertext(s)
+		if err == nil && ct.String() != s {
+			t.Fatalf("%q parses and prints as %q", s, ct.String())
+		}
+	})
+}
+
+// FuzzOpenTransitDecrypt: the reply a coordinator relays is untrusted:
+// whatever it holds, opening it never panics and never yields a
+// plaintext for an answer that is not the holders'.
+func FuzzOpenTransitDecrypt(f *testing.F) {
+	k, _ := transitTestKey(f)
+	s, _ := TransitEncrypt(rand.Reader, k, []byte("seed"), nil)
+	ct, _ := ParseTransitCiphertext(s)
+	eph, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	seed, _ := json.Marshal(TransitDecryptReply{ClusterID: "c", Key: "enc/a", Epoch: 1, Threshold: 2,
+		Partials: []SealedPartial{{Index: 1, R: make([]byte, 32), Sealed: make([]byte, 40)}, {Index: 2, R: eph.PublicKey().Bytes(), Sealed: []byte("x")}}})
+	f.Add(seed)
+	f.Add([]byte(`{"cluster_id":"c","key":"enc/a","partials":[]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var r TransitDecryptReply
+		if json.Unmarshal(b, &r) != nil {
+			return
+		}
+		res, err := OpenTransitDecrypt(&r, "c", k, []*TransitCiphertext{ct}, [][]byte{nil}, []byte("payload"), eph)
+		if err == nil && res[0].Plaintext != nil {
+			t.Fatalf("a made-up reply opened: %q", res[0].Plaintext)
+		}
+	})
+}
+
+// TestOpenTransitDecryptNamesBadAnswers: holders' answers made here open;
+// one whose partial is another's is named by its share.
+func TestOpenTransitDecryptNamesBadAnswers(t *testing.T) {
+	k, shares := transitTestKey(t)
+	s, _ := TransitEncrypt(rand.Reader, k, []byte("attack at dawn"), nil)
+	ct, _ := ParseTransitCiphertext(s)
+	eph, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	payload := []byte("signed request")
+	answer := func(sh *shamir.Share, lie bool) SealedPartial {
+		p, err := shamir.ComputePartial(rand.Reader, sh, ct.E, TransitDecryptContext("c", "enc/a", 1, payload, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lie {
+			p.Value = k.Transit.Latest().Sharing.Commits[0]
+		}
+		b, _ := json.Marshal([]TransitItemPartial{{Partial: p}})
+		sealed, err := shamir.SealX25519(rand.Reader, eph.PublicKey().Bytes(), fsm.PartialSealInfo(TransitDecryptContext("c", "enc/a", 1, payload, -1), sh.Index), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return SealedPartial{Index: sh.Index, Node: "n", R: sealed.R, Sealed: sealed.Sealed}
+	}
+	r := &TransitDecryptReply{ClusterID: "c", Key: "enc/a", Epoch: 1, Threshold: 2, Partials: []SealedPartial{answer(shares[0], false), answer(shares[2], false)}}
+	res, err := OpenTransitDecrypt(r, "c", k, []*TransitCiphertext{ct}, [][]byte{nil}, payload, eph)
+	if err != nil || string(res[0].Plaintext) != "attack at dawn" {
+		t.Fatalf("honest answers: %+v, %v", res, err)
+	}
+	r.Partials[1] = answer(shares[2], true)
+	_, err = OpenTransitDecrypt(r, "c", k, []*TransitCiphertext{ct}, [][]byte{nil}, payload, eph)
+	bad, ok := err.(BadAnswers)
+	if !ok || len(bad) != 1 || bad[3] == "" {
+		t.Fatalf("a lying holder: %v; want share 3 named", err)
+	}
+}

@@ -1,0 +1,197 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"net/http"
+	goruntime "runtime"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/shamir"
+)
+
+// Transit decryption by quorum (docs/transit.md). A caller encrypts on
+// its own with a version's public key; to decrypt it signs a request (op
+// decrypt) that carries the ephemeral points E of its ciphertexts, never
+// the ciphertexts, and an ephemeral X25519 key. The coordinator reads,
+// authorizes, and asks t holders (gather, as every quorum operation);
+// each holder runs the checks every holder runs (holder.go: its own read
+// index, the signed request, the rules, the nonce), then for each point
+// checks the version (fsm.TransitVersionFor) and answers its partial
+// s_i*E with a DLEQ proof, or an error for that point alone, sealed to the
+// caller's key. The coordinator relays t sealed answers: it never sees a
+// partial nor a plaintext. The caller checks every proof against the
+// version's commitments, names a holder whose proof fails, combines and
+// opens (api.OpenTransitDecrypt). A batch is one request: one read, one
+// nonce, one round to t holders, whatever the number of points.
+
+func (n *Node) handleTransitDecrypt(w http.ResponseWriter, r *http.Request) {
+	var req partialRequest
+	if err := readRPC(r, &req); err != nil {
+		writeRPC(w, nil, err)
+		return
+	}
+	p, err := n.answerTransitDecrypt(r.Context(), &req)
+	writeRPC(w, p, err)
+}
+
+// transitAllowed is where a holder decides what a granted request may do
+// with a transit key beyond the access rules AuthorizeRelease checked
+// (an operator's rule for op decrypt, or admin): today that the request
+// is a decryption of a transit key. Capability tokens (issue 12) plug in
+// here: the token chain carried with the request is verified by each
+// holder in this function, so no coordinator can widen it.
+func (n *Node) transitAllowed(g *holderGrant) error {
+	if g.cmd.Release.Op != fsm.OpDecrypt || g.key.Transit == nil {
+		return Errorf(KindInvalid, "a transit partial is given only for a decryption with a %s key", fsm.KeyTypeTransit)
+	}
+	return nil
+}
+
+// answerTransitDecrypt is a holder's side: its checks, then a partial or
+// an error for each point, sealed to the request's ephemeral key.
+func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_ *SealedPartial, err error) {
+	if !req.local {
+		_, key := commandOf(req.Request)
+		defer func(start time.Time) { n.observe(ctx, opHolder, key, start, err) }(time.Now())
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	g, err := n.authorizeAsHolder(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if g.epoch != req.Epoch {
+		return nil, Errorf(KindConflict, "node %s is at key epoch %d, not %d", n.id.NodeID, g.epoch, req.Epoch)
+	}
+	if err := n.transitAllowed(g); err != nil {
+		return nil, err
+	}
+	rel := g.cmd.Release
+	answers := make([]api.TransitItemPartial, len(rel.Points))
+	shares := map[uint64]*shamir.Share{}
+	defer func() {
+		for _, sh := range shares {
+			sh.Erase()
+		}
+	}()
+	// The shares first (one per version asked), then every point's
+	// partial, in parallel.
+	mine := uint32(0)
+	versions := make([]*fsm.TransitVersion, len(rel.Points))
+	for i, p := range rel.Points {
+		tv, ferr := fsm.TransitVersionFor(g.key, p.Version, g.epoch)
+		if ferr != nil {
+			answers[i].Error = fromFSM(ferr)
+			continue
+		}
+		versions[i] = tv
+		if shares[p.Version] == nil {
+			sctx := api.TransitShareContext(g.clusterID, g.key.Name, tv.Sharing.Epoch, tv.Sharing.Commits[0])
+			share, err := n.sharingShare(fsm.SharingRef(g.key.Name, tv.Version), tv.Sharing, sctx)
+			if err != nil {
+				return nil, err
+			}
+			shares[p.Version] = share
+		}
+		mine = shares[p.Version].Index
+	}
+	eachPoint(len(rel.Points), func(i int) {
+		if versions[i] == nil {
+			return
+		}
+		rctx := api.TransitDecryptContext(g.clusterID, g.key.Name, g.epoch, req.Request.Payload, i)
+		partial, err := shamir.ComputePartial(rand.Reader, shares[rel.Points[i].Version], rel.Points[i].Point, rctx)
+		if err != nil {
+			answers[i].Error = &api.Error{Kind: api.KindInvalid, Message: "ciphertext point: " + err.Error()}
+			return
+		}
+		answers[i].Partial = partial
+	})
+	if mine == 0 {
+		// Every point was refused: the holder's index is its node's.
+		n.fsm.Read(func(s *fsm.State) {
+			if node := s.Nodes[n.id.NodeID]; node != nil {
+				mine = node.Index
+			}
+		})
+	}
+	if n.transitHook != nil {
+		n.transitHook(answers)
+	}
+	plain, err := json.Marshal(answers)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(plain)
+	base := api.TransitDecryptContext(g.clusterID, g.key.Name, g.epoch, req.Request.Payload, -1)
+	ct, err := shamir.SealX25519(rand.Reader, rel.Ephemeral, fsm.PartialSealInfo(base, mine), plain)
+	if err != nil {
+		return nil, Errorf(KindInvalid, "sealing to the request's ephemeral key: %v", err)
+	}
+	return &SealedPartial{Index: mine, Node: n.id.NodeID, R: ct.R, Sealed: ct.Sealed}, nil
+}
+
+// eachPoint calls f(0..n-1) on up to GOMAXPROCS goroutines.
+func eachPoint(n int, f func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(n, goruntime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// transitCall asks a holder for its sealed transit answers.
+func transitCall(n *Node) holderCall[SealedPartial] {
+	return holderCall[SealedPartial]{path: "/internal/v1/transit-decrypt", local: n.answerTransitDecrypt,
+		index: func(p *SealedPartial) uint32 { return p.Index }}
+}
+
+// TransitDecrypt relays an operator's decryption request (op decrypt):
+// t holders' answers, each sealed to the request's ephemeral key.
+func (n *Node) TransitDecrypt(ctx context.Context, sg *fsm.Signed) (_ *api.TransitDecryptReply, err error) {
+	_, key := commandOf(sg)
+	defer func(start time.Time) { n.observe(ctx, opDecrypt, key, start, err) }(time.Now())
+	if _, err := n.joined(); err != nil {
+		return nil, err
+	}
+	cmd := decodeCommand(sg)
+	if cmd == nil || cmd.Release == nil || cmd.Release.Op != fsm.OpDecrypt {
+		return nil, Errorf(KindInvalid, "not a signed request with op %q", fsm.OpDecrypt)
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	a, err := n.coordinatorRead(ctx, sg, func(_ *fsm.State, a *authorized, refused *fsm.Error) {
+		if refused == nil {
+			// The caller found these holders' answers bad before.
+			a.holders = slices.DeleteFunc(a.holders, func(h fsm.Node) bool { return slices.Contains(cmd.Release.Exclude, h.Index) })
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	partials, err := gather(ctx, n, a, transitCall(n), a.partialFor(a.epoch), holdersListed, nil, func(own, others []*SealedPartial) ([]SealedPartial, error) {
+		var all []SealedPartial
+		for _, p := range append(own, others...) {
+			all = append(all, *p)
+		}
+		return all, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(partials, func(i, j int) bool { return partials[i].Index < partials[j].Index })
+	return &api.TransitDecryptReply{ClusterID: a.clusterID, Key: a.key.Name, Epoch: a.epoch, Threshold: a.threshold, Partials: partials}, nil
+}

@@ -1,0 +1,330 @@
+package cli
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/keyquorum/keyquorum/client"
+	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+// keyctl transit (docs/transit.md): Vault transit's operations on keys
+// whose versions are held as shares. Encryption runs here, with a
+// version's public key; decryption asks t holders and combines here.
+
+// maxTransitInput bounds what encrypt and a batch file read.
+const maxTransitInput = api.MaxTransitPlaintext
+
+// transitContext decodes --context (base64, as Vault takes it).
+func transitContext(s string) ([]byte, error) {
+	if s == "" {
+		return nil, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(b) == 0 {
+		return nil, usagef("--context must be base64")
+	}
+	return b, nil
+}
+
+// readBatch reads a batch_input file: a JSON array of items with
+// plaintext (base64), ciphertext and context (base64), Vault's fields.
+func (c *command) readBatch(file string) ([]api.TransitBatchItem, error) {
+	r := c.stdin
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	var items []api.TransitBatchItem
+	dec := json.NewDecoder(io.LimitReader(r, 4*maxTransitInput))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&items); err != nil {
+		return nil, fmt.Errorf("%s: a batch is a JSON array of {\"plaintext\"|\"ciphertext\", \"context\"}: %v", file, err)
+	}
+	if len(items) == 0 || len(items) > fsm.MaxTransitBatch {
+		return nil, fmt.Errorf("%s: a batch has 1 to %d items", file, fsm.MaxTransitBatch)
+	}
+	return items, nil
+}
+
+// writeBatch prints batch_results as JSON; it fails (exit 1) when an
+// item failed, after printing every result.
+func (c *command) writeBatch(res []api.TransitBatchResult) error {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(struct {
+		BatchResults []api.TransitBatchResult `json:"batch_results"`
+	}{res}); err != nil {
+		return err
+	}
+	failed := 0
+	for _, r := range res {
+		if r.Error != nil {
+			failed++
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d items failed", failed, len(res))
+	}
+	return nil
+}
+
+func (c *command) transitCreate(args []string) error {
+	fs := c.flags("transit create")
+	cipher := fs.String("cipher", fsm.TransitCiphers[0], "payload cipher: "+strings.Join(fsm.TransitCiphers, ", "))
+	derived := fs.Bool("derived", false, "bind a context (--context) into every ciphertext")
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	k, err := cl.CreateTransit(ctx, pos[0], *cipher, *derived)
+	if err != nil {
+		return err
+	}
+	v := k.Transit.Latest()
+	fmt.Fprintf(c.stdout, "created transit key %q (%s), id %s, version %d dealt %d-of-%d: no node holds it whole\n",
+		k.Name, k.Transit.Cipher, k.ID, v.Version, v.Sharing.Threshold, len(v.Sharing.Shares))
+	return nil
+}
+
+func (c *command) transitEncrypt(args []string) error {
+	fs := c.flags("transit encrypt")
+	in := fs.String("in", "-", "file holding the plaintext (- for stdin)")
+	context := fs.String("context", "", "a derived key's context, base64")
+	batch := fs.String("batch", "", "a batch_input file (JSON; - for stdin) instead of --in: print batch_results")
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	var items []api.TransitBatchItem
+	if *batch != "" {
+		if items, err = c.readBatch(*batch); err != nil {
+			return err
+		}
+	} else {
+		ctxBytes, err := transitContext(*context)
+		if err != nil {
+			return err
+		}
+		pt, err := c.readInput(*in)
+		if err != nil {
+			return err
+		}
+		items = []api.TransitBatchItem{{Plaintext: pt, Context: ctxBytes}}
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	res, err := cl.TransitEncryptBatch(ctx, pos[0], items)
+	if err != nil {
+		return err
+	}
+	if *batch != "" {
+		return c.writeBatch(res)
+	}
+	if res[0].Error != nil {
+		return res[0].Error
+	}
+	fmt.Fprintln(c.stdout, res[0].Ciphertext)
+	return nil
+}
+
+// readInput reads a file, or stdin for "-", up to maxTransitInput bytes.
+func (c *command) readInput(file string) ([]byte, error) {
+	r := c.stdin
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxTransitInput+1))
+	if err == nil && len(b) > maxTransitInput {
+		err = fmt.Errorf("%s: more than %d bytes", file, maxTransitInput)
+	}
+	return b, err
+}
+
+// transitItems are the items of NAME CIPHERTEXT or NAME --batch FILE.
+func (c *command) transitItems(pos []string, batch, context string) ([]api.TransitBatchItem, error) {
+	if batch != "" {
+		if len(pos) != 1 {
+			return nil, usagef("with --batch, give only NAME")
+		}
+		return c.readBatch(batch)
+	}
+	if len(pos) != 2 {
+		return nil, usagef("give NAME CIPHERTEXT, or NAME --batch FILE")
+	}
+	ctxBytes, err := transitContext(context)
+	if err != nil {
+		return nil, err
+	}
+	return []api.TransitBatchItem{{Ciphertext: pos[1], Context: ctxBytes}}, nil
+}
+
+func (c *command) transitDecrypt(args []string) error {
+	return c.transitDecryptOrRewrap("transit decrypt", args, false)
+}
+
+func (c *command) transitRewrap(args []string) error {
+	return c.transitDecryptOrRewrap("transit rewrap", args, true)
+}
+
+func (c *command) transitDecryptOrRewrap(name string, args []string, rewrap bool) error {
+	fs := c.flags(name)
+	context := fs.String("context", "", "a derived key's context, base64")
+	batch := fs.String("batch", "", "a batch_input file (JSON; - for stdin): print batch_results")
+	pos, err := parseUpTo(fs, args, 1, 2, "NAME [CIPHERTEXT]")
+	if err != nil {
+		return err
+	}
+	items, err := c.transitItems(pos, *batch, *context)
+	if err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	var res []api.TransitBatchResult
+	if rewrap {
+		res, err = cl.TransitRewrap(ctx, pos[0], items)
+	} else {
+		var d *client.TransitDecryption
+		if d, err = cl.TransitDecryptReport(ctx, pos[0], items); err == nil {
+			res = d.Results
+			for _, why := range d.Failed {
+				fmt.Fprintf(os.Stderr, "keyctl: left out a holder whose answer was bad: %s\n", why)
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if *batch != "" {
+		return c.writeBatch(res)
+	}
+	if res[0].Error != nil {
+		return res[0].Error
+	}
+	if rewrap {
+		fmt.Fprintln(c.stdout, res[0].Ciphertext)
+		return nil
+	}
+	_, err = c.stdout.Write(res[0].Plaintext)
+	clear(res[0].Plaintext)
+	return err
+}
+
+// parseUpTo is parse for min to max positional arguments.
+func parseUpTo(fs interface {
+	Parse([]string) error
+	Args() []string
+	Name() string
+}, args []string, least, most int, usage string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, usagef("%s: %v", fs.Name(), err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	if len(pos) < least || len(pos) > most {
+		return nil, usagef("%s takes %s", fs.Name(), usage)
+	}
+	return pos, nil
+}
+
+func (c *command) transitRotate(args []string) error {
+	fs := c.flags("transit rotate")
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	k, err := cl.TransitRotate(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "rotated transit key %q to version %d; it decrypts from version %d\n", k.Name, k.Version, k.Transit.MinDecryptionVersion)
+	return nil
+}
+
+func (c *command) transitConfig(args []string) error {
+	fs := c.flags("transit config")
+	minVersion := fs.Uint64("min-decryption-version", 0, "the oldest version that still decrypts")
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	if *minVersion == 0 {
+		return usagef("transit config needs --min-decryption-version N")
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	k, err := cl.TransitConfig(ctx, pos[0], *minVersion)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "transit key %q decrypts from version %d (latest %d)\n", k.Name, k.Transit.MinDecryptionVersion, k.Version)
+	return nil
+}
+
+func (c *command) transitDataKey(args []string) error {
+	fs := c.flags("transit datakey")
+	wrapped := fs.Bool("wrapped", false, "print only the wrapped key (Vault's datakey/wrapped)")
+	context := fs.String("context", "", "a derived key's context, base64")
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	ctxBytes, err := transitContext(*context)
+	if err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	dk, err := cl.TransitDataKey(ctx, pos[0], ctxBytes, *wrapped)
+	if err != nil {
+		return err
+	}
+	defer clear(dk.Plaintext)
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(dk)
+}

@@ -1,0 +1,107 @@
+package fsm
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Sharings are the scalars clients dealt to the share holders: an
+// ed25519-frost key's (frost.go) and each version of a transit key
+// (transit.go). Resharing rounds carry every sharing of the current epoch
+// to the new holders by one code path (frostreshare.go), which names a
+// sharing by its SharingRef.
+
+// Sharing is one live sharing: its reference, its key and the sharing as
+// the state holds it (shared with the state: read only).
+type Sharing struct {
+	Ref     string
+	Key     *Key
+	Sharing *FROSTKey
+}
+
+// SharingRef names version's sharing of transit key name, or with version
+// 0 the sharing of ed25519-frost key name. A key name has no '#', so no
+// reference is another's.
+func SharingRef(name string, version uint64) string {
+	if version == 0 {
+		return name
+	}
+	return name + "#v" + strconv.FormatUint(version, 10)
+}
+
+// parseSharingRef is SharingRef's inverse.
+func parseSharingRef(ref string) (name string, version uint64) {
+	name, v, ok := strings.Cut(ref, "#v")
+	if !ok {
+		return ref, 0
+	}
+	version, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || version == 0 {
+		return ref, 0
+	}
+	return name, version
+}
+
+// Sharings are the live sharings, keys in name order and a transit key's
+// versions in order.
+func (s *State) Sharings() []Sharing {
+	var out []Sharing
+	for _, name := range sortedKeys(s.Keys) {
+		k := s.Keys[name]
+		switch {
+		case k.State == KeyDestroyed:
+		case k.Frost != nil:
+			out = append(out, Sharing{Ref: SharingRef(name, 0), Key: k, Sharing: k.Frost})
+		case k.Transit != nil:
+			for _, v := range k.Transit.Versions {
+				if v.Sharing != nil {
+					out = append(out, Sharing{Ref: SharingRef(name, v.Version), Key: k, Sharing: v.Sharing})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// SharingOf is the live sharing ref names, and its key; nil if none.
+func (s *State) SharingOf(ref string) (*Key, *FROSTKey) {
+	name, version := parseSharingRef(ref)
+	k := s.Keys[name]
+	switch {
+	case k == nil || k.State == KeyDestroyed:
+		return nil, nil
+	case version == 0 && k.Frost != nil:
+		return k, k.Frost
+	case version != 0 && k.Transit != nil:
+		if v := k.Transit.Version(version); v != nil && v.Sharing != nil {
+			return k, v.Sharing
+		}
+	}
+	return nil, nil
+}
+
+// setSharing replaces the sharing ref names (which must be live), on a
+// copy of its key (editKey): it writes nothing of the state in place
+// (State).
+func (t *transition) setSharing(ref string, fk *FROSTKey) {
+	k, _ := t.s.SharingOf(ref)
+	if k == nil {
+		return
+	}
+	k = t.editKey(k.Name)
+	defer t.keyChanged(k.Name)
+	if k.Frost != nil {
+		k.Frost = fk
+		return
+	}
+	_, version := parseSharingRef(ref)
+	tk := *k.Transit
+	tk.Versions = make([]TransitVersion, len(k.Transit.Versions))
+	for i, v := range k.Transit.Versions {
+		if v.Version == version {
+			v.Sharing = fk
+		}
+		tk.Versions[i] = v
+	}
+	k.Transit = &tk
+}

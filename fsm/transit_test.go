@@ -1,0 +1,152 @@
+package fsm_test
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+// transitSharing deals a version to node-1, the only holder of ready's
+// epoch (1), threshold 1; b tells versions apart.
+func transitSharing(b byte) *fsm.FROSTKey {
+	return &fsm.FROSTKey{Threshold: 1, Epoch: 1, Commits: [][]byte{point(b)},
+		Shares: []fsm.FROSTShare{{NodeID: node(1).ID, Index: 1, Sealed: bytes.Repeat([]byte{b}, 80)}}}
+}
+
+func transitKeyCmd(name string) *fsm.Command {
+	return &fsm.Command{Type: fsm.TypeCreateKey, CreateKey: &fsm.CreateKey{Name: name, Type: fsm.KeyTypeTransit,
+		Transit: &fsm.TransitKey{Cipher: "aes256-gcm96", Versions: []fsm.TransitVersion{{Sharing: transitSharing(0x51)}}}}}
+}
+
+func rotateCmd(name string, b byte) *fsm.Command {
+	return &fsm.Command{Type: fsm.TypeRotateKey, RotateKey: &fsm.RotateKey{Name: name, Sharing: transitSharing(b)}}
+}
+
+func configureCmd(name string, min uint64) *fsm.Command {
+	return &fsm.Command{Type: fsm.TypeConfigureKey, ConfigureKey: &fsm.ConfigureKey{Name: name, MinDecryptionVersion: min}}
+}
+
+func decryptCmd(key string, points ...fsm.TransitPoint) *fsm.Command {
+	return &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: key, Op: fsm.OpDecrypt, Ephemeral: operatorEph, Points: points}}
+}
+
+// withTransit: ready, a transit key enc/a at versions 1 and 2, and op
+// may read, decrypt and rotate enc/*.
+func withTransit(h *harness) {
+	ready(h)
+	h.must(admin, transitKeyCmd("enc/a"))
+	h.must(admin, rotateCmd("enc/a", 0x52))
+	h.must(admin, putRuleCmd("op-enc", op.ID, "enc/*", fsm.OpRead, fsm.OpDecrypt, fsm.OpRotate))
+}
+
+func TestTransitKeys(t *testing.T) {
+	transit := func(change func(*fsm.CreateKey)) *fsm.Command {
+		c := transitKeyCmd("enc/a")
+		change(c.CreateKey)
+		return c
+	}
+	runTransition(t, []transitionCase{
+		{name: "a transit key", setup: ready, by: admin, cmd: transitKeyCmd("enc/a"),
+			check: func(t *testing.T, h *harness, res *fsm.Result) {
+				tk := res.Key.Transit
+				if tk == nil || len(tk.Versions) != 1 || tk.Versions[0].Version != 1 || tk.MinDecryptionVersion != 1 || tk.Versions[0].Sharing.Shares[0].Sealed != nil {
+					t.Errorf("the result must show version 1 without its sealed share: %+v", tk)
+				}
+				if k := h.state().Keys["enc/a"]; k.Transit.Versions[0].Sharing.Shares[0].Sealed == nil {
+					t.Error("the state lost the sealed share")
+				}
+			}},
+		{name: "an unknown cipher", setup: ready, by: admin, code: fsm.CodeInvalid,
+			cmd: transit(func(c *fsm.CreateKey) { c.Transit.Cipher = "aes128-cbc" })},
+		{name: "a version numbered by the client", setup: ready, by: admin, code: fsm.CodeInvalid,
+			cmd: transit(func(c *fsm.CreateKey) { c.Transit.Versions[0].Version = 7 })},
+		{name: "two versions at once", setup: ready, by: admin, code: fsm.CodeInvalid,
+			cmd: transit(func(c *fsm.CreateKey) { c.Transit.Versions = append(c.Transit.Versions, c.Transit.Versions[0]) })},
+		{name: "with sealed material", setup: ready, by: admin, code: fsm.CodeInvalid,
+			cmd: transit(func(c *fsm.CreateKey) { c.R, c.Sealed = point(1), sealed(1) })},
+		{name: "dealt at an old epoch", setup: ready, by: admin, code: fsm.CodeConflict,
+			cmd: transit(func(c *fsm.CreateKey) { c.Transit.Versions[0].Sharing.Epoch = 0 })},
+		{name: "transit versions on a secret", setup: ready, by: admin, code: fsm.CodeInvalid,
+			cmd: with(createKeyCmd("k"), func(c *fsm.Command) { c.CreateKey.Transit = transitKeyCmd("x").CreateKey.Transit })},
+
+		{name: "a rotation", setup: withTransit, by: op, cmd: rotateCmd("enc/a", 0x53),
+			check: func(t *testing.T, h *harness, res *fsm.Result) {
+				if res.Key.Version != 3 || res.Key.Transit.Latest().Version != 3 || !bytes.Equal(res.Key.Transit.Latest().Sharing.Commits[0], point(0x53)) {
+					t.Errorf("after a rotation: %+v", res.Key.Transit)
+				}
+			}},
+		{name: "a rotation by the key's ID", setup: withTransit, by: op,
+			cmdAt: func(h *harness) *fsm.Command { return rotateCmd(h.state().Keys["enc/a"].ID, 0x53) }},
+		{name: "a rotation without the rule", setup: withReader, by: reader, code: fsm.CodeDenied, cmd: rotateCmd("enc/a", 0x53)},
+		{name: "a rotation of a secret", setup: then(withTransit, doing(admin, createKeyCmd("enc/s"))), by: admin, code: fsm.CodeInvalid, cmd: rotateCmd("enc/s", 0x53)},
+		{name: "a rotation of a revoked key", setup: then(withTransit, doing(admin, revokeKeyCmd("enc/a"))), by: admin, code: fsm.CodeState, cmd: rotateCmd("enc/a", 0x53)},
+		{name: "a rotation dealt at another threshold", setup: withTransit, by: admin, code: fsm.CodeConflict,
+			cmd: with(rotateCmd("enc/a", 0x53), func(c *fsm.Command) { c.RotateKey.Sharing.Threshold = 2 })},
+
+		{name: "min_decryption_version", setup: withTransit, by: op, cmd: configureCmd("enc/a", 2),
+			check: func(t *testing.T, h *harness, res *fsm.Result) {
+				if res.Key.Transit.MinDecryptionVersion != 2 {
+					t.Errorf("min_decryption_version %d", res.Key.Transit.MinDecryptionVersion)
+				}
+			}},
+		{name: "min_decryption_version past the latest", setup: withTransit, by: op, code: fsm.CodeInvalid, cmd: configureCmd("enc/a", 3)},
+		{name: "min_decryption_version 0", setup: withTransit, by: op, code: fsm.CodeInvalid, cmd: configureCmd("enc/a", 0)},
+	})
+}
+
+// withReader: withTransit, and reader may only read enc/*.
+func withReader(h *harness) {
+	withTransit(h)
+	h.must(admin, addOperatorCmd(operatorSpec(reader, "dave", false)))
+	h.must(admin, putRuleCmd("dave-enc", reader.ID, "enc/*", fsm.OpRead))
+}
+
+func TestAuthorizeDecrypt(t *testing.T) {
+	pt := func(v uint64) fsm.TransitPoint { return fsm.TransitPoint{Version: v, Point: point(9)} }
+	many := make([]fsm.TransitPoint, fsm.MaxTransitBatch+1)
+	for i := range many {
+		many[i] = pt(1)
+	}
+	cases := []struct {
+		name  string
+		setup func(h *harness)
+		by    principal
+		cmd   *fsm.Command
+		code  fsm.Code
+	}{
+		{"a batch", withReader, op, decryptCmd("enc/a", pt(1), pt(2)), ""},
+		{"by who may only read", withReader, reader, decryptCmd("enc/a", pt(1)), fsm.CodeDenied},
+		{"no points", withReader, op, decryptCmd("enc/a"), fsm.CodeInvalid},
+		{"too many points", withReader, op, decryptCmd("enc/a", many...), fsm.CodeInvalid},
+		{"a short point", withReader, op, decryptCmd("enc/a", fsm.TransitPoint{Version: 1, Point: make([]byte, 31)}), fsm.CodeInvalid},
+		{"without an ephemeral key", withReader, op, with(decryptCmd("enc/a", pt(1)), withoutEphemeral), fsm.CodeInvalid},
+		{"a secret", then(withReader, doing(admin, createKeyCmd("enc/s"))), admin, decryptCmd("enc/s", pt(1)), fsm.CodeInvalid},
+		{"a revoked key", then(withReader, doing(admin, revokeKeyCmd("enc/a"))), op, decryptCmd("enc/a", pt(1)), fsm.CodeDenied},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			tc.setup(h)
+			_, _, err := authorize(h, h.signed(tc.by, tc.cmd), t0)
+			if codeOfErr(err) != tc.code {
+				t.Fatalf("got %v, want code %q", err, tc.code)
+			}
+		})
+	}
+	// Each point's version is the holder's to check, one by one.
+	h := newHarness(t)
+	withReader(h)
+	h.must(op, configureCmd("enc/a", 2))
+	s := h.state()
+	k := s.Keys["enc/a"]
+	for v, want := range map[uint64]fsm.Code{1: fsm.CodeDenied, 2: "", 3: fsm.CodeNotFound} {
+		if _, err := fsm.TransitVersionFor(k, v, s.Epoch); codeOfErr(err) != want {
+			t.Errorf("version %d: %v, want %q", v, err, want)
+		}
+	}
+	// A version dealt to an earlier epoch's holders, not reshared.
+	if _, err := fsm.TransitVersionFor(k, 2, s.Epoch+1); codeOfErr(err) != fsm.CodeConflict {
+		t.Errorf("a version of an earlier epoch: %v, want conflict", err)
+	}
+}

@@ -1,0 +1,63 @@
+package grpc
+
+import (
+	"context"
+	"crypto/rand"
+
+	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/fsm"
+	keyquorumv1 "github.com/keyquorum/keyquorum/rpc/keyquorum/v1"
+)
+
+// TransitEncrypt encrypts each item with the latest version of a transit
+// key, here, with its public key (api.TransitEncrypt), for a caller who
+// may read the key: a result per item.
+func (c *clusterService) TransitEncrypt(ctx context.Context, req *keyquorumv1.TransitEncryptRequest) (*keyquorumv1.TransitEncryptResponse, error) {
+	if req.GetKey() == "" || len(req.GetItems()) == 0 || len(req.GetItems()) > fsm.MaxTransitBatch {
+		return nil, cluster.Errorf(cluster.KindInvalid, "a key name and 1 to %d items are required", fsm.MaxTransitBatch)
+	}
+	k, err := c.s.svc.Key(ctx, principal(ctx).ID, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	out := &keyquorumv1.TransitEncryptResponse{KeyVersion: k.Version}
+	for _, it := range req.GetItems() {
+		ct, err := api.TransitEncrypt(rand.Reader, k, it.GetPlaintext(), it.GetContext())
+		r := &keyquorumv1.TransitResult{Ciphertext: ct}
+		if err != nil {
+			e, ok := err.(*cluster.Error)
+			if !ok {
+				e = cluster.Errorf(cluster.KindInternal, "internal error")
+			}
+			r.ErrorKind, r.Error = string(e.Kind), e.Message
+		}
+		out.Results = append(out.Results, r)
+	}
+	return out, nil
+}
+
+// TransitDecrypt relays t holders' sealed answers to an operator's signed
+// decryption request (cluster.TransitService).
+func (c *clusterService) TransitDecrypt(ctx context.Context, req *keyquorumv1.TransitDecryptRequest) (*keyquorumv1.TransitDecryptResponse, error) {
+	sg, err := signedFrom(req.GetRequest(), "request")
+	if err != nil {
+		return nil, err
+	}
+	if err := cluster.CheckSigned(principal(ctx), sg, fsm.TypeRelease); err != nil {
+		return nil, err
+	}
+	ts, ok := c.s.svc.(cluster.TransitService)
+	if !ok {
+		return nil, cluster.Errorf(cluster.KindInvalid, "this node does not decrypt by quorum")
+	}
+	rep, err := ts.TransitDecrypt(ctx, sg)
+	if err != nil {
+		return nil, err
+	}
+	out := &keyquorumv1.TransitDecryptResponse{ClusterId: rep.ClusterID, Key: rep.Key, Epoch: rep.Epoch, Threshold: uint32(rep.Threshold)}
+	for _, p := range rep.Partials {
+		out.Partials = append(out.Partials, &keyquorumv1.SealedPartial{Index: p.Index, Node: p.Node, R: p.R, Sealed: p.Sealed})
+	}
+	return out, nil
+}

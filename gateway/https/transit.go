@@ -1,0 +1,172 @@
+package https
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"hash"
+	"net/http"
+	"strconv"
+
+	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+// Transit paths (docs/transit.md), Vault transit's where they fit:
+//
+//	POST /v1/transit/encrypt/NAME          plaintext or batch_input -> ciphertext(s), with the
+//	                                       key's public key (the plaintext passes this node, as
+//	                                       with Vault; the Go client and keyctl encrypt locally)
+//	POST /v1/transit/decrypt               a signed decryption request (op decrypt) -> t holders'
+//	                                       answers sealed to its ephemeral key: the caller combines
+//	POST /v1/transit/datakey/plaintext/NAME  a fresh 256-bit key and its ciphertext
+//	POST /v1/transit/datakey/wrapped/NAME    its ciphertext only
+//	POST /v1/transit/rotate                a signed rotate_key (the client dealt the version)
+//	POST /v1/transit/config                a signed configure_key (min_decryption_version)
+//	POST /v1/transit/hash/{sha2-256,sha2-512}
+//	POST /v1/transit/random/BYTES
+//
+// Creating a transit key is POST /v1/keys with a signed create_key, like
+// every key. There is no REST rewrap: it needs the plaintext, which only
+// the caller's client ever has (client.TransitRewrap).
+func (s *Server) registerTransit(mux *http.ServeMux, ts cluster.TransitService) {
+	mux.HandleFunc("POST /v1/transit/encrypt/{name...}", s.operator(s.transitEncrypt))
+	mux.HandleFunc("POST /v1/transit/decrypt", s.operator(s.transitDecrypt(ts)))
+	mux.HandleFunc("POST /v1/transit/datakey/{kind}/{name...}", s.operator(s.transitDataKey))
+	mux.HandleFunc("POST /v1/transit/rotate", s.operator(s.command(fsm.TypeRotateKey)))
+	mux.HandleFunc("POST /v1/transit/config", s.operator(s.command(fsm.TypeConfigureKey)))
+	mux.HandleFunc("POST /v1/transit/hash/{algorithm}", s.operator(s.transitHash))
+	mux.HandleFunc("POST /v1/transit/random/{bytes}", s.operator(s.transitRandom))
+}
+
+// transitKey reads a transit key's metadata for the operator (op read).
+func (s *Server) transitKey(r *http.Request) (*fsm.Key, error) {
+	return s.svc.Key(r.Context(), principal(r).ID, r.PathValue("name"))
+}
+
+func (s *Server) transitEncrypt(w http.ResponseWriter, r *http.Request) {
+	var req api.TransitEncryptRequest
+	if err := readJSON(r, &req); err != nil {
+		s.writeError(w, err)
+		return
+	}
+	k, err := s.transitKey(r)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	if req.BatchInput == nil {
+		ct, err := api.TransitEncrypt(rand.Reader, k, req.Plaintext, req.Context)
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, api.TransitEncryptReply{Ciphertext: ct, KeyVersion: k.Version})
+		return
+	}
+	if req.Plaintext != nil || req.Context != nil {
+		s.writeError(w, cluster.Errorf(cluster.KindInvalid, "give plaintext or batch_input, not both"))
+		return
+	}
+	out := api.TransitEncryptReply{KeyVersion: k.Version, BatchResults: make([]api.TransitBatchResult, len(req.BatchInput))}
+	for i, it := range req.BatchInput {
+		ct, err := api.TransitEncrypt(rand.Reader, k, it.Plaintext, it.Context)
+		if err != nil {
+			out.BatchResults[i].Error = api.Errorf(api.KindOf(err), "item %d: %s", i, errText(err))
+			continue
+		}
+		out.BatchResults[i].Ciphertext = ct
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func errText(err error) string {
+	if e, ok := err.(*cluster.Error); ok {
+		return e.Message
+	}
+	return "internal error"
+}
+
+func (s *Server) transitDecrypt(ts cluster.TransitService) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var sg fsm.Signed
+		if err := readJSON(r, &sg); err != nil {
+			s.writeError(w, err)
+			return
+		}
+		if err := cluster.CheckSigned(principal(r), &sg, fsm.TypeRelease); err != nil {
+			s.writeError(w, err)
+			return
+		}
+		rep, err := ts.TransitDecrypt(r.Context(), &sg)
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, rep)
+	}
+}
+
+func (s *Server) transitDataKey(w http.ResponseWriter, r *http.Request) {
+	kind := r.PathValue("kind")
+	if kind != "plaintext" && kind != "wrapped" {
+		s.writeError(w, cluster.Errorf(cluster.KindInvalid, "a data key is plaintext or wrapped, not %q", kind))
+		return
+	}
+	var req api.TransitEncryptRequest
+	if err := readJSON(r, &req); err != nil {
+		s.writeError(w, err)
+		return
+	}
+	k, err := s.transitKey(r)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	key := make([]byte, api.TransitDataKeyBits/8)
+	rand.Read(key)
+	defer clear(key)
+	ct, err := api.TransitEncrypt(rand.Reader, k, key, req.Context)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	rep := api.TransitDataKeyReply{Ciphertext: ct, KeyVersion: k.Version}
+	if kind == "plaintext" {
+		rep.Plaintext = key
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func (s *Server) transitHash(w http.ResponseWriter, r *http.Request) {
+	var h hash.Hash
+	switch alg := r.PathValue("algorithm"); alg {
+	case "sha2-256":
+		h = sha256.New()
+	case "sha2-512":
+		h = sha512.New()
+	default:
+		s.writeError(w, cluster.Errorf(cluster.KindInvalid, "hash algorithm %q: sha2-256 or sha2-512", alg))
+		return
+	}
+	var req api.TransitHashRequest
+	if err := readJSON(r, &req); err != nil {
+		s.writeError(w, err)
+		return
+	}
+	h.Write(req.Input)
+	writeJSON(w, http.StatusOK, api.TransitHashReply{Sum: hex.EncodeToString(h.Sum(nil))})
+}
+
+func (s *Server) transitRandom(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.Atoi(r.PathValue("bytes"))
+	if err != nil || n < 1 || n > api.MaxTransitRandom {
+		s.writeError(w, cluster.Errorf(cluster.KindInvalid, "random bytes: 1 to %d, not %q", api.MaxTransitRandom, r.PathValue("bytes")))
+		return
+	}
+	b := make([]byte, n)
+	rand.Read(b)
+	writeJSON(w, http.StatusOK, api.TransitRandomReply{RandomBytes: b})
+}
