@@ -399,3 +399,111 @@ func (c *Client) TransitRewrap(ctx context.Context, name string, items []api.Tra
 	}
 	return out, nil
 }
+
+// pinTransitVersion checks that version v of transit key k has the public
+// key t members show (once per version: then it is pinned).
+func (c *Client) pinTransitVersion(ctx context.Context, k *fsm.Key, v uint64) error {
+	tv := k.Transit.Version(v)
+	if tv == nil || tv.Sharing == nil || len(tv.Sharing.Commits) == 0 {
+		return &Error{Kind: api.KindNotFound, Message: fmt.Sprintf("key %q has no version %d", k.Name, v)}
+	}
+	pub := tv.Sharing.Commits[0]
+	if pinned := c.transit.get(k.ID, v); pinned != nil {
+		if !bytes.Equal(pinned, pub) {
+			return &Error{Kind: api.KindConflict, Message: fmt.Sprintf("the node shows version %d of key %q with public key %x, not the %x t members confirmed", v, k.Name, pub, pinned)}
+		}
+		return nil
+	}
+	if err := c.confirmTransit(ctx, k.ID, v, pub); err != nil {
+		return err
+	}
+	c.transit.put(k.ID, v, pub)
+	return nil
+}
+
+// TransitDerivation is one derivation's input: the context (required by a
+// derived key) and the version (0: the latest).
+type TransitDerivation struct {
+	Context []byte
+	Version uint64
+}
+
+// TransitDerive derives a key of length bytes from each item's context
+// with transit key name, in one quorum round: the holders answer s_i*X
+// for the point X each of them hashes from the key's ID, the version and
+// the context, with proofs, sealed to this client, which combines s*X and
+// runs HKDF with hashName ("sha2-256", also when empty, or "sha2-512").
+// No node holds the key or the output. A holder whose answer does not
+// check out is left out, as in TransitDecryptReport (Failed).
+func (c *Client) TransitDerive(ctx context.Context, name string, items []TransitDerivation, hashName string, length int) (*TransitDecryption, error) {
+	clusterID, _, err := c.pinned()
+	if err != nil {
+		return nil, err
+	}
+	if len(items) == 0 || len(items) > fsm.MaxTransitBatch {
+		return nil, &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("a batch has 1 to %d items", fsm.MaxTransitBatch)}
+	}
+	if length < 1 || length > api.MaxTransitDerived {
+		return nil, &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("a derived key is 1 to %d bytes", api.MaxTransitDerived)}
+	}
+	if hashName != "" && hashName != "sha2-256" && hashName != "sha2-512" {
+		return nil, &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("unknown derivation hash %q (known: sha2-256, sha2-512)", hashName)}
+	}
+	k, err := c.transitKey(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	derive := make([]fsm.TransitDerivation, len(items))
+	for i, it := range items {
+		derive[i] = fsm.TransitDerivation{Version: it.Version, Context: it.Context}
+		if it.Version == 0 {
+			derive[i].Version = k.Transit.Latest().Version
+		}
+		// Nothing authenticates a derived key as an AEAD authenticates a
+		// plaintext: the version's public key must be the one t members
+		// show, or a lying node could hand out commitments of its own
+		// and partials that combine to a point it knows. With the
+		// public key pinned, partials that pass their proofs combine to
+		// s*X whatever the other commitments say.
+		if err := c.pinTransitVersion(ctx, k, derive[i].Version); err != nil {
+			return nil, err
+		}
+	}
+	failed := api.BadAnswers{}
+	for {
+		ephPriv, err := ecdh.X25519().GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		sg, err := c.Sign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: cmpOr(k.ID, name), Op: fsm.OpDerive,
+			Ephemeral: ephPriv.PublicKey().Bytes(), Derive: derive, Exclude: slices.Sorted(maps.Keys(failed))}})
+		if err != nil {
+			return nil, err
+		}
+		var rep api.TransitDecryptReply
+		if err := c.do(ctx, http.MethodPost, "/v1/transit/derive", sg, &rep); err != nil {
+			if len(failed) > 0 {
+				return nil, &Error{Kind: api.KindOf(err), Message: fmt.Sprintf("%s (after leaving out holders whose answers were bad: %v)", messageOf(err), failed)}
+			}
+			return nil, err
+		}
+		res, err := api.OpenTransitDerive(&rep, clusterID, k, derive, hashName, length, sg.Payload, ephPriv)
+		var bad api.BadAnswers
+		if errors.As(err, &bad) && len(failed)+len(bad) <= fsm.MaxNodes {
+			maps.Copy(failed, bad)
+			continue
+		}
+		if err != nil {
+			return nil, &Error{Kind: api.KindInternal, Message: fmt.Sprintf("the derivation with key %q through %s does not check out: %v", name, c.base, err)}
+		}
+		out := make([]api.TransitBatchResult, len(res))
+		for i, r := range res {
+			if r.Error != nil {
+				out[i].Error = &Error{Kind: r.Error.Kind, Message: fmt.Sprintf("item %d: %s", i, r.Error.Message)}
+				continue
+			}
+			out[i].Plaintext = r.Plaintext
+		}
+		return &TransitDecryption{Results: out, Failed: failed}, nil
+	}
+}

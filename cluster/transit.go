@@ -44,13 +44,13 @@ func (n *Node) handleTransitDecrypt(w http.ResponseWriter, r *http.Request) {
 
 // transitAllowed is where a holder decides what a granted request may do
 // with a transit key beyond the access rules AuthorizeRelease checked
-// (an operator's rule for op decrypt, or admin): today that the request
-// is a decryption of a transit key. Capability tokens (issue 12) plug in
+// (an operator's rule for op decrypt or derive, or admin): today that the
+// request is a decryption or a derivation with a transit key. Capability tokens (issue 12) plug in
 // here: the token chain carried with the request is verified by each
 // holder in this function, so no coordinator can widen it.
 func (n *Node) transitAllowed(g *holderGrant) error {
-	if g.cmd.Release.Op != fsm.OpDecrypt || g.key.Transit == nil {
-		return Errorf(KindInvalid, "a transit partial is given only for a decryption with a %s key", fsm.KeyTypeTransit)
+	if (g.cmd.Release.Op != fsm.OpDecrypt && g.cmd.Release.Op != fsm.OpDerive) || g.key.Transit == nil {
+		return Errorf(KindInvalid, "a transit partial is given only for a decryption or a derivation with a %s key", fsm.KeyTypeTransit)
 	}
 	return nil
 }
@@ -75,7 +75,20 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 		return nil, err
 	}
 	rel := g.cmd.Release
-	answers := make([]api.TransitItemPartial, len(rel.Points))
+	points := rel.Points
+	if rel.Op == fsm.OpDerive {
+		// The holder hashes each context to its point itself: the caller
+		// chooses the context, never the point.
+		points = make([]fsm.TransitPoint, len(rel.Derive))
+		for i, d := range rel.Derive {
+			X, err := shamir.TransitDerivePoint(api.TransitDeriveBinding(g.key.ID, d.Version, d.Context))
+			if err != nil {
+				return nil, Errorf(KindInternal, "hashing derivation context %d: %v", i, err)
+			}
+			points[i] = fsm.TransitPoint{Version: d.Version, Point: X}
+		}
+	}
+	answers := make([]api.TransitItemPartial, len(points))
 	shares := map[uint64]*shamir.Share{}
 	defer func() {
 		for _, sh := range shares {
@@ -85,8 +98,8 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 	// The shares first (one per version asked), then every point's
 	// partial, in parallel.
 	mine := uint32(0)
-	versions := make([]*fsm.TransitVersion, len(rel.Points))
-	for i, p := range rel.Points {
+	versions := make([]*fsm.TransitVersion, len(points))
+	for i, p := range points {
 		tv, ferr := fsm.TransitVersionFor(g.key, p.Version, g.epoch)
 		if ferr != nil {
 			answers[i].Error = fromFSM(ferr)
@@ -103,12 +116,12 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 		}
 		mine = shares[p.Version].Index
 	}
-	eachPoint(len(rel.Points), func(i int) {
+	eachPoint(len(points), func(i int) {
 		if versions[i] == nil {
 			return
 		}
 		rctx := api.TransitDecryptContext(g.clusterID, g.key.Name, g.epoch, req.Request.Payload, i)
-		partial, err := shamir.ComputePartial(rand.Reader, shares[rel.Points[i].Version], rel.Points[i].Point, rctx)
+		partial, err := shamir.ComputePartial(rand.Reader, shares[points[i].Version], points[i].Point, rctx)
 		if err != nil {
 			answers[i].Error = &api.Error{Kind: api.KindInvalid, Message: "ciphertext point: " + err.Error()}
 			return
@@ -161,15 +174,28 @@ func transitCall(n *Node) holderCall[SealedPartial] {
 
 // TransitDecrypt relays an operator's decryption request (op decrypt):
 // t holders' answers, each sealed to the request's ephemeral key.
-func (n *Node) TransitDecrypt(ctx context.Context, sg *fsm.Signed) (_ *api.TransitDecryptReply, err error) {
+func (n *Node) TransitDecrypt(ctx context.Context, sg *fsm.Signed) (*api.TransitDecryptReply, error) {
+	return n.transitQuorum(ctx, sg, fsm.OpDecrypt, opDecrypt)
+}
+
+// TransitDerive relays an operator's derivation request (op derive): t
+// holders' answers (s_i*X for each context's point X, with proofs), each
+// sealed to the request's ephemeral key; the caller combines and runs
+// HKDF (api.OpenTransitDerive).
+func (n *Node) TransitDerive(ctx context.Context, sg *fsm.Signed) (*api.TransitDecryptReply, error) {
+	return n.transitQuorum(ctx, sg, fsm.OpDerive, opDerive)
+}
+
+// transitQuorum relays a signed request with op fsmOp to t holders.
+func (n *Node) transitQuorum(ctx context.Context, sg *fsm.Signed, fsmOp, metricOp string) (_ *api.TransitDecryptReply, err error) {
 	_, key := commandOf(sg)
-	defer func(start time.Time) { n.observe(ctx, opDecrypt, key, start, err) }(time.Now())
+	defer func(start time.Time) { n.observe(ctx, metricOp, key, start, err) }(time.Now())
 	if _, err := n.joined(); err != nil {
 		return nil, err
 	}
 	cmd := decodeCommand(sg)
-	if cmd == nil || cmd.Release == nil || cmd.Release.Op != fsm.OpDecrypt {
-		return nil, Errorf(KindInvalid, "not a signed request with op %q", fsm.OpDecrypt)
+	if cmd == nil || cmd.Release == nil || cmd.Release.Op != fsmOp {
+		return nil, Errorf(KindInvalid, "not a signed request with op %q", fsmOp)
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()

@@ -265,7 +265,7 @@ func transitShares(t *testing.T, dir, name string, v uint64) []*shamir.Share {
 
 // combineAt is what shares combine to at point E: s*E when they are t
 // shares of the same sharing.
-func combineAt(t *testing.T, E []byte, threshold int, shares []*shamir.Share) []byte {
+func combineAt(t testing.TB, E []byte, threshold int, shares []*shamir.Share) []byte {
 	t.Helper()
 	parts := map[uint32][]byte{}
 	for _, sh := range shares {

@@ -273,6 +273,9 @@ type ReleaseRequest struct {
 	Padding string `json:"padding,omitempty"`
 	// Points are OpDecrypt's ciphertext points (transit.go).
 	Points []TransitPoint `json:"points,omitempty"`
+	// Derive are OpDerive's items (transit.go): each holder hashes each
+	// context to the point it multiplies by its share.
+	Derive []TransitDerivation `json:"derive,omitempty"`
 	// Exclude are share indexes the caller does not want answers from:
 	// holders whose answers it found bad in an earlier attempt. The
 	// coordinator asks the others.

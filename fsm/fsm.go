@@ -389,7 +389,7 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 			return nil, nil, errorf(CodeInvalid, "an rsa share is asked by a gateway node with an input")
 		}
 	case OpSign:
-	case OpDecrypt:
+	case OpDecrypt, OpDerive:
 	default:
 		return nil, nil, errorf(CodeInvalid, "unknown release operation %q", req.Op)
 	}
@@ -408,7 +408,7 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 			return nil, nil, err
 		}
 	}
-	if req.Op == OpDecrypt {
+	if req.Op == OpDecrypt || req.Op == OpDerive {
 		if err := authorizeDecrypt(req, k); err != nil {
 			return nil, nil, err
 		}

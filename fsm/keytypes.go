@@ -67,7 +67,7 @@ var keyKinds = []KeyKind{
 	{KeyTypeTang, CustodyQuorum, []string{OpExchange}, "it is used by exchange, never released"},
 	{KeyTypeRSAThreshold, CustodyQuorum, []string{OpRSAShare, OpSign}, "it signs and decrypts by quorum, never released"},
 	{KeyTypeFROST, CustodyQuorum, []string{OpSign}, "it signs by quorum, never released"},
-	{KeyTypeTransit, CustodyQuorum, []string{OpDecrypt}, "it encrypts with its public key and decrypts by quorum, never released"},
+	{KeyTypeTransit, CustodyQuorum, []string{OpDecrypt, OpDerive}, "it encrypts with its public key, decrypts and derives by quorum, never released"},
 }
 
 var keyTypes = func() []string {

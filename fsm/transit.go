@@ -35,7 +35,11 @@ const KeyTypeTransit = "transit"
 const (
 	OpDecrypt = "decrypt" // decrypt by quorum (the holders' partials)
 	OpRotate  = "rotate"  // deal a new version; set min_decryption_version
+	OpDerive  = "derive"  // derive a key by quorum from a context (a threshold PRF)
 )
+
+// MaxDeriveContext is the longest context a derivation hashes.
+const MaxDeriveContext = 4096
 
 // MaxTransitBatch is the most ciphertexts one decryption request carries:
 // one quorum round answers them all.
@@ -71,6 +75,15 @@ var TransitCiphers = []string{"aes256-gcm96", "chacha20-poly1305"}
 type TransitPoint struct {
 	Version uint64 `json:"version"`
 	Point   []byte `json:"point"`
+}
+
+// TransitDerivation is one derivation's version and context: each holder
+// hashes the key's ID, the version and the context to a point
+// (shamir.TransitDerivePoint) and multiplies it by its share of the
+// version, so the context decides the point and the caller does not.
+type TransitDerivation struct {
+	Version uint64 `json:"version"`
+	Context []byte `json:"context"`
 }
 
 // RotateKey deals a transit key's next version.
@@ -192,23 +205,37 @@ func (t *transition) configureKey(c *ConfigureKey) *Error {
 }
 
 // authorizeDecrypt checks what a decryption request must be: 1 to
-// MaxTransitBatch points of 32 bytes, from an operator (an ephemeral key,
-// checked with the other releases), nothing else. Each point's version is
-// checked by each holder, per point (TransitVersionFor).
+// authorizeDecrypt checks a decryption (OpDecrypt: MaxTransitBatch
+// points of 32 bytes) or a derivation (OpDerive: MaxTransitBatch
+// contexts), from an operator (an ephemeral key, checked with the other
+// releases), nothing else. Each item's version is checked by each holder,
+// per item (TransitVersionFor).
 func authorizeDecrypt(req *ReleaseRequest, k *Key) *Error {
+	what, items, other := "decryption", len(req.Points), len(req.Derive)
+	if req.Op == OpDerive {
+		what, items, other = "derivation", len(req.Derive), len(req.Points)
+	}
 	switch {
 	case req.Gateway != "":
-		return errorf(CodeInvalid, "transit decryption is asked by its caller, who combines, never by a gateway node")
-	case len(req.Points) == 0 || len(req.Points) > MaxTransitBatch:
-		return errorf(CodeInvalid, "a decryption request carries 1 to %d ciphertext points", MaxTransitBatch)
-	case len(req.Message) != 0 || len(req.Input) != 0 || len(req.Point) != 0 || req.Padding != "":
-		return errorf(CodeInvalid, "a decryption request carries ciphertext points only")
+		return errorf(CodeInvalid, "a transit %s is asked by its caller, who combines, never by a gateway node", what)
+	case items == 0 || items > MaxTransitBatch:
+		return errorf(CodeInvalid, "a %s request carries 1 to %d items", what, MaxTransitBatch)
+	case other != 0 || len(req.Message) != 0 || len(req.Input) != 0 || len(req.Point) != 0 || req.Padding != "":
+		return errorf(CodeInvalid, "a %s request carries its own items only", what)
 	case len(req.Exclude) > MaxNodes:
-		return errorf(CodeInvalid, "a decryption request excludes at most %d holders", MaxNodes)
+		return errorf(CodeInvalid, "a %s request excludes at most %d holders", what, MaxNodes)
 	}
 	for i, p := range req.Points {
 		if len(p.Point) != pointLen {
 			return errorf(CodeInvalid, "ciphertext point %d is not %d bytes", i, pointLen)
+		}
+	}
+	for i, d := range req.Derive {
+		if len(d.Context) > MaxDeriveContext {
+			return errorf(CodeInvalid, "derivation context %d is longer than %d bytes", i, MaxDeriveContext)
+		}
+		if k.Transit != nil && k.Transit.Derived && len(d.Context) == 0 {
+			return errorf(CodeInvalid, "derivation %d: key %q is derived: give a context", i, k.Name)
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -165,4 +166,48 @@ func RandomSecret(rand io.Reader) ([]byte, error) {
 	}
 	defer wipeScalar(s)
 	return s.Bytes(), nil
+}
+
+// Transit derivation: a threshold PRF of a transit key version's scalar s.
+//
+//	X   = HashToPoint(binding of key ID, version, context)   (anyone)
+//	s*X                                                      (t holders'
+//	                                                          partials, each
+//	                                                          with a DLEQ proof;
+//	                                                          the caller combines)
+//	out = HKDF-SHA256 or -SHA512(s*X, salt X || P,
+//	      "keyquorum/transit/derive/v1\x00" || binding, length)
+//
+// s*X is a PRF of the context under s (X's discrete log is unknown), so
+// the output is a key only t holders together make, for the caller alone.
+
+// Transit derivation hashes, by Vault transit's names.
+const (
+	DeriveSHA256 = "sha2-256"
+	DeriveSHA512 = "sha2-512"
+)
+
+// TransitDerivePoint is the point X a derivation for binding (the key's
+// ID, the version and the context: TransitBinding with the derive label)
+// multiplies by the version's scalar.
+func TransitDerivePoint(binding []byte) ([]byte, error) {
+	return HashToPoint(vocab.LabelTransitDerive, binding)
+}
+
+// TransitDeriveOutput is the derived key of length bytes: HKDF with the
+// hash named hashName of K = s*X, salted with X and the version's public
+// key, for binding.
+func TransitDeriveOutput(hashName string, K, X, publicKey, binding []byte, length int) ([]byte, error) {
+	if len(K) != PointSize || len(X) != PointSize || len(publicKey) != PointSize {
+		return nil, fmt.Errorf("%w: transit points are %d bytes", ErrInvalidPoint, PointSize)
+	}
+	salt := append(append(make([]byte, 0, 2*PointSize), X...), publicKey...)
+	info := string(append([]byte(vocab.LabelTransitDerive+"\x00"), binding...))
+	switch hashName {
+	case DeriveSHA256, "":
+		return hkdf.Key(sha256.New, K, salt, info, length)
+	case DeriveSHA512:
+		return hkdf.Key(sha512.New, K, salt, info, length)
+	}
+	return nil, fmt.Errorf("unknown derivation hash %q (known: %s, %s)", hashName, DeriveSHA256, DeriveSHA512)
 }

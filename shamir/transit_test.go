@@ -6,6 +6,7 @@ import (
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/hex"
 	"errors"
 	"testing"
@@ -160,5 +161,63 @@ func TestTransitThresholdMatchesWhole(t *testing.T) {
 		if err := VerifyPartial(poly, E, p, rctx); err == nil {
 			t.Error("a partial made for another request passed its proof")
 		}
+	}
+}
+
+// TestTransitDeriveMatchesWhole: a derivation combined from any t
+// holders' checked partials equals HKDF (SHA-256 and SHA-512, as RFC 5869
+// defines it: crypto/hkdf here, restated) of s*X computed with the whole
+// scalar; another context, version or key ID gives another point, and
+// so another key.
+func TestTransitDeriveMatchesWhole(t *testing.T) {
+	secret, poly, shares := transitKey(t)
+	pub := poly.Commits[0]
+	bind := TransitBinding("derive", "id:k", 3, []byte("tenant-1"))
+	X, err := TransitDerivePoint(bind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, err := TransitSharedPoint(secret, X)
+	if err != nil {
+		t.Fatal(err)
+	}
+	salt := append(bytes.Clone(X), pub...)
+	info := "keyquorum/transit/derive/v1\x00" + string(bind)
+	want256, _ := hkdf.Key(sha256.New, whole, salt, info, 32)
+	want512, _ := hkdf.Key(sha512.New, whole, salt, info, 64)
+	for _, pair := range [][2]int{{0, 1}, {0, 2}, {1, 2}} {
+		parts := map[uint32][]byte{}
+		for _, i := range pair {
+			p, err := ComputePartial(rand.Reader, shares[i], X, []byte("request"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := VerifyPartial(poly, X, p, []byte("request")); err != nil {
+				t.Fatal(err)
+			}
+			parts[p.Index] = p.Value
+		}
+		K, err := CombinePoints(parts, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got256, err := TransitDeriveOutput(DeriveSHA256, K, X, pub, bind, 32)
+		if err != nil || !bytes.Equal(got256, want256) {
+			t.Fatalf("holders %v, sha2-256: %x, %v; whole key gives %x", pair, got256, err, want256)
+		}
+		got512, err := TransitDeriveOutput(DeriveSHA512, K, X, pub, bind, 64)
+		if err != nil || !bytes.Equal(got512, want512) {
+			t.Fatalf("holders %v, sha2-512: %x, %v; whole key gives %x", pair, got512, err, want512)
+		}
+	}
+	for _, other := range [][]byte{TransitBinding("derive", "id:k", 3, []byte("tenant-2")), TransitBinding("derive", "id:k", 2, []byte("tenant-1")),
+		TransitBinding("derive", "id:j", 3, []byte("tenant-1"))} {
+		Y, err := TransitDerivePoint(other)
+		if err != nil || bytes.Equal(X, Y) {
+			t.Fatalf("another binding gave the same point: %v", err)
+		}
+	}
+	if _, err := TransitDeriveOutput("md5", whole, X, pub, bind, 32); err == nil {
+		t.Fatal("an unknown hash was accepted")
 	}
 }

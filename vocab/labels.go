@@ -31,6 +31,7 @@ const (
 	LabelTransitAAD     = "keyquorum/transit/aad/v1"     // a transit ciphertext's additional data
 	LabelTransitShare   = "keyquorum/transit/share/v1"   // a transit key version's share sealed to a node
 	LabelTransitDecrypt = "keyquorum/transit/decrypt/v1" // a transit partial's proof context for one request
+	LabelTransitDerive  = "keyquorum/transit/derive/v1"  // a derivation's point and HKDF info (shamir.TransitDerivePoint)
 
 	// Primitives (shamir).
 	LabelKEM         = "keyquorum/kem/v1"           // HKDF info of the threshold ElGamal KEM
@@ -52,4 +53,5 @@ var Labels = []string{LabelCommand, LabelMachineGetKey, LabelSecret, LabelReleas
 	LabelCheckpoint, LabelDeal, LabelExchange, LabelTangShare, LabelKEM, LabelDLEQ, LabelHashToPoint,
 	LabelDealKey, LabelDealAD, LabelP256DLEQ, LabelP256Share, LabelClevis, LabelPossession, LabelX25519Seal,
 	LabelFROSTShare, LabelShareAD, LabelBackup,
-	LabelRSAShare, LabelKeyID, LabelTransitKey, LabelTransitAAD, LabelTransitShare, LabelTransitDecrypt}
+	LabelRSAShare, LabelKeyID, LabelTransitKey, LabelTransitAAD, LabelTransitShare, LabelTransitDecrypt,
+	LabelTransitDerive}

@@ -223,18 +223,91 @@ type TransitResult struct {
 // authenticate). contexts are the items' derived contexts, nil for a key
 // that is not derived.
 func OpenTransitDecrypt(r *TransitDecryptReply, clusterID string, k *fsm.Key, items []*TransitCiphertext, contexts [][]byte, payload []byte, ephPriv *ecdh.PrivateKey) ([]TransitResult, error) {
+	if len(contexts) != len(items) {
+		return nil, fmt.Errorf("%d contexts for %d items", len(contexts), len(items))
+	}
+	points := make([]fsm.TransitPoint, len(items))
+	for i, ct := range items {
+		points[i] = fsm.TransitPoint{Version: ct.Version, Point: ct.E}
+	}
+	return openTransitItems(r, clusterID, k, points, payload, ephPriv, func(i int) *Error {
+		if err := transitCheck(k, contexts[i]); err != nil {
+			return err.(*Error)
+		}
+		return nil
+	}, func(i int, tv *fsm.TransitVersion, K []byte) ([]byte, *Error) {
+		ct := items[i]
+		bind := TransitBinding(k.ID, ct.Version, contexts[i])
+		pt, err := shamir.TransitOpen(K, ct.E, tv.Sharing.Commits[0], k.Transit.Cipher, bind, bind, ct.Sealed)
+		if err != nil {
+			return nil, &Error{Kind: KindInvalid, Message: fmt.Sprintf("the ciphertext does not authenticate under key %q version %d with this context: another key's, tampered, or another context", k.Name, ct.Version)}
+		}
+		return pt, nil
+	})
+}
+
+// TransitDeriveBinding is what a derivation with the key with ID keyID,
+// at version, for context hashes to its point and binds into its HKDF
+// info (shamir.TransitDerivePoint, shamir.TransitDeriveOutput).
+func TransitDeriveBinding(keyID string, version uint64, context []byte) []byte {
+	return shamir.TransitBinding(vocab.LabelTransitDerive, keyID, version, context)
+}
+
+// MaxTransitDerived is the longest key a derivation makes: HKDF's bound
+// for SHA-256.
+const MaxTransitDerived = 255 * 32
+
+// OpenTransitDerive checks a derivation reply for the items of the
+// signed request with payload (op derive) against transit key k's
+// metadata, combines each item's s*X and runs HKDF with hashName
+// (shamir.DeriveSHA256 or DeriveSHA512) for length bytes. A lying holder
+// or coordinator is named as OpenTransitDecrypt names it.
+func OpenTransitDerive(r *TransitDecryptReply, clusterID string, k *fsm.Key, items []fsm.TransitDerivation, hashName string, length int, payload []byte, ephPriv *ecdh.PrivateKey) ([]TransitResult, error) {
+	if length < 1 || length > MaxTransitDerived {
+		return nil, fmt.Errorf("a derived key is 1 to %d bytes", MaxTransitDerived)
+	}
+	points := make([]fsm.TransitPoint, len(items))
+	binds := make([][]byte, len(items))
+	for i, d := range items {
+		binds[i] = TransitDeriveBinding(k.ID, d.Version, d.Context)
+		X, err := shamir.TransitDerivePoint(binds[i])
+		if err != nil {
+			return nil, err
+		}
+		points[i] = fsm.TransitPoint{Version: d.Version, Point: X}
+	}
+	return openTransitItems(r, clusterID, k, points, payload, ephPriv, func(i int) *Error {
+		if k.Transit == nil || len(k.Transit.Versions) == 0 || k.ID == "" {
+			return &Error{Kind: KindInvalid, Message: fmt.Sprintf("key %q is not a %s key", k.Name, fsm.KeyTypeTransit)}
+		}
+		return nil
+	}, func(i int, tv *fsm.TransitVersion, K []byte) ([]byte, *Error) {
+		out, err := shamir.TransitDeriveOutput(hashName, K, points[i].Point, tv.Sharing.Commits[0], binds[i], length)
+		if err != nil {
+			return nil, &Error{Kind: KindInvalid, Message: err.Error()}
+		}
+		return out, nil
+	})
+}
+
+// openTransitItems opens a reply's answers, checks each item's partials
+// against its version's commitments, combines K = s*point from t of them
+// and gives it to finish, which makes the item's result. precheck refuses
+// an item before its partials are looked at.
+func openTransitItems(r *TransitDecryptReply, clusterID string, k *fsm.Key, points []fsm.TransitPoint, payload []byte, ephPriv *ecdh.PrivateKey,
+	precheck func(i int) *Error, finish func(i int, tv *fsm.TransitVersion, K []byte) ([]byte, *Error)) ([]TransitResult, error) {
 	if r.Key != k.Name || r.ClusterID != clusterID {
 		return nil, fmt.Errorf("the reply is for key %q of cluster %q, not %q of %q", r.Key, r.ClusterID, k.Name, clusterID)
 	}
-	if len(contexts) != len(items) {
-		return nil, fmt.Errorf("%d contexts for %d items", len(contexts), len(items))
+	if k.Transit == nil {
+		return nil, fmt.Errorf("key %q is not a %s key", k.Name, fsm.KeyTypeTransit)
 	}
 	base := TransitDecryptContext(clusterID, k.Name, r.Epoch, payload, -1)
 	answers := map[uint32][]TransitItemPartial{}
 	bad := BadAnswers{}
 	nodes := map[uint32]string{}
 	for _, sp := range r.Partials {
-		ans, err := openTransitAnswer(&sp, ephPriv, base, len(items))
+		ans, err := openTransitAnswer(&sp, ephPriv, base, len(points))
 		if err == nil && answers[sp.Index] != nil {
 			err = errors.New("a second answer for the same share")
 		}
@@ -256,20 +329,20 @@ func OpenTransitDecrypt(r *TransitDecryptReply, clusterID string, k *fsm.Key, it
 		}
 	}
 	indexes := slices.Sorted(maps.Keys(answers))
-	out := make([]TransitResult, len(items))
-	itemBad := make([]BadAnswers, len(items))
-	fatal := make([]error, len(items))
+	out := make([]TransitResult, len(points))
+	itemBad := make([]BadAnswers, len(points))
+	fatal := make([]error, len(points))
 	// Items are checked and opened in parallel: a batch waits for the
 	// slowest core's share only.
-	each(len(items), func(i int) {
-		ct := items[i]
-		if err := transitCheck(k, contexts[i]); err != nil {
-			out[i].Error = err.(*Error)
+	each(len(points), func(i int) {
+		pt := points[i]
+		if err := precheck(i); err != nil {
+			out[i].Error = err
 			return
 		}
-		tv := k.Transit.Version(ct.Version)
+		tv := k.Transit.Version(pt.Version)
 		if tv == nil || tv.Sharing == nil {
-			out[i].Error = &Error{Kind: KindNotFound, Message: fmt.Sprintf("key %q has no version %d", k.Name, ct.Version)}
+			out[i].Error = &Error{Kind: KindNotFound, Message: fmt.Sprintf("key %q has no version %d", k.Name, pt.Version)}
 			return
 		}
 		poly := &shamir.PublicPoly{Commits: tv.Sharing.Commits}
@@ -285,7 +358,7 @@ func OpenTransitDecrypt(r *TransitDecryptReply, clusterID string, k *fsm.Key, it
 			var why string
 			if a.Partial == nil || a.Partial.Index != index {
 				why = fmt.Sprintf("share %d's (node %q) answer for item %d is not its partial", index, nodes[index], i)
-			} else if err := shamir.VerifyPartial(poly, ct.E, a.Partial, rctx); err != nil {
+			} else if err := shamir.VerifyPartial(poly, pt.Point, a.Partial, rctx); err != nil {
 				why = fmt.Sprintf("share %d's (node %q) partial for item %d: %v", index, nodes[index], i, err)
 			}
 			if why != "" {
@@ -312,16 +385,15 @@ func OpenTransitDecrypt(r *TransitDecryptReply, clusterID string, k *fsm.Key, it
 			fatal[i] = fmt.Errorf("combining checked partials: %w", err)
 			return
 		}
-		bind := TransitBinding(k.ID, ct.Version, contexts[i])
-		pt, err := shamir.TransitOpen(K, ct.E, tv.Sharing.Commits[0], k.Transit.Cipher, bind, bind, ct.Sealed)
+		res, ferr := finish(i, tv, K)
 		clear(K)
-		if err != nil {
-			out[i].Error = &Error{Kind: KindInvalid, Message: fmt.Sprintf("the ciphertext does not authenticate under key %q version %d with this context: another key's, tampered, or another context", k.Name, ct.Version)}
+		if ferr != nil {
+			out[i].Error = ferr
 			return
 		}
-		out[i].Plaintext = pt
+		out[i].Plaintext = res
 	})
-	for i := range items {
+	for i := range points {
 		for index, why := range itemBad[i] {
 			if bad[index] == "" {
 				bad[index] = why

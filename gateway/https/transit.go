@@ -1,6 +1,7 @@
 package https
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -21,6 +22,9 @@ import (
 //	                                       with Vault; the Go client and keyctl encrypt locally)
 //	POST /v1/transit/decrypt               a signed decryption request (op decrypt) -> t holders'
 //	                                       answers sealed to its ephemeral key: the caller combines
+//	POST /v1/transit/derive                a signed derivation request (op derive) -> t holders'
+//	                                       answers sealed to its ephemeral key: the caller combines
+//	                                       and runs HKDF (client.TransitDerive)
 //	POST /v1/transit/datakey/plaintext/NAME  a fresh 256-bit key and its ciphertext
 //	POST /v1/transit/datakey/wrapped/NAME    its ciphertext only
 //	POST /v1/transit/rotate                a signed rotate_key (the client dealt the version)
@@ -33,7 +37,8 @@ import (
 // the caller's client ever has (client.TransitRewrap).
 func (s *Server) registerTransit(mux *http.ServeMux, ts cluster.TransitService) {
 	mux.HandleFunc("POST /v1/transit/encrypt/{name...}", s.operator(s.transitEncrypt))
-	mux.HandleFunc("POST /v1/transit/decrypt", s.operator(s.transitDecrypt(ts)))
+	mux.HandleFunc("POST /v1/transit/decrypt", s.operator(s.transitQuorum(ts.TransitDecrypt)))
+	mux.HandleFunc("POST /v1/transit/derive", s.operator(s.transitQuorum(ts.TransitDerive)))
 	mux.HandleFunc("POST /v1/transit/datakey/{kind}/{name...}", s.operator(s.transitDataKey))
 	mux.HandleFunc("POST /v1/transit/rotate", s.operator(s.command(fsm.TypeRotateKey)))
 	mux.HandleFunc("POST /v1/transit/config", s.operator(s.command(fsm.TypeConfigureKey)))
@@ -89,7 +94,9 @@ func errText(err error) string {
 	return "internal error"
 }
 
-func (s *Server) transitDecrypt(ts cluster.TransitService) http.HandlerFunc {
+// transitQuorum serves a signed request that t holders answer, sealed to
+// the caller (a decryption or a derivation).
+func (s *Server) transitQuorum(relay func(context.Context, *fsm.Signed) (*api.TransitDecryptReply, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var sg fsm.Signed
 		if err := readJSON(r, &sg); err != nil {
@@ -100,7 +107,7 @@ func (s *Server) transitDecrypt(ts cluster.TransitService) http.HandlerFunc {
 			s.writeError(w, err)
 			return
 		}
-		rep, err := ts.TransitDecrypt(r.Context(), &sg)
+		rep, err := relay(r.Context(), &sg)
 		if err != nil {
 			s.writeError(w, err)
 			return
