@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"maps"
@@ -506,4 +507,51 @@ func (c *Client) TransitDerive(ctx context.Context, name string, items []Transit
 		}
 		return &TransitDecryption{Results: out, Failed: failed}, nil
 	}
+}
+
+// TransitHMAC is Vault transit's hmac with transit key name: HMAC with
+// hashName ("sha2-256", also when empty, or "sha2-512") of input, under a
+// MAC key derived by quorum (TransitDerive) from the key's version and
+// context, tagged "hmac" (api.TransitHMACContext). The MAC key is whole
+// here only, for this call: no node holds it. The result is
+// "kq:v<version>:<base64 of the MAC>". version 0 is the latest.
+func (c *Client) TransitHMAC(ctx context.Context, name, hashName string, version uint64, input, context []byte) (string, error) {
+	size, err := api.TransitHMACSize(hashName)
+	if err != nil {
+		return "", &Error{Kind: api.KindInvalid, Message: err.Error()}
+	}
+	k, err := c.transitKey(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	if k.Transit.Derived && len(context) == 0 {
+		return "", &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("key %q is derived: give a context", name)}
+	}
+	if version == 0 {
+		version = k.Transit.Latest().Version
+	}
+	d, err := c.TransitDerive(ctx, name, []TransitDerivation{{Version: version, Context: api.TransitHMACContext(hashName, context)}}, hashName, size)
+	if err != nil {
+		return "", err
+	}
+	r := d.Results[0]
+	if r.Error != nil {
+		return "", r.Error
+	}
+	defer clear(r.Plaintext)
+	return api.TransitHMAC(hashName, r.Plaintext, version, input)
+}
+
+// TransitVerifyHMAC checks a "kq:vN:..." HMAC of input with transit key
+// name (the version it names), in constant time.
+func (c *Client) TransitVerifyHMAC(ctx context.Context, name, hashName, mac string, input, context []byte) (bool, error) {
+	version, _, err := api.ParseTransitHMAC(mac)
+	if err != nil {
+		return false, &Error{Kind: api.KindInvalid, Message: err.Error()}
+	}
+	want, err := c.TransitHMAC(ctx, name, hashName, version, input, context)
+	if err != nil {
+		return false, err
+	}
+	return subtle.ConstantTimeCompare([]byte(want), []byte(mac)) == 1, nil
 }

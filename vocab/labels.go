@@ -32,6 +32,7 @@ const (
 	LabelTransitShare   = "keyquorum/transit/share/v1"   // a transit key version's share sealed to a node
 	LabelTransitDecrypt = "keyquorum/transit/decrypt/v1" // a transit partial's proof context for one request
 	LabelTransitDerive  = "keyquorum/transit/derive/v1"  // a derivation's point and HKDF info (shamir.TransitDerivePoint)
+	LabelTransitHMAC    = "keyquorum/transit/hmac/v1"    // the derivation context of a transit HMAC key (cluster/api.TransitHMACContext)
 
 	// Primitives (shamir).
 	LabelKEM         = "keyquorum/kem/v1"           // HKDF info of the threshold ElGamal KEM
@@ -54,4 +55,4 @@ var Labels = []string{LabelCommand, LabelMachineGetKey, LabelSecret, LabelReleas
 	LabelDealKey, LabelDealAD, LabelP256DLEQ, LabelP256Share, LabelClevis, LabelPossession, LabelX25519Seal,
 	LabelFROSTShare, LabelShareAD, LabelBackup,
 	LabelRSAShare, LabelKeyID, LabelTransitKey, LabelTransitAAD, LabelTransitShare, LabelTransitDecrypt,
-	LabelTransitDerive}
+	LabelTransitDerive, LabelTransitHMAC}

@@ -99,6 +99,10 @@ Usage:
   keyctl transit config NAME --min-decryption-version N
   keyctl transit datakey NAME [--wrapped] [--context B64]
                                     a fresh 256-bit data key and its ciphertext (or only the ciphertext)
+  keyctl transit derive NAME [--context B64] [--algorithm sha2-256|sha2-512] [--bytes N] [--version N]
+                                    a key derived by quorum from the context (HKDF of a threshold PRF), combined here
+  keyctl transit hmac NAME [--in FILE] [--context B64] [--algorithm sha2-256|sha2-512] [--hmac kq:vN:...]
+                                    HMAC under a MAC key derived by quorum, used here only; --hmac checks one
   keyctl machine add NAME --public-key B64 --key NAME|PREFIX* [--approval]
                                     register a machine (keyagent enroll prints its key)
   keyctl machine list
@@ -232,7 +236,8 @@ func (c *command) handlers() map[string]map[string]func([]string) error {
 		"audit":    {"verify": c.auditVerify},
 		"recovery": {"keygen": c.recoveryKeygen, "plan": c.recoveryPlan, "sign": c.recoverySign},
 		"transit": {"create": c.transitCreate, "encrypt": c.transitEncrypt, "decrypt": c.transitDecrypt,
-			"rotate": c.transitRotate, "config": c.transitConfig, "datakey": c.transitDataKey, "rewrap": c.transitRewrap},
+			"rotate": c.transitRotate, "config": c.transitConfig, "datakey": c.transitDataKey, "rewrap": c.transitRewrap,
+			"derive": c.transitDerive, "hmac": c.transitHMAC},
 	}
 }
 

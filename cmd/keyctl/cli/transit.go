@@ -328,3 +328,85 @@ func (c *command) transitDataKey(args []string) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(dk)
 }
+
+// transitDerive derives a key by quorum from a context (HKDF from a
+// threshold PRF), combined here; it prints the key, base64.
+func (c *command) transitDerive(args []string) error {
+	fs := c.flags("transit derive")
+	context := fs.String("context", "", "the context, base64 (a derived key needs one)")
+	version := fs.Uint64("version", 0, "the key version (default: the latest)")
+	algorithm := fs.String("algorithm", "sha2-256", "the HKDF hash: sha2-256 or sha2-512")
+	size := fs.Int("bytes", 32, "the derived key's length in bytes")
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	ctxBytes, err := transitContext(*context)
+	if err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	d, err := cl.TransitDerive(ctx, pos[0], []client.TransitDerivation{{Context: ctxBytes, Version: *version}}, *algorithm, *size)
+	if err != nil {
+		return err
+	}
+	for _, why := range d.Failed {
+		fmt.Fprintf(os.Stderr, "keyctl: left out a holder whose answer was bad: %s\n", why)
+	}
+	if r := d.Results[0]; r.Error != nil {
+		return r.Error
+	}
+	fmt.Fprintln(c.stdout, base64.StdEncoding.EncodeToString(d.Results[0].Plaintext))
+	clear(d.Results[0].Plaintext)
+	return nil
+}
+
+// transitHMAC prints the HMAC of the input (stdin or --in) under a MAC
+// key derived by quorum and used here only: kq:vN:<base64>. With --hmac
+// it checks one instead (exit 1 when it does not match).
+func (c *command) transitHMAC(args []string) error {
+	fs := c.flags("transit hmac")
+	in := fs.String("in", "-", "file holding the input (- for stdin)")
+	context := fs.String("context", "", "a derived key's context, base64")
+	version := fs.Uint64("version", 0, "the key version (default: the latest)")
+	algorithm := fs.String("algorithm", "sha2-256", "sha2-256 or sha2-512")
+	check := fs.String("hmac", "", "check this kq:vN:... HMAC instead of printing one")
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	ctxBytes, err := transitContext(*context)
+	if err != nil {
+		return err
+	}
+	input, err := c.readInput(*in)
+	if err != nil {
+		return err
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if *check != "" {
+		ok, err := cl.TransitVerifyHMAC(ctx, pos[0], *algorithm, *check, input, ctxBytes)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("the HMAC does not match")
+		}
+		fmt.Fprintln(c.stdout, "valid")
+		return nil
+	}
+	mac, err := cl.TransitHMAC(ctx, pos[0], *algorithm, *version, input, ctxBytes)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stdout, mac)
+	return nil
+}
