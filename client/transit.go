@@ -555,3 +555,39 @@ func (c *Client) TransitVerifyHMAC(ctx context.Context, name, hashName, mac stri
 	}
 	return subtle.ConstantTimeCompare([]byte(want), []byte(mac)) == 1, nil
 }
+
+// TransitSign signs input by quorum with the ed25519-frost key name
+// through Vault transit's path (POST /v1/transit/sign/NAME, the FROST
+// signing path): "kq:v<version>:<base64 signature>". The signature is
+// checked here against the public key of the key's metadata.
+func (c *Client) TransitSign(ctx context.Context, name string, input []byte) (string, error) {
+	k, err := c.Key(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	if err := api.TransitSigningKey(k); err != nil {
+		return "", err
+	}
+	sg, err := c.Sign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: cmpOr(k.ID, name), Op: fsm.OpSign, Message: input}})
+	if err != nil {
+		return "", err
+	}
+	var rep api.TransitSignReply
+	if err := c.do(ctx, http.MethodPost, "/v1/transit/sign/"+name, sg, &rep); err != nil {
+		return "", err
+	}
+	if err := api.TransitVerify(k, input, rep.Signature); err != nil {
+		return "", &Error{Kind: api.KindInternal, Message: fmt.Sprintf("the node's signature does not check out: %v", err)}
+	}
+	return rep.Signature, nil
+}
+
+// TransitVerify checks a "kq:vN:..." signature of input with the
+// ed25519-frost key name's public key, here, with the key's metadata.
+func (c *Client) TransitVerify(ctx context.Context, name string, input []byte, signature string) error {
+	k, err := c.Key(ctx, name)
+	if err != nil {
+		return err
+	}
+	return api.TransitVerify(k, input, signature)
+}

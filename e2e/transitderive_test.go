@@ -1,20 +1,35 @@
 package e2e
 
 import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/keyquorum/keyquorum/cluster/api"
 )
 
-// TestTransitDeriveCLI: on a real 3-node cluster (keyd processes),
+// TestTransitOperationsCLI: on a real 3-node cluster (keyd processes),
 // keyctl transit derive gives the same key through every node for the
 // same context (combined on the client from a quorum's proved partials)
 // and another key for another context or hash; keyctl transit hmac makes
 // a kq:v1:... HMAC that checks against its input and not against another
-// input; a derived key refuses a derivation without a context.
-func TestTransitDeriveCLI(t *testing.T) {
+// input; a derived key refuses a derivation without a context. keyctl
+// transit sign signs by quorum with an ed25519-frost key through
+// POST /v1/transit/sign/NAME: a kq:v1:... signature that crypto/ed25519
+// verifies under the key's public key, that keyctl transit verify and
+// POST /v1/transit/verify/NAME accept, and reject for another input; a
+// transit key is not a signing key.
+func TestTransitOperationsCLI(t *testing.T) {
 	c := startCluster(t, 3)
 	c.mustKeyctl(1, "transit", "create", "app/kdf")
 	c.mustKeyctl(1, "transit", "create", "app/tenants", "--derived")
@@ -65,5 +80,59 @@ func TestTransitDeriveCLI(t *testing.T) {
 	}
 	if r := c.keyctl(3, "transit", "hmac", "app/kdf", "--in", other, "--hmac", mac); r.code == 0 {
 		t.Fatalf("the HMAC of another input checked: %v", r)
+	}
+
+	// Sign and verify with an ed25519-frost key under transit names.
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemFile := filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(pemFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.mustKeyctl(1, "key", "create", "app/signer", "--type", "ed25519-frost", "--from-file", pemFile)
+	for i := 1; i <= 3; i++ {
+		sig := strings.TrimSpace(string(c.mustKeyctl(i, "transit", "sign", "app/signer", "--in", in).stdout))
+		raw, ok := strings.CutPrefix(sig, "kq:v1:")
+		b, err := base64.StdEncoding.DecodeString(raw)
+		if !ok || err != nil || !ed25519.Verify(pub, []byte("the message"), b) {
+			t.Fatalf("transit sign through node %d printed %q: not a kq:v1: Ed25519 signature of the input (%v)", i, sig, err)
+		}
+		if out := c.mustKeyctl(i%3+1, "transit", "verify", "app/signer", "--in", in, "--signature", sig).stdout; strings.TrimSpace(string(out)) != "valid" {
+			t.Fatalf("transit verify printed %q", out)
+		}
+		if r := c.keyctl(i, "transit", "verify", "app/signer", "--in", other, "--signature", sig); r.code == 0 {
+			t.Fatalf("a signature of another input verified: %v", r)
+		}
+	}
+	sig := strings.TrimSpace(string(c.mustKeyctl(2, "transit", "sign", "app/signer", "--in", in).stdout))
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.tlsConfig(true)}, Timeout: time.Minute}
+	verify := func(input []byte) api.VerifyReply {
+		t.Helper()
+		b, _ := json.Marshal(api.TransitVerifyRequest{Input: input, Signature: sig})
+		resp, err := hc.Post("https://"+c.addr(3)+"/v1/transit/verify/app/signer", "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var rep api.VerifyReply
+		if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&rep) != nil {
+			t.Fatalf("POST /v1/transit/verify: %d", resp.StatusCode)
+		}
+		return rep
+	}
+	if rep := verify([]byte("the message")); !rep.Valid {
+		t.Fatalf("REST verify of a good signature: %+v", rep)
+	}
+	if rep := verify([]byte("another message")); rep.Valid || rep.Error == "" {
+		t.Fatalf("REST verify of another input: %+v", rep)
+	}
+	if r := c.keyctl(1, "transit", "sign", "app/kdf", "--in", in); r.code == 0 || !strings.Contains(r.stderr, "ed25519-frost") {
+		t.Fatalf("transit sign with a transit key: %v", r)
 	}
 }

@@ -54,27 +54,39 @@ func TransitHMAC(hashName string, key []byte, version uint64, input []byte) (str
 	}
 	m := hmac.New(h, key)
 	m.Write(input)
-	return TransitPrefix + strconv.FormatUint(version, 10) + ":" + base64.StdEncoding.EncodeToString(m.Sum(nil)), nil
+	return formatVersioned(version, m.Sum(nil)), nil
 }
 
 // ParseTransitHMAC parses "kq:v<version>:<base64>": the version and the
 // MAC.
 func ParseTransitHMAC(s string) (uint64, []byte, error) {
+	return parseVersioned("an hmac", s, sha512.Size)
+}
+
+// formatVersioned is "kq:v<version>:<base64 of b>": an HMAC or a
+// signature, as Vault's "vault:v1:...".
+func formatVersioned(version uint64, b []byte) string {
+	return TransitPrefix + strconv.FormatUint(version, 10) + ":" + base64.StdEncoding.EncodeToString(b)
+}
+
+// parseVersioned parses "kq:v<version>:<base64>" of at most maxBytes
+// bytes; what names it in errors.
+func parseVersioned(what, s string, maxBytes int) (uint64, []byte, error) {
 	rest, ok := strings.CutPrefix(s, TransitPrefix)
 	v, b64, ok2 := strings.Cut(rest, ":")
 	if !ok || !ok2 {
-		return 0, nil, fmt.Errorf("an hmac is %s<version>:<base64>", TransitPrefix)
+		return 0, nil, fmt.Errorf("%s is %s<version>:<base64>", what, TransitPrefix)
 	}
 	version, err := strconv.ParseUint(v, 10, 64)
 	if err != nil || version == 0 || strconv.FormatUint(version, 10) != v {
-		return 0, nil, fmt.Errorf("version %q is not a positive number", v)
+		return 0, nil, fmt.Errorf("%s's version %q is not a positive number", what, v)
 	}
-	if len(b64) > base64.StdEncoding.EncodedLen(sha512.Size) {
-		return 0, nil, fmt.Errorf("an hmac is at most %d bytes", sha512.Size)
+	if len(b64) > base64.StdEncoding.EncodedLen(maxBytes) {
+		return 0, nil, fmt.Errorf("%s is at most %d bytes", what, maxBytes)
 	}
-	mac, err := base64.StdEncoding.Strict().DecodeString(b64)
+	b, err := base64.StdEncoding.Strict().DecodeString(b64)
 	if err != nil {
-		return 0, nil, fmt.Errorf("the hmac is not base64: %v", err)
+		return 0, nil, fmt.Errorf("%s is not base64: %v", what, err)
 	}
-	return version, mac, nil
+	return version, b, nil
 }

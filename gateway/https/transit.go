@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
+	"encoding/json"
 	"hash"
 	"net/http"
 	"strconv"
@@ -25,6 +26,10 @@ import (
 //	POST /v1/transit/derive                a signed derivation request (op derive) -> t holders'
 //	                                       answers sealed to its ephemeral key: the caller combines
 //	                                       and runs HKDF (client.TransitDerive)
+//	POST /v1/transit/sign/NAME             a signed request (op sign) for the ed25519-frost key NAME
+//	                                       -> {"signature": "kq:vN:<base64>", "key_version"}: the
+//	                                       FROST signing path (POST /v1/sign) with Vault's reply
+//	POST /v1/transit/verify/NAME           {"input", "signature": "kq:vN:..."} -> {"valid"}
 //	POST /v1/transit/datakey/plaintext/NAME  a fresh 256-bit key and its ciphertext
 //	POST /v1/transit/datakey/wrapped/NAME    its ciphertext only
 //	POST /v1/transit/rotate                a signed rotate_key (the client dealt the version)
@@ -40,13 +45,18 @@ func (s *Server) registerTransit(mux *http.ServeMux, ts cluster.TransitService) 
 	mux.HandleFunc("POST /v1/transit/decrypt", s.operator(s.transitQuorum(ts.TransitDecrypt)))
 	mux.HandleFunc("POST /v1/transit/derive", s.operator(s.transitQuorum(ts.TransitDerive)))
 	mux.HandleFunc("POST /v1/transit/datakey/{kind}/{name...}", s.operator(s.transitDataKey))
+	if sv, ok := ts.(cluster.SignService); ok {
+		mux.HandleFunc("POST /v1/transit/sign/{name...}", s.operator(s.transitSign(sv)))
+	}
+	mux.HandleFunc("POST /v1/transit/verify/{name...}", s.operator(s.transitVerify))
 	mux.HandleFunc("POST /v1/transit/rotate", s.operator(s.command(fsm.TypeRotateKey)))
 	mux.HandleFunc("POST /v1/transit/config", s.operator(s.command(fsm.TypeConfigureKey)))
 	mux.HandleFunc("POST /v1/transit/hash/{algorithm}", s.operator(s.transitHash))
 	mux.HandleFunc("POST /v1/transit/random/{bytes}", s.operator(s.transitRandom))
 }
 
-// transitKey reads a transit key's metadata for the operator (op read).
+// transitKey reads the metadata of the key the path names for the operator
+// (op read).
 func (s *Server) transitKey(r *http.Request) (*fsm.Key, error) {
 	return s.svc.Key(r.Context(), principal(r).ID, r.PathValue("name"))
 }
@@ -176,4 +186,68 @@ func (s *Server) transitRandom(w http.ResponseWriter, r *http.Request) {
 	b := make([]byte, n)
 	rand.Read(b)
 	writeJSON(w, http.StatusOK, api.TransitRandomReply{RandomBytes: b})
+}
+
+// transitSign signs by quorum with the ed25519-frost key the path names:
+// the body is the caller's signed request (op sign) for that key, which
+// every holder checks itself, as for POST /v1/sign.
+func (s *Server) transitSign(sv cluster.SignService) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var sg fsm.Signed
+		if err := readJSON(r, &sg); err != nil {
+			s.writeError(w, err)
+			return
+		}
+		if err := cluster.CheckSigned(principal(r), &sg, fsm.TypeRelease); err != nil {
+			s.writeError(w, err)
+			return
+		}
+		k, err := s.transitKey(r)
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		if err := api.TransitSigningKey(k); err != nil {
+			s.writeError(w, err)
+			return
+		}
+		var cmd fsm.Command
+		if err := json.Unmarshal(sg.Payload, &cmd); err != nil || cmd.Release == nil || cmd.Release.Op != fsm.OpSign ||
+			(cmd.Release.Key != k.Name && cmd.Release.Key != k.ID) {
+			s.writeError(w, cluster.Errorf(cluster.KindInvalid, "the body is not a signed request with op %q for key %q", fsm.OpSign, k.Name))
+			return
+		}
+		sig, err := sv.Sign(r.Context(), &sg)
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, api.TransitSignReply{Signature: api.TransitSignature(sig), KeyVersion: sig.Version,
+			PublicKey: sig.PublicKey, Signers: sig.Signers})
+	}
+}
+
+// transitVerify checks a transit signature with the key's public key,
+// for an operator who may read the key: {"valid": true}, or false with
+// the reason.
+func (s *Server) transitVerify(w http.ResponseWriter, r *http.Request) {
+	var req api.TransitVerifyRequest
+	if err := readJSON(r, &req); err != nil {
+		s.writeError(w, err)
+		return
+	}
+	k, err := s.transitKey(r)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	if err := api.TransitSigningKey(k); err != nil {
+		s.writeError(w, err)
+		return
+	}
+	if err := api.TransitVerify(k, req.Input, req.Signature); err != nil {
+		writeJSON(w, http.StatusOK, api.VerifyReply{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, api.VerifyReply{Valid: true})
 }

@@ -103,6 +103,10 @@ Usage:
                                     a key derived by quorum from the context (HKDF of a threshold PRF), combined here
   keyctl transit hmac NAME [--in FILE] [--context B64] [--algorithm sha2-256|sha2-512] [--hmac kq:vN:...]
                                     HMAC under a MAC key derived by quorum, used here only; --hmac checks one
+  keyctl transit sign NAME [--in FILE]
+                                    sign by quorum with an ed25519-frost key; print kq:vN:<base64>
+  keyctl transit verify NAME --signature kq:vN:... [--in FILE]
+                                    check a signature with the key's public key, here
   keyctl machine add NAME --public-key B64 --key NAME|PREFIX* [--approval]
                                     register a machine (keyagent enroll prints its key)
   keyctl machine list
@@ -237,7 +241,7 @@ func (c *command) handlers() map[string]map[string]func([]string) error {
 		"recovery": {"keygen": c.recoveryKeygen, "plan": c.recoveryPlan, "sign": c.recoverySign},
 		"transit": {"create": c.transitCreate, "encrypt": c.transitEncrypt, "decrypt": c.transitDecrypt,
 			"rotate": c.transitRotate, "config": c.transitConfig, "datakey": c.transitDataKey, "rewrap": c.transitRewrap,
-			"derive": c.transitDerive, "hmac": c.transitHMAC},
+			"derive": c.transitDerive, "hmac": c.transitHMAC, "sign": c.transitSign, "verify": c.transitVerify},
 	}
 }
 
