@@ -81,6 +81,10 @@ func parseVersioned(what, s string, maxBytes int) (uint64, []byte, error) {
 	if err != nil || version == 0 || strconv.FormatUint(version, 10) != v {
 		return 0, nil, fmt.Errorf("%s's version %q is not a positive number", what, v)
 	}
+	if strings.ContainsAny(b64, "\r\n") {
+		// The decoder skips them; the form has none.
+		return 0, nil, fmt.Errorf("%s has a line break", what)
+	}
 	if len(b64) > base64.StdEncoding.EncodedLen(maxBytes) {
 		return 0, nil, fmt.Errorf("%s is at most %d bytes", what, maxBytes)
 	}
