@@ -150,3 +150,56 @@ func TestAuthorizeDecrypt(t *testing.T) {
 		t.Errorf("a version of an earlier epoch: %v, want conflict", err)
 	}
 }
+
+func deriveCmd(key string, items ...fsm.TransitDerivation) *fsm.Command {
+	return &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: key, Op: fsm.OpDerive, Ephemeral: operatorEph, Derive: items}}
+}
+
+// TestAuthorizeDerive: a derivation (op derive) is its own operation: a
+// rule that grants decrypt does not grant it; its items are 1 to
+// MaxTransitBatch contexts of at most MaxDeriveContext bytes, a derived
+// key's each non-empty, and nothing else.
+func TestAuthorizeDerive(t *testing.T) {
+	d := func(ctx string) fsm.TransitDerivation { return fsm.TransitDerivation{Version: 1, Context: []byte(ctx)} }
+	many := make([]fsm.TransitDerivation, fsm.MaxTransitBatch+1)
+	for i := range many {
+		many[i] = d("c")
+	}
+	withDeriver := func(h *harness) {
+		withReader(h)
+		h.must(admin, putRuleCmd("dave-derive", reader.ID, "enc/*", fsm.OpDerive))
+		derived := transitKeyCmd("enc/d")
+		derived.CreateKey.Transit.Derived = true
+		h.must(admin, derived)
+	}
+	cases := []struct {
+		name string
+		by   principal
+		cmd  *fsm.Command
+		code fsm.Code
+	}{
+		{"by a rule for derive", reader, deriveCmd("enc/a", d("tenant-1"), d(""), fsm.TransitDerivation{Version: 2}), ""},
+		{"by admin", admin, deriveCmd("enc/a", d("tenant-1")), ""},
+		{"by a rule for decrypt only", op, deriveCmd("enc/a", d("tenant-1")), fsm.CodeDenied},
+		{"no items", reader, deriveCmd("enc/a"), fsm.CodeInvalid},
+		{"too many items", reader, deriveCmd("enc/a", many...), fsm.CodeInvalid},
+		{"a long context", reader, deriveCmd("enc/a", d(string(make([]byte, fsm.MaxDeriveContext+1)))), fsm.CodeInvalid},
+		{"with ciphertext points", reader, with(deriveCmd("enc/a", d("c")), func(c *fsm.Command) {
+			c.Release.Points = []fsm.TransitPoint{{Version: 1, Point: point(9)}}
+		}), fsm.CodeInvalid},
+		{"a derived key with a context", reader, deriveCmd("enc/d", d("tenant-1")), ""},
+		{"a derived key without a context", reader, deriveCmd("enc/d", d("")), fsm.CodeInvalid},
+		{"without an ephemeral key", reader, with(deriveCmd("enc/a", d("c")), withoutEphemeral), fsm.CodeInvalid},
+		{"a secret", admin, deriveCmd("enc/s", d("c")), fsm.CodeInvalid},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			then(withDeriver, doing(admin, createKeyCmd("enc/s")))(h)
+			_, _, err := authorize(h, h.signed(tc.by, tc.cmd), t0)
+			if codeOfErr(err) != tc.code {
+				t.Fatalf("got %v, want code %q", err, tc.code)
+			}
+		})
+	}
+}
