@@ -8,7 +8,10 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/cluster/metrics"
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
 )
@@ -120,6 +123,11 @@ func TestTransitDerive(t *testing.T) {
 	// A derived key needs a context.
 	if call := c.deriveThrough(c.nodes[0], "kdf/b", []fsm.TransitDerivation{{Version: 1}}); KindOf(call.err) != KindInvalid {
 		t.Fatalf("a derived key without a context: %v; want invalid", call.err)
+	}
+	// A node counts the derivations it coordinates under op derive: node
+	// 1 coordinated the loop's and the SHA-512 one.
+	if got := testutil.ToFloat64(c.nodes[1].n.Metrics().Operations.WithLabelValues(opDerive, fsm.KeyTypeTransit, metrics.NoGateway, metrics.ResultOK)); got != 2 {
+		t.Errorf("node 1 counted %v derivations, want 2", got)
 	}
 	// A decryption request is not a derivation, and the other way round.
 	dec := c.decryptThrough(c.nodes[0], "kdf/a", []string{c.encrypt("kdf/a", []byte("x"), nil)}, make([][]byte, 1))
