@@ -482,7 +482,7 @@ func (c *Client) TransitDerive(ctx context.Context, name string, items []Transit
 			return nil, err
 		}
 		var rep api.TransitDecryptReply
-		if err := c.do(ctx, http.MethodPost, "/v1/transit/derive", sg, &rep); err != nil {
+		if err := c.do(ctx, http.MethodPost, "/v1/transit/derive/"+name, sg, &rep); err != nil {
 			if len(failed) > 0 {
 				return nil, &Error{Kind: api.KindOf(err), Message: fmt.Sprintf("%s (after leaving out holders whose answers were bad: %v)", messageOf(err), failed)}
 			}

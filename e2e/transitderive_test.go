@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/fsm"
 )
 
 // TestTransitOperationsCLI: on a real 3-node cluster (keyd processes),
@@ -28,7 +30,8 @@ import (
 // POST /v1/transit/sign/NAME: a kq:v1:... signature that crypto/ed25519
 // verifies under the key's public key, that keyctl transit verify and
 // POST /v1/transit/verify/NAME accept, and reject for another input; a
-// transit key is not a signing key.
+// transit key is not a signing key. POST /v1/transit/derive/NAME relays
+// t sealed answers for a request for NAME and refuses one for another key.
 func TestTransitOperationsCLI(t *testing.T) {
 	c := startCluster(t, 3)
 	c.mustKeyctl(1, "transit", "create", "app/kdf")
@@ -134,5 +137,29 @@ func TestTransitOperationsCLI(t *testing.T) {
 	}
 	if r := c.keyctl(1, "transit", "sign", "app/kdf", "--in", in); r.code == 0 || !strings.Contains(r.stderr, "ed25519-frost") {
 		t.Fatalf("transit sign with a transit key: %v", r)
+	}
+
+	// REST derive: the path names the key the signed request names; a
+	// request for another key is refused before any holder is asked.
+	eph, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	sg := c.operatorSign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: "app/kdf", Op: fsm.OpDerive,
+		Ephemeral: eph.PublicKey().Bytes(), Derive: []fsm.TransitDerivation{{Version: 1, Context: []byte("tenant-1")}}}})
+	post := func(path string, out any) int {
+		t.Helper()
+		b, _ := json.Marshal(fsm.Signed{Signer: sg.GetSigner(), Payload: sg.GetPayload(), Signature: sg.GetSignature()})
+		resp, err := hc.Post("https://"+c.addr(1)+path, "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		json.NewDecoder(resp.Body).Decode(out)
+		return resp.StatusCode
+	}
+	var rep api.TransitDecryptReply
+	if code := post("/v1/transit/derive/app/tenants", &rep); code != 400 {
+		t.Fatalf("a derivation for app/kdf posted to app/tenants: %d", code)
+	}
+	if code := post("/v1/transit/derive/app/kdf", &rep); code != 200 || len(rep.Partials) != 2 || rep.Key != "app/kdf" {
+		t.Fatalf("REST derive: %d %+v", code, rep)
 	}
 }

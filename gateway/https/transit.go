@@ -23,9 +23,9 @@ import (
 //	                                       with Vault; the Go client and keyctl encrypt locally)
 //	POST /v1/transit/decrypt               a signed decryption request (op decrypt) -> t holders'
 //	                                       answers sealed to its ephemeral key: the caller combines
-//	POST /v1/transit/derive                a signed derivation request (op derive) -> t holders'
-//	                                       answers sealed to its ephemeral key: the caller combines
-//	                                       and runs HKDF (client.TransitDerive)
+//	POST /v1/transit/derive/NAME           a signed derivation request (op derive) for key NAME ->
+//	                                       t holders' answers sealed to its ephemeral key: the
+//	                                       caller combines and runs HKDF (client.TransitDerive)
 //	POST /v1/transit/sign/NAME             a signed request (op sign) for the ed25519-frost key NAME
 //	                                       -> {"signature": "kq:vN:<base64>", "key_version"}: the
 //	                                       FROST signing path (POST /v1/sign) with Vault's reply
@@ -43,7 +43,7 @@ import (
 func (s *Server) registerTransit(mux *http.ServeMux, ts cluster.TransitService) {
 	mux.HandleFunc("POST /v1/transit/encrypt/{name...}", s.operator(s.transitEncrypt))
 	mux.HandleFunc("POST /v1/transit/decrypt", s.operator(s.transitQuorum(ts.TransitDecrypt)))
-	mux.HandleFunc("POST /v1/transit/derive", s.operator(s.transitQuorum(ts.TransitDerive)))
+	mux.HandleFunc("POST /v1/transit/derive/{name...}", s.operator(s.transitDerive(ts)))
 	mux.HandleFunc("POST /v1/transit/datakey/{kind}/{name...}", s.operator(s.transitDataKey))
 	if sv, ok := ts.(cluster.SignService); ok {
 		mux.HandleFunc("POST /v1/transit/sign/{name...}", s.operator(s.transitSign(sv)))
@@ -188,6 +188,48 @@ func (s *Server) transitRandom(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.TransitRandomReply{RandomBytes: b})
 }
 
+// signedForPath checks that sg is a signed request with op for the key
+// the path names (by its name or its ID), and returns that key's
+// metadata: the path is Vault's, the signed request is what holders check.
+func (s *Server) signedForPath(r *http.Request, sg *fsm.Signed, op string) (*fsm.Key, error) {
+	k, err := s.transitKey(r)
+	if err != nil {
+		return nil, err
+	}
+	var cmd fsm.Command
+	if err := json.Unmarshal(sg.Payload, &cmd); err != nil || cmd.Release == nil || cmd.Release.Op != op ||
+		(cmd.Release.Key != k.Name && cmd.Release.Key != k.ID) {
+		return nil, cluster.Errorf(cluster.KindInvalid, "the body is not a signed request with op %q for key %q", op, k.Name)
+	}
+	return k, nil
+}
+
+// transitDerive relays a signed derivation request for the key the path
+// names to t holders (cluster.Node.TransitDerive).
+func (s *Server) transitDerive(ts cluster.TransitService) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var sg fsm.Signed
+		if err := readJSON(r, &sg); err != nil {
+			s.writeError(w, err)
+			return
+		}
+		if err := cluster.CheckSigned(principal(r), &sg, fsm.TypeRelease); err != nil {
+			s.writeError(w, err)
+			return
+		}
+		if _, err := s.signedForPath(r, &sg, fsm.OpDerive); err != nil {
+			s.writeError(w, err)
+			return
+		}
+		rep, err := ts.TransitDerive(r.Context(), &sg)
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, rep)
+	}
+}
+
 // transitSign signs by quorum with the ed25519-frost key the path names:
 // the body is the caller's signed request (op sign) for that key, which
 // every holder checks itself, as for POST /v1/sign.
@@ -202,19 +244,13 @@ func (s *Server) transitSign(sv cluster.SignService) http.HandlerFunc {
 			s.writeError(w, err)
 			return
 		}
-		k, err := s.transitKey(r)
+		k, err := s.signedForPath(r, &sg, fsm.OpSign)
 		if err != nil {
 			s.writeError(w, err)
 			return
 		}
 		if err := api.TransitSigningKey(k); err != nil {
 			s.writeError(w, err)
-			return
-		}
-		var cmd fsm.Command
-		if err := json.Unmarshal(sg.Payload, &cmd); err != nil || cmd.Release == nil || cmd.Release.Op != fsm.OpSign ||
-			(cmd.Release.Key != k.Name && cmd.Release.Key != k.ID) {
-			s.writeError(w, cluster.Errorf(cluster.KindInvalid, "the body is not a signed request with op %q for key %q", fsm.OpSign, k.Name))
 			return
 		}
 		sig, err := sv.Sign(r.Context(), &sg)
