@@ -78,7 +78,10 @@ func OpenRelease(r *SealedRelease, clusterID, name string, pin, payload []byte, 
 	each(len(r.Partials), func(i int) {
 		p, err := openPartial(&r.Partials[i], ephPriv, rctx)
 		if err == nil {
-			checked[i], err = v.Verify(p)
+			// Any partial that fails fails the release, so the subgroup
+			// checks of the values are left to Open, which makes one for
+			// all and names a partial that fails it.
+			checked[i], err = v.VerifyProof(p)
 		}
 		errs[i] = err
 	})
@@ -105,10 +108,23 @@ func OpenRelease(r *SealedRelease, clusterID, name string, pin, payload []byte, 
 		return nil, fmt.Errorf("%d partials, %d needed", len(good), t)
 	}
 	secret, err := v.Open(&shamir.Ciphertext{R: r.R, Sealed: r.Sealed}, fsm.SealInfo(r.ClusterID, name), good)
+	if errors.Is(err, shamir.ErrInvalidPoint) {
+		return nil, fmt.Errorf("rejected partials (%s): %w", holdersOf(r.Partials), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening the secret with verified partials: %w", err)
 	}
 	return secret, nil
+}
+
+// holdersOf names the node of each partial's share, for an error that
+// names partials by share.
+func holdersOf(ps []SealedPartial) string {
+	names := make([]string, len(ps))
+	for i, sp := range ps {
+		names[i] = fmt.Sprintf("share %d from node %q", sp.Index, sp.Node)
+	}
+	return strings.Join(names, ", ")
 }
 
 // each runs f(0) ... f(n-1) on up to GOMAXPROCS goroutines and returns
