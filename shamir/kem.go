@@ -291,7 +291,9 @@ func (v *Verifier) Verify(p *Partial) (*VerifiedPartial, error) {
 // T_i and tries nonces until the challenge kills c*T_i), so a caller that
 // would skip a bad partial and open with others (t of more) uses Verify;
 // one that refuses the whole answer when any partial fails (OpenRelease)
-// may use VerifyProof.
+// may use VerifyProof. What it gives up: a T_i that the combination kills
+// (lambda_i*T_i the identity, as for share 1 of shares 1 and 3) goes
+// unnamed, and the right secret opens.
 func (v *Verifier) VerifyProof(p *Partial) (*VerifiedPartial, error) {
 	return v.verify(p, false)
 }
