@@ -75,7 +75,7 @@ func x25519DH(secret *x25519.Key, pub []byte) (shared x25519.Key, ok bool) {
 
 // X25519Key is an X25519 key pair to receive SealX25519's ciphertexts
 // with: a requester's ephemeral key. NewX25519Key makes it with circl's
-// fixed-base ladder, which costs about a third of what crypto/ecdh's
+// fixed-base ladder, which costs about half of what crypto/ecdh's
 // GenerateKey does (a variable-base ladder, and a slower one).
 type X25519Key struct {
 	priv, pub x25519.Key
