@@ -249,15 +249,49 @@ func NewVerifier(poly *PublicPoly, R []byte, context []byte) (*Verifier, error) 
 	if err != nil {
 		return nil, fmt.Errorf("ciphertext R: %w", err)
 	}
-	commits := make([]*edwards25519.Point, t)
 	var key []byte
-	for j, b := range poly.Commits {
+	for _, b := range poly.Commits {
+		key = append(key, b...)
+	}
+	commits, err := decodeCommits(string(key), poly.Commits)
+	if err != nil {
+		return nil, err
+	}
+	return &Verifier{commits: commits, rp: Rp, r: slices.Clone(R), context: slices.Clone(context), key: string(key)}, nil
+}
+
+// decodedCommits remembers the commitments NewVerifier decoded, by their
+// encodings (key): a client checks release after release against the
+// same polynomial, and each decoding costs a field square root. The
+// points are public and never modified once decoded.
+var decodedCommits = struct {
+	sync.Mutex
+	m map[string][]*edwards25519.Point
+}{m: map[string][]*edwards25519.Point{}}
+
+// decodeCommits decodes the commitments enc, whose concatenation is key,
+// with the cheap checks, or returns those it decoded before.
+func decodeCommits(key string, enc [][]byte) ([]*edwards25519.Point, error) {
+	decodedCommits.Lock()
+	commits, ok := decodedCommits.m[key]
+	decodedCommits.Unlock()
+	if ok && len(commits) == len(enc) {
+		return commits, nil
+	}
+	commits = make([]*edwards25519.Point, len(enc))
+	for j, b := range enc {
+		var err error
 		if commits[j], err = decodePointNoSubgroup(b); err != nil {
 			return nil, fmt.Errorf("commitment %d: %w", j, err)
 		}
-		key = append(key, b...)
 	}
-	return &Verifier{commits: commits, rp: Rp, r: slices.Clone(R), context: slices.Clone(context), key: string(key)}, nil
+	decodedCommits.Lock()
+	if len(decodedCommits.m) >= publicSharesSize {
+		clear(decodedCommits.m)
+	}
+	decodedCommits.m[key] = commits
+	decodedCommits.Unlock()
+	return commits, nil
 }
 
 // VerifiedPartial is a partial a Verifier accepted: only Verifier.Verify

@@ -217,3 +217,32 @@ func TestOpenChecksTheSubgroupOfProofOnlyPartials(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodedCommitsRememberOnlyPassed: NewVerifier decodes a polynomial's
+// commitments once; a polynomial with a commitment that does not decode is
+// refused every time, before and after its valid neighbour was decoded,
+// and the remembered points give the same public shares.
+func TestDecodedCommitsRememberOnlyPassed(t *testing.T) {
+	nodes := newNodes(t, 1, 2, 3)
+	poly := runDKG(t, nodes, 2, testContext)
+	ct, err := Seal(rand.Reader, poly.PublicKey(), testInfo, []byte("m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := &PublicPoly{Commits: [][]byte{poly.Commits[0], torsionPoints(t)[1]}}
+	for range 2 {
+		if _, err := NewVerifier(bad, ct.R, testRelease); !errors.Is(err, ErrInvalidPoint) {
+			t.Fatalf("a polynomial with a small-order commitment: %v, want ErrInvalidPoint", err)
+		}
+		parts := partialsFrom(t, nodes, ct.R, testRelease)
+		v, err := NewVerifier(poly, ct.R, testRelease)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range parts {
+			if _, err := v.Verify(p); err != nil {
+				t.Fatalf("partial %d against the remembered commitments: %v", p.Index, err)
+			}
+		}
+	}
+}
