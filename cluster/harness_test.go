@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
@@ -62,7 +61,7 @@ type testCluster struct {
 	// by releaseRequest, by signed payload: the test is the client that
 	// opens the blind release.
 	ephMu      sync.Mutex
-	ephemerals map[string]*ecdh.PrivateKey
+	ephemerals map[string]*shamir.X25519Key
 }
 
 // testNode is one node's configuration, which outlives the *Node it runs
@@ -490,16 +489,16 @@ func (c *testCluster) releaseRequest(name string) *fsm.Signed {
 // openRelease.
 func (c *testCluster) signRelease(req *fsm.ReleaseRequest) *fsm.Signed {
 	c.t.Helper()
-	priv, err := ecdh.X25519().GenerateKey(rand.Reader)
+	priv, err := shamir.NewX25519Key(rand.Reader)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	req.Ephemeral = priv.PublicKey().Bytes()
+	req.Ephemeral = priv.PublicKey()
 	sg := c.sign(&fsm.Command{Type: fsm.TypeRelease, Release: req})
 	c.ephMu.Lock()
 	defer c.ephMu.Unlock()
 	if c.ephemerals == nil {
-		c.ephemerals = map[string]*ecdh.PrivateKey{}
+		c.ephemerals = map[string]*shamir.X25519Key{}
 	}
 	c.ephemerals[string(sg.Payload)] = priv
 	return sg
