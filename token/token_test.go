@@ -1,0 +1,298 @@
+package token
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/biscuit-auth/biscuit-go/v2"
+	"github.com/biscuit-auth/biscuit-go/v2/parser"
+)
+
+var t0 = time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+
+type fixture struct {
+	pub  ed25519.PublicKey
+	priv ed25519.PrivateKey
+	tok  []byte
+}
+
+func newFixture(t *testing.T, scope Scope) *fixture {
+	t.Helper()
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	if scope.ExpiresAt.IsZero() {
+		scope.ExpiresAt = t0.Add(time.Hour)
+	}
+	tok, err := Mint("op1", priv, scope, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{pub, priv, tok}
+}
+
+func noRevocations(string) bool { return false }
+
+// use binds tok to a payload and verifies it for flag on key at now.
+func (f *fixture) use(t *testing.T, tok []byte, flag, key string, now time.Time, caller netip.Addr) error {
+	t.Helper()
+	payload := []byte(`{"type":"release","key":"` + key + `","op":"` + flag + `"}`)
+	bound, err := Bind(tok, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Verify(bound, f.pub, Request{Operator: "op1", Flag: flag, Key: key, Payload: payload, Now: now, Caller: caller}, noRevocations)
+	return err
+}
+
+func TestTokenHonouredExactlyPerFlagsAndKeys(t *testing.T) {
+	f := newFixture(t, Scope{Keys: []string{"db"}, Prefixes: []string{"app/"}, Flags: []string{FlagDecrypt, FlagSign}})
+	for _, c := range []struct {
+		flag, key string
+		ok        bool
+	}{
+		{FlagDecrypt, "db", true}, {FlagSign, "app/x", true}, {FlagDecrypt, "app/y/z", true},
+		{FlagEncrypt, "db", false}, {FlagDecrypt, "dbx", false}, {FlagSign, "other", false}, {FlagDecrypt, "ap", false},
+	} {
+		err := f.use(t, f.tok, c.flag, c.key, t0, netip.Addr{})
+		if (err == nil) != c.ok {
+			t.Errorf("%s on %s: %v, want allowed=%v", c.flag, c.key, err, c.ok)
+		}
+		if err != nil && !errors.Is(err, ErrDenied) {
+			t.Errorf("%s on %s: %v, want ErrDenied", c.flag, c.key, err)
+		}
+	}
+}
+
+func TestExpiredTokenRefused(t *testing.T) {
+	f := newFixture(t, Scope{Keys: []string{"db"}, Flags: Flags, ExpiresAt: t0.Add(time.Minute)})
+	if err := f.use(t, f.tok, FlagDecrypt, "db", t0.Add(2*time.Minute), netip.Addr{}); !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), "time") {
+		t.Fatalf("expired token: %v", err)
+	}
+	// A restriction shortens its life.
+	r, err := Restrict(f.tok, Restriction{ExpiresAt: t0.Add(10 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.use(t, r, FlagDecrypt, "db", t0.Add(5*time.Second), netip.Addr{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.use(t, r, FlagDecrypt, "db", t0.Add(30*time.Second), netip.Addr{}); !errors.Is(err, ErrDenied) {
+		t.Fatalf("restricted life: %v", err)
+	}
+}
+
+func TestRestrictedOfflineNarrowsOnly(t *testing.T) {
+	f := newFixture(t, Scope{Prefixes: []string{""}, Flags: Flags})
+	r, err := Restrict(f.tok, Restriction{Flags: []string{FlagVerify, FlagSign}, Prefixes: []string{"team/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Restrict again: a later block cannot widen an earlier one.
+	r2, err := Restrict(r, Restriction{Flags: []string{FlagSign, FlagDecrypt}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		tok       []byte
+		flag, key string
+		ok        bool
+	}{
+		{r, FlagSign, "team/a", true}, {r, FlagDecrypt, "team/a", false}, {r, FlagSign, "other", false},
+		{r2, FlagSign, "team/a", true}, {r2, FlagDecrypt, "team/a", false}, {r2, FlagVerify, "team/a", false},
+	} {
+		if err := f.use(t, c.tok, c.flag, c.key, t0, netip.Addr{}); (err == nil) != c.ok {
+			t.Errorf("%s on %s: %v, want allowed=%v", c.flag, c.key, err, c.ok)
+		}
+	}
+}
+
+// A holder of a token appends a block that states new rights (facts like
+// the authority's): facts of a later block never reach the policies.
+func TestWidenedTokenRefused(t *testing.T) {
+	f := newFixture(t, Scope{Keys: []string{"db"}, Flags: []string{FlagVerify}})
+	b, err := biscuit.Unmarshal(f.tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, err := parser.FromStringBlock(`flag("decrypt"); key("other"); key_prefix(""); operator("op1"); expires(2099-01-01T00:00:00Z);`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bb := b.CreateBlock()
+	if err := bb.AddBlock(blk); err != nil {
+		t.Fatal(err)
+	}
+	wb, err := b.Append(rand.Reader, bb.Build())
+	if err != nil {
+		t.Fatal(err)
+	}
+	widened, _ := wb.Serialize()
+	for _, c := range []struct{ flag, key string }{{FlagDecrypt, "db"}, {FlagVerify, "other"}, {FlagDecrypt, "other"}} {
+		if err := f.use(t, widened, c.flag, c.key, t0, netip.Addr{}); !errors.Is(err, ErrDenied) {
+			t.Errorf("widened to %s on %s: %v", c.flag, c.key, err)
+		}
+	}
+	if err := f.use(t, widened, FlagVerify, "db", t0, netip.Addr{}); err != nil {
+		t.Errorf("what the authority grants: %v", err)
+	}
+}
+
+func TestForgedTokenRefused(t *testing.T) {
+	f := newFixture(t, Scope{Keys: []string{"db"}, Flags: Flags})
+	other := newFixture(t, Scope{Keys: []string{"db"}, Flags: Flags}) // another root, same operator name
+	payload := []byte("p")
+	bound, err := Bind(other.tok, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Verify(bound, f.pub, Request{Operator: "op1", Flag: FlagDecrypt, Key: "db", Payload: payload, Now: t0}, noRevocations)
+	if !errors.Is(err, ErrForged) {
+		t.Fatalf("token of another root: %v", err)
+	}
+	// The right root, but the authority names another operator.
+	_, err = Verify(bound, other.pub, Request{Operator: "op2", Flag: FlagDecrypt, Key: "db", Payload: payload, Now: t0}, noRevocations)
+	if !errors.Is(err, ErrDenied) {
+		t.Fatalf("token minted for op1 used as op2's: %v", err)
+	}
+}
+
+// A node that relays a bound token tries it for another request (another
+// key, or its own ephemeral key), or restricts it further: refused.
+func TestBoundTokenNotReusable(t *testing.T) {
+	f := newFixture(t, Scope{Prefixes: []string{""}, Flags: Flags})
+	payload := []byte(`{"key":"a"}`)
+	bound, err := Bind(f.tok, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(bound, f.pub, Request{Operator: "op1", Flag: FlagDecrypt, Key: "b", Payload: []byte(`{"key":"b"}`), Now: t0}, noRevocations); !errors.Is(err, ErrUnbound) {
+		t.Fatalf("bound token for another payload: %v", err)
+	}
+	if _, err := Restrict(bound, Restriction{Flags: []string{FlagSign}}); err == nil {
+		t.Fatal("a sealed token was restricted")
+	}
+	if _, err := Bind(bound, []byte("other")); err == nil {
+		t.Fatal("a sealed token was bound again")
+	}
+	// An unbound token is refused: the relaying node could use it.
+	if _, err := Verify(f.tok, f.pub, Request{Operator: "op1", Flag: FlagDecrypt, Key: "a", Payload: payload, Now: t0}, noRevocations); !errors.Is(err, ErrUnbound) {
+		t.Fatalf("unbound token: %v", err)
+	}
+}
+
+func TestRevokedTokenRefused(t *testing.T) {
+	f := newFixture(t, Scope{Keys: []string{"db"}, Flags: Flags})
+	r, err := Restrict(f.tok, Restriction{Flags: []string{FlagDecrypt}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := Inspect(f.tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := []byte("x")
+	bound, _ := Bind(r, payload)
+	req := Request{Operator: "op1", Flag: FlagDecrypt, Key: "db", Payload: payload, Now: t0}
+	// Revoking the minted token's id revokes what was restricted from it.
+	revoked := func(id string) bool { return id == info.RevocationIDs[0] }
+	if _, err := Verify(bound, f.pub, req, revoked); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("revoked: %v", err)
+	}
+	v, err := Verify(bound, f.pub, req, noRevocations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.RevocationIDs) != 3 || v.RevocationIDs[0] != info.RevocationIDs[0] {
+		t.Fatalf("chain %v", v.RevocationIDs)
+	}
+}
+
+func TestNetworkRestriction(t *testing.T) {
+	f := newFixture(t, Scope{Keys: []string{"db"}, Flags: Flags})
+	r4, err := Restrict(f.tok, Restriction{Network: netip.MustParsePrefix("10.1.0.0/16")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r6, err := Restrict(f.tok, Restriction{Network: netip.MustParsePrefix("fd00:1::/32")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		tok    []byte
+		caller string
+		ok     bool
+	}{
+		{r4, "10.1.2.3", true}, {r4, "10.2.0.1", false}, {r4, "", false}, {r4, "::ffff:10.1.0.9", true},
+		{r6, "fd00:1::5", true}, {r6, "fd00:2::5", false}, {r6, "10.1.2.3", false},
+	} {
+		var a netip.Addr
+		if c.caller != "" {
+			a = netip.MustParseAddr(c.caller)
+		}
+		if err := f.use(t, c.tok, FlagDecrypt, "db", t0, a); (err == nil) != c.ok {
+			t.Errorf("caller %q: %v, want allowed=%v", c.caller, err, c.ok)
+		}
+	}
+	if _, err := Restrict(f.tok, Restriction{Network: netip.MustParsePrefix("fd00::/31")}); err == nil {
+		t.Error("an IPv6 prefix of 31 bits was accepted")
+	}
+}
+
+func TestMintAndFlagsRefuseBadInput(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	for name, s := range map[string]Scope{
+		"no flags": {Keys: []string{"a"}, ExpiresAt: t0.Add(time.Hour)},
+		"bad flag": {Keys: []string{"a"}, Flags: []string{"fly"}, ExpiresAt: t0.Add(time.Hour)},
+		"no keys":  {Flags: Flags, ExpiresAt: t0.Add(time.Hour)},
+		"expired":  {Keys: []string{"a"}, Flags: Flags, ExpiresAt: t0},
+		"too long": {Keys: []string{"a"}, Flags: Flags, ExpiresAt: t0.Add(MaxTTL + time.Hour)},
+	} {
+		if _, err := Mint("op1", priv, s, t0); err == nil {
+			t.Errorf("%s: minted", name)
+		}
+	}
+	got, err := ParseFlags("READONLY,sign")
+	if err != nil || strings.Join(got, ",") != "getinfo,hash,list,sign,verify" {
+		t.Fatalf("ParseFlags: %v %v", got, err)
+	}
+	if all, _ := ParseFlags("ALL"); len(all) != len(Flags) {
+		t.Fatalf("ALL is %v", all)
+	}
+}
+
+// A token whose own Datalog would explode (a rule joining facts, a check
+// joining predicates) is refused before any evaluation.
+func TestEvaluationBounded(t *testing.T) {
+	f := newFixture(t, Scope{Keys: []string{"db"}, Flags: Flags})
+	for _, src := range []string{
+		`a(0); a(1); a(2); a(3); a(4); a(5); a(6); a(7); p($w, $x, $y, $z) <- a($w), a($x), a($y), a($z); check if p(9, 9, 9, 9);`,
+		`a(0); a(1); a(2); a(3); check if a($w), a($x), a($y), a($z), $w + $x + $y + $z == 99;`,
+	} {
+		b, _ := biscuit.Unmarshal(f.tok)
+		blk, err := parser.FromStringBlock(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bb := b.CreateBlock()
+		bb.AddBlock(blk)
+		big, err := b.Append(rand.Reader, bb.Build())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, _ := big.Serialize()
+		payload := []byte("p")
+		bound, err := Bind(tok, payload)
+		if !errors.Is(err, ErrMalformed) {
+			t.Fatalf("bound an exploding token: %v", err)
+		}
+		_ = bound
+		_, err = Verify(tok, f.pub, Request{Operator: "op1", Flag: FlagDecrypt, Key: "db", Payload: payload, Now: t0}, noRevocations)
+		if !errors.Is(err, ErrMalformed) {
+			t.Fatalf("exploding token: %v", err)
+		}
+	}
+}
