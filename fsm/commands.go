@@ -18,6 +18,10 @@ type Signed struct {
 	// WebAuthn, when set, signs in place of Signature: a passkey's
 	// assertion over CommandChallenge(Payload) (passkeys.go).
 	WebAuthn *Assertion `json:"webauthn,omitempty"`
+	// Token, on a release request only, stands in place of Signature: a
+	// capability token of the operator Signer, bound to Payload
+	// (tokens.go, package token). Signature is then empty.
+	Token []byte `json:"token,omitempty"`
 }
 
 // signingDomain separates keyquorum's signatures from any other use of the
@@ -93,6 +97,9 @@ const (
 	// proposes remove_dead_node, signed as itself.
 	TypeSetAutopilot   = "set_autopilot"
 	TypeRemoveDeadNode = "remove_dead_node"
+	// TypeRevokeToken revokes a capability token by one of its
+	// revocation ids (tokens.go); any operator signs it.
+	TypeRevokeToken = "revoke_token"
 	// TypeRelease is never logged: it is a request that share holders
 	// authorize against the state (see State.Authorize).
 	TypeRelease = "release"
@@ -144,6 +151,8 @@ type Command struct {
 	// The autopilot (autopilot.go).
 	SetAutopilot   *Autopilot  `json:"set_autopilot,omitempty"`
 	RemoveDeadNode *RemoveDead `json:"remove_dead_node,omitempty"`
+
+	RevokeToken *RevokedToken `json:"revoke_token,omitempty"`
 }
 
 // Init founds the cluster: the first operator (who signs this command with

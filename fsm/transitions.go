@@ -98,6 +98,8 @@ func (t *transition) apply() *Error {
 		return t.admin(func() *Error { return t.setAutopilot(c.SetAutopilot) })
 	case TypeRemoveDeadNode:
 		return t.removeDeadNode(c.RemoveDeadNode)
+	case TypeRevokeToken:
+		return t.revokeToken(c.RevokeToken)
 	default:
 		return errorf(CodeInvalid, "unknown command type %q", c.Type)
 	}

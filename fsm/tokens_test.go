@@ -1,0 +1,129 @@
+package fsm_test
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+var revocationID = strings.Repeat("ab", 64)
+
+func revokeTokenCmd(id string) *fsm.Command {
+	return &fsm.Command{Type: fsm.TypeRevokeToken, RevokeToken: &fsm.RevokedToken{ID: id}}
+}
+
+func TestRevokeTokenTransition(t *testing.T) {
+	runTransition(t, []transitionCase{
+		{name: "an operator revokes an id", setup: ready, by: op, cmd: revokeTokenCmd(revocationID),
+			check: func(t *testing.T, h *harness, _ *fsm.Result) {
+				r := h.state().RevokedTokens[revocationID]
+				if r == nil || r.By != op.ID || r.ExpiresAt != h.at.Add(fsm.MaxTokenTTL).UnixNano() {
+					t.Fatalf("revocation %+v", r)
+				}
+			}},
+		{name: "an id that is not 64 hex bytes", setup: ready, by: op, cmd: revokeTokenCmd("abcd"), code: fsm.CodeInvalid},
+		{name: "upper-case hex", setup: ready, by: op, cmd: revokeTokenCmd(strings.ToUpper(revocationID)), code: fsm.CodeInvalid},
+		{name: "no revocation", setup: ready, by: op, cmd: &fsm.Command{Type: fsm.TypeRevokeToken}, code: fsm.CodeInvalid},
+		{name: "unsigned", setup: ready, entry: unsigned(op, revokeTokenCmd(revocationID)), code: fsm.CodeBadSignature},
+	})
+}
+
+// A revocation is kept for MaxTokenTTL, then forgotten with the other
+// pruned state.
+func TestRevokedTokenForgottenAfterMaxTTL(t *testing.T) {
+	h := newHarness(t)
+	ready(h)
+	h.must(op, revokeTokenCmd(revocationID))
+	h.must(op, revokeTokenCmd(revocationID)) // twice: nothing changes
+	if !stateRevoked(h, revocationID) {
+		t.Fatal("not revoked")
+	}
+	h.at = h.at.Add(fsm.MaxTokenTTL + time.Hour)
+	h.must(op, revokeTokenCmd(strings.Repeat("cd", 64)))
+	if stateRevoked(h, revocationID) {
+		t.Fatal("a revocation outlived MaxTokenTTL")
+	}
+}
+
+func stateRevoked(h *harness, id string) (revoked bool) {
+	h.f.Read(func(s *fsm.State) { revoked = s.TokenRevoked(id) })
+	return revoked
+}
+
+// tokenCheck is a stand-in for package token: it accepts a token whose
+// bytes name the key and the operator's public key, and refuses revoked ids.
+func tokenCheck(root ed25519.PublicKey, sg *fsm.Signed, cmd *fsm.Command, revoked func(string) bool) ([]string, *fsm.Error) {
+	if revoked(revocationID) {
+		return nil, &fsm.Error{Code: fsm.CodeDenied, Message: "revoked"}
+	}
+	if !bytes.Equal(sg.Token, append([]byte(cmd.Release.Key+"|"), root...)) {
+		return nil, &fsm.Error{Code: fsm.CodeDenied, Message: "the token does not allow this"}
+	}
+	return []string{revocationID}, nil
+}
+
+func tokenRequest(h *harness, p principal, c *fsm.Command, tokenFor string) *fsm.Signed {
+	sg := h.signed(p, c)
+	sg.Signature = nil
+	sg.Token = append([]byte(tokenFor+"|"), p.pub()...)
+	return sg
+}
+
+// The token's root operator's own rules bound what a token allows; the
+// rules of AuthorizeRelease hold for a token's request as for a signed one.
+func TestAuthorizeTokenRelease(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		by       principal
+		cmd      *fsm.Command
+		tokenFor string
+		change   func(sg *fsm.Signed)
+		revoke   bool
+		code     fsm.Code
+	}{
+		{name: "allowed by token and rule", by: getter, cmd: releaseCmd("db/x", fsm.OpGet), tokenFor: "db/x"},
+		{name: "the token is for another key", by: getter, cmd: releaseCmd("db/x", fsm.OpGet), tokenFor: "db/other", code: fsm.CodeDenied},
+		{name: "the operator's rules do not allow it", by: reader, cmd: releaseCmd("db/x", fsm.OpGet), tokenFor: "db/x", code: fsm.CodeDenied},
+		{name: "a key no rule names", by: getter, cmd: releaseCmd("web/x", fsm.OpGet), tokenFor: "web/x", code: fsm.CodeDenied},
+		{name: "a revoked key", by: admin, cmd: releaseCmd("db/revoked", fsm.OpGet), tokenFor: "db/revoked", code: fsm.CodeDenied},
+		{name: "revoked", by: getter, cmd: releaseCmd("db/x", fsm.OpGet), tokenFor: "db/x", revoke: true, code: fsm.CodeDenied},
+		{name: "a token and a signature", by: getter, cmd: releaseCmd("db/x", fsm.OpGet), tokenFor: "db/x",
+			change: func(sg *fsm.Signed) { sg.Signature = make([]byte, 64) }, code: fsm.CodeInvalid},
+		{name: "an unknown root", by: getter, cmd: releaseCmd("db/x", fsm.OpGet), tokenFor: "db/x",
+			change: func(sg *fsm.Signed) { sg.Signer = "nobody" }, code: fsm.CodeBadSignature},
+		{name: "a gateway's release", by: getter, cmd: with(releaseCmd("db/x", fsm.OpGet), func(c *fsm.Command) { c.Release.Gateway = "kxd"; c.Release.Ephemeral = nil }),
+			tokenFor: "db/x", code: fsm.CodeInvalid},
+		{name: "no ephemeral key", by: getter, cmd: with(releaseCmd("db/x", fsm.OpGet), withoutEphemeral), tokenFor: "db/x", code: fsm.CodeInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			releaseState(h)
+			if tc.revoke {
+				h.must(op, revokeTokenCmd(revocationID))
+			}
+			sg := tokenRequest(h, tc.by, tc.cmd, tc.tokenFor)
+			if tc.change != nil {
+				tc.change(sg)
+			}
+			var (
+				ids []string
+				err *fsm.Error
+			)
+			h.f.Read(func(s *fsm.State) { _, _, ids, err = s.AuthorizeTokenRelease(sg, h.at, tokenCheck) })
+			if got := codeOf(&fsm.Result{Error: err}); got != tc.code {
+				t.Fatalf("code %q (%v), want %q", got, err, tc.code)
+			}
+			if err == nil && (len(ids) != 1 || ids[0] != revocationID) {
+				t.Fatalf("chain %v", ids)
+			}
+			// The signature path refuses a request with a token.
+			if _, _, e := authorize(h, sg, h.at); e == nil {
+				t.Fatal("a token request was authorized as signed")
+			}
+		})
+	}
+}
