@@ -21,6 +21,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -550,4 +551,30 @@ func checkFlags(flags []string) error {
 		}
 	}
 	return nil
+}
+
+// The text form of a token, as keyctl prints and reads it: the root
+// operator's ID, a dot, and the token in unpadded base64url. The ID tells
+// a node which operator's key to verify the token with, in one look-up;
+// it is not trusted: the token must verify under that operator's key and
+// its authority block must name the same operator.
+
+// Format is the text form of tok, minted by operator op.
+func Format(op string, tok []byte) string {
+	return op + "." + base64.RawURLEncoding.EncodeToString(tok)
+}
+
+// ParseText reads the text form.
+func ParseText(s string) (op string, tok []byte, err error) {
+	op, enc, ok := strings.Cut(strings.TrimSpace(s), ".")
+	if !ok || op == "" {
+		return "", nil, fmt.Errorf("%w: the text form is OPERATOR.BASE64URL", ErrMalformed)
+	}
+	if tok, err = base64.RawURLEncoding.DecodeString(enc); err != nil {
+		return "", nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if len(tok) == 0 || len(tok) > MaxBytes {
+		return "", nil, fmt.Errorf("%w: %d bytes, not 1 to %d", ErrMalformed, len(tok), MaxBytes)
+	}
+	return op, tok, nil
 }

@@ -1,0 +1,140 @@
+package cluster
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/token"
+)
+
+// Capability tokens on the release path (docs/tokens.md). A request
+// carries either its signer's signature or, in its place, a capability
+// token of the operator it names (fsm.Signed.Token), bound to its payload
+// and sealed by the caller (token.Bind). authorizeRequest is the one check
+// of a release request that every node makes, as the coordinator and as a
+// share holder, on its own state and clock: the holder verifies the whole
+// token chain itself, from the operator's key; the coordinator that relays
+// it proves nothing. New quorum operations call it too, and name the
+// capability their operation needs in tokenFlags.
+
+// tokenFlags maps a release operation to the capability flag a token
+// needs for it. An operation missing here takes no token.
+var tokenFlags = map[string]string{
+	fsm.OpGet:  token.FlagDecrypt, // the quorum opens the sealed secret to the caller
+	fsm.OpCAS:  token.FlagImport,  // new material replaces the secret
+	fsm.OpSign: token.FlagSign,
+}
+
+// TokenFlag is the capability flag a token needs for a release operation,
+// or "" if the operation takes no token.
+func TokenFlag(op string) string { return tokenFlags[op] }
+
+// authorizeRequest authorizes a release request on s at now: signed
+// (fsm.State.AuthorizeRelease) or with a capability token
+// (fsm.State.AuthorizeTokenRelease). caller is the address of the client
+// as the node that terminated its connection reported it (zero if none),
+// which a token restricted to a network is checked against. basis is what
+// allowed it, for the audit log: for a token, its chain of revocation ids
+// and the root operator's grant.
+func authorizeRequest(s *fsm.State, sg *fsm.Signed, now time.Time, caller netip.Addr) (*fsm.Command, *fsm.Key, string, *fsm.Error) {
+	if sg == nil || len(sg.Token) == 0 {
+		cmd, k, e := s.AuthorizeRelease(sg, now)
+		if e != nil {
+			return nil, nil, "", e
+		}
+		return cmd, k, s.ReleaseBasis(sg.Signer, cmd.Release), nil
+	}
+	cmd, k, ids, e := s.AuthorizeTokenRelease(sg, now, tokenCheck(now, caller))
+	if e != nil {
+		return nil, nil, "", e
+	}
+	return cmd, k, "token:" + token.Short(ids) + " " + s.ReleaseBasis(sg.Signer, cmd.Release), nil
+}
+
+// verifyRequest is authorizeRequest's first part, which needs no read
+// index: the signature, or the token.
+func verifyRequest(s *fsm.State, sg *fsm.Signed, now time.Time, caller netip.Addr) *fsm.Error {
+	if sg == nil || len(sg.Token) == 0 {
+		_, e := s.VerifyRelease(sg, now)
+		return e
+	}
+	_, _, e := s.VerifyTokenRelease(sg, now, tokenCheck(now, caller))
+	return e
+}
+
+// tokenCheck verifies a request's token with package token.
+func tokenCheck(now time.Time, caller netip.Addr) fsm.TokenCheck {
+	return func(root ed25519.PublicKey, sg *fsm.Signed, cmd *fsm.Command, revoked func(string) bool) ([]string, *fsm.Error) {
+		flag := TokenFlag(cmd.Release.Op)
+		if flag == "" {
+			return nil, &fsm.Error{Code: fsm.CodeInvalid, Message: "a " + cmd.Release.Op + " release takes no capability token"}
+		}
+		v, err := token.Verify(sg.Token, root, token.Request{Operator: sg.Signer, Flag: flag, Key: cmd.Release.Key,
+			Payload: sg.Payload, Now: now, Caller: caller}, revoked)
+		if err != nil {
+			return nil, &fsm.Error{Code: tokenErrorCode(err), Message: err.Error()}
+		}
+		return v.RevocationIDs, nil
+	}
+}
+
+func tokenErrorCode(err error) fsm.Code {
+	switch {
+	case errors.Is(err, token.ErrMalformed):
+		return fsm.CodeInvalid
+	case errors.Is(err, token.ErrForged), errors.Is(err, token.ErrUnbound):
+		return fsm.CodeBadSignature
+	}
+	return fsm.CodeDenied
+}
+
+type callerKey struct{}
+
+// WithCaller records in ctx the address of the client whose request a
+// gateway passes on (the peer of the connection it terminated), which
+// a capability token restricted to a network is checked against.
+func WithCaller(ctx context.Context, addr netip.Addr) context.Context {
+	return context.WithValue(ctx, callerKey{}, addr)
+}
+
+// callerOf is the address WithCaller recorded, or the zero address.
+func callerOf(ctx context.Context) netip.Addr {
+	a, _ := ctx.Value(callerKey{}).(netip.Addr)
+	return a
+}
+
+// parseCaller reads the caller address a coordinator relays; a bad one is
+// no address (a token restricted to a network then refuses).
+func parseCaller(s string) netip.Addr {
+	a, _ := netip.ParseAddr(s)
+	return a
+}
+
+func callerString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+// CheckTokenRequest is a gateway's check of a request that a capability
+// token authorizes, before it passes it on with the caller's address
+// (WithCaller): a release command that carries a token. The token itself
+// is verified by every node that acts on the request, this one included.
+func CheckTokenRequest(sg *fsm.Signed) error {
+	if sg == nil || len(sg.Token) == 0 {
+		return Errorf(KindUnauthenticated, "this call takes a request with a capability token")
+	}
+	var cmd struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(sg.Payload, &cmd); err != nil || cmd.Type != fsm.TypeRelease {
+		return Errorf(KindInvalid, "this call takes a %q command with a capability token", fsm.TypeRelease)
+	}
+	return nil
+}
