@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
@@ -143,4 +144,26 @@ func (c *TokenClient) SignMessage(ctx context.Context, name string, msg []byte, 
 		return nil, fmt.Errorf("the node's signature does not verify under the public key it names: %w", err)
 	}
 	return &sig, nil
+}
+
+// EnvToken holds a capability token's text form, for keyctl's --token.
+const EnvToken = "KEYQUORUM_TOKEN"
+
+// TokenClientFromEnv makes a token client of the node at addr with the
+// CA certificate and the pin the KEYQUORUM_* variables name: what an
+// application holding a token needs, and no operator credentials.
+func TokenClientFromEnv(addr, text string) (*TokenClient, error) {
+	ca := os.Getenv(EnvCACert)
+	if ca == "" {
+		return nil, fmt.Errorf("%s is not set: a token client checks the node's certificate against the cluster CA", EnvCACert)
+	}
+	caPEM, err := os.ReadFile(ca)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ParseClusterKey(os.Getenv(EnvClusterKey))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (a token client checks what it releases against the pinned cluster key)", EnvClusterKey, err)
+	}
+	return NewTokenClient(addr, caPEM, os.Getenv(EnvClusterID), key, text)
 }
