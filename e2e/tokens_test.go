@@ -2,17 +2,50 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	grpcstatus "google.golang.org/grpc/status"
+
+	"github.com/keyquorum/keyquorum/fsm"
+	grpcgw "github.com/keyquorum/keyquorum/gateway/grpc"
+	keyquorumv1 "github.com/keyquorum/keyquorum/rpc/keyquorum/v1"
+	"github.com/keyquorum/keyquorum/token"
 )
+
+// tokenRequest is a release request with the token in text form bound to
+// it, as client.TokenClient makes it.
+func tokenRequest(t *testing.T, text string, req *fsm.ReleaseRequest) *fsm.Signed {
+	t.Helper()
+	op, tok, err := token.ParseText(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := make([]byte, 16)
+	rand.Read(nonce)
+	payload, err := json.Marshal(&fsm.Command{Type: fsm.TypeRelease, Release: req, Nonce: nonce, IssuedAt: time.Now().UnixNano()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound, err := token.Bind(tok, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fsm.Signed{Signer: op, Payload: payload, Token: bound}
+}
 
 // TestCapabilityTokensCLI: an operator mints a token for app/ with every
 // flag; a program with no credentials at all restricts it offline (keyctl
@@ -91,6 +124,30 @@ func TestCapabilityTokensCLI(t *testing.T) {
 		sig, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(out.stdout)))
 		if out.code != 0 || err != nil || !ed25519.Verify(pub, msg, sig) {
 			t.Fatalf("node %d: a signature with the minted token: %v", i, out)
+		}
+	}
+
+	// gRPC, with the token in the call's metadata and no operator
+	// certificate: a signature by quorum, and a release the token does not
+	// allow.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, quic := range []bool{false, true} {
+		gc := keyquorumv1.NewClusterServiceClient(c.grpcConn(3, quic, false))
+		sg := tokenRequest(t, minted, &fsm.ReleaseRequest{Key: "app/sign", Op: fsm.OpSign, Message: msg})
+		resp, err := gc.Sign(metadata.AppendToOutgoingContext(ctx, grpcgw.TokenMetadata, base64.RawURLEncoding.EncodeToString(sg.Token)),
+			&keyquorumv1.SignRequest{Request: &keyquorumv1.SignedCommand{Signer: sg.Signer, Payload: sg.Payload}})
+		if err != nil || !ed25519.Verify(pub, msg, resp.GetSignature()) {
+			t.Fatalf("gRPC Sign with a token (quic %v): %v", quic, err)
+		}
+		sg = tokenRequest(t, narrow, &fsm.ReleaseRequest{Key: "app/other", Op: fsm.OpGet, Ephemeral: make([]byte, 32)})
+		_, err = gc.Release(metadata.AppendToOutgoingContext(ctx, grpcgw.TokenMetadata, base64.RawURLEncoding.EncodeToString(sg.Token)),
+			&keyquorumv1.ReleaseRequest{Request: &keyquorumv1.SignedCommand{Signer: sg.Signer, Payload: sg.Payload}})
+		if grpcstatus.Code(err) != codes.PermissionDenied {
+			t.Fatalf("gRPC Release beyond the token (quic %v): %v", quic, err)
+		}
+		if _, err := gc.Release(ctx, &keyquorumv1.ReleaseRequest{Request: &keyquorumv1.SignedCommand{Signer: sg.Signer, Payload: sg.Payload}}); grpcstatus.Code(err) != codes.Unauthenticated {
+			t.Fatalf("gRPC Release with neither token nor certificate (quic %v): %v", quic, err)
 		}
 	}
 
