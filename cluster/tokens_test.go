@@ -333,3 +333,39 @@ func TestTokenTTLBoundsAgree(t *testing.T) {
 		t.Fatalf("fsm keeps revocations %v, tokens live up to %v", fsm.MaxTokenTTL, token.MaxTTL)
 	}
 }
+
+// TestAuditNamesTheTokenChain: the coordinator's and the holders' records
+// of a release a token allowed name the token's revocation ids, and the
+// root operator's grant.
+func TestAuditNamesTheTokenChain(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.createSecret("app/a", randomBytes(t, 32))
+	minted := mintToken(t, c.opID, c.opKey, token.Scope{Keys: []string{"app/a"}, Flags: []string{token.FlagDecrypt}})
+	narrow := restrict(t, minted, token.Restriction{Flags: []string{token.FlagDecrypt}})
+	sg := c.tokenRelease(c.opID, narrow, "app/a")
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if _, err := c.nodes[0].n.Release(ctx, sg); err != nil {
+		t.Fatal(err)
+	}
+	info, err := token.Inspect(sg.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "token:" + token.Short(info.RevocationIDs) + " admin"
+	nonce, records := nonceOf(t, sg), 0
+	for _, tn := range c.nodes {
+		recs, _ := auditLog(t, tn)
+		for _, r := range recs {
+			if r.Nonce == nonce && r.Outcome == "allowed" {
+				records++
+				if r.Basis != want || r.Principal != c.opID {
+					t.Errorf("%s's %s record: basis %q principal %q, want %q", tn.id(), r.Role, r.Basis, r.Principal, want)
+				}
+			}
+		}
+	}
+	if records < 3 { // the coordinator and t=2 holders
+		t.Errorf("%d records of the release, want at least 3", records)
+	}
+}
