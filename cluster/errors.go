@@ -26,6 +26,11 @@ const (
 	KindInternal        = api.KindInternal
 	KindClockSkew       = api.KindClockSkew
 	KindPendingApproval = api.KindPendingApproval
+	// A capability token's refusals (docs/tokens.md).
+	KindTokenExpired         = api.KindTokenExpired
+	KindTokenRevoked         = api.KindTokenRevoked
+	KindTokenWidened         = api.KindTokenWidened
+	KindTokenLacksCapability = api.KindTokenLacksCapability
 )
 
 // Kinds are all the error kinds.

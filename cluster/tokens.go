@@ -83,14 +83,22 @@ func tokenCheck(now time.Time, caller netip.Addr) fsm.TokenCheck {
 	}
 }
 
+// tokenErrorCode is the refusal code of a token's error: each refusal of
+// the token itself has its own kind.
 func tokenErrorCode(err error) fsm.Code {
 	switch {
 	case errors.Is(err, token.ErrMalformed):
 		return fsm.CodeInvalid
 	case errors.Is(err, token.ErrForged), errors.Is(err, token.ErrUnbound):
 		return fsm.CodeBadSignature
+	case errors.Is(err, token.ErrExpired):
+		return fsm.CodeTokenExpired
+	case errors.Is(err, token.ErrRevoked):
+		return fsm.CodeTokenRevoked
+	case errors.Is(err, token.ErrWidened):
+		return fsm.CodeTokenWidened
 	}
-	return fsm.CodeDenied
+	return fsm.CodeTokenLacksCapability
 }
 
 type callerKey struct{}

@@ -140,7 +140,16 @@ var (
 	ErrUnbound   = errors.New("capability token not bound to this request")
 	ErrDenied    = errors.New("capability token does not allow this")
 	ErrRevoked   = errors.New("capability token revoked")
+	ErrExpired   = errors.New("capability token expired")
+	// ErrWidened: a block after the authority states rights (facts of
+	// the authority's predicates). Such facts would grant nothing, since
+	// only the authority's reach the policies, but a token that tries is
+	// refused as what it is.
+	ErrWidened = errors.New("capability token widened")
 )
+
+// authorityPredicates are the predicates only the authority block states.
+var authorityPredicates = []string{"operator", "expires", "key", "key_prefix", "flag"}
 
 // Mint makes a token for scope, signed with the operator's key; op is the
 // operator's ID, which every holder checks the token's root against.
@@ -348,7 +357,11 @@ func Verify(token []byte, root ed25519.PublicKey, req Request, revoked func(id s
 	a.AddPolicy(mustPolicy(`allow if operation($f), flag($f), resource($k), key($k)`))
 	a.AddPolicy(mustPolicy(`allow if operation($f), flag($f), resource($k), key_prefix($p), $k.starts_with($p)`))
 	if err := a.Authorize(); err != nil {
-		return nil, fmt.Errorf("%w: %s on key %q: %s", ErrDenied, req.Flag, req.Key, why(err))
+		refusal := ErrDenied
+		if strings.Contains(err.Error(), "check if time(") {
+			refusal = ErrExpired // a failed life check: the token expired, whatever else failed
+		}
+		return nil, fmt.Errorf("%w: %s on key %q: %s", refusal, req.Flag, req.Key, why(err))
 	}
 	return &Verified{RevocationIDs: ids}, nil
 }
@@ -446,6 +459,7 @@ func parseChecked(token []byte) (*biscuit.Biscuit, bool, error) {
 			return nil, false, fmt.Errorf("%w: a block without an Ed25519 next key", ErrMalformed)
 		}
 	}
+	var symbols []string // the table biscuit-go builds: every block's symbols, in order
 	for i, sb := range append([]*pb.SignedBlock{c.Authority}, c.Blocks...) {
 		var blk pb.Block
 		if err := proto.Unmarshal(sb.Block, &blk); err != nil {
@@ -453,6 +467,15 @@ func parseChecked(token []byte) (*biscuit.Biscuit, bool, error) {
 		}
 		if err := checkShape(&blk); err != nil {
 			return nil, false, fmt.Errorf("%w: block %d: %v", ErrMalformed, i, err)
+		}
+		symbols = append(symbols, blk.Symbols...)
+		if i == 0 {
+			continue
+		}
+		for _, f := range blk.FactsV2 {
+			if name := symbol(symbols, f.GetPredicate().GetName()); slices.Contains(authorityPredicates, name) {
+				return nil, false, fmt.Errorf("%w: block %d states %s(...), which only the operator's authority block may", ErrWidened, i, name)
+			}
 		}
 	}
 	if c.Proof == nil || (c.Proof.GetNextSecret() == nil) == (c.Proof.GetFinalSignature() == nil) {
@@ -498,6 +521,21 @@ func checkShape(b *pb.Block) error {
 		}
 	}
 	return nil
+}
+
+// symbol resolves a symbol index as biscuit-go does: below
+// datalog.OFFSET, a default symbol; from it, the tokens' own in order.
+func symbol(table []string, i uint64) string {
+	if i < uint64(datalog.OFFSET) {
+		if i < uint64(len(datalog.DEFAULT_SYMBOLS)) {
+			return datalog.DEFAULT_SYMBOLS[i]
+		}
+		return ""
+	}
+	if j := i - uint64(datalog.OFFSET); j < uint64(len(table)) {
+		return table[j]
+	}
+	return ""
 }
 
 // chain is the token's revocation ids, hex.
