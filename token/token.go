@@ -29,6 +29,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/biscuit-auth/biscuit-go/v2"
@@ -269,8 +270,7 @@ func Bind(token, payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := RequestDigest(payload)
-	return appendBlock(b, "bound({d});\ncheck if request({d});\n", parser.ParametersMap{"d": biscuit.Bytes(d)}, true)
+	return appendParsed(b, bindingFor(RequestDigest(payload)), true)
 }
 
 // RequestDigest is what a token is bound to for a request's payload.
@@ -288,6 +288,13 @@ func appendBlock(b *biscuit.Biscuit, src string, params parser.ParametersMap, se
 	block, err := parser.FromStringBlockWithParams(src, params)
 	if err != nil {
 		return nil, err
+	}
+	return appendParsed(b, block, seal)
+}
+
+func appendParsed(b *biscuit.Biscuit, block biscuit.ParsedBlock, seal bool) ([]byte, error) {
+	if b.BlockCount() >= MaxBlocks {
+		return nil, fmt.Errorf("a token has at most %d blocks after its authority", MaxBlocks)
 	}
 	bb := b.CreateBlock()
 	if err := bb.AddBlock(block); err != nil {
@@ -352,10 +359,14 @@ func Verify(token []byte, root ed25519.PublicKey, req Request, revoked func(id s
 	}
 	// The authority's operator is the root's, and its life within MaxTTL;
 	// then the capability, for an exact key or a prefix.
-	a.AddCheck(mustCheck("check if operator($o), root($o)"))
-	a.AddCheck(mustCheck(fmt.Sprintf("check if expires($e), $e <= %s", req.Now.UTC().Add(MaxTTL).Format(time.RFC3339))))
-	a.AddPolicy(mustPolicy(`allow if operation($f), flag($f), resource($k), key($k)`))
-	a.AddPolicy(mustPolicy(`allow if operation($f), flag($f), resource($k), key_prefix($p), $k.starts_with($p)`))
+	a.AddFact(fact("latest_expiry", biscuit.Date(req.Now.UTC().Add(MaxTTL))))
+	rules := holderRules()
+	for _, c := range rules.checks {
+		a.AddCheck(c)
+	}
+	for _, p := range rules.policies {
+		a.AddPolicy(p)
+	}
 	if err := a.Authorize(); err != nil {
 		refusal := ErrDenied
 		if strings.Contains(err.Error(), "check if time(") {
@@ -386,20 +397,50 @@ func fact(name string, t biscuit.Term) biscuit.Fact {
 	return biscuit.Fact{Predicate: biscuit.Predicate{Name: name, IDs: []biscuit.Term{t}}}
 }
 
-func mustCheck(s string) biscuit.Check {
-	c, err := parser.FromStringCheck(s)
-	if err != nil {
-		panic(err)
+// holderRules are the checks and policies a holder adds to a token's: the
+// authority's operator is the root's, and its life within MaxTTL; then
+// the capability, for an exact key or a prefix. Parsed once: the parser
+// is built per call, and costs milliseconds.
+var holderRules = sync.OnceValue(func() (r struct {
+	checks   []biscuit.Check
+	policies []biscuit.Policy
+}) {
+	for _, s := range []string{`check if operator($o), root($o)`, `check if expires($e), latest_expiry($l), $e <= $l`} {
+		c, err := parser.FromStringCheck(s)
+		if err != nil {
+			panic(err)
+		}
+		r.checks = append(r.checks, c)
 	}
-	return c
-}
+	for _, s := range []string{`allow if operation($f), flag($f), resource($k), key($k)`,
+		`allow if operation($f), flag($f), resource($k), key_prefix($p), $k.starts_with($p)`} {
+		p, err := parser.FromStringPolicy(s)
+		if err != nil {
+			panic(err)
+		}
+		r.policies = append(r.policies, p)
+	}
+	return r
+})
 
-func mustPolicy(s string) biscuit.Policy {
-	p, err := parser.FromStringPolicy(s)
+// bindBlock is the block Bind appends, parsed once with a placeholder
+// digest that bindingFor replaces.
+var bindBlock = sync.OnceValue(func() biscuit.ParsedBlock {
+	b, err := parser.FromStringBlockWithParams("bound({d});\ncheck if request({d});\n", parser.ParametersMap{"d": biscuit.Bytes{0}})
 	if err != nil {
 		panic(err)
 	}
-	return p
+	return b
+})
+
+// bindingFor is the binding block for digest d.
+func bindingFor(d []byte) biscuit.ParsedBlock {
+	t := bindBlock()
+	q := t.Checks[0].Queries[0]
+	return biscuit.ParsedBlock{
+		Facts:  []biscuit.Fact{fact(t.Facts[0].Name, biscuit.Bytes(d))},
+		Checks: []biscuit.Check{{Queries: []biscuit.Rule{{Head: q.Head, Body: []biscuit.Predicate{{Name: q.Body[0].Name, IDs: []biscuit.Term{biscuit.Bytes(d)}}}}}}},
+	}
 }
 
 // Info is what Inspect shows of a token without verifying it.
