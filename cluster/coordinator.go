@@ -76,6 +76,9 @@ func (n *Node) coordinatorRead(ctx context.Context, sg *fsm.Signed, also func(s 
 	if _, err := n.joined(); err != nil {
 		return nil, err
 	}
+	if err := n.recordTokenUses(ctx, sg); err != nil {
+		return nil, err
+	}
 	idx, err := n.sharedReadIndex(ctx)
 	if err != nil {
 		return nil, err

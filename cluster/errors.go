@@ -31,6 +31,7 @@ const (
 	KindTokenRevoked         = api.KindTokenRevoked
 	KindTokenWidened         = api.KindTokenWidened
 	KindTokenLacksCapability = api.KindTokenLacksCapability
+	KindTokenUsedUp          = api.KindTokenUsedUp
 )
 
 // Kinds are all the error kinds.

@@ -69,7 +69,7 @@ func verifyRequest(s *fsm.State, sg *fsm.Signed, now time.Time, caller netip.Add
 
 // tokenCheck verifies a request's token with package token.
 func tokenCheck(now time.Time, caller netip.Addr) fsm.TokenCheck {
-	return func(root ed25519.PublicKey, sg *fsm.Signed, cmd *fsm.Command, revoked func(string) bool) ([]string, *fsm.Error) {
+	return func(root ed25519.PublicKey, sg *fsm.Signed, cmd *fsm.Command, revoked func(string) bool) (*fsm.TokenGrant, *fsm.Error) {
 		flag := TokenFlag(cmd.Release.Op)
 		if flag == "" {
 			return nil, &fsm.Error{Code: fsm.CodeInvalid, Message: "a " + cmd.Release.Op + " release takes no capability token"}
@@ -79,7 +79,11 @@ func tokenCheck(now time.Time, caller netip.Addr) fsm.TokenCheck {
 		if err != nil {
 			return nil, &fsm.Error{Code: tokenErrorCode(err), Message: err.Error()}
 		}
-		return v.RevocationIDs, nil
+		g := &fsm.TokenGrant{Chain: v.RevocationIDs}
+		for _, b := range v.UseBounds {
+			g.Bounds = append(g.Bounds, fsm.TokenBound{ID: b.ID, Max: b.Max})
+		}
+		return g, nil
 	}
 }
 
@@ -143,6 +147,36 @@ func CheckTokenRequest(sg *fsm.Signed) error {
 	}
 	if err := json.Unmarshal(sg.Payload, &cmd); err != nil || cmd.Type != fsm.TypeRelease {
 		return Errorf(KindInvalid, "this call takes a %q command with a capability token", fsm.TypeRelease)
+	}
+	return nil
+}
+
+// recordTokenUses records in the log the use of a request whose token has
+// bounds on its uses (token.Restriction.MaxUses), before the coordinator's
+// read: every node then authorizes the request only if its use is among
+// the first each bound allows (fsm/tokens.go). The bounds are read from
+// the token unverified; every node verifies it. A malformed token records
+// nothing, and its authorization says why.
+func (n *Node) recordTokenUses(ctx context.Context, sg *fsm.Signed) error {
+	if sg == nil || len(sg.Token) == 0 {
+		return nil
+	}
+	bounds, err := token.UseBounds(sg.Token)
+	if err != nil || len(bounds) == 0 {
+		return nil
+	}
+	var cmd fsm.Command
+	if json.Unmarshal(sg.Payload, &cmd) != nil {
+		return nil
+	}
+	for _, b := range bounds {
+		use, err := n.nodeCommand(&fsm.Command{Type: fsm.TypeTokenUse, TokenUse: &fsm.TokenUse{ID: b.ID, Nonce: cmd.Nonce}})
+		if err != nil {
+			return err
+		}
+		if _, err := n.submit(ctx, use); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -399,3 +399,40 @@ func TestAuditNamesTheTokenChain(t *testing.T) {
 		t.Errorf("%d records of the release, want at least 3", records)
 	}
 }
+
+// TestTokenUsesBoundedOnEveryNode: a token restricted to 2 uses releases
+// twice, through any nodes, and then through none; a coordinator that
+// asks a holder without recording the use is refused.
+func TestTokenUsesBoundedOnEveryNode(t *testing.T) {
+	c := newTestCluster(t, 3)
+	secret := randomBytes(t, 32)
+	c.createSecret("app/a", secret)
+	minted := mintToken(t, c.opID, c.opKey, token.Scope{Keys: []string{"app/a"}, Flags: []string{token.FlagDecrypt}})
+	twice := restrict(t, minted, token.Restriction{MaxUses: 2})
+	for i, tn := range c.nodes[:2] {
+		if got, err := c.releaseWithToken(tn, c.opID, twice, "app/a", netip.Addr{}); err != nil || !bytes.Equal(got, secret) {
+			t.Fatalf("use %d through %s: %v", i+1, tn.id(), err)
+		}
+	}
+	for _, tn := range c.nodes {
+		if _, err := c.releaseWithToken(tn, c.opID, twice, "app/a", netip.Addr{}); KindOf(err) != KindTokenUsedUp {
+			t.Errorf("%s: a third use: %v (kind %s), want %s", tn.id(), err, KindOf(err), KindTokenUsedUp)
+		}
+	}
+	// A lying coordinator asks a holder directly, recording nothing.
+	fresh := restrict(t, minted, token.Restriction{MaxUses: 5})
+	victim := c.nodes[1]
+	k := storedKey(t, victim, "app/a")
+	var epoch uint64
+	victim.n.fsm.Read(func(s *fsm.State) { epoch = s.Epoch })
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	_, err := victim.n.answerSealedPartial(ctx, &partialRequest{Request: c.tokenRelease(c.opID, fresh, "app/a"), Version: k.Version, Epoch: epoch})
+	if KindOf(err) != KindConflict {
+		t.Fatalf("a use not recorded: %v (kind %s), want %s", err, KindOf(err), KindConflict)
+	}
+	// The token it was restricted from is not bounded.
+	if _, err := c.releaseWithToken(c.nodes[2], c.opID, minted, "app/a", netip.Addr{}); err != nil {
+		t.Fatal(err)
+	}
+}

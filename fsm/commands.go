@@ -100,6 +100,9 @@ const (
 	// TypeRevokeToken revokes a capability token by one of its
 	// revocation ids (tokens.go); any operator signs it.
 	TypeRevokeToken = "revoke_token"
+	// TypeTokenUse records a use of a token with a bound on its uses;
+	// the coordinating node signs it (tokens.go).
+	TypeTokenUse = "token_use"
 	// TypeRelease is never logged: it is a request that share holders
 	// authorize against the state (see State.Authorize).
 	TypeRelease = "release"
@@ -153,6 +156,7 @@ type Command struct {
 	RemoveDeadNode *RemoveDead `json:"remove_dead_node,omitempty"`
 
 	RevokeToken *RevokedToken `json:"revoke_token,omitempty"`
+	TokenUse    *TokenUse     `json:"token_use,omitempty"`
 }
 
 // Init founds the cluster: the first operator (who signs this command with

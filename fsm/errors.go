@@ -27,12 +27,13 @@ const (
 	CodeTokenRevoked         Code = "token_revoked"
 	CodeTokenWidened         Code = "token_widened"
 	CodeTokenLacksCapability Code = "token_lacks_capability"
+	CodeTokenUsedUp          Code = "token_used_up"
 )
 
 // Codes are all the refusal codes.
 var Codes = []Code{CodeInvalid, CodeNotFound, CodeExists, CodeDenied, CodeBadSignature, CodeReplay,
 	CodeClockSkew, CodePending, CodeConflict, CodeState,
-	CodeTokenExpired, CodeTokenRevoked, CodeTokenWidened, CodeTokenLacksCapability}
+	CodeTokenExpired, CodeTokenRevoked, CodeTokenWidened, CodeTokenLacksCapability, CodeTokenUsedUp}
 
 // Kind is the error kind clients see for a refusal of code c: a bad
 // signature and a replay are both unauthenticated, a command that does not
@@ -63,6 +64,8 @@ func (c Code) Kind() vocab.Kind {
 		return vocab.KindTokenWidened
 	case CodeTokenLacksCapability:
 		return vocab.KindTokenLacksCapability
+	case CodeTokenUsedUp:
+		return vocab.KindTokenUsedUp
 	}
 	return vocab.KindInternal
 }

@@ -18,6 +18,7 @@ func TestEveryCodeHasAKindANodeSends(t *testing.T) {
 		CodeState:        vocab.KindConflict,
 		CodeTokenExpired: vocab.KindTokenExpired, CodeTokenRevoked: vocab.KindTokenRevoked,
 		CodeTokenWidened: vocab.KindTokenWidened, CodeTokenLacksCapability: vocab.KindTokenLacksCapability,
+		CodeTokenUsedUp: vocab.KindTokenUsedUp,
 	}
 	for _, c := range Codes {
 		k := c.Kind()

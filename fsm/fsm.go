@@ -261,7 +261,7 @@ func checkFresh(cmd *Command, now int64) *Error {
 // signs every other type (init: the operator it founds the cluster with).
 func nodeSigned(typ string) bool {
 	switch typ {
-	case TypeDeal, TypeReshareAck, TypeSetEncKey, TypeComplaint, TypeRecordSession, TypeUseApproval, TypeDelivered, TypeAttest, TypeAutoJoin, TypeRemoveDeadNode:
+	case TypeDeal, TypeReshareAck, TypeSetEncKey, TypeComplaint, TypeRecordSession, TypeUseApproval, TypeDelivered, TypeAttest, TypeAutoJoin, TypeRemoveDeadNode, TypeTokenUse:
 		return true
 	}
 	return false

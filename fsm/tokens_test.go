@@ -3,6 +3,7 @@ package fsm_test
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -56,14 +57,14 @@ func stateRevoked(h *harness, id string) (revoked bool) {
 
 // tokenCheck is a stand-in for package token: it accepts a token whose
 // bytes name the key and the operator's public key, and refuses revoked ids.
-func tokenCheck(root ed25519.PublicKey, sg *fsm.Signed, cmd *fsm.Command, revoked func(string) bool) ([]string, *fsm.Error) {
+func tokenCheck(root ed25519.PublicKey, sg *fsm.Signed, cmd *fsm.Command, revoked func(string) bool) (*fsm.TokenGrant, *fsm.Error) {
 	if revoked(revocationID) {
 		return nil, &fsm.Error{Code: fsm.CodeDenied, Message: "revoked"}
 	}
 	if !bytes.Equal(sg.Token, append([]byte(cmd.Release.Key+"|"), root...)) {
 		return nil, &fsm.Error{Code: fsm.CodeDenied, Message: "the token does not allow this"}
 	}
-	return []string{revocationID}, nil
+	return &fsm.TokenGrant{Chain: []string{revocationID}}, nil
 }
 
 func tokenRequest(h *harness, p principal, c *fsm.Command, tokenFor string) *fsm.Signed {
@@ -125,5 +126,84 @@ func TestAuthorizeTokenRelease(t *testing.T) {
 				t.Fatal("a token request was authorized as signed")
 			}
 		})
+	}
+}
+
+func tokenUseCmd(id string, nonce []byte) *fsm.Command {
+	return &fsm.Command{Type: fsm.TypeTokenUse, TokenUse: &fsm.TokenUse{ID: id, Nonce: nonce}}
+}
+
+var useNonce = bytes.Repeat([]byte{7}, 16)
+
+func TestTokenUseTransition(t *testing.T) {
+	runTransition(t, []transitionCase{
+		{name: "a node records a use", setup: ready, by: node(1), cmd: tokenUseCmd(revocationID, useNonce),
+			check: func(t *testing.T, h *harness, _ *fsm.Result) {
+				if u := h.state().TokenUses[revocationID]; u == nil || len(u.Nonces) != 1 {
+					t.Fatalf("uses %+v", u)
+				}
+			}},
+		{name: "an operator does not", setup: ready, by: admin, cmd: tokenUseCmd(revocationID, useNonce), code: fsm.CodeBadSignature},
+		{name: "a bad revocation id", setup: ready, by: node(1), cmd: tokenUseCmd("ab", useNonce), code: fsm.CodeInvalid},
+		{name: "a short nonce", setup: ready, by: node(1), cmd: tokenUseCmd(revocationID, []byte{1}), code: fsm.CodeInvalid},
+	})
+}
+
+// boundedCheck is tokenCheck for a token bounded to max uses.
+func boundedCheck(max int) fsm.TokenCheck {
+	return func(root ed25519.PublicKey, sg *fsm.Signed, cmd *fsm.Command, revoked func(string) bool) (*fsm.TokenGrant, *fsm.Error) {
+		g, err := tokenCheck(root, sg, cmd, revoked)
+		if err != nil {
+			return nil, err
+		}
+		g.Bounds = []fsm.TokenBound{{ID: revocationID, Max: max}}
+		return g, nil
+	}
+}
+
+// TestTokenUsesBounded: a request of a token bounded to 2 uses is
+// authorized only once its use is recorded, and only if it is among the
+// first 2 recorded; recording the same use again changes nothing.
+func TestTokenUsesBounded(t *testing.T) {
+	h := newHarness(t)
+	releaseState(h)
+	var reqs []*fsm.Signed
+	for range 3 {
+		reqs = append(reqs, tokenRequest(h, getter, releaseCmd("db/x", fsm.OpGet), "db/x"))
+	}
+	authorizeAt := func(sg *fsm.Signed) *fsm.Error {
+		var err *fsm.Error
+		h.f.Read(func(s *fsm.State) { _, _, _, err = s.AuthorizeTokenRelease(sg, h.at, boundedCheck(2)) })
+		return err
+	}
+	nonceOf := func(sg *fsm.Signed) []byte {
+		var c fsm.Command
+		if err := json.Unmarshal(sg.Payload, &c); err != nil {
+			t.Fatal(err)
+		}
+		return c.Nonce
+	}
+	if err := authorizeAt(reqs[0]); codeOf(&fsm.Result{Error: err}) != fsm.CodeConflict {
+		t.Fatalf("a use not recorded: %v", err)
+	}
+	// Verification alone (before the read) does not look at uses.
+	h.f.Read(func(s *fsm.State) {
+		if _, _, err := s.VerifyTokenRelease(reqs[0], h.at, boundedCheck(2)); err != nil {
+			t.Fatalf("verify before the use is recorded: %v", err)
+		}
+	})
+	for i, sg := range reqs {
+		h.must(node(1), tokenUseCmd(revocationID, nonceOf(sg)))
+		h.must(node(1), tokenUseCmd(revocationID, nonceOf(sg))) // again (another entry): nothing changes
+		err := authorizeAt(sg)
+		if i < 2 && err != nil {
+			t.Fatalf("use %d: %v", i+1, err)
+		}
+		if i == 2 && codeOf(&fsm.Result{Error: err}) != fsm.CodeTokenUsedUp {
+			t.Fatalf("use 3 of 2: %v", err)
+		}
+	}
+	if n := len(h.state().TokenUses[revocationID].Nonces); n != 3 {
+		t.Fatalf("%d uses recorded, want 3", n)
 	}
 }

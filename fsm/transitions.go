@@ -100,6 +100,8 @@ func (t *transition) apply() *Error {
 		return t.removeDeadNode(c.RemoveDeadNode)
 	case TypeRevokeToken:
 		return t.revokeToken(c.RevokeToken)
+	case TypeTokenUse:
+		return t.tokenUse(c.TokenUse)
 	default:
 		return errorf(CodeInvalid, "unknown command type %q", c.Type)
 	}

@@ -114,6 +114,10 @@ type Restriction struct {
 	// the caller's connection sees it. IPv6 prefixes are a multiple of 4
 	// bits long.
 	Network netip.Prefix
+	// MaxUses bounds how many requests the token, and every token
+	// restricted from it, serves (1 to MaxUses): each use is recorded in
+	// the log before any holder answers (docs/tokens.md).
+	MaxUses int
 }
 
 // Request is what a holder checks a token against.
@@ -132,7 +136,19 @@ type Verified struct {
 	// the request binding, hex-encoded; revoking any of them revokes this
 	// token and every token restricted from it.
 	RevocationIDs []string
+	// UseBounds are the bounds on uses its blocks set (Restriction.MaxUses).
+	UseBounds []UseBound
 }
+
+// UseBound is a bound on a token's uses, which a block set: the block's
+// revocation id names the uses the log counts.
+type UseBound struct {
+	ID  string // the revocation id of the block that set it, hex
+	Max int
+}
+
+// MaxUses bounds Restriction.MaxUses: the log keeps one record per use.
+const MaxUses = 10000
 
 // Errors Verify returns, with a message that names what was wrong.
 var (
@@ -239,6 +255,12 @@ func Restrict(token []byte, r Restriction) ([]byte, error) {
 			return nil, err
 		}
 		src.WriteString(check)
+	}
+	if r.MaxUses != 0 {
+		if r.MaxUses < 1 || r.MaxUses > MaxUses {
+			return nil, fmt.Errorf("a bound on uses is 1 to %d", MaxUses)
+		}
+		fmt.Fprintf(&src, "max_uses(%s);\n", param(biscuit.Integer(r.MaxUses)))
 	}
 	if src.Len() == 0 {
 		return nil, fmt.Errorf("a restriction restricts something")
@@ -374,7 +396,58 @@ func Verify(token []byte, root ed25519.PublicKey, req Request, revoked func(id s
 		}
 		return nil, fmt.Errorf("%w: %s on key %q: %s", refusal, req.Flag, req.Key, why(err))
 	}
-	return &Verified{RevocationIDs: ids}, nil
+	bounds, err := UseBounds(token)
+	if err != nil {
+		return nil, err
+	}
+	return &Verified{RevocationIDs: ids, UseBounds: bounds}, nil
+}
+
+// UseBounds are the bounds on uses a token's blocks set, without
+// verifying it: a coordinator records the uses of a request before it
+// asks the holders, who verify the token and find the same bounds.
+func UseBounds(token []byte) (bounds []UseBound, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			bounds, err = nil, fmt.Errorf("%w: %v", ErrMalformed, r)
+		}
+	}()
+	if len(token) == 0 || len(token) > MaxBytes {
+		return nil, fmt.Errorf("%w: %d bytes, not 1 to %d", ErrMalformed, len(token), MaxBytes)
+	}
+	var c pb.Biscuit
+	if err := proto.Unmarshal(token, &c); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	var symbols []string
+	for i, sb := range append([]*pb.SignedBlock{c.Authority}, c.Blocks...) {
+		var blk pb.Block
+		if err := proto.Unmarshal(sb.GetBlock(), &blk); err != nil {
+			return nil, fmt.Errorf("%w: block %d: %v", ErrMalformed, i, err)
+		}
+		symbols = append(symbols, blk.Symbols...)
+		max := 0
+		for _, f := range blk.FactsV2 {
+			if symbol(symbols, f.GetPredicate().GetName()) != "max_uses" {
+				continue
+			}
+			terms := f.GetPredicate().GetTerms()
+			if i == 0 || len(terms) != 1 {
+				return nil, fmt.Errorf("%w: block %d: max_uses(N) is a restriction's, with one integer", ErrMalformed, i)
+			}
+			n, ok := terms[0].GetContent().(*pb.TermV2_Integer)
+			if !ok || n.Integer < 1 || n.Integer > MaxUses {
+				return nil, fmt.Errorf("%w: block %d: max_uses is an integer from 1 to %d", ErrMalformed, i, MaxUses)
+			}
+			if max == 0 || int(n.Integer) < max {
+				max = int(n.Integer)
+			}
+		}
+		if max > 0 {
+			bounds = append(bounds, UseBound{ID: hex.EncodeToString(sb.GetSignature()), Max: max})
+		}
+	}
+	return bounds, nil
 }
 
 // why is a short reason for a refusal: the library's message names the

@@ -334,3 +334,38 @@ func TestEvaluationBounded(t *testing.T) {
 		}
 	}
 }
+
+// A bound on uses is read from the block that set it; the authority
+// cannot set one, and a bound out of range is refused.
+func TestUseBounds(t *testing.T) {
+	f := newFixture(t, Scope{Keys: []string{"db"}, Flags: Flags})
+	r, err := Restrict(f.tok, Restriction{MaxUses: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Restrict(r, Restriction{Flags: []string{FlagDecrypt}, MaxUses: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := Inspect(r2)
+	payload := []byte("p")
+	bound, _ := Bind(r2, payload)
+	v, err := Verify(bound, f.pub, Request{Operator: "op1", Flag: FlagDecrypt, Key: "db", Payload: payload, Now: t0}, noRevocations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []UseBound{{ID: info.RevocationIDs[1], Max: 3}, {ID: info.RevocationIDs[2], Max: 5}}
+	if len(v.UseBounds) != 2 || v.UseBounds[0] != want[0] || v.UseBounds[1] != want[1] {
+		t.Fatalf("bounds %+v, want %+v", v.UseBounds, want)
+	}
+	for _, n := range []int{-1, MaxUses + 1} {
+		if _, err := Restrict(f.tok, Restriction{MaxUses: n}); err == nil {
+			t.Errorf("a bound of %d uses was accepted", n)
+		}
+	}
+	for _, src := range []string{`max_uses(0);`, `max_uses("3");`, `max_uses(1, 2);`} {
+		if _, err := UseBounds(appendRaw(t, f.tok, src, nil)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v", src, err)
+		}
+	}
+}

@@ -34,6 +34,8 @@ const (
 	KindTokenRevoked         Kind = "token_revoked"
 	KindTokenWidened         Kind = "token_widened"
 	KindTokenLacksCapability Kind = "token_lacks_capability"
+	// KindTokenUsedUp: the token's bound on uses is reached.
+	KindTokenUsedUp Kind = "token_used_up"
 )
 
 // The kinds a client makes itself (keyagent); no node sends them.
@@ -56,7 +58,7 @@ const (
 // every table (status.go).
 var Kinds = []Kind{KindInvalid, KindNotFound, KindExists, KindDenied, KindUnauthenticated, KindConflict,
 	KindNoQuorum, KindUnknownOutcome, KindNotInitialized, KindInternal, KindClockSkew, KindPendingApproval,
-	KindTokenExpired, KindTokenRevoked, KindTokenWidened, KindTokenLacksCapability}
+	KindTokenExpired, KindTokenRevoked, KindTokenWidened, KindTokenLacksCapability, KindTokenUsedUp}
 
 // LocalKinds are the kinds a client makes itself. They have an exit code
 // and never cross the wire.

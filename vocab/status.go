@@ -75,6 +75,7 @@ var wire = map[Kind]Codes{
 	KindTokenRevoked:         {403, GRPCPermissionDenied, ExitDenied},
 	KindTokenWidened:         {403, GRPCPermissionDenied, ExitDenied},
 	KindTokenLacksCapability: {403, GRPCPermissionDenied, ExitDenied},
+	KindTokenUsedUp:          {403, GRPCPermissionDenied, ExitDenied},
 }
 
 // local is the table of the kinds a client makes itself: an exit code only.

@@ -88,6 +88,7 @@ func TestTableIsWhatClientsSee(t *testing.T) {
 		KindTokenRevoked:         {403, 7, 5},
 		KindTokenWidened:         {403, 7, 5},
 		KindTokenLacksCapability: {403, 7, 5},
+		KindTokenUsedUp:          {403, 7, 5},
 		KindUnreachable:          {0, 0, 8},
 		KindApprovalTimeout:      {0, 0, 9},
 		KindBadReply:             {0, 0, 10},

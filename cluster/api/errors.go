@@ -28,6 +28,7 @@ const (
 	KindTokenRevoked         = vocab.KindTokenRevoked
 	KindTokenWidened         = vocab.KindTokenWidened
 	KindTokenLacksCapability = vocab.KindTokenLacksCapability
+	KindTokenUsedUp          = vocab.KindTokenUsedUp
 )
 
 // Kinds are all the error kinds a node sends (vocab.Kinds), for gateways'

@@ -890,6 +890,7 @@ func TestCodeOf(t *testing.T) {
 		cluster.KindTokenRevoked:         codes.PermissionDenied,
 		cluster.KindTokenWidened:         codes.PermissionDenied,
 		cluster.KindTokenLacksCapability: codes.PermissionDenied,
+		cluster.KindTokenUsedUp:          codes.PermissionDenied,
 	}
 	if len(want) != len(cluster.Kinds) {
 		t.Fatal("a kind is missing from the table")

@@ -99,7 +99,7 @@ Usage:
   keyctl token create (--key NAME | --prefix P | --all-keys)... --flags F[,F...]|ALL|READONLY [--ttl 1h]
                                     mint a capability token with your operator key (no node is asked);
                                     it never allows more than your own rules
-  keyctl token restrict TOKEN|- [--flags F,...] [--key NAME]... [--prefix P]... [--ttl D] [--network CIDR]
+  keyctl token restrict TOKEN|- [--flags F,...] [--key NAME]... [--prefix P]... [--ttl D] [--network CIDR] [--max-uses N]
                                     narrow a token offline, with the token alone; print the new one
   keyctl token show TOKEN|-         its operator, revocation ids and Datalog, unverified
   keyctl token revoke REVOCATION-ID refuse that token, and every token restricted from it, on every node

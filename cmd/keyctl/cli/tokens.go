@@ -68,11 +68,12 @@ func (c *command) capTokenRestrict(args []string) error {
 	flags := fs.String("flags", "", "only these capability flags, comma-separated, or READONLY")
 	ttl := fs.Duration("ttl", 0, "a shorter life, from now")
 	network := fs.String("network", "", "only callers in this CIDR (as the node they reach sees them)")
+	maxUses := fs.Int("max-uses", 0, "at most this many requests, counted in the log")
 	pos, err := parse(fs, args, "TOKEN")
 	if err != nil {
 		return err
 	}
-	r := token.Restriction{Keys: keys, Prefixes: prefixes}
+	r := token.Restriction{Keys: keys, Prefixes: prefixes, MaxUses: *maxUses}
 	if *flags != "" {
 		if r.Flags, err = token.ParseFlags(*flags); err != nil {
 			return usagef("token restrict --flags: %v", err)
