@@ -54,7 +54,8 @@ func tokenRequest(t *testing.T, text string, req *fsm.ReleaseRequest) *fsm.Signe
 // it through every node of a real 3-node cluster: app/db is released,
 // app/other and a signature are refused, as are a restriction to another
 // network and, once the operator revokes it, the restricted token; the
-// token it was restricted from still signs by quorum.
+// token it was restricted from still signs by quorum; a token bounded to
+// one use is used once.
 func TestCapabilityTokensCLI(t *testing.T) {
 	c := startCluster(t, 3)
 	db, other := randomSecret(t, 32), randomSecret(t, 32)
@@ -167,6 +168,16 @@ func TestCapabilityTokensCLI(t *testing.T) {
 			t.Errorf("node %d: the token it was restricted from: %v", i, r)
 		}
 	}
+	// A bound on uses holds across nodes: once through node 1, then
+	// refused through node 2.
+	once := restrict("--key", "app/other", "--max-uses", "1")
+	if r := keyctl(t, app(1), "key", "get", "app/other", "--token", once); r.code != 0 || !bytes.Equal(r.stdout, other) {
+		t.Fatalf("the one use: %v", r)
+	}
+	if r := keyctl(t, app(2), "key", "get", "app/other", "--token", once); r.code != exitDenied || !strings.Contains(r.stderr, "token used up") {
+		t.Errorf("a second use: %v", r)
+	}
+
 	// A bad token is refused with one clear line.
 	if r := keyctl(t, app(1), "key", "get", "app/db", "--token", "x.!!"); r.code == 0 {
 		t.Errorf("a malformed token: %v", r)
