@@ -84,7 +84,7 @@ const (
 	// so that a loaded holder does not refuse a token another accepts.
 	maxFacts      = 256
 	maxIterations = 16
-	maxDuration   = 250 * time.Millisecond
+	maxDuration   = 2 * time.Second
 	// The shape of a block (checkShape).
 	maxBlockFacts   = 64
 	maxBlockChecks  = 8
