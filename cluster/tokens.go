@@ -154,9 +154,9 @@ func CheckTokenRequest(sg *fsm.Signed) error {
 // recordTokenUses records in the log the use of a request whose token has
 // bounds on its uses (token.Restriction.MaxUses), before the coordinator's
 // read: every node then authorizes the request only if its use is among
-// the first each bound allows (fsm/tokens.go). The bounds are read from
-// the token unverified; every node verifies it. A malformed token records
-// nothing, and its authorization says why.
+// the first each bound allows (fsm/tokens.go). The token is verified on
+// this node's state first, so that no forged token costs a log write; a
+// malformed one records nothing, and its authorization says why.
 func (n *Node) recordTokenUses(ctx context.Context, sg *fsm.Signed) error {
 	if sg == nil || len(sg.Token) == 0 {
 		return nil
@@ -164,6 +164,11 @@ func (n *Node) recordTokenUses(ctx context.Context, sg *fsm.Signed) error {
 	bounds, err := token.UseBounds(sg.Token)
 	if err != nil || len(bounds) == 0 {
 		return nil
+	}
+	// Only a token this node verifies is worth a log write: anyone can
+	// send one with a bound.
+	if err := n.verifyLocally(ctx, sg); err != nil {
+		return err
 	}
 	var cmd fsm.Command
 	if json.Unmarshal(sg.Payload, &cmd) != nil {

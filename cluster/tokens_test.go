@@ -436,3 +436,30 @@ func TestTokenUsesBoundedOnEveryNode(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestForgedBoundedTokenWritesNothing: a token with a bound on uses, not
+// signed by its operator, sent by anyone to the token routes, costs no
+// log write.
+func TestForgedBoundedTokenWritesNothing(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.createSecret("app/a", randomBytes(t, 32))
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	forged := restrict(t, mintToken(t, c.opID, other, token.Scope{Keys: []string{"app/a"}, Flags: token.Flags}), token.Restriction{MaxUses: 3})
+	tn := c.nodes[0]
+	var before uint64
+	tn.n.fsm.Read(func(s *fsm.State) { before = s.Applied })
+	sg := c.tokenRelease(c.opID, forged, "app/a")
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if _, err := tn.n.Sign(ctx, sg); KindOf(err) != KindUnauthenticated {
+		t.Fatalf("a forged bounded token: %v (kind %s)", err, KindOf(err))
+	}
+	if _, err := tn.n.Release(ctx, sg); KindOf(err) != KindUnauthenticated {
+		t.Fatalf("a forged bounded token: %v (kind %s)", err, KindOf(err))
+	}
+	tn.n.fsm.Read(func(s *fsm.State) {
+		if len(s.TokenUses) != 0 {
+			t.Fatalf("uses recorded for a forged token: %+v (applied %d -> %d)", s.TokenUses, before, s.Applied)
+		}
+	})
+}
