@@ -679,7 +679,7 @@ func copyDir(t *testing.T, src string) string {
 	return dst
 }
 
-func randomBytes(t *testing.T, n int) []byte {
+func randomBytes(t testing.TB, n int) []byte {
 	t.Helper()
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {

@@ -19,8 +19,9 @@ import (
 //     the request) and waits until it has applied it and the coordinator's,
 //     so a revoke acknowledged before the request started is applied here
 //     whatever index the coordinator claims;
-//   - authorizes the signed request against its own state and clock
-//     (fsm.State.AuthorizeRelease);
+//   - authorizes the request against its own state and clock
+//     (authorizeRequest: the signature, or the whole chain of a
+//     capability token, from its operator's key);
 //   - refuses a request issued before this node started: its nonce cache
 //     lives in memory, so a request it answered in an earlier life could
 //     otherwise be replayed to it within the freshness window;
@@ -110,14 +111,14 @@ func (n *Node) holderCheck(req *partialRequest, now time.Time) (*holderGrant, er
 		ferr *fsm.Error
 	)
 	n.fsm.Read(func(s *fsm.State) {
-		cmd, k, e := s.AuthorizeRelease(req.Request, now)
+		cmd, k, basis, e := authorizeRequest(s, req.Request, now, parseCaller(req.Caller))
 		if e != nil {
 			ferr = e
 			return
 		}
 		// A shallow copy: the State's slices are never mutated in place.
 		key := *k
-		g = holderGrant{cmd: cmd, key: &key, epoch: s.Epoch, clusterID: s.ClusterID, basis: s.ReleaseBasis(req.Request.Signer, cmd.Release)}
+		g = holderGrant{cmd: cmd, key: &key, epoch: s.Epoch, clusterID: s.ClusterID, basis: basis}
 	})
 	if ferr != nil {
 		return nil, fromFSM(ferr)

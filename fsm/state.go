@@ -79,6 +79,12 @@ type State struct {
 	// JoinTokens are the join tokens not yet expired, spent or not, by ID
 	// (jointokens.go); nil until the first is created.
 	JoinTokens map[string]*JoinToken `json:"join_tokens,omitempty"`
+	// RevokedTokens are the capability tokens' revocation ids revoked in
+	// the last MaxTokenTTL (tokens.go); nil until the first.
+	RevokedTokens map[string]*RevokedToken `json:"revoked_tokens,omitempty"`
+	// TokenUses are the recorded uses of tokens with a bound, by the
+	// bound's revocation id (tokens.go); nil until the first.
+	TokenUses map[string]*TokenUses `json:"token_uses,omitempty"`
 	// Passkeys are the operators' WebAuthn credentials by ID, Denials the
 	// machines an operator denied, by machine NUL key (passkeys.go); nil
 	// until the first.
