@@ -41,6 +41,7 @@ func strangerStart(t *testing.T, tn *testNode, token string) *StartRequest {
 // refused and the node stays unjoined; the operator with the token then
 // starts it and it joins.
 func TestAttackStrangerCannotStartAnUnjoinedNode(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 1)
 	tn := c.addNode()
 	wrong, _, _, err := api.NewJoinToken()
@@ -71,6 +72,7 @@ func TestAttackStrangerCannotStartAnUnjoinedNode(t *testing.T) {
 // (keyd --join-token) wants that one, writes none of its own, and takes
 // no start with the token of another.
 func TestConfiguredJoinTokenIsRequired(t *testing.T) {
+	t.Parallel()
 	token, _, _, err := api.NewJoinToken()
 	if err != nil {
 		t.Fatal(err)
@@ -96,6 +98,7 @@ func TestConfiguredJoinTokenIsRequired(t *testing.T) {
 // token the cluster holds; the spent token admits no other node, nor does
 // an expired one, and neither is left a member.
 func TestJoinTokenIsSpentOnceAndExpires(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 1)
 	createToken := func(ttl time.Duration) (string, []byte, int64) {
 		t.Helper()
@@ -105,11 +108,21 @@ func TestJoinTokenIsSpentOnceAndExpires(t *testing.T) {
 		}
 		secret := randomBytes(t, 32)
 		sum := sha256.Sum256(secret)
-		exp := time.Now().Add(ttl).UnixNano()
-		if _, err := c.submit(&fsm.Command{Type: fsm.TypeCreateJoinToken, CreateJoinToken: &fsm.JoinToken{ID: id, Hash: sum[:], ExpiresAt: exp}}); err != nil {
+		// The expiry counts from the command's own issue time, which the
+		// state machine checks it against: a 1 ms lifetime counted from
+		// before signing could be spent by a pause before it.
+		cmd := &fsm.Command{Type: fsm.TypeCreateJoinToken, CreateJoinToken: &fsm.JoinToken{ID: id, Hash: sum[:]}}
+		cmd.Nonce = randomBytes(t, 16)
+		cmd.IssuedAt = time.Now().UnixNano()
+		cmd.CreateJoinToken.ExpiresAt = cmd.IssuedAt + int64(ttl)
+		sg, err := fsm.Sign(c.opID, c.opKey, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.submitSigned(sg); err != nil {
 			t.Fatalf("creating a join token: %v", err)
 		}
-		return id, secret, exp
+		return id, secret, cmd.CreateJoinToken.ExpiresAt
 	}
 	joinWith := func(tn *testNode, id string, secret []byte) error {
 		t.Helper()
