@@ -24,13 +24,20 @@ build:
 # runs them); its other tests check the checkers and run anywhere.
 JEPSEN_ROOT_TESTS := TestBrokenBuildIsCaught|TestTeardownRemovesLeftovers
 
+# How many end-to-end tests run at once, each with its own cluster of
+# race-built keyd processes on its own ports (e2e/harness_test.go). Their
+# nodes mostly wait, on each other and on the tests' programs: 4 keeps a
+# 2-core machine busy without starving Raft (the e2e nodes run a 500 ms
+# heartbeat timeout); go test's default is the number of cores.
+E2E_PARALLEL ?= 4
+
 # Every package's unit and integration (in-process clusters) tests with the
 # race detector, but e2e and jepsen; jepsen's tests that need no root, with
 # the race detector too; then the end-to-end tests (real processes).
 test: build
 	$(GO) test -count=1 -race $$($(GO) list ./... | grep -v -e '/e2e$$' -e '/jepsen')
 	$(GO) test -count=1 -race -skip '$(JEPSEN_ROOT_TESTS)' ./jepsen/...
-	$(GO) test -count=1 -timeout 30m ./e2e/...
+	$(GO) test -count=1 -timeout 30m -parallel $(E2E_PARALLEL) ./e2e/...
 
 # Fails on any drift: formatting, vet, staticcheck (staticcheck.conf),
 # go.mod tidiness, architecture. staticcheck is installed by .ci/run, at
