@@ -33,9 +33,13 @@ E2E_PARALLEL ?= 4
 
 # Every package's unit and integration (in-process clusters) tests with the
 # race detector, but e2e and jepsen; jepsen's tests that need no root, with
-# the race detector too; then the end-to-end tests (real processes).
+# the race detector too; then the end-to-end tests (real processes). The
+# cluster package's tests run in parallel, as many as the machine has
+# cores (go test's default), each cluster on its own ports; it takes
+# minutes, so it gets more than go test's default timeout of 10 minutes,
+# which it passed on a loaded 2-core machine when its tests ran one by one.
 test: build
-	$(GO) test -count=1 -race $$($(GO) list ./... | grep -v -e '/e2e$$' -e '/jepsen')
+	$(GO) test -count=1 -race -timeout 20m $$($(GO) list ./... | grep -v -e '/e2e$$' -e '/jepsen')
 	$(GO) test -count=1 -race -skip '$(JEPSEN_ROOT_TESTS)' ./jepsen/...
 	$(GO) test -count=1 -timeout 30m -parallel $(E2E_PARALLEL) ./e2e/...
 

@@ -100,7 +100,9 @@ func TestConfiguredJoinTokenIsRequired(t *testing.T) {
 func TestJoinTokenIsSpentOnceAndExpires(t *testing.T) {
 	t.Parallel()
 	c := newTestCluster(t, 1)
-	createToken := func(ttl time.Duration) (string, []byte, int64) {
+	// createToken creates a token that expires ttl from now; the leader
+	// refuses it (KindInvalid) if its time for the entry is past that.
+	createToken := func(ttl time.Duration) (string, []byte, int64, error) {
 		t.Helper()
 		_, id, _, err := api.NewJoinToken()
 		if err != nil {
@@ -108,21 +110,9 @@ func TestJoinTokenIsSpentOnceAndExpires(t *testing.T) {
 		}
 		secret := randomBytes(t, 32)
 		sum := sha256.Sum256(secret)
-		// The expiry counts from the command's own issue time, which the
-		// state machine checks it against: a 1 ms lifetime counted from
-		// before signing could be spent by a pause before it.
-		cmd := &fsm.Command{Type: fsm.TypeCreateJoinToken, CreateJoinToken: &fsm.JoinToken{ID: id, Hash: sum[:]}}
-		cmd.Nonce = randomBytes(t, 16)
-		cmd.IssuedAt = time.Now().UnixNano()
-		cmd.CreateJoinToken.ExpiresAt = cmd.IssuedAt + int64(ttl)
-		sg, err := fsm.Sign(c.opID, c.opKey, cmd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.submitSigned(sg); err != nil {
-			t.Fatalf("creating a join token: %v", err)
-		}
-		return id, secret, cmd.CreateJoinToken.ExpiresAt
+		exp := time.Now().Add(ttl).UnixNano()
+		_, err = c.submit(&fsm.Command{Type: fsm.TypeCreateJoinToken, CreateJoinToken: &fsm.JoinToken{ID: id, Hash: sum[:], ExpiresAt: exp}})
+		return id, secret, exp, err
 	}
 	joinWith := func(tn *testNode, id string, secret []byte) error {
 		t.Helper()
@@ -140,7 +130,10 @@ func TestJoinTokenIsSpentOnceAndExpires(t *testing.T) {
 		return in
 	}
 
-	id, secret, _ := createToken(time.Hour)
+	id, secret, _, err := createToken(time.Hour)
+	if err != nil {
+		t.Fatalf("creating a join token: %v", err)
+	}
 	n2 := c.addNode()
 	if err := joinWith(n2, id, secret); err != nil {
 		t.Fatalf("honest join: %v", err)
@@ -158,7 +151,20 @@ func TestJoinTokenIsSpentOnceAndExpires(t *testing.T) {
 		t.Fatal("a spent token made node3 a member")
 	}
 
-	id, secret, exp := createToken(time.Millisecond)
+	// A token that expires as soon after its creation as the leader's
+	// clock allows: the leader judges the entry at its own time for it, after
+	// the submission's trip, so a lifetime too short for that trip is
+	// refused and the next try doubles it.
+	var exp int64
+	for ttl := 10 * time.Millisecond; ; ttl *= 2 {
+		id, secret, exp, err = createToken(ttl)
+		if err == nil {
+			break
+		}
+		if KindOf(err) != KindInvalid || ttl > opTimeout {
+			t.Fatalf("creating a join token that lives %v: %v", ttl, err)
+		}
+	}
 	c.waitFor(settleTimeout, func() (bool, string) { return time.Now().UnixNano() > exp, "the token has not expired" })
 	n4 := c.addNode()
 	if err := joinWith(n4, id, secret); KindOf(err) != KindDenied {
