@@ -309,7 +309,7 @@ func Verify(r io.Reader, opt Options) (*Summary, error) {
 		line := sc.Bytes()
 		n++
 		i := bytes.LastIndex(line, sigSep)
-		if i < 0 || !bytes.HasSuffix(line, []byte(`"}`)) {
+		if i < 0 || i+len(sigSep) > len(line)-len(`"}`) || !bytes.HasSuffix(line, []byte(`"}`)) {
 			return s, fmt.Errorf("line %d: not a signed record", n)
 		}
 		sig, err := base64.StdEncoding.DecodeString(string(line[i+len(sigSep) : len(line)-2]))
