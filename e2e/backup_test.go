@@ -18,6 +18,7 @@ import (
 // keyd snapshot restore puts one back on each node, and the cluster
 // serves the same keys.
 func TestSnapshotDrillRaftDataLost(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	secret := []byte("survives the loss of every Raft log\n")
 	f := filepath.Join(t.TempDir(), "secret")

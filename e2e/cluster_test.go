@@ -66,6 +66,7 @@ func getEventually(t *testing.T, c *localCluster, i int, name string, want []byt
 }
 
 func TestLocalClusterSurvivesNodeLoss(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	c.mustKeyctl(1, "key", "create", "s", "--bytes", "64")
 	c.mustKeyctl(1, "key", "create", "kept", "--bytes", "32")
@@ -129,6 +130,7 @@ func TestLocalClusterSurvivesNodeLoss(t *testing.T) {
 // (The API once authenticated the operator against the node's local, not
 // yet replayed state, and answered "unauthenticated".)
 func TestRestartedNodeWithoutQuorumSaysNoQuorum(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	c.mustKeyctl(1, "key", "create", "s", "--bytes", "32")
 	for i := 1; i <= 3; i++ {
@@ -145,6 +147,7 @@ func TestRestartedNodeWithoutQuorumSaysNoQuorum(t *testing.T) {
 }
 
 func TestRevokeHonouredEverywhere(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	c.mustKeyctl(1, "key", "create", "doomed", "--bytes", "32")
 	for i := 1; i <= 3; i++ {
@@ -216,6 +219,7 @@ func parseStatus(out string) (*status, error) {
 }
 
 func TestClusterStatus(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	for i := 1; i <= 3; i++ {
 		var st *status
@@ -272,6 +276,7 @@ func TestClusterStatus(t *testing.T) {
 // release, partial results; the README promises keyd keeps them out of
 // core dumps.
 func TestKeydDisablesCoreDumps(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 1)
 	pid, err := os.ReadFile(filepath.Join(c.dir, "n1.pid"))
 	if err != nil {
