@@ -1,9 +1,7 @@
 package cluster
 
 import (
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/binary"
 	"fmt"
 	"time"
 )
@@ -19,97 +17,49 @@ import (
 // its log already matches. Its state then differs from every other
 // replica's, silently, for good (TestForgedTermMakesTheFollowerStopServing).
 //
-// So every replica keeps a chain hash over the entries its state machine
-// applies, H_i = SHA-256(label || H_{i-1} || index || term || data), for
-// the last chainRing indexes. The leader's answer to a read index carries
-// its own H at that index. A holder, before it uses its share, waits until
-// it has applied that index and compares its H there with the leader's: a
-// difference means the two replicas applied different histories, and the
-// holder stops serving (every partial, signature share and exchange) until
-// an operator rebuilds it (docs/operations.md). Two honest replicas apply
-// the same committed entries with the same terms, so they never differ:
-// the chain survives restarts and snapshots because a snapshot carries the
-// chain hash at its index (fsm.Snap.Chain), and a restart replays from the
-// node's own snapshot.
-//
-// What it does not do: a snapshot's chain hash is its sender's word, so an
-// attacker that installs a whole snapshot (rather than appending entries)
-// can carry the real hash with a state of its own; and a replica that
-// restored a snapshot without one (made before this check) compares
-// nothing until an operator rebuilds it. docs/threat-model.md says so.
+// So the state machine keeps a chain hash over every entry it applies
+// (fsm.State.Chain, fsm/chain.go), and this replica remembers it for the
+// last chainRing indexes. The leader's answer to a read index carries its
+// chain hash at that index. A holder, before it uses its share, waits
+// until it has applied that index and compares its own hash there with
+// the leader's: a difference means the two replicas applied different
+// histories, and the holder stops serving (every partial, signature share
+// and exchange) until an operator rebuilds it (docs/operations.md, "A
+// diverged replica"). Honest replicas apply the same committed entries,
+// so they never differ (TestHonestReplicasNeverDiverge); the hash is part
+// of the state, so certified checkpoints carry it and a snapshot's restore
+// rebuilds it by replaying the entries after its checkpoint: a forged
+// snapshot that leaves out a revoke leaves a different hash too.
 
 // chainRing is how many recent indexes a replica keeps the chain hash of:
 // a holder compares at the leader's read index, a few entries behind its
 // own applied one.
 const chainRing = 4096
 
-// chainLabel starts every link's input.
-const chainLabel = "keyquorum chain v1\x00"
-
-// chainMark is a replica's chain hash at an index. Hash is nil when the
-// replica does not know it (it restored a snapshot that carried none).
+// chainMark is a replica's chain hash at an index; Hash is empty from a
+// leader that sent none.
 type chainMark struct {
 	Index uint64
 	Hash  []byte
 }
 
-type chainSlot struct {
-	index uint64
-	hash  [32]byte
-	known bool
+// chainRingOf keeps the chain hash of recent indexes. Its owner
+// (raftFSM) guards it.
+type chainRingOf struct {
+	slots []chainMark
 }
 
-// chain is the running hash and its ring. Its owner (raftFSM) guards it.
-type chain struct {
-	head  [32]byte
-	known bool
-	ring  []chainSlot
-}
+func newChainRing() *chainRingOf { return &chainRingOf{slots: make([]chainMark, chainRing)} }
 
-func newChain() *chain {
-	return &chain{known: true, ring: make([]chainSlot, chainRing)}
-}
+func (r *chainRingOf) put(m chainMark) { r.slots[m.Index%chainRing] = m }
 
-// extend links the entry at index, of term, with data.
-func (c *chain) extend(index, term uint64, data []byte) {
-	h := sha256.New()
-	h.Write([]byte(chainLabel))
-	h.Write(c.head[:])
-	var n [16]byte
-	binary.BigEndian.PutUint64(n[:8], index)
-	binary.BigEndian.PutUint64(n[8:], term)
-	h.Write(n[:])
-	h.Write(data)
-	h.Sum(c.head[:0])
-	c.ring[index%chainRing] = chainSlot{index: index, hash: c.head, known: c.known}
-}
-
-// reset restarts the chain at a restored snapshot's index, with the hash
-// the snapshot carried (none: unknown from here on).
-func (c *chain) reset(index uint64, hash []byte) {
-	clear(c.ring)
-	c.head, c.known = [32]byte{}, len(hash) == len(c.head)
-	if c.known {
-		copy(c.head[:], hash)
-	}
-	c.ring[index%chainRing] = chainSlot{index: index, hash: c.head, known: c.known}
-}
-
-// current is the hash at the last applied index, nil when unknown.
-func (c *chain) current() []byte {
-	if !c.known {
-		return nil
-	}
-	return append([]byte(nil), c.head[:]...)
-}
-
-// at is the hash at index, if the ring still holds it and it is known.
-func (c *chain) at(index uint64) ([]byte, bool) {
-	s := c.ring[index%chainRing]
-	if s.index != index || !s.known {
+// at is the hash at index, if the ring still holds it.
+func (r *chainRingOf) at(index uint64) ([]byte, bool) {
+	m := r.slots[index%chainRing]
+	if m.Index != index || m.Hash == nil {
 		return nil, false
 	}
-	return s.hash[:], true
+	return m.Hash, true
 }
 
 // divergence is what a replica found when its chain hash differed from

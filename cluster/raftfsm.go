@@ -28,12 +28,12 @@ type raftFSM struct {
 
 	mu      sync.Mutex
 	applied uint64
-	chain   *chain        // the chain hash over the applied entries (chain.go)
+	chains  *chainRingOf  // the state's chain hash at recent indexes (chain.go)
 	changed chan struct{} // closed and replaced after every apply
 }
 
 func newRaftFSM(f *fsm.FSM, log *slog.Logger, m *metrics.Set) *raftFSM {
-	return &raftFSM{fsm: f, log: log, metrics: m, chain: newChain(), changed: make(chan struct{})}
+	return &raftFSM{fsm: f, log: log, metrics: m, chains: newChainRing(), changed: make(chan struct{})}
 }
 
 func (r *raftFSM) Apply(l *raft.Log) any {
@@ -42,15 +42,16 @@ func (r *raftFSM) Apply(l *raft.Log) any {
 	res := r.fsm.Apply(l.Index, l.AppendedAt, l.Data)
 	r.metrics.RaftApplySeconds.Observe(time.Since(start).Seconds())
 	r.hold.Unlock()
-	r.mu.Lock()
-	r.chain.extend(l.Index, l.Term, l.Data)
-	r.mu.Unlock()
 	r.advance(l.Index)
 	return res
 }
 
+// advance records the state machine's applied index and its chain hash
+// there, and wakes whoever waits.
 func (r *raftFSM) advance(index uint64) {
+	at, chain := r.fsm.ChainAt()
 	r.mu.Lock()
+	r.chains.put(chainMark{Index: at, Hash: chain})
 	if index > r.applied {
 		r.applied = index
 	}
@@ -70,15 +71,15 @@ func (r *raftFSM) watch() (uint64, <-chan struct{}) {
 func (r *raftFSM) mark() chainMark {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return chainMark{Index: r.applied, Hash: r.chain.current()}
+	h, _ := r.chains.at(r.applied)
+	return chainMark{Index: r.applied, Hash: h}
 }
 
 // chainAt is the chain hash at index, if this replica still knows it.
 func (r *raftFSM) chainAt(index uint64) ([]byte, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	h, ok := r.chain.at(index)
-	return append([]byte(nil), h...), ok
+	return r.chains.at(index)
 }
 
 // Snapshot captures the state machine's snapshot (its last certified
@@ -92,11 +93,6 @@ func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Between applies (Raft calls Snapshot on the state machine's
-	// goroutine): the chain's head is at the snapshot's applied index.
-	r.mu.Lock()
-	sn.Chain = r.chain.current()
-	r.mu.Unlock()
 	return snapshot{snap: sn, log: r.log}, nil
 }
 
@@ -125,12 +121,6 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	}
 	var applied uint64
 	r.fsm.Read(func(s *fsm.State) { applied = s.Applied })
-	r.mu.Lock()
-	r.chain.reset(applied, res.Chain)
-	r.mu.Unlock()
-	if res.Chain == nil {
-		r.log.Warn("the snapshot carries no chain hash: this replica cannot check that its log is the leader's until it is rebuilt", "applied", applied)
-	}
 	r.advance(applied)
 	return nil
 }

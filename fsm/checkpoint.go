@@ -371,11 +371,6 @@ type Snap struct {
 	Checkpoint  []byte      `json:"checkpoint,omitempty"`  // the certified state's encoding
 	Certificate *Checkpoint `json:"certificate,omitempty"` // its t partials and commitments
 	Entries     []Entry     `json:"entries"`               // every entry applied after it
-	// Chain is opaque to the state machine: the replica's chain hash over
-	// the entries it applied, at the snapshot's applied index (the
-	// cluster's divergence check, cluster/chain.go). It is the sender's
-	// word: nothing here verifies it.
-	Chain []byte `json:"chain,omitempty"`
 }
 
 // Capture captures the snapshot of the current state.
@@ -450,10 +445,6 @@ func (s *Snap) WriteTo(w io.Writer) (int64, error) {
 		}
 		cw.Write([]byte(`]`))
 	}
-	if len(s.Chain) > 0 {
-		cw.Write([]byte(`,"chain":`))
-		put(s.Chain)
-	}
 	cw.Write([]byte(`}`))
 	if cw.err == nil {
 		cw.err = cw.w.(*bufio.Writer).Flush()
@@ -526,7 +517,6 @@ type Restored struct {
 	Checkpoint uint64 // index of the certified checkpoint restored, 0 without one
 	Entries    int    // entries replayed after it
 	Applied    uint64 // the applied index reached
-	Chain      []byte // the snapshot's Chain, as sent
 }
 
 // Restore replaces the state with a snapshot's, after verifying it; see
@@ -686,7 +676,7 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 	f.state, f.ck, f.digest = g.state, g.ck, g.digest
 	f.changes++
 	f.mu.Unlock()
-	r := &Restored{TOFU: pin == nil, Entries: len(sn.Entries), Applied: st.Applied, Chain: sn.Chain}
+	r := &Restored{TOFU: pin == nil, Entries: len(sn.Entries), Applied: st.Applied}
 	if g.ck.cert != nil {
 		r.Checkpoint = g.ck.cert.Index
 	}
