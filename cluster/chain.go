@@ -43,23 +43,71 @@ type chainMark struct {
 	Hash  []byte
 }
 
+// chainSlot is the chain hash after the state machine reached index:
+// by applying the entry there, after the one at prev, or by restoring a
+// snapshot.
+type chainSlot struct {
+	index    uint64
+	hash     []byte
+	prev     uint64
+	restored bool
+}
+
 // chainRingOf keeps the chain hash of recent indexes. Its owner
 // (raftFSM) guards it.
 type chainRingOf struct {
-	slots []chainMark
+	slots []chainSlot
+	last  uint64 // the index the state machine reached last
 }
 
-func newChainRing() *chainRingOf { return &chainRingOf{slots: make([]chainMark, chainRing)} }
+func newChainRing() *chainRingOf { return &chainRingOf{slots: make([]chainSlot, chainRing)} }
 
-func (r *chainRingOf) put(m chainMark) { r.slots[m.Index%chainRing] = m }
+// applied records the hash after the entry at index was applied.
+func (r *chainRingOf) applied(index uint64, hash []byte) {
+	r.slots[index%chainRing] = chainSlot{index: index, hash: hash, prev: r.last}
+	r.last = index
+}
 
-// at is the hash at index, if the ring still holds it.
-func (r *chainRingOf) at(index uint64) ([]byte, bool) {
-	m := r.slots[index%chainRing]
-	if m.Index != index || m.Hash == nil {
-		return nil, false
+// restored records the hash of a snapshot restored at index.
+func (r *chainRingOf) restored(index uint64, hash []byte) {
+	r.slots[index%chainRing] = chainSlot{index: index, hash: hash, restored: true}
+	r.last = index
+}
+
+func (r *chainRingOf) slot(index uint64) *chainSlot {
+	if s := &r.slots[index%chainRing]; s.index == index {
+		return s
 	}
-	return m.Hash, true
+	return nil
+}
+
+// stateAt is the chain hash of this replica's state at index, which it
+// has reached, if the ring tells. Where the replica applied no entry at
+// index (Raft's own entries never reach the state machine; nor does a
+// forged configuration entry that took the place of a command), its
+// state there is the one after the entry it applied before: the leader's
+// read index is always an entry its own state machine applied, so an
+// honest replica that applied that history has a slot there.
+func (r *chainRingOf) stateAt(index uint64) ([]byte, bool) {
+	if s := r.slot(index); s != nil {
+		return s.hash, s.hash != nil
+	}
+	var next *chainSlot
+	for i := range r.slots {
+		if s := &r.slots[i]; s.index > index && (next == nil || s.index < next.index) {
+			next = s
+		}
+	}
+	switch {
+	case next == nil || next.restored || next.prev >= index:
+		return nil, false // a snapshot jumped over index, or the ring moved on
+	case next.prev == 0:
+		return []byte{}, true // nothing applied before: the empty chain
+	}
+	if p := r.slot(next.prev); p != nil && p.hash != nil {
+		return p.hash, true
+	}
+	return nil, false
 }
 
 // divergence is what a replica found when its chain hash differed from
@@ -71,7 +119,7 @@ type divergence struct {
 }
 
 func (d *divergence) String() string {
-	return fmt.Sprintf("its log differs from leader %s's at entry %d (found %s): it applied entries the leader never wrote",
+	return fmt.Sprintf("its history differs from leader %s's at entry %d (found %s): it applied entries the leader never wrote, or skipped some it did",
 		d.Leader, d.Index, d.At.UTC().Format(time.RFC3339))
 }
 
@@ -84,7 +132,7 @@ func (c *consensus) compareChain(leader string, m chainMark) error {
 	if len(m.Hash) == 0 {
 		return nil
 	}
-	own, ok := c.rfsm.chainAt(m.Index)
+	own, ok := c.rfsm.stateChainAt(m.Index)
 	if !ok {
 		return nil
 	}
@@ -94,7 +142,7 @@ func (c *consensus) compareChain(leader string, m chainMark) error {
 	}
 	d := &divergence{Index: m.Index, Leader: leader, At: time.Now()}
 	if c.diverged.CompareAndSwap(nil, d) {
-		c.log.Error("DIVERGED: this replica applied entries the leader never wrote; it refuses every use of its share until an operator rebuilds it (docs/operations.md)",
+		c.log.Error("DIVERGED: this replica's history differs from the leader's (it applied entries the leader never wrote, or skipped some); it refuses every use of its share until an operator rebuilds it (docs/operations.md)",
 			"index", m.Index, "leader", leader)
 	}
 	return c.divergedErr()

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"testing"
@@ -90,4 +91,41 @@ func TestHonestReplicasNeverDiverge(t *testing.T) {
 	}
 	fill(1)
 	checkAll("every node restarted")
+}
+
+// TestChainRingStateAt: a replica's chain hash at an index it applied is
+// the one recorded there; at an index it skipped (an entry that never
+// reached its state machine), the one after the entry it applied before;
+// at one a snapshot jumped over, none.
+func TestChainRingStateAt(t *testing.T) {
+	r := newChainRing()
+	h := func(i byte) []byte { return []byte{i} }
+	for i := range uint64(3) {
+		r.applied(i+1, h(byte(i+1)))
+	}
+	r.applied(10, h(10))
+	r.restored(20, h(20))
+	r.applied(21, h(21))
+	for _, tc := range []struct {
+		index uint64
+		want  []byte
+		ok    bool
+	}{
+		{2, h(2), true},
+		{5, h(3), true}, // 4..9 never reached the state machine: its state there is the one after 3
+		{10, h(10), true},
+		{15, nil, false}, // the snapshot at 20 jumped over it
+		{20, h(20), true},
+		{21, h(21), true},
+	} {
+		got, ok := r.stateAt(tc.index)
+		if ok != tc.ok || !bytes.Equal(got, tc.want) {
+			t.Errorf("stateAt(%d) = %x, %v; want %x, %v", tc.index, got, ok, tc.want, tc.ok)
+		}
+	}
+	fresh := newChainRing()
+	fresh.applied(7, h(7))
+	if got, ok := fresh.stateAt(3); !ok || len(got) != 0 {
+		t.Errorf("before the first entry applied: %x, %v; want the empty chain", got, ok)
+	}
 }

@@ -744,7 +744,36 @@ func TestStolenDataDirOverTheNetwork(t *testing.T) {
 // index and answered partials for the revoked key; now its chain hash at
 // the leader's read index is not the leader's, and it serves no partial,
 // for that key or any other, and says so in Ready, status and metrics.
+//
+// The forged entries are commands the state machine refuses, or Raft
+// configuration entries (of the current configuration), which never reach
+// the state machine: the follower then applies no entry at those indexes
+// and, once the real leader's entries after them arrive, holds at the
+// leader's read index the state it had before them.
 func TestForgedTermMakesTheFollowerStopServing(t *testing.T) {
+	t.Run("commands", func(t *testing.T) {
+		forgedTermAttack(t, func(t *testing.T, s *stolenCreds, _ *testNode) *raft.Log {
+			data, err := json.Marshal(s.sign(t, &fsm.Command{Type: fsm.TypeRevokeKey, RevokeKey: "luks/none"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return &raft.Log{Type: raft.LogCommand, Data: data}
+		})
+	})
+	t.Run("configuration", func(t *testing.T) {
+		forgedTermAttack(t, func(t *testing.T, _ *stolenCreds, follower *testNode) *raft.Log {
+			f := follower.n.cons.current().raft.GetConfiguration()
+			if err := f.Error(); err != nil {
+				t.Fatal(err)
+			}
+			return &raft.Log{Type: raft.LogConfiguration, Data: raft.EncodeConfiguration(f.Configuration())}
+		})
+	})
+}
+
+// forgedTermAttack runs the attack above with the forged entries forge
+// makes (their index, term and time set here).
+func forgedTermAttack(t *testing.T, forge func(*testing.T, *stolenCreds, *testNode) *raft.Log) {
 	c := newTestCluster(t, 3)
 	c.createSecret("luks/kept", randomBytes(t, 32))
 	c.createSecret("luks/other", randomBytes(t, 32))
@@ -772,11 +801,9 @@ func TestForgedTermMakesTheFollowerStopServing(t *testing.T) {
 	term, next := probe.Term+1, probe.LastLog+1
 	var entries []*raft.Log
 	for i := range uint64(forged) {
-		data, err := json.Marshal(s.sign(t, &fsm.Command{Type: fsm.TypeRevokeKey, RevokeKey: "luks/none"}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		entries = append(entries, &raft.Log{Index: next + i, Term: term, Type: raft.LogCommand, Data: data, AppendedAt: time.Now()})
+		e := forge(t, s, follower)
+		e.Index, e.Term, e.AppendedAt = next+i, term, time.Now()
+		entries = append(entries, e)
 	}
 	var resp raft.AppendEntriesResponse
 	if err := tr.AppendEntries(raft.ServerID(follower.id()), raft.ServerAddress(follower.cfg.RaftAddr), &raft.AppendEntriesRequest{
@@ -784,8 +811,9 @@ func TestForgedTermMakesTheFollowerStopServing(t *testing.T) {
 		t.Fatalf("the forged append to %s: %v, success %v: the attack did not reach the follower's log", follower.id(), err, resp.Success)
 	}
 	c.waitFor(settleTimeout, func() (bool, string) {
-		applied, _ := follower.n.cons.rfsm.watch()
-		return applied >= next+forged-1, fmt.Sprintf("%s has applied %d, not yet the forged entries through %d", follower.id(), applied, next+forged-1)
+		r := follower.n.cons.current().raft
+		applied := r.AppliedIndex()
+		return applied >= next+forged-1, fmt.Sprintf("%s's Raft has applied %d, not yet the forged entries through %d", follower.id(), applied, next+forged-1)
 	})
 
 	// The real members elect a leader of the forged term or a later one
@@ -830,6 +858,16 @@ func TestForgedTermMakesTheFollowerStopServing(t *testing.T) {
 	t.Logf("forged entries %d..%d; the revoke is entry %d", next, next+forged-1, res.Index)
 	if res.Index >= next+forged {
 		t.Fatalf("the revoke landed at %d, past the forged entries: the test proves nothing", res.Index)
+	}
+	// Entries past the forged ones, which the follower takes: Raft's log
+	// matching holds there, and its state machine applies them.
+	for last, i := res.Index, 0; last < next+forged; i++ {
+		r, err := c.submit(&fsm.Command{Type: fsm.TypePutRule, PutRule: &fsm.Rule{
+			ID: fmt.Sprintf("filler-%d", i), Principal: c.opID, Key: "none/*", Ops: []string{fsm.OpGet}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = r.Index
 	}
 
 	// The follower never applies the revoke, and finds that its log is

@@ -42,16 +42,18 @@ func (r *raftFSM) Apply(l *raft.Log) any {
 	res := r.fsm.Apply(l.Index, l.AppendedAt, l.Data)
 	r.metrics.RaftApplySeconds.Observe(time.Since(start).Seconds())
 	r.hold.Unlock()
+	_, chain := r.fsm.ChainAt()
+	r.mu.Lock()
+	r.chains.applied(l.Index, chain)
+	r.mu.Unlock()
 	r.advance(l.Index)
 	return res
 }
 
-// advance records the state machine's applied index and its chain hash
-// there, and wakes whoever waits.
+// advance records the state machine's applied index and wakes whoever
+// waits.
 func (r *raftFSM) advance(index uint64) {
-	at, chain := r.fsm.ChainAt()
 	r.mu.Lock()
-	r.chains.put(chainMark{Index: at, Hash: chain})
 	if index > r.applied {
 		r.applied = index
 	}
@@ -71,15 +73,19 @@ func (r *raftFSM) watch() (uint64, <-chan struct{}) {
 func (r *raftFSM) mark() chainMark {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	h, _ := r.chains.at(r.applied)
+	var h []byte
+	if s := r.chains.slot(r.applied); s != nil {
+		h = s.hash
+	}
 	return chainMark{Index: r.applied, Hash: h}
 }
 
-// chainAt is the chain hash at index, if this replica still knows it.
-func (r *raftFSM) chainAt(index uint64) ([]byte, bool) {
+// stateChainAt is the chain hash of the state at index, which this
+// replica has reached, if it still knows it (chainRingOf.stateAt).
+func (r *raftFSM) stateChainAt(index uint64) ([]byte, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.chains.at(index)
+	return r.chains.stateAt(index)
 }
 
 // Snapshot captures the state machine's snapshot (its last certified
@@ -119,8 +125,10 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 		r.log.Info("restored a verified snapshot", "checkpoint", res.Checkpoint, "entries", res.Entries, "applied", res.Applied,
 			"bytes", len(b), "took", time.Since(start))
 	}
-	var applied uint64
-	r.fsm.Read(func(s *fsm.State) { applied = s.Applied })
+	applied, chain := r.fsm.ChainAt()
+	r.mu.Lock()
+	r.chains.restored(applied, chain)
+	r.mu.Unlock()
 	r.advance(applied)
 	return nil
 }

@@ -2,6 +2,7 @@ package fsm_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"testing"
 
 	"github.com/keyquorum/keyquorum/fsm"
@@ -64,5 +65,48 @@ func TestChainHashFollowsTheHistory(t *testing.T) {
 	}
 	if !bytes.Equal(chainOf(r), chainOf(h.f)) {
 		t.Fatalf("restored from a snapshot: chain hash %x, the source's %x", chainOf(r), chainOf(h.f))
+	}
+}
+
+// TestForgedSnapshotLeavesAnotherChainHash: a snapshot whose entries after
+// its checkpoint are not the cluster's (here a revoke replaced by an entry
+// the state machine refuses, as a forged Raft leader would send) restores
+// on a replica that has not applied that far, and gives a state without
+// the revoke, but not the cluster's chain hash: the holder's check
+// (cluster/chain.go) then finds it out.
+func TestForgedSnapshotLeavesAnotherChainHash(t *testing.T) {
+	h := newHarness(t)
+	withKey(h)
+	h.must(admin, revokeKeyCmd("db/a"))
+	snap, err := h.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sn fsm.Snap
+	if err := json.Unmarshal(snap, &sn); err != nil {
+		t.Fatal(err)
+	}
+	last := &sn.Entries[len(sn.Entries)-1]
+	if last.Index != h.index {
+		t.Fatalf("the snapshot's last entry is %d, not the revoke at %d", last.Index, h.index)
+	}
+	last.Data = []byte("-")
+	forged, err := sn.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := fsm.New(&fakeChecker{})
+	if err := r.Restore(forged); err != nil {
+		t.Fatalf("the forged snapshot does not restore, so this test proves nothing: %v", err)
+	}
+	var revoked bool
+	r.Read(func(s *fsm.State) { revoked = s.Keys["db/a"].State == fsm.KeyRevoked })
+	if revoked {
+		t.Fatal("the forged snapshot's state has the revoke: the test proves nothing")
+	}
+	ai, a := r.ChainAt()
+	bi, b := h.f.ChainAt()
+	if ai != bi || bytes.Equal(a, b) {
+		t.Errorf("the forged snapshot restores to index %d with chain hash %x, the cluster's is %x at %d", ai, a, b, bi)
 	}
 }
