@@ -743,7 +743,8 @@ func TestStolenDataDirOverTheNetwork(t *testing.T) {
 // chain hash it then read its applied index as past the leader's read
 // index and answered partials for the revoked key; now its chain hash at
 // the leader's read index is not the leader's, and it serves no partial,
-// for that key or any other, and says so in Ready, status and metrics.
+// for that key or any other, says so in Ready, status and metrics, and
+// finds it again after a restart.
 //
 // The forged entries are commands the state machine refuses, or Raft
 // configuration entries (of the current configuration), which never reach
@@ -913,6 +914,19 @@ func forgedTermAttack(t *testing.T, forge func(*testing.T, *stolenCreds, *testNo
 	if _, err := c.release(leader, "luks/kept"); err == nil {
 		t.Error("the revoked key was released")
 	}
+
+	// A restart does not repair it: its own log carries the other history.
+	c.stop(follower)
+	c.restart(follower)
+	c.waitFor(settleTimeout, func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := follower.n.answerSealedPartial(ctx, c.holderRequest("luks/other", 0))
+		cancel()
+		if err == nil {
+			t.Fatalf("%s, diverged and restarted, answered a partial", follower.id())
+		}
+		return strings.Contains(err.Error(), "diverged"), fmt.Sprintf("%s, restarted, refuses, but does not say it diverged: %v", follower.id(), err)
+	})
 }
 
 // TestRetiredRSAHolderDiskSignsOnlyUntilReimport is what the documented
