@@ -127,7 +127,7 @@ func (d *divergence) String() string {
 // same index, which the replica has applied. It records and reports a
 // divergence; it says nothing when either side does not know its hash
 // there (a leader from before this check, a ring that moved on, a
-// snapshot that carried none).
+// snapshot's restore that jumped over the index).
 func (c *consensus) compareChain(leader string, m chainMark) error {
 	if len(m.Hash) == 0 {
 		return nil

@@ -743,7 +743,7 @@ func TestStolenDataDirOverTheNetwork(t *testing.T) {
 // chain hash it then read its applied index as past the leader's read
 // index and answered partials for the revoked key; now its chain hash at
 // the leader's read index is not the leader's, and it serves no partial,
-// for that key or any other, says so in Ready, status and metrics, and
+// for that key or any other, as a holder or a coordinator, says so in Ready, status and metrics, and
 // finds it again after a restart.
 //
 // The forged entries are commands the state machine refuses, or Raft
@@ -891,6 +891,9 @@ func forgedTermAttack(t *testing.T, forge func(*testing.T, *stolenCreds, *testNo
 	defer cancel()
 	if _, err := follower.n.answerSealedPartial(ctx, c.holderRequest("luks/other", 0)); err == nil || !strings.Contains(err.Error(), "diverged") {
 		t.Errorf("%s, diverged, answered for a key that was not revoked (or refused without saying why): %v", follower.id(), err)
+	}
+	if _, err := c.release(follower, "luks/other"); err == nil || !strings.Contains(err.Error(), "diverged") {
+		t.Errorf("%s, diverged, coordinated a release (or refused without saying why): %v", follower.id(), err)
 	}
 	if err := follower.n.Ready(); err == nil || !strings.Contains(err.Error(), "diverged") {
 		t.Errorf("%s's Ready does not say it diverged: %v", follower.id(), err)
