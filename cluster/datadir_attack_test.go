@@ -743,8 +743,8 @@ func TestStolenDataDirOverTheNetwork(t *testing.T) {
 // chain hash it then read its applied index as past the leader's read
 // index and answered partials for the revoked key; now its chain hash at
 // the leader's read index is not the leader's, and it serves no partial,
-// for that key or any other, as a holder or a coordinator, says so in Ready, status and metrics, and
-// finds it again after a restart.
+// for that key or any other, as a holder or a coordinator; it says so in
+// Ready, status and metrics, and finds it again after a restart.
 //
 // The forged entries are commands the state machine refuses, or Raft
 // configuration entries (of the current configuration), which never reach
