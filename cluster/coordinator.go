@@ -165,11 +165,16 @@ func gather[P, R any](ctx context.Context, n *Node, a *authorized, call holderCa
 
 // sharedReadIndex is a read index for a coordinator, from a round it
 // shares with this node's other coordinations and holder checks that
-// arrived before the round started (holderReadIndex).
+// arrived before the round started (holderReadIndex). A coordinator uses
+// its own share too: like a holder, it compares its chain hash with the
+// leader's (checkLeaderChain).
 func (n *Node) sharedReadIndex(ctx context.Context) (uint64, error) {
 	select {
 	case r := <-n.holderReadIndex():
-		return r.index, r.err
+		if r.err != nil {
+			return 0, r.err
+		}
+		return r.index, n.checkLeaderChain(ctx, r)
 	case <-ctx.Done():
 		return 0, Errorf(KindNoQuorum, "node %s could not get a read index from the leader in time", n.id.NodeID)
 	}

@@ -51,7 +51,7 @@ func (n *Node) authorizeAsHolder(ctx context.Context, req *partialRequest) (*hol
 // index the holder's checks must be made at.
 func (n *Node) startHolderRead(req *partialRequest) func(context.Context) (uint64, error) {
 	if req.local {
-		return func(context.Context) (uint64, error) { return req.ReadIndex, nil }
+		return func(context.Context) (uint64, error) { return req.ReadIndex, n.cons.divergedErr() }
 	}
 	round := n.holderReadIndex()
 	return func(ctx context.Context) (uint64, error) {
@@ -59,6 +59,9 @@ func (n *Node) startHolderRead(req *partialRequest) func(context.Context) (uint6
 		case r := <-round:
 			if r.err != nil {
 				return 0, r.err
+			}
+			if err := n.checkLeaderChain(ctx, r); err != nil {
+				return 0, err
 			}
 			return max(req.ReadIndex, r.index), nil
 		case <-ctx.Done():
@@ -137,14 +140,29 @@ func (n *Node) holderReadIndex() <-chan readIndexResult {
 	return n.holderReads.join(func() readIndexResult {
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
 		defer cancel()
-		idx, err := n.readIndex(ctx)
-		return readIndexResult{idx, err}
+		m, leader, err := n.cons.readMark(ctx)
+		return readIndexResult{index: m.Index, chain: m.Hash, leader: leader, err: err}
 	})
 }
 
 type readIndexResult struct {
-	index uint64
-	err   error
+	index  uint64
+	chain  []byte // the leader's chain hash at index (chain.go)
+	leader string
+	err    error
+}
+
+// checkLeaderChain waits until this replica has applied the leader's read
+// index and compares its chain hash there with the leader's: a replica
+// whose history differs from the leader's, or did once, serves no share.
+func (n *Node) checkLeaderChain(ctx context.Context, r readIndexResult) error {
+	if err := n.waitApplied(ctx, r.index); err != nil {
+		return err
+	}
+	if err := n.cons.compareChain(r.leader, chainMark{Index: r.index, Hash: r.chain}); err != nil {
+		return err
+	}
+	return n.cons.divergedErr()
 }
 
 // nonceCache remembers the nonces of the requests a holder answered for

@@ -122,7 +122,7 @@ func (f *FSM) Read(fn func(*State)) {
 }
 
 // Apply applies one log entry. A refused entry leaves the state as it was,
-// apart from the applied index.
+// apart from the applied index and the chain hash (chain.go).
 func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -130,6 +130,7 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 	f.changes++
 	s := f.state
 	s.Applied = index
+	s.Chain = chainLink(s.Chain, index, at.UnixNano(), data)
 	res := &Result{Index: index}
 	var sg Signed
 	if err := json.Unmarshal(data, &sg); err != nil {

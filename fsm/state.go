@@ -46,7 +46,10 @@ var allOps = []string{OpRead, OpGet, OpCreate, OpCAS, OpRevoke, OpDestroy, OpApp
 // place (package doc, "Reading the state"). Code that changes the state
 // keeps this: clone a slice before writing into it.
 type State struct {
-	Applied   uint64 `json:"applied"` // index of the last applied entry
+	Applied uint64 `json:"applied"` // index of the last applied entry
+	// Chain is the chain hash over every entry applied (chain.go): equal
+	// on two replicas at the same Applied unless their histories differ.
+	Chain     []byte `json:"chain,omitempty"`
 	ClusterID string `json:"cluster_id,omitempty"`
 	CACert    []byte `json:"ca_cert,omitempty"`
 	// InitialNodes members must be in before the DKG starts.

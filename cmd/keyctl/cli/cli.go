@@ -587,6 +587,11 @@ func writeStatus(out io.Writer, st *api.Status) error {
 				h.Name, m.ID, h.Gateway, h.Version, h.Until.UTC().Format(time.RFC3339))
 		}
 	}
+	for _, m := range st.Members {
+		if m.Diverged != "" {
+			fmt.Fprintf(out, "DIVERGED: %s serves no share until it is rebuilt: %s\n", m.ID, m.Diverged)
+		}
+	}
 	return nil
 }
 
