@@ -268,6 +268,13 @@ func (c *command) flags(name string) *flag.FlagSet {
 // parse parses flags that may come before or after positional arguments
 // and checks the number of positional arguments.
 func parse(fs *flag.FlagSet, args []string, positional ...string) ([]string, error) {
+	return parseUpTo(fs, args, len(positional), len(positional), strings.Join(positional, " "))
+}
+
+// parseUpTo is parse for a command that takes least to most positional
+// arguments, described by usage; flags may come before, between or after
+// them, and -h answers with the help (flag.ErrHelp).
+func parseUpTo(fs *flag.FlagSet, args []string, least, most int, usage string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -283,8 +290,8 @@ func parse(fs *flag.FlagSet, args []string, positional ...string) ([]string, err
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
-	if len(pos) != len(positional) {
-		return nil, usagef("%s takes %s", fs.Name(), strings.Join(append([]string{}, positional...), " "))
+	if len(pos) < least || len(pos) > most {
+		return nil, usagef("%s takes %s", fs.Name(), usage)
 	}
 	return pos, nil
 }
