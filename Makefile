@@ -24,13 +24,24 @@ build:
 # runs them); its other tests check the checkers and run anywhere.
 JEPSEN_ROOT_TESTS := TestBrokenBuildIsCaught|TestTeardownRemovesLeftovers
 
+# How many end-to-end tests run at once, each with its own cluster of
+# race-built keyd processes on its own ports (e2e/harness_test.go). Their
+# nodes mostly wait, on each other and on the tests' programs: 4 keeps a
+# 2-core machine busy without starving Raft (the e2e nodes run a 500 ms
+# heartbeat timeout); go test's default is the number of cores.
+E2E_PARALLEL ?= 4
+
 # Every package's unit and integration (in-process clusters) tests with the
 # race detector, but e2e and jepsen; jepsen's tests that need no root, with
-# the race detector too; then the end-to-end tests (real processes).
+# the race detector too; then the end-to-end tests (real processes). The
+# cluster package's tests run in parallel, as many as the machine has
+# cores (go test's default), each cluster on its own ports; it takes
+# minutes, so it gets more than go test's default timeout of 10 minutes,
+# which it passed on a loaded 2-core machine when its tests ran one by one.
 test: build
-	$(GO) test -count=1 -race $$($(GO) list ./... | grep -v -e '/e2e$$' -e '/jepsen')
+	$(GO) test -count=1 -race -timeout 20m $$($(GO) list ./... | grep -v -e '/e2e$$' -e '/jepsen')
 	$(GO) test -count=1 -race -skip '$(JEPSEN_ROOT_TESTS)' ./jepsen/...
-	$(GO) test -count=1 -timeout 30m ./e2e/...
+	$(GO) test -count=1 -timeout 30m -parallel $(E2E_PARALLEL) ./e2e/...
 
 # Fails on any drift: formatting, vet, staticcheck (staticcheck.conf),
 # go.mod tidiness, architecture. staticcheck is installed by .ci/run, at
@@ -96,15 +107,14 @@ N ?= 10000
 bench-scale: build
 	$(GO) run ./cmd/keybench -scale $(N)
 
-# Every fuzz target, FUZZTIME each: go test -list finds them in every
-# package, so a new Fuzz function is in the list without an entry here
-# (the signing bodies: cluster.FuzzFROSTCommitBody, FuzzFROSTSignBody,
-# FuzzHolderShareBodies, FuzzRSAShareAnswer; https.FuzzSignVerifyBodies).
+# Every fuzz target, FUZZTIME each: every "func FuzzX(" of a _test.go
+# file, found by its text rather than by go test -list, which would build
+# the test binary of every package, those without a fuzz target too.
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
-		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-			echo "fuzz $$pkg $$target"; \
-			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	@for dir in $$(grep -rl --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*(' . | xargs -n1 dirname | sort -u); do \
+		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$dir/*_test.go); do \
+			echo "fuzz $$dir $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$dir || exit 1; \
 		done; \
 	done
 

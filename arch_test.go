@@ -23,7 +23,7 @@ const module = "github.com/keyquorum/keyquorum"
 // layer or of layers below it.
 // golden is test tooling (tests of every layer import it; no other code
 // does), so it sits at the bottom.
-var layers = []string{"cmd", "e2e", "jepsen", "gateway", "client", "agent", "cluster", "rpc", "fsm", "shamir", "vocab", "golden"}
+var layers = []string{"cmd", "e2e", "jepsen", "gateway", "client", "agent", "cluster", "rpc", "token", "fsm", "shamir", "vocab", "golden"}
 
 // isolated packages import nothing of the project but themselves and the
 // packages listed with them: fsm and shamir only the vocabulary, and the

@@ -3,7 +3,6 @@ package client
 import (
 	"bytes"
 	"context"
-	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
@@ -450,11 +449,12 @@ func (c *Client) release(ctx context.Context, req *fsm.ReleaseRequest) ([]byte, 
 	if err != nil {
 		return nil, 0, err
 	}
-	ephPriv, err := ecdh.X25519().GenerateKey(rand.Reader)
+	ephPriv, err := shamir.NewX25519Key(rand.Reader)
 	if err != nil {
 		return nil, 0, err
 	}
-	req.Ephemeral = ephPriv.PublicKey().Bytes()
+	defer ephPriv.Erase()
+	req.Ephemeral = ephPriv.PublicKey()
 	sg, err := c.Sign(&fsm.Command{Type: fsm.TypeRelease, Release: req})
 	if err != nil {
 		return nil, 0, err

@@ -42,6 +42,7 @@ func selfSignedClient(t *testing.T, cn string) *x509.Certificate {
 // networks, certificates (always for kxd and tlv, for Tang only when the
 // key lists some) and rate.
 func TestAdmissionIsOneDecisionForEveryGateway(t *testing.T) {
+	t.Parallel()
 	alice, mallory := selfSignedClient(t, "alice"), selfSignedClient(t, "mallory")
 	lan, wan := netip.MustParseAddr("10.1.2.3"), netip.MustParseAddr("192.0.2.1")
 	key := func(gateway string, edit func(*fsm.Access)) *fsm.Key {

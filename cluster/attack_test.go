@@ -55,6 +55,7 @@ func (c *testCluster) waitHasKey(tn *testNode, name string) {
 // its own read, so it answers only once it has applied the revoke, and
 // then refuses.
 func TestLyingCoordinatorGetsNoPartialFromALaggingHolder(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	c.createSecret("lagging", randomBytes(t, 32))
 	leader := c.leader()
@@ -92,6 +93,7 @@ func TestLyingCoordinatorGetsNoPartialFromALaggingHolder(t *testing.T) {
 // was answered again within the freshness window. A holder now refuses
 // requests issued before it started.
 func TestRequestAnsweredBeforeRestartIsRefusedAfter(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	secret := randomBytes(t, 32)
 	c.createSecret("captured", secret)
@@ -184,6 +186,7 @@ func raftStreamServed(t *testing.T, target string, cert tls.Certificate) bool {
 // or for a member's ID with its own key: neither is a peer, on the RPC
 // protocol or on Raft.
 func TestNodePortRefusesNonMembers(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	target := c.nodes[1].cfg.RaftAddr
 	mint := func(id string) tls.Certificate {
@@ -230,6 +233,7 @@ func TestNodePortRefusesNonMembers(t *testing.T) {
 // key into membership.json once its state has it, and a restarted node
 // pins it before Raft starts.
 func TestNodeKeepsTheClusterKeyItChecksSnapshotsAgainst(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	want := c.status(c.nodes[0]).PublicKey
 	for _, tn := range c.nodes {
@@ -257,6 +261,7 @@ func TestNodeKeepsTheClusterKeyItChecksSnapshotsAgainst(t *testing.T) {
 // if it were an operator. Both are refused, and with its own share the
 // two partials it would need are never in its hands.
 func TestStolenNodeCredentialsOverTheNetwork(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	c.createSecret("luks/stolen", randomBytes(t, 32))
 	victim := c.nodes[0]
@@ -332,6 +337,7 @@ func nodePortPost(t *testing.T, target string, cert tls.Certificate, path string
 // has applied its read, it refuses, and the partial it computed never
 // leaves it.
 func TestHolderComputingAheadOfItsReadAnswersWhatItsReadAllows(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	c.createSecret("ahead", randomBytes(t, 32))
 	leader := c.leader()
@@ -379,6 +385,7 @@ func TestHolderComputingAheadOfItsReadAnswersWhatItsReadAllows(t *testing.T) {
 // restarted node pins it before Raft starts, then applies the real log
 // again to the same state.
 func TestNodeKeepsTheFoundingEntryItReplaysAgainst(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	want := c.nodes[0].n.fsm.Founding()
 	if len(want) == 0 {

@@ -57,6 +57,7 @@ func nonceOf(t *testing.T, sg *fsm.Signed) string {
 // and basis; a refusal is recorded with its reason; the logs verify with
 // each node's identity key and hold no key material.
 func TestAuditRecordsEveryDecision(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	secret := randomBytes(t, 32)
 	c.createSecret("audit/s", secret)
@@ -116,6 +117,7 @@ func TestAuditRecordsEveryDecision(t *testing.T) {
 // partial; the cluster still releases through the others (t=2 of 3).
 // With AuditBestEffort, the same node releases.
 func TestUnwritableAuditLogRefusesReleases(t *testing.T) {
+	t.Parallel()
 	for _, bestEffort := range []bool{false, true} {
 		c := newTestClusterWith(t, 3, func(cfg *Config) {
 			if cfg.NodeID == "node3" {
@@ -145,6 +147,7 @@ func TestUnwritableAuditLogRefusesReleases(t *testing.T) {
 // every release is: the coordinator's check and each signing holder's,
 // with the signing request's nonce and the sign operation.
 func TestAuditRecordsFROSTSignatures(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	c.createFROST("audit/sig", nil)
 	sg := c.signRequest("audit/sig", []byte("audited message"))

@@ -152,6 +152,7 @@ func (c *testCluster) waitAutoJoined(tn *testNode, after uint64) *Status {
 // removed-and-gone is replaced by a fourth that joins the same way
 // through any member.
 func TestRetryJoinFormsAndKeepsTheCluster(t *testing.T) {
+	t.Parallel()
 	c, fp := autoJoinCluster(t, 3)
 	peer := &memJoinPeer{}
 	peer.serve(c.nodes[0])
@@ -201,6 +202,7 @@ func TestRetryJoinFormsAndKeepsTheCluster(t *testing.T) {
 // node: it checks the answer against the CA fingerprint it was given, and
 // joins the real cluster from the next address.
 func TestRetryJoinRefusesAForgedAnswer(t *testing.T) {
+	t.Parallel()
 	c, fp := autoJoinCluster(t, 1)
 	rogueCA, err := NewCA("rogue")
 	if err != nil {
@@ -237,6 +239,7 @@ func TestRetryJoinRefusesAForgedAnswer(t *testing.T) {
 // node's record. The forged request is refused before any entry, and the
 // token still admits the node it was meant for.
 func TestAutoJoinRequestAdmitsOnlyItsNode(t *testing.T) {
+	t.Parallel()
 	c, fp := autoJoinCluster(t, 1)
 	token := c.joinToken()
 	victim := c.addNode()
@@ -299,6 +302,7 @@ func (d fakeDNS) LookupSRV(_ context.Context, _, _, name string) (string, []*net
 // repeats are asked once, and a name that does not resolve is reported
 // without stopping the others.
 func TestResolveRetryJoin(t *testing.T) {
+	t.Parallel()
 	dns := fakeDNS{
 		hosts: map[string][]string{"keyd.svc": {"10.0.0.1", "10.0.0.2"}, "keyd-0.keyd.svc": {"10.0.0.1"}, "keyd-1.keyd.svc": {"10.0.0.3"}},
 		srv: map[string][]*net.SRV{"_api._tcp.keyd.svc": {

@@ -52,6 +52,7 @@ func backupCluster(t *testing.T) (*testCluster, map[string][]byte, *api.Backup, 
 // node is restored from the same backup, offline, and the cluster serves
 // the same keys again.
 func TestBackupRestoreAfterEveryNodesRaftDataIsLost(t *testing.T) {
+	t.Parallel()
 	c, secrets, b, data := backupCluster(t)
 	if b.Snapshot == nil || b.Epoch == 0 {
 		t.Fatalf("backup without a snapshot or an epoch: %+v", b)
@@ -102,6 +103,7 @@ func TestBackupRestoreAfterEveryNodesRaftDataIsLost(t *testing.T) {
 // their choosing: every edit is refused, by the checksum, the certificate,
 // the replayed state hash or the node's signature.
 func TestForgedBackupIsRefused(t *testing.T) {
+	t.Parallel()
 	c, _, b, data := backupCluster(t)
 	pin := c.clusterKey()
 	if _, _, err := VerifyBackup(data, pin); err != nil {
@@ -241,6 +243,7 @@ func TestForgedBackupIsRefused(t *testing.T) {
 // node's data directory. It has no certified checkpoint (only t holders
 // of the real key can make one), and both refuse it, writing nothing.
 func TestForgedFoundingBackupIsRefused(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	pin := c.clusterKey()
 	victim := c.nodes[0]

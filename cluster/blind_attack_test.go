@@ -26,6 +26,7 @@ import (
 // no key any node holds, the relayed answer does not carry the secret, and
 // the client (the test, with its ephemeral key and pin) opens it.
 func TestCoordinatorNeverHoldsTheReleasedSecret(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	secret := randomBytes(t, 32)
 	c.createSecret("blind", secret)
@@ -82,6 +83,7 @@ func TestCoordinatorNeverHoldsTheReleasedSecret(t *testing.T) {
 // gets none; an operator's request without an ephemeral key is refused by
 // every holder, so a coordinator cannot strip it either (it is signed).
 func TestHolderGivesNoClearPartialForAnOperatorsRelease(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	c.createSecret("clear", randomBytes(t, 32))
 	victim := c.nodes[2]
@@ -106,6 +108,7 @@ func TestHolderGivesNoClearPartialForAnOperatorsRelease(t *testing.T) {
 // polynomial whose constant term is its pin, and names the forged one; a
 // forged polynomial is refused.
 func TestClientNamesAForgedPartial(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	c.createSecret("forged", randomBytes(t, 32))
 	sg := c.releaseRequest("forged")

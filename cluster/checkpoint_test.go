@@ -18,6 +18,7 @@ import (
 // then releases every secret. The same node refuses a snapshot edited to
 // make a stranger an admin, at the raftFSM level, and keeps its state.
 func TestCertifiedSnapshotInstalls(t *testing.T) {
+	t.Parallel()
 	c := newTestClusterWith(t, 3, func(cfg *Config) {
 		cfg.SnapshotThreshold = 8
 		cfg.SnapshotInterval = 50 * time.Millisecond

@@ -36,6 +36,7 @@ import (
 // TestReleaseFromEveryNode: a secret sealed client-side is released,
 // byte for byte, by whichever node the client reaches.
 func TestReleaseFromEveryNode(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	secret := randomBytes(t, 64)
 	k := c.createSecret("disk/sda", secret)
@@ -57,6 +58,7 @@ func TestReleaseFromEveryNode(t *testing.T) {
 // TestRevokeIsHonouredByEveryNode: once a revoke is acknowledged, no
 // release that starts afterwards succeeds, on any node (docs/architecture.md).
 func TestRevokeIsHonouredByEveryNode(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	secret := randomBytes(t, 32)
 	c.createSecret("vm/42", secret)
@@ -84,6 +86,7 @@ func TestRevokeIsHonouredByEveryNode(t *testing.T) {
 // the same cluster key; a removed node's old share is erased and is of no
 // use against the new sharing.
 func TestJoinThenRemoveKeepsKeyAndRetiresOldShare(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	secret := randomBytes(t, 48)
 	c.createSecret("app/db", secret)
@@ -218,6 +221,7 @@ func TestJoinThenRemoveKeepsKeyAndRetiresOldShare(t *testing.T) {
 // enough to open it: its share alone does not, and the keys it holds open
 // none of the deals left in its Raft log.
 func TestDataDirsBelowThresholdRevealNothing(t *testing.T) {
+	t.Parallel()
 	// Snapshots often, so the stolen directory holds Raft snapshots too.
 	c := newTestClusterWith(t, 3, func(cfg *Config) {
 		cfg.SnapshotThreshold = 4
@@ -404,6 +408,7 @@ func logDeals(t *testing.T, path string) []logDeal {
 // KindNoQuorum instead of hanging; once the others are back, everything is
 // there.
 func TestNoQuorumFailsWithKind(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	secrets := map[string][]byte{"a": randomBytes(t, 32), "b/c": randomBytes(t, 40)}
 	for name, s := range secrets {
@@ -511,6 +516,7 @@ func (c *testCluster) cas(tn *testNode, name string, old, replacement []byte) (*
 // names the current one, and of two swaps from the same version exactly
 // one wins.
 func TestCompareAndSwap(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	v1 := randomBytes(t, 32)
 	c.createSecret("kxd/host1", v1)
@@ -591,6 +597,7 @@ func TestCompareAndSwap(t *testing.T) {
 // TestReplayedReleaseIsRefused: a captured release request sent again to
 // the same node is refused as unauthenticated.
 func TestReplayedReleaseIsRefused(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	secret := randomBytes(t, 32)
 	c.createSecret("replayed", secret)
@@ -614,6 +621,7 @@ func TestReplayedReleaseIsRefused(t *testing.T) {
 // of a key that is not an operator's, or whose payload was changed after
 // signing, are refused as unauthenticated and change nothing.
 func TestUnknownSignerAndBadSignatureRefused(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	pub, stranger, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -674,6 +682,7 @@ func TestUnknownSignerAndBadSignatureRefused(t *testing.T) {
 // certificates only; an operator's certificate of the same CA gets
 // neither an RPC answer nor a Raft stream.
 func TestNodePortRefusesOperatorCertificate(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	target := c.nodes[1].cfg.RaftAddr
 
@@ -730,6 +739,7 @@ func TestNodePortRefusesOperatorCertificate(t *testing.T) {
 // TestFullRestartKeepsEverything: every node shut down and opened again
 // from its directory: the cluster comes back with its key and secrets.
 func TestFullRestartKeepsEverything(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	secret := randomBytes(t, 64)
 	c.createSecret("restart/me", secret)
@@ -761,6 +771,7 @@ func TestFullRestartKeepsEverything(t *testing.T) {
 // is back, it still erases its share of the old epoch (with t-1 shares of
 // that epoch kept by compromised nodes, it would complete a quorum).
 func TestNodeRemovedWhileDownErasesItsShare(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	victim := c.nodes[2]
 	staying := c.nodes[:2]
@@ -806,6 +817,7 @@ func TestNodeRemovedWhileDownErasesItsShare(t *testing.T) {
 // that checked it could authorize a release against a state that has not
 // seen an acknowledged revoke yet.
 func TestWaitAppliedWaitsForTheStateMachine(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	leader := c.leader()
 	follower := c.anyRunning(leader)
@@ -887,6 +899,7 @@ func openCombined(t *testing.T, points map[uint32][]byte, threshold int, ct *sha
 // state machine's Snapshot and Restore through Raft), and then holds the
 // same state and releases every secret.
 func TestLaggingNodeCatchesUpFromSnapshot(t *testing.T) {
+	t.Parallel()
 	c := newTestClusterWith(t, 3, func(cfg *Config) {
 		cfg.SnapshotThreshold = 8
 		cfg.SnapshotInterval = 50 * time.Millisecond

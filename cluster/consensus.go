@@ -72,6 +72,12 @@ type consensus struct {
 	verify   roundBatch[error]
 	// readIndexes counts the read indexes this node confirmed as leader.
 	readIndexes atomic.Uint64
+	// diverged is set, for good, once this replica's chain hash differed
+	// from the leader's (chain.go).
+	diverged atomic.Pointer[divergence]
+	// chainChecks counts the comparisons of this replica's chain hash
+	// with the leader's that could be made (both knew theirs).
+	chainChecks atomic.Uint64
 
 	mu     sync.Mutex
 	run    *raftRun // nil until started and once stopped

@@ -72,6 +72,7 @@ func (p *testPasskey) sign(t *testing.T, signer string, cmd *fsm.Command) *fsm.S
 // all. A sign-in
 // assertion is good for one sign-in on the node, never twice.
 func TestPasskeyApprovalsAreVerifiedByEveryHolder(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	c.createSecret("luks/m1", randomBytes(t, 32))
 	m1, m2 := c.addMachine("m1"), c.addMachine("m2")

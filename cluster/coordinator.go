@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -36,6 +37,10 @@ type partialRequest struct {
 	Request   *fsm.Signed `json:"request"`
 	Version   uint64      `json:"version"`
 	Epoch     uint64      `json:"epoch"`
+	// Caller is the client's address as the coordinator saw it, for a
+	// capability token restricted to a network: the coordinator's word,
+	// which a holder cannot check (docs/tokens.md).
+	Caller string `json:"caller,omitempty"`
 
 	// local is set when the coordinator answers itself, after its own
 	// read: never from the wire.
@@ -46,6 +51,7 @@ type partialRequest struct {
 // needs to ask the holders.
 type authorized struct {
 	request   *fsm.Signed
+	caller    netip.Addr // the client's address (WithCaller), for a capability token
 	cmd       *fsm.Command
 	key       *fsm.Key // a shallow copy of the state's
 	clusterID string
@@ -70,6 +76,9 @@ func (n *Node) coordinatorRead(ctx context.Context, sg *fsm.Signed, also func(s 
 	if _, err := n.joined(); err != nil {
 		return nil, err
 	}
+	if err := n.recordTokenUses(ctx, sg); err != nil {
+		return nil, err
+	}
 	idx, err := n.sharedReadIndex(ctx)
 	if err != nil {
 		return nil, err
@@ -77,15 +86,15 @@ func (n *Node) coordinatorRead(ctx context.Context, sg *fsm.Signed, also func(s 
 	if err := n.waitApplied(ctx, idx); err != nil {
 		return nil, err
 	}
-	a := &authorized{request: sg}
+	a := &authorized{request: sg, caller: callerOf(ctx)}
 	var (
 		ferr  *fsm.Error
 		basis string
 	)
 	n.fsm.Read(func(s *fsm.State) {
-		cmd, k, e := s.AuthorizeRelease(sg, now())
+		cmd, k, b, e := authorizeRequest(s, sg, now(), a.caller)
 		if e == nil {
-			basis = s.ReleaseBasis(sg.Signer, cmd.Release)
+			basis = b
 			key := *k // the State's slices are never mutated in place
 			a.cmd, a.key = cmd, &key
 			a.clusterID, a.epoch, a.poly, a.threshold, a.readAt = s.ClusterID, s.Epoch, s.Poly, s.Threshold, s.Applied
@@ -113,7 +122,7 @@ func (n *Node) coordinatorRead(ctx context.Context, sg *fsm.Signed, also func(s 
 // (0 for the shares of a Tang or threshold RSA key, which are the key's
 // own).
 func (a *authorized) partialFor(epoch uint64) *partialRequest {
-	return &partialRequest{ReadIndex: a.readAt, Request: a.request, Version: a.key.Version, Epoch: epoch}
+	return &partialRequest{ReadIndex: a.readAt, Request: a.request, Version: a.key.Version, Epoch: epoch, Caller: callerString(a.caller)}
 }
 
 // holderCall is how the coordinator asks for one kind of answer P: the
@@ -156,11 +165,16 @@ func gather[P, R any](ctx context.Context, n *Node, a *authorized, call holderCa
 
 // sharedReadIndex is a read index for a coordinator, from a round it
 // shares with this node's other coordinations and holder checks that
-// arrived before the round started (holderReadIndex).
+// arrived before the round started (holderReadIndex). A coordinator uses
+// its own share too: like a holder, it compares its chain hash with the
+// leader's (checkLeaderChain).
 func (n *Node) sharedReadIndex(ctx context.Context) (uint64, error) {
 	select {
 	case r := <-n.holderReadIndex():
-		return r.index, r.err
+		if r.err != nil {
+			return 0, r.err
+		}
+		return r.index, n.checkLeaderChain(ctx, r)
 	case <-ctx.Done():
 		return 0, Errorf(KindNoQuorum, "node %s could not get a read index from the leader in time", n.id.NodeID)
 	}
@@ -204,7 +218,7 @@ func speculate[P any](ctx context.Context, n *Node, sg *fsm.Signed, call holderC
 		ok        bool
 	)
 	n.fsm.Read(func(s *fsm.State) {
-		_, k, e := s.AuthorizeRelease(sg, now())
+		_, k, _, e := authorizeRequest(s, sg, now(), callerOf(ctx))
 		if e != nil {
 			return
 		}
@@ -222,7 +236,7 @@ func speculate[P any](ctx context.Context, n *Node, sg *fsm.Signed, call holderC
 	if sp.holders[0].ID != n.id.NodeID {
 		return nil
 	}
-	req := &partialRequest{ReadIndex: appliedAt, Request: sg, Version: sp.version, Epoch: sp.epoch}
+	req := &partialRequest{ReadIndex: appliedAt, Request: sg, Version: sp.version, Epoch: sp.epoch, Caller: callerString(callerOf(ctx))}
 	ask := askHolder(n, call.path, req, call.local, call.index)
 	ctx, sp.cancel = context.WithCancel(ctx)
 	sp.asked = map[string]chan partialResult[*P]{}

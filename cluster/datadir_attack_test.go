@@ -727,9 +727,9 @@ func TestStolenDataDirOverTheNetwork(t *testing.T) {
 	}
 }
 
-// TestOpenHoleForgedTermMakesAFollowerSkipARevoke shows a hole that is
-// open (docs/threat-model.md, "What is open"): it passes while the attack
-// works, and its last check is to be turned round when it is closed.
+// TestForgedTermMakesTheFollowerStopServing is the attack of
+// docs/threat-model.md ("A replica whose log is not the leader's serves
+// nothing"), which used to work.
 //
 // Raft believes whoever leads the highest term, and a member's
 // certificate is all the node port asks of a peer. The thief of a running
@@ -739,13 +739,45 @@ func TestStolenDataDirOverTheNetwork(t *testing.T) {
 // machine refuses each, but the follower has applied those indexes. The
 // real members elect a leader of that term or a later one, whose entries
 // at those indexes differ, and a revoke lands there: the follower never
-// applies it (Raft's log matching takes a term for a leader), reads its
-// applied index as past the leader's read index, and answers a holder's
-// partial for the revoked key. With the attacker's own share, t=2, a
-// revoked key opened to its gateways is released.
-func TestOpenHoleForgedTermMakesAFollowerSkipARevoke(t *testing.T) {
+// applies it (Raft's log matching takes a term for a leader). Before the
+// chain hash it then read its applied index as past the leader's read
+// index and answered partials for the revoked key; now its chain hash at
+// the leader's read index is not the leader's, and it serves no partial,
+// for that key or any other, as a holder or a coordinator; it says so in
+// Ready, status and metrics, and finds it again after a restart.
+//
+// The forged entries are commands the state machine refuses, or Raft
+// configuration entries (of the current configuration), which never reach
+// the state machine: the follower then applies no entry at those indexes
+// and, once the real leader's entries after them arrive, holds at the
+// leader's read index the state it had before them.
+func TestForgedTermMakesTheFollowerStopServing(t *testing.T) {
+	t.Run("commands", func(t *testing.T) {
+		forgedTermAttack(t, func(t *testing.T, s *stolenCreds, _ *testNode) *raft.Log {
+			data, err := json.Marshal(s.sign(t, &fsm.Command{Type: fsm.TypeRevokeKey, RevokeKey: "luks/none"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return &raft.Log{Type: raft.LogCommand, Data: data}
+		})
+	})
+	t.Run("configuration", func(t *testing.T) {
+		forgedTermAttack(t, func(t *testing.T, _ *stolenCreds, follower *testNode) *raft.Log {
+			f := follower.n.cons.current().raft.GetConfiguration()
+			if err := f.Error(); err != nil {
+				t.Fatal(err)
+			}
+			return &raft.Log{Type: raft.LogConfiguration, Data: raft.EncodeConfiguration(f.Configuration())}
+		})
+	})
+}
+
+// forgedTermAttack runs the attack above with the forged entries forge
+// makes (their index, term and time set here).
+func forgedTermAttack(t *testing.T, forge func(*testing.T, *stolenCreds, *testNode) *raft.Log) {
 	c := newTestCluster(t, 3)
 	c.createSecret("luks/kept", randomBytes(t, 32))
+	c.createSecret("luks/other", randomBytes(t, 32))
 	leader := c.leader()
 	var follower, victim *testNode
 	for _, tn := range c.nodes {
@@ -770,11 +802,9 @@ func TestOpenHoleForgedTermMakesAFollowerSkipARevoke(t *testing.T) {
 	term, next := probe.Term+1, probe.LastLog+1
 	var entries []*raft.Log
 	for i := range uint64(forged) {
-		data, err := json.Marshal(s.sign(t, &fsm.Command{Type: fsm.TypeRevokeKey, RevokeKey: "luks/none"}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		entries = append(entries, &raft.Log{Index: next + i, Term: term, Type: raft.LogCommand, Data: data, AppendedAt: time.Now()})
+		e := forge(t, s, follower)
+		e.Index, e.Term, e.AppendedAt = next+i, term, time.Now()
+		entries = append(entries, e)
 	}
 	var resp raft.AppendEntriesResponse
 	if err := tr.AppendEntries(raft.ServerID(follower.id()), raft.ServerAddress(follower.cfg.RaftAddr), &raft.AppendEntriesRequest{
@@ -782,8 +812,9 @@ func TestOpenHoleForgedTermMakesAFollowerSkipARevoke(t *testing.T) {
 		t.Fatalf("the forged append to %s: %v, success %v: the attack did not reach the follower's log", follower.id(), err, resp.Success)
 	}
 	c.waitFor(settleTimeout, func() (bool, string) {
-		applied, _ := follower.n.cons.rfsm.watch()
-		return applied >= next+forged-1, fmt.Sprintf("%s has applied %d, not yet the forged entries through %d", follower.id(), applied, next+forged-1)
+		r := follower.n.cons.current().raft
+		applied := r.AppliedIndex()
+		return applied >= next+forged-1, fmt.Sprintf("%s's Raft has applied %d, not yet the forged entries through %d", follower.id(), applied, next+forged-1)
 	})
 
 	// The real members elect a leader of the forged term or a later one
@@ -829,22 +860,76 @@ func TestOpenHoleForgedTermMakesAFollowerSkipARevoke(t *testing.T) {
 	if res.Index >= next+forged {
 		t.Fatalf("the revoke landed at %d, past the forged entries: the test proves nothing", res.Index)
 	}
+	// Entries past the forged ones, which the follower takes: Raft's log
+	// matching holds there, and its state machine applies them.
+	for last, i := res.Index, 0; last < next+forged; i++ {
+		r, err := c.submit(&fsm.Command{Type: fsm.TypePutRule, PutRule: &fsm.Rule{
+			ID: fmt.Sprintf("filler-%d", i), Principal: c.opID, Key: "none/*", Ops: []string{fsm.OpGet}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = r.Index
+	}
 
-	// The follower never applies the revoke and answers for the key.
-	var answered bool
+	// The follower never applies the revoke, and finds that its log is
+	// not the leader's when it checks its freshness: it answers nothing.
 	c.waitFor(settleTimeout, func() (bool, string) {
 		var revoked bool
 		follower.n.fsm.Read(func(st *fsm.State) { revoked = st.Keys["luks/kept"].State == fsm.KeyRevoked })
 		if revoked {
-			t.Fatalf("%s applied the revoke at entry %d: the hole is closed, turn this test round", follower.id(), res.Index)
+			t.Fatalf("%s applied the revoke at entry %d: the forged entries did not take its place, the test proves nothing", follower.id(), res.Index)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_, err := follower.n.answerSealedPartial(ctx, c.holderRequest("luks/kept", 0))
 		cancel()
-		answered = err == nil
-		return answered, fmt.Sprintf("%s refuses: %v", follower.id(), err)
+		if err == nil {
+			t.Fatalf("%s answered a partial for the key revoked at entry %d, which it skipped", follower.id(), res.Index)
+		}
+		return strings.Contains(err.Error(), "diverged"), fmt.Sprintf("%s refuses, but does not say it diverged: %v", follower.id(), err)
 	})
-	t.Logf("%s answered a partial for the key revoked at entry %d, which it skipped (open hole)", follower.id(), res.Index)
+	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := follower.n.answerSealedPartial(ctx, c.holderRequest("luks/other", 0)); err == nil || !strings.Contains(err.Error(), "diverged") {
+		t.Errorf("%s, diverged, answered for a key that was not revoked (or refused without saying why): %v", follower.id(), err)
+	}
+	if _, err := c.release(follower, "luks/other"); err == nil || !strings.Contains(err.Error(), "diverged") {
+		t.Errorf("%s, diverged, coordinated a release (or refused without saying why): %v", follower.id(), err)
+	}
+	if err := follower.n.Ready(); err == nil || !strings.Contains(err.Error(), "diverged") {
+		t.Errorf("%s's Ready does not say it diverged: %v", follower.id(), err)
+	}
+	if !follower.n.stateMetrics().Diverged {
+		t.Errorf("%s's metrics do not say it diverged", follower.id())
+	}
+	for _, m := range c.status(c.leader()).Members {
+		if (m.ID == follower.id()) != (m.Diverged != "") {
+			t.Errorf("the status says of %s: diverged %q", m.ID, m.Diverged)
+		}
+	}
+	for _, tn := range c.running() {
+		if tn != follower && tn.n.cons.diverged.Load() != nil {
+			t.Errorf("%s, honest, says it diverged: %s", tn.id(), tn.n.cons.diverged.Load())
+		}
+	}
+	// The honest members still release the key that was not revoked, and
+	// not the revoked one.
+	c.mustRelease(leader, "luks/other")
+	if _, err := c.release(leader, "luks/kept"); err == nil {
+		t.Error("the revoked key was released")
+	}
+
+	// A restart does not repair it: its own log carries the other history.
+	c.stop(follower)
+	c.restart(follower)
+	c.waitFor(settleTimeout, func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := follower.n.answerSealedPartial(ctx, c.holderRequest("luks/other", 0))
+		cancel()
+		if err == nil {
+			t.Fatalf("%s, diverged and restarted, answered a partial", follower.id())
+		}
+		return strings.Contains(err.Error(), "diverged"), fmt.Sprintf("%s, restarted, refuses, but does not say it diverged: %v", follower.id(), err)
+	})
 }
 
 // TestRetiredRSAHolderDiskSignsOnlyUntilReimport is what the documented

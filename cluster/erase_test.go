@@ -81,6 +81,7 @@ func filesCarrying(t *testing.T, dir string, forms [][]byte) []string {
 // through every node, and a node restarted on its rewritten log and
 // snapshot comes back to the same state.
 func TestDestroyErasesFromEveryDisk(t *testing.T) {
+	t.Parallel()
 	// Raft snapshots often, so older snapshots hold the ciphertext too,
 	// and keeps its default trailing log behind each.
 	c := newTestClusterWith(t, 3, func(cfg *Config) {

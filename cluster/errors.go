@@ -26,6 +26,12 @@ const (
 	KindInternal        = api.KindInternal
 	KindClockSkew       = api.KindClockSkew
 	KindPendingApproval = api.KindPendingApproval
+	// A capability token's refusals (docs/tokens.md).
+	KindTokenExpired         = api.KindTokenExpired
+	KindTokenRevoked         = api.KindTokenRevoked
+	KindTokenWidened         = api.KindTokenWidened
+	KindTokenLacksCapability = api.KindTokenLacksCapability
+	KindTokenUsedUp          = api.KindTokenUsedUp
 )
 
 // Kinds are all the error kinds.

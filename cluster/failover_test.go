@@ -12,6 +12,7 @@ import (
 // makes another node the ready leader (without it, a healthy leader stays
 // leader), and the cluster releases through it.
 func TestGracefulStopHandsLeadershipOver(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	secret := randomBytes(t, 32)
 	c.createSecret("handoff", secret)
@@ -41,6 +42,7 @@ func TestGracefulStopHandsLeadershipOver(t *testing.T) {
 // The default Raft timing is the LAN one (config.go), and SetRaftTiming
 // keeps its proportions, which Raft and validate accept.
 func TestRaftTimingProportions(t *testing.T) {
+	t.Parallel()
 	c := DefaultConfig()
 	if c.HeartbeatTimeout != 150*time.Millisecond || c.ElectionTimeout != 150*time.Millisecond || c.LeaderLeaseTimeout != 100*time.Millisecond {
 		t.Fatalf("default timing %v/%v/%v, want 150ms/150ms/100ms", c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout)

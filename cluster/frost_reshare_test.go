@@ -178,6 +178,7 @@ func signsWith(t *testing.T, pub ed25519.PublicKey, shares []*shamir.Share) bool
 // the data directories of t-1 current members with every retired one's
 // sign nothing, where t current shares do.
 func TestFROSTKeyFollowsMembership(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	pub := c.createFROST("sig/a", nil)
 	sealed := c.frostSealed("sig/a")
@@ -352,6 +353,7 @@ func TestBadFROSTDealIsComplainedAgainst(t *testing.T) {
 // round's logged deals when it is back, and a signature that needs it (t'
 // = 3 of the 3 members left up) completes.
 func TestFROSTKeyWithAMemberDownDuringTheRound(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	pub := c.createFROST("sig/a", nil)
 	leader := c.leader()
@@ -396,6 +398,7 @@ func TestFROSTKeyWithAMemberDownDuringTheRound(t *testing.T) {
 // TestDestroyedFROSTKeyLeavesNoShare: once a reshared ed25519-frost key is
 // destroyed, every member erases its share of the key from its store.
 func TestDestroyedFROSTKeyLeavesNoShare(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	c.createFROST("sig/a", nil)
 	n4 := c.addNode()

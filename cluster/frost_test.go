@@ -111,6 +111,7 @@ func (c *testCluster) askFROSTRestarted(tn *testNode, req *frostSignRequest) (re
 // coordinator's stock of commitments, one round trip), and every
 // signature verifies with crypto/ed25519 under the key's public key.
 func TestFROSTSignsThroughEveryNode(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	pub := c.createFROST("sig/a", nil)
 	for _, tn := range c.nodes {
@@ -135,6 +136,7 @@ func TestFROSTSignsThroughEveryNode(t *testing.T) {
 // signature completes with the other holder; with two holders lying, the
 // error names both.
 func TestFROSTBadShareIsNamedAndTheSignatureCompletes(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	pub := c.createFROST("sig/a", nil)
 	coord := c.nodes[0]
@@ -169,6 +171,7 @@ func TestFROSTBadShareIsNamedAndTheSignatureCompletes(t *testing.T) {
 // holder refuses to sign, even a lagging one asked by a lying coordinator
 // with read index 0: it makes its own read first.
 func TestFROSTRevokedKeySignsNoMore(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	c.createFROST("sig/a", nil)
 	leader := c.leader()
@@ -202,6 +205,7 @@ func TestFROSTRevokedKeySignsNoMore(t *testing.T) {
 // TestFROSTReplayedSigningRequestIsRefused: a holder answers one signed
 // request at most n-t+1 times (2 here), and after a restart not at all.
 func TestFROSTReplayedSigningRequestIsRefused(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	c.createFROST("sig/a", nil)
 	victim, other := c.nodes[1], c.nodes[2]
@@ -230,6 +234,7 @@ func TestFROSTReplayedSigningRequestIsRefused(t *testing.T) {
 // not open to), nor use one of its nonces twice, nor list for it a
 // commitment it did not make; and nonces made before a restart are gone.
 func TestFROSTLyingCoordinator(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	c.createFROST("sig/a", nil)
 	liar, victim := c.nodes[0], c.nodes[1]

@@ -18,6 +18,7 @@ import (
 // crypto/ed25519 accepts; fewer deals than the key's threshold combine
 // nothing.
 func TestFROSTDealChecks(t *testing.T) {
+	t.Parallel()
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	scalar, err := shamir.Ed25519Scalar(priv)
 	if err != nil {

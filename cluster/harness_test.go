@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
@@ -11,11 +10,13 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -62,7 +63,7 @@ type testCluster struct {
 	// by releaseRequest, by signed payload: the test is the client that
 	// opens the blind release.
 	ephMu      sync.Mutex
-	ephemerals map[string]*ecdh.PrivateKey
+	ephemerals map[string]*shamir.X25519Key
 }
 
 // testNode is one node's configuration, which outlives the *Node it runs
@@ -189,28 +190,69 @@ func (c *testCluster) addNode() *testNode {
 }
 
 // freePorts finds n distinct loopback ports free for TCP and UDP (gossip
-// uses both). Nothing holds them afterwards: another process may take one
-// before the node binds it, which NewNode then reports.
+// uses both), below the kernel's ephemeral range and never handed out
+// before in this process. The tests run in parallel: a port of the
+// ephemeral range could be taken by any test's outgoing connection, and a
+// port handed out twice by another test's node, while a node is down
+// between a stop and a restart. Nothing holds them afterwards: another
+// process may take one before the node binds it, which NewNode then
+// reports.
 func freePorts(t testing.TB, n int) []string {
 	t.Helper()
+	low, high := 10000, ephemeralLow()
 	var out []string
-	for len(out) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	for range 1000 {
+		if len(out) == n {
+			return out
 		}
-		addr := l.Addr().String()
+		port := low + mrand.IntN(high-low)
+		portsMu.Lock()
+		given := portsGiven[port]
+		portsGiven[port] = true
+		portsMu.Unlock()
+		if given {
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
 		u, err := net.ListenPacket("udp", addr)
 		l.Close()
 		if err != nil {
 			continue
 		}
 		u.Close()
-		if !slices.Contains(out, addr) {
-			out = append(out, addr)
-		}
+		out = append(out, addr)
 	}
-	return out
+	t.Fatalf("found only %d of %d free loopback ports", len(out), n)
+	return nil
+}
+
+// portsGiven are the ports freePorts has handed out in this process.
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
+// default, 32768, where it cannot be read).
+func ephemeralLow() int {
+	const linuxDefault = 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return linuxDefault
+	}
+	fields := strings.Fields(string(b))
+	if len(fields) != 2 {
+		return linuxDefault
+	}
+	low, err := strconv.Atoi(fields[0])
+	if err != nil || low < 20000 {
+		return linuxDefault
+	}
+	return low
 }
 
 func (c *testCluster) nodeRecord(tn *testNode) *fsm.Node {
@@ -490,16 +532,16 @@ func (c *testCluster) releaseRequest(name string) *fsm.Signed {
 // openRelease.
 func (c *testCluster) signRelease(req *fsm.ReleaseRequest) *fsm.Signed {
 	c.t.Helper()
-	priv, err := ecdh.X25519().GenerateKey(rand.Reader)
+	priv, err := shamir.NewX25519Key(rand.Reader)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	req.Ephemeral = priv.PublicKey().Bytes()
+	req.Ephemeral = priv.PublicKey()
 	sg := c.sign(&fsm.Command{Type: fsm.TypeRelease, Release: req})
 	c.ephMu.Lock()
 	defer c.ephMu.Unlock()
 	if c.ephemerals == nil {
-		c.ephemerals = map[string]*ecdh.PrivateKey{}
+		c.ephemerals = map[string]*shamir.X25519Key{}
 	}
 	c.ephemerals[string(sg.Payload)] = priv
 	return sg
@@ -680,7 +722,7 @@ func copyDir(t *testing.T, src string) string {
 	return dst
 }
 
-func randomBytes(t *testing.T, n int) []byte {
+func randomBytes(t testing.TB, n int) []byte {
 	t.Helper()
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {

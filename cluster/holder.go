@@ -19,8 +19,9 @@ import (
 //     the request) and waits until it has applied it and the coordinator's,
 //     so a revoke acknowledged before the request started is applied here
 //     whatever index the coordinator claims;
-//   - authorizes the signed request against its own state and clock
-//     (fsm.State.AuthorizeRelease);
+//   - authorizes the request against its own state and clock
+//     (authorizeRequest: the signature, or the whole chain of a
+//     capability token, from its operator's key);
 //   - refuses a request issued before this node started: its nonce cache
 //     lives in memory, so a request it answered in an earlier life could
 //     otherwise be replayed to it within the freshness window;
@@ -50,7 +51,7 @@ func (n *Node) authorizeAsHolder(ctx context.Context, req *partialRequest) (*hol
 // index the holder's checks must be made at.
 func (n *Node) startHolderRead(req *partialRequest) func(context.Context) (uint64, error) {
 	if req.local {
-		return func(context.Context) (uint64, error) { return req.ReadIndex, nil }
+		return func(context.Context) (uint64, error) { return req.ReadIndex, n.cons.divergedErr() }
 	}
 	round := n.holderReadIndex()
 	return func(ctx context.Context) (uint64, error) {
@@ -58,6 +59,9 @@ func (n *Node) startHolderRead(req *partialRequest) func(context.Context) (uint6
 		case r := <-round:
 			if r.err != nil {
 				return 0, r.err
+			}
+			if err := n.checkLeaderChain(ctx, r); err != nil {
+				return 0, err
 			}
 			return max(req.ReadIndex, r.index), nil
 		case <-ctx.Done():
@@ -110,14 +114,14 @@ func (n *Node) holderCheck(req *partialRequest, now time.Time) (*holderGrant, er
 		ferr *fsm.Error
 	)
 	n.fsm.Read(func(s *fsm.State) {
-		cmd, k, e := s.AuthorizeRelease(req.Request, now)
+		cmd, k, basis, e := authorizeRequest(s, req.Request, now, parseCaller(req.Caller))
 		if e != nil {
 			ferr = e
 			return
 		}
 		// A shallow copy: the State's slices are never mutated in place.
 		key := *k
-		g = holderGrant{cmd: cmd, key: &key, epoch: s.Epoch, clusterID: s.ClusterID, basis: s.ReleaseBasis(req.Request.Signer, cmd.Release)}
+		g = holderGrant{cmd: cmd, key: &key, epoch: s.Epoch, clusterID: s.ClusterID, basis: basis}
 	})
 	if ferr != nil {
 		return nil, fromFSM(ferr)
@@ -136,14 +140,29 @@ func (n *Node) holderReadIndex() <-chan readIndexResult {
 	return n.holderReads.join(func() readIndexResult {
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
 		defer cancel()
-		idx, err := n.readIndex(ctx)
-		return readIndexResult{idx, err}
+		m, leader, err := n.cons.readMark(ctx)
+		return readIndexResult{index: m.Index, chain: m.Hash, leader: leader, err: err}
 	})
 }
 
 type readIndexResult struct {
-	index uint64
-	err   error
+	index  uint64
+	chain  []byte // the leader's chain hash at index (chain.go)
+	leader string
+	err    error
+}
+
+// checkLeaderChain waits until this replica has applied the leader's read
+// index and compares its chain hash there with the leader's: a replica
+// whose history differs from the leader's, or did once, serves no share.
+func (n *Node) checkLeaderChain(ctx context.Context, r readIndexResult) error {
+	if err := n.waitApplied(ctx, r.index); err != nil {
+		return err
+	}
+	if err := n.cons.compareChain(r.leader, chainMark{Index: r.index, Hash: r.chain}); err != nil {
+		return err
+	}
+	return n.cons.divergedErr()
 }
 
 // nonceCache remembers the nonces of the requests a holder answered for

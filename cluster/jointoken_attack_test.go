@@ -41,6 +41,7 @@ func strangerStart(t *testing.T, tn *testNode, token string) *StartRequest {
 // refused and the node stays unjoined; the operator with the token then
 // starts it and it joins.
 func TestAttackStrangerCannotStartAnUnjoinedNode(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 1)
 	tn := c.addNode()
 	wrong, _, _, err := api.NewJoinToken()
@@ -71,6 +72,7 @@ func TestAttackStrangerCannotStartAnUnjoinedNode(t *testing.T) {
 // (keyd --join-token) wants that one, writes none of its own, and takes
 // no start with the token of another.
 func TestConfiguredJoinTokenIsRequired(t *testing.T) {
+	t.Parallel()
 	token, _, _, err := api.NewJoinToken()
 	if err != nil {
 		t.Fatal(err)
@@ -96,8 +98,11 @@ func TestConfiguredJoinTokenIsRequired(t *testing.T) {
 // token the cluster holds; the spent token admits no other node, nor does
 // an expired one, and neither is left a member.
 func TestJoinTokenIsSpentOnceAndExpires(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 1)
-	createToken := func(ttl time.Duration) (string, []byte, int64) {
+	// createToken creates a token that expires ttl from now; the leader
+	// refuses it (KindInvalid) if its time for the entry is past that.
+	createToken := func(ttl time.Duration) (string, []byte, int64, error) {
 		t.Helper()
 		_, id, _, err := api.NewJoinToken()
 		if err != nil {
@@ -106,10 +111,8 @@ func TestJoinTokenIsSpentOnceAndExpires(t *testing.T) {
 		secret := randomBytes(t, 32)
 		sum := sha256.Sum256(secret)
 		exp := time.Now().Add(ttl).UnixNano()
-		if _, err := c.submit(&fsm.Command{Type: fsm.TypeCreateJoinToken, CreateJoinToken: &fsm.JoinToken{ID: id, Hash: sum[:], ExpiresAt: exp}}); err != nil {
-			t.Fatalf("creating a join token: %v", err)
-		}
-		return id, secret, exp
+		_, err = c.submit(&fsm.Command{Type: fsm.TypeCreateJoinToken, CreateJoinToken: &fsm.JoinToken{ID: id, Hash: sum[:], ExpiresAt: exp}})
+		return id, secret, exp, err
 	}
 	joinWith := func(tn *testNode, id string, secret []byte) error {
 		t.Helper()
@@ -127,7 +130,10 @@ func TestJoinTokenIsSpentOnceAndExpires(t *testing.T) {
 		return in
 	}
 
-	id, secret, _ := createToken(time.Hour)
+	id, secret, _, err := createToken(time.Hour)
+	if err != nil {
+		t.Fatalf("creating a join token: %v", err)
+	}
 	n2 := c.addNode()
 	if err := joinWith(n2, id, secret); err != nil {
 		t.Fatalf("honest join: %v", err)
@@ -145,7 +151,20 @@ func TestJoinTokenIsSpentOnceAndExpires(t *testing.T) {
 		t.Fatal("a spent token made node3 a member")
 	}
 
-	id, secret, exp := createToken(time.Millisecond)
+	// A token that expires as soon after its creation as the leader's
+	// clock allows: the leader judges the entry at its own time for it, after
+	// the submission's trip, so a lifetime too short for that trip is
+	// refused and the next try doubles it.
+	var exp int64
+	for ttl := 10 * time.Millisecond; ; ttl *= 2 {
+		id, secret, exp, err = createToken(ttl)
+		if err == nil {
+			break
+		}
+		if KindOf(err) != KindInvalid || ttl > opTimeout {
+			t.Fatalf("creating a join token that lives %v: %v", ttl, err)
+		}
+	}
 	c.waitFor(settleTimeout, func() (bool, string) { return time.Now().UnixNano() > exp, "the token has not expired" })
 	n4 := c.addNode()
 	if err := joinWith(n4, id, secret); KindOf(err) != KindDenied {

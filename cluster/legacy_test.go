@@ -24,6 +24,7 @@ func ctxOp(t *testing.T) context.Context {
 // TestGatewayReleasesNeedTheKeysAccess: a node releases for a legacy
 // gateway only the keys an operator opened to that gateway, from any node.
 func TestGatewayReleasesNeedTheKeysAccess(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	secret := randomBytes(t, 48)
 	ct := c.seal("host/disk", secret)
@@ -50,6 +51,7 @@ func TestGatewayReleasesNeedTheKeysAccess(t *testing.T) {
 // TestTangExchangeByQuorum: a Tang key dealt to the holders answers s*X
 // from every node, with one node down too; the secret is never rebuilt.
 func TestTangExchangeByQuorum(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	st := c.status(c.anyRunning())
 	var holders []MemberStatus
@@ -114,6 +116,7 @@ func TestTangExchangeByQuorum(t *testing.T) {
 // to its ephemeral key and combine only there; with approval required, the
 // request waits as a session until an operator approves one use.
 func TestMachineUnlockCombinesOnTheClient(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	secret := randomBytes(t, 32)
 	c.createSecret("luks/m1", secret)

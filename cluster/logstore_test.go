@@ -14,6 +14,7 @@ import (
 // holding, compact is no longer needed); after compact it is not, and the
 // entries kept and the stable store's keys read back the same.
 func TestLogStoreCompactErasesDeletedEntries(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "raft.db")
 	l, err := openLogStore(path)
 	if err != nil {
@@ -69,6 +70,7 @@ func TestLogStoreCompactErasesDeletedEntries(t *testing.T) {
 // TestLogStoreRecoversInterruptedCompact: whatever step a crash stopped
 // compact at, the store opens whole, and no copy of the old file is left.
 func TestLogStoreRecoversInterruptedCompact(t *testing.T) {
+	t.Parallel()
 	for _, step := range []string{"copied", "linked", "renamed"} {
 		t.Run(step, func(t *testing.T) {
 			dir := t.TempDir()

@@ -87,6 +87,7 @@ func readMachineState(tn *testNode, machine string) machineState {
 // honest flows (the approved unlock and klefki's GetKey, SubmitKey) still
 // work.
 func TestMachineDecisionsNeedTheMachinesSignature(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	c.createSecret("luks/m1", randomBytes(t, 32))
 	m1, m2 := c.addMachine("m1"), c.addMachine("m2")

@@ -127,7 +127,7 @@ func (n *Node) stateMetrics() metrics.State {
 			alive[m.Name] = true
 		}
 	}
-	st := metrics.State{Joined: true, Leader: n.raftState() == raft.Leader}
+	st := metrics.State{Joined: true, Leader: n.raftState() == raft.Leader, Diverged: n.cons.diverged.Load() != nil}
 	if c, a := n.commitIndex(), n.appliedIndex(); c > a {
 		st.ApplyLag = c - a
 	}
@@ -222,6 +222,9 @@ func (n *Node) Ready() error {
 	st := n.stateMetrics()
 	if !st.Joined {
 		return Errorf(KindNotInitialized, "node %s is not in a cluster yet", n.id.NodeID)
+	}
+	if err := n.cons.divergedErr(); err != nil {
+		return err
 	}
 	if _, leader := n.leader(); leader == "" {
 		return Errorf(KindNoQuorum, "node %s knows no Raft leader", n.id.NodeID)

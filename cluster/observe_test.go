@@ -15,6 +15,7 @@ import (
 // one are counted under their key type and result, on the coordinator,
 // and the holders count their answers.
 func TestMetricsCountOperationsByKeyTypeAndResult(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	c.createSecret("m/secret", randomBytes(t, 32))
 	coord := c.nodes[0]
@@ -52,6 +53,7 @@ func TestMetricsCountOperationsByKeyTypeAndResult(t *testing.T) {
 // one failure; with one down, none, and the node is still ready; with two
 // down, releases have stopped and the node says it is not ready.
 func TestFailureToleranceFollowsReachableNodes(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	obs := c.nodes[0]
 	tolerance := func() metrics.Tolerance { return obs.n.stateMetrics().Tolerance() }

@@ -50,6 +50,7 @@ func issued(t *testing.T, ca *CA, role, id string) (*x509.Certificate, ed25519.P
 // certificate, which the REST and gRPC gateways both make, admits only a
 // leaf of the cluster CA with the operator role on a known operator's key.
 func TestAuthorizeOperator(t *testing.T) {
+	t.Parallel()
 	ca, err := NewCA("c1")
 	if err != nil {
 		t.Fatal(err)
@@ -101,6 +102,7 @@ func TestAuthorizeOperator(t *testing.T) {
 // taken only if it is of a type the call takes and that operator signed
 // it.
 func TestCheckSigned(t *testing.T) {
+	t.Parallel()
 	alice := &fsm.Operator{ID: "alice"}
 	signed := func(signer, payload string) *fsm.Signed {
 		return &fsm.Signed{Signer: signer, Payload: []byte(payload)}
@@ -135,6 +137,7 @@ func TestCheckSigned(t *testing.T) {
 // the node's key until it joins, and its certificate of the cluster CA
 // from then on, with the same key.
 func TestServingCert(t *testing.T) {
+	t.Parallel()
 	pub, key, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -181,6 +184,7 @@ func TestServingCert(t *testing.T) {
 // accepted once is accepted again only under the same CA, only while its
 // certificates are valid, and only for an operator the node still knows.
 func TestAuthorizeOperatorRemembersChainsPerCA(t *testing.T) {
+	t.Parallel()
 	ca, err := NewCA("c1")
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 // neither side releases it afterwards, and once the network heals the old
 // leader refuses it too.
 func TestPartitionedLeaderStopsServingAndARevokeHolds(t *testing.T) {
+	t.Parallel()
 	network := newMemNetwork()
 	c := newTestClusterWith(t, 3, func(cfg *Config) { cfg.Network = network.node(cfg.RaftAddr) })
 	secret := randomBytes(t, 32)

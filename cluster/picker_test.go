@@ -9,6 +9,7 @@ import (
 // The coordinator asks itself first, then spreads its requests over the
 // other holders in turn, and away from one with requests in flight.
 func TestHolderPickerSpreadsTheLoad(t *testing.T) {
+	t.Parallel()
 	holders := []fsm.Node{{ID: "n1", Index: 1}, {ID: "n2", Index: 2}, {ID: "n3", Index: 3}}
 	var p holderPicker
 	second := map[string]int{}
@@ -47,6 +48,7 @@ func TestHolderPickerSpreadsTheLoad(t *testing.T) {
 // the read found what it asked for: the same request, key version, epoch
 // and holders.
 func TestSpeculationMatchesOnlyWhatTheReadFound(t *testing.T) {
+	t.Parallel()
 	sg := &fsm.Signed{Signer: "op"}
 	holders := []fsm.Node{{ID: "n1", Index: 1}, {ID: "n2", Index: 2}, {ID: "n3", Index: 3}}
 	sp := &speculation[SealedPartial]{request: sg, version: 2, epoch: 5, holders: []fsm.Node{holders[0], holders[2], holders[1]}}

@@ -17,6 +17,7 @@ import (
 // node's share proves nothing about a view in which it holds the key
 // alone.
 func TestHoldersProveTheirShares(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	st := c.waitSettled(0)
 	pin := c.clusterKey()

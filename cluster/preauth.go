@@ -78,8 +78,7 @@ func (n *Node) verifyLocally(ctx context.Context, sg *fsm.Signed) error {
 	}
 	now := now()
 	return errOrNil(n.checkLocally(ctx, func(s *fsm.State) *fsm.Error {
-		_, e := s.VerifyRelease(sg, now)
-		return e
+		return verifyRequest(s, sg, now, callerOf(ctx))
 	}))
 }
 

@@ -28,11 +28,12 @@ type raftFSM struct {
 
 	mu      sync.Mutex
 	applied uint64
+	chains  *chainRingOf  // the state's chain hash at recent indexes (chain.go)
 	changed chan struct{} // closed and replaced after every apply
 }
 
 func newRaftFSM(f *fsm.FSM, log *slog.Logger, m *metrics.Set) *raftFSM {
-	return &raftFSM{fsm: f, log: log, metrics: m, changed: make(chan struct{})}
+	return &raftFSM{fsm: f, log: log, metrics: m, chains: newChainRing(), changed: make(chan struct{})}
 }
 
 func (r *raftFSM) Apply(l *raft.Log) any {
@@ -41,10 +42,16 @@ func (r *raftFSM) Apply(l *raft.Log) any {
 	res := r.fsm.Apply(l.Index, l.AppendedAt, l.Data)
 	r.metrics.RaftApplySeconds.Observe(time.Since(start).Seconds())
 	r.hold.Unlock()
+	_, chain := r.fsm.ChainAt()
+	r.mu.Lock()
+	r.chains.applied(l.Index, chain)
+	r.mu.Unlock()
 	r.advance(l.Index)
 	return res
 }
 
+// advance records the state machine's applied index and wakes whoever
+// waits.
 func (r *raftFSM) advance(index uint64) {
 	r.mu.Lock()
 	if index > r.applied {
@@ -60,6 +67,25 @@ func (r *raftFSM) watch() (uint64, <-chan struct{}) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.applied, r.changed
+}
+
+// mark is the applied index and the chain hash there, read together.
+func (r *raftFSM) mark() chainMark {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var h []byte
+	if s := r.chains.slot(r.applied); s != nil {
+		h = s.hash
+	}
+	return chainMark{Index: r.applied, Hash: h}
+}
+
+// stateChainAt is the chain hash of the state at index, which this
+// replica has reached, if it still knows it (chainRingOf.stateAt).
+func (r *raftFSM) stateChainAt(index uint64) ([]byte, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.chains.stateAt(index)
 }
 
 // Snapshot captures the state machine's snapshot (its last certified
@@ -99,8 +125,10 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 		r.log.Info("restored a verified snapshot", "checkpoint", res.Checkpoint, "entries", res.Entries, "applied", res.Applied,
 			"bytes", len(b), "took", time.Since(start))
 	}
-	var applied uint64
-	r.fsm.Read(func(s *fsm.State) { applied = s.Applied })
+	applied, chain := r.fsm.ChainAt()
+	r.mu.Lock()
+	r.chains.restored(applied, chain)
+	r.mu.Unlock()
 	r.advance(applied)
 	return nil
 }

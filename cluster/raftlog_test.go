@@ -10,6 +10,7 @@ import (
 // TestRaftLogsThroughTheNodesLogger: Raft's hclog lines come out of the
 // node's slog handler, with their level, message and fields.
 func TestRaftLogsThroughTheNodesLogger(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", "n1")
 	h := raftLogger(log)

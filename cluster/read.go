@@ -22,33 +22,40 @@ import (
 // applied it, and a new leader is ready only after a barrier, when its
 // state machine has applied everything earlier leaders committed.
 
-// leaderReadIndex is the leader's side.
-func (c *consensus) leaderReadIndex() (uint64, error) {
+// leaderReadIndex is the leader's side. With the index it gives its
+// chain hash there (chain.go).
+func (c *consensus) leaderReadIndex() (chainMark, error) {
 	run, err := c.running()
 	if err != nil {
-		return 0, err
+		return chainMark{}, err
 	}
 	if run.raft.State() != raft.Leader || !c.leaderReady.Load() {
-		return 0, Errorf(kindNotLeader, "node %s is not a ready leader", c.nodeID)
+		return chainMark{}, Errorf(kindNotLeader, "node %s is not a ready leader", c.nodeID)
 	}
 	c.readIndexes.Add(1)
-	idx, _ := c.rfsm.watch()
+	m := c.rfsm.mark()
 	if err := c.verifyLeader(run); err != nil {
-		return 0, Errorf(kindNotLeader, "node %s could not confirm its leadership: %v", c.nodeID, err)
+		return chainMark{}, Errorf(kindNotLeader, "node %s could not confirm its leadership: %v", c.nodeID, err)
 	}
-	return idx, nil
+	return m, nil
 }
 
 // readIndex gets a read index from the leader, wherever it is, retrying
 // through elections until ctx ends.
 func (c *consensus) readIndex(ctx context.Context) (uint64, error) {
+	m, _, err := c.readMark(ctx)
+	return m.Index, err
+}
+
+// readMark is readIndex with the leader's chain hash at the index, and
+// the leader's ID.
+func (c *consensus) readMark(ctx context.Context) (chainMark, string, error) {
 	run, err := c.running()
 	if err != nil {
-		return 0, err
+		return chainMark{}, "", err
 	}
 	if staleReads { // the broken build of stale_reads.go
-		idx, _ := c.rfsm.watch()
-		return idx, nil
+		return c.rfsm.mark(), c.nodeID, nil
 	}
 	var last error
 	for {
@@ -57,22 +64,22 @@ func (c *consensus) readIndex(ctx context.Context) (uint64, error) {
 		case id == "":
 			last = errors.New("no leader known")
 		case string(id) == c.nodeID:
-			idx, err := c.leaderReadIndex()
+			m, err := c.leaderReadIndex()
 			if err == nil {
-				return idx, nil
+				return m, c.nodeID, nil
 			}
 			last = err
 		default:
 			var reply readIndexReply
 			_, err := c.callWith(ctx, run, string(addr), "/internal/v1/readindex", struct{}{}, &reply)
 			if err == nil {
-				return reply.Index, nil
+				return chainMark{Index: reply.Index, Hash: reply.Chain}, string(id), nil
 			}
 			last = err
 		}
 		select {
 		case <-ctx.Done():
-			return 0, Errorf(KindNoQuorum, "no leader confirmed a consistent read (%v)", last)
+			return chainMark{}, "", Errorf(KindNoQuorum, "no leader confirmed a consistent read (%v)", last)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

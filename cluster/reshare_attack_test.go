@@ -102,6 +102,7 @@ func TestBadDealerDoesNotBlockItsRemoval(t *testing.T) {
 // the member, back, opens its share of the new epoch from the round's
 // deals and its share serves a release that needs it.
 func TestJoinCompletesWithAMemberDown(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	secret := randomBytes(t, 32)
 	c.createSecret("app/y", secret)
@@ -153,6 +154,7 @@ func TestJoinCompletesWithAMemberDown(t *testing.T) {
 // complaint against a sub-share that does not open, and refuses one
 // against a good sub-share or with the proof of another member.
 func TestComplaintChecker(t *testing.T) {
+	t.Parallel()
 	privs := map[uint32][]byte{}
 	var recips []shamir.Recipient
 	r := &fsm.Reshare{Round: 7, Fresh: true, Threshold: 2}

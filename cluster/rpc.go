@@ -109,11 +109,12 @@ func (c *consensus) handleApply(w http.ResponseWriter, r *http.Request) {
 
 type readIndexReply struct {
 	Index uint64 `json:"index"`
+	Chain []byte `json:"chain,omitempty"` // the leader's chain hash at Index (chain.go)
 }
 
 func (c *consensus) handleReadIndex(w http.ResponseWriter, r *http.Request) {
-	idx, err := c.leaderReadIndex()
-	writeRPC(w, readIndexReply{Index: idx}, err)
+	m, err := c.leaderReadIndex()
+	writeRPC(w, readIndexReply{Index: m.Index, Chain: m.Hash}, err)
 }
 
 // call posts a JSON body to a peer's node port and decodes the answer.

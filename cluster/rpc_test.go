@@ -11,6 +11,7 @@ import (
 // the HTTP status of its kind from the one table (vocab), and the caller
 // takes the kind from the body.
 func TestNodeToNodeErrorsAnswerTheirKindsStatus(t *testing.T) {
+	t.Parallel()
 	kinds := append([]Kind{kindNotLeader}, Kinds...)
 	for _, k := range kinds {
 		rec := httptest.NewRecorder()

@@ -93,6 +93,7 @@ func thresholdRSA(tn *testNode, name string, input []byte) ([]byte, error) {
 // and raw decryption by quorum, through each node, verified with
 // crypto/rsa and the public key alone.
 func TestThresholdRSASignsThroughEveryNode(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	priv := rsaKey(t)
 	pub := &priv.PublicKey
@@ -145,6 +146,7 @@ func TestThresholdRSASignsThroughEveryNode(t *testing.T) {
 // honest holders answer; the coordinator finds it with another subset and
 // names its holder.
 func TestBadRSAShareIsNamedAndTheSignatureCompletes(t *testing.T) {
+	t.Parallel()
 	logs := &rsaLogBuffer{}
 	c := newTestClusterWith(t, 3, func(cfg *Config) {
 		cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -227,6 +229,7 @@ func (l *rsaLogBuffer) String() string {
 // holder whose share is wrong, and with too few good shares fails naming
 // those that answered.
 func TestCombineRSANamesTheBadShare(t *testing.T) {
+	t.Parallel()
 	priv := rsaKey(t)
 	pub := &priv.PublicKey
 	keyShares, err := tssrsa.Deal(rand.Reader, 5, 3, priv, false)
@@ -285,6 +288,7 @@ func (c *testCluster) rsaShareRequest(coord *testNode, name string, input []byte
 // request an operator signed as if it were a gateway, or twice for one
 // request.
 func TestLyingCoordinatorGetsNoRSAShare(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	priv := rsaKey(t)
 	_, in := pkcs1Input(t, &priv.PublicKey, "lie")
@@ -350,6 +354,7 @@ func TestLyingCoordinatorGetsNoRSAShare(t *testing.T) {
 // memory and writes to its log and snapshots), share store or data
 // directory, in binary, hex or base64.
 func TestNoNodeHoldsTheRSAPrivateExponent(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	priv := rsaKey(t)
 	c.createThresholdRSA("tls/rsa", priv, nil)
@@ -411,6 +416,7 @@ func TestNoNodeHoldsTheRSAPrivateExponent(t *testing.T) {
 // shares, and every remaining node erases the old deal, the retired
 // node's sealed share with it, from its disk.
 func TestThresholdRSAKeyNeedsReimportWhenAHolderLeaves(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	priv := rsaKey(t)
 	c.createThresholdRSA("tls/rsa", priv, nil)
@@ -517,6 +523,7 @@ func TestThresholdRSAKeyNeedsReimportWhenAHolderLeaves(t *testing.T) {
 // api.VerifySignature under that padding only. An unknown padding is
 // refused with what is known.
 func TestThresholdRSASignsThroughTheSignPath(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	priv := rsaKey(t)
 	pub := &priv.PublicKey
@@ -577,6 +584,7 @@ func TestThresholdRSASignsThroughTheSignPath(t *testing.T) {
 // another holder's share it makes the signature of that message, never
 // the ciphertext's x^d.
 func TestSignRequestCannotChooseTheRSAInput(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	priv := rsaKey(t)
 	pub := &priv.PublicKey

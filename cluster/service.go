@@ -123,6 +123,7 @@ type nodeStatus struct {
 	Epoch     uint64    `json:"epoch"`
 	Members   []string  `json:"members"` // the nodes this node's state lists
 	Held      []HeldKey `json:"held,omitempty"`
+	Diverged  string    `json:"diverged,omitempty"`
 }
 
 func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -140,6 +141,9 @@ func (n *Node) localStatus(rt *runtime) nodeStatus {
 	ns := nodeStatus{ID: n.id.NodeID, RaftState: n.raftState().String(), Applied: n.appliedIndex(), Held: n.Held()}
 	if h, err := n.fsm.Hash(); err == nil {
 		ns.StateHash = hex.EncodeToString(h[:])
+	}
+	if d := n.cons.diverged.Load(); d != nil {
+		ns.Diverged = d.String()
 	}
 	n.fsm.Read(func(s *fsm.State) {
 		ns.Epoch = s.Epoch
@@ -205,7 +209,7 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 				m.RaftState = "unreachable"
 				return
 			}
-			m.RaftState, m.Applied, m.StateHash, m.Held = ns.RaftState, ns.Applied, ns.StateHash, ns.Held
+			m.RaftState, m.Applied, m.StateHash, m.Held, m.Diverged = ns.RaftState, ns.Applied, ns.StateHash, ns.Held, ns.Diverged
 		}()
 	}
 	for range st.Members {

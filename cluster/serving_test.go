@@ -13,6 +13,7 @@ import (
 // the one set or a self-signed one; every other client the node's Ed25519
 // certificate.
 func TestBrowsersGetAnECDSACertificate(t *testing.T) {
+	t.Parallel()
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)

@@ -177,6 +177,7 @@ func tangSharesIn(t *testing.T, dir, id string, index uint32, clusterID string, 
 // the data directories of t-1 current members with every retired node's
 // rebuild nothing, where t current shares do.
 func TestTangKeyFollowsMembership(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	pub, sealed := c.createTang("tang/a")
 	g := p256Generator()

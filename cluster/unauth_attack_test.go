@@ -28,6 +28,7 @@ func (c *testCluster) readIndexesServed() uint64 {
 // hole 15b). Before, each cost a read index from the leader before any
 // check.
 func TestUnknownSignersCostNoReadIndex(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	c.createSecret("luks/m1", randomBytes(t, 32))
 	known := c.addMachine("m1")
@@ -110,6 +111,7 @@ func TestUnknownSignersCostNoReadIndex(t *testing.T) {
 // to the same node is refused by the node's one nonce cache, before any
 // read index (issue 8: one nonce store).
 func TestGetKeyNonceIsSpentInTheNodesNonceCache(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	m := c.addMachine("m1")
 	entry := c.anyRunning(c.leader())

@@ -69,6 +69,7 @@ func openUnlock(t *testing.T, eph *ecdh.PrivateKey, sg *fsm.Signed, out *Machine
 // not held. (The hold itself ends after MaxUnlockHold: an answer that
 // waited for it would be pending, which the test refuses.)
 func TestHeldUnlockAnswersWhenTheDecisionApplies(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	secret := randomBytes(t, 32)
 	c.createSecret("luks/m1", secret)
@@ -142,6 +143,7 @@ func TestHeldUnlockAnswersWhenTheDecisionApplies(t *testing.T) {
 // TestUnlockHoldsAreBounded: a node holds at most maxHolds unlocks in all
 // and maxHoldsPerMachine of one machine; a hold given back is free again.
 func TestUnlockHoldsAreBounded(t *testing.T) {
+	t.Parallel()
 	var h unlockHolds
 	var releases []func()
 	for i := range maxHolds {

@@ -309,6 +309,7 @@ func checkAgentError(t *testing.T, r result, code int, want string) {
 }
 
 func TestAgentUnlocksLUKS(t *testing.T) {
+	t.Parallel()
 	needAgent(t)
 	needTools(t, "cryptsetup")
 	c := startCluster(t, 3)
@@ -410,6 +411,7 @@ func TestAgentUnlocksLUKS(t *testing.T) {
 }
 
 func TestAgentApprovalFlow(t *testing.T) {
+	t.Parallel()
 	needAgent(t)
 	c := startCluster(t, 3)
 	s := newAgentSetup(t, c)
@@ -525,6 +527,7 @@ func postUnlock(caFile, addr string, body []byte) (int, []byte, error) {
 }
 
 func TestAgentReplayRefused(t *testing.T) {
+	t.Parallel()
 	needAgent(t)
 	c := startCluster(t, 3)
 	s := newAgentSetup(t, c)
@@ -570,6 +573,7 @@ func TestAgentReplayRefused(t *testing.T) {
 }
 
 func TestAgentRefusals(t *testing.T) {
+	t.Parallel()
 	needAgent(t)
 	c := startCluster(t, 3)
 	s := newAgentSetup(t, c)
@@ -635,6 +639,7 @@ func TestAgentRefusals(t *testing.T) {
 }
 
 func TestClevisPin(t *testing.T) {
+	t.Parallel()
 	needAgent(t)
 	needTools(t, "clevis", "jose", "cryptsetup")
 	c := startCluster(t, 3)
@@ -739,6 +744,7 @@ func recorderCA(t *testing.T) ([]byte, tls.Certificate) {
 // The boot files install where the docs say, parse, and the systemd unit
 // verifies.
 func TestBootFilesInstall(t *testing.T) {
+	t.Parallel()
 	needAgent(t)
 	dest := t.TempDir()
 	for _, d := range []string{"etc/initramfs-tools", "usr/lib/dracut/modules.d"} {

@@ -66,6 +66,7 @@ func getEventually(t *testing.T, c *localCluster, i int, name string, want []byt
 }
 
 func TestLocalClusterSurvivesNodeLoss(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	c.mustKeyctl(1, "key", "create", "s", "--bytes", "64")
 	c.mustKeyctl(1, "key", "create", "kept", "--bytes", "32")
@@ -113,7 +114,7 @@ func TestLocalClusterSurvivesNodeLoss(t *testing.T) {
 		getEventually(t, c, i, "s", want, true)
 	}
 	list := c.mustKeyctl(3, "key", "list")
-	if !regexp.MustCompile(`(?m)^kept\s+secret\s+1\s+active\s`).Match(list.stdout) {
+	if !regexp.MustCompile(`(?m)^kept\s+id:[0-9a-f]{32}\s+secret\s+1\s+active\s`).Match(list.stdout) {
 		t.Errorf("key list after the restarts does not list kept as an active secret, version 1: %v", list)
 	}
 	for i := 1; i <= 3; i++ {
@@ -129,6 +130,7 @@ func TestLocalClusterSurvivesNodeLoss(t *testing.T) {
 // (The API once authenticated the operator against the node's local, not
 // yet replayed state, and answered "unauthenticated".)
 func TestRestartedNodeWithoutQuorumSaysNoQuorum(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	c.mustKeyctl(1, "key", "create", "s", "--bytes", "32")
 	for i := 1; i <= 3; i++ {
@@ -145,6 +147,7 @@ func TestRestartedNodeWithoutQuorumSaysNoQuorum(t *testing.T) {
 }
 
 func TestRevokeHonouredEverywhere(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	c.mustKeyctl(1, "key", "create", "doomed", "--bytes", "32")
 	for i := 1; i <= 3; i++ {
@@ -177,6 +180,7 @@ type status struct {
 	node      string
 	members   []member
 	resharing bool
+	diverged  []string // the DIVERGED lines: members whose history is not the leader's
 }
 
 type member struct{ id, state, health string }
@@ -200,7 +204,9 @@ func parseStatus(out string) (*status, error) {
 		switch {
 		case strings.HasPrefix(l, "resharing:"):
 			st.resharing = true
-		case strings.HasPrefix(l, "failure tolerance:"), strings.HasPrefix(l, "autopilot:"):
+		case strings.HasPrefix(l, "failure tolerance:"), strings.HasPrefix(l, "autopilot:"), strings.HasPrefix(l, "recovery kit:"):
+		case strings.HasPrefix(l, "DIVERGED:"):
+			st.diverged = append(st.diverged, l)
 		case len(f) > 0 && f[0] == "NODE":
 			stateCol, healthCol = slices.Index(f, "STATE"), slices.Index(f, "HEALTH")
 			if stateCol < 0 || healthCol < 0 {
@@ -216,6 +222,7 @@ func parseStatus(out string) (*status, error) {
 }
 
 func TestClusterStatus(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	for i := 1; i <= 3; i++ {
 		var st *status
@@ -227,6 +234,9 @@ func TestClusterStatus(t *testing.T) {
 			var err error
 			if st, err = parseStatus(string(r.stdout)); err != nil {
 				t.Fatalf("cluster status on node %d: %v in\n%s", i, err, r.stdout)
+			}
+			if len(st.diverged) != 0 {
+				t.Fatalf("cluster status on node %d: an honest cluster reports a diverged member:\n%s", i, r.stdout)
 			}
 			leaders := 0
 			for _, m := range st.members {
@@ -272,6 +282,7 @@ func TestClusterStatus(t *testing.T) {
 // release, partial results; the README promises keyd keeps them out of
 // core dumps.
 func TestKeydDisablesCoreDumps(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 1)
 	pid, err := os.ReadFile(filepath.Join(c.dir, "n1.pid"))
 	if err != nil {

@@ -3,11 +3,9 @@ package e2e
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,35 +38,6 @@ func needDocker(t *testing.T) {
 	if out, err := exec.Command("docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
 		t.Skipf("no Docker engine answers: %v: %s", err, bytes.TrimSpace(out))
 	}
-}
-
-// freePortBase finds b such that 127.0.0.1:b+1..b+n are free.
-func freePortBase(t *testing.T, n int) int {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if base+n > 65535 {
-			continue
-		}
-		free := true
-		for i := 1; i <= n && free; i++ {
-			if l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i)); err != nil {
-				free = false
-			} else {
-				l.Close()
-			}
-		}
-		if free {
-			return base
-		}
-	}
-	t.Fatal("no free port range")
-	return 0
 }
 
 // readEnvFile reads KEY=VALUE lines.
@@ -153,6 +122,7 @@ func (p *composeProject) leftovers() string {
 // (autopilotRemovesACutOffNode); down removes the containers, the network
 // and the volumes.
 func TestComposeClusterSurvivesAKilledContainer(t *testing.T) {
+	t.Parallel()
 	needDocker(t)
 	needBinaries(t)
 	image := "keyquorum:e2e"
@@ -167,7 +137,7 @@ func TestComposeClusterSurvivesAKilledContainer(t *testing.T) {
 	dir := t.TempDir()
 	p := &composeProject{t: t, dir: dir, project: fmt.Sprintf("kqe2e%d", os.Getpid())}
 	scriptEnv := append(baseEnv(), "KEYQUORUM_IMAGE="+image, "KQ_PROJECT="+p.project,
-		fmt.Sprintf("KQ_NET=172.29.%d", 100+os.Getpid()%100), fmt.Sprintf("KQ_PORT_BASE=%d", freePortBase(t, 3)))
+		fmt.Sprintf("KQ_NET=172.29.%d", 100+os.Getpid()%100), fmt.Sprintf("KQ_PORT_BASE=%d", freeBase(t)))
 	script := filepath.Join(root, "deploy", "compose", "cluster")
 	t.Cleanup(func() {
 		if _, err := os.Stat(filepath.Join(dir, "compose.env")); err != nil {
@@ -279,6 +249,7 @@ func TestComposeClusterSurvivesAKilledContainer(t *testing.T) {
 // TestComposeFilesAreValid: both compose files (3 and 5 nodes) parse with
 // the docker-compose this machine has, with the cluster script's settings.
 func TestComposeFilesAreValid(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("docker-compose"); err != nil {
 		t.Skip("docker-compose is not installed (Debian: apt-get install docker-compose)")
 	}

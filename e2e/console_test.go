@@ -138,6 +138,7 @@ func (b *browser) text(sel string) string {
 // users expect (CSP enforced, labels, keyboard, no mixed content) and is
 // photographed at desktop and phone widths.
 func TestConsoleApprovesAWaitingMachine(t *testing.T) {
+	t.Parallel()
 	needAgent(t)
 	chromium(t)
 	shots := os.Getenv(EnvConsoleShots)

@@ -100,6 +100,7 @@ func (d *devRun) stop() {
 }
 
 func TestKeydDevPrintsWorkingExports(t *testing.T) {
+	t.Parallel()
 	needBinaries(t)
 	dir := t.TempDir()
 	d := startDev(t, "--dir", dir)
@@ -154,6 +155,7 @@ func TestKeydDevPrintsWorkingExports(t *testing.T) {
 // env.sh of the first run still works; while it is stopped, keyctl says
 // it cannot reach the node (exit 8), not "no quorum".
 func TestKeydDevResumesItsDir(t *testing.T) {
+	t.Parallel()
 	needBinaries(t)
 	dir := t.TempDir()
 	first := startDev(t, "--dir", dir)
@@ -199,6 +201,7 @@ func TestKeydDevResumesItsDir(t *testing.T) {
 // TestKeydDevWithoutDirIsTemporary: without --dir the data is temporary,
 // and says so: the directory is gone after it exits.
 func TestKeydDevWithoutDirIsTemporary(t *testing.T) {
+	t.Parallel()
 	needBinaries(t)
 	d := startDev(t)
 	m := regexp.MustCompile(`data in (\S+) \(temporary`).FindStringSubmatch(d.stdout.String())

@@ -56,6 +56,7 @@ var tangCreated = regexp.MustCompile(`kid (\S+), thp (\S+)`)
 // binds a LUKS2 image and unlocks it; with two nodes down /rec answers
 // 503 fast.
 func TestTangWithStockClevis(t *testing.T) {
+	t.Parallel()
 	needPrograms(t, "clevis", "jose", "curl", "cryptsetup")
 	c := startCluster(t, 3)
 	r := c.mustKeyctl(1, "key", "create", "disks/web", "--type", "tang")
@@ -210,6 +211,7 @@ func writeFile(t *testing.T, path string, b []byte) {
 // sending someone else's allowed certificate after its own is refused),
 // allowed hosts, unknown keys; and it survives a node down.
 func TestKxdWithStockKxc(t *testing.T) {
+	t.Parallel()
 	needPrograms(t, "kxc")
 	c := startCluster(t, 3)
 	dir := t.TempDir()
@@ -267,6 +269,7 @@ func TestKxdWithStockKxc(t *testing.T) {
 // RSA key is imported as an rsa-threshold key and signs and decrypts by
 // quorum; another, imported with --assembled-rsa, is assembled.
 func TestTLVAssembledKeys(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	dir := t.TempDir()
 	keysDir := filepath.Join(dir, "keys")
@@ -370,6 +373,7 @@ func TestTLVAssembledKeys(t *testing.T) {
 // TestHTTP3 reaches the REST API of a node over HTTP/3 with the operator's
 // certificate, after an answer over TCP advertised it with Alt-Svc.
 func TestHTTP3(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	conf := c.tlsConfig(true)
 	url := "https://" + c.addr(2) + "/v1/cluster/status"

@@ -71,6 +71,7 @@ func (c *localCluster) operatorSign(cmd *fsm.Command) *keyquorumv1.SignedCommand
 // The operator API answers over QUIC too, and reflection lists the
 // services.
 func TestGRPCMachineFlow(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	c.mustKeyctl(1, "key", "create", "luks/m1")

@@ -228,11 +228,29 @@ type localCluster struct {
 	keydEnv []string
 }
 
+// e2eHeartbeatTimeout is the nodes' Raft heartbeat and election timeout
+// (keyd --heartbeat-timeout). The tests run in parallel on small machines
+// (CI's has 2 cores), each cluster of race-built nodes with the others:
+// keyd's LAN default, 150 ms, takes starvation for a dead leader, and a
+// cluster that has one voter more than its leader (the second node just
+// promoted) loses its leader, and the test its operation, on a pause. The
+// in-process cluster tests run the same timing (cluster/harness_test.go);
+// keybench and the jepsen suite run keyd's defaults.
+const e2eHeartbeatTimeout = "500ms"
+
+// e2ePromoteAfter is the nodes' stable period for new members (keyd
+// --promote-after, 5 s by default): "cluster up" joins one node at a time
+// and each join waits for the node to be a voter, which is waiting that
+// none of these tests is about (the cluster package tests the stable
+// period: TestNewMemberIsPromotedAfterItsStablePeriod).
+const e2ePromoteAfter = "1s"
+
 // script runs deploy/local/cluster with args.
 func (c *localCluster) script(timeout time.Duration, args ...string) result {
 	c.t.Helper()
 	env := baseEnv()
 	env = append(env, "KEYD="+keydBin, "KEYCTL="+keyctlBin, "KEYQUORUM_BASE_PORT="+strconv.Itoa(c.base))
+	env = append(env, "KEYQUORUM_HEARTBEAT_TIMEOUT="+e2eHeartbeatTimeout, "KEYQUORUM_PROMOTE_AFTER="+e2ePromoteAfter)
 	env = append(env, c.keydEnv...)
 	return run(c.t, timeout, env, "bash", append([]string{filepath.Join(root, "deploy", "local", "cluster")}, args...)...)
 }
@@ -444,20 +462,74 @@ func (c *localCluster) mustKeyctl(i int, args ...string) result {
 	return r
 }
 
-// freeBase picks a random base port in 20000-60000 such that the 78 ports
+// freeBase picks a random base port for a cluster such that the 78 ports
 // base .. base+77 (node I uses base+10*I .. +7, I up to 7) are free for
-// TCP and UDP on 127.0.0.1 right now.
+// TCP and UDP on 127.0.0.1 right now, below the kernel's ephemeral range
+// (where any outgoing connection, of a parallel test's say, could take
+// one of them while a node is down), and not reserved by another test of
+// this process: tests run in parallel, and two could otherwise find the
+// same free range before either cluster binds it. The range stays
+// reserved until t's cleanup.
 func freeBase(t *testing.T) int {
 	t.Helper()
 	const span = 7*10 + 8
+	low, high := 10000, ephemeralLow()-span
 	for range 200 {
-		base := 20000 + rand.IntN(60000-20000-span)
-		if portsFree(base, span) {
-			return base
+		base := low + rand.IntN(high-low)
+		if reserveBase(base, span) {
+			if portsFree(base, span) {
+				t.Cleanup(func() { releaseBase(base) })
+				return base
+			}
+			releaseBase(base)
 		}
 	}
 	t.Fatal("found no free range of loopback ports")
 	return 0
+}
+
+// reservedBases are the base ports of the clusters of running tests.
+var (
+	reservedMu    sync.Mutex
+	reservedBases = map[int]bool{}
+)
+
+// reserveBase reserves base unless its span overlaps a reserved one's.
+func reserveBase(base, span int) bool {
+	reservedMu.Lock()
+	defer reservedMu.Unlock()
+	for b := range reservedBases {
+		if base < b+span && b < base+span {
+			return false
+		}
+	}
+	reservedBases[base] = true
+	return true
+}
+
+func releaseBase(base int) {
+	reservedMu.Lock()
+	defer reservedMu.Unlock()
+	delete(reservedBases, base)
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
+// default, 32768, where it cannot be read).
+func ephemeralLow() int {
+	const linuxDefault = 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return linuxDefault
+	}
+	fields := strings.Fields(string(b))
+	if len(fields) != 2 {
+		return linuxDefault
+	}
+	low, err := strconv.Atoi(fields[0])
+	if err != nil || low < 20000 {
+		return linuxDefault
+	}
+	return low
 }
 
 func portsFree(base, span int) bool {

@@ -18,6 +18,7 @@ import (
 )
 
 func TestKeyctlBadInput(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	c.mustKeyctl(1, "key", "create", "taken", "--bytes", "16")
 	tmp := t.TempDir()
@@ -80,6 +81,7 @@ func TestKeyctlBadInput(t *testing.T) {
 }
 
 func TestCompareAndSwapCLI(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	dir := t.TempDir()
 	oldSecret := []byte("old secret\x00\nwith a NUL and a newline")
@@ -155,6 +157,7 @@ func usageCommands(t *testing.T) (usage string, cmds []string) {
 }
 
 func TestKeyctlHelp(t *testing.T) {
+	t.Parallel()
 	needBinaries(t)
 	usage, cmds := usageCommands(t)
 	for _, want := range []string{"cluster status", "key get", "key cas"} {

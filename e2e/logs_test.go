@@ -16,6 +16,7 @@ import (
 // their logs is one JSON object with a level and a message, and no log
 // holds a secret, in its bytes, hex or base64, nor does the audit log.
 func TestLogsHoldNoSecret(t *testing.T) {
+	t.Parallel()
 	c := startClusterEnv(t, 3, "KEYQUORUM_LOG_FORMAT=json", "KEYQUORUM_LOG_LEVEL=debug")
 	dir := t.TempDir()
 	secret := bytes.Repeat([]byte("s3cr3t-logscan-"), 3)

@@ -19,6 +19,7 @@ import (
 // each node's failure tolerance (1: three nodes, t=2) and the release a
 // node coordinated; each node's /ready answers 200.
 func TestPrometheusScrapesTheCluster(t *testing.T) {
+	t.Parallel()
 	needPrograms(t, "prometheus")
 	c := startCluster(t, 3)
 	c.mustKeyctl(1, "key", "create", "prom/s", "--bytes", "32")

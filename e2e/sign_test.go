@@ -31,6 +31,7 @@ import (
 // crypto/ed25519 under the PEM's public key and with keyctl key verify; a
 // tampered message does not; key show says the key is never assembled.
 func TestFROSTSignCLI(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	dir := t.TempDir()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -93,6 +94,7 @@ func TestFROSTSignCLI(t *testing.T) {
 // QUIC: no node holds the key, and the signature verifies with
 // crypto/ed25519; after a revoke the key is refused.
 func TestTLVSignsEd25519ByQuorum(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	dir := t.TempDir()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -153,6 +155,7 @@ func TestTLVSignsEd25519ByQuorum(t *testing.T) {
 // signature verifies with crypto/rsa and with keyctl key verify under its
 // padding only; gRPC Sign and Verify take the padding too.
 func TestThresholdRSASignCLI(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	dir := t.TempDir()
 	priv, err := rsa.GenerateKey(rand.Reader, 2048)

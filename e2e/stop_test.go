@@ -55,6 +55,9 @@ func slowExit(addr string) {
 // only once node I's port is free, so that "cluster start I" right after
 // it does not fail with "address already in use". A process whose main
 // thread is a zombie while its other threads still exit holds its sockets.
+// It runs alone (no t.Parallel): the stand-in listens on a port of the
+// ephemeral range that the test frees and binds again, which a parallel
+// test's outgoing connection could take in between.
 func TestClusterStopWaitsForEveryThread(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the stand-in node needs Linux's exit(2)")

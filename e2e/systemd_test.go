@@ -23,6 +23,7 @@ const maxExposure = 2.0
 // systemd-analyze security --offline=yes scores its exposure below
 // maxExposure.
 func TestSystemdUnit(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("systemd-analyze"); err != nil {
 		t.Skip("systemd-analyze is not installed (Debian: package systemd)")
 	}

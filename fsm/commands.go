@@ -18,6 +18,10 @@ type Signed struct {
 	// WebAuthn, when set, signs in place of Signature: a passkey's
 	// assertion over CommandChallenge(Payload) (passkeys.go).
 	WebAuthn *Assertion `json:"webauthn,omitempty"`
+	// Token, on a release request only, stands in place of Signature: a
+	// capability token of the operator Signer, bound to Payload
+	// (tokens.go, package token). Signature is then empty.
+	Token []byte `json:"token,omitempty"`
 }
 
 // signingDomain separates keyquorum's signatures from any other use of the
@@ -101,6 +105,12 @@ const (
 	// TypeRebuild replaces every member from the recovery kit (an
 	// admin's; recovery.go).
 	TypeRebuild = "rebuild"
+	// TypeRevokeToken revokes a capability token by one of its
+	// revocation ids (tokens.go); any operator signs it.
+	TypeRevokeToken = "revoke_token"
+	// TypeTokenUse records a use of a token with a bound on its uses;
+	// the coordinating node signs it (tokens.go).
+	TypeTokenUse = "token_use"
 	// TypeRelease is never logged: it is a request that share holders
 	// authorize against the state (see State.Authorize).
 	TypeRelease = "release"
@@ -163,6 +173,8 @@ type Command struct {
 	// The recovery kit (recovery.go).
 	RecoveryDeal *RecoveryDeal `json:"recovery_deal,omitempty"`
 	Rebuild      *Rebuild      `json:"rebuild,omitempty"`
+	RevokeToken  *RevokedToken `json:"revoke_token,omitempty"`
+	TokenUse     *TokenUse     `json:"token_use,omitempty"`
 }
 
 // Init founds the cluster: the first operator (who signs this command with

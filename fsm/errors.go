@@ -22,11 +22,18 @@ const (
 	CodePending      Code = "pending"       // a machine's release waits for an operator's approval
 	CodeConflict     Code = "conflict"      // a compare-and-swap or state precondition failed
 	CodeState        Code = "state"         // the command does not fit the cluster's current state
+	// A capability token's refusals (tokens.go), each of its own kind.
+	CodeTokenExpired         Code = "token_expired"
+	CodeTokenRevoked         Code = "token_revoked"
+	CodeTokenWidened         Code = "token_widened"
+	CodeTokenLacksCapability Code = "token_lacks_capability"
+	CodeTokenUsedUp          Code = "token_used_up"
 )
 
 // Codes are all the refusal codes.
 var Codes = []Code{CodeInvalid, CodeNotFound, CodeExists, CodeDenied, CodeBadSignature, CodeReplay,
-	CodeClockSkew, CodePending, CodeConflict, CodeState}
+	CodeClockSkew, CodePending, CodeConflict, CodeState,
+	CodeTokenExpired, CodeTokenRevoked, CodeTokenWidened, CodeTokenLacksCapability, CodeTokenUsedUp}
 
 // Kind is the error kind clients see for a refusal of code c: a bad
 // signature and a replay are both unauthenticated, a command that does not
@@ -49,6 +56,16 @@ func (c Code) Kind() vocab.Kind {
 		return vocab.KindPendingApproval
 	case CodeConflict, CodeState:
 		return vocab.KindConflict
+	case CodeTokenExpired:
+		return vocab.KindTokenExpired
+	case CodeTokenRevoked:
+		return vocab.KindTokenRevoked
+	case CodeTokenWidened:
+		return vocab.KindTokenWidened
+	case CodeTokenLacksCapability:
+		return vocab.KindTokenLacksCapability
+	case CodeTokenUsedUp:
+		return vocab.KindTokenUsedUp
 	}
 	return vocab.KindInternal
 }

@@ -15,7 +15,10 @@ func TestEveryCodeHasAKindANodeSends(t *testing.T) {
 		CodeInvalid: vocab.KindInvalid, CodeNotFound: vocab.KindNotFound, CodeExists: vocab.KindExists,
 		CodeDenied: vocab.KindDenied, CodeBadSignature: vocab.KindUnauthenticated, CodeReplay: vocab.KindUnauthenticated,
 		CodeClockSkew: vocab.KindClockSkew, CodePending: vocab.KindPendingApproval, CodeConflict: vocab.KindConflict,
-		CodeState: vocab.KindConflict,
+		CodeState:        vocab.KindConflict,
+		CodeTokenExpired: vocab.KindTokenExpired, CodeTokenRevoked: vocab.KindTokenRevoked,
+		CodeTokenWidened: vocab.KindTokenWidened, CodeTokenLacksCapability: vocab.KindTokenLacksCapability,
+		CodeTokenUsedUp: vocab.KindTokenUsedUp,
 	}
 	for _, c := range Codes {
 		k := c.Kind()

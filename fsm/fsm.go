@@ -122,7 +122,7 @@ func (f *FSM) Read(fn func(*State)) {
 }
 
 // Apply applies one log entry. A refused entry leaves the state as it was,
-// apart from the applied index.
+// apart from the applied index and the chain hash (chain.go).
 func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -130,6 +130,7 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 	f.changes++
 	s := f.state
 	s.Applied = index
+	s.Chain = chainLink(s.Chain, index, at.UnixNano(), data)
 	res := &Result{Index: index}
 	var sg Signed
 	if err := json.Unmarshal(data, &sg); err != nil {
@@ -209,6 +210,7 @@ func (f *FSM) prune(now int64) {
 	})
 	s.pruneMachines(now)
 	s.pruneJoinTokens(now)
+	s.pruneRevokedTokens(now)
 }
 
 // verify decodes the command and checks its signature, its time and its
@@ -271,7 +273,7 @@ func checkFresh(cmd *Command, now int64) *Error {
 // signs every other type (init: the operator it founds the cluster with).
 func nodeSigned(typ string) bool {
 	switch typ {
-	case TypeDeal, TypeReshareAck, TypeSetEncKey, TypeComplaint, TypeRecordSession, TypeUseApproval, TypeDelivered, TypeAttest, TypeAutoJoin, TypeRemoveDeadNode, TypeRecoveryDeal:
+	case TypeDeal, TypeReshareAck, TypeSetEncKey, TypeComplaint, TypeRecordSession, TypeUseApproval, TypeDelivered, TypeAttest, TypeAutoJoin, TypeRemoveDeadNode, TypeRecoveryDeal, TypeTokenUse:
 		return true
 	}
 	return false
@@ -314,6 +316,9 @@ func (f *FSM) signerKey(signer string, cmd *Command) ([]byte, *Error) {
 func (s *State) VerifyRelease(sg *Signed, now time.Time) (*Command, *Error) {
 	if sg == nil {
 		return nil, errorf(CodeInvalid, "no signed request")
+	}
+	if len(sg.Token) != 0 {
+		return nil, errorf(CodeInvalid, "a request with a capability token is verified with its token, not as signed")
 	}
 	var cmd Command
 	if err := json.Unmarshal(sg.Payload, &cmd); err != nil {
@@ -371,6 +376,17 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 	if err != nil {
 		return nil, nil, err
 	}
+	k, err := s.authorizeVerified(sg, cmd, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cmd, k, nil
+}
+
+// authorizeVerified is AuthorizeRelease after its signer is verified:
+// by its signature, or by its capability token (sg.Signer is then the
+// token's root operator).
+func (s *State) authorizeVerified(sg *Signed, cmd *Command, now time.Time) (*Key, *Error) {
 	req := cmd.Release
 	gateway := req.Gateway != ""
 	machine := s.Machines[sg.Signer]
@@ -378,71 +394,71 @@ func (s *State) AuthorizeRelease(sg *Signed, now time.Time) (*Command, *Key, *Er
 	case OpGet:
 	case OpCAS:
 		if gateway || req.ReplaceKey == nil || req.ReplaceKey.Name != req.Key {
-			return nil, nil, errorf(CodeInvalid, "a cas release must carry the swap for the same key")
+			return nil, errorf(CodeInvalid, "a cas release must carry the swap for the same key")
 		}
 	case OpExchange:
 		if !gateway || len(req.Point) != p256PointLen {
-			return nil, nil, errorf(CodeInvalid, "an exchange is asked by a gateway node with a %d-byte point", p256PointLen)
+			return nil, errorf(CodeInvalid, "an exchange is asked by a gateway node with a %d-byte point", p256PointLen)
 		}
 	case OpRSAShare:
 		if !gateway || len(req.Input) == 0 {
-			return nil, nil, errorf(CodeInvalid, "an rsa share is asked by a gateway node with an input")
+			return nil, errorf(CodeInvalid, "an rsa share is asked by a gateway node with an input")
 		}
 	case OpSign:
 	case OpDecrypt, OpDerive:
 	default:
-		return nil, nil, errorf(CodeInvalid, "unknown release operation %q", req.Op)
+		return nil, errorf(CodeInvalid, "unknown release operation %q", req.Op)
 	}
 	k := s.ResolveKey(req.Key)
 	if k == nil {
-		return nil, nil, errorf(CodeNotFound, "key %q does not exist", req.Key)
+		return nil, errorf(CodeNotFound, "key %q does not exist", req.Key)
 	}
 	// The checks below and every holder's context use the name; the
 	// signed payload keeps what the signer wrote.
 	req.Key = k.Name
 	if err := checkOp(k, req.Op); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if req.Op == OpSign {
 		if err := s.authorizeSign(req, k); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	if req.Op == OpDecrypt || req.Op == OpDerive {
 		if err := authorizeDecrypt(req, k); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	switch {
 	case gateway:
 		if len(req.Ephemeral) != 0 {
-			return nil, nil, errorf(CodeInvalid, "a gateway node's request carries no ephemeral key: the node is the client and combines")
+			return nil, errorf(CodeInvalid, "a gateway node's request carries no ephemeral key: the node is the client and combines")
 		}
 		if !k.Access.Allows(req.Gateway) {
-			return nil, nil, errorf(CodeDenied, "key %q is not served by the %s gateway", req.Key, req.Gateway)
+			return nil, errorf(CodeDenied, "key %q is not served by the %s gateway", req.Key, req.Gateway)
 		}
 	case machine != nil:
 		if err := authorizeMachine(machine, req, k); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	case !s.Allowed(sg.Signer, req.Op, req.Key):
-		return nil, nil, errorf(CodeDenied, "%s may not %s key %q", sg.Signer, req.Op, req.Key)
+		return nil, errorf(CodeDenied, "%s may not %s key %q", sg.Signer, req.Op, req.Key)
 	case req.Op != OpSign && len(req.Ephemeral) != 32:
-		return nil, nil, errorf(CodeInvalid, "an operator's release needs a 32-byte ephemeral key: holders seal their partials to it, and the operator's client combines")
+		return nil, errorf(CodeInvalid, "an operator's release needs a 32-byte ephemeral key: holders seal their partials to it, and the operator's client combines")
 	}
 	if k.State != KeyActive {
-		return nil, nil, errorf(CodeDenied, "key %q is %s", req.Key, k.State)
+		return nil, errorf(CodeDenied, "key %q is %s", req.Key, k.State)
 	}
 	if k.ExpiresAt != 0 && now.UnixNano() >= k.ExpiresAt {
-		return nil, nil, errorf(CodeDenied, "key %q expired", req.Key)
+		return nil, errorf(CodeDenied, "key %q expired", req.Key)
 	}
 	if d := s.denied(machineID(machine), req.Key, now.UnixNano()); machine != nil && machine.Approval && d != nil {
-		return nil, nil, errorf(CodeDenied, "operator %s denied machine %s's release of key %q", d.By, machine.ID, req.Key)
+		return nil, errorf(CodeDenied, "operator %s denied machine %s's release of key %q", d.By, machine.ID, req.Key)
 	}
 	if machine != nil && machine.Approval && !s.approved(machine.ID, req.Key, cmd.Nonce, now.UnixNano()) {
-		return nil, nil, errorf(CodePending, "machine %s needs an operator's approval for key %q", machine.ID, req.Key)
+		return nil, errorf(CodePending, "machine %s needs an operator's approval for key %q", machine.ID, req.Key)
 	}
-	return cmd, k, nil
+	return k, nil
 }
 
 // authorizeMachine checks what a machine's release must be: from an active

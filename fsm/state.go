@@ -46,7 +46,10 @@ var allOps = []string{OpRead, OpGet, OpCreate, OpCAS, OpRevoke, OpDestroy, OpApp
 // place (package doc, "Reading the state"). Code that changes the state
 // keeps this: clone a slice before writing into it.
 type State struct {
-	Applied   uint64 `json:"applied"` // index of the last applied entry
+	Applied uint64 `json:"applied"` // index of the last applied entry
+	// Chain is the chain hash over every entry applied (chain.go): equal
+	// on two replicas at the same Applied unless their histories differ.
+	Chain     []byte `json:"chain,omitempty"`
 	ClusterID string `json:"cluster_id,omitempty"`
 	CACert    []byte `json:"ca_cert,omitempty"`
 	// InitialNodes members must be in before the DKG starts.
@@ -79,6 +82,12 @@ type State struct {
 	// JoinTokens are the join tokens not yet expired, spent or not, by ID
 	// (jointokens.go); nil until the first is created.
 	JoinTokens map[string]*JoinToken `json:"join_tokens,omitempty"`
+	// RevokedTokens are the capability tokens' revocation ids revoked in
+	// the last MaxTokenTTL (tokens.go); nil until the first.
+	RevokedTokens map[string]*RevokedToken `json:"revoked_tokens,omitempty"`
+	// TokenUses are the recorded uses of tokens with a bound, by the
+	// bound's revocation id (tokens.go); nil until the first.
+	TokenUses map[string]*TokenUses `json:"token_uses,omitempty"`
 	// Passkeys are the operators' WebAuthn credentials by ID, Denials the
 	// machines an operator denied, by machine NUL key (passkeys.go); nil
 	// until the first.

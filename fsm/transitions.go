@@ -110,6 +110,10 @@ func (t *transition) apply() *Error {
 		return t.recoveryDeal(c.RecoveryDeal)
 	case TypeRebuild:
 		return t.admin(func() *Error { return t.rebuild(c.Rebuild) })
+	case TypeRevokeToken:
+		return t.revokeToken(c.RevokeToken)
+	case TypeTokenUse:
+		return t.tokenUse(c.TokenUse)
 	default:
 		return errorf(CodeInvalid, "unknown command type %q", c.Type)
 	}

@@ -249,23 +249,60 @@ func NewVerifier(poly *PublicPoly, R []byte, context []byte) (*Verifier, error) 
 	if err != nil {
 		return nil, fmt.Errorf("ciphertext R: %w", err)
 	}
-	commits := make([]*edwards25519.Point, t)
 	var key []byte
-	for j, b := range poly.Commits {
-		if commits[j], err = decodePointNoSubgroup(b); err != nil {
-			return nil, fmt.Errorf("commitment %d: %w", j, err)
-		}
+	for _, b := range poly.Commits {
 		key = append(key, b...)
+	}
+	commits, err := decodeCommits(string(key), poly.Commits)
+	if err != nil {
+		return nil, err
 	}
 	return &Verifier{commits: commits, rp: Rp, r: slices.Clone(R), context: slices.Clone(context), key: string(key)}, nil
 }
 
+// decodedCommits remembers the commitments NewVerifier decoded, by their
+// encodings (key): a client checks release after release against the
+// same polynomial, and each decoding costs a field square root. The
+// points are public and never modified once decoded.
+var decodedCommits = struct {
+	sync.Mutex
+	m map[string][]*edwards25519.Point
+}{m: map[string][]*edwards25519.Point{}}
+
+// decodeCommits decodes the commitments enc, whose concatenation is key,
+// with the cheap checks, or returns those it decoded before.
+func decodeCommits(key string, enc [][]byte) ([]*edwards25519.Point, error) {
+	decodedCommits.Lock()
+	commits, ok := decodedCommits.m[key]
+	decodedCommits.Unlock()
+	if ok && len(commits) == len(enc) {
+		return commits, nil
+	}
+	commits = make([]*edwards25519.Point, len(enc))
+	for j, b := range enc {
+		var err error
+		if commits[j], err = decodePointNoSubgroup(b); err != nil {
+			return nil, fmt.Errorf("commitment %d: %w", j, err)
+		}
+	}
+	decodedCommits.Lock()
+	if len(decodedCommits.m) >= publicSharesSize {
+		clear(decodedCommits.m)
+	}
+	decodedCommits.m[key] = commits
+	decodedCommits.Unlock()
+	return commits, nil
+}
+
 // VerifiedPartial is a partial a Verifier accepted: only Verifier.Verify
-// makes one, and only that Verifier's Open takes it.
+// and Verifier.VerifyProof make one, and only that Verifier's Open takes
+// it.
 type VerifiedPartial struct {
 	index uint32
 	value *edwards25519.Point
 	by    *Verifier
+	// subgroupLater: VerifyProof left the value's subgroup check to Open.
+	subgroupLater bool
 }
 
 // Index is the share index of the partial.
@@ -273,6 +310,29 @@ func (vp *VerifiedPartial) Index() uint32 { return vp.index }
 
 // Verify checks p as VerifyPartial does.
 func (v *Verifier) Verify(p *Partial) (*VerifiedPartial, error) {
+	return v.verify(p, true)
+}
+
+// VerifyProof checks p as Verify does, but leaves the check that its value
+// is in the prime-order subgroup, the costliest of the point checks, to
+// Open, which makes it once for all the partials it combines: the
+// combined point is sum lambda_i*V_i, and the proof of each V_i = P_i +
+// T_i (P_i of prime order, T_i of small order) shows P_i = s_i*R, so the
+// combined point is r*X plus sum lambda_i*T_i, of small order. It is r*X,
+// the point that opens, exactly when it has no small-order component; when
+// it has one, Open checks each partial of VerifyProof's and names the ones
+// at fault. A holder of a share can make such a proof verify (it chooses
+// T_i and tries nonces until the challenge kills c*T_i), so a caller that
+// would skip a bad partial and open with others (t of more) uses Verify;
+// one that refuses the whole answer when any partial fails (OpenRelease)
+// may use VerifyProof. What it gives up: a T_i that the combination kills
+// (lambda_i*T_i the identity, as for share 1 of shares 1 and 3) goes
+// unnamed, and the right secret opens.
+func (v *Verifier) VerifyProof(p *Partial) (*VerifiedPartial, error) {
+	return v.verify(p, false)
+}
+
+func (v *Verifier) verify(p *Partial, subgroup bool) (*VerifiedPartial, error) {
 	if p == nil {
 		return nil, fmt.Errorf("%w: nil partial", ErrBadProof)
 	}
@@ -287,7 +347,11 @@ func (v *Verifier) Verify(p *Partial) (*VerifiedPartial, error) {
 	if err != nil {
 		return nil, fmt.Errorf("partial from %d: %w: response: %w", p.Index, ErrBadProof, err)
 	}
-	V, err := decodePoint(p.Value)
+	decode := decodePoint
+	if !subgroup {
+		decode = decodePointNoSubgroup
+	}
+	V, err := decode(p.Value)
 	if err != nil {
 		return nil, fmt.Errorf("partial from %d: value: %w", p.Index, err)
 	}
@@ -299,12 +363,15 @@ func (v *Verifier) Verify(p *Partial) (*VerifiedPartial, error) {
 	if subtle.ConstantTimeCompare(want.Bytes(), p.Challenge) != 1 {
 		return nil, fmt.Errorf("partial from %d: %w", p.Index, ErrBadProof)
 	}
-	return &VerifiedPartial{index: p.Index, value: V, by: v}, nil
+	return &VerifiedPartial{index: p.Index, value: V, by: v, subgroupLater: !subgroup}, nil
 }
 
 // Open interpolates r*X from the first t (the polynomial's threshold)
 // partials of verified and decrypts ct, whose R must be the Verifier's.
-// Every partial must come from this Verifier, with distinct indexes.
+// Every partial must come from this Verifier, with distinct indexes. When
+// any came from VerifyProof, the combined point must be in the
+// prime-order subgroup; if it is not, the error names each partial of
+// VerifyProof's whose value is not (ErrInvalidPoint).
 func (v *Verifier) Open(ct *Ciphertext, info []byte, verified []*VerifiedPartial) ([]byte, error) {
 	if ct == nil {
 		return nil, fmt.Errorf("%w: nil ciphertext", ErrDecrypt)
@@ -328,7 +395,23 @@ func (v *Verifier) Open(ct *Ciphertext, info []byte, verified []*VerifiedPartial
 	if err != nil {
 		return nil, err
 	}
+	if slices.ContainsFunc(verified[:t], func(vp *VerifiedPartial) bool { return vp.subgroupLater }) && !torsionFree(K) {
+		return nil, smallOrderParts(verified[:t])
+	}
 	return openWithPoint(K, ct, info)
+}
+
+// smallOrderParts names the partials of VerifyProof's among verified
+// whose value has a small-order component: one at least has, when their
+// combination has.
+func smallOrderParts(verified []*VerifiedPartial) error {
+	var errs []error
+	for _, vp := range verified {
+		if vp.subgroupLater && !torsionFree(vp.value) {
+			errs = append(errs, fmt.Errorf("partial from %d: value: %w: not in the prime-order subgroup", vp.index, ErrInvalidPoint))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Open verifies partials in order, skipping any that is nil, has index 0,

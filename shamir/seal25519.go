@@ -1,6 +1,7 @@
 package shamir
 
 import (
+	"bytes"
 	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/hkdf"
@@ -72,6 +73,39 @@ func x25519DH(secret *x25519.Key, pub []byte) (shared x25519.Key, ok bool) {
 	return shared, subtle.ConstantTimeCompare(shared[:], zero[:]) == 0
 }
 
+// X25519Key is an X25519 key pair to receive SealX25519's ciphertexts
+// with: a requester's ephemeral key. NewX25519Key makes it with circl's
+// fixed-base ladder, which costs about half of what crypto/ecdh's
+// GenerateKey does (a variable-base ladder, and a slower one).
+type X25519Key struct {
+	priv, pub x25519.Key
+}
+
+// NewX25519Key makes a key pair from 32 bytes of rand.
+func NewX25519Key(rand io.Reader) (*X25519Key, error) {
+	var k X25519Key
+	if _, err := io.ReadFull(rand, k.priv[:]); err != nil {
+		return nil, fmt.Errorf("shamir: reading randomness: %w", err)
+	}
+	x25519.KeyGen(&k.pub, &k.priv)
+	return &k, nil
+}
+
+// PublicKey is the key's public key, what a sender seals to.
+func (k *X25519Key) PublicKey() []byte { return bytes.Clone(k.pub[:]) }
+
+// Erase overwrites the private key with zeros; the key opens nothing after.
+func (k *X25519Key) Erase() { clear(k.priv[:]) }
+
+// Open opens a ciphertext of SealX25519 sealed to k's public key, as
+// OpenX25519 does.
+func (k *X25519Key) Open(ct *Ciphertext, info []byte) ([]byte, error) {
+	if k == nil {
+		return nil, fmt.Errorf("%w: nil X25519 key", ErrInvalidScalar)
+	}
+	return openX25519(&k.priv, k.pub[:], ct, info)
+}
+
 // OpenX25519 opens a ciphertext of SealX25519 with the private key of the
 // public key it was sealed to, for the same info. A sender key of low
 // order is refused with ErrInvalidPoint; a wrong key, info or a tampered
@@ -80,6 +114,15 @@ func OpenX25519(priv *ecdh.PrivateKey, ct *Ciphertext, info []byte) ([]byte, err
 	if priv == nil || priv.Curve() != ecdh.X25519() {
 		return nil, fmt.Errorf("%w: not an X25519 private key", ErrInvalidScalar)
 	}
+	var k x25519.Key
+	defer clear(k[:])
+	b := priv.Bytes()
+	copy(k[:], b)
+	clear(b)
+	return openX25519(&k, priv.PublicKey().Bytes(), ct, info)
+}
+
+func openX25519(k *x25519.Key, pub []byte, ct *Ciphertext, info []byte) ([]byte, error) {
 	if ct == nil {
 		return nil, fmt.Errorf("%w: nil ciphertext", ErrDecrypt)
 	}
@@ -89,17 +132,12 @@ func OpenX25519(priv *ecdh.PrivateKey, ct *Ciphertext, info []byte) ([]byte, err
 	if len(ct.Sealed) < chacha20poly1305.Overhead {
 		return nil, fmt.Errorf("%w: sealed data too short", ErrDecrypt)
 	}
-	var k x25519.Key
-	defer clear(k[:])
-	b := priv.Bytes()
-	copy(k[:], b)
-	clear(b)
-	shared, ok := x25519DH(&k, ct.R)
+	shared, ok := x25519DH(k, ct.R)
 	if !ok {
 		return nil, fmt.Errorf("%w: X25519 sender key is of low order", ErrInvalidPoint)
 	}
 	defer clear(shared[:])
-	aead, err := x25519AEAD(shared[:], ct.R, priv.PublicKey().Bytes(), info)
+	aead, err := x25519AEAD(shared[:], ct.R, pub, info)
 	if err != nil {
 		return nil, err
 	}

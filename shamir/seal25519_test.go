@@ -257,3 +257,75 @@ func TestX25519MatchesCryptoECDH(t *testing.T) {
 		t.Fatalf("opening crypto/ecdh's ciphertext: %q, %v", got, err)
 	}
 }
+
+// TestX25519KeyIsCryptoECDHs: NewX25519Key makes from 32 bytes of
+// randomness the key pair crypto/ecdh makes from them; what is sealed to
+// it opens with it (and with crypto/ecdh's key of the same bytes), not
+// with another key, and not once it is erased.
+func TestX25519KeyIsCryptoECDHs(t *testing.T) {
+	info, msg := []byte("info"), []byte("a partial")
+	for range 32 {
+		seed := make([]byte, X25519KeySize)
+		rand.Read(seed)
+		k, err := NewX25519Key(bytes.NewReader(seed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := ecdh.X25519().NewPrivateKey(seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(k.PublicKey(), e.PublicKey().Bytes()) {
+			t.Fatalf("public key %x, crypto/ecdh's %x", k.PublicKey(), e.PublicKey().Bytes())
+		}
+		ct, err := SealX25519(rand.Reader, k.PublicKey(), info, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, open := range []func() ([]byte, error){
+			func() ([]byte, error) { return k.Open(ct, info) },
+			func() ([]byte, error) { return OpenX25519(e, ct, info) },
+		} {
+			if got, err := open(); err != nil || !bytes.Equal(got, msg) {
+				t.Fatalf("open: %q, %v", got, err)
+			}
+		}
+		other, err := NewX25519Key(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := other.Open(ct, info); !errors.Is(err, ErrDecrypt) {
+			t.Fatalf("another key: %v, want ErrDecrypt", err)
+		}
+		if _, err := k.Open(ct, []byte("infp")); !errors.Is(err, ErrDecrypt) {
+			t.Fatalf("other info: %v, want ErrDecrypt", err)
+		}
+		k.Erase()
+		if _, err := k.Open(ct, info); err == nil {
+			t.Fatal("an erased key still opens")
+		}
+	}
+	if _, err := NewX25519Key(bytes.NewReader(make([]byte, 31))); err == nil {
+		t.Fatal("a key from 31 bytes of randomness")
+	}
+	var nilKey *X25519Key
+	if _, err := nilKey.Open(&Ciphertext{}, nil); !errors.Is(err, ErrInvalidScalar) {
+		t.Fatalf("nil key: %v, want ErrInvalidScalar", err)
+	}
+}
+
+func BenchmarkNewX25519Key(b *testing.B) {
+	for b.Loop() {
+		if _, err := NewX25519Key(rand.Reader); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCryptoECDHGenerateKey(b *testing.B) {
+	for b.Loop() {
+		if _, err := ecdh.X25519().GenerateKey(rand.Reader); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -26,6 +26,16 @@ const (
 	// KindPendingApproval: a machine's release waits for an operator's
 	// approval; it is listed as a pending session. Ask again later.
 	KindPendingApproval Kind = "pending_approval"
+	// A capability token's refusals (docs/tokens.md), each its own kind:
+	// its life has passed; one of its revocation ids is revoked; a block
+	// after its authority states rights (a widening, which grants
+	// nothing); it does not carry the capability for that key.
+	KindTokenExpired         Kind = "token_expired"
+	KindTokenRevoked         Kind = "token_revoked"
+	KindTokenWidened         Kind = "token_widened"
+	KindTokenLacksCapability Kind = "token_lacks_capability"
+	// KindTokenUsedUp: the token's bound on uses is reached.
+	KindTokenUsedUp Kind = "token_used_up"
 )
 
 // The kinds a client makes itself (keyagent); no node sends them.
@@ -47,7 +57,8 @@ const (
 // Kinds are the kinds a node sends. Every one has a row of its own in
 // every table (status.go).
 var Kinds = []Kind{KindInvalid, KindNotFound, KindExists, KindDenied, KindUnauthenticated, KindConflict,
-	KindNoQuorum, KindUnknownOutcome, KindNotInitialized, KindInternal, KindClockSkew, KindPendingApproval}
+	KindNoQuorum, KindUnknownOutcome, KindNotInitialized, KindInternal, KindClockSkew, KindPendingApproval,
+	KindTokenExpired, KindTokenRevoked, KindTokenWidened, KindTokenLacksCapability, KindTokenUsedUp}
 
 // LocalKinds are the kinds a client makes itself. They have an exit code
 // and never cross the wire.

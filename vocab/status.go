@@ -70,6 +70,12 @@ var wire = map[Kind]Codes{
 	KindInternal:        {500, GRPCInternal, ExitFailure},
 	KindClockSkew:       {401, GRPCUnauthenticated, ExitClockSkew},
 	KindPendingApproval: {403, GRPCPermissionDenied, ExitApprovalTimeout},
+	// A token's refusals are denials, told apart by their kind.
+	KindTokenExpired:         {403, GRPCPermissionDenied, ExitDenied},
+	KindTokenRevoked:         {403, GRPCPermissionDenied, ExitDenied},
+	KindTokenWidened:         {403, GRPCPermissionDenied, ExitDenied},
+	KindTokenLacksCapability: {403, GRPCPermissionDenied, ExitDenied},
+	KindTokenUsedUp:          {403, GRPCPermissionDenied, ExitDenied},
 }
 
 // local is the table of the kinds a client makes itself: an exit code only.

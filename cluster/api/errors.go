@@ -23,6 +23,12 @@ const (
 	KindInternal        = vocab.KindInternal
 	KindClockSkew       = vocab.KindClockSkew
 	KindPendingApproval = vocab.KindPendingApproval
+	// A capability token's refusals (docs/tokens.md).
+	KindTokenExpired         = vocab.KindTokenExpired
+	KindTokenRevoked         = vocab.KindTokenRevoked
+	KindTokenWidened         = vocab.KindTokenWidened
+	KindTokenLacksCapability = vocab.KindTokenLacksCapability
+	KindTokenUsedUp          = vocab.KindTokenUsedUp
 )
 
 // Kinds are all the error kinds a node sends (vocab.Kinds), for gateways'

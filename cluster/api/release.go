@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"crypto/ecdh"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -48,7 +47,7 @@ type SealedPartial = vocab.SealedPartial
 // to r'*X for an R' = r'*G of its own and a secret of its choice sealed
 // under it; only the proofs against the pinned polynomial tie each
 // partial to a holder's share.
-func OpenRelease(r *SealedRelease, clusterID, name string, pin, payload []byte, ephPriv *ecdh.PrivateKey) ([]byte, error) {
+func OpenRelease(r *SealedRelease, clusterID, name string, pin, payload []byte, ephPriv *shamir.X25519Key) ([]byte, error) {
 	if r.Key != name {
 		return nil, fmt.Errorf("the release is of key %q, not %q", r.Key, name)
 	}
@@ -73,42 +72,74 @@ func OpenRelease(r *SealedRelease, clusterID, name string, pin, payload []byte, 
 	}
 	// Each partial is opened and verified on its own, in parallel: the
 	// client waits for the slowest one only.
+	//
+	// Any partial that fails fails the release, so the subgroup checks of
+	// the values of the first t, the ones Open combines when all pass,
+	// are left to Open, which makes one for all of them (VerifyProof);
+	// when it fails, each is checked on its own to name the one at fault.
+	// Partials after the first t get every check here.
+	parts := make([]*shamir.Partial, len(r.Partials))
 	checked := make([]*shamir.VerifiedPartial, len(r.Partials))
 	errs := make([]error, len(r.Partials))
 	each(len(r.Partials), func(i int) {
 		p, err := openPartial(&r.Partials[i], ephPriv, rctx)
-		if err == nil {
+		switch {
+		case err != nil:
+		case i < t:
+			parts[i] = p
+			checked[i], err = v.VerifyProof(p)
+		default:
 			checked[i], err = v.Verify(p)
 		}
 		errs[i] = err
 	})
 	var good []*shamir.VerifiedPartial
-	var rejected []string
 	seen := map[uint32]bool{}
 	for i := range r.Partials {
-		sp := &r.Partials[i]
-		err := errs[i]
-		if err == nil && seen[checked[i].Index()] {
-			err = errors.New("a second partial for the same share")
+		if errs[i] == nil && seen[checked[i].Index()] {
+			errs[i] = errors.New("a second partial for the same share")
 		}
-		if err != nil {
-			rejected = append(rejected, fmt.Sprintf("partial of share %d (node %q): %v", sp.Index, sp.Node, err))
-			continue
+		if errs[i] == nil {
+			seen[checked[i].Index()] = true
+			good = append(good, checked[i])
 		}
-		seen[checked[i].Index()] = true
-		good = append(good, checked[i])
 	}
-	if len(rejected) > 0 {
-		return nil, fmt.Errorf("rejected %d of %d partials: %s", len(rejected), len(r.Partials), strings.Join(rejected, "; "))
+	if err := rejection(r.Partials, errs); err != nil {
+		return nil, err
 	}
 	if len(good) < t {
 		return nil, fmt.Errorf("%d partials, %d needed", len(good), t)
 	}
 	secret, err := v.Open(&shamir.Ciphertext{R: r.R, Sealed: r.Sealed}, fsm.SealInfo(r.ClusterID, name), good)
+	if errors.Is(err, shamir.ErrInvalidPoint) {
+		for i, p := range parts {
+			if p != nil {
+				_, errs[i] = v.Verify(p)
+			}
+		}
+		if rerr := rejection(r.Partials, errs); rerr != nil {
+			return nil, rerr
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening the secret with verified partials: %w", err)
 	}
 	return secret, nil
+}
+
+// rejection names each partial of ps whose errs entry is not nil, with
+// its node; nil when none is.
+func rejection(ps []SealedPartial, errs []error) error {
+	var rejected []string
+	for i, err := range errs {
+		if err != nil {
+			rejected = append(rejected, fmt.Sprintf("partial of share %d (node %q): %v", ps[i].Index, ps[i].Node, err))
+		}
+	}
+	if len(rejected) == 0 {
+		return nil
+	}
+	return fmt.Errorf("rejected %d of %d partials: %s", len(rejected), len(ps), strings.Join(rejected, "; "))
 }
 
 // each runs f(0) ... f(n-1) on up to GOMAXPROCS goroutines and returns
@@ -150,11 +181,11 @@ func validatePoly(poly *shamir.PublicPoly) error {
 }
 
 // openPartial opens one holder's sealed partial.
-func openPartial(sp *SealedPartial, ephPriv *ecdh.PrivateKey, rctx []byte) (*shamir.Partial, error) {
+func openPartial(sp *SealedPartial, ephPriv *shamir.X25519Key, rctx []byte) (*shamir.Partial, error) {
 	if sp.Index == 0 {
 		return nil, errors.New("share index 0")
 	}
-	pt, err := shamir.OpenX25519(ephPriv, &shamir.Ciphertext{R: sp.R, Sealed: sp.Sealed}, fsm.PartialSealInfo(rctx, sp.Index))
+	pt, err := ephPriv.Open(&shamir.Ciphertext{R: sp.R, Sealed: sp.Sealed}, fsm.PartialSealInfo(rctx, sp.Index))
 	if err != nil {
 		return nil, fmt.Errorf("does not open with the request's ephemeral key: %w", err)
 	}

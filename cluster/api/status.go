@@ -70,6 +70,10 @@ type MemberStatus struct {
 	StateHash string `json:"state_hash"`
 	// Held are the keys the member's gateways keep assembled in memory.
 	Held []HeldKey `json:"held,omitempty"`
+	// Diverged, when set, says why the member serves no share: it found
+	// that its log differs from the leader's, and an operator must rebuild
+	// it (docs/operations.md, "A diverged replica").
+	Diverged string `json:"diverged,omitempty"`
 }
 
 // HeldKey is a key a node's gateway keeps assembled in memory (a Keyless

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/cluster/pki"
@@ -36,11 +37,15 @@ type View struct {
 	PublicKey []byte
 	// Holders are the share holders of the epoch, by node ID.
 	Holders []api.MemberStatus
+	// Applied is the applied index of the status the view was read from.
+	// It is not compared (Differs): a member whose status is behind it may
+	// not have applied the view yet, and Ask asks it again (CatchUp).
+	Applied uint64
 }
 
 // ViewOf is the view a status reports.
 func ViewOf(st *api.Status) *View {
-	v := &View{ClusterID: st.ClusterID, Epoch: st.Epoch, Threshold: st.Threshold, PublicKey: st.PublicKey}
+	v := &View{ClusterID: st.ClusterID, Epoch: st.Epoch, Threshold: st.Threshold, PublicKey: st.PublicKey, Applied: st.Applied}
 	for _, m := range st.Members {
 		if m.Holder {
 			v.Holders = append(v.Holders, api.MemberStatus{ID: m.ID, Index: m.Index, Holder: true, SignKey: m.SignKey, APIAddr: m.APIAddr})
@@ -162,10 +167,24 @@ type Result struct {
 	Proven int
 }
 
+// CatchUp is how long Ask waits for a member that is behind the view:
+// followers apply what the leader committed a heartbeat or so after it, so
+// a view read from one node (the leader, say) just after a change, such as
+// the first key epoch, may not be on the others yet. A member whose status
+// differs from the view and whose applied index is below the view's is
+// asked again every catchUpPoll until it shows the view, has applied the
+// view's index, or CatchUp has passed. A member that lies about its index
+// gains nothing by it: it delays the answer by CatchUp at most, as it could
+// by answering slowly.
+const (
+	CatchUp     = 5 * time.Second
+	catchUpPoll = 100 * time.Millisecond
+)
+
 // Ask asks every member of members that is not leaving and has an API
-// address, concurrently, for its status, which must be view want, and
-// challenges each holder of want with nonce (api.PossessionNonceSize
-// fresh random bytes).
+// address, concurrently, for its status, which must be view want (a member
+// behind the view is given CatchUp to apply it), and challenges each
+// holder of want with nonce (api.PossessionNonceSize fresh random bytes).
 func Ask(ctx context.Context, a Asker, members []api.MemberStatus, want *View, nonce []byte) *Result {
 	var (
 		mu     sync.Mutex
@@ -185,10 +204,7 @@ func Ask(ctx context.Context, a Asker, members []api.MemberStatus, want *View, n
 			if h != nil {
 				signKey = h.SignKey
 			}
-			st, err := a.Status(ctx, m, signKey)
-			if err == nil {
-				err = want.Differs(ViewOf(st))
-			}
+			err := showsView(ctx, a, m, signKey, want)
 			var p *api.Possession
 			if err == nil && h != nil {
 				p, err = a.Possession(ctx, m, signKey, nonce)
@@ -210,4 +226,30 @@ func Ask(ctx context.Context, a Asker, members []api.MemberStatus, want *View, n
 	sort.Strings(res.Disagree)
 	res.Proven = proofs.Proven()
 	return res
+}
+
+// showsView asks member m for its status until it shows view want, and
+// says how it differs if it does not: at once if m has applied want's
+// index (or a later one), else when CatchUp has passed or ctx ends.
+func showsView(ctx context.Context, a Asker, m api.MemberStatus, signKey []byte, want *View) error {
+	deadline := time.Now().Add(CatchUp)
+	for {
+		st, err := a.Status(ctx, m, signKey)
+		if err != nil {
+			return err
+		}
+		err = want.Differs(ViewOf(st))
+		if err == nil || st.Applied >= want.Applied {
+			return err
+		}
+		err = fmt.Errorf("%w (it has applied index %d, the view is at %d)", err, st.Applied, want.Applied)
+		if !time.Now().Before(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(catchUpPoll):
+		}
+	}
 }

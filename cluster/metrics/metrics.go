@@ -88,6 +88,9 @@ type State struct {
 	ShareHeld bool
 	// ApplyLag is Raft's commit index less the applied index.
 	ApplyLag uint64
+	// Diverged: this replica found its log differs from the leader's and
+	// serves no share until it is rebuilt.
+	Diverged bool
 }
 
 // Tolerance is how many more nodes may fail before an operation stops:
@@ -195,6 +198,7 @@ var (
 	descHolders       = prometheus.NewDesc(Namespace+"_holders", "Share holders of the epoch, by whether gossip sees them alive (reachable) or not (unreachable).", []string{"state"}, nil)
 	descVoters        = prometheus.NewDesc(Namespace+"_raft_voters", "Raft voters, by whether gossip sees them alive (reachable) or not (unreachable).", []string{"state"}, nil)
 	descShareHeld     = prometheus.NewDesc(Namespace+"_share_held", "1 if this node holds a share of the current epoch.", nil, nil)
+	descDiverged      = prometheus.NewDesc(Namespace+"_diverged", "1 if this replica found its log differs from the leader's: it serves no share until an operator rebuilds it.", nil, nil)
 	descFailTolerance = prometheus.NewDesc(Namespace+"_failure_tolerance",
 		"How many more nodes may fail before releases stop (limit=release), counting the holders beyond t (limit=holders) and the Raft voters beyond a majority (limit=raft) that are reachable; negative when already stopped.",
 		[]string{"limit"}, nil)
@@ -203,7 +207,7 @@ var (
 type stateCollector struct{ s *Set }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descJoined, descLeader, descApplyLag, descEpoch, descThreshold, descHolders, descVoters, descShareHeld, descFailTolerance} {
+	for _, d := range []*prometheus.Desc{descJoined, descLeader, descApplyLag, descEpoch, descThreshold, descHolders, descVoters, descShareHeld, descDiverged, descFailTolerance} {
 		ch <- d
 	}
 }
@@ -230,6 +234,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descVoters, float64(st.VotersReachable), "reachable")
 	gauge(descVoters, float64(st.Voters-st.VotersReachable), "unreachable")
 	gauge(descShareHeld, boolValue(st.ShareHeld))
+	gauge(descDiverged, boolValue(st.Diverged))
 	tol := st.Tolerance()
 	gauge(descFailTolerance, float64(tol.Release), "release")
 	gauge(descFailTolerance, float64(tol.Holders), "holders")

@@ -36,16 +36,26 @@ type devNode struct {
 	GRPC   string `json:"grpc"`
 }
 
+// devHeartbeatTimeout is a dev cluster's Raft heartbeat and election
+// timeout. Its nodes share one process on one machine: nothing but a
+// pause of the process (a busy laptop, a loaded CI machine) delays their
+// heartbeats, and keyd's LAN default (150 ms) takes such a pause for a
+// dead leader; the cluster, with two voters while the third joins, lost
+// its leader in the middle of the join (e2e TestKeydDevResumesItsDir). A
+// dev cluster has no failover to hurry.
+const devHeartbeatTimeout = 500 * time.Millisecond
+
 func (d devNode) flags(dir, joinToken string) nodeFlags {
 	return nodeFlags{
-		joinToken:      joinToken,
-		id:             d.ID,
-		dataDir:        filepath.Join(dir, d.ID),
-		apiAddr:        d.API,
-		raftAddr:       d.Raft,
-		gossipAddr:     d.Gossip,
-		requestTimeout: 3 * time.Second,
-		gateways:       gatewayFlags{quic: true, kxdAddr: d.Kxd, tlvAddr: d.TLV, grpcAddr: d.GRPC},
+		joinToken:        joinToken,
+		id:               d.ID,
+		dataDir:          filepath.Join(dir, d.ID),
+		apiAddr:          d.API,
+		raftAddr:         d.Raft,
+		gossipAddr:       d.Gossip,
+		requestTimeout:   3 * time.Second,
+		heartbeatTimeout: devHeartbeatTimeout,
+		gateways:         gatewayFlags{quic: true, kxdAddr: d.Kxd, tlvAddr: d.TLV, grpcAddr: d.GRPC},
 	}
 }
 

@@ -209,3 +209,12 @@ func TestLogFormat(t *testing.T) {
 		t.Error("log format xml was accepted")
 	}
 }
+
+// TestDevNodesRunARelaxedHeartbeat: keyd dev's nodes run a 500 ms Raft
+// heartbeat timeout, as the README says, not keyd's LAN default.
+func TestDevNodesRunARelaxedHeartbeat(t *testing.T) {
+	f := devNode{ID: "dev1"}.flags(t.TempDir(), "")
+	if f.heartbeatTimeout.String() != "500ms" {
+		t.Errorf("a dev node's heartbeat timeout is %v, want the README's 500ms", f.heartbeatTimeout)
+	}
+}

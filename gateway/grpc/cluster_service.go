@@ -82,7 +82,7 @@ func (c *clusterService) Release(ctx context.Context, req *keyquorumv1.ReleaseRe
 	if err != nil {
 		return nil, err
 	}
-	if err := cluster.CheckSigned(principal(ctx), sg, fsm.TypeRelease); err != nil {
+	if err := checkRequest(ctx, sg); err != nil {
 		return nil, err
 	}
 	sr, err := c.s.svc.Release(ctx, sg)
@@ -239,7 +239,7 @@ func (c *clusterService) Sign(ctx context.Context, req *keyquorumv1.SignRequest)
 	if err != nil {
 		return nil, err
 	}
-	if err := cluster.CheckSigned(principal(ctx), sg, fsm.TypeRelease); err != nil {
+	if err := checkRequest(ctx, sg); err != nil {
 		return nil, err
 	}
 	sv, ok := c.s.svc.(cluster.SignService)

@@ -158,6 +158,9 @@ func (s *Server) admit(ctx context.Context, method string) (context.Context, err
 	if public[method] {
 		return ctx, nil
 	}
+	if ctx, ok, err := admitToken(ctx, method); ok || err != nil {
+		return ctx, err
+	}
 	op, err := s.authenticate(ctx)
 	if err != nil {
 		return ctx, err

@@ -874,18 +874,23 @@ func TestNotInitialized(t *testing.T) {
 
 func TestCodeOf(t *testing.T) {
 	want := map[cluster.Kind]codes.Code{
-		cluster.KindInvalid:         codes.InvalidArgument,
-		cluster.KindNotFound:        codes.NotFound,
-		cluster.KindExists:          codes.AlreadyExists,
-		cluster.KindDenied:          codes.PermissionDenied,
-		cluster.KindUnauthenticated: codes.Unauthenticated,
-		cluster.KindConflict:        codes.Aborted,
-		cluster.KindNoQuorum:        codes.Unavailable,
-		cluster.KindUnknownOutcome:  codes.Unknown,
-		cluster.KindNotInitialized:  codes.FailedPrecondition,
-		cluster.KindInternal:        codes.Internal,
-		cluster.KindClockSkew:       codes.Unauthenticated,
-		cluster.KindPendingApproval: codes.PermissionDenied,
+		cluster.KindInvalid:              codes.InvalidArgument,
+		cluster.KindNotFound:             codes.NotFound,
+		cluster.KindExists:               codes.AlreadyExists,
+		cluster.KindDenied:               codes.PermissionDenied,
+		cluster.KindUnauthenticated:      codes.Unauthenticated,
+		cluster.KindConflict:             codes.Aborted,
+		cluster.KindNoQuorum:             codes.Unavailable,
+		cluster.KindUnknownOutcome:       codes.Unknown,
+		cluster.KindNotInitialized:       codes.FailedPrecondition,
+		cluster.KindInternal:             codes.Internal,
+		cluster.KindClockSkew:            codes.Unauthenticated,
+		cluster.KindPendingApproval:      codes.PermissionDenied,
+		cluster.KindTokenExpired:         codes.PermissionDenied,
+		cluster.KindTokenRevoked:         codes.PermissionDenied,
+		cluster.KindTokenWidened:         codes.PermissionDenied,
+		cluster.KindTokenLacksCapability: codes.PermissionDenied,
+		cluster.KindTokenUsedUp:          codes.PermissionDenied,
 	}
 	if len(want) != len(cluster.Kinds) {
 		t.Fatal("a kind is missing from the table")

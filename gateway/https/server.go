@@ -131,6 +131,7 @@ func NewServer(svc cluster.Service, cert *cluster.ServingCert, log *slog.Logger,
 		mux.HandleFunc("POST /v1/sign", s.operator(s.sign(sv)))
 	}
 	mux.HandleFunc("POST /v1/revoke", s.operator(s.command(fsm.TypeRevokeKey)))
+	s.registerTokens(mux, svc)
 	mux.HandleFunc("POST /v1/destroy", s.operator(s.command(fsm.TypeDestroyKey)))
 	if m, ok := svc.(cluster.MachineService); ok {
 		s.registerMachines(mux, m)

@@ -76,14 +76,15 @@ Usage:
                                     (a random secret of N bytes) or NAME BASE64-SECRET; prints each refusal
   keyctl key import-kxd DIR [--prefix P]
                                     import a kxd data directory (keys, allowed_clients, allowed_hosts, email_to)
-  keyctl key get NAME               print the secret's exact bytes on stdout
+  keyctl key get NAME [--token T]   print the secret's exact bytes on stdout
   keyctl key list [--limit N [--after NAME]]
                                     every key, or one page of N and the command for the next
   keyctl key show NAME|ID
   keyctl key revoke NAME
   keyctl key destroy NAME
   keyctl key cas NAME --old-sha256 HEX --from-file F
-  keyctl key sign NAME [--in FILE]  sign the message (stdin by default) by quorum; print the signature, base64
+  keyctl key sign NAME [--in FILE] [--token T]
+                                    sign the message (stdin by default) by quorum; print the signature, base64
                                     (an ecdsa key, assembled, signs on the node a quorum releases it to)
   keyctl key verify NAME --signature B64 [--in FILE]
                                     check a signature with the key's public key
@@ -121,6 +122,13 @@ Usage:
                                     prints it: it may then sign that operator's approvals and denials
                                     at the request's console origins, or at those --origin lists
   keyctl rule put ID --principal OPERATOR-ID --key NAME|PREFIX* --ops OP[,OP...]
+  keyctl token create (--key NAME | --prefix P | --all-keys)... --flags F[,F...]|ALL|READONLY [--ttl 1h]
+                                    mint a capability token with your operator key (no node is asked);
+                                    it never allows more than your own rules
+  keyctl token restrict TOKEN|- [--flags F,...] [--key NAME]... [--prefix P]... [--ttl D] [--network CIDR] [--max-uses N]
+                                    narrow a token offline, with the token alone; print the new one
+  keyctl token show TOKEN|-         its operator, revocation ids and Datalog, unverified
+  keyctl token revoke REVOCATION-ID refuse that token, and every token restricted from it, on every node
   keyctl operator create NAME --dir DIR [--admin]
                                     make another operator's key and certificate (needs the CA key)
   keyctl snapshot save FILE         write a backup of the cluster's state (admins; keyd snapshot
@@ -161,6 +169,12 @@ KEYQUORUM_GOSSIP_KEY to join nodes), as printed by "keyd dev" or
 and KEYQUORUM_CLUSTER_KEY are the pin: every secret is sealed to that key,
 never to one a node reports, and every release is checked against it.
 FILE defaults to the env.sh beside KEYQUORUM_CACERT.
+
+With --token (or KEYQUORUM_TOKEN), key get and key sign need no operator
+credentials: only KEYQUORUM_ADDR, KEYQUORUM_CACERT and the pin. Capability
+flags: genkey, destroy, revoke, encrypt, decrypt, sign, verify, mac, hash,
+getinfo, list, restrict, derive, exchange, import; key get needs decrypt,
+key sign needs sign (docs/tokens.md).
 
 Exit status, the same as keyagent's: 0 done, 1 refused or failed, 2 bad
 usage, 3 not found, 4 unauthenticated, 5 denied, 6 clock too far off,
@@ -232,6 +246,7 @@ func (c *command) handlers() map[string]map[string]func([]string) error {
 			"revoke": c.keyRevoke, "destroy": c.keyDestroy, "cas": c.keyCAS, "access": c.keyAccess,
 			"import-dir": c.keyImportDir, "import-kxd": c.keyImportKxd, "sign": c.keySign, "verify": c.keyVerify},
 		"rule":     {"put": c.rulePut},
+		"token":    {"create": c.capTokenCreate, "restrict": c.capTokenRestrict, "revoke": c.capTokenRevoke, "show": c.capTokenShow},
 		"machine":  {"add": c.machineAdd, "list": c.machineList, "revoke": c.machineRevoke},
 		"session":  {"list": c.sessionList, "approve": c.sessionApprove, "deny": c.sessionDeny},
 		"operator": {"create": c.operatorCreate},
@@ -262,6 +277,13 @@ func (c *command) flags(name string) *flag.FlagSet {
 // parse parses flags that may come before or after positional arguments
 // and checks the number of positional arguments.
 func parse(fs *flag.FlagSet, args []string, positional ...string) ([]string, error) {
+	return parseUpTo(fs, args, len(positional), len(positional), strings.Join(positional, " "))
+}
+
+// parseUpTo is parse for a command that takes least to most positional
+// arguments, described by usage; flags may come before, between or after
+// them, and -h answers with the help (flag.ErrHelp).
+func parseUpTo(fs *flag.FlagSet, args []string, least, most int, usage string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -277,8 +299,8 @@ func parse(fs *flag.FlagSet, args []string, positional ...string) ([]string, err
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
-	if len(pos) != len(positional) {
-		return nil, usagef("%s takes %s", fs.Name(), strings.Join(append([]string{}, positional...), " "))
+	if len(pos) < least || len(pos) > most {
+		return nil, usagef("%s takes %s", fs.Name(), usage)
 	}
 	return pos, nil
 }
@@ -581,6 +603,11 @@ func writeStatus(out io.Writer, st *api.Status) error {
 				h.Name, m.ID, h.Gateway, h.Version, h.Until.UTC().Format(time.RFC3339))
 		}
 	}
+	for _, m := range st.Members {
+		if m.Diverged != "" {
+			fmt.Fprintf(out, "DIVERGED: %s serves no share until it is rebuilt: %s\n", m.ID, m.Diverged)
+		}
+	}
 	return nil
 }
 
@@ -630,9 +657,13 @@ func (c *command) secretInput(from string, n int) ([]byte, error) {
 
 func (c *command) keyGet(args []string) error {
 	fs := c.flags("key get")
+	tok := fs.String("token", "", "a capability token (or "+client.EnvToken+") in place of operator credentials")
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
 		return err
+	}
+	if text := tokenFlag(tok); text != "" {
+		return c.keyGetWithToken(text, pos[0])
 	}
 	cl, ctx, cancel, err := c.connect()
 	if err != nil {

@@ -33,6 +33,7 @@ func (c *command) keySign(args []string) error {
 	fs := c.flags("key sign")
 	in := fs.String("in", "-", "file holding the message (- for stdin)")
 	padding := fs.String("padding", "", "an rsa-threshold key's padding over SHA-256: pkcs1v15 (default) or pss")
+	tok := fs.String("token", "", "a capability token (or KEYQUORUM_TOKEN) in place of operator credentials")
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
 		return err
@@ -40,6 +41,9 @@ func (c *command) keySign(args []string) error {
 	msg, err := c.readMessage(*in)
 	if err != nil {
 		return err
+	}
+	if text := tokenFlag(tok); text != "" {
+		return c.keySignWithToken(text, pos[0], msg, *padding)
 	}
 	cl, ctx, cancel, err := c.connect()
 	if err != nil {

@@ -236,30 +236,6 @@ func (c *command) transitDecryptOrRewrap(name string, args []string, rewrap bool
 	return err
 }
 
-// parseUpTo is parse for min to max positional arguments.
-func parseUpTo(fs interface {
-	Parse([]string) error
-	Args() []string
-	Name() string
-}, args []string, least, most int, usage string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, usagef("%s: %v", fs.Name(), err)
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-	if len(pos) < least || len(pos) > most {
-		return nil, usagef("%s takes %s", fs.Name(), usage)
-	}
-	return pos, nil
-}
-
 func (c *command) transitRotate(args []string) error {
 	fs := c.flags("transit rotate")
 	pos, err := parse(fs, args, "NAME")

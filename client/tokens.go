@@ -1,0 +1,170 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/shamir"
+	"github.com/keyquorum/keyquorum/token"
+)
+
+// MintToken makes a capability token for scope, signed with the
+// operator's key, here: no node is asked. It returns the token's text
+// form (token.Format). What it allows is bounded, on every node, by the
+// operator's own rules.
+func (c *Client) MintToken(scope token.Scope) (string, error) {
+	tok, err := token.Mint(c.creds.OperatorID, c.creds.Key, scope, time.Now())
+	if err != nil {
+		return "", err
+	}
+	return token.Format(c.creds.OperatorID, tok), nil
+}
+
+// RevokeToken revokes a token by one of its revocation ids (token.Inspect
+// lists them): that token, and every token restricted or bound from it,
+// is refused by every node once the revocation is committed.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	_, err := c.submit(ctx, "/v1/tokens/revoke", &fsm.Command{Type: fsm.TypeRevokeToken, RevokeToken: &fsm.RevokedToken{ID: id}})
+	return err
+}
+
+// RestrictToken narrows a token in its text form, offline.
+func RestrictToken(text string, r token.Restriction) (string, error) {
+	op, tok, err := token.ParseText(text)
+	if err != nil {
+		return "", err
+	}
+	out, err := token.Restrict(tok, r)
+	if err != nil {
+		return "", err
+	}
+	return token.Format(op, out), nil
+}
+
+// TokenClient calls one node for an application that holds a capability
+// token and no operator certificate. It trusts the cluster CA for the
+// node's certificate and the pinned cluster key for what it releases;
+// every request binds the token to itself (token.Bind), so the node it
+// asks cannot reuse the token.
+type TokenClient struct {
+	base      string
+	http      *http.Client
+	clusterID string
+	pin       []byte
+	operator  string
+	token     []byte
+}
+
+// NewTokenClient makes a client of the node at addr with a token in its
+// text form, the cluster CA certificate (PEM) and the pin.
+func NewTokenClient(addr string, caCert []byte, clusterID string, clusterKey []byte, text string) (*TokenClient, error) {
+	base, err := baseURL(addr)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caCert) {
+		return nil, errors.New("CA certificate: no PEM certificate found")
+	}
+	if clusterID == "" || len(clusterKey) == 0 {
+		return nil, &Error{Kind: api.KindInvalid, Message: "a token client needs the pinned cluster ID and key"}
+	}
+	op, tok, err := token.ParseText(text)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool}
+	return &TokenClient{base: base, clusterID: clusterID, pin: clusterKey, operator: op, token: tok,
+		http: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}}, nil
+}
+
+// request makes the release request for req, with the token bound to it.
+func (c *TokenClient) request(req *fsm.ReleaseRequest) (*fsm.Signed, error) {
+	cmd := &fsm.Command{Type: fsm.TypeRelease, Release: req, Nonce: make([]byte, 16), IssuedAt: time.Now().UnixNano()}
+	if _, err := rand.Read(cmd.Nonce); err != nil {
+		return nil, err
+	}
+	payload, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, err
+	}
+	sg := &fsm.Signed{Signer: c.operator, Payload: payload}
+	if sg.Token, err = token.Bind(c.token, sg.Payload); err != nil {
+		return nil, err
+	}
+	return sg, nil
+}
+
+// Get releases a secret, blind: the holders seal their partials to an
+// ephemeral key of this client, which combines them.
+func (c *TokenClient) Get(ctx context.Context, name string) ([]byte, error) {
+	eph, err := shamir.NewX25519Key(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	defer eph.Erase()
+	sg, err := c.request(&fsm.ReleaseRequest{Key: name, Op: fsm.OpGet, Ephemeral: eph.PublicKey()})
+	if err != nil {
+		return nil, err
+	}
+	var sr api.SealedRelease
+	if err := doJSON(ctx, c.http, http.MethodPost, c.base+"/v1/token/release", sg, &sr); err != nil {
+		return nil, err
+	}
+	secret, err := api.OpenRelease(&sr, c.clusterID, name, c.pin, sg.Payload, eph)
+	if err != nil {
+		return nil, &Error{Kind: api.KindInternal, Message: fmt.Sprintf("the release of %q through %s does not check out: %v", name, c.base, err)}
+	}
+	return secret, nil
+}
+
+// SignMessage signs msg with key name by quorum, as Client.SignMessage.
+func (c *TokenClient) SignMessage(ctx context.Context, name string, msg []byte, padding string) (*api.Signature, error) {
+	sg, err := c.request(&fsm.ReleaseRequest{Key: name, Op: fsm.OpSign, Message: msg, Padding: padding})
+	if err != nil {
+		return nil, err
+	}
+	var sig api.Signature
+	if err := doJSON(ctx, c.http, http.MethodPost, c.base+"/v1/token/sign", sg, &sig); err != nil {
+		return nil, err
+	}
+	if sig.Key != name {
+		return nil, fmt.Errorf("the node answered a signature of key %q, not %q", sig.Key, name)
+	}
+	if err := sig.Check(msg, padding); err != nil {
+		return nil, fmt.Errorf("the node's signature does not verify under the public key it names: %w", err)
+	}
+	return &sig, nil
+}
+
+// EnvToken holds a capability token's text form, for keyctl's --token.
+const EnvToken = "KEYQUORUM_TOKEN"
+
+// TokenClientFromEnv makes a token client of the node at addr with the
+// CA certificate and the pin the KEYQUORUM_* variables name: what an
+// application holding a token needs, and no operator credentials.
+func TokenClientFromEnv(addr, text string) (*TokenClient, error) {
+	ca := os.Getenv(EnvCACert)
+	if ca == "" {
+		return nil, fmt.Errorf("%s is not set: a token client checks the node's certificate against the cluster CA", EnvCACert)
+	}
+	caPEM, err := os.ReadFile(ca)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ParseClusterKey(os.Getenv(EnvClusterKey))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (a token client checks what it releases against the pinned cluster key)", EnvClusterKey, err)
+	}
+	return NewTokenClient(addr, caPEM, os.Getenv(EnvClusterID), key, text)
+}

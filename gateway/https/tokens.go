@@ -1,0 +1,70 @@
+package https
+
+import (
+	"net/http"
+	"net/netip"
+
+	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+// Requests a capability token authorizes (docs/tokens.md) need no client
+// certificate: the token, bound to the request, is the credential, and
+// every node that acts on it verifies it. The node passes on the address
+// of the connection's peer, which a token restricted to a network is
+// checked against.
+
+func (s *Server) registerTokens(mux *http.ServeMux, svc cluster.Service) {
+	mux.HandleFunc("POST /v1/token/release", s.tokenRelease)
+	if sv, ok := svc.(cluster.SignService); ok {
+		mux.HandleFunc("POST /v1/token/sign", s.tokenSign(sv))
+	}
+	mux.HandleFunc("POST /v1/tokens/revoke", s.operator(s.command(fsm.TypeRevokeToken)))
+}
+
+// tokenRequest reads a request with a capability token, and the context
+// with the caller's address.
+func (s *Server) tokenRequest(w http.ResponseWriter, r *http.Request) (*fsm.Signed, *http.Request, bool) {
+	var sg fsm.Signed
+	if err := readJSON(r, &sg); err != nil {
+		s.writeError(w, err)
+		return nil, nil, false
+	}
+	if err := cluster.CheckTokenRequest(&sg); err != nil {
+		s.writeError(w, err)
+		return nil, nil, false
+	}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		r = r.WithContext(cluster.WithCaller(r.Context(), ap.Addr().Unmap()))
+	}
+	return &sg, r, true
+}
+
+func (s *Server) tokenRelease(w http.ResponseWriter, r *http.Request) {
+	sg, r, ok := s.tokenRequest(w, r)
+	if !ok {
+		return
+	}
+	sr, err := s.svc.Release(r.Context(), sg)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, sr)
+}
+
+func (s *Server) tokenSign(sv cluster.SignService) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		sg, r, ok := s.tokenRequest(w, r)
+		if !ok {
+			return
+		}
+		sig, err := sv.Sign(r.Context(), sg)
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, sig)
+	}
+}
