@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -272,7 +274,10 @@ func resumeDev(ctx context.Context, dir string, members []devNode, log *slog.Log
 
 // freePorts finds n distinct free TCP ports on 127.0.0.1 that are free
 // for UDP too (gossip uses both). It holds each until it has them all, so
-// that the kernel never hands the same one out twice.
+// that none is handed out twice. They are taken below the kernel's
+// ephemeral range, which outgoing connections draw from: a port of that
+// range, free now, can be taken by any program's connection before the
+// node binds it, or before a resumed dev cluster binds it again.
 func freePorts(n int) ([]string, error) {
 	var out []string
 	var held []io.Closer
@@ -281,13 +286,21 @@ func freePorts(n int) ([]string, error) {
 			c.Close()
 		}
 	}()
-	for len(out) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	low, high := 10000, ephemeralLow()
+	for try := 0; len(out) < n; try++ {
+		addr := "127.0.0.1:0" // the kernel's choice, if the range below is full
+		if try < 1000 && high > low {
+			addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(low+rand.IntN(high-low)))
+		}
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			return nil, err
+			if try >= 1000 {
+				return nil, err
+			}
+			continue
 		}
 		held = append(held, l)
-		addr := l.Addr().String()
+		addr = l.Addr().String()
 		u, err := net.ListenPacket("udp", addr)
 		if err != nil {
 			continue
@@ -296,4 +309,19 @@ func freePorts(n int) ([]string, error) {
 		out = append(out, addr)
 	}
 	return out, nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
+// default, 32768, where it cannot be read).
+func ephemeralLow() int {
+	const linuxDefault = 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return linuxDefault
+	}
+	var lo, hi int
+	if _, err := fmt.Sscanf(string(b), "%d %d", &lo, &hi); err != nil || lo <= 10000 {
+		return linuxDefault
+	}
+	return lo
 }
