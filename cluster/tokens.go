@@ -28,6 +28,10 @@ var tokenFlags = map[string]string{
 	fsm.OpGet:  token.FlagDecrypt, // the quorum opens the sealed secret to the caller
 	fsm.OpCAS:  token.FlagImport,  // new material replaces the secret
 	fsm.OpSign: token.FlagSign,
+	// Transit (docs/transit.md): the quorum decrypts ciphertexts, or
+	// derives keys (hmac rides on derive), for the caller alone.
+	fsm.OpDecrypt: token.FlagDecrypt,
+	fsm.OpDerive:  token.FlagDerive,
 }
 
 // TokenFlag is the capability flag a token needs for a release operation,

@@ -44,10 +44,11 @@ func (n *Node) handleTransitDecrypt(w http.ResponseWriter, r *http.Request) {
 
 // transitAllowed is where a holder decides what a granted request may do
 // with a transit key beyond the access rules AuthorizeRelease checked
-// (an operator's rule for op decrypt or derive, or admin): today that the
-// request is a decryption or a derivation with a transit key. Capability tokens (issue 12) plug in
-// here: the token chain carried with the request is verified by each
-// holder in this function, so no coordinator can widen it.
+// (an operator's rule for op decrypt or derive, or admin): that the
+// request is a decryption or a derivation with a transit key. A request
+// with a capability token has had its whole chain verified by this holder
+// before (authorizeAsHolder, authorizeRequest: flag decrypt or derive,
+// tokenFlags), so no coordinator can widen it.
 func (n *Node) transitAllowed(g *holderGrant) error {
 	if (g.cmd.Release.Op != fsm.OpDecrypt && g.cmd.Release.Op != fsm.OpDerive) || g.key.Transit == nil {
 		return Errorf(KindInvalid, "a transit partial is given only for a decryption or a derivation with a %s key", fsm.KeyTypeTransit)
