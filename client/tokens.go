@@ -168,3 +168,75 @@ func TokenClientFromEnv(addr, text string) (*TokenClient, error) {
 	}
 	return NewTokenClient(addr, caPEM, os.Getenv(EnvClusterID), key, text)
 }
+
+// A token client decrypts and derives with a transit key whose metadata
+// (keyctl key show --json: its versions' public keys) the application
+// was given with its token: that metadata is its pin, as the cluster key
+// is, so the node it asks cannot hand it a key of its own.
+
+// tokenTransitSend binds the token to a transit request and posts it.
+func (c *TokenClient) tokenTransitSend(path string) transitSend {
+	return func(ctx context.Context, rel *fsm.ReleaseRequest) (*fsm.Signed, *api.TransitDecryptReply, error) {
+		sg, err := c.request(rel)
+		if err != nil {
+			return nil, nil, err
+		}
+		var rep api.TransitDecryptReply
+		if err := doJSON(ctx, c.http, http.MethodPost, c.base+path, sg, &rep); err != nil {
+			return nil, nil, err
+		}
+		return sg, &rep, nil
+	}
+}
+
+// checkTransitPin checks that k is a transit key's metadata.
+func checkTransitPin(k *fsm.Key) error {
+	if k == nil || k.Transit == nil || len(k.Transit.Versions) == 0 {
+		return &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("a token client needs a %s key's metadata (keyctl key show --json)", fsm.KeyTypeTransit)}
+	}
+	return nil
+}
+
+// TransitDecrypt decrypts items with transit key k (its pinned metadata)
+// by quorum, as Client.TransitDecryptReport: the token needs flag
+// decrypt for the key's name.
+func (c *TokenClient) TransitDecrypt(ctx context.Context, k *fsm.Key, items []api.TransitBatchItem) (*TransitDecryption, error) {
+	if err := checkTransitPin(k); err != nil {
+		return nil, err
+	}
+	return transitDecryptItems(ctx, c.base, c.clusterID, k, k.Name, items, c.tokenTransitSend("/v1/token/transit/decrypt"))
+}
+
+// TransitDerive derives with transit key k (its pinned metadata) by
+// quorum, as Client.TransitDerive: the token needs flag derive.
+func (c *TokenClient) TransitDerive(ctx context.Context, k *fsm.Key, items []TransitDerivation, hashName string, length int) (*TransitDecryption, error) {
+	if err := checkTransitPin(k); err != nil {
+		return nil, err
+	}
+	if err := checkTransitDerive(len(items), hashName, length); err != nil {
+		return nil, err
+	}
+	derive := make([]fsm.TransitDerivation, len(items))
+	for i, it := range items {
+		derive[i] = fsm.TransitDerivation{Version: it.Version, Context: it.Context}
+		if it.Version == 0 {
+			derive[i].Version = k.Transit.Latest().Version
+		}
+		if tv := k.Transit.Version(derive[i].Version); tv == nil || tv.Sharing == nil || len(tv.Sharing.Commits) == 0 {
+			return nil, &Error{Kind: api.KindNotFound, Message: fmt.Sprintf("key %q has no version %d in its pinned metadata", k.Name, derive[i].Version)}
+		}
+	}
+	return transitDeriveItems(ctx, c.base, c.clusterID, k, k.Name, derive, hashName, length, c.tokenTransitSend("/v1/token/transit/derive"))
+}
+
+// TransitHMAC is Client.TransitHMAC with transit key k (its pinned
+// metadata): the MAC key is derived by quorum, so the token needs flag
+// derive.
+func (c *TokenClient) TransitHMAC(ctx context.Context, k *fsm.Key, hashName string, version uint64, input, context []byte) (string, error) {
+	if err := checkTransitPin(k); err != nil {
+		return "", err
+	}
+	return transitHMAC(k, hashName, version, input, context, func(items []TransitDerivation, size int) (*TransitDecryption, error) {
+		return c.TransitDerive(ctx, k, items, hashName, size)
+	})
+}

@@ -3,14 +3,10 @@ package client
 import (
 	"bytes"
 	"context"
-	"crypto/ecdh"
 	"crypto/rand"
 	"crypto/subtle"
-	"errors"
 	"fmt"
-	"maps"
 	"net/http"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -263,73 +259,28 @@ func (c *Client) TransitDecryptReport(ctx context.Context, name string, items []
 	if err != nil {
 		return nil, err
 	}
-	if len(items) == 0 || len(items) > fsm.MaxTransitBatch {
-		return nil, &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("a batch has 1 to %d items", fsm.MaxTransitBatch)}
-	}
 	k, err := c.Key(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]api.TransitBatchResult, len(items))
-	var (
-		parsed   []*api.TransitCiphertext
-		contexts [][]byte
-		at       []int // parsed[j] is items[at[j]]
-		points   []fsm.TransitPoint
-	)
-	for i, it := range items {
-		ct, err := api.ParseTransitCiphertext(it.Ciphertext)
+	// The request names the key by its ID: it cannot reach a key created
+	// later under the same name.
+	return transitDecryptItems(ctx, c.base, clusterID, k, cmpOr(k.ID, name), items, c.transitSend("/v1/transit/decrypt"))
+}
+
+// transitSend signs a transit request and posts it to path.
+func (c *Client) transitSend(path string) transitSend {
+	return func(ctx context.Context, rel *fsm.ReleaseRequest) (*fsm.Signed, *api.TransitDecryptReply, error) {
+		sg, err := c.Sign(&fsm.Command{Type: fsm.TypeRelease, Release: rel})
 		if err != nil {
-			out[i].Error = &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("item %d: %v", i, err)}
-			continue
-		}
-		parsed, contexts, at = append(parsed, ct), append(contexts, it.Context), append(at, i)
-		points = append(points, fsm.TransitPoint{Version: ct.Version, Point: ct.E})
-	}
-	if len(parsed) == 0 {
-		return &TransitDecryption{Results: out}, nil
-	}
-	failed := api.BadAnswers{}
-	var res []api.TransitResult
-	for {
-		ephPriv, err := ecdh.X25519().GenerateKey(rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		// The request names the key by its ID: it cannot reach a key
-		// created later under the same name.
-		sg, err := c.Sign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: cmpOr(k.ID, name), Op: fsm.OpDecrypt,
-			Ephemeral: ephPriv.PublicKey().Bytes(), Points: points, Exclude: slices.Sorted(maps.Keys(failed))}})
-		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		var rep api.TransitDecryptReply
-		if err := c.do(ctx, http.MethodPost, "/v1/transit/decrypt", sg, &rep); err != nil {
-			if len(failed) > 0 {
-				return nil, &Error{Kind: api.KindOf(err), Message: fmt.Sprintf("%s (after leaving out holders whose answers were bad: %v)", messageOf(err), failed)}
-			}
-			return nil, err
+		if err := c.do(ctx, http.MethodPost, path, sg, &rep); err != nil {
+			return nil, nil, err
 		}
-		res, err = api.OpenTransitDecrypt(&rep, clusterID, k, parsed, contexts, sg.Payload, ephPriv)
-		var bad api.BadAnswers
-		if errors.As(err, &bad) && len(failed)+len(bad) <= fsm.MaxNodes {
-			maps.Copy(failed, bad)
-			continue
-		}
-		if err != nil {
-			return nil, &Error{Kind: api.KindInternal, Message: fmt.Sprintf("the decryption with key %q through %s does not check out: %v", name, c.base, err)}
-		}
-		break
+		return sg, &rep, nil
 	}
-	for j, r := range res {
-		i := at[j]
-		if r.Error != nil {
-			out[i].Error = &Error{Kind: r.Error.Kind, Message: fmt.Sprintf("item %d: %s", i, r.Error.Message)}
-			continue
-		}
-		out[i].Plaintext = r.Plaintext
-	}
-	return &TransitDecryption{Results: out, Failed: failed}, nil
 }
 
 func cmpOr(a, b string) string {
@@ -441,14 +392,8 @@ func (c *Client) TransitDerive(ctx context.Context, name string, items []Transit
 	if err != nil {
 		return nil, err
 	}
-	if len(items) == 0 || len(items) > fsm.MaxTransitBatch {
-		return nil, &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("a batch has 1 to %d items", fsm.MaxTransitBatch)}
-	}
-	if length < 1 || length > api.MaxTransitDerived {
-		return nil, &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("a derived key is 1 to %d bytes", api.MaxTransitDerived)}
-	}
-	if hashName != "" && hashName != "sha2-256" && hashName != "sha2-512" {
-		return nil, &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("unknown derivation hash %q (known: sha2-256, sha2-512)", hashName)}
+	if err := checkTransitDerive(len(items), hashName, length); err != nil {
+		return nil, err
 	}
 	k, err := c.transitKey(ctx, name)
 	if err != nil {
@@ -470,43 +415,7 @@ func (c *Client) TransitDerive(ctx context.Context, name string, items []Transit
 			return nil, err
 		}
 	}
-	failed := api.BadAnswers{}
-	for {
-		ephPriv, err := ecdh.X25519().GenerateKey(rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		sg, err := c.Sign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: cmpOr(k.ID, name), Op: fsm.OpDerive,
-			Ephemeral: ephPriv.PublicKey().Bytes(), Derive: derive, Exclude: slices.Sorted(maps.Keys(failed))}})
-		if err != nil {
-			return nil, err
-		}
-		var rep api.TransitDecryptReply
-		if err := c.do(ctx, http.MethodPost, "/v1/transit/derive/"+name, sg, &rep); err != nil {
-			if len(failed) > 0 {
-				return nil, &Error{Kind: api.KindOf(err), Message: fmt.Sprintf("%s (after leaving out holders whose answers were bad: %v)", messageOf(err), failed)}
-			}
-			return nil, err
-		}
-		res, err := api.OpenTransitDerive(&rep, clusterID, k, derive, hashName, length, sg.Payload, ephPriv)
-		var bad api.BadAnswers
-		if errors.As(err, &bad) && len(failed)+len(bad) <= fsm.MaxNodes {
-			maps.Copy(failed, bad)
-			continue
-		}
-		if err != nil {
-			return nil, &Error{Kind: api.KindInternal, Message: fmt.Sprintf("the derivation with key %q through %s does not check out: %v", name, c.base, err)}
-		}
-		out := make([]api.TransitBatchResult, len(res))
-		for i, r := range res {
-			if r.Error != nil {
-				out[i].Error = &Error{Kind: r.Error.Kind, Message: fmt.Sprintf("item %d: %s", i, r.Error.Message)}
-				continue
-			}
-			out[i].Plaintext = r.Plaintext
-		}
-		return &TransitDecryption{Results: out, Failed: failed}, nil
-	}
+	return transitDeriveItems(ctx, c.base, clusterID, k, cmpOr(k.ID, name), derive, hashName, length, c.transitSend("/v1/transit/derive/"+name))
 }
 
 // TransitHMAC is Vault transit's hmac with transit key name: HMAC with
@@ -516,21 +425,35 @@ func (c *Client) TransitDerive(ctx context.Context, name string, items []Transit
 // here only, for this call: no node holds it. The result is
 // "kq:v<version>:<base64 of the MAC>". version 0 is the latest.
 func (c *Client) TransitHMAC(ctx context.Context, name, hashName string, version uint64, input, context []byte) (string, error) {
-	size, err := api.TransitHMACSize(hashName)
-	if err != nil {
+	if _, err := api.TransitHMACSize(hashName); err != nil {
 		return "", &Error{Kind: api.KindInvalid, Message: err.Error()}
 	}
 	k, err := c.transitKey(ctx, name)
 	if err != nil {
 		return "", err
 	}
+	return transitHMAC(k, hashName, version, input, context, func(items []TransitDerivation, size int) (*TransitDecryption, error) {
+		return c.TransitDerive(ctx, name, items, hashName, size)
+	})
+}
+
+// transitHMAC is TransitHMAC with key k's metadata, deriving the MAC key
+// with derive.
+func transitHMAC(k *fsm.Key, hashName string, version uint64, input, context []byte, derive func([]TransitDerivation, int) (*TransitDecryption, error)) (string, error) {
+	size, err := api.TransitHMACSize(hashName)
+	if err != nil {
+		return "", &Error{Kind: api.KindInvalid, Message: err.Error()}
+	}
+	if k.Transit == nil {
+		return "", &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("key %q is no %s key", k.Name, fsm.KeyTypeTransit)}
+	}
 	if k.Transit.Derived && len(context) == 0 {
-		return "", &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("key %q is derived: give a context", name)}
+		return "", &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("key %q is derived: give a context", k.Name)}
 	}
 	if version == 0 {
 		version = k.Transit.Latest().Version
 	}
-	d, err := c.TransitDerive(ctx, name, []TransitDerivation{{Version: version, Context: api.TransitHMACContext(hashName, context)}}, hashName, size)
+	d, err := derive([]TransitDerivation{{Version: version, Context: api.TransitHMACContext(hashName, context)}}, size)
 	if err != nil {
 		return "", err
 	}

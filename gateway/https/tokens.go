@@ -1,10 +1,12 @@
 package https
 
 import (
+	"context"
 	"net/http"
 	"net/netip"
 
 	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
@@ -18,6 +20,12 @@ func (s *Server) registerTokens(mux *http.ServeMux, svc cluster.Service) {
 	mux.HandleFunc("POST /v1/token/release", s.tokenRelease)
 	if sv, ok := svc.(cluster.SignService); ok {
 		mux.HandleFunc("POST /v1/token/sign", s.tokenSign(sv))
+	}
+	if ts, ok := svc.(cluster.TransitService); ok {
+		// Transit by quorum: the reply is sealed to the caller, as on
+		// /v1/transit/decrypt and /v1/transit/derive/NAME.
+		mux.HandleFunc("POST /v1/token/transit/decrypt", s.tokenTransit(ts.TransitDecrypt))
+		mux.HandleFunc("POST /v1/token/transit/derive", s.tokenTransit(ts.TransitDerive))
 	}
 	mux.HandleFunc("POST /v1/tokens/revoke", s.operator(s.command(fsm.TypeRevokeToken)))
 }
@@ -66,5 +74,22 @@ func (s *Server) tokenSign(sv cluster.SignService) http.HandlerFunc {
 			return
 		}
 		writeJSON(w, http.StatusOK, sig)
+	}
+}
+
+// tokenTransit relays a transit request (op decrypt or derive) that a
+// capability token authorizes to t holders; relay checks the op.
+func (s *Server) tokenTransit(relay func(context.Context, *fsm.Signed) (*api.TransitDecryptReply, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		sg, r, ok := s.tokenRequest(w, r)
+		if !ok {
+			return
+		}
+		rep, err := relay(r.Context(), sg)
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, rep)
 	}
 }

@@ -170,11 +170,13 @@ and KEYQUORUM_CLUSTER_KEY are the pin: every secret is sealed to that key,
 never to one a node reports, and every release is checked against it.
 FILE defaults to the env.sh beside KEYQUORUM_CACERT.
 
-With --token (or KEYQUORUM_TOKEN), key get and key sign need no operator
-credentials: only KEYQUORUM_ADDR, KEYQUORUM_CACERT and the pin. Capability
-flags: genkey, destroy, revoke, encrypt, decrypt, sign, verify, mac, hash,
-getinfo, list, restrict, derive, exchange, import; key get needs decrypt,
-key sign needs sign (docs/tokens.md).
+With --token (or KEYQUORUM_TOKEN), key get, key sign and transit decrypt,
+derive and hmac need no operator credentials: only KEYQUORUM_ADDR,
+KEYQUORUM_CACERT and the pin (for transit, also --key-file: the key's
+metadata from key show --json). Capability flags: genkey, destroy, revoke,
+encrypt, decrypt, sign, verify, mac, hash, getinfo, list, restrict, derive,
+exchange, import; key get and transit decrypt need decrypt, key sign needs
+sign, transit derive and hmac need derive (docs/tokens.md).
 
 Exit status, the same as keyagent's: 0 done, 1 refused or failed, 2 bad
 usage, 3 not found, 4 unauthenticated, 5 denied, 6 clock too far off,
@@ -708,6 +710,7 @@ func (c *command) keyList(args []string) error {
 
 func (c *command) keyShow(args []string) error {
 	fs := c.flags("key show")
+	asJSON := fs.Bool("json", false, "print the key's metadata as JSON (a transit key's: the pin of a token client, keyctl transit ... --token --key-file)")
 	pos, err := parse(fs, args, "NAME|ID")
 	if err != nil {
 		return err
@@ -720,6 +723,9 @@ func (c *command) keyShow(args []string) error {
 	k, err := cl.Key(ctx, pos[0])
 	if err != nil {
 		return err
+	}
+	if *asJSON {
+		return printJSON(c.stdout, k)
 	}
 	return writeKey(c.stdout, k, func() string { return heldOn(ctx, cl, k.Name) })
 }

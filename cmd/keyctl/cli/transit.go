@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"context"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -193,6 +196,10 @@ func (c *command) transitDecryptOrRewrap(name string, args []string, rewrap bool
 	fs := c.flags(name)
 	context := fs.String("context", "", "a derived key's context, base64")
 	batch := fs.String("batch", "", "a batch_input file (JSON; - for stdin): print batch_results")
+	var tok, keyFile *string
+	if !rewrap {
+		tok, keyFile = transitTokenFlags(fs)
+	}
 	pos, err := parseUpTo(fs, args, 1, 2, "NAME [CIPHERTEXT]")
 	if err != nil {
 		return err
@@ -201,22 +208,32 @@ func (c *command) transitDecryptOrRewrap(name string, args []string, rewrap bool
 	if err != nil {
 		return err
 	}
+	var res []api.TransitBatchResult
+	if !rewrap && tokenFlag(tok) != "" {
+		tc, k, ctx, cancel, err := c.transitTokenClient(tokenFlag(tok), pos[0], *keyFile)
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		d, err := tc.TransitDecrypt(ctx, k, items)
+		if err != nil {
+			return err
+		}
+		return c.writeDecrypted(d, *batch != "")
+	}
 	cl, ctx, cancel, err := c.connect()
 	if err != nil {
 		return err
 	}
 	defer cancel()
-	var res []api.TransitBatchResult
 	if rewrap {
 		res, err = cl.TransitRewrap(ctx, pos[0], items)
 	} else {
-		var d *client.TransitDecryption
-		if d, err = cl.TransitDecryptReport(ctx, pos[0], items); err == nil {
-			res = d.Results
-			for _, why := range d.Failed {
-				fmt.Fprintf(os.Stderr, "keyctl: left out a holder whose answer was bad: %s\n", why)
-			}
+		d, err := cl.TransitDecryptReport(ctx, pos[0], items)
+		if err != nil {
+			return err
 		}
+		return c.writeDecrypted(d, *batch != "")
 	}
 	if err != nil {
 		return err
@@ -227,13 +244,57 @@ func (c *command) transitDecryptOrRewrap(name string, args []string, rewrap bool
 	if res[0].Error != nil {
 		return res[0].Error
 	}
-	if rewrap {
-		fmt.Fprintln(c.stdout, res[0].Ciphertext)
-		return nil
+	fmt.Fprintln(c.stdout, res[0].Ciphertext)
+	return nil
+}
+
+// writeDecrypted prints a decryption: the batch results, or the one
+// plaintext; and the holders left out, on stderr.
+func (c *command) writeDecrypted(d *client.TransitDecryption, batch bool) error {
+	for _, why := range d.Failed {
+		fmt.Fprintf(os.Stderr, "keyctl: left out a holder whose answer was bad: %s\n", why)
 	}
-	_, err = c.stdout.Write(res[0].Plaintext)
-	clear(res[0].Plaintext)
+	if batch {
+		return c.writeBatch(d.Results)
+	}
+	if d.Results[0].Error != nil {
+		return d.Results[0].Error
+	}
+	_, err := c.stdout.Write(d.Results[0].Plaintext)
+	clear(d.Results[0].Plaintext)
 	return err
+}
+
+// transitTokenFlags adds --token and --key-file to a transit command that
+// a capability token may authorize.
+func transitTokenFlags(fs *flag.FlagSet) (tok, keyFile *string) {
+	tok = fs.String("token", "", "a capability token (or KEYQUORUM_TOKEN) in place of operator credentials")
+	keyFile = fs.String("key-file", "", "with --token: the key's metadata, the pin (keyctl key show --json NAME)")
+	return tok, keyFile
+}
+
+// transitTokenClient is a token client and the pinned metadata of the
+// transit key name, read from keyFile.
+func (c *command) transitTokenClient(text, name, keyFile string) (*client.TokenClient, *fsm.Key, context.Context, context.CancelFunc, error) {
+	if keyFile == "" {
+		return nil, nil, nil, nil, usagef("--token needs --key-file: the key's metadata, from keyctl key show --json %s", name)
+	}
+	raw, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	var k fsm.Key
+	if err := json.Unmarshal(raw, &k); err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("--key-file %s: not a key's metadata (keyctl key show --json): %v", keyFile, err)
+	}
+	if k.Name != name && k.ID != name {
+		return nil, nil, nil, nil, usagef("--key-file %s holds key %q, not %q", keyFile, k.Name, name)
+	}
+	tc, ctx, cancel, err := c.tokenClient(text)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return tc, &k, ctx, cancel, nil
 }
 
 func (c *command) transitRotate(args []string) error {
@@ -313,6 +374,7 @@ func (c *command) transitDerive(args []string) error {
 	version := fs.Uint64("version", 0, "the key version (default: the latest)")
 	algorithm := fs.String("algorithm", "sha2-256", "the HKDF hash: sha2-256 or sha2-512")
 	size := fs.Int("bytes", 32, "the derived key's length in bytes")
+	tok, keyFile := transitTokenFlags(fs)
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
 		return err
@@ -321,14 +383,26 @@ func (c *command) transitDerive(args []string) error {
 	if err != nil {
 		return err
 	}
-	cl, ctx, cancel, err := c.connect()
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	d, err := cl.TransitDerive(ctx, pos[0], []client.TransitDerivation{{Context: ctxBytes, Version: *version}}, *algorithm, *size)
-	if err != nil {
-		return err
+	items := []client.TransitDerivation{{Context: ctxBytes, Version: *version}}
+	var d *client.TransitDecryption
+	if text := tokenFlag(tok); text != "" {
+		tc, k, ctx, cancel, err := c.transitTokenClient(text, pos[0], *keyFile)
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		if d, err = tc.TransitDerive(ctx, k, items, *algorithm, *size); err != nil {
+			return err
+		}
+	} else {
+		cl, ctx, cancel, err := c.connect()
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		if d, err = cl.TransitDerive(ctx, pos[0], items, *algorithm, *size); err != nil {
+			return err
+		}
 	}
 	for _, why := range d.Failed {
 		fmt.Fprintf(os.Stderr, "keyctl: left out a holder whose answer was bad: %s\n", why)
@@ -351,6 +425,7 @@ func (c *command) transitHMAC(args []string) error {
 	version := fs.Uint64("version", 0, "the key version (default: the latest)")
 	algorithm := fs.String("algorithm", "sha2-256", "sha2-256 or sha2-512")
 	check := fs.String("hmac", "", "check this kq:vN:... HMAC instead of printing one")
+	tok, keyFile := transitTokenFlags(fs)
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
 		return err
@@ -362,6 +437,32 @@ func (c *command) transitHMAC(args []string) error {
 	input, err := c.readInput(*in)
 	if err != nil {
 		return err
+	}
+	if text := tokenFlag(tok); text != "" {
+		tc, k, ctx, cancel, err := c.transitTokenClient(text, pos[0], *keyFile)
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		v := *version
+		if *check != "" {
+			if v, _, err = api.ParseTransitHMAC(*check); err != nil {
+				return usagef("--hmac: %v", err)
+			}
+		}
+		mac, err := tc.TransitHMAC(ctx, k, *algorithm, v, input, ctxBytes)
+		if err != nil {
+			return err
+		}
+		if *check == "" {
+			fmt.Fprintln(c.stdout, mac)
+			return nil
+		}
+		if subtle.ConstantTimeCompare([]byte(mac), []byte(*check)) != 1 {
+			return fmt.Errorf("the HMAC does not match")
+		}
+		fmt.Fprintln(c.stdout, "valid")
+		return nil
 	}
 	cl, ctx, cancel, err := c.connect()
 	if err != nil {
