@@ -65,9 +65,9 @@ func (c *testCluster) decryptWithToken(tn *testNode, tok []byte, name, ct string
 
 // deriveWithToken derives 32 bytes from context with key name through tn
 // with tok.
-func (c *testCluster) deriveWithToken(tn *testNode, tok []byte, name string, context_ []byte) ([]byte, error) {
+func (c *testCluster) deriveWithToken(tn *testNode, tok []byte, name string, derivation []byte) ([]byte, error) {
 	c.t.Helper()
-	items := []fsm.TransitDerivation{{Version: c.transitMeta(name).Transit.Latest().Version, Context: context_}}
+	items := []fsm.TransitDerivation{{Version: c.transitMeta(name).Transit.Latest().Version, Context: derivation}}
 	sg, eph := c.tokenTransit(tok, &fsm.ReleaseRequest{Key: name, Op: fsm.OpDerive, Derive: items})
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
@@ -180,5 +180,35 @@ func TestTransitTokenCheckedByEveryHolder(t *testing.T) {
 	decrypt := mintToken(t, c.opID, c.opKey, token.Scope{Keys: []string{"enc/a"}, Flags: []string{token.FlagDecrypt}})
 	if err := ask(decrypt); err != nil {
 		t.Errorf("a decrypt token for a decryption: %v", err)
+	}
+}
+
+// TestTransitTokenRestrictedAndBounded: a token for enc/ with every flag,
+// restricted offline to decrypt, decrypts and derives nothing; restricted
+// to one use, it decrypts once, through one node, and is used up on
+// every node after.
+func TestTransitTokenRestrictedAndBounded(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.createTransit("enc/a", shamir.CipherAES256GCM, false)
+	for _, tn := range c.nodes {
+		c.waitHasKey(tn, "enc/a")
+	}
+	ct := c.encrypt("enc/a", []byte("once"), nil)
+	minted := mintToken(t, c.opID, c.opKey, token.Scope{Prefixes: []string{"enc/"}, Flags: token.Flags})
+	decryptOnly := restrict(t, minted, token.Restriction{Flags: []string{token.FlagDecrypt}})
+	if _, err := c.deriveWithToken(c.nodes[0], decryptOnly, "enc/a", []byte("x")); KindOf(err) != KindTokenLacksCapability {
+		t.Errorf("derive with a token restricted to decrypt: %v (kind %s), want %s", err, KindOf(err), KindTokenLacksCapability)
+	}
+	if _, err := c.deriveWithToken(c.nodes[0], minted, "enc/a", []byte("x")); err != nil {
+		t.Errorf("derive with the token it was restricted from: %v", err)
+	}
+	once := restrict(t, decryptOnly, token.Restriction{MaxUses: 1})
+	if got, err := c.decryptWithToken(c.nodes[1], once, "enc/a", ct); err != nil || string(got) != "once" {
+		t.Fatalf("the one use: %q, %v", got, err)
+	}
+	for _, tn := range c.nodes {
+		if _, err := c.decryptWithToken(tn, once, "enc/a", ct); KindOf(err) != KindTokenUsedUp {
+			t.Errorf("%s: a second use: %v (kind %s), want %s", tn.id(), err, KindOf(err), KindTokenUsedUp)
+		}
 	}
 }
