@@ -212,3 +212,43 @@ func TestTransitTokenRestrictedAndBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestTransitAuditNamesTheTokenChain: a decryption with a token is in the
+// audit log of its coordinator and of every holder that answered, with the
+// token chain that allowed it.
+func TestTransitAuditNamesTheTokenChain(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.createTransit("enc/a", shamir.CipherAES256GCM, false)
+	parsed, err := api.ParseTransitCiphertext(c.encrypt("enc/a", []byte("audited"), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := mintToken(t, c.opID, c.opKey, token.Scope{Keys: []string{"enc/a"}, Flags: []string{token.FlagDecrypt}})
+	sg, _ := c.tokenTransit(tok, &fsm.ReleaseRequest{Key: "enc/a", Op: fsm.OpDecrypt,
+		Points: []fsm.TransitPoint{{Version: parsed.Version, Point: parsed.E}}})
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if _, err := c.nodes[0].n.TransitDecrypt(ctx, sg); err != nil {
+		t.Fatal(err)
+	}
+	info, err := token.Inspect(sg.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "token:" + token.Short(info.RevocationIDs) + " admin"
+	nonce, records := nonceOf(t, sg), 0
+	for _, tn := range c.nodes {
+		recs, _ := auditLog(t, tn)
+		for _, r := range recs {
+			if r.Nonce == nonce && r.Outcome == "allowed" {
+				records++
+				if r.Basis != want || r.Principal != c.opID {
+					t.Errorf("%s's %s record: basis %q principal %q, want %q", tn.id(), r.Role, r.Basis, r.Principal, want)
+				}
+			}
+		}
+	}
+	if records < 3 { // the coordinator and t=2 holders
+		t.Errorf("%d records of the decryption, want at least 3", records)
+	}
+}
