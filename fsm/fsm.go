@@ -449,8 +449,8 @@ func (s *State) authorizeVerified(sg *Signed, cmd *Command, now time.Time) (*Key
 	if k.State != KeyActive {
 		return nil, errorf(CodeDenied, "key %q is %s", req.Key, k.State)
 	}
-	if k.ExpiresAt != 0 && now.UnixNano() >= k.ExpiresAt {
-		return nil, errorf(CodeDenied, "key %q expired", req.Key)
+	if k.Expired(now) {
+		return nil, errorf(CodeDenied, "key %q expired at %s", req.Key, time.Unix(0, k.ExpiresAt).UTC().Format(time.RFC3339))
 	}
 	if d := s.denied(machineID(machine), req.Key, now.UnixNano()); machine != nil && machine.Approval && d != nil {
 		return nil, errorf(CodeDenied, "operator %s denied machine %s's release of key %q", d.By, machine.ID, req.Key)

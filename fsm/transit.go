@@ -52,7 +52,10 @@ type TransitKey struct {
 	Cipher string `json:"cipher"`
 	// Derived keys bind a context, which every encryption and decryption
 	// must give, into each ciphertext.
-	Derived              bool             `json:"derived,omitempty"`
+	Derived bool `json:"derived,omitempty"`
+	// Exportable is set at creation only (no command changes it): a key
+	// created without it is never exported (TransitExportable).
+	Exportable           bool             `json:"exportable,omitempty"`
 	MinDecryptionVersion uint64           `json:"min_decryption_version"`
 	Versions             []TransitVersion `json:"versions"`
 }
@@ -63,6 +66,10 @@ type TransitVersion struct {
 	Version   uint64    `json:"version"`
 	CreatedAt int64     `json:"created_at,omitempty"`
 	Sharing   *FROSTKey `json:"sharing"`
+	// Imported says the creating client dealt a scalar it was given
+	// rather than one it drew (keyctl transit import): the key existed
+	// outside the cluster before. What the client says; nothing checks it.
+	Imported bool `json:"imported,omitempty"`
 }
 
 // TransitCiphers are the payload ciphers (shamir.TransitCiphers; fsm

@@ -88,8 +88,10 @@ Usage:
                                     (an ecdsa key, assembled, signs on the node a quorum releases it to)
   keyctl key verify NAME --signature B64 [--in FILE]
                                     check a signature with the key's public key
-  keyctl transit create NAME [--cipher aes256-gcm96|chacha20-poly1305] [--derived]
+  keyctl transit create NAME [--cipher aes256-gcm96|chacha20-poly1305] [--derived] [--expires DURATION] [--exportable]
                                     an encryption key whose versions are dealt here in shares
+  keyctl transit import NAME --key-file F [same flags as create]
+                                    the same, its first version the given key (dealt here)
   keyctl transit encrypt NAME [--in FILE] [--context B64] | --batch FILE
                                     encrypt here with the latest version's public key; print kq:vN:...
   keyctl transit decrypt NAME CIPHERTEXT [--context B64] | NAME --batch FILE
@@ -254,7 +256,7 @@ func (c *command) handlers() map[string]map[string]func([]string) error {
 		"passkey":  {"add": c.passkeyAdd},
 		"audit":    {"verify": c.auditVerify},
 		"recovery": {"keygen": c.recoveryKeygen, "plan": c.recoveryPlan, "sign": c.recoverySign},
-		"transit": {"create": c.transitCreate, "encrypt": c.transitEncrypt, "decrypt": c.transitDecrypt,
+		"transit": {"create": c.transitCreate, "import": c.transitImport, "encrypt": c.transitEncrypt, "decrypt": c.transitDecrypt,
 			"rotate": c.transitRotate, "config": c.transitConfig, "datakey": c.transitDataKey, "rewrap": c.transitRewrap,
 			"derive": c.transitDerive, "hmac": c.transitHMAC, "sign": c.transitSign, "verify": c.transitVerify},
 	}
