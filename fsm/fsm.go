@@ -406,6 +406,7 @@ func (s *State) authorizeVerified(sg *Signed, cmd *Command, now time.Time) (*Key
 		}
 	case OpSign:
 	case OpDecrypt, OpDerive:
+	case OpExport:
 	default:
 		return nil, errorf(CodeInvalid, "unknown release operation %q", req.Op)
 	}
@@ -416,6 +417,12 @@ func (s *State) authorizeVerified(sg *Signed, cmd *Command, now time.Time) (*Key
 	// The checks below and every holder's context use the name; the
 	// signed payload keeps what the signer wrote.
 	req.Key = k.Name
+	if req.Op == OpExport {
+		if !s.Allowed(sg.Signer, OpExport, req.Key) {
+			return nil, errorf(CodeDenied, "%s may not %s key %q", sg.Signer, req.Op, req.Key)
+		}
+		return nil, TransitExportable(k)
+	}
 	if err := checkOp(k, req.Op); err != nil {
 		return nil, err
 	}

@@ -759,7 +759,7 @@ func writeKey(out io.Writer, k *fsm.Key, held func() string) error {
 		}
 	}
 	if tk := k.Transit; tk != nil {
-		fmt.Fprintf(out, "transit:   %s, derived %v, min_decryption_version %d\n", tk.Cipher, tk.Derived, tk.MinDecryptionVersion)
+		fmt.Fprintf(out, "transit:   %s, derived %v, exportable %v, min_decryption_version %d\n", tk.Cipher, tk.Derived, tk.Exportable, tk.MinDecryptionVersion)
 		for _, v := range tk.Versions {
 			state := "decrypts"
 			switch {
@@ -767,6 +767,9 @@ func writeKey(out io.Writer, k *fsm.Key, held func() string) error {
 				state = "below min_decryption_version"
 			case v.Sharing.NeedsReimport:
 				state = "dealt before the members changed: no holder answers it"
+			}
+			if v.Imported {
+				state += ", imported"
 			}
 			fmt.Fprintf(out, "  v%-7d %s, %d-of-%d, epoch %d, public key %x, %s\n", v.Version, fmtTime(v.CreatedAt), v.Sharing.Threshold, len(v.Sharing.Shares), v.Sharing.Epoch, v.Sharing.Commits[0], state)
 		}
