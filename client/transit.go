@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
@@ -52,15 +53,42 @@ func (p *transitPins) put(id string, version uint64, pub []byte) {
 // "aes256-gcm96" (also when empty) or "chacha20-poly1305"; a derived key
 // binds a context into every ciphertext.
 func (c *Client) CreateTransit(ctx context.Context, name, cipher string, derived bool) (*fsm.Key, error) {
-	sharing, err := c.transitSharing(ctx, name)
+	return c.CreateTransitWith(ctx, name, TransitOptions{Cipher: cipher, Derived: derived})
+}
+
+// TransitOptions are a new transit key's settings (docs/transit.md).
+type TransitOptions struct {
+	// Cipher is "aes256-gcm96" (also when empty) or "chacha20-poly1305".
+	Cipher string
+	// Derived binds a context into every ciphertext.
+	Derived bool
+	// ExpiresAt, when not zero, is when every holder stops decrypting
+	// and deriving with the key and clients stop encrypting to it.
+	ExpiresAt time.Time
+	// Exportable may be set at creation only: a key created without it
+	// is never exported.
+	Exportable bool
+}
+
+// CreateTransitWith creates a transit key with opts, its first version's
+// scalar drawn here as CreateTransit's is.
+func (c *Client) CreateTransitWith(ctx context.Context, name string, opts TransitOptions) (*fsm.Key, error) {
+	sharing, err := c.transitSharing(ctx, name, nil)
 	if err != nil {
 		return nil, err
 	}
-	if cipher == "" {
-		cipher = fsm.TransitCiphers[0]
+	return c.createTransit(ctx, name, opts, sharing, false)
+}
+
+func (c *Client) createTransit(ctx context.Context, name string, opts TransitOptions, sharing *fsm.FROSTKey, imported bool) (*fsm.Key, error) {
+	if opts.Cipher == "" {
+		opts.Cipher = fsm.TransitCiphers[0]
 	}
-	ck := &fsm.CreateKey{Name: name, Type: fsm.KeyTypeTransit, Transit: &fsm.TransitKey{Cipher: cipher, Derived: derived,
-		Versions: []fsm.TransitVersion{{Sharing: sharing}}}}
+	ck := &fsm.CreateKey{Name: name, Type: fsm.KeyTypeTransit, Transit: &fsm.TransitKey{Cipher: opts.Cipher, Derived: opts.Derived,
+		Exportable: opts.Exportable, Versions: []fsm.TransitVersion{{Sharing: sharing, Imported: imported}}}}
+	if !opts.ExpiresAt.IsZero() {
+		ck.ExpiresAt = opts.ExpiresAt.UnixNano()
+	}
 	res, err := c.submit(ctx, "/v1/keys", &fsm.Command{Type: fsm.TypeCreateKey, CreateKey: ck})
 	if err != nil {
 		return nil, err
@@ -68,11 +96,23 @@ func (c *Client) CreateTransit(ctx context.Context, name, cipher string, derived
 	return res.Key, nil
 }
 
+// ImportTransit creates a transit key whose first version is scalar (32
+// bytes, a canonical little-endian edwards25519 scalar, as
+// shamir.RandomSecret draws), dealt here t-of-n as CreateTransit deals a
+// drawn one: no node ever holds it whole. The caller erases scalar.
+func (c *Client) ImportTransit(ctx context.Context, name string, scalar []byte, opts TransitOptions) (*fsm.Key, error) {
+	sharing, err := c.transitSharing(ctx, name, scalar)
+	if err != nil {
+		return nil, err
+	}
+	return c.createTransit(ctx, name, opts, sharing, true)
+}
+
 // TransitRotate deals a transit key's next version, which encrypts from
 // then on; the older versions still decrypt (down to
 // min_decryption_version).
 func (c *Client) TransitRotate(ctx context.Context, name string) (*fsm.Key, error) {
-	sharing, err := c.transitSharing(ctx, name)
+	sharing, err := c.transitSharing(ctx, name, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +133,9 @@ func (c *Client) TransitConfig(ctx context.Context, name string, minDecryptionVe
 	return res.Key, nil
 }
 
-func (c *Client) transitSharing(ctx context.Context, name string) (*fsm.FROSTKey, error) {
+// transitSharing deals scalar, or a drawn one when it is nil, to the
+// share holders t members confirm.
+func (c *Client) transitSharing(ctx context.Context, name string, scalar []byte) (*fsm.FROSTKey, error) {
 	_, pin, err := c.pinned()
 	if err != nil {
 		return nil, err
@@ -101,6 +143,9 @@ func (c *Client) transitSharing(ctx context.Context, name string) (*fsm.FROSTKey
 	st, err := c.Confirm(ctx, pin)
 	if err != nil {
 		return nil, err
+	}
+	if scalar != nil {
+		return api.DealTransitSharing(rand.Reader, scalar, name, st.ClusterID, st.Epoch, st.Threshold, st.Holders)
 	}
 	return api.NewTransitSharing(rand.Reader, name, st.ClusterID, st.Epoch, st.Threshold, st.Holders)
 }

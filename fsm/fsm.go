@@ -406,6 +406,7 @@ func (s *State) authorizeVerified(sg *Signed, cmd *Command, now time.Time) (*Key
 		}
 	case OpSign:
 	case OpDecrypt, OpDerive:
+	case OpExport:
 	default:
 		return nil, errorf(CodeInvalid, "unknown release operation %q", req.Op)
 	}
@@ -416,6 +417,12 @@ func (s *State) authorizeVerified(sg *Signed, cmd *Command, now time.Time) (*Key
 	// The checks below and every holder's context use the name; the
 	// signed payload keeps what the signer wrote.
 	req.Key = k.Name
+	if req.Op == OpExport {
+		if !s.Allowed(sg.Signer, OpExport, req.Key) {
+			return nil, errorf(CodeDenied, "%s may not %s key %q", sg.Signer, req.Op, req.Key)
+		}
+		return nil, TransitExportable(k)
+	}
 	if err := checkOp(k, req.Op); err != nil {
 		return nil, err
 	}
@@ -449,8 +456,8 @@ func (s *State) authorizeVerified(sg *Signed, cmd *Command, now time.Time) (*Key
 	if k.State != KeyActive {
 		return nil, errorf(CodeDenied, "key %q is %s", req.Key, k.State)
 	}
-	if k.ExpiresAt != 0 && now.UnixNano() >= k.ExpiresAt {
-		return nil, errorf(CodeDenied, "key %q expired", req.Key)
+	if k.Expired(now) {
+		return nil, errorf(CodeDenied, "key %q expired at %s", req.Key, time.Unix(0, k.ExpiresAt).UTC().Format(time.RFC3339))
 	}
 	if d := s.denied(machineID(machine), req.Key, now.UnixNano()); machine != nil && machine.Approval && d != nil {
 		return nil, errorf(CodeDenied, "operator %s denied machine %s's release of key %q", d.By, machine.ID, req.Key)

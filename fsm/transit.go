@@ -36,6 +36,10 @@ const (
 	OpDecrypt = "decrypt" // decrypt by quorum (the holders' partials)
 	OpRotate  = "rotate"  // deal a new version; set min_decryption_version
 	OpDerive  = "derive"  // derive a key by quorum from a context (a threshold PRF)
+	// OpExport exports a transit key version, wrapped: only for a key
+	// created exportable (TransitExportable). The export itself is not
+	// built yet: every holder refuses it (docs/transit.md, "Lifecycle").
+	OpExport = "export"
 )
 
 // MaxDeriveContext is the longest context a derivation hashes.
@@ -52,7 +56,10 @@ type TransitKey struct {
 	Cipher string `json:"cipher"`
 	// Derived keys bind a context, which every encryption and decryption
 	// must give, into each ciphertext.
-	Derived              bool             `json:"derived,omitempty"`
+	Derived bool `json:"derived,omitempty"`
+	// Exportable is set at creation only (no command changes it): a key
+	// created without it is never exported (TransitExportable).
+	Exportable           bool             `json:"exportable,omitempty"`
 	MinDecryptionVersion uint64           `json:"min_decryption_version"`
 	Versions             []TransitVersion `json:"versions"`
 }
@@ -63,6 +70,10 @@ type TransitVersion struct {
 	Version   uint64    `json:"version"`
 	CreatedAt int64     `json:"created_at,omitempty"`
 	Sharing   *FROSTKey `json:"sharing"`
+	// Imported says the creating client dealt a scalar it was given
+	// rather than one it drew (keyctl transit import): the key existed
+	// outside the cluster before. What the client says; nothing checks it.
+	Imported bool `json:"imported,omitempty"`
 }
 
 // TransitCiphers are the payload ciphers (shamir.TransitCiphers; fsm
@@ -129,6 +140,23 @@ func TransitVersionFor(k *Key, v, epoch uint64) (*TransitVersion, *Error) {
 		return nil, errorf(CodeConflict, "version %d of key %q was dealt to the holders of epoch %d and no round reshared it to epoch %d", v, k.Name, tv.Sharing.Epoch, epoch)
 	}
 	return tv, nil
+}
+
+// TransitExportable is the one place that says whether key k may be
+// exported: only a transit key created exportable (the flag is set at
+// creation and no command changes it). Holders refuse every export
+// today, an exportable key's too, as the export is not built: what an
+// exportable key's export would release (each holder's share sealed to
+// the caller, who combines the version's scalar wrapped to its key) is
+// the next step of issue 12.
+func TransitExportable(k *Key) *Error {
+	switch {
+	case k.Transit == nil:
+		return errorf(CodeInvalid, "key %q is a %s key: only %s keys created exportable are exported", k.Name, k.Type, KeyTypeTransit)
+	case !k.Transit.Exportable:
+		return errorf(CodeDenied, "key %q was created non-exportable: it is never exported", k.Name)
+	}
+	return errorf(CodeInvalid, "key %q is exportable, but exporting a transit key is not built yet", k.Name)
 }
 
 // checkTransit checks a new transit key: a known cipher and one version,

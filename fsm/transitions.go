@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 )
 
 // transition applies one verified command. Every method checks all its
@@ -574,7 +575,8 @@ func (t *transition) createKey(c *CreateKey, item int) *Error {
 		Public: c.Public, AssembleTTL: c.AssembleTTL, Access: c.Access, Tang: c.Tang, RSA: c.RSA, Frost: c.Frost}
 	if c.Transit != nil {
 		tk := *c.Transit
-		tk.Versions = []TransitVersion{{Version: version, CreatedAt: t.now, Sharing: c.Transit.Versions[0].Sharing}}
+		tk.Versions = []TransitVersion{{Version: version, CreatedAt: t.now, Sharing: c.Transit.Versions[0].Sharing,
+			Imported: c.Transit.Versions[0].Imported}}
 		tk.MinDecryptionVersion = version
 		k.Transit = &tk
 	}
@@ -691,6 +693,13 @@ func (t *transition) setKeyState(ref, op string) *Error {
 	k.UpdatedAt = t.now
 	t.key = k.Metadata()
 	return nil
+}
+
+// Expired says whether the key's ExpiresAt has passed at now: the one
+// rule every holder (authorizeVerified) and every encrypting client
+// (api.TransitEncrypt) applies.
+func (k *Key) Expired(now time.Time) bool {
+	return k.ExpiresAt != 0 && now.UnixNano() >= k.ExpiresAt
 }
 
 // Metadata is a copy of the key without its sealed material (a Tang key

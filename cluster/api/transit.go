@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
@@ -73,18 +74,28 @@ func TransitBinding(keyID string, version uint64, context []byte) []byte {
 // sealed to its holder's identity key, for the key named name. The
 // version's scalar and shares are erased here; only the sharing leaves.
 func NewTransitSharing(rand io.Reader, name, clusterID string, epoch uint64, threshold int, holders []MemberStatus) (*fsm.FROSTKey, error) {
+	secret, err := shamir.RandomSecret(rand)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(secret)
+	return DealTransitSharing(rand, secret, name, clusterID, epoch, threshold, holders)
+}
+
+// DealTransitSharing is NewTransitSharing of a given scalar: an imported
+// version (32 bytes, a canonical little-endian edwards25519 scalar, not
+// zero). The caller erases secret.
+func DealTransitSharing(rand io.Reader, secret []byte, name, clusterID string, epoch uint64, threshold int, holders []MemberStatus) (*fsm.FROSTKey, error) {
 	holders = slices.Clone(holders)
 	slices.SortFunc(holders, func(a, b MemberStatus) int { return strings.Compare(a.ID, b.ID) })
 	indexes := make([]uint32, len(holders))
 	for i, h := range holders {
 		indexes[i] = h.Index
 	}
-	secret, err := shamir.RandomSecret(rand)
-	if err != nil {
-		return nil, err
-	}
 	poly, shares, err := shamir.DealKey(rand, secret, threshold, indexes)
-	clear(secret)
+	if errors.Is(err, shamir.ErrInvalidScalar) {
+		return nil, &Error{Kind: KindInvalid, Message: "the imported key is not a canonical non-zero 32-byte edwards25519 scalar (little-endian)"}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -175,6 +186,9 @@ func TransitEncrypt(rand io.Reader, k *fsm.Key, plaintext, context []byte) (stri
 	}
 	if k.State != fsm.KeyActive {
 		return "", &Error{Kind: KindDenied, Message: fmt.Sprintf("key %q is %s", k.Name, k.State)}
+	}
+	if k.Expired(time.Now()) {
+		return "", &Error{Kind: KindDenied, Message: fmt.Sprintf("key %q expired at %s", k.Name, time.Unix(0, k.ExpiresAt).UTC().Format(time.RFC3339))}
 	}
 	v := k.Transit.Latest()
 	if v.Sharing == nil || len(v.Sharing.Commits) == 0 {

@@ -40,6 +40,18 @@ const (
 	ResultOK = "ok"
 )
 
+// Op labels of the transit operations a gateway serves on its own node,
+// with the key's public key or none, without a quorum (docs/transit.md):
+// the gateways observe them; the node observes the rest (cluster's op
+// labels: decrypt, derive, sign, holder, and the command types).
+const (
+	OpEncrypt = "encrypt" // transit encrypt (REST, gRPC), a batch counted once
+	OpDataKey = "datakey" // transit datakey (REST)
+	OpVerify  = "verify"  // transit verify (REST): ok even when the signature is not valid
+	OpHash    = "hash"    // transit hash (REST): no key
+	OpRandom  = "random"  // transit random (REST): no key
+)
+
 // Set is one node's metrics.
 type Set struct {
 	reg *prometheus.Registry

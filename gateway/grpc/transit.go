@@ -3,9 +3,11 @@ package grpc
 import (
 	"context"
 	"crypto/rand"
+	"time"
 
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/cluster/metrics"
 	"github.com/keyquorum/keyquorum/fsm"
 	keyquorumv1 "github.com/keyquorum/keyquorum/rpc/keyquorum/v1"
 )
@@ -13,12 +15,21 @@ import (
 // TransitEncrypt encrypts each item with the latest version of a transit
 // key, here, with its public key (api.TransitEncrypt), for a caller who
 // may read the key: a result per item.
-func (c *clusterService) TransitEncrypt(ctx context.Context, req *keyquorumv1.TransitEncryptRequest) (*keyquorumv1.TransitEncryptResponse, error) {
+func (c *clusterService) TransitEncrypt(ctx context.Context, req *keyquorumv1.TransitEncryptRequest) (_ *keyquorumv1.TransitEncryptResponse, err error) {
+	var k *fsm.Key
+	if m := c.s.opt.metrics; m != nil {
+		defer func(start time.Time) {
+			keyType := ""
+			if k != nil {
+				keyType = k.Type
+			}
+			m.Observe(ctx, metrics.OpEncrypt, keyType, start, err)
+		}(time.Now())
+	}
 	if req.GetKey() == "" || len(req.GetItems()) == 0 || len(req.GetItems()) > fsm.MaxTransitBatch {
 		return nil, cluster.Errorf(cluster.KindInvalid, "a key name and 1 to %d items are required", fsm.MaxTransitBatch)
 	}
-	k, err := c.s.svc.Key(ctx, principal(ctx).ID, req.GetKey())
-	if err != nil {
+	if k, err = c.s.svc.Key(ctx, principal(ctx).ID, req.GetKey()); err != nil {
 		return nil, err
 	}
 	out := &keyquorumv1.TransitEncryptResponse{KeyVersion: k.Version}

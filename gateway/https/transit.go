@@ -10,9 +10,11 @@ import (
 	"hash"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/cluster/metrics"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
@@ -61,20 +63,37 @@ func (s *Server) transitKey(r *http.Request) (*fsm.Key, error) {
 	return s.svc.Key(r.Context(), principal(r).ID, r.PathValue("name"))
 }
 
+// observe records a transit operation this node served by itself (the
+// metrics.Op* labels), on key k (nil: none), that began at start.
+func (s *Server) observe(r *http.Request, op string, k *fsm.Key, start time.Time, err error) {
+	if s.metrics == nil {
+		return
+	}
+	keyType := ""
+	if k != nil {
+		keyType = k.Type
+	}
+	s.metrics.Observe(r.Context(), op, keyType, start, err)
+}
+
 func (s *Server) transitEncrypt(w http.ResponseWriter, r *http.Request) {
+	var (
+		k   *fsm.Key
+		err error
+	)
+	defer func(start time.Time) { s.observe(r, metrics.OpEncrypt, k, start, err) }(time.Now())
 	var req api.TransitEncryptRequest
-	if err := readJSON(r, &req); err != nil {
+	if err = readJSON(r, &req); err != nil {
 		s.writeError(w, err)
 		return
 	}
-	k, err := s.transitKey(r)
-	if err != nil {
+	if k, err = s.transitKey(r); err != nil {
 		s.writeError(w, err)
 		return
 	}
 	if req.BatchInput == nil {
-		ct, err := api.TransitEncrypt(rand.Reader, k, req.Plaintext, req.Context)
-		if err != nil {
+		var ct string
+		if ct, err = api.TransitEncrypt(rand.Reader, k, req.Plaintext, req.Context); err != nil {
 			s.writeError(w, err)
 			return
 		}
@@ -82,7 +101,8 @@ func (s *Server) transitEncrypt(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Plaintext != nil || req.Context != nil {
-		s.writeError(w, cluster.Errorf(cluster.KindInvalid, "give plaintext or batch_input, not both"))
+		err = cluster.Errorf(cluster.KindInvalid, "give plaintext or batch_input, not both")
+		s.writeError(w, err)
 		return
 	}
 	out := api.TransitEncryptReply{KeyVersion: k.Version, BatchResults: make([]api.TransitBatchResult, len(req.BatchInput))}
@@ -127,26 +147,31 @@ func (s *Server) transitQuorum(relay func(context.Context, *fsm.Signed) (*api.Tr
 }
 
 func (s *Server) transitDataKey(w http.ResponseWriter, r *http.Request) {
+	var (
+		k   *fsm.Key
+		err error
+	)
+	defer func(start time.Time) { s.observe(r, metrics.OpDataKey, k, start, err) }(time.Now())
 	kind := r.PathValue("kind")
 	if kind != "plaintext" && kind != "wrapped" {
-		s.writeError(w, cluster.Errorf(cluster.KindInvalid, "a data key is plaintext or wrapped, not %q", kind))
-		return
-	}
-	var req api.TransitEncryptRequest
-	if err := readJSON(r, &req); err != nil {
+		err = cluster.Errorf(cluster.KindInvalid, "a data key is plaintext or wrapped, not %q", kind)
 		s.writeError(w, err)
 		return
 	}
-	k, err := s.transitKey(r)
-	if err != nil {
+	var req api.TransitEncryptRequest
+	if err = readJSON(r, &req); err != nil {
+		s.writeError(w, err)
+		return
+	}
+	if k, err = s.transitKey(r); err != nil {
 		s.writeError(w, err)
 		return
 	}
 	key := make([]byte, api.TransitDataKeyBits/8)
 	rand.Read(key)
 	defer clear(key)
-	ct, err := api.TransitEncrypt(rand.Reader, k, key, req.Context)
-	if err != nil {
+	var ct string
+	if ct, err = api.TransitEncrypt(rand.Reader, k, key, req.Context); err != nil {
 		s.writeError(w, err)
 		return
 	}
@@ -158,6 +183,8 @@ func (s *Server) transitDataKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) transitHash(w http.ResponseWriter, r *http.Request) {
+	var err error
+	defer func(start time.Time) { s.observe(r, metrics.OpHash, nil, start, err) }(time.Now())
 	var h hash.Hash
 	switch alg := r.PathValue("algorithm"); alg {
 	case "sha2-256":
@@ -165,11 +192,12 @@ func (s *Server) transitHash(w http.ResponseWriter, r *http.Request) {
 	case "sha2-512":
 		h = sha512.New()
 	default:
-		s.writeError(w, cluster.Errorf(cluster.KindInvalid, "hash algorithm %q: sha2-256 or sha2-512", alg))
+		err = cluster.Errorf(cluster.KindInvalid, "hash algorithm %q: sha2-256 or sha2-512", alg)
+		s.writeError(w, err)
 		return
 	}
 	var req api.TransitHashRequest
-	if err := readJSON(r, &req); err != nil {
+	if err = readJSON(r, &req); err != nil {
 		s.writeError(w, err)
 		return
 	}
@@ -178,9 +206,12 @@ func (s *Server) transitHash(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) transitRandom(w http.ResponseWriter, r *http.Request) {
-	n, err := strconv.Atoi(r.PathValue("bytes"))
-	if err != nil || n < 1 || n > api.MaxTransitRandom {
-		s.writeError(w, cluster.Errorf(cluster.KindInvalid, "random bytes: 1 to %d, not %q", api.MaxTransitRandom, r.PathValue("bytes")))
+	var err error
+	defer func(start time.Time) { s.observe(r, metrics.OpRandom, nil, start, err) }(time.Now())
+	n, perr := strconv.Atoi(r.PathValue("bytes"))
+	if perr != nil || n < 1 || n > api.MaxTransitRandom {
+		err = cluster.Errorf(cluster.KindInvalid, "random bytes: 1 to %d, not %q", api.MaxTransitRandom, r.PathValue("bytes"))
+		s.writeError(w, err)
 		return
 	}
 	b := make([]byte, n)
@@ -267,17 +298,21 @@ func (s *Server) transitSign(sv cluster.SignService) http.HandlerFunc {
 // for an operator who may read the key: {"valid": true}, or false with
 // the reason.
 func (s *Server) transitVerify(w http.ResponseWriter, r *http.Request) {
+	var (
+		k   *fsm.Key
+		err error
+	)
+	defer func(start time.Time) { s.observe(r, metrics.OpVerify, k, start, err) }(time.Now())
 	var req api.TransitVerifyRequest
-	if err := readJSON(r, &req); err != nil {
+	if err = readJSON(r, &req); err != nil {
 		s.writeError(w, err)
 		return
 	}
-	k, err := s.transitKey(r)
-	if err != nil {
+	if k, err = s.transitKey(r); err != nil {
 		s.writeError(w, err)
 		return
 	}
-	if err := api.TransitSigningKey(k); err != nil {
+	if err = api.TransitSigningKey(k); err != nil {
 		s.writeError(w, err)
 		return
 	}

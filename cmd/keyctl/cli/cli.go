@@ -88,8 +88,10 @@ Usage:
                                     (an ecdsa key, assembled, signs on the node a quorum releases it to)
   keyctl key verify NAME --signature B64 [--in FILE]
                                     check a signature with the key's public key
-  keyctl transit create NAME [--cipher aes256-gcm96|chacha20-poly1305] [--derived]
+  keyctl transit create NAME [--cipher aes256-gcm96|chacha20-poly1305] [--derived] [--expires DURATION] [--exportable]
                                     an encryption key whose versions are dealt here in shares
+  keyctl transit import NAME --key-file F [same flags as create]
+                                    the same, its first version the given key (dealt here)
   keyctl transit encrypt NAME [--in FILE] [--context B64] | --batch FILE
                                     encrypt here with the latest version's public key; print kq:vN:...
   keyctl transit decrypt NAME CIPHERTEXT [--context B64] | NAME --batch FILE
@@ -256,7 +258,7 @@ func (c *command) handlers() map[string]map[string]func([]string) error {
 		"passkey":  {"add": c.passkeyAdd},
 		"audit":    {"verify": c.auditVerify},
 		"recovery": {"keygen": c.recoveryKeygen, "plan": c.recoveryPlan, "sign": c.recoverySign},
-		"transit": {"create": c.transitCreate, "encrypt": c.transitEncrypt, "decrypt": c.transitDecrypt,
+		"transit": {"create": c.transitCreate, "import": c.transitImport, "encrypt": c.transitEncrypt, "decrypt": c.transitDecrypt,
 			"rotate": c.transitRotate, "config": c.transitConfig, "datakey": c.transitDataKey, "rewrap": c.transitRewrap,
 			"derive": c.transitDerive, "hmac": c.transitHMAC, "sign": c.transitSign, "verify": c.transitVerify},
 	}
@@ -763,7 +765,7 @@ func writeKey(out io.Writer, k *fsm.Key, held func() string) error {
 		}
 	}
 	if tk := k.Transit; tk != nil {
-		fmt.Fprintf(out, "transit:   %s, derived %v, min_decryption_version %d\n", tk.Cipher, tk.Derived, tk.MinDecryptionVersion)
+		fmt.Fprintf(out, "transit:   %s, derived %v, exportable %v, min_decryption_version %d\n", tk.Cipher, tk.Derived, tk.Exportable, tk.MinDecryptionVersion)
 		for _, v := range tk.Versions {
 			state := "decrypts"
 			switch {
@@ -771,6 +773,9 @@ func writeKey(out io.Writer, k *fsm.Key, held func() string) error {
 				state = "below min_decryption_version"
 			case v.Sharing.NeedsReimport:
 				state = "dealt before the members changed: no holder answers it"
+			}
+			if v.Imported {
+				state += ", imported"
 			}
 			fmt.Fprintf(out, "  v%-7d %s, %d-of-%d, epoch %d, public key %x, %s\n", v.Version, fmtTime(v.CreatedAt), v.Sharing.Threshold, len(v.Sharing.Shares), v.Sharing.Epoch, v.Sharing.Commits[0], state)
 		}

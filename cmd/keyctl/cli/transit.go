@@ -1,15 +1,18 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/keyquorum/keyquorum/client"
 	"github.com/keyquorum/keyquorum/cluster/api"
@@ -82,26 +85,88 @@ func (c *command) writeBatch(res []api.TransitBatchResult) error {
 }
 
 func (c *command) transitCreate(args []string) error {
-	fs := c.flags("transit create")
+	return c.transitCreateOrImport("transit create", args, false)
+}
+
+func (c *command) transitImport(args []string) error {
+	return c.transitCreateOrImport("transit import", args, true)
+}
+
+// transitCreateOrImport creates a transit key, its first version drawn
+// here or, for an import, read from --key-file; dealt here either way.
+func (c *command) transitCreateOrImport(name string, args []string, imported bool) error {
+	fs := c.flags(name)
 	cipher := fs.String("cipher", fsm.TransitCiphers[0], "payload cipher: "+strings.Join(fsm.TransitCiphers, ", "))
 	derived := fs.Bool("derived", false, "bind a context (--context) into every ciphertext")
+	expires := fs.Duration("expires", 0, "the key expires after this long: no decryption or derivation after it (0: never)")
+	exportable := fs.Bool("exportable", false, "allow the key to be exported (wrapped) later; set at creation only")
+	var keyFile *string
+	if imported {
+		keyFile = fs.String("key-file", "", "file holding the version's key: 32 bytes, or 64 hex digits, a canonical little-endian edwards25519 scalar")
+	}
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
 		return err
+	}
+	if *expires < 0 {
+		return usagef("--expires must be positive")
+	}
+	var scalar []byte
+	if imported {
+		if *keyFile == "" {
+			return usagef("transit import needs --key-file")
+		}
+		if scalar, err = readTransitScalar(*keyFile); err != nil {
+			return err
+		}
+		defer clear(scalar)
+	}
+	opts := client.TransitOptions{Cipher: *cipher, Derived: *derived, Exportable: *exportable}
+	if *expires > 0 {
+		opts.ExpiresAt = time.Now().Add(*expires)
 	}
 	cl, ctx, cancel, err := c.connect()
 	if err != nil {
 		return err
 	}
 	defer cancel()
-	k, err := cl.CreateTransit(ctx, pos[0], *cipher, *derived)
+	var k *fsm.Key
+	if imported {
+		k, err = cl.ImportTransit(ctx, pos[0], scalar, opts)
+	} else {
+		k, err = cl.CreateTransitWith(ctx, pos[0], opts)
+	}
 	if err != nil {
 		return err
 	}
 	v := k.Transit.Latest()
-	fmt.Fprintf(c.stdout, "created transit key %q (%s), id %s, version %d dealt %d-of-%d: no node holds it whole\n",
-		k.Name, k.Transit.Cipher, k.ID, v.Version, v.Sharing.Threshold, len(v.Sharing.Shares))
+	verb := "created"
+	if imported {
+		verb = "imported"
+	}
+	fmt.Fprintf(c.stdout, "%s transit key %q (%s), id %s, version %d dealt %d-of-%d: no node holds it whole\n",
+		verb, k.Name, k.Transit.Cipher, k.ID, v.Version, v.Sharing.Threshold, len(v.Sharing.Shares))
 	return nil
+}
+
+// readTransitScalar reads an imported version's key: 32 raw bytes, or 64
+// hex digits (surrounding white space ignored).
+func readTransitScalar(file string) ([]byte, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(b)
+	if len(b) == 32 {
+		return bytes.Clone(b), nil
+	}
+	t := bytes.TrimSpace(b)
+	out := make([]byte, 32)
+	if n, err := hex.Decode(out, t); err != nil || n != 32 || len(t) != 64 {
+		clear(out)
+		return nil, usagef("%s holds neither 32 bytes nor 64 hex digits", file)
+	}
+	return out, nil
 }
 
 func (c *command) transitEncrypt(args []string) error {
