@@ -93,10 +93,11 @@ func (h *ltHash) add(o *ltHash) {
 	}
 }
 
-// update adds (or, with sub, subtracts) the expansion of digest d.
-func (h *ltHash) update(d *[32]byte, sub bool) {
-	var buf [2 * ltLanes]byte
-	expand(d, &buf)
+// update adds (or, with sub, subtracts) the expansion of digest d,
+// expanded into buf (the caller's, which the cipher makes escape: one
+// buffer per caller, not one allocated per entry).
+func (h *ltHash) update(d *[32]byte, sub bool, buf *[2 * ltLanes]byte) {
+	expand(d, buf)
 	for i := range h {
 		v := binary.LittleEndian.Uint64(buf[8*i:])
 		if sub {
@@ -130,6 +131,7 @@ type stateDigest struct {
 	dirtyKeys   map[string]struct{}
 	dirtyNonces map[string]struct{}
 	stale       bool // after a restore: rebuild from the whole state
+	scratch     *[2 * ltLanes]byte
 }
 
 // reset makes the next fold rebuild the sum from the state.
@@ -202,6 +204,7 @@ func (d *stateDigest) rebuild(s *State) error {
 			p := &parts[w]
 			lo, hi := w*len(names)/workers, (w+1)*len(names)/workers
 			p.keys, p.nonces = map[string][32]byte{}, map[string][32]byte{}
+			buf := new([2 * ltLanes]byte)
 			for i := lo; i < hi; i++ {
 				name := names[i]
 				var e [32]byte
@@ -217,7 +220,7 @@ func (d *stateDigest) rebuild(s *State) error {
 					e = entryDigest(entryNonce, name, binary.BigEndian.AppendUint64(nil, uint64(s.Nonces[name])))
 					p.nonces[name] = e
 				}
-				p.sum.update(&e, false)
+				p.sum.update(&e, false, buf)
 			}
 		}()
 	}
@@ -250,15 +253,18 @@ func entryDigest(label, name string, value []byte) [32]byte {
 // replace takes name's old entry out of the sum and puts value in (nil:
 // the entry is gone).
 func (d *stateDigest) replace(m map[string][32]byte, label, name string, value []byte) {
+	if d.scratch == nil {
+		d.scratch = new([2 * ltLanes]byte)
+	}
 	if old, ok := m[name]; ok {
-		d.sum.update(&old, true)
+		d.sum.update(&old, true, d.scratch)
 		delete(m, name)
 	}
 	if value == nil {
 		return
 	}
 	e := entryDigest(label, name, value)
-	d.sum.update(&e, false)
+	d.sum.update(&e, false, d.scratch)
 	m[name] = e
 }
 
