@@ -37,7 +37,7 @@ func FuzzInspectBackup(f *testing.F) {
 // written (a founding entry of their own); no node restores it, and
 // inspect says so rather than summarize it.
 func TestInspectRefusesABackupWithoutACertifiedCheckpoint(t *testing.T) {
-	snap := []byte(`{"version":2,"entries":[]}`)
+	snap := []byte(`{"version":3,"entries":[]}`)
 	sum := sha256.Sum256(snap)
 	data, _ := json.Marshal(&api.Backup{Format: api.BackupFormat, SHA256: sum[:], Snapshot: snap})
 	if _, err := InspectBackup(data, nil); err == nil || !strings.Contains(err.Error(), "no certified checkpoint") {

@@ -201,7 +201,7 @@ func TestForgedBackupIsRefused(t *testing.T) {
 			cp.Signature = ed25519.Sign(otherKey, api.BackupMessage(cp))
 		}), "not signed by node"},
 		"a history with no cluster key, the header made to match": {reseal(func(cp *api.Backup) {
-			cp.Snapshot = []byte(`{"version":2,"entries":[]}`)
+			cp.Snapshot = []byte(`{"version":3,"entries":[]}`)
 			r, _, err := replayBackup(cp.Snapshot, pin)
 			if err != nil {
 				t.Fatal(err)

@@ -108,17 +108,20 @@ import (
 const DefaultCheckpointEvery = 1024
 
 // CheckpointLabel is HashToPoint's label for checkpoint partials. Its v1
-// signed the SHA-256 of the state's encoding; v2 signs the state hash
-// (Hash).
-const CheckpointLabel = "keyquorum checkpoint v2"
+// signed the SHA-256 of the state's encoding; v2 the state hash (Hash)
+// with its entries expanded by SHAKE128; v3 the state hash as it is now
+// (expanded by AES-256-CTR, statehash.go).
+const CheckpointLabel = "keyquorum checkpoint v3"
 
 // maxPending bounds the checkpoints being attested at once; an older one
 // is dropped when a newer one is taken.
 const maxPending = 4
 
-// snapshotVersion is the encoding of Snapshot: 2 since checkpoints
-// certify the state hash (1: the SHA-256 of the checkpoint's bytes).
-const snapshotVersion = 2
+// snapshotVersion is the encoding of Snapshot: 3 since the state hash's
+// entries are expanded by AES-256-CTR (2: by SHAKE128; 1: checkpoints
+// certified the SHA-256 of the checkpoint's bytes). The encoding is the
+// same; the certificate signs another hash.
+const snapshotVersion = 3
 
 // Partial is a holder's partial over a checkpoint: shamir.Partial's
 // fields (Value = s_i*R, DLEQ proof (Challenge, Response)).
@@ -706,6 +709,9 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 	}
 	if sn.Version == 1 {
 		return nil, fmt.Errorf("snapshot: version 1, whose checkpoint is certified by the hash of its encoding; this node checks version %d's, certified by the state hash: restore it with the keyquorum that made it, or take a new one", snapshotVersion)
+	}
+	if sn.Version == 2 {
+		return nil, fmt.Errorf("snapshot: version 2, whose checkpoint is certified by the state hash as version 2 computed it (SHAKE128); this node checks version %d's (AES-256-CTR): restore it with the keyquorum that made it, or take a new one", snapshotVersion)
 	}
 	if sn.Version != snapshotVersion {
 		return nil, fmt.Errorf("snapshot: version %d, want %d", sn.Version, snapshotVersion)

@@ -421,6 +421,9 @@ func TestForgedSnapshotAddsAdmin(t *testing.T) {
 			sn.Certificate.Hash = sum[:]
 		},
 		"labelled version 1": func(sn *fsm.Snap) { sn.Version = 1 },
+		// Version 2 expanded the state hash's entries with SHAKE128: its
+		// certificates sign another hash, under another label.
+		"labelled version 2": func(sn *fsm.Snap) { sn.Version = 2 },
 		// The honest certificate, with the state of another index: the
 		// state after the certified one, which no holder certified.
 		"certificate for another index": func(sn *fsm.Snap) {
@@ -593,8 +596,8 @@ func FuzzRestore(f *testing.F) {
 	half := snapshotFor(f, replay(f, h.log[:len(h.log)/2]))
 	f.Add(honest)
 	f.Add(half)
-	f.Add([]byte(`{"version":2,"entries":[]}`))
-	f.Add([]byte(`{"version":2,"checkpoint":"e30=","certificate":{"index":1,"hash":"","epoch":1,"poly":[""],"partials":[null]},"entries":null}`))
+	f.Add([]byte(`{"version":3,"entries":[]}`))
+	f.Add([]byte(`{"version":3,"checkpoint":"e30=","certificate":{"index":1,"hash":"","epoch":1,"poly":[""],"partials":[null]},"entries":null}`))
 	X := clusterKey(h)
 	base := fsm.New(c)
 	base.CheckpointEvery = checkpointEvery
@@ -749,7 +752,7 @@ func TestForgedFoundingReplaysTheRealKeyGeneration(t *testing.T) {
 			t.Fatalf("replaying the real entry %d after the forged founding: %v", e.index, res.Error)
 		}
 	}
-	keyless, _ := json.Marshal(&fsm.Snap{Version: 2, Entries: []fsm.Entry{{Index: h.index + 5, Time: t0.UnixNano(), Data: evil.log[0].data}}})
+	keyless, _ := json.Marshal(&fsm.Snap{Version: 3, Entries: []fsm.Entry{{Index: h.index + 5, Time: t0.UnixNano(), Data: evil.log[0].data}}})
 	evil.index = h.index + 10
 	evil.must(stranger, putRuleCmd("eve-all", stranger.ID, "*", fsm.OpGet))
 	s := evil.state()
@@ -881,7 +884,7 @@ func TestPinnedFoundingRefusesForgedLog(t *testing.T) {
 		}
 	})
 	t.Run("founding pinned: a snapshot replaying a forged founding is refused", func(t *testing.T) {
-		keyless, _ := json.Marshal(&fsm.Snap{Version: 2, Entries: []fsm.Entry{{Index: 1, Time: t0.UnixNano(), Data: evil.log[0].data}}})
+		keyless, _ := json.Marshal(&fsm.Snap{Version: 3, Entries: []fsm.Entry{{Index: 1, Time: t0.UnixNano(), Data: evil.log[0].data}}})
 		v := newCryptoFSM(c)
 		v.PinClusterKey(X)
 		v.PinFounding(founding)

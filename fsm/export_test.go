@@ -3,6 +3,7 @@ package fsm
 import (
 	"encoding/binary"
 	"encoding/json"
+	"reflect"
 	"slices"
 )
 
@@ -61,6 +62,14 @@ func TangIndexForTest(f *FSM) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.state.tang != nil && slices.Equal(f.state.TangKeys(), scanTangKeys(f.state))
+}
+
+// SharingIndexForTest reports whether the state's index of keys with a
+// sharing gives the sharings a scan of every key finds.
+func SharingIndexForTest(f *FSM) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.shared != nil && reflect.DeepEqual(f.state.Sharings(), scanSharings(f.state))
 }
 
 // NameIndexForTest reports whether the state's index of key names holds

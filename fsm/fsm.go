@@ -107,6 +107,7 @@ func emptyState() *State {
 		Granted:   map[string]int64{},
 		Submitted: map[string]*SubmittedKey{},
 		tang:      map[string]struct{}{},
+		shared:    map[string]struct{}{},
 		names:     newNameIndex(),
 		ids:       map[string]string{},
 	}

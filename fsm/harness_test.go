@@ -200,6 +200,9 @@ func (h *harness) apply(data []byte) *fsm.Result {
 	if !fsm.TangIndexForTest(h.f) {
 		h.t.Errorf("after entry %d the index of Tang keys is not what a scan of every key finds", h.index)
 	}
+	if !fsm.SharingIndexForTest(h.f) {
+		h.t.Errorf("after entry %d the index of keys with a sharing does not give the sharings a scan of every key finds", h.index)
+	}
 	if bad := heldKeys(); len(bad) != 0 {
 		h.t.Errorf("entry %d changed keys in place, under a checkpoint's clone of them: %v", h.index, bad)
 	}

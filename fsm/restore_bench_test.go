@@ -101,18 +101,18 @@ func BenchmarkRestore(b *testing.B) {
 // snapDecodeSeeds are snapshots the fast path of the decoder takes and
 // near misses it must hand to encoding/json or refuse as it would.
 var snapDecodeSeeds = []string{
-	`{"version":2,"checkpoint":"e30=","certificate":{"index":1,"hash":"","epoch":1,"poly":[""],"partials":[null]},"entries":null}`,
-	`{"version":2,"checkpoint":"e30=","entries":[]}`,
-	`{"version":2,"checkpoint":"","entries":[]}`,
-	`{"version":2,"checkpoint":"e3\/0=","entries":[]}`,                   // an escape: encoding/json decodes it
-	`{"version":2,"checkpoint":"e3` + "\n" + `0=","entries":[]}`,         // a raw newline: refused
-	`{"version":2,"checkpoint":"e30=","checkpoint":"e30=","entries":[]}`, // twice
-	`{"version":2,"checkpoint":"e30","entries":[]}`,                      // bad padding
-	`{"version":2,"checkpoint":"e30=","entries":[]} {}`,                  // data after
-	`{"version":2,"checkpoint":"e30=","bogus":1,"entries":[]}`,           // unknown field
-	`{"version":2,"checkpoint":"e31=","entries":[]}`,                     // non-canonical last bits
-	`{"version":2,"checkpoint":"e30="`,
-	`{"version":2,"entries":[]}`,
+	`{"version":3,"checkpoint":"e30=","certificate":{"index":1,"hash":"","epoch":1,"poly":[""],"partials":[null]},"entries":null}`,
+	`{"version":3,"checkpoint":"e30=","entries":[]}`,
+	`{"version":3,"checkpoint":"","entries":[]}`,
+	`{"version":3,"checkpoint":"e3\/0=","entries":[]}`,                   // an escape: encoding/json decodes it
+	`{"version":3,"checkpoint":"e3` + "\n" + `0=","entries":[]}`,         // a raw newline: refused
+	`{"version":3,"checkpoint":"e30=","checkpoint":"e30=","entries":[]}`, // twice
+	`{"version":3,"checkpoint":"e30","entries":[]}`,                      // bad padding
+	`{"version":3,"checkpoint":"e30=","entries":[]} {}`,                  // data after
+	`{"version":3,"checkpoint":"e30=","bogus":1,"entries":[]}`,           // unknown field
+	`{"version":3,"checkpoint":"e31=","entries":[]}`,                     // non-canonical last bits
+	`{"version":3,"checkpoint":"e30="`,
+	`{"version":3,"entries":[]}`,
 	`{"version":1,"checkpoint":"e30=","entries":[]}`, // the old version: decoded, then refused by Restore
 }
 

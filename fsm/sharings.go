@@ -45,8 +45,19 @@ func parseSharingRef(ref string) (name string, version uint64) {
 // Sharings are the live sharings, keys in name order and a transit key's
 // versions in order.
 func (s *State) Sharings() []Sharing {
+	if s.shared == nil {
+		return sharingsOf(s, sortedKeys(s.Keys))
+	}
+	return sharingsOf(s, sortedKeys(s.shared))
+}
+
+// scanSharings is Sharings found by going through every key.
+func scanSharings(s *State) []Sharing { return sharingsOf(s, sortedKeys(s.Keys)) }
+
+// sharingsOf are the live sharings of the keys names (in their order).
+func sharingsOf(s *State, names []string) []Sharing {
 	var out []Sharing
-	for _, name := range sortedKeys(s.Keys) {
+	for _, name := range names {
 		k := s.Keys[name]
 		switch {
 		case k.State == KeyDestroyed:
@@ -61,6 +72,23 @@ func (s *State) Sharings() []Sharing {
 		}
 	}
 	return out
+}
+
+// hasSharing reports whether key k (nil: none) has a live sharing.
+func hasSharing(k *Key) bool {
+	return k != nil && k.State != KeyDestroyed && (k.Frost != nil || k.Transit != nil)
+}
+
+// indexShared updates the index of keys with a sharing for the key name.
+func (s *State) indexShared(name string) {
+	if s.shared == nil {
+		return
+	}
+	if hasSharing(s.Keys[name]) {
+		s.shared[name] = struct{}{}
+	} else {
+		delete(s.shared, name)
+	}
 }
 
 // SharingOf is the live sharing ref names, and its key; nil if none.

@@ -119,6 +119,11 @@ type State struct {
 	names *btree.BTreeG[*Key]
 	// ids maps key IDs to names (keyids.go), kept and rebuilt like tang.
 	ids map[string]string
+	// shared indexes the keys with a live sharing (Sharings: ed25519-frost
+	// and transit keys not destroyed) by name, kept and rebuilt like tang:
+	// every node's resharing loop asks for the sharings after every
+	// applied entry, which a sort of every key made O(n log n).
+	shared map[string]struct{}
 }
 
 // KeysAfter calls fn with each key whose name sorts after `after`, in
@@ -168,6 +173,7 @@ func scanTangKeys(s *State) []*Key {
 // indexKey updates the indexes for the key name, which an entry wrote.
 func (s *State) indexKey(name string) {
 	s.indexTang(name)
+	s.indexShared(name)
 	s.indexID(name)
 	if k := s.Keys[name]; s.names != nil && k != nil {
 		s.names.ReplaceOrInsert(k)
@@ -183,6 +189,10 @@ func (s *State) reindex() {
 		s.indexID(name)
 	}
 	s.reindexTang()
+	s.shared = map[string]struct{}{}
+	for name := range s.Keys {
+		s.indexShared(name)
+	}
 }
 
 // indexTang updates the Tang index for the key name.

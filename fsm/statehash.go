@@ -1,8 +1,9 @@
 package fsm
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/sha256"
-	"crypto/sha3"
 	"encoding/binary"
 	"encoding/json"
 	"maps"
@@ -20,10 +21,23 @@ import (
 // of Lewi et al., "Securing Update Propagation with Homomorphic Hashing",
 // 2019: 1024 lanes of 16 bits, about 200 bits of collision resistance).
 // Each entry (its map, its name and its value's encoding) is hashed with
-// SHA-256, that digest is expanded with SHAKE128 to 2048 bytes, and the
-// expansions are added lane by lane modulo 2^16. Adding is commutative, so
-// the sum does not depend on the maps' order, and an entry that changes is
-// taken out (its old expansion subtracted) and put back in O(1).
+// SHA-256, that digest is expanded to 2048 bytes, and the expansions are
+// added lane by lane modulo 2^16. Adding is commutative, so the sum does
+// not depend on the maps' order, and an entry that changes is taken out
+// (its old expansion subtracted) and put back in O(1).
+//
+// The expansion is the AES-256-CTR keystream under the digest as the key
+// (counter blocks 0 to 127 from a zero IV). LtHash's proof needs the
+// expansion to be a random function of the entry; the digest is one
+// (SHA-256 as a random oracle), and AES keyed by it gives 128 blocks
+// that, AES taken as an ideal cipher, are those of a random permutation
+// chosen by a random key: distinct blocks, which a random function gives
+// too except with probability about 128^2/2^129. Nobody chooses the AES
+// key (it is a SHA-256 output), so related-key attacks have no grip. The
+// version-2 hash expanded with SHAKE128 (an XOF made for this); AES-CTR
+// gives the same 2048 bytes about eight times faster with the CPU's AES
+// instructions (0.95 against 7.6 µs here), and a restore expands every
+// key once: at 100,000 keys SHAKE128 was half its CPU time.
 //
 // Apply marks the names an entry changed (the key a key command wrote,
 // the keys a resharing round completed, the nonces it spent or forgot);
@@ -39,7 +53,8 @@ import (
 // keeps the sum it built.
 
 // stateHashLabel starts the hash's input.
-const stateHashLabel = "keyquorum state hash v2\x00"
+// v3: the expansion is AES-256-CTR (v2: SHAKE128).
+const stateHashLabel = "keyquorum state hash v3\x00"
 
 // Domain labels of a multiset entry's digest.
 const (
@@ -49,23 +64,60 @@ const (
 
 const ltLanes = 1024
 
-// ltHash is an LtHash16 sum.
-type ltHash [ltLanes]uint16
+// ltHash is an LtHash16 sum, four 16-bit lanes to a word: lane 4j+k is
+// bits 16k to 16k+15 of word j, so that the words written little-endian
+// are the lanes written little-endian, and a word adds (or subtracts) four
+// lanes at once, each modulo 2^16 (addLanes, subLanes).
+type ltHash [ltLanes / 4]uint64
 
-// update adds (or, with sub, subtracts) the expansion of digest d.
-func (h *ltHash) update(d *[32]byte, sub bool) {
-	var buf [2 * ltLanes]byte
-	x := sha3.NewSHAKE128()
-	x.Write(d[:])
-	x.Read(buf[:])
+// laneHigh is the top bit of each 16-bit lane of a word.
+const laneHigh = 0x8000_8000_8000_8000
+
+// addLanes adds the four lanes of b to those of a, each modulo 2^16: the
+// low 15 bits of each lane add without reaching the next lane, and the
+// top bit is the sum modulo 2 of both top bits and the carry into it.
+func addLanes(a, b uint64) uint64 {
+	return ((a &^ laneHigh) + (b &^ laneHigh)) ^ ((a ^ b) & laneHigh)
+}
+
+// subLanes subtracts the four lanes of b from those of a, each modulo
+// 2^16: with each lane's top bit of a set, no lane borrows from the next.
+func subLanes(a, b uint64) uint64 {
+	return ((a | laneHigh) - (b &^ laneHigh)) ^ ((a ^ b ^ laneHigh) & laneHigh)
+}
+
+// add adds the lanes of o to h.
+func (h *ltHash) add(o *ltHash) {
 	for i := range h {
-		v := binary.LittleEndian.Uint16(buf[2*i:])
+		h[i] = addLanes(h[i], o[i])
+	}
+}
+
+// update adds (or, with sub, subtracts) the expansion of digest d,
+// expanded into buf (the caller's, which the cipher makes escape: one
+// buffer per caller, not one allocated per entry).
+func (h *ltHash) update(d *[32]byte, sub bool, buf *[2 * ltLanes]byte) {
+	expand(d, buf)
+	for i := range h {
+		v := binary.LittleEndian.Uint64(buf[8*i:])
 		if sub {
-			h[i] -= v
+			h[i] = subLanes(h[i], v)
 		} else {
-			h[i] += v
+			h[i] = addLanes(h[i], v)
 		}
 	}
+}
+
+// expand writes the expansion of digest d: the AES-256-CTR keystream
+// under d from a zero IV (see the top of this file).
+func expand(d *[32]byte, buf *[2 * ltLanes]byte) {
+	block, err := aes.NewCipher(d[:])
+	if err != nil {
+		panic(err) // a 32-byte key is always a valid AES-256 key
+	}
+	var iv [aes.BlockSize]byte
+	clear(buf[:])
+	cipher.NewCTR(block, iv[:]).XORKeyStream(buf[:], buf[:])
 }
 
 // stateDigest is the multiset part of the state hash and what keeps it:
@@ -79,6 +131,7 @@ type stateDigest struct {
 	dirtyKeys   map[string]struct{}
 	dirtyNonces map[string]struct{}
 	stale       bool // after a restore: rebuild from the whole state
+	scratch     *[2 * ltLanes]byte
 }
 
 // reset makes the next fold rebuild the sum from the state.
@@ -151,6 +204,7 @@ func (d *stateDigest) rebuild(s *State) error {
 			p := &parts[w]
 			lo, hi := w*len(names)/workers, (w+1)*len(names)/workers
 			p.keys, p.nonces = map[string][32]byte{}, map[string][32]byte{}
+			buf := new([2 * ltLanes]byte)
 			for i := lo; i < hi; i++ {
 				name := names[i]
 				var e [32]byte
@@ -166,7 +220,7 @@ func (d *stateDigest) rebuild(s *State) error {
 					e = entryDigest(entryNonce, name, binary.BigEndian.AppendUint64(nil, uint64(s.Nonces[name])))
 					p.nonces[name] = e
 				}
-				p.sum.update(&e, false)
+				p.sum.update(&e, false, buf)
 			}
 		}()
 	}
@@ -177,9 +231,7 @@ func (d *stateDigest) rebuild(s *State) error {
 		if p.err != nil {
 			return p.err
 		}
-		for j := range d.sum {
-			d.sum[j] += p.sum[j]
-		}
+		d.sum.add(&p.sum)
 		maps.Copy(d.keys, p.keys)
 		maps.Copy(d.nonces, p.nonces)
 	}
@@ -201,15 +253,18 @@ func entryDigest(label, name string, value []byte) [32]byte {
 // replace takes name's old entry out of the sum and puts value in (nil:
 // the entry is gone).
 func (d *stateDigest) replace(m map[string][32]byte, label, name string, value []byte) {
+	if d.scratch == nil {
+		d.scratch = new([2 * ltLanes]byte)
+	}
 	if old, ok := m[name]; ok {
-		d.sum.update(&old, true)
+		d.sum.update(&old, true, d.scratch)
 		delete(m, name)
 	}
 	if value == nil {
 		return
 	}
 	e := entryDigest(label, name, value)
-	d.sum.update(&e, false)
+	d.sum.update(&e, false, d.scratch)
 	m[name] = e
 }
 
@@ -227,7 +282,7 @@ func (d *stateDigest) hash(s *State) ([32]byte, error) {
 	h.Write(b)
 	var lanes [2 * ltLanes]byte
 	for i, v := range d.sum {
-		binary.LittleEndian.PutUint16(lanes[2*i:], v)
+		binary.LittleEndian.PutUint64(lanes[8*i:], v)
 	}
 	h.Write(lanes[:])
 	var sum [32]byte

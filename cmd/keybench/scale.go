@@ -57,6 +57,22 @@ func runScale(script string, n, clients int, window time.Duration) error {
 	env := append(os.Environ(), "KEYQUORUM_BASE_PORT="+strconv.Itoa(base),
 		"KEYQUORUM_SNAPSHOT_INTERVAL="+scaleSnapshotInterval.String(),
 		"KEYQUORUM_SNAPSHOT_THRESHOLD="+strconv.Itoa(scaleSnapshotThreshold))
+	if profileDir != "" {
+		env = append(env, "KEYQUORUM_PROFILE=1")
+	}
+	// profiled runs f, with CPU profiles of the client and each node in
+	// profileDir/name when -profile is given.
+	profiled := func(name string, f func() (int64, int64)) (int64, int64) {
+		if profileDir == "" {
+			return f()
+		}
+		stop := profile(filepath.Join(profileDir, name), base, window)
+		ok, errs := f()
+		if err := stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "keybench: profile:", err)
+		}
+		return ok, errs
+	}
 	sh := func(args ...string) error {
 		cmd := exec.Command(script, args...)
 		cmd.Env, cmd.Stderr = env, os.Stderr
@@ -114,7 +130,7 @@ func runScale(script string, n, clients int, window time.Duration) error {
 		_, err := c.CreateSecret(ctx, fmt.Sprintf("scale/%08d", seq.Add(1)), secret, time.Time{})
 		return err
 	}
-	ok0, errs0 := load(clients, window, create)
+	ok0, errs0 := profiled("create0", func() (int64, int64) { return load(clients, window, create) })
 	rate0 := float64(ok0) / window.Seconds()
 	add(fmt.Sprintf("creates per second near 0 keys (%d clients, %d errors)", clients, errs0), fmt.Sprintf("%.0f", rate0), "-")
 
@@ -182,7 +198,7 @@ func runScale(script string, n, clients int, window time.Duration) error {
 		return err
 	}
 
-	okN, errsN := load(clients, window, create)
+	okN, errsN := profiled("createN", func() (int64, int64) { return load(clients, window, create) })
 	rateN := float64(okN) / window.Seconds()
 	add(fmt.Sprintf("creates per second at %d keys (%d clients, %d errors)", loaded, clients, errsN),
 		fmt.Sprintf("%.0f (%.0f%% of near 0)", rateN, 100*rateN/rate0), ">= 90% of near 0")
