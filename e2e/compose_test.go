@@ -124,6 +124,8 @@ func (p *composeProject) leftovers() string {
 func TestComposeClusterSurvivesAKilledContainer(t *testing.T) {
 	t.Parallel()
 	needDocker(t)
+	hostNetwork.Lock() // compose makes and removes networks: see hostNetwork
+	defer hostNetwork.Unlock()
 	needBinaries(t)
 	image := "keyquorum:e2e"
 	if r := run(t, 5*time.Minute, os.Environ(), "make", "-C", root, "image", "IMAGE="+image); r.code != 0 {

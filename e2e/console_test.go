@@ -141,6 +141,8 @@ func TestConsoleApprovesAWaitingMachine(t *testing.T) {
 	t.Parallel()
 	needAgent(t)
 	chromium(t)
+	hostNetwork.RLock() // chromium aborts page loads when the host's networks change
+	defer hostNetwork.RUnlock()
 	shots := os.Getenv(EnvConsoleShots)
 	if shots == "" {
 		shots = t.TempDir()

@@ -462,6 +462,14 @@ func (c *localCluster) mustKeyctl(i int, args ...string) result {
 	return r
 }
 
+// hostNetwork keeps the tests that change the host's network interfaces
+// (the compose test: Docker makes a network for the project and removes
+// it) apart from those a change breaks: chromium aborts a page load with
+// net::ERR_NETWORK_CHANGED when an interface comes or goes (seen with the
+// console's browser test beside the compose test). The first take the
+// write lock, the second the read lock; other tests take neither.
+var hostNetwork sync.RWMutex
+
 // freeBase picks a random base port for a cluster such that the 78 ports
 // base .. base+77 (node I uses base+10*I .. +7, I up to 7) are free for
 // TCP and UDP on 127.0.0.1 right now, below the kernel's ephemeral range
