@@ -30,20 +30,7 @@ func TestSnapshotDrillRaftDataLost(t *testing.T) {
 	other := c.mustKeyctl(3, "key", "get", "other").stdout
 
 	backup := filepath.Join(t.TempDir(), "cluster.backup")
-	// Right after the cluster key is made, its first checkpoint may not be
-	// certified yet, and save says to try again (a backup then would not
-	// restore): an operator's script retries, as this does.
-	var save result
-	eventually(t, 30*time.Second, "snapshot save once the first checkpoint is certified", func() (bool, string) {
-		save = c.keyctl(2, "snapshot", "save", backup)
-		if save.code != 0 && strings.Contains(string(save.stderr), "not certified yet") {
-			return false, save.String()
-		}
-		return true, ""
-	})
-	if save.code != 0 {
-		t.Fatalf("snapshot save: %v", save)
-	}
+	save := saveBackup(t, c, 2, backup)
 	if !strings.Contains(string(save.stdout), "saved a backup of cluster") {
 		t.Errorf("snapshot save printed %q", save.stdout)
 	}
@@ -142,4 +129,24 @@ func deletedOne(c *localCluster, names []string) bool {
 		return false
 	}
 	return strings.Count(string(b), "msg=\"scheduled backup\"") > len(names)
+}
+
+// saveBackup runs keyctl snapshot save FILE on node i. Right after the
+// cluster key is made its first checkpoint may not be certified yet, and
+// save says to try again (a backup then would not restore): an operator's
+// script retries, as this does.
+func saveBackup(t *testing.T, c *localCluster, i int, file string) result {
+	t.Helper()
+	var save result
+	eventually(t, 30*time.Second, "snapshot save once the first checkpoint is certified", func() (bool, string) {
+		save = c.keyctl(i, "snapshot", "save", file)
+		if save.code != 0 && strings.Contains(string(save.stderr), "not certified yet") {
+			return false, save.String()
+		}
+		return true, ""
+	})
+	if save.code != 0 {
+		t.Fatalf("snapshot save on node %d: %v", i, save)
+	}
+	return save
 }

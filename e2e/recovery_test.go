@@ -46,7 +46,7 @@ func TestRecoveryKitDrill(t *testing.T) {
 	}
 	c.mustKeyctl(1, "key", "create", "s", "--from-file", f)
 	backup := filepath.Join(work, "cluster.backup")
-	c.mustKeyctl(2, "snapshot", "save", backup)
+	saveBackup(t, c, 2, backup)
 
 	// Every node is lost.
 	for i := 1; i <= 3; i++ {
