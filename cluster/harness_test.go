@@ -10,13 +10,10 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	mrand "math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -189,70 +186,16 @@ func (c *testCluster) addNode() *testNode {
 	return tn
 }
 
-// freePorts finds n distinct loopback ports free for TCP and UDP (gossip
-// uses both), below the kernel's ephemeral range and never handed out
-// before in this process. The tests run in parallel: a port of the
-// ephemeral range could be taken by any test's outgoing connection, and a
-// port handed out twice by another test's node, while a node is down
-// between a stop and a restart. Nothing holds them afterwards: another
-// process may take one before the node binds it, which NewNode then
-// reports.
+// freePorts is FreeLoopbackPorts for a test: the tests run in parallel, so
+// their nodes' ports must never meet another test's or an outgoing
+// connection's.
 func freePorts(t testing.TB, n int) []string {
 	t.Helper()
-	low, high := 10000, ephemeralLow()
-	var out []string
-	for range 1000 {
-		if len(out) == n {
-			return out
-		}
-		port := low + mrand.IntN(high-low)
-		portsMu.Lock()
-		given := portsGiven[port]
-		portsGiven[port] = true
-		portsMu.Unlock()
-		if given {
-			continue
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		u, err := net.ListenPacket("udp", addr)
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		out = append(out, addr)
-	}
-	t.Fatalf("found only %d of %d free loopback ports", len(out), n)
-	return nil
-}
-
-// portsGiven are the ports freePorts has handed out in this process.
-var (
-	portsMu    sync.Mutex
-	portsGiven = map[int]bool{}
-)
-
-// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
-// default, 32768, where it cannot be read).
-func ephemeralLow() int {
-	const linuxDefault = 32768
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	ports, err := FreeLoopbackPorts(n)
 	if err != nil {
-		return linuxDefault
+		t.Fatal(err)
 	}
-	fields := strings.Fields(string(b))
-	if len(fields) != 2 {
-		return linuxDefault
-	}
-	low, err := strconv.Atoi(fields[0])
-	if err != nil || low < 20000 {
-		return linuxDefault
-	}
-	return low
+	return ports
 }
 
 func (c *testCluster) nodeRecord(tn *testNode) *fsm.Node {

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keyquorum/keyquorum/cluster"
 )
 
 // The binaries TestMain builds, and the module's root directory.
@@ -481,7 +483,7 @@ var hostNetwork sync.RWMutex
 func freeBase(t *testing.T) int {
 	t.Helper()
 	const span = 7*10 + 8
-	low, high := 10000, ephemeralLow()-span
+	low, high := 10000, cluster.EphemeralPortsStart()-span
 	for range 200 {
 		base := low + rand.IntN(high-low)
 		if reserveBase(base, span) {
@@ -519,25 +521,6 @@ func releaseBase(base int) {
 	reservedMu.Lock()
 	defer reservedMu.Unlock()
 	delete(reservedBases, base)
-}
-
-// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
-// default, 32768, where it cannot be read).
-func ephemeralLow() int {
-	const linuxDefault = 32768
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return linuxDefault
-	}
-	fields := strings.Fields(string(b))
-	if len(fields) != 2 {
-		return linuxDefault
-	}
-	low, err := strconv.Atoi(fields[0])
-	if err != nil || low < 20000 {
-		return linuxDefault
-	}
-	return low
 }
 
 func portsFree(base, span int) bool {

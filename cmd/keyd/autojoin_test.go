@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyquorum/keyquorum/client"
+	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/cluster/api"
 )
 
@@ -24,7 +25,7 @@ import (
 // the node they admitted and the cluster still has three members.
 func TestRetryJoinOverHTTPS(t *testing.T) {
 	dir := t.TempDir()
-	ports, err := freePorts(9)
+	ports, err := cluster.FreeLoopbackPorts(9)
 	if err != nil {
 		t.Fatal(err)
 	}

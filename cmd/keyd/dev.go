@@ -8,16 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/keyquorum/keyquorum/client"
+	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/cluster/api"
 )
 
@@ -174,7 +172,7 @@ func readDevFile(dir string) ([]devNode, error) {
 func formDev(ctx context.Context, dir string, n int, log *slog.Logger, running *[]*runningNode) ([]devNode, *api.Status, string, error) {
 	var members []devNode
 	var tokens []string
-	all, err := freePorts(6 * n)
+	all, err := cluster.FreeLoopbackPorts(6 * n)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -270,58 +268,4 @@ func resumeDev(ctx context.Context, dir string, members []devNode, log *slog.Log
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// freePorts finds n distinct free TCP ports on 127.0.0.1 that are free
-// for UDP too (gossip uses both). It holds each until it has them all, so
-// that none is handed out twice. They are taken below the kernel's
-// ephemeral range, which outgoing connections draw from: a port of that
-// range, free now, can be taken by any program's connection before the
-// node binds it, or before a resumed dev cluster binds it again.
-func freePorts(n int) ([]string, error) {
-	var out []string
-	var held []io.Closer
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	low, high := 10000, ephemeralLow()
-	for try := 0; len(out) < n; try++ {
-		addr := "127.0.0.1:0" // the kernel's choice, if the range below is full
-		if try < 1000 && high > low {
-			addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(low+rand.IntN(high-low)))
-		}
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			if try >= 1000 {
-				return nil, err
-			}
-			continue
-		}
-		held = append(held, l)
-		addr = l.Addr().String()
-		u, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			continue
-		}
-		held = append(held, u)
-		out = append(out, addr)
-	}
-	return out, nil
-}
-
-// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
-// default, 32768, where it cannot be read).
-func ephemeralLow() int {
-	const linuxDefault = 32768
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return linuxDefault
-	}
-	var lo, hi int
-	if _, err := fmt.Sscanf(string(b), "%d %d", &lo, &hi); err != nil || lo <= 10000 {
-		return linuxDefault
-	}
-	return lo
 }

@@ -65,7 +65,7 @@ func env(m map[string]string) func(string) string { return func(k string) string
 // with a status line saying what it waits for, then WATCHDOG=1 again and
 // again at half of WATCHDOG_USEC, over a real unix datagram socket.
 func TestNotifyReadyAndWatchdogFromARealNode(t *testing.T) {
-	ports, err := freePorts(3)
+	ports, err := cluster.FreeLoopbackPorts(3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestNotifyEnvironment(t *testing.T) {
 // node (with its ID or none), and fails when another node answers or
 // nothing does.
 func TestHealthChecksTheNodeAnswers(t *testing.T) {
-	ports, err := freePorts(4)
+	ports, err := cluster.FreeLoopbackPorts(4)
 	if err != nil {
 		t.Fatal(err)
 	}

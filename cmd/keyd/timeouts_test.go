@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/gateway/https"
 )
 
@@ -21,7 +22,7 @@ import (
 // disconnect a client that opens a connection and sends nothing, and one
 // that sends half a request, with the timeouts keyd gives them.
 func TestHTTPListenersDropSilentClients(t *testing.T) {
-	ports, err := freePorts(4)
+	ports, err := cluster.FreeLoopbackPorts(4)
 	if err != nil {
 		t.Fatal(err)
 	}
