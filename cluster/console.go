@@ -8,6 +8,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/keyquorum/keyquorum/cluster/audit"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
@@ -28,9 +29,12 @@ type ConsoleService interface {
 	// node only, and authorizes nothing any holder relies on.
 	SignIn(ctx context.Context, sg *fsm.Signed) (*fsm.Operator, *fsm.Command, error)
 	// Decisions are the last entries this node applied, newest first
-	// (fsm.FSM.Recent): the replicated log of decisions. A hash-chained
-	// audit log, when it exists, is read here too.
+	// (fsm.FSM.Recent): the replicated log of decisions.
 	Decisions(max int) []Decision
+	// AuditTrail is this node's own last authorization decisions, newest
+	// first, as its hash-chained audit log holds them (package audit),
+	// since the node started.
+	AuditTrail(max int) []audit.Record
 }
 
 var _ ConsoleService = (*Node)(nil)
@@ -50,6 +54,17 @@ type ConsoleView struct {
 	// them release the key to their own client: admins, and rules with
 	// get.
 	Getters map[string][]string
+	// names are the operators' and machines' names by ID.
+	names map[string]string
+}
+
+// Name is the name of the operator or machine with ID id, or id itself
+// (a node's ID is its name).
+func (v *ConsoleView) Name(id string) string {
+	if name, ok := v.names[id]; ok {
+		return name
+	}
+	return id
 }
 
 // Decision is one applied log entry as the audit page shows it.
@@ -78,6 +93,13 @@ func (n *Node) ConsoleView(ctx context.Context) (*ConsoleView, error) {
 		v.Approvals = copied(s.Approvals)
 		v.Denials = copied(s.Denials)
 		v.Passkeys = copied(s.Passkeys)
+		v.names = map[string]string{}
+		for _, o := range s.Operators {
+			v.names[o.ID] = o.Name
+		}
+		for _, m := range s.Machines {
+			v.names[m.ID] = m.Name
+		}
 		v.Getters = map[string][]string{}
 		for _, k := range s.Keys {
 			for _, o := range s.Operators {
@@ -149,6 +171,11 @@ func (n *Node) SignIn(ctx context.Context, sg *fsm.Signed) (*fsm.Operator, *fsm.
 		return nil, nil, err
 	}
 	return op, cmd, nil
+}
+
+// AuditTrail reads the node's last audit decisions.
+func (n *Node) AuditTrail(max int) []audit.Record {
+	return n.audit.w.Recent(max)
 }
 
 // Decisions decodes the node's recent entries.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -230,6 +231,18 @@ func TestConsoleApprovesAWaitingMachine(t *testing.T) {
 	}
 	screenshots(t, b, shots, site+"/ui/approvals", "approvals-after")
 
+	// The audit page shows this node's own decision on the approval the
+	// console submitted, from its hash-chained audit log, with the
+	// operator's name.
+	b.do("audit", chromedp.Navigate(site+"/ui/audit"), chromedp.WaitVisible(chromedp.CSS("#trail")))
+	trail := eval[[]string](b, `Array.from(document.querySelectorAll("#trail tbody tr")).map(tr => Array.from(tr.cells).map(c => c.textContent.trim()).join(" | "))`)
+	if !slices.ContainsFunc(trail, func(row string) bool {
+		return strings.Contains(row, " | submit | local | ") && strings.Contains(row, " | approve | allowed")
+	}) {
+		t.Errorf("the audit page does not show the node's decision on the approval:\n%s", strings.Join(trail, "\n"))
+	}
+	screenshots(t, b, shots, site+"/ui/audit", "audit-after")
+
 	// A genuine assertion of one command, moved onto another, and a
 	// forged one, are refused through every node; the genuine one is
 	// then taken. host2 stays waiting until then.
@@ -387,7 +400,7 @@ func consoleDecisions(t *testing.T, b *browser, c *localCluster, s *agentSetup, 
 	b.do("approvals", chromedp.Navigate(site+"/ui/approvals"), chromedp.WaitVisible(chromedp.CSS("#approvals")))
 	shown := eval[string](b, fmt.Sprintf(`(() => {
 	  for (const tr of document.querySelectorAll("#approvals tbody tr"))
-	    if (tr.cells[0].textContent.trim() === %q) return tr.cells[3].textContent.trim();
+	    if (tr.cells[0].textContent.includes(%q)) return tr.cells[3].textContent.trim();
 	  return "";
 	})()`, m5.id))
 	end, err := time.Parse("2006-01-02 15:04:05 UTC", shown)

@@ -155,7 +155,15 @@ type Writer struct {
 	stop      chan struct{}
 	done      chan struct{}
 	now       func() time.Time // time.Now; tests move it
+	// recent holds the last RecentDecisions decisions written, oldest
+	// first from next (a ring), for the console's audit page.
+	recent []Record
+	next   int
 }
+
+// RecentDecisions is how many of its last decisions a Writer keeps in
+// memory for Recent.
+const RecentDecisions = 256
 
 // Open opens (or creates, mode 0600) the log at path for node, whose
 // identity key is key, continues its chain and appends an open record; a
@@ -291,10 +299,40 @@ func (w *Writer) appendLocked(r *Record) error {
 	w.seq++
 	w.prev = sha256.Sum256(line)
 	w.failed = nil
+	if r.Type == TypeDecision {
+		w.remember(r)
+	}
 	if r.Type != TypeDecision {
 		w.unsealed = 0
 	}
 	return nil
+}
+
+// remember keeps a copy of decision record r in the ring; w.mu is held.
+func (w *Writer) remember(r *Record) {
+	c := *r
+	d := *r.Decision
+	c.Decision = &d
+	if len(w.recent) < RecentDecisions {
+		w.recent = append(w.recent, c)
+		return
+	}
+	w.recent[w.next] = c
+	w.next = (w.next + 1) % RecentDecisions
+}
+
+// Recent returns up to max of the last decisions written to the log
+// (since the node started), newest first.
+func (w *Writer) Recent(max int) []Record {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := min(max, len(w.recent))
+	out := make([]Record, 0, n)
+	for i := range n {
+		j := (w.next - 1 - i + 2*len(w.recent)) % len(w.recent)
+		out = append(out, w.recent[j])
+	}
+	return out
 }
 
 // sign makes a record's line: its JSON with the signature as last field.

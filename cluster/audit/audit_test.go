@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -506,5 +507,51 @@ func TestLogsWithSignedDecisionsStillVerify(t *testing.T) {
 	defer f.Close()
 	if s, err := Verify(f, Options{PublicKey: key.Public().(ed25519.PublicKey)}); err != nil || s.Decisions != 6 || s.Refused != 2 || s.Unsealed != 0 {
 		t.Fatalf("the earlier format continued in this one: %+v, %v", s, err)
+	}
+}
+
+// TestRecentDecisions: Recent gives the last decisions written, newest
+// first, at most RecentDecisions of them, and none that failed to be
+// written; seals and ticks are not decisions.
+func TestRecentDecisions(t *testing.T) {
+	w, err := Open(filepath.Join(t.TempDir(), "audit.log"), "n1", newKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	n := RecentDecisions + 10
+	for i := range n {
+		if err := w.Decide(&Decision{Role: "holder", Principal: fmt.Sprint(i), Outcome: Allowed}); err != nil {
+			t.Fatal(err)
+		}
+		if i%50 == 0 {
+			w.Seal()
+		}
+	}
+	got := w.Recent(1000)
+	if len(got) != RecentDecisions {
+		t.Fatalf("Recent kept %d decisions, want %d", len(got), RecentDecisions)
+	}
+	for i, r := range got {
+		if want := fmt.Sprint(n - 1 - i); r.Type != TypeDecision || r.Principal != want {
+			t.Fatalf("Recent[%d] is %s by %q, want the decision by %s", i, r.Type, r.Principal, want)
+		}
+		if i > 0 && r.Seq >= got[i-1].Seq {
+			t.Fatalf("Recent is not newest first: seq %d after %d", r.Seq, got[i-1].Seq)
+		}
+	}
+	if got := w.Recent(3); len(got) != 3 || got[0].Principal != fmt.Sprint(n-1) {
+		t.Errorf("Recent(3): %+v", got)
+	}
+	if _, err := os.Stat("/dev/full"); err == nil {
+		full, err := Open("/dev/full", "n1", newKey(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer full.Close()
+		full.Decide(&Decision{Role: "holder", Outcome: Allowed})
+		if got := full.Recent(10); len(got) != 0 {
+			t.Errorf("a decision that was not written is shown: %+v", got)
+		}
 	}
 }

@@ -22,7 +22,7 @@
 //	GET  /ui/machines          machines and the sessions waiting for an approval
 //	GET  /ui/approvals         approvals and denials in force
 //	GET  /ui/passkeys          register a passkey; the passkeys registered
-//	GET  /ui/audit             the last decisions this node applied
+//	GET  /ui/audit             this node's audit trail and the log it applied
 //	GET  /ui/signin            sign in with a passkey
 //	POST /ui/api/signin/begin  -> a sign_in command to sign
 //	POST /ui/api/signin/finish the assertion -> a session cookie
@@ -105,7 +105,7 @@ type session struct {
 // New makes the console of a node.
 func New(svc cluster.ConsoleService, log *slog.Logger) *Console {
 	c := &Console{svc: svc, log: log, now: time.Now, sessions: map[string]session{}, tmpl: map[string]*template.Template{}}
-	funcs := template.FuncMap{"when": when, "words": Words, "join": strings.Join, "b64": base64.StdEncoding.EncodeToString}
+	funcs := template.FuncMap{"when": when, "stamp": stamp, "words": Words, "join": strings.Join, "b64": base64.StdEncoding.EncodeToString}
 	for _, page := range []string{"cluster", "keys", "key", "machines", "approvals", "passkeys", "audit", "signin", "error"} {
 		c.tmpl[page] = template.Must(template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+page+".html"))
 	}
@@ -658,6 +658,16 @@ func Words(err error) string {
 		s += " (" + m + ")"
 	}
 	return s
+}
+
+// stamp shows an RFC 3339 time (an audit record's) as when does, or as
+// it is if it does not parse.
+func stamp(rfc3339 string) string {
+	t, err := time.Parse(time.RFC3339Nano, rfc3339)
+	if err != nil {
+		return rfc3339
+	}
+	return when(t.UnixNano())
 }
 
 func when(ns int64) string {

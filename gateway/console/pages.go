@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keyquorum/keyquorum/cluster"
+	"github.com/keyquorum/keyquorum/cluster/audit"
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
@@ -133,14 +134,20 @@ func (c *Console) approvals(ctx context.Context, r *http.Request, op *fsm.Operat
 	return c.svc.ConsoleView(ctx)
 }
 
-// auditPage is the log of decisions.
+// auditPage is the node's audit trail and the replicated log.
 type auditPage struct {
+	Trail     []audit.Record
 	Decisions []cluster.Decision
 	Rows      int
+	View      *cluster.ConsoleView // for names
 }
 
 func (c *Console) audit(ctx context.Context, r *http.Request, op *fsm.Operator) (any, error) {
-	return &auditPage{Decisions: c.svc.Decisions(auditRows), Rows: auditRows}, nil
+	v, err := c.svc.ConsoleView(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &auditPage{Trail: c.svc.AuditTrail(auditRows), Decisions: c.svc.Decisions(auditRows), Rows: auditRows, View: v}, nil
 }
 
 // passkeysPage registers passkeys; signed in, it lists them too.
