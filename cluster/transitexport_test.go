@@ -3,8 +3,8 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/ecdh"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"errors"
@@ -262,7 +262,7 @@ func TestTransitExportLyingHolder(t *testing.T) {
 		"another request's answers": func(call *exportCall) {
 			call.reply = c.exportThrough(c.nodes[0], "exp/a", 1).reply
 		},
-		"a duplicated answer":  func(call *exportCall) { call.reply.Partials[1] = call.reply.Partials[0] },
+		"a duplicated answer":   func(call *exportCall) { call.reply.Partials[1] = call.reply.Partials[0] },
 		"an answer moved index": func(call *exportCall) { call.reply.Partials[0].Index += 7 },
 	} {
 		call := c.exportThrough(c.nodes[0], "exp/a", 1)
