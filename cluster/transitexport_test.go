@@ -113,6 +113,23 @@ func TestTransitExportRoundTrip(t *testing.T) {
 		}
 	}
 
+	// Counted and audited as the other transit operations: op export on
+	// each coordinator, holder answers on the others, and every holder's
+	// decision in its audit log.
+	for _, tn := range c.nodes {
+		if counted(tn, opExport, fsm.KeyTypeTransit) < 1 {
+			t.Errorf("%s counted no export", tn.id())
+		}
+		records, _ := auditLog(t, tn)
+		holder := false
+		for _, r := range records {
+			holder = holder || (r.Role == "holder" && r.Op == fsm.OpExport && r.Key == "exp/a" && r.Outcome == "allowed")
+		}
+		if !holder {
+			t.Errorf("%s's audit log has no holder decision for the export", tn.id())
+		}
+	}
+
 	// What the exported scalar encrypts decrypts through the cluster.
 	meta := c.transitMeta("exp/a")
 	s, _ := edwards25519.NewScalar().SetCanonicalBytes(secret)
