@@ -84,7 +84,9 @@ func (c *testCluster) createExportable(name string, secret []byte, exportable bo
 // node, wrapped to an RSA wrapping key and unwrapped with its private
 // half, is the scalar imported; what the exported scalar encrypts
 // decrypts through the cluster, and what the cluster's public key
-// encrypted opens with it. A rotated version exports its own scalar.
+// encrypted opens with it. A rotated version exports its own scalar; a
+// version the key does not have, or below min_decryption_version, is
+// refused. Each export is counted (op export) and audited by every holder.
 func TestTransitExportRoundTrip(t *testing.T) {
 	t.Parallel()
 	c := newTestCluster(t, 3)
@@ -169,6 +171,18 @@ func TestTransitExportRoundTrip(t *testing.T) {
 	}
 	if call := c.exportThrough(c.nodes[0], "exp/a", 3); KindOf(call.err) != KindNotFound {
 		t.Errorf("exporting a version the key does not have: %v; want not_found", call.err)
+	}
+	// Below min_decryption_version, a version is refused as to decrypt.
+	if _, err := c.submit(&fsm.Command{Type: fsm.TypeConfigureKey, ConfigureKey: &fsm.ConfigureKey{Name: "exp/a", MinDecryptionVersion: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tn := range c.nodes {
+		c.waitFor(settleTimeout, func() (bool, string) {
+			return storedKey(t, tn, "exp/a").Transit.MinDecryptionVersion == 2, tn.id() + " has not applied min_decryption_version"
+		})
+	}
+	if call := c.exportThrough(c.nodes[2], "exp/a", 1); KindOf(call.err) != KindDenied {
+		t.Errorf("exporting a version below min_decryption_version: %v; want denied", call.err)
 	}
 }
 

@@ -130,3 +130,35 @@ func FuzzUnwrapRSAAES(f *testing.F) {
 		}
 	})
 }
+
+// TestCombineShares: any t shares of a dealt scalar combine to it; a
+// share off the commitments is refused naming its index, and fewer than
+// t give nothing.
+func TestCombineShares(t *testing.T) {
+	secret, err := RandomSecret(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poly, shares, err := DealKey(rand.Reader, secret, 3, []uint32{1, 2, 3, 4, 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pick := range [][]int{{0, 1, 2}, {4, 2, 0}, {1, 3, 4}, {0, 1, 2, 3, 4}} {
+		var sub []*Share
+		for _, i := range pick {
+			sub = append(sub, shares[i])
+		}
+		got, err := CombineShares(poly, sub)
+		if err != nil || !bytes.Equal(got, secret) {
+			t.Fatalf("shares %v: %x, %v; want the secret", pick, got, err)
+		}
+	}
+	other, _ := RandomSecret(rand.Reader)
+	bad := &Share{Index: 2, Value: other}
+	if _, err := CombineShares(poly, []*Share{shares[0], bad, shares[2]}); !errors.Is(err, ErrBadShare) {
+		t.Fatalf("a share off the commitments: %v; want ErrBadShare", err)
+	}
+	if _, err := CombineShares(poly, shares[:2]); !errors.Is(err, ErrNotEnoughPartials) {
+		t.Fatalf("2 shares of 3: %v; want ErrNotEnoughPartials", err)
+	}
+}
