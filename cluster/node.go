@@ -76,6 +76,9 @@ type Node struct {
 	// transitHook, set only by tests, changes this holder's transit
 	// partials (a holder that lies).
 	transitHook func([]api.TransitItemPartial)
+	// transitExportHook, set only by tests, changes the share this
+	// holder seals to an export's caller (a lying holder).
+	transitExportHook func(share []byte) []byte
 
 	serving *ServingCert // the gateways' TLS certificate
 

@@ -27,6 +27,7 @@ const (
 	opSign     = "sign"     // a signature by quorum (FROST or threshold RSA, Node.Sign)
 	opDecrypt  = "decrypt"  // a transit decryption by quorum (Node.TransitDecrypt)
 	opDerive   = "derive"   // a transit derivation by quorum (Node.TransitDecrypt, op derive)
+	opExport   = "export"   // a transit key's wrapped export (Node.TransitExport)
 	opRSA      = "rsa"      // a threshold RSA key's x^d for a gateway (sign or decrypt)
 	opHolder   = "holder"   // this node answering a coordinator as a share holder
 	opRead     = "read"     // key list and show

@@ -32,6 +32,9 @@ var tokenFlags = map[string]string{
 	// derives keys (hmac rides on derive), for the caller alone.
 	fsm.OpDecrypt: token.FlagDecrypt,
 	fsm.OpDerive:  token.FlagDerive,
+	// A transit key's wrapped export: Keyvault's import capability covers
+	// both directions (import deals on the client and needs no quorum).
+	fsm.OpExport: token.FlagImport,
 }
 
 // TokenFlag is the capability flag a token needs for a release operation,

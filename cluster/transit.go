@@ -50,8 +50,15 @@ func (n *Node) handleTransitDecrypt(w http.ResponseWriter, r *http.Request) {
 // before (authorizeAsHolder, authorizeRequest: flag decrypt or derive,
 // tokenFlags), so no coordinator can widen it.
 func (n *Node) transitAllowed(g *holderGrant) error {
-	if (g.cmd.Release.Op != fsm.OpDecrypt && g.cmd.Release.Op != fsm.OpDerive) || g.key.Transit == nil {
-		return Errorf(KindInvalid, "a transit partial is given only for a decryption or a derivation with a %s key", fsm.KeyTypeTransit)
+	switch op := g.cmd.Release.Op; {
+	case g.key.Transit == nil || (op != fsm.OpDecrypt && op != fsm.OpDerive && op != fsm.OpExport):
+		return Errorf(KindInvalid, "a transit answer is given only for a decryption, a derivation or an export of a %s key", fsm.KeyTypeTransit)
+	case op == fsm.OpExport:
+		// AuthorizeRelease asked it already; asked again here, where the
+		// share leaves, so that no other path can reach this without it.
+		if ferr := fsm.TransitExportable(g.key); ferr != nil {
+			return fromFSM(ferr)
+		}
 	}
 	return nil
 }
@@ -76,6 +83,9 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 		return nil, err
 	}
 	rel := g.cmd.Release
+	if rel.Op == fsm.OpExport {
+		return n.answerTransitExport(g, req)
+	}
 	points := rel.Points
 	if rel.Op == fsm.OpDerive {
 		// The holder hashes each context to its point itself: the caller
@@ -153,6 +163,38 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 	return &SealedPartial{Index: mine, Node: n.id.NodeID, R: ct.R, Sealed: ct.Sealed}, nil
 }
 
+// answerTransitExport is a holder's answer to an export request its
+// checks allowed (AuthorizeRelease: rule op export, the key exportable,
+// active, unexpired, at this holder's read index; transitAllowed): its
+// share of the version asked, if this holder may use it
+// (fsm.TransitVersionFor), sealed to the request's ephemeral key. The
+// coordinator relays it and never sees it; the caller checks it against
+// the version's commitments (api.OpenTransitExport).
+func (n *Node) answerTransitExport(g *holderGrant, req *partialRequest) (*SealedPartial, error) {
+	rel := g.cmd.Release
+	tv, ferr := fsm.TransitVersionFor(g.key, rel.Version, g.epoch)
+	if ferr != nil {
+		return nil, fromFSM(ferr)
+	}
+	sctx := api.TransitShareContext(g.clusterID, g.key.Name, tv.Sharing.Epoch, tv.Sharing.Commits[0])
+	share, err := n.sharingShare(fsm.SharingRef(g.key.Name, tv.Version), tv.Sharing, sctx)
+	if err != nil {
+		return nil, err
+	}
+	defer share.Erase()
+	value := share.Value
+	if n.transitExportHook != nil {
+		value = n.transitExportHook(slices.Clone(value))
+		defer clear(value)
+	}
+	base := api.TransitExportContext(g.clusterID, g.key.Name, tv.Sharing.Epoch, tv.Version, req.Request.Payload)
+	ct, err := shamir.SealX25519(rand.Reader, rel.Ephemeral, fsm.PartialSealInfo(base, share.Index), value)
+	if err != nil {
+		return nil, Errorf(KindInvalid, "sealing to the request's ephemeral key: %v", err)
+	}
+	return &SealedPartial{Index: share.Index, Node: n.id.NodeID, R: ct.R, Sealed: ct.Sealed}, nil
+}
+
 // eachPoint calls f(0..n-1) on up to GOMAXPROCS goroutines.
 func eachPoint(n int, f func(i int)) {
 	var next atomic.Int64
@@ -185,6 +227,14 @@ func (n *Node) TransitDecrypt(ctx context.Context, sg *fsm.Signed) (*api.Transit
 // HKDF (api.OpenTransitDerive).
 func (n *Node) TransitDerive(ctx context.Context, sg *fsm.Signed) (*api.TransitDecryptReply, error) {
 	return n.transitQuorum(ctx, sg, fsm.OpDerive, opDerive)
+}
+
+// TransitExport relays an operator's export request (op export): t
+// holders' shares of the version, each sealed to the request's ephemeral
+// key; the caller checks them against the version's commitments,
+// combines the scalar and wraps it (api.OpenTransitExport).
+func (n *Node) TransitExport(ctx context.Context, sg *fsm.Signed) (*api.TransitDecryptReply, error) {
+	return n.transitQuorum(ctx, sg, fsm.OpExport, opExport)
 }
 
 // transitQuorum relays a signed request with op fsmOp to t holders.

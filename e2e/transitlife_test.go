@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +14,8 @@ import (
 	"time"
 
 	"filippo.io/edwards25519"
+
+	"github.com/keyquorum/keyquorum/cluster/api"
 )
 
 // TestTransitLifecycleCLI: on a real 3-node cluster (keyd processes),
@@ -17,8 +23,12 @@ import (
 // imported and shows the public key the key gives computed here, and it
 // decrypts by quorum what keyctl encrypted to it. transit create
 // --exportable --expires makes an exportable key that decrypts until its
-// expiry and is denied (exit 5, "expired") after it, to decrypt and to
-// encrypt; a key is non-exportable unless created so.
+// expiry and is denied (exit 5, "expired") after it, to decrypt, to
+// encrypt and to export; a key is non-exportable unless created so.
+// transit export of a key imported --exportable prints it wrapped to an
+// RSA wrapping key (Vault's BYOK format), which unwraps here to the
+// imported scalar, and transit import --wrapped deals it again (the same
+// public key); a non-exportable key's export is denied (exit 5).
 func TestTransitLifecycleCLI(t *testing.T) {
 	c := startCluster(t, 3)
 	dir := t.TempDir()
@@ -52,6 +62,35 @@ func TestTransitLifecycleCLI(t *testing.T) {
 		t.Errorf("importing a file that is not a key: %v", r)
 	}
 
+	// Export, wrapped, and import the wrapped key back.
+	wrapping, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkix, _ := x509.MarshalPKIXPublicKey(&wrapping.PublicKey)
+	pkcs8, _ := x509.MarshalPKCS8PrivateKey(wrapping)
+	pubPEM, privPEM := filepath.Join(dir, "wrapping.pub"), filepath.Join(dir, "wrapping.key")
+	os.WriteFile(pubPEM, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pkix}), 0o600)
+	os.WriteFile(privPEM, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600)
+	c.mustKeyctl(1, "transit", "import", "life/xp", "--key-file", keyFile, "--exportable")
+	wrapped := c.mustKeyctl(2, "transit", "export", "life/xp", "--wrapping-key", pubPEM).stdout
+	if bytes.Contains(wrapped, []byte(hex.EncodeToString(s.Bytes()))) {
+		t.Fatal("transit export printed the key")
+	}
+	got, err := api.UnwrapTransitKey(wrapping, string(wrapped))
+	if err != nil || !bytes.Equal(got, s.Bytes()) {
+		t.Fatalf("the exported key unwraps to %x, %v; want the imported scalar", got, err)
+	}
+	wrappedFile := filepath.Join(dir, "wrapped")
+	os.WriteFile(wrappedFile, wrapped, 0o600)
+	c.mustKeyctl(3, "transit", "import", "life/back", "--wrapped", wrappedFile, "--wrapping-private-key", privPEM)
+	if show := string(c.mustKeyctl(1, "key", "show", "life/back").stdout); !strings.Contains(show, "public key "+pub) {
+		t.Errorf("key show of the key imported wrapped, public key %s:\n%s", pub, show)
+	}
+	if r := c.keyctl(3, "transit", "export", "life/imp", "--wrapping-key", pubPEM); r.code != 5 || !strings.Contains(r.stderr, "non-exportable") {
+		t.Errorf("exporting a non-exportable key: %v", r)
+	}
+
 	const life = 4 * time.Second
 	expires := time.Now().Add(life)
 	c.mustKeyctl(1, "transit", "create", "life/exp", "--exportable", "--expires", life.String())
@@ -70,5 +109,8 @@ func TestTransitLifecycleCLI(t *testing.T) {
 	}
 	if r := c.keyctl(1, "transit", "encrypt", "life/exp", "--in", in); r.code != 5 || !strings.Contains(r.stderr, "expired") {
 		t.Errorf("encrypting after the expiry: %v", r)
+	}
+	if r := c.keyctl(2, "transit", "export", "life/exp", "--wrapping-key", pubPEM); r.code != 5 || !strings.Contains(r.stderr, "expired") {
+		t.Errorf("exporting after the expiry: %v", r)
 	}
 }

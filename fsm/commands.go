@@ -288,6 +288,8 @@ type ReleaseRequest struct {
 	// Derive are OpDerive's items (transit.go): each holder hashes each
 	// context to the point it multiplies by its share.
 	Derive []TransitDerivation `json:"derive,omitempty"`
+	// Version is the transit key version OpExport exports (transit.go).
+	Version uint64 `json:"version,omitempty"`
 	// Exclude are share indexes the caller does not want answers from:
 	// holders whose answers it found bad in an earlier attempt. The
 	// coordinator asks the others.

@@ -422,9 +422,13 @@ func (s *State) authorizeVerified(sg *Signed, cmd *Command, now time.Time) (*Key
 		if !s.Allowed(sg.Signer, OpExport, req.Key) {
 			return nil, errorf(CodeDenied, "%s may not %s key %q", sg.Signer, req.Op, req.Key)
 		}
-		return nil, TransitExportable(k)
-	}
-	if err := checkOp(k, req.Op); err != nil {
+		if err := TransitExportable(k); err != nil {
+			return nil, err
+		}
+		if err := authorizeExport(req); err != nil {
+			return nil, err
+		}
+	} else if err := checkOp(k, req.Op); err != nil {
 		return nil, err
 	}
 	if req.Op == OpSign {

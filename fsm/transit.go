@@ -37,8 +37,9 @@ const (
 	OpRotate  = "rotate"  // deal a new version; set min_decryption_version
 	OpDerive  = "derive"  // derive a key by quorum from a context (a threshold PRF)
 	// OpExport exports a transit key version, wrapped: only for a key
-	// created exportable (TransitExportable). The export itself is not
-	// built yet: every holder refuses it (docs/transit.md, "Lifecycle").
+	// created exportable (TransitExportable). Each holder seals its share
+	// of the version to the caller, who checks and combines the scalar
+	// and wraps it to its wrapping key (docs/transit.md, "Export").
 	OpExport = "export"
 )
 
@@ -144,19 +145,35 @@ func TransitVersionFor(k *Key, v, epoch uint64) (*TransitVersion, *Error) {
 
 // TransitExportable is the one place that says whether key k may be
 // exported: only a transit key created exportable (the flag is set at
-// creation and no command changes it). Holders refuse every export
-// today, an exportable key's too, as the export is not built: what an
-// exportable key's export would release (each holder's share sealed to
-// the caller, who combines the version's scalar wrapped to its key) is
-// the next step of issue 12.
+// creation and no command changes it). Every holder asks it of every
+// export request, at its own read index (AuthorizeRelease).
 func TransitExportable(k *Key) *Error {
 	switch {
+	case k.State == KeyDestroyed:
+		return errorf(CodeDenied, "key %q is destroyed", k.Name)
 	case k.Transit == nil:
 		return errorf(CodeInvalid, "key %q is a %s key: only %s keys created exportable are exported", k.Name, k.Type, KeyTypeTransit)
 	case !k.Transit.Exportable:
 		return errorf(CodeDenied, "key %q was created non-exportable: it is never exported", k.Name)
 	}
-	return errorf(CodeInvalid, "key %q is exportable, but exporting a transit key is not built yet", k.Name)
+	return nil
+}
+
+// authorizeExport checks what an export request must be: one version,
+// asked by its caller (who combines) with nothing else. The version
+// itself is each holder's to check (TransitVersionFor).
+func authorizeExport(req *ReleaseRequest) *Error {
+	switch {
+	case req.Gateway != "":
+		return errorf(CodeInvalid, "a transit export is asked by its caller, who combines, never by a gateway node")
+	case req.Version == 0:
+		return errorf(CodeInvalid, "an export request names the version it exports")
+	case len(req.Points) != 0 || len(req.Derive) != 0 || len(req.Message) != 0 || len(req.Input) != 0 || len(req.Point) != 0 || req.Padding != "":
+		return errorf(CodeInvalid, "an export request carries its version only")
+	case len(req.Exclude) > MaxNodes:
+		return errorf(CodeInvalid, "an export request excludes at most %d holders", MaxNodes)
+	}
+	return nil
 }
 
 // checkTransit checks a new transit key: a known cipher and one version,
@@ -248,7 +265,7 @@ func authorizeDecrypt(req *ReleaseRequest, k *Key) *Error {
 		return errorf(CodeInvalid, "a transit %s is asked by its caller, who combines, never by a gateway node", what)
 	case items == 0 || items > MaxTransitBatch:
 		return errorf(CodeInvalid, "a %s request carries 1 to %d items", what, MaxTransitBatch)
-	case other != 0 || len(req.Message) != 0 || len(req.Input) != 0 || len(req.Point) != 0 || req.Padding != "":
+	case other != 0 || req.Version != 0 || len(req.Message) != 0 || len(req.Input) != 0 || len(req.Point) != 0 || req.Padding != "":
 		return errorf(CodeInvalid, "a %s request carries its own items only", what)
 	case len(req.Exclude) > MaxNodes:
 		return errorf(CodeInvalid, "a %s request excludes at most %d holders", what, MaxNodes)

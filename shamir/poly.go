@@ -2,6 +2,7 @@ package shamir
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/subtle"
 	"fmt"
 	"slices"
@@ -141,4 +142,48 @@ func (p *PublicPoly) VerifyShare(s *Share) error {
 		return fmt.Errorf("share %d: %w", s.Index, ErrBadShare)
 	}
 	return nil
+}
+
+// CombineShares interpolates the secret f(0) from t of shares (the t
+// smallest indexes), each checked against poly first (VerifyShare: a
+// share off the polynomial is ErrBadShare, naming its index), and checks
+// the result against poly's public key. It is how a caller that asked for
+// a key's shares (a wrapped export, docs/transit.md) rebuilds the scalar;
+// the caller erases it.
+func CombineShares(poly *PublicPoly, shares []*Share) ([]byte, error) {
+	t := poly.Threshold()
+	if t < 1 {
+		return nil, fmt.Errorf("%w: no commitments", ErrBadThreshold)
+	}
+	for _, sh := range shares {
+		if err := poly.VerifyShare(sh); err != nil {
+			return nil, err
+		}
+	}
+	if len(shares) < t {
+		return nil, fmt.Errorf("%w: %d shares, need %d", ErrNotEnoughPartials, len(shares), t)
+	}
+	shares = slices.SortedFunc(slices.Values(shares), func(a, b *Share) int { return cmp.Compare(a.Index, b.Index) })[:t]
+	xs := make([]uint32, t)
+	for i, sh := range shares {
+		xs[i] = sh.Index
+	}
+	lambdas, err := lagrangeAtZero(xs)
+	if err != nil {
+		return nil, err
+	}
+	sum := edwards25519.NewScalar()
+	defer wipeScalar(sum)
+	for i, sh := range shares {
+		v, err := decodeSecretScalar(sh.Value)
+		if err != nil {
+			return nil, err
+		}
+		sum.MultiplyAdd(lambdas[i], v, sum)
+		wipeScalar(v)
+	}
+	if subtle.ConstantTimeCompare(new(edwards25519.Point).ScalarBaseMult(sum).Bytes(), poly.PublicKey()) != 1 {
+		return nil, fmt.Errorf("%w: the shares do not combine to the public key", ErrBadShare)
+	}
+	return sum.Bytes(), nil
 }

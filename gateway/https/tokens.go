@@ -26,6 +26,7 @@ func (s *Server) registerTokens(mux *http.ServeMux, svc cluster.Service) {
 		// /v1/transit/decrypt and /v1/transit/derive/NAME.
 		mux.HandleFunc("POST /v1/token/transit/decrypt", s.tokenTransit(ts.TransitDecrypt))
 		mux.HandleFunc("POST /v1/token/transit/derive", s.tokenTransit(ts.TransitDerive))
+		mux.HandleFunc("POST /v1/token/transit/export", s.tokenTransit(ts.TransitExport))
 	}
 	mux.HandleFunc("POST /v1/tokens/revoke", s.operator(s.command(fsm.TypeRevokeToken)))
 }

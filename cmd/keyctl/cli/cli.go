@@ -90,8 +90,11 @@ Usage:
                                     check a signature with the key's public key
   keyctl transit create NAME [--cipher aes256-gcm96|chacha20-poly1305] [--derived] [--expires DURATION] [--exportable]
                                     an encryption key whose versions are dealt here in shares
-  keyctl transit import NAME --key-file F [same flags as create]
-                                    the same, its first version the given key (dealt here)
+  keyctl transit import NAME --key-file F | --wrapped F --wrapping-private-key PEM [same flags as create]
+                                    the same, its first version the given key (unwrapped and dealt here)
+  keyctl transit export NAME --wrapping-key PUB.pem [--version N] [--token T]
+                                    an exportable key's version, combined here from t holders' shares and
+                                    printed only wrapped (Vault's BYOK format: RSA-OAEP + AES-KWP, base64)
   keyctl transit encrypt NAME [--in FILE] [--context B64] | --batch FILE
                                     encrypt here with the latest version's public key; print kq:vN:...
   keyctl transit decrypt NAME CIPHERTEXT [--context B64] | NAME --batch FILE
@@ -260,7 +263,8 @@ func (c *command) handlers() map[string]map[string]func([]string) error {
 		"recovery": {"keygen": c.recoveryKeygen, "plan": c.recoveryPlan, "sign": c.recoverySign},
 		"transit": {"create": c.transitCreate, "import": c.transitImport, "encrypt": c.transitEncrypt, "decrypt": c.transitDecrypt,
 			"rotate": c.transitRotate, "config": c.transitConfig, "datakey": c.transitDataKey, "rewrap": c.transitRewrap,
-			"derive": c.transitDerive, "hmac": c.transitHMAC, "sign": c.transitSign, "verify": c.transitVerify},
+			"derive": c.transitDerive, "hmac": c.transitHMAC, "sign": c.transitSign, "verify": c.transitVerify,
+			"export": c.transitExport},
 	}
 }
 

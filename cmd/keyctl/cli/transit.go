@@ -100,9 +100,11 @@ func (c *command) transitCreateOrImport(name string, args []string, imported boo
 	derived := fs.Bool("derived", false, "bind a context (--context) into every ciphertext")
 	expires := fs.Duration("expires", 0, "the key expires after this long: no decryption or derivation after it (0: never)")
 	exportable := fs.Bool("exportable", false, "allow the key to be exported (wrapped) later; set at creation only")
-	var keyFile *string
+	var keyFile, wrappedFile, wrappingPriv *string
 	if imported {
 		keyFile = fs.String("key-file", "", "file holding the version's key: 32 bytes, or 64 hex digits, a canonical little-endian edwards25519 scalar")
+		wrappedFile = fs.String("wrapped", "", "file holding the version's key wrapped (transit export's output, Vault's BYOK format), instead of --key-file")
+		wrappingPriv = fs.String("wrapping-private-key", "", "PEM file of the RSA private key that unwraps --wrapped (PKCS #8 or PKCS #1)")
 	}
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
@@ -113,10 +115,17 @@ func (c *command) transitCreateOrImport(name string, args []string, imported boo
 	}
 	var scalar []byte
 	if imported {
-		if *keyFile == "" {
-			return usagef("transit import needs --key-file")
+		switch {
+		case (*keyFile == "") == (*wrappedFile == ""):
+			return usagef("transit import needs --key-file or --wrapped")
+		case (*wrappedFile == "") != (*wrappingPriv == ""):
+			return usagef("--wrapped and --wrapping-private-key go together")
+		case *keyFile != "":
+			scalar, err = readTransitScalar(*keyFile)
+		default:
+			scalar, err = readWrappedScalar(*wrappedFile, *wrappingPriv)
 		}
-		if scalar, err = readTransitScalar(*keyFile); err != nil {
+		if err != nil {
 			return err
 		}
 		defer clear(scalar)
@@ -167,6 +176,94 @@ func readTransitScalar(file string) ([]byte, error) {
 		return nil, usagef("%s holds neither 32 bytes nor 64 hex digits", file)
 	}
 	return out, nil
+}
+
+// readWrappedScalar unwraps the wrapped key in file (base64, Vault's
+// BYOK layout) with the RSA private key in the PEM file privFile.
+func readWrappedScalar(file, privFile string) ([]byte, error) {
+	pemBytes, err := os.ReadFile(privFile)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pemBytes)
+	priv, err := api.ParseWrappingPrivateKey(pemBytes)
+	if err != nil {
+		return nil, usagef("%s: %v", privFile, err)
+	}
+	wrapped, err := readLimited(file, api.MaxWrappedKey+64)
+	if err != nil {
+		return nil, err
+	}
+	scalar, err := api.UnwrapTransitKey(priv, string(wrapped))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", file, err)
+	}
+	return scalar, nil
+}
+
+// readLimited reads file, refusing one longer than max bytes.
+func readLimited(file string, max int64) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, usagef("%s is longer than %d bytes", file, max)
+	}
+	return b, nil
+}
+
+// transitExport exports a version of an exportable transit key, wrapped
+// to the operator's RSA wrapping key (--wrapping-key, a PEM public key
+// such as Vault's transit/wrapping_key): it prints the wrapped key,
+// base64 of Vault's BYOK layout, and never the key itself.
+func (c *command) transitExport(args []string) error {
+	fs := c.flags("transit export")
+	wrappingFile := fs.String("wrapping-key", "", "PEM file of the RSA public key to wrap the exported key to (at least 2048 bits)")
+	version := fs.Uint64("version", 0, "the key version (default: the latest)")
+	tok, keyFile := transitTokenFlags(fs)
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	if *wrappingFile == "" {
+		return usagef("transit export needs --wrapping-key")
+	}
+	pemBytes, err := readLimited(*wrappingFile, 64<<10)
+	if err != nil {
+		return err
+	}
+	wrapping, err := api.ParseWrappingKey(pemBytes)
+	if err != nil {
+		return usagef("%s: %v", *wrappingFile, err)
+	}
+	var wrapped string
+	if text := tokenFlag(tok); text != "" {
+		tc, k, ctx, cancel, err := c.transitTokenClient(text, pos[0], *keyFile)
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		if wrapped, err = tc.TransitExport(ctx, k, *version, wrapping); err != nil {
+			return err
+		}
+	} else {
+		cl, ctx, cancel, err := c.connect()
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		if wrapped, err = cl.TransitExport(ctx, pos[0], *version, wrapping); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(c.stdout, wrapped)
+	return nil
 }
 
 func (c *command) transitEncrypt(args []string) error {

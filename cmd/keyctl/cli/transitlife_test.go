@@ -10,8 +10,10 @@ import (
 )
 
 // TestTransitImportUsage: transit import needs --key-file, whose content
-// is 32 bytes or 64 hex digits; anything else, and a negative --expires,
-// is a usage error (exit 2) before any connection.
+// is 32 bytes or 64 hex digits, or --wrapped with --wrapping-private-key
+// (a PEM key), not both; transit export needs --wrapping-key, a PEM RSA
+// public key; anything else, and a negative --expires, is a usage error
+// (exit 2) before any connection.
 func TestTransitImportUsage(t *testing.T) {
 	t.Setenv("KEYQUORUM_ADDR", "127.0.0.1:1")
 	dir := t.TempDir()
@@ -21,6 +23,11 @@ func TestTransitImportUsage(t *testing.T) {
 		{"transit", "import", "k"},
 		{"transit", "import", "k", "--key-file", short},
 		{"transit", "create", "k", "--expires", "-1h"},
+		{"transit", "import", "k", "--key-file", short, "--wrapped", short},
+		{"transit", "import", "k", "--wrapped", short},
+		{"transit", "import", "k", "--wrapped", short, "--wrapping-private-key", short},
+		{"transit", "export", "k"},
+		{"transit", "export", "k", "--wrapping-key", short},
 	} {
 		if code, _, errb := keyctl(t, args...); code != ExitUsage {
 			t.Errorf("%v: exit %d, want %d (stderr %q)", args, code, ExitUsage, errb)
