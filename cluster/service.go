@@ -418,11 +418,13 @@ func (n *Node) Principal(ctx context.Context, publicKey []byte) (*fsm.Operator, 
 // TransitService decrypts and derives by quorum for transit keys
 // (transit.go): TransitDecrypt takes an operator's signed decryption
 // request (op decrypt), TransitDerive a derivation request (op derive),
-// and each relays t holders' sealed answers. *Node implements it;
+// TransitExchange an x25519 key's exchange request (op exchange), and
+// each relays t holders' sealed answers. *Node implements it;
 // gateways that find it behind their Service serve transit.
 type TransitService interface {
 	TransitDecrypt(ctx context.Context, req *fsm.Signed) (*api.TransitDecryptReply, error)
 	TransitDerive(ctx context.Context, req *fsm.Signed) (*api.TransitDecryptReply, error)
+	TransitExchange(ctx context.Context, req *fsm.Signed) (*api.TransitDecryptReply, error)
 }
 
 var _ TransitService = (*Node)(nil)

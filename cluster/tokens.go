@@ -32,6 +32,9 @@ var tokenFlags = map[string]string{
 	// derives keys (hmac rides on derive), for the caller alone.
 	fsm.OpDecrypt: token.FlagDecrypt,
 	fsm.OpDerive:  token.FlagDerive,
+	// An x25519 key's exchange (a Tang key's is a gateway node's, which
+	// carries no token).
+	fsm.OpExchange: token.FlagExchange,
 }
 
 // TokenFlag is the capability flag a token needs for a release operation,

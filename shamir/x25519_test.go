@@ -153,3 +153,32 @@ func TestX25519RefusesBadPeers(t *testing.T) {
 		t.Errorf("an all-zero output: %v", err)
 	}
 }
+
+// FuzzX25519PeerPoint: whatever u a caller sends, the mapping never
+// panics, and what it accepts gives crypto/ecdh's X25519 for a fixed key
+// (so no u makes a holder multiply a point of the caller's choosing
+// other than u's own).
+func FuzzX25519PeerPoint(f *testing.F) {
+	f.Add(bytes.Repeat([]byte{9}, 1))
+	f.Add(make([]byte, 32))
+	k := bytes.Repeat([]byte{0x5a}, 32)
+	priv, _ := ecdh.X25519().NewPrivateKey(k)
+	f.Fuzz(func(t *testing.T, u []byte) {
+		Q, err := X25519PeerPoint(u)
+		if err != nil {
+			return
+		}
+		pk, err := ecdh.X25519().NewPublicKey(u)
+		if err != nil {
+			t.Fatalf("u %x accepted here, refused by crypto/ecdh: %v", u, err)
+		}
+		want, err := priv.ECDH(pk)
+		if err != nil {
+			t.Fatalf("u %x accepted here; crypto/ecdh: %v", u, err)
+		}
+		got, err := x25519Whole(t, k, u)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("u %x (Q %x): %x, %v; want %x", u, Q, got, err, want)
+		}
+	})
+}
