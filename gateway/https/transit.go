@@ -28,6 +28,10 @@ import (
 //	POST /v1/transit/derive/NAME           a signed derivation request (op derive) for key NAME ->
 //	                                       t holders' answers sealed to its ephemeral key: the
 //	                                       caller combines and runs HKDF (client.TransitDerive)
+//	POST /v1/transit/exchange/NAME         a signed exchange request (op exchange: peers' X25519
+//	                                       public keys) for the x25519 key NAME -> t holders'
+//	                                       answers sealed to its ephemeral key: the caller
+//	                                       combines (client.TransitExchange)
 //	POST /v1/transit/sign/NAME             a signed request (op sign) for the ed25519-frost key NAME
 //	                                       -> {"signature": "kq:vN:<base64>", "key_version"}: the
 //	                                       FROST signing path (POST /v1/sign) with Vault's reply
@@ -45,7 +49,8 @@ import (
 func (s *Server) registerTransit(mux *http.ServeMux, ts cluster.TransitService) {
 	mux.HandleFunc("POST /v1/transit/encrypt/{name...}", s.operator(s.transitEncrypt))
 	mux.HandleFunc("POST /v1/transit/decrypt", s.operator(s.transitQuorum(ts.TransitDecrypt)))
-	mux.HandleFunc("POST /v1/transit/derive/{name...}", s.operator(s.transitDerive(ts)))
+	mux.HandleFunc("POST /v1/transit/derive/{name...}", s.operator(s.transitRelay(fsm.OpDerive, ts.TransitDerive)))
+	mux.HandleFunc("POST /v1/transit/exchange/{name...}", s.operator(s.transitRelay(fsm.OpExchange, ts.TransitExchange)))
 	mux.HandleFunc("POST /v1/transit/datakey/{kind}/{name...}", s.operator(s.transitDataKey))
 	if sv, ok := ts.(cluster.SignService); ok {
 		mux.HandleFunc("POST /v1/transit/sign/{name...}", s.operator(s.transitSign(sv)))
@@ -235,9 +240,10 @@ func (s *Server) signedForPath(r *http.Request, sg *fsm.Signed, op string) (*fsm
 	return k, nil
 }
 
-// transitDerive relays a signed derivation request for the key the path
-// names to t holders (cluster.Node.TransitDerive).
-func (s *Server) transitDerive(ts cluster.TransitService) http.HandlerFunc {
+// transitRelay relays a signed request with op (derive, or an x25519
+// key's exchange) for the key the path names to t holders through relay
+// (cluster.Node.TransitDerive, TransitExchange).
+func (s *Server) transitRelay(op string, relay func(context.Context, *fsm.Signed) (*api.TransitDecryptReply, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var sg fsm.Signed
 		if err := readJSON(r, &sg); err != nil {
@@ -248,11 +254,11 @@ func (s *Server) transitDerive(ts cluster.TransitService) http.HandlerFunc {
 			s.writeError(w, err)
 			return
 		}
-		if _, err := s.signedForPath(r, &sg, fsm.OpDerive); err != nil {
+		if _, err := s.signedForPath(r, &sg, op); err != nil {
 			s.writeError(w, err)
 			return
 		}
-		rep, err := ts.TransitDerive(r.Context(), &sg)
+		rep, err := relay(r.Context(), &sg)
 		if err != nil {
 			s.writeError(w, err)
 			return
