@@ -179,12 +179,13 @@ never to one a node reports, and every release is checked against it.
 FILE defaults to the env.sh beside KEYQUORUM_CACERT.
 
 With --token (or KEYQUORUM_TOKEN), key get, key sign and transit decrypt,
-derive and hmac need no operator credentials: only KEYQUORUM_ADDR,
+derive, hmac and exchange need no operator credentials: only KEYQUORUM_ADDR,
 KEYQUORUM_CACERT and the pin (for transit, also --key-file: the key's
 metadata from key show --json). Capability flags: genkey, destroy, revoke,
 encrypt, decrypt, sign, verify, mac, hash, getinfo, list, restrict, derive,
 exchange, import; key get and transit decrypt need decrypt, key sign needs
-sign, transit derive and hmac need derive (docs/tokens.md).
+sign, transit derive and hmac need derive, transit exchange needs exchange
+(docs/tokens.md).
 
 Exit status, the same as keyagent's: 0 done, 1 refused or failed, 2 bad
 usage, 3 not found, 4 unauthenticated, 5 denied, 6 clock too far off,
