@@ -167,7 +167,8 @@ func TestTransitExchangeKnownAnswers(t *testing.T) {
 
 // TestTransitExchangeRefusedByEveryHolder: each holder maps the peer's u
 // itself and refuses a twist or low-order u in its own answer, whatever
-// the caller and the coordinator checked, while it answers a good u.
+// the caller and the coordinator checked, while it answers a good u; the
+// request relayed to the Tang exchange's holder path gets nothing.
 func TestTransitExchangeRefusedByEveryHolder(t *testing.T) {
 	t.Parallel()
 	c := newTestCluster(t, 3)
@@ -203,6 +204,14 @@ func TestTransitExchangeRefusedByEveryHolder(t *testing.T) {
 		}
 		if answers[3].Partial == nil {
 			t.Errorf("%s: no partial for Bob's public key: %+v", tn.id(), answers[3].Error)
+		}
+		// A coordinator that relays the request to the Tang exchange's
+		// holder path gets nothing: the key has no Tang share.
+		ctx, cancel = context.WithTimeout(context.Background(), opTimeout)
+		p, err := tn.n.answerExchange(ctx, &partialRequest{Request: sg, Version: storedKey(t, c.leader(), "dh/alice").Version, Epoch: epoch})
+		cancel()
+		if err == nil || p != nil {
+			t.Errorf("%s: the request on the Tang holder path: %+v, %v; want refused", tn.id(), p, err)
 		}
 	}
 }

@@ -14,7 +14,8 @@ import (
 // TestTransitExchangeCLI: keyctl against keyd processes. An x25519 key
 // imported from RFC 7748 section 6.1's Alice's private key shows her
 // X25519 public key (transit import, key show) and gives the RFC's shared
-// secret with Bob's public key through every node; a created one
+// secret with Bob's public key through every node, and to an application
+// with a token for flag exchange (not one for derive); a created one
 // exchanges with a peer drawn here as crypto/ecdh does on the peer's
 // side; a twist u is refused; the key neither encrypts nor derives.
 func TestTransitExchangeCLI(t *testing.T) {
@@ -37,6 +38,27 @@ func TestTransitExchangeCLI(t *testing.T) {
 		if got != shared {
 			t.Fatalf("through node %d: %s, want RFC 7748's shared secret %s", i, got, shared)
 		}
+	}
+	// An application with a token for flag exchange, the pin and the
+	// key's metadata (POST /v1/token/transit/exchange); a derive token is
+	// refused.
+	meta := filepath.Join(t.TempDir(), "alice.json")
+	if err := os.WriteFile(meta, c.mustKeyctl(1, "key", "show", "--json", "dh/alice").stdout, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	exchange := strings.TrimSpace(string(c.mustKeyctl(1, "token", "create", "--key", "dh/alice", "--flags", "exchange", "--ttl", "1h").stdout))
+	derive := strings.TrimSpace(string(c.mustKeyctl(1, "token", "create", "--key", "dh/alice", "--flags", "derive", "--ttl", "1h").stdout))
+	app := baseEnv()
+	for _, k := range []string{"KEYQUORUM_CACERT", "KEYQUORUM_CLUSTER_ID", "KEYQUORUM_CLUSTER_KEY"} {
+		app = withVar(app, k, c.envValue(k))
+	}
+	app = withVar(app, "KEYQUORUM_ADDR", c.addr(2))
+	bob := b64hex(t, "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")
+	if r := keyctl(t, app, "transit", "exchange", "dh/alice", "--peer-public", bob, "--token", exchange, "--key-file", meta); r.code != 0 || strings.TrimSpace(string(r.stdout)) != shared {
+		t.Fatalf("an exchange token: %v, want %s", r, shared)
+	}
+	if r := keyctl(t, app, "transit", "exchange", "dh/alice", "--peer-public", bob, "--token", derive, "--key-file", meta); r.code != 5 {
+		t.Fatalf("a derive token exchanging: %v, want exit 5 (denied)", r)
 	}
 	// A created key, against a peer's crypto/ecdh.
 	out = string(c.mustKeyctl(1, "transit", "create", "dh/new", "--type", "x25519").stdout)
