@@ -182,3 +182,16 @@ func FuzzX25519PeerPoint(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkX25519PeerPoint is what mapping a peer's u costs each holder
+// and the caller per exchanged item, on top of a derivation item's
+// partial and proof.
+func BenchmarkX25519PeerPoint(b *testing.B) {
+	peer, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	u := peer.PublicKey().Bytes()
+	for b.Loop() {
+		if _, err := X25519PeerPoint(u); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
