@@ -229,6 +229,19 @@ func (c *TokenClient) TransitDerive(ctx context.Context, k *fsm.Key, items []Tra
 	return transitDeriveItems(ctx, c.base, c.clusterID, k, k.Name, derive, hashName, length, c.tokenTransitSend("/v1/token/transit/derive"))
 }
 
+// TransitExchange is Client.TransitExchange with x25519 key k (its
+// pinned metadata): the token needs flag exchange.
+func (c *TokenClient) TransitExchange(ctx context.Context, k *fsm.Key, items []TransitExchangeItem) (*TransitDecryption, error) {
+	if err := checkTransitPin(k); err != nil {
+		return nil, err
+	}
+	points, err := exchangePoints(k, items)
+	if err != nil {
+		return nil, err
+	}
+	return transitExchangeItems(ctx, c.base, c.clusterID, k, k.Name, points, c.tokenTransitSend("/v1/token/transit/exchange"))
+}
+
 // TransitHMAC is Client.TransitHMAC with transit key k (its pinned
 // metadata): the MAC key is derived by quorum, so the token needs flag
 // derive.

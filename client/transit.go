@@ -559,3 +559,111 @@ func (c *Client) TransitVerify(ctx context.Context, name string, input []byte, s
 	}
 	return api.TransitVerify(k, input, signature)
 }
+
+// CreateX25519 creates an x25519 key (docs/transit.md, "Exchange"): a
+// transit sharing for X25519 exchanges only, its scalar drawn and dealt
+// here as CreateTransit's is. Its X25519 public key is
+// api.X25519PublicKey of the result. opts.Cipher, Derived and Exportable
+// must be unset.
+func (c *Client) CreateX25519(ctx context.Context, name string, opts TransitOptions) (*fsm.Key, error) {
+	sharing, err := c.transitSharing(ctx, name, nil)
+	if err != nil {
+		return nil, err
+	}
+	return c.createX25519(ctx, name, opts, sharing, false)
+}
+
+// ImportX25519 creates an x25519 key whose X25519 private key is priv
+// (RFC 7748, 32 bytes; clamped): the scalar clamp(priv)/8 is dealt here
+// t-of-n, so that the quorum's exchange is X25519(priv, u) and no node
+// ever holds priv. The caller erases priv.
+func (c *Client) ImportX25519(ctx context.Context, name string, priv []byte, opts TransitOptions) (*fsm.Key, error) {
+	s, err := api.X25519PrivateScalar(priv)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(s)
+	sharing, err := c.transitSharing(ctx, name, s)
+	if err != nil {
+		return nil, err
+	}
+	return c.createX25519(ctx, name, opts, sharing, true)
+}
+
+func (c *Client) createX25519(ctx context.Context, name string, opts TransitOptions, sharing *fsm.FROSTKey, imported bool) (*fsm.Key, error) {
+	if opts.Cipher != "" || opts.Derived || opts.Exportable {
+		return nil, &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("an %s key has no cipher, is not derived and not exportable", fsm.KeyTypeX25519)}
+	}
+	ck := &fsm.CreateKey{Name: name, Type: fsm.KeyTypeX25519, Transit: &fsm.TransitKey{
+		Versions: []fsm.TransitVersion{{Sharing: sharing, Imported: imported}}}}
+	if !opts.ExpiresAt.IsZero() {
+		ck.ExpiresAt = opts.ExpiresAt.UnixNano()
+	}
+	res, err := c.submit(ctx, "/v1/keys", &fsm.Command{Type: fsm.TypeCreateKey, CreateKey: ck})
+	if err != nil {
+		return nil, err
+	}
+	return res.Key, nil
+}
+
+// TransitExchangeItem is one exchange's input: the peer's X25519 public
+// key (RFC 7748, 32 bytes) and the version (0: the latest).
+type TransitExchangeItem struct {
+	Peer    []byte
+	Version uint64
+}
+
+// TransitExchange is X25519 with x25519 key name for each item's peer
+// public key, in one quorum round, as a Tang server's exchange: each
+// holder maps the peer's u to Q = 8*P itself and answers s_i*Q with a
+// proof, sealed to this client, which combines and returns u(s*Q), the
+// shared secret X25519(k, peer), in each result's Plaintext. No node
+// holds the key or the secret. A peer key on the curve's twist, or of low
+// order, fails alone (invalid). A holder whose answer does not check out
+// is left out, as in TransitDecryptReport (Failed).
+func (c *Client) TransitExchange(ctx context.Context, name string, items []TransitExchangeItem) (*TransitDecryption, error) {
+	clusterID, _, err := c.pinned()
+	if err != nil {
+		return nil, err
+	}
+	k, err := c.transitKey(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	points, err := exchangePoints(k, items)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range points {
+		// Nothing authenticates a shared secret: the version's public key
+		// must be the one t members show, as for a derivation.
+		if err := c.pinTransitVersion(ctx, k, p.Version); err != nil {
+			return nil, err
+		}
+	}
+	return transitExchangeItems(ctx, c.base, clusterID, k, cmpOr(k.ID, name), points, c.transitSend("/v1/transit/exchange/"+name))
+}
+
+// exchangePoints are an exchange's request items for x25519 key k.
+func exchangePoints(k *fsm.Key, items []TransitExchangeItem) ([]fsm.TransitPoint, error) {
+	if err := api.X25519Key(k); err != nil {
+		return nil, err
+	}
+	if len(items) == 0 || len(items) > fsm.MaxTransitBatch {
+		return nil, &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("a batch has 1 to %d items", fsm.MaxTransitBatch)}
+	}
+	points := make([]fsm.TransitPoint, len(items))
+	for i, it := range items {
+		if len(it.Peer) != 32 {
+			return nil, &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("item %d: a peer's X25519 public key is 32 bytes, not %d", i, len(it.Peer))}
+		}
+		points[i] = fsm.TransitPoint{Version: it.Version, Point: it.Peer}
+		if it.Version == 0 {
+			points[i].Version = k.Transit.Latest().Version
+		}
+		if tv := k.Transit.Version(points[i].Version); tv == nil || tv.Sharing == nil || len(tv.Sharing.Commits) == 0 {
+			return nil, &Error{Kind: api.KindNotFound, Message: fmt.Sprintf("key %q has no version %d", k.Name, points[i].Version)}
+		}
+	}
+	return points, nil
+}

@@ -13,9 +13,9 @@ import (
 	"github.com/keyquorum/keyquorum/fsm"
 )
 
-// transitSend sends a transit request by quorum (op decrypt or derive)
-// made of rel: signed by an operator (Client) or with a capability token
-// bound to it (TokenClient). It returns the request as sent, whose payload
+// transitSend sends a transit request by quorum (op decrypt, derive or
+// exchange) made of rel: signed by an operator (Client) or with a
+// capability token bound to it (TokenClient). It returns the request as sent, whose payload
 // the holders' answers are bound to, and the node's reply.
 type transitSend func(ctx context.Context, rel *fsm.ReleaseRequest) (*fsm.Signed, *api.TransitDecryptReply, error)
 
@@ -99,25 +99,49 @@ func checkTransitDerive(n int, hashName string, length int) error {
 // keys the caller pinned) through send, leaving out holders whose answers
 // do not check out, as transitDecryptItems.
 func transitDeriveItems(ctx context.Context, base, clusterID string, k *fsm.Key, ref string, derive []fsm.TransitDerivation, hashName string, length int, send transitSend) (*TransitDecryption, error) {
+	return transitRounds(ctx, base, "derivation", k, send, &fsm.ReleaseRequest{Key: ref, Op: fsm.OpDerive, Derive: derive},
+		func(rep *api.TransitDecryptReply, payload []byte, eph *ecdh.PrivateKey) ([]api.TransitResult, error) {
+			return api.OpenTransitDerive(rep, clusterID, k, derive, hashName, length, payload, eph)
+		})
+}
+
+// transitExchangeItems exchanges with x25519 key k (whose versions'
+// public keys the caller pinned) for the peers' public keys in items
+// through send, leaving out holders whose answers do not check out.
+func transitExchangeItems(ctx context.Context, base, clusterID string, k *fsm.Key, ref string, items []fsm.TransitPoint, send transitSend) (*TransitDecryption, error) {
+	return transitRounds(ctx, base, "exchange", k, send, &fsm.ReleaseRequest{Key: ref, Op: fsm.OpExchange, Points: items},
+		func(rep *api.TransitDecryptReply, payload []byte, eph *ecdh.PrivateKey) ([]api.TransitResult, error) {
+			return api.OpenTransitExchange(rep, clusterID, k, items, payload, eph)
+		})
+}
+
+// transitRounds sends rel (with a fresh ephemeral key each round) through
+// send and opens the reply with open, asking again without the holders
+// whose answers did not check out, until t good answers give every
+// item's result or too few holders are left; what names the operation
+// in errors.
+func transitRounds(ctx context.Context, base, what string, k *fsm.Key, send transitSend, rel *fsm.ReleaseRequest,
+	open func(rep *api.TransitDecryptReply, payload []byte, eph *ecdh.PrivateKey) ([]api.TransitResult, error)) (*TransitDecryption, error) {
 	failed := api.BadAnswers{}
 	for {
 		ephPriv, err := ecdh.X25519().GenerateKey(rand.Reader)
 		if err != nil {
 			return nil, err
 		}
-		sg, rep, err := send(ctx, &fsm.ReleaseRequest{Key: ref, Op: fsm.OpDerive,
-			Ephemeral: ephPriv.PublicKey().Bytes(), Derive: derive, Exclude: slices.Sorted(maps.Keys(failed))})
+		round := *rel
+		round.Ephemeral, round.Exclude = ephPriv.PublicKey().Bytes(), slices.Sorted(maps.Keys(failed))
+		sg, rep, err := send(ctx, &round)
 		if err != nil {
 			return nil, afterLeftOut(err, failed)
 		}
-		res, err := api.OpenTransitDerive(rep, clusterID, k, derive, hashName, length, sg.Payload, ephPriv)
+		res, err := open(rep, sg.Payload, ephPriv)
 		var bad api.BadAnswers
 		if errors.As(err, &bad) && len(failed)+len(bad) <= fsm.MaxNodes {
 			maps.Copy(failed, bad)
 			continue
 		}
 		if err != nil {
-			return nil, &Error{Kind: api.KindInternal, Message: fmt.Sprintf("the derivation with key %q through %s does not check out: %v", k.Name, base, err)}
+			return nil, &Error{Kind: api.KindInternal, Message: fmt.Sprintf("the %s with key %q through %s does not check out: %v", what, k.Name, base, err)}
 		}
 		out := make([]api.TransitBatchResult, len(res))
 		for i, r := range res {

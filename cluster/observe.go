@@ -23,7 +23,7 @@ const (
 	opRelease  = "release"  // a blind release (operator) or a gateway's release
 	opCAS      = "cas"      // the comparison release of a compare-and-swap
 	opUnlock   = "unlock"   // a machine's unlock
-	opExchange = "exchange" // a Tang key's exchange
+	opExchange = "exchange" // a Tang key's exchange, or an x25519 key's (Node.TransitExchange)
 	opSign     = "sign"     // a signature by quorum (FROST or threshold RSA, Node.Sign)
 	opDecrypt  = "decrypt"  // a transit decryption by quorum (Node.TransitDecrypt)
 	opDerive   = "derive"   // a transit derivation by quorum (Node.TransitDecrypt, op derive)

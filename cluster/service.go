@@ -418,7 +418,9 @@ func (n *Node) Principal(ctx context.Context, publicKey []byte) (*fsm.Operator, 
 // TransitService decrypts and derives by quorum for transit keys
 // (transit.go): TransitDecrypt takes an operator's signed decryption
 // request (op decrypt), TransitDerive a derivation request (op derive),
-// TransitExport an export request (op export), and each relays t holders' sealed answers. *Node implements it;
+// TransitExport an export request (op export), TransitExchange an x25519
+// key's exchange request (op exchange), and each relays t holders' sealed
+// answers. *Node implements it;
 // gateways that find it behind their Service serve transit.
 type TransitService interface {
 	TransitDecrypt(ctx context.Context, req *fsm.Signed) (*api.TransitDecryptReply, error)
@@ -426,6 +428,8 @@ type TransitService interface {
 	// TransitExport relays an export request (op export): t holders'
 	// shares of the version, sealed to the caller.
 	TransitExport(ctx context.Context, req *fsm.Signed) (*api.TransitDecryptReply, error)
+	// TransitExchange relays an x25519 key's exchange request.
+	TransitExchange(ctx context.Context, req *fsm.Signed) (*api.TransitDecryptReply, error)
 }
 
 var _ TransitService = (*Node)(nil)

@@ -35,6 +35,9 @@ var tokenFlags = map[string]string{
 	// A transit key's wrapped export: Keyvault's import capability covers
 	// both directions (import deals on the client and needs no quorum).
 	fsm.OpExport: token.FlagImport,
+	// An x25519 key's exchange (a Tang key's is a gateway node's, which
+	// carries no token).
+	fsm.OpExchange: token.FlagExchange,
 }
 
 // TokenFlag is the capability flag a token needs for a release operation,

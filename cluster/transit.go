@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	goruntime "runtime"
 	"slices"
@@ -44,15 +45,19 @@ func (n *Node) handleTransitDecrypt(w http.ResponseWriter, r *http.Request) {
 
 // transitAllowed is where a holder decides what a granted request may do
 // with a transit key beyond the access rules AuthorizeRelease checked
-// (an operator's rule for op decrypt or derive, or admin): that the
-// request is a decryption or a derivation with a transit key. A request
-// with a capability token has had its whole chain verified by this holder
-// before (authorizeAsHolder, authorizeRequest: flag decrypt or derive,
-// tokenFlags), so no coordinator can widen it.
+// (an operator's rule for op decrypt, derive or exchange, or admin):
+// that the request is a decryption, a derivation or an export (of an
+// exportable key) with a transit key, or an exchange with an x25519 key (fsm's keyKinds decide which type
+// answers which; this refuses anything else that reaches here). A
+// request with a capability token has had its whole chain verified by
+// this holder before (authorizeAsHolder, authorizeRequest: flag decrypt,
+// derive or exchange, tokenFlags), so no coordinator can widen it.
 func (n *Node) transitAllowed(g *holderGrant) error {
-	switch op := g.cmd.Release.Op; {
-	case g.key.Transit == nil || (op != fsm.OpDecrypt && op != fsm.OpDerive && op != fsm.OpExport):
-		return Errorf(KindInvalid, "a transit answer is given only for a decryption, a derivation or an export of a %s key", fsm.KeyTypeTransit)
+	op := g.cmd.Release.Op
+	switch {
+	case g.key.Transit == nil || (op != fsm.OpDecrypt && op != fsm.OpDerive && op != fsm.OpExport && op != fsm.OpExchange) ||
+		(op == fsm.OpExchange) != (g.key.Type == fsm.KeyTypeX25519):
+		return Errorf(KindInvalid, "a transit answer is given only for a decryption, a derivation or an export of a %s key, or an exchange with an %s key", fsm.KeyTypeTransit, fsm.KeyTypeX25519)
 	case op == fsm.OpExport:
 		// AuthorizeRelease asked it already; asked again here, where the
 		// share leaves, so that no other path can reach this without it.
@@ -87,6 +92,21 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 		return n.answerTransitExport(g, req)
 	}
 	points := rel.Points
+	answers := make([]api.TransitItemPartial, len(rel.Points)+len(rel.Derive)) // one of them is empty
+	if rel.Op == fsm.OpExchange {
+		// The holder maps each peer's u to Q = 8*P itself: the caller
+		// names a public key, never the point, and a twist or low-order
+		// u gets that item's own refusal.
+		points = make([]fsm.TransitPoint, len(rel.Points))
+		for i, p := range rel.Points {
+			Q, err := shamir.X25519PeerPoint(p.Point)
+			if err != nil {
+				answers[i].Error = &api.Error{Kind: api.KindInvalid, Message: fmt.Sprintf("peer public key %d: %v", i, err)}
+				continue
+			}
+			points[i] = fsm.TransitPoint{Version: p.Version, Point: Q}
+		}
+	}
 	if rel.Op == fsm.OpDerive {
 		// The holder hashes each context to its point itself: the caller
 		// chooses the context, never the point.
@@ -99,7 +119,6 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 			points[i] = fsm.TransitPoint{Version: d.Version, Point: X}
 		}
 	}
-	answers := make([]api.TransitItemPartial, len(points))
 	shares := map[uint64]*shamir.Share{}
 	defer func() {
 		for _, sh := range shares {
@@ -111,6 +130,9 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 	mine := uint32(0)
 	versions := make([]*fsm.TransitVersion, len(points))
 	for i, p := range points {
+		if answers[i].Error != nil {
+			continue
+		}
 		tv, ferr := fsm.TransitVersionFor(g.key, p.Version, g.epoch)
 		if ferr != nil {
 			answers[i].Error = fromFSM(ferr)
@@ -235,6 +257,15 @@ func (n *Node) TransitDerive(ctx context.Context, sg *fsm.Signed) (*api.TransitD
 // combines the scalar and wraps it (api.OpenTransitExport).
 func (n *Node) TransitExport(ctx context.Context, sg *fsm.Signed) (*api.TransitDecryptReply, error) {
 	return n.transitQuorum(ctx, sg, fsm.OpExport, opExport)
+}
+
+// TransitExchange relays an operator's exchange request with an x25519
+// key (op exchange): t holders' answers (s_i*Q for each peer's Q = 8*P,
+// which each holder maps from the peer's u itself, with proofs), each
+// sealed to the request's ephemeral key; the caller combines and takes
+// u(s*Q), the X25519 shared secret (api.OpenTransitExchange).
+func (n *Node) TransitExchange(ctx context.Context, sg *fsm.Signed) (*api.TransitDecryptReply, error) {
+	return n.transitQuorum(ctx, sg, fsm.OpExchange, opExchange)
 }
 
 // transitQuorum relays a signed request with op fsmOp to t holders.

@@ -260,7 +260,7 @@ type ReleaseRequest struct {
 	Key string `json:"key"`
 	// Op is what the release is for: OpGet, OpCAS when a node releases
 	// the old secret to compare it during a compare-and-swap, or
-	// OpExchange for a Tang key's s*Point.
+	// OpExchange for a Tang key's s*Point (or an x25519 key's, Points).
 	Op string `json:"op"`
 	// Gateway is set when a node signs the request for a client of a
 	// legacy gateway it authorized itself; Client describes that client
@@ -283,7 +283,10 @@ type ReleaseRequest struct {
 	// PaddingPKCS1v15 (also when empty) or PaddingPSS. Other keys take
 	// none.
 	Padding string `json:"padding,omitempty"`
-	// Points are OpDecrypt's ciphertext points (transit.go).
+	// Points are OpDecrypt's ciphertext points (transit.go), or an x25519
+	// key's OpExchange's peer public keys: each Point an X25519 u
+	// coordinate (RFC 7748), which each holder maps to the point it
+	// multiplies.
 	Points []TransitPoint `json:"points,omitempty"`
 	// Derive are OpDerive's items (transit.go): each holder hashes each
 	// context to the point it multiplies by its share.

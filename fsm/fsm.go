@@ -398,9 +398,8 @@ func (s *State) authorizeVerified(sg *Signed, cmd *Command, now time.Time) (*Key
 			return nil, errorf(CodeInvalid, "a cas release must carry the swap for the same key")
 		}
 	case OpExchange:
-		if !gateway || len(req.Point) != p256PointLen {
-			return nil, errorf(CodeInvalid, "an exchange is asked by a gateway node with a %d-byte point", p256PointLen)
-		}
+		// A Tang key's (a gateway node's) or an x25519 key's (an
+		// operator's): checked below, with the key's type.
 	case OpRSAShare:
 		if !gateway || len(req.Input) == 0 {
 			return nil, errorf(CodeInvalid, "an rsa share is asked by a gateway node with an input")
@@ -436,7 +435,10 @@ func (s *State) authorizeVerified(sg *Signed, cmd *Command, now time.Time) (*Key
 			return nil, err
 		}
 	}
-	if req.Op == OpDecrypt || req.Op == OpDerive {
+	if req.Op == OpExchange && k.Type == KeyTypeTang && (!gateway || len(req.Point) != p256PointLen) {
+		return nil, errorf(CodeInvalid, "a tang exchange is asked by a gateway node with a %d-byte point", p256PointLen)
+	}
+	if req.Op == OpDecrypt || req.Op == OpDerive || req.Op == OpExchange && k.Type == KeyTypeX25519 {
 		if err := authorizeDecrypt(req, k); err != nil {
 			return nil, err
 		}

@@ -68,6 +68,10 @@ var keyKinds = []KeyKind{
 	{KeyTypeRSAThreshold, CustodyQuorum, []string{OpRSAShare, OpSign}, "it signs and decrypts by quorum, never released"},
 	{KeyTypeFROST, CustodyQuorum, []string{OpSign}, "it signs by quorum, never released"},
 	{KeyTypeTransit, CustodyQuorum, []string{OpDecrypt, OpDerive}, "it encrypts with its public key, decrypts and derives by quorum, never released"},
+	// An x25519 key's sharing answers exchange only: a holder's answer
+	// to a decryption is s_i*E for any E, so a sharing that decrypted
+	// would exchange too, and the other way round.
+	{KeyTypeX25519, CustodyQuorum, []string{OpExchange}, "it answers X25519 exchanges by quorum only, never released"},
 }
 
 var keyTypes = func() []string {
@@ -319,8 +323,8 @@ func (s *State) checkKeyMaterial(c *CreateKey) *Error {
 	if c.Frost != nil && c.Type != KeyTypeFROST {
 		return errorf(CodeInvalid, "only an %s key has frost shares", KeyTypeFROST)
 	}
-	if c.Transit != nil && c.Type != KeyTypeTransit {
-		return errorf(CodeInvalid, "only a %s key has transit versions", KeyTypeTransit)
+	if c.Transit != nil && c.Type != KeyTypeTransit && c.Type != KeyTypeX25519 {
+		return errorf(CodeInvalid, "only a %s or %s key has transit versions", KeyTypeTransit, KeyTypeX25519)
 	}
 	switch c.Type {
 	case KeyTypeTang:
@@ -335,7 +339,7 @@ func (s *State) checkKeyMaterial(c *CreateKey) *Error {
 		return s.checkTang(c.Public, c.Tang)
 	case KeyTypeRSAThreshold:
 		return s.checkRSAThreshold(c)
-	case KeyTypeTransit:
+	case KeyTypeTransit, KeyTypeX25519:
 		return s.checkTransit(c)
 	case KeyTypeFROST:
 		if len(c.R) != 0 || len(c.Sealed) != 0 {

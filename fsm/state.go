@@ -30,13 +30,15 @@ const (
 	OpCAS     = "cas"     // compare-and-swap the material
 	OpRevoke  = "revoke"  // revoke a key
 	OpDestroy = "destroy" // erase a key's material
-	// OpExchange multiplies a client's point by a Tang key, by quorum. It
-	// is asked only by nodes for their Tang gateway.
+	// OpExchange multiplies a client's point by a key, by quorum: a Tang
+	// key's, asked only by nodes for their Tang gateway, or an x25519
+	// key's (transit.go), asked by an operator, whom a rule for exchange
+	// allows.
 	OpExchange = "exchange"
 	OpApprove  = "approve" // approve a machine's release of a key
 )
 
-var allOps = []string{OpRead, OpGet, OpCreate, OpCAS, OpRevoke, OpDestroy, OpApprove, OpSign, OpDecrypt, OpDerive, OpRotate, OpExport}
+var allOps = []string{OpRead, OpGet, OpCreate, OpCAS, OpRevoke, OpDestroy, OpApprove, OpSign, OpDecrypt, OpDerive, OpExchange, OpRotate, OpExport}
 
 // State is everything the cluster replicates. Maps are keyed by ID or name.
 // Callers outside the package read it through FSM.Read and change nothing.

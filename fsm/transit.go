@@ -30,6 +30,14 @@ import (
 // KeyTypeTransit is an encryption key of the transit operations.
 const KeyTypeTransit = "transit"
 
+// KeyTypeX25519 is a transit key for X25519 exchanges (OpExchange,
+// docs/transit.md "Exchange"): its versions are sharings as a transit
+// key's, of s = clamp(k)/8 for its X25519 private key k, and a holder
+// answers s_i*Q for Q = 8*P of the peer's public key u, which it maps to
+// P itself. It has no cipher and answers no decryption or derivation
+// (keyKinds): its sharing is used for exchanges alone.
+const KeyTypeX25519 = "x25519"
+
 // Transit operations a rule can grant. Encrypting needs only OpRead (the
 // public key is in the key's metadata).
 const (
@@ -185,12 +193,14 @@ func (s *State) checkTransit(c *CreateKey) *Error {
 		return errorf(CodeInvalid, "a %s key needs its first version's sharing", KeyTypeTransit)
 	case len(c.R) != 0 || len(c.Sealed) != 0 || len(c.Public) != 0:
 		return errorf(CodeInvalid, "a %s key has shares, not sealed material or a separate public key", KeyTypeTransit)
-	case !slices.Contains(TransitCiphers, tk.Cipher):
+	case c.Type == KeyTypeX25519 && (tk.Cipher != "" || tk.Derived || tk.Exportable):
+		return errorf(CodeInvalid, "an %s key has no cipher, is not derived and not exportable: it only exchanges", KeyTypeX25519)
+	case c.Type == KeyTypeTransit && !slices.Contains(TransitCiphers, tk.Cipher):
 		return errorf(CodeInvalid, "unknown transit cipher %q (known: %s)", tk.Cipher, strings.Join(TransitCiphers, ", "))
 	case len(tk.Versions) != 1 || tk.Versions[0].Version != 0 || tk.Versions[0].CreatedAt != 0 || tk.MinDecryptionVersion != 0:
 		return errorf(CodeInvalid, "a new %s key carries one version's sharing, numbered by the state", KeyTypeTransit)
 	}
-	return s.checkSharing(KeyTypeTransit, tk.Versions[0].Sharing)
+	return s.checkSharing(c.Type, tk.Versions[0].Sharing)
 }
 
 func (t *transition) rotateKey(c *RotateKey) *Error {
@@ -249,16 +259,19 @@ func (t *transition) configureKey(c *ConfigureKey) *Error {
 	return nil
 }
 
-// authorizeDecrypt checks what a decryption request must be: 1 to
 // authorizeDecrypt checks a decryption (OpDecrypt: MaxTransitBatch
-// points of 32 bytes) or a derivation (OpDerive: MaxTransitBatch
-// contexts), from an operator (an ephemeral key, checked with the other
+// points of 32 bytes), a derivation (OpDerive: MaxTransitBatch
+// contexts) or an x25519 key's exchange (OpExchange: MaxTransitBatch
+// peer public keys u of 32 bytes, in Points), from an operator (an ephemeral key, checked with the other
 // releases), nothing else. Each item's version is checked by each holder,
 // per item (TransitVersionFor).
 func authorizeDecrypt(req *ReleaseRequest, k *Key) *Error {
 	what, items, other := "decryption", len(req.Points), len(req.Derive)
-	if req.Op == OpDerive {
+	switch req.Op {
+	case OpDerive:
 		what, items, other = "derivation", len(req.Derive), len(req.Points)
+	case OpExchange:
+		what = "exchange"
 	}
 	switch {
 	case req.Gateway != "":
@@ -272,7 +285,7 @@ func authorizeDecrypt(req *ReleaseRequest, k *Key) *Error {
 	}
 	for i, p := range req.Points {
 		if len(p.Point) != pointLen {
-			return errorf(CodeInvalid, "ciphertext point %d is not %d bytes", i, pointLen)
+			return errorf(CodeInvalid, "%s point %d is not %d bytes", what, i, pointLen)
 		}
 	}
 	for i, d := range req.Derive {

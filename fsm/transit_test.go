@@ -203,3 +203,89 @@ func TestAuthorizeDerive(t *testing.T) {
 		})
 	}
 }
+
+func x25519KeyCmd(name string) *fsm.Command {
+	return &fsm.Command{Type: fsm.TypeCreateKey, CreateKey: &fsm.CreateKey{Name: name, Type: fsm.KeyTypeX25519,
+		Transit: &fsm.TransitKey{Versions: []fsm.TransitVersion{{Sharing: transitSharing(0x61)}}}}}
+}
+
+func exchangeCmd(key string, us ...fsm.TransitPoint) *fsm.Command {
+	return &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: key, Op: fsm.OpExchange, Ephemeral: operatorEph, Points: us}}
+}
+
+// TestX25519Keys: an x25519 key is a transit key's sharing without a
+// cipher, a context or an export, and rotates as a transit key does.
+func TestX25519Keys(t *testing.T) {
+	x := func(change func(*fsm.TransitKey)) *fsm.Command {
+		c := x25519KeyCmd("dh/a")
+		change(c.CreateKey.Transit)
+		return c
+	}
+	runTransition(t, []transitionCase{
+		{name: "an x25519 key", setup: ready, by: admin, cmd: x25519KeyCmd("dh/a"),
+			check: func(t *testing.T, h *harness, res *fsm.Result) {
+				if res.Key.Type != fsm.KeyTypeX25519 || res.Key.Transit == nil || res.Key.Transit.Latest().Version != 1 {
+					t.Errorf("the x25519 key: %+v", res.Key)
+				}
+			}},
+		{name: "with a cipher", setup: ready, by: admin, code: fsm.CodeInvalid, cmd: x(func(tk *fsm.TransitKey) { tk.Cipher = "aes256-gcm96" })},
+		{name: "derived", setup: ready, by: admin, code: fsm.CodeInvalid, cmd: x(func(tk *fsm.TransitKey) { tk.Derived = true })},
+		{name: "exportable", setup: ready, by: admin, code: fsm.CodeInvalid, cmd: x(func(tk *fsm.TransitKey) { tk.Exportable = true })},
+		{name: "without a sharing", setup: ready, by: admin, code: fsm.CodeInvalid, cmd: x(func(tk *fsm.TransitKey) { tk.Versions[0].Sharing = nil })},
+		{name: "a rotation", setup: then(ready, doing(admin, x25519KeyCmd("dh/a"))), by: admin, cmd: rotateCmd("dh/a", 0x62),
+			check: func(t *testing.T, h *harness, res *fsm.Result) {
+				if res.Key.Transit.Latest().Version != 2 {
+					t.Errorf("after a rotation: %+v", res.Key.Transit)
+				}
+			}},
+	})
+}
+
+// TestAuthorizeExchange: an x25519 key answers exchange (op exchange)
+// and nothing else, a transit key everything but exchange; exchange is
+// its own rule (decrypt does not grant it); its items are 1 to
+// MaxTransitBatch 32-byte u, from an operator with an ephemeral key,
+// never a gateway node.
+func TestAuthorizeExchange(t *testing.T) {
+	u := fsm.TransitPoint{Version: 1, Point: point(9)}
+	many := make([]fsm.TransitPoint, fsm.MaxTransitBatch+1)
+	for i := range many {
+		many[i] = u
+	}
+	setup := func(h *harness) {
+		withReader(h)
+		h.must(admin, x25519KeyCmd("enc/x"))
+		h.must(admin, putRuleCmd("dave-exchange", reader.ID, "enc/*", fsm.OpExchange))
+	}
+	cases := []struct {
+		name string
+		by   principal
+		cmd  *fsm.Command
+		code fsm.Code
+	}{
+		{"by a rule for exchange", reader, exchangeCmd("enc/x", u, u), ""},
+		{"by admin", admin, exchangeCmd("enc/x", u), ""},
+		{"by a rule for decrypt only", op, exchangeCmd("enc/x", u), fsm.CodeDenied},
+		{"a decryption with an x25519 key", admin, decryptCmd("enc/x", u), fsm.CodeInvalid},
+		{"a derivation with an x25519 key", admin, deriveCmd("enc/x", fsm.TransitDerivation{Version: 1, Context: []byte("c")}), fsm.CodeInvalid},
+		{"a signature with an x25519 key", admin, signCmd("enc/x", []byte("m")), fsm.CodeInvalid},
+		{"an exchange with a transit key", admin, exchangeCmd("enc/a", u), fsm.CodeInvalid},
+		{"no items", reader, exchangeCmd("enc/x"), fsm.CodeInvalid},
+		{"too many items", reader, exchangeCmd("enc/x", many...), fsm.CodeInvalid},
+		{"a short u", reader, exchangeCmd("enc/x", fsm.TransitPoint{Version: 1, Point: make([]byte, 31)}), fsm.CodeInvalid},
+		{"with derivations", reader, with(exchangeCmd("enc/x", u), func(c *fsm.Command) {
+			c.Release.Derive = []fsm.TransitDerivation{{Version: 1}}
+		}), fsm.CodeInvalid},
+		{"without an ephemeral key", reader, with(exchangeCmd("enc/x", u), withoutEphemeral), fsm.CodeInvalid},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			setup(h)
+			_, _, err := authorize(h, h.signed(tc.by, tc.cmd), t0)
+			if codeOfErr(err) != tc.code {
+				t.Fatalf("got %v, want code %q", err, tc.code)
+			}
+		})
+	}
+}

@@ -548,7 +548,7 @@ func (t *transition) createKey(c *CreateKey, item int) *Error {
 	if t.s.Epoch == 0 {
 		return errorf(CodeState, "the cluster key does not exist yet")
 	}
-	if (c.Type == KeyTypeTang || c.Type == KeyTypeFROST || c.Type == KeyTypeTransit) && t.s.Reshare != nil {
+	if (c.Type == KeyTypeTang || c.Type == KeyTypeFROST || c.Type == KeyTypeTransit || c.Type == KeyTypeX25519) && t.s.Reshare != nil {
 		// A round reshares the Tang keys it started with: one dealt now to
 		// the holders the round replaces would be left behind.
 		return errorf(CodeConflict, "resharing round %d is in progress: create the %s key when it is done", t.s.Reshare.Round, c.Type)

@@ -163,7 +163,7 @@ func ParseTransitCiphertext(s string) (*TransitCiphertext, error) {
 // transitCheck checks that k is a transit key the caller can use with
 // context: a derived key needs one, another takes none.
 func transitCheck(k *fsm.Key, context []byte) error {
-	if k.Transit == nil || len(k.Transit.Versions) == 0 || k.ID == "" {
+	if k.Type != fsm.KeyTypeTransit || k.Transit == nil || len(k.Transit.Versions) == 0 || k.ID == "" {
 		return &Error{Kind: KindInvalid, Message: fmt.Sprintf("key %q is not a %s key", k.Name, fsm.KeyTypeTransit)}
 	}
 	if k.Transit.Derived != (len(context) > 0) {

@@ -23,10 +23,12 @@ func (s *Server) registerTokens(mux *http.ServeMux, svc cluster.Service) {
 	}
 	if ts, ok := svc.(cluster.TransitService); ok {
 		// Transit by quorum: the reply is sealed to the caller, as on
-		// /v1/transit/decrypt and /v1/transit/derive/NAME.
+		// /v1/transit/decrypt, /v1/transit/derive/NAME and
+		// /v1/transit/exchange/NAME.
 		mux.HandleFunc("POST /v1/token/transit/decrypt", s.tokenTransit(ts.TransitDecrypt))
 		mux.HandleFunc("POST /v1/token/transit/derive", s.tokenTransit(ts.TransitDerive))
 		mux.HandleFunc("POST /v1/token/transit/export", s.tokenTransit(ts.TransitExport))
+		mux.HandleFunc("POST /v1/token/transit/exchange", s.tokenTransit(ts.TransitExchange))
 	}
 	mux.HandleFunc("POST /v1/tokens/revoke", s.operator(s.command(fsm.TypeRevokeToken)))
 }
@@ -78,7 +80,7 @@ func (s *Server) tokenSign(sv cluster.SignService) http.HandlerFunc {
 	}
 }
 
-// tokenTransit relays a transit request (op decrypt or derive) that a
+// tokenTransit relays a transit request (op decrypt, derive or exchange) that a
 // capability token authorizes to t holders; relay checks the op.
 func (s *Server) tokenTransit(relay func(context.Context, *fsm.Signed) (*api.TransitDecryptReply, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {

@@ -32,6 +32,10 @@ import (
 //	                                       holders' shares of the version sealed to its ephemeral
 //	                                       key: the caller checks, combines and wraps the scalar
 //	                                       to its wrapping key (client.TransitExport)
+//	POST /v1/transit/exchange/NAME         a signed exchange request (op exchange: peers' X25519
+//	                                       public keys) for the x25519 key NAME -> t holders'
+//	                                       answers sealed to its ephemeral key: the caller
+//	                                       combines (client.TransitExchange)
 //	POST /v1/transit/sign/NAME             a signed request (op sign) for the ed25519-frost key NAME
 //	                                       -> {"signature": "kq:vN:<base64>", "key_version"}: the
 //	                                       FROST signing path (POST /v1/sign) with Vault's reply
@@ -49,8 +53,9 @@ import (
 func (s *Server) registerTransit(mux *http.ServeMux, ts cluster.TransitService) {
 	mux.HandleFunc("POST /v1/transit/encrypt/{name...}", s.operator(s.transitEncrypt))
 	mux.HandleFunc("POST /v1/transit/decrypt", s.operator(s.transitQuorum(ts.TransitDecrypt)))
-	mux.HandleFunc("POST /v1/transit/derive/{name...}", s.operator(s.transitForPath(fsm.OpDerive, ts.TransitDerive)))
-	mux.HandleFunc("POST /v1/transit/export/{name...}", s.operator(s.transitForPath(fsm.OpExport, ts.TransitExport)))
+	mux.HandleFunc("POST /v1/transit/derive/{name...}", s.operator(s.transitRelay(fsm.OpDerive, ts.TransitDerive)))
+	mux.HandleFunc("POST /v1/transit/export/{name...}", s.operator(s.transitRelay(fsm.OpExport, ts.TransitExport)))
+	mux.HandleFunc("POST /v1/transit/exchange/{name...}", s.operator(s.transitRelay(fsm.OpExchange, ts.TransitExchange)))
 	mux.HandleFunc("POST /v1/transit/datakey/{kind}/{name...}", s.operator(s.transitDataKey))
 	if sv, ok := ts.(cluster.SignService); ok {
 		mux.HandleFunc("POST /v1/transit/sign/{name...}", s.operator(s.transitSign(sv)))
@@ -240,10 +245,10 @@ func (s *Server) signedForPath(r *http.Request, sg *fsm.Signed, op string) (*fsm
 	return k, nil
 }
 
-// transitForPath relays a signed request with op (derive or export) for
-// the key the path names to t holders (cluster.Node.TransitDerive,
-// TransitExport).
-func (s *Server) transitForPath(op string, relay func(context.Context, *fsm.Signed) (*api.TransitDecryptReply, error)) http.HandlerFunc {
+// transitRelay relays a signed request with op (derive, export, or an
+// x25519 key's exchange) for the key the path names to t holders through
+// relay (cluster.Node.TransitDerive, TransitExport, TransitExchange).
+func (s *Server) transitRelay(op string, relay func(context.Context, *fsm.Signed) (*api.TransitDecryptReply, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var sg fsm.Signed
 		if err := readJSON(r, &sg); err != nil {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -90,8 +91,11 @@ Usage:
                                     check a signature with the key's public key
   keyctl transit create NAME [--cipher aes256-gcm96|chacha20-poly1305] [--derived] [--expires DURATION] [--exportable]
                                     an encryption key whose versions are dealt here in shares
+  keyctl transit create NAME --type x25519 [--expires DURATION]
+                                    an X25519 exchange key, dealt here in shares; prints its X25519 public key
   keyctl transit import NAME --key-file F | --wrapped F --wrapping-private-key PEM [same flags as create]
-                                    the same, its first version the given key (unwrapped and dealt here)
+                                    the same, its first version the given key (unwrapped and dealt here;
+                                    --type x25519: an RFC 7748 private key)
   keyctl transit export NAME --wrapping-key PUB.pem [--version N] [--token T]
                                     an exportable key's version, combined here from t holders' shares and
                                     printed only wrapped (Vault's BYOK format: RSA-OAEP + AES-KWP, base64)
@@ -113,6 +117,8 @@ Usage:
                                     sign by quorum with an ed25519-frost key; print kq:vN:<base64>
   keyctl transit verify NAME --signature kq:vN:... [--in FILE]
                                     check a signature with the key's public key, here
+  keyctl transit exchange NAME --peer-public B64 [--version N]
+                                    X25519 with an x25519 key by quorum, combined here; print the shared secret, base64
   keyctl machine add NAME --public-key B64 --key NAME|PREFIX* [--approval]
                                     register a machine (keyagent enroll prints its key)
   keyctl machine list
@@ -176,12 +182,13 @@ never to one a node reports, and every release is checked against it.
 FILE defaults to the env.sh beside KEYQUORUM_CACERT.
 
 With --token (or KEYQUORUM_TOKEN), key get, key sign and transit decrypt,
-derive and hmac need no operator credentials: only KEYQUORUM_ADDR,
+derive, hmac and exchange need no operator credentials: only KEYQUORUM_ADDR,
 KEYQUORUM_CACERT and the pin (for transit, also --key-file: the key's
 metadata from key show --json). Capability flags: genkey, destroy, revoke,
 encrypt, decrypt, sign, verify, mac, hash, getinfo, list, restrict, derive,
 exchange, import; key get and transit decrypt need decrypt, key sign needs
-sign, transit derive and hmac need derive (docs/tokens.md).
+sign, transit derive and hmac need derive, transit exchange needs exchange
+(docs/tokens.md).
 
 Exit status, the same as keyagent's: 0 done, 1 refused or failed, 2 bad
 usage, 3 not found, 4 unauthenticated, 5 denied, 6 clock too far off,
@@ -264,7 +271,7 @@ func (c *command) handlers() map[string]map[string]func([]string) error {
 		"transit": {"create": c.transitCreate, "import": c.transitImport, "encrypt": c.transitEncrypt, "decrypt": c.transitDecrypt,
 			"rotate": c.transitRotate, "config": c.transitConfig, "datakey": c.transitDataKey, "rewrap": c.transitRewrap,
 			"derive": c.transitDerive, "hmac": c.transitHMAC, "sign": c.transitSign, "verify": c.transitVerify,
-			"export": c.transitExport},
+			"export": c.transitExport, "exchange": c.transitExchange},
 	}
 }
 
@@ -769,9 +776,15 @@ func writeKey(out io.Writer, k *fsm.Key, held func() string) error {
 		}
 	}
 	if tk := k.Transit; tk != nil {
-		fmt.Fprintf(out, "transit:   %s, derived %v, exportable %v, min_decryption_version %d\n", tk.Cipher, tk.Derived, tk.Exportable, tk.MinDecryptionVersion)
+		use := "decrypts"
+		if k.Type == fsm.KeyTypeX25519 {
+			use = "exchanges"
+			fmt.Fprintf(out, "x25519:    exchanges only, min_decryption_version %d\n", tk.MinDecryptionVersion)
+		} else {
+			fmt.Fprintf(out, "transit:   %s, derived %v, exportable %v, min_decryption_version %d\n", tk.Cipher, tk.Derived, tk.Exportable, tk.MinDecryptionVersion)
+		}
 		for _, v := range tk.Versions {
-			state := "decrypts"
+			state := use
 			switch {
 			case v.Version < tk.MinDecryptionVersion:
 				state = "below min_decryption_version"
@@ -782,6 +795,11 @@ func writeKey(out io.Writer, k *fsm.Key, held func() string) error {
 				state += ", imported"
 			}
 			fmt.Fprintf(out, "  v%-7d %s, %d-of-%d, epoch %d, public key %x, %s\n", v.Version, fmtTime(v.CreatedAt), v.Sharing.Threshold, len(v.Sharing.Shares), v.Sharing.Epoch, v.Sharing.Commits[0], state)
+			if k.Type == fsm.KeyTypeX25519 {
+				if pub, err := api.X25519PublicKey(k, v.Version); err == nil {
+					fmt.Fprintf(out, "           X25519 public key %s\n", base64.StdEncoding.EncodeToString(pub))
+				}
+			}
 		}
 	}
 	if t := k.Tang; t != nil {
@@ -830,6 +848,8 @@ func custody(k *fsm.Key) string {
 		return fmt.Sprintf("NEEDS RE-IMPORT: Ed25519 key in FROST shares dealt to the holders of epoch %d; the members changed since and no resharing round carried it, so no holder signs with it: import it again", k.Frost.Epoch)
 	case k.Type == fsm.KeyTypeFROST:
 		return "Ed25519 key in FROST shares (RFC 9591), reshared with every membership change; each signature adds a quorum's signature shares; never assembled"
+	case k.Type == fsm.KeyTypeX25519:
+		return "X25519 exchange key: each version an edwards25519 scalar (clamp(k)/8 of the X25519 private key k) dealt in shares by the creating client; each exchange combines a quorum's proved partials on the caller; never assembled"
 	case k.Type == fsm.KeyTypeTransit:
 		return "transit encryption key: each version an edwards25519 key dealt in shares by the creating client; encryption runs on the caller with the public key; each decryption combines a quorum's proved partials on the caller; never assembled"
 	case k.Type == fsm.KeyTypeECDSA && k.AssembleTTL > 0:

@@ -96,13 +96,14 @@ func (c *command) transitImport(args []string) error {
 // here or, for an import, read from --key-file; dealt here either way.
 func (c *command) transitCreateOrImport(name string, args []string, imported bool) error {
 	fs := c.flags(name)
+	keyType := fs.String("type", fsm.KeyTypeTransit, "the key's type: "+fsm.KeyTypeTransit+" (encrypt, decrypt, derive) or "+fsm.KeyTypeX25519+" (X25519 exchange only)")
 	cipher := fs.String("cipher", fsm.TransitCiphers[0], "payload cipher: "+strings.Join(fsm.TransitCiphers, ", "))
 	derived := fs.Bool("derived", false, "bind a context (--context) into every ciphertext")
 	expires := fs.Duration("expires", 0, "the key expires after this long: no decryption or derivation after it (0: never)")
 	exportable := fs.Bool("exportable", false, "allow the key to be exported (wrapped) later; set at creation only")
 	var keyFile, wrappedFile, wrappingPriv *string
 	if imported {
-		keyFile = fs.String("key-file", "", "file holding the version's key: 32 bytes, or 64 hex digits, a canonical little-endian edwards25519 scalar")
+		keyFile = fs.String("key-file", "", "file holding the version's key: 32 bytes, or 64 hex digits, a canonical little-endian edwards25519 scalar (--type x25519: an RFC 7748 X25519 private key)")
 		wrappedFile = fs.String("wrapped", "", "file holding the version's key wrapped (transit export's output, Vault's BYOK format), instead of --key-file")
 		wrappingPriv = fs.String("wrapping-private-key", "", "PEM file of the RSA private key that unwraps --wrapped (PKCS #8 or PKCS #1)")
 	}
@@ -113,6 +114,15 @@ func (c *command) transitCreateOrImport(name string, args []string, imported boo
 	if *expires < 0 {
 		return usagef("--expires must be positive")
 	}
+	x25519 := *keyType == fsm.KeyTypeX25519
+	switch {
+	case *keyType != fsm.KeyTypeTransit && !x25519:
+		return usagef("--type is %s or %s", fsm.KeyTypeTransit, fsm.KeyTypeX25519)
+	case x25519 && (*derived || *exportable || *cipher != fsm.TransitCiphers[0]):
+		return usagef("an %s key takes no --cipher, --derived or --exportable: it only exchanges", fsm.KeyTypeX25519)
+	case x25519:
+		*cipher = ""
+	}
 	var scalar []byte
 	if imported {
 		switch {
@@ -120,6 +130,8 @@ func (c *command) transitCreateOrImport(name string, args []string, imported boo
 			return usagef("transit import needs --key-file or --wrapped")
 		case (*wrappedFile == "") != (*wrappingPriv == ""):
 			return usagef("--wrapped and --wrapping-private-key go together")
+		case x25519 && *wrappedFile != "":
+			return usagef("--wrapped holds a %s key's exported scalar; an %s key is imported from its RFC 7748 private key with --key-file", fsm.KeyTypeTransit, fsm.KeyTypeX25519)
 		case *keyFile != "":
 			scalar, err = readTransitScalar(*keyFile)
 		default:
@@ -140,9 +152,14 @@ func (c *command) transitCreateOrImport(name string, args []string, imported boo
 	}
 	defer cancel()
 	var k *fsm.Key
-	if imported {
+	switch {
+	case imported && x25519:
+		k, err = cl.ImportX25519(ctx, pos[0], scalar, opts)
+	case x25519:
+		k, err = cl.CreateX25519(ctx, pos[0], opts)
+	case imported:
 		k, err = cl.ImportTransit(ctx, pos[0], scalar, opts)
-	} else {
+	default:
 		k, err = cl.CreateTransitWith(ctx, pos[0], opts)
 	}
 	if err != nil {
@@ -152,6 +169,15 @@ func (c *command) transitCreateOrImport(name string, args []string, imported boo
 	verb := "created"
 	if imported {
 		verb = "imported"
+	}
+	if x25519 {
+		pub, err := api.X25519PublicKey(k, v.Version)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "%s %s key %q, id %s, version %d dealt %d-of-%d: no node holds it whole; X25519 public key %s\n",
+			verb, fsm.KeyTypeX25519, k.Name, k.ID, v.Version, v.Sharing.Threshold, len(v.Sharing.Shares), base64.StdEncoding.EncodeToString(pub))
+		return nil
 	}
 	fmt.Fprintf(c.stdout, "%s transit key %q (%s), id %s, version %d dealt %d-of-%d: no node holds it whole\n",
 		verb, k.Name, k.Transit.Cipher, k.ID, v.Version, v.Sharing.Threshold, len(v.Sharing.Shares))
@@ -563,6 +589,54 @@ func (c *command) transitDerive(args []string) error {
 		}
 		defer cancel()
 		if d, err = cl.TransitDerive(ctx, pos[0], items, *algorithm, *size); err != nil {
+			return err
+		}
+	}
+	for _, why := range d.Failed {
+		fmt.Fprintf(os.Stderr, "keyctl: left out a holder whose answer was bad: %s\n", why)
+	}
+	if r := d.Results[0]; r.Error != nil {
+		return r.Error
+	}
+	fmt.Fprintln(c.stdout, base64.StdEncoding.EncodeToString(d.Results[0].Plaintext))
+	clear(d.Results[0].Plaintext)
+	return nil
+}
+
+// transitExchange prints X25519(k, peer) for x25519 key NAME's private
+// key k, in base64: t holders' partials combined here (docs/transit.md,
+// "Exchange").
+func (c *command) transitExchange(args []string) error {
+	fs := c.flags("transit exchange")
+	peer := fs.String("peer-public", "", "the peer's X25519 public key, base64 (32 bytes)")
+	version := fs.Uint64("version", 0, "the key version (default: the latest)")
+	tok, keyFile := transitTokenFlags(fs)
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	u, err := base64.StdEncoding.DecodeString(*peer)
+	if err != nil || len(u) != 32 {
+		return usagef("transit exchange needs --peer-public: a 32-byte X25519 public key in base64")
+	}
+	items := []client.TransitExchangeItem{{Peer: u, Version: *version}}
+	var d *client.TransitDecryption
+	if text := tokenFlag(tok); text != "" {
+		tc, k, ctx, cancel, err := c.transitTokenClient(text, pos[0], *keyFile)
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		if d, err = tc.TransitExchange(ctx, k, items); err != nil {
+			return err
+		}
+	} else {
+		cl, ctx, cancel, err := c.connect()
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		if d, err = cl.TransitExchange(ctx, pos[0], items); err != nil {
 			return err
 		}
 	}
