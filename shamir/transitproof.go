@@ -140,7 +140,7 @@ func VerifyTransitProof(binding, E, proof []byte) error {
 // VerifyTransitProofs checks items' proofs with one multi-scalar
 // multiplication: with random 128-bit a_i from rand,
 //
-//	8*((sum a_i*z_i)*G - sum a_i*R_i - sum (a_i*c_i)*E_i) == identity
+//	8*(sum a_i*R_i + sum (a_i*c_i)*E_i - (sum a_i*z_i)*G) == identity
 //
 // holds for every valid batch, and for a batch with an invalid item with
 // probability at most 2^-128 over the a_i. If it does not hold, each item
@@ -176,7 +176,11 @@ func VerifyTransitProofs(rand io.Reader, items []TransitProofItem) []error {
 	return errs
 }
 
-// batchCheck is the random linear combination of terms' equations.
+// batchCheck is the random linear combination of terms' equations,
+// arranged so that the multi-scalar multiplication takes the short a_i
+// as they are (a negated a_i would be a full-length scalar):
+// sum a_i*R_i + sum (a_i*c_i)*E_i against (sum a_i*z_i)*G, by the
+// cofactor.
 func batchCheck(rand io.Reader, terms []*transitProofTerms) (bool, error) {
 	if rand == nil {
 		return false, errors.New("shamir: nil randomness source")
@@ -185,8 +189,8 @@ func batchCheck(rand io.Reader, terms []*transitProofTerms) (bool, error) {
 	if _, err := io.ReadFull(rand, coeffs); err != nil {
 		return false, fmt.Errorf("shamir: reading randomness: %w", err)
 	}
-	scalars := make([]*edwards25519.Scalar, 0, 2*len(terms)+1)
-	points := make([]*edwards25519.Point, 0, 2*len(terms)+1)
+	scalars := make([]*edwards25519.Scalar, 0, 2*len(terms))
+	points := make([]*edwards25519.Point, 0, 2*len(terms))
 	sumZ := edwards25519.NewScalar()
 	var buf [ScalarSize]byte
 	for i, t := range terms {
@@ -196,11 +200,10 @@ func batchCheck(rand io.Reader, terms []*transitProofTerms) (bool, error) {
 			return false, err
 		}
 		sumZ.MultiplyAdd(a, t.z, sumZ)
-		scalars = append(scalars, new(edwards25519.Scalar).Negate(a), new(edwards25519.Scalar).Negate(new(edwards25519.Scalar).Multiply(a, t.c)))
+		scalars = append(scalars, a, new(edwards25519.Scalar).Multiply(a, t.c))
 		points = append(points, t.R, t.E)
 	}
-	scalars = append(scalars, sumZ)
-	points = append(points, edwards25519.NewGeneratorPoint())
 	p := new(edwards25519.Point).VarTimeMultiScalarMult(scalars, points)
+	p.Subtract(p, new(edwards25519.Point).ScalarBaseMult(sumZ))
 	return p.MultByCofactor(p).Equal(identityPoint) == 1, nil
 }
