@@ -103,7 +103,9 @@ func withReader(h *harness) {
 }
 
 func TestAuthorizeDecrypt(t *testing.T) {
-	pt := func(v uint64) fsm.TransitPoint { return fsm.TransitPoint{Version: v, Point: point(9), Proof: make([]byte, 64)} }
+	pt := func(v uint64) fsm.TransitPoint {
+		return fsm.TransitPoint{Version: v, Point: point(9), Proof: make([]byte, 64)}
+	}
 	many := make([]fsm.TransitPoint, fsm.MaxTransitBatch+1)
 	for i := range many {
 		many[i] = pt(1)

@@ -35,8 +35,8 @@ import (
 // TransitProofSize is the size of a transit ciphertext's proof.
 const TransitProofSize = PointSize + ScalarSize
 
-// ErrBadTransitProof: a transit ciphertext's proof that does not verify
-// for its point and binding.
+// ErrBadTransitProof is a transit ciphertext's proof that does not verify
+// for its point and binding, or is not a proof's encoding.
 var ErrBadTransitProof = errors.New("shamir: the ciphertext's proof does not verify")
 
 // transitProve proves knowledge of r, E = r*G, for binding.
