@@ -165,7 +165,8 @@ const minProofBatch = 16
 // checked: versions[i] set) whose encryptor's proof does not verify for
 // its ciphertext's binding, the key's ID, the version and the context
 // (api.TransitBinding): a holder answers s_i*E only for an E whose maker
-// knows r with E = r*G, and so knows s*E = r*P already. A derivation's
+// knew r with E = r*G (and so s*E = r*P): an encryptor's point for that
+// binding, or one the caller made up itself. A derivation's
 // point, whose discrete log nobody knows, has no proof: a decryption
 // never stands in for a derivation. The proofs are checked in one batch
 // per core (shamir.VerifyTransitProofs: one multi-scalar multiplication,

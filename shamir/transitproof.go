@@ -17,10 +17,13 @@ import (
 // E = r*G, bound to the ciphertext's binding (key ID, version, context),
 // as in signed ElGamal (Schnorr and Jakobsson; Shoup and Gennaro's TDH1
 // is the same idea with a proof provable in the random oracle model
-// alone). A holder answers s_i*E only for a point with a valid proof:
-// whoever made E knows r and so already knows s*E = r*P, and a point
-// nobody knows the discrete log of (a derivation's HashToPoint) has no
-// proof, so a decryption cannot stand in for a derivation.
+// alone). A holder answers s_i*E only for a point with a valid proof,
+// which whoever made it could make only knowing r, and so s*E = r*P:
+// an encryptor's point for that binding (the answer decrypts its
+// ciphertext) or one the caller made up (the answer tells it what it
+// knew). A point nobody knows the discrete log of (a derivation's
+// HashToPoint) has no proof, so a decryption cannot stand in for a
+// derivation.
 //
 //	prove:   k random, R = k*G, c = H(binding, E, R), z = k + c*r
 //	verify:  8*(z*G - c*E - R) == identity
