@@ -42,7 +42,7 @@ func transitDecryptItems(ctx context.Context, base, clusterID string, k *fsm.Key
 			continue
 		}
 		parsed, contexts, at = append(parsed, ct), append(contexts, it.Context), append(at, i)
-		points = append(points, fsm.TransitPoint{Version: ct.Version, Point: ct.E})
+		points = append(points, ct.Point(it.Context))
 	}
 	if len(parsed) == 0 {
 		return &TransitDecryption{Results: out}, nil

@@ -25,7 +25,9 @@ import (
 // authorizes, and asks t holders (gather, as every quorum operation);
 // each holder runs the checks every holder runs (holder.go: its own read
 // index, the signed request, the rules, the nonce), then for each point
-// checks the version (fsm.TransitVersionFor) and answers its partial
+// checks the version (fsm.TransitVersionFor) and the encryptor's proof
+// that rides with the point in the signed request (checkTransitProofs),
+// and answers its partial
 // s_i*E with a DLEQ proof, or an error for that point alone, sealed to the
 // caller's key. The coordinator relays t sealed answers: it never sees a
 // partial nor a plaintext. The caller checks every proof against the
@@ -149,6 +151,9 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 		}
 		mine = shares[p.Version].Index
 	}
+	if rel.Op == fsm.OpDecrypt {
+		checkTransitProofs(g.key.ID, points, versions, answers)
+	}
 	eachPoint(len(points), func(i int) {
 		if versions[i] == nil {
 			return
@@ -215,6 +220,46 @@ func (n *Node) answerTransitExport(g *holderGrant, req *partialRequest) (*Sealed
 		return nil, Errorf(KindInvalid, "sealing to the request's ephemeral key: %v", err)
 	}
 	return &SealedPartial{Index: share.Index, Node: n.id.NodeID, R: ct.R, Sealed: ct.Sealed}, nil
+}
+
+// minProofBatch is the fewest proofs a core checks in one batch.
+const minProofBatch = 16
+
+// checkTransitProofs refuses each point of a decryption (its version
+// checked: versions[i] set) whose encryptor's proof does not verify for
+// its ciphertext's binding, the key's ID, the version and the context
+// (api.TransitBinding): a holder answers s_i*E only for an E whose maker
+// knew r with E = r*G (and so s*E = r*P): an encryptor's point for that
+// binding, or one the caller made up itself. A derivation's
+// point, whose discrete log nobody knows, has no proof: a decryption
+// never stands in for a derivation. The proofs are checked in one batch
+// per core (shamir.VerifyTransitProofs: one multi-scalar multiplication,
+// item by item only when the batch fails, to name the bad ones).
+func checkTransitProofs(keyID string, points []fsm.TransitPoint, versions []*fsm.TransitVersion, answers []api.TransitItemPartial) {
+	var at []int
+	for i := range points {
+		if versions[i] != nil {
+			at = append(at, i)
+		}
+	}
+	chunks := min(goruntime.GOMAXPROCS(0), (len(at)+minProofBatch-1)/minProofBatch)
+	eachPoint(chunks, func(c int) {
+		lo, hi := c*len(at)/chunks, (c+1)*len(at)/chunks
+		items := make([]shamir.TransitProofItem, hi-lo)
+		for j, i := range at[lo:hi] {
+			p := points[i]
+			items[j] = shamir.TransitProofItem{Binding: api.TransitBinding(keyID, p.Version, p.Context), E: p.Point, Proof: p.Proof}
+		}
+		for j, err := range shamir.VerifyTransitProofs(rand.Reader, items) {
+			if err == nil {
+				continue
+			}
+			i := at[lo+j]
+			versions[i] = nil
+			answers[i].Error = &api.Error{Kind: api.KindInvalid, Message: "the ciphertext's proof that its encryptor knows E's discrete log does not verify for this key, version and context " +
+				"(a point that is not a ciphertext's, another key's, version's or context's ciphertext, a changed one, or one made before the format carried the proof: encrypt again): " + err.Error()}
+		}
+	})
 }
 
 // eachPoint calls f(0..n-1) on up to GOMAXPROCS goroutines.

@@ -77,13 +77,13 @@ func (c *testCluster) decryptThrough(tn *testNode, ref string, cts []string, ctx
 	c.t.Helper()
 	call := &decryptCall{ctxs: ctxs}
 	var points []fsm.TransitPoint
-	for _, s := range cts {
+	for i, s := range cts {
 		ct, err := api.ParseTransitCiphertext(s)
 		if err != nil {
 			c.t.Fatal(err)
 		}
 		call.items = append(call.items, ct)
-		points = append(points, fsm.TransitPoint{Version: ct.Version, Point: ct.E})
+		points = append(points, ct.Point(ctxs[i]))
 	}
 	var err error
 	if call.eph, err = ecdh.X25519().GenerateKey(rand.Reader); err != nil {

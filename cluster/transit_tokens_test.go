@@ -46,7 +46,7 @@ func (c *testCluster) decryptWithToken(tn *testNode, tok []byte, name, ct string
 		c.t.Fatal(err)
 	}
 	sg, eph := c.tokenTransit(tok, &fsm.ReleaseRequest{Key: name, Op: fsm.OpDecrypt,
-		Points: []fsm.TransitPoint{{Version: parsed.Version, Point: parsed.E}}})
+		Points: []fsm.TransitPoint{parsed.Point(nil)}})
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	rep, err := tn.n.TransitDecrypt(ctx, sg)
@@ -165,7 +165,7 @@ func TestTransitTokenCheckedByEveryHolder(t *testing.T) {
 	}
 	ask := func(tok []byte) error {
 		sg, _ := c.tokenTransit(tok, &fsm.ReleaseRequest{Key: "enc/a", Op: fsm.OpDecrypt,
-			Points: []fsm.TransitPoint{{Version: parsed.Version, Point: parsed.E}}})
+			Points: []fsm.TransitPoint{parsed.Point(nil)}})
 		var epoch uint64
 		c.leader().n.fsm.Read(func(s *fsm.State) { epoch = s.Epoch })
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
@@ -225,7 +225,7 @@ func TestTransitAuditNamesTheTokenChain(t *testing.T) {
 	}
 	tok := mintToken(t, c.opID, c.opKey, token.Scope{Keys: []string{"enc/a"}, Flags: []string{token.FlagDecrypt}})
 	sg, _ := c.tokenTransit(tok, &fsm.ReleaseRequest{Key: "enc/a", Op: fsm.OpDecrypt,
-		Points: []fsm.TransitPoint{{Version: parsed.Version, Point: parsed.E}}})
+		Points: []fsm.TransitPoint{parsed.Point(nil)}})
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	if _, err := c.nodes[0].n.TransitDecrypt(ctx, sg); err != nil {

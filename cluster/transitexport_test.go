@@ -137,11 +137,11 @@ func TestTransitExportRoundTrip(t *testing.T) {
 	s, _ := edwards25519.NewScalar().SetCanonicalBytes(secret)
 	whole := new(edwards25519.Point).ScalarBaseMult(s).Bytes()
 	bind := api.TransitBinding(meta.ID, 1, nil)
-	E, sealed, err := shamir.TransitSeal(rand.Reader, whole, shamir.CipherAES256GCM, bind, bind, []byte("from outside"))
+	E, proof, sealed, err := shamir.TransitSeal(rand.Reader, whole, shamir.CipherAES256GCM, bind, bind, []byte("from outside"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ct := (&api.TransitCiphertext{Version: 1, E: E, Sealed: sealed}).String()
+	ct := (&api.TransitCiphertext{Version: 1, E: E, Proof: proof, Sealed: sealed}).String()
 	res, err := c.open(c.decryptThrough(c.nodes[2], "exp/a", []string{ct}, make([][]byte, 1)), "exp/a")
 	if err != nil || string(res[0].Plaintext) != "from outside" {
 		t.Fatalf("decrypting what the exported scalar encrypted: %+v, %v", res, err)

@@ -116,11 +116,11 @@ func TestTransitImport(t *testing.T) {
 	}
 	whole := new(edwards25519.Point).ScalarBaseMult(s).Bytes()
 	bind := api.TransitBinding(meta.ID, 1, nil)
-	E, sealed, err := shamir.TransitSeal(rand.Reader, whole, shamir.CipherChaCha20, bind, bind, []byte("sealed to the whole key"))
+	E, proof, sealed, err := shamir.TransitSeal(rand.Reader, whole, shamir.CipherChaCha20, bind, bind, []byte("sealed to the whole key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ct := (&api.TransitCiphertext{Version: 1, E: E, Sealed: sealed}).String()
+	ct := (&api.TransitCiphertext{Version: 1, E: E, Proof: proof, Sealed: sealed}).String()
 	for _, tn := range c.nodes {
 		res, err := c.open(c.decryptThrough(tn, "imp/a", []string{ct}, make([][]byte, 1)), "imp/a")
 		if err != nil || res[0].Error != nil || string(res[0].Plaintext) != "sealed to the whole key" {

@@ -134,7 +134,7 @@ func TestTransitCLI(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			items, points = append(items, ct), append(points, fsm.TransitPoint{Version: ct.Version, Point: ct.E})
+			items, points = append(items, ct), append(points, ct.Point(nil))
 		}
 		eph, _ := ecdh.X25519().GenerateKey(rand.Reader)
 		sg := c.operatorSign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: k.ID, Op: fsm.OpDecrypt,

@@ -25,7 +25,9 @@ const (
 	MaxSealedSize = 64 << 10
 	minNonceLen   = 16
 	pointLen      = 32
-	pruneEvery    = int64(time.Minute)
+	// transitProofLen is a transit ciphertext's proof (shamir.TransitProofSize).
+	transitProofLen = 64
+	pruneEvery      = int64(time.Minute)
 )
 
 var (

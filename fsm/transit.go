@@ -90,11 +90,16 @@ type TransitVersion struct {
 var TransitCiphers = []string{"aes256-gcm96", "chacha20-poly1305"}
 
 // TransitPoint is one ciphertext's ephemeral point E, for the version it
-// was made with: what a holder multiplies by its share. The ciphertext
-// itself never reaches the cluster.
+// was made with: what a holder multiplies by its share, once it has
+// checked Proof, the encryptor's proof that it knows E's discrete log,
+// bound to the key's ID, the version and Context (the ciphertext's
+// derived context; cluster/api.TransitBinding). The ciphertext itself
+// never reaches the cluster.
 type TransitPoint struct {
 	Version uint64 `json:"version"`
 	Point   []byte `json:"point"`
+	Proof   []byte `json:"proof"`
+	Context []byte `json:"context,omitempty"`
 }
 
 // TransitDerivation is one derivation's version and context: each holder
@@ -284,8 +289,15 @@ func authorizeDecrypt(req *ReleaseRequest, k *Key) *Error {
 		return errorf(CodeInvalid, "a %s request excludes at most %d holders", what, MaxNodes)
 	}
 	for i, p := range req.Points {
-		if len(p.Point) != pointLen {
+		switch {
+		case len(p.Point) != pointLen:
 			return errorf(CodeInvalid, "%s point %d is not %d bytes", what, i, pointLen)
+		case req.Op != OpDecrypt && (len(p.Proof) != 0 || len(p.Context) != 0):
+			return errorf(CodeInvalid, "%s point %d carries a proof or a context, which only a ciphertext's point does", what, i)
+		case req.Op == OpDecrypt && len(p.Proof) != transitProofLen:
+			return errorf(CodeInvalid, "ciphertext point %d carries no %d-byte proof: the transit ciphertext format changed, encrypt again (docs/transit.md)", i, transitProofLen)
+		case len(p.Context) > MaxDeriveContext:
+			return errorf(CodeInvalid, "ciphertext %d's context is longer than %d bytes", i, MaxDeriveContext)
 		}
 	}
 	for i, d := range req.Derive {

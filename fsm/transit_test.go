@@ -103,7 +103,9 @@ func withReader(h *harness) {
 }
 
 func TestAuthorizeDecrypt(t *testing.T) {
-	pt := func(v uint64) fsm.TransitPoint { return fsm.TransitPoint{Version: v, Point: point(9)} }
+	pt := func(v uint64) fsm.TransitPoint {
+		return fsm.TransitPoint{Version: v, Point: point(9), Proof: make([]byte, 64)}
+	}
 	many := make([]fsm.TransitPoint, fsm.MaxTransitBatch+1)
 	for i := range many {
 		many[i] = pt(1)
@@ -120,6 +122,11 @@ func TestAuthorizeDecrypt(t *testing.T) {
 		{"no points", withReader, op, decryptCmd("enc/a"), fsm.CodeInvalid},
 		{"too many points", withReader, op, decryptCmd("enc/a", many...), fsm.CodeInvalid},
 		{"a short point", withReader, op, decryptCmd("enc/a", fsm.TransitPoint{Version: 1, Point: make([]byte, 31)}), fsm.CodeInvalid},
+		{"a point without a proof (the format before it)", withReader, op, decryptCmd("enc/a", fsm.TransitPoint{Version: 1, Point: point(9)}), fsm.CodeInvalid},
+		{"a short proof", withReader, op, decryptCmd("enc/a", fsm.TransitPoint{Version: 1, Point: point(9), Proof: make([]byte, 63)}), fsm.CodeInvalid},
+		{"a context", withReader, op, decryptCmd("enc/a", fsm.TransitPoint{Version: 1, Point: point(9), Proof: make([]byte, 64), Context: []byte("c")}), ""},
+		{"a long context", withReader, op, decryptCmd("enc/a", fsm.TransitPoint{Version: 1, Point: point(9), Proof: make([]byte, 64),
+			Context: make([]byte, fsm.MaxDeriveContext+1)}), fsm.CodeInvalid},
 		{"without an ephemeral key", withReader, op, with(decryptCmd("enc/a", pt(1)), withoutEphemeral), fsm.CodeInvalid},
 		{"a secret", then(withReader, doing(admin, createKeyCmd("enc/s"))), admin, decryptCmd("enc/s", pt(1)), fsm.CodeInvalid},
 		{"a revoked key", then(withReader, doing(admin, revokeKeyCmd("enc/a"))), op, decryptCmd("enc/a", pt(1)), fsm.CodeDenied},

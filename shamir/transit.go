@@ -19,8 +19,10 @@ import (
 // Transit encryption: hybrid encryption under an edwards25519 public key
 // P = s*G whose scalar s is shared t-of-n (a transit key's version).
 //
-//	encrypt (anyone with P):  r random, E = r*G, K = r*P
-//	decrypt (t holders):      each returns s_i*E with a DLEQ proof
+//	encrypt (anyone with P):  r random, E = r*G, K = r*P, a proof that
+//	                          the encryptor knows r (transitproof.go)
+//	decrypt (t holders):      each checks E's proof, returns s_i*E with
+//	                          a DLEQ proof
 //	                          (ComputePartial); the caller checks them and
 //	                          combines K = s*E (CombinePoints)
 //	both:                     key = HKDF-SHA256(K, salt E || P,
@@ -48,15 +50,17 @@ const transitNonceSize = 12
 const TransitOverhead = transitNonceSize + 16
 
 // TransitSeal encrypts plaintext to the public key publicKey: it returns
-// E and the sealed bytes.
-func TransitSeal(rand io.Reader, publicKey []byte, cipherName string, info, aad, plaintext []byte) (eph, sealed []byte, err error) {
+// E, the proof that its maker knows r with E = r*G bound to info
+// (transitproof.go: what a holder checks before it answers s_i*E) and the
+// sealed bytes.
+func TransitSeal(rand io.Reader, publicKey []byte, cipherName string, info, aad, plaintext []byte) (eph, proof, sealed []byte, err error) {
 	P, err := decodePoint(publicKey)
 	if err != nil {
-		return nil, nil, fmt.Errorf("transit public key: %w", err)
+		return nil, nil, nil, fmt.Errorf("transit public key: %w", err)
 	}
 	r, err := randomScalar(rand)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer wipeScalar(r)
 	E := new(edwards25519.Point).ScalarBaseMult(r).Bytes()
@@ -64,13 +68,16 @@ func TransitSeal(rand io.Reader, publicKey []byte, cipherName string, info, aad,
 	defer clear(K)
 	aead, err := transitAEAD(cipherName, K, E, publicKey, info)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	if proof, err = transitProve(rand, r, E, info); err != nil {
+		return nil, nil, nil, err
 	}
 	nonce := make([]byte, transitNonceSize, transitNonceSize+len(plaintext)+aead.Overhead())
 	if _, err := io.ReadFull(rand, nonce); err != nil {
-		return nil, nil, fmt.Errorf("shamir: reading randomness: %w", err)
+		return nil, nil, nil, fmt.Errorf("shamir: reading randomness: %w", err)
 	}
-	return E, aead.Seal(nonce, nonce, plaintext, aad), nil
+	return E, proof, aead.Seal(nonce, nonce, plaintext, aad), nil
 }
 
 // TransitOpen decrypts sealed bytes with the shared point K = s*E (from

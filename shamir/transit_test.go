@@ -89,9 +89,12 @@ func TestTransitThresholdMatchesWhole(t *testing.T) {
 	aad := TransitBinding("aad", "id:k", 3, []byte("ctx"))
 	rctx := []byte("request")
 	for _, c := range TransitCiphers {
-		E, sealed, err := TransitSeal(rand.Reader, pub, c, info, aad, []byte("attack at dawn"))
+		E, proof, sealed, err := TransitSeal(rand.Reader, pub, c, info, aad, []byte("attack at dawn"))
 		if err != nil {
 			t.Fatal(err)
+		}
+		if err := VerifyTransitProof(info, E, proof); err != nil {
+			t.Fatalf("%s: the encryptor's proof: %v", c, err)
 		}
 		whole, err := TransitSharedPoint(secret, E)
 		if err != nil {

@@ -34,6 +34,7 @@ const (
 	LabelTransitDerive  = "keyquorum/transit/derive/v1"  // a derivation's point and HKDF info (shamir.TransitDerivePoint)
 	LabelTransitHMAC    = "keyquorum/transit/hmac/v1"    // the derivation context of a transit HMAC key (cluster/api.TransitHMACContext)
 	LabelTransitExport  = "keyquorum/transit/export/v1"  // a holder's share sealed to an export's caller (cluster/api.TransitExportContext)
+	LabelTransitProof   = "keyquorum/transit/proof/v1"   // the challenge of a transit ciphertext's proof that its encryptor knows r (shamir.VerifyTransitProof)
 
 	// Primitives (shamir).
 	LabelKEM         = "keyquorum/kem/v1"           // HKDF info of the threshold ElGamal KEM
@@ -56,4 +57,4 @@ var Labels = []string{LabelCommand, LabelMachineGetKey, LabelSecret, LabelReleas
 	LabelDealKey, LabelDealAD, LabelP256DLEQ, LabelP256Share, LabelClevis, LabelPossession, LabelX25519Seal,
 	LabelFROSTShare, LabelShareAD, LabelBackup,
 	LabelRSAShare, LabelKeyID, LabelTransitKey, LabelTransitAAD, LabelTransitShare, LabelTransitDecrypt,
-	LabelTransitDerive, LabelTransitHMAC, LabelTransitExport}
+	LabelTransitDerive, LabelTransitHMAC, LabelTransitExport, LabelTransitProof}

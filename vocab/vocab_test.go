@@ -172,7 +172,8 @@ func TestLabelsKeepTheirBytes(t *testing.T) {
 		"keyquorum/x25519-seal/v1", "keyquorum/frost-share/v1", "keyquorum/share/v1", "keyquorum/backup/v1",
 		"keyquorum/rsa-share/v1", "keyquorum/key-id/v1", "keyquorum/transit/key/v1", "keyquorum/transit/aad/v1",
 		"keyquorum/transit/share/v1", "keyquorum/transit/decrypt/v1",
-		"keyquorum/transit/derive/v1", "keyquorum/transit/hmac/v1", "keyquorum/transit/export/v1"}
+		"keyquorum/transit/derive/v1", "keyquorum/transit/hmac/v1", "keyquorum/transit/export/v1",
+		"keyquorum/transit/proof/v1"}
 	if !slices.Equal(Labels, want) {
 		t.Errorf("labels %q, want %q", Labels, want)
 	}

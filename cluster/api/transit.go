@@ -23,16 +23,19 @@ import (
 // Transit (docs/transit.md): what the client and the nodes share of
 // transit encryption. A ciphertext is
 //
-//	kq:v<version>:<base64 of E || nonce || AEAD output>
+//	kq:v<version>:<base64 of E || proof || nonce || AEAD output>
 //
 // as Vault's "vault:v1:...". E is the ephemeral point of the hybrid
-// encryption (shamir.TransitSeal); the AEAD key and additional data bind
-// the key's ID, the version and the derived context (TransitBinding), so
-// a ciphertext opens only under its own key, version and context.
+// encryption (shamir.TransitSeal); proof (64 bytes) shows that the
+// encryptor knows r with E = r*G, bound to the key's ID, the version and
+// the derived context (TransitBinding), which the AEAD key and additional
+// data bind too, so a ciphertext opens only under its own key, version
+// and context.
 //
-// Decryption: the caller sends the ciphertexts' points E (never the
-// ciphertexts) in a signed request (op decrypt); each holder answers every
-// point with its partial s_i*E and a DLEQ proof, or an error for that
+// Decryption: the caller sends the ciphertexts' points E, their proofs
+// and contexts (never the ciphertexts) in a signed request (op decrypt);
+// each holder checks the proofs and answers every point with its partial
+// s_i*E and a DLEQ proof, or an error for that
 // point, all sealed to the request's ephemeral key; the coordinator
 // relays t answers (TransitDecryptReply) and the caller checks the proofs
 // against the version's commitments, combines and opens
@@ -119,13 +122,30 @@ func DealTransitSharing(rand io.Reader, secret []byte, name, clusterID string, e
 type TransitCiphertext struct {
 	Version uint64
 	E       []byte // the ephemeral point
+	Proof   []byte // the encryptor's proof of knowledge of E's r (shamir.TransitProofSize bytes)
 	Sealed  []byte // nonce || AEAD output
 }
 
 // String is the ciphertext's text form.
 func (c *TransitCiphertext) String() string {
-	return TransitPrefix + strconv.FormatUint(c.Version, 10) + ":" + base64.StdEncoding.EncodeToString(append(slices.Clip(c.E), c.Sealed...))
+	raw := make([]byte, 0, len(c.E)+len(c.Proof)+len(c.Sealed))
+	raw = append(append(append(raw, c.E...), c.Proof...), c.Sealed...)
+	return TransitPrefix + strconv.FormatUint(c.Version, 10) + ":" + base64.StdEncoding.EncodeToString(raw)
 }
+
+// Point is what a decryption request carries of the ciphertext, made
+// with context: its version, E, its proof and the context the proof is
+// bound to.
+func (c *TransitCiphertext) Point(context []byte) fsm.TransitPoint {
+	return fsm.TransitPoint{Version: c.Version, Point: c.E, Proof: c.Proof, Context: context}
+}
+
+// transitHeader is what every ciphertext has before its nonce: E and the
+// proof.
+const transitHeader = shamir.PointSize + shamir.TransitProofSize
+
+// errTransitFormat says a ciphertext is of the format before the proof.
+const errTransitFormat = "the transit ciphertext format changed (it now carries the encryptor's proof, docs/transit.md): a ciphertext made before cannot be decrypted; encrypt again"
 
 // MaxTransitPlaintext is the largest plaintext one item encrypts.
 const MaxTransitPlaintext = 1 << 20
@@ -144,7 +164,7 @@ func ParseTransitCiphertext(s string) (*TransitCiphertext, error) {
 	if err != nil || version == 0 || strconv.FormatUint(version, 10) != v {
 		return nil, fmt.Errorf("version %q is not a positive number", v)
 	}
-	if len(b64) > base64.StdEncoding.EncodedLen(shamir.PointSize+shamir.TransitOverhead+MaxTransitPlaintext) {
+	if len(b64) > base64.StdEncoding.EncodedLen(transitHeader+shamir.TransitOverhead+MaxTransitPlaintext) {
 		return nil, fmt.Errorf("the ciphertext is longer than a %d-byte plaintext makes", MaxTransitPlaintext)
 	}
 	raw, err := base64.StdEncoding.Strict().DecodeString(b64)
@@ -157,7 +177,17 @@ func ParseTransitCiphertext(s string) (*TransitCiphertext, error) {
 	if err := shamir.ValidatePoint(raw[:shamir.PointSize]); err != nil {
 		return nil, fmt.Errorf("the ciphertext's point: %v", err)
 	}
-	return &TransitCiphertext{Version: version, E: raw[:shamir.PointSize], Sealed: raw[shamir.PointSize:]}, nil
+	// A ciphertext of the format before the proof (E || nonce || AEAD
+	// output) is too short for the header, or its bytes after E are not a
+	// proof's encoding but for a chance of about 1 in 32; those few fail
+	// at the holders, whose error says the same (cluster/transit.go).
+	if len(raw) < transitHeader+shamir.TransitOverhead {
+		return nil, errors.New(errTransitFormat)
+	}
+	if err := shamir.ValidateTransitProof(raw[shamir.PointSize:transitHeader]); err != nil {
+		return nil, fmt.Errorf("%s (%v)", errTransitFormat, err)
+	}
+	return &TransitCiphertext{Version: version, E: raw[:shamir.PointSize], Proof: raw[shamir.PointSize:transitHeader], Sealed: raw[transitHeader:]}, nil
 }
 
 // transitCheck checks that k is a transit key the caller can use with
@@ -184,6 +214,11 @@ func TransitEncrypt(rand io.Reader, k *fsm.Key, plaintext, context []byte) (stri
 	if len(plaintext) > MaxTransitPlaintext {
 		return "", &Error{Kind: KindInvalid, Message: fmt.Sprintf("a plaintext is at most %d bytes", MaxTransitPlaintext)}
 	}
+	if len(context) > fsm.MaxDeriveContext {
+		// A decryption request carries the context to the holders, which
+		// refuse a longer one (fsm.authorizeDecrypt).
+		return "", &Error{Kind: KindInvalid, Message: fmt.Sprintf("a context is at most %d bytes", fsm.MaxDeriveContext)}
+	}
 	if k.State != fsm.KeyActive {
 		return "", &Error{Kind: KindDenied, Message: fmt.Sprintf("key %q is %s", k.Name, k.State)}
 	}
@@ -195,11 +230,11 @@ func TransitEncrypt(rand io.Reader, k *fsm.Key, plaintext, context []byte) (stri
 		return "", &Error{Kind: KindInvalid, Message: fmt.Sprintf("version %d of key %q has no public key", v.Version, k.Name)}
 	}
 	bind := TransitBinding(k.ID, v.Version, context)
-	E, sealed, err := shamir.TransitSeal(rand, v.Sharing.Commits[0], k.Transit.Cipher, bind, bind, plaintext)
+	E, proof, sealed, err := shamir.TransitSeal(rand, v.Sharing.Commits[0], k.Transit.Cipher, bind, bind, plaintext)
 	if err != nil {
 		return "", err
 	}
-	return (&TransitCiphertext{Version: v.Version, E: E, Sealed: sealed}).String(), nil
+	return (&TransitCiphertext{Version: v.Version, E: E, Proof: proof, Sealed: sealed}).String(), nil
 }
 
 // TransitItemPartial is a holder's answer for one point: its partial, or
@@ -242,7 +277,7 @@ func OpenTransitDecrypt(r *TransitDecryptReply, clusterID string, k *fsm.Key, it
 	}
 	points := make([]fsm.TransitPoint, len(items))
 	for i, ct := range items {
-		points[i] = fsm.TransitPoint{Version: ct.Version, Point: ct.E}
+		points[i] = ct.Point(contexts[i])
 	}
 	return openTransitItems(r, clusterID, k, points, payload, ephPriv, func(i int) *Error {
 		if err := transitCheck(k, contexts[i]); err != nil {

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"bytes"
 	"crypto/ecdh"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -47,6 +49,33 @@ func TestTransitCiphertextFormat(t *testing.T) {
 			t.Errorf("%q was accepted", bad)
 		}
 	}
+	// The layout: E, the proof (R, z), the nonce and the AEAD output; the
+	// proof verifies for the key's ID, the version and the context.
+	raw, _ := base64.StdEncoding.DecodeString(s[len("kq:v1:"):])
+	if len(raw) != shamir.PointSize+shamir.TransitProofSize+shamir.TransitOverhead+len("hello") ||
+		!bytes.Equal(raw[:32], ct.E) || !bytes.Equal(raw[32:96], ct.Proof) || !bytes.Equal(raw[96:], ct.Sealed) {
+		t.Fatalf("the layout: %d bytes", len(raw))
+	}
+	if err := shamir.VerifyTransitProof(TransitBinding(k.ID, 1, nil), ct.E, ct.Proof); err != nil {
+		t.Fatalf("the ciphertext's proof: %v", err)
+	}
+	if shamir.VerifyTransitProof(TransitBinding(k.ID, 1, []byte("ctx")), ct.E, ct.Proof) == nil {
+		t.Fatal("the proof verifies for another context")
+	}
+	// The format before the proof (E || nonce || AEAD output) is refused
+	// as such, and so is a proof that is not one's encoding.
+	old := "kq:v1:" + base64.StdEncoding.EncodeToString(append(bytes.Clone(ct.E), ct.Sealed...))
+	if _, err := ParseTransitCiphertext(old); err == nil || !strings.Contains(err.Error(), "format changed") {
+		t.Errorf("a ciphertext of the format before the proof: %v", err)
+	}
+	noProof := "kq:v1:" + base64.StdEncoding.EncodeToString(append(append(bytes.Clone(ct.E), make([]byte, 64)...), ct.Sealed...))
+	if _, err := ParseTransitCiphertext(noProof); err == nil || !strings.Contains(err.Error(), "format changed") {
+		t.Errorf("a ciphertext with zeros for a proof: %v", err)
+	}
+	// A context longer than a decryption request carries is refused.
+	if _, err := TransitEncrypt(rand.Reader, k, []byte("x"), make([]byte, fsm.MaxDeriveContext+1)); KindOf(err) != KindInvalid {
+		t.Errorf("a long context: %v", err)
+	}
 	// A derived key needs a context; another takes none.
 	if _, err := TransitEncrypt(rand.Reader, k, []byte("x"), []byte("ctx")); KindOf(err) != KindInvalid {
 		t.Errorf("a context for a key that is not derived: %v", err)
@@ -65,10 +94,19 @@ func FuzzParseTransitCiphertext(f *testing.F) {
 	f.Add(s)
 	f.Add("kq:v1:")
 	f.Add("kq:v18446744073709551615:AAAA")
+	ct, _ := ParseTransitCiphertext(s)
+	f.Add("kq:v1:" + base64.StdEncoding.EncodeToString(append(bytes.Clone(ct.E), ct.Sealed...))) // before the proof
+	f.Add("kq:v1:" + base64.StdEncoding.EncodeToString(append(append(bytes.Clone(ct.E), make([]byte, 64)...), ct.Sealed...)))
 	f.Fuzz(func(t *testing.T, s string) {
 		ct, err := ParseTransitCiphertext(s)
-		if err == nil && ct.String() != s {
+		if err != nil {
+			return
+		}
+		if ct.String() != s {
 			t.Fatalf("%q parses and prints as %q", s, ct.String())
+		}
+		if len(ct.E) != shamir.PointSize || shamir.ValidateTransitProof(ct.Proof) != nil || len(ct.Sealed) < shamir.TransitOverhead {
+			t.Fatalf("%q parses to a point of %d bytes, a proof of %d, sealed bytes of %d", s, len(ct.E), len(ct.Proof), len(ct.Sealed))
 		}
 	})
 }
@@ -83,14 +121,18 @@ func FuzzOpenTransitDecrypt(f *testing.F) {
 	eph, _ := ecdh.X25519().GenerateKey(rand.Reader)
 	seed, _ := json.Marshal(TransitDecryptReply{ClusterID: "c", Key: "enc/a", Epoch: 1, Threshold: 2,
 		Partials: []SealedPartial{{Index: 1, R: make([]byte, 32), Sealed: make([]byte, 40)}, {Index: 2, R: eph.PublicKey().Bytes(), Sealed: []byte("x")}}})
-	f.Add(seed)
-	f.Add([]byte(`{"cluster_id":"c","key":"enc/a","partials":[]}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
+	f.Add(seed, s)
+	f.Add([]byte(`{"cluster_id":"c","key":"enc/a","partials":[]}`), "kq:v1:")
+	f.Fuzz(func(t *testing.T, b []byte, cts string) {
 		var r TransitDecryptReply
 		if json.Unmarshal(b, &r) != nil {
 			return
 		}
-		res, err := OpenTransitDecrypt(&r, "c", k, []*TransitCiphertext{ct}, [][]byte{nil}, []byte("payload"), eph)
+		item := ct
+		if parsed, err := ParseTransitCiphertext(cts); err == nil {
+			item = parsed
+		}
+		res, err := OpenTransitDecrypt(&r, "c", k, []*TransitCiphertext{item}, [][]byte{nil}, []byte("payload"), eph)
 		if err == nil && res[0].Plaintext != nil {
 			t.Fatalf("a made-up reply opened: %q", res[0].Plaintext)
 		}

@@ -100,8 +100,9 @@ func transitRows(ctx context.Context, c *client.Client, n int, window time.Durat
 }
 
 // bareTransit times the cryptography of one transit item on this
-// machine: the AEAD of a 64-byte plaintext, encryption (two point
-// multiplications, HKDF, AEAD), a holder's partial with its proof, and
+// machine: the AEAD of a 64-byte plaintext, encryption (three point
+// multiplications, HKDF, AEAD, the encryptor's proof), a holder's check
+// of that proof, a holder's partial with its proof, and
 // the caller's opening (two proofs checked, combine, HKDF, AEAD).
 func bareTransit() []row {
 	secret, _ := shamir.RandomSecret(rand.Reader)
@@ -127,7 +128,8 @@ func bareTransit() []row {
 	bind := api.TransitBinding(k.ID, 1, nil)
 	return []row{
 		{"bare: AES-256-GCM seal of 64 bytes (Vault transit's aes256-gcm96 work per item)", us(per(func() { aead.Seal(nil, nonce, plain, nil) })), "-"},
-		{"bare: transit encrypt of 64 bytes (E = r·G, r·P, HKDF, AEAD)", us(per(func() { api.TransitEncrypt(rand.Reader, k, plain, nil) })), "-"},
+		{"bare: transit encrypt of 64 bytes (E = r·G, r·P, HKDF, AEAD, the proof of r)", us(per(func() { api.TransitEncrypt(rand.Reader, k, plain, nil) })), "-"},
+		{"bare: a holder's check of one ciphertext's encryptor proof, alone", us(per(func() { shamir.VerifyTransitProof(bind, ct.E, ct.Proof) })), "-"},
 		{"bare: a holder's partial s_i·E with its DLEQ proof", us(per(func() { shamir.ComputePartial(rand.Reader, shares[0], ct.E, nil) })), "-"},
 		{"bare: the caller's open (2 proofs, combine, HKDF, AEAD)", us(per(func() {
 			shamir.VerifyPartial(poly, ct.E, p1, nil)
