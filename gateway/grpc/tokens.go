@@ -17,9 +17,8 @@ import (
 // TokenMetadata is the gRPC metadata key of a capability token
 // (docs/tokens.md), in unpadded base64url, on Release, Sign,
 // TransitDecrypt and TransitDerive: the call then needs no operator
-// certificate. The request's SignedCommand carries
-// the token's operator as signer, the payload the token is bound to, and
-// no signature.
+// certificate. The request's SignedCommand carries the token's operator as
+// signer, the payload the token is bound to, and no signature.
 const TokenMetadata = "keyquorum-token"
 
 // tokenMethods take a capability token in place of an operator.
