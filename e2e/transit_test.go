@@ -17,8 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/metadata"
+
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
+	grpcgw "github.com/keyquorum/keyquorum/gateway/grpc"
 	keyquorumv1 "github.com/keyquorum/keyquorum/rpc/keyquorum/v1"
 )
 
@@ -28,7 +31,8 @@ import (
 // version 1 still decrypts; rewrap moves a ciphertext to version 2; once
 // min_decryption_version is 2 a version-1 ciphertext is denied; a batch
 // reports a result per item and fails only its bad items; a data key's
-// ciphertext decrypts to its plaintext; key show takes the key's ID.
+// ciphertext decrypts to its plaintext; key show takes the key's ID; gRPC
+// decrypts and derives, signed or with a capability token.
 func TestTransitCLI(t *testing.T) {
 	c := startCluster(t, 3)
 	dir := t.TempDir()
@@ -107,10 +111,21 @@ func TestTransitCLI(t *testing.T) {
 		t.Fatalf("the data key's ciphertext decrypts to %s, not %s", base64.StdEncoding.EncodeToString(out), base64.StdEncoding.EncodeToString(dk.Plaintext))
 	}
 
-	// gRPC, over TCP and QUIC: encrypt on the node, decrypt by quorum
-	// combined here, with the key's metadata from ShowKey.
+	// gRPC, over TCP and QUIC: encrypt on the node, decrypt and derive by
+	// quorum combined here, with the key's metadata from ShowKey; the
+	// quorum calls signed by the operator, and with a capability token and
+	// no certificate. A derivation gives the key keyctl derives.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	tok := strings.TrimSpace(string(c.mustKeyctl(1, "token", "create", "--prefix", "app/", "--flags", "decrypt,derive", "--ttl", "1h").stdout))
+	deriveCtx := []byte("tenant 7")
+	derive := []fsm.TransitDerivation{{Version: 2, Context: deriveCtx}}
+	derived := strings.TrimSpace(string(c.mustKeyctl(1, "transit", "derive", "app/orders", "--version", "2",
+		"--context", base64.StdEncoding.EncodeToString(deriveCtx)).stdout))
+	withToken := func(sg *fsm.Signed) (context.Context, *keyquorumv1.SignedCommand) {
+		return metadata.AppendToOutgoingContext(ctx, grpcgw.TokenMetadata, base64.RawURLEncoding.EncodeToString(sg.Token)),
+			&keyquorumv1.SignedCommand{Signer: sg.Signer, Payload: sg.Payload}
+	}
 	for _, quic := range []bool{false, true} {
 		gc := keyquorumv1.NewClusterServiceClient(c.grpcConn(2, quic, true))
 		shown, err := gc.ShowKey(ctx, &keyquorumv1.ShowKeyRequest{Name: "app/orders"})
@@ -151,6 +166,48 @@ func TestTransitCLI(t *testing.T) {
 		if err != nil || string(res[0].Plaintext) != string(plain) || string(res[1].Plaintext) != string(plain) {
 			t.Fatalf("gRPC decryption (quic %v): %+v, %v", quic, res, err)
 		}
+
+		bare := keyquorumv1.NewClusterServiceClient(c.grpcConn(3, quic, false))
+		eph, _ = ecdh.X25519().GenerateKey(rand.Reader)
+		tsg := tokenRequest(t, tok, &fsm.ReleaseRequest{Key: k.Name, Op: fsm.OpDecrypt, Ephemeral: eph.PublicKey().Bytes(), Points: points[1:]})
+		tctx, tcmd := withToken(tsg)
+		dec, err = bare.TransitDecrypt(tctx, &keyquorumv1.TransitDecryptRequest{Request: tcmd})
+		if err != nil {
+			t.Fatalf("gRPC TransitDecrypt with a token (quic %v): %v", quic, err)
+		}
+		rep = &api.TransitDecryptReply{ClusterID: dec.GetClusterId(), Key: dec.GetKey(), Epoch: dec.GetEpoch(), Threshold: int(dec.GetThreshold())}
+		for _, p := range dec.GetPartials() {
+			rep.Partials = append(rep.Partials, api.SealedPartial{Index: p.GetIndex(), Node: p.GetNode(), R: p.GetR(), Sealed: p.GetSealed()})
+		}
+		res, err = api.OpenTransitDecrypt(rep, c.envValue("KEYQUORUM_CLUSTER_ID"), k, items[1:], make([][]byte, 1), tsg.Payload, eph)
+		if err != nil || string(res[0].Plaintext) != string(plain) {
+			t.Fatalf("gRPC decryption with a token (quic %v): %+v, %v", quic, res, err)
+		}
+
+		openDerived := func(what string, der *keyquorumv1.TransitDeriveResponse, err error, payload []byte, eph *ecdh.PrivateKey) {
+			t.Helper()
+			if err != nil {
+				t.Fatalf("gRPC TransitDerive %s (quic %v): %v", what, quic, err)
+			}
+			rep := &api.TransitDecryptReply{ClusterID: der.GetClusterId(), Key: der.GetKey(), Epoch: der.GetEpoch(), Threshold: int(der.GetThreshold())}
+			for _, p := range der.GetPartials() {
+				rep.Partials = append(rep.Partials, api.SealedPartial{Index: p.GetIndex(), Node: p.GetNode(), R: p.GetR(), Sealed: p.GetSealed()})
+			}
+			res, err := api.OpenTransitDerive(rep, c.envValue("KEYQUORUM_CLUSTER_ID"), k, derive, "sha2-256", 32, payload, eph)
+			if err != nil || res[0].Error != nil || base64.StdEncoding.EncodeToString(res[0].Plaintext) != derived {
+				t.Fatalf("gRPC derivation %s (quic %v): %+v, %v; keyctl derived %s", what, quic, res, err, derived)
+			}
+		}
+		eph, _ = ecdh.X25519().GenerateKey(rand.Reader)
+		sg = c.operatorSign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: k.ID, Op: fsm.OpDerive,
+			Ephemeral: eph.PublicKey().Bytes(), Derive: derive}})
+		der, err := gc.TransitDerive(ctx, &keyquorumv1.TransitDeriveRequest{Request: sg})
+		openDerived("signed", der, err, sg.GetPayload(), eph)
+		eph, _ = ecdh.X25519().GenerateKey(rand.Reader)
+		tsg = tokenRequest(t, tok, &fsm.ReleaseRequest{Key: k.Name, Op: fsm.OpDerive, Ephemeral: eph.PublicKey().Bytes(), Derive: derive})
+		tctx, tcmd = withToken(tsg)
+		der, err = bare.TransitDerive(tctx, &keyquorumv1.TransitDeriveRequest{Request: tcmd})
+		openDerived("with a token", der, err, tsg.Payload, eph)
 	}
 
 	// REST, as Vault transit's callers use it: encrypt on the node (one

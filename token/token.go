@@ -344,26 +344,23 @@ func Verify(token []byte, root ed25519.PublicKey, req Request, revoked func(id s
 			v, err = nil, fmt.Errorf("%w: %v", ErrMalformed, r)
 		}
 	}()
-	b, sealed, err := parseChecked(token)
+	c, err := checkChain(token, root, req.Operator)
 	if err != nil {
 		return nil, err
 	}
-	if len(root) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("%w: operator %s has no key", ErrForged, req.Operator)
-	}
-	a, err := b.Authorizer(root, biscuit.WithWorldOptions(
+	b, ids := c.b, c.ids
+	a, err := biscuit.NewVerifier(b, biscuit.WithWorldOptions(
 		datalog.WithMaxFacts(maxFacts), datalog.WithMaxIterations(maxIterations), datalog.WithMaxDuration(maxDuration)))
 	if err != nil {
-		return nil, fmt.Errorf("%w %s: %v", ErrForged, req.Operator, err)
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	ids := chain(b)
 	for _, id := range ids {
 		if revoked(id) {
 			return nil, fmt.Errorf("%w: revocation id %s", ErrRevoked, short(id))
 		}
 	}
 	d := RequestDigest(req.Payload)
-	if at, err := b.GetBlockID(biscuit.Fact{Predicate: biscuit.Predicate{Name: "bound", IDs: []biscuit.Term{biscuit.Bytes(d)}}}); !sealed || err != nil || at != b.BlockCount() {
+	if at, err := c.blockOf(biscuit.Fact{Predicate: biscuit.Predicate{Name: "bound", IDs: []biscuit.Term{biscuit.Bytes(d)}}}); !c.sealed || err != nil || at != b.BlockCount() {
 		return nil, ErrUnbound
 	}
 	a.AddFact(fact("operation", biscuit.String(req.Flag)))
@@ -383,8 +380,8 @@ func Verify(token []byte, root ed25519.PublicKey, req Request, revoked func(id s
 	// then the capability, for an exact key or a prefix.
 	a.AddFact(fact("latest_expiry", biscuit.Date(req.Now.UTC().Add(MaxTTL))))
 	rules := holderRules()
-	for _, c := range rules.checks {
-		a.AddCheck(c)
+	for _, ch := range rules.checks {
+		a.AddCheck(ch)
 	}
 	for _, p := range rules.policies {
 		a.AddPolicy(p)
@@ -396,11 +393,37 @@ func Verify(token []byte, root ed25519.PublicKey, req Request, revoked func(id s
 		}
 		return nil, fmt.Errorf("%w: %s on key %q: %s", refusal, req.Flag, req.Key, why(err))
 	}
-	bounds, err := UseBounds(token)
+	if c.boundsErr != nil {
+		return nil, c.boundsErr
+	}
+	return &Verified{RevocationIDs: slices.Clone(ids), UseBounds: slices.Clone(c.bounds)}, nil
+}
+
+// checkChain decodes token and checks its signature chain from root, the
+// key of operator op, or finds it in the memo of tokens that passed
+// (memo.go); it memoizes only a token that passes.
+func checkChain(token []byte, root ed25519.PublicKey, op string) (*checked, error) {
+	var k memoKey
+	if len(root) == ed25519.PublicKeySize {
+		k = keyOf(token, root)
+		if c := verified.get(k); c != nil {
+			return c, nil
+		}
+	}
+	b, sealed, err := parseChecked(token)
 	if err != nil {
 		return nil, err
 	}
-	return &Verified{RevocationIDs: ids, UseBounds: bounds}, nil
+	if len(root) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%w: operator %s has no key", ErrForged, op)
+	}
+	if _, err := b.Authorizer(root); err != nil {
+		return nil, fmt.Errorf("%w %s: %v", ErrForged, op, err)
+	}
+	c := &checked{b: b, sealed: sealed, ids: chain(b)}
+	c.bounds, c.boundsErr = UseBounds(token)
+	verified.put(k, len(token), c)
+	return c, nil
 }
 
 // UseBounds are the bounds on uses a token's blocks set, without

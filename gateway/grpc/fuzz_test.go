@@ -29,6 +29,8 @@ func FuzzHandlers(f *testing.F) {
 	seed(&keyquorumv1.GetKeyRequest{MachineId: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", Nonce: make([]byte, 16), SignedAt: 1, Signature: make([]byte, 64)})
 	seed(&keyquorumv1.SubmitKeyRequest{MachineId: "SHA256:", EncryptedKey: []byte{1}})
 	seed(&keyquorumv1.SubmitKeyRequest{MachineId: "SHA256:", EncryptedKey: []byte{1}, Command: &keyquorumv1.SignedCommand{Signer: "x", Payload: []byte(`{"type":"submit_key","submit_key":{"machine":"m","sealed":"AQ=="}}`)}})
+	seed(&keyquorumv1.TransitDecryptRequest{Request: &keyquorumv1.SignedCommand{Signer: "x", Payload: []byte(`{"type":"release","release":{"key":"k","op":"decrypt"}}`)}})
+	seed(&keyquorumv1.TransitDeriveRequest{Request: &keyquorumv1.SignedCommand{Signer: "x", Payload: []byte(`{"type":"release","release":{"key":"k","op":"derive"}}`)}})
 	f.Add([]byte{0x0a, 0xff})
 
 	p := newPKI(f)
@@ -41,6 +43,8 @@ func FuzzHandlers(f *testing.F) {
 		f.Fatal(err)
 	}
 	ctx := context.WithValue(context.Background(), principalKey{}, op)
+	// A call with a capability token in its metadata (admitToken).
+	tokenCtx := context.WithValue(context.Background(), tokenKey{}, []byte("token"))
 
 	f.Fuzz(func(t *testing.T, b []byte) {
 		check := func(what string, err error) {
@@ -68,6 +72,20 @@ func FuzzHandlers(f *testing.F) {
 		if proto.Unmarshal(b, &show) == nil && show.Name != "panic" && show.Name != "fail-plain" {
 			_, err := cs.ShowKey(ctx, &show)
 			check("ShowKey", err)
+		}
+		var decrypt keyquorumv1.TransitDecryptRequest
+		if proto.Unmarshal(b, &decrypt) == nil {
+			for _, ctx := range []context.Context{ctx, tokenCtx} {
+				_, err := cs.TransitDecrypt(ctx, &decrypt)
+				check("TransitDecrypt", err)
+			}
+		}
+		var derive keyquorumv1.TransitDeriveRequest
+		if proto.Unmarshal(b, &derive) == nil {
+			for _, ctx := range []context.Context{ctx, tokenCtx} {
+				_, err := cs.TransitDerive(ctx, &derive)
+				check("TransitDerive", err)
+			}
 		}
 		var getKey keyquorumv1.GetKeyRequest
 		if proto.Unmarshal(b, &getKey) == nil {

@@ -123,6 +123,7 @@ type fakeService struct {
 	keys           map[string]*fsm.Key
 	secrets        map[string][]byte
 	received       [][]byte // payloads as Submit, Release and CompareAndSwap got them
+	transitCalls   []transitCall
 }
 
 func newFakeService(p *testPKI) *fakeService {

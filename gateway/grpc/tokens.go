@@ -15,16 +15,18 @@ import (
 )
 
 // TokenMetadata is the gRPC metadata key of a capability token
-// (docs/tokens.md), in unpadded base64url, on Release and Sign: the call
-// then needs no operator certificate. The request's SignedCommand carries
-// the token's operator as signer, the payload the token is bound to, and
-// no signature.
+// (docs/tokens.md), in unpadded base64url, on Release, Sign,
+// TransitDecrypt and TransitDerive: the call then needs no operator
+// certificate. The request's SignedCommand carries the token's operator as
+// signer, the payload the token is bound to, and no signature.
 const TokenMetadata = "keyquorum-token"
 
 // tokenMethods take a capability token in place of an operator.
 var tokenMethods = map[string]bool{
-	keyquorumv1.ClusterService_Release_FullMethodName: true,
-	keyquorumv1.ClusterService_Sign_FullMethodName:    true,
+	keyquorumv1.ClusterService_Release_FullMethodName:        true,
+	keyquorumv1.ClusterService_Sign_FullMethodName:           true,
+	keyquorumv1.ClusterService_TransitDecrypt_FullMethodName: true,
+	keyquorumv1.ClusterService_TransitDerive_FullMethodName:  true,
 }
 
 type tokenKey struct{}
@@ -57,9 +59,9 @@ func admitToken(ctx context.Context, method string) (context.Context, bool, erro
 	return context.WithValue(ctx, tokenKey{}, tok), true, nil
 }
 
-// checkRequest is the gateway's check of a Release or Sign request: with
-// the call's token, a release command that carries it; otherwise signed
-// by the operator of the client certificate.
+// checkRequest is the gateway's check of a request of a tokenMethods
+// method: with the call's token, a release command that carries it;
+// otherwise signed by the operator of the client certificate.
 func checkRequest(ctx context.Context, sg *fsm.Signed) error {
 	if tok, ok := ctx.Value(tokenKey{}).([]byte); ok {
 		sg.Token = tok

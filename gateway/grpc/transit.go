@@ -48,21 +48,41 @@ func (c *clusterService) TransitEncrypt(ctx context.Context, req *keyquorumv1.Tr
 	return out, nil
 }
 
-// TransitDecrypt relays t holders' sealed answers to an operator's signed
-// decryption request (cluster.TransitService).
+// TransitDecrypt relays t holders' sealed answers to a decryption request
+// (cluster.TransitService), signed by the operator of the client
+// certificate or authorized by the call's capability token
+// (TokenMetadata).
 func (c *clusterService) TransitDecrypt(ctx context.Context, req *keyquorumv1.TransitDecryptRequest) (*keyquorumv1.TransitDecryptResponse, error) {
-	sg, err := signedFrom(req.GetRequest(), "request")
+	return c.transitQuorum(ctx, req.GetRequest(), cluster.TransitService.TransitDecrypt)
+}
+
+// TransitDerive relays t holders' sealed answers to a derivation request
+// (cluster.TransitService), as TransitDecrypt: the caller combines and runs
+// HKDF (client.TransitDerive; an HMAC key is such a derivation).
+func (c *clusterService) TransitDerive(ctx context.Context, req *keyquorumv1.TransitDeriveRequest) (*keyquorumv1.TransitDeriveResponse, error) {
+	rep, err := c.transitQuorum(ctx, req.GetRequest(), cluster.TransitService.TransitDerive)
 	if err != nil {
 		return nil, err
 	}
-	if err := cluster.CheckSigned(principal(ctx), sg, fsm.TypeRelease); err != nil {
+	return &keyquorumv1.TransitDeriveResponse{ClusterId: rep.ClusterId, Key: rep.Key, Epoch: rep.Epoch, Threshold: rep.Threshold, Partials: rep.Partials}, nil
+}
+
+// transitQuorum checks a request that t holders answer, sealed to the
+// caller (checkRequest), and relays it; the node checks its op.
+func (c *clusterService) transitQuorum(ctx context.Context, m *keyquorumv1.SignedCommand,
+	relay func(cluster.TransitService, context.Context, *fsm.Signed) (*api.TransitDecryptReply, error)) (*keyquorumv1.TransitDecryptResponse, error) {
+	sg, err := signedFrom(m, "request")
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRequest(ctx, sg); err != nil {
 		return nil, err
 	}
 	ts, ok := c.s.svc.(cluster.TransitService)
 	if !ok {
-		return nil, cluster.Errorf(cluster.KindInvalid, "this node does not decrypt by quorum")
+		return nil, cluster.Errorf(cluster.KindInvalid, "this node does not serve transit by quorum")
 	}
-	rep, err := ts.TransitDecrypt(ctx, sg)
+	rep, err := relay(ts, ctx, sg)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,11 @@
 // belongs to an operator the cluster knows, except MachineService.GetTime
 // and MachineService.GetKey, which a machine authenticates with its own
 // signature. Server reflection needs the operator certificate too.
+// Release, Sign, TransitDecrypt and TransitDerive take, in place of the
+// operator certificate, a capability token in the call's metadata
+// "keyquorum-token" (unpadded base64url, bound to the request: see
+// docs/tokens.md); the request's SignedCommand then carries the token's
+// operator as signer, the payload the token is bound to, and no signature.
 //
 // Writes and releases carry a command signed by the operator of the client
 // certificate (SignedCommand). The payload is the JSON of the command exactly
@@ -67,6 +72,7 @@ const (
 	ClusterService_Verify_FullMethodName         = "/keyquorum.v1.ClusterService/Verify"
 	ClusterService_TransitEncrypt_FullMethodName = "/keyquorum.v1.ClusterService/TransitEncrypt"
 	ClusterService_TransitDecrypt_FullMethodName = "/keyquorum.v1.ClusterService/TransitDecrypt"
+	ClusterService_TransitDerive_FullMethodName  = "/keyquorum.v1.ClusterService/TransitDerive"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -117,6 +123,13 @@ type ClusterServiceClient interface {
 	// partials to the ephemeral key; the caller checks and combines. The
 	// node sees no plaintext (docs/transit.md).
 	TransitDecrypt(ctx context.Context, in *TransitDecryptRequest, opts ...grpc.CallOption) (*TransitDecryptResponse, error)
+	// TransitDerive relays t share holders' answers to a signed release
+	// request with op "derive" (a transit key, contexts, an ephemeral key):
+	// each holder checks the request and seals its proved partials to the
+	// ephemeral key; the caller checks, combines and runs HKDF, as
+	// client.TransitDerive does (an HMAC key is such a derivation). The node
+	// sees no derived key (docs/transit.md).
+	TransitDerive(ctx context.Context, in *TransitDeriveRequest, opts ...grpc.CallOption) (*TransitDeriveResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -227,6 +240,16 @@ func (c *clusterServiceClient) TransitDecrypt(ctx context.Context, in *TransitDe
 	return out, nil
 }
 
+func (c *clusterServiceClient) TransitDerive(ctx context.Context, in *TransitDeriveRequest, opts ...grpc.CallOption) (*TransitDeriveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransitDeriveResponse)
+	err := c.cc.Invoke(ctx, ClusterService_TransitDerive_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -275,6 +298,13 @@ type ClusterServiceServer interface {
 	// partials to the ephemeral key; the caller checks and combines. The
 	// node sees no plaintext (docs/transit.md).
 	TransitDecrypt(context.Context, *TransitDecryptRequest) (*TransitDecryptResponse, error)
+	// TransitDerive relays t share holders' answers to a signed release
+	// request with op "derive" (a transit key, contexts, an ephemeral key):
+	// each holder checks the request and seals its proved partials to the
+	// ephemeral key; the caller checks, combines and runs HKDF, as
+	// client.TransitDerive does (an HMAC key is such a derivation). The node
+	// sees no derived key (docs/transit.md).
+	TransitDerive(context.Context, *TransitDeriveRequest) (*TransitDeriveResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -314,6 +344,9 @@ func (UnimplementedClusterServiceServer) TransitEncrypt(context.Context, *Transi
 }
 func (UnimplementedClusterServiceServer) TransitDecrypt(context.Context, *TransitDecryptRequest) (*TransitDecryptResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method TransitDecrypt not implemented")
+}
+func (UnimplementedClusterServiceServer) TransitDerive(context.Context, *TransitDeriveRequest) (*TransitDeriveResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method TransitDerive not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -516,6 +549,24 @@ func _ClusterService_TransitDecrypt_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_TransitDerive_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransitDeriveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).TransitDerive(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_TransitDerive_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).TransitDerive(ctx, req.(*TransitDeriveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -562,6 +613,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TransitDecrypt",
 			Handler:    _ClusterService_TransitDecrypt_Handler,
+		},
+		{
+			MethodName: "TransitDerive",
+			Handler:    _ClusterService_TransitDerive_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
