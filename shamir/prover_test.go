@@ -141,14 +141,16 @@ func TestVerifyBatchDecidesAsVerifyProof(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, c := range map[string]struct {
-		lie        func(p *Partial)
+		lie         func(p *Partial)
 		proofPasses bool // the proof alone is good: VerifyProof passes it
 	}{
 		"no commitments": {lie: func(p *Partial) { p.Commits = nil }, proofPasses: true},
 		"commitments swapped": {lie: func(p *Partial) {
 			p.Commits = append(bytes.Clone(p.Commits[PointSize:]), p.Commits[:PointSize]...)
 		}, proofPasses: true},
-		"another response": {lie: func(p *Partial) { p.Response = edwards25519.NewScalar().Add(mustScalar(t, p.Response), scalarFromUint32(1)).Bytes() }},
+		"another response": {lie: func(p *Partial) {
+			p.Response = edwards25519.NewScalar().Add(mustScalar(t, p.Response), scalarFromUint32(1)).Bytes()
+		}},
 		"another value, challenge recomputed": {lie: func(p *Partial) {
 			p.Value = point
 			S := new(edwards25519.Point).ScalarBaseMult(s).Bytes()
