@@ -191,3 +191,50 @@ func TestClientRefusesTheCoordinatorsOwnCiphertext(t *testing.T) {
 		}
 	}
 }
+
+// TestClientNamesASmallOrderPartialInABatch: with its commitments sent,
+// a lying holder need not grind its proof to add T of order 8 to its
+// value: the batch multiplies by the cofactor and passes it. The client's
+// subgroup check on the combination refuses it and names that holder
+// alone, unless its Lagrange coefficient kills T, when the right secret
+// opens (as in TestClientNamesASmallOrderPartial).
+func TestClientNamesASmallOrderPartialInABatch(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, 3)
+	r := newRelayedRelease(t, c, "batch/torsion")
+	T, err := new(edwards25519.Point).SetBytes(mustDecodeHex(t, "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for at := range r.sr.Partials {
+		lying := r.clone()
+		victim := &lying.Partials[at]
+		pr, err := shamir.NewProver(r.share(t, victim))
+		if err != nil {
+			t.Fatal(err)
+		}
+		V, _ := pr.Value(r.sr.R)
+		Vp, _ := new(edwards25519.Point).SetBytes(V)
+		p, err := pr.Partial(rand.Reader, r.sr.R, Vp.Add(Vp, T).Bytes(), r.rctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.seal(t, victim, p)
+		got, err := c.openRelease(r.sg, lying)
+		if err == nil {
+			if !bytes.Equal(got, r.secret) {
+				t.Fatalf("the client opened share %d's small-order value to another secret", victim.Index)
+			}
+			continue
+		}
+		refused++
+		want := "partial of share " + itoa(victim.Index) + " (node \"" + victim.Node + "\")"
+		if msg := err.Error(); !strings.Contains(msg, want) || !strings.Contains(msg, "rejected 1 of") {
+			t.Errorf("the client's error %q does not name %s alone", msg, want)
+		}
+	}
+	if refused == 0 {
+		t.Fatal("no lying holder was named")
+	}
+}
