@@ -171,12 +171,12 @@ func (n *Node) handleSealedPartial(w http.ResponseWriter, r *http.Request) {
 // ephemeral key, which the holder takes from the request the machine or
 // operator signed, not from the coordinator.
 func (n *Node) answerSealedPartial(ctx context.Context, req *partialRequest) (*SealedPartial, error) {
-	return holderAnswer(ctx, n, req, func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) (*SealedPartial, error) {
+	return holderAnswer(ctx, n, req, func(cmd *fsm.Command, key *fsm.Key, rctx []byte, partial func() (*shamir.Partial, error)) (*SealedPartial, error) {
 		eph := cmd.Release.Ephemeral
 		if len(eph) == 0 {
 			return nil, Errorf(KindInvalid, "a gateway node's release is not answered sealed")
 		}
-		p, err := shamir.ComputePartial(rand.Reader, share, key.R, rctx)
+		p, err := partial()
 		if err != nil {
 			return nil, err
 		}

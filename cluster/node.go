@@ -312,7 +312,7 @@ func (n *Node) startRuntime(m *membership) (err error) {
 	n.mu.Lock()
 	n.rt = rt
 	n.mu.Unlock()
-	for _, loop := range []func(context.Context, *runtime){n.driveResharing, n.watchRounds, n.joinGossip, n.watchRemoval, n.attestCheckpoints, n.keepClusterKey, n.eraseDestroyed, n.autopilot} {
+	for _, loop := range []func(context.Context, *runtime){n.driveResharing, n.watchRounds, n.joinGossip, n.watchRemoval, n.attestCheckpoints, n.keepClusterKey, n.eraseDestroyed, n.autopilot, n.forgetStaleValues} {
 		rt.wg.Add(1)
 		go func() {
 			defer rt.wg.Done()

@@ -3,7 +3,6 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"net/http"
 
 	"github.com/keyquorum/keyquorum/fsm"
@@ -47,7 +46,7 @@ func (n *Node) handlePartial(w http.ResponseWriter, r *http.Request) {
 // combine. fsm.State.AuthorizeRelease refuses an operator's or a machine's
 // request without an ephemeral key.
 func (n *Node) answerPartial(ctx context.Context, req *partialRequest) (*shamir.Partial, error) {
-	return holderAnswer(ctx, n, req, func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) (*shamir.Partial, error) {
+	return holderAnswer(ctx, n, req, func(cmd *fsm.Command, key *fsm.Key, _ []byte, partial func() (*shamir.Partial, error)) (*shamir.Partial, error) {
 		if len(cmd.Release.Ephemeral) != 0 {
 			return nil, Errorf(KindInvalid, "a partial for a request with an ephemeral key is only given sealed to that key")
 		}
@@ -56,13 +55,13 @@ func (n *Node) answerPartial(ctx context.Context, req *partialRequest) (*shamir.
 			// coordinates it (assembledsign.go); other keys sign by quorum.
 			return nil, Errorf(KindInvalid, "key %q is a %s key: a signing request with it gets signature shares, not partials", key.Name, key.Type)
 		}
-		return shamir.ComputePartial(rand.Reader, share, key.R, rctx)
+		return partial()
 	})
 }
 
 // holderAnswer runs a holder's checks (holder.go) on a release request and
-// returns what compute makes with this node's share of the epoch the
-// coordinator read, which it erases afterwards.
+// returns what compute makes with this node's partial (partial, from the
+// share of the epoch the coordinator read: holdervalues.go).
 //
 // A holder that is not the coordinator computes while its own read is in
 // flight, with the state it has applied (at least the coordinator's
@@ -71,7 +70,7 @@ func (n *Node) answerPartial(ctx context.Context, req *partialRequest) (*shamir.
 // epoch and request; otherwise it computes again there. Nothing the checks
 // at the read would refuse is answered, and the read costs the release
 // only what it takes longer than the computation.
-func holderAnswer[P any](ctx context.Context, n *Node, req *partialRequest, compute func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) (*P, error)) (_ *P, err error) {
+func holderAnswer[P any](ctx context.Context, n *Node, req *partialRequest, compute holderCompute[P]) (_ *P, err error) {
 	defer n.observeHolder(ctx, req, &err)()
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
@@ -107,15 +106,15 @@ func holderAnswer[P any](ctx context.Context, n *Node, req *partialRequest, comp
 	return computeWithShare(n, g, rctx, compute)
 }
 
+// holderCompute makes a holder's answer from its request, the key, the
+// release context and partial, which computes the holder's partial for
+// them.
+type holderCompute[P any] func(cmd *fsm.Command, key *fsm.Key, rctx []byte, partial func() (*shamir.Partial, error)) (*P, error)
+
 // computeWithShare calls compute for grant g with this node's share of
-// g's epoch, which it erases afterwards.
-func computeWithShare[P any](n *Node, g *holderGrant, rctx []byte, compute func(cmd *fsm.Command, share *shamir.Share, key *fsm.Key, rctx []byte) (*P, error)) (*P, error) {
-	share := n.shares.current(g.epoch)
-	if share == nil {
-		return nil, Errorf(KindNoQuorum, "node %s holds no share of epoch %d", n.id.NodeID, g.epoch)
-	}
-	defer share.Erase()
-	p, err := compute(g.cmd, share, g.key, rctx)
+// g's epoch.
+func computeWithShare[P any](n *Node, g *holderGrant, rctx []byte, compute holderCompute[P]) (*P, error) {
+	p, err := compute(g.cmd, g.key, rctx, func() (*shamir.Partial, error) { return n.holderPartial(g.epoch, g.key, rctx) })
 	if err != nil {
 		if _, ok := err.(*Error); ok {
 			return nil, err

@@ -114,6 +114,10 @@ type epochShare struct {
 	// Frost are the node's shares of the FROST keys the round reshared,
 	// by frostStoreID: erased with the epoch's share.
 	Frost map[string]*shamir.Share `json:"frost,omitempty"`
+	// hot is the share ready for partials and this holder's values of the
+	// keys it answered for (holdervalues.go): in memory only, erased with
+	// the share.
+	hot *holderCache
 }
 
 // erase overwrites the share, the Tang shares and the FROST shares.
@@ -124,6 +128,8 @@ func (e *epochShare) erase() {
 	if e.Share != nil {
 		e.Share.Erase()
 	}
+	e.hot.erase()
+	e.hot = nil
 	for _, sh := range e.Tang {
 		sh.Erase()
 	}

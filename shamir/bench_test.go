@@ -213,3 +213,79 @@ func BenchmarkNewVerifier(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkProverPartial is a holder's partial on the release path: the
+// share ready (NewProver) and the value s_i*R held from an earlier
+// release of the key, so only the proof is computed (against
+// BenchmarkComputePartial).
+func BenchmarkProverPartial(b *testing.B) {
+	c := newBenchCluster(b, 3, 2)
+	pr, err := NewProver(c.nodes[0].share)
+	if err != nil {
+		b.Fatal(err)
+	}
+	V, err := pr.Value(c.ct.R)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := pr.Partial(rand.Reader, c.ct.R, V, testRelease); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerifierBatchOpen2of3 is api.OpenRelease's check and open of
+// two partials with their commitments, of shares 1 and 2 and of shares 1
+// and 3 in turn (a coordinator of share 1 asks the others in turn):
+// both proofs in one batch (VerifyBatch), against
+// BenchmarkVerifierProofOpen2of3 and BenchmarkVerifierProofOpen2of3Mixed.
+func BenchmarkVerifierBatchOpen2of3(b *testing.B) {
+	c := newBenchCluster(b, 3, 2)
+	parts := proverPartials(b, c.nodes, c.ct.R, testRelease)
+	pairs := [][]*Partial{parts[:2], {parts[0], parts[2]}}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		v, err := NewVerifier(c.poly, c.ct.R, testRelease)
+		if err != nil {
+			b.Fatal(err)
+		}
+		vps, ok := v.VerifyBatch(rand.Reader, pairs[i%2])
+		if !ok {
+			b.Fatal("the batch failed")
+		}
+		if _, err := v.Open(c.ct, testInfo, vps); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// BenchmarkVerifierProofOpen2of3Mixed is BenchmarkVerifierProofOpen2of3
+// with shares 1 and 2 and shares 1 and 3 in turn.
+func BenchmarkVerifierProofOpen2of3Mixed(b *testing.B) {
+	c := newBenchCluster(b, 3, 2)
+	pairs := [][]*Partial{c.parts[:2], {c.parts[0], c.parts[2]}}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		v, err := NewVerifier(c.poly, c.ct.R, testRelease)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var good []*VerifiedPartial
+		for _, p := range pairs[i%2] {
+			vp, err := v.VerifyProof(p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			good = append(good, vp)
+		}
+		if _, err := v.Open(c.ct, testInfo, good); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}

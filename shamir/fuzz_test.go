@@ -167,3 +167,47 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// FuzzVerifyBatch: an arbitrary partial batched with an honest one never
+// panics, and the batch passes it only if its value's prime-order part is
+// the holder's s_i*R (the cofactor drops the rest, which Open checks).
+func FuzzVerifyBatch(f *testing.F) {
+	nodes := newNodes(f, 1, 2, 3)
+	poly := runDKG(f, nodes, 2, testContext)
+	ct, err := Seal(rand.Reader, poly.PublicKey(), testInfo, []byte("m"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	parts := proverPartials(f, nodes, ct.R, testRelease)
+	for _, p := range parts[1:] {
+		f.Add(p.Index, p.Value, p.Challenge, p.Response, p.Commits)
+	}
+	f.Add(uint32(2), parts[2].Value, parts[2].Challenge, parts[2].Response, parts[2].Commits)
+	f.Add(uint32(0), []byte{}, []byte{}, []byte{}, []byte{})
+	f.Add(uint32(2), mustHex(f, torsionHex[1]), parts[1].Challenge, parts[1].Response, parts[1].Commits)
+	v, err := NewVerifier(poly, ct.R, testRelease)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, index uint32, value, c, z, commits []byte) {
+		p := &Partial{Index: index, Value: value, Challenge: c, Response: z, Commits: commits}
+		vps, ok := v.VerifyBatch(rand.Reader, []*Partial{parts[0], p})
+		if !ok {
+			return
+		}
+		_, _ = v.Open(ct, testInfo, vps)
+		if index < 1 || index > 3 {
+			t.Fatalf("passed a partial for non-member %d", index)
+		}
+		Rp, _ := decodePoint(ct.R)
+		s, _ := decodeScalar(nodes[index-1].share.Value)
+		want := new(edwards25519.Point).ScalarMult(s, Rp)
+		got, err := decodePointNoSubgroup(value)
+		if err != nil {
+			t.Fatalf("passed an undecodable value")
+		}
+		if new(edwards25519.Point).MultByCofactor(got).Equal(new(edwards25519.Point).MultByCofactor(want)) != 1 {
+			t.Fatalf("passed a wrong value for %d", index)
+		}
+	})
+}

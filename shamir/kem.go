@@ -97,11 +97,19 @@ func openWithPoint(K *edwards25519.Point, ct *Ciphertext, info []byte) ([]byte, 
 // Partial is one share holder's partial decryption: Value = s_i*R, with a
 // Chaum-Pedersen (DLEQ) proof (Challenge c, Response z) that
 // log_G(S_i) == log_R(Value), S_i = s_i*G being the holder's public share.
+//
+// Commits, when a Prover made the partial, is the proof's commitments
+// A1 = w*G and A2 = w*R (64 bytes), the points the challenge hashes: with
+// them a verifier checks the proofs of several partials at once
+// (Verifier.VerifyBatch). ComputePartial leaves it empty, and Verify and
+// VerifyProof ignore it: they recompute A1 and A2 from the challenge and
+// the response.
 type Partial struct {
 	Index     uint32
 	Value     []byte
 	Challenge []byte
 	Response  []byte
+	Commits   []byte `json:",omitempty"`
 }
 
 // ComputePartial computes share.Value*R and proves it correct. R must be a
@@ -490,7 +498,7 @@ func open(poly *PublicPoly, ct *Ciphertext, info []byte, own *Partial, partials 
 // indexes: 2 and -1 for 1 and 2), a few additions replace the
 // multi-scalar multiplication.
 func combinePoints(idx []uint32, pts []*edwards25519.Point) (*edwards25519.Point, error) {
-	lambdas, err := lagrangeAtZero(idx)
+	lambdas, err := combineLambdas(idx)
 	if err != nil {
 		return nil, err
 	}
@@ -544,3 +552,36 @@ func CombinePoints(partials map[uint32][]byte, t int) ([]byte, error) {
 	}
 	return K.Bytes(), nil
 }
+
+// combineLambdas is lagrangeAtZero(idx) for combinePoints, remembered by
+// idx: a combiner combines the same few sets of share indexes again and
+// again, and each set costs t scalar inversions. The coefficients are
+// public, and combinePoints only reads them.
+func combineLambdas(idx []uint32) ([]*edwards25519.Scalar, error) {
+	key := make([]byte, 4*len(idx))
+	for i, x := range idx {
+		binary.BigEndian.PutUint32(key[4*i:], x)
+	}
+	lambdaCache.Lock()
+	l, ok := lambdaCache.m[string(key)]
+	lambdaCache.Unlock()
+	if ok {
+		return l, nil
+	}
+	l, err := lagrangeAtZero(idx)
+	if err != nil {
+		return nil, err
+	}
+	lambdaCache.Lock()
+	if len(lambdaCache.m) >= publicSharesSize {
+		clear(lambdaCache.m)
+	}
+	lambdaCache.m[string(key)] = l
+	lambdaCache.Unlock()
+	return l, nil
+}
+
+var lambdaCache = struct {
+	sync.Mutex
+	m map[string][]*edwards25519.Scalar
+}{m: map[string][]*edwards25519.Scalar{}}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -70,29 +71,41 @@ func OpenRelease(r *SealedRelease, clusterID, name string, pin, payload []byte, 
 	if err != nil {
 		return nil, fmt.Errorf("the release's ciphertext: %w", err)
 	}
-	// Each partial is opened and verified on its own, in parallel: the
-	// client waits for the slowest one only.
+	// Each partial is opened on its own, in parallel: the client waits
+	// for the slowest one only.
 	//
 	// Any partial that fails fails the release, so the subgroup checks of
 	// the values of the first t, the ones Open combines when all pass,
 	// are left to Open, which makes one for all of them (VerifyProof);
 	// when it fails, each is checked on its own to name the one at fault.
-	// Partials after the first t get every check here.
+	// The first t's proofs are checked at once (VerifyBatch) when their
+	// holders sent the commitments; when that fails, or one did not,
+	// each is checked on its own, which decides and names the ones at
+	// fault. Partials after the first t get every check, each on its own.
 	parts := make([]*shamir.Partial, len(r.Partials))
 	checked := make([]*shamir.VerifiedPartial, len(r.Partials))
 	errs := make([]error, len(r.Partials))
 	each(len(r.Partials), func(i int) {
-		p, err := openPartial(&r.Partials[i], ephPriv, rctx)
-		switch {
-		case err != nil:
-		case i < t:
-			parts[i] = p
-			checked[i], err = v.VerifyProof(p)
-		default:
-			checked[i], err = v.Verify(p)
+		parts[i], errs[i] = openPartial(&r.Partials[i], ephPriv, rctx)
+		if errs[i] == nil && i >= t {
+			checked[i], errs[i] = v.Verify(parts[i])
 		}
-		errs[i] = err
 	})
+	first := min(t, len(r.Partials))
+	batched := false
+	if !slices.ContainsFunc(errs[:first], func(err error) bool { return err != nil }) {
+		var vps []*shamir.VerifiedPartial
+		if vps, batched = v.VerifyBatch(rand.Reader, parts[:first]); batched {
+			copy(checked, vps)
+		}
+	}
+	if !batched {
+		each(first, func(i int) {
+			if errs[i] == nil {
+				checked[i], errs[i] = v.VerifyProof(parts[i])
+			}
+		})
+	}
 	var good []*shamir.VerifiedPartial
 	seen := map[uint32]bool{}
 	for i := range r.Partials {
@@ -112,7 +125,7 @@ func OpenRelease(r *SealedRelease, clusterID, name string, pin, payload []byte, 
 	}
 	secret, err := v.Open(&shamir.Ciphertext{R: r.R, Sealed: r.Sealed}, fsm.SealInfo(r.ClusterID, name), good)
 	if errors.Is(err, shamir.ErrInvalidPoint) {
-		for i, p := range parts {
+		for i, p := range parts[:first] {
 			if p != nil {
 				_, errs[i] = v.Verify(p)
 			}

@@ -1,0 +1,215 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/shamir"
+)
+
+// A holder answers release after release of the same key at the same
+// epoch, and each partial's value s_i*R is the same for a key version:
+// it was the costliest part of a partial, with s_i*G, which is the same
+// for every partial of the epoch. So the share store keeps, in memory
+// only, beside the epoch's share: the share made ready for proofs
+// (shamir.Prover, with s_i*G) and this holder's value s_i*R of each key it
+// answered for. A value is as secret as the partial it goes into (t of
+// them open the key), and no more than the share it was computed from,
+// which the node holds in the same memory; it is erased:
+//
+//   - with the share, when the epoch ends (a reshare, the node's removal:
+//     epochShare.erase);
+//   - as soon as the node applies a change to its key: a destroy, a
+//     revoke, a new version (compare-and-swap, rotation), an expiry, or a
+//     new key under the name (forgetStaleValues);
+//   - and a value is used only for the key it was computed for: the same
+//     key ID, version and ciphertext point R.
+//
+// Every check a holder makes is made before any of this is used: the
+// cache changes what a partial costs, never whether one is given.
+
+// heldValuesMax bounds the values kept per epoch; when full, it starts
+// again empty.
+const heldValuesMax = 4096
+
+// holderCache is the epoch's share ready for partials and the values.
+type holderCache struct {
+	prover *shamir.Prover
+	mu     sync.Mutex
+	values map[string]heldValue // by key name; nil once erased
+}
+
+// heldValue is s_i*R for one key version.
+type heldValue struct {
+	name    string
+	id      string
+	version uint64
+	r       []byte
+	v       []byte
+}
+
+func (h *holderCache) erase() {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	for _, hv := range h.values {
+		clear(hv.v)
+	}
+	h.values = nil
+	h.mu.Unlock()
+	h.prover.Erase()
+}
+
+// partial is this holder's partial of key for rctx, with a proof that
+// carries its commitments (shamir.Prover.Partial).
+func (h *holderCache) partial(rand io.Reader, key *fsm.Key, rctx []byte) (*shamir.Partial, error) {
+	var v [shamir.PointSize]byte
+	defer clear(v[:])
+	h.mu.Lock()
+	hv, ok := h.values[key.Name]
+	ok = ok && hv.id == key.ID && hv.version == key.Version && bytes.Equal(hv.r, key.R)
+	if ok {
+		copy(v[:], hv.v)
+	}
+	h.mu.Unlock()
+	if !ok {
+		val, err := h.prover.Value(key.R)
+		if err != nil {
+			return nil, err
+		}
+		copy(v[:], val)
+		h.mu.Lock()
+		if h.values != nil {
+			if len(h.values) >= heldValuesMax {
+				for _, old := range h.values {
+					clear(old.v)
+				}
+				clear(h.values)
+			}
+			if old, ok := h.values[key.Name]; ok {
+				clear(old.v)
+			}
+			h.values[key.Name] = heldValue{name: key.Name, id: key.ID, version: key.Version, r: bytes.Clone(key.R), v: val}
+		} else {
+			clear(val)
+		}
+		h.mu.Unlock()
+	}
+	return h.prover.Partial(rand, key.R, v[:], rctx)
+}
+
+// holderCache returns the cache of the share of epoch, made on first
+// use, or nil when the node holds no share of epoch.
+func (s *shareStore) holderCache(epoch uint64) (*holderCache, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.data.Current
+	if c == nil || c.Epoch != epoch || c.Share == nil {
+		return nil, nil
+	}
+	if c.hot == nil {
+		p, err := shamir.NewProver(c.Share)
+		if err != nil {
+			return nil, err
+		}
+		c.hot = &holderCache{prover: p, values: map[string]heldValue{}}
+	}
+	return c.hot, nil
+}
+
+// heldValueKeys lists the keys the current epoch's cache holds values
+// of, with the epoch.
+func (s *shareStore) heldValueKeys() (epoch uint64, keys []heldValue) {
+	s.mu.Lock()
+	c := s.data.Current
+	var h *holderCache
+	if c != nil {
+		epoch, h = c.Epoch, c.hot
+	}
+	s.mu.Unlock()
+	if h == nil {
+		return epoch, nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, hv := range h.values {
+		keys = append(keys, heldValue{name: hv.name, id: hv.id, version: hv.version, r: hv.r})
+	}
+	return epoch, keys
+}
+
+// forgetValues erases the values of the named keys at those versions.
+func (s *shareStore) forgetValues(epoch uint64, stale []heldValue) {
+	s.mu.Lock()
+	c := s.data.Current
+	var h *holderCache
+	if c != nil && c.Epoch == epoch {
+		h = c.hot
+	}
+	s.mu.Unlock()
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, k := range stale {
+		if hv, ok := h.values[k.name]; ok && hv.id == k.id && hv.version == k.version && bytes.Equal(hv.r, k.r) {
+			clear(hv.v)
+			delete(h.values, k.name)
+		}
+	}
+}
+
+// forgetStaleValues erases a held value as soon as this node applies a
+// change to its key (above), and at the latest 5 s after its key expires.
+func (n *Node) forgetStaleValues(ctx context.Context, _ *runtime) {
+	for {
+		_, changed := n.watch()
+		n.forgetStale(now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// forgetStale erases the held values whose key is no longer the one they
+// were computed for, at the state this node has applied.
+func (n *Node) forgetStale(at time.Time) {
+	epoch, held := n.shares.heldValueKeys()
+	if len(held) == 0 {
+		return
+	}
+	var stale []heldValue
+	n.fsm.Read(func(s *fsm.State) {
+		for _, hv := range held {
+			k := s.Keys[hv.name]
+			if s.Epoch != epoch || k == nil || k.ID != hv.id || k.State != fsm.KeyActive || k.Version != hv.version ||
+				!bytes.Equal(k.R, hv.r) || (k.ExpiresAt != 0 && at.UnixNano() >= k.ExpiresAt) {
+				stale = append(stale, hv)
+			}
+		}
+	})
+	n.shares.forgetValues(epoch, stale)
+}
+
+// holderPartial is this node's partial of key at epoch for rctx, from the
+// epoch's holder cache.
+func (n *Node) holderPartial(epoch uint64, key *fsm.Key, rctx []byte) (*shamir.Partial, error) {
+	h, err := n.shares.holderCache(epoch)
+	if err != nil {
+		return nil, Errorf(KindInternal, "the share of epoch %d: %v", epoch, err)
+	}
+	if h == nil {
+		return nil, Errorf(KindNoQuorum, "node %s holds no share of epoch %d", n.id.NodeID, epoch)
+	}
+	return h.partial(rand.Reader, key, rctx)
+}
