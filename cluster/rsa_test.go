@@ -162,7 +162,6 @@ func TestBadRSAShareIsNamedAndTheSignatureCompletes(t *testing.T) {
 	for _, tn := range byID {
 		c.waitHasKey(tn, "tls/rsa")
 	}
-	t.Cleanup(func() { rsaShareHook.Store(nil) })
 	for _, lie := range []struct {
 		name, logged string
 		change       func([]byte) []byte
@@ -180,14 +179,11 @@ func TestBadRSAShareIsNamedAndTheSignatureCompletes(t *testing.T) {
 		}},
 	} {
 		var lied atomic.Int32
-		tamper := func(node string, share []byte) []byte {
-			if node != liar.id() {
-				return share
-			}
+		tamper := func(share []byte) []byte {
 			lied.Add(1)
 			return lie.change(share)
 		}
-		rsaShareHook.Store(&tamper)
+		liar.n.rsaShareHook.Store(&tamper)
 		for i := range 2 {
 			digest, in := pkcs1Input(t, &priv.PublicKey, fmt.Sprintf("%s, try %d", lie.name, i))
 			sig, err := thresholdRSA(coord, "tls/rsa", in)
@@ -449,14 +445,11 @@ func TestThresholdRSAKeyNeedsReimportWhenAHolderLeaves(t *testing.T) {
 	}
 	c.waitSettled(epoch, staying...)
 	var asked atomic.Int32
-	count := func(node string, share []byte) []byte {
-		if node == victim.id() {
-			asked.Add(1)
-		}
+	count := func(share []byte) []byte {
+		asked.Add(1)
 		return share
 	}
-	rsaShareHook.Store(&count)
-	t.Cleanup(func() { rsaShareHook.Store(nil) })
+	victim.n.rsaShareHook.Store(&count)
 	for _, tn := range staying {
 		k := storedKey(t, tn, "tls/rsa")
 		if !strings.Contains(k.RSA.Reimport, victim.id()) {
@@ -644,6 +637,7 @@ func TestSignRequestCannotChooseTheRSAInput(t *testing.T) {
 // The honest third holder answers only once the liar has, so that the
 // liar's share is among the first the coordinator combines.
 func TestLyingRSAHolderIsNamedInTheSignature(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	priv := rsaKey(t)
 	c.createThresholdRSA("sig/liar", priv, nil)
@@ -653,28 +647,26 @@ func TestLyingRSAHolderIsNamedInTheSignature(t *testing.T) {
 	for _, tn := range byID {
 		c.waitHasKey(tn, "sig/liar")
 	}
-	t.Cleanup(func() { rsaShareHook.Store(nil) })
 	named := 0
 	for try := range 3 {
 		for _, padding := range []string{fsm.PaddingPKCS1v15, fsm.PaddingPSS} {
 			lied := make(chan struct{})
 			var once sync.Once
-			tamper := func(node string, share []byte) []byte {
-				switch node {
-				case liar.id():
-					once.Do(func() { close(lied) })
-					bad := bytes.Clone(share)
-					bad[len(bad)-1] ^= 1
-					return bad
-				case honest.id():
-					select {
-					case <-lied:
-					case <-time.After(opTimeout / 4):
-					}
+			lie := func(share []byte) []byte {
+				once.Do(func() { close(lied) })
+				bad := bytes.Clone(share)
+				bad[len(bad)-1] ^= 1
+				return bad
+			}
+			wait := func(share []byte) []byte {
+				select {
+				case <-lied:
+				case <-time.After(opTimeout / 4):
 				}
 				return share
 			}
-			rsaShareHook.Store(&tamper)
+			liar.n.rsaShareHook.Store(&lie)
+			honest.n.rsaShareHook.Store(&wait)
 			msg := []byte(fmt.Sprintf("signed despite a liar, try %d", try))
 			sig, err := c.signThrough(coord, c.sign(&fsm.Command{Type: fsm.TypeRelease,
 				Release: &fsm.ReleaseRequest{Key: "sig/liar", Op: fsm.OpSign, Message: msg, Padding: padding}}))
