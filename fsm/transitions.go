@@ -161,7 +161,7 @@ func (t *transition) init(in *Init) *Error {
 	s.CACert = in.CACert
 	s.InitialNodes = in.InitialNodes
 	s.Operators[op.ID] = &op
-	n.Index, n.Holder, n.Leaving = 1, false, false
+	n.Index, n.Holder, n.Leaving, n.Pending = 1, false, false, false
 	s.NextIndex = 2
 	s.Nodes[n.ID] = &n
 	if in.Recovery != nil {

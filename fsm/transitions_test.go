@@ -62,10 +62,10 @@ func TestInit(t *testing.T) {
 				}
 			}},
 		{name: "ignores the index and holder flags it is given", by: admin,
-			cmd: initWith(func(in *fsm.Init) { in.Node.Index, in.Node.Holder, in.Node.Leaving = 9, true, true }),
+			cmd: initWith(func(in *fsm.Init) { in.Node.Index, in.Node.Holder, in.Node.Leaving, in.Node.Pending = 9, true, true, true }),
 			check: func(t *testing.T, h *harness, _ *fsm.Result) {
-				if n := h.state().Nodes["node-1"]; n.Index != 1 || n.Holder || n.Leaving {
-					t.Errorf("node %+v, want index 1, not holder, not leaving", n)
+				if n := h.state().Nodes["node-1"]; n.Index != 1 || n.Holder || n.Leaving || n.Pending {
+					t.Errorf("node %+v, want index 1, not holder, not leaving, not waiting", n)
 				}
 			}},
 		{name: "issued within the clock skew ago", by: admin, cmd: issued(initCmd(), -fsm.MaxClockSkew+time.Second)},
@@ -158,6 +158,13 @@ func TestAddNode(t *testing.T) {
 				r := h.state().Reshare
 				if r == nil || r.Round == res.Index || len(r.Members) != 2 || len(r.Deals) != 1 {
 					t.Errorf("round %+v, want node-2's, with its deal", r)
+				}
+			}},
+		{name: "ignores a waiting flag it is given before the first key", setup: initialized, by: admin,
+			cmd: addNodeCmd(spec(func(n *fsm.Node) { n.Pending = true })),
+			check: func(t *testing.T, h *harness, _ *fsm.Result) {
+				if n := h.state().Nodes["node-2"]; n.Pending {
+					t.Errorf("node-2 = %+v, want a member of the first key's round", n)
 				}
 			}},
 		{name: "ignores the index and holder flags it is given", setup: ready, by: admin,
