@@ -431,14 +431,15 @@ func (c *testCluster) submit(cmd *fsm.Command) (*fsm.Result, error) {
 
 // A write that surely reached no leader (an election outlasted the
 // nodes' RequestTimeout, as on a loaded machine) is sent again, as a
-// client would, until opTimeout.
+// client would, for up to settleTimeout.
 func (c *testCluster) submitSigned(sg *fsm.Signed) (*fsm.Result, error) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
+	deadline := time.Now().Add(settleTimeout)
 	for {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		res, err := c.anyRunning().n.Submit(ctx, sg)
-		if err == nil || KindOf(err) != KindNoQuorum || !strings.Contains(err.Error(), "no leader accepted the write") || ctx.Err() != nil {
+		cancel()
+		if err == nil || KindOf(err) != KindNoQuorum || !strings.Contains(err.Error(), "no leader accepted the write") || time.Now().After(deadline) {
 			return res, err
 		}
 		c.t.Logf("%v: sending it again", err)

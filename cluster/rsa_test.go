@@ -90,16 +90,21 @@ func thresholdRSA(tn *testNode, name string, input []byte) ([]byte, error) {
 }
 
 // thresholdRSASettled is thresholdRSA, tried again, as a client would,
-// while holders did not answer in time (a loaded machine: elections churn
-// right after a membership change, and holders answer only with a read
-// index from a leader), up to settleTimeout. Any other failure, a share
-// that does not combine included, is returned at once.
+// while holders did not answer in time or no leader was known (a loaded
+// machine: elections churn right after a membership change, and holders
+// answer only with a read index from a leader), up to settleTimeout. Any
+// other failure, a share that does not combine included, is returned at
+// once.
 func (c *testCluster) thresholdRSASettled(tn *testNode, name string, input []byte) (sig []byte, err error) {
 	c.t.Helper()
 	deadline := time.Now().Add(settleTimeout)
 	for {
 		sig, err = thresholdRSA(tn, name, input)
-		if err == nil || KindOf(err) != KindNoQuorum || !strings.Contains(err.Error(), "did not answer in time") || time.Now().After(deadline) {
+		if err == nil {
+			return sig, nil
+		}
+		unavailable := strings.Contains(err.Error(), "did not answer in time") || strings.Contains(err.Error(), "no leader")
+		if KindOf(err) != KindNoQuorum || !unavailable || time.Now().After(deadline) {
 			return sig, err
 		}
 		c.t.Logf("threshold RSA through %s, again: %v", tn.id(), err)
