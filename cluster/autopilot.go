@@ -59,7 +59,9 @@ func (n *Node) autopilot(ctx context.Context, rt *runtime) {
 			clear(down)
 			continue
 		}
-		n.promoteOnce(ctx)
+		if !n.promoteHeld.Load() {
+			n.promoteOnce(ctx)
+		}
 		n.autopilotOnce(ctx, rt, down, time.Now())
 	}
 }

@@ -268,3 +268,53 @@ func TestNewMemberThatFailsItsStablePeriodIsNeverAHolder(t *testing.T) {
 		return got == "", fmt.Sprintf("node2 is still %q in Raft", got)
 	})
 }
+
+// TestLeaderThatNeverPromotesCostsOnlyAvailability: leaders that withhold
+// promote_node (every node here, the new one too) leave a joined node a
+// Raft voter that waits, in no round and holding nothing, for as long as
+// they withhold it; the cluster releases as before, at the same epoch.
+// Once a leader promotes it (the hold lifted, as a new honest leader
+// would), it gets its share.
+func TestLeaderThatNeverPromotesCostsOnlyAvailability(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, 3)
+	secret := randomBytes(t, 32)
+	c.createSecret("db/held", secret)
+	n4 := c.addNode()
+	for _, tn := range c.nodes {
+		tn.n.promoteHeld.Store(true)
+	}
+	before := c.status(c.nodes[0]).Epoch
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if err := n4.n.Start(ctx, c.startRequest(n4)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.submit(&fsm.Command{Type: fsm.TypeAddNode, AddNode: c.nodeRecord(n4)}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitVoter(n4)
+	if got := c.mustRelease(c.nodes[0], "db/held"); string(got) != string(secret) {
+		t.Fatal("released another secret while node4 waits")
+	}
+	st := c.status(c.nodes[0])
+	for _, m := range st.Members {
+		if m.ID == n4.id() && (!m.Pending || m.Holder) {
+			t.Fatalf("node4, never promoted by the leader, is %+v: want waiting, holding nothing", m)
+		}
+	}
+	if st.Epoch != before || st.Resharing != nil || st.N != 3 {
+		t.Fatalf("epoch %d (was %d), round %v, %d holders while node4 waits: want no change", st.Epoch, before, st.Resharing, st.N)
+	}
+
+	for _, tn := range c.nodes {
+		tn.n.promoteHeld.Store(false)
+	}
+	st = c.waitSettled(before)
+	if st.N != 4 {
+		t.Fatalf("after the promotion: %d holders, want 4", st.N)
+	}
+	if got := c.mustRelease(n4, "db/held"); string(got) != string(secret) {
+		t.Fatal("node4 released another secret")
+	}
+}

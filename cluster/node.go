@@ -86,6 +86,9 @@ type Node struct {
 
 	metrics *metrics.Set
 	audit   *auditTrail
+	// promoteHeld, set only by tests, keeps this node, as leader, from
+	// proposing promote_node (a leader that withholds promotions).
+	promoteHeld atomic.Bool
 	// autopilotHeld counts the dead members this node, as leader, found
 	// down for the period and did not remove (autopilot.go).
 	autopilotHeld atomic.Int64
