@@ -62,7 +62,9 @@ func TestInit(t *testing.T) {
 				}
 			}},
 		{name: "ignores the index and holder flags it is given", by: admin,
-			cmd: initWith(func(in *fsm.Init) { in.Node.Index, in.Node.Holder, in.Node.Leaving, in.Node.Pending = 9, true, true, true }),
+			cmd: initWith(func(in *fsm.Init) {
+				in.Node.Index, in.Node.Holder, in.Node.Leaving, in.Node.Pending = 9, true, true, true
+			}),
 			check: func(t *testing.T, h *harness, _ *fsm.Result) {
 				if n := h.state().Nodes["node-1"]; n.Index != 1 || n.Holder || n.Leaving || n.Pending {
 					t.Errorf("node %+v, want index 1, not holder, not leaving, not waiting", n)
