@@ -120,7 +120,8 @@ func (t *transition) removeDeadNode(r *RemoveDead) *Error {
 }
 
 // promoteNode ends a new member's wait: the round that gives it a share
-// starts (replacing a round in progress, as an admission did before).
+// starts (replacing a round in progress, as an admission did before, at
+// no lower a threshold than that round's: the autopilot's removals keep t).
 func (t *transition) promoteNode(id string) *Error {
 	s := t.s
 	if m := s.Nodes[t.signer]; m == nil || m.Leaving || m.Pending {
@@ -134,6 +135,9 @@ func (t *transition) promoteNode(id string) *Error {
 		return errorf(CodeState, "node %q is not waiting for its promotion", id)
 	}
 	n.Pending = false
+	if s.Reshare != nil {
+		t.floorThreshold = s.Reshare.Threshold
+	}
 	t.startRound(false)
 	return nil
 }
