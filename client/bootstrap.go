@@ -309,8 +309,8 @@ func (c *Client) usableToken(ctx context.Context, id string) error {
 }
 
 // waitMember waits until the node is a member, a Raft voter (the leader
-// promotes a new member after its stable period), and the cluster key is
-// settled for the new member set: reshared past epoch `after`, or, before
+// promotes a new member after its stable period, and only then reshares
+// the key to it), and the cluster key is settled for the new member set: reshared past epoch `after`, or, before
 // the first key, still waiting for its initial members (or made, if this
 // was the last of them).
 func (c *Client) waitMember(ctx context.Context, nodeID string, after uint64) error {

@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -29,6 +31,15 @@ import (
 // The removal is remove_dead_node, signed by the leader, which every
 // replica checks; the resharing without the member follows, as for an
 // operator's removal, keeping t.
+//
+// The same loop ends a new member's wait (fsm/autopilot.go): a node
+// admitted once the cluster has its key is Pending, in no round, until
+// the leader has made it a Raft voter after its stable period
+// (consensus.go: answering and caught up, without a break); the leader
+// then proposes promote_node, signed as itself, and the round that gives
+// the node a share starts. A node that fails during its stable period is
+// never a voter, so never a holder: an admin's removal, or the
+// autopilot's, drops it at once.
 
 // autopilotEvery is how often the leader looks at the members.
 const autopilotEvery = 500 * time.Millisecond
@@ -48,7 +59,46 @@ func (n *Node) autopilot(ctx context.Context, rt *runtime) {
 			clear(down)
 			continue
 		}
+		if !n.promoteHeld.Load() {
+			n.promoteOnce(ctx)
+		}
 		n.autopilotOnce(ctx, rt, down, time.Now())
+	}
+}
+
+// promoteOnce proposes promote_node, as the ready leader, for one member
+// waiting for its promotion that Raft counts as a voter and that answers
+// the leader's own call: the round it starts replaces any in progress, so
+// one at a time.
+func (n *Node) promoteOnce(ctx context.Context) {
+	voters := map[string]bool{}
+	for _, s := range n.servers() {
+		if s.Suffrage == raft.Voter {
+			voters[string(s.ID)] = true
+		}
+	}
+	var waiting []fsm.Node
+	n.fsm.Read(func(s *fsm.State) {
+		for _, id := range slices.Sorted(maps.Keys(s.Nodes)) {
+			if m := s.Nodes[id]; m.Pending && voters[id] {
+				waiting = append(waiting, *m)
+			}
+		}
+	})
+	for _, m := range waiting {
+		if !n.answers(ctx, m.RaftAddr) {
+			continue
+		}
+		sg, err := n.nodeCommand(&fsm.Command{Type: fsm.TypePromoteNode, PromoteNode: m.ID})
+		if err == nil {
+			_, err = n.submit(ctx, sg)
+		}
+		if err != nil {
+			n.log.Warn("promoting a new member", "peer", m.ID, "err", err)
+			continue
+		}
+		n.log.Info("promoted a new member: resharing to it", "peer", m.ID)
+		return
 	}
 }
 

@@ -112,12 +112,26 @@ func (c *testCluster) suffrage(tn *testNode) string {
 	return ""
 }
 
-// TestNewMemberIsPromotedAfterItsStablePeriod: a node that joins enters
-// Raft as a non-voter (status shows it, and it does not count in the
-// quorum's tolerance) and stays one, however long it has been caught up,
-// while the leader's clock has not passed the stable period since it saw
-// it caught up; once it has,
-// the leader promotes it to voter.
+// pendingIn says how node tn's state machine sees member m: waiting for
+// its promotion, holding a share, and whether a round is in progress.
+func pendingIn(tn, m *testNode) (pending, holder, round bool) {
+	tn.n.fsm.Read(func(s *fsm.State) {
+		if n := s.Nodes[m.id()]; n != nil {
+			pending, holder = n.Pending, n.Holder
+		}
+		round = s.Reshare != nil
+	})
+	return pending, holder, round
+}
+
+// TestNewMemberIsPromotedAfterItsStablePeriod: a node that joins once the
+// cluster has its key enters Raft as a non-voter (status shows it, and it
+// does not count in the quorum's tolerance) and waits in no resharing
+// round, holding nothing, however long it has been caught up, while the
+// leader's clock has not passed the stable period since it saw it caught
+// up; once it has, the leader promotes it to voter, and only then does
+// the round that gives it a share start: the state never shows it
+// promoted while Raft still has it a non-voter.
 func TestNewMemberIsPromotedAfterItsStablePeriod(t *testing.T) {
 	t.Parallel()
 	clock := &fakeClock{now: time.Now()}
@@ -127,7 +141,7 @@ func TestNewMemberIsPromotedAfterItsStablePeriod(t *testing.T) {
 		c.addNode().n.cons.now = clock.Now
 	}
 	c.initFirst(1)
-	node2 := c.nodes[1]
+	node1, node2 := c.nodes[0], c.nodes[1]
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	if err := node2.n.Start(ctx, c.startRequest(node2)); err != nil {
@@ -141,17 +155,17 @@ func TestNewMemberIsPromotedAfterItsStablePeriod(t *testing.T) {
 		return got == raft.Nonvoter.String(), fmt.Sprintf("node2 is %q in Raft, want a non-voter", got)
 	})
 	c.waitFor(settleTimeout, func() (bool, string) {
-		_, ok := c.nodes[0].n.cons.stableSince(node2.id())
+		_, ok := node1.n.cons.stableSince(node2.id())
 		return ok, "the leader has not seen node2 caught up"
 	})
-	st := c.status(c.nodes[0])
+	st := c.status(node1)
 	for _, m := range st.Members {
-		if m.ID == node2.id() && m.Voter {
-			t.Fatal("status shows node2 a voter before its stable period")
+		if m.ID == node2.id() && (m.Voter || !m.Pending || m.Holder) {
+			t.Fatalf("status shows node2 %+v before its stable period, want a pending non-voter holding nothing", m)
 		}
 	}
-	if st.QuorumTolerance != 0 {
-		t.Fatalf("quorum tolerance %d with one voter, want 0", st.QuorumTolerance)
+	if st.QuorumTolerance != 0 || st.Epoch != 1 || st.Resharing != nil {
+		t.Fatalf("quorum tolerance %d, epoch %d, round %v with one voter: want 0, 1 and no round", st.QuorumTolerance, st.Epoch, st.Resharing)
 	}
 	if got := c.suffrage(node2); got != raft.Nonvoter.String() {
 		t.Fatalf("node2 is %q before the leader's clock passed the stable period", got)
@@ -162,7 +176,145 @@ func TestNewMemberIsPromotedAfterItsStablePeriod(t *testing.T) {
 	// otherwise never move past it.
 	c.waitFor(settleTimeout, func() (bool, string) {
 		clock.Advance(2 * time.Minute)
-		got := c.suffrage(node2)
-		return got == raft.Voter.String(), fmt.Sprintf("node2 is %q in Raft, want a voter", got)
+		pending, _, round := pendingIn(node1, node2)
+		got := c.suffrage(node2) // read after the state: a promotion in it follows Raft's
+		if (!pending || round) && got != raft.Voter.String() {
+			t.Fatalf("node2 promoted in the state (pending %v, round %v) while Raft has it %q", pending, round, got)
+		}
+		return !pending, fmt.Sprintf("node2 is %q in Raft, pending %v", got, pending)
 	})
+	st = c.waitSettled(1)
+	for _, m := range st.Members {
+		if m.ID == node2.id() && (!m.Holder || m.Pending) {
+			t.Fatalf("after its promotion node2 is %+v, want a holder", m)
+		}
+	}
+}
+
+// TestNewMemberThatFailsItsStablePeriodIsNeverAHolder: a joining node
+// that goes down during its stable period is never promoted, however far
+// the leader's clock moves: it stays a non-voter in no round, holding
+// nothing, and the cluster releases without it. Back up (a node that
+// flaps), its stable period starts again; an admin's removal of a node
+// still waiting drops it at once, with no resharing.
+func TestNewMemberThatFailsItsStablePeriodIsNeverAHolder(t *testing.T) {
+	t.Parallel()
+	clock := &fakeClock{now: time.Now()}
+	c := newEmptyCluster(t)
+	c.configure = func(cfg *Config) { cfg.PromoteAfter = time.Minute }
+	for range 2 {
+		c.addNode().n.cons.now = clock.Now
+	}
+	c.initFirst(1)
+	node1, node2 := c.nodes[0], c.nodes[1]
+	secret := randomBytes(t, 32)
+	c.createSecret("db/flap", secret)
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if err := node2.n.Start(ctx, c.startRequest(node2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.submit(&fsm.Command{Type: fsm.TypeAddNode, AddNode: c.nodeRecord(node2)}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor(settleTimeout, func() (bool, string) {
+		_, ok := node1.n.cons.stableSince(node2.id())
+		return ok, "the leader has not seen node2 caught up"
+	})
+	c.stop(node2)
+	c.waitFor(settleTimeout, func() (bool, string) {
+		_, ok := node1.n.cons.stableSince(node2.id())
+		return !ok, "the leader has not seen node2 down"
+	})
+	clock.Advance(time.Hour)
+	// A write makes the leader look at its members again (and so would
+	// its one-second tick): a node that is down is never caught up.
+	c.createSecret("db/flap2", secret)
+	if got := c.mustRelease(node1, "db/flap"); string(got) != string(secret) {
+		t.Fatal("released another secret")
+	}
+	if got := c.suffrage(node2); got != raft.Nonvoter.String() {
+		t.Fatalf("node2, down during its stable period, is %q in Raft", got)
+	}
+	if pending, holder, round := pendingIn(node1, node2); !pending || holder || round {
+		t.Fatalf("node2, down during its stable period: pending %v, holder %v, round %v", pending, holder, round)
+	}
+
+	// Back up: the stable period starts again, at the leader's clock now.
+	c.restart(node2)
+	c.waitFor(settleTimeout, func() (bool, string) {
+		since, ok := node1.n.cons.stableSince(node2.id())
+		return ok && !since.Before(clock.Now()), "the leader has not seen node2 caught up again"
+	})
+	if got := c.suffrage(node2); got != raft.Nonvoter.String() {
+		t.Fatalf("node2, back for less than its stable period, is %q in Raft", got)
+	}
+	if pending, _, _ := pendingIn(node1, node2); !pending {
+		t.Fatal("node2, back for less than its stable period, was promoted")
+	}
+
+	// Removed while it waits: it leaves at once, and no round starts.
+	epoch := c.status(node1).Epoch
+	if _, err := c.submit(&fsm.Command{Type: fsm.TypeRemoveNode, RemoveNode: node2.id()}); err != nil {
+		t.Fatal(err)
+	}
+	node1.n.fsm.Read(func(s *fsm.State) {
+		if s.Nodes[node2.id()] != nil || s.Reshare != nil || s.Epoch != epoch {
+			t.Errorf("after removing the waiting node2: member %v, round %v, epoch %d (was %d)", s.Nodes[node2.id()], s.Reshare, s.Epoch, epoch)
+		}
+	})
+	c.waitFor(settleTimeout, func() (bool, string) {
+		got := c.suffrage(node2)
+		return got == "", fmt.Sprintf("node2 is still %q in Raft", got)
+	})
+}
+
+// TestLeaderThatNeverPromotesCostsOnlyAvailability: leaders that withhold
+// promote_node (every node here, the new one too) leave a joined node a
+// Raft voter that waits, in no round and holding nothing, for as long as
+// they withhold it; the cluster releases as before, at the same epoch.
+// Once a leader promotes it (the hold lifted, as a new honest leader
+// would), it gets its share.
+func TestLeaderThatNeverPromotesCostsOnlyAvailability(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, 3)
+	secret := randomBytes(t, 32)
+	c.createSecret("db/held", secret)
+	n4 := c.addNode()
+	for _, tn := range c.nodes {
+		tn.n.promoteHeld.Store(true)
+	}
+	before := c.status(c.nodes[0]).Epoch
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if err := n4.n.Start(ctx, c.startRequest(n4)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.submit(&fsm.Command{Type: fsm.TypeAddNode, AddNode: c.nodeRecord(n4)}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitVoter(n4)
+	if got := c.mustRelease(c.nodes[0], "db/held"); string(got) != string(secret) {
+		t.Fatal("released another secret while node4 waits")
+	}
+	st := c.status(c.nodes[0])
+	for _, m := range st.Members {
+		if m.ID == n4.id() && (!m.Pending || m.Holder) {
+			t.Fatalf("node4, never promoted by the leader, is %+v: want waiting, holding nothing", m)
+		}
+	}
+	if st.Epoch != before || st.Resharing != nil || st.N != 3 {
+		t.Fatalf("epoch %d (was %d), round %v, %d holders while node4 waits: want no change", st.Epoch, before, st.Resharing, st.N)
+	}
+
+	for _, tn := range c.nodes {
+		tn.n.promoteHeld.Store(false)
+	}
+	st = c.waitSettled(before)
+	if st.N != 4 {
+		t.Fatalf("after the promotion: %d holders, want 4", st.N)
+	}
+	if got := c.mustRelease(n4, "db/held"); string(got) != string(secret) {
+		t.Fatal("node4 released another secret")
+	}
 }

@@ -305,7 +305,9 @@ func (c *consensus) watchLeadership(ctx context.Context, run *raftRun) {
 // answered this leader, caught up with the log as far as its own
 // admission, for Config.PromoteAfter without a break (the autopilot's
 // stable period): a node that never comes up, or flaps, does not count in
-// the quorum. It acts only once the leader is ready (watchLeadership):
+// the quorum. Only once it is a voter does the autopilot loop propose
+// promote_node, which starts the resharing that gives it a share
+// (autopilot.go). It acts only once the leader is ready (watchLeadership):
 // before its barrier, a new leader's state machine may still be replaying
 // the log, and would list fewer nodes than the cluster has.
 func (c *consensus) reconcileMembers(ctx context.Context, run *raftRun) {

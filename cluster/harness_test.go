@@ -429,11 +429,21 @@ func (c *testCluster) submit(cmd *fsm.Command) (*fsm.Result, error) {
 	return c.submitSigned(c.sign(cmd))
 }
 
+// A write that surely reached no leader (an election outlasted the
+// nodes' RequestTimeout, as on a loaded machine) is sent again, as a
+// client would, for up to settleTimeout.
 func (c *testCluster) submitSigned(sg *fsm.Signed) (*fsm.Result, error) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	return c.anyRunning().n.Submit(ctx, sg)
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		res, err := c.anyRunning().n.Submit(ctx, sg)
+		cancel()
+		if err == nil || KindOf(err) != KindNoQuorum || !strings.Contains(err.Error(), "no leader accepted the write") || time.Now().After(deadline) {
+			return res, err
+		}
+		c.t.Logf("%v: sending it again", err)
+	}
 }
 
 // seal seals a secret client-side to the cluster public key, as keyctl

@@ -73,6 +73,11 @@ type Node struct {
 	frostSigned    frostAnswers
 	frostStock     frostCommitments
 	frostShareHook func([]byte) []byte
+	// rsaShareHook, set only by tests, changes this holder's threshold
+	// RSA shares (a holder that lies). It is the node's, not the
+	// process's: the tests run clusters in parallel, whose nodes share
+	// their IDs.
+	rsaShareHook atomic.Pointer[func(share []byte) []byte]
 	// transitHook, set only by tests, changes this holder's transit
 	// partials (a holder that lies).
 	transitHook func([]api.TransitItemPartial)
@@ -84,6 +89,9 @@ type Node struct {
 
 	metrics *metrics.Set
 	audit   *auditTrail
+	// promoteHeld, set only by tests, keeps this node, as leader, from
+	// proposing promote_node (a leader that withholds promotions).
+	promoteHeld atomic.Bool
 	// autopilotHeld counts the dead members this node, as leader, found
 	// down for the period and did not remove (autopilot.go).
 	autopilotHeld atomic.Int64

@@ -2,6 +2,9 @@ package cluster
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,6 +49,20 @@ func TestMetricsCountOperationsByKeyTypeAndResult(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(coord.n.Metrics().OperationSeconds); n < 3 {
 		t.Errorf("%d latency histograms, want one per series (at least 3)", n)
+	}
+	// What a scraper reads carries key types, never key names.
+	for _, tn := range c.nodes {
+		rec := httptest.NewRecorder()
+		tn.n.Metrics().Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		body := rec.Body.String()
+		if !strings.Contains(body, `key_type="secret"`) {
+			t.Fatalf("%s's metrics show no key type: the check below proves nothing", tn.id())
+		}
+		for _, name := range []string{"m/secret", "m/missing"} {
+			if strings.Contains(body, name) {
+				t.Errorf("%s's metrics name the key %q", tn.id(), name)
+			}
+		}
 	}
 }
 

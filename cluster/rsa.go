@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	tssrsa "github.com/cloudflare/circl/tss/rsa"
@@ -26,10 +25,6 @@ import (
 // t shares and checks the result with the public exponent; when it fails,
 // it asks more holders and tries other subsets of t, and names the holder
 // whose share spoils every subset it is in.
-
-// rsaShareHook lets tests stage a holder that sends a bad share; nil in
-// production.
-var rsaShareHook atomic.Pointer[func(nodeID string, share []byte) []byte]
 
 // rsaShareAnswer is a holder's answer: circl's SignShare encoding, and the
 // holder's node index (the coordinator checks it is the holder's).
@@ -333,8 +328,8 @@ func (n *Node) answerRSAShare(ctx context.Context, req *partialRequest) (_ *rsaS
 	if err != nil {
 		return nil, Errorf(KindInternal, "rsa share: %v", err)
 	}
-	if tamper := rsaShareHook.Load(); tamper != nil {
-		b = (*tamper)(n.id.NodeID, b)
+	if tamper := n.rsaShareHook.Load(); tamper != nil {
+		b = (*tamper)(b)
 	}
 	var index uint32
 	n.fsm.Read(func(s *fsm.State) {

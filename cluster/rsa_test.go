@@ -89,6 +89,28 @@ func thresholdRSA(tn *testNode, name string, input []byte) ([]byte, error) {
 	return tn.n.ThresholdRSA(ctx, fsm.GatewayTLV, name, input, "test client")
 }
 
+// thresholdRSASettled is thresholdRSA, tried again, as a client would,
+// while holders did not answer in time or no leader was known (a loaded
+// machine: elections churn right after a membership change, and holders
+// answer only with a read index from a leader), up to settleTimeout. Any
+// other failure, a share that does not combine included, is returned at
+// once.
+func (c *testCluster) thresholdRSASettled(tn *testNode, name string, input []byte) (sig []byte, err error) {
+	c.t.Helper()
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		sig, err = thresholdRSA(tn, name, input)
+		if err == nil {
+			return sig, nil
+		}
+		unavailable := strings.Contains(err.Error(), "did not answer in time") || strings.Contains(err.Error(), "no leader")
+		if KindOf(err) != KindNoQuorum || !unavailable || time.Now().After(deadline) {
+			return sig, err
+		}
+		c.t.Logf("threshold RSA through %s, again: %v", tn.id(), err)
+	}
+}
+
 // TestThresholdRSASignsThroughEveryNode: PKCS #1 v1.5 and PSS signatures
 // and raw decryption by quorum, through each node, verified with
 // crypto/rsa and the public key alone.
@@ -162,7 +184,6 @@ func TestBadRSAShareIsNamedAndTheSignatureCompletes(t *testing.T) {
 	for _, tn := range byID {
 		c.waitHasKey(tn, "tls/rsa")
 	}
-	t.Cleanup(func() { rsaShareHook.Store(nil) })
 	for _, lie := range []struct {
 		name, logged string
 		change       func([]byte) []byte
@@ -180,17 +201,14 @@ func TestBadRSAShareIsNamedAndTheSignatureCompletes(t *testing.T) {
 		}},
 	} {
 		var lied atomic.Int32
-		tamper := func(node string, share []byte) []byte {
-			if node != liar.id() {
-				return share
-			}
+		tamper := func(share []byte) []byte {
 			lied.Add(1)
 			return lie.change(share)
 		}
-		rsaShareHook.Store(&tamper)
+		liar.n.rsaShareHook.Store(&tamper)
 		for i := range 2 {
 			digest, in := pkcs1Input(t, &priv.PublicKey, fmt.Sprintf("%s, try %d", lie.name, i))
-			sig, err := thresholdRSA(coord, "tls/rsa", in)
+			sig, err := c.thresholdRSASettled(coord, "tls/rsa", in)
 			if err != nil {
 				t.Fatalf("%s: with one bad holder (%s) of three, t=2: %v", lie.name, liar.id(), err)
 			}
@@ -449,21 +467,18 @@ func TestThresholdRSAKeyNeedsReimportWhenAHolderLeaves(t *testing.T) {
 	}
 	c.waitSettled(epoch, staying...)
 	var asked atomic.Int32
-	count := func(node string, share []byte) []byte {
-		if node == victim.id() {
-			asked.Add(1)
-		}
+	count := func(share []byte) []byte {
+		asked.Add(1)
 		return share
 	}
-	rsaShareHook.Store(&count)
-	t.Cleanup(func() { rsaShareHook.Store(nil) })
+	victim.n.rsaShareHook.Store(&count)
 	for _, tn := range staying {
 		k := storedKey(t, tn, "tls/rsa")
 		if !strings.Contains(k.RSA.Reimport, victim.id()) {
 			t.Fatalf("%s: after %s left, the key must need re-import naming it: %q", tn.id(), victim.id(), k.RSA.Reimport)
 		}
 		digest, in := pkcs1Input(t, &priv.PublicKey, "after "+tn.id())
-		sig, err := thresholdRSA(tn, "tls/rsa", in)
+		sig, err := c.thresholdRSASettled(tn, "tls/rsa", in)
 		if err != nil {
 			t.Fatalf("%s, with the 2 holders left of 3 (t=2): %v", tn.id(), err)
 		}
@@ -506,7 +521,7 @@ func TestThresholdRSAKeyNeedsReimportWhenAHolderLeaves(t *testing.T) {
 			t.Fatalf("%s: the re-imported key is %+v", tn.id(), k.RSA)
 		}
 		_, in := pkcs1Input(t, &priv.PublicKey, "re-imported "+tn.id())
-		if _, err := thresholdRSA(tn, "tls/rsa", in); err != nil {
+		if _, err := c.thresholdRSASettled(tn, "tls/rsa", in); err != nil {
 			t.Fatalf("the re-imported key through %s: %v", tn.id(), err)
 		}
 		if files := filesCarrying(t, tn.cfg.DataDir, forms); len(files) > 0 {
@@ -644,6 +659,7 @@ func TestSignRequestCannotChooseTheRSAInput(t *testing.T) {
 // The honest third holder answers only once the liar has, so that the
 // liar's share is among the first the coordinator combines.
 func TestLyingRSAHolderIsNamedInTheSignature(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	priv := rsaKey(t)
 	c.createThresholdRSA("sig/liar", priv, nil)
@@ -653,28 +669,26 @@ func TestLyingRSAHolderIsNamedInTheSignature(t *testing.T) {
 	for _, tn := range byID {
 		c.waitHasKey(tn, "sig/liar")
 	}
-	t.Cleanup(func() { rsaShareHook.Store(nil) })
 	named := 0
 	for try := range 3 {
 		for _, padding := range []string{fsm.PaddingPKCS1v15, fsm.PaddingPSS} {
 			lied := make(chan struct{})
 			var once sync.Once
-			tamper := func(node string, share []byte) []byte {
-				switch node {
-				case liar.id():
-					once.Do(func() { close(lied) })
-					bad := bytes.Clone(share)
-					bad[len(bad)-1] ^= 1
-					return bad
-				case honest.id():
-					select {
-					case <-lied:
-					case <-time.After(opTimeout / 4):
-					}
+			lie := func(share []byte) []byte {
+				once.Do(func() { close(lied) })
+				bad := bytes.Clone(share)
+				bad[len(bad)-1] ^= 1
+				return bad
+			}
+			wait := func(share []byte) []byte {
+				select {
+				case <-lied:
+				case <-time.After(opTimeout / 4):
 				}
 				return share
 			}
-			rsaShareHook.Store(&tamper)
+			liar.n.rsaShareHook.Store(&lie)
+			honest.n.rsaShareHook.Store(&wait)
 			msg := []byte(fmt.Sprintf("signed despite a liar, try %d", try))
 			sig, err := c.signThrough(coord, c.sign(&fsm.Command{Type: fsm.TypeRelease,
 				Release: &fsm.ReleaseRequest{Key: "sig/liar", Op: fsm.OpSign, Message: msg, Padding: padding}}))

@@ -174,7 +174,7 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 				st.N++
 			}
 			st.Members = append(st.Members, MemberStatus{ID: node.ID, APIAddr: node.APIAddr, RaftAddr: node.RaftAddr,
-				GossipAddr: node.GossipAddr, Index: node.Index, Holder: node.Holder, Leaving: node.Leaving, SignKey: node.SignKey})
+				GossipAddr: node.GossipAddr, Index: node.Index, Holder: node.Holder, Leaving: node.Leaving, Pending: node.Pending, SignKey: node.SignKey})
 		}
 		st.Recovery = recoveryStatus(s)
 		if r := s.Reshare; r != nil {

@@ -22,6 +22,20 @@ import "time"
 // while the autopilot is on, one at a time, down to t holders. It cannot
 // lower t, nor add a node, nor remove one that would leave fewer than t
 // holders. Off by default.
+//
+// Promotion is always on. A node admitted once the cluster has its key
+// (add_node, join_node, auto_join) is Pending: in no resharing round, no
+// holder. The leader makes it a Raft voter once it has answered and kept
+// up for its stable period (cluster/consensus.go), then proposes
+// promote_node, signed as itself, which starts the round that gives it a
+// share. The state machine takes it only from a member that is neither
+// leaving nor pending itself (a joining node cannot promote itself),
+// about a pending member. It cannot check the stable period: a
+// compromised member can promote a pending node early, which is the order
+// joins had before (a share while still a non-voter), or never promote
+// it, which leaves it a non-voter holding nothing (availability only).
+// A pending node removed, by an admin or the autopilot, leaves at once:
+// it has no share to reshare away.
 
 // Autopilot is the autopilot's configuration, as an admin set it.
 type Autopilot struct {
@@ -67,6 +81,8 @@ func (s *State) CanRemoveDead(id string) *Error {
 		return errorf(CodeNotFound, "node %q is not a member", id)
 	case n.Leaving:
 		return errorf(CodeState, "node %q is already leaving", id)
+	case n.Pending:
+		return nil // no share, in no round: it leaves at once
 	case s.Reshare != nil:
 		return errorf(CodeState, "resharing round %d is in progress: one change at a time", s.Reshare.Round)
 	}
@@ -87,7 +103,7 @@ func (t *transition) removeDeadNode(r *RemoveDead) *Error {
 	if r == nil {
 		return errorf(CodeInvalid, "remove_dead_node needs a node")
 	}
-	if m := s.Nodes[t.signer]; m == nil || m.Leaving {
+	if m := s.Nodes[t.signer]; m == nil || m.Leaving || m.Pending {
 		return errorf(CodeDenied, "remove_dead_node is proposed by a member, not %q", t.signer)
 	}
 	if r.Node == t.signer {
@@ -101,4 +117,27 @@ func (t *transition) removeDeadNode(r *RemoveDead) *Error {
 	}
 	t.floorThreshold = s.Threshold
 	return t.removeNode(r.Node)
+}
+
+// promoteNode ends a new member's wait: the round that gives it a share
+// starts (replacing a round in progress, as an admission did before, at
+// no lower a threshold than that round's: the autopilot's removals keep t).
+func (t *transition) promoteNode(id string) *Error {
+	s := t.s
+	if m := s.Nodes[t.signer]; m == nil || m.Leaving || m.Pending {
+		return errorf(CodeDenied, "promote_node is proposed by a promoted member, not %q", t.signer)
+	}
+	n := s.Nodes[id]
+	switch {
+	case n == nil:
+		return errorf(CodeNotFound, "node %q is not a member", id)
+	case !n.Pending:
+		return errorf(CodeState, "node %q is not waiting for its promotion", id)
+	}
+	n.Pending = false
+	if s.Reshare != nil {
+		t.floorThreshold = s.Reshare.Threshold
+	}
+	t.startRound(false)
+	return nil
 }

@@ -96,9 +96,12 @@ const (
 	// joining node's request, signed with the token's key and its own.
 	TypeAutoJoin = "auto_join"
 	// The autopilot (autopilot.go): an admin turns it on; the leader
-	// proposes remove_dead_node, signed as itself.
+	// proposes remove_dead_node, signed as itself. The leader also
+	// proposes promote_node, signed as itself, once a new member is a
+	// Raft voter: the resharing to it starts then.
 	TypeSetAutopilot   = "set_autopilot"
 	TypeRemoveDeadNode = "remove_dead_node"
+	TypePromoteNode    = "promote_node"
 	// TypeRecoveryDeal is a holder's deal of its share to the recovery
 	// officers (recovery.go); node-signed.
 	TypeRecoveryDeal = "recovery_deal"
@@ -169,6 +172,7 @@ type Command struct {
 	// The autopilot (autopilot.go).
 	SetAutopilot   *Autopilot  `json:"set_autopilot,omitempty"`
 	RemoveDeadNode *RemoveDead `json:"remove_dead_node,omitempty"`
+	PromoteNode    string      `json:"promote_node,omitempty"`
 
 	// The recovery kit (recovery.go).
 	RecoveryDeal *RecoveryDeal `json:"recovery_deal,omitempty"`

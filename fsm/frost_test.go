@@ -99,7 +99,7 @@ func TestAuthorizeSign(t *testing.T) {
 		{"a frost key released", setup, admin, releaseCmd("sig/a", fsm.OpGet), fsm.CodeInvalid},
 		{"a secret signed", setup, admin, signCmd("db/a", msg), fsm.CodeInvalid},
 		{"after the members changed, by a state machine that cannot reshare it", then(setup, func(h *harness) {
-			h.must(admin, addNodeCmd(nodeSpec(2)))
+			h.admit(nodeSpec(2))
 			h.dealAll()
 		}), admin, signCmd("sig/a", msg), fsm.CodeConflict},
 	}

@@ -63,7 +63,7 @@ func TestFROSTKeysAreResharedWithTheClusterKey(t *testing.T) {
 	h.must(admin, frostKeyCmd(t, "sig/a"))
 	pub := h.state().Keys["sig/a"].Frost.Commits[0]
 
-	r2 := h.must(admin, addNodeCmd(nodeSpec(2))).Index
+	r2 := h.admit(nodeSpec(2)).Index
 	if got := h.state().Reshare.Frost; len(got) != 1 || got[0].Key != "sig/a" || !bytes.Equal(got[0].Public, pub) {
 		t.Fatalf("the round reshares frost keys %+v, want sig/a", got)
 	}
@@ -102,7 +102,7 @@ func TestFROSTKeysAreResharedWithTheClusterKey(t *testing.T) {
 
 	// The next round: both holders deal it; a complaint against node-1's
 	// frost deal disqualifies node-1.
-	r3 := h.must(admin, addNodeCmd(nodeSpec(3))).Index
+	r3 := h.admit(nodeSpec(3)).Index
 	h.must(node(1), frostDealCmd(r3, 1, fsm.FROSTDeal{Key: "sig/a", Deal: []byte("ok")}))
 	complaint := complaintCmd(r3, 1, "holds")
 	complaint.Complaint.Key = "sig/a"

@@ -276,7 +276,7 @@ func checkFresh(cmd *Command, now int64) *Error {
 // signs every other type (init: the operator it founds the cluster with).
 func nodeSigned(typ string) bool {
 	switch typ {
-	case TypeDeal, TypeReshareAck, TypeSetEncKey, TypeComplaint, TypeRecordSession, TypeUseApproval, TypeDelivered, TypeAttest, TypeAutoJoin, TypeRemoveDeadNode, TypeRecoveryDeal, TypeTokenUse:
+	case TypeDeal, TypeReshareAck, TypeSetEncKey, TypeComplaint, TypeRecordSession, TypeUseApproval, TypeDelivered, TypeAttest, TypeAutoJoin, TypeRemoveDeadNode, TypePromoteNode, TypeRecoveryDeal, TypeTokenUse:
 		return true
 	}
 	return false

@@ -23,7 +23,7 @@ func busy(h *harness) {
 	h.must(admin, createKeyCmd("db/destroyed"))
 	h.must(admin, destroyKeyCmd("db/destroyed"))
 	h.must(op, replaceKeyCmd("db/b", 1))
-	h.must(admin, addNodeCmd(nodeSpec(4)))
+	h.admit(nodeSpec(4))
 	h.must(node(1), dealCmd(h.round(), 1, "ok"))
 }
 

@@ -22,7 +22,7 @@ func fuzzCommands(h *harness) []*fsm.Command {
 	return []*fsm.Command{
 		initCmd(),
 		addNodeCmd(nodeSpec(5)), addNodeCmd(nodeSpec(1)),
-		removeNodeCmd("node-2"), removeNodeCmd("node-9"),
+		removeNodeCmd("node-2"), removeNodeCmd("node-9"), promoteCmd("node-5"), promoteCmd("node-2"),
 		addOperatorCmd(operatorSpec(stranger, "eve", true)), addOperatorCmd(badName),
 		removeOperatorCmd(op.ID), removeOperatorCmd(stranger.ID),
 		putRuleCmd("r", op.ID, "web/*", fsm.OpGet), putRuleCmd("r", op.ID, "../*", fsm.OpGet),

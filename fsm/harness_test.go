@@ -331,6 +331,43 @@ func initCmd() *fsm.Command {
 }
 
 func addNodeCmd(n *fsm.Node) *fsm.Command { return &fsm.Command{Type: fsm.TypeAddNode, AddNode: n} }
+func promoteCmd(id string) *fsm.Command {
+	return &fsm.Command{Type: fsm.TypePromoteNode, PromoteNode: id}
+}
+
+// admit adds the node as an admin does and, once the cluster has its key,
+// promotes it as the leader does after its stable period (signed by the
+// first promoted member): the round that gives it a share starts. It
+// returns the result of the entry that started the round.
+func (h *harness) admit(n *fsm.Node) *fsm.Result {
+	h.t.Helper()
+	res := h.must(admin, addNodeCmd(n))
+	s := h.state()
+	if m := s.Nodes[n.ID]; m == nil || !m.Pending {
+		return res
+	}
+	for _, m := range sortedByID(s.Nodes) {
+		if !m.Leaving && !m.Pending {
+			return h.must(h.nodeNamed(m.ID), promoteCmd(n.ID))
+		}
+	}
+	h.t.Fatalf("no promoted member to promote %s", n.ID)
+	return nil
+}
+
+// admitting is admit as a setup step.
+func admitting(n *fsm.Node) func(h *harness) {
+	return func(h *harness) { h.admit(n) }
+}
+
+// sortedByID lists the nodes in ID order.
+func sortedByID(m map[string]*fsm.Node) []*fsm.Node {
+	var out []*fsm.Node
+	for _, id := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, m[id])
+	}
+	return out
+}
 func removeNodeCmd(id string) *fsm.Command {
 	return &fsm.Command{Type: fsm.TypeRemoveNode, RemoveNode: id}
 }
@@ -400,14 +437,14 @@ func withKey(h *harness) {
 // twoHolders: epoch 2 with node-1 and node-2 holding shares, threshold 2.
 func twoHolders(h *harness) {
 	ready(h)
-	h.must(admin, addNodeCmd(nodeSpec(2)))
+	h.admit(nodeSpec(2))
 	h.dealAll()
 }
 
 // threeHolders: epoch 3 with node-1..3 holding shares, threshold 2.
 func threeHolders(h *harness) {
 	twoHolders(h)
-	h.must(admin, addNodeCmd(nodeSpec(3)))
+	h.admit(nodeSpec(3))
 	h.dealAll()
 }
 

@@ -48,7 +48,7 @@ import (
 // Verbs, their arguments ([optional], a|b one of):
 //
 //	init [nodes=N]                 the founding admin and node-1; N initial nodes (1)
-//	add-node N | remove-node node-N
+//	add-node N | remove-node node-N | promote-node node-N   (promote-node: node-signed)
 //	add-operator WHO [name=NAME] [admin] | remove-operator WHO
 //	put-rule ID WHO KEY OPS,...  | delete-rule ID
 //	create-key NAME [expires=DURATION] | replace-key NAME EXPECT | revoke NAME | destroy NAME
@@ -343,6 +343,8 @@ func (hs *history) command(by principal, verb string, a *args) *fsm.Command {
 		return c
 	case "add-node":
 		return addNodeCmd(nodeSpec(atoi(hs, a.need(1, "add-node N")[0])))
+	case "promote-node":
+		return promoteCmd(hs.who(a.need(1, "promote-node node-N")[0]).ID)
 	case "remove-node":
 		return removeNodeCmd(hs.who(a.need(1, "remove-node node-N")[0]).ID)
 	case "add-operator":
@@ -545,6 +547,9 @@ func summary(s *fsm.State) []string {
 		}
 		if n.Leaving {
 			line += ", leaving"
+		}
+		if n.Pending {
+			line += ", pending"
 		}
 		out = append(out, line)
 	}

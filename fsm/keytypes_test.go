@@ -197,8 +197,8 @@ func TestAuthorizeGatewayRelease(t *testing.T) {
 		}))
 		h.must(admin, createKeyCmd("host/plain"))
 		h.must(admin, tangKeyCmd(t, "tang/a"))
-		h.must(admin, addNodeCmd(nodeSpec(2)))
-		h.must(admin, addNodeCmd(nodeSpec(3)))
+		h.admit(nodeSpec(2))
+		h.admit(nodeSpec(3))
 		h.must(admin, removeNodeCmd(node(3).ID))
 	}
 	cases := []struct {

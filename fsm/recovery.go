@@ -275,7 +275,7 @@ func (t *transition) rebuild(r *Rebuild) *Error {
 				return errorf(CodeInvalid, "nodes %q and %q share an ID or an address", m.ID, nd.ID)
 			}
 		}
-		nd.Holder, nd.Leaving = true, false
+		nd.Holder, nd.Leaving, nd.Pending = true, false, false
 		nodes[nd.ID] = &nd
 		indexes[i] = nd.Index
 		next = max(next, nd.Index+1)

@@ -56,7 +56,7 @@ func kitThreeHolders(h *harness) {
 	h.dealAll()
 	h.must(admin, addOperatorCmd(operatorSpec(op, "bob", false)))
 	for i := 2; i <= 3; i++ {
-		h.must(admin, addNodeCmd(nodeSpec(i)))
+		h.admit(nodeSpec(i))
 		h.dealAll()
 	}
 }
@@ -125,7 +125,7 @@ func TestRecoveryKitTransitions(t *testing.T) {
 		{name: "for another epoch", setup: kitThreeHolders, by: node(1), cmd: recoveryDealCmd(2, 1, "ok"), code: fsm.CodeConflict},
 		{name: "a deal that does not verify", setup: kitThreeHolders, by: node(1), cmd: recoveryDealCmd(3, 1, "bad"), code: fsm.CodeInvalid},
 		{name: "signed by an operator", setup: kitThreeHolders, by: admin, cmd: recoveryDealCmd(3, 1, "ok"), code: fsm.CodeBadSignature},
-		{name: "by a node that holds no share", setup: then(kitThreeHolders, doing(admin, addNodeCmd(nodeSpec(4)))), by: node(4), cmd: recoveryDealCmd(3, 4, "ok"), code: fsm.CodeDenied},
+		{name: "by a node that holds no share", setup: then(kitThreeHolders, admitting(nodeSpec(4))), by: node(4), cmd: recoveryDealCmd(3, 4, "ok"), code: fsm.CodeDenied},
 		{name: "in a cluster without a kit", setup: threeHolders, by: node(1), cmd: recoveryDealCmd(3, 1, "ok"), code: fsm.CodeState},
 
 		{name: "the rebuild", setup: then(kitUsable, doing(admin, createKeyCmd("db/a"))), by: admin, cmd: rebuildCmd("ok", "ok"), check: func(t *testing.T, h *harness, _ *fsm.Result) {
@@ -178,7 +178,7 @@ func TestRecoveryKitAcrossEpochs(t *testing.T) {
 	h := newHarness(t)
 	kitThreeHolders(h)
 	h.must(node(1), recoveryDealCmd(3, 1, "ok"))
-	h.must(admin, addNodeCmd(nodeSpec(4)))
+	h.admit(nodeSpec(4))
 	h.dealAll()
 	s := h.state()
 	if s.Epoch != 4 || !s.MayDealRecovery(1) {
@@ -194,7 +194,7 @@ func TestRecoveryKitAcrossEpochs(t *testing.T) {
 	if k := h.state().Recovery; !k.Usable() || k.Needed != 3 {
 		t.Fatalf("the kit at epoch 4 (t=3): %+v", k)
 	}
-	h.must(admin, addNodeCmd(nodeSpec(5)))
+	h.admit(nodeSpec(5))
 	h.dealAll()
 	s = h.state()
 	if !s.Recovery.Usable() || s.Recovery.Epoch != 4 || s.MayDealRecovery(1) || s.MayDealRecovery(5) {

@@ -92,14 +92,14 @@ func TestDKGWaitsForTheInitialNodes(t *testing.T) {
 	if r := h.state().Reshare; r != nil {
 		t.Fatalf("a round started with one of three initial nodes: %+v", r)
 	}
-	h.must(admin, addNodeCmd(nodeSpec(2)))
+	h.admit(nodeSpec(2))
 	if r := h.state().Reshare; r != nil {
 		t.Fatalf("a round started with two of three initial nodes: %+v", r)
 	}
 	if res := h.do(admin, createKeyCmd("db/k")); codeOf(res) != fsm.CodeState {
 		t.Fatalf("create before the cluster key: %v, want %q", res.Error, fsm.CodeState)
 	}
-	h.must(admin, addNodeCmd(nodeSpec(3)))
+	h.admit(nodeSpec(3))
 	r := h.state().Reshare
 	if r == nil || !r.Fresh || len(r.Members) != 3 || r.Needed != 3 || r.Threshold != 2 {
 		t.Fatalf("with three nodes: round %+v, want a fresh 2-of-3 round needing 3 deals", r)
@@ -139,7 +139,7 @@ func TestSetEncKeyLeavesTheRoundInProgress(t *testing.T) {
 	h := newHarness(t)
 	h.must(admin, initCmd())
 	h.dealAll()
-	h.must(admin, addNodeCmd(nodeSpec(2)))
+	h.admit(nodeSpec(2))
 	old := h.state().Reshare.Member("node-1").EncKey
 	fresh := bytes.Repeat([]byte{7}, 32)
 	h.must(node(1), &fsm.Command{Type: fsm.TypeSetEncKey, SetEncKey: fresh})
@@ -150,7 +150,7 @@ func TestSetEncKeyLeavesTheRoundInProgress(t *testing.T) {
 	if !bytes.Equal(s.Reshare.Member("node-1").EncKey, old) {
 		t.Fatalf("the round in progress changed its member's key")
 	}
-	h.must(admin, addNodeCmd(nodeSpec(3)))
+	h.admit(nodeSpec(3))
 	if got := h.state().Reshare.Member("node-1").EncKey; !bytes.Equal(got, fresh) {
 		t.Fatalf("the next round uses %x, want the new key", got)
 	}

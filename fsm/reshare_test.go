@@ -56,7 +56,7 @@ func TestReshareLifecycle(t *testing.T) {
 	}
 
 	// add node-2: the holders reshare to both; threshold 2 of 2.
-	res = h.must(admin, addNodeCmd(nodeSpec(2)))
+	res = h.admit(nodeSpec(2))
 	r2 := res.Index
 	wantRound(t, h.state().Reshare, fsm.Reshare{Round: r2, Threshold: 2,
 		Members: []fsm.Member{member(1), member(2)}, Dealers: []uint32{1}, Needed: 1})
@@ -68,7 +68,7 @@ func TestReshareLifecycle(t *testing.T) {
 	wantEpoch(t, h, 2, 2, map[string]nodeView{"node-1": {1, true, false}, "node-2": {2, true, false}})
 
 	// add node-3: two holders deal, as the current threshold needs.
-	r3 := h.must(admin, addNodeCmd(nodeSpec(3))).Index
+	r3 := h.admit(nodeSpec(3)).Index
 	wantRound(t, h.state().Reshare, fsm.Reshare{Round: r3, Threshold: 2,
 		Members: []fsm.Member{member(1), member(2), member(3)}, Dealers: []uint32{1, 2}, Needed: 2})
 	h.must(node(2), dealCmd(r3, 2, "ok"))
@@ -100,9 +100,9 @@ func TestReshareLifecycle(t *testing.T) {
 
 	// add node-4, then node-5 before that round completes: the second
 	// round replaces the first, and what was sent for the first is refused.
-	r5 := h.must(admin, addNodeCmd(nodeSpec(4))).Index
+	r5 := h.admit(nodeSpec(4)).Index
 	h.must(node(1), dealCmd(r5, 1, "ok"))
-	r6 := h.must(admin, addNodeCmd(nodeSpec(5))).Index
+	r6 := h.admit(nodeSpec(5)).Index
 	wantRound(t, h.state().Reshare, fsm.Reshare{Round: r6, Threshold: 3,
 		Members: []fsm.Member{member(1), member(3), member(4), member(5)}, Dealers: []uint32{1, 3}, Needed: 2})
 	refusedWith(t, h, node(3), dealCmd(r5, 3, "ok"), fsm.CodeState)
@@ -116,7 +116,7 @@ func TestReshareLifecycle(t *testing.T) {
 		"node-4": {4, true, false}, "node-5": {5, true, false}})
 
 	// node-2 may rejoin, under a new share index: indexes are never reused.
-	h.must(admin, addNodeCmd(nodeSpec(2)))
+	h.admit(nodeSpec(2))
 	if n := h.state().Nodes["node-2"]; n.Index != 6 || n.Holder {
 		t.Errorf("rejoined node-2 = %+v, want index 6, not yet a holder", n)
 	}
@@ -130,8 +130,8 @@ func TestReshareLifecycle(t *testing.T) {
 func TestRemoveNodeBeforeFirstDKG(t *testing.T) {
 	h := newHarness(t)
 	h.must(admin, initCmd())
-	h.must(admin, addNodeCmd(nodeSpec(2)))
-	h.must(admin, addNodeCmd(nodeSpec(3)))
+	h.admit(nodeSpec(2))
+	h.admit(nodeSpec(3))
 	h.must(admin, removeNodeCmd("node-2"))
 	r := h.state().Reshare
 	wantRound(t, r, fsm.Reshare{Round: r.Round, Fresh: true, Threshold: 2,
@@ -146,7 +146,7 @@ func TestRemoveNodeBeforeFirstDKG(t *testing.T) {
 func TestFailedCombineRefusesTheDeal(t *testing.T) {
 	h := newHarness(t)
 	initialized(h)
-	h.must(admin, addNodeCmd(nodeSpec(2)))
+	h.admit(nodeSpec(2))
 	h.must(node(1), dealCmd(h.round(), 1, "ok"))
 	h.checker.combineErr = errors.New("cannot combine")
 	before := h.snapshot()
@@ -207,7 +207,7 @@ func TestBadDealerDoesNotBlockItsOwnRemoval(t *testing.T) {
 func TestDownMemberDoesNotHoldTheRound(t *testing.T) {
 	h := newHarness(t)
 	threeHolders(h)
-	r := h.must(admin, addNodeCmd(nodeSpec(4))).Index
+	r := h.admit(nodeSpec(4)).Index
 	h.must(node(1), dealCmd(r, 1, "ok"))
 	h.must(node(2), dealCmd(r, 2, "ok"))
 	for _, i := range []int{1, 2, 4} { // node-3 is down
@@ -237,7 +237,7 @@ func TestDownMemberDoesNotHoldTheRound(t *testing.T) {
 func TestLateComplaintStartsARound(t *testing.T) {
 	h := newHarness(t)
 	threeHolders(h)
-	r := h.must(admin, addNodeCmd(nodeSpec(4))).Index
+	r := h.admit(nodeSpec(4)).Index
 	h.must(node(1), dealCmd(r, 1, "ok"))
 	h.must(node(2), dealCmd(r, 2, "ok"))
 	for _, i := range []int{1, 2, 4} {
@@ -282,7 +282,7 @@ func TestComplaint(t *testing.T) {
 				}
 			}},
 		{name: "too few dealers left: aborted, the epoch serves on",
-			setup: then(twoHolders, doing(admin, addNodeCmd(nodeSpec(3))), dealtBy(2)), by: node(3),
+			setup: then(twoHolders, admitting(nodeSpec(3)), dealtBy(2)), by: node(3),
 			cmdAt: against(2, "holds"), check: func(t *testing.T, h *harness, _ *fsm.Result) {
 				s := h.state()
 				if s.Reshare.Aborted == "" || s.Epoch != 2 || len(s.Holders()) != 2 {
@@ -299,7 +299,7 @@ func TestComplaint(t *testing.T) {
 		{name: "for another round", setup: then(removingNode3, dealtBy(3)), by: node(2), code: fsm.CodeState,
 			cmdAt: func(h *harness) *fsm.Command { return complaintCmd(h.round()+1, 3, "holds") }},
 		{name: "in an aborted round",
-			setup: then(twoHolders, doing(admin, addNodeCmd(nodeSpec(3))), dealtBy(2, 1),
+			setup: then(twoHolders, admitting(nodeSpec(3)), dealtBy(2, 1),
 				func(h *harness) { h.must(node(3), complaintCmd(h.round(), 2, "holds")) }),
 			by: node(3), cmdAt: against(1, "holds"), code: fsm.CodeState},
 		{name: "from an operator", setup: then(removingNode3, dealtBy(3)), by: admin, cmdAt: against(3, "holds"), code: fsm.CodeBadSignature},
@@ -310,7 +310,7 @@ func TestComplaint(t *testing.T) {
 // TestRestartReshare: an admin replaces a round that waits on a dealer
 // (down, or refusing to deal) by one without it.
 func TestRestartReshare(t *testing.T) {
-	added4 := then(threeHolders, doing(admin, addNodeCmd(nodeSpec(4))))
+	added4 := then(threeHolders, admitting(nodeSpec(4)))
 	runTransition(t, []transitionCase{
 		{name: "without a dealer", setup: added4, by: admin, cmd: restartCmd(3),
 			check: func(t *testing.T, h *harness, res *fsm.Result) {

@@ -228,6 +228,10 @@ type Node struct {
 	Index      uint32 `json:"index"`    // share index, fixed for the node's life in the cluster
 	Holder     bool   `json:"holder"`   // holds a share of the current epoch
 	Leaving    bool   `json:"leaving"`  // removed; stays until the resharing without it completes
+	// Pending is a node admitted once the cluster had its key, until its
+	// promotion (promote_node, autopilot.go): it is in no resharing round
+	// and holds no share until then.
+	Pending bool `json:"pending,omitempty"`
 }
 
 // Operator is a person or tool that signs commands.

@@ -66,7 +66,7 @@ func TestTangKeysAreResharedWithTheClusterKey(t *testing.T) {
 	h.must(admin, tangKeyCmd(t, "tang/a"))
 	holderPublic := h.state().Keys["tang/a"].Tang.Shares[0].PublicShare
 
-	r2 := h.must(admin, addNodeCmd(nodeSpec(2))).Index
+	r2 := h.admit(nodeSpec(2)).Index
 	if got := h.state().Reshare.Tang; len(got) != 1 || got[0].Key != "tang/a" || got[0].Kid != "kid-tang/a" {
 		t.Fatalf("the round reshares tang keys %+v, want tang/a", got)
 	}
@@ -99,7 +99,7 @@ func TestTangKeysAreResharedWithTheClusterKey(t *testing.T) {
 
 	// The next round: both holders deal it; a complaint against node-1's
 	// tang deal disqualifies node-1.
-	r3 := h.must(admin, addNodeCmd(nodeSpec(3))).Index
+	r3 := h.admit(nodeSpec(3)).Index
 	h.must(node(1), tangDealCmd(r3, 1, fsm.TangDeal{Key: "tang/a", Deal: []byte("ok")}))
 	falseComplaint := complaintCmd(r3, 1, "tang holds") // against the cluster deal: false
 	refusedWith(t, h, node(3), falseComplaint, fsm.CodeInvalid)

@@ -107,6 +107,8 @@ func (t *transition) apply() *Error {
 		return t.admin(func() *Error { return t.setAutopilot(c.SetAutopilot) })
 	case TypeRemoveDeadNode:
 		return t.removeDeadNode(c.RemoveDeadNode)
+	case TypePromoteNode:
+		return t.promoteNode(c.PromoteNode)
 	case TypeRecoveryDeal:
 		return t.recoveryDeal(c.RecoveryDeal)
 	case TypeRebuild:
@@ -159,7 +161,7 @@ func (t *transition) init(in *Init) *Error {
 	s.CACert = in.CACert
 	s.InitialNodes = in.InitialNodes
 	s.Operators[op.ID] = &op
-	n.Index, n.Holder, n.Leaving = 1, false, false
+	n.Index, n.Holder, n.Leaving, n.Pending = 1, false, false, false
 	s.NextIndex = 2
 	s.Nodes[n.ID] = &n
 	if in.Recovery != nil {
@@ -225,7 +227,14 @@ func (t *transition) addNode(in *Node) *Error {
 	n.Index, n.Holder, n.Leaving = s.NextIndex, false, false
 	s.NextIndex++
 	s.Nodes[n.ID] = &n
-	t.startRound(s.Epoch == 0)
+	if s.Epoch > 0 {
+		// The key exists: the node waits for its promotion (autopilot.go)
+		// before a round gives it a share.
+		n.Pending = true
+		return nil
+	}
+	n.Pending = false
+	t.startRound(true)
 	return nil
 }
 
@@ -240,20 +249,25 @@ func (t *transition) removeNode(id string) *Error {
 	}
 	staying := 0
 	for _, m := range s.Nodes {
-		if !m.Leaving && m.ID != id {
+		if !m.Leaving && !m.Pending && m.ID != id {
 			staying++
 		}
 	}
 	if staying == 0 {
-		return errorf(CodeState, "node %q is the last member", id)
+		return errorf(CodeState, "node %q is the last member (a member waiting for its promotion does not count)", id)
+	}
+	if n.Pending {
+		// In no round and holding no share: nothing to reshare away.
+		delete(s.Nodes, id)
+		return nil
 	}
 	n.Leaving = true
 	t.startRound(s.Epoch == 0)
 	return nil
 }
 
-// startRound begins a resharing round to every node that is not leaving,
-// replacing any round in progress. A fresh round is the DKG: the cluster
+// startRound begins a resharing round to every node that is not leaving
+// nor waiting for its promotion, replacing any round in progress. A fresh round is the DKG: the cluster
 // has no key yet, so every member deals a random secret; it starts only
 // once the cluster has its initial number of members. Dealers that a
 // complaint disqualified in the round it replaces stay disqualified.
@@ -262,7 +276,7 @@ func (t *transition) startRound(fresh bool) {
 	prev := s.Reshare
 	r := &Reshare{Round: t.index, Fresh: fresh}
 	for _, n := range sortedNodes(s.Nodes) {
-		if !n.Leaving {
+		if !n.Leaving && !n.Pending {
 			r.Members = append(r.Members, Member{NodeID: n.ID, Index: n.Index, EncKey: n.EncKey})
 		}
 	}

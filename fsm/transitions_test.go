@@ -62,10 +62,12 @@ func TestInit(t *testing.T) {
 				}
 			}},
 		{name: "ignores the index and holder flags it is given", by: admin,
-			cmd: initWith(func(in *fsm.Init) { in.Node.Index, in.Node.Holder, in.Node.Leaving = 9, true, true }),
+			cmd: initWith(func(in *fsm.Init) {
+				in.Node.Index, in.Node.Holder, in.Node.Leaving, in.Node.Pending = 9, true, true, true
+			}),
 			check: func(t *testing.T, h *harness, _ *fsm.Result) {
-				if n := h.state().Nodes["node-1"]; n.Index != 1 || n.Holder || n.Leaving {
-					t.Errorf("node %+v, want index 1, not holder, not leaving", n)
+				if n := h.state().Nodes["node-1"]; n.Index != 1 || n.Holder || n.Leaving || n.Pending {
+					t.Errorf("node %+v, want index 1, not holder, not leaving, not waiting", n)
 				}
 			}},
 		{name: "issued within the clock skew ago", by: admin, cmd: issued(initCmd(), -fsm.MaxClockSkew+time.Second)},
@@ -128,31 +130,44 @@ func TestAddNode(t *testing.T) {
 		return n
 	}
 	runTransition(t, []transitionCase{
-		{name: "adds a node and reshares to it", setup: ready, by: admin, cmd: addNodeCmd(nodeSpec(2)),
+		{name: "adds a node waiting for its promotion, in no round", setup: ready, by: admin, cmd: addNodeCmd(nodeSpec(2)),
 			check: func(t *testing.T, h *harness, res *fsm.Result) {
 				s := h.state()
-				if n := s.Nodes["node-2"]; n == nil || n.Index != 2 || n.Holder || n.Leaving || n.APIAddr != nodeSpec(2).APIAddr {
-					t.Errorf("node-2 = %+v, want index 2, holding nothing yet", n)
+				if n := s.Nodes["node-2"]; n == nil || n.Index != 2 || n.Holder || n.Leaving || !n.Pending || n.APIAddr != nodeSpec(2).APIAddr {
+					t.Errorf("node-2 = %+v, want index 2, pending, holding nothing", n)
 				}
 				if s.NextIndex != 3 || s.Epoch != 1 || !s.Nodes["node-1"].Holder {
 					t.Errorf("next index %d, epoch %d, node-1 holder %v", s.NextIndex, s.Epoch, s.Nodes["node-1"].Holder)
 				}
-				wantRound(t, s.Reshare, fsm.Reshare{Round: res.Index, Threshold: 2,
-					Members: []fsm.Member{member(1), member(2)}, Dealers: []uint32{1}, Needed: 1})
+				if s.Reshare != nil {
+					t.Errorf("round %+v started before node-2's promotion", s.Reshare)
+				}
 			}},
 		{name: "before the first DKG the round is fresh", setup: initialized, by: admin, cmd: addNodeCmd(nodeSpec(2)),
 			check: func(t *testing.T, h *harness, res *fsm.Result) {
+				if h.state().Nodes["node-2"].Pending {
+					t.Error("a node admitted before the first key waits for a promotion")
+				}
 				wantRound(t, h.state().Reshare, fsm.Reshare{Round: res.Index, Fresh: true, Threshold: 2,
 					Members: []fsm.Member{member(1), member(2)}, Dealers: []uint32{1, 2}, Needed: 2})
 			}},
-		{name: "replaces the round in progress",
-			setup: then(ready, doing(admin, addNodeCmd(nodeSpec(2))), func(h *harness) {
+		{name: "leaves the round in progress alone",
+			setup: then(ready, admitting(nodeSpec(2)), func(h *harness) {
 				h.must(node(1), dealCmd(h.round(), 1, "ok"))
 			}),
 			by: admin, cmd: addNodeCmd(nodeSpec(3)),
 			check: func(t *testing.T, h *harness, res *fsm.Result) {
-				wantRound(t, h.state().Reshare, fsm.Reshare{Round: res.Index, Threshold: 2,
-					Members: []fsm.Member{member(1), member(2), member(3)}, Dealers: []uint32{1}, Needed: 1})
+				r := h.state().Reshare
+				if r == nil || r.Round == res.Index || len(r.Members) != 2 || len(r.Deals) != 1 {
+					t.Errorf("round %+v, want node-2's, with its deal", r)
+				}
+			}},
+		{name: "ignores a waiting flag it is given before the first key", setup: initialized, by: admin,
+			cmd: addNodeCmd(spec(func(n *fsm.Node) { n.Pending = true })),
+			check: func(t *testing.T, h *harness, _ *fsm.Result) {
+				if n := h.state().Nodes["node-2"]; n.Pending {
+					t.Errorf("node-2 = %+v, want a member of the first key's round", n)
+				}
 			}},
 		{name: "ignores the index and holder flags it is given", setup: ready, by: admin,
 			cmd: addNodeCmd(spec(func(n *fsm.Node) { n.Index, n.Holder, n.Leaving = 1, true, true })),
@@ -213,7 +228,7 @@ func TestRemoveNode(t *testing.T) {
 				wantRound(t, s.Reshare, fsm.Reshare{Round: res.Index, Threshold: 1,
 					Members: []fsm.Member{member(1)}, Dealers: []uint32{1, 2}, Needed: 2})
 			}},
-		{name: "before the first DKG", setup: then(initialized, doing(admin, addNodeCmd(nodeSpec(2)))),
+		{name: "before the first DKG", setup: then(initialized, admitting(nodeSpec(2))),
 			by: admin, cmd: removeNodeCmd("node-1"),
 			check: func(t *testing.T, h *harness, res *fsm.Result) {
 				wantRound(t, h.state().Reshare, fsm.Reshare{Round: res.Index, Fresh: true, Threshold: 1,
@@ -556,7 +571,7 @@ func TestDestroyKey(t *testing.T) {
 
 func TestDeal(t *testing.T) {
 	// freshTwo: the first DKG with two members, which needs both deals.
-	freshTwo := then(initialized, doing(admin, addNodeCmd(nodeSpec(2))))
+	freshTwo := then(initialized, admitting(nodeSpec(2)))
 	dealBy := func(i int, deal string) func(h *harness) {
 		return func(h *harness) { h.must(node(i), dealCmd(h.round(), uint32(i), deal)) }
 	}
@@ -585,7 +600,7 @@ func TestDeal(t *testing.T) {
 				}
 			}},
 		{name: "a resharing deal is checked against the current commitments",
-			setup: then(ready, doing(admin, addNodeCmd(nodeSpec(2)))), by: node(1), cmdAt: inRound(1, "ok"),
+			setup: then(ready, admitting(nodeSpec(2))), by: node(1), cmdAt: inRound(1, "ok"),
 			check: func(t *testing.T, h *harness, _ *fsm.Result) {
 				if got := h.checker.oldPolys[len(h.checker.oldPolys)-1]; !reflect.DeepEqual(got, fixedPoly()) {
 					t.Errorf("deal checked against %x, want the current epoch's commitments", got)
@@ -605,12 +620,12 @@ func TestDeal(t *testing.T) {
 		{name: "for a replaced round", setup: freshTwo, by: node(1), code: fsm.CodeState,
 			cmdAt: func(h *harness) *fsm.Command { return dealCmd(1, 1, "ok") }},
 		{name: "as another dealer", setup: freshTwo, by: node(1), cmdAt: inRound(2, "ok"), code: fsm.CodeDenied},
-		{name: "from a node that is not a dealer", setup: then(ready, doing(admin, addNodeCmd(nodeSpec(2)))),
+		{name: "from a node that is not a dealer", setup: then(ready, admitting(nodeSpec(2))),
 			by: node(2), cmdAt: inRound(2, "ok"), code: fsm.CodeDenied},
 		{name: "a second deal from the same dealer", setup: then(freshTwo, dealBy(1, "ok")),
 			by: node(1), cmdAt: inRound(1, "ok"), code: fsm.CodeExists},
 		{name: "after the round qualified", by: node(3), cmdAt: inRound(3, "ok"), code: fsm.CodeState,
-			setup: then(threeHolders, doing(admin, addNodeCmd(nodeSpec(4))), dealBy(1, "ok"), dealBy(2, "ok"))},
+			setup: then(threeHolders, admitting(nodeSpec(4)), dealBy(1, "ok"), dealBy(2, "ok"))},
 		{name: "from an operator", setup: initialized, by: admin, cmdAt: inRound(1, "ok"), code: fsm.CodeBadSignature},
 		{name: "from an unknown node", setup: initialized, by: node(9), cmdAt: inRound(1, "ok"), code: fsm.CodeBadSignature},
 		{name: "signed with another node's key", setup: freshTwo, code: fsm.CodeBadSignature,
@@ -626,7 +641,7 @@ func TestDeal(t *testing.T) {
 }
 
 func TestReshareAck(t *testing.T) {
-	freshTwo := then(initialized, doing(admin, addNodeCmd(nodeSpec(2))))
+	freshTwo := then(initialized, admitting(nodeSpec(2)))
 	dealt := func(h *harness) {
 		r := h.round()
 		h.must(node(1), dealCmd(r, 1, "ok"))

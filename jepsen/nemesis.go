@@ -27,7 +27,8 @@ const (
 	NemesisClock         = "clock"
 	// NemesisPromotion replaces a member, as NemesisMember does, and
 	// strikes while the fresh node waits out its stable period as a
-	// non-voter (docs/autopilot.md): a second fault, always, from
+	// non-voter, before the resharing to it starts (docs/autopilot.md):
+	// a second fault, always, from
 	// overlapping, aimed at the old members once the cluster lists the
 	// fresh node as a non-voter.
 	NemesisPromotion = "promotion"

@@ -56,9 +56,13 @@ type MemberStatus struct {
 	Index      uint32 `json:"index"`
 	Holder     bool   `json:"holder"`
 	Leaving    bool   `json:"leaving"`
-	RaftState  string `json:"raft_state"` // as the member reports it, or "unreachable"
-	Applied    uint64 `json:"applied"`
-	Health     string `json:"health"` // from gossip: alive, suspect, dead, or unknown
+	// Pending says the member was admitted once the cluster had its key
+	// and waits for its promotion: the leader makes it a Raft voter after
+	// its stable period, then the round that gives it a share starts.
+	Pending   bool   `json:"pending,omitempty"`
+	RaftState string `json:"raft_state"` // as the member reports it, or "unreachable"
+	Applied   uint64 `json:"applied"`
+	Health    string `json:"health"` // from gossip: alive, suspect, dead, or unknown
 	// Voter says whether the member votes in Raft (a node that has just
 	// joined enters as a non-voter until the autopilot promotes it).
 	Voter bool `json:"voter"`

@@ -156,7 +156,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&f.trailingLogs, "trailing-logs", 0, "Raft log entries kept after a snapshot for lagging followers (0: Raft's default, 10240)")
 	fs.StringVar(&f.joinTokenFile, "join-token-file", "", "file holding the join token, as --join-token (a mounted Secret); a missing file is no token")
 	fs.StringVar(&f.joinToken, "join-token", "", "join token an unjoined node requires of whoever starts it (keyctl cluster token create; default: one the node makes in DATA_DIR/join-token)")
-	fs.DurationVar(&f.promoteAfter, "promote-after", defaultPromoteAfter, "how long a new member stays a Raft non-voter, answering and caught up, before the leader promotes it to voter")
+	fs.DurationVar(&f.promoteAfter, "promote-after", defaultPromoteAfter, "how long a new member stays a Raft non-voter, answering and caught up, before the leader promotes it to voter and reshares the key to it")
 	fs.Var(&f.retryJoin, "retry-join", "API address of a member to ask to join by itself, with the join token: host:port (a name stands for each of its addresses) or srv:NAME (its SRV records); repeatable, or comma-separated")
 	fs.StringVar(&f.joinCAFingerprint, "join-ca-fingerprint", "", "with --retry-join: the SHA-256 fingerprint of the cluster's CA certificate (keyctl cluster init --auto-join prints it); the node joins no other cluster")
 	f.gateways.register(fs)

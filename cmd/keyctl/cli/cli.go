@@ -603,6 +603,9 @@ func writeStatus(out io.Writer, st *api.Status) error {
 		if m.Leaving {
 			share += " (leaving)"
 		}
+		if m.Pending {
+			share += " (waiting for promotion)"
+		}
 		voter := "no"
 		if m.Voter {
 			voter = "yes"

@@ -16,7 +16,8 @@ var at = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // goldenStatus is a three-node cluster, as node-2 sees it, in the middle
 // of a resharing to a fourth node, node-3 unreachable, node-1 holding
-// an assembled key in memory, and node-4 diverged (cluster/chain.go).
+// an assembled key in memory, node-4 diverged (cluster/chain.go), and
+// node-5 a new member waiting for its promotion (docs/autopilot.md).
 func goldenStatus() *api.Status {
 	return &api.Status{
 		ClusterID: "kq-7f3a", Node: "node-2", Leader: "node-1", Epoch: 4, N: 3, Threshold: 2, InitialNodes: 3,
@@ -29,6 +30,7 @@ func goldenStatus() *api.Status {
 			{ID: "node-3", APIAddr: "10.0.0.3:8443", RaftAddr: "10.0.0.3:7000", Index: 3, Holder: true, Voter: true, Leaving: true, RaftState: "unreachable", Health: "suspect"},
 			{ID: "node-4", APIAddr: "10.0.0.4:8443", RaftAddr: "10.0.0.4:7000", Index: 4, RaftState: "Follower", Applied: 1199, Health: "alive",
 				Diverged: "its history differs from leader node-1's at entry 1190 (found 2026-03-01T11:58:00Z): it applied entries the leader never wrote, or skipped some it did"},
+			{ID: "node-5", APIAddr: "10.0.0.5:8443", RaftAddr: "10.0.0.5:7000", Index: 5, Pending: true, RaftState: "Follower", Applied: 1207, Health: "alive"},
 		},
 	}
 }
