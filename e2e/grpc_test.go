@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/reflection/grpc_reflection_v1"
 	grpcstatus "google.golang.org/grpc/status"
 
+	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
 	grpcgw "github.com/keyquorum/keyquorum/gateway/grpc"
 	keyquorumv1 "github.com/keyquorum/keyquorum/rpc/keyquorum/v1"
@@ -62,6 +64,35 @@ func (c *localCluster) operatorSign(cmd *fsm.Command) *keyquorumv1.SignedCommand
 		c.t.Fatal(err)
 	}
 	return &keyquorumv1.SignedCommand{Signer: sg.Signer, Payload: sg.Payload, Signature: sg.Signature}
+}
+
+// grpcTransitReply is a gRPC transit quorum call's answer as
+// cluster/api.TransitDecryptReply, which the api.OpenTransit* functions
+// check.
+func grpcTransitReply(r interface {
+	GetClusterId() string
+	GetKey() string
+	GetEpoch() uint64
+	GetThreshold() uint32
+	GetPartials() []*keyquorumv1.SealedPartial
+}) *api.TransitDecryptReply {
+	rep := &api.TransitDecryptReply{ClusterID: r.GetClusterId(), Key: r.GetKey(), Epoch: r.GetEpoch(), Threshold: int(r.GetThreshold())}
+	for _, p := range r.GetPartials() {
+		rep.Partials = append(rep.Partials, api.SealedPartial{Index: p.GetIndex(), Node: p.GetNode(), R: p.GetR(), Sealed: p.GetSealed()})
+	}
+	return rep
+}
+
+// keyMetadata is key name's metadata as keyctl key show --json prints it
+// (what an application pins).
+func (c *localCluster) keyMetadata(name string) (*fsm.Key, []byte) {
+	c.t.Helper()
+	raw := c.mustKeyctl(1, "key", "show", "--json", name).stdout
+	var k fsm.Key
+	if err := json.Unmarshal(raw, &k); err != nil {
+		c.t.Fatalf("key show --json %s: %v", name, err)
+	}
+	return &k, raw
 }
 
 // TestGRPCMachineFlow is klefki's flow through the gRPC gateway of real

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/ecdh"
 	"crypto/rand"
 	"encoding/base64"
@@ -9,13 +10,22 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc/metadata"
+
+	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/fsm"
+	grpcgw "github.com/keyquorum/keyquorum/gateway/grpc"
+	keyquorumv1 "github.com/keyquorum/keyquorum/rpc/keyquorum/v1"
 )
 
 // TestTransitExchangeCLI: keyctl against keyd processes. An x25519 key
 // imported from RFC 7748 section 6.1's Alice's private key shows her
 // X25519 public key (transit import, key show) and gives the RFC's shared
 // secret with Bob's public key through every node, and to an application
-// with a token for flag exchange (not one for derive); a created one
+// with a token for flag exchange (not one for derive), by keyctl and by
+// gRPC TransitExchange with no client certificate; a created one
 // exchanges with a peer drawn here as crypto/ecdh does on the peer's
 // side; a twist u is refused; the key neither encrypts nor derives.
 func TestTransitExchangeCLI(t *testing.T) {
@@ -43,7 +53,8 @@ func TestTransitExchangeCLI(t *testing.T) {
 	// key's metadata (POST /v1/token/transit/exchange); a derive token is
 	// refused.
 	meta := filepath.Join(t.TempDir(), "alice.json")
-	if err := os.WriteFile(meta, c.mustKeyctl(1, "key", "show", "--json", "dh/alice").stdout, 0o600); err != nil {
+	aliceKey, aliceMeta := c.keyMetadata("dh/alice")
+	if err := os.WriteFile(meta, aliceMeta, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	exchange := strings.TrimSpace(string(c.mustKeyctl(1, "token", "create", "--key", "dh/alice", "--flags", "exchange", "--ttl", "1h").stdout))
@@ -59,6 +70,24 @@ func TestTransitExchangeCLI(t *testing.T) {
 	}
 	if r := keyctl(t, app, "transit", "exchange", "dh/alice", "--peer-public", bob, "--token", derive, "--key-file", meta); r.code != 5 {
 		t.Fatalf("a derive token exchanging: %v, want exit 5 (denied)", r)
+	}
+	// The same over gRPC, with the exchange token in the call's metadata
+	// and no client certificate, combined here.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	bobU, _ := base64.StdEncoding.DecodeString(bob)
+	peers := []fsm.TransitPoint{{Version: aliceKey.Transit.Latest().Version, Point: bobU}}
+	eph, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	tsg := tokenRequest(t, exchange, &fsm.ReleaseRequest{Key: "dh/alice", Op: fsm.OpExchange, Ephemeral: eph.PublicKey().Bytes(), Points: peers})
+	gctx := metadata.AppendToOutgoingContext(ctx, grpcgw.TokenMetadata, base64.RawURLEncoding.EncodeToString(tsg.Token))
+	grep, err := keyquorumv1.NewClusterServiceClient(c.grpcConn(3, false, false)).TransitExchange(gctx,
+		&keyquorumv1.TransitExchangeRequest{Request: &keyquorumv1.SignedCommand{Signer: tsg.Signer, Payload: tsg.Payload}})
+	if err != nil {
+		t.Fatalf("gRPC TransitExchange with a token: %v", err)
+	}
+	res, err := api.OpenTransitExchange(grpcTransitReply(grep), c.envValue("KEYQUORUM_CLUSTER_ID"), aliceKey, peers, tsg.Payload, eph)
+	if err != nil || res[0].Error != nil || base64.StdEncoding.EncodeToString(res[0].Plaintext) != shared {
+		t.Fatalf("gRPC exchange: %+v, %v; want RFC 7748's shared secret %s", res, err, shared)
 	}
 	// A created key, against a peer's crypto/ecdh.
 	out = string(c.mustKeyctl(1, "transit", "create", "dh/new", "--type", "x25519").stdout)

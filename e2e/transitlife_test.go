@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bytes"
+	"context"
+	"crypto/ecdh"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -16,6 +18,8 @@ import (
 	"filippo.io/edwards25519"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/fsm"
+	keyquorumv1 "github.com/keyquorum/keyquorum/rpc/keyquorum/v1"
 )
 
 // TestTransitLifecycleCLI: on a real 3-node cluster (keyd processes),
@@ -27,8 +31,9 @@ import (
 // encrypt and to export; a key is non-exportable unless created so.
 // transit export of a key imported --exportable prints it wrapped to an
 // RSA wrapping key (Vault's BYOK format), which unwraps here to the
-// imported scalar, and transit import --wrapped deals it again (the same
-// public key); a non-exportable key's export is denied (exit 5).
+// imported scalar, as gRPC TransitExport's shares combined here are, and
+// transit import --wrapped deals it again (the same public key); a
+// non-exportable key's export is denied (exit 5).
 func TestTransitLifecycleCLI(t *testing.T) {
 	c := startCluster(t, 3)
 	dir := t.TempDir()
@@ -80,6 +85,21 @@ func TestTransitLifecycleCLI(t *testing.T) {
 	got, err := api.UnwrapTransitKey(wrapping, string(wrapped))
 	if err != nil || !bytes.Equal(got, s.Bytes()) {
 		t.Fatalf("the exported key unwraps to %x, %v; want the imported scalar", got, err)
+	}
+	// gRPC TransitExport, signed by the operator: the holders' shares,
+	// combined here, are the imported scalar.
+	xp, _ := c.keyMetadata("life/xp")
+	eph, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	sg := c.operatorSign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: xp.ID, Op: fsm.OpExport,
+		Version: xp.Transit.Latest().Version, Ephemeral: eph.PublicKey().Bytes()}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	grep, err := keyquorumv1.NewClusterServiceClient(c.grpcConn(1, false, true)).TransitExport(ctx, &keyquorumv1.TransitExportRequest{Request: sg})
+	if err != nil {
+		t.Fatalf("gRPC TransitExport: %v", err)
+	}
+	if got, err := api.OpenTransitExport(grpcTransitReply(grep), c.envValue("KEYQUORUM_CLUSTER_ID"), xp, xp.Transit.Latest().Version, sg.GetPayload(), eph); err != nil || !bytes.Equal(got, s.Bytes()) {
+		t.Fatalf("gRPC export: %x, %v; want the imported scalar", got, err)
 	}
 	wrappedFile := filepath.Join(dir, "wrapped")
 	os.WriteFile(wrappedFile, wrapped, 0o600)

@@ -31,6 +31,8 @@ func FuzzHandlers(f *testing.F) {
 	seed(&keyquorumv1.SubmitKeyRequest{MachineId: "SHA256:", EncryptedKey: []byte{1}, Command: &keyquorumv1.SignedCommand{Signer: "x", Payload: []byte(`{"type":"submit_key","submit_key":{"machine":"m","sealed":"AQ=="}}`)}})
 	seed(&keyquorumv1.TransitDecryptRequest{Request: &keyquorumv1.SignedCommand{Signer: "x", Payload: []byte(`{"type":"release","release":{"key":"k","op":"decrypt"}}`)}})
 	seed(&keyquorumv1.TransitDeriveRequest{Request: &keyquorumv1.SignedCommand{Signer: "x", Payload: []byte(`{"type":"release","release":{"key":"k","op":"derive"}}`)}})
+	seed(&keyquorumv1.TransitExportRequest{Request: &keyquorumv1.SignedCommand{Signer: "x", Payload: []byte(`{"type":"release","release":{"key":"k","op":"export","version":1}}`)}})
+	seed(&keyquorumv1.TransitExchangeRequest{Request: &keyquorumv1.SignedCommand{Signer: "x", Payload: []byte(`{"type":"release","release":{"key":"k","op":"exchange"}}`)}})
 	f.Add([]byte{0x0a, 0xff})
 
 	p := newPKI(f)
@@ -85,6 +87,20 @@ func FuzzHandlers(f *testing.F) {
 			for _, ctx := range []context.Context{ctx, tokenCtx} {
 				_, err := cs.TransitDerive(ctx, &derive)
 				check("TransitDerive", err)
+			}
+		}
+		var export keyquorumv1.TransitExportRequest
+		if proto.Unmarshal(b, &export) == nil {
+			for _, ctx := range []context.Context{ctx, tokenCtx} {
+				_, err := cs.TransitExport(ctx, &export)
+				check("TransitExport", err)
+			}
+		}
+		var exchange keyquorumv1.TransitExchangeRequest
+		if proto.Unmarshal(b, &exchange) == nil {
+			for _, ctx := range []context.Context{ctx, tokenCtx} {
+				_, err := cs.TransitExchange(ctx, &exchange)
+				check("TransitExchange", err)
 			}
 		}
 		var getKey keyquorumv1.GetKeyRequest

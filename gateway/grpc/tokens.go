@@ -16,17 +16,20 @@ import (
 
 // TokenMetadata is the gRPC metadata key of a capability token
 // (docs/tokens.md), in unpadded base64url, on Release, Sign,
-// TransitDecrypt and TransitDerive: the call then needs no operator
-// certificate. The request's SignedCommand carries the token's operator as
-// signer, the payload the token is bound to, and no signature.
+// TransitDecrypt, TransitDerive, TransitExport and TransitExchange: the
+// call then needs no operator certificate. The request's SignedCommand
+// carries the token's operator as signer, the payload the token is bound
+// to, and no signature.
 const TokenMetadata = "keyquorum-token"
 
 // tokenMethods take a capability token in place of an operator.
 var tokenMethods = map[string]bool{
-	keyquorumv1.ClusterService_Release_FullMethodName:        true,
-	keyquorumv1.ClusterService_Sign_FullMethodName:           true,
-	keyquorumv1.ClusterService_TransitDecrypt_FullMethodName: true,
-	keyquorumv1.ClusterService_TransitDerive_FullMethodName:  true,
+	keyquorumv1.ClusterService_Release_FullMethodName:         true,
+	keyquorumv1.ClusterService_Sign_FullMethodName:            true,
+	keyquorumv1.ClusterService_TransitDecrypt_FullMethodName:  true,
+	keyquorumv1.ClusterService_TransitDerive_FullMethodName:   true,
+	keyquorumv1.ClusterService_TransitExport_FullMethodName:   true,
+	keyquorumv1.ClusterService_TransitExchange_FullMethodName: true,
 }
 
 type tokenKey struct{}

@@ -67,6 +67,30 @@ func (c *clusterService) TransitDerive(ctx context.Context, req *keyquorumv1.Tra
 	return &keyquorumv1.TransitDeriveResponse{ClusterId: rep.ClusterId, Key: rep.Key, Epoch: rep.Epoch, Threshold: rep.Threshold, Partials: rep.Partials}, nil
 }
 
+// TransitExport relays t holders' shares of an exportable transit key's
+// version, sealed to the caller (cluster.TransitService), as
+// TransitDecrypt: the caller checks, combines and wraps the key
+// (client.TransitExport). A token needs flag import.
+func (c *clusterService) TransitExport(ctx context.Context, req *keyquorumv1.TransitExportRequest) (*keyquorumv1.TransitExportResponse, error) {
+	rep, err := c.transitQuorum(ctx, req.GetRequest(), cluster.TransitService.TransitExport)
+	if err != nil {
+		return nil, err
+	}
+	return &keyquorumv1.TransitExportResponse{ClusterId: rep.ClusterId, Key: rep.Key, Epoch: rep.Epoch, Threshold: rep.Threshold, Partials: rep.Partials}, nil
+}
+
+// TransitExchange relays t holders' sealed answers to an x25519 key's
+// exchange request (cluster.TransitService), as TransitDecrypt: the caller
+// checks, combines and takes the shared secrets (client.TransitExchange).
+// A token needs flag exchange.
+func (c *clusterService) TransitExchange(ctx context.Context, req *keyquorumv1.TransitExchangeRequest) (*keyquorumv1.TransitExchangeResponse, error) {
+	rep, err := c.transitQuorum(ctx, req.GetRequest(), cluster.TransitService.TransitExchange)
+	if err != nil {
+		return nil, err
+	}
+	return &keyquorumv1.TransitExchangeResponse{ClusterId: rep.ClusterId, Key: rep.Key, Epoch: rep.Epoch, Threshold: rep.Threshold, Partials: rep.Partials}, nil
+}
+
 // transitQuorum checks a request that t holders answer, sealed to the
 // caller (checkRequest), and relays it; the node checks its op.
 func (c *clusterService) transitQuorum(ctx context.Context, m *keyquorumv1.SignedCommand,

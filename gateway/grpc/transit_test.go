@@ -17,7 +17,8 @@ import (
 	keyquorumv1 "github.com/keyquorum/keyquorum/rpc/keyquorum/v1"
 )
 
-// transitCall is what the fake's TransitDecrypt or TransitDerive got.
+// transitCall is what the fake's TransitDecrypt, TransitDerive,
+// TransitExport or TransitExchange got.
 type transitCall struct {
 	op      string
 	token   []byte
@@ -75,12 +76,13 @@ func (f *fakeService) lastTransit() transitCall {
 	return f.transitCalls[len(f.transitCalls)-1]
 }
 
-// TestTransitQuorumCalls: TransitDecrypt and TransitDerive relay a
-// request signed by the operator of the client certificate, or one that
-// the capability token in the call's metadata authorizes, with no client
-// certificate; the node gets the token as it came and the call labelled
-// as the gRPC gateway's in its metrics. Neither credential is refused
-// before the node, as is a token on what is not a release request.
+// TestTransitQuorumCalls: TransitDecrypt, TransitDerive, TransitExport and
+// TransitExchange relay a request signed by the operator of the client
+// certificate, or one that the capability token in the call's metadata
+// authorizes, with no client certificate; the node gets the token as it
+// came and the call labelled as the gRPC gateway's in its metrics. Neither
+// credential is refused before the node, as is a token on what is not a
+// release request, and each call relays only its own op.
 func TestTransitQuorumCalls(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(string(tr), func(t *testing.T) {
@@ -103,6 +105,12 @@ func TestTransitQuorumCalls(t *testing.T) {
 				},
 				fsm.OpDerive: func(ctx context.Context, c keyquorumv1.ClusterServiceClient, sg *keyquorumv1.SignedCommand) (reply, error) {
 					return c.TransitDerive(ctx, &keyquorumv1.TransitDeriveRequest{Request: sg})
+				},
+				fsm.OpExport: func(ctx context.Context, c keyquorumv1.ClusterServiceClient, sg *keyquorumv1.SignedCommand) (reply, error) {
+					return c.TransitExport(ctx, &keyquorumv1.TransitExportRequest{Request: sg})
+				},
+				fsm.OpExchange: func(ctx context.Context, c keyquorumv1.ClusterServiceClient, sg *keyquorumv1.SignedCommand) (reply, error) {
+					return c.TransitExchange(ctx, &keyquorumv1.TransitExchangeRequest{Request: sg})
 				},
 			}
 			for op, call := range calls {
@@ -138,9 +146,16 @@ func TestTransitQuorumCalls(t *testing.T) {
 				wantKind(t, op+" with a malformed token", err, cluster.KindInvalid)
 			}
 			// Each call relays only its own op: the node checks.
-			der := sign(t, e.pki.admin, &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: "app/t", Op: fsm.OpDerive, Ephemeral: make([]byte, 32)}})
-			_, err := withCert.TransitDecrypt(ctx, &keyquorumv1.TransitDecryptRequest{Request: der})
-			wantKind(t, "a derivation sent to TransitDecrypt", err, cluster.KindInvalid)
+			for op, call := range calls {
+				for other := range calls {
+					if other == op {
+						continue
+					}
+					sg := sign(t, e.pki.admin, &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: "app/t", Op: other, Ephemeral: make([]byte, 32)}})
+					_, err := call(ctx, withCert, sg)
+					wantKind(t, "op "+other+" sent to the "+op+" call", err, cluster.KindInvalid)
+				}
+			}
 		})
 	}
 }

@@ -16,8 +16,8 @@
 // belongs to an operator the cluster knows, except MachineService.GetTime
 // and MachineService.GetKey, which a machine authenticates with its own
 // signature. Server reflection needs the operator certificate too.
-// Release, Sign, TransitDecrypt and TransitDerive take, in place of the
-// operator certificate, a capability token in the call's metadata
+// Release, Sign, TransitDecrypt, TransitDerive, TransitExport and
+// TransitExchange take, in place of the operator certificate, a capability token in the call's metadata
 // "keyquorum-token" (unpadded base64url, bound to the request: see
 // docs/tokens.md); the request's SignedCommand then carries the token's
 // operator as signer, the payload the token is bound to, and no signature.
@@ -528,6 +528,252 @@ func (x *TransitDeriveResponse) GetPartials() []*SealedPartial {
 	return nil
 }
 
+type TransitExportRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// request is a signed command of type "release" with op "export".
+	Request       *SignedCommand `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransitExportRequest) Reset() {
+	*x = TransitExportRequest{}
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransitExportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransitExportRequest) ProtoMessage() {}
+
+func (x *TransitExportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransitExportRequest.ProtoReflect.Descriptor instead.
+func (*TransitExportRequest) Descriptor() ([]byte, []int) {
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *TransitExportRequest) GetRequest() *SignedCommand {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// TransitExportResponse is cluster/api.TransitDecryptReply, as for a
+// decryption: each partial is a holder's share of the version.
+type TransitExportResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Threshold     uint32                 `protobuf:"varint,4,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	Partials      []*SealedPartial       `protobuf:"bytes,5,rep,name=partials,proto3" json:"partials,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransitExportResponse) Reset() {
+	*x = TransitExportResponse{}
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransitExportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransitExportResponse) ProtoMessage() {}
+
+func (x *TransitExportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransitExportResponse.ProtoReflect.Descriptor instead.
+func (*TransitExportResponse) Descriptor() ([]byte, []int) {
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *TransitExportResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *TransitExportResponse) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *TransitExportResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *TransitExportResponse) GetThreshold() uint32 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *TransitExportResponse) GetPartials() []*SealedPartial {
+	if x != nil {
+		return x.Partials
+	}
+	return nil
+}
+
+type TransitExchangeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// request is a signed command of type "release" with op "exchange".
+	Request       *SignedCommand `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransitExchangeRequest) Reset() {
+	*x = TransitExchangeRequest{}
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransitExchangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransitExchangeRequest) ProtoMessage() {}
+
+func (x *TransitExchangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransitExchangeRequest.ProtoReflect.Descriptor instead.
+func (*TransitExchangeRequest) Descriptor() ([]byte, []int) {
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *TransitExchangeRequest) GetRequest() *SignedCommand {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// TransitExchangeResponse is cluster/api.TransitDecryptReply, as for a
+// decryption.
+type TransitExchangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Threshold     uint32                 `protobuf:"varint,4,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	Partials      []*SealedPartial       `protobuf:"bytes,5,rep,name=partials,proto3" json:"partials,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransitExchangeResponse) Reset() {
+	*x = TransitExchangeResponse{}
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransitExchangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransitExchangeResponse) ProtoMessage() {}
+
+func (x *TransitExchangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransitExchangeResponse.ProtoReflect.Descriptor instead.
+func (*TransitExchangeResponse) Descriptor() ([]byte, []int) {
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *TransitExchangeResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *TransitExchangeResponse) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *TransitExchangeResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *TransitExchangeResponse) GetThreshold() uint32 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *TransitExchangeResponse) GetPartials() []*SealedPartial {
+	if x != nil {
+		return x.Partials
+	}
+	return nil
+}
+
 // SignedCommand is a command signed by an operator: fsm.Signed on the wire.
 type SignedCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -546,7 +792,7 @@ type SignedCommand struct {
 
 func (x *SignedCommand) Reset() {
 	*x = SignedCommand{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[8]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +804,7 @@ func (x *SignedCommand) String() string {
 func (*SignedCommand) ProtoMessage() {}
 
 func (x *SignedCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[8]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +817,7 @@ func (x *SignedCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedCommand.ProtoReflect.Descriptor instead.
 func (*SignedCommand) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{8}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SignedCommand) GetSigner() string {
@@ -603,7 +849,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[9]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +861,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[9]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -628,7 +874,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{9}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{13}
 }
 
 // StatusResponse is cluster.Status.
@@ -656,7 +902,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[10]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +914,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[10]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +927,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{10}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StatusResponse) GetClusterId() string {
@@ -784,7 +1030,7 @@ type MemberStatus struct {
 
 func (x *MemberStatus) Reset() {
 	*x = MemberStatus{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[11]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +1042,7 @@ func (x *MemberStatus) String() string {
 func (*MemberStatus) ProtoMessage() {}
 
 func (x *MemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[11]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +1055,7 @@ func (x *MemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatus.ProtoReflect.Descriptor instead.
 func (*MemberStatus) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{11}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MemberStatus) GetId() string {
@@ -905,7 +1151,7 @@ type ReshareStatus struct {
 
 func (x *ReshareStatus) Reset() {
 	*x = ReshareStatus{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[12]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +1163,7 @@ func (x *ReshareStatus) String() string {
 func (*ReshareStatus) ProtoMessage() {}
 
 func (x *ReshareStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[12]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +1176,7 @@ func (x *ReshareStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReshareStatus.ProtoReflect.Descriptor instead.
 func (*ReshareStatus) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{12}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReshareStatus) GetRound() uint64 {
@@ -991,7 +1237,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[13]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1249,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[13]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1262,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{13}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SubmitRequest) GetCommand() *SignedCommand {
@@ -1038,7 +1284,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[14]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1050,7 +1296,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[14]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1063,7 +1309,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{14}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SubmitResponse) GetIndex() uint64 {
@@ -1094,7 +1340,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[15]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1352,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[15]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1365,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{15}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListKeysRequest) GetPageSize() int32 {
@@ -1149,7 +1395,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[16]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +1407,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[16]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +1420,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{16}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListKeysResponse) GetKeys() []*Key {
@@ -1200,7 +1446,7 @@ type ShowKeyRequest struct {
 
 func (x *ShowKeyRequest) Reset() {
 	*x = ShowKeyRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[17]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1458,7 @@ func (x *ShowKeyRequest) String() string {
 func (*ShowKeyRequest) ProtoMessage() {}
 
 func (x *ShowKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[17]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1471,7 @@ func (x *ShowKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShowKeyRequest.ProtoReflect.Descriptor instead.
 func (*ShowKeyRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{17}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ShowKeyRequest) GetName() string {
@@ -1244,7 +1490,7 @@ type ShowKeyResponse struct {
 
 func (x *ShowKeyResponse) Reset() {
 	*x = ShowKeyResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[18]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1502,7 @@ func (x *ShowKeyResponse) String() string {
 func (*ShowKeyResponse) ProtoMessage() {}
 
 func (x *ShowKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[18]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1515,7 @@ func (x *ShowKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShowKeyResponse.ProtoReflect.Descriptor instead.
 func (*ShowKeyResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{18}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ShowKeyResponse) GetKey() *Key {
@@ -1290,7 +1536,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[19]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1302,7 +1548,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[19]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1315,7 +1561,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{19}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ReleaseRequest) GetRequest() *SignedCommand {
@@ -1336,7 +1582,7 @@ type SignRequest struct {
 
 func (x *SignRequest) Reset() {
 	*x = SignRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[20]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1348,7 +1594,7 @@ func (x *SignRequest) String() string {
 func (*SignRequest) ProtoMessage() {}
 
 func (x *SignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[20]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1361,7 +1607,7 @@ func (x *SignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
 func (*SignRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{20}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SignRequest) GetRequest() *SignedCommand {
@@ -1390,7 +1636,7 @@ type SignResponse struct {
 
 func (x *SignResponse) Reset() {
 	*x = SignResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[21]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1402,7 +1648,7 @@ func (x *SignResponse) String() string {
 func (*SignResponse) ProtoMessage() {}
 
 func (x *SignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[21]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1415,7 +1661,7 @@ func (x *SignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResponse.ProtoReflect.Descriptor instead.
 func (*SignResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{21}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SignResponse) GetKey() string {
@@ -1480,7 +1726,7 @@ type VerifyRequest struct {
 
 func (x *VerifyRequest) Reset() {
 	*x = VerifyRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[22]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1492,7 +1738,7 @@ func (x *VerifyRequest) String() string {
 func (*VerifyRequest) ProtoMessage() {}
 
 func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[22]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1505,7 +1751,7 @@ func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
 func (*VerifyRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{22}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *VerifyRequest) GetKey() string {
@@ -1547,7 +1793,7 @@ type VerifyResponse struct {
 
 func (x *VerifyResponse) Reset() {
 	*x = VerifyResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[23]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1559,7 +1805,7 @@ func (x *VerifyResponse) String() string {
 func (*VerifyResponse) ProtoMessage() {}
 
 func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[23]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1572,7 +1818,7 @@ func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
 func (*VerifyResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{23}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *VerifyResponse) GetValid() bool {
@@ -1601,7 +1847,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[24]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1859,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[24]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1872,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{24}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReleaseResponse) GetSecret() []byte {
@@ -1663,7 +1909,7 @@ type SealedRelease struct {
 
 func (x *SealedRelease) Reset() {
 	*x = SealedRelease{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[25]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +1921,7 @@ func (x *SealedRelease) String() string {
 func (*SealedRelease) ProtoMessage() {}
 
 func (x *SealedRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[25]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +1934,7 @@ func (x *SealedRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedRelease.ProtoReflect.Descriptor instead.
 func (*SealedRelease) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{25}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SealedRelease) GetClusterId() string {
@@ -1768,7 +2014,7 @@ type SealedPartial struct {
 
 func (x *SealedPartial) Reset() {
 	*x = SealedPartial{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[26]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1780,7 +2026,7 @@ func (x *SealedPartial) String() string {
 func (*SealedPartial) ProtoMessage() {}
 
 func (x *SealedPartial) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[26]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1793,7 +2039,7 @@ func (x *SealedPartial) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedPartial.ProtoReflect.Descriptor instead.
 func (*SealedPartial) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{26}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SealedPartial) GetIndex() uint32 {
@@ -1837,7 +2083,7 @@ type CompareAndSwapRequest struct {
 
 func (x *CompareAndSwapRequest) Reset() {
 	*x = CompareAndSwapRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[27]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1849,7 +2095,7 @@ func (x *CompareAndSwapRequest) String() string {
 func (*CompareAndSwapRequest) ProtoMessage() {}
 
 func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[27]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1862,7 +2108,7 @@ func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapRequest.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{27}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CompareAndSwapRequest) GetRelease() *SignedCommand {
@@ -1889,7 +2135,7 @@ type CompareAndSwapResponse struct {
 
 func (x *CompareAndSwapResponse) Reset() {
 	*x = CompareAndSwapResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[28]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1901,7 +2147,7 @@ func (x *CompareAndSwapResponse) String() string {
 func (*CompareAndSwapResponse) ProtoMessage() {}
 
 func (x *CompareAndSwapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[28]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1914,7 +2160,7 @@ func (x *CompareAndSwapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapResponse.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{28}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CompareAndSwapResponse) GetKey() *Key {
@@ -1956,7 +2202,7 @@ type Key struct {
 
 func (x *Key) Reset() {
 	*x = Key{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[29]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1968,7 +2214,7 @@ func (x *Key) String() string {
 func (*Key) ProtoMessage() {}
 
 func (x *Key) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[29]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1981,7 +2227,7 @@ func (x *Key) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Key.ProtoReflect.Descriptor instead.
 func (*Key) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{29}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Key) GetName() string {
@@ -2088,7 +2334,7 @@ type TransitKey struct {
 
 func (x *TransitKey) Reset() {
 	*x = TransitKey{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[30]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2100,7 +2346,7 @@ func (x *TransitKey) String() string {
 func (*TransitKey) ProtoMessage() {}
 
 func (x *TransitKey) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[30]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2113,7 +2359,7 @@ func (x *TransitKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransitKey.ProtoReflect.Descriptor instead.
 func (*TransitKey) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{30}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TransitKey) GetCipher() string {
@@ -2158,7 +2404,7 @@ type TransitVersion struct {
 
 func (x *TransitVersion) Reset() {
 	*x = TransitVersion{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[31]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2170,7 +2416,7 @@ func (x *TransitVersion) String() string {
 func (*TransitVersion) ProtoMessage() {}
 
 func (x *TransitVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[31]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2183,7 +2429,7 @@ func (x *TransitVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransitVersion.ProtoReflect.Descriptor instead.
 func (*TransitVersion) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{31}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TransitVersion) GetVersion() uint64 {
@@ -2238,7 +2484,7 @@ type Access struct {
 
 func (x *Access) Reset() {
 	*x = Access{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[32]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2250,7 +2496,7 @@ func (x *Access) String() string {
 func (*Access) ProtoMessage() {}
 
 func (x *Access) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[32]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2263,7 +2509,7 @@ func (x *Access) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Access.ProtoReflect.Descriptor instead.
 func (*Access) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{32}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Access) GetGateways() []string {
@@ -2319,7 +2565,7 @@ type HostList struct {
 
 func (x *HostList) Reset() {
 	*x = HostList{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[33]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2331,7 +2577,7 @@ func (x *HostList) String() string {
 func (*HostList) ProtoMessage() {}
 
 func (x *HostList) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[33]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2344,7 +2590,7 @@ func (x *HostList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostList.ProtoReflect.Descriptor instead.
 func (*HostList) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{33}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *HostList) GetHosts() []string {
@@ -2371,7 +2617,7 @@ type TangKey struct {
 
 func (x *TangKey) Reset() {
 	*x = TangKey{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[34]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2383,7 +2629,7 @@ func (x *TangKey) String() string {
 func (*TangKey) ProtoMessage() {}
 
 func (x *TangKey) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[34]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2396,7 +2642,7 @@ func (x *TangKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TangKey.ProtoReflect.Descriptor instead.
 func (*TangKey) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{34}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TangKey) GetAdv() []byte {
@@ -2447,7 +2693,7 @@ type TangShare struct {
 
 func (x *TangShare) Reset() {
 	*x = TangShare{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[35]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2459,7 +2705,7 @@ func (x *TangShare) String() string {
 func (*TangShare) ProtoMessage() {}
 
 func (x *TangShare) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[35]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2472,7 +2718,7 @@ func (x *TangShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TangShare.ProtoReflect.Descriptor instead.
 func (*TangShare) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{35}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *TangShare) GetNodeId() string {
@@ -2504,7 +2750,7 @@ type GetTimeRequest struct {
 
 func (x *GetTimeRequest) Reset() {
 	*x = GetTimeRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[36]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2516,7 +2762,7 @@ func (x *GetTimeRequest) String() string {
 func (*GetTimeRequest) ProtoMessage() {}
 
 func (x *GetTimeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[36]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2529,7 +2775,7 @@ func (x *GetTimeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTimeRequest.ProtoReflect.Descriptor instead.
 func (*GetTimeRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{36}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{40}
 }
 
 type GetTimeResponse struct {
@@ -2541,7 +2787,7 @@ type GetTimeResponse struct {
 
 func (x *GetTimeResponse) Reset() {
 	*x = GetTimeResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[37]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2553,7 +2799,7 @@ func (x *GetTimeResponse) String() string {
 func (*GetTimeResponse) ProtoMessage() {}
 
 func (x *GetTimeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[37]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2566,7 +2812,7 @@ func (x *GetTimeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTimeResponse.ProtoReflect.Descriptor instead.
 func (*GetTimeResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{37}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetTimeResponse) GetUnixNano() int64 {
@@ -2602,7 +2848,7 @@ type GetKeyRequest struct {
 
 func (x *GetKeyRequest) Reset() {
 	*x = GetKeyRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[38]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2614,7 +2860,7 @@ func (x *GetKeyRequest) String() string {
 func (*GetKeyRequest) ProtoMessage() {}
 
 func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[38]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2627,7 +2873,7 @@ func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetKeyRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{38}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetKeyRequest) GetMachineId() string {
@@ -2678,7 +2924,7 @@ type GetKeyResponse struct {
 
 func (x *GetKeyResponse) Reset() {
 	*x = GetKeyResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[39]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2690,7 +2936,7 @@ func (x *GetKeyResponse) String() string {
 func (*GetKeyResponse) ProtoMessage() {}
 
 func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[39]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2703,7 +2949,7 @@ func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetKeyResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{39}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetKeyResponse) GetEncryptedKey() []byte {
@@ -2732,7 +2978,7 @@ type EncryptedPartial struct {
 
 func (x *EncryptedPartial) Reset() {
 	*x = EncryptedPartial{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[40]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2744,7 +2990,7 @@ func (x *EncryptedPartial) String() string {
 func (*EncryptedPartial) ProtoMessage() {}
 
 func (x *EncryptedPartial) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[40]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2757,7 +3003,7 @@ func (x *EncryptedPartial) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EncryptedPartial.ProtoReflect.Descriptor instead.
 func (*EncryptedPartial) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{40}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *EncryptedPartial) GetIndex() uint32 {
@@ -2782,7 +3028,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[41]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2794,7 +3040,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[41]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2807,7 +3053,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{41}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{45}
 }
 
 type ListSessionsResponse struct {
@@ -2819,7 +3065,7 @@ type ListSessionsResponse struct {
 
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[42]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2831,7 +3077,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[42]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2844,7 +3090,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{42}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListSessionsResponse) GetSessions() []*Session {
@@ -2870,7 +3116,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[43]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2882,7 +3128,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[43]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2895,7 +3141,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{43}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Session) GetMachineId() string {
@@ -2943,7 +3189,7 @@ type SubmitKeyRequest struct {
 
 func (x *SubmitKeyRequest) Reset() {
 	*x = SubmitKeyRequest{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[44]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2955,7 +3201,7 @@ func (x *SubmitKeyRequest) String() string {
 func (*SubmitKeyRequest) ProtoMessage() {}
 
 func (x *SubmitKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[44]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2968,7 +3214,7 @@ func (x *SubmitKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitKeyRequest.ProtoReflect.Descriptor instead.
 func (*SubmitKeyRequest) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{44}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SubmitKeyRequest) GetMachineId() string {
@@ -3000,7 +3246,7 @@ type SubmitKeyResponse struct {
 
 func (x *SubmitKeyResponse) Reset() {
 	*x = SubmitKeyResponse{}
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[45]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3012,7 +3258,7 @@ func (x *SubmitKeyResponse) String() string {
 func (*SubmitKeyResponse) ProtoMessage() {}
 
 func (x *SubmitKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[45]
+	mi := &file_keyquorum_v1_keyquorum_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3025,7 +3271,7 @@ func (x *SubmitKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitKeyResponse.ProtoReflect.Descriptor instead.
 func (*SubmitKeyResponse) Descriptor() ([]byte, []int) {
-	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{45}
+	return file_keyquorum_v1_keyquorum_proto_rawDescGZIP(), []int{49}
 }
 
 var File_keyquorum_v1_keyquorum_proto protoreflect.FileDescriptor
@@ -3062,6 +3308,24 @@ const file_keyquorum_v1_keyquorum_proto_rawDesc = "" +
 	"\x14TransitDeriveRequest\x125\n" +
 	"\arequest\x18\x01 \x01(\v2\x1b.keyquorum.v1.SignedCommandR\arequest\"\xb5\x01\n" +
 	"\x15TransitDeriveResponse\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x1c\n" +
+	"\tthreshold\x18\x04 \x01(\rR\tthreshold\x127\n" +
+	"\bpartials\x18\x05 \x03(\v2\x1b.keyquorum.v1.SealedPartialR\bpartials\"M\n" +
+	"\x14TransitExportRequest\x125\n" +
+	"\arequest\x18\x01 \x01(\v2\x1b.keyquorum.v1.SignedCommandR\arequest\"\xb5\x01\n" +
+	"\x15TransitExportResponse\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x1c\n" +
+	"\tthreshold\x18\x04 \x01(\rR\tthreshold\x127\n" +
+	"\bpartials\x18\x05 \x03(\v2\x1b.keyquorum.v1.SealedPartialR\bpartials\"O\n" +
+	"\x16TransitExchangeRequest\x125\n" +
+	"\arequest\x18\x01 \x01(\v2\x1b.keyquorum.v1.SignedCommandR\arequest\"\xb7\x01\n" +
+	"\x17TransitExchangeResponse\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
@@ -3255,7 +3519,7 @@ const file_keyquorum_v1_keyquorum_proto_rawDesc = "" +
 	"machine_id\x18\x01 \x01(\tR\tmachineId\x12#\n" +
 	"\rencrypted_key\x18\x02 \x01(\fR\fencryptedKey\x125\n" +
 	"\acommand\x18\x03 \x01(\v2\x1b.keyquorum.v1.SignedCommandR\acommand\"\x13\n" +
-	"\x11SubmitKeyResponse2\xea\x06\n" +
+	"\x11SubmitKeyResponse2\xa4\b\n" +
 	"\x0eClusterService\x12C\n" +
 	"\x06Status\x12\x1b.keyquorum.v1.StatusRequest\x1a\x1c.keyquorum.v1.StatusResponse\x12C\n" +
 	"\x06Submit\x12\x1b.keyquorum.v1.SubmitRequest\x1a\x1c.keyquorum.v1.SubmitResponse\x12I\n" +
@@ -3267,7 +3531,9 @@ const file_keyquorum_v1_keyquorum_proto_rawDesc = "" +
 	"\x06Verify\x12\x1b.keyquorum.v1.VerifyRequest\x1a\x1c.keyquorum.v1.VerifyResponse\x12[\n" +
 	"\x0eTransitEncrypt\x12#.keyquorum.v1.TransitEncryptRequest\x1a$.keyquorum.v1.TransitEncryptResponse\x12[\n" +
 	"\x0eTransitDecrypt\x12#.keyquorum.v1.TransitDecryptRequest\x1a$.keyquorum.v1.TransitDecryptResponse\x12X\n" +
-	"\rTransitDerive\x12\".keyquorum.v1.TransitDeriveRequest\x1a#.keyquorum.v1.TransitDeriveResponse2\xc2\x02\n" +
+	"\rTransitDerive\x12\".keyquorum.v1.TransitDeriveRequest\x1a#.keyquorum.v1.TransitDeriveResponse\x12X\n" +
+	"\rTransitExport\x12\".keyquorum.v1.TransitExportRequest\x1a#.keyquorum.v1.TransitExportResponse\x12^\n" +
+	"\x0fTransitExchange\x12$.keyquorum.v1.TransitExchangeRequest\x1a%.keyquorum.v1.TransitExchangeResponse2\xc2\x02\n" +
 	"\x0eMachineService\x12F\n" +
 	"\aGetTime\x12\x1c.keyquorum.v1.GetTimeRequest\x1a\x1d.keyquorum.v1.GetTimeResponse\x12C\n" +
 	"\x06GetKey\x12\x1b.keyquorum.v1.GetKeyRequest\x1a\x1c.keyquorum.v1.GetKeyResponse\x12U\n" +
@@ -3286,121 +3552,133 @@ func file_keyquorum_v1_keyquorum_proto_rawDescGZIP() []byte {
 	return file_keyquorum_v1_keyquorum_proto_rawDescData
 }
 
-var file_keyquorum_v1_keyquorum_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_keyquorum_v1_keyquorum_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_keyquorum_v1_keyquorum_proto_goTypes = []any{
-	(*TransitEncryptRequest)(nil),  // 0: keyquorum.v1.TransitEncryptRequest
-	(*TransitItem)(nil),            // 1: keyquorum.v1.TransitItem
-	(*TransitEncryptResponse)(nil), // 2: keyquorum.v1.TransitEncryptResponse
-	(*TransitResult)(nil),          // 3: keyquorum.v1.TransitResult
-	(*TransitDecryptRequest)(nil),  // 4: keyquorum.v1.TransitDecryptRequest
-	(*TransitDecryptResponse)(nil), // 5: keyquorum.v1.TransitDecryptResponse
-	(*TransitDeriveRequest)(nil),   // 6: keyquorum.v1.TransitDeriveRequest
-	(*TransitDeriveResponse)(nil),  // 7: keyquorum.v1.TransitDeriveResponse
-	(*SignedCommand)(nil),          // 8: keyquorum.v1.SignedCommand
-	(*StatusRequest)(nil),          // 9: keyquorum.v1.StatusRequest
-	(*StatusResponse)(nil),         // 10: keyquorum.v1.StatusResponse
-	(*MemberStatus)(nil),           // 11: keyquorum.v1.MemberStatus
-	(*ReshareStatus)(nil),          // 12: keyquorum.v1.ReshareStatus
-	(*SubmitRequest)(nil),          // 13: keyquorum.v1.SubmitRequest
-	(*SubmitResponse)(nil),         // 14: keyquorum.v1.SubmitResponse
-	(*ListKeysRequest)(nil),        // 15: keyquorum.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),       // 16: keyquorum.v1.ListKeysResponse
-	(*ShowKeyRequest)(nil),         // 17: keyquorum.v1.ShowKeyRequest
-	(*ShowKeyResponse)(nil),        // 18: keyquorum.v1.ShowKeyResponse
-	(*ReleaseRequest)(nil),         // 19: keyquorum.v1.ReleaseRequest
-	(*SignRequest)(nil),            // 20: keyquorum.v1.SignRequest
-	(*SignResponse)(nil),           // 21: keyquorum.v1.SignResponse
-	(*VerifyRequest)(nil),          // 22: keyquorum.v1.VerifyRequest
-	(*VerifyResponse)(nil),         // 23: keyquorum.v1.VerifyResponse
-	(*ReleaseResponse)(nil),        // 24: keyquorum.v1.ReleaseResponse
-	(*SealedRelease)(nil),          // 25: keyquorum.v1.SealedRelease
-	(*SealedPartial)(nil),          // 26: keyquorum.v1.SealedPartial
-	(*CompareAndSwapRequest)(nil),  // 27: keyquorum.v1.CompareAndSwapRequest
-	(*CompareAndSwapResponse)(nil), // 28: keyquorum.v1.CompareAndSwapResponse
-	(*Key)(nil),                    // 29: keyquorum.v1.Key
-	(*TransitKey)(nil),             // 30: keyquorum.v1.TransitKey
-	(*TransitVersion)(nil),         // 31: keyquorum.v1.TransitVersion
-	(*Access)(nil),                 // 32: keyquorum.v1.Access
-	(*HostList)(nil),               // 33: keyquorum.v1.HostList
-	(*TangKey)(nil),                // 34: keyquorum.v1.TangKey
-	(*TangShare)(nil),              // 35: keyquorum.v1.TangShare
-	(*GetTimeRequest)(nil),         // 36: keyquorum.v1.GetTimeRequest
-	(*GetTimeResponse)(nil),        // 37: keyquorum.v1.GetTimeResponse
-	(*GetKeyRequest)(nil),          // 38: keyquorum.v1.GetKeyRequest
-	(*GetKeyResponse)(nil),         // 39: keyquorum.v1.GetKeyResponse
-	(*EncryptedPartial)(nil),       // 40: keyquorum.v1.EncryptedPartial
-	(*ListSessionsRequest)(nil),    // 41: keyquorum.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),   // 42: keyquorum.v1.ListSessionsResponse
-	(*Session)(nil),                // 43: keyquorum.v1.Session
-	(*SubmitKeyRequest)(nil),       // 44: keyquorum.v1.SubmitKeyRequest
-	(*SubmitKeyResponse)(nil),      // 45: keyquorum.v1.SubmitKeyResponse
-	nil,                            // 46: keyquorum.v1.SignResponse.FailedEntry
+	(*TransitEncryptRequest)(nil),   // 0: keyquorum.v1.TransitEncryptRequest
+	(*TransitItem)(nil),             // 1: keyquorum.v1.TransitItem
+	(*TransitEncryptResponse)(nil),  // 2: keyquorum.v1.TransitEncryptResponse
+	(*TransitResult)(nil),           // 3: keyquorum.v1.TransitResult
+	(*TransitDecryptRequest)(nil),   // 4: keyquorum.v1.TransitDecryptRequest
+	(*TransitDecryptResponse)(nil),  // 5: keyquorum.v1.TransitDecryptResponse
+	(*TransitDeriveRequest)(nil),    // 6: keyquorum.v1.TransitDeriveRequest
+	(*TransitDeriveResponse)(nil),   // 7: keyquorum.v1.TransitDeriveResponse
+	(*TransitExportRequest)(nil),    // 8: keyquorum.v1.TransitExportRequest
+	(*TransitExportResponse)(nil),   // 9: keyquorum.v1.TransitExportResponse
+	(*TransitExchangeRequest)(nil),  // 10: keyquorum.v1.TransitExchangeRequest
+	(*TransitExchangeResponse)(nil), // 11: keyquorum.v1.TransitExchangeResponse
+	(*SignedCommand)(nil),           // 12: keyquorum.v1.SignedCommand
+	(*StatusRequest)(nil),           // 13: keyquorum.v1.StatusRequest
+	(*StatusResponse)(nil),          // 14: keyquorum.v1.StatusResponse
+	(*MemberStatus)(nil),            // 15: keyquorum.v1.MemberStatus
+	(*ReshareStatus)(nil),           // 16: keyquorum.v1.ReshareStatus
+	(*SubmitRequest)(nil),           // 17: keyquorum.v1.SubmitRequest
+	(*SubmitResponse)(nil),          // 18: keyquorum.v1.SubmitResponse
+	(*ListKeysRequest)(nil),         // 19: keyquorum.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),        // 20: keyquorum.v1.ListKeysResponse
+	(*ShowKeyRequest)(nil),          // 21: keyquorum.v1.ShowKeyRequest
+	(*ShowKeyResponse)(nil),         // 22: keyquorum.v1.ShowKeyResponse
+	(*ReleaseRequest)(nil),          // 23: keyquorum.v1.ReleaseRequest
+	(*SignRequest)(nil),             // 24: keyquorum.v1.SignRequest
+	(*SignResponse)(nil),            // 25: keyquorum.v1.SignResponse
+	(*VerifyRequest)(nil),           // 26: keyquorum.v1.VerifyRequest
+	(*VerifyResponse)(nil),          // 27: keyquorum.v1.VerifyResponse
+	(*ReleaseResponse)(nil),         // 28: keyquorum.v1.ReleaseResponse
+	(*SealedRelease)(nil),           // 29: keyquorum.v1.SealedRelease
+	(*SealedPartial)(nil),           // 30: keyquorum.v1.SealedPartial
+	(*CompareAndSwapRequest)(nil),   // 31: keyquorum.v1.CompareAndSwapRequest
+	(*CompareAndSwapResponse)(nil),  // 32: keyquorum.v1.CompareAndSwapResponse
+	(*Key)(nil),                     // 33: keyquorum.v1.Key
+	(*TransitKey)(nil),              // 34: keyquorum.v1.TransitKey
+	(*TransitVersion)(nil),          // 35: keyquorum.v1.TransitVersion
+	(*Access)(nil),                  // 36: keyquorum.v1.Access
+	(*HostList)(nil),                // 37: keyquorum.v1.HostList
+	(*TangKey)(nil),                 // 38: keyquorum.v1.TangKey
+	(*TangShare)(nil),               // 39: keyquorum.v1.TangShare
+	(*GetTimeRequest)(nil),          // 40: keyquorum.v1.GetTimeRequest
+	(*GetTimeResponse)(nil),         // 41: keyquorum.v1.GetTimeResponse
+	(*GetKeyRequest)(nil),           // 42: keyquorum.v1.GetKeyRequest
+	(*GetKeyResponse)(nil),          // 43: keyquorum.v1.GetKeyResponse
+	(*EncryptedPartial)(nil),        // 44: keyquorum.v1.EncryptedPartial
+	(*ListSessionsRequest)(nil),     // 45: keyquorum.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),    // 46: keyquorum.v1.ListSessionsResponse
+	(*Session)(nil),                 // 47: keyquorum.v1.Session
+	(*SubmitKeyRequest)(nil),        // 48: keyquorum.v1.SubmitKeyRequest
+	(*SubmitKeyResponse)(nil),       // 49: keyquorum.v1.SubmitKeyResponse
+	nil,                             // 50: keyquorum.v1.SignResponse.FailedEntry
 }
 var file_keyquorum_v1_keyquorum_proto_depIdxs = []int32{
 	1,  // 0: keyquorum.v1.TransitEncryptRequest.items:type_name -> keyquorum.v1.TransitItem
 	3,  // 1: keyquorum.v1.TransitEncryptResponse.results:type_name -> keyquorum.v1.TransitResult
-	8,  // 2: keyquorum.v1.TransitDecryptRequest.request:type_name -> keyquorum.v1.SignedCommand
-	26, // 3: keyquorum.v1.TransitDecryptResponse.partials:type_name -> keyquorum.v1.SealedPartial
-	8,  // 4: keyquorum.v1.TransitDeriveRequest.request:type_name -> keyquorum.v1.SignedCommand
-	26, // 5: keyquorum.v1.TransitDeriveResponse.partials:type_name -> keyquorum.v1.SealedPartial
-	12, // 6: keyquorum.v1.StatusResponse.resharing:type_name -> keyquorum.v1.ReshareStatus
-	11, // 7: keyquorum.v1.StatusResponse.members:type_name -> keyquorum.v1.MemberStatus
-	8,  // 8: keyquorum.v1.SubmitRequest.command:type_name -> keyquorum.v1.SignedCommand
-	29, // 9: keyquorum.v1.SubmitResponse.key:type_name -> keyquorum.v1.Key
-	29, // 10: keyquorum.v1.ListKeysResponse.keys:type_name -> keyquorum.v1.Key
-	29, // 11: keyquorum.v1.ShowKeyResponse.key:type_name -> keyquorum.v1.Key
-	8,  // 12: keyquorum.v1.ReleaseRequest.request:type_name -> keyquorum.v1.SignedCommand
-	8,  // 13: keyquorum.v1.SignRequest.request:type_name -> keyquorum.v1.SignedCommand
-	46, // 14: keyquorum.v1.SignResponse.failed:type_name -> keyquorum.v1.SignResponse.FailedEntry
-	25, // 15: keyquorum.v1.ReleaseResponse.sealed:type_name -> keyquorum.v1.SealedRelease
-	26, // 16: keyquorum.v1.SealedRelease.partials:type_name -> keyquorum.v1.SealedPartial
-	8,  // 17: keyquorum.v1.CompareAndSwapRequest.release:type_name -> keyquorum.v1.SignedCommand
-	8,  // 18: keyquorum.v1.CompareAndSwapRequest.replace:type_name -> keyquorum.v1.SignedCommand
-	29, // 19: keyquorum.v1.CompareAndSwapResponse.key:type_name -> keyquorum.v1.Key
-	32, // 20: keyquorum.v1.Key.access:type_name -> keyquorum.v1.Access
-	34, // 21: keyquorum.v1.Key.tang:type_name -> keyquorum.v1.TangKey
-	30, // 22: keyquorum.v1.Key.transit:type_name -> keyquorum.v1.TransitKey
-	31, // 23: keyquorum.v1.TransitKey.versions:type_name -> keyquorum.v1.TransitVersion
-	33, // 24: keyquorum.v1.Access.hosts:type_name -> keyquorum.v1.HostList
-	35, // 25: keyquorum.v1.TangKey.shares:type_name -> keyquorum.v1.TangShare
-	40, // 26: keyquorum.v1.GetKeyResponse.partials:type_name -> keyquorum.v1.EncryptedPartial
-	43, // 27: keyquorum.v1.ListSessionsResponse.sessions:type_name -> keyquorum.v1.Session
-	8,  // 28: keyquorum.v1.SubmitKeyRequest.command:type_name -> keyquorum.v1.SignedCommand
-	9,  // 29: keyquorum.v1.ClusterService.Status:input_type -> keyquorum.v1.StatusRequest
-	13, // 30: keyquorum.v1.ClusterService.Submit:input_type -> keyquorum.v1.SubmitRequest
-	15, // 31: keyquorum.v1.ClusterService.ListKeys:input_type -> keyquorum.v1.ListKeysRequest
-	17, // 32: keyquorum.v1.ClusterService.ShowKey:input_type -> keyquorum.v1.ShowKeyRequest
-	19, // 33: keyquorum.v1.ClusterService.Release:input_type -> keyquorum.v1.ReleaseRequest
-	27, // 34: keyquorum.v1.ClusterService.CompareAndSwap:input_type -> keyquorum.v1.CompareAndSwapRequest
-	20, // 35: keyquorum.v1.ClusterService.Sign:input_type -> keyquorum.v1.SignRequest
-	22, // 36: keyquorum.v1.ClusterService.Verify:input_type -> keyquorum.v1.VerifyRequest
-	0,  // 37: keyquorum.v1.ClusterService.TransitEncrypt:input_type -> keyquorum.v1.TransitEncryptRequest
-	4,  // 38: keyquorum.v1.ClusterService.TransitDecrypt:input_type -> keyquorum.v1.TransitDecryptRequest
-	6,  // 39: keyquorum.v1.ClusterService.TransitDerive:input_type -> keyquorum.v1.TransitDeriveRequest
-	36, // 40: keyquorum.v1.MachineService.GetTime:input_type -> keyquorum.v1.GetTimeRequest
-	38, // 41: keyquorum.v1.MachineService.GetKey:input_type -> keyquorum.v1.GetKeyRequest
-	41, // 42: keyquorum.v1.MachineService.ListSessions:input_type -> keyquorum.v1.ListSessionsRequest
-	44, // 43: keyquorum.v1.MachineService.SubmitKey:input_type -> keyquorum.v1.SubmitKeyRequest
-	10, // 44: keyquorum.v1.ClusterService.Status:output_type -> keyquorum.v1.StatusResponse
-	14, // 45: keyquorum.v1.ClusterService.Submit:output_type -> keyquorum.v1.SubmitResponse
-	16, // 46: keyquorum.v1.ClusterService.ListKeys:output_type -> keyquorum.v1.ListKeysResponse
-	18, // 47: keyquorum.v1.ClusterService.ShowKey:output_type -> keyquorum.v1.ShowKeyResponse
-	24, // 48: keyquorum.v1.ClusterService.Release:output_type -> keyquorum.v1.ReleaseResponse
-	28, // 49: keyquorum.v1.ClusterService.CompareAndSwap:output_type -> keyquorum.v1.CompareAndSwapResponse
-	21, // 50: keyquorum.v1.ClusterService.Sign:output_type -> keyquorum.v1.SignResponse
-	23, // 51: keyquorum.v1.ClusterService.Verify:output_type -> keyquorum.v1.VerifyResponse
-	2,  // 52: keyquorum.v1.ClusterService.TransitEncrypt:output_type -> keyquorum.v1.TransitEncryptResponse
-	5,  // 53: keyquorum.v1.ClusterService.TransitDecrypt:output_type -> keyquorum.v1.TransitDecryptResponse
-	7,  // 54: keyquorum.v1.ClusterService.TransitDerive:output_type -> keyquorum.v1.TransitDeriveResponse
-	37, // 55: keyquorum.v1.MachineService.GetTime:output_type -> keyquorum.v1.GetTimeResponse
-	39, // 56: keyquorum.v1.MachineService.GetKey:output_type -> keyquorum.v1.GetKeyResponse
-	42, // 57: keyquorum.v1.MachineService.ListSessions:output_type -> keyquorum.v1.ListSessionsResponse
-	45, // 58: keyquorum.v1.MachineService.SubmitKey:output_type -> keyquorum.v1.SubmitKeyResponse
-	44, // [44:59] is the sub-list for method output_type
-	29, // [29:44] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	12, // 2: keyquorum.v1.TransitDecryptRequest.request:type_name -> keyquorum.v1.SignedCommand
+	30, // 3: keyquorum.v1.TransitDecryptResponse.partials:type_name -> keyquorum.v1.SealedPartial
+	12, // 4: keyquorum.v1.TransitDeriveRequest.request:type_name -> keyquorum.v1.SignedCommand
+	30, // 5: keyquorum.v1.TransitDeriveResponse.partials:type_name -> keyquorum.v1.SealedPartial
+	12, // 6: keyquorum.v1.TransitExportRequest.request:type_name -> keyquorum.v1.SignedCommand
+	30, // 7: keyquorum.v1.TransitExportResponse.partials:type_name -> keyquorum.v1.SealedPartial
+	12, // 8: keyquorum.v1.TransitExchangeRequest.request:type_name -> keyquorum.v1.SignedCommand
+	30, // 9: keyquorum.v1.TransitExchangeResponse.partials:type_name -> keyquorum.v1.SealedPartial
+	16, // 10: keyquorum.v1.StatusResponse.resharing:type_name -> keyquorum.v1.ReshareStatus
+	15, // 11: keyquorum.v1.StatusResponse.members:type_name -> keyquorum.v1.MemberStatus
+	12, // 12: keyquorum.v1.SubmitRequest.command:type_name -> keyquorum.v1.SignedCommand
+	33, // 13: keyquorum.v1.SubmitResponse.key:type_name -> keyquorum.v1.Key
+	33, // 14: keyquorum.v1.ListKeysResponse.keys:type_name -> keyquorum.v1.Key
+	33, // 15: keyquorum.v1.ShowKeyResponse.key:type_name -> keyquorum.v1.Key
+	12, // 16: keyquorum.v1.ReleaseRequest.request:type_name -> keyquorum.v1.SignedCommand
+	12, // 17: keyquorum.v1.SignRequest.request:type_name -> keyquorum.v1.SignedCommand
+	50, // 18: keyquorum.v1.SignResponse.failed:type_name -> keyquorum.v1.SignResponse.FailedEntry
+	29, // 19: keyquorum.v1.ReleaseResponse.sealed:type_name -> keyquorum.v1.SealedRelease
+	30, // 20: keyquorum.v1.SealedRelease.partials:type_name -> keyquorum.v1.SealedPartial
+	12, // 21: keyquorum.v1.CompareAndSwapRequest.release:type_name -> keyquorum.v1.SignedCommand
+	12, // 22: keyquorum.v1.CompareAndSwapRequest.replace:type_name -> keyquorum.v1.SignedCommand
+	33, // 23: keyquorum.v1.CompareAndSwapResponse.key:type_name -> keyquorum.v1.Key
+	36, // 24: keyquorum.v1.Key.access:type_name -> keyquorum.v1.Access
+	38, // 25: keyquorum.v1.Key.tang:type_name -> keyquorum.v1.TangKey
+	34, // 26: keyquorum.v1.Key.transit:type_name -> keyquorum.v1.TransitKey
+	35, // 27: keyquorum.v1.TransitKey.versions:type_name -> keyquorum.v1.TransitVersion
+	37, // 28: keyquorum.v1.Access.hosts:type_name -> keyquorum.v1.HostList
+	39, // 29: keyquorum.v1.TangKey.shares:type_name -> keyquorum.v1.TangShare
+	44, // 30: keyquorum.v1.GetKeyResponse.partials:type_name -> keyquorum.v1.EncryptedPartial
+	47, // 31: keyquorum.v1.ListSessionsResponse.sessions:type_name -> keyquorum.v1.Session
+	12, // 32: keyquorum.v1.SubmitKeyRequest.command:type_name -> keyquorum.v1.SignedCommand
+	13, // 33: keyquorum.v1.ClusterService.Status:input_type -> keyquorum.v1.StatusRequest
+	17, // 34: keyquorum.v1.ClusterService.Submit:input_type -> keyquorum.v1.SubmitRequest
+	19, // 35: keyquorum.v1.ClusterService.ListKeys:input_type -> keyquorum.v1.ListKeysRequest
+	21, // 36: keyquorum.v1.ClusterService.ShowKey:input_type -> keyquorum.v1.ShowKeyRequest
+	23, // 37: keyquorum.v1.ClusterService.Release:input_type -> keyquorum.v1.ReleaseRequest
+	31, // 38: keyquorum.v1.ClusterService.CompareAndSwap:input_type -> keyquorum.v1.CompareAndSwapRequest
+	24, // 39: keyquorum.v1.ClusterService.Sign:input_type -> keyquorum.v1.SignRequest
+	26, // 40: keyquorum.v1.ClusterService.Verify:input_type -> keyquorum.v1.VerifyRequest
+	0,  // 41: keyquorum.v1.ClusterService.TransitEncrypt:input_type -> keyquorum.v1.TransitEncryptRequest
+	4,  // 42: keyquorum.v1.ClusterService.TransitDecrypt:input_type -> keyquorum.v1.TransitDecryptRequest
+	6,  // 43: keyquorum.v1.ClusterService.TransitDerive:input_type -> keyquorum.v1.TransitDeriveRequest
+	8,  // 44: keyquorum.v1.ClusterService.TransitExport:input_type -> keyquorum.v1.TransitExportRequest
+	10, // 45: keyquorum.v1.ClusterService.TransitExchange:input_type -> keyquorum.v1.TransitExchangeRequest
+	40, // 46: keyquorum.v1.MachineService.GetTime:input_type -> keyquorum.v1.GetTimeRequest
+	42, // 47: keyquorum.v1.MachineService.GetKey:input_type -> keyquorum.v1.GetKeyRequest
+	45, // 48: keyquorum.v1.MachineService.ListSessions:input_type -> keyquorum.v1.ListSessionsRequest
+	48, // 49: keyquorum.v1.MachineService.SubmitKey:input_type -> keyquorum.v1.SubmitKeyRequest
+	14, // 50: keyquorum.v1.ClusterService.Status:output_type -> keyquorum.v1.StatusResponse
+	18, // 51: keyquorum.v1.ClusterService.Submit:output_type -> keyquorum.v1.SubmitResponse
+	20, // 52: keyquorum.v1.ClusterService.ListKeys:output_type -> keyquorum.v1.ListKeysResponse
+	22, // 53: keyquorum.v1.ClusterService.ShowKey:output_type -> keyquorum.v1.ShowKeyResponse
+	28, // 54: keyquorum.v1.ClusterService.Release:output_type -> keyquorum.v1.ReleaseResponse
+	32, // 55: keyquorum.v1.ClusterService.CompareAndSwap:output_type -> keyquorum.v1.CompareAndSwapResponse
+	25, // 56: keyquorum.v1.ClusterService.Sign:output_type -> keyquorum.v1.SignResponse
+	27, // 57: keyquorum.v1.ClusterService.Verify:output_type -> keyquorum.v1.VerifyResponse
+	2,  // 58: keyquorum.v1.ClusterService.TransitEncrypt:output_type -> keyquorum.v1.TransitEncryptResponse
+	5,  // 59: keyquorum.v1.ClusterService.TransitDecrypt:output_type -> keyquorum.v1.TransitDecryptResponse
+	7,  // 60: keyquorum.v1.ClusterService.TransitDerive:output_type -> keyquorum.v1.TransitDeriveResponse
+	9,  // 61: keyquorum.v1.ClusterService.TransitExport:output_type -> keyquorum.v1.TransitExportResponse
+	11, // 62: keyquorum.v1.ClusterService.TransitExchange:output_type -> keyquorum.v1.TransitExchangeResponse
+	41, // 63: keyquorum.v1.MachineService.GetTime:output_type -> keyquorum.v1.GetTimeResponse
+	43, // 64: keyquorum.v1.MachineService.GetKey:output_type -> keyquorum.v1.GetKeyResponse
+	46, // 65: keyquorum.v1.MachineService.ListSessions:output_type -> keyquorum.v1.ListSessionsResponse
+	49, // 66: keyquorum.v1.MachineService.SubmitKey:output_type -> keyquorum.v1.SubmitKeyResponse
+	50, // [50:67] is the sub-list for method output_type
+	33, // [33:50] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_keyquorum_v1_keyquorum_proto_init() }
@@ -3414,7 +3692,7 @@ func file_keyquorum_v1_keyquorum_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keyquorum_v1_keyquorum_proto_rawDesc), len(file_keyquorum_v1_keyquorum_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   47,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -16,8 +16,8 @@
 // belongs to an operator the cluster knows, except MachineService.GetTime
 // and MachineService.GetKey, which a machine authenticates with its own
 // signature. Server reflection needs the operator certificate too.
-// Release, Sign, TransitDecrypt and TransitDerive take, in place of the
-// operator certificate, a capability token in the call's metadata
+// Release, Sign, TransitDecrypt, TransitDerive, TransitExport and
+// TransitExchange take, in place of the operator certificate, a capability token in the call's metadata
 // "keyquorum-token" (unpadded base64url, bound to the request: see
 // docs/tokens.md); the request's SignedCommand then carries the token's
 // operator as signer, the payload the token is bound to, and no signature.
@@ -62,17 +62,19 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ClusterService_Status_FullMethodName         = "/keyquorum.v1.ClusterService/Status"
-	ClusterService_Submit_FullMethodName         = "/keyquorum.v1.ClusterService/Submit"
-	ClusterService_ListKeys_FullMethodName       = "/keyquorum.v1.ClusterService/ListKeys"
-	ClusterService_ShowKey_FullMethodName        = "/keyquorum.v1.ClusterService/ShowKey"
-	ClusterService_Release_FullMethodName        = "/keyquorum.v1.ClusterService/Release"
-	ClusterService_CompareAndSwap_FullMethodName = "/keyquorum.v1.ClusterService/CompareAndSwap"
-	ClusterService_Sign_FullMethodName           = "/keyquorum.v1.ClusterService/Sign"
-	ClusterService_Verify_FullMethodName         = "/keyquorum.v1.ClusterService/Verify"
-	ClusterService_TransitEncrypt_FullMethodName = "/keyquorum.v1.ClusterService/TransitEncrypt"
-	ClusterService_TransitDecrypt_FullMethodName = "/keyquorum.v1.ClusterService/TransitDecrypt"
-	ClusterService_TransitDerive_FullMethodName  = "/keyquorum.v1.ClusterService/TransitDerive"
+	ClusterService_Status_FullMethodName          = "/keyquorum.v1.ClusterService/Status"
+	ClusterService_Submit_FullMethodName          = "/keyquorum.v1.ClusterService/Submit"
+	ClusterService_ListKeys_FullMethodName        = "/keyquorum.v1.ClusterService/ListKeys"
+	ClusterService_ShowKey_FullMethodName         = "/keyquorum.v1.ClusterService/ShowKey"
+	ClusterService_Release_FullMethodName         = "/keyquorum.v1.ClusterService/Release"
+	ClusterService_CompareAndSwap_FullMethodName  = "/keyquorum.v1.ClusterService/CompareAndSwap"
+	ClusterService_Sign_FullMethodName            = "/keyquorum.v1.ClusterService/Sign"
+	ClusterService_Verify_FullMethodName          = "/keyquorum.v1.ClusterService/Verify"
+	ClusterService_TransitEncrypt_FullMethodName  = "/keyquorum.v1.ClusterService/TransitEncrypt"
+	ClusterService_TransitDecrypt_FullMethodName  = "/keyquorum.v1.ClusterService/TransitDecrypt"
+	ClusterService_TransitDerive_FullMethodName   = "/keyquorum.v1.ClusterService/TransitDerive"
+	ClusterService_TransitExport_FullMethodName   = "/keyquorum.v1.ClusterService/TransitExport"
+	ClusterService_TransitExchange_FullMethodName = "/keyquorum.v1.ClusterService/TransitExchange"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -130,6 +132,22 @@ type ClusterServiceClient interface {
 	// client.TransitDerive does (an HMAC key is such a derivation). The node
 	// sees no derived key (docs/transit.md).
 	TransitDerive(ctx context.Context, in *TransitDeriveRequest, opts ...grpc.CallOption) (*TransitDeriveResponse, error)
+	// TransitExport relays t share holders' answers to a signed release
+	// request with op "export" (an exportable transit key, a version, an
+	// ephemeral key): each holder checks the request and seals its share of
+	// the version to the ephemeral key; the caller checks the shares against
+	// the version's commitments, combines and wraps the key, as
+	// client.TransitExport does (docs/transit.md). A token needs flag
+	// "import".
+	TransitExport(ctx context.Context, in *TransitExportRequest, opts ...grpc.CallOption) (*TransitExportResponse, error)
+	// TransitExchange relays t share holders' answers to a signed release
+	// request with op "exchange" on an x25519 key (peers' X25519 public
+	// keys, an ephemeral key): each holder checks the request and seals its
+	// proved partials to the ephemeral key; the caller checks, combines and
+	// takes the X25519 shared secrets, as client.TransitExchange does. The
+	// node sees no shared secret (docs/transit.md). A token needs flag
+	// "exchange".
+	TransitExchange(ctx context.Context, in *TransitExchangeRequest, opts ...grpc.CallOption) (*TransitExchangeResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -250,6 +268,26 @@ func (c *clusterServiceClient) TransitDerive(ctx context.Context, in *TransitDer
 	return out, nil
 }
 
+func (c *clusterServiceClient) TransitExport(ctx context.Context, in *TransitExportRequest, opts ...grpc.CallOption) (*TransitExportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransitExportResponse)
+	err := c.cc.Invoke(ctx, ClusterService_TransitExport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) TransitExchange(ctx context.Context, in *TransitExchangeRequest, opts ...grpc.CallOption) (*TransitExchangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransitExchangeResponse)
+	err := c.cc.Invoke(ctx, ClusterService_TransitExchange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -305,6 +343,22 @@ type ClusterServiceServer interface {
 	// client.TransitDerive does (an HMAC key is such a derivation). The node
 	// sees no derived key (docs/transit.md).
 	TransitDerive(context.Context, *TransitDeriveRequest) (*TransitDeriveResponse, error)
+	// TransitExport relays t share holders' answers to a signed release
+	// request with op "export" (an exportable transit key, a version, an
+	// ephemeral key): each holder checks the request and seals its share of
+	// the version to the ephemeral key; the caller checks the shares against
+	// the version's commitments, combines and wraps the key, as
+	// client.TransitExport does (docs/transit.md). A token needs flag
+	// "import".
+	TransitExport(context.Context, *TransitExportRequest) (*TransitExportResponse, error)
+	// TransitExchange relays t share holders' answers to a signed release
+	// request with op "exchange" on an x25519 key (peers' X25519 public
+	// keys, an ephemeral key): each holder checks the request and seals its
+	// proved partials to the ephemeral key; the caller checks, combines and
+	// takes the X25519 shared secrets, as client.TransitExchange does. The
+	// node sees no shared secret (docs/transit.md). A token needs flag
+	// "exchange".
+	TransitExchange(context.Context, *TransitExchangeRequest) (*TransitExchangeResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -347,6 +401,12 @@ func (UnimplementedClusterServiceServer) TransitDecrypt(context.Context, *Transi
 }
 func (UnimplementedClusterServiceServer) TransitDerive(context.Context, *TransitDeriveRequest) (*TransitDeriveResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method TransitDerive not implemented")
+}
+func (UnimplementedClusterServiceServer) TransitExport(context.Context, *TransitExportRequest) (*TransitExportResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method TransitExport not implemented")
+}
+func (UnimplementedClusterServiceServer) TransitExchange(context.Context, *TransitExchangeRequest) (*TransitExchangeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method TransitExchange not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -567,6 +627,42 @@ func _ClusterService_TransitDerive_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_TransitExport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransitExportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).TransitExport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_TransitExport_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).TransitExport(ctx, req.(*TransitExportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_TransitExchange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransitExchangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).TransitExchange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_TransitExchange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).TransitExchange(ctx, req.(*TransitExchangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -617,6 +713,14 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TransitDerive",
 			Handler:    _ClusterService_TransitDerive_Handler,
+		},
+		{
+			MethodName: "TransitExport",
+			Handler:    _ClusterService_TransitExport_Handler,
+		},
+		{
+			MethodName: "TransitExchange",
+			Handler:    _ClusterService_TransitExchange_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
