@@ -138,16 +138,12 @@ func errText(err error) string {
 // the caller (a decryption or a derivation).
 func (s *Server) transitQuorum(relay func(context.Context, *fsm.Signed) (*api.TransitDecryptReply, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var sg fsm.Signed
-		if err := readJSON(r, &sg); err != nil {
+		sg, err := readSigned(r)
+		if err != nil {
 			s.writeError(w, err)
 			return
 		}
-		if err := cluster.CheckSigned(principal(r), &sg, fsm.TypeRelease); err != nil {
-			s.writeError(w, err)
-			return
-		}
-		rep, err := relay(r.Context(), &sg)
+		rep, err := relay(r.Context(), sg)
 		if err != nil {
 			s.writeError(w, err)
 			return
@@ -229,20 +225,37 @@ func (s *Server) transitRandom(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.TransitRandomReply{RandomBytes: b})
 }
 
-// signedForPath checks that sg is a signed request with op for the key
-// the path names (by its name or its ID), and returns that key's
-// metadata: the path is Vault's, the signed request is what holders check.
-func (s *Server) signedForPath(r *http.Request, sg *fsm.Signed, op string) (*fsm.Key, error) {
+// readSigned reads the body: a release request signed by the caller.
+func readSigned(r *http.Request) (*fsm.Signed, error) {
+	var sg fsm.Signed
+	if err := readJSON(r, &sg); err != nil {
+		return nil, err
+	}
+	if err := cluster.CheckSigned(principal(r), &sg, fsm.TypeRelease); err != nil {
+		return nil, err
+	}
+	return &sg, nil
+}
+
+// signedForPath reads the body (readSigned) and checks that it is a
+// signed request with op for the key the path names (by its name or its
+// ID); it returns the request and that key's metadata: the path is
+// Vault's, the signed request is what holders check.
+func (s *Server) signedForPath(r *http.Request, op string) (*fsm.Signed, *fsm.Key, error) {
+	sg, err := readSigned(r)
+	if err != nil {
+		return nil, nil, err
+	}
 	k, err := s.transitKey(r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var cmd fsm.Command
 	if err := json.Unmarshal(sg.Payload, &cmd); err != nil || cmd.Release == nil || cmd.Release.Op != op ||
 		(cmd.Release.Key != k.Name && cmd.Release.Key != k.ID) {
-		return nil, cluster.Errorf(cluster.KindInvalid, "the body is not a signed request with op %q for key %q", op, k.Name)
+		return nil, nil, cluster.Errorf(cluster.KindInvalid, "the body is not a signed request with op %q for key %q", op, k.Name)
 	}
-	return k, nil
+	return sg, k, nil
 }
 
 // transitRelay relays a signed request with op (derive, export, or an
@@ -250,20 +263,12 @@ func (s *Server) signedForPath(r *http.Request, sg *fsm.Signed, op string) (*fsm
 // relay (cluster.Node.TransitDerive, TransitExport, TransitExchange).
 func (s *Server) transitRelay(op string, relay func(context.Context, *fsm.Signed) (*api.TransitDecryptReply, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var sg fsm.Signed
-		if err := readJSON(r, &sg); err != nil {
+		sg, _, err := s.signedForPath(r, op)
+		if err != nil {
 			s.writeError(w, err)
 			return
 		}
-		if err := cluster.CheckSigned(principal(r), &sg, fsm.TypeRelease); err != nil {
-			s.writeError(w, err)
-			return
-		}
-		if _, err := s.signedForPath(r, &sg, op); err != nil {
-			s.writeError(w, err)
-			return
-		}
-		rep, err := relay(r.Context(), &sg)
+		rep, err := relay(r.Context(), sg)
 		if err != nil {
 			s.writeError(w, err)
 			return
@@ -278,25 +283,15 @@ func (s *Server) transitRelay(op string, relay func(context.Context, *fsm.Signed
 // every holder checks itself, as for POST /v1/sign.
 func (s *Server) transitSign(sv cluster.SignService) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var sg fsm.Signed
-		if err := readJSON(r, &sg); err != nil {
-			s.writeError(w, err)
-			return
+		sg, k, err := s.signedForPath(r, fsm.OpSign)
+		if err == nil {
+			err = api.TransitSigningKey(k)
 		}
-		if err := cluster.CheckSigned(principal(r), &sg, fsm.TypeRelease); err != nil {
-			s.writeError(w, err)
-			return
-		}
-		k, err := s.signedForPath(r, &sg, fsm.OpSign)
 		if err != nil {
 			s.writeError(w, err)
 			return
 		}
-		if err := api.TransitSigningKey(k); err != nil {
-			s.writeError(w, err)
-			return
-		}
-		sig, err := sv.Sign(r.Context(), &sg)
+		sig, err := sv.Sign(r.Context(), sg)
 		if err != nil {
 			s.writeError(w, err)
 			return
