@@ -219,18 +219,6 @@ func (s *Server) transitRandom(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// readSigned reads the body: a release request signed by the caller.
-func readSigned(r *http.Request) (*fsm.Signed, error) {
-	var sg fsm.Signed
-	if err := readJSON(r, &sg); err != nil {
-		return nil, err
-	}
-	if err := cluster.CheckSigned(principal(r), &sg, fsm.TypeRelease); err != nil {
-		return nil, err
-	}
-	return &sg, nil
-}
-
 // signedForPath reads the body (readSigned) and checks that it is a
 // signed request with op for the key the path names (by its name or its
 // ID); it returns the request and that key's metadata: the path is
