@@ -316,14 +316,7 @@ func (c *command) transitEncrypt(args []string) error {
 	if err != nil {
 		return err
 	}
-	if *batch != "" {
-		return c.writeBatch(res)
-	}
-	if res[0].Error != nil {
-		return res[0].Error
-	}
-	fmt.Fprintln(c.stdout, res[0].Ciphertext)
-	return nil
+	return c.writeCiphertexts(res, *batch != "")
 }
 
 // readInput reads a file, or stdin for "-", up to maxTransitInput bytes.
@@ -408,7 +401,12 @@ func (c *command) transitDecryptOrRewrap(name string, args []string, rewrap bool
 	if err != nil {
 		return err
 	}
-	if *batch != "" {
+	return c.writeCiphertexts(res, *batch != "")
+}
+
+// writeCiphertexts prints the batch results, or the one ciphertext.
+func (c *command) writeCiphertexts(res []api.TransitBatchResult, batch bool) error {
+	if batch {
 		return c.writeBatch(res)
 	}
 	if res[0].Error != nil {
@@ -418,12 +416,17 @@ func (c *command) transitDecryptOrRewrap(name string, args []string, rewrap bool
 	return nil
 }
 
-// writeDecrypted prints a decryption: the batch results, or the one
-// plaintext; and the holders left out, on stderr.
-func (c *command) writeDecrypted(d *client.TransitDecryption, batch bool) error {
+// leftOut prints the holders a quorum answer left out, on stderr.
+func leftOut(d *client.TransitDecryption) {
 	for _, why := range d.Failed {
 		fmt.Fprintf(os.Stderr, "keyctl: left out a holder whose answer was bad: %s\n", why)
 	}
+}
+
+// writeDecrypted prints a decryption: the batch results, or the one
+// plaintext; and the holders left out, on stderr.
+func (c *command) writeDecrypted(d *client.TransitDecryption, batch bool) error {
+	leftOut(d)
 	if batch {
 		return c.writeBatch(d.Results)
 	}
@@ -433,6 +436,18 @@ func (c *command) writeDecrypted(d *client.TransitDecryption, batch bool) error 
 	_, err := c.stdout.Write(d.Results[0].Plaintext)
 	clear(d.Results[0].Plaintext)
 	return err
+}
+
+// writeSecret prints the one value of a quorum answer, a derived key or
+// a shared secret, in base64, and the holders left out, on stderr.
+func (c *command) writeSecret(d *client.TransitDecryption) error {
+	leftOut(d)
+	if r := d.Results[0]; r.Error != nil {
+		return r.Error
+	}
+	fmt.Fprintln(c.stdout, base64.StdEncoding.EncodeToString(d.Results[0].Plaintext))
+	clear(d.Results[0].Plaintext)
+	return nil
 }
 
 // transitAuth is the --token and --key-file of a transit command that a
@@ -591,15 +606,7 @@ func (c *command) transitDerive(args []string) error {
 	if err != nil {
 		return err
 	}
-	for _, why := range d.Failed {
-		fmt.Fprintf(os.Stderr, "keyctl: left out a holder whose answer was bad: %s\n", why)
-	}
-	if r := d.Results[0]; r.Error != nil {
-		return r.Error
-	}
-	fmt.Fprintln(c.stdout, base64.StdEncoding.EncodeToString(d.Results[0].Plaintext))
-	clear(d.Results[0].Plaintext)
-	return nil
+	return c.writeSecret(d)
 }
 
 // transitExchange prints X25519(k, peer) for x25519 key NAME's private
@@ -629,15 +636,7 @@ func (c *command) transitExchange(args []string) error {
 	if err != nil {
 		return err
 	}
-	for _, why := range d.Failed {
-		fmt.Fprintf(os.Stderr, "keyctl: left out a holder whose answer was bad: %s\n", why)
-	}
-	if r := d.Results[0]; r.Error != nil {
-		return r.Error
-	}
-	fmt.Fprintln(c.stdout, base64.StdEncoding.EncodeToString(d.Results[0].Plaintext))
-	clear(d.Results[0].Plaintext)
-	return nil
+	return c.writeSecret(d)
 }
 
 // transitHMAC prints the HMAC of the input (stdin or --in) under a MAC
@@ -646,7 +645,7 @@ func (c *command) transitExchange(args []string) error {
 func (c *command) transitHMAC(args []string) error {
 	fs := c.flags("transit hmac")
 	in := fs.String("in", "-", "file holding the input (- for stdin)")
-	context := fs.String("context", "", "a derived key's context, base64")
+	ctxFlag := fs.String("context", "", "a derived key's context, base64")
 	version := fs.Uint64("version", 0, "the key version (default: the latest)")
 	algorithm := fs.String("algorithm", "sha2-256", "sha2-256 or sha2-512")
 	check := fs.String("hmac", "", "check this kq:vN:... HMAC instead of printing one")
@@ -655,7 +654,7 @@ func (c *command) transitHMAC(args []string) error {
 	if err != nil {
 		return err
 	}
-	ctxBytes, err := transitContext(*context)
+	ctxBytes, err := transitContext(*ctxFlag)
 	if err != nil {
 		return err
 	}
@@ -663,53 +662,43 @@ func (c *command) transitHMAC(args []string) error {
 	if err != nil {
 		return err
 	}
-	if text := tokenFlag(auth.token); text != "" {
-		tc, k, ctx, cancel, err := c.transitTokenClient(text, pos[0], *auth.keyFile)
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		v := *version
-		if *check != "" {
-			if v, _, err = api.ParseTransitHMAC(*check); err != nil {
-				return usagef("--hmac: %v", err)
+	mismatch := fmt.Errorf("the HMAC does not match")
+	out, err := transitCall(c, auth, pos[0],
+		func(ctx context.Context, tc *client.TokenClient, k *fsm.Key) (string, error) {
+			v := *version
+			if *check != "" {
+				cv, _, err := api.ParseTransitHMAC(*check)
+				if err != nil {
+					return "", usagef("--hmac: %v", err)
+				}
+				v = cv
 			}
-		}
-		mac, err := tc.TransitHMAC(ctx, k, *algorithm, v, input, ctxBytes)
-		if err != nil {
-			return err
-		}
-		if *check == "" {
-			fmt.Fprintln(c.stdout, mac)
-			return nil
-		}
-		if subtle.ConstantTimeCompare([]byte(mac), []byte(*check)) != 1 {
-			return fmt.Errorf("the HMAC does not match")
-		}
-		fmt.Fprintln(c.stdout, "valid")
-		return nil
-	}
-	cl, ctx, cancel, err := c.connect()
+			mac, err := tc.TransitHMAC(ctx, k, *algorithm, v, input, ctxBytes)
+			switch {
+			case err != nil || *check == "":
+				return mac, err
+			case subtle.ConstantTimeCompare([]byte(mac), []byte(*check)) != 1:
+				return "", mismatch
+			}
+			return "valid", nil
+		},
+		func(ctx context.Context, cl *client.Client) (string, error) {
+			if *check == "" {
+				return cl.TransitHMAC(ctx, pos[0], *algorithm, *version, input, ctxBytes)
+			}
+			ok, err := cl.TransitVerifyHMAC(ctx, pos[0], *algorithm, *check, input, ctxBytes)
+			switch {
+			case err != nil:
+				return "", err
+			case !ok:
+				return "", mismatch
+			}
+			return "valid", nil
+		})
 	if err != nil {
 		return err
 	}
-	defer cancel()
-	if *check != "" {
-		ok, err := cl.TransitVerifyHMAC(ctx, pos[0], *algorithm, *check, input, ctxBytes)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("the HMAC does not match")
-		}
-		fmt.Fprintln(c.stdout, "valid")
-		return nil
-	}
-	mac, err := cl.TransitHMAC(ctx, pos[0], *algorithm, *version, input, ctxBytes)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(c.stdout, mac)
+	fmt.Fprintln(c.stdout, out)
 	return nil
 }
 
