@@ -470,7 +470,11 @@ func transitCall[T any](c *command, auth transitAuth, name string,
 	byOperator func(context.Context, *client.Client) (T, error)) (T, error) {
 	var none T
 	if text := tokenFlag(auth.token); text != "" {
-		tc, k, ctx, cancel, err := c.transitTokenClient(text, name, *auth.keyFile)
+		k, err := pinnedKey(*auth.keyFile, name)
+		if err != nil {
+			return none, err
+		}
+		tc, ctx, cancel, err := c.tokenClient(text)
 		if err != nil {
 			return none, err
 		}
@@ -485,28 +489,24 @@ func transitCall[T any](c *command, auth transitAuth, name string,
 	return byOperator(ctx, cl)
 }
 
-// transitTokenClient is a token client and the pinned metadata of the
-// transit key name, read from keyFile.
-func (c *command) transitTokenClient(text, name, keyFile string) (*client.TokenClient, *fsm.Key, context.Context, context.CancelFunc, error) {
+// pinnedKey reads the pinned metadata of the transit key name, for a
+// token client, from keyFile (--key-file).
+func pinnedKey(keyFile, name string) (*fsm.Key, error) {
 	if keyFile == "" {
-		return nil, nil, nil, nil, usagef("--token needs --key-file: the key's metadata, from keyctl key show --json %s", name)
+		return nil, usagef("--token needs --key-file: the key's metadata, from keyctl key show --json %s", name)
 	}
 	raw, err := os.ReadFile(keyFile)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, err
 	}
 	var k fsm.Key
 	if err := json.Unmarshal(raw, &k); err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("--key-file %s: not a key's metadata (keyctl key show --json): %v", keyFile, err)
+		return nil, fmt.Errorf("--key-file %s: not a key's metadata (keyctl key show --json): %v", keyFile, err)
 	}
 	if k.Name != name && k.ID != name {
-		return nil, nil, nil, nil, usagef("--key-file %s holds key %q, not %q", keyFile, k.Name, name)
+		return nil, usagef("--key-file %s holds key %q, not %q", keyFile, k.Name, name)
 	}
-	tc, ctx, cancel, err := c.tokenClient(text)
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	return tc, &k, ctx, cancel, nil
+	return &k, nil
 }
 
 func (c *command) transitRotate(args []string) error {
