@@ -141,7 +141,8 @@ func errText(err error) string {
 }
 
 // transitQuorum serves a signed request that t holders answer, sealed to
-// the caller (a decryption or a derivation).
+// the caller, with no key in the path: a decryption (transitRelay serves
+// the requests for the key a path names).
 func (s *Server) transitQuorum(relay func(context.Context, *fsm.Signed) (*api.TransitDecryptReply, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		sg, err := readSigned(r)
