@@ -226,6 +226,18 @@ func readJSONSized(r *http.Request, v any, limit int64) error {
 	return nil
 }
 
+// readSigned reads the body: a release request signed by the caller.
+func readSigned(r *http.Request) (*fsm.Signed, error) {
+	var sg fsm.Signed
+	if err := readJSON(r, &sg); err != nil {
+		return nil, err
+	}
+	if err := cluster.CheckSigned(principal(r), &sg, fsm.TypeRelease); err != nil {
+		return nil, err
+	}
+	return &sg, nil
+}
+
 func (s *Server) identity(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.svc.Identity())
 }
@@ -343,16 +355,12 @@ func (s *Server) showKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) release(w http.ResponseWriter, r *http.Request) {
-	var sg fsm.Signed
-	if err := readJSON(r, &sg); err != nil {
+	sg, err := readSigned(r)
+	if err != nil {
 		s.writeError(w, err)
 		return
 	}
-	if err := cluster.CheckSigned(principal(r), &sg, fsm.TypeRelease); err != nil {
-		s.writeError(w, err)
-		return
-	}
-	sr, err := s.svc.Release(r.Context(), &sg)
+	sr, err := s.svc.Release(r.Context(), sg)
 	if err != nil {
 		s.writeError(w, err)
 		return
@@ -391,16 +399,12 @@ func (s *Server) cas(w http.ResponseWriter, r *http.Request) {
 // request (op sign): the holders check the request themselves.
 func (s *Server) sign(sv cluster.SignService) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var sg fsm.Signed
-		if err := readJSON(r, &sg); err != nil {
+		sg, err := readSigned(r)
+		if err != nil {
 			s.writeError(w, err)
 			return
 		}
-		if err := cluster.CheckSigned(principal(r), &sg, fsm.TypeRelease); err != nil {
-			s.writeError(w, err)
-			return
-		}
-		sig, err := sv.Sign(r.Context(), &sg)
+		sig, err := sv.Sign(r.Context(), sg)
 		if err != nil {
 			s.writeError(w, err)
 			return

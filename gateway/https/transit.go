@@ -73,58 +73,64 @@ func (s *Server) transitKey(r *http.Request) (*fsm.Key, error) {
 	return s.svc.Key(r.Context(), principal(r).ID, r.PathValue("name"))
 }
 
-// observe records a transit operation this node served by itself (the
-// metrics.Op* labels), on key k (nil: none), that began at start.
-func (s *Server) observe(r *http.Request, op string, k *fsm.Key, start time.Time, err error) {
-	if s.metrics == nil {
-		return
-	}
-	keyType := ""
-	if k != nil {
-		keyType = k.Type
-	}
-	s.metrics.Observe(r.Context(), op, keyType, start, err)
-}
-
-func (s *Server) transitEncrypt(w http.ResponseWriter, r *http.Request) {
+// serveLocal serves a transit operation this node answers by itself: do
+// returns the reply, the key it used (nil: none) and the error to answer
+// with; the operation is counted and timed as op (metrics.Op*) with that
+// key's type and that error.
+func (s *Server) serveLocal(w http.ResponseWriter, r *http.Request, op string, do func() (any, *fsm.Key, error)) {
 	var (
+		rep any
 		k   *fsm.Key
 		err error
 	)
-	defer func(start time.Time) { s.observe(r, metrics.OpEncrypt, k, start, err) }(time.Now())
-	var req api.TransitEncryptRequest
-	if err = readJSON(r, &req); err != nil {
-		s.writeError(w, err)
-		return
-	}
-	if k, err = s.transitKey(r); err != nil {
-		s.writeError(w, err)
-		return
-	}
-	if req.BatchInput == nil {
-		var ct string
-		if ct, err = api.TransitEncrypt(rand.Reader, k, req.Plaintext, req.Context); err != nil {
-			s.writeError(w, err)
+	defer func(start time.Time) {
+		if s.metrics == nil {
 			return
 		}
-		writeJSON(w, http.StatusOK, api.TransitEncryptReply{Ciphertext: ct, KeyVersion: k.Version})
-		return
-	}
-	if req.Plaintext != nil || req.Context != nil {
-		err = cluster.Errorf(cluster.KindInvalid, "give plaintext or batch_input, not both")
+		keyType := ""
+		if k != nil {
+			keyType = k.Type
+		}
+		s.metrics.Observe(r.Context(), op, keyType, start, err)
+	}(time.Now())
+	if rep, k, err = do(); err != nil {
 		s.writeError(w, err)
 		return
 	}
-	out := api.TransitEncryptReply{KeyVersion: k.Version, BatchResults: make([]api.TransitBatchResult, len(req.BatchInput))}
-	for i, it := range req.BatchInput {
-		ct, err := api.TransitEncrypt(rand.Reader, k, it.Plaintext, it.Context)
-		if err != nil {
-			out.BatchResults[i].Error = api.Errorf(api.KindOf(err), "item %d: %s", i, errText(err))
-			continue
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func (s *Server) transitEncrypt(w http.ResponseWriter, r *http.Request) {
+	s.serveLocal(w, r, metrics.OpEncrypt, func() (any, *fsm.Key, error) {
+		var req api.TransitEncryptRequest
+		if err := readJSON(r, &req); err != nil {
+			return nil, nil, err
 		}
-		out.BatchResults[i].Ciphertext = ct
-	}
-	writeJSON(w, http.StatusOK, out)
+		k, err := s.transitKey(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		if req.BatchInput == nil {
+			ct, err := api.TransitEncrypt(rand.Reader, k, req.Plaintext, req.Context)
+			if err != nil {
+				return nil, k, err
+			}
+			return api.TransitEncryptReply{Ciphertext: ct, KeyVersion: k.Version}, k, nil
+		}
+		if req.Plaintext != nil || req.Context != nil {
+			return nil, k, cluster.Errorf(cluster.KindInvalid, "give plaintext or batch_input, not both")
+		}
+		out := api.TransitEncryptReply{KeyVersion: k.Version, BatchResults: make([]api.TransitBatchResult, len(req.BatchInput))}
+		for i, it := range req.BatchInput {
+			ct, err := api.TransitEncrypt(rand.Reader, k, it.Plaintext, it.Context)
+			if err != nil {
+				out.BatchResults[i].Error = api.Errorf(api.KindOf(err), "item %d: %s", i, errText(err))
+				continue
+			}
+			out.BatchResults[i].Ciphertext = ct
+		}
+		return out, k, nil
+	})
 }
 
 func errText(err error) string {
@@ -135,19 +141,16 @@ func errText(err error) string {
 }
 
 // transitQuorum serves a signed request that t holders answer, sealed to
-// the caller (a decryption or a derivation).
+// the caller, with no key in the path: a decryption (transitRelay serves
+// the requests for the key a path names).
 func (s *Server) transitQuorum(relay func(context.Context, *fsm.Signed) (*api.TransitDecryptReply, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var sg fsm.Signed
-		if err := readJSON(r, &sg); err != nil {
+		sg, err := readSigned(r)
+		if err != nil {
 			s.writeError(w, err)
 			return
 		}
-		if err := cluster.CheckSigned(principal(r), &sg, fsm.TypeRelease); err != nil {
-			s.writeError(w, err)
-			return
-		}
-		rep, err := relay(r.Context(), &sg)
+		rep, err := relay(r.Context(), sg)
 		if err != nil {
 			s.writeError(w, err)
 			return
@@ -157,92 +160,85 @@ func (s *Server) transitQuorum(relay func(context.Context, *fsm.Signed) (*api.Tr
 }
 
 func (s *Server) transitDataKey(w http.ResponseWriter, r *http.Request) {
-	var (
-		k   *fsm.Key
-		err error
-	)
-	defer func(start time.Time) { s.observe(r, metrics.OpDataKey, k, start, err) }(time.Now())
-	kind := r.PathValue("kind")
-	if kind != "plaintext" && kind != "wrapped" {
-		err = cluster.Errorf(cluster.KindInvalid, "a data key is plaintext or wrapped, not %q", kind)
-		s.writeError(w, err)
-		return
-	}
-	var req api.TransitEncryptRequest
-	if err = readJSON(r, &req); err != nil {
-		s.writeError(w, err)
-		return
-	}
-	if k, err = s.transitKey(r); err != nil {
-		s.writeError(w, err)
-		return
-	}
 	key := make([]byte, api.TransitDataKeyBits/8)
-	rand.Read(key)
-	defer clear(key)
-	var ct string
-	if ct, err = api.TransitEncrypt(rand.Reader, k, key, req.Context); err != nil {
-		s.writeError(w, err)
-		return
-	}
-	rep := api.TransitDataKeyReply{Ciphertext: ct, KeyVersion: k.Version}
-	if kind == "plaintext" {
-		rep.Plaintext = key
-	}
-	writeJSON(w, http.StatusOK, rep)
+	defer clear(key) // after the answer, which may carry it
+	s.serveLocal(w, r, metrics.OpDataKey, func() (any, *fsm.Key, error) {
+		kind := r.PathValue("kind")
+		if kind != "plaintext" && kind != "wrapped" {
+			return nil, nil, cluster.Errorf(cluster.KindInvalid, "a data key is plaintext or wrapped, not %q", kind)
+		}
+		var req api.TransitEncryptRequest
+		if err := readJSON(r, &req); err != nil {
+			return nil, nil, err
+		}
+		k, err := s.transitKey(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		rand.Read(key)
+		ct, err := api.TransitEncrypt(rand.Reader, k, key, req.Context)
+		if err != nil {
+			return nil, k, err
+		}
+		rep := api.TransitDataKeyReply{Ciphertext: ct, KeyVersion: k.Version}
+		if kind == "plaintext" {
+			rep.Plaintext = key
+		}
+		return rep, k, nil
+	})
 }
 
 func (s *Server) transitHash(w http.ResponseWriter, r *http.Request) {
-	var err error
-	defer func(start time.Time) { s.observe(r, metrics.OpHash, nil, start, err) }(time.Now())
-	var h hash.Hash
-	switch alg := r.PathValue("algorithm"); alg {
-	case "sha2-256":
-		h = sha256.New()
-	case "sha2-512":
-		h = sha512.New()
-	default:
-		err = cluster.Errorf(cluster.KindInvalid, "hash algorithm %q: sha2-256 or sha2-512", alg)
-		s.writeError(w, err)
-		return
-	}
-	var req api.TransitHashRequest
-	if err = readJSON(r, &req); err != nil {
-		s.writeError(w, err)
-		return
-	}
-	h.Write(req.Input)
-	writeJSON(w, http.StatusOK, api.TransitHashReply{Sum: hex.EncodeToString(h.Sum(nil))})
+	s.serveLocal(w, r, metrics.OpHash, func() (any, *fsm.Key, error) {
+		var h hash.Hash
+		switch alg := r.PathValue("algorithm"); alg {
+		case "sha2-256":
+			h = sha256.New()
+		case "sha2-512":
+			h = sha512.New()
+		default:
+			return nil, nil, cluster.Errorf(cluster.KindInvalid, "hash algorithm %q: sha2-256 or sha2-512", alg)
+		}
+		var req api.TransitHashRequest
+		if err := readJSON(r, &req); err != nil {
+			return nil, nil, err
+		}
+		h.Write(req.Input)
+		return api.TransitHashReply{Sum: hex.EncodeToString(h.Sum(nil))}, nil, nil
+	})
 }
 
 func (s *Server) transitRandom(w http.ResponseWriter, r *http.Request) {
-	var err error
-	defer func(start time.Time) { s.observe(r, metrics.OpRandom, nil, start, err) }(time.Now())
-	n, perr := strconv.Atoi(r.PathValue("bytes"))
-	if perr != nil || n < 1 || n > api.MaxTransitRandom {
-		err = cluster.Errorf(cluster.KindInvalid, "random bytes: 1 to %d, not %q", api.MaxTransitRandom, r.PathValue("bytes"))
-		s.writeError(w, err)
-		return
-	}
-	b := make([]byte, n)
-	rand.Read(b)
-	writeJSON(w, http.StatusOK, api.TransitRandomReply{RandomBytes: b})
+	s.serveLocal(w, r, metrics.OpRandom, func() (any, *fsm.Key, error) {
+		n, err := strconv.Atoi(r.PathValue("bytes"))
+		if err != nil || n < 1 || n > api.MaxTransitRandom {
+			return nil, nil, cluster.Errorf(cluster.KindInvalid, "random bytes: 1 to %d, not %q", api.MaxTransitRandom, r.PathValue("bytes"))
+		}
+		b := make([]byte, n)
+		rand.Read(b)
+		return api.TransitRandomReply{RandomBytes: b}, nil, nil
+	})
 }
 
-// signedForPath checks that sg is a signed request with op for the key
-// the path names (by its name or its ID), and returns that key's
-// metadata: the path is Vault's, the signed request is what holders check.
-func (s *Server) signedForPath(r *http.Request, sg *fsm.Signed, op string) (*fsm.Key, error) {
+// signedForPath reads the body (readSigned) and checks that it is a
+// signed request with op for the key the path names (by its name or its
+// ID); it returns the request and that key's metadata: the path is
+// Vault's, the signed request is what holders check.
+func (s *Server) signedForPath(r *http.Request, op string) (*fsm.Signed, *fsm.Key, error) {
+	sg, err := readSigned(r)
+	if err != nil {
+		return nil, nil, err
+	}
 	k, err := s.transitKey(r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var cmd fsm.Command
 	if err := json.Unmarshal(sg.Payload, &cmd); err != nil || cmd.Release == nil || cmd.Release.Op != op ||
 		(cmd.Release.Key != k.Name && cmd.Release.Key != k.ID) {
-		return nil, cluster.Errorf(cluster.KindInvalid, "the body is not a signed request with op %q for key %q", op, k.Name)
+		return nil, nil, cluster.Errorf(cluster.KindInvalid, "the body is not a signed request with op %q for key %q", op, k.Name)
 	}
-	return k, nil
+	return sg, k, nil
 }
 
 // transitRelay relays a signed request with op (derive, export, or an
@@ -250,20 +246,12 @@ func (s *Server) signedForPath(r *http.Request, sg *fsm.Signed, op string) (*fsm
 // relay (cluster.Node.TransitDerive, TransitExport, TransitExchange).
 func (s *Server) transitRelay(op string, relay func(context.Context, *fsm.Signed) (*api.TransitDecryptReply, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var sg fsm.Signed
-		if err := readJSON(r, &sg); err != nil {
+		sg, _, err := s.signedForPath(r, op)
+		if err != nil {
 			s.writeError(w, err)
 			return
 		}
-		if err := cluster.CheckSigned(principal(r), &sg, fsm.TypeRelease); err != nil {
-			s.writeError(w, err)
-			return
-		}
-		if _, err := s.signedForPath(r, &sg, op); err != nil {
-			s.writeError(w, err)
-			return
-		}
-		rep, err := relay(r.Context(), &sg)
+		rep, err := relay(r.Context(), sg)
 		if err != nil {
 			s.writeError(w, err)
 			return
@@ -278,25 +266,15 @@ func (s *Server) transitRelay(op string, relay func(context.Context, *fsm.Signed
 // every holder checks itself, as for POST /v1/sign.
 func (s *Server) transitSign(sv cluster.SignService) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var sg fsm.Signed
-		if err := readJSON(r, &sg); err != nil {
-			s.writeError(w, err)
-			return
+		sg, k, err := s.signedForPath(r, fsm.OpSign)
+		if err == nil {
+			err = api.TransitSigningKey(k)
 		}
-		if err := cluster.CheckSigned(principal(r), &sg, fsm.TypeRelease); err != nil {
-			s.writeError(w, err)
-			return
-		}
-		k, err := s.signedForPath(r, &sg, fsm.OpSign)
 		if err != nil {
 			s.writeError(w, err)
 			return
 		}
-		if err := api.TransitSigningKey(k); err != nil {
-			s.writeError(w, err)
-			return
-		}
-		sig, err := sv.Sign(r.Context(), &sg)
+		sig, err := sv.Sign(r.Context(), sg)
 		if err != nil {
 			s.writeError(w, err)
 			return
@@ -310,27 +288,21 @@ func (s *Server) transitSign(sv cluster.SignService) http.HandlerFunc {
 // for an operator who may read the key: {"valid": true}, or false with
 // the reason.
 func (s *Server) transitVerify(w http.ResponseWriter, r *http.Request) {
-	var (
-		k   *fsm.Key
-		err error
-	)
-	defer func(start time.Time) { s.observe(r, metrics.OpVerify, k, start, err) }(time.Now())
-	var req api.TransitVerifyRequest
-	if err = readJSON(r, &req); err != nil {
-		s.writeError(w, err)
-		return
-	}
-	if k, err = s.transitKey(r); err != nil {
-		s.writeError(w, err)
-		return
-	}
-	if err = api.TransitSigningKey(k); err != nil {
-		s.writeError(w, err)
-		return
-	}
-	if err := api.TransitVerify(k, req.Input, req.Signature); err != nil {
-		writeJSON(w, http.StatusOK, api.VerifyReply{Error: err.Error()})
-		return
-	}
-	writeJSON(w, http.StatusOK, api.VerifyReply{Valid: true})
+	s.serveLocal(w, r, metrics.OpVerify, func() (any, *fsm.Key, error) {
+		var req api.TransitVerifyRequest
+		if err := readJSON(r, &req); err != nil {
+			return nil, nil, err
+		}
+		k, err := s.transitKey(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := api.TransitSigningKey(k); err != nil {
+			return nil, k, err
+		}
+		if err := api.TransitVerify(k, req.Input, req.Signature); err != nil {
+			return api.VerifyReply{Error: err.Error()}, k, nil // answered, and counted as served
+		}
+		return api.VerifyReply{Valid: true}, k, nil
+	})
 }

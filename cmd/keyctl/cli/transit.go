@@ -252,7 +252,7 @@ func (c *command) transitExport(args []string) error {
 	fs := c.flags("transit export")
 	wrappingFile := fs.String("wrapping-key", "", "PEM file of the RSA public key to wrap the exported key to (at least 2048 bits)")
 	version := fs.Uint64("version", 0, "the key version (default: the latest)")
-	tok, keyFile := transitTokenFlags(fs)
+	auth := transitTokenFlags(fs)
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
 		return err
@@ -268,25 +268,15 @@ func (c *command) transitExport(args []string) error {
 	if err != nil {
 		return usagef("%s: %v", *wrappingFile, err)
 	}
-	var wrapped string
-	if text := tokenFlag(tok); text != "" {
-		tc, k, ctx, cancel, err := c.transitTokenClient(text, pos[0], *keyFile)
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		if wrapped, err = tc.TransitExport(ctx, k, *version, wrapping); err != nil {
-			return err
-		}
-	} else {
-		cl, ctx, cancel, err := c.connect()
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		if wrapped, err = cl.TransitExport(ctx, pos[0], *version, wrapping); err != nil {
-			return err
-		}
+	wrapped, err := transitCall(c, auth, pos[0],
+		func(ctx context.Context, tc *client.TokenClient, k *fsm.Key) (string, error) {
+			return tc.TransitExport(ctx, k, *version, wrapping)
+		},
+		func(ctx context.Context, cl *client.Client) (string, error) {
+			return cl.TransitExport(ctx, pos[0], *version, wrapping)
+		})
+	if err != nil {
+		return err
 	}
 	fmt.Fprintln(c.stdout, wrapped)
 	return nil
@@ -326,14 +316,7 @@ func (c *command) transitEncrypt(args []string) error {
 	if err != nil {
 		return err
 	}
-	if *batch != "" {
-		return c.writeBatch(res)
-	}
-	if res[0].Error != nil {
-		return res[0].Error
-	}
-	fmt.Fprintln(c.stdout, res[0].Ciphertext)
-	return nil
+	return c.writeCiphertexts(res, *batch != "")
 }
 
 // readInput reads a file, or stdin for "-", up to maxTransitInput bytes.
@@ -382,28 +365,28 @@ func (c *command) transitRewrap(args []string) error {
 
 func (c *command) transitDecryptOrRewrap(name string, args []string, rewrap bool) error {
 	fs := c.flags(name)
-	context := fs.String("context", "", "a derived key's context, base64")
+	ctxFlag := fs.String("context", "", "a derived key's context, base64")
 	batch := fs.String("batch", "", "a batch_input file (JSON; - for stdin): print batch_results")
-	var tok, keyFile *string
+	var auth transitAuth
 	if !rewrap {
-		tok, keyFile = transitTokenFlags(fs)
+		auth = transitTokenFlags(fs)
 	}
 	pos, err := parseUpTo(fs, args, 1, 2, "NAME [CIPHERTEXT]")
 	if err != nil {
 		return err
 	}
-	items, err := c.transitItems(pos, *batch, *context)
+	items, err := c.transitItems(pos, *batch, *ctxFlag)
 	if err != nil {
 		return err
 	}
-	var res []api.TransitBatchResult
-	if !rewrap && tokenFlag(tok) != "" {
-		tc, k, ctx, cancel, err := c.transitTokenClient(tokenFlag(tok), pos[0], *keyFile)
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		d, err := tc.TransitDecrypt(ctx, k, items)
+	if !rewrap {
+		d, err := transitCall(c, auth, pos[0],
+			func(ctx context.Context, tc *client.TokenClient, k *fsm.Key) (*client.TransitDecryption, error) {
+				return tc.TransitDecrypt(ctx, k, items)
+			},
+			func(ctx context.Context, cl *client.Client) (*client.TransitDecryption, error) {
+				return cl.TransitDecryptReport(ctx, pos[0], items)
+			})
 		if err != nil {
 			return err
 		}
@@ -414,19 +397,16 @@ func (c *command) transitDecryptOrRewrap(name string, args []string, rewrap bool
 		return err
 	}
 	defer cancel()
-	if rewrap {
-		res, err = cl.TransitRewrap(ctx, pos[0], items)
-	} else {
-		d, err := cl.TransitDecryptReport(ctx, pos[0], items)
-		if err != nil {
-			return err
-		}
-		return c.writeDecrypted(d, *batch != "")
-	}
+	res, err := cl.TransitRewrap(ctx, pos[0], items)
 	if err != nil {
 		return err
 	}
-	if *batch != "" {
+	return c.writeCiphertexts(res, *batch != "")
+}
+
+// writeCiphertexts prints the batch results, or the one ciphertext.
+func (c *command) writeCiphertexts(res []api.TransitBatchResult, batch bool) error {
+	if batch {
 		return c.writeBatch(res)
 	}
 	if res[0].Error != nil {
@@ -436,12 +416,17 @@ func (c *command) transitDecryptOrRewrap(name string, args []string, rewrap bool
 	return nil
 }
 
-// writeDecrypted prints a decryption: the batch results, or the one
-// plaintext; and the holders left out, on stderr.
-func (c *command) writeDecrypted(d *client.TransitDecryption, batch bool) error {
+// leftOut prints the holders a quorum answer left out, on stderr.
+func leftOut(d *client.TransitDecryption) {
 	for _, why := range d.Failed {
 		fmt.Fprintf(os.Stderr, "keyctl: left out a holder whose answer was bad: %s\n", why)
 	}
+}
+
+// writeDecrypted prints a decryption: the batch results, or the one
+// plaintext; and the holders left out, on stderr.
+func (c *command) writeDecrypted(d *client.TransitDecryption, batch bool) error {
+	leftOut(d)
 	if batch {
 		return c.writeBatch(d.Results)
 	}
@@ -453,36 +438,75 @@ func (c *command) writeDecrypted(d *client.TransitDecryption, batch bool) error 
 	return err
 }
 
-// transitTokenFlags adds --token and --key-file to a transit command that
-// a capability token may authorize.
-func transitTokenFlags(fs *flag.FlagSet) (tok, keyFile *string) {
-	tok = fs.String("token", "", "a capability token (or KEYQUORUM_TOKEN) in place of operator credentials")
-	keyFile = fs.String("key-file", "", "with --token: the key's metadata, the pin (keyctl key show --json NAME)")
-	return tok, keyFile
+// writeSecret prints the one value of a quorum answer, a derived key or
+// a shared secret, in base64, and the holders left out, on stderr.
+func (c *command) writeSecret(d *client.TransitDecryption) error {
+	leftOut(d)
+	if r := d.Results[0]; r.Error != nil {
+		return r.Error
+	}
+	fmt.Fprintln(c.stdout, base64.StdEncoding.EncodeToString(d.Results[0].Plaintext))
+	clear(d.Results[0].Plaintext)
+	return nil
 }
 
-// transitTokenClient is a token client and the pinned metadata of the
-// transit key name, read from keyFile.
-func (c *command) transitTokenClient(text, name, keyFile string) (*client.TokenClient, *fsm.Key, context.Context, context.CancelFunc, error) {
+// transitAuth is the --token and --key-file of a transit command that a
+// capability token may authorize.
+type transitAuth struct{ token, keyFile *string }
+
+// transitTokenFlags adds --token and --key-file to fs.
+func transitTokenFlags(fs *flag.FlagSet) transitAuth {
+	return transitAuth{
+		token:   fs.String("token", "", "a capability token (or KEYQUORUM_TOKEN) in place of operator credentials"),
+		keyFile: fs.String("key-file", "", "with --token: the key's metadata, the pin (keyctl key show --json NAME)"),
+	}
+}
+
+// transitCall runs a transit command on key name: with a capability
+// token (auth, or KEYQUORUM_TOKEN), byToken with the token client and
+// the key's pinned metadata; else byOperator with operator credentials.
+func transitCall[T any](c *command, auth transitAuth, name string,
+	byToken func(context.Context, *client.TokenClient, *fsm.Key) (T, error),
+	byOperator func(context.Context, *client.Client) (T, error)) (T, error) {
+	var none T
+	if text := tokenFlag(auth.token); text != "" {
+		k, err := pinnedKey(*auth.keyFile, name)
+		if err != nil {
+			return none, err
+		}
+		tc, ctx, cancel, err := c.tokenClient(text)
+		if err != nil {
+			return none, err
+		}
+		defer cancel()
+		return byToken(ctx, tc, k)
+	}
+	cl, ctx, cancel, err := c.connect()
+	if err != nil {
+		return none, err
+	}
+	defer cancel()
+	return byOperator(ctx, cl)
+}
+
+// pinnedKey reads the pinned metadata of the transit key name, for a
+// token client, from keyFile (--key-file).
+func pinnedKey(keyFile, name string) (*fsm.Key, error) {
 	if keyFile == "" {
-		return nil, nil, nil, nil, usagef("--token needs --key-file: the key's metadata, from keyctl key show --json %s", name)
+		return nil, usagef("--token needs --key-file: the key's metadata, from keyctl key show --json %s", name)
 	}
 	raw, err := os.ReadFile(keyFile)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, err
 	}
 	var k fsm.Key
 	if err := json.Unmarshal(raw, &k); err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("--key-file %s: not a key's metadata (keyctl key show --json): %v", keyFile, err)
+		return nil, fmt.Errorf("--key-file %s: not a key's metadata (keyctl key show --json): %v", keyFile, err)
 	}
 	if k.Name != name && k.ID != name {
-		return nil, nil, nil, nil, usagef("--key-file %s holds key %q, not %q", keyFile, k.Name, name)
+		return nil, usagef("--key-file %s holds key %q, not %q", keyFile, k.Name, name)
 	}
-	tc, ctx, cancel, err := c.tokenClient(text)
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	return tc, &k, ctx, cancel, nil
+	return &k, nil
 }
 
 func (c *command) transitRotate(args []string) error {
@@ -558,49 +582,31 @@ func (c *command) transitDataKey(args []string) error {
 // threshold PRF), combined here; it prints the key, base64.
 func (c *command) transitDerive(args []string) error {
 	fs := c.flags("transit derive")
-	context := fs.String("context", "", "the context, base64 (a derived key needs one)")
+	ctxFlag := fs.String("context", "", "the context, base64 (a derived key needs one)")
 	version := fs.Uint64("version", 0, "the key version (default: the latest)")
 	algorithm := fs.String("algorithm", "sha2-256", "the HKDF hash: sha2-256 or sha2-512")
 	size := fs.Int("bytes", 32, "the derived key's length in bytes")
-	tok, keyFile := transitTokenFlags(fs)
+	auth := transitTokenFlags(fs)
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
 		return err
 	}
-	ctxBytes, err := transitContext(*context)
+	ctxBytes, err := transitContext(*ctxFlag)
 	if err != nil {
 		return err
 	}
 	items := []client.TransitDerivation{{Context: ctxBytes, Version: *version}}
-	var d *client.TransitDecryption
-	if text := tokenFlag(tok); text != "" {
-		tc, k, ctx, cancel, err := c.transitTokenClient(text, pos[0], *keyFile)
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		if d, err = tc.TransitDerive(ctx, k, items, *algorithm, *size); err != nil {
-			return err
-		}
-	} else {
-		cl, ctx, cancel, err := c.connect()
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		if d, err = cl.TransitDerive(ctx, pos[0], items, *algorithm, *size); err != nil {
-			return err
-		}
+	d, err := transitCall(c, auth, pos[0],
+		func(ctx context.Context, tc *client.TokenClient, k *fsm.Key) (*client.TransitDecryption, error) {
+			return tc.TransitDerive(ctx, k, items, *algorithm, *size)
+		},
+		func(ctx context.Context, cl *client.Client) (*client.TransitDecryption, error) {
+			return cl.TransitDerive(ctx, pos[0], items, *algorithm, *size)
+		})
+	if err != nil {
+		return err
 	}
-	for _, why := range d.Failed {
-		fmt.Fprintf(os.Stderr, "keyctl: left out a holder whose answer was bad: %s\n", why)
-	}
-	if r := d.Results[0]; r.Error != nil {
-		return r.Error
-	}
-	fmt.Fprintln(c.stdout, base64.StdEncoding.EncodeToString(d.Results[0].Plaintext))
-	clear(d.Results[0].Plaintext)
-	return nil
+	return c.writeSecret(d)
 }
 
 // transitExchange prints X25519(k, peer) for x25519 key NAME's private
@@ -610,7 +616,7 @@ func (c *command) transitExchange(args []string) error {
 	fs := c.flags("transit exchange")
 	peer := fs.String("peer-public", "", "the peer's X25519 public key, base64 (32 bytes)")
 	version := fs.Uint64("version", 0, "the key version (default: the latest)")
-	tok, keyFile := transitTokenFlags(fs)
+	auth := transitTokenFlags(fs)
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
 		return err
@@ -620,35 +626,17 @@ func (c *command) transitExchange(args []string) error {
 		return usagef("transit exchange needs --peer-public: a 32-byte X25519 public key in base64")
 	}
 	items := []client.TransitExchangeItem{{Peer: u, Version: *version}}
-	var d *client.TransitDecryption
-	if text := tokenFlag(tok); text != "" {
-		tc, k, ctx, cancel, err := c.transitTokenClient(text, pos[0], *keyFile)
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		if d, err = tc.TransitExchange(ctx, k, items); err != nil {
-			return err
-		}
-	} else {
-		cl, ctx, cancel, err := c.connect()
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		if d, err = cl.TransitExchange(ctx, pos[0], items); err != nil {
-			return err
-		}
+	d, err := transitCall(c, auth, pos[0],
+		func(ctx context.Context, tc *client.TokenClient, k *fsm.Key) (*client.TransitDecryption, error) {
+			return tc.TransitExchange(ctx, k, items)
+		},
+		func(ctx context.Context, cl *client.Client) (*client.TransitDecryption, error) {
+			return cl.TransitExchange(ctx, pos[0], items)
+		})
+	if err != nil {
+		return err
 	}
-	for _, why := range d.Failed {
-		fmt.Fprintf(os.Stderr, "keyctl: left out a holder whose answer was bad: %s\n", why)
-	}
-	if r := d.Results[0]; r.Error != nil {
-		return r.Error
-	}
-	fmt.Fprintln(c.stdout, base64.StdEncoding.EncodeToString(d.Results[0].Plaintext))
-	clear(d.Results[0].Plaintext)
-	return nil
+	return c.writeSecret(d)
 }
 
 // transitHMAC prints the HMAC of the input (stdin or --in) under a MAC
@@ -657,16 +645,16 @@ func (c *command) transitExchange(args []string) error {
 func (c *command) transitHMAC(args []string) error {
 	fs := c.flags("transit hmac")
 	in := fs.String("in", "-", "file holding the input (- for stdin)")
-	context := fs.String("context", "", "a derived key's context, base64")
+	ctxFlag := fs.String("context", "", "a derived key's context, base64")
 	version := fs.Uint64("version", 0, "the key version (default: the latest)")
 	algorithm := fs.String("algorithm", "sha2-256", "sha2-256 or sha2-512")
 	check := fs.String("hmac", "", "check this kq:vN:... HMAC instead of printing one")
-	tok, keyFile := transitTokenFlags(fs)
+	auth := transitTokenFlags(fs)
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
 		return err
 	}
-	ctxBytes, err := transitContext(*context)
+	ctxBytes, err := transitContext(*ctxFlag)
 	if err != nil {
 		return err
 	}
@@ -674,53 +662,43 @@ func (c *command) transitHMAC(args []string) error {
 	if err != nil {
 		return err
 	}
-	if text := tokenFlag(tok); text != "" {
-		tc, k, ctx, cancel, err := c.transitTokenClient(text, pos[0], *keyFile)
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		v := *version
-		if *check != "" {
-			if v, _, err = api.ParseTransitHMAC(*check); err != nil {
-				return usagef("--hmac: %v", err)
+	mismatch := fmt.Errorf("the HMAC does not match")
+	out, err := transitCall(c, auth, pos[0],
+		func(ctx context.Context, tc *client.TokenClient, k *fsm.Key) (string, error) {
+			v := *version
+			if *check != "" {
+				cv, _, err := api.ParseTransitHMAC(*check)
+				if err != nil {
+					return "", usagef("--hmac: %v", err)
+				}
+				v = cv
 			}
-		}
-		mac, err := tc.TransitHMAC(ctx, k, *algorithm, v, input, ctxBytes)
-		if err != nil {
-			return err
-		}
-		if *check == "" {
-			fmt.Fprintln(c.stdout, mac)
-			return nil
-		}
-		if subtle.ConstantTimeCompare([]byte(mac), []byte(*check)) != 1 {
-			return fmt.Errorf("the HMAC does not match")
-		}
-		fmt.Fprintln(c.stdout, "valid")
-		return nil
-	}
-	cl, ctx, cancel, err := c.connect()
+			mac, err := tc.TransitHMAC(ctx, k, *algorithm, v, input, ctxBytes)
+			switch {
+			case err != nil || *check == "":
+				return mac, err
+			case subtle.ConstantTimeCompare([]byte(mac), []byte(*check)) != 1:
+				return "", mismatch
+			}
+			return "valid", nil
+		},
+		func(ctx context.Context, cl *client.Client) (string, error) {
+			if *check == "" {
+				return cl.TransitHMAC(ctx, pos[0], *algorithm, *version, input, ctxBytes)
+			}
+			ok, err := cl.TransitVerifyHMAC(ctx, pos[0], *algorithm, *check, input, ctxBytes)
+			switch {
+			case err != nil:
+				return "", err
+			case !ok:
+				return "", mismatch
+			}
+			return "valid", nil
+		})
 	if err != nil {
 		return err
 	}
-	defer cancel()
-	if *check != "" {
-		ok, err := cl.TransitVerifyHMAC(ctx, pos[0], *algorithm, *check, input, ctxBytes)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("the HMAC does not match")
-		}
-		fmt.Fprintln(c.stdout, "valid")
-		return nil
-	}
-	mac, err := cl.TransitHMAC(ctx, pos[0], *algorithm, *version, input, ctxBytes)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(c.stdout, mac)
+	fmt.Fprintln(c.stdout, out)
 	return nil
 }
 
