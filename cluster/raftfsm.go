@@ -3,6 +3,7 @@ package cluster
 import (
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -109,11 +110,8 @@ func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
 func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	start := time.Now()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		return err
-	}
-	res, err := r.fsm.RestoreSnapshot(b)
+	cr := &countingReader{r: rc}
+	res, err := r.fsm.RestoreSnapshotFrom(cr) // read once, as a stream: no copy of the file in memory
 	if err != nil {
 		r.log.Error("refused a snapshot", "err", err)
 		return err
@@ -123,8 +121,9 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 			"checkpoint", res.Checkpoint, "entries", res.Entries, "applied", res.Applied)
 	} else {
 		r.log.Info("restored a verified snapshot", "checkpoint", res.Checkpoint, "entries", res.Entries, "applied", res.Applied,
-			"bytes", len(b), "took", time.Since(start))
+			"bytes", cr.n, "took", time.Since(start))
 	}
+	returnFreedMemory(cr.n)
 	applied, chain := r.fsm.ChainAt()
 	r.mu.Lock()
 	r.chains.restored(applied, chain)
@@ -149,7 +148,37 @@ func (s snapshot) Persist(sink raft.SnapshotSink) error {
 		return err
 	}
 	s.log.Info("persisted a snapshot", "id", sink.ID(), "entries", len(s.snap.Entries), "bytes", n, "took", time.Since(start))
+	returnFreedMemory(n)
 	return nil
+}
+
+// countingReader counts what it reads.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// freeAfterSnapshot is the size of a snapshot from which writing or
+// restoring one returns the memory it freed to the operating system.
+const freeAfterSnapshot = 8 << 20
+
+// returnFreedMemory returns the memory that writing or restoring a
+// snapshot of n bytes left free to the operating system, when n is large:
+// both allocate garbage in proportion to the state (each key's encoding,
+// its decoding's buffers), which would otherwise stay in the process's
+// resident size until the runtime's scavenger returns it, a few MiB a
+// second (docs/scale.md, "Memory per key"). It costs a collection: about
+// the CPU of marking the live heap once, small beside the snapshot's own.
+func returnFreedMemory(n int64) {
+	if n >= freeAfterSnapshot {
+		debug.FreeOSMemory()
+	}
 }
 
 func (s snapshot) Release() {}
