@@ -363,4 +363,3 @@ func decodeStateFrom(r io.Reader) (*State, *stateDigest, error) {
 	}
 	return s, d, nil
 }
-
