@@ -3,6 +3,7 @@ package cluster
 import (
 	"io"
 	"log/slog"
+	"os"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -164,21 +165,57 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// freeAfterSnapshot is the size of a snapshot from which writing or
-// restoring one returns the memory it freed to the operating system.
+// freeAfterSnapshot is the size from which a snapshot written or
+// restored sets the memory policy below.
 const freeAfterSnapshot = 8 << 20
 
-// returnFreedMemory returns the memory that writing or restoring a
-// snapshot of n bytes left free to the operating system, when n is large:
-// both allocate garbage in proportion to the state (each key's encoding,
-// its decoding's buffers), which would otherwise stay in the process's
-// resident size until the runtime's scavenger returns it, a few MiB a
-// second (docs/scale.md, "Memory per key"). It costs a collection: about
-// the CPU of marking the live heap once, small beside the snapshot's own.
+// memLimitBase and memLimitPerByte size the Go runtime's soft memory limit
+// to the state, from the size of the last snapshot written or restored
+// (about 1.1 times the live heap that the state takes): the limit is
+// memLimitBase plus memLimitPerByte times the snapshot's bytes.
+const (
+	memLimitBase    = 48 << 20
+	memLimitPerByte = 1.25
+)
+
+// memLimit is the soft memory limit this process set (0: none yet).
+var memLimit struct {
+	sync.Mutex
+	bytes int64
+}
+
+// returnFreedMemory is the memory policy after a snapshot of n bytes was
+// written or restored, when n is large (docs/scale.md, "Memory per key").
+//
+// Writing or restoring a snapshot allocates garbage in proportion to the
+// state (each key's encoding, its decoding's buffers), which would stay
+// in the process's resident size until the runtime's scavenger returns
+// it, a few MiB a second: it is returned now, at the cost of a collection
+// (about the CPU of marking the live heap once, small beside the
+// snapshot's own).
+//
+// And with Go's default GOGC=100 the heap grows to twice its live size
+// between collections, so a node's memory was two to five times its
+// state. Unless GOMEMLIMIT is set (the operator's own limit, which the
+// runtime reads), the soft memory limit is set to memLimitBase plus
+// memLimitPerByte times the snapshot: the collector then runs more often
+// as the heap nears it (the limit is soft: it never takes more than about
+// half the CPU, so a state that outgrows it costs CPU, not a crash). The
+// limit only grows, as the state does (keys are never deleted).
 func returnFreedMemory(n int64) {
-	if n >= freeAfterSnapshot {
-		debug.FreeOSMemory()
+	if n < freeAfterSnapshot {
+		return
 	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		limit := memLimitBase + int64(float64(n)*memLimitPerByte)
+		memLimit.Lock()
+		if limit > memLimit.bytes {
+			memLimit.bytes = limit
+			debug.SetMemoryLimit(limit)
+		}
+		memLimit.Unlock()
+	}
+	debug.FreeOSMemory()
 }
 
 func (s snapshot) Release() {}

@@ -208,6 +208,7 @@ func decodeStateFrom(r io.Reader) (*State, *stateDigest, error) {
 					if b.err = json.Unmarshal(raw, k); b.err != nil {
 						break
 					}
+					internKey(k)
 					b.keys[i], b.digs[i] = k, entryDigest(entryKey, b.names[i], raw)
 					sums[w].update(&b.digs[i], false, buf)
 				}
@@ -362,4 +363,20 @@ func decodeStateFrom(r io.Reader) (*State, *stateDigest, error) {
 		d.sum.update(&e, false, buf)
 	}
 	return s, d, nil
+}
+
+// internKey makes a decoded key's type and state the package's constants,
+// which every key shares, instead of a copy of each a key (32 bytes a key
+// of the heap).
+func internKey(k *Key) {
+	for _, c := range [...]string{KeyActive, KeyRevoked, KeyDestroyed} {
+		if k.State == c {
+			k.State = c
+		}
+	}
+	for _, c := range keyTypes {
+		if k.Type == c {
+			k.Type = c
+		}
+	}
 }
