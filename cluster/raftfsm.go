@@ -119,7 +119,7 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	}
 	if res.TOFU {
 		r.log.Warn("restored a snapshot on trust: no cluster key was pinned to check it against",
-			"checkpoint", res.Checkpoint, "entries", res.Entries, "applied", res.Applied)
+			"checkpoint", res.Checkpoint, "entries", res.Entries, "applied", res.Applied, "bytes", cr.n, "took", time.Since(start))
 	} else {
 		r.log.Info("restored a verified snapshot", "checkpoint", res.Checkpoint, "entries", res.Entries, "applied", res.Applied,
 			"bytes", cr.n, "took", time.Since(start))

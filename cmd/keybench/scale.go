@@ -361,7 +361,7 @@ func runScale(script string, n, clients int, window time.Duration) error {
 	// the leader's snapshot, and the leader's promotion of it to voter
 	// after its stable period (--promote-after).
 	promoted := `msg="promoted raft non-voter to voter"`
-	for _, f := range []struct{ node, msg, also string }{{"n4", `msg="restored a verified snapshot"`, ""}, {"n4", `msg="keyd running"`, ""},
+	for _, f := range []struct{ node, msg, also string }{{"n4", `msg="restored a`, ""}, {"n4", `msg="keyd running"`, ""},
 		{"n1", promoted, "peer=n4"}, {"n2", promoted, "peer=n4"}, {"n3", promoted, "peer=n4"}} {
 		if b, err := os.ReadFile(filepath.Join(dir, f.node+".log")); err == nil {
 			lines := strings.Split(string(b), "\n")
