@@ -109,9 +109,9 @@ func (q *quotedBase64) Read(p []byte) (int, error) {
 	if q.closed {
 		return 0, io.EOF
 	}
-	buf, err := q.r.Peek(min(len(p), q.r.Buffered()))
+	buf, _ := q.r.Peek(min(len(p), q.r.Buffered())) // buffered: no error
 	if len(buf) == 0 {
-		if _, err = q.r.Peek(1); err != nil {
+		if _, err := q.r.Peek(1); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
