@@ -204,6 +204,10 @@ func decodeStateFrom(r io.Reader) (*State, *stateDigest, error) {
 			for b := range work {
 				b.keys, b.digs = make([]*Key, len(b.names)), make([][32]byte, len(b.names))
 				for i, raw := range b.raws {
+					if string(raw) == "null" {
+						b.err = fmt.Errorf("the key %q is null", b.names[i])
+						break
+					}
 					k := new(Key)
 					if b.err = json.Unmarshal(raw, k); b.err != nil {
 						break
