@@ -213,6 +213,9 @@ func decodeStateFrom(r io.Reader) (*State, *stateDigest, error) {
 						break
 					}
 					internKey(k)
+					if k.Name == b.names[i] {
+						b.names[i] = k.Name // one copy of the name, not two
+					}
 					b.keys[i], b.digs[i] = k, entryDigest(entryKey, b.names[i], raw)
 					sums[w].update(&b.digs[i], false, buf)
 				}
@@ -223,22 +226,20 @@ func decodeStateFrom(r io.Reader) (*State, *stateDigest, error) {
 	}
 	stop := func() { close(work); wg.Wait() }
 
-	keys := map[string]*Key{}
-	digs := map[string][32]byte{}
-	var order []*Key // as they came
+	// The keys as they came, their names and digests; the maps are made
+	// at the end, at their size (a map grown a key at a time holds more).
+	var order []*Key
+	var keyNames []string
+	var digests [][32]byte
 	var queue []*keyBatch
 	merge := func(b *keyBatch) error {
 		<-b.done
 		if b.err != nil {
 			return b.err
 		}
-		for i, name := range b.names {
-			if _, dup := keys[name]; dup {
-				return fmt.Errorf("the key %q is given twice", name)
-			}
-			keys[name], digs[name] = b.keys[i], b.digs[i]
-			order = append(order, b.keys[i])
-		}
+		order = append(order, b.keys...)
+		keyNames = append(keyNames, b.names...)
+		digests = append(digests, b.digs...)
 		return nil
 	}
 	readKeys := func() error {
@@ -346,6 +347,15 @@ func decodeStateFrom(r io.Reader) (*State, *stateDigest, error) {
 	if s.Keys != nil {
 		return nil, nil, errors.New("the keys are given twice")
 	}
+	keys := make(map[string]*Key, len(order))
+	digs := make(map[string][32]byte, len(order))
+	for i, name := range keyNames {
+		if _, dup := keys[name]; dup {
+			return nil, nil, fmt.Errorf("the key %q is given twice", name)
+		}
+		keys[name], digs[name] = order[i], digests[i]
+	}
+	keyNames, digests = nil, nil
 	fixMaps(s)
 	s.Keys = keys
 	// The encoding gives the keys in name order (json.Marshal's, and
