@@ -314,8 +314,9 @@ func (c *consensus) reconcileMembers(ctx context.Context, run *raftRun) {
 	for {
 		_, changed := c.rfsm.watch()
 		c.stableMu.Lock()
+		wait := time.Second
 		if run.raft.State() == raft.Leader && c.leaderReady.Load() {
-			c.reconcileOnce(ctx, run, c.stable)
+			wait = min(wait, c.reconcileOnce(ctx, run, c.stable))
 		} else {
 			clear(c.stable)
 		}
@@ -324,12 +325,18 @@ func (c *consensus) reconcileMembers(ctx context.Context, run *raftRun) {
 		case <-ctx.Done():
 			return
 		case <-changed:
-		case <-time.After(time.Second):
+		case <-time.After(wait):
 		}
 	}
 }
 
-func (c *consensus) reconcileOnce(ctx context.Context, run *raftRun, stable map[raft.ServerID]time.Time) {
+// reconcileOnce is one pass of reconcileMembers. It returns how soon the
+// next should run: a non-voter waiting to catch up
+// is looked at every nonVoterPoll, and one in its stable period at the end
+// of it, so that a join is not up to two polls of a second longer than the
+// stable period asks.
+func (c *consensus) reconcileOnce(ctx context.Context, run *raftRun, stable map[raft.ServerID]time.Time) time.Duration {
+	next := time.Duration(1<<63 - 1)
 	want := map[raft.ServerID]raft.ServerAddress{}
 	initialized := false
 	var admitted uint64
@@ -341,11 +348,11 @@ func (c *consensus) reconcileOnce(ctx context.Context, run *raftRun, stable map[
 		}
 	})
 	if !initialized {
-		return
+		return next
 	}
 	f := run.raft.GetConfiguration()
 	if f.Error() != nil {
-		return
+		return next
 	}
 	have := map[raft.ServerID]raft.ServerSuffrage{}
 	for _, s := range f.Configuration().Servers {
@@ -367,9 +374,11 @@ func (c *consensus) reconcileOnce(ctx context.Context, run *raftRun, stable map[
 			} else {
 				c.log.Info("added raft non-voter", "peer", id, "addr", addr)
 			}
+			next = min(next, nonVoterPoll)
 		case suffrage == raft.Nonvoter:
 			if !c.caughtUp(ctx, run, string(addr), admitted) {
 				delete(stable, id)
+				next = min(next, nonVoterPoll)
 				continue
 			}
 			since, ok := stable[id]
@@ -377,7 +386,8 @@ func (c *consensus) reconcileOnce(ctx context.Context, run *raftRun, stable map[
 				stable[id] = c.now()
 				since = stable[id]
 			}
-			if c.now().Sub(since) < c.cfg.PromoteAfter {
+			if left := c.cfg.PromoteAfter - c.now().Sub(since); left > 0 {
+				next = min(next, max(left, nonVoterPoll/5))
 				continue
 			}
 			if err := run.raft.AddVoter(id, addr, 0, 5*time.Second).Error(); err != nil {
@@ -396,7 +406,12 @@ func (c *consensus) reconcileOnce(ctx context.Context, run *raftRun, stable map[
 			}
 		}
 	}
+	return next
 }
+
+// nonVoterPoll is how often the leader asks a non-voter that has not
+// caught up yet how far it has applied.
+const nonVoterPoll = 250 * time.Millisecond
 
 // stableSince is since when the leader has seen non-voter id caught up.
 func (c *consensus) stableSince(id string) (time.Time, bool) {

@@ -703,7 +703,13 @@ func (f *FSM) Restore(data []byte) error {
 // replica that has none of the entries left out cannot tell. Errors name
 // what failed and carry no key bytes.
 func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
-	sn, err := decodeSnap(data)
+	return f.RestoreSnapshotFrom(bytes.NewReader(data))
+}
+
+// RestoreSnapshotFrom is RestoreSnapshot reading the snapshot from r once,
+// front to back, without holding a whole copy of it (readSnap).
+func (f *FSM) RestoreSnapshotFrom(in io.Reader) (*Restored, error) {
+	sn, err := readSnap(in)
 	if err != nil {
 		return nil, err
 	}
@@ -740,7 +746,7 @@ func (f *FSM) RestoreSnapshot(data []byte) (*Restored, error) {
 
 	g := &FSM{checker: f.checker, CheckpointEvery: f.CheckpointEvery, state: emptyState()}
 	key := pin
-	if sn.Checkpoint != nil || sn.Certificate != nil {
+	if sn.read || sn.Checkpoint != nil || sn.Certificate != nil {
 		st, d, err := verifyCheckpoint(f.checker, sn, pin)
 		if err != nil {
 			return nil, err
@@ -890,40 +896,21 @@ func isBase64(b []byte) bool {
 	return true
 }
 
-// CheckpointHash decodes a checkpoint's state encoding and computes its
-// state hash, as Hash does and as checkpoint certificates sign it.
-func CheckpointHash(checkpoint []byte) (*State, [32]byte, error) {
-	st, _, sum, err := hashCheckpoint(checkpoint)
-	return st, sum, err
-}
-
-// hashCheckpoint decodes a checkpoint's state and builds its state hash's
-// sum (the work of a restore that grows with the keys: on every CPU).
-func hashCheckpoint(checkpoint []byte) (*State, *stateDigest, [32]byte, error) {
-	st, err := decodeState(checkpoint)
-	if err != nil {
-		return nil, nil, [32]byte{}, err
-	}
-	d := &stateDigest{}
-	if err := d.rebuild(st); err != nil {
-		return nil, nil, [32]byte{}, err
-	}
-	sum, err := d.hash(st)
-	return st, d, sum, err
-}
-
 // verifyCheckpoint checks a snapshot's checkpoint against its certificate
 // and the pin (nil: the certificate's own key, which must be the
 // checkpoint state's), and returns the checkpoint's state and its state
 // hash's sum.
-func verifyCheckpoint(checker DealChecker, sn *Snap, pin []byte) (*State, *stateDigest, error) {
+func verifyCheckpoint(checker DealChecker, sn *decodedSnap, pin []byte) (*State, *stateDigest, error) {
 	c := sn.Certificate
-	if sn.Checkpoint == nil || c == nil {
+	if !sn.read && sn.Checkpoint == nil || c == nil {
 		return nil, nil, errors.New("snapshot: a checkpoint needs both its state and its certificate")
 	}
-	st, d, sum, err := hashCheckpoint(sn.Checkpoint)
-	if err != nil {
-		return nil, nil, fmt.Errorf("snapshot: checkpoint %d: %w", c.Index, err)
+	st, d, sum := sn.st, sn.d, sn.sum
+	if !sn.read {
+		var err error
+		if st, d, sum, err = hashCheckpointFrom(bytes.NewReader(sn.Checkpoint)); err != nil {
+			return nil, nil, fmt.Errorf("snapshot: checkpoint %d: %w", c.Index, err)
+		}
 	}
 	if !bytes.Equal(sum[:], c.Hash) {
 		return nil, nil, fmt.Errorf("snapshot: checkpoint %d's state does not have its certified hash", c.Index)
@@ -965,13 +952,9 @@ func verifyCheckpoint(checker DealChecker, sn *Snap, pin []byte) (*State, *state
 	return st, d, nil
 }
 
-// decodeState decodes a state's encoding, with every map usable.
-func decodeState(data []byte) (*State, error) {
-	s := emptyState()
-	if err := json.Unmarshal(data, s); err != nil {
-		return nil, err
-	}
-	// A map encoded as null decodes to nil: make every map usable again.
+// fixMaps makes every map of a decoded state usable: a map encoded as
+// null decodes to nil.
+func fixMaps(s *State) {
 	if s.Nodes == nil {
 		s.Nodes = map[string]*Node{}
 	}
@@ -1002,8 +985,6 @@ func decodeState(data []byte) (*State, error) {
 	if s.Submitted == nil {
 		s.Submitted = map[string]*SubmittedKey{}
 	}
-	s.reindex()
-	return s, nil
 }
 
 // Recent returns up to max of the last entries this FSM applied, refused

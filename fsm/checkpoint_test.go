@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -192,8 +194,14 @@ func (h *harness) attestPending(c *cryptoChecker) uint64 {
 // certified, and entries applied after it.
 func certified(h *harness, c *cryptoChecker) {
 	threeHolders(h)
-	// db/0 at least: the tests name it.
-	for i := 0; i == 0 || len(h.state().Pending) == 0 || h.state().Pending[len(h.state().Pending)-1].Epoch != h.state().Epoch; i++ {
+	// db/0 at least, in the checkpoint: the tests name it and edit keys.
+	h.must(admin, createKeyCmd("db/0"))
+	created := h.index
+	for i := 1; ; i++ {
+		s := h.state()
+		if n := len(s.Pending); n > 0 && s.Pending[n-1].Epoch == s.Epoch && s.Pending[n-1].Index >= created {
+			break
+		}
 		h.must(admin, createKeyCmd(fmt.Sprintf("db/%d", i)))
 	}
 	h.attestPending(c)
@@ -372,6 +380,44 @@ func withEve(t *testing.T, state []byte) []byte {
 	return b
 }
 
+// withKeyRepeated is a state encoding whose first key is followed by
+// times copies of itself at version 99, in the keys' object: a decoder
+// that took the last of a duplicated name would keep the copy, and LtHash,
+// which sums modulo 2^16, would not see 2^16 copies of an entry.
+func withKeyRepeated(t *testing.T, state []byte, times int) []byte {
+	t.Helper()
+	var st map[string]json.RawMessage
+	if err := json.Unmarshal(state, &st); err != nil {
+		t.Fatal(err)
+	}
+	var keys map[string]json.RawMessage
+	json.Unmarshal(st["keys"], &keys)
+	names := slices.Sorted(maps.Keys(keys))
+	if len(names) == 0 {
+		t.Fatal("no key to repeat")
+	}
+	var k fsm.Key
+	json.Unmarshal(keys[names[0]], &k)
+	k.Version = 99
+	edited, _ := json.Marshal(&k)
+	var obj bytes.Buffer
+	obj.WriteString("{")
+	for i, name := range names {
+		if i > 0 {
+			obj.WriteString(",")
+		}
+		n, _ := json.Marshal(name)
+		fmt.Fprintf(&obj, "%s:%s", n, keys[name])
+		for j := 0; i == 0 && j < times; j++ {
+			fmt.Fprintf(&obj, ",%s:%s", n, edited)
+		}
+	}
+	obj.WriteString("}")
+	st["keys"] = json.RawMessage(`"@keys@"`)
+	b, _ := json.Marshal(st)
+	return bytes.Replace(b, []byte(`"@keys@"`), obj.Bytes(), 1)
+}
+
 // TestForgedSnapshotAddsAdmin is the attack of issue 9: whoever can send
 // a replica a Raft InstallSnapshot edits the state to make its own key an
 // admin operator. Every forgery is refused and the replica keeps its
@@ -420,6 +466,18 @@ func TestForgedSnapshotAddsAdmin(t *testing.T) {
 			sn.Checkpoint = withEve(t, sn.Checkpoint)
 			sum := sha256.Sum256(sn.Checkpoint)
 			sn.Certificate.Hash = sum[:]
+		},
+		// A restore hashes each key from its bytes in the snapshot: 2^16
+		// copies of a key at another version add nothing to the sum, and
+		// the last would be the one kept, with the honest certificate.
+		"a key given 2^16 more times, edited": func(sn *fsm.Snap) {
+			sn.Checkpoint = withKeyRepeated(t, sn.Checkpoint, 1<<16)
+		},
+		"a key given twice": func(sn *fsm.Snap) { sn.Checkpoint = withKeyRepeated(t, sn.Checkpoint, 1) },
+		// json's field names match case-insensitively: a second field
+		// taken for the keys.
+		"the keys given twice": func(sn *fsm.Snap) {
+			sn.Checkpoint = bytes.Replace(sn.Checkpoint, []byte(`"keys":`), []byte(`"Keys":{},"keys":`), 1)
 		},
 		"labelled version 1": func(sn *fsm.Snap) { sn.Version = 1 },
 		// Version 2 expanded the state hash's entries with SHAKE128: its

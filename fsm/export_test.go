@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"reflect"
@@ -93,6 +94,21 @@ func NameIndexForTest(f *FSM) bool {
 
 // DecodeSnapForTest is RestoreSnapshot's decoder of a snapshot.
 func DecodeSnapForTest(data []byte) (*Snap, error) { return decodeSnap(data) }
+
+// ReadSnapForTest is RestoreSnapshotFrom's decoder of a snapshot, read as
+// a stream: the snapshot with its checkpoint's state encoded again (nil
+// without one), and the state hash it computed from the snapshot's bytes.
+func ReadSnapForTest(data []byte) (*Snap, []byte, [32]byte, error) {
+	sn, err := readSnap(bytes.NewReader(data))
+	if err != nil {
+		return nil, nil, [32]byte{}, err
+	}
+	if !sn.read {
+		return sn.Snap, nil, [32]byte{}, nil
+	}
+	b, err := json.Marshal(sn.st)
+	return sn.Snap, b, sn.sum, err
+}
 
 // HoldKeysForTest clones the state's keys as a checkpoint does and
 // returns a check, for after the next entry, that none of them changed in

@@ -2,6 +2,7 @@ package fsm_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -158,6 +159,81 @@ func FuzzSnapDecode(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(checkSnapDecode)
+}
+
+// checkReadSnap: a snapshot read as a stream (RestoreSnapshotFrom) is
+// accepted only if encoding/json accepts it too, and gives what it gives:
+// the same snapshot and the same checkpoint state; and the state hash it
+// computed from the keys' bytes in the snapshot is the state's own when
+// those bytes are canonical (json.Marshal's, as every replica writes
+// them). It may refuse more: a key or the keys given twice, a checkpoint
+// that is not plain base64.
+func checkReadSnap(t *testing.T, data []byte) {
+	got, state, sum, err := fsm.ReadSnapForTest(data)
+	if err != nil {
+		return
+	}
+	var want fsm.Snap
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&want); err != nil || dec.More() {
+		t.Fatalf("read as a stream, refused by encoding/json (%v)", err)
+	}
+	if state == nil {
+		g, _ := json.Marshal(got)
+		w, _ := json.Marshal(&want)
+		if !bytes.Equal(g, w) {
+			t.Fatalf("read as a stream %s, encoding/json %s", g, w)
+		}
+		return
+	}
+	if want.Checkpoint == nil {
+		t.Fatal("a checkpoint read as a stream, none for encoding/json")
+	}
+	st, wsum, err := fsm.CheckpointHash(want.Checkpoint)
+	if err != nil {
+		t.Fatalf("the checkpoint read as a stream, refused read whole: %v", err)
+	}
+	if w, _ := json.Marshal(st); !bytes.Equal(state, w) {
+		t.Fatalf("checkpoint state read as a stream %s, read whole %s", state, w)
+	}
+	if sum != wsum {
+		t.Fatal("the state hash read as a stream differs from the one read whole")
+	}
+	if bytes.Equal(state, want.Checkpoint) { // canonical: the state hash is the state's
+		g := fsm.New(nil)
+		if err := fsm.LoadStateForTest(g, want.Checkpoint); err != nil {
+			t.Fatal(err)
+		}
+		if h, err := fsm.HashFromScratchForTest(g); err != nil || h != sum {
+			t.Fatalf("a canonical checkpoint read as a stream hashes as %x, its state as %x (%v)", sum, h, err)
+		}
+	}
+	got.Checkpoint = want.Checkpoint
+	g, _ := json.Marshal(got)
+	w, _ := json.Marshal(&want)
+	if !bytes.Equal(g, w) {
+		t.Fatalf("read as a stream %s, encoding/json %s", g, w)
+	}
+}
+
+// FuzzReadSnap: on any input, a snapshot read as a stream agrees with
+// encoding/json or is refused (checkReadSnap).
+func FuzzReadSnap(f *testing.F) {
+	for _, s := range snapDecodeSeeds {
+		f.Add([]byte(s))
+	}
+	snap, _, _ := certifiedSnapshotOf(f, 3, 2)
+	f.Add(snap)
+	for _, s := range []string{
+		`{"version":3,"checkpoint":"` + base64.StdEncoding.EncodeToString([]byte(`{"applied":1,"keys":{"a":{"name":"a","type":"secret"},"a":{"name":"b"}}}`)) + `","entries":[]}`,
+		`{"version":3,"checkpoint":"` + base64.StdEncoding.EncodeToString([]byte(`{"applied":1,"Keys":{},"keys":{"a":{"name":"a"}}}`)) + `","entries":[]}`,
+		`{"version":3,"checkpoint":"` + base64.StdEncoding.EncodeToString([]byte(`{"applied":1,"keys":{"a":{"name" : "a"}}} `)) + `","entries":[]}`,
+		`{"version":3,"checkpoint":"` + base64.StdEncoding.EncodeToString([]byte(`{"keys":null,"nonces":{"x":1}}`)) + `","entries":[]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(checkReadSnap)
 }
 
 // TestRestoreBuildsTheHashOfManyKeys: a restore builds the state hash's

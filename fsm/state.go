@@ -185,9 +185,16 @@ func (s *State) indexKey(name string) {
 // reindex builds the indexes from every key.
 func (s *State) reindex() {
 	s.names = newNameIndex()
-	s.ids = map[string]string{}
-	for name, k := range s.Keys {
+	for _, k := range s.Keys {
 		s.names.ReplaceOrInsert(k)
+	}
+	s.reindexRest()
+}
+
+// reindexRest builds the indexes other than names from every key.
+func (s *State) reindexRest() {
+	s.ids = map[string]string{}
+	for name := range s.Keys {
 		s.indexID(name)
 	}
 	s.reindexTang()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -324,6 +325,13 @@ func runScale(script string, n, clients int, window time.Duration) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	add("restarted follower: start to its first release", ms(time.Since(start)), "< 1000 ms")
+	pidFile := filepath.Join(dir, fmt.Sprintf("n%d.pid", follower))
+	if cpu, err := cpuOf(pidFile); err == nil {
+		add("  its CPU time (user and system) to then", ms(cpu), "-")
+	}
+	if kb, err := rssKB(pidFile); err == nil {
+		add("  its RSS then (MiB)", fmt.Sprint(kb/1024), "-")
+	}
 	// What the restart did, from its log: the restore and the start.
 	if b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("n%d.log", follower))); err == nil {
 		lines := strings.Split(string(b), "\n")
@@ -346,6 +354,25 @@ func runScale(script string, n, clients int, window time.Duration) error {
 		return fmt.Errorf("join: %w", err)
 	}
 	add("join of a 4th node (cluster join: token, start, join, reshare)", ms(time.Since(start)), "< 2000 ms")
+	if cpu, err := cpuOf(filepath.Join(dir, "n4.pid")); err == nil {
+		add("  the 4th node's CPU time (user and system) to then", ms(cpu), "-")
+	}
+	// Where the join's time went, from the logs: the new node's restore of
+	// the leader's snapshot, and the leader's promotion of it to voter
+	// after its stable period (--promote-after).
+	promoted := `msg="promoted raft non-voter to voter"`
+	for _, f := range []struct{ node, msg, also string }{{"n4", `msg="restored a`, ""}, {"n4", `msg="keyd running"`, ""},
+		{"n1", promoted, "peer=n4"}, {"n2", promoted, "peer=n4"}, {"n3", promoted, "peer=n4"}} {
+		if b, err := os.ReadFile(filepath.Join(dir, f.node+".log")); err == nil {
+			lines := strings.Split(string(b), "\n")
+			for i := len(lines) - 1; i >= 0; i-- {
+				if strings.Contains(lines[i], f.msg) && strings.Contains(lines[i], f.also) {
+					logf("%s: %s", f.node, lines[i])
+					break
+				}
+			}
+		}
+	}
 	logf("n4 leaving")
 	start = time.Now()
 	if err := sh("leave", "4", dir); err != nil {
@@ -461,6 +488,28 @@ func freeBase4() (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("no free ports found")
+}
+
+// cpuOf is the CPU time, user and system, of the process whose pid is in
+// pidFile (/proc/PID/stat's utime and stime, in clock ticks of 10 ms).
+func cpuOf(pidFile string) (time.Duration, error) {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0, err
+	}
+	st, err := os.ReadFile("/proc/" + strings.TrimSpace(string(b)) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command's name, which is in parentheses: utime
+	// and stime are the 12th and 13th of them.
+	f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("%s: a short /proc stat", pidFile)
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	stm, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+stm) * 10 * time.Millisecond, nil
 }
 
 // rssParts is a process's resident memory split as /proc/PID/status

@@ -1,0 +1,396 @@
+package fsm
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"sync"
+)
+
+// Reading a snapshot as a stream.
+//
+// A snapshot at 100,000 keys is about 40 MiB, most of it the certified
+// checkpoint's state, base64-encoded inside the snapshot's JSON. A restore
+// used to read the whole file, base64-decode the checkpoint into a second
+// copy, decode that into the state, and then encode every key again to
+// hash it. readSnap instead reads the snapshot once, front to back: the
+// checkpoint's base64 is decoded as it is read, its state's small fields
+// are gathered and decoded at the end, and its keys are decoded one at a
+// time as they come, on every CPU, each hashed from its bytes as they are
+// in the snapshot (decodeStateFrom). No whole copy of the file or of the
+// checkpoint is held.
+//
+// Hashing a key's bytes as they are in the snapshot, instead of their
+// canonical encoding (json.Marshal of the decoded key, which Apply hashes),
+// keeps the state hash what it is for every snapshot a replica would
+// accept: a certified hash is a sum over the canonical encodings of a
+// state's keys, one per name, made by honest holders; a snapshot that
+// gives the same sum from other bytes, or from other names, is a collision
+// in LtHash (statehash.go). That needs each name once: LtHash sums modulo
+// 2^16, so 2^16 copies of an entry add nothing, and a decoder that kept the
+// last of duplicated names would keep a key the sum never saw. So a name
+// given twice is refused, and so is a second field that a decode of the
+// state would take for its keys (json's names match case-insensitively).
+
+// snapReader is how much of a snapshot is read ahead.
+const snapReader = 64 << 10
+
+// decodedSnap is a decoded snapshot: the Snap, and when its checkpoint was
+// decoded as it was read, the checkpoint's state and its state hash.
+type decodedSnap struct {
+	*Snap
+	st   *State
+	d    *stateDigest
+	sum  [32]byte
+	read bool // st, d and sum are set; Snap.Checkpoint is nil
+}
+
+// readSnap decodes a snapshot from r, reading it once. A snapshot that
+// starts as WriteTo writes one with a checkpoint, whose checkpoint is
+// plain base64, is decoded as a stream; any other is read whole and
+// decoded as encoding/json decodes it (decodeSnap).
+func readSnap(r io.Reader) (*decodedSnap, error) {
+	br := bufio.NewReaderSize(r, snapReader)
+	if head, err := br.Peek(len(snapPrefix)); err != nil || !bytes.Equal(head, snapPrefix) {
+		data, err := io.ReadAll(br)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: %w", err)
+		}
+		sn, err := decodeSnap(data)
+		if err != nil {
+			return nil, err
+		}
+		return &decodedSnap{Snap: sn}, nil
+	}
+	br.Discard(len(snapPrefix))
+	q := &quotedBase64{r: br}
+	st, d, sum, err := hashCheckpointFrom(base64.NewDecoder(base64.StdEncoding, q))
+	if err == nil && !q.closed {
+		err = errors.New("data after the state")
+	}
+	if err != nil {
+		if q.bad {
+			return nil, errors.New("snapshot: its checkpoint is not plain base64")
+		}
+		return nil, fmt.Errorf("snapshot: its checkpoint: %w", err)
+	}
+	var sn Snap
+	dec := json.NewDecoder(io.MultiReader(strings.NewReader(fmt.Sprintf(`{"version":%d`, snapshotVersion)), br))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sn); err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("snapshot: data after the snapshot")
+	}
+	if sn.Checkpoint != nil {
+		return nil, errors.New("snapshot: two checkpoints")
+	}
+	return &decodedSnap{Snap: &sn, st: st, d: d, sum: sum, read: true}, nil
+}
+
+// quotedBase64 reads a JSON string's base64 content up to its closing
+// quote, which it consumes, and refuses anything else (an escape, a
+// control character).
+type quotedBase64 struct {
+	r      *bufio.Reader
+	closed bool // the closing quote was read
+	bad    bool // a character that is not base64
+}
+
+func (q *quotedBase64) Read(p []byte) (int, error) {
+	if q.closed {
+		return 0, io.EOF
+	}
+	buf, _ := q.r.Peek(min(len(p), q.r.Buffered())) // buffered: no error
+	if len(buf) == 0 {
+		if _, err := q.r.Peek(1); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		buf, _ = q.r.Peek(min(len(p), q.r.Buffered()))
+	}
+	n := 0
+	for n < len(buf) && buf[n] != '"' {
+		if !isBase64(buf[n : n+1]) {
+			q.bad = true
+			return 0, errors.New("not base64")
+		}
+		n++
+	}
+	copy(p, buf[:n])
+	q.r.Discard(n)
+	if n < len(buf) {
+		q.r.Discard(1)
+		q.closed = true
+		if n == 0 {
+			return 0, io.EOF
+		}
+	}
+	return n, nil
+}
+
+// CheckpointHash decodes a checkpoint's state encoding and computes its
+// state hash, as Hash does and as checkpoint certificates sign it.
+func CheckpointHash(checkpoint []byte) (*State, [32]byte, error) {
+	st, _, sum, err := hashCheckpointFrom(bytes.NewReader(checkpoint))
+	return st, sum, err
+}
+
+// hashCheckpointFrom decodes a checkpoint's state from r and builds its
+// state hash's sum (decodeStateFrom), and gives the hash.
+func hashCheckpointFrom(r io.Reader) (*State, *stateDigest, [32]byte, error) {
+	st, d, err := decodeStateFrom(r)
+	if err != nil {
+		return nil, nil, [32]byte{}, err
+	}
+	sum, err := d.hash(st)
+	return st, d, sum, err
+}
+
+// decodeState decodes a state's encoding, with every map usable and the
+// indexes built (decodeStateFrom).
+func decodeState(data []byte) (*State, error) {
+	s, _, err := decodeStateFrom(bytes.NewReader(data))
+	return s, err
+}
+
+// keyBatch is a run of a state's keys as they come in its encoding,
+// decoded and hashed by a worker.
+type keyBatch struct {
+	names []string
+	raws  [][]byte
+	keys  []*Key
+	digs  [][32]byte
+	err   error
+	done  chan struct{}
+}
+
+// keyBatchSize is how many keys a worker takes at a time.
+const keyBatchSize = 256
+
+// decodeStateFrom decodes a state's encoding from r, as json.Unmarshal
+// would (every map usable, the indexes built), except that it refuses a
+// key name given twice and a second field that would be taken for the
+// keys, and builds the state hash's sum as it goes: each key is decoded
+// and hashed on a worker (one per CPU) from its bytes as they are in the
+// encoding (see the top of this file), and the nonces once the rest is
+// decoded.
+func decodeStateFrom(r io.Reader) (*State, *stateDigest, error) {
+	dec := json.NewDecoder(r)
+	if tok, err := dec.Token(); err != nil {
+		return nil, nil, err
+	} else if tok != json.Delim('{') {
+		return nil, nil, errors.New("a state is a JSON object")
+	}
+	workers := max(1, runtime.GOMAXPROCS(0))
+	work := make(chan *keyBatch, workers)
+	sums := make([]ltHash, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := new([2 * ltLanes]byte)
+			for b := range work {
+				b.keys, b.digs = make([]*Key, len(b.names)), make([][32]byte, len(b.names))
+				for i, raw := range b.raws {
+					if string(raw) == "null" {
+						b.err = fmt.Errorf("the key %q is null", b.names[i])
+						break
+					}
+					k := new(Key)
+					if b.err = json.Unmarshal(raw, k); b.err != nil {
+						break
+					}
+					internKey(k)
+					if k.Name == b.names[i] {
+						b.names[i] = k.Name // one copy of the name, not two
+					}
+					b.keys[i], b.digs[i] = k, entryDigest(entryKey, b.names[i], raw)
+					sums[w].update(&b.digs[i], false, buf)
+				}
+				b.raws = nil
+				close(b.done)
+			}
+		}()
+	}
+	stop := func() { close(work); wg.Wait() }
+
+	// The keys as they came, their names and digests; the maps are made
+	// at the end, at their size (a map grown a key at a time holds more).
+	var order []*Key
+	var keyNames []string
+	var digests [][32]byte
+	var queue []*keyBatch
+	merge := func(b *keyBatch) error {
+		<-b.done
+		if b.err != nil {
+			return b.err
+		}
+		order = append(order, b.keys...)
+		keyNames = append(keyNames, b.names...)
+		digests = append(digests, b.digs...)
+		return nil
+	}
+	readKeys := func() error {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		if tok == nil { // null
+			return nil
+		}
+		if tok != json.Delim('{') {
+			return errors.New("the keys are not a JSON object")
+		}
+		b := &keyBatch{done: make(chan struct{})}
+		send := func() error {
+			work <- b
+			queue = append(queue, b)
+			b = &keyBatch{done: make(chan struct{})}
+			for len(queue) > 2*workers {
+				if err := merge(queue[0]); err != nil {
+					return err
+				}
+				queue = queue[1:]
+			}
+			return nil
+		}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			name, _ := tok.(string)
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				return err
+			}
+			b.names, b.raws = append(b.names, name), append(b.raws, raw)
+			if len(b.names) == keyBatchSize {
+				if err := send(); err != nil {
+					return err
+				}
+			}
+		}
+		if len(b.names) > 0 {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+		if _, err := dec.Token(); err != nil { // '}'
+			return err
+		}
+		for _, b := range queue {
+			if err := merge(b); err != nil {
+				return err
+			}
+		}
+		queue = nil
+		return nil
+	}
+
+	rest := []byte{'{'}
+	sawKeys := false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			stop()
+			return nil, nil, err
+		}
+		field, _ := tok.(string)
+		if strings.EqualFold(field, "keys") {
+			if sawKeys {
+				stop()
+				return nil, nil, errors.New("the keys are given twice")
+			}
+			sawKeys = true
+			if err := readKeys(); err != nil {
+				stop()
+				return nil, nil, err
+			}
+			continue
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			stop()
+			return nil, nil, err
+		}
+		if len(rest) > 1 {
+			rest = append(rest, ',')
+		}
+		f, _ := json.Marshal(field)
+		rest = append(append(append(rest, f...), ':'), v...)
+	}
+	stop()
+	if _, err := dec.Token(); err != nil { // '}'
+		return nil, nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, nil, errors.New("data after the state")
+	}
+	s := emptyState()
+	s.Keys = nil
+	if err := json.Unmarshal(append(rest, '}'), s); err != nil {
+		return nil, nil, err
+	}
+	if s.Keys != nil {
+		return nil, nil, errors.New("the keys are given twice")
+	}
+	keys := make(map[string]*Key, len(order))
+	digs := make(map[string][32]byte, len(order))
+	for i, name := range keyNames {
+		if _, dup := keys[name]; dup {
+			return nil, nil, fmt.Errorf("the key %q is given twice", name)
+		}
+		keys[name], digs[name] = order[i], digests[i]
+	}
+	keyNames, digests = nil, nil
+	fixMaps(s)
+	s.Keys = keys
+	// The encoding gives the keys in name order (json.Marshal's, and
+	// WriteTo's): the index is built in the order they came.
+	s.names = newNameIndex()
+	for _, k := range order {
+		s.names.ReplaceOrInsert(k)
+	}
+	s.reindexRest()
+
+	d := &stateDigest{keys: digs, nonces: make(map[string][32]byte, len(s.Nonces))}
+	for i := range sums {
+		d.sum.add(&sums[i])
+	}
+	buf := new([2 * ltLanes]byte)
+	for name, exp := range s.Nonces {
+		e := entryDigest(entryNonce, name, binary.BigEndian.AppendUint64(nil, uint64(exp)))
+		d.nonces[name] = e
+		d.sum.update(&e, false, buf)
+	}
+	return s, d, nil
+}
+
+// internKey makes a decoded key's type and state the package's constants,
+// which every key shares, instead of a copy of each a key (32 bytes a key
+// of the heap).
+func internKey(k *Key) {
+	for _, c := range [...]string{KeyActive, KeyRevoked, KeyDestroyed} {
+		if k.State == c {
+			k.State = c
+		}
+	}
+	for _, c := range keyTypes {
+		if k.Type == c {
+			k.Type = c
+		}
+	}
+}
