@@ -121,10 +121,13 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 			points[i] = fsm.TransitPoint{Version: d.Version, Point: X}
 		}
 	}
-	shares := map[uint64]*shamir.Share{}
+	// Each version's share is made ready for partials (shamir.Prover):
+	// its partials carry their proofs' commitments, so the caller checks
+	// every proof of every item at once (api.OpenTransitDecrypt).
+	provers := map[uint64]*shamir.Prover{}
 	defer func() {
-		for _, sh := range shares {
-			sh.Erase()
+		for _, p := range provers {
+			p.Erase()
 		}
 	}()
 	// The shares first (one per version asked), then every point's
@@ -141,15 +144,20 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 			continue
 		}
 		versions[i] = tv
-		if shares[p.Version] == nil {
+		if provers[p.Version] == nil {
 			sctx := api.TransitShareContext(g.clusterID, g.key.Name, tv.Sharing.Epoch, tv.Sharing.Commits[0])
 			share, err := n.sharingShare(fsm.SharingRef(g.key.Name, tv.Version), tv.Sharing, sctx)
 			if err != nil {
 				return nil, err
 			}
-			shares[p.Version] = share
+			prover, err := shamir.NewProver(share)
+			share.Erase()
+			if err != nil {
+				return nil, Errorf(KindInternal, "the share of version %d: %v", tv.Version, err)
+			}
+			provers[p.Version] = prover
 		}
-		mine = shares[p.Version].Index
+		mine = provers[p.Version].Index()
 	}
 	if rel.Op == fsm.OpDecrypt {
 		checkTransitProofs(g.key.ID, points, versions, answers)
@@ -159,7 +167,7 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 			return
 		}
 		rctx := api.TransitDecryptContext(g.clusterID, g.key.Name, g.epoch, req.Request.Payload, i)
-		partial, err := shamir.ComputePartial(rand.Reader, shares[points[i].Version], points[i].Point, rctx)
+		partial, err := provers[points[i].Version].Compute(rand.Reader, points[i].Point, rctx)
 		if err != nil {
 			answers[i].Error = &api.Error{Kind: api.KindInvalid, Message: "ciphertext point: " + err.Error()}
 			return
