@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	goruntime "runtime"
@@ -121,13 +122,19 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 			points[i] = fsm.TransitPoint{Version: d.Version, Point: X}
 		}
 	}
-	// Each version's share is made ready for partials (shamir.Prover):
-	// its partials carry their proofs' commitments, so the caller checks
+	// Each version's share is made ready for partials (shamir.Prover),
+	// kept in the epoch's holder cache (holdervalues.go) once opened: its
+	// partials carry their proofs' commitments, so the caller checks
 	// every proof of every item at once (api.OpenTransitDecrypt).
+	hot, err := n.shares.holderCache(g.epoch)
+	if err != nil {
+		return nil, Errorf(KindInternal, "the share of epoch %d: %v", g.epoch, err)
+	}
 	provers := map[uint64]*shamir.Prover{}
+	var dones []func()
 	defer func() {
-		for _, p := range provers {
-			p.Erase()
+		for _, done := range dones {
+			done()
 		}
 	}()
 	// The shares first (one per version asked), then every point's
@@ -145,17 +152,15 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 		}
 		versions[i] = tv
 		if provers[p.Version] == nil {
-			sctx := api.TransitShareContext(g.clusterID, g.key.Name, tv.Sharing.Epoch, tv.Sharing.Commits[0])
-			share, err := n.sharingShare(fsm.SharingRef(g.key.Name, tv.Version), tv.Sharing, sctx)
+			open := func() (*shamir.Share, error) {
+				sctx := api.TransitShareContext(g.clusterID, g.key.Name, tv.Sharing.Epoch, tv.Sharing.Commits[0])
+				return n.sharingShare(fsm.SharingRef(g.key.Name, tv.Version), tv.Sharing, sctx)
+			}
+			prover, done, err := hot.transitProver(g.key, tv, open)
 			if err != nil {
 				return nil, err
 			}
-			prover, err := shamir.NewProver(share)
-			share.Erase()
-			if err != nil {
-				return nil, Errorf(KindInternal, "the share of version %d: %v", tv.Version, err)
-			}
-			provers[p.Version] = prover
+			provers[p.Version], dones = prover, append(dones, done)
 		}
 		mine = provers[p.Version].Index()
 	}
@@ -168,6 +173,11 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 		}
 		rctx := api.TransitDecryptContext(g.clusterID, g.key.Name, g.epoch, req.Request.Payload, i)
 		partial, err := provers[points[i].Version].Compute(rand.Reader, points[i].Point, rctx)
+		if errors.Is(err, shamir.ErrInvalidScalar) {
+			// The cache erased the share meanwhile: the key changed.
+			answers[i].Error = &api.Error{Kind: api.KindConflict, Message: "the key changed during the request; ask again"}
+			return
+		}
 		if err != nil {
 			answers[i].Error = &api.Error{Kind: api.KindInvalid, Message: "ciphertext point: " + err.Error()}
 			return
