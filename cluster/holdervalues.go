@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"io"
 	"sync"
 	"time"
@@ -30,6 +31,14 @@ import (
 //   - and a value is used only for the key it was computed for: the same
 //     key ID, version and ciphertext point R.
 //
+// It also keeps this holder's opened share of each transit key version it
+// answered for (made ready for partials), erased the same ways: with the
+// epoch's cache, and as soon as the node applies a change to its key that
+// removes the version or puts it below min_decryption_version, changes
+// its sharing, or makes the key another, not
+// active or expired (forgetStale); it is used only for the same key ID,
+// version and sharing.
+//
 // Every check a holder makes is made before any of this is used: the
 // cache changes what a partial costs, never whether one is given.
 
@@ -37,11 +46,24 @@ import (
 // again empty.
 const heldValuesMax = 4096
 
-// holderCache is the epoch's share ready for partials and the values.
+// holderCache is the epoch's share ready for partials and the values,
+// and this holder's shares of transit key versions, opened and made ready
+// for partials (transitProver).
 type holderCache struct {
-	prover *shamir.Prover
-	mu     sync.Mutex
-	values map[string]heldValue // by key name; nil once erased
+	prover  *shamir.Prover
+	mu      sync.Mutex
+	values  map[string]heldValue   // by key name; nil once erased
+	transit map[string]heldTransit // by fsm.SharingRef; nil once erased
+}
+
+// heldTransit is this holder's opened share of one transit key version:
+// used only for the same key ID, version and sharing (its epoch and every
+// commitment), and erased as the values are (forgetStale).
+type heldTransit struct {
+	name, id string
+	version  uint64
+	sharing  string // the sharing's epoch and commitments
+	prover   *shamir.Prover
 }
 
 // heldValue is s_i*R for one key version.
@@ -62,6 +84,10 @@ func (h *holderCache) erase() {
 		clear(hv.v)
 	}
 	h.values = nil
+	for _, ht := range h.transit {
+		ht.prover.Erase()
+	}
+	h.transit = nil
 	h.mu.Unlock()
 	h.prover.Erase()
 }
@@ -118,9 +144,68 @@ func (s *shareStore) holderCache(epoch uint64) (*holderCache, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.hot = &holderCache{prover: p, values: map[string]heldValue{}}
+		c.hot = &holderCache{prover: p, values: map[string]heldValue{}, transit: map[string]heldTransit{}}
 	}
 	return c.hot, nil
+}
+
+// transitSharingID names a transit version's sharing: its epoch and
+// every commitment (a reshare keeps the public key, not the shares).
+func transitSharingID(fk *fsm.FROSTKey) string {
+	b := binary.BigEndian.AppendUint64(nil, fk.Epoch)
+	for _, c := range fk.Commits {
+		b = append(b, c...)
+	}
+	return string(b)
+}
+
+// transitProver returns this holder's share of version tv of the transit
+// key key ready for partials, from the cache or from open (which opens it,
+// after every check of the request was made), keeping it. The caller
+// calls done when it no longer uses it: that erases it if the cache
+// could not keep it; the cache erases the ones it keeps. One erased by
+// the cache during a request (its key changed) makes no more partials.
+func (h *holderCache) transitProver(key *fsm.Key, tv *fsm.TransitVersion, open func() (*shamir.Share, error)) (_ *shamir.Prover, done func(), _ error) {
+	ref, sid := fsm.SharingRef(key.Name, tv.Version), transitSharingID(tv.Sharing)
+	if h != nil {
+		h.mu.Lock()
+		ht, ok := h.transit[ref]
+		h.mu.Unlock()
+		if ok && ht.id == key.ID && ht.version == tv.Version && ht.sharing == sid {
+			return ht.prover, func() {}, nil
+		}
+	}
+	share, err := open()
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := shamir.NewProver(share)
+	share.Erase()
+	if err != nil {
+		return nil, nil, Errorf(KindInternal, "the share of transit version %d: %v", tv.Version, err)
+	}
+	if h == nil {
+		// No share of the epoch (a holder of transit versions only):
+		// this request's alone.
+		return p, p.Erase, nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.transit == nil {
+		// The cache was erased meanwhile: this request's alone.
+		return p, p.Erase, nil
+	}
+	if len(h.transit) >= heldValuesMax {
+		for _, old := range h.transit {
+			old.prover.Erase()
+		}
+		clear(h.transit)
+	}
+	if old, ok := h.transit[ref]; ok {
+		old.prover.Erase()
+	}
+	h.transit[ref] = heldTransit{name: key.Name, id: key.ID, version: tv.Version, sharing: sid, prover: p}
+	return p, func() {}, nil
 }
 
 // heldValueKeys lists the keys the current epoch's cache holds values
@@ -166,6 +251,50 @@ func (s *shareStore) forgetValues(epoch uint64, stale []heldValue) {
 	}
 }
 
+// heldTransitKeys lists the transit key versions the current epoch's
+// cache holds shares of (without the shares), with the epoch.
+func (s *shareStore) heldTransitKeys() (epoch uint64, keys []heldTransit) {
+	s.mu.Lock()
+	c := s.data.Current
+	var h *holderCache
+	if c != nil {
+		epoch, h = c.Epoch, c.hot
+	}
+	s.mu.Unlock()
+	if h == nil {
+		return epoch, nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, ht := range h.transit {
+		keys = append(keys, heldTransit{name: ht.name, id: ht.id, version: ht.version, sharing: ht.sharing})
+	}
+	return epoch, keys
+}
+
+// forgetTransit erases the held shares of those transit key versions.
+func (s *shareStore) forgetTransit(epoch uint64, stale []heldTransit) {
+	s.mu.Lock()
+	c := s.data.Current
+	var h *holderCache
+	if c != nil && c.Epoch == epoch {
+		h = c.hot
+	}
+	s.mu.Unlock()
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, k := range stale {
+		ref := fsm.SharingRef(k.name, k.version)
+		if ht, ok := h.transit[ref]; ok && ht.id == k.id && ht.sharing == k.sharing {
+			ht.prover.Erase()
+			delete(h.transit, ref)
+		}
+	}
+}
+
 // forgetStaleValues erases a held value as soon as this node applies a
 // change to its key (above), and at the latest 5 s after its key expires.
 func (n *Node) forgetStaleValues(ctx context.Context, _ *runtime) {
@@ -185,9 +314,6 @@ func (n *Node) forgetStaleValues(ctx context.Context, _ *runtime) {
 // were computed for, at the state this node has applied.
 func (n *Node) forgetStale(at time.Time) {
 	epoch, held := n.shares.heldValueKeys()
-	if len(held) == 0 {
-		return
-	}
 	var stale []heldValue
 	n.fsm.Read(func(s *fsm.State) {
 		for _, hv := range held {
@@ -199,6 +325,27 @@ func (n *Node) forgetStale(at time.Time) {
 		}
 	})
 	n.shares.forgetValues(epoch, stale)
+
+	epoch, transit := n.shares.heldTransitKeys()
+	if len(transit) == 0 {
+		return
+	}
+	var staleTransit []heldTransit
+	n.fsm.Read(func(s *fsm.State) {
+		for _, ht := range transit {
+			k := s.Keys[ht.name]
+			var tv *fsm.TransitVersion
+			if k != nil && k.Transit != nil {
+				tv = k.Transit.Version(ht.version)
+			}
+			if s.Epoch != epoch || k == nil || k.ID != ht.id || k.State != fsm.KeyActive || tv == nil || tv.Sharing == nil ||
+				ht.version < k.Transit.MinDecryptionVersion ||
+				transitSharingID(tv.Sharing) != ht.sharing || (k.ExpiresAt != 0 && at.UnixNano() >= k.ExpiresAt) {
+				staleTransit = append(staleTransit, ht)
+			}
+		}
+	})
+	n.shares.forgetTransit(epoch, staleTransit)
 }
 
 // holderPartial is this node's partial of key at epoch for rctx, from the

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"crypto/rand"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -130,5 +131,66 @@ func TestHeldValuesAreErasedWithTheShare(t *testing.T) {
 	}
 	if h, _ := s.holderCache(2); h != nil {
 		t.Fatal("a cache after the share was erased")
+	}
+}
+
+// heldTransitNames are the transit key versions node tn holds its opened
+// share of, as "name/version".
+func heldTransitNames(tn *testNode) []string {
+	_, held := tn.n.shares.heldTransitKeys()
+	var names []string
+	for _, ht := range held {
+		names = append(names, fmt.Sprintf("%s/%d", ht.name, ht.version))
+	}
+	return names
+}
+
+// TestHeldTransitSharesAreForgottenWhenTheKeyChanges: a holder keeps its
+// opened share of a transit key version it decrypted with, and erases it
+// as soon as it applies a destroy of that key, with no request; an
+// unchanged key's share is kept and still decrypts.
+func TestHeldTransitSharesAreForgottenWhenTheKeyChanges(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, 3)
+	cts := map[string]string{}
+	for _, name := range []string{"hs/destroy", "hs/kept"} {
+		c.createTransit(name, shamir.CipherAES256GCM, false)
+		cts[name] = c.encrypt(name, []byte("held"), nil)
+		for _, tn := range c.nodes {
+			res, err := c.open(c.decryptThrough(tn, name, []string{cts[name]}, make([][]byte, 1)), name)
+			if err != nil || string(res[0].Plaintext) != "held" {
+				t.Fatalf("%s through %s: %+v, %v", name, tn.id(), res, err)
+			}
+		}
+	}
+	holding := func(ref string) []string {
+		var out []string
+		for _, tn := range c.nodes {
+			if slices.Contains(heldTransitNames(tn), ref) {
+				out = append(out, tn.id())
+			}
+		}
+		return out
+	}
+	for _, ref := range []string{"hs/destroy/1", "hs/kept/1"} {
+		if h := holding(ref); len(h) < 2 {
+			t.Fatalf("%s: held by %v after decrypts through every node, want at least the threshold's 2", ref, h)
+		}
+	}
+	if _, err := c.submit(&fsm.Command{Type: fsm.TypeDestroyKey, DestroyKey: "hs/destroy"}); err != nil {
+		t.Fatal(err)
+	}
+	if !c.waitFor(10*time.Second, func() (bool, string) {
+		h := holding("hs/destroy/1")
+		return len(h) == 0, "hs/destroy/1 still held by " + fmtList(h)
+	}) {
+		t.Fatal("a holder kept its transit share after the destroy applied")
+	}
+	if h := holding("hs/kept/1"); len(h) < 2 {
+		t.Fatalf("hs/kept/1, unchanged, is held by %v only", h)
+	}
+	res, err := c.open(c.decryptThrough(c.nodes[1], "hs/kept", []string{cts["hs/kept"]}, make([][]byte, 1)), "hs/kept")
+	if err != nil || string(res[0].Plaintext) != "held" {
+		t.Fatalf("the kept key after the destroy of another: %+v, %v", res, err)
 	}
 }

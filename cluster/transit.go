@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	goruntime "runtime"
@@ -121,10 +122,19 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 			points[i] = fsm.TransitPoint{Version: d.Version, Point: X}
 		}
 	}
-	shares := map[uint64]*shamir.Share{}
+	// Each version's share is made ready for partials (shamir.Prover),
+	// kept in the epoch's holder cache (holdervalues.go) once opened: its
+	// partials carry their proofs' commitments, so the caller checks
+	// every proof of every item at once (api.OpenTransitDecrypt).
+	hot, err := n.shares.holderCache(g.epoch)
+	if err != nil {
+		return nil, Errorf(KindInternal, "the share of epoch %d: %v", g.epoch, err)
+	}
+	provers := map[uint64]*shamir.Prover{}
+	var dones []func()
 	defer func() {
-		for _, sh := range shares {
-			sh.Erase()
+		for _, done := range dones {
+			done()
 		}
 	}()
 	// The shares first (one per version asked), then every point's
@@ -141,15 +151,18 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 			continue
 		}
 		versions[i] = tv
-		if shares[p.Version] == nil {
-			sctx := api.TransitShareContext(g.clusterID, g.key.Name, tv.Sharing.Epoch, tv.Sharing.Commits[0])
-			share, err := n.sharingShare(fsm.SharingRef(g.key.Name, tv.Version), tv.Sharing, sctx)
+		if provers[p.Version] == nil {
+			open := func() (*shamir.Share, error) {
+				sctx := api.TransitShareContext(g.clusterID, g.key.Name, tv.Sharing.Epoch, tv.Sharing.Commits[0])
+				return n.sharingShare(fsm.SharingRef(g.key.Name, tv.Version), tv.Sharing, sctx)
+			}
+			prover, done, err := hot.transitProver(g.key, tv, open)
 			if err != nil {
 				return nil, err
 			}
-			shares[p.Version] = share
+			provers[p.Version], dones = prover, append(dones, done)
 		}
-		mine = shares[p.Version].Index
+		mine = provers[p.Version].Index()
 	}
 	if rel.Op == fsm.OpDecrypt {
 		checkTransitProofs(g.key.ID, points, versions, answers)
@@ -159,7 +172,12 @@ func (n *Node) answerTransitDecrypt(ctx context.Context, req *partialRequest) (_
 			return
 		}
 		rctx := api.TransitDecryptContext(g.clusterID, g.key.Name, g.epoch, req.Request.Payload, i)
-		partial, err := shamir.ComputePartial(rand.Reader, shares[points[i].Version], points[i].Point, rctx)
+		partial, err := provers[points[i].Version].Compute(rand.Reader, points[i].Point, rctx)
+		if errors.Is(err, shamir.ErrInvalidScalar) {
+			// The cache erased the share meanwhile: the key changed.
+			answers[i].Error = &api.Error{Kind: api.KindConflict, Message: "the key changed during the request; ask again"}
+			return
+		}
 		if err != nil {
 			answers[i].Error = &api.Error{Kind: api.KindInvalid, Message: "ciphertext point: " + err.Error()}
 			return

@@ -289,3 +289,25 @@ func BenchmarkVerifierProofOpen2of3Mixed(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkVerifyBatches100 is a transit caller's check of a batch of 100
+// items, two partials each (t = 2), every proof in one batch
+// (VerifyBatches), per batch.
+func BenchmarkVerifyBatches100(b *testing.B) {
+	c := newBenchCluster(b, 3, 2)
+	vs := make([]*Verifier, 100)
+	ps := make([][]*Partial, 100)
+	for i := range vs {
+		ctx := []byte{'i', byte(i)}
+		var err error
+		if vs[i], err = NewVerifier(c.poly, c.ct.R, ctx); err != nil {
+			b.Fatal(err)
+		}
+		ps[i] = proverPartials(b, c.nodes, c.ct.R, ctx)[:2]
+	}
+	for b.Loop() {
+		if _, ok := VerifyBatches(rand.Reader, vs, ps); !ok {
+			b.Fatal("the batch failed")
+		}
+	}
+}

@@ -387,6 +387,28 @@ func (v *Verifier) Open(ct *Ciphertext, info []byte, verified []*VerifiedPartial
 	if !bytes.Equal(ct.R, v.r) {
 		return nil, fmt.Errorf("%w: the ciphertext is not the one the partials were verified for", ErrDecrypt)
 	}
+	K, err := v.combine(verified)
+	if err != nil {
+		return nil, err
+	}
+	return openWithPoint(K, ct, info)
+}
+
+// Combine interpolates the shared point s*R from the first t (the
+// polynomial's threshold) partials of verified, with Open's checks: every
+// partial from this Verifier, distinct indexes, and when any came from
+// VerifyProof or a batch, the combined point in the prime-order subgroup
+// (if not, the error names the partials whose value is not). It returns
+// the point's encoding, which the caller erases.
+func (v *Verifier) Combine(verified []*VerifiedPartial) ([]byte, error) {
+	K, err := v.combine(verified)
+	if err != nil {
+		return nil, err
+	}
+	return K.Bytes(), nil
+}
+
+func (v *Verifier) combine(verified []*VerifiedPartial) (*edwards25519.Point, error) {
 	t := len(v.commits)
 	if len(verified) < t {
 		return nil, fmt.Errorf("%w: %d valid, need %d", ErrNotEnoughPartials, len(verified), t)
@@ -406,7 +428,7 @@ func (v *Verifier) Open(ct *Ciphertext, info []byte, verified []*VerifiedPartial
 	if slices.ContainsFunc(verified[:t], func(vp *VerifiedPartial) bool { return vp.subgroupLater }) && !torsionFree(K) {
 		return nil, smallOrderParts(verified[:t])
 	}
-	return openWithPoint(K, ct, info)
+	return K, nil
 }
 
 // smallOrderParts names the partials of VerifyProof's among verified

@@ -81,6 +81,27 @@ func (p *Prover) Partial(rand io.Reader, R, V []byte, context []byte) (*Partial,
 	if len(V) != PointSize {
 		return nil, fmt.Errorf("%w: value of %d bytes", ErrInvalidPoint, len(V))
 	}
+	return p.partial(rand, Rp, R, V, context)
+}
+
+// Compute is Value and Partial at once, for an R whose value the caller
+// does not keep (a transit item's point): R is decoded and checked once.
+func (p *Prover) Compute(rand io.Reader, R []byte, context []byte) (*Partial, error) {
+	Rp, err := decodeCiphertextPoint(R)
+	if err != nil {
+		return nil, fmt.Errorf("ciphertext R: %w", err)
+	}
+	p.mu.RLock()
+	if p.s == nil {
+		p.mu.RUnlock()
+		return nil, fmt.Errorf("%w: the share was erased", ErrInvalidScalar)
+	}
+	V := new(edwards25519.Point).ScalarMult(p.s, Rp).Bytes()
+	p.mu.RUnlock()
+	return p.partial(rand, Rp, R, V, context)
+}
+
+func (p *Prover) partial(rand io.Reader, Rp *edwards25519.Point, R, V, context []byte) (*Partial, error) {
 	w, err := randomScalar(rand)
 	if err != nil {
 		return nil, err
@@ -119,45 +140,78 @@ func (p *Prover) Partial(rand io.Reader, R, V []byte, context []byte) (*Partial,
 // names the partials at fault (a partial whose proof is good but whose
 // commitments are not passes there).
 func (v *Verifier) VerifyBatch(rand io.Reader, ps []*Partial) (verified []*VerifiedPartial, ok bool) {
-	if len(ps) == 0 || rand == nil {
+	all, ok := VerifyBatches(rand, []*Verifier{v}, [][]*Partial{ps})
+	if !ok {
 		return nil, false
 	}
-	weights := make([]byte, 32*len(ps))
+	return all[0], true
+}
+
+// VerifyBatches is VerifyBatch for the partials of several verifiers
+// (several ciphertext points and contexts: a batch of transit items):
+// ps[k] are the partials of vs[k], and every proof of every verifier is
+// checked in one multi-scalar multiplication, each weighted by its own
+// random pair. verified[k] are vs[k]'s, as VerifyBatch returns them; it
+// decides each as VerifyProof would, and false tells nothing of which
+// failed: check them one by one to name it.
+func VerifyBatches(rand io.Reader, vs []*Verifier, ps [][]*Partial) (verified [][]*VerifiedPartial, ok bool) {
+	total := 0
+	for k := range ps {
+		if len(ps[k]) == 0 {
+			return nil, false
+		}
+		total += len(ps[k])
+	}
+	if len(vs) == 0 || len(vs) != len(ps) || rand == nil {
+		return nil, false
+	}
+	weights := make([]byte, 32*total)
 	if _, err := io.ReadFull(rand, weights); err != nil {
 		return nil, false
 	}
-	gCoef, rCoef := edwards25519.NewScalar(), edwards25519.NewScalar()
-	scalars := make([]*edwards25519.Scalar, 0, 2+4*len(ps))
-	points := make([]*edwards25519.Point, 0, 2+4*len(ps))
-	verified = make([]*VerifiedPartial, len(ps))
-	for i, p := range ps {
-		if p == nil || p.Index == 0 || len(p.Commits) != 2*PointSize {
+	gCoef := edwards25519.NewScalar()
+	scalars := make([]*edwards25519.Scalar, 0, 1+len(vs)+4*total)
+	points := make([]*edwards25519.Point, 0, 1+len(vs)+4*total)
+	verified = make([][]*VerifiedPartial, len(vs))
+	w := 0
+	for k, v := range vs {
+		if v == nil {
 			return nil, false
 		}
-		c, err1 := decodeScalar(p.Challenge)
-		z, err2 := decodeScalar(p.Response)
-		V, err3 := decodePointNoSubgroup(p.Value)
-		A1, err4 := decodePointNoSubgroup(p.Commits[:PointSize])
-		A2, err5 := decodePointNoSubgroup(p.Commits[PointSize:])
-		if err1 != nil || err2 != nil || err3 != nil || err4 != nil || err5 != nil {
-			return nil, false
+		rCoef := edwards25519.NewScalar()
+		verified[k] = make([]*VerifiedPartial, len(ps[k]))
+		for i, p := range ps[k] {
+			if p == nil || p.Index == 0 || len(p.Commits) != 2*PointSize {
+				return nil, false
+			}
+			c, err1 := decodeScalar(p.Challenge)
+			z, err2 := decodeScalar(p.Response)
+			V, err3 := decodePointNoSubgroup(p.Value)
+			A1, err4 := decodePointNoSubgroup(p.Commits[:PointSize])
+			A2, err5 := decodePointNoSubgroup(p.Commits[PointSize:])
+			if err1 != nil || err2 != nil || err3 != nil || err4 != nil || err5 != nil {
+				return nil, false
+			}
+			S, Sb := v.publicShare(p.Index)
+			want := dleqChallenge(v.r, Sb, p.Value, p.Commits[:PointSize], p.Commits[PointSize:], p.Index, v.context)
+			if want.Equal(c) != 1 {
+				return nil, false
+			}
+			rho, sigma := weight(weights[32*w:32*w+16]), weight(weights[32*w+16:32*w+32])
+			w++
+			gCoef.MultiplyAdd(rho, z, gCoef)
+			rCoef.MultiplyAdd(sigma, z, rCoef)
+			scalars = append(scalars,
+				edwards25519.NewScalar().Multiply(rho, c), edwards25519.NewScalar().Multiply(sigma, c),
+				edwards25519.NewScalar().Negate(rho), edwards25519.NewScalar().Negate(sigma))
+			points = append(points, S, V, A1, A2)
+			verified[k][i] = &VerifiedPartial{index: p.Index, value: V, by: v, subgroupLater: true}
 		}
-		S, Sb := v.publicShare(p.Index)
-		want := dleqChallenge(v.r, Sb, p.Value, p.Commits[:PointSize], p.Commits[PointSize:], p.Index, v.context)
-		if want.Equal(c) != 1 {
-			return nil, false
-		}
-		rho, sigma := weight(weights[32*i:32*i+16]), weight(weights[32*i+16:32*i+32])
-		gCoef.MultiplyAdd(rho, z, gCoef)
-		rCoef.MultiplyAdd(sigma, z, rCoef)
-		scalars = append(scalars,
-			edwards25519.NewScalar().Multiply(rho, c), edwards25519.NewScalar().Multiply(sigma, c),
-			edwards25519.NewScalar().Negate(rho), edwards25519.NewScalar().Negate(sigma))
-		points = append(points, S, V, A1, A2)
-		verified[i] = &VerifiedPartial{index: p.Index, value: V, by: v, subgroupLater: true}
+		scalars = append(scalars, rCoef)
+		points = append(points, v.rp)
 	}
-	scalars = append(scalars, gCoef, rCoef)
-	points = append(points, edwards25519.NewGeneratorPoint(), v.rp)
+	scalars = append(scalars, gCoef)
+	points = append(points, edwards25519.NewGeneratorPoint())
 	sum := new(edwards25519.Point).VarTimeMultiScalarMult(scalars, points)
 	if sum.MultByCofactor(sum).Equal(identityPoint) != 1 {
 		return nil, false

@@ -215,3 +215,50 @@ func mustScalar(t *testing.T, b []byte) *edwards25519.Scalar {
 	}
 	return s
 }
+
+// TestVerifyBatchesAcrossPoints: the partials of several ciphertext points
+// (a batch of transit items) pass in one batch and each item combines to
+// its own s*R; a partial moved to another item, or another item's context,
+// or a wrong value in any one item, fails the whole batch.
+func TestVerifyBatchesAcrossPoints(t *testing.T) {
+	nodes := newNodes(t, 1, 2, 3)
+	poly := runDKG(t, nodes, 2, testContext)
+	var vs []*Verifier
+	var ps [][]*Partial
+	var cts []*Ciphertext
+	for i := range 3 {
+		ct, err := Seal(rand.Reader, poly.PublicKey(), testInfo, []byte{byte(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := []byte{'i', byte(i)}
+		v, err := NewVerifier(poly, ct.R, ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cts, vs, ps = append(cts, ct), append(vs, v), append(ps, proverPartials(t, nodes, ct.R, ctx)[:2])
+	}
+	vps, ok := VerifyBatches(rand.Reader, vs, ps)
+	if !ok {
+		t.Fatal("a batch of honest partials of three points failed")
+	}
+	for i, v := range vs {
+		got, err := v.Open(cts[i], testInfo, vps[i])
+		if err != nil || !bytes.Equal(got, []byte{byte(i)}) {
+			t.Fatalf("item %d opened with the batch's partials: %q, %v", i, got, err)
+		}
+	}
+	moved := [][]*Partial{ps[0], {ps[2][0], ps[1][1]}, ps[2]}
+	if _, ok := VerifyBatches(rand.Reader, vs, moved); ok {
+		t.Fatal("a batch with a partial moved to another item passed")
+	}
+	swapped := []*Verifier{vs[1], vs[0], vs[2]}
+	if _, ok := VerifyBatches(rand.Reader, swapped, ps); ok {
+		t.Fatal("a batch of items checked against each other's points passed")
+	}
+	bad := *ps[2][1]
+	bad.Value = ps[1][1].Value
+	if _, ok := VerifyBatches(rand.Reader, vs, [][]*Partial{ps[0], ps[1], {ps[2][0], &bad}}); ok {
+		t.Fatal("a batch with a wrong value in one item passed")
+	}
+}

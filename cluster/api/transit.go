@@ -2,6 +2,7 @@ package api
 
 import (
 	"crypto/ecdh"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -10,9 +11,11 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyquorum/keyquorum/fsm"
@@ -381,12 +384,23 @@ func openTransitItems(r *TransitDecryptReply, clusterID string, k *fsm.Key, poin
 	out := make([]TransitResult, len(points))
 	itemBad := make([]BadAnswers, len(points))
 	fatal := make([]error, len(points))
+	pre := make([]*Error, len(points))
+	// The proofs of every item answered by exactly t partials are checked
+	// at once (batchTransitProofs); an item that is not, or a batch that
+	// fails, or a combination with a small-order part, gets every check
+	// one by one below, which decides and names the holder at fault.
+	batch := batchTransitProofs(answers, indexes, k, points, func(i int) []byte {
+		return TransitDecryptContext(clusterID, k.Name, r.Epoch, payload, i)
+	}, func(i int) bool {
+		pre[i] = precheck(i)
+		return pre[i] == nil
+	})
 	// Items are checked and opened in parallel: a batch waits for the
 	// slowest core's share only.
 	each(len(points), func(i int) {
 		pt := points[i]
-		if err := precheck(i); err != nil {
-			out[i].Error = err
+		if pre[i] != nil {
+			out[i].Error = pre[i]
 			return
 		}
 		tv := k.Transit.Version(pt.Version)
@@ -394,45 +408,51 @@ func openTransitItems(r *TransitDecryptReply, clusterID string, k *fsm.Key, poin
 			out[i].Error = &Error{Kind: KindNotFound, Message: fmt.Sprintf("key %q has no version %d", k.Name, pt.Version)}
 			return
 		}
-		poly := &shamir.PublicPoly{Commits: tv.Sharing.Commits}
-		rctx := TransitDecryptContext(clusterID, k.Name, r.Epoch, payload, i)
-		parts := map[uint32][]byte{}
-		var refusal *Error
-		for _, index := range indexes {
-			a := answers[index][i]
-			if a.Error != nil {
-				refusal = a.Error
-				continue
-			}
-			var why string
-			if a.Partial == nil || a.Partial.Index != index {
-				why = fmt.Sprintf("share %d's (node %q) answer for item %d is not its partial", index, nodes[index], i)
-			} else if err := shamir.VerifyPartial(poly, pt.Point, a.Partial, rctx); err != nil {
-				why = fmt.Sprintf("share %d's (node %q) partial for item %d: %v", index, nodes[index], i, err)
-			}
-			if why != "" {
-				if itemBad[i] == nil {
-					itemBad[i] = BadAnswers{}
+		var K []byte
+		if b := batch[i]; b.v != nil {
+			K, _ = b.v.Combine(b.verified)
+		}
+		if K == nil {
+			poly := &shamir.PublicPoly{Commits: tv.Sharing.Commits}
+			rctx := TransitDecryptContext(clusterID, k.Name, r.Epoch, payload, i)
+			parts := map[uint32][]byte{}
+			var refusal *Error
+			for _, index := range indexes {
+				a := answers[index][i]
+				if a.Error != nil {
+					refusal = a.Error
+					continue
 				}
-				itemBad[i][index] = why
-				continue
+				var why string
+				if a.Partial == nil || a.Partial.Index != index {
+					why = fmt.Sprintf("share %d's (node %q) answer for item %d is not its partial", index, nodes[index], i)
+				} else if err := shamir.VerifyPartial(poly, pt.Point, a.Partial, rctx); err != nil {
+					why = fmt.Sprintf("share %d's (node %q) partial for item %d: %v", index, nodes[index], i, err)
+				}
+				if why != "" {
+					if itemBad[i] == nil {
+						itemBad[i] = BadAnswers{}
+					}
+					itemBad[i][index] = why
+					continue
+				}
+				parts[index] = a.Partial.Value
 			}
-			parts[index] = a.Partial.Value
-		}
-		if itemBad[i] != nil {
-			return
-		}
-		if len(parts) < tv.Sharing.Threshold {
-			if refusal == nil {
-				refusal = &Error{Kind: KindNoQuorum, Message: fmt.Sprintf("%d partials, %d needed", len(parts), tv.Sharing.Threshold)}
+			if itemBad[i] != nil {
+				return
 			}
-			out[i].Error = refusal
-			return
-		}
-		K, err := shamir.CombinePoints(parts, tv.Sharing.Threshold)
-		if err != nil {
-			fatal[i] = fmt.Errorf("combining checked partials: %w", err)
-			return
+			if len(parts) < tv.Sharing.Threshold {
+				if refusal == nil {
+					refusal = &Error{Kind: KindNoQuorum, Message: fmt.Sprintf("%d partials, %d needed", len(parts), tv.Sharing.Threshold)}
+				}
+				out[i].Error = refusal
+				return
+			}
+			var err error
+			if K, err = shamir.CombinePoints(parts, tv.Sharing.Threshold); err != nil {
+				fatal[i] = fmt.Errorf("combining checked partials: %w", err)
+				return
+			}
 		}
 		res, ferr := finish(i, tv, K)
 		clear(K)
@@ -461,6 +481,83 @@ func openTransitItems(r *TransitDecryptReply, clusterID string, k *fsm.Key, poin
 		}
 	}
 	return out, nil
+}
+
+// batchedItem is an item whose partials' proofs a batch accepted: its
+// verifier and the partials, to combine (shamir.Verifier.Combine, which
+// makes the subgroup check the batch leaves).
+type batchedItem struct {
+	v        *shamir.Verifier
+	verified []*shamir.VerifiedPartial
+}
+
+// batchTransitProofs checks at once (shamir.VerifyBatches: one
+// multi-scalar multiplication per core, every proof of every item with
+// its own random weights) the partials of each item that eligible(i)
+// lets through, has a version, and was answered by exactly its
+// threshold's partials, all with their proofs' commitments. It returns
+// the items a batch accepted; the others (none when a batch fails) are
+// the caller's to check one by one. Any item failing fails the whole
+// answer (openTransitItems), so a batch deciding as
+// shamir.Verifier.VerifyProof does is enough.
+func batchTransitProofs(answers map[uint32][]TransitItemPartial, indexes []uint32, k *fsm.Key, points []fsm.TransitPoint,
+	rctx func(i int) []byte, eligible func(i int) bool) []batchedItem {
+	out := make([]batchedItem, len(points))
+	parts := make([][]*shamir.Partial, len(points))
+	each(len(points), func(i int) {
+		if !eligible(i) {
+			return
+		}
+		tv := k.Transit.Version(points[i].Version)
+		if tv == nil || tv.Sharing == nil {
+			return
+		}
+		var ps []*shamir.Partial
+		for _, index := range indexes {
+			a := answers[index][i]
+			if a.Error != nil || a.Partial == nil || a.Partial.Index != index || len(a.Partial.Commits) == 0 {
+				return
+			}
+			ps = append(ps, a.Partial)
+		}
+		if len(ps) != tv.Sharing.Threshold {
+			return
+		}
+		v, err := shamir.NewVerifier(&shamir.PublicPoly{Commits: tv.Sharing.Commits}, points[i].Point, rctx(i))
+		if err != nil {
+			return
+		}
+		out[i].v, parts[i] = v, ps
+	})
+	var items []int
+	for i := range out {
+		if out[i].v != nil {
+			items = append(items, i)
+		}
+	}
+	// One batch per core, each item's proofs in one of them.
+	chunks := min(len(items), runtime.GOMAXPROCS(0))
+	failed := atomic.Bool{}
+	each(chunks, func(c int) {
+		mine := items[c*len(items)/chunks : (c+1)*len(items)/chunks]
+		vs := make([]*shamir.Verifier, len(mine))
+		ps := make([][]*shamir.Partial, len(mine))
+		for j, i := range mine {
+			vs[j], ps[j] = out[i].v, parts[i]
+		}
+		vps, ok := shamir.VerifyBatches(rand.Reader, vs, ps)
+		if !ok {
+			failed.Store(true)
+			return
+		}
+		for j, i := range mine {
+			out[i].verified = vps[j]
+		}
+	})
+	if failed.Load() {
+		return make([]batchedItem, len(points))
+	}
+	return out
 }
 
 // BadAnswers are the holders, by share index, whose answers to a

@@ -174,3 +174,60 @@ func TestOpenTransitDecryptNamesBadAnswers(t *testing.T) {
 		t.Fatalf("a lying holder: %v; want share 3 named", err)
 	}
 }
+
+// TestOpenTransitDecryptBatchNamesTheItem: a batch whose holders send
+// their proofs' commitments (checked all at once) opens every item; when
+// one holder puts in one item the partial of another item (a valid proof,
+// of another point and context), the batch fails and the caller names
+// that holder and that item.
+func TestOpenTransitDecryptBatchNamesTheItem(t *testing.T) {
+	k, shares := transitTestKey(t)
+	const n = 20
+	var cts []*TransitCiphertext
+	for i := range n {
+		s, _ := TransitEncrypt(rand.Reader, k, []byte{'m', byte(i)}, nil)
+		ct, _ := ParseTransitCiphertext(s)
+		cts = append(cts, ct)
+	}
+	eph, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	payload := []byte("signed request")
+	answer := func(sh *shamir.Share, moved int) SealedPartial {
+		pr, err := shamir.NewProver(sh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pr.Erase()
+		items := make([]TransitItemPartial, n)
+		for i := range items {
+			if items[i].Partial, err = pr.Compute(rand.Reader, cts[i].E, TransitDecryptContext("c", "enc/a", 1, payload, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if moved >= 0 {
+			items[moved] = items[moved-1]
+		}
+		b, _ := json.Marshal(items)
+		sealed, err := shamir.SealX25519(rand.Reader, eph.PublicKey().Bytes(), fsm.PartialSealInfo(TransitDecryptContext("c", "enc/a", 1, payload, -1), sh.Index), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return SealedPartial{Index: sh.Index, Node: "n", R: sealed.R, Sealed: sealed.Sealed}
+	}
+	ctxs := make([][]byte, n)
+	r := &TransitDecryptReply{ClusterID: "c", Key: "enc/a", Epoch: 1, Threshold: 2, Partials: []SealedPartial{answer(shares[0], -1), answer(shares[2], -1)}}
+	res, err := OpenTransitDecrypt(r, "c", k, cts, ctxs, payload, eph)
+	if err != nil {
+		t.Fatalf("honest answers: %v", err)
+	}
+	for i, x := range res {
+		if x.Error != nil || !bytes.Equal(x.Plaintext, []byte{'m', byte(i)}) {
+			t.Fatalf("item %d: %q, %v", i, x.Plaintext, x.Error)
+		}
+	}
+	r.Partials[1] = answer(shares[2], 13)
+	_, err = OpenTransitDecrypt(r, "c", k, cts, ctxs, payload, eph)
+	bad, ok := err.(BadAnswers)
+	if !ok || len(bad) != 1 || !strings.Contains(bad[3], "item 13") {
+		t.Fatalf("a holder lying in item 13: %v; want share 3 named for item 13", err)
+	}
+}

@@ -129,7 +129,7 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 		return err
 	}
 	if transitOnly {
-		tr, err := transitRows(ctx, c, latencyN, window)
+		tr, err := transitRows(ctx, c, dir, window)
 		if err != nil {
 			return fmt.Errorf("transit: %w", err)
 		}
@@ -230,7 +230,7 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 	}
 	rows = append(rows, sr...)
 
-	trr, err := transitRows(ctx, c, latencyN, window)
+	trr, err := transitRows(ctx, c, dir, window)
 	if err != nil {
 		return fmt.Errorf("transit: %w", err)
 	}
