@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -347,16 +348,29 @@ func TestDataDirsBelowThresholdRevealNoKeyOfAnyType(t *testing.T) {
 	thief.n.fsm.Read(func(s *fsm.State) { made = s.Applied })
 	// A snapshot and a certified checkpoint taken after every key exists:
 	// more entries until both are on the disk.
+	// The snapshot must come after the certificate applied, or it holds
+	// an older checkpoint (seen under load).
 	fillers := 0
+	var certifiedAt uint64
 	c.waitFor(settleTimeout, func() (bool, string) {
-		ck := thief.n.fsm.Capture()
-		if ck.Certificate == nil || ck.Certificate.Index < made {
+		filler := func() {
 			c.createSecret(fmt.Sprintf("filler/%d", fillers), randomBytes(t, 16))
 			fillers++
-			return false, thief.id() + " has no certified checkpoint holding every key yet"
 		}
-		idx := thief.n.cons.current().raft.Stats()["last_snapshot_index"]
-		return idx != "0", thief.id() + " has taken no snapshot yet"
+		if certifiedAt == 0 {
+			ck := thief.n.fsm.Capture()
+			if ck.Certificate == nil || ck.Certificate.Index < made {
+				filler()
+				return false, thief.id() + " has no certified checkpoint holding every key yet"
+			}
+			thief.n.fsm.Read(func(s *fsm.State) { certifiedAt = s.Applied })
+		}
+		idx, _ := strconv.ParseUint(thief.n.cons.current().raft.Stats()["last_snapshot_index"], 10, 64)
+		if idx < certifiedAt {
+			filler()
+			return false, fmt.Sprintf("%s's last snapshot is at %d, before the certificate applied at %d", thief.id(), idx, certifiedAt)
+		}
+		return true, ""
 	})
 	// An operator saved a backup on this machine (keyctl snapshot save
 	// writes the JSON of api.Backup).
