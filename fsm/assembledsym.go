@@ -17,8 +17,8 @@ const (
 const MaxSymmetricInput = 64 << 10
 
 // SymmetricKeyLen is the length of a symmetric assembled key type's
-// material (an HMAC key's is its hash's block size at most, at least 16
-// bytes: SymmetricKeyLenOK), or 0 for another type.
+// material made from random bytes (an imported HMAC key may be of
+// another length: SymmetricKeyLenOK), or 0 for another type.
 func SymmetricKeyLen(keyType string) int {
 	switch keyType {
 	case KeyTypeAES128CBC:
@@ -34,19 +34,21 @@ func SymmetricKeyLen(keyType string) int {
 }
 
 // SymmetricKeyLenOK reports whether n bytes are a key of the type: an
-// AES key's exact length; an HMAC key of 16 bytes up to the hash's block
-// size (RFC 2104: longer keys are hashed first, which gains nothing).
+// AES key's exact length; an HMAC key of 16 to MaxHMACKey bytes (RFC
+// 2104 hashes a key longer than the hash's block first: another system's
+// long key is imported as it is).
 func SymmetricKeyLenOK(keyType string, n int) bool {
 	switch keyType {
 	case KeyTypeAES128CBC, KeyTypeAES256CBC:
 		return n == SymmetricKeyLen(keyType)
-	case KeyTypeHMACSHA256:
-		return n >= 16 && n <= 64
-	case KeyTypeHMACSHA512:
-		return n >= 16 && n <= 128
+	case KeyTypeHMACSHA256, KeyTypeHMACSHA512:
+		return n >= 16 && n <= MaxHMACKey
 	}
 	return false
 }
+
+// MaxHMACKey is the longest HMAC key imported.
+const MaxHMACKey = 256
 
 // SymmetricAssembled reports whether the type is a symmetric assembled
 // key (AES-CBC or HMAC).
