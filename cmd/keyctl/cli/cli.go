@@ -859,6 +859,12 @@ func custody(k *fsm.Key) string {
 		return fmt.Sprintf("assembled: ECDSA has no practical threshold scheme here; threshold-encrypted, a quorum releases it whole to the node that uses it (a Keyless SSL gateway's, or the one coordinating a key sign, REST /v1/sign or gRPC Sign), which keeps it in memory for up to %v", k.AssembleTTL)
 	case k.Type == fsm.KeyTypeECDSA:
 		return "assembled: ECDSA has no practical threshold scheme here; threshold-encrypted, a quorum releases it whole to the node that uses it (a Keyless SSL gateway's, or the one coordinating a key sign, REST /v1/sign or gRPC Sign) for one operation, then it is erased"
+	case fsm.SymmetricAssembled(k.Type):
+		held := "for the operation, then it is erased"
+		if k.AssembleTTL > 0 {
+			held = fmt.Sprintf("and keeps it in memory for up to %v", k.AssembleTTL)
+		}
+		return "assembled: AES-CBC and standard HMAC have no threshold form; threshold-encrypted, the key is whole on the coordinating node for the operation: a quorum releases it to the node that coordinates an encrypt, decrypt, hmac or verify (REST /v1/assembled), " + held + "; never released to a client"
 	case fsm.Assembled(k.Type) && k.AssembleTTL > 0:
 		return fmt.Sprintf("assembled: threshold-encrypted; a quorum releases it to the serving node, which keeps it in memory for up to %v", k.AssembleTTL)
 	case fsm.Assembled(k.Type):
