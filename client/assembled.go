@@ -2,8 +2,10 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
@@ -65,4 +67,25 @@ func (c *Client) symmetric(ctx context.Context, name, op string, msg, input []by
 		return nil, fmt.Errorf("the node answered for key %q, not %q", res.Key, name)
 	}
 	return &res, nil
+}
+
+// CreateAssembled creates an aes128-cbc, aes256-cbc, hmac-sha256 or
+// hmac-sha512 key: of raw's bytes (an import), or of random bytes when
+// raw is nil, sealed here under the cluster key. ttl is how long the
+// coordinating node may keep it whole (0: one operation).
+func (c *Client) CreateAssembled(ctx context.Context, name, keyType string, raw []byte, ttl time.Duration) (*fsm.Key, error) {
+	if !fsm.SymmetricAssembled(keyType) {
+		return nil, fmt.Errorf("%q is not an AES-CBC or HMAC key type", keyType)
+	}
+	if raw == nil {
+		raw = make([]byte, fsm.SymmetricKeyLen(keyType))
+		if _, err := rand.Read(raw); err != nil {
+			return nil, err
+		}
+		defer clear(raw)
+	}
+	if !fsm.SymmetricKeyLenOK(keyType, len(raw)) {
+		return nil, fmt.Errorf("a %s key is not %d bytes long", keyType, len(raw))
+	}
+	return c.CreateSealed(ctx, &fsm.CreateKey{Name: name, Type: keyType, AssembleTTL: ttl}, raw)
 }
