@@ -149,4 +149,3 @@ func (c *command) assembledOr(op string, next func([]string) error) func([]strin
 		return nil
 	}
 }
-
