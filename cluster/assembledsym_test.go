@@ -226,6 +226,8 @@ func TestAssembledSymmetricKeyIsHeldForItsTTL(t *testing.T) {
 // grants read, get and sign but not encrypt, decrypt, mac or verify is
 // refused by every node as coordinator, and by every holder a lying
 // coordinator asks directly for its partial: no share of the key leaves.
+// An allowed request sent by a lying coordinator to the holders' transit
+// or sealed paths is not answered there either.
 func TestAssembledSymmetricRefusedWithoutTheRule(t *testing.T) {
 	t.Parallel()
 	c := newTestCluster(t, 3)
@@ -276,6 +278,20 @@ func TestAssembledSymmetricRefusedWithoutTheRule(t *testing.T) {
 				t.Errorf("%s holds %s after refusals only", tn.id(), r.Key)
 			}
 		}
+	}
+	// A lying coordinator sends an allowed CBC decrypt request to the
+	// holders' transit and sealed paths: neither answers.
+	for _, tn := range c.nodes {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		sg := c.symmetricRequest("sym/cbc", fsm.OpDecrypt, make([]byte, 32), nil)
+		if p, err := tn.n.answerTransitDecrypt(ctx, &partialRequest{Request: sg, Epoch: epoch}); err == nil || p != nil {
+			t.Errorf("holder %s answered a CBC decrypt on the transit path", tn.id())
+		}
+		sg = c.symmetricRequest("sym/cbc", fsm.OpDecrypt, make([]byte, 32), nil)
+		if p, err := tn.n.answerSealedPartial(ctx, &partialRequest{Request: sg, Epoch: epoch, Version: 1}); err == nil || p != nil {
+			t.Errorf("holder %s answered a CBC decrypt on the sealed path", tn.id())
+		}
+		cancel()
 	}
 	// The operator with every op computes: the refusals were the rule's.
 	if _, err := c.symmetricThrough(c.nodes[0], c.symmetricRequest("sym/mac", fsm.OpMAC, []byte("m"), nil)); err != nil {
