@@ -60,6 +60,7 @@ type signingKey struct {
 
 	mu   sync.RWMutex // signatures read-lock it; dropping write-locks it
 	priv *ecdsa.PrivateKey
+	raw  []byte // a symmetric key's bytes (assembledsym.go), instead of priv
 }
 
 // assembledSign signs a's request (op sign) with an assembled ECDSA key:
@@ -94,7 +95,7 @@ func (n *Node) assembledSign(ctx context.Context, a *authorized) (*api.Signature
 		return nil, err
 	}
 	sig, err := signECDSA(k, priv, a.cmd.Release.Message)
-	if err != nil || k.AssembleTTL <= 0 || !n.signing.hold(n, k, priv) {
+	if err != nil || k.AssembleTTL <= 0 || !n.signing.hold(n, k, priv, nil) {
 		wipeECDSA(priv)
 	}
 	return sig, err
@@ -104,16 +105,7 @@ func (n *Node) assembledSign(ctx context.Context, a *authorized) (*api.Signature
 // gateway node (partials in the clear, checked and combined here), and
 // parses it.
 func (n *Node) releaseToSign(ctx context.Context, a *authorized) (*ecdsa.PrivateKey, error) {
-	pub := &shamir.PublicPoly{Commits: a.poly}
-	rctx := releaseContext(a.clusterID, a.key, a.epoch, a.request)
-	ct := &shamir.Ciphertext{R: a.key.R, Sealed: a.key.Sealed}
-	info := fsm.SealInfo(a.clusterID, a.key.Name)
-	der, err := gather(ctx, n, a, partialCall(n), a.partialFor(a.epoch), holdersListed, nil, func(own, others []*shamir.Partial) ([]byte, error) {
-		if len(own) == 1 {
-			return shamir.OpenWithOwn(pub, ct, info, own[0], others, rctx)
-		}
-		return shamir.Open(pub, ct, info, others, rctx)
-	})
+	der, err := n.releaseWhole(ctx, a)
 	if err != nil {
 		return nil, err
 	}
@@ -131,6 +123,26 @@ func (n *Node) releaseToSign(ctx context.Context, a *authorized) (*ecdsa.Private
 		return nil, Errorf(KindInternal, "key %q's released private key does not match its public key", a.key.Name)
 	}
 	return priv, nil
+}
+
+// releaseWhole has a's holders release the key's material to this node,
+// as to a gateway node (partials in the clear, checked and combined
+// here): the one way an assembled key is put together on a coordinator.
+func (n *Node) releaseWhole(ctx context.Context, a *authorized) ([]byte, error) {
+	pub := &shamir.PublicPoly{Commits: a.poly}
+	rctx := releaseContext(a.clusterID, a.key, a.epoch, a.request)
+	ct := &shamir.Ciphertext{R: a.key.R, Sealed: a.key.Sealed}
+	info := fsm.SealInfo(a.clusterID, a.key.Name)
+	der, err := gather(ctx, n, a, partialCall(n), a.partialFor(a.epoch), holdersListed, nil, func(own, others []*shamir.Partial) ([]byte, error) {
+		if len(own) == 1 {
+			return shamir.OpenWithOwn(pub, ct, info, own[0], others, rctx)
+		}
+		return shamir.Open(pub, ct, info, others, rctx)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return der, nil
 }
 
 // signECDSA signs msg's SHA-256 with priv (ASN.1 DER) and checks the
@@ -179,10 +191,11 @@ func (s *signingKeys) held(k *fsm.Key) *signingKey {
 	return h
 }
 
-// hold keeps priv for k until k's assemble_ttl is over, or this node
-// applies a change to k, and reports it held. false: one is held already
-// for k as it is (priv is not kept).
-func (s *signingKeys) hold(n *Node, k *fsm.Key, priv *ecdsa.PrivateKey) bool {
+// hold keeps priv (an ECDSA key's) or raw (a symmetric key's) for k until
+// k's assemble_ttl is over, or this node applies a change to k, and
+// reports it held. false: one is held already for k as it is (neither is
+// kept).
+func (s *signingKeys) hold(n *Node, k *fsm.Key, priv *ecdsa.PrivateKey, raw []byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.by == nil {
@@ -192,7 +205,7 @@ func (s *signingKeys) hold(n *Node, k *fsm.Key, priv *ecdsa.PrivateKey) bool {
 		return false
 	}
 	s.dropLocked(n, k.Name)
-	h := &signingKey{version: k.Version, updated: k.UpdatedAt, expires: time.Now().Add(k.AssembleTTL), priv: priv, stop: make(chan struct{})}
+	h := &signingKey{version: k.Version, updated: k.UpdatedAt, expires: time.Now().Add(k.AssembleTTL), priv: priv, raw: raw, stop: make(chan struct{})}
 	s.by[k.Name] = h
 	s.reportLocked(n)
 	go s.watch(n, k.Name, h)
@@ -246,8 +259,11 @@ func (s *signingKeys) dropLocked(n *Node, name string) {
 	delete(s.by, name)
 	close(h.stop)
 	h.mu.Lock()
-	wipeECDSA(h.priv)
-	h.priv = nil
+	if h.priv != nil {
+		wipeECDSA(h.priv)
+	}
+	clear(h.raw)
+	h.priv, h.raw = nil, nil
 	h.mu.Unlock()
 	s.reportLocked(n)
 }

@@ -20,17 +20,18 @@ import (
 // Operation labels of keyquorum_operations_total besides the command
 // types of writes.
 const (
-	opRelease  = "release"  // a blind release (operator) or a gateway's release
-	opCAS      = "cas"      // the comparison release of a compare-and-swap
-	opUnlock   = "unlock"   // a machine's unlock
-	opExchange = "exchange" // a Tang key's exchange, or an x25519 key's (Node.TransitExchange)
-	opSign     = "sign"     // a signature by quorum (FROST or threshold RSA, Node.Sign)
-	opDecrypt  = "decrypt"  // a transit decryption by quorum (Node.TransitDecrypt)
-	opDerive   = "derive"   // a transit derivation by quorum (Node.TransitDecrypt, op derive)
-	opExport   = "export"   // a transit key's wrapped export (Node.TransitExport)
-	opRSA      = "rsa"      // a threshold RSA key's x^d for a gateway (sign or decrypt)
-	opHolder   = "holder"   // this node answering a coordinator as a share holder
-	opRead     = "read"     // key list and show
+	opRelease   = "release"   // a blind release (operator) or a gateway's release
+	opCAS       = "cas"       // the comparison release of a compare-and-swap
+	opUnlock    = "unlock"    // a machine's unlock
+	opExchange  = "exchange"  // a Tang key's exchange, or an x25519 key's (Node.TransitExchange)
+	opSign      = "sign"      // a signature by quorum (FROST or threshold RSA, Node.Sign)
+	opDecrypt   = "decrypt"   // a transit decryption by quorum (Node.TransitDecrypt)
+	opDerive    = "derive"    // a transit derivation by quorum (Node.TransitDecrypt, op derive)
+	opExport    = "export"    // a transit key's wrapped export (Node.TransitExport)
+	opRSA       = "rsa"       // a threshold RSA key's x^d for a gateway (sign or decrypt)
+	opHolder    = "holder"    // this node answering a coordinator as a share holder
+	opRead      = "read"      // key list and show
+	opAssembled = "assembled" // an AES-CBC or HMAC key's operation on this node (Node.Symmetric)
 )
 
 // Metrics are the node's metrics.

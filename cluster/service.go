@@ -60,6 +60,15 @@ type SignService interface {
 
 var _ SignService = (*Node)(nil)
 
+// SymmetricService answers the operations of the symmetric assembled keys
+// (AES-CBC encrypt and decrypt, HMAC mac and verify: assembledsym.go) for
+// an operator's signed request. *Node implements it.
+type SymmetricService interface {
+	Symmetric(ctx context.Context, req *fsm.Signed) (*api.Symmetric, error)
+}
+
+var _ SymmetricService = (*Node)(nil)
+
 // LegacyService is what the legacy gateways (kxd, Tang, Keyless SSL) need
 // besides Service: releases and exchanges the node signs for clients it
 // authorized itself, and lookups in its applied state. *Node implements it.

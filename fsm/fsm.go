@@ -409,6 +409,7 @@ func (s *State) authorizeVerified(sg *Signed, cmd *Command, now time.Time) (*Key
 	case OpSign:
 	case OpDecrypt, OpDerive:
 	case OpExport:
+	case OpEncrypt, OpMAC, OpVerify: // a symmetric assembled key's: below
 	default:
 		return nil, errorf(CodeInvalid, "unknown release operation %q", req.Op)
 	}
@@ -440,7 +441,12 @@ func (s *State) authorizeVerified(sg *Signed, cmd *Command, now time.Time) (*Key
 	if req.Op == OpExchange && k.Type == KeyTypeTang && (!gateway || len(req.Point) != p256PointLen) {
 		return nil, errorf(CodeInvalid, "a tang exchange is asked by a gateway node with a %d-byte point", p256PointLen)
 	}
-	if req.Op == OpDecrypt || req.Op == OpDerive || req.Op == OpExchange && k.Type == KeyTypeX25519 {
+	symmetric := SymmetricAssembled(k.Type) && symmetricOp(req.Op)
+	if symmetric {
+		if err := authorizeSymmetric(req); err != nil {
+			return nil, err
+		}
+	} else if req.Op == OpDecrypt || req.Op == OpDerive || req.Op == OpExchange && k.Type == KeyTypeX25519 {
 		if err := authorizeDecrypt(req, k); err != nil {
 			return nil, err
 		}
@@ -459,7 +465,7 @@ func (s *State) authorizeVerified(sg *Signed, cmd *Command, now time.Time) (*Key
 		}
 	case !s.Allowed(sg.Signer, req.Op, req.Key):
 		return nil, errorf(CodeDenied, "%s may not %s key %q", sg.Signer, req.Op, req.Key)
-	case req.Op != OpSign && len(req.Ephemeral) != 32:
+	case req.Op != OpSign && !symmetric && len(req.Ephemeral) != 32:
 		return nil, errorf(CodeInvalid, "an operator's release needs a 32-byte ephemeral key: holders seal their partials to it, and the operator's client combines")
 	}
 	if k.State != KeyActive {

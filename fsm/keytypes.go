@@ -25,6 +25,12 @@ const (
 	KeyTypeECDSA   = "ecdsa"
 	KeyTypeEd25519 = "ed25519"
 	KeyTypeTang    = "tang"
+	// Symmetric assembled keys (assembledsym.go): only a whole key
+	// works for AES-CBC and for an HMAC another system checks.
+	KeyTypeAES128CBC  = "aes128-cbc"
+	KeyTypeAES256CBC  = "aes256-cbc"
+	KeyTypeHMACSHA256 = "hmac-sha256"
+	KeyTypeHMACSHA512 = "hmac-sha512"
 )
 
 // KeyKind is what one key type is: where its material can be whole
@@ -64,6 +70,13 @@ var keyKinds = []KeyKind{
 	// coordinates them, which a quorum releases the key to.
 	{KeyTypeECDSA, CustodyAssembled, []string{OpGet, OpCAS, OpSign}, "it is released to the node that serves it, which signs with it"},
 	{KeyTypeEd25519, CustodyAssembled, released, "it is released to the node that serves it"},
+	// AES-CBC and standard HMAC have no threshold form: a quorum releases
+	// the key to the node that coordinates the operation, which computes
+	// whole (assembledsym.go). They are never released to a client.
+	{KeyTypeAES128CBC, CustodyAssembled, []string{OpEncrypt, OpDecrypt}, "it is assembled on the coordinating node, which encrypts and decrypts with it"},
+	{KeyTypeAES256CBC, CustodyAssembled, []string{OpEncrypt, OpDecrypt}, "it is assembled on the coordinating node, which encrypts and decrypts with it"},
+	{KeyTypeHMACSHA256, CustodyAssembled, []string{OpMAC, OpVerify}, "it is assembled on the coordinating node, which makes and checks MACs with it"},
+	{KeyTypeHMACSHA512, CustodyAssembled, []string{OpMAC, OpVerify}, "it is assembled on the coordinating node, which makes and checks MACs with it"},
 	{KeyTypeTang, CustodyQuorum, []string{OpExchange}, "it is used by exchange, never released"},
 	{KeyTypeRSAThreshold, CustodyQuorum, []string{OpRSAShare, OpSign}, "it signs and decrypts by quorum, never released"},
 	{KeyTypeFROST, CustodyQuorum, []string{OpSign}, "it signs by quorum, never released"},
@@ -312,7 +325,7 @@ func (s *State) checkKeyMaterial(c *CreateKey) *Error {
 		return errorf(CodeInvalid, "assemble_ttl must be 0 to %v", MaxAssembleTTL)
 	}
 	if c.AssembleTTL != 0 && !Assembled(c.Type) {
-		return errorf(CodeInvalid, "assemble_ttl applies only to rsa, ecdsa and ed25519 keys")
+		return errorf(CodeInvalid, "assemble_ttl applies only to assembled keys (rsa, ecdsa, ed25519, aes-cbc, hmac)")
 	}
 	if c.Tang != nil && c.Type != KeyTypeTang {
 		return errorf(CodeInvalid, "only a tang key has tang shares")
@@ -350,9 +363,9 @@ func (s *State) checkKeyMaterial(c *CreateKey) *Error {
 	if err := checkSealed(c.R, c.Sealed); err != nil {
 		return err
 	}
-	if c.Type == KeyTypeSecret {
+	if c.Type == KeyTypeSecret || SymmetricAssembled(c.Type) {
 		if len(c.Public) != 0 {
-			return errorf(CodeInvalid, "a secret key has no public key")
+			return errorf(CodeInvalid, "a %s key has no public key", c.Type)
 		}
 		return nil
 	}

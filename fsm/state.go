@@ -38,7 +38,7 @@ const (
 	OpApprove  = "approve" // approve a machine's release of a key
 )
 
-var allOps = []string{OpRead, OpGet, OpCreate, OpCAS, OpRevoke, OpDestroy, OpApprove, OpSign, OpDecrypt, OpDerive, OpExchange, OpRotate, OpExport}
+var allOps = []string{OpRead, OpGet, OpCreate, OpCAS, OpRevoke, OpDestroy, OpApprove, OpSign, OpDecrypt, OpDerive, OpExchange, OpRotate, OpExport, OpEncrypt, OpMAC, OpVerify}
 
 // State is everything the cluster replicates. Maps are keyed by ID or name.
 // Callers outside the package read it through FSM.Read and change nothing.

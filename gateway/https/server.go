@@ -130,6 +130,9 @@ func NewServer(svc cluster.Service, cert *cluster.ServingCert, log *slog.Logger,
 	if sv, ok := svc.(cluster.SignService); ok {
 		mux.HandleFunc("POST /v1/sign", s.operator(s.sign(sv)))
 	}
+	if sv, ok := svc.(cluster.SymmetricService); ok {
+		mux.HandleFunc("POST /v1/assembled", s.operator(s.symmetric(sv)))
+	}
 	mux.HandleFunc("POST /v1/revoke", s.operator(s.command(fsm.TypeRevokeKey)))
 	s.registerTokens(mux, svc)
 	mux.HandleFunc("POST /v1/destroy", s.operator(s.command(fsm.TypeDestroyKey)))
@@ -410,6 +413,25 @@ func (s *Server) sign(sv cluster.SignService) http.HandlerFunc {
 			return
 		}
 		writeJSON(w, http.StatusOK, sig)
+	}
+}
+
+// symmetric answers an operator's signed request of op encrypt, decrypt,
+// mac or verify with an AES-CBC or HMAC key, which the coordinating node
+// assembles (docs/signing.md): the holders check the request themselves.
+func (s *Server) symmetric(sv cluster.SymmetricService) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		sg, err := readSigned(r)
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		res, err := sv.Symmetric(r.Context(), sg)
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
 	}
 }
 

@@ -93,6 +93,10 @@ Usage:
                                     an encryption key whose versions are dealt here in shares
   keyctl transit create NAME --type x25519 [--expires DURATION]
                                     an X25519 exchange key, dealt here in shares; prints its X25519 public key
+  keyctl transit create NAME --type aes256-cbc|aes128-cbc|hmac-sha256|hmac-sha512 [--key-file F] [--assemble-ttl D]
+                                    an assembled key (whole on the coordinating node for each operation), of
+                                    random bytes or F's; then transit encrypt NAME / decrypt NAME B64 (CBC:
+                                    IV || ciphertext, PKCS #7, no integrity) or hmac NAME / verify NAME --hmac B64
   keyctl transit import NAME --key-file F | --wrapped F --wrapping-private-key PEM [same flags as create]
                                     the same, its first version the given key (unwrapped and dealt here;
                                     --type x25519: an RFC 7748 private key)
@@ -268,9 +272,11 @@ func (c *command) handlers() map[string]map[string]func([]string) error {
 		"passkey":  {"add": c.passkeyAdd},
 		"audit":    {"verify": c.auditVerify},
 		"recovery": {"keygen": c.recoveryKeygen, "plan": c.recoveryPlan, "sign": c.recoverySign},
-		"transit": {"create": c.transitCreate, "import": c.transitImport, "encrypt": c.transitEncrypt, "decrypt": c.transitDecrypt,
+		"transit": {"create": c.assembledCreateOr(c.transitCreate), "import": c.transitImport,
+			"encrypt": c.assembledOr(fsm.OpEncrypt, c.transitEncrypt), "decrypt": c.assembledOr(fsm.OpDecrypt, c.transitDecrypt),
 			"rotate": c.transitRotate, "config": c.transitConfig, "datakey": c.transitDataKey, "rewrap": c.transitRewrap,
-			"derive": c.transitDerive, "hmac": c.transitHMAC, "sign": c.transitSign, "verify": c.transitVerify,
+			"derive": c.transitDerive, "hmac": c.assembledOr(fsm.OpMAC, c.transitHMAC), "sign": c.transitSign,
+			"verify": c.assembledOr(fsm.OpVerify, c.transitVerify),
 			"export": c.transitExport, "exchange": c.transitExchange},
 	}
 }
@@ -859,6 +865,12 @@ func custody(k *fsm.Key) string {
 		return fmt.Sprintf("assembled: ECDSA has no practical threshold scheme here; threshold-encrypted, a quorum releases it whole to the node that uses it (a Keyless SSL gateway's, or the one coordinating a key sign, REST /v1/sign or gRPC Sign), which keeps it in memory for up to %v", k.AssembleTTL)
 	case k.Type == fsm.KeyTypeECDSA:
 		return "assembled: ECDSA has no practical threshold scheme here; threshold-encrypted, a quorum releases it whole to the node that uses it (a Keyless SSL gateway's, or the one coordinating a key sign, REST /v1/sign or gRPC Sign) for one operation, then it is erased"
+	case fsm.SymmetricAssembled(k.Type):
+		held := "for the operation, then it is erased"
+		if k.AssembleTTL > 0 {
+			held = fmt.Sprintf("and keeps it in memory for up to %v", k.AssembleTTL)
+		}
+		return "assembled: AES-CBC and standard HMAC have no threshold form; threshold-encrypted, the key is whole on the coordinating node for the operation: a quorum releases it to the node that coordinates an encrypt, decrypt, hmac or verify (REST /v1/assembled), " + held + "; never released to a client"
 	case fsm.Assembled(k.Type) && k.AssembleTTL > 0:
 		return fmt.Sprintf("assembled: threshold-encrypted; a quorum releases it to the serving node, which keeps it in memory for up to %v", k.AssembleTTL)
 	case fsm.Assembled(k.Type):
