@@ -44,6 +44,37 @@ var tokenFlags = map[string]string{
 // or "" if the operation takes no token.
 func TokenFlag(op string) string { return tokenFlags[op] }
 
+// writeTokenFlags maps a write to the log that a token may authorize
+// (fsm.WriteTokenCheck) to the capability flag it needs. A write missing
+// here takes no token.
+var writeTokenFlags = map[string]string{
+	fsm.OpRevoke:  token.FlagRevoke,
+	fsm.OpDestroy: token.FlagDestroy,
+}
+
+// WriteTokenCheck is the state machine's check of a log entry that a
+// token authorizes (fsm.FSM.TokenWrites), the same on every replica: the
+// whole chain from the operator's key, bound to the entry's payload, at
+// the entry's time, with the state's revocations and no caller address
+// (a token restricted to a network writes nothing), evaluated with no
+// time limit (token.Request.Replicated).
+func WriteTokenCheck(root ed25519.PublicKey, sg *fsm.Signed, op, key string, now time.Time, revoked func(string) bool) (*fsm.TokenGrant, *fsm.Error) {
+	flag := writeTokenFlags[op]
+	if flag == "" {
+		return nil, &fsm.Error{Code: fsm.CodeInvalid, Message: "a " + op + " takes no capability token"}
+	}
+	v, err := token.Verify(sg.Token, root, token.Request{Operator: sg.Signer, Flag: flag, Key: key,
+		Payload: sg.Payload, Now: now, Replicated: true}, revoked)
+	if err != nil {
+		return nil, &fsm.Error{Code: tokenErrorCode(err), Message: err.Error()}
+	}
+	g := &fsm.TokenGrant{Chain: v.RevocationIDs}
+	for _, b := range v.UseBounds {
+		g.Bounds = append(g.Bounds, fsm.TokenBound{ID: b.ID, Max: b.Max})
+	}
+	return g, nil
+}
+
 // authorizeRequest authorizes a release request on s at now: signed
 // (fsm.State.AuthorizeRelease) or with a capability token
 // (fsm.State.AuthorizeTokenRelease). caller is the address of the client
