@@ -248,7 +248,13 @@ func (s *State) tokenWriteOp(cmd *Command) (op, key string) {
 // verifyTokenWrite verifies an entry that carries a capability token in
 // place of a signature.
 func (f *FSM) verifyTokenWrite(sg *Signed, cmd *Command, now int64) (*TokenGrant, *Error) {
-	s := f.state
+	if f.TokenWrites == nil {
+		return nil, errorf(CodeInvalid, "this state machine takes no capability token in the log")
+	}
+	return f.state.checkTokenWrite(sg, cmd, time.Unix(0, now), f.TokenWrites)
+}
+
+func (s *State) checkTokenWrite(sg *Signed, cmd *Command, now time.Time, check WriteTokenCheck) (*TokenGrant, *Error) {
 	if len(sg.Signature) != 0 || sg.WebAuthn != nil {
 		return nil, errorf(CodeInvalid, "an entry carries a capability token or a signature, not both")
 	}
@@ -256,14 +262,37 @@ func (f *FSM) verifyTokenWrite(sg *Signed, cmd *Command, now int64) (*TokenGrant
 	if op == "" {
 		return nil, errorf(CodeInvalid, "a %s command takes no capability token", cmd.Type)
 	}
-	if f.TokenWrites == nil {
-		return nil, errorf(CodeInvalid, "this state machine takes no capability token in the log")
-	}
 	o := s.Operators[sg.Signer]
 	if o == nil || len(o.PublicKey) != ed25519.PublicKeySize {
 		return nil, errorf(CodeBadSignature, "the capability token's root %q is no registered operator", sg.Signer)
 	}
-	return f.TokenWrites(o.PublicKey, sg, op, key, time.Unix(0, now), s.TokenRevoked)
+	return check(o.PublicKey, sg, op, key, now, s.TokenRevoked)
+}
+
+// VerifyTokenWrite is what Apply checks of an entry that a token
+// authorizes, on this state at now, before the entry is proposed: its
+// time, its nonce, its token, and the token's bounds on uses, so that a
+// forged token costs no log write. Apply checks it all again, at the
+// entry's time, and then the operator's rules.
+func (s *State) VerifyTokenWrite(sg *Signed, now time.Time, check WriteTokenCheck) *Error {
+	if sg == nil || len(sg.Token) == 0 {
+		return errorf(CodeInvalid, "no entry with a capability token")
+	}
+	var cmd Command
+	if err := json.Unmarshal(sg.Payload, &cmd); err != nil {
+		return errorf(CodeInvalid, "command payload: %v", err)
+	}
+	if err := checkFresh(&cmd, now.UnixNano()); err != nil {
+		return err
+	}
+	if _, seen := s.Nonces[nonceKey(sg.Signer, cmd.Nonce)]; seen {
+		return errorf(CodeReplay, "nonce already used by %s", sg.Signer)
+	}
+	g, err := s.checkTokenWrite(sg, &cmd, now, check)
+	if err != nil {
+		return err
+	}
+	return s.checkWriteUses(g.Bounds, cmd.Nonce)
 }
 
 // checkWriteUses refuses a token's write past a bound on its uses: the
