@@ -320,3 +320,27 @@ func TestTokenWriteNeedsTheCheck(t *testing.T) {
 		t.Fatalf("%q (%v)", codeOf(res), res.Error)
 	}
 }
+
+// A snapshot whose entries hold a token write restores to the same state:
+// the restoring replica replays them with its own token check.
+func TestTokenWriteRestoresFromSnapshot(t *testing.T) {
+	h := newHarness(t)
+	tokenWriteState(h)
+	if res := h.apply(encode(t, tokenEntry(h, op, destroyKeyCmd("db/x"), mint(t, op, token.Scope{Prefixes: []string{"db/"}, Flags: writeFlags}, h.at)))); res.Error != nil {
+		t.Fatal(res.Error)
+	}
+	snap := snapshotFor(t, h.f)
+	f := fsm.New(&fakeChecker{})
+	f.TokenWrites = writeCheck
+	if _, err := f.RestoreSnapshot(snap); err != nil {
+		t.Fatal(err)
+	}
+	if hashOf(t, f) != hashOf(t, h.f) {
+		t.Fatal("the restored replica's state differs")
+	}
+	var st string
+	f.Read(func(s *fsm.State) { st = s.Keys["db/x"].State })
+	if st != fsm.KeyDestroyed {
+		t.Fatalf("db/x is %s after the restore", st)
+	}
+}
