@@ -90,7 +90,13 @@ func NewTokenClient(addr string, caCert []byte, clusterID string, clusterKey []b
 
 // request makes the release request for req, with the token bound to it.
 func (c *TokenClient) request(req *fsm.ReleaseRequest) (*fsm.Signed, error) {
-	cmd := &fsm.Command{Type: fsm.TypeRelease, Release: req, Nonce: make([]byte, 16), IssuedAt: time.Now().UnixNano()}
+	return c.bind(&fsm.Command{Type: fsm.TypeRelease, Release: req})
+}
+
+// bind makes the request of cmd, with a fresh nonce and the time, and the
+// token bound to it in place of a signature.
+func (c *TokenClient) bind(cmd *fsm.Command) (*fsm.Signed, error) {
+	cmd.Nonce, cmd.IssuedAt = make([]byte, 16), time.Now().UnixNano()
 	if _, err := rand.Read(cmd.Nonce); err != nil {
 		return nil, err
 	}
@@ -103,6 +109,34 @@ func (c *TokenClient) request(req *fsm.ReleaseRequest) (*fsm.Signed, error) {
 		return nil, err
 	}
 	return sg, nil
+}
+
+// RevokeKey revokes a key, as Client.RevokeKey, with a token that has the
+// revoke flag for it: every node verifies the token when it applies the
+// entry.
+func (c *TokenClient) RevokeKey(ctx context.Context, name string) (*fsm.Key, error) {
+	return c.write(ctx, "/v1/token/keys/revoke", &fsm.Command{Type: fsm.TypeRevokeKey, RevokeKey: name})
+}
+
+// DestroyKey destroys a key's material, as Client.DestroyKey, with a token
+// that has the destroy flag for it.
+func (c *TokenClient) DestroyKey(ctx context.Context, name string) (*fsm.Key, error) {
+	return c.write(ctx, "/v1/token/keys/destroy", &fsm.Command{Type: fsm.TypeDestroyKey, DestroyKey: name})
+}
+
+func (c *TokenClient) write(ctx context.Context, path string, cmd *fsm.Command) (*fsm.Key, error) {
+	sg, err := c.bind(cmd)
+	if err != nil {
+		return nil, err
+	}
+	var res fsm.Result
+	if err := doJSON(ctx, c.http, http.MethodPost, c.base+path, sg, &res); err != nil {
+		return nil, err
+	}
+	if res.Error != nil {
+		return nil, &Error{Kind: res.Error.Code.Kind(), Message: res.Error.Message}
+	}
+	return res.Key, nil
 }
 
 // Get releases a secret, blind: the holders seal their partials to an

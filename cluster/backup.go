@@ -102,6 +102,7 @@ type replayed struct {
 // certificate, then each entry's signature).
 func replayBackup(snap, pin []byte) (*replayed, *fsm.FSM, error) {
 	f := fsm.New(dealChecker{})
+	f.TokenWrites = WriteTokenCheck
 	f.PinClusterKey(pin)
 	res, err := f.RestoreSnapshot(snap)
 	if err != nil {

@@ -125,6 +125,7 @@ func NewNode(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	f := fsm.New(dealChecker{})
+	f.TokenWrites = WriteTokenCheck
 	f.CheckpointEvery = cfg.CheckpointEvery
 	log := cfg.Logger.With("node", cfg.NodeID)
 	cons := newConsensus(cfg, log, id.NodeID, f)

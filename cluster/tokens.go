@@ -44,6 +44,37 @@ var tokenFlags = map[string]string{
 // or "" if the operation takes no token.
 func TokenFlag(op string) string { return tokenFlags[op] }
 
+// writeTokenFlags maps a write to the log that a token may authorize
+// (fsm.WriteTokenCheck) to the capability flag it needs. A write missing
+// here takes no token.
+var writeTokenFlags = map[string]string{
+	fsm.OpRevoke:  token.FlagRevoke,
+	fsm.OpDestroy: token.FlagDestroy,
+}
+
+// WriteTokenCheck is the state machine's check of a log entry that a
+// token authorizes (fsm.FSM.TokenWrites), the same on every replica: the
+// whole chain from the operator's key, bound to the entry's payload, at
+// the entry's time, with the state's revocations and no caller address
+// (a token restricted to a network writes nothing), evaluated with no
+// time limit (token.Request.Replicated).
+func WriteTokenCheck(root ed25519.PublicKey, sg *fsm.Signed, op, key string, now time.Time, revoked func(string) bool) (*fsm.TokenGrant, *fsm.Error) {
+	flag := writeTokenFlags[op]
+	if flag == "" {
+		return nil, &fsm.Error{Code: fsm.CodeInvalid, Message: "a " + op + " takes no capability token"}
+	}
+	v, err := token.Verify(sg.Token, root, token.Request{Operator: sg.Signer, Flag: flag, Key: key,
+		Payload: sg.Payload, Now: now, Replicated: true}, revoked)
+	if err != nil {
+		return nil, &fsm.Error{Code: tokenErrorCode(err), Message: err.Error()}
+	}
+	g := &fsm.TokenGrant{Chain: v.RevocationIDs}
+	for _, b := range v.UseBounds {
+		g.Bounds = append(g.Bounds, fsm.TokenBound{ID: b.ID, Max: b.Max})
+	}
+	return g, nil
+}
+
 // authorizeRequest authorizes a release request on s at now: signed
 // (fsm.State.AuthorizeRelease) or with a capability token
 // (fsm.State.AuthorizeTokenRelease). caller is the address of the client
@@ -161,6 +192,21 @@ func CheckTokenRequest(sg *fsm.Signed) error {
 	return nil
 }
 
+// CheckTokenWrite is a gateway's check of an entry that a capability
+// token authorizes (SubmitTokenWrite): a command of type typ with a token.
+func CheckTokenWrite(sg *fsm.Signed, typ string) error {
+	if sg == nil || len(sg.Token) == 0 {
+		return Errorf(KindUnauthenticated, "this call takes a command with a capability token")
+	}
+	var cmd struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(sg.Payload, &cmd); err != nil || cmd.Type != typ {
+		return Errorf(KindInvalid, "this call takes a %q command with a capability token", typ)
+	}
+	return nil
+}
+
 // recordTokenUses records in the log the use of a request whose token has
 // bounds on its uses (token.Restriction.MaxUses), before the coordinator's
 // read: every node then authorizes the request only if its use is among
@@ -194,4 +240,31 @@ func (n *Node) recordTokenUses(ctx context.Context, sg *fsm.Signed) error {
 		}
 	}
 	return nil
+}
+
+// TokenWriteService submits the log entries a capability token authorizes
+// in place of a signature (fsm.FSM.TokenWrites). *Node implements it.
+type TokenWriteService interface {
+	SubmitTokenWrite(ctx context.Context, sg *fsm.Signed) (*fsm.Result, error)
+}
+
+var _ TokenWriteService = (*Node)(nil)
+
+// SubmitTokenWrite proposes an entry that carries a capability token in
+// place of its signature (revoke_key, destroy_key). It verifies the token
+// on this node's state first, so that a forged token costs no log write;
+// every replica verifies it again in Apply, at the entry's time, and
+// applies the operator's rules.
+func (n *Node) SubmitTokenWrite(ctx context.Context, sg *fsm.Signed) (*fsm.Result, error) {
+	if sg == nil || len(sg.Token) == 0 {
+		return nil, Errorf(KindUnauthenticated, "this call takes a command with a capability token")
+	}
+	if _, err := n.joined(); err != nil {
+		return nil, err
+	}
+	at := now()
+	if e := n.checkLocally(ctx, func(s *fsm.State) *fsm.Error { return s.VerifyTokenWrite(sg, at, WriteTokenCheck) }); e != nil {
+		return nil, fromFSM(e)
+	}
+	return n.Submit(ctx, sg)
 }

@@ -185,3 +185,35 @@ func TestCapabilityTokensCLI(t *testing.T) {
 		checkOneLineError(t, r)
 	}
 }
+
+// TestTokenRevokeDestroyCLI: keyctl key revoke and key destroy with a
+// token, through REST, by an application with no operator credentials: a
+// token without the flag is refused, one with it writes, and every node
+// shows the key revoked.
+func TestTokenRevokeDestroyCLI(t *testing.T) {
+	c := startCluster(t, 3)
+	dir := t.TempDir()
+	f := filepath.Join(dir, "secret")
+	if err := os.WriteFile(f, randomSecret(t, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.mustKeyctl(1, "key", "create", "app/w", "--from-file", f)
+	revokeOnly := strings.TrimSpace(string(c.mustKeyctl(1, "token", "create", "--prefix", "app/", "--flags", "revoke", "--ttl", "1h").stdout))
+	env := baseEnv()
+	for _, k := range []string{"KEYQUORUM_CACERT", "KEYQUORUM_CLUSTER_ID", "KEYQUORUM_CLUSTER_KEY"} {
+		env = withVar(env, k, c.envValue(k))
+	}
+	env = withVar(env, "KEYQUORUM_ADDR", c.addr(2))
+	const exitDenied = 5
+	if r := keyctl(t, env, "key", "destroy", "app/w", "--token", revokeOnly); r.code != exitDenied {
+		t.Fatalf("destroy with a token without the flag: %v", r)
+	}
+	if r := keyctl(t, env, "key", "revoke", "app/w", "--token", revokeOnly); r.code != 0 {
+		t.Fatalf("revoke with the token: %v", r)
+	}
+	for i := 1; i <= 3; i++ {
+		if out := string(c.mustKeyctl(i, "key", "show", "app/w").stdout); !strings.Contains(out, "revoked") {
+			t.Errorf("node %d shows: %s", i, out)
+		}
+	}
+}

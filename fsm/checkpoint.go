@@ -744,7 +744,7 @@ func (f *FSM) RestoreSnapshotFrom(in io.Reader) (*Restored, error) {
 		}
 	}
 
-	g := &FSM{checker: f.checker, CheckpointEvery: f.CheckpointEvery, state: emptyState()}
+	g := &FSM{checker: f.checker, CheckpointEvery: f.CheckpointEvery, TokenWrites: f.TokenWrites, state: emptyState()}
 	key := pin
 	if sn.read || sn.Checkpoint != nil || sn.Certificate != nil {
 		st, d, err := verifyCheckpoint(f.checker, sn, pin)

@@ -75,6 +75,13 @@ type FSM struct {
 	// set it before the first Apply, to the same value on every replica.
 	CheckpointEvery uint64
 
+	// TokenWrites verifies the capability token of a log entry that a
+	// token authorizes in place of a signature (tokens.go: revoke_key and
+	// destroy_key); nil refuses every such entry. Like CheckpointEvery it
+	// is part of the state machine's definition: set it before the first
+	// Apply, the same on every replica, and deterministic.
+	TokenWrites WriteTokenCheck
+
 	mu    sync.RWMutex
 	state *State
 	ck    checkpoints // certified checkpoint and entries since (checkpoint.go)
@@ -145,10 +152,16 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 	// already applied cannot make an old command fresh again once its nonce
 	// is forgotten.
 	now := max(at.UnixNano(), s.LastTime)
-	cmd, pk, count, err := f.verify(&sg, now)
+	cmd, pk, count, grant, err := f.verify(&sg, now)
 	if err != nil {
 		res.Error = err
 		return res
+	}
+	if grant != nil {
+		if err := s.checkWriteUses(grant.Bounds, cmd.Nonce); err != nil {
+			res.Error = err
+			return res
+		}
 	}
 	var founding [sha256.Size]byte
 	if cmd.Type == TypeInit {
@@ -164,6 +177,9 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 		return res
 	}
 	res.Items = t.items
+	if grant != nil {
+		t.recordWriteUses(grant.Bounds, cmd.Nonce)
+	}
 	if cmd.Type == TypeInit {
 		f.ck.founding = founding[:]
 	}
@@ -177,7 +193,9 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 	// every later operator command fail as clock_skew. Old nonces are
 	// forgotten only then, so a refused entry changes nothing but the
 	// applied index, and a node's command cannot expire operators' nonces.
-	if !nodeSigned(cmd.Type) {
+	// A token's write (grant) is its holder's, not its operator's: it
+	// does not move the clock either.
+	if !nodeSigned(cmd.Type) && grant == nil {
 		s.LastTime = now
 		f.prune(now)
 	}
@@ -221,38 +239,50 @@ func (f *FSM) prune(now int64) {
 // command signed by a passkey (sg.WebAuthn) returns the passkey and the
 // authenticator's counter, which Apply stores once the command took
 // effect.
-func (f *FSM) verify(sg *Signed, now int64) (*Command, *Passkey, uint32, *Error) {
+//
+// An entry that carries a capability token in place of a signature
+// (sg.Token) is verified with its token (verifyTokenWrite), and returns
+// what the token says; its nonce is the token operator's, as for the
+// operator's own signed command.
+func (f *FSM) verify(sg *Signed, now int64) (*Command, *Passkey, uint32, *TokenGrant, *Error) {
 	var cmd Command
 	if err := json.Unmarshal(sg.Payload, &cmd); err != nil {
-		return nil, nil, 0, errorf(CodeInvalid, "command payload: %v", err)
+		return nil, nil, 0, nil, errorf(CodeInvalid, "command payload: %v", err)
 	}
 	if cmd.Type != TypeInit && !f.state.Initialized() {
-		return nil, nil, 0, errorf(CodeState, "the cluster is not initialized")
+		return nil, nil, 0, nil, errorf(CodeState, "the cluster is not initialized")
 	}
 	if err := checkFresh(&cmd, now); err != nil {
-		return nil, nil, 0, err
+		return nil, nil, 0, nil, err
 	}
 	if _, seen := f.state.Nonces[nonceKey(sg.Signer, cmd.Nonce)]; seen {
-		return nil, nil, 0, errorf(CodeReplay, "nonce already used by %s", sg.Signer)
+		return nil, nil, 0, nil, errorf(CodeReplay, "nonce already used by %s", sg.Signer)
 	}
 	if cmd.Type == TypeSignIn {
-		return nil, nil, 0, errorf(CodeInvalid, "a sign-in is never logged")
+		return nil, nil, 0, nil, errorf(CodeInvalid, "a sign-in is never logged")
+	}
+	if len(sg.Token) != 0 {
+		g, err := f.verifyTokenWrite(sg, &cmd, now)
+		if err != nil {
+			return nil, nil, 0, nil, err
+		}
+		return &cmd, nil, 0, g, nil
 	}
 	if sg.WebAuthn != nil {
 		pk, count, err := f.state.passkeySigned(sg, &cmd)
 		if err != nil {
-			return nil, nil, 0, err
+			return nil, nil, 0, nil, err
 		}
-		return &cmd, pk, count, nil
+		return &cmd, pk, count, nil, nil
 	}
 	key, err := f.signerKey(sg.Signer, &cmd)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, 0, nil, err
 	}
 	if len(key) != ed25519.PublicKeySize || !ed25519.Verify(key, SigningInput(sg.Payload), sg.Signature) {
-		return nil, nil, 0, errorf(CodeBadSignature, "signature of %s does not verify", sg.Signer)
+		return nil, nil, 0, nil, errorf(CodeBadSignature, "signature of %s does not verify", sg.Signer)
 	}
-	return &cmd, nil, 0, nil
+	return &cmd, nil, 0, nil, nil
 }
 
 func machineID(m *Machine) string {

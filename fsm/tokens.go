@@ -211,3 +211,118 @@ func (s *State) AuthorizeTokenRelease(sg *Signed, now time.Time, check TokenChec
 	}
 	return cmd, k, g.Chain, nil
 }
+
+// Writes a token authorizes (docs/tokens.md). A log entry of one of these
+// types may carry, in place of its signature, a capability token of the
+// operator it names (sg.Signer), bound to its payload and sealed
+// (token.Bind), as a release request does. Every replica verifies the
+// whole chain in Apply (FSM.TokenWrites): from the operator's key in the
+// state, at the entry's state-machine time, with the state's revocations;
+// then the transition applies every rule the operator's own signed
+// command meets, with the operator as the signer, so a token never
+// writes what its operator may not. The entry's nonce is the operator's
+// (a replay is refused as one of the operator's own commands would be),
+// and a bound on uses is counted in Apply itself: the entry is its own
+// record.
+
+// WriteTokenCheck verifies the capability token of a log entry (sg.Token)
+// for op (OpRevoke, OpDestroy) on the key named key, with root the key of
+// the operator sg.Signer, at now (the entry's state-machine time, never a
+// clock), with the state's revocations (revoked). It runs in Apply, so it
+// must give every replica the same answer: no wall-clock limit, only
+// bounds on the work.
+type WriteTokenCheck func(root ed25519.PublicKey, sg *Signed, op, key string, now time.Time, revoked func(id string) bool) (*TokenGrant, *Error)
+
+// tokenWriteOp is the operation and key of a command a token may
+// authorize, or "" if its type takes no token.
+func (s *State) tokenWriteOp(cmd *Command) (op, key string) {
+	switch cmd.Type {
+	case TypeRevokeKey:
+		return OpRevoke, s.KeyName(cmd.RevokeKey)
+	case TypeDestroyKey:
+		return OpDestroy, s.KeyName(cmd.DestroyKey)
+	}
+	return "", ""
+}
+
+// verifyTokenWrite verifies an entry that carries a capability token in
+// place of a signature.
+func (f *FSM) verifyTokenWrite(sg *Signed, cmd *Command, now int64) (*TokenGrant, *Error) {
+	if f.TokenWrites == nil {
+		return nil, errorf(CodeInvalid, "this state machine takes no capability token in the log")
+	}
+	return f.state.checkTokenWrite(sg, cmd, time.Unix(0, now), f.TokenWrites)
+}
+
+func (s *State) checkTokenWrite(sg *Signed, cmd *Command, now time.Time, check WriteTokenCheck) (*TokenGrant, *Error) {
+	if len(sg.Signature) != 0 || sg.WebAuthn != nil {
+		return nil, errorf(CodeInvalid, "an entry carries a capability token or a signature, not both")
+	}
+	op, key := s.tokenWriteOp(cmd)
+	if op == "" {
+		return nil, errorf(CodeInvalid, "a %s command takes no capability token", cmd.Type)
+	}
+	o := s.Operators[sg.Signer]
+	if o == nil || len(o.PublicKey) != ed25519.PublicKeySize {
+		return nil, errorf(CodeBadSignature, "the capability token's root %q is no registered operator", sg.Signer)
+	}
+	return check(o.PublicKey, sg, op, key, now, s.TokenRevoked)
+}
+
+// VerifyTokenWrite is what Apply checks of an entry that a token
+// authorizes, on this state at now, before the entry is proposed: its
+// time, its nonce, its token, and the token's bounds on uses, so that a
+// forged token costs no log write. Apply checks it all again, at the
+// entry's time, and then the operator's rules.
+func (s *State) VerifyTokenWrite(sg *Signed, now time.Time, check WriteTokenCheck) *Error {
+	if sg == nil || len(sg.Token) == 0 {
+		return errorf(CodeInvalid, "no entry with a capability token")
+	}
+	var cmd Command
+	if err := json.Unmarshal(sg.Payload, &cmd); err != nil {
+		return errorf(CodeInvalid, "command payload: %v", err)
+	}
+	if err := checkFresh(&cmd, now.UnixNano()); err != nil {
+		return err
+	}
+	if _, seen := s.Nonces[nonceKey(sg.Signer, cmd.Nonce)]; seen {
+		return errorf(CodeReplay, "nonce already used by %s", sg.Signer)
+	}
+	g, err := s.checkTokenWrite(sg, &cmd, now, check)
+	if err != nil {
+		return err
+	}
+	return s.checkWriteUses(g.Bounds, cmd.Nonce)
+}
+
+// checkWriteUses refuses a token's write past a bound on its uses: the
+// entry's nonce must be recorded among the first Max, or there must be
+// room for it.
+func (s *State) checkWriteUses(bounds []TokenBound, nonce []byte) *Error {
+	if len(bounds) != 0 && len(nonce) > 64 {
+		return errorf(CodeInvalid, "a bounded token's write needs a nonce of at most 64 bytes, which its use is recorded by")
+	}
+	n := hex.EncodeToString(nonce)
+	for _, b := range bounds {
+		uses := s.TokenUses[b.ID]
+		if uses == nil {
+			continue
+		}
+		i := slices.Index(uses.Nonces, n)
+		if i < 0 {
+			i = len(uses.Nonces)
+		}
+		if i >= b.Max || i >= MaxTokenUses {
+			return errorf(CodeTokenUsedUp, "the token is bounded to %d uses, and this is use %d", b.Max, i+1)
+		}
+	}
+	return nil
+}
+
+// recordWriteUses records a token write's use under each of its bounds,
+// once the write took effect (checkWriteUses made room).
+func (t *transition) recordWriteUses(bounds []TokenBound, nonce []byte) {
+	for _, b := range bounds {
+		_ = t.tokenUse(&TokenUse{ID: b.ID, Nonce: nonce})
+	}
+}

@@ -85,6 +85,9 @@ const (
 	maxFacts      = 256
 	maxIterations = 16
 	maxDuration   = 2 * time.Second
+	// noTimeLimit is the time bound of a Replicated evaluation: biscuit-go
+	// always sets one, so it is set beyond any run the other bounds allow.
+	noTimeLimit = 24 * time.Hour
 	// The shape of a block (checkShape).
 	maxBlockFacts   = 64
 	maxBlockChecks  = 8
@@ -128,6 +131,12 @@ type Request struct {
 	Payload  []byte     // the signed request's payload, which the token must be bound to
 	Now      time.Time  // the holder's clock
 	Caller   netip.Addr // the caller's address, when the node that terminated its connection reported one
+	// Replicated is set when every replica of the state machine must reach
+	// the same answer (a log entry's token, checked in Apply, with Now the
+	// entry's time): the evaluation then has no time limit that a loaded
+	// replica could hit and another not. The shape, fact and iteration
+	// bounds bound its work.
+	Replicated bool
 }
 
 // Verified is what Verify learned of a token it accepted.
@@ -349,8 +358,12 @@ func Verify(token []byte, root ed25519.PublicKey, req Request, revoked func(id s
 		return nil, err
 	}
 	b, ids := c.b, c.ids
+	limit := maxDuration
+	if req.Replicated {
+		limit = noTimeLimit
+	}
 	a, err := biscuit.NewVerifier(b, biscuit.WithWorldOptions(
-		datalog.WithMaxFacts(maxFacts), datalog.WithMaxIterations(maxIterations), datalog.WithMaxDuration(maxDuration)))
+		datalog.WithMaxFacts(maxFacts), datalog.WithMaxIterations(maxIterations), datalog.WithMaxDuration(limit)))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}

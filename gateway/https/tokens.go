@@ -31,6 +31,34 @@ func (s *Server) registerTokens(mux *http.ServeMux, svc cluster.Service) {
 		mux.HandleFunc("POST /v1/token/transit/exchange", s.tokenTransit(ts.TransitExchange))
 	}
 	mux.HandleFunc("POST /v1/tokens/revoke", s.operator(s.command(fsm.TypeRevokeToken)))
+	if tw, ok := svc.(cluster.TokenWriteService); ok {
+		// Writes to the log a token authorizes: every replica verifies
+		// the token in Apply.
+		mux.HandleFunc("POST /v1/token/keys/revoke", s.tokenWrite(tw, fsm.TypeRevokeKey))
+		mux.HandleFunc("POST /v1/token/keys/destroy", s.tokenWrite(tw, fsm.TypeDestroyKey))
+	}
+}
+
+// tokenWrite submits a command of type typ that carries a capability
+// token in place of its signature.
+func (s *Server) tokenWrite(tw cluster.TokenWriteService, typ string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var sg fsm.Signed
+		if err := readJSON(r, &sg); err != nil {
+			s.writeError(w, err)
+			return
+		}
+		if err := cluster.CheckTokenWrite(&sg, typ); err != nil {
+			s.writeError(w, err)
+			return
+		}
+		res, err := tw.SubmitTokenWrite(r.Context(), &sg)
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	}
 }
 
 // tokenRequest reads a request with a capability token, and the context

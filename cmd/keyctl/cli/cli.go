@@ -882,18 +882,32 @@ func custody(k *fsm.Key) string {
 func fmtTime(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339) }
 
 func (c *command) keyRevoke(args []string) error {
-	return c.keyState(args, "key revoke", (*client.Client).Revoke, "revoked")
+	return c.keyState(args, "key revoke", (*client.Client).Revoke, (*client.TokenClient).RevokeKey, "revoked")
 }
 
 func (c *command) keyDestroy(args []string) error {
-	return c.keyState(args, "key destroy", (*client.Client).Destroy, "destroyed")
+	return c.keyState(args, "key destroy", (*client.Client).Destroy, (*client.TokenClient).DestroyKey, "destroyed")
 }
 
-func (c *command) keyState(args []string, name string, fn func(*client.Client, context.Context, string) (*fsm.Key, error), done string) error {
+func (c *command) keyState(args []string, name string, fn func(*client.Client, context.Context, string) (*fsm.Key, error),
+	withToken func(*client.TokenClient, context.Context, string) (*fsm.Key, error), done string) error {
 	fs := c.flags(name)
+	tok := fs.String("token", "", "a capability token (or "+client.EnvToken+") in place of operator credentials")
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
 		return err
+	}
+	if text := tokenFlag(tok); text != "" {
+		tc, ctx, cancel, err := c.tokenClient(text)
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		if _, err := withToken(tc, ctx, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "%s key %q (acknowledged by the node asked)\n", done, pos[0])
+		return nil
 	}
 	cl, ctx, cancel, err := c.connect()
 	if err != nil {
