@@ -32,6 +32,8 @@ const (
 	KindTokenWidened         = api.KindTokenWidened
 	KindTokenLacksCapability = api.KindTokenLacksCapability
 	KindTokenUsedUp          = api.KindTokenUsedUp
+	KindWrongKey             = api.KindWrongKey
+	KindTampered             = api.KindTampered
 )
 
 // Kinds are all the error kinds.

@@ -274,7 +274,7 @@ func checkTransitProofs(keyID string, points []fsm.TransitPoint, versions []*fsm
 			}
 			i := at[lo+j]
 			versions[i] = nil
-			answers[i].Error = &api.Error{Kind: api.KindInvalid, Message: "the ciphertext's proof that its encryptor knows E's discrete log does not verify for this key, version and context " +
+			answers[i].Error = &api.Error{Kind: api.KindWrongKey, Message: "the ciphertext's proof that its encryptor knows E's discrete log does not verify for this key, version and context " +
 				"(a point that is not a ciphertext's, another key's, version's or context's ciphertext, a changed one, or one made before the format carried the proof: encrypt again): " + err.Error()}
 		}
 	})

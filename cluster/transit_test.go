@@ -108,8 +108,9 @@ func (c *testCluster) open(call *decryptCall, name string) ([]api.TransitResult,
 // TestTransitDecryptsThroughEveryNode: ciphertexts made on the client
 // with a version's public key decrypt through every node, a batch in one
 // request, each item with its own result: a good item opens, a ciphertext
-// of another key, a tampered one and one of a version the key does not
-// have each fail alone. A rotation encrypts with the new version and the
+// of another key or context (wrong_key), a tampered one (tampered) and one
+// of a version the key does not have (not_found) each fail alone, each
+// with its own kind. A rotation encrypts with the new version and the
 // old one still decrypts, until min_decryption_version passes it. A
 // request may name the key by its ID.
 func TestTransitDecryptsThroughEveryNode(t *testing.T) {
@@ -134,17 +135,31 @@ func TestTransitDecryptsThroughEveryNode(t *testing.T) {
 		if string(res[0].Plaintext) != "attack at dawn" || res[0].Error != nil {
 			t.Errorf("through %s: the good item gave %q, %v", tn.id(), res[0].Plaintext, res[0].Error)
 		}
-		for i, kind := range map[int]Kind{1: KindInvalid, 2: KindInvalid, 3: KindNotFound} {
+		for i, kind := range map[int]Kind{1: KindWrongKey, 2: KindTampered, 3: KindNotFound} {
 			if res[i].Error == nil || res[i].Error.Kind != kind || res[i].Plaintext != nil {
 				t.Errorf("through %s: item %d gave %q, %v; want a %s error", tn.id(), i, res[i].Plaintext, res[i].Error, kind)
 			}
 		}
 	}
-	// A derived key: the context is bound; another context fails.
-	call := c.decryptThrough(c.nodes[0], "enc/b", []string{other, other}, [][]byte{[]byte("tenant-1"), []byte("tenant-2")})
+	// A derived key: the context is bound. One batch holds a good item,
+	// another context's, another key's, a tampered body and a missing
+	// version: each gets its own kind, the good one opens.
+	ct, _ = api.ParseTransitCiphertext(other)
+	ct.Sealed = bytes.Clone(ct.Sealed)
+	ct.Sealed[0] ^= 1
+	otherTampered := ct.String()
+	ct.Version = 9
+	otherMissing := ct.String()
+	t1, t2 := []byte("tenant-1"), []byte("tenant-2")
+	call := c.decryptThrough(c.nodes[0], "enc/b", []string{other, other, good, otherTampered, otherMissing}, [][]byte{t1, t2, t1, t1, t1})
 	res, err := c.open(call, "enc/b")
-	if err != nil || string(res[0].Plaintext) != "of another key" || res[1].Error == nil {
+	if err != nil || string(res[0].Plaintext) != "of another key" || res[0].Error != nil {
 		t.Fatalf("derived: %+v, %v", res, err)
+	}
+	for i, kind := range map[int]Kind{1: KindWrongKey, 2: KindWrongKey, 3: KindTampered, 4: KindNotFound} {
+		if res[i].Error == nil || res[i].Error.Kind != kind || res[i].Plaintext != nil {
+			t.Errorf("derived: item %d gave %q, %v; want a %s error", i, res[i].Plaintext, res[i].Error, kind)
+		}
 	}
 
 	// Rotate: version 2 encrypts; version 1 still decrypts.

@@ -93,7 +93,7 @@ func TestTransitDecryptIsNotDerive(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s refused the whole request: %v", tn.id(), err)
 		}
-		if ans[0].Partial != nil || ans[0].Error == nil || ans[0].Error.Kind != KindInvalid {
+		if ans[0].Partial != nil || ans[0].Error == nil || ans[0].Error.Kind != KindWrongKey {
 			t.Errorf("%s answered the derivation's point: %+v", tn.id(), ans[0])
 		}
 		if ans[1].Partial == nil || ans[1].Error != nil {
@@ -167,7 +167,7 @@ func TestTransitProofRefusedByEveryHolder(t *testing.T) {
 			if good && (a.Partial == nil || a.Error != nil) {
 				t.Errorf("%s: good item %d: %v", tn.id(), i, a.Error)
 			}
-			if !good && (a.Partial != nil || a.Error == nil || a.Error.Kind != KindInvalid || !strings.Contains(a.Error.Message, "proof")) {
+			if !good && (a.Partial != nil || a.Error == nil || a.Error.Kind != KindWrongKey || !strings.Contains(a.Error.Message, "proof")) {
 				t.Errorf("%s: item %d with a proof that is not its own: %+v", tn.id(), i, a)
 			}
 		}

@@ -36,6 +36,13 @@ const (
 	KindTokenLacksCapability Kind = "token_lacks_capability"
 	// KindTokenUsedUp: the token's bound on uses is reached.
 	KindTokenUsedUp Kind = "token_used_up"
+	// A transit ciphertext that does not decrypt, by why (docs/transit.md):
+	// its encryptor's proof does not verify for this key, version and
+	// context (another key's, version's or context's ciphertext, or its
+	// E or proof edited); or its proof verifies but its body does not
+	// authenticate (the sealed part was changed).
+	KindWrongKey Kind = "wrong_key"
+	KindTampered Kind = "tampered"
 )
 
 // The kinds a client makes itself (keyagent); no node sends them.
@@ -58,7 +65,8 @@ const (
 // every table (status.go).
 var Kinds = []Kind{KindInvalid, KindNotFound, KindExists, KindDenied, KindUnauthenticated, KindConflict,
 	KindNoQuorum, KindUnknownOutcome, KindNotInitialized, KindInternal, KindClockSkew, KindPendingApproval,
-	KindTokenExpired, KindTokenRevoked, KindTokenWidened, KindTokenLacksCapability, KindTokenUsedUp}
+	KindTokenExpired, KindTokenRevoked, KindTokenWidened, KindTokenLacksCapability, KindTokenUsedUp,
+	KindWrongKey, KindTampered}
 
 // LocalKinds are the kinds a client makes itself. They have an exit code
 // and never cross the wire.

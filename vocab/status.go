@@ -76,6 +76,10 @@ var wire = map[Kind]Codes{
 	KindTokenWidened:         {403, GRPCPermissionDenied, ExitDenied},
 	KindTokenLacksCapability: {403, GRPCPermissionDenied, ExitDenied},
 	KindTokenUsedUp:          {403, GRPCPermissionDenied, ExitDenied},
+	// A ciphertext that does not decrypt is bad input, as invalid is,
+	// told apart by its kind.
+	KindWrongKey: {400, GRPCInvalidArgument, ExitFailure},
+	KindTampered: {400, GRPCInvalidArgument, ExitFailure},
 }
 
 // local is the table of the kinds a client makes itself: an exit code only.

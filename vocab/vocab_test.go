@@ -89,6 +89,8 @@ func TestTableIsWhatClientsSee(t *testing.T) {
 		KindTokenWidened:         {403, 7, 5},
 		KindTokenLacksCapability: {403, 7, 5},
 		KindTokenUsedUp:          {403, 7, 5},
+		KindWrongKey:             {400, 3, 1},
+		KindTampered:             {400, 3, 1},
 		KindUnreachable:          {0, 0, 8},
 		KindApprovalTimeout:      {0, 0, 9},
 		KindBadReply:             {0, 0, 10},

@@ -29,6 +29,9 @@ const (
 	KindTokenWidened         = vocab.KindTokenWidened
 	KindTokenLacksCapability = vocab.KindTokenLacksCapability
 	KindTokenUsedUp          = vocab.KindTokenUsedUp
+	// A transit ciphertext's refusals (docs/transit.md).
+	KindWrongKey = vocab.KindWrongKey
+	KindTampered = vocab.KindTampered
 )
 
 // Kinds are all the error kinds a node sends (vocab.Kinds), for gateways'

@@ -292,7 +292,9 @@ func OpenTransitDecrypt(r *TransitDecryptReply, clusterID string, k *fsm.Key, it
 		bind := TransitBinding(k.ID, ct.Version, contexts[i])
 		pt, err := shamir.TransitOpen(K, ct.E, tv.Sharing.Commits[0], k.Transit.Cipher, bind, bind, ct.Sealed)
 		if err != nil {
-			return nil, &Error{Kind: KindInvalid, Message: fmt.Sprintf("the ciphertext does not authenticate under key %q version %d with this context: another key's, tampered, or another context", k.Name, ct.Version)}
+			// The holders checked the proof binding E to this key,
+			// version and context; the body it does not cover was changed.
+			return nil, &Error{Kind: KindTampered, Message: fmt.Sprintf("the ciphertext's body does not authenticate under key %q version %d with this context, whose proof verified: it was changed", k.Name, ct.Version)}
 		}
 		return pt, nil
 	})

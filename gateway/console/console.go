@@ -651,6 +651,10 @@ func Words(err error) string {
 		s = "Your request's time is too far from the cluster's: check the clocks."
 	case vocab.KindPendingApproval:
 		s = "It waits for an operator's approval."
+	case vocab.KindWrongKey:
+		s = "That ciphertext was not made with this key, version or context."
+	case vocab.KindTampered:
+		s = "That ciphertext was changed after it was made."
 	default:
 		s = "Something failed on this node."
 	}

@@ -892,6 +892,8 @@ func TestCodeOf(t *testing.T) {
 		cluster.KindTokenWidened:         codes.PermissionDenied,
 		cluster.KindTokenLacksCapability: codes.PermissionDenied,
 		cluster.KindTokenUsedUp:          codes.PermissionDenied,
+		cluster.KindWrongKey:             codes.InvalidArgument,
+		cluster.KindTampered:             codes.InvalidArgument,
 	}
 	if len(want) != len(cluster.Kinds) {
 		t.Fatal("a kind is missing from the table")

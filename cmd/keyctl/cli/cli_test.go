@@ -84,6 +84,7 @@ func TestExitCodesAreKeyagents(t *testing.T) {
 		vocab.KindNotFound: 3, vocab.KindUnauthenticated: 4, vocab.KindDenied: 5, vocab.KindClockSkew: 6,
 		vocab.KindNoQuorum: 7, vocab.KindUnknownOutcome: 11,
 		vocab.KindTokenExpired: 5, vocab.KindTokenRevoked: 5, vocab.KindTokenWidened: 5, vocab.KindTokenLacksCapability: 5, vocab.KindTokenUsedUp: 5,
+		vocab.KindWrongKey: 1, vocab.KindTampered: 1,
 	}
 	for _, k := range vocab.Kinds {
 		var out, errb bytes.Buffer
