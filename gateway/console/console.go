@@ -655,6 +655,24 @@ func Words(err error) string {
 		s = "That ciphertext was not made with this key, version or context."
 	case vocab.KindTampered:
 		s = "That ciphertext was changed after it was made."
+	case vocab.KindTokenExpired:
+		s = "That capability token has expired."
+	case vocab.KindTokenRevoked:
+		s = "That capability token was revoked."
+	case vocab.KindTokenWidened:
+		s = "That capability token claims more than the token it was restricted from."
+	case vocab.KindTokenLacksCapability:
+		s = "That capability token does not allow this."
+	case vocab.KindTokenUsedUp:
+		s = "That capability token has been used as many times as it allows."
+	case vocab.KindUnreachable:
+		s = "The node could not be reached."
+	case vocab.KindApprovalTimeout:
+		s = "No operator decided in time."
+	case vocab.KindBadReply:
+		s = "A node answered with something that does not check out."
+	case vocab.KindConfig:
+		s = "The configuration is not valid."
 	default:
 		s = "Something failed on this node."
 	}

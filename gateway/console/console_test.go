@@ -3,6 +3,7 @@ package console
 import (
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,5 +116,17 @@ func TestCustody(t *testing.T) {
 	}
 	if got := Custody(&fsm.Key{Name: "x", Type: fsm.KeyTypeSecret}, &cluster.ConsoleView{}); !strings.HasPrefix(got[0], "Nobody") {
 		t.Errorf("custody of a key nobody may release: %q", got)
+	}
+}
+
+// TestEveryKindHasWords: the console words every error kind, the API's
+// and the clients' own, but internal, which is "Something failed on this
+// node".
+func TestEveryKindHasWords(t *testing.T) {
+	for _, k := range append(slices.Clone(vocab.Kinds), vocab.LocalKinds...) {
+		w := Words(cluster.Errorf(k, "detail"))
+		if generic := strings.HasPrefix(w, "Something failed"); generic != (k == vocab.KindInternal) || !strings.HasSuffix(w, "(detail)") {
+			t.Errorf("kind %s reads %q", k, w)
+		}
 	}
 }
