@@ -208,85 +208,50 @@ func (h *holderCache) transitProver(key *fsm.Key, tv *fsm.TransitVersion, open f
 	return p, func() {}, nil
 }
 
-// heldValueKeys lists the keys the current epoch's cache holds values
-// of, with the epoch.
-func (s *shareStore) heldValueKeys() (epoch uint64, keys []heldValue) {
+// currentCache is the current epoch and its holder cache: nil if the node
+// holds no share or has made no partial of the epoch yet.
+func (s *shareStore) currentCache() (epoch uint64, h *holderCache) {
 	s.mu.Lock()
-	c := s.data.Current
-	var h *holderCache
-	if c != nil {
-		epoch, h = c.Epoch, c.hot
+	defer s.mu.Unlock()
+	if c := s.data.Current; c != nil {
+		return c.Epoch, c.hot
 	}
-	s.mu.Unlock()
+	return 0, nil
+}
+
+// held lists what the cache holds, without the secrets: the keys it holds
+// values of, and the transit key versions it holds shares of.
+func (h *holderCache) held() (values []heldValue, transit []heldTransit) {
 	if h == nil {
-		return epoch, nil
+		return nil, nil
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, hv := range h.values {
-		keys = append(keys, heldValue{name: hv.name, id: hv.id, version: hv.version, r: hv.r})
+		values = append(values, heldValue{name: hv.name, id: hv.id, version: hv.version, r: hv.r})
 	}
-	return epoch, keys
+	for _, ht := range h.transit {
+		transit = append(transit, heldTransit{name: ht.name, id: ht.id, version: ht.version, sharing: ht.sharing})
+	}
+	return values, transit
 }
 
-// forgetValues erases the values of the named keys at those versions.
-func (s *shareStore) forgetValues(epoch uint64, stale []heldValue) {
-	s.mu.Lock()
-	c := s.data.Current
-	var h *holderCache
-	if c != nil && c.Epoch == epoch {
-		h = c.hot
-	}
-	s.mu.Unlock()
+// forget erases the values and transit shares listed (as held lists
+// them) that the cache still holds. A cache erased meanwhile (its epoch
+// ended) holds nothing.
+func (h *holderCache) forget(values []heldValue, transit []heldTransit) {
 	if h == nil {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, k := range stale {
+	for _, k := range values {
 		if hv, ok := h.values[k.name]; ok && hv.id == k.id && hv.version == k.version && bytes.Equal(hv.r, k.r) {
 			clear(hv.v)
 			delete(h.values, k.name)
 		}
 	}
-}
-
-// heldTransitKeys lists the transit key versions the current epoch's
-// cache holds shares of (without the shares), with the epoch.
-func (s *shareStore) heldTransitKeys() (epoch uint64, keys []heldTransit) {
-	s.mu.Lock()
-	c := s.data.Current
-	var h *holderCache
-	if c != nil {
-		epoch, h = c.Epoch, c.hot
-	}
-	s.mu.Unlock()
-	if h == nil {
-		return epoch, nil
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, ht := range h.transit {
-		keys = append(keys, heldTransit{name: ht.name, id: ht.id, version: ht.version, sharing: ht.sharing})
-	}
-	return epoch, keys
-}
-
-// forgetTransit erases the held shares of those transit key versions.
-func (s *shareStore) forgetTransit(epoch uint64, stale []heldTransit) {
-	s.mu.Lock()
-	c := s.data.Current
-	var h *holderCache
-	if c != nil && c.Epoch == epoch {
-		h = c.hot
-	}
-	s.mu.Unlock()
-	if h == nil {
-		return
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, k := range stale {
+	for _, k := range transit {
 		ref := fsm.SharingRef(k.name, k.version)
 		if ht, ok := h.transit[ref]; ok && ht.id == k.id && ht.sharing == k.sharing {
 			ht.prover.Erase()
@@ -313,25 +278,22 @@ func (n *Node) forgetStaleValues(ctx context.Context, _ *runtime) {
 // forgetStale erases the held values whose key is no longer the one they
 // were computed for, at the state this node has applied.
 func (n *Node) forgetStale(at time.Time) {
-	epoch, held := n.shares.heldValueKeys()
-	var stale []heldValue
-	n.fsm.Read(func(s *fsm.State) {
-		for _, hv := range held {
-			k := s.Keys[hv.name]
-			if s.Epoch != epoch || k == nil || k.ID != hv.id || k.State != fsm.KeyActive || k.Version != hv.version ||
-				!bytes.Equal(k.R, hv.r) || (k.ExpiresAt != 0 && at.UnixNano() >= k.ExpiresAt) {
-				stale = append(stale, hv)
-			}
-		}
-	})
-	n.shares.forgetValues(epoch, stale)
-
-	epoch, transit := n.shares.heldTransitKeys()
-	if len(transit) == 0 {
+	epoch, h := n.shares.currentCache()
+	values, transit := h.held()
+	if len(values)+len(transit) == 0 {
 		return
 	}
+	var staleValues []heldValue
 	var staleTransit []heldTransit
 	n.fsm.Read(func(s *fsm.State) {
+		expired := func(k *fsm.Key) bool { return k.ExpiresAt != 0 && at.UnixNano() >= k.ExpiresAt }
+		for _, hv := range values {
+			k := s.Keys[hv.name]
+			if s.Epoch != epoch || k == nil || k.ID != hv.id || k.State != fsm.KeyActive || k.Version != hv.version ||
+				!bytes.Equal(k.R, hv.r) || expired(k) {
+				staleValues = append(staleValues, hv)
+			}
+		}
 		for _, ht := range transit {
 			k := s.Keys[ht.name]
 			var tv *fsm.TransitVersion
@@ -340,12 +302,12 @@ func (n *Node) forgetStale(at time.Time) {
 			}
 			if s.Epoch != epoch || k == nil || k.ID != ht.id || k.State != fsm.KeyActive || tv == nil || tv.Sharing == nil ||
 				ht.version < k.Transit.MinDecryptionVersion ||
-				transitSharingID(tv.Sharing) != ht.sharing || (k.ExpiresAt != 0 && at.UnixNano() >= k.ExpiresAt) {
+				transitSharingID(tv.Sharing) != ht.sharing || expired(k) {
 				staleTransit = append(staleTransit, ht)
 			}
 		}
 	})
-	n.shares.forgetTransit(epoch, staleTransit)
+	h.forget(staleValues, staleTransit)
 }
 
 // holderPartial is this node's partial of key at epoch for rctx, from the

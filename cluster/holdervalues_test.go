@@ -15,7 +15,8 @@ import (
 
 // heldValueNames are the keys node tn holds its value s_i*R of.
 func heldValueNames(tn *testNode) []string {
-	_, held := tn.n.shares.heldValueKeys()
+	_, h := tn.n.shares.currentCache()
+	held, _ := h.held()
 	var names []string
 	for _, hv := range held {
 		names = append(names, hv.name)
@@ -108,7 +109,7 @@ func TestHeldValuesAreErasedWithTheShare(t *testing.T) {
 	if _, err := h.partial(rand.Reader, key, []byte("ctx")); err != nil {
 		t.Fatal(err)
 	}
-	if _, held := s.heldValueKeys(); len(held) != 1 {
+	if held, _ := h.held(); len(held) != 1 {
 		t.Fatalf("%d values held after one partial, want 1", len(held))
 	}
 	if h2, _ := s.holderCache(2); h2 != nil {
@@ -123,7 +124,8 @@ func TestHeldValuesAreErasedWithTheShare(t *testing.T) {
 	if h.values != nil {
 		t.Fatal("the replaced share's values were not erased")
 	}
-	if epoch, held := s.heldValueKeys(); epoch != 2 || len(held) != 0 {
+	epoch, h2 := s.currentCache()
+	if held, _ := h2.held(); epoch != 2 || len(held) != 0 {
 		t.Fatalf("epoch %d with %d values after the share was replaced, want epoch 2 and none", epoch, len(held))
 	}
 	if err := s.eraseCurrent(); err != nil {
@@ -137,7 +139,8 @@ func TestHeldValuesAreErasedWithTheShare(t *testing.T) {
 // heldTransitNames are the transit key versions node tn holds its opened
 // share of, as "name/version".
 func heldTransitNames(tn *testNode) []string {
-	_, held := tn.n.shares.heldTransitKeys()
+	_, h := tn.n.shares.currentCache()
+	_, held := h.held()
 	var names []string
 	for _, ht := range held {
 		names = append(names, fmt.Sprintf("%s/%d", ht.name, ht.version))
