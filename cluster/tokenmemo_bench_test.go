@@ -1,24 +1,16 @@
+//go:build unix
+
 package cluster
 
 import (
 	"context"
 	"net/netip"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/token"
 )
-
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // BenchmarkTokenCoordinatorChecks is a coordinator's token checks of one
 // token-authorized release, on a real node's state: before its read
@@ -37,7 +29,7 @@ func BenchmarkTokenCoordinatorChecks(b *testing.B) {
 	}
 	n := c.nodes[0].n
 	b.ResetTimer()
-	start := cpuTime(b)
+	start := processCPU()
 	for _, sg := range reqs {
 		var e *fsm.Error
 		n.fsm.Read(func(s *fsm.State) {
@@ -54,7 +46,7 @@ func BenchmarkTokenCoordinatorChecks(b *testing.B) {
 			b.Fatal(e)
 		}
 	}
-	b.ReportMetric(float64((cpuTime(b)-start).Microseconds())/float64(b.N), "cpu-us/op")
+	b.ReportMetric(float64((processCPU()-start).Microseconds())/float64(b.N), "cpu-us/op")
 }
 
 // BenchmarkTokenRelease is a token-authorized release through node1 of a
@@ -73,7 +65,7 @@ func BenchmarkTokenRelease(b *testing.B) {
 	}
 	n := c.nodes[0].n
 	b.ResetTimer()
-	start := cpuTime(b)
+	start := processCPU()
 	for _, sg := range reqs {
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		_, err := n.Release(ctx, sg)
@@ -82,5 +74,5 @@ func BenchmarkTokenRelease(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64((cpuTime(b)-start).Microseconds())/float64(b.N), "cpu-us/op")
+	b.ReportMetric(float64((processCPU()-start).Microseconds())/float64(b.N), "cpu-us/op")
 }

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -158,9 +157,7 @@ func pct(lat []time.Duration, p int) time.Duration {
 // clusterCPU is the CPU time used so far by this process (the client)
 // and the nodes whose pid files n1.pid, n2.pid, n3.pid are in dir.
 func clusterCPU(dir string) time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	total := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	total := selfCPU()
 	for i := 1; i <= 3; i++ {
 		b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("n%d.pid", i)))
 		if err != nil {
