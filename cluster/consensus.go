@@ -91,6 +91,7 @@ type raftRun struct {
 	mux       *portMux
 	store     *logStore
 	logs      *raft.LogCache // store's last entries: what Raft reads back
+	snaps     *raft.FileSnapshotStore
 	transport *raft.NetworkTransport
 	raft      *raft.Raft
 	rpcServer *http.Server
@@ -167,8 +168,7 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 	if run.logs, err = raft.NewLogCache(logCacheEntries, run.store); err != nil {
 		return err
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
-	if err != nil {
+	if run.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog); err != nil {
 		return err
 	}
 	rc := raft.DefaultConfig()
@@ -187,7 +187,7 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 	if c.cfg.TrailingLogs > 0 {
 		rc.TrailingLogs = c.cfg.TrailingLogs
 	}
-	if run.raft, err = raft.NewRaft(rc, c.rfsm, run.logs, run.store, snaps, run.transport); err != nil {
+	if run.raft, err = raft.NewRaft(rc, c.rfsm, run.logs, run.store, run.snaps, run.transport); err != nil {
 		return fmt.Errorf("starting raft: %w", err)
 	}
 	rpcTLS := t.clientConfig(alpnRPC)
@@ -301,8 +301,10 @@ func (c *consensus) watchLeadership(ctx context.Context, run *raftRun) {
 // that the state machine lists. Nodes are added to the state by signed
 // commands, so a server exists only if an operator (or a join token)
 // admitted it; a node leaves when the resharing without it completes. A
-// new node enters as a non-voter and is promoted to voter once it has
-// answered this leader, caught up with the log as far as its own
+// new node enters as a non-voter, after the leader has prepared its log
+// so that the node catches up from a snapshot (prepareCatchUp,
+// joinsnap.go), and is promoted to voter once it has answered this
+// leader, caught up with the log as far as its own
 // admission, for Config.PromoteAfter without a break (the autopilot's
 // stable period): a node that never comes up, or flaps, does not count in
 // the quorum. Only once it is a voter does the autopilot loop propose
@@ -369,6 +371,13 @@ func (c *consensus) reconcileOnce(ctx context.Context, run *raftRun, stable map[
 		suffrage, ok := have[id]
 		switch {
 		case !ok:
+			var others []string
+			for _, s := range f.Configuration().Servers {
+				if s.ID != raft.ServerID(c.nodeID) && s.ID != id {
+					others = append(others, string(s.Address))
+				}
+			}
+			c.prepareCatchUp(ctx, run, others) // joinsnap.go
 			if err := run.raft.AddNonvoter(id, addr, 0, 5*time.Second).Error(); err != nil {
 				c.log.Warn("adding raft non-voter", "peer", id, "err", err)
 			} else {

@@ -1,0 +1,64 @@
+package cluster
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestJoiningNodeCatchesUpFromASnapshot: the leader's log still starts at
+// index 1 (a history shorter than TrailingLogs), so Raft would send a new
+// node every entry since the founding one. The leader cuts its log up to
+// its latest snapshot before it adds the node (joinsnap.go): the node
+// installs that snapshot, verified against the cluster key pinned at its
+// start, applies no founding entry of its own, and then holds the same
+// state as the others and releases every secret.
+func TestJoiningNodeCatchesUpFromASnapshot(t *testing.T) {
+	t.Parallel()
+	c := newTestClusterWith(t, 3, func(cfg *Config) {
+		cfg.SnapshotThreshold = 8
+		cfg.SnapshotInterval = 50 * time.Millisecond
+	})
+	secrets := map[string][]byte{}
+	var keyed uint64 // an index past the key's certified checkpoint
+	for i := range 24 {
+		name := fmt.Sprintf("join/%d", i)
+		secrets[name] = randomBytes(t, 32)
+		c.createSecret(name, secrets[name])
+		if i == 12 {
+			keyed = c.leader().n.cons.appliedIndex()
+		}
+	}
+	ldr := c.leader()
+	c.waitFor(30*time.Second, func() (bool, string) {
+		idx, _ := strconv.ParseUint(ldr.n.cons.current().raft.Stats()["last_snapshot_index"], 10, 64)
+		return idx >= keyed, fmt.Sprintf("the leader's latest snapshot is at %d, before %d", idx, keyed)
+	})
+	if first, err := ldr.n.cons.current().store.FirstIndex(); err != nil || first != 1 {
+		t.Fatalf("the leader's log starts at %d (%v): the test needs a log from index 1", first, err)
+	}
+	tn := c.addNode()
+	c.join(tn)
+	if idx := tn.n.cons.current().raft.Stats()["last_snapshot_index"]; idx == "0" {
+		t.Fatalf("%s caught up without installing a snapshot", tn.id())
+	}
+	if f := tn.n.fsm.Founding(); f != nil {
+		t.Fatalf("%s applied the founding entry itself: it was sent the log from index 1", tn.id())
+	}
+	for name, want := range secrets {
+		if got := c.mustRelease(tn, name); !bytes.Equal(got, want) {
+			t.Fatalf("%s released a different %s", tn.id(), name)
+		}
+	}
+	want, _ := c.leader().n.fsm.Hash()
+	c.waitFor(settleTimeout, func() (bool, string) {
+		for _, m := range c.running() {
+			if got, _ := m.n.fsm.Hash(); got != want {
+				return false, m.id() + " does not hold the leader's state"
+			}
+		}
+		return true, ""
+	})
+}
