@@ -265,11 +265,22 @@ func (c *Client) JoinNode(ctx context.Context, addr string, opts JoinOptions) (*
 	if err := c.usableToken(ctx, tokenID); err != nil {
 		return nil, err
 	}
+	// The new node's state is empty until Raft gives it one, so it takes
+	// its first snapshot from whoever holds a node certificate of the CA
+	// and reaches it: it checks that snapshot against the cluster key
+	// sent here, the one this operator pinned (or pins now, confirmed by
+	// t members), and takes no state certified under another.
+	if len(st.PublicKey) > 0 {
+		if err := c.pinFirstKey(ctx); err != nil {
+			return nil, fmt.Errorf("pinning the cluster key for the new node: %w", err)
+		}
+	}
 	nodeCert, err := ca.Issue(ed25519.PublicKey(id.SignKey), pki.RoleNode, id.NodeID, pki.NodeHosts(id.APIAddr, id.RaftAddr))
 	if err != nil {
 		return nil, err
 	}
-	req := &api.StartRequest{ClusterID: st.ClusterID, CACert: c.creds.CACert, NodeCert: nodeCert, GossipKey: c.creds.GossipKey, JoinToken: opts.Token}
+	req := &api.StartRequest{ClusterID: st.ClusterID, CACert: c.creds.CACert, NodeCert: nodeCert, GossipKey: c.creds.GossipKey, JoinToken: opts.Token,
+		ClusterKey: slices.Clone(c.creds.ClusterKey)}
 	if err := startNode(ctx, addr, id, req); err != nil {
 		return nil, fmt.Errorf("starting node %q: %w", id.NodeID, err)
 	}

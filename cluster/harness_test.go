@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -215,7 +216,16 @@ func (c *testCluster) startRequest(tn *testNode) *StartRequest {
 	tn.n.mu.Lock()
 	token := tn.n.joinToken
 	tn.n.mu.Unlock()
-	return &StartRequest{ClusterID: c.clusterID, CACert: c.ca.CertPEM, NodeCert: cert, GossipKey: c.gossipKey, JoinToken: token}
+	req := &StartRequest{ClusterID: c.clusterID, CACert: c.ca.CertPEM, NodeCert: cert, GossipKey: c.gossipKey, JoinToken: token}
+	// keyctl sends the cluster key its operator pinned, once there is one
+	// (client.JoinNode): the node checks its first snapshot against it.
+	for _, m := range c.nodes {
+		if m != tn && m.running && m.n.runtime() != nil {
+			m.n.fsm.Read(func(s *fsm.State) { req.ClusterKey = bytes.Clone(s.PublicKey()) })
+			break
+		}
+	}
+	return req
 }
 
 // sign signs a command as the admin operator, with a fresh nonce.

@@ -54,9 +54,10 @@ func main() {
 	flag.BoolVar(&signOnly, "sign-only", false, "measure signatures only: Keyless SSL and the sign path (FROST, threshold RSA, assembled ECDSA), each next to the bare signature")
 	flag.BoolVar(&transitOnly, "transit-only", false, "measure transit encrypt and decrypt only (transit.go)")
 	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of the client and each node during the 8-client release run to this directory (with -scale: during the creates near 0 keys and at N, in its create0 and createN)")
+	promoteAfter := flag.Duration("promote-after", 0, "with -scale: the nodes' --promote-after (a new member's stable period before it votes; 0: keyd's default, 5s)")
 	flag.Parse()
 	if *scale > 0 {
-		if err := runScale(*script, *scale, *clients, *window); err != nil {
+		if err := runScale(*script, *scale, *clients, *window, *promoteAfter); err != nil {
 			fmt.Fprintln(os.Stderr, "keybench:", err)
 			os.Exit(1)
 		}
