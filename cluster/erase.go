@@ -35,6 +35,11 @@ import (
 //
 // A crash at any step redoes the erasure at the next start. A node that is
 // down, or behind, erases when it has caught up.
+//
+// A leader also deletes its log up to its latest snapshot before it adds
+// a node (joinsnap.go). That only deletes entries earlier, as Raft's own
+// compaction does; the free pages it leaves are rewritten at the next
+// erasure, as after any compaction.
 
 // erasedFile records the last destroy whose key material this node erased
 // from its disk.

@@ -54,6 +54,7 @@ func main() {
 	flag.BoolVar(&signOnly, "sign-only", false, "measure signatures only: Keyless SSL and the sign path (FROST, threshold RSA, assembled ECDSA), each next to the bare signature")
 	flag.BoolVar(&transitOnly, "transit-only", false, "measure transit encrypt and decrypt only (transit.go)")
 	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of the client and each node during the 8-client release run to this directory (with -scale: during the creates near 0 keys and at N, in its create0 and createN)")
+	flag.BoolVar(&keepDir, "keep", false, "with -scale: keep the cluster's directory (the nodes' logs) and print where it is")
 	promoteAfter := flag.Duration("promote-after", 0, "with -scale: the nodes' --promote-after (a new member's stable period before it votes; 0: keyd's default, 5s)")
 	flag.Parse()
 	if *scale > 0 {
@@ -91,6 +92,7 @@ var (
 	releaseOnly bool
 	signOnly    bool
 	profileDir  string
+	keepDir     bool // -keep: keep a scale run's directory
 )
 
 // before is the BEFORE column: the figure before, by the row's measure.

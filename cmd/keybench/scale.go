@@ -51,7 +51,11 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if keepDir {
+		defer fmt.Fprintf(os.Stderr, "keybench: the cluster's directory, with the nodes' logs: %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	base, err := freeBase4()
 	if err != nil {
 		return err
