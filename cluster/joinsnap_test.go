@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/keyquorum/keyquorum/fsm"
 )
 
 // TestJoiningNodeCatchesUpFromASnapshot: the leader's log still starts at
@@ -61,4 +64,53 @@ func TestJoiningNodeCatchesUpFromASnapshot(t *testing.T) {
 		}
 		return true, ""
 	})
+}
+
+// TestJoinSnapshotsALongLog: the leader has taken no snapshot yet (Raft's
+// default threshold, 8,192 entries, is not reached) and its log runs
+// more than joinSnapshotLag entries: before it adds the new node it
+// takes a snapshot and cuts its log at it, and the new node installs it.
+func TestJoinSnapshotsALongLog(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, 3)
+	const writers = 8
+	per := (joinSnapshotLag + writers) / writers
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				name := fmt.Sprintf("long/%d/%d", w, i)
+				ct := c.seal(name, []byte("0123456789abcdef0123456789abcdef"))
+				if _, err := c.submit(&fsm.Command{Type: fsm.TypeCreateKey, CreateKey: &fsm.CreateKey{
+					Name: name, Type: fsm.KeyTypeSecret, R: ct.R, Sealed: ct.Sealed}}); err != nil {
+					errs <- fmt.Errorf("creating %s: %w", name, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	ldr := c.leader()
+	if idx := ldr.n.cons.current().raft.Stats()["last_snapshot_index"]; idx != "0" {
+		t.Fatalf("the leader took a snapshot by itself (at %s): the test needs none", idx)
+	}
+	tn := c.addNode()
+	c.join(tn)
+	if idx := ldr.n.cons.current().raft.Stats()["last_snapshot_index"]; idx == "0" {
+		t.Fatalf("the leader took no snapshot for the join")
+	}
+	if idx := tn.n.cons.current().raft.Stats()["last_snapshot_index"]; idx == "0" {
+		t.Fatalf("%s caught up without installing a snapshot", tn.id())
+	}
+	if f := tn.n.fsm.Founding(); f != nil {
+		t.Fatalf("%s applied the founding entry itself: it was sent the log from index 1", tn.id())
+	}
+	c.waitHasKey(tn, fmt.Sprintf("long/%d/%d", writers-1, per-1))
 }
