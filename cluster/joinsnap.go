@@ -17,11 +17,11 @@ import (
 // nothing, so while the leader's log still starts at index 1 (a history
 // shorter than TrailingLogs, 10,240 entries by default, plus a
 // snapshot's worth), the new node applied every entry since the founding
-// one, each signature checked again: at 100,000 keys loaded in bulk, 3.5
-// s of a join. Its latest snapshot is a certified checkpoint and the
-// entries since (fsm/checkpoint.go), which the new node verifies against
-// the cluster key pinned at its start (StartRequest.ClusterKey) and
-// restores as a restarted node does.
+// one, each signature checked again: a join cost the history, not the
+// state (docs/scale.md, "Joining a node"). The leader's latest snapshot
+// is a certified checkpoint and the entries since (fsm/checkpoint.go),
+// which the new node verifies against the cluster key pinned at its start
+// (StartRequest.ClusterKey) and restores as a restarted node does.
 //
 // So the leader, before it adds a server as a non-voter
 // (reconcileOnce), prepares its log with prepareCatchUp:
