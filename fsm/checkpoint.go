@@ -885,17 +885,6 @@ func decodeSnap(data []byte) (*Snap, error) {
 	return &sn, nil
 }
 
-// isBase64 says whether b has only characters of standard base64: no
-// escape, no control character.
-func isBase64(b []byte) bool {
-	for _, c := range b {
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '=') {
-			return false
-		}
-	}
-	return true
-}
-
 // verifyCheckpoint checks a snapshot's checkpoint against its certificate
 // and the pin (nil: the certificate's own key, which must be the
 // checkpoint state's), and returns the checkpoint's state and its state
@@ -908,7 +897,7 @@ func verifyCheckpoint(checker DealChecker, sn *decodedSnap, pin []byte) (*State,
 	st, d, sum := sn.st, sn.d, sn.sum
 	if !sn.read {
 		var err error
-		if st, d, sum, err = hashCheckpointFrom(bytes.NewReader(sn.Checkpoint)); err != nil {
+		if st, d, sum, err = hashCheckpointFrom(&jsonScan{buf: sn.Checkpoint, eof: true}); err != nil {
 			return nil, nil, fmt.Errorf("snapshot: checkpoint %d: %w", c.Index, err)
 		}
 	}

@@ -1,0 +1,146 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDecodeKeyKnowsEveryField: decodeKeyFast's fields are Key's, in the
+// order json.Marshal writes them, each read as its type is. A field added
+// to Key without it would make every key that has it take the slow path
+// (still encoding/json's result, FuzzDecodeKey), so this says to add it.
+func TestDecodeKeyKnowsEveryField(t *testing.T) {
+	typ := reflect.TypeFor[Key]()
+	if typ.NumField() != len(keyFields) {
+		t.Fatalf("Key has %d fields, decodeKeyFast knows %d", typ.NumField(), len(keyFields))
+	}
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		kf := keyFields[i]
+		if kf.name != name {
+			t.Errorf("field %d: Key's is %q, decodeKeyFast's %q", i, name, kf.name)
+		}
+		var k Key
+		var got reflect.Value
+		switch kf.kind {
+		case 's':
+			got = reflect.ValueOf(kf.str(&k))
+		case 'i':
+			got = reflect.ValueOf(kf.num(&k))
+		case 'b':
+			got = reflect.ValueOf(kf.byt(&k))
+		case 'j':
+			got = reflect.ValueOf(kf.any(&k))
+		case 'u':
+			got = reflect.ValueOf(&k.Version)
+		}
+		want := reflect.ValueOf(&k).Elem().Field(i).Addr()
+		if kf.kind == 'i' && f.Type.Kind() == reflect.Int64 {
+			want = want.Convert(reflect.TypeFor[*int64]())
+		}
+		if !got.IsValid() || got.Pointer() != want.Pointer() {
+			t.Errorf("field %q: decodeKeyFast sets another field", name)
+		}
+		if kf.kind == 'j' && f.Type.Kind() != reflect.Pointer {
+			t.Errorf("field %q: decodeKeyFast takes it for an object", name)
+		}
+	}
+}
+
+// decodeKeySeeds are keys as json.Marshal writes them, which the fast
+// path takes, and near misses it must leave to encoding/json.
+func decodeKeySeeds() [][]byte {
+	full := &Key{ID: "id:00", Name: "db/a", Type: KeyTypeSecret, Version: 18446744073709551615, State: KeyActive,
+		CreatedAt: -9223372036854775808, UpdatedAt: 9223372036854775807, ExpiresAt: 1, R: []byte{1, 2, 3}, Sealed: []byte{4, 5},
+		Public: []byte{}, AssembleTTL: time.Minute, Access: &Access{Gateways: []string{"g"}, Hosts: []string{}},
+		Tang: &TangKey{Kid: "k", Shares: []TangShare{{}}}, RSA: &RSAThresholdKey{Threshold: 2}, Frost: &FROSTKey{Epoch: 3},
+		Transit: &TransitKey{Cipher: "aes256-gcm96"}}
+	var out [][]byte
+	for _, k := range []*Key{full, {}, {Name: "x"}, {Name: "é<>&\u2028\x7f\"\\"}, {Name: "db/b", Access: &Access{Hosts: []string{"a\nb"}}}} {
+		b, err := json.Marshal(k)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, b)
+	}
+	for _, s := range []string{
+		`{}`, `{ }`, `null`, `{"name":"a"} `, `{"name" :"a"}`, `{"Name":"a"}`, `{"name":"a","name":"b"}`,
+		`{"type":"secret","name":"a"}`, `{"name":"a","bogus":1}`, `{"name":null}`, `{"name":"a",}`, `{"name":"a"}}`,
+		`{"version":-1}`, `{"version":01}`, `{"version":1.0}`, `{"version":1e3}`, `{"version":18446744073709551616}`,
+		`{"created_at":-0}`, `{"created_at":-}`, `{"created_at":-9223372036854775809}`, `{"created_at":9223372036854775808}`,
+		`{"r":""}`, `{"r":"AQ=="}`, `{"r":"AQ"}`, `{"r":"AQ==AQ=="}`, `{"r":"A\nQ=="}`, `{"r":[1,2]}`, `{"r":null}`,
+		`{"access":{"hosts":["a"]},"tang":null}`, `{"access":{"hosts":["a"]}`, `{"access":{"hosts":["a"}]}}`,
+		`{"access":{"Hosts":["a"],"hosts":["b"]}}`, `{"assemble_ttl":"1s"}`, `{"name":"a\u0000"}`, "{\"name\":\"a\x01\"}",
+	} {
+		out = append(out, []byte(s))
+	}
+	return out
+}
+
+// checkDecodeKey: decodeKey gives what json.Unmarshal gives, and its fast
+// path, when it takes an encoding, too; and it takes every key as
+// json.Marshal writes it when that is printable ASCII without escapes.
+func checkDecodeKey(t *testing.T, b []byte) {
+	var want Key
+	werr := json.Unmarshal(b, &want)
+	var fast Key
+	took := decodeKeyFast(b, &fast, "db/a")
+	if took {
+		if werr != nil {
+			t.Fatalf("the fast path takes %q, encoding/json refuses it: %v", b, werr)
+		}
+		if !reflect.DeepEqual(&fast, &want) {
+			t.Fatalf("the fast path reads %q as %+v, encoding/json as %+v", b, fast, want)
+		}
+	}
+	var got Key
+	err := decodeKey(b, &got, "x")
+	if (err == nil) != (werr == nil) {
+		t.Fatalf("decodeKey(%q): %v; encoding/json: %v", b, err, werr)
+	}
+	if err == nil && !reflect.DeepEqual(&got, &want) {
+		t.Fatalf("decodeKey reads %q as %+v, encoding/json as %+v", b, got, want)
+	}
+	if werr == nil && !took {
+		if again, _ := json.Marshal(&want); bytes.Equal(again, b) && plainASCII(b) {
+			t.Fatalf("the fast path does not take %q, as json.Marshal writes it", b)
+		}
+	}
+}
+
+// plainASCII says whether b is printable ASCII without escapes.
+func plainASCII(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c >= 0x7f || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+func TestDecodeKeyIsEncodingJSON(t *testing.T) {
+	for _, b := range decodeKeySeeds() {
+		t.Run("", func(t *testing.T) { checkDecodeKey(t, b) })
+	}
+	for _, b := range decodeKeySeeds()[:3] {
+		var k Key
+		if !decodeKeyFast(b, &k, "") {
+			t.Errorf("the fast path does not take %s", b)
+		}
+	}
+}
+
+// FuzzDecodeKey: on any input, decodeKey and its fast path read a key as
+// encoding/json does, or (the fast path) leave it to encoding/json; what
+// json.Marshal writes in plain ASCII, the fast path reads.
+func FuzzDecodeKey(f *testing.F) {
+	for _, b := range decodeKeySeeds() {
+		f.Add(b)
+	}
+	f.Fuzz(checkDecodeKey)
+}
