@@ -1,11 +1,14 @@
 package fsm
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -143,4 +146,109 @@ func FuzzDecodeKey(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(checkDecodeKey)
+}
+
+// stateScanSeeds are state encodings the scan must read as encoding/json
+// does, or refuse.
+var stateScanSeeds = []string{
+	`{"applied":1,"keys":{"a":{"name":"a","type":"secret"},"b":{"name":"b"}}}`,
+	`{"applied":1,"keys":{"a":{"name":"a","type":"secret"},"a":{"name":"b"}}}`,
+	`{"applied":1,"Keys":{},"keys":{"a":{"name":"a"}}}`,
+	` { "applied" : 1 , "keys" : { "a" : { "name" : "a" } , "b\u00e9" : {} } } `,
+	`{"keys":null,"nonces":{"x":1}}`,
+	`{"keys":{"a":null}}`,
+	`{"keys":{}}`, `{}`, `{"keys":{},}`, `{"keys":{"a":{}},}`, `{"keys":{"a":{}}`, `{"keys":{"a" {}}}`,
+	`{"keys":{"a":{}}} x`, `{"keys":[]}`, `{"keys":{"a":{"name":"a\"}"}}}`, `{"applied":1 2}`, `{"applied":}`,
+	`{"applied":"1"}`, `{"nodes":{"n":{"id":"n"}},"nonces":{"a":1,"b":2}}`, `{"kEyS":{"a":{}}}`, "{\"keys\":{\"\\u212aeys\":{}}}",
+	"{\"\u212aeys\":{\"a\":{}},\"keys\":{}}",
+}
+
+// checkStateScan: a state read by jsonScan and decodeStateFrom, a byte at
+// a time or whole, is one json.Unmarshal reads the same, or is refused.
+func checkStateScan(t *testing.T, data []byte) {
+	st, _, err := decodeStateFrom(&jsonScan{r: iotest.OneByteReader(bytes.NewReader(data))})
+	whole, _, werr := decodeStateFrom(&jsonScan{buf: data, eof: true})
+	if (err == nil) != (werr == nil) {
+		t.Fatalf("read a byte at a time: %v; whole: %v", err, werr)
+	}
+	if err != nil {
+		return
+	}
+	want := emptyState()
+	if err := json.Unmarshal(data, want); err != nil {
+		t.Fatalf("the scan reads %q, encoding/json refuses it: %v", data, err)
+	}
+	fixMaps(want)
+	g, _ := json.Marshal(st)
+	g2, _ := json.Marshal(whole)
+	w, _ := json.Marshal(want)
+	if !bytes.Equal(g, w) || !bytes.Equal(g2, w) {
+		t.Fatalf("the scan reads %q as %s (whole: %s), encoding/json as %s", data, g, g2, w)
+	}
+}
+
+func TestStateScanIsEncodingJSON(t *testing.T) {
+	for _, s := range stateScanSeeds {
+		t.Run("", func(t *testing.T) { checkStateScan(t, []byte(s)) })
+	}
+}
+
+// FuzzStateScan: on any input, the scan of a state agrees with
+// encoding/json or refuses it (checkStateScan).
+func FuzzStateScan(f *testing.F) {
+	for _, s := range stateScanSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(checkStateScan)
+}
+
+// checkQuotedBase64: a JSON string's content read by quotedBase64 in
+// pieces is what encoding/json decodes the string to, or is refused.
+func checkQuotedBase64(t *testing.T, s []byte, piece uint8) {
+	r := bufio.NewReaderSize(iotest.HalfReader(bytes.NewReader(append(bytes.Clone(s), `",`...))), 16)
+	q := &quotedBase64{r: r}
+	var got []byte
+	buf := make([]byte, 3+int(piece%32))
+	var err error
+	for {
+		var n int
+		n, err = q.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	// The string ends at its first quote.
+	s, after, quoted := bytes.Cut(s, []byte{'"'})
+	left := ","
+	if quoted {
+		left = string(after) + `",`
+	}
+	var want []byte
+	werr := json.Unmarshal(append(append([]byte{'"'}, s...), '"'), &want)
+	if err != io.EOF {
+		if werr == nil && !bytes.ContainsAny(s, "\\\r\n\"") {
+			t.Fatalf("quotedBase64 refuses %q: %v; encoding/json reads it", s, err)
+		}
+		return
+	}
+	if werr != nil {
+		t.Fatalf("quotedBase64 reads %q, encoding/json refuses it: %v", s, werr)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("quotedBase64 reads %q as %x, encoding/json as %x", s, got, want)
+	}
+	if rest, _ := io.ReadAll(r); string(rest) != left {
+		t.Fatalf("quotedBase64 left %q after the string", rest)
+	}
+}
+
+// FuzzQuotedBase64: the checkpoint's base64, decoded in pieces as it is
+// read, is what encoding/json decodes, or is refused.
+func FuzzQuotedBase64(f *testing.F) {
+	for _, s := range []string{"", "AQ==", "AQID", "AQIDBA==", "AQ", "AQ==AQ==", "A=Q=", "e31=", "AQIDBAUGBwgJ", "AQ\\u003d=", "A\nQ=="} {
+		f.Add([]byte(s), uint8(0))
+		f.Add([]byte(s), uint8(1))
+	}
+	f.Fuzz(checkQuotedBase64)
 }
