@@ -788,7 +788,9 @@ func (f *FSM) RestoreSnapshotFrom(in io.Reader) (*Restored, error) {
 		}
 		return nil
 	}
+	pre := newSigPrefetch(g.state, sn.Entries)
 	for i, e := range sn.Entries {
+		pre.ahead(i)
 		if e.Index <= last {
 			return nil, fmt.Errorf("snapshot: entry %d has index %d, not after %d", i, e.Index, last)
 		}

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -121,19 +122,32 @@ func (s *jsonScan) value() ([]byte, error) {
 	}
 	i, depth, inString := 0, 0, false
 	for {
-		for ; s.pos+i < len(s.buf); i++ {
+		for s.pos+i < len(s.buf) {
 			c := s.buf[s.pos+i]
-			switch {
-			case inString:
+			if inString {
 				switch c {
 				case '\\':
-					i++ // the escaped byte (beyond the buffer: read below)
+					i += 2 // the escaped byte (beyond the buffer: read below)
 				case '"':
 					inString = false
+					i++
 					if depth == 0 {
-						return s.take(i + 1), nil
+						return s.take(i), nil
 					}
+				default: // on to the next quote or backslash
+					rest := s.buf[s.pos+i:]
+					j := bytes.IndexByte(rest, '"')
+					if j < 0 {
+						j = len(rest)
+					}
+					if k := bytes.IndexByte(rest[:j], '\\'); k >= 0 {
+						j = k
+					}
+					i += j
 				}
+				continue
+			}
+			switch {
 			case c == '"':
 				inString = true
 			case c == '{' || c == '[':
@@ -149,6 +163,7 @@ func (s *jsonScan) value() ([]byte, error) {
 			case depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r'):
 				return s.scalar(i)
 			}
+			i++
 		}
 		if !s.more() {
 			if depth == 0 && !inString && s.pos+i >= len(s.buf) {

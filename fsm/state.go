@@ -193,7 +193,7 @@ func (s *State) reindex() {
 
 // reindexRest builds the indexes other than names from every key.
 func (s *State) reindexRest() {
-	s.ids = map[string]string{}
+	s.ids = make(map[string]string, len(s.Keys))
 	for name := range s.Keys {
 		s.indexID(name)
 	}
