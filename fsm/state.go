@@ -192,14 +192,13 @@ func (s *State) reindex() {
 }
 
 // reindexRest builds the indexes other than names from every key.
+// It goes through the keys once (a restore builds them for every key).
 func (s *State) reindexRest() {
 	s.ids = make(map[string]string, len(s.Keys))
+	s.tang, s.shared = map[string]struct{}{}, map[string]struct{}{}
 	for name := range s.Keys {
 		s.indexID(name)
-	}
-	s.reindexTang()
-	s.shared = map[string]struct{}{}
-	for name := range s.Keys {
+		s.indexTang(name)
 		s.indexShared(name)
 	}
 }
@@ -213,14 +212,6 @@ func (s *State) indexTang(name string) {
 		s.tang[name] = struct{}{}
 	} else {
 		delete(s.tang, name)
-	}
-}
-
-// reindexTang builds the Tang index from every key.
-func (s *State) reindexTang() {
-	s.tang = map[string]struct{}{}
-	for name := range s.Keys {
-		s.indexTang(name)
 	}
 }
 
