@@ -135,6 +135,10 @@ type keyBatch struct {
 // keyBatchSize is how many keys a worker takes at a time.
 const keyBatchSize = 256
 
+// arenaSize is a new keyBatch arena's capacity: a batch of keys as a
+// snapshot has them (about 350 bytes each) without growing.
+const arenaSize = keyBatchSize * 512
+
 // arenas are keyBatch arenas, reused.
 var arenas = sync.Pool{New: func() any { return new([]byte) }}
 
@@ -183,12 +187,11 @@ func decodeStateFrom(sc *jsonScan) (*State, *stateDigest, error) {
 	}
 	stop := func() { close(work); wg.Wait() }
 
-	// The keys as they came, their names and digests, and the name index,
-	// built as batches come back; the maps are made at the end, at their
-	// size (a map grown a key at a time holds more).
-	var order []*Key
-	var keyNames []string
-	var digests [][32]byte
+	// The batches as they came back (their keys, names and digests), and
+	// the name index, built as they come; the maps are made at the end, at
+	// their size (a map grown a key at a time holds more).
+	var merged []*keyBatch
+	nkeys := 0
 	names := newNameIndex()
 	var queue []*keyBatch
 	merge := func(b *keyBatch) error {
@@ -196,9 +199,8 @@ func decodeStateFrom(sc *jsonScan) (*State, *stateDigest, error) {
 		if b.err != nil {
 			return b.err
 		}
-		order = append(order, b.keys...)
-		keyNames = append(keyNames, b.names...)
-		digests = append(digests, b.digs...)
+		merged = append(merged, b)
+		nkeys += len(b.keys)
 		// The encoding gives the keys in name order (json.Marshal's, and
 		// WriteTo's): the index is built in the order they came.
 		for _, k := range b.keys {
@@ -224,8 +226,12 @@ func decodeStateFrom(sc *jsonScan) (*State, *stateDigest, error) {
 		sc.pos++
 		newBatch := func() *keyBatch {
 			a := arenas.Get().(*[]byte)
+			if cap(*a) == 0 {
+				*a = make([]byte, 0, arenaSize)
+			}
 			*a = (*a)[:0]
-			return &keyBatch{done: make(chan struct{}), arena: a}
+			return &keyBatch{done: make(chan struct{}), arena: a,
+				names: make([]string, 0, keyBatchSize), raws: make([][]byte, 0, keyBatchSize)}
 		}
 		b := newBatch()
 		send := func() error {
@@ -355,15 +361,17 @@ func decodeStateFrom(sc *jsonScan) (*State, *stateDigest, error) {
 	if s.Keys != nil {
 		return nil, nil, errors.New("the keys are given twice")
 	}
-	keys := make(map[string]*Key, len(order))
-	digs := make(map[string][32]byte, len(order))
-	for i, name := range keyNames {
-		if _, dup := keys[name]; dup {
-			return nil, nil, fmt.Errorf("the key %q is given twice", name)
+	keys := make(map[string]*Key, nkeys)
+	digs := make(map[string][32]byte, nkeys)
+	for _, b := range merged {
+		for i, name := range b.names {
+			if _, dup := keys[name]; dup {
+				return nil, nil, fmt.Errorf("the key %q is given twice", name)
+			}
+			keys[name], digs[name] = b.keys[i], b.digs[i]
 		}
-		keys[name], digs[name] = order[i], digests[i]
 	}
-	order, keyNames, digests = nil, nil, nil
+	merged = nil
 	fixMaps(s)
 	s.Keys = keys
 	s.names = names
