@@ -361,21 +361,34 @@ func decodeStateFrom(sc *jsonScan) (*State, *stateDigest, error) {
 	if s.Keys != nil {
 		return nil, nil, errors.New("the keys are given twice")
 	}
-	keys := make(map[string]*Key, nkeys)
+	// The digests' map on another goroutine, while this one builds the
+	// keys' map (refusing a name given twice) and the other indexes.
 	digs := make(map[string][32]byte, nkeys)
+	digsDone := make(chan struct{})
+	go func() {
+		defer close(digsDone)
+		for _, b := range merged {
+			for i, name := range b.names {
+				digs[name] = b.digs[i]
+			}
+		}
+	}()
+	keys := make(map[string]*Key, nkeys)
 	for _, b := range merged {
 		for i, name := range b.names {
 			if _, dup := keys[name]; dup {
+				<-digsDone
 				return nil, nil, fmt.Errorf("the key %q is given twice", name)
 			}
-			keys[name], digs[name] = b.keys[i], b.digs[i]
+			keys[name] = b.keys[i]
 		}
 	}
-	merged = nil
 	fixMaps(s)
 	s.Keys = keys
 	s.names = names
 	s.reindexRest()
+	<-digsDone
+	merged = nil
 
 	d := &stateDigest{keys: digs, nonces: make(map[string][32]byte, len(s.Nonces))}
 	for i := range sums {
