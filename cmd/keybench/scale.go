@@ -314,7 +314,7 @@ func runScale(script string, n, clients int, window time.Duration) error {
 	if profileDir != "" {
 		restartProfile = make(chan error, 1)
 		go func() {
-			restartProfile <- profileStart(filepath.Join(profileDir, "restart"), base, follower, 3*time.Second)
+			restartProfile <- profileStart(filepath.Join(profileDir, "restart"), base, follower, 6*time.Second)
 		}()
 	}
 	start := time.Now()
