@@ -361,18 +361,31 @@ func decodeStateFrom(sc *jsonScan) (*State, *stateDigest, error) {
 	if s.Keys != nil {
 		return nil, nil, errors.New("the keys are given twice")
 	}
-	// The digests' map on another goroutine, while this one builds the
-	// keys' map (refusing a name given twice) and the other indexes.
+	// The digests' map and the ID index on two other goroutines, while
+	// this one builds the keys' map (refusing a name given twice) and the
+	// other indexes.
 	digs := make(map[string][32]byte, nkeys)
+	ids := make(map[string]string, nkeys)
 	digsDone := make(chan struct{})
+	var side sync.WaitGroup
+	side.Add(2)
 	go func() {
-		defer close(digsDone)
+		defer side.Done()
 		for _, b := range merged {
 			for i, name := range b.names {
 				digs[name] = b.digs[i]
 			}
 		}
 	}()
+	go func() {
+		defer side.Done()
+		for _, b := range merged {
+			for i, name := range b.names {
+				indexKeyID(ids, name, b.keys[i])
+			}
+		}
+	}()
+	go func() { side.Wait(); close(digsDone) }()
 	keys := make(map[string]*Key, nkeys)
 	for _, b := range merged {
 		for i, name := range b.names {
@@ -386,8 +399,8 @@ func decodeStateFrom(sc *jsonScan) (*State, *stateDigest, error) {
 	fixMaps(s)
 	s.Keys = keys
 	s.names = names
-	s.reindexRest()
 	<-digsDone
+	s.reindexRestWithIDs(ids)
 	merged = nil
 
 	d := &stateDigest{keys: digs, nonces: make(map[string][32]byte, len(s.Nonces))}

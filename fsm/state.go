@@ -192,12 +192,20 @@ func (s *State) reindex() {
 }
 
 // reindexRest builds the indexes other than names from every key.
-// It goes through the keys once (a restore builds them for every key).
 func (s *State) reindexRest() {
-	s.ids = make(map[string]string, len(s.Keys))
+	ids := make(map[string]string, len(s.Keys))
+	for name, k := range s.Keys {
+		indexKeyID(ids, name, k)
+	}
+	s.reindexRestWithIDs(ids)
+}
+
+// reindexRestWithIDs is reindexRest with the ID index built already (a
+// restore builds it on another goroutine).
+func (s *State) reindexRestWithIDs(ids map[string]string) {
+	s.ids = ids
 	s.tang, s.shared = map[string]struct{}{}, map[string]struct{}{}
 	for name := range s.Keys {
-		s.indexID(name)
 		s.indexTang(name)
 		s.indexShared(name)
 	}
