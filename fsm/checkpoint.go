@@ -788,7 +788,9 @@ func (f *FSM) RestoreSnapshotFrom(in io.Reader) (*Restored, error) {
 		}
 		return nil
 	}
+	pre := newSigPrefetch(g.state, sn.Entries)
 	for i, e := range sn.Entries {
+		pre.ahead(i)
 		if e.Index <= last {
 			return nil, fmt.Errorf("snapshot: entry %d has index %d, not after %d", i, e.Index, last)
 		}
@@ -885,17 +887,6 @@ func decodeSnap(data []byte) (*Snap, error) {
 	return &sn, nil
 }
 
-// isBase64 says whether b has only characters of standard base64: no
-// escape, no control character.
-func isBase64(b []byte) bool {
-	for _, c := range b {
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '=') {
-			return false
-		}
-	}
-	return true
-}
-
 // verifyCheckpoint checks a snapshot's checkpoint against its certificate
 // and the pin (nil: the certificate's own key, which must be the
 // checkpoint state's), and returns the checkpoint's state and its state
@@ -908,7 +899,7 @@ func verifyCheckpoint(checker DealChecker, sn *decodedSnap, pin []byte) (*State,
 	st, d, sum := sn.st, sn.d, sn.sum
 	if !sn.read {
 		var err error
-		if st, d, sum, err = hashCheckpointFrom(bytes.NewReader(sn.Checkpoint)); err != nil {
+		if st, d, sum, err = hashCheckpointFrom(&jsonScan{buf: sn.Checkpoint, eof: true}); err != nil {
 			return nil, nil, fmt.Errorf("snapshot: checkpoint %d: %w", c.Index, err)
 		}
 	}

@@ -134,3 +134,11 @@ func HoldKeysForTest(f *FSM) func() []string {
 		return bad
 	}
 }
+
+// ForgetSignaturesForTest empties the memo of verified signatures, as in
+// a process that just started.
+func ForgetSignaturesForTest() {
+	sigMemo.Lock()
+	clear(sigMemo.ok)
+	sigMemo.Unlock()
+}

@@ -80,8 +80,12 @@ func (s *State) KeyName(ref string) string {
 }
 
 // indexID records key name's ID.
-func (s *State) indexID(name string) {
-	if k := s.Keys[name]; s.ids != nil && k != nil && k.ID != "" {
-		s.ids[k.ID] = name
+func (s *State) indexID(name string) { indexKeyID(s.ids, name, s.Keys[name]) }
+
+// indexKeyID records in ids (nil: no index kept) the ID of key k, named
+// name.
+func indexKeyID(ids map[string]string, name string, k *Key) {
+	if ids != nil && k != nil && k.ID != "" {
+		ids[k.ID] = name
 	}
 }

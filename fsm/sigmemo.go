@@ -4,6 +4,8 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
+	"runtime"
 	"sync"
 )
 
@@ -27,9 +29,11 @@ var sigMemo = struct {
 // verifyMemo is ed25519.Verify(pub, SigningInput(payload), sig), which it
 // skips for a triple that verified before.
 func verifyMemo(pub ed25519.PublicKey, payload, sig []byte) bool {
-	if len(pub) != ed25519.PublicKeySize {
-		return false
-	}
+	return verifySeen(pub, payload, sig, true)
+}
+
+// memoKey is the SHA-256 a triple is remembered by.
+func memoKey(pub ed25519.PublicKey, payload, sig []byte) [sha256.Size]byte {
 	h := sha256.New()
 	var n [8]byte
 	for _, b := range [][]byte{pub, sig, payload} {
@@ -39,6 +43,17 @@ func verifyMemo(pub ed25519.PublicKey, payload, sig []byte) bool {
 	}
 	var k [sha256.Size]byte
 	h.Sum(k[:0])
+	return k
+}
+
+// verifySeen is verifyMemo, remembering a triple that verifies only with
+// remember (Apply's entries are checked once each: they would push out
+// the release requests' triples).
+func verifySeen(pub ed25519.PublicKey, payload, sig []byte, remember bool) bool {
+	if len(pub) != ed25519.PublicKeySize {
+		return false
+	}
+	k := memoKey(pub, payload, sig)
 	sigMemo.Lock()
 	_, seen := sigMemo.ok[k]
 	sigMemo.Unlock()
@@ -48,6 +63,9 @@ func verifyMemo(pub ed25519.PublicKey, payload, sig []byte) bool {
 	if !ed25519.Verify(pub, SigningInput(payload), sig) {
 		return false
 	}
+	if !remember {
+		return true
+	}
 	sigMemo.Lock()
 	if len(sigMemo.ok) >= sigMemoSize {
 		clear(sigMemo.ok)
@@ -55,4 +73,84 @@ func verifyMemo(pub ed25519.PublicKey, payload, sig []byte) bool {
 	sigMemo.ok[k] = struct{}{}
 	sigMemo.Unlock()
 	return true
+}
+
+// A restore replays the entries after its checkpoint through Apply, which
+// checks each one's signature again: about 50 µs of CPU an entry, one
+// after the other, for up to a snapshot threshold's worth of entries.
+// sigPrefetch verifies them a chunk at a time on every CPU, ahead of the
+// replay, against the signer keys of the state the replay starts from,
+// and verifyMemo remembers those that verify: Apply still looks the
+// signer's key up in the state it has reached and checks the signature,
+// and finds the verification done when the key is the same. A signature
+// that does not verify, or a signer the starting state does not have, is
+// left to Apply.
+
+// sigPrefetchChunk is how many entries sigPrefetch verifies at a time, at
+// most two chunks ahead of the replay (far fewer than sigMemoSize).
+const sigPrefetchChunk = 256
+
+// sigPrefetch verifies entries' signatures ahead of their replay.
+type sigPrefetch struct {
+	keys    map[string][][]byte // signer -> its keys in the starting state (an operator's, a node's)
+	entries []Entry
+	chunks  []chan struct{} // closed when chunk k is verified
+}
+
+// newSigPrefetch gathers the signer keys of s, which it then no longer
+// reads (the replay changes it).
+func newSigPrefetch(s *State, entries []Entry) *sigPrefetch {
+	p := &sigPrefetch{keys: map[string][][]byte{}, entries: entries}
+	for id, o := range s.Operators {
+		p.keys[id] = append(p.keys[id], o.PublicKey)
+	}
+	for id, n := range s.Nodes {
+		p.keys[id] = append(p.keys[id], n.SignKey)
+	}
+	return p
+}
+
+// ahead is called before the replay applies entry i: at the start of a
+// chunk, it starts verifying the two chunks after it (and at 0 this one),
+// each on one goroutine per CPU, and waits until this chunk is verified.
+func (p *sigPrefetch) ahead(i int) {
+	if i%sigPrefetchChunk != 0 {
+		return
+	}
+	k := i / sigPrefetchChunk
+	for len(p.chunks) <= k+2 && len(p.chunks)*sigPrefetchChunk < len(p.entries) {
+		lo := len(p.chunks) * sigPrefetchChunk
+		hi := min(lo+sigPrefetchChunk, len(p.entries))
+		done := make(chan struct{})
+		p.chunks = append(p.chunks, done)
+		workers := max(1, runtime.GOMAXPROCS(0))
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := lo + w; j < hi; j += workers {
+					p.verify(p.entries[j].Data)
+				}
+			}()
+		}
+		go func() { wg.Wait(); close(done) }()
+	}
+	if k < len(p.chunks) {
+		<-p.chunks[k]
+	}
+}
+
+// verify checks one entry's signature against its signer's keys,
+// remembering it if it verifies.
+func (p *sigPrefetch) verify(data []byte) {
+	var sg Signed
+	if json.Unmarshal(data, &sg) != nil || len(sg.Signature) == 0 || len(sg.Token) != 0 || sg.WebAuthn != nil {
+		return
+	}
+	for _, key := range p.keys[sg.Signer] {
+		if verifyMemo(key, sg.Payload, sg.Signature) {
+			return
+		}
+	}
 }

@@ -3,7 +3,6 @@ package fsm
 import (
 	"bufio"
 	"bytes"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -71,7 +70,7 @@ func readSnap(r io.Reader) (*decodedSnap, error) {
 	}
 	br.Discard(len(snapPrefix))
 	q := &quotedBase64{r: br}
-	st, d, sum, err := hashCheckpointFrom(base64.NewDecoder(base64.StdEncoding, q))
+	st, d, sum, err := hashCheckpointFrom(&jsonScan{r: q})
 	if err == nil && !q.closed {
 		err = errors.New("data after the state")
 	}
@@ -96,60 +95,17 @@ func readSnap(r io.Reader) (*decodedSnap, error) {
 	return &decodedSnap{Snap: &sn, st: st, d: d, sum: sum, read: true}, nil
 }
 
-// quotedBase64 reads a JSON string's base64 content up to its closing
-// quote, which it consumes, and refuses anything else (an escape, a
-// control character).
-type quotedBase64 struct {
-	r      *bufio.Reader
-	closed bool // the closing quote was read
-	bad    bool // a character that is not base64
-}
-
-func (q *quotedBase64) Read(p []byte) (int, error) {
-	if q.closed {
-		return 0, io.EOF
-	}
-	buf, _ := q.r.Peek(min(len(p), q.r.Buffered())) // buffered: no error
-	if len(buf) == 0 {
-		if _, err := q.r.Peek(1); err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return 0, err
-		}
-		buf, _ = q.r.Peek(min(len(p), q.r.Buffered()))
-	}
-	n := 0
-	for n < len(buf) && buf[n] != '"' {
-		if !isBase64(buf[n : n+1]) {
-			q.bad = true
-			return 0, errors.New("not base64")
-		}
-		n++
-	}
-	copy(p, buf[:n])
-	q.r.Discard(n)
-	if n < len(buf) {
-		q.r.Discard(1)
-		q.closed = true
-		if n == 0 {
-			return 0, io.EOF
-		}
-	}
-	return n, nil
-}
-
 // CheckpointHash decodes a checkpoint's state encoding and computes its
 // state hash, as Hash does and as checkpoint certificates sign it.
 func CheckpointHash(checkpoint []byte) (*State, [32]byte, error) {
-	st, _, sum, err := hashCheckpointFrom(bytes.NewReader(checkpoint))
+	st, _, sum, err := hashCheckpointFrom(&jsonScan{buf: checkpoint, eof: true})
 	return st, sum, err
 }
 
-// hashCheckpointFrom decodes a checkpoint's state from r and builds its
+// hashCheckpointFrom decodes a checkpoint's state from sc and builds its
 // state hash's sum (decodeStateFrom), and gives the hash.
-func hashCheckpointFrom(r io.Reader) (*State, *stateDigest, [32]byte, error) {
-	st, d, err := decodeStateFrom(r)
+func hashCheckpointFrom(sc *jsonScan) (*State, *stateDigest, [32]byte, error) {
+	st, d, err := decodeStateFrom(sc)
 	if err != nil {
 		return nil, nil, [32]byte{}, err
 	}
@@ -160,7 +116,7 @@ func hashCheckpointFrom(r io.Reader) (*State, *stateDigest, [32]byte, error) {
 // decodeState decodes a state's encoding, with every map usable and the
 // indexes built (decodeStateFrom).
 func decodeState(data []byte) (*State, error) {
-	s, _, err := decodeStateFrom(bytes.NewReader(data))
+	s, _, err := decodeStateFrom(&jsonScan{buf: data, eof: true})
 	return s, err
 }
 
@@ -168,7 +124,8 @@ func decodeState(data []byte) (*State, error) {
 // decoded and hashed by a worker.
 type keyBatch struct {
 	names []string
-	raws  [][]byte
+	raws  [][]byte // in arena
+	arena *[]byte  // the keys' encodings, copied from the scan's buffer
 	keys  []*Key
 	digs  [][32]byte
 	err   error
@@ -178,18 +135,23 @@ type keyBatch struct {
 // keyBatchSize is how many keys a worker takes at a time.
 const keyBatchSize = 256
 
-// decodeStateFrom decodes a state's encoding from r, as json.Unmarshal
+// arenaSize is a new keyBatch arena's capacity: a batch of keys as a
+// snapshot has them (about 350 bytes each) without growing.
+const arenaSize = keyBatchSize * 512
+
+// arenas are keyBatch arenas, reused.
+var arenas = sync.Pool{New: func() any { return new([]byte) }}
+
+// decodeStateFrom decodes a state's encoding from sc, as json.Unmarshal
 // would (every map usable, the indexes built), except that it refuses a
 // key name given twice and a second field that would be taken for the
 // keys, and builds the state hash's sum as it goes: each key is decoded
-// and hashed on a worker (one per CPU) from its bytes as they are in the
-// encoding (see the top of this file), and the nonces once the rest is
-// decoded.
-func decodeStateFrom(r io.Reader) (*State, *stateDigest, error) {
-	dec := json.NewDecoder(r)
-	if tok, err := dec.Token(); err != nil {
-		return nil, nil, err
-	} else if tok != json.Delim('{') {
+// (decodeKey) and hashed on a worker (one per CPU) from its bytes as
+// they are in the encoding (see the top of this file), and the nonces
+// once the rest is decoded. The keys' map and name index are built as
+// the workers' batches come back, in the order of the encoding.
+func decodeStateFrom(sc *jsonScan) (*State, *stateDigest, error) {
+	if err := sc.expect('{'); err != nil {
 		return nil, nil, errors.New("a state is a JSON object")
 	}
 	workers := max(1, runtime.GOMAXPROCS(0))
@@ -209,55 +171,79 @@ func decodeStateFrom(r io.Reader) (*State, *stateDigest, error) {
 						break
 					}
 					k := new(Key)
-					if b.err = json.Unmarshal(raw, k); b.err != nil {
+					if b.err = decodeKey(raw, k, b.names[i]); b.err != nil {
 						break
 					}
 					internKey(k)
-					if k.Name == b.names[i] {
-						b.names[i] = k.Name // one copy of the name, not two
-					}
 					b.keys[i], b.digs[i] = k, entryDigest(entryKey, b.names[i], raw)
 					sums[w].update(&b.digs[i], false, buf)
 				}
 				b.raws = nil
+				arenas.Put(b.arena)
+				b.arena = nil
 				close(b.done)
 			}
 		}()
 	}
 	stop := func() { close(work); wg.Wait() }
 
-	// The keys as they came, their names and digests; the maps are made
-	// at the end, at their size (a map grown a key at a time holds more).
-	var order []*Key
-	var keyNames []string
-	var digests [][32]byte
+	// The batches as they came back (their keys, names and digests), and
+	// the name index, built as they come; the maps are made at the end, at
+	// their size (a map grown a key at a time holds more).
+	var merged []*keyBatch
+	nkeys := 0
+	names := newNameIndex()
 	var queue []*keyBatch
 	merge := func(b *keyBatch) error {
 		<-b.done
 		if b.err != nil {
 			return b.err
 		}
-		order = append(order, b.keys...)
-		keyNames = append(keyNames, b.names...)
-		digests = append(digests, b.digs...)
+		merged = append(merged, b)
+		nkeys += len(b.keys)
+		// The encoding gives the keys in name order (json.Marshal's, and
+		// WriteTo's): the index is built in the order they came.
+		for _, k := range b.keys {
+			names.ReplaceOrInsert(k)
+		}
 		return nil
 	}
 	readKeys := func() error {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
+		c, ok := sc.skipSpace()
+		if !ok {
+			return sc.errEnd()
 		}
-		if tok == nil { // null
-			return nil
-		}
-		if tok != json.Delim('{') {
+		if c != '{' {
+			v, err := sc.value()
+			if err != nil {
+				return err
+			}
+			if string(v) == "null" {
+				return nil
+			}
 			return errors.New("the keys are not a JSON object")
 		}
-		b := &keyBatch{done: make(chan struct{})}
+		sc.pos++
+		newBatch := func() *keyBatch {
+			a := arenas.Get().(*[]byte)
+			if cap(*a) == 0 {
+				*a = make([]byte, 0, arenaSize)
+			}
+			*a = (*a)[:0]
+			return &keyBatch{done: make(chan struct{}), arena: a,
+				names: make([]string, 0, keyBatchSize), raws: make([][]byte, 0, keyBatchSize)}
+		}
+		b := newBatch()
 		send := func() error {
+			// The arena is complete: its encodings do not move again.
+			for i, off := 0, 0; i < len(b.raws); i++ {
+				n := len(b.raws[i])
+				b.raws[i] = (*b.arena)[off : off+n : off+n]
+				off += n
+			}
 			work <- b
 			queue = append(queue, b)
-			b = &keyBatch{done: make(chan struct{})}
+			b = newBatch()
 			for len(queue) > 2*workers {
 				if err := merge(queue[0]); err != nil {
 					return err
@@ -266,30 +252,46 @@ func decodeStateFrom(r io.Reader) (*State, *stateDigest, error) {
 			}
 			return nil
 		}
-		for dec.More() {
-			tok, err := dec.Token()
+		if c, ok := sc.skipSpace(); ok && c == '}' {
+			sc.pos++
+			return nil
+		}
+		for {
+			name, err := sc.name()
 			if err != nil {
 				return err
 			}
-			name, _ := tok.(string)
-			var raw json.RawMessage
-			if err := dec.Decode(&raw); err != nil {
+			raw, err := sc.value()
+			if err != nil {
 				return err
 			}
-			b.names, b.raws = append(b.names, name), append(b.raws, raw)
+			// The scan's buffer is reused: the key's bytes are copied, and
+			// their slice of the arena taken when it is sent.
+			*b.arena = append(*b.arena, raw...)
+			b.names, b.raws = append(b.names, name), append(b.raws, raw[:len(raw):len(raw)])
 			if len(b.names) == keyBatchSize {
 				if err := send(); err != nil {
 					return err
 				}
+			}
+			c, ok := sc.skipSpace()
+			if !ok {
+				return sc.errEnd()
+			}
+			sc.pos++
+			if c == '}' {
+				break
+			}
+			if c != ',' {
+				return errors.New("invalid JSON in the keys")
 			}
 		}
 		if len(b.names) > 0 {
 			if err := send(); err != nil {
 				return err
 			}
-		}
-		if _, err := dec.Token(); err != nil { // '}'
-			return err
+		} else {
+			arenas.Put(b.arena)
 		}
 		for _, b := range queue {
 			if err := merge(b); err != nil {
@@ -299,72 +301,107 @@ func decodeStateFrom(r io.Reader) (*State, *stateDigest, error) {
 		queue = nil
 		return nil
 	}
-
-	rest := []byte{'{'}
-	sawKeys := false
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			stop()
-			return nil, nil, err
+	readFields := func() ([]byte, error) {
+		rest := []byte{'{'}
+		sawKeys := false
+		if c, ok := sc.skipSpace(); ok && c == '}' {
+			sc.pos++
+			return append(rest, '}'), nil
 		}
-		field, _ := tok.(string)
-		if strings.EqualFold(field, "keys") {
-			if sawKeys {
-				stop()
-				return nil, nil, errors.New("the keys are given twice")
+		for {
+			field, err := sc.name()
+			if err != nil {
+				return nil, err
 			}
-			sawKeys = true
-			if err := readKeys(); err != nil {
-				stop()
-				return nil, nil, err
+			if strings.EqualFold(field, "keys") {
+				if sawKeys {
+					return nil, errors.New("the keys are given twice")
+				}
+				sawKeys = true
+				if err := readKeys(); err != nil {
+					return nil, err
+				}
+			} else {
+				v, err := sc.value()
+				if err != nil {
+					return nil, err
+				}
+				if len(rest) > 1 {
+					rest = append(rest, ',')
+				}
+				f, _ := json.Marshal(field)
+				rest = append(append(append(rest, f...), ':'), v...)
 			}
-			continue
+			c, ok := sc.skipSpace()
+			if !ok {
+				return nil, sc.errEnd()
+			}
+			sc.pos++
+			if c == '}' {
+				return append(rest, '}'), nil
+			}
+			if c != ',' {
+				return nil, errors.New("invalid JSON in a state")
+			}
 		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			stop()
-			return nil, nil, err
-		}
-		if len(rest) > 1 {
-			rest = append(rest, ',')
-		}
-		f, _ := json.Marshal(field)
-		rest = append(append(append(rest, f...), ':'), v...)
 	}
+	rest, err := readFields()
 	stop()
-	if _, err := dec.Token(); err != nil { // '}'
+	if err != nil {
 		return nil, nil, err
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, nil, errors.New("data after the state")
+	if err := sc.end(); err != nil {
+		return nil, nil, err
 	}
 	s := emptyState()
 	s.Keys = nil
-	if err := json.Unmarshal(append(rest, '}'), s); err != nil {
+	if err := json.Unmarshal(rest, s); err != nil {
 		return nil, nil, err
 	}
 	if s.Keys != nil {
 		return nil, nil, errors.New("the keys are given twice")
 	}
-	keys := make(map[string]*Key, len(order))
-	digs := make(map[string][32]byte, len(order))
-	for i, name := range keyNames {
-		if _, dup := keys[name]; dup {
-			return nil, nil, fmt.Errorf("the key %q is given twice", name)
+	// The digests' map and the ID index on two other goroutines, while
+	// this one builds the keys' map (refusing a name given twice) and the
+	// other indexes.
+	digs := make(map[string][32]byte, nkeys)
+	ids := make(map[string]string, nkeys)
+	digsDone := make(chan struct{})
+	var side sync.WaitGroup
+	side.Add(2)
+	go func() {
+		defer side.Done()
+		for _, b := range merged {
+			for i, name := range b.names {
+				digs[name] = b.digs[i]
+			}
 		}
-		keys[name], digs[name] = order[i], digests[i]
+	}()
+	go func() {
+		defer side.Done()
+		for _, b := range merged {
+			for i, name := range b.names {
+				indexKeyID(ids, name, b.keys[i])
+			}
+		}
+	}()
+	go func() { side.Wait(); close(digsDone) }()
+	keys := make(map[string]*Key, nkeys)
+	for _, b := range merged {
+		for i, name := range b.names {
+			if _, dup := keys[name]; dup {
+				<-digsDone
+				return nil, nil, fmt.Errorf("the key %q is given twice", name)
+			}
+			keys[name] = b.keys[i]
+		}
 	}
-	keyNames, digests = nil, nil
 	fixMaps(s)
 	s.Keys = keys
-	// The encoding gives the keys in name order (json.Marshal's, and
-	// WriteTo's): the index is built in the order they came.
-	s.names = newNameIndex()
-	for _, k := range order {
-		s.names.ReplaceOrInsert(k)
-	}
-	s.reindexRest()
+	s.names = names
+	<-digsDone
+	s.reindexRestWithIDs(ids)
+	merged = nil
 
 	d := &stateDigest{keys: digs, nonces: make(map[string][32]byte, len(s.Nonces))}
 	for i := range sums {

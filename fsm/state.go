@@ -193,13 +193,20 @@ func (s *State) reindex() {
 
 // reindexRest builds the indexes other than names from every key.
 func (s *State) reindexRest() {
-	s.ids = map[string]string{}
-	for name := range s.Keys {
-		s.indexID(name)
+	ids := make(map[string]string, len(s.Keys))
+	for name, k := range s.Keys {
+		indexKeyID(ids, name, k)
 	}
-	s.reindexTang()
-	s.shared = map[string]struct{}{}
+	s.reindexRestWithIDs(ids)
+}
+
+// reindexRestWithIDs is reindexRest with the ID index built already (a
+// restore builds it on another goroutine).
+func (s *State) reindexRestWithIDs(ids map[string]string) {
+	s.ids = ids
+	s.tang, s.shared = map[string]struct{}{}, map[string]struct{}{}
 	for name := range s.Keys {
+		s.indexTang(name)
 		s.indexShared(name)
 	}
 }
@@ -213,14 +220,6 @@ func (s *State) indexTang(name string) {
 		s.tang[name] = struct{}{}
 	} else {
 		delete(s.tang, name)
-	}
-}
-
-// reindexTang builds the Tang index from every key.
-func (s *State) reindexTang() {
-	s.tang = map[string]struct{}{}
-	for name := range s.Keys {
-		s.indexTang(name)
 	}
 }
 

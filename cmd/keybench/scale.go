@@ -6,8 +6,10 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -316,6 +318,13 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 	if err != nil {
 		return err
 	}
+	var restartProfile chan error
+	if profileDir != "" {
+		restartProfile = make(chan error, 1)
+		go func() {
+			restartProfile <- profileStart(filepath.Join(profileDir, "restart"), base, follower, 6*time.Second)
+		}()
+	}
 	start := time.Now()
 	if err := sh("start", strconv.Itoa(follower), dir); err != nil {
 		return err
@@ -333,6 +342,11 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 		time.Sleep(20 * time.Millisecond)
 	}
 	add("restarted follower: start to its first release", ms(time.Since(start)), "< 1000 ms")
+	if restartProfile != nil {
+		if err := <-restartProfile; err != nil {
+			fmt.Fprintln(os.Stderr, "keybench: restart profile:", err)
+		}
+	}
 	pidFile := filepath.Join(dir, fmt.Sprintf("n%d.pid", follower))
 	if cpu, err := cpuOf(pidFile); err == nil {
 		add("  its CPU time (user and system) to then", ms(cpu), "-")
@@ -618,4 +632,35 @@ wait:
 		}
 	}
 	return nil
+}
+
+// profileStart writes a CPU profile of node i from its start (the first
+// moment its debug address answers, which keyd serves before the node
+// starts) for d, to dir/nI.pprof.
+func profileStart(dir string, base, i int, d time.Duration) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", base+10*i+7, int(d.Seconds()))
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := http.Get(url)
+		if err != nil {
+			if time.Now().After(deadline) {
+				return err
+			}
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		defer resp.Body.Close()
+		out, err := os.Create(filepath.Join(dir, fmt.Sprintf("n%d.pprof", i)))
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, resp.Body); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	}
 }

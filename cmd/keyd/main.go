@@ -251,14 +251,16 @@ func runNode(args []string, stderr io.Writer) error {
 	if err := readJoinTokenFile(&f, log); err != nil {
 		return err
 	}
+	if f.debugAddr != "" {
+		// Before the node starts, so that a profile can see a restart's
+		// restore. No write timeout: a CPU profile takes as long as it is
+		// asked to.
+		debug := &http.Server{Addr: f.debugAddr, ReadHeaderTimeout: https.ReadHeaderTimeout, IdleTimeout: https.IdleTimeout}
+		go func() { log.Error("debug server", "err", debug.ListenAndServe()) }()
+	}
 	n, err := startNode(f, log)
 	if err != nil {
 		return err
-	}
-	if f.debugAddr != "" {
-		// No write timeout: a CPU profile takes as long as it is asked to.
-		debug := &http.Server{Addr: f.debugAddr, ReadHeaderTimeout: https.ReadHeaderTimeout, IdleTimeout: https.IdleTimeout}
-		go func() { log.Error("debug server", "err", debug.ListenAndServe()) }()
 	}
 	id := n.node.Identity()
 	fp := api.Fingerprint(id.SignKey)
