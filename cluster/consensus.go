@@ -167,6 +167,7 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 	if run.logs, err = raft.NewLogCache(logCacheEntries, run.store); err != nil {
 		return err
 	}
+	c.rfsm.logs.Store(run.store)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -27,6 +28,10 @@ type raftFSM struct {
 	hold sync.Mutex
 
 	metrics *metrics.Set
+
+	// logs is the running Raft's log store, whose mapped pages a
+	// snapshot's Persist releases (logStore.releaseMapped).
+	logs atomic.Pointer[logStore]
 
 	mu      sync.Mutex
 	applied uint64
@@ -101,7 +106,7 @@ func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return snapshot{snap: sn, log: r.log}, nil
+	return snapshot{snap: sn, log: r.log, logs: r.logs.Load()}, nil
 }
 
 // Restore installs a snapshot, from the leader or from the node's own
@@ -136,6 +141,7 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 type snapshot struct {
 	snap *fsm.Snap
 	log  *slog.Logger
+	logs *logStore // nil in tests without one
 }
 
 func (s snapshot) Persist(sink raft.SnapshotSink) error {
@@ -150,6 +156,13 @@ func (s snapshot) Persist(sink raft.SnapshotSink) error {
 	}
 	s.log.Info("persisted a snapshot", "id", sink.ID(), "entries", len(s.snap.Entries), "bytes", n, "took", time.Since(start))
 	returnFreedMemory(n)
+	if s.logs != nil {
+		// The log's entries up to the snapshot are read again only for a
+		// follower that lags behind it: their pages need not stay mapped.
+		if err := s.logs.releaseMapped(); err != nil {
+			s.log.Warn("releasing the raft log's mapped pages", "err", err)
+		}
+	}
 	return nil
 }
 
