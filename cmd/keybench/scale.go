@@ -260,15 +260,13 @@ func runScale(script string, n, clients int, window time.Duration) error {
 	if _, _, err := statusP50(); err != nil {
 		return err
 	}
+	// The RSS and its split read together, before anything else asks
+	// the nodes for anything.
 	rssN, err := rssAll(dir, 3)
 	if err != nil {
 		return err
 	}
-	if profileDir != "" {
-		if err := heapProfiles(filepath.Join(profileDir, "memory"), dir, base); err != nil {
-			fmt.Fprintln(os.Stderr, "keybench: heap profiles:", err)
-		}
-	}
+	partsN, partsErr := rssPartsAll(dir, 3)
 	var mem, perKey []string
 	worst := 0.0
 	for i := range rssN {
@@ -279,7 +277,7 @@ func runScale(script string, n, clients int, window time.Duration) error {
 	}
 	add("node memory after snapshots and status (RSS MiB: n1, n2, n3)", strings.Join(mem, ", "), "-")
 	add("memory per key (RSS growth / keys, bytes: n1, n2, n3)", strings.Join(perKey, ", "), "< 1024")
-	if partsN, err := rssPartsAll(dir, 3); err == nil {
+	if partsErr == nil {
 		var anon, file []string
 		for i := range partsN {
 			anon = append(anon, fmt.Sprintf("%.0f", float64(partsN[i].anon-parts0[i].anon)*1024/float64(loaded)))
@@ -287,6 +285,11 @@ func runScale(script string, n, clients int, window time.Duration) error {
 		}
 		add("  of which anonymous (heap, stacks: RssAnon growth / keys)", strings.Join(anon, ", "), "-")
 		add("  and file-backed (the Raft log's memory map, the binary: RssFile)", strings.Join(file, ", "), "-")
+	}
+	if profileDir != "" {
+		if err := heapProfiles(filepath.Join(profileDir, "memory"), dir, base); err != nil {
+			fmt.Fprintln(os.Stderr, "keybench: heap profiles:", err)
+		}
 	}
 
 	if scaleMemoryOnly {
