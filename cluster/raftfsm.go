@@ -54,7 +54,7 @@ func (r *raftFSM) Apply(l *raft.Log) any {
 	res := r.fsm.Apply(l.Index, l.AppendedAt, l.Data)
 	r.metrics.RaftApplySeconds.Observe(time.Since(start).Seconds())
 	r.hold.Unlock()
-	if l.Index%largeStateEvery == 0 && !r.large.Load() && r.fsm.KeyCount() >= r.largeKeys {
+	if !r.large.Load() && r.fsm.KeyCount() >= r.largeKeys {
 		r.large.Store(true)
 		go largeStatePolicy() // a collection: not on Raft's apply path
 	}
@@ -206,9 +206,6 @@ const largeStateGCPercent = 50
 // a million keys is a thousand entries, below Raft's snapshot threshold of
 // 8,192, so it brought no snapshot, and the heap stayed at GOGC=100.
 const largeStateKeys = 16 << 10
-
-// largeStateEvery is how often, in log indexes, Apply counts the keys.
-const largeStateEvery = 64
 
 // returnFreedMemory is the memory policy after a snapshot of n bytes was
 // written or restored: largeStatePolicy when n is large.
