@@ -90,7 +90,7 @@ type raftRun struct {
 	tls       *nodeTLS
 	mux       *portMux
 	store     *logStore
-	logs      *raft.LogCache // store's last entries: what Raft reads back
+	logs      *logCache // store's last entries: what Raft reads back
 	snaps     *raft.FileSnapshotStore
 	transport *raft.NetworkTransport
 	raft      *raft.Raft
@@ -128,14 +128,6 @@ func (c *consensus) running() (*raftRun, error) {
 // idles at about 5%.
 const commitTimeout = 20 * time.Millisecond
 
-// logCacheEntries is how many of the last log entries Raft reads from
-// memory rather than from bolt: every commitTimeout tick an idle leader
-// reads back its last entry to send it as the previous one (a bolt read
-// transaction and a msgpack decode each time: a tenth of its idle CPU),
-// and replication reads back entries just written. Deletes (compaction,
-// erasure) clear it.
-const logCacheEntries = 256
-
 // start opens the node port with t, the Raft stores in the data directory
 // and Raft, and serves handler's node-to-node calls on the port.
 func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
@@ -165,9 +157,8 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 	if run.store, err = openLogStore(filepath.Join(dir, "raft.db")); err != nil {
 		return fmt.Errorf("opening raft log: %w", err)
 	}
-	if run.logs, err = raft.NewLogCache(logCacheEntries, run.store); err != nil {
-		return err
-	}
+	run.logs = newLogCache(run.store)
+	c.rfsm.logs.Store(run.store)
 	if run.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -28,6 +29,15 @@ type raftFSM struct {
 
 	metrics *metrics.Set
 
+	// logs is the running Raft's log store, whose mapped pages a
+	// snapshot's Persist releases (logStore.releaseMapped).
+	logs atomic.Pointer[logStore]
+
+	// large is set once Apply saw largeKeys keys in the state and set
+	// the memory policy of a large state (largeStatePolicy).
+	large     atomic.Bool
+	largeKeys int
+
 	mu      sync.Mutex
 	applied uint64
 	chains  *chainRingOf  // the state's chain hash at recent indexes (chain.go)
@@ -35,7 +45,7 @@ type raftFSM struct {
 }
 
 func newRaftFSM(f *fsm.FSM, log *slog.Logger, m *metrics.Set) *raftFSM {
-	return &raftFSM{fsm: f, log: log, metrics: m, chains: newChainRing(), changed: make(chan struct{})}
+	return &raftFSM{fsm: f, log: log, metrics: m, chains: newChainRing(), changed: make(chan struct{}), largeKeys: largeStateKeys}
 }
 
 func (r *raftFSM) Apply(l *raft.Log) any {
@@ -44,6 +54,10 @@ func (r *raftFSM) Apply(l *raft.Log) any {
 	res := r.fsm.Apply(l.Index, l.AppendedAt, l.Data)
 	r.metrics.RaftApplySeconds.Observe(time.Since(start).Seconds())
 	r.hold.Unlock()
+	if !r.large.Load() && r.fsm.KeyCount() >= r.largeKeys {
+		r.large.Store(true)
+		go largeStatePolicy() // a collection: not on Raft's apply path
+	}
 	_, chain := r.fsm.ChainAt()
 	r.mu.Lock()
 	r.chains.applied(l.Index, chain)
@@ -101,7 +115,7 @@ func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return snapshot{snap: sn, log: r.log}, nil
+	return snapshot{snap: sn, log: r.log, logs: r.logs.Load()}, nil
 }
 
 // Restore installs a snapshot, from the leader or from the node's own
@@ -136,6 +150,7 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 type snapshot struct {
 	snap *fsm.Snap
 	log  *slog.Logger
+	logs *logStore // nil in tests without one
 }
 
 func (s snapshot) Persist(sink raft.SnapshotSink) error {
@@ -148,8 +163,19 @@ func (s snapshot) Persist(sink raft.SnapshotSink) error {
 	if err := sink.Close(); err != nil {
 		return err
 	}
-	s.log.Info("persisted a snapshot", "id", sink.ID(), "entries", len(s.snap.Entries), "bytes", n, "took", time.Since(start))
+	took := time.Since(start)
 	returnFreedMemory(n)
+	if s.logs != nil {
+		// The log's entries up to the snapshot are read again only for a
+		// follower that lags behind it: their pages need not stay mapped.
+		if err := s.logs.releaseMapped(); err != nil {
+			s.log.Warn("releasing the raft log's mapped pages", "err", err)
+		}
+	}
+	// Logged once the memory is returned: what reads the node's memory
+	// after this line (keybench -scale) sees it after the snapshot, not
+	// in the middle of returning its garbage.
+	s.log.Info("persisted a snapshot", "id", sink.ID(), "entries", len(s.snap.Entries), "bytes", n, "took", took)
 	return nil
 }
 
@@ -174,8 +200,15 @@ const freeAfterSnapshot = 8 << 20
 // set.
 const largeStateGCPercent = 50
 
+// largeStateKeys is the number of keys from which Apply sets the memory
+// policy of a large state (largeStatePolicy) without waiting for a
+// snapshot of freeAfterSnapshot bytes (about 18,000 keys): a bulk load of
+// a million keys is a thousand entries, below Raft's snapshot threshold of
+// 8,192, so it brought no snapshot, and the heap stayed at GOGC=100.
+const largeStateKeys = 16 << 10
+
 // returnFreedMemory is the memory policy after a snapshot of n bytes was
-// written or restored, when n is large (docs/scale.md, "Memory per key").
+// written or restored: largeStatePolicy when n is large.
 //
 // Writing or restoring a snapshot allocates garbage in proportion to the
 // state (each key's encoding, its decoding's buffers), which would stay
@@ -183,19 +216,26 @@ const largeStateGCPercent = 50
 // it, a few MiB a second: it is returned now, at the cost of a collection
 // (about the CPU of marking the live heap once, small beside the
 // snapshot's own).
-//
-// And with Go's default GOGC=100 the heap grows to twice its live size
-// between collections, so a node's memory was two to five times its
-// state. Unless the operator set GOGC or GOMEMLIMIT (which the runtime
-// reads), GOGC becomes largeStateGCPercent: the heap grows to 1.5 times
-// its live size, for about twice the collections. A proportion, not a
-// memory limit sized to the state: a limit that the live heap nears
-// makes the collector run back to back (a join at 100,000 keys took a
-// minute with one of 1.25 times the snapshot plus 48 MiB).
 func returnFreedMemory(n int64) {
 	if n < freeAfterSnapshot {
 		return
 	}
+	largeStatePolicy()
+}
+
+// largeStatePolicy is the memory policy of a node whose state is large
+// (docs/scale.md, "Memory per key"): it returns the heap's free memory to
+// the operating system, and unless the operator set GOGC or GOMEMLIMIT
+// (which the runtime reads), makes GOGC largeStateGCPercent.
+//
+// With Go's default GOGC=100 the heap grows to twice its live size
+// between collections, so a node's memory was two to five times its
+// state; at largeStateGCPercent it grows to 1.5 times its live size, for
+// about twice the collections. A proportion, not a memory limit sized to
+// the state: a limit that the live heap nears makes the collector run
+// back to back (a join at 100,000 keys took a minute with one of 1.25
+// times the snapshot plus 48 MiB).
+func largeStatePolicy() {
 	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetGCPercent(largeStateGCPercent)
 	}

@@ -42,6 +42,13 @@ func chainLink(prev []byte, index uint64, at int64, data []byte) []byte {
 	return h.Sum(nil)
 }
 
+// KeyCount is the number of keys in the state, destroyed ones included.
+func (f *FSM) KeyCount() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return len(f.state.Keys)
+}
+
 // ChainAt is the applied index and the chain hash there, read together.
 func (f *FSM) ChainAt() (uint64, []byte) {
 	f.mu.RLock()

@@ -363,3 +363,44 @@ func BenchmarkCheckpoint(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLiveHeapCreated reports the heap a replica keeps per key
+// after a bulk load (loaded-B/key): n keys created from a ready state in
+// create_keys entries of 1,000, as keybench -scale loads them, and the
+// state hash computed once (status). Of that, entries-B/key are the
+// entries' bytes, which the FSM keeps (for its snapshots) until a
+// checkpoint after them is certified: here none is.
+func BenchmarkLiveHeapCreated(b *testing.B) {
+	const n = 30_000
+	var loaded, held float64
+	for range b.N {
+		live0 := liveHeap()
+		h := newHarness(b)
+		ready(h)
+		entries := make([][]byte, 0, n/1000)
+		for i := 0; i < n; i += 1000 {
+			names := make([]string, 1000)
+			for j := range names {
+				names[j] = fmt.Sprintf("scale/%08d", i+j)
+			}
+			entries = append(entries, h.entry(admin, createKeysCmd(names...)))
+		}
+		held = 0
+		for _, e := range entries {
+			held += float64(len(e)) / n
+			h.index++
+			h.at = h.at.Add(time.Millisecond)
+			if res := h.f.Apply(h.index, h.at, e); res.Error != nil {
+				b.Fatal(res.Error)
+			}
+		}
+		entries = nil
+		if _, err := h.f.Hash(); err != nil {
+			b.Fatal(err)
+		}
+		loaded = float64(liveHeap()-live0) / n
+		runtime.KeepAlive(h)
+	}
+	b.ReportMetric(loaded, "loaded-B/key")
+	b.ReportMetric(held, "entries-B/key")
+}

@@ -118,6 +118,11 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 	if err != nil {
 		return err
 	}
+	if profileDir != "" {
+		if err := heapProfiles(filepath.Join(profileDir, "memory0"), dir, base); err != nil {
+			fmt.Fprintln(os.Stderr, "keybench: heap profiles:", err)
+		}
+	}
 	statusP50 := func() (time.Duration, time.Duration, error) {
 		var lat []time.Duration
 		for range 50 {
@@ -263,10 +268,13 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 	if _, _, err := statusP50(); err != nil {
 		return err
 	}
+	// The RSS and its split read together, before anything else asks
+	// the nodes for anything.
 	rssN, err := rssAll(dir, 3)
 	if err != nil {
 		return err
 	}
+	partsN, partsErr := rssPartsAll(dir, 3)
 	var mem, perKey []string
 	worst := 0.0
 	for i := range rssN {
@@ -277,7 +285,7 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 	}
 	add("node memory after snapshots and status (RSS MiB: n1, n2, n3)", strings.Join(mem, ", "), "-")
 	add("memory per key (RSS growth / keys, bytes: n1, n2, n3)", strings.Join(perKey, ", "), "< 1024")
-	if partsN, err := rssPartsAll(dir, 3); err == nil {
+	if partsErr == nil {
 		var anon, file []string
 		for i := range partsN {
 			anon = append(anon, fmt.Sprintf("%.0f", float64(partsN[i].anon-parts0[i].anon)*1024/float64(loaded)))
@@ -285,6 +293,15 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 		}
 		add("  of which anonymous (heap, stacks: RssAnon growth / keys)", strings.Join(anon, ", "), "-")
 		add("  and file-backed (the Raft log's memory map, the binary: RssFile)", strings.Join(file, ", "), "-")
+	}
+	if profileDir != "" {
+		if err := heapProfiles(filepath.Join(profileDir, "memory"), dir, base); err != nil {
+			fmt.Fprintln(os.Stderr, "keybench: heap profiles:", err)
+		}
+	}
+
+	if scaleMemoryOnly {
+		return printScale(n, rows)
 	}
 
 	names := []string{"bench/secret"}
@@ -381,12 +398,56 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 	}
 	add("leave of the 4th node (cluster leave: remove, reshare, stop)", ms(time.Since(start)), "-")
 
+	return printScale(n, rows)
+}
+
+// printScale prints a scale run's table.
+func printScale(n int, rows []row) error {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "SCALE (%d keys)\tVALUE\tTARGET\n", n)
 	for _, r := range rows {
 		fmt.Fprintf(w, "%s\t%s\t%s\n", r.what, r.value, r.target)
 	}
 	return w.Flush()
+}
+
+// heapProfiles writes each node's heap profile (nI.heap: in use and
+// allocated since the start, for go tool pprof), its runtime memory
+// statistics (nI.memstats: the heap profile's text form, whose end is
+// runtime.MemStats), from their debug ports (+7), and its memory
+// mappings (nI.smaps: /proc/PID/smaps) to out.
+func heapProfiles(out, dir string, base int) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	for i := 1; i <= 3; i++ {
+		pid, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("n%d.pid", i)))
+		if err != nil {
+			return err
+		}
+		smaps, err := os.ReadFile("/proc/" + strings.TrimSpace(string(pid)) + "/smaps")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(out, fmt.Sprintf("n%d.smaps", i)), smaps, 0o644); err != nil {
+			return err
+		}
+		for _, f := range []struct{ query, file string }{{"", "heap"}, {"?debug=1", "memstats"}} {
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap%s", base+10*i+7, f.query))
+			if err != nil {
+				return err
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(out, fmt.Sprintf("n%d.%s", i, f.file)), b, 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func rssAll(dir string, n int) ([]int64, error) {

@@ -1,0 +1,80 @@
+package cluster
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/hashicorp/raft"
+)
+
+// TestReleaseMappedLog: after releaseMapped, the Raft log's pages that
+// bolt's map had brought in are no longer part of the process's resident
+// memory, and every entry still reads back whole.
+func TestReleaseMappedLog(t *testing.T) {
+	path := t.TempDir() + "/raft.db"
+	l, err := openLogStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	const entries, size = 32, 256 << 10
+	data := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, size) }
+	for i := 1; i <= entries; i++ {
+		if err := l.StoreLog(&raft.Log{Index: uint64(i), Term: 1, Type: raft.LogCommand, Data: data(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readAll := func() {
+		for i := 1; i <= entries; i++ {
+			var e raft.Log
+			if err := l.GetLog(uint64(i), &e); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(e.Data, data(i)) {
+				t.Fatalf("entry %d reads back changed", i)
+			}
+		}
+	}
+	readAll()
+	if kb := mappedKB(t, path); kb < entries*size/1024/2 {
+		t.Fatalf("%d KiB of the log mapped after reading it: the test reads nothing through the map", kb)
+	}
+	if err := l.releaseMapped(); err != nil {
+		t.Fatal(err)
+	}
+	if kb := mappedKB(t, path); kb > 64 {
+		t.Errorf("%d KiB of the log still resident after releaseMapped", kb)
+	}
+	readAll()
+}
+
+// mappedKB is the resident size of this process's mappings of the file,
+// from /proc/self/smaps.
+func mappedKB(t *testing.T, path string) int {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ino := strconv.FormatUint(st.Sys().(*syscall.Stat_t).Ino, 10)
+	b, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, in := 0, false
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			in = f[4] == ino
+		case in && len(f) >= 2 && f[0] == "Rss:":
+			n, _ := strconv.Atoi(f[1])
+			kb += n
+		}
+	}
+	return kb
+}
