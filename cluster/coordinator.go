@@ -378,7 +378,7 @@ const hedgeDelay = 150 * time.Millisecond
 func askHolder[P any](n *Node, path string, req *partialRequest, local func(context.Context, *partialRequest) (*P, error), index func(*P) uint32) func(context.Context, fsm.Node) (*P, error) {
 	return func(ctx context.Context, h fsm.Node) (*P, error) {
 		var p *P
-		defer n.traceStep(req.Request, "coordinator: ask "+h.ID)()
+		defer n.traceAsk(req.Request, h.ID)()
 		if h.ID == n.id.NodeID {
 			own := *req
 			own.local = true

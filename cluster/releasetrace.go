@@ -64,6 +64,15 @@ func (n *Node) traceStep(sg *fsm.Signed, step string) func() {
 	return traceStep(n.id.NodeID, sg, step)
 }
 
+// traceAsk starts the step of asking holder for its answer to the release
+// of sg; the function it returns ends it.
+func (n *Node) traceAsk(sg *fsm.Signed, holder string) func() {
+	if releaseTrace.Load() == nil {
+		return noTrace
+	}
+	return n.traceStep(sg, "coordinator: ask "+holder)
+}
+
 // traceStep starts step of the release of sg (nil for a shared step) on
 // node; the function it returns ends it.
 func traceStep(node string, sg *fsm.Signed, step string) func() {
