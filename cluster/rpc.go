@@ -14,8 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// The node-to-node protocol: JSON over HTTP/1.1 (HTTP/2 with a node of an
-// earlier version: alpnRPC1) on the node port, both sides
+// The node-to-node protocol: JSON over HTTP/2 on the node port, both sides
 // authenticated by node certificates (see nodeTLS).
 //
 //	POST /internal/v1/apply      a fsm.Signed, on the leader -> fsm.Result
@@ -193,5 +192,5 @@ func readReply(addr string, resp *http.Response, out any) error {
 }
 
 // tlsConnListener lets http.Server see the *tls.Conn the port mux
-// accepted, so it serves HTTP/2 on it when that was negotiated.
+// accepted, so it serves HTTP/2 on it.
 type tlsConnListener struct{ *chanListener }
