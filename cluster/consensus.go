@@ -190,17 +190,14 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 	if run.raft, err = raft.NewRaft(rc, c.rfsm, run.logs, run.store, snaps, run.transport); err != nil {
 		return fmt.Errorf("starting raft: %w", err)
 	}
-	// HTTP/1.1 first, HTTP/2 with a node of an earlier version (alpnRPC1):
-	// a connection per call in flight.
-	rpcTLS := t.clientConfig(alpnRPC1)
-	rpcTLS.NextProtos = append(rpcTLS.NextProtos, alpnRPC)
+	rpcTLS := t.clientConfig(alpnRPC)
 	run.rpcClient = &http.Client{Transport: &http.Transport{
 		TLSClientConfig: rpcTLS,
 		DialTLSContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 			return dialTLS(ctx, network, addr, rpcTLS)
 		},
 		ForceAttemptHTTP2:   true,
-		MaxIdleConnsPerHost: 256,
+		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     time.Minute,
 	}}
 	run.rpcServer = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelDebug)}

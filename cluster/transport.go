@@ -17,16 +17,10 @@ import (
 	"github.com/keyquorum/keyquorum/cluster/pki"
 )
 
-// ALPN protocol names on the node port. The node-to-node calls are HTTP:
-// HTTP/1.1 (alpnRPC1), which a node asks for first, or HTTP/2 (alpnRPC),
-// which nodes of earlier versions ask for and answer alone. Go serves an
-// HTTP/2 request through four goroutines where HTTP/1.1 uses the
-// connection's one: a hand-off saved is a wait for a core on a busy
-// machine, and a call costs less CPU.
+// ALPN protocol names on the node port.
 const (
 	alpnRaft = "keyquorum-raft/1"
 	alpnRPC  = "h2"
-	alpnRPC1 = "http/1.1"
 )
 
 // nodeTLS builds the TLS configurations of the node port: both sides
@@ -103,7 +97,7 @@ func (t *nodeTLS) serverConfig() *tls.Config {
 		MinVersion:       tls.VersionTLS13,
 		Certificates:     []tls.Certificate{t.cert},
 		ClientAuth:       tls.RequireAnyClientCert,
-		NextProtos:       []string{alpnRaft, alpnRPC1, alpnRPC},
+		NextProtos:       []string{alpnRaft, alpnRPC},
 		VerifyConnection: t.verifyPeer,
 	}
 }
@@ -170,7 +164,7 @@ func (m *portMux) route(c *tls.Conn) {
 			return
 		}
 		m.raft.push(m.tls.raftConns.track(c))
-	case alpnRPC, alpnRPC1:
+	case alpnRPC:
 		m.rpc.push(c)
 	default:
 		c.Close()
