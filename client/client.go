@@ -80,20 +80,7 @@ func NewClient(addr string, creds *Credentials) (*Client, error) {
 		RootCAs:      pool,
 		Certificates: []tls.Certificate{{Certificate: [][]byte{leaf.Raw}, PrivateKey: creds.Key, Leaf: leaf}},
 	}
-	return &Client{base: base, creds: creds, tlsConfig: cfg.Clone(), http: &http.Client{Transport: newTransport(cfg)}}, nil
-}
-
-// newTransport is the client's HTTP transport: HTTP/1.1 over TLS, with a
-// connection kept per request in flight. A node answers HTTP/2 too, but Go
-// serves an HTTP/2 request through a connection reader, a serve loop, a
-// handler goroutine and a frame writer, where HTTP/1.1 reads, handles and
-// writes on the connection's one goroutine: a release-sized call costs
-// about a quarter less CPU (BenchmarkRoundTrip), and each hand-off saved is
-// a wait for a core on a busy machine. Idle connections are closed before
-// the node closes them (https.IdleTimeout, 2 minutes), so a request does
-// not race the node closing its connection.
-func newTransport(cfg *tls.Config) *http.Transport {
-	return &http.Transport{TLSClientConfig: cfg, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}
+	return &Client{base: base, creds: creds, tlsConfig: cfg.Clone(), http: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}}, nil
 }
 
 func baseURL(addr string) (string, error) {
