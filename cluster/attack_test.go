@@ -88,6 +88,65 @@ func TestLyingCoordinatorGetsNoPartialFromALaggingHolder(t *testing.T) {
 	}
 }
 
+// TestOnlyTheLeaderVouchesForAHoldersRead: a coordinator that is the
+// leader sends its own read with its request, and a holder takes it in
+// place of the read it would have asked that same node for. A compromised
+// follower that coordinates sends a read of its own making (index 0) as
+// the leader's, to a holder that has not applied a revoke: the holder
+// ignores it, makes its own read, and gives no partial.
+func TestOnlyTheLeaderVouchesForAHoldersRead(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, 3)
+	c.createSecret("vouched", randomBytes(t, 32))
+	leader := c.leader()
+	victim := c.anyRunning(leader)
+	liar := c.anyRunning(leader, victim)
+	c.waitHasKey(victim, "vouched")
+	req := c.holderRequest("vouched", 0)
+	req.LeaderRead, req.from = &leaderRead{Index: 0}, liar.id()
+
+	victim.n.cons.rfsm.hold.Lock() // the victim acknowledges entries but applies none
+	held := true
+	defer func() {
+		if held {
+			victim.n.cons.rfsm.hold.Unlock()
+		}
+	}()
+	c.revoke(leader, "vouched")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	p, err := victim.n.answerSealedPartial(ctx, req)
+	cancel()
+	if err == nil {
+		t.Fatalf("a lagging holder answered share %d on a follower's word that its read was the leader's", p.Index)
+	}
+	victim.n.cons.rfsm.hold.Unlock()
+	held = false
+}
+
+// TestTheLeadersReadStandsForTheHolders: a release the leader coordinates
+// costs one read index, the leader's own, which the holders take from its
+// request (partialRequest.LeaderRead) instead of each asking it for
+// another; a release through a follower costs the follower's and the
+// other holder's.
+func TestTheLeadersReadStandsForTheHolders(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, 3)
+	c.createSecret("vouched", randomBytes(t, 32))
+	leader := c.leader()
+	for _, tn := range c.running() {
+		c.waitHasKey(tn, "vouched")
+	}
+	const releases = 10
+	before := leader.n.cons.readIndexes.Load()
+	for range releases {
+		c.mustRelease(leader, "vouched")
+	}
+	if got := leader.n.cons.readIndexes.Load() - before; got >= 2*releases {
+		t.Errorf("%d releases through the leader took %d read indexes: the holders made their own", releases, got)
+	}
+}
+
 // TestRequestAnsweredBeforeRestartIsRefusedAfter (hole 12): the nonces a
 // holder has seen live in memory, so after a restart a captured request
 // was answered again within the freshness window. A holder now refuses

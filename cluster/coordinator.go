@@ -41,10 +41,25 @@ type partialRequest struct {
 	// capability token restricted to a network: the coordinator's word,
 	// which a holder cannot check (docs/tokens.md).
 	Caller string `json:"caller,omitempty"`
+	// LeaderRead is the read the coordinator made, when it is the leader
+	// and confirmed its leadership itself: the index and its chain hash
+	// there. A holder that knows the sender as the leader takes it in
+	// place of its own read (which it would have asked of that same node:
+	// leaderVouched); from any other node it is ignored.
+	LeaderRead *leaderRead `json:"leader_read,omitempty"`
 
 	// local is set when the coordinator answers itself, after its own
 	// read: never from the wire.
 	local bool
+	// from is the node that sent the request, by the certificate of its
+	// connection (peerNode): never from the wire.
+	from string
+}
+
+// leaderRead is a leader's read index and its chain hash there.
+type leaderRead struct {
+	Index uint64 `json:"index"`
+	Chain []byte `json:"chain,omitempty"`
 }
 
 // authorized is what a coordinator's read found: everything an operation
@@ -65,6 +80,9 @@ type authorized struct {
 	// readAt is the applied index of the state read, which may be past the
 	// read index: the holders wait for it and see the same key version.
 	readAt uint64
+	// leaderRead is the read index this node made as the leader, if it
+	// did: the holders take it as their own (partialRequest.LeaderRead).
+	leaderRead *leaderRead
 }
 
 // coordinatorRead is step 1: it gets a read index, waits until this node
@@ -79,14 +97,20 @@ func (n *Node) coordinatorRead(ctx context.Context, sg *fsm.Signed, also func(s 
 	if err := n.recordTokenUses(ctx, sg); err != nil {
 		return nil, err
 	}
-	idx, err := n.sharedReadIndex(ctx)
+	endRead := n.traceStep(sg, "coordinator: read index")
+	r, err := n.sharedReadIndex(ctx)
+	endRead()
 	if err != nil {
 		return nil, err
 	}
-	if err := n.waitApplied(ctx, idx); err != nil {
+	defer n.traceStep(sg, "coordinator: authorize at the read")()
+	if err := n.waitApplied(ctx, r.index); err != nil {
 		return nil, err
 	}
 	a := &authorized{request: sg, caller: callerOf(ctx)}
+	if r.leader == n.id.NodeID {
+		a.leaderRead = &leaderRead{Index: r.index, Chain: r.chain}
+	}
 	var (
 		ferr  *fsm.Error
 		basis string
@@ -122,7 +146,7 @@ func (n *Node) coordinatorRead(ctx context.Context, sg *fsm.Signed, also func(s 
 // (0 for the shares of a Tang or threshold RSA key, which are the key's
 // own).
 func (a *authorized) partialFor(epoch uint64) *partialRequest {
-	return &partialRequest{ReadIndex: a.readAt, Request: a.request, Version: a.key.Version, Epoch: epoch, Caller: callerString(a.caller)}
+	return &partialRequest{ReadIndex: a.readAt, Request: a.request, Version: a.key.Version, Epoch: epoch, Caller: callerString(a.caller), LeaderRead: a.leaderRead}
 }
 
 // holderCall is how the coordinator asks for one kind of answer P: the
@@ -168,15 +192,15 @@ func gather[P, R any](ctx context.Context, n *Node, a *authorized, call holderCa
 // arrived before the round started (holderReadIndex). A coordinator uses
 // its own share too: like a holder, it compares its chain hash with the
 // leader's (checkLeaderChain).
-func (n *Node) sharedReadIndex(ctx context.Context) (uint64, error) {
+func (n *Node) sharedReadIndex(ctx context.Context) (readIndexResult, error) {
 	select {
 	case r := <-n.holderReadIndex():
 		if r.err != nil {
-			return 0, r.err
+			return r, r.err
 		}
-		return r.index, n.checkLeaderChain(ctx, r)
+		return r, n.checkLeaderChain(ctx, r)
 	case <-ctx.Done():
-		return 0, Errorf(KindNoQuorum, "node %s could not get a read index from the leader in time", n.id.NodeID)
+		return readIndexResult{}, Errorf(KindNoQuorum, "node %s could not get a read index from the leader in time", n.id.NodeID)
 	}
 }
 
@@ -354,6 +378,7 @@ const hedgeDelay = 150 * time.Millisecond
 func askHolder[P any](n *Node, path string, req *partialRequest, local func(context.Context, *partialRequest) (*P, error), index func(*P) uint32) func(context.Context, fsm.Node) (*P, error) {
 	return func(ctx context.Context, h fsm.Node) (*P, error) {
 		var p *P
+		defer n.traceAsk(req.Request, h.ID)()
 		if h.ID == n.id.NodeID {
 			own := *req
 			own.local = true

@@ -313,6 +313,7 @@ func (n *Node) handleFROSTSign(w http.ResponseWriter, r *http.Request) {
 		writeRPC(w, nil, err)
 		return
 	}
+	req.Partial.from = peerNode(r)
 	rep, err := n.answerFROSTSign(r.Context(), &req)
 	writeRPC(w, rep, err)
 }

@@ -152,7 +152,7 @@ func (n *Node) Exchange(ctx context.Context, name string, point []byte, client s
 
 func (n *Node) handleExchange(w http.ResponseWriter, r *http.Request) {
 	var req partialRequest
-	if err := readRPC(r, &req); err != nil {
+	if err := readPartialRequest(r, &req); err != nil {
 		writeRPC(w, nil, err)
 		return
 	}

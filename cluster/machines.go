@@ -61,6 +61,7 @@ func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string, h
 
 // unlock is MachineUnlock, unobserved: Release calls it too.
 func (n *Node) unlock(ctx context.Context, sg *fsm.Signed, addr string) (*MachineUnlock, error) {
+	defer n.traceStep(sg, "coordinator: the whole unlock")()
 	if _, err := n.joined(); err != nil {
 		return nil, err
 	}
@@ -70,11 +71,22 @@ func (n *Node) unlock(ctx context.Context, sg *fsm.Signed, addr string) (*Machin
 	if json.Unmarshal(sg.Payload, &cmd) != nil || cmd.Release == nil || len(cmd.Release.Ephemeral) == 0 {
 		return nil, Errorf(KindInvalid, "an unlock needs a signed release request with an ephemeral key")
 	}
+	endVerify := n.traceStep(sg, "coordinator: check locally")
 	if err := n.verifyLocally(ctx, sg); err != nil {
 		return nil, err
 	}
+	endVerify()
 	call := sealedPartialCall(n)
-	early := speculate(ctx, n, sg, call)
+	// The leader asks no holder before its read: its read stands for
+	// theirs (partialRequest.LeaderRead), which costs a release less than
+	// their own reads would, each another heartbeat round behind a call
+	// to this node.
+	var early *speculation[SealedPartial]
+	if _, leader := n.cons.leader(); leader != n.id.NodeID {
+		endSpeculate := n.traceStep(sg, "coordinator: speculate")
+		early = speculate(ctx, n, sg, call)
+		endSpeculate()
+	}
 	defer early.discard()
 	for attempt := 0; ; attempt++ {
 		var (
@@ -105,6 +117,7 @@ func (n *Node) unlock(ctx context.Context, sg *fsm.Signed, addr string) (*Machin
 		}
 		// The coordinator cannot check sealed partials: the machine does,
 		// and asks again if one is wrong.
+		endGather := n.traceStep(sg, "coordinator: gather")
 		partials, err := gather(ctx, n, a, call, a.partialFor(a.epoch), holdersListed, early, func(own, others []*SealedPartial) ([]SealedPartial, error) {
 			var all []SealedPartial
 			for _, p := range append(own, others...) {
@@ -112,6 +125,7 @@ func (n *Node) unlock(ctx context.Context, sg *fsm.Signed, addr string) (*Machin
 			}
 			return all, nil
 		})
+		endGather()
 		if err != nil {
 			return nil, err
 		}
@@ -157,12 +171,15 @@ func (n *Node) recordSession(ctx context.Context, rs *fsm.RecordSession, machine
 }
 
 func (n *Node) handleSealedPartial(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	var req partialRequest
-	if err := readRPC(r, &req); err != nil {
+	if err := readPartialRequest(r, &req); err != nil {
 		writeRPC(w, nil, err)
 		return
 	}
+	n.traceSince(req.Request, "holder: read the request", start)
 	p, err := n.answerSealedPartial(r.Context(), &req)
+	defer n.traceStep(req.Request, "holder: write the answer")()
 	writeRPC(w, p, err)
 }
 
@@ -176,10 +193,13 @@ func (n *Node) answerSealedPartial(ctx context.Context, req *partialRequest) (*S
 		if len(eph) == 0 {
 			return nil, Errorf(KindInvalid, "a gateway node's release is not answered sealed")
 		}
+		endPartial := n.traceStep(req.Request, "holder: partial")
 		p, err := partial()
+		endPartial()
 		if err != nil {
 			return nil, err
 		}
+		defer n.traceStep(req.Request, "holder: seal")()
 		plain, err := json.Marshal(p)
 		if err != nil {
 			return nil, err

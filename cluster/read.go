@@ -71,7 +71,9 @@ func (c *consensus) readMark(ctx context.Context) (chainMark, string, error) {
 			last = err
 		default:
 			var reply readIndexReply
+			endCall := traceStep(c.nodeID, nil, "read index: ask the leader")
 			_, err := c.callWith(ctx, run, string(addr), "/internal/v1/readindex", struct{}{}, &reply)
+			endCall()
 			if err == nil {
 				return chainMark{Index: reply.Index, Hash: reply.Chain}, string(id), nil
 			}
@@ -107,5 +109,8 @@ func (c *consensus) waitApplied(ctx context.Context, index uint64) error {
 // verifyLeader confirms this node's leadership with a round of heartbeats,
 // one round for every caller that arrived before it started.
 func (c *consensus) verifyLeader(run *raftRun) error {
-	return <-c.verify.join(func() error { return run.raft.VerifyLeader().Error() })
+	return <-c.verify.join(func() error {
+		defer traceStep(c.nodeID, nil, "leader: heartbeat round")()
+		return run.raft.VerifyLeader().Error()
+	})
 }

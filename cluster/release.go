@@ -33,7 +33,7 @@ func releaseContext(clusterID string, key *fsm.Key, epoch uint64, req *fsm.Signe
 
 func (n *Node) handlePartial(w http.ResponseWriter, r *http.Request) {
 	var req partialRequest
-	if err := readRPC(r, &req); err != nil {
+	if err := readPartialRequest(r, &req); err != nil {
 		writeRPC(w, nil, err)
 		return
 	}
@@ -63,8 +63,8 @@ func (n *Node) answerPartial(ctx context.Context, req *partialRequest) (*shamir.
 // returns what compute makes with this node's partial (partial, from the
 // share of the epoch the coordinator read: holdervalues.go).
 //
-// A holder that is not the coordinator computes while its own read is in
-// flight, with the state it has applied (at least the coordinator's
+// A holder that is not the coordinator, and whose read the leader did not
+// vouch for (leaderVouched), computes while its own read is in flight, with the state it has applied (at least the coordinator's
 // index), if req passes the checks there: the answer leaves the holder only
 // once the checks passed again at its own read, for the same key version,
 // epoch and request; otherwise it computes again there. Nothing the checks
@@ -77,12 +77,18 @@ func holderAnswer[P any](ctx context.Context, n *Node, req *partialRequest, comp
 	if req.Request == nil {
 		return nil, Errorf(KindInvalid, "the holder's request carries no signed request")
 	}
+	if !req.local {
+		defer n.traceStep(req.Request, "holder: the whole answer")()
+	}
 	read := n.startHolderRead(req)
 	var (
 		early            *P
 		earlyCtx, earlyR []byte
 	)
-	if !req.local && n.waitApplied(ctx, req.ReadIndex) == nil {
+	endEarly := n.traceStep(req.Request, "holder: early check and compute")
+	// A read the leader vouched for is made already: there is nothing to
+	// overlap.
+	if !req.local && n.leaderVouched(req) == nil && n.waitApplied(ctx, req.ReadIndex) == nil {
 		if g, err := n.holderCheck(req, now()); err == nil && g.epoch == req.Epoch {
 			earlyCtx, earlyR = releaseContext(g.clusterID, g.key, g.epoch, req.Request), g.key.R
 			if early, err = computeWithShare(n, g, earlyCtx, compute); err != nil {
@@ -90,6 +96,7 @@ func holderAnswer[P any](ctx context.Context, n *Node, req *partialRequest, comp
 			}
 		}
 	}
+	endEarly()
 	g, err := n.finishHolderCheck(ctx, req, read)
 	if err != nil {
 		return nil, err

@@ -74,6 +74,29 @@ func readRPC(r *http.Request, v any) error {
 	return nil
 }
 
+// readPartialRequest reads a coordinator's partialRequest and notes who
+// sent it.
+func readPartialRequest(r *http.Request, req *partialRequest) error {
+	if err := readRPC(r, req); err != nil {
+		return err
+	}
+	req.from = peerNode(r)
+	return nil
+}
+
+// peerNode is the node ID in the certificate of a node-to-node request's
+// connection (membersOnly checked that it is a current member's), or "".
+func peerNode(r *http.Request) string {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return ""
+	}
+	role, id, err := CertRole(r.TLS.PeerCertificates[0])
+	if err != nil || role != RoleNode {
+		return ""
+	}
+	return id
+}
+
 // routes serves the consensus's node-to-node calls on mux.
 func (c *consensus) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /internal/v1/apply", c.handleApply)

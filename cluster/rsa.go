@@ -264,7 +264,7 @@ func forEachSubset(n, k int, f func([]int) bool) {
 
 func (n *Node) handleRSAShare(w http.ResponseWriter, r *http.Request) {
 	var req partialRequest
-	if err := readRPC(r, &req); err != nil {
+	if err := readPartialRequest(r, &req); err != nil {
 		writeRPC(w, nil, err)
 		return
 	}

@@ -38,7 +38,7 @@ import (
 
 func (n *Node) handleTransitDecrypt(w http.ResponseWriter, r *http.Request) {
 	var req partialRequest
-	if err := readRPC(r, &req); err != nil {
+	if err := readPartialRequest(r, &req); err != nil {
 		writeRPC(w, nil, err)
 		return
 	}

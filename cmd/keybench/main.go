@@ -53,6 +53,7 @@ func main() {
 	flag.BoolVar(&releaseOnly, "release-only", false, "measure releases and failover only (no creations, Keyless SSL or boot)")
 	flag.BoolVar(&signOnly, "sign-only", false, "measure signatures only: Keyless SSL and the sign path (FROST, threshold RSA, assembled ECDSA), each next to the bare signature")
 	flag.BoolVar(&transitOnly, "transit-only", false, "measure transit encrypt and decrypt only (transit.go)")
+	flag.IntVar(&traceN, "trace", 0, "instead: make this many sequential releases and print where each one's time goes, step by step on each node (trace.go)")
 	flag.BoolVar(&scaleMemoryOnly, "scale-memory-only", false, "with -scale: stop after the memory figures (no releases, restart, join or leave)")
 	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of the client and each node during the 8-client release run to this directory (with -scale: during the creates near 0 keys and at N, in its create0 and createN, and of the restarted follower for 6 s from its start, in restart; and each node's heap profile and memory statistics where memory is measured, in its memory)")
 	flag.BoolVar(&keepDir, "keep", false, "with -scale: keep the cluster's directory (the nodes' logs) and print where it is")
@@ -91,6 +92,7 @@ var releaseClients = []int{1, 8, 16, 32}
 
 var (
 	releaseOnly bool
+	traceN      int
 	signOnly    bool
 	profileDir  string
 	keepDir     bool // -keep: keep a scale run's directory
@@ -105,7 +107,9 @@ var keyagentBin string
 
 func run(script string, latencyN, clients int, window time.Duration) error {
 	rows := []row{loadRow()}
-	rows = append(rows, bareCrypto()...)
+	if traceN == 0 {
+		rows = append(rows, bareCrypto()...)
+	}
 
 	dir, err := os.MkdirTemp("", "keybench-")
 	if err != nil {
@@ -117,7 +121,7 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 		return err
 	}
 	env := append(os.Environ(), "KEYQUORUM_BASE_PORT="+strconv.Itoa(base))
-	if profileDir != "" {
+	if profileDir != "" || traceN > 0 {
 		env = append(env, "KEYQUORUM_PROFILE=1")
 	}
 	sh := func(args ...string) error {
@@ -145,6 +149,16 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 	rand.Read(secret)
 	if _, err := c.CreateSecret(ctx, "bench/secret", secret, time.Time{}); err != nil {
 		return err
+	}
+
+	if traceN > 0 {
+		// A few releases first: connections, memos and held values.
+		for range 20 {
+			if _, err := c.Get(ctx, "bench/secret"); err != nil {
+				return err
+			}
+		}
+		return traceReleases(ctx, c, dir, base, traceN)
 	}
 
 	if signOnly {

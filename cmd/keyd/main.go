@@ -252,6 +252,13 @@ func runNode(args []string, stderr io.Writer) error {
 		return err
 	}
 	if f.debugAddr != "" {
+		// keybench -trace takes the steps of the releases this node took
+		// part in (cluster.TraceStep) from here.
+		cluster.EnableReleaseTrace()
+		http.HandleFunc("/debug/keyquorum/release-trace", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(cluster.TakeReleaseTrace())
+		})
 		// Before the node starts, so that a profile can see a restart's
 		// restore. No write timeout: a CPU profile takes as long as it is
 		// asked to.
