@@ -346,12 +346,27 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 	if err := sh("start", strconv.Itoa(follower), dir); err != nil {
 		return err
 	}
+	// What the node answered until it released, each answer once, with
+	// when it came (the time from the start to when it was asked and to
+	// when it answered): what the start spent its time on after the
+	// restore.
+	lastErr := ""
 	for {
+		asked := time.Since(start)
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		_, err := fc.Get(rctx, "bench/secret")
 		cancel()
 		if err == nil {
+			logf("n%d released: asked at %v, answered at %v", follower, asked.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+			again := time.Now()
+			if _, err := fc.Get(ctx, "bench/secret"); err == nil {
+				logf("n%d: its second release took %v", follower, time.Since(again).Round(time.Millisecond))
+			}
 			break
+		}
+		if msg := err.Error(); msg != lastErr {
+			lastErr = msg
+			logf("n%d refused: asked at %v, answered at %v: %v", follower, asked.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), err)
 		}
 		if time.Since(start) > 2*time.Minute {
 			return fmt.Errorf("n%d did not serve within 2 minutes of its start: %w", follower, err)
