@@ -63,13 +63,7 @@ func TestLyingCoordinatorGetsNoPartialFromALaggingHolder(t *testing.T) {
 	c.waitHasKey(victim, "lagging")
 	req := c.holderRequest("lagging", 0)
 
-	victim.n.cons.rfsm.hold.Lock() // the victim acknowledges entries but applies none
-	held := true
-	defer func() {
-		if held {
-			victim.n.cons.rfsm.hold.Unlock()
-		}
-	}()
+	resume := c.holdApplies(victim) // the victim acknowledges entries but applies none
 	c.revoke(leader, "lagging")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -78,8 +72,7 @@ func TestLyingCoordinatorGetsNoPartialFromALaggingHolder(t *testing.T) {
 	if err == nil {
 		t.Fatalf("a lagging holder answered share %d for a key revoked before the request", p.Index)
 	}
-	victim.n.cons.rfsm.hold.Unlock()
-	held = false
+	resume()
 	req.Request = c.releaseRequest("lagging")
 	ctx, cancel = context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
@@ -105,13 +98,7 @@ func TestOnlyTheLeaderVouchesForAHoldersRead(t *testing.T) {
 	req := c.holderRequest("vouched", 0)
 	req.LeaderRead, req.from = &leaderRead{Index: 0}, liar.id()
 
-	victim.n.cons.rfsm.hold.Lock() // the victim acknowledges entries but applies none
-	held := true
-	defer func() {
-		if held {
-			victim.n.cons.rfsm.hold.Unlock()
-		}
-	}()
+	resume := c.holdApplies(victim) // the victim acknowledges entries but applies none
 	c.revoke(leader, "vouched")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -120,8 +107,7 @@ func TestOnlyTheLeaderVouchesForAHoldersRead(t *testing.T) {
 	if err == nil {
 		t.Fatalf("a lagging holder answered share %d on a follower's word that its read was the leader's", p.Index)
 	}
-	victim.n.cons.rfsm.hold.Unlock()
-	held = false
+	resume()
 }
 
 // TestTheLeadersReadStandsForTheHolders: a release the leader coordinates
@@ -404,7 +390,7 @@ func TestHolderComputingAheadOfItsReadAnswersWhatItsReadAllows(t *testing.T) {
 	c.waitHasKey(victim, "ahead")
 	req := c.holderRequest("ahead", 0)
 
-	victim.n.cons.rfsm.hold.Lock() // the victim acknowledges entries but applies none
+	resume := c.holdApplies(victim) // the victim acknowledges entries but applies none
 	c.revoke(leader, "ahead")
 	type answer struct {
 		p   *SealedPartial
@@ -425,7 +411,7 @@ func TestHolderComputingAheadOfItsReadAnswersWhatItsReadAllows(t *testing.T) {
 		defer victim.n.holderReads.mu.Unlock()
 		return !victim.n.holderReads.running && len(victim.n.holderReads.waiting) == 0, "the victim's read is still in flight"
 	})
-	victim.n.cons.rfsm.hold.Unlock()
+	resume()
 	a := <-done
 	if a.err == nil {
 		t.Fatalf("the holder answered share %d for a key revoked before the request", a.p.Index)

@@ -178,13 +178,7 @@ func TestFROSTRevokedKeySignsNoMore(t *testing.T) {
 	victim := c.anyRunning(leader)
 	sg := c.signRequest("sig/a", []byte("after the revoke"))
 	req := c.frostHolderRequest(sg, "sig/a", victim, leader)
-	victim.n.cons.rfsm.hold.Lock() // the victim acknowledges entries but applies none
-	held := true
-	defer func() {
-		if held {
-			victim.n.cons.rfsm.hold.Unlock()
-		}
-	}()
+	resume := c.holdApplies(victim) // the victim acknowledges entries but applies none
 	c.revoke(leader, "sig/a")
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	if rep, err := victim.n.answerFROSTSign(ctx, req); err == nil {
@@ -193,8 +187,7 @@ func TestFROSTRevokedKeySignsNoMore(t *testing.T) {
 		t.Errorf("lagging holder: %v (kind %s), want %s: it waits for its own read", err, KindOf(err), KindNoQuorum)
 	}
 	cancel()
-	victim.n.cons.rfsm.hold.Unlock()
-	held = false
+	resume()
 	for _, tn := range c.nodes {
 		if _, err := c.signThrough(tn, c.signRequest("sig/a", []byte("m"))); KindOf(err) != KindDenied {
 			t.Errorf("signing through %s after the revoke: %v (kind %s), want %s", tn.id(), err, KindOf(err), KindDenied)

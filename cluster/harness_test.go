@@ -570,6 +570,16 @@ func (c *testCluster) revoke(tn *testNode, name string) {
 	}
 }
 
+// holdApplies makes tn acknowledge log entries but apply none (a holder
+// that lags), until the returned function is called, or the test ends.
+func (c *testCluster) holdApplies(tn *testNode) (resume func()) {
+	tn.n.cons.rfsm.hold.Lock()
+	var once sync.Once
+	resume = func() { once.Do(tn.n.cons.rfsm.hold.Unlock) }
+	c.t.Cleanup(resume)
+	return resume
+}
+
 // stop shuts a node down.
 func (c *testCluster) stop(tn *testNode) {
 	c.t.Helper()

@@ -327,19 +327,12 @@ func TestLyingCoordinatorGetsNoRSAShare(t *testing.T) {
 
 	// Revoked while the victim lags; the coordinator sends read index 0.
 	req := c.rsaShareRequest(coord, "tls/revoked", in, 0)
-	victim.n.cons.rfsm.hold.Lock()
-	held := true
-	defer func() {
-		if held {
-			victim.n.cons.rfsm.hold.Unlock()
-		}
-	}()
+	resume := c.holdApplies(victim) // the victim acknowledges entries but applies none
 	c.revoke(coord, "tls/revoked")
 	if err := ask(req); err == nil {
 		t.Fatal("a lagging holder gave its rsa share for a key revoked before the request")
 	}
-	victim.n.cons.rfsm.hold.Unlock()
-	held = false
+	resume()
 	req = c.rsaShareRequest(coord, "tls/revoked", in, 0)
 	if err := ask(req); KindOf(err) != KindDenied {
 		t.Fatalf("revoked key: %v (kind %s), want %s", err, KindOf(err), KindDenied)

@@ -63,8 +63,15 @@ func WriteTokenCheck(root ed25519.PublicKey, sg *fsm.Signed, op, key string, now
 	if flag == "" {
 		return nil, &fsm.Error{Code: fsm.CodeInvalid, Message: "a " + op + " takes no capability token"}
 	}
-	v, err := token.Verify(sg.Token, root, token.Request{Operator: sg.Signer, Flag: flag, Key: key,
+	return verifyToken(sg.Token, root, token.Request{Operator: sg.Signer, Flag: flag, Key: key,
 		Payload: sg.Payload, Now: now, Replicated: true}, revoked)
+}
+
+// verifyToken verifies a token for req with package token and returns
+// what the state machine records of it: its chain of revocation ids and
+// its bounds on uses.
+func verifyToken(tok []byte, root ed25519.PublicKey, req token.Request, revoked func(string) bool) (*fsm.TokenGrant, *fsm.Error) {
+	v, err := token.Verify(tok, root, req, revoked)
 	if err != nil {
 		return nil, &fsm.Error{Code: tokenErrorCode(err), Message: err.Error()}
 	}
@@ -115,16 +122,8 @@ func tokenCheck(now time.Time, caller netip.Addr) fsm.TokenCheck {
 		if flag == "" {
 			return nil, &fsm.Error{Code: fsm.CodeInvalid, Message: "a " + cmd.Release.Op + " release takes no capability token"}
 		}
-		v, err := token.Verify(sg.Token, root, token.Request{Operator: sg.Signer, Flag: flag, Key: cmd.Release.Key,
+		return verifyToken(sg.Token, root, token.Request{Operator: sg.Signer, Flag: flag, Key: cmd.Release.Key,
 			Payload: sg.Payload, Now: now, Caller: caller}, revoked)
-		if err != nil {
-			return nil, &fsm.Error{Code: tokenErrorCode(err), Message: err.Error()}
-		}
-		g := &fsm.TokenGrant{Chain: v.RevocationIDs}
-		for _, b := range v.UseBounds {
-			g.Bounds = append(g.Bounds, fsm.TokenBound{ID: b.ID, Max: b.Max})
-		}
-		return g, nil
 	}
 }
 
