@@ -55,7 +55,8 @@ func main() {
 	flag.BoolVar(&transitOnly, "transit-only", false, "measure transit encrypt and decrypt only (transit.go)")
 	flag.IntVar(&traceN, "trace", 0, "instead: make this many sequential releases and print where each one's time goes, step by step on each node (trace.go)")
 	flag.BoolVar(&scaleMemoryOnly, "scale-memory-only", false, "with -scale: stop after the memory figures (no releases, restart, join or leave)")
-	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of the client and each node during the 8-client release run to this directory (with -scale: during the creates near 0 keys and at N, in its create0 and createN, and of the restarted follower for 6 s from its start, in restart; and each node's heap profile and memory statistics where memory is measured, in its memory)")
+	flag.IntVar(&profileClients, "profile-clients", 8, "with -profile: the release run to profile, by its number of clients")
+	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of the client and each node during the release run of -profile-clients (8) clients to this directory (with -scale: during the creates near 0 keys and at N, in its create0 and createN, and of the restarted follower for 6 s from its start, in restart; and each node's heap profile and memory statistics where memory is measured, in its memory)")
 	flag.BoolVar(&keepDir, "keep", false, "with -scale: keep the cluster's directory (the nodes' logs) and print where it is")
 	promoteAfter := flag.Duration("promote-after", 0, "with -scale: the nodes' --promote-after (a new member's stable period before it votes; 0: keyd's default, 5s)")
 	flag.Parse()
@@ -95,7 +96,9 @@ var (
 	traceN      int
 	signOnly    bool
 	profileDir  string
-	keepDir     bool // -keep: keep a scale run's directory
+	// profileClients is the release run -profile profiles.
+	profileClients int
+	keepDir        bool // -keep: keep a scale run's directory
 	// scaleMemoryOnly ends a scale run after its memory figures.
 	scaleMemoryOnly bool
 )
@@ -206,7 +209,7 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 			return err
 		}
 		stop := func() error { return nil }
-		if k == 8 && profileDir != "" {
+		if k == profileClients && profileDir != "" {
 			stop = profile(profileDir, base, window)
 		}
 		n, errs := load(k, window, func() error { _, err := c.Get(ctx, "bench/secret"); return err })
