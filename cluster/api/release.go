@@ -71,8 +71,11 @@ func OpenRelease(r *SealedRelease, clusterID, name string, pin, payload []byte, 
 	if err != nil {
 		return nil, fmt.Errorf("the release's ciphertext: %w", err)
 	}
-	// Each partial is opened on its own, in parallel: the client waits
-	// for the slowest one only.
+	// The partials are opened one after the other, on the caller's
+	// goroutine: a goroutine each cost the client more CPU (their starts,
+	// their stacks' growth, the scheduler's wakeups) than the one X25519
+	// it could overlap at one client saved in time, and a client under
+	// load has no core to spare for it.
 	//
 	// Any partial that fails fails the release, so the subgroup checks of
 	// the values of the first t, the ones Open combines when all pass,
@@ -85,12 +88,12 @@ func OpenRelease(r *SealedRelease, clusterID, name string, pin, payload []byte, 
 	parts := make([]*shamir.Partial, len(r.Partials))
 	checked := make([]*shamir.VerifiedPartial, len(r.Partials))
 	errs := make([]error, len(r.Partials))
-	each(len(r.Partials), func(i int) {
+	for i := range r.Partials {
 		parts[i], errs[i] = openPartial(&r.Partials[i], ephPriv, rctx)
 		if errs[i] == nil && i >= t {
 			checked[i], errs[i] = v.Verify(parts[i])
 		}
-	})
+	}
 	first := min(t, len(r.Partials))
 	batched := false
 	if !slices.ContainsFunc(errs[:first], func(err error) bool { return err != nil }) {
@@ -100,11 +103,11 @@ func OpenRelease(r *SealedRelease, clusterID, name string, pin, payload []byte, 
 		}
 	}
 	if !batched {
-		each(first, func(i int) {
+		for i := range first {
 			if errs[i] == nil {
 				checked[i], errs[i] = v.VerifyProof(parts[i])
 			}
-		})
+		}
 	}
 	var good []*shamir.VerifiedPartial
 	seen := map[uint32]bool{}
