@@ -73,6 +73,12 @@ func (n *Node) closeAudit() {
 // when the record was not written, the audit is required and the
 // decision allowed something: the caller must then refuse.
 func (n *Node) decide(role string, sg *fsm.Signed, basis string, refusal error) error {
+	return n.decideCommand(role, sg, decodeCommand(sg), basis, refusal)
+}
+
+// decideCommand is decide with sg's command as decodeCommand decoded it
+// (nil when it does not parse), for a caller that decoded it already.
+func (n *Node) decideCommand(role string, sg *fsm.Signed, c *fsm.Command, basis string, refusal error) error {
 	d := &audit.Decision{Role: role, Outcome: audit.Allowed, Basis: basis}
 	if refusal != nil {
 		d.Outcome, d.Basis = audit.Refused, ""
@@ -80,7 +86,7 @@ func (n *Node) decide(role string, sg *fsm.Signed, basis string, refusal error) 
 	}
 	if sg != nil {
 		d.Principal = sg.Signer
-		if c := decodeCommand(sg); c != nil { // decoded once, for every field
+		if c != nil {
 			d.Op, d.Nonce = c.Type, hex.EncodeToString(c.Nonce)
 			_, d.Key = labelsOf(c)
 			if r := c.Release; r != nil {

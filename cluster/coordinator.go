@@ -54,6 +54,22 @@ type partialRequest struct {
 	// from is the node that sent the request, by the certificate of its
 	// connection (peerNode): never from the wire.
 	from string
+	// labels is Request's command as decodeCommand decoded it, once
+	// decodedLabels: what the holder's metrics and audit record name
+	// (command), never what a check reads.
+	labels        *fsm.Command
+	decodedLabels bool
+}
+
+// command is req's signed command for the holder's metric labels and
+// audit record (decodeCommand, nil when it does not parse), decoded once
+// per request: the checks decode the signed payload themselves. It is
+// called only by the node answering req, on its own copy.
+func (req *partialRequest) command() *fsm.Command {
+	if !req.decodedLabels {
+		req.labels, req.decodedLabels = decodeCommand(req.Request), true
+	}
+	return req.labels
 }
 
 // leaderRead is a leader's read index and its chain hash there.

@@ -123,7 +123,7 @@ func (n *Node) finishHolderCheck(ctx context.Context, req *partialRequest, read 
 	if err == nil {
 		basis = g.basis
 	}
-	if aerr := n.decide(roleHolder, req.Request, basis, err); err == nil && aerr != nil {
+	if aerr := n.decideCommand(roleHolder, req.Request, req.command(), basis, err); err == nil && aerr != nil {
 		err = aerr
 	}
 	if err != nil {

@@ -45,9 +45,10 @@ const sessionEvery = 5 * time.Second
 // here, for at most hold and MaxUnlockHold (unlockhold.go), then answered
 // again: held says whether it was held.
 func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string, hold time.Duration) (_ *MachineUnlock, held bool, err error) {
-	_, key := commandOf(sg)
+	cmd := decodeCommand(sg)
+	_, key := labelsOf(cmd)
 	defer func(start time.Time) { n.observe(ctx, opUnlock, key, start, err) }(time.Now())
-	out, err := n.unlock(ctx, sg, addr)
+	out, err := n.unlock(ctx, sg, cmd, addr)
 	if hold <= 0 || KindOf(err) != KindPendingApproval {
 		return out, false, err
 	}
@@ -55,20 +56,22 @@ func (n *Node) MachineUnlock(ctx context.Context, sg *fsm.Signed, addr string, h
 	if !decided {
 		return nil, held, err
 	}
-	out, err = n.unlock(ctx, sg, addr)
+	out, err = n.unlock(ctx, sg, cmd, addr)
 	return out, true, err
 }
 
-// unlock is MachineUnlock, unobserved: Release calls it too.
-func (n *Node) unlock(ctx context.Context, sg *fsm.Signed, addr string) (*MachineUnlock, error) {
+// unlock is MachineUnlock, unobserved: Release calls it too. cmd is sg's
+// command as its caller decoded it (decodeCommand: nil when sg's payload
+// does not parse), for what unlock reads of it before the checks; the
+// checks decode and verify sg themselves.
+func (n *Node) unlock(ctx context.Context, sg *fsm.Signed, cmd *fsm.Command, addr string) (*MachineUnlock, error) {
 	defer n.traceStep(sg, "coordinator: the whole unlock")()
 	if _, err := n.joined(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
-	var cmd fsm.Command
-	if json.Unmarshal(sg.Payload, &cmd) != nil || cmd.Release == nil || len(cmd.Release.Ephemeral) == 0 {
+	if cmd == nil || cmd.Release == nil || len(cmd.Release.Ephemeral) == 0 {
 		return nil, Errorf(KindInvalid, "an unlock needs a signed release request with an ephemeral key")
 	}
 	endVerify := n.traceStep(sg, "coordinator: check locally")
@@ -106,7 +109,7 @@ func (n *Node) unlock(ctx context.Context, sg *fsm.Signed, addr string) (*Machin
 		})
 		if pending {
 			if usable && attempt == 0 {
-				if err := n.spendApproval(ctx, sg, &cmd); err == nil {
+				if err := n.spendApproval(ctx, sg, cmd); err == nil {
 					continue // read again: the grant is in the log
 				}
 			}

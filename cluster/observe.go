@@ -52,7 +52,7 @@ func (n *Node) observeHolder(ctx context.Context, req *partialRequest, err *erro
 	if req.local {
 		return func() {}
 	}
-	_, key := commandOf(req.Request)
+	_, key := labelsOf(req.command())
 	start := time.Now()
 	return func() { n.observe(ctx, opHolder, key, start, *err) }
 }

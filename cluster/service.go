@@ -360,10 +360,10 @@ func (n *Node) Key(ctx context.Context, principal, name string) (_ *fsm.Key, err
 // seals its partial to the request's ephemeral key, and this node passes
 // them on with the ciphertext and the public polynomial.
 func (n *Node) Release(ctx context.Context, req *fsm.Signed) (_ *SealedRelease, err error) {
-	op, key := commandOf(req)
+	cmd := decodeCommand(req) // once, for the labels and the checks before the read
+	op, key := labelsOf(cmd)
 	defer func(start time.Time) { n.observe(ctx, op, key, start, err) }(time.Now())
-	var cmd fsm.Command
-	if err := json.Unmarshal(req.Payload, &cmd); err != nil || cmd.Release == nil || (cmd.Release.Op != fsm.OpGet && cmd.Release.Op != fsm.OpCAS) {
+	if cmd == nil || cmd.Release == nil || (cmd.Release.Op != fsm.OpGet && cmd.Release.Op != fsm.OpCAS) {
 		return nil, Errorf(KindInvalid, "not a signed release request with op %q or %q", fsm.OpGet, fsm.OpCAS)
 	}
 	operator := false
@@ -374,7 +374,7 @@ func (n *Node) Release(ctx context.Context, req *fsm.Signed) (_ *SealedRelease, 
 	if len(cmd.Release.Ephemeral) == 0 {
 		return nil, Errorf(KindInvalid, "a release request needs an ephemeral key: the holders seal their partials to it and the client combines (update the client)")
 	}
-	return n.unlock(ctx, req, "")
+	return n.unlock(ctx, req, cmd, "")
 }
 
 // CompareAndSwap commits keysrv's compare-and-swap of a secret, which the
