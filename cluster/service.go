@@ -360,7 +360,7 @@ func (n *Node) Key(ctx context.Context, principal, name string) (_ *fsm.Key, err
 // seals its partial to the request's ephemeral key, and this node passes
 // them on with the ciphertext and the public polynomial.
 func (n *Node) Release(ctx context.Context, req *fsm.Signed) (_ *SealedRelease, err error) {
-	cmd := decodeCommand(req) // once, for the labels and the checks before the read
+	cmd := decodeCommand(req) // once, for the labels and what Release and unlock read before the checks
 	op, key := labelsOf(cmd)
 	defer func(start time.Time) { n.observe(ctx, op, key, start, err) }(time.Now())
 	if cmd == nil || cmd.Release == nil || (cmd.Release.Op != fsm.OpGet && cmd.Release.Op != fsm.OpCAS) {
