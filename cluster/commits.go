@@ -49,16 +49,30 @@ const leaderHeartbeatFactor = 2
 // leader (its state machine may hold commands an earlier leader committed
 // but did not tell), it appends a barrier so that the followers learn the
 // commit index now rather than at the next commit timeout. Commands
-// applied while a barrier is in flight share the next one.
+// applied while a barrier is in flight share the next one. It appends one
+// too when heartbeats to a follower resume after failing (a follower that
+// was cut off or down): hashicorp/raft sends a follower the entries that
+// failed to reach it again only when the log grows or at the commit
+// timeout. (No test shows that one needed: in the tests, a follower back
+// from a partition or a restart got a write of its own or another node's
+// soon after, which told it.)
 func (c *consensus) tellCommits(ctx context.Context, run *raftRun) {
+	resumed := make(chan raft.Observation, 1)
+	obs := raft.NewObserver(resumed, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.ResumedHeartbeatObservation)
+		return ok
+	})
+	run.raft.RegisterObserver(obs)
+	defer run.raft.DeregisterObserver(obs)
 	var told uint64
+	retell := false
 	for {
 		applied, changed := c.rfsm.watch()
 		switch {
 		case run.raft.State() != raft.Leader || !c.leaderReady.Load():
-			told = 0
-		case applied > told:
-			told = applied
+			told, retell = 0, false
+		case applied > told || retell:
+			told, retell = applied, false
 			// An error (leadership lost, no quorum in time) leaves the
 			// telling to the next leader or the commit timeout.
 			_ = run.raft.Barrier(c.cfg.RequestTimeout).Error()
@@ -69,6 +83,8 @@ func (c *consensus) tellCommits(ctx context.Context, run *raftRun) {
 			return
 		case <-changed:
 		case <-c.becameReady:
+		case <-resumed:
+			retell = true
 		}
 	}
 }

@@ -63,30 +63,3 @@ func TestOnlyTheLeaderHeartbeatsAtHalfPace(t *testing.T) {
 		return paced(c.leader())
 	})
 }
-
-// A follower that was down while a secret was created catches up once it
-// is back, though the log does not grow and the commit timeout is an
-// hour: the leader appends a barrier when its heartbeats to the follower
-// resume (tellCommits).
-func TestRestartedFollowerCatchesUpWithoutTheCommitTimeout(t *testing.T) {
-	t.Parallel()
-	c := newTestClusterWith(t, 3, func(cfg *Config) { cfg.commitTimeout = time.Hour })
-	var follower *testNode
-	for _, tn := range c.members() {
-		if tn != c.leader() {
-			follower = tn
-		}
-	}
-	c.stop(follower)
-	secret := randomBytes(t, 32)
-	c.createSecret("missed", secret)
-	c.restart(follower)
-	want, _ := c.leader().n.cons.watch()
-	c.waitFor(opTimeout, func() (bool, string) {
-		got, _ := follower.n.cons.watch()
-		return got >= want, fmt.Sprintf("the restarted follower has applied %d of %d", got, want)
-	})
-	if got := c.mustRelease(follower, "missed"); !bytes.Equal(got, secret) {
-		t.Fatal("the restarted follower released another secret")
-	}
-}
