@@ -18,12 +18,13 @@ import (
 // disabled here) it first asks whether the others lost the leader too,
 // so a follower that was only slow, or is cut off alone, does not raise
 // the term and depose a working leader. The leader sends heartbeats every
-// HT/10 to HT/5 (15-30 ms), a cost an idle leader pays whatever it does;
-// it steps down when it has not heard from a quorum for the lease. A
-// leader that stops gracefully hands its leadership over first
+// HT/5 to 2 HT/5 (30-60 ms: its own heartbeat timeout is twice the
+// configured one, commits.go), a cost an idle leader pays whatever it
+// does; it steps down when it has not heard from a quorum for the lease
+// (HT). A leader that stops gracefully hands its leadership over first
 // (consensus.handOff), so a planned restart costs no election timeout.
-// SetRaftTiming derives the election timeout (HT) and the lease (2/3 HT)
-// from the heartbeat timeout.
+// SetRaftTiming derives the election timeout and the lease (both HT) from
+// the heartbeat timeout.
 const (
 	DefaultHeartbeatTimeout = 150 * time.Millisecond
 	DefaultRequestTimeout   = 3 * time.Second
@@ -92,6 +93,10 @@ type Config struct {
 	// (DefaultRetryJoinBackoff when 0).
 	RetryJoinBackoff time.Duration
 
+	// commitTimeout replaces the commit timeout (commits.go) when not
+	// zero: tests set it long to show that commands do not wait for it.
+	commitTimeout time.Duration
+
 	Logger *slog.Logger
 	// AuditLog is the audit log's path; empty means DefaultAuditFile in
 	// DataDir. AuditBestEffort lets the node go on releasing when it
@@ -112,13 +117,21 @@ func DefaultConfig() Config {
 	return c
 }
 
-// SetRaftTiming sets Raft's heartbeat and election timeouts to heartbeat
-// and the leader lease to two thirds of it, the proportions of the
-// defaults. A longer one (keyd --heartbeat-timeout) suits hosts that
-// starve a node of CPU for longer than a LAN's defaults allow, at the
-// price of a slower failover.
+// SetRaftTiming sets Raft's heartbeat and election timeouts and the
+// leader lease to heartbeat, the proportions of the defaults. A longer
+// one (keyd --heartbeat-timeout) suits hosts that starve a node of CPU for
+// longer than a LAN's defaults allow, at the price of a slower failover.
+//
+// The lease is the whole heartbeat timeout, the most Raft allows, because
+// a leader heartbeats at half a follower's pace (leaderHeartbeatFactor):
+// with the lease at two thirds, a leader stalled for 40 ms between two
+// heartbeats 60 ms apart would miss it and step down (it did, idle, on a
+// machine at a load of 11). At the whole timeout a step-down needs a
+// stall of 90 ms, against 70 ms with heartbeats twice as often and the
+// lease at two thirds. Reads do not rely on the lease: a read index is
+// confirmed by a round of heartbeats (read.go).
 func (c *Config) SetRaftTiming(heartbeat time.Duration) {
-	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = heartbeat, heartbeat, heartbeat*2/3
+	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = heartbeat, heartbeat, heartbeat
 }
 
 // validateRetryJoin checks what a node that is not in a cluster yet needs

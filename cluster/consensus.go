@@ -62,7 +62,8 @@ type consensus struct {
 	fsm    *fsm.FSM
 	rfsm   *raftFSM
 
-	leaderReady atomic.Bool // this node is leader and has committed an entry of its term
+	leaderReady atomic.Bool   // this node is leader and has committed an entry of its term
+	becameReady chan struct{} // signalled when leaderReady turns true (tellCommits)
 	// now is the clock of the promotion's stable period (tests set it);
 	// stable holds, on the leader, since when each non-voter has been
 	// caught up (reconcileMembers).
@@ -100,7 +101,7 @@ type raftRun struct {
 
 func newConsensus(cfg Config, log *slog.Logger, nodeID string, f *fsm.FSM) *consensus {
 	return &consensus{cfg: cfg, log: log, nodeID: nodeID, fsm: f, rfsm: newRaftFSM(f, log, cfg.Metrics), now: time.Now,
-		stable: map[raft.ServerID]time.Time{}}
+		stable: map[raft.ServerID]time.Time{}, becameReady: make(chan struct{}, 1)}
 }
 
 // current is the running Raft, or nil.
@@ -117,16 +118,6 @@ func (c *consensus) running() (*raftRun, error) {
 	}
 	return nil, Errorf(KindNotInitialized, "node %q is not part of a cluster yet: run keyctl cluster init or join", c.nodeID)
 }
-
-// commitTimeout is how long an idle leader waits (to twice that) before
-// it tells the followers the commit index again with an empty
-// AppendEntries: a follower applies an entry only once it learns that
-// it is committed, so a holder that must apply a write before it answers
-// a release may wait that long when no entry follows the write. Each
-// tell wakes the leader and every follower: at 5 ms they were the largest
-// part of an idle leader's 10% of a core (issue 10); at 20 ms the leader
-// idles at about 5%.
-const commitTimeout = 20 * time.Millisecond
 
 // start opens the node port with t, the Raft stores in the data directory
 // and Raft, and serves handler's node-to-node calls on the port.
@@ -169,6 +160,9 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 	rc.ElectionTimeout = c.cfg.ElectionTimeout
 	rc.LeaderLeaseTimeout = c.cfg.LeaderLeaseTimeout
 	rc.CommitTimeout = commitTimeout
+	if c.cfg.commitTimeout > 0 {
+		rc.CommitTimeout = c.cfg.commitTimeout
+	}
 	if c.cfg.SnapshotThreshold > 0 {
 		rc.SnapshotThreshold = c.cfg.SnapshotThreshold
 	}
@@ -197,7 +191,7 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 	c.mu.Lock()
 	c.run, c.cancel = run, cancel
 	c.mu.Unlock()
-	for _, loop := range []func(context.Context, *raftRun){c.watchLeadership, c.reconcileMembers, c.dropRemovedPeers, c.countLeaderChanges} {
+	for _, loop := range []func(context.Context, *raftRun){c.watchLeadership, c.reconcileMembers, c.dropRemovedPeers, c.countLeaderChanges, c.tellCommits} {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
@@ -267,7 +261,8 @@ func (run *raftRun) close(log *slog.Logger) {
 
 // watchLeadership marks the node ready to serve read indexes once it is
 // leader and has committed an entry of its own term (a barrier), as a read
-// index needs.
+// index needs, and paces Raft's heartbeats for the node's role
+// (paceHeartbeats).
 func (c *consensus) watchLeadership(ctx context.Context, run *raftRun) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -278,12 +273,18 @@ func (c *consensus) watchLeadership(ctx context.Context, run *raftRun) {
 		case <-run.raft.LeaderCh():
 		case <-tick.C:
 		}
-		if run.raft.State() != raft.Leader {
+		leader := run.raft.State() == raft.Leader
+		c.paceHeartbeats(run, leader)
+		if !leader {
 			c.leaderReady.Store(false)
 			continue
 		}
 		if !c.leaderReady.Load() && run.raft.Barrier(c.cfg.RequestTimeout).Error() == nil {
 			c.leaderReady.Store(run.raft.State() == raft.Leader)
+			select {
+			case c.becameReady <- struct{}{}:
+			default:
+			}
 		}
 	}
 }

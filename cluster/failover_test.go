@@ -44,12 +44,12 @@ func TestGracefulStopHandsLeadershipOver(t *testing.T) {
 func TestRaftTimingProportions(t *testing.T) {
 	t.Parallel()
 	c := DefaultConfig()
-	if c.HeartbeatTimeout != 150*time.Millisecond || c.ElectionTimeout != 150*time.Millisecond || c.LeaderLeaseTimeout != 100*time.Millisecond {
-		t.Fatalf("default timing %v/%v/%v, want 150ms/150ms/100ms", c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout)
+	if c.HeartbeatTimeout != 150*time.Millisecond || c.ElectionTimeout != 150*time.Millisecond || c.LeaderLeaseTimeout != 150*time.Millisecond {
+		t.Fatalf("default timing %v/%v/%v, want 150ms/150ms/150ms", c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout)
 	}
 	c.SetRaftTiming(600 * time.Millisecond)
-	if c.HeartbeatTimeout != 600*time.Millisecond || c.ElectionTimeout != 600*time.Millisecond || c.LeaderLeaseTimeout != 400*time.Millisecond {
-		t.Fatalf("timing %v/%v/%v, want 600ms/600ms/400ms", c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout)
+	if c.HeartbeatTimeout != 600*time.Millisecond || c.ElectionTimeout != 600*time.Millisecond || c.LeaderLeaseTimeout != 600*time.Millisecond {
+		t.Fatalf("timing %v/%v/%v, want 600ms/600ms/600ms", c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout)
 	}
 	c.NodeID, c.DataDir, c.RaftAddr, c.GossipAddr, c.APIAddr = "n1", t.TempDir(), "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"
 	if err := c.validate(); err != nil {

@@ -150,7 +150,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.auditBestEffort, "audit-best-effort", false, "keep releasing when the audit log cannot be written (default: refuse, as Vault's blocking audit)")
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "host:port to serve Go's pprof profiles on, for profiling (off when empty; never expose it)")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", cluster.DefaultRequestTimeout, "bound on one release, read or write")
-	fs.DurationVar(&f.heartbeatTimeout, "heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "Raft heartbeat and election timeout (leader lease: two thirds of it); raise it where the host starves keyd of CPU, at the price of a slower failover")
+	fs.DurationVar(&f.heartbeatTimeout, "heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "Raft heartbeat and election timeout (and leader lease); raise it where the host starves keyd of CPU, at the price of a slower failover")
 	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 0, "Raft log entries between snapshots (0: Raft's default, 8192)")
 	fs.DurationVar(&f.snapshotInterval, "snapshot-interval", 0, "how often Raft checks whether a snapshot is due (0: Raft's default, 2m with jitter)")
 	fs.Uint64Var(&f.trailingLogs, "trailing-logs", 0, "Raft log entries kept after a snapshot for lagging followers (0: Raft's default, 10240)")
