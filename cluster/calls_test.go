@@ -200,3 +200,37 @@ func selfSignedNodeCert(t *testing.T) tls.Certificate {
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// TestNodeCallsReachAPeerOfAnEarlierVersion: a peer that takes the
+// node-to-node calls over HTTP/2 only (a node of an earlier version, during
+// a rolling upgrade) refuses the node call protocol in the TLS handshake,
+// and is called over HTTP/2 instead.
+func TestNodeCallsReachAPeerOfAnEarlierVersion(t *testing.T) {
+	t.Parallel()
+	cert := selfSignedNodeCert(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /internal/v1/readindex", func(w http.ResponseWriter, r *http.Request) {
+		writeRPC(w, readIndexReply{Index: 7}, nil)
+	})
+	srv := &http.Server{Handler: mux, ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelError), TLSConfig: &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
+		ClientAuth: tls.RequireAnyClientCert, NextProtos: []string{alpnRaft, alpnRPC}}}
+	go srv.ServeTLS(ln, "", "")
+	t.Cleanup(func() { srv.Close() })
+	client := func(proto string) *tls.Config {
+		return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, NextProtos: []string{proto}}
+	}
+	run := &raftRun{calls: &callClient{network: tcpNetwork{}, tls: client(alpnCall), legacy: &http.Client{Transport: &http.Transport{
+		TLSClientConfig: client(alpnRPC), ForceAttemptHTTP2: true}}}}
+	defer run.calls.close()
+	var c consensus
+	for range 2 {
+		var got readIndexReply
+		if _, err := c.callWith(context.Background(), run, ln.Addr().String(), "/internal/v1/readindex", struct{}{}, &got); err != nil || got.Index != 7 {
+			t.Fatalf("a call to an HTTP/2-only peer: %+v, %v", got, err)
+		}
+	}
+}
