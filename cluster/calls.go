@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -25,10 +26,10 @@ import (
 // request frame itself; one goroutine per connection reads the answers
 // and hands each to its caller; the answering node reads with one
 // goroutine per connection, runs each call in its own and writes its
-// answer itself. HTTP/2 took twice the system calls per call and four
+// answer itself. HTTP/2 took twice the system calls per call and three
 // more goroutine hand-offs (its serve loop between the frame reader, the
-// handler and the frame writer), each a wait for a core on a busy node
-// (docs/coordinator.md has the figures).
+// handler and a frame writer per flush), each a wait for a core on a busy
+// node (docs/coordinator.md, "A fifth pass", has the figures).
 //
 // A call is still an HTTP request to the node's handler (rpcHandler behind
 // membersOnly), made from the frame: the same routes, the same checks of
@@ -216,7 +217,7 @@ func (s *callServer) serveConn(c *tls.Conn) {
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
-	sc := &serverConn{c: c, cs: c.ConnectionState(), handler: s.handler, ctx: ctx,
+	sc := &serverConn{c: c, cs: c.ConnectionState(), handler: s.handler, log: s.log, ctx: ctx,
 		running: map[uint64]context.CancelFunc{}, slots: make(chan struct{}, maxCallsInFlight)}
 	err := sc.readCalls()
 	cancel()
@@ -244,6 +245,7 @@ type serverConn struct {
 	c       *tls.Conn
 	cs      tls.ConnectionState
 	handler http.Handler
+	log     *slog.Logger
 	ctx     context.Context
 	slots   chan struct{}
 	wmu     sync.Mutex
@@ -318,7 +320,9 @@ func (sc *serverConn) answer(ctx context.Context, f callFrame) {
 	}
 	w := &callAnswer{header: http.Header{}, b: appendFrameHead(make([]byte, 0, 512), frameAnswer, f.id)}
 	w.b = append(w.b, 0, 0) // the status, set below
-	sc.handler.ServeHTTP(w, r.WithContext(ctx))
+	if !sc.serve(w, r.WithContext(ctx)) {
+		return
+	}
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
@@ -334,6 +338,22 @@ func (sc *serverConn) answer(ctx context.Context, f callFrame) {
 	if _, err := sc.c.Write(finishFrame(w.b)); err != nil {
 		sc.c.Close()
 	}
+}
+
+// serve runs the handler on one call. A handler that panics ends the
+// connection, not the node, as net/http's servers do, and serve returns
+// false.
+func (sc *serverConn) serve(w http.ResponseWriter, r *http.Request) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			sc.c.Close()
+			if p != http.ErrAbortHandler {
+				sc.log.Error("panic serving a node call", "peer", sc.c.RemoteAddr(), "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
+			}
+		}
+	}()
+	sc.handler.ServeHTTP(w, r)
+	return true
 }
 
 // callAnswer is the http.ResponseWriter of a call: the answer frame, its
@@ -439,6 +459,14 @@ func (cl *callClient) open(ctx context.Context, addr string, p *peerCalls) {
 	if err != nil {
 		p.err = &net.OpError{Op: "dial", Net: "tcp", Err: err}
 		cl.forget(addr, p)
+		return
+	}
+	cl.mu.Lock()
+	closed := cl.closed
+	cl.mu.Unlock()
+	if closed {
+		c.Close()
+		p.err = net.ErrClosed
 		return
 	}
 	p.conn = &clientConn{c: c, pending: map[uint64]chan callFrame{}}

@@ -103,8 +103,8 @@ func nodePortCall(target string, cert tls.Certificate, method, path string, body
 }
 
 // TestNodeCallsOnOneConnection: calls made at once on one connection each
-// get their own answer, and a call whose caller gives up is cancelled on
-// the answering node.
+// get their own answer, a call whose caller gives up is cancelled on the
+// answering node, and a handler's panic ends the connection, not the node.
 func TestNodeCallsOnOneConnection(t *testing.T) {
 	t.Parallel()
 	cert := selfSignedNodeCert(t)
@@ -115,6 +115,7 @@ func TestNodeCallsOnOneConnection(t *testing.T) {
 		b.ReadFrom(r.Body)
 		w.Write(b.Bytes())
 	})
+	mux.HandleFunc("POST /panic", func(w http.ResponseWriter, r *http.Request) { panic("a handler's bug") })
 	mux.HandleFunc("POST /hang", func(w http.ResponseWriter, r *http.Request) {
 		<-r.Context().Done()
 		close(cancelled)
@@ -150,6 +151,10 @@ func TestNodeCallsOnOneConnection(t *testing.T) {
 	case <-cancelled:
 	case <-time.After(opTimeout):
 		t.Fatal("the answering node's call was not cancelled when its caller gave up")
+	}
+	// A handler that panics ends its connection, not the node.
+	if _, _, err := client.call(context.Background(), http.MethodPost, "/panic", nil); err == nil {
+		t.Fatal("a call whose handler panicked answered")
 	}
 }
 
