@@ -188,9 +188,18 @@ func nodePortStatus(target string, cert tls.Certificate) (*nodeStatus, error) {
 }
 
 // nodePortPartial asks the node port at target for a partial, presenting
-// cert, and returns the status and body of the answer as an error unless
-// it is 200.
+// cert, over both node-to-node protocols (the node call protocol and
+// HTTP/2), and returns the answer if either answered 200. Otherwise the
+// error is the status and body of the refusal, which must be the same on
+// both, or says that they differ.
 func nodePortPartial(target string, cert tls.Certificate) (string, error) {
+	status, body, err := nodePortCall(target, cert, http.MethodPost, "/internal/v1/partial", []byte("{}"))
+	if err != nil {
+		return "", err
+	}
+	if status == http.StatusOK {
+		return string(body), nil
+	}
 	hc := &http.Client{Timeout: opTimeout, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
 			InsecureSkipVerify: true, NextProtos: []string{alpnRPC}},
@@ -201,11 +210,14 @@ func nodePortPartial(target string, cert tls.Certificate) (string, error) {
 		return "", err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("status %s: %s", resp.Status, body)
+	h2body, _ := io.ReadAll(resp.Body)
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return string(h2body), nil
+	case resp.StatusCode != status || !bytes.Equal(h2body, body):
+		return "", fmt.Errorf("HTTP/2 and the node call protocol refused differently (statuses %d and %d)", resp.StatusCode, status)
 	}
-	return string(body), nil
+	return "", fmt.Errorf("status %s: %s", resp.Status, h2body)
 }
 
 // raftStreamServed opens a Raft stream to target with cert and tells
@@ -358,7 +370,9 @@ func TestStolenNodeCredentialsOverTheNetwork(t *testing.T) {
 }
 
 // nodePortPost posts body to path on the node port at target, presenting
-// cert, and returns the status and the body of the answer.
+// cert, over HTTP/2, and returns the status and the body of the answer. A
+// refusal must be the same over the node call protocol, where body is
+// posted again (an answered request is not: its nonce is spent).
 func nodePortPost(t *testing.T, target string, cert tls.Certificate, path string, body []byte) (int, string) {
 	t.Helper()
 	hc := &http.Client{Timeout: opTimeout, Transport: &http.Transport{
@@ -372,6 +386,16 @@ func nodePortPost(t *testing.T, target string, cert tls.Certificate, path string
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusOK {
+		return resp.StatusCode, string(b)
+	}
+	status, callBody, err := nodePortCall(target, cert, http.MethodPost, path, body)
+	if err != nil {
+		t.Fatalf("calling %s%s: %v", target, path, err)
+	}
+	if status != resp.StatusCode {
+		t.Errorf("%s%s answered %d over HTTP/2 (%s) but %d over the node call protocol (%s)", target, path, resp.StatusCode, b, status, callBody)
+	}
 	return resp.StatusCode, string(b)
 }
 

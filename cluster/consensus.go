@@ -95,8 +95,9 @@ type raftRun struct {
 	snaps     *raft.FileSnapshotStore
 	transport *raft.NetworkTransport
 	raft      *raft.Raft
-	rpcServer *http.Server
-	rpcClient *http.Client
+	rpcServer *http.Server // HTTP/2, for callers of an earlier version
+	calls     *callClient
+	callsIn   *callServer
 }
 
 func newConsensus(cfg Config, log *slog.Logger, nodeID string, f *fsm.FSM) *consensus {
@@ -176,7 +177,7 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 		return fmt.Errorf("starting raft: %w", err)
 	}
 	rpcTLS := t.clientConfig(alpnRPC)
-	run.rpcClient = &http.Client{Transport: &http.Transport{
+	run.calls = &callClient{network: network, tls: t.clientConfig(alpnCall), legacy: &http.Client{Transport: &http.Transport{
 		TLSClientConfig: rpcTLS,
 		DialTLSContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 			return dialTLS(ctx, network, addr, rpcTLS)
@@ -184,7 +185,9 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 		ForceAttemptHTTP2:   true,
 		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     time.Minute,
-	}}
+	}}}
+	run.callsIn = &callServer{handler: handler, log: c.log}
+	go run.callsIn.serve(run.mux.call)
 	run.rpcServer = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelDebug)}
 	go run.rpcServer.Serve(tlsConnListener{run.mux.rpc})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -245,6 +248,9 @@ func (run *raftRun) close(log *slog.Logger) {
 	if run.rpcServer != nil {
 		run.rpcServer.Close()
 	}
+	if run.callsIn != nil {
+		run.callsIn.close()
+	}
 	if run.transport != nil {
 		run.transport.Close()
 	}
@@ -254,8 +260,8 @@ func (run *raftRun) close(log *slog.Logger) {
 	if run.store != nil {
 		run.store.Close()
 	}
-	if run.rpcClient != nil {
-		run.rpcClient.CloseIdleConnections()
+	if run.calls != nil {
+		run.calls.close()
 	}
 }
 

@@ -14,8 +14,9 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// The node-to-node protocol: JSON over HTTP/2 on the node port, both sides
-// authenticated by node certificates (see nodeTLS).
+// The node-to-node protocol: JSON requests and answers on the node port,
+// in frames of our own (calls.go; HTTP/2 for nodes of an earlier version),
+// both sides authenticated by node certificates (see nodeTLS).
 //
 //	POST /internal/v1/apply      a fsm.Signed, on the leader -> fsm.Result
 //	POST /internal/v1/readindex  on the leader -> readIndexReply
@@ -151,41 +152,69 @@ func (c *consensus) call(ctx context.Context, addr, path string, body, out any) 
 }
 
 func (c *consensus) callWith(ctx context.Context, run *raftRun, addr, path string, body, out any) (sent bool, err error) {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return false, err
+	method, b := http.MethodGet, []byte(nil)
+	if body != nil {
+		method = http.MethodPost
+		if b, err = json.Marshal(body); err != nil {
+			return false, err
+		}
 	}
-	method := http.MethodPost
-	if body == nil {
-		method = http.MethodGet
+	// A connection found ended is replaced once: the peer may have
+	// restarted since the last call.
+	for attempt := 0; ; attempt++ {
+		cc, legacy, err := run.calls.conn(ctx, addr)
+		if err != nil {
+			var op *net.OpError
+			dialFailed := errors.As(err, &op) && op.Op == "dial"
+			return !dialFailed, fmt.Errorf("calling %s: %w", addr, err)
+		}
+		if legacy {
+			return c.callHTTP2(ctx, run, addr, method, path, b, out)
+		}
+		status, answer, err := cc.call(ctx, method, path, b)
+		if errors.Is(err, errCallNotSent) && attempt == 0 {
+			continue
+		}
+		if err != nil {
+			return !errors.Is(err, errCallNotSent), fmt.Errorf("calling %s: %w", addr, err)
+		}
+		return true, readReply(addr, status, answer, out)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+addr+path, bytes.NewReader(b))
+}
+
+// callHTTP2 is callWith to a peer of an earlier version, which takes the
+// node-to-node calls over HTTP/2 only.
+func (c *consensus) callHTTP2(ctx context.Context, run *raftRun, addr, method, path string, body []byte, out any) (sent bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+addr+path, bytes.NewReader(body))
 	if err != nil {
 		return false, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := run.rpcClient.Do(req)
+	resp, err := run.calls.legacy.Do(req)
 	if err != nil {
 		var op *net.OpError
 		dialFailed := errors.As(err, &op) && op.Op == "dial"
 		return !dialFailed, fmt.Errorf("calling %s: %w", addr, err)
 	}
 	defer resp.Body.Close()
-	return true, readReply(addr, resp, out)
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxRPCBody))
+	if err != nil {
+		return true, fmt.Errorf("calling %s: reply: %w", addr, err)
+	}
+	return true, readReply(addr, resp.StatusCode, answer, out)
 }
 
 // readReply decodes a peer's answer into out, or the error it answered:
 // its kind is the body's, whatever the status.
-func readReply(addr string, resp *http.Response, out any) error {
-	dec := json.NewDecoder(io.LimitReader(resp.Body, maxRPCBody))
-	if resp.StatusCode != http.StatusOK {
+func readReply(addr string, status int, answer []byte, out any) error {
+	if status != http.StatusOK {
 		var e Error
-		if err := dec.Decode(&e); err != nil || e.Kind == "" {
-			return fmt.Errorf("calling %s: status %s", addr, resp.Status)
+		if err := json.Unmarshal(answer, &e); err != nil || e.Kind == "" {
+			return fmt.Errorf("calling %s: status %d %s", addr, status, http.StatusText(status))
 		}
 		return &e
 	}
-	if err := dec.Decode(out); err != nil {
+	if err := json.Unmarshal(answer, out); err != nil {
 		return fmt.Errorf("calling %s: reply: %w", addr, err)
 	}
 	return nil

@@ -16,26 +16,25 @@ func TestNodeToNodeErrorsAnswerTheirKindsStatus(t *testing.T) {
 	for _, k := range kinds {
 		rec := httptest.NewRecorder()
 		writeRPC(rec, nil, Errorf(k, "refused as %s", k))
-		resp := rec.Result()
-		if resp.StatusCode != k.HTTPStatus() {
-			t.Errorf("%s: status %d, want %d", k, resp.StatusCode, k.HTTPStatus())
+		if rec.Code != k.HTTPStatus() {
+			t.Errorf("%s: status %d, want %d", k, rec.Code, k.HTTPStatus())
 		}
 		var e *Error
-		if err := readReply("peer", resp, nil); !errors.As(err, &e) || e.Kind != k || e.Message != "refused as "+string(k) {
+		if err := readReply("peer", rec.Code, rec.Body.Bytes(), nil); !errors.As(err, &e) || e.Kind != k || e.Message != "refused as "+string(k) {
 			t.Errorf("%s: the caller read %v", k, err)
 		}
 	}
 	// An error without a kind is internal, and says so on the wire.
 	rec := httptest.NewRecorder()
 	writeRPC(rec, nil, errors.New("disk on fire"))
-	if resp := rec.Result(); resp.StatusCode != http.StatusInternalServerError || KindOf(readReply("peer", resp, nil)) != KindInternal {
-		t.Errorf("an error without a kind: status %d", resp.StatusCode)
+	if rec.Code != http.StatusInternalServerError || KindOf(readReply("peer", rec.Code, rec.Body.Bytes(), nil)) != KindInternal {
+		t.Errorf("an error without a kind: status %d", rec.Code)
 	}
 	// A reply decodes into out.
 	rec = httptest.NewRecorder()
 	writeRPC(rec, readIndexReply{Index: 7}, nil)
 	var got readIndexReply
-	if err := readReply("peer", rec.Result(), &got); err != nil || got.Index != 7 {
+	if err := readReply("peer", rec.Code, rec.Body.Bytes(), &got); err != nil || got.Index != 7 {
 		t.Errorf("a reply: %+v, %v", got, err)
 	}
 }

@@ -97,7 +97,7 @@ func (t *nodeTLS) serverConfig() *tls.Config {
 		MinVersion:       tls.VersionTLS13,
 		Certificates:     []tls.Certificate{t.cert},
 		ClientAuth:       tls.RequireAnyClientCert,
-		NextProtos:       []string{alpnRaft, alpnRPC},
+		NextProtos:       []string{alpnRaft, alpnCall, alpnRPC},
 		VerifyConnection: t.verifyPeer,
 	}
 }
@@ -115,13 +115,15 @@ func (t *nodeTLS) clientConfig(proto string) *tls.Config {
 }
 
 // portMux accepts TLS connections on the node port and hands each to the
-// Raft stream layer or the RPC server by its negotiated ALPN protocol.
+// Raft stream layer, the call server or the HTTP/2 server by its
+// negotiated ALPN protocol.
 type portMux struct {
 	ln   net.Listener
 	tls  *nodeTLS
 	log  *slog.Logger
 	raft *chanListener
-	rpc  *chanListener
+	rpc  *chanListener // HTTP/2
+	call *chanListener // alpnCall
 }
 
 func newPortMux(network Network, addr string, t *nodeTLS, log *slog.Logger) (*portMux, error) {
@@ -129,7 +131,7 @@ func newPortMux(network Network, addr string, t *nodeTLS, log *slog.Logger) (*po
 	if err != nil {
 		return nil, err
 	}
-	m := &portMux{ln: ln, tls: t, log: log, raft: newChanListener(ln.Addr()), rpc: newChanListener(ln.Addr())}
+	m := &portMux{ln: ln, tls: t, log: log, raft: newChanListener(ln.Addr()), rpc: newChanListener(ln.Addr()), call: newChanListener(ln.Addr())}
 	go m.serve()
 	return m, nil
 }
@@ -141,6 +143,7 @@ func (m *portMux) serve() {
 		if err != nil {
 			m.raft.close()
 			m.rpc.close()
+			m.call.close()
 			return
 		}
 		go m.route(tls.Server(c, cfg))
@@ -166,6 +169,8 @@ func (m *portMux) route(c *tls.Conn) {
 		m.raft.push(m.tls.raftConns.track(c))
 	case alpnRPC:
 		m.rpc.push(c)
+	case alpnCall:
+		m.call.push(c)
 	default:
 		c.Close()
 	}
