@@ -406,10 +406,9 @@ func decodeStateFrom(sc *jsonScan) (*State, *stateDigest, error) {
 	return s, d, nil
 }
 
-// internKey makes a decoded or created key's type and state the
-// package's constants, which every key shares, instead of a copy of each
-// a key (32 bytes a key of the heap after a restore; a created key's type
-// is the command's decoded copy).
+// internKey makes a decoded key's type and state the package's constants,
+// which every key shares, instead of a copy of each a key (32 bytes a key
+// of the heap).
 func internKey(k *Key) {
 	for _, c := range [...]string{KeyActive, KeyRevoked, KeyDestroyed} {
 		if k.State == c {
