@@ -200,7 +200,10 @@ func (d *stateDigest) fold(s *State) error {
 
 // foldedKeys is the keys of s as a fold leaves them in stateDigest.keys:
 // a clone of the state's index of names, or an index of its own for a
-// state without one.
+// state without one. Hash folds under the read lock: Clone writes only
+// the index's copy-on-write context, which no reader uses (readers look
+// the tree up and walk it; writes, which use the context, hold the write
+// lock), and hashMu keeps two folds apart.
 func foldedKeys(s *State) *btree.BTreeG[*Key] {
 	if s.names != nil {
 		return s.names.Clone()
