@@ -23,6 +23,9 @@ import (
 // cluster, which a snapshot makes useless to keep (docs/scale.md, "Memory
 // per key").
 //
+// The node calls it after it persists a snapshot, and the store after
+// each releaseMappedEvery bytes of entries it stores.
+//
 // It holds the store's lock, so that no bolt call runs meanwhile: bolt
 // maps the file again elsewhere when it grows, and only between its calls
 // is the address range read from /proc/self/maps still the file's.
@@ -32,6 +35,7 @@ func (l *logStore) releaseMapped() error {
 	if l.s == nil {
 		return nil
 	}
+	l.unreleased.Store(0)
 	st, err := os.Stat(l.path)
 	if err != nil {
 		return err

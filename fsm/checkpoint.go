@@ -25,7 +25,11 @@ import (
 // as t holders of the cluster key certified it:
 //
 //  1. Once the cluster has a key, at the first entry applied at or past
-//     each multiple of CheckpointEvery, the state hash (Hash, kept as
+//     each multiple of CheckpointEvery, and at the entry that brings the
+//     bytes of the entries applied since the last checkpoint taken to
+//     CheckpointBytes (a bulk load is few entries of many keys: counted in
+//     entries alone, it would keep all of them in memory, and in every
+//     snapshot, until the next multiple), the state hash (Hash, kept as
 //     entries apply: statehash.go) is recorded in State.Pending, and the
 //     state is kept as it is then without encoding it (frozen: a
 //     copy-on-write clone of the keys and the small rest encoded), so
@@ -106,6 +110,15 @@ import (
 // DefaultCheckpointEvery is the checkpoint interval when
 // FSM.CheckpointEvery is 0.
 const DefaultCheckpointEvery = 1024
+
+// DefaultCheckpointBytes is the checkpoint interval in entry bytes when
+// FSM.CheckpointBytes is 0: about 18 create_keys entries of 1,000 keys
+// (225 KB each), and more than 1,024 entries of single creates (1-2 KB
+// each), which CheckpointEvery checkpoints first. What a replica keeps
+// of the entries since its certified checkpoint is bounded by it (and
+// the entries its holders take to attest), where it was up to 1,024
+// create_keys entries: 230 MB after a bulk load of a million keys.
+const DefaultCheckpointBytes = 4 << 20
 
 // CheckpointLabel is HashToPoint's label for checkpoint partials. Its v1
 // signed the SHA-256 of the state's encoding; v2 the state hash (Hash)
@@ -202,6 +215,7 @@ type checkpoints struct {
 	founding  []byte             // SHA-256 of the founding entry's signed payload, if this replica applied it
 	foundPin  []byte             // the founding entry's hash given by PinFounding
 	last      uint64             // index of the last entry applied
+	sinceSize uint64             // bytes of the entries applied since the last checkpoint taken (all of them before one)
 	pending   map[uint64]*frozen // the states of State.Pending, by index
 	cert      *Checkpoint        // the certified checkpoint (a copy of State.Checkpoint when it was certified)
 	certState *frozen            // its state
@@ -298,6 +312,13 @@ func (f *FSM) every() uint64 {
 	return f.CheckpointEvery
 }
 
+func (f *FSM) everyBytes() uint64 {
+	if f.CheckpointBytes == 0 {
+		return DefaultCheckpointBytes
+	}
+	return f.CheckpointBytes
+}
+
 // afterApply is Apply's hook, called with the lock held after every entry,
 // refused or not: it remembers the entry, notices a new certification,
 // and takes a checkpoint when one is due.
@@ -305,6 +326,7 @@ func (f *FSM) afterApply(index uint64, at time.Time, data []byte) {
 	ck := &f.ck
 	s := f.state
 	ck.entries = append(ck.entries, Entry{Index: index, Time: at.UnixNano(), Data: bytes.Clone(data)})
+	ck.sinceSize += uint64(len(data))
 	if c := s.Checkpoint; c != nil && (ck.cert == nil || c.Index > ck.cert.Index) {
 		if fr, ok := ck.pending[c.Index]; ok {
 			ck.cert, ck.certState = c.clone(), fr
@@ -321,7 +343,7 @@ func (f *FSM) afterApply(index uint64, at time.Time, data []byte) {
 		}
 	}
 	first := s.Checkpoint == nil && len(s.Pending) == 0 // the key is new: certify it now (4 above)
-	due := index/f.every() > ck.last/f.every() || s.Destroyed == index || first
+	due := index/f.every() > ck.last/f.every() || ck.sinceSize >= f.everyBytes() || s.Destroyed == index || first
 	if len(s.Poly) > 0 && s.Epoch > 0 && due {
 		if sum, fr, err := f.freeze(); err == nil {
 			f.takeCheckpoint(index, sum[:], fr)
@@ -374,6 +396,7 @@ func (f *FSM) takeCheckpoint(index uint64, sum []byte, fr *frozen) {
 		f.ck.pending = map[uint64]*frozen{}
 	}
 	f.ck.pending[index] = fr
+	f.ck.sinceSize = 0
 	for k := range f.ck.pending {
 		if !slices.ContainsFunc(s.Pending, func(c *Checkpoint) bool { return c.Index == k }) {
 			delete(f.ck.pending, k)
@@ -744,7 +767,7 @@ func (f *FSM) RestoreSnapshotFrom(in io.Reader) (*Restored, error) {
 		}
 	}
 
-	g := &FSM{checker: f.checker, CheckpointEvery: f.CheckpointEvery, TokenWrites: f.TokenWrites, state: emptyState()}
+	g := &FSM{checker: f.checker, CheckpointEvery: f.CheckpointEvery, CheckpointBytes: f.CheckpointBytes, TokenWrites: f.TokenWrites, state: emptyState()}
 	key := pin
 	if sn.read || sn.Checkpoint != nil || sn.Certificate != nil {
 		st, d, err := verifyCheckpoint(f.checker, sn, pin)

@@ -1050,3 +1050,72 @@ func TestCapturedSnapMarshalsWithItsCheckpoint(t *testing.T) {
 		t.Fatalf("it decodes without its checkpoint: %v", err)
 	}
 }
+
+// TestBulkLoadReachesACheckpoint: create_keys entries take a checkpoint
+// once their bytes since the last one reach CheckpointBytes, long before
+// CheckpointEvery entries, so that once it is certified a replica keeps
+// (and a snapshot carries) only the entries after it, not the whole
+// load; a replica restored from that snapshot takes the next checkpoints
+// where the original does.
+func TestBulkLoadReachesACheckpoint(t *testing.T) {
+	h, c := newCryptoHarness(t)
+	h.f.CheckpointEvery = 1 << 20
+	h.f.CheckpointBytes = 64 << 10
+	threeHolders(h)
+	h.attestPending(c)
+	start := h.index
+	var load []uint64
+	for i := 0; len(h.state().Pending) == 0 || h.state().Pending[len(h.state().Pending)-1].Index <= start; i++ {
+		if i == 20 {
+			t.Fatalf("20 create_keys entries of 100 keys took no checkpoint after the key's at %d", start)
+		}
+		names := make([]string, 100)
+		for j := range names {
+			names[j] = fmt.Sprintf("bulk/%02d/%03d", i, j)
+		}
+		h.must(admin, createKeysCmd(names...))
+		load = append(load, h.index)
+	}
+	if len(load) < 2 {
+		t.Fatalf("the first create_keys entry took a checkpoint: the test's entries are too large for its CheckpointBytes")
+	}
+	certifiedAt := h.attestPending(c)
+	if certifiedAt != load[len(load)-1] {
+		t.Fatalf("checkpoint certified at %d, want the load's last entry %d", certifiedAt, load[len(load)-1])
+	}
+	var sn fsm.Snap
+	snap := snapshotFor(t, h.f)
+	if err := json.Unmarshal(snap, &sn); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range sn.Entries {
+		if e.Index <= certifiedAt {
+			t.Errorf("the snapshot carries entry %d, before its certified checkpoint %d", e.Index, certifiedAt)
+		}
+	}
+	g := newCryptoFSM(c)
+	g.CheckpointEvery, g.CheckpointBytes = h.f.CheckpointEvery, h.f.CheckpointBytes
+	g.PinClusterKey(clusterKey(h))
+	if _, err := g.RestoreSnapshot(snap); err != nil {
+		t.Fatal(err)
+	}
+	// The same load again, under other names, on both: the restored
+	// replica counts the bytes from the checkpoint it restored.
+	for i := range len(load) {
+		names := make([]string, 100)
+		for j := range names {
+			names[j] = fmt.Sprintf("more/%02d/%03d", i, j)
+		}
+		e := h.entry(admin, createKeysCmd(names...))
+		h.apply(e)
+		if res := g.Apply(h.index, h.at, e); res.Error != nil {
+			t.Fatal(res.Error)
+		}
+		if hashOf(t, g) != hashOf(t, h.f) {
+			t.Fatalf("after entry %d the restored replica's state differs from the original's:\n%s\n%s", h.index, snapshotOf(t, g), h.snapshot())
+		}
+	}
+	if p := h.state().Pending; len(p) == 0 || p[len(p)-1].Index <= certifiedAt {
+		t.Errorf("the second load took no checkpoint")
+	}
+}

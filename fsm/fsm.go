@@ -74,6 +74,10 @@ type FSM struct {
 	// DefaultCheckpointEvery. It is part of the state machine's definition:
 	// set it before the first Apply, to the same value on every replica.
 	CheckpointEvery uint64
+	// CheckpointBytes is how often, in bytes of the entries applied, the
+	// state is checkpointed too; 0 means DefaultCheckpointBytes. Like
+	// CheckpointEvery it is part of the state machine's definition.
+	CheckpointBytes uint64
 
 	// TokenWrites verifies the capability token of a log entry that a
 	// token authorizes in place of a signature (tokens.go: revoke_key and

@@ -127,7 +127,6 @@ type keyBatch struct {
 	raws  [][]byte // in arena
 	arena *[]byte  // the keys' encodings, copied from the scan's buffer
 	keys  []*Key
-	digs  [][32]byte
 	err   error
 	done  chan struct{}
 }
@@ -164,7 +163,7 @@ func decodeStateFrom(sc *jsonScan) (*State, *stateDigest, error) {
 			defer wg.Done()
 			buf := new([2 * ltLanes]byte)
 			for b := range work {
-				b.keys, b.digs = make([]*Key, len(b.names)), make([][32]byte, len(b.names))
+				b.keys = make([]*Key, len(b.names))
 				for i, raw := range b.raws {
 					if string(raw) == "null" {
 						b.err = fmt.Errorf("the key %q is null", b.names[i])
@@ -175,8 +174,9 @@ func decodeStateFrom(sc *jsonScan) (*State, *stateDigest, error) {
 						break
 					}
 					internKey(k)
-					b.keys[i], b.digs[i] = k, entryDigest(entryKey, b.names[i], raw)
-					sums[w].update(&b.digs[i], false, buf)
+					b.keys[i] = k
+					e := entryDigest(entryKey, b.names[i], raw)
+					sums[w].update(&e, false, buf)
 				}
 				b.raws = nil
 				arenas.Put(b.arena)
@@ -361,22 +361,12 @@ func decodeStateFrom(sc *jsonScan) (*State, *stateDigest, error) {
 	if s.Keys != nil {
 		return nil, nil, errors.New("the keys are given twice")
 	}
-	// The digests' map and the ID index on two other goroutines, while
-	// this one builds the keys' map (refusing a name given twice) and the
-	// other indexes.
-	digs := make(map[string][32]byte, nkeys)
+	// The ID index on another goroutine, while this one builds the keys'
+	// map (refusing a name given twice) and the other indexes.
 	ids := make(map[string]string, nkeys)
-	digsDone := make(chan struct{})
+	idsDone := make(chan struct{})
 	var side sync.WaitGroup
-	side.Add(2)
-	go func() {
-		defer side.Done()
-		for _, b := range merged {
-			for i, name := range b.names {
-				digs[name] = b.digs[i]
-			}
-		}
-	}()
+	side.Add(1)
 	go func() {
 		defer side.Done()
 		for _, b := range merged {
@@ -385,12 +375,12 @@ func decodeStateFrom(sc *jsonScan) (*State, *stateDigest, error) {
 			}
 		}
 	}()
-	go func() { side.Wait(); close(digsDone) }()
+	go func() { side.Wait(); close(idsDone) }()
 	keys := make(map[string]*Key, nkeys)
 	for _, b := range merged {
 		for i, name := range b.names {
 			if _, dup := keys[name]; dup {
-				<-digsDone
+				<-idsDone
 				return nil, nil, fmt.Errorf("the key %q is given twice", name)
 			}
 			keys[name] = b.keys[i]
@@ -399,11 +389,11 @@ func decodeStateFrom(sc *jsonScan) (*State, *stateDigest, error) {
 	fixMaps(s)
 	s.Keys = keys
 	s.names = names
-	<-digsDone
+	<-idsDone
 	s.reindexRestWithIDs(ids)
 	merged = nil
 
-	d := &stateDigest{keys: digs, nonces: make(map[string][32]byte, len(s.Nonces))}
+	d := &stateDigest{keys: s.names.Clone(), nonces: make(map[string][32]byte, len(s.Nonces))}
 	for i := range sums {
 		d.sum.add(&sums[i])
 	}

@@ -9,6 +9,8 @@ import (
 	"maps"
 	"runtime"
 	"sync"
+
+	"github.com/google/btree"
 )
 
 // The state hash (Hash) is kept up to date as entries apply, so that a
@@ -121,13 +123,20 @@ func expand(d *[32]byte, buf *[2 * ltLanes]byte) {
 }
 
 // stateDigest is the multiset part of the state hash and what keeps it:
-// the digest each entry was added with, and the names changed since.
+// the keys and nonces as the sum has them, and the names changed since.
 // Apply marks names under FSM.mu's write lock; Hash folds them under
 // hashMu and the read lock, which no Apply holds at the same time.
 type stateDigest struct {
-	sum         ltHash
-	keys        map[string][32]byte // name -> digest in sum
-	nonces      map[string][32]byte
+	sum ltHash
+	// keys are the keys as the sum has them, by name: a copy-on-write
+	// clone of the state's index of key names as it was at the last fold
+	// (O(1) to take; it shares every node Apply has not changed since). A
+	// changed key's old entry is taken out of the sum by encoding the old
+	// key again, which is as it was: keys are never changed in place
+	// (editKey). A map of each key's digest, which this replaced, held 69
+	// bytes a key.
+	keys        *btree.BTreeG[*Key]
+	nonces      map[string][32]byte // name -> digest in sum
 	dirtyKeys   map[string]struct{}
 	dirtyNonces map[string]struct{}
 	stale       bool // after a restore: rebuild from the whole state
@@ -156,15 +165,26 @@ func (d *stateDigest) fold(s *State) error {
 	if d.stale || d.keys == nil {
 		return d.rebuild(s)
 	}
+	if d.scratch == nil {
+		d.scratch = new([2 * ltLanes]byte)
+	}
 	for name := range d.dirtyKeys {
-		var b []byte
-		if k := s.Keys[name]; k != nil {
-			var err error
-			if b, err = json.Marshal(k); err != nil {
+		old, _ := d.keys.Get(&Key{Name: name})
+		k := s.Keys[name]
+		if old == k {
+			continue // the same key: unchanged
+		}
+		for _, kk := range []*Key{old, k} {
+			if kk == nil {
+				continue
+			}
+			b, err := json.Marshal(kk)
+			if err != nil {
 				return err
 			}
+			e := entryDigest(entryKey, name, b)
+			d.sum.update(&e, kk == old, d.scratch)
 		}
-		d.replace(d.keys, entryKey, name, b)
 	}
 	for name := range d.dirtyNonces {
 		var b []byte
@@ -174,7 +194,25 @@ func (d *stateDigest) fold(s *State) error {
 		d.replace(d.nonces, entryNonce, name, b)
 	}
 	d.dirtyKeys, d.dirtyNonces = nil, nil
+	d.keys = foldedKeys(s)
 	return nil
+}
+
+// foldedKeys is the keys of s as a fold leaves them in stateDigest.keys:
+// a clone of the state's index of names, or an index of its own for a
+// state without one. Hash folds under the read lock: Clone writes only
+// the index's copy-on-write context, which no reader uses (readers look
+// the tree up and walk it; writes, which use the context, hold the write
+// lock), and hashMu keeps two folds apart.
+func foldedKeys(s *State) *btree.BTreeG[*Key] {
+	if s.names != nil {
+		return s.names.Clone()
+	}
+	t := newNameIndex()
+	for _, k := range s.Keys {
+		t.ReplaceOrInsert(k)
+	}
+	return t
 }
 
 // rebuild computes the sum from every key and nonce of s, which it only
@@ -191,9 +229,9 @@ func (d *stateDigest) rebuild(s *State) error {
 	}
 	workers := max(1, min(runtime.GOMAXPROCS(0), len(names)/1024))
 	type part struct {
-		sum          ltHash
-		keys, nonces map[string][32]byte
-		err          error
+		sum    ltHash
+		nonces map[string][32]byte
+		err    error
 	}
 	parts := make([]part, workers)
 	var wg sync.WaitGroup
@@ -203,7 +241,7 @@ func (d *stateDigest) rebuild(s *State) error {
 			defer wg.Done()
 			p := &parts[w]
 			lo, hi := w*len(names)/workers, (w+1)*len(names)/workers
-			p.keys, p.nonces = map[string][32]byte{}, map[string][32]byte{}
+			p.nonces = map[string][32]byte{}
 			buf := new([2 * ltLanes]byte)
 			for i := lo; i < hi; i++ {
 				name := names[i]
@@ -215,7 +253,6 @@ func (d *stateDigest) rebuild(s *State) error {
 						return
 					}
 					e = entryDigest(entryKey, name, b)
-					p.keys[name] = e
 				} else {
 					e = entryDigest(entryNonce, name, binary.BigEndian.AppendUint64(nil, uint64(s.Nonces[name])))
 					p.nonces[name] = e
@@ -225,14 +262,13 @@ func (d *stateDigest) rebuild(s *State) error {
 		}()
 	}
 	wg.Wait()
-	*d = stateDigest{keys: make(map[string][32]byte, len(s.Keys)), nonces: make(map[string][32]byte, len(s.Nonces))}
+	*d = stateDigest{keys: foldedKeys(s), nonces: make(map[string][32]byte, len(s.Nonces))}
 	for i := range parts {
 		p := &parts[i]
 		if p.err != nil {
 			return p.err
 		}
 		d.sum.add(&p.sum)
-		maps.Copy(d.keys, p.keys)
 		maps.Copy(d.nonces, p.nonces)
 	}
 	return nil
