@@ -35,9 +35,10 @@ import (
 // The same loop ends a new member's wait (fsm/autopilot.go): a node
 // admitted once the cluster has its key is Pending, in no round, until
 // the leader has made it a Raft voter after its stable period
-// (consensus.go: answering and caught up, without a break); the leader
-// then proposes promote_node, signed as itself, and the round that gives
-// the node a share starts. A node that fails during its stable period is
+// (promote.go: answering without a break, caught up and keeping up); the
+// leader then proposes promote_node, signed as itself, at once (its
+// reconcileMembers wakes this loop), and the round that gives the node a
+// share starts. A node that fails during its stable period is
 // never a voter, so never a holder: an admin's removal, or the
 // autopilot's, drops it at once.
 
@@ -54,6 +55,7 @@ func (n *Node) autopilot(ctx context.Context, rt *runtime) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-n.cons.promoted: // a new voter: its round starts now, not at the next tick
 		}
 		if n.raftState() != raft.Leader || !n.cons.leaderReady.Load() {
 			clear(down)

@@ -128,8 +128,8 @@ func pendingIn(tn, m *testNode) (pending, holder, round bool) {
 // cluster has its key enters Raft as a non-voter (status shows it, and it
 // does not count in the quorum's tolerance) and waits in no resharing
 // round, holding nothing, however long it has been caught up, while the
-// leader's clock has not passed the stable period since it saw it caught
-// up; once it has, the leader promotes it to voter, and only then does
+// leader's clock has not passed the stable period since it first saw it
+// answer; once it has, the leader promotes it to voter, and only then does
 // the round that gives it a share start: the state never shows it
 // promoted while Raft still has it a non-voter.
 func TestNewMemberIsPromotedAfterItsStablePeriod(t *testing.T) {
@@ -155,8 +155,8 @@ func TestNewMemberIsPromotedAfterItsStablePeriod(t *testing.T) {
 		return got == raft.Nonvoter.String(), fmt.Sprintf("node2 is %q in Raft, want a non-voter", got)
 	})
 	c.waitFor(settleTimeout, func() (bool, string) {
-		_, ok := node1.n.cons.stableSince(node2.id())
-		return ok, "the leader has not seen node2 caught up"
+		_, _, ok := node1.n.cons.stableSince(node2.id())
+		return ok, "the leader has not seen node2 answer"
 	})
 	st := c.status(node1)
 	for _, m := range st.Members {
@@ -170,10 +170,9 @@ func TestNewMemberIsPromotedAfterItsStablePeriod(t *testing.T) {
 	if got := c.suffrage(node2); got != raft.Nonvoter.String() {
 		t.Fatalf("node2 is %q before the leader's clock passed the stable period", got)
 	}
-	// Each poll moves the clock past another stable period: a check that
-	// found node2 behind the leader's moving applied index (a busy
-	// machine) starts the period again at the clock's time, which would
-	// otherwise never move past it.
+	// Each poll moves the clock past another stable period: a call to
+	// node2 that failed or was late (a busy machine) starts the period
+	// again at the clock's time, which would otherwise never move past it.
 	c.waitFor(settleTimeout, func() (bool, string) {
 		clock.Advance(2 * time.Minute)
 		pending, _, round := pendingIn(node1, node2)
@@ -189,6 +188,68 @@ func TestNewMemberIsPromotedAfterItsStablePeriod(t *testing.T) {
 			t.Fatalf("after its promotion node2 is %+v, want a holder", m)
 		}
 	}
+}
+
+// TestNewMemberIsPromotedOnlyOnceItsStateMachineHasCaughtUp: a joining
+// node whose Raft log has the entries but whose state machine has not
+// applied them (a node stalled in its catch-up) is never promoted, however
+// far past its stable period the leader's clock moves, although it
+// answers every poll: Raft's applied index, which counts the entries
+// queued for the state machine, says it has them all. Once it applies
+// them it is promoted with no second period: the period ran while it
+// answered and caught up.
+func TestNewMemberIsPromotedOnlyOnceItsStateMachineHasCaughtUp(t *testing.T) {
+	t.Parallel()
+	clock := &fakeClock{now: time.Now()}
+	c := newEmptyCluster(t)
+	c.configure = func(cfg *Config) { cfg.PromoteAfter = time.Minute }
+	for range 2 {
+		c.addNode().n.cons.now = clock.Now
+	}
+	c.initFirst(1)
+	node1, node2 := c.nodes[0], c.nodes[1]
+	c.createSecret("db/stalled", randomBytes(t, 32))
+	resume := c.holdApplies(node2)
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if err := node2.n.Start(ctx, c.startRequest(node2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.submit(&fsm.Command{Type: fsm.TypeAddNode, AddNode: c.nodeRecord(node2)}); err != nil {
+		t.Fatal(err)
+	}
+	var leaderApplied uint64
+	node1.n.fsm.Read(func(s *fsm.State) { leaderApplied = s.Applied })
+	c.waitFor(settleTimeout, func() (bool, string) {
+		got := node2.n.cons.appliedIndex()
+		return got >= leaderApplied, fmt.Sprintf("node2's Raft has applied %d, the leader's state machine %d", got, leaderApplied)
+	})
+	c.waitFor(settleTimeout, func() (bool, string) {
+		_, _, ok := node1.n.cons.stableSince(node2.id())
+		return ok, "the leader has not seen node2 answer"
+	})
+	clock.Advance(time.Hour)
+	_, polls, _ := node1.n.cons.stableSince(node2.id())
+	c.waitFor(settleTimeout, func() (bool, string) {
+		_, now, ok := node1.n.cons.stableSince(node2.id())
+		if got := c.suffrage(node2); got != raft.Nonvoter.String() {
+			t.Fatalf("node2, whose state machine has applied nothing, is %q in Raft", got)
+		}
+		if !ok {
+			t.Fatal("the leader saw node2, which answers, stop answering")
+		}
+		return now >= polls+2*promoteKeptUp, fmt.Sprintf("the leader polled node2 %d times past its period, want %d", now-polls, 2*promoteKeptUp)
+	})
+	if got := c.suffrage(node2); got != raft.Nonvoter.String() {
+		t.Fatalf("node2, whose state machine has applied nothing, is %q in Raft", got)
+	}
+	if pending, holder, round := pendingIn(node1, node2); !pending || holder || round {
+		t.Fatalf("node2, whose state machine has applied nothing: pending %v, holder %v, round %v", pending, holder, round)
+	}
+
+	resume()
+	c.waitVoter(node2)
+	c.waitSettled(1)
 }
 
 // TestNewMemberThatFailsItsStablePeriodIsNeverAHolder: a joining node
@@ -218,12 +279,12 @@ func TestNewMemberThatFailsItsStablePeriodIsNeverAHolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitFor(settleTimeout, func() (bool, string) {
-		_, ok := node1.n.cons.stableSince(node2.id())
+		_, _, ok := node1.n.cons.stableSince(node2.id())
 		return ok, "the leader has not seen node2 caught up"
 	})
 	c.stop(node2)
 	c.waitFor(settleTimeout, func() (bool, string) {
-		_, ok := node1.n.cons.stableSince(node2.id())
+		_, _, ok := node1.n.cons.stableSince(node2.id())
 		return !ok, "the leader has not seen node2 down"
 	})
 	clock.Advance(time.Hour)
@@ -243,7 +304,7 @@ func TestNewMemberThatFailsItsStablePeriodIsNeverAHolder(t *testing.T) {
 	// Back up: the stable period starts again, at the leader's clock now.
 	c.restart(node2)
 	c.waitFor(settleTimeout, func() (bool, string) {
-		since, ok := node1.n.cons.stableSince(node2.id())
+		since, _, ok := node1.n.cons.stableSince(node2.id())
 		return ok && !since.Before(clock.Now()), "the leader has not seen node2 caught up again"
 	})
 	if got := c.suffrage(node2); got != raft.Nonvoter.String() {

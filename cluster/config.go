@@ -76,9 +76,10 @@ type Config struct {
 	// and keeps it in JoinTokenPath(DataDir) until it joins.
 	JoinToken string
 
-	// PromoteAfter is how long a new member stays a Raft non-voter,
-	// answering the leader and caught up, before the leader promotes it
-	// (consensus.go); 0 promotes it as soon as it has caught up.
+	// PromoteAfter is how long a new member stays a Raft non-voter
+	// answering the leader without a break, counted from its first
+	// answer, before the leader promotes it, once it has also caught up
+	// and kept up (promote.go); 0 promotes it as soon as it has.
 	PromoteAfter time.Duration
 
 	// RetryJoin, for a node not in a cluster yet, are where it asks to

@@ -65,11 +65,14 @@ type consensus struct {
 	leaderReady atomic.Bool   // this node is leader and has committed an entry of its term
 	becameReady chan struct{} // signalled when leaderReady turns true (tellCommits)
 	// now is the clock of the promotion's stable period (tests set it);
-	// stable holds, on the leader, since when each non-voter has been
-	// caught up (reconcileMembers).
+	// stable holds, on the leader, what it has seen of each non-voter
+	// (reconcileMembers, promote.go); promoted is signalled once the
+	// leader has made a non-voter a voter, for the autopilot's
+	// promote_node.
 	now      func() time.Time
 	stableMu sync.Mutex
-	stable   map[raft.ServerID]time.Time
+	stable   map[raft.ServerID]*nonVoterWatch
+	promoted chan struct{}
 	verify   roundBatch[error]
 	// readIndexes counts the read indexes this node confirmed as leader.
 	readIndexes atomic.Uint64
@@ -102,7 +105,7 @@ type raftRun struct {
 
 func newConsensus(cfg Config, log *slog.Logger, nodeID string, f *fsm.FSM) *consensus {
 	return &consensus{cfg: cfg, log: log, nodeID: nodeID, fsm: f, rfsm: newRaftFSM(f, log, cfg.Metrics), now: time.Now,
-		stable: map[raft.ServerID]time.Time{}, becameReady: make(chan struct{}, 1)}
+		stable: map[raft.ServerID]*nonVoterWatch{}, promoted: make(chan struct{}, 1), becameReady: make(chan struct{}, 1)}
 }
 
 // current is the running Raft, or nil.
@@ -302,12 +305,13 @@ func (c *consensus) watchLeadership(ctx context.Context, run *raftRun) {
 // new node enters as a non-voter, after the leader has prepared its log
 // so that the node catches up from a snapshot (prepareCatchUp,
 // joinsnap.go), and is promoted to voter once it has answered this
-// leader, caught up with the log as far as its own
-// admission, for Config.PromoteAfter without a break (the autopilot's
-// stable period): a node that never comes up, or flaps, does not count in
-// the quorum. Only once it is a voter does the autopilot loop propose
-// promote_node, which starts the resharing that gives it a share
-// (autopilot.go). It acts only once the leader is ready (watchLeadership):
+// leader for Config.PromoteAfter without a break, caught up with the log
+// and keeping up (the autopilot's stable period, promote.go): a node that
+// never comes up, or flaps, does not count in the quorum. Only once it is
+// a voter does the autopilot loop propose promote_node, which starts the
+// resharing that gives it a share (autopilot.go); the leader wakes it as
+// soon as Raft has made the node a voter. It acts only once the leader is
+// ready (watchLeadership):
 // before its barrier, a new leader's state machine may still be replaying
 // the log, and would list fewer nodes than the cluster has.
 func (c *consensus) reconcileMembers(ctx context.Context, run *raftRun) {
@@ -316,7 +320,7 @@ func (c *consensus) reconcileMembers(ctx context.Context, run *raftRun) {
 		c.stableMu.Lock()
 		wait := time.Second
 		if run.raft.State() == raft.Leader && c.leaderReady.Load() {
-			wait = min(wait, c.reconcileOnce(ctx, run, c.stable))
+			wait = min(wait, c.reconcileOnce(ctx, run))
 		} else {
 			clear(c.stable)
 		}
@@ -331,18 +335,17 @@ func (c *consensus) reconcileMembers(ctx context.Context, run *raftRun) {
 }
 
 // reconcileOnce is one pass of reconcileMembers. It returns how soon the
-// next should run: a non-voter waiting to catch up
-// is looked at every nonVoterPoll, and one in its stable period at the end
-// of it, so that a join is not up to two polls of a second longer than the
-// stable period asks.
-func (c *consensus) reconcileOnce(ctx context.Context, run *raftRun, stable map[raft.ServerID]time.Time) time.Duration {
+// next should run: a non-voter is looked at every nonVoterPoll, so that
+// its stable period has no break unseen and a join is not up to a poll of
+// a second longer than the stable period asks.
+func (c *consensus) reconcileOnce(ctx context.Context, run *raftRun) time.Duration {
 	next := time.Duration(1<<63 - 1)
 	want := map[raft.ServerID]raft.ServerAddress{}
 	initialized := false
-	var admitted uint64
+	var applied uint64
 	c.fsm.Read(func(s *fsm.State) {
 		initialized = s.Initialized()
-		admitted = s.Applied
+		applied = s.Applied
 		for id, node := range s.Nodes {
 			want[raft.ServerID(id)] = raft.ServerAddress(node.RaftAddr)
 		}
@@ -383,25 +386,21 @@ func (c *consensus) reconcileOnce(ctx context.Context, run *raftRun, stable map[
 			}
 			next = min(next, nonVoterPoll)
 		case suffrage == raft.Nonvoter:
-			if !c.caughtUp(ctx, run, string(addr), admitted) {
-				delete(stable, id)
-				next = min(next, nonVoterPoll)
+			promote, poll := c.watchNonVoter(ctx, run, id, string(addr), applied) // promote.go
+			next = min(next, poll)
+			if !promote {
 				continue
 			}
-			since, ok := stable[id]
-			if !ok {
-				stable[id] = c.now()
-				since = stable[id]
-			}
-			if left := c.cfg.PromoteAfter - c.now().Sub(since); left > 0 {
-				next = min(next, max(left, nonVoterPoll/5))
-				continue
-			}
+			since := c.stable[id].since
 			if err := run.raft.AddVoter(id, addr, 0, 5*time.Second).Error(); err != nil {
 				c.log.Warn("promoting raft non-voter", "peer", id, "err", err)
-			} else {
-				c.log.Info("promoted raft non-voter to voter", "peer", id, "stable_for", c.now().Sub(since))
-				delete(stable, id)
+				continue
+			}
+			c.log.Info("promoted raft non-voter to voter", "peer", id, "stable_for", c.now().Sub(since))
+			delete(c.stable, id)
+			select {
+			case c.promoted <- struct{}{}:
+			default:
 			}
 		}
 	}
@@ -414,32 +413,6 @@ func (c *consensus) reconcileOnce(ctx context.Context, run *raftRun, stable map[
 		}
 	}
 	return next
-}
-
-// nonVoterPoll is how often the leader asks a non-voter that has not
-// caught up yet how far it has applied.
-const nonVoterPoll = 250 * time.Millisecond
-
-// stableSince is since when the leader has seen non-voter id caught up.
-func (c *consensus) stableSince(id string) (time.Time, bool) {
-	c.stableMu.Lock()
-	defer c.stableMu.Unlock()
-	t, ok := c.stable[raft.ServerID(id)]
-	return t, ok
-}
-
-// caughtUp says whether the node at addr answers this leader on its node
-// port and has applied the log as far as index.
-func (c *consensus) caughtUp(ctx context.Context, run *raftRun, addr string, index uint64) bool {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	var ns struct {
-		Applied uint64 `json:"applied"`
-	}
-	if _, err := c.callWith(ctx, run, addr, statusPath, nil, &ns); err != nil {
-		return false
-	}
-	return ns.Applied >= index
 }
 
 // bootstrap makes this node the one voter of a new cluster.

@@ -125,14 +125,17 @@ type (
 )
 
 type nodeStatus struct {
-	ID        string    `json:"id"`
-	RaftState string    `json:"raft_state"`
-	Applied   uint64    `json:"applied"`
-	StateHash string    `json:"state_hash"`
-	Epoch     uint64    `json:"epoch"`
-	Members   []string  `json:"members"` // the nodes this node's state lists
-	Held      []HeldKey `json:"held,omitempty"`
-	Diverged  string    `json:"diverged,omitempty"`
+	ID        string `json:"id"`
+	RaftState string `json:"raft_state"`
+	Applied   uint64 `json:"applied"` // Raft's: entries merely queued for the state machine count
+	// StateApplied is the index the state machine has applied (a new
+	// member's promotion waits for it: promote.go).
+	StateApplied uint64    `json:"state_applied"`
+	StateHash    string    `json:"state_hash"`
+	Epoch        uint64    `json:"epoch"`
+	Members      []string  `json:"members"` // the nodes this node's state lists
+	Held         []HeldKey `json:"held,omitempty"`
+	Diverged     string    `json:"diverged,omitempty"`
 }
 
 func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -155,7 +158,7 @@ func (n *Node) localStatus(rt *runtime) nodeStatus {
 		ns.Diverged = d.String()
 	}
 	n.fsm.Read(func(s *fsm.State) {
-		ns.Epoch = s.Epoch
+		ns.StateApplied, ns.Epoch = s.Applied, s.Epoch
 		for id := range s.Nodes {
 			ns.Members = append(ns.Members, id)
 		}

@@ -25,8 +25,8 @@ import "time"
 //
 // Promotion is always on. A node admitted once the cluster has its key
 // (add_node, join_node, auto_join) is Pending: in no resharing round, no
-// holder. The leader makes it a Raft voter once it has answered and kept
-// up for its stable period (cluster/consensus.go), then proposes
+// holder. The leader makes it a Raft voter once it has answered for its
+// stable period and caught up (cluster/promote.go), then proposes
 // promote_node, signed as itself, which starts the round that gives it a
 // share. The state machine takes it only from a member that is neither
 // leaving nor pending itself (a joining node cannot promote itself),

@@ -626,7 +626,7 @@ func rssPartsAll(dir string, n int) ([]rssParts, error) {
 
 // keydPromoteAfter is keyd's --promote-after when none is given, for the
 // join's rows.
-const keydPromoteAfter = 5 * time.Second
+const keydPromoteAfter = 2 * time.Second
 
 // measureJoin times `cluster join 4` in its parts, polling while it runs:
 // until the new node, still a non-voter, answers a linearizable read (it
@@ -690,24 +690,116 @@ wait:
 	if cpu, err := cpuOf(filepath.Join(dir, "n4.pid")); err == nil {
 		add("  the 4th node's CPU time (user and system) to then", ms(cpu), "-")
 	}
-	// Where the join's time went, from the logs: the leader's preparation
-	// of its log, the new node's restore of its snapshot, and the leader's
-	// promotion of it to voter after its stable period.
-	promoted := `msg="promoted raft non-voter to voter"`
-	for _, f := range []struct{ node, msg, also string }{{"n4", `msg="restored a`, ""}, {"n4", `msg="keyd running"`, ""},
-		{"n1", `for a joining node`, ""}, {"n2", `for a joining node`, ""}, {"n3", `for a joining node`, ""},
-		{"n1", promoted, "peer=n4"}, {"n2", promoted, "peer=n4"}, {"n3", promoted, "peer=n4"}} {
-		if b, err := os.ReadFile(filepath.Join(dir, f.node+".log")); err == nil {
+	joinTimeline(dir, start, start.Add(total), start.Add(serving), add, logf)
+	return nil
+}
+
+// joinTimeline breaks a join down from the nodes' logs (their clock is
+// this machine's): the setup until the leader adds the node as a Raft
+// non-voter (the token, keyd's start, the certificate, join_node, the
+// leader's preparation of its log), the snapshot's transfer (until the
+// new node's restore starts: the leader opens and sends it, the node
+// writes and checks it), its restore, the catch-up of the entries after
+// it (until the leader's poll finds the node caught up; without that log
+// line, an older keyd's, when its stable period began), what is left of
+// the stable period, the leader's promote_node, and the reshare (until
+// the new node has its share of the new epoch). It prints the log lines
+// it used.
+func joinTimeline(dir string, start, end, serving time.Time, add func(what, value, target string), logf func(string, ...any)) {
+	type event struct {
+		node, msg, also string
+		at              time.Time
+		line            string
+	}
+	find := func(nodes []string, msg, also string) event {
+		for _, node := range nodes {
+			b, err := os.ReadFile(filepath.Join(dir, node+".log"))
+			if err != nil {
+				continue
+			}
 			lines := strings.Split(string(b), "\n")
 			for i := len(lines) - 1; i >= 0; i-- {
-				if strings.Contains(lines[i], f.msg) && strings.Contains(lines[i], f.also) {
-					logf("%s: %s", f.node, lines[i])
-					break
+				if !strings.Contains(lines[i], msg) || !strings.Contains(lines[i], also) {
+					continue
 				}
+				at, ok := logTime(lines[i])
+				if ok && !at.Before(start) {
+					return event{node: node, msg: msg, at: at, line: lines[i]}
+				}
+				break
 			}
 		}
+		return event{}
 	}
-	return nil
+	leaders := []string{"n1", "n2", "n3"}
+	var (
+		running   = find([]string{"n4"}, `msg="keyd running"`, "")
+		prepared  = find(leaders, `for a joining node`, "")
+		added     = find(leaders, `msg="added raft non-voter"`, "peer=n4")
+		answers   = find(leaders, `msg="a non-voter answers`, "peer=n4")
+		restored  = find([]string{"n4"}, `msg="restored a`, "")
+		caught    = find(leaders, `msg="a non-voter caught up"`, "peer=n4")
+		voter     = find(leaders, `msg="promoted raft non-voter to voter"`, "peer=n4")
+		promoted  = find(leaders, `msg="promoted a new member`, "peer=n4")
+		epoch     = find([]string{"n4"}, `msg="new key epoch"`, "")
+		restoreAt time.Time
+		took      time.Duration
+	)
+	for _, e := range []event{running, prepared, added, answers, restored, caught, voter, promoted, epoch} {
+		if e.line != "" {
+			logf("%s: %s", e.node, e.line)
+		}
+	}
+	if restored.line != "" {
+		if d, err := time.ParseDuration(logField(restored.line, "took")); err == nil {
+			took, restoreAt = d, restored.at.Add(-d)
+		}
+	}
+	if caught.line == "" {
+		// An older keyd counted its stable period from then.
+		if d, err := time.ParseDuration(logField(voter.line, "stable_for")); err == nil {
+			caught = event{at: voter.at.Add(-d)}
+		} else if serving.After(start) {
+			caught = event{at: serving}
+		}
+	}
+	span := func(from, to time.Time) string {
+		if from.IsZero() || to.IsZero() {
+			return "not seen"
+		}
+		return ms(to.Sub(from))
+	}
+	add("  the join in parts (from the nodes' logs):", "", "")
+	add("    setup: token, keyd, certificate, join_node, until a Raft non-voter", span(start, added.at), "-")
+	if d, err := time.ParseDuration(logField(prepared.line, "took")); err == nil {
+		add("      of which the leader's preparation of its log (snapshot_taken="+logField(prepared.line, "snapshot_taken")+")", ms(d), "-")
+	}
+	add("    the snapshot's transfer (until the new node's restore starts)", span(added.at, restoreAt), "-")
+	add("    its restore", span(restoreAt, restoreAt.Add(took)), "-")
+	add("    the entries after it, until the leader finds it caught up", span(restored.at, caught.at), "-")
+	add("    the rest of the stable period, until a Raft voter", span(caught.at, voter.at), "-")
+	if answers.line != "" {
+		add("      (the stable period, counted from its first answer, "+span(start, answers.at)+" after the start)", span(answers.at, voter.at), "-")
+	}
+	add("    the leader's promote_node", span(voter.at, promoted.at), "-")
+	add("    the reshare, until the new node has its share", span(promoted.at, epoch.at), "-")
+	add("    until cluster join returns", span(epoch.at, end), "-")
+}
+
+// logTime is the time of a keyd log line (slog's text format).
+func logTime(line string) (time.Time, bool) {
+	t, err := time.Parse(time.RFC3339Nano, logField(line, "time"))
+	return t, err == nil
+}
+
+// logField is the value of key=value in a keyd log line, unquoted.
+func logField(line, key string) string {
+	for _, f := range strings.Fields(line) {
+		if v, ok := strings.CutPrefix(f, key+"="); ok {
+			return strings.Trim(v, `"`)
+		}
+	}
+	return ""
 }
 
 // profileStart writes a CPU profile of node i from its start (the first

@@ -122,9 +122,11 @@ type nodeFlags struct {
 	promoteAfter time.Duration
 }
 
-// defaultPromoteAfter is keyd's stable period for new members: long
-// enough that a node that comes up and falls over at once never votes.
-const defaultPromoteAfter = 5 * time.Second
+// defaultPromoteAfter is keyd's stable period for new members, counted
+// from the node's first answer to the leader, its catch-up included
+// (cluster/promote.go): twenty polls without a miss, so that a node that
+// comes up and falls over at once never votes (docs/autopilot.md).
+const defaultPromoteAfter = 2 * time.Second
 
 // listFlag is a flag that may be repeated; one value (or an environment
 // variable) may also hold several, separated by commas or spaces.
@@ -156,7 +158,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&f.trailingLogs, "trailing-logs", 0, "Raft log entries kept after a snapshot for lagging followers (0: Raft's default, 10240)")
 	fs.StringVar(&f.joinTokenFile, "join-token-file", "", "file holding the join token, as --join-token (a mounted Secret); a missing file is no token")
 	fs.StringVar(&f.joinToken, "join-token", "", "join token an unjoined node requires of whoever starts it (keyctl cluster token create; default: one the node makes in DATA_DIR/join-token)")
-	fs.DurationVar(&f.promoteAfter, "promote-after", defaultPromoteAfter, "how long a new member stays a Raft non-voter, answering and caught up, before the leader promotes it to voter and reshares the key to it")
+	fs.DurationVar(&f.promoteAfter, "promote-after", defaultPromoteAfter, "how long a new member stays a Raft non-voter answering the leader without a break (counted from its first answer, its catch-up included), and then only once caught up, before the leader promotes it to voter and reshares the key to it")
 	fs.Var(&f.retryJoin, "retry-join", "API address of a member to ask to join by itself, with the join token: host:port (a name stands for each of its addresses) or srv:NAME (its SRV records); repeatable, or comma-separated")
 	fs.StringVar(&f.joinCAFingerprint, "join-ca-fingerprint", "", "with --retry-join: the SHA-256 fingerprint of the cluster's CA certificate (keyctl cluster init --auto-join prints it); the node joins no other cluster")
 	f.gateways.register(fs)
