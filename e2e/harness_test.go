@@ -241,7 +241,7 @@ type localCluster struct {
 const e2eHeartbeatTimeout = "500ms"
 
 // e2ePromoteAfter is the nodes' stable period for new members (keyd
-// --promote-after, 2 s by default): "cluster up" joins one node at a time
+// --promote-after, 1 s by default): "cluster up" joins one node at a time
 // and each join waits for the node to be a voter, which is waiting that
 // none of these tests is about (the cluster package tests the stable
 // period: TestNewMemberIsPromotedAfterItsStablePeriod).

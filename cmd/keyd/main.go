@@ -124,9 +124,9 @@ type nodeFlags struct {
 
 // defaultPromoteAfter is keyd's stable period for new members, counted
 // from the node's first answer to the leader, its catch-up included
-// (cluster/promote.go): twenty polls without a miss, so that a node that
+// (cluster/promote.go): ten polls without a miss, so that a node that
 // comes up and falls over at once never votes (docs/autopilot.md).
-const defaultPromoteAfter = 2 * time.Second
+const defaultPromoteAfter = time.Second
 
 // listFlag is a flag that may be repeated; one value (or an environment
 // variable) may also hold several, separated by commas or spaces.
