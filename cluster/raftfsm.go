@@ -40,6 +40,14 @@ type raftFSM struct {
 
 	mu      sync.Mutex
 	applied uint64
+	// caughtUp is, after a restore, the last index Raft's log held then
+	// (the entries after the snapshot, applied once the leader says they
+	// are committed), and when the restore ended: Apply logs when it
+	// reaches it (a restarted node's replay, docs/scale.md).
+	caughtUp struct {
+		index, from uint64
+		since       time.Time
+	}
 	chains  *chainRingOf  // the state's chain hash at recent indexes (chain.go)
 	changed chan struct{} // closed and replaced after every apply
 }
@@ -61,7 +69,14 @@ func (r *raftFSM) Apply(l *raft.Log) any {
 	_, chain := r.fsm.ChainAt()
 	r.mu.Lock()
 	r.chains.applied(l.Index, chain)
+	c := r.caughtUp
+	if c.index != 0 && l.Index >= c.index {
+		r.caughtUp.index = 0
+	}
 	r.mu.Unlock()
+	if c.index != 0 && l.Index >= c.index {
+		r.log.Info("applied the log held after the restored snapshot", "entries", l.Index-c.from, "applied", l.Index, "took", time.Since(c.since))
+	}
 	r.advance(l.Index)
 	return res
 }
@@ -140,8 +155,16 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	}
 	go returnFreedMemory(cr.n) // a collection: not before the node serves
 	applied, chain := r.fsm.ChainAt()
+	var last uint64
+	if logs := r.logs.Load(); logs != nil {
+		last, _ = logs.LastIndex()
+	}
 	r.mu.Lock()
 	r.chains.restored(applied, chain)
+	r.caughtUp.index = 0
+	if last > applied {
+		r.caughtUp.index, r.caughtUp.from, r.caughtUp.since = last, applied, time.Now()
+	}
 	r.mu.Unlock()
 	r.advance(applied)
 	return nil

@@ -389,7 +389,7 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 	// What the restart did, from its log: the restore and the start.
 	if b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("n%d.log", follower))); err == nil {
 		lines := strings.Split(string(b), "\n")
-		for _, msg := range []string{`msg="restored a verified snapshot"`, `msg="keyd running"`} {
+		for _, msg := range []string{`msg="restored a verified snapshot"`, `msg="keyd running"`, `msg="applied the log held after the restored snapshot"`} {
 			for i := len(lines) - 1; i >= 0; i-- {
 				if strings.Contains(lines[i], msg) {
 					logf("n%d: %s", follower, lines[i])
