@@ -155,10 +155,7 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	}
 	go returnFreedMemory(cr.n) // a collection: not before the node serves
 	applied, chain := r.fsm.ChainAt()
-	var last uint64
-	if logs := r.logs.Load(); logs != nil {
-		last, _ = logs.LastIndex()
-	}
+	last := lastCommand(r.logs.Load(), applied)
 	r.mu.Lock()
 	r.chains.restored(applied, chain)
 	r.caughtUp.index = 0
@@ -168,6 +165,29 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	r.mu.Unlock()
 	r.advance(applied)
 	return nil
+}
+
+// lastCommand is the index of the last command entry in logs after
+// index, or 0: Raft's own entries after it (a new leader's no-op, a
+// configuration change) never reach Apply.
+func lastCommand(logs *logStore, index uint64) uint64 {
+	if logs == nil {
+		return 0
+	}
+	last, err := logs.LastIndex()
+	if err != nil {
+		return 0
+	}
+	for i := last; i > index; i-- {
+		var l raft.Log
+		if logs.GetLog(i, &l) != nil {
+			return 0
+		}
+		if l.Type == raft.LogCommand {
+			return i
+		}
+	}
+	return 0
 }
 
 type snapshot struct {
