@@ -47,6 +47,7 @@ type raftFSM struct {
 	caughtUp struct {
 		index, from uint64
 		since       time.Time
+		first       time.Duration // from since to the first apply after it
 	}
 	chains  *chainRingOf  // the state's chain hash at recent indexes (chain.go)
 	changed chan struct{} // closed and replaced after every apply
@@ -69,13 +70,17 @@ func (r *raftFSM) Apply(l *raft.Log) any {
 	_, chain := r.fsm.ChainAt()
 	r.mu.Lock()
 	r.chains.applied(l.Index, chain)
+	if r.caughtUp.index != 0 && r.caughtUp.first == 0 {
+		r.caughtUp.first = time.Since(r.caughtUp.since)
+	}
 	c := r.caughtUp
 	if c.index != 0 && l.Index >= c.index {
 		r.caughtUp.index = 0
 	}
 	r.mu.Unlock()
 	if c.index != 0 && l.Index >= c.index {
-		r.log.Info("applied the log held after the restored snapshot", "entries", l.Index-c.from, "applied", l.Index, "took", time.Since(c.since))
+		r.log.Info("applied the log held after the restored snapshot", "entries", l.Index-c.from, "applied", l.Index,
+			"first_after", c.first, "took", time.Since(c.since))
 	}
 	r.advance(l.Index)
 	return res
@@ -158,7 +163,7 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	last := lastCommand(r.logs.Load(), applied)
 	r.mu.Lock()
 	r.chains.restored(applied, chain)
-	r.caughtUp.index = 0
+	r.caughtUp.index, r.caughtUp.first = 0, 0
 	if last > applied {
 		r.caughtUp.index, r.caughtUp.from, r.caughtUp.since = last, applied, time.Now()
 	}
