@@ -357,7 +357,8 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 		_, err := fc.Get(rctx, "bench/secret")
 		cancel()
 		if err == nil {
-			logf("n%d released: asked at %v, answered at %v", follower, asked.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+			logf("n%d released: asked at %v, answered at %v (%s by the clock the nodes log with)", follower, asked.Round(time.Millisecond),
+				time.Since(start).Round(time.Millisecond), time.Now().UTC().Format("15:04:05.000"))
 			again := time.Now()
 			if _, err := fc.Get(ctx, "bench/secret"); err == nil {
 				logf("n%d: its second release took %v", follower, time.Since(again).Round(time.Millisecond))
