@@ -34,7 +34,8 @@ type raftFSM struct {
 	logs atomic.Pointer[logStore]
 
 	// large is set once Apply saw largeKeys keys in the state and set
-	// the memory policy of a large state (largeStatePolicy).
+	// the memory policy of a large state (largeStatePolicy), or a restore
+	// of a snapshot large enough to set it did (returnFreedMemory).
 	large     atomic.Bool
 	largeKeys int
 
@@ -197,6 +198,11 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	} else {
 		r.log.Info("restored a verified snapshot", "checkpoint", res.Checkpoint, "entries", res.Entries, "applied", res.Applied,
 			"bytes", cr.n, "took", time.Since(start))
+	}
+	if cr.n >= freeAfterSnapshot {
+		// returnFreedMemory sets the large state's policy: the first
+		// Apply after a restart need not force a second collection.
+		r.large.Store(true)
 	}
 	go returnFreedMemory(cr.n) // a collection: not before the node serves
 	applied, chain := r.fsm.ChainAt()
