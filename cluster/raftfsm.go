@@ -34,12 +34,22 @@ type raftFSM struct {
 	logs atomic.Pointer[logStore]
 
 	// large is set once Apply saw largeKeys keys in the state and set
-	// the memory policy of a large state (largeStatePolicy).
+	// the memory policy of a large state (largeStatePolicy), or a restore
+	// of a snapshot large enough to set it did (returnFreedMemory).
 	large     atomic.Bool
 	largeKeys int
 
 	mu      sync.Mutex
 	applied uint64
+	// caughtUp is, after a restore, the last index Raft's log held then
+	// (the entries after the snapshot, applied once the leader says they
+	// are committed), and when the restore ended: Apply logs when it
+	// reaches it (a restarted node's replay, docs/scale.md).
+	caughtUp struct {
+		index, from uint64
+		since       time.Time
+		first       time.Duration // from since to the first apply after it
+	}
 	chains  *chainRingOf  // the state's chain hash at recent indexes (chain.go)
 	changed chan struct{} // closed and replaced after every apply
 }
@@ -49,6 +59,47 @@ func newRaftFSM(f *fsm.FSM, log *slog.Logger, m *metrics.Set) *raftFSM {
 }
 
 func (r *raftFSM) Apply(l *raft.Log) any {
+	res := r.apply(l)
+	r.advance(l.Index)
+	return res
+}
+
+// ApplyBatch applies a batch of committed entries (raft.BatchingFSM: up
+// to MaxAppendEntries at once, as a follower that catches up or a node
+// that restarted gets them) as Apply does each, in order, each checked
+// against the state the one before it left; their signatures are
+// verified ahead on every CPU meanwhile (fsm.Batch), and whoever waits
+// for an index is woken once, after the batch. Raft also hands it its
+// configuration entries, which the state machine does not apply (Apply
+// never sees them).
+func (r *raftFSM) ApplyBatch(logs []*raft.Log) []any {
+	res := make([]any, len(logs))
+	entries := make([]fsm.Entry, 0, len(logs))
+	for _, l := range logs {
+		if l.Type == raft.LogCommand {
+			entries = append(entries, fsm.Entry{Index: l.Index, Data: l.Data})
+		}
+	}
+	b := r.fsm.NewBatch(entries)
+	var last uint64
+	i := 0
+	for j, l := range logs {
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		b.Ahead(i)
+		i++
+		res[j] = r.apply(l)
+		last = l.Index
+	}
+	if last > 0 {
+		r.advance(last)
+	}
+	return res
+}
+
+// apply applies one entry and records its chain hash.
+func (r *raftFSM) apply(l *raft.Log) *fsm.Result {
 	r.hold.Lock()
 	start := time.Now()
 	res := r.fsm.Apply(l.Index, l.AppendedAt, l.Data)
@@ -61,8 +112,18 @@ func (r *raftFSM) Apply(l *raft.Log) any {
 	_, chain := r.fsm.ChainAt()
 	r.mu.Lock()
 	r.chains.applied(l.Index, chain)
+	if r.caughtUp.index != 0 && r.caughtUp.first == 0 {
+		r.caughtUp.first = time.Since(r.caughtUp.since)
+	}
+	c := r.caughtUp
+	if c.index != 0 && l.Index >= c.index {
+		r.caughtUp.index = 0
+	}
 	r.mu.Unlock()
-	r.advance(l.Index)
+	if c.index != 0 && l.Index >= c.index {
+		r.log.Info("applied the log held after the restored snapshot", "entries", l.Index-c.from, "applied", l.Index,
+			"first_after", c.first, "took", time.Since(c.since))
+	}
 	return res
 }
 
@@ -138,13 +199,46 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 		r.log.Info("restored a verified snapshot", "checkpoint", res.Checkpoint, "entries", res.Entries, "applied", res.Applied,
 			"bytes", cr.n, "took", time.Since(start))
 	}
+	if cr.n >= freeAfterSnapshot {
+		// returnFreedMemory sets the large state's policy: the first
+		// Apply after a restart need not force a second collection.
+		r.large.Store(true)
+	}
 	go returnFreedMemory(cr.n) // a collection: not before the node serves
 	applied, chain := r.fsm.ChainAt()
+	last := lastCommand(r.logs.Load(), applied)
 	r.mu.Lock()
 	r.chains.restored(applied, chain)
+	r.caughtUp.index, r.caughtUp.first = 0, 0
+	if last > applied {
+		r.caughtUp.index, r.caughtUp.from, r.caughtUp.since = last, applied, time.Now()
+	}
 	r.mu.Unlock()
 	r.advance(applied)
 	return nil
+}
+
+// lastCommand is the index of the last command entry in logs after
+// index, or 0: Raft's own entries after it (a new leader's no-op, a
+// configuration change) never reach Apply.
+func lastCommand(logs *logStore, index uint64) uint64 {
+	if logs == nil {
+		return 0
+	}
+	last, err := logs.LastIndex()
+	if err != nil {
+		return 0
+	}
+	for i := last; i > index; i-- {
+		var l raft.Log
+		if logs.GetLog(i, &l) != nil {
+			return 0
+		}
+		if l.Type == raft.LogCommand {
+			return i
+		}
+	}
+	return 0
 }
 
 type snapshot struct {

@@ -811,7 +811,7 @@ func (f *FSM) RestoreSnapshotFrom(in io.Reader) (*Restored, error) {
 		}
 		return nil
 	}
-	pre := newSigPrefetch(g.state, sn.Entries)
+	pre := newSigPrefetch(g.state, sn.Entries, sigPrefetchChunk)
 	for i, e := range sn.Entries {
 		pre.ahead(i)
 		if e.Index <= last {

@@ -77,30 +77,38 @@ func verifySeen(pub ed25519.PublicKey, payload, sig []byte, remember bool) bool 
 
 // A restore replays the entries after its checkpoint through Apply, which
 // checks each one's signature again: about 50 µs of CPU an entry, one
-// after the other, for up to a snapshot threshold's worth of entries.
-// sigPrefetch verifies them a chunk at a time on every CPU, ahead of the
-// replay, against the signer keys of the state the replay starts from,
-// and verifyMemo remembers those that verify: Apply still looks the
-// signer's key up in the state it has reached and checks the signature,
-// and finds the verification done when the key is the same. A signature
-// that does not verify, or a signer the starting state does not have, is
-// left to Apply.
+// after the other, for up to a snapshot threshold's worth of entries; and
+// a restarted node then applies the entries its Raft log holds after the
+// snapshot, as many again. sigPrefetch verifies them a chunk at a time on
+// every CPU, ahead of Apply, against the signer keys of the state Apply
+// starts from, and verifyMemo remembers those that verify: Apply still
+// looks the signer's key up in the state it has reached and checks the
+// signature, and finds the verification done when the key is the same. A
+// signature that does not verify, or a signer the starting state does not
+// have, is left to Apply.
 
-// sigPrefetchChunk is how many entries sigPrefetch verifies at a time, at
-// most two chunks ahead of the replay (far fewer than sigMemoSize).
+// sigPrefetchChunk is how many entries a restore's replay verifies at a
+// time, at most two chunks ahead of the replay (far fewer than
+// sigMemoSize).
 const sigPrefetchChunk = 256
 
-// sigPrefetch verifies entries' signatures ahead of their replay.
+// batchPrefetchChunk is the chunk of a batch of Raft's (up to
+// MaxAppendEntries entries, 64 by default): small, so that Apply starts
+// on the first entries while the next ones are verified.
+const batchPrefetchChunk = 16
+
+// sigPrefetch verifies entries' signatures ahead of their Apply.
 type sigPrefetch struct {
 	keys    map[string][][]byte // signer -> its keys in the starting state (an operator's, a node's)
 	entries []Entry
+	chunk   int
 	chunks  []chan struct{} // closed when chunk k is verified
 }
 
 // newSigPrefetch gathers the signer keys of s, which it then no longer
-// reads (the replay changes it).
-func newSigPrefetch(s *State, entries []Entry) *sigPrefetch {
-	p := &sigPrefetch{keys: map[string][][]byte{}, entries: entries}
+// reads (Apply changes it).
+func newSigPrefetch(s *State, entries []Entry, chunk int) *sigPrefetch {
+	p := &sigPrefetch{keys: map[string][][]byte{}, entries: entries, chunk: chunk}
 	for id, o := range s.Operators {
 		p.keys[id] = append(p.keys[id], o.PublicKey)
 	}
@@ -110,20 +118,20 @@ func newSigPrefetch(s *State, entries []Entry) *sigPrefetch {
 	return p
 }
 
-// ahead is called before the replay applies entry i: at the start of a
-// chunk, it starts verifying the two chunks after it (and at 0 this one),
-// each on one goroutine per CPU, and waits until this chunk is verified.
+// ahead is called before entry i is applied: at the start of a chunk, it
+// starts verifying the two chunks after it (and at 0 this one), each on
+// one goroutine per CPU, and waits until this chunk is verified.
 func (p *sigPrefetch) ahead(i int) {
-	if i%sigPrefetchChunk != 0 {
+	if i%p.chunk != 0 {
 		return
 	}
-	k := i / sigPrefetchChunk
-	for len(p.chunks) <= k+2 && len(p.chunks)*sigPrefetchChunk < len(p.entries) {
-		lo := len(p.chunks) * sigPrefetchChunk
-		hi := min(lo+sigPrefetchChunk, len(p.entries))
+	k := i / p.chunk
+	for len(p.chunks) <= k+2 && len(p.chunks)*p.chunk < len(p.entries) {
+		lo := len(p.chunks) * p.chunk
+		hi := min(lo+p.chunk, len(p.entries))
 		done := make(chan struct{})
 		p.chunks = append(p.chunks, done)
-		workers := max(1, runtime.GOMAXPROCS(0))
+		workers := max(1, min(runtime.GOMAXPROCS(0), hi-lo))
 		var wg sync.WaitGroup
 		for w := range workers {
 			wg.Add(1)
@@ -152,5 +160,34 @@ func (p *sigPrefetch) verify(data []byte) {
 		if verifyMemo(key, sg.Payload, sg.Signature) {
 			return
 		}
+	}
+}
+
+// Batch is a batch of committed entries about to be applied, in order,
+// one Apply each, whose signatures are verified ahead of the Apply on
+// every CPU (Raft hands a follower that catches up, or a node that
+// restarted, up to MaxAppendEntries at once).
+type Batch struct {
+	pre *sigPrefetch // nil for a batch of one: nothing to verify beside it
+}
+
+// NewBatch starts verifying the signatures of entries, against the signer
+// keys of the state now: call Ahead(i) before Apply of entries[i].
+// Nothing else changes: each Apply checks its entry against the state the
+// one before it left, as it would without the batch.
+func (f *FSM) NewBatch(entries []Entry) *Batch {
+	if len(entries) < 2 {
+		return &Batch{}
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return &Batch{pre: newSigPrefetch(f.state, entries, batchPrefetchChunk)}
+}
+
+// Ahead waits until the signature of entry i, and of those before it in
+// its chunk, has been checked.
+func (b *Batch) Ahead(i int) {
+	if b.pre != nil {
+		b.pre.ahead(i)
 	}
 }

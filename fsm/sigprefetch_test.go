@@ -52,7 +52,7 @@ func TestSigPrefetchRemembersOnlyWhatVerifies(t *testing.T) {
 		}
 		entries = append(entries, e)
 	}
-	p := newSigPrefetch(s, entries)
+	p := newSigPrefetch(s, entries, sigPrefetchChunk)
 	for i := range entries {
 		p.ahead(i)
 	}

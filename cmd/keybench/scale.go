@@ -357,7 +357,8 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 		_, err := fc.Get(rctx, "bench/secret")
 		cancel()
 		if err == nil {
-			logf("n%d released: asked at %v, answered at %v", follower, asked.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+			logf("n%d released: asked at %v, answered at %v (%s by the clock the nodes log with)", follower, asked.Round(time.Millisecond),
+				time.Since(start).Round(time.Millisecond), time.Now().UTC().Format("15:04:05.000"))
 			again := time.Now()
 			if _, err := fc.Get(ctx, "bench/secret"); err == nil {
 				logf("n%d: its second release took %v", follower, time.Since(again).Round(time.Millisecond))
@@ -389,7 +390,7 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 	// What the restart did, from its log: the restore and the start.
 	if b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("n%d.log", follower))); err == nil {
 		lines := strings.Split(string(b), "\n")
-		for _, msg := range []string{`msg="restored a verified snapshot"`, `msg="keyd running"`} {
+		for _, msg := range []string{`msg="restored a verified snapshot"`, `msg="keyd running"`, `msg="applied the log held after the restored snapshot"`} {
 			for i := len(lines) - 1; i >= 0; i-- {
 				if strings.Contains(lines[i], msg) {
 					logf("n%d: %s", follower, lines[i])

@@ -1,0 +1,64 @@
+package cluster
+
+import (
+	"encoding/json"
+	"log/slog"
+	"testing"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/keyquorum/keyquorum/cluster/metrics"
+	"github.com/keyquorum/keyquorum/fsm"
+)
+
+// TestRaftFSMApplyBatch: Raft hands the state machine batches of
+// committed entries (raft.BatchingFSM), its own configuration entries
+// among them; each command gets the Result Apply would give it, in
+// order, a configuration entry none, every command's chain hash is
+// recorded, and the applied index is the last command's.
+func TestRaftFSMApplyBatch(t *testing.T) {
+	t.Parallel()
+	newFSM := func() *raftFSM {
+		f := fsm.New(dealChecker{})
+		f.TokenWrites = WriteTokenCheck
+		return newRaftFSM(f, slog.New(slog.DiscardHandler), metrics.New())
+	}
+	logs := []*raft.Log{
+		{Index: 1, Type: raft.LogCommand, Data: []byte("{}")},
+		{Index: 2, Type: raft.LogConfiguration, Data: []byte("not a command")},
+		{Index: 3, Type: raft.LogCommand, Data: []byte("not JSON")},
+		{Index: 4, Type: raft.LogCommand, Data: []byte(`{"signer":"nobody"}`)},
+		{Index: 5, Type: raft.LogConfiguration},
+	}
+	one := newFSM()
+	var want []any
+	for _, l := range logs {
+		if l.Type == raft.LogCommand {
+			want = append(want, one.Apply(l))
+		} else {
+			want = append(want, nil)
+		}
+	}
+	r := newFSM()
+	got := r.ApplyBatch(logs)
+	if len(got) != len(logs) {
+		t.Fatalf("%d results for %d entries", len(got), len(logs))
+	}
+	for i := range logs {
+		g, _ := json.Marshal(got[i])
+		w, _ := json.Marshal(want[i])
+		if string(g) != string(w) {
+			t.Errorf("entry %d: %s in a batch, %s one at a time", logs[i].Index, g, w)
+		}
+	}
+	if applied, _ := r.watch(); applied != 4 {
+		t.Errorf("applied index %d after the batch, want 4 (its last command)", applied)
+	}
+	for _, i := range []uint64{1, 3, 4} {
+		g, ok := r.stateChainAt(i)
+		w, _ := one.stateChainAt(i)
+		if !ok || string(g) != string(w) {
+			t.Errorf("the chain hash at %d is not recorded as one at a time records it", i)
+		}
+	}
+}
