@@ -708,9 +708,9 @@ wait:
 // it used.
 func joinTimeline(dir string, start, end, serving time.Time, add func(what, value, target string), logf func(string, ...any)) {
 	type event struct {
-		node, msg, also string
-		at              time.Time
-		line            string
+		node, msg string
+		at        time.Time
+		line      string
 	}
 	find := func(nodes []string, msg, also string) event {
 		for _, node := range nodes {
