@@ -124,6 +124,34 @@ func pendingIn(tn, m *testNode) (pending, holder, round bool) {
 	return pending, holder, round
 }
 
+// newStablePeriodCluster is a cluster of one member with its key (node1)
+// and a second node (node2), not started, whose stable period as a new
+// member is a minute of the leader's clock, a fake one that the test moves.
+func newStablePeriodCluster(t *testing.T) (c *testCluster, clock *fakeClock, node1, node2 *testNode) {
+	clock = &fakeClock{now: time.Now()}
+	c = newEmptyCluster(t)
+	c.configure = func(cfg *Config) { cfg.PromoteAfter = time.Minute }
+	for range 2 {
+		c.addNode().n.cons.now = clock.Now
+	}
+	c.initFirst(1)
+	return c, clock, c.nodes[0], c.nodes[1]
+}
+
+// startNonVoter starts tn and adds it to the cluster (add_node), which
+// makes it a Raft non-voter waiting for its stable period.
+func (c *testCluster) startNonVoter(tn *testNode) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if err := tn.n.Start(ctx, c.startRequest(tn)); err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := c.submit(&fsm.Command{Type: fsm.TypeAddNode, AddNode: c.nodeRecord(tn)}); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
 // TestNewMemberIsPromotedAfterItsStablePeriod: a node that joins once the
 // cluster has its key enters Raft as a non-voter (status shows it, and it
 // does not count in the quorum's tolerance) and waits in no resharing
@@ -134,22 +162,8 @@ func pendingIn(tn, m *testNode) (pending, holder, round bool) {
 // promoted while Raft still has it a non-voter.
 func TestNewMemberIsPromotedAfterItsStablePeriod(t *testing.T) {
 	t.Parallel()
-	clock := &fakeClock{now: time.Now()}
-	c := newEmptyCluster(t)
-	c.configure = func(cfg *Config) { cfg.PromoteAfter = time.Minute }
-	for range 2 {
-		c.addNode().n.cons.now = clock.Now
-	}
-	c.initFirst(1)
-	node1, node2 := c.nodes[0], c.nodes[1]
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	if err := node2.n.Start(ctx, c.startRequest(node2)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.submit(&fsm.Command{Type: fsm.TypeAddNode, AddNode: c.nodeRecord(node2)}); err != nil {
-		t.Fatal(err)
-	}
+	c, clock, node1, node2 := newStablePeriodCluster(t)
+	c.startNonVoter(node2)
 	c.waitFor(settleTimeout, func() (bool, string) {
 		got := c.suffrage(node2)
 		return got == raft.Nonvoter.String(), fmt.Sprintf("node2 is %q in Raft, want a non-voter", got)
@@ -200,24 +214,10 @@ func TestNewMemberIsPromotedAfterItsStablePeriod(t *testing.T) {
 // answered and caught up.
 func TestNewMemberIsPromotedOnlyOnceItsStateMachineHasCaughtUp(t *testing.T) {
 	t.Parallel()
-	clock := &fakeClock{now: time.Now()}
-	c := newEmptyCluster(t)
-	c.configure = func(cfg *Config) { cfg.PromoteAfter = time.Minute }
-	for range 2 {
-		c.addNode().n.cons.now = clock.Now
-	}
-	c.initFirst(1)
-	node1, node2 := c.nodes[0], c.nodes[1]
+	c, clock, node1, node2 := newStablePeriodCluster(t)
 	c.createSecret("db/stalled", randomBytes(t, 32))
 	resume := c.holdApplies(node2)
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	if err := node2.n.Start(ctx, c.startRequest(node2)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.submit(&fsm.Command{Type: fsm.TypeAddNode, AddNode: c.nodeRecord(node2)}); err != nil {
-		t.Fatal(err)
-	}
+	c.startNonVoter(node2)
 	var leaderApplied uint64
 	node1.n.fsm.Read(func(s *fsm.State) { leaderApplied = s.Applied })
 	c.waitFor(settleTimeout, func() (bool, string) {
@@ -260,24 +260,10 @@ func TestNewMemberIsPromotedOnlyOnceItsStateMachineHasCaughtUp(t *testing.T) {
 // still waiting drops it at once, with no resharing.
 func TestNewMemberThatFailsItsStablePeriodIsNeverAHolder(t *testing.T) {
 	t.Parallel()
-	clock := &fakeClock{now: time.Now()}
-	c := newEmptyCluster(t)
-	c.configure = func(cfg *Config) { cfg.PromoteAfter = time.Minute }
-	for range 2 {
-		c.addNode().n.cons.now = clock.Now
-	}
-	c.initFirst(1)
-	node1, node2 := c.nodes[0], c.nodes[1]
+	c, clock, node1, node2 := newStablePeriodCluster(t)
 	secret := randomBytes(t, 32)
 	c.createSecret("db/flap", secret)
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	if err := node2.n.Start(ctx, c.startRequest(node2)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.submit(&fsm.Command{Type: fsm.TypeAddNode, AddNode: c.nodeRecord(node2)}); err != nil {
-		t.Fatal(err)
-	}
+	c.startNonVoter(node2)
 	c.waitFor(settleTimeout, func() (bool, string) {
 		_, _, ok := node1.n.cons.stableSince(node2.id())
 		return ok, "the leader has not seen node2 caught up"
