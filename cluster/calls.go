@@ -125,11 +125,12 @@ func parseCallFrame(b []byte) (callFrame, error) {
 	return f, nil
 }
 
-// readCallFrame reads one frame's bytes after its length into buf (grown
-// as needed) and returns them. Once the length has arrived, the rest must
-// within callFrameTimeout (setDeadline is the connection's
-// SetReadDeadline, or nil).
-func readCallFrame(r *bufio.Reader, buf []byte, setDeadline func(time.Time) error) ([]byte, error) {
+// readCallFrame reads one frame's bytes after its length into a buffer of
+// their own (a request's body outlives the next frame) and returns them.
+// Once the length has arrived, the rest must arrive within
+// callFrameTimeout (setDeadline is the connection's SetReadDeadline, or
+// nil).
+func readCallFrame(r *bufio.Reader, setDeadline func(time.Time) error) ([]byte, error) {
 	var l [4]byte
 	if _, err := io.ReadFull(r, l[:]); err != nil {
 		return nil, err
@@ -142,10 +143,7 @@ func readCallFrame(r *bufio.Reader, buf []byte, setDeadline func(time.Time) erro
 		setDeadline(time.Now().Add(callFrameTimeout))
 		defer setDeadline(time.Time{})
 	}
-	if cap(buf) < int(n) {
-		buf = make([]byte, n)
-	}
-	buf = buf[:n]
+	buf := make([]byte, n)
 	if _, err := io.ReadFull(r, buf); err != nil {
 		return nil, err
 	}
@@ -263,7 +261,7 @@ func (sc *serverConn) readCalls() error {
 		case <-sc.ctx.Done():
 			return sc.ctx.Err()
 		}
-		b, err := readCallFrame(r, nil, sc.c.SetReadDeadline)
+		b, err := readCallFrame(r, sc.c.SetReadDeadline)
 		if err != nil {
 			return err
 		}
@@ -579,7 +577,7 @@ func (cc *clientConn) readAnswers() {
 	var err error
 	for {
 		var b []byte
-		if b, err = readCallFrame(r, nil, cc.c.SetReadDeadline); err != nil {
+		if b, err = readCallFrame(r, cc.c.SetReadDeadline); err != nil {
 			break
 		}
 		var f callFrame

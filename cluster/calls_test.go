@@ -32,7 +32,7 @@ func FuzzCallFrame(f *testing.F) {
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 1})
 	f.Add([]byte{0, 0, 0, 12, 1, 0, 0, 0, 0, 0, 0, 0, 1, 'P', 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		b, err := readCallFrame(bufio.NewReader(bytes.NewReader(data)), nil, nil)
+		b, err := readCallFrame(bufio.NewReader(bytes.NewReader(data)), nil)
 		if err != nil {
 			return
 		}
@@ -66,7 +66,7 @@ func TestCallFrameLimits(t *testing.T) {
 	t.Parallel()
 	var huge [4]byte
 	binary.BigEndian.PutUint32(huge[:], maxCallFrame+1)
-	if _, err := readCallFrame(bufio.NewReader(bytes.NewReader(huge[:])), nil, nil); err == nil || !strings.Contains(err.Error(), "at most") {
+	if _, err := readCallFrame(bufio.NewReader(bytes.NewReader(huge[:])), nil); err == nil || !strings.Contains(err.Error(), "at most") {
 		t.Errorf("a frame of %d bytes: %v, want refused for its length", maxCallFrame+1, err)
 	}
 	if _, err := requestFrame(1, http.MethodPost, "/internal/v1/partial", make([]byte, maxRPCBody+1)); err == nil {
