@@ -96,7 +96,7 @@ type raftRun struct {
 	store     *logStore
 	logs      *logCache // store's last entries: what Raft reads back
 	snaps     *raft.FileSnapshotStore
-	transport *raft.NetworkTransport
+	transport *termGuard
 	raft      *raft.Raft
 	rpcServer *http.Server // HTTP/2, for callers of an earlier version
 	calls     *callClient
@@ -144,7 +144,6 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 		return err
 	}
 	hlog := raftLogger(c.log)
-	run.transport = raft.NewNetworkTransportWithLogger(&streamLayer{chanListener: run.mux.raft, tls: t, network: network, advertise: advertise}, 3, 2*time.Second, hlog)
 	dir := filepath.Join(c.cfg.DataDir, raftDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -153,6 +152,8 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 		return fmt.Errorf("opening raft log: %w", err)
 	}
 	run.logs = newLogCache(run.store)
+	run.transport = newTermGuard(raft.NewNetworkTransportWithLogger(&streamLayer{chanListener: run.mux.raft, tls: t, network: network, advertise: advertise}, 3, 2*time.Second, hlog),
+		run.logs, c.log)
 	c.rfsm.logs.Store(run.store)
 	if run.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog); err != nil {
 		return err
@@ -179,6 +180,7 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 	if run.raft, err = raft.NewRaft(rc, c.rfsm, run.logs, run.store, run.snaps, run.transport); err != nil {
 		return fmt.Errorf("starting raft: %w", err)
 	}
+	run.transport.start(run.raft)
 	rpcTLS := t.clientConfig(alpnRPC)
 	run.calls = &callClient{network: network, tls: t.clientConfig(alpnCall), legacy: &http.Client{Transport: &http.Transport{
 		TLSClientConfig: rpcTLS,

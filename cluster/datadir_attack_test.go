@@ -746,14 +746,16 @@ func TestStolenDataDirOverTheNetwork(t *testing.T) {
 // nothing"), which used to work.
 //
 // Raft believes whoever leads the highest term, and a member's
-// certificate is all the node port asks of a peer. The thief of a running
+// certificate is all the node port asks of a peer. The thief of a
 // member's data directory (or that member, compromised) opens a Raft
-// stream to a follower as that member, claims the next term and appends
-// and commits entries of its own past the follower's log: the state
-// machine refuses each, but the follower has applied those indexes. The
-// real members elect a leader of that term or a later one, whose entries
-// at those indexes differ, and a revoke lands there: the follower never
-// applies it (Raft's log matching takes a term for a leader). Before the
+// stream to a follower as that member, at a time the follower has no
+// leader (a node with one refuses a claimed term, termclaim.go: here the
+// other two members are down), claims the next term and appends and
+// commits entries of its own past the follower's log: the state machine
+// refuses each, but the follower has applied those indexes. The real
+// members come back and elect a leader of that term or a later one, whose
+// entries at those indexes differ, and a revoke lands there: the follower
+// never applies it (Raft's log matching takes a term for a leader). Before the
 // chain hash it then read its applied index as past the leader's read
 // index and answered partials for the revoked key; now its chain hash at
 // the leader's read index is not the leader's, and it serves no partial,
@@ -804,7 +806,15 @@ func forgedTermAttack(t *testing.T, forge func(*testing.T, *stolenCreds, *testNo
 		}
 	}
 	c.waitHasKey(follower, "luks/kept")
+	c.waitHasKey(victim, "luks/other")
 	s := stealCreds(t, copyDir(t, victim.cfg.DataDir))
+	// The follower, alone, loses its leader.
+	c.stop(victim)
+	c.stop(leader)
+	c.waitFor(settleTimeout, func() (bool, string) {
+		addr, id := follower.n.cons.current().raft.LeaderWithID()
+		return addr == "", fmt.Sprintf("%s, alone, still follows %s", follower.id(), id)
+	})
 	tr := s.raftTransport(t)
 	hdr := raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(s.id.NodeID), Addr: []byte(victim.cfg.RaftAddr)}
 	var probe raft.AppendEntriesResponse
@@ -831,11 +841,10 @@ func forgedTermAttack(t *testing.T, forge func(*testing.T, *stolenCreds, *testNo
 		return applied >= next+forged-1, fmt.Sprintf("%s's Raft has applied %d, not yet the forged entries through %d", follower.id(), applied, next+forged-1)
 	})
 
-	// The real members elect a leader of the forged term or a later one
-	// (the follower's answer of the forged term ends the old leader's),
-	// while the thief keeps the follower to itself with heartbeats; an
-	// operator revokes the key: the revoke's index is among the forged
-	// ones.
+	// The real members come back and elect a leader of the forged term
+	// or a later one, while the thief keeps the follower to itself with
+	// heartbeats; an operator revokes the key: the revoke's index is among
+	// the forged ones.
 	stop := make(chan struct{})
 	beating := make(chan struct{})
 	go func() {
@@ -851,6 +860,8 @@ func forgedTermAttack(t *testing.T, forge func(*testing.T, *stolenCreds, *testNo
 				&raft.AppendEntriesRequest{RPCHeader: hdr, Term: term}, &r)
 		}
 	}()
+	c.restart(leader)
+	c.restart(victim)
 	c.waitFor(settleTimeout, func() (bool, string) {
 		for _, tn := range []*testNode{leader, victim} {
 			r := tn.n.cons.current().raft
@@ -944,6 +955,103 @@ func forgedTermAttack(t *testing.T, forge func(*testing.T, *stolenCreds, *testNo
 		}
 		return strings.Contains(err.Error(), "diverged"), fmt.Sprintf("%s, restarted, refuses, but does not say it diverged: %v", follower.id(), err)
 	})
+}
+
+// TestForgedTermCannotOverwriteCommittedEntries is the attack behind a
+// failure of TestStolenDataDirOverTheNetwork in CI (cluster/termclaim.go):
+// the thief of a stopped member's data directory claims the next Raft
+// term on the follower of the new leader and writes its own entries over
+// entries that leader committed with that follower, a revoke among them.
+// Raft alone takes it: the follower's log then ends in the higher term, it
+// wins the next election, the revoke is gone from the cluster's history,
+// and the leader that applied it finds it diverged and stops serving,
+// which with one member down leaves the cluster serving nothing. The
+// follower refuses the claim (it has a leader, and it applied the
+// entries), keeps the revoke, nobody diverges and the cluster serves.
+func TestForgedTermCannotOverwriteCommittedEntries(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, 3)
+	c.createSecret("luks/kept", randomBytes(t, 32))
+	other := randomBytes(t, 32)
+	c.createSecret("luks/other", other)
+	victim := c.leader()
+	for _, tn := range c.nodes {
+		c.waitHasKey(tn, "luks/other")
+	}
+	c.stop(victim)
+	s := stealCreds(t, copyDir(t, victim.cfg.DataDir))
+	leader := c.leader()
+	follower := c.anyRunning(leader)
+	tr := s.raftTransport(t)
+	hdr := raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(s.id.NodeID), Addr: []byte(victim.cfg.RaftAddr)}
+	var probe raft.AppendEntriesResponse
+	if err := tr.AppendEntries(raft.ServerID(follower.id()), raft.ServerAddress(follower.cfg.RaftAddr),
+		&raft.AppendEntriesRequest{RPCHeader: hdr}, &probe); err != nil {
+		t.Fatalf("the stolen credentials open no Raft stream to %s: %v", follower.id(), err)
+	}
+	term, next := probe.Term+1, probe.LastLog+1
+
+	// The leader commits a revoke past the probe, with the follower,
+	// which applies it.
+	res, err := c.submit(&fsm.Command{Type: fsm.TypeRevokeKey, RevokeKey: "luks/kept"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Index < next {
+		t.Fatalf("the revoke is entry %d, before the probe's next index %d: the test proves nothing", res.Index, next)
+	}
+	c.waitFor(settleTimeout, func() (bool, string) {
+		applied := follower.n.cons.current().raft.AppliedIndex()
+		return applied >= res.Index, fmt.Sprintf("%s has applied %d, not yet the revoke at %d", follower.id(), applied, res.Index)
+	})
+	revokeTerm := entryTerm(t, follower, res.Index)
+
+	// The thief's entries, of the next term, from the probe's next index:
+	// over the revoke.
+	var entries []*raft.Log
+	for i := range res.Index - next + 4 {
+		data, err := json.Marshal(s.sign(t, &fsm.Command{Type: fsm.TypePutRule, PutRule: &fsm.Rule{
+			ID: fmt.Sprintf("thief-%d", i), Principal: s.id.NodeID, Key: "*", Ops: []string{fsm.OpGet}}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, &raft.Log{Index: next + i, Term: term, Type: raft.LogCommand, Data: data, AppendedAt: time.Now()})
+	}
+	var resp raft.AppendEntriesResponse
+	err = tr.AppendEntries(raft.ServerID(follower.id()), raft.ServerAddress(follower.cfg.RaftAddr), &raft.AppendEntriesRequest{
+		RPCHeader: hdr, Term: term, Entries: entries, LeaderCommitIndex: entries[len(entries)-1].Index}, &resp)
+	if err == nil && resp.Success {
+		t.Fatalf("%s took the thief's entries %d..%d of term %d over the revoke at %d", follower.id(), next, entries[len(entries)-1].Index, term, res.Index)
+	}
+	t.Logf("the forged append of %d entries at %d, term %d: %v", len(entries), next, term, err)
+
+	// The revoke holds everywhere, nobody diverged, and the cluster
+	// serves.
+	live := []*testNode{leader, follower}
+	for _, tn := range live {
+		c.waitReleases(tn, "luks/other", other)
+		if _, err := c.release(tn, "luks/kept"); err == nil {
+			t.Errorf("%s released the revoked key", tn.id())
+		}
+	}
+	for _, tn := range live {
+		if d := tn.n.cons.diverged.Load(); d != nil {
+			t.Errorf("%s diverged: %s", tn.id(), d)
+		}
+		if got := entryTerm(t, tn, res.Index); got != revokeTerm {
+			t.Errorf("%s's entry %d, the revoke of term %d, is now of term %d", tn.id(), res.Index, revokeTerm, got)
+		}
+	}
+}
+
+// entryTerm is the term of the entry at index in node tn's Raft log.
+func entryTerm(t *testing.T, tn *testNode, index uint64) uint64 {
+	t.Helper()
+	var e raft.Log
+	if err := tn.n.cons.current().logs.GetLog(index, &e); err != nil {
+		t.Fatalf("%s's log has no entry %d: %v", tn.id(), index, err)
+	}
+	return e.Term
 }
 
 // TestRetiredRSAHolderDiskSignsOnlyUntilReimport is what the documented

@@ -1,0 +1,161 @@
+package cluster
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+)
+
+// Term claims: what a node's Raft takes from a peer that says it leads.
+//
+// Raft believes whoever sends an AppendEntries (or InstallSnapshot) of a
+// higher term: it takes that term, takes the sender for its leader and
+// lets it overwrite its log past the previous entry the sender names,
+// which a sender may leave out. A member's certificate is all the node
+// port asks of a peer, so the thief of a member's data directory could
+// claim the next term on a follower that was following a live leader and
+// write over entries that leader had already committed with that
+// follower's acknowledgement. The follower's log then holds the higher
+// last term, so the next election makes it the leader, and its log, with
+// the thief's entries where the committed ones were, replaces the honest
+// replicas': a committed entry (a revoke, say) is lost from the cluster's
+// history, and the replicas that applied it find, by the chain hash, that
+// they diverged and stop serving, while the attacked one leads and serves
+// (TestForgedTermCannotOverwriteCommittedEntries).
+//
+// So the node port holds a Raft RPC to two rules before Raft sees it:
+//
+//   - A node that has a leader refuses a higher term from anyone. Raft
+//     itself already refuses a vote while it has a leader (leader
+//     stickiness, hashicorp/raft's requestVote): an honest election needs a
+//     majority of voters who lost their leader, so an honest new leader's
+//     first entries reach a node with a leader only when that node missed
+//     the vote, and then only until its heartbeat timeout, after the old
+//     leader stepped down, clears its leader.
+//   - No RPC rewrites an entry this node has applied: an entry applied was
+//     committed, and Raft's leader completeness puts every committed entry
+//     in every later leader's log, so an honest leader never sends another
+//     entry at its index.
+//
+// What they leave (docs/threat-model.md): a node without a leader, between
+// its heartbeat timeout and the next election, still takes a claimed term,
+// and with it entries over ones it acknowledged but did not know
+// committed.
+
+// termGuard is the Raft transport of the node port with those rules
+// applied to every RPC that comes in.
+type termGuard struct {
+	*raft.NetworkTransport
+	logs     raft.LogStore
+	log      *slog.Logger
+	raft     atomic.Pointer[raft.Raft]
+	consumer chan raft.RPC
+	started  chan struct{} // closed once start named Raft
+	done     chan struct{}
+	once     sync.Once
+}
+
+// newTermGuard wraps trans; Raft's log store is logs. RPCs reach Raft
+// once start has named it.
+func newTermGuard(trans *raft.NetworkTransport, logs raft.LogStore, log *slog.Logger) *termGuard {
+	return &termGuard{NetworkTransport: trans, logs: logs, log: log, consumer: make(chan raft.RPC),
+		started: make(chan struct{}), done: make(chan struct{})}
+}
+
+// start passes the RPCs that come in to r, checked.
+func (g *termGuard) start(r *raft.Raft) {
+	g.raft.Store(r)
+	close(g.started)
+	go func() {
+		in := g.NetworkTransport.Consumer()
+		for {
+			select {
+			case <-g.done:
+				return
+			case rpc := <-in:
+				if err := g.check(rpc.Command); err != nil {
+					rpc.Respond(nil, err)
+					continue
+				}
+				select {
+				case g.consumer <- rpc:
+				case <-g.done:
+					rpc.Respond(nil, raft.ErrTransportShutdown)
+					return
+				}
+			}
+		}
+	}()
+}
+
+// Consumer is what Raft reads its RPCs from.
+func (g *termGuard) Consumer() <-chan raft.RPC { return g.consumer }
+
+// SetHeartbeatHandler checks heartbeats too: the transport passes them to
+// Raft on a path of their own, and one of a higher term is a claim. Raft
+// sets the handler as it starts; one that comes before start is held,
+// as every other RPC is.
+func (g *termGuard) SetHeartbeatHandler(cb func(raft.RPC)) {
+	if cb == nil {
+		g.NetworkTransport.SetHeartbeatHandler(nil)
+		return
+	}
+	g.NetworkTransport.SetHeartbeatHandler(func(rpc raft.RPC) {
+		select {
+		case <-g.started:
+		case <-g.done:
+			rpc.Respond(nil, raft.ErrTransportShutdown)
+			return
+		}
+		if err := g.check(rpc.Command); err != nil {
+			rpc.Respond(nil, err)
+			return
+		}
+		cb(rpc)
+	})
+}
+
+// Close stops passing RPCs and closes the transport.
+func (g *termGuard) Close() error {
+	g.once.Do(func() { close(g.done) })
+	return g.NetworkTransport.Close()
+}
+
+// check says why the node refuses an RPC, or nil.
+func (g *termGuard) check(cmd any) error {
+	var term uint64
+	var entries []*raft.Log
+	switch req := cmd.(type) {
+	case *raft.AppendEntriesRequest:
+		term, entries = req.Term, req.Entries
+	case *raft.InstallSnapshotRequest:
+		term = req.Term
+	default:
+		return nil
+	}
+	r := g.raft.Load()
+	if own := r.CurrentTerm(); term > own {
+		if addr, id := r.LeaderWithID(); addr != "" {
+			g.log.Warn("refused a claim of a higher Raft term: this node has a leader", "term", term, "own_term", own, "leader", id)
+			return fmt.Errorf("refused Raft term %d: this node follows leader %s of term %d", term, id, own)
+		}
+	}
+	applied := r.AppliedIndex()
+	for _, e := range entries {
+		if e.Index > applied {
+			break
+		}
+		var have raft.Log
+		if err := g.logs.GetLog(e.Index, &have); err != nil {
+			continue // compacted into a snapshot: Raft's own check refuses it
+		}
+		if have.Term != e.Term {
+			g.log.Warn("refused a rewrite of an applied Raft entry", "index", e.Index, "term", e.Term, "applied_term", have.Term)
+			return fmt.Errorf("refused entry %d of term %d: this node applied the entry of term %d there", e.Index, e.Term, have.Term)
+		}
+	}
+	return nil
+}
