@@ -669,7 +669,13 @@ func TestStolenDataDirOverTheNetwork(t *testing.T) {
 
 	// The same grants as Raft entries of a higher term, appended and
 	// committed by the thief as if it were the leader. A first empty
-	// append, of term 0, tells it the follower's term and last index.
+	// append, of term 0, tells it the follower's term and last index. A
+	// follower that has a leader refuses the claim (termclaim.go); one
+	// that lost it a moment, on a loaded machine, takes the entries past
+	// its log, and every replica's state machine refuses them.
+	// TestForgedTermCannotOverwriteCommittedEntries is the claim that made
+	// this test fail before the rule: entries written over ones the new
+	// leader committed while the probe's answer travelled.
 	follower := c.anyRunning(leader)
 	tr := s.raftTransport(t)
 	hdr := raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(s.id.NodeID), Addr: []byte(victim.cfg.RaftAddr)}
