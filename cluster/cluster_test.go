@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -900,9 +901,14 @@ func openCombined(t *testing.T, points map[uint32][]byte, threshold int, ct *sha
 // same state and releases every secret.
 func TestLaggingNodeCatchesUpFromSnapshot(t *testing.T) {
 	t.Parallel()
+	// No snapshot of Raft's own: one taken while the cluster forms, or
+	// one the lagging node took before it stopped, would let it catch up
+	// from the log or from its own snapshot, and which happened depended
+	// on timing. The test takes the leader's snapshot itself below, once
+	// the lagging node is down.
 	c := newTestClusterWith(t, 3, func(cfg *Config) {
-		cfg.SnapshotThreshold = 8
-		cfg.SnapshotInterval = 50 * time.Millisecond
+		cfg.SnapshotThreshold = 1 << 40
+		cfg.SnapshotInterval = time.Hour
 		cfg.TrailingLogs = 2
 	})
 	lag := c.nodes[2]
@@ -914,18 +920,25 @@ func TestLaggingNodeCatchesUpFromSnapshot(t *testing.T) {
 		c.createSecret(name, secrets[name])
 	}
 	ldr := c.leader()
+	written := ldr.n.cons.appliedIndex()
+	var taken uint64
 	c.waitFor(30*time.Second, func() (bool, string) {
-		idx := ldr.n.cons.current().raft.Stats()["last_snapshot_index"]
-		return idx != "0", "the leader has taken no snapshot (last_snapshot_index " + idx + ")"
+		// Refused until the key's first checkpoint is certified.
+		err := ldr.n.cons.current().raft.Snapshot().Error()
+		taken, _ = strconv.ParseUint(ldr.n.cons.current().raft.Stats()["last_snapshot_index"], 10, 64)
+		return taken >= written, fmt.Sprintf("the leader's latest snapshot is at %d, before the writes' end at %d (%v)", taken, written, err)
 	})
+	if first, err := ldr.n.cons.current().store.FirstIndex(); err != nil || first <= 1 {
+		t.Fatalf("the leader's log starts at %d (%v): it was not cut at its snapshot", first, err)
+	}
 	c.restart(lag)
 	c.waitFor(60*time.Second, func() (bool, string) {
 		want, _ := ldr.n.fsm.Hash()
 		got, _ := lag.n.fsm.Hash()
 		return got == want, fmt.Sprintf("%s's state hash %x, the leader's %x", lag.id(), got[:4], want[:4])
 	})
-	if idx := lag.n.cons.current().raft.Stats()["last_snapshot_index"]; idx == "0" {
-		t.Fatalf("%s caught up without installing a snapshot: the test did not exercise Restore", lag.id())
+	if idx, _ := strconv.ParseUint(lag.n.cons.current().raft.Stats()["last_snapshot_index"], 10, 64); idx < taken {
+		t.Fatalf("%s's latest snapshot is at %d, before the leader's at %d: it caught up without installing it, the test did not exercise Restore", lag.id(), idx, taken)
 	}
 	for name, want := range secrets {
 		if got := c.mustRelease(lag, name); !bytes.Equal(got, want) {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -28,22 +29,27 @@ import (
 //
 // So the node port holds a Raft RPC to two rules before Raft sees it:
 //
-//   - A node that has a leader refuses a higher term from anyone. Raft
-//     itself already refuses a vote while it has a leader (leader
-//     stickiness, hashicorp/raft's requestVote): an honest election needs a
-//     majority of voters who lost their leader, so an honest new leader's
-//     first entries reach a node with a leader only when that node missed
-//     the vote, and then only until its heartbeat timeout, after the old
-//     leader stepped down, clears its leader.
+//   - A node that leads, or heard from its leader within half its
+//     heartbeat timeout (a live leader heartbeats several times as often),
+//     refuses a higher term from anyone. Raft itself already refuses a
+//     vote while it has a leader (leader stickiness, hashicorp/raft's
+//     requestVote): an honest election needs a majority of voters who lost
+//     their leader or were asked by it to hand over, so an honest new
+//     leader's first entries reach a node whose leader is live only when
+//     that node has not yet had the vote's request, as in a handover where
+//     the old leader's last heartbeat is still fresh: the new leader
+//     retries a moment later. Freshness, not Raft's own notion of having
+//     a leader (which lasts until the heartbeat timeout), keeps that
+//     moment shorter than the new leader's lease.
 //   - No RPC rewrites an entry this node has applied: an entry applied was
 //     committed, and Raft's leader completeness puts every committed entry
 //     in every later leader's log, so an honest leader never sends another
 //     entry at its index.
 //
-// What they leave (docs/threat-model.md): a node without a leader, between
-// its heartbeat timeout and the next election, still takes a claimed term,
-// and with it entries over ones it acknowledged but did not know
-// committed.
+// What they leave (docs/threat-model.md): a node that has not heard from
+// a leader for half its heartbeat timeout (its leader stopped or stalled,
+// an election is under way) still takes a claimed term, and with it
+// entries over ones it acknowledged but did not know committed.
 
 // termGuard is the Raft transport of the node port with those rules
 // applied to every RPC that comes in.
@@ -51,6 +57,7 @@ type termGuard struct {
 	*raft.NetworkTransport
 	logs     raft.LogStore
 	log      *slog.Logger
+	fresh    time.Duration // how recent a leader's contact keeps a claim out
 	raft     atomic.Pointer[raft.Raft]
 	consumer chan raft.RPC
 	started  chan struct{} // closed once start named Raft
@@ -58,10 +65,11 @@ type termGuard struct {
 	once     sync.Once
 }
 
-// newTermGuard wraps trans; Raft's log store is logs. RPCs reach Raft
-// once start has named it.
-func newTermGuard(trans *raft.NetworkTransport, logs raft.LogStore, log *slog.Logger) *termGuard {
-	return &termGuard{NetworkTransport: trans, logs: logs, log: log, consumer: make(chan raft.RPC),
+// newTermGuard wraps trans; Raft's log store is logs, and the node's
+// heartbeat timeout (Config.HeartbeatTimeout) is heartbeat. RPCs reach
+// Raft once start has named it.
+func newTermGuard(trans *raft.NetworkTransport, logs raft.LogStore, heartbeat time.Duration, log *slog.Logger) *termGuard {
+	return &termGuard{NetworkTransport: trans, logs: logs, fresh: heartbeat / 2, log: log, consumer: make(chan raft.RPC),
 		started: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -138,8 +146,9 @@ func (g *termGuard) check(cmd any) error {
 	}
 	r := g.raft.Load()
 	if own := r.CurrentTerm(); term > own {
-		if addr, id := r.LeaderWithID(); addr != "" {
-			g.log.Warn("refused a claim of a higher Raft term: this node has a leader", "term", term, "own_term", own, "leader", id)
+		addr, id := r.LeaderWithID()
+		if r.State() == raft.Leader || (addr != "" && time.Since(r.LastContact()) < g.fresh) {
+			g.log.Warn("refused a claim of a higher Raft term: this node has a live leader", "term", term, "own_term", own, "leader", id)
 			return fmt.Errorf("refused Raft term %d: this node follows leader %s of term %d", term, id, own)
 		}
 	}

@@ -38,13 +38,13 @@ func guardedRaft(t *testing.T, bootstrap bool) (*raft.Raft, *termGuard) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Shutdown().Error() })
-	g := &termGuard{logs: store, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	g := &termGuard{logs: store, fresh: cfg.HeartbeatTimeout / 2, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	g.raft.Store(r)
 	return r, g
 }
 
-// TestTermGuardRefusesClaimsToANodeWithALeader: a node that has a leader
-// (here itself) refuses an AppendEntries or an InstallSnapshot of a
+// TestTermGuardRefusesClaimsToANodeWithALeader: a node that has a live
+// leader (here itself) refuses an AppendEntries or an InstallSnapshot of a
 // higher term, and any AppendEntries whose entry at an index it applied
 // is of another term; it takes its own term's entries at those indexes
 // (a leader sending them again) and entries past them, and other RPCs.
