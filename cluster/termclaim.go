@@ -20,7 +20,7 @@ import (
 // claim the next term on a follower that was following a live leader and
 // write over entries that leader had already committed with that
 // follower's acknowledgement. The follower's log then holds the higher
-// last term, so the next election makes it the leader, and its log, with
+// last term, so the next election can make it the leader, and its log, with
 // the thief's entries where the committed ones were, replaces the honest
 // replicas': a committed entry (a revoke, say) is lost from the cluster's
 // history, and the replicas that applied it find, by the chain hash, that
@@ -30,8 +30,9 @@ import (
 // So the node port holds a Raft RPC to two rules before Raft sees it:
 //
 //   - A node that leads, or heard from its leader within half its
-//     heartbeat timeout (a live leader heartbeats several times as often),
-//     refuses a higher term from anyone. Raft itself already refuses a
+//     heartbeat timeout (a live leader heartbeats at least once in that
+//     time: every fifth of twice the timeout at the slowest,
+//     leaderHeartbeatFactor), refuses a higher term from anyone. Raft itself already refuses a
 //     vote while it has a leader (leader stickiness, hashicorp/raft's
 //     requestVote): an honest election needs a majority of voters who lost
 //     their leader or were asked by it to hand over, so an honest new
@@ -149,7 +150,7 @@ func (g *termGuard) check(cmd any) error {
 		addr, id := r.LeaderWithID()
 		if r.State() == raft.Leader || (addr != "" && time.Since(r.LastContact()) < g.fresh) {
 			g.log.Warn("refused a claim of a higher Raft term: this node has a live leader", "term", term, "own_term", own, "leader", id)
-			return fmt.Errorf("refused Raft term %d: this node follows leader %s of term %d", term, id, own)
+			return fmt.Errorf("refused Raft term %d: this node has a live leader, %s, of term %d", term, id, own)
 		}
 	}
 	applied := r.AppliedIndex()

@@ -69,8 +69,8 @@ func TestTermGuardRefusesClaimsToANodeWithALeader(t *testing.T) {
 		cmd  any
 		want string // part of the refusal; "" to take it
 	}{
-		"a higher term":                    {&raft.AppendEntriesRequest{Term: term + 1}, "follows leader self"},
-		"a higher term's snapshot":         {&raft.InstallSnapshotRequest{Term: term + 1}, "follows leader self"},
+		"a higher term":                    {&raft.AppendEntriesRequest{Term: term + 1}, "has a live leader, self,"},
+		"a higher term's snapshot":         {&raft.InstallSnapshotRequest{Term: term + 1}, "has a live leader, self,"},
 		"another term at an applied index": {&raft.AppendEntriesRequest{Term: term, Entries: []*raft.Log{{Index: applied, Term: term + 1}}}, "applied the entry of term"},
 		"its own term at an applied index": {&raft.AppendEntriesRequest{Term: term, Entries: []*raft.Log{{Index: applied, Term: term}, {Index: applied + 1, Term: term}}}, ""},
 		"entries past the applied ones":    {&raft.AppendEntriesRequest{Term: term, Entries: []*raft.Log{{Index: applied + 1, Term: term}}}, ""},
