@@ -630,7 +630,7 @@ func rssPartsAll(dir string, n int) ([]rssParts, error) {
 
 // keydPromoteAfter is keyd's --promote-after when none is given, for the
 // join's rows.
-const keydPromoteAfter = 2 * time.Second
+const keydPromoteAfter = time.Second
 
 // measureJoin times `cluster join 4` in its parts, polling while it runs:
 // until the new node, still a non-voter, answers a linearizable read (it
