@@ -56,9 +56,9 @@ func main() {
 	flag.IntVar(&traceN, "trace", 0, "instead: make this many sequential releases and print where each one's time goes, step by step on each node (trace.go)")
 	flag.BoolVar(&scaleMemoryOnly, "scale-memory-only", false, "with -scale: stop after the memory figures (no releases, restart, join or leave)")
 	flag.IntVar(&profileClients, "profile-clients", 8, "with -profile: the release run to profile, by its number of clients")
-	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of the client and each node during the release run of -profile-clients (8) clients to this directory (with -scale: during the creates near 0 keys and at N, in its create0 and createN, and of the restarted follower for 6 s from its start, in restart; and each node's heap profile and memory statistics where memory is measured, in its memory)")
+	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of the client and each node during the release run of -profile-clients (8) clients to this directory (with -scale: during the creates near 0 keys and at N, in its create0 and createN, and of the restarted follower for 6 s from its start, or 1 s per 50,000 keys if longer, in restart; and each node's heap profile and memory statistics where memory is measured, in its memory)")
 	flag.BoolVar(&keepDir, "keep", false, "with -scale: keep the cluster's directory (the nodes' logs) and print where it is")
-	promoteAfter := flag.Duration("promote-after", 0, "with -scale: the nodes' --promote-after (a new member's stable period before it votes; 0: keyd's default, 2s)")
+	promoteAfter := flag.Duration("promote-after", 0, "with -scale: the nodes' --promote-after (a new member's stable period before it votes; 0: keyd's default, 1s)")
 	flag.Parse()
 	if *scale > 0 {
 		if err := runScale(*script, *scale, *clients, *window, *promoteAfter); err != nil {

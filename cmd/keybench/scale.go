@@ -339,7 +339,10 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 	if profileDir != "" {
 		restartProfile = make(chan error, 1)
 		go func() {
-			restartProfile <- profileStart(filepath.Join(profileDir, "restart"), base, follower, 6*time.Second)
+			// Long enough to see the restore, about 1 s per 50,000 keys
+			// on this machine when loaded.
+			d := max(6*time.Second, time.Duration(n/50000)*time.Second)
+			restartProfile <- profileStart(filepath.Join(profileDir, "restart"), base, follower, d)
 		}()
 	}
 	start := time.Now()
@@ -627,7 +630,7 @@ func rssPartsAll(dir string, n int) ([]rssParts, error) {
 
 // keydPromoteAfter is keyd's --promote-after when none is given, for the
 // join's rows.
-const keydPromoteAfter = 2 * time.Second
+const keydPromoteAfter = time.Second
 
 // measureJoin times `cluster join 4` in its parts, polling while it runs:
 // until the new node, still a non-voter, answers a linearizable read (it
@@ -746,6 +749,14 @@ func joinTimeline(dir string, start, end, serving time.Time, add func(what, valu
 		restoreAt time.Time
 		took      time.Duration
 	)
+	// The join returns once the leader's state has the new epoch; the new
+	// node logs it when it applies the same entry, which may come after
+	// (1.1 s into a reshare at a million keys, with snapshots being
+	// written): wait a little for its line.
+	for deadline := time.Now().Add(5 * time.Second); epoch.line == "" && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		epoch = find([]string{"n4"}, `msg="new key epoch"`, "")
+	}
 	for _, e := range []event{running, prepared, added, answers, restored, caught, voter, promoted, epoch} {
 		if e.line != "" {
 			logf("%s: %s", e.node, e.line)
