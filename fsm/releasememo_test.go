@@ -76,3 +76,29 @@ func FuzzDecodeCommand(f *testing.F) {
 		}
 	})
 }
+
+// releaseBenchPayload is about an operator's release request (188 bytes).
+var releaseBenchPayload = []byte(`{"type":"release","nonce":"AAAAAAAAAAAAAAAAAAAAAA==","issued_at":1796601623031306839,"release":{"key":"bench/secret","op":"get","ephemeral":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}}`)
+
+// BenchmarkDecodeCommand is a release's payload decoded again, as each
+// check after the first on a node decodes it (DecodeCommand).
+func BenchmarkDecodeCommand(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeCommand(releaseBenchPayload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeCommandJSON is the same payload by json.Unmarshal, as
+// each check decoded it before.
+func BenchmarkDecodeCommandJSON(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		var c Command
+		if err := json.Unmarshal(releaseBenchPayload, &c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
