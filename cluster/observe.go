@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -83,11 +82,11 @@ func decodeCommand(sg *fsm.Signed) *fsm.Command {
 	if sg == nil {
 		return nil
 	}
-	var c fsm.Command
-	if json.Unmarshal(sg.Payload, &c) != nil {
+	c, err := fsm.DecodeCommand(sg.Payload)
+	if err != nil {
 		return nil
 	}
-	return &c
+	return c
 }
 
 // labelsOf is a decoded command's type and key, for the labels; nil or

@@ -357,14 +357,14 @@ func (s *State) VerifyRelease(sg *Signed, now time.Time) (*Command, *Error) {
 	if len(sg.Token) != 0 {
 		return nil, errorf(CodeInvalid, "a request with a capability token is verified with its token, not as signed")
 	}
-	var cmd Command
-	if err := json.Unmarshal(sg.Payload, &cmd); err != nil {
+	cmd, err := DecodeCommand(sg.Payload)
+	if err != nil {
 		return nil, errorf(CodeInvalid, "request payload: %v", err)
 	}
 	if cmd.Type != TypeRelease || cmd.Release == nil {
 		return nil, errorf(CodeInvalid, "not a release request")
 	}
-	if err := checkFresh(&cmd, now.UnixNano()); err != nil {
+	if err := checkFresh(cmd, now.UnixNano()); err != nil {
 		return nil, err
 	}
 	var signKey []byte
@@ -391,7 +391,7 @@ func (s *State) VerifyRelease(sg *Signed, now time.Time) (*Command, *Error) {
 	if !verifyMemo(signKey, sg.Payload, sg.Signature) {
 		return nil, errorf(CodeBadSignature, "signature of %s does not verify", sg.Signer)
 	}
-	return &cmd, nil
+	return cmd, nil
 }
 
 // AuthorizeRelease checks a release request as a share holder must before

@@ -110,8 +110,11 @@ var keyagentBin string
 
 func run(script string, latencyN, clients int, window time.Duration) error {
 	rows := []row{loadRow()}
+	var bare time.Duration // one release's bare cryptography
 	if traceN == 0 {
-		rows = append(rows, bareCrypto()...)
+		var br []row
+		br, bare = bareCrypto()
+		rows = append(rows, br...)
 	}
 
 	dir, err := os.MkdirTemp("", "keybench-")
@@ -216,12 +219,14 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 		if err := stop(); err != nil {
 			return err
 		}
-		target := ">= 1000"
+		// Issue 10: half of a non-threshold decrypt service on this
+		// machine (about 1,760/s at 1 worker, 3,800-5,000/s at 8-32).
+		target := ">= 1900"
 		if k == 1 {
-			target = "-" // one client waits for each release: its latency sets the rate
+			target = ">= 880" // one client waits for each release: its latency sets the rate
 		}
-		rows = append(rows, row{fmt.Sprintf("releases per second (%d clients, %v, %d errors)", k, window, errs),
-			fmt.Sprintf("%.0f", float64(n)/window.Seconds()), target})
+		rows = append(rows, row{fmt.Sprintf("releases per second (%d clients, %v, %d errors; bare: its cryptography alone)", k, window, errs),
+			fmt.Sprintf("%.0f (bare: %.0f)", float64(n)/window.Seconds(), bareReleases(bare, k)), target})
 		per, err := cpu.perOp(n)
 		if err != nil {
 			return err
@@ -459,9 +464,20 @@ func profile(dir string, base int, window time.Duration) func() error {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
 
+// bareReleases is the releases a second k clients could make if a release
+// cost only its bare cryptography: one core's worth for one client,
+// which waits for each release, and both cores' for more.
+func bareReleases(bare time.Duration, k int) float64 {
+	if bare <= 0 {
+		return 0
+	}
+	return float64(min(k, 2)) / bare.Seconds()
+}
+
 // bareCrypto times the cryptography of one release with t=2 of 3 on this
-// machine: what the cluster's figures should be compared against.
-func bareCrypto() []row {
+// machine: what the cluster's figures should be compared against. It
+// returns the rows and one release's cost.
+func bareCrypto() ([]row, time.Duration) {
 	recipients := []shamir.Recipient{}
 	encPrivs := map[uint32][]byte{}
 	for i := uint32(1); i <= 3; i++ {
@@ -551,7 +567,7 @@ func bareCrypto() []row {
 		{"bare: the client's side (sign, ephemeral key, open 2 seals, batch of 2 proofs, combine, decrypt)", msOf(clientCost), "-"},
 		{"bare: one release's cryptography (2 holders + client), and releases/s on 1 and 2 cores",
 			fmt.Sprintf("%s, %.0f/s, %.0f/s", msOf(release), 1/release.Seconds(), 2/release.Seconds()), "-"},
-	}
+	}, release
 }
 
 // load runs f from n goroutines for the window and counts successes and
