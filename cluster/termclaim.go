@@ -64,8 +64,9 @@ import (
 // leader's own transport (termGuard.AppendEntries) asks again rather than
 // report a failure: the call that is waiting when Raft starts is the one
 // that brings the follower its entries (docs/scale.md "The leader's
-// backoff"). A follower that lies with notStarted gets one call per
-// heartbeat interval, as a follower that does not answer at all would.
+// backoff"). An honest follower holds each call, so the leader asks again
+// at once; one that lies with notStarted at once is asked again once per
+// heartbeat timeout, a few calls a second.
 
 // raftCallTimeout is how long a node's Raft transport waits for a peer's
 // answer before it fails the call.
@@ -101,7 +102,7 @@ type termGuard struct {
 // (Config.HeartbeatTimeout) is heartbeat. RPCs reach Raft once start has
 // named it.
 func newTermGuard(trans *raft.NetworkTransport, timeout time.Duration, logs raft.LogStore, heartbeat time.Duration, log *slog.Logger) *termGuard {
-	g := &termGuard{NetworkTransport: trans, logs: logs, fresh: heartbeat / 2, hold: timeout / 2, pace: heartbeat / 10, log: log,
+	g := &termGuard{NetworkTransport: trans, logs: logs, fresh: heartbeat / 2, hold: timeout / 2, pace: heartbeat, log: log,
 		consumer: make(chan raft.RPC), started: make(chan struct{}), done: make(chan struct{})}
 	go g.serve()
 	return g
@@ -196,7 +197,7 @@ func (g *termGuard) SetHeartbeatHandler(cb func(raft.RPC)) {
 
 // AppendEntries is Raft's call to a peer: while the peer answers
 // notStarted, and this node leads, it asks again, at most once per
-// heartbeat interval and for up to startWait, rather than return a
+// heartbeat timeout and for up to startWait, rather than return a
 // failure that would put Raft's replication to that peer into backoff.
 func (g *termGuard) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	until := time.Now().Add(startWait)
