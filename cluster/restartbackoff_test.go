@@ -2,10 +2,12 @@ package cluster
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,5 +118,79 @@ func TestLateRaftCostsTheLeaderNoFailedCall(t *testing.T) {
 	t.Logf("b had the leader's entries %v (%.1f heartbeat intervals) after its Raft started", time.Since(began), float64(time.Since(began))/float64(cfgA.HeartbeatTimeout/10))
 	if lines := failures.seen(); len(lines) > 0 {
 		t.Fatalf("the leader failed %d calls to a follower whose Raft had not started:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+}
+
+// TestLyingNotStartedIsPacedAndEndsWithLeadership: a peer that answers
+// notStarted at once, every time (it lies: its Raft runs, or it wants to
+// keep the leader's replication to it busy), is asked again no more often
+// than once per heartbeat timeout, and the leader's call returns its
+// answer, as a failure, once the node no longer leads.
+func TestLyingNotStartedIsPacedAndEndsWithLeadership(t *testing.T) {
+	t.Parallel()
+	const heartbeat = 100 * time.Millisecond
+	ports, err := FreeLoopbackPorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	liar, err := raft.NewTCPTransport(ports[1], nil, 1, time.Second, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { liar.Close() })
+	var asked atomic.Int64
+	go func() {
+		for rpc := range liar.Consumer() {
+			asked.Add(1)
+			rpc.Respond(nil, errors.New(notStarted))
+		}
+	}()
+
+	r, _ := guardedRaft(t, true)
+	deadline := time.Now().Add(opTimeout)
+	for r.State() != raft.Leader {
+		if time.Now().After(deadline) {
+			t.Fatal("a Raft alone never led itself")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	trans, err := raft.NewTCPTransport(ports[0], nil, 1, time.Second, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newTermGuard(trans, time.Second, raft.NewInmemStore(), heartbeat, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(func() { g.Close() })
+	g.start(r)
+
+	began := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		var resp raft.AppendEntriesResponse
+		done <- g.AppendEntries("liar", raft.ServerAddress(ports[1]), &raft.AppendEntriesRequest{Term: r.CurrentTerm()}, &resp)
+	}()
+	for asked.Load() < 3 {
+		select {
+		case err := <-done:
+			t.Fatalf("the leader's call returned while it led: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Since(began) > opTimeout {
+			t.Fatal("the leader did not ask the peer again")
+		}
+	}
+	if err := r.Shutdown().Error(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || err.Error() != notStarted {
+			t.Fatalf("the leader's call, once it no longer leads: %v; want %q", err, notStarted)
+		}
+	case <-time.After(opTimeout):
+		t.Fatal("the leader's call went on after it stopped leading")
+	}
+	// An upper bound only: a slow machine asks less often, never more.
+	if n, most := asked.Load(), 1+int64(time.Since(began)/heartbeat); n > most {
+		t.Fatalf("the peer was asked %d times in %v, more than once per heartbeat timeout (%d)", n, time.Since(began), most)
 	}
 }
