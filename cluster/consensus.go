@@ -152,8 +152,8 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 		return fmt.Errorf("opening raft log: %w", err)
 	}
 	run.logs = newLogCache(run.store)
-	run.transport = newTermGuard(raft.NewNetworkTransportWithLogger(&streamLayer{chanListener: run.mux.raft, tls: t, network: network, advertise: advertise}, 3, 2*time.Second, hlog),
-		run.logs, c.cfg.HeartbeatTimeout, c.log)
+	run.transport = newTermGuard(raft.NewNetworkTransportWithLogger(&streamLayer{chanListener: run.mux.raft, tls: t, network: network, advertise: advertise}, 3, raftCallTimeout, hlog),
+		raftCallTimeout, run.logs, c.cfg.HeartbeatTimeout, c.log)
 	c.rfsm.logs.Store(run.store)
 	if run.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog); err != nil {
 		return err

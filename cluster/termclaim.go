@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -52,6 +53,34 @@ import (
 // an election is under way) still takes a claimed term, and with it
 // entries over ones it acknowledged but did not know committed.
 
+// Before Raft runs (a restarted node restores its snapshot first, and at
+// a million keys that takes seconds), the node port is open and its RPCs
+// wait for Raft, but not for longer than the caller's transport timeout:
+// hashicorp/raft counts a call that times out as a replication failure
+// and doubles its wait before the next call to that follower, up to
+// 10.24 s, so a leader that timed out seven times against a restoring
+// follower sent it nothing for 0.5-1.5 s after its Raft ran. An RPC that
+// has waited half the transport timeout is answered notStarted, and the
+// leader's own transport (termGuard.AppendEntries) asks again rather than
+// report a failure: the call that is waiting when Raft starts is the one
+// that brings the follower its entries (docs/scale.md "The leader's
+// backoff"). An honest follower holds each call, so the leader asks again
+// at once; one that lies with notStarted at once is asked again once per
+// heartbeat timeout, a few calls a second.
+
+// raftCallTimeout is how long a node's Raft transport waits for a peer's
+// answer before it fails the call.
+const raftCallTimeout = 2 * time.Second
+
+// notStarted is the node port's answer to a Raft RPC that waited hold for
+// the node's Raft to start; a peer's transport sees it as the error's text.
+const notStarted = "raft not started: the node is restoring its state"
+
+// startWait bounds how long a leader's AppendEntries asks again a peer
+// that answers notStarted, so that Raft's replication, which cannot stop
+// in a call, sees a peer that was removed meanwhile.
+const startWait = time.Minute
+
 // termGuard is the Raft transport of the node port with those rules
 // applied to every RPC that comes in.
 type termGuard struct {
@@ -59,6 +88,8 @@ type termGuard struct {
 	logs     raft.LogStore
 	log      *slog.Logger
 	fresh    time.Duration // how recent a leader's contact keeps a claim out
+	hold     time.Duration // how long an RPC waits for Raft to start
+	pace     time.Duration // how soon a notStarted peer is asked again
 	raft     atomic.Pointer[raft.Raft]
 	consumer chan raft.RPC
 	started  chan struct{} // closed once start named Raft
@@ -66,38 +97,78 @@ type termGuard struct {
 	once     sync.Once
 }
 
-// newTermGuard wraps trans; Raft's log store is logs, and the node's
-// heartbeat timeout (Config.HeartbeatTimeout) is heartbeat. RPCs reach
-// Raft once start has named it.
-func newTermGuard(trans *raft.NetworkTransport, logs raft.LogStore, heartbeat time.Duration, log *slog.Logger) *termGuard {
-	return &termGuard{NetworkTransport: trans, logs: logs, fresh: heartbeat / 2, log: log, consumer: make(chan raft.RPC),
-		started: make(chan struct{}), done: make(chan struct{})}
+// newTermGuard wraps trans, whose calls time out after timeout; Raft's log
+// store is logs, and the node's heartbeat timeout
+// (Config.HeartbeatTimeout) is heartbeat. RPCs reach Raft once start has
+// named it.
+func newTermGuard(trans *raft.NetworkTransport, timeout time.Duration, logs raft.LogStore, heartbeat time.Duration, log *slog.Logger) *termGuard {
+	g := &termGuard{NetworkTransport: trans, logs: logs, fresh: heartbeat / 2, hold: timeout / 2, pace: heartbeat, log: log,
+		consumer: make(chan raft.RPC), started: make(chan struct{}), done: make(chan struct{})}
+	go g.serve()
+	return g
 }
 
 // start passes the RPCs that come in to r, checked.
 func (g *termGuard) start(r *raft.Raft) {
 	g.raft.Store(r)
 	close(g.started)
-	go func() {
-		in := g.NetworkTransport.Consumer()
-		for {
+}
+
+// serve passes the transport's RPCs to Raft, each one that comes before
+// start once start has come or answered notStarted after hold.
+func (g *termGuard) serve() {
+	in := g.NetworkTransport.Consumer()
+	for {
+		select {
+		case <-g.done:
+			return
+		case rpc := <-in:
 			select {
-			case <-g.done:
-				return
-			case rpc := <-in:
-				if err := g.check(rpc.Command); err != nil {
-					rpc.Respond(nil, err)
-					continue
-				}
-				select {
-				case g.consumer <- rpc:
-				case <-g.done:
-					rpc.Respond(nil, raft.ErrTransportShutdown)
-					return
-				}
+			case <-g.started:
+				g.pass(rpc)
+			default:
+				go func() {
+					if g.wait(rpc) {
+						g.pass(rpc)
+					}
+				}()
 			}
 		}
-	}()
+	}
+}
+
+// wait says whether Raft runs, waiting up to hold for it; it answers rpc
+// if not.
+func (g *termGuard) wait(rpc raft.RPC) bool {
+	select {
+	case <-g.started:
+		return true
+	default:
+	}
+	t := time.NewTimer(g.hold)
+	defer t.Stop()
+	select {
+	case <-g.started:
+		return true
+	case <-t.C:
+		rpc.Respond(nil, errors.New(notStarted))
+	case <-g.done:
+		rpc.Respond(nil, raft.ErrTransportShutdown)
+	}
+	return false
+}
+
+// pass hands rpc to Raft, or answers why not.
+func (g *termGuard) pass(rpc raft.RPC) {
+	if err := g.check(rpc.Command); err != nil {
+		rpc.Respond(nil, err)
+		return
+	}
+	select {
+	case g.consumer <- rpc:
+	case <-g.done:
+		rpc.Respond(nil, raft.ErrTransportShutdown)
+	}
 }
 
 // Consumer is what Raft reads its RPCs from.
@@ -105,18 +176,15 @@ func (g *termGuard) Consumer() <-chan raft.RPC { return g.consumer }
 
 // SetHeartbeatHandler checks heartbeats too: the transport passes them to
 // Raft on a path of their own, and one of a higher term is a claim. Raft
-// sets the handler as it starts; one that comes before start is held,
-// as every other RPC is.
+// sets the handler as it starts; one that comes before start waits, as
+// every other RPC does.
 func (g *termGuard) SetHeartbeatHandler(cb func(raft.RPC)) {
 	if cb == nil {
 		g.NetworkTransport.SetHeartbeatHandler(nil)
 		return
 	}
 	g.NetworkTransport.SetHeartbeatHandler(func(rpc raft.RPC) {
-		select {
-		case <-g.started:
-		case <-g.done:
-			rpc.Respond(nil, raft.ErrTransportShutdown)
+		if !g.wait(rpc) {
 			return
 		}
 		if err := g.check(rpc.Command); err != nil {
@@ -125,6 +193,34 @@ func (g *termGuard) SetHeartbeatHandler(cb func(raft.RPC)) {
 		}
 		cb(rpc)
 	})
+}
+
+// AppendEntries is Raft's call to a peer: while the peer answers
+// notStarted, and this node leads, it asks again, at most once per
+// heartbeat timeout and for up to startWait, rather than return a
+// failure that would put Raft's replication to that peer into backoff.
+func (g *termGuard) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	until := time.Now().Add(startWait)
+	for {
+		sent := time.Now()
+		err := g.NetworkTransport.AppendEntries(id, target, args, resp)
+		if err == nil || err.Error() != notStarted || !g.leads() || time.Now().After(until) {
+			return err
+		}
+		t := time.NewTimer(g.pace - time.Since(sent))
+		select {
+		case <-t.C:
+		case <-g.done:
+			t.Stop()
+			return err
+		}
+	}
+}
+
+// leads says whether this node's Raft runs and leads.
+func (g *termGuard) leads() bool {
+	r := g.raft.Load()
+	return r != nil && r.State() == raft.Leader
 }
 
 // Close stops passing RPCs and closes the transport.

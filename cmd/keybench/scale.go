@@ -37,6 +37,11 @@ const scaleSnapshotInterval = 5 * time.Second
 // checkpoint interval (fsm.DefaultCheckpointEvery).
 const scaleSnapshotThreshold = 1024
 
+// scaleDownWrites is how many keys a scale run creates, one at a time,
+// while its restarted follower is down: about two Raft entries each (the
+// command and a barrier), well under scaleSnapshotThreshold.
+const scaleDownWrites = 100
+
 // The load of a scale run: create_keys entries of scaleLoadBatch keys
 // (fsm.MaxCreateKeys), from scaleLoadClients clients at once.
 const (
@@ -327,10 +332,40 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 			follower = i
 		}
 	}
+	// The restart is measured with the other nodes quiet: none writing a
+	// snapshot (one of a million keys takes two nodes 10-34 s of the
+	// machine's two cores), and none started one for two snapshot
+	// intervals, so that none is due. What they wrote during the restart
+	// anyway is reported with it.
+	logf("waiting until no node has written a snapshot for %v", 2*scaleSnapshotInterval)
+	quietFrom := time.Now()
+	if err := waitSnapshotsQuiet(dir, 3, 2*scaleSnapshotInterval, 5*time.Minute); err != nil {
+		return err
+	}
+	add(fmt.Sprintf("wait before the restart until no node wrote a snapshot for %v", 2*scaleSnapshotInterval), ms(time.Since(quietFrom)), "-")
 	if err := sh("kill", strconv.Itoa(follower), dir); err != nil {
 		return err
 	}
 	logf("restarting n%d", follower)
+	// The log moves on while the follower is down, as it would in a
+	// cluster in use: the restarted node has entries to get from the
+	// leader after its restore (how soon the first comes is its log's
+	// first_after), few enough not to make a snapshot due.
+	downWrites := 0
+	for range scaleDownWrites {
+		if create() == nil {
+			downWrites++
+		}
+	}
+	add("keys created while it was down (one a create)", fmt.Sprint(downWrites), "-")
+	var others []int
+	for i := 1; i <= 3; i++ {
+		if i != follower {
+			others = append(others, i)
+		}
+	}
+	writing := make([]int, len(others)) // samples in which each was writing a snapshot
+	samples := 0
 	fc, err := client.NewClient(addr(follower), creds)
 	if err != nil {
 		return err
@@ -359,6 +394,12 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		_, err := fc.Get(rctx, "bench/secret")
 		cancel()
+		samples++
+		for j, o := range others {
+			if snapshotting(dir, o) {
+				writing[j]++
+			}
+		}
 		if err == nil {
 			logf("n%d released: asked at %v, answered at %v (%s by the clock the nodes log with)", follower, asked.Round(time.Millisecond),
 				time.Since(start).Round(time.Millisecond), time.Now().UTC().Format("15:04:05.000"))
@@ -378,6 +419,11 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 		time.Sleep(20 * time.Millisecond)
 	}
 	add("restarted follower: start to its first release", ms(time.Since(start)), "< 1000 ms")
+	var shares []string
+	for j, o := range others {
+		shares = append(shares, fmt.Sprintf("n%d %.0f%%", o, 100*float64(writing[j])/float64(samples)))
+	}
+	add("  share of it the other nodes were writing a snapshot", strings.Join(shares, ", "), "-")
 	if restartProfile != nil {
 		if err := <-restartProfile; err != nil {
 			fmt.Fprintln(os.Stderr, "keybench: restart profile:", err)
@@ -512,6 +558,33 @@ func waitSnapshots(dir string, n int, since time.Time, limit time.Duration) ([]p
 		}
 		time.Sleep(time.Second)
 	}
+}
+
+// snapshotting says whether node i is writing a snapshot: Raft's file
+// snapshot store writes one in a directory ending in .tmp, renamed once
+// it is complete.
+func snapshotting(dir string, i int) bool {
+	tmp, _ := filepath.Glob(filepath.Join(dir, fmt.Sprintf("n%d", i), "raft", "snapshots", "*.tmp"))
+	return len(tmp) > 0
+}
+
+// waitSnapshotsQuiet waits until none of nodes 1..n has been writing a
+// snapshot for quiet (polled every 100 ms).
+func waitSnapshotsQuiet(dir string, n int, quiet, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	since := time.Now()
+	for time.Since(since) < quiet {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the nodes went on writing snapshots for %v", limit)
+		}
+		for i := 1; i <= n; i++ {
+			if snapshotting(dir, i) {
+				since = time.Now()
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
 }
 
 // lastPersisted finds the last "persisted a snapshot" line of a node's
