@@ -99,7 +99,7 @@ func nodePortCall(target string, cert tls.Certificate, method, path string, body
 	defer c.Close()
 	cc := &clientConn{c: c, pending: map[uint64]chan callFrame{}}
 	go cc.readAnswers()
-	return cc.call(ctx, method, path, body)
+	return cc.call(ctx, method, path, body, nil)
 }
 
 // TestNodeCallsOnOneConnection: calls made at once on one connection each
@@ -126,7 +126,7 @@ func TestNodeCallsOnOneConnection(t *testing.T) {
 	for i := range 50 {
 		go func() {
 			want := []byte{byte(i), 'x'}
-			status, got, err := client.call(context.Background(), http.MethodPost, "/echo", want)
+			status, got, err := client.call(context.Background(), http.MethodPost, "/echo", want, nil)
 			switch {
 			case err != nil:
 				done <- err
@@ -144,7 +144,7 @@ func TestNodeCallsOnOneConnection(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, _, err := client.call(ctx, http.MethodPost, "/hang", nil); err == nil {
+	if _, _, err := client.call(ctx, http.MethodPost, "/hang", nil, nil); err == nil {
 		t.Fatal("a call past its caller's deadline answered")
 	}
 	select {
@@ -153,7 +153,7 @@ func TestNodeCallsOnOneConnection(t *testing.T) {
 		t.Fatal("the answering node's call was not cancelled when its caller gave up")
 	}
 	// A handler that panics ends its connection, not the node.
-	if _, _, err := client.call(context.Background(), http.MethodPost, "/panic", nil); err == nil {
+	if _, _, err := client.call(context.Background(), http.MethodPost, "/panic", nil, nil); err == nil {
 		t.Fatal("a call whose handler panicked answered")
 	}
 }
