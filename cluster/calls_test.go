@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
+	"errors"
 	"log/slog"
 	"math/big"
 	"net"
@@ -28,6 +29,7 @@ func FuzzCallFrame(f *testing.F) {
 	status, _ := requestFrame(1, http.MethodGet, statusPath, nil)
 	f.Add(status)
 	f.Add(finishFrame(appendFrameHead(nil, frameCancel, 7)))
+	f.Add(finishFrame(append(appendFrameHead(nil, frameFollow, 7), (&leaderRead{Index: 9, Chain: make([]byte, 32)}).appendFollowed(nil)...)))
 	f.Add(finishFrame(append(appendFrameHead(nil, frameAnswer, 7), 0, 200, '{', '}')))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 1})
 	f.Add([]byte{0, 0, 0, 12, 1, 0, 0, 0, 0, 0, 0, 0, 1, 'P', 0xff, 0xff})
@@ -48,12 +50,34 @@ func FuzzCallFrame(f *testing.F) {
 			}
 		case frameCancel:
 			again = finishFrame(appendFrameHead(nil, frameCancel, fr.id))
+		case frameFollow:
+			again = finishFrame(append(appendFrameHead(nil, frameFollow, fr.id), fr.body...))
 		case frameAnswer:
 			h := appendFrameHead(nil, frameAnswer, fr.id)
 			again = finishFrame(append(binary.BigEndian.AppendUint16(h, uint16(fr.status)), fr.body...))
 		}
 		if !bytes.Equal(again[4:], b) {
 			t.Fatalf("frame %x parsed as %+v encodes as %x", b, fr, again[4:])
+		}
+	})
+}
+
+// FuzzFollowedRead feeds arbitrary bytes to the parser of a leader's read
+// that follows its request (parseFollowedRead), as a follow frame's body
+// carries them: it must refuse or parse, never panic, and what it parses
+// encodes back to the same bytes.
+func FuzzFollowedRead(f *testing.F) {
+	f.Add((&leaderRead{Index: 9, Chain: make([]byte, 32)}).appendFollowed(nil))
+	f.Add((&leaderRead{Index: 1}).appendFollowed(nil))
+	f.Add([]byte{1, 2, 3})
+	f.Add(make([]byte, 8+maxChainHash+1))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		lr, err := parseFollowedRead(data)
+		if err != nil {
+			return
+		}
+		if again := lr.appendFollowed(nil); !bytes.Equal(again, data) {
+			t.Fatalf("%x parsed as %+v encodes as %x", data, lr, again)
 		}
 	})
 }
@@ -120,7 +144,7 @@ func TestNodeCallsOnOneConnection(t *testing.T) {
 		<-r.Context().Done()
 		close(cancelled)
 	})
-	client, server := callPair(t, cert, mux)
+	client, server := callPair(t, cert, mux, alpnCall)
 	defer server.close()
 	done := make(chan error, 50)
 	for i := range 50 {
@@ -159,15 +183,16 @@ func TestNodeCallsOnOneConnection(t *testing.T) {
 }
 
 // callPair is a callServer with handler and a clientConn to it, over
-// loopback TLS with cert on both ends.
-func callPair(t *testing.T, cert tls.Certificate, handler http.Handler) (*clientConn, *callServer) {
+// loopback TLS with cert on both ends, speaking proto (alpnCallFollow or
+// alpnCall).
+func callPair(t *testing.T, cert tls.Certificate, handler http.Handler, proto string) (*clientConn, *callServer) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	cfg := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAnyClientCert, NextProtos: []string{alpnCall}}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAnyClientCert, NextProtos: []string{proto}}
 	s := &callServer{handler: handler, log: slog.New(slog.DiscardHandler)}
 	go func() {
 		c, err := ln.Accept()
@@ -181,14 +206,76 @@ func callPair(t *testing.T, cert tls.Certificate, handler http.Handler) (*client
 		s.serveConn(tc)
 	}()
 	c, err := dialTLS(context.Background(), tcpNetwork{}, ln.Addr().String(), &tls.Config{MinVersion: tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, NextProtos: []string{alpnCall}})
+		Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, NextProtos: []string{alpnCallFollow, alpnCall}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	cc := &clientConn{c: c, pending: map[uint64]chan callFrame{}}
+	cc := &clientConn{c: c, follows: c.ConnectionState().NegotiatedProtocol == alpnCallFollow, pending: map[uint64]chan callFrame{}}
 	go cc.readAnswers()
 	return cc, s
+}
+
+// TestACallsFollowReachesItsHandler: on a connection of version 2 a
+// caller's follow frame reaches the handler of its own call, which may wait
+// for it; a follow whose body fails cancels the call instead; a peer of
+// version 1 is sent no follow (it would end the connection at the frame):
+// the call is refused as errNoFollow before anything is sent.
+func TestACallsFollowReachesItsHandler(t *testing.T) {
+	t.Parallel()
+	cert := selfSignedNodeCert(t)
+	cancelled := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /follow", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case b := <-callFollow(r):
+			w.Write(b)
+		case <-r.Context().Done():
+			close(cancelled)
+		}
+	})
+	client, server := callPair(t, cert, mux, alpnCallFollow)
+	defer server.close()
+	done := make(chan error, 20)
+	for i := range 20 {
+		go func() {
+			ready := make(chan struct{})
+			want := []byte{byte(i), 'f'}
+			fw := &follow{ready: ready, body: func() ([]byte, error) { return want, nil }}
+			go close(ready)
+			status, got, err := client.call(context.Background(), http.MethodPost, "/follow", nil, fw)
+			switch {
+			case err != nil:
+				done <- err
+			case status != http.StatusOK || !bytes.Equal(got, want):
+				done <- &Error{Kind: KindInternal, Message: "call " + string(want) + " answered " + string(got)}
+			default:
+				done <- nil
+			}
+		}()
+	}
+	for range 20 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	ready := make(chan struct{})
+	close(ready)
+	failed := &follow{ready: ready, body: func() ([]byte, error) { return nil, errors.New("the round failed") }}
+	if _, _, err := client.call(context.Background(), http.MethodPost, "/follow", nil, failed); err == nil {
+		t.Fatal("a call whose follow failed answered")
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(opTimeout):
+		t.Fatal("the answering node's call was not cancelled when its follow failed")
+	}
+
+	old, oldServer := callPair(t, cert, mux, alpnCall)
+	defer oldServer.close()
+	if _, _, err := old.call(context.Background(), http.MethodPost, "/follow", nil, failed); !errors.Is(err, errNoFollow) {
+		t.Fatalf("a call with a follow to a peer of version 1: %v, want %v", err, errNoFollow)
+	}
 }
 
 // selfSignedNodeCert is a throwaway certificate for a bare call server and
