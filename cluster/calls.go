@@ -272,17 +272,36 @@ type serverConn struct {
 type runningCall struct {
 	cancel context.CancelFunc
 	follow chan []byte
+	slots  chan struct{} // the connection's (serverConn.slots)
 }
 
-// followKey is the context key of a call's follow channel.
+// awaitFollow waits for the body of the call's follow frame. Meanwhile
+// the call gives its place among the connection's running calls back, so
+// that the connection's reader, which stops at maxCallsInFlight, still
+// reads the follow frames that waiting calls need; it takes a place again
+// before it returns.
+func (rc *runningCall) awaitFollow(ctx context.Context) ([]byte, error) {
+	<-rc.slots
+	defer func() { rc.slots <- struct{}{} }()
+	select {
+	case b := <-rc.follow:
+		return b, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// followKey is the context key of a call's runningCall.
 type followKey struct{}
 
-// callFollow is where the body of the call's follow frame arrives, if the
-// caller sends one; nil for a request that came over HTTP/2, which has
-// none.
-func callFollow(r *http.Request) <-chan []byte {
-	ch, _ := r.Context().Value(followKey{}).(chan []byte)
-	return ch
+// callFollow returns what waits for the body of the call's follow frame,
+// if the caller sends one; nil for a request that came over HTTP/2, which
+// has none.
+func callFollow(r *http.Request) func(context.Context) ([]byte, error) {
+	if rc, ok := r.Context().Value(followKey{}).(*runningCall); ok {
+		return rc.awaitFollow
+	}
+	return nil
 }
 
 // readCalls reads the connection's frames and starts each call, until the
@@ -309,9 +328,9 @@ func (sc *serverConn) readCalls() error {
 			_, dup := sc.running[f.id]
 			if !dup {
 				ctx, cancel := context.WithCancel(sc.ctx)
-				rc := &runningCall{cancel: cancel, follow: make(chan []byte, 1)}
+				rc := &runningCall{cancel: cancel, follow: make(chan []byte, 1), slots: sc.slots}
 				sc.running[f.id] = rc
-				go sc.answer(context.WithValue(ctx, followKey{}, rc.follow), f)
+				go sc.answer(context.WithValue(ctx, followKey{}, rc), f)
 			}
 			sc.mu.Unlock()
 			if dup {

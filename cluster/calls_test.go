@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -218,32 +219,41 @@ func callPair(t *testing.T, cert tls.Certificate, handler http.Handler, proto st
 
 // TestACallsFollowReachesItsHandler: on a connection of version 2 a
 // caller's follow frame reaches the handler of its own call, which may wait
-// for it; a follow whose body fails cancels the call instead; a peer of
-// version 1 is sent no follow (it would end the connection at the frame):
-// the call is refused as errNoFollow before anything is sent.
+// for it; calls waiting for their follows do not hold the connection's
+// places (maxCallsInFlight): here more of them than that wait until every
+// one has arrived, then their follows are sent; a follow whose body fails
+// cancels the call instead; a peer of version 1 is sent no follow (it
+// would end the connection at the frame): the call is refused as
+// errNoFollow before anything is sent.
 func TestACallsFollowReachesItsHandler(t *testing.T) {
 	t.Parallel()
 	cert := selfSignedNodeCert(t)
+	const calls = maxCallsInFlight + 20
+	var arrived atomic.Int32
+	gate := make(chan struct{})
 	cancelled := make(chan struct{})
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /follow", func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case b := <-callFollow(r):
-			w.Write(b)
-		case <-r.Context().Done():
-			close(cancelled)
+		if arrived.Add(1) == calls {
+			close(gate)
 		}
+		b, err := callFollow(r)(r.Context())
+		if err != nil {
+			close(cancelled)
+			return
+		}
+		w.Write(b)
 	})
 	client, server := callPair(t, cert, mux, alpnCallFollow)
 	defer server.close()
-	done := make(chan error, 20)
-	for i := range 20 {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	done := make(chan error, calls)
+	for i := range calls {
 		go func() {
-			ready := make(chan struct{})
-			want := []byte{byte(i), 'f'}
-			fw := &follow{ready: ready, body: func() ([]byte, error) { return want, nil }}
-			go close(ready)
-			status, got, err := client.call(context.Background(), http.MethodPost, "/follow", nil, fw)
+			want := []byte{byte(i), byte(i >> 8), 'f'}
+			fw := &follow{ready: gate, body: func() ([]byte, error) { return want, nil }}
+			status, got, err := client.call(ctx, http.MethodPost, "/follow", nil, fw)
 			switch {
 			case err != nil:
 				done <- err
@@ -254,7 +264,7 @@ func TestACallsFollowReachesItsHandler(t *testing.T) {
 			}
 		}()
 	}
-	for range 20 {
+	for range calls {
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
@@ -262,6 +272,7 @@ func TestACallsFollowReachesItsHandler(t *testing.T) {
 	ready := make(chan struct{})
 	close(ready)
 	failed := &follow{ready: ready, body: func() ([]byte, error) { return nil, errors.New("the round failed") }}
+	arrived.Store(-1 << 20) // the gate is closed already
 	if _, _, err := client.call(context.Background(), http.MethodPost, "/follow", nil, failed); err == nil {
 		t.Fatal("a call whose follow failed answered")
 	}

@@ -65,9 +65,9 @@ type partialRequest struct {
 	// from is the node that sent the request, by the certificate of its
 	// connection (peerNode): never from the wire.
 	from string
-	// follow is where the body of the call's follow frame arrives
-	// (callFollow), nil over HTTP/2: never from the wire.
-	follow <-chan []byte
+	// follow waits for the body of the call's follow frame (callFollow),
+	// nil over HTTP/2: never from the wire.
+	follow func(context.Context) ([]byte, error)
 	// readAfter is the coordinator's read still in flight when it sends
 	// ReadFollows: the coordinator's own, never on the wire.
 	readAfter *pendingRead

@@ -66,10 +66,8 @@ func (n *Node) startHolderRead(req *partialRequest) func(context.Context) (uint6
 	}
 	if n.readFollows(req) {
 		return func(ctx context.Context) (uint64, error) {
-			var b []byte
-			select {
-			case b = <-req.follow:
-			case <-ctx.Done():
+			b, err := req.follow(ctx)
+			if err != nil {
 				return 0, Errorf(KindNoQuorum, "node %s: the leader's read did not follow its request", n.id.NodeID)
 			}
 			lr, err := parseFollowedRead(b)

@@ -14,11 +14,22 @@ import (
 // answer only what its checks allow at it.
 
 // followedRequest is a release of name, as the leader sends it with its
-// read to follow, and the channel the read arrives on.
+// read to follow, which arrives on follow (none when it is nil: a call
+// over HTTP/2).
 func (c *testCluster) followedRequest(name string, follow chan []byte) *partialRequest {
 	c.t.Helper()
 	req := c.holderRequest(name, 0)
-	req.ReadFollows, req.from, req.follow = true, c.leader().id(), follow
+	req.ReadFollows, req.from = true, c.leader().id()
+	if follow != nil {
+		req.follow = func(ctx context.Context) ([]byte, error) {
+			select {
+			case b := <-follow:
+				return b, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
 	return req
 }
 
