@@ -248,8 +248,8 @@ func (n *Node) authorizeOn(a *authorized, also func(s *fsm.State, a *authorized,
 // its own decision (decide, with basis) only then. ok is false, with
 // nothing started, when this node is not a ready leader or the state
 // refuses sg: coordinatorRead's confirmed read then says why. A request
-// under a capability token with use bounds writes its uses through the
-// log before its read (recordTokenUses) and takes coordinatorRead too.
+// under a capability token takes coordinatorRead too: a token's use
+// bounds go through the log before the read (recordTokenUses).
 func (n *Node) coordinatorReadAhead(ctx context.Context, sg *fsm.Signed) (a *authorized, basis string, ok bool) {
 	if _, err := n.joined(); err != nil || len(sg.Token) != 0 || n.cons.divergedErr() != nil {
 		return nil, "", false

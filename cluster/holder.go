@@ -18,7 +18,10 @@ import (
 //     leader (shared by the holder's concurrent requests, never older than
 //     the request) and waits until it has applied it and the coordinator's,
 //     so a revoke acknowledged before the request started is applied here
-//     whatever index the coordinator claims;
+//     whatever index the coordinator claims; when the coordinator is the
+//     node it knows as the leader, it takes the read that node sends with
+//     its request (leaderVouched) or after it (readFollows) instead, and
+//     answers nothing before that read came;
 //   - authorizes the request against its own state and clock
 //     (authorizeRequest: the signature, or the whole chain of a
 //     capability token, from its operator's key);
