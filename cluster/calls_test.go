@@ -307,7 +307,7 @@ func selfSignedNodeCert(t *testing.T) tls.Certificate {
 // TestNodeCallsReachAPeerOfAnEarlierVersion: a peer that takes the
 // node-to-node calls over HTTP/2 only (a node of an earlier version, during
 // a rolling upgrade) refuses the node call protocol in the TLS handshake,
-// and is called over HTTP/2 instead.
+// and is called over HTTP/2 instead, never with a follow.
 func TestNodeCallsReachAPeerOfAnEarlierVersion(t *testing.T) {
 	t.Parallel()
 	cert := selfSignedNodeCert(t)
@@ -335,5 +335,12 @@ func TestNodeCallsReachAPeerOfAnEarlierVersion(t *testing.T) {
 		if _, err := c.callWith(context.Background(), run, ln.Addr().String(), "/internal/v1/readindex", struct{}{}, &got); err != nil || got.Index != 7 {
 			t.Fatalf("a call to an HTTP/2-only peer: %+v, %v", got, err)
 		}
+	}
+	// A call with a follow is not sent to it (HTTP/2 has no follow): the
+	// caller asks again without one (callHolder).
+	fw := &follow{ready: make(chan struct{}), body: func() ([]byte, error) { return nil, nil }}
+	var got readIndexReply
+	if sent, err := c.callOn(context.Background(), run, ln.Addr().String(), "/internal/v1/readindex", struct{}{}, fw, &got); sent || !errors.Is(err, errNoFollow) {
+		t.Fatalf("a call with a follow to an HTTP/2-only peer: sent %v, %v; want %v", sent, err, errNoFollow)
 	}
 }
