@@ -43,15 +43,28 @@ import (
 //	request  method (1 byte: 'G' GET, 'P' POST), path length (2 bytes), path, body
 //	cancel   nothing: the caller gave up on the call (its context ended)
 //	answer   HTTP status (2 bytes), body
+//	follow   body: more for a running call, after its request (alpnCallFollow)
 //
 // A body is at most maxRPCBody, a path at most maxCallPath.
-const alpnCall = "keyquorum-call/1"
+//
+// Version 2 (alpnCallFollow) adds the follow frame: a caller sends one at
+// most per call, and the answering node hands its body to the call's
+// handler (callFollow), which may be waiting for it. A release's leader
+// sends its read this way once its heartbeat round confirms it, after the
+// request it overlapped (docs/coordinator.md). A node of version 1 ends
+// the connection at a frame kind it does not know, so a caller sends
+// follow frames only on a connection that negotiated version 2.
+const (
+	alpnCallFollow = "keyquorum-call/2"
+	alpnCall       = "keyquorum-call/1"
+)
 
 // Frame kinds.
 const (
 	frameRequest byte = 1
 	frameCancel  byte = 2
 	frameAnswer  byte = 3
+	frameFollow  byte = 4
 )
 
 const (
@@ -75,7 +88,7 @@ type callFrame struct {
 	method string // request
 	path   string // request
 	status int    // answer
-	body   []byte // request, answer
+	body   []byte // request, answer, follow
 }
 
 // parseCallFrame parses what follows a frame's length. body aliases b.
@@ -108,6 +121,8 @@ func parseCallFrame(b []byte) (callFrame, error) {
 		if len(rest) != 0 {
 			return callFrame{}, errors.New("call frame: cancel with a body")
 		}
+	case frameFollow:
+		f.body = rest
 	case frameAnswer:
 		if len(rest) < 2 {
 			return callFrame{}, errors.New("call frame: answer too short")
@@ -216,7 +231,7 @@ func (s *callServer) serveConn(c *tls.Conn) {
 	s.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	sc := &serverConn{c: c, cs: c.ConnectionState(), handler: s.handler, log: s.log, ctx: ctx,
-		running: map[uint64]context.CancelFunc{}, slots: make(chan struct{}, maxCallsInFlight)}
+		running: map[uint64]*runningCall{}, slots: make(chan struct{}, maxCallsInFlight)}
 	err := sc.readCalls()
 	cancel()
 	c.Close()
@@ -248,7 +263,45 @@ type serverConn struct {
 	slots   chan struct{}
 	wmu     sync.Mutex
 	mu      sync.Mutex
-	running map[uint64]context.CancelFunc
+	running map[uint64]*runningCall
+}
+
+// runningCall is a call a serverConn runs: how to cancel it, and where its
+// follow frame's body goes (one at most; the handler takes it with
+// callFollow).
+type runningCall struct {
+	cancel context.CancelFunc
+	follow chan []byte
+	slots  chan struct{} // the connection's (serverConn.slots)
+}
+
+// awaitFollow waits for the body of the call's follow frame. Meanwhile
+// the call gives its place among the connection's running calls back, so
+// that the connection's reader, which stops at maxCallsInFlight, still
+// reads the follow frames that waiting calls need; it takes a place again
+// before it returns.
+func (rc *runningCall) awaitFollow(ctx context.Context) ([]byte, error) {
+	<-rc.slots
+	defer func() { rc.slots <- struct{}{} }()
+	select {
+	case b := <-rc.follow:
+		return b, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// followKey is the context key of a call's runningCall.
+type followKey struct{}
+
+// callFollow returns what waits for the body of the call's follow frame,
+// if the caller sends one; nil for a request that came over HTTP/2, which
+// has none.
+func callFollow(r *http.Request) func(context.Context) ([]byte, error) {
+	if rc, ok := r.Context().Value(followKey{}).(*runningCall); ok {
+		return rc.awaitFollow
+	}
+	return nil
 }
 
 // readCalls reads the connection's frames and starts each call, until the
@@ -275,8 +328,9 @@ func (sc *serverConn) readCalls() error {
 			_, dup := sc.running[f.id]
 			if !dup {
 				ctx, cancel := context.WithCancel(sc.ctx)
-				sc.running[f.id] = cancel
-				go sc.answer(ctx, f)
+				rc := &runningCall{cancel: cancel, follow: make(chan []byte, 1), slots: sc.slots}
+				sc.running[f.id] = rc
+				go sc.answer(context.WithValue(ctx, followKey{}, rc), f)
 			}
 			sc.mu.Unlock()
 			if dup {
@@ -284,8 +338,20 @@ func (sc *serverConn) readCalls() error {
 			}
 		case frameCancel:
 			sc.mu.Lock()
-			if cancel := sc.running[f.id]; cancel != nil {
-				cancel()
+			if rc := sc.running[f.id]; rc != nil {
+				rc.cancel()
+			}
+			sc.mu.Unlock()
+			<-sc.slots
+		case frameFollow:
+			// For a call that has ended, or a second follow, there is no
+			// one to take it.
+			sc.mu.Lock()
+			if rc := sc.running[f.id]; rc != nil {
+				select {
+				case rc.follow <- f.body:
+				default:
+				}
 			}
 			sc.mu.Unlock()
 			<-sc.slots
@@ -300,7 +366,7 @@ func (sc *serverConn) answer(ctx context.Context, f callFrame) {
 	defer func() { <-sc.slots }()
 	defer func() {
 		sc.mu.Lock()
-		sc.running[f.id]()
+		sc.running[f.id].cancel()
 		delete(sc.running, f.id)
 		sc.mu.Unlock()
 	}()
@@ -450,7 +516,7 @@ func (cl *callClient) open(ctx context.Context, addr string, p *peerCalls) {
 		p.legacy = true
 		time.AfterFunc(time.Minute, func() { cl.forget(addr, p) })
 		return
-	case err == nil && c.ConnectionState().NegotiatedProtocol != alpnCall:
+	case err == nil && c.ConnectionState().NegotiatedProtocol != alpnCallFollow && c.ConnectionState().NegotiatedProtocol != alpnCall:
 		c.Close()
 		err = fmt.Errorf("peer %s did not take protocol %s", addr, alpnCall)
 	}
@@ -467,7 +533,7 @@ func (cl *callClient) open(ctx context.Context, addr string, p *peerCalls) {
 		p.err = net.ErrClosed
 		return
 	}
-	p.conn = &clientConn{c: c, pending: map[uint64]chan callFrame{}}
+	p.conn = &clientConn{c: c, follows: c.ConnectionState().NegotiatedProtocol == alpnCallFollow, pending: map[uint64]chan callFrame{}}
 	go func() {
 		p.conn.readAnswers()
 		cl.forget(addr, p)
@@ -504,7 +570,9 @@ func (cl *callClient) close() {
 
 // clientConn is one connection of a callClient.
 type clientConn struct {
-	c       *tls.Conn
+	c *tls.Conn
+	// follows is whether the peer takes follow frames (alpnCallFollow).
+	follows bool
 	wmu     sync.Mutex
 	mu      sync.Mutex
 	nextID  uint64
@@ -512,8 +580,25 @@ type clientConn struct {
 	err     error // why the connection ended, once it has
 }
 
-// call sends one request and waits for its answer.
-func (cc *clientConn) call(ctx context.Context, method, path string, body []byte) (status int, answer []byte, err error) {
+// follow is a body a caller sends on its call after the request, in a
+// follow frame, once ready is closed: body gives it, or the error that
+// ends the call instead (the call is then cancelled on the answering
+// node).
+type follow struct {
+	ready <-chan struct{}
+	body  func() ([]byte, error)
+}
+
+// errNoFollow is a call with a follow to a peer that takes none (of
+// version 1 of the protocol, or over HTTP/2): it was not sent.
+var errNoFollow = errors.New("the peer takes no follow frames")
+
+// call sends one request, and fw's body after it if fw is not nil, and
+// waits for the answer.
+func (cc *clientConn) call(ctx context.Context, method, path string, body []byte, fw *follow) (status int, answer []byte, err error) {
+	if fw != nil && !cc.follows {
+		return 0, nil, errNoFollow
+	}
 	ch := make(chan callFrame, 1)
 	cc.mu.Lock()
 	if cc.err != nil {
@@ -532,19 +617,44 @@ func (cc *clientConn) call(ctx context.Context, method, path string, body []byte
 		cc.drop(id)
 		return 0, nil, err
 	}
-	select {
-	case f, ok := <-ch:
-		if !ok {
-			cc.mu.Lock()
-			defer cc.mu.Unlock()
-			return 0, nil, cc.err
+	var ready <-chan struct{}
+	if fw != nil {
+		ready = fw.ready
+	}
+	for {
+		select {
+		case f, ok := <-ch:
+			if !ok {
+				cc.mu.Lock()
+				defer cc.mu.Unlock()
+				return 0, nil, cc.err
+			}
+			return f.status, f.body, nil
+		case <-ready:
+			ready = nil
+			b, err := fw.body()
+			if err == nil && len(b) > maxRPCBody {
+				err = errors.New("call follow too large")
+			}
+			if err != nil {
+				cc.cancel(id)
+				return 0, nil, err
+			}
+			// A connection that fails to take it is closed, which ends
+			// the call.
+			cc.write(finishFrame(append(appendFrameHead(make([]byte, 0, frameHead+len(b)), frameFollow, id), b...)))
+		case <-ctx.Done():
+			cc.cancel(id)
+			return 0, nil, ctx.Err()
 		}
-		return f.status, f.body, nil
-	case <-ctx.Done():
-		if cc.drop(id) {
-			go cc.write(finishFrame(appendFrameHead(make([]byte, 0, frameHead), frameCancel, id)))
-		}
-		return 0, nil, ctx.Err()
+	}
+}
+
+// cancel gives up on call id, and tells the answering node if the call
+// was still waiting.
+func (cc *clientConn) cancel(id uint64) {
+	if cc.drop(id) {
+		go cc.write(finishFrame(appendFrameHead(make([]byte, 0, frameHead), frameCancel, id)))
 	}
 }
 

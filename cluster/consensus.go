@@ -182,7 +182,7 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 	}
 	run.transport.start(run.raft)
 	rpcTLS := t.clientConfig(alpnRPC)
-	run.calls = &callClient{network: network, tls: t.clientConfig(alpnCall), legacy: &http.Client{Transport: &http.Transport{
+	run.calls = &callClient{network: network, tls: t.clientConfig(alpnCallFollow, alpnCall), legacy: &http.Client{Transport: &http.Transport{
 		TLSClientConfig: rpcTLS,
 		DialTLSContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 			return dialTLS(ctx, network, addr, rpcTLS)

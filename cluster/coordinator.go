@@ -1,7 +1,10 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -47,6 +50,14 @@ type partialRequest struct {
 	// place of its own read (which it would have asked of that same node:
 	// leaderVouched); from any other node it is ignored.
 	LeaderRead *leaderRead `json:"leader_read,omitempty"`
+	// ReadFollows says that the coordinator, the leader, sends that read
+	// on the same call once its heartbeat round confirms it (a follow
+	// frame, calls.go), and sent this request while the round was in
+	// flight. A holder that knows the sender as the leader computes its
+	// answer meanwhile and releases it only once the read came and its
+	// checks stand at it (readFollows); from any other node, or over
+	// HTTP/2, the holder makes its own read.
+	ReadFollows bool `json:"read_follows,omitempty"`
 
 	// local is set when the coordinator answers itself, after its own
 	// read: never from the wire.
@@ -54,6 +65,12 @@ type partialRequest struct {
 	// from is the node that sent the request, by the certificate of its
 	// connection (peerNode): never from the wire.
 	from string
+	// follow waits for the body of the call's follow frame (callFollow),
+	// nil over HTTP/2: never from the wire.
+	follow func(context.Context) ([]byte, error)
+	// readAfter is the coordinator's read still in flight when it sends
+	// ReadFollows: the coordinator's own, never on the wire.
+	readAfter *pendingRead
 	// labels is Request's command as decodeCommand decoded it, once
 	// decodedLabels: what the holder's metrics and audit record name
 	// (command), never what a check reads.
@@ -78,6 +95,61 @@ type leaderRead struct {
 	Chain []byte `json:"chain,omitempty"`
 }
 
+// maxChainHash bounds a chain hash in a followed read (chain.go's are
+// SHA-256, 32 bytes).
+const maxChainHash = 64
+
+// appendFollowed appends lr as the body of a follow frame: the index (8
+// bytes, big-endian), then the chain hash.
+func (lr *leaderRead) appendFollowed(b []byte) []byte {
+	return append(binary.BigEndian.AppendUint64(b, lr.Index), lr.Chain...)
+}
+
+// parseFollowedRead parses a follow frame's body (appendFollowed).
+func parseFollowedRead(b []byte) (*leaderRead, error) {
+	if len(b) < 8 || len(b) > 8+maxChainHash {
+		return nil, Errorf(KindInvalid, "a followed read of %d bytes", len(b))
+	}
+	lr := &leaderRead{Index: binary.BigEndian.Uint64(b)}
+	if len(b) > 8 {
+		lr.Chain = bytes.Clone(b[8:])
+	}
+	return lr, nil
+}
+
+// pendingRead is a leader's read whose heartbeat round is in flight
+// (coordinatorReadAhead): read is the mark, a read once done is closed
+// with err nil.
+type pendingRead struct {
+	read leaderRead
+	done chan struct{}
+	err  error
+}
+
+// wait returns the read once the round confirmed it.
+func (p *pendingRead) wait(ctx context.Context) (*leaderRead, error) {
+	select {
+	case <-p.done:
+		if p.err != nil {
+			return nil, p.err
+		}
+		return &p.read, nil
+	case <-ctx.Done():
+		return nil, Errorf(KindNoQuorum, "the leader did not confirm its read in time")
+	}
+}
+
+// follow sends p's read after a holder's request, once confirmed; a
+// round that failed cancels the call instead.
+func (p *pendingRead) follow() *follow {
+	return &follow{ready: p.done, body: func() ([]byte, error) {
+		if p.err != nil {
+			return nil, p.err
+		}
+		return p.read.appendFollowed(nil), nil
+	}}
+}
+
 // authorized is what a coordinator's read found: everything an operation
 // needs to ask the holders.
 type authorized struct {
@@ -99,6 +171,10 @@ type authorized struct {
 	// leaderRead is the read index this node made as the leader, if it
 	// did: the holders take it as their own (partialRequest.LeaderRead).
 	leaderRead *leaderRead
+	// readAfter is the leader's read still in flight
+	// (coordinatorReadAhead), which the holders wait for
+	// (partialRequest.ReadFollows).
+	readAfter *pendingRead
 }
 
 // coordinatorRead is step 1: it gets a read index, waits until this node
@@ -127,12 +203,23 @@ func (n *Node) coordinatorRead(ctx context.Context, sg *fsm.Signed, also func(s 
 	if r.leader == n.id.NodeID {
 		a.leaderRead = &leaderRead{Index: r.index, Chain: r.chain}
 	}
-	var (
-		ferr  *fsm.Error
-		basis string
-	)
+	basis, ferr := n.authorizeOn(a, also)
+	if ferr != nil {
+		err := fromFSM(ferr)
+		n.decide(roleCoordinator, a.request, "", err)
+		return nil, err
+	}
+	if err := n.decide(roleCoordinator, sg, basis, nil); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// authorizeOn authorizes a.request on the state this node has applied
+// and fills a from it (coordinatorRead); also runs in the same read.
+func (n *Node) authorizeOn(a *authorized, also func(s *fsm.State, a *authorized, refused *fsm.Error)) (basis string, ferr *fsm.Error) {
 	n.fsm.Read(func(s *fsm.State) {
-		cmd, k, b, e := authorizeRequest(s, sg, now(), a.caller)
+		cmd, k, b, e := authorizeRequest(s, a.request, now(), a.caller)
 		if e == nil {
 			basis = b
 			key := *k // the State's slices are never mutated in place
@@ -147,22 +234,54 @@ func (n *Node) coordinatorRead(ctx context.Context, sg *fsm.Signed, also func(s 
 			also(s, a, e)
 		}
 	})
+	return basis, ferr
+}
+
+// coordinatorReadAhead is coordinatorRead on the leader with its
+// heartbeat round in flight (leaderReadAhead): it takes the read's mark
+// (the index this node has applied and its chain hash there), authorizes
+// sg on its state at or after the mark, and returns at once with the
+// round's outcome to come, so the holders are asked during the round.
+// The request it makes of them carries ReadFollows and the read to
+// follow (readAfter); nothing computed for it leaves a holder, this one
+// included, before the round confirms the read, and the caller records
+// its own decision (decide, with basis) only then. ok is false, with
+// nothing started, when this node is not a ready leader or the state
+// refuses sg: coordinatorRead's confirmed read then says why. A request
+// under a capability token takes coordinatorRead too: a token's use
+// bounds go through the log before the read (recordTokenUses).
+func (n *Node) coordinatorReadAhead(ctx context.Context, sg *fsm.Signed) (a *authorized, basis string, ok bool) {
+	if _, err := n.joined(); err != nil || len(sg.Token) != 0 || n.cons.divergedErr() != nil {
+		return nil, "", false
+	}
+	endRead := n.traceStep(sg, "coordinator: read ahead")
+	defer endRead()
+	m, confirmed, err := n.cons.leaderReadAhead()
+	if err != nil {
+		return nil, "", false
+	}
+	a = &authorized{request: sg, caller: callerOf(ctx)}
+	basis, ferr := n.authorizeOn(a, nil)
 	if ferr != nil {
-		err := fromFSM(ferr)
-		n.decide(roleCoordinator, sg, "", err)
-		return nil, err
+		return nil, "", false
 	}
-	if err := n.decide(roleCoordinator, sg, basis, nil); err != nil {
-		return nil, err
-	}
-	return a, nil
+	p := &pendingRead{read: leaderRead{Index: m.Index, Chain: m.Hash}, done: make(chan struct{})}
+	go func() {
+		if err := <-confirmed; err != nil {
+			p.err = Errorf(kindNotLeader, "node %s could not confirm its leadership: %v", n.id.NodeID, err)
+		}
+		close(p.done)
+	}()
+	a.readAfter = p
+	return a, basis, true
 }
 
 // partialFor is the request to ask the holders, for the shares of epoch
 // (0 for the shares of a Tang or threshold RSA key, which are the key's
 // own).
 func (a *authorized) partialFor(epoch uint64) *partialRequest {
-	return &partialRequest{ReadIndex: a.readAt, Request: a.request, Version: a.key.Version, Epoch: epoch, Caller: callerString(a.caller), LeaderRead: a.leaderRead}
+	return &partialRequest{ReadIndex: a.readAt, Request: a.request, Version: a.key.Version, Epoch: epoch, Caller: callerString(a.caller),
+		LeaderRead: a.leaderRead, ReadFollows: a.readAfter != nil, readAfter: a.readAfter}
 }
 
 // holderCall is how the coordinator asks for one kind of answer P: the
@@ -404,7 +523,7 @@ func askHolder[P any](n *Node, path string, req *partialRequest, local func(cont
 			}
 		} else {
 			p = new(P)
-			if _, err := n.call(ctx, h.RaftAddr, path, req, p); err != nil {
+			if err := callHolder(ctx, n, h, path, req, p); err != nil {
 				return nil, err
 			}
 		}
@@ -413,6 +532,30 @@ func askHolder[P any](n *Node, path string, req *partialRequest, local func(cont
 		}
 		return p, nil
 	}
+}
+
+// callHolder asks holder h at path for its answer to req, into out. A
+// request whose read follows (req.readAfter) gets it on the same call
+// once confirmed; a holder that takes no follow frames (of an earlier
+// version) is asked once the read is confirmed, with the read in the
+// request (LeaderRead).
+func callHolder(ctx context.Context, n *Node, h fsm.Node, path string, req *partialRequest, out any) error {
+	if req.readAfter == nil {
+		_, err := n.call(ctx, h.RaftAddr, path, req, out)
+		return err
+	}
+	_, err := n.cons.callFollowed(ctx, h.RaftAddr, path, req, req.readAfter.follow(), out)
+	if !errors.Is(err, errNoFollow) {
+		return err
+	}
+	lr, err := req.readAfter.wait(ctx)
+	if err != nil {
+		return err
+	}
+	after := *req
+	after.ReadFollows, after.LeaderRead, after.readAfter = false, lr, nil
+	_, err = n.call(ctx, h.RaftAddr, path, &after, out)
+	return err
 }
 
 type partialResult[P any] struct {

@@ -18,7 +18,10 @@ import (
 //     leader (shared by the holder's concurrent requests, never older than
 //     the request) and waits until it has applied it and the coordinator's,
 //     so a revoke acknowledged before the request started is applied here
-//     whatever index the coordinator claims;
+//     whatever index the coordinator claims; when the coordinator is the
+//     node it knows as the leader, it takes the read that node sends with
+//     its request (leaderVouched) or after it (readFollows) instead, and
+//     answers nothing before that read came;
 //   - authorizes the request against its own state and clock
 //     (authorizeRequest: the signature, or the whole chain of a
 //     capability token, from its operator's key);
@@ -34,6 +37,8 @@ type holderGrant struct {
 	epoch     uint64
 	clusterID string
 	basis     string // what allowed it (fsm.State.ReleaseBasis)
+	// applied is the index of the state the checks were made on.
+	applied uint64
 }
 
 // authorizeAsHolder runs the checks above on req. It is called with the
@@ -43,15 +48,43 @@ func (n *Node) authorizeAsHolder(ctx context.Context, req *partialRequest) (*hol
 	if req.Request == nil {
 		return nil, Errorf(KindInvalid, "the holder's request carries no signed request")
 	}
-	return n.finishHolderCheck(ctx, req, n.startHolderRead(req))
+	return n.finishHolderCheck(ctx, req, n.startHolderRead(req), nil)
 }
 
 // startHolderRead starts the holder's own read for req (none when the
 // node is the coordinator: req.local) and returns what waits for it: the
 // index the holder's checks must be made at.
 func (n *Node) startHolderRead(req *partialRequest) func(context.Context) (uint64, error) {
+	if req.local && req.readAfter != nil {
+		return func(ctx context.Context) (uint64, error) {
+			lr, err := req.readAfter.wait(ctx)
+			if err != nil {
+				return 0, err
+			}
+			return max(req.ReadIndex, lr.Index), n.cons.divergedErr()
+		}
+	}
 	if req.local {
 		return func(context.Context) (uint64, error) { return req.ReadIndex, n.cons.divergedErr() }
+	}
+	if n.readFollows(req) {
+		return func(ctx context.Context) (uint64, error) {
+			b, err := req.follow(ctx)
+			if err != nil {
+				return 0, Errorf(KindNoQuorum, "node %s: the leader's read did not follow its request", n.id.NodeID)
+			}
+			lr, err := parseFollowedRead(b)
+			if err != nil {
+				return 0, err
+			}
+			if _, leader := n.cons.leader(); leader != req.from {
+				return 0, Errorf(KindNoQuorum, "node %s: the read followed from %s, which it no longer knows as the leader", n.id.NodeID, req.from)
+			}
+			if err := n.checkLeaderChain(ctx, readIndexResult{index: lr.Index, chain: lr.Chain, leader: req.from}); err != nil {
+				return 0, err
+			}
+			return max(req.ReadIndex, lr.Index), nil
+		}
 	}
 	if lr := n.leaderVouched(req); lr != nil {
 		return func(ctx context.Context) (uint64, error) {
@@ -97,10 +130,35 @@ func (n *Node) leaderVouched(req *partialRequest) *leaderRead {
 	return req.LeaderRead
 }
 
+// readFollows reports whether req's read follows it from the node this
+// holder knows as the leader (partialRequest.ReadFollows), on a call that
+// can carry it: the holder waits for that read instead of making its own,
+// as it takes a read the leader sent with its request (leaderVouched).
+func (n *Node) readFollows(req *partialRequest) bool {
+	if !req.ReadFollows || req.follow == nil || req.from == "" || req.from == n.id.NodeID {
+		return false
+	}
+	_, leader := n.cons.leader()
+	return leader == req.from
+}
+
+// readInHand reports whether the read req's checks are made at is known
+// when the request arrives: the coordinator's own, or one the leader sent
+// with it. Otherwise the holder computes while it waits (holderAnswer).
+func (n *Node) readInHand(req *partialRequest) bool {
+	if req.local {
+		return req.readAfter == nil
+	}
+	return !n.readFollows(req) && n.leaderVouched(req) != nil
+}
+
 // finishHolderCheck waits for the holder's read (read, from
 // startHolderRead), then runs the checks above at it and spends the
-// request's nonce.
-func (n *Node) finishHolderCheck(ctx context.Context, req *partialRequest, read func(context.Context) (uint64, error)) (*holderGrant, error) {
+// request's nonce. early, if not nil, is a grant of the same checks made
+// before the read came, on the state applied then: it stands if that
+// state was at or past the read's index, which is all a read asks of the
+// state it is served from; otherwise the checks run again.
+func (n *Node) finishHolderCheck(ctx context.Context, req *partialRequest, read func(context.Context) (uint64, error), early *holderGrant) (*holderGrant, error) {
 	if req.Request == nil {
 		return nil, Errorf(KindInvalid, "the holder's request carries no signed request")
 	}
@@ -115,7 +173,10 @@ func (n *Node) finishHolderCheck(ctx context.Context, req *partialRequest, read 
 	endRead()
 	defer n.traceStep(req.Request, "holder: check at its read")()
 	now := now()
-	g, err := n.holderCheck(req, now)
+	g, err := early, error(nil)
+	if early == nil || early.applied < index {
+		g, err = n.holderCheck(req, now)
+	}
 	if err == nil {
 		err = n.nonces.use(req.Request.Signer+"/"+hex.EncodeToString(g.cmd.Nonce), time.Unix(0, g.cmd.IssuedAt), now)
 	}
@@ -151,7 +212,7 @@ func (n *Node) holderCheck(req *partialRequest, now time.Time) (*holderGrant, er
 		}
 		// A shallow copy: the State's slices are never mutated in place.
 		key := *k
-		g = holderGrant{cmd: cmd, key: &key, epoch: s.Epoch, clusterID: s.ClusterID, basis: basis}
+		g = holderGrant{cmd: cmd, key: &key, epoch: s.Epoch, clusterID: s.ClusterID, basis: basis, applied: s.Applied}
 	})
 	if ferr != nil {
 		return nil, fromFSM(ferr)

@@ -80,12 +80,18 @@ func (n *Node) unlock(ctx context.Context, sg *fsm.Signed, cmd *fsm.Command, add
 	}
 	endVerify()
 	call := sealedPartialCall(n)
-	// The leader asks no holder before its read: its read stands for
-	// theirs (partialRequest.LeaderRead), which costs a release less than
-	// their own reads would, each another heartbeat round behind a call
-	// to this node.
+	// The leader asks the holders while its heartbeat round is in flight,
+	// and sends them its read when the round confirms it
+	// (partialRequest.ReadFollows): its read stands for theirs, which
+	// costs a release less than their own reads would, each another
+	// heartbeat round behind a call to this node. A leader whose round
+	// fails asks again below, at a read it gets as any node does.
 	var early *speculation[SealedPartial]
-	if _, leader := n.cons.leader(); leader != n.id.NodeID {
+	if _, leader := n.cons.leader(); leader == n.id.NodeID {
+		if out, err, done := n.unlockAhead(ctx, sg, call); done {
+			return out, err
+		}
+	} else {
 		endSpeculate := n.traceStep(sg, "coordinator: speculate")
 		early = speculate(ctx, n, sg, call)
 		endSpeculate()
@@ -118,24 +124,55 @@ func (n *Node) unlock(ctx context.Context, sg *fsm.Signed, cmd *fsm.Command, add
 		if err != nil {
 			return nil, err
 		}
-		// The coordinator cannot check sealed partials: the machine does,
-		// and asks again if one is wrong.
-		endGather := n.traceStep(sg, "coordinator: gather")
-		partials, err := gather(ctx, n, a, call, a.partialFor(a.epoch), holdersListed, early, func(own, others []*SealedPartial) ([]SealedPartial, error) {
-			var all []SealedPartial
-			for _, p := range append(own, others...) {
-				all = append(all, *p)
-			}
-			return all, nil
-		})
-		endGather()
-		if err != nil {
-			return nil, err
-		}
-		sort.Slice(partials, func(i, j int) bool { return partials[i].Index < partials[j].Index })
-		return &MachineUnlock{ClusterID: a.clusterID, Key: a.key.Name, Version: a.key.Version, Epoch: a.epoch,
-			Threshold: a.threshold, Poly: a.poly, R: a.key.R, Sealed: a.key.Sealed, Partials: partials}, nil
+		return gatherSealed(ctx, n, a, call, early)
 	}
+}
+
+// unlockAhead is unlock on the leader with its read confirmed during the
+// gathering (coordinatorReadAhead). done is false when it could not: this
+// node is not a ready leader, its state refuses sg (a pending approval,
+// say), or its heartbeat round did not confirm its leadership; the caller
+// then reads as any node does. The coordinator records its decision once
+// the round has confirmed the read, before anything is returned.
+func (n *Node) unlockAhead(ctx context.Context, sg *fsm.Signed, call holderCall[SealedPartial]) (_ *MachineUnlock, _ error, done bool) {
+	a, basis, ok := n.coordinatorReadAhead(ctx, sg)
+	if !ok {
+		return nil, nil, false
+	}
+	out, err := gatherSealed(ctx, n, a, call, nil)
+	if _, rerr := a.readAfter.wait(ctx); rerr != nil {
+		if ctx.Err() != nil {
+			return nil, rerr, true
+		}
+		// The round failed. Nothing left a holder: each waits for the
+		// read, this one too.
+		return nil, nil, false
+	}
+	if derr := n.decide(roleCoordinator, sg, basis, nil); derr != nil {
+		return nil, derr, true
+	}
+	return out, err, true
+}
+
+// gatherSealed gathers the holders' sealed partials for a's read (gather)
+// into what the client opens. The coordinator cannot check sealed
+// partials: the client does, and asks again if one is wrong.
+func gatherSealed(ctx context.Context, n *Node, a *authorized, call holderCall[SealedPartial], early *speculation[SealedPartial]) (*MachineUnlock, error) {
+	endGather := n.traceStep(a.request, "coordinator: gather")
+	partials, err := gather(ctx, n, a, call, a.partialFor(a.epoch), holdersListed, early, func(own, others []*SealedPartial) ([]SealedPartial, error) {
+		var all []SealedPartial
+		for _, p := range append(own, others...) {
+			all = append(all, *p)
+		}
+		return all, nil
+	})
+	endGather()
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(partials, func(i, j int) bool { return partials[i].Index < partials[j].Index })
+	return &MachineUnlock{ClusterID: a.clusterID, Key: a.key.Name, Version: a.key.Version, Epoch: a.epoch,
+		Threshold: a.threshold, Poly: a.poly, R: a.key.R, Sealed: a.key.Sealed, Partials: partials}, nil
 }
 
 // sealedPartialCall asks a holder for its partial sealed to the request's

@@ -40,6 +40,24 @@ func (c *consensus) leaderReadIndex() (chainMark, error) {
 	return m, nil
 }
 
+// leaderReadAhead is leaderReadIndex with its heartbeat round left in
+// flight: the mark at once, and the round's outcome on confirmed (nil
+// when it confirmed this node's leadership). Until then the mark is no
+// read: a coordinator may work ahead with it, but nothing it makes may
+// leave the nodes before the round confirms (docs/coordinator.md).
+func (c *consensus) leaderReadAhead() (chainMark, <-chan error, error) {
+	run, err := c.running()
+	if err != nil {
+		return chainMark{}, nil, err
+	}
+	if run.raft.State() != raft.Leader || !c.leaderReady.Load() {
+		return chainMark{}, nil, Errorf(kindNotLeader, "node %s is not a ready leader", c.nodeID)
+	}
+	c.readIndexes.Add(1)
+	m := c.rfsm.mark()
+	return m, c.verifyRound(run), nil
+}
+
 // readIndex gets a read index from the leader, wherever it is, retrying
 // through elections until ctx ends.
 func (c *consensus) readIndex(ctx context.Context) (uint64, error) {
@@ -109,7 +127,13 @@ func (c *consensus) waitApplied(ctx context.Context, index uint64) error {
 // verifyLeader confirms this node's leadership with a round of heartbeats,
 // one round for every caller that arrived before it started.
 func (c *consensus) verifyLeader(run *raftRun) error {
-	return <-c.verify.join(func() error {
+	return <-c.verifyRound(run)
+}
+
+// verifyRound joins the next round of verifyLeader and returns where its
+// outcome arrives.
+func (c *consensus) verifyRound(run *raftRun) <-chan error {
+	return c.verify.join(func() error {
 		defer traceStep(c.nodeID, nil, "leader: heartbeat round")()
 		return run.raft.VerifyLeader().Error()
 	})

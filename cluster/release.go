@@ -63,13 +63,16 @@ func (n *Node) answerPartial(ctx context.Context, req *partialRequest) (*shamir.
 // returns what compute makes with this node's partial (partial, from the
 // share of the epoch the coordinator read: holdervalues.go).
 //
-// A holder that is not the coordinator, and whose read the leader did not
-// vouch for (leaderVouched), computes while its own read is in flight, with the state it has applied (at least the coordinator's
-// index), if req passes the checks there: the answer leaves the holder only
-// once the checks passed again at its own read, for the same key version,
-// epoch and request; otherwise it computes again there. Nothing the checks
-// at the read would refuse is answered, and the read costs the release
-// only what it takes longer than the computation.
+// Unless the read its checks are made at is in hand when the request
+// arrives (readInHand), the holder computes while it waits for it (its
+// own read, or the leader's that follows the request), on the state it
+// has applied (at least the coordinator's index), if req passes the
+// checks there: the answer leaves the holder only once the read came and
+// was applied, and the checks stand at it (finishHolderCheck: made on a
+// state at or past the read's index, or made again there for the same
+// key version, epoch and request); otherwise it computes again there.
+// Nothing the checks at the read would refuse is answered, and the read
+// costs the release only what it takes longer than the computation.
 func holderAnswer[P any](ctx context.Context, n *Node, req *partialRequest, compute holderCompute[P]) (_ *P, err error) {
 	defer n.observeHolder(ctx, req, &err)()
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
@@ -82,32 +85,32 @@ func holderAnswer[P any](ctx context.Context, n *Node, req *partialRequest, comp
 	}
 	read := n.startHolderRead(req)
 	var (
-		early            *P
-		earlyCtx, earlyR []byte
+		earlyG *holderGrant
+		early  *P
 	)
 	endEarly := n.traceStep(req.Request, "holder: early check and compute")
-	// A read the leader vouched for is made already: there is nothing to
-	// overlap.
-	if !req.local && n.leaderVouched(req) == nil && n.waitApplied(ctx, req.ReadIndex) == nil {
+	if !n.readInHand(req) && n.waitApplied(ctx, req.ReadIndex) == nil {
 		if g, err := n.holderCheck(req, now()); err == nil && g.epoch == req.Epoch {
-			earlyCtx, earlyR = releaseContext(g.clusterID, g.key, g.epoch, req.Request), g.key.R
-			if early, err = computeWithShare(n, g, earlyCtx, compute); err != nil {
-				early = nil
+			if p, err := computeWithShare(n, g, releaseContext(g.clusterID, g.key, g.epoch, req.Request), compute); err == nil {
+				earlyG, early = g, p
 			}
 		}
 	}
 	endEarly()
-	g, err := n.finishHolderCheck(ctx, req, read)
+	g, err := n.finishHolderCheck(ctx, req, read, earlyG)
 	if err != nil {
 		return nil, err
 	}
 	if g.epoch != req.Epoch {
 		return nil, Errorf(KindConflict, "node %s is at key epoch %d, not %d", n.id.NodeID, g.epoch, req.Epoch)
 	}
+	if g == earlyG {
+		return early, nil // the checks it was computed for stand at the read
+	}
 	rctx := releaseContext(g.clusterID, g.key, g.epoch, req.Request)
 	// The request, key version and epoch are bound into rctx. With them
 	// and R equal, the computation is the one the checks allow.
-	if early != nil && bytes.Equal(earlyCtx, rctx) && bytes.Equal(earlyR, g.key.R) {
+	if early != nil && bytes.Equal(releaseContext(earlyG.clusterID, earlyG.key, earlyG.epoch, req.Request), rctx) && bytes.Equal(earlyG.key.R, g.key.R) {
 		return early, nil
 	}
 	return computeWithShare(n, g, rctx, compute)

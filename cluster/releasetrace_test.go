@@ -30,10 +30,10 @@ func TestReleaseTraceRecordsTheSteps(t *testing.T) {
 			t.Errorf("step %q on %s ends before it starts", s.Step, s.Node)
 		}
 		if s.Req == id {
-			seen[s.Step] = seen[s.Step] || s.Node != leader.id() || s.Step == "coordinator: read index"
+			seen[s.Step] = seen[s.Step] || s.Node != leader.id() || s.Step == "coordinator: read ahead"
 		}
 	}
-	for _, step := range []string{"coordinator: read index", "holder: the whole answer", "holder: partial", "holder: seal"} {
+	for _, step := range []string{"coordinator: read ahead", "holder: the whole answer", "holder: partial", "holder: seal"} {
 		if !seen[step] {
 			t.Errorf("no step %q recorded for the release (%v)", step, seen)
 		}

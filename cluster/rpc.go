@@ -76,12 +76,12 @@ func readRPC(r *http.Request, v any) error {
 }
 
 // readPartialRequest reads a coordinator's partialRequest and notes who
-// sent it.
+// sent it, and where the leader's read that follows it arrives.
 func readPartialRequest(r *http.Request, req *partialRequest) error {
 	if err := readRPC(r, req); err != nil {
 		return err
 	}
-	req.from = peerNode(r)
+	req.from, req.follow = peerNode(r), callFollow(r)
 	return nil
 }
 
@@ -152,6 +152,21 @@ func (c *consensus) call(ctx context.Context, addr, path string, body, out any) 
 }
 
 func (c *consensus) callWith(ctx context.Context, run *raftRun, addr, path string, body, out any) (sent bool, err error) {
+	return c.callOn(ctx, run, addr, path, body, nil, out)
+}
+
+// callFollowed is call with fw's body sent after the request, on the same
+// call (a follow frame, calls.go). A peer that takes no follow frames gets
+// nothing, and the error is errNoFollow.
+func (c *consensus) callFollowed(ctx context.Context, addr, path string, body any, fw *follow, out any) (sent bool, err error) {
+	run, err := c.running()
+	if err != nil {
+		return false, err
+	}
+	return c.callOn(ctx, run, addr, path, body, fw, out)
+}
+
+func (c *consensus) callOn(ctx context.Context, run *raftRun, addr, path string, body any, fw *follow, out any) (sent bool, err error) {
 	method, b := http.MethodGet, []byte(nil)
 	if body != nil {
 		method = http.MethodPost
@@ -169,11 +184,17 @@ func (c *consensus) callWith(ctx context.Context, run *raftRun, addr, path strin
 			return !dialFailed, fmt.Errorf("calling %s: %w", addr, err)
 		}
 		if legacy {
+			if fw != nil {
+				return false, errNoFollow
+			}
 			return c.callHTTP2(ctx, run, addr, method, path, b, out)
 		}
-		status, answer, err := cc.call(ctx, method, path, b)
+		status, answer, err := cc.call(ctx, method, path, b, fw)
 		if errors.Is(err, errCallNotSent) && attempt == 0 {
 			continue
+		}
+		if errors.Is(err, errNoFollow) {
+			return false, err
 		}
 		if err != nil {
 			return !errors.Is(err, errCallNotSent), fmt.Errorf("calling %s: %w", addr, err)

@@ -97,12 +97,14 @@ func (t *nodeTLS) serverConfig() *tls.Config {
 		MinVersion:       tls.VersionTLS13,
 		Certificates:     []tls.Certificate{t.cert},
 		ClientAuth:       tls.RequireAnyClientCert,
-		NextProtos:       []string{alpnRaft, alpnCall, alpnRPC},
+		NextProtos:       []string{alpnRaft, alpnCallFollow, alpnCall, alpnRPC},
 		VerifyConnection: t.verifyPeer,
 	}
 }
 
-func (t *nodeTLS) clientConfig(proto string) *tls.Config {
+// clientConfig is the TLS configuration of a node's connections to its
+// peers for protos, in the order it prefers them.
+func (t *nodeTLS) clientConfig(protos ...string) *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{t.cert},
@@ -110,7 +112,7 @@ func (t *nodeTLS) clientConfig(proto string) *tls.Config {
 		// part of a node's identity here.
 		InsecureSkipVerify: true,
 		VerifyConnection:   t.verifyPeer,
-		NextProtos:         []string{proto},
+		NextProtos:         protos,
 	}
 }
 
@@ -123,7 +125,7 @@ type portMux struct {
 	log  *slog.Logger
 	raft *chanListener
 	rpc  *chanListener // HTTP/2
-	call *chanListener // alpnCall
+	call *chanListener // alpnCallFollow, alpnCall
 }
 
 func newPortMux(network Network, addr string, t *nodeTLS, log *slog.Logger) (*portMux, error) {
@@ -169,7 +171,7 @@ func (m *portMux) route(c *tls.Conn) {
 		m.raft.push(m.tls.raftConns.track(c))
 	case alpnRPC:
 		m.rpc.push(c)
-	case alpnCall:
+	case alpnCallFollow, alpnCall:
 		m.call.push(c)
 	default:
 		c.Close()
