@@ -316,91 +316,17 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 	add(fmt.Sprintf("releases per second at %d keys (%d clients, %d errors, %d distinct keys)", loaded, clients, errsR, len(names)),
 		fmt.Sprintf("%.0f", float64(okR)/window.Seconds()), "-")
 
-	// Restart a follower: kill -9, start, time until it releases again.
-	st, err := c.Status(ctx)
-	if err != nil {
-		return err
-	}
-	follower := 0
-	for i := 3; i >= 1 && follower == 0; i-- {
-		if st.Leader != fmt.Sprintf("n%d", i) {
-			follower = i
+	// Restart a follower: kill -9, start, time until it releases again;
+	// -restarts times, with a second of creates before each one after the
+	// first (entries in the follower's log after its last snapshot).
+	for r := range restarts {
+		if r > 0 {
+			okC, _ := load(clients, time.Second, create)
+			logf("%d creates before restart %d", okC, r+1)
 		}
-	}
-	if err := sh("kill", strconv.Itoa(follower), dir); err != nil {
-		return err
-	}
-	logf("restarting n%d", follower)
-	fc, err := client.NewClient(addr(follower), creds)
-	if err != nil {
-		return err
-	}
-	var restartProfile chan error
-	if profileDir != "" {
-		restartProfile = make(chan error, 1)
-		go func() {
-			restartProfile <- profileStart(filepath.Join(profileDir, "restart"), base, follower, 6*time.Second)
-		}()
-	}
-	start := time.Now()
-	if err := sh("start", strconv.Itoa(follower), dir); err != nil {
-		return err
-	}
-	// What the node answered until it released, each answer once, with
-	// when it came (the time from the start to when it was asked and to
-	// when it answered): what the start spent its time on after the
-	// restore.
-	lastErr := ""
-	for {
-		asked := time.Since(start)
-		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := fc.Get(rctx, "bench/secret")
-		cancel()
-		if err == nil {
-			logf("n%d released: asked at %v, answered at %v (%s by the clock the nodes log with)", follower, asked.Round(time.Millisecond),
-				time.Since(start).Round(time.Millisecond), time.Now().UTC().Format("15:04:05.000"))
-			again := time.Now()
-			if _, err := fc.Get(ctx, "bench/secret"); err == nil {
-				logf("n%d: its second release took %v", follower, time.Since(again).Round(time.Millisecond))
-			}
-			break
+		if err := measureRestart(ctx, c, creds, addr, sh, dir, base, r, add, logf); err != nil {
+			return err
 		}
-		if msg := err.Error(); msg != lastErr {
-			lastErr = msg
-			logf("n%d refused: asked at %v, answered at %v: %v", follower, asked.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), err)
-		}
-		if time.Since(start) > 2*time.Minute {
-			return fmt.Errorf("n%d did not serve within 2 minutes of its start: %w", follower, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	add("restarted follower: start to its first release", ms(time.Since(start)), "< 1000 ms")
-	if restartProfile != nil {
-		if err := <-restartProfile; err != nil {
-			fmt.Fprintln(os.Stderr, "keybench: restart profile:", err)
-		}
-	}
-	pidFile := filepath.Join(dir, fmt.Sprintf("n%d.pid", follower))
-	if cpu, err := cpuOf(pidFile); err == nil {
-		add("  its CPU time (user and system) to then", ms(cpu), "-")
-	}
-	if kb, err := rssKB(pidFile); err == nil {
-		add("  its RSS then (MiB)", fmt.Sprint(kb/1024), "-")
-	}
-	// What the restart did, from its log: the restore and the start.
-	if b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("n%d.log", follower))); err == nil {
-		lines := strings.Split(string(b), "\n")
-		for _, msg := range []string{`msg="restored a verified snapshot"`, `msg="keyd running"`, `msg="applied the log held after the restored snapshot"`} {
-			for i := len(lines) - 1; i >= 0; i-- {
-				if strings.Contains(lines[i], msg) {
-					logf("n%d: %s", follower, lines[i])
-					break
-				}
-			}
-		}
-	}
-	if err := waitCaughtUp(ctx, c); err != nil {
-		return err
 	}
 
 	logf("joining n4")
@@ -408,7 +334,7 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 		return err
 	}
 	logf("n4 leaving")
-	start = time.Now()
+	start := time.Now()
 	if err := sh("leave", "4", dir); err != nil {
 		return fmt.Errorf("leave: %w", err)
 	}
@@ -832,4 +758,105 @@ func profileStart(dir string, base, i int, d time.Duration) error {
 		}
 		return out.Close()
 	}
+}
+
+// measureRestart kills a follower with SIGKILL, starts it again and
+// measures from just before the start (deploy/local/cluster start, which
+// returns once the node's API port is open) to its first release answered
+// (polled every 20 ms): the row label, the node's CPU time and RSS then,
+// and its log lines of the restore, the start and the log replayed after
+// the snapshot. With -profile, the follower's first 6 s are profiled
+// (the directory restart, restart2, ...). r counts the restarts from 0.
+func measureRestart(ctx context.Context, c *client.Client, creds *client.Credentials, addr func(int) string,
+	sh func(...string) error, dir string, base, r int, add func(what, value, target string), logf func(string, ...any)) error {
+	label, profileName := "restarted follower", "restart"
+	if restarts > 1 {
+		label = fmt.Sprintf("restart %d of %d", r+1, restarts)
+	}
+	if r > 0 {
+		profileName = fmt.Sprintf("restart%d", r+1)
+	}
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	follower := 0
+	for i := 3; i >= 1 && follower == 0; i-- {
+		if st.Leader != fmt.Sprintf("n%d", i) {
+			follower = i
+		}
+	}
+	if err := sh("kill", strconv.Itoa(follower), dir); err != nil {
+		return err
+	}
+	logf("restarting n%d", follower)
+	fc, err := client.NewClient(addr(follower), creds)
+	if err != nil {
+		return err
+	}
+	var restartProfile chan error
+	if profileDir != "" {
+		restartProfile = make(chan error, 1)
+		go func() {
+			restartProfile <- profileStart(filepath.Join(profileDir, profileName), base, follower, 6*time.Second)
+		}()
+	}
+	start := time.Now()
+	if err := sh("start", strconv.Itoa(follower), dir); err != nil {
+		return err
+	}
+	// What the node answered until it released, each answer once, with
+	// when it came (the time from the start to when it was asked and to
+	// when it answered): what the start spent its time on after the
+	// restore.
+	lastErr := ""
+	for {
+		asked := time.Since(start)
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := fc.Get(rctx, "bench/secret")
+		cancel()
+		if err == nil {
+			logf("n%d released: asked at %v, answered at %v (%s by the clock the nodes log with)", follower, asked.Round(time.Millisecond),
+				time.Since(start).Round(time.Millisecond), time.Now().UTC().Format("15:04:05.000"))
+			again := time.Now()
+			if _, err := fc.Get(ctx, "bench/secret"); err == nil {
+				logf("n%d: its second release took %v", follower, time.Since(again).Round(time.Millisecond))
+			}
+			break
+		}
+		if msg := err.Error(); msg != lastErr {
+			lastErr = msg
+			logf("n%d refused: asked at %v, answered at %v: %v", follower, asked.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), err)
+		}
+		if time.Since(start) > 2*time.Minute {
+			return fmt.Errorf("n%d did not serve within 2 minutes of its start: %w", follower, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	add(label+": start to its first release", ms(time.Since(start)), "< 1000 ms")
+	if restartProfile != nil {
+		if err := <-restartProfile; err != nil {
+			fmt.Fprintln(os.Stderr, "keybench: restart profile:", err)
+		}
+	}
+	pidFile := filepath.Join(dir, fmt.Sprintf("n%d.pid", follower))
+	if cpu, err := cpuOf(pidFile); err == nil {
+		add("  its CPU time (user and system) to then", ms(cpu), "-")
+	}
+	if kb, err := rssKB(pidFile); err == nil {
+		add("  its RSS then (MiB)", fmt.Sprint(kb/1024), "-")
+	}
+	// What the restart did, from its log: the restore and the start.
+	if b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("n%d.log", follower))); err == nil {
+		lines := strings.Split(string(b), "\n")
+		for _, msg := range []string{`msg="restored a verified snapshot"`, `msg="keyd running"`, `msg="applied the log held after the restored snapshot"`} {
+			for i := len(lines) - 1; i >= 0; i-- {
+				if strings.Contains(lines[i], msg) {
+					logf("n%d: %s", follower, lines[i])
+					break
+				}
+			}
+		}
+	}
+	return waitCaughtUp(ctx, c)
 }
