@@ -331,6 +331,7 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 
 	logf("joining n4")
 	if err := measureJoin(ctx, c, creds, addr, sh, dir, promoteAfter, add, logf); err != nil {
+		printScale(n, rows) // what was measured before the join
 		return err
 	}
 	logf("n4 leaving")
