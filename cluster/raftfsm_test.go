@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/json"
 	"log/slog"
+	"runtime/debug"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -60,5 +61,49 @@ func TestRaftFSMApplyBatch(t *testing.T) {
 		if !ok || string(g) != string(w) {
 			t.Errorf("the chain hash at %d is not recorded as one at a time records it", i)
 		}
+	}
+}
+
+// TestRestoreCollectsLess: a restore runs at restoreGCPercent, and after
+// it the collector is back where it was, or at largeStateGCPercent when
+// the state is large; with GOGC or GOMEMLIMIT set (the operator's
+// choice) it is left alone. Not parallel: it sets the environment and
+// the process's GC percent.
+func TestRestoreCollectsLess(t *testing.T) {
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	gcPercent := func() int {
+		p := debug.SetGCPercent(-1)
+		debug.SetGCPercent(p)
+		return p
+	}
+	for _, c := range []struct {
+		large bool
+		after int
+	}{{false, 100}, {true, largeStateGCPercent}} {
+		debug.SetGCPercent(100)
+		done := collectLess()
+		if got := gcPercent(); got != restoreGCPercent {
+			t.Fatalf("during a restore: GOGC %d, want %d", got, restoreGCPercent)
+		}
+		done(c.large)
+		if got := gcPercent(); got != c.after {
+			t.Fatalf("after a restore (large %v): GOGC %d, want %d", c.large, got, c.after)
+		}
+	}
+	for _, env := range []string{"GOGC", "GOMEMLIMIT"} {
+		t.Run(env, func(t *testing.T) {
+			t.Setenv(env, "100")
+			debug.SetGCPercent(100)
+			done := collectLess()
+			if got := gcPercent(); got != 100 {
+				t.Fatalf("with %s set, during a restore: GOGC %d, want it untouched", env, got)
+			}
+			done(true)
+			if got := gcPercent(); got != 100 {
+				t.Fatalf("with %s set, after a restore: GOGC %d, want it untouched", env, got)
+			}
+		})
 	}
 }

@@ -57,6 +57,7 @@ func main() {
 	flag.BoolVar(&scaleMemoryOnly, "scale-memory-only", false, "with -scale: stop after the memory figures (no releases, restart, join or leave)")
 	flag.IntVar(&profileClients, "profile-clients", 8, "with -profile: the release run to profile, by its number of clients")
 	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of the client and each node during the release run of -profile-clients (8) clients to this directory (with -scale: during the creates near 0 keys and at N, in its create0 and createN, and of the restarted follower for 6 s from its start, or 1 s per 50,000 keys if longer, in restart; and each node's heap profile and memory statistics where memory is measured, in its memory)")
+	flag.IntVar(&restarts, "restarts", 1, "with -scale: restart a follower this many times, with a second of creates before each after the first")
 	flag.BoolVar(&keepDir, "keep", false, "with -scale: keep the cluster's directory (the nodes' logs) and print where it is")
 	promoteAfter := flag.Duration("promote-after", 0, "with -scale: the nodes' --promote-after (a new member's stable period before it votes; 0: keyd's default, 1s)")
 	flag.Parse()
@@ -99,6 +100,8 @@ var (
 	// profileClients is the release run -profile profiles.
 	profileClients int
 	keepDir        bool // -keep: keep a scale run's directory
+	// restarts is how many times a scale run restarts a follower.
+	restarts int
 	// scaleMemoryOnly ends a scale run after its memory figures.
 	scaleMemoryOnly bool
 )

@@ -321,143 +321,26 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 	add(fmt.Sprintf("releases per second at %d keys (%d clients, %d errors, %d distinct keys)", loaded, clients, errsR, len(names)),
 		fmt.Sprintf("%.0f", float64(okR)/window.Seconds()), "-")
 
-	// Restart a follower: kill -9, start, time until it releases again.
-	st, err := c.Status(ctx)
-	if err != nil {
-		return err
-	}
-	follower := 0
-	for i := 3; i >= 1 && follower == 0; i-- {
-		if st.Leader != fmt.Sprintf("n%d", i) {
-			follower = i
+	// Restart a follower: kill -9, start, time until it releases again;
+	// -restarts times, with a second of creates before each one after the
+	// first (entries in the follower's log after its last snapshot).
+	for r := range restarts {
+		if r > 0 {
+			okC, _ := load(clients, time.Second, create)
+			logf("%d creates before restart %d", okC, r+1)
 		}
-	}
-	// The restart is measured with the other nodes quiet: none writing a
-	// snapshot (one of a million keys takes two nodes 10-34 s of the
-	// machine's two cores), and none started one for two snapshot
-	// intervals, so that none is due. What they wrote during the restart
-	// anyway is reported with it.
-	logf("waiting until no node has written a snapshot for %v", 2*scaleSnapshotInterval)
-	quietFrom := time.Now()
-	if err := waitSnapshotsQuiet(dir, 3, 2*scaleSnapshotInterval, 5*time.Minute); err != nil {
-		return err
-	}
-	add(fmt.Sprintf("wait before the restart until no node wrote a snapshot for %v", 2*scaleSnapshotInterval), ms(time.Since(quietFrom)), "-")
-	if err := sh("kill", strconv.Itoa(follower), dir); err != nil {
-		return err
-	}
-	logf("restarting n%d", follower)
-	// The log moves on while the follower is down, as it would in a
-	// cluster in use: the restarted node has entries to get from the
-	// leader after its restore (how soon the first comes is its log's
-	// first_after), few enough not to make a snapshot due.
-	downWrites := 0
-	for range scaleDownWrites {
-		if create() == nil {
-			downWrites++
+		if err := measureRestart(ctx, c, creds, addr, sh, dir, base, n, r, create, add, logf); err != nil {
+			return err
 		}
-	}
-	add("keys created while it was down (one a create)", fmt.Sprint(downWrites), "-")
-	var others []int
-	for i := 1; i <= 3; i++ {
-		if i != follower {
-			others = append(others, i)
-		}
-	}
-	writing := make([]int, len(others)) // samples in which each was writing a snapshot
-	samples := 0
-	fc, err := client.NewClient(addr(follower), creds)
-	if err != nil {
-		return err
-	}
-	var restartProfile chan error
-	if profileDir != "" {
-		restartProfile = make(chan error, 1)
-		go func() {
-			// Long enough to see the restore, about 1 s per 50,000 keys
-			// on this machine when loaded.
-			d := max(6*time.Second, time.Duration(n/50000)*time.Second)
-			restartProfile <- profileStart(filepath.Join(profileDir, "restart"), base, follower, d)
-		}()
-	}
-	start := time.Now()
-	if err := sh("start", strconv.Itoa(follower), dir); err != nil {
-		return err
-	}
-	// What the node answered until it released, each answer once, with
-	// when it came (the time from the start to when it was asked and to
-	// when it answered): what the start spent its time on after the
-	// restore.
-	lastErr := ""
-	for {
-		asked := time.Since(start)
-		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := fc.Get(rctx, "bench/secret")
-		cancel()
-		samples++
-		for j, o := range others {
-			if snapshotting(dir, o) {
-				writing[j]++
-			}
-		}
-		if err == nil {
-			logf("n%d released: asked at %v, answered at %v (%s by the clock the nodes log with)", follower, asked.Round(time.Millisecond),
-				time.Since(start).Round(time.Millisecond), time.Now().UTC().Format("15:04:05.000"))
-			again := time.Now()
-			if _, err := fc.Get(ctx, "bench/secret"); err == nil {
-				logf("n%d: its second release took %v", follower, time.Since(again).Round(time.Millisecond))
-			}
-			break
-		}
-		if msg := err.Error(); msg != lastErr {
-			lastErr = msg
-			logf("n%d refused: asked at %v, answered at %v: %v", follower, asked.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), err)
-		}
-		if time.Since(start) > 2*time.Minute {
-			return fmt.Errorf("n%d did not serve within 2 minutes of its start: %w", follower, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	add("restarted follower: start to its first release", ms(time.Since(start)), "< 1000 ms")
-	var shares []string
-	for j, o := range others {
-		shares = append(shares, fmt.Sprintf("n%d %.0f%%", o, 100*float64(writing[j])/float64(samples)))
-	}
-	add("  share of it the other nodes were writing a snapshot", strings.Join(shares, ", "), "-")
-	if restartProfile != nil {
-		if err := <-restartProfile; err != nil {
-			fmt.Fprintln(os.Stderr, "keybench: restart profile:", err)
-		}
-	}
-	pidFile := filepath.Join(dir, fmt.Sprintf("n%d.pid", follower))
-	if cpu, err := cpuOf(pidFile); err == nil {
-		add("  its CPU time (user and system) to then", ms(cpu), "-")
-	}
-	if kb, err := rssKB(pidFile); err == nil {
-		add("  its RSS then (MiB)", fmt.Sprint(kb/1024), "-")
-	}
-	// What the restart did, from its log: the restore and the start.
-	if b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("n%d.log", follower))); err == nil {
-		lines := strings.Split(string(b), "\n")
-		for _, msg := range []string{`msg="restored a verified snapshot"`, `msg="keyd running"`, `msg="applied the log held after the restored snapshot"`} {
-			for i := len(lines) - 1; i >= 0; i-- {
-				if strings.Contains(lines[i], msg) {
-					logf("n%d: %s", follower, lines[i])
-					break
-				}
-			}
-		}
-	}
-	if err := waitCaughtUp(ctx, c); err != nil {
-		return err
 	}
 
 	logf("joining n4")
 	if err := measureJoin(ctx, c, creds, addr, sh, dir, promoteAfter, add, logf); err != nil {
+		printScale(n, rows) // what was measured before the join
 		return err
 	}
 	logf("n4 leaving")
-	start = time.Now()
+	start := time.Now()
 	if err := sh("leave", "4", dir); err != nil {
 		return fmt.Errorf("leave: %w", err)
 	}
@@ -916,4 +799,153 @@ func profileStart(dir string, base, i int, d time.Duration) error {
 		}
 		return out.Close()
 	}
+}
+
+// measureRestart waits until no node is writing a snapshot, kills a
+// follower with SIGKILL, makes a few creates (with create) while it is
+// down, starts it again and measures from just before the start
+// (deploy/local/cluster start, which returns once the node's API port is
+// open) to its first release answered (polled every 20 ms): the row
+// label, the share of that time the other nodes spent writing a
+// snapshot, the node's CPU time and RSS then, and its log lines of the
+// restore, the start and the log replayed after the snapshot. With
+// -profile, the follower's first 6 s (1 s per 50,000 of the n keys if
+// longer) are profiled (the directory restart, restart2, ...). r counts
+// the restarts from 0.
+func measureRestart(ctx context.Context, c *client.Client, creds *client.Credentials, addr func(int) string,
+	sh func(...string) error, dir string, base, n, r int, create func() error, add func(what, value, target string), logf func(string, ...any)) error {
+	label, profileName := "restarted follower", "restart"
+	if restarts > 1 {
+		label = fmt.Sprintf("restart %d of %d", r+1, restarts)
+	}
+	if r > 0 {
+		profileName = fmt.Sprintf("restart%d", r+1)
+	}
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	follower := 0
+	for i := 3; i >= 1 && follower == 0; i-- {
+		if st.Leader != fmt.Sprintf("n%d", i) {
+			follower = i
+		}
+	}
+	// The restart is measured with the other nodes quiet: none writing a
+	// snapshot (one of a million keys takes two nodes 10-34 s of the
+	// machine's two cores), and none started one for two snapshot
+	// intervals, so that none is due. What they wrote during the restart
+	// anyway is reported with it.
+	logf("waiting until no node has written a snapshot for %v", 2*scaleSnapshotInterval)
+	quietFrom := time.Now()
+	if err := waitSnapshotsQuiet(dir, 3, 2*scaleSnapshotInterval, 5*time.Minute); err != nil {
+		return err
+	}
+	add(fmt.Sprintf("wait before the restart until no node wrote a snapshot for %v", 2*scaleSnapshotInterval), ms(time.Since(quietFrom)), "-")
+	if err := sh("kill", strconv.Itoa(follower), dir); err != nil {
+		return err
+	}
+	logf("restarting n%d", follower)
+	// The log moves on while the follower is down, as it would in a
+	// cluster in use: the restarted node has entries to get from the
+	// leader after its restore (how soon the first comes is its log's
+	// first_after), few enough not to make a snapshot due.
+	downWrites := 0
+	for range scaleDownWrites {
+		if create() == nil {
+			downWrites++
+		}
+	}
+	add("keys created while it was down (one a create)", fmt.Sprint(downWrites), "-")
+	var others []int
+	for i := 1; i <= 3; i++ {
+		if i != follower {
+			others = append(others, i)
+		}
+	}
+	writing := make([]int, len(others)) // samples in which each was writing a snapshot
+	samples := 0
+	fc, err := client.NewClient(addr(follower), creds)
+	if err != nil {
+		return err
+	}
+	var restartProfile chan error
+	if profileDir != "" {
+		restartProfile = make(chan error, 1)
+		go func() {
+			// Long enough to see the restore, about 1 s per 50,000 keys
+			// on this machine when loaded.
+			d := max(6*time.Second, time.Duration(n/50000)*time.Second)
+			restartProfile <- profileStart(filepath.Join(profileDir, profileName), base, follower, d)
+		}()
+	}
+	start := time.Now()
+	if err := sh("start", strconv.Itoa(follower), dir); err != nil {
+		return err
+	}
+	// What the node answered until it released, each answer once, with
+	// when it came (the time from the start to when it was asked and to
+	// when it answered): what the start spent its time on after the
+	// restore.
+	lastErr := ""
+	for {
+		asked := time.Since(start)
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := fc.Get(rctx, "bench/secret")
+		cancel()
+		samples++
+		for j, o := range others {
+			if snapshotting(dir, o) {
+				writing[j]++
+			}
+		}
+		if err == nil {
+			logf("n%d released: asked at %v, answered at %v (%s by the clock the nodes log with)", follower, asked.Round(time.Millisecond),
+				time.Since(start).Round(time.Millisecond), time.Now().UTC().Format("15:04:05.000"))
+			again := time.Now()
+			if _, err := fc.Get(ctx, "bench/secret"); err == nil {
+				logf("n%d: its second release took %v", follower, time.Since(again).Round(time.Millisecond))
+			}
+			break
+		}
+		if msg := err.Error(); msg != lastErr {
+			lastErr = msg
+			logf("n%d refused: asked at %v, answered at %v: %v", follower, asked.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), err)
+		}
+		if time.Since(start) > 2*time.Minute {
+			return fmt.Errorf("n%d did not serve within 2 minutes of its start: %w", follower, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	add(label+": start to its first release", ms(time.Since(start)), "< 1000 ms")
+	var shares []string
+	for j, o := range others {
+		shares = append(shares, fmt.Sprintf("n%d %.0f%%", o, 100*float64(writing[j])/float64(samples)))
+	}
+	add("  share of it the other nodes were writing a snapshot", strings.Join(shares, ", "), "-")
+	if restartProfile != nil {
+		if err := <-restartProfile; err != nil {
+			fmt.Fprintln(os.Stderr, "keybench: restart profile:", err)
+		}
+	}
+	pidFile := filepath.Join(dir, fmt.Sprintf("n%d.pid", follower))
+	if cpu, err := cpuOf(pidFile); err == nil {
+		add("  its CPU time (user and system) to then", ms(cpu), "-")
+	}
+	if kb, err := rssKB(pidFile); err == nil {
+		add("  its RSS then (MiB)", fmt.Sprint(kb/1024), "-")
+	}
+	// What the restart did, from its log: the restore and the start.
+	if b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("n%d.log", follower))); err == nil {
+		lines := strings.Split(string(b), "\n")
+		for _, msg := range []string{`msg="restored a verified snapshot"`, `msg="keyd running"`, `msg="applied the log held after the restored snapshot"`} {
+			for i := len(lines) - 1; i >= 0; i-- {
+				if strings.Contains(lines[i], msg) {
+					logf("n%d: %s", follower, lines[i])
+					break
+				}
+			}
+		}
+	}
+	return waitCaughtUp(ctx, c)
 }
