@@ -537,6 +537,23 @@ func (s *stolenCreds) raftTransport(t *testing.T) *raft.NetworkTransport {
 	return tr
 }
 
+// probeRaft opens a Raft stream to follower with the stolen credentials,
+// as victim (whose data directory they came from), and sends it an empty
+// append of term 0, whose answer tells the follower's term and last
+// index: it returns the stream, the header to send as victim, and the
+// next term and index a forged append would claim.
+func (s *stolenCreds) probeRaft(t *testing.T, victim, follower *testNode) (tr *raft.NetworkTransport, hdr raft.RPCHeader, term, next uint64) {
+	t.Helper()
+	tr = s.raftTransport(t)
+	hdr = raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(s.id.NodeID), Addr: []byte(victim.cfg.RaftAddr)}
+	var probe raft.AppendEntriesResponse
+	if err := tr.AppendEntries(raft.ServerID(follower.id()), raft.ServerAddress(follower.cfg.RaftAddr),
+		&raft.AppendEntriesRequest{RPCHeader: hdr}, &probe); err != nil {
+		t.Fatalf("the stolen credentials open no Raft stream to %s: %v", follower.id(), err)
+	}
+	return tr, hdr, probe.Term + 1, probe.LastLog + 1
+}
+
 // grantsTo reports whether node tn's state gives the stolen identity, or
 // the key it brought, anything: an operator, a rule, a member it added, or
 // a gateway opened on the secret name.
@@ -677,14 +694,7 @@ func TestStolenDataDirOverTheNetwork(t *testing.T) {
 	// this test fail before the rule: entries written over ones the new
 	// leader committed while the probe's answer travelled.
 	follower := c.anyRunning(leader)
-	tr := s.raftTransport(t)
-	hdr := raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(s.id.NodeID), Addr: []byte(victim.cfg.RaftAddr)}
-	var probe raft.AppendEntriesResponse
-	if err := tr.AppendEntries(raft.ServerID(follower.id()), raft.ServerAddress(follower.cfg.RaftAddr),
-		&raft.AppendEntriesRequest{RPCHeader: hdr}, &probe); err != nil {
-		t.Fatalf("the stolen credentials open no Raft stream to %s: %v", follower.id(), err)
-	}
-	term, next := probe.Term+1, probe.LastLog+1
+	tr, hdr, term, next := s.probeRaft(t, victim, follower)
 	var entries []*raft.Log
 	for i, g := range grants {
 		data, err := json.Marshal(s.sign(t, g))
@@ -821,15 +831,8 @@ func forgedTermAttack(t *testing.T, forge func(*testing.T, *stolenCreds, *testNo
 		addr, id := follower.n.cons.current().raft.LeaderWithID()
 		return addr == "", fmt.Sprintf("%s, alone, still follows %s", follower.id(), id)
 	})
-	tr := s.raftTransport(t)
-	hdr := raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(s.id.NodeID), Addr: []byte(victim.cfg.RaftAddr)}
-	var probe raft.AppendEntriesResponse
-	if err := tr.AppendEntries(raft.ServerID(follower.id()), raft.ServerAddress(follower.cfg.RaftAddr),
-		&raft.AppendEntriesRequest{RPCHeader: hdr}, &probe); err != nil {
-		t.Fatalf("the stolen credentials open no Raft stream to %s: %v", follower.id(), err)
-	}
+	tr, hdr, term, next := s.probeRaft(t, victim, follower)
 	const forged = 64
-	term, next := probe.Term+1, probe.LastLog+1
 	var entries []*raft.Log
 	for i := range uint64(forged) {
 		e := forge(t, s, follower)
@@ -988,14 +991,7 @@ func TestForgedTermCannotOverwriteCommittedEntries(t *testing.T) {
 	s := stealCreds(t, copyDir(t, victim.cfg.DataDir))
 	leader := c.leader()
 	follower := c.anyRunning(leader)
-	tr := s.raftTransport(t)
-	hdr := raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(s.id.NodeID), Addr: []byte(victim.cfg.RaftAddr)}
-	var probe raft.AppendEntriesResponse
-	if err := tr.AppendEntries(raft.ServerID(follower.id()), raft.ServerAddress(follower.cfg.RaftAddr),
-		&raft.AppendEntriesRequest{RPCHeader: hdr}, &probe); err != nil {
-		t.Fatalf("the stolen credentials open no Raft stream to %s: %v", follower.id(), err)
-	}
-	term, next := probe.Term+1, probe.LastLog+1
+	tr, hdr, term, next := s.probeRaft(t, victim, follower)
 
 	// The leader commits a revoke past the probe, with the follower,
 	// which applies it.
