@@ -9,15 +9,18 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"filippo.io/edwards25519"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
+	"github.com/keyquorum/keyquorum/token"
 )
 
 // fakeRelease is a node that answers blind releases of one key of a 2-of-3
@@ -192,5 +195,47 @@ func TestReleaseInShareModeFallsBackToProofs(t *testing.T) {
 	}
 	if reqs := f.seen(); len(reqs) != 4 || reqs[3].Seal != "" {
 		t.Fatalf("the release after the fallback is not in proof mode")
+	}
+}
+
+// TestTokenReleaseInShareModeFallsBackToProofs: a token client's Get
+// asks for share mode, and when it does not open releases again with
+// proofs, naming the lying holder, and keeps to proofs after.
+func TestTokenReleaseInShareModeFallsBackToProofs(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeRelease(t)
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := fsm.PrincipalID(pub)
+	tok, err := token.Mint(op, key, token.Scope{Keys: []string{"db/a"}, Flags: []string{token.FlagDecrypt}, ExpiresAt: time.Now().Add(time.Hour)}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(f)
+	t.Cleanup(srv.Close)
+	c := &TokenClient{base: srv.URL, http: srv.Client(), clusterID: fakeClusterID, pin: f.poly.Commits[0], operator: op, token: tok}
+	if got, err := c.Get(ctx, "db/a"); err != nil || string(got) != string(f.secret) {
+		t.Fatalf("an honest release in share mode: %q, %v", got, err)
+	}
+	f.mu.Lock()
+	f.lying = true
+	f.mu.Unlock()
+	if _, err := c.Get(ctx, "db/a"); err == nil || !strings.Contains(err.Error(), `partial of share 2 (node "n2")`) {
+		t.Fatalf("a lying holder: %v, want it named", err)
+	}
+	f.mu.Lock()
+	f.lying = false
+	f.mu.Unlock()
+	if got, err := c.Get(ctx, "db/a"); err != nil || string(got) != string(f.secret) {
+		t.Fatalf("an honest release after: %q, %v", got, err)
+	}
+	var modes []string
+	for _, r := range f.seen() {
+		modes = append(modes, r.Seal)
+	}
+	if want := []string{fsm.SealShare, fsm.SealShare, "", ""}; !slices.Equal(modes, want) {
+		t.Fatalf("seal modes %q, want %q", modes, want)
 	}
 }
