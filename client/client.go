@@ -465,10 +465,6 @@ func (c *Client) release(ctx context.Context, req *fsm.ReleaseRequest) ([]byte, 
 	return c.releaseOnce(ctx, req)
 }
 
-// ProofMode reports whether the client makes its releases with proofs:
-// since a release in share mode did not open.
-func (c *Client) ProofMode() bool { return c.proofMode.Load() }
-
 // releaseOnce makes one blind release of req, with a new ephemeral key
 // and nonce.
 func (c *Client) releaseOnce(ctx context.Context, req *fsm.ReleaseRequest) ([]byte, uint64, error) {

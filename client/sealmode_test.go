@@ -162,8 +162,8 @@ func TestReleaseInShareModeFallsBackToProofs(t *testing.T) {
 	if err != nil || string(got) != string(f.secret) {
 		t.Fatalf("an honest release in share mode: %q, %v", got, err)
 	}
-	if reqs := f.seen(); len(reqs) != 1 || reqs[0].Seal != fsm.SealShare || c.ProofMode() {
-		t.Fatalf("want one request in share mode, got %d (proof mode %v)", len(reqs), c.ProofMode())
+	if reqs := f.seen(); len(reqs) != 1 || reqs[0].Seal != fsm.SealShare || c.proofMode.Load() {
+		t.Fatalf("want one request in share mode, got %d (proof mode %v)", len(reqs), c.proofMode.Load())
 	}
 
 	f.mu.Lock()
@@ -183,7 +183,7 @@ func TestReleaseInShareModeFallsBackToProofs(t *testing.T) {
 	if len(reqs) != 3 || reqs[1].Seal != fsm.SealShare || reqs[2].Seal != "" || string(reqs[1].Ephemeral) == string(reqs[2].Ephemeral) {
 		t.Fatalf("want the share-mode release, then one with proofs and a new ephemeral key; got %d requests", len(reqs))
 	}
-	if !c.ProofMode() {
+	if !c.proofMode.Load() {
 		t.Fatal("the client did not switch to proof mode")
 	}
 
