@@ -160,7 +160,9 @@ type ShareSealError struct {
 	Err   error
 }
 
-func (e *ShareSealError) Error() string { return fmt.Sprintf("the seal of share %d: %v", e.Index, e.Err) }
+func (e *ShareSealError) Error() string {
+	return fmt.Sprintf("the seal of share %d: %v", e.Index, e.Err)
+}
 
 // Unwrap is the reason.
 func (e *ShareSealError) Unwrap() error { return e.Err }

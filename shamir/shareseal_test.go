@@ -194,10 +194,12 @@ func TestShareSealOpensOnlyForItsBinding(t *testing.T) {
 	tampered := bytes.Clone(sealed)
 	tampered[0] ^= 1
 	for name, open := range map[string]func() ([]byte, error){
-		"another ephemeral key":  func() ([]byte, error) { return other.OpenShareSeal(Y1, 1, hash, shareSealInfo, sealed) },
-		"another index":          func() ([]byte, error) { return c.eph.OpenShareSeal(Y1, 2, hash, shareSealInfo, sealed) },
-		"another public share":   func() ([]byte, error) { return c.eph.OpenShareSeal(Y2, 1, hash, shareSealInfo, sealed) },
-		"another ciphertext":     func() ([]byte, error) { return c.eph.OpenShareSeal(Y1, 1, CiphertextHash(otherCt), shareSealInfo, sealed) },
+		"another ephemeral key": func() ([]byte, error) { return other.OpenShareSeal(Y1, 1, hash, shareSealInfo, sealed) },
+		"another index":         func() ([]byte, error) { return c.eph.OpenShareSeal(Y1, 2, hash, shareSealInfo, sealed) },
+		"another public share":  func() ([]byte, error) { return c.eph.OpenShareSeal(Y2, 1, hash, shareSealInfo, sealed) },
+		"another ciphertext": func() ([]byte, error) {
+			return c.eph.OpenShareSeal(Y1, 1, CiphertextHash(otherCt), shareSealInfo, sealed)
+		},
 		"another sealed, same R": func() ([]byte, error) { return c.eph.OpenShareSeal(Y1, 1, sameR, shareSealInfo, sealed) },
 		"another info":           func() ([]byte, error) { return c.eph.OpenShareSeal(Y1, 1, hash, []byte("other"), sealed) },
 		"a tampered seal":        func() ([]byte, error) { return c.eph.OpenShareSeal(Y1, 1, hash, shareSealInfo, tampered) },
