@@ -160,6 +160,7 @@ type ShareSealError struct {
 	Err   error
 }
 
+// Error names the seal and the reason.
 func (e *ShareSealError) Error() string {
 	return fmt.Sprintf("the seal of share %d: %v", e.Index, e.Err)
 }
