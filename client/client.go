@@ -21,6 +21,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyquorum/keyquorum/client/jose"
@@ -58,6 +59,9 @@ type Client struct {
 	http      *http.Client
 	tlsConfig *tls.Config // the client's TLS configuration, which Confirm clones per member
 	transit   transitPins // transit public keys t members confirmed (transit.go)
+	// proofMode is set once a release in share mode did not open
+	// (api.ErrShareMode): every release after is made with proofs.
+	proofMode atomic.Bool
 }
 
 // NewClient makes a client of the node at addr ("host:port" or an https
@@ -442,9 +446,28 @@ func (c *Client) Get(ctx context.Context, name string) ([]byte, error) {
 	return secret, err
 }
 
-// release makes a blind release of req (Ephemeral is filled in) and
-// returns the secret and the key's version it was released at.
+// release makes a blind release of req (Ephemeral and Seal are filled
+// in) and returns the secret and the key's version it was released at.
+// It asks for share mode (fsm.SealShare: no proofs, the key's AEAD tag
+// decides) until a release in share mode does not open; it then makes
+// that release again with proofs, whose errors name the holder or the
+// coordinator at fault, and makes every release after with proofs.
 func (c *Client) release(ctx context.Context, req *fsm.ReleaseRequest) ([]byte, uint64, error) {
+	if !c.proofMode.Load() {
+		req.Seal = fsm.SealShare
+		secret, version, err := c.releaseOnce(ctx, req)
+		if !errors.Is(err, api.ErrShareMode) {
+			return secret, version, err
+		}
+		c.proofMode.Store(true)
+	}
+	req.Seal = ""
+	return c.releaseOnce(ctx, req)
+}
+
+// releaseOnce makes one blind release of req, with a new ephemeral key
+// and nonce.
+func (c *Client) releaseOnce(ctx context.Context, req *fsm.ReleaseRequest) ([]byte, uint64, error) {
 	clusterID, pin, err := c.pinned()
 	if err != nil {
 		return nil, 0, err
@@ -464,6 +487,9 @@ func (c *Client) release(ctx context.Context, req *fsm.ReleaseRequest) ([]byte, 
 		return nil, 0, err
 	}
 	secret, err := api.OpenRelease(&sr, clusterID, req.Key, pin, sg.Payload, ephPriv)
+	if errors.Is(err, api.ErrShareMode) {
+		return nil, 0, err
+	}
 	if err != nil {
 		return nil, 0, &Error{Kind: api.KindInternal, Message: fmt.Sprintf("the release of %q through %s does not check out: %v", req.Key, c.base, err)}
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
@@ -63,6 +64,8 @@ type TokenClient struct {
 	pin       []byte
 	operator  string
 	token     []byte
+	// proofMode: as Client's.
+	proofMode atomic.Bool
 }
 
 // NewTokenClient makes a client of the node at addr with a token in its
@@ -140,14 +143,28 @@ func (c *TokenClient) write(ctx context.Context, path string, cmd *fsm.Command) 
 }
 
 // Get releases a secret, blind: the holders seal their partials to an
-// ephemeral key of this client, which combines them.
+// ephemeral key of this client, which combines them. As Client's
+// releases, it asks for share mode until a release in share mode does not
+// open, then makes that one again with proofs, and every one after.
 func (c *TokenClient) Get(ctx context.Context, name string) ([]byte, error) {
+	if !c.proofMode.Load() {
+		secret, err := c.get(ctx, name, fsm.SealShare)
+		if !errors.Is(err, api.ErrShareMode) {
+			return secret, err
+		}
+		c.proofMode.Store(true)
+	}
+	return c.get(ctx, name, "")
+}
+
+// get makes one blind release of name with seal mode seal.
+func (c *TokenClient) get(ctx context.Context, name, seal string) ([]byte, error) {
 	eph, err := shamir.NewX25519Key(rand.Reader)
 	if err != nil {
 		return nil, err
 	}
 	defer eph.Erase()
-	sg, err := c.request(&fsm.ReleaseRequest{Key: name, Op: fsm.OpGet, Ephemeral: eph.PublicKey()})
+	sg, err := c.request(&fsm.ReleaseRequest{Key: name, Op: fsm.OpGet, Ephemeral: eph.PublicKey(), Seal: seal})
 	if err != nil {
 		return nil, err
 	}
@@ -156,6 +173,9 @@ func (c *TokenClient) Get(ctx context.Context, name string) ([]byte, error) {
 		return nil, err
 	}
 	secret, err := api.OpenRelease(&sr, c.clusterID, name, c.pin, sg.Payload, eph)
+	if errors.Is(err, api.ErrShareMode) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, &Error{Kind: api.KindInternal, Message: fmt.Sprintf("the release of %q through %s does not check out: %v", name, c.base, err)}
 	}

@@ -97,6 +97,31 @@ func (h *holderCache) erase() {
 func (h *holderCache) partial(rand io.Reader, key *fsm.Key, rctx []byte) (*shamir.Partial, error) {
 	var v [shamir.PointSize]byte
 	defer clear(v[:])
+	if err := h.value(key, &v); err != nil {
+		return nil, err
+	}
+	return h.prover.Partial(rand, key.R, v[:], rctx)
+}
+
+// sealValue is this holder's value of key sealed to the client's
+// ephemeral key eph with its share, for the release context rctx, bound
+// to key's ciphertext as this holder's state has it
+// (shamir.Prover.SealToEphemeral; share mode), and its share index.
+func (h *holderCache) sealValue(key *fsm.Key, eph, rctx []byte) (uint32, []byte, error) {
+	var v [shamir.PointSize]byte
+	defer clear(v[:])
+	if err := h.value(key, &v); err != nil {
+		return 0, nil, err
+	}
+	i := h.prover.Index()
+	ctHash := shamir.CiphertextHash(&shamir.Ciphertext{R: key.R, Sealed: key.Sealed})
+	sealed, err := h.prover.SealToEphemeral(eph, ctHash, fsm.PartialSealInfo(rctx, i), v[:])
+	return i, sealed, err
+}
+
+// value puts this holder's value s_i*R of key in v: the one held for the
+// same key ID, version and R, or computed and held.
+func (h *holderCache) value(key *fsm.Key, v *[shamir.PointSize]byte) error {
 	h.mu.Lock()
 	hv, ok := h.values[key.Name]
 	ok = ok && hv.id == key.ID && hv.version == key.Version && bytes.Equal(hv.r, key.R)
@@ -107,7 +132,7 @@ func (h *holderCache) partial(rand io.Reader, key *fsm.Key, rctx []byte) (*shami
 	if !ok {
 		val, err := h.prover.Value(key.R)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		copy(v[:], val)
 		h.mu.Lock()
@@ -127,7 +152,7 @@ func (h *holderCache) partial(rand io.Reader, key *fsm.Key, rctx []byte) (*shami
 		}
 		h.mu.Unlock()
 	}
-	return h.prover.Partial(rand, key.R, v[:], rctx)
+	return nil
 }
 
 // holderCache returns the cache of the share of epoch, made on first
@@ -313,6 +338,16 @@ func (n *Node) forgetStale(at time.Time) {
 // holderPartial is this node's partial of key at epoch for rctx, from the
 // epoch's holder cache.
 func (n *Node) holderPartial(epoch uint64, key *fsm.Key, rctx []byte) (*shamir.Partial, error) {
+	h, err := n.holderCacheOf(epoch)
+	if err != nil {
+		return nil, err
+	}
+	return h.partial(rand.Reader, key, rctx)
+}
+
+// holderCacheOf is the cache of this node's share of epoch; an error when
+// it holds none.
+func (n *Node) holderCacheOf(epoch uint64) (*holderCache, error) {
 	h, err := n.shares.holderCache(epoch)
 	if err != nil {
 		return nil, Errorf(KindInternal, "the share of epoch %d: %v", epoch, err)
@@ -320,5 +355,5 @@ func (n *Node) holderPartial(epoch uint64, key *fsm.Key, rctx []byte) (*shamir.P
 	if h == nil {
 		return nil, Errorf(KindNoQuorum, "node %s holds no share of epoch %d", n.id.NodeID, epoch)
 	}
-	return h.partial(rand.Reader, key, rctx)
+	return h, nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"sort"
 	"time"
@@ -228,13 +229,26 @@ func (n *Node) handleSealedPartial(w http.ResponseWriter, r *http.Request) {
 // ephemeral key, which the holder takes from the request the machine or
 // operator signed, not from the coordinator.
 func (n *Node) answerSealedPartial(ctx context.Context, req *partialRequest) (*SealedPartial, error) {
-	return holderAnswer(ctx, n, req, func(cmd *fsm.Command, key *fsm.Key, rctx []byte, partial func() (*shamir.Partial, error)) (*SealedPartial, error) {
+	return holderAnswer(ctx, n, req, func(cmd *fsm.Command, key *fsm.Key, rctx []byte, share holderShare) (*SealedPartial, error) {
 		eph := cmd.Release.Ephemeral
 		if len(eph) == 0 {
 			return nil, Errorf(KindInvalid, "a gateway node's release is not answered sealed")
 		}
+		if cmd.Release.Seal == fsm.SealShare {
+			// Share mode: the value alone, sealed with the share; the
+			// client's AEAD tag decides (docs/coordinator.md, "Share mode").
+			defer n.traceStep(req.Request, "holder: share seal")()
+			index, sealed, err := share.sealValue(eph)
+			if errors.Is(err, shamir.ErrInvalidPoint) || errors.Is(err, shamir.ErrX25519LowOrder) || errors.Is(err, shamir.ErrX25519Twist) {
+				return nil, Errorf(KindInvalid, "sealing to the request's ephemeral key: %v", err)
+			}
+			if err != nil {
+				return nil, err
+			}
+			return &SealedPartial{Index: index, Node: n.id.NodeID, Sealed: sealed}, nil
+		}
 		endPartial := n.traceStep(req.Request, "holder: partial")
-		p, err := partial()
+		p, err := share.partial()
 		endPartial()
 		if err != nil {
 			return nil, err

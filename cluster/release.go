@@ -46,7 +46,7 @@ func (n *Node) handlePartial(w http.ResponseWriter, r *http.Request) {
 // combine. fsm.State.AuthorizeRelease refuses an operator's or a machine's
 // request without an ephemeral key.
 func (n *Node) answerPartial(ctx context.Context, req *partialRequest) (*shamir.Partial, error) {
-	return holderAnswer(ctx, n, req, func(cmd *fsm.Command, key *fsm.Key, _ []byte, partial func() (*shamir.Partial, error)) (*shamir.Partial, error) {
+	return holderAnswer(ctx, n, req, func(cmd *fsm.Command, key *fsm.Key, _ []byte, share holderShare) (*shamir.Partial, error) {
 		if len(cmd.Release.Ephemeral) != 0 {
 			return nil, Errorf(KindInvalid, "a partial for a request with an ephemeral key is only given sealed to that key")
 		}
@@ -55,7 +55,7 @@ func (n *Node) answerPartial(ctx context.Context, req *partialRequest) (*shamir.
 			// coordinates it (assembledsign.go); other keys sign by quorum.
 			return nil, Errorf(KindInvalid, "key %q is a %s key: a signing request with it gets signature shares, not partials", key.Name, key.Type)
 		}
-		return partial()
+		return share.partial()
 	})
 }
 
@@ -109,22 +109,48 @@ func holderAnswer[P any](ctx context.Context, n *Node, req *partialRequest, comp
 	}
 	rctx := releaseContext(g.clusterID, g.key, g.epoch, req.Request)
 	// The request, key version and epoch are bound into rctx. With them
-	// and R equal, the computation is the one the checks allow.
-	if early != nil && bytes.Equal(releaseContext(earlyG.clusterID, earlyG.key, earlyG.epoch, req.Request), rctx) && bytes.Equal(earlyG.key.R, g.key.R) {
+	// and the key's ciphertext equal, the computation is the one the
+	// checks allow.
+	if early != nil && bytes.Equal(releaseContext(earlyG.clusterID, earlyG.key, earlyG.epoch, req.Request), rctx) &&
+		bytes.Equal(earlyG.key.R, g.key.R) && bytes.Equal(earlyG.key.Sealed, g.key.Sealed) {
 		return early, nil
 	}
 	return computeWithShare(n, g, rctx, compute)
 }
 
 // holderCompute makes a holder's answer from its request, the key, the
-// release context and partial, which computes the holder's partial for
+// release context and share, which computes with the holder's share for
 // them.
-type holderCompute[P any] func(cmd *fsm.Command, key *fsm.Key, rctx []byte, partial func() (*shamir.Partial, error)) (*P, error)
+type holderCompute[P any] func(cmd *fsm.Command, key *fsm.Key, rctx []byte, share holderShare) (*P, error)
+
+// holderShare computes with this node's share of one epoch, for one key
+// and release context.
+type holderShare struct {
+	n     *Node
+	epoch uint64
+	key   *fsm.Key
+	rctx  []byte
+}
+
+// partial is the holder's partial, with its proof.
+func (h holderShare) partial() (*shamir.Partial, error) {
+	return h.n.holderPartial(h.epoch, h.key, h.rctx)
+}
+
+// sealValue is the holder's value sealed to the ephemeral key eph with
+// its share, for share mode (holderCache.sealValue), and its index.
+func (h holderShare) sealValue(eph []byte) (uint32, []byte, error) {
+	c, err := h.n.holderCacheOf(h.epoch)
+	if err != nil {
+		return 0, nil, err
+	}
+	return c.sealValue(h.key, eph, h.rctx)
+}
 
 // computeWithShare calls compute for grant g with this node's share of
 // g's epoch.
 func computeWithShare[P any](n *Node, g *holderGrant, rctx []byte, compute holderCompute[P]) (*P, error) {
-	p, err := compute(g.cmd, g.key, rctx, func() (*shamir.Partial, error) { return n.holderPartial(g.epoch, g.key, rctx) })
+	p, err := compute(g.cmd, g.key, rctx, holderShare{n: n, epoch: g.epoch, key: g.key, rctx: rctx})
 	if err != nil {
 		if _, ok := err.(*Error); ok {
 			return nil, err

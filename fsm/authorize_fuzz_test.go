@@ -17,6 +17,7 @@ func FuzzAuthorizeRelease(f *testing.F) {
 	f.Add([]byte(`{"type":"release","release":{"key":"enc/a","op":"decrypt","ephemeral":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=","points":[{"version":1,"point":"CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk="}],"exclude":[2]}}`), true)
 	f.Add([]byte(`{"type":"release","release":{"key":"enc/a","op":"derive","ephemeral":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=","derive":[{"version":1,"context":"dGVuYW50"}]}}`), true)
 	f.Add([]byte(`{"type":"release","release":{"key":"enc/a","op":"export","ephemeral":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=","version":1,"exclude":[3]}}`), true)
+	f.Add([]byte(`{"type":"release","release":{"key":"db/a","op":"get","ephemeral":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=","seal":"share"}}`), true)
 	f.Add([]byte(`{"type":"release"}`), false)
 	f.Add([]byte(`[]`), false)
 	h := newHarness(f)

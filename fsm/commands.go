@@ -281,6 +281,13 @@ type ReleaseRequest struct {
 	// (shamir.SealX25519; client-side combine). Machines and operators must set
 	// it; a gateway node's request must not.
 	Ephemeral []byte `json:"ephemeral,omitempty"`
+	// Seal is how holders seal a blind release's partials to Ephemeral:
+	// empty, each partial with its DLEQ proof (shamir.SealX25519); or
+	// SealShare, each holder's value alone, sealed with its share
+	// (shamir.Prover.SealToEphemeral), the key's ciphertext's AEAD tag
+	// deciding at the client (docs/coordinator.md, "Share mode"). It is
+	// signed, so the coordinator cannot change it.
+	Seal string `json:"seal,omitempty"`
 	// Message is what OpSign signs (frost.go, rsathreshold.go).
 	Message []byte `json:"message,omitempty"`
 	// Padding is how OpSign pads for an rsa-threshold key:

@@ -447,6 +447,9 @@ func (s *State) authorizeVerified(sg *Signed, cmd *Command, now time.Time) (*Key
 	default:
 		return nil, errorf(CodeInvalid, "unknown release operation %q", req.Op)
 	}
+	if err := checkSealMode(req); err != nil {
+		return nil, err
+	}
 	k := s.ResolveKey(req.Key)
 	if k == nil {
 		return nil, errorf(CodeNotFound, "key %q does not exist", req.Key)
@@ -515,6 +518,27 @@ func (s *State) authorizeVerified(sg *Signed, cmd *Command, now time.Time) (*Key
 		return nil, errorf(CodePending, "machine %s needs an operator's approval for key %q", machine.ID, req.Key)
 	}
 	return k, nil
+}
+
+// SealShare is ReleaseRequest.Seal for partials sealed with the holder's
+// share, without proofs.
+const SealShare = "share"
+
+// checkSealMode refuses a seal mode it does not know, and share mode on
+// a release that is not a blind get or cas (the ones whose partials the
+// client combines into a key's ciphertext).
+func checkSealMode(req *ReleaseRequest) *Error {
+	switch req.Seal {
+	case "":
+		return nil
+	case SealShare:
+		if req.Op != OpGet && req.Op != OpCAS || len(req.Ephemeral) != 32 {
+			return errorf(CodeInvalid, "seal %q is for a blind get or cas release, with a 32-byte ephemeral key", SealShare)
+		}
+		return nil
+	default:
+		return errorf(CodeInvalid, "unknown seal mode %q: leave it empty (partials with proofs) or set %q", req.Seal, SealShare)
+	}
 }
 
 // authorizeMachine checks what a machine's release must be: from an active

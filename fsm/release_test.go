@@ -24,6 +24,12 @@ var operatorEph = bytes.Repeat([]byte{7}, 32)
 
 func withoutEphemeral(c *fsm.Command) { c.Release.Ephemeral = nil }
 
+// sealMode sets c's seal mode.
+func sealMode(c *fsm.Command, mode string) *fsm.Command {
+	c.Release.Seal = mode
+	return c
+}
+
 func casRelease(key string, swap *fsm.ReplaceKey) *fsm.Command {
 	c := releaseCmd(key, fsm.OpCAS)
 	c.Release.ReplaceKey = swap
@@ -108,6 +114,16 @@ func TestAuthorizeRelease(t *testing.T) {
 		{name: "an admin's get without an ephemeral key", by: admin, cmd: with(releaseCmd("web/x", fsm.OpGet), withoutEphemeral), code: fsm.CodeInvalid},
 		{name: "a cas release without an ephemeral key", by: op, cmd: with(casRelease("db/x", swap("db/x")), withoutEphemeral), code: fsm.CodeInvalid},
 		{name: "an ephemeral key that is not 32 bytes", by: op, cmd: with(releaseCmd("db/x", fsm.OpGet), func(c *fsm.Command) { c.Release.Ephemeral = make([]byte, 31) }), code: fsm.CodeInvalid},
+		// The seal mode is the client's, signed: share mode only where
+		// the client combines a key's ciphertext, and no mode it does not
+		// know (the cases below).
+		{name: "a get in share mode", by: op, cmd: sealMode(releaseCmd("db/x", fsm.OpGet), fsm.SealShare)},
+		{name: "a cas in share mode", by: op, cmd: sealMode(casRelease("db/x", swap("db/x")), fsm.SealShare)},
+		{name: "an unknown seal mode", by: op, cmd: sealMode(releaseCmd("db/x", fsm.OpGet), "none"), code: fsm.CodeInvalid},
+		{name: "share mode spelled otherwise", by: op, cmd: sealMode(releaseCmd("db/x", fsm.OpGet), "Share"), code: fsm.CodeInvalid},
+		{name: "share mode without an ephemeral key", by: op, cmd: with(sealMode(releaseCmd("db/x", fsm.OpGet), fsm.SealShare), withoutEphemeral), code: fsm.CodeInvalid},
+		{name: "share mode on a gateway's request", by: node(1), code: fsm.CodeInvalid, cmd: &fsm.Command{Type: fsm.TypeRelease,
+			Release: &fsm.ReleaseRequest{Key: "db/x", Op: fsm.OpGet, Gateway: "tlv", Seal: fsm.SealShare}}},
 		{name: "signed with another key", sg: func(h *harness) *fsm.Signed {
 			return h.signed(principal{ID: admin.ID, Key: op.Key}, releaseCmd("db/x", fsm.OpGet))
 		}, code: fsm.CodeBadSignature},

@@ -37,6 +37,8 @@ func TestSignedCommandGolden(t *testing.T) {
 		{"release", op, releaseCmd("db/a", fsm.OpGet)},
 		{"release_machine", laptop, &fsm.Command{Type: fsm.TypeRelease,
 			Release: &fsm.ReleaseRequest{Key: "luks/a", Op: fsm.OpGet, Ephemeral: machineEph}}},
+		{"release_share_seal", op, &fsm.Command{Type: fsm.TypeRelease,
+			Release: &fsm.ReleaseRequest{Key: "db/a", Op: fsm.OpGet, Ephemeral: machineEph, Seal: fsm.SealShare}}},
 		{"release_gateway", node(1), &fsm.Command{Type: fsm.TypeRelease,
 			Release: &fsm.ReleaseRequest{Key: "tls/a", Op: fsm.OpGet, Gateway: "tlv", Client: "CN=edge-a"}}},
 	} {

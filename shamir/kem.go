@@ -220,6 +220,7 @@ type publicShareKey struct {
 type publicShare struct {
 	point *edwards25519.Point
 	enc   []byte
+	mont  []byte // u(S), S's X25519 public key
 }
 
 var publicShares = struct {
@@ -229,22 +230,29 @@ var publicShares = struct {
 
 // publicShare returns S_index and its encoding.
 func (v *Verifier) publicShare(index uint32) (*edwards25519.Point, []byte) {
+	ps := v.publicShareFull(index)
+	return ps.point, ps.enc
+}
+
+// publicShareFull returns S_index, its encoding and its X25519 u
+// coordinate (OpenShareSeals).
+func (v *Verifier) publicShareFull(index uint32) publicShare {
 	k := publicShareKey{v.key, index}
 	publicShares.Lock()
 	ps, ok := publicShares.m[k]
 	publicShares.Unlock()
 	if ok {
-		return ps.point, ps.enc
+		return ps
 	}
 	S := evalCommits(v.commits, index)
-	ps = publicShare{point: S, enc: S.Bytes()}
+	ps = publicShare{point: S, enc: S.Bytes(), mont: S.BytesMontgomery()}
 	publicShares.Lock()
 	if len(publicShares.m) >= publicSharesSize {
 		clear(publicShares.m)
 	}
 	publicShares.m[k] = ps
 	publicShares.Unlock()
-	return ps.point, ps.enc
+	return ps
 }
 
 // NewVerifier prepares the checks of partials of R for context against poly.

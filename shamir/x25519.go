@@ -51,6 +51,15 @@ var feOne = new(field.Element).One()
 // point a holder multiplies by its share. It refuses u on the twist,
 // u = -1 (ErrX25519Twist) and low-order points (ErrX25519LowOrder).
 func X25519PeerPoint(u []byte) ([]byte, error) {
+	Q, err := x25519PeerPoint(u)
+	if err != nil {
+		return nil, err
+	}
+	return Q.Bytes(), nil
+}
+
+// x25519PeerPoint is X25519PeerPoint's point, not encoded.
+func x25519PeerPoint(u []byte) (*edwards25519.Point, error) {
 	if len(u) != X25519Size {
 		return nil, fmt.Errorf("%w: an X25519 public key is %d bytes, not %d", ErrInvalidPoint, X25519Size, len(u))
 	}
@@ -75,7 +84,7 @@ func X25519PeerPoint(u []byte) ([]byte, error) {
 	if Q.Equal(identityPoint) == 1 {
 		return nil, ErrX25519LowOrder
 	}
-	return Q.Bytes(), nil
+	return Q, nil
 }
 
 // X25519Output is the shared secret u(K) of K = s*Q (the combination of

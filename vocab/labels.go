@@ -46,6 +46,7 @@ const (
 	LabelP256Share   = "keyquorum/p256-share/v1"    // additional data of a P-256 share's encryption
 	LabelX25519Seal  = "keyquorum/x25519-seal/v1"   // HKDF info of a one-time X25519 sealing (shamir.SealX25519)
 	LabelShareAD     = "keyquorum/share/v1"         // additional data of an edwards25519 share sealed to a node (shamir.SealShare)
+	LabelShareSeal   = "keyquorum/share-seal/v1"    // HKDF info of a holder's value sealed to a client with its share (shamir.Prover.SealToEphemeral)
 
 	// Clients.
 	LabelClevis = "keyquorum/clevis/v1" // HKDF info of the clevis pin's JWK (agent.ClevisJWK)
@@ -57,4 +58,4 @@ var Labels = []string{LabelCommand, LabelMachineGetKey, LabelSecret, LabelReleas
 	LabelDealKey, LabelDealAD, LabelP256DLEQ, LabelP256Share, LabelClevis, LabelPossession, LabelX25519Seal,
 	LabelFROSTShare, LabelShareAD, LabelBackup,
 	LabelRSAShare, LabelKeyID, LabelTransitKey, LabelTransitAAD, LabelTransitShare, LabelTransitDecrypt,
-	LabelTransitDerive, LabelTransitHMAC, LabelTransitExport, LabelTransitProof}
+	LabelTransitDerive, LabelTransitHMAC, LabelTransitExport, LabelTransitProof, LabelShareSeal}

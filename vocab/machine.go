@@ -35,7 +35,9 @@ type UnlockReply struct {
 // shamir.Partial) sealed with shamir.SealX25519 to the request's
 // ephemeral X25519 key, with fsm.PartialSealInfo(context, Index) as info:
 // R is the holder's one-time X25519 public key, Sealed the
-// ChaCha20-Poly1305 output.
+// ChaCha20-Poly1305 output. In share mode (the request's seal "share")
+// R is empty and Sealed is the holder's value alone, sealed with its
+// share (shamir.Prover.SealToEphemeral).
 type SealedPartial struct {
 	Index  uint32 `json:"index"`
 	Node   string `json:"node,omitempty"` // the holder, for the client's errors

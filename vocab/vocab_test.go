@@ -175,7 +175,7 @@ func TestLabelsKeepTheirBytes(t *testing.T) {
 		"keyquorum/rsa-share/v1", "keyquorum/key-id/v1", "keyquorum/transit/key/v1", "keyquorum/transit/aad/v1",
 		"keyquorum/transit/share/v1", "keyquorum/transit/decrypt/v1",
 		"keyquorum/transit/derive/v1", "keyquorum/transit/hmac/v1", "keyquorum/transit/export/v1",
-		"keyquorum/transit/proof/v1"}
+		"keyquorum/transit/proof/v1", "keyquorum/share-seal/v1"}
 	if !slices.Equal(Labels, want) {
 		t.Errorf("labels %q, want %q", Labels, want)
 	}

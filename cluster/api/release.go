@@ -31,23 +31,46 @@ type SealedRelease = vocab.UnlockReply
 // under fsm.PartialSealInfo. Node names the holder, for the client's errors.
 type SealedPartial = vocab.SealedPartial
 
+// ErrShareMode says a release in share mode (fsm.SealShare) did not open:
+// a seal that does not open with its holder's public share, a value that
+// is not a point, or a combination the key's ciphertext's AEAD tag
+// refuses. Share mode has no proofs, so it cannot say who lied: the
+// client makes the release again in proof mode (a new signed request,
+// nonce and ephemeral key), whose proofs name the holder or the
+// coordinator at fault, and stays in proof mode from then on.
+var ErrShareMode = errors.New("the release in share mode does not open (a holder or the coordinator lied; a release with proofs names which)")
+
 // OpenRelease checks a blind release r and decrypts it: the release must be of key
 // name in cluster clusterID, and its public polynomial's constant term
-// must be pin, the cluster public key the client pinned. A polynomial the
-// node forged with that constant term gets no valid proof (fsm/checkpoint.go
-// argues it), so t partials whose proofs verify come from t holders of the
-// pinned key. Every partial must open with ephPriv and carry a valid proof
-// for the request whose signed payload is payload. A partial that fails is
-// named in the error, by share index and node, whether or not t others
-// passed: a holder or the coordinator lied. The error never carries key
+// must be pin, the cluster public key the client pinned. The request
+// whose signed payload is payload chose how its partials are sealed
+// (fsm.ReleaseRequest.Seal): with proofs (proof mode, the default) or
+// with the holders' shares (share mode). The error never carries key
 // material.
 //
-// The proofs are checked before the combination, never left to the
-// AEAD tag: the coordinator relays R and the sealed key and knows the
+// Proof mode: a polynomial the node forged with that constant term gets
+// no valid proof (fsm/checkpoint.go argues it), so t partials whose
+// proofs verify come from t holders of the pinned key. Every partial must
+// open with ephPriv and carry a valid proof. A partial that fails is
+// named in the error, by share index and node, whether or not t others
+// passed: a holder or the coordinator lied. The proofs are what stops the
+// coordinator there: it relays R and the sealed key and knows the
 // ephemeral public key, so it could seal made-up partials that combine
 // to r'*X for an R' = r'*G of its own and a secret of its choice sealed
-// under it; only the proofs against the pinned polynomial tie each
-// partial to a holder's share.
+// under it.
+//
+// Share mode (openShareMode): each holder sealed its value s_i*R alone,
+// with a key derived from s_i*E that only it and this client can compute
+// (the coordinator knows E and Y_i = s_i*G only: CDH), bound to the
+// key's ciphertext as the holder's state had it. Of the t seals opened,
+// at least one is an honest holder's even under a polynomial the
+// coordinator forged with the pinned constant term (it can know the
+// discrete logarithm of at most t-1 of its public shares; t would give
+// the cluster key's), so a ciphertext of the coordinator's making fails
+// that seal; with the real ciphertext, made by an honest client at
+// create, a wrong combination gives the AEAD a key nobody knows, and
+// its tag fails. Any failure is ErrShareMode, and the caller makes the
+// release again in proof mode to name the liar.
 func OpenRelease(r *SealedRelease, clusterID, name string, pin, payload []byte, ephPriv *shamir.X25519Key) ([]byte, error) {
 	if r.Key != name {
 		return nil, fmt.Errorf("the release is of key %q, not %q", r.Key, name)
@@ -70,6 +93,9 @@ func OpenRelease(r *SealedRelease, clusterID, name string, pin, payload []byte, 
 	v, err := shamir.NewVerifier(poly, r.R, rctx)
 	if err != nil {
 		return nil, fmt.Errorf("the release's ciphertext: %w", err)
+	}
+	if sealMode(payload) == fsm.SealShare {
+		return openShareMode(r, name, v, rctx, t, ephPriv)
 	}
 	// The partials are opened one after the other, on the caller's
 	// goroutine: a goroutine each cost the client more CPU (their starts,
@@ -214,4 +240,51 @@ func openPartial(sp *SealedPartial, ephPriv *shamir.X25519Key, rctx []byte) (*sh
 		return nil, fmt.Errorf("says it is of share %d", p.Index)
 	}
 	return &p, nil
+}
+
+// sealMode is the seal mode of the release request whose signed payload
+// is payload: what this client signed.
+func sealMode(payload []byte) string {
+	var cmd struct {
+		Release struct {
+			Seal string `json:"seal"`
+		} `json:"release"`
+	}
+	if json.Unmarshal(payload, &cmd) != nil {
+		return ""
+	}
+	return cmd.Release.Seal
+}
+
+// openShareMode is OpenRelease's share mode: the first t seals, opened
+// with the polynomial's public shares and the hash of the relayed
+// ciphertext, combined, and the key's ciphertext decrypted (its AEAD tag
+// decides). Any failure wraps ErrShareMode, naming the seal (index and
+// node) when one did not open.
+func openShareMode(r *SealedRelease, name string, v *shamir.Verifier, rctx []byte, t int, ephPriv *shamir.X25519Key) ([]byte, error) {
+	if len(r.Partials) < t {
+		return nil, fmt.Errorf("%d partials, %d needed", len(r.Partials), t)
+	}
+	seals := make([]shamir.ShareSeal, t)
+	for i := range t {
+		sp := &r.Partials[i]
+		if len(sp.R) != 0 {
+			return nil, fmt.Errorf("%w: the partial of share %d (node %q) is not share-sealed", ErrShareMode, sp.Index, sp.Node)
+		}
+		seals[i] = shamir.ShareSeal{Index: sp.Index, Sealed: sp.Sealed}
+	}
+	info := func(index uint32) []byte { return fsm.PartialSealInfo(rctx, index) }
+	secret, err := v.OpenShareSeals(ephPriv, &shamir.Ciphertext{R: r.R, Sealed: r.Sealed}, fsm.SealInfo(r.ClusterID, name), info, seals)
+	if err != nil {
+		var sse *shamir.ShareSealError
+		if errors.As(err, &sse) {
+			for _, sp := range r.Partials[:t] {
+				if sp.Index == sse.Index {
+					return nil, fmt.Errorf("%w: the partial of share %d (node %q): %v", ErrShareMode, sp.Index, sp.Node, sse.Err)
+				}
+			}
+		}
+		return nil, fmt.Errorf("%w: %v", ErrShareMode, err)
+	}
+	return secret, nil
 }
