@@ -1,0 +1,182 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"filippo.io/edwards25519"
+
+	"github.com/keyquorum/keyquorum/cluster/api"
+	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/shamir"
+)
+
+// Attacks on a release in share mode by a coordinator that mixes what it
+// relays: seals from another request, index or epoch, the same seal
+// twice, fewer or more seals than the threshold, proof-mode partials
+// among share seals (and the reverse), another version, epoch or
+// threshold in the reply. Each seal is bound to the holder's public share,
+// its index, the request (E, nonce) and the key's ciphertext, version and
+// epoch in the holder's own state; none of these opens a wrong secret.
+
+// relayProofMode releases key name, whose secret is secret, in proof mode
+// through node 0.
+func relayProofMode(t *testing.T, c *testCluster, name string, secret []byte) *relayedRelease {
+	t.Helper()
+	sg := c.releaseRequest(name)
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	sr, err := c.nodes[0].n.Release(ctx, sg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmd fsm.Command
+	if err := json.Unmarshal(sg.Payload, &cmd); err != nil {
+		t.Fatal(err)
+	}
+	return &relayedRelease{c: c, secret: secret, sg: sg, sr: sr, eph: cmd.Release.Ephemeral,
+		rctx: fsm.ReleaseContext(sr.ClusterID, name, sr.Version, sr.Epoch, sg.Payload)}
+}
+
+// wantNoSecret checks that a mixed relay did not open.
+func wantNoSecret(t *testing.T, what string, got []byte, err error) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s: the client opened it: %d bytes", what, len(got))
+	}
+}
+
+// partialOf is the partial of share index in sr, or nil.
+func partialOf(sr *SealedRelease, index uint32) *SealedPartial {
+	for i := range sr.Partials {
+		if sr.Partials[i].Index == index {
+			return &sr.Partials[i]
+		}
+	}
+	return nil
+}
+
+// TestShareModeRefusesMixedSeals: a coordinator that relays, in a release
+// in share mode, a holder's seal from another request of the same key,
+// a seal under another index, the same seal twice, fewer seals than the
+// threshold, a proof-mode partial, another version or epoch, or a
+// polynomial of another threshold with the pinned constant term, gets
+// no secret opened; each seal it spoils is named. Seals after the first t
+// are not read: junk there changes nothing. A share seal among proof-mode
+// partials is named as a partial that does not open.
+func TestShareModeRefusesMixedSeals(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, 3)
+	const name = "share/mixed"
+	r := newShareModeRelease(t, c, name)
+	other := relayShareMode(t, c, name, r.secret)
+	proofs := relayProofMode(t, c, name, r.secret)
+	tq := r.sr.Threshold
+	if tq != 2 || len(r.sr.Partials) < tq {
+		t.Fatalf("threshold %d, %d partials: want 2 and at least 2", tq, len(r.sr.Partials))
+	}
+	a, b := r.sr.Partials[0].Index, r.sr.Partials[1].Index
+
+	// A seal from another request of the same key, the same holder.
+	if sp := partialOf(other.sr, a); sp != nil {
+		mixed := r.clone()
+		mixed.Partials[0] = *sp
+		got, err := c.openRelease(r.sg, mixed)
+		wantShareModeRefusal(t, "holder a's seal from another request", got, err, a)
+	}
+	// Holder b's seal relabelled as share a's: the first seal opened is
+	// b's under a's public share and index.
+	{
+		mixed := r.clone()
+		mixed.Partials[0].Sealed = r.sr.Partials[1].Sealed
+		got, err := c.openRelease(r.sg, mixed)
+		wantShareModeRefusal(t, "holder b's seal as share a's", got, err, a)
+		mixed = r.clone()
+		mixed.Partials[0].Index, mixed.Partials[1].Index = b, a
+		got, err = c.openRelease(r.sg, mixed)
+		wantShareModeRefusal(t, "the two seals' indexes swapped", got, err, b)
+	}
+	// The same seal twice: it opens, but one holder is not t.
+	{
+		mixed := r.clone()
+		mixed.Partials[1] = mixed.Partials[0]
+		got, err := c.openRelease(r.sg, mixed)
+		wantNoSecret(t, "the same seal twice", got, err)
+	}
+	// Fewer than t seals.
+	{
+		mixed := r.clone()
+		mixed.Partials = mixed.Partials[:tq-1]
+		got, err := c.openRelease(r.sg, mixed)
+		wantNoSecret(t, "t-1 seals", got, err)
+	}
+	// A proof-mode partial of the same holder, from the proof-mode
+	// request, among share seals: not share-sealed, named.
+	if sp := partialOf(proofs.sr, a); sp != nil {
+		mixed := r.clone()
+		mixed.Partials[0] = *sp
+		got, err := c.openRelease(r.sg, mixed)
+		wantShareModeRefusal(t, "a proof-mode partial among share seals", got, err, a)
+		if !strings.Contains(err.Error(), "not share-sealed") {
+			t.Errorf("a proof-mode partial among share seals: %v, want it called not share-sealed", err)
+		}
+	}
+	// A share seal among proof-mode partials: named as a partial that does
+	// not open, and no fallback is asked for (proof mode is the fallback).
+	if sp := proofs.sr.Partials[0]; partialOf(r.sr, sp.Index) != nil {
+		mixed := proofs.clone()
+		mixed.Partials[0] = *partialOf(r.sr, sp.Index)
+		got, err := c.openRelease(proofs.sg, mixed)
+		wantNoSecret(t, "a share seal among proof-mode partials", got, err)
+		if errors.Is(err, api.ErrShareMode) || !strings.Contains(err.Error(), "partial of share "+itoa(sp.Index)) {
+			t.Errorf("a share seal among proof-mode partials: %v, want it named, not api.ErrShareMode", err)
+		}
+	}
+	// Another version or epoch in the reply: the client's release context
+	// is not the holders'.
+	for what, lie := range map[string]func(sr *SealedRelease){
+		"the next version": func(sr *SealedRelease) { sr.Version++ },
+		"the next epoch":   func(sr *SealedRelease) { sr.Epoch++ },
+		"the last epoch":   func(sr *SealedRelease) { sr.Epoch-- },
+	} {
+		mixed := r.clone()
+		lie(mixed)
+		got, err := c.openRelease(r.sg, mixed)
+		wantShareModeRefusal(t, what, got, err, a)
+	}
+	// A polynomial of threshold t-1 or t+1 with the pinned constant term:
+	// the public shares are not the holders', so no honest seal opens;
+	// and a threshold field that is not the polynomial's is refused.
+	C := new(edwards25519.Point).ScalarBaseMult(randomScalar(t))
+	for what, lie := range map[string]func(sr *SealedRelease){
+		"a polynomial of threshold t-1": func(sr *SealedRelease) { sr.Poly, sr.Threshold = sr.Poly[:tq-1], tq-1 },
+		"a polynomial of threshold t+1": func(sr *SealedRelease) {
+			sr.Poly, sr.Threshold = append(append([][]byte(nil), sr.Poly...), C.Bytes()), tq+1
+			if partialOf(sr, 3) == nil { // a third seal, so that t+1 are relayed
+				sr.Partials = append(sr.Partials, SealedPartial{Index: 3, Node: "made up", Sealed: sr.Partials[0].Sealed})
+			}
+		},
+		"threshold t+1 with the real polynomial": func(sr *SealedRelease) { sr.Threshold = tq + 1 },
+		"threshold t-1 with the real polynomial": func(sr *SealedRelease) { sr.Threshold = tq - 1 },
+	} {
+		mixed := r.clone()
+		lie(mixed)
+		got, err := c.openRelease(r.sg, mixed)
+		wantNoSecret(t, what, got, err)
+	}
+	// Junk after the first t seals is not read.
+	{
+		mixed := r.clone()
+		mixed.Partials = append(mixed.Partials[:tq:tq], SealedPartial{Index: 9, Node: "made up", Sealed: bytes.Repeat([]byte{1}, shamir.ShareSealSize)})
+		if got, err := c.openRelease(r.sg, mixed); err != nil || !bytes.Equal(got, r.secret) {
+			t.Fatalf("t honest seals and junk after: %v", err)
+		}
+	}
+	if got, err := c.openRelease(r.sg, r.sr); err != nil || !bytes.Equal(got, r.secret) {
+		t.Fatalf("the honest release: %v", err)
+	}
+}
