@@ -180,3 +180,125 @@ func TestShareModeRefusesMixedSeals(t *testing.T) {
 		t.Fatalf("the honest release: %v", err)
 	}
 }
+
+// TestShareModeRequestIsAnsweredOnce: a release request in share mode, the
+// one a client gives up on when it makes the release again with proofs
+// (with a new nonce and ephemeral key), is answered once: sent again
+// through any node, or by the coordinator straight to a holder that
+// answered it, it is refused as unauthenticated, as in proof mode
+// (TestReplayedReleaseIsRefused).
+func TestShareModeRequestIsAnsweredOnce(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, 3)
+	secret := randomBytes(t, 32)
+	c.createSecret("share/once", secret)
+	for _, tn := range c.nodes {
+		r := relayShareMode(t, c, "share/once", secret)
+		if got, err := c.openRelease(r.sg, r.sr); err != nil || !bytes.Equal(got, secret) {
+			t.Fatalf("the first release: %v", err)
+		}
+		got, err := c.releaseSigned(tn, r.sg)
+		if err == nil || KindOf(err) != KindUnauthenticated {
+			t.Fatalf("the share-mode request again through %s: %d bytes, %v; want %s", tn.id(), len(got), err, KindUnauthenticated)
+		}
+		var holder *testNode
+		for _, h := range c.nodes {
+			if h.id() == r.sr.Partials[0].Node {
+				holder = h
+			}
+		}
+		req := c.holderRequest("share/once", 0)
+		req.Request = r.sg
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		p, err := holder.n.answerSealedPartial(ctx, req)
+		cancel()
+		if err == nil || KindOf(err) != KindUnauthenticated {
+			t.Fatalf("the share-mode request again straight to %s: %v, %v; want %s", holder.id(), p, err, KindUnauthenticated)
+		}
+	}
+}
+
+// TestShareModeRefusesSealsAcrossAReshare: after a reshare (a 4th node
+// joins: new shares, new public shares, t from 2 to 3, the same cluster
+// key), a coordinator relays a new release in share mode with the old
+// epoch's polynomial, epoch and threshold, and the new holders' seals, or
+// a seal it made itself with one old share (a retired disk's), or the old
+// request's seals: none opens. With t old shares it opens, as in proof
+// mode: t shares of any epoch are the cluster key.
+func TestShareModeRefusesSealsAcrossAReshare(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, 3)
+	const name = "share/reshared"
+	old := newShareModeRelease(t, c, name)
+	oldShares := map[uint32]*shamir.Share{}
+	for i := range old.sr.Partials {
+		sp := &old.sr.Partials[i]
+		sh := *old.share(t, sp)
+		sh.Value = bytes.Clone(sh.Value)
+		oldShares[sp.Index] = &sh
+	}
+	c.join(c.addNode())
+	st := c.waitSettled(old.sr.Epoch)
+	if st.Threshold != 3 || st.Epoch == old.sr.Epoch {
+		t.Fatalf("after the join: t=%d, epoch %d (was %d), want 3 and a new epoch", st.Threshold, st.Epoch, old.sr.Epoch)
+	}
+	r := relayShareMode(t, c, name, old.secret)
+	if r.sr.Epoch != st.Epoch || r.sr.Threshold != 3 {
+		t.Fatalf("the new release: epoch %d, t=%d", r.sr.Epoch, r.sr.Threshold)
+	}
+	asOld := func(sr *SealedRelease) {
+		sr.Poly, sr.Epoch, sr.Threshold = old.sr.Poly, old.sr.Epoch, old.sr.Threshold
+	}
+	// The new seals under the old polynomial and epoch.
+	mixed := r.clone()
+	asOld(mixed)
+	got, err := c.openRelease(r.sg, mixed)
+	wantShareModeRefusal(t, "the new seals under the old polynomial", got, err, mixed.Partials[0].Index)
+
+	// The old request's seals in the new release, as the old epoch.
+	mixed = r.clone()
+	asOld(mixed)
+	mixed.Partials = old.clone().Partials
+	got, err = c.openRelease(r.sg, mixed)
+	wantShareModeRefusal(t, "the old request's seals", got, err, mixed.Partials[0].Index)
+
+	// As the old epoch: one seal made with an old share (for the new
+	// request, at the old epoch), the other an honest holder's new seal.
+	oldCtx := fsm.ReleaseContext(r.sr.ClusterID, name, r.sr.Version, old.sr.Epoch, r.sg.Payload)
+	thief := &relayedRelease{c: c, secret: old.secret, sg: r.sg, sr: r.sr, eph: r.eph, rctx: oldCtx}
+	ct := &shamir.Ciphertext{R: r.sr.R, Sealed: r.sr.Sealed}
+	idx := make([]uint32, 0, 2)
+	for i := range oldShares {
+		idx = append(idx, i)
+	}
+	a := idx[0]
+	var honest *SealedPartial
+	for i := range r.sr.Partials {
+		if r.sr.Partials[i].Index != a {
+			honest = &r.sr.Partials[i]
+			break
+		}
+	}
+	mixed = r.clone()
+	asOld(mixed)
+	mixed.Partials = []SealedPartial{{Index: a, Node: "a retired disk"}, *honest}
+	thief.shareSeal(t, &mixed.Partials[0], oldShares[a], ct, shareValue(t, oldShares[a], r.sr.R))
+	got, err = c.openRelease(r.sg, mixed)
+	wantShareModeRefusal(t, "one old share's seal and a new holder's", got, err, honest.Index)
+
+	// t old shares: the cluster key of the old epoch, which is the key.
+	if len(idx) >= 2 {
+		mixed.Partials = nil
+		for _, i := range idx[:2] {
+			sp := SealedPartial{Index: i, Node: "a retired disk"}
+			thief.shareSeal(t, &sp, oldShares[i], ct, shareValue(t, oldShares[i], r.sr.R))
+			mixed.Partials = append(mixed.Partials, sp)
+		}
+		if got, err := c.openRelease(r.sg, mixed); err != nil || !bytes.Equal(got, old.secret) {
+			t.Fatalf("t old shares: %v, want the secret (t shares of any epoch are the key)", err)
+		}
+	}
+	if got, err := c.openRelease(r.sg, r.sr); err != nil || !bytes.Equal(got, old.secret) {
+		t.Fatalf("the honest release: %v", err)
+	}
+}
