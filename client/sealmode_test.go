@@ -28,7 +28,7 @@ import (
 // holder 2 lies when lying is set: in share mode its value carries a
 // small-order point, in proof mode it is the value of another point.
 type fakeRelease struct {
-	t       *testing.T
+	t       testing.TB
 	poly    *shamir.PublicPoly
 	provers []*shamir.Prover
 	ct      *shamir.Ciphertext
@@ -43,7 +43,7 @@ type fakeRelease struct {
 
 const fakeClusterID = "c-fake"
 
-func newFakeRelease(t *testing.T) *fakeRelease {
+func newFakeRelease(t testing.TB) *fakeRelease {
 	t.Helper()
 	a0, a1 := randomScalar(t), randomScalar(t)
 	G := edwards25519.NewGeneratorPoint()
@@ -66,7 +66,7 @@ func newFakeRelease(t *testing.T) *fakeRelease {
 	return f
 }
 
-func randomScalar(t *testing.T) *edwards25519.Scalar {
+func randomScalar(t testing.TB) *edwards25519.Scalar {
 	b := make([]byte, 64)
 	rand.Read(b)
 	s, err := edwards25519.NewScalar().SetUniformBytes(b)
@@ -135,7 +135,7 @@ func (f *fakeRelease) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(sr)
 }
 
-func (f *fakeRelease) client(t *testing.T) *Client {
+func (f *fakeRelease) client(t testing.TB) *Client {
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -294,5 +294,45 @@ func TestShareModeDowngradeIsReported(t *testing.T) {
 	}
 	if failure := tc.ShareModeFailure(); !errors.Is(failure, api.ErrShareMode) || !strings.Contains(failure.Error(), `node "n2"`) {
 		t.Fatalf("the token client's share-mode failure %v, want api.ErrShareMode naming n2", failure)
+	}
+}
+
+// BenchmarkShareModeDowngrade measures what a coordinator that spoils
+// share mode costs a client (and its two holders, here in the fake): an
+// honest release in share mode, one in proof mode (where the client stays
+// after a fallback), and a new client's first release through the
+// spoiling coordinator (share mode, then the release made again with
+// proofs: what every keyctl process pays). Wall time and CPU on one
+// machine, loopback HTTPS.
+func BenchmarkShareModeDowngrade(b *testing.B) {
+	ctx := context.Background()
+	for _, bc := range []struct {
+		name      string
+		spoiling  bool
+		proofMode bool
+		fresh     bool
+	}{
+		{"share", false, false, false},
+		{"proof", false, true, false},
+		{"spoiled-first-release", true, false, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			f := newFakeRelease(b)
+			f.spoiling = bc.spoiling
+			c := f.client(b)
+			c.proofMode.Store(bc.proofMode)
+			for b.Loop() {
+				if bc.fresh {
+					c.failure.Store(nil)
+					c.proofMode.Store(false)
+				}
+				if _, err := c.Get(ctx, "db/a"); err != nil {
+					b.Fatal(err)
+				}
+				f.mu.Lock()
+				f.requests, f.nonces = nil, map[string]bool{}
+				f.mu.Unlock()
+			}
+		})
 	}
 }
