@@ -13,6 +13,7 @@ import (
 	"github.com/keyquorum/keyquorum/cluster/api"
 	"github.com/keyquorum/keyquorum/fsm"
 	"github.com/keyquorum/keyquorum/shamir"
+	"github.com/keyquorum/keyquorum/token"
 )
 
 // Attacks on a release in share mode by a coordinator that mixes what it
@@ -301,4 +302,74 @@ func TestShareModeRefusesSealsAcrossAReshare(t *testing.T) {
 	if got, err := c.openRelease(r.sg, r.sr); err != nil || !bytes.Equal(got, old.secret) {
 		t.Fatalf("the honest release: %v", err)
 	}
+}
+
+// TestShareModeForTokensAndCompareAndSwap: a token holder's release in
+// share mode opens through every node and spends a use as one in proof
+// mode does (so a release made again with proofs spends a second); a
+// compare-and-swap whose release is in share mode compares, commits at
+// the version released, and loses on a wrong hash.
+func TestShareModeForTokensAndCompareAndSwap(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, 3)
+	secret, next := randomBytes(t, 32), randomBytes(t, 32)
+	c.createSecret("app/a", secret)
+	minted := mintToken(t, c.opID, c.opKey, token.Scope{Keys: []string{"app/a"}, Flags: []string{token.FlagDecrypt}})
+	twice := restrict(t, minted, token.Restriction{MaxUses: 2})
+	release := func(tn *testNode, tok []byte) ([]byte, error) {
+		sg := c.tokenReleaseSealed(c.opID, tok, "app/a", fsm.SealShare)
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
+		sr, err := tn.n.Release(ctx, sg)
+		if err != nil {
+			return nil, err
+		}
+		for _, sp := range sr.Partials {
+			if len(sp.R) != 0 {
+				t.Errorf("through %s: the partial of share %d is not share-sealed", tn.id(), sp.Index)
+			}
+		}
+		return c.openRelease(sg, sr)
+	}
+	for _, tn := range c.nodes {
+		if got, err := release(tn, minted); err != nil || !bytes.Equal(got, secret) {
+			t.Fatalf("a token release in share mode through %s: %v", tn.id(), err)
+		}
+	}
+	for i, tn := range c.nodes[:2] {
+		if got, err := release(tn, twice); err != nil || !bytes.Equal(got, secret) {
+			t.Fatalf("use %d in share mode through %s: %v", i+1, tn.id(), err)
+		}
+	}
+	if _, err := release(c.nodes[2], twice); KindOf(err) != KindTokenUsedUp {
+		t.Fatalf("a third use in share mode: %v (kind %s), want %s", err, KindOf(err), KindTokenUsedUp)
+	}
+
+	if _, err := c.casPrepareSealed(c.nodes[1], "app/a", next, randomBytes(t, 32), fsm.SealShare); KindOf(err) != KindConflict {
+		t.Fatalf("a compare-and-swap in share mode with a wrong hash: %v, want %s", err, KindConflict)
+	}
+	replace, err := c.casPrepareSealed(c.nodes[1], "app/a", secret, next, fsm.SealShare)
+	if err != nil {
+		t.Fatalf("a compare-and-swap's release in share mode: %v", err)
+	}
+	k, err := c.casCommit(c.nodes[1], replace)
+	if err != nil || k.Version != 2 {
+		t.Fatalf("the commit: %v, %v", k, err)
+	}
+	c.waitFor(settleTimeout, func() (bool, string) {
+		return storedKey(t, c.nodes[0], "app/a").Version == 2, "node 0 has not applied version 2"
+	})
+	if got := relayShareMode(t, c, "app/a", next); !bytes.Equal(mustOpen(t, c, got), next) {
+		t.Fatal("the release in share mode after the swap is not the new secret")
+	}
+}
+
+// mustOpen opens r's release as its client.
+func mustOpen(t *testing.T, c *testCluster, r *relayedRelease) []byte {
+	t.Helper()
+	got, err := c.openRelease(r.sg, r.sr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }
