@@ -59,9 +59,41 @@ type Client struct {
 	http      *http.Client
 	tlsConfig *tls.Config // the client's TLS configuration, which Confirm clones per member
 	transit   transitPins // transit public keys t members confirmed (transit.go)
+	sealModes
+}
+
+// sealModes is a client's seal mode for its blind releases: share mode
+// (fsm.SealShare) until a release in share mode does not open, proof mode
+// from then on (docs/coordinator.md, "Share mode").
+type sealModes struct {
 	// proofMode is set once a release in share mode did not open
 	// (api.ErrShareMode): every release after is made with proofs.
 	proofMode atomic.Bool
+	// failure is the error of that release in share mode.
+	failure atomic.Pointer[error]
+}
+
+// fellBack records err, the api.ErrShareMode of a release in share mode,
+// and switches to proof mode.
+func (m *sealModes) fellBack(err error) {
+	m.failure.CompareAndSwap(nil, &err)
+	m.proofMode.Store(true)
+}
+
+// ShareModeFailure is why this client releases with proofs: the error of
+// its release in share mode that did not open (api.ErrShareMode, naming
+// the seal and its node when a seal did not open), or nil while it asks
+// for share mode. A holder or the coordinator lied, or an older holder
+// answered with proofs. The release made again with proofs names a lying
+// holder; when it opened, the lie was one share mode alone lets pass
+// unnamed (a coordinator can spoil every share-mode release it relays, so
+// that each client it serves pays a second release once), and the
+// operator should see this error: keyctl prints it on stderr.
+func (m *sealModes) ShareModeFailure() error {
+	if err := m.failure.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 // NewClient makes a client of the node at addr ("host:port" or an https
@@ -459,7 +491,7 @@ func (c *Client) release(ctx context.Context, req *fsm.ReleaseRequest) ([]byte, 
 		if !errors.Is(err, api.ErrShareMode) {
 			return secret, version, err
 		}
-		c.proofMode.Store(true)
+		c.fellBack(err)
 	}
 	req.Seal = ""
 	return c.releaseOnce(ctx, req)

@@ -28,7 +28,7 @@ import (
 // holder 2 lies when lying is set: in share mode its value carries a
 // small-order point, in proof mode it is the value of another point.
 type fakeRelease struct {
-	t       *testing.T
+	t       testing.TB
 	poly    *shamir.PublicPoly
 	provers []*shamir.Prover
 	ct      *shamir.Ciphertext
@@ -36,13 +36,14 @@ type fakeRelease struct {
 
 	mu       sync.Mutex
 	lying    bool
+	spoiling bool // the coordinator spoils holder 2's share seal, and relays proof mode as it is
 	requests []*fsm.ReleaseRequest
 	nonces   map[string]bool
 }
 
 const fakeClusterID = "c-fake"
 
-func newFakeRelease(t *testing.T) *fakeRelease {
+func newFakeRelease(t testing.TB) *fakeRelease {
 	t.Helper()
 	a0, a1 := randomScalar(t), randomScalar(t)
 	G := edwards25519.NewGeneratorPoint()
@@ -65,7 +66,7 @@ func newFakeRelease(t *testing.T) *fakeRelease {
 	return f
 }
 
-func randomScalar(t *testing.T) *edwards25519.Scalar {
+func randomScalar(t testing.TB) *edwards25519.Scalar {
 	b := make([]byte, 64)
 	rand.Read(b)
 	s, err := edwards25519.NewScalar().SetUniformBytes(b)
@@ -89,7 +90,7 @@ func (f *fakeRelease) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.t.Errorf("a nonce used twice")
 	}
 	f.nonces[string(cmd.Nonce)] = true
-	lying := f.lying
+	lying, spoiling := f.lying, f.spoiling
 	f.mu.Unlock()
 	sr := &api.SealedRelease{ClusterID: fakeClusterID, Key: req.Key, Version: 1, Epoch: 1, Threshold: 2,
 		Poly: f.poly.Commits, R: f.ct.R, Sealed: f.ct.Sealed}
@@ -109,6 +110,9 @@ func (f *fakeRelease) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				V = Vp.Add(Vp, T).Bytes()
 			}
 			sp.Sealed, err = pr.SealToEphemeral(req.Ephemeral, shamir.CiphertextHash(f.ct), fsm.PartialSealInfo(rctx, i), V)
+			if spoiling && i == 2 && err == nil {
+				sp.Sealed[0] ^= 1
+			}
 		} else {
 			if lying && i == 2 {
 				_, other, _ := shamir.GenerateEncryptionKey(rand.Reader)
@@ -131,7 +135,7 @@ func (f *fakeRelease) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(sr)
 }
 
-func (f *fakeRelease) client(t *testing.T) *Client {
+func (f *fakeRelease) client(t testing.TB) *Client {
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -237,5 +241,98 @@ func TestTokenReleaseInShareModeFallsBackToProofs(t *testing.T) {
 	}
 	if want := []string{fsm.SealShare, fsm.SealShare, "", ""}; !slices.Equal(modes, want) {
 		t.Fatalf("seal modes %q, want %q", modes, want)
+	}
+}
+
+// TestShareModeDowngradeIsReported: a coordinator that spoils one seal of
+// every release in share mode, and relays releases with proofs as they
+// are, pushes the client into proof mode for good (by design: share mode
+// cannot say who lied). The secret still comes, through the release made
+// again with proofs; the client keeps the share-mode failure, naming the
+// seal and its node, for its operator to see (keyctl prints it on
+// stderr), and a client that never fell back reports none. The same for
+// a token client.
+func TestShareModeDowngradeIsReported(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeRelease(t)
+	c := f.client(t)
+	if got, err := c.Get(ctx, "db/a"); err != nil || string(got) != string(f.secret) || c.ShareModeFailure() != nil {
+		t.Fatalf("an honest release in share mode: %q, %v, share-mode failure %v", got, err, c.ShareModeFailure())
+	}
+	f.mu.Lock()
+	f.spoiling = true
+	f.mu.Unlock()
+	got, err := c.Get(ctx, "db/a")
+	if err != nil || string(got) != string(f.secret) {
+		t.Fatalf("the release made again with proofs: %q, %v", got, err)
+	}
+	failure := c.ShareModeFailure()
+	if !errors.Is(failure, api.ErrShareMode) || !strings.Contains(failure.Error(), `partial of share 2 (node "n2")`) {
+		t.Fatalf("the client's share-mode failure %v, want api.ErrShareMode naming share 2", failure)
+	}
+	if reqs := f.seen(); len(reqs) != 3 || reqs[1].Seal != fsm.SealShare || reqs[2].Seal != "" {
+		t.Fatalf("want the spoiled release in share mode, then one with proofs; got %d requests", len(reqs))
+	}
+
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := fsm.PrincipalID(pub)
+	tok, err := token.Mint(op, key, token.Scope{Keys: []string{"db/a"}, Flags: []string{token.FlagDecrypt}, ExpiresAt: time.Now().Add(time.Hour)}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(f)
+	t.Cleanup(srv.Close)
+	tc := &TokenClient{base: srv.URL, http: srv.Client(), clusterID: fakeClusterID, pin: f.poly.Commits[0], operator: op, token: tok}
+	if tc.ShareModeFailure() != nil {
+		t.Fatal("a new token client reports a share-mode failure")
+	}
+	if got, err := tc.Get(ctx, "db/a"); err != nil || string(got) != string(f.secret) {
+		t.Fatalf("the token client's release made again with proofs: %q, %v", got, err)
+	}
+	if failure := tc.ShareModeFailure(); !errors.Is(failure, api.ErrShareMode) || !strings.Contains(failure.Error(), `node "n2"`) {
+		t.Fatalf("the token client's share-mode failure %v, want api.ErrShareMode naming n2", failure)
+	}
+}
+
+// BenchmarkShareModeDowngrade measures what a coordinator that spoils
+// share mode costs a client (and its two holders, here in the fake): an
+// honest release in share mode, one in proof mode (where the client stays
+// after a fallback), and a new client's first release through the
+// spoiling coordinator (share mode, then the release made again with
+// proofs: what every keyctl process pays). Wall time and CPU on one
+// machine, loopback HTTPS.
+func BenchmarkShareModeDowngrade(b *testing.B) {
+	ctx := context.Background()
+	for _, bc := range []struct {
+		name      string
+		spoiling  bool
+		proofMode bool
+		fresh     bool
+	}{
+		{"share", false, false, false},
+		{"proof", false, true, false},
+		{"spoiled-first-release", true, false, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			f := newFakeRelease(b)
+			f.spoiling = bc.spoiling
+			c := f.client(b)
+			c.proofMode.Store(bc.proofMode)
+			for b.Loop() {
+				if bc.fresh {
+					c.failure.Store(nil)
+					c.proofMode.Store(false)
+				}
+				if _, err := c.Get(ctx, "db/a"); err != nil {
+					b.Fatal(err)
+				}
+				f.mu.Lock()
+				f.requests, f.nonces = nil, map[string]bool{}
+				f.mu.Unlock()
+			}
+		})
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"sync/atomic"
 	"time"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
@@ -64,8 +63,7 @@ type TokenClient struct {
 	pin       []byte
 	operator  string
 	token     []byte
-	// proofMode: as Client's.
-	proofMode atomic.Bool
+	sealModes // as Client's
 }
 
 // NewTokenClient makes a client of the node at addr with a token in its
@@ -152,7 +150,7 @@ func (c *TokenClient) Get(ctx context.Context, name string) ([]byte, error) {
 		if !errors.Is(err, api.ErrShareMode) {
 			return secret, err
 		}
-		c.proofMode.Store(true)
+		c.fellBack(err)
 	}
 	return c.get(ctx, name, "")
 }

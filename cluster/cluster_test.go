@@ -477,8 +477,14 @@ func (c *testCluster) waitReleases(tn *testNode, name string, want []byte) {
 // compared here, and the signed replace_key at the version released.
 func (c *testCluster) casPrepare(tn *testNode, name string, old, replacement []byte) (*fsm.Signed, error) {
 	c.t.Helper()
+	return c.casPrepareSealed(tn, name, old, replacement, "")
+}
+
+// casPrepareSealed is casPrepare with the release in seal mode seal.
+func (c *testCluster) casPrepareSealed(tn *testNode, name string, old, replacement []byte, seal string) (*fsm.Signed, error) {
+	c.t.Helper()
 	sum := sha256.Sum256(old)
-	sg := c.signRelease(&fsm.ReleaseRequest{Key: name, Op: fsm.OpCAS, ReplaceKey: &fsm.ReplaceKey{Name: name, OldSHA256: sum[:]}})
+	sg := c.signRelease(&fsm.ReleaseRequest{Key: name, Op: fsm.OpCAS, ReplaceKey: &fsm.ReplaceKey{Name: name, OldSHA256: sum[:]}, Seal: seal})
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	sr, err := tn.n.Release(ctx, sg)

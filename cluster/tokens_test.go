@@ -50,11 +50,17 @@ func restrict(t *testing.T, tok []byte, r token.Restriction) []byte {
 // client.TokenClient does, remembering its ephemeral key for openRelease.
 func (c *testCluster) tokenRelease(op string, tok []byte, name string) *fsm.Signed {
 	c.t.Helper()
+	return c.tokenReleaseSealed(op, tok, name, "")
+}
+
+// tokenReleaseSealed is tokenRelease in seal mode seal.
+func (c *testCluster) tokenReleaseSealed(op string, tok []byte, name, seal string) *fsm.Signed {
+	c.t.Helper()
 	priv, err := shamir.NewX25519Key(rand.Reader)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	cmd := &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: name, Op: fsm.OpGet, Ephemeral: priv.PublicKey()},
+	cmd := &fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: name, Op: fsm.OpGet, Ephemeral: priv.PublicKey(), Seal: seal},
 		Nonce: randomBytes(c.t, 16), IssuedAt: time.Now().UnixNano()}
 	payload, err := json.Marshal(cmd)
 	if err != nil {

@@ -327,3 +327,173 @@ func BenchmarkOpenShareSeals(b *testing.B) {
 		}
 	}
 }
+
+// TestShareSealUnderAChosenPointCarriesOnlyItsKey: a requester authorized
+// for key A signs a release in share mode whose ephemeral key E is a point
+// of its choice, whose discrete logarithm it does not know: key B's R, a
+// checkpoint's HashToPoint, the cluster key X, another holder's public
+// share Y_j; or one it does know: G (E = 9), or its own key's R (whose
+// holders' values it gets anyway). Holder i seals what it seals in every
+// release of A, its value s_i*R_A, under a key from u(s_i*E): for E = R_B
+// that is u of holder i's value for B, so only a requester that already
+// has B's partial opens it, and what it opens is A's value, never
+// s_i*R_B; no point the requester can compute from public values (E, Y_i,
+// X, R_A, R_B) or from A's values opens it. Where the requester knows E's
+// logarithm (G), or where the point s_i*E is public (a checkpoint's
+// partial is logged), the seal opens for anyone who sees it, and gives A's
+// value again: the requester can publish only its own key's value so.
+func TestShareSealUnderAChosenPointCarriesOnlyItsKey(t *testing.T) {
+	c := newShareSealCase(t)
+	ctB, err := Seal(rand.Reader, c.poly.PublicKey(), testInfo, []byte("key B's secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := HashToPoint("keyquorum checkpoint v1", []byte("a checkpoint"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := c.provers[0]
+	Yj := c.provers[1].pub
+	ctHash := CiphertextHash(c.ct)
+	info := shareSealInfoOf(pr.Index())
+	VA := c.values[0]
+	VB, err := pr.Value(ctB.R)
+	if err != nil {
+		t.Fatal(err)
+	}
+	G := edwards25519.NewGeneratorPoint().Bytes()
+	mont := func(enc []byte) []byte {
+		P, err := new(edwards25519.Point).SetBytes(enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return P.BytesMontgomery()
+	}
+	publicPoints := map[string][]byte{"R_A": c.ct.R, "R_B": ctB.R, "X": c.poly.PublicKey(), "Y_i": pr.pub, "Y_j": Yj, "G": G,
+		"the checkpoint point": cp, "V_A (the requester's own value)": VA}
+	for _, tc := range []struct {
+		what   string
+		E      []byte
+		public bool // s_i*E is known to the requester or public
+	}{
+		{"key B's R", ctB.R, false},
+		{"a checkpoint's point", cp, true},
+		{"the cluster key X", c.poly.PublicKey(), false},
+		{"holder j's public share", Yj, false},
+		{"the base point G", G, true},
+		{"key A's own R", c.ct.R, true},
+	} {
+		eph := mont(tc.E)
+		sealed, err := pr.SealToEphemeral(eph, ctHash, info, VA)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.what, err)
+		}
+		// The seal's key is u(s_i*E): the test has s_i.
+		P, _ := new(edwards25519.Point).SetBytes(tc.E)
+		shared := new(edwards25519.Point).ScalarMult(pr.s, P).BytesMontgomery()
+		if tc.what == "key B's R" && !bytes.Equal(shared, mont(VB)) {
+			t.Fatalf("%s: the seal's secret is not u of holder i's value for key B", tc.what)
+		}
+		open := func(shared []byte) ([]byte, error) {
+			aead, err := shareSealAEAD(shared, eph, pr.pub, pr.Index(), ctHash, info)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var nonce [12]byte
+			return aead.Open(nil, nonce[:], sealed, nil)
+		}
+		got, err := open(shared)
+		if err != nil || !bytes.Equal(got, VA) {
+			t.Fatalf("%s: with u(s_i*E): %v, want key A's value", tc.what, err)
+		}
+		if bytes.Equal(got, VB) {
+			t.Fatalf("%s: the seal carries key B's value", tc.what)
+		}
+		if tc.public {
+			continue
+		}
+		for name, Q := range publicPoints {
+			if _, err := open(mont(Q)); err == nil {
+				t.Errorf("%s: the seal opens with u(%s), which the requester has", tc.what, name)
+			}
+		}
+	}
+}
+
+// TestShareSealOfAMixedOrderKeyLeaksNoShareBits: a requester whose
+// ephemeral key E is its honest point P = clamp(e)*G plus a point T of
+// small order, or P's u coordinate with bit 255 set (a non-canonical
+// encoding), gets a seal whose key is u(s_i*P), the one it gets for P
+// itself, for every T: the holder multiplies 8*P_E by s_i/8, so nothing of
+// s_i modulo 8 reaches it. A holder that multiplied P_E by s_i would give
+// u(s_i*P + (s_i mod 8)*T), which this test checks differs. The seal
+// binds E's bytes as signed, so it opens with the requester's e and those.
+func TestShareSealOfAMixedOrderKeyLeaksNoShareBits(t *testing.T) {
+	var s *edwards25519.Scalar
+	for s == nil || s.Bytes()[0]%8 == 0 {
+		var err error
+		if s, err = randomScalar(rand.Reader); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pr, err := NewProver(&Share{Index: 5, Value: s.Bytes()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	Y := new(edwards25519.Point).ScalarBaseMult(s)
+	k, err := NewX25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clamped := make([]byte, 64)
+	copy(clamped, k.priv[:])
+	clamped[0] &= 248
+	clamped[31] = clamped[31]&127 | 64
+	a, err := edwards25519.NewScalar().SetUniformBytes(clamped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	P := new(edwards25519.Point).ScalarBaseMult(a)
+	if !bytes.Equal(P.BytesMontgomery(), k.PublicKey()) {
+		t.Fatal("clamp(e)*G is not the X25519 public key")
+	}
+	T8, err := new(edwards25519.Point).SetBytes(mustHex(t, "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, ok := x25519DH(&k.priv, Y.BytesMontgomery())
+	if !ok {
+		t.Fatal("the client's X25519 failed")
+	}
+	hash := bytes.Repeat([]byte{9}, 32)
+	V := randomPoint(t).Bytes()
+	naiveDiffers := false
+	T := edwards25519.NewIdentityPoint()
+	for k8 := range 8 {
+		PT := new(edwards25519.Point).Add(P, T)
+		for _, hi := range []bool{false, true} {
+			E := PT.BytesMontgomery()
+			if hi {
+				E[31] |= 0x80
+			}
+			sealed, err := pr.SealToEphemeral(E, hash, shareSealInfo, V)
+			if err != nil {
+				t.Fatalf("P + %d*T, bit 255 %v: %v", k8, hi, err)
+			}
+			aead, err := shareSealAEAD(client[:], E, Y.Bytes(), 5, hash, shareSealInfo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var nonce [12]byte
+			if got, err := aead.Open(nil, nonce[:], sealed, nil); err != nil || !bytes.Equal(got, V) {
+				t.Fatalf("P + %d*T, bit 255 %v: the seal's key is not u(s_i*P): %v", k8, hi, err)
+			}
+		}
+		naive := new(edwards25519.Point).ScalarMult(s, PT).BytesMontgomery()
+		naiveDiffers = naiveDiffers || !bytes.Equal(naive, client[:])
+		T.Add(T, T8)
+	}
+	if !naiveDiffers {
+		t.Fatal("s*(P+T) is u(s*P) for every T: the test cannot tell a holder that leaks s mod 8")
+	}
+}

@@ -33,6 +33,7 @@ import (
 	"github.com/keyquorum/keyquorum/cluster"
 	"github.com/keyquorum/keyquorum/fsm"
 	keyquorumv1 "github.com/keyquorum/keyquorum/rpc/keyquorum/v1"
+	"github.com/keyquorum/keyquorum/shamir"
 	"github.com/keyquorum/keyquorum/vocab"
 )
 
@@ -286,7 +287,9 @@ func (f *fakeService) Key(_ context.Context, principal, name string) (*fsm.Key, 
 func fakeRelease(name string, version uint64, secret []byte) *cluster.SealedRelease {
 	return &cluster.SealedRelease{ClusterID: "test", Key: name, Version: version, Epoch: 3, Threshold: 2,
 		Poly: [][]byte{[]byte("c0"), []byte("c1")}, R: []byte("R"), Sealed: slices.Clone(secret),
-		Partials: []cluster.SealedPartial{{Index: 1, Node: "n1", R: []byte("r1"), Sealed: []byte("p1")}, {Index: 3, Node: "n3", R: []byte("r3"), Sealed: []byte("p3")}}}
+		Partials: []cluster.SealedPartial{{Index: 1, Node: "n1", R: []byte("r1"), Sealed: []byte("p1")}, {Index: 3, Node: "n3", R: []byte("r3"), Sealed: []byte("p3")},
+			// A share seal (share mode): no R, which must come out as none.
+			{Index: 4, Node: "n4", Sealed: bytes.Repeat([]byte("s"), shamir.ShareSealSize)}}}
 }
 
 func (f *fakeService) Release(_ context.Context, sg *fsm.Signed) (*cluster.SealedRelease, error) {

@@ -695,12 +695,22 @@ func (c *command) keyGet(args []string) error {
 	}
 	defer cancel()
 	secret, err := cl.Get(ctx, pos[0])
+	warnShareMode(cl.ShareModeFailure())
 	if err != nil {
 		return err
 	}
 	defer clear(secret)
 	_, err = c.stdout.Write(secret)
 	return err
+}
+
+// warnShareMode prints on stderr why a release was made again with
+// proofs: the release in share mode did not open (failure, from
+// client.Client.ShareModeFailure), because a holder or the node lied.
+func warnShareMode(failure error) {
+	if failure != nil {
+		fmt.Fprintf(os.Stderr, "keyctl: warning: %v; made the release again with proofs\n", failure)
+	}
 }
 
 // keyList lists every key, a page at a time, or with --limit one page
@@ -947,6 +957,7 @@ func (c *command) keyCAS(args []string) error {
 	}
 	defer cancel()
 	k, err := cl.CompareAndSwap(ctx, pos[0], old, secret)
+	warnShareMode(cl.ShareModeFailure())
 	if err != nil {
 		return err
 	}

@@ -176,6 +176,7 @@ func (c *command) keyGetWithToken(text, name string) error {
 	}
 	defer cancel()
 	secret, err := tc.Get(ctx, name)
+	warnShareMode(tc.ShareModeFailure())
 	if err != nil {
 		return err
 	}
