@@ -80,7 +80,22 @@ func NewClient(addr string, creds *Credentials) (*Client, error) {
 		RootCAs:      pool,
 		Certificates: []tls.Certificate{{Certificate: [][]byte{leaf.Raw}, PrivateKey: creds.Key, Leaf: leaf}},
 	}
-	return &Client{base: base, creds: creds, tlsConfig: cfg.Clone(), http: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}}, nil
+	return &Client{base: base, creds: creds, tlsConfig: cfg.Clone(), http: &http.Client{Transport: nodeTransport(cfg)}}, nil
+}
+
+// maxIdleConns is how many connections to its node a client keeps open
+// between requests: one per request it had in flight at once, up to this.
+const maxIdleConns = 64
+
+// nodeTransport is the transport of a client's requests to its node:
+// HTTP/1.1 on connections kept open, one per request in flight. Go's
+// HTTP/2 costs more CPU per request on both ends (frames written apart,
+// more goroutines on each side: docs/coordinator.md, "A ninth pass"), and
+// a client has a few requests in flight, not hundreds.
+func nodeTransport(cfg *tls.Config) *http.Transport {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	return &http.Transport{TLSClientConfig: cfg, Protocols: &p, MaxIdleConns: maxIdleConns, MaxIdleConnsPerHost: maxIdleConns}
 }
 
 func baseURL(addr string) (string, error) {
