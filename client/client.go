@@ -21,6 +21,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keyquorum/keyquorum/client/jose"
@@ -58,6 +59,7 @@ type Client struct {
 	http      *http.Client
 	tlsConfig *tls.Config // the client's TLS configuration, which Confirm clones per member
 	transit   transitPins // transit public keys t members confirmed (transit.go)
+	ephemeral ephemeralKeys
 }
 
 // NewClient makes a client of the node at addr ("host:port" or an https
@@ -464,7 +466,7 @@ func (c *Client) release(ctx context.Context, req *fsm.ReleaseRequest) ([]byte, 
 	if err != nil {
 		return nil, 0, err
 	}
-	ephPriv, err := shamir.NewX25519Key(rand.Reader)
+	ephPriv, err := c.ephemeral.take()
 	if err != nil {
 		return nil, 0, err
 	}
@@ -474,6 +476,7 @@ func (c *Client) release(ctx context.Context, req *fsm.ReleaseRequest) ([]byte, 
 	if err != nil {
 		return nil, 0, err
 	}
+	c.ephemeral.prepare()
 	var sr api.SealedRelease
 	if err := c.do(ctx, http.MethodPost, "/v1/release", sg, &sr); err != nil {
 		return nil, 0, err
@@ -839,4 +842,45 @@ func (c *Client) VerifySignature(ctx context.Context, name string, msg, sig []by
 		return err
 	}
 	return api.VerifySignature(k, msg, sig, padding)
+}
+
+// ephemeralKeys gives a client's releases their ephemeral X25519 keys, each
+// used once: the next one is made while a release waits for its answer,
+// off the release's path.
+type ephemeralKeys struct {
+	mu     sync.Mutex
+	next   *shamir.X25519Key // made ahead, not yet given
+	making bool
+}
+
+// take returns a key no release had: the one made ahead, or a new one.
+func (e *ephemeralKeys) take() (*shamir.X25519Key, error) {
+	e.mu.Lock()
+	k := e.next
+	e.next = nil
+	e.mu.Unlock()
+	if k != nil {
+		return k, nil
+	}
+	return shamir.NewX25519Key(rand.Reader)
+}
+
+// prepare makes the next key in the background, unless one is ready or
+// being made.
+func (e *ephemeralKeys) prepare() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.next != nil || e.making {
+		return
+	}
+	e.making = true
+	go func() {
+		k, err := shamir.NewX25519Key(rand.Reader)
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.making = false
+		if err == nil {
+			e.next = k
+		}
+	}()
 }

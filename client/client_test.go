@@ -140,3 +140,33 @@ func TestClientKeepsItsConnections(t *testing.T) {
 		t.Fatalf("%d requests, %d at a time, took %d connections; want at most %d", inFlight*each, inFlight, len(conns), 2*inFlight)
 	}
 }
+
+// TestEphemeralKeysAreUsedOnce: the ephemeral keys a client's releases
+// take, some made ahead while others wait, are each given once.
+func TestEphemeralKeysAreUsedOnce(t *testing.T) {
+	var e ephemeralKeys
+	const takers, each = 8, 200
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var wg sync.WaitGroup
+	for range takers {
+		wg.Go(func() {
+			for range each {
+				k, err := e.take()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				e.prepare()
+				pub := string(k.PublicKey())
+				mu.Lock()
+				if seen[pub] {
+					t.Error("an ephemeral key was given twice")
+				}
+				seen[pub] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+}
