@@ -89,6 +89,14 @@ func NewClient(addr string, creds *Credentials) (*Client, error) {
 // between requests: one per request it had in flight at once, up to this.
 const maxIdleConns = 64
 
+// idleConnTimeout closes a connection kept open with no request for this
+// long: before the node does (gateway/https.IdleTimeout, 2 minutes), so a
+// request is not written on a connection the node is closing. A request
+// sent on one that is already closed is sent again on a new connection
+// only when nothing of it was written: a release or a write that was
+// written and then lost its connection may have happened, and says so.
+const idleConnTimeout = time.Minute
+
 // nodeTransport is the transport of a client's requests to its node:
 // HTTP/1.1 on connections kept open, one per request in flight. Go's
 // HTTP/2 costs more CPU per request on both ends (frames written apart,
@@ -97,7 +105,8 @@ const maxIdleConns = 64
 func nodeTransport(cfg *tls.Config) *http.Transport {
 	var p http.Protocols
 	p.SetHTTP1(true)
-	return &http.Transport{TLSClientConfig: cfg, Protocols: &p, MaxIdleConns: maxIdleConns, MaxIdleConnsPerHost: maxIdleConns}
+	return &http.Transport{TLSClientConfig: cfg, Protocols: &p, MaxIdleConns: maxIdleConns, MaxIdleConnsPerHost: maxIdleConns,
+		IdleConnTimeout: idleConnTimeout}
 }
 
 func baseURL(addr string) (string, error) {
