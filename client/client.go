@@ -855,7 +855,8 @@ func (c *Client) VerifySignature(ctx context.Context, name string, msg, sig []by
 
 // ephemeralKeys gives a client's releases their ephemeral X25519 keys, each
 // used once: the next one is made while a release waits for its answer,
-// off the release's path.
+// off the release's path. A key made ahead and never taken (the client's
+// last) was sent nowhere and opens nothing; it is not erased.
 type ephemeralKeys struct {
 	mu     sync.Mutex
 	next   *shamir.X25519Key // made ahead, not yet given
