@@ -21,6 +21,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,6 +61,7 @@ type Client struct {
 	tlsConfig *tls.Config // the client's TLS configuration, which Confirm clones per member
 	transit   transitPins // transit public keys t members confirmed (transit.go)
 	sealModes
+	ephemeral ephemeralKeys
 }
 
 // sealModes is a client's seal mode for its blind releases: share mode
@@ -116,7 +118,31 @@ func NewClient(addr string, creds *Credentials) (*Client, error) {
 		RootCAs:      pool,
 		Certificates: []tls.Certificate{{Certificate: [][]byte{leaf.Raw}, PrivateKey: creds.Key, Leaf: leaf}},
 	}
-	return &Client{base: base, creds: creds, tlsConfig: cfg.Clone(), http: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}}, nil
+	return &Client{base: base, creds: creds, tlsConfig: cfg.Clone(), http: &http.Client{Transport: nodeTransport(cfg)}}, nil
+}
+
+// maxIdleConns is how many connections to its node a client keeps open
+// between requests: one per request it had in flight at once, up to this.
+const maxIdleConns = 64
+
+// idleConnTimeout closes a connection kept open with no request for this
+// long: before the node does (gateway/https.IdleTimeout, 2 minutes), so a
+// request is not written on a connection the node is closing. A request
+// sent on one that is already closed is sent again on a new connection
+// only when nothing of it was written: a release or a write that was
+// written and then lost its connection may have happened, and says so.
+const idleConnTimeout = time.Minute
+
+// nodeTransport is the transport of a client's requests to its node:
+// HTTP/1.1 on connections kept open, one per request in flight. Go's
+// HTTP/2 costs more CPU per request on both ends (frames written apart,
+// more goroutines on each side: docs/coordinator.md, "A ninth pass"), and
+// a client has a few requests in flight, not hundreds.
+func nodeTransport(cfg *tls.Config) *http.Transport {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	return &http.Transport{TLSClientConfig: cfg, Protocols: &p, MaxIdleConns: maxIdleConns, MaxIdleConnsPerHost: maxIdleConns,
+		IdleConnTimeout: idleConnTimeout}
 }
 
 func baseURL(addr string) (string, error) {
@@ -504,7 +530,7 @@ func (c *Client) releaseOnce(ctx context.Context, req *fsm.ReleaseRequest) ([]by
 	if err != nil {
 		return nil, 0, err
 	}
-	ephPriv, err := shamir.NewX25519Key(rand.Reader)
+	ephPriv, err := c.ephemeral.take()
 	if err != nil {
 		return nil, 0, err
 	}
@@ -514,6 +540,7 @@ func (c *Client) releaseOnce(ctx context.Context, req *fsm.ReleaseRequest) ([]by
 	if err != nil {
 		return nil, 0, err
 	}
+	c.ephemeral.prepare()
 	var sr api.SealedRelease
 	if err := c.do(ctx, http.MethodPost, "/v1/release", sg, &sr); err != nil {
 		return nil, 0, err
@@ -882,4 +909,46 @@ func (c *Client) VerifySignature(ctx context.Context, name string, msg, sig []by
 		return err
 	}
 	return api.VerifySignature(k, msg, sig, padding)
+}
+
+// ephemeralKeys gives a client's releases their ephemeral X25519 keys, each
+// used once: the next one is made while a release waits for its answer,
+// off the release's path. A key made ahead and never taken (the client's
+// last) was sent nowhere and opens nothing; it is not erased.
+type ephemeralKeys struct {
+	mu     sync.Mutex
+	next   *shamir.X25519Key // made ahead, not yet given
+	making bool
+}
+
+// take returns a key no release had: the one made ahead, or a new one.
+func (e *ephemeralKeys) take() (*shamir.X25519Key, error) {
+	e.mu.Lock()
+	k := e.next
+	e.next = nil
+	e.mu.Unlock()
+	if k != nil {
+		return k, nil
+	}
+	return shamir.NewX25519Key(rand.Reader)
+}
+
+// prepare makes the next key in the background, unless one is ready or
+// being made.
+func (e *ephemeralKeys) prepare() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.next != nil || e.making {
+		return
+	}
+	e.making = true
+	go func() {
+		k, err := shamir.NewX25519Key(rand.Reader)
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.making = false
+		if err == nil {
+			e.next = k
+		}
+	}()
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/keyquorum/keyquorum/cluster/api"
@@ -93,4 +94,79 @@ func TestUnreachableNode(t *testing.T) {
 	if err := c.PutRule(context.Background(), &fsm.Rule{}); api.KindOf(err) != vocab.KindUnreachable || !api.Definite(err) {
 		t.Fatalf("a write refused at dial: %v, want unreachable (it did not happen)", err)
 	}
+}
+
+// TestClientKeepsItsConnections: a client with several requests in flight
+// at a time keeps a connection open for each and reuses it, instead of
+// opening one (a TLS handshake) per request. (Go's transport may dial one
+// more than it needs while a connection is being handed back, so the
+// bound is twice the requests in flight.)
+func TestClientKeepsItsConnections(t *testing.T) {
+	fc := newFakeCluster(t, 1)
+	fn := fc.nodes[0]
+	var mu sync.Mutex
+	conns := map[string]bool{}
+	fn.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		conns[r.RemoteAddr] = true
+		mu.Unlock()
+		fn.serve(w, r)
+	})
+	c, err := NewClient(fn.srv.Listener.Addr().String(), fc.creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const inFlight, each = 8, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, inFlight)
+	for range inFlight {
+		wg.Go(func() {
+			for range each {
+				if _, err := c.Status(context.Background()); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(conns) > 2*inFlight {
+		t.Fatalf("%d requests, %d at a time, took %d connections; want at most %d", inFlight*each, inFlight, len(conns), 2*inFlight)
+	}
+}
+
+// TestEphemeralKeysAreUsedOnce: the ephemeral keys a client's releases
+// take, some made ahead while others wait, are each given once.
+func TestEphemeralKeysAreUsedOnce(t *testing.T) {
+	var e ephemeralKeys
+	const takers, each = 8, 200
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var wg sync.WaitGroup
+	for range takers {
+		wg.Go(func() {
+			for range each {
+				k, err := e.take()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				e.prepare()
+				pub := string(k.PublicKey())
+				mu.Lock()
+				if seen[pub] {
+					t.Error("an ephemeral key was given twice")
+				}
+				seen[pub] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -86,7 +86,7 @@ func NewTokenClient(addr string, caCert []byte, clusterID string, clusterKey []b
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool}
 	return &TokenClient{base: base, clusterID: clusterID, pin: clusterKey, operator: op, token: tok,
-		http: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}}, nil
+		http: &http.Client{Transport: nodeTransport(cfg)}}, nil
 }
 
 // request makes the release request for req, with the token bound to it.

@@ -280,7 +280,7 @@ func (w *Writer) appendLocked(r *Record) error {
 	r.Seq, r.Time, r.Prev = w.seq, w.now().UTC().Format(time.RFC3339Nano), hex.EncodeToString(w.prev[:])
 	var line []byte
 	if r.Type == TypeDecision {
-		line, _ = json.Marshal(r) // a Record always marshals
+		line = appendDecisionRecord(make([]byte, 0, 512), r)
 	} else {
 		line = sign(w.key, r)
 	}

@@ -555,3 +555,25 @@ func TestRecentDecisions(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecisionRecordMatchesMarshal: a decision record is written as the same
+// bytes json.Marshal writes for it, whatever its strings hold.
+func FuzzDecisionRecordMatchesMarshal(f *testing.F) {
+	f.Add(uint64(3), "2026-12-07T03:00:00.123456789Z", "op-1", "app/k", "get", "", Allowed, "", strings.Repeat("ab", 16), "", []byte(nil), 0)
+	f.Add(uint64(0), "t", "<op>&\"\\\n\t\b\f\x01\x7f", "\u2028\u2029é\xff\xfe", "cas", "gw", Refused, "denied: <no> rule", "n", "", []byte{1, 2, 3}, -1)
+	f.Fuzz(func(t *testing.T, seq uint64, tm, principal, key, op, gateway, outcome, reason, nonce, node string, pub []byte, dropped int) {
+		for _, r := range []*Record{
+			{Seq: seq, Time: tm, Type: TypeDecision, Prev: nonce, Node: node, PublicKey: pub, Dropped: dropped,
+				Decision: &Decision{Role: "holder", Principal: principal, Key: key, Op: op, Gateway: gateway, Client: key, Basis: reason, Outcome: outcome, Reason: reason, Nonce: nonce}},
+			{Seq: seq, Time: tm, Type: TypeDecision, Prev: principal},
+		} {
+			want, err := json.Marshal(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := appendDecisionRecord(nil, r); !bytes.Equal(got, want) {
+				t.Fatalf("written %s\njson.Marshal %s", got, want)
+			}
+		}
+	})
+}

@@ -434,6 +434,12 @@ func profile(dir string, base int, window time.Duration) func() error {
 		return func() error { return err }
 	}
 	pprof.StartCPUProfile(f)
+	// Allocation profiles at the start and the end (client.allocs0 and
+	// .allocs1, nI.allocs0 and .allocs1): go tool pprof -base the first
+	// -sample_index=alloc_objects the second gives what the window allocated.
+	if err := allocProfiles(dir, base, "allocs0"); err != nil {
+		return func() error { return err }
+	}
 	errs := make(chan error, 3)
 	for i := 1; i <= 3; i++ {
 		go func() {
@@ -455,7 +461,7 @@ func profile(dir string, base int, window time.Duration) func() error {
 	return func() error {
 		pprof.StopCPUProfile()
 		f.Close()
-		var first error
+		first := allocProfiles(dir, base, "allocs1")
 		for range 3 {
 			if err := <-errs; err != nil && first == nil {
 				first = err
@@ -463,6 +469,40 @@ func profile(dir string, base int, window time.Duration) func() error {
 		}
 		return first
 	}
+}
+
+// allocProfiles writes the allocation profiles of this process and of each
+// node (their debug ports, +7) to dir/client.NAME and dir/nI.NAME.
+func allocProfiles(dir string, base int, name string) error {
+	f, err := os.Create(filepath.Join(dir, "client."+name))
+	if err != nil {
+		return err
+	}
+	err = pprof.Lookup("allocs").WriteTo(f, 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	for i := 1; i <= 3; i++ {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/allocs", base+10*i+7))
+		if err != nil {
+			return err
+		}
+		out, err := os.Create(filepath.Join(dir, fmt.Sprintf("n%d.%s", i, name)))
+		if err == nil {
+			_, err = io.Copy(out, resp.Body)
+			if cerr := out.Close(); err == nil {
+				err = cerr
+			}
+		}
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
