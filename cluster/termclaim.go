@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -195,19 +196,42 @@ func (g *termGuard) SetHeartbeatHandler(cb func(raft.RPC)) {
 	})
 }
 
+// refusedPace is how soon a leader's AppendEntries dials again a peer
+// whose node port refused the connection (its process is down or not yet
+// listening): a restarted node opens its port before it restores, so the
+// call lands within this of the port's opening, and waits there for Raft.
+const refusedPace = 50 * time.Millisecond
+
 // AppendEntries is Raft's call to a peer: while the peer answers
 // notStarted, and this node leads, it asks again, at most once per
 // heartbeat timeout and for up to startWait, rather than return a
 // failure that would put Raft's replication to that peer into backoff.
+// A call that carries the log or the commit index (not a heartbeat) to a
+// peer whose port refuses the connection is dialled again likewise, once
+// per refusedPace: hashicorp/raft waits 10 ms x 2^(failures-2) before its
+// next call after a failure, and it calls a follower again only when the
+// log grows or at the commit timeout (250-500 ms), so a follower killed
+// and restarted at once, whose port refused 6-7 calls, waited up to
+// 0.3-0.6 s after its restore for the leader's entries (docs/scale.md,
+// "session 11"). Heartbeats still fail, so the leader's contact with the
+// peer is counted as before.
 func (g *termGuard) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	until := time.Now().Add(startWait)
 	for {
 		sent := time.Now()
 		err := g.NetworkTransport.AppendEntries(id, target, args, resp)
-		if err == nil || err.Error() != notStarted || !g.leads() || time.Now().After(until) {
+		if err == nil || !g.leads() || time.Now().After(until) {
 			return err
 		}
-		t := time.NewTimer(g.pace - time.Since(sent))
+		pace := g.pace
+		switch {
+		case err.Error() == notStarted:
+		case errors.Is(err, syscall.ECONNREFUSED) && !heartbeat(args):
+			pace = refusedPace
+		default:
+			return err
+		}
+		t := time.NewTimer(pace - time.Since(sent))
 		select {
 		case <-t.C:
 		case <-g.done:
@@ -215,6 +239,12 @@ func (g *termGuard) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 			return err
 		}
 	}
+}
+
+// heartbeat says whether args is one of hashicorp/raft's heartbeats,
+// which carry neither entries, nor a previous entry, nor a commit index.
+func heartbeat(args *raft.AppendEntriesRequest) bool {
+	return len(args.Entries) == 0 && args.PrevLogEntry == 0 && args.LeaderCommitIndex == 0
 }
 
 // leads says whether this node's Raft runs and leads.

@@ -57,7 +57,7 @@ func main() {
 	flag.BoolVar(&scaleMemoryOnly, "scale-memory-only", false, "with -scale: stop after the memory figures (no releases, restart, join or leave)")
 	flag.IntVar(&profileClients, "profile-clients", 8, "with -profile: the release run to profile, by its number of clients")
 	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of the client and each node during the release run of -profile-clients (8) clients to this directory (with -scale: during the creates near 0 keys and at N, in its create0 and createN, and of the restarted follower for 6 s from its start, or 1 s per 50,000 keys if longer, in restart; and each node's heap profile and memory statistics where memory is measured, in its memory)")
-	flag.IntVar(&restarts, "restarts", 1, "with -scale: restart a follower this many times, with a second of creates before each after the first")
+	flag.IntVar(&restarts, "restarts", 1, "with -scale: restart a follower this many times, with -restart-creates of creates before each after the first")
 	flag.IntVar(&snapshotThreshold, "snapshot-threshold", scaleSnapshotThreshold, "with -scale: the nodes' Raft snapshot threshold (Raft's default is 8192)")
 	flag.DurationVar(&restartCreates, "restart-creates", time.Second, "with -scale -restarts N: how long to create keys (16 clients) before each restart after the first")
 	flag.BoolVar(&keepDir, "keep", false, "with -scale: keep the cluster's directory (the nodes' logs) and print where it is")
