@@ -195,17 +195,17 @@ func TestLyingNotStartedIsPacedAndEndsWithLeadership(t *testing.T) {
 	}
 }
 
-// TestDownFollowerCostsTheLeaderNoFailedAppend: a follower whose node
+// TestDownFollowerCostsTheLeaderOneFailedAppend: a follower whose node
 // port refuses connections (its process killed, not yet started again)
-// makes the leader's transport dial again, once per refusedPace, instead
-// of failing the calls that carry the log, so hashicorp/raft's
-// replication to it counts no failure and takes no backoff step; once its
-// port is open and its Raft runs, the waiting call brings it the entries
-// (before, a restarted follower waited up to 0.3-0.6 s after its restore
-// for them: docs/scale.md, session 11). Asserted by the leader's own log:
-// no failed AppendEntries to the follower (its heartbeats still fail), and
-// the follower catches up.
-func TestDownFollowerCostsTheLeaderNoFailedAppend(t *testing.T) {
+// costs the leader's replication to it one failed AppendEntries, returned
+// once its port accepts connections again (the leader's transport dials
+// it once per refusedPace meanwhile), not one per backoff step, so
+// hashicorp/raft's next call comes 10 ms later, not 160-640 ms (before, a
+// restarted follower waited up to 0.3-0.6 s after its restore for its
+// entries: docs/scale.md, session 11). Asserted by the leader's own log:
+// at most one failed AppendEntries to the follower (its heartbeats still
+// fail), and the follower catches up.
+func TestDownFollowerCostsTheLeaderOneFailedAppend(t *testing.T) {
 	t.Parallel()
 	const timeout = 400 * time.Millisecond // the transports' call timeout
 	ports, err := FreeLoopbackPorts(2)
@@ -270,7 +270,7 @@ func TestDownFollowerCostsTheLeaderNoFailedAppend(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	t.Logf("b had the leader's entries %v after its Raft started", time.Since(began))
-	if lines := failures.seen(); len(lines) > 0 {
-		t.Fatalf("the leader failed %d calls carrying the log to a follower whose port was closed:\n%s", len(lines), strings.Join(lines, "\n"))
+	if lines := failures.seen(); len(lines) > 1 {
+		t.Fatalf("the leader failed %d calls carrying the log to a follower whose port was closed, want at most one:\n%s", len(lines), strings.Join(lines, "\n"))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -196,25 +197,27 @@ func (g *termGuard) SetHeartbeatHandler(cb func(raft.RPC)) {
 	})
 }
 
-// refusedPace is how soon a leader's AppendEntries dials again a peer
+// refusedPace is how often a leader's AppendEntries dials again a peer
 // whose node port refused the connection (its process is down or not yet
-// listening): a restarted node opens its port before it restores, so the
-// call lands within this of the port's opening, and waits there for Raft.
+// listening), to see whether it listens again.
 const refusedPace = 50 * time.Millisecond
 
 // AppendEntries is Raft's call to a peer: while the peer answers
 // notStarted, and this node leads, it asks again, at most once per
 // heartbeat timeout and for up to startWait, rather than return a
 // failure that would put Raft's replication to that peer into backoff.
+//
 // A call that carries the log or the commit index (not a heartbeat) to a
-// peer whose port refuses the connection is dialled again likewise, once
-// per refusedPace: hashicorp/raft waits 10 ms x 2^(failures-2) before its
-// next call after a failure, and it calls a follower again only when the
-// log grows or at the commit timeout (250-500 ms), so a follower killed
-// and restarted at once, whose port refused 6-7 calls, waited up to
-// 0.3-0.6 s after its restore for the leader's entries (docs/scale.md,
-// "session 11"). Heartbeats still fail, so the leader's contact with the
-// peer is counted as before.
+// peer whose port refuses the connection returns its failure only once
+// the port accepts connections again (dialled once per refusedPace, for
+// up to startWait, while this node leads): hashicorp/raft waits 10 ms x
+// 2^(failures-2) before its next call to a peer after a failure, and a
+// follower killed and started again at once refused 6-7 calls, a wait of
+// 160-640 ms that could end after the follower's restore (docs/scale.md,
+// "Session 11"). Now Raft counts one failure while the peer is down, and
+// its next call, made afresh with the log as it then is, finds the port
+// open and waits there for the peer's Raft. Heartbeats still fail at once,
+// so the leader's contact with the peer is counted as before.
 func (g *termGuard) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	until := time.Now().Add(startWait)
 	for {
@@ -223,20 +226,41 @@ func (g *termGuard) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 		if err == nil || !g.leads() || time.Now().After(until) {
 			return err
 		}
-		pace := g.pace
-		switch {
-		case err.Error() == notStarted:
-		case errors.Is(err, syscall.ECONNREFUSED) && !heartbeat(args):
-			pace = refusedPace
-		default:
+		if errors.Is(err, syscall.ECONNREFUSED) && !heartbeat(args) {
+			g.awaitListening(target, until)
 			return err
 		}
-		t := time.NewTimer(pace - time.Since(sent))
+		if err.Error() != notStarted {
+			return err
+		}
+		t := time.NewTimer(g.pace - time.Since(sent))
 		select {
 		case <-t.C:
 		case <-g.done:
 			t.Stop()
 			return err
+		}
+	}
+}
+
+// awaitListening dials target once per refusedPace until it accepts a
+// connection, this node no longer leads, the transport closes, or until.
+func (g *termGuard) awaitListening(target raft.ServerAddress, until time.Time) {
+	for g.leads() && time.Now().Before(until) {
+		t := time.NewTimer(refusedPace)
+		select {
+		case <-t.C:
+		case <-g.done:
+			t.Stop()
+			return
+		}
+		c, err := net.DialTimeout("tcp", string(target), refusedPace)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return
 		}
 	}
 }
