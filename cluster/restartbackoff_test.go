@@ -194,3 +194,83 @@ func TestLyingNotStartedIsPacedAndEndsWithLeadership(t *testing.T) {
 		t.Fatalf("the peer was asked %d times in %v, more than once per heartbeat timeout (%d)", n, time.Since(began), most)
 	}
 }
+
+// TestDownFollowerCostsTheLeaderOneFailedAppend: a follower whose node
+// port refuses connections (its process killed, not yet started again)
+// costs the leader's replication to it one failed AppendEntries, returned
+// once its port accepts connections again (the leader's transport dials
+// it once per refusedPace meanwhile), not one per backoff step, so
+// hashicorp/raft's next call comes 10 ms later, not 160-640 ms (before, a
+// restarted follower waited up to 0.3-0.6 s after its restore for its
+// entries: docs/scale.md, session 11). Asserted by the leader's own log:
+// at most one failed AppendEntries to the follower (its heartbeats still
+// fail), and the follower catches up.
+func TestDownFollowerCostsTheLeaderOneFailedAppend(t *testing.T) {
+	t.Parallel()
+	const timeout = 400 * time.Millisecond // the transports' call timeout
+	ports, err := FreeLoopbackPorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	failures := &lineCounter{texts: []string{"failed to appendEntries"}}
+	guarded := func(id, addr string, out io.Writer) (*raft.Config, *raft.InmemStore, *termGuard) {
+		trans, err := raft.NewTCPTransport(addr, nil, 2, timeout, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := raft.DefaultConfig()
+		cfg.LocalID = raft.ServerID(id)
+		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Warn, Output: out})
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 100*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond
+		store := raft.NewInmemStore()
+		g := newTermGuard(trans, timeout, store, cfg.HeartbeatTimeout, quiet)
+		t.Cleanup(func() { g.Close() })
+		return cfg, store, g
+	}
+	run := func(cfg *raft.Config, store *raft.InmemStore, g *termGuard) *raft.Raft {
+		r, err := raft.NewRaft(cfg, nopFSM{}, store, store, raft.NewInmemSnapshotStore(), g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Shutdown().Error() })
+		g.start(r)
+		return r
+	}
+
+	cfgA, storeA, ga := guarded("a", ports[0], failures)
+	if err := raft.BootstrapCluster(cfgA, storeA, storeA, raft.NewInmemSnapshotStore(), ga,
+		raft.Configuration{Servers: []raft.Server{{ID: "a", Address: raft.ServerAddress(ports[0])}}}); err != nil {
+		t.Fatal(err)
+	}
+	a := run(cfgA, storeA, ga)
+	select {
+	case <-a.LeaderCh():
+	case <-time.After(opTimeout):
+		t.Fatal("a Raft alone never led itself")
+	}
+	// b's port is closed: nothing listens on it yet.
+	if err := a.AddNonvoter("b", raft.ServerAddress(ports[1]), 0, opTimeout).Error(); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if err := a.Apply([]byte("x"), opTimeout).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(4 * timeout) // b is down: the leader calls it all along
+	cfgB, storeB, gb := guarded("b", ports[1], io.Discard)
+	b := run(cfgB, storeB, gb)
+	began := time.Now()
+	want := a.LastIndex()
+	for b.LastIndex() < want {
+		if time.Since(began) > opTimeout {
+			t.Fatalf("b has entries up to %d, the leader %d", b.LastIndex(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("b had the leader's entries %v after its Raft started", time.Since(began))
+	if lines := failures.seen(); len(lines) > 1 {
+		t.Fatalf("the leader failed %d calls carrying the log to a follower whose port was closed, want at most one:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+}

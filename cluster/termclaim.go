@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -195,16 +197,40 @@ func (g *termGuard) SetHeartbeatHandler(cb func(raft.RPC)) {
 	})
 }
 
+// refusedPace is how often a leader's AppendEntries dials again a peer
+// whose node port refused the connection (its process is down or not yet
+// listening), to see whether it listens again.
+const refusedPace = 50 * time.Millisecond
+
 // AppendEntries is Raft's call to a peer: while the peer answers
 // notStarted, and this node leads, it asks again, at most once per
 // heartbeat timeout and for up to startWait, rather than return a
 // failure that would put Raft's replication to that peer into backoff.
+//
+// A call that carries the log or the commit index (not a heartbeat) to a
+// peer whose port refuses the connection returns its failure only once
+// the port accepts connections again (dialled once per refusedPace, for
+// up to startWait, while this node leads): hashicorp/raft waits 10 ms x
+// 2^(failures-2) before its next call to a peer after a failure, and a
+// follower killed and started again at once refused 6-7 calls, a wait of
+// 160-640 ms that could end after the follower's restore (docs/scale.md,
+// "Session 11"). Now Raft counts one failure while the peer is down, and
+// its next call, made afresh with the log as it then is, finds the port
+// open and waits there for the peer's Raft. Heartbeats still fail at once,
+// so the leader's contact with the peer is counted as before.
 func (g *termGuard) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	until := time.Now().Add(startWait)
 	for {
 		sent := time.Now()
 		err := g.NetworkTransport.AppendEntries(id, target, args, resp)
-		if err == nil || err.Error() != notStarted || !g.leads() || time.Now().After(until) {
+		if err == nil || !g.leads() || time.Now().After(until) {
+			return err
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) && !heartbeat(args) {
+			g.awaitListening(target, until)
+			return err
+		}
+		if err.Error() != notStarted {
 			return err
 		}
 		t := time.NewTimer(g.pace - time.Since(sent))
@@ -215,6 +241,34 @@ func (g *termGuard) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 			return err
 		}
 	}
+}
+
+// awaitListening dials target once per refusedPace until it accepts a
+// connection, this node no longer leads, the transport closes, or until.
+func (g *termGuard) awaitListening(target raft.ServerAddress, until time.Time) {
+	for g.leads() && time.Now().Before(until) {
+		t := time.NewTimer(refusedPace)
+		select {
+		case <-t.C:
+		case <-g.done:
+			t.Stop()
+			return
+		}
+		c, err := net.DialTimeout("tcp", string(target), refusedPace)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return
+		}
+	}
+}
+
+// heartbeat says whether args is one of hashicorp/raft's heartbeats,
+// which carry neither entries, nor a previous entry, nor a commit index.
+func heartbeat(args *raft.AppendEntriesRequest) bool {
+	return len(args.Entries) == 0 && args.PrevLogEntry == 0 && args.LeaderCommitIndex == 0
 }
 
 // leads says whether this node's Raft runs and leads.

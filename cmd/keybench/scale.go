@@ -37,6 +37,17 @@ const scaleSnapshotInterval = 5 * time.Second
 // checkpoint interval (fsm.DefaultCheckpointEvery).
 const scaleSnapshotThreshold = 1024
 
+// snapshotThreshold is the scale run's snapshot threshold:
+// scaleSnapshotThreshold unless -snapshot-threshold sets it (Raft's
+// default, 8192, leaves a restarted follower a longer log after its
+// snapshot).
+var snapshotThreshold = scaleSnapshotThreshold
+
+// restartCreates is how long a scale run creates keys before each
+// restart after the first (-restart-creates): the follower's log after
+// its snapshot grows with it, up to the snapshot threshold.
+var restartCreates = time.Second
+
 // scaleDownWrites is how many keys a scale run creates, one at a time,
 // while its restarted follower is down: about two Raft entries each (the
 // command and a barrier), well under scaleSnapshotThreshold.
@@ -69,7 +80,7 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 	}
 	env := append(os.Environ(), "KEYQUORUM_BASE_PORT="+strconv.Itoa(base),
 		"KEYQUORUM_SNAPSHOT_INTERVAL="+scaleSnapshotInterval.String(),
-		"KEYQUORUM_SNAPSHOT_THRESHOLD="+strconv.Itoa(scaleSnapshotThreshold))
+		"KEYQUORUM_SNAPSHOT_THRESHOLD="+strconv.Itoa(snapshotThreshold))
 	if profileDir != "" {
 		env = append(env, "KEYQUORUM_PROFILE=1")
 	}
@@ -326,7 +337,7 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 	// first (entries in the follower's log after its last snapshot).
 	for r := range restarts {
 		if r > 0 {
-			okC, _ := load(clients, time.Second, create)
+			okC, _ := load(clients, restartCreates, create)
 			logf("%d creates before restart %d", okC, r+1)
 		}
 		if err := measureRestart(ctx, c, creds, addr, sh, dir, base, n, r, create, add, logf); err != nil {
