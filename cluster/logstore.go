@@ -105,16 +105,6 @@ func (l *logStore) GetLog(index uint64, log *raft.Log) error {
 	return l.with(func(s *raftboltdb.BoltStore) error { return s.GetLog(index, log) })
 }
 
-// command is the data of the command entry at index, false if it is not
-// one or cannot be read (fsm.FSM.VerifyLogAhead's read).
-func (l *logStore) command(index uint64) ([]byte, bool) {
-	var e raft.Log
-	if l.GetLog(index, &e) != nil || e.Type != raft.LogCommand {
-		return nil, false
-	}
-	return e.Data, true
-}
-
 func (l *logStore) StoreLog(log *raft.Log) error {
 	return l.StoreLogs([]*raft.Log{log})
 }

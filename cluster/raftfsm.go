@@ -50,9 +50,6 @@ type raftFSM struct {
 		since       time.Time
 		first       time.Duration // from since to the first apply after it
 	}
-	// ahead verifies the signatures of those entries from the end of the
-	// restore (fsm.LogAhead), nil once they are applied.
-	ahead   *fsm.LogAhead
 	chains  *chainRingOf  // the state's chain hash at recent indexes (chain.go)
 	changed chan struct{} // closed and replaced after every apply
 }
@@ -83,9 +80,6 @@ func (r *raftFSM) ApplyBatch(logs []*raft.Log) []any {
 			entries = append(entries, fsm.Entry{Index: l.Index, Data: l.Data})
 		}
 	}
-	if a := r.verifiedAhead(); a != nil && len(entries) > 0 && entries[len(entries)-1].Index <= a.Last() {
-		entries = nil // verified since the restore: no batch's verification beside it
-	}
 	b := r.fsm.NewBatch(entries)
 	var last uint64
 	i := 0
@@ -106,9 +100,6 @@ func (r *raftFSM) ApplyBatch(logs []*raft.Log) []any {
 
 // apply applies one entry and records its chain hash.
 func (r *raftFSM) apply(l *raft.Log) *fsm.Result {
-	if a := r.verifiedAhead(); a != nil {
-		a.Wait(l.Index)
-	}
 	r.hold.Lock()
 	start := time.Now()
 	res := r.fsm.Apply(l.Index, l.AppendedAt, l.Data)
@@ -125,15 +116,10 @@ func (r *raftFSM) apply(l *raft.Log) *fsm.Result {
 		r.caughtUp.first = time.Since(r.caughtUp.since)
 	}
 	c := r.caughtUp
-	var done *fsm.LogAhead
 	if c.index != 0 && l.Index >= c.index {
 		r.caughtUp.index = 0
-		done, r.ahead = r.ahead, nil
 	}
 	r.mu.Unlock()
-	if done != nil {
-		done.Stop()
-	}
 	if c.index != 0 && l.Index >= c.index {
 		r.log.Info("applied the log held after the restored snapshot", "entries", l.Index-c.from, "applied", l.Index,
 			"first_after", c.first, "took", time.Since(c.since))
@@ -221,45 +207,17 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 		r.large.Store(true)
 	}
 	go returnFreedMemory(cr.n) // a collection: not before the node serves
-	r.restored()
-	return nil
-}
-
-// restored records the state a restore left: its applied index and
-// chain hash, and the command entries the log holds after it, whose
-// signatures it starts verifying (fsm.LogAhead) until they are applied.
-func (r *raftFSM) restored() {
 	applied, chain := r.fsm.ChainAt()
-	logs := r.logs.Load()
-	last := lastCommand(logs, applied)
-	r.mu.Lock()
-	old := r.ahead
-	r.ahead = nil
-	r.mu.Unlock()
-	if old != nil {
-		old.Stop() // an earlier restore's, not yet applied
-	}
-	var ahead *fsm.LogAhead
-	if last > applied {
-		ahead = r.fsm.VerifyLogAhead(applied, last, logs.command)
-	}
+	last := lastCommand(r.logs.Load(), applied)
 	r.mu.Lock()
 	r.chains.restored(applied, chain)
 	r.caughtUp.index, r.caughtUp.first = 0, 0
 	if last > applied {
 		r.caughtUp.index, r.caughtUp.from, r.caughtUp.since = last, applied, time.Now()
 	}
-	r.ahead = ahead
 	r.mu.Unlock()
 	r.advance(applied)
-}
-
-// verifiedAhead is the restore's verification of the log after the
-// snapshot while it runs, else nil.
-func (r *raftFSM) verifiedAhead() *fsm.LogAhead {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.ahead
+	return nil
 }
 
 // lastCommand is the index of the last command entry in logs after

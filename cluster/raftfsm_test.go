@@ -3,7 +3,6 @@ package cluster
 import (
 	"encoding/json"
 	"log/slog"
-	"path/filepath"
 	"runtime/debug"
 	"testing"
 
@@ -106,60 +105,5 @@ func TestRestoreCollectsLess(t *testing.T) {
 				t.Fatalf("with %s set, after a restore: GOGC %d, want it untouched", env, got)
 			}
 		})
-	}
-}
-
-// TestRestoredLogVerifiedAhead: after a restore, the command entries the
-// Raft log holds after it are verified ahead (fsm.LogAhead) from the
-// log store, Raft's own entries among them skipped; applied in Raft's
-// batches they get the results Apply gives them one at a time, and once
-// the last is applied the verification is over.
-func TestRestoredLogVerifiedAhead(t *testing.T) {
-	t.Parallel()
-	newFSM := func() *raftFSM {
-		f := fsm.New(dealChecker{})
-		f.TokenWrites = WriteTokenCheck
-		return newRaftFSM(f, slog.New(slog.DiscardHandler), metrics.New())
-	}
-	logs := []*raft.Log{
-		{Index: 1, Type: raft.LogCommand, Data: []byte("{}")},
-		{Index: 2, Type: raft.LogConfiguration, Data: []byte("not a command")},
-		{Index: 3, Type: raft.LogCommand, Data: []byte("not JSON")},
-		{Index: 4, Type: raft.LogCommand, Data: []byte(`{"signer":"nobody","payload":"e30=","signature":"AAAA"}`)},
-		{Index: 5, Type: raft.LogConfiguration},
-	}
-	store, err := openLogStore(filepath.Join(t.TempDir(), "raft.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	if err := store.StoreLogs(logs); err != nil {
-		t.Fatal(err)
-	}
-	one := newFSM()
-	var want []any
-	for _, l := range logs {
-		if l.Type == raft.LogCommand {
-			want = append(want, one.Apply(l))
-		} else {
-			want = append(want, nil)
-		}
-	}
-	r := newFSM()
-	r.logs.Store(store)
-	r.restored()
-	if r.verifiedAhead() == nil || r.verifiedAhead().Last() != 4 {
-		t.Fatal("the log after the restore (to its last command, 4) is not verified ahead")
-	}
-	got := append(r.ApplyBatch(logs[:2]), r.ApplyBatch(logs[2:])...)
-	for i := range logs {
-		g, _ := json.Marshal(got[i])
-		w, _ := json.Marshal(want[i])
-		if string(g) != string(w) {
-			t.Errorf("entry %d: %s after the restore, %s one at a time", logs[i].Index, g, w)
-		}
-	}
-	if r.verifiedAhead() != nil {
-		t.Error("the verification ahead is still running after the log's last command applied")
 	}
 }

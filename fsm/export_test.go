@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/json"
 	"reflect"
@@ -143,14 +142,4 @@ func ForgetSignaturesForTest() {
 	sigMemo.Lock()
 	clear(sigMemo.ok)
 	sigMemo.Unlock()
-}
-
-// VerifiedAheadForTest reports whether a LogAhead remembers the signature
-// of the signed entry data under pub.
-func VerifiedAheadForTest(pub ed25519.PublicKey, data []byte) bool {
-	var sg Signed
-	if json.Unmarshal(data, &sg) != nil {
-		return false
-	}
-	return verifiedAhead(memoKey(pub, sg.Payload, sg.Signature))
 }

@@ -283,7 +283,7 @@ func (f *FSM) verify(sg *Signed, now int64) (*Command, *Passkey, uint32, *TokenG
 	if err != nil {
 		return nil, nil, 0, nil, err
 	}
-	if !verifySeen(key, sg.Payload, sg.Signature, false) { // a restore's replay verified most ahead (sigPrefetch), and a restart's log after its snapshot (LogAhead)
+	if !verifySeen(key, sg.Payload, sg.Signature, false) { // a restore's replay verified most ahead (sigPrefetch)
 		return nil, nil, 0, nil, errorf(CodeBadSignature, "signature of %s does not verify", sg.Signer)
 	}
 	return &cmd, nil, 0, nil, nil

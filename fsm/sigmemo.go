@@ -54,9 +54,6 @@ func verifySeen(pub ed25519.PublicKey, payload, sig []byte, remember bool) bool 
 		return false
 	}
 	k := memoKey(pub, payload, sig)
-	if verifiedAhead(k) {
-		return true
-	}
 	sigMemo.Lock()
 	_, seen := sigMemo.ok[k]
 	sigMemo.Unlock()
@@ -111,20 +108,14 @@ type sigPrefetch struct {
 // newSigPrefetch gathers the signer keys of s, which it then no longer
 // reads (Apply changes it).
 func newSigPrefetch(s *State, entries []Entry, chunk int) *sigPrefetch {
-	return &sigPrefetch{keys: signerKeys(s), entries: entries, chunk: chunk}
-}
-
-// signerKeys gathers the keys of the signers of s (an operator's, a
-// node's), by signer.
-func signerKeys(s *State) map[string][][]byte {
-	keys := map[string][][]byte{}
+	p := &sigPrefetch{keys: map[string][][]byte{}, entries: entries, chunk: chunk}
 	for id, o := range s.Operators {
-		keys[id] = append(keys[id], o.PublicKey)
+		p.keys[id] = append(p.keys[id], o.PublicKey)
 	}
 	for id, n := range s.Nodes {
-		keys[id] = append(keys[id], n.SignKey)
+		p.keys[id] = append(p.keys[id], n.SignKey)
 	}
-	return keys
+	return p
 }
 
 // ahead is called before entry i is applied: at the start of a chunk, it
