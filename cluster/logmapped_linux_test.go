@@ -149,3 +149,37 @@ func TestLogReleasesMappedPagesAfterCompaction(t *testing.T) {
 		}
 	}
 }
+
+// TestLogReleasesMappedPagesOfSmallEntries: small entries appended one
+// at a time to a log with free pages (compacted, as Raft's log is after a
+// snapshot) do not stay mapped until releaseMappedEvery bytes of them
+// were stored: the store counts each append as at least mappedPerStore.
+func TestLogReleasesMappedPagesOfSmallEntries(t *testing.T) {
+	path := t.TempDir() + "/raft.db"
+	l, err := openLogStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	i := uint64(1)
+	store := func(size int) {
+		t.Helper()
+		if err := l.StoreLog(&raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i)}, size)}); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	}
+	for range 160 {
+		store(256 << 10)
+	}
+	if err := l.DeleteRange(1, 150); err != nil { // frees most of the file's pages
+		t.Fatal(err)
+	}
+	const size, entries = 1500, 2500 // 3.6 MiB: under releaseMappedEvery
+	for range entries {
+		store(size)
+	}
+	if kb, most := mappedKB(t, path), releaseMappedEvery/1024/2; kb > most {
+		t.Errorf("%d KiB of the log resident after %d KiB of small entries, more than %d KiB", kb, entries*size/1024, most)
+	}
+}
