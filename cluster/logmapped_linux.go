@@ -24,7 +24,8 @@ import (
 // per key").
 //
 // The node calls it after it persists a snapshot, and the store after
-// each releaseMappedEvery bytes of entries it stores.
+// each releaseMappedEvery bytes of entries it stores and after each
+// DeleteRange (Raft's compaction, which follows the snapshot's release).
 //
 // It holds the store's lock, so that no bolt call runs meanwhile: bolt
 // maps the file again elsewhere when it grows, and only between its calls

@@ -109,3 +109,77 @@ func TestLogReleasesMappedPagesAsItGrows(t *testing.T) {
 		t.Errorf("%d KiB of a %d KiB log resident, more than %d KiB", kb, entries*size/1024, most)
 	}
 }
+
+// TestLogReleasesMappedPagesAfterCompaction: Raft compacts its log after
+// a snapshot's Persist released the log's mapped pages, and bolt's delete
+// of a bulk load's large entries maps most of them again (38 of 50 MiB
+// measured); the store releases them after the delete, so a compacted log
+// does not stay resident until the next release.
+func TestLogReleasesMappedPagesAfterCompaction(t *testing.T) {
+	path := t.TempDir() + "/raft.db"
+	l, err := openLogStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	const size, entries, kept = 256 << 10, 160, 8
+	data := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, size) }
+	for i := 1; i <= entries; i++ {
+		if err := l.StoreLog(&raft.Log{Index: uint64(i), Term: 1, Type: raft.LogCommand, Data: data(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.releaseMapped(); err != nil { // as a snapshot's Persist does
+		t.Fatal(err)
+	}
+	if err := l.DeleteRange(1, entries-kept); err != nil { // as Raft's compaction does next
+		t.Fatal(err)
+	}
+	if kb, most := mappedKB(t, path), releaseMappedEvery/1024; kb > most {
+		t.Errorf("%d KiB of the log resident after compacting a %d KiB log to %d KiB, more than %d KiB",
+			kb, entries*size/1024, kept*size/1024, most)
+	}
+	for i := entries - kept + 1; i <= entries; i++ {
+		var e raft.Log
+		if err := l.GetLog(uint64(i), &e); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(e.Data, data(i)) {
+			t.Fatalf("entry %d reads back changed", i)
+		}
+	}
+}
+
+// TestLogReleasesMappedPagesOfSmallEntries: small entries appended one
+// at a time to a log with free pages (compacted, as Raft's log is after a
+// snapshot) do not stay mapped until releaseMappedEvery bytes of them
+// were stored: the store counts each append as at least mappedPerStore.
+func TestLogReleasesMappedPagesOfSmallEntries(t *testing.T) {
+	path := t.TempDir() + "/raft.db"
+	l, err := openLogStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	i := uint64(1)
+	store := func(size int) {
+		t.Helper()
+		if err := l.StoreLog(&raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i)}, size)}); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	}
+	for range 160 {
+		store(256 << 10)
+	}
+	if err := l.DeleteRange(1, 150); err != nil { // frees most of the file's pages
+		t.Fatal(err)
+	}
+	const size, entries = 1500, 2500 // 3.6 MiB: under releaseMappedEvery
+	for range entries {
+		store(size)
+	}
+	if kb, most := mappedKB(t, path), releaseMappedEvery/1024/2; kb > most {
+		t.Errorf("%d KiB of the log resident after %d KiB of small entries, more than %d KiB", kb, entries*size/1024, most)
+	}
+}
