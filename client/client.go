@@ -136,7 +136,7 @@ const idleConnTimeout = time.Minute
 // nodeTransport is the transport of a client's requests to its node:
 // HTTP/1.1 on connections kept open, one per request in flight. Go's
 // HTTP/2 costs more CPU per request on both ends (frames written apart,
-// more goroutines on each side: docs/coordinator.md, "A ninth pass"), and
+// more goroutines on each side: docs/coordinator.md, "A tenth pass"), and
 // a client has a few requests in flight, not hundreds.
 func nodeTransport(cfg *tls.Config) *http.Transport {
 	var p http.Protocols
