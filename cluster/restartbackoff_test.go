@@ -58,43 +58,9 @@ func TestLateRaftCostsTheLeaderNoFailedCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	failures := &lineCounter{texts: []string{"failed to appendEntries", "failed to heartbeat"}}
-	guarded := func(id, addr string, out io.Writer) (*raft.Config, *raft.InmemStore, *termGuard) {
-		trans, err := raft.NewTCPTransport(addr, nil, 2, timeout, io.Discard)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := raft.DefaultConfig()
-		cfg.LocalID = raft.ServerID(id)
-		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Warn, Output: out})
-		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 100*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond
-		store := raft.NewInmemStore()
-		g := newTermGuard(trans, timeout, store, cfg.HeartbeatTimeout, quiet)
-		t.Cleanup(func() { g.Close() })
-		return cfg, store, g
-	}
-	run := func(cfg *raft.Config, store *raft.InmemStore, g *termGuard) *raft.Raft {
-		r, err := raft.NewRaft(cfg, nopFSM{}, store, store, raft.NewInmemSnapshotStore(), g)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { r.Shutdown().Error() })
-		g.start(r)
-		return r
-	}
-
-	cfgA, storeA, ga := guarded("a", ports[0], failures)
-	if err := raft.BootstrapCluster(cfgA, storeA, storeA, raft.NewInmemSnapshotStore(), ga,
-		raft.Configuration{Servers: []raft.Server{{ID: "a", Address: raft.ServerAddress(ports[0])}}}); err != nil {
-		t.Fatal(err)
-	}
-	a := run(cfgA, storeA, ga)
-	select {
-	case <-a.LeaderCh():
-	case <-time.After(opTimeout):
-		t.Fatal("a Raft alone never led itself")
-	}
+	guarded, run, leadAlone := tcpGuardedRafts(t, timeout)
+	a := leadAlone("a", ports[0], failures)
 	// b's port is open, its Raft not yet running, as while it restores.
 	cfgB, storeB, gb := guarded("b", ports[1], io.Discard)
 	if err := a.AddNonvoter("b", raft.ServerAddress(ports[1]), 0, opTimeout).Error(); err != nil {
@@ -115,7 +81,7 @@ func TestLateRaftCostsTheLeaderNoFailedCall(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	t.Logf("b had the leader's entries %v (%.1f heartbeat intervals) after its Raft started", time.Since(began), float64(time.Since(began))/float64(cfgA.HeartbeatTimeout/10))
+	t.Logf("b had the leader's entries %v (%.1f heartbeat intervals) after its Raft started", time.Since(began), float64(time.Since(began))/float64(cfgB.HeartbeatTimeout/10))
 	if lines := failures.seen(); len(lines) > 0 {
 		t.Fatalf("the leader failed %d calls to a follower whose Raft had not started:\n%s", len(lines), strings.Join(lines, "\n"))
 	}
@@ -212,43 +178,9 @@ func TestDownFollowerCostsTheLeaderOneFailedAppend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	failures := &lineCounter{texts: []string{"failed to appendEntries"}}
-	guarded := func(id, addr string, out io.Writer) (*raft.Config, *raft.InmemStore, *termGuard) {
-		trans, err := raft.NewTCPTransport(addr, nil, 2, timeout, io.Discard)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := raft.DefaultConfig()
-		cfg.LocalID = raft.ServerID(id)
-		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Warn, Output: out})
-		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 100*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond
-		store := raft.NewInmemStore()
-		g := newTermGuard(trans, timeout, store, cfg.HeartbeatTimeout, quiet)
-		t.Cleanup(func() { g.Close() })
-		return cfg, store, g
-	}
-	run := func(cfg *raft.Config, store *raft.InmemStore, g *termGuard) *raft.Raft {
-		r, err := raft.NewRaft(cfg, nopFSM{}, store, store, raft.NewInmemSnapshotStore(), g)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { r.Shutdown().Error() })
-		g.start(r)
-		return r
-	}
-
-	cfgA, storeA, ga := guarded("a", ports[0], failures)
-	if err := raft.BootstrapCluster(cfgA, storeA, storeA, raft.NewInmemSnapshotStore(), ga,
-		raft.Configuration{Servers: []raft.Server{{ID: "a", Address: raft.ServerAddress(ports[0])}}}); err != nil {
-		t.Fatal(err)
-	}
-	a := run(cfgA, storeA, ga)
-	select {
-	case <-a.LeaderCh():
-	case <-time.After(opTimeout):
-		t.Fatal("a Raft alone never led itself")
-	}
+	guarded, run, leadAlone := tcpGuardedRafts(t, timeout)
+	a := leadAlone("a", ports[0], failures)
 	// b's port is closed: nothing listens on it yet.
 	if err := a.AddNonvoter("b", raft.ServerAddress(ports[1]), 0, opTimeout).Error(); err != nil {
 		t.Fatal(err)
@@ -273,4 +205,55 @@ func TestDownFollowerCostsTheLeaderOneFailedAppend(t *testing.T) {
 	if lines := failures.seen(); len(lines) > 1 {
 		t.Fatalf("the leader failed %d calls carrying the log to a follower whose port was closed, want at most one:\n%s", len(lines), strings.Join(lines, "\n"))
 	}
+}
+
+// tcpGuardedRafts gives the backoff tests Raft nodes on loopback TCP,
+// each behind a term guard, with timeout as the transports' call timeout:
+// guarded makes a node's configuration, store and guard (its Raft log to
+// out), run starts it, and leadAlone bootstraps and starts a one-node
+// cluster and waits until it leads.
+func tcpGuardedRafts(t *testing.T, timeout time.Duration) (
+	guarded func(id, addr string, out io.Writer) (*raft.Config, *raft.InmemStore, *termGuard),
+	run func(cfg *raft.Config, store *raft.InmemStore, g *termGuard) *raft.Raft,
+	leadAlone func(id, addr string, out io.Writer) *raft.Raft,
+) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	guarded = func(id, addr string, out io.Writer) (*raft.Config, *raft.InmemStore, *termGuard) {
+		trans, err := raft.NewTCPTransport(addr, nil, 2, timeout, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := raft.DefaultConfig()
+		cfg.LocalID = raft.ServerID(id)
+		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Warn, Output: out})
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 100*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond
+		store := raft.NewInmemStore()
+		g := newTermGuard(trans, timeout, store, cfg.HeartbeatTimeout, quiet)
+		t.Cleanup(func() { g.Close() })
+		return cfg, store, g
+	}
+	run = func(cfg *raft.Config, store *raft.InmemStore, g *termGuard) *raft.Raft {
+		r, err := raft.NewRaft(cfg, nopFSM{}, store, store, raft.NewInmemSnapshotStore(), g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Shutdown().Error() })
+		g.start(r)
+		return r
+	}
+	leadAlone = func(id, addr string, out io.Writer) *raft.Raft {
+		cfg, store, g := guarded(id, addr, out)
+		if err := raft.BootstrapCluster(cfg, store, store, raft.NewInmemSnapshotStore(), g,
+			raft.Configuration{Servers: []raft.Server{{ID: raft.ServerID(id), Address: raft.ServerAddress(addr)}}}); err != nil {
+			t.Fatal(err)
+		}
+		r := run(cfg, store, g)
+		select {
+		case <-r.LeaderCh():
+		case <-time.After(opTimeout):
+			t.Fatalf("Raft %s alone never led itself", id)
+		}
+		return r
+	}
+	return guarded, run, leadAlone
 }
