@@ -22,9 +22,32 @@ type blindRelease struct {
 	release         *SealedRelease
 }
 
+// newBlindRelease is a release in proof mode: each holder's partial, with
+// its proof, sealed to the client's ephemeral key (shamir.SealX25519).
 func newBlindRelease(tb testing.TB, holders ...uint32) *blindRelease {
 	tb.Helper()
-	br := &blindRelease{clusterID: "kq-test", name: "app/a", secret: []byte("the secret"), payload: []byte(`{"type":"release"}`)}
+	return newRelease(tb, []byte(`{"type":"release"}`), func(p *shamir.Prover, ct *shamir.Ciphertext, rctx []byte, eph *shamir.X25519Key) SealedPartial {
+		part, err := p.Compute(rand.Reader, ct.R, rctx)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		plain, err := json.Marshal(part)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		sealed, err := shamir.SealX25519(rand.Reader, eph.PublicKey(), fsm.PartialSealInfo(rctx, p.Index()), plain)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return SealedPartial{R: sealed.R, Sealed: sealed.Sealed}
+	}, holders...)
+}
+
+// newRelease is a release of a 2-of-3 key whose request's signed payload
+// is payload, with a partial of each of holders, made by answer.
+func newRelease(tb testing.TB, payload []byte, answer func(p *shamir.Prover, ct *shamir.Ciphertext, rctx []byte, eph *shamir.X25519Key) SealedPartial, holders ...uint32) *blindRelease {
+	tb.Helper()
+	br := &blindRelease{clusterID: "kq-test", name: "app/a", secret: []byte("the secret"), payload: payload}
 	poly, shares, err := shamir.DealKey(rand.Reader, make32(tb), 2, []uint32{1, 2, 3})
 	if err != nil {
 		tb.Fatal(err)
@@ -44,19 +67,9 @@ func newBlindRelease(tb testing.TB, holders ...uint32) *blindRelease {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		part, err := p.Compute(rand.Reader, ct.R, rctx)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		plain, err := json.Marshal(part)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		sealed, err := shamir.SealX25519(rand.Reader, br.eph.PublicKey(), fsm.PartialSealInfo(rctx, i), plain)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		r.Partials = append(r.Partials, SealedPartial{Index: i, Node: "n" + string(rune('0'+i)), R: sealed.R, Sealed: sealed.Sealed})
+		sp := answer(p, ct, rctx, br.eph)
+		sp.Index, sp.Node = i, "n"+string(rune('0'+i))
+		r.Partials = append(r.Partials, sp)
 	}
 	br.release = r
 	return br
@@ -110,38 +123,17 @@ var shareModePayload = []byte(`{"type":"release","release":{"key":"app/a","op":"
 // value sealed with its share (shamir.Prover.SealToEphemeral).
 func newShareModeRelease(tb testing.TB, holders ...uint32) *blindRelease {
 	tb.Helper()
-	br := &blindRelease{clusterID: "kq-test", name: "app/a", secret: []byte("the secret"), payload: shareModePayload}
-	poly, shares, err := shamir.DealKey(rand.Reader, make32(tb), 2, []uint32{1, 2, 3})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	br.pin = poly.Commits[0]
-	ct, err := shamir.Seal(rand.Reader, poly.PublicKey(), fsm.SealInfo(br.clusterID, br.name), br.secret)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if br.eph, err = shamir.NewX25519Key(rand.Reader); err != nil {
-		tb.Fatal(err)
-	}
-	r := &SealedRelease{ClusterID: br.clusterID, Key: br.name, Version: 1, Epoch: 1, Threshold: 2, Poly: poly.Commits, R: ct.R, Sealed: ct.Sealed}
-	rctx := fsm.ReleaseContext(br.clusterID, br.name, 1, 1, br.payload)
-	for _, i := range holders {
-		p, err := shamir.NewProver(shares[i-1])
-		if err != nil {
-			tb.Fatal(err)
-		}
+	return newRelease(tb, shareModePayload, func(p *shamir.Prover, ct *shamir.Ciphertext, rctx []byte, eph *shamir.X25519Key) SealedPartial {
 		V, err := p.Value(ct.R)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		sealed, err := p.SealToEphemeral(br.eph.PublicKey(), shamir.CiphertextHash(ct), fsm.PartialSealInfo(rctx, i), V)
+		sealed, err := p.SealToEphemeral(eph.PublicKey(), shamir.CiphertextHash(ct), fsm.PartialSealInfo(rctx, p.Index()), V)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		r.Partials = append(r.Partials, SealedPartial{Index: i, Node: "n" + string(rune('0'+i)), Sealed: sealed})
-	}
-	br.release = r
-	return br
+		return SealedPartial{Sealed: sealed}
+	}, holders...)
 }
 
 // TestOpenReleaseShareMode: a release in share mode opens with any two
