@@ -208,18 +208,7 @@ func TestReleaseInShareModeFallsBackToProofs(t *testing.T) {
 func TestTokenReleaseInShareModeFallsBackToProofs(t *testing.T) {
 	ctx := context.Background()
 	f := newFakeRelease(t)
-	pub, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	op := fsm.PrincipalID(pub)
-	tok, err := token.Mint(op, key, token.Scope{Keys: []string{"db/a"}, Flags: []string{token.FlagDecrypt}, ExpiresAt: time.Now().Add(time.Hour)}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewTLSServer(f)
-	t.Cleanup(srv.Close)
-	c := &TokenClient{base: srv.URL, http: srv.Client(), clusterID: fakeClusterID, pin: f.poly.Commits[0], operator: op, token: tok}
+	c := newFakeTokenClient(t, f)
 	if got, err := c.Get(ctx, "db/a"); err != nil || string(got) != string(f.secret) {
 		t.Fatalf("an honest release in share mode: %q, %v", got, err)
 	}
@@ -274,18 +263,7 @@ func TestShareModeDowngradeIsReported(t *testing.T) {
 		t.Fatalf("want the spoiled release in share mode, then one with proofs; got %d requests", len(reqs))
 	}
 
-	pub, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	op := fsm.PrincipalID(pub)
-	tok, err := token.Mint(op, key, token.Scope{Keys: []string{"db/a"}, Flags: []string{token.FlagDecrypt}, ExpiresAt: time.Now().Add(time.Hour)}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewTLSServer(f)
-	t.Cleanup(srv.Close)
-	tc := &TokenClient{base: srv.URL, http: srv.Client(), clusterID: fakeClusterID, pin: f.poly.Commits[0], operator: op, token: tok}
+	tc := newFakeTokenClient(t, f)
 	if tc.ShareModeFailure() != nil {
 		t.Fatal("a new token client reports a share-mode failure")
 	}
@@ -335,4 +313,22 @@ func BenchmarkShareModeDowngrade(b *testing.B) {
 			}
 		})
 	}
+}
+
+// newFakeTokenClient is a token client of f, over TLS, with a token of a
+// new operator that may decrypt db/a for an hour.
+func newFakeTokenClient(t *testing.T, f *fakeRelease) *TokenClient {
+	t.Helper()
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := fsm.PrincipalID(pub)
+	tok, err := token.Mint(op, key, token.Scope{Keys: []string{"db/a"}, Flags: []string{token.FlagDecrypt}, ExpiresAt: time.Now().Add(time.Hour)}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(f)
+	t.Cleanup(srv.Close)
+	return &TokenClient{base: srv.URL, http: srv.Client(), clusterID: fakeClusterID, pin: f.poly.Commits[0], operator: op, token: tok}
 }
