@@ -785,7 +785,7 @@ func TestStolenDataDirOverTheNetwork(t *testing.T) {
 // leader's read index the state it had before them.
 func TestForgedTermMakesTheFollowerStopServing(t *testing.T) {
 	t.Run("commands", func(t *testing.T) {
-		forgedTermAttack(t, func(t *testing.T, s *stolenCreds, _ *testNode) *raft.Log {
+		forgedTermAttackEstablished(t, func(t *testing.T, s *stolenCreds, _ *testNode) *raft.Log {
 			data, err := json.Marshal(s.sign(t, &fsm.Command{Type: fsm.TypeRevokeKey, RevokeKey: "luks/none"}))
 			if err != nil {
 				t.Fatal(err)
@@ -794,7 +794,7 @@ func TestForgedTermMakesTheFollowerStopServing(t *testing.T) {
 		})
 	})
 	t.Run("configuration", func(t *testing.T) {
-		forgedTermAttack(t, func(t *testing.T, _ *stolenCreds, follower *testNode) *raft.Log {
+		forgedTermAttackEstablished(t, func(t *testing.T, _ *stolenCreds, follower *testNode) *raft.Log {
 			f := follower.n.cons.current().raft.GetConfiguration()
 			if err := f.Error(); err != nil {
 				t.Fatal(err)
@@ -804,9 +804,24 @@ func TestForgedTermMakesTheFollowerStopServing(t *testing.T) {
 	})
 }
 
+// forgedTermAttackEstablished runs forgedTermAttack until its scenario
+// holds, three times at most: the revoke must land among the forged
+// entries, and a real member elected while the thief holds the follower
+// may, on a loaded machine, have taken the follower's forged log first
+// (a node with no live leader takes a claimed term: docs/threat-model.md),
+// which puts the revoke past them and proves nothing either way.
+func forgedTermAttackEstablished(t *testing.T, forge func(*testing.T, *stolenCreds, *testNode) *raft.Log) {
+	for attempt := 1; !forgedTermAttack(t, forge); attempt++ {
+		if attempt == 3 {
+			t.Fatal("three times the revoke landed past the forged entries: the test proves nothing")
+		}
+	}
+}
+
 // forgedTermAttack runs the attack above with the forged entries forge
-// makes (their index, term and time set here).
-func forgedTermAttack(t *testing.T, forge func(*testing.T, *stolenCreds, *testNode) *raft.Log) {
+// makes (their index, term and time set here). It returns false, having
+// asserted nothing, when the revoke landed past the forged entries.
+func forgedTermAttack(t *testing.T, forge func(*testing.T, *stolenCreds, *testNode) *raft.Log) bool {
 	c := newTestCluster(t, 3)
 	c.createSecret("luks/kept", randomBytes(t, 32))
 	c.createSecret("luks/other", randomBytes(t, 32))
@@ -892,7 +907,8 @@ func forgedTermAttack(t *testing.T, forge func(*testing.T, *stolenCreds, *testNo
 	}
 	t.Logf("forged entries %d..%d; the revoke is entry %d", next, next+forged-1, res.Index)
 	if res.Index >= next+forged {
-		t.Fatalf("the revoke landed at %d, past the forged entries: the test proves nothing", res.Index)
+		t.Logf("the revoke landed at %d, past the forged entries: the scenario did not hold, again with a new cluster", res.Index)
+		return false
 	}
 	// Entries past the forged ones, which the follower takes: Raft's log
 	// matching holds there, and its state machine applies them.
@@ -964,6 +980,7 @@ func forgedTermAttack(t *testing.T, forge func(*testing.T, *stolenCreds, *testNo
 		}
 		return strings.Contains(err.Error(), "diverged"), fmt.Sprintf("%s, restarted, refuses, but does not say it diverged: %v", follower.id(), err)
 	})
+	return true
 }
 
 // TestForgedTermCannotOverwriteCommittedEntries is the attack behind a
