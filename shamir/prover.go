@@ -20,7 +20,6 @@ type Prover struct {
 	mu    sync.RWMutex
 	index uint32
 	s     *edwards25519.Scalar // nil once erased
-	s8    *edwards25519.Scalar // s/8 (SealToEphemeral); nil once erased
 	pub   []byte               // s*G
 }
 
@@ -37,8 +36,7 @@ func NewProver(sh *Share) (*Prover, error) {
 	if err != nil {
 		return nil, fmt.Errorf("share %d: %w", sh.Index, err)
 	}
-	return &Prover{index: sh.Index, s: s, s8: edwards25519.NewScalar().Multiply(s, inv8),
-		pub: new(edwards25519.Point).ScalarBaseMult(s).Bytes()}, nil
+	return &Prover{index: sh.Index, s: s, pub: new(edwards25519.Point).ScalarBaseMult(s).Bytes()}, nil
 }
 
 // Index is the share's index.
@@ -52,8 +50,7 @@ func (p *Prover) Erase() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	wipeScalar(p.s)
-	wipeScalar(p.s8)
-	p.s, p.s8 = nil, nil
+	p.s = nil
 }
 
 // Value returns s_i*R for a ciphertext point R (fully checked, as

@@ -72,14 +72,10 @@ func (p *Prover) SealToEphemeral(eph, ctHash, info, V []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.mu.RLock()
-	if p.s8 == nil {
-		p.mu.RUnlock()
-		return nil, fmt.Errorf("%w: the share was erased", ErrInvalidScalar)
+	shared, err := p.sharedWith(Q)
+	if err != nil {
+		return nil, err
 	}
-	S := new(edwards25519.Point).ScalarMult(p.s8, Q)
-	p.mu.RUnlock()
-	shared := S.BytesMontgomery()
 	defer clear(shared)
 	if isZero(shared) {
 		return nil, fmt.Errorf("%w: the X25519 key is of low order", ErrInvalidPoint)
@@ -90,6 +86,21 @@ func (p *Prover) SealToEphemeral(eph, ctHash, info, V []byte) ([]byte, error) {
 	}
 	var nonce [chacha20poly1305.NonceSize]byte
 	return aead.Seal(nil, nonce[:], V, nil), nil
+}
+
+// sharedWith is the holder's side of the share seal's secret with the
+// point Q = 8*P_E (x25519PeerPoint): u((s_i/8) * Q), which is u(s_i * E)
+// for an E in the prime-order subgroup.
+func (p *Prover) sharedWith(Q *edwards25519.Point) ([]byte, error) {
+	p.mu.RLock()
+	if p.s == nil {
+		p.mu.RUnlock()
+		return nil, fmt.Errorf("%w: the share was erased", ErrInvalidScalar)
+	}
+	s8 := edwards25519.NewScalar().Multiply(p.s, inv8)
+	p.mu.RUnlock()
+	defer wipeScalar(s8)
+	return new(edwards25519.Point).ScalarMult(s8, Q).BytesMontgomery(), nil
 }
 
 // OpenShareSeal opens the seal of the holder of share index, whose public
