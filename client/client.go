@@ -82,6 +82,22 @@ func (m *sealModes) fellBack(err error) {
 	m.proofMode.Store(true)
 }
 
+// release makes a release with once, given the seal mode to sign: share
+// mode (fsm.SealShare) until a release in share mode did not open
+// (api.ErrShareMode); that release is made again with proofs (""), whose
+// errors name the holder or the coordinator at fault, and so is every
+// release after.
+func (m *sealModes) release(once func(seal string) error) error {
+	if !m.proofMode.Load() {
+		err := once(fsm.SealShare)
+		if !errors.Is(err, api.ErrShareMode) {
+			return err
+		}
+		m.fellBack(err)
+	}
+	return once("")
+}
+
 // ShareModeFailure is why this client releases with proofs: the error of
 // its release in share mode that did not open (api.ErrShareMode, naming
 // the seal and its node when a seal did not open), or nil while it asks
@@ -505,22 +521,15 @@ func (c *Client) Get(ctx context.Context, name string) ([]byte, error) {
 }
 
 // release makes a blind release of req (Ephemeral and Seal are filled
-// in) and returns the secret and the key's version it was released at.
-// It asks for share mode (fsm.SealShare: no proofs, the key's AEAD tag
-// decides) until a release in share mode does not open; it then makes
-// that release again with proofs, whose errors name the holder or the
-// coordinator at fault, and makes every release after with proofs.
-func (c *Client) release(ctx context.Context, req *fsm.ReleaseRequest) ([]byte, uint64, error) {
-	if !c.proofMode.Load() {
-		req.Seal = fsm.SealShare
-		secret, version, err := c.releaseOnce(ctx, req)
-		if !errors.Is(err, api.ErrShareMode) {
-			return secret, version, err
-		}
-		c.fellBack(err)
-	}
-	req.Seal = ""
-	return c.releaseOnce(ctx, req)
+// in) and returns the secret and the key's version it was released at,
+// in the seal mode sealModes.release chooses.
+func (c *Client) release(ctx context.Context, req *fsm.ReleaseRequest) (secret []byte, version uint64, err error) {
+	err = c.sealModes.release(func(seal string) (err error) {
+		req.Seal = seal
+		secret, version, err = c.releaseOnce(ctx, req)
+		return err
+	})
+	return secret, version, err
 }
 
 // releaseOnce makes one blind release of req, with a new ephemeral key

@@ -144,15 +144,12 @@ func (c *TokenClient) write(ctx context.Context, path string, cmd *fsm.Command) 
 // ephemeral key of this client, which combines them. As Client's
 // releases, it asks for share mode until a release in share mode does not
 // open, then makes that one again with proofs, and every one after.
-func (c *TokenClient) Get(ctx context.Context, name string) ([]byte, error) {
-	if !c.proofMode.Load() {
-		secret, err := c.get(ctx, name, fsm.SealShare)
-		if !errors.Is(err, api.ErrShareMode) {
-			return secret, err
-		}
-		c.fellBack(err)
-	}
-	return c.get(ctx, name, "")
+func (c *TokenClient) Get(ctx context.Context, name string) (secret []byte, err error) {
+	err = c.sealModes.release(func(seal string) (err error) {
+		secret, err = c.get(ctx, name, seal)
+		return err
+	})
+	return secret, err
 }
 
 // get makes one blind release of name with seal mode seal.
