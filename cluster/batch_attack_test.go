@@ -34,7 +34,13 @@ func newRelayedRelease(t *testing.T, c *testCluster, name string) *relayedReleas
 	t.Helper()
 	secret := randomBytes(t, 32)
 	c.createSecret(name, secret)
-	sg := c.releaseRequest(name)
+	return relaySigned(t, c, name, secret, c.releaseRequest(name))
+}
+
+// relaySigned releases key name, whose secret is secret, through node 0
+// with the signed request sg, as the coordinator relays it to the client.
+func relaySigned(t *testing.T, c *testCluster, name string, secret []byte, sg *fsm.Signed) *relayedRelease {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	sr, err := c.nodes[0].n.Release(ctx, sg)

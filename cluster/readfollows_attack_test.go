@@ -13,6 +13,19 @@ import (
 // before that read came from the node it knows as the leader, and must
 // answer only what its checks allow at it.
 
+// newFollowedCluster is the cluster of these attacks: three nodes and
+// the secret "followed", its leader, and the victim, a holder other than
+// the leader that has applied the secret.
+func newFollowedCluster(t *testing.T) (c *testCluster, leader, victim *testNode) {
+	t.Helper()
+	c = newTestCluster(t, 3)
+	c.createSecret("followed", randomBytes(t, 32))
+	leader = c.leader()
+	victim = c.anyRunning(leader)
+	c.waitHasKey(victim, "followed")
+	return c, leader, victim
+}
+
 // followedRequest is a release of name, as the leader sends it with its
 // read to follow, which arrives on follow (none when it is nil: a call
 // over HTTP/2).
@@ -39,11 +52,7 @@ func (c *testCluster) followedRequest(name string, follow chan []byte) *partialR
 // holder answers.
 func TestAHolderGivesNothingBeforeTheLeadersReadFollows(t *testing.T) {
 	t.Parallel()
-	c := newTestCluster(t, 3)
-	c.createSecret("followed", randomBytes(t, 32))
-	leader := c.leader()
-	victim := c.anyRunning(leader)
-	c.waitHasKey(victim, "followed")
+	c, leader, victim := newFollowedCluster(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	p, err := victim.n.answerSealedPartial(ctx, c.followedRequest("followed", make(chan []byte)))
@@ -68,12 +77,8 @@ func TestAHolderGivesNothingBeforeTheLeadersReadFollows(t *testing.T) {
 // own read, and gives no partial.
 func TestOnlyTheLeadersReadFollows(t *testing.T) {
 	t.Parallel()
-	c := newTestCluster(t, 3)
-	c.createSecret("followed", randomBytes(t, 32))
-	leader := c.leader()
-	victim := c.anyRunning(leader)
+	c, leader, victim := newFollowedCluster(t)
 	liar := c.anyRunning(leader, victim)
-	c.waitHasKey(victim, "followed")
 	follow := make(chan []byte, 1)
 	follow <- (&leaderRead{Index: 0}).appendFollowed(nil)
 	req := c.followedRequest("followed", follow)
@@ -97,11 +102,7 @@ func TestOnlyTheLeadersReadFollows(t *testing.T) {
 // there, and refuses; the partial it computed never leaves it.
 func TestAHolderChecksAgainAtTheFollowedRead(t *testing.T) {
 	t.Parallel()
-	c := newTestCluster(t, 3)
-	c.createSecret("followed", randomBytes(t, 32))
-	leader := c.leader()
-	victim := c.anyRunning(leader)
-	c.waitHasKey(victim, "followed")
+	c, leader, victim := newFollowedCluster(t)
 	follow := make(chan []byte) // taken only once the holder has computed
 	req := c.followedRequest("followed", follow)
 
@@ -135,10 +136,7 @@ func TestAHolderChecksAgainAtTheFollowedRead(t *testing.T) {
 // answered at the holder's own read.
 func TestAReadThatCannotFollowIsTheHolders(t *testing.T) {
 	t.Parallel()
-	c := newTestCluster(t, 3)
-	c.createSecret("followed", randomBytes(t, 32))
-	victim := c.anyRunning(c.leader())
-	c.waitHasKey(victim, "followed")
+	c, _, victim := newFollowedCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	if _, err := victim.n.answerSealedPartial(ctx, c.followedRequest("followed", nil)); err != nil {

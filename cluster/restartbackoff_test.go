@@ -73,15 +73,8 @@ func TestLateRaftCostsTheLeaderNoFailedCall(t *testing.T) {
 	}
 	time.Sleep(4 * timeout) // the restore: the leader calls b all along
 	b := run(cfgB, storeB, gb)
-	began := time.Now()
-	want := a.LastIndex()
-	for b.LastIndex() < want {
-		if time.Since(began) > opTimeout {
-			t.Fatalf("b has entries up to %d, the leader %d", b.LastIndex(), want)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	t.Logf("b had the leader's entries %v (%.1f heartbeat intervals) after its Raft started", time.Since(began), float64(time.Since(began))/float64(cfgB.HeartbeatTimeout/10))
+	took := awaitEntries(t, a, b)
+	t.Logf("b had the leader's entries %v (%.1f heartbeat intervals) after its Raft started", took, float64(took)/float64(cfgB.HeartbeatTimeout/10))
 	if lines := failures.seen(); len(lines) > 0 {
 		t.Fatalf("the leader failed %d calls to a follower whose Raft had not started:\n%s", len(lines), strings.Join(lines, "\n"))
 	}
@@ -193,6 +186,17 @@ func TestDownFollowerCostsTheLeaderOneFailedAppend(t *testing.T) {
 	time.Sleep(4 * timeout) // b is down: the leader calls it all along
 	cfgB, storeB, gb := guarded("b", ports[1], io.Discard)
 	b := run(cfgB, storeB, gb)
+	took := awaitEntries(t, a, b)
+	t.Logf("b had the leader's entries %v after its Raft started", took)
+	if lines := failures.seen(); len(lines) > 1 {
+		t.Fatalf("the leader failed %d calls carrying the log to a follower whose port was closed, want at most one:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+}
+
+// awaitEntries waits until b has every entry leader a has now, and says
+// how long that took.
+func awaitEntries(t *testing.T, a, b *raft.Raft) time.Duration {
+	t.Helper()
 	began := time.Now()
 	want := a.LastIndex()
 	for b.LastIndex() < want {
@@ -201,10 +205,7 @@ func TestDownFollowerCostsTheLeaderOneFailedAppend(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	t.Logf("b had the leader's entries %v after its Raft started", time.Since(began))
-	if lines := failures.seen(); len(lines) > 1 {
-		t.Fatalf("the leader failed %d calls carrying the log to a follower whose port was closed, want at most one:\n%s", len(lines), strings.Join(lines, "\n"))
-	}
+	return time.Since(began)
 }
 
 // tcpGuardedRafts gives the backoff tests Raft nodes on loopback TCP,

@@ -36,19 +36,7 @@ func newShareModeRelease(t *testing.T, c *testCluster, name string) *relayedRele
 // mode through node 0.
 func relayShareMode(t *testing.T, c *testCluster, name string, secret []byte) *relayedRelease {
 	t.Helper()
-	sg := c.signRelease(&fsm.ReleaseRequest{Key: name, Op: fsm.OpGet, Seal: fsm.SealShare})
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	sr, err := c.nodes[0].n.Release(ctx, sg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cmd fsm.Command
-	if err := json.Unmarshal(sg.Payload, &cmd); err != nil {
-		t.Fatal(err)
-	}
-	return &relayedRelease{c: c, secret: secret, sg: sg, sr: sr, eph: cmd.Release.Ephemeral,
-		rctx: fsm.ReleaseContext(sr.ClusterID, name, sr.Version, sr.Epoch, sg.Payload)}
+	return relaySigned(t, c, name, secret, c.signRelease(&fsm.ReleaseRequest{Key: name, Op: fsm.OpGet, Seal: fsm.SealShare}))
 }
 
 // shareSeal seals V in place of sp, as the holder of share sh would for

@@ -3,7 +3,6 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -28,19 +27,7 @@ import (
 // through node 0.
 func relayProofMode(t *testing.T, c *testCluster, name string, secret []byte) *relayedRelease {
 	t.Helper()
-	sg := c.releaseRequest(name)
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	sr, err := c.nodes[0].n.Release(ctx, sg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cmd fsm.Command
-	if err := json.Unmarshal(sg.Payload, &cmd); err != nil {
-		t.Fatal(err)
-	}
-	return &relayedRelease{c: c, secret: secret, sg: sg, sr: sr, eph: cmd.Release.Ephemeral,
-		rctx: fsm.ReleaseContext(sr.ClusterID, name, sr.Version, sr.Epoch, sg.Payload)}
+	return relaySigned(t, c, name, secret, c.releaseRequest(name))
 }
 
 // wantNoSecret checks that a mixed relay did not open.
