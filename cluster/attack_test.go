@@ -63,18 +63,9 @@ func TestLyingCoordinatorGetsNoPartialFromALaggingHolder(t *testing.T) {
 	c.waitHasKey(victim, "lagging")
 	req := c.holderRequest("lagging", 0)
 
-	resume := c.holdApplies(victim) // the victim acknowledges entries but applies none
-	c.revoke(leader, "lagging")
-
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	p, err := victim.n.answerSealedPartial(ctx, req)
-	cancel()
-	if err == nil {
-		t.Fatalf("a lagging holder answered share %d for a key revoked before the request", p.Index)
-	}
-	resume()
+	c.wantLaggingHolderRefuses(leader, victim, "lagging", req, "for a key revoked before the request")
 	req.Request = c.releaseRequest("lagging")
-	ctx, cancel = context.WithTimeout(context.Background(), opTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	if _, err := victim.n.answerSealedPartial(ctx, req); KindOf(err) != KindDenied {
 		t.Fatalf("holder that applied the revoke: %v (kind %s), want %s", err, KindOf(err), KindDenied)
@@ -98,16 +89,7 @@ func TestOnlyTheLeaderVouchesForAHoldersRead(t *testing.T) {
 	req := c.holderRequest("vouched", 0)
 	req.LeaderRead, req.from = &leaderRead{Index: 0}, liar.id()
 
-	resume := c.holdApplies(victim) // the victim acknowledges entries but applies none
-	c.revoke(leader, "vouched")
-
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	p, err := victim.n.answerSealedPartial(ctx, req)
-	cancel()
-	if err == nil {
-		t.Fatalf("a lagging holder answered share %d on a follower's word that its read was the leader's", p.Index)
-	}
-	resume()
+	c.wantLaggingHolderRefuses(leader, victim, "vouched", req, "on a follower's word that its read was the leader's")
 }
 
 // TestTheLeadersReadStandsForTheHolders: a release the leader coordinates
@@ -416,17 +398,7 @@ func TestHolderComputingAheadOfItsReadAnswersWhatItsReadAllows(t *testing.T) {
 
 	resume := c.holdApplies(victim) // the victim acknowledges entries but applies none
 	c.revoke(leader, "ahead")
-	type answer struct {
-		p   *SealedPartial
-		err error
-	}
-	done := make(chan answer, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-		defer cancel()
-		p, err := victim.n.answerSealedPartial(ctx, req)
-		done <- answer{p, err}
-	}()
+	done := victim.answerSealedLater(req)
 	// The victim's read is answered by the leader (past the revoke) while
 	// the victim, holding its applies, can only have computed on the state
 	// before it.
@@ -436,13 +408,7 @@ func TestHolderComputingAheadOfItsReadAnswersWhatItsReadAllows(t *testing.T) {
 		return !victim.n.holderReads.running && len(victim.n.holderReads.waiting) == 0, "the victim's read is still in flight"
 	})
 	resume()
-	a := <-done
-	if a.err == nil {
-		t.Fatalf("the holder answered share %d for a key revoked before the request", a.p.Index)
-	}
-	if KindOf(a.err) != KindDenied {
-		t.Fatalf("holder: %v (kind %s), want %s", a.err, KindOf(a.err), KindDenied)
-	}
+	wantHolderDenied(t, <-done, "for a key revoked before the request")
 }
 
 // TestNodeKeepsTheFoundingEntryItReplaysAgainst: a member restarted
@@ -479,5 +445,51 @@ func TestNodeKeepsTheFoundingEntryItReplaysAgainst(t *testing.T) {
 	c.waitHasKey(victim, "luks/after-restart")
 	if got := victim.n.fsm.Founding(); !bytes.Equal(got, want) {
 		t.Fatalf("the restarted node applied founding entry %x again, want %x", got, want)
+	}
+}
+
+// wantLaggingHolderRefuses revokes key through leader while victim
+// acknowledges entries but applies none, and asserts that victim then
+// gives no sealed partial for req (what: the attack, for the failure).
+func (c *testCluster) wantLaggingHolderRefuses(leader, victim *testNode, key string, req *partialRequest, what string) {
+	c.t.Helper()
+	resume := c.holdApplies(victim)
+	defer resume()
+	c.revoke(leader, key)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if p, err := victim.n.answerSealedPartial(ctx, req); err == nil {
+		c.t.Fatalf("a lagging holder answered share %d %s", p.Index, what)
+	}
+}
+
+// heldAnswer is what a holder answered a sealed partial request.
+type heldAnswer struct {
+	p   *SealedPartial
+	err error
+}
+
+// answerSealedLater asks tn for its sealed partial for req in the
+// background; the answer comes on the channel.
+func (tn *testNode) answerSealedLater(req *partialRequest) <-chan heldAnswer {
+	done := make(chan heldAnswer, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
+		p, err := tn.n.answerSealedPartial(ctx, req)
+		done <- heldAnswer{p, err}
+	}()
+	return done
+}
+
+// wantHolderDenied asserts that a holder refused, as denied (what: the
+// request's fault, for the failure).
+func wantHolderDenied(t *testing.T, a heldAnswer, what string) {
+	t.Helper()
+	if a.err == nil {
+		t.Fatalf("the holder answered share %d %s", a.p.Index, what)
+	}
+	if KindOf(a.err) != KindDenied {
+		t.Fatalf("holder: %v (kind %s), want %s", a.err, KindOf(a.err), KindDenied)
 	}
 }

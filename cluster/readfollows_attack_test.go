@@ -84,16 +84,7 @@ func TestOnlyTheLeadersReadFollows(t *testing.T) {
 	req := c.followedRequest("followed", follow)
 	req.from = liar.id()
 
-	resume := c.holdApplies(victim) // the victim acknowledges entries but applies none
-	c.revoke(leader, "followed")
-
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	p, err := victim.n.answerSealedPartial(ctx, req)
-	cancel()
-	if err == nil {
-		t.Fatalf("a lagging holder answered share %d on a follower's read", p.Index)
-	}
-	resume()
+	c.wantLaggingHolderRefuses(leader, victim, "followed", req, "on a follower's read")
 }
 
 // TestAHolderChecksAgainAtTheFollowedRead: the holder computed its partial
@@ -108,27 +99,11 @@ func TestAHolderChecksAgainAtTheFollowedRead(t *testing.T) {
 
 	resume := c.holdApplies(victim) // the victim acknowledges entries but applies none
 	c.revoke(leader, "followed")
-	type answer struct {
-		p   *SealedPartial
-		err error
-	}
-	done := make(chan answer, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-		defer cancel()
-		p, err := victim.n.answerSealedPartial(ctx, req)
-		done <- answer{p, err}
-	}()
+	done := victim.answerSealedLater(req)
 	m := leader.n.cons.rfsm.mark()
 	follow <- (&leaderRead{Index: m.Index, Chain: m.Hash}).appendFollowed(nil)
 	resume()
-	a := <-done
-	if a.err == nil {
-		t.Fatalf("the holder answered share %d for a key revoked before the leader's read", a.p.Index)
-	}
-	if KindOf(a.err) != KindDenied {
-		t.Fatalf("holder: %v (kind %s), want %s", a.err, KindOf(a.err), KindDenied)
-	}
+	wantHolderDenied(t, <-done, "for a key revoked before the leader's read")
 }
 
 // TestAReadThatCannotFollowIsTheHolders: a request that says the leader's
