@@ -37,6 +37,15 @@ func newRelayedRelease(t *testing.T, c *testCluster, name string) *relayedReleas
 	return relaySigned(t, c, name, secret, c.releaseRequest(name))
 }
 
+// wantOpens asserts that the client opens r, as relayed, to its secret
+// (what: the release, for the failure).
+func (r *relayedRelease) wantOpens(t *testing.T, what string) {
+	t.Helper()
+	if got, err := r.c.openRelease(r.sg, r.sr); err != nil || !bytes.Equal(got, r.secret) {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
 // relaySigned releases key name, whose secret is secret, through node 0
 // with the signed request sg, as the coordinator relays it to the client.
 func relaySigned(t *testing.T, c *testCluster, name string, secret []byte, sg *fsm.Signed) *relayedRelease {
@@ -94,9 +103,7 @@ func TestClientNamesALyingHolderWhenTheBatchFails(t *testing.T) {
 	t.Parallel()
 	c := newTestCluster(t, 3)
 	r := newRelayedRelease(t, c, "batch/lying")
-	if got, err := c.openRelease(r.sg, r.sr); err != nil || !bytes.Equal(got, r.secret) {
-		t.Fatalf("the honest release: %v", err)
-	}
+	r.wantOpens(t, "the honest release")
 	for at := range r.sr.Partials {
 		lying := r.clone()
 		victim := &lying.Partials[at]

@@ -164,9 +164,7 @@ func TestShareModeRefusesMixedSeals(t *testing.T) {
 			t.Fatalf("t honest seals and junk after: %v", err)
 		}
 	}
-	if got, err := c.openRelease(r.sg, r.sr); err != nil || !bytes.Equal(got, r.secret) {
-		t.Fatalf("the honest release: %v", err)
-	}
+	r.wantOpens(t, "the honest release")
 }
 
 // TestShareModeRequestIsAnsweredOnce: a release request in share mode, the
@@ -182,9 +180,7 @@ func TestShareModeRequestIsAnsweredOnce(t *testing.T) {
 	c.createSecret("share/once", secret)
 	for _, tn := range c.nodes {
 		r := relayShareMode(t, c, "share/once", secret)
-		if got, err := c.openRelease(r.sg, r.sr); err != nil || !bytes.Equal(got, secret) {
-			t.Fatalf("the first release: %v", err)
-		}
+		r.wantOpens(t, "the first release")
 		got, err := c.releaseSigned(tn, r.sg)
 		if err == nil || KindOf(err) != KindUnauthenticated {
 			t.Fatalf("the share-mode request again through %s: %d bytes, %v; want %s", tn.id(), len(got), err, KindUnauthenticated)
@@ -286,9 +282,7 @@ func TestShareModeRefusesSealsAcrossAReshare(t *testing.T) {
 			t.Fatalf("t old shares: %v, want the secret (t shares of any epoch are the key)", err)
 		}
 	}
-	if got, err := c.openRelease(r.sg, r.sr); err != nil || !bytes.Equal(got, old.secret) {
-		t.Fatalf("the honest release: %v", err)
-	}
+	r.wantOpens(t, "the honest release")
 }
 
 // TestShareModeForTokensAndCompareAndSwap: a token holder's release in
@@ -346,17 +340,5 @@ func TestShareModeForTokensAndCompareAndSwap(t *testing.T) {
 	c.waitFor(settleTimeout, func() (bool, string) {
 		return storedKey(t, c.nodes[0], "app/a").Version == 2, "node 0 has not applied version 2"
 	})
-	if got := relayShareMode(t, c, "app/a", next); !bytes.Equal(mustOpen(t, c, got), next) {
-		t.Fatal("the release in share mode after the swap is not the new secret")
-	}
-}
-
-// mustOpen opens r's release as its client.
-func mustOpen(t *testing.T, c *testCluster, r *relayedRelease) []byte {
-	t.Helper()
-	got, err := c.openRelease(r.sg, r.sr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got
+	relayShareMode(t, c, "app/a", next).wantOpens(t, "the release in share mode after the swap, to the new secret")
 }
