@@ -53,7 +53,7 @@ func TestAdmissionIsOneDecisionForEveryGateway(t *testing.T) {
 		if edit != nil {
 			edit(a)
 		}
-		return &fsm.Key{Name: "k", State: fsm.KeyActive, Access: a}
+		return &fsm.Key{Name: "k", State: fsm.KeyActive, KeyDetail: &fsm.KeyDetail{Access: a}}
 	}
 	for _, c := range []struct {
 		name    string

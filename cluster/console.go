@@ -86,7 +86,10 @@ func (n *Node) ConsoleView(ctx context.Context) (*ConsoleView, error) {
 		v.Rules = copied(s.Rules)
 		v.Keys = copied(s.Keys)
 		for _, k := range v.Keys {
-			k.R, k.Sealed, k.Tang = nil, nil, nil
+			k.R, k.Sealed = nil, nil
+			d := k.Detail()
+			d.Tang = nil
+			k.SetDetail(d)
 		}
 		v.Machines = copied(s.Machines)
 		v.Sessions = copied(s.Sessions)

@@ -32,8 +32,8 @@ func processCPU() time.Duration {
 func BenchmarkTransitHolderItem(b *testing.B) {
 	secret, _ := shamir.RandomSecret(rand.Reader)
 	poly, shares, _ := shamir.DealKey(rand.Reader, secret, 2, []uint32{1, 2, 3})
-	k := &fsm.Key{ID: "id:bench", Name: "bench", Type: fsm.KeyTypeTransit, State: fsm.KeyActive, Version: 1, Transit: &fsm.TransitKey{
-		Cipher: shamir.CipherAES256GCM, Versions: []fsm.TransitVersion{{Version: 1, Sharing: &fsm.FROSTKey{Threshold: 2, Commits: poly.Commits}}}}}
+	k := &fsm.Key{ID: "id:bench", Name: "bench", Type: fsm.KeyTypeTransit, State: fsm.KeyActive, Version: 1, KeyDetail: &fsm.KeyDetail{Transit: &fsm.TransitKey{
+		Cipher: shamir.CipherAES256GCM, Versions: []fsm.TransitVersion{{Version: 1, Sharing: &fsm.FROSTKey{Threshold: 2, Commits: poly.Commits}}}}}}
 	pool := make([]fsm.TransitPoint, 3000)
 	for i := range pool {
 		s, err := api.TransitEncrypt(rand.Reader, k, []byte("x"), nil)
@@ -43,7 +43,7 @@ func BenchmarkTransitHolderItem(b *testing.B) {
 		ct, _ := api.ParseTransitCiphertext(s)
 		pool[i] = ct.Point(nil)
 	}
-	tv := &k.Transit.Versions[0]
+	tv := &k.Detail().Transit.Versions[0]
 	prover, err := shamir.NewProver(shares[0]) // the holder cache's (holdervalues.go)
 	if err != nil {
 		b.Fatal(err)

@@ -437,7 +437,7 @@ func (s *State) checkTang(public []byte, tk *TangKey) *Error {
 // use.
 func (s *State) TangKeyByKid(kid string) *Key {
 	for _, k := range s.TangKeys() {
-		if k.Tang.Kid == kid {
+		if k.Detail().Tang.Kid == kid {
 			return k
 		}
 	}
@@ -460,7 +460,10 @@ func (t *transition) setAccess(c *SetAccess) *Error {
 		return errorf(CodeState, "key %q is destroyed", c.Name)
 	}
 	k = t.editKey(c.Name)
-	k.Access, k.UpdatedAt = c.Access, t.now
+	d := k.Detail()
+	d.Access = c.Access
+	k.SetDetail(d)
+	k.UpdatedAt = t.now
 	t.key = k.Metadata()
 	return nil
 }

@@ -292,11 +292,14 @@ func (t *transition) rebuild(r *Rebuild) *Error {
 	// gone with them. Destroyed here, it says so, and no round waits for
 	// its deals.
 	for name, k := range s.Keys { // each key's change is its own: the order does not matter
-		if k.State == KeyDestroyed || k.Tang == nil && k.Frost == nil && k.RSA == nil && k.Transit == nil {
+		if d := k.Detail(); k.State == KeyDestroyed || d.Tang == nil && d.Frost == nil && d.RSA == nil && d.Transit == nil {
 			continue
 		}
 		k = t.editKey(name)
-		k.State, k.R, k.Sealed, k.Tang, k.RSA, k.Frost, k.Transit = KeyDestroyed, nil, nil, nil, nil, nil, nil
+		k.State, k.R, k.Sealed = KeyDestroyed, nil, nil
+		d := k.Detail()
+		d.Tang, d.RSA, d.Frost, d.Transit = nil, nil, nil, nil
+		k.SetDetail(d)
 		k.UpdatedAt = t.now
 		t.keyChanged(name)
 		s.Destroyed = t.index

@@ -84,7 +84,7 @@ func (k *RSAThresholdKey) ShareOf(node string) *RSAShare {
 
 // RSAPublicKey parses a threshold or assembled RSA key's public key.
 func (k *Key) RSAPublicKey() (*rsa.PublicKey, bool) {
-	pub, err := x509.ParsePKIXPublicKey(k.Public)
+	pub, err := x509.ParsePKIXPublicKey(k.Detail().Public)
 	if err != nil {
 		return nil, false
 	}
@@ -106,7 +106,7 @@ func (s *State) checkRSAThreshold(c *CreateKey) *Error {
 	if err := checkPublicKey(KeyTypeRSA, c.Public); err != nil {
 		return err
 	}
-	if pub, _ := (&Key{Public: c.Public}).RSAPublicKey(); pub.N.BitLen() < minRSABits {
+	if pub, _ := (&Key{KeyDetail: &KeyDetail{Public: c.Public}}).RSAPublicKey(); pub.N.BitLen() < minRSABits {
 		return errorf(CodeInvalid, "an rsa-threshold key has at least %d bits, not %d", minRSABits, pub.N.BitLen())
 	}
 	if rk.Reimport != "" {
@@ -134,26 +134,29 @@ func (s *State) checkRSAThreshold(c *CreateKey) *Error {
 func (t *transition) markRSAReimport() {
 	s := t.s
 	for name, k := range s.Keys { // each key's change is its own: the order does not matter
-		if k.RSA == nil || k.State == KeyDestroyed || k.RSA.Reimport != "" {
+		if k.Detail().RSA == nil || k.State == KeyDestroyed || k.Detail().RSA.Reimport != "" {
 			continue
 		}
 		var gone []string
-		for _, sh := range k.RSA.Shares {
+		for _, sh := range k.Detail().RSA.Shares {
 			if n := s.Nodes[sh.NodeID]; n == nil || !n.Holder {
 				gone = append(gone, sh.NodeID)
 			}
 		}
-		if len(gone) == 0 && len(k.RSA.Shares) == len(s.Holders()) {
+		if len(gone) == 0 && len(k.Detail().RSA.Shares) == len(s.Holders()) {
 			continue
 		}
-		rk := *k.RSA
+		rk := *k.Detail().RSA
 		if len(gone) > 0 {
 			rk.Reimport = "dealt to " + strings.Join(gone, ", ") + ", no longer share holders: destroy and import it again"
 		} else {
 			rk.Reimport = "the share holders changed since it was dealt: destroy and import it again so new members hold shares"
 		}
 		k = t.editKey(name)
-		k.RSA, k.UpdatedAt = &rk, t.now
+		d := k.Detail()
+		d.RSA = &rk
+		k.SetDetail(d)
+		k.UpdatedAt = t.now
 		t.keyChanged(name)
 	}
 }

@@ -61,10 +61,10 @@ func sharingsOf(s *State, names []string) []Sharing {
 		k := s.Keys[name]
 		switch {
 		case k.State == KeyDestroyed:
-		case k.Frost != nil:
-			out = append(out, Sharing{Ref: SharingRef(name, 0), Key: k, Sharing: k.Frost})
-		case k.Transit != nil:
-			for _, v := range k.Transit.Versions {
+		case k.Detail().Frost != nil:
+			out = append(out, Sharing{Ref: SharingRef(name, 0), Key: k, Sharing: k.Detail().Frost})
+		case k.Detail().Transit != nil:
+			for _, v := range k.Detail().Transit.Versions {
 				if v.Sharing != nil {
 					out = append(out, Sharing{Ref: SharingRef(name, v.Version), Key: k, Sharing: v.Sharing})
 				}
@@ -76,7 +76,7 @@ func sharingsOf(s *State, names []string) []Sharing {
 
 // hasSharing reports whether key k (nil: none) has a live sharing.
 func hasSharing(k *Key) bool {
-	return k != nil && k.State != KeyDestroyed && (k.Frost != nil || k.Transit != nil)
+	return k != nil && k.State != KeyDestroyed && (k.Detail().Frost != nil || k.Detail().Transit != nil)
 }
 
 // indexShared updates the index of keys with a sharing for the key name.
@@ -98,10 +98,10 @@ func (s *State) SharingOf(ref string) (*Key, *FROSTKey) {
 	switch {
 	case k == nil || k.State == KeyDestroyed:
 		return nil, nil
-	case version == 0 && k.Frost != nil:
-		return k, k.Frost
-	case version != 0 && k.Transit != nil:
-		if v := k.Transit.Version(version); v != nil && v.Sharing != nil {
+	case version == 0 && k.Detail().Frost != nil:
+		return k, k.Detail().Frost
+	case version != 0 && k.Detail().Transit != nil:
+		if v := k.Detail().Transit.Version(version); v != nil && v.Sharing != nil {
 			return k, v.Sharing
 		}
 	}
@@ -118,18 +118,20 @@ func (t *transition) setSharing(ref string, fk *FROSTKey) {
 	}
 	k = t.editKey(k.Name)
 	defer t.keyChanged(k.Name)
-	if k.Frost != nil {
-		k.Frost = fk
-		return
-	}
-	_, version := parseSharingRef(ref)
-	tk := *k.Transit
-	tk.Versions = make([]TransitVersion, len(k.Transit.Versions))
-	for i, v := range k.Transit.Versions {
-		if v.Version == version {
-			v.Sharing = fk
+	d := k.Detail()
+	if d.Frost != nil {
+		d.Frost = fk
+	} else {
+		_, version := parseSharingRef(ref)
+		tk := *d.Transit
+		tk.Versions = make([]TransitVersion, len(d.Transit.Versions))
+		for i, v := range d.Transit.Versions {
+			if v.Version == version {
+				v.Sharing = fk
+			}
+			tk.Versions[i] = v
 		}
-		tk.Versions[i] = v
+		d.Transit = &tk
 	}
-	k.Transit = &tk
+	k.SetDetail(d)
 }

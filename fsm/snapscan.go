@@ -361,13 +361,24 @@ var keyFields = [...]keyField{
 	{name: "expires_at", kind: 'i', num: func(k *Key) *int64 { return &k.ExpiresAt }},
 	{name: "r", kind: 'b', byt: func(k *Key) *[]byte { return &k.R }},
 	{name: "sealed", kind: 'b', byt: func(k *Key) *[]byte { return &k.Sealed }},
-	{name: "public", kind: 'b', byt: func(k *Key) *[]byte { return &k.Public }},
-	{name: "assemble_ttl", kind: 'i', num: func(k *Key) *int64 { return (*int64)(&k.AssembleTTL) }},
-	{name: "access", kind: 'j', any: func(k *Key) any { return &k.Access }},
-	{name: "tang", kind: 'j', any: func(k *Key) any { return &k.Tang }},
-	{name: "rsa_threshold", kind: 'j', any: func(k *Key) any { return &k.RSA }},
-	{name: "frost", kind: 'j', any: func(k *Key) any { return &k.Frost }},
-	{name: "transit", kind: 'j', any: func(k *Key) any { return &k.Transit }},
+	{name: "public", kind: 'b', byt: func(k *Key) *[]byte { return &decodedDetail(k).Public }},
+	{name: "assemble_ttl", kind: 'i', num: func(k *Key) *int64 { return (*int64)(&decodedDetail(k).AssembleTTL) }},
+	{name: "access", kind: 'j', any: func(k *Key) any { return &decodedDetail(k).Access }},
+	{name: "tang", kind: 'j', any: func(k *Key) any { return &decodedDetail(k).Tang }},
+	{name: "rsa_threshold", kind: 'j', any: func(k *Key) any { return &decodedDetail(k).RSA }},
+	{name: "frost", kind: 'j', any: func(k *Key) any { return &decodedDetail(k).Frost }},
+	{name: "transit", kind: 'j', any: func(k *Key) any { return &decodedDetail(k).Transit }},
+}
+
+// decodedDetail is the KeyDetail of k, a key being decoded, made when
+// the first of its fields is read: as encoding/json does, so a key
+// without those fields has none (and k is a new key, so nothing shares
+// it). Only for decoding: it changes k.
+func decodedDetail(k *Key) *KeyDetail {
+	if k.KeyDetail == nil {
+		k.KeyDetail = new(KeyDetail)
+	}
+	return k.KeyDetail
 }
 
 // decodeKey decodes the encoding of a key into k, which it has made

@@ -585,15 +585,16 @@ func (t *transition) createKey(c *CreateKey, item int) *Error {
 		return errorf(CodeExists, "key ID %s is in use: sign the create again", id)
 	}
 	k := &Key{ID: id, Name: c.Name, Type: c.Type, Version: version, State: KeyActive,
-		CreatedAt: t.now, UpdatedAt: t.now, ExpiresAt: c.ExpiresAt, R: c.R, Sealed: c.Sealed,
-		Public: c.Public, AssembleTTL: c.AssembleTTL, Access: c.Access, Tang: c.Tang, RSA: c.RSA, Frost: c.Frost}
+		CreatedAt: t.now, UpdatedAt: t.now, ExpiresAt: c.ExpiresAt, R: c.R, Sealed: c.Sealed}
+	d := KeyDetail{Public: c.Public, AssembleTTL: c.AssembleTTL, Access: c.Access, Tang: c.Tang, RSA: c.RSA, Frost: c.Frost}
 	if c.Transit != nil {
 		tk := *c.Transit
 		tk.Versions = []TransitVersion{{Version: version, CreatedAt: t.now, Sharing: c.Transit.Versions[0].Sharing,
 			Imported: c.Transit.Versions[0].Imported}}
 		tk.MinDecryptionVersion = version
-		k.Transit = &tk
+		d.Transit = &tk
 	}
+	k.SetDetail(d)
 	t.s.Keys[c.Name] = k
 	t.key = k.Metadata()
 	return nil
@@ -701,7 +702,10 @@ func (t *transition) setKeyState(ref, op string) *Error {
 	if op == OpRevoke {
 		k.State = KeyRevoked
 	} else {
-		k.State, k.R, k.Sealed, k.Tang, k.RSA, k.Frost, k.Transit = KeyDestroyed, nil, nil, nil, nil, nil, nil
+		k.State, k.R, k.Sealed = KeyDestroyed, nil, nil
+		d := k.Detail()
+		d.Tang, d.RSA, d.Frost, d.Transit = nil, nil, nil, nil
+		k.SetDetail(d)
 		t.s.Destroyed = t.index // a checkpoint is taken here (checkpoint.go)
 	}
 	k.UpdatedAt = t.now
@@ -722,33 +726,38 @@ func (k *Key) Expired(now time.Time) bool {
 func (k *Key) Metadata() *Key {
 	c := *k
 	c.R, c.Sealed = nil, nil
-	if k.Access != nil {
-		a := *k.Access
-		c.Access = &a
+	if k.KeyDetail == nil {
+		return &c
 	}
-	if k.Tang != nil {
-		tk := *k.Tang
-		tk.Shares = make([]TangShare, len(k.Tang.Shares))
-		for i, sh := range k.Tang.Shares {
+	d := *k.KeyDetail
+	if d.Access != nil {
+		a := *d.Access
+		d.Access = &a
+	}
+	if d.Tang != nil {
+		tk := *d.Tang
+		tk.Shares = make([]TangShare, len(d.Tang.Shares))
+		for i, sh := range d.Tang.Shares {
 			sh.Sealed = nil
 			tk.Shares[i] = sh
 		}
-		c.Tang = &tk
+		d.Tang = &tk
 	}
-	if k.RSA != nil {
-		rk := *k.RSA
-		rk.Shares = make([]RSAShare, len(k.RSA.Shares))
-		for i, sh := range k.RSA.Shares {
+	if d.RSA != nil {
+		rk := *d.RSA
+		rk.Shares = make([]RSAShare, len(d.RSA.Shares))
+		for i, sh := range d.RSA.Shares {
 			sh.R, sh.Sealed = nil, nil
 			rk.Shares[i] = sh
 		}
-		c.RSA = &rk
+		d.RSA = &rk
 	}
-	if k.Frost != nil {
-		c.Frost = k.Frost.metadata()
+	if d.Frost != nil {
+		d.Frost = d.Frost.metadata()
 	}
-	if k.Transit != nil {
-		c.Transit = k.Transit.metadata()
+	if d.Transit != nil {
+		d.Transit = d.Transit.metadata()
 	}
+	c.SetDetail(d)
 	return &c
 }

@@ -65,7 +65,7 @@ func TestRSASignInputIsTheStandardEncoding(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, typ := range []string{fsm.KeyTypeRSAThreshold, fsm.KeyTypeRSA} {
-		k := &fsm.Key{Name: "k", Type: typ, Public: der}
+		k := &fsm.Key{Name: "k", Type: typ, KeyDetail: &fsm.KeyDetail{Public: der}}
 		for _, c := range []struct {
 			sig     []byte
 			padding string

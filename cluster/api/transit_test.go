@@ -27,8 +27,8 @@ func transitTestKey(t testing.TB) (*fsm.Key, []*shamir.Share) {
 	}
 	fk := &fsm.FROSTKey{Threshold: 2, Epoch: 1, Commits: poly.Commits}
 	return &fsm.Key{ID: "id:0123456789abcdef0123456789abcdef", Name: "enc/a", Type: fsm.KeyTypeTransit, Version: 1, State: fsm.KeyActive,
-		Transit: &fsm.TransitKey{Cipher: shamir.CipherAES256GCM, MinDecryptionVersion: 1,
-			Versions: []fsm.TransitVersion{{Version: 1, Sharing: fk}}}}, shares
+		KeyDetail: &fsm.KeyDetail{Transit: &fsm.TransitKey{Cipher: shamir.CipherAES256GCM, MinDecryptionVersion: 1,
+			Versions: []fsm.TransitVersion{{Version: 1, Sharing: fk}}}}}, shares
 }
 
 // TestTransitCiphertextFormat: "kq:v<version>:<base64>" round-trips, and
@@ -80,7 +80,7 @@ func TestTransitCiphertextFormat(t *testing.T) {
 	if _, err := TransitEncrypt(rand.Reader, k, []byte("x"), []byte("ctx")); KindOf(err) != KindInvalid {
 		t.Errorf("a context for a key that is not derived: %v", err)
 	}
-	k.Transit.Derived = true
+	k.Detail().Transit.Derived = true
 	if _, err := TransitEncrypt(rand.Reader, k, []byte("x"), nil); KindOf(err) != KindInvalid {
 		t.Errorf("no context for a derived key: %v", err)
 	}
@@ -153,7 +153,7 @@ func TestOpenTransitDecryptNamesBadAnswers(t *testing.T) {
 			t.Fatal(err)
 		}
 		if lie {
-			p.Value = k.Transit.Latest().Sharing.Commits[0]
+			p.Value = k.Detail().Transit.Latest().Sharing.Commits[0]
 		}
 		b, _ := json.Marshal([]TransitItemPartial{{Partial: p}})
 		sealed, err := shamir.SealX25519(rand.Reader, eph.PublicKey().Bytes(), fsm.PartialSealInfo(TransitDecryptContext("c", "enc/a", 1, payload, -1), sh.Index), b)

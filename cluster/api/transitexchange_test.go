@@ -26,7 +26,7 @@ func x25519TestKey(t testing.TB, priv []byte) (*fsm.Key, []*shamir.Share) {
 	}
 	fk := &fsm.FROSTKey{Threshold: 2, Epoch: 1, Commits: poly.Commits}
 	return &fsm.Key{ID: "id:0123456789abcdef0123456789abcdef", Name: "dh/a", Type: fsm.KeyTypeX25519, Version: 1, State: fsm.KeyActive,
-		Transit: &fsm.TransitKey{MinDecryptionVersion: 1, Versions: []fsm.TransitVersion{{Version: 1, Sharing: fk}}}}, shares
+		KeyDetail: &fsm.KeyDetail{Transit: &fsm.TransitKey{MinDecryptionVersion: 1, Versions: []fsm.TransitVersion{{Version: 1, Sharing: fk}}}}}, shares
 }
 
 // exchangeAnswer is holder sh's sealed answer to an exchange request
@@ -46,7 +46,7 @@ func exchangeAnswer(t testing.TB, k *fsm.Key, sh *shamir.Share, eph *ecdh.Privat
 			t.Fatal(err)
 		}
 		if lie {
-			p.Value = k.Transit.Latest().Sharing.Commits[0]
+			p.Value = k.Detail().Transit.Latest().Sharing.Commits[0]
 		}
 		ans[i].Partial = p
 	}

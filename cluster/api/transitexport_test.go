@@ -28,8 +28,8 @@ func exportTestKey(t testing.TB) (*fsm.Key, []byte, []*shamir.Share) {
 	}
 	fk := &fsm.FROSTKey{Threshold: 2, Epoch: 4, Commits: poly.Commits}
 	return &fsm.Key{ID: "id:0123456789abcdef0123456789abcdef", Name: "enc/a", Type: fsm.KeyTypeTransit, Version: 1, State: fsm.KeyActive,
-		Transit: &fsm.TransitKey{Cipher: shamir.CipherAES256GCM, Exportable: true,
-			Versions: []fsm.TransitVersion{{Version: 1, Sharing: fk}}}}, secret, shares
+		KeyDetail: &fsm.KeyDetail{Transit: &fsm.TransitKey{Cipher: shamir.CipherAES256GCM, Exportable: true,
+			Versions: []fsm.TransitVersion{{Version: 1, Sharing: fk}}}}}, secret, shares
 }
 
 // sealExportShare seals sh as a holder answers an export.

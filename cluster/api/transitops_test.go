@@ -47,7 +47,7 @@ func TestTransitHMACKnownAnswer(t *testing.T) {
 func TestTransitSignatureForm(t *testing.T) {
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	der, _ := x509.MarshalPKIXPublicKey(pub)
-	k := &fsm.Key{Name: "sign/a", Type: fsm.KeyTypeFROST, Version: 2, Public: der}
+	k := &fsm.Key{Name: "sign/a", Type: fsm.KeyTypeFROST, Version: 2, KeyDetail: &fsm.KeyDetail{Public: der}}
 	sig := TransitSignature(&Signature{Version: 2, Signature: ed25519.Sign(priv, []byte("msg"))})
 	if !strings.HasPrefix(sig, "kq:v2:") || TransitVerify(k, []byte("msg"), sig) != nil {
 		t.Fatalf("%q does not verify", sig)
@@ -119,7 +119,7 @@ func TestOpenTransitDeriveMatchesWhole(t *testing.T) {
 			t.Fatal(err)
 		}
 		if lie {
-			p.Value = k.Transit.Latest().Sharing.Commits[0]
+			p.Value = k.Detail().Transit.Latest().Sharing.Commits[0]
 		}
 		b, _ := json.Marshal([]TransitItemPartial{{Partial: p}})
 		sealed, err := shamir.SealX25519(rand.Reader, eph.PublicKey().Bytes(), fsm.PartialSealInfo(TransitDecryptContext("c", "enc/a", 1, payload, -1), sh.Index), b)
@@ -139,7 +139,7 @@ func TestOpenTransitDeriveMatchesWhole(t *testing.T) {
 		parts[p.Index] = p.Value
 	}
 	K, _ := shamir.CombinePoints(parts, 2)
-	want, _ := shamir.TransitDeriveOutput(shamir.DeriveSHA512, K, X, k.Transit.Latest().Sharing.Commits[0], bind, 64)
+	want, _ := shamir.TransitDeriveOutput(shamir.DeriveSHA512, K, X, k.Detail().Transit.Latest().Sharing.Commits[0], bind, 64)
 	if !bytes.Equal(res[0].Plaintext, want) {
 		t.Fatalf("derived %x; the shares give %x", res[0].Plaintext, want)
 	}

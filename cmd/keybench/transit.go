@@ -188,8 +188,8 @@ func clusterCPU(dir string) time.Duration {
 func bareTransit() []row {
 	secret, _ := shamir.RandomSecret(rand.Reader)
 	poly, shares, _ := shamir.DealKey(rand.Reader, secret, 2, []uint32{1, 2, 3})
-	k := &fsm.Key{ID: "id:bench", Name: "bench", Type: fsm.KeyTypeTransit, State: fsm.KeyActive, Transit: &fsm.TransitKey{
-		Cipher: shamir.CipherAES256GCM, Versions: []fsm.TransitVersion{{Version: 1, Sharing: &fsm.FROSTKey{Threshold: 2, Commits: poly.Commits}}}}}
+	k := &fsm.Key{ID: "id:bench", Name: "bench", Type: fsm.KeyTypeTransit, State: fsm.KeyActive, KeyDetail: &fsm.KeyDetail{Transit: &fsm.TransitKey{
+		Cipher: shamir.CipherAES256GCM, Versions: []fsm.TransitVersion{{Version: 1, Sharing: &fsm.FROSTKey{Threshold: 2, Commits: poly.Commits}}}}}}
 	plain := make([]byte, 64)
 	s, _ := api.TransitEncrypt(rand.Reader, k, plain, nil)
 	ct, _ := api.ParseTransitCiphertext(s)

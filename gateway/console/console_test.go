@@ -102,7 +102,7 @@ func TestCustody(t *testing.T) {
 		Getters:  map[string][]string{"luks/a": {"alice"}},
 		Machines: []*fsm.Machine{{Name: "host1", Keys: []string{"luks/*"}, State: fsm.MachineActive}, {Name: "old", Keys: []string{"luks/*"}, State: fsm.MachineRevoked}},
 	}
-	got := strings.Join(Custody(&fsm.Key{Name: "luks/a", Type: fsm.KeyTypeSecret, Access: &fsm.Access{Gateways: []string{fsm.GatewayKxd}}}, v), "\n")
+	got := strings.Join(Custody(&fsm.Key{Name: "luks/a", Type: fsm.KeyTypeSecret, KeyDetail: &fsm.KeyDetail{Access: &fsm.Access{Gateways: []string{fsm.GatewayKxd}}}}, v), "\n")
 	for _, want := range []string{"operators alice", "Machines host1,", "kxd client"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("custody of a secret lacks %q:\n%s", want, got)

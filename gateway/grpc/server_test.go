@@ -211,7 +211,7 @@ func (f *fakeService) Submit(_ context.Context, sg *fsm.Signed) (*fsm.Result, er
 			return nil, cluster.Errorf(cluster.KindExists, "key %q exists", ck.Name)
 		}
 		k := &fsm.Key{Name: ck.Name, Type: ck.Type, Version: 1, State: fsm.KeyActive, CreatedAt: 100, UpdatedAt: 100,
-			ExpiresAt: ck.ExpiresAt, Public: ck.Public, AssembleTTL: ck.AssembleTTL, Access: ck.Access}
+			ExpiresAt: ck.ExpiresAt, KeyDetail: &fsm.KeyDetail{Public: ck.Public, AssembleTTL: ck.AssembleTTL, Access: ck.Access}}
 		f.keys[ck.Name] = k
 		f.secrets[ck.Name] = ck.Sealed
 		res.Key = k.Metadata()

@@ -79,9 +79,9 @@ func FuzzSignVerifyBodies(f *testing.F) {
 		return b
 	}
 	keys := map[string]*fsm.Key{
-		"ed":    {Name: "ed", Type: fsm.KeyTypeFROST, Public: pkix(edPub)},
-		"rsa":   {Name: "rsa", Type: fsm.KeyTypeRSAThreshold, Public: pkix(&rsaPriv.PublicKey)},
-		"ecdsa": {Name: "ecdsa", Type: fsm.KeyTypeECDSA, Public: pkix(&ecPriv.PublicKey)},
+		"ed":    {Name: "ed", Type: fsm.KeyTypeFROST, KeyDetail: &fsm.KeyDetail{Public: pkix(edPub)}},
+		"rsa":   {Name: "rsa", Type: fsm.KeyTypeRSAThreshold, KeyDetail: &fsm.KeyDetail{Public: pkix(&rsaPriv.PublicKey)}},
+		"ecdsa": {Name: "ecdsa", Type: fsm.KeyTypeECDSA, KeyDetail: &fsm.KeyDetail{Public: pkix(&ecPriv.PublicKey)}},
 	}
 	pkcs1, _ := rsa.SignPKCS1v15(rand.Reader, rsaPriv, crypto.SHA256, digest[:])
 	pss, _ := rsa.SignPSS(rand.Reader, rsaPriv, crypto.SHA256, digest[:], nil)
@@ -176,7 +176,7 @@ func stdlibVerifies(k *fsm.Key, v api.VerifyRequest) bool {
 	if k == nil {
 		return false
 	}
-	pub, err := x509.ParsePKIXPublicKey(k.Public)
+	pub, err := x509.ParsePKIXPublicKey(k.Detail().Public)
 	if err != nil {
 		return false
 	}

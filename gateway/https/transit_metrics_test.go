@@ -27,8 +27,8 @@ import (
 func TestTransitOperationsCounted(t *testing.T) {
 	pub := edwards25519.NewGeneratorPoint().Bytes()
 	keys := map[string]*fsm.Key{"enc/a": {ID: "id:00", Name: "enc/a", Type: fsm.KeyTypeTransit, Version: 1, State: fsm.KeyActive,
-		Transit: &fsm.TransitKey{Cipher: "aes256-gcm96", Versions: []fsm.TransitVersion{{Version: 1,
-			Sharing: &fsm.FROSTKey{Threshold: 1, Epoch: 1, Commits: [][]byte{pub}}}}}}}
+		KeyDetail: &fsm.KeyDetail{Transit: &fsm.TransitKey{Cipher: "aes256-gcm96", Versions: []fsm.TransitVersion{{Version: 1,
+			Sharing: &fsm.FROSTKey{Threshold: 1, Epoch: 1, Commits: [][]byte{pub}}}}}}}}
 	_, key, _ := ed25519.GenerateKey(nil)
 	svc := signingKeys{refusingService{id: cluster.Identity{NodeID: "n1"}}, keys}
 	cert, err := cluster.NewServingCert(key, "n1", svc.Membership)

@@ -19,7 +19,7 @@ type releasingService struct {
 }
 
 func (s *releasingService) ReleaseFor(context.Context, string, string, string) ([]byte, *fsm.Key, error) {
-	return bytes.Clone(s.secret), &fsm.Key{Name: "k", Access: s.access}, nil
+	return bytes.Clone(s.secret), &fsm.Key{Name: "k", KeyDetail: &fsm.KeyDetail{Access: s.access}}, nil
 }
 
 // TestReleaseRefusesWhenTheRulesChanged: the rules a client was admitted

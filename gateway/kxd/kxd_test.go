@@ -160,13 +160,13 @@ func (f *fakeKxdKeys) Admit(ctx context.Context, p string, c Client) (*Admitted,
 	if !ok {
 		return nil, cluster.Errorf(cluster.KindNotFound, "no kxd key %q", p)
 	}
-	key := &fsm.Key{Name: p, Type: fsm.KeyTypeSecret, State: fsm.KeyActive, Access: &fsm.Access{Gateways: []string{fsm.GatewayKxd},
-		ClientCerts: k.policy.AllowedClients, Hosts: k.policy.AllowedHosts, EmailTo: k.policy.EmailTo}}
+	key := &fsm.Key{Name: p, Type: fsm.KeyTypeSecret, State: fsm.KeyActive, KeyDetail: &fsm.KeyDetail{Access: &fsm.Access{Gateways: []string{fsm.GatewayKxd},
+		ClientCerts: k.policy.AllowedClients, Hosts: k.policy.AllowedHosts, EmailTo: k.policy.EmailTo}}}
 	a, err := f.adm.Admit(ctx, fsm.GatewayKxd, key, cluster.GatewayClient{Certs: c.Chain, Addr: c.Addr.Addr()})
 	if err != nil {
 		return nil, err
 	}
-	return &Admitted{EmailTo: a.Key.Access.EmailTo, Chains: a.Chains}, nil
+	return &Admitted{EmailTo: a.Key.Detail().Access.EmailTo, Chains: a.Chains}, nil
 }
 
 func (f *fakeKxdKeys) Release(_ context.Context, p string, c Client, _ *Admitted) ([]byte, error) {

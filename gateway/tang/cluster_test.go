@@ -20,7 +20,7 @@ type fakeLegacy struct {
 func (f *fakeLegacy) LocalKey(name string) *fsm.Key { return f.keys[name] }
 func (f *fakeLegacy) LocalTangKey(kid string) *fsm.Key {
 	for _, k := range f.keys {
-		if k.Tang != nil && k.Tang.Kid == kid {
+		if k.Detail().Tang != nil && k.Detail().Tang.Kid == kid {
 			return k
 		}
 	}
@@ -29,7 +29,7 @@ func (f *fakeLegacy) LocalTangKey(kid string) *fsm.Key {
 func (f *fakeLegacy) LocalTangKeys() []*fsm.Key {
 	var out []*fsm.Key
 	for _, k := range f.keys {
-		if k.Tang != nil && k.State != fsm.KeyDestroyed {
+		if k.Detail().Tang != nil && k.State != fsm.KeyDestroyed {
 			out = append(out, k)
 		}
 	}
@@ -51,8 +51,7 @@ func (f *fakeLegacy) ReleaseFor(ctx context.Context, gateway, name, client strin
 }
 
 func tangKey(name, kid string, access *fsm.Access) *fsm.Key {
-	return &fsm.Key{Name: name, Type: fsm.KeyTypeTang, State: fsm.KeyActive, Access: access,
-		Tang: &fsm.TangKey{Kid: kid, Thp: "thp-" + kid, Adv: []byte("{}")}}
+	return &fsm.Key{Name: name, Type: fsm.KeyTypeTang, State: fsm.KeyActive, KeyDetail: &fsm.KeyDetail{Access: access, Tang: &fsm.TangKey{Kid: kid, Thp: "thp-" + kid, Adv: []byte("{}")}}}
 }
 
 // TestLegacyTangRules: the node checks a Tang key's networks and rate, and

@@ -177,7 +177,7 @@ func newAssembledWorld(t *testing.T, edit func(*fsm.Access)) *assembledWorld {
 	}
 	node := &fakeNode{
 		keys: map[string]*fsm.Key{"web": {Name: "web", Type: fsm.KeyTypeECDSA, State: fsm.KeyActive, Version: 1,
-			Public: pub, AssembleTTL: testTTL, Access: access}},
+			KeyDetail: &fsm.KeyDetail{Public: pub, AssembleTTL: testTTL, Access: access}}},
 		material: map[string][]byte{"web": der},
 		applied:  make(chan struct{}),
 	}
@@ -286,9 +286,17 @@ func TestHeldKeyIsDroppedWhenAChangeApplies(t *testing.T) {
 		"destroy":     func(k *fsm.Key) { k.State = fsm.KeyDestroyed },
 		"new version": func(k *fsm.Key) { k.Version++ },
 		"closed to tlv": func(k *fsm.Key) {
-			k.Access = &fsm.Access{Gateways: []string{fsm.GatewayKxd}, ClientCerts: k.Access.ClientCerts}
+			d := k.Detail()
+			d.Access = &fsm.Access{Gateways: []string{fsm.GatewayKxd}, ClientCerts: d.Access.ClientCerts}
+			k.SetDetail(d)
 		},
-		"access changed": func(k *fsm.Key) { a := *k.Access; a.Networks = []string{"10.0.0.0/8"}; k.Access = &a },
+		"access changed": func(k *fsm.Key) {
+			d := k.Detail()
+			a := *d.Access
+			a.Networks = []string{"10.0.0.0/8"}
+			d.Access = &a
+			k.SetDetail(d)
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			w := newAssembledWorld(t, nil)

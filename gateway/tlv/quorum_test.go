@@ -69,8 +69,7 @@ func newQuorumNode(t *testing.T) (*quorumNode, []byte) {
 	}
 	q := &quorumNode{shares: shares, pub: &priv.PublicKey}
 	q.fakeNode = fakeNode{keys: map[string]*fsm.Key{"edge": {Name: "edge", Type: fsm.KeyTypeRSAThreshold, State: fsm.KeyActive, Version: 1,
-		Public: pub, Access: &fsm.Access{Gateways: []string{fsm.GatewayTLV}, ClientCerts: [][]byte{getPKI().clientA.Leaf.Raw}},
-		RSA: &fsm.RSAThresholdKey{Threshold: 2, Shares: make([]fsm.RSAShare, 3)}}},
+		KeyDetail: &fsm.KeyDetail{Public: pub, Access: &fsm.Access{Gateways: []string{fsm.GatewayTLV}, ClientCerts: [][]byte{getPKI().clientA.Leaf.Raw}}, RSA: &fsm.RSAThresholdKey{Threshold: 2, Shares: make([]fsm.RSAShare, 3)}}}},
 		applied: make(chan struct{})}
 	return q, ski
 }

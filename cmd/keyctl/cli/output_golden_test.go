@@ -63,20 +63,19 @@ func TestKeyShowGolden(t *testing.T) {
 	keys := []*fsm.Key{
 		{Name: "db/root", Type: fsm.KeyTypeSecret, Version: 3, State: fsm.KeyActive, CreatedAt: ns(-48 * time.Hour), UpdatedAt: ns(-time.Hour), ExpiresAt: ns(30 * 24 * time.Hour)},
 		{Name: "tls/www", Type: fsm.KeyTypeRSA, Version: 2, State: fsm.KeyActive, CreatedAt: ns(-time.Hour), UpdatedAt: ns(-time.Hour),
-			AssembleTTL: 10 * time.Minute, Access: &fsm.Access{Gateways: []string{"tlv"}, ClientCerts: [][]byte{{1}, {2}},
-				Hosts: []string{"edge-a", "edge-b"}, Networks: []string{"10.0.0.0/8"}, EmailTo: []string{"sec@example.com"}, RatePerMinute: 60}},
+			KeyDetail: &fsm.KeyDetail{AssembleTTL: 10 * time.Minute, Access: &fsm.Access{Gateways: []string{"tlv"}, ClientCerts: [][]byte{{1}, {2}},
+				Hosts: []string{"edge-a", "edge-b"}, Networks: []string{"10.0.0.0/8"}, EmailTo: []string{"sec@example.com"}, RatePerMinute: 60}}},
 		{Name: "tls/api", Type: fsm.KeyTypeECDSA, Version: 1, State: fsm.KeyActive, CreatedAt: ns(0), UpdatedAt: ns(0),
-			Access: &fsm.Access{Gateways: []string{"tlv", "kxd"}, Hosts: []string{}}},
+			KeyDetail: &fsm.KeyDetail{Access: &fsm.Access{Gateways: []string{"tlv", "kxd"}, Hosts: []string{}}}},
 		{Name: "db/old", Type: fsm.KeyTypeSecret, Version: 1, State: fsm.KeyRevoked, CreatedAt: ns(-72 * time.Hour), UpdatedAt: ns(-24 * time.Hour)},
 		{Name: "disks/web", Type: fsm.KeyTypeTang, Version: 1, State: fsm.KeyActive, CreatedAt: ns(0), UpdatedAt: ns(0),
-			Access: &fsm.Access{Gateways: []string{"tang"}},
-			Tang: &fsm.TangKey{Kid: "0tgE_M7kgxaW9hPc_EjxtYsyjxMTvBMziW0xTO6tszA", Thp: "k5uovqkL3EG2P1I6OVk1Cl32He3FP8EwsCY4xoyfdKY", Threshold: 2,
-				Shares: make([]fsm.TangShare, 3)}},
+			KeyDetail: &fsm.KeyDetail{Access: &fsm.Access{Gateways: []string{"tang"}}, Tang: &fsm.TangKey{Kid: "0tgE_M7kgxaW9hPc_EjxtYsyjxMTvBMziW0xTO6tszA", Thp: "k5uovqkL3EG2P1I6OVk1Cl32He3FP8EwsCY4xoyfdKY", Threshold: 2,
+				Shares: make([]fsm.TangShare, 3)}}},
 		{Name: "tls/edge", Type: fsm.KeyTypeRSAThreshold, Version: 1, State: fsm.KeyActive, CreatedAt: ns(0), UpdatedAt: ns(0),
-			Access: &fsm.Access{Gateways: []string{"tlv"}}, RSA: &fsm.RSAThresholdKey{Threshold: 2, Shares: make([]fsm.RSAShare, 3)}},
+			KeyDetail: &fsm.KeyDetail{Access: &fsm.Access{Gateways: []string{"tlv"}}, RSA: &fsm.RSAThresholdKey{Threshold: 2, Shares: make([]fsm.RSAShare, 3)}}},
 		{Name: "tls/old-edge", Type: fsm.KeyTypeRSAThreshold, Version: 1, State: fsm.KeyActive, CreatedAt: ns(0), UpdatedAt: ns(0),
-			Access: &fsm.Access{Gateways: []string{"tlv"}}, RSA: &fsm.RSAThresholdKey{Threshold: 2, Shares: make([]fsm.RSAShare, 3),
-				Reimport: "dealt to node-3, no longer share holders: destroy and import it again"}},
+			KeyDetail: &fsm.KeyDetail{Access: &fsm.Access{Gateways: []string{"tlv"}}, RSA: &fsm.RSAThresholdKey{Threshold: 2, Shares: make([]fsm.RSAShare, 3),
+				Reimport: "dealt to node-3, no longer share holders: destroy and import it again"}}},
 	}
 	var b bytes.Buffer
 	for i, k := range keys {
