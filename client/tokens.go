@@ -240,7 +240,7 @@ func (c *TokenClient) tokenTransitSend(path string) transitSend {
 
 // checkTransitPin checks that k is a transit key's metadata.
 func checkTransitPin(k *fsm.Key) error {
-	if k == nil || k.Detail().Transit == nil || len(k.Detail().Transit.Versions) == 0 {
+	if k == nil || k.Transit() == nil || len(k.Transit().Versions) == 0 {
 		return &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("a token client needs a %s key's metadata (keyctl key show --json)", fsm.KeyTypeTransit)}
 	}
 	return nil
@@ -269,9 +269,9 @@ func (c *TokenClient) TransitDerive(ctx context.Context, k *fsm.Key, items []Tra
 	for i, it := range items {
 		derive[i] = fsm.TransitDerivation{Version: it.Version, Context: it.Context}
 		if it.Version == 0 {
-			derive[i].Version = k.Detail().Transit.Latest().Version
+			derive[i].Version = k.Transit().Latest().Version
 		}
-		if tv := k.Detail().Transit.Version(derive[i].Version); tv == nil || tv.Sharing == nil || len(tv.Sharing.Commits) == 0 {
+		if tv := k.Transit().Version(derive[i].Version); tv == nil || tv.Sharing == nil || len(tv.Sharing.Commits) == 0 {
 			return nil, &Error{Kind: api.KindNotFound, Message: fmt.Sprintf("key %q has no version %d in its pinned metadata", k.Name, derive[i].Version)}
 		}
 	}

@@ -157,10 +157,10 @@ func (c *Client) transitKey(ctx context.Context, name string) (*fsm.Key, error) 
 	if err != nil {
 		return nil, err
 	}
-	if k.Detail().Transit == nil || len(k.Detail().Transit.Versions) == 0 || k.ID == "" {
+	if k.Transit() == nil || len(k.Transit().Versions) == 0 || k.ID == "" {
 		return nil, &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("key %q is a %s key, not a %s key", name, k.Type, fsm.KeyTypeTransit)}
 	}
-	v := k.Detail().Transit.Latest()
+	v := k.Transit().Latest()
 	if v.Sharing == nil || len(v.Sharing.Commits) == 0 {
 		return nil, &Error{Kind: api.KindInternal, Message: fmt.Sprintf("the node shows version %d of key %q without a public key", v.Version, name)}
 	}
@@ -196,8 +196,8 @@ func (c *Client) confirmTransit(ctx context.Context, id string, version uint64, 
 			var k fsm.Key
 			err := c.memberGet(ctx, m, m.SignKey, "/v1/keys/"+id, &k)
 			if err == nil {
-				if k.Detail().Transit == nil || k.Detail().Transit.Version(version) == nil || k.Detail().Transit.Version(version).Sharing == nil ||
-					len(k.Detail().Transit.Version(version).Sharing.Commits) == 0 || !bytes.Equal(k.Detail().Transit.Version(version).Sharing.Commits[0], pub) {
+				if k.Transit() == nil || k.Transit().Version(version) == nil || k.Transit().Version(version).Sharing == nil ||
+					len(k.Transit().Version(version).Sharing.Commits) == 0 || !bytes.Equal(k.Transit().Version(version).Sharing.Commits[0], pub) {
 					err = fmt.Errorf("shows another public key for version %d", version)
 				}
 			}
@@ -352,7 +352,7 @@ func (c *Client) TransitDataKey(ctx context.Context, name string, context []byte
 		clear(key)
 		return nil, err
 	}
-	rep := &api.TransitDataKeyReply{Ciphertext: ct, KeyVersion: k.Detail().Transit.Latest().Version}
+	rep := &api.TransitDataKeyReply{Ciphertext: ct, KeyVersion: k.Transit().Latest().Version}
 	if wrappedOnly {
 		clear(key)
 	} else {
@@ -400,7 +400,7 @@ func (c *Client) TransitRewrap(ctx context.Context, name string, items []api.Tra
 // pinTransitVersion checks that version v of transit key k has the public
 // key t members show (once per version: then it is pinned).
 func (c *Client) pinTransitVersion(ctx context.Context, k *fsm.Key, v uint64) error {
-	tv := k.Detail().Transit.Version(v)
+	tv := k.Transit().Version(v)
 	if tv == nil || tv.Sharing == nil || len(tv.Sharing.Commits) == 0 {
 		return &Error{Kind: api.KindNotFound, Message: fmt.Sprintf("key %q has no version %d", k.Name, v)}
 	}
@@ -448,7 +448,7 @@ func (c *Client) TransitDerive(ctx context.Context, name string, items []Transit
 	for i, it := range items {
 		derive[i] = fsm.TransitDerivation{Version: it.Version, Context: it.Context}
 		if it.Version == 0 {
-			derive[i].Version = k.Detail().Transit.Latest().Version
+			derive[i].Version = k.Transit().Latest().Version
 		}
 		// Nothing authenticates a derived key as an AEAD authenticates a
 		// plaintext: the version's public key must be the one t members
@@ -489,14 +489,14 @@ func transitHMAC(k *fsm.Key, hashName string, version uint64, input, context []b
 	if err != nil {
 		return "", &Error{Kind: api.KindInvalid, Message: err.Error()}
 	}
-	if k.Detail().Transit == nil {
+	if k.Transit() == nil {
 		return "", &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("key %q is no %s key", k.Name, fsm.KeyTypeTransit)}
 	}
-	if k.Detail().Transit.Derived && len(context) == 0 {
+	if k.Transit().Derived && len(context) == 0 {
 		return "", &Error{Kind: api.KindInvalid, Message: fmt.Sprintf("key %q is derived: give a context", k.Name)}
 	}
 	if version == 0 {
-		version = k.Detail().Transit.Latest().Version
+		version = k.Transit().Latest().Version
 	}
 	d, err := derive([]TransitDerivation{{Version: version, Context: api.TransitHMACContext(hashName, context)}}, size)
 	if err != nil {
@@ -659,9 +659,9 @@ func exchangePoints(k *fsm.Key, items []TransitExchangeItem) ([]fsm.TransitPoint
 		}
 		points[i] = fsm.TransitPoint{Version: it.Version, Point: it.Peer}
 		if it.Version == 0 {
-			points[i].Version = k.Detail().Transit.Latest().Version
+			points[i].Version = k.Transit().Latest().Version
 		}
-		if tv := k.Detail().Transit.Version(points[i].Version); tv == nil || tv.Sharing == nil || len(tv.Sharing.Commits) == 0 {
+		if tv := k.Transit().Version(points[i].Version); tv == nil || tv.Sharing == nil || len(tv.Sharing.Commits) == 0 {
 			return nil, &Error{Kind: api.KindNotFound, Message: fmt.Sprintf("key %q has no version %d", k.Name, points[i].Version)}
 		}
 	}

@@ -42,7 +42,7 @@ func (c *Client) TransitExport(ctx context.Context, name string, version uint64,
 		return "", err
 	}
 	if version == 0 {
-		version = k.Detail().Transit.Latest().Version
+		version = k.Transit().Latest().Version
 	}
 	// The scalar is checked against the version's public key: it must
 	// be the one t members show.
@@ -59,7 +59,7 @@ func (c *TokenClient) TransitExport(ctx context.Context, k *fsm.Key, version uin
 		return "", err
 	}
 	if version == 0 {
-		version = k.Detail().Transit.Latest().Version
+		version = k.Transit().Latest().Version
 	}
 	return transitExport(ctx, c.base, c.clusterID, k, k.Name, version, wrapping, c.tokenTransitSend("/v1/token/transit/export"))
 }
@@ -68,10 +68,10 @@ func (c *TokenClient) TransitExport(ctx context.Context, k *fsm.Key, version uin
 // check out, leaving out the holders whose shares did not, and wraps the
 // scalar.
 func transitExport(ctx context.Context, base, clusterID string, k *fsm.Key, ref string, version uint64, wrapping *rsa.PublicKey, send transitSend) (string, error) {
-	if tv := k.Detail().Transit.Version(version); tv == nil || tv.Sharing == nil || len(tv.Sharing.Commits) == 0 {
+	if tv := k.Transit().Version(version); tv == nil || tv.Sharing == nil || len(tv.Sharing.Commits) == 0 {
 		return "", &Error{Kind: api.KindNotFound, Message: fmt.Sprintf("key %q has no version %d", k.Name, version)}
 	}
-	if !k.Detail().Transit.Exportable {
+	if !k.Transit().Exportable {
 		return "", &Error{Kind: api.KindDenied, Message: fmt.Sprintf("key %q was created non-exportable: it is never exported", k.Name)}
 	}
 	failed := api.BadAnswers{}

@@ -96,14 +96,14 @@ var certGateways = []string{fsm.GatewayKxd, fsm.GatewayTLV}
 // uses of the key (RuleRate) only when every other rule allows it. A
 // refusal is an *AdmitError.
 func (a *Admission) Admit(ctx context.Context, gateway string, k *fsm.Key, client GatewayClient) (*Admitted, error) {
-	if k == nil || k.State == fsm.KeyDestroyed || !k.Detail().Access.Allows(gateway) {
+	if k == nil || k.State == fsm.KeyDestroyed || !k.Access().Allows(gateway) {
 		name := "?"
 		if k != nil {
 			name = k.Name
 		}
 		return nil, refuse(RuleKey, KindNotFound, "no key %q is served by the %s gateway", name, gateway)
 	}
-	acc, addr := k.Detail().Access, client.Addr.Unmap().WithZone("")
+	acc, addr := k.Access(), client.Addr.Unmap().WithZone("")
 	if acc.Hosts != nil && !a.hostAllowed(ctx, acc.Hosts, addr) {
 		return nil, refuse(RuleHosts, KindDenied, "%s is not one of the hosts key %q allows", addrString(addr), k.Name)
 	}

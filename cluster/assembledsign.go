@@ -95,7 +95,7 @@ func (n *Node) assembledSign(ctx context.Context, a *authorized) (*api.Signature
 		return nil, err
 	}
 	sig, err := signECDSA(k, priv, a.cmd.Release.Message)
-	if err != nil || k.Detail().AssembleTTL <= 0 || !n.signing.hold(n, k, priv, nil) {
+	if err != nil || k.AssembleTTL() <= 0 || !n.signing.hold(n, k, priv, nil) {
 		wipeECDSA(priv)
 	}
 	return sig, err
@@ -156,11 +156,11 @@ func signECDSA(k *fsm.Key, priv *ecdsa.PrivateKey, msg []byte) (*api.Signature, 
 	if err := api.VerifySignature(k, msg, sig, ""); err != nil {
 		return nil, Errorf(KindInternal, "the signature with key %q does not verify: %v", k.Name, err)
 	}
-	return &api.Signature{Key: k.Name, Version: k.Version, Type: k.Type, PublicKey: slices.Clone(k.Detail().Public), Signature: sig}, nil
+	return &api.Signature{Key: k.Name, Version: k.Version, Type: k.Type, PublicKey: slices.Clone(k.Public()), Signature: sig}, nil
 }
 
 func ecdsaPublic(k *fsm.Key) *ecdsa.PublicKey {
-	pub, err := x509.ParsePKIXPublicKey(k.Detail().Public)
+	pub, err := x509.ParsePKIXPublicKey(k.Public())
 	if err != nil {
 		return nil
 	}
@@ -205,7 +205,7 @@ func (s *signingKeys) hold(n *Node, k *fsm.Key, priv *ecdsa.PrivateKey, raw []by
 		return false
 	}
 	s.dropLocked(n, k.Name)
-	h := &signingKey{version: k.Version, updated: k.UpdatedAt, expires: time.Now().Add(k.Detail().AssembleTTL), priv: priv, raw: raw, stop: make(chan struct{})}
+	h := &signingKey{version: k.Version, updated: k.UpdatedAt, expires: time.Now().Add(k.AssembleTTL()), priv: priv, raw: raw, stop: make(chan struct{})}
 	s.by[k.Name] = h
 	s.reportLocked(n)
 	go s.watch(n, k.Name, h)

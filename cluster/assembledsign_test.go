@@ -218,7 +218,7 @@ func TestSignRequestGoesOnlyWhereItsKeyTypeSigns(t *testing.T) {
 		t.Error("an ecdsa signing request got a threshold RSA share")
 	}
 	req := ask("sig/f")
-	req.Epoch = storedKey(t, holder, "sig/f").Detail().Frost.Epoch
+	req.Epoch = storedKey(t, holder, "sig/f").Frost().Epoch
 	if _, err := holder.n.answerPartial(ctx, req); KindOf(err) != KindInvalid {
 		t.Errorf("a FROST signing request for a partial: %v (kind %s), want %s", err, KindOf(err), KindInvalid)
 	}

@@ -63,7 +63,7 @@ func (n *Node) Symmetric(ctx context.Context, sg *fsm.Signed) (_ *api.Symmetric,
 		return nil, Errorf(KindInternal, "key %q does not hold a %s key", k.Name, k.Type)
 	}
 	out, err := symmetricOp(k, a.cmd.Release, raw)
-	if k.Detail().AssembleTTL <= 0 || !n.signing.hold(n, k, nil, raw) {
+	if k.AssembleTTL() <= 0 || !n.signing.hold(n, k, nil, raw) {
 		clear(raw)
 	}
 	return out, err

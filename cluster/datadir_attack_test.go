@@ -100,34 +100,34 @@ func plunder(t *testing.T, dir, clusterID string) *loot {
 	kids := map[string]string{} // Tang key name -> kid
 	openKey := func(name string, k *fsm.Key, where string) {
 		switch {
-		case k.Detail().Tang != nil:
-			kids[name] = k.Detail().Tang.Kid
-			for _, sh := range k.Detail().Tang.Shares {
+		case k.Tang() != nil:
+			kids[name] = k.Tang().Kid
+			for _, sh := range k.Tang().Shares {
 				for _, priv := range privs {
-					if s, err := shamir.OpenP256Share(priv, sh.Sealed, sh.Index, TangShareContext(clusterID, k.Detail().Tang.Kid)); err == nil && len(sh.Sealed) > 0 {
+					if s, err := shamir.OpenP256Share(priv, sh.Sealed, sh.Index, TangShareContext(clusterID, k.Tang().Kid)); err == nil && len(sh.Sealed) > 0 {
 						l.tang[name] = append(l.tang[name], s)
 						mark(name, where)
 					}
 				}
 			}
-		case k.Detail().Frost != nil:
-			for _, sh := range k.Detail().Frost.Shares {
+		case k.Frost() != nil:
+			for _, sh := range k.Frost().Shares {
 				for _, priv := range privs {
 					if len(sh.Sealed) == 0 {
 						continue
 					}
-					s, err := shamir.OpenShare(priv, sh.Sealed, sh.Index, api.FROSTShareContext(clusterID, name, k.Detail().Frost.Epoch),
-						&shamir.PublicPoly{Commits: k.Detail().Frost.Commits})
+					s, err := shamir.OpenShare(priv, sh.Sealed, sh.Index, api.FROSTShareContext(clusterID, name, k.Frost().Epoch),
+						&shamir.PublicPoly{Commits: k.Frost().Commits})
 					if err == nil {
 						l.frost[name] = append(l.frost[name], s)
 						mark(name, where)
 					}
 				}
 			}
-		case k.Detail().RSA != nil:
-			for i := range k.Detail().RSA.Shares {
+		case k.RSA() != nil:
+			for i := range k.RSA().Shares {
 				for _, priv := range privs {
-					if s, err := api.OpenRSAShare(priv, clusterID, k, &k.Detail().RSA.Shares[i]); err == nil {
+					if s, err := api.OpenRSAShare(priv, clusterID, k, &k.RSA().Shares[i]); err == nil {
 						l.rsa[name] = append(l.rsa[name], s)
 						mark(name, where)
 					}
@@ -567,8 +567,8 @@ func grantsTo(tn *testNode, s *stolenCreds, thiefOp string, secret string) strin
 			what = "the stolen node is an operator"
 		case st.Nodes["thief"] != nil:
 			what = "the thief's node was added"
-		case st.Keys[secret] != nil && st.Keys[secret].Detail().Access != nil && len(st.Keys[secret].Detail().Access.Gateways) > 0:
-			what = fmt.Sprintf("%s was opened to %v", secret, st.Keys[secret].Detail().Access.Gateways)
+		case st.Keys[secret] != nil && st.Keys[secret].Access() != nil && len(st.Keys[secret].Access().Gateways) > 0:
+			what = fmt.Sprintf("%s was opened to %v", secret, st.Keys[secret].Access().Gateways)
 		}
 		for _, r := range st.Rules {
 			if r.Principal == thiefOp || r.Principal == s.id.NodeID {
@@ -1107,8 +1107,8 @@ func TestRetiredRSAHolderDiskSignsOnlyUntilReimport(t *testing.T) {
 	}
 	_, input := pkcs1Input(t, &priv.PublicKey, "with a retired disk")
 	current := plunder(t, copyDir(t, staying[0].cfg.DataDir), c.clusterID)
-	if k := storedKey(t, staying[0], "tls/rsa"); !strings.Contains(k.Detail().RSA.Reimport, victim.id()) {
-		t.Errorf("the key does not say it needs re-import after %s left: %q", victim.id(), k.Detail().RSA.Reimport)
+	if k := storedKey(t, staying[0], "tls/rsa"); !strings.Contains(k.RSA().Reimport, victim.id()) {
+		t.Errorf("the key does not say it needs re-import after %s left: %q", victim.id(), k.RSA().Reimport)
 	}
 	if !rsaSigns(t, &priv.PublicKey, append(slices.Clone(retired.rsa["tls/rsa"]), current.rsa["tls/rsa"]...), input) {
 		t.Error("the retired disk with a current one does not sign before the re-import: the documented exception is not what the code does")

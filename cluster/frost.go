@@ -207,10 +207,10 @@ func (c *frostCommitments) drop(id string) {
 // store of the key's epoch once a round reshared it; checked against the
 // key's commitments.
 func (n *Node) frostShare(clusterID string, k *fsm.Key) (*shamir.Share, error) {
-	if k.Detail().Frost == nil {
+	if k.Frost() == nil {
 		return nil, Errorf(KindInvalid, "key %q is not an %s key", k.Name, fsm.KeyTypeFROST)
 	}
-	return n.sharingShare(k.Name, k.Detail().Frost, api.FROSTShareContext(clusterID, k.Name, k.Detail().Frost.Epoch))
+	return n.sharingShare(k.Name, k.Frost(), api.FROSTShareContext(clusterID, k.Name, k.Frost().Epoch))
 }
 
 // sharingShare is this node's share of the sharing ref names
@@ -352,7 +352,7 @@ func (n *Node) answerFROSTSign(ctx context.Context, req *frostSignRequest) (_ *f
 	if g.cmd.Release.Op != fsm.OpSign {
 		return nil, Errorf(KindInvalid, "a signature share is given only for a signing request")
 	}
-	fk := g.key.Detail().Frost
+	fk := g.key.Frost()
 	if fk == nil {
 		return nil, Errorf(KindInvalid, "key %q is a %s key: it has no FROST shares", g.key.Name, g.key.Type)
 	}
@@ -432,14 +432,14 @@ func (n *Node) Sign(ctx context.Context, sg *fsm.Signed) (_ *api.Signature, err 
 		switch {
 		case refused != nil:
 			return
-		case a.key.Detail().RSA != nil:
+		case a.key.RSA() != nil:
 			rsaHolders(s, a)
 			return
-		case a.key.Detail().Frost == nil:
+		case a.key.Frost() == nil:
 			return
 		}
-		a.holders, a.threshold = nil, a.key.Detail().Frost.Threshold
-		for _, sh := range a.key.Detail().Frost.Shares {
+		a.holders, a.threshold = nil, a.key.Frost().Threshold
+		for _, sh := range a.key.Frost().Shares {
 			if node := s.Nodes[sh.NodeID]; node != nil && !node.Leaving && node.Index == sh.Index {
 				a.holders = append(a.holders, *node)
 			}
@@ -451,9 +451,9 @@ func (n *Node) Sign(ctx context.Context, sg *fsm.Signed) (_ *api.Signature, err 
 	switch {
 	case a.cmd.Release.Op != fsm.OpSign:
 		return nil, Errorf(KindInvalid, "a signature needs a request of op %s", fsm.OpSign)
-	case a.key.Detail().Frost != nil:
+	case a.key.Frost() != nil:
 		return n.frostGather(ctx, a)
-	case a.key.Detail().RSA != nil:
+	case a.key.RSA() != nil:
 		return n.rsaSign(ctx, a)
 	case fsm.Assembled(a.key.Type):
 		return n.assembledSign(ctx, a)
@@ -479,8 +479,8 @@ func (n *Node) SignFor(ctx context.Context, gateway, name string, msg []byte, cl
 // holders make a signature.
 func (n *Node) frostGather(ctx context.Context, a *authorized) (*api.Signature, error) {
 	k := a.key
-	poly := &shamir.PublicPoly{Commits: k.Detail().Frost.Commits}
-	pub := k.Detail().Frost.Commits[0]
+	poly := &shamir.PublicPoly{Commits: k.Frost().Commits}
+	pub := k.Frost().Commits[0]
 	failures := map[string]error{}
 	holders := slices.Clone(a.holders)
 	slices.SortStableFunc(holders, func(x, y fsm.Node) int {

@@ -29,7 +29,7 @@ import (
 func (c *testCluster) frostSealed(name string) [][]byte {
 	var out [][]byte
 	c.anyRunning().n.fsm.Read(func(s *fsm.State) {
-		for _, sh := range s.Keys[name].Detail().Frost.Shares {
+		for _, sh := range s.Keys[name].Frost().Shares {
 			if len(sh.Sealed) > 0 {
 				out = append(out, append([]byte(nil), sh.Sealed...))
 			}
@@ -203,7 +203,7 @@ func TestFROSTKeyFollowsMembership(t *testing.T) {
 		var destroyed uint64
 		nn.n.fsm.Read(func(s *fsm.State) {
 			destroyed = s.Destroyed
-			fk := s.Keys["sig/a"].Detail().Frost
+			fk := s.Keys["sig/a"].Frost()
 			if fk.Epoch != s.Epoch || string(fk.Commits[0]) != string(pub) {
 				t.Errorf("after round %d sig/a is of epoch %d (state %d), public key %x: want reshared with the same key", round, fk.Epoch, s.Epoch, fk.Commits[0])
 			}
@@ -214,7 +214,7 @@ func TestFROSTKeyFollowsMembership(t *testing.T) {
 			}
 		})
 		k, err := nn.n.Key(ctxOp(t), c.opID, "sig/a")
-		if err != nil || k.Detail().Frost == nil || k.Detail().Frost.NeedsReimport {
+		if err != nil || k.Frost() == nil || k.Frost().NeedsReimport {
 			t.Fatalf("key show after round %d: %+v, %v: want a reshared key", round, k, err)
 		}
 		c.waitFor(settleTimeout, func() (bool, string) {
@@ -269,7 +269,7 @@ func TestFROSTKeyFollowsMembership(t *testing.T) {
 	var kept []*shamir.Share
 	for _, tn := range current {
 		var fk fsm.FROSTKey
-		tn.n.fsm.Read(func(s *fsm.State) { fk = *s.Keys["sig/a"].Detail().Frost })
+		tn.n.fsm.Read(func(s *fsm.State) { fk = *s.Keys["sig/a"].Frost() })
 		sh := tn.n.shares.frost(st.Epoch, frostStoreID("sig/a", &fk))
 		if sh == nil {
 			t.Fatalf("%s holds no share of sig/a in epoch %d", tn.id(), st.Epoch)
@@ -328,7 +328,7 @@ func TestBadFROSTDealIsComplainedAgainst(t *testing.T) {
 	st := c.waitSettled(epoch, c.nodes[0], c.nodes[1], n4)
 	var last *fsm.Reshare
 	var fk fsm.FROSTKey
-	victim.n.fsm.Read(func(s *fsm.State) { last, fk = cloneRound(s.LastRound), *s.Keys["sig/a"].Detail().Frost })
+	victim.n.fsm.Read(func(s *fsm.State) { last, fk = cloneRound(s.LastRound), *s.Keys["sig/a"].Frost() })
 	if last == nil || last.HasDealt(cheatIndex) || !strings.Contains(fmt.Sprint(last.Disqualified), fmt.Sprint(cheatIndex)) {
 		t.Fatalf("the round: %+v, want %s disqualified by the complaint against its frost deal", last, cheat.id())
 	}
@@ -373,7 +373,7 @@ func TestFROSTKeyWithAMemberDownDuringTheRound(t *testing.T) {
 	}
 	c.restart(down)
 	var fk fsm.FROSTKey
-	n4.n.fsm.Read(func(s *fsm.State) { fk = *s.Keys["sig/a"].Detail().Frost })
+	n4.n.fsm.Read(func(s *fsm.State) { fk = *s.Keys["sig/a"].Frost() })
 	c.waitFor(settleTimeout, func() (bool, string) {
 		return down.n.shares.frost(st.Epoch, frostStoreID("sig/a", &fk)) != nil, fmt.Sprintf("%s has no share of sig/a in epoch %d", down.id(), st.Epoch)
 	})

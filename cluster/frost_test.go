@@ -80,7 +80,7 @@ func (c *testCluster) frostHolderRequest(sg *fsm.Signed, name string, signers ..
 // frostIndex is tn's share index of FROST key name.
 func (c *testCluster) frostIndex(tn *testNode, name string) uint32 {
 	c.t.Helper()
-	for _, sh := range storedKey(c.t, c.leader(), name).Detail().Frost.Shares {
+	for _, sh := range storedKey(c.t, c.leader(), name).Frost().Shares {
 		if sh.NodeID == tn.id() {
 			return sh.Index
 		}

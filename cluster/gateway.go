@@ -125,8 +125,8 @@ func (n *Node) Exchange(ctx context.Context, name string, point []byte, client s
 		if refused != nil {
 			return
 		}
-		a.holders, a.threshold = nil, a.key.Detail().Tang.Threshold
-		for _, sh := range a.key.Detail().Tang.Shares {
+		a.holders, a.threshold = nil, a.key.Tang().Threshold
+		for _, sh := range a.key.Tang().Shares {
 			// A removed node keeps its share but is asked no more.
 			if node := s.Nodes[sh.NodeID]; node != nil && !node.Leaving && node.Index == sh.Index {
 				a.holders = append(a.holders, *node)
@@ -175,8 +175,8 @@ func (n *Node) answerExchange(ctx context.Context, req *partialRequest) (*shamir
 	}
 	cmd, key, clusterID := g.cmd, g.key, g.clusterID
 	var mine *fsm.TangShare
-	if key.Detail().Tang != nil {
-		for _, sh := range key.Detail().Tang.Shares {
+	if key.Tang() != nil {
+		for _, sh := range key.Tang().Shares {
 			if sh.NodeID == n.id.NodeID {
 				mine = &sh
 			}
@@ -185,7 +185,7 @@ func (n *Node) answerExchange(ctx context.Context, req *partialRequest) (*shamir
 	if mine == nil {
 		return nil, Errorf(KindNoQuorum, "node %s holds no share of tang key %q", n.id.NodeID, key.Name)
 	}
-	share, err := n.tangShare(clusterID, g.epoch, key.Detail().Tang, mine)
+	share, err := n.tangShare(clusterID, g.epoch, key.Tang(), mine)
 	if err != nil {
 		return nil, Errorf(KindNoQuorum, "node %s has no usable share of tang key %q: %v", n.id.NodeID, key.Name, err)
 	}

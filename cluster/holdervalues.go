@@ -322,11 +322,11 @@ func (n *Node) forgetStale(at time.Time) {
 		for _, ht := range transit {
 			k := s.Keys[ht.name]
 			var tv *fsm.TransitVersion
-			if k != nil && k.Detail().Transit != nil {
-				tv = k.Detail().Transit.Version(ht.version)
+			if k != nil && k.Transit() != nil {
+				tv = k.Transit().Version(ht.version)
 			}
 			if s.Epoch != epoch || k == nil || k.ID != ht.id || k.State != fsm.KeyActive || tv == nil || tv.Sharing == nil ||
-				ht.version < k.Detail().Transit.MinDecryptionVersion ||
+				ht.version < k.Transit().MinDecryptionVersion ||
 				transitSharingID(tv.Sharing) != ht.sharing || expired(k) {
 				staleTransit = append(staleTransit, ht)
 			}

@@ -260,7 +260,7 @@ type roundSharing struct {
 // sharingSealContext is the context a client sealed sharing sh's shares
 // with (api.FROSTShareContext, api.TransitShareContext).
 func sharingSealContext(clusterID string, sh fsm.Sharing) []byte {
-	if sh.Key.Detail().Transit != nil {
+	if sh.Key.Transit() != nil {
 		return api.TransitShareContext(clusterID, sh.Key.Name, sh.Sharing.Epoch, sh.Sharing.Commits[0])
 	}
 	return api.FROSTShareContext(clusterID, sh.Key.Name, sh.Sharing.Epoch)
@@ -277,8 +277,8 @@ func (n *Node) viewRound() roundView {
 		v.round, v.last = cloneRound(s.Reshare), cloneRound(s.LastRound)
 		v.tang = map[string]*fsm.TangKey{}
 		for _, k := range s.TangKeys() {
-			tk := *k.Detail().Tang
-			tk.Shares = slices.Clone(k.Detail().Tang.Shares)
+			tk := *k.Tang()
+			tk.Shares = slices.Clone(k.Tang().Shares)
 			v.tang[k.Name] = &tk
 		}
 		v.frost = map[string]roundSharing{}

@@ -67,8 +67,8 @@ func (n *Node) ThresholdRSA(ctx context.Context, gateway, name string, input []b
 // holders of its deal that are still members. A removed node keeps its
 // share but is asked no more.
 func rsaHolders(s *fsm.State, a *authorized) {
-	a.holders, a.threshold = nil, a.key.Detail().RSA.Threshold
-	for _, sh := range a.key.Detail().RSA.Shares {
+	a.holders, a.threshold = nil, a.key.RSA().Threshold
+	for _, sh := range a.key.RSA().Shares {
 		if node := s.Nodes[sh.NodeID]; node != nil && !node.Leaving {
 			a.holders = append(a.holders, *node)
 		}
@@ -93,7 +93,7 @@ func (n *Node) rsaSign(ctx context.Context, a *authorized) (*api.Signature, erro
 	if err != nil {
 		return nil, err
 	}
-	return &api.Signature{Key: a.key.Name, Version: a.key.Version, Type: a.key.Type, PublicKey: a.key.Detail().Public, Signature: sig, Failed: failed}, nil
+	return &api.Signature{Key: a.key.Name, Version: a.key.Version, Type: a.key.Type, PublicKey: a.key.Public(), Signature: sig, Failed: failed}, nil
 }
 
 // rsaGather asks a's holders for their shares of input^d mod n and
@@ -112,11 +112,11 @@ func (n *Node) rsaGather(ctx context.Context, a *authorized, input []byte) (_ []
 	shoup := map[uint32]uint32{} // node index -> Shoup's index
 	byIndex := map[uint32]string{}
 	for _, h := range a.holders {
-		if sh := a.key.Detail().RSA.ShareOf(h.ID); sh != nil {
+		if sh := a.key.RSA().ShareOf(h.ID); sh != nil {
 			shoup[h.Index], byIndex[h.Index] = sh.Index, h.ID
 		}
 	}
-	players, t := uint(len(a.key.Detail().RSA.Shares)), uint(a.key.Detail().RSA.Threshold)
+	players, t := uint(len(a.key.RSA().Shares)), uint(a.key.RSA().Threshold)
 	call := holderCall[rsaShareAnswer]{path: "/internal/v1/rsa-share", local: n.answerRSAShare,
 		index: func(p *rsaShareAnswer) uint32 { return p.NodeIndex }}
 	// open may run several times (once more for every answer after t);
@@ -291,10 +291,10 @@ func (n *Node) answerRSAShare(ctx context.Context, req *partialRequest) (_ *rsaS
 		return nil, err
 	}
 	key := g.key
-	if key.Detail().RSA == nil {
+	if key.RSA() == nil {
 		return nil, Errorf(KindInvalid, "key %q is a %s key: it has no threshold RSA shares", key.Name, key.Type)
 	}
-	mine := key.Detail().RSA.ShareOf(n.id.NodeID)
+	mine := key.RSA().ShareOf(n.id.NodeID)
 	if mine == nil {
 		return nil, Errorf(KindNoQuorum, "node %s holds no share of rsa key %q", n.id.NodeID, key.Name)
 	}

@@ -433,7 +433,7 @@ func TestThresholdRSAKeyNeedsReimportWhenAHolderLeaves(t *testing.T) {
 	c.createThresholdRSA("tls/rsa", priv, nil)
 	leader := c.leader()
 	victim := c.anyRunning(leader)
-	old := storedKey(t, leader, "tls/rsa").Detail().RSA.ShareOf(victim.id())
+	old := storedKey(t, leader, "tls/rsa").RSA().ShareOf(victim.id())
 	if old == nil || len(old.Sealed) == 0 {
 		t.Fatalf("%s holds no sealed share in the state", victim.id())
 	}
@@ -467,8 +467,8 @@ func TestThresholdRSAKeyNeedsReimportWhenAHolderLeaves(t *testing.T) {
 	victim.n.rsaShareHook.Store(&count)
 	for _, tn := range staying {
 		k := storedKey(t, tn, "tls/rsa")
-		if !strings.Contains(k.Detail().RSA.Reimport, victim.id()) {
-			t.Fatalf("%s: after %s left, the key must need re-import naming it: %q", tn.id(), victim.id(), k.Detail().RSA.Reimport)
+		if !strings.Contains(k.RSA().Reimport, victim.id()) {
+			t.Fatalf("%s: after %s left, the key must need re-import naming it: %q", tn.id(), victim.id(), k.RSA().Reimport)
 		}
 		digest, in := pkcs1Input(t, &priv.PublicKey, "after "+tn.id())
 		sig, err := c.thresholdRSASettled(tn, "tls/rsa", in)
@@ -510,8 +510,8 @@ func TestThresholdRSAKeyNeedsReimportWhenAHolderLeaves(t *testing.T) {
 	})
 	for _, tn := range staying {
 		k := storedKey(t, tn, "tls/rsa")
-		if k.Detail().RSA.Reimport != "" || k.Detail().RSA.ShareOf(victim.id()) != nil || len(k.Detail().RSA.Shares) != 2 {
-			t.Fatalf("%s: the re-imported key is %+v", tn.id(), k.Detail().RSA)
+		if k.RSA().Reimport != "" || k.RSA().ShareOf(victim.id()) != nil || len(k.RSA().Shares) != 2 {
+			t.Fatalf("%s: the re-imported key is %+v", tn.id(), k.RSA())
 		}
 		_, in := pkcs1Input(t, &priv.PublicKey, "re-imported "+tn.id())
 		if _, err := c.thresholdRSASettled(tn, "tls/rsa", in); err != nil {
@@ -559,7 +559,7 @@ func TestThresholdRSASignsThroughTheSignPath(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the %q signature made through %s does not verify with crypto/rsa: %v", padding, tn.id(), err)
 			}
-			if sig.Type != fsm.KeyTypeRSAThreshold || !bytes.Equal(sig.PublicKey, k.Detail().Public) || sig.Check(msg, padding) != nil {
+			if sig.Type != fsm.KeyTypeRSAThreshold || !bytes.Equal(sig.PublicKey, k.Public()) || sig.Check(msg, padding) != nil {
 				t.Fatalf("the answer names type %q and another public key, or does not check", sig.Type)
 			}
 			if err := api.VerifySignature(k, msg, sig.Signature, padding); err != nil {
@@ -627,7 +627,7 @@ func TestSignRequestCannotChooseTheRSAInput(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tn.id(), err)
 		}
-		s, err := parseRSAShare(ans.Share, tn.id(), k.Detail().RSA.ShareOf(tn.id()).Index, uint(len(k.Detail().RSA.Shares)), uint(k.Detail().RSA.Threshold))
+		s, err := parseRSAShare(ans.Share, tn.id(), k.RSA().ShareOf(tn.id()).Index, uint(len(k.RSA().Shares)), uint(k.RSA().Threshold))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -78,7 +78,7 @@ func FuzzFROSTCommitBody(f *testing.F) {
 	f.Add([]byte(`{"key":"fuzz/frost","version":1,"count":-1}`))
 	f.Add([]byte(`null`))
 	var mine uint32
-	for _, sh := range k.Detail().Frost.Shares {
+	for _, sh := range k.Frost().Shares {
 		if sh.NodeID == holder.id() {
 			mine = sh.Index
 		}
@@ -99,7 +99,7 @@ func FuzzFROSTCommitBody(f *testing.F) {
 			if cm.Index != mine {
 				t.Fatalf("a commitment for index %d from holder %d", cm.Index, mine)
 			}
-			if _, err := shamir.NewFROSTRound(k.Detail().Frost.Commits[0], []byte("m"), []shamir.NonceCommitment{cm}); err != nil {
+			if _, err := shamir.NewFROSTRound(k.Frost().Commits[0], []byte("m"), []shamir.NonceCommitment{cm}); err != nil {
 				t.Fatalf("the holder answered a commitment that does not decode: %v", err)
 			}
 		}
@@ -123,7 +123,7 @@ func FuzzFROSTSignBody(f *testing.F) {
 	f.Add([]byte(`{"partial":{"request":null},"commitments":[]}`))
 	f.Add([]byte(`{}`))
 	k := storedKey(f, holder, "fuzz/frost")
-	poly := &shamir.PublicPoly{Commits: k.Detail().Frost.Commits}
+	poly := &shamir.PublicPoly{Commits: k.Frost().Commits}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		w := serveBody(t, holder.n.handleFROSTSign, body)
 		if w.Code != http.StatusOK {
@@ -142,7 +142,7 @@ func FuzzFROSTSignBody(f *testing.F) {
 		if err := json.Unmarshal(req.Partial.Request.Payload, &cmd); err != nil || cmd.Release == nil {
 			t.Fatalf("answered a request whose payload is not a release: %v", err)
 		}
-		round, err := shamir.NewFROSTRound(k.Detail().Frost.Commits[0], cmd.Release.Message, req.Commitments)
+		round, err := shamir.NewFROSTRound(k.Frost().Commits[0], cmd.Release.Message, req.Commitments)
 		if err != nil {
 			t.Fatalf("answered for commitments that do not make a round: %v", err)
 		}

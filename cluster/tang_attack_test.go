@@ -203,7 +203,7 @@ func TestTangKeyFollowsMembership(t *testing.T) {
 		var destroyed uint64
 		nn.n.fsm.Read(func(s *fsm.State) {
 			destroyed = s.Destroyed
-			for _, sh := range s.Keys["tang/a"].Detail().Tang.Shares {
+			for _, sh := range s.Keys["tang/a"].Tang().Shares {
 				if len(sh.Sealed) > 0 {
 					t.Errorf("after round %d the state still holds %s's sealed share", round, sh.NodeID)
 				}

@@ -58,7 +58,7 @@ func (n *Node) handleTransitDecrypt(w http.ResponseWriter, r *http.Request) {
 func (n *Node) transitAllowed(g *holderGrant) error {
 	op := g.cmd.Release.Op
 	switch {
-	case g.key.Detail().Transit == nil || (op != fsm.OpDecrypt && op != fsm.OpDerive && op != fsm.OpExport && op != fsm.OpExchange) ||
+	case g.key.Transit() == nil || (op != fsm.OpDecrypt && op != fsm.OpDerive && op != fsm.OpExport && op != fsm.OpExchange) ||
 		(op == fsm.OpExchange) != (g.key.Type == fsm.KeyTypeX25519):
 		return Errorf(KindInvalid, "a transit answer is given only for a decryption, a derivation or an export of a %s key, or an exchange with an %s key", fsm.KeyTypeTransit, fsm.KeyTypeX25519)
 	case op == fsm.OpExport:

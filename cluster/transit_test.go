@@ -205,7 +205,7 @@ func TestTransitLyingHolder(t *testing.T) {
 	liar.n.transitHook = func(answers []api.TransitItemPartial) {
 		for _, a := range answers {
 			if a.Partial != nil {
-				a.Partial.Value = bytes.Clone(c.transitMeta("enc/a").Detail().Transit.Latest().Sharing.Commits[0])
+				a.Partial.Value = bytes.Clone(c.transitMeta("enc/a").Transit().Latest().Sharing.Commits[0])
 			}
 		}
 	}
@@ -327,7 +327,7 @@ func TestTransitKeyFollowsMembership(t *testing.T) {
 	c.join(nn)
 	st := c.status(nn)
 	nn.n.fsm.Read(func(s *fsm.State) {
-		for _, v := range s.Keys["enc/a"].Detail().Transit.Versions {
+		for _, v := range s.Keys["enc/a"].Transit().Versions {
 			if v.Sharing.Epoch != s.Epoch || len(v.Sharing.Shares) != 4 || len(v.Sharing.Shares[0].Sealed) != 0 {
 				t.Errorf("after the join version %d is of epoch %d (state %d), %d holders: want reshared to 4", v.Version, v.Sharing.Epoch, s.Epoch, len(v.Sharing.Shares))
 			}
@@ -363,7 +363,7 @@ func TestTransitKeyFollowsMembership(t *testing.T) {
 	var current []*shamir.Share
 	for _, tn := range staying {
 		var fk fsm.FROSTKey
-		tn.n.fsm.Read(func(s *fsm.State) { fk = *s.Keys["enc/a"].Detail().Transit.Version(1).Sharing })
+		tn.n.fsm.Read(func(s *fsm.State) { fk = *s.Keys["enc/a"].Transit().Version(1).Sharing })
 		if sh := tn.n.shares.frost(st.Epoch, frostStoreID(fsm.SharingRef("enc/a", 1), &fk)); sh != nil {
 			current = append(current, sh)
 		}

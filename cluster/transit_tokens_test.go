@@ -67,7 +67,7 @@ func (c *testCluster) decryptWithToken(tn *testNode, tok []byte, name, ct string
 // with tok.
 func (c *testCluster) deriveWithToken(tn *testNode, tok []byte, name string, derivation []byte) ([]byte, error) {
 	c.t.Helper()
-	items := []fsm.TransitDerivation{{Version: c.transitMeta(name).Detail().Transit.Latest().Version, Context: derivation}}
+	items := []fsm.TransitDerivation{{Version: c.transitMeta(name).Transit().Latest().Version, Context: derivation}}
 	sg, eph := c.tokenTransit(tok, &fsm.ReleaseRequest{Key: name, Op: fsm.OpDerive, Derive: items})
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()

@@ -43,7 +43,7 @@ func BenchmarkTransitHolderItem(b *testing.B) {
 		ct, _ := api.ParseTransitCiphertext(s)
 		pool[i] = ct.Point(nil)
 	}
-	tv := &k.Detail().Transit.Versions[0]
+	tv := &k.Transit().Versions[0]
 	prover, err := shamir.NewProver(shares[0]) // the holder cache's (holdervalues.go)
 	if err != nil {
 		b.Fatal(err)

@@ -55,11 +55,11 @@ func (c *testCluster) openDerive(call *deriveCall, name, hashName string, length
 func (c *testCluster) wholeDerive(name string, version uint64, context []byte, hashName string, length int) []byte {
 	c.t.Helper()
 	k := c.transitMeta(name)
-	tv := k.Detail().Transit.Version(version)
+	tv := k.Transit().Version(version)
 	var shares []*shamir.Share
 	for _, tn := range c.members() {
 		var fk fsm.FROSTKey
-		tn.n.fsm.Read(func(s *fsm.State) { fk = *s.Keys[name].Detail().Transit.Version(version).Sharing })
+		tn.n.fsm.Read(func(s *fsm.State) { fk = *s.Keys[name].Transit().Version(version).Sharing })
 		sh, err := tn.n.sharingShare(fsm.SharingRef(name, version), &fk, api.TransitShareContext(c.clusterID, name, fk.Epoch, fk.Commits[0]))
 		if err != nil {
 			c.t.Fatalf("%s's share of %s version %d: %v", tn.id(), name, version, err)
@@ -152,7 +152,7 @@ func TestTransitDeriveLyingHolder(t *testing.T) {
 	liar.n.transitHook = func(answers []api.TransitItemPartial) {
 		for _, a := range answers {
 			if a.Partial != nil {
-				a.Partial.Value = bytes.Clone(c.transitMeta("kdf/a").Detail().Transit.Latest().Sharing.Commits[0])
+				a.Partial.Value = bytes.Clone(c.transitMeta("kdf/a").Transit().Latest().Sharing.Commits[0])
 			}
 		}
 	}

@@ -141,7 +141,7 @@ func TestTransitExchangeKnownAnswers(t *testing.T) {
 	c.createTransit("enc/a", shamir.CipherAES256GCM, false)
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	pts := []fsm.TransitPoint{{Version: 1, Point: c.transitMeta("dh/alice").Detail().Transit.Latest().Sharing.Commits[0]}}
+	pts := []fsm.TransitPoint{{Version: 1, Point: c.transitMeta("dh/alice").Transit().Latest().Sharing.Commits[0]}}
 	eph, _ := ecdh.X25519().GenerateKey(rand.Reader)
 	for what, rel := range map[string]*fsm.ReleaseRequest{
 		"a decryption with an x25519 key": {Key: "dh/alice", Op: fsm.OpDecrypt, Points: pts},
@@ -227,7 +227,7 @@ func TestTransitExchangeLyingHolder(t *testing.T) {
 	liar.n.transitHook = func(answers []api.TransitItemPartial) {
 		for _, a := range answers {
 			if a.Partial != nil {
-				a.Partial.Value = bytes.Clone(c.transitMeta("dh/alice").Detail().Transit.Latest().Sharing.Commits[0])
+				a.Partial.Value = bytes.Clone(c.transitMeta("dh/alice").Transit().Latest().Sharing.Commits[0])
 			}
 		}
 	}

@@ -164,7 +164,7 @@ func TestTransitExportRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pt, err := shamir.TransitOpen(K, theirs.E, c.transitMeta("exp/a").Detail().Transit.Version(2).Sharing.Commits[0], shamir.CipherAES256GCM,
+	pt, err := shamir.TransitOpen(K, theirs.E, c.transitMeta("exp/a").Transit().Version(2).Sharing.Commits[0], shamir.CipherAES256GCM,
 		api.TransitBinding(meta.ID, 2, nil), api.TransitBinding(meta.ID, 2, nil), theirs.Sealed)
 	if err != nil || string(pt) != "to version 2" {
 		t.Fatalf("opening with the exported version 2: %q, %v", pt, err)
@@ -178,7 +178,7 @@ func TestTransitExportRoundTrip(t *testing.T) {
 	}
 	for _, tn := range c.nodes {
 		c.waitFor(settleTimeout, func() (bool, string) {
-			return storedKey(t, tn, "exp/a").Detail().Transit.MinDecryptionVersion == 2, tn.id() + " has not applied min_decryption_version"
+			return storedKey(t, tn, "exp/a").Transit().MinDecryptionVersion == 2, tn.id() + " has not applied min_decryption_version"
 		})
 	}
 	if call := c.exportThrough(c.nodes[2], "exp/a", 1); KindOf(call.err) != KindDenied {

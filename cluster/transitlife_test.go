@@ -106,8 +106,8 @@ func TestTransitImport(t *testing.T) {
 	c.createTransitKey(&fsm.CreateKey{Name: "imp/a", Type: fsm.KeyTypeTransit,
 		Transit: &fsm.TransitKey{Cipher: shamir.CipherChaCha20, Versions: []fsm.TransitVersion{{Sharing: sharing, Imported: true}}}})
 	meta := c.transitMeta("imp/a")
-	if !meta.Detail().Transit.Latest().Imported || meta.Detail().Transit.Exportable {
-		t.Errorf("the imported key's metadata: imported %v, exportable %v; want true, false", meta.Detail().Transit.Latest().Imported, meta.Detail().Transit.Exportable)
+	if !meta.Transit().Latest().Imported || meta.Transit().Exportable {
+		t.Errorf("the imported key's metadata: imported %v, exportable %v; want true, false", meta.Transit().Latest().Imported, meta.Transit().Exportable)
 	}
 
 	s, err := edwards25519.NewScalar().SetCanonicalBytes(secret)

@@ -135,7 +135,7 @@ func TestTransitCLI(t *testing.T) {
 		k := &fsm.Key{ID: shown.GetKey().GetId(), Name: "app/orders", Type: fsm.KeyTypeTransit, State: fsm.KeyActive,
 			KeyDetail: &fsm.KeyDetail{Transit: &fsm.TransitKey{Cipher: shown.GetKey().GetTransit().GetCipher()}}}
 		for _, v := range shown.GetKey().GetTransit().GetVersions() {
-			k.Detail().Transit.Versions = append(k.Detail().Transit.Versions, fsm.TransitVersion{Version: v.GetVersion(),
+			k.Transit().Versions = append(k.Transit().Versions, fsm.TransitVersion{Version: v.GetVersion(),
 				Sharing: &fsm.FROSTKey{Threshold: int(v.GetThreshold()), Epoch: v.GetEpoch(), Commits: v.GetCommits()}})
 		}
 		enc, err := gc.TransitEncrypt(ctx, &keyquorumv1.TransitEncryptRequest{Key: "app/orders", Items: []*keyquorumv1.TransitItem{{Plaintext: plain}}})

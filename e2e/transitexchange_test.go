@@ -76,7 +76,7 @@ func TestTransitExchangeCLI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	bobU, _ := base64.StdEncoding.DecodeString(bob)
-	peers := []fsm.TransitPoint{{Version: aliceKey.Detail().Transit.Latest().Version, Point: bobU}}
+	peers := []fsm.TransitPoint{{Version: aliceKey.Transit().Latest().Version, Point: bobU}}
 	eph, _ := ecdh.X25519().GenerateKey(rand.Reader)
 	tsg := tokenRequest(t, exchange, &fsm.ReleaseRequest{Key: "dh/alice", Op: fsm.OpExchange, Ephemeral: eph.PublicKey().Bytes(), Points: peers})
 	gctx := metadata.AppendToOutgoingContext(ctx, grpcgw.TokenMetadata, base64.RawURLEncoding.EncodeToString(tsg.Token))

@@ -91,14 +91,14 @@ func TestTransitLifecycleCLI(t *testing.T) {
 	xp, _ := c.keyMetadata("life/xp")
 	eph, _ := ecdh.X25519().GenerateKey(rand.Reader)
 	sg := c.operatorSign(&fsm.Command{Type: fsm.TypeRelease, Release: &fsm.ReleaseRequest{Key: xp.ID, Op: fsm.OpExport,
-		Version: xp.Detail().Transit.Latest().Version, Ephemeral: eph.PublicKey().Bytes()}})
+		Version: xp.Transit().Latest().Version, Ephemeral: eph.PublicKey().Bytes()}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	grep, err := keyquorumv1.NewClusterServiceClient(c.grpcConn(1, false, true)).TransitExport(ctx, &keyquorumv1.TransitExportRequest{Request: sg})
 	if err != nil {
 		t.Fatalf("gRPC TransitExport: %v", err)
 	}
-	if got, err := api.OpenTransitExport(grpcTransitReply(grep), c.envValue("KEYQUORUM_CLUSTER_ID"), xp, xp.Detail().Transit.Latest().Version, sg.GetPayload(), eph); err != nil || !bytes.Equal(got, s.Bytes()) {
+	if got, err := api.OpenTransitExport(grpcTransitReply(grep), c.envValue("KEYQUORUM_CLUSTER_ID"), xp, xp.Transit().Latest().Version, sg.GetPayload(), eph); err != nil || !bytes.Equal(got, s.Bytes()) {
 		t.Fatalf("gRPC export: %x, %v; want the imported scalar", got, err)
 	}
 	wrappedFile := filepath.Join(dir, "wrapped")

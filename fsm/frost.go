@@ -49,12 +49,12 @@ type FROSTKey struct {
 // FROST key whether it needs to be imported again.
 func (s *State) KeyView(k *Key) *Key {
 	m := k.Metadata()
-	if m.Detail().Frost != nil {
-		m.Detail().Frost.NeedsReimport = s.FROSTStale(k)
+	if m.Frost() != nil {
+		m.Frost().NeedsReimport = s.FROSTStale(k)
 	}
-	if m.Detail().Transit != nil {
-		for i := range m.Detail().Transit.Versions {
-			if sh := m.Detail().Transit.Versions[i].Sharing; sh != nil {
+	if m.Transit() != nil {
+		for i := range m.Transit().Versions {
+			if sh := m.Transit().Versions[i].Sharing; sh != nil {
 				sh.NeedsReimport = sh.Epoch != s.Epoch
 			}
 		}
@@ -74,7 +74,7 @@ type FROSTShare struct {
 // FROSTStale reports whether a FROST key was dealt to the holders of an
 // earlier epoch: it must be imported again before it signs.
 func (s *State) FROSTStale(k *Key) bool {
-	return k.Detail().Frost != nil && k.Detail().Frost.Epoch != s.Epoch
+	return k.Frost() != nil && k.Frost().Epoch != s.Epoch
 }
 
 // checkFROST checks a FROST key's deal: the epoch's threshold and one
@@ -155,7 +155,7 @@ func (s *State) authorizeSign(req *ReleaseRequest, k *Key) *Error {
 	case k.Type != KeyTypeRSAThreshold && req.Padding != "":
 		return errorf(CodeInvalid, "a %s key takes no padding", k.Type)
 	case s.FROSTStale(k):
-		return errorf(CodeConflict, "key %q was dealt to the share holders of epoch %d and the members changed since (epoch %d) without a round resharing it: import it again", k.Name, k.Detail().Frost.Epoch, s.Epoch)
+		return errorf(CodeConflict, "key %q was dealt to the share holders of epoch %d and the members changed since (epoch %d) without a round resharing it: import it again", k.Name, k.Frost().Epoch, s.Epoch)
 	}
 	return nil
 }

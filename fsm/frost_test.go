@@ -34,10 +34,10 @@ func TestCreateFROSTKey(t *testing.T) {
 	runTransition(t, []transitionCase{
 		{name: "an ed25519-frost key", setup: ready, by: admin, cmd: frostKeyCmd(t, "sig/a"),
 			check: func(t *testing.T, h *harness, res *fsm.Result) {
-				if res.Key.Detail().Frost == nil || res.Key.Detail().Frost.Shares[0].Sealed != nil {
-					t.Errorf("the result must show the key without its sealed shares: %+v", res.Key.Detail().Frost)
+				if res.Key.Frost() == nil || res.Key.Frost().Shares[0].Sealed != nil {
+					t.Errorf("the result must show the key without its sealed shares: %+v", res.Key.Frost())
 				}
-				if k := h.state().Keys["sig/a"]; k.Detail().Frost == nil || k.Detail().Frost.Shares[0].Sealed == nil {
+				if k := h.state().Keys["sig/a"]; k.Frost() == nil || k.Frost().Shares[0].Sealed == nil {
 					t.Errorf("the state lost the sealed share")
 				}
 			}},

@@ -61,7 +61,7 @@ func TestFROSTKeysAreResharedWithTheClusterKey(t *testing.T) {
 	h := &harness{t: t, checker: &c.fakeChecker, f: fsm.New(c), at: t0}
 	ready(h)
 	h.must(admin, frostKeyCmd(t, "sig/a"))
-	pub := h.state().Keys["sig/a"].Detail().Frost.Commits[0]
+	pub := h.state().Keys["sig/a"].Frost().Commits[0]
 
 	r2 := h.admit(nodeSpec(2)).Index
 	if got := h.state().Reshare.Frost; len(got) != 1 || got[0].Key != "sig/a" || !bytes.Equal(got[0].Public, pub) {
@@ -85,11 +85,11 @@ func TestFROSTKeysAreResharedWithTheClusterKey(t *testing.T) {
 	s := h.state()
 	k := s.Keys["sig/a"]
 	want := []fsm.FROSTShare{{NodeID: node(1).ID, Index: 1}, {NodeID: node(2).ID, Index: 2}}
-	if k.Detail().Frost.Threshold != 2 || k.Detail().Frost.Epoch != s.Epoch || !slices.EqualFunc(k.Detail().Frost.Commits, [][]byte{pub, newFROSTCommit}, bytes.Equal) ||
-		!slices.EqualFunc(k.Detail().Frost.Shares, want, func(a, b fsm.FROSTShare) bool { return a.NodeID == b.NodeID && a.Index == b.Index && a.Sealed == nil }) {
-		t.Fatalf("after the round sig/a is %+v, want 2-of-%+v in epoch %d with nothing sealed", k.Detail().Frost, want, s.Epoch)
+	if k.Frost().Threshold != 2 || k.Frost().Epoch != s.Epoch || !slices.EqualFunc(k.Frost().Commits, [][]byte{pub, newFROSTCommit}, bytes.Equal) ||
+		!slices.EqualFunc(k.Frost().Shares, want, func(a, b fsm.FROSTShare) bool { return a.NodeID == b.NodeID && a.Index == b.Index && a.Sealed == nil }) {
+		t.Fatalf("after the round sig/a is %+v, want 2-of-%+v in epoch %d with nothing sealed", k.Frost(), want, s.Epoch)
 	}
-	if s.FROSTStale(k) || s.KeyView(k).Detail().Frost.NeedsReimport {
+	if s.FROSTStale(k) || s.KeyView(k).Frost().NeedsReimport {
 		t.Error("a reshared key is shown as needing re-import")
 	}
 	if s.Destroyed <= r2 {

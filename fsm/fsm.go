@@ -493,7 +493,7 @@ func (s *State) authorizeVerified(sg *Signed, cmd *Command, now time.Time) (*Key
 		if len(req.Ephemeral) != 0 {
 			return nil, errorf(CodeInvalid, "a gateway node's request carries no ephemeral key: the node is the client and combines")
 		}
-		if !k.Detail().Access.Allows(req.Gateway) {
+		if !k.Access().Allows(req.Gateway) {
 			return nil, errorf(CodeDenied, "key %q is not served by the %s gateway", req.Key, req.Gateway)
 		}
 	case machine != nil:

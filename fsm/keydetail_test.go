@@ -28,8 +28,8 @@ func TestSetDetailLeavesTheKeyItCopiedAlone(t *testing.T) {
 	d = c.Detail()
 	d.Access, d.Tang = nil, nil
 	c.SetDetail(d)
-	if c.KeyDetail != nil || orig.Detail().Access != before {
-		t.Fatalf("a detail set to nothing: the copy's is %+v (want nil), the original's access %+v", c.KeyDetail, orig.Detail().Access)
+	if c.KeyDetail != nil || orig.Access() != before {
+		t.Fatalf("a detail set to nothing: the copy's is %+v (want nil), the original's access %+v", c.KeyDetail, orig.Access())
 	}
 	if got := c.Detail(); got.Access != nil || got.Tang != nil {
 		t.Fatalf("a key without a detail reads %+v", got)
@@ -50,7 +50,7 @@ func TestACreatedSecretKeyHasNoDetail(t *testing.T) {
 		if d := s.Keys["db/a"].KeyDetail; d != nil {
 			t.Errorf("the plain secret key has a detail: %+v", d)
 		}
-		if a := s.Keys["db/b"].Detail().Access; !a.Allows(fsm.GatewayKxd) {
+		if a := s.Keys["db/b"].Access(); !a.Allows(fsm.GatewayKxd) {
 			t.Errorf("the key opened to kxd has access %+v", a)
 		}
 	})

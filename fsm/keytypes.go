@@ -437,7 +437,7 @@ func (s *State) checkTang(public []byte, tk *TangKey) *Error {
 // use.
 func (s *State) TangKeyByKid(kid string) *Key {
 	for _, k := range s.TangKeys() {
-		if k.Detail().Tang.Kid == kid {
+		if k.Tang().Kid == kid {
 			return k
 		}
 	}

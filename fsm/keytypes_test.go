@@ -85,17 +85,17 @@ func TestCreateKeyTypes(t *testing.T) {
 		{name: "an ecdsa key kept for a minute", setup: ready, by: admin,
 			cmd: with(assembledKeyCmd("tls/ec", fsm.KeyTypeECDSA, pubs[fsm.KeyTypeECDSA]), func(c *fsm.Command) { c.CreateKey.AssembleTTL = time.Minute }),
 			check: func(t *testing.T, h *harness, res *fsm.Result) {
-				if res.Key.Detail().AssembleTTL != time.Minute || res.Key.Type != fsm.KeyTypeECDSA || len(res.Key.Detail().Public) == 0 {
+				if res.Key.AssembleTTL() != time.Minute || res.Key.Type != fsm.KeyTypeECDSA || len(res.Key.Public()) == 0 {
 					t.Errorf("key %+v", res.Key)
 				}
 			}},
 		{name: "an ed25519 key", setup: ready, by: admin, cmd: assembledKeyCmd("tls/ed", fsm.KeyTypeEd25519, pubs[fsm.KeyTypeEd25519])},
 		{name: "a tang key", setup: ready, by: admin, cmd: tangKeyCmd(t, "tang/a"),
 			check: func(t *testing.T, h *harness, res *fsm.Result) {
-				if res.Key.Detail().Tang == nil || res.Key.Detail().Tang.Shares[0].Sealed != nil {
-					t.Errorf("the result must show the tang key without its sealed shares: %+v", res.Key.Detail().Tang)
+				if res.Key.Tang() == nil || res.Key.Tang().Shares[0].Sealed != nil {
+					t.Errorf("the result must show the tang key without its sealed shares: %+v", res.Key.Tang())
 				}
-				if k := h.state().Keys["tang/a"]; k.Detail().Tang == nil || k.Detail().Tang.Shares[0].Sealed == nil {
+				if k := h.state().Keys["tang/a"]; k.Tang() == nil || k.Tang().Shares[0].Sealed == nil {
 					t.Errorf("the state lost the sealed share")
 				}
 			}},
@@ -165,7 +165,7 @@ func TestSetAccess(t *testing.T) {
 	runTransition(t, []transitionCase{
 		{name: "an admin opens a key to kxd", setup: withKey, by: admin, cmd: setAccess("db/a", kxd),
 			check: func(t *testing.T, h *harness, res *fsm.Result) {
-				a := h.state().Keys["db/a"].Detail().Access
+				a := h.state().Keys["db/a"].Access()
 				if !a.Allows(fsm.GatewayKxd) || a.Hosts == nil || len(a.Hosts) != 0 {
 					t.Errorf("access %+v: want kxd with an empty, non-nil host list", a)
 				}

@@ -160,7 +160,7 @@ func TestRebuildDestroysTheKeysTheKitCannotBring(t *testing.T) {
 	c.Rebuild.Holders = []uint32{1}
 	h.must(admin, c)
 	s := h.state()
-	if k := s.Keys["tang/a"]; k.State != fsm.KeyDestroyed || k.Detail().Tang != nil {
+	if k := s.Keys["tang/a"]; k.State != fsm.KeyDestroyed || k.Tang() != nil {
 		t.Errorf("the Tang key after the rebuild: %+v", k)
 	}
 	if k := s.Keys["db/a"]; k.State != fsm.KeyActive || len(k.Sealed) == 0 {

@@ -84,7 +84,7 @@ func (k *RSAThresholdKey) ShareOf(node string) *RSAShare {
 
 // RSAPublicKey parses a threshold or assembled RSA key's public key.
 func (k *Key) RSAPublicKey() (*rsa.PublicKey, bool) {
-	pub, err := x509.ParsePKIXPublicKey(k.Detail().Public)
+	pub, err := x509.ParsePKIXPublicKey(k.Public())
 	if err != nil {
 		return nil, false
 	}
@@ -134,19 +134,19 @@ func (s *State) checkRSAThreshold(c *CreateKey) *Error {
 func (t *transition) markRSAReimport() {
 	s := t.s
 	for name, k := range s.Keys { // each key's change is its own: the order does not matter
-		if k.Detail().RSA == nil || k.State == KeyDestroyed || k.Detail().RSA.Reimport != "" {
+		if k.RSA() == nil || k.State == KeyDestroyed || k.RSA().Reimport != "" {
 			continue
 		}
 		var gone []string
-		for _, sh := range k.Detail().RSA.Shares {
+		for _, sh := range k.RSA().Shares {
 			if n := s.Nodes[sh.NodeID]; n == nil || !n.Holder {
 				gone = append(gone, sh.NodeID)
 			}
 		}
-		if len(gone) == 0 && len(k.Detail().RSA.Shares) == len(s.Holders()) {
+		if len(gone) == 0 && len(k.RSA().Shares) == len(s.Holders()) {
 			continue
 		}
-		rk := *k.Detail().RSA
+		rk := *k.RSA()
 		if len(gone) > 0 {
 			rk.Reimport = "dealt to " + strings.Join(gone, ", ") + ", no longer share holders: destroy and import it again"
 		} else {

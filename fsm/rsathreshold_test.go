@@ -43,10 +43,10 @@ func TestCreateRSAThresholdKey(t *testing.T) {
 	runTransition(t, []transitionCase{
 		{name: "dealt to the only holder", setup: ready, by: admin, cmd: one(func(*fsm.CreateKey) {}),
 			check: func(t *testing.T, h *harness, res *fsm.Result) {
-				if res.Key.Detail().RSA == nil || res.Key.Detail().RSA.Shares[0].Sealed != nil || res.Key.Detail().RSA.Shares[0].R != nil {
-					t.Errorf("the result must show the key without its sealed shares: %+v", res.Key.Detail().RSA)
+				if res.Key.RSA() == nil || res.Key.RSA().Shares[0].Sealed != nil || res.Key.RSA().Shares[0].R != nil {
+					t.Errorf("the result must show the key without its sealed shares: %+v", res.Key.RSA())
 				}
-				if k := h.state().Keys["tls/rsa"]; k.Detail().RSA == nil || k.Detail().RSA.Shares[0].Sealed == nil {
+				if k := h.state().Keys["tls/rsa"]; k.RSA() == nil || k.RSA().Shares[0].Sealed == nil {
 					t.Errorf("the state lost the sealed share")
 				}
 			}},
@@ -151,25 +151,25 @@ func TestRSAThresholdKeyNeedsReimportWhenMembersChange(t *testing.T) {
 	h := newHarness(t)
 	threeHolders(h)
 	h.must(admin, rsaThresholdCmd(t, "tls/rsa", pub, 2, node(1).ID, node(2).ID, node(3).ID))
-	if r := h.state().Keys["tls/rsa"].Detail().RSA.Reimport; r != "" {
+	if r := h.state().Keys["tls/rsa"].RSA().Reimport; r != "" {
 		t.Fatalf("a fresh key needs re-import: %q", r)
 	}
 	h.must(admin, removeNodeCmd(node(3).ID))
 	h.dealAll()
 	k := h.state().Keys["tls/rsa"]
-	if !strings.Contains(k.Detail().RSA.Reimport, node(3).ID) {
-		t.Fatalf("after node 3 left, the key must need re-import naming it; reimport = %q", k.Detail().RSA.Reimport)
+	if !strings.Contains(k.RSA().Reimport, node(3).ID) {
+		t.Fatalf("after node 3 left, the key must need re-import naming it; reimport = %q", k.RSA().Reimport)
 	}
-	if !strings.Contains(k.Metadata().Detail().RSA.Reimport, "import it again") {
-		t.Errorf("key show (metadata) must say so: %+v", k.Metadata().Detail().RSA)
+	if !strings.Contains(k.Metadata().RSA().Reimport, "import it again") {
+		t.Errorf("key show (metadata) must say so: %+v", k.Metadata().RSA())
 	}
 	// Re-import: destroy, then the new deal to the current holders.
 	h.must(admin, destroyKeyCmd("tls/rsa"))
-	if k := h.state().Keys["tls/rsa"]; k.Detail().RSA != nil {
-		t.Fatalf("a destroyed key keeps its deal in the state (and so in snapshots): %+v", k.Detail().RSA)
+	if k := h.state().Keys["tls/rsa"]; k.RSA() != nil {
+		t.Fatalf("a destroyed key keeps its deal in the state (and so in snapshots): %+v", k.RSA())
 	}
 	h.must(admin, rsaThresholdCmd(t, "tls/rsa", pub, 2, node(1).ID, node(2).ID))
-	if r := h.state().Keys["tls/rsa"].Detail().RSA.Reimport; r != "" {
+	if r := h.state().Keys["tls/rsa"].RSA().Reimport; r != "" {
 		t.Errorf("the re-imported key still needs re-import: %q", r)
 	}
 }

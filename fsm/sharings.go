@@ -61,10 +61,10 @@ func sharingsOf(s *State, names []string) []Sharing {
 		k := s.Keys[name]
 		switch {
 		case k.State == KeyDestroyed:
-		case k.Detail().Frost != nil:
-			out = append(out, Sharing{Ref: SharingRef(name, 0), Key: k, Sharing: k.Detail().Frost})
-		case k.Detail().Transit != nil:
-			for _, v := range k.Detail().Transit.Versions {
+		case k.Frost() != nil:
+			out = append(out, Sharing{Ref: SharingRef(name, 0), Key: k, Sharing: k.Frost()})
+		case k.Transit() != nil:
+			for _, v := range k.Transit().Versions {
 				if v.Sharing != nil {
 					out = append(out, Sharing{Ref: SharingRef(name, v.Version), Key: k, Sharing: v.Sharing})
 				}
@@ -76,7 +76,7 @@ func sharingsOf(s *State, names []string) []Sharing {
 
 // hasSharing reports whether key k (nil: none) has a live sharing.
 func hasSharing(k *Key) bool {
-	return k != nil && k.State != KeyDestroyed && (k.Detail().Frost != nil || k.Detail().Transit != nil)
+	return k != nil && k.State != KeyDestroyed && (k.Frost() != nil || k.Transit() != nil)
 }
 
 // indexShared updates the index of keys with a sharing for the key name.
@@ -98,10 +98,10 @@ func (s *State) SharingOf(ref string) (*Key, *FROSTKey) {
 	switch {
 	case k == nil || k.State == KeyDestroyed:
 		return nil, nil
-	case version == 0 && k.Detail().Frost != nil:
-		return k, k.Detail().Frost
-	case version != 0 && k.Detail().Transit != nil:
-		if v := k.Detail().Transit.Version(version); v != nil && v.Sharing != nil {
+	case version == 0 && k.Frost() != nil:
+		return k, k.Frost()
+	case version != 0 && k.Transit() != nil:
+		if v := k.Transit().Version(version); v != nil && v.Sharing != nil {
 			return k, v.Sharing
 		}
 	}

@@ -166,7 +166,7 @@ func (s *State) TangKeys() []*Key {
 func scanTangKeys(s *State) []*Key {
 	var out []*Key
 	for _, name := range sortedKeys(s.Keys) {
-		if k := s.Keys[name]; k.Detail().Tang != nil && k.State != KeyDestroyed {
+		if k := s.Keys[name]; k.Tang() != nil && k.State != KeyDestroyed {
 			out = append(out, k)
 		}
 	}
@@ -217,7 +217,7 @@ func (s *State) indexTang(name string) {
 	if s.tang == nil {
 		return
 	}
-	if k := s.Keys[name]; k != nil && k.Detail().Tang != nil && k.State != KeyDestroyed {
+	if k := s.Keys[name]; k != nil && k.Tang() != nil && k.State != KeyDestroyed {
 		s.tang[name] = struct{}{}
 	} else {
 		delete(s.tang, name)
@@ -302,13 +302,37 @@ type KeyDetail struct {
 
 // Detail is a copy of the key's KeyDetail, the zero KeyDetail when it has
 // none. Being a copy, it cannot be used to change the key: SetDetail does.
-// (Reading a KeyDetail field as k.Tang would panic on a key without one.)
 func (k *Key) Detail() KeyDetail {
 	if k.KeyDetail == nil {
 		return KeyDetail{}
 	}
 	return *k.KeyDetail
 }
+
+// The methods below read one KeyDetail field each, nil-safe. Named as
+// the fields, they shadow them: k.Tang, which would read through a nil
+// KeyDetail, does not compile, and k.Tang() reads it.
+
+// Public is the key's KeyDetail.Public.
+func (k *Key) Public() []byte { return k.Detail().Public }
+
+// AssembleTTL is the key's KeyDetail.AssembleTTL.
+func (k *Key) AssembleTTL() time.Duration { return k.Detail().AssembleTTL }
+
+// Access is the key's KeyDetail.Access.
+func (k *Key) Access() *Access { return k.Detail().Access }
+
+// Tang is the key's KeyDetail.Tang.
+func (k *Key) Tang() *TangKey { return k.Detail().Tang }
+
+// RSA is the key's KeyDetail.RSA.
+func (k *Key) RSA() *RSAThresholdKey { return k.Detail().RSA }
+
+// Frost is the key's KeyDetail.Frost.
+func (k *Key) Frost() *FROSTKey { return k.Detail().Frost }
+
+// Transit is the key's KeyDetail.Transit.
+func (k *Key) Transit() *TransitKey { return k.Detail().Transit }
 
 // SetDetail sets the key's KeyDetail to d, in a KeyDetail of the key's
 // own (never the one it shares with the key it was copied from), or to

@@ -98,10 +98,10 @@ func (s *State) tangShareOf(tk *TangKey, dealer uint32) *TangShare {
 // tangKey returns the live Tang key of a round's entry, or nil.
 func (s *State) tangKey(e *TangRound) *TangKey {
 	k := s.Keys[e.Key]
-	if k == nil || k.State == KeyDestroyed || k.Detail().Tang == nil || k.Detail().Tang.Kid != e.Kid {
+	if k == nil || k.State == KeyDestroyed || k.Tang() == nil || k.Tang().Kid != e.Kid {
 		return nil
 	}
-	return k.Detail().Tang
+	return k.Tang()
 }
 
 // tangDealers counts the dealers of r that may still deal and hold a
@@ -131,8 +131,8 @@ func (t *transition) listTangKeys(r *Reshare) {
 	}
 	s := t.s
 	for _, k := range s.TangKeys() {
-		if s.tangDealers(r, k.Detail().Tang) >= k.Detail().Tang.Threshold {
-			r.Tang = append(r.Tang, TangRound{Key: k.Name, Kid: k.Detail().Tang.Kid})
+		if s.tangDealers(r, k.Tang()) >= k.Tang().Threshold {
+			r.Tang = append(r.Tang, TangRound{Key: k.Name, Kid: k.Tang().Kid})
 		}
 	}
 }
@@ -269,8 +269,8 @@ func (t *transition) completeTang(r *Reshare) {
 		if s.tangKey(&e) == nil || e.Shares == nil {
 			continue
 		}
-		migrated = migrated || k.Detail().Tang.sealed()
-		tk := *k.Detail().Tang
+		migrated = migrated || k.Tang().sealed()
+		tk := *k.Tang()
 		tk.Shares, tk.Threshold = slices.Clone(e.Shares), r.Threshold
 		k = t.editKey(e.Key)
 		d := k.Detail()

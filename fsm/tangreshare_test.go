@@ -64,7 +64,7 @@ func TestTangKeysAreResharedWithTheClusterKey(t *testing.T) {
 	h, c := newTangHarness(t)
 	ready(h)
 	h.must(admin, tangKeyCmd(t, "tang/a"))
-	holderPublic := h.state().Keys["tang/a"].Detail().Tang.Shares[0].PublicShare
+	holderPublic := h.state().Keys["tang/a"].Tang().Shares[0].PublicShare
 
 	r2 := h.admit(nodeSpec(2)).Index
 	if got := h.state().Reshare.Tang; len(got) != 1 || got[0].Key != "tang/a" || got[0].Kid != "kid-tang/a" {
@@ -87,10 +87,10 @@ func TestTangKeysAreResharedWithTheClusterKey(t *testing.T) {
 	s := h.state()
 	k := s.Keys["tang/a"]
 	want := []fsm.TangShare{{NodeID: node(1).ID, Index: 1, PublicShare: tangPublic(1)}, {NodeID: node(2).ID, Index: 2, PublicShare: tangPublic(2)}}
-	if k.Detail().Tang.Threshold != 2 || !slices.EqualFunc(k.Detail().Tang.Shares, want, func(a, b fsm.TangShare) bool {
+	if k.Tang().Threshold != 2 || !slices.EqualFunc(k.Tang().Shares, want, func(a, b fsm.TangShare) bool {
 		return a.NodeID == b.NodeID && a.Index == b.Index && bytes.Equal(a.PublicShare, b.PublicShare) && a.Sealed == nil
 	}) {
-		t.Fatalf("after the round tang/a is %+v, want 2-of-%+v with nothing sealed", k.Detail().Tang, want)
+		t.Fatalf("after the round tang/a is %+v, want 2-of-%+v with nothing sealed", k.Tang(), want)
 	}
 	if s.Destroyed != s.LastRound.Round && s.Destroyed <= r2 {
 		t.Errorf("destroyed index %d: the round that migrated sealed shares must take a checkpoint to erase them", s.Destroyed)

@@ -141,15 +141,15 @@ func (tk *TransitKey) Latest() *TransitVersion { return &tk.Versions[len(tk.Vers
 // min_decryption_version, and was dealt to the holders of epoch, the
 // current one.
 func TransitVersionFor(k *Key, v, epoch uint64) (*TransitVersion, *Error) {
-	if k.Detail().Transit == nil {
+	if k.Transit() == nil {
 		return nil, errorf(CodeInvalid, "key %q is not a %s key", k.Name, KeyTypeTransit)
 	}
-	tv := k.Detail().Transit.Version(v)
+	tv := k.Transit().Version(v)
 	switch {
 	case tv == nil:
-		return nil, errorf(CodeNotFound, "key %q has no version %d (latest %d)", k.Name, v, k.Detail().Transit.Latest().Version)
-	case v < k.Detail().Transit.MinDecryptionVersion:
-		return nil, errorf(CodeDenied, "key %q decrypts from version %d (min_decryption_version), not %d", k.Name, k.Detail().Transit.MinDecryptionVersion, v)
+		return nil, errorf(CodeNotFound, "key %q has no version %d (latest %d)", k.Name, v, k.Transit().Latest().Version)
+	case v < k.Transit().MinDecryptionVersion:
+		return nil, errorf(CodeDenied, "key %q decrypts from version %d (min_decryption_version), not %d", k.Name, k.Transit().MinDecryptionVersion, v)
 	case tv.Sharing.Epoch != epoch:
 		return nil, errorf(CodeConflict, "version %d of key %q was dealt to the holders of epoch %d and no round reshared it to epoch %d", v, k.Name, tv.Sharing.Epoch, epoch)
 	}
@@ -164,9 +164,9 @@ func TransitExportable(k *Key) *Error {
 	switch {
 	case k.State == KeyDestroyed:
 		return errorf(CodeDenied, "key %q is destroyed", k.Name)
-	case k.Detail().Transit == nil:
+	case k.Transit() == nil:
 		return errorf(CodeInvalid, "key %q is a %s key: only %s keys created exportable are exported", k.Name, k.Type, KeyTypeTransit)
-	case !k.Detail().Transit.Exportable:
+	case !k.Transit().Exportable:
 		return errorf(CodeDenied, "key %q was created non-exportable: it is never exported", k.Name)
 	}
 	return nil
@@ -221,7 +221,7 @@ func (t *transition) rotateKey(c *RotateKey) *Error {
 		return errorf(CodeDenied, "%s may not rotate key %q", t.signer, c.Name)
 	case k.State != KeyActive:
 		return errorf(CodeState, "key %q is %s", c.Name, k.State)
-	case k.Detail().Transit == nil:
+	case k.Transit() == nil:
 		return errorf(CodeInvalid, "key %q is a %s key: only %s keys rotate", c.Name, k.Type, KeyTypeTransit)
 	case t.s.Reshare != nil:
 		return errorf(CodeConflict, "resharing round %d is in progress: rotate key %q when it is done", t.s.Reshare.Round, c.Name)
@@ -230,7 +230,7 @@ func (t *transition) rotateKey(c *RotateKey) *Error {
 		return err
 	}
 	k = t.editKey(c.Name)
-	tk := *k.Detail().Transit
+	tk := *k.Transit()
 	k.Version++
 	tk.Versions = append(slices.Clone(tk.Versions), TransitVersion{Version: k.Version, CreatedAt: t.now, Sharing: c.Sharing})
 	d := k.Detail()
@@ -254,13 +254,13 @@ func (t *transition) configureKey(c *ConfigureKey) *Error {
 		return errorf(CodeDenied, "%s may not configure key %q", t.signer, c.Name)
 	case k.State == KeyDestroyed:
 		return errorf(CodeState, "key %q is destroyed", c.Name)
-	case k.Detail().Transit == nil:
+	case k.Transit() == nil:
 		return errorf(CodeInvalid, "key %q is a %s key: min_decryption_version is a %s key's", c.Name, k.Type, KeyTypeTransit)
-	case c.MinDecryptionVersion < k.Detail().Transit.Versions[0].Version || c.MinDecryptionVersion > k.Version:
-		return errorf(CodeInvalid, "min_decryption_version of key %q must be %d to %d", c.Name, k.Detail().Transit.Versions[0].Version, k.Version)
+	case c.MinDecryptionVersion < k.Transit().Versions[0].Version || c.MinDecryptionVersion > k.Version:
+		return errorf(CodeInvalid, "min_decryption_version of key %q must be %d to %d", c.Name, k.Transit().Versions[0].Version, k.Version)
 	}
 	k = t.editKey(c.Name)
-	tk := *k.Detail().Transit
+	tk := *k.Transit()
 	tk.MinDecryptionVersion = c.MinDecryptionVersion
 	d := k.Detail()
 	d.Transit = &tk
@@ -310,7 +310,7 @@ func authorizeDecrypt(req *ReleaseRequest, k *Key) *Error {
 		if len(d.Context) > MaxDeriveContext {
 			return errorf(CodeInvalid, "derivation context %d is longer than %d bytes", i, MaxDeriveContext)
 		}
-		if k.Detail().Transit != nil && k.Detail().Transit.Derived && len(d.Context) == 0 {
+		if k.Transit() != nil && k.Transit().Derived && len(d.Context) == 0 {
 			return errorf(CodeInvalid, "derivation %d: key %q is derived: give a context", i, k.Name)
 		}
 	}

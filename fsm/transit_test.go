@@ -49,11 +49,11 @@ func TestTransitKeys(t *testing.T) {
 	runTransition(t, []transitionCase{
 		{name: "a transit key", setup: ready, by: admin, cmd: transitKeyCmd("enc/a"),
 			check: func(t *testing.T, h *harness, res *fsm.Result) {
-				tk := res.Key.Detail().Transit
+				tk := res.Key.Transit()
 				if tk == nil || len(tk.Versions) != 1 || tk.Versions[0].Version != 1 || tk.MinDecryptionVersion != 1 || tk.Versions[0].Sharing.Shares[0].Sealed != nil {
 					t.Errorf("the result must show version 1 without its sealed share: %+v", tk)
 				}
-				if k := h.state().Keys["enc/a"]; k.Detail().Transit.Versions[0].Sharing.Shares[0].Sealed == nil {
+				if k := h.state().Keys["enc/a"]; k.Transit().Versions[0].Sharing.Shares[0].Sealed == nil {
 					t.Error("the state lost the sealed share")
 				}
 			}},
@@ -72,8 +72,8 @@ func TestTransitKeys(t *testing.T) {
 
 		{name: "a rotation", setup: withTransit, by: op, cmd: rotateCmd("enc/a", 0x53),
 			check: func(t *testing.T, h *harness, res *fsm.Result) {
-				if res.Key.Version != 3 || res.Key.Detail().Transit.Latest().Version != 3 || !bytes.Equal(res.Key.Detail().Transit.Latest().Sharing.Commits[0], point(0x53)) {
-					t.Errorf("after a rotation: %+v", res.Key.Detail().Transit)
+				if res.Key.Version != 3 || res.Key.Transit().Latest().Version != 3 || !bytes.Equal(res.Key.Transit().Latest().Sharing.Commits[0], point(0x53)) {
+					t.Errorf("after a rotation: %+v", res.Key.Transit())
 				}
 			}},
 		{name: "a rotation by the key's ID", setup: withTransit, by: op,
@@ -86,8 +86,8 @@ func TestTransitKeys(t *testing.T) {
 
 		{name: "min_decryption_version", setup: withTransit, by: op, cmd: configureCmd("enc/a", 2),
 			check: func(t *testing.T, h *harness, res *fsm.Result) {
-				if res.Key.Detail().Transit.MinDecryptionVersion != 2 {
-					t.Errorf("min_decryption_version %d", res.Key.Detail().Transit.MinDecryptionVersion)
+				if res.Key.Transit().MinDecryptionVersion != 2 {
+					t.Errorf("min_decryption_version %d", res.Key.Transit().MinDecryptionVersion)
 				}
 			}},
 		{name: "min_decryption_version past the latest", setup: withTransit, by: op, code: fsm.CodeInvalid, cmd: configureCmd("enc/a", 3)},
@@ -231,7 +231,7 @@ func TestX25519Keys(t *testing.T) {
 	runTransition(t, []transitionCase{
 		{name: "an x25519 key", setup: ready, by: admin, cmd: x25519KeyCmd("dh/a"),
 			check: func(t *testing.T, h *harness, res *fsm.Result) {
-				if res.Key.Type != fsm.KeyTypeX25519 || res.Key.Detail().Transit == nil || res.Key.Detail().Transit.Latest().Version != 1 {
+				if res.Key.Type != fsm.KeyTypeX25519 || res.Key.Transit() == nil || res.Key.Transit().Latest().Version != 1 {
 					t.Errorf("the x25519 key: %+v", res.Key)
 				}
 			}},
@@ -241,8 +241,8 @@ func TestX25519Keys(t *testing.T) {
 		{name: "without a sharing", setup: ready, by: admin, code: fsm.CodeInvalid, cmd: x(func(tk *fsm.TransitKey) { tk.Versions[0].Sharing = nil })},
 		{name: "a rotation", setup: then(ready, doing(admin, x25519KeyCmd("dh/a"))), by: admin, cmd: rotateCmd("dh/a", 0x62),
 			check: func(t *testing.T, h *harness, res *fsm.Result) {
-				if res.Key.Detail().Transit.Latest().Version != 2 {
-					t.Errorf("after a rotation: %+v", res.Key.Detail().Transit)
+				if res.Key.Transit().Latest().Version != 2 {
+					t.Errorf("after a rotation: %+v", res.Key.Transit())
 				}
 			}},
 	})

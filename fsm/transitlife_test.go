@@ -26,8 +26,8 @@ func TestTransitExport(t *testing.T) {
 	h := newHarness(t)
 	setup(h)
 	st := h.state()
-	if st.Keys["enc/a"].Detail().Transit.Exportable || !st.Keys["enc/x"].Detail().Transit.Exportable {
-		t.Fatalf("exportable: enc/a %v, enc/x %v; want false, true", st.Keys["enc/a"].Detail().Transit.Exportable, st.Keys["enc/x"].Detail().Transit.Exportable)
+	if st.Keys["enc/a"].Transit().Exportable || !st.Keys["enc/x"].Transit().Exportable {
+		t.Fatalf("exportable: enc/a %v, enc/x %v; want false, true", st.Keys["enc/a"].Transit().Exportable, st.Keys["enc/x"].Transit().Exportable)
 	}
 	export := func(key string, edit func(*fsm.ReleaseRequest)) *fsm.Command {
 		r := &fsm.ReleaseRequest{Key: key, Op: fsm.OpExport, Ephemeral: operatorEph, Version: 1}

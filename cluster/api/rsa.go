@@ -64,7 +64,7 @@ func DealRSA(rand io.Reader, clusterID, name string, priv *rsa.PrivateKey, thres
 // identity) and checks that it is the share the state lists: its index,
 // the number of players and the threshold.
 func OpenRSAShare(encPriv []byte, clusterID string, k *fsm.Key, sh *fsm.RSAShare) (*tssrsa.KeyShare, error) {
-	b, err := shamir.OpenWithKey(encPriv, &shamir.Ciphertext{R: sh.R, Sealed: sh.Sealed}, RSAShareInfo(clusterID, k.Name, k.Detail().Public, sh.Index))
+	b, err := shamir.OpenWithKey(encPriv, &shamir.Ciphertext{R: sh.R, Sealed: sh.Sealed}, RSAShareInfo(clusterID, k.Name, k.Public(), sh.Index))
 	if err != nil {
 		return nil, err
 	}
@@ -73,9 +73,9 @@ func OpenRSAShare(encPriv []byte, clusterID string, k *fsm.Key, sh *fsm.RSAShare
 	if err := ks.UnmarshalBinary(b); err != nil {
 		return nil, err
 	}
-	if ks.Index != uint(sh.Index) || ks.Players != uint(len(k.Detail().RSA.Shares)) || ks.Threshold != uint(k.Detail().RSA.Threshold) {
+	if ks.Index != uint(sh.Index) || ks.Players != uint(len(k.RSA().Shares)) || ks.Threshold != uint(k.RSA().Threshold) {
 		return nil, fmt.Errorf("the share opened is %d of %d (t=%d), the state lists %d of %d (t=%d)",
-			ks.Index, ks.Players, ks.Threshold, sh.Index, len(k.Detail().RSA.Shares), k.Detail().RSA.Threshold)
+			ks.Index, ks.Players, ks.Threshold, sh.Index, len(k.RSA().Shares), k.RSA().Threshold)
 	}
 	return &ks, nil
 }

@@ -63,7 +63,7 @@ func (d *dealt) open(t testing.TB, i int) *tssrsa.KeyShare {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks, err := OpenRSAShare(enc, "kq-test", d.key, &d.key.Detail().RSA.Shares[i])
+	ks, err := OpenRSAShare(enc, "kq-test", d.key, &d.key.RSA().Shares[i])
 	if err != nil {
 		t.Fatalf("holder %d: %v", i+1, err)
 	}
@@ -83,7 +83,7 @@ func TestDealRSASealsEachShareToItsHolder(t *testing.T) {
 	}
 	var shares []tssrsa.SignShare
 	for i := range 3 {
-		if sh := d.key.Detail().RSA.Shares[i]; sh.NodeID != d.members[i].ID || sh.Index != uint32(i+1) {
+		if sh := d.key.RSA().Shares[i]; sh.NodeID != d.members[i].ID || sh.Index != uint32(i+1) {
 			t.Fatalf("share %d is for %s index %d", i, sh.NodeID, sh.Index)
 		}
 		s, err := d.open(t, i).Sign(rand.Reader, &priv.PublicKey, in, false)
@@ -99,19 +99,19 @@ func TestDealRSASealsEachShareToItsHolder(t *testing.T) {
 		}
 	}
 	enc, _ := shamir.EncryptionKeyFromEd25519(d.idents[0])
-	if _, err := OpenRSAShare(enc, "kq-test", d.key, &d.key.Detail().RSA.Shares[1]); err == nil {
+	if _, err := OpenRSAShare(enc, "kq-test", d.key, &d.key.RSA().Shares[1]); err == nil {
 		t.Error("holder 1 opened holder 2's share")
 	}
 	renamed := *d.key
 	renamed.Name = "tls/b"
-	if _, err := OpenRSAShare(enc, "kq-test", &renamed, &d.key.Detail().RSA.Shares[0]); err == nil {
+	if _, err := OpenRSAShare(enc, "kq-test", &renamed, &d.key.RSA().Shares[0]); err == nil {
 		t.Error("a share opened under another key's name")
 	}
 	other := *d.key
 	od := other.Detail()
-	od.RSA = &fsm.RSAThresholdKey{Threshold: 3, Shares: d.key.Detail().RSA.Shares}
+	od.RSA = &fsm.RSAThresholdKey{Threshold: 3, Shares: d.key.RSA().Shares}
 	other.SetDetail(od)
-	if _, err := OpenRSAShare(enc, "kq-test", &other, &d.key.Detail().RSA.Shares[0]); err == nil {
+	if _, err := OpenRSAShare(enc, "kq-test", &other, &d.key.RSA().Shares[0]); err == nil {
 		t.Error("a share opened for a state that lists another threshold")
 	}
 }

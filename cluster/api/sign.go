@@ -116,7 +116,7 @@ var ErrBadSignature = errors.New("the signature does not verify")
 // (assembled) with crypto/ecdsa over the message's SHA-256, an ASN.1 DER
 // signature.
 func VerifySignature(k *fsm.Key, msg, sig []byte, padding string) error {
-	pub, err := x509.ParsePKIXPublicKey(k.Detail().Public)
+	pub, err := x509.ParsePKIXPublicKey(k.Public())
 	if err != nil {
 		return fmt.Errorf("key %q: public key: %w", k.Name, err)
 	}

@@ -196,11 +196,11 @@ func ParseTransitCiphertext(s string) (*TransitCiphertext, error) {
 // transitCheck checks that k is a transit key the caller can use with
 // context: a derived key needs one, another takes none.
 func transitCheck(k *fsm.Key, context []byte) error {
-	if k.Type != fsm.KeyTypeTransit || k.Detail().Transit == nil || len(k.Detail().Transit.Versions) == 0 || k.ID == "" {
+	if k.Type != fsm.KeyTypeTransit || k.Transit() == nil || len(k.Transit().Versions) == 0 || k.ID == "" {
 		return &Error{Kind: KindInvalid, Message: fmt.Sprintf("key %q is not a %s key", k.Name, fsm.KeyTypeTransit)}
 	}
-	if k.Detail().Transit.Derived != (len(context) > 0) {
-		if k.Detail().Transit.Derived {
+	if k.Transit().Derived != (len(context) > 0) {
+		if k.Transit().Derived {
 			return &Error{Kind: KindInvalid, Message: fmt.Sprintf("key %q is derived: give a context", k.Name)}
 		}
 		return &Error{Kind: KindInvalid, Message: fmt.Sprintf("key %q is not derived: it takes no context", k.Name)}
@@ -228,12 +228,12 @@ func TransitEncrypt(rand io.Reader, k *fsm.Key, plaintext, context []byte) (stri
 	if k.Expired(time.Now()) {
 		return "", &Error{Kind: KindDenied, Message: fmt.Sprintf("key %q expired at %s", k.Name, time.Unix(0, k.ExpiresAt).UTC().Format(time.RFC3339))}
 	}
-	v := k.Detail().Transit.Latest()
+	v := k.Transit().Latest()
 	if v.Sharing == nil || len(v.Sharing.Commits) == 0 {
 		return "", &Error{Kind: KindInvalid, Message: fmt.Sprintf("version %d of key %q has no public key", v.Version, k.Name)}
 	}
 	bind := TransitBinding(k.ID, v.Version, context)
-	E, proof, sealed, err := shamir.TransitSeal(rand, v.Sharing.Commits[0], k.Detail().Transit.Cipher, bind, bind, plaintext)
+	E, proof, sealed, err := shamir.TransitSeal(rand, v.Sharing.Commits[0], k.Transit().Cipher, bind, bind, plaintext)
 	if err != nil {
 		return "", err
 	}
@@ -290,7 +290,7 @@ func OpenTransitDecrypt(r *TransitDecryptReply, clusterID string, k *fsm.Key, it
 	}, func(i int, tv *fsm.TransitVersion, K []byte) ([]byte, *Error) {
 		ct := items[i]
 		bind := TransitBinding(k.ID, ct.Version, contexts[i])
-		pt, err := shamir.TransitOpen(K, ct.E, tv.Sharing.Commits[0], k.Detail().Transit.Cipher, bind, bind, ct.Sealed)
+		pt, err := shamir.TransitOpen(K, ct.E, tv.Sharing.Commits[0], k.Transit().Cipher, bind, bind, ct.Sealed)
 		if err != nil {
 			// The holders checked the proof binding E to this key,
 			// version and context; the body it does not cover was changed.
@@ -331,7 +331,7 @@ func OpenTransitDerive(r *TransitDecryptReply, clusterID string, k *fsm.Key, ite
 		points[i] = fsm.TransitPoint{Version: d.Version, Point: X}
 	}
 	return openTransitItems(r, clusterID, k, points, payload, ephPriv, func(i int) *Error {
-		if k.Detail().Transit == nil || len(k.Detail().Transit.Versions) == 0 || k.ID == "" {
+		if k.Transit() == nil || len(k.Transit().Versions) == 0 || k.ID == "" {
 			return &Error{Kind: KindInvalid, Message: fmt.Sprintf("key %q is not a %s key", k.Name, fsm.KeyTypeTransit)}
 		}
 		return nil
@@ -353,7 +353,7 @@ func openTransitItems(r *TransitDecryptReply, clusterID string, k *fsm.Key, poin
 	if r.Key != k.Name || r.ClusterID != clusterID {
 		return nil, fmt.Errorf("the reply is for key %q of cluster %q, not %q of %q", r.Key, r.ClusterID, k.Name, clusterID)
 	}
-	if k.Detail().Transit == nil {
+	if k.Transit() == nil {
 		return nil, fmt.Errorf("key %q is not a %s key", k.Name, fsm.KeyTypeTransit)
 	}
 	base := TransitDecryptContext(clusterID, k.Name, r.Epoch, payload, -1)
@@ -374,7 +374,7 @@ func openTransitItems(r *TransitDecryptReply, clusterID string, k *fsm.Key, poin
 	if len(bad) > 0 {
 		return nil, bad
 	}
-	for _, v := range k.Detail().Transit.Versions {
+	for _, v := range k.Transit().Versions {
 		if v.Sharing == nil {
 			continue
 		}
@@ -405,7 +405,7 @@ func openTransitItems(r *TransitDecryptReply, clusterID string, k *fsm.Key, poin
 			out[i].Error = pre[i]
 			return
 		}
-		tv := k.Detail().Transit.Version(pt.Version)
+		tv := k.Transit().Version(pt.Version)
 		if tv == nil || tv.Sharing == nil {
 			out[i].Error = &Error{Kind: KindNotFound, Message: fmt.Sprintf("key %q has no version %d", k.Name, pt.Version)}
 			return
@@ -510,7 +510,7 @@ func batchTransitProofs(answers map[uint32][]TransitItemPartial, indexes []uint3
 		if !eligible(i) {
 			return
 		}
-		tv := k.Detail().Transit.Version(points[i].Version)
+		tv := k.Transit().Version(points[i].Version)
 		if tv == nil || tv.Sharing == nil {
 			return
 		}

@@ -80,7 +80,7 @@ func TestTransitCiphertextFormat(t *testing.T) {
 	if _, err := TransitEncrypt(rand.Reader, k, []byte("x"), []byte("ctx")); KindOf(err) != KindInvalid {
 		t.Errorf("a context for a key that is not derived: %v", err)
 	}
-	k.Detail().Transit.Derived = true
+	k.Transit().Derived = true
 	if _, err := TransitEncrypt(rand.Reader, k, []byte("x"), nil); KindOf(err) != KindInvalid {
 		t.Errorf("no context for a derived key: %v", err)
 	}
@@ -153,7 +153,7 @@ func TestOpenTransitDecryptNamesBadAnswers(t *testing.T) {
 			t.Fatal(err)
 		}
 		if lie {
-			p.Value = k.Detail().Transit.Latest().Sharing.Commits[0]
+			p.Value = k.Transit().Latest().Sharing.Commits[0]
 		}
 		b, _ := json.Marshal([]TransitItemPartial{{Partial: p}})
 		sealed, err := shamir.SealX25519(rand.Reader, eph.PublicKey().Bytes(), fsm.PartialSealInfo(TransitDecryptContext("c", "enc/a", 1, payload, -1), sh.Index), b)

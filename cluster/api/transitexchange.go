@@ -20,7 +20,7 @@ import (
 
 // X25519Key checks that k is an x25519 key (the caller's metadata).
 func X25519Key(k *fsm.Key) error {
-	if k.Type != fsm.KeyTypeX25519 || k.Detail().Transit == nil || len(k.Detail().Transit.Versions) == 0 || k.ID == "" {
+	if k.Type != fsm.KeyTypeX25519 || k.Transit() == nil || len(k.Transit().Versions) == 0 || k.ID == "" {
 		return &Error{Kind: KindInvalid, Message: fmt.Sprintf("key %q is a %s key, not an %s key: only those exchange", k.Name, k.Type, fsm.KeyTypeX25519)}
 	}
 	return nil
@@ -33,7 +33,7 @@ func X25519PublicKey(k *fsm.Key, v uint64) ([]byte, error) {
 	if err := X25519Key(k); err != nil {
 		return nil, err
 	}
-	tv := k.Detail().Transit.Version(v)
+	tv := k.Transit().Version(v)
 	if tv == nil || tv.Sharing == nil || len(tv.Sharing.Commits) == 0 {
 		return nil, &Error{Kind: KindNotFound, Message: fmt.Sprintf("key %q has no version %d", k.Name, v)}
 	}

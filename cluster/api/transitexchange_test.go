@@ -46,7 +46,7 @@ func exchangeAnswer(t testing.TB, k *fsm.Key, sh *shamir.Share, eph *ecdh.Privat
 			t.Fatal(err)
 		}
 		if lie {
-			p.Value = k.Detail().Transit.Latest().Sharing.Commits[0]
+			p.Value = k.Transit().Latest().Sharing.Commits[0]
 		}
 		ans[i].Partial = p
 	}

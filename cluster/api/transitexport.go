@@ -56,10 +56,10 @@ func OpenTransitExport(r *TransitDecryptReply, clusterID string, k *fsm.Key, ver
 	if r == nil || r.Key != k.Name || r.ClusterID != clusterID {
 		return nil, fmt.Errorf("the reply is not for key %q of cluster %q", k.Name, clusterID)
 	}
-	if k.Detail().Transit == nil {
+	if k.Transit() == nil {
 		return nil, fmt.Errorf("key %q is not a %s key", k.Name, fsm.KeyTypeTransit)
 	}
-	tv := k.Detail().Transit.Version(version)
+	tv := k.Transit().Version(version)
 	if tv == nil || tv.Sharing == nil {
 		return nil, &Error{Kind: KindNotFound, Message: fmt.Sprintf("key %q has no version %d", k.Name, version)}
 	}

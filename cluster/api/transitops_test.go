@@ -119,7 +119,7 @@ func TestOpenTransitDeriveMatchesWhole(t *testing.T) {
 			t.Fatal(err)
 		}
 		if lie {
-			p.Value = k.Detail().Transit.Latest().Sharing.Commits[0]
+			p.Value = k.Transit().Latest().Sharing.Commits[0]
 		}
 		b, _ := json.Marshal([]TransitItemPartial{{Partial: p}})
 		sealed, err := shamir.SealX25519(rand.Reader, eph.PublicKey().Bytes(), fsm.PartialSealInfo(TransitDecryptContext("c", "enc/a", 1, payload, -1), sh.Index), b)
@@ -139,7 +139,7 @@ func TestOpenTransitDeriveMatchesWhole(t *testing.T) {
 		parts[p.Index] = p.Value
 	}
 	K, _ := shamir.CombinePoints(parts, 2)
-	want, _ := shamir.TransitDeriveOutput(shamir.DeriveSHA512, K, X, k.Detail().Transit.Latest().Sharing.Commits[0], bind, 64)
+	want, _ := shamir.TransitDeriveOutput(shamir.DeriveSHA512, K, X, k.Transit().Latest().Sharing.Commits[0], bind, 64)
 	if !bytes.Equal(res[0].Plaintext, want) {
 		t.Fatalf("derived %x; the shares give %x", res[0].Plaintext, want)
 	}

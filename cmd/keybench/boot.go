@@ -55,7 +55,7 @@ func bootRows(ctx context.Context, c *client.Client, dir, keyagentBin string, ap
 	}
 	var pins []string
 	for _, a := range apiAddrs {
-		pins = append(pins, fmt.Sprintf(`{"url":"https://%s/tang/bench/tang","thp":%q}`, a, k.Detail().Tang.Thp))
+		pins = append(pins, fmt.Sprintf(`{"url":"https://%s/tang/bench/tang","thp":%q}`, a, k.Tang().Thp))
 	}
 	cfg := `{"t":2,"pins":{"tang":[` + strings.Join(pins, ",") + `]}}`
 	env := append(os.Environ(), "CURL_CA_BUNDLE="+ca)

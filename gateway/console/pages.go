@@ -94,15 +94,15 @@ func Custody(k *fsm.Key, v *cluster.ConsoleView) []string {
 	if len(ms) > 0 {
 		out = append(out, "Machines "+strings.Join(ms, ", ")+", which combine on their own (keyagent).")
 	}
-	if k.Detail().Access != nil {
-		for _, g := range k.Detail().Access.Gateways {
+	if k.Access() != nil {
+		for _, g := range k.Access().Gateways {
 			switch g {
 			case fsm.GatewayKxd:
 				out = append(out, "The node that serves a kxd client, for that one request: it is the client of the quorum.")
 			case fsm.GatewayTLV:
 				ttl := "one operation"
-				if k.Detail().AssembleTTL > 0 {
-					ttl = k.Detail().AssembleTTL.String()
+				if k.AssembleTTL() > 0 {
+					ttl = k.AssembleTTL().String()
 				}
 				out = append(out, "Each node serving a Keyless SSL client, in memory, for "+ttl+" or until a change applies.")
 			case fsm.GatewayTang:

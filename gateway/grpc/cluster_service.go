@@ -197,11 +197,11 @@ func keyToProto(k *fsm.Key) *keyquorumv1.Key {
 		CreatedAt:   k.CreatedAt,
 		UpdatedAt:   k.UpdatedAt,
 		ExpiresAt:   k.ExpiresAt,
-		Public:      k.Detail().Public,
-		AssembleTtl: int64(k.Detail().AssembleTTL),
+		Public:      k.Public(),
+		AssembleTtl: int64(k.AssembleTTL()),
 		Id:          k.ID,
 	}
-	if tk := k.Detail().Transit; tk != nil {
+	if tk := k.Transit(); tk != nil {
 		out.Transit = &keyquorumv1.TransitKey{Cipher: tk.Cipher, Derived: tk.Derived, MinDecryptionVersion: tk.MinDecryptionVersion}
 		for _, v := range tk.Versions {
 			if v.Sharing != nil {
@@ -210,7 +210,7 @@ func keyToProto(k *fsm.Key) *keyquorumv1.Key {
 			}
 		}
 	}
-	if a := k.Detail().Access; a != nil {
+	if a := k.Access(); a != nil {
 		out.Access = &keyquorumv1.Access{
 			Gateways:      a.Gateways,
 			ClientCerts:   a.ClientCerts,
@@ -222,7 +222,7 @@ func keyToProto(k *fsm.Key) *keyquorumv1.Key {
 			out.Access.Hosts = &keyquorumv1.HostList{Hosts: a.Hosts}
 		}
 	}
-	if t := k.Detail().Tang; t != nil {
+	if t := k.Tang(); t != nil {
 		out.Tang = &keyquorumv1.TangKey{Adv: t.Adv, Kid: t.Kid, Thp: t.Thp, Threshold: int32(t.Threshold)}
 		for _, sh := range t.Shares {
 			out.Tang.Shares = append(out.Tang.Shares, &keyquorumv1.TangShare{NodeId: sh.NodeID, Index: sh.Index, PublicShare: sh.PublicShare})

@@ -176,7 +176,7 @@ func stdlibVerifies(k *fsm.Key, v api.VerifyRequest) bool {
 	if k == nil {
 		return false
 	}
-	pub, err := x509.ParsePKIXPublicKey(k.Detail().Public)
+	pub, err := x509.ParsePKIXPublicKey(k.Public())
 	if err != nil {
 		return false
 	}

@@ -34,7 +34,7 @@ func (l *ClusterKeys) Admit(ctx context.Context, path string, client Client) (*A
 	if err != nil {
 		return nil, err
 	}
-	return &Admitted{EmailTo: a.Key.Detail().Access.EmailTo, Chains: a.Chains, access: a.Key.Detail().Access}, nil
+	return &Admitted{EmailTo: a.Key.Access().EmailTo, Chains: a.Chains, access: a.Key.Access()}, nil
 }
 
 // gatewayClient is what the admission check knows of a kxd client.
@@ -59,7 +59,7 @@ func (l *ClusterKeys) Release(ctx context.Context, path string, client Client, a
 	if err != nil {
 		return nil, err
 	}
-	if admitted == nil || !admitted.access.Equal(k.Detail().Access) {
+	if admitted == nil || !admitted.access.Equal(k.Access()) {
 		clear(secret)
 		return nil, cluster.Errorf(cluster.KindConflict, "the rules of key %q changed while it was released; ask again", path)
 	}

@@ -166,7 +166,7 @@ func (f *fakeKxdKeys) Admit(ctx context.Context, p string, c Client) (*Admitted,
 	if err != nil {
 		return nil, err
 	}
-	return &Admitted{EmailTo: a.Key.Detail().Access.EmailTo, Chains: a.Chains}, nil
+	return &Admitted{EmailTo: a.Key.Access().EmailTo, Chains: a.Chains}, nil
 }
 
 func (f *fakeKxdKeys) Release(_ context.Context, p string, c Client, _ *Admitted) ([]byte, error) {

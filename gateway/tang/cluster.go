@@ -36,7 +36,7 @@ var _ Keys = (*ClusterKeys)(nil)
 // reported as unknown, so the gateway reveals nothing of it.
 func (l *ClusterKeys) open(gateway, name string) (*fsm.Key, error) {
 	k := l.svc.LocalKey(name)
-	if k == nil || k.State == fsm.KeyDestroyed || !k.Detail().Access.Allows(gateway) {
+	if k == nil || k.State == fsm.KeyDestroyed || !k.Access().Allows(gateway) {
 		return nil, cluster.Errorf(cluster.KindNotFound, "no key %q is served by the %s gateway", name, gateway)
 	}
 	return k, nil
@@ -50,10 +50,10 @@ func (l *ClusterKeys) Adv(ctx context.Context, name, thp string) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
-	if thp != "" && !jose.AdvHasThumbprint(k.Detail().Tang.Adv, thp) {
+	if thp != "" && !jose.AdvHasThumbprint(k.Tang().Adv, thp) {
 		return nil, cluster.Errorf(cluster.KindNotFound, "no tang key has the signing key %q", thp)
 	}
-	return k.Detail().Tang.Adv, nil
+	return k.Tang().Adv, nil
 }
 
 func (l *ClusterKeys) tangKey(name string) (*fsm.Key, error) {
@@ -62,14 +62,14 @@ func (l *ClusterKeys) tangKey(name string) (*fsm.Key, error) {
 	}
 	if name != "" {
 		k, err := l.open(fsm.GatewayTang, name)
-		if err == nil && (k.Detail().Tang == nil || k.State != fsm.KeyActive) {
+		if err == nil && (k.Tang() == nil || k.State != fsm.KeyActive) {
 			err = cluster.Errorf(cluster.KindNotFound, "no active tang key %q", name)
 		}
 		return k, err
 	}
 	var found *fsm.Key
 	for _, k := range l.svc.LocalTangKeys() {
-		if k.Detail().Tang != nil && k.State == fsm.KeyActive && k.Detail().Access.Allows(fsm.GatewayTang) {
+		if k.Tang() != nil && k.State == fsm.KeyActive && k.Access().Allows(fsm.GatewayTang) {
 			if found != nil {
 				return nil, cluster.Errorf(cluster.KindNotFound, "several tang keys: ask for one at /tang/NAME/adv, or set a default")
 			}

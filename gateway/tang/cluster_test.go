@@ -20,7 +20,7 @@ type fakeLegacy struct {
 func (f *fakeLegacy) LocalKey(name string) *fsm.Key { return f.keys[name] }
 func (f *fakeLegacy) LocalTangKey(kid string) *fsm.Key {
 	for _, k := range f.keys {
-		if k.Detail().Tang != nil && k.Detail().Tang.Kid == kid {
+		if k.Tang() != nil && k.Tang().Kid == kid {
 			return k
 		}
 	}
@@ -29,7 +29,7 @@ func (f *fakeLegacy) LocalTangKey(kid string) *fsm.Key {
 func (f *fakeLegacy) LocalTangKeys() []*fsm.Key {
 	var out []*fsm.Key
 	for _, k := range f.keys {
-		if k.Detail().Tang != nil && k.State != fsm.KeyDestroyed {
+		if k.Tang() != nil && k.State != fsm.KeyDestroyed {
 			out = append(out, k)
 		}
 	}

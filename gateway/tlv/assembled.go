@@ -178,7 +178,7 @@ type quorumSigner struct {
 }
 
 func newQuorumSigner(ctx context.Context, svc cluster.LegacyService, k *fsm.Key, who string) (crypto.Signer, error) {
-	pub, err := x509.ParsePKIXPublicKey(k.Detail().Public)
+	pub, err := x509.ParsePKIXPublicKey(k.Public())
 	if err != nil {
 		return nil, fmt.Errorf("key %q: public key: %w", k.Name, err)
 	}
@@ -253,7 +253,7 @@ func (c *ClusterKeys) rebuild() {
 		if !served(k.Type) || k.State == fsm.KeyDestroyed {
 			continue
 		}
-		pub, err := x509.ParsePKIXPublicKey(k.Detail().Public)
+		pub, err := x509.ParsePKIXPublicKey(k.Public())
 		if err != nil {
 			continue
 		}
@@ -308,16 +308,16 @@ func (c *ClusterKeys) load(ctx context.Context, k *fsm.Key, client Client) (cryp
 	if !ok {
 		return nil, fmt.Errorf("key %q holds a %T, not a signing key", k.Name, priv)
 	}
-	if released.Version != k.Version || !released.Detail().Access.Equal(k.Detail().Access) {
+	if released.Version != k.Version || !released.Access().Equal(k.Access()) {
 		// The client was admitted by rules that changed before the
 		// quorum's read: it asks again, and is checked by the new ones.
 		wipe(signer)
 		return nil, cluster.Errorf(cluster.KindConflict, "key %q changed while it was released; ask again", k.Name)
 	}
 	held := newHeldKey(signer)
-	if released.Detail().AssembleTTL > 0 {
-		c.hold(k.Name, &assembled{version: released.Version, access: released.Detail().Access, key: held,
-			expires: c.now().Add(released.Detail().AssembleTTL)})
+	if released.AssembleTTL() > 0 {
+		c.hold(k.Name, &assembled{version: released.Version, access: released.Access(), key: held,
+			expires: c.now().Add(released.AssembleTTL())})
 	}
 	return held, nil
 }
@@ -386,7 +386,7 @@ func (c *ClusterKeys) stale(name string, a *assembled, now time.Time) bool {
 	}
 	k := c.svc.LocalKey(name)
 	return k == nil || k.State != fsm.KeyActive || k.Version != a.version || expired(k, now) ||
-		!k.Detail().Access.Allows(fsm.GatewayTLV) || !k.Detail().Access.Equal(a.access)
+		!k.Access().Allows(fsm.GatewayTLV) || !k.Access().Equal(a.access)
 }
 
 // dropLocked forgets a held key and zeroes what it can of it.

@@ -774,14 +774,14 @@ func writeKey(out io.Writer, k *fsm.Key, held func() string) error {
 		fmt.Fprintf(out, "expires:   %s\n", fmtTime(k.ExpiresAt))
 	}
 	fmt.Fprintf(out, "custody:   %s\n", custody(k))
-	if k.Detail().RSA != nil && k.Detail().RSA.Reimport != "" {
-		fmt.Fprintf(out, "re-import: needed: %s\n", k.Detail().RSA.Reimport)
+	if k.RSA() != nil && k.RSA().Reimport != "" {
+		fmt.Fprintf(out, "re-import: needed: %s\n", k.RSA().Reimport)
 	}
-	if fsm.Assembled(k.Type) && k.Detail().AssembleTTL > 0 {
+	if fsm.Assembled(k.Type) && k.AssembleTTL() > 0 {
 		fmt.Fprintf(out, "in memory: %s\n", held())
 	}
 	fmt.Fprintf(out, "gateways:  %s\n", gatewaysOf(k))
-	if a := k.Detail().Access; a != nil {
+	if a := k.Access(); a != nil {
 		hosts := "any"
 		if a.Hosts != nil {
 			hosts = orNone(strings.Join(a.Hosts, ", "))
@@ -794,7 +794,7 @@ func writeKey(out io.Writer, k *fsm.Key, held func() string) error {
 			fmt.Fprintf(out, "rate:      %d per client and minute on each node\n", a.RatePerMinute)
 		}
 	}
-	if tk := k.Detail().Transit; tk != nil {
+	if tk := k.Transit(); tk != nil {
 		use := "decrypts"
 		if k.Type == fsm.KeyTypeX25519 {
 			use = "exchanges"
@@ -821,7 +821,7 @@ func writeKey(out io.Writer, k *fsm.Key, held func() string) error {
 			}
 		}
 	}
-	if t := k.Detail().Tang; t != nil {
+	if t := k.Tang(); t != nil {
 		fmt.Fprintf(out, "tang:      kid %s, thp %s, %d-of-%d\n", t.Kid, t.Thp, t.Threshold, len(t.Shares))
 	}
 	return nil
@@ -861,28 +861,28 @@ func custody(k *fsm.Key) string {
 	switch {
 	case k.Type == fsm.KeyTypeTang:
 		return "P-256 secret in shares; each exchange combines partials from a quorum; never assembled"
-	case k.Type == fsm.KeyTypeRSAThreshold && k.Detail().RSA != nil:
-		return fmt.Sprintf("RSA private exponent in %d-of-%d shares (Shoup), dealt by the importing client; each signature or decryption combines shares from a quorum on the serving node; never assembled", k.Detail().RSA.Threshold, len(k.Detail().RSA.Shares))
-	case k.Type == fsm.KeyTypeFROST && k.Detail().Frost != nil && k.Detail().Frost.NeedsReimport:
-		return fmt.Sprintf("NEEDS RE-IMPORT: Ed25519 key in FROST shares dealt to the holders of epoch %d; the members changed since and no resharing round carried it, so no holder signs with it: import it again", k.Detail().Frost.Epoch)
+	case k.Type == fsm.KeyTypeRSAThreshold && k.RSA() != nil:
+		return fmt.Sprintf("RSA private exponent in %d-of-%d shares (Shoup), dealt by the importing client; each signature or decryption combines shares from a quorum on the serving node; never assembled", k.RSA().Threshold, len(k.RSA().Shares))
+	case k.Type == fsm.KeyTypeFROST && k.Frost() != nil && k.Frost().NeedsReimport:
+		return fmt.Sprintf("NEEDS RE-IMPORT: Ed25519 key in FROST shares dealt to the holders of epoch %d; the members changed since and no resharing round carried it, so no holder signs with it: import it again", k.Frost().Epoch)
 	case k.Type == fsm.KeyTypeFROST:
 		return "Ed25519 key in FROST shares (RFC 9591), reshared with every membership change; each signature adds a quorum's signature shares; never assembled"
 	case k.Type == fsm.KeyTypeX25519:
 		return "X25519 exchange key: each version an edwards25519 scalar (clamp(k)/8 of the X25519 private key k) dealt in shares by the creating client; each exchange combines a quorum's proved partials on the caller; never assembled"
 	case k.Type == fsm.KeyTypeTransit:
 		return "transit encryption key: each version an edwards25519 key dealt in shares by the creating client; encryption runs on the caller with the public key; each decryption combines a quorum's proved partials on the caller; never assembled"
-	case k.Type == fsm.KeyTypeECDSA && k.Detail().AssembleTTL > 0:
-		return fmt.Sprintf("assembled: ECDSA has no practical threshold scheme here; threshold-encrypted, a quorum releases it whole to the node that uses it (a Keyless SSL gateway's, or the one coordinating a key sign, REST /v1/sign or gRPC Sign), which keeps it in memory for up to %v", k.Detail().AssembleTTL)
+	case k.Type == fsm.KeyTypeECDSA && k.AssembleTTL() > 0:
+		return fmt.Sprintf("assembled: ECDSA has no practical threshold scheme here; threshold-encrypted, a quorum releases it whole to the node that uses it (a Keyless SSL gateway's, or the one coordinating a key sign, REST /v1/sign or gRPC Sign), which keeps it in memory for up to %v", k.AssembleTTL())
 	case k.Type == fsm.KeyTypeECDSA:
 		return "assembled: ECDSA has no practical threshold scheme here; threshold-encrypted, a quorum releases it whole to the node that uses it (a Keyless SSL gateway's, or the one coordinating a key sign, REST /v1/sign or gRPC Sign) for one operation, then it is erased"
 	case fsm.SymmetricAssembled(k.Type):
 		held := "for the operation, then it is erased"
-		if k.Detail().AssembleTTL > 0 {
-			held = fmt.Sprintf("and keeps it in memory for up to %v", k.Detail().AssembleTTL)
+		if k.AssembleTTL() > 0 {
+			held = fmt.Sprintf("and keeps it in memory for up to %v", k.AssembleTTL())
 		}
 		return "assembled: AES-CBC and standard HMAC have no threshold form; threshold-encrypted, the key is whole on the coordinating node for the operation: a quorum releases it to the node that coordinates an encrypt, decrypt, hmac or verify (REST /v1/assembled), " + held + "; never released to a client"
-	case fsm.Assembled(k.Type) && k.Detail().AssembleTTL > 0:
-		return fmt.Sprintf("assembled: threshold-encrypted; a quorum releases it to the serving node, which keeps it in memory for up to %v", k.Detail().AssembleTTL)
+	case fsm.Assembled(k.Type) && k.AssembleTTL() > 0:
+		return fmt.Sprintf("assembled: threshold-encrypted; a quorum releases it to the serving node, which keeps it in memory for up to %v", k.AssembleTTL())
 	case fsm.Assembled(k.Type):
 		return "assembled: threshold-encrypted; a quorum releases it to the serving node for one operation, then it is erased"
 	}

@@ -175,7 +175,7 @@ func (c *command) keyCreate(args []string) error {
 		if k, err = cl.CreateTang(ctx, name, access); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stdout, "created tang key %q: kid %s, thp %s\n", k.Name, k.Detail().Tang.Kid, k.Detail().Tang.Thp)
+		fmt.Fprintf(c.stdout, "created tang key %q: kid %s, thp %s\n", k.Name, k.Tang().Kid, k.Tang().Thp)
 		return nil
 	case fsm.KeyTypeSecret:
 		ck := &fsm.CreateKey{Name: name, Type: fsm.KeyTypeSecret, Access: access}
@@ -205,7 +205,7 @@ func (c *command) keyCreate(args []string) error {
 		if k, err = c.createThresholdRSA(ctx, cl, name, priv, access, *expires); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stdout, "created %s key %q, version %d, dealt %d-of-%d: no node holds it whole\n", k.Type, k.Name, k.Version, k.Detail().RSA.Threshold, len(k.Detail().RSA.Shares))
+		fmt.Fprintf(c.stdout, "created %s key %q, version %d, dealt %d-of-%d: no node holds it whole\n", k.Type, k.Name, k.Version, k.RSA().Threshold, len(k.RSA().Shares))
 		return nil
 	}
 	if *typ == fsm.KeyTypeFROST {
@@ -217,7 +217,7 @@ func (c *command) keyCreate(args []string) error {
 		if k, err = cl.CreateFROST(ctx, name, ed, access); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stdout, "created %s key %q, version %d: %d-of-%d FROST shares\n", k.Type, k.Name, k.Version, k.Detail().Frost.Threshold, len(k.Detail().Frost.Shares))
+		fmt.Fprintf(c.stdout, "created %s key %q, version %d: %d-of-%d FROST shares\n", k.Type, k.Name, k.Version, k.Frost().Threshold, len(k.Frost().Shares))
 		return nil
 	}
 	ck, material, err := assembledKey(name, priv)
@@ -342,10 +342,10 @@ func (c *command) keyAccess(args []string) error {
 }
 
 func gatewaysOf(k *fsm.Key) string {
-	if k.Detail().Access == nil || len(k.Detail().Access.Gateways) == 0 {
+	if k.Access() == nil || len(k.Access().Gateways) == 0 {
 		return "none"
 	}
-	return strings.Join(k.Detail().Access.Gateways, ", ")
+	return strings.Join(k.Access().Gateways, ", ")
 }
 
 // keyImportDir imports a directory of PEM private keys for the Keyless
@@ -404,7 +404,7 @@ func (c *command) keyImportDir(args []string) error {
 				return fmt.Errorf("%s: %w", path, err)
 			}
 			imported++
-			fmt.Fprintf(c.stdout, "imported %s as %s key %q, dealt %d-of-%d: no node holds it whole\n", path, k.Type, k.Name, k.Detail().RSA.Threshold, len(k.Detail().RSA.Shares))
+			fmt.Fprintf(c.stdout, "imported %s as %s key %q, dealt %d-of-%d: no node holds it whole\n", path, k.Type, k.Name, k.RSA().Threshold, len(k.RSA().Shares))
 			continue
 		}
 		ck, material, err := assembledKey(name, priv)

@@ -165,7 +165,7 @@ func (c *command) transitCreateOrImport(name string, args []string, imported boo
 	if err != nil {
 		return err
 	}
-	v := k.Detail().Transit.Latest()
+	v := k.Transit().Latest()
 	verb := "created"
 	if imported {
 		verb = "imported"
@@ -180,7 +180,7 @@ func (c *command) transitCreateOrImport(name string, args []string, imported boo
 		return nil
 	}
 	fmt.Fprintf(c.stdout, "%s transit key %q (%s), id %s, version %d dealt %d-of-%d: no node holds it whole\n",
-		verb, k.Name, k.Detail().Transit.Cipher, k.ID, v.Version, v.Sharing.Threshold, len(v.Sharing.Shares))
+		verb, k.Name, k.Transit().Cipher, k.ID, v.Version, v.Sharing.Threshold, len(v.Sharing.Shares))
 	return nil
 }
 
@@ -524,7 +524,7 @@ func (c *command) transitRotate(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "rotated transit key %q to version %d; it decrypts from version %d\n", k.Name, k.Version, k.Detail().Transit.MinDecryptionVersion)
+	fmt.Fprintf(c.stdout, "rotated transit key %q to version %d; it decrypts from version %d\n", k.Name, k.Version, k.Transit().MinDecryptionVersion)
 	return nil
 }
 
@@ -547,7 +547,7 @@ func (c *command) transitConfig(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "transit key %q decrypts from version %d (latest %d)\n", k.Name, k.Detail().Transit.MinDecryptionVersion, k.Version)
+	fmt.Fprintf(c.stdout, "transit key %q decrypts from version %d (latest %d)\n", k.Name, k.Transit().MinDecryptionVersion, k.Version)
 	return nil
 }
 
