@@ -246,39 +246,50 @@ func (s *State) freeze() (*frozen, error) {
 	return &frozen{rest: b, keys: s.names.Clone()}, nil
 }
 
+// stateWriteBlock is how much of a state's encoding writeTo gathers
+// before it writes it: a multiple of 3, so that the base64 encoder
+// Snap.WriteTo puts behind it encodes each block whole, in large pieces,
+// instead of a few bytes at a time.
+const stateWriteBlock = 48 << 10
+
 // writeTo writes the state's encoding, byte for byte json.Marshal's of
-// the state it froze, one key at a time.
+// the state it froze, one key at a time, in blocks of stateWriteBlock.
 func (fr *frozen) writeTo(w io.Writer) error {
 	start, end, err := fieldValue(fr.rest, "keys")
 	if err != nil {
 		return err
 	}
-	if _, err := w.Write(fr.rest[:start]); err != nil {
-		return err
-	}
-	bw := &countWriter{w: w}
-	bw.Write([]byte{'{'})
+	buf := make([]byte, 0, stateWriteBlock+4<<10)
+	buf = append(buf, fr.rest[:start]...)
+	buf = append(buf, '{')
+	var enc keyEncoder
 	first := true
 	fr.keys.Ascend(func(k *Key) bool {
-		var name, val []byte
-		if name, bw.err = json.Marshal(k.Name); bw.err != nil {
-			return false
-		}
-		if val, bw.err = json.Marshal(k); bw.err != nil {
-			return false
-		}
 		if !first {
-			bw.Write([]byte{','})
+			buf = append(buf, ',')
 		}
 		first = false
-		bw.Write(name)
-		bw.Write([]byte{':'})
-		bw.Write(val)
-		return bw.err == nil
+		buf = appendJSONString(buf, k.Name)
+		buf = append(buf, ':')
+		if buf, err = enc.appendKey(buf, k); err != nil {
+			return false
+		}
+		if len(buf) >= stateWriteBlock {
+			n := len(buf) / 3 * 3
+			if _, err = w.Write(buf[:n]); err != nil {
+				return false
+			}
+			buf = buf[:copy(buf, buf[n:])]
+		}
+		return true
 	})
-	bw.Write([]byte{'}'})
-	bw.Write(fr.rest[end:])
-	return bw.err
+	if err != nil {
+		return err
+	}
+	buf = append(buf, '}')
+	buf = append(buf, fr.rest[end:]...)
+	_, err = w.Write(buf)
+	return err
 }
 
 // fieldValue finds the value of the top-level field name in the JSON
