@@ -2,7 +2,9 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"math"
 	"reflect"
 	"testing"
@@ -208,4 +210,76 @@ func FuzzAppendKeyIsMarshal(f *testing.F) {
 		}
 		checkAppendKey(t, &k)
 	})
+}
+
+// FuzzAppendBase64: appendBase64 appends what
+// base64.StdEncoding.AppendEncode appends, after what dst held.
+func FuzzAppendBase64(f *testing.F) {
+	f.Add([]byte("before"), []byte{})
+	f.Add([]byte(nil), []byte{0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0xfa, 0xf9})
+	f.Add([]byte("x"), []byte("sixteen bytes ok, and more than a pair table's step"))
+	f.Fuzz(func(t *testing.T, dst, src []byte) {
+		want := base64.StdEncoding.AppendEncode(bytes.Clone(dst), src)
+		if got := appendBase64(bytes.Clone(dst), src); !bytes.Equal(got, want) {
+			t.Fatalf("appendBase64(%q, %x) = %q, want %q", dst, src, got, want)
+		}
+	})
+}
+
+// TestAppendBase64IsStdEncoding: appendBase64 is base64.StdEncoding's
+// encoding for every length up to a few of its steps, of bytes that use
+// every character.
+func TestAppendBase64IsStdEncoding(t *testing.T) {
+	src := make([]byte, 300)
+	for i := range src {
+		src[i] = byte(i*167 + i>>3)
+	}
+	for n := range len(src) + 1 {
+		want := base64.StdEncoding.EncodeToString(src[:n])
+		if got := appendBase64([]byte("-"), src[:n]); string(got) != "-"+want {
+			t.Fatalf("%d bytes: %q, want %q", n, got, want)
+		}
+	}
+}
+
+// TestFrozenWriteIsMarshal: what a frozen state writes is the base64 of
+// json.Marshal's encoding of the state, over many blocks of
+// stateWriteBlock, with names and fields that need escapes.
+func TestFrozenWriteIsMarshal(t *testing.T) {
+	s := &State{Keys: make(map[string]*Key)}
+	for i := range 3000 {
+		name := fmt.Sprintf("db/%05d", i)
+		if i%7 == 0 {
+			name += "<&>\u2028\xff"
+		}
+		k := &Key{ID: fmt.Sprintf("id%d", i), Name: name, Type: KeyTypeSecret, Version: uint64(i), State: KeyActive,
+			CreatedAt: int64(-i), R: bytes.Repeat([]byte{byte(i)}, i%40), Sealed: bytes.Repeat([]byte{1, 2, 3}, 20)}
+		if i%11 == 0 {
+			fillAll(reflect.ValueOf(k).Elem(), 6)
+			k.Name = name
+		}
+		s.Keys[name] = k
+	}
+	want, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want) < 5*stateWriteBlock {
+		t.Fatalf("the state's encoding is %d bytes: not many blocks", len(want))
+	}
+	fr, err := s.freeze()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := fr.writeBase64To(&b); err != nil {
+		t.Fatal(err)
+	}
+	got, err := base64.StdEncoding.DecodeString(b.String())
+	if err != nil {
+		t.Fatalf("what the frozen state wrote is not base64: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("the frozen state wrote\n%.300s\nnot json.Marshal's\n%.300s", got, want)
+	}
 }
