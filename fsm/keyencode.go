@@ -14,9 +14,10 @@ import (
 // Encoding a key without encoding/json's reflection.
 //
 // Writing a snapshot encodes every key of the checkpoint's state: at
-// 100,000 keys json.Marshal of each key and of its name was about half of
-// the leader's CPU for the write, and its garbage most of the rest, on a
-// machine whose cores the replicas and the clients share. appendKey
+// 100,000 keys json.Marshal of each key and of its name, with the garbage
+// it made (six allocations a key), was about two thirds of the CPU the
+// write cost (BenchmarkSnapWrite), on machines whose cores the replicas
+// and their clients share. appendKey
 // writes the same bytes from keyFields, the table decodeKeyFast reads
 // keys with, so the two directions cannot disagree on a field or its
 // order; the fields whose values are objects still go through
@@ -98,10 +99,11 @@ func jsonFieldOptions(t reflect.Type) map[string]string {
 // keyEncoder appends keys' encodings. It is not safe for concurrent use.
 type keyEncoder struct {
 	// key is a copy of the key being encoded, which appendKey reads
-	// through keyFields' accessors: those are the decoder's too, which
-	// sets fields through them and may make what holds a field to give
-	// its address; a key in the state is never changed (editKey), and a
-	// snapshot is written beside the FSM's applies.
+	// through keyFields' accessors. Those are the decoder's too, which
+	// sets fields through them: one that had to make what holds its
+	// field (a struct behind a pointer) would otherwise change a key of
+	// the state, which is never changed in place (editKey) and is read
+	// by the FSM's applies while a snapshot is written.
 	key Key
 }
 
