@@ -246,39 +246,53 @@ func (s *State) freeze() (*frozen, error) {
 	return &frozen{rest: b, keys: s.names.Clone()}, nil
 }
 
-// writeTo writes the state's encoding, byte for byte json.Marshal's of
-// the state it froze, one key at a time.
-func (fr *frozen) writeTo(w io.Writer) error {
+// stateWriteBlock is how much of a state's encoding writeBase64To
+// gathers before it encodes and writes it: a multiple of 3, so that each
+// block but the last encodes whole, without padding.
+const stateWriteBlock = 48 << 10
+
+// writeBase64To writes the standard base64 of the state's encoding, byte
+// for byte json.Marshal's of the state it froze, encoding one key at a
+// time into a block it reuses and writing each block's base64 whole.
+func (fr *frozen) writeBase64To(w io.Writer) error {
 	start, end, err := fieldValue(fr.rest, "keys")
 	if err != nil {
 		return err
 	}
-	if _, err := w.Write(fr.rest[:start]); err != nil {
+	buf := make([]byte, 0, stateWriteBlock+4<<10)
+	out := make([]byte, 0, base64.StdEncoding.EncodedLen(cap(buf)))
+	// write writes the base64 of buf's first n bytes and keeps the rest.
+	write := func(n int) error {
+		out = appendBase64(out[:0], buf[:n])
+		buf = buf[:copy(buf, buf[n:])]
+		_, err := w.Write(out)
 		return err
 	}
-	bw := &countWriter{w: w}
-	bw.Write([]byte{'{'})
+	buf = append(buf, fr.rest[:start]...)
+	buf = append(buf, '{')
+	var enc keyEncoder
 	first := true
 	fr.keys.Ascend(func(k *Key) bool {
-		var name, val []byte
-		if name, bw.err = json.Marshal(k.Name); bw.err != nil {
-			return false
-		}
-		if val, bw.err = json.Marshal(k); bw.err != nil {
-			return false
-		}
 		if !first {
-			bw.Write([]byte{','})
+			buf = append(buf, ',')
 		}
 		first = false
-		bw.Write(name)
-		bw.Write([]byte{':'})
-		bw.Write(val)
-		return bw.err == nil
+		buf = appendJSONString(buf, k.Name)
+		buf = append(buf, ':')
+		if buf, err = enc.appendKey(buf, k); err != nil {
+			return false
+		}
+		if len(buf) >= stateWriteBlock {
+			err = write(len(buf) / 3 * 3)
+		}
+		return err == nil
 	})
-	bw.Write([]byte{'}'})
-	bw.Write(fr.rest[end:])
-	return bw.err
+	if err != nil {
+		return err
+	}
+	buf = append(buf, '}')
+	buf = append(buf, fr.rest[end:]...)
+	return write(len(buf))
 }
 
 // fieldValue finds the value of the top-level field name in the JSON
@@ -582,11 +596,9 @@ func (s *Snap) WriteTo(w io.Writer) (int64, error) {
 	switch {
 	case s.state != nil:
 		cw.Write([]byte(`,"checkpoint":"`))
-		enc := base64.NewEncoder(base64.StdEncoding, cw)
-		if err := s.state.writeTo(enc); err != nil && cw.err == nil {
+		if err := s.state.writeBase64To(cw); err != nil && cw.err == nil {
 			cw.err = err
 		}
-		enc.Close()
 		cw.Write([]byte(`"`))
 	case len(s.Checkpoint) > 0:
 		cw.Write([]byte(`,"checkpoint":"`))

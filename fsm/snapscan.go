@@ -349,7 +349,8 @@ type keyField struct {
 }
 
 // keyFields are Key's fields in the order json.Marshal writes them
-// (TestDecodeKeyKnowsEveryField).
+// (TestDecodeKeyKnowsEveryField): decodeKeyFast reads keys by them, and
+// appendKey writes them.
 var keyFields = [...]keyField{
 	{name: "id", kind: 's', str: func(k *Key) *string { return &k.ID }},
 	{name: "name", kind: 's', str: func(k *Key) *string { return &k.Name }},
