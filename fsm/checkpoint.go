@@ -263,7 +263,7 @@ func (fr *frozen) writeBase64To(w io.Writer) error {
 	out := make([]byte, 0, base64.StdEncoding.EncodedLen(cap(buf)))
 	// write writes the base64 of buf's first n bytes and keeps the rest.
 	write := func(n int) error {
-		out = appendBase64(out[:0], buf[:n])
+		out = base64.StdEncoding.AppendEncode(out[:0], buf[:n])
 		buf = buf[:copy(buf, buf[n:])]
 		_, err := w.Write(out)
 		return err

@@ -212,36 +212,6 @@ func FuzzAppendKeyIsMarshal(f *testing.F) {
 	})
 }
 
-// FuzzAppendBase64: appendBase64 appends what
-// base64.StdEncoding.AppendEncode appends, after what dst held.
-func FuzzAppendBase64(f *testing.F) {
-	f.Add([]byte("before"), []byte{})
-	f.Add([]byte(nil), []byte{0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0xfa, 0xf9})
-	f.Add([]byte("x"), []byte("sixteen bytes ok, and more than a pair table's step"))
-	f.Fuzz(func(t *testing.T, dst, src []byte) {
-		want := base64.StdEncoding.AppendEncode(bytes.Clone(dst), src)
-		if got := appendBase64(bytes.Clone(dst), src); !bytes.Equal(got, want) {
-			t.Fatalf("appendBase64(%q, %x) = %q, want %q", dst, src, got, want)
-		}
-	})
-}
-
-// TestAppendBase64IsStdEncoding: appendBase64 is base64.StdEncoding's
-// encoding for every length up to a few of its steps, of bytes that use
-// every character.
-func TestAppendBase64IsStdEncoding(t *testing.T) {
-	src := make([]byte, 300)
-	for i := range src {
-		src[i] = byte(i*167 + i>>3)
-	}
-	for n := range len(src) + 1 {
-		want := base64.StdEncoding.EncodeToString(src[:n])
-		if got := appendBase64([]byte("-"), src[:n]); string(got) != "-"+want {
-			t.Fatalf("%d bytes: %q, want %q", n, got, want)
-		}
-	}
-}
-
 // TestFrozenWriteIsMarshal: what a frozen state writes is the base64 of
 // json.Marshal's encoding of the state, over many blocks of
 // stateWriteBlock, with names and fields that need escapes.
