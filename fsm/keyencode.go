@@ -103,11 +103,18 @@ type keyEncoder struct {
 	// the state, which is never changed in place (editKey) and is read
 	// by the FSM's applies while a snapshot is written.
 	key Key
+	// noDetail is the KeyDetail the copy of a key without one points to,
+	// so that the accessors of its fields find one without making it.
+	noDetail KeyDetail
 }
 
 // appendKey appends json.Marshal's encoding of k to dst.
 func (e *keyEncoder) appendKey(dst []byte, k *Key) ([]byte, error) {
 	e.key = *k
+	if e.key.KeyDetail == nil {
+		e.noDetail = KeyDetail{}
+		e.key.KeyDetail = &e.noDetail
+	}
 	k = &e.key
 	dst = append(dst, '{')
 	empty := true // no field written yet
