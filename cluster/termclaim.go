@@ -48,7 +48,14 @@ import (
 //   - No RPC rewrites an entry this node has applied: an entry applied was
 //     committed, and Raft's leader completeness puts every committed entry
 //     in every later leader's log, so an honest leader never sends another
-//     entry at its index.
+//     entry at its index. An RPC of an older term than the node's is left
+//     to Raft, which refuses it before it reads its entries and answers
+//     with the node's term. That answer is what tells a leader it was
+//     deposed: hashicorp/raft steps a leader down on a higher term in the
+//     answer to a replication call, never to a heartbeat, and counts any
+//     heartbeat answered as contact. A deposed leader whose uncommitted
+//     entry met this refusal instead (an error, which carries no term)
+//     kept its lease by its heartbeats and led on, alone, for good.
 //
 // What they leave (docs/threat-model.md): a node that has not heard from
 // a leader for half its heartbeat timeout (its leader stopped or stalled,
@@ -296,7 +303,14 @@ func (g *termGuard) check(cmd any) error {
 		return nil
 	}
 	r := g.raft.Load()
-	if own := r.CurrentTerm(); term > own {
+	own := r.CurrentTerm()
+	if term < own {
+		// An older term's RPC rewrites nothing: Raft refuses it first, and
+		// answers with its own term. A leader deposed meanwhile learns so
+		// only from such an answer (TestDeposedLeaderIsToldItsTerm).
+		return nil
+	}
+	if term > own {
 		addr, id := r.LeaderWithID()
 		if r.State() == raft.Leader || (addr != "" && time.Since(r.LastContact()) < g.fresh) {
 			g.log.Warn("refused a claim of a higher Raft term: this node has a live leader", "term", term, "own_term", own, "leader", id)

@@ -90,3 +90,48 @@ func TestTermGuardRefusesClaimsToANodeWithALeader(t *testing.T) {
 		t.Errorf("a node without a leader refused a higher term: %v", err)
 	}
 }
+
+// TestDeposedLeaderIsToldItsTerm: an AppendEntries of a lower term than
+// the node's, carrying an entry of that term where the node applied one
+// of its own (a leader deposed while its last entry was uncommitted,
+// sending it again), reaches Raft, which refuses it and answers with its
+// own term. That answer is how the old leader learns it was deposed:
+// hashicorp/raft steps a leader down on a higher term in a replication
+// answer only, not in a heartbeat's, and counts a heartbeat answered at
+// all as contact, so a refusal by the guard instead (an error, without a
+// term) left the old leader leading alone for good, its heartbeats
+// keeping its lease, while the others' leader could not reach it (seen in
+// a 100,000-key run on a loaded machine).
+func TestDeposedLeaderIsToldItsTerm(t *testing.T) {
+	t.Parallel()
+	timeout := 2 * time.Second
+	ports := freePorts(t, 1)
+	_, _, leadAlone := tcpGuardedRafts(t, timeout)
+	a := leadAlone("a", ports[0], io.Discard)
+	for range 3 {
+		if err := a.Apply([]byte("x"), opTimeout).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	term, applied := a.CurrentTerm(), a.AppliedIndex()
+	if term < 2 {
+		t.Fatalf("a leads in term %d, want 2 or more to send it an older one", term)
+	}
+	client, err := raft.NewTCPTransport("127.0.0.1:0", nil, 1, timeout, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	req := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("old"), Addr: []byte("old")}, Term: term - 1,
+		PrevLogEntry: applied - 1, PrevLogTerm: term, Entries: []*raft.Log{{Index: applied, Term: term - 1, Type: raft.LogCommand, Data: []byte("y")}}}
+	var resp raft.AppendEntriesResponse
+	if err := client.AppendEntries("a", raft.ServerAddress(ports[0]), req, &resp); err != nil {
+		t.Fatalf("a refused an older term's entry at an index it applied with an error, which tells the sender no term: %v", err)
+	}
+	if resp.Success || resp.Term != term {
+		t.Fatalf("a answered success %v, term %d; want a refusal with its term %d", resp.Success, resp.Term, term)
+	}
+	if got := a.AppliedIndex(); got != applied {
+		t.Fatalf("a's applied index moved from %d to %d", applied, got)
+	}
+}
