@@ -35,6 +35,7 @@ func certifiedSnapshotThen(b testing.TB, n, tail, after int) (snap []byte, pin [
 		for i := range n {
 			k := *s.Keys["seed"]
 			k.Name = fmt.Sprintf("load/%07d", i)
+			k.ID = fsm.KeyID(s.ClusterID, 1, i, "load", nil) // each key its own, as created
 			s.Keys[k.Name] = &k
 		}
 	})
