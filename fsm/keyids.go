@@ -33,6 +33,15 @@ const KeyIDPrefix = "id:"
 // KeyID is the ID of the key created item-th (from 0) by the entry at
 // index, signed by signer with nonce, in cluster clusterID.
 func KeyID(clusterID string, index uint64, item int, signer string, nonce []byte) string {
+	return string(appendKeyID(make([]byte, 0, keyIDLen), clusterID, index, item, signer, nonce))
+}
+
+// keyIDLen is the length of a key ID: KeyIDPrefix and 32 hex digits.
+const keyIDLen = len(KeyIDPrefix) + 32
+
+// appendKeyID appends KeyID(clusterID, index, item, signer, nonce) to
+// dst.
+func appendKeyID(dst []byte, clusterID string, index uint64, item int, signer string, nonce []byte) []byte {
 	h := sha256.New()
 	h.Write([]byte(vocab.LabelKeyID + "\x00"))
 	var buf [8]byte
@@ -45,8 +54,35 @@ func KeyID(clusterID string, index uint64, item int, signer string, nonce []byte
 	h.Write(buf[:])
 	binary.BigEndian.PutUint64(buf[:], uint64(item))
 	h.Write(buf[:])
-	return KeyIDPrefix + hex.EncodeToString(h.Sum(nil)[:16])
+	var sum [sha256.Size]byte
+	return hex.AppendEncode(append(dst, KeyIDPrefix...), h.Sum(sum[:0])[:16])
 }
+
+// keyIDs are the IDs of the n keys an entry creates (KeyID of items 0 to
+// n-1), substrings of a few strings: keys are never removed from the
+// state, so the IDs of one create_keys entry's keys are kept as long as
+// one another, and a string of keyIDsPerString IDs takes 35 bytes an ID
+// where a string of its own takes 48 (docs/scale.md).
+func keyIDs(clusterID string, index uint64, n int, signer string, nonce []byte) []string {
+	ids := make([]string, 0, n)
+	b := make([]byte, 0, min(n, keyIDsPerString)*keyIDLen)
+	for item := range n {
+		b = appendKeyID(b, clusterID, index, item, signer, nonce)
+		if len(b) == cap(b) || item == n-1 {
+			all := string(b)
+			for i := 0; i < len(all); i += keyIDLen {
+				ids = append(ids, all[i:i+keyIDLen])
+			}
+			b = b[:0]
+		}
+	}
+	return ids
+}
+
+// keyIDsPerString is the most IDs keyIDs puts in one string: the most
+// that fit in 32 KiB, the heap's largest size class; a larger object
+// takes whole 8 KiB pages (1,000 IDs would take 40,960 bytes, 41 an ID).
+const keyIDsPerString = 32 << 10 / keyIDLen
 
 // IsKeyID reports whether ref is written as a key ID rather than a name.
 func IsKeyID(ref string) bool { return strings.HasPrefix(ref, KeyIDPrefix) }
