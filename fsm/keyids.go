@@ -5,6 +5,9 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"strings"
+	"sync"
+
+	"github.com/google/btree"
 
 	"github.com/keyquorum/keyquorum/vocab"
 )
@@ -30,6 +33,15 @@ const KeyIDPrefix = "id:"
 // KeyID is the ID of the key created item-th (from 0) by the entry at
 // index, signed by signer with nonce, in cluster clusterID.
 func KeyID(clusterID string, index uint64, item int, signer string, nonce []byte) string {
+	return string(appendKeyID(make([]byte, 0, keyIDLen), clusterID, index, item, signer, nonce))
+}
+
+// keyIDLen is the length of a key ID: KeyIDPrefix and 32 hex digits.
+const keyIDLen = len(KeyIDPrefix) + 32
+
+// appendKeyID appends KeyID(clusterID, index, item, signer, nonce) to
+// dst.
+func appendKeyID(dst []byte, clusterID string, index uint64, item int, signer string, nonce []byte) []byte {
 	h := sha256.New()
 	h.Write([]byte(vocab.LabelKeyID + "\x00"))
 	var buf [8]byte
@@ -42,8 +54,35 @@ func KeyID(clusterID string, index uint64, item int, signer string, nonce []byte
 	h.Write(buf[:])
 	binary.BigEndian.PutUint64(buf[:], uint64(item))
 	h.Write(buf[:])
-	return KeyIDPrefix + hex.EncodeToString(h.Sum(nil)[:16])
+	var sum [sha256.Size]byte
+	return hex.AppendEncode(append(dst, KeyIDPrefix...), h.Sum(sum[:0])[:16])
 }
+
+// keyIDs are the IDs of the n keys an entry creates (KeyID of items 0 to
+// n-1), substrings of a few strings: keys are never removed from the
+// state, so the IDs of one create_keys entry's keys are kept as long as
+// one another, and a string of keyIDsPerString IDs takes 35 bytes an ID
+// where a string of its own takes 48 (docs/scale.md).
+func keyIDs(clusterID string, index uint64, n int, signer string, nonce []byte) []string {
+	ids := make([]string, 0, n)
+	b := make([]byte, 0, min(n, keyIDsPerString)*keyIDLen)
+	for item := range n {
+		b = appendKeyID(b, clusterID, index, item, signer, nonce)
+		if len(b) == cap(b) || item == n-1 {
+			all := string(b)
+			for i := 0; i < len(all); i += keyIDLen {
+				ids = append(ids, all[i:i+keyIDLen])
+			}
+			b = b[:0]
+		}
+	}
+	return ids
+}
+
+// keyIDsPerString is the most IDs keyIDs puts in one string: the most
+// that fit in 32 KiB, the heap's largest size class; a larger object
+// takes whole 8 KiB pages (1,000 IDs would take 40,960 bytes, 41 an ID).
+const keyIDsPerString = 32 << 10 / keyIDLen
 
 // IsKeyID reports whether ref is written as a key ID rather than a name.
 func IsKeyID(ref string) bool { return strings.HasPrefix(ref, KeyIDPrefix) }
@@ -55,8 +94,7 @@ func (s *State) ResolveKey(ref string) *Key {
 	if !IsKeyID(ref) {
 		return s.Keys[ref]
 	}
-	name, ok := s.ids[ref]
-	if !ok && s.ids == nil {
+	if s.ids == nil {
 		for _, k := range s.Keys {
 			if k.ID == ref {
 				return k
@@ -64,11 +102,26 @@ func (s *State) ResolveKey(ref string) *Key {
 		}
 		return nil
 	}
-	if k := s.Keys[name]; k != nil && k.ID == ref {
-		return k
+	probe := idProbes.Get().(*Key)
+	probe.ID = ref
+	k, ok := s.ids.Get(probe)
+	probe.ID = ""
+	idProbes.Put(probe)
+	if !ok {
+		return nil
+	}
+	// The index keeps a destroyed key whose name a new key took: its ID
+	// names nothing.
+	if cur := s.Keys[k.Name]; cur != nil && cur.ID == ref {
+		return cur
 	}
 	return nil
 }
+
+// idProbes are the keys ResolveKey looks an ID up with in the ID index,
+// which takes a *Key: one made for every lookup would be garbage for
+// every key created (createKey looks its new ID up).
+var idProbes = sync.Pool{New: func() any { return new(Key) }}
 
 // KeyName is the name of the key ref names (ResolveKey), or ref itself
 // when it names no key, so that a refusal quotes what the signer wrote.
@@ -79,13 +132,21 @@ func (s *State) KeyName(ref string) string {
 	return ref
 }
 
-// indexID records key name's ID.
-func (s *State) indexID(name string) { indexKeyID(s.ids, name, s.Keys[name]) }
+// newIDIndex makes an empty ID index (State.ids): the keys ordered by
+// ID. It holds the same *Key as Keys, a pointer a key in nodes about two
+// thirds full (13 bytes a key), where a map from ID to name took 52
+// (docs/scale.md).
+func newIDIndex() *btree.BTreeG[*Key] {
+	return btree.NewG(32, func(a, b *Key) bool { return a.ID < b.ID })
+}
 
-// indexKeyID records in ids (nil: no index kept) the ID of key k, named
-// name.
-func indexKeyID(ids map[string]string, name string, k *Key) {
+// indexID records key name's ID.
+func (s *State) indexID(name string) { indexKeyID(s.ids, s.Keys[name]) }
+
+// indexKeyID records key k in the ID index ids (nil: no index kept), in
+// place of the copy of k it held before k changed (editKey).
+func indexKeyID(ids *btree.BTreeG[*Key], k *Key) {
 	if ids != nil && k != nil && k.ID != "" {
-		ids[k.ID] = name
+		ids.ReplaceOrInsert(k)
 	}
 }

@@ -54,6 +54,7 @@ func certifiedHarness(b testing.TB, n, tail int) (*harness, *cryptoChecker) {
 		for i := range n {
 			k := *s.Keys["seed"]
 			k.Name = fmt.Sprintf("load/%07d", i)
+			k.ID = fsm.KeyID(s.ClusterID, 1, i, "load", nil) // each key its own, as created
 			s.Keys[k.Name] = &k
 		}
 	})

@@ -479,13 +479,17 @@ func decodeKeyFast(b []byte, k *Key, name string) bool {
 			if n >= len(b) || b[n] != '"' {
 				return false
 			}
-			enc := b[i+1 : n]
-			dec := make([]byte, base64.StdEncoding.DecodedLen(len(enc)))
-			m, err := base64.StdEncoding.Decode(dec, enc)
+			// AppendDecode allocates the decoded length, where
+			// DecodedLen counts the padding too: a 32-byte point took
+			// 33, which the heap rounds up to 48, for the key's life.
+			dec, err := base64.StdEncoding.AppendDecode(nil, b[i+1:n])
 			if err != nil {
 				return false
 			}
-			*fd.byt(k), i = dec[:m:m], n+1
+			if dec == nil {
+				dec = []byte{} // as json.Unmarshal gives for ""
+			}
+			*fd.byt(k), i = dec[:len(dec):len(dec)], n+1
 		case 'j':
 			if b[i] != '{' {
 				return false

@@ -363,15 +363,15 @@ func decodeStateFrom(sc *jsonScan) (*State, *stateDigest, error) {
 	}
 	// The ID index on another goroutine, while this one builds the keys'
 	// map (refusing a name given twice) and the other indexes.
-	ids := make(map[string]string, nkeys)
+	ids := newIDIndex()
 	idsDone := make(chan struct{})
 	var side sync.WaitGroup
 	side.Add(1)
 	go func() {
 		defer side.Done()
 		for _, b := range merged {
-			for i, name := range b.names {
-				indexKeyID(ids, name, b.keys[i])
+			for _, k := range b.keys {
+				indexKeyID(ids, k)
 			}
 		}
 	}()

@@ -48,7 +48,7 @@ func (t *transition) apply() *Error {
 	case TypeDeleteRule:
 		return t.admin(func() *Error { return t.deleteRule(c.DeleteRule) })
 	case TypeCreateKey:
-		return t.createKey(c.CreateKey, 0)
+		return t.createKey(c.CreateKey, KeyID(t.s.ClusterID, t.index, 0, t.signer, t.cmd.Nonce))
 	case TypeCreateKeys:
 		return t.createKeys(c.CreateKeys)
 	case TypeReplaceKey:
@@ -543,7 +543,8 @@ func checkSealed(r, sealed []byte) *Error {
 	return nil
 }
 
-func (t *transition) createKey(c *CreateKey, item int) *Error {
+// createKey creates the key c with the ID id (KeyID).
+func (t *transition) createKey(c *CreateKey, id string) *Error {
 	if c == nil {
 		return errorf(CodeInvalid, "create_key needs a key")
 	}
@@ -580,7 +581,6 @@ func (t *transition) createKey(c *CreateKey, item int) *Error {
 		}
 		version = old.Version + 1
 	}
-	id := KeyID(t.s.ClusterID, t.index, item, t.signer, t.cmd.Nonce)
 	if t.s.ResolveKey(id) != nil {
 		return errorf(CodeExists, "key ID %s is in use: sign the create again", id)
 	}
@@ -612,9 +612,10 @@ func (t *transition) createKeys(cs []*CreateKey) *Error {
 	t.items = make([]ItemResult, len(cs))
 	var first *Error
 	created := 0
+	ids := keyIDs(t.s.ClusterID, t.index, len(cs), t.signer, t.cmd.Nonce)
 	for i, c := range cs {
 		t.key = nil
-		if err := t.createKey(c, i); err != nil {
+		if err := t.createKey(c, ids[i]); err != nil {
 			t.items[i].Error = err
 			if first == nil {
 				first = err
