@@ -122,7 +122,7 @@ func emptyState() *State {
 		tang:      map[string]struct{}{},
 		shared:    map[string]struct{}{},
 		names:     newNameIndex(),
-		ids:       newIDIndex(),
+		ids:       map[string]string{},
 	}
 }
 

@@ -5,9 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"strings"
-	"sync"
-
-	"github.com/google/btree"
 
 	"github.com/keyquorum/keyquorum/vocab"
 )
@@ -94,7 +91,8 @@ func (s *State) ResolveKey(ref string) *Key {
 	if !IsKeyID(ref) {
 		return s.Keys[ref]
 	}
-	if s.ids == nil {
+	name, ok := s.ids[ref]
+	if !ok && s.ids == nil {
 		for _, k := range s.Keys {
 			if k.ID == ref {
 				return k
@@ -102,26 +100,11 @@ func (s *State) ResolveKey(ref string) *Key {
 		}
 		return nil
 	}
-	probe := idProbes.Get().(*Key)
-	probe.ID = ref
-	k, ok := s.ids.Get(probe)
-	probe.ID = ""
-	idProbes.Put(probe)
-	if !ok {
-		return nil
-	}
-	// The index keeps a destroyed key whose name a new key took: its ID
-	// names nothing.
-	if cur := s.Keys[k.Name]; cur != nil && cur.ID == ref {
-		return cur
+	if k := s.Keys[name]; k != nil && k.ID == ref {
+		return k
 	}
 	return nil
 }
-
-// idProbes are the keys ResolveKey looks an ID up with in the ID index,
-// which takes a *Key: one made for every lookup would be garbage for
-// every key created (createKey looks its new ID up).
-var idProbes = sync.Pool{New: func() any { return new(Key) }}
 
 // KeyName is the name of the key ref names (ResolveKey), or ref itself
 // when it names no key, so that a refusal quotes what the signer wrote.
@@ -132,21 +115,13 @@ func (s *State) KeyName(ref string) string {
 	return ref
 }
 
-// newIDIndex makes an empty ID index (State.ids): the keys ordered by
-// ID. It holds the same *Key as Keys, a pointer a key in nodes about two
-// thirds full (13 bytes a key), where a map from ID to name took 52
-// (docs/scale.md).
-func newIDIndex() *btree.BTreeG[*Key] {
-	return btree.NewG(32, func(a, b *Key) bool { return a.ID < b.ID })
-}
-
 // indexID records key name's ID.
-func (s *State) indexID(name string) { indexKeyID(s.ids, s.Keys[name]) }
+func (s *State) indexID(name string) { indexKeyID(s.ids, name, s.Keys[name]) }
 
-// indexKeyID records key k in the ID index ids (nil: no index kept), in
-// place of the copy of k it held before k changed (editKey).
-func indexKeyID(ids *btree.BTreeG[*Key], k *Key) {
+// indexKeyID records in ids (nil: no index kept) the ID of key k, named
+// name.
+func indexKeyID(ids map[string]string, name string, k *Key) {
 	if ids != nil && k != nil && k.ID != "" {
-		ids.ReplaceOrInsert(k)
+		ids[k.ID] = name
 	}
 }

@@ -363,15 +363,15 @@ func decodeStateFrom(sc *jsonScan) (*State, *stateDigest, error) {
 	}
 	// The ID index on another goroutine, while this one builds the keys'
 	// map (refusing a name given twice) and the other indexes.
-	ids := newIDIndex()
+	ids := make(map[string]string, nkeys)
 	idsDone := make(chan struct{})
 	var side sync.WaitGroup
 	side.Add(1)
 	go func() {
 		defer side.Done()
 		for _, b := range merged {
-			for _, k := range b.keys {
-				indexKeyID(ids, k)
+			for i, name := range b.names {
+				indexKeyID(ids, name, b.keys[i])
 			}
 		}
 	}()

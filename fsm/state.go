@@ -120,10 +120,8 @@ type State struct {
 	// so a clone of it (O(1), copy-on-write) is the keys as they were: a
 	// checkpoint keeps one instead of an encoding (checkpoint.go).
 	names *btree.BTreeG[*Key]
-	// ids orders the keys by ID (keyids.go), kept and rebuilt like tang.
-	// It holds the same *Key as Keys, and a destroyed key whose name a
-	// new key took.
-	ids *btree.BTreeG[*Key]
+	// ids maps key IDs to names (keyids.go), kept and rebuilt like tang.
+	ids map[string]string
 	// shared indexes the keys with a live sharing (Sharings: ed25519-frost
 	// and transit keys not destroyed) by name, kept and rebuilt like tang:
 	// every node's resharing loop asks for the sharings after every
@@ -196,16 +194,16 @@ func (s *State) reindex() {
 
 // reindexRest builds the indexes other than names from every key.
 func (s *State) reindexRest() {
-	ids := newIDIndex()
-	for _, k := range s.Keys {
-		indexKeyID(ids, k)
+	ids := make(map[string]string, len(s.Keys))
+	for name, k := range s.Keys {
+		indexKeyID(ids, name, k)
 	}
 	s.reindexRestWithIDs(ids)
 }
 
 // reindexRestWithIDs is reindexRest with the ID index built already (a
 // restore builds it on another goroutine).
-func (s *State) reindexRestWithIDs(ids *btree.BTreeG[*Key]) {
+func (s *State) reindexRestWithIDs(ids map[string]string) {
 	s.ids = ids
 	s.tang, s.shared = map[string]struct{}{}, map[string]struct{}{}
 	for name := range s.Keys {
