@@ -151,6 +151,8 @@ type stateDigest struct {
 	dirtyNonces map[string]struct{}
 	stale       bool // after a restore: rebuild from the whole state
 	scratch     *[2 * ltLanes]byte
+	enc         keyEncoder // encodes the keys folded, as json.Marshal would
+	encoded     []byte     // enc's buffer, reused
 }
 
 // reset makes the next fold rebuild the sum from the state.
@@ -188,10 +190,11 @@ func (d *stateDigest) fold(s *State) error {
 			if kk == nil {
 				continue
 			}
-			b, err := json.Marshal(kk)
+			b, err := d.enc.appendKey(d.encoded[:0], kk)
 			if err != nil {
 				return err
 			}
+			d.encoded = b
 			e := entryDigest(entryKey, name, b)
 			d.sum.update(&e, kk == old, d.scratch)
 		}
@@ -253,15 +256,18 @@ func (d *stateDigest) rebuild(s *State) error {
 			lo, hi := w*len(names)/workers, (w+1)*len(names)/workers
 			p.nonces = map[string][32]byte{}
 			buf := new([2 * ltLanes]byte)
+			var enc keyEncoder
+			var encoded []byte
 			for i := lo; i < hi; i++ {
 				name := names[i]
 				var e [32]byte
 				if i < nkeys {
-					b, err := json.Marshal(s.Keys[name])
+					b, err := enc.appendKey(encoded[:0], s.Keys[name])
 					if err != nil {
 						p.err = err
 						return
 					}
+					encoded = b
 					e = entryDigest(entryKey, name, b)
 				} else {
 					e = entryDigest(entryNonce, name, binary.BigEndian.AppendUint64(nil, uint64(s.Nonces[name])))
