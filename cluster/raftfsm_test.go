@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -105,5 +106,44 @@ func TestRestoreCollectsLess(t *testing.T) {
 				t.Fatalf("with %s set, after a restore: GOGC %d, want it untouched", env, got)
 			}
 		})
+	}
+}
+
+// TestRestoreMemoryWorkWaitsUntilCaughtUp: the memory work a restore
+// leaves (settleAfterRestore) runs once the node has applied the last
+// entry its log held after the snapshot, not among those applies, and
+// only once however often it is asked for (at the catch-up and at
+// settleAtTheLatest).
+func TestRestoreMemoryWorkWaitsUntilCaughtUp(t *testing.T) {
+	t.Parallel()
+	f := fsm.New(dealChecker{})
+	f.TokenWrites = WriteTokenCheck
+	r := newRaftFSM(f, slog.New(slog.DiscardHandler), metrics.New())
+	done := make(chan struct{})
+	r.caughtUp.index, r.caughtUp.since = 3, time.Now()
+	r.caughtUp.settle = func() { close(done) } // closing twice panics
+	for i := uint64(1); i <= 2; i++ {
+		r.Apply(&raft.Log{Index: i, Type: raft.LogCommand, Data: []byte("{}")})
+	}
+	time.Sleep(20 * time.Millisecond)
+	select {
+	case <-done:
+		t.Fatal("the restore's memory work ran before the node applied the log it held")
+	default:
+	}
+	r.Apply(&raft.Log{Index: 3, Type: raft.LogCommand, Data: []byte("{}")})
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the restore's memory work did not run once the node caught up")
+	}
+	r.Apply(&raft.Log{Index: 4, Type: raft.LogCommand, Data: []byte("{}")})
+
+	calls := 0
+	settle := settleAfterRestore(func(bool) { calls++ }, false, 0)
+	settle()
+	settle()
+	if calls != 1 {
+		t.Errorf("the memory work ran %d times, want once", calls)
 	}
 }
