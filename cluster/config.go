@@ -174,5 +174,8 @@ func (c *Config) validate() error {
 	if c.Metrics == nil {
 		c.Metrics = metrics.New()
 	}
+	if c.Network == nil {
+		c.Network = tcpNetwork{}
+	}
 	return nil
 }

@@ -92,7 +92,7 @@ type consensus struct {
 // raftRun is what runs once the node is in a cluster.
 type raftRun struct {
 	tls       *nodeTLS
-	mux       *portMux
+	routes    *portRoutes // the node port's connections, for this run
 	store     *logStore
 	logs      *logCache // store's last entries: what Raft reads back
 	snaps     *raft.FileSnapshotStore
@@ -123,9 +123,10 @@ func (c *consensus) running() (*raftRun, error) {
 	return nil, Errorf(KindNotInitialized, "node %q is not part of a cluster yet: run keyctl cluster init or join", c.nodeID)
 }
 
-// start opens the node port with t, the Raft stores in the data directory
-// and Raft, and serves handler's node-to-node calls on the port.
-func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
+// start serves the node port, which the node bound when it was made, with
+// t, opens the Raft stores in the data directory and Raft, and serves
+// handler's node-to-node calls on the port.
+func (c *consensus) start(port *portMux, t *nodeTLS, handler http.Handler) (err error) {
 	run := &raftRun{tls: t}
 	defer func() {
 		if err != nil {
@@ -133,12 +134,7 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 		}
 	}()
 	network := c.cfg.Network
-	if network == nil {
-		network = tcpNetwork{}
-	}
-	if run.mux, err = newPortMux(network, c.cfg.RaftAddr, t, c.log); err != nil {
-		return fmt.Errorf("listening on %s: %w", c.cfg.RaftAddr, err)
-	}
+	run.routes = port.open(t)
 	advertise, err := net.ResolveTCPAddr("tcp", c.cfg.RaftAddr)
 	if err != nil {
 		return err
@@ -152,7 +148,7 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 		return fmt.Errorf("opening raft log: %w", err)
 	}
 	run.logs = newLogCache(run.store)
-	run.transport = newTermGuard(raft.NewNetworkTransportWithLogger(&streamLayer{chanListener: run.mux.raft, tls: t, network: network, advertise: advertise}, 3, raftCallTimeout, hlog),
+	run.transport = newTermGuard(raft.NewNetworkTransportWithLogger(&streamLayer{chanListener: run.routes.raft, tls: t, network: network, advertise: advertise}, 3, raftCallTimeout, hlog),
 		raftCallTimeout, run.logs, c.cfg.HeartbeatTimeout, c.log)
 	c.rfsm.logs.Store(run.store)
 	if run.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog); err != nil {
@@ -192,9 +188,9 @@ func (c *consensus) start(t *nodeTLS, handler http.Handler) (err error) {
 		IdleConnTimeout:     time.Minute,
 	}}}
 	run.callsIn = &callServer{handler: handler, log: c.log}
-	go run.callsIn.serve(run.mux.call)
+	go run.callsIn.serve(run.routes.call)
 	run.rpcServer = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelDebug)}
-	go run.rpcServer.Serve(tlsConnListener{run.mux.rpc})
+	go run.rpcServer.Serve(tlsConnListener{run.routes.rpc})
 	ctx, cancel := context.WithCancel(context.Background())
 	c.mu.Lock()
 	c.run, c.cancel = run, cancel
@@ -259,8 +255,8 @@ func (run *raftRun) close(log *slog.Logger) {
 	if run.transport != nil {
 		run.transport.Close()
 	}
-	if run.mux != nil {
-		run.mux.close()
+	if run.routes != nil {
+		run.routes.close()
 	}
 	if run.store != nil {
 		run.store.Close()

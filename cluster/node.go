@@ -86,6 +86,7 @@ type Node struct {
 	transitExportHook func(share []byte) []byte
 
 	serving *ServingCert // the gateways' TLS certificate
+	ports   *heldPorts   // the node port and the gossip port, from NewNode to Shutdown
 
 	metrics *metrics.Set
 	audit   *auditTrail
@@ -106,13 +107,24 @@ type runtime struct {
 	wg     sync.WaitGroup
 }
 
-// NewNode opens a node's data directory, creating its identity on first
-// use. A node that was started into a cluster before starts its runtime
-// again at once.
-func NewNode(cfg Config) (*Node, error) {
+// NewNode binds the node's node port and gossip port (heldPorts) and
+// opens its data directory, creating its identity on first use. A node
+// that was started into a cluster before starts its runtime again at
+// once.
+func NewNode(cfg Config) (_ *Node, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	log := cfg.Logger.With("node", cfg.NodeID)
+	ports, err := bindPorts(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			ports.close()
+		}
+	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -127,10 +139,9 @@ func NewNode(cfg Config) (*Node, error) {
 	f := fsm.New(dealChecker{})
 	f.TokenWrites = WriteTokenCheck
 	f.CheckpointEvery = cfg.CheckpointEvery
-	log := cfg.Logger.With("node", cfg.NodeID)
 	cons := newConsensus(cfg, log, id.NodeID, f)
 	n := &Node{cfg: cfg, log: log, id: id, fsm: f, replicated: cons, cons: cons,
-		shares: shares, nonces: newNonceCache(now()), metrics: cfg.Metrics}
+		shares: shares, nonces: newNonceCache(now()), metrics: cfg.Metrics, ports: ports}
 	n.metrics.SetState(n.stateMetrics)
 	if err := n.openAudit(); err != nil {
 		return nil, err
@@ -304,7 +315,7 @@ func (n *Node) startRuntime(m *membership) (err error) {
 	}
 	t.member = n.isMember
 	rt := &runtime{m: m}
-	if err := n.cons.start(t, n.membersOnly(t, n.rpcHandler())); err != nil {
+	if err := n.cons.start(n.ports.node, t, n.membersOnly(t, n.rpcHandler())); err != nil {
 		return err
 	}
 	defer func() {
@@ -331,6 +342,7 @@ func (n *Node) startRuntime(m *membership) (err error) {
 	return nil
 }
 
+// startGossip starts memberlist on the gossip port the node holds.
 func (n *Node) startGossip(m *membership) (*memberlist.Memberlist, error) {
 	host, port, err := net.SplitHostPort(n.cfg.GossipAddr)
 	if err != nil {
@@ -342,6 +354,7 @@ func (n *Node) startGossip(m *membership) (*memberlist.Memberlist, error) {
 	}
 	c := memberlist.DefaultLANConfig()
 	c.Name = n.id.NodeID
+	c.Transport = n.ports.gossip
 	c.BindAddr, c.BindPort = host, p
 	c.AdvertiseAddr, c.AdvertisePort = host, p
 	c.SecretKey = m.GossipKey
@@ -364,6 +377,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.mu.Unlock()
 	n.signing.dropAll(n)
 	if rt == nil {
+		n.ports.close()
 		n.closeAudit()
 		return nil
 	}
@@ -372,6 +386,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.cons.handOff()
 		rt.close()
 		n.cons.stop()
+		n.ports.close()
 		n.closeAudit()
 		close(done)
 	}()

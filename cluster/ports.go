@@ -18,8 +18,11 @@ import (
 // taken by any program's connection before a node binds it, or before a
 // restarted node binds it again. A port is never handed out twice by one
 // process, and each is held until all are found. Nothing holds them
-// afterwards: another process may still take one first, which the node's
-// listener then reports.
+// afterwards, until a node binds them: it binds every port it is given
+// when it starts (NewNode its node and gossip ports, keyd the API's and
+// the gateways'), before it joins, so that the window in which another
+// process may take one is the start's, not the join's, and a port taken
+// in it is reported at the start (TestNewNodeReportsATakenPort).
 func FreeLoopbackPorts(n int) ([]string, error) {
 	var (
 		out  []string

@@ -39,16 +39,17 @@ func TestRaftCallBeforeRaftRunsIsHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	nt.member = l.n.isMember
-	mux, err := newPortMux(tcpNetwork{}, f.cfg.RaftAddr, nt, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	mux, err := listenNodePort(tcpNetwork{}, f.cfg.RaftAddr, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer mux.close()
+	routes := mux.open(nt)
 	advertise, err := net.ResolveTCPAddr("tcp", f.cfg.RaftAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	held := newTermGuard(raft.NewNetworkTransport(&streamLayer{chanListener: mux.raft, tls: nt, network: tcpNetwork{}, advertise: advertise}, 1, raftCallTimeout, io.Discard),
+	held := newTermGuard(raft.NewNetworkTransport(&streamLayer{chanListener: routes.raft, tls: nt, network: tcpNetwork{}, advertise: advertise}, 1, raftCallTimeout, io.Discard),
 		raftCallTimeout, raft.NewInmemStore(), f.cfg.HeartbeatTimeout, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer held.Close()
 

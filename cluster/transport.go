@@ -116,43 +116,81 @@ func (t *nodeTLS) clientConfig(protos ...string) *tls.Config {
 	}
 }
 
-// portMux accepts TLS connections on the node port and hands each to the
-// Raft stream layer, the call server or the HTTP/2 server by its
-// negotiated ALPN protocol.
+// portMux serves the node port. A node binds the port when it is made
+// (NewNode), before it joins a cluster, so that no other program takes it
+// in between (heldPorts); until the consensus starts, and once it has
+// stopped, the mux closes every connection at once. While the consensus
+// runs (open), it hands each TLS connection to the Raft stream layer, the
+// call server or the HTTP/2 server by its negotiated ALPN protocol.
 type portMux struct {
-	ln   net.Listener
+	ln  net.Listener
+	log *slog.Logger
+	mu  sync.Mutex
+	on  *portRoutes // nil until the consensus starts
+}
+
+// portRoutes are where one run of the consensus takes the node port's
+// connections, with the TLS credentials of its membership.
+type portRoutes struct {
 	tls  *nodeTLS
-	log  *slog.Logger
+	cfg  *tls.Config
 	raft *chanListener
 	rpc  *chanListener // HTTP/2
 	call *chanListener // alpnCallFollow, alpnCall
 }
 
-func newPortMux(network Network, addr string, t *nodeTLS, log *slog.Logger) (*portMux, error) {
+// listenNodePort binds the node port at addr and serves it (closing every
+// connection until open).
+func listenNodePort(network Network, addr string, log *slog.Logger) (*portMux, error) {
 	ln, err := network.Listen(addr)
 	if err != nil {
 		return nil, err
 	}
-	m := &portMux{ln: ln, tls: t, log: log, raft: newChanListener(ln.Addr()), rpc: newChanListener(ln.Addr()), call: newChanListener(ln.Addr())}
+	m := &portMux{ln: ln, log: log}
 	go m.serve()
 	return m, nil
 }
 
+// open routes the port's connections, with t's credentials, to new
+// listeners, which close when the port does or the routes are closed.
+func (m *portMux) open(t *nodeTLS) *portRoutes {
+	a := m.ln.Addr()
+	r := &portRoutes{tls: t, cfg: t.serverConfig(), raft: newChanListener(a), rpc: newChanListener(a), call: newChanListener(a)}
+	m.mu.Lock()
+	old := m.on
+	m.on = r
+	m.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
+	return r
+}
+
+func (m *portMux) routes() *portRoutes {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.on
+}
+
 func (m *portMux) serve() {
-	cfg := m.tls.serverConfig()
 	for {
 		c, err := m.ln.Accept()
 		if err != nil {
-			m.raft.close()
-			m.rpc.close()
-			m.call.close()
+			if r := m.routes(); r != nil {
+				r.close()
+			}
 			return
 		}
-		go m.route(tls.Server(c, cfg))
+		r := m.routes()
+		if r == nil || r.closed() {
+			c.Close()
+			continue
+		}
+		go m.route(r, tls.Server(c, r.cfg))
 	}
 }
 
-func (m *portMux) route(c *tls.Conn) {
+func (m *portMux) route(r *portRoutes, c *tls.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := c.HandshakeContext(ctx); err != nil {
@@ -163,22 +201,40 @@ func (m *portMux) route(c *tls.Conn) {
 	cs := c.ConnectionState()
 	switch cs.NegotiatedProtocol {
 	case alpnRaft:
-		if err := m.tls.peerMember(&cs); err != nil {
+		if err := r.tls.peerMember(&cs); err != nil {
 			m.log.Warn("refused a raft stream", "peer", c.RemoteAddr(), "err", err)
 			c.Close()
 			return
 		}
-		m.raft.push(m.tls.raftConns.track(c))
+		r.raft.push(r.tls.raftConns.track(c))
 	case alpnRPC:
-		m.rpc.push(c)
+		r.rpc.push(c)
 	case alpnCallFollow, alpnCall:
-		m.call.push(c)
+		r.call.push(c)
 	default:
 		c.Close()
 	}
 }
 
+// close closes the node port, and with it the routes.
 func (m *portMux) close() error { return m.ln.Close() }
+
+// close closes the routes' listeners: the port's connections are closed
+// from then on.
+func (r *portRoutes) close() {
+	r.raft.close()
+	r.rpc.close()
+	r.call.close()
+}
+
+func (r *portRoutes) closed() bool {
+	select {
+	case <-r.raft.done:
+		return true
+	default:
+		return false
+	}
+}
 
 // chanListener is a net.Listener fed by portMux.
 type chanListener struct {

@@ -168,16 +168,17 @@ func readDevFile(dir string) ([]devNode, error) {
 
 // formDev starts n new nodes on free ports, forms them into a cluster,
 // saves the credentials and env.sh, and last records the nodes in
-// devFile.
+// devFile. Each node's ports are found just before it starts, and it
+// binds them all as it starts, before the init or its join: another
+// program can take one only in between, and the start then says which.
 func formDev(ctx context.Context, dir string, n int, log *slog.Logger, running *[]*runningNode) ([]devNode, *api.Status, string, error) {
 	var members []devNode
 	var tokens []string
-	all, err := cluster.FreeLoopbackPorts(6 * n)
-	if err != nil {
-		return nil, nil, "", err
-	}
 	for i := 1; i <= n; i++ {
-		ports := all[6*(i-1) : 6*i]
+		ports, err := cluster.FreeLoopbackPorts(6)
+		if err != nil {
+			return nil, nil, "", err
+		}
 		token, _, _, err := api.NewJoinToken()
 		if err != nil {
 			return nil, nil, "", err

@@ -360,7 +360,7 @@ func startNode(f nodeFlags, log *slog.Logger) (*runningNode, error) {
 	ln, err := net.Listen("tcp", f.apiAddr)
 	if err != nil {
 		n.Shutdown(context.Background())
-		return nil, err
+		return nil, fmt.Errorf("API on %s: %w", f.apiAddr, err)
 	}
 	go func() {
 		if err := api.Serve(ln); err != nil {
