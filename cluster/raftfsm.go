@@ -360,18 +360,21 @@ func returnFreedMemory(n int64) {
 }
 
 // restoreGCPercent is the collector's GOGC while a snapshot is restored,
-// unless GOGC or GOMEMLIMIT is set. A restore builds the state from
-// nothing, a restarted node's heap with it, and leaves about as much
-// garbage again as it keeps (each key's AES cipher and CTR for the state
-// hash, statehash.go): at GOGC=100 a restore of 100,000 keys in a new
-// process took 12-14 collections, each marking the state built so far;
-// at 400, three. The heap may then grow to five times what was live at
-// the last collection before it is collected again; what a restore keeps
-// is the state, so its peak is about the state and the garbage since that
-// collection (at 100,000 keys, 107-114 MB of heap against 57-84 MB), and
-// the collection returnFreedMemory forces after a large restore gives the
-// rest back to the operating system.
-const restoreGCPercent = 400
+// and after it until the node has applied the log it held
+// (settleAfterRestore), unless GOGC or GOMEMLIMIT is set. A restore
+// builds the state from nothing, a restarted node's heap with it, and
+// leaves about as much garbage again as it keeps (each key's AES cipher
+// and CTR for the state hash, statehash.go). At GOGC=100 a restore of
+// 100,000 keys took 14 collections, each marking the state built so far;
+// at 400 three or four, but its heap grew to 127-143 MB, every page of it
+// new to the process: the kernel's page faults (32,000-36,000, 0.2-0.26 s
+// of system time) cost more than the collections saved. At 200 it took
+// seven, 99-111 MB of heap and about 27,000 faults, and 444-479 ms of
+// wall time against 493-562 ms at 400 (a new process restoring the same
+// 49 MB snapshot, alternated; docs/scale.md, "How much the collector
+// runs during a restore"). The collection returnFreedMemory forces after
+// a large restore gives the garbage back to the operating system.
+const restoreGCPercent = 200
 
 // collectLess sets the collector's GOGC to restoreGCPercent for a
 // restore, unless the operator set GOGC or GOMEMLIMIT, and returns what
