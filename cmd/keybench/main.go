@@ -126,7 +126,7 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer removeUnlessFailedStart(dir)
 	base, err := freeBase()
 	if err != nil {
 		return err
@@ -142,7 +142,7 @@ func run(script string, latencyN, clients int, window time.Duration) error {
 	}
 	defer sh("down", dir) // also after a failed start: stop the nodes that did start
 	if err := sh("up", "3", dir); err != nil {
-		return fmt.Errorf("starting the cluster: %w", err)
+		return startFailed(dir, err)
 	}
 	ctx := context.Background()
 	c, creds, addr, err := connect(ctx, dir, base)
@@ -651,6 +651,10 @@ func bareCrypto() ([]row, time.Duration) {
 // errors.
 func load(n int, window time.Duration, f func() error) (ok, errs int64) {
 	var okN, errN atomic.Int64
+	var (
+		mu   sync.Mutex
+		seen = map[string]bool{}
+	)
 	deadline := time.Now().Add(window)
 	var wg sync.WaitGroup
 	for range n {
@@ -658,11 +662,20 @@ func load(n int, window time.Duration, f func() error) (ok, errs int64) {
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(deadline) {
-				if f() == nil {
+				err := f()
+				if err == nil {
 					okN.Add(1)
-				} else {
-					errN.Add(1)
+					continue
 				}
+				errN.Add(1)
+				// Each kind of error once (at most five), so that a run's
+				// error count comes with what the errors were.
+				mu.Lock()
+				if msg := err.Error(); !seen[msg] && len(seen) < 5 {
+					seen[msg] = true
+					fmt.Fprintf(os.Stderr, "keybench: %s an error during the load: %v\n", time.Now().Format("15:04:05"), err)
+				}
+				mu.Unlock()
 			}
 		}()
 	}
@@ -776,12 +789,36 @@ func rssKB(pidFile string) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS for pid %s", pid)
 }
 
-// freeBase finds a base port whose node ports (base+10..base+36) are free.
+// startFailed is the error of a cluster that did not start: its
+// directory, with the nodes' logs, is kept (removeUnlessFailedStart) and
+// named.
+func startFailed(dir string, err error) error {
+	failedStart = true
+	return fmt.Errorf("starting the cluster: %w (the nodes' logs are kept in %s)", err, dir)
+}
+
+// failedStart is set when the cluster did not start.
+var failedStart bool
+
+// removeUnlessFailedStart removes the run's directory, unless the
+// cluster did not start.
+func removeUnlessFailedStart(dir string) {
+	if !failedStart {
+		os.RemoveAll(dir)
+	}
+}
+
+// freeBase picks a base port for a cluster (deploy/local/cluster: node I
+// uses base+10*I to base+10*I+6) whose ports are free, below the
+// kernel's ephemeral range: a port in it may be taken by any outgoing
+// connection's local end between this check and the node's bind, the
+// nodes' own among them.
 func freeBase() (int, error) {
+	low, high := 10000, cluster.EphemeralPortsStart()-50
 	for range 50 {
 		var b [2]byte
 		rand.Read(b[:])
-		base := 20000 + (int(b[0])<<8|int(b[1]))%30000
+		base := low + (int(b[0])<<8|int(b[1]))%(high-low)
 		free := true
 		for i := 1; i <= 3 && free; i++ {
 			for j := 0; j < 7; j++ {

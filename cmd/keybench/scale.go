@@ -72,7 +72,7 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 	if keepDir {
 		defer fmt.Fprintf(os.Stderr, "keybench: the cluster's directory, with the nodes' logs: %s\n", dir)
 	} else {
-		defer os.RemoveAll(dir)
+		defer removeUnlessFailedStart(dir)
 	}
 	base, err := freeBase4()
 	if err != nil {
@@ -107,7 +107,7 @@ func runScale(script string, n, clients int, window, promoteAfter time.Duration)
 	}
 	defer sh("down", dir) // also after a failed start: stop the nodes that did start
 	if err := sh("up", "3", dir); err != nil {
-		return fmt.Errorf("starting the cluster: %w", err)
+		return startFailed(dir, err)
 	}
 	ctx := context.Background()
 	c, creds, addr, err := connect(ctx, dir, base)
