@@ -459,6 +459,63 @@ func BenchmarkCheckpoint(b *testing.B) {
 	}
 }
 
+// BenchmarkCheckpointNonces times an Apply that takes a checkpoint (every
+// entry does here) with 10,000 and 100,000 nonces remembered (a sustained
+// 1,000 signed writes a second remembers 600,000): its cost does not
+// grow with the nonces (it used to encode them all). live-B/nonce is the
+// heap the state keeps per nonce remembered, its map, index and hash's
+// entry, measured after the first checkpoint.
+func BenchmarkCheckpointNonces(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		if testing.Short() && n > 10_000 {
+			continue
+		}
+		b.Run(fmt.Sprintf("nonces=%d", n), func(b *testing.B) {
+			h := newHarness(b)
+			h.f.CheckpointEvery = 1 << 40
+			threeHolders(h)
+			h.must(admin, createKeyCmd("seed"))
+			live0 := liveHeap()
+			fsm.WriteStateForTest(h.f, func(s *fsm.State) {
+				exp := h.at.Add(2 * fsm.MaxClockSkew).UnixNano()
+				for i := range n {
+					s.Nonces[fmt.Sprintf("operator-%02d/%032x", i%50, uint64(i)*0x9e3779b97f4a7c15)] = exp + int64(i)
+				}
+			})
+			if _, err := h.f.Hash(); err != nil { // the sum, built once
+				b.Fatal(err)
+			}
+			h.f.CheckpointEvery = 1
+			entries := make([][]byte, b.N+1)
+			for i := range entries {
+				entries[i] = h.entry(admin, createKeyCmd(fmt.Sprintf("new/%07d", i)))
+			}
+			h.index++
+			if res := h.f.Apply(h.index, h.at, entries[b.N]); res.Error != nil {
+				b.Fatal(res.Error)
+			}
+			live := float64(liveHeap()-live0) / float64(n)
+			cpu0 := cpuTime()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				h.index++
+				if res := h.f.Apply(h.index, h.at, entries[i]); res.Error != nil {
+					b.Fatal(res.Error)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(live, "live-B/nonce")
+			var pending int
+			h.f.Read(func(s *fsm.State) { pending = len(s.Pending) })
+			if pending == 0 {
+				b.Fatal("no checkpoint was taken")
+			}
+		})
+	}
+}
+
 // BenchmarkLiveHeapCreated reports the heap a replica keeps per key
 // after a bulk load (loaded-B/key): n keys created from a ready state in
 // create_keys entries of 1,000, as keybench -scale loads them, and the
