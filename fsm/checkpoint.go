@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/google/btree"
@@ -225,25 +226,33 @@ type checkpoints struct {
 // frozen is a state as it was at a checkpoint, kept without encoding it:
 // the keys as a copy-on-write clone of the state's index of them (O(1) to
 // take; it shares what Apply has not changed since, and keys are never
-// changed in place: editKey), and the rest of the state, which does not
-// grow with the keys, encoded. writeTo encodes it, off the FSM's lock.
+// changed in place: editKey), the nonces likewise (nonces.go), and the
+// rest of the state, which grows with neither, encoded. writeBase64To
+// encodes it, off the FSM's lock.
 type frozen struct {
-	rest []byte              // the state's encoding with Keys nil
-	keys *btree.BTreeG[*Key] // the keys, by name
+	rest   []byte                    // the state's encoding with Keys nil, and Nonces nil if nonces is set
+	keys   *btree.BTreeG[*Key]       // the keys, by name
+	nonces *btree.BTreeG[nonceEntry] // the nonces, by expiry; nil: rest has them (a state with Nonces nil)
 }
 
 // freeze keeps s as it is now.
 func (s *State) freeze() (*frozen, error) {
+	if s.names == nil {
+		s.reindex()
+	}
+	fr := &frozen{keys: s.names.Clone()}
 	rest := *s
 	rest.Keys = nil
+	if s.Nonces != nil {
+		rest.Nonces = nil
+		fr.nonces = s.nonceIndex().Clone()
+	}
 	b, err := json.Marshal(&rest)
 	if err != nil {
 		return nil, err
 	}
-	if s.names == nil {
-		s.reindex()
-	}
-	return &frozen{rest: b, keys: s.names.Clone()}, nil
+	fr.rest = b
+	return fr, nil
 }
 
 // stateWriteBlock is how much of a state's encoding writeBase64To
@@ -252,12 +261,23 @@ func (s *State) freeze() (*frozen, error) {
 const stateWriteBlock = 48 << 10
 
 // writeBase64To writes the standard base64 of the state's encoding, byte
-// for byte json.Marshal's of the state it froze, encoding one key at a
-// time into a block it reuses and writing each block's base64 whole.
+// for byte json.Marshal's of the state it froze, encoding one key (then
+// one nonce) at a time into a block it reuses and writing each block's
+// base64 whole.
 func (fr *frozen) writeBase64To(w io.Writer) error {
 	start, end, err := fieldValue(fr.rest, "keys")
 	if err != nil {
 		return err
+	}
+	// The nonces' value, after the keys' (the fields' order is State's).
+	nstart, nend := len(fr.rest), len(fr.rest)
+	if fr.nonces != nil {
+		if nstart, nend, err = fieldValue(fr.rest, "nonces"); err != nil {
+			return err
+		}
+		if nstart < end {
+			return errors.New("a frozen state has its nonces before its keys")
+		}
 	}
 	buf := make([]byte, 0, stateWriteBlock+4<<10)
 	out := make([]byte, 0, base64.StdEncoding.EncodedLen(cap(buf)))
@@ -291,7 +311,26 @@ func (fr *frozen) writeBase64To(w io.Writer) error {
 		return err
 	}
 	buf = append(buf, '}')
-	buf = append(buf, fr.rest[end:]...)
+	buf = append(buf, fr.rest[end:nstart]...)
+	if fr.nonces != nil {
+		// json.Marshal's encoding of the map they were: sorted by name.
+		buf = append(buf, '{')
+		for i, e := range sortedNonces(fr.nonces) {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendJSONString(buf, e.name)
+			buf = append(buf, ':')
+			buf = strconv.AppendInt(buf, e.exp, 10)
+			if len(buf) >= stateWriteBlock {
+				if err := write(len(buf) / 3 * 3); err != nil {
+					return err
+				}
+			}
+		}
+		buf = append(buf, '}')
+		buf = append(buf, fr.rest[nend:]...)
+	}
 	return write(len(buf))
 }
 

@@ -122,6 +122,7 @@ func emptyState() *State {
 		tang:      map[string]struct{}{},
 		shared:    map[string]struct{}{},
 		names:     newNameIndex(),
+		expiries:  newNonceIndex(),
 		ids:       map[string]string{},
 	}
 }
@@ -206,7 +207,7 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 	// The nonce is spent only by a command that took effect, so a refused
 	// command may be corrected and sent again.
 	nk := nonceKey(sg.Signer, cmd.Nonce)
-	s.Nonces[nk] = cmd.IssuedAt + 2*int64(MaxClockSkew)
+	s.spendNonce(nk, cmd.IssuedAt+2*int64(MaxClockSkew))
 	f.digest.markNonce(nk)
 	if t.key != nil {
 		f.digest.markKey(t.key.Name)
@@ -226,13 +227,7 @@ func (f *FSM) prune(now int64) {
 		return
 	}
 	s.LastPrune = now
-	maps.DeleteFunc(s.Nonces, func(nk string, expiry int64) bool {
-		if expiry < now {
-			f.digest.markNonce(nk)
-			return true
-		}
-		return false
-	})
+	s.pruneNonces(now, f.digest.markNonce)
 	s.pruneMachines(now)
 	s.pruneJoinTokens(now)
 	s.pruneRevokedTokens(now)

@@ -214,7 +214,9 @@ func FuzzAppendKeyIsMarshal(f *testing.F) {
 
 // TestFrozenWriteIsMarshal: what a frozen state writes is the base64 of
 // json.Marshal's encoding of the state, over many blocks of
-// stateWriteBlock, with names and fields that need escapes.
+// stateWriteBlock, with names and fields that need escapes, and with its
+// nonces nil, none, or many (names that need escapes too, expiries equal
+// or negative).
 func TestFrozenWriteIsMarshal(t *testing.T) {
 	s := &State{Keys: make(map[string]*Key)}
 	for i := range 3000 {
@@ -230,17 +232,44 @@ func TestFrozenWriteIsMarshal(t *testing.T) {
 		}
 		s.Keys[name] = k
 	}
+	checkFrozenWrite(t, s, 5*stateWriteBlock)
+	s.Nonces = map[string]int64{}
+	checkFrozenWrite(t, s, 5*stateWriteBlock)
+	for i := range 20_000 {
+		name := fmt.Sprintf("op%d/%032x", i%13, uint64(i)*0x9e3779b97f4a7c15)
+		if i%9 == 0 {
+			name += "\"<&>\u2028\xff\x01"
+		}
+		s.Nonces[name] = int64(i%500-100) * 1e9
+	}
+	checkFrozenWrite(t, s, 10*stateWriteBlock)
+	// Without its keys: the nonces alone over many blocks.
+	s.Keys = map[string]*Key{}
+	s.reindex()
+	checkFrozenWrite(t, s, 5*stateWriteBlock)
+}
+
+// checkFrozenWrite checks that s frozen writes the base64 of
+// json.Marshal's encoding of s, at least min bytes of it.
+func checkFrozenWrite(t *testing.T, s *State, min int) {
+	t.Helper()
 	want, err := json.Marshal(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(want) < 5*stateWriteBlock {
+	if len(want) < min {
 		t.Fatalf("the state's encoding is %d bytes: not many blocks", len(want))
 	}
 	fr, err := s.freeze()
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkFrozenWrites(t, fr, want)
+}
+
+// checkFrozenWrites checks that fr writes the base64 of want.
+func checkFrozenWrites(t *testing.T, fr *frozen, want []byte) {
+	t.Helper()
 	var b bytes.Buffer
 	if err := fr.writeBase64To(&b); err != nil {
 		t.Fatal(err)
@@ -250,6 +279,10 @@ func TestFrozenWriteIsMarshal(t *testing.T) {
 		t.Fatalf("what the frozen state wrote is not base64: %v", err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Fatalf("the frozen state wrote\n%.300s\nnot json.Marshal's\n%.300s", got, want)
+		i := 0
+		for i < min(len(got), len(want)) && got[i] == want[i] {
+			i++
+		}
+		t.Fatalf("the frozen state wrote, from byte %d of %d,\n%.300s\nnot json.Marshal's\n%.300s", i, len(want), got[i:], want[i:])
 	}
 }

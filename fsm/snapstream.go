@@ -391,6 +391,7 @@ func decodeStateFrom(sc *jsonScan) (*State, *stateDigest, error) {
 	s.names = names
 	<-idsDone
 	s.reindexRestWithIDs(ids)
+	s.reindexNonces()
 	merged = nil
 
 	d := &stateDigest{keys: s.names.Clone(), nonces: make(map[string][32]byte, len(s.Nonces))}

@@ -120,6 +120,10 @@ type State struct {
 	// so a clone of it (O(1), copy-on-write) is the keys as they were: a
 	// checkpoint keeps one instead of an encoding (checkpoint.go).
 	names *btree.BTreeG[*Key]
+	// expiries indexes Nonces by expiry (nonces.go), kept by spendNonce
+	// and pruneNonces and rebuilt when it is not in step: a checkpoint
+	// keeps a clone of it, as of names.
+	expiries *btree.BTreeG[nonceEntry]
 	// ids maps key IDs to names (keyids.go), kept and rebuilt like tang.
 	ids map[string]string
 	// shared indexes the keys with a live sharing (Sharings: ed25519-frost
@@ -183,12 +187,13 @@ func (s *State) indexKey(name string) {
 	}
 }
 
-// reindex builds the indexes from every key.
+// reindex builds the indexes from every key and nonce.
 func (s *State) reindex() {
 	s.names = newNameIndex()
 	for _, k := range s.Keys {
 		s.names.ReplaceOrInsert(k)
 	}
+	s.reindexNonces()
 	s.reindexRest()
 }
 

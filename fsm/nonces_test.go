@@ -1,0 +1,82 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"testing"
+)
+
+// stateWithNonces is a state with n nonces, expiring 1..n seconds after
+// the epoch, and no index of them.
+func stateWithNonces(n int) *State {
+	s := emptyState()
+	for i := range n {
+		s.Nonces[fmt.Sprintf("op%d/%032x", i%7, uint64(i)*0x9e3779b97f4a7c15)] = int64(i+1) * 1e9
+	}
+	return s
+}
+
+// TestFreezeDoesNotEncodeNonces: freezing a state costs as many
+// allocations with 20,000 nonces as with 20 (it keeps a clone of their
+// index; the snapshot writer encodes them), as it does with keys.
+func TestFreezeDoesNotEncodeNonces(t *testing.T) {
+	allocs := func(n int) float64 {
+		s := stateWithNonces(n)
+		s.nonceIndex()
+		return testing.AllocsPerRun(20, func() {
+			if _, err := s.freeze(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	few, many := allocs(20), allocs(20_000)
+	if many > few+2 {
+		t.Errorf("freezing a state takes %.0f allocations with 20,000 nonces, %.0f with 20", many, few)
+	}
+}
+
+// TestFrozenNoncesStay: a frozen state writes the nonces as they were
+// when it was frozen, whatever is spent and pruned after (the index is
+// changed copy-on-write), and the state's index stays in step with its
+// map.
+func TestFrozenNoncesStay(t *testing.T) {
+	s := stateWithNonces(5000)
+	want, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr, err := s.freeze()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := maps.Clone(s.Nonces)
+	var forgot []string
+	s.pruneNonces(2500e9, func(nk string) { forgot = append(forgot, nk) })
+	if len(forgot) != 2499 || len(s.Nonces) != 2501 {
+		t.Fatalf("the prune forgot %d nonces and left %d, want 2499 and 2501", len(forgot), len(s.Nonces))
+	}
+	for _, nk := range forgot {
+		if before[nk] >= 2500e9 {
+			t.Fatalf("the prune forgot %s, which expires at %d", nk, before[nk])
+		}
+	}
+	for i := range 3000 {
+		s.spendNonce(fmt.Sprintf("new/%05d", i), int64(6000+i)*1e9)
+	}
+	for nk := range s.Nonces { // spent again, with another expiry
+		s.spendNonce(nk, s.Nonces[nk]+1)
+		break
+	}
+	checkFrozenWrites(t, fr, want)
+	if s.expiries.Len() != len(s.Nonces) {
+		t.Fatalf("the index holds %d nonces, the map %d", s.expiries.Len(), len(s.Nonces))
+	}
+	s.expiries.Ascend(func(e nonceEntry) bool {
+		if exp, ok := s.Nonces[e.name]; !ok || exp != e.exp {
+			t.Fatalf("the index has %s at %d, the map at %d (%v)", e.name, e.exp, exp, ok)
+		}
+		return true
+	})
+	checkFrozenWrite(t, s, 0)
+}
