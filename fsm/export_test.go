@@ -93,6 +93,25 @@ func NameIndexForTest(f *FSM) bool {
 	return same && slices.Equal(names, sortedKeys(s.Keys))
 }
 
+// NonceIndexForTest says whether f's index of nonces by expiry is its
+// map of them, without rebuilding it (nonceIndex would), and was never
+// found out of step.
+func NonceIndexForTest(f *FSM) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s := f.state
+	if s.expiries == nil || s.expiries.Len() != len(s.Nonces) || s.nonceRepairs > 0 {
+		return false
+	}
+	same := true
+	s.expiries.Ascend(func(e nonceEntry) bool {
+		exp, ok := s.Nonces[e.name]
+		same = ok && exp == e.exp
+		return same
+	})
+	return same
+}
+
 // DecodeSnapForTest is RestoreSnapshot's decoder of a snapshot.
 func DecodeSnapForTest(data []byte) (*Snap, error) { return decodeSnap(data) }
 

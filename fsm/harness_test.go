@@ -197,6 +197,9 @@ func (h *harness) apply(data []byte) *fsm.Result {
 	if !fsm.NameIndexForTest(h.f) {
 		h.t.Errorf("after entry %d the index of key names is not the state's keys", h.index)
 	}
+	if !fsm.NonceIndexForTest(h.f) {
+		h.t.Errorf("after entry %d the index of nonces by expiry is not the state's nonces", h.index)
+	}
 	if !fsm.TangIndexForTest(h.f) {
 		h.t.Errorf("after entry %d the index of Tang keys is not what a scan of every key finds", h.index)
 	}

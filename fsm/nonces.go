@@ -41,6 +41,9 @@ func newNonceIndex() *btree.BTreeG[nonceEntry] {
 // step with the map.
 func (s *State) nonceIndex() *btree.BTreeG[nonceEntry] {
 	if s.expiries == nil || s.expiries.Len() != len(s.Nonces) {
+		if s.expiries != nil {
+			s.nonceRepairs++
+		}
 		s.reindexNonces()
 	}
 	return s.expiries

@@ -124,6 +124,10 @@ type State struct {
 	// and pruneNonces and rebuilt when it is not in step: a checkpoint
 	// keeps a clone of it, as of names.
 	expiries *btree.BTreeG[nonceEntry]
+	// nonceRepairs counts the times expiries was found out of step and
+	// rebuilt: never, but after a change to Nonces that went around
+	// spendNonce and pruneNonces (the fsm tests' harness checks).
+	nonceRepairs int
 	// ids maps key IDs to names (keyids.go), kept and rebuilt like tang.
 	ids map[string]string
 	// shared indexes the keys with a live sharing (Sharings: ed25519-frost
