@@ -193,6 +193,13 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	start := time.Now()
 	cr := &countingReader{r: rc}
+	r.mu.Lock()
+	earlier := r.caughtUp.settle
+	r.caughtUp.settle = nil
+	r.mu.Unlock()
+	if earlier != nil {
+		earlier() // an earlier restore's, never caught up: before this one sets the collector's percent
+	}
 	collected := collectLess()
 	res, err := r.fsm.RestoreSnapshotFrom(cr) // read once, as a stream: no copy of the file in memory
 	if err != nil {
@@ -216,9 +223,6 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	applied, chain := r.fsm.ChainAt()
 	last := lastCommand(r.logs.Load(), applied)
 	r.mu.Lock()
-	if r.caughtUp.settle != nil {
-		go r.caughtUp.settle() // an earlier restore's, never caught up
-	}
 	r.chains.restored(applied, chain)
 	r.caughtUp.index, r.caughtUp.first, r.caughtUp.settle = 0, 0, nil
 	if last > applied {

@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"encoding/json"
+	"io"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,5 +147,39 @@ func TestRestoreMemoryWorkWaitsUntilCaughtUp(t *testing.T) {
 	settle()
 	if calls != 1 {
 		t.Errorf("the memory work ran %d times, want once", calls)
+	}
+}
+
+// TestRestoreSettlesTheEarlierRestoreFirst: a restore that comes while
+// an earlier one's memory work still waits for the catch-up (a snapshot
+// installed from the leader, say) does that work first, before it sets
+// the collector's percent for itself: done after, it would set the
+// percent the new restore saved back to the restore's, for good. Not
+// parallel: it sets the environment and the process's GC percent.
+func TestRestoreSettlesTheEarlierRestoreFirst(t *testing.T) {
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	gcPercent := func() int {
+		p := debug.SetGCPercent(-1)
+		debug.SetGCPercent(p)
+		return p
+	}
+	f := fsm.New(dealChecker{})
+	f.TokenWrites = WriteTokenCheck
+	r := newRaftFSM(f, slog.New(slog.DiscardHandler), metrics.New())
+	debug.SetGCPercent(100)
+	earlier := collectLess() // an earlier restore's, its memory work pending
+	ran := false
+	r.caughtUp.index, r.caughtUp.since = 10, time.Now()
+	r.caughtUp.settle = settleAfterRestore(func(large bool) { ran = true; earlier(large) }, false, 0)
+	if err := r.Restore(io.NopCloser(strings.NewReader("not a snapshot"))); err == nil {
+		t.Fatal("restored a snapshot that is none")
+	}
+	if !ran {
+		t.Fatal("the earlier restore's memory work did not run at the next restore")
+	}
+	if got := gcPercent(); got != 100 {
+		t.Errorf("GOGC %d after the two restores, want 100, where it was before them", got)
 	}
 }
