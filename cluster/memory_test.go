@@ -19,7 +19,6 @@ import (
 // it does not run in parallel.
 func TestLargeSnapshotSetsGCPercent(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
-	gcPercent := func() int { p := debug.SetGCPercent(100); debug.SetGCPercent(p); return p }
 	for _, c := range []struct {
 		name      string
 		gogc, lim string
@@ -52,7 +51,6 @@ func TestManyKeysSetGCPercent(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	t.Setenv("GOGC", "")
 	t.Setenv("GOMEMLIMIT", "")
-	gcPercent := func() int { p := debug.SetGCPercent(100); debug.SetGCPercent(p); return p }
 	newFSM := func(largeKeys int) *raftFSM {
 		f := fsm.New(dealChecker{})
 		f.TokenWrites = WriteTokenCheck

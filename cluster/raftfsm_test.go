@@ -76,11 +76,6 @@ func TestRestoreCollectsLess(t *testing.T) {
 	t.Setenv("GOGC", "")
 	t.Setenv("GOMEMLIMIT", "")
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
-	gcPercent := func() int {
-		p := debug.SetGCPercent(-1)
-		debug.SetGCPercent(p)
-		return p
-	}
 	for _, c := range []struct {
 		large bool
 		after int
@@ -160,11 +155,6 @@ func TestRestoreSettlesTheEarlierRestoreFirst(t *testing.T) {
 	t.Setenv("GOGC", "")
 	t.Setenv("GOMEMLIMIT", "")
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
-	gcPercent := func() int {
-		p := debug.SetGCPercent(-1)
-		debug.SetGCPercent(p)
-		return p
-	}
 	f := fsm.New(dealChecker{})
 	f.TokenWrites = WriteTokenCheck
 	r := newRaftFSM(f, slog.New(slog.DiscardHandler), metrics.New())
@@ -182,4 +172,11 @@ func TestRestoreSettlesTheEarlierRestoreFirst(t *testing.T) {
 	if got := gcPercent(); got != 100 {
 		t.Errorf("GOGC %d after the two restores, want 100, where it was before them", got)
 	}
+}
+
+// gcPercent is the process's GC percent, left as it was.
+func gcPercent() int {
+	p := debug.SetGCPercent(-1)
+	debug.SetGCPercent(p)
+	return p
 }
