@@ -31,20 +31,9 @@ func (tn *testNode) fingerprint() string { return api.Fingerprint(tn.n.Identity(
 // directory, when token is empty) and serves its API on loopback.
 func startUnjoined(t *testing.T, id, token string) *testNode {
 	t.Helper()
-	var ports []string
-	for len(ports) < 3 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		u, err := net.ListenPacket("udp", addr)
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		ports = append(ports, addr)
+	ports, err := cluster.FreeLoopbackPorts(3) // below the ephemeral range, TCP and UDP free
+	if err != nil {
+		t.Fatal(err)
 	}
 	cfg := cluster.DefaultConfig()
 	cfg.NodeID, cfg.DataDir, cfg.JoinToken = id, filepath.Join(t.TempDir(), id), token
