@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -113,5 +114,34 @@ func TestNewNodeReportsATakenPort(t *testing.T) {
 				t.Fatalf("a node that failed to start left %d of its 2 other ports bound (free: %v)", 2-len(taken), taken)
 			}
 		})
+	}
+}
+
+// TestUnjoinedNodePortServesNothing: the node port an unjoined node
+// holds (heldPorts) closes every connection before any byte is read or
+// written, so whoever dials it there (any program, a member of another
+// cluster with its certificate) reaches neither Raft nor a node call:
+// the TLS handshake itself fails.
+func TestUnjoinedNodePortServesNothing(t *testing.T) {
+	t.Parallel()
+	cfg := portsConfig(t)
+	n, err := NewNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown(context.Background())
+	for _, proto := range []string{alpnRaft, alpnRPC, alpnCall} {
+		c, err := net.DialTimeout("tcp", cfg.RaftAddr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("dialing the node port: %v", err)
+		}
+		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{proto}})
+		tc.SetDeadline(time.Now().Add(5 * time.Second))
+		if err := tc.Handshake(); err == nil {
+			t.Errorf("an unjoined node's port completed a TLS handshake for %s", proto)
+		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Errorf("an unjoined node's port held a connection for %s open instead of closing it", proto)
+		}
+		tc.Close()
 	}
 }
