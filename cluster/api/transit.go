@@ -170,6 +170,11 @@ func ParseTransitCiphertext(s string) (*TransitCiphertext, error) {
 	if len(b64) > base64.StdEncoding.EncodedLen(transitHeader+shamir.TransitOverhead+MaxTransitPlaintext) {
 		return nil, fmt.Errorf("the ciphertext is longer than a %d-byte plaintext makes", MaxTransitPlaintext)
 	}
+	// The decoder skips CR and LF: refused here, so that one ciphertext
+	// has one spelling.
+	if strings.ContainsAny(b64, "\r\n") {
+		return nil, errors.New("the ciphertext is not base64: it holds a line break")
+	}
 	raw, err := base64.StdEncoding.Strict().DecodeString(b64)
 	if err != nil {
 		return nil, fmt.Errorf("the ciphertext is not base64: %v", err)
