@@ -207,8 +207,8 @@ func (f *FSM) Apply(index uint64, at time.Time, data []byte) *Result {
 	// The nonce is spent only by a command that took effect, so a refused
 	// command may be corrected and sent again.
 	nk := nonceKey(sg.Signer, cmd.Nonce)
-	s.spendNonce(nk, cmd.IssuedAt+2*int64(MaxClockSkew))
-	f.digest.markNonce(nk)
+	was, had := s.spendNonce(nk, cmd.IssuedAt+2*int64(MaxClockSkew))
+	f.digest.markNonce(nk, was, had)
 	if t.key != nil {
 		f.digest.markKey(t.key.Name)
 		s.indexKey(t.key.Name)
@@ -227,7 +227,7 @@ func (f *FSM) prune(now int64) {
 		return
 	}
 	s.LastPrune = now
-	s.pruneNonces(now, f.digest.markNonce)
+	s.pruneNonces(now, func(nk string, exp int64) { f.digest.markNonce(nk, exp, true) })
 	s.pruneMachines(now)
 	s.pruneJoinTokens(now)
 	s.pruneRevokedTokens(now)

@@ -512,7 +512,7 @@ func (t *transition) delivered(d *Delivered) *Error {
 	delete(t.s.Submitted, d.Machine)
 	// Machines never sign log entries, so their nonces share the map
 	// without meeting a signer's.
-	t.s.spendNonce(nk, max(t.now, d.Request.SignedAt)+2*int64(MaxClockSkew))
-	t.fsm.digest.markNonce(nk)
+	was, had := t.s.spendNonce(nk, max(t.now, d.Request.SignedAt)+2*int64(MaxClockSkew))
+	t.fsm.digest.markNonce(nk, was, had)
 	return nil
 }

@@ -57,19 +57,21 @@ func (s *State) reindexNonces() {
 	}
 }
 
-// spendNonce remembers the nonce nk until exp.
-func (s *State) spendNonce(nk string, exp int64) {
+// spendNonce remembers the nonce nk until exp, and gives its expiry
+// before, if it had one (for the state hash: stateDigest.markNonce).
+func (s *State) spendNonce(nk string, exp int64) (was int64, had bool) {
 	idx := s.nonceIndex()
-	if old, ok := s.Nonces[nk]; ok {
-		idx.Delete(nonceEntry{old, nk})
+	if was, had = s.Nonces[nk]; had {
+		idx.Delete(nonceEntry{was, nk})
 	}
 	s.Nonces[nk] = exp
 	idx.ReplaceOrInsert(nonceEntry{exp, nk})
+	return was, had
 }
 
 // pruneNonces forgets the nonces that expired before now, calling forget
-// with each.
-func (s *State) pruneNonces(now int64, forget func(nk string)) {
+// with each and its expiry.
+func (s *State) pruneNonces(now int64, forget func(nk string, exp int64)) {
 	idx := s.nonceIndex()
 	for {
 		e, ok := idx.Min()
@@ -78,7 +80,7 @@ func (s *State) pruneNonces(now int64, forget func(nk string)) {
 		}
 		idx.DeleteMin()
 		delete(s.Nonces, e.name)
-		forget(e.name)
+		forget(e.name, e.exp)
 	}
 }
 

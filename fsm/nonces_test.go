@@ -53,7 +53,12 @@ func TestFrozenNoncesStay(t *testing.T) {
 	}
 	before := maps.Clone(s.Nonces)
 	var forgot []string
-	s.pruneNonces(2500e9, func(nk string) { forgot = append(forgot, nk) })
+	s.pruneNonces(2500e9, func(nk string, exp int64) {
+		if exp != before[nk] {
+			t.Errorf("the prune gave %s's expiry as %d, the state had %d", nk, exp, before[nk])
+		}
+		forgot = append(forgot, nk)
+	})
 	if len(forgot) != 2499 || len(s.Nonces) != 2501 {
 		t.Fatalf("the prune forgot %d nonces and left %d, want 2499 and 2501", len(forgot), len(s.Nonces))
 	}
@@ -97,4 +102,67 @@ func BenchmarkFrozenWriteNonces(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestNonceChangesBetweenFolds: the state hash's digest keeps nothing for
+// each nonce. A fold takes a changed nonce's old entry out of the sum
+// from the value it had at the last fold, which the first change since
+// gave (stateDigest.markNonce). Several changes to one nonce between two
+// folds must leave the sum of the state's nonces, as a rebuild from every
+// nonce makes it: a nonce spent twice; one spent and pruned; one spent
+// again with another expiry and then pruned, whose prune gives an expiry
+// the sum never had.
+func TestNonceChangesBetweenFolds(t *testing.T) {
+	s := stateWithNonces(3000)
+	var d stateDigest
+	d.reset()
+	if err := d.fold(s); err != nil {
+		t.Fatal(err)
+	}
+	check := func(step string) {
+		t.Helper()
+		if err := d.fold(s); err != nil {
+			t.Fatal(err)
+		}
+		var want stateDigest
+		if err := want.rebuild(s); err != nil {
+			t.Fatal(err)
+		}
+		if d.sum != want.sum {
+			t.Fatalf("after %s the kept sum is not that of the state's nonces", step)
+		}
+	}
+	spend := func(nk string, exp int64) {
+		was, had := s.spendNonce(nk, exp)
+		d.markNonce(nk, was, had)
+	}
+	prune := func(now int64) {
+		s.pruneNonces(now, func(nk string, exp int64) { d.markNonce(nk, exp, true) })
+	}
+	named := func(exp int64) string {
+		for nk, e := range s.Nonces {
+			if e == exp {
+				return nk
+			}
+		}
+		t.Fatalf("no nonce expires at %d", exp)
+		return ""
+	}
+
+	spend("new/a", 10e9)
+	spend("new/a", 20e9)
+	spend(named(2500e9), 4000e9)
+	check("a new nonce spent twice, and an old one spent again")
+
+	spend("new/b", 1e9)
+	prune(1500e9) // new/b, new/a and the nonces up to 1,499 s
+	check("a prune of a nonce spent since the last fold, and of others")
+
+	x := named(2000e9)
+	spend(x, 1600e9)
+	prune(1700e9) // x, at the expiry it was spent again with
+	if _, ok := s.Nonces[x]; ok {
+		t.Fatal("the prune left the nonce spent again")
+	}
+	check("a nonce spent again with an earlier expiry, then pruned")
 }

@@ -46,6 +46,13 @@ func certifiedSnapshotThen(b testing.TB, n, tail, after int) (snap []byte, pin [
 // harness made) in a checkpoint certified by real partials, and tail
 // entries applied after it: what certifiedSnapshotOf snapshots.
 func certifiedHarness(b testing.TB, n, tail int) (*harness, *cryptoChecker) {
+	return certifiedHarnessWithNonces(b, n, tail, 0)
+}
+
+// certifiedHarnessWithNonces is certifiedHarness whose checkpoint also
+// holds nonces nonces, as a cluster that applied that many signed
+// commands in the last 2*MaxClockSkew remembers them.
+func certifiedHarnessWithNonces(b testing.TB, n, tail, nonces int) (*harness, *cryptoChecker) {
 	h, c := newCryptoHarness(b)
 	h.f.CheckpointEvery = 1 << 40 // no checkpoint while loading
 	threeHolders(h)
@@ -56,6 +63,10 @@ func certifiedHarness(b testing.TB, n, tail int) (*harness, *cryptoChecker) {
 			k.Name = fmt.Sprintf("load/%07d", i)
 			k.ID = fsm.KeyID(s.ClusterID, 1, i, "load", nil) // each key its own, as created
 			s.Keys[k.Name] = &k
+		}
+		exp := h.at.Add(2 * fsm.MaxClockSkew).UnixNano()
+		for i := range nonces {
+			s.Nonces[fmt.Sprintf("operator-%02d/%032x", i%50, uint64(i)*0x9e3779b97f4a7c15)] = exp + int64(i)
 		}
 	})
 	applyRaw := func(p principal, cmd *fsm.Command) {
@@ -144,6 +155,35 @@ func BenchmarkRestore(b *testing.B) {
 					b.Fatal(err)
 				}
 				if _, err := f.Hash(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// BenchmarkRestoreNonces is BenchmarkRestore's restore of 10,000 keys
+// with the nonces a cluster remembers after 2*MaxClockSkew (10 minutes)
+// of signed commands: none, or 100,000 (about 170 a second).
+func BenchmarkRestoreNonces(b *testing.B) {
+	for _, nonces := range []int{0, 100_000} {
+		b.Run(fmt.Sprintf("nonces=%d", nonces), func(b *testing.B) {
+			h, c := certifiedHarnessWithNonces(b, 10_000, 0, nonces)
+			snap, err := h.f.Snapshot()
+			if err != nil {
+				b.Fatal(err)
+			}
+			var pin []byte
+			h.f.Read(func(s *fsm.State) { pin = s.PublicKey() })
+			b.SetBytes(int64(len(snap)))
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			for range b.N {
+				fsm.ForgetSignaturesForTest() // as in a process that restarts
+				f := fsm.New(c)
+				f.PinClusterKey(pin)
+				if _, err := f.RestoreSnapshot(snap); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -3,7 +3,6 @@ package fsm
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -361,48 +360,44 @@ func decodeStateFrom(sc *jsonScan) (*State, *stateDigest, error) {
 	if s.Keys != nil {
 		return nil, nil, errors.New("the keys are given twice")
 	}
-	// The ID index on another goroutine, while this one builds the keys'
-	// map (refusing a name given twice) and the other indexes.
+	fixMaps(s)
+	// The nonces' part of the state hash (on every CPU), and the ID index
+	// and the nonces' index, on other goroutines, while this one builds
+	// the keys' map (refusing a name given twice) and the other indexes.
+	// None of them writes what another reads.
+	nonceSum := make(chan ltHash, 1)
+	go func() { nonceSum <- sumNonces(s.Nonces) }()
 	ids := make(map[string]string, nkeys)
 	idsDone := make(chan struct{})
-	var side sync.WaitGroup
-	side.Add(1)
 	go func() {
-		defer side.Done()
+		defer close(idsDone)
 		for _, b := range merged {
 			for i, name := range b.names {
 				indexKeyID(ids, name, b.keys[i])
 			}
 		}
+		s.reindexNonces()
 	}()
-	go func() { side.Wait(); close(idsDone) }()
 	keys := make(map[string]*Key, nkeys)
 	for _, b := range merged {
 		for i, name := range b.names {
 			if _, dup := keys[name]; dup {
 				<-idsDone
+				<-nonceSum
 				return nil, nil, fmt.Errorf("the key %q is given twice", name)
 			}
 			keys[name] = b.keys[i]
 		}
 	}
-	fixMaps(s)
 	s.Keys = keys
 	s.names = names
 	<-idsDone
 	s.reindexRestWithIDs(ids)
-	s.reindexNonces()
 	merged = nil
 
-	d := &stateDigest{keys: s.names.Clone(), nonces: make(map[string][32]byte, len(s.Nonces))}
+	d := &stateDigest{keys: s.names.Clone(), sum: <-nonceSum}
 	for i := range sums {
 		d.sum.add(&sums[i])
-	}
-	buf := new([2 * ltLanes]byte)
-	for name, exp := range s.Nonces {
-		e := entryDigest(entryNonce, name, binary.BigEndian.AppendUint64(nil, uint64(exp)))
-		d.nonces[name] = e
-		d.sum.update(&e, false, buf)
 	}
 	return s, d, nil
 }
