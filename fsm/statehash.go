@@ -132,7 +132,8 @@ func expand(d *[32]byte, buf *[2 * ltLanes]byte) {
 var zeroIV [aes.BlockSize]byte
 
 // stateDigest is the multiset part of the state hash and what keeps it:
-// the keys and nonces as the sum has them, and the names changed since.
+// the keys as the sum has them, and the keys and nonces changed since
+// (each nonce with its value as the sum has it).
 // Apply marks names under FSM.mu's write lock; Hash folds them under
 // hashMu and the read lock, which no Apply holds at the same time.
 type stateDigest struct {
