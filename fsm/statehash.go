@@ -251,14 +251,11 @@ func foldedKeys(s *State) *btree.BTreeG[*Key] {
 
 // rebuild computes the sum from every key and nonce of s, which it only
 // reads, on every CPU: each worker sums the entries of a share of the
-// names, and the sums are added (the sum is order-free).
+// keys, and the sums and the nonces' (sumNonces) are added (the sum is
+// order-free).
 func (d *stateDigest) rebuild(s *State) error {
-	names := make([]string, 0, len(s.Keys)+len(s.Nonces)) // the keys', then the nonces'
+	names := make([]string, 0, len(s.Keys))
 	for name := range s.Keys {
-		names = append(names, name)
-	}
-	nkeys := len(names)
-	for name := range s.Nonces {
 		names = append(names, name)
 	}
 	workers := max(1, min(runtime.GOMAXPROCS(0), len(names)/1024))
@@ -273,30 +270,24 @@ func (d *stateDigest) rebuild(s *State) error {
 		go func() {
 			defer wg.Done()
 			p := &parts[w]
-			lo, hi := w*len(names)/workers, (w+1)*len(names)/workers
 			buf := new([2 * ltLanes]byte)
 			var enc keyEncoder
 			var encoded []byte
-			for i := lo; i < hi; i++ {
-				name := names[i]
-				var e [32]byte
-				if i < nkeys {
-					b, err := enc.appendKey(encoded[:0], s.Keys[name])
-					if err != nil {
-						p.err = err
-						return
-					}
-					encoded = b
-					e = entryDigest(entryKey, name, b)
-				} else {
-					e = nonceDigest(name, s.Nonces[name])
+			for _, name := range names[w*len(names)/workers : (w+1)*len(names)/workers] {
+				b, err := enc.appendKey(encoded[:0], s.Keys[name])
+				if err != nil {
+					p.err = err
+					return
 				}
+				encoded = b
+				e := entryDigest(entryKey, name, b)
 				p.sum.update(&e, false, buf)
 			}
 		}()
 	}
+	nonces := sumNonces(s.Nonces)
 	wg.Wait()
-	*d = stateDigest{keys: foldedKeys(s)}
+	*d = stateDigest{keys: foldedKeys(s), sum: nonces}
 	for i := range parts {
 		p := &parts[i]
 		if p.err != nil {
