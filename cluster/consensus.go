@@ -500,6 +500,14 @@ func (c *consensus) propose(ctx context.Context, sg *fsm.Signed) (*fsm.Result, e
 	}
 }
 
+// notTaken tells whether Raft refused an entry before logging it, so that
+// it surely did not happen: this node is not the leader, its queue stayed
+// full, or it is handing its leadership over (which ends in another
+// leader, or in this one leading on).
+func notTaken(err error) bool {
+	return errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrEnqueueTimeout) || errors.Is(err, raft.ErrLeadershipTransferInProgress)
+}
+
 // errRetry marks a failure worth another try against the next leader.
 type errRetry struct{ err error }
 
@@ -520,7 +528,7 @@ func (c *consensus) proposeOnce(ctx context.Context, run *raftRun, data []byte) 
 		f := run.raft.Apply(data, time.Until(deadline(ctx)))
 		if err := f.Error(); err != nil {
 			switch {
-			case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
+			case notTaken(err):
 				return nil, errRetry{err}
 			case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
 				// The entry may still commit under the next leader: sending

@@ -1,10 +1,16 @@
 package cluster
 
 import (
+	"context"
+	"crypto/rand"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/keyquorum/keyquorum/fsm"
+	"github.com/keyquorum/keyquorum/shamir"
 )
 
 // A leader that stops gracefully hands its leadership to another voter
@@ -54,5 +60,49 @@ func TestRaftTimingProportions(t *testing.T) {
 	c.NodeID, c.DataDir, c.RaftAddr, c.GossipAddr, c.APIAddr = "n1", t.TempDir(), "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"
 	if err := c.validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A write that reaches the leader while it hands its leadership over is
+// refused by Raft before it is logged (raft.ErrLeadershipTransferInProgress):
+// it surely did not happen, so it is sent again, to whichever node leads
+// once the transfer ends, as a write refused by a node that is not the
+// leader is. Proposed on the leader, it was returned as it came, an error
+// of no kind, which the gateways answer as an internal error; forwarded by
+// a follower, it was answered as an unknown outcome. Here the transfer
+// goes to a stopped voter that lacks the last entry, so it lasts the
+// election timeout and fails, and the old leader goes on leading: a write
+// sent through the other follower during one transfer, and one sent to
+// the leader during another, are each committed.
+func TestWriteDuringLeadershipTransferIsSentAgain(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, 3)
+	ld := c.leader()
+	target := c.anyRunning(ld)
+	c.stop(target)
+	follower := c.anyRunning(ld)
+	pub := c.status(ld).PublicKey
+	for round, via := range []*testNode{follower, ld} {
+		c.createSecret(fmt.Sprintf("behind-%d", round), randomBytes(t, 32)) // the target lacks it
+		name := fmt.Sprintf("during-%d", round)
+		ct, err := shamir.Seal(rand.Reader, pub, fsm.SealInfo(c.clusterID, name), randomBytes(t, 32))
+		if err != nil {
+			t.Fatal(err)
+		}
+		write := c.sign(&fsm.Command{Type: fsm.TypeCreateKey, CreateKey: &fsm.CreateKey{
+			Name: name, Type: fsm.KeyTypeSecret, R: ct.R, Sealed: ct.Sealed}})
+		f := ld.n.cons.current().raft.LeadershipTransferToServer(raft.ServerID(target.id()), raft.ServerAddress(target.cfg.RaftAddr))
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		_, err = via.n.Submit(ctx, write)
+		cancel()
+		if err != nil {
+			t.Fatalf("the write sent to %s during the transfer: %v (kind %s)", via.id(), err, KindOf(err))
+		}
+		if err := f.Error(); err == nil {
+			t.Fatalf("the leadership went to the stopped %s", target.id())
+		}
+		if c.leader() != ld {
+			t.Fatalf("%s no longer leads after the failed transfer", ld.id())
+		}
 	}
 }

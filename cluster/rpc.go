@@ -121,7 +121,7 @@ func (c *consensus) handleApply(w http.ResponseWriter, r *http.Request) {
 	}
 	f := run.raft.Apply(data, time.Until(deadline(r.Context())))
 	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrEnqueueTimeout) {
+		if notTaken(err) {
 			writeRPC(w, nil, Errorf(kindNotLeader, "node %s: %v", c.nodeID, err))
 			return
 		}

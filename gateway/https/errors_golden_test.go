@@ -20,12 +20,12 @@ func TestErrorBodyGolden(t *testing.T) {
 	var out bytes.Buffer
 	answer := func(err error) {
 		rec := httptest.NewRecorder()
-		(&Server{log: slog.New(slog.DiscardHandler)}).writeError(rec, err)
+		(&Server{log: slog.New(slog.DiscardHandler), node: "n1"}).writeError(rec, err)
 		fmt.Fprintf(&out, "%d %s\n%s\n", rec.Code, rec.Header().Get("Content-Type"), bytes.TrimSuffix(rec.Body.Bytes(), []byte("\n")))
 	}
 	for _, k := range vocab.Kinds {
 		answer(vocab.Errorf(k, "what was wrong with the %s request", k))
 	}
-	answer(errors.New("an error of no kind")) // answered as internal
+	answer(errors.New("an error of no kind")) // answered as internal, naming the node whose log has it
 	golden.Check(t, "errors.txt", out.Bytes())
 }

@@ -48,6 +48,7 @@ const maxBatchBody = 4 << 20
 type Server struct {
 	svc  cluster.Service
 	log  *slog.Logger
+	node string // the node's ID, which an internal error's answer names
 	http *http.Server
 	h3   atomic.Pointer[http3.Server]
 	// timeouts bound the connections of both servers.
@@ -104,7 +105,7 @@ func NewServer(svc cluster.Service, cert *cluster.ServingCert, log *slog.Logger,
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Server{svc: svc, log: log, timeouts: DefaultTimeouts(cluster.DefaultRequestTimeout)}
+	s := &Server{svc: svc, log: log, node: svc.Identity().NodeID, timeouts: DefaultTimeouts(cluster.DefaultRequestTimeout)}
 	if o.timeouts != nil {
 		s.timeouts = *o.timeouts
 	}
@@ -207,12 +208,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // writeError answers with err's kind and message. An error without a kind
 // is a fault of this node whose text may name files or peers: the client
-// gets "internal error" and the text goes to the log.
+// gets an internal error that names the node, whose log has the text.
 func (s *Server) writeError(w http.ResponseWriter, err error) {
 	var e *cluster.Error
 	if !errors.As(err, &e) {
 		s.log.Error("internal error answering a request", "err", err)
-		e = &cluster.Error{Kind: cluster.KindInternal, Message: "internal error"}
+		e = cluster.Errorf(cluster.KindInternal, "internal error on node %q (its log has the cause)", s.node)
 	}
 	writeJSON(w, StatusOf(e.Kind), vocab.ErrorReply{Error: e})
 }

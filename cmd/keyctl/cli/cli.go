@@ -212,7 +212,10 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 // report prints err, if any, as one line on stderr (help on stdout) and
-// returns its exit status.
+// returns its exit status. An error of a kind is printed with its kind
+// and its whole text: the steps that wrapped the node's answer say where
+// it happened ("starting node "n3": internal error", not "internal error"
+// alone).
 func report(err error, stdout, stderr io.Writer) int {
 	if err == nil {
 		return ExitOK
@@ -228,7 +231,7 @@ func report(err error, stdout, stderr io.Writer) int {
 	}
 	var e *api.Error
 	if errors.As(err, &e) {
-		fmt.Fprintf(stderr, "keyctl: %s: %s\n", strings.ReplaceAll(string(e.Kind), "_", " "), e.Message)
+		fmt.Fprintf(stderr, "keyctl: %s: %s\n", strings.ReplaceAll(string(e.Kind), "_", " "), strings.ReplaceAll(err.Error(), "\n", "; "))
 		return e.Kind.ExitCode()
 	}
 	fmt.Fprintf(stderr, "keyctl: %v\n", err)

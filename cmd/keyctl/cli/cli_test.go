@@ -78,7 +78,7 @@ func TestMissingCredentialsNamesTheVariable(t *testing.T) {
 
 // TestExitCodesAreKeyagents: an error of each kind exits with the one
 // table's code, the one keyagent exits with for the same kind, and says
-// the kind on one line.
+// the kind on one line, with what wrapped the error (where it happened).
 func TestExitCodesAreKeyagents(t *testing.T) {
 	want := map[vocab.Kind]int{
 		vocab.KindNotFound: 3, vocab.KindUnauthenticated: 4, vocab.KindDenied: 5, vocab.KindClockSkew: 6,
@@ -99,10 +99,15 @@ func TestExitCodesAreKeyagents(t *testing.T) {
 		if code != w || code != k.ExitCode() {
 			t.Errorf("%s: exit %d, want %d", k, code, w)
 		}
-		wantLine := "keyctl: " + strings.ReplaceAll(string(k), "_", " ") + ": message of " + string(k) + "\n"
+		wantLine := "keyctl: " + strings.ReplaceAll(string(k), "_", " ") + ": wrapped: message of " + string(k) + "\n"
 		if errb.String() != wantLine || out.Len() != 0 {
 			t.Errorf("%s: stderr %q, stdout %q; want stderr %q", k, errb.String(), out.String(), wantLine)
 		}
+	}
+	var errb bytes.Buffer
+	two := errors.Join(fmt.Errorf("a: %w", vocab.Errorf(vocab.KindExists, "exists")), errors.New("b: failed"))
+	if code := report(two, io.Discard, &errb); code != vocab.KindExists.ExitCode() || errb.String() != "keyctl: exists: a: exists; b: failed\n" {
+		t.Errorf("two errors joined: exit %d, stderr %q: want them on one line", code, errb.String())
 	}
 	if code := report(errors.New("plain"), io.Discard, io.Discard); code != ExitError {
 		t.Errorf("an error without a kind: exit %d, want %d", code, ExitError)

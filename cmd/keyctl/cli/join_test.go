@@ -144,6 +144,41 @@ func TestClusterJoinChecksFingerprintAndToken(t *testing.T) {
 	}
 }
 
+// TestClusterJoinFailureNamesItsStep: a join whose node fails to start
+// for a cause of its own (here its Raft directory cannot be made; in
+// session 13, a node port taken at the join) says which step failed, on
+// which node, and where the cause is: keyctl printed "internal: internal
+// error" alone, dropping the "starting node" its client had wrapped
+// around the node's answer.
+func TestClusterJoinFailureNamesItsStep(t *testing.T) {
+	n1 := startUnjoined(t, "n1", "")
+	creds := filepath.Join(t.TempDir(), "creds")
+	if code, _, errb := keyctl(t, "cluster", "init", "--node", n1.addr, "--nodes", "1", "--dir", creds,
+		"--token-file", cluster.JoinTokenPath(n1.dataDir), "--fingerprint", n1.fingerprint()); code != ExitOK {
+		t.Fatalf("init: exit %d, %s", code, errb)
+	}
+	setEnv(t, filepath.Join(creds, "env.sh"))
+	code, out, errb := keyctl(t, "cluster", "token", "create", "--ttl", "1h")
+	if code != ExitOK {
+		t.Fatalf("token create: exit %d, %s", code, errb)
+	}
+	token := strings.TrimSpace(out)
+	n2 := startUnjoined(t, "n2", token)
+	// A file where the node makes its Raft directory: its start fails
+	// with an error of its own, which its API answers as internal.
+	if err := os.WriteFile(filepath.Join(n2.dataDir, "raft"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errb = keyctl(t, "cluster", "join", n2.addr, "--token", token, "--fingerprint", n2.fingerprint())
+	want := `keyctl: internal: starting node "n2": internal error on node "n2" (its log has the cause)` + "\n"
+	if code != vocab.KindInternal.ExitCode() || errb != want {
+		t.Fatalf("a join whose node cannot start: exit %d, stderr %q; want %q", code, errb, want)
+	}
+	if n2.n.Identity().Joined {
+		t.Fatal("n2 joined though it could not start")
+	}
+}
+
 // TestClusterAutopilotCommand: an admin turns the autopilot on, status
 // shows its period and the failure tolerance, a period too short is
 // refused with the rule, and 0 turns it off.
