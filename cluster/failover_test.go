@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
-	"fmt"
 	"testing"
 	"time"
 
@@ -71,38 +70,44 @@ func TestRaftTimingProportions(t *testing.T) {
 // of no kind, which the gateways answer as an internal error; forwarded by
 // a follower, it was answered as an unknown outcome. Here the transfer
 // goes to a stopped voter that lacks the last entry, so it lasts the
-// election timeout and fails, and the old leader goes on leading: a write
-// sent through the other follower during one transfer, and one sent to
-// the leader during another, are each committed.
+// election timeout and fails: a write sent through the follower that runs,
+// and one sent to the leader, each during the transfer, are committed.
+//
+// One transfer a cluster: hashicorp/raft v1.7 leaves a failed transfer's
+// request to replicate to the stopped voter queued, and a second transfer
+// to it then waits out that replication's backoff (seconds), refusing
+// every write meanwhile. A node hands its leadership over once, as it
+// stops (TestGracefulStopHandsLeadershipOver).
 func TestWriteDuringLeadershipTransferIsSentAgain(t *testing.T) {
 	t.Parallel()
-	c := newTestCluster(t, 3)
-	ld := c.leader()
-	target := c.anyRunning(ld)
-	c.stop(target)
-	follower := c.anyRunning(ld)
-	pub := c.status(ld).PublicKey
-	for round, via := range []*testNode{follower, ld} {
-		c.createSecret(fmt.Sprintf("behind-%d", round), randomBytes(t, 32)) // the target lacks it
-		name := fmt.Sprintf("during-%d", round)
-		ct, err := shamir.Seal(rand.Reader, pub, fsm.SealInfo(c.clusterID, name), randomBytes(t, 32))
-		if err != nil {
-			t.Fatal(err)
-		}
-		write := c.sign(&fsm.Command{Type: fsm.TypeCreateKey, CreateKey: &fsm.CreateKey{
-			Name: name, Type: fsm.KeyTypeSecret, R: ct.R, Sealed: ct.Sealed}})
-		f := ld.n.cons.current().raft.LeadershipTransferToServer(raft.ServerID(target.id()), raft.ServerAddress(target.cfg.RaftAddr))
-		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-		_, err = via.n.Submit(ctx, write)
-		cancel()
-		if err != nil {
-			t.Fatalf("the write sent to %s during the transfer: %v (kind %s)", via.id(), err, KindOf(err))
-		}
-		if err := f.Error(); err == nil {
-			t.Fatalf("the leadership went to the stopped %s", target.id())
-		}
-		if c.leader() != ld {
-			t.Fatalf("%s no longer leads after the failed transfer", ld.id())
-		}
+	for _, through := range []string{"follower", "leader"} {
+		t.Run("through the "+through, func(t *testing.T) {
+			t.Parallel()
+			c := newTestCluster(t, 3)
+			ld := c.leader()
+			target := c.anyRunning(ld)
+			c.stop(target)
+			via := ld
+			if through == "follower" {
+				via = c.anyRunning(ld) // the follower that runs
+			}
+			c.createSecret("behind", randomBytes(t, 32)) // the target lacks it
+			ct, err := shamir.Seal(rand.Reader, c.status(ld).PublicKey, fsm.SealInfo(c.clusterID, "during"), randomBytes(t, 32))
+			if err != nil {
+				t.Fatal(err)
+			}
+			write := c.sign(&fsm.Command{Type: fsm.TypeCreateKey, CreateKey: &fsm.CreateKey{
+				Name: "during", Type: fsm.KeyTypeSecret, R: ct.R, Sealed: ct.Sealed}})
+			f := ld.n.cons.current().raft.LeadershipTransferToServer(raft.ServerID(target.id()), raft.ServerAddress(target.cfg.RaftAddr))
+			ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+			_, err = via.n.Submit(ctx, write)
+			cancel()
+			if err != nil {
+				t.Fatalf("the write sent to %s during the transfer: %v (kind %s)", via.id(), err, KindOf(err))
+			}
+			if err := f.Error(); err == nil {
+				t.Fatalf("the leadership went to the stopped %s", target.id())
+			}
+		})
 	}
 }
