@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/keyquorum/keyquorum/cluster"
 )
 
 // TestKeyCreateMany: against a real node, "key create-many FILE" creates
@@ -18,13 +16,7 @@ import (
 // a key a create would refuse (an existing name, a bad name) is refused
 // alone and named, the others created, and the exit says some failed.
 func TestKeyCreateMany(t *testing.T) {
-	n1 := startUnjoined(t, "n1", "")
-	creds := filepath.Join(t.TempDir(), "creds")
-	if code, _, errb := keyctl(t, "cluster", "init", "--node", n1.addr, "--nodes", "1", "--dir", creds,
-		"--token-file", cluster.JoinTokenPath(n1.dataDir), "--fingerprint", n1.fingerprint()); code != ExitOK {
-		t.Fatalf("init: exit %d, %s", code, errb)
-	}
-	setEnv(t, filepath.Join(creds, "env.sh"))
+	initOneNode(t)
 	if code, _, errb := keyctl(t, "key", "create", "many/old", "--bytes", "16"); code != ExitOK {
 		t.Fatalf("key create: exit %d, %s", code, errb)
 	}

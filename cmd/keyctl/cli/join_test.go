@@ -61,6 +61,20 @@ func startUnjoined(t *testing.T, id, token string) *testNode {
 	return &testNode{n: n, addr: cfg.APIAddr, dataDir: cfg.DataDir}
 }
 
+// initOneNode starts a node, makes it a cluster of one with keyctl
+// cluster init (with the join token the node made), and sets the
+// environment the init wrote for the keyctl calls that follow.
+func initOneNode(t *testing.T) {
+	t.Helper()
+	n1 := startUnjoined(t, "n1", "")
+	creds := filepath.Join(t.TempDir(), "creds")
+	if code, _, errb := keyctl(t, "cluster", "init", "--node", n1.addr, "--nodes", "1", "--dir", creds,
+		"--token-file", cluster.JoinTokenPath(n1.dataDir), "--fingerprint", n1.fingerprint()); code != ExitOK {
+		t.Fatalf("init: exit %d, %s", code, errb)
+	}
+	setEnv(t, filepath.Join(creds, "env.sh"))
+}
+
 // setEnv sets the variables of an env.sh keyctl wrote.
 func setEnv(t *testing.T, path string) {
 	t.Helper()
@@ -151,13 +165,7 @@ func TestClusterJoinChecksFingerprintAndToken(t *testing.T) {
 // error" alone, dropping the "starting node" its client had wrapped
 // around the node's answer.
 func TestClusterJoinFailureNamesItsStep(t *testing.T) {
-	n1 := startUnjoined(t, "n1", "")
-	creds := filepath.Join(t.TempDir(), "creds")
-	if code, _, errb := keyctl(t, "cluster", "init", "--node", n1.addr, "--nodes", "1", "--dir", creds,
-		"--token-file", cluster.JoinTokenPath(n1.dataDir), "--fingerprint", n1.fingerprint()); code != ExitOK {
-		t.Fatalf("init: exit %d, %s", code, errb)
-	}
-	setEnv(t, filepath.Join(creds, "env.sh"))
+	initOneNode(t)
 	code, out, errb := keyctl(t, "cluster", "token", "create", "--ttl", "1h")
 	if code != ExitOK {
 		t.Fatalf("token create: exit %d, %s", code, errb)
@@ -183,13 +191,7 @@ func TestClusterJoinFailureNamesItsStep(t *testing.T) {
 // shows its period and the failure tolerance, a period too short is
 // refused with the rule, and 0 turns it off.
 func TestClusterAutopilotCommand(t *testing.T) {
-	n1 := startUnjoined(t, "n1", "")
-	creds := filepath.Join(t.TempDir(), "creds")
-	if code, _, errb := keyctl(t, "cluster", "init", "--node", n1.addr, "--nodes", "1", "--dir", creds,
-		"--token-file", cluster.JoinTokenPath(n1.dataDir), "--fingerprint", n1.fingerprint()); code != ExitOK {
-		t.Fatalf("init: exit %d, %s", code, errb)
-	}
-	setEnv(t, filepath.Join(creds, "env.sh"))
+	initOneNode(t)
 	if code, _, errb := keyctl(t, "cluster", "autopilot", "--remove-dead-after", "1m"); code != ExitOK {
 		t.Fatalf("autopilot on: exit %d, %s", code, errb)
 	}

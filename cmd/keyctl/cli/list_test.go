@@ -2,11 +2,8 @@ package cli
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/keyquorum/keyquorum/cluster"
 )
 
 // TestKeyListPages: against a real node, "key list --limit N" prints one
@@ -14,13 +11,7 @@ import (
 // the rest with none missed or repeated; "key list" alone lists every key
 // (the client follows the pages); a limit out of range is a usage error.
 func TestKeyListPages(t *testing.T) {
-	n1 := startUnjoined(t, "n1", "")
-	creds := filepath.Join(t.TempDir(), "creds")
-	if code, _, errb := keyctl(t, "cluster", "init", "--node", n1.addr, "--nodes", "1", "--dir", creds,
-		"--token-file", cluster.JoinTokenPath(n1.dataDir), "--fingerprint", n1.fingerprint()); code != ExitOK {
-		t.Fatalf("init: exit %d, %s", code, errb)
-	}
-	setEnv(t, filepath.Join(creds, "env.sh"))
+	initOneNode(t)
 	var want []string
 	for _, name := range []string{"b", "a/1", "c", "a/2", "d"} {
 		if code, _, errb := keyctl(t, "key", "create", name, "--bytes", "16"); code != ExitOK {
