@@ -380,6 +380,27 @@ func withEve(t *testing.T, state []byte) []byte {
 	return b
 }
 
+// withNonces is a state encoding whose nonces edit changed: a sender that
+// drops a spent nonce, or moves its expiry earlier, would let a command
+// signed before the checkpoint be applied again. The state must hold a
+// nonce to change.
+func withNonces(t *testing.T, state []byte, edit func(map[string]int64)) []byte {
+	t.Helper()
+	var st map[string]json.RawMessage
+	if err := json.Unmarshal(state, &st); err != nil {
+		t.Fatal(err)
+	}
+	var nonces map[string]int64
+	json.Unmarshal(st["nonces"], &nonces)
+	if len(nonces) == 0 {
+		t.Fatal("the checkpoint's state holds no nonce to change")
+	}
+	edit(nonces)
+	st["nonces"], _ = json.Marshal(nonces)
+	b, _ := json.Marshal(st)
+	return b
+}
+
 // withKeyRepeated is a state encoding whose first key is followed by
 // times copies of itself at version 99, in the keys' object: a decoder
 // that took the last of a duplicated name would keep the copy, and LtHash,
@@ -474,6 +495,24 @@ func TestForgedSnapshotAddsAdmin(t *testing.T) {
 			sn.Checkpoint = withKeyRepeated(t, sn.Checkpoint, 1<<16)
 		},
 		"a key given twice": func(sn *fsm.Snap) { sn.Checkpoint = withKeyRepeated(t, sn.Checkpoint, 1) },
+		// The nonces are summed apart from the keys, on every CPU: a
+		// spent nonce left out, or expiring sooner, reopens a replay.
+		"a spent nonce left out": func(sn *fsm.Snap) {
+			sn.Checkpoint = withNonces(t, sn.Checkpoint, func(m map[string]int64) {
+				for nk := range m {
+					delete(m, nk)
+					return
+				}
+			})
+		},
+		"a spent nonce expiring sooner": func(sn *fsm.Snap) {
+			sn.Checkpoint = withNonces(t, sn.Checkpoint, func(m map[string]int64) {
+				for nk := range m {
+					m[nk] = 1
+					return
+				}
+			})
+		},
 		// json's field names match case-insensitively: a second field
 		// taken for the keys.
 		"the keys given twice": func(sn *fsm.Snap) {
