@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -139,7 +140,7 @@ func TestUnjoinedNodePortServesNothing(t *testing.T) {
 		tc.SetDeadline(time.Now().Add(5 * time.Second))
 		if err := tc.Handshake(); err == nil {
 			t.Errorf("an unjoined node's port completed a TLS handshake for %s", proto)
-		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		} else if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 			t.Errorf("an unjoined node's port held a connection for %s open instead of closing it", proto)
 		}
 		tc.Close()
