@@ -29,17 +29,23 @@ func certifiedSnapshotOf(b testing.TB, n, tail int) (snap []byte, pin []byte, c 
 // creates made after the snapshot, as Raft's log holds them past it.
 func certifiedSnapshotThen(b testing.TB, n, tail, after int) (snap []byte, pin []byte, c *cryptoChecker, log []fsm.Entry) {
 	h, c := certifiedHarness(b, n, tail)
-	snap, err := h.f.Snapshot()
-	if err != nil {
-		b.Fatal(err)
-	}
-	h.f.Read(func(s *fsm.State) { pin = s.PublicKey() })
+	snap, pin = snapshotAndPin(b, h)
 	for i := range after {
 		h.at = h.at.Add(time.Millisecond)
 		h.index++
 		log = append(log, fsm.Entry{Index: h.index, Time: h.at.UnixNano(), Data: h.entry(admin, createKeyCmd(fmt.Sprintf("after/%05d", i)))})
 	}
 	return snap, pin, c, log
+}
+
+// snapshotAndPin is a snapshot of h's FSM and its cluster key.
+func snapshotAndPin(b testing.TB, h *harness) (snap, pin []byte) {
+	snap, err := h.f.Snapshot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	h.f.Read(func(s *fsm.State) { pin = s.PublicKey() })
+	return snap, pin
 }
 
 // certifiedHarness is a harness whose FSM holds n keys (plus a few the
@@ -144,23 +150,29 @@ func BenchmarkRestore(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
 			snap, pin, c := certifiedSnapshotOf(b, n, 1000)
-			b.SetBytes(int64(len(snap)))
-			cpu0 := cpuTime()
-			b.ResetTimer()
-			for range b.N {
-				fsm.ForgetSignaturesForTest() // as in a process that restarts
-				f := fsm.New(c)               // checkpoints every DefaultCheckpointEvery entries, as a node's
-				f.PinClusterKey(pin)
-				if _, err := f.RestoreSnapshot(snap); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := f.Hash(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+			timeRestores(b, snap, pin, c)
 		})
 	}
+}
+
+// timeRestores times what a restarting node's state machine does with
+// snap: restore it in a new FSM pinned to pin, and the first Hash.
+func timeRestores(b *testing.B, snap, pin []byte, c *cryptoChecker) {
+	b.SetBytes(int64(len(snap)))
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	for range b.N {
+		fsm.ForgetSignaturesForTest() // as in a process that restarts
+		f := fsm.New(c)               // checkpoints every DefaultCheckpointEvery entries, as a node's
+		f.PinClusterKey(pin)
+		if _, err := f.RestoreSnapshot(snap); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := f.Hash(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkRestoreNonces is BenchmarkRestore's restore of 10,000 keys
@@ -170,24 +182,8 @@ func BenchmarkRestoreNonces(b *testing.B) {
 	for _, nonces := range []int{0, 100_000} {
 		b.Run(fmt.Sprintf("nonces=%d", nonces), func(b *testing.B) {
 			h, c := certifiedHarnessWithNonces(b, 10_000, 0, nonces)
-			snap, err := h.f.Snapshot()
-			if err != nil {
-				b.Fatal(err)
-			}
-			var pin []byte
-			h.f.Read(func(s *fsm.State) { pin = s.PublicKey() })
-			b.SetBytes(int64(len(snap)))
-			cpu0 := cpuTime()
-			b.ResetTimer()
-			for range b.N {
-				fsm.ForgetSignaturesForTest() // as in a process that restarts
-				f := fsm.New(c)
-				f.PinClusterKey(pin)
-				if _, err := f.RestoreSnapshot(snap); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+			snap, pin := snapshotAndPin(b, h)
+			timeRestores(b, snap, pin, c)
 		})
 	}
 }
