@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"runtime"
 	"sync"
 
@@ -250,52 +251,55 @@ func foldedKeys(s *State) *btree.BTreeG[*Key] {
 }
 
 // rebuild computes the sum from every key and nonce of s, which it only
-// reads, on every CPU: each worker sums the entries of a share of the
-// keys, and the sums and the nonces' (sumNonces) are added (the sum is
-// order-free).
+// reads, on every CPU (sumOnEveryCPU; the sum is order-free).
 func (d *stateDigest) rebuild(s *State) error {
 	names := make([]string, 0, len(s.Keys))
 	for name := range s.Keys {
 		names = append(names, name)
 	}
-	workers := max(1, min(runtime.GOMAXPROCS(0), len(names)/1024))
-	type part struct {
-		sum ltHash
-		err error
+	keys, err := sumOnEveryCPU(len(names), func(lo, hi int, sum *ltHash, buf *[2 * ltLanes]byte) error {
+		var enc keyEncoder
+		var encoded []byte
+		for _, name := range names[lo:hi] {
+			b, err := enc.appendKey(encoded[:0], s.Keys[name])
+			if err != nil {
+				return err
+			}
+			encoded = b
+			e := entryDigest(entryKey, name, b)
+			sum.update(&e, false, buf)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	parts := make([]part, workers)
+	*d = stateDigest{keys: foldedKeys(s), sum: sumNonces(s.Nonces)}
+	d.sum.add(&keys)
+	return nil
+}
+
+// sumOnEveryCPU sums n entries on every CPU: each worker gives part a
+// share [lo, hi) of them, a sum of its own to add them to and a buffer
+// for their expansions, and the workers' sums are added. A worker per
+// 1,024 entries at most; the parts' errors are joined.
+func sumOnEveryCPU(n int, part func(lo, hi int, sum *ltHash, buf *[2 * ltLanes]byte) error) (ltHash, error) {
+	workers := max(1, min(runtime.GOMAXPROCS(0), n/1024))
+	sums := make([]ltHash, workers)
+	errs := make([]error, workers)
 	var wg sync.WaitGroup
-	for w := range parts {
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p := &parts[w]
-			buf := new([2 * ltLanes]byte)
-			var enc keyEncoder
-			var encoded []byte
-			for _, name := range names[w*len(names)/workers : (w+1)*len(names)/workers] {
-				b, err := enc.appendKey(encoded[:0], s.Keys[name])
-				if err != nil {
-					p.err = err
-					return
-				}
-				encoded = b
-				e := entryDigest(entryKey, name, b)
-				p.sum.update(&e, false, buf)
-			}
+			errs[w] = part(w*n/workers, (w+1)*n/workers, &sums[w], new([2 * ltLanes]byte))
 		}()
 	}
-	nonces := sumNonces(s.Nonces)
 	wg.Wait()
-	*d = stateDigest{keys: foldedKeys(s), sum: nonces}
-	for i := range parts {
-		p := &parts[i]
-		if p.err != nil {
-			return p.err
-		}
-		d.sum.add(&p.sum)
+	for w := 1; w < workers; w++ {
+		sums[0].add(&sums[w])
 	}
-	return nil
+	return sums[0], errors.Join(errs...)
 }
 
 // entryDigest is the digest a multiset entry is added with.
@@ -316,25 +320,14 @@ func sumNonces(nonces map[string]int64) ltHash {
 	for name, exp := range nonces {
 		all = append(all, nonceEntry{exp, name})
 	}
-	workers := max(1, min(runtime.GOMAXPROCS(0), len(all)/1024))
-	sums := make([]ltHash, workers)
-	var wg sync.WaitGroup
-	for w := range sums {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := new([2 * ltLanes]byte)
-			for _, n := range all[w*len(all)/workers : (w+1)*len(all)/workers] {
-				e := nonceDigest(n.name, n.exp)
-				sums[w].update(&e, false, buf)
-			}
-		}()
-	}
-	wg.Wait()
-	for i := 1; i < workers; i++ {
-		sums[0].add(&sums[i])
-	}
-	return sums[0]
+	sum, _ := sumOnEveryCPU(len(all), func(lo, hi int, sum *ltHash, buf *[2 * ltLanes]byte) error {
+		for _, n := range all[lo:hi] {
+			e := nonceDigest(n.name, n.exp)
+			sum.update(&e, false, buf)
+		}
+		return nil
+	})
+	return sum
 }
 
 // nonceDigest is the digest of the nonce name, remembered until exp.
